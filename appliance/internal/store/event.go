@@ -1,0 +1,63 @@
+package store
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// Event is one thing that happened at the site. Events are append-only and
+// numbered densely by Seq in log order.
+type Event struct {
+	Seq       uint64            `json:"seq"`
+	Index     uint64            `json:"index"` // Raft index of the command that recorded it
+	Time      time.Time         `json:"time"`
+	MachineID string            `json:"machine_id,omitempty"`
+	Kind      string            `json:"kind"`
+	Message   string            `json:"message"`
+	Fields    map[string]string `json:"fields,omitempty"`
+}
+
+// Validate checks an event before it is recorded.
+func (e *Event) Validate() error {
+	if e.Kind == "" {
+		return Invalid("kind", "is required")
+	}
+	if len(e.Message) > 4096 {
+		return Invalid("message", "is longer than 4096 bytes")
+	}
+	return nil
+}
+
+// LastEventSeq is the sequence number of the newest event (0 if none).
+func (tx *Tx) LastEventSeq() uint64 {
+	return readU64(tx.tx.Bucket(bucketMeta).Get(keyEventSeq))
+}
+
+// UnsafeAppendEvent numbers e with the next sequence number and stores it.
+func (tx *Tx) UnsafeAppendEvent(e *Event, index uint64, t time.Time) error {
+	seq := tx.LastEventSeq() + 1
+	e.Seq, e.Index, e.Time = seq, index, t
+	raw, err := json.Marshal(e)
+	if err != nil {
+		return fmt.Errorf("store: encode event: %w", err)
+	}
+	if err := tx.tx.Bucket(bucketEvents).Put(u64(seq), raw); err != nil {
+		return err
+	}
+	return tx.tx.Bucket(bucketMeta).Put(keyEventSeq, u64(seq))
+}
+
+// EventsSince returns up to limit events with Seq > since, oldest first.
+func (tx *Tx) EventsSince(since uint64, limit int) ([]*Event, error) {
+	var out []*Event
+	c := tx.tx.Bucket(bucketEvents).Cursor()
+	for k, v := c.Seek(u64(since + 1)); k != nil && len(out) < limit; k, v = c.Next() {
+		e, err := decode[Event](bucketEvents, k, v)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, e)
+	}
+	return out, nil
+}

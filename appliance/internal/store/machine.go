@@ -1,0 +1,243 @@
+package store
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"strings"
+)
+
+// MachineState is where a machine is in its life.
+type MachineState string
+
+// Machine states.
+const (
+	StateDiscovered     MachineState = "discovered"
+	StateReady          MachineState = "ready"
+	StateProvisioning   MachineState = "provisioning"
+	StateProvisioned    MachineState = "provisioned"
+	StateFailed         MachineState = "failed"
+	StateDeprovisioning MachineState = "deprovisioning"
+)
+
+var machineStates = []string{
+	string(StateDiscovered), string(StateReady), string(StateProvisioning),
+	string(StateProvisioned), string(StateFailed), string(StateDeprovisioning),
+}
+
+// Architectures a machine can have.
+var architectures = []string{"x86_64", "aarch64"}
+
+// BMC drivers.
+var bmcDrivers = []string{"ipmi", "redfish"}
+
+// Machine is a server the site provisions.
+type Machine struct {
+	Meta
+	ID         string       `json:"id"`
+	Hostname   string       `json:"hostname,omitempty"`
+	Arch       string       `json:"arch,omitempty"`
+	Interfaces []Interface  `json:"interfaces,omitempty"`
+	BMC        *BMC         `json:"bmc,omitempty"`
+	Disks      []Disk       `json:"disks,omitempty"`
+	Tags       []string     `json:"tags,omitempty"`
+	State      MachineState `json:"state"`
+	// Reason says why the machine is in its state; set for "failed".
+	Reason string `json:"reason,omitempty"`
+}
+
+// Interface is one network interface of a machine.
+type Interface struct {
+	Name string `json:"name,omitempty"`
+	MAC  string `json:"mac"`
+	// IP is the address reserved for this interface, if any.
+	IP string `json:"ip,omitempty"`
+	// Subnet names the subnet IP belongs to.
+	Subnet string `json:"subnet,omitempty"`
+	// Boot marks the interface the machine network-boots from.
+	Boot bool `json:"boot,omitempty"`
+}
+
+// BMC is how the appliance reaches a machine's baseboard controller.
+type BMC struct {
+	Address  string `json:"address"`
+	Driver   string `json:"driver,omitempty"`
+	Username string `json:"username,omitempty"`
+	// Password is accepted on input only. The store never keeps it in the
+	// clear: the API seals it into SealedPassword and clears it.
+	Password string `json:"password,omitempty"`
+	// SealedPassword is Password encrypted with the site key.
+	SealedPassword []byte `json:"sealed_password,omitempty"`
+	// PasswordSet tells API readers that a password is stored.
+	PasswordSet bool `json:"password_set,omitempty"`
+}
+
+// Disk is one block device of a machine.
+type Disk struct {
+	Name   string `json:"name"`
+	Size   uint64 `json:"size_bytes,omitempty"`
+	Model  string `json:"model,omitempty"`
+	Serial string `json:"serial,omitempty"`
+}
+
+func (*Machine) Kind() string   { return "machine" }
+func (m *Machine) Key() string  { return m.ID }
+func (*Machine) bucket() []byte { return bucketMachines }
+
+// Normalize puts MACs into canonical form and fills defaults. Call it
+// before Validate.
+func (m *Machine) Normalize() {
+	for i := range m.Interfaces {
+		if mac, err := NormalizeMAC(m.Interfaces[i].MAC); err == nil {
+			m.Interfaces[i].MAC = mac
+		}
+	}
+	if m.State == "" {
+		m.State = StateReady
+	}
+	if m.Arch == "" {
+		m.Arch = "x86_64"
+	}
+	if m.BMC != nil && m.BMC.Driver == "" {
+		m.BMC.Driver = "ipmi"
+	}
+}
+
+// Validate checks the machine on its own.
+func (m *Machine) Validate() error {
+	if err := validName("id", m.ID); err != nil {
+		return err
+	}
+	if err := validHostname("hostname", m.Hostname); err != nil {
+		return err
+	}
+	if err := validOneOf("arch", m.Arch, architectures...); err != nil {
+		return err
+	}
+	if err := validOneOf("state", string(m.State), machineStates...); err != nil {
+		return err
+	}
+	seen := map[string]bool{}
+	for i, nic := range m.Interfaces {
+		f := fmt.Sprintf("interfaces[%d]", i)
+		mac, err := NormalizeMAC(nic.MAC)
+		if err != nil {
+			return Invalid(f+".mac", "%q is not a 48-bit MAC address", nic.MAC)
+		}
+		if seen[mac] {
+			return Invalid(f+".mac", "%s is listed twice", mac)
+		}
+		seen[mac] = true
+		if err := validAddr(f+".ip", nic.IP, false); err != nil {
+			return err
+		}
+	}
+	if m.BMC != nil {
+		if err := m.BMC.validate(); err != nil {
+			return err
+		}
+	}
+	for i, d := range m.Disks {
+		if d.Name == "" {
+			return Invalid(fmt.Sprintf("disks[%d].name", i), "is required")
+		}
+	}
+	for i, t := range m.Tags {
+		if strings.TrimSpace(t) == "" {
+			return Invalid(fmt.Sprintf("tags[%d]", i), "is empty")
+		}
+	}
+	return nil
+}
+
+func (b *BMC) validate() error {
+	if b.Address == "" {
+		return Invalid("bmc.address", "is required")
+	}
+	host := b.Address
+	if ap, err := netip.ParseAddrPort(b.Address); err == nil {
+		host = ap.Addr().String()
+	}
+	if host == "" || strings.ContainsAny(host, " /") {
+		return Invalid("bmc.address", "%q is not a host or host:port", b.Address)
+	}
+	return validOneOf("bmc.driver", b.Driver, bmcDrivers...)
+}
+
+// View returns a copy safe to show outside the appliance: the BMC password,
+// sealed or not, is replaced by PasswordSet.
+func (m *Machine) View() *Machine {
+	c := *m
+	c.Interfaces = append([]Interface(nil), m.Interfaces...)
+	if m.BMC != nil {
+		b := *m.BMC
+		b.PasswordSet = len(b.SealedPassword) > 0 || b.Password != ""
+		b.Password = ""
+		b.SealedPassword = nil
+		c.BMC = &b
+	}
+	return &c
+}
+
+// MachineByMAC returns the machine one of whose interfaces has mac.
+func (tx *Tx) MachineByMAC(mac string) (*Machine, error) {
+	n, err := NormalizeMAC(mac)
+	if err != nil {
+		return nil, err
+	}
+	id := tx.tx.Bucket(bucketMACIndex).Get([]byte(n))
+	if id == nil {
+		return nil, NotFound("machine with MAC", n)
+	}
+	return Get[Machine](tx, string(id))
+}
+
+// UnsafePutMachine stores m and keeps the MAC index. A MAC that already
+// belongs to another machine is a conflict and changes nothing.
+func (tx *Tx) UnsafePutMachine(m *Machine, w Write) error {
+	idx := tx.tx.Bucket(bucketMACIndex)
+	for _, nic := range m.Interfaces {
+		if owner := idx.Get([]byte(nic.MAC)); owner != nil && string(owner) != m.ID {
+			return Conflict("MAC %s already belongs to machine %q", nic.MAC, owner)
+		}
+	}
+	prev, err := tx.unsafePut(m, w)
+	if err != nil {
+		return err
+	}
+	if prev != nil {
+		var old Machine
+		if err := json.Unmarshal(prev, &old); err != nil {
+			return fmt.Errorf("%w: machine %q: %v", ErrCorrupt, m.ID, err)
+		}
+		for _, nic := range old.Interfaces {
+			if err := idx.Delete([]byte(nic.MAC)); err != nil {
+				return err
+			}
+		}
+	}
+	for _, nic := range m.Interfaces {
+		if err := idx.Put([]byte(nic.MAC), []byte(m.ID)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// UnsafeDeleteMachine removes a machine and its MAC index entries.
+func (tx *Tx) UnsafeDeleteMachine(id string, expect uint64) error {
+	prev, err := tx.unsafeDelete(&Machine{}, id, expect)
+	if err != nil {
+		return err
+	}
+	var old Machine
+	if err := json.Unmarshal(prev, &old); err != nil {
+		return fmt.Errorf("%w: machine %q: %v", ErrCorrupt, id, err)
+	}
+	for _, nic := range old.Interfaces {
+		if err := tx.tx.Bucket(bucketMACIndex).Delete([]byte(nic.MAC)); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,36 @@
+package store
+
+// The buckets of the store. Every bucket the store uses is named here and
+// created by ensureSchema; adding one is a schema change and bumps
+// schemaVersion only when existing data must be rewritten.
+var (
+	bucketMeta      = []byte("meta")      // appliedIndex, schemaVersion, eventSeq
+	bucketMachines  = []byte("machines")  // id -> Machine
+	bucketMACIndex  = []byte("mac_index") // normalized MAC -> machine id
+	bucketSubnets   = []byte("subnets")   // name -> Subnet
+	bucketLeases    = []byte("leases")    // IP -> Lease
+	bucketImages    = []byte("images")    // name -> Image
+	bucketTemplates = []byte("templates") // name -> Template
+	bucketWorkflows = []byte("workflows") // id -> Workflow
+	bucketEvents    = []byte("events")    // big-endian seq -> Event
+	bucketSettings  = []byte("settings")  // "site" -> Settings
+	bucketMembers   = []byte("members")   // node id -> Member
+	bucketTokens    = []byte("tokens")    // token id -> Token
+)
+
+var allBuckets = [][]byte{
+	bucketMeta, bucketMachines, bucketMACIndex, bucketSubnets, bucketLeases,
+	bucketImages, bucketTemplates, bucketWorkflows, bucketEvents,
+	bucketSettings, bucketMembers, bucketTokens,
+}
+
+// Keys in bucketMeta.
+var (
+	keyAppliedIndex  = []byte("applied_index")
+	keySchemaVersion = []byte("schema_version")
+	keyEventSeq      = []byte("event_seq")
+)
+
+// schemaVersion is the layout this code reads and writes. A file with a
+// newer version is refused at open rather than misread.
+const schemaVersion = 1

@@ -1,0 +1,167 @@
+package store
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Meta is carried by every stored object.
+type Meta struct {
+	// Version is the Raft index of the command that last changed the
+	// object. It is the optimistic-concurrency token and the sync cursor.
+	Version   uint64    `json:"version"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+func (m *Meta) meta() *Meta { return m }
+
+// Object is a value kept in its own bucket under a string key.
+type Object interface {
+	// Kind is the object's name in errors and the API ("machine").
+	Kind() string
+	// Key is the object's unique key within its kind.
+	Key() string
+	// Validate checks the object on its own, without the rest of the store.
+	Validate() error
+
+	bucket() []byte
+	meta() *Meta
+}
+
+// objectPtr is the constraint of the generic accessors: a pointer to T
+// that is an Object.
+type objectPtr[T any] interface {
+	*T
+	Object
+}
+
+// Tx is a transaction on the store.
+type Tx struct {
+	tx       *bolt.Tx
+	writable bool
+}
+
+// AppliedIndex is the Raft index of the last command the store applied.
+func (tx *Tx) AppliedIndex() uint64 {
+	return readU64(tx.tx.Bucket(bucketMeta).Get(keyAppliedIndex))
+}
+
+// UnsafeSetAppliedIndex records idx as applied. The state machine calls it
+// in the same transaction as the command's changes.
+func (tx *Tx) UnsafeSetAppliedIndex(idx uint64) error {
+	return tx.tx.Bucket(bucketMeta).Put(keyAppliedIndex, u64(idx))
+}
+
+// Get returns the object of type T with key, or an error matching
+// ErrNotFound.
+func Get[T any, P objectPtr[T]](tx *Tx, key string) (*T, error) {
+	var zero P = new(T)
+	raw := tx.tx.Bucket(zero.bucket()).Get([]byte(key))
+	if raw == nil {
+		return nil, NotFound(zero.Kind(), key)
+	}
+	return decode[T](zero.bucket(), []byte(key), raw)
+}
+
+// List returns every object of type T in key order.
+func List[T any, P objectPtr[T]](tx *Tx) ([]*T, error) {
+	var zero P = new(T)
+	var out []*T
+	err := tx.tx.Bucket(zero.bucket()).ForEach(func(k, v []byte) error {
+		o, err := decode[T](zero.bucket(), k, v)
+		if err != nil {
+			return err
+		}
+		out = append(out, o)
+		return nil
+	})
+	return out, err
+}
+
+// Count returns how many objects of type T there are.
+func Count[T any, P objectPtr[T]](tx *Tx) int {
+	var zero P = new(T)
+	return tx.tx.Bucket(zero.bucket()).Stats().KeyN
+}
+
+// Write describes one put: the object, the version the writer last saw
+// (0 for "any"), and the Raft index and time of the command.
+type Write struct {
+	Expect uint64
+	Index  uint64
+	Time   time.Time
+}
+
+// unsafePut stores o after checking its expected version, stamping its Meta.
+// It returns the previous value's raw bytes (nil if new).
+func (tx *Tx) unsafePut(o Object, w Write) (prev []byte, err error) {
+	b := tx.tx.Bucket(o.bucket())
+	key := []byte(o.Key())
+	prev = b.Get(key)
+	m := o.meta()
+	if prev != nil {
+		var old Meta
+		if err := json.Unmarshal(prev, &old); err != nil {
+			return nil, fmt.Errorf("%w: %s/%s: %v", ErrCorrupt, o.bucket(), key, err)
+		}
+		if w.Expect != 0 && old.Version != w.Expect {
+			return nil, Conflict("%s %q is at version %d, not %d", o.Kind(), o.Key(), old.Version, w.Expect)
+		}
+		m.CreatedAt = old.CreatedAt
+	} else {
+		if w.Expect != 0 {
+			return nil, Conflict("%s %q does not exist (expected version %d)", o.Kind(), o.Key(), w.Expect)
+		}
+		m.CreatedAt = w.Time
+	}
+	m.Version = w.Index
+	m.UpdatedAt = w.Time
+	raw, err := json.Marshal(o)
+	if err != nil {
+		return nil, fmt.Errorf("store: encode %s %q: %w", o.Kind(), o.Key(), err)
+	}
+	return prev, b.Put(key, raw)
+}
+
+// unsafeDelete removes the object of o's kind with key after checking the
+// expected version. It returns the removed value's raw bytes.
+func (tx *Tx) unsafeDelete(o Object, key string, expect uint64) ([]byte, error) {
+	b := tx.tx.Bucket(o.bucket())
+	prev := b.Get([]byte(key))
+	if prev == nil {
+		return nil, NotFound(o.Kind(), key)
+	}
+	if expect != 0 {
+		var old Meta
+		if err := json.Unmarshal(prev, &old); err != nil {
+			return nil, fmt.Errorf("%w: %s/%s: %v", ErrCorrupt, o.bucket(), key, err)
+		}
+		if old.Version != expect {
+			return nil, Conflict("%s %q is at version %d, not %d", o.Kind(), key, old.Version, expect)
+		}
+	}
+	return prev, b.Delete([]byte(key))
+}
+
+// UnsafePut stores o. Machines go through UnsafePutMachine instead, which
+// keeps the MAC index.
+func (tx *Tx) UnsafePut(o Object, w Write) error {
+	if m, ok := o.(*Machine); ok {
+		return tx.UnsafePutMachine(m, w)
+	}
+	_, err := tx.unsafePut(o, w)
+	return err
+}
+
+// UnsafeDelete removes the object of kind's type with key.
+func (tx *Tx) UnsafeDelete(kind Object, key string, expect uint64) error {
+	if _, ok := kind.(*Machine); ok {
+		return tx.UnsafeDeleteMachine(key, expect)
+	}
+	_, err := tx.unsafeDelete(kind, key, expect)
+	return err
+}

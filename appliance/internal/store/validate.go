@@ -1,0 +1,67 @@
+package store
+
+import (
+	"net"
+	"net/netip"
+	"regexp"
+	"strings"
+)
+
+var (
+	nameRE     = regexp.MustCompile(`^[a-z0-9]([a-z0-9._-]{0,62})$`)
+	hostnameRE = regexp.MustCompile(`^[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?(\.[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)*$`)
+)
+
+// validName checks an object key: lowercase letters, digits, '.', '_' and
+// '-', starting with a letter or digit, at most 63 characters.
+func validName(field, v string) error {
+	if v == "" {
+		return Invalid(field, "is required")
+	}
+	if !nameRE.MatchString(v) {
+		return Invalid(field, "%q must be 1-63 lowercase letters, digits, '.', '_' or '-', starting with a letter or digit", v)
+	}
+	return nil
+}
+
+func validHostname(field, v string) error {
+	if v == "" {
+		return nil
+	}
+	if len(v) > 253 || !hostnameRE.MatchString(v) {
+		return Invalid(field, "%q is not a valid hostname", v)
+	}
+	return nil
+}
+
+// NormalizeMAC returns mac in the canonical lowercase colon form.
+func NormalizeMAC(mac string) (string, error) {
+	hw, err := net.ParseMAC(strings.TrimSpace(mac))
+	if err != nil || len(hw) != 6 {
+		return "", Invalid("mac", "%q is not a 48-bit MAC address", mac)
+	}
+	return hw.String(), nil
+}
+
+func validAddr(field, v string, required bool) error {
+	if v == "" {
+		if required {
+			return Invalid(field, "is required")
+		}
+		return nil
+	}
+	a, err := netip.ParseAddr(v)
+	if err != nil || !a.Is4() {
+		return Invalid(field, "%q is not an IPv4 address", v)
+	}
+	return nil
+}
+
+func validOneOf(field, v string, allowed ...string) error {
+	for _, a := range allowed {
+		if v == a {
+			return nil
+		}
+	}
+	return Invalid(field, "%q is not one of %s", v, strings.Join(allowed, ", "))
+}
