@@ -19,6 +19,9 @@ type Meta struct {
 
 func (m *Meta) meta() *Meta { return m }
 
+// ObjectVersion returns the object's Version.
+func (m *Meta) ObjectVersion() uint64 { return m.Version }
+
 // Object is a value kept in its own bucket under a string key.
 type Object interface {
 	// Kind is the object's name in errors and the API ("machine").
@@ -27,6 +30,8 @@ type Object interface {
 	Key() string
 	// Validate checks the object on its own, without the rest of the store.
 	Validate() error
+	// ObjectVersion is the Raft index the object was last changed at.
+	ObjectVersion() uint64
 
 	bucket() []byte
 	meta() *Meta

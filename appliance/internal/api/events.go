@@ -1,0 +1,149 @@
+package api
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/outposthq/outpost/appliance/internal/replica"
+	"github.com/outposthq/outpost/appliance/internal/store"
+)
+
+const (
+	defaultEventPage = 500
+	maxEventPage     = 10000
+	// streamHeartbeat keeps idle streams (and proxies) alive.
+	streamHeartbeat = 15 * time.Second
+)
+
+// eventQuery reads ?since= and ?limit=.
+func eventQuery(r *http.Request) (since uint64, limit int, err error) {
+	q := r.URL.Query()
+	if v := q.Get("since"); v != "" {
+		if since, err = strconv.ParseUint(v, 10, 64); err != nil {
+			return 0, 0, store.Invalid("since", "%q is not a sequence number", v)
+		}
+	}
+	limit = defaultEventPage
+	if v := q.Get("limit"); v != "" {
+		if limit, err = strconv.Atoi(v); err != nil || limit < 1 || limit > maxEventPage {
+			return 0, 0, store.Invalid("limit", "must be between 1 and %d", maxEventPage)
+		}
+	}
+	return since, limit, nil
+}
+
+// listEvents answers the events after ?since=, oldest first, with the last
+// sequence number so a client knows where to continue.
+func (s *Server) listEvents(w http.ResponseWriter, r *http.Request) {
+	since, limit, err := eventQuery(r)
+	if err == nil {
+		err = s.consistent(r)
+	}
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	var events []*store.Event
+	var last uint64
+	err = s.db.View(func(tx *store.Tx) (err error) {
+		last = tx.LastEventSeq()
+		events, err = tx.EventsSince(since, limit)
+		return err
+	})
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if events == nil {
+		events = []*store.Event{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"events": events, "last_seq": last})
+}
+
+// postEvent records an operator's event (a note on a machine's timeline).
+func (s *Server) postEvent(w http.ResponseWriter, r *http.Request) {
+	var e store.Event
+	if err := decodeBody(r, &e); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if e.Seq != 0 || e.Index != 0 {
+		s.writeError(w, r, store.Invalid("seq", "is assigned by the appliance"))
+		return
+	}
+	if err := e.Validate(); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	res, err := s.propose(r, replica.AppendEvents, replica.Events{Time: s.now().UTC(), Events: []store.Event{e}})
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, map[string]uint64{"index": res.Index})
+}
+
+// streamEvents sends events after ?since= as Server-Sent Events, then
+// every new one as it is committed, until the client goes away. Each
+// event's SSE id is its sequence number, so a client resumes with
+// ?since=<last id>.
+func (s *Server) streamEvents(w http.ResponseWriter, r *http.Request) {
+	since, _, err := eventQuery(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if v := r.Header.Get("Last-Event-ID"); v != "" {
+		if id, err := strconv.ParseUint(v, 10, 64); err == nil {
+			since = id
+		}
+	}
+	flusher, ok := w.(http.Flusher)
+	if !ok {
+		s.writeError(w, r, fmt.Errorf("api: response writer cannot stream"))
+		return
+	}
+	rc := http.NewResponseController(w)
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.WriteHeader(http.StatusOK)
+	flusher.Flush()
+	heartbeat := time.NewTicker(streamHeartbeat)
+	defer heartbeat.Stop()
+	for {
+		changed := s.db.Changed()
+		var events []*store.Event
+		if err := s.db.View(func(tx *store.Tx) (err error) {
+			events, err = tx.EventsSince(since, defaultEventPage)
+			return err
+		}); err != nil {
+			s.log.Error("event stream read", "err", err)
+			return
+		}
+		_ = rc.SetWriteDeadline(time.Now().Add(30 * time.Second))
+		for _, e := range events {
+			data, _ := json.Marshal(e)
+			if _, err := fmt.Fprintf(w, "id: %d\nevent: event\ndata: %s\n\n", e.Seq, data); err != nil {
+				return
+			}
+			since = e.Seq
+		}
+		flusher.Flush()
+		if len(events) == defaultEventPage {
+			continue // more are waiting
+		}
+		select {
+		case <-r.Context().Done():
+			return
+		case <-changed:
+		case <-heartbeat.C:
+			if _, err := fmt.Fprint(w, ": heartbeat\n\n"); err != nil {
+				return
+			}
+			flusher.Flush()
+		}
+	}
+}

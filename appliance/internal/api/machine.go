@@ -1,0 +1,30 @@
+package api
+
+import (
+	"github.com/outposthq/outpost/appliance/internal/store"
+)
+
+// bmcSealAD binds a sealed BMC password to its machine.
+func bmcSealAD(id string) string { return "machine/" + id + "/bmc" }
+
+// prepareMachine normalizes a machine and seals its BMC password. A put
+// that names no password keeps the stored one, so re-applying a file that
+// omits it does not erase it.
+func prepareMachine(s *Server, m, old *store.Machine) error {
+	m.Normalize()
+	if m.BMC == nil {
+		return nil
+	}
+	m.BMC.PasswordSet = false
+	if len(m.BMC.SealedPassword) > 0 {
+		return store.Invalid("bmc.sealed_password", "is set by the appliance, not by clients")
+	}
+	switch {
+	case m.BMC.Password != "":
+		m.BMC.SealedPassword = s.key.Seal([]byte(m.BMC.Password), bmcSealAD(m.ID))
+		m.BMC.Password = ""
+	case old != nil && old.BMC != nil:
+		m.BMC.SealedPassword = old.BMC.SealedPassword
+	}
+	return nil
+}

@@ -1,0 +1,105 @@
+package api
+
+import (
+	"net/http"
+
+	"github.com/outposthq/outpost/appliance/internal/replica"
+	"github.com/outposthq/outpost/appliance/internal/store"
+)
+
+func (s *Server) getSettings(w http.ResponseWriter, r *http.Request) {
+	if err := s.consistent(r); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	var set *store.Settings
+	err := s.db.View(func(tx *store.Tx) (err error) { set, err = tx.Settings(); return err })
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, set)
+}
+
+func (s *Server) putSettings(w http.ResponseWriter, r *http.Request) {
+	set := store.DefaultSettings()
+	if err := decodeBody(r, set); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if err := set.Validate(); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	expect, err := ifMatch(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	res, err := s.propose(r, replica.PutSettings, replica.Put[store.Settings]{Object: set, Expect: expect, Time: s.now().UTC()})
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	stored, err := replica.DecodeValue[store.Settings](res)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, stored)
+}
+
+// tokenView is what the API shows of a token: never its hash.
+type tokenView struct {
+	store.Meta
+	ID   string `json:"id"`
+	Name string `json:"name"`
+}
+
+func (s *Server) listTokens(w http.ResponseWriter, r *http.Request) {
+	var out []tokenView
+	err := s.db.View(func(tx *store.Tx) error {
+		all, err := store.List[store.Token](tx)
+		for _, t := range all {
+			out = append(out, tokenView{Meta: t.Meta, ID: t.ID, Name: t.Name})
+		}
+		return err
+	})
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if out == nil {
+		out = []tokenView{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"items": out})
+}
+
+// createToken makes a new API token; its secret is in this answer only.
+func (s *Server) createToken(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Name string `json:"name"`
+	}
+	if err := decodeBody(r, &req); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if req.Name == "" {
+		s.writeError(w, r, store.Invalid("name", "is required"))
+		return
+	}
+	token, rec := NewToken(req.Name)
+	if _, err := s.propose(r, replica.PutToken, replica.Put[store.Token]{Object: rec, Time: s.now().UTC()}); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, map[string]string{"id": rec.ID, "name": rec.Name, "token": token})
+}
+
+func (s *Server) deleteToken(w http.ResponseWriter, r *http.Request) {
+	if _, err := s.propose(r, replica.DeleteToken, replica.Delete{Key: r.PathValue("id"), Time: s.now().UTC()}); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}

@@ -1,0 +1,230 @@
+// Package app wires the appliance's subsystems together and runs them
+// until the context ends, then stops them in order: the API first, then
+// Raft (handing off leadership), then the store.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/outposthq/outpost/appliance/internal/api"
+	"github.com/outposthq/outpost/appliance/internal/client"
+	"github.com/outposthq/outpost/appliance/internal/config"
+	"github.com/outposthq/outpost/appliance/internal/replica"
+	"github.com/outposthq/outpost/appliance/internal/seal"
+	"github.com/outposthq/outpost/appliance/internal/store"
+)
+
+// Run starts the appliance and blocks until ctx ends or a subsystem fails.
+// out receives the few lines meant for the operator at a terminal (where
+// the API is, the first admin token).
+func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Writer) error {
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	fresh := isFresh(cfg)
+	db, err := store.Open(cfg.StorePath())
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+
+	key, err := siteKey(cfg, fresh)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.APIAddr)
+	if err != nil {
+		return fmt.Errorf("api: %w", err)
+	}
+	defer ln.Close()
+
+	node, err := replica.Open(replica.Config{
+		ID:            cfg.NodeID,
+		Dir:           cfg.RaftDir(),
+		BindAddr:      cfg.RaftAddr,
+		AdvertiseAddr: cfg.RaftAdvertise,
+		APIURL:        cfg.APIURL,
+		Bootstrap:     cfg.Join == "",
+		Log:           log,
+	}, db)
+	if err != nil {
+		return err
+	}
+	defer node.Close()
+
+	if key == nil {
+		// A new node joining a cluster gets the site key from it.
+		if key, err = join(ctx, cfg, log); err != nil {
+			return err
+		}
+	}
+	node.SetClusterSecret(key.Derive("outpost cluster v1"))
+
+	srv := &http.Server{
+		Handler:           api.New(api.Config{Node: node, SiteKey: key, Log: log}).Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	fmt.Fprintf(out, "outpost appliance %s: API at %s (raft %s, data %s)\n", cfg.NodeID, cfg.APIURL, cfg.RaftAdvertise, cfg.DataDir)
+
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return serve(ctx, srv, ln, cfg) })
+	g.Go(func() error { return node.RegisterSelf(ctx) })
+	if cfg.Join == "" {
+		g.Go(func() error { return ensureAdminToken(ctx, node, cfg, log, out) })
+	}
+	err = g.Wait()
+	if errors.Is(err, context.Canceled) {
+		err = nil
+	}
+	log.Info("stopping", "id", cfg.NodeID)
+	return err
+}
+
+// isFresh reports whether the data directory has never held a node.
+func isFresh(cfg *config.Config) bool {
+	_, err1 := os.Stat(cfg.StorePath())
+	_, err2 := os.Stat(cfg.RaftDir())
+	return errors.Is(err1, os.ErrNotExist) && errors.Is(err2, os.ErrNotExist)
+}
+
+// siteKey loads the site key. A fresh bootstrap node makes one; a fresh
+// joining node returns nil and gets it from the cluster. A node with data
+// but no key stops: its sealed secrets would be unreadable.
+func siteKey(cfg *config.Config, fresh bool) (*seal.Key, error) {
+	path := cfg.SiteKeyPath()
+	if _, err := os.Stat(path); err == nil {
+		return seal.Load(path)
+	}
+	switch {
+	case fresh && cfg.Join != "":
+		return nil, nil
+	case fresh:
+		k, _, err := seal.LoadOrCreate(path)
+		return k, err
+	}
+	return nil, fmt.Errorf("site key %s is missing but %s holds data: restore the key file from another appliance of the site", path, cfg.DataDir)
+}
+
+// serve runs the API until ctx ends, then shuts it down gracefully.
+func serve(ctx context.Context, srv *http.Server, ln net.Listener, cfg *config.Config) error {
+	errc := make(chan error, 1)
+	go func() {
+		if cfg.TLSCert != "" {
+			errc <- srv.ServeTLS(ln, cfg.TLSCert, cfg.TLSKey)
+		} else {
+			errc <- srv.Serve(ln)
+		}
+	}()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("api: %w", err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = srv.Shutdown(sctx)
+	return ctx.Err()
+}
+
+// join asks the cluster at cfg.Join to add this node, retrying until it
+// answers, and returns the site key it hands over.
+func join(ctx context.Context, cfg *config.Config, log *slog.Logger) (*seal.Key, error) {
+	token, err := joinToken(cfg)
+	if err != nil {
+		return nil, err
+	}
+	c := client.New(cfg.Join, token)
+	req := api.JoinRequest{ID: cfg.NodeID, RaftAddr: cfg.RaftAdvertise, APIURL: cfg.APIURL}
+	for attempt := 1; ; attempt++ {
+		resp, err := c.Join(ctx, req)
+		if err == nil {
+			raw, err := api.JoinKey(token).Open(resp.SealedSiteKey, "site key for "+cfg.NodeID)
+			if err != nil {
+				return nil, fmt.Errorf("join %s: %w", cfg.Join, err)
+			}
+			key, err := seal.NewKey(raw)
+			if err != nil {
+				return nil, fmt.Errorf("join %s: %w", cfg.Join, err)
+			}
+			log.Info("joined cluster", "via", cfg.Join)
+			return key, key.Save(cfg.SiteKeyPath())
+		}
+		var ae *client.Error
+		if errors.As(err, &ae) && (ae.Status == http.StatusUnauthorized || ae.Status == http.StatusBadRequest) {
+			return nil, fmt.Errorf("join %s: %w", cfg.Join, err)
+		}
+		log.Warn("join failed; retrying", "via", cfg.Join, "attempt", attempt, "err", err)
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+func joinToken(cfg *config.Config) (string, error) {
+	if t := os.Getenv("OUTPOST_JOIN_TOKEN"); t != "" {
+		return t, nil
+	}
+	if cfg.JoinTokenFile == "" {
+		return "", errors.New("join: set join_token_file or OUTPOST_JOIN_TOKEN to an admin token of the cluster")
+	}
+	raw, err := os.ReadFile(cfg.JoinTokenFile)
+	if err != nil {
+		return "", fmt.Errorf("join: %w", err)
+	}
+	return strings.TrimSpace(string(raw)), nil
+}
+
+// ensureAdminToken creates the first admin token once the bootstrap node
+// leads, if the site has none: it is written to the data directory (mode
+// 0600) and printed once.
+func ensureAdminToken(ctx context.Context, node *replica.Node, cfg *config.Config, log *slog.Logger, out io.Writer) error {
+	for !node.IsLeader() {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(100 * time.Millisecond):
+		}
+		if hasTokens(node.DB()) {
+			break
+		}
+	}
+	if hasTokens(node.DB()) {
+		fmt.Fprintf(out, "authenticate with the admin token in %s (Authorization: Bearer <token>)\n", cfg.AdminTokenPath())
+		return nil
+	}
+	token, rec := api.NewToken("admin")
+	cmd, err := replica.Encode(replica.PutToken, replica.Put[store.Token]{Object: rec, Time: time.Now().UTC()})
+	if err != nil {
+		return err
+	}
+	if _, err := node.Apply(ctx, cmd); err != nil {
+		return fmt.Errorf("create admin token: %w", err)
+	}
+	if err := os.WriteFile(cfg.AdminTokenPath(), []byte(token+"\n"), 0o600); err != nil {
+		return fmt.Errorf("save admin token: %w", err)
+	}
+	log.Info("created the first admin token", "id", rec.ID, "file", cfg.AdminTokenPath())
+	fmt.Fprintf(out, "admin token (shown once; also saved to %s):\n  %s\n", cfg.AdminTokenPath(), token)
+	return nil
+}
+
+func hasTokens(db *store.DB) bool {
+	n := 0
+	_ = db.View(func(tx *store.Tx) error { n = store.Count[store.Token](tx); return nil })
+	return n > 0
+}

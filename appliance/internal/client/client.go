@@ -1,0 +1,197 @@
+// Package client is a Go client for the appliance API, used by the CLI,
+// by joining nodes and by tests.
+package client
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/outposthq/outpost/appliance/internal/api"
+	"github.com/outposthq/outpost/appliance/internal/replica"
+	"github.com/outposthq/outpost/appliance/internal/store"
+)
+
+// Client talks to one appliance.
+type Client struct {
+	base  string
+	token string
+	http  *http.Client
+}
+
+// New returns a client for the API at base (http://host:port) using token.
+func New(base, token string) *Client {
+	return &Client{
+		base:  strings.TrimRight(base, "/"),
+		token: token,
+		http:  &http.Client{Timeout: 60 * time.Second},
+	}
+}
+
+// Error is an error answer from the API.
+type Error struct {
+	Status  int
+	Code    string
+	Field   string
+	Message string
+}
+
+func (e *Error) Error() string {
+	msg := e.Message
+	if e.Field != "" {
+		msg = e.Field + ": " + msg
+	}
+	return fmt.Sprintf("%s (HTTP %d)", msg, e.Status)
+}
+
+// Do sends a request with an optional JSON body and decodes a JSON answer
+// into out (if not nil). Header pairs (name, value) may follow.
+func (c *Client) Do(ctx context.Context, method, path string, body, out any, header ...string) error {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return fmt.Errorf("client: encode request: %w", err)
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
+	if err != nil {
+		return fmt.Errorf("client: %w", err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("client: %s %s: %w", method, path, err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return fmt.Errorf("client: read answer: %w", err)
+	}
+	if resp.StatusCode >= 300 {
+		return decodeError(resp.StatusCode, raw)
+	}
+	if out == nil || len(raw) == 0 {
+		return nil
+	}
+	if err := json.Unmarshal(raw, out); err != nil {
+		return fmt.Errorf("client: decode answer: %w", err)
+	}
+	return nil
+}
+
+func decodeError(status int, raw []byte) error {
+	var body struct {
+		Error *store.Error `json:"error"`
+	}
+	if json.Unmarshal(raw, &body) == nil && body.Error != nil {
+		return &Error{Status: status, Code: body.Error.Code, Field: body.Error.Field, Message: body.Error.Message}
+	}
+	return &Error{Status: status, Code: "http", Message: strings.TrimSpace(string(raw))}
+}
+
+// Put creates or replaces an object of kind plural ("machines") under key.
+func (c *Client) Put(ctx context.Context, plural, key string, obj, out any) error {
+	return c.Do(ctx, http.MethodPut, "/v1/"+plural+"/"+url.PathEscape(key), obj, out)
+}
+
+// Get reads one object.
+func (c *Client) Get(ctx context.Context, plural, key string, out any) error {
+	return c.Do(ctx, http.MethodGet, "/v1/"+plural+"/"+url.PathEscape(key), nil, out)
+}
+
+// List reads every object of a kind into out, a pointer to a slice.
+func (c *Client) List(ctx context.Context, plural string, out any) error {
+	var page struct{ Items json.RawMessage }
+	if err := c.Do(ctx, http.MethodGet, "/v1/"+plural, nil, &page); err != nil {
+		return err
+	}
+	return json.Unmarshal(page.Items, out)
+}
+
+// Delete removes one object.
+func (c *Client) Delete(ctx context.Context, plural, key string) error {
+	return c.Do(ctx, http.MethodDelete, "/v1/"+plural+"/"+url.PathEscape(key), nil, nil)
+}
+
+// Events returns up to limit events after since, and the last sequence.
+func (c *Client) Events(ctx context.Context, since uint64, limit int) ([]store.Event, uint64, error) {
+	var page struct {
+		Events  []store.Event `json:"events"`
+		LastSeq uint64        `json:"last_seq"`
+	}
+	q := url.Values{"since": {strconv.FormatUint(since, 10)}, "limit": {strconv.Itoa(limit)}}
+	err := c.Do(ctx, http.MethodGet, "/v1/events?"+q.Encode(), nil, &page)
+	return page.Events, page.LastSeq, err
+}
+
+// Stream calls fn for each event after since, as they are committed, until
+// ctx ends or fn returns an error.
+func (c *Client) Stream(ctx context.Context, since uint64, fn func(store.Event) error) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/v1/events/stream?since="+strconv.FormatUint(since, 10), nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	hc := *c.http
+	hc.Timeout = 0 // a stream lasts as long as ctx
+	resp, err := hc.Do(req)
+	if err != nil {
+		return fmt.Errorf("client: event stream: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		raw, _ := io.ReadAll(resp.Body)
+		return decodeError(resp.StatusCode, raw)
+	}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 4<<20)
+	for sc.Scan() {
+		data, ok := strings.CutPrefix(sc.Text(), "data: ")
+		if !ok {
+			continue
+		}
+		var e store.Event
+		if err := json.Unmarshal([]byte(data), &e); err != nil {
+			return fmt.Errorf("client: event stream: %w", err)
+		}
+		if err := fn(e); err != nil {
+			return err
+		}
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return sc.Err()
+}
+
+// Cluster returns the cluster status as the node asked sees it.
+func (c *Client) Cluster(ctx context.Context) (replica.Status, error) {
+	var st replica.Status
+	err := c.Do(ctx, http.MethodGet, "/v1/cluster", nil, &st)
+	return st, err
+}
+
+// Join asks the cluster to add a node as a voter.
+func (c *Client) Join(ctx context.Context, req api.JoinRequest) (api.JoinResponse, error) {
+	var resp api.JoinResponse
+	err := c.Do(ctx, http.MethodPost, "/v1/cluster/join", req, &resp)
+	return resp, err
+}

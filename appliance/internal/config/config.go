@@ -1,0 +1,181 @@
+// Package config loads applianced's configuration: embedded defaults, then
+// an optional YAML file, then command-line flags, then Validate.
+package config
+
+import (
+	_ "embed"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+
+	"sigs.k8s.io/yaml"
+)
+
+//go:embed default.yaml
+var defaultYAML []byte
+
+// Config is the appliance's configuration.
+type Config struct {
+	// NodeID names this appliance in its cluster. It must be stable: a
+	// node's Raft identity and data belong to it.
+	NodeID string `json:"node_id"`
+	// DataDir holds the store, the Raft log, snapshots, the site key and
+	// the first admin token.
+	DataDir string `json:"data_dir"`
+	// APIAddr is where the HTTP API listens (host:port).
+	APIAddr string `json:"api_addr"`
+	// APIURL is how other nodes and clients reach the API; derived from
+	// APIAddr when empty.
+	APIURL string `json:"api_url,omitempty"`
+	// RaftAddr is where the Raft transport listens (host:port).
+	RaftAddr string `json:"raft_addr"`
+	// RaftAdvertise is the Raft address other nodes dial; RaftAddr if empty.
+	RaftAdvertise string `json:"raft_advertise,omitempty"`
+	// Join is the API URL of a member of an existing cluster. A node with
+	// no state and a Join address joins that cluster as a voter instead of
+	// bootstrapping its own.
+	Join string `json:"join,omitempty"`
+	// JoinTokenFile holds an admin token of the cluster being joined.
+	// The OUTPOST_JOIN_TOKEN environment variable may be used instead.
+	JoinTokenFile string `json:"join_token_file,omitempty"`
+	// TLSCert and TLSKey, when both are set, make the API serve HTTPS.
+	TLSCert string `json:"tls_cert,omitempty"`
+	TLSKey  string `json:"tls_key,omitempty"`
+	// LogLevel is debug, info, warn or error.
+	LogLevel string `json:"log_level"`
+	// LogFormat is text or json.
+	LogFormat string `json:"log_format"`
+}
+
+// Default returns the embedded defaults.
+func Default() *Config {
+	c := &Config{}
+	if err := yaml.UnmarshalStrict(defaultYAML, c); err != nil {
+		panic("config: embedded defaults: " + err.Error())
+	}
+	return c
+}
+
+// Load builds the configuration from the defaults, the file named by
+// -config (if any) and the other flags in args.
+func Load(args []string) (*Config, error) {
+	c := Default()
+	fs := flag.NewFlagSet("applianced", flag.ContinueOnError)
+	file := fs.String("config", "", "YAML configuration file")
+	fs.StringVar(&c.NodeID, "id", c.NodeID, "node ID, unique within the site")
+	fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "data directory")
+	fs.StringVar(&c.APIAddr, "api-addr", c.APIAddr, "API listen address")
+	fs.StringVar(&c.APIURL, "api-url", c.APIURL, "API URL advertised to other nodes")
+	fs.StringVar(&c.RaftAddr, "raft-addr", c.RaftAddr, "Raft listen address")
+	fs.StringVar(&c.RaftAdvertise, "raft-advertise", c.RaftAdvertise, "Raft address advertised to other nodes")
+	fs.StringVar(&c.Join, "join", c.Join, "API URL of a member of the cluster to join")
+	fs.StringVar(&c.JoinTokenFile, "join-token-file", c.JoinTokenFile, "file holding an admin token of the cluster to join")
+	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
+	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "text or json")
+	// A first pass finds -config; the file is loaded under the flags,
+	// then the flags are parsed again so that they win.
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if *file != "" {
+		raw, err := os.ReadFile(*file)
+		if err != nil {
+			return nil, fmt.Errorf("config: %w", err)
+		}
+		if err := yaml.UnmarshalStrict(raw, c); err != nil {
+			return nil, fmt.Errorf("config: %s: %w", *file, err)
+		}
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("config: unexpected argument %q", fs.Arg(0))
+	}
+	c.fill()
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func (c *Config) fill() {
+	if c.APIURL == "" {
+		scheme := "http"
+		if c.TLSCert != "" {
+			scheme = "https"
+		}
+		c.APIURL = scheme + "://" + advertisable(c.APIAddr)
+	}
+	if c.RaftAdvertise == "" {
+		c.RaftAdvertise = advertisable(c.RaftAddr)
+	}
+}
+
+// advertisable turns a wildcard listen address into one a peer can dial.
+func advertisable(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		if h, err := os.Hostname(); err == nil {
+			host = h
+		}
+	}
+	return net.JoinHostPort(host, port)
+}
+
+var nodeIDRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9._-]{0,62})$`)
+
+// Validate checks the configuration and names the field at fault.
+func (c *Config) Validate() error {
+	var errs []error
+	if !nodeIDRE.MatchString(c.NodeID) {
+		errs = append(errs, fmt.Errorf("node_id %q: use 1-63 lowercase letters, digits, '.', '_' or '-'", c.NodeID))
+	}
+	if c.DataDir == "" {
+		errs = append(errs, errors.New("data_dir is required"))
+	}
+	for name, v := range map[string]string{"api_addr": c.APIAddr, "raft_addr": c.RaftAddr, "raft_advertise": c.RaftAdvertise} {
+		if _, _, err := net.SplitHostPort(v); err != nil {
+			errs = append(errs, fmt.Errorf("%s %q: %v", name, v, err))
+		}
+	}
+	for name, v := range map[string]string{"api_url": c.APIURL, "join": c.Join} {
+		if v == "" {
+			continue
+		}
+		if u, err := url.Parse(v); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			errs = append(errs, fmt.Errorf("%s %q: want an http(s) URL", name, v))
+		}
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		errs = append(errs, errors.New("tls_cert and tls_key go together"))
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Errorf("log_level %q: want debug, info, warn or error", c.LogLevel))
+	}
+	switch c.LogFormat {
+	case "text", "json":
+	default:
+		errs = append(errs, fmt.Errorf("log_format %q: want text or json", c.LogFormat))
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("config: %w", errors.Join(errs...))
+	}
+	return nil
+}
+
+// Paths inside the data directory.
+func (c *Config) StorePath() string      { return filepath.Join(c.DataDir, "store.db") }
+func (c *Config) RaftDir() string        { return filepath.Join(c.DataDir, "raft") }
+func (c *Config) SiteKeyPath() string    { return filepath.Join(c.DataDir, "site.key") }
+func (c *Config) AdminTokenPath() string { return filepath.Join(c.DataDir, "admin.token") }
