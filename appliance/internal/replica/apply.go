@@ -11,7 +11,7 @@ import (
 // applyFunc applies one command's payload inside the batch's transaction.
 // A returned *store.Error refuses the command (and it must then have changed
 // nothing); any other error is a storage failure.
-type applyFunc func(tx *store.Tx, payload []byte, index uint64) (json.RawMessage, error)
+type applyFunc func(tx *store.Tx, payload []byte, index uint64) (any, error)
 
 // applyTable dispatches by command type. Append-only, like the types.
 var applyTable = map[Type]applyFunc{
@@ -50,7 +50,7 @@ func mustDecode(payload []byte, v any, index uint64) {
 	}
 }
 
-func applyPut[T any, P objectPtr[T]](tx *store.Tx, payload []byte, index uint64) (json.RawMessage, error) {
+func applyPut[T any, P objectPtr[T]](tx *store.Tx, payload []byte, index uint64) (any, error) {
 	var req Put[T]
 	mustDecode(payload, &req, index)
 	if req.Object == nil {
@@ -74,10 +74,10 @@ func applyPut[T any, P objectPtr[T]](tx *store.Tx, payload []byte, index uint64)
 	if err := appendEvents(tx, req.Events, index, req.Time); err != nil {
 		return nil, err
 	}
-	return json.Marshal(obj)
+	return obj, nil
 }
 
-func applyDelete[T any, P objectPtr[T]](tx *store.Tx, payload []byte, index uint64) (json.RawMessage, error) {
+func applyDelete[T any, P objectPtr[T]](tx *store.Tx, payload []byte, index uint64) (any, error) {
 	var req Delete
 	mustDecode(payload, &req, index)
 	if err := validateEvents(req.Events); err != nil {
@@ -89,7 +89,7 @@ func applyDelete[T any, P objectPtr[T]](tx *store.Tx, payload []byte, index uint
 	return nil, appendEvents(tx, req.Events, index, req.Time)
 }
 
-func applyEvents(tx *store.Tx, payload []byte, index uint64) (json.RawMessage, error) {
+func applyEvents(tx *store.Tx, payload []byte, index uint64) (any, error) {
 	var req Events
 	mustDecode(payload, &req, index)
 	if len(req.Events) == 0 {

@@ -76,10 +76,15 @@ func Encode(t Type, payload any) ([]byte, error) {
 type Result struct {
 	// Index is the Raft index the command was applied at.
 	Index uint64 `json:"index"`
-	// Value is the stored object after the command (puts only), as JSON.
-	Value json.RawMessage `json:"value,omitempty"`
+	// Object is the stored object after a put, on the node that applied
+	// it; Value is the same as JSON, filled in when the result crosses
+	// the network (see DecodeValue).
+	Object any             `json:"-"`
+	Value  json.RawMessage `json:"value,omitempty"`
 	// Err is the domain error that refused the command, if any.
 	Err *store.Error `json:"error,omitempty"`
+	// Batch holds the results of a Batch entry's commands.
+	Batch []Result `json:"batch,omitempty"`
 }
 
 // errUnknownCommand is the panic value for a command type this node does

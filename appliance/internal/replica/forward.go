@@ -77,6 +77,12 @@ func (n *Node) serveApply(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), status)
 		return
 	}
+	if res.Object != nil {
+		if res.Value, err = json.Marshal(res.Object); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+	}
 	writeJSON(w, res)
 }
 

@@ -70,6 +70,9 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 // only storage failures are returned.
 func (f *FSM) applyCommand(tx *store.Tx, data []byte, index uint64) (Result, error) {
 	t, payload := commandTypeOf(data)
+	if t == Batch {
+		return f.applyBatchCommand(tx, payload, index)
+	}
 	fn, ok := applyTable[t]
 	if !ok {
 		if t&IgnoreUnknown != 0 {
@@ -78,14 +81,32 @@ func (f *FSM) applyCommand(tx *store.Tx, data []byte, index uint64) (Result, err
 		}
 		panic(fmt.Errorf("%w %d at index %d: the log was written by a newer appliance; upgrade this node", errUnknownCommand, uint8(t), index))
 	}
-	value, err := fn(tx, payload, index)
+	obj, err := fn(tx, payload, index)
 	if err != nil {
 		if e, ok := store.AsError(err); ok && !errors.Is(err, store.ErrCorrupt) {
 			return Result{Index: index, Err: e}, nil
 		}
 		return Result{}, err
 	}
-	return Result{Index: index, Value: value}, nil
+	return Result{Index: index, Object: obj}, nil
+}
+
+// applyBatchCommand applies a Batch entry's commands in order, each with
+// its own result; a refused command does not stop the others.
+func (f *FSM) applyBatchCommand(tx *store.Tx, payload []byte, index uint64) (Result, error) {
+	cmds := splitBatch(payload, index)
+	out := Result{Index: index, Batch: make([]Result, len(cmds))}
+	for i, c := range cmds {
+		if t, _ := commandTypeOf(c); t == Batch {
+			panic(fmt.Sprintf("replica: nested batch at index %d", index))
+		}
+		r, err := f.applyCommand(tx, c, index)
+		if err != nil {
+			return Result{}, err
+		}
+		out.Batch[i] = r
+	}
+	return out, nil
 }
 
 // Snapshot pins the store's current state. Persist streams it; Release
@@ -132,8 +153,11 @@ func decodeResult(resp any) (Result, error) {
 	return r, nil
 }
 
-// DecodeValue decodes a put's stored object from its Result.
+// DecodeValue returns a put's stored object from its Result.
 func DecodeValue[T any](r Result) (*T, error) {
+	if o, ok := r.Object.(*T); ok {
+		return o, nil
+	}
 	v := new(T)
 	if err := json.Unmarshal(r.Value, v); err != nil {
 		return nil, fmt.Errorf("replica: decode result: %w", err)

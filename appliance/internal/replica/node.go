@@ -55,6 +55,7 @@ type Node struct {
 	trans *raft.NetworkTransport
 	logs  *raftboltdb.BoltStore
 	http  *http.Client
+	batch *batcher
 
 	// secret authenticates node-to-node calls; see SetClusterSecret.
 	secret atomic.Pointer[[]byte]
@@ -89,7 +90,7 @@ func (n *Node) open() error {
 	logPath := filepath.Join(n.cfg.Dir, "raft.db")
 	logs, err := raftboltdb.New(raftboltdb.Options{
 		Path:        logPath,
-		BoltOptions: &bolt.Options{Timeout: 5 * time.Second, FreelistType: bolt.FreelistMapType},
+		BoltOptions: &bolt.Options{Timeout: 5 * time.Second, FreelistType: bolt.FreelistMapType, NoFreelistSync: true},
 	})
 	if err != nil {
 		return fmt.Errorf("replica: open raft log %s: %w", logPath, err)
@@ -138,6 +139,7 @@ func (n *Node) open() error {
 		return fmt.Errorf("replica: start raft: %w", err)
 	}
 	n.raft = r
+	n.batch = newBatcher(r)
 	if !hasState && n.cfg.Bootstrap {
 		cfg := raft.Configuration{Servers: []raft.Server{{
 			Suffrage: raft.Voter, ID: rc.LocalID, Address: trans.LocalAddr(),
@@ -191,18 +193,22 @@ func (n *Node) Apply(ctx context.Context, cmd []byte) (Result, error) {
 
 // ApplyLocal commits a command through this node's Raft, which must lead.
 func (n *Node) ApplyLocal(ctx context.Context, cmd []byte) (Result, error) {
-	timeout := 30 * time.Second
-	if d, ok := ctx.Deadline(); ok {
-		timeout = time.Until(d)
+	if t, _ := commandTypeOf(cmd); t == Batch {
+		return Result{}, fmt.Errorf("replica: a batch cannot be proposed directly")
 	}
-	f := n.raft.Apply(cmd, timeout)
-	if err := f.Error(); err != nil {
-		if errors.Is(err, raft.ErrEnqueueTimeout) {
-			return Result{}, fmt.Errorf("replica: apply: %w", context.DeadlineExceeded)
-		}
-		return Result{}, fmt.Errorf("replica: apply: %w", err)
+	p := &proposal{cmd: cmd, done: make(chan proposalResult, 1)}
+	select {
+	case n.batch.in <- p:
+	case <-ctx.Done():
+		return Result{}, ctx.Err()
 	}
-	return decodeResult(f.Response())
+	select {
+	case r := <-p.done:
+		return r.res, r.err
+	case <-ctx.Done():
+		// The command may still commit; the caller cannot know.
+		return Result{}, ctx.Err()
+	}
 }
 
 // waitLeader sleeps briefly so that an election can finish.
@@ -382,6 +388,7 @@ func (n *Node) Close() error {
 	var err error
 	if n.raft != nil {
 		err = n.raft.Shutdown().Error()
+		n.batch.close()
 	}
 	n.closeParts()
 	return err

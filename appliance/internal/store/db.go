@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -54,13 +55,19 @@ func Open(path string) (*DB, error) {
 }
 
 func openBolt(path string) (*bolt.DB, error) {
-	if fi, err := os.Stat(path); err == nil && fi.Size() > 0 && fi.Size() < 4096 {
-		return nil, fmt.Errorf("%w: %s is %d bytes, too short to be a bbolt file", ErrCorrupt, path, fi.Size())
+	if fi, err := os.Stat(path); err == nil && fi.Size() > 0 {
+		if fi.Size() < 4096 {
+			return nil, fmt.Errorf("%w: %s is %d bytes, too short to be a bbolt file", ErrCorrupt, path, fi.Size())
+		}
+		if err := checkFile(path, fi.Size()); err != nil {
+			return nil, err
+		}
 	}
 	bdb, err := bolt.Open(path, 0o600, &bolt.Options{
 		Timeout:         5 * time.Second,
 		InitialMmapSize: 64 << 20,
 		FreelistType:    bolt.FreelistMapType,
+		NoFreelistSync:  true,
 	})
 	if err != nil {
 		if errors.Is(err, bolt.ErrTimeout) {
@@ -75,9 +82,70 @@ func openBolt(path string) (*bolt.DB, error) {
 	return bdb, nil
 }
 
-// ensureSchema creates missing buckets and checks the schema version. It
-// also walks every page once (bbolt's consistency check) so that a damaged
-// file is found at start-up rather than in the middle of a boot storm.
+// checkFile reads every page of an existing file once, so that a damaged
+// file is found at start-up rather than in the middle of a boot storm, and
+// as an error rather than a crash: a read-write bbolt Open trusts the file
+// (it panics on a damaged freelist, faults on a file truncated below its
+// last page, and rebuilds an unsynced freelist in a goroutine that panics
+// on a damaged page), so the file is first opened read-only and walked in
+// this goroutine, where faults and panics can be recovered.
+func checkFile(path string, size int64) error {
+	bdb, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: 5 * time.Second})
+	if err != nil {
+		if errors.Is(err, bolt.ErrTimeout) {
+			return fmt.Errorf("store: %s is locked by another process", path)
+		}
+		return fmt.Errorf("%w: open %s: %v", ErrCorrupt, path, err)
+	}
+	defer bdb.Close()
+	return bdb.View(func(tx *bolt.Tx) (err error) {
+		if tx.Size() > size {
+			return fmt.Errorf("%w: %s is %d bytes but its pages end at %d: the file is truncated", ErrCorrupt, path, size, tx.Size())
+		}
+		defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+		defer func() {
+			if r := recover(); r != nil {
+				err = fmt.Errorf("%w: %s: reading pages: %v", ErrCorrupt, path, r)
+			}
+		}()
+		if err := tx.ForEach(func(_ []byte, b *bolt.Bucket) error { return walkBucket(b) }); err != nil {
+			return fmt.Errorf("%w: %s: %v", ErrCorrupt, path, err)
+		}
+		// bbolt's consistency check. Drain the channel: its goroutine
+		// reads the file until it closes it.
+		var first error
+		for cerr := range tx.Check() {
+			if first == nil {
+				first = cerr
+			}
+		}
+		if first != nil {
+			return fmt.Errorf("%w: %s: consistency check: %v", ErrCorrupt, path, first)
+		}
+		return nil
+	})
+}
+
+// walkBucket reads every key and value of b and its sub-buckets.
+func walkBucket(b *bolt.Bucket) error {
+	var sum byte
+	return b.ForEach(func(k, v []byte) error {
+		for _, c := range k {
+			sum ^= c
+		}
+		for _, c := range v {
+			sum ^= c
+		}
+		if v == nil {
+			if sub := b.Bucket(k); sub != nil {
+				return walkBucket(sub)
+			}
+		}
+		return nil
+	})
+}
+
+// ensureSchema creates missing buckets and checks the schema version.
 func ensureSchema(bdb *bolt.DB) (err error) {
 	defer func() {
 		// bbolt panics on some kinds of damaged pages; a damaged file must
@@ -87,9 +155,6 @@ func ensureSchema(bdb *bolt.DB) (err error) {
 		}
 	}()
 	return bdb.Update(func(tx *bolt.Tx) error {
-		for cerr := range tx.Check() {
-			return fmt.Errorf("consistency check: %v", cerr)
-		}
 		for _, b := range allBuckets {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
@@ -218,6 +283,11 @@ func (d *DB) Restore(r io.Reader) error {
 	tmp := d.path + ".restore"
 	if err := writeFileSync(tmp, r); err != nil {
 		return fmt.Errorf("store: restore: %w", err)
+	}
+	// openBolt would make an empty file a new, empty store.
+	if fi, err := os.Stat(tmp); err == nil && fi.Size() == 0 {
+		os.Remove(tmp)
+		return fmt.Errorf("store: restore: %w: the snapshot is empty", ErrCorrupt)
 	}
 	check, err := openBolt(tmp)
 	if err != nil {
