@@ -1,0 +1,49 @@
+# Outpost. `make run` starts an appliance on embedded defaults; `make test`
+# runs every test. See README.md.
+
+export PATH := /usr/local/go/bin:$(PATH)
+GO      ?= go
+BIN     := bin
+VAR     := var
+GOFLAGS_BUILD := -trimpath
+
+# Tests run package by package in CI (one at a time: the cluster tests
+# start real processes and are sensitive to a starved CPU), in parallel
+# elsewhere.
+ifdef CI
+TESTFLAGS ?= -p 1
+endif
+TESTFLAGS += -race -count=1 -timeout 20m
+
+.PHONY: all build run test bench lint deps-run deps-test clean
+
+all: build
+
+build:
+	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -o $(BIN)/applianced ./appliance/cmd/applianced
+	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -o $(BIN)/outpost ./appliance/cmd/outpost
+	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -o $(BIN)/outpost-bench ./appliance/cmd/outpost-bench
+
+deps-run:
+	@scripts/install-deps.sh run
+
+deps-test:
+	@scripts/install-deps.sh test
+
+# A single-node appliance on embedded defaults, data under ./var.
+run: deps-run build
+	$(BIN)/applianced -data-dir $(VAR)/node1
+
+test: deps-test lint
+	$(GO) test $(TESTFLAGS) ./...
+
+bench: build
+	$(BIN)/outpost-bench
+
+lint:
+	@out=$$(gofmt -l $$(find . -name '*.go' -not -path './var/*' -not -path './.git/*')); \
+	if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+clean:
+	rm -rf $(BIN)

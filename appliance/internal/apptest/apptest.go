@@ -1,0 +1,133 @@
+// Package apptest starts real in-process appliance nodes for tests: a
+// bbolt store, a Raft node on loopback and the API on an httptest server.
+package apptest
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http/httptest"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/outposthq/outpost/appliance/internal/api"
+	"github.com/outposthq/outpost/appliance/internal/replica"
+	"github.com/outposthq/outpost/appliance/internal/seal"
+	"github.com/outposthq/outpost/appliance/internal/store"
+)
+
+// Node is a running single-node appliance.
+type Node struct {
+	URL   string // API base URL
+	Token string // an admin token
+	Node  *replica.Node
+	DB    *store.DB
+	Key   *seal.Key
+	Dir   string
+	// Logs holds everything the node logged, at debug level.
+	Logs *SyncBuffer
+}
+
+// SyncBuffer is a bytes.Buffer safe for concurrent writers.
+type SyncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *SyncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+// String returns what was written so far.
+func (s *SyncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// Start starts a single-node appliance that leads its own cluster, with an
+// admin token, and stops it when the test ends.
+func Start(t testing.TB) *Node {
+	t.Helper()
+	n := &Node{Dir: t.TempDir(), Logs: &SyncBuffer{}}
+	log := slog.New(slog.NewTextHandler(io.MultiWriter(n.Logs, testOutput(t)), &slog.HandlerOptions{Level: slog.LevelDebug}))
+	db, err := store.Open(filepath.Join(n.Dir, "store.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.DB = db
+	t.Cleanup(func() { db.Close() })
+	if n.Key, err = seal.Generate(); err != nil {
+		t.Fatal(err)
+	}
+	raftAddr := FreeAddr(t)
+	srv := httptest.NewUnstartedServer(nil)
+	n.URL = "http://" + srv.Listener.Addr().String()
+	node, err := replica.Open(replica.Config{
+		ID: "n1", Dir: filepath.Join(n.Dir, "raft"), BindAddr: raftAddr,
+		APIURL: n.URL, Bootstrap: true, Log: log,
+	}, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.Node = node
+	t.Cleanup(func() { node.Close() })
+	node.SetClusterSecret(n.Key.Derive("outpost cluster v1"))
+	srv.Config.Handler = api.New(api.Config{Node: node, SiteKey: n.Key, Log: log}).Handler()
+	srv.Start()
+	t.Cleanup(srv.Close)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for !node.IsLeader() {
+		if ctx.Err() != nil {
+			t.Fatal("node did not become leader")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	token, rec := api.NewToken("admin")
+	cmd, err := replica.Encode(replica.PutToken, replica.Put[store.Token]{Object: rec, Time: time.Now().UTC()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := node.Apply(ctx, cmd); err != nil {
+		t.Fatal(err)
+	}
+	n.Token = token
+	return n
+}
+
+// FreeAddr returns a loopback address with a port that was free a moment
+// ago (Raft's transport needs a concrete port to advertise).
+func FreeAddr(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// testOutput is t.Output() where the test type has it.
+func testOutput(t testing.TB) io.Writer {
+	if o, ok := t.(interface{ Output() io.Writer }); ok {
+		return o.Output()
+	}
+	return io.Discard
+}
+
+// Machine returns a valid machine with one interface, for tests.
+func Machine(id string, mac int) *store.Machine {
+	return &store.Machine{
+		ID: id, Hostname: id, Arch: "x86_64", State: store.StateReady,
+		Interfaces: []store.Interface{{MAC: fmt.Sprintf("02:00:00:00:%02x:%02x", mac>>8&0xff, mac&0xff)}},
+	}
+}

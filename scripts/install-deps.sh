@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Installs, where missing, what Outpost needs on a Debian machine.
+#
+#   scripts/install-deps.sh run    what `make run` needs
+#   scripts/install-deps.sh test   what `make test` needs (a superset)
+#
+# Only packages that are not installed yet are installed, so the script is
+# quick to re-run. It needs root to install; without root it says what is
+# missing and fails.
+set -euo pipefail
+
+what="${1:-test}"
+
+# Debian packages per purpose. The lab (QEMU, ipmi_sim, Kea, dnsmasq, ...)
+# joins this list as the network-boot issues land.
+run_pkgs=(ca-certificates iproute2)
+test_pkgs=("${run_pkgs[@]}" gcc libc6-dev)
+
+case "$what" in
+run) pkgs=("${run_pkgs[@]}") ;;
+test) pkgs=("${test_pkgs[@]}") ;;
+*) echo "usage: $0 run|test" >&2; exit 2 ;;
+esac
+
+missing=()
+for p in "${pkgs[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+if ((${#missing[@]})); then
+	if [[ $(id -u) -ne 0 ]]; then
+		echo "install-deps: missing Debian packages: ${missing[*]} (run as root, or apt-get install them)" >&2
+		exit 1
+	fi
+	echo "install-deps: installing ${missing[*]}"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Go: the module needs the toolchain named in go.mod; a newer go fetches it
+# through the module proxy by itself (GOTOOLCHAIN=auto).
+if ! command -v go >/dev/null 2>&1 && [[ -x /usr/local/go/bin/go ]]; then
+	export PATH="/usr/local/go/bin:$PATH"
+fi
+if ! command -v go >/dev/null 2>&1; then
+	echo "install-deps: Go is not installed: install Go 1.22 or newer (https://go.dev/doc/install); it fetches the toolchain go.mod names" >&2
+	exit 1
+fi
+go mod download
