@@ -1,0 +1,278 @@
+package cli
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"sigs.k8s.io/yaml"
+
+	"github.com/outposthq/outpost/appliance/internal/client"
+)
+
+// doc is one object of an applied file, checked and ready to send.
+type doc struct {
+	where string // "FILE: document 2 (line 7)"
+	kind  *kind
+	key   string          // "m1"; "" for settings
+	ref   string          // "machine/m1"
+	body  json.RawMessage // the object, without its kind
+}
+
+// path is where the object is PUT.
+func (d *doc) path() string {
+	if d.kind.key == "" {
+		return "/v1/" + d.kind.plural
+	}
+	return "/v1/" + d.kind.plural + "/" + url.PathEscape(d.key)
+}
+
+// runApply creates or replaces the objects of every file given. It checks
+// them all first and applies nothing if any is bad.
+func runApply(e *env, args []string) error {
+	fs := e.flagSet("apply")
+	var files []string
+	fs.Func("f", "", func(v string) error { files = append(files, v); return nil })
+	if _, err := e.parse(fs, args, 0, 0); err != nil {
+		return err
+	}
+	if len(files) == 0 {
+		return usagef("apply: -f FILE is required")
+	}
+	docs, err := e.load(files)
+	if err != nil {
+		return err
+	}
+	c, _, err := e.client()
+	if err != nil {
+		return err
+	}
+	return e.applyAll(c, docs)
+}
+
+// load reads and checks every document of files. It reports each problem
+// on stderr and fails if there was any. The documents come back in the
+// order of kinds, so that an object comes after those it refers to.
+func (e *env) load(files []string) ([]*doc, error) {
+	var docs []*doc
+	var problems []error
+	for _, f := range files {
+		srcs, err := e.sources(f)
+		if err != nil {
+			problems = append(problems, err)
+			continue
+		}
+		for _, src := range srcs {
+			ds, errs := parseFile(src.name, src.data)
+			docs = append(docs, ds...)
+			problems = append(problems, errs...)
+		}
+	}
+	problems = append(problems, duplicates(docs)...)
+	if len(problems) > 0 {
+		for _, p := range problems {
+			fmt.Fprintf(e.stderr, "outpost: %v\n", p)
+		}
+		return nil, fmt.Errorf("nothing was applied: %d problem(s)", len(problems))
+	}
+	if len(docs) == 0 {
+		return nil, errors.New("no objects found")
+	}
+	slices.SortStableFunc(docs, func(a, b *doc) int {
+		return slices.Index(kinds, a.kind) - slices.Index(kinds, b.kind)
+	})
+	return docs, nil
+}
+
+// source is one file's name and contents.
+type source struct {
+	name string
+	data []byte
+}
+
+// sources reads what a -f argument names: "-" is stdin, a directory is
+// its *.yaml, *.yml and *.json files in name order.
+func (e *env) sources(arg string) ([]source, error) {
+	if arg == "-" {
+		data, err := io.ReadAll(e.stdin)
+		return []source{{name: "<stdin>", data: data}}, err
+	}
+	st, err := os.Stat(arg)
+	if err != nil {
+		return nil, err
+	}
+	if !st.IsDir() {
+		data, err := os.ReadFile(arg)
+		return []source{{name: arg, data: data}}, err
+	}
+	entries, err := os.ReadDir(arg)
+	if err != nil {
+		return nil, err
+	}
+	var out []source
+	for _, ent := range entries {
+		ext := filepath.Ext(ent.Name())
+		if ent.IsDir() || (ext != ".yaml" && ext != ".yml" && ext != ".json") {
+			continue
+		}
+		name := filepath.Join(arg, ent.Name())
+		data, err := os.ReadFile(name)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, source{name: name, data: data})
+	}
+	return out, nil
+}
+
+// duplicates reports objects defined more than once.
+func duplicates(docs []*doc) []error {
+	var errs []error
+	seen := map[string]*doc{}
+	for _, d := range docs {
+		if first, ok := seen[d.ref]; ok {
+			errs = append(errs, fmt.Errorf("%s: %s is also defined in %s", d.where, d.ref, first.where))
+			continue
+		}
+		seen[d.ref] = d
+	}
+	return errs
+}
+
+// applyAll PUTs each object and says whether it was created or replaced.
+// An object the API refuses is reported and the others are still applied;
+// a failure to reach the API stops at once.
+func (e *env) applyAll(c *client.Client, docs []*doc) error {
+	failed := 0
+	for _, d := range docs {
+		status, err := c.DoStatus(e.ctx, http.MethodPut, d.path(), d.body, nil)
+		var ae *client.Error
+		switch {
+		case errors.As(err, &ae):
+			fmt.Fprintf(e.stderr, "outpost: %s: %v\n", d.ref, ae)
+			failed++
+		case err != nil:
+			return fmt.Errorf("%s: %w", d.ref, err)
+		case status == http.StatusCreated:
+			fmt.Fprintf(e.stdout, "%s created\n", d.ref)
+		default:
+			fmt.Fprintf(e.stdout, "%s configured\n", d.ref)
+		}
+	}
+	if failed > 0 {
+		return fmt.Errorf("%d of %d objects were not applied", failed, len(docs))
+	}
+	return nil
+}
+
+// chunk is one YAML document of a file and the line it starts on.
+type chunk struct {
+	text []byte
+	line int
+}
+
+// split cuts a file into documents at the lines that are exactly "---".
+func split(data []byte) []chunk {
+	var out []chunk
+	cur := chunk{line: 1}
+	for i, line := range bytes.SplitAfter(data, []byte("\n")) {
+		if string(bytes.TrimRight(line, " \t\r\n")) == "---" {
+			out = append(out, cur)
+			cur = chunk{line: i + 2}
+			continue
+		}
+		cur.text = append(cur.text, line...)
+	}
+	return append(out, cur)
+}
+
+// parseFile parses and checks every document of a file. Empty documents
+// are skipped; a document that is a list holds one object per item.
+func parseFile(name string, data []byte) ([]*doc, []error) {
+	var docs []*doc
+	var errs []error
+	n := 0
+	for _, ch := range split(data) {
+		if len(bytes.TrimSpace(ch.text)) == 0 {
+			continue
+		}
+		n++
+		where := fmt.Sprintf("%s: document %d (line %d)", name, n, ch.line)
+		objs, err := toJSON(ch.text)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", where, err))
+			continue
+		}
+		for i, obj := range objs {
+			w := where
+			if len(objs) > 1 {
+				w = fmt.Sprintf("%s item %d", where, i+1)
+			}
+			d, err := parseDoc(w, obj)
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			docs = append(docs, d)
+		}
+	}
+	return docs, errs
+}
+
+// toJSON converts one YAML (or JSON) document to JSON objects: none if it
+// is empty, each item if it is a list.
+func toJSON(text []byte) ([]json.RawMessage, error) {
+	j, err := yaml.YAMLToJSONStrict(text)
+	if err != nil {
+		return nil, fmt.Errorf("not valid YAML or JSON: %s", strings.TrimPrefix(err.Error(), "error converting YAML to JSON: "))
+	}
+	switch {
+	case string(j) == "null":
+		return nil, nil
+	case j[0] == '[':
+		var items []json.RawMessage
+		if err := json.Unmarshal(j, &items); err != nil {
+			return nil, err
+		}
+		return items, nil
+	}
+	return []json.RawMessage{j}, nil
+}
+
+// parseDoc turns one object into a doc: it reads and removes its kind,
+// finds its key and checks it as the API would.
+func parseDoc(where string, obj json.RawMessage) (*doc, error) {
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(obj, &fields); err != nil || fields == nil {
+		return nil, fmt.Errorf("%s: not an object with a kind and fields", where)
+	}
+	var name string
+	if raw, ok := fields["kind"]; !ok || json.Unmarshal(raw, &name) != nil || name == "" {
+		return nil, fmt.Errorf("%s: kind is missing (want one of %s)", where, kindNames(true))
+	}
+	k, ok := findKind(name)
+	if !ok || k.check == nil {
+		return nil, fmt.Errorf("%s: unknown kind %q (want one of %s)", where, name, kindNames(true))
+	}
+	delete(fields, "kind")
+	var key string
+	if k.key != "" {
+		if raw, ok := fields[k.key]; !ok || json.Unmarshal(raw, &key) != nil || key == "" {
+			return nil, fmt.Errorf("%s: %s: %s is missing (it names the %s)", where, k.name, k.key, k.name)
+		}
+	}
+	d := &doc{where: where, kind: k, key: key, ref: k.ref(key)}
+	d.body, _ = json.Marshal(fields)
+	if err := k.check(d.body); err != nil {
+		return nil, fmt.Errorf("%s: %s: %w", where, d.ref, err)
+	}
+	return d, nil
+}

@@ -1,0 +1,278 @@
+// Package cli is the operator's command line, outpost: it applies object
+// files to an appliance, reads and deletes objects, follows events and
+// manages the cluster and API tokens, all through the appliance API
+// (package client).
+//
+// Run is the whole program, so that tests drive it with arguments and
+// buffers against a real appliance. It writes results to stdout and
+// errors to stderr prefixed "outpost: ", and returns the exit status: 0
+// on success, 1 on an error, 2 on a usage error.
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/outposthq/outpost/appliance/internal/client"
+)
+
+// Defaults of the global options.
+const (
+	DefaultServer    = "http://127.0.0.1:7080"
+	DefaultTokenFile = "var/node1/admin.token"
+)
+
+// env is what a command runs with.
+type env struct {
+	ctx    context.Context
+	stdin  io.Reader
+	stdout io.Writer
+	stderr io.Writer
+	opts   *options
+}
+
+// command is one entry of the command table.
+type command struct {
+	name  string
+	args  string // synopsis after the name
+	help  string
+	run   func(e *env, args []string) error
+	group bool // name takes a subcommand (cluster, token)
+}
+
+// commands lists every command, in the order usage shows them.
+var commands = []command{
+	{name: "apply", args: "-f FILE [-f FILE]...", help: "create or replace the objects in FILE (YAML or JSON; - is stdin; a directory)", run: runApply},
+	{name: "get", args: "KIND [NAME] [--consistent]", help: "list objects of KIND, or show one", run: runGet},
+	{name: "delete", args: "KIND NAME", help: "delete an object", run: runDelete},
+	{name: "events", args: "[--since N] [--limit N]", help: "list events (the newest ones without --since)", run: runEvents},
+	{name: "watch", args: "[--since N]", help: "follow events as they happen, until interrupted", run: runWatch},
+	{name: "cluster status", help: "show the cluster as the server sees it", run: runClusterStatus},
+	{name: "cluster join", args: "ID RAFT_ADDR API_URL [--site-key-out FILE]", help: "add a node to the cluster", run: runClusterJoin},
+	{name: "cluster remove", args: "ID", help: "remove a node from the cluster", run: runClusterRemove},
+	{name: "token create", args: "NAME", help: "create an API token and print it (only this once)", run: runTokenCreate},
+	{name: "token list", help: "list API tokens", run: runTokenList},
+	{name: "help", help: "show this help", run: nil},
+}
+
+// usageError is a mistake in the command line: Run answers it with the
+// usage on stderr and exit status 2.
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+func usagef(format string, args ...any) error {
+	return &usageError{msg: fmt.Sprintf(format, args...)}
+}
+
+// Run runs the outpost command line args (without the program name) and
+// returns its exit status.
+func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	e := &env{ctx: ctx, stdin: stdin, stdout: stdout, stderr: stderr, opts: newOptions()}
+	err := e.dispatch(args)
+	var ue *usageError
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, flag.ErrHelp):
+		usage(stdout)
+		return 0
+	case errors.As(err, &ue):
+		fmt.Fprintf(stderr, "outpost: %s\n", ue.msg)
+		usage(stderr)
+		return 2
+	}
+	fmt.Fprintf(stderr, "outpost: %v\n", err)
+	return 1
+}
+
+// dispatch parses the global options before the command and runs it.
+func (e *env) dispatch(args []string) error {
+	fs := e.flagSet("outpost")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	rest := fs.Args()
+	if len(rest) == 0 {
+		return usagef("no command given")
+	}
+	if rest[0] == "help" {
+		return flag.ErrHelp
+	}
+	cmd, args, err := lookup(rest)
+	if err != nil {
+		return err
+	}
+	return cmd.run(e, args)
+}
+
+// lookup finds the command named by the first one or two words of args
+// and returns it with the words after its name.
+func lookup(args []string) (command, []string, error) {
+	var group bool
+	for _, c := range commands {
+		word, sub, isGroup := strings.Cut(c.name, " ")
+		if word != args[0] {
+			continue
+		}
+		if !isGroup {
+			return c, args[1:], nil
+		}
+		group = true
+		if len(args) > 1 && args[1] == sub {
+			return c, args[2:], nil
+		}
+	}
+	if group {
+		if len(args) < 2 {
+			return command{}, nil, usagef("%s needs a subcommand", args[0])
+		}
+		return command{}, nil, usagef("unknown command %q", args[0]+" "+args[1])
+	}
+	return command{}, nil, usagef("unknown command %q", args[0])
+}
+
+// usage writes the list of commands and global options.
+func usage(w io.Writer) {
+	fmt.Fprint(w, "usage: outpost [global options] COMMAND [arguments]\n\ncommands:\n")
+	for _, c := range commands {
+		fmt.Fprintf(w, "  %s\n        %s\n", strings.TrimSpace(c.name+" "+c.args), c.help)
+	}
+	fmt.Fprintf(w, `
+kinds: machine(s) subnet(s) lease(s) image(s) template(s) workflow(s) token(s) settings
+
+global options (before or after the command):
+  --server URL        appliance API (env OUTPOST_SERVER; default %s)
+  --token TOKEN       API token (env OUTPOST_TOKEN)
+  --token-file FILE   file holding the API token (env OUTPOST_TOKEN_FILE;
+                      default ./%s if it exists)
+  -o FORMAT           output: table, json or yaml (default table)
+`, DefaultServer, DefaultTokenFile)
+}
+
+// options are the global options.
+type options struct {
+	server    string
+	token     optString
+	tokenFile optString
+	output    string
+}
+
+// optString is a string flag that remembers whether it was given, so that
+// a flag beats an environment variable of another option.
+type optString struct {
+	val string
+	set bool
+}
+
+func (o *optString) String() string     { return o.val }
+func (o *optString) Set(v string) error { o.val, o.set = v, true; return nil }
+
+func newOptions() *options {
+	o := &options{server: os.Getenv("OUTPOST_SERVER"), output: "table"}
+	if o.server == "" {
+		o.server = DefaultServer
+	}
+	return o
+}
+
+// flagSet returns a flag set for a command that also accepts the global
+// options, so that they may come before or after the command.
+func (e *env) flagSet(name string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	fs.StringVar(&e.opts.server, "server", e.opts.server, "")
+	fs.Var(&e.opts.token, "token", "")
+	fs.Var(&e.opts.tokenFile, "token-file", "")
+	fs.StringVar(&e.opts.output, "o", e.opts.output, "")
+	return fs
+}
+
+// parseFlags parses args with fs; a bad flag is a usage error.
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return usagef("%v", err)
+	}
+	return nil
+}
+
+// parse parses a command's flags, which may be mixed with its positional
+// arguments, and returns the positional arguments; there must be between
+// min and max of them (max < 0: no limit).
+func (e *env) parse(fs *flag.FlagSet, args []string, min, max int) ([]string, error) {
+	var pos []string
+	for {
+		if err := parseFlags(fs, args); err != nil {
+			return nil, err
+		}
+		rest := fs.Args()
+		if len(rest) < len(args) && args[len(args)-len(rest)-1] == "--" {
+			pos = append(pos, rest...)
+			break
+		}
+		if len(rest) == 0 {
+			break
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
+	}
+	switch {
+	case len(pos) < min:
+		return nil, usagef("%s: missing arguments", fs.Name())
+	case max >= 0 && len(pos) > max:
+		return nil, usagef("%s: unexpected argument %q", fs.Name(), pos[max])
+	}
+	switch e.opts.output {
+	case "table", "json", "yaml":
+	default:
+		return nil, usagef("-o %q: want table, json or yaml", e.opts.output)
+	}
+	return pos, nil
+}
+
+// resolveToken finds the API token: --token, then --token-file, then
+// OUTPOST_TOKEN, then OUTPOST_TOKEN_FILE, then the default token file if
+// it exists. No token at all is not an error here: the API will say so.
+func (o *options) resolveToken() (string, error) {
+	switch {
+	case o.token.set:
+		return o.token.val, nil
+	case o.tokenFile.set:
+		return readToken(o.tokenFile.val)
+	case os.Getenv("OUTPOST_TOKEN") != "":
+		return os.Getenv("OUTPOST_TOKEN"), nil
+	case os.Getenv("OUTPOST_TOKEN_FILE") != "":
+		return readToken(os.Getenv("OUTPOST_TOKEN_FILE"))
+	}
+	if _, err := os.Stat(DefaultTokenFile); err == nil {
+		return readToken(DefaultTokenFile)
+	}
+	return "", nil
+}
+
+func readToken(path string) (string, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("token file: %w", err)
+	}
+	return strings.TrimSpace(string(raw)), nil
+}
+
+// client returns an API client for the global options, and the token it
+// uses.
+func (e *env) client() (*client.Client, string, error) {
+	token, err := e.opts.resolveToken()
+	if err != nil {
+		return nil, "", err
+	}
+	return client.New(e.opts.server, token), token, nil
+}

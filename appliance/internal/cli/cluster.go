@@ -1,0 +1,132 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+
+	"github.com/outposthq/outpost/appliance/internal/api"
+	"github.com/outposthq/outpost/appliance/internal/replica"
+	"github.com/outposthq/outpost/appliance/internal/seal"
+)
+
+// runClusterStatus shows the cluster as the server asked sees it.
+func runClusterStatus(e *env, args []string) error {
+	if _, err := e.parse(e.flagSet("cluster status"), args, 0, 0); err != nil {
+		return err
+	}
+	c, _, err := e.client()
+	if err != nil {
+		return err
+	}
+	st, err := c.Cluster(e.ctx)
+	if err != nil {
+		return err
+	}
+	if e.opts.output != "table" {
+		return e.printValue(st)
+	}
+	fmt.Fprintln(e.stdout, statusLine(st))
+	rows := make([][]string, len(st.Members))
+	for i, m := range st.Members {
+		rows[i] = []string{m.ID, m.RaftAddr, m.APIAddr, m.Suffrage, yesNo(m.Leader)}
+	}
+	return writeTable(e.stdout, []string{"ID", "RAFT_ADDR", "API", "SUFFRAGE", "LEADER"}, rows)
+}
+
+// statusLine sums up a node's view: "n1: Leader, leader n1, term 2, ...".
+func statusLine(st replica.Status) string {
+	parts := []string{
+		cell(st.ID) + ": " + cell(st.State),
+		"leader " + cell(st.LeaderID),
+		fmt.Sprintf("term %d", st.Term),
+		fmt.Sprintf("applied %d", st.AppliedIndex),
+		fmt.Sprintf("commit %d", st.CommitIndex),
+	}
+	if st.LastContact != "" {
+		parts = append(parts, "last contact "+cell(st.LastContact)+" ago")
+	}
+	health := "healthy"
+	if !st.Healthy {
+		health = "UNHEALTHY: " + cell(st.Problem)
+	}
+	return strings.Join(append(parts, health), ", ")
+}
+
+// runClusterJoin adds a node as a voter and, with --site-key-out, saves
+// the site key the node will need.
+func runClusterJoin(e *env, args []string) error {
+	fs := e.flagSet("cluster join")
+	keyOut := fs.String("site-key-out", "", "")
+	pos, err := e.parse(fs, args, 3, 3)
+	if err != nil {
+		return err
+	}
+	if *keyOut != "" {
+		if _, err := os.Lstat(*keyOut); err == nil {
+			return fmt.Errorf("%s already exists; not overwriting it with a site key", *keyOut)
+		}
+	}
+	c, token, err := e.client()
+	if err != nil {
+		return err
+	}
+	id := pos[0]
+	resp, err := c.Join(e.ctx, api.JoinRequest{ID: id, RaftAddr: pos[1], APIURL: pos[2]})
+	if err != nil {
+		return fmt.Errorf("join %s: %w", id, err)
+	}
+	fmt.Fprintf(e.stdout, "node %s joined the cluster\n", id)
+	if *keyOut == "" {
+		return nil
+	}
+	if err := writeSiteKey(*keyOut, token, id, resp.SealedSiteKey); err != nil {
+		return fmt.Errorf("node %s joined, but its site key was not saved: %w", id, err)
+	}
+	fmt.Fprintf(e.stdout, "site key for %s written to %s\n", id, *keyOut)
+	return nil
+}
+
+// writeSiteKey opens the sealed site key with the key derived from token
+// and writes its raw bytes to a new file, mode 0600.
+func writeSiteKey(path, token, id string, sealed []byte) error {
+	raw, err := api.JoinKey(token).Open(sealed, "site key for "+id)
+	if err != nil {
+		return err
+	}
+	if _, err := seal.NewKey(raw); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(raw)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return errors.Join(err, os.Remove(path))
+	}
+	return nil
+}
+
+// runClusterRemove removes a node from the cluster.
+func runClusterRemove(e *env, args []string) error {
+	pos, err := e.parse(e.flagSet("cluster remove"), args, 1, 1)
+	if err != nil {
+		return err
+	}
+	c, _, err := e.client()
+	if err != nil {
+		return err
+	}
+	if err := c.Do(e.ctx, http.MethodDelete, "/v1/cluster/members/"+url.PathEscape(pos[0]), nil, nil); err != nil {
+		return fmt.Errorf("remove %s: %w", pos[0], err)
+	}
+	fmt.Fprintf(e.stdout, "node %s removed from the cluster\n", pos[0])
+	return nil
+}

@@ -1,0 +1,117 @@
+package cli
+
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"strconv"
+
+	"sigs.k8s.io/yaml"
+
+	"github.com/outposthq/outpost/appliance/internal/store"
+)
+
+// maxEvents is the most events the API answers at once.
+const maxEvents = 10000
+
+var eventHeader = []string{"SEQ", "TIME", "MACHINE", "KIND", "MESSAGE"}
+
+// runEvents lists events: those after --since, or else the newest ones.
+func runEvents(e *env, args []string) error {
+	fs := e.flagSet("events")
+	since := fs.Uint64("since", 0, "")
+	limit := fs.Int("limit", 100, "")
+	if _, err := e.parse(fs, args, 0, 0); err != nil {
+		return err
+	}
+	if *limit < 1 || *limit > maxEvents {
+		return usagef("events: --limit must be between 1 and %d", maxEvents)
+	}
+	c, _, err := e.client()
+	if err != nil {
+		return err
+	}
+	if !isSet(fs, "since") {
+		// Sequence numbers are dense: the newest events follow last-limit.
+		_, last, err := c.Events(e.ctx, 0, 1)
+		if err != nil {
+			return err
+		}
+		*since = last - min(last, uint64(*limit))
+	}
+	events, _, err := c.Events(e.ctx, *since, *limit)
+	if err != nil {
+		return err
+	}
+	if e.opts.output != "table" {
+		if events == nil {
+			events = []store.Event{}
+		}
+		return e.printValue(events)
+	}
+	rows := make([][]string, len(events))
+	for i, ev := range events {
+		rows[i] = eventRow(ev)
+	}
+	return writeTable(e.stdout, eventHeader, rows)
+}
+
+// runWatch prints events as they are committed, from --since (or from
+// now), until interrupted.
+func runWatch(e *env, args []string) error {
+	fs := e.flagSet("watch")
+	since := fs.Uint64("since", 0, "")
+	if _, err := e.parse(fs, args, 0, 0); err != nil {
+		return err
+	}
+	c, _, err := e.client()
+	if err != nil {
+		return err
+	}
+	if !isSet(fs, "since") {
+		if _, *since, err = c.Events(e.ctx, 0, 1); err != nil {
+			return err
+		}
+	}
+	err = c.Stream(e.ctx, *since, e.printEvent)
+	if e.ctx.Err() != nil {
+		return nil // interrupted: the normal way to stop
+	}
+	if err == nil {
+		err = errors.New("the appliance closed the event stream")
+	}
+	return err
+}
+
+// printEvent writes one event as a line, a JSON line or a YAML document.
+func (e *env) printEvent(ev store.Event) error {
+	switch e.opts.output {
+	case "json":
+		return json.NewEncoder(e.stdout).Encode(ev)
+	case "yaml":
+		out, err := yaml.Marshal(ev)
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprintf(e.stdout, "---\n%s", out)
+		return err
+	}
+	row := eventRow(ev)
+	for i := range row {
+		row[i] = cell(row[i])
+	}
+	_, err := fmt.Fprintf(e.stdout, "%s %s %s %s %s\n", row[0], row[1], row[2], row[3], row[4])
+	return err
+}
+
+func eventRow(ev store.Event) []string {
+	return []string{strconv.FormatUint(ev.Seq, 10), timeCell(ev.Time), ev.MachineID, ev.Kind, ev.Message}
+}
+
+// isSet reports whether flag name was given.
+func isSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
+}

@@ -1,0 +1,169 @@
+package cli
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/outposthq/outpost/appliance/internal/client"
+	"github.com/outposthq/outpost/appliance/internal/store"
+)
+
+// runGet lists the objects of a kind, or shows one.
+func runGet(e *env, args []string) error {
+	fs := e.flagSet("get")
+	consistent := fs.Bool("consistent", false, "")
+	pos, err := e.parse(fs, args, 1, 2)
+	if err != nil {
+		return err
+	}
+	k, ok := findKind(pos[0])
+	if !ok {
+		return usagef("unknown kind %q (want one of %s)", pos[0], kindNames(false))
+	}
+	c, _, err := e.client()
+	if err != nil {
+		return err
+	}
+	query := ""
+	if *consistent {
+		query = "?consistent=true"
+	}
+	var items []json.RawMessage
+	switch {
+	case k.key == "":
+		if len(pos) > 1 {
+			return usagef("%s has no name", k.name)
+		}
+		items, err = getOne(e, c, "/v1/"+k.plural+query)
+	case len(pos) > 1 && k.name == "token":
+		items, err = getToken(e, c, pos[1])
+	case len(pos) > 1:
+		items, err = getOne(e, c, "/v1/"+k.plural+"/"+url.PathEscape(pos[1])+query)
+	default:
+		items, err = list(e, c, "/v1/"+k.plural+query)
+	}
+	if err != nil {
+		return err
+	}
+	return e.show(k, items, len(pos) > 1 || k.key == "")
+}
+
+func getOne(e *env, c *client.Client, path string) ([]json.RawMessage, error) {
+	var raw json.RawMessage
+	if err := c.Do(e.ctx, http.MethodGet, path, nil, &raw); err != nil {
+		return nil, err
+	}
+	return []json.RawMessage{raw}, nil
+}
+
+func list(e *env, c *client.Client, path string) ([]json.RawMessage, error) {
+	var page struct {
+		Items []json.RawMessage `json:"items"`
+	}
+	err := c.Do(e.ctx, http.MethodGet, path, nil, &page)
+	return page.Items, err
+}
+
+// getToken finds one token in the list: the API has no route for one.
+func getToken(e *env, c *client.Client, id string) ([]json.RawMessage, error) {
+	all, err := list(e, c, "/v1/tokens")
+	if err != nil {
+		return nil, err
+	}
+	for _, raw := range all {
+		var t struct{ ID string }
+		if json.Unmarshal(raw, &t) == nil && t.ID == id {
+			return []json.RawMessage{raw}, nil
+		}
+	}
+	return nil, fmt.Errorf("token %q not found", id)
+}
+
+// show prints objects of kind k: a table, or the API's own JSON (as an
+// object if one was asked for by name, else as a list).
+func (e *env) show(k *kind, items []json.RawMessage, single bool) error {
+	if e.opts.output != "table" {
+		if single && len(items) == 1 {
+			return e.printRaw(items[0])
+		}
+		return e.printList(items)
+	}
+	rows, err := k.rows(items)
+	if err != nil {
+		return err
+	}
+	return writeTable(e.stdout, k.header, rows)
+}
+
+// runDelete deletes one object.
+func runDelete(e *env, args []string) error {
+	fs := e.flagSet("delete")
+	pos, err := e.parse(fs, args, 2, 2)
+	if err != nil {
+		return err
+	}
+	k, ok := findKind(pos[0])
+	if !ok {
+		return usagef("unknown kind %q (want one of %s)", pos[0], kindNames(false))
+	}
+	if k.key == "" {
+		return fmt.Errorf("%s cannot be deleted; apply new ones instead", k.name)
+	}
+	c, _, err := e.client()
+	if err != nil {
+		return err
+	}
+	if err := c.Delete(e.ctx, k.plural, pos[1]); err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "%s deleted\n", k.ref(pos[1]))
+	return nil
+}
+
+func settingsRow(s *store.Settings) []string {
+	return []string{s.SiteName, s.UnknownMachines, version(s.Version)}
+}
+
+func subnetRow(s *store.Subnet) []string {
+	pools := make([]string, len(s.Pools))
+	for i, p := range s.Pools {
+		pools[i] = p.Start + "-" + p.End
+	}
+	return []string{s.Name, s.CIDR, s.Gateway, strings.Join(pools, ","), yesNo(s.Discovery), version(s.Version)}
+}
+
+func imageRow(i *store.Image) []string {
+	return []string{i.Name, i.Type, i.Format, sizeCell(i.Size), short(i.SHA256, 12)}
+}
+
+func templateRow(t *store.Template) []string {
+	return []string{t.Name, strconv.Itoa(len(t.Actions))}
+}
+
+func machineRow(m *store.Machine) []string {
+	macs := make([]string, len(m.Interfaces))
+	for i, nic := range m.Interfaces {
+		macs[i] = nic.MAC
+	}
+	bmc := ""
+	if m.BMC != nil {
+		bmc = m.BMC.Address
+	}
+	return []string{m.ID, m.Hostname, string(m.State), m.Arch, strings.Join(macs, ","), bmc, version(m.Version)}
+}
+
+func workflowRow(w *store.Workflow) []string {
+	return []string{w.ID, w.MachineID, w.Template, string(w.State)}
+}
+
+func leaseRow(l *store.Lease) []string {
+	return []string{l.IP, l.MAC, l.MachineID, string(l.State), timeCell(l.Expires)}
+}
+
+func tokenRow(t *store.Token) []string {
+	return []string{t.ID, t.Name, timeCell(t.CreatedAt)}
+}
