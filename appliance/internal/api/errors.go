@@ -49,6 +49,8 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	case ok:
 	case errors.Is(err, replica.ErrNoLeader), errors.Is(err, context.DeadlineExceeded):
 		e = &store.Error{Code: codeUnavailable, Message: "the cluster has no leader; try again"}
+	case errors.Is(err, replica.ErrUnknownOutcome):
+		e = &store.Error{Code: codeUnavailable, Message: "the leader changed while committing: the write may or may not have been applied; read before retrying"}
 	default:
 		s.log.LogAttrs(r.Context(), slog.LevelError, "request failed",
 			slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.Any("err", err))

@@ -33,6 +33,7 @@ var applyTable = map[Type]applyFunc{
 	DeleteMember:   applyDelete[store.Member],
 	PutToken:       applyPut[store.Token],
 	DeleteToken:    applyDelete[store.Token],
+	Noop:           func(*store.Tx, []byte, uint64) (any, error) { return nil, nil },
 }
 
 // objectPtr mirrors store's constraint for the generic appliers.

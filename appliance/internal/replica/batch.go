@@ -2,6 +2,7 @@ package replica
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"time"
 
@@ -121,6 +122,9 @@ func (b *batcher) commit(group []*proposal) {
 func (b *batcher) apply(cmd []byte) (Result, error) {
 	f := b.raft.Apply(cmd, proposeTimeout)
 	if err := f.Error(); err != nil {
+		if errors.Is(err, raft.ErrLeadershipLost) {
+			return Result{}, fmt.Errorf("%w: %w", ErrUnknownOutcome, err)
+		}
 		return Result{}, fmt.Errorf("replica: apply: %w", err)
 	}
 	return decodeResult(f.Response())

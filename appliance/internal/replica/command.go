@@ -34,6 +34,13 @@ const (
 	DeleteMember   Type = 16
 	PutToken       Type = 17
 	DeleteToken    Type = 18
+	// Batch (19) is defined in batch.go.
+
+	// Noop changes nothing but the applied index. A new leader commits one
+	// so that its store's applied index reaches the commit index (Raft's
+	// own no-op entry never reaches the FSM), which linearizable reads
+	// wait for.
+	Noop Type = 20
 
 	// IgnoreUnknown is or-ed into a type that older nodes may skip.
 	IgnoreUnknown Type = 128

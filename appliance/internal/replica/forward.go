@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 
@@ -30,9 +31,14 @@ const (
 	maxCommand = 16 << 20
 )
 
-// errRetry means the peer asked was not (or no longer) the leader: find
-// the leader again and retry.
+// errRetry means the peer asked did not take the request (it is not the
+// leader, or it could not be reached at all): find the leader and retry.
 var errRetry = errors.New("replica: not leader, retry")
+
+// ErrUnknownOutcome means a forwarded write reached the leader but no
+// answer came back: it may or may not have been applied. It is not
+// retried, so that nothing is applied twice; the caller decides.
+var ErrUnknownOutcome = errors.New("replica: the leader did not answer; the write may or may not have been applied")
 
 // InternalPrefix is the path prefix InternalHandler serves.
 const InternalPrefix = "/v1/internal/"
@@ -70,8 +76,11 @@ func (n *Node) serveApply(w http.ResponseWriter, r *http.Request) {
 	}
 	res, err := n.ApplyLocal(r.Context(), cmd)
 	if err != nil && res.Err == nil {
+		// Only ErrNotLeader proves the command never entered the log;
+		// anything else (leadership lost mid-commit, a timeout) leaves
+		// its fate unknown and must not be retried elsewhere.
 		status := http.StatusServiceUnavailable
-		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
+		if errors.Is(err, raft.ErrNotLeader) {
 			status = http.StatusMisdirectedRequest
 		}
 		http.Error(w, err.Error(), status)
@@ -122,7 +131,8 @@ func writeJSON(w http.ResponseWriter, v any) {
 }
 
 // call makes one node-to-node request and decodes a JSON answer into out.
-// A 421 (the peer is not the leader) or a transport error is errRetry.
+// A 421 (the peer is not the leader) or a failure to connect is errRetry;
+// a request that was sent but got no answer is ErrUnknownOutcome.
 func (n *Node) call(ctx context.Context, method, url string, body []byte, out any) error {
 	secret := n.secret.Load()
 	if secret == nil {
@@ -139,13 +149,19 @@ func (n *Node) call(ctx context.Context, method, url string, body []byte, out an
 			return ctx.Err()
 		}
 		n.log.Debug("forward to leader", "url", url, "err", err)
-		return errRetry
+		var op *net.OpError
+		if errors.As(err, &op) && op.Op == "dial" {
+			return errRetry
+		}
+		return fmt.Errorf("%w: %v", ErrUnknownOutcome, err)
 	}
 	defer resp.Body.Close()
 	msg, _ := io.ReadAll(io.LimitReader(resp.Body, maxCommand))
 	switch {
-	case resp.StatusCode == http.StatusMisdirectedRequest || resp.StatusCode == http.StatusServiceUnavailable:
+	case resp.StatusCode == http.StatusMisdirectedRequest:
 		return errRetry
+	case resp.StatusCode == http.StatusServiceUnavailable:
+		return fmt.Errorf("%w: %s", ErrUnknownOutcome, strings.TrimSpace(string(msg)))
 	case resp.StatusCode != http.StatusOK:
 		return fmt.Errorf("replica: leader answered %s: %s", resp.Status, strings.TrimSpace(string(msg)))
 	}

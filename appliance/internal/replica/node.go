@@ -56,6 +56,7 @@ type Node struct {
 	logs  *raftboltdb.BoltStore
 	http  *http.Client
 	batch *batcher
+	stop  chan struct{} // closed by Close
 
 	// secret authenticates node-to-node calls; see SetClusterSecret.
 	secret atomic.Pointer[[]byte]
@@ -77,6 +78,7 @@ func Open(cfg Config, db *store.DB) (*Node, error) {
 		db:   db,
 		fsm:  NewFSM(db, cfg.Log),
 		http: &http.Client{Timeout: 30 * time.Second},
+		stop: make(chan struct{}),
 	}
 	if err := n.open(); err != nil {
 		n.closeParts()
@@ -140,6 +142,7 @@ func (n *Node) open() error {
 	}
 	n.raft = r
 	n.batch = newBatcher(r)
+	go n.watchLeadership()
 	if !hasState && n.cfg.Bootstrap {
 		cfg := raft.Configuration{Servers: []raft.Server{{
 			Suffrage: raft.Voter, ID: rc.LocalID, Address: trans.LocalAddr(),
@@ -165,9 +168,37 @@ func (n *Node) DB() *store.DB { return n.db }
 // IsLeader reports whether this node is the leader now.
 func (n *Node) IsLeader() bool { return n.raft.State() == raft.Leader }
 
-// LeaderCh delivers true when this node gains leadership and false when it
-// loses it (raft.Raft.LeaderCh; one consumer only).
-func (n *Node) LeaderCh() <-chan bool { return n.raft.LeaderCh() }
+// watchLeadership commits a Noop each time this node becomes leader; see
+// Noop. It ends when Raft shuts down.
+func (n *Node) watchLeadership() {
+	for {
+		select {
+		case leader := <-n.raft.LeaderCh():
+			if leader {
+				n.commitNoop()
+			}
+		case <-n.stop:
+			return
+		}
+	}
+}
+
+func (n *Node) commitNoop() {
+	for n.IsLeader() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		_, err := n.ApplyLocal(ctx, []byte{byte(Noop)})
+		cancel()
+		if err == nil {
+			return
+		}
+		n.log.Warn("committing the leader's no-op", "err", err)
+		select {
+		case <-n.stop:
+			return
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
 
 // Apply commits a command and returns its result. On a follower it is
 // forwarded to the leader; with no leader it waits for one until ctx ends.
@@ -180,6 +211,8 @@ func (n *Node) Apply(ctx context.Context, cmd []byte) (Result, error) {
 				return r, err
 			}
 		} else if leader := n.leaderAPI(); leader != "" {
+			// Retried only when the leader surely did not take it
+			// (errRetry): a command is never applied twice.
 			r, err := n.forwardApply(ctx, leader, cmd)
 			if !errors.Is(err, errRetry) {
 				return r, err
@@ -380,6 +413,7 @@ func (n *Node) Close() error {
 	if n.closed.Swap(true) {
 		return nil
 	}
+	close(n.stop)
 	if n.raft != nil && n.IsLeader() && n.voters() > 1 {
 		if err := n.raft.LeadershipTransfer().Error(); err != nil {
 			n.log.Warn("leadership transfer before stop", "err", err)

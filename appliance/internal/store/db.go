@@ -201,17 +201,22 @@ func (d *DB) View(fn func(tx *Tx) error) error {
 // Update runs fn in one read-write transaction and wakes watchers after it
 // commits. Only the replicated state machine calls it.
 func (d *DB) Update(fn func(tx *Tx) error) error {
-	d.mu.RLock()
-	if d.db == nil {
-		d.mu.RUnlock()
-		return errors.New("store: closed")
-	}
-	err := d.db.Update(func(btx *bolt.Tx) error { return fn(&Tx{tx: btx, writable: true}) })
-	d.mu.RUnlock()
+	err := d.update(fn)
 	if err == nil {
 		d.notify()
 	}
 	return err
+}
+
+// update runs the transaction under the shared lock, released even if fn
+// panics (the FSM panics on a command it cannot apply).
+func (d *DB) update(fn func(tx *Tx) error) error {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	if d.db == nil {
+		return errors.New("store: closed")
+	}
+	return d.db.Update(func(btx *bolt.Tx) error { return fn(&Tx{tx: btx, writable: true}) })
 }
 
 // Changed returns a channel that is closed at the next committed write.
