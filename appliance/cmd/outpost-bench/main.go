@@ -18,6 +18,7 @@ func main() {
 	only := flag.String("run", "", "comma-separated benchmarks to run (default all): store")
 	dur := flag.Duration("duration", 10*time.Second, "how long each load phase runs")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile to this file")
+	flag.IntVar(&benchWriters, "writers", benchWriters, "concurrent writers for store.commit")
 	flag.Parse()
 	if *cpuprofile != "" {
 		f, err := os.Create(*cpuprofile)

@@ -17,18 +17,26 @@ import (
 )
 
 // benchStore measures committed writes through Raft into the store, with
-// fsync on, for 64 concurrent writers on a 1-node and a 3-node cluster.
-// Each write is a machine put, the commonest command shape.
+// fsync on, for concurrent writers on a 1-node and a 3-node cluster, for
+// two shapes of write: a machine put (a random key plus its MAC index
+// entry: the costly shape for a B+tree) and an event append (sequential
+// keys: what a boot storm mostly writes).
 func benchStore(ctx context.Context, log *slog.Logger, d time.Duration) error {
 	for _, nodes := range benchNodes {
-		if err := benchCommit(ctx, log, nodes, 64, d); err != nil {
-			return err
+		for _, kind := range []string{"machine", "event"} {
+			if err := benchCommit(ctx, log, nodes, benchWriters, kind, d); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
 }
 
-func benchCommit(ctx context.Context, log *slog.Logger, nodes, writers int, d time.Duration) error {
+func benchCommit(ctx context.Context, log *slog.Logger, nodes, writers int, kind string, d time.Duration) error {
+	newCmd := machineCmd
+	if kind == "event" {
+		newCmd = eventCmd
+	}
 	dir, err := os.MkdirTemp("", "outpost-bench-store-")
 	if err != nil {
 		return err
@@ -54,7 +62,7 @@ func benchCommit(ctx context.Context, log *slog.Logger, nodes, writers int, d ti
 			defer wg.Done()
 			var local []time.Duration
 			for i := 0; time.Now().Before(deadline) && ctx.Err() == nil; i++ {
-				cmd := machineCmd(w, i)
+				cmd := newCmd(w, i)
 				start := time.Now()
 				if _, err := leader.Apply(ctx, cmd); err != nil {
 					mu.Lock()
@@ -76,8 +84,8 @@ func benchCommit(ctx context.Context, log *slog.Logger, nodes, writers int, d ti
 	slices.Sort(lats)
 	rate := float64(len(lats)) / d.Seconds()
 	p99 := lats[len(lats)*99/100]
-	fmt.Printf("BENCH store.commit nodes=%d writers=%d rate=%.0f/s p99=%.2fms writes=%d fsync=on\n",
-		nodes, writers, rate, float64(p99.Microseconds())/1000, len(lats))
+	fmt.Printf("BENCH store.commit nodes=%d writers=%d rate=%.0f/s p99=%.2fms kind=%s writes=%d fsync=on\n",
+		nodes, writers, rate, float64(p99.Microseconds())/1000, kind, len(lats))
 	return nil
 }
 
@@ -88,6 +96,15 @@ func machineCmd(w, i int) []byte {
 		Interfaces: []store.Interface{{MAC: fmt.Sprintf("02:%02x:%02x:%02x:%02x:%02x", w, byte(i>>24), byte(i>>16), byte(i>>8), byte(i))}},
 	}
 	cmd, err := replica.Encode(replica.PutMachine, replica.Put[store.Machine]{Object: m, Time: time.Now().UTC()})
+	if err != nil {
+		panic(err)
+	}
+	return cmd
+}
+
+func eventCmd(w, i int) []byte {
+	e := store.Event{MachineID: fmt.Sprintf("w%d", w), Kind: "action.progress", Message: fmt.Sprintf("image.write %d%%", i%100)}
+	cmd, err := replica.Encode(replica.AppendEvents, replica.Events{Time: time.Now().UTC(), Events: []store.Event{e}})
 	if err != nil {
 		panic(err)
 	}
@@ -178,3 +195,6 @@ func freeAddr() (string, error) {
 
 // benchNodes are the cluster sizes benchStore measures.
 var benchNodes = []int{1, 3}
+
+
+var benchWriters = 64
