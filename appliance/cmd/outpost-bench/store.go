@@ -196,5 +196,4 @@ func freeAddr() (string, error) {
 // benchNodes are the cluster sizes benchStore measures.
 var benchNodes = []int{1, 3}
 
-
 var benchWriters = 64
