@@ -193,14 +193,13 @@ func joinToken(cfg *config.Config) (string, error) {
 // leads, if the site has none: it is written to the data directory (mode
 // 0600) and printed once.
 func ensureAdminToken(ctx context.Context, node *replica.Node, cfg *config.Config, log *slog.Logger, out io.Writer) error {
-	for !node.IsLeader() {
+	// Wait until this node leads (it can create the token) or a token has
+	// replicated to it (another node made one, or this is a restart).
+	for !node.IsLeader() && !hasTokens(node.DB()) {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-time.After(100 * time.Millisecond):
-		}
-		if hasTokens(node.DB()) {
-			break
 		}
 	}
 	if hasTokens(node.DB()) {

@@ -1,6 +1,7 @@
 package replica
 
 import (
+	"strconv"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -50,7 +51,7 @@ func (n *Node) Status() Status {
 		LastIndex:    n.raft.LastIndex(),
 	}
 	stats := n.raft.Stats()
-	st.Term = parseUint(stats["term"])
+	st.Term, _ = strconv.ParseUint(stats["term"], 10, 64)
 	if n.raft.State() != raft.Leader {
 		if lc := n.raft.LastContact(); !lc.IsZero() {
 			st.LastContact = time.Since(lc).Round(time.Millisecond).String()
@@ -91,15 +92,4 @@ func (n *Node) health(st Status) (bool, string) {
 		return false, "applying is far behind the log"
 	}
 	return true, ""
-}
-
-func parseUint(s string) uint64 {
-	var v uint64
-	for _, c := range s {
-		if c < '0' || c > '9' {
-			return 0
-		}
-		v = v*10 + uint64(c-'0')
-	}
-	return v
 }

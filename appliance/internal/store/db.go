@@ -216,7 +216,7 @@ func (d *DB) update(fn func(tx *Tx) error) error {
 	if d.db == nil {
 		return errors.New("store: closed")
 	}
-	return d.db.Update(func(btx *bolt.Tx) error { return fn(&Tx{tx: btx, writable: true}) })
+	return d.db.Update(func(btx *bolt.Tx) error { return fn(&Tx{tx: btx}) })
 }
 
 // Changed returns a channel that is closed at the next committed write.

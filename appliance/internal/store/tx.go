@@ -46,8 +46,7 @@ type objectPtr[T any] interface {
 
 // Tx is a transaction on the store.
 type Tx struct {
-	tx       *bolt.Tx
-	writable bool
+	tx *bolt.Tx
 }
 
 // AppliedIndex is the Raft index of the last command the store applied.
