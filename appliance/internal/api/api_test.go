@@ -276,9 +276,23 @@ func TestEvents(t *testing.T) {
 	if ct := resp.Header.Get("Content-Type"); ct != "text/event-stream" {
 		t.Fatalf("stream content type %q", ct)
 	}
+	posted := make(chan error, 1)
 	go func() {
+		// Posted once the stream is open; not through call, which may
+		// not fail the test from another goroutine.
 		time.Sleep(200 * time.Millisecond)
-		call(t, n, "POST", "/v1/events", n.Token, `{"kind":"note","message":"four"}`)
+		req, _ := http.NewRequestWithContext(ctx, "POST", n.URL+"/v1/events", strings.NewReader(`{"kind":"note","message":"four"}`))
+		req.Header.Set("Authorization", "Bearer "+n.Token)
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		posted <- err
+	}()
+	defer func() {
+		if err := <-posted; err != nil {
+			t.Errorf("posting the fourth event: %v", err)
+		}
 	}()
 	var ids []string
 	sc := bufio.NewScanner(resp.Body)
