@@ -3,6 +3,8 @@ package store
 import (
 	"net/netip"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
 )
 
 // LeaseState is the state of one address lease.
@@ -54,4 +56,111 @@ func (l *Lease) Validate() error {
 		return Invalid("expires", "is before starts")
 	}
 	return nil
+}
+
+// Holds reports whether the lease keeps its address from everyone else at
+// t: an offer or an active lease until it expires, and a declined address
+// until its quarantine ends. A released or expired lease holds nothing.
+func (l *Lease) Holds(t time.Time) bool {
+	switch l.State {
+	case LeaseOffered, LeaseActive, LeaseDeclined:
+		return l.Expires.After(t)
+	}
+	return false
+}
+
+func leaseMACKey(subnet, mac string) []byte { return []byte(subnet + "/" + mac) }
+
+// LeaseByMAC returns the MAC's lease in the subnet, if it has one.
+func (tx *Tx) LeaseByMAC(subnet, mac string) (*Lease, error) {
+	n, err := NormalizeMAC(mac)
+	if err != nil {
+		return nil, err
+	}
+	ip := tx.tx.Bucket(bucketLeaseMAC).Get(leaseMACKey(subnet, n))
+	if ip == nil {
+		return nil, NotFound("lease for", subnet+"/"+n)
+	}
+	return Get[Lease](tx, string(ip))
+}
+
+// UnsafePutLease stores a lease. It is the last word on "never two MACs":
+// an address another MAC holds at the command's time is a conflict and
+// changes nothing, whoever proposed it. A MAC has at most one lease per
+// subnet: its lease at another address is dropped. A declined lease
+// quarantines its address and belongs to no MAC.
+func (tx *Tx) UnsafePutLease(l *Lease, w Write) error {
+	mac, err := NormalizeMAC(l.MAC)
+	if err != nil {
+		return err
+	}
+	l.MAC = mac
+	sub, err := Get[Subnet](tx, l.Subnet)
+	if err != nil {
+		return Invalid("subnet", "no subnet %q", l.Subnet)
+	}
+	if ip := netip.MustParseAddr(l.IP); !sub.Prefix().Contains(ip) {
+		return Invalid("ip", "%s is outside subnet %s (%s)", l.IP, sub.Name, sub.CIDR)
+	}
+	cur, err := Get[Lease](tx, l.IP)
+	if err != nil && !isNotFound(err) {
+		return err
+	}
+	if cur != nil && cur.MAC != l.MAC && cur.Holds(w.Time) {
+		return Conflict("address %s is held by %s (%s) until %s", l.IP, cur.MAC, cur.State, cur.Expires.Format(time.RFC3339))
+	}
+	idx := tx.tx.Bucket(bucketLeaseMAC)
+	if cur != nil {
+		// The address changes hands (or state): the old holder's index
+		// entry goes if it pointed here.
+		if err := deleteIfEquals(idx, leaseMACKey(cur.Subnet, cur.MAC), l.IP); err != nil {
+			return err
+		}
+	}
+	key := leaseMACKey(l.Subnet, l.MAC)
+	if l.State == LeaseDeclined {
+		return tx.putRaw(l, w)
+	}
+	if prev := idx.Get(key); prev != nil && string(prev) != l.IP {
+		if err := tx.tx.Bucket(bucketLeases).Delete(prev); err != nil {
+			return err
+		}
+	}
+	if err := idx.Put(key, []byte(l.IP)); err != nil {
+		return err
+	}
+	return tx.putRaw(l, w)
+}
+
+func (tx *Tx) putRaw(o Object, w Write) error {
+	_, err := tx.unsafePut(o, w)
+	return err
+}
+
+// UnsafeDeleteLease removes a lease (an operator freeing an address, or the
+// reclaimer removing one long expired).
+func (tx *Tx) UnsafeDeleteLease(ip string, expect uint64) error {
+	cur, err := Get[Lease](tx, ip)
+	if err != nil {
+		return err
+	}
+	if _, err := tx.unsafeDelete(cur, ip, expect); err != nil {
+		return err
+	}
+	if err := deleteIfEquals(tx.tx.Bucket(bucketLeaseMAC), leaseMACKey(cur.Subnet, cur.MAC), ip); err != nil {
+		return err
+	}
+	return tx.bumpIPAMGen()
+}
+
+func deleteIfEquals(b *bolt.Bucket, key []byte, value string) error {
+	if v := b.Get(key); v != nil && string(v) == value {
+		return b.Delete(key)
+	}
+	return nil
+}
+
+func isNotFound(err error) bool {
+	e, ok := AsError(err)
+	return ok && e.Code == CodeNotFound
 }

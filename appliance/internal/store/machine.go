@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 )
 
@@ -195,6 +196,13 @@ func (tx *Tx) MachineByMAC(mac string) (*Machine, error) {
 // UnsafePutMachine stores m and keeps the MAC index. A MAC that already
 // belongs to another machine is a conflict and changes nothing.
 func (tx *Tx) UnsafePutMachine(m *Machine, w Write) error {
+	for i := range m.Interfaces {
+		mac, err := NormalizeMAC(m.Interfaces[i].MAC)
+		if err != nil {
+			return Invalid(fmt.Sprintf("interfaces[%d].mac", i), "%q is not a 48-bit MAC address", m.Interfaces[i].MAC)
+		}
+		m.Interfaces[i].MAC = mac
+	}
 	idx := tx.tx.Bucket(bucketMACIndex)
 	for _, nic := range m.Interfaces {
 		if owner := idx.Get([]byte(nic.MAC)); owner != nil && string(owner) != m.ID {
@@ -205,6 +213,7 @@ func (tx *Tx) UnsafePutMachine(m *Machine, w Write) error {
 	if err != nil {
 		return err
 	}
+	nicsChanged := true
 	if prev != nil {
 		var old Machine
 		if err := json.Unmarshal(prev, &old); err != nil {
@@ -214,6 +223,12 @@ func (tx *Tx) UnsafePutMachine(m *Machine, w Write) error {
 			if err := idx.Delete([]byte(nic.MAC)); err != nil {
 				return err
 			}
+		}
+		nicsChanged = !slices.Equal(old.Interfaces, m.Interfaces)
+	}
+	if nicsChanged {
+		if err := tx.bumpIPAMGen(); err != nil {
+			return err
 		}
 	}
 	for _, nic := range m.Interfaces {
@@ -239,5 +254,5 @@ func (tx *Tx) UnsafeDeleteMachine(id string, expect uint64) error {
 			return err
 		}
 	}
-	return nil
+	return tx.bumpIPAMGen()
 }

@@ -9,6 +9,7 @@ var (
 	bucketMACIndex  = []byte("mac_index") // normalized MAC -> machine id
 	bucketSubnets   = []byte("subnets")   // name -> Subnet
 	bucketLeases    = []byte("leases")    // IP -> Lease
+	bucketLeaseMAC  = []byte("lease_mac") // subnet "/" MAC -> IP of the MAC's lease there
 	bucketImages    = []byte("images")    // name -> Image
 	bucketTemplates = []byte("templates") // name -> Template
 	bucketWorkflows = []byte("workflows") // id -> Workflow
@@ -19,7 +20,7 @@ var (
 )
 
 var allBuckets = [][]byte{
-	bucketMeta, bucketMachines, bucketMACIndex, bucketSubnets, bucketLeases,
+	bucketMeta, bucketMachines, bucketMACIndex, bucketSubnets, bucketLeases, bucketLeaseMAC,
 	bucketImages, bucketTemplates, bucketWorkflows, bucketEvents,
 	bucketSettings, bucketMembers, bucketTokens,
 }
@@ -29,6 +30,7 @@ var (
 	keyAppliedIndex  = []byte("applied_index")
 	keySchemaVersion = []byte("schema_version")
 	keyEventSeq      = []byte("event_seq")
+	keyIPAMGen       = []byte("ipam_gen")
 )
 
 // schemaVersion is the layout this code reads and writes. A file with a

@@ -148,7 +148,12 @@ type objPtr[T any] interface {
 // stamped with the write's index and time.
 func roundTrip[T any, P objPtr[T]](t *testing.T, objs ...P) {
 	t.Helper()
-	db := openDB(t)
+	roundTripIn(t, openDB(t), objs...)
+}
+
+// roundTripIn is roundTrip in a store prepared by the caller.
+func roundTripIn[T any, P objPtr[T]](t *testing.T, db *store.DB, objs ...P) {
+	t.Helper()
 	var want []*T
 	for _, o := range objs {
 		if err := o.Validate(); err != nil {
@@ -279,7 +284,13 @@ func TestRoundTrip(t *testing.T) {
 		roundTrip(t, sampleMachine("m1", "aa:bb:cc:00:00:01"), sampleMachine("m2", "aa:bb:cc:00:00:02", "aa:bb:cc:00:00:03"))
 	})
 	t.Run("Subnet", func(t *testing.T) { roundTrip(t, sampleSubnet("lab"), sampleSubnet("prod")) })
-	t.Run("Lease", func(t *testing.T) { roundTrip(t, sampleLease("198.18.0.100"), sampleLease("198.18.0.101")) })
+	t.Run("Lease", func(t *testing.T) {
+		db := openDB(t)
+		update(t, db, func(tx *store.Tx) error { return tx.UnsafePut(sampleSubnet("lab"), store.Write{Index: 1, Time: t0}) })
+		other := sampleLease("198.18.0.101")
+		other.MAC = "aa:bb:cc:00:00:02"
+		roundTripIn(t, db, sampleLease("198.18.0.100"), other)
+	})
 	t.Run("Image", func(t *testing.T) { roundTrip(t, sampleImage("debian"), sampleImage("ubuntu")) })
 	t.Run("Template", func(t *testing.T) { roundTrip(t, sampleTemplate("install"), sampleTemplate("reinstall")) })
 	t.Run("Workflow", func(t *testing.T) { roundTrip(t, sampleWorkflow("wf-1"), sampleWorkflow("wf-2")) })

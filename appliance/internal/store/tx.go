@@ -154,8 +154,16 @@ func (tx *Tx) unsafeDelete(o Object, key string, expect uint64) ([]byte, error) 
 // UnsafePut stores o. Machines go through UnsafePutMachine instead, which
 // keeps the MAC index.
 func (tx *Tx) UnsafePut(o Object, w Write) error {
-	if m, ok := o.(*Machine); ok {
-		return tx.UnsafePutMachine(m, w)
+	switch o := o.(type) {
+	case *Machine:
+		return tx.UnsafePutMachine(o, w)
+	case *Lease:
+		return tx.UnsafePutLease(o, w)
+	case *Subnet:
+		if _, err := tx.unsafePut(o, w); err != nil {
+			return err
+		}
+		return tx.bumpIPAMGen()
 	}
 	_, err := tx.unsafePut(o, w)
 	return err
@@ -163,9 +171,29 @@ func (tx *Tx) UnsafePut(o Object, w Write) error {
 
 // UnsafeDelete removes the object of kind's type with key.
 func (tx *Tx) UnsafeDelete(kind Object, key string, expect uint64) error {
-	if _, ok := kind.(*Machine); ok {
+	switch kind.(type) {
+	case *Machine:
 		return tx.UnsafeDeleteMachine(key, expect)
+	case *Lease:
+		return tx.UnsafeDeleteLease(key, expect)
+	case *Subnet:
+		if _, err := tx.unsafeDelete(kind, key, expect); err != nil {
+			return err
+		}
+		return tx.bumpIPAMGen()
 	}
 	_, err := tx.unsafeDelete(kind, key, expect)
 	return err
+}
+
+// IPAMGeneration changes whenever something address management derives
+// its state from changes other than through the DHCP server's own lease
+// commits: a subnet, a machine's interfaces, a lease deleted by an
+// operator. The DHCP server rebuilds its allocators when it moves.
+func (tx *Tx) IPAMGeneration() uint64 {
+	return readU64(tx.tx.Bucket(bucketMeta).Get(keyIPAMGen))
+}
+
+func (tx *Tx) bumpIPAMGen() error {
+	return tx.tx.Bucket(bucketMeta).Put(keyIPAMGen, u64(tx.IPAMGeneration()+1))
 }
