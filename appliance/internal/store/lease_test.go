@@ -82,7 +82,9 @@ func TestLeaseByMAC(t *testing.T) {
 	}
 	update(t, db, func(tx *store.Tx) error { return tx.UnsafePut(sampleSubnet("lab"), store.Write{Index: 1, Time: t0}) })
 	g0 := gen()
-	update(t, db, func(tx *store.Tx) error { return putLease(tx, lease("198.18.0.100", "02:00:00:00:00:0A", store.LeaseActive, hour), t0) })
+	update(t, db, func(tx *store.Tx) error {
+		return putLease(tx, lease("198.18.0.100", "02:00:00:00:00:0A", store.LeaseActive, hour), t0)
+	})
 	if gen() != g0 {
 		t.Error("a DHCP lease commit moved the IPAM generation")
 	}
