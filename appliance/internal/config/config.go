@@ -43,6 +43,24 @@ type Config struct {
 	// JoinTokenFile holds an admin token of the cluster being joined.
 	// The OUTPOST_JOIN_TOKEN environment variable may be used instead.
 	JoinTokenFile string `json:"join_token_file,omitempty"`
+	// DHCPInterfaces are the boot-network interfaces the DHCP server
+	// answers on; none turns DHCP off.
+	DHCPInterfaces []string `json:"dhcp_interfaces,omitempty"`
+	// DHCPProxy makes the DHCP server a proxyDHCP server: boot information
+	// only, for networks whose addresses another server hands out.
+	DHCPProxy bool `json:"dhcp_proxy,omitempty"`
+	// TFTPAddr is where the TFTP server listens (":69"); empty turns it off.
+	TFTPAddr string `json:"tftp_addr,omitempty"`
+	// BootAddr is where the boot HTTP service (iPXE scripts, kernels,
+	// images) listens (":8080"); empty turns it off. Machines reach it at
+	// the answering node's boot-network address and this port.
+	BootAddr string `json:"boot_addr,omitempty"`
+	// ArtifactDir holds the boot artifacts `make images` builds: iPXE
+	// binaries, installer kernels and initrds, OS images.
+	ArtifactDir string `json:"artifact_dir"`
+	// EFIBinary is the iPXE binary x86-64 UEFI firmware gets: ipxe.efi
+	// (its own drivers) or snponly.efi (the firmware's network driver).
+	EFIBinary string `json:"efi_binary"`
 	// TLSCert and TLSKey, when both are set, make the API serve HTTPS.
 	TLSCert string `json:"tls_cert,omitempty"`
 	TLSKey  string `json:"tls_key,omitempty"`
@@ -75,6 +93,14 @@ func Load(args []string) (*Config, error) {
 	fs.StringVar(&c.RaftAdvertise, "raft-advertise", c.RaftAdvertise, "Raft address advertised to other nodes")
 	fs.StringVar(&c.Join, "join", c.Join, "API URL of a member of the cluster to join")
 	fs.StringVar(&c.JoinTokenFile, "join-token-file", c.JoinTokenFile, "file holding an admin token of the cluster to join")
+	fs.Func("dhcp-interface", "serve DHCP on this interface (repeatable)", func(v string) error {
+		c.DHCPInterfaces = append(c.DHCPInterfaces, v)
+		return nil
+	})
+	fs.BoolVar(&c.DHCPProxy, "dhcp-proxy", c.DHCPProxy, "answer as a proxyDHCP server (boot information only)")
+	fs.StringVar(&c.TFTPAddr, "tftp-addr", c.TFTPAddr, "TFTP listen address (empty: off)")
+	fs.StringVar(&c.BootAddr, "boot-addr", c.BootAddr, "boot HTTP listen address (empty: off)")
+	fs.StringVar(&c.ArtifactDir, "artifact-dir", c.ArtifactDir, "directory of boot artifacts")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "text or json")
 	// A first pass finds -config; the file is loaded under the flags,
@@ -154,6 +180,22 @@ func (c *Config) Validate() error {
 		if u, err := url.Parse(v); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			errs = append(errs, fmt.Errorf("%s %q: want an http(s) URL", name, v))
 		}
+	}
+	for name, v := range map[string]string{"tftp_addr": c.TFTPAddr, "boot_addr": c.BootAddr} {
+		if v == "" {
+			continue
+		}
+		if _, _, err := net.SplitHostPort(v); err != nil {
+			errs = append(errs, fmt.Errorf("%s %q: %v", name, v, err))
+		}
+	}
+	if len(c.DHCPInterfaces) > 0 && c.BootAddr == "" {
+		errs = append(errs, errors.New("dhcp_interfaces needs boot_addr: the DHCP server hands out URLs of the boot HTTP service"))
+	}
+	switch c.EFIBinary {
+	case "ipxe.efi", "snponly.efi":
+	default:
+		errs = append(errs, fmt.Errorf("efi_binary %q: want ipxe.efi or snponly.efi", c.EFIBinary))
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		errs = append(errs, errors.New("tls_cert and tls_key go together"))

@@ -57,6 +57,8 @@ type Node struct {
 	http  *http.Client
 	batch *batcher
 	stop  chan struct{} // closed by Close
+	// epoch counts the times this node has become leader; see LeaderEpoch.
+	epoch atomic.Uint64
 
 	// secret authenticates node-to-node calls; see SetClusterSecret.
 	secret atomic.Pointer[[]byte]
@@ -165,6 +167,12 @@ func (n *Node) ID() string { return n.cfg.ID }
 // DB is the node's store.
 func (n *Node) DB() *store.DB { return n.db }
 
+// LeaderEpoch counts the times this node has gained leadership. A
+// subsystem that keeps state only the leader maintains (the DHCP server's
+// allocators) rebuilds it from the store when the epoch moves, because
+// other leaders may have changed the store in between.
+func (n *Node) LeaderEpoch() uint64 { return n.epoch.Load() }
+
 // IsLeader reports whether this node is the leader now.
 func (n *Node) IsLeader() bool { return n.raft.State() == raft.Leader }
 
@@ -175,6 +183,7 @@ func (n *Node) watchLeadership() {
 		select {
 		case leader := <-n.raft.LeaderCh():
 			if leader {
+				n.epoch.Add(1)
 				n.commitNoop()
 			}
 		case <-n.stop:
