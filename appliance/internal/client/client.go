@@ -29,11 +29,13 @@ type Client struct {
 
 // New returns a client for the API at base (http://host:port) using token.
 func New(base, token string) *Client {
-	return &Client{
-		base:  strings.TrimRight(base, "/"),
-		token: token,
-		http:  &http.Client{Timeout: 60 * time.Second},
-	}
+	return NewWithHTTP(base, token, &http.Client{Timeout: 60 * time.Second})
+}
+
+// NewWithHTTP is New with a caller's HTTP client (a test reaching an
+// appliance inside a network namespace dials through its own).
+func NewWithHTTP(base, token string, hc *http.Client) *Client {
+	return &Client{base: strings.TrimRight(base, "/"), token: token, http: hc}
 }
 
 // Error is an error answer from the API.
@@ -55,17 +57,33 @@ func (e *Error) Error() string {
 // Do sends a request with an optional JSON body and decodes a JSON answer
 // into out (if not nil). Header pairs (name, value) may follow.
 func (c *Client) Do(ctx context.Context, method, path string, body, out any, header ...string) error {
-	var rd io.Reader
+	var raw json.RawMessage
 	if body != nil {
 		b, err := json.Marshal(body)
 		if err != nil {
 			return fmt.Errorf("client: encode request: %w", err)
 		}
-		rd = bytes.NewReader(b)
+		raw = b
+	}
+	_, err := c.send(ctx, method, path, raw, out, header...)
+	return err
+}
+
+// DoStatus is Do with a body that is already JSON, returning the HTTP
+// status of a successful answer too, so that a caller can tell a create
+// (201) from a replace (200).
+func (c *Client) DoStatus(ctx context.Context, method, path string, body json.RawMessage, out any) (int, error) {
+	return c.send(ctx, method, path, body, out)
+}
+
+func (c *Client) send(ctx context.Context, method, path string, body json.RawMessage, out any, header ...string) (int, error) {
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
 	if err != nil {
-		return fmt.Errorf("client: %w", err)
+		return 0, fmt.Errorf("client: %w", err)
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
@@ -78,23 +96,22 @@ func (c *Client) Do(ctx context.Context, method, path string, body, out any, hea
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return fmt.Errorf("client: %s %s: %w", method, path, err)
+		return 0, fmt.Errorf("client: %s %s: %w", method, path, err)
 	}
 	defer resp.Body.Close()
-	raw, err := io.ReadAll(resp.Body)
+	answer, err := io.ReadAll(resp.Body)
 	if err != nil {
-		return fmt.Errorf("client: read answer: %w", err)
+		return 0, fmt.Errorf("client: read answer: %w", err)
 	}
 	if resp.StatusCode >= 300 {
-		return decodeError(resp.StatusCode, raw)
+		return resp.StatusCode, decodeError(resp.StatusCode, answer)
 	}
-	if out == nil || len(raw) == 0 {
-		return nil
+	if out != nil && len(answer) > 0 {
+		if err := json.Unmarshal(answer, out); err != nil {
+			return resp.StatusCode, fmt.Errorf("client: decode answer: %w", err)
+		}
 	}
-	if err := json.Unmarshal(raw, out); err != nil {
-		return fmt.Errorf("client: decode answer: %w", err)
-	}
-	return nil
+	return resp.StatusCode, nil
 }
 
 func decodeError(status int, raw []byte) error {
