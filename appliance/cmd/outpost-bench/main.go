@@ -38,6 +38,7 @@ func main() {
 		run  func(ctx context.Context, log *slog.Logger, d time.Duration) error
 	}{
 		{"store", benchStore},
+		{"tftp", benchTFTP},
 	}
 	failed := false
 	for _, b := range benches {
