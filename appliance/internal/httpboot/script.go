@@ -1,0 +1,224 @@
+package httpboot
+
+import (
+	"bytes"
+	"embed"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"text/template"
+
+	"github.com/outposthq/outpost/appliance/internal/store"
+)
+
+// Script variants: what a machine is told to do. Each has a template
+// templates/<variant>.ipxe.
+const (
+	variantInstall     = "install"     // boot the installer to provision or wipe the machine
+	variantProvisioned = "provisioned" // boot the local disk
+	variantHold        = "hold"        // nothing to do: back to the firmware
+	variantDiscover    = "discover"    // unknown MAC: the installer reports the hardware
+	variantUnknown     = "unknown"     // unknown MAC, site says exit: back to the firmware
+	variantError       = "error"       // something is wrong: say what, wait, fetch the script again
+)
+
+//go:embed templates/*.ipxe
+var templateFS embed.FS
+
+var scriptTemplates = template.Must(template.New("").Option("missingkey=error").ParseFS(templateFS, "templates/*.ipxe"))
+
+// variantFor is the script for a known machine in state st. Provisioning
+// and deprovisioning both run the installer (its workflow installs or
+// wipes); states with nothing to boot, and any state this code does not
+// know, hand the machine back to its firmware.
+func variantFor(st store.MachineState) string {
+	switch st {
+	case store.StateProvisioning, store.StateDeprovisioning:
+		return variantInstall
+	case store.StateProvisioned:
+		return variantProvisioned
+	default: // ready, discovered, failed
+		return variantHold
+	}
+}
+
+// scriptData is what a template renders. Every field is checked by
+// (*scriptData).check before rendering.
+type scriptData struct {
+	Variant string
+	Base    string // http://host[:port] of the appliance
+	MAC     string
+	// Machine and State are the known machine's id and state; Machine is
+	// empty for an unknown MAC.
+	Machine string
+	State   string
+	// Platform is "pcbios", "efi", or "" when the request did not say (the
+	// script then decides at boot time).
+	Platform string
+	// Image, Kernel, Initrd, InitrdName and Cmdline describe the installer
+	// for install and discover: the image's name, the URLs iPXE fetches,
+	// the initrd's image name in iPXE (for the kernel's initrd= under UEFI)
+	// and the image's extra kernel arguments.
+	Image      string
+	Kernel     string
+	Initrd     string
+	InitrdName string
+	Cmdline    string
+	// Problem is the error variant's message.
+	Problem string
+	// Retry is the URL the script fetches itself from again, with iPXE's
+	// own ${buildarch} and ${platform}.
+	Retry string
+}
+
+// serveBootScript serves /ipxe/boot.ipxe?mac=..&arch=..&platform=..
+func (s *Server) serveBootScript(w http.ResponseWriter, r *http.Request) {
+	s.serveScript(w, r, r.URL.Query().Get("mac"))
+}
+
+// serveMACScript serves /ipxe/{mac}.ipxe.
+func (s *Server) serveMACScript(w http.ResponseWriter, r *http.Request) {
+	mac, ok := strings.CutSuffix(r.PathValue("file"), ".ipxe")
+	if !ok {
+		notFound(w, r)
+		return
+	}
+	s.serveScript(w, r, mac)
+}
+
+func (s *Server) serveScript(w http.ResponseWriter, r *http.Request, rawMAC string) {
+	br, err := parseBootRequest(r, rawMAC)
+	if err != nil {
+		s.log.Warn("ipxe script: bad request", "remote", r.RemoteAddr, "err", err)
+		http.Error(w, "bad request: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	log := s.log.With("mac", br.mac, "remote", r.RemoteAddr)
+	d, err := s.plan(br)
+	if err != nil {
+		// The store failed: the detail goes to the log, the machine gets
+		// a script that retries.
+		log.Error("ipxe script", "err", err)
+		d = errorScript(br, "the appliance could not read its store, see its log")
+	}
+	if err := d.check(); err != nil {
+		log.Error("ipxe script: unsafe value", "variant", d.Variant, "err", err)
+		d = errorScript(br, "the appliance refused to render an unsafe script, see its log")
+	}
+	var buf bytes.Buffer
+	if err := s.scripts.ExecuteTemplate(&buf, d.Variant+".ipxe", d); err != nil {
+		log.Error("ipxe script: render", "variant", d.Variant, "err", err)
+		http.Error(w, "internal error", http.StatusInternalServerError)
+		return
+	}
+	log.Info("ipxe script", "variant", d.Variant, "machine", d.Machine, "state", d.State,
+		"image", d.Image, "arch", br.arch, "platform", br.platform, "problem", d.Problem)
+	h := w.Header()
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	h.Set("Content-Length", strconv.Itoa(buf.Len()))
+	w.Write(buf.Bytes())
+}
+
+// plan reads what the script for br depends on, in one transaction, and
+// chooses the variant.
+func (s *Server) plan(br bootRequest) (*scriptData, error) {
+	d := newScript(br)
+	err := s.db.View(func(tx *store.Tx) error {
+		m, err := tx.MachineByMAC(br.mac)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			return planUnknown(tx, d)
+		case err != nil:
+			return fmt.Errorf("machine by mac %s: %w", br.mac, err)
+		}
+		d.Machine, d.State, d.Variant = m.ID, string(m.State), variantFor(m.State)
+		if d.Variant == variantInstall {
+			return planInstaller(tx, d)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// planUnknown applies the site's policy for a MAC it does not know.
+func planUnknown(tx *store.Tx, d *scriptData) error {
+	set, err := tx.Settings()
+	if err != nil {
+		return fmt.Errorf("settings: %w", err)
+	}
+	if set.UnknownMachines == "exit" {
+		d.Variant = variantUnknown
+		return nil
+	}
+	d.Variant = variantDiscover
+	return planInstaller(tx, d)
+}
+
+// planInstaller fills in the installer, or turns d into the error script
+// when there is no usable one.
+func planInstaller(tx *store.Tx, d *scriptData) error {
+	img, problem, err := findInstaller(tx)
+	if err != nil {
+		return err
+	}
+	if problem == "" {
+		problem = d.setInstaller(img)
+	}
+	if problem != "" {
+		d.Variant, d.Problem = variantError, problem
+	}
+	return nil
+}
+
+// findInstaller picks the installer image: the one named "installer" if
+// there is one, else the only image of type installer. Settings has no
+// field naming it yet. problem says why there is none.
+func findInstaller(tx *store.Tx) (img *store.Image, problem string, err error) {
+	img, err = store.Get[store.Image](tx, "installer")
+	switch {
+	case err == nil && img.Type == store.ImageInstaller:
+		return img, "", nil
+	case err != nil && !errors.Is(err, store.ErrNotFound):
+		return nil, "", fmt.Errorf("installer image: %w", err)
+	}
+	all, err := store.List[store.Image](tx)
+	if err != nil {
+		return nil, "", fmt.Errorf("images: %w", err)
+	}
+	var found []*store.Image
+	for _, i := range all {
+		if i.Type == store.ImageInstaller {
+			found = append(found, i)
+		}
+	}
+	switch len(found) {
+	case 0:
+		return nil, "no installer image", nil
+	case 1:
+		return found[0], "", nil
+	default:
+		return nil, fmt.Sprintf("%d installer images and none named installer", len(found)), nil
+	}
+}
+
+func newScript(br bootRequest) *scriptData {
+	return &scriptData{
+		Base:     br.base,
+		MAC:      br.mac,
+		Platform: br.platform,
+		Retry:    br.base + "/ipxe/boot.ipxe?mac=" + br.mac + "&arch=${buildarch}&platform=${platform}",
+	}
+}
+
+// errorScript is the error variant for br.
+func errorScript(br bootRequest, problem string) *scriptData {
+	d := newScript(br)
+	d.Variant, d.Problem = variantError, problem
+	return d
+}

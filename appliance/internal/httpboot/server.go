@@ -1,0 +1,106 @@
+package httpboot
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path"
+	"text/template"
+
+	"github.com/outposthq/outpost/appliance/internal/store"
+)
+
+// Config configures the boot HTTP service.
+type Config struct {
+	// DB is the site store. The service only reads it: the machine by MAC,
+	// the installer image and the site settings.
+	DB *store.DB
+	// ArtifactDir is the directory served under /artifacts/: kernels,
+	// initrds, iPXE binaries and OS images, with optional "<name>.sha256"
+	// sidecar files. It must exist. Installer images name their kernel and
+	// initrd relative to it.
+	ArtifactDir string
+	// Log receives one line per script served and any failure. Nil
+	// discards.
+	Log *slog.Logger
+}
+
+// Server is the boot HTTP service. Its Handler is safe for concurrent use.
+type Server struct {
+	db      *store.DB
+	root    *os.Root
+	log     *slog.Logger
+	scripts *template.Template
+}
+
+// New checks cfg and opens ArtifactDir. Close releases the directory.
+func New(cfg Config) (*Server, error) {
+	if cfg.DB == nil {
+		return nil, errors.New("httpboot: Config.DB is required")
+	}
+	if cfg.ArtifactDir == "" {
+		return nil, errors.New("httpboot: Config.ArtifactDir is required")
+	}
+	root, err := os.OpenRoot(cfg.ArtifactDir)
+	if err != nil {
+		return nil, fmt.Errorf("httpboot: artifact dir: %w", err)
+	}
+	log := cfg.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Server{db: cfg.DB, root: root, log: log, scripts: scriptTemplates}, nil
+}
+
+// Close releases ArtifactDir. Requests for artifacts after Close fail with
+// 404. It is safe to call more than once.
+func (s *Server) Close() error {
+	return s.root.Close()
+}
+
+// route is one entry of the route table.
+type route struct {
+	pattern string
+	handler http.HandlerFunc
+}
+
+// routes lists every route the service has, in one table. GET patterns
+// also match HEAD; other methods get 405, other paths 404.
+func (s *Server) routes() []route {
+	return []route{
+		{"GET /ipxe/boot.ipxe", s.serveBootScript},
+		{"GET /ipxe/{file}", s.serveMACScript}, // {mac}.ipxe
+		{"GET /artifacts/{name...}", s.serveArtifact},
+		{"GET /healthz", s.serveHealth},
+	}
+}
+
+// Handler returns the service's routes. Requests whose path is not in
+// clean form ("..", ".", "//") are refused with 404 before routing, rather
+// than redirected: firmware never sends them.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	for _, rt := range s.routes() {
+		mux.HandleFunc(rt.pattern, rt.handler)
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if p := r.URL.Path; p == "" || p[0] != '/' || path.Clean(p) != p {
+			notFound(w, r)
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
+}
+
+func (s *Server) serveHealth(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	io.WriteString(w, "ok")
+}
+
+func notFound(w http.ResponseWriter, _ *http.Request) {
+	http.Error(w, "not found", http.StatusNotFound)
+}
