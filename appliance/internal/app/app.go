@@ -79,8 +79,13 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Write
 	}
 	fmt.Fprintf(out, "outpost appliance %s: API at %s (raft %s, data %s)\n", cfg.NodeID, cfg.APIURL, cfg.RaftAdvertise, cfg.DataDir)
 
+	runBoot, err := bootServices(cfg, node, log)
+	if err != nil {
+		return err
+	}
 	g, ctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return serve(ctx, srv, ln, cfg) })
+	g.Go(func() error { return serveHTTP(ctx, srv, ln, cfg.TLSCert, cfg.TLSKey) })
+	runBoot(ctx, g)
 	g.Go(func() error { return node.RegisterSelf(ctx) })
 	if cfg.Join == "" {
 		g.Go(func() error { return ensureAdminToken(ctx, node, cfg, log, out) })
@@ -118,19 +123,20 @@ func siteKey(cfg *config.Config, fresh bool) (*seal.Key, error) {
 	return nil, fmt.Errorf("site key %s is missing but %s holds data: restore the key file from another appliance of the site", path, cfg.DataDir)
 }
 
-// serve runs the API until ctx ends, then shuts it down gracefully.
-func serve(ctx context.Context, srv *http.Server, ln net.Listener, cfg *config.Config) error {
+// serveHTTP runs an HTTP server until ctx ends, then shuts it down
+// gracefully. With a certificate and key it serves HTTPS.
+func serveHTTP(ctx context.Context, srv *http.Server, ln net.Listener, cert, key string) error {
 	errc := make(chan error, 1)
 	go func() {
-		if cfg.TLSCert != "" {
-			errc <- srv.ServeTLS(ln, cfg.TLSCert, cfg.TLSKey)
+		if cert != "" {
+			errc <- srv.ServeTLS(ln, cert, key)
 		} else {
 			errc <- srv.Serve(ln)
 		}
 	}()
 	select {
 	case err := <-errc:
-		return fmt.Errorf("api: %w", err)
+		return fmt.Errorf("http %s: %w", ln.Addr(), err)
 	case <-ctx.Done():
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

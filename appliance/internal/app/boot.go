@@ -1,0 +1,81 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/outposthq/outpost/appliance/internal/config"
+	"github.com/outposthq/outpost/appliance/internal/dhcp"
+	"github.com/outposthq/outpost/appliance/internal/httpboot"
+	"github.com/outposthq/outpost/appliance/internal/replica"
+	"github.com/outposthq/outpost/appliance/internal/tftp"
+)
+
+// bootServices binds the boot network's services (DHCP, TFTP, boot
+// HTTP) that the configuration turns on, and returns a function that
+// serves them under g until ctx ends. Binding happens here, at start-up,
+// so that a port already taken stops the appliance with a clear error.
+func bootServices(cfg *config.Config, node *replica.Node, log *slog.Logger) (func(ctx context.Context, g *errgroup.Group), error) {
+	var runs []func(ctx context.Context, g *errgroup.Group)
+	if cfg.BootAddr != "" {
+		hb, err := httpboot.New(httpboot.Config{DB: node.DB(), ArtifactDir: cfg.ArtifactDir, Log: log.With("component", "httpboot")})
+		if err != nil {
+			return nil, err
+		}
+		ln, err := net.Listen("tcp", cfg.BootAddr)
+		if err != nil {
+			return nil, fmt.Errorf("boot http: %w", err)
+		}
+		srv := &http.Server{Handler: hb.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute,
+			ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+		log.Info("boot http listening", "addr", ln.Addr().String(), "artifacts", cfg.ArtifactDir)
+		runs = append(runs, func(ctx context.Context, g *errgroup.Group) {
+			g.Go(func() error { return serveHTTP(ctx, srv, ln, "", "") })
+		})
+	}
+	if cfg.TFTPAddr != "" {
+		ts, err := tftp.New(tftp.Config{Root: cfg.ArtifactDir, Log: log.With("component", "tftp")})
+		if err != nil {
+			return nil, err
+		}
+		conn, err := net.ListenPacket("udp4", cfg.TFTPAddr)
+		if err != nil {
+			return nil, fmt.Errorf("tftp: %w", err)
+		}
+		log.Info("tftp listening", "addr", conn.LocalAddr().String(), "root", cfg.ArtifactDir)
+		runs = append(runs, func(ctx context.Context, g *errgroup.Group) {
+			g.Go(func() error { return ts.Serve(ctx, conn) })
+		})
+	}
+	if len(cfg.DHCPInterfaces) > 0 {
+		_, portStr, _ := net.SplitHostPort(cfg.BootAddr)
+		port, _ := strconv.Atoi(portStr)
+		files := dhcp.DefaultBootFiles
+		files.EFIx64 = cfg.EFIBinary
+		ds, err := dhcp.New(dhcp.Config{
+			Interfaces: cfg.DHCPInterfaces, Proxy: cfg.DHCPProxy, HTTPPort: port, Files: files,
+			Node: node, Log: log.With("component", "dhcp"),
+		})
+		if err != nil {
+			return nil, err
+		}
+		if err := ds.Listen(); err != nil {
+			return nil, err
+		}
+		runs = append(runs, func(ctx context.Context, g *errgroup.Group) {
+			g.Go(func() error { return ds.Serve(ctx) })
+		})
+	}
+	return func(ctx context.Context, g *errgroup.Group) {
+		for _, run := range runs {
+			run(ctx, g)
+		}
+	}, nil
+}

@@ -1,0 +1,26 @@
+// Package dhcp is the appliance's DHCPv4 server: addresses for known and
+// (where a subnet allows discovery) unknown machines, and the boot
+// information that takes a server's firmware to iPXE and iPXE to its
+// script.
+//
+// Invariants:
+//
+//   - Only the Raft leader answers. In a site of three appliances on one
+//     network every node hears every request; the followers stay silent, so
+//     exactly one node answers and its own address is the server
+//     identifier and next-server of the reply.
+//   - A lease is committed through Raft before its ACK is sent. The store's
+//     state machine refuses a lease for an address another MAC holds, so an
+//     address is never given to two MACs, even across a change of leader;
+//     such a refusal becomes a NAK.
+//   - Address choice (package ipam) is in-memory and rebuilt from the store
+//     whenever this node gains leadership or the store's IPAM generation
+//     moves (a subnet, a machine's interfaces or an operator's lease delete).
+//   - Nothing on the packet path waits on anything but the local Raft
+//     commit: no pings, no DNS. Packets are read by one goroutine per socket
+//     and handled by a bounded pool of workers; when the pool is full,
+//     packets are dropped (the client retransmits) rather than queued
+//     without bound.
+//   - A malformed packet, or one for a subnet the site does not serve, is
+//     dropped with a debug log and changes nothing.
+package dhcp

@@ -1,0 +1,276 @@
+package dhcp
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/netip"
+	"time"
+
+	"github.com/insomniacslk/dhcp/dhcpv4"
+	"github.com/insomniacslk/dhcp/iana"
+
+	"github.com/outposthq/outpost/appliance/internal/replica"
+	"github.com/outposthq/outpost/appliance/internal/store"
+)
+
+// request is one DHCP request with what the handlers derive from it.
+type request struct {
+	msg  *dhcpv4.DHCPv4
+	in   *iface
+	mac  string
+	log  *slog.Logger
+	pool *pool
+}
+
+// handle answers one request. It returns nil when no answer is due.
+func (s *Server) handle(ctx context.Context, msg *dhcpv4.DHCPv4, in *iface) (*dhcpv4.DHCPv4, net.Addr) {
+	if msg.OpCode != dhcpv4.OpcodeBootRequest || msg.HWType != iana.HWTypeEthernet || len(msg.ClientHWAddr) != 6 {
+		s.log.Debug("dhcp: not an Ethernet BOOTREQUEST", "interface", in.name)
+		return nil, nil
+	}
+	r := &request{msg: msg, in: in, mac: msg.ClientHWAddr.String()}
+	r.log = s.log.With("mac", r.mac, "xid", msg.TransactionID.String(), "type", msg.MessageType().String())
+	r.log.Debug("dhcp: received", "interface", in.name, "giaddr", msg.GatewayIPAddr)
+	if s.cfg.Proxy {
+		return s.proxy(r)
+	}
+	ps, err := s.current()
+	if err != nil {
+		r.log.Error("dhcp: address pools", "err", err)
+		return nil, nil
+	}
+	r.pool = s.subnetFor(ps, r)
+	if r.pool == nil {
+		r.log.Debug("dhcp: no subnet served for this request", "giaddr", msg.GatewayIPAddr, "interface", in.name)
+		return nil, nil
+	}
+	var reply *dhcpv4.DHCPv4
+	switch msg.MessageType() {
+	case dhcpv4.MessageTypeDiscover:
+		reply = s.discover(r)
+	case dhcpv4.MessageTypeRequest:
+		reply = s.request(ctx, r)
+	case dhcpv4.MessageTypeRelease:
+		s.release(ctx, r)
+	case dhcpv4.MessageTypeDecline:
+		s.decline(ctx, r)
+	case dhcpv4.MessageTypeInform:
+		reply = s.inform(r)
+	default:
+		r.log.Debug("dhcp: message type not handled")
+	}
+	if reply == nil {
+		return nil, nil
+	}
+	r.log.Debug("dhcp: answered", "reply", reply.MessageType().String(), "yiaddr", reply.YourIPAddr)
+	return reply, destination(msg, reply)
+}
+
+// subnetFor picks the subnet: the relay's (giaddr) if relayed, else the
+// receiving interface's.
+func (s *Server) subnetFor(ps *poolSet, r *request) *pool {
+	if gi, ok := netip.AddrFromSlice(r.msg.GatewayIPAddr.To4()); ok && !gi.IsUnspecified() {
+		return ps.find(gi)
+	}
+	return ps.find(r.in.addr)
+}
+
+// destination follows RFC 2131 4.1: to the relay, to a configured client
+// at its address, else broadcast (a client without an address cannot
+// receive unicast without an ARP entry we would have to forge).
+func destination(req, reply *dhcpv4.DHCPv4) net.Addr {
+	if gi := req.GatewayIPAddr.To4(); gi != nil && !gi.IsUnspecified() {
+		return &net.UDPAddr{IP: gi, Port: dhcpv4.ServerPort}
+	}
+	if ci := req.ClientIPAddr.To4(); ci != nil && !ci.IsUnspecified() && reply.MessageType() != dhcpv4.MessageTypeNak {
+		return &net.UDPAddr{IP: ci, Port: dhcpv4.ClientPort}
+	}
+	return &net.UDPAddr{IP: net.IPv4bcast, Port: dhcpv4.ClientPort}
+}
+
+// machineFor returns the machine that owns the client's MAC, if any.
+func (s *Server) machineFor(mac string) *store.Machine {
+	var m *store.Machine
+	_ = s.db.View(func(tx *store.Tx) error {
+		m, _ = tx.MachineByMAC(mac)
+		return nil
+	})
+	return m
+}
+
+func (s *Server) discover(r *request) *dhcpv4.DHCPv4 {
+	m := s.machineFor(r.mac)
+	if m == nil && !r.pool.subnet.Discovery {
+		r.log.Debug("dhcp: unknown machine and the subnet does not allow discovery", "subnet", r.pool.subnet.Name)
+		return nil
+	}
+	now := s.now()
+	requested, _ := netip.AddrFromSlice(r.msg.RequestedIPAddress().To4())
+	ip, err := r.pool.alloc.Offer(r.mac, requested, now, now.Add(s.cfg.OfferHold))
+	if err != nil {
+		r.log.Warn("dhcp: no address to offer", "subnet", r.pool.subnet.Name, "err", err)
+		return nil
+	}
+	return s.reply(r, dhcpv4.MessageTypeOffer, ip, m)
+}
+
+// requestedAddr is the address a REQUEST asks for: option 50 when
+// selecting or rebooting, ciaddr when renewing or rebinding.
+func requestedAddr(msg *dhcpv4.DHCPv4) netip.Addr {
+	if a, ok := netip.AddrFromSlice(msg.RequestedIPAddress().To4()); ok && !a.IsUnspecified() {
+		return a
+	}
+	a, _ := netip.AddrFromSlice(msg.ClientIPAddr.To4())
+	return a
+}
+
+func (s *Server) request(ctx context.Context, r *request) *dhcpv4.DHCPv4 {
+	if sid := r.msg.ServerIdentifier().To4(); sid != nil && !sid.Equal(r.in.addr.AsSlice()) {
+		// The client took another server's offer.
+		r.log.Debug("dhcp: request for another server", "server_id", sid)
+		return nil
+	}
+	ip := requestedAddr(r.msg)
+	if !ip.IsValid() || ip.IsUnspecified() || !r.pool.prefix.Contains(ip) {
+		return s.nak(r, "requested address is not on this subnet")
+	}
+	m := s.machineFor(r.mac)
+	if m == nil && !r.pool.subnet.Discovery {
+		return s.nak(r, "unknown machine")
+	}
+	now := s.now()
+	if err := r.pool.alloc.Check(r.mac, ip, now); err != nil {
+		return s.nak(r, err.Error())
+	}
+	l := &store.Lease{
+		IP: ip.String(), MAC: r.mac, Subnet: r.pool.subnet.Name, State: store.LeaseActive,
+		Starts: now.UTC(), Expires: now.Add(r.pool.lease).UTC(), Hostname: r.msg.HostName(),
+	}
+	if m != nil {
+		l.MachineID = m.ID
+		if m.Hostname != "" {
+			l.Hostname = m.Hostname
+		}
+	}
+	var events []store.Event
+	if !s.renewal(l) {
+		events = append(events, store.Event{MachineID: l.MachineID, Kind: "dhcp.lease",
+			Message: "leased " + l.IP + " on " + l.Subnet, Fields: map[string]string{"ip": l.IP, "mac": l.MAC}})
+	}
+	if err := s.commit(ctx, l, events...); err != nil {
+		if errors.Is(err, store.ErrConflict) {
+			s.invalidate()
+			return s.nak(r, err.Error())
+		}
+		// No leader, a timeout: stay silent; the client retransmits.
+		r.log.Warn("dhcp: lease not committed", "ip", ip, "err", err)
+		return nil
+	}
+	s.observe(r, l)
+	r.log.Info("dhcp: lease", "ip", ip, "machine", l.MachineID, "expires", l.Expires)
+	return s.reply(r, dhcpv4.MessageTypeAck, ip, m)
+}
+
+// observe tells the allocator about a lease this node committed. The
+// store accepted it, so a refusal here means the allocator is out of step:
+// it is rebuilt at the next packet.
+func (s *Server) observe(r *request, l *store.Lease) {
+	if err := r.pool.alloc.Observe(toIPAM(l)); err != nil {
+		r.log.Warn("dhcp: allocator out of step with the store; rebuilding", "ip", l.IP, "err", err)
+		s.invalidate()
+	}
+}
+
+// renewal reports whether l only extends the client's current lease on
+// the same address (no event for those: they come every half lease).
+func (s *Server) renewal(l *store.Lease) bool {
+	var same bool
+	_ = s.db.View(func(tx *store.Tx) error {
+		cur, err := store.Get[store.Lease](tx, l.IP)
+		same = err == nil && cur.MAC == l.MAC && cur.State == store.LeaseActive
+		return nil
+	})
+	return same
+}
+
+// commit puts the lease, and the events that go with it, through Raft and
+// waits for it to be applied.
+func (s *Server) commit(ctx context.Context, l *store.Lease, events ...store.Event) error {
+	cmd, err := replica.Encode(replica.PutLease, replica.Put[store.Lease]{Object: l, Time: l.Starts, Events: events})
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	_, err = s.cfg.Node.Apply(ctx, cmd)
+	return err
+}
+
+func (s *Server) release(ctx context.Context, r *request) {
+	ip, _ := netip.AddrFromSlice(r.msg.ClientIPAddr.To4())
+	if !r.owns(s, ip) {
+		r.log.Debug("dhcp: release of an address the client does not hold", "ip", ip)
+		return
+	}
+	now := s.now().UTC()
+	l := &store.Lease{IP: ip.String(), MAC: r.mac, Subnet: r.pool.subnet.Name, State: store.LeaseReleased, Starts: now, Expires: now}
+	if err := s.commit(ctx, l); err != nil {
+		r.log.Warn("dhcp: release not committed", "ip", ip, "err", err)
+		return
+	}
+	s.observe(r, l)
+	r.log.Info("dhcp: released", "ip", ip)
+}
+
+// owns reports whether the client holds a lease on ip in the store.
+func (r *request) owns(s *Server, ip netip.Addr) bool {
+	var ok bool
+	_ = s.db.View(func(tx *store.Tx) error {
+		l, err := store.Get[store.Lease](tx, ip.String())
+		ok = err == nil && l.MAC == r.mac && l.State == store.LeaseActive
+		return nil
+	})
+	return ok
+}
+
+func (s *Server) decline(ctx context.Context, r *request) {
+	ip, _ := netip.AddrFromSlice(r.msg.RequestedIPAddress().To4())
+	if !ip.IsValid() || !r.owns(s, ip) {
+		r.log.Debug("dhcp: decline of an address the client was not given", "ip", ip)
+		return
+	}
+	now := s.now().UTC()
+	l := &store.Lease{IP: ip.String(), MAC: r.mac, Subnet: r.pool.subnet.Name, State: store.LeaseDeclined, Starts: now, Expires: now.Add(s.cfg.Quarantine)}
+	if err := s.commit(ctx, l); err != nil {
+		r.log.Warn("dhcp: decline not committed", "ip", ip, "err", err)
+		return
+	}
+	s.observe(r, l)
+	r.log.Warn("dhcp: address declined, quarantined", "ip", ip, "until", l.Expires)
+}
+
+func (s *Server) inform(r *request) *dhcpv4.DHCPv4 {
+	reply := s.reply(r, dhcpv4.MessageTypeAck, netip.Addr{}, s.machineFor(r.mac))
+	if reply != nil {
+		reply.Options.Del(dhcpv4.OptionIPAddressLeaseTime)
+		reply.Options.Del(dhcpv4.OptionRenewTimeValue)
+		reply.Options.Del(dhcpv4.OptionRebindingTimeValue)
+	}
+	return reply
+}
+
+func (s *Server) nak(r *request, why string) *dhcpv4.DHCPv4 {
+	r.log.Info("dhcp: NAK", "reason", why)
+	reply, err := dhcpv4.NewReplyFromRequest(r.msg,
+		dhcpv4.WithMessageType(dhcpv4.MessageTypeNak),
+		dhcpv4.WithOption(dhcpv4.OptServerIdentifier(r.in.addr.AsSlice())),
+		dhcpv4.WithOption(dhcpv4.OptMessage(why)),
+	)
+	if err != nil {
+		return nil
+	}
+	echoRelayInfo(r.msg, reply)
+	return reply
+}

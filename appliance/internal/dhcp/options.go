@@ -1,0 +1,93 @@
+package dhcp
+
+import (
+	"net"
+	"net/netip"
+
+	"github.com/insomniacslk/dhcp/dhcpv4"
+
+	"github.com/outposthq/outpost/appliance/internal/store"
+)
+
+// reply builds an OFFER or ACK for ip (zero for INFORM) with the subnet's
+// options and the boot information the client needs.
+func (s *Server) reply(r *request, typ dhcpv4.MessageType, ip netip.Addr, m *store.Machine) *dhcpv4.DHCPv4 {
+	sub := r.pool.subnet
+	lease := uint32(r.pool.lease.Seconds())
+	mods := []dhcpv4.Modifier{
+		dhcpv4.WithMessageType(typ),
+		dhcpv4.WithServerIP(r.in.addr.AsSlice()),
+		dhcpv4.WithOption(dhcpv4.OptServerIdentifier(r.in.addr.AsSlice())),
+		dhcpv4.WithNetmask(net.CIDRMask(r.pool.prefix.Bits(), 32)),
+		dhcpv4.WithLeaseTime(lease),
+		dhcpv4.WithOption(dhcpv4.OptRenewTimeValue(r.pool.lease / 2)),
+		dhcpv4.WithOption(dhcpv4.OptRebindingTimeValue(r.pool.lease * 7 / 8)),
+	}
+	if ip.IsValid() {
+		mods = append(mods, dhcpv4.WithYourIP(ip.AsSlice()))
+	}
+	if sub.Gateway != "" {
+		mods = append(mods, dhcpv4.WithRouter(net.ParseIP(sub.Gateway)))
+	}
+	if len(sub.DNS) > 0 {
+		dns := make([]net.IP, len(sub.DNS))
+		for i, d := range sub.DNS {
+			dns[i] = net.ParseIP(d)
+		}
+		mods = append(mods, dhcpv4.WithDNS(dns...))
+	}
+	if sub.Domain != "" {
+		mods = append(mods, dhcpv4.WithOption(dhcpv4.OptDomainName(sub.Domain)))
+	}
+	if m != nil && m.Hostname != "" {
+		mods = append(mods, dhcpv4.WithOption(dhcpv4.OptHostName(m.Hostname)))
+	}
+	reply, err := dhcpv4.NewReplyFromRequest(r.msg, mods...)
+	if err != nil {
+		r.log.Error("dhcp: build reply", "err", err)
+		return nil
+	}
+	s.addBoot(r, reply)
+	echoRelayInfo(r.msg, reply)
+	return reply
+}
+
+// addBoot adds next-server, the boot file and the PXE options.
+func (s *Server) addBoot(r *request, reply *dhcpv4.DHCPv4) {
+	b := chooseBoot(bootInfo(r.msg), s.cfg.Files, r.in.addr, s.cfg.HTTPPort, r.mac)
+	if b.kind == bootNone {
+		return
+	}
+	reply.BootFileName = b.file
+	reply.UpdateOption(dhcpv4.OptBootFileName(b.file))
+	if b.classID != "" {
+		reply.UpdateOption(dhcpv4.OptClassIdentifier(b.classID))
+	}
+	if b.vendorOK {
+		reply.UpdateOption(dhcpv4.Option{Code: dhcpv4.OptionVendorSpecificInformation, Value: dhcpv4.OptionGeneric{Data: pxeVendorOptions}})
+	}
+	if b.kind == bootPXE {
+		reply.UpdateOption(dhcpv4.OptTFTPServerName(r.in.addr.String()))
+	}
+	// PXE firmware identifies itself with a UUID (option 97) and some
+	// implementations ignore replies that don't echo it.
+	if uuid := r.msg.GetOneOption(dhcpv4.OptionClientMachineIdentifier); uuid != nil {
+		reply.UpdateOption(dhcpv4.Option{Code: dhcpv4.OptionClientMachineIdentifier, Value: dhcpv4.OptionGeneric{Data: uuid}})
+	}
+}
+
+func bootInfo(msg *dhcpv4.DHCPv4) bootRequest {
+	br := bootRequest{classID: msg.ClassIdentifier(), userClass: msg.GetOneOption(dhcpv4.OptionUserClassInformation)}
+	for _, a := range msg.ClientArch() {
+		br.archs = append(br.archs, uint16(a))
+	}
+	return br
+}
+
+// echoRelayInfo copies option 82 (relay agent information) back, as RFC
+// 3046 requires of a server answering through a relay.
+func echoRelayInfo(req, reply *dhcpv4.DHCPv4) {
+	if raw := req.GetOneOption(dhcpv4.OptionRelayAgentInformation); raw != nil {
+		reply.UpdateOption(dhcpv4.Option{Code: dhcpv4.OptionRelayAgentInformation, Value: dhcpv4.OptionGeneric{Data: raw}})
+	}
+}

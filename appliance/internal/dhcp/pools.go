@@ -1,0 +1,160 @@
+package dhcp
+
+import (
+	"fmt"
+	"net/netip"
+	"sort"
+	"time"
+
+	"github.com/outposthq/outpost/appliance/internal/ipam"
+	"github.com/outposthq/outpost/appliance/internal/store"
+)
+
+// pool is one served subnet and its allocator.
+type pool struct {
+	subnet *store.Subnet
+	prefix netip.Prefix
+	lease  time.Duration
+	alloc  *ipam.Allocator
+}
+
+// poolSet is every served subnet, built from one read of the store. It is
+// replaced, not changed, when the store's IPAM state moves; its allocators
+// are updated in place by this node's own lease commits.
+type poolSet struct {
+	epoch uint64 // leader epoch it was built in
+	gen   uint64 // store IPAM generation it was built from
+	pools []*pool
+}
+
+// find returns the pool whose prefix contains a, preferring the longest.
+func (ps *poolSet) find(a netip.Addr) *pool {
+	for _, p := range ps.pools { // sorted longest prefix first
+		if p.prefix.Contains(a) {
+			return p
+		}
+	}
+	return nil
+}
+
+func (ps *poolSet) byName(name string) *pool {
+	for _, p := range ps.pools {
+		if p.subnet.Name == name {
+			return p
+		}
+	}
+	return nil
+}
+
+// current returns the pool set, rebuilding it if this node has become
+// leader again since it was built or the store's IPAM generation moved.
+func (s *Server) current() (*poolSet, error) {
+	epoch := s.cfg.Node.LeaderEpoch()
+	var gen uint64
+	if err := s.db.View(func(tx *store.Tx) error { gen = tx.IPAMGeneration(); return nil }); err != nil {
+		return nil, err
+	}
+	if ps := s.pools.Load(); ps != nil && ps.epoch == epoch && ps.gen == gen {
+		return ps, nil
+	}
+	s.rebuildMu.Lock()
+	defer s.rebuildMu.Unlock()
+	if ps := s.pools.Load(); ps != nil && ps.epoch == epoch && ps.gen == gen {
+		return ps, nil
+	}
+	ps, err := s.build(epoch)
+	if err != nil {
+		return nil, err
+	}
+	s.pools.Store(ps)
+	s.log.Debug("address pools rebuilt", "subnets", len(ps.pools), "ipam_gen", ps.gen, "epoch", epoch)
+	return ps, nil
+}
+
+// invalidate forces a rebuild at the next packet (after a surprise from the
+// store, such as a lease conflict).
+func (s *Server) invalidate() { s.pools.Store(nil) }
+
+func (s *Server) build(epoch uint64) (*poolSet, error) {
+	ps := &poolSet{epoch: epoch}
+	now := s.now()
+	err := s.db.View(func(tx *store.Tx) error {
+		ps.gen = tx.IPAMGeneration()
+		subnets, err := store.List[store.Subnet](tx)
+		if err != nil {
+			return err
+		}
+		machines, err := store.List[store.Machine](tx)
+		if err != nil {
+			return err
+		}
+		leases, err := store.List[store.Lease](tx)
+		if err != nil {
+			return err
+		}
+		for _, sub := range subnets {
+			p, err := newPool(sub, machines, leases, now)
+			if err != nil {
+				s.log.Error("subnet not served", "subnet", sub.Name, "err", err)
+				continue
+			}
+			ps.pools = append(ps.pools, p)
+		}
+		return nil
+	})
+	sort.Slice(ps.pools, func(i, j int) bool { return ps.pools[i].prefix.Bits() > ps.pools[j].prefix.Bits() })
+	return ps, err
+}
+
+func newPool(sub *store.Subnet, machines []*store.Machine, leases []*store.Lease, now time.Time) (*pool, error) {
+	prefix := sub.Prefix()
+	is := ipam.Subnet{Prefix: prefix, Lease: leaseTime(sub)}
+	if sub.Gateway != "" {
+		is.Gateway = netip.MustParseAddr(sub.Gateway)
+	}
+	for _, r := range sub.Pools {
+		is.Pools = append(is.Pools, ipam.Range{Start: netip.MustParseAddr(r.Start), End: netip.MustParseAddr(r.End)})
+	}
+	for _, r := range sub.Reserved {
+		is.Reserved = append(is.Reserved, ipam.Range{Start: netip.MustParseAddr(r.Start), End: netip.MustParseAddr(r.End)})
+	}
+	reservations := map[string]netip.Addr{}
+	for _, m := range machines {
+		for _, nic := range m.Interfaces {
+			if a, err := netip.ParseAddr(nic.IP); err == nil && prefix.Contains(a) {
+				reservations[nic.MAC] = a
+			}
+		}
+	}
+	var ls []ipam.Lease
+	for _, l := range leases {
+		if l.Subnet == sub.Name {
+			ls = append(ls, toIPAM(l))
+		}
+	}
+	alloc, err := ipam.New(is, reservations, ls, now)
+	if err != nil {
+		return nil, fmt.Errorf("subnet %s: %w", sub.Name, err)
+	}
+	return &pool{subnet: sub, prefix: prefix, lease: is.Lease, alloc: alloc}, nil
+}
+
+func leaseTime(sub *store.Subnet) time.Duration {
+	if sub.LeaseSeconds == 0 {
+		return store.DefaultLeaseSeconds * time.Second
+	}
+	return time.Duration(sub.LeaseSeconds) * time.Second
+}
+
+func toIPAM(l *store.Lease) ipam.Lease {
+	st := ipam.Active
+	switch l.State {
+	case store.LeaseOffered:
+		st = ipam.Offered
+	case store.LeaseReleased:
+		st = ipam.Released
+	case store.LeaseDeclined:
+		st = ipam.Declined
+	}
+	return ipam.Lease{IP: netip.MustParseAddr(l.IP), MAC: l.MAC, State: st, Expires: l.Expires}
+}

@@ -1,0 +1,51 @@
+package dhcp
+
+import (
+	"net"
+
+	"github.com/insomniacslk/dhcp/dhcpv4"
+)
+
+// proxy answers as a proxyDHCP server (PXE spec 2.1): another server hands
+// out addresses; this one answers PXE and iPXE clients' DISCOVERs (and
+// their REQUESTs to port 4011) with boot information only: no address,
+// no lease.
+func (s *Server) proxy(r *request) (*dhcpv4.DHCPv4, net.Addr) {
+	b := chooseBoot(bootInfo(r.msg), s.cfg.Files, r.in.addr, s.cfg.HTTPPort, r.mac)
+	if b.kind == bootNone {
+		return nil, nil
+	}
+	var typ dhcpv4.MessageType
+	switch mt := r.msg.MessageType(); {
+	case mt == dhcpv4.MessageTypeDiscover && r.in.port == dhcpv4.ServerPort:
+		typ = dhcpv4.MessageTypeOffer
+	case mt == dhcpv4.MessageTypeRequest && r.in.port == 4011:
+		typ = dhcpv4.MessageTypeAck
+	default:
+		return nil, nil
+	}
+	reply, err := dhcpv4.NewReplyFromRequest(r.msg,
+		dhcpv4.WithMessageType(typ),
+		dhcpv4.WithServerIP(r.in.addr.AsSlice()),
+		dhcpv4.WithOption(dhcpv4.OptServerIdentifier(r.in.addr.AsSlice())),
+		dhcpv4.WithYourIP(net.IPv4zero),
+	)
+	if err != nil {
+		r.log.Error("dhcp: build proxy reply", "err", err)
+		return nil, nil
+	}
+	s.addBoot(r, reply)
+	echoRelayInfo(r.msg, reply)
+	if r.in.port == 4011 {
+		return reply, r.peerOr4011()
+	}
+	return reply, destination(r.msg, reply)
+}
+
+// peerOr4011 answers a port-4011 request where it came from.
+func (r *request) peerOr4011() net.Addr {
+	if ci := r.msg.ClientIPAddr.To4(); ci != nil && !ci.IsUnspecified() {
+		return &net.UDPAddr{IP: ci, Port: dhcpv4.ClientPort}
+	}
+	return &net.UDPAddr{IP: net.IPv4bcast, Port: dhcpv4.ClientPort}
+}

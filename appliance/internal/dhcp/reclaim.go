@@ -1,0 +1,62 @@
+package dhcp
+
+import (
+	"context"
+	"time"
+
+	"github.com/outposthq/outpost/appliance/internal/replica"
+	"github.com/outposthq/outpost/appliance/internal/store"
+)
+
+// reclaimInterval is how often the leader looks for leases to reclaim.
+const reclaimInterval = time.Minute
+
+// reclaim deletes, on the leader, leases that ended (expired, released or
+// out of quarantine) more than ReclaimAfter ago, so the lease table holds
+// what is current plus a day of history. Until then an ended lease keeps
+// its address sticky for its client.
+func (s *Server) reclaim(ctx context.Context) {
+	t := time.NewTicker(reclaimInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if s.cfg.Node.IsLeader() {
+			s.reclaimOnce(ctx)
+		}
+	}
+}
+
+func (s *Server) reclaimOnce(ctx context.Context) int {
+	cutoff := s.now().Add(-s.cfg.ReclaimAfter)
+	var old []*store.Lease
+	_ = s.db.View(func(tx *store.Tx) error {
+		all, err := store.List[store.Lease](tx)
+		for _, l := range all {
+			if !l.Holds(s.now()) && l.Expires.Before(cutoff) {
+				old = append(old, l)
+			}
+		}
+		return err
+	})
+	n := 0
+	for _, l := range old {
+		// Expect the version read: a lease renewed meanwhile is kept.
+		cmd, err := replica.Encode(replica.DeleteLease, replica.Delete{Key: l.IP, Expect: l.Version, Time: s.now().UTC()})
+		if err != nil {
+			continue
+		}
+		if _, err := s.cfg.Node.Apply(ctx, cmd); err != nil {
+			s.log.Debug("dhcp: reclaim", "ip", l.IP, "err", err)
+			continue
+		}
+		n++
+	}
+	if n > 0 {
+		s.log.Info("dhcp: reclaimed ended leases", "count", n)
+	}
+	return n
+}

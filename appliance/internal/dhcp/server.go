@@ -1,0 +1,233 @@
+package dhcp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/insomniacslk/dhcp/dhcpv4"
+	"github.com/insomniacslk/dhcp/dhcpv4/server4"
+
+	"github.com/outposthq/outpost/appliance/internal/replica"
+	"github.com/outposthq/outpost/appliance/internal/store"
+)
+
+// Config configures the DHCP server.
+type Config struct {
+	// Interfaces are the network interfaces to serve, by name. Each must
+	// have an IPv4 address: it is the server identifier and next-server
+	// of replies sent out of it.
+	Interfaces []string
+	// Proxy makes the server a proxyDHCP server (boot information only)
+	// for sites whose addresses come from another DHCP server.
+	Proxy bool
+	// HTTPPort is the port of the boot HTTP service (package httpboot) on
+	// this node's addresses.
+	HTTPPort int
+	// Files names the iPXE binaries; DefaultBootFiles if zero.
+	Files BootFiles
+	// OfferHold is how long an offered address is kept for its client;
+	// 30s if zero.
+	OfferHold time.Duration
+	// Quarantine is how long a DECLINEd address stays out of the pool;
+	// 10 minutes if zero.
+	Quarantine time.Duration
+	// ReclaimAfter is how long an ended lease is kept (sticky for its
+	// client) before the leader deletes it; 24h if zero.
+	ReclaimAfter time.Duration
+	// Workers bounds the packets handled at once; 64 if zero.
+	Workers int
+	// Node commits leases and says whether this node leads.
+	Node *replica.Node
+	Log  *slog.Logger
+	// Now is the clock; time.Now if nil.
+	Now func() time.Time
+}
+
+// Server is the DHCP server.
+type Server struct {
+	cfg   Config
+	db    *store.DB
+	log   *slog.Logger
+	now   func() time.Time
+	conns []*iface
+
+	pools     atomic.Pointer[poolSet]
+	rebuildMu sync.Mutex
+	work      chan packet
+}
+
+// iface is one served interface and its socket.
+type iface struct {
+	name string
+	addr netip.Addr // the interface's IPv4 address
+	conn net.PacketConn
+	port int // 67, or 4011 for a proxy's PXE boot-server socket
+}
+
+type packet struct {
+	in   *iface
+	peer net.Addr
+	data []byte
+}
+
+// New checks the configuration and returns a server. Listen binds it.
+func New(cfg Config) (*Server, error) {
+	if cfg.Node == nil || cfg.Log == nil {
+		return nil, errors.New("dhcp: Node and Log are required")
+	}
+	if cfg.Files == (BootFiles{}) {
+		cfg.Files = DefaultBootFiles
+	}
+	if cfg.OfferHold == 0 {
+		cfg.OfferHold = 30 * time.Second
+	}
+	if cfg.Quarantine == 0 {
+		cfg.Quarantine = 10 * time.Minute
+	}
+	if cfg.ReclaimAfter == 0 {
+		cfg.ReclaimAfter = 24 * time.Hour
+	}
+	if cfg.Workers == 0 {
+		cfg.Workers = 64
+	}
+	s := &Server{cfg: cfg, db: cfg.Node.DB(), log: cfg.Log, now: cfg.Now, work: make(chan packet, cfg.Workers*4)}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	return s, nil
+}
+
+// Listen binds a socket on each configured interface (port 67, and 4011
+// in proxy mode). Call it before Serve; it fails if an interface is
+// missing, has no IPv4 address, or the port is taken.
+func (s *Server) Listen() error {
+	for _, name := range s.cfg.Interfaces {
+		addr, err := interfaceAddr(name)
+		if err != nil {
+			s.Close()
+			return err
+		}
+		ports := []int{dhcpv4.ServerPort}
+		if s.cfg.Proxy {
+			ports = append(ports, 4011)
+		}
+		for _, port := range ports {
+			conn, err := server4.NewIPv4UDPConn(name, &net.UDPAddr{Port: port})
+			if err != nil {
+				s.Close()
+				return fmt.Errorf("dhcp: listen on %s port %d: %w", name, port, err)
+			}
+			// Bursts of a boot storm queue in the kernel, not on the wire.
+			_ = conn.SetReadBuffer(8 << 20)
+			_ = conn.SetWriteBuffer(4 << 20)
+			s.conns = append(s.conns, &iface{name: name, addr: addr, conn: conn, port: port})
+		}
+		s.log.Info("dhcp listening", "interface", name, "address", addr, "proxy", s.cfg.Proxy)
+	}
+	return nil
+}
+
+func interfaceAddr(name string) (netip.Addr, error) {
+	ifi, err := net.InterfaceByName(name)
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("dhcp: interface %q: %w", name, err)
+	}
+	addrs, err := ifi.Addrs()
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("dhcp: interface %q: %w", name, err)
+	}
+	for _, a := range addrs {
+		if ipn, ok := a.(*net.IPNet); ok {
+			if ip, ok := netip.AddrFromSlice(ipn.IP.To4()); ok && ipn.IP.To4() != nil {
+				return ip, nil
+			}
+		}
+	}
+	return netip.Addr{}, fmt.Errorf("dhcp: interface %q has no IPv4 address", name)
+}
+
+// Serve handles packets until ctx ends, then closes the sockets.
+func (s *Server) Serve(ctx context.Context) error {
+	var wg sync.WaitGroup
+	for range s.cfg.Workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for p := range s.work {
+				s.serveOne(ctx, p)
+			}
+		}()
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		s.reclaim(ctx)
+	}()
+	var readers sync.WaitGroup
+	for _, in := range s.conns {
+		readers.Add(1)
+		go func() {
+			defer readers.Done()
+			s.read(in)
+		}()
+	}
+	<-ctx.Done()
+	s.Close()
+	readers.Wait()
+	close(s.work)
+	wg.Wait()
+	return nil
+}
+
+// read reads one socket until it is closed, handing packets to workers.
+func (s *Server) read(in *iface) {
+	buf := make([]byte, 1500)
+	for {
+		n, peer, err := in.conn.ReadFrom(buf)
+		if err != nil {
+			if !errors.Is(err, net.ErrClosed) {
+				s.log.Error("dhcp read", "interface", in.name, "err", err)
+			}
+			return
+		}
+		if !s.cfg.Node.IsLeader() {
+			continue // the leader answers; see the package doc
+		}
+		p := packet{in: in, peer: peer, data: append([]byte(nil), buf[:n]...)}
+		select {
+		case s.work <- p:
+		default:
+			dropped.Inc()
+		}
+	}
+}
+
+// Close closes the sockets. It is safe to call more than once.
+func (s *Server) Close() {
+	for _, in := range s.conns {
+		in.conn.Close()
+	}
+}
+
+func (s *Server) serveOne(ctx context.Context, p packet) {
+	req, err := dhcpv4.FromBytes(p.data)
+	if err != nil {
+		s.log.Debug("dhcp: malformed packet", "interface", p.in.name, "peer", p.peer, "err", err)
+		malformed.Inc()
+		return
+	}
+	reply, dst := s.handle(ctx, req, p.in)
+	if reply == nil {
+		return
+	}
+	if _, err := p.in.conn.WriteTo(reply.ToBytes(), dst); err != nil {
+		s.log.Warn("dhcp: send reply", "interface", p.in.name, "to", dst, "err", err)
+	}
+}
