@@ -15,7 +15,7 @@ TESTFLAGS ?= -p 1
 endif
 TESTFLAGS += -race -count=1 -timeout 20m
 
-.PHONY: all build run test bench lint deps-run deps-test clean
+.PHONY: all build images run test bench lint deps-run deps-test clean
 
 all: build
 
@@ -23,6 +23,11 @@ build:
 	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -o $(BIN)/applianced ./appliance/cmd/applianced
 	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -o $(BIN)/outpost ./appliance/cmd/outpost
 	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -o $(BIN)/outpost-bench ./appliance/cmd/outpost-bench
+
+# Boot artifacts (iPXE binaries, kernel, test initramfs) from Debian
+# packages into images/out/; quick when they are up to date.
+images:
+	@images/build.sh
 
 deps-run:
 	@scripts/install-deps.sh run

@@ -11,10 +11,15 @@ set -euo pipefail
 
 what="${1:-test}"
 
-# Debian packages per purpose. The lab (QEMU, ipmi_sim, Kea, dnsmasq, ...)
-# joins this list as the network-boot issues land.
+# Debian packages per purpose. The lab (appliance/internal/lab, images/)
+# is the real peers the network-boot tests run against: QEMU with SeaBIOS,
+# OVMF and iPXE, a kernel and busybox for the test initramfs, DHCP and
+# TFTP servers and clients, a BMC simulator.
 run_pkgs=(ca-certificates iproute2)
-test_pkgs=("${run_pkgs[@]}" gcc libc6-dev)
+lab_pkgs=(qemu-system-x86 ipxe-qemu ipxe ovmf busybox-static cpio linux-image-amd64
+	tftp-hpa atftp isc-dhcp-client udhcpc iproute2 kea-dhcp4-server kea-admin
+	dnsmasq tftpd-hpa openipmi ipmitool)
+test_pkgs=("${run_pkgs[@]}" gcc libc6-dev "${lab_pkgs[@]}")
 
 case "$what" in
 run) pkgs=("${run_pkgs[@]}") ;;

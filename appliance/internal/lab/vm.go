@@ -1,0 +1,227 @@
+package lab
+
+import (
+	"context"
+	"fmt"
+	"hash/fnv"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// Firmware is what a VM boots with.
+type Firmware int
+
+const (
+	// BIOS is SeaBIOS; the NIC's iPXE option ROM does the network boot, so
+	// the first DHCPDISCOVER already comes from iPXE (user class "iPXE",
+	// client architecture 0).
+	BIOS Firmware = iota
+	// UEFI is OVMF. With the NIC's option ROM the EFI iPXE driver boots
+	// (client architecture 7, user class "iPXE"); with DisableNICROM EDK2's
+	// own PXE client does, which needs TFTP and a chain-load of ipxe.efi.
+	UEFI
+)
+
+func (f Firmware) String() string {
+	switch f {
+	case BIOS:
+		return "BIOS"
+	case UEFI:
+		return "UEFI"
+	}
+	return fmt.Sprintf("Firmware(%d)", int(f))
+}
+
+// OVMF's code and variable-store templates (Debian's ovmf package).
+const (
+	OVMFCode = "/usr/share/OVMF/OVMF_CODE_4M.fd"
+	OVMFVars = "/usr/share/OVMF/OVMF_VARS_4M.fd"
+)
+
+// nicROMs are the option ROMs QEMU loads for NIC models, from ipxe-qemu.
+var nicROMs = map[string]string{
+	"virtio-net-pci": "/usr/lib/ipxe/qemu/efi-virtio.rom",
+	"e1000":          "/usr/lib/ipxe/qemu/efi-e1000.rom",
+	"e1000e":         "/usr/lib/ipxe/qemu/efi-e1000e.rom",
+	"rtl8139":        "/usr/lib/ipxe/qemu/efi-rtl8139.rom",
+}
+
+// VMConfig describes a VM that network-boots from a tap in a namespace.
+type VMConfig struct {
+	// Tap is the tap device, in the VM's namespace, for its one NIC
+	// (Netns.Tap). Required.
+	Tap string
+	// MAC is the NIC's address. Default: 52:54:00 and three bytes hashed
+	// from the test's name and a sequence number.
+	MAC string
+	// Firmware is BIOS (default) or UEFI.
+	Firmware Firmware
+	// NIC is QEMU's NIC model. Default "virtio-net-pci".
+	NIC string
+	// DisableNICROM loads no option ROM for the NIC (romfile=). Under UEFI
+	// EDK2's PXE client boots instead of iPXE; under BIOS nothing can
+	// network-boot.
+	DisableNICROM bool
+	// MemoryMB is the guest's memory. Default 512, or 1024 under UEFI.
+	MemoryMB int
+	// Disks are disk images attached as virtio-blk, in boot order after
+	// the NIC; raw unless the name ends in .qcow2.
+	Disks []string
+	// NoReboot ends QEMU when the guest reboots (-no-reboot). A guest
+	// power-off always ends it.
+	NoReboot bool
+	// ExtraArgs are appended to QEMU's command line.
+	ExtraArgs []string
+}
+
+var vmSeq atomic.Uint64
+
+// VM is a QEMU virtual machine under software emulation (-accel tcg: the
+// lab never relies on KVM) whose serial console is captured. The NIC comes
+// first in the boot order (bootindex=1, which SeaBIOS and OVMF both
+// follow; it does what -boot n does), then the disks. It is killed when
+// the test ends.
+type VM struct {
+	MAC    string
+	Serial string    // path of the file holding the serial console's output
+	Start  time.Time // when QEMU was started
+	proc   *Process
+}
+
+// StartVM starts a VM in ns.
+func StartVM(t testing.TB, ns *Netns, cfg VMConfig) *VM {
+	t.Helper()
+	if cfg.Tap == "" {
+		t.Fatal("lab: StartVM: no tap")
+	}
+	if cfg.NIC == "" {
+		cfg.NIC = "virtio-net-pci"
+	}
+	if cfg.MemoryMB == 0 {
+		cfg.MemoryMB = 512
+		if cfg.Firmware == UEFI {
+			cfg.MemoryMB = 1024
+		}
+	}
+	seq := vmSeq.Add(1)
+	if cfg.MAC == "" {
+		cfg.MAC = defaultMAC(t.Name(), seq)
+	}
+	need := []string{"qemu-system-x86_64"}
+	if rom, ok := nicROMs[cfg.NIC]; ok && !cfg.DisableNICROM {
+		need = append(need, rom)
+	}
+	if cfg.Firmware == UEFI {
+		need = append(need, OVMFCode, OVMFVars)
+	}
+	Require(t, need...)
+
+	args, err := qemuArgs(cfg, seq, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := "vm-" + strings.ReplaceAll(cfg.MAC, ":", "")
+	v := &VM{MAC: cfg.MAC, Start: time.Now()}
+	v.proc = startProcess(t, ProcessConfig{Name: name, Netns: ns, Args: args}, false)
+	v.proc.outLabel = "serial console"
+	v.Serial = v.proc.Stdout
+	return v
+}
+
+// defaultMAC derives a locally administered, QEMU-style address.
+func defaultMAC(testName string, seq uint64) string {
+	h := fnv.New32a()
+	fmt.Fprintf(h, "%s/%d/%d", testName, os.Getpid(), seq)
+	s := h.Sum32()
+	return fmt.Sprintf("52:54:00:%02x:%02x:%02x", byte(s>>16), byte(s>>8), byte(s))
+}
+
+// qemuArgs builds the command line; dir receives the UEFI variable store.
+func qemuArgs(cfg VMConfig, seq uint64, dir string) ([]string, error) {
+	args := []string{
+		"qemu-system-x86_64",
+		"-name", fmt.Sprintf("outpost-lab-%d-%d", os.Getpid(), seq),
+		"-accel", "tcg",
+		"-m", fmt.Sprint(cfg.MemoryMB),
+		"-nographic",
+		"-serial", "stdio",
+		"-monitor", "none",
+		"-netdev", "tap,id=net0,ifname=" + cfg.Tap + ",script=no,downscript=no",
+	}
+	nic := cfg.NIC + ",netdev=net0,mac=" + cfg.MAC + ",bootindex=1"
+	if cfg.DisableNICROM {
+		nic += ",romfile="
+	}
+	args = append(args, "-device", nic)
+	if cfg.Firmware == UEFI {
+		vars := filepath.Join(dir, "OVMF_VARS.fd")
+		if err := copyFile(OVMFVars, vars, 0o600); err != nil {
+			return nil, err
+		}
+		args = append(args,
+			"-drive", "if=pflash,format=raw,unit=0,readonly=on,file="+OVMFCode,
+			"-drive", "if=pflash,format=raw,unit=1,file="+vars)
+	}
+	for i, d := range cfg.Disks {
+		format := "raw"
+		if strings.HasSuffix(d, ".qcow2") {
+			format = "qcow2"
+		}
+		id := fmt.Sprintf("disk%d", i)
+		args = append(args,
+			"-drive", "if=none,id="+id+",format="+format+",file="+d,
+			"-device", fmt.Sprintf("virtio-blk-pci,drive=%s,bootindex=%d", id, i+2))
+	}
+	if cfg.NoReboot {
+		args = append(args, "-no-reboot")
+	}
+	return append(args, cfg.ExtraArgs...), nil
+}
+
+func copyFile(src, dst string, perm os.FileMode) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return fmt.Errorf("lab: %w", err)
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, perm)
+	if err != nil {
+		return fmt.Errorf("lab: %w", err)
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return fmt.Errorf("lab: copy %s: %w", src, err)
+	}
+	if err := out.Close(); err != nil {
+		return fmt.Errorf("lab: %w", err)
+	}
+	return nil
+}
+
+// WaitSerial waits for a line on the serial console that matches re and
+// returns it. Lines are consumed as described in the package comment. It
+// fails when ctx is done or QEMU exits first.
+func (v *VM) WaitSerial(ctx context.Context, re *regexp.Regexp) (string, error) {
+	return v.proc.WaitForLine(ctx, re)
+}
+
+// Wait waits for QEMU to exit (the guest powered off, or rebooted under
+// NoReboot) and returns its exit error, or ctx's error.
+func (v *VM) Wait(ctx context.Context) error { return v.proc.Wait(ctx) }
+
+// Exited is closed once QEMU has exited.
+func (v *VM) Exited() <-chan struct{} { return v.proc.Exited() }
+
+// Kill kills QEMU and waits for it to exit. It is safe to call more than
+// once.
+func (v *VM) Kill() { v.proc.Kill() }
+
+// QEMU is the QEMU process itself: its stdout is the serial console, its
+// stderr QEMU's own messages.
+func (v *VM) QEMU() *Process { return v.proc }
