@@ -39,7 +39,7 @@ deps-test:
 run: deps-run build
 	$(BIN)/applianced -data-dir $(VAR)/node1
 
-test: deps-test lint
+test: deps-test images lint
 	$(GO) test $(TESTFLAGS) ./...
 
 bench: build
