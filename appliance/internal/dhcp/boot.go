@@ -101,3 +101,7 @@ func chooseBoot(req bootRequest, files BootFiles, server netip.Addr, httpPort in
 // option 6) = 8, "boot from the file name in this offer, do not wait for a
 // proxyDHCP offer or do boot server discovery".
 var pxeVendorOptions = []byte{6, 1, 8, 255}
+
+// ipxeNoProxyDHCP is option 175's payload for iPXE clients: sub-option 176
+// (no-pxedhcp) set to 1.
+var ipxeNoProxyDHCP = []byte{176, 1, 1}

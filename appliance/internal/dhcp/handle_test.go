@@ -248,6 +248,9 @@ func TestBootOptions(t *testing.T) {
 	if want := "http://198.18.0.1:8080/ipxe/" + knownMAC + ".ipxe"; offer.BootFileName != want {
 		t.Errorf("iPXE boot file %q, want %q", offer.BootFileName, want)
 	}
+	if got := offer.GetOneOption(dhcpv4.GenericOptionCode(175)); string(got) != string(ipxeNoProxyDHCP) {
+		t.Errorf("option 175 = %x, want %x", got, ipxeNoProxyDHCP)
+	}
 }
 
 func TestProxyMode(t *testing.T) {

@@ -69,6 +69,12 @@ func (s *Server) addBoot(r *request, reply *dhcpv4.DHCPv4) {
 	if b.kind == bootPXE {
 		reply.UpdateOption(dhcpv4.OptTFTPServerName(r.in.addr.String()))
 	}
+	if b.kind == bootIPXE {
+		// iPXE's encapsulated options (175): no-pxedhcp (176) = 1, so
+		// iPXE does not wait seconds for proxyDHCP offers before it
+		// requests the address.
+		reply.UpdateOption(dhcpv4.Option{Code: dhcpv4.GenericOptionCode(175), Value: dhcpv4.OptionGeneric{Data: ipxeNoProxyDHCP}})
+	}
 	// PXE firmware identifies itself with a UUID (option 97) and some
 	// implementations ignore replies that don't echo it.
 	if uuid := r.msg.GetOneOption(dhcpv4.OptionClientMachineIdentifier); uuid != nil {
