@@ -154,8 +154,10 @@ func (s *Server) request(ctx context.Context, r *request) *dhcpv4.DHCPv4 {
 			l.Hostname = m.Hostname
 		}
 	}
+	// A known machine's new lease goes on its timeline (not renewals:
+	// they come every half lease; not unknown clients: they have none).
 	var events []store.Event
-	if !s.renewal(l) {
+	if m != nil && !s.renewal(l) {
 		events = append(events, store.Event{MachineID: l.MachineID, Kind: "dhcp.lease",
 			Message: "leased " + l.IP + " on " + l.Subnet, Fields: map[string]string{"ip": l.IP, "mac": l.MAC}})
 	}

@@ -302,12 +302,13 @@ func TestReclaimAndEvents(t *testing.T) {
 	st.srv.cfg.ReclaimAfter = time.Hour
 	ip := st.dora(t, "02:00:00:00:00:01").YourIPAddr.String()
 	st.dora(t, knownMAC)
-	// A renewal is not an event; a new lease is.
+	// A known machine's new lease is an event; a renewal is not, nor is
+	// an unknown client's lease.
 	st.now = t0.Add(time.Minute)
 	st.dora(t, knownMAC)
 	var events []*store.Event
 	st.n.DB.View(func(tx *store.Tx) (err error) { events, err = tx.EventsSince(0, 100); return err })
-	if len(events) != 2 || events[1].MachineID != "m1" || events[1].Kind != "dhcp.lease" {
+	if len(events) != 1 || events[0].MachineID != "m1" || events[0].Kind != "dhcp.lease" || events[0].Fields["ip"] != "198.18.0.10" {
 		t.Fatalf("events: %+v", events)
 	}
 	// Nothing is reclaimed while it is current or recently ended.
