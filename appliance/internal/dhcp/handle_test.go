@@ -323,3 +323,19 @@ func TestReclaimAndEvents(t *testing.T) {
 		t.Fatalf("lease %s survived reclaim: %+v", ip, l)
 	}
 }
+
+// TestBadReservationDoesNotStopSubnet puts a machine on the gateway's
+// address: that machine gets no reservation, everyone else is served.
+func TestBadReservationDoesNotStopSubnet(t *testing.T) {
+	st := newSite(t, true)
+	apply(t, st.n, replica.PutMachine, replica.Put[store.Machine]{Object: &store.Machine{
+		ID: "bad", Arch: "x86_64", State: store.StateReady,
+		Interfaces: []store.Interface{{MAC: "52:54:00:00:00:02", IP: "198.18.0.1", Subnet: "lab"}},
+	}, Time: t0})
+	if ack := st.dora(t, knownMAC); ack.YourIPAddr.String() != "198.18.0.10" {
+		t.Fatalf("known machine got %s", ack.YourIPAddr)
+	}
+	if ack := st.dora(t, "02:00:00:00:00:05"); ack.YourIPAddr.String() != "198.18.0.100" {
+		t.Fatalf("unknown machine got %s, want the first pool address", ack.YourIPAddr)
+	}
+}

@@ -2,6 +2,7 @@ package dhcp
 
 import (
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"sort"
 	"time"
@@ -93,7 +94,7 @@ func (s *Server) build(epoch uint64) (*poolSet, error) {
 			return err
 		}
 		for _, sub := range subnets {
-			p, err := newPool(sub, machines, leases, now)
+			p, err := newPool(sub, machines, leases, now, s.log)
 			if err != nil {
 				s.log.Error("subnet not served", "subnet", sub.Name, "err", err)
 				continue
@@ -106,7 +107,11 @@ func (s *Server) build(epoch uint64) (*poolSet, error) {
 	return ps, err
 }
 
-func newPool(sub *store.Subnet, machines []*store.Machine, leases []*store.Lease, now time.Time) (*pool, error) {
+// newPool builds a subnet's allocator. A bad reservation (two machines
+// claiming one address, a machine on the gateway's address) or a stale
+// lease outside the prefix is logged and left out: it must not stop the
+// whole subnet.
+func newPool(sub *store.Subnet, machines []*store.Machine, leases []*store.Lease, now time.Time, log *slog.Logger) (*pool, error) {
 	prefix := sub.Prefix()
 	is := ipam.Subnet{Prefix: prefix, Lease: leaseTime(sub)}
 	if sub.Gateway != "" {
@@ -118,23 +123,31 @@ func newPool(sub *store.Subnet, machines []*store.Machine, leases []*store.Lease
 	for _, r := range sub.Reserved {
 		is.Reserved = append(is.Reserved, ipam.Range{Start: netip.MustParseAddr(r.Start), End: netip.MustParseAddr(r.End)})
 	}
-	reservations := map[string]netip.Addr{}
-	for _, m := range machines {
-		for _, nic := range m.Interfaces {
-			if a, err := netip.ParseAddr(nic.IP); err == nil && prefix.Contains(a) {
-				reservations[nic.MAC] = a
-			}
-		}
-	}
 	var ls []ipam.Lease
 	for _, l := range leases {
-		if l.Subnet == sub.Name {
-			ls = append(ls, toIPAM(l))
+		if l.Subnet != sub.Name {
+			continue
 		}
+		if a, err := netip.ParseAddr(l.IP); err != nil || !prefix.Contains(a) {
+			log.Warn("lease outside its subnet's prefix ignored", "subnet", sub.Name, "ip", l.IP)
+			continue
+		}
+		ls = append(ls, toIPAM(l))
 	}
-	alloc, err := ipam.New(is, reservations, ls, now)
+	alloc, err := ipam.New(is, nil, ls, now)
 	if err != nil {
 		return nil, fmt.Errorf("subnet %s: %w", sub.Name, err)
+	}
+	for _, m := range machines {
+		for _, nic := range m.Interfaces {
+			a, err := netip.ParseAddr(nic.IP)
+			if err != nil || !prefix.Contains(a) {
+				continue
+			}
+			if err := alloc.SetReservation(nic.MAC, a); err != nil {
+				log.Error("machine's address not reserved", "machine", m.ID, "mac", nic.MAC, "ip", a, "err", err)
+			}
+		}
 	}
 	return &pool{subnet: sub, prefix: prefix, lease: is.Lease, alloc: alloc}, nil
 }
