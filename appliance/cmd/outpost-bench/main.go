@@ -39,6 +39,7 @@ func main() {
 	}{
 		{"store", benchStore},
 		{"tftp", benchTFTP},
+		{"dhcp", benchDHCP},
 	}
 	failed := false
 	for _, b := range benches {

@@ -1,0 +1,766 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/outposthq/outpost/appliance/internal/client"
+	"github.com/outposthq/outpost/appliance/internal/store"
+)
+
+// The DHCP benchmark's network: a server namespace and a client namespace
+// joined by a veth pair, in the benchmarking range.
+const (
+	dhcpServerIface = "dhcp-s"
+	dhcpClientIface = "dhcp-c"
+	dhcpServerAddr  = "198.18.0.1"
+	dhcpClientAddr  = "198.18.0.2"
+	dhcpPrefixLen   = "/16"
+	dhcpPoolStart   = "198.18.1.0"
+	dhcpPoolEnd     = "198.18.255.250" // 65,275 addresses
+	dhcpLeaseSecs   = 3600
+
+	// dhcpClients is perfdhcp's -R: as many distinct MACs as the pool
+	// holds with room to spare. Leases last an hour and a search runs
+	// well over 60,000 exchanges against a fast server, so more distinct
+	// clients than addresses would exhaust the pool (every server would
+	// then drop) rather than measure it.
+	dhcpClients = 60000
+
+	dhcpProbe      = 5 * time.Second // each probe's load phase
+	dhcpProbeWait  = time.Second     // perfdhcp -W: collect late answers
+	dhcpBudget     = 60 * time.Second
+	dhcpStartRate  = 500
+	dhcpMaxDrops   = 0.025 // highest share of exchanges not completed
+	dhcpBisections = 3
+)
+
+// dhcpNSPrefix starts the names of the benchmark's namespaces, which go on
+// with the benchmark's pid so that a later run can delete what a killed
+// one left.
+const dhcpNSPrefix = "outpost-bench-dhcp-"
+
+// benchDHCP measures full DORA exchanges per second from perfdhcp, over
+// one veth pair between two namespaces, against Outpost's applianced
+// (single node: every ACK is a lease committed through Raft), kea-dhcp4
+// (memfile lease store, persisted) and dnsmasq, one after the other. For
+// each it finds the highest offered rate at which at most 2.5 % of
+// exchanges go unanswered: from 500/s it doubles until drops pass 2.5 %
+// (or halves until they don't), then bisects, within about 60 s per
+// server. It prints
+// "BENCH dhcp.dora outpost=<n>/s kea=<n>/s dnsmasq=<n>/s ratio_vs_kea=<r>"
+// and then, when QEMU and its iPXE NIC ROM are there, the seconds a BIOS
+// VM's iPXE spends in DHCP against applianced:
+// "BENCH ipxe.dhcp_phase seconds=<s>". The duration flag does not apply.
+// The figures move with other load on the host; each server's search
+// starts with the load average on stderr.
+func benchDHCP(ctx context.Context, log *slog.Logger, _ time.Duration) error {
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGHUP)
+	defer stop()
+	tools, err := dhcpTools()
+	if err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp("", "outpost-bench-dhcp-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	applianced, err := buildApplianced(ctx, dir)
+	if err != nil {
+		return err
+	}
+	bn, err := newDHCPNet(tools["ip"])
+	if err != nil {
+		return err
+	}
+	defer bn.close()
+
+	servers := []struct {
+		name  string
+		start func(ctx context.Context, bn *dhcpNet, dir string) (*benchProc, error)
+	}{
+		{"outpost", func(ctx context.Context, bn *dhcpNet, dir string) (*benchProc, error) {
+			return startOutpostDHCP(ctx, bn, dir, applianced, benchSite, "info")
+		}},
+		{"kea", func(_ context.Context, bn *dhcpNet, dir string) (*benchProc, error) {
+			return startKea(bn, dir, tools["kea-dhcp4"])
+		}},
+		{"dnsmasq", func(_ context.Context, bn *dhcpNet, dir string) (*benchProc, error) {
+			return startDnsmasq(bn, dir, tools["dnsmasq"])
+		}},
+	}
+	best := map[string]float64{}
+	for _, s := range servers {
+		r, err := runDHCPServer(ctx, log, bn, dir, tools["perfdhcp"], s.name, s.start)
+		if err != nil {
+			return fmt.Errorf("%s: %w", s.name, err)
+		}
+		best[s.name] = r
+	}
+	fmt.Printf("BENCH dhcp.dora outpost=%.0f/s kea=%.0f/s dnsmasq=%.0f/s ratio_vs_kea=%.2f\n",
+		best["outpost"], best["kea"], best["dnsmasq"], best["outpost"]/best["kea"])
+
+	secs, err := ipxeDHCPPhase(ctx, log, bn, dir, applianced)
+	switch {
+	case errors.Is(err, errSkipped):
+		fmt.Fprintf(os.Stderr, "outpost-bench: dhcp: ipxe.dhcp_phase skipped: %v\n", err)
+	case err != nil:
+		return fmt.Errorf("ipxe.dhcp_phase: %w", err)
+	default:
+		fmt.Printf("BENCH ipxe.dhcp_phase seconds=%.2f\n", secs)
+	}
+	return nil
+}
+
+// dhcpTools finds the programs the benchmark runs, by name.
+func dhcpTools() (map[string]string, error) {
+	if os.Geteuid() != 0 {
+		return nil, errors.New("needs root (network namespaces)")
+	}
+	tools := map[string]string{}
+	for bin, pkg := range map[string]string{"ip": "iproute2", "perfdhcp": "kea-admin", "kea-dhcp4": "kea-dhcp4-server", "dnsmasq": "dnsmasq"} {
+		p, err := lookTFTP(bin, pkg)
+		if err != nil {
+			return nil, err
+		}
+		tools[bin] = p
+	}
+	return tools, nil
+}
+
+// runDHCPServer starts one server in its own directory, searches its
+// rate and stops it.
+func runDHCPServer(ctx context.Context, log *slog.Logger, bn *dhcpNet, dir, perfdhcp, name string,
+	start func(context.Context, *dhcpNet, string) (*benchProc, error)) (float64, error) {
+	sdir := filepath.Join(dir, name)
+	if err := os.Mkdir(sdir, 0o755); err != nil {
+		return 0, err
+	}
+	p, err := start(ctx, bn, sdir)
+	if err != nil {
+		return 0, err
+	}
+	defer p.stop()
+	if err := waitDHCP(ctx, bn, perfdhcp, p); err != nil {
+		return 0, err
+	}
+	// Other work on the host moves these figures a lot: say how busy it is.
+	if la, err := os.ReadFile("/proc/loadavg"); err == nil {
+		fmt.Fprintf(os.Stderr, "dhcp: %-8s starts; load average %s\n", name, strings.Join(strings.Fields(string(la))[:3], " "))
+	}
+	best, err := searchRate(ctx, bn, perfdhcp, name, p)
+	if err != nil {
+		return 0, err
+	}
+	log.Debug("dhcp bench done", "server", name, "rate", best)
+	return best, nil
+}
+
+// searchRate finds the highest rate with drops within dhcpMaxDrops and
+// returns the rate of completed exchanges achieved at it.
+func searchRate(ctx context.Context, bn *dhcpNet, perfdhcp, name string, p *benchProc) (float64, error) {
+	deadline := time.Now().Add(dhcpBudget)
+	var pass, fail, bisected int
+	best := 0.0
+	rate := dhcpStartRate
+	for ctx.Err() == nil && time.Now().Add(dhcpProbe).Before(deadline) && rate >= 10 {
+		res, err := runPerfdhcp(ctx, bn, perfdhcp, rate, dhcpProbe)
+		if err != nil {
+			return 0, err
+		}
+		if p.exited() {
+			return 0, fmt.Errorf("exited at %d/s; log %s:\n%s", rate, p.log, lastLines(p.log, 20))
+		}
+		ok := res.drops() <= dhcpMaxDrops
+		fmt.Fprintf(os.Stderr, "dhcp: %-8s offered %5d/s: %6.0f/s completed, %5.2f %% dropped%s\n",
+			name, rate, res.achieved(), 100*res.drops(), map[bool]string{true: "", false: " (too many)"}[ok])
+		if ok {
+			pass = rate
+			best = max(best, res.achieved())
+		} else {
+			fail = rate
+		}
+		switch {
+		case pass > 0 && fail > 0:
+			if bisected == dhcpBisections || fail-pass <= pass/20 {
+				return best, ctx.Err()
+			}
+			bisected++
+			rate = (pass + fail) / 2
+		case fail == 0:
+			rate *= 2
+		default:
+			rate /= 2
+		}
+	}
+	if best == 0 && ctx.Err() == nil {
+		return 0, fmt.Errorf("no rate down to %d/s had drops within %.1f %%", rate*2, 100*dhcpMaxDrops)
+	}
+	return best, ctx.Err()
+}
+
+// perfResult is what one perfdhcp run reports.
+type perfResult struct {
+	seconds   float64
+	discovers int // DISCOVERs sent
+	offers    int
+	requests  int
+	acks      int // ACKs received: completed exchanges
+}
+
+// drops is the share of exchanges begun that did not complete.
+func (r perfResult) drops() float64 {
+	if r.discovers == 0 {
+		return 1
+	}
+	return 1 - float64(r.acks)/float64(r.discovers)
+}
+
+// achieved is completed exchanges per second of load.
+func (r perfResult) achieved() float64 { return float64(r.acks) / r.seconds }
+
+// runPerfdhcp offers rate exchanges per second for d from the client
+// namespace, from dhcpClients MACs, and waits dhcpProbeWait for late
+// answers.
+func runPerfdhcp(ctx context.Context, bn *dhcpNet, perfdhcp string, rate int, d time.Duration) (perfResult, error) {
+	ctx, cancel := context.WithTimeout(ctx, d+30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bn.ip, "netns", "exec", bn.client, perfdhcp,
+		"-4", "-l", dhcpClientIface,
+		"-r", strconv.Itoa(rate), "-R", strconv.Itoa(dhcpClients),
+		"-p", strconv.Itoa(int(d/time.Second)),
+		"-W", strconv.Itoa(int(dhcpProbeWait/time.Microsecond)))
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	out, err := cmd.CombinedOutput()
+	if ctx.Err() != nil {
+		return perfResult{}, fmt.Errorf("perfdhcp -r %d: %w", rate, ctx.Err())
+	}
+	// perfdhcp exits 3 when it saw drops; its report is still complete.
+	var ee *exec.ExitError
+	if err != nil && !(errors.As(err, &ee) && ee.ExitCode() == 3) {
+		return perfResult{}, fmt.Errorf("perfdhcp -r %d: %v\n%s", rate, err, out)
+	}
+	res, err := parsePerfdhcp(string(out))
+	if err != nil {
+		return perfResult{}, fmt.Errorf("perfdhcp -r %d: %w\n%s", rate, err, out)
+	}
+	res.seconds = d.Seconds()
+	return res, nil
+}
+
+// parsePerfdhcp reads perfdhcp -4's final report: the sent and received
+// counts of its DISCOVER-OFFER and REQUEST-ACK sections.
+func parsePerfdhcp(out string) (perfResult, error) {
+	var r perfResult
+	var section string
+	found := map[string]bool{}
+	sc := bufio.NewScanner(strings.NewReader(out))
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if s, ok := strings.CutPrefix(line, "***Statistics for: "); ok {
+			section = strings.TrimSuffix(s, "***")
+			continue
+		}
+		key, val, ok := strings.Cut(line, ": ")
+		if !ok || (key != "sent packets" && key != "received packets") {
+			continue
+		}
+		n, err := strconv.Atoi(val)
+		if err != nil {
+			return r, fmt.Errorf("%q: %w", line, err)
+		}
+		found[section+"/"+key] = true
+		switch section + "/" + key {
+		case "DISCOVER-OFFER/sent packets":
+			r.discovers = n
+		case "DISCOVER-OFFER/received packets":
+			r.offers = n
+		case "REQUEST-ACK/sent packets":
+			r.requests = n
+		case "REQUEST-ACK/received packets":
+			r.acks = n
+		}
+	}
+	if !found["DISCOVER-OFFER/sent packets"] || !found["REQUEST-ACK/received packets"] {
+		return r, errors.New("no DISCOVER-OFFER and REQUEST-ACK statistics in perfdhcp's output")
+	}
+	return r, nil
+}
+
+// waitDHCP waits until the server completes exchanges (up to 30 s).
+func waitDHCP(ctx context.Context, bn *dhcpNet, perfdhcp string, p *benchProc) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		res, err := runPerfdhcp(ctx, bn, perfdhcp, 20, time.Second)
+		if err != nil {
+			return err
+		}
+		if res.acks > 0 {
+			return nil
+		}
+		if p.exited() {
+			return fmt.Errorf("exited; log %s:\n%s", p.log, lastLines(p.log, 20))
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("no DHCP answer after 30 s; log %s:\n%s", p.log, lastLines(p.log, 20))
+		}
+	}
+}
+
+// buildApplianced builds applianced from this module into dir.
+func buildApplianced(ctx context.Context, dir string) (string, error) {
+	out, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
+	gomod := strings.TrimSpace(string(out))
+	if err != nil || gomod == "" || gomod == os.DevNull {
+		return "", fmt.Errorf("build applianced: run from inside the outpost module (go env GOMOD: %q, %v)", gomod, err)
+	}
+	bin := filepath.Join(dir, "applianced")
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./appliance/cmd/applianced")
+	cmd.Dir = filepath.Dir(gomod)
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build applianced: %v\n%s", err, out)
+	}
+	return bin, nil
+}
+
+// outpostSite is where a benchmark's applianced serves DHCP: an
+// interface of the server namespace, its address, and the subnet.
+type outpostSite struct {
+	iface, addr string
+	subnet      store.Subnet
+}
+
+// benchSite is the DORA benchmark's: the veth to perfdhcp.
+var benchSite = outpostSite{iface: dhcpServerIface, addr: dhcpServerAddr, subnet: store.Subnet{
+	Name:         "bench",
+	CIDR:         "198.18.0.0" + dhcpPrefixLen,
+	Pools:        []store.Range{{Start: dhcpPoolStart, End: dhcpPoolEnd}},
+	LeaseSeconds: dhcpLeaseSecs,
+	Discovery:    true,
+}}
+
+// startOutpostDHCP runs a single-node applianced serving DHCP on site's
+// interface, and gives it site's subnet.
+func startOutpostDHCP(ctx context.Context, bn *dhcpNet, dir, bin string, site outpostSite, level string) (*benchProc, error) {
+	data := filepath.Join(dir, "data")
+	artifacts := filepath.Join(dir, "artifacts")
+	if err := os.MkdirAll(artifacts, 0o755); err != nil {
+		return nil, err
+	}
+	p, err := bn.start(bn.server, filepath.Join(dir, "applianced.log"), nil, bin,
+		"-id", "bench", "-data-dir", data,
+		"-api-addr", site.addr+":7000", "-raft-addr", site.addr+":7001",
+		"-dhcp-interface", site.iface, "-boot-addr", site.addr+":8080",
+		"-artifact-dir", artifacts, "-log-level", level)
+	if err != nil {
+		return nil, err
+	}
+	if err := putSubnet(ctx, bn, p, filepath.Join(data, "admin.token"), site); err != nil {
+		p.stop()
+		return nil, err
+	}
+	return p, nil
+}
+
+// putSubnet waits for the admin token and puts site's subnet (up to 60 s).
+func putSubnet(ctx context.Context, bn *dhcpNet, p *benchProc, tokenFile string, site outpostSite) error {
+	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DialContext: bn.dialServer, DisableKeepAlives: true}}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		raw, err := os.ReadFile(tokenFile)
+		if err == nil && strings.HasSuffix(string(raw), "\n") {
+			c := client.NewWithHTTP("http://"+site.addr+":7000", strings.TrimSpace(string(raw)), hc)
+			if err = c.Put(ctx, "subnets", site.subnet.Name, site.subnet, nil); err == nil {
+				return nil
+			}
+		}
+		if p.exited() || time.Now().After(deadline) || ctx.Err() != nil {
+			return fmt.Errorf("put subnet: %v; log %s:\n%s", err, p.log, lastLines(p.log, 20))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// startKea runs kea-dhcp4 in the foreground with a memfile lease store
+// persisted in dir and no control socket.
+func startKea(bn *dhcpNet, dir, bin string) (*benchProc, error) {
+	conf := map[string]any{"Dhcp4": map[string]any{
+		"interfaces-config": map[string]any{"interfaces": []string{dhcpServerIface}},
+		"lease-database":    map[string]any{"type": "memfile", "persist": true, "name": filepath.Join(dir, "leases4.csv")},
+		"valid-lifetime":    dhcpLeaseSecs,
+		"subnet4": []any{map[string]any{
+			"id": 1, "subnet": "198.18.0.0" + dhcpPrefixLen,
+			"pools": []any{map[string]any{"pool": dhcpPoolStart + " - " + dhcpPoolEnd}},
+		}},
+		// Kea's default: INFO, one line per OFFER and per ACK.
+		"loggers": []any{map[string]any{"name": "kea-dhcp4", "severity": "INFO", "output_options": []any{map[string]any{"output": "stdout"}}}},
+	}}
+	raw, err := json.MarshalIndent(conf, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	path := filepath.Join(dir, "kea-dhcp4.conf")
+	if err := os.WriteFile(path, raw, 0o644); err != nil {
+		return nil, err
+	}
+	// Kea keeps its pid and lock files in system directories unless told.
+	env := []string{"KEA_PIDFILE_DIR=" + dir, "KEA_LOCKFILE_DIR=" + dir}
+	return bn.start(bn.server, filepath.Join(dir, "kea-dhcp4.log"), env, bin, "-c", path)
+}
+
+// startDnsmasq runs dnsmasq in the foreground as DHCP server only.
+// --dhcp-lease-max lifts its default cap of 1,000 leases, which would
+// NAK the rest of the run.
+func startDnsmasq(bn *dhcpNet, dir, bin string) (*benchProc, error) {
+	return bn.start(bn.server, filepath.Join(dir, "dnsmasq.log"), nil, bin,
+		"--no-daemon", "--conf-file=/dev/null", "--user=root",
+		"--pid-file="+filepath.Join(dir, "dnsmasq.pid"),
+		"--no-ping", "--port=0", "--interface="+dhcpServerIface, "--bind-interfaces",
+		"--dhcp-range="+dhcpPoolStart+","+dhcpPoolEnd+",1h",
+		"--dhcp-leasefile="+filepath.Join(dir, "dnsmasq.leases"),
+		"--dhcp-authoritative", "--dhcp-lease-max=100000")
+}
+
+// dhcpNet is the benchmark's two namespaces and the veth between them.
+type dhcpNet struct {
+	ip     string // iproute2's ip
+	server string // namespace names
+	client string
+}
+
+func newDHCPNet(ip string) (*dhcpNet, error) {
+	sweepDHCPNets(ip)
+	base := fmt.Sprintf("%s%d", dhcpNSPrefix, os.Getpid())
+	bn := &dhcpNet{ip: ip, server: base + "-s", client: base + "-c"}
+	steps := [][]string{
+		{"netns", "add", bn.server},
+		{"netns", "add", bn.client},
+		{"-n", bn.server, "link", "set", "lo", "up"},
+		{"-n", bn.client, "link", "set", "lo", "up"},
+		{"-n", bn.server, "link", "add", dhcpServerIface, "type", "veth", "peer", "name", dhcpClientIface, "netns", bn.client},
+		{"-n", bn.server, "addr", "add", dhcpServerAddr + dhcpPrefixLen, "dev", dhcpServerIface},
+		{"-n", bn.client, "addr", "add", dhcpClientAddr + dhcpPrefixLen, "dev", dhcpClientIface},
+		{"-n", bn.server, "link", "set", dhcpServerIface, "up"},
+		{"-n", bn.client, "link", "set", dhcpClientIface, "up"},
+	}
+	for _, args := range steps {
+		if out, err := exec.Command(ip, args...).CombinedOutput(); err != nil {
+			bn.close()
+			return nil, fmt.Errorf("ip %s: %v: %s", strings.Join(args, " "), err, out)
+		}
+	}
+	return bn, nil
+}
+
+// close kills whatever runs in the namespaces and deletes them.
+func (bn *dhcpNet) close() {
+	for _, ns := range []string{bn.server, bn.client} {
+		deleteNetns(bn.ip, ns)
+	}
+}
+
+func deleteNetns(ip, ns string) {
+	for range 50 {
+		out, _ := exec.Command(ip, "netns", "pids", ns).Output()
+		pids := strings.Fields(string(out))
+		if len(pids) == 0 {
+			break
+		}
+		for _, f := range pids {
+			if pid, err := strconv.Atoi(f); err == nil && pid != os.Getpid() {
+				syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	exec.Command(ip, "netns", "del", ns).Run()
+}
+
+// sweepDHCPNets deletes the namespaces of benchmark runs that no longer
+// run (killed before they could clean up).
+func sweepDHCPNets(ip string) {
+	out, err := exec.Command(ip, "netns", "list").Output()
+	if err != nil {
+		return
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 || !strings.HasPrefix(f[0], dhcpNSPrefix) {
+			continue
+		}
+		pidStr, _, _ := strings.Cut(strings.TrimPrefix(f[0], dhcpNSPrefix), "-")
+		pid, err := strconv.Atoi(pidStr)
+		if err != nil {
+			continue
+		}
+		if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err == nil {
+			continue
+		}
+		deleteNetns(ip, f[0])
+	}
+}
+
+// dialServer dials from inside the server namespace.
+func (bn *dhcpNet) dialServer(ctx context.Context, network, addr string) (net.Conn, error) {
+	var c net.Conn
+	err := inNetns(bn.server, func() (err error) {
+		var d net.Dialer
+		c, err = d.DialContext(ctx, network, addr)
+		return err
+	})
+	return c, err
+}
+
+// inNetns runs f on an OS thread inside namespace ns. Sockets f makes stay
+// in ns.
+func inNetns(ns string, f func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		// The thread dies with this goroutine unless it gets back home.
+		runtime.LockOSThread()
+		home, err := os.Open("/proc/thread-self/ns/net")
+		if err != nil {
+			errc <- err
+			return
+		}
+		defer home.Close()
+		target, err := os.Open("/run/netns/" + ns)
+		if err != nil {
+			errc <- err
+			return
+		}
+		defer target.Close()
+		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
+			errc <- fmt.Errorf("enter %s: %w", ns, err)
+			return
+		}
+		ferr := f()
+		if unix.Setns(int(home.Fd()), unix.CLONE_NEWNET) == nil {
+			runtime.UnlockOSThread()
+		}
+		errc <- ferr
+	}()
+	return <-errc
+}
+
+// benchProc is a server started in a namespace, in its own process group,
+// its output in a log file.
+type benchProc struct {
+	cmd  *exec.Cmd
+	log  string
+	done chan struct{}
+}
+
+// start runs bin with args in namespace ns.
+func (bn *dhcpNet) start(ns, logPath string, env []string, bin string, args ...string) (*benchProc, error) {
+	f, err := os.Create(logPath)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	cmd := exec.Command(bn.ip, append([]string{"netns", "exec", ns, bin}, args...)...)
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stdout, cmd.Stderr = f, f
+	// Its own group, killed with the benchmark should that die first.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", filepath.Base(bin), err)
+	}
+	p := &benchProc{cmd: cmd, log: logPath, done: make(chan struct{})}
+	go func() {
+		cmd.Wait()
+		close(p.done)
+	}()
+	return p, nil
+}
+
+func (p *benchProc) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// stop ends the process group: SIGTERM, then SIGKILL after 5 s.
+func (p *benchProc) stop() {
+	pid := p.cmd.Process.Pid
+	syscall.Kill(-pid, syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(5 * time.Second):
+		syscall.Kill(-pid, syscall.SIGKILL)
+		<-p.done
+	}
+}
+
+// lastLines returns the last n lines of a file.
+func lastLines(path string, n int) string {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return err.Error()
+	}
+	lines := strings.Split(strings.TrimRight(string(raw), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// errSkipped marks a measurement the host cannot make (a missing tool).
+var errSkipped = errors.New("skipped")
+
+// The iPXE measurement's network: a bridge in the server namespace with a
+// tap for the VM.
+const (
+	vmBridge = "br-vm"
+	vmTap    = "tap-vm"
+	vmMAC    = "52:54:00:b0:0e:01"
+	vmNICROM = "/usr/lib/ipxe/qemu/efi-virtio.rom" // ipxe-qemu: iPXE for QEMU's virtio NIC
+)
+
+var vmSite = outpostSite{iface: vmBridge, addr: "198.19.0.1", subnet: store.Subnet{
+	Name:      "vm",
+	CIDR:      "198.19.0.0/24",
+	Pools:     []store.Range{{Start: "198.19.0.100", End: "198.19.0.200"}},
+	Discovery: true,
+}}
+
+// ipxeDHCPPhase boots a QEMU BIOS VM (software emulation) whose NIC ROM is
+// iPXE against applianced at debug level, and returns the seconds from the
+// first DISCOVER applianced received from the VM to the first ACK it
+// answered it: how long iPXE's first DHCP takes against Outpost. The VM
+// is killed once that ACK is out.
+func ipxeDHCPPhase(ctx context.Context, log *slog.Logger, bn *dhcpNet, dir, applianced string) (float64, error) {
+	qemu, err := lookTFTP("qemu-system-x86_64", "qemu-system-x86")
+	if err != nil {
+		return 0, fmt.Errorf("%w: %v", errSkipped, err)
+	}
+	for file, pkg := range map[string]string{vmNICROM: "ipxe-qemu", "/dev/net/tun": "the tun module"} {
+		if _, err := os.Stat(file); err != nil {
+			return 0, fmt.Errorf("%w: %s missing (%s)", errSkipped, file, pkg)
+		}
+	}
+	steps := [][]string{
+		{"link", "add", vmBridge, "type", "bridge", "stp_state", "0", "forward_delay", "0"},
+		{"addr", "add", vmSite.addr + "/24", "dev", vmBridge},
+		{"link", "set", vmBridge, "up"},
+		{"tuntap", "add", "dev", vmTap, "mode", "tap"},
+		{"link", "set", vmTap, "master", vmBridge, "up"},
+	}
+	for _, args := range steps {
+		if out, err := exec.Command(bn.ip, append([]string{"-n", bn.server}, args...)...).CombinedOutput(); err != nil {
+			return 0, fmt.Errorf("ip %s: %v: %s", strings.Join(args, " "), err, out)
+		}
+	}
+	vdir := filepath.Join(dir, "ipxe")
+	if err := os.Mkdir(vdir, 0o755); err != nil {
+		return 0, err
+	}
+	srv, err := startOutpostDHCP(ctx, bn, vdir, applianced, vmSite, "debug")
+	if err != nil {
+		return 0, err
+	}
+	defer srv.stop()
+	vm, err := bn.start(bn.server, filepath.Join(vdir, "qemu.log"), nil, qemu,
+		"-accel", "tcg", "-m", "256", "-nographic", "-serial", "stdio", "-monitor", "none", "-no-reboot",
+		"-netdev", "tap,id=n0,ifname="+vmTap+",script=no,downscript=no",
+		"-device", "virtio-net-pci,netdev=n0,mac="+vmMAC+",bootindex=1")
+	if err != nil {
+		return 0, err
+	}
+	defer vm.stop()
+	started := time.Now()
+	first, secs, err := waitDHCPPhase(ctx, srv, vm, vmMAC, 3*time.Minute)
+	if err != nil {
+		return 0, err
+	}
+	fmt.Fprintf(os.Stderr, "dhcp: ipxe: first DISCOVER from %s %.1f s after QEMU started, its ACK %.2f s later\n",
+		vmMAC, first.Sub(started).Seconds(), secs)
+	log.Debug("ipxe dhcp phase", "seconds", secs, "log", srv.log)
+	return secs, nil
+}
+
+// dhcpLogRE matches applianced's debug lines for one packet received or
+// answered (slog's text format).
+var dhcpLogRE = regexp.MustCompile(`^time=(\S+) level=DEBUG msg="dhcp: (received|answered)".* mac=(\S+) .*type=(\S+)`)
+
+// waitDHCPPhase watches srv's log until it answered mac's first ACK, and
+// returns when it received mac's first DISCOVER and the seconds from then
+// to the ACK.
+func waitDHCPPhase(ctx context.Context, srv, vm *benchProc, mac string, limit time.Duration) (time.Time, float64, error) {
+	deadline := time.Now().Add(limit)
+	for {
+		if first, secs, ok, err := dhcpPhaseFromLog(srv.log, mac); err != nil || ok {
+			return first, secs, err
+		}
+		var err error
+		switch {
+		case vm.exited():
+			err = fmt.Errorf("QEMU exited before the ACK; log %s:\n%s", vm.log, lastLines(vm.log, 20))
+		case srv.exited():
+			err = fmt.Errorf("applianced exited; log %s:\n%s", srv.log, lastLines(srv.log, 20))
+		case time.Now().After(deadline):
+			err = fmt.Errorf("no ACK to %s within %v; logs %s, %s", mac, limit, srv.log, vm.log)
+		}
+		if err != nil {
+			return time.Time{}, 0, err
+		}
+		select {
+		case <-ctx.Done():
+			return time.Time{}, 0, ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// dhcpPhaseFromLog reads an applianced debug log for mac's first DISCOVER
+// received and the first ACK answered after it.
+func dhcpPhaseFromLog(path, mac string) (first time.Time, secs float64, ok bool, err error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return first, 0, false, err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		m := dhcpLogRE.FindStringSubmatch(sc.Text())
+		if m == nil || m[3] != mac {
+			continue
+		}
+		at, err := time.Parse(time.RFC3339Nano, m[1])
+		if err != nil {
+			return first, 0, false, fmt.Errorf("%s: %w", path, err)
+		}
+		reply := strings.Contains(sc.Text(), " reply=ACK")
+		switch {
+		case first.IsZero() && m[2] == "received" && m[4] == "DISCOVER":
+			first = at
+		case !first.IsZero() && m[2] == "answered" && reply:
+			return first, at.Sub(first).Seconds(), true, nil
+		}
+	}
+	return first, 0, false, sc.Err()
+}
