@@ -15,11 +15,14 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/outposthq/outpost/appliance/internal/api"
 	"github.com/outposthq/outpost/appliance/internal/client"
 	"github.com/outposthq/outpost/appliance/internal/config"
+	"github.com/outposthq/outpost/appliance/internal/dhcp"
 	"github.com/outposthq/outpost/appliance/internal/replica"
 	"github.com/outposthq/outpost/appliance/internal/seal"
 	"github.com/outposthq/outpost/appliance/internal/store"
@@ -72,7 +75,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Write
 	node.SetClusterSecret(key.Derive("outpost cluster v1"))
 
 	srv := &http.Server{
-		Handler:           api.New(api.Config{Node: node, SiteKey: key, Log: log}).Handler(),
+		Handler:           api.New(api.Config{Node: node, SiteKey: key, Log: log, Registry: newRegistry()}).Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
@@ -96,6 +99,14 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Write
 	}
 	log.Info("stopping", "id", cfg.NodeID)
 	return err
+}
+
+// newRegistry holds every subsystem's metrics, served at /metrics.
+func newRegistry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(dhcp.Collectors()...)
+	return reg
 }
 
 // isFresh reports whether the data directory has never held a node.

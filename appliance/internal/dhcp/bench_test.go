@@ -27,7 +27,7 @@ func BenchmarkDORA(b *testing.B) {
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			i := n.Add(1)
+			i := n.Add(1) % 60000 // the pool holds 65,275: clients come back
 			mac := net.HardwareAddr{2, 1, byte(i >> 24), byte(i >> 16), byte(i >> 8), byte(i)}
 			d, _ := dhcpv4.NewDiscovery(mac)
 			offer, _ := st.srv.handle(context.Background(), d, st.in)

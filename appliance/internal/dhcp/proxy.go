@@ -35,6 +35,13 @@ func (s *Server) proxy(r *request) (*dhcpv4.DHCPv4, net.Addr) {
 		return nil, nil
 	}
 	s.addBoot(r, reply)
+	if reply.ClassIdentifier() == "" {
+		// A proxyDHCP reply carries option 60 "PXEClient", as the PXE
+		// specification requires: iPXE takes an offer without an
+		// address for a proxyDHCP offer only if it does, and ignores
+		// it otherwise.
+		reply.UpdateOption(dhcpv4.OptClassIdentifier("PXEClient"))
+	}
 	echoRelayInfo(r.msg, reply)
 	if r.in.port == 4011 {
 		return reply, r.peerOr4011()

@@ -199,7 +199,7 @@ func (s *Server) read(in *iface) {
 			}
 			return
 		}
-		if !s.cfg.Node.IsLeader() {
+		if !s.cfg.Node.IsReadyLeader() {
 			continue // the leader answers; see the package doc
 		}
 		p := packet{in: in, peer: peer, data: append([]byte(nil), buf[:n]...)}

@@ -59,6 +59,7 @@ type Node struct {
 	stop  chan struct{} // closed by Close
 	// epoch counts the times this node has become leader; see LeaderEpoch.
 	epoch atomic.Uint64
+	ready atomic.Bool // leads, and its no-op is applied
 
 	// secret authenticates node-to-node calls; see SetClusterSecret.
 	secret atomic.Pointer[[]byte]
@@ -167,11 +168,16 @@ func (n *Node) ID() string { return n.cfg.ID }
 // DB is the node's store.
 func (n *Node) DB() *store.DB { return n.db }
 
-// LeaderEpoch counts the times this node has gained leadership. A
-// subsystem that keeps state only the leader maintains (the DHCP server's
-// allocators) rebuilds it from the store when the epoch moves, because
-// other leaders may have changed the store in between.
+// LeaderEpoch counts the times this node has become a ready leader (see
+// IsReadyLeader). A subsystem that keeps state only the leader maintains
+// (the DHCP server's allocators) rebuilds it from the store when the epoch
+// moves, because other leaders may have changed the store in between.
 func (n *Node) LeaderEpoch() uint64 { return n.epoch.Load() }
+
+// IsReadyLeader reports whether this node leads and its store has applied
+// everything committed before its term (its no-op is applied). Leader-only
+// work that reads the store to decide (DHCP answers) waits for this.
+func (n *Node) IsReadyLeader() bool { return n.ready.Load() && n.IsLeader() }
 
 // IsLeader reports whether this node is the leader now.
 func (n *Node) IsLeader() bool { return n.raft.State() == raft.Leader }
@@ -182,9 +188,12 @@ func (n *Node) watchLeadership() {
 	for {
 		select {
 		case leader := <-n.raft.LeaderCh():
-			if leader {
+			n.ready.Store(false)
+			if leader && n.commitNoop() {
+				// The store now holds everything earlier leaders
+				// committed: leader-only state can be rebuilt from it.
 				n.epoch.Add(1)
-				n.commitNoop()
+				n.ready.Store(true)
 			}
 		case <-n.stop:
 			return
@@ -192,21 +201,24 @@ func (n *Node) watchLeadership() {
 	}
 }
 
-func (n *Node) commitNoop() {
+// commitNoop commits a Noop and reports whether it did while this node
+// still leads.
+func (n *Node) commitNoop() bool {
 	for n.IsLeader() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		_, err := n.ApplyLocal(ctx, []byte{byte(Noop)})
 		cancel()
 		if err == nil {
-			return
+			return n.IsLeader()
 		}
 		n.log.Warn("committing the leader's no-op", "err", err)
 		select {
 		case <-n.stop:
-			return
+			return false
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+	return false
 }
 
 // Apply commits a command and returns its result. On a follower it is
