@@ -138,7 +138,10 @@ func (s *Server) request(ctx context.Context, r *request) *dhcpv4.DHCPv4 {
 	}
 	m := s.machineFor(r.mac)
 	if m == nil && !r.pool.subnet.Discovery {
-		return s.nak(r, "unknown machine")
+		// Not ours to answer, as for its DISCOVER: another server may
+		// serve unknown clients on this network.
+		r.log.Debug("dhcp: request from an unknown machine ignored", "subnet", r.pool.subnet.Name)
+		return nil
 	}
 	now := s.now()
 	if err := r.pool.alloc.Check(r.mac, ip, now); err != nil {
