@@ -1,8 +1,11 @@
-// Package e2e runs real applianced processes on 127.0.0.1 and checks what
-// an operator relies on: a write to any node is replicated, acknowledged
-// writes survive the loss of the leader, a restart keeps every object,
-// a damaged store is refused rather than replaced, and secrets stay out of
-// answers and logs.
+// Package e2e runs real applianced processes, on 127.0.0.1 and in network
+// namespaces with real peers (QEMU firmware, dhclient, udhcpc, tftp-hpa,
+// dnsmasq), and checks what an operator relies on: a write to any node is
+// replicated, acknowledged writes survive the loss of the leader, a
+// restart keeps every object, a damaged store is refused rather than
+// replaced, secrets stay out of answers and logs, machines network-boot
+// from BIOS and UEFI firmware, and DHCP survives a leader kill without
+// giving an address to two machines.
 //
 // The tests are heavy (they build the binary and start several processes),
 // so they never run in parallel; -short skips them unless CI is set.

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -265,6 +266,13 @@ func TestProxyMode(t *testing.T) {
 		dhcpv4.WithOption(dhcpv4.OptClientArch(iana.INTEL_X86PC))))
 	if offer == nil || !offer.YourIPAddr.IsUnspecified() || offer.BootFileName != "undionly.kpxe" {
 		t.Fatalf("proxy offer: %v", offer)
+	}
+	// iPXE accepts an address-less offer as proxyDHCP only with option
+	// 60 "PXEClient".
+	ipxe, _ := st.do(t, newPacket(t, dhcpv4.MessageTypeDiscover, "52:54:00:00:00:77",
+		dhcpv4.WithGeneric(dhcpv4.OptionUserClassInformation, []byte("iPXE"))))
+	if ipxe == nil || ipxe.ClassIdentifier() != "PXEClient" || !strings.HasSuffix(ipxe.BootFileName, ".ipxe") {
+		t.Fatalf("proxy offer to iPXE: %v", ipxe)
 	}
 	if st.n.DB.AppliedIndex() != before {
 		t.Error("the proxy changed the store")

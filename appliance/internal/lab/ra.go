@@ -3,6 +3,7 @@ package lab
 import (
 	"errors"
 	"net"
+	"strconv"
 	"syscall"
 	"testing"
 )
@@ -39,7 +40,7 @@ func (n *Netns) AnswerRouterSolicitations(t testing.TB, iface string) {
 	if err != nil {
 		t.Fatalf("lab: router advertisements on %s: %v", iface, err)
 	}
-	if err := prepareRASocket(conn, index); err != nil {
+	if err := prepareRASocket(conn, index, iface); err != nil {
 		conn.Close()
 		t.Fatalf("lab: router advertisements on %s: %v", iface, err)
 	}
@@ -50,13 +51,13 @@ func (n *Netns) AnswerRouterSolicitations(t testing.TB, iface string) {
 	})
 	go func() {
 		defer close(done)
-		answerRouterSolicitations(t, conn, iface)
+		answerRouterSolicitations(t, conn, iface, index)
 	}()
 }
 
 // prepareRASocket joins all-routers on the interface, where solicitations
 // are sent, and sets the hop limit NDP requires (255).
-func prepareRASocket(conn *net.IPConn, index int) error {
+func prepareRASocket(conn *net.IPConn, index int, iface string) error {
 	raw, err := conn.SyscallConn()
 	if err != nil {
 		return err
@@ -71,13 +72,20 @@ func prepareRASocket(conn *net.IPConn, index int) error {
 		if serr = syscall.SetsockoptInt(int(fd), syscall.IPPROTO_IPV6, syscall.IPV6_MULTICAST_HOPS, 255); serr != nil {
 			return
 		}
-		serr = syscall.SetsockoptInt(int(fd), syscall.IPPROTO_IPV6, syscall.IPV6_UNICAST_HOPS, 255)
+		if serr = syscall.SetsockoptInt(int(fd), syscall.IPPROTO_IPV6, syscall.IPV6_UNICAST_HOPS, 255); serr != nil {
+			return
+		}
+		// Bound to the interface: the socket sees only its
+		// solicitations, and its sends leave by it. (Go's zone names
+		// come from a process-wide index table that namespaces confuse,
+		// so zones are not used to filter or route.)
+		serr = syscall.BindToDevice(int(fd), iface)
 	})
 	return errors.Join(err, serr)
 }
 
 // answerRouterSolicitations serves conn until it is closed.
-func answerRouterSolicitations(t testing.TB, conn *net.IPConn, iface string) {
+func answerRouterSolicitations(t testing.TB, conn *net.IPConn, iface string, index int) {
 	const (
 		routerSolicitation  = 133
 		routerAdvertisement = 134
@@ -86,14 +94,14 @@ func answerRouterSolicitations(t testing.TB, conn *net.IPConn, iface string) {
 	// flags, router lifetime, reachable time, retransmission timer: all 0.
 	ra := make([]byte, 16)
 	ra[0] = routerAdvertisement
-	allNodes := &net.IPAddr{IP: net.ParseIP("ff02::1"), Zone: iface}
+	allNodes := &net.IPAddr{IP: net.ParseIP("ff02::1"), Zone: strconv.Itoa(index)}
 	buf := make([]byte, 1500)
 	for {
-		nr, from, err := conn.ReadFromIP(buf)
+		nr, _, err := conn.ReadFromIP(buf)
 		if err != nil {
 			return // closed
 		}
-		if nr < 8 || buf[0] != routerSolicitation || buf[1] != 0 || from.Zone != iface {
+		if nr < 8 || buf[0] != routerSolicitation || buf[1] != 0 {
 			continue
 		}
 		if _, err := conn.WriteToIP(ra, allNodes); err != nil {

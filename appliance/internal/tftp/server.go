@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"strings"
 	"syscall"
 	"time"
 
@@ -194,8 +195,13 @@ func (s *Server) read(conn net.PacketConn, name string, rf io.ReaderFrom) error 
 	}
 	n, err := rf.ReadFrom(f)
 	if err != nil {
-		// pin/tftp has already sent the client an error.
-		log.Warn("tftp: transfer failed", "bytes", n, "duration", time.Since(start), "err", err)
+		// pin/tftp has already sent the client an error. UEFI firmware
+		// aborts its first request on purpose (it only wanted tsize).
+		level := slog.LevelWarn
+		if strings.Contains(err.Error(), "User aborted") {
+			level = slog.LevelDebug
+		}
+		log.Log(context.Background(), level, "tftp: transfer failed", "bytes", n, "duration", time.Since(start), "err", err)
 		return err
 	}
 	log.Info("tftp: sent", "bytes", n, "duration", time.Since(start))
