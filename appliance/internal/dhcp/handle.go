@@ -22,6 +22,8 @@ type request struct {
 	mac  string
 	log  *slog.Logger
 	pool *pool
+	// machine owns the client's MAC; nil for an unknown client.
+	machine *store.Machine
 }
 
 // handle answers one request. It returns nil when no answer is due.
@@ -36,7 +38,18 @@ func (s *Server) handle(ctx context.Context, msg *dhcpv4.DHCPv4, in *iface) (*dh
 	if s.cfg.Proxy {
 		return s.proxy(r)
 	}
-	ps, err := s.current()
+	// One read of the store per packet: the IPAM generation and the
+	// client's machine.
+	var gen uint64
+	if err := s.db.View(func(tx *store.Tx) error {
+		gen = tx.IPAMGeneration()
+		r.machine, _ = tx.MachineByMAC(r.mac)
+		return nil
+	}); err != nil {
+		r.log.Error("dhcp: read store", "err", err)
+		return nil, nil
+	}
+	ps, err := s.current(gen)
 	if err != nil {
 		r.log.Error("dhcp: address pools", "err", err)
 		return nil, nil
@@ -90,18 +103,8 @@ func destination(req, reply *dhcpv4.DHCPv4) net.Addr {
 	return &net.UDPAddr{IP: net.IPv4bcast, Port: dhcpv4.ClientPort}
 }
 
-// machineFor returns the machine that owns the client's MAC, if any.
-func (s *Server) machineFor(mac string) *store.Machine {
-	var m *store.Machine
-	_ = s.db.View(func(tx *store.Tx) error {
-		m, _ = tx.MachineByMAC(mac)
-		return nil
-	})
-	return m
-}
-
 func (s *Server) discover(r *request) *dhcpv4.DHCPv4 {
-	m := s.machineFor(r.mac)
+	m := r.machine
 	if m == nil && !r.pool.subnet.Discovery {
 		r.log.Debug("dhcp: unknown machine and the subnet does not allow discovery", "subnet", r.pool.subnet.Name)
 		return nil
@@ -136,7 +139,7 @@ func (s *Server) request(ctx context.Context, r *request) *dhcpv4.DHCPv4 {
 	if !ip.IsValid() || ip.IsUnspecified() || !r.pool.prefix.Contains(ip) {
 		return s.nak(r, "requested address is not on this subnet")
 	}
-	m := s.machineFor(r.mac)
+	m := r.machine
 	if m == nil && !r.pool.subnet.Discovery {
 		// Not ours to answer, as for its DISCOVER: another server may
 		// serve unknown clients on this network.
@@ -257,7 +260,7 @@ func (s *Server) decline(ctx context.Context, r *request) {
 }
 
 func (s *Server) inform(r *request) *dhcpv4.DHCPv4 {
-	reply := s.reply(r, dhcpv4.MessageTypeAck, netip.Addr{}, s.machineFor(r.mac))
+	reply := s.reply(r, dhcpv4.MessageTypeAck, netip.Addr{}, r.machine)
 	if reply != nil {
 		reply.Options.Del(dhcpv4.OptionIPAddressLeaseTime)
 		reply.Options.Del(dhcpv4.OptionRenewTimeValue)

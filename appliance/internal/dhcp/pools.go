@@ -48,13 +48,10 @@ func (ps *poolSet) byName(name string) *pool {
 }
 
 // current returns the pool set, rebuilding it if this node has become
-// leader again since it was built or the store's IPAM generation moved.
-func (s *Server) current() (*poolSet, error) {
+// leader again since it was built or the store's IPAM generation (gen, as
+// the caller just read it) moved.
+func (s *Server) current(gen uint64) (*poolSet, error) {
 	epoch := s.cfg.Node.LeaderEpoch()
-	var gen uint64
-	if err := s.db.View(func(tx *store.Tx) error { gen = tx.IPAMGeneration(); return nil }); err != nil {
-		return nil, err
-	}
 	if ps := s.pools.Load(); ps != nil && ps.epoch == epoch && ps.gen == gen {
 		return ps, nil
 	}
