@@ -1,6 +1,8 @@
 package store
 
 import (
+	"encoding/json"
+	"fmt"
 	"net/netip"
 	"time"
 
@@ -95,12 +97,22 @@ func (tx *Tx) UnsafePutLease(l *Lease, w Write) error {
 		return err
 	}
 	l.MAC = mac
-	sub, err := Get[Subnet](tx, l.Subnet)
-	if err != nil {
+	// Only the subnet's prefix is needed: decode just that (this runs for
+	// every lease of a boot storm).
+	raw := tx.tx.Bucket(bucketSubnets).Get([]byte(l.Subnet))
+	if raw == nil {
 		return Invalid("subnet", "no subnet %q", l.Subnet)
 	}
-	if ip := netip.MustParseAddr(l.IP); !sub.Prefix().Contains(ip) {
-		return Invalid("ip", "%s is outside subnet %s (%s)", l.IP, sub.Name, sub.CIDR)
+	var sub struct{ CIDR string }
+	if err := json.Unmarshal(raw, &sub); err != nil {
+		return fmt.Errorf("%w: subnet %q: %v", ErrCorrupt, l.Subnet, err)
+	}
+	prefix, err := netip.ParsePrefix(sub.CIDR)
+	if err != nil {
+		return fmt.Errorf("%w: subnet %q has CIDR %q", ErrCorrupt, l.Subnet, sub.CIDR)
+	}
+	if ip := netip.MustParseAddr(l.IP); !prefix.Masked().Contains(ip) {
+		return Invalid("ip", "%s is outside subnet %s (%s)", l.IP, l.Subnet, sub.CIDR)
 	}
 	cur, err := Get[Lease](tx, l.IP)
 	if err != nil && !isNotFound(err) {
