@@ -1,8 +1,6 @@
 package api
 
 import (
-	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -201,28 +199,10 @@ func (s *Server) consistent(r *http.Request) error {
 // maxBody bounds request bodies.
 const maxBody = 4 << 20
 
-// decodeBody decodes a JSON body strictly: an unknown field or a value of
-// the wrong type is an error naming the field.
+// decodeBody decodes a JSON body strictly (store.DecodeStrict), bounded
+// to maxBody.
 func decodeBody(r *http.Request, v any) error {
-	dec := json.NewDecoder(io.LimitReader(r.Body, maxBody))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		var te *json.UnmarshalTypeError
-		switch {
-		case errors.As(err, &te):
-			return store.Invalid(te.Field, "wrong type: got %s, want %s", te.Value, te.Type)
-		case strings.HasPrefix(err.Error(), "json: unknown field "):
-			f := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
-			return store.Invalid(f, "unknown field")
-		case errors.Is(err, io.EOF):
-			return store.Invalid("", "request body is empty")
-		}
-		return store.Invalid("", "request body is not valid JSON: %v", err)
-	}
-	if dec.More() {
-		return store.Invalid("", "request body has more than one JSON value")
-	}
-	return nil
+	return store.DecodeStrict(io.LimitReader(r.Body, maxBody), v)
 }
 
 // setKey puts the path's key into obj, refusing a body that names another.

@@ -3,9 +3,7 @@ package cli
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"strings"
 
 	"github.com/outposthq/outpost/appliance/internal/store"
@@ -143,25 +141,9 @@ func normalizeMachine(m *store.Machine) error {
 	return nil
 }
 
-// decodeStrict decodes JSON as the API does: an unknown field or a value
-// of the wrong type is an error naming the field, never quoting a value.
+// decodeStrict decodes JSON as the API does (store.DecodeStrict).
 func decodeStrict(doc []byte, v any) error {
-	dec := json.NewDecoder(bytes.NewReader(doc))
-	dec.DisallowUnknownFields()
-	err := dec.Decode(v)
-	var te *json.UnmarshalTypeError
-	switch {
-	case err == nil:
-		return nil
-	case errors.As(err, &te):
-		return store.Invalid(te.Field, "wrong type: got %s, want %s", te.Value, te.Type)
-	case strings.HasPrefix(err.Error(), "json: unknown field "):
-		f := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
-		return store.Invalid(f, "unknown field")
-	case errors.Is(err, io.EOF):
-		return store.Invalid("", "document is empty")
-	}
-	return store.Invalid("", "%v", err)
+	return store.DecodeStrict(bytes.NewReader(doc), v)
 }
 
 // rowsOf makes a table's rows by decoding each item into T.
