@@ -113,7 +113,7 @@ func (rs resource[T, P]) get(s *Server, w http.ResponseWriter, r *http.Request) 
 		s.writeError(w, r, err)
 		return
 	}
-	w.Header().Set("ETag", etag(P(o).ObjectVersion()))
+	w.Header().Set("ETag", etag(P(o).ObjectMeta().Version))
 	writeJSON(w, http.StatusOK, rs.show(P(o)))
 }
 
@@ -161,7 +161,7 @@ func (rs resource[T, P]) putOne(s *Server, w http.ResponseWriter, r *http.Reques
 	if old == nil {
 		status = http.StatusCreated
 	}
-	w.Header().Set("ETag", etag(P(stored).ObjectVersion()))
+	w.Header().Set("ETag", etag(P(stored).ObjectMeta().Version))
 	writeJSON(w, status, rs.show(P(stored)))
 }
 

@@ -292,30 +292,7 @@ func fxSettings() *store.Settings {
 }
 
 // setMeta sets the Meta of a store object.
-func setMeta(o any, m store.Meta) {
-	switch v := o.(type) {
-	case *store.Machine:
-		v.Meta = m
-	case *store.Subnet:
-		v.Meta = m
-	case *store.Lease:
-		v.Meta = m
-	case *store.Image:
-		v.Meta = m
-	case *store.Template:
-		v.Meta = m
-	case *store.Workflow:
-		v.Meta = m
-	case *store.Settings:
-		v.Meta = m
-	case *store.Member:
-		v.Meta = m
-	case *store.Token:
-		v.Meta = m
-	default:
-		panic(fmt.Sprintf("setMeta: %T", o))
-	}
-}
+func setMeta(o any, m store.Meta) { *o.(store.Object).ObjectMeta() = m }
 
 // checkPut checks a put's Result and the stored object: both equal want
 // stamped with the command's index and time.

@@ -203,31 +203,8 @@ func roundTripIn[T any, P objPtr[T]](t *testing.T, db *store.DB, objs ...P) {
 	})
 }
 
-// setMeta sets the embedded Meta of any store object.
-func setMeta(o any, m store.Meta) {
-	switch v := o.(type) {
-	case *store.Machine:
-		v.Meta = m
-	case *store.Subnet:
-		v.Meta = m
-	case *store.Lease:
-		v.Meta = m
-	case *store.Image:
-		v.Meta = m
-	case *store.Template:
-		v.Meta = m
-	case *store.Workflow:
-		v.Meta = m
-	case *store.Settings:
-		v.Meta = m
-	case *store.Member:
-		v.Meta = m
-	case *store.Token:
-		v.Meta = m
-	default:
-		panic("setMeta: unknown type")
-	}
-}
+// setMeta sets the Meta of a store object.
+func setMeta(o any, m store.Meta) { *o.(store.Object).ObjectMeta() = m }
 
 func TestOpenFresh(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "sub", "dir", "site.db")

@@ -17,10 +17,9 @@ type Meta struct {
 	UpdatedAt time.Time `json:"updated_at"`
 }
 
-func (m *Meta) meta() *Meta { return m }
-
-// ObjectVersion returns the object's Version.
-func (m *Meta) ObjectVersion() uint64 { return m.Version }
+// ObjectMeta returns the object's Meta, to read or set whatever the
+// object's type.
+func (m *Meta) ObjectMeta() *Meta { return m }
 
 // Object is a value kept in its own bucket under a string key.
 type Object interface {
@@ -30,11 +29,10 @@ type Object interface {
 	Key() string
 	// Validate checks the object on its own, without the rest of the store.
 	Validate() error
-	// ObjectVersion is the Raft index the object was last changed at.
-	ObjectVersion() uint64
+	// ObjectMeta is the object's version and times.
+	ObjectMeta() *Meta
 
 	bucket() []byte
-	meta() *Meta
 }
 
 // objectPtr is the constraint of the generic accessors: a pointer to T
@@ -106,7 +104,7 @@ func (tx *Tx) unsafePut(o Object, w Write) (prev []byte, err error) {
 	b := tx.tx.Bucket(o.bucket())
 	key := []byte(o.Key())
 	prev = b.Get(key)
-	m := o.meta()
+	m := o.ObjectMeta()
 	if prev != nil {
 		var old Meta
 		if err := json.Unmarshal(prev, &old); err != nil {
