@@ -321,6 +321,9 @@ func TestTokens(t *testing.T) {
 	if strings.Contains(body, "hash") || !strings.Contains(body, `"ci"`) {
 		t.Errorf("token list: %s", body)
 	}
+	if code, body := call(t, n, "GET", "/v1/tokens/"+tok.ID, n.Token, ""); code != http.StatusOK || strings.Contains(body, "hash") {
+		t.Errorf("GET token: %d %s", code, body)
+	}
 	if code, _ := call(t, n, "DELETE", "/v1/tokens/"+tok.ID, n.Token, ""); code != http.StatusNoContent {
 		t.Fatalf("delete token: %d", code)
 	}

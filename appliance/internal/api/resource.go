@@ -23,8 +23,8 @@ type resource[T any, P objectPtr[T]] struct {
 	plural string
 	put    replica.Type
 	del    replica.Type
-	// readOnly kinds (leases) are written by the appliance itself; the API
-	// only reads and deletes them.
+	// readOnly kinds (leases, tokens) are written by the appliance itself
+	// (tokens through POST /v1/tokens); the API only reads and deletes them.
 	readOnly bool
 	// prepare normalizes an incoming object and seals its secrets; old is
 	// the stored object, nil if new.
@@ -51,6 +51,10 @@ var (
 	}
 	templates = resource[store.Template, *store.Template]{
 		plural: "templates", put: replica.PutTemplate, del: replica.DeleteTemplate,
+	}
+	tokens = resource[store.Token, *store.Token]{
+		plural: "tokens", del: replica.DeleteToken, readOnly: true,
+		view: func(t *store.Token) any { return tokenView{Meta: t.Meta, ID: t.ID, Name: t.Name} },
 	}
 	workflows = resource[store.Workflow, *store.Workflow]{
 		plural: "workflows", put: replica.PutWorkflow, del: replica.DeleteWorkflow,

@@ -85,9 +85,8 @@ func (s *Server) routes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /v1/settings", s.getSettings)
 	mux.HandleFunc("PUT /v1/settings", s.putSettings)
 
-	mux.HandleFunc("GET /v1/tokens", s.listTokens)
+	tokens.register(mux, s) // list, get, delete; the hash never shown
 	mux.HandleFunc("POST /v1/tokens", s.createToken)
-	mux.HandleFunc("DELETE /v1/tokens/{id}", s.deleteToken)
 
 	mux.HandleFunc("GET /v1/cluster", s.clusterStatus)
 	mux.HandleFunc("POST /v1/cluster/join", s.clusterJoin)

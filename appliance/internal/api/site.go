@@ -56,25 +56,6 @@ type tokenView struct {
 	Name string `json:"name"`
 }
 
-func (s *Server) listTokens(w http.ResponseWriter, r *http.Request) {
-	var out []tokenView
-	err := s.db.View(func(tx *store.Tx) error {
-		all, err := store.List[store.Token](tx)
-		for _, t := range all {
-			out = append(out, tokenView{Meta: t.Meta, ID: t.ID, Name: t.Name})
-		}
-		return err
-	})
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	if out == nil {
-		out = []tokenView{}
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"items": out})
-}
-
 // createToken makes a new API token; its secret is in this answer only.
 func (s *Server) createToken(w http.ResponseWriter, r *http.Request) {
 	var req struct {
@@ -94,12 +75,4 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusCreated, map[string]string{"id": rec.ID, "name": rec.Name, "token": token})
-}
-
-func (s *Server) deleteToken(w http.ResponseWriter, r *http.Request) {
-	if _, err := s.propose(r, replica.DeleteToken, replica.Delete{Key: r.PathValue("id"), Time: s.now().UTC()}); err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
 }
