@@ -13,14 +13,10 @@ import (
 // A start of an attempt that already started is a duplicate: it changes
 // nothing and returns no error.
 func Start(st State, action string, attempt int, now time.Time) (State, []Transition, error) {
-	if attempt < 1 {
-		return st, nil, invalid("attempt", "must be at least 1")
-	}
-	i, err := lookup(st, action)
+	i, a, err := lookupAttempt(st, action, attempt)
 	if err != nil {
 		return st, nil, err
 	}
-	a := st.Actions[i]
 	switch {
 	case attempt <= a.Attempt:
 		return st, nil, nil
@@ -80,14 +76,10 @@ func Progress(st State, action string, attempt, pct int, msg string, now time.Ti
 // timeout): it changes nothing and returns no error. When it disagrees it
 // is refused with ErrConflict.
 func Finish(st State, action string, attempt int, ok bool, msg string, now time.Time) (State, []Transition, error) {
-	if attempt < 1 {
-		return st, nil, invalid("attempt", "must be at least 1")
-	}
-	i, err := lookup(st, action)
+	i, a, err := lookupAttempt(st, action, attempt)
 	if err != nil {
 		return st, nil, err
 	}
-	a := st.Actions[i]
 	switch {
 	case attempt > a.Attempt && st.Status.Final():
 		return st, nil, fmt.Errorf("%w (%s)", ErrFinished, st.Status)
@@ -259,4 +251,16 @@ func (c *change) end(status Status, reason string, running Status, msg string) {
 	c.st.Reason = reason
 	c.st.FinishedAt = c.now
 	c.workflow(status, reason)
+}
+
+// lookupAttempt finds a report's action and checks its attempt number.
+func lookupAttempt(st State, action string, attempt int) (int, ActionState, error) {
+	if attempt < 1 {
+		return 0, ActionState{}, invalid("attempt", "must be at least 1")
+	}
+	i, err := lookup(st, action)
+	if err != nil {
+		return 0, ActionState{}, err
+	}
+	return i, st.Actions[i], nil
 }
