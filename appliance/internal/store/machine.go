@@ -35,16 +35,32 @@ var bmcDrivers = []string{"ipmi", "redfish"}
 // Machine is a server the site provisions.
 type Machine struct {
 	Meta
-	ID         string       `json:"id"`
-	Hostname   string       `json:"hostname,omitempty"`
-	Arch       string       `json:"arch,omitempty"`
-	Interfaces []Interface  `json:"interfaces,omitempty"`
-	BMC        *BMC         `json:"bmc,omitempty"`
-	Disks      []Disk       `json:"disks,omitempty"`
-	Tags       []string     `json:"tags,omitempty"`
-	State      MachineState `json:"state"`
+	ID         string      `json:"id"`
+	Hostname   string      `json:"hostname,omitempty"`
+	Arch       string      `json:"arch,omitempty"`
+	Interfaces []Interface `json:"interfaces,omitempty"`
+	BMC        *BMC        `json:"bmc,omitempty"`
+	Disks      []Disk      `json:"disks,omitempty"`
+	Tags       []string    `json:"tags,omitempty"`
+	// Hardware is what discovery found, if it ran.
+	Hardware *Hardware    `json:"hardware,omitempty"`
+	State    MachineState `json:"state"`
 	// Reason says why the machine is in its state; set for "failed".
 	Reason string `json:"reason,omitempty"`
+	// Workflow is the id of the machine's current workflow (running, or
+	// the last one to end), which its state follows and its metadata
+	// comes from. The appliance sets it; writes by clients are ignored.
+	Workflow string `json:"workflow,omitempty"`
+}
+
+// Hardware is a machine's inventory, as the installer found it.
+type Hardware struct {
+	Vendor      string `json:"vendor,omitempty"`
+	Product     string `json:"product,omitempty"`
+	Serial      string `json:"serial,omitempty"`
+	CPUs        int    `json:"cpus,omitempty"`
+	CPUModel    string `json:"cpu_model,omitempty"`
+	MemoryBytes uint64 `json:"memory_bytes,omitempty"`
 }
 
 // Interface is one network interface of a machine.
