@@ -112,8 +112,8 @@ func TestValidationNamesField(t *testing.T) {
 		"gateway outside":  {"/v1/subnets/s1", `{"cidr":"198.18.0.0/24","gateway":"198.19.0.1"}`, "gateway"},
 		"pool reversed":    {"/v1/subnets/s1", `{"cidr":"198.18.0.0/24","pools":[{"start":"198.18.0.9","end":"198.18.0.2"}]}`, "pools[0]"},
 		"image sha":        {"/v1/images/i1", `{"url":"http://x/y.img","format":"raw","sha256":"abc"}`, "sha256"},
-		"template cycle":   {"/v1/templates/t1", `{"actions":[{"name":"a","type":"exec","needs":["b"]},{"name":"b","type":"exec","needs":["a"]}]}`, "actions[0].needs"},
-		"template missing": {"/v1/templates/t1", `{"actions":[{"name":"a","type":"exec","needs":["x"]}]}`, "actions[0].needs[0]"},
+		"template cycle":   {"/v1/templates/t1", `{"actions":[{"name":"a","type":"exec","args":{"command":"true"},"needs":["b"]},{"name":"b","type":"exec","args":{"command":"true"},"needs":["a"]}]}`, "actions[1].needs[0]"},
+		"template missing": {"/v1/templates/t1", `{"actions":[{"name":"a","type":"exec","args":{"command":"true"},"needs":["x"]}]}`, "actions[0].needs[0]"},
 		"workflow machine": {"/v1/workflows/w1", `{"machine_id":"nope","template":"t"}`, "machine_id"},
 		"settings":         {"/v1/settings", `{"site_name":"s","unknown_machines":"maybe"}`, "unknown_machines"},
 	}
@@ -337,7 +337,7 @@ func TestCRUDRoundTrip(t *testing.T) {
 	objs := map[string]string{
 		"/v1/subnets/lab":    `{"cidr":"198.18.0.0/24","gateway":"198.18.0.1","dns":["198.18.0.1"],"pools":[{"start":"198.18.0.100","end":"198.18.0.200"}],"discovery":true}`,
 		"/v1/images/debian":  `{"url":"http://198.18.0.1/debian.raw.gz","format":"raw.gz","sha256":"` + strings.Repeat("ab", 32) + `"}`,
-		"/v1/templates/inst": `{"actions":[{"name":"wipe","type":"disk.wipe","timeout":"5m"},{"name":"write","type":"image.write","needs":["wipe"],"retries":3}]}`,
+		"/v1/templates/inst": `{"actions":[{"name":"wipe","type":"disk.wipe","args":{"device":"/dev/sda"},"timeout":"5m"},{"name":"write","type":"image.write","args":{"device":"/dev/sda","image":"{{ .image }}"},"needs":["wipe"],"retries":3}]}`,
 		"/v1/machines/m1":    `{"interfaces":[{"mac":"02:00:00:00:00:01","ip":"198.18.0.10","subnet":"lab"}],"disks":[{"name":"vda","size_bytes":1000}],"tags":["rack1"]}`,
 		"/v1/workflows/w1":   `{"machine_id":"m1","template":"inst","values":{"image":"debian"}}`,
 	}
@@ -353,6 +353,16 @@ func TestCRUDRoundTrip(t *testing.T) {
 	_, body := call(t, n, "GET", "/v1/templates/inst", n.Token, "")
 	if !strings.Contains(body, `"timeout": "5m0s"`) {
 		t.Errorf("template timeout not kept: %s", body)
+	}
+	// An active workflow is cancelled before it is deleted.
+	if code, body := call(t, n, "DELETE", "/v1/workflows/w1", n.Token, ""); code != http.StatusConflict || !strings.Contains(body, "cancel it") {
+		t.Fatalf("DELETE of an active workflow: %d %s, want 409 saying to cancel it", code, body)
+	}
+	if code, body := call(t, n, "POST", "/v1/workflows/w1/cancel", n.Token, `{"reason":"test"}`); code != http.StatusOK || !strings.Contains(body, `"status": "failed"`) {
+		t.Fatalf("cancel: %d %s", code, body)
+	}
+	if _, body := call(t, n, "GET", "/v1/machines/m1", n.Token, ""); !strings.Contains(body, `"state": "failed"`) || !strings.Contains(body, "test") {
+		t.Errorf("machine after its workflow was cancelled: %s", body)
 	}
 	// Delete everything, dependents first; then every list is empty.
 	for _, path := range []string{"/v1/workflows/w1", "/v1/machines/m1", "/v1/templates/inst", "/v1/images/debian", "/v1/subnets/lab"} {

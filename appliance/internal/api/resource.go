@@ -58,7 +58,8 @@ var (
 	}
 	workflows = resource[store.Workflow, *store.Workflow]{
 		plural: "workflows", put: replica.PutWorkflow, del: replica.DeleteWorkflow,
-		prepare: func(_ *Server, w, _ *store.Workflow) error { w.Normalize(); return nil },
+		prepare: prepareWorkflow,
+		view:    workflowView,
 	}
 )
 

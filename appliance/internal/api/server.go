@@ -23,6 +23,10 @@ type Config struct {
 	Registry *prometheus.Registry
 	// Now is the clock for command timestamps; time.Now if nil.
 	Now func() time.Time
+	// BootURL is the boot HTTP service's base URL as machines reach it
+	// (http://host:port), given to new workflows as the values boot_url
+	// and metadata_url. Empty leaves them to the workflow's values.
+	BootURL string
 }
 
 // Server is the appliance API.
@@ -34,6 +38,7 @@ type Server struct {
 	now     func() time.Time
 	reg     *prometheus.Registry
 	metrics *metrics
+	bootURL string
 }
 
 // New returns the API server.
@@ -45,6 +50,8 @@ func New(cfg Config) *Server {
 		log:  cfg.Log,
 		now:  cfg.Now,
 		reg:  cfg.Registry,
+
+		bootURL: cfg.BootURL,
 	}
 	if s.now == nil {
 		s.now = time.Now
@@ -77,6 +84,7 @@ func (s *Server) routes(mux *http.ServeMux) {
 	images.register(mux, s)
 	templates.register(mux, s)
 	workflows.register(mux, s)
+	mux.HandleFunc("POST /v1/workflows/{key}/cancel", s.cancelWorkflow)
 
 	mux.HandleFunc("GET /v1/events", s.listEvents)
 	mux.HandleFunc("POST /v1/events", s.postEvent)

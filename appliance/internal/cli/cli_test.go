@@ -62,8 +62,8 @@ sha256: 0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef
 kind: Template
 name: install
 actions:
-  - {name: wipe, type: disk.wipe}
-  - {name: write, type: image.write, needs: [wipe], timeout: 10m}
+  - {name: wipe, type: disk.wipe, args: {device: /dev/sda}}
+  - {name: write, type: image.write, args: {device: /dev/sda, image: "{{ .image }}"}, needs: [wipe], timeout: 10m}
 `
 
 // site is a single-node appliance served in-process.
@@ -279,7 +279,7 @@ func TestApplyGetDelete(t *testing.T) {
 		},
 		"global flags after the command": {
 			args:   []string{"get", "workflows", "--server", s.url, "--token", s.token},
-			header: []string{"ID", "MACHINE", "TEMPLATE", "STATE"},
+			header: []string{"ID", "MACHINE", "TEMPLATE", "STATUS", "NOW"},
 		},
 	}
 	for name, tt := range tests {

@@ -157,7 +157,29 @@ func machineRow(m *store.Machine) []string {
 }
 
 func workflowRow(w *store.Workflow) []string {
-	return []string{w.ID, w.MachineID, w.Template, string(w.State)}
+	return []string{w.ID, w.MachineID, w.Template, string(w.Status()), workflowNow(w)}
+}
+
+// workflowNow says what a workflow is doing: its running actions with
+// their progress, or why it ended.
+func workflowNow(w *store.Workflow) string {
+	if w.State == nil {
+		return ""
+	}
+	if w.State.Reason != "" {
+		return w.State.Reason
+	}
+	var running []string
+	for _, a := range w.State.Actions {
+		if a.Status == "running" {
+			s := a.Name
+			if a.Progress > 0 {
+				s += fmt.Sprintf(" %d%%", a.Progress)
+			}
+			running = append(running, s)
+		}
+	}
+	return strings.Join(running, ", ")
 }
 
 func leaseRow(l *store.Lease) []string {

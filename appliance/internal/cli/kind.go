@@ -60,7 +60,7 @@ var kinds = []*kind{
 	{
 		name: "workflow", plural: "workflows", key: "id",
 		check:  checker(nil, func(w *store.Workflow) error { w.Normalize(); return nil }),
-		header: []string{"ID", "MACHINE", "TEMPLATE", "STATE"},
+		header: []string{"ID", "MACHINE", "TEMPLATE", "STATUS", "NOW"},
 		rows:   rowsOf(workflowRow),
 	},
 	{

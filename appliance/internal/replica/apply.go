@@ -15,25 +15,27 @@ type applyFunc func(tx *store.Tx, payload []byte, index uint64) (any, error)
 
 // applyTable dispatches by command type. Append-only, like the types.
 var applyTable = map[Type]applyFunc{
-	PutMachine:     applyPut[store.Machine],
-	DeleteMachine:  applyDelete[store.Machine],
-	PutSubnet:      applyPut[store.Subnet],
-	DeleteSubnet:   applyDelete[store.Subnet],
-	PutLease:       applyPut[store.Lease],
-	DeleteLease:    applyDelete[store.Lease],
-	PutImage:       applyPut[store.Image],
-	DeleteImage:    applyDelete[store.Image],
-	PutTemplate:    applyPut[store.Template],
-	DeleteTemplate: applyDelete[store.Template],
-	PutWorkflow:    applyPut[store.Workflow],
-	DeleteWorkflow: applyDelete[store.Workflow],
-	AppendEvents:   applyEvents,
-	PutSettings:    applyPut[store.Settings],
-	PutMember:      applyPut[store.Member],
-	DeleteMember:   applyDelete[store.Member],
-	PutToken:       applyPut[store.Token],
-	DeleteToken:    applyDelete[store.Token],
-	Noop:           func(*store.Tx, []byte, uint64) (any, error) { return nil, nil },
+	PutMachine:      applyPut[store.Machine],
+	DeleteMachine:   applyDelete[store.Machine],
+	PutSubnet:       applyPut[store.Subnet],
+	DeleteSubnet:    applyDelete[store.Subnet],
+	PutLease:        applyPut[store.Lease],
+	DeleteLease:     applyDelete[store.Lease],
+	PutImage:        applyPut[store.Image],
+	DeleteImage:     applyDelete[store.Image],
+	PutTemplate:     applyPut[store.Template],
+	DeleteTemplate:  applyDelete[store.Template],
+	PutWorkflow:     applyPut[store.Workflow],
+	DeleteWorkflow:  applyDelete[store.Workflow],
+	AppendEvents:    applyEvents,
+	PutSettings:     applyPut[store.Settings],
+	PutMember:       applyPut[store.Member],
+	DeleteMember:    applyDelete[store.Member],
+	PutToken:        applyPut[store.Token],
+	DeleteToken:     applyDelete[store.Token],
+	Noop:            func(*store.Tx, []byte, uint64) (any, error) { return nil, nil },
+	AdvanceWorkflow: applyAdvanceWorkflow,
+	Discover:        applyDiscover,
 }
 
 // objectPtr mirrors store's constraint for the generic appliers.
@@ -63,11 +65,6 @@ func applyPut[T any, P objectPtr[T]](tx *store.Tx, payload []byte, index uint64)
 	}
 	if err := validateEvents(req.Events); err != nil {
 		return nil, err
-	}
-	if w, ok := any(obj).(*store.Workflow); ok {
-		if err := tx.UnsafeCheckWorkflowRefs(w); err != nil {
-			return nil, err
-		}
 	}
 	if err := tx.UnsafePut(obj, store.Write{Expect: req.Expect, Index: index, Time: req.Time}); err != nil {
 		return nil, err

@@ -16,7 +16,9 @@ import (
 	"github.com/hashicorp/raft"
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/outposthq/outpost/appliance/internal/agentproto"
 	"github.com/outposthq/outpost/appliance/internal/store"
+	"github.com/outposthq/outpost/appliance/internal/workflow"
 )
 
 // The proposer's clock, as carried in commands.
@@ -265,18 +267,54 @@ func fxLease(ip string) *store.Lease {
 }
 
 func fxImage(name string) *store.Image {
-	return &store.Image{Name: name, Type: store.ImageOS, URL: "https://img.example.net/" + name + ".raw.gz", Format: "raw.gz"}
+	return &store.Image{Name: name, Type: store.ImageOS, URL: "https://img.example.net/" + name + ".raw.gz", Format: "raw.gz",
+		SHA256: strings.Repeat("0f", 32)}
 }
 
 func fxTemplate(name string) *store.Template {
 	return &store.Template{Name: name, Actions: []store.Action{
-		{Name: "wipe", Type: "disk.wipe"},
-		{Name: "write", Type: "image.write", Needs: []string{"wipe"}, Timeout: store.Duration(time.Minute)},
+		{Name: "wipe", Type: "disk.wipe", Args: map[string]string{"device": "/dev/vda"}},
+		{Name: "write", Type: "image.write", Args: map[string]string{"device": "/dev/vda", "image": "{{ .image }}"},
+			Needs: []string{"wipe"}, Timeout: store.Duration(time.Minute)},
 	}}
 }
 
 func fxWorkflow(id, machine string) *store.Workflow {
-	return &store.Workflow{ID: id, MachineID: machine, Template: "install", State: store.WorkflowPending, Values: map[string]string{"image": "debian"}}
+	return &store.Workflow{ID: id, MachineID: machine, Template: "install", Purpose: store.PurposeProvision, Values: map[string]string{"image": "debian"}}
+}
+
+// checkMachineState checks a machine's state and current workflow.
+func checkMachineState(t *testing.T, e *fsmEnv, id string, state store.MachineState, wf string) {
+	t.Helper()
+	e.view(func(tx *store.Tx) error {
+		m, err := store.Get[store.Machine](tx, id)
+		if err != nil {
+			t.Fatalf("machine %s: %v", id, err)
+		}
+		if m.State != state || m.Workflow != wf {
+			t.Errorf("machine %s is %s with workflow %q, want %s with %q", id, m.State, m.Workflow, state, wf)
+		}
+		return nil
+	})
+}
+
+// checkEventKinds checks the kinds of every event recorded, in order.
+func checkEventKinds(t *testing.T, e *fsmEnv, want ...string) {
+	t.Helper()
+	e.view(func(tx *store.Tx) error {
+		events, err := tx.EventsSince(0, 1000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, ev := range events {
+			got = append(got, ev.Kind)
+		}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("event kinds (-want +got):\n%s", diff)
+		}
+		return nil
+	})
 }
 
 func fxMember(id string) *store.Member {
@@ -418,22 +456,56 @@ func TestApplyEveryCommand(t *testing.T) {
 			checkPut(t, e, r, fxLease("198.18.0.100"), i)
 		}},
 		{PutWorkflow, Put[store.Workflow]{Object: fxWorkflow("wf1", "m1"), Time: fsmT0}, func(t *testing.T, r Result, i uint64) {
-			checkPut(t, e, r, fxWorkflow("wf1", "m1"), i)
+			w, err := DecodeValue[store.Workflow](r)
+			if r.Err != nil || err != nil {
+				t.Fatalf("result = %+v (err %v, decode %v)", r, r.Err, err)
+			}
+			if w.Status() != workflow.Pending || len(w.State.Actions) != 2 || w.Values["hostname"] != "m1" {
+				t.Errorf("created workflow = %+v, want pending with 2 actions and hostname m1", w)
+			}
+			a, _ := w.State.Plan.Action("write")
+			if a.Args["url"] != fxImage("debian").URL || a.Args["sha256"] != fxImage("debian").SHA256 || a.Args["format"] != "raw.gz" {
+				t.Errorf("image.write args = %v, want the image resolved", a.Args)
+			}
+			checkMachineState(t, e, "m1", store.StateProvisioning, "wf1")
+			checkEventKinds(t, e, "machine.created", "workflow.created", "machine.state")
 		}},
 		{AppendEvents, Events{Time: fsmT0, Events: appended}, func(t *testing.T, r Result, i uint64) {
 			if r.Err != nil || r.Index != i || r.Value != nil || r.Object != nil {
 				t.Fatalf("result = %+v", r)
 			}
-			checkEvents(t, wantEvent(1, 7, machineEvent), wantEvent(2, i, appended[0]), wantEvent(3, i, appended[1]))
+			checkEventKinds(t, e, "machine.created", "workflow.created", "machine.state", appended[0].Kind, appended[1].Kind)
 		}},
-		{DeleteWorkflow, Delete{Key: "wf1", Expect: 9, Time: fsmT0, Events: []store.Event{wfEvent}}, func(t *testing.T, r Result, i uint64) {
+		{AdvanceWorkflow, Advance{Workflow: "wf1", Kind: AdvanceCancel, Reason: "operator", Time: fsmT0}, func(t *testing.T, r Result, i uint64) {
+			w, err := DecodeValue[store.Workflow](r)
+			if r.Err != nil || err != nil || w.Status() != workflow.Failed {
+				t.Fatalf("result = %+v (err %v, decode %v), want a failed workflow", r, r.Err, err)
+			}
+			checkMachineState(t, e, "m1", store.StateFailed, "wf1")
+			checkEventKinds(t, e, "machine.created", "workflow.created", "machine.state", appended[0].Kind, appended[1].Kind,
+				"action.skipped", "action.skipped", "workflow.failed", "machine.state")
+		}},
+		{Discover, DiscoverPayload{Hardware: agentproto.Hardware{MAC: "02:00:00:00:00:99", CPUs: 2, MemoryBytes: 1 << 30,
+			NICs: []agentproto.NIC{{Name: "eth0", MAC: "02:00:00:00:00:99"}}}, Time: fsmT0}, func(t *testing.T, r Result, i uint64) {
+			got, err := DecodeValue[DiscoverResult](r)
+			if r.Err != nil || err != nil || got.MachineID != "m-020000000099" || !got.Created {
+				t.Fatalf("result = %+v (err %v, decode %v), want machine m-020000000099 created", r, r.Err, err)
+			}
+			checkMachineState(t, e, "m-020000000099", store.StateDiscovered, "")
+			macByOwner(t, "02:00:00:00:00:99", "m-020000000099")
+		}},
+		{DeleteWorkflow, Delete{Key: "wf1", Expect: 11, Time: fsmT0, Events: []store.Event{wfEvent}}, func(t *testing.T, r Result, i uint64) {
 			checkDeleted[store.Workflow](t, e, r, "wf1", i)
-			checkEvents(t, wantEvent(1, 7, machineEvent), wantEvent(2, 10, appended[0]), wantEvent(3, 10, appended[1]), wantEvent(4, i, wfEvent))
+			checkEventKinds(t, e, "machine.created", "workflow.created", "machine.state", appended[0].Kind, appended[1].Kind,
+				"action.skipped", "action.skipped", "workflow.failed", "machine.state", "machine.discovered", wfEvent.Kind)
+		}},
+		{DeleteMachine, Delete{Key: "m-020000000099", Time: fsmT0}, func(t *testing.T, r Result, i uint64) {
+			checkDeleted[store.Machine](t, e, r, "m-020000000099", i)
 		}},
 		{DeleteLease, Delete{Key: "198.18.0.100", Time: fsmT0}, func(t *testing.T, r Result, i uint64) {
 			checkDeleted[store.Lease](t, e, r, "198.18.0.100", i)
 		}},
-		{DeleteMachine, Delete{Key: "m1", Expect: 7, Time: fsmT0}, func(t *testing.T, r Result, i uint64) {
+		{DeleteMachine, Delete{Key: "m1", Expect: 11, Time: fsmT0}, func(t *testing.T, r Result, i uint64) {
 			checkDeleted[store.Machine](t, e, r, "m1", i)
 			macByOwner(t, "02:00:00:00:00:01", "")
 			macByOwner(t, "02:00:00:00:00:02", "")
@@ -497,8 +569,8 @@ func TestApplyEveryCommand(t *testing.T) {
 	if n := len(s.Machines) + len(s.Subnets) + len(s.Leases) + len(s.Images) + len(s.Templates) + len(s.Workflows) + len(s.Members) + len(s.Tokens); n != 0 {
 		t.Errorf("%d objects left after deleting everything: %+v", n, s)
 	}
-	if len(s.Settings) != 1 || len(s.Events) != 4 || len(s.MACs) != 0 {
-		t.Errorf("settings %d, events %d, MACs %d; want 1, 4, 0", len(s.Settings), len(s.Events), len(s.MACs))
+	if len(s.Settings) != 1 || len(s.Events) != 11 || len(s.MACs) != 0 {
+		t.Errorf("settings %d, events %d, MACs %d; want 1, 11, 0", len(s.Settings), len(s.Events), len(s.MACs))
 	}
 }
 
@@ -570,7 +642,7 @@ func TestApplyDomainErrors(t *testing.T) {
 			code: store.CodeInvalid, field: "machine_id",
 		},
 		"workflow with a missing template": {
-			typ: PutWorkflow, payload: Put[store.Workflow]{Object: &store.Workflow{ID: "wf1", MachineID: "m1", Template: "nope", State: store.WorkflowPending}, Time: fsmT1},
+			typ: PutWorkflow, payload: Put[store.Workflow]{Object: &store.Workflow{ID: "wf1", MachineID: "m1", Template: "nope", Purpose: store.PurposeProvision}, Time: fsmT1},
 			code: store.CodeInvalid, field: "template",
 		},
 		"invalid subnet": {
@@ -579,7 +651,7 @@ func TestApplyDomainErrors(t *testing.T) {
 		},
 		"template with a cycle": {
 			typ: PutTemplate, payload: Put[store.Template]{Object: badTemplate, Time: fsmT1},
-			code: store.CodeInvalid, field: "actions[0].needs",
+			code: store.CodeInvalid, field: "actions[1].needs[0]",
 		},
 		"invalid machine": {
 			typ: PutMachine, payload: Put[store.Machine]{Object: fxMachine("m9", "not-a-mac"), Time: fsmT1},
@@ -1023,7 +1095,7 @@ func TestSnapshotRestore(t *testing.T) {
 	src := newFSMEnv(t)
 	populateAll(t, src)
 	want := readState(t, src.db)
-	if want.Applied != 10 || len(want.Events) != 3 {
+	if want.Applied != 10 || len(want.Events) != 5 {
 		t.Fatalf("source: applied %d, %d events", want.Applied, len(want.Events))
 	}
 
@@ -1070,7 +1142,7 @@ func TestSnapshotRestore(t *testing.T) {
 	t.Run("settings", func(t *testing.T) { diffList(t, want.Settings, got.Settings, 1) })
 	t.Run("members", func(t *testing.T) { diffList(t, want.Members, got.Members, 1) })
 	t.Run("tokens", func(t *testing.T) { diffList(t, want.Tokens, got.Tokens, 1) })
-	t.Run("events", func(t *testing.T) { diffList(t, want.Events, got.Events, 3) })
+	t.Run("events", func(t *testing.T) { diffList(t, want.Events, got.Events, 5) })
 	t.Run("raw", func(t *testing.T) {
 		if diff := cmp.Diff(rawDump(t, src.db), rawDump(t, dst.db)); diff == "" {
 			t.Error("the source's later write is in the snapshot")
@@ -1387,6 +1459,7 @@ func TestCluster(t *testing.T) {
 	// Writes on the leader reach every store.
 	c.apply(PutSubnet, Put[store.Subnet]{Object: fxSubnet("lab"), Time: fsmT0})
 	c.apply(PutTemplate, Put[store.Template]{Object: fxTemplate("install"), Time: fsmT0})
+	c.apply(PutImage, Put[store.Image]{Object: fxImage("debian"), Time: fsmT0})
 	for i := range 5 {
 		id := fmt.Sprintf("m%d", i+1)
 		c.apply(PutMachine, Put[store.Machine]{

@@ -118,15 +118,15 @@ func sampleTemplate(name string) *store.Template {
 		Name:        name,
 		Description: "wipe, write, reboot",
 		Actions: []store.Action{
-			{Name: "wipe", Type: "disk.wipe", Args: map[string]string{"disk": "/dev/sda"}, Timeout: store.Duration(90 * time.Second)},
-			{Name: "write", Type: "image.write", Args: map[string]string{"image": "{{ .image }}"}, Needs: []string{"wipe"}, Retries: 2},
-			{Name: "reboot", Type: "power.reboot", Needs: []string{"write"}, OnFailure: "continue"},
+			{Name: "wipe", Type: "disk.wipe", Args: map[string]string{"device": "/dev/sda"}, Timeout: store.Duration(90 * time.Second)},
+			{Name: "write", Type: "image.write", Args: map[string]string{"device": "/dev/sda", "image": "{{ .image }}"}, Needs: []string{"wipe"}, Retries: 2},
+			{Name: "reboot", Type: "reboot", Needs: []string{"write"}, OnFailure: "continue"},
 		},
 	}
 }
 
 func sampleWorkflow(id string) *store.Workflow {
-	return &store.Workflow{ID: id, MachineID: "m1", Template: "install", Values: map[string]string{"image": "debian"}, State: store.WorkflowPending}
+	return &store.Workflow{ID: id, MachineID: "m1", Template: "install", Values: map[string]string{"image": "debian"}, Purpose: store.PurposeProvision}
 }
 
 func sampleMember(id string) *store.Member {
@@ -270,7 +270,6 @@ func TestRoundTrip(t *testing.T) {
 	})
 	t.Run("Image", func(t *testing.T) { roundTrip(t, sampleImage("debian"), sampleImage("ubuntu")) })
 	t.Run("Template", func(t *testing.T) { roundTrip(t, sampleTemplate("install"), sampleTemplate("reinstall")) })
-	t.Run("Workflow", func(t *testing.T) { roundTrip(t, sampleWorkflow("wf-1"), sampleWorkflow("wf-2")) })
 	t.Run("Settings", func(t *testing.T) {
 		roundTrip(t, &store.Settings{SiteName: "fra1", UnknownMachines: "exit"})
 	})
@@ -583,7 +582,7 @@ func TestImageValidate(t *testing.T) {
 
 func TestTemplateValidate(t *testing.T) {
 	act := func(name string, needs ...string) store.Action {
-		return store.Action{Name: name, Type: "shell", Needs: needs}
+		return store.Action{Name: name, Type: "exec", Args: map[string]string{"command": "true"}, Needs: needs}
 	}
 	tests := map[string]struct {
 		actions []store.Action
@@ -625,17 +624,31 @@ func TestTemplateValidate(t *testing.T) {
 			actions: []store.Action{act("a"), act("b", "a", "nope")}, field: "actions[1].needs[1]", message: `"nope"`,
 		},
 		"need on itself": {
-			actions: []store.Action{act("a"), act("b", "b")}, field: "actions[1].needs", message: "cycle",
+			actions: []store.Action{act("a"), act("b", "b")}, field: "actions[1].needs[0]", message: "cycle",
 		},
 		"two-cycle": {
-			actions: []store.Action{act("x"), act("a", "b"), act("b", "a")}, field: "actions[1].needs", message: "cycle",
+			actions: []store.Action{act("x"), act("a", "b"), act("b", "a")}, field: "actions[2].needs[0]", message: "cycle",
 		},
 		"three-cycle through first": {
-			actions: []store.Action{act("a", "c"), act("b", "a"), act("c", "b")}, field: "actions[0].needs", message: "cycle",
+			actions: []store.Action{act("a", "c"), act("b", "a"), act("c", "b")}, field: "actions[1].needs[0]", message: "cycle",
 		},
 		"cycle behind a valid prefix": {
 			actions: []store.Action{act("a"), act("b", "a"), act("c", "b", "e"), act("d", "c"), act("e", "d")},
-			field:   "actions[2].needs", message: "cycle",
+			field:   "actions[3].needs[0]", message: "cycle",
+		},
+		"unknown type": {
+			actions: []store.Action{act("a"), {Name: "b", Type: "shell"}}, field: "actions[1].type", message: `unknown action type "shell"`,
+		},
+		"missing argument": {
+			actions: []store.Action{{Name: "w", Type: "image.write", Args: map[string]string{"image": "x"}}},
+			field:   "actions[0].args.device", message: "required",
+		},
+		"unknown argument": {
+			actions: []store.Action{{Name: "w", Type: "disk.wipe", Args: map[string]string{"device": "/dev/sda", "disk": "/dev/sda"}}},
+			field:   "actions[0].args.disk", message: `no argument "disk"`,
+		},
+		"reboot not last": {
+			actions: []store.Action{act("a"), {Name: "r", Type: "reboot"}, act("b", "r")}, field: "actions[1].needs", message: "must run last",
 		},
 	}
 	for name, tc := range tests {
@@ -686,7 +699,7 @@ func TestOtherValidate(t *testing.T) {
 		"workflow bad id":      {obj: func() *store.Workflow { w := sampleWorkflow("WF"); return w }(), field: "id"},
 		"workflow no machine":  {obj: func() *store.Workflow { w := sampleWorkflow("wf"); w.MachineID = ""; return w }(), field: "machine_id"},
 		"workflow no template": {obj: func() *store.Workflow { w := sampleWorkflow("wf"); w.Template = ""; return w }(), field: "template"},
-		"workflow bad state":   {obj: func() *store.Workflow { w := sampleWorkflow("wf"); w.State = ""; return w }(), field: "state"},
+		"workflow bad purpose": {obj: func() *store.Workflow { w := sampleWorkflow("wf"); w.Purpose = "x"; return w }(), field: "purpose"},
 		"settings valid":       {obj: store.DefaultSettings()},
 		"settings bad name":    {obj: &store.Settings{SiteName: "", UnknownMachines: "exit"}, field: "site_name"},
 		"settings bad unknown": {obj: &store.Settings{SiteName: "s", UnknownMachines: "boot"}, field: "unknown_machines"},
@@ -713,8 +726,8 @@ func TestOtherValidate(t *testing.T) {
 
 	w := &store.Workflow{}
 	w.Normalize()
-	if w.State != store.WorkflowPending {
-		t.Errorf("Workflow.Normalize left State %q", w.State)
+	if w.Purpose != store.PurposeProvision {
+		t.Errorf("Workflow.Normalize left Purpose %q", w.Purpose)
 	}
 }
 

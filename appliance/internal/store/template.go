@@ -2,7 +2,12 @@ package store
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"time"
+
+	"github.com/outposthq/outpost/appliance/internal/agentproto"
+	"github.com/outposthq/outpost/appliance/internal/workflow"
 )
 
 // Template is a workflow's plan: a directed acyclic graph of actions.
@@ -16,14 +21,17 @@ type Template struct {
 // Action is one step of a template.
 type Action struct {
 	Name string `json:"name"`
+	// Type is one of the agent's action types (agentproto.Catalogue).
 	Type string `json:"type"`
 	// Args are the action's arguments; values may name workflow values as
 	// {{ .hostname }}.
 	Args map[string]string `json:"args,omitempty"`
-	// Needs lists the actions that must succeed before this one starts.
+	// Needs lists the actions that must be done before this one starts.
 	Needs   []string `json:"needs,omitempty"`
 	Timeout Duration `json:"timeout,omitempty"`
 	Retries int      `json:"retries,omitempty"`
+	// Backoff is the delay before the first retry, doubling with each.
+	Backoff Duration `json:"backoff,omitempty"`
 	// OnFailure is "fail" (the workflow fails, the default) or "continue".
 	OnFailure string `json:"on_failure,omitempty"`
 }
@@ -32,80 +40,42 @@ func (*Template) Kind() string   { return "template" }
 func (t *Template) Key() string  { return t.Name }
 func (*Template) bucket() []byte { return bucketTemplates }
 
-// Validate checks names, references and that the graph has no cycle.
+// Validate checks the template as the workflow engine will run it: names,
+// types the agent knows with their required arguments and no others,
+// needs that name actions, no cycle, retries and timeouts in range, and a
+// reboot, kexec or poweroff only as the last action. Errors name the
+// field, such as actions[2].needs[0].
 func (t *Template) Validate() error {
 	if err := validName("name", t.Name); err != nil {
 		return err
 	}
-	if len(t.Actions) == 0 {
-		return Invalid("actions", "a template needs at least one action")
-	}
-	index := map[string]int{}
 	for i, a := range t.Actions {
-		f := fmt.Sprintf("actions[%d]", i)
-		if err := validName(f+".name", a.Name); err != nil {
-			return err
+		spec, ok := agentproto.Catalogue[a.Type]
+		if !ok {
+			continue // NewPlan names the unknown type
 		}
-		if _, dup := index[a.Name]; dup {
-			return Invalid(f+".name", "%q is used twice", a.Name)
-		}
-		index[a.Name] = i
-		if a.Type == "" {
-			return Invalid(f+".type", "is required")
-		}
-		if a.Retries < 0 || a.Retries > 100 {
-			return Invalid(f+".retries", "must be between 0 and 100")
-		}
-		if a.Timeout < 0 {
-			return Invalid(f+".timeout", "must not be negative")
-		}
-		if a.OnFailure != "" {
-			if err := validOneOf(f+".on_failure", a.OnFailure, "fail", "continue"); err != nil {
-				return err
+		for _, k := range slices.Sorted(maps.Keys(a.Args)) {
+			if !slices.Contains(spec.Required, k) && !slices.Contains(spec.Optional, k) {
+				return Invalid(fmt.Sprintf("actions[%d].args.%s", i, k), "%s takes no argument %q (it takes %v)",
+					a.Type, k, append(slices.Clone(spec.Required), spec.Optional...))
 			}
 		}
 	}
-	for i, a := range t.Actions {
-		for j, n := range a.Needs {
-			if _, ok := index[n]; !ok {
-				return Invalid(fmt.Sprintf("actions[%d].needs[%d]", i, j), "no action is named %q", n)
-			}
-		}
-	}
-	return t.checkAcyclic(index)
+	_, err := workflow.NewPlan(t.planActions(), actionTypes)
+	return planError("", err)
 }
 
-// checkAcyclic walks the graph depth-first and reports the first cycle.
-func (t *Template) checkAcyclic(index map[string]int) error {
-	const (
-		unvisited = iota
-		visiting
-		done
-	)
-	state := make([]int, len(t.Actions))
-	var visit func(i int) error
-	visit = func(i int) error {
-		switch state[i] {
-		case visiting:
-			return Invalid(fmt.Sprintf("actions[%d].needs", i), "action %q is part of a cycle", t.Actions[i].Name)
-		case done:
-			return nil
-		}
-		state[i] = visiting
-		for _, n := range t.Actions[i].Needs {
-			if err := visit(index[n]); err != nil {
-				return err
-			}
-		}
-		state[i] = done
-		return nil
-	}
-	for i := range t.Actions {
-		if err := visit(i); err != nil {
-			return err
+// planActions converts the template's actions for the workflow engine.
+func (t *Template) planActions() []workflow.Action {
+	out := make([]workflow.Action, len(t.Actions))
+	for i, a := range t.Actions {
+		out[i] = workflow.Action{
+			Name: a.Name, Type: a.Type, Args: maps.Clone(a.Args), Needs: slices.Clone(a.Needs),
+			Timeout: time.Duration(a.Timeout), Retries: a.Retries, Backoff: time.Duration(a.Backoff),
+			OnFailure: a.OnFailure,
 		}
 	}
-	return nil
+	return out
 }
 
 // Duration is a time.Duration written as "90s" or "5m" in JSON and YAML.

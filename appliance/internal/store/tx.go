@@ -149,14 +149,17 @@ func (tx *Tx) unsafeDelete(o Object, key string, expect uint64) ([]byte, error) 
 	return prev, b.Delete([]byte(key))
 }
 
-// UnsafePut stores o. Machines go through UnsafePutMachine instead, which
-// keeps the MAC index.
+// UnsafePut stores o. Machines, leases and workflows go through their own
+// Unsafe functions, which keep their indexes and invariants: a workflow
+// is only ever created this way (UnsafeCreateWorkflow).
 func (tx *Tx) UnsafePut(o Object, w Write) error {
 	switch o := o.(type) {
 	case *Machine:
 		return tx.UnsafePutMachine(o, w)
 	case *Lease:
 		return tx.UnsafePutLease(o, w)
+	case *Workflow:
+		return tx.UnsafeCreateWorkflow(o, w)
 	case *Subnet:
 		if _, err := tx.unsafePut(o, w); err != nil {
 			return err
@@ -174,6 +177,8 @@ func (tx *Tx) UnsafeDelete(kind Object, key string, expect uint64) error {
 		return tx.UnsafeDeleteMachine(key, expect)
 	case *Lease:
 		return tx.UnsafeDeleteLease(key, expect)
+	case *Workflow:
+		return tx.UnsafeDeleteWorkflow(key, expect)
 	case *Subnet:
 		if _, err := tx.unsafeDelete(kind, key, expect); err != nil {
 			return err
