@@ -104,7 +104,9 @@ func TestCreateWorkflowRefused(t *testing.T) {
 			code: store.CodeInvalid, field: "actions[1].args.image", msg: "no sha256",
 		},
 		"machine busy": {
-			prep: func(tx *store.Tx) error { return tx.UnsafePut(sampleWorkflow("first"), store.Write{Index: 9, Time: t0}) },
+			prep: func(tx *store.Tx) error {
+				return tx.UnsafePut(sampleWorkflow("first"), store.Write{Index: 9, Time: t0})
+			},
 			w:    func() *store.Workflow { return sampleWorkflow("second") },
 			code: store.CodeConflict, msg: `running workflow "first"`,
 		},
