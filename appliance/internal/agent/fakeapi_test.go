@@ -1,0 +1,364 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/outposthq/outpost/appliance/internal/agentproto"
+	"github.com/outposthq/outpost/appliance/internal/workflow"
+)
+
+// fakeAPI is the appliance's agent API over the real workflow state
+// machine, with faults to inject: 503s, a refused credential, downloads
+// cut short or stalled.
+type fakeAPI struct {
+	t   *testing.T
+	srv *httptest.Server
+
+	mu          sync.Mutex
+	token       string
+	st          workflow.State
+	hasWorkflow bool // false: GET workflow answers 404 (discovery)
+	unavailable int  // the next requests to answer 503
+	// fault, if set, may answer a report instead of the state machine:
+	// it returns the status to answer, or 0 to go on.
+	fault     func(rep agentproto.Report) int
+	requests  map[string]int       // method path → requests answered (any status)
+	applied   []agentproto.Report  // reports the state machine accepted
+	refused   []agentproto.Report  // reports answered 400 or 409
+	hardware  []agentproto.Hardware
+	artifacts map[string]*artifact // path → file
+	onReport  func(rep agentproto.Report)
+}
+
+// artifact is a file served by the fake, optionally broken.
+type artifact struct {
+	data      []byte
+	cutAfter  int           // > 0: the first download ends after this many bytes
+	stallFor  time.Duration // > 0: the first download stops after cutAfter bytes for this long
+	downloads int
+}
+
+const fakeToken = "s3cret-token-value"
+
+func newFakeAPI(t *testing.T, actions ...workflow.Action) *fakeAPI {
+	t.Helper()
+	f := &fakeAPI{t: t, token: fakeToken, requests: map[string]int{}, artifacts: map[string]*artifact{}}
+	if len(actions) > 0 {
+		f.setWorkflow(actions...)
+	}
+	f.srv = httptest.NewServer(http.HandlerFunc(f.serve))
+	t.Cleanup(f.srv.Close)
+	return f
+}
+
+// setWorkflow gives the machine a workflow of actions.
+func (f *fakeAPI) setWorkflow(actions ...workflow.Action) {
+	f.t.Helper()
+	known := map[string][]string{}
+	for typ, spec := range agentproto.Catalogue {
+		known[typ] = spec.Required
+	}
+	plan, err := workflow.NewPlan(actions, known)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.st, f.hasWorkflow = workflow.NewState(plan, time.Time{}), true
+}
+
+func (f *fakeAPI) serve(w http.ResponseWriter, r *http.Request) {
+	f.mu.Lock()
+	f.requests[r.Method+" "+r.URL.Path]++
+	if f.unavailable > 0 {
+		f.unavailable--
+		f.mu.Unlock()
+		apiError(w, http.StatusServiceUnavailable, "unavailable", "the appliance is restarting")
+		return
+	}
+	f.mu.Unlock()
+	if a := f.artifact(r.URL.Path); a != nil {
+		f.serveArtifact(w, r, a)
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if r.Header.Get("Authorization") != "Bearer "+f.token {
+		apiError(w, http.StatusUnauthorized, "unauthorized", "wrong credential")
+		return
+	}
+	f.st, _ = workflow.Tick(f.st, time.Now())
+	switch r.Method + " " + r.URL.Path {
+	case "GET " + agentproto.PathWorkflow:
+		if !f.hasWorkflow {
+			apiError(w, http.StatusNotFound, "not_found", "no workflow")
+			return
+		}
+		writeJSON(w, f.view())
+	case "POST " + agentproto.PathReport:
+		f.serveReport(w, r)
+	case "POST " + agentproto.PathHardware:
+		var hw agentproto.Hardware
+		if err := json.NewDecoder(r.Body).Decode(&hw); err != nil {
+			apiError(w, http.StatusBadRequest, "bad_request", err.Error())
+			return
+		}
+		f.hardware = append(f.hardware, hw)
+		writeJSON(w, agentproto.HardwareAck{MachineID: "m-" + strings.ReplaceAll(hw.MAC, ":", ""), Created: true})
+	default:
+		apiError(w, http.StatusNotFound, "not_found", r.URL.Path)
+	}
+}
+
+// serveReport applies a report to the state machine. f.mu is held.
+func (f *fakeAPI) serveReport(w http.ResponseWriter, r *http.Request) {
+	var rep agentproto.Report
+	if err := json.NewDecoder(r.Body).Decode(&rep); err != nil {
+		apiError(w, http.StatusBadRequest, "bad_request", err.Error())
+		return
+	}
+	if f.fault != nil {
+		if status := f.fault(rep); status != 0 {
+			apiError(w, status, "fault", "injected")
+			return
+		}
+	}
+	now := time.Now()
+	var err error
+	st := f.st
+	switch rep.Kind {
+	case agentproto.ReportStart:
+		st, _, err = workflow.Start(st, rep.Action, rep.Attempt, now)
+	case agentproto.ReportProgress:
+		st, _, err = workflow.Progress(st, rep.Action, rep.Attempt, rep.Progress, rep.Message, now)
+	case agentproto.ReportFinish:
+		st, _, err = workflow.Finish(st, rep.Action, rep.Attempt, rep.OK, rep.Message, now)
+	default:
+		err = &workflow.FieldError{Field: "kind", Message: "unknown"}
+	}
+	if err != nil {
+		f.refused = append(f.refused, rep)
+		status := http.StatusConflict
+		if errors.Is(err, workflow.ErrInvalid) {
+			status = http.StatusBadRequest
+		}
+		apiError(w, status, "refused", err.Error())
+		return
+	}
+	f.st = st
+	f.applied = append(f.applied, rep)
+	if f.onReport != nil {
+		f.onReport(rep)
+	}
+	writeJSON(w, f.view())
+}
+
+// view is the workflow as the agent API shows it. f.mu is held.
+func (f *fakeAPI) view() agentproto.Workflow {
+	wf := agentproto.Workflow{ID: "wf-1", MachineID: "m-1", Status: string(f.st.Status), Reason: f.st.Reason,
+		Ready: workflow.Ready(f.st, time.Now()), Poll: 0.01}
+	for _, a := range f.st.Plan.Actions() {
+		as, _ := f.st.Action(a.Name)
+		wf.Actions = append(wf.Actions, agentproto.Action{Name: a.Name, Type: a.Type, Args: a.Args,
+			Status: string(as.Status), Attempt: as.Attempt, Timeout: a.Timeout.Seconds()})
+	}
+	if wf.Ready == nil {
+		wf.Ready = []string{}
+	}
+	return wf
+}
+
+func (f *fakeAPI) artifact(p string) *artifact {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.artifacts[p]
+}
+
+// serve an artifact; its first download may be cut or stalled.
+func (f *fakeAPI) serveArtifact(w http.ResponseWriter, r *http.Request, a *artifact) {
+	f.mu.Lock()
+	a.downloads++
+	first := a.downloads == 1
+	f.mu.Unlock()
+	w.Header().Set("Content-Length", fmt.Sprint(len(a.data)))
+	w.Header().Set("Content-Type", "application/octet-stream")
+	if !first || a.cutAfter <= 0 {
+		w.Write(a.data)
+		return
+	}
+	w.Write(a.data[:a.cutAfter])
+	w.(http.Flusher).Flush()
+	if a.stallFor > 0 {
+		select {
+		case <-time.After(a.stallFor):
+		case <-r.Context().Done():
+			return
+		}
+		w.Write(a.data[a.cutAfter:])
+		return
+	}
+	panic(http.ErrAbortHandler) // the connection breaks mid-stream
+}
+
+// addArtifact serves data at path.
+func (f *fakeAPI) addArtifact(path string, data []byte) *artifact {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	a := &artifact{data: data}
+	f.artifacts[path] = a
+	return a
+}
+
+// state returns the workflow's state.
+func (f *fakeAPI) state() workflow.State {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.st
+}
+
+// with runs fn under the fake's lock.
+func (f *fakeAPI) with(fn func(f *fakeAPI)) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	fn(f)
+}
+
+// reports returns the reports applied of one kind.
+func (f *fakeAPI) reports(kind string) []agentproto.Report {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []agentproto.Report
+	for _, r := range f.applied {
+		if r.Kind == kind {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(v)
+}
+
+func apiError(w http.ResponseWriter, status int, code, msg string) {
+	var e agentproto.Error
+	e.Error.Code, e.Error.Message = code, msg
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(e)
+}
+
+// fakeSystem records the power calls instead of making them.
+type fakeSystem struct {
+	mu    sync.Mutex
+	calls []string
+	// check, if set, runs at each call, e.g. to see what the appliance
+	// had acknowledged by then.
+	check func(call string)
+}
+
+func (s *fakeSystem) record(call string) {
+	s.mu.Lock()
+	check := s.check
+	s.calls = append(s.calls, call)
+	s.mu.Unlock()
+	if check != nil {
+		check(call)
+	}
+}
+
+func (s *fakeSystem) Sync()           { s.record("sync") }
+func (s *fakeSystem) Reboot() error   { s.record("reboot"); return nil }
+func (s *fakeSystem) PowerOff() error { s.record("poweroff"); return nil }
+func (s *fakeSystem) KexecLoad(kernel, initrd, cmdline string) error {
+	s.record(fmt.Sprintf("kexec-load %s %s %s", kernel, initrd, cmdline))
+	return nil
+}
+func (s *fakeSystem) KexecReboot() error { s.record("kexec-reboot"); return nil }
+
+func (s *fakeSystem) Calls() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.calls...)
+}
+
+// testConfig is a Config with fast timings, reading a command line that
+// points at f with token.
+func testConfig(t *testing.T, f *fakeAPI, token string, extra ...string) Config {
+	t.Helper()
+	cmdline := filepath.Join(t.TempDir(), "cmdline")
+	line := fmt.Sprintf("console=ttyS0 %s=%s %s=%s %s=m-1 %s=52:54:00:12:34:56 %s",
+		agentproto.ParamURL, f.srv.URL, agentproto.ParamToken, token,
+		agentproto.ParamMachine, agentproto.ParamMAC, strings.Join(extra, " "))
+	if err := os.WriteFile(cmdline, []byte(line+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return Config{
+		CmdlinePath:      cmdline,
+		Root:             t.TempDir(),
+		System:           &fakeSystem{},
+		MountDir:         t.TempDir(),
+		RequestTimeout:   5 * time.Second,
+		RetryMin:         2 * time.Millisecond,
+		RetryMax:         20 * time.Millisecond,
+		AuthRetry:        10 * time.Millisecond,
+		CmdlineRetry:     10 * time.Millisecond,
+		PollMin:          5 * time.Millisecond,
+		PollMax:          50 * time.Millisecond,
+		IdlePoll:         50 * time.Millisecond,
+		DiscoverPoll:     10 * time.Millisecond,
+		ProgressInterval: 5 * time.Millisecond,
+		StallTimeout:     5 * time.Second,
+	}
+}
+
+// startAgent runs an agent until the test ends.
+func startAgent(t *testing.T, cfg Config) {
+	t.Helper()
+	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- New(cfg, log).Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+}
+
+// waitDone waits for the workflow to end and returns its state.
+func waitDone(t *testing.T, f *fakeAPI) workflow.State {
+	t.Helper()
+	var st workflow.State
+	waitUntil(t, "the workflow to end", func() bool {
+		st = f.state()
+		return st.Plan != nil && st.Status.Final()
+	})
+	return st
+}
+
+// waitUntil polls cond until it holds, failing the test after 30s.
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

@@ -1,0 +1,215 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/outposthq/outpost/appliance/internal/agentproto"
+)
+
+// errNoWorkflow: in discovery mode, the machine has no workflow yet (404).
+var errNoWorkflow = errors.New("agent: no workflow yet")
+
+// runner fetches the workflow and runs its ready actions.
+type runner struct {
+	a      *Agent
+	c      *client
+	params Params
+	log    *slog.Logger
+	wake   chan struct{} // a finish or a refused report: fetch again now
+
+	mu      sync.Mutex
+	running map[string]*attemptRun // action name → the attempt this process runs
+	ours    map[string]int         // action name → the latest attempt this process started or wrote off
+	wg      sync.WaitGroup
+}
+
+// attemptRun is an attempt in progress.
+type attemptRun struct {
+	attempt int
+	cancel  context.CancelFunc
+}
+
+func newRunner(a *Agent, c *client, p Params, log *slog.Logger) *runner {
+	return &runner{
+		a: a, c: c, params: p, log: log,
+		wake:    make(chan struct{}, 1),
+		running: make(map[string]*attemptRun),
+		ours:    make(map[string]int),
+	}
+}
+
+// poke makes the loop fetch the workflow now.
+func (r *runner) poke() {
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+// loop fetches the workflow and acts on it until ctx ends.
+func (r *runner) loop(ctx context.Context) {
+	defer r.wg.Wait()
+	defer r.cancelAll()
+	var seenDone, waiting string
+	for {
+		wf, err := r.fetch(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		var wait time.Duration
+		switch {
+		case errors.Is(err, errNoWorkflow):
+			if waiting == "" {
+				r.log.Info("no workflow for this machine yet; waiting", "poll", r.a.cfg.DiscoverPoll)
+				waiting = "yes"
+			}
+			wait = r.a.cfg.DiscoverPoll
+		case err != nil:
+			r.log.Error("fetch workflow", "err", err)
+			wait = r.a.cfg.PollMax
+		case wf.Done():
+			r.cancelAll()
+			if key := wf.ID + "/" + wf.Status; key != seenDone {
+				r.log.Info("workflow done; idling", "workflow", wf.ID, "status", wf.Status, "reason", wf.Reason)
+				seenDone = key
+			}
+			wait = r.a.cfg.IdlePoll
+		default:
+			seenDone, waiting = "", ""
+			r.act(ctx, wf)
+			wait = clamp(time.Duration(wf.Poll*float64(time.Second)), r.a.cfg.PollMin, r.a.cfg.PollMax)
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-r.wake:
+		case <-t.C:
+		}
+		t.Stop()
+	}
+}
+
+func clamp(d, lo, hi time.Duration) time.Duration {
+	return min(max(d, lo), hi)
+}
+
+// fetch gets the workflow, retrying until it is answered.
+func (r *runner) fetch(ctx context.Context) (*agentproto.Workflow, error) {
+	var wf agentproto.Workflow
+	var final []int
+	if r.params.Discover() {
+		final = []int{http.StatusNotFound}
+	}
+	for {
+		err := r.c.call(ctx, nil, http.MethodGet, agentproto.PathWorkflow, nil, &wf, final...)
+		switch {
+		case err == nil:
+			return &wf, nil
+		case isStatus(err, http.StatusNotFound):
+			return nil, errNoWorkflow
+		case ctx.Err() != nil:
+			return nil, ctx.Err()
+		}
+		// 400 or 409 to a GET: nothing to do but ask again, slowly.
+		r.log.Warn("appliance refused to serve the workflow; asking again", "err", err)
+		if !sleep(ctx, r.a.cfg.RetryMax) {
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// act writes off the attempts an earlier process left running, stops the
+// attempts the appliance ended, and starts the ready actions.
+func (r *runner) act(ctx context.Context, wf *agentproto.Workflow) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	byName := make(map[string]agentproto.Action, len(wf.Actions))
+	for _, act := range wf.Actions {
+		byName[act.Name] = act
+		if act.Status == "running" && act.Attempt > r.ours[act.Name] {
+			// Not an attempt of this process: an earlier one's.
+			r.ours[act.Name] = act.Attempt
+			r.orphan(ctx, act)
+		}
+	}
+	for name, run := range r.running {
+		act, ok := byName[name]
+		if !ok || act.Attempt > run.attempt || act.Attempt == run.attempt && act.Status != "running" {
+			// The appliance ended this attempt (timed out, workflow
+			// canceled) or it finished: nothing more to report.
+			run.cancel()
+		}
+	}
+	for _, name := range wf.Ready {
+		act, ok := byName[name]
+		if !ok || r.running[name] != nil || act.Attempt+1 <= r.ours[name] {
+			continue // running, or a stale view of an attempt that ran
+		}
+		r.start(ctx, act)
+	}
+}
+
+// orphan reports an attempt of an earlier process failed. r.mu is held.
+func (r *runner) orphan(ctx context.Context, act agentproto.Action) {
+	log := r.log.With("action", act.Name, "type", act.Type, "attempt", act.Attempt)
+	log.Warn("an earlier agent left this attempt running; reporting it failed")
+	rep := agentproto.Report{Action: act.Name, Attempt: act.Attempt, Kind: agentproto.ReportFinish,
+		Message: "the agent restarted during attempt " + strconv.Itoa(act.Attempt)}
+	r.wg.Go(func() {
+		r.report(ctx, log, rep)
+		r.poke()
+	})
+}
+
+// start runs attempt act.Attempt+1 in its own goroutine. r.mu is held.
+func (r *runner) start(ctx context.Context, act agentproto.Action) {
+	n := act.Attempt + 1
+	actx, cancel := context.WithCancel(ctx)
+	run := &attemptRun{attempt: n, cancel: cancel}
+	r.running[act.Name] = run
+	r.ours[act.Name] = n
+	r.wg.Go(func() {
+		defer func() {
+			cancel()
+			r.mu.Lock()
+			if r.running[act.Name] == run {
+				delete(r.running, act.Name)
+			}
+			r.mu.Unlock()
+			r.poke()
+		}()
+		r.attempt(actx, act, n)
+	})
+}
+
+// cancelAll stops every attempt in progress.
+func (r *runner) cancelAll() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, run := range r.running {
+		run.cancel()
+	}
+}
+
+// report sends a report until the appliance acknowledges it, and reports
+// whether it did. A refused report (400, 409) is logged and makes the
+// loop fetch the workflow again.
+func (r *runner) report(ctx context.Context, log *slog.Logger, rep agentproto.Report) bool {
+	err := r.c.call(ctx, log, http.MethodPost, agentproto.PathReport, rep, nil)
+	if err == nil {
+		return true
+	}
+	if ctx.Err() == nil {
+		log.Warn("appliance refused the report", "kind", rep.Kind, "err", err)
+		r.poke()
+	}
+	return false
+}
