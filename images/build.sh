@@ -1,28 +1,57 @@
 #!/usr/bin/env bash
 # Builds Outpost's boot artifacts into images/out/ from installed Debian
-# packages; nothing is downloaded. `make images` runs it.
+# packages and this repository's Go code; nothing is downloaded.
+# `make images` runs it.
 #
 #   undionly.kpxe ipxe.efi snponly.efi   iPXE, copied from the ipxe package
 #   vmlinuz                              the newest /boot/vmlinuz-* (linux-image-amd64)
 #   test-initrd.img                      gzip'ed newc cpio: busybox-static and
 #                                        images/test-initrd/init, which prints
 #                                        OUTPOST-BOOT-OK and powers off
+#   installer.initrd                     gzip'ed newc cpio: the in-memory
+#                                        installer (images/installer/init,
+#                                        busybox, kernel modules, the agent)
+#   testos.raw.gz .zst .xz               a 64 MiB disk image (MBR, one FAT
+#                                        partition, SYSLINUX) that boots the
+#                                        test OS (images/testos/init)
 #
 # Each artifact gets a <name>.sha256 sidecar holding only its hex digest
 # (no newline). The script is idempotent and quick when everything is up to
-# date: it rewrites nothing that has not changed, and it builds the initrd
-# reproducibly (sorted entries, mtime 0, owner 0:0), so a rebuild from the
-# same inputs yields the same bytes. Concurrent runs (tests of several
-# packages) serialize on a lock file in the output directory.
+# date: it rewrites nothing that has not changed (the installer and the test
+# OS are rebuilt when a digest of their inputs changes, recorded in
+# OUT/.work), and it builds reproducibly (sorted cpio entries, mtime
+# SOURCE_DATE_EPOCH or 0, owner 0:0, gzip -n; fixed FAT volume id, disk
+# identifier and dates), so a rebuild from the same inputs yields the same
+# bytes. Concurrent runs (tests of several packages) serialize on a lock
+# file in the output directory.
 #
-# Environment: OUT overrides the output directory.
+# Environment: OUT overrides the output directory; SOURCE_DATE_EPOCH the
+# files' dates.
 #
 # Exit status: 0 built or up to date; 3 an input is missing (the message
 # names the Debian package to install); 1 anything else.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+root=$(dirname "$here")
 out=${OUT:-$here/out}
+work=$out/.work # intermediates and the input digests of the artifacts
+script=$here/build.sh
+
+# depmod, sfdisk and mkfs.vfat live in sbin; go in /usr/local/go/bin.
+export PATH=$PATH:/usr/local/sbin:/usr/sbin:/sbin:/usr/local/go/bin
+export LC_ALL=C TZ=UTC MTOOLS_SKIP_CHECK=1
+umask 022
+
+# epoch dates every packed file. FAT cannot date a file before 1980.
+epoch=${SOURCE_DATE_EPOCH:-0}
+fat_epoch=$((epoch > 315532800 ? epoch : 315532800))
+
+# The test OS disk: 64 MiB, its FAT partition from 1 MiB to the end.
+disk_mib=64
+part_start=2048 # sectors
+volume_id=4f505354
+disk_id=0x4f505354
 
 die() {
 	echo "images: $*" >&2
@@ -67,6 +96,38 @@ install_copy() {
 	sidecar "$dst"
 }
 
+# publish TMP NAME: move TMP to $out/NAME and write its sidecar.
+publish() {
+	chmod 0644 "$1"
+	mv -f "$1" "$out/$2"
+	sidecar "$out/$2"
+}
+
+# digest FILE...: one digest of the files' names and contents and of the
+# dates they are packed with.
+digest() {
+	{
+		sha256sum -- "$@"
+		echo "epoch $epoch"
+	} | sha256sum | cut -d' ' -f1
+}
+
+# up_to_date NAME DIGEST [FILE...]: whether NAME was built from inputs
+# with DIGEST and it and FILEs (relative to $out) are still there.
+up_to_date() {
+	local name=$1 sum=$2 f
+	shift 2
+	for f in "$name" "$@"; do
+		[[ -s $out/$f && -s $out/$f.sha256 ]] || return 1
+	done
+	[[ -r $work/$name.inputs && $(<"$work/$name.inputs") == "$sum" ]]
+}
+
+# record NAME DIGEST: NAME is now built from inputs with DIGEST.
+record() {
+	printf '%s\n' "$2" >"$work/$1.inputs"
+}
+
 # newest_kernel: the /boot/vmlinuz-* with the highest version.
 newest_kernel() {
 	local k
@@ -78,34 +139,262 @@ newest_kernel() {
 	echo "$k"
 }
 
-# build_initrd DST: pack busybox and the init script into DST.
-build_initrd() {
-	local dst=$1 busybox=$2 init=$3
-	stage=$(mktemp -d "$out/.initrd.XXXXXX")
+# file_is_static FILE: whether the ELF FILE has no program interpreter.
+file_is_static() {
+	# A dynamic executable's PT_INTERP names its loader by full path.
+	! grep -qaE '/lib(64)?/ld-linux' "$1"
+}
 
-	mkdir -p "$stage/bin" "$stage/dev" "$stage/proc" "$stage/sys"
-	cp "$busybox" "$stage/bin/busybox"
-	cp "$init" "$stage/init"
-	chmod 0755 "$stage" "$stage/bin" "$stage/dev" "$stage/proc" "$stage/sys" \
-		"$stage/bin/busybox" "$stage/init"
-	find "$stage" -exec touch -h -d @0 {} +
+# new_stage VAR: a fresh staging directory in VAR, removed on exit.
+new_stage() {
+	local d
+	d=$(mktemp -d "$out/.stage.XXXXXX")
+	stages+=("$d")
+	chmod 0755 "$d"
+	printf -v "$1" '%s' "$d"
+}
 
-	(cd "$stage" && find . -mindepth 1 -printf '%P\n' | LC_ALL=C sort |
+# pack STAGE DST: STAGE as a gzip'ed newc cpio, reproducibly.
+pack() {
+	local stage=$1 dst=$2
+	find "$stage" -exec touch -h -d "@$epoch" {} +
+	(cd "$stage" && find . -mindepth 1 -printf '%P\n' | sort |
 		cpio -o -H newc -R 0:0 --reproducible --quiet) |
-		gzip -9 -n >"$dst.tmp"
-	mv -f "$dst.tmp" "$dst"
-	rm -rf "$stage"
+		gzip -9 -n >"$dst"
+}
+
+stages=()
+cleanup() {
+	if ((${#stages[@]})); then
+		rm -rf "${stages[@]}"
+	fi
+}
+trap cleanup EXIT
+
+# build_test_initrd: test-initrd.img, busybox and test-initrd/init.
+build_test_initrd() {
+	local dst=$out/test-initrd.img init=$here/test-initrd/init stage
+	if [[ -s $dst && ! $busybox -nt $dst && ! $init -nt $dst && ! $script -nt $dst ]]; then
+		sidecar "$dst"
+		return
+	fi
+	new_stage stage
+	mkdir -p "$stage/bin" "$stage/dev" "$stage/proc" "$stage/sys"
+	install -m 0755 "$busybox" "$stage/bin/busybox"
+	install -m 0755 "$init" "$stage/init"
+	pack "$stage" "$dst.tmp"
+	publish "$dst.tmp" test-initrd.img
 	echo "images: test-initrd.img built"
 }
 
-# stage is the initrd's staging directory while one is being built.
-stage=
-trap 'if [[ -n $stage ]]; then rm -rf "$stage"; fi' EXIT
+# build_agent: the agent, a static Go binary, in $work/outpost-agent,
+# replaced only when its bytes change.
+build_agent() {
+	local dst=$work/outpost-agent
+	if ! (cd "$root" && CGO_ENABLED=0 go build -trimpath -ldflags=-buildid= \
+		-o "$dst.tmp" ./appliance/cmd/outpost-agent); then
+		die "go build ./appliance/cmd/outpost-agent failed"
+	fi
+	if cmp -s "$dst.tmp" "$dst"; then
+		rm -f "$dst.tmp"
+	else
+		mv -f "$dst.tmp" "$dst"
+	fi
+}
 
-main() {
-	local ipxe=/usr/lib/ipxe busybox=/bin/busybox init=$here/test-initrd/init
-	local f kernel
+# listed_modules: the names in modules.list.
+listed_modules() {
+	sed -e 's/#.*//' -e 's/[[:space:]]//g' "$modlist" | grep -v '^$' || true
+}
 
+# resolve_modules: sets modfiles to the .ko files (absolute) of the listed
+# modules and their dependencies, in load order, and modload to the listed
+# modules that drive no hardware (no bus alias: file systems, code pages),
+# which /init loads unconditionally.
+resolve_modules() {
+	local m deps aliases line f
+	local -A seen=()
+	modfiles=()
+	modload=()
+	for m in $(listed_modules); do
+		if ! deps=$(modprobe -C /dev/null -S "$kver" --show-depends "$m" 2>&1); then
+			die "module $m of $modlist is not in kernel $kver: $deps"
+		fi
+		while read -r line; do
+			case $line in
+			"insmod "*)
+				f=${line#insmod }
+				f=${f%% *}
+				if [[ -z ${seen[$f]:-} ]]; then
+					seen[$f]=1
+					modfiles+=("$f")
+				fi
+				;;
+			esac
+		done <<<"$deps"
+		if [[ $deps == "builtin "* ]]; then
+			continue
+		fi
+		aliases=$(modinfo -k "$kver" -F alias "$m")
+		if [[ $aliases != *:* ]]; then
+			modload+=("$m")
+		fi
+	done
+}
+
+# stage_initramfs STAGE INIT: busybox with its applet links, the modules
+# (and depmod's indexes over them), the udhcpc script, the shared shell
+# functions and INIT as /init.
+stage_initramfs() {
+	local stage=$1 init=$2 f rel mods=$stage/lib/modules/$kver
+	mkdir -p "$stage"/{bin,sbin,usr/bin,usr/sbin,dev,proc,sys,run,tmp,mnt,root,var,etc/outpost} \
+		"$stage/lib/outpost" "$stage/usr/share/udhcpc" "$mods"
+	install -m 0755 "$busybox" "$stage/bin/busybox"
+	"$busybox" --list-full | while read -r f; do
+		if [[ ! -e $stage/$f && ! -L $stage/$f ]]; then
+			ln -s /bin/busybox "$stage/$f"
+		fi
+	done
+	install -m 0755 "$init" "$stage/init"
+	install -m 0644 "$here/common/boot.sh" "$stage/lib/outpost/boot.sh"
+	install -m 0755 "$here/common/udhcpc.script" "$stage/usr/share/udhcpc/default.script"
+	printf 'root:x:0:0:root:/root:/bin/sh\n' >"$stage/etc/passwd"
+	printf 'root:x:0:\n' >"$stage/etc/group"
+	printf '127.0.0.1\tlocalhost\n::1\tlocalhost\n' >"$stage/etc/hosts"
+	printf '%s\n' "${modload[@]}" >"$stage/etc/outpost/modules.load"
+	for f in "${modfiles[@]}"; do
+		rel=${f#*/modules/"$kver"/}
+		mkdir -p "$(dirname "$mods/$rel")"
+		install -m 0644 "$f" "$mods/$rel"
+	done
+	for f in modules.order modules.builtin modules.builtin.modinfo; do
+		if [[ -r $kmods/$f ]]; then
+			install -m 0644 "$kmods/$f" "$mods/$f"
+		fi
+	done
+	depmod -b "$stage" "$kver"
+}
+
+# initramfs_inputs: the files every initramfs is built from.
+initramfs_inputs() {
+	local f
+	printf '%s\n' "$script" "$modlist" "$busybox" "$here/common/boot.sh" "$here/common/udhcpc.script" \
+		"${modfiles[@]}"
+	for f in modules.order modules.builtin modules.builtin.modinfo; do
+		if [[ -r $kmods/$f ]]; then
+			echo "$kmods/$f"
+		fi
+	done
+}
+
+# build_installer: installer.initrd, when its inputs changed.
+build_installer() {
+	local init=$here/installer/init sum stage inputs
+	mapfile -t inputs < <(initramfs_inputs)
+	sum=$(digest "${inputs[@]}" "$init" "$work/outpost-agent")
+	if up_to_date installer.initrd "$sum"; then
+		return
+	fi
+	new_stage stage
+	stage_initramfs "$stage" "$init"
+	install -m 0755 "$work/outpost-agent" "$stage/bin/outpost-agent"
+	pack "$stage" "$out/installer.initrd.tmp"
+	rm -rf "$stage"
+	publish "$out/installer.initrd.tmp" installer.initrd
+	record installer.initrd "$sum"
+	echo "images: installer.initrd built ($(du -h "$out/installer.initrd" | cut -f1))"
+}
+
+# build_testos_initrd: $work/testos-initrd.img, when its inputs changed.
+build_testos_initrd() {
+	local init=$here/testos/init sum stage inputs dst=$work/testos-initrd.img
+	mapfile -t inputs < <(initramfs_inputs)
+	sum=$(digest "${inputs[@]}" "$init")
+	if [[ -s $dst && -r $work/testos-initrd.inputs && $(<"$work/testos-initrd.inputs") == "$sum" ]]; then
+		return
+	fi
+	new_stage stage
+	stage_initramfs "$stage" "$init"
+	pack "$stage" "$dst.tmp"
+	rm -rf "$stage"
+	mv -f "$dst.tmp" "$dst"
+	record testos-initrd "$sum"
+}
+
+# syslinux_cfg: the test OS's boot loader configuration.
+syslinux_cfg() {
+	cat <<'EOF'
+DEFAULT testos
+PROMPT 0
+TIMEOUT 0
+LABEL testos
+  KERNEL /vmlinuz
+  APPEND initrd=/initrd.img console=tty0 console=ttyS0,115200
+EOF
+}
+
+# fat_copy FAT SRC NAME: copy SRC into the FAT image as /NAME, dated
+# fat_epoch.
+fat_copy() {
+	local fat=$1 src=$2 name=$3 tmp
+	new_stage tmp
+	cp "$src" "$tmp/$name"
+	touch -d "@$fat_epoch" "$tmp/$name"
+	SOURCE_DATE_EPOCH=$fat_epoch mcopy -m -i "$fat" "$tmp/$name" "::/$name"
+	rm -rf "$tmp"
+}
+
+# build_disk RAW: the test OS disk image: an MBR (syslinux's boot code, a
+# fixed disk identifier) with one active FAT16 partition holding SYSLINUX,
+# the kernel, the test OS's initramfs and syslinux.cfg.
+build_disk() {
+	local raw=$1 fat=$work/testos.fat cfg=$work/syslinux.cfg
+	local sectors=$((disk_mib * 2048))
+	rm -f "$fat" "$raw"
+	truncate -s $(((sectors - part_start) * 512)) "$fat"
+	mkfs.vfat --invariant -F 16 -i "$volume_id" -n OUTPOST-OS -h "$part_start" "$fat" >/dev/null
+	SOURCE_DATE_EPOCH=$fat_epoch syslinux --install "$fat"
+	syslinux_cfg >"$cfg"
+	fat_copy "$fat" "$cfg" syslinux.cfg
+	fat_copy "$fat" "$kernel" vmlinuz
+	fat_copy "$fat" "$work/testos-initrd.img" initrd.img
+
+	truncate -s $((sectors * 512)) "$raw"
+	printf 'label: dos\nlabel-id: %s\nunit: sectors\n\nstart=%d, type=e, bootable\n' \
+		"$disk_id" "$part_start" | sfdisk --quiet --no-reread --no-tell-kernel "$raw" >/dev/null
+	dd if="$fat" of="$raw" bs=512 seek="$part_start" conv=notrunc,sparse status=none
+	dd if="$mbr" of="$raw" bs=440 count=1 conv=notrunc status=none
+	rm -f "$fat" "$cfg"
+}
+
+# build_testos: testos.raw.gz, .zst and .xz, when their inputs changed.
+build_testos() {
+	local sum raw=$work/testos.raw tools f
+	build_testos_initrd
+	tools=()
+	for f in mkfs.vfat syslinux mcopy sfdisk gzip zstd xz; do
+		tools+=("$(readlink -f "$(command -v "$f")")")
+	done
+	sum=$(digest "$script" "$kernel" "$work/testos-initrd.img" "$mbr" "${tools[@]}")
+	if up_to_date testos.raw.gz "$sum" testos.raw.zst testos.raw.xz; then
+		return
+	fi
+	build_disk "$raw"
+	gzip -9 -n -c "$raw" >"$out/testos.raw.gz.tmp"
+	zstd -q -19 -T1 -c "$raw" >"$out/testos.raw.zst.tmp"
+	xz -6 -T1 -c "$raw" >"$out/testos.raw.xz.tmp"
+	rm -f "$raw"
+	publish "$out/testos.raw.gz.tmp" testos.raw.gz
+	publish "$out/testos.raw.zst.tmp" testos.raw.zst
+	publish "$out/testos.raw.xz.tmp" testos.raw.xz
+	record testos.raw.gz "$sum"
+	echo "images: testos.raw.gz .zst .xz built ($(du -h "$out/testos.raw.gz" | cut -f1) gzip'ed)"
+}
+
+# check_inputs fails with exit status 3, naming the Debian package, when
+# something the build needs is missing.
+check_inputs() {
+	local f
 	for f in undionly.kpxe ipxe.efi snponly.efi; do
 		need "$ipxe/$f" ipxe
 	done
@@ -116,12 +405,41 @@ main() {
 	fi
 	needcmd cpio cpio
 	needcmd gzip gzip
+	needcmd zstd zstd
+	needcmd xz xz-utils
 	needcmd flock util-linux
-	[[ -r $init ]] || die "missing $init (a file of this repository)"
+	needcmd modprobe kmod
+	needcmd modinfo kmod
+	needcmd depmod kmod
+	needcmd sfdisk fdisk
+	needcmd mkfs.vfat dosfstools
+	needcmd mcopy mtools
+	needcmd syslinux syslinux
+	need "$mbr" syslinux-common
+	if ! command -v go >/dev/null 2>&1; then
+		echo "images: missing command go: install Go (https://go.dev/doc/install)" >&2
+		exit 3
+	fi
+	for f in test-initrd/init installer/init installer/modules.list testos/init \
+		common/boot.sh common/udhcpc.script; do
+		[[ -r $here/$f ]] || die "missing $here/$f (a file of this repository)"
+	done
 	kernel=$(newest_kernel)
 	need "$kernel" linux-image-amd64
+	kver=${kernel##*/vmlinuz-}
+	kmods=/lib/modules/$kver
+	need "$kmods/modules.dep" "linux-image-$kver"
+}
 
-	mkdir -p "$out"
+main() {
+	ipxe=/usr/lib/ipxe
+	busybox=/bin/busybox
+	mbr=/usr/lib/syslinux/mbr/mbr.bin
+	modlist=$here/installer/modules.list
+	local f
+	check_inputs
+
+	mkdir -p "$out" "$work"
 	exec 9>"$out/.lock"
 	flock 9
 
@@ -129,18 +447,11 @@ main() {
 		install_copy "$ipxe/$f" "$f"
 	done
 	install_copy "$kernel" vmlinuz
-
-	local initrd=$out/test-initrd.img
-	if [[ ! -s $initrd || $busybox -nt $initrd || $init -nt $initrd || ${BASH_SOURCE[0]} -nt $initrd ]]; then
-		build_initrd "$initrd" "$busybox" "$init"
-	fi
-	sidecar "$initrd"
-}
-
-# file_is_static FILE: whether the ELF FILE has no program interpreter.
-file_is_static() {
-	# A dynamic executable's PT_INTERP names its loader by full path.
-	! grep -qaE '/lib(64)?/ld-linux' "$1"
+	build_test_initrd
+	resolve_modules
+	build_agent
+	build_installer
+	build_testos
 }
 
 main "$@"

@@ -11,13 +11,16 @@ set -euo pipefail
 
 what="${1:-test}"
 
-# Debian packages per purpose. The lab (appliance/internal/lab, images/)
-# is the real peers the network-boot tests run against: QEMU with SeaBIOS,
-# OVMF and iPXE, a kernel and busybox for the test initramfs, DHCP and
-# TFTP servers and clients, a BMC simulator.
-run_pkgs=(ca-certificates iproute2)
-lab_pkgs=(qemu-system-x86 ipxe-qemu ipxe ovmf busybox-static cpio linux-image-amd64
-	tftp-hpa atftp isc-dhcp-client udhcpc iproute2 kea-dhcp4-server kea-admin
+# Debian packages per purpose. images/build.sh makes the boot artifacts
+# (iPXE, the installer's kernel and initramfs, the test OS disk image) from
+# image_pkgs. `make run` also runs a demo: QEMU VMs in a network namespace.
+# The lab (appliance/internal/lab) is the real peers the network-boot tests
+# run against: besides those, OVMF, DHCP and TFTP servers and clients, a
+# BMC simulator.
+image_pkgs=(ipxe busybox-static cpio linux-image-amd64 kmod gzip zstd xz-utils
+	syslinux syslinux-common mtools dosfstools fdisk util-linux)
+run_pkgs=(ca-certificates iproute2 qemu-system-x86 ipxe-qemu "${image_pkgs[@]}")
+lab_pkgs=(ovmf tftp-hpa atftp isc-dhcp-client udhcpc kea-dhcp4-server kea-admin
 	dnsmasq tftpd-hpa openipmi ipmitool)
 test_pkgs=("${run_pkgs[@]}" gcc libc6-dev "${lab_pkgs[@]}")
 
