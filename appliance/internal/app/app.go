@@ -75,14 +75,14 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Write
 	node.SetClusterSecret(key.Derive("outpost cluster v1"))
 
 	srv := &http.Server{
-		Handler:           api.New(api.Config{Node: node, SiteKey: key, Log: log, Registry: newRegistry()}).Handler(),
+		Handler:           api.New(api.Config{Node: node, SiteKey: key, Log: log, Registry: newRegistry(), BootURL: cfg.BootURL}).Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	fmt.Fprintf(out, "outpost appliance %s: API at %s (raft %s, data %s)\n", cfg.NodeID, cfg.APIURL, cfg.RaftAdvertise, cfg.DataDir)
 
-	runBoot, err := bootServices(cfg, node, log)
+	runBoot, err := bootServices(cfg, node, key, log)
 	if err != nil {
 		return err
 	}

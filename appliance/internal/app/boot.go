@@ -14,7 +14,10 @@ import (
 	"github.com/outposthq/outpost/appliance/internal/config"
 	"github.com/outposthq/outpost/appliance/internal/dhcp"
 	"github.com/outposthq/outpost/appliance/internal/httpboot"
+	"github.com/outposthq/outpost/appliance/internal/metadata"
+	"github.com/outposthq/outpost/appliance/internal/provision"
 	"github.com/outposthq/outpost/appliance/internal/replica"
+	"github.com/outposthq/outpost/appliance/internal/seal"
 	"github.com/outposthq/outpost/appliance/internal/tftp"
 )
 
@@ -22,10 +25,10 @@ import (
 // HTTP) that the configuration turns on, and returns a function that
 // serves them under g until ctx ends. Binding happens here, at start-up,
 // so that a port already taken stops the appliance with a clear error.
-func bootServices(cfg *config.Config, node *replica.Node, log *slog.Logger) (func(ctx context.Context, g *errgroup.Group), error) {
+func bootServices(cfg *config.Config, node *replica.Node, key *seal.Key, log *slog.Logger) (func(ctx context.Context, g *errgroup.Group), error) {
 	var runs []func(ctx context.Context, g *errgroup.Group)
 	if cfg.BootAddr != "" {
-		hb, err := httpboot.New(httpboot.Config{DB: node.DB(), ArtifactDir: cfg.ArtifactDir, Log: log.With("component", "httpboot")})
+		handler, err := bootHandler(cfg, node, key, log)
 		if err != nil {
 			return nil, err
 		}
@@ -33,7 +36,7 @@ func bootServices(cfg *config.Config, node *replica.Node, log *slog.Logger) (fun
 		if err != nil {
 			return nil, fmt.Errorf("boot http: %w", err)
 		}
-		srv := &http.Server{Handler: hb.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute,
+		srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute,
 			ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 		log.Info("boot http listening", "addr", ln.Addr().String(), "artifacts", cfg.ArtifactDir)
 		runs = append(runs, func(ctx context.Context, g *errgroup.Group) {
@@ -73,9 +76,37 @@ func bootServices(cfg *config.Config, node *replica.Node, log *slog.Logger) (fun
 			g.Go(func() error { return ds.Serve(ctx) })
 		})
 	}
+	runs = append(runs, func(ctx context.Context, g *errgroup.Group) {
+		g.Go(func() error { return provision.RunTimer(ctx, node, time.Second, log.With("component", "workflow-timer")) })
+	})
 	return func(ctx context.Context, g *errgroup.Group) {
 		for _, run := range runs {
 			run(ctx, g)
 		}
 	}, nil
+}
+
+// bootHandler is everything a machine reaches over HTTP on the boot
+// network, on one port: iPXE scripts and artifacts, the agent API, and
+// the metadata service.
+func bootHandler(cfg *config.Config, node *replica.Node, key *seal.Key, log *slog.Logger) (http.Handler, error) {
+	creds := provision.NewCredentials(key.Derive("outpost agent credentials v1"))
+	hb, err := httpboot.New(httpboot.Config{DB: node.DB(), ArtifactDir: cfg.ArtifactDir, Credentials: creds,
+		Log: log.With("component", "httpboot")})
+	if err != nil {
+		return nil, err
+	}
+	md, err := metadata.New(metadata.Config{DB: node.DB(), Key: key.Derive("outpost metadata v1"), Log: log.With("component", "metadata")})
+	if err != nil {
+		return nil, err
+	}
+	agents := provision.New(provision.Config{Node: node, Credentials: creds, Log: log.With("component", "agent-api")})
+	mux := http.NewServeMux()
+	mux.Handle("/", hb.Handler())
+	mux.Handle(provision.Prefix, agents.Handler())
+	mdh := md.Handler()
+	for _, p := range metadata.Prefixes() {
+		mux.Handle(p, mdh)
+	}
+	return mux, nil
 }

@@ -55,6 +55,11 @@ type Config struct {
 	// images) listens (":8080"); empty turns it off. Machines reach it at
 	// the answering node's boot-network address and this port.
 	BootAddr string `json:"boot_addr,omitempty"`
+	// BootURL is the boot HTTP service's URL as machines reach it; new
+	// workflows get it as the values boot_url and metadata_url. Derived
+	// from BootAddr when that names an address; set it when BootAddr is
+	// a wildcard.
+	BootURL string `json:"boot_url,omitempty"`
 	// ArtifactDir holds the boot artifacts `make images` builds: iPXE
 	// binaries, installer kernels and initrds, OS images.
 	ArtifactDir string `json:"artifact_dir"`
@@ -100,6 +105,7 @@ func Load(args []string) (*Config, error) {
 	fs.BoolVar(&c.DHCPProxy, "dhcp-proxy", c.DHCPProxy, "answer as a proxyDHCP server (boot information only)")
 	fs.StringVar(&c.TFTPAddr, "tftp-addr", c.TFTPAddr, "TFTP listen address (empty: off)")
 	fs.StringVar(&c.BootAddr, "boot-addr", c.BootAddr, "boot HTTP listen address (empty: off)")
+	fs.StringVar(&c.BootURL, "boot-url", c.BootURL, "boot HTTP URL machines reach (default: from -boot-addr unless a wildcard)")
 	fs.StringVar(&c.ArtifactDir, "artifact-dir", c.ArtifactDir, "directory of boot artifacts")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "text or json")
@@ -141,6 +147,13 @@ func (c *Config) fill() {
 	if c.RaftAdvertise == "" {
 		c.RaftAdvertise = advertisable(c.RaftAddr)
 	}
+	if c.BootURL == "" && c.BootAddr != "" {
+		if host, _, err := net.SplitHostPort(c.BootAddr); err == nil {
+			if ip := net.ParseIP(host); ip != nil && !ip.IsUnspecified() {
+				c.BootURL = "http://" + c.BootAddr
+			}
+		}
+	}
 }
 
 // advertisable turns a wildcard listen address into one a peer can dial.
@@ -173,7 +186,7 @@ func (c *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("%s %q: %v", name, v, err))
 		}
 	}
-	for name, v := range map[string]string{"api_url": c.APIURL, "join": c.Join} {
+	for name, v := range map[string]string{"api_url": c.APIURL, "join": c.Join, "boot_url": c.BootURL} {
 		if v == "" {
 			continue
 		}

@@ -516,7 +516,7 @@ func FuzzArtifactPath(f *testing.F) {
 		f.Fatal(err)
 	}
 	defer db.Close()
-	s, err := New(Config{DB: db, ArtifactDir: artifacts})
+	s, err := New(Config{DB: db, ArtifactDir: artifacts, Credentials: testCredentials})
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -27,6 +27,8 @@ var (
 	argRE = regexp.MustCompile(`^[A-Za-z0-9\-._~:/?#\[\]@!&()*+,;=%<>^{}|]+$`)
 	// macRE is a MAC in canonical form.
 	macRE = regexp.MustCompile(`^[0-9a-f]{2}(:[0-9a-f]{2}){5}$`)
+	// tokenRE is an agent credential (see package provision).
+	credentialRE = regexp.MustCompile(`^[wd][A-Za-z0-9_-]{43}\.[a-z0-9._-]{1,63}$`)
 	// textRE is a message of our own.
 	textRE = regexp.MustCompile(`^[A-Za-z0-9 ,.:_-]*$`)
 )
@@ -116,6 +118,7 @@ func (d *scriptData) check() error {
 		{"initrd", d.Initrd, urlRE, true},
 		{"initrd name", d.InitrdName, fileRE, true},
 		{"problem", d.Problem, textRE, true},
+		{"token", d.Token, credentialRE, true},
 	}
 	for _, f := range fields {
 		if f.v == "" && f.empty {

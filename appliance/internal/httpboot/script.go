@@ -66,6 +66,9 @@ type scriptData struct {
 	Initrd     string
 	InitrdName string
 	Cmdline    string
+	// Token is the agent's credential for install and discover: its
+	// workflow's, or the MAC's discovery credential.
+	Token string
 	// Problem is the error variant's message.
 	Problem string
 	// Retry is the URL the script fetches itself from again, with iPXE's
@@ -130,13 +133,13 @@ func (s *Server) plan(br bootRequest) (*scriptData, error) {
 		m, err := tx.MachineByMAC(br.mac)
 		switch {
 		case errors.Is(err, store.ErrNotFound):
-			return planUnknown(tx, d)
+			return s.planUnknown(tx, d)
 		case err != nil:
 			return fmt.Errorf("machine by mac %s: %w", br.mac, err)
 		}
 		d.Machine, d.State, d.Variant = m.ID, string(m.State), variantFor(m.State)
 		if d.Variant == variantInstall {
-			return planInstaller(tx, d)
+			return s.planInstall(tx, d, m)
 		}
 		return nil
 	})
@@ -147,7 +150,7 @@ func (s *Server) plan(br bootRequest) (*scriptData, error) {
 }
 
 // planUnknown applies the site's policy for a MAC it does not know.
-func planUnknown(tx *store.Tx, d *scriptData) error {
+func (s *Server) planUnknown(tx *store.Tx, d *scriptData) error {
 	set, err := tx.Settings()
 	if err != nil {
 		return fmt.Errorf("settings: %w", err)
@@ -157,6 +160,22 @@ func planUnknown(tx *store.Tx, d *scriptData) error {
 		return nil
 	}
 	d.Variant = variantDiscover
+	d.Token = s.creds.Discovery(d.MAC)
+	return planInstaller(tx, d)
+}
+
+// planInstall boots the installer for machine m's current workflow, with
+// that workflow's credential.
+func (s *Server) planInstall(tx *store.Tx, d *scriptData, m *store.Machine) error {
+	w, err := store.Get[store.Workflow](tx, m.Workflow)
+	switch {
+	case errors.Is(err, store.ErrNotFound) || (err == nil && !w.Active()):
+		d.Variant, d.Problem = variantError, "the machine is "+string(m.State)+" but has no active workflow"
+		return nil
+	case err != nil:
+		return fmt.Errorf("workflow of %s: %w", m.ID, err)
+	}
+	d.Token = s.creds.Workflow(w)
 	return planInstaller(tx, d)
 }
 

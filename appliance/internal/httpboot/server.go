@@ -23,14 +23,23 @@ type Config struct {
 	// sidecar files. It must exist. Installer images name their kernel and
 	// initrd relative to it.
 	ArtifactDir string
+	// Credentials mints the agent credential an installer is booted with.
+	Credentials Credentials
 	// Log receives one line per script served and any failure. Nil
-	// discards.
+	// discards. Credentials are never logged.
 	Log *slog.Logger
+}
+
+// Credentials mints agent credentials (package provision implements it).
+type Credentials interface {
+	Workflow(w *store.Workflow) string
+	Discovery(mac string) string
 }
 
 // Server is the boot HTTP service. Its Handler is safe for concurrent use.
 type Server struct {
 	db      *store.DB
+	creds   Credentials
 	root    *os.Root
 	log     *slog.Logger
 	scripts *template.Template
@@ -40,6 +49,9 @@ type Server struct {
 func New(cfg Config) (*Server, error) {
 	if cfg.DB == nil {
 		return nil, errors.New("httpboot: Config.DB is required")
+	}
+	if cfg.Credentials == nil {
+		return nil, errors.New("httpboot: Config.Credentials is required")
 	}
 	if cfg.ArtifactDir == "" {
 		return nil, errors.New("httpboot: Config.ArtifactDir is required")
@@ -52,7 +64,7 @@ func New(cfg Config) (*Server, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Server{db: cfg.DB, root: root, log: log, scripts: scriptTemplates}, nil
+	return &Server{db: cfg.DB, creds: cfg.Credentials, root: root, log: log, scripts: scriptTemplates}, nil
 }
 
 // Close releases ArtifactDir. Requests for artifacts after Close fail with

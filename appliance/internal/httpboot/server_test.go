@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/outposthq/outpost/appliance/internal/provision"
 	"github.com/outposthq/outpost/appliance/internal/store"
 )
 
@@ -56,7 +57,7 @@ func newFixture(t *testing.T, objs ...store.Object) *fixture {
 	t.Cleanup(func() { db.Close() })
 	f.db = db
 	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
-	f.srv, err = New(Config{DB: db, ArtifactDir: f.artifacts, Log: log})
+	f.srv, err = New(Config{DB: db, ArtifactDir: f.artifacts, Credentials: testCredentials, Log: log})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,14 +67,37 @@ func newFixture(t *testing.T, objs ...store.Object) *fixture {
 	return f
 }
 
+// testCredentials mint the agent credentials in scripts: a fixed key,
+// so that the golden files are stable.
+var testCredentials = provision.NewCredentials([]byte("httpboot test key"))
+
 // put stores objs as the replicated state machine would, each at the next
-// Raft index.
+// Raft index. A machine stored as provisioning or deprovisioning gets a
+// workflow (wf-<id>, from a one-action template), as it would have in a
+// site: the installer boots for a workflow.
 func (f *fixture) put(t *testing.T, objs ...store.Object) {
 	t.Helper()
 	err := f.db.Update(func(tx *store.Tx) error {
 		for _, o := range objs {
 			f.index++
 			if err := tx.UnsafePut(o, store.Write{Index: f.index, Time: t0}); err != nil {
+				return err
+			}
+			m, ok := o.(*store.Machine)
+			if !ok || (m.State != store.StateProvisioning && m.State != store.StateDeprovisioning) {
+				continue
+			}
+			f.index++
+			tpl := &store.Template{Name: "fixture", Actions: []store.Action{{Name: "a", Type: "exec", Args: map[string]string{"command": "true"}}}}
+			if err := tx.UnsafePut(tpl, store.Write{Index: f.index, Time: t0}); err != nil {
+				return err
+			}
+			w := &store.Workflow{ID: "wf-" + m.ID, MachineID: m.ID, Template: "fixture", Purpose: store.PurposeProvision, Nonce: "nonce-" + m.ID}
+			if m.State == store.StateDeprovisioning {
+				w.Purpose = store.PurposeDeprovision
+			}
+			f.index++
+			if err := tx.UnsafePut(w, store.Write{Index: f.index, Time: t0}); err != nil {
 				return err
 			}
 		}
