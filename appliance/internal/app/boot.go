@@ -77,7 +77,9 @@ func bootServices(cfg *config.Config, node *replica.Node, key *seal.Key, log *sl
 		})
 	}
 	runs = append(runs, func(ctx context.Context, g *errgroup.Group) {
-		g.Go(func() error { return provision.RunTimer(ctx, node, time.Second, log.With("component", "workflow-timer")) })
+		g.Go(func() error {
+			return provision.RunTimer(ctx, node, time.Second, log.With("component", "workflow-timer"))
+		})
 	})
 	return func(ctx context.Context, g *errgroup.Group) {
 		for _, run := range runs {
