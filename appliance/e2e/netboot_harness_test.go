@@ -230,11 +230,22 @@ kernel: vmlinuz
 initrd: test-initrd.img
 cmdline: panic=-1
 `)
+	sb.WriteString(`---
+kind: template
+name: boot-test
+description: never runs; the test initrd has no agent
+actions:
+- {name: noop, type: exec, args: {command: "true"}}
+`)
 	for _, m := range spec.Machines {
 		fmt.Fprintf(&sb, "---\nkind: machine\nid: %s\nhostname: %s\nstate: %s\ninterfaces:\n- name: eth0\n  mac: %q\n  boot: true\n",
 			m.ID, m.ID, m.State, m.MAC)
 		if m.IP != "" {
 			fmt.Fprintf(&sb, "  ip: %s\n  subnet: lab\n", m.IP)
+		}
+		// The installer boots for a workflow.
+		if m.State == store.StateProvisioning {
+			fmt.Fprintf(&sb, "---\nkind: workflow\nid: wf-%s\nmachine_id: %s\ntemplate: boot-test\n", m.ID, m.ID)
 		}
 	}
 	return sb.String()
