@@ -15,12 +15,23 @@ import (
 // Images are the boot artifacts images/build.sh makes, by absolute path.
 // Each has a sidecar "<path>.sha256" holding its hex digest.
 type Images struct {
-	Dir          string // images/out
+	Dir          string // images/out, or the directory given to BuildImagesTo
 	Kernel       string // vmlinuz: Debian's kernel
 	TestInitrd   string // test-initrd.img: prints OUTPOST-BOOT-OK, powers off
 	UndionlyKPXE string // undionly.kpxe: iPXE for BIOS PXE
 	IPXEEFI      string // ipxe.efi: iPXE for UEFI, with its own NIC drivers
 	SnponlyEFI   string // snponly.efi: iPXE for UEFI over the firmware's SNP
+	// InstallerInitrd is installer.initrd, the in-memory installer booted
+	// with Kernel: it loads drivers, configures the outpost.mac interface
+	// with DHCP and runs the agent.
+	InstallerInitrd string
+	// TestOSGz, TestOSZst and TestOSXz are one raw disk image (MBR, a FAT
+	// partition, SYSLINUX) compressed with gzip, zstd and xz. It boots
+	// the test OS, which prints OUTPOST-TESTOS-BOOTED from disk, then its
+	// hostname from the metadata service.
+	TestOSGz  string // testos.raw.gz
+	TestOSZst string // testos.raw.zst
+	TestOSXz  string // testos.raw.xz
 }
 
 var images struct {
@@ -36,25 +47,44 @@ var images struct {
 func BuildImages(t testing.TB) Images {
 	t.Helper()
 	images.once.Do(func() {
-		images.imgs, images.missing, images.err = buildImages()
+		images.imgs, images.missing, images.err = buildImages("")
 	})
-	switch {
-	case images.missing:
-		unavailable(t, images.err.Error())
-	case images.err != nil:
-		t.Fatal(images.err)
-	}
-	return images.imgs
+	return imagesOrFail(t, images.imgs, images.missing, images.err)
 }
 
-func buildImages() (imgs Images, missing bool, err error) {
+// BuildImagesTo runs images/build.sh with dir as its output directory
+// rather than images/out, every time: from scratch, that takes a minute.
+// A missing input fails or skips the test as in BuildImages.
+func BuildImagesTo(t testing.TB, dir string) Images {
+	t.Helper()
+	imgs, missing, err := buildImages(dir)
+	return imagesOrFail(t, imgs, missing, err)
+}
+
+func imagesOrFail(t testing.TB, imgs Images, missing bool, err error) Images {
+	t.Helper()
+	switch {
+	case missing:
+		unavailable(t, err.Error())
+	case err != nil:
+		t.Fatal(err)
+	}
+	return imgs
+}
+
+// buildImages builds into dir, images/out if "".
+func buildImages(dir string) (imgs Images, missing bool, err error) {
 	root, err := repoRoot()
 	if err != nil {
 		return imgs, false, err
 	}
+	if dir == "" {
+		dir = filepath.Join(root, "images", "out")
+	}
 	var out bytes.Buffer
 	cmd := exec.Command("bash", filepath.Join(root, "images", "build.sh"))
 	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "OUT="+dir)
 	cmd.Stdout = &out
 	cmd.Stderr = &out
 	if err := cmd.Run(); err != nil {
@@ -65,14 +95,17 @@ func buildImages() (imgs Images, missing bool, err error) {
 		}
 		return imgs, false, fmt.Errorf("lab: images/build.sh: %v\n%s", err, msg)
 	}
-	dir := filepath.Join(root, "images", "out")
 	return Images{
-		Dir:          dir,
-		Kernel:       filepath.Join(dir, "vmlinuz"),
-		TestInitrd:   filepath.Join(dir, "test-initrd.img"),
-		UndionlyKPXE: filepath.Join(dir, "undionly.kpxe"),
-		IPXEEFI:      filepath.Join(dir, "ipxe.efi"),
-		SnponlyEFI:   filepath.Join(dir, "snponly.efi"),
+		Dir:             dir,
+		Kernel:          filepath.Join(dir, "vmlinuz"),
+		TestInitrd:      filepath.Join(dir, "test-initrd.img"),
+		UndionlyKPXE:    filepath.Join(dir, "undionly.kpxe"),
+		IPXEEFI:         filepath.Join(dir, "ipxe.efi"),
+		SnponlyEFI:      filepath.Join(dir, "snponly.efi"),
+		InstallerInitrd: filepath.Join(dir, "installer.initrd"),
+		TestOSGz:        filepath.Join(dir, "testos.raw.gz"),
+		TestOSZst:       filepath.Join(dir, "testos.raw.zst"),
+		TestOSXz:        filepath.Join(dir, "testos.raw.xz"),
 	}, false, nil
 }
 

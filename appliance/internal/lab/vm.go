@@ -52,7 +52,9 @@ var nicROMs = map[string]string{
 	"rtl8139":        "/usr/lib/ipxe/qemu/efi-rtl8139.rom",
 }
 
-// VMConfig describes a VM that network-boots from a tap in a namespace.
+// VMConfig describes a VM with one NIC on a tap in a namespace. It
+// network-boots, boots its first disk (DisableNICROM under BIOS), or boots
+// Kernel directly.
 type VMConfig struct {
 	// Tap is the tap device, in the VM's namespace, for its one NIC
 	// (Netns.Tap). Required.
@@ -76,6 +78,12 @@ type VMConfig struct {
 	// NoReboot ends QEMU when the guest reboots (-no-reboot). A guest
 	// power-off always ends it.
 	NoReboot bool
+	// Kernel, if set, is booted directly (-kernel) rather than through
+	// the firmware's boot order, with the initramfs Initrd (-initrd, if
+	// set) and the command line Append (-append).
+	Kernel string
+	Initrd string
+	Append string
 	// ExtraArgs are appended to QEMU's command line.
 	ExtraArgs []string
 }
@@ -119,6 +127,11 @@ func StartVM(t testing.TB, ns *Netns, cfg VMConfig) *VM {
 	}
 	if cfg.Firmware == UEFI {
 		need = append(need, OVMFCode, OVMFVars)
+	}
+	for _, f := range []string{cfg.Kernel, cfg.Initrd} {
+		if f != "" {
+			need = append(need, f)
+		}
 	}
 	Require(t, need...)
 
@@ -180,6 +193,15 @@ func qemuArgs(cfg VMConfig, seq uint64, dir string) ([]string, error) {
 	}
 	if cfg.NoReboot {
 		args = append(args, "-no-reboot")
+	}
+	if cfg.Kernel != "" {
+		args = append(args, "-kernel", cfg.Kernel)
+		if cfg.Initrd != "" {
+			args = append(args, "-initrd", cfg.Initrd)
+		}
+		if cfg.Append != "" {
+			args = append(args, "-append", cfg.Append)
+		}
 	}
 	return append(args, cfg.ExtraArgs...), nil
 }
