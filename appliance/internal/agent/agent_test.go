@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -49,8 +50,23 @@ func testImage(n int) []byte {
 	return b
 }
 
+// compressed caches compress's results: compressing is slow under the
+// race detector.
+var compressed sync.Map // format + sha(b) → []byte
+
 // compress compresses b in format.
 func compress(t *testing.T, format string, b []byte) []byte {
+	t.Helper()
+	key := format + sha(b)
+	if c, ok := compressed.Load(key); ok {
+		return c.([]byte)
+	}
+	c := compressUncached(t, format, b)
+	compressed.Store(key, c)
+	return c
+}
+
+func compressUncached(t *testing.T, format string, b []byte) []byte {
 	t.Helper()
 	var buf bytes.Buffer
 	var err error
@@ -110,7 +126,7 @@ func readFile(t *testing.T, name string) []byte {
 func TestFullRun(t *testing.T) {
 	dir := t.TempDir()
 	disk := newDisk(t, 6*mib)
-	img := testImage(3*mib + 12345)
+	img := testImage(2*mib + 12345)
 	gz := compress(t, formatGzip, img)
 	hostname := filepath.Join(dir, "etc", "hostname")
 	out := filepath.Join(dir, "exec.out")
@@ -128,13 +144,15 @@ func TestFullRun(t *testing.T) {
 	// The reboot's result is answered 503 twice: the agent must not
 	// reboot before the appliance has it.
 	refusals := 0
-	f.fault = func(rep agentproto.Report) int {
-		if rep.Action == "reboot" && rep.Kind == agentproto.ReportFinish && refusals < 2 {
-			refusals++
-			return http.StatusServiceUnavailable
+	f.with(func(f *fakeAPI) {
+		f.fault = func(rep agentproto.Report) int {
+			if rep.Action == "reboot" && rep.Kind == agentproto.ReportFinish && refusals < 2 {
+				refusals++
+				return http.StatusServiceUnavailable
+			}
+			return 0
 		}
-		return 0
-	}
+	})
 	cfg := testConfig(t, f, fakeToken)
 	sys := &fakeSystem{check: func(call string) {
 		if call != "sync" && call != "reboot" {

@@ -34,9 +34,9 @@ type fakeAPI struct {
 	// fault, if set, may answer a report instead of the state machine:
 	// it returns the status to answer, or 0 to go on.
 	fault     func(rep agentproto.Report) int
-	requests  map[string]int       // method path → requests answered (any status)
-	applied   []agentproto.Report  // reports the state machine accepted
-	refused   []agentproto.Report  // reports answered 400 or 409
+	requests  map[string]int      // method path → requests answered (any status)
+	applied   []agentproto.Report // reports the state machine accepted
+	refused   []agentproto.Report // reports answered 400 or 409
 	hardware  []agentproto.Hardware
 	artifacts map[string]*artifact // path → file
 	onReport  func(rep agentproto.Report)
@@ -361,4 +361,25 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// run starts an agent on a workflow of actions and returns the fake API
+// and system it runs against.
+func run(t *testing.T, setup func(f *fakeAPI, cfg *Config), actions ...workflow.Action) (*fakeAPI, *fakeSystem) {
+	t.Helper()
+	f := newFakeAPI(t, actions...)
+	cfg := testConfig(t, f, fakeToken)
+	sys := cfg.System.(*fakeSystem)
+	if setup != nil {
+		f.with(func(f *fakeAPI) { setup(f, &cfg) })
+	}
+	startAgent(t, cfg)
+	return f, sys
+}
+
+// requestCount returns how many requests the fake answered for "METHOD path".
+func (f *fakeAPI) requestCount(key string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.requests[key]
 }

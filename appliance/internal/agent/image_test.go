@@ -1,0 +1,159 @@
+package agent
+
+import (
+	"bytes"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/outposthq/outpost/appliance/internal/agentproto"
+	"github.com/outposthq/outpost/appliance/internal/workflow"
+)
+
+// image.write decompresses each format, named or detected, and verifies
+// the sha256 of what it downloaded.
+func TestImageFormats(t *testing.T) {
+	// Raw is bigger than a write chunk; the compressed ones are small, as
+	// compressing is slow under the race detector.
+	raw, small := testImage(chunk+mib+777), testImage(mib/4+777)
+	tests := map[string]struct {
+		compression, formatArg string
+	}{
+		"raw":           {formatRaw, "raw"},
+		"gzip":          {formatGzip, "raw.gz"},
+		"zstd":          {formatZstd, "raw.zst"},
+		"xz":            {formatXz, "raw.xz"},
+		"detect raw":    {formatRaw, ""},
+		"detect gzip":   {formatGzip, ""},
+		"detect zstd":   {formatZstd, "unknown"},
+		"detect xz":     {formatXz, ""},
+		"short name gz": {formatGzip, "gz"},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			img := small
+			if tt.compression == formatRaw {
+				img = raw
+			}
+			data := compress(t, tt.compression, img)
+			disk := newDisk(t, 1*mib) // smaller than the image: it grows
+			f, _ := run(t, func(f *fakeAPI, cfg *Config) {
+				f.artifacts["/img"] = &artifact{data: data}
+			}, workflow.Action{Name: "image", Type: "image.write",
+				Args: map[string]string{"device": disk, "url": "/img", "sha256": sha(data), "format": tt.formatArg}})
+			st := waitDone(t, f)
+			if st.Status != workflow.Succeeded {
+				t.Fatalf("workflow %s: %s", st.Status, st.Reason)
+			}
+			if got := readFile(t, disk); !bytes.Equal(got, img) {
+				t.Errorf("disk holds %d bytes, not the image's %d", len(got), len(img))
+			}
+			a, _ := st.Action("image")
+			if want := fmt.Sprintf("%s, sha256 verified", tt.compression); !strings.Contains(a.Message, want) {
+				t.Errorf("message %q lacks %q", a.Message, want)
+			}
+		})
+	}
+}
+
+// A wrong checksum fails the attempt with both sums, is not downloaded
+// again, and nothing after it runs.
+func TestImageSHA256Mismatch(t *testing.T) {
+	data := compress(t, formatZstd, testImage(2*mib))
+	disk := newDisk(t, mib)
+	want := sha([]byte("something else"))
+	f, _ := run(t, func(f *fakeAPI, cfg *Config) { f.artifacts["/img"] = &artifact{data: data} },
+		workflow.Action{Name: "image", Type: "image.write",
+			Args: map[string]string{"device": disk, "url": "/img", "sha256": want}},
+		workflow.Action{Name: "after", Type: "exec", Needs: []string{"image"}, Args: map[string]string{"command": "true"}})
+	st := waitDone(t, f)
+	if st.Status != workflow.Failed {
+		t.Fatalf("workflow %s, want failed", st.Status)
+	}
+	a, _ := st.Action("image")
+	wantMsg := fmt.Sprintf("sha256 mismatch: downloaded %s, expected %s", sha(data), want)
+	if a.Message != wantMsg {
+		t.Errorf("message = %q, want %q", a.Message, wantMsg)
+	}
+	if after, _ := st.Action("after"); after.Attempt != 0 {
+		t.Errorf("the next action ran: %+v", after)
+	}
+	if n := f.requestCount("GET /img"); n != 1 {
+		t.Errorf("downloaded %d times, want once", n)
+	}
+}
+
+// A download that breaks or stalls mid-stream (the appliance restarting)
+// starts again within the attempt and succeeds.
+func TestImageDownloadInterrupted(t *testing.T) {
+	img := testImage(2 * mib)
+	tests := map[string]artifact{
+		"cut":     {cutAfter: mib / 2},
+		"stalled": {cutAfter: mib / 4, stallFor: 20 * time.Second},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			data := compress(t, formatZstd, img)
+			tt.cutAfter = min(tt.cutAfter, len(data)/2)
+			disk := newDisk(t, 8*mib)
+			f, _ := run(t, func(f *fakeAPI, cfg *Config) {
+				tt.data = data
+				f.artifacts["/img"] = &tt
+				cfg.StallTimeout = 300 * time.Millisecond
+			}, workflow.Action{Name: "image", Type: "image.write",
+				Args: map[string]string{"device": disk, "url": "/img", "sha256": sha(data)}})
+			st := waitDone(t, f)
+			if st.Status != workflow.Succeeded {
+				t.Fatalf("workflow %s: %s", st.Status, st.Reason)
+			}
+			if a, _ := st.Action("image"); a.Attempt != 1 {
+				t.Errorf("took %d attempts, want 1", a.Attempt)
+			}
+			if n := f.requestCount("GET /img"); n != 2 {
+				t.Errorf("downloaded %d times, want 2", n)
+			}
+			if got := readFile(t, disk); !bytes.Equal(got, img) {
+				t.Errorf("disk holds %d bytes, not the image's %d", len(got), len(img))
+			}
+		})
+	}
+}
+
+// A missing image fails the attempt at once.
+func TestImageNotFound(t *testing.T) {
+	disk := newDisk(t, mib)
+	f, _ := run(t, nil, workflow.Action{Name: "image", Type: "image.write",
+		Args: map[string]string{"device": disk, "url": "/missing.raw", "sha256": sha(nil)}})
+	st := waitDone(t, f)
+	a, _ := st.Action("image")
+	if st.Status != workflow.Failed || !strings.Contains(a.Message, "404") {
+		t.Fatalf("workflow %s, image %q: want failed with 404", st.Status, a.Message)
+	}
+	if n := f.requestCount("GET /missing.raw"); n != 1 {
+		t.Errorf("downloaded %d times, want once", n)
+	}
+}
+
+// An image the appliance serves 503 for (it is restarting) is fetched
+// again until it comes.
+func TestImageServerUnavailable(t *testing.T) {
+	img := testImage(mib)
+	disk := newDisk(t, mib)
+	f, _ := run(t, func(f *fakeAPI, cfg *Config) {
+		f.artifacts["/img"] = &artifact{data: img}
+		f.onReport = func(rep agentproto.Report) {
+			if rep.Kind == agentproto.ReportStart {
+				f.unavailable = 5 // the download's first tries
+			}
+		}
+	}, workflow.Action{Name: "image", Type: "image.write",
+		Args: map[string]string{"device": disk, "url": "/img", "sha256": sha(img), "format": "raw"}})
+	st := waitDone(t, f)
+	if st.Status != workflow.Succeeded {
+		t.Fatalf("workflow %s: %s", st.Status, st.Reason)
+	}
+	if got := readFile(t, disk); !bytes.Equal(got, img) {
+		t.Error("disk does not hold the image")
+	}
+}
