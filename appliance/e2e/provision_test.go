@@ -1,0 +1,295 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/outposthq/outpost/appliance/internal/agentproto"
+	"github.com/outposthq/outpost/appliance/internal/lab"
+	"github.com/outposthq/outpost/appliance/internal/labsite"
+	"github.com/outposthq/outpost/appliance/internal/store"
+)
+
+// provisionSite starts a site with what provisioning the test OS needs.
+func provisionSite(t *testing.T) *labsite.Site {
+	t.Helper()
+	bin := applianced(t)
+	imgs := lab.BuildImages(t)
+	s := labsite.Start(t, labsite.Config{Applianced: bin, Images: imgs})
+	s.Put(t, labsite.Provisioning(t, imgs)...)
+	return s
+}
+
+// testOSLine is what the test OS prints once it has its metadata.
+var testOSLine = regexp.MustCompile(`OUTPOST-TESTOS hostname=(\S*) instance-id=(\S*)`)
+
+// TestProvisionVM is the main job end to end: a VM with an empty disk
+// network-boots the installer, whose agent wipes the disk, writes the test
+// OS image (while the appliance is killed and restarted under it),
+// configures it and reboots; the VM boots from its disk, and the test OS
+// fetches its metadata and prints the hostname it was given.
+func TestProvisionVM(t *testing.T) {
+	s := provisionSite(t)
+	const mac = "52:54:00:0e:2e:01"
+	s.Put(t, labsite.Machine("vm1", mac), labsite.Workflow("wf1", "vm1", labsite.TestOSName, "testos-vm1"))
+
+	vm := s.StartVM(t, lab.VMConfig{MAC: mac, MemoryMB: 1024, Disks: []string{labsite.NewDisk(t, 256<<20)}})
+	ctx, cancelTimeout := context.WithTimeout(t.Context(), 12*time.Minute)
+	defer cancelTimeout()
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+
+	// Restart the appliance as soon as the image starts streaming.
+	restarted := make(chan struct{})
+	go func() {
+		defer close(restarted)
+		err := labsite.Poll(ctx, 10*time.Minute, func() error {
+			w, err := s.Workflow(ctx, "wf1")
+			if err != nil {
+				return err
+			}
+			if a, ok := w.State.Action("write"); ok && a.Status == "running" {
+				return nil
+			}
+			return fmt.Errorf("write not running yet (workflow %s)", w.Status())
+		})
+		if err != nil {
+			t.Errorf("image.write never ran: %v", err)
+			return
+		}
+		t.Logf("%6.1fs image.write is running: killing and restarting the appliance", time.Since(vm.Start).Seconds())
+		s.Restart(t, true)
+		t.Logf("%6.1fs the appliance leads again", time.Since(vm.Start).Seconds())
+	}()
+
+	go failOnWorkflowFailure(ctx, cancel, t, s, "wf1")
+	line, err := vm.WaitSerial(ctx, testOSLine)
+	if err != nil {
+		t.Fatalf("the test OS did not print its metadata: %v (serial console in %s)", context.Cause(ctx), vm.Serial)
+	}
+	t.Logf("%6.1fs serial: %s", time.Since(vm.Start).Seconds(), line)
+	<-restarted
+	if m := testOSLine.FindStringSubmatch(line); m[1] != "testos-vm1" || m[2] != "vm1" {
+		t.Errorf("the test OS says hostname=%s instance-id=%s, want testos-vm1 and vm1", m[1], m[2])
+	}
+
+	m, err := s.Machine(ctx, "vm1")
+	if err != nil || m.State != store.StateProvisioned {
+		t.Errorf("machine vm1: %+v (%v), want provisioned", m, err)
+	}
+	w, err := s.Workflow(ctx, "wf1")
+	if err != nil || w.Status() != "succeeded" {
+		t.Fatalf("workflow wf1: %v (%v), want succeeded", w.Status(), err)
+	}
+	events, err := s.Events(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkTimeline(t, events, "vm1")
+}
+
+// failOnWorkflowFailure cancels ctx, with the reason as its cause, if
+// workflow id fails or times out, so that a test waiting on a serial
+// console fails at once.
+func failOnWorkflowFailure(ctx context.Context, cancel context.CancelCauseFunc, t *testing.T, s *labsite.Site, id string) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Second):
+		}
+		w, err := s.Workflow(ctx, id)
+		if err == nil && (w.Status() == "failed" || w.Status() == "timed_out") {
+			cancel(fmt.Errorf("workflow %s %s: %s", id, w.Status(), w.State.Reason))
+			return
+		}
+	}
+}
+
+// checkTimeline checks machine's events: the workflow's transitions
+// complete and in order, progress reported while the image was written,
+// and sequence numbers and times that only go forward.
+func checkTimeline(t *testing.T, events []store.Event, machine string) {
+	t.Helper()
+	var got []string
+	var progress int
+	for i, e := range events {
+		if i > 0 && (e.Seq != events[i-1].Seq+1 || e.Time.Before(events[i-1].Time)) {
+			t.Errorf("event %d (seq %d, %s) does not follow event seq %d (%s)", i, e.Seq, e.Time, events[i-1].Seq, events[i-1].Time)
+		}
+		if e.MachineID != machine {
+			continue
+		}
+		switch {
+		case e.Kind == "action.progress":
+			progress++
+			continue
+		case strings.HasPrefix(e.Kind, "workflow."), strings.HasPrefix(e.Kind, "action."):
+			got = append(got, e.Kind+" "+e.Fields["action"])
+		case e.Kind == "machine.state":
+			got = append(got, e.Kind+" "+e.Fields["to"])
+		}
+	}
+	want := []string{
+		"workflow.created ", "machine.state provisioning", "workflow.running ",
+		"action.running wipe", "action.succeeded wipe",
+		"action.running write", "action.succeeded write",
+		"action.running configure", "action.succeeded configure",
+		"action.running reboot", "action.succeeded reboot",
+		"workflow.succeeded ", "machine.state provisioned",
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("timeline of %s:\n got %q\nwant %q", machine, got, want)
+	}
+	if progress == 0 {
+		t.Error("no progress was reported while the image was written")
+	}
+}
+
+// TestProvisionBadChecksum: an image whose recorded sha256 is wrong fails
+// its write after the retry, with the mismatch as the reason; the machine
+// is failed and nothing after the write runs.
+func TestProvisionBadChecksum(t *testing.T) {
+	s := provisionSite(t)
+	bad := labsite.Provisioning(t, s.Images)[2].(*store.Image)
+	bad.Name, bad.SHA256 = "testos-badsum", strings.Repeat("0", 64)
+	const mac = "52:54:00:0e:2e:02"
+	s.Put(t, bad, labsite.Machine("vm2", mac), labsite.Workflow("wf2", "vm2", bad.Name, "vm2"))
+
+	vm := s.StartVM(t, lab.VMConfig{MAC: mac, MemoryMB: 1024, Disks: []string{labsite.NewDisk(t, 256<<20)}})
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
+	defer cancel()
+	var w *store.Workflow
+	err := labsite.Poll(ctx, 10*time.Minute, func() (err error) {
+		if w, err = s.Workflow(ctx, "wf2"); err != nil {
+			return err
+		}
+		if w.Status() != "failed" {
+			return fmt.Errorf("workflow is %s", w.Status())
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("the workflow did not fail: %v (serial console in %s)", err, vm.Serial)
+	}
+	write, _ := w.State.Action("write")
+	if write.Status != "failed" || write.Attempt != 2 || !strings.Contains(write.Message, "sha256 mismatch") {
+		t.Errorf("write: %+v, want failed after 2 attempts with a sha256 mismatch", write)
+	}
+	for _, name := range []string{"configure", "reboot"} {
+		if a, _ := w.State.Action(name); a.Status != "skipped" || a.Attempt != 0 {
+			t.Errorf("%s: %+v, want skipped, never attempted", name, a)
+		}
+	}
+	m, err := s.Machine(ctx, "vm2")
+	if err != nil || m.State != store.StateFailed || !strings.Contains(m.Reason, "sha256 mismatch") {
+		t.Errorf("machine vm2: %s %q (%v), want failed naming the sha256 mismatch", m.State, m.Reason, err)
+	}
+}
+
+// TestAgentAndMetadataIsolation: a wrong credential gets 401 from the
+// agent API and changes nothing; each machine reads only its own
+// metadata from its address, and an address that is no machine's gets
+// 404. Hosts on the boot network stand in for the machines.
+func TestAgentAndMetadataIsolation(t *testing.T) {
+	s := provisionSite(t)
+	m1, m2 := labsite.Machine("m1", "52:54:00:0e:2e:11"), labsite.Machine("m2", "52:54:00:0e:2e:12")
+	m1.Interfaces[0].IP, m1.Interfaces[0].Subnet = "198.18.0.11", labsite.SubnetName
+	m2.Interfaces[0].IP, m2.Interfaces[0].Subnet = "198.18.0.12", labsite.SubnetName
+	w1 := labsite.Workflow("wf-m1", "m1", labsite.TestOSName, "alpha")
+	w1.Values["user_data"] = "#cloud-config\nsecret_of: m1\n"
+	w2 := labsite.Workflow("wf-m2", "m2", labsite.TestOSName, "beta")
+	w2.Values["user_data"] = "#cloud-config\nsecret_of: m2\n"
+	s.Put(t, m1, m2, w1, w2)
+
+	h1 := s.AttachHost(t, "h1", "52:54:00:0e:2e:11", "198.18.0.11/24")
+	s.AttachHost(t, "h2", "52:54:00:0e:2e:12", "198.18.0.12/24")
+	stranger := s.AttachHost(t, "h3", "52:54:00:0e:2e:13", "198.18.0.13/24")
+
+	get := func(ns *lab.Netns, path string, header ...string) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequestWithContext(t.Context(), "GET", labsite.BootURL+path, nil)
+		for i := 0; i+1 < len(header); i += 2 {
+			req.Header.Set(header[i], header[i+1])
+		}
+		var res *http.Response
+		err := labsite.Poll(t.Context(), 30*time.Second, func() (err error) { res, err = ns.HTTPClient().Do(req); return err })
+		if err != nil {
+			t.Fatalf("GET %s: %v", path, err)
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		return res.StatusCode, string(b)
+	}
+	for path, want := range map[string]string{
+		"/latest/meta-data/instance-id": "m1",
+		"/latest/meta-data/hostname":    "alpha",
+		"/latest/meta-data/local-ipv4":  "198.18.0.11",
+		"/latest/user-data":             "secret_of: m1",
+		"/nocloud/meta-data":            "local-hostname: alpha",
+	} {
+		code, body := get(h1, path)
+		if code != 200 || !strings.Contains(body, want) {
+			t.Errorf("h1 GET %s = %d %q, want 200 with %q", path, code, body, want)
+		}
+		if strings.Contains(body, "m2") || strings.Contains(body, "beta") {
+			t.Errorf("h1 GET %s shows m2's data: %q", path, body)
+		}
+	}
+	if code, body := get(h1, "/metadata/v1.json"); code != 200 || strings.Contains(body, "beta") || strings.Contains(body, "secret_of: m2") {
+		t.Errorf("h1's JSON document: %d %s", code, body)
+	}
+	if code, body := get(stranger, "/latest/meta-data/instance-id"); code != http.StatusNotFound {
+		t.Errorf("an address no machine has: %d %q, want 404", code, body)
+	}
+
+	// The agent API: a credential of the wrong shape, and one forged for
+	// m2's workflow, change nothing.
+	before, err := s.Events(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged := "w" + strings.Repeat("A", 43) + ".wf-m2"
+	for _, tok := range []string{"", "nonsense", forged} {
+		code, body := get(h1, agentproto.PathWorkflow, "Authorization", "Bearer "+tok)
+		if code != http.StatusUnauthorized {
+			t.Errorf("agent API with credential %q: %d %s, want 401", tok, code, body)
+		}
+		req, _ := http.NewRequestWithContext(t.Context(), "POST", labsite.BootURL+agentproto.PathReport,
+			strings.NewReader(`{"action":"wipe","attempt":1,"kind":"start"}`))
+		req.Header.Set("Authorization", "Bearer "+tok)
+		res, err := h1.HTTPClient().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != http.StatusUnauthorized {
+			t.Errorf("report with credential %q: %d, want 401", tok, res.StatusCode)
+		}
+	}
+	after, err := s.Events(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(after) != len(before) {
+		t.Errorf("refused agent requests recorded events: %+v", after[len(before):])
+	}
+	w, err := s.Workflow(t.Context(), "wf-m2")
+	if err != nil || w.Status() != "pending" {
+		t.Errorf("wf-m2 after forged reports: %v (%v), want pending", w.Status(), err)
+	}
+	for _, f := range []string{s.Process().Stdout, s.Process().Stderr} {
+		if raw, err := os.ReadFile(f); err != nil || strings.Contains(string(raw), forged[1:30]) {
+			t.Errorf("applianced's output %s: %v, or it holds the credential", f, err)
+		}
+	}
+}
+

@@ -1,0 +1,105 @@
+package labsite
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/outposthq/outpost/appliance/internal/lab"
+	"github.com/outposthq/outpost/appliance/internal/store"
+)
+
+// Names of the objects Provisioning stores.
+const (
+	SubnetName    = "lab"
+	InstallerName = "installer"
+	TestOSName    = "testos"
+	TemplateName  = "install-testos"
+	// Disk is the VM's disk as the installer sees it: the first virtio
+	// block device.
+	Disk = "/dev/vda"
+)
+
+// syslinuxCfg is what the workflow writes over the test OS's boot
+// configuration: the same boot, with where its metadata is.
+const syslinuxCfg = `DEFAULT testos
+PROMPT 0
+TIMEOUT 0
+LABEL testos
+  KERNEL /vmlinuz
+  APPEND initrd=/initrd.img console=tty0 console=ttyS0,115200 outpost.metadata={{ .metadata_url }}
+`
+
+// Provisioning is what a site needs to provision VMs with the test OS:
+// the subnet of the bridge, the installer, the test OS image (with its
+// sha256 from the build's sidecar) and the template
+//
+//	wipe → write → configure → reboot
+//
+// that wipes the disk, writes the image (retried once), points the test
+// OS at the metadata service by rewriting its SYSLINUX configuration, and
+// reboots into it.
+func Provisioning(t lab.T, imgs lab.Images) []store.Object {
+	t.Helper()
+	sum, err := os.ReadFile(imgs.TestOSGz + ".sha256")
+	if err != nil {
+		t.Fatalf("labsite: the test OS image's sha256: %v", err)
+	}
+	fi, err := os.Stat(imgs.TestOSGz)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return []store.Object{
+		&store.Subnet{
+			Name: SubnetName, CIDR: "198.18.0.0/24", Gateway: ServerIP, DNS: []string{ServerIP},
+			Pools:     []store.Range{{Start: "198.18.0.100", End: "198.18.0.250"}},
+			Discovery: true,
+		},
+		&store.Image{
+			Name: InstallerName, Type: store.ImageInstaller,
+			Kernel: filepath.Base(imgs.Kernel), Initrd: filepath.Base(imgs.InstallerInitrd),
+			// A panicking installer reboots, and so boots again.
+			Cmdline: "panic=10",
+		},
+		&store.Image{
+			Name: TestOSName, Type: store.ImageOS, File: filepath.Base(imgs.TestOSGz), Format: "raw.gz",
+			SHA256: strings.TrimSpace(string(sum)), Size: uint64(fi.Size()),
+		},
+		InstallTemplate(),
+	}
+}
+
+// InstallTemplate is the template Provisioning stores.
+func InstallTemplate() *store.Template {
+	return &store.Template{
+		Name:        TemplateName,
+		Description: "wipe the disk, write the test OS, point it at the metadata service, reboot into it",
+		Actions: []store.Action{
+			{Name: "wipe", Type: "disk.wipe", Args: map[string]string{"device": Disk}, Timeout: store.Duration(2 * time.Minute)},
+			{Name: "write", Type: "image.write", Args: map[string]string{"device": Disk, "image": "{{ .image }}"},
+				Needs: []string{"wipe"}, Timeout: store.Duration(10 * time.Minute), Retries: 1, Backoff: store.Duration(2 * time.Second)},
+			{Name: "configure", Type: "file.write", Args: map[string]string{
+				"device": Disk + "1", "fstype": "vfat", "path": "/syslinux.cfg", "content": syslinuxCfg,
+			}, Needs: []string{"write"}, Timeout: store.Duration(2 * time.Minute), Retries: 1, Backoff: store.Duration(2 * time.Second)},
+			{Name: "reboot", Type: "reboot", Needs: []string{"configure"}},
+		},
+	}
+}
+
+// Machine is a machine that boots from mac.
+func Machine(id, mac string) *store.Machine {
+	return &store.Machine{
+		ID: id, Hostname: id, Arch: "x86_64",
+		Interfaces: []store.Interface{{Name: "eth0", MAC: mac, Boot: true}},
+	}
+}
+
+// Workflow provisions machine with the test OS image named image, giving
+// it hostname.
+func Workflow(id, machine, image, hostname string) *store.Workflow {
+	return &store.Workflow{
+		ID: id, MachineID: machine, Template: TemplateName,
+		Values: map[string]string{"image": image, "hostname": hostname},
+	}
+}
