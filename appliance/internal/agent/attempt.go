@@ -44,6 +44,11 @@ func (r *runner) attempt(ctx context.Context, act agentproto.Action, n int) {
 	start := agentproto.Report{Action: act.Name, Attempt: n, Kind: agentproto.ReportStart}
 	if !r.report(ctx, log, start) {
 		log.Warn("start not acknowledged; the attempt does not run")
+		r.mu.Lock()
+		if r.ours[act.Name] == n {
+			r.ours[act.Name] = n - 1 // never started: it may start when ready
+		}
+		r.mu.Unlock()
 		return
 	}
 	log.Info("action started", "timeout", time.Duration(act.Timeout*float64(time.Second)))
@@ -173,12 +178,14 @@ func (s *step) report(ctx context.Context, rep agentproto.Report) bool {
 
 // finishOK reports the attempt succeeded before the handler returns, and
 // reports whether the appliance acknowledged it: a terminal action's
-// last word.
-func (s *step) finishOK(ctx context.Context, msg string) bool {
+// last word. The report outlives the attempt's context: the loop may
+// cancel the attempt as soon as it sees the appliance applied the report,
+// before its answer arrives; a repeated success is acknowledged again.
+func (s *step) finishOK(msg string) bool {
 	s.stopProgress()
 	fin := agentproto.Report{Action: s.act.Name, Attempt: s.attempt, Kind: agentproto.ReportFinish,
 		OK: true, Progress: 100, Message: msg}
-	return s.report(ctx, fin)
+	return s.report(s.r.root, fin)
 }
 
 // truncate shortens s to at most n bytes on a UTF-8 boundary.

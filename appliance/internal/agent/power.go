@@ -57,12 +57,12 @@ func (LinuxSystem) KexecLoad(kernel, initrd, cmdline string) error {
 
 // reboot reports success, then reboots.
 func reboot(ctx context.Context, s *step) (string, error) {
-	return terminal(ctx, s, "rebooting", s.cfg().System.Reboot)
+	return terminal(s, "rebooting", s.cfg().System.Reboot)
 }
 
 // powerOff reports success, then powers the machine off.
 func powerOff(ctx context.Context, s *step) (string, error) {
-	return terminal(ctx, s, "powering off", s.cfg().System.PowerOff)
+	return terminal(s, "powering off", s.cfg().System.PowerOff)
 }
 
 // kexec loads the kernel (from device's file system, mounted read-only
@@ -91,14 +91,14 @@ func kexec(ctx context.Context, s *step) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("load kernel %s: %w", kernel, err)
 	}
-	return terminal(ctx, s, "booting "+kernel, s.cfg().System.KexecReboot)
+	return terminal(s, "booting "+kernel, s.cfg().System.KexecReboot)
 }
 
 // terminal reports the attempt succeeded and, once the appliance has
 // acknowledged it, syncs the disks and calls do: the installer's last
 // step. If the appliance refuses the report, the machine stays up.
-func terminal(ctx context.Context, s *step, what string, do func() error) (string, error) {
-	if !s.finishOK(ctx, what) {
+func terminal(s *step, what string, do func() error) (string, error) {
+	if !s.finishOK(what) {
 		s.log.Warn("the appliance did not acknowledge the result: not " + what)
 		return "", errReported
 	}

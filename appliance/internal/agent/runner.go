@@ -22,6 +22,7 @@ type runner struct {
 	params Params
 	log    *slog.Logger
 	wake   chan struct{} // a finish or a refused report: fetch again now
+	root   context.Context // the agent's: ends only when the agent stops
 
 	mu      sync.Mutex
 	running map[string]*attemptRun // action name → the attempt this process runs
@@ -54,6 +55,7 @@ func (r *runner) poke() {
 
 // loop fetches the workflow and acts on it until ctx ends.
 func (r *runner) loop(ctx context.Context) {
+	r.root = ctx
 	defer r.wg.Wait()
 	defer r.cancelAll()
 	var seenDone, waiting string

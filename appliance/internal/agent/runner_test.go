@@ -232,7 +232,6 @@ func TestTerminal(t *testing.T) {
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {
 			tt.action.Name = "last"
-			var f *fakeAPI
 			f, sys := run(t, func(fa *fakeAPI, cfg *Config) {
 				if tt.refuse {
 					fa.fault = func(rep agentproto.Report) int {
@@ -246,12 +245,11 @@ func TestTerminal(t *testing.T) {
 					if call == "kexec-load" || strings.HasPrefix(call, "kexec-load ") {
 						return // before the report, so a bad kernel fails the action
 					}
-					if a, _ := f.state().Action("last"); a.Status != workflow.Succeeded {
+					if a, _ := fa.state().Action("last"); a.Status != workflow.Succeeded {
 						t.Errorf("%s before the appliance acknowledged the result (%s)", call, a.Status)
 					}
 				}
 			}, tt.action)
-			_ = f
 			if tt.refuse {
 				waitUntil(t, "the refused report", func() bool {
 					var n int
@@ -299,4 +297,31 @@ func TestRunsReadyOnce(t *testing.T) {
 			t.Errorf("refused reports: %+v", f.refused)
 		}
 	})
+}
+
+// A refused start (409) is final for that report, but the action starts
+// again once the workflow shows it ready.
+func TestStartRefused(t *testing.T) {
+	dir, actions := threeSteps(t)
+	f, _ := run(t, func(f *fakeAPI, cfg *Config) {
+		refused := map[string]bool{}
+		f.fault = func(rep agentproto.Report) int {
+			if rep.Kind == agentproto.ReportStart && !refused[rep.Action] {
+				refused[rep.Action] = true
+				return http.StatusConflict
+			}
+			return 0
+		}
+	}, actions...)
+	if st := waitDone(t, f); st.Status != workflow.Succeeded {
+		t.Fatalf("workflow %s: %s", st.Status, st.Reason)
+	}
+	for _, r := range f.reports(agentproto.ReportStart) {
+		if r.Attempt != 1 {
+			t.Errorf("start of attempt %d of %s", r.Attempt, r.Action)
+		}
+	}
+	if got := string(readFile(t, filepath.Join(dir, "c"))); got != "AB" {
+		t.Errorf("c = %q", got)
+	}
 }
