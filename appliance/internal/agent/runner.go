@@ -21,7 +21,7 @@ type runner struct {
 	c      *client
 	params Params
 	log    *slog.Logger
-	wake   chan struct{} // a finish or a refused report: fetch again now
+	wake   chan struct{}   // a finish or a refused report: fetch again now
 	root   context.Context // the agent's: ends only when the agent stops
 
 	mu      sync.Mutex
