@@ -115,4 +115,13 @@ func TestDiscovery(t *testing.T) {
 	if got := string(readFile(t, out)); got != "yes" {
 		t.Errorf("file = %q", got)
 	}
+
+	// Another workflow, with the same action names, runs too.
+	f.setWorkflow(workflow.Action{Name: "mark", Type: "file.write", Args: map[string]string{"path": out, "content": "again"}})
+	if st := waitDone(t, f); st.Status != workflow.Succeeded {
+		t.Fatalf("workflow %s: %s", st.Status, st.Reason)
+	}
+	if got := string(readFile(t, out)); got != "again" {
+		t.Errorf("file = %q", got)
+	}
 }

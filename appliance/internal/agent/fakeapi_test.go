@@ -30,6 +30,7 @@ type fakeAPI struct {
 	token       string
 	st          workflow.State
 	hasWorkflow bool // false: GET workflow answers 404 (discovery)
+	workflows   int  // how many workflows the machine was given: the ID
 	unavailable int  // the next requests to answer 503
 	// fault, if set, may answer a report instead of the state machine:
 	// it returns the status to answer, or 0 to go on.
@@ -77,6 +78,7 @@ func (f *fakeAPI) setWorkflow(actions ...workflow.Action) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.st, f.hasWorkflow = workflow.NewState(plan, time.Time{}), true
+	f.workflows++
 }
 
 func (f *fakeAPI) serve(w http.ResponseWriter, r *http.Request) {
@@ -167,7 +169,7 @@ func (f *fakeAPI) serveReport(w http.ResponseWriter, r *http.Request) {
 
 // view is the workflow as the agent API shows it. f.mu is held.
 func (f *fakeAPI) view() agentproto.Workflow {
-	wf := agentproto.Workflow{ID: "wf-1", MachineID: "m-1", Status: string(f.st.Status), Reason: f.st.Reason,
+	wf := agentproto.Workflow{ID: fmt.Sprintf("wf-%d", f.workflows), MachineID: "m-1", Status: string(f.st.Status), Reason: f.st.Reason,
 		Ready: workflow.Ready(f.st, time.Now()), Poll: 0.01}
 	for _, a := range f.st.Plan.Actions() {
 		as, _ := f.st.Action(a.Name)

@@ -112,21 +112,19 @@ func (s *step) writeImage(ctx context.Context, u *url.URL, dev, want string) (st
 	written, err := s.decompressTo(f, br, format, func(written int64) {
 		s.Progress(percent(body.n, total), imageProgress(format, body.n, total, written, time.Since(start)))
 	})
-	if err == nil {
-		_, err = io.Copy(io.Discard, br) // the rest of the file, for its checksum
+	var werr *writeError
+	if errors.As(err, &werr) {
+		return "", permanent(err)
 	}
-	switch {
-	case body.err != nil:
-		return "", cause(ctx, body.err)
-	case err != nil:
-		var werr *writeError
-		if errors.As(err, &werr) || want == "" || body.sum() == want {
-			return "", permanent(err)
-		}
-		// Corrupt data: its checksum says so more plainly.
+	io.Copy(io.Discard, br) // the rest of the file, for its checksum
+	if body.err != nil {
+		return "", cause(ctx, body.err) // a broken download: try again
 	}
 	if got := body.sum(); want != "" && got != want {
 		return "", permanent(fmt.Errorf("sha256 mismatch: downloaded %s, expected %s", got, want))
+	}
+	if err != nil {
+		return "", permanent(err) // the image itself is corrupt
 	}
 	if err := finishDisk(s, f, written); err != nil {
 		return "", permanent(err)

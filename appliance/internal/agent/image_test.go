@@ -157,3 +157,34 @@ func TestImageServerUnavailable(t *testing.T) {
 		t.Error("disk does not hold the image")
 	}
 }
+
+// A corrupt image fails the attempt without another download: with its
+// own sha256 it says how it is corrupt, with the expected one that the
+// checksum differs.
+func TestImageCorrupt(t *testing.T) {
+	good := compress(t, formatGzip, testImage(mib))
+	bad := bytes.Clone(good)
+	for i := len(bad) / 2; i < len(bad)/2+1000; i++ {
+		bad[i] ^= 0x55
+	}
+	tests := map[string]struct{ sha, message string }{
+		"its own checksum":      {sha(bad), "gzip: "},
+		"the expected checksum": {sha(good), fmt.Sprintf("sha256 mismatch: downloaded %s, expected %s", sha(bad), sha(good))},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			disk := newDisk(t, mib)
+			f, _ := run(t, func(f *fakeAPI, cfg *Config) { f.artifacts["/img.gz"] = &artifact{data: bad} },
+				workflow.Action{Name: "image", Type: "image.write",
+					Args: map[string]string{"device": disk, "url": "/img.gz", "sha256": tt.sha}})
+			st := waitDone(t, f)
+			a, _ := st.Action("image")
+			if st.Status != workflow.Failed || !strings.HasPrefix(a.Message, tt.message) {
+				t.Errorf("workflow %s, image %q: want failed with %q", st.Status, a.Message, tt.message)
+			}
+			if n := f.requestCount("GET /img.gz"); n != 1 {
+				t.Errorf("downloaded %d times, want once", n)
+			}
+		})
+	}
+}

@@ -24,10 +24,11 @@ type runner struct {
 	wake   chan struct{}   // a finish or a refused report: fetch again now
 	root   context.Context // the agent's: ends only when the agent stops
 
-	mu      sync.Mutex
-	running map[string]*attemptRun // action name → the attempt this process runs
-	ours    map[string]int         // action name → the latest attempt this process started or wrote off
-	wg      sync.WaitGroup
+	mu       sync.Mutex
+	workflow string                 // the ID of the workflow the maps are about
+	running  map[string]*attemptRun // action name → the attempt this process runs
+	ours     map[string]int         // action name → the latest attempt this process started or wrote off
+	wg       sync.WaitGroup
 }
 
 // attemptRun is an attempt in progress.
@@ -58,7 +59,8 @@ func (r *runner) loop(ctx context.Context) {
 	r.root = ctx
 	defer r.wg.Wait()
 	defer r.cancelAll()
-	var seenDone, waiting string
+	var seenDone string
+	var waiting bool
 	for {
 		wf, err := r.fetch(ctx)
 		if ctx.Err() != nil {
@@ -67,15 +69,16 @@ func (r *runner) loop(ctx context.Context) {
 		var wait time.Duration
 		switch {
 		case errors.Is(err, errNoWorkflow):
-			if waiting == "" {
+			if !waiting {
 				r.log.Info("no workflow for this machine yet; waiting", "poll", r.a.cfg.DiscoverPoll)
-				waiting = "yes"
+				waiting = true
 			}
 			wait = r.a.cfg.DiscoverPoll
 		case err != nil:
 			r.log.Error("fetch workflow", "err", err)
 			wait = r.a.cfg.PollMax
 		case wf.Done():
+			r.switchTo(wf.ID)
 			r.cancelAll()
 			if key := wf.ID + "/" + wf.Status; key != seenDone {
 				r.log.Info("workflow done; idling", "workflow", wf.ID, "status", wf.Status, "reason", wf.Reason)
@@ -83,7 +86,8 @@ func (r *runner) loop(ctx context.Context) {
 			}
 			wait = r.a.cfg.IdlePoll
 		default:
-			seenDone, waiting = "", ""
+			seenDone, waiting = "", false
+			r.switchTo(wf.ID)
 			r.act(ctx, wf)
 			wait = clamp(time.Duration(wf.Poll*float64(time.Second)), r.a.cfg.PollMin, r.a.cfg.PollMax)
 		}
@@ -126,6 +130,25 @@ func (r *runner) fetch(ctx context.Context) (*agentproto.Workflow, error) {
 			return nil, ctx.Err()
 		}
 	}
+}
+
+// switchTo forgets the attempts of an earlier workflow (a discovered
+// machine may be given another) and stops those still running.
+func (r *runner) switchTo(id string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if id == r.workflow {
+		return
+	}
+	if r.workflow != "" {
+		r.log.Info("a new workflow", "workflow", id, "previous", r.workflow)
+	}
+	for _, run := range r.running {
+		run.cancel()
+	}
+	r.workflow = id
+	r.running = make(map[string]*attemptRun)
+	r.ours = make(map[string]int)
 }
 
 // act writes off the attempts an earlier process left running, stops the
