@@ -3,7 +3,7 @@
 // daemons (applianced, dnsmasq, kea-dhcp4, ipmi_sim) inside them; and QEMU
 // virtual machines whose SeaBIOS or OVMF firmware network-boots from a
 // server in the namespace. It is a test-helper library: every function takes
-// a testing.TB, fails the test on errors, and registers cleanup so that
+// a T, fails the test on errors, and registers cleanup so that
 // namespaces, processes and VMs are gone when the test ends, passed or
 // failed.
 //

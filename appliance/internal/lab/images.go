@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"testing"
 )
 
 // Images are the boot artifacts images/build.sh makes, by absolute path.
@@ -44,7 +43,7 @@ var images struct {
 // BuildImages runs images/build.sh (once per test binary; it is quick when
 // the artifacts are up to date) and returns where they are. A missing
 // input package fails the test in CI and skips it elsewhere.
-func BuildImages(t testing.TB) Images {
+func BuildImages(t T) Images {
 	t.Helper()
 	images.once.Do(func() {
 		images.imgs, images.missing, images.err = buildImages("")
@@ -55,13 +54,13 @@ func BuildImages(t testing.TB) Images {
 // BuildImagesTo runs images/build.sh with dir as its output directory
 // rather than images/out, every time: from scratch, that takes a minute.
 // A missing input fails or skips the test as in BuildImages.
-func BuildImagesTo(t testing.TB, dir string) Images {
+func BuildImagesTo(t T, dir string) Images {
 	t.Helper()
 	imgs, missing, err := buildImages(dir)
 	return imagesOrFail(t, imgs, missing, err)
 }
 
-func imagesOrFail(t testing.TB, imgs Images, missing bool, err error) Images {
+func imagesOrFail(t T, imgs Images, missing bool, err error) Images {
 	t.Helper()
 	switch {
 	case missing:

@@ -15,7 +15,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
-	"testing"
 	"time"
 )
 
@@ -31,13 +30,13 @@ type Netns struct {
 	// Name is the namespace's name as ip netns list shows it: unique
 	// across tests, test binaries and parallel runs.
 	Name string
-	t    testing.TB
+	t    T
 }
 
 // NewNetns creates a namespace with its loopback up. The name given is
 // only part of the real one (Netns.Name), which also carries a hash of the
 // test's name, the test binary's pid and a sequence number.
-func NewNetns(t testing.TB, name string) *Netns {
+func NewNetns(t T, name string) *Netns {
 	t.Helper()
 	Require(t, "root", "ip")
 	sweepOnce.Do(func() { sweepStale(t) })
@@ -110,7 +109,7 @@ var sweepOnce sync.Once
 
 // sweepStale deletes the lab namespaces of test binaries that no longer
 // run (killed before their cleanup), with whatever runs inside them.
-func sweepStale(t testing.TB) {
+func sweepStale(t T) {
 	out, err := ipCommand("netns", "list").Output()
 	if err != nil {
 		return
@@ -207,7 +206,7 @@ func (n *Netns) Tap(name, bridge string) {
 // joined by a cable, such as a DHCP load generator and a server. Give both
 // ends an address in one subnet (198.18.0.1/16 and 198.18.0.2/16). The
 // pair goes away with either namespace.
-func (n *Netns) VethPair(t testing.TB, other *Netns, aName, aCIDR, bName, bCIDR string) {
+func (n *Netns) VethPair(t T, other *Netns, aName, aCIDR, bName, bCIDR string) {
 	t.Helper()
 	n.ip("link", "add", aName, "type", "veth", "peer", "name", bName, "netns", other.Name)
 	if aCIDR != "" {

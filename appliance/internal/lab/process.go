@@ -10,7 +10,6 @@ import (
 	"regexp"
 	"sync"
 	"syscall"
-	"testing"
 	"time"
 	"unsafe"
 )
@@ -41,7 +40,7 @@ type Process struct {
 	Stdout string // path of the file holding its stdout
 	Stderr string // path of the file holding its stderr
 
-	t        testing.TB
+	t        T
 	outLabel string // what stdout is, in messages
 	cmd      *exec.Cmd
 	feed     *feed
@@ -55,20 +54,20 @@ type Process struct {
 }
 
 // StartProcess starts cfg and stops it when the test ends.
-func StartProcess(t testing.TB, cfg ProcessConfig) *Process {
+func StartProcess(t T, cfg ProcessConfig) *Process {
 	t.Helper()
 	return startProcess(t, cfg, true)
 }
 
 // Start is StartProcess of name and args inside n.
-func (n *Netns) Start(t testing.TB, name string, args ...string) *Process {
+func (n *Netns) Start(t T, name string, args ...string) *Process {
 	t.Helper()
 	return StartProcess(t, ProcessConfig{Netns: n, Args: append([]string{name}, args...)})
 }
 
 // startProcess starts cfg; the lines of stdout, and of stderr when
 // stderrLines is set, feed WaitForLine.
-func startProcess(t testing.TB, cfg ProcessConfig, stderrLines bool) *Process {
+func startProcess(t T, cfg ProcessConfig, stderrLines bool) *Process {
 	t.Helper()
 	p := newProcess(t, cfg)
 	closeLogs, err := p.captureOutput(stderrLines)
@@ -93,7 +92,7 @@ func startProcess(t testing.TB, cfg ProcessConfig, stderrLines bool) *Process {
 }
 
 // newProcess prepares cfg's command.
-func newProcess(t testing.TB, cfg ProcessConfig) *Process {
+func newProcess(t T, cfg ProcessConfig) *Process {
 	t.Helper()
 	if len(cfg.Args) == 0 {
 		t.Fatal("lab: StartProcess: no program")

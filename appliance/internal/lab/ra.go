@@ -5,7 +5,6 @@ import (
 	"net"
 	"strconv"
 	"syscall"
-	"testing"
 )
 
 // AnswerRouterSolicitations answers IPv6 router solicitations arriving on
@@ -18,7 +17,7 @@ import (
 // IPv6 half gives up only after about 15 s of solicitations, which is
 // most of a BIOS network boot under emulation; one advertisement ends it
 // at once.
-func (n *Netns) AnswerRouterSolicitations(t testing.TB, iface string) {
+func (n *Netns) AnswerRouterSolicitations(t T, iface string) {
 	t.Helper()
 	var (
 		conn  *net.IPConn
@@ -85,7 +84,7 @@ func prepareRASocket(conn *net.IPConn, index int, iface string) error {
 }
 
 // answerRouterSolicitations serves conn until it is closed.
-func answerRouterSolicitations(t testing.TB, conn *net.IPConn, iface string, index int) {
+func answerRouterSolicitations(t T, conn *net.IPConn, iface string, index int) {
 	const (
 		routerSolicitation  = 133
 		routerAdvertisement = 134

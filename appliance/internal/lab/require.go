@@ -7,7 +7,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"testing"
 )
 
 // debianPackages names the Debian package that provides each program or
@@ -52,7 +51,7 @@ func CI() bool { return os.Getenv("CI") != "" }
 // (looked up in PATH and the sbin directories). When something is missing
 // it fails the test if CI is set and skips it otherwise, naming what is
 // missing and the Debian package that provides it.
-func Require(t testing.TB, what ...string) {
+func Require(t T, what ...string) {
 	t.Helper()
 	var missing []string
 	for _, w := range what {
@@ -66,7 +65,7 @@ func Require(t testing.TB, what ...string) {
 }
 
 // unavailable fails the test in CI and skips it elsewhere.
-func unavailable(t testing.TB, msg string) {
+func unavailable(t T, msg string) {
 	t.Helper()
 	if CI() {
 		t.Fatalf("lab: %s (CI is set: a missing requirement is a failure)", msg)
@@ -133,7 +132,7 @@ func lookPath(name string) (string, error) {
 }
 
 // mustLookPath is lookPath for programs Require has already checked.
-func mustLookPath(t testing.TB, name string) string {
+func mustLookPath(t T, name string) string {
 	t.Helper()
 	p, err := lookPath(name)
 	if errors.Is(err, exec.ErrNotFound) {

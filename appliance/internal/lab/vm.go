@@ -10,7 +10,6 @@ import (
 	"regexp"
 	"strings"
 	"sync/atomic"
-	"testing"
 	"time"
 )
 
@@ -103,7 +102,7 @@ type VM struct {
 }
 
 // StartVM starts a VM in ns.
-func StartVM(t testing.TB, ns *Netns, cfg VMConfig) *VM {
+func StartVM(t T, ns *Netns, cfg VMConfig) *VM {
 	t.Helper()
 	if cfg.Tap == "" {
 		t.Fatal("lab: StartVM: no tap")
