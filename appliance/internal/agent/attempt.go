@@ -49,6 +49,7 @@ func (r *runner) attempt(ctx context.Context, act agentproto.Action, n int) {
 			r.ours[act.Name] = n - 1 // never started: it may start when ready
 		}
 		r.mu.Unlock()
+		sleep(ctx, r.a.cfg.RetryMin) // should it be refused again, not in a tight loop
 		return
 	}
 	log.Info("action started", "timeout", time.Duration(act.Timeout*float64(time.Second)))

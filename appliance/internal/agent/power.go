@@ -27,13 +27,19 @@ type System interface {
 // LinuxSystem is System through the Linux system calls.
 type LinuxSystem struct{}
 
-func (LinuxSystem) Sync()           { unix.Sync() }
-func (LinuxSystem) Reboot() error   { return unix.Reboot(unix.LINUX_REBOOT_CMD_RESTART) }
-func (LinuxSystem) PowerOff() error { return unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF) }
-func (LinuxSystem) KexecReboot() error {
-	return unix.Reboot(unix.LINUX_REBOOT_CMD_KEXEC)
-}
+// Sync is sync(2).
+func (LinuxSystem) Sync() { unix.Sync() }
 
+// Reboot is reboot(2) with LINUX_REBOOT_CMD_RESTART.
+func (LinuxSystem) Reboot() error { return unix.Reboot(unix.LINUX_REBOOT_CMD_RESTART) }
+
+// PowerOff is reboot(2) with LINUX_REBOOT_CMD_POWER_OFF.
+func (LinuxSystem) PowerOff() error { return unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF) }
+
+// KexecReboot is reboot(2) with LINUX_REBOOT_CMD_KEXEC.
+func (LinuxSystem) KexecReboot() error { return unix.Reboot(unix.LINUX_REBOOT_CMD_KEXEC) }
+
+// KexecLoad is kexec_file_load(2).
 func (LinuxSystem) KexecLoad(kernel, initrd, cmdline string) error {
 	k, err := os.Open(kernel)
 	if err != nil {
@@ -84,7 +90,7 @@ func kexec(ctx context.Context, s *step) (string, error) {
 	}
 	var err error
 	if dev := s.arg("device"); dev != "" {
-		err = withMount(ctx, s, dev, s.arg("fstype"), true, func(dir string) error { return load(dir) })
+		err = withMount(ctx, s, dev, s.arg("fstype"), true, load)
 	} else {
 		err = load("")
 	}
