@@ -15,7 +15,7 @@ TESTFLAGS ?= -p 1
 endif
 TESTFLAGS += -race -count=1 -timeout 20m
 
-.PHONY: all build images run test bench lint deps-run deps-test clean
+.PHONY: all build images run appliance test bench lint deps-run deps-test clean
 
 all: build
 
@@ -23,6 +23,7 @@ build:
 	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -o $(BIN)/applianced ./appliance/cmd/applianced
 	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -o $(BIN)/outpost ./appliance/cmd/outpost
 	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -o $(BIN)/outpost-bench ./appliance/cmd/outpost-bench
+	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -o $(BIN)/outpost-demo ./appliance/cmd/outpost-demo
 
 # Boot artifacts (iPXE binaries, kernel, test initramfs) from Debian
 # packages into images/out/; quick when they are up to date.
@@ -35,8 +36,13 @@ deps-run:
 deps-test:
 	@scripts/install-deps.sh test
 
-# A single-node appliance on embedded defaults, data under ./var.
-run: deps-run build
+# The demo of the main job: a single-node appliance in a network
+# namespace lab provisions a QEMU VM end to end. Ctrl-C cleans up.
+# `make appliance` runs the appliance alone, on embedded defaults.
+run: deps-run build images
+	$(BIN)/outpost-demo -applianced $(BIN)/applianced
+
+appliance: build
 	$(BIN)/applianced -data-dir $(VAR)/node1
 
 test: deps-test images lint
