@@ -188,3 +188,26 @@ func TestImageCorrupt(t *testing.T) {
 		})
 	}
 }
+
+// image.write reports its progress while the download goes on.
+func TestImageProgress(t *testing.T) {
+	img := testImage(2*chunk + mib)
+	disk := newDisk(t, mib)
+	f, _ := run(t, func(f *fakeAPI, cfg *Config) {
+		// A pause after the first chunk, for a progress report to go out.
+		f.artifacts["/img"] = &artifact{data: img, cutAfter: chunk + mib, stallFor: 500 * time.Millisecond}
+	}, workflow.Action{Name: "image", Type: "image.write",
+		Args: map[string]string{"device": disk, "url": "/img", "sha256": sha(img), "format": "raw"}})
+	if st := waitDone(t, f); st.Status != workflow.Succeeded {
+		t.Fatalf("workflow %s: %s", st.Status, st.Reason)
+	}
+	var found bool
+	for _, r := range f.reports(agentproto.ReportProgress) {
+		if r.Progress > 0 && r.Progress < 100 && strings.HasPrefix(r.Message, "wrote 4.0 MiB of 9.0 MiB (") {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("no progress report at the first chunk: %+v", f.reports(agentproto.ReportProgress))
+	}
+}
