@@ -40,6 +40,7 @@ func main() {
 		{"store", benchStore},
 		{"tftp", benchTFTP},
 		{"dhcp", benchDHCP},
+		{"provision", benchProvisionE2E},
 	}
 	failed := false
 	for _, b := range benches {

@@ -1,0 +1,135 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/outposthq/outpost/appliance/internal/lab"
+	"github.com/outposthq/outpost/appliance/internal/labsite"
+	"github.com/outposthq/outpost/appliance/internal/store"
+)
+
+// benchProvisionE2E provisions one QEMU VM end to end, as the e2e test
+// and the demo do, and splits the time into phases that follow each other:
+//
+//	dhcp                VM start → its first lease (firmware and PXE DHCP)
+//	installer_boot      → the image starts streaming (iPXE fetches the
+//	                    installer, the kernel boots, the agent wipes the disk)
+//	image_write         → the image is written and verified
+//	reboot_to_metadata  → the installed OS printed the hostname it read from
+//	                    the metadata service (file.write, reboot, firmware,
+//	                    boot from disk)
+//
+// appliance_cpu is the CPU time applianced used from its start to the end.
+// The VM runs under software emulation (TCG), so the guest's phases are
+// slower than on hardware; the appliance's share is what Outpost controls.
+func benchProvisionE2E(ctx context.Context, log *slog.Logger, _ time.Duration) error {
+	dir, err := os.MkdirTemp("", "outpost-bench-provision-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	bin, err := buildApplianced(ctx, dir)
+	if err != nil {
+		return err
+	}
+	var line string
+	r := lab.NewRunner(ctx, "bench-provision", discardLog{log})
+	err = r.Run(func(t lab.T) {
+		imgs := lab.BuildImages(t)
+		s := labsite.Start(t, labsite.Config{Applianced: bin, Images: imgs, LogLevel: "info"})
+		s.Put(t, labsite.Provisioning(t, imgs)...)
+		const mac = "52:54:00:be:0c:01"
+		s.Put(t, labsite.Machine("bench", mac), labsite.Workflow("bench", "bench", labsite.TestOSName, "bench-1"))
+		vm := s.StartVM(t, lab.VMConfig{MAC: mac, MemoryMB: 1024, Disks: []string{labsite.NewDisk(t, 256<<20)}})
+		wctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+		defer cancel()
+		if _, err := vm.WaitSerial(wctx, regexp.MustCompile(`OUTPOST-TESTOS hostname=bench-1`)); err != nil {
+			t.Fatalf("the VM did not provision: %v (serial console in %s)", err, vm.Serial)
+		}
+		end := time.Now()
+		events, err := s.Events(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cpu, err := cpuSeconds(s.Process().Pid())
+		if err != nil {
+			t.Fatal(err)
+		}
+		ph, err := phases(events, "bench")
+		if err != nil {
+			t.Fatal(err)
+		}
+		line = fmt.Sprintf("BENCH provision.e2e total=%.1f dhcp=%.1f installer_boot=%.1f image_write=%.1f reboot_to_metadata=%.1f appliance_cpu=%.2f",
+			end.Sub(vm.Start).Seconds(), ph.lease.Sub(vm.Start).Seconds(), ph.writeStart.Sub(ph.lease).Seconds(),
+			ph.writeEnd.Sub(ph.writeStart).Seconds(), end.Sub(ph.writeEnd).Seconds(), cpu)
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Println(line)
+	return nil
+}
+
+// provisionPhases are the events that split a provisioning run.
+type provisionPhases struct {
+	lease, writeStart, writeEnd time.Time
+}
+
+func phases(events []store.Event, machine string) (provisionPhases, error) {
+	var p provisionPhases
+	for _, e := range events {
+		if e.MachineID != machine {
+			continue
+		}
+		switch {
+		case p.lease.IsZero() && strings.HasPrefix(e.Kind, "dhcp."):
+			p.lease = e.Time
+		case e.Kind == "action.running" && e.Fields["action"] == "write" && p.writeStart.IsZero():
+			p.writeStart = e.Time
+		case e.Kind == "action.succeeded" && e.Fields["action"] == "write":
+			p.writeEnd = e.Time
+		}
+	}
+	if p.lease.IsZero() || p.writeStart.IsZero() || p.writeEnd.IsZero() {
+		return p, fmt.Errorf("the events lack a phase: %+v", p)
+	}
+	return p, nil
+}
+
+// cpuSeconds is the user and system CPU time process pid has used.
+func cpuSeconds(pid int) (float64, error) {
+	raw, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return 0, err
+	}
+	// The command name, in parentheses, may hold spaces: fields count
+	// from its closing parenthesis. utime and stime are fields 14 and 15.
+	s := string(raw)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	if len(f) < 13 {
+		return 0, fmt.Errorf("/proc/%d/stat: too few fields", pid)
+	}
+	ut, err1 := strconv.ParseFloat(f[11], 64)
+	st, err2 := strconv.ParseFloat(f[12], 64)
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("/proc/%d/stat: %q", pid, s)
+	}
+	const clkTck = 100 // USER_HZ on Linux
+	return (ut + st) / clkTck, nil
+}
+
+// discardLog sends the lab's lines to the benchmark's log at debug level.
+type discardLog struct{ log *slog.Logger }
+
+func (d discardLog) Write(p []byte) (int, error) {
+	d.log.Debug(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
