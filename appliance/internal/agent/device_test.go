@@ -23,14 +23,18 @@ func TestFileWriteOnDevice(t *testing.T) {
 		"ext4": {mkfs: []string{"mkfs.ext4", "-q", "-F"}},
 		"vfat": {mkfs: []string{"mkfs.vfat"}},
 	}
+	ran := 0
 	for fstype, tt := range tests {
+		if !kernelHas(fstype) {
+			// The host's kernel decides, not a package: a container's
+			// kernel may lack vfat. The installer's kernel has both; the
+			// VM tests of appliance/e2e mount vfat in it.
+			t.Logf("the kernel has no %s file system: not tested here", fstype)
+			continue
+		}
+		ran++
 		t.Run(fstype, func(t *testing.T) {
 			lab.Require(t, "root")
-			if !kernelHas(fstype) {
-				// Not something a package can fix, even in CI: a kernel
-				// built without it.
-				t.Skipf("the kernel has no %s file system", fstype)
-			}
 			lab.Require(t, "losetup", tt.mkfs[0])
 			dev := loopDevice(t, tt.mkfs)
 			var kernel string
@@ -71,6 +75,9 @@ func TestFileWriteOnDevice(t *testing.T) {
 				t.Errorf("mode %v, %v", fi.Mode(), err)
 			}
 		})
+	}
+	if ran == 0 {
+		t.Fatal("the kernel has neither ext4 nor vfat: file.write on a device is untested")
 	}
 }
 
