@@ -25,8 +25,9 @@ build:
 	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -o $(BIN)/outpost-bench ./appliance/cmd/outpost-bench
 	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -o $(BIN)/outpost-demo ./appliance/cmd/outpost-demo
 
-# Boot artifacts (iPXE binaries, kernel, test initramfs) from Debian
-# packages into images/out/; quick when they are up to date.
+# Boot artifacts into images/out/ from Debian packages and our Go code:
+# iPXE binaries, the kernel, the installer's initramfs (with the agent),
+# the test OS disk image and a test initramfs; quick when up to date.
 images:
 	@images/build.sh
 
