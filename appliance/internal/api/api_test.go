@@ -377,3 +377,24 @@ func TestCRUDRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+// TestMachinePutKeepsApplianceState: re-applying a machine that names no
+// state keeps the one its workflow gave it, and a client cannot set the
+// current workflow.
+func TestMachinePutKeepsApplianceState(t *testing.T) {
+	n := apptest.Start(t)
+	for _, put := range [][2]string{
+		{"/v1/images/debian", `{"url":"http://198.18.0.1/debian.raw.gz","format":"raw.gz","sha256":"` + strings.Repeat("ab", 32) + `"}`},
+		{"/v1/templates/inst", `{"actions":[{"name":"w","type":"image.write","args":{"device":"/dev/sda","image":"{{ .image }}"}}]}`},
+		{"/v1/machines/m1", `{"interfaces":[{"mac":"02:00:00:00:00:01"}]}`},
+		{"/v1/workflows/w1", `{"machine_id":"m1","template":"inst","values":{"image":"debian"}}`},
+	} {
+		if code, out := call(t, n, "PUT", put[0], n.Token, put[1]); code != http.StatusCreated {
+			t.Fatalf("PUT %s: %d %s", put[0], code, out)
+		}
+	}
+	code, out := call(t, n, "PUT", "/v1/machines/m1", n.Token, `{"hostname":"m1","interfaces":[{"mac":"02:00:00:00:00:01"}],"workflow":"forged"}`)
+	if code != http.StatusOK || !strings.Contains(out, `"state": "provisioning"`) || !strings.Contains(out, `"workflow": "w1"`) {
+		t.Errorf("re-applied machine: %d %s, want it still provisioning with workflow w1", code, out)
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/outposthq/outpost/appliance/internal/store"
+	"github.com/outposthq/outpost/appliance/internal/workflow"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
@@ -451,5 +452,35 @@ func TestScriptStoreClosed(t *testing.T) {
 	}
 	if !strings.Contains(body, "chain "+base+"/ipxe/boot.ipxe?mac=52:54:00:12:34:56&") {
 		t.Errorf("error script does not fetch itself again:\n%s", body)
+	}
+}
+
+// TestInstallNeedsActiveWorkflow: the installer boots for a workflow. A
+// machine set to provisioning by hand, whose workflow has ended, gets the
+// error script saying so, and no credential.
+func TestInstallNeedsActiveWorkflow(t *testing.T) {
+	parallel(t)
+	f := newFixture(t, installer(), machine("m1", "52:54:00:12:34:56", store.StateProvisioning))
+	err := f.db.Update(func(tx *store.Tx) error {
+		f.index++
+		w := store.Write{Index: f.index, Time: t0}
+		if _, err := tx.UnsafeAdvanceWorkflow("wf-m1", w, func(st workflow.State) (workflow.State, []workflow.Transition, error) {
+			return workflow.Cancel(st, "test", t0)
+		}); err != nil {
+			return err
+		}
+		m, err := store.Get[store.Machine](tx, "m1")
+		if err != nil {
+			return err
+		}
+		m.State = store.StateProvisioning // an operator's edit
+		return tx.UnsafePut(m, w)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, body := f.get(t, base+"/ipxe/boot.ipxe?mac=52:54:00:12:34:56&arch=x86_64&platform=pcbios")
+	if variantOf(t, body) != variantError || !strings.Contains(body, "has no active workflow") || strings.Contains(body, "outpost.token") {
+		t.Errorf("script for a provisioning machine without an active workflow:\n%s", body)
 	}
 }
