@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/outposthq/outpost/appliance/internal/lab"
+	"github.com/outposthq/outpost/appliance/internal/labsite"
 	"github.com/outposthq/outpost/appliance/internal/store"
 )
 
@@ -53,7 +54,7 @@ type dhcpClient struct {
 
 func newDHCPClient(t *testing.T, b *bootNet, name, mac string) *dhcpClient {
 	t.Helper()
-	c := &dhcpClient{host: b.attachHost(name, "eth0", mac, ""), mac: mac, dir: t.TempDir()}
+	c := &dhcpClient{host: b.attachHost(name, mac, ""), mac: mac, dir: t.TempDir()}
 	c.script = filepath.Join(c.dir, "script")
 	c.events = filepath.Join(c.dir, "events")
 	if err := os.WriteFile(c.script, []byte(strings.ReplaceAll(clientScript, "LOG", c.events)), 0o755); err != nil {
@@ -261,7 +262,7 @@ func inPool(ip string) bool {
 func checkConfigured(t *testing.T, c *dhcpClient, ip, event string) {
 	t.Helper()
 	want := fmt.Sprintf("%s %s 255.255.255.0 %s 3600 %s", event, ip, bootServerIP, bootServerIP)
-	err := bootPoll(t.Context(), 10*time.Second, func() error {
+	err := labsite.Poll(t.Context(), 10*time.Second, func() error {
 		if got := c.lastEvent(t); got != want {
 			return fmt.Errorf("client script got %q, want %q", got, want)
 		}
@@ -282,7 +283,7 @@ func checkConfigured(t *testing.T, c *dhcpClient, ip, event string) {
 func TestTFTPFromNamespace(t *testing.T) {
 	lab.Require(t, "tftp")
 	b := newBootNet(t, bootNetConfig{})
-	host := b.attachHost("tftpc", "eth0", "02:18:00:00:00:20", "198.18.0.20/24")
+	host := b.attachHost("tftpc", "02:18:00:00:00:20", "198.18.0.20/24")
 	dir := t.TempDir()
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()

@@ -17,19 +17,19 @@ import (
 
 	"github.com/outposthq/outpost/appliance/internal/client"
 	"github.com/outposthq/outpost/appliance/internal/lab"
+	"github.com/outposthq/outpost/appliance/internal/labsite"
 	"github.com/outposthq/outpost/appliance/internal/store"
 )
 
-// The boot network every netboot test builds inside its own namespace: a
-// bridge at bootServerIP, where applianced serves its API, DHCP, TFTP and
-// boot HTTP, and to which VMs (taps) and other hosts (namespaces joined by
-// veth pairs) are attached.
+// The boot network every netboot test builds inside its own namespace
+// (labsite): a bridge at bootServerIP, where applianced serves its API,
+// DHCP, TFTP and boot HTTP, and to which VMs (taps) and other hosts
+// (namespaces joined by veth pairs) are attached.
 const (
-	bootBridge   = "br0"
-	bootServerIP = "198.18.0.1"
-	bootAPIAddr  = bootServerIP + ":7080"
-	bootHTTPAddr = bootServerIP + ":8080"
-	bootTFTPAddr = bootServerIP + ":69"
+	bootBridge   = labsite.Bridge
+	bootServerIP = labsite.ServerIP
+	bootAPIAddr  = labsite.APIAddr
+	bootHTTPAddr = labsite.BootAddr
 )
 
 // bootNetConfig says how applianced serves the boot network.
@@ -39,18 +39,16 @@ type bootNetConfig struct {
 	Proxy bool
 }
 
-// bootNet is one applianced serving the boot network of a namespace.
-// Everything it starts goes away when the test ends, passed or failed.
+// bootNet is one applianced serving the boot network of a namespace: a
+// labsite.Site with the netboot tests' helpers. Everything it starts goes
+// away when the test ends, passed or failed.
 type bootNet struct {
-	t         *testing.T
-	ns        *lab.Netns
-	imgs      lab.Images
-	dataDir   string
-	tokenFile string
-	proc      *lab.Process // applianced
-	api       *client.Client
-	hosts     int // namespaces attached so far
-	taps      int // taps created so far
+	t    *testing.T
+	site *labsite.Site
+	ns   *lab.Netns
+	imgs lab.Images
+	proc *lab.Process // applianced
+	api  *client.Client
 }
 
 // newBootNet builds the boot network and starts applianced on it, and
@@ -58,110 +56,16 @@ type bootNet struct {
 // answers DHCP).
 func newBootNet(t *testing.T, cfg bootNetConfig) *bootNet {
 	t.Helper()
-	bin := applianced(t)
-	imgs := lab.BuildImages(t)
-	lab.Require(t, "root", "ip")
-
-	ns := lab.NewNetns(t, "boot")
-	ns.Bridge(bootBridge, bootServerIP+"/24")
-	// iPXE configures IPv6 alongside DHCPv4 and, with no router on the
-	// link, waits ~15 s for router advertisements before it boots.
-	ns.AnswerRouterSolicitations(t, bootBridge)
-
-	dir := t.TempDir()
-	b := &bootNet{
-		t:         t,
-		ns:        ns,
-		imgs:      imgs,
-		dataDir:   filepath.Join(dir, "n1"),
-		tokenFile: filepath.Join(dir, "n1", "admin.token"),
-	}
-	args := []string{bin,
-		"-id", "n1",
-		"-data-dir", b.dataDir,
-		"-api-addr", bootAPIAddr,
-		"-raft-addr", "127.0.0.1:7081", // the namespace's own loopback
-		"-dhcp-interface", bootBridge,
-		"-boot-addr", bootHTTPAddr,
-		"-tftp-addr", bootTFTPAddr,
-		"-artifact-dir", imgs.Dir,
-		"-log-level", "debug",
-	}
-	if cfg.Proxy {
-		args = append(args, "-dhcp-proxy")
-	}
-	b.proc = lab.StartProcess(t, lab.ProcessConfig{Name: "applianced", Netns: ns, Args: args})
-	b.api = client.NewWithHTTP("http://"+bootAPIAddr, b.waitToken(), ns.HTTPClient())
-	b.waitLeader()
-	return b
-}
-
-// waitToken waits for the first admin token and returns it.
-func (b *bootNet) waitToken() string {
-	b.t.Helper()
-	var token string
-	b.waitFor(60*time.Second, "the admin token", func() error {
-		select {
-		case <-b.proc.Exited():
-			return fmt.Errorf("applianced exited: %v", b.proc.Err())
-		default:
-		}
-		raw, err := os.ReadFile(b.tokenFile)
-		if err != nil {
-			return err
-		}
-		if !strings.HasSuffix(string(raw), "\n") {
-			return errors.New("token file not complete yet")
-		}
-		token = strings.TrimSpace(string(raw))
-		return nil
-	})
-	return token
-}
-
-// waitLeader waits until the node leads its cluster.
-func (b *bootNet) waitLeader() {
-	b.t.Helper()
-	b.waitFor(60*time.Second, "applianced to lead", func() error {
-		ctx, cancel := context.WithTimeout(b.t.Context(), 5*time.Second)
-		defer cancel()
-		st, err := b.api.Cluster(ctx)
-		if err != nil {
-			return err
-		}
-		if st.LeaderID != "n1" {
-			return fmt.Errorf("leader %q", st.LeaderID)
-		}
-		return nil
-	})
+	site := labsite.Start(t, labsite.Config{Applianced: applianced(t), Images: lab.BuildImages(t), Proxy: cfg.Proxy})
+	return &bootNet{t: t, site: site, ns: site.NS, imgs: site.Images, proc: site.Process(), api: site.API}
 }
 
 // waitFor polls cond every 100ms until it returns nil, failing the test
 // with cond's last error after timeout.
 func (b *bootNet) waitFor(timeout time.Duration, what string, cond func() error) {
 	b.t.Helper()
-	if err := bootPoll(b.t.Context(), timeout, cond); err != nil {
+	if err := labsite.Poll(b.t.Context(), timeout, cond); err != nil {
 		b.t.Fatalf("waiting for %s: %v", what, err)
-	}
-}
-
-// bootPoll calls cond every 100ms until it returns nil, ctx ends or timeout
-// passes, and returns cond's last error in the latter cases.
-func bootPoll(ctx context.Context, timeout time.Duration, cond func() error) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		err := cond()
-		if err == nil {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("not after %v: %w", timeout, err)
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%w (last: %v)", ctx.Err(), err)
-		case <-time.After(100 * time.Millisecond):
-		}
 	}
 }
 
@@ -183,7 +87,7 @@ func (b *bootNet) outpost(args ...string) string {
 	b.t.Helper()
 	ctx, cancel := context.WithTimeout(b.t.Context(), 60*time.Second)
 	defer cancel()
-	args = append([]string{"--server", "http://" + bootAPIAddr, "--token-file", b.tokenFile}, args...)
+	args = append([]string{"--server", "http://" + bootAPIAddr, "--token", b.site.Token}, args...)
 	out, err := b.ns.Run(ctx, outpostCLI(b.t), args...)
 	if err != nil {
 		b.t.Fatal(err)
@@ -251,44 +155,18 @@ actions:
 	return sb.String()
 }
 
-// attachHost creates a namespace joined to the bridge by a veth pair: its
-// end is ifname, with address mac and, unless cidr is "", that address.
-// It is one more host on the boot network's link.
-func (b *bootNet) attachHost(name, ifname, mac, cidr string) *lab.Netns {
+// attachHost attaches a host to the boot network (labsite.AttachHost).
+func (b *bootNet) attachHost(name, mac, cidr string) *lab.Netns {
 	b.t.Helper()
-	b.hosts++
-	host := lab.NewNetns(b.t, name)
-	peer := fmt.Sprintf("vh%d", b.hosts)
-	b.ns.VethPair(b.t, host, peer, "", ifname, "")
-	b.ip(b.ns, "link", "set", peer, "master", bootBridge)
-	b.ip(host, "link", "set", ifname, "down")
-	b.ip(host, "link", "set", ifname, "address", mac)
-	if cidr != "" {
-		b.ip(host, "addr", "add", cidr, "dev", ifname)
-	}
-	b.ip(host, "link", "set", ifname, "up")
-	return host
-}
-
-// ip runs ip in ns, failing the test on an error.
-func (b *bootNet) ip(ns *lab.Netns, args ...string) {
-	b.t.Helper()
-	ctx, cancel := context.WithTimeout(b.t.Context(), 20*time.Second)
-	defer cancel()
-	if _, err := ns.Run(ctx, "ip", args...); err != nil {
-		b.t.Fatal(err)
-	}
+	return b.site.AttachHost(b.t, name, mac, cidr)
 }
 
 // startVM starts a VM on a new tap of the bridge. QEMU ends when the guest
 // powers off or reboots.
 func (b *bootNet) startVM(cfg lab.VMConfig) *lab.VM {
 	b.t.Helper()
-	b.taps++
-	cfg.Tap = fmt.Sprintf("tap%d", b.taps)
 	cfg.NoReboot = true
-	b.ns.Tap(cfg.Tap, bootBridge)
-	return lab.StartVM(b.t, b.ns, cfg)
+	return b.site.StartVM(b.t, cfg)
 }
 
 // bootOK matches the line the test initrd prints once the kernel and

@@ -116,7 +116,7 @@ func testProxyDHCP(t *testing.T, vmc lab.VMConfig) {
 	b := newBootNet(t, bootNetConfig{Proxy: true})
 	b.apply(vm1Site(""))
 
-	router := b.attachHost("dnsmasq", "eth0", "02:18:00:00:00:02", "198.18.0.2/24")
+	router := b.attachHost("dnsmasq", "02:18:00:00:00:02", "198.18.0.2/24")
 	state := t.TempDir()
 	dnsmasq := router.Start(t, "dnsmasq",
 		"--no-daemon", "--conf-file=/dev/null", "--user=root",

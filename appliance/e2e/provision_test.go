@@ -293,3 +293,46 @@ func TestAgentAndMetadataIsolation(t *testing.T) {
 	}
 }
 
+// TestDiscoveryVM: a VM whose MAC the site does not know boots the
+// installer in discovery mode; its agent reports the hardware, which
+// creates the machine, and then waits. The workflow an operator creates
+// for the discovered machine reaches that same agent, which runs it.
+func TestDiscoveryVM(t *testing.T) {
+	s := provisionSite(t)
+	const mac = "52:54:00:0e:2e:21"
+	vm := s.StartVM(t, lab.VMConfig{MAC: mac, MemoryMB: 1024, Disks: []string{labsite.NewDisk(t, 256<<20)}})
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
+	defer cancel()
+
+	const id = "m-5254000e2e21"
+	var m *store.Machine
+	err := labsite.Poll(ctx, 5*time.Minute, func() (err error) {
+		m, err = s.Machine(ctx, id)
+		return err
+	})
+	if err != nil {
+		t.Fatalf("discovery created no machine %s: %v (serial console in %s)", id, err, vm.Serial)
+	}
+	t.Logf("%6.1fs discovered: %+v", time.Since(vm.Start).Seconds(), *m.Hardware)
+	if m.State != store.StateDiscovered || m.Hardware == nil || m.Hardware.CPUs < 1 || m.Hardware.MemoryBytes < 512<<20 {
+		t.Errorf("discovered machine: state %s, hardware %+v", m.State, m.Hardware)
+	}
+	if len(m.Disks) != 1 || m.Disks[0].Name != "vda" || m.Disks[0].Size != 256<<20 {
+		t.Errorf("discovered disks: %+v, want vda of 256 MiB", m.Disks)
+	}
+	if len(m.Interfaces) != 1 || m.Interfaces[0].MAC != mac || !m.Interfaces[0].Boot {
+		t.Errorf("discovered interfaces: %+v, want %s, the boot interface", m.Interfaces, mac)
+	}
+
+	// The agent waits in discovery mode; a workflow for the machine
+	// reaches it.
+	s.Put(t, labsite.Workflow("wf-discovered", id, labsite.TestOSName, "found-1"))
+	go failOnWorkflowFailure(ctx, func(error) { cancel() }, t, s, "wf-discovered")
+	line, err := vm.WaitSerial(ctx, testOSLine)
+	if err != nil {
+		t.Fatalf("the discovered machine did not provision: %v (serial console in %s)", err, vm.Serial)
+	}
+	if got := testOSLine.FindStringSubmatch(line); got[1] != "found-1" || got[2] != id {
+		t.Errorf("the test OS says %q, want hostname found-1 and instance-id %s", line, id)
+	}
+}

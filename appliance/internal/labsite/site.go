@@ -40,6 +40,9 @@ type Config struct {
 	Images lab.Images
 	// LogLevel is applianced's; default "debug".
 	LogLevel string
+	// Proxy runs applianced as a proxyDHCP server (boot information
+	// only; another server hands out addresses).
+	Proxy bool
 }
 
 // Site is one applianced serving a lab boot network. Everything it
@@ -80,7 +83,7 @@ func Start(t lab.T, cfg Config) *Site {
 
 func (s *Site) start(t lab.T) {
 	t.Helper()
-	s.proc = lab.StartProcess(t, lab.ProcessConfig{Name: "applianced", Netns: s.NS, Args: []string{
+	args := []string{
 		s.cfg.Applianced,
 		"-id", "n1",
 		"-data-dir", s.dataDir,
@@ -91,7 +94,11 @@ func (s *Site) start(t lab.T) {
 		"-tftp-addr", TFTPAddr,
 		"-artifact-dir", s.Images.Dir,
 		"-log-level", s.cfg.LogLevel,
-	}})
+	}
+	if s.cfg.Proxy {
+		args = append(args, "-dhcp-proxy")
+	}
+	s.proc = lab.StartProcess(t, lab.ProcessConfig{Name: "applianced", Netns: s.NS, Args: args})
 }
 
 // Process is the running applianced.
