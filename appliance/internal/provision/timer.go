@@ -7,7 +7,6 @@ import (
 
 	"github.com/outposthq/outpost/appliance/internal/replica"
 	"github.com/outposthq/outpost/appliance/internal/store"
-	"github.com/outposthq/outpost/appliance/internal/workflow"
 )
 
 // RunTimer times out workflows until ctx ends. On the ready leader alone,
@@ -30,19 +29,14 @@ func RunTimer(ctx context.Context, node *replica.Node, interval time.Duration, l
 		}
 		now := time.Now().UTC()
 		var due []string
-		_ = node.DB().View(func(tx *store.Tx) error {
-			active, err := tx.ActiveWorkflows()
-			if err != nil {
-				log.Error("workflow timer: list workflows", "err", err)
-				return nil
-			}
-			for _, w := range active {
-				if next := workflow.NextTick(*w.State); !next.IsZero() && !now.Before(next) {
-					due = append(due, w.ID)
-				}
-			}
-			return nil
+		err := node.DB().View(func(tx *store.Tx) (err error) {
+			due, err = tx.DueWorkflows(now)
+			return err
 		})
+		if err != nil {
+			log.Error("workflow timer: due workflows", "err", err)
+			continue
+		}
 		for _, id := range due {
 			cmd, err := replica.Encode(replica.AdvanceWorkflow, replica.Advance{Workflow: id, Kind: replica.AdvanceTick, Time: now})
 			if err != nil {

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"maps"
 	"regexp"
-	"slices"
 	"strings"
 	"time"
 
@@ -170,6 +169,9 @@ func (tx *Tx) UnsafeCreateWorkflow(w *Workflow, wr Write) error {
 	if _, err := tx.unsafePut(w, wr); err != nil {
 		return err
 	}
+	if err := tx.indexActive(w); err != nil {
+		return err
+	}
 	if err := tx.UnsafeAppendEvent(&Event{
 		MachineID: m.ID, Kind: "workflow.created",
 		Message: fmt.Sprintf("workflow %s created from template %s (%d actions)", w.ID, t.Name, len(bound)),
@@ -261,6 +263,9 @@ func (tx *Tx) UnsafeAdvanceWorkflow(id string, wr Write, step func(workflow.Stat
 	before := w.Status()
 	w.State = &st
 	if _, err := tx.unsafePut(w, wr); err != nil {
+		return nil, err
+	}
+	if err := tx.indexActive(w); err != nil {
 		return nil, err
 	}
 	for _, t := range trs {
@@ -381,11 +386,37 @@ func (tx *Tx) UnsafeDeleteWorkflow(id string, expect uint64) error {
 	return err
 }
 
-// ActiveWorkflows returns the workflows that have not ended.
-func (tx *Tx) ActiveWorkflows() ([]*Workflow, error) {
-	all, err := List[Workflow](tx)
-	if err != nil {
-		return nil, err
+// indexActive keeps w's entry in the index of active workflows: its next
+// tick while it is active, nothing once it has ended.
+func (tx *Tx) indexActive(w *Workflow) error {
+	b := tx.tx.Bucket(bucketActiveWF)
+	if !w.Active() {
+		return b.Delete([]byte(w.ID))
 	}
-	return slices.DeleteFunc(all, func(w *Workflow) bool { return !w.Active() }), nil
+	var next []byte
+	if t := workflow.NextTick(*w.State); !t.IsZero() {
+		next = []byte(t.UTC().Format(time.RFC3339Nano))
+	}
+	return b.Put([]byte(w.ID), next)
+}
+
+// DueWorkflows returns the ids of the active workflows whose next tick
+// (an action's timeout, the workflow's deadline) is at or before now, from
+// the index, without reading the workflows.
+func (tx *Tx) DueWorkflows(now time.Time) ([]string, error) {
+	var due []string
+	err := tx.tx.Bucket(bucketActiveWF).ForEach(func(k, v []byte) error {
+		if len(v) == 0 {
+			return nil
+		}
+		t, err := time.Parse(time.RFC3339Nano, string(v))
+		if err != nil {
+			return fmt.Errorf("%w: workflows_active/%s: %v", ErrCorrupt, k, err)
+		}
+		if !now.Before(t) {
+			due = append(due, string(k))
+		}
+		return nil
+	})
+	return due, err
 }

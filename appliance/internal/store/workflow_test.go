@@ -240,3 +240,35 @@ func TestDeprovisionFollows(t *testing.T) {
 		t.Errorf("machine is %s after deprovisioning, want ready", m.State)
 	}
 }
+
+// TestDueWorkflows: the index of active workflows knows when each needs
+// its next tick, and forgets a workflow that has ended.
+func TestDueWorkflows(t *testing.T) {
+	db := workflowSite(t)
+	update(t, db, func(tx *store.Tx) error { return tx.UnsafePut(sampleWorkflow("wf1"), store.Write{Index: 10, Time: t0}) })
+	due := func(at time.Time) string {
+		t.Helper()
+		var ids []string
+		view(t, db, func(tx *store.Tx) (err error) { ids, err = tx.DueWorkflows(at); return err })
+		return strings.Join(ids, ",")
+	}
+	if got := due(t0.Add(time.Hour)); got != "" {
+		t.Errorf("due with nothing running: %q", got)
+	}
+	started := t0.Add(time.Minute)
+	if _, err := advance(t, db, 11, start("wipe", 1, started)); err != nil { // wipe times out after 90s
+		t.Fatal(err)
+	}
+	if got := due(started.Add(89 * time.Second)); got != "" {
+		t.Errorf("due before the timeout: %q", got)
+	}
+	if got := due(started.Add(90 * time.Second)); got != "wf1" {
+		t.Errorf("due at the timeout: %q, want wf1", got)
+	}
+	if _, err := advance(t, db, 12, finish("wipe", 1, false, "broken", started)); err != nil {
+		t.Fatal(err)
+	}
+	if got := due(started.Add(time.Hour)); got != "" {
+		t.Errorf("due after the workflow failed: %q", got)
+	}
+}
