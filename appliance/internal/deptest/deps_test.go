@@ -41,13 +41,18 @@ var rules = []rule{
 	{"syncproto", stdOnly},
 	{"appliance/internal/ipam", pureLogic},
 	{"appliance/internal/workflow", pureLogic},
-	// The store is storage: no networking, no Raft, no other package.
+	// The installer's contract is shared by the appliance and the agent.
+	{"appliance/internal/agentproto", pureLogic},
+	// The store is storage: no networking, no Raft; of Outpost's packages
+	// it uses only the pure logic it stores the results of.
 	{"appliance/internal/store", func(path string, std bool) string {
 		switch {
 		case path == "net/http" || strings.HasPrefix(path, "github.com/hashicorp/"):
 			return "the store does not network or replicate"
+		case path == module+"appliance/internal/workflow" || path == module+"appliance/internal/agentproto":
+			return ""
 		case strings.HasPrefix(path, module):
-			return "the store imports no other Outpost package"
+			return "the store imports no Outpost package but workflow and agentproto"
 		}
 		return ""
 	}},
