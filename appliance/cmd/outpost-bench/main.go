@@ -40,6 +40,7 @@ func main() {
 		{"store", benchStore},
 		{"tftp", benchTFTP},
 		{"dhcp", benchDHCP},
+		{"storm", benchStorm},
 		{"provision", benchProvisionE2E},
 	}
 	failed := false

@@ -1,0 +1,225 @@
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"slices"
+	"time"
+
+	"github.com/outposthq/outpost/appliance/internal/agentproto"
+)
+
+// stormAgent is the installer's agent of one simulated machine: it runs
+// the machine's workflow over the agent API as the real agent does
+// (package agent), without touching a disk. image.write downloads the
+// image whole and checks its sha256 (of the file as served, as the agent
+// does; it is not decompressed, which is the agent's CPU, not the
+// appliance's); every other action type starts and succeeds at once.
+type stormAgent struct {
+	hc    *http.Client
+	base  *url.URL // outpost.url
+	token string
+	stats *stormStats
+	err   error // a bad outpost.url
+}
+
+func (e *stormEnv) agent(hc *http.Client, sc installScript) *stormAgent {
+	base, err := url.Parse(sc.base)
+	if err == nil && base.Scheme != "http" {
+		err = fmt.Errorf("%s=%q is not an http URL", agentproto.ParamURL, sc.base)
+	}
+	return &stormAgent{hc: hc, base: base, token: sc.token, stats: e.stats, err: err}
+}
+
+// errRefused is a 409: the report does not fit the workflow's state any
+// more, and the agent fetches the workflow again.
+var errRefused = errors.New("refused (409)")
+
+// The agent's polling bounds while nothing is ready (agent.DefaultPollMin
+// and DefaultPollMax).
+const (
+	stormPollMin = time.Second
+	stormPollMax = 10 * time.Second
+)
+
+// run fetches the workflow and runs its ready actions, one at a time,
+// until it is done, and returns it as it ended.
+func (a *stormAgent) run(ctx context.Context) (*agentproto.Workflow, error) {
+	if a.err != nil {
+		return nil, a.err
+	}
+	wf, err := a.fetch(ctx)
+	for err == nil && !wf.Done() {
+		next, aerr := a.act(ctx, wf)
+		switch {
+		case next != nil:
+			wf = next
+			continue
+		case aerr != nil && !errors.Is(aerr, errRefused):
+			return nil, aerr
+		case aerr != nil:
+			a.stats.count("agent: a report refused (409), fetched the workflow again")
+		default: // nothing ready: wait as long as the appliance says
+			a.stats.count("agent: nothing ready, waited and fetched the workflow again")
+			poll := min(max(time.Duration(wf.Poll*float64(time.Second)), stormPollMin), stormPollMax)
+			if !stormSleep(ctx, poll) {
+				return nil, ctx.Err()
+			}
+		}
+		wf, err = a.fetch(ctx)
+	}
+	return wf, err
+}
+
+func (a *stormAgent) fetch(ctx context.Context) (*agentproto.Workflow, error) {
+	var wf agentproto.Workflow
+	if err := a.call(ctx, http.MethodGet, agentproto.PathWorkflow, nil, &wf); err != nil {
+		return nil, err
+	}
+	return &wf, nil
+}
+
+// act runs the first ready action of wf: a start report, the work, a
+// finish report. It returns the workflow the finish report was answered
+// with, or nil when nothing is ready.
+func (a *stormAgent) act(ctx context.Context, wf *agentproto.Workflow) (*agentproto.Workflow, error) {
+	if len(wf.Ready) == 0 {
+		return nil, nil
+	}
+	i := slices.IndexFunc(wf.Actions, func(x agentproto.Action) bool { return x.Name == wf.Ready[0] })
+	if i < 0 {
+		return nil, fmt.Errorf("ready action %q is not among the workflow's actions", wf.Ready[0])
+	}
+	act := wf.Actions[i]
+	rep := agentproto.Report{Action: act.Name, Attempt: act.Attempt + 1, Kind: agentproto.ReportStart}
+	if err := a.call(ctx, http.MethodPost, agentproto.PathReport, rep, nil); err != nil {
+		return nil, err
+	}
+	ok, msg := true, act.Type+" done (simulated)"
+	if act.Type == "image.write" {
+		var err error
+		if ok, msg, err = a.writeImage(ctx, act, rep.Attempt); err != nil {
+			return nil, err
+		}
+	}
+	rep.Kind, rep.OK, rep.Message = agentproto.ReportFinish, ok, msg
+	var next agentproto.Workflow
+	if err := a.call(ctx, http.MethodPost, agentproto.PathReport, rep, &next); err != nil {
+		return nil, err
+	}
+	return &next, nil
+}
+
+// writeImage downloads the image, starting again when a download breaks,
+// and checks its sha256. A failure is the attempt's (ok false, with why);
+// an error is a refused progress report or the end of ctx.
+func (a *stormAgent) writeImage(ctx context.Context, act agentproto.Action, attempt int) (ok bool, msg string, err error) {
+	u, err := a.base.Parse(act.Args["url"])
+	if err != nil {
+		return false, fmt.Sprintf("url %q: %v", act.Args["url"], err), nil
+	}
+	var sum string
+	var n int64
+	err = stormRetry(ctx, a.stats, "GET image", func() (string, error) {
+		s, m, transient, derr := a.download(ctx, u, act.Name, attempt)
+		sum, n = s, m
+		return transient, derr
+	})
+	switch {
+	case errors.Is(err, errRefused) || ctx.Err() != nil:
+		return false, "", err
+	case err != nil:
+		return false, err.Error(), nil
+	case sum != act.Args["sha256"]:
+		return false, fmt.Sprintf("sha256 mismatch: downloaded %s, expected %s", sum, act.Args["sha256"]), nil
+	}
+	return true, fmt.Sprintf("downloaded %d bytes, sha256 verified (simulated: no disk written)", n), nil
+}
+
+// download fetches the image once, hashing it, and reports 50 % progress
+// half-way through. transient says why a failure may be retried.
+func (a *stormAgent) download(ctx context.Context, u *url.URL, action string, attempt int) (sum string, n int64, transient string, err error) {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		return "", 0, "", err
+	}
+	if u.Scheme == a.base.Scheme && u.Host == a.base.Host {
+		req.Header.Set("Authorization", "Bearer "+a.token) // never to another host
+	}
+	resp, err := a.hc.Do(req)
+	if err != nil {
+		return "", 0, transientKind(0, err), fmt.Errorf("GET %s: %w", u.Path, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		err := fmt.Errorf("GET %s: HTTP %d", u.Path, resp.StatusCode)
+		return "", 0, transientKind(resp.StatusCode, err), err
+	}
+	h := sha256.New()
+	buf := make([]byte, 256<<10)
+	half, reported := resp.ContentLength/2, false
+	for {
+		m, rerr := resp.Body.Read(buf)
+		h.Write(buf[:m])
+		n += int64(m)
+		if !reported && half > 0 && n >= half {
+			reported = true
+			p := agentproto.Report{Action: action, Attempt: attempt, Kind: agentproto.ReportProgress, Progress: 50,
+				Message: fmt.Sprintf("%d of %d bytes", n, resp.ContentLength)}
+			if err := a.call(ctx, http.MethodPost, agentproto.PathReport, p, nil); err != nil {
+				return "", n, "", err
+			}
+		}
+		if rerr == io.EOF {
+			break
+		}
+		if rerr != nil {
+			return "", n, transientKind(0, rerr), fmt.Errorf("GET %s: %w after %d bytes", u.Path, rerr, n)
+		}
+	}
+	if resp.ContentLength >= 0 && n != resp.ContentLength {
+		return "", n, "short body", fmt.Errorf("GET %s: %d of %d bytes", u.Path, n, resp.ContentLength)
+	}
+	return hex.EncodeToString(h.Sum(nil)), n, "", nil
+}
+
+// call sends an agent API request with the credential until it is
+// answered, retrying transient failures; 200 decodes the answer into out
+// (if not nil), 409 is errRefused, anything else is final.
+func (a *stormAgent) call(ctx context.Context, method, path string, body, out any) error {
+	var payload []byte
+	if body != nil {
+		var err error
+		if payload, err = json.Marshal(body); err != nil {
+			return err
+		}
+	}
+	what := "agent " + method + " " + path
+	return stormRetry(ctx, a.stats, what, func() (string, error) {
+		status, answer, err := stormTry(ctx, a.hc, method, a.base.String()+path, payload, 16<<20,
+			"Authorization", "Bearer "+a.token, "Accept", "application/json")
+		switch {
+		case err != nil:
+			return transientKind(0, err), err
+		case status == http.StatusConflict:
+			return "", fmt.Errorf("%s: %w: %s", what, errRefused, answer)
+		case status != http.StatusOK:
+			err := fmt.Errorf("%s: HTTP %d: %s", what, status, answer)
+			return transientKind(status, err), err
+		case out != nil:
+			if err := json.Unmarshal(answer, out); err != nil {
+				return "", fmt.Errorf("%s: decode answer: %w", what, err)
+			}
+		}
+		return "", nil
+	})
+}

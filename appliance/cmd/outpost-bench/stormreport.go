@@ -1,0 +1,212 @@
+package main
+
+import (
+	"bufio"
+	"cmp"
+	"fmt"
+	"io"
+	"maps"
+	"net/http"
+	"os"
+	"os/exec"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// checkAddresses fails machines whose ACK gave an address another
+// machine's ACK gave too (it never should: the store refuses it).
+func (run *stormRun) checkAddresses(machines []stormMachine) {
+	holder := map[string]int{}
+	for i := range run.results {
+		r := &run.results[i]
+		if r.addr == "" {
+			continue
+		}
+		if j, ok := holder[r.addr]; ok {
+			for _, k := range []int{i, j} {
+				run.results[k].err = fmt.Errorf("address %s was given to both %s and %s", r.addr, machines[j].id, machines[i].id)
+				run.results[k].phase = phaseDHCP
+			}
+			continue
+		}
+		holder[r.addr] = i
+	}
+}
+
+// report prints on w what the storm met along the way: its wall time,
+// each phase's latency, the retries, DHCP packets dropped, the warnings
+// in applianced's log, and why machines failed.
+func (run *stormRun) report(w io.Writer, bn *dhcpNet, p *benchProc) {
+	fmt.Fprintf(w, "storm: %d machines, at most %d at a time: %.1f s wall; applianced used %.2f s of CPU (%.0f %% of one core)\n",
+		len(run.results), run.par, run.wall.Seconds(), run.cpu.Seconds(), 100*run.cpu.Seconds()/run.wall.Seconds())
+	for ph := range phaseDone {
+		var d []time.Duration
+		for _, r := range run.results {
+			if r.phases[ph] > 0 {
+				d = append(d, r.phases[ph])
+			}
+		}
+		if len(d) > 0 {
+			slices.Sort(d)
+			fmt.Fprintf(w, "storm: %-5s p50 %6.2f s  p99 %6.2f s  max %6.2f s  (%d machines)\n", phaseNames[ph],
+				nearestRank(d, 0.5).Seconds(), nearestRank(d, 0.99).Seconds(), d[len(d)-1].Seconds(), len(d))
+		}
+	}
+	slowest := slices.MaxFunc(run.results, func(a, b stormResult) int { return cmp.Compare(a.total, b.total) })
+	var phases []string
+	for ph := range phaseDone {
+		phases = append(phases, fmt.Sprintf("%s %.2f s", phaseNames[ph], slowest.phases[ph].Seconds()))
+	}
+	fmt.Fprintf(w, "storm: slowest machine %s: %.2f s (%s)\n", slowest.id, slowest.total.Seconds(), strings.Join(phases, ", "))
+	for _, k := range slices.Sorted(maps.Keys(run.stats.counts)) {
+		fmt.Fprintf(w, "storm: %s: %d times\n", k, run.stats.counts[k])
+	}
+	fmt.Fprintf(w, "storm: applianced dropped %s DHCP packets with every worker busy (outpost_dhcp_dropped_total)\n", dhcpDropped(bn))
+	for _, ns := range []string{bn.server, bn.client} {
+		fmt.Fprintf(w, "storm: kernel counters in %s: %s\n", ns, netCounters(bn, ns))
+	}
+	fmt.Fprintf(w, "storm: applianced's open UDP sockets: %s\n", udpSocketDrops(bn, bn.server))
+	logSummary(w, p.log)
+	failureSummary(w, run.results)
+}
+
+// nearestRank is the p-quantile of sorted d by the nearest-rank method.
+func nearestRank(d []time.Duration, p float64) time.Duration {
+	i := int(p*float64(len(d))+0.999999) - 1
+	return d[min(max(i, 0), len(d)-1)]
+}
+
+// dhcpDropped reads outpost_dhcp_dropped_total from applianced's metrics.
+func dhcpDropped(bn *dhcpNet) string {
+	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DialContext: bn.dialServer}}
+	resp, err := hc.Get("http://" + stormAPIAddr + "/metrics")
+	if err != nil {
+		return "? (" + err.Error() + ")"
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "outpost_dhcp_dropped_total "); ok {
+			return v
+		}
+	}
+	return "?"
+}
+
+// netCounters reads namespace ns's kernel counters where a storm shows:
+// UDP datagrams dropped for a full socket buffer; TCP segments
+// retransmitted, by tail loss probes (which a CPU-starved receiver's late
+// ACKs set off) and by timeouts; TCP connections dropped for a full
+// accept queue.
+func netCounters(bn *dhcpNet, ns string) string {
+	out, err := exec.Command(bn.ip, "netns", "exec", ns, "cat", "/proc/net/snmp", "/proc/net/netstat").Output()
+	if err != nil {
+		return "? (" + err.Error() + ")"
+	}
+	want := []string{"Udp:InDatagrams", "Udp:RcvbufErrors", "Tcp:RetransSegs",
+		"TcpExt:TCPLossProbes", "TcpExt:TCPTimeouts", "TcpExt:ListenOverflows"}
+	// Each group is a line of names and a line of values.
+	names := map[string][]string{}
+	var parts []string
+	for line := range strings.Lines(string(out)) {
+		f := strings.Fields(line)
+		if len(f) == 0 {
+			continue
+		}
+		group := f[0]
+		if names[group] == nil {
+			names[group] = f[1:]
+			continue
+		}
+		for i, name := range names[group] {
+			if i+1 < len(f) && slices.Contains(want, group+name) {
+				parts = append(parts, strings.TrimSuffix(group, ":")+"."+name+"="+f[i+1])
+			}
+		}
+	}
+	return strings.Join(parts, " ")
+}
+
+// udpSocketDrops lists the open UDP sockets of namespace ns that dropped
+// datagrams for a full receive buffer (the drops column of
+// /proc/net/udp), by local port.
+func udpSocketDrops(bn *dhcpNet, ns string) string {
+	out, err := exec.Command(bn.ip, "netns", "exec", ns, "cat", "/proc/net/udp").Output()
+	if err != nil {
+		return "? (" + err.Error() + ")"
+	}
+	var parts []string
+	for line := range strings.Lines(string(out)) {
+		f := strings.Fields(line)
+		if len(f) < 13 || f[0] == "sl" || f[len(f)-1] == "0" {
+			continue
+		}
+		_, portHex, _ := strings.Cut(f[1], ":")
+		port, err := strconv.ParseUint(portHex, 16, 16)
+		if err != nil {
+			continue
+		}
+		parts = append(parts, fmt.Sprintf("port %d dropped %s", port, f[len(f)-1]))
+	}
+	if len(parts) == 0 {
+		return "none dropped"
+	}
+	return strings.Join(parts, ", ")
+}
+
+// slogLineRE picks level and message from a slog text line.
+var slogLineRE = regexp.MustCompile(`level=(WARN|ERROR) msg=("(?:[^"\\]|\\.)*"|\S+)`)
+
+// logSummary counts applianced's warnings and errors by message.
+func logSummary(w io.Writer, path string) {
+	f, err := os.Open(path)
+	if err != nil {
+		fmt.Fprintf(w, "storm: applianced log: %v\n", err)
+		return
+	}
+	defer f.Close()
+	counts := map[string]int{}
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		if m := slogLineRE.FindStringSubmatch(sc.Text()); m != nil {
+			counts[m[1]+" "+m[2]]++
+		}
+	}
+	if len(counts) == 0 {
+		fmt.Fprintln(w, "storm: applianced logged no warnings or errors")
+	}
+	for _, k := range slices.Sorted(maps.Keys(counts)) {
+		fmt.Fprintf(w, "storm: applianced logged %s: %d times\n", k, counts[k])
+	}
+}
+
+// failureNoise is what differs between machines failing alike.
+var failureNoise = regexp.MustCompile(`storm-\d+|([0-9a-f]{2}:){5}[0-9a-f]{2}|\d+\.\d+\.\d+\.\d+(:\d+)?|[wd][A-Za-z0-9_-]{43}\.\S+`)
+
+// failureSummary prints why machines failed, alike failures together.
+func failureSummary(w io.Writer, results []stormResult) {
+	type group struct {
+		n       int
+		phase   string
+		example string
+	}
+	groups := map[string]*group{}
+	for _, r := range results {
+		if r.err == nil {
+			continue
+		}
+		key := phaseNames[r.phase] + ": " + failureNoise.ReplaceAllString(r.err.Error(), "…")
+		if groups[key] == nil {
+			groups[key] = &group{phase: phaseNames[r.phase], example: r.err.Error()}
+		}
+		groups[key].n++
+	}
+	for _, k := range slices.Sorted(maps.Keys(groups)) {
+		g := groups[k]
+		fmt.Fprintf(w, "storm: %d machines failed in phase %s, such as: %s\n", g.n, g.phase, g.example)
+	}
+}
