@@ -21,6 +21,9 @@ import (
 	"github.com/outposthq/outpost/appliance/internal/tftp"
 )
 
+// tftpReadBuffer is the TFTP socket's receive buffer.
+const tftpReadBuffer = 4 << 20
+
 // bootServices binds the boot network's services (DHCP, TFTP, boot
 // HTTP) that the configuration turns on, and returns a function that
 // serves them under g until ctx ends. Binding happens here, at start-up,
@@ -51,6 +54,11 @@ func bootServices(cfg *config.Config, node *replica.Node, key *seal.Key, log *sl
 		conn, err := net.ListenPacket("udp4", cfg.TFTPAddr)
 		if err != nil {
 			return nil, fmt.Errorf("tftp: %w", err)
+		}
+		// A rack powered on at once sends its read requests together:
+		// room for them, as for DHCP, rather than drops and retries.
+		if uc, ok := conn.(*net.UDPConn); ok {
+			uc.SetReadBuffer(tftpReadBuffer)
 		}
 		log.Info("tftp listening", "addr", conn.LocalAddr().String(), "root", cfg.ArtifactDir)
 		runs = append(runs, func(ctx context.Context, g *errgroup.Group) {
