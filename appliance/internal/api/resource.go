@@ -56,6 +56,16 @@ var (
 		plural: "tokens", del: replica.DeleteToken, readOnly: true,
 		view: func(t *store.Token) any { return tokenView{Meta: t.Meta, ID: t.ID, Name: t.Name} },
 	}
+	// Orders are created and read; their workflow and jobs follow from
+	// them. Jobs are the appliance's to run: read-only.
+	orders = resource[store.Order, *store.Order]{
+		plural: "orders", put: replica.PutOrder, del: replica.DeleteOrder,
+		prepare: prepareOrder,
+		view:    orderView,
+	}
+	jobs = resource[store.Job, *store.Job]{
+		plural: "jobs", del: replica.DeleteJob, readOnly: true,
+	}
 	workflows = resource[store.Workflow, *store.Workflow]{
 		plural: "workflows", put: replica.PutWorkflow, del: replica.DeleteWorkflow,
 		prepare: prepareWorkflow,

@@ -85,6 +85,8 @@ func (s *Server) routes(mux *http.ServeMux) {
 	templates.register(mux, s)
 	workflows.register(mux, s)
 	mux.HandleFunc("POST /v1/workflows/{key}/cancel", s.cancelWorkflow)
+	orders.register(mux, s)
+	jobs.register(mux, s)
 
 	mux.HandleFunc("GET /v1/events", s.listEvents)
 	mux.HandleFunc("POST /v1/events", s.postEvent)

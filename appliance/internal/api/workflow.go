@@ -16,21 +16,51 @@ import (
 // appliance. The state is the appliance's to make.
 func prepareWorkflow(s *Server, w, _ *store.Workflow) error {
 	w.Normalize()
-	w.State = nil
-	var nonce [16]byte
-	rand.Read(nonce[:])
-	w.Nonce = hex.EncodeToString(nonce[:])
-	if s.bootURL != "" {
-		if w.Values == nil {
-			w.Values = map[string]string{}
-		}
-		for k, v := range map[string]string{agentproto.ValueBootURL: s.bootURL, agentproto.ValueMetadataURL: s.bootURL} {
-			if _, ok := w.Values[k]; !ok {
-				w.Values[k] = v
-			}
-		}
+	w.State, w.Order = nil, ""
+	w.Nonce = newNonce()
+	w.Values = s.bootValues(w.Values)
+	return nil
+}
+
+// prepareOrder readies a new order: the nonce of the workflow it makes,
+// and where the installer reaches the appliance; what it came to is the
+// appliance's to say.
+func prepareOrder(s *Server, o, _ *store.Order) error {
+	o.State, o.Reason, o.Workflow, o.Jobs = "", "", "", nil
+	o.Nonce = newNonce()
+	if o.Action == store.OrderProvision || o.Action == store.OrderDeprovision {
+		o.Values = s.bootValues(o.Values)
 	}
 	return nil
+}
+
+func orderView(o *store.Order) any {
+	c := *o
+	c.Nonce = ""
+	return &c
+}
+
+func newNonce() string {
+	var nonce [16]byte
+	rand.Read(nonce[:])
+	return hex.EncodeToString(nonce[:])
+}
+
+// bootValues adds boot_url and metadata_url to a workflow's values,
+// unless they are given.
+func (s *Server) bootValues(values map[string]string) map[string]string {
+	if s.bootURL == "" {
+		return values
+	}
+	if values == nil {
+		values = map[string]string{}
+	}
+	for k, v := range map[string]string{agentproto.ValueBootURL: s.bootURL, agentproto.ValueMetadataURL: s.bootURL} {
+		if _, ok := values[k]; !ok {
+			values[k] = v
+		}
+	}
+	return values
 }
 
 // workflowView hides the nonce: it is no secret without the site key,

@@ -64,6 +64,19 @@ var kinds = []*kind{
 		rows:   rowsOf(workflowRow),
 	},
 	{
+		name: "order", plural: "orders", key: "id",
+		check:  checker[store.Order](nil, nil),
+		header: []string{"ID", "ACTION", "MACHINE", "STATE", "REASON"},
+		rows:   rowsOf(func(o *store.Order) []string { return []string{o.ID, o.Action, o.MachineID, o.State, o.Reason} }),
+	},
+	{
+		name: "job", plural: "jobs", key: "id",
+		header: []string{"ID", "MACHINE", "ACTION", "STATE", "ATTEMPT", "POWER", "WARNING/ERROR"},
+		rows: rowsOf(func(j *store.Job) []string {
+			return []string{j.ID, j.MachineID, j.Action, j.State, fmt.Sprint(j.Attempt), j.Power, j.Warning + j.Error}
+		}),
+	},
+	{
 		name: "lease", plural: "leases", key: "ip",
 		header: []string{"IP", "MAC", "MACHINE", "STATE", "EXPIRES"},
 		rows:   rowsOf(leaseRow),

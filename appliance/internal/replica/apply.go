@@ -36,6 +36,12 @@ var applyTable = map[Type]applyFunc{
 	Noop:            func(*store.Tx, []byte, uint64) (any, error) { return nil, nil },
 	AdvanceWorkflow: applyAdvanceWorkflow,
 	Discover:        applyDiscover,
+	PutOrder:        applyPut[store.Order],
+	DeleteOrder:     applyDelete[store.Order],
+	DeleteJob:       applyDelete[store.Job],
+	StartJob:        applyStartJob,
+	FinishJob:       applyFinishJob,
+	SetPower:        applySetPower,
 }
 
 // objectPtr mirrors store's constraint for the generic appliers.

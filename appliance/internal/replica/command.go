@@ -42,7 +42,8 @@ const (
 	// wait for.
 	Noop Type = 20
 
-	// AdvanceWorkflow (21) and Discover (22) are defined in workflow.go.
+	// AdvanceWorkflow (21) and Discover (22) are defined in workflow.go,
+	// the order and BMC job commands (23-28) in bmc.go.
 
 	// IgnoreUnknown is or-ed into a type that older nodes may skip.
 	IgnoreUnknown Type = 128

@@ -494,10 +494,48 @@ func TestApplyEveryCommand(t *testing.T) {
 			checkMachineState(t, e, "m-020000000099", store.StateDiscovered, "")
 			macByOwner(t, "02:00:00:00:00:99", "m-020000000099")
 		}},
+		{PutOrder, Put[store.Order]{Object: &store.Order{ID: "o1", Action: store.OrderPowerOn, MachineID: "m1"}, Time: fsmT0}, func(t *testing.T, r Result, i uint64) {
+			o, err := DecodeValue[store.Order](r)
+			if r.Err != nil || err != nil || o.State != store.OrderRunning || len(o.Jobs) != 1 || o.Jobs[0] != "o1-power" {
+				t.Fatalf("result = %+v (err %v, decode %v), want a running order with job o1-power", r, r.Err, err)
+			}
+		}},
+		{StartJob, JobStart{Job: "o1-power", Attempt: 1, Deadline: fsmT1, Time: fsmT0}, func(t *testing.T, r Result, i uint64) {
+			j, err := DecodeValue[store.Job](r)
+			if r.Err != nil || err != nil || j.State != store.JobRunning || j.Attempt != 1 {
+				t.Fatalf("result = %+v (err %v, decode %v), want job running its first attempt", r, r.Err, err)
+			}
+		}},
+		{FinishJob, JobFinish{Job: "o1-power", Attempt: 1, Result: store.JobResult{OK: true, Power: "on"}, Time: fsmT0}, func(t *testing.T, r Result, i uint64) {
+			j, err := DecodeValue[store.Job](r)
+			if r.Err != nil || err != nil || j.State != store.JobSucceeded {
+				t.Fatalf("result = %+v (err %v, decode %v), want job succeeded", r, r.Err, err)
+			}
+			e.view(func(tx *store.Tx) error {
+				o, _ := store.Get[store.Order](tx, "o1")
+				m, _ := store.Get[store.Machine](tx, "m1")
+				if o.State != store.OrderSucceeded || m.Power != "on" {
+					t.Errorf("order %s, machine power %q: want succeeded and on", o.State, m.Power)
+				}
+				return nil
+			})
+		}},
+		{SetPower, Power{Machine: "m1", Power: "off", Time: fsmT0}, func(t *testing.T, r Result, i uint64) {
+			if r.Err != nil {
+				t.Fatalf("result = %+v", r)
+			}
+			checkEventKinds(t, e, "machine.created", "workflow.created", "machine.state", appended[0].Kind, appended[1].Kind,
+				"action.skipped", "action.skipped", "workflow.failed", "machine.state", "machine.discovered",
+				"bmc.job.created", "order.created", "bmc.job.running", "bmc.job.succeeded", "power.on", "order.succeeded", "power.off")
+		}},
+		{DeleteOrder, Delete{Key: "o1", Time: fsmT0}, func(t *testing.T, r Result, i uint64) {
+			checkDeleted[store.Order](t, e, r, "o1", i)
+		}},
+		{DeleteJob, Delete{Key: "o1-power", Time: fsmT0}, func(t *testing.T, r Result, i uint64) {
+			checkDeleted[store.Job](t, e, r, "o1-power", i)
+		}},
 		{DeleteWorkflow, Delete{Key: "wf1", Expect: 11, Time: fsmT0, Events: []store.Event{wfEvent}}, func(t *testing.T, r Result, i uint64) {
 			checkDeleted[store.Workflow](t, e, r, "wf1", i)
-			checkEventKinds(t, e, "machine.created", "workflow.created", "machine.state", appended[0].Kind, appended[1].Kind,
-				"action.skipped", "action.skipped", "workflow.failed", "machine.state", "machine.discovered", wfEvent.Kind)
 		}},
 		{DeleteMachine, Delete{Key: "m-020000000099", Time: fsmT0}, func(t *testing.T, r Result, i uint64) {
 			checkDeleted[store.Machine](t, e, r, "m-020000000099", i)
@@ -505,7 +543,7 @@ func TestApplyEveryCommand(t *testing.T) {
 		{DeleteLease, Delete{Key: "198.18.0.100", Time: fsmT0}, func(t *testing.T, r Result, i uint64) {
 			checkDeleted[store.Lease](t, e, r, "198.18.0.100", i)
 		}},
-		{DeleteMachine, Delete{Key: "m1", Expect: 11, Time: fsmT0}, func(t *testing.T, r Result, i uint64) {
+		{DeleteMachine, Delete{Key: "m1", Expect: 16, Time: fsmT0}, func(t *testing.T, r Result, i uint64) {
 			checkDeleted[store.Machine](t, e, r, "m1", i)
 			macByOwner(t, "02:00:00:00:00:01", "")
 			macByOwner(t, "02:00:00:00:00:02", "")
@@ -569,8 +607,8 @@ func TestApplyEveryCommand(t *testing.T) {
 	if n := len(s.Machines) + len(s.Subnets) + len(s.Leases) + len(s.Images) + len(s.Templates) + len(s.Workflows) + len(s.Members) + len(s.Tokens); n != 0 {
 		t.Errorf("%d objects left after deleting everything: %+v", n, s)
 	}
-	if len(s.Settings) != 1 || len(s.Events) != 11 || len(s.MACs) != 0 {
-		t.Errorf("settings %d, events %d, MACs %d; want 1, 11, 0", len(s.Settings), len(s.Events), len(s.MACs))
+	if len(s.Settings) != 1 || len(s.Events) != 18 || len(s.MACs) != 0 {
+		t.Errorf("settings %d, events %d, MACs %d; want 1, 18, 0", len(s.Settings), len(s.Events), len(s.MACs))
 	}
 }
 

@@ -51,6 +51,9 @@ type Machine struct {
 	// the last one to end), which its state follows and its metadata
 	// comes from. The appliance sets it; writes by clients are ignored.
 	Workflow string `json:"workflow,omitempty"`
+	// Power is the power state its BMC last reported ("on", "off"); the
+	// appliance sets it.
+	Power string `json:"power,omitempty"`
 }
 
 // Hardware is a machine's inventory, as the installer found it.

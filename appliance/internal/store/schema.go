@@ -4,25 +4,28 @@ package store
 // created by ensureSchema; adding one is a schema change and bumps
 // schemaVersion only when existing data must be rewritten.
 var (
-	bucketMeta      = []byte("meta")             // appliedIndex, schemaVersion, eventSeq
-	bucketMachines  = []byte("machines")         // id -> Machine
-	bucketMACIndex  = []byte("mac_index")        // normalized MAC -> machine id
-	bucketSubnets   = []byte("subnets")          // name -> Subnet
-	bucketLeases    = []byte("leases")           // IP -> Lease
-	bucketLeaseMAC  = []byte("lease_mac")        // subnet "/" MAC -> IP of the MAC's lease there
-	bucketImages    = []byte("images")           // name -> Image
-	bucketTemplates = []byte("templates")        // name -> Template
-	bucketWorkflows = []byte("workflows")        // id -> Workflow
-	bucketActiveWF  = []byte("workflows_active") // id of a workflow that has not ended -> next tick (RFC 3339, "" for none)
-	bucketEvents    = []byte("events")           // big-endian seq -> Event
-	bucketSettings  = []byte("settings")         // "site" -> Settings
-	bucketMembers   = []byte("members")          // node id -> Member
-	bucketTokens    = []byte("tokens")           // token id -> Token
+	bucketMeta       = []byte("meta")             // appliedIndex, schemaVersion, eventSeq
+	bucketMachines   = []byte("machines")         // id -> Machine
+	bucketMACIndex   = []byte("mac_index")        // normalized MAC -> machine id
+	bucketSubnets    = []byte("subnets")          // name -> Subnet
+	bucketLeases     = []byte("leases")           // IP -> Lease
+	bucketLeaseMAC   = []byte("lease_mac")        // subnet "/" MAC -> IP of the MAC's lease there
+	bucketImages     = []byte("images")           // name -> Image
+	bucketTemplates  = []byte("templates")        // name -> Template
+	bucketWorkflows  = []byte("workflows")        // id -> Workflow
+	bucketActiveWF   = []byte("workflows_active") // id of a workflow that has not ended -> next tick (RFC 3339, "" for none)
+	bucketJobs       = []byte("jobs")             // id -> Job
+	bucketActiveJobs = []byte("jobs_active")      // id of a job that has not ended -> nothing
+	bucketOrders     = []byte("orders")           // id -> Order
+	bucketEvents     = []byte("events")           // big-endian seq -> Event
+	bucketSettings   = []byte("settings")         // "site" -> Settings
+	bucketMembers    = []byte("members")          // node id -> Member
+	bucketTokens     = []byte("tokens")           // token id -> Token
 )
 
 var allBuckets = [][]byte{
 	bucketMeta, bucketMachines, bucketMACIndex, bucketSubnets, bucketLeases, bucketLeaseMAC,
-	bucketImages, bucketTemplates, bucketWorkflows, bucketActiveWF, bucketEvents,
+	bucketImages, bucketTemplates, bucketWorkflows, bucketActiveWF, bucketJobs, bucketActiveJobs, bucketOrders, bucketEvents,
 	bucketSettings, bucketMembers, bucketTokens,
 }
 

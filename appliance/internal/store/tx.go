@@ -160,6 +160,10 @@ func (tx *Tx) UnsafePut(o Object, w Write) error {
 		return tx.UnsafePutLease(o, w)
 	case *Workflow:
 		return tx.UnsafeCreateWorkflow(o, w)
+	case *Order:
+		return tx.UnsafeCreateOrder(o, w)
+	case *Job:
+		return tx.UnsafeCreateJob(o, w)
 	case *Subnet:
 		if _, err := tx.unsafePut(o, w); err != nil {
 			return err
@@ -179,6 +183,14 @@ func (tx *Tx) UnsafeDelete(kind Object, key string, expect uint64) error {
 		return tx.UnsafeDeleteLease(key, expect)
 	case *Workflow:
 		return tx.UnsafeDeleteWorkflow(key, expect)
+	case *Order:
+		if o, err := Get[Order](tx, key); err == nil && !o.Done() {
+			return Conflict("order %q is %s: it can be deleted once it has ended", key, o.State)
+		}
+	case *Job:
+		if j, err := Get[Job](tx, key); err == nil && !j.Done() {
+			return Conflict("job %q is %s: it can be deleted once it has ended", key, j.State)
+		}
 	case *Subnet:
 		if _, err := tx.unsafeDelete(kind, key, expect); err != nil {
 			return err

@@ -37,6 +37,9 @@ type Workflow struct {
 	// agent's credential is derived from it and the site key, so a
 	// workflow made again under the same id gets a new credential.
 	Nonce string `json:"nonce,omitempty"`
+	// Order is the order that made the workflow, if any; it follows the
+	// workflow.
+	Order string `json:"order,omitempty"`
 	// State is the plan and the state of each action; nil until stored.
 	State *workflow.State `json:"state,omitempty"`
 }
@@ -271,6 +274,11 @@ func (tx *Tx) UnsafeAdvanceWorkflow(id string, wr Write, step func(workflow.Stat
 	for _, t := range trs {
 		e := transitionEvent(w, t)
 		if err := tx.UnsafeAppendEvent(&e, wr.Index, wr.Time); err != nil {
+			return nil, err
+		}
+	}
+	if w.Status() != before && w.Status().Final() && w.Order != "" {
+		if err := tx.advanceOrder(w.Order, wr); err != nil {
 			return nil, err
 		}
 	}

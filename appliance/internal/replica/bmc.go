@@ -1,0 +1,66 @@
+package replica
+
+import (
+	"time"
+
+	"github.com/outposthq/outpost/appliance/internal/store"
+)
+
+// Order and BMC job commands. Orders are created with PutOrder (which
+// creates their workflow and jobs in the same transaction); jobs are
+// run by the leader: StartJob, the BMC operation, FinishJob.
+const (
+	PutOrder    Type = 23
+	DeleteOrder Type = 24
+	DeleteJob   Type = 25
+	StartJob    Type = 26
+	FinishJob   Type = 27
+	// SetPower records a machine's power state, as the leader's poller
+	// read it from the BMC.
+	SetPower Type = 28
+)
+
+// JobStart is the payload of StartJob: the leader starts the attempt'th
+// execution of a job, which must be over by Deadline.
+type JobStart struct {
+	Job      string    `json:"job"`
+	Attempt  int       `json:"attempt"`
+	Deadline time.Time `json:"deadline"`
+	Time     time.Time `json:"time"`
+}
+
+// JobFinish is the payload of FinishJob.
+type JobFinish struct {
+	Job     string          `json:"job"`
+	Attempt int             `json:"attempt"`
+	Result  store.JobResult `json:"result"`
+	Time    time.Time       `json:"time"`
+}
+
+// Power is the payload of SetPower.
+type Power struct {
+	Machine string    `json:"machine"`
+	Power   string    `json:"power"`
+	Time    time.Time `json:"time"`
+}
+
+func applyStartJob(tx *store.Tx, payload []byte, index uint64) (any, error) {
+	var req JobStart
+	mustDecode(payload, &req, index)
+	return tx.UnsafeStartJob(req.Job, req.Attempt, req.Deadline, store.Write{Index: index, Time: req.Time})
+}
+
+func applyFinishJob(tx *store.Tx, payload []byte, index uint64) (any, error) {
+	var req JobFinish
+	mustDecode(payload, &req, index)
+	return tx.UnsafeFinishJob(req.Job, req.Attempt, req.Result, store.Write{Index: index, Time: req.Time})
+}
+
+func applySetPower(tx *store.Tx, payload []byte, index uint64) (any, error) {
+	var req Power
+	mustDecode(payload, &req, index)
+	if req.Power != "on" && req.Power != "off" {
+		return nil, store.Invalid("power", "%q is not on or off", req.Power)
+	}
+	return nil, tx.UnsafeSetPower(req.Machine, req.Power, store.Write{Index: index, Time: req.Time})
+}
