@@ -4,9 +4,6 @@ import (
 	"github.com/outposthq/outpost/appliance/internal/store"
 )
 
-// bmcSealAD binds a sealed BMC password to its machine.
-func bmcSealAD(id string) string { return "machine/" + id + "/bmc" }
-
 // prepareMachine normalizes a machine and seals its BMC password. A put
 // that names no password keeps the stored one, so re-applying a file that
 // omits it does not erase it. Likewise what the appliance keeps up to
@@ -34,7 +31,7 @@ func prepareMachine(s *Server, m, old *store.Machine) error {
 	}
 	switch {
 	case m.BMC.Password != "":
-		m.BMC.SealedPassword = s.key.Seal([]byte(m.BMC.Password), bmcSealAD(m.ID))
+		m.BMC.SealedPassword = s.key.Seal([]byte(m.BMC.Password), store.BMCPasswordAD(m.ID))
 		m.BMC.Password = ""
 	case old != nil && old.BMC != nil:
 		m.BMC.SealedPassword = old.BMC.SealedPassword

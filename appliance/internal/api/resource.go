@@ -234,6 +234,8 @@ func setKey(obj store.Object, key string) error {
 		field = &o.Name
 	case *store.Workflow:
 		field = &o.ID
+	case *store.Order:
+		field = &o.ID
 	default:
 		return fmt.Errorf("api: no key field for %T", obj)
 	}
@@ -246,7 +248,7 @@ func setKey(obj store.Object, key string) error {
 
 func keyField(obj store.Object) string {
 	switch obj.(type) {
-	case *store.Machine, *store.Workflow:
+	case *store.Machine, *store.Workflow, *store.Order:
 		return "id"
 	}
 	return "name"

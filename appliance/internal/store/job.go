@@ -43,6 +43,9 @@ type Job struct {
 	EFI        bool `json:"efi,omitempty"`
 	// Order is the order the job is part of, if any.
 	Order string `json:"order,omitempty"`
+	// After is the job that must end before this one starts, if any:
+	// the boot device is set before the power cycle.
+	After string `json:"after,omitempty"`
 	State string `json:"state"`
 	// Attempt counts the executions started.
 	Attempt  int       `json:"attempt,omitempty"`
@@ -222,7 +225,8 @@ func (tx *Tx) jobEvent(j *Job, kind, msg string, wr Write) error {
 }
 
 // PendingJobs returns the jobs a leader may start at now: pending ones,
-// and running ones whose deadline has passed.
+// and running ones whose deadline has passed, that do not wait for
+// another job (After) that has not ended.
 func (tx *Tx) PendingJobs(now time.Time) ([]*Job, error) {
 	var out []*Job
 	err := tx.tx.Bucket(bucketActiveJobs).ForEach(func(k, _ []byte) error {
@@ -230,9 +234,15 @@ func (tx *Tx) PendingJobs(now time.Time) ([]*Job, error) {
 		if err != nil {
 			return fmt.Errorf("%w: jobs_active names %s: %v", ErrCorrupt, k, err)
 		}
-		if j.State == JobPending || (j.State == JobRunning && !now.Before(j.Deadline)) {
-			out = append(out, j)
+		if j.State != JobPending && (j.State != JobRunning || now.Before(j.Deadline)) {
+			return nil
 		}
+		if j.After != "" {
+			if prev, err := Get[Job](tx, j.After); err == nil && !prev.Done() {
+				return nil
+			}
+		}
+		out = append(out, j)
 		return nil
 	})
 	return out, err

@@ -56,6 +56,10 @@ type Machine struct {
 	Power string `json:"power,omitempty"`
 }
 
+// BMCPasswordAD is the associated data a machine's BMC password is sealed
+// with: it binds the sealed password to its machine.
+func BMCPasswordAD(machineID string) string { return "machine/" + machineID + "/bmc" }
+
 // Hardware is a machine's inventory, as the installer found it.
 type Hardware struct {
 	Vendor      string `json:"vendor,omitempty"`

@@ -125,6 +125,9 @@ func (tx *Tx) UnsafeCreateOrder(o *Order, wr Write) error {
 	o.State, o.Reason, o.Workflow, o.Jobs = OrderRunning, "", "", nil
 	job := func(suffix, action string) error {
 		j := &Job{ID: o.ID + "-" + suffix, MachineID: m.ID, Action: action, Order: o.ID, EFI: o.EFI}
+		if n := len(o.Jobs); n > 0 {
+			j.After = o.Jobs[n-1]
+		}
 		if err := tx.UnsafeCreateJob(j, wr); err != nil {
 			return err
 		}
@@ -206,7 +209,7 @@ func (tx *Tx) advanceOrder(id string, wr Write) error {
 	grew := false
 	if state == OrderRunning && (w == nil || w.Status() == workflow.Succeeded) && allDone {
 		if o.Action == OrderDeprovision && !slices.Contains(o.Jobs, o.ID+"-off") {
-			j := &Job{ID: o.ID + "-off", MachineID: o.MachineID, Action: JobPowerOff, Order: o.ID}
+			j := &Job{ID: o.ID + "-off", MachineID: o.MachineID, Action: JobPowerOff, Order: o.ID, After: o.Jobs[len(o.Jobs)-1]}
 			if err := tx.UnsafeCreateJob(j, wr); err != nil {
 				return err
 			}

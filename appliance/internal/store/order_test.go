@@ -53,6 +53,11 @@ func TestProvisionOrder(t *testing.T) {
 	if m := machineOf(t, db, "m1"); m.State != store.StateProvisioning || m.Workflow != "o1" {
 		t.Errorf("machine %s with workflow %q", m.State, m.Workflow)
 	}
+	var pending []*store.Job
+	view(t, db, func(tx *store.Tx) (err error) { pending, err = tx.PendingJobs(t0); return err })
+	if len(pending) != 1 || pending[0].ID != "o1-pxe" {
+		t.Errorf("pending jobs: %v, want o1-pxe alone (the cycle waits for it)", pending)
+	}
 	idx := uint64(10)
 	runJob(t, db, &idx, "o1-pxe", store.JobResult{OK: true, Warning: "the BMC refused the boot device"})
 	runJob(t, db, &idx, "o1-cycle", store.JobResult{OK: true, Power: "on"})

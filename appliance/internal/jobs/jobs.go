@@ -1,0 +1,311 @@
+// Package jobs runs the site's BMC jobs and watches its machines' power,
+// on the Raft leader alone.
+//
+// A job is committed before it runs (an order, or the API, stored it).
+// The leader proposes StartJob, which the store accepts only for a
+// pending job or a running one whose deadline has passed; only then does
+// it call the BMC, within that deadline; then it proposes FinishJob with
+// the result. So a job survives a restart or a leader change (the new
+// leader starts it again once its deadline has passed, as a new attempt)
+// and never runs twice at once: whoever ran it before has given up by its
+// deadline. The jobs of one machine run one after another, in the order
+// their After fields give.
+//
+// The poller reads each machine's power state at a modest rate and
+// records changes (SetPower), which become events.
+package jobs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/outposthq/outpost/appliance/internal/replica"
+	"github.com/outposthq/outpost/appliance/internal/seal"
+	"github.com/outposthq/outpost/appliance/internal/store"
+)
+
+// Target is a machine's BMC with its password in the clear, for one
+// operation. Its String hides the password.
+type Target struct {
+	Machine  string
+	Address  string
+	Driver   string
+	Username string
+	Password string
+}
+
+func (t Target) String() string {
+	return fmt.Sprintf("BMC %s of %s (%s, user %s)", t.Address, t.Machine, t.Driver, t.Username)
+}
+
+// BMC performs operations on BMCs, with their timeouts, retries,
+// per-BMC serialization and the site-wide limit (package bmc does).
+type BMC interface {
+	// Do performs a job's action and returns the power state it left
+	// ("on", "off"; "" if unknown, as after boot_pxe).
+	Do(ctx context.Context, t Target, j *store.Job) (power string, err error)
+	// PowerState reads the power state.
+	PowerState(ctx context.Context, t Target) (string, error)
+}
+
+// ErrBootDeviceRefused is what a BMC returns, wrapped, when it refuses to
+// set the boot device: the job then succeeds with a warning.
+var ErrBootDeviceRefused = errors.New("the BMC refused to set the boot device")
+
+// Config configures a Runner.
+type Config struct {
+	Node *replica.Node
+	// Key opens the sealed BMC passwords.
+	Key *seal.Key
+	BMC BMC
+	Log *slog.Logger
+	// JobTimeout bounds one execution of a job, retries included; the
+	// job's deadline is this much after it starts. Default 3 minutes.
+	JobTimeout time.Duration
+	// PollInterval is how often each machine's power state is read;
+	// 0 turns the poller off. Default 30 seconds.
+	PollInterval time.Duration
+	// Tick is how often the leader looks for jobs to start, besides
+	// every change of the store. Default 1 second.
+	Tick time.Duration
+}
+
+// Runner runs jobs and polls power on the leader.
+type Runner struct {
+	cfg Config
+	log *slog.Logger
+
+	mu       sync.Mutex
+	inflight map[string]bool // machine ids with a job running here
+}
+
+// New returns a Runner.
+func New(cfg Config) *Runner {
+	if cfg.JobTimeout == 0 {
+		cfg.JobTimeout = 3 * time.Minute
+	}
+	if cfg.Tick == 0 {
+		cfg.Tick = time.Second
+	}
+	log := cfg.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Runner{cfg: cfg, log: log, inflight: map[string]bool{}}
+}
+
+// Run starts jobs and polls power until ctx ends.
+func (r *Runner) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	if r.cfg.PollInterval > 0 {
+		wg.Add(1)
+		go func() { defer wg.Done(); r.poll(ctx) }()
+	}
+	tick := time.NewTicker(r.cfg.Tick)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		case <-r.cfg.Node.DB().Changed():
+		}
+		if !r.cfg.Node.IsReadyLeader() {
+			continue
+		}
+		for _, j := range r.startable() {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer r.done(j.MachineID)
+				r.run(ctx, j)
+			}()
+		}
+	}
+}
+
+// startable returns the jobs to start now, at most one per machine, and
+// marks their machines busy.
+func (r *Runner) startable() []*store.Job {
+	now := time.Now().UTC()
+	var pending []*store.Job
+	if err := r.cfg.Node.DB().View(func(tx *store.Tx) (err error) {
+		pending, err = tx.PendingJobs(now)
+		return err
+	}); err != nil {
+		r.log.Error("jobs: pending jobs", "err", err)
+		return nil
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []*store.Job
+	for _, j := range pending {
+		if r.inflight[j.MachineID] {
+			continue
+		}
+		r.inflight[j.MachineID] = true
+		out = append(out, j)
+	}
+	return out
+}
+
+func (r *Runner) done(machine string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.inflight, machine)
+}
+
+// run executes one attempt of job j.
+func (r *Runner) run(ctx context.Context, j *store.Job) {
+	attempt := j.Attempt + 1
+	deadline := time.Now().Add(r.cfg.JobTimeout)
+	if _, err := r.propose(ctx, replica.StartJob, replica.JobStart{Job: j.ID, Attempt: attempt, Deadline: deadline, Time: time.Now().UTC()}); err != nil {
+		r.log.Info("jobs: not starting", "job", j.ID, "err", err)
+		return
+	}
+	log := r.log.With("job", j.ID, "machine", j.MachineID, "action", j.Action, "attempt", attempt)
+	log.Info("jobs: running")
+	res := r.execute(ctx, j, deadline)
+	if res.OK {
+		log.Info("jobs: succeeded", "power", res.Power, "warning", res.Warning)
+	} else {
+		log.Warn("jobs: failed", "err", res.Error)
+	}
+	// The result is retried until it is committed, while this node
+	// leads; past the deadline another leader may run the job again.
+	for ctx.Err() == nil && time.Now().Before(deadline) {
+		_, err := r.propose(ctx, replica.FinishJob, replica.JobFinish{Job: j.ID, Attempt: attempt, Result: res, Time: time.Now().UTC()})
+		if err == nil {
+			return
+		}
+		if _, domain := store.AsError(err); domain {
+			log.Warn("jobs: result refused", "err", err)
+			return
+		}
+		log.Warn("jobs: committing the result; retrying", "err", err)
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// execute performs the job's action within deadline.
+func (r *Runner) execute(ctx context.Context, j *store.Job, deadline time.Time) store.JobResult {
+	// Leave a margin to commit the result before the deadline.
+	ctx, cancel := context.WithDeadline(ctx, deadline.Add(-r.cfg.JobTimeout/10))
+	defer cancel()
+	t, err := r.target(j.MachineID)
+	if err != nil {
+		return store.JobResult{Error: err.Error()}
+	}
+	power, err := r.cfg.BMC.Do(ctx, t, j)
+	switch {
+	case err == nil:
+		return store.JobResult{OK: true, Power: power}
+	case errors.Is(err, ErrBootDeviceRefused):
+		return store.JobResult{OK: true, Power: power, Warning: err.Error()}
+	}
+	return store.JobResult{Error: err.Error()}
+}
+
+// target reads machine id's BMC and opens its password.
+func (r *Runner) target(id string) (Target, error) {
+	var m *store.Machine
+	if err := r.cfg.Node.DB().View(func(tx *store.Tx) (err error) {
+		m, err = store.Get[store.Machine](tx, id)
+		return err
+	}); err != nil {
+		return Target{}, fmt.Errorf("machine %s: %w", id, err)
+	}
+	if m.BMC == nil {
+		return Target{}, fmt.Errorf("machine %s has no BMC", id)
+	}
+	t := Target{Machine: id, Address: m.BMC.Address, Driver: m.BMC.Driver, Username: m.BMC.Username}
+	if len(m.BMC.SealedPassword) > 0 {
+		pw, err := r.cfg.Key.Open(m.BMC.SealedPassword, store.BMCPasswordAD(id))
+		if err != nil {
+			// Never the sealed bytes or the key: only what failed.
+			return Target{}, fmt.Errorf("machine %s: the BMC password does not open with the site key", id)
+		}
+		t.Password = string(pw)
+	}
+	return t, nil
+}
+
+func (r *Runner) propose(ctx context.Context, t replica.Type, payload any) (replica.Result, error) {
+	cmd, err := replica.Encode(t, payload)
+	if err != nil {
+		return replica.Result{}, err
+	}
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	return r.cfg.Node.Apply(cctx, cmd)
+}
+
+// poll reads the power state of every machine with a BMC, every
+// PollInterval, on the leader, skipping machines with a job running, and
+// records changes.
+func (r *Runner) poll(ctx context.Context) {
+	tick := time.NewTicker(r.cfg.PollInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		if !r.cfg.Node.IsReadyLeader() {
+			continue
+		}
+		var machines []*store.Machine
+		r.cfg.Node.DB().View(func(tx *store.Tx) (err error) {
+			machines, err = store.List[store.Machine](tx)
+			return err
+		})
+		var wg sync.WaitGroup
+		for _, m := range machines {
+			if m.BMC == nil || r.busy(m.ID) {
+				continue
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				r.pollOne(ctx, m)
+			}()
+		}
+		wg.Wait()
+	}
+}
+
+func (r *Runner) busy(machine string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.inflight[machine]
+}
+
+func (r *Runner) pollOne(ctx context.Context, m *store.Machine) {
+	t, err := r.target(m.ID)
+	if err != nil {
+		r.log.Warn("jobs: power poll", "machine", m.ID, "err", err)
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, r.cfg.PollInterval)
+	defer cancel()
+	power, err := r.cfg.BMC.PowerState(ctx, t)
+	if err != nil {
+		r.log.Debug("jobs: power poll", "machine", m.ID, "err", err)
+		return
+	}
+	if power == m.Power || (power != "on" && power != "off") {
+		return
+	}
+	if _, err := r.propose(ctx, replica.SetPower, replica.Power{Machine: m.ID, Power: power, Time: time.Now().UTC()}); err != nil {
+		r.log.Warn("jobs: record power", "machine", m.ID, "err", err)
+	}
+}

@@ -1,0 +1,198 @@
+package jobs_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/outposthq/outpost/appliance/internal/apptest"
+	"github.com/outposthq/outpost/appliance/internal/client"
+	"github.com/outposthq/outpost/appliance/internal/jobs"
+	"github.com/outposthq/outpost/appliance/internal/store"
+)
+
+const password = "bmc-secret-d8c1"
+
+// fakeBMC records what it is asked, and fails for the addresses in dead.
+type fakeBMC struct {
+	mu    sync.Mutex
+	calls []string
+	dead  map[string]bool
+	power map[string]string
+}
+
+func (f *fakeBMC) Do(ctx context.Context, t jobs.Target, j *store.Job) (string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, fmt.Sprintf("%s %s %s", t.Machine, j.Action, t.Password))
+	if f.dead[t.Address] {
+		return "", fmt.Errorf("%s: %s: no answer after 3 attempts", t.Address, j.Action)
+	}
+	switch j.Action {
+	case store.JobBootPXE:
+		return "", fmt.Errorf("%s: %w: Invalid data field", t.Address, jobs.ErrBootDeviceRefused)
+	case store.JobPowerOff:
+		f.power[t.Machine] = "off"
+	default:
+		f.power[t.Machine] = "on"
+	}
+	return f.power[t.Machine], nil
+}
+
+func (f *fakeBMC) PowerState(ctx context.Context, t jobs.Target) (string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.dead[t.Address] {
+		return "", errors.New("no answer")
+	}
+	return f.power[t.Machine], nil
+}
+
+func (f *fakeBMC) flip(machine, power string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.power[machine] = power
+}
+
+func setup(t *testing.T, bmc *fakeBMC) (*apptest.Node, *client.Client, *apptest.SyncBuffer) {
+	t.Helper()
+	n := apptest.Start(t)
+	logs := &apptest.SyncBuffer{}
+	r := jobs.New(jobs.Config{Node: n.Node, Key: n.Key, BMC: bmc, PollInterval: 200 * time.Millisecond, Tick: 50 * time.Millisecond,
+		Log: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { r.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	c := client.New(n.URL, n.Token)
+	for _, m := range []string{"m1", "m2"} {
+		machine := &store.Machine{ID: m, Interfaces: []store.Interface{{MAC: "02:00:00:00:00:0" + m[1:]}},
+			BMC: &store.BMC{Address: "198.18.1." + m[1:] + ":623", Username: "admin", Password: password}}
+		if err := c.Put(t.Context(), "machines", m, machine, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return n, c, logs
+}
+
+func waitOrder(t *testing.T, c *client.Client, id string) *store.Order {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		var o store.Order
+		if err := c.Get(t.Context(), "orders", id, &o); err == nil && o.Done() {
+			return &o
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("order %s did not end", id)
+	return nil
+}
+
+func TestPowerOrders(t *testing.T) {
+	bmc := &fakeBMC{dead: map[string]bool{"198.18.1.2:623": true}, power: map[string]string{}}
+	n, c, logs := setup(t, bmc)
+	for _, o := range []*store.Order{
+		{ID: "on1", Action: store.OrderPowerOn, MachineID: "m1"},
+		{ID: "on2", Action: store.OrderPowerOn, MachineID: "m2"},
+	} {
+		if err := c.Put(t.Context(), "orders", o.ID, o, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if o := waitOrder(t, c, "on1"); o.State != store.OrderSucceeded {
+		t.Errorf("on1: %s %q", o.State, o.Reason)
+	}
+	o := waitOrder(t, c, "on2")
+	if o.State != store.OrderFailed || !strings.Contains(o.Reason, "no answer") {
+		t.Errorf("on2 (dead BMC): %s %q, want failed saying the BMC did not answer", o.State, o.Reason)
+	}
+	var m store.Machine
+	if err := c.Get(t.Context(), "machines", "m1", &m); err != nil || m.Power != "on" {
+		t.Errorf("m1 power %q (%v), want on", m.Power, err)
+	}
+	// The BMC got the password in the clear; nothing else did.
+	bmc.mu.Lock()
+	if len(bmc.calls) == 0 || !strings.HasSuffix(bmc.calls[0], password) {
+		t.Errorf("BMC calls %q: want the clear password", bmc.calls)
+	}
+	bmc.mu.Unlock()
+
+	// A change of power the poller sees is recorded, with an event.
+	bmc.flip("m1", "off")
+	deadline := time.Now().Add(30 * time.Second)
+	for m.Power != "off" && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+		c.Get(t.Context(), "machines", "m1", &m)
+	}
+	if m.Power != "off" {
+		t.Errorf("the poller did not record m1's power off")
+	}
+	events, _, err := c.Events(t.Context(), 0, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var all strings.Builder
+	for _, e := range events {
+		fmt.Fprintf(&all, "%s %s %v\n", e.Kind, e.Message, e.Fields)
+	}
+	for _, want := range []string{"power.on", "power.off", "bmc.job.failed", "order.failed"} {
+		if !strings.Contains(all.String(), want) {
+			t.Errorf("no %s event in:\n%s", want, all.String())
+		}
+	}
+	for what, text := range map[string]string{"events": all.String(), "the runner's log": logs.String(), "the node's log": n.Logs.String()} {
+		if strings.Contains(text, password) {
+			t.Errorf("the BMC password is in %s", what)
+		}
+	}
+}
+
+func TestProvisionOrderJobs(t *testing.T) {
+	bmc := &fakeBMC{power: map[string]string{}}
+	_, c, _ := setup(t, bmc)
+	for _, o := range []struct {
+		plural, key string
+		obj         any
+	}{
+		{"images", "img", &store.Image{Name: "img", Type: store.ImageOS, URL: "http://198.18.0.1/img.raw.gz", Format: "raw.gz", SHA256: strings.Repeat("ab", 32)}},
+		{"templates", "install", &store.Template{Name: "install", Actions: []store.Action{
+			{Name: "w", Type: "image.write", Args: map[string]string{"device": "/dev/sda", "image": "{{ .image }}"}}}}},
+		{"orders", "p1", &store.Order{ID: "p1", Action: store.OrderProvision, MachineID: "m1", Image: "img"}},
+	} {
+		if err := c.Put(t.Context(), o.plural, o.key, o.obj, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The jobs run in order: the boot device (refused: a warning), then
+	// the power cycle; the order waits for its workflow.
+	deadline := time.Now().Add(30 * time.Second)
+	var cycle store.Job
+	for time.Now().Before(deadline) {
+		if err := c.Get(t.Context(), "jobs", "p1-cycle", &cycle); err == nil && cycle.Done() {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	var pxe store.Job
+	c.Get(t.Context(), "jobs", "p1-pxe", &pxe)
+	if pxe.State != store.JobSucceeded || !strings.Contains(pxe.Warning, "refused") || cycle.State != store.JobSucceeded {
+		t.Errorf("jobs: pxe %s (%q), cycle %s", pxe.State, pxe.Warning, cycle.State)
+	}
+	bmc.mu.Lock()
+	got := strings.Join(bmc.calls, "; ")
+	bmc.mu.Unlock()
+	if got != "m1 boot_pxe "+password+"; m1 power_cycle "+password {
+		t.Errorf("BMC calls: %s", got)
+	}
+	var o store.Order
+	c.Get(t.Context(), "orders", "p1", &o)
+	if o.State != store.OrderRunning {
+		t.Errorf("order %s, want running until its workflow ends", o.State)
+	}
+}
