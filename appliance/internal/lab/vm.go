@@ -104,8 +104,40 @@ type VM struct {
 // StartVM starts a VM in ns.
 func StartVM(t T, ns *Netns, cfg VMConfig) *VM {
 	t.Helper()
+	args := vmArgs(t, &cfg)
+	name := "vm-" + strings.ReplaceAll(cfg.MAC, ":", "")
+	v := &VM{MAC: cfg.MAC, Start: time.Now()}
+	v.proc = startProcess(t, ProcessConfig{Name: name, Netns: ns, Args: args}, false)
+	v.proc.outLabel = "serial console"
+	v.Serial = v.proc.Stdout
+	return v
+}
+
+// VMCommand returns the QEMU command line of the VM cfg describes, for a
+// program other than the lab to run, such as a BMC simulator that starts
+// the VM on power on; its serial console goes to the file serial, which
+// the caller reads. The caller makes sure QEMU ends.
+func VMCommand(t T, cfg VMConfig) (args []string, serial string) {
+	t.Helper()
+	serial = filepath.Join(t.TempDir(), "serial.log")
+	cfg.ExtraArgs = append([]string{"-serial", "file:" + serial}, cfg.ExtraArgs...)
+	args = vmArgs(t, &cfg)
+	// The file serial replaces the stdio one.
+	for i := 0; i+1 < len(args); i++ {
+		if args[i] == "-serial" && args[i+1] == "stdio" {
+			args = append(args[:i], args[i+2:]...)
+			break
+		}
+	}
+	return args, serial
+}
+
+// vmArgs fills cfg's defaults, checks that what it needs is there, and
+// returns QEMU's command line.
+func vmArgs(t T, cfg *VMConfig) []string {
+	t.Helper()
 	if cfg.Tap == "" {
-		t.Fatal("lab: StartVM: no tap")
+		t.Fatal("lab: VM: no tap")
 	}
 	if cfg.NIC == "" {
 		cfg.NIC = "virtio-net-pci"
@@ -133,17 +165,11 @@ func StartVM(t T, ns *Netns, cfg VMConfig) *VM {
 		}
 	}
 	Require(t, need...)
-
-	args, err := qemuArgs(cfg, seq, t.TempDir())
+	args, err := qemuArgs(*cfg, seq, t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	name := "vm-" + strings.ReplaceAll(cfg.MAC, ":", "")
-	v := &VM{MAC: cfg.MAC, Start: time.Now()}
-	v.proc = startProcess(t, ProcessConfig{Name: name, Netns: ns, Args: args}, false)
-	v.proc.outLabel = "serial console"
-	v.Serial = v.proc.Stdout
-	return v
+	return args
 }
 
 // defaultMAC derives a locally administered, QEMU-style address.
