@@ -12,6 +12,8 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
+	"time"
 
 	"sigs.k8s.io/yaml"
 )
@@ -69,10 +71,56 @@ type Config struct {
 	// TLSCert and TLSKey, when both are set, make the API serve HTTPS.
 	TLSCert string `json:"tls_cert,omitempty"`
 	TLSKey  string `json:"tls_key,omitempty"`
+	// BMC says how the appliance drives BMCs.
+	BMC BMCConfig `json:"bmc"`
 	// LogLevel is debug, info, warn or error.
 	LogLevel string `json:"log_level"`
 	// LogFormat is text or json.
 	LogFormat string `json:"log_format"`
+}
+
+// BMCConfig says how the appliance drives BMCs.
+type BMCConfig struct {
+	// JobTimeout bounds one execution of a BMC job, its retries
+	// included; a job abandoned by a leader that died may start again
+	// on another after it.
+	JobTimeout Duration `json:"job_timeout"`
+	// CallTimeout bounds one call to a BMC.
+	CallTimeout Duration `json:"call_timeout"`
+	// Attempts is how many times a failed call is tried, with backoff
+	// and jitter between tries.
+	Attempts int `json:"attempts"`
+	// PollInterval is how often each machine's power state is read; 0
+	// turns polling off.
+	PollInterval Duration `json:"poll_interval"`
+	// Concurrency bounds the BMC operations in flight across the site.
+	Concurrency int `json:"concurrency"`
+}
+
+// Duration is a time.Duration written as "90s" in YAML and on the
+// command line.
+type Duration time.Duration
+
+func (d Duration) String() string { return time.Duration(d).String() }
+
+// Set parses a flag's value.
+func (d *Duration) Set(s string) error {
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	*d = Duration(v)
+	return nil
+}
+
+func (d Duration) MarshalJSON() ([]byte, error) { return []byte(`"` + d.String() + `"`), nil }
+
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	s := strings.Trim(string(b), `"`)
+	if err := d.Set(s); err != nil {
+		return fmt.Errorf("duration %s: %w", b, err)
+	}
+	return nil
 }
 
 // Default returns the embedded defaults.
@@ -105,6 +153,11 @@ func Load(args []string) (*Config, error) {
 	fs.BoolVar(&c.DHCPProxy, "dhcp-proxy", c.DHCPProxy, "answer as a proxyDHCP server (boot information only)")
 	fs.StringVar(&c.TFTPAddr, "tftp-addr", c.TFTPAddr, "TFTP listen address (empty: off)")
 	fs.StringVar(&c.BootAddr, "boot-addr", c.BootAddr, "boot HTTP listen address (empty: off)")
+	fs.Var(&c.BMC.JobTimeout, "bmc-job-timeout", "bound of one execution of a BMC job, retries included")
+	fs.Var(&c.BMC.CallTimeout, "bmc-call-timeout", "bound of one call to a BMC")
+	fs.IntVar(&c.BMC.Attempts, "bmc-attempts", c.BMC.Attempts, "tries of a failed BMC call")
+	fs.Var(&c.BMC.PollInterval, "bmc-poll-interval", "how often power states are read (0: never)")
+	fs.IntVar(&c.BMC.Concurrency, "bmc-concurrency", c.BMC.Concurrency, "BMC operations in flight across the site")
 	fs.StringVar(&c.BootURL, "boot-url", c.BootURL, "boot HTTP URL machines reach (default: from -boot-addr unless a wildcard)")
 	fs.StringVar(&c.ArtifactDir, "artifact-dir", c.ArtifactDir, "directory of boot artifacts")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
@@ -180,6 +233,14 @@ func (c *Config) Validate() error {
 	}
 	if c.DataDir == "" {
 		errs = append(errs, errors.New("data_dir is required"))
+	}
+	switch b := c.BMC; {
+	case b.JobTimeout <= 0 || b.CallTimeout <= 0:
+		errs = append(errs, errors.New("bmc.job_timeout and bmc.call_timeout must be positive"))
+	case b.Attempts < 1 || b.Concurrency < 1:
+		errs = append(errs, errors.New("bmc.attempts and bmc.concurrency must be at least 1"))
+	case b.PollInterval < 0:
+		errs = append(errs, errors.New("bmc.poll_interval must not be negative"))
 	}
 	for name, v := range map[string]string{"api_addr": c.APIAddr, "raft_addr": c.RaftAddr, "raft_advertise": c.RaftAdvertise} {
 		if _, _, err := net.SplitHostPort(v); err != nil {

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestDefaultsValidate(t *testing.T) {
@@ -56,5 +57,25 @@ func TestBadInput(t *testing.T) {
 				t.Fatalf("Load(%v) = %v, want error naming %q", args, err, tc.want)
 			}
 		})
+	}
+}
+
+func TestBMCConfig(t *testing.T) {
+	c, err := Load(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if time.Duration(c.BMC.JobTimeout) != 3*time.Minute || c.BMC.Attempts != 3 || c.BMC.Concurrency != 32 {
+		t.Errorf("defaults: %+v", c.BMC)
+	}
+	c, err = Load([]string{"-bmc-job-timeout", "20s", "-bmc-concurrency", "4"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if time.Duration(c.BMC.JobTimeout) != 20*time.Second || c.BMC.Concurrency != 4 {
+		t.Errorf("after flags: %+v", c.BMC)
+	}
+	if _, err := Load([]string{"-bmc-attempts", "0"}); err == nil || !strings.Contains(err.Error(), "bmc.attempts") {
+		t.Errorf("Load with no attempts: %v", err)
 	}
 }
