@@ -1,0 +1,294 @@
+package lab
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// IPMISimConfig describes one simulated BMC: an ipmi_sim serving IPMI 2.0
+// (lanplus) on a UDP port, whose chassis power runs StartCmd.
+type IPMISimConfig struct {
+	// Name names the simulator in messages, files and its lan.conf.
+	// Default "bmc".
+	Name string
+	// Netns is the namespace ipmi_sim runs in; nil runs it in the test's
+	// own.
+	Netns *Netns
+	// Addr is the IP address to listen on, one the namespace has.
+	// Default 127.0.0.1.
+	Addr string
+	// Port is the UDP port. Default: a free one.
+	Port int
+	// Username and Password are the one (administrator) user's. Default
+	// "admin" and a random password. No double quotes; the password is at
+	// most 20 bytes, the username 16 (IPMI's limits).
+	Username, Password string
+	// StartCmd is the shell command ipmi_sim runs on power on and kills
+	// on power off, such as a QEMU VM. Default "sleep 3600". It runs in
+	// ipmi_sim's process group, which is killed when the test ends, so
+	// it must not start a session or group of its own. No double quotes
+	// (ipmi_sim's configuration syntax has no escape): quote with single
+	// quotes.
+	StartCmd string
+	// PoweredOn runs StartCmd as soon as ipmi_sim starts.
+	PoweredOn bool
+}
+
+// IPMISim is a running ipmi_sim.
+type IPMISim struct {
+	// Addr is where it answers, host:port, for ipmitool and bmclib.
+	Addr               string
+	Username, Password string
+	// Dir holds lan.conf, cmd.emu and the simulator's state.
+	Dir string
+	// Process is ipmi_sim; StartCmd runs as its child, in its group.
+	Process *Process
+
+	netns *Netns
+}
+
+// StartIPMISim writes cfg's lan.conf and cmd.emu into a temporary
+// directory, starts ipmi_sim on them and waits until it answers ipmitool
+// (chassis power status). When the test ends ipmi_sim's process group,
+// StartCmd's process included, is killed.
+//
+// Power control goes through the simulator's VM channel (serial 15 ...
+// codec VM, on a free TCP port of Addr): without it ipmi_sim refuses
+// chassis power control ("Invalid data field in request") even with a
+// startcmd. Nothing connects to it, so power off kills StartCmd at once
+// (SIGTERM, then SIGKILL after 20 s). Power cycle powers off and, a
+// second later, on again, also when the chassis was off. The simulator
+// refuses to set the boot device ("Invalid data field in request").
+func StartIPMISim(t T, cfg IPMISimConfig) *IPMISim {
+	t.Helper()
+	Require(t, "ipmi_sim", "ipmitool")
+	cfg = ipmiSimDefaults(t, cfg)
+	// A free port may be taken again before ipmi_sim binds it: try anew.
+	var lastErr error
+	for range 3 {
+		s, err := startIPMISim(t, cfg)
+		if err == nil {
+			return s
+		}
+		lastErr = err
+		if cfg.Port != 0 {
+			break
+		}
+	}
+	t.Fatalf("lab: ipmi_sim %s: %v", cfg.Name, lastErr)
+	return nil
+}
+
+// ipmiSimDefaults fills in cfg's defaults and checks what it can.
+func ipmiSimDefaults(t T, cfg IPMISimConfig) IPMISimConfig {
+	t.Helper()
+	if cfg.Name == "" {
+		cfg.Name = "bmc"
+	}
+	if cfg.Addr == "" {
+		cfg.Addr = "127.0.0.1"
+	}
+	if cfg.Username == "" {
+		cfg.Username = "admin"
+	}
+	if cfg.Password == "" {
+		b := make([]byte, 8)
+		rand.Read(b)
+		cfg.Password = "pw" + hex.EncodeToString(b)
+	}
+	if cfg.StartCmd == "" {
+		cfg.StartCmd = "sleep 3600"
+	}
+	for _, f := range []struct{ name, v string }{
+		{"Name", cfg.Name}, {"Username", cfg.Username}, {"Password", cfg.Password}, {"StartCmd", cfg.StartCmd},
+	} {
+		if strings.ContainsAny(f.v, "\"\n") {
+			t.Fatalf("lab: IPMISimConfig.%s may not hold a double quote or a newline", f.name)
+		}
+	}
+	if len(cfg.Username) > 16 || len(cfg.Password) > 20 {
+		t.Fatalf("lab: IPMISimConfig: a username has at most 16 bytes, a password 20")
+	}
+	if net.ParseIP(cfg.Addr) == nil {
+		t.Fatalf("lab: IPMISimConfig.Addr %q is not an IP address", cfg.Addr)
+	}
+	return cfg
+}
+
+// startIPMISim makes one attempt at starting cfg.
+func startIPMISim(t T, cfg IPMISimConfig) (*IPMISim, error) {
+	t.Helper()
+	port := cfg.Port
+	if port == 0 {
+		p, err := freePort(cfg.Netns, "udp", cfg.Addr)
+		if err != nil {
+			return nil, err
+		}
+		port = p
+	}
+	vmPort, err := freePort(cfg.Netns, "tcp", cfg.Addr)
+	if err != nil {
+		return nil, err
+	}
+	dir := t.TempDir()
+	state := filepath.Join(dir, "state")
+	if err := os.Mkdir(state, 0o700); err != nil {
+		return nil, err
+	}
+	lanConf := filepath.Join(dir, "lan.conf")
+	cmdEmu := filepath.Join(dir, "cmd.emu")
+	if err := os.WriteFile(lanConf, []byte(ipmiLanConf(cfg, port, vmPort)), 0o600); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(cmdEmu, []byte(ipmiCmdEmu), 0o600); err != nil {
+		return nil, err
+	}
+	s := &IPMISim{
+		Addr:     net.JoinHostPort(cfg.Addr, strconv.Itoa(port)),
+		Username: cfg.Username,
+		Password: cfg.Password,
+		Dir:      dir,
+		netns:    cfg.Netns,
+	}
+	s.Process = StartProcess(t, ProcessConfig{
+		Name:  "ipmi_sim-" + cfg.Name,
+		Netns: cfg.Netns,
+		Args:  []string{"ipmi_sim", "-c", lanConf, "-f", cmdEmu, "-n", "-s", state},
+		Dir:   dir,
+	})
+	if err := s.waitReady(t.Context()); err != nil {
+		s.Process.Kill()
+		return nil, err
+	}
+	return s, nil
+}
+
+// ipmiLanConf is cfg's lan.conf: one LAN channel, the VM channel that
+// makes power control work, StartCmd and one administrator.
+func ipmiLanConf(cfg IPMISimConfig, port, vmPort int) string {
+	auths := "none md2 md5 straight"
+	var b strings.Builder
+	fmt.Fprintf(&b, "name \"%s\"\n", cfg.Name)
+	fmt.Fprintf(&b, "set_working_mc 0x20\n")
+	fmt.Fprintf(&b, "  startlan 1\n")
+	fmt.Fprintf(&b, "    addr %s %d\n", cfg.Addr, port)
+	fmt.Fprintf(&b, "    priv_limit admin\n")
+	for _, p := range []string{"callback", "user", "operator", "admin"} {
+		fmt.Fprintf(&b, "    allowed_auths_%s %s\n", p, auths)
+	}
+	fmt.Fprintf(&b, "    guid a123456789abcdefa123456789abcdef\n")
+	fmt.Fprintf(&b, "  endlan\n")
+	fmt.Fprintf(&b, "  serial 15 %s %d codec VM\n", cfg.Addr, vmPort)
+	fmt.Fprintf(&b, "  startcmd \"%s\"\n", cfg.StartCmd)
+	fmt.Fprintf(&b, "  startnow %t\n", cfg.PoweredOn)
+	fmt.Fprintf(&b, "  user 2 true \"%s\" \"%s\" admin 10 %s\n", cfg.Username, cfg.Password, auths)
+	return b.String()
+}
+
+// ipmiCmdEmu is the emulator's command file: a BMC with a SEL.
+const ipmiCmdEmu = `mc_setbmc 0x20
+mc_add 0x20 0 no-device-sdrs 0x23 9 8 0x9f 0x1291 0xf02 persist_sdr
+sel_enable 0x20 1000 0x0a
+mc_enable 0x20
+`
+
+// freePort returns a port of network ("udp" or "tcp") free on addr, in
+// n if it is not nil.
+func freePort(n *Netns, network, addr string) (int, error) {
+	hostPort := net.JoinHostPort(addr, "0")
+	if network == "udp" {
+		var pc net.PacketConn
+		var err error
+		if n != nil {
+			pc, err = n.ListenPacket(network, hostPort)
+		} else {
+			pc, err = net.ListenPacket(network, hostPort)
+		}
+		if err != nil {
+			return 0, err
+		}
+		defer pc.Close()
+		return pc.LocalAddr().(*net.UDPAddr).Port, nil
+	}
+	var ln net.Listener
+	var err error
+	if n != nil {
+		ln, err = n.Listen(network, hostPort)
+	} else {
+		ln, err = net.Listen(network, hostPort)
+	}
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+// waitReady polls chassis power status until the simulator answers.
+func (s *IPMISim) waitReady(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	for {
+		out, err := s.IPMITool(ctx, "chassis", "power", "status")
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-s.Process.Exited():
+			return fmt.Errorf("exited (%v) before answering: %s", s.Process.Err(), tail(s.Process.Stderr, 10))
+		case <-ctx.Done():
+			return fmt.Errorf("no answer to ipmitool at %s: %w: %s", s.Addr, ctx.Err(), out)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// IPMITool runs ipmitool against the simulator, in its namespace, with
+// its credentials (the password goes in the environment, not on the
+// command line), and returns the combined output. One try, one second:
+// a test asking the simulator directly expects a quick answer.
+func (s *IPMISim) IPMITool(ctx context.Context, args ...string) (string, error) {
+	host, port, _ := net.SplitHostPort(s.Addr)
+	full := append([]string{"-I", "lanplus", "-H", host, "-p", port, "-U", s.Username, "-E", "-C", "3", "-N", "1", "-R", "1"}, args...)
+	var cmd *exec.Cmd
+	if s.netns != nil {
+		cmd = s.netns.CommandContext(ctx, "ipmitool", full...)
+	} else {
+		p, err := lookPath("ipmitool")
+		if err != nil {
+			return "", err
+		}
+		cmd = exec.CommandContext(ctx, p, full...)
+	}
+	cmd.Env = append(os.Environ(), "IPMITOOL_PASSWORD="+s.Password)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("lab: ipmitool %s at %s: %w: %s", strings.Join(args, " "), s.Addr, err, strings.TrimSpace(string(out)))
+	}
+	return string(out), nil
+}
+
+// PowerState asks the simulator directly: "on" or "off".
+func (s *IPMISim) PowerState(ctx context.Context) (string, error) {
+	out, err := s.IPMITool(ctx, "chassis", "power", "status")
+	if err != nil {
+		return "", err
+	}
+	switch strings.TrimSpace(out) {
+	case "Chassis Power is on":
+		return "on", nil
+	case "Chassis Power is off":
+		return "off", nil
+	}
+	return "", errors.New("lab: unexpected chassis power status: " + out)
+}
