@@ -42,6 +42,7 @@ func main() {
 		{"dhcp", benchDHCP},
 		{"storm", benchStorm},
 		{"provision", benchProvisionE2E},
+		{"bmc", benchBMCCycle},
 	}
 	failed := false
 	for _, b := range benches {

@@ -89,6 +89,8 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Write
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return serveHTTP(ctx, srv, ln, cfg.TLSCert, cfg.TLSKey) })
 	runBoot(ctx, g)
+	jobRunner := newJobRunner(cfg, node, key, log)
+	g.Go(func() error { return jobRunner.Run(ctx) })
 	g.Go(func() error { return node.RegisterSelf(ctx) })
 	if cfg.Join == "" {
 		g.Go(func() error { return ensureAdminToken(ctx, node, cfg, log, out) })

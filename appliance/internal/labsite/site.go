@@ -43,6 +43,8 @@ type Config struct {
 	// Proxy runs applianced as a proxyDHCP server (boot information
 	// only; another server hands out addresses).
 	Proxy bool
+	// Args are more flags for applianced.
+	Args []string
 }
 
 // Site is one applianced serving a lab boot network. Everything it
@@ -98,6 +100,7 @@ func (s *Site) start(t lab.T) {
 	if s.cfg.Proxy {
 		args = append(args, "-dhcp-proxy")
 	}
+	args = append(args, s.cfg.Args...)
 	s.proc = lab.StartProcess(t, lab.ProcessConfig{Name: "applianced", Netns: s.NS, Args: args})
 }
 
@@ -243,10 +246,17 @@ func (s *Site) Events(ctx context.Context) ([]store.Event, error) {
 // server's does.
 func (s *Site) StartVM(t lab.T, cfg lab.VMConfig) *lab.VM {
 	t.Helper()
-	s.taps++
-	cfg.Tap = fmt.Sprintf("tap%d", s.taps)
-	s.NS.Tap(cfg.Tap, Bridge)
+	cfg.Tap = s.NewTap(t)
 	return lab.StartVM(t, s.NS, cfg)
+}
+
+// NewTap adds a tap device to the bridge, for a VM, and returns its name.
+func (s *Site) NewTap(t lab.T) string {
+	t.Helper()
+	s.taps++
+	tap := fmt.Sprintf("tap%d", s.taps)
+	s.NS.Tap(tap, Bridge)
+	return tap
 }
 
 // NewDisk creates an empty (sparse) disk image of size bytes under t's

@@ -33,7 +33,7 @@ LABEL testos
 
 // Provisioning is what a site needs to provision VMs with the test OS:
 // the subnet of the bridge, the installer, the test OS image (with its
-// sha256 from the build's sidecar) and the template
+// sha256 from the build's sidecar), WipeTemplate and the template
 //
 //	wipe → write → configure → reboot
 //
@@ -67,6 +67,19 @@ func Provisioning(t lab.T, imgs lab.Images) []store.Object {
 			SHA256: strings.TrimSpace(string(sum)), Size: uint64(fi.Size()),
 		},
 		InstallTemplate(),
+		WipeTemplate(),
+	}
+}
+
+// WipeTemplate is the template of deprovisioning: the disk is wiped, and
+// the machine powers off by its BMC (the deprovision order's last job).
+func WipeTemplate() *store.Template {
+	return &store.Template{
+		Name:        store.DefaultDeprovisionTemplate,
+		Description: "wipe the disk",
+		Actions: []store.Action{
+			{Name: "wipe", Type: "disk.wipe", Args: map[string]string{"device": Disk}, Timeout: store.Duration(2 * time.Minute)},
+		},
 	}
 }
 

@@ -1,0 +1,68 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/outposthq/outpost/appliance/internal/bmc"
+	"github.com/outposthq/outpost/appliance/internal/config"
+	"github.com/outposthq/outpost/appliance/internal/jobs"
+	"github.com/outposthq/outpost/appliance/internal/replica"
+	"github.com/outposthq/outpost/appliance/internal/seal"
+	"github.com/outposthq/outpost/appliance/internal/store"
+)
+
+// newJobRunner is the leader's BMC job runner over a bmc.Pool configured
+// by cfg.BMC.
+func newJobRunner(cfg *config.Config, node *replica.Node, key *seal.Key, log *slog.Logger) *jobs.Runner {
+	pool := bmc.New(bmc.Config{
+		Timeout:     time.Duration(cfg.BMC.CallTimeout),
+		Attempts:    cfg.BMC.Attempts,
+		Concurrency: cfg.BMC.Concurrency,
+		Log:         log.With("component", "bmc"),
+	})
+	return jobs.New(jobs.Config{
+		Node: node, Key: key, BMC: poolBMC{pool},
+		JobTimeout:   time.Duration(cfg.BMC.JobTimeout),
+		PollInterval: time.Duration(cfg.BMC.PollInterval),
+		Log:          log.With("component", "jobs"),
+	})
+}
+
+// poolBMC runs jobs' actions on a bmc.Pool.
+type poolBMC struct{ pool *bmc.Pool }
+
+func credentials(t jobs.Target) bmc.Credentials {
+	return bmc.Credentials{Address: t.Address, Username: t.Username, Password: t.Password, Driver: t.Driver}
+}
+
+func (p poolBMC) Do(ctx context.Context, t jobs.Target, j *store.Job) (string, error) {
+	c := credentials(t)
+	var err error
+	power := "on"
+	switch j.Action {
+	case store.JobPowerOn:
+		err = p.pool.PowerOn(ctx, c)
+	case store.JobPowerOff:
+		err, power = p.pool.PowerOff(ctx, c), "off"
+	case store.JobPowerCycle:
+		err = p.pool.PowerCycle(ctx, c)
+	case store.JobBootPXE:
+		power = ""
+		err = p.pool.SetBootPXE(ctx, c, bmc.BootOptions{Persistent: j.Persistent, EFI: j.EFI})
+		if errors.Is(err, bmc.ErrBootDeviceRefused) {
+			err = fmt.Errorf("%w: %v", jobs.ErrBootDeviceRefused, err)
+		}
+	default:
+		return "", fmt.Errorf("unknown BMC action %q", j.Action)
+	}
+	return power, err
+}
+
+func (p poolBMC) PowerState(ctx context.Context, t jobs.Target) (string, error) {
+	s, err := p.pool.PowerState(ctx, credentials(t))
+	return string(s), err
+}
