@@ -11,8 +11,9 @@ import (
 
 // Order kinds: what an operator (or central) asks of a machine.
 const (
-	// OrderProvision installs an image: a workflow from the template,
-	// the next boot set to the network, a power cycle.
+	// OrderProvision installs an image: an address reserved for the
+	// machine's boot interface (unless it has one), a workflow from the
+	// template, the next boot set to the network, a power cycle.
 	OrderProvision = "provision"
 	// OrderDeprovision wipes the machine with a deprovision workflow,
 	// then powers it off.
@@ -122,6 +123,12 @@ func (tx *Tx) UnsafeCreateOrder(o *Order, wr Write) error {
 			return Conflict("job %s-%s of an earlier order %s exists: delete it or choose another order id", o.ID, suffix, o.ID)
 		}
 	}
+	var reservation *addressReservation
+	if o.Action == OrderProvision {
+		if reservation, err = tx.chooseBootAddress(m, wr.Time); err != nil {
+			return err
+		}
+	}
 	o.State, o.Reason, o.Workflow, o.Jobs = OrderRunning, "", "", nil
 	job := func(suffix, action string) error {
 		j := &Job{ID: o.ID + "-" + suffix, MachineID: m.ID, Action: action, Order: o.ID, EFI: o.EFI}
@@ -157,6 +164,11 @@ func (tx *Tx) UnsafeCreateOrder(o *Order, wr Write) error {
 			return err
 		}
 		o.Workflow = w.ID
+		if reservation != nil {
+			if err := tx.applyReservation(m.ID, reservation, wr); err != nil {
+				return err
+			}
+		}
 		if err := job("pxe", JobBootPXE); err != nil {
 			return err
 		}

@@ -1,6 +1,7 @@
 package store_test
 
 import (
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -16,7 +17,10 @@ func orderSite(t *testing.T) *store.DB {
 	update(t, db, func(tx *store.Tx) error {
 		wipe := &store.Template{Name: store.DefaultDeprovisionTemplate, Actions: []store.Action{
 			{Name: "wipe", Type: "disk.wipe", Args: map[string]string{"device": "/dev/sda"}}}}
-		return tx.UnsafePut(wipe, store.Write{Index: 5, Time: t0})
+		if err := tx.UnsafePut(wipe, store.Write{Index: 5, Time: t0}); err != nil {
+			return err
+		}
+		return tx.UnsafePut(sampleSubnet("lab"), store.Write{Index: 6, Time: t0})
 	})
 	return db
 }
@@ -52,6 +56,9 @@ func TestProvisionOrder(t *testing.T) {
 	}
 	if m := machineOf(t, db, "m1"); m.State != store.StateProvisioning || m.Workflow != "o1" {
 		t.Errorf("machine %s with workflow %q", m.State, m.Workflow)
+	}
+	if m := machineOf(t, db, "m1"); m.Interfaces[0].IP != sampleSubnet("lab").Pools[0].Start || m.Interfaces[0].Subnet != "lab" {
+		t.Errorf("boot interface %+v: want the pool's first address reserved", m.Interfaces[0])
 	}
 	var pending []*store.Job
 	view(t, db, func(tx *store.Tx) (err error) { pending, err = tx.PendingJobs(t0); return err })
@@ -205,4 +212,36 @@ func TestJobStartOnce(t *testing.T) {
 		_, err := tx.UnsafeFinishJob("o1-power", 2, store.JobResult{OK: true, Power: "on"}, store.Write{Index: 15, Time: t0})
 		return err
 	})
+}
+
+// TestProvisionOrderAddress: a provision order reserves its machine's
+// address: the one its lease holds, else the lowest free one of the pool.
+func TestProvisionOrderAddress(t *testing.T) {
+	db := orderSite(t)
+	pool := sampleSubnet("lab").Pools[0]
+	first, _ := netip.ParseAddr(pool.Start)
+	update(t, db, func(tx *store.Tx) error {
+		// m2 reserves the first address; m3's MAC holds a lease on the fourth.
+		m2 := sampleMachine("m2", "aa:bb:cc:00:00:02")
+		m2.Interfaces[0].IP, m2.Interfaces[0].Subnet = first.String(), "lab"
+		if err := tx.UnsafePut(m2, store.Write{Index: 7, Time: t0}); err != nil {
+			return err
+		}
+		if err := tx.UnsafePut(sampleMachine("m3", "aa:bb:cc:00:00:03"), store.Write{Index: 8, Time: t0}); err != nil {
+			return err
+		}
+		l := sampleLease(first.Next().Next().Next().String())
+		l.MAC, l.MachineID = "aa:bb:cc:00:00:03", "m3"
+		return tx.UnsafePut(l, store.Write{Index: 9, Time: t0})
+	})
+	for i, m := range []string{"m1", "m3"} {
+		o := &store.Order{ID: "o-" + m, Action: store.OrderProvision, MachineID: m, Template: "install", Image: "debian"}
+		update(t, db, func(tx *store.Tx) error { return tx.UnsafePut(o, store.Write{Index: uint64(10 + i), Time: t0}) })
+	}
+	if got := machineOf(t, db, "m1").Interfaces[0].IP; got != first.Next().String() {
+		t.Errorf("m1 got %s, want %s (the first is m2's)", got, first.Next())
+	}
+	if got := machineOf(t, db, "m3").Interfaces[0].IP; got != first.Next().Next().Next().String() {
+		t.Errorf("m3 got %s, want the address of its lease", got)
+	}
 }
