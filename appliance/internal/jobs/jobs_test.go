@@ -160,6 +160,7 @@ func TestProvisionOrderJobs(t *testing.T) {
 		plural, key string
 		obj         any
 	}{
+		{"subnets", "lab", &store.Subnet{Name: "lab", CIDR: "198.18.0.0/24", Pools: []store.Range{{Start: "198.18.0.100", End: "198.18.0.199"}}}},
 		{"images", "img", &store.Image{Name: "img", Type: store.ImageOS, URL: "http://198.18.0.1/img.raw.gz", Format: "raw.gz", SHA256: strings.Repeat("ab", 32)}},
 		{"templates", "install", &store.Template{Name: "install", Actions: []store.Action{
 			{Name: "w", Type: "image.write", Args: map[string]string{"device": "/dev/sda", "image": "{{ .image }}"}}}}},
