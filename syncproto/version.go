@@ -1,0 +1,68 @@
+package syncproto
+
+import "fmt"
+
+// Version is the newest protocol version this code speaks, and MinVersion
+// the oldest. A version is a set of message types and their fields; a
+// change a peer of the same version could misread (a new message type, a
+// field whose meaning changes, a new rule) takes a new version. Adding an
+// optional field that an older peer may ignore does not.
+//
+// History (the date is the day the version was defined):
+//
+//   - 1 (2026-11-22): hello, welcome, desired (full or delta, in parts),
+//     desired_ack, events, events_ack, heartbeat, error.
+const (
+	Version    = 1
+	MinVersion = 1
+)
+
+// Supported is the range of versions this code speaks.
+var Supported = VersionRange{Min: MinVersion, Max: Version}
+
+// VersionRange is a range of protocol versions, both ends included.
+type VersionRange struct {
+	Min int `json:"min"`
+	Max int `json:"max"`
+}
+
+// Contains reports whether v is in the range.
+func (r VersionRange) Contains(v int) bool { return r.Min <= v && v <= r.Max }
+
+// String is "version 1" or "versions 1 to 3".
+func (r VersionRange) String() string {
+	if r.Min == r.Max {
+		return fmt.Sprintf("version %d", r.Min)
+	}
+	return fmt.Sprintf("versions %d to %d", r.Min, r.Max)
+}
+
+func (r VersionRange) validate(typ, field string) error {
+	switch {
+	case r.Min < 1:
+		return invalid(typ, field+".min", "is %d, want at least 1", r.Min)
+	case r.Max < r.Min:
+		return invalid(typ, field+".max", "is %d, below min %d", r.Max, r.Min)
+	}
+	return nil
+}
+
+// Negotiate returns the version a connection speaks: the newest version
+// in both ranges. Central runs it on a hello, with local its own range
+// (Supported) and remote the hello's, and answers the error it returns
+// (CodeIncompatibleVersion when the ranges have no version in common,
+// naming both) instead of a welcome.
+func Negotiate(local, remote VersionRange) (int, error) {
+	if err := local.validate("", "local"); err != nil {
+		return 0, err
+	}
+	if err := remote.validate(TypeHello, "versions"); err != nil {
+		return 0, err
+	}
+	v := min(local.Max, remote.Max)
+	if v < max(local.Min, remote.Min) {
+		return 0, Errorf(CodeIncompatibleVersion,
+			"no protocol version in common: central speaks %s, the site speaks %s; upgrade the older side", local, remote)
+	}
+	return v, nil
+}
