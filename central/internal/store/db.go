@@ -1,0 +1,169 @@
+package store
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// The buckets of the store, all created by Open. The per-site buckets
+// hold one nested bucket per site id.
+var (
+	bucketMeta      = []byte("meta")      // schema_version
+	bucketTokens    = []byte("tokens")    // token id -> Token
+	bucketSites     = []byte("sites")     // site id -> Site
+	bucketDesired   = []byte("desired")   // site id -> {kind "\x00" key -> object}
+	bucketRevisions = []byte("revisions") // site id -> {big-endian revision -> Revision}
+	bucketEvents    = []byte("events")    // site id -> {big-endian seq -> Event}
+
+	allBuckets = [][]byte{bucketMeta, bucketTokens, bucketSites, bucketDesired, bucketRevisions, bucketEvents}
+
+	keySchemaVersion = []byte("schema_version")
+)
+
+// schemaVersion is the layout this code reads and writes. A file with a
+// newer version is refused at open rather than misread.
+const schemaVersion = 1
+
+// DB is central's store. Every method is one transaction; it is safe for
+// concurrent use.
+type DB struct {
+	path string
+	db   *bolt.DB
+	now  func() time.Time
+
+	// watchers: a channel per "d/" or "e/" + site id, closed (and
+	// forgotten) when a write for it commits.
+	wmu      sync.Mutex
+	watchers map[string]chan struct{}
+}
+
+// Open opens the store at path, creating it if it does not exist. A file
+// whose schema is newer than this code is an error wrapping ErrCorrupt.
+func Open(path string) (*DB, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	bdb, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second, FreelistType: bolt.FreelistMapType})
+	if err != nil {
+		if errors.Is(err, bolt.ErrTimeout) {
+			return nil, fmt.Errorf("store: %s is locked by another process", path)
+		}
+		return nil, fmt.Errorf("%w: open %s: %v", ErrCorrupt, path, err)
+	}
+	err = bdb.Update(func(tx *bolt.Tx) error {
+		for _, b := range allBuckets {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		meta := tx.Bucket(bucketMeta)
+		if v := meta.Get(keySchemaVersion); v != nil && readU64(v) > schemaVersion {
+			return fmt.Errorf("schema version %d is newer than this central understands (%d)", readU64(v), schemaVersion)
+		}
+		return meta.Put(keySchemaVersion, u64(schemaVersion))
+	})
+	if err != nil {
+		bdb.Close()
+		return nil, fmt.Errorf("%w: %s: %v", ErrCorrupt, path, err)
+	}
+	return &DB{path: path, db: bdb, now: time.Now, watchers: map[string]chan struct{}{}}, nil
+}
+
+// Path returns the file the store lives in.
+func (d *DB) Path() string { return d.path }
+
+// Close closes the store. It is safe to call more than once.
+func (d *DB) Close() error {
+	if d.db == nil {
+		return nil
+	}
+	err := d.db.Close()
+	return err
+}
+
+func (d *DB) view(fn func(tx *bolt.Tx) error) error {
+	err := d.db.View(fn)
+	if errors.Is(err, bolt.ErrDatabaseNotOpen) {
+		return ErrClosed
+	}
+	return err
+}
+
+func (d *DB) update(fn func(tx *bolt.Tx) error) error {
+	err := d.db.Update(fn)
+	if errors.Is(err, bolt.ErrDatabaseNotOpen) {
+		return ErrClosed
+	}
+	return err
+}
+
+// WatchDesired returns a channel closed when the next revision of site's
+// desired state commits.
+func (d *DB) WatchDesired(site string) <-chan struct{} { return d.watch("d/" + site) }
+
+// WatchEvents returns a channel closed when the next events of site
+// commit.
+func (d *DB) WatchEvents(site string) <-chan struct{} { return d.watch("e/" + site) }
+
+func (d *DB) watch(key string) <-chan struct{} {
+	d.wmu.Lock()
+	defer d.wmu.Unlock()
+	ch, ok := d.watchers[key]
+	if !ok {
+		ch = make(chan struct{})
+		d.watchers[key] = ch
+	}
+	return ch
+}
+
+func (d *DB) notify(key string) {
+	d.wmu.Lock()
+	defer d.wmu.Unlock()
+	if ch, ok := d.watchers[key]; ok {
+		close(ch)
+		delete(d.watchers, key)
+	}
+}
+
+func u64(v uint64) []byte {
+	b := make([]byte, 8)
+	binary.BigEndian.PutUint64(b, v)
+	return b
+}
+
+func readU64(b []byte) uint64 {
+	if len(b) != 8 {
+		return 0
+	}
+	return binary.BigEndian.Uint64(b)
+}
+
+// get decodes the value of key in bucket b into a new T, or returns nil
+// if there is none.
+func get[T any](b *bolt.Bucket, key []byte) (*T, error) {
+	raw := b.Get(key)
+	if raw == nil {
+		return nil, nil
+	}
+	v := new(T)
+	if err := json.Unmarshal(raw, v); err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", ErrCorrupt, key, err)
+	}
+	return v, nil
+}
+
+func put(b *bolt.Bucket, key []byte, v any) error {
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("store: encode %s: %w", key, err)
+	}
+	return b.Put(key, raw)
+}

@@ -1,0 +1,153 @@
+package store
+
+import (
+	"regexp"
+	"time"
+	"unicode/utf8"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Site is one appliance cluster that connects to central, with its sync
+// cursors.
+type Site struct {
+	ID   string `json:"id"`
+	Name string `json:"name"`
+	// CredentialHash is the hex SHA-256 of the site's credential. It is
+	// never shown.
+	CredentialHash string    `json:"credential_hash"`
+	CreatedAt      time.Time `json:"created_at"`
+	// Revision is the site's latest desired-state revision (0: none).
+	Revision uint64 `json:"revision"`
+	// AckedRevision is the last revision the site acknowledged.
+	AckedRevision uint64 `json:"acked_revision"`
+	// StoredSeq is the highest event sequence stored for the site.
+	StoredSeq uint64 `json:"stored_seq"`
+	// Lost are ranges of the site's events central acknowledged once,
+	// then lost (it was restored from a backup) and the site had
+	// forgotten.
+	Lost []SeqRange `json:"lost,omitempty"`
+	// LastSeen is when the site last connected or disconnected.
+	LastSeen time.Time `json:"last_seen,omitzero"`
+}
+
+// SeqRange is a range of event sequences, both ends included.
+type SeqRange struct {
+	First uint64 `json:"first"`
+	Last  uint64 `json:"last"`
+}
+
+// siteIDRE is syncproto's rule for a site id.
+var siteIDRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9._-]{0,62})$`)
+
+// ValidSiteID checks a site id.
+func ValidSiteID(field, id string) error {
+	if id == "" {
+		return Invalid(field, "is required")
+	}
+	if !siteIDRE.MatchString(id) {
+		return Invalid(field, "%q must be 1-63 lowercase letters, digits, '.', '_' or '-', starting with a letter or digit", id)
+	}
+	return nil
+}
+
+// CreateSite stores a new site whose credential hashes to credentialHash.
+func (d *DB) CreateSite(id, name, credentialHash string) (*Site, error) {
+	if err := ValidSiteID("id", id); err != nil {
+		return nil, err
+	}
+	if len(name) > 200 || !utf8.ValidString(name) {
+		return nil, Invalid("name", "must be at most 200 bytes of UTF-8")
+	}
+	s := &Site{ID: id, Name: name, CredentialHash: credentialHash, CreatedAt: d.now().UTC()}
+	err := d.update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketSites)
+		if b.Get([]byte(id)) != nil {
+			return Conflict("site %q exists", id)
+		}
+		for _, name := range [][]byte{bucketDesired, bucketRevisions, bucketEvents} {
+			if _, err := tx.Bucket(name).CreateBucketIfNotExists([]byte(id)); err != nil {
+				return err
+			}
+		}
+		return put(b, []byte(id), s)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Site returns the site with id.
+func (d *DB) Site(id string) (*Site, error) {
+	var s *Site
+	err := d.view(func(tx *bolt.Tx) (err error) {
+		s, err = siteIn(tx, id)
+		return err
+	})
+	return s, err
+}
+
+// Sites returns every site in id order.
+func (d *DB) Sites() ([]*Site, error) {
+	out := []*Site{}
+	err := d.view(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketSites).ForEach(func(k, _ []byte) error {
+			s, err := siteIn(tx, string(k))
+			if err == nil {
+				out = append(out, s)
+			}
+			return err
+		})
+	})
+	return out, err
+}
+
+// Authenticate returns the site with id if credential is its
+// credential, else nil: the same answer for an unknown site and a wrong
+// credential, after the same work.
+func (d *DB) Authenticate(id, credential string) *Site {
+	s, err := d.Site(id)
+	hash := ""
+	if err == nil {
+		hash = s.CredentialHash
+	}
+	if !secretMatches(hash, credential) || err != nil {
+		return nil
+	}
+	return s
+}
+
+// Seen records that site connected or disconnected at t.
+func (d *DB) Seen(site string, t time.Time) error {
+	return d.updateSite(site, func(tx *bolt.Tx, s *Site) error {
+		s.LastSeen = t.UTC()
+		return nil
+	})
+}
+
+func siteIn(tx *bolt.Tx, id string) (*Site, error) {
+	s, err := get[Site](tx.Bucket(bucketSites), []byte(id))
+	if err != nil {
+		return nil, err
+	}
+	if s == nil {
+		return nil, NotFound("site", id)
+	}
+	return s, nil
+}
+
+// updateSite runs fn on the site's record in one transaction and stores
+// it after.
+func (d *DB) updateSite(id string, fn func(tx *bolt.Tx, s *Site) error) error {
+	return d.update(func(tx *bolt.Tx) error {
+		s, err := siteIn(tx, id)
+		if err != nil {
+			return err
+		}
+		if err := fn(tx, s); err != nil {
+			return err
+		}
+		return put(tx.Bucket(bucketSites), []byte(id), s)
+	})
+}
