@@ -42,6 +42,8 @@ var applyTable = map[Type]applyFunc{
 	StartJob:        applyStartJob,
 	FinishJob:       applyFinishJob,
 	SetPower:        applySetPower,
+	ApplyDesired:    applyApplyDesired,
+	SyncAcked:       applySyncAcked,
 }
 
 // objectPtr mirrors store's constraint for the generic appliers.

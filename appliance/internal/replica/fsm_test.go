@@ -571,6 +571,19 @@ func TestApplyEveryCommand(t *testing.T) {
 				t.Fatalf("result = %+v", r)
 			}
 		}},
+		{ApplyDesired, DesiredPayload{Desired: store.Desired{Revision: 1, Changes: []store.DesiredChange{
+			{Kind: store.DesiredImage, Key: "sync", Object: mustJSON(t, fxImage("sync"))}}}, Time: fsmT0}, func(t *testing.T, r Result, i uint64) {
+			checkDesired(t, e, r, 1, true, 0)
+		}},
+		{ApplyDesired, DesiredPayload{Desired: store.Desired{Revision: 2, Changes: []store.DesiredChange{
+			{Kind: store.DesiredImage, Key: "sync", Deleted: true}}}, Time: fsmT0}, func(t *testing.T, r Result, i uint64) {
+			checkDesired(t, e, r, 2, true, 0)
+		}},
+		{SyncAcked, AckedPayload{Seq: 18, Time: fsmT0}, func(t *testing.T, r Result, i uint64) {
+			if r.Err != nil || e.syncState().AckedSeq != 18 {
+				t.Fatalf("result = %+v, sync state %+v; want acked 18", r, e.syncState())
+			}
+		}},
 	}
 
 	covered := map[Type]bool{}

@@ -1,0 +1,177 @@
+package replica
+
+import (
+	"encoding/json"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/outposthq/outpost/appliance/internal/store"
+)
+
+func mustJSON(t *testing.T, v any) json.RawMessage {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func (e *fsmEnv) syncState() store.SyncState {
+	e.t.Helper()
+	var s store.SyncState
+	e.view(func(tx *store.Tx) error { s = tx.SyncState(); return nil })
+	return s
+}
+
+// checkDesired checks an ApplyDesired result and the applied revision.
+func checkDesired(t *testing.T, e *fsmEnv, r Result, rev uint64, applied bool, refused int) {
+	t.Helper()
+	got, err := DecodeValue[store.DesiredResult](r)
+	if r.Err != nil || err != nil {
+		t.Fatalf("result = %+v (err %v, decode %v)", r, r.Err, err)
+	}
+	want := &store.DesiredResult{Revision: rev, Applied: applied, Refused: refused}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("desired result (-want +got):\n%s", diff)
+	}
+	if s := e.syncState(); s.AppliedRevision < rev {
+		t.Errorf("applied revision %d, want at least %d", s.AppliedRevision, rev)
+	}
+}
+
+func desiredOf(rev uint64, full bool, changes ...store.DesiredChange) DesiredPayload {
+	return DesiredPayload{Desired: store.Desired{Revision: rev, Full: full, Changes: changes}, Time: fsmT1}
+}
+
+func put(t *testing.T, kind, key string, obj any) store.DesiredChange {
+	return store.DesiredChange{Kind: kind, Key: key, Object: mustJSON(t, obj)}
+}
+
+// TestApplyDesiredOnce: a revision applied twice (a command proposed
+// twice) applies once; its order is created once.
+func TestApplyDesiredOnce(t *testing.T) {
+	e := fsmBase(t)
+	order := &store.Order{ID: "o1", Action: store.OrderPowerOn, MachineID: "m1"}
+	cmd := desiredOf(1, false, put(t, store.DesiredImage, "ubuntu", fxImage("ubuntu")), put(t, store.DesiredOrder, "o1", order))
+	checkDesired(t, e, e.applyOK(5, ApplyDesired, cmd), 1, true, 0)
+	checkEventKinds(t, e, "image.added", "bmc.job.created", "order.created")
+	before := rawDump(t, e.db)
+	checkDesired(t, e, e.applyOK(6, ApplyDesired, cmd), 1, false, 0)
+	if diff := cmp.Diff(withApplied(before, 6), rawDump(t, e.db)); diff != "" {
+		t.Errorf("replayed revision changed more than the applied index (-want +got):\n%s", diff)
+	}
+	// The next revision names the same order again: it exists, so it is
+	// left as it is.
+	checkDesired(t, e, e.applyOK(7, ApplyDesired, desiredOf(2, false, put(t, store.DesiredOrder, "o1", order))), 2, true, 0)
+	checkEventKinds(t, e, "image.added", "bmc.job.created", "order.created")
+	e.view(func(tx *store.Tx) error {
+		o, err := store.Get[store.Order](tx, "o1")
+		if err != nil || o.Version != 5 || o.State != store.OrderRunning {
+			t.Errorf("order o1 = %+v, %v; want the one created at index 5, running", o, err)
+		}
+		return nil
+	})
+}
+
+// TestApplyDesiredRefusals: a revision that does not follow, or is
+// malformed, changes nothing but the applied index; a change the store
+// refuses is an event and the revision still applies.
+func TestApplyDesiredRefusals(t *testing.T) {
+	clear := fxMachine("m2", "02:00:00:00:00:02")
+	clear.BMC.SealedPassword, clear.BMC.Password = nil, "hunter2"
+	tests := map[string]struct {
+		payload DesiredPayload
+		code    string
+	}{
+		"gap":                {desiredOf(2, false, put(t, store.DesiredImage, "x", fxImage("x"))), store.CodeConflict},
+		"no revision":        {desiredOf(0, false), store.CodeInvalid},
+		"delete in full":     {desiredOf(1, true, store.DesiredChange{Kind: store.DesiredImage, Key: "debian", Deleted: true}), store.CodeInvalid},
+		"put without object": {desiredOf(1, false, store.DesiredChange{Kind: store.DesiredImage, Key: "debian"}), store.CodeInvalid},
+		"named twice":        {desiredOf(1, false, put(t, store.DesiredImage, "x", fxImage("x")), put(t, store.DesiredImage, "x", fxImage("x"))), store.CodeInvalid},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			e := fsmBase(t)
+			before := rawDump(t, e.db)
+			r := e.apply(commandLog(5, encodeCmd(t, ApplyDesired, tc.payload)))
+			if r.Err == nil || r.Err.Code != tc.code {
+				t.Fatalf("result = %+v, want a %s refusal", r, tc.code)
+			}
+			if diff := cmp.Diff(withApplied(before, 5), rawDump(t, e.db)); diff != "" {
+				t.Errorf("refused revision changed more than the applied index (-want +got):\n%s", diff)
+			}
+		})
+	}
+
+	e := fsmBase(t)
+	noBMC := fxMachine("m3", "02:00:00:00:00:03")
+	noBMC.BMC = nil
+	r := e.applyOK(5, ApplyDesired, desiredOf(1, false,
+		put(t, store.DesiredMachine, "m2", clear),
+		put(t, store.DesiredMachine, "m3", noBMC),
+		put(t, store.DesiredOrder, "o-nobmc", &store.Order{ID: "o-nobmc", Action: store.OrderPowerOn, MachineID: "m3"}),
+		put(t, store.DesiredMachine, "m4", fxMachine("m4", "02:00:00:00:00:01")), // m1's MAC
+		put(t, store.DesiredImage, "other", fxImage("wrong-name")),
+		put(t, "subnet-v9", "s", map[string]string{"x": "y"}),
+		put(t, store.DesiredImage, "ok", fxImage("ok")),
+	))
+	checkDesired(t, e, r, 1, true, 5)
+	checkEventKinds(t, e, "image.added", "sync.change_refused", "sync.order_refused", "sync.change_refused", "sync.change_refused", "sync.change_refused")
+	s := readState(t, e.db)
+	if len(s.Machines) != 2 || len(s.Images) != 2 {
+		t.Errorf("machines %d, images %d; want m1 and m3, debian and ok", len(s.Machines), len(s.Images))
+	}
+	e.view(func(tx *store.Tx) error {
+		if n := store.Count[store.Order](tx); n != 0 {
+			t.Errorf("%d orders stored, want none", n)
+		}
+		events, _ := tx.EventsSince(1, 10)
+		if f := events[1].Fields; f["order"] != "o-nobmc" || f["revision"] != "1" || f["reason"] == "" {
+			t.Errorf("order refusal event fields = %v", f)
+		}
+		return nil
+	})
+}
+
+// TestApplyDesiredMachineKeepsApplianceFields: central's put of a
+// machine keeps what the appliance owns.
+func TestApplyDesiredMachineKeepsApplianceFields(t *testing.T) {
+	e := fsmBase(t)
+	e.applyOK(5, SetPower, Power{Machine: "m1", Power: "on", Time: fsmT0})
+	m := fxMachine("m1", "02:00:00:00:00:01", "02:00:00:00:00:0a")
+	m.State, m.Hostname, m.BMC.SealedPassword, m.Power, m.Workflow = "", "renamed", nil, "off", "forged"
+	checkDesired(t, e, e.applyOK(6, ApplyDesired, desiredOf(1, false, put(t, store.DesiredMachine, "m1", m))), 1, true, 0)
+	e.view(func(tx *store.Tx) error {
+		got, err := store.Get[store.Machine](tx, "m1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Hostname != "renamed" || got.State != store.StateReady || got.Power != "on" || got.Workflow != "" ||
+			string(got.BMC.SealedPassword) != "sealed" || len(got.Interfaces) != 2 || got.Version != 6 {
+			t.Errorf("machine after central's put = %+v", got)
+		}
+		return nil
+	})
+}
+
+// TestSyncAcked: the acked sequence only moves forward and never past
+// the last event.
+func TestSyncAcked(t *testing.T) {
+	e := fsmBase(t) // one event
+	e.applyOK(5, AppendEvents, Events{Time: fsmT0, Events: []store.Event{{Kind: "a"}, {Kind: "b"}}})
+	e.applyOK(6, SyncAcked, AckedPayload{Seq: 2, Time: fsmT0})
+	e.applyOK(7, SyncAcked, AckedPayload{Seq: 1, Time: fsmT0})
+	if got := e.syncState(); got != (store.SyncState{AckedSeq: 2, LastSeq: 3}) {
+		t.Errorf("sync state = %+v, want acked 2 of 3", got)
+	}
+	before := rawDump(t, e.db)
+	r := e.apply(commandLog(8, encodeCmd(t, SyncAcked, AckedPayload{Seq: 4, Time: fsmT0})))
+	if r.Err == nil || r.Err.Code != store.CodeInvalid {
+		t.Fatalf("ack past the last event: result %+v, want invalid", r)
+	}
+	if diff := cmp.Diff(withApplied(before, 8), rawDump(t, e.db)); diff != "" {
+		t.Errorf("refused ack changed more than the applied index (-want +got):\n%s", diff)
+	}
+}
