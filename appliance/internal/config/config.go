@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -73,6 +74,17 @@ type Config struct {
 	TLSKey  string `json:"tls_key,omitempty"`
 	// BMC says how the appliance drives BMCs.
 	BMC BMCConfig `json:"bmc"`
+	// CentralURL is where central serves the sync websocket: a ws:// or
+	// wss:// URL, or central's http(s):// base URL, to which the sync
+	// path (/v1/sync) is appended. Empty (the default) turns sync off:
+	// the site runs on its own.
+	CentralURL string `json:"central_url,omitempty"`
+	// SiteID is the site's id at central; required with CentralURL.
+	SiteID string `json:"site_id,omitempty"`
+	// SiteCredentialFile holds the site's credential, the token central
+	// gave when the site was created; required with CentralURL. Keep it
+	// mode 0600: it is never logged.
+	SiteCredentialFile string `json:"site_credential_file,omitempty"`
 	// LogLevel is debug, info, warn or error.
 	LogLevel string `json:"log_level"`
 	// LogFormat is text or json.
@@ -158,6 +170,9 @@ func Load(args []string) (*Config, error) {
 	fs.IntVar(&c.BMC.Attempts, "bmc-attempts", c.BMC.Attempts, "tries of a failed BMC call")
 	fs.Var(&c.BMC.PollInterval, "bmc-poll-interval", "how often power states are read (0: never)")
 	fs.IntVar(&c.BMC.Concurrency, "bmc-concurrency", c.BMC.Concurrency, "BMC operations in flight across the site")
+	fs.StringVar(&c.CentralURL, "central-url", c.CentralURL, "central's sync URL (ws(s):// or http(s)://; empty: sync off)")
+	fs.StringVar(&c.SiteID, "site-id", c.SiteID, "the site's id at central")
+	fs.StringVar(&c.SiteCredentialFile, "site-credential-file", c.SiteCredentialFile, "file holding the site's credential for central")
 	fs.StringVar(&c.BootURL, "boot-url", c.BootURL, "boot HTTP URL machines reach (default: from -boot-addr unless a wildcard)")
 	fs.StringVar(&c.ArtifactDir, "artifact-dir", c.ArtifactDir, "directory of boot artifacts")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
@@ -255,6 +270,7 @@ func (c *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("%s %q: want an http(s) URL", name, v))
 		}
 	}
+	errs = append(errs, c.validateSync()...)
 	for name, v := range map[string]string{"tftp_addr": c.TFTPAddr, "boot_addr": c.BootAddr} {
 		if v == "" {
 			continue
@@ -288,6 +304,30 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("config: %w", errors.Join(errs...))
 	}
 	return nil
+}
+
+// validateSync checks the sync settings, which are all or nothing.
+func (c *Config) validateSync() []error {
+	if c.CentralURL == "" {
+		if c.SiteID != "" || c.SiteCredentialFile != "" {
+			return []error{errors.New("site_id and site_credential_file need central_url")}
+		}
+		return nil
+	}
+	var errs []error
+	u, err := url.Parse(c.CentralURL)
+	if err != nil || u.Host == "" || !slices.Contains([]string{"ws", "wss", "http", "https"}, u.Scheme) {
+		errs = append(errs, fmt.Errorf("central_url %q: want a ws://, wss://, http:// or https:// URL", c.CentralURL))
+	} else if u.User != nil {
+		errs = append(errs, errors.New("central_url: must not hold credentials (use site_credential_file)"))
+	}
+	if !nodeIDRE.MatchString(c.SiteID) {
+		errs = append(errs, fmt.Errorf("site_id %q: use 1-63 lowercase letters, digits, '.', '_' or '-' (required with central_url)", c.SiteID))
+	}
+	if c.SiteCredentialFile == "" {
+		errs = append(errs, errors.New("site_credential_file is required with central_url"))
+	}
+	return errs
 }
 
 // Paths inside the data directory.

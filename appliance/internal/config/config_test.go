@@ -79,3 +79,42 @@ func TestBMCConfig(t *testing.T) {
 		t.Errorf("Load with no attempts: %v", err)
 	}
 }
+
+func TestSyncConfig(t *testing.T) {
+	c, err := Load(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.CentralURL != "" {
+		t.Errorf("central_url defaults to %q, want sync off", c.CentralURL)
+	}
+	c, err = Load([]string{"-central-url", "wss://central.example.net", "-site-id", "ams2", "-site-credential-file", "/etc/outpost/site.credential"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.CentralURL != "wss://central.example.net" || c.SiteID != "ams2" || c.SiteCredentialFile != "/etc/outpost/site.credential" {
+		t.Errorf("after flags: %q %q %q", c.CentralURL, c.SiteID, c.SiteCredentialFile)
+	}
+	path := filepath.Join(t.TempDir(), "c.yaml")
+	os.WriteFile(path, []byte("central_url: http://127.0.0.1:8443\nsite_id: lab\nsite_credential_file: cred\n"), 0o600)
+	if c, err = Load([]string{"-config", path}); err != nil || c.SiteID != "lab" {
+		t.Errorf("Load from file: %+v, %v", c, err)
+	}
+	bad := map[string]struct {
+		args []string
+		want string
+	}{
+		"scheme":        {[]string{"-central-url", "ftp://x", "-site-id", "a", "-site-credential-file", "f"}, "central_url"},
+		"no site":       {[]string{"-central-url", "ws://x", "-site-credential-file", "f"}, "site_id"},
+		"no credential": {[]string{"-central-url", "ws://x", "-site-id", "a"}, "site_credential_file"},
+		"user in URL":   {[]string{"-central-url", "ws://u:p@x", "-site-id", "a", "-site-credential-file", "f"}, "central_url"},
+		"site alone":    {[]string{"-site-id", "a"}, "need central_url"},
+	}
+	for name, tc := range bad {
+		t.Run(name, func(t *testing.T) {
+			if _, err := Load(tc.args); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("Load(%v) = %v, want error naming %q", tc.args, err, tc.want)
+			}
+		})
+	}
+}
