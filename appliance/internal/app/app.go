@@ -26,6 +26,7 @@ import (
 	"github.com/outposthq/outpost/appliance/internal/replica"
 	"github.com/outposthq/outpost/appliance/internal/seal"
 	"github.com/outposthq/outpost/appliance/internal/store"
+	"github.com/outposthq/outpost/appliance/internal/syncclient"
 )
 
 // Run starts the appliance and blocks until ctx ends or a subsystem fails.
@@ -86,12 +87,23 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Write
 	if err != nil {
 		return err
 	}
+	// Sync with central runs on the leader, when configured.
+	var syncer *syncclient.Client
+	if cfg.CentralURL != "" {
+		if syncer, err = syncclient.New(syncclient.Config{Node: node, URL: cfg.CentralURL, Site: cfg.SiteID,
+			CredentialFile: cfg.SiteCredentialFile, Key: key, Log: log}); err != nil {
+			return err
+		}
+	}
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return serveHTTP(ctx, srv, ln, cfg.TLSCert, cfg.TLSKey) })
 	runBoot(ctx, g)
 	jobRunner := newJobRunner(cfg, node, key, log)
 	g.Go(func() error { return jobRunner.Run(ctx) })
 	g.Go(func() error { return node.RegisterSelf(ctx) })
+	if syncer != nil {
+		g.Go(func() error { return syncer.Run(ctx) })
+	}
 	if cfg.Join == "" {
 		g.Go(func() error { return ensureAdminToken(ctx, node, cfg, log, out) })
 	}

@@ -1,0 +1,228 @@
+package syncclient
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/outposthq/outpost/appliance/internal/replica"
+	"github.com/outposthq/outpost/appliance/internal/seal"
+	"github.com/outposthq/outpost/syncproto"
+)
+
+// Defaults of Config's timing.
+const (
+	DefaultMinBackoff  = 500 * time.Millisecond
+	DefaultMaxBackoff  = 30 * time.Second
+	DefaultLongBackoff = 5 * time.Minute
+)
+
+// Config configures a Client.
+type Config struct {
+	// Node is the appliance's Raft node: the client works while it is
+	// the ready leader and proposes its commands through it.
+	Node *replica.Node
+	// URL is central's sync URL: ws:// or wss://, or an http(s):// base
+	// URL to which syncproto.Path is appended (see SyncURL).
+	URL string
+	// Site is the site's id at central.
+	Site string
+	// CredentialFile holds the site's credential. It is read at each
+	// connection, so an operator can fix it without a restart.
+	CredentialFile string
+	// Key seals the BMC passwords of machines central sends. Without it,
+	// a machine that carries a password is refused (and recorded so).
+	Key *seal.Key
+	// HTTPClient dials central (TLS settings, proxies); nil means
+	// http.DefaultClient.
+	HTTPClient *http.Client
+	// Log receives the client's logs; nil discards them.
+	Log *slog.Logger
+	// MinBackoff and MaxBackoff bound the wait between connections;
+	// LongBackoff is the wait after central refused the site. Zero
+	// means the Default values.
+	MinBackoff, MaxBackoff, LongBackoff time.Duration
+}
+
+// Client keeps the site in sync with central while its node leads.
+type Client struct {
+	cfg Config
+	url string
+	log *slog.Logger
+
+	connected atomic.Bool
+}
+
+// New checks cfg and returns a Client.
+func New(cfg Config) (*Client, error) {
+	if cfg.Node == nil {
+		return nil, errors.New("syncclient: a node is required")
+	}
+	if cfg.Site == "" || cfg.CredentialFile == "" {
+		return nil, errors.New("syncclient: the site id and credential file are required")
+	}
+	u, err := SyncURL(cfg.URL)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.MinBackoff <= 0 {
+		cfg.MinBackoff = DefaultMinBackoff
+	}
+	if cfg.MaxBackoff <= 0 {
+		cfg.MaxBackoff = DefaultMaxBackoff
+	}
+	if cfg.LongBackoff <= 0 {
+		cfg.LongBackoff = DefaultLongBackoff
+	}
+	log := cfg.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Client{cfg: cfg, url: u, log: log.With("component", "sync", "site", cfg.Site, "central", u)}, nil
+}
+
+// SyncURL returns the websocket URL of central's sync endpoint: a ws://
+// or wss:// URL as it is, an http(s):// URL turned into ws(s):// with
+// syncproto.Path appended to its path.
+func SyncURL(raw string) (string, error) {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return "", fmt.Errorf("syncclient: central URL %q: want ws://, wss://, http:// or https://", raw)
+	}
+	if u.User != nil {
+		return "", errors.New("syncclient: the central URL must not hold credentials")
+	}
+	switch u.Scheme {
+	case "ws", "wss":
+		return u.String(), nil
+	case "http":
+		u.Scheme = "ws"
+	case "https":
+		u.Scheme = "wss"
+	default:
+		return "", fmt.Errorf("syncclient: central URL %q: want ws://, wss://, http:// or https://", raw)
+	}
+	u.Path = strings.TrimSuffix(u.Path, "/") + syncproto.Path
+	return u.String(), nil
+}
+
+// Connected reports whether the client has a welcomed connection now.
+func (c *Client) Connected() bool { return c.connected.Load() }
+
+// Run syncs while the node leads, until ctx ends. It returns nil then:
+// a failed connection is retried, never returned.
+func (c *Client) Run(ctx context.Context) error {
+	failures := 0
+	for {
+		if !c.waitLeader(ctx) {
+			return nil
+		}
+		sctx, cancel := c.whileLeader(ctx)
+		welcomed, err := c.session(sctx)
+		cancel()
+		if ctx.Err() != nil {
+			return nil
+		}
+		if welcomed {
+			failures = 0
+		}
+		failures++
+		delay := c.backoff(failures, err)
+		if !sleep(ctx, delay) {
+			return nil
+		}
+	}
+}
+
+// backoff logs why a session ended and returns how long to wait before
+// the next: exponential in failures, with jitter, long after a refusal
+// that needs an operator.
+func (c *Client) backoff(failures int, err error) time.Duration {
+	d := c.cfg.MinBackoff << min(failures-1, 20)
+	if d > c.cfg.MaxBackoff || d <= 0 {
+		d = c.cfg.MaxBackoff
+	}
+	switch code := syncproto.CodeOf(err); {
+	case errors.Is(err, errNotLeader):
+		c.log.Info("sync stopped: this node no longer leads")
+		return c.cfg.MinBackoff
+	case code == syncproto.CodeUnauthorized || code == syncproto.CodeIncompatibleVersion || code == syncproto.CodeConflict:
+		d = c.cfg.LongBackoff
+		c.log.Error("central refused the site; an operator must act", "code", code, "err", err, "retry_in", d)
+	case code == syncproto.CodeReplaced:
+		c.log.Info("central ended this session: a newer one replaced it", "retry_in", d)
+	default:
+		c.log.Warn("sync connection ended", "err", err, "retry_in", d)
+	}
+	// Jitter: between half and all of d.
+	return d/2 + rand.N(d/2+1)
+}
+
+var errNotLeader = errors.New("syncclient: this node no longer leads")
+
+// waitLeader waits until the node is the ready leader, and reports
+// whether it is (false: ctx ended).
+func (c *Client) waitLeader(ctx context.Context) bool {
+	for !c.cfg.Node.IsReadyLeader() {
+		if !sleep(ctx, 100*time.Millisecond) {
+			return false
+		}
+	}
+	return true
+}
+
+// whileLeader returns a context that ends when the node stops being the
+// ready leader of the term it leads now (errNotLeader is its cause).
+func (c *Client) whileLeader(ctx context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	epoch := c.cfg.Node.LeaderEpoch()
+	go func() {
+		t := time.NewTicker(50 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			if !c.cfg.Node.IsReadyLeader() || c.cfg.Node.LeaderEpoch() != epoch {
+				cancel(errNotLeader)
+				return
+			}
+		}
+	}()
+	return ctx, func() { cancel(context.Canceled) }
+}
+
+// credential reads the site's credential from its file.
+func (c *Client) credential() (syncproto.Credential, error) {
+	raw, err := os.ReadFile(c.cfg.CredentialFile)
+	if err != nil {
+		return "", fmt.Errorf("syncclient: read the site credential: %w", err)
+	}
+	cred := strings.TrimSpace(string(raw))
+	if cred == "" {
+		return "", fmt.Errorf("syncclient: the site credential file %s is empty", c.cfg.CredentialFile)
+	}
+	return syncproto.Credential(cred), nil
+}
+
+// sleep waits d or until ctx ends, and reports whether d passed.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}

@@ -1,0 +1,339 @@
+package syncclient
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/outposthq/outpost/appliance/internal/apptest"
+	"github.com/outposthq/outpost/appliance/internal/replica"
+	"github.com/outposthq/outpost/appliance/internal/store"
+	"github.com/outposthq/outpost/syncproto"
+)
+
+const testCredential = "site-credential-0123456789abcdef"
+
+// env is one appliance node and a fake central.
+type env struct {
+	t    *testing.T
+	n    *apptest.Node
+	f    *fakeCentral
+	logs *apptest.SyncBuffer
+	cred string // the credential file
+}
+
+func newEnv(t *testing.T, credential string) *env {
+	e := &env{t: t, n: apptest.Start(t), f: newFakeCentral(t, testCredential), logs: &apptest.SyncBuffer{}}
+	e.cred = filepath.Join(t.TempDir(), "site.credential")
+	if err := os.WriteFile(e.cred, []byte(credential+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// run starts a client and stops it when the test ends; stop stops it now.
+func (e *env) run(tune func(*Config)) (c *Client, stop func()) {
+	e.t.Helper()
+	cfg := Config{Node: e.n.Node, URL: e.f.srv.URL, Site: "ams2", CredentialFile: e.cred, Key: e.n.Key,
+		Log:        slog.New(slog.NewTextHandler(io.MultiWriter(e.logs, e.t.Output()), &slog.HandlerOptions{Level: slog.LevelDebug})),
+		MinBackoff: 10 * time.Millisecond, MaxBackoff: 100 * time.Millisecond, LongBackoff: time.Second}
+	if tune != nil {
+		tune(&cfg)
+	}
+	c, err := New(cfg)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	var once bool
+	stop = func() {
+		if once {
+			return
+		}
+		once = true
+		cancel()
+		if err := <-done; err != nil {
+			e.t.Errorf("Run: %v", err)
+		}
+	}
+	e.t.Cleanup(stop)
+	return c, stop
+}
+
+// appendEvents records n events on the appliance.
+func (e *env) appendEvents(n int, kind string) {
+	e.t.Helper()
+	for n > 0 {
+		k := min(n, 500)
+		evs := make([]store.Event, k)
+		for i := range evs {
+			evs[i] = store.Event{Kind: kind, Message: fmt.Sprintf("%s %d", kind, i)}
+		}
+		cmd, err := replica.Encode(replica.AppendEvents, replica.Events{Time: time.Now().UTC(), Events: evs})
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		if _, err := e.n.Node.Apply(e.t.Context(), cmd); err != nil {
+			e.t.Fatal(err)
+		}
+		n -= k
+	}
+}
+
+func (e *env) syncState() store.SyncState {
+	var s store.SyncState
+	_ = e.n.DB.View(func(tx *store.Tx) error { s = tx.SyncState(); return nil })
+	return s
+}
+
+func (e *env) events() []*store.Event {
+	e.t.Helper()
+	var out []*store.Event
+	if err := e.n.DB.View(func(tx *store.Tx) (err error) { out, err = tx.EventsSince(0, 1<<20); return err }); err != nil {
+		e.t.Fatal(err)
+	}
+	return out
+}
+
+// checkStored checks that central stored exactly the site's events, in
+// order, each once.
+func (e *env) checkStored() {
+	e.t.Helper()
+	site := e.events()
+	e.f.mu.Lock()
+	defer e.f.mu.Unlock()
+	if len(e.f.stored) != len(site) {
+		e.t.Fatalf("central stored %d events, the site has %d", len(e.f.stored), len(site))
+	}
+	for i, got := range e.f.stored {
+		var ev store.Event
+		if err := json.Unmarshal(got.Data, &ev); err != nil {
+			e.t.Fatalf("event %d: %v", got.Seq, err)
+		}
+		if got.Seq != uint64(i+1) || ev.Seq != got.Seq || ev.Kind != site[i].Kind || ev.Message != site[i].Message {
+			e.t.Fatalf("central's event %d = seq %d %+v, want %+v", i, got.Seq, ev, site[i])
+		}
+	}
+}
+
+func (e *env) waitStoredAll() {
+	e.t.Helper()
+	last := e.syncState().LastSeq
+	e.f.waitFor(fmt.Sprintf("central to store events up to %d", last), func() bool { return uint64(len(e.f.stored)) >= last })
+}
+
+func (e *env) waitSite(what string, cond func(store.SyncState) bool) {
+	e.t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond(e.syncState()) {
+		if time.Now().After(deadline) {
+			e.t.Fatalf("timed out waiting for the site: %s (sync state %+v)", what, e.syncState())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func change(t *testing.T, kind, key string, obj any) syncproto.Change {
+	raw, err := json.Marshal(obj)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return syncproto.Change{Kind: kind, Key: key, Object: raw}
+}
+
+func countKind(events []*store.Event, kind string) int {
+	n := 0
+	for _, e := range events {
+		if e.Kind == kind {
+			n++
+		}
+	}
+	return n
+}
+
+// TestSync: hello with the site's cursors, a revision applied and
+// acknowledged, events delivered in order, a cut connection and an
+// outage resumed from central's stored sequence with no gap and no
+// duplicate, and the cursors in the store afterwards.
+func TestSync(t *testing.T) {
+	e := newEnv(t, testCredential)
+	e.appendEvents(3, "before.sync")
+	m := apptest.Machine("m1", 1)
+	m.BMC = &store.BMC{Address: "10.0.0.5", Username: "admin", Password: "bmc-secret-pw"}
+	e.f.addRevision(change(t, "machine", "m1", m),
+		change(t, "order", "o1", &store.Order{ID: "o1", Action: store.OrderPowerOn, MachineID: "m1"}))
+	_, stop := e.run(nil)
+
+	e.f.waitFor("desired_ack 1", func() bool { return len(e.f.acked) == 1 })
+	if h := e.f.hellos[0]; h.Site != "ams2" || h.AppliedRevision != 0 || h.AckedSeq != 0 || h.LastSeq != 3 || h.Versions != syncproto.Supported {
+		t.Errorf("first hello = %+v, want site ams2, applied 0, acked 0, last 3", h.LogValue())
+	}
+	if s := e.syncState(); s.AppliedRevision != 1 {
+		t.Errorf("applied revision %d, want 1", s.AppliedRevision)
+	}
+	_ = e.n.DB.View(func(tx *store.Tx) error {
+		o, err := store.Get[store.Order](tx, "o1")
+		if err != nil || o.State != store.OrderRunning {
+			t.Errorf("order o1 = %+v, %v; want running", o, err)
+		}
+		got, err := store.Get[store.Machine](tx, "m1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		pw, err := e.n.Key.Open(got.BMC.SealedPassword, store.BMCPasswordAD("m1"))
+		if got.BMC.Password != "" || err != nil || string(pw) != "bmc-secret-pw" {
+			t.Errorf("machine m1's BMC password: clear %q, sealed opens to %q (%v)", got.BMC.Password, pw, err)
+		}
+		return nil
+	})
+	e.waitStoredAll()
+	e.checkStored()
+	last := e.syncState().LastSeq
+	e.waitSite("acked seq to reach the last event", func(s store.SyncState) bool { return s.AckedSeq == last })
+
+	// New events flow as they are recorded.
+	e.appendEvents(1200, "live")
+	e.waitStoredAll()
+	e.checkStored()
+
+	// A cut while events flow, then an outage with events recorded.
+	go e.appendEvents(3000, "during.cut")
+	time.Sleep(5 * time.Millisecond)
+	e.f.cut()
+	e.f.update(func() { e.f.down = true })
+	e.appendEvents(700, "while.down")
+	e.f.update(func() { e.f.down = false })
+	time.Sleep(100 * time.Millisecond)
+	e.appendEvents(1, "after")
+	e.waitStoredAll()
+	e.checkStored()
+	e.waitSite("acked seq to reach the last event", func(s store.SyncState) bool { return s.AckedSeq == s.LastSeq })
+	e.f.mu.Lock()
+	hellos := len(e.f.hellos)
+	later := e.f.hellos[hellos-1]
+	e.f.mu.Unlock()
+	if hellos < 2 || later.AppliedRevision != 1 {
+		t.Errorf("%d hellos, the last %+v; want a reconnect that names revision 1", hellos, later.LogValue())
+	}
+	if n := countKind(e.events(), "order.created"); n != 1 {
+		t.Errorf("order.created %d times, want once", n)
+	}
+
+	// The cursors are in the store file.
+	stop()
+	want := e.syncState()
+	e.n.Node.Close()
+	e.n.DB.Close()
+	db, err := store.Open(filepath.Join(e.n.Dir, "store.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var got store.SyncState
+	_ = db.View(func(tx *store.Tx) error { got = tx.SyncState(); return nil })
+	if got != want || got.AppliedRevision != 1 || got.AckedSeq != got.LastSeq {
+		t.Errorf("sync state after reopening the store = %+v, want %+v", got, want)
+	}
+	for _, secret := range []string{testCredential, "bmc-secret-pw"} {
+		if strings.Contains(e.logs.String(), secret) || strings.Contains(e.n.Logs.String(), secret) {
+			t.Errorf("a secret appears in the logs")
+		}
+	}
+}
+
+// TestSyncTwoLeadersApplyOnce: two sessions that both believe they lead
+// receive the same revision; it is applied once.
+func TestSyncTwoLeadersApplyOnce(t *testing.T) {
+	e := newEnv(t, testCredential)
+	m := apptest.Machine("m1", 1)
+	m.BMC = &store.BMC{Address: "10.0.0.5"}
+	e.f.update(func() { e.f.holdBack = 2 })
+	e.f.addRevision(change(t, "machine", "m1", m),
+		change(t, "order", "o1", &store.Order{ID: "o1", Action: store.OrderPowerOn, MachineID: "m1"}))
+	e.run(nil)
+	e.run(nil)
+	e.f.waitFor("two desired_acks", func() bool { return len(e.f.acked) == 2 })
+	if h := e.f.hellos; h[0].AppliedRevision != 0 || h[1].AppliedRevision != 0 {
+		t.Errorf("hellos %+v, %+v: want both at revision 0", h[0].LogValue(), h[1].LogValue())
+	}
+	if n := countKind(e.events(), "order.created"); n != 1 || e.syncState().AppliedRevision != 1 {
+		t.Errorf("order.created %d times, applied revision %d; want once, 1", n, e.syncState().AppliedRevision)
+	}
+	if !strings.Contains(e.logs.String(), "already_applied=true") {
+		t.Errorf("no session saw the revision as already applied")
+	}
+}
+
+// TestSyncUnauthorized: a wrong credential is refused; the client backs
+// off long, changes nothing, and never logs the credential.
+func TestSyncUnauthorized(t *testing.T) {
+	const wrong = "wrong-credential-fedcba9876543210"
+	e := newEnv(t, wrong)
+	e.f.addRevision(change(t, "image", "debian", map[string]string{"name": "debian", "url": "https://x/d.raw", "format": "raw"}))
+	before := e.n.DB.AppliedIndex()
+	e.run(func(c *Config) { c.LongBackoff = 2 * time.Second })
+	e.f.waitFor("a hello", func() bool { return len(e.f.hellos) >= 1 })
+	time.Sleep(700 * time.Millisecond)
+	e.f.mu.Lock()
+	n := len(e.f.hellos)
+	e.f.mu.Unlock()
+	if n != 1 {
+		t.Errorf("%d hellos within 0.7s of a refusal, want 1 (long backoff)", n)
+	}
+	if got := e.n.DB.AppliedIndex(); got != before || e.syncState().AppliedRevision != 0 {
+		t.Errorf("applied index %d -> %d, revision %d: a refused site changed", before, got, e.syncState().AppliedRevision)
+	}
+	logs := e.logs.String()
+	if !strings.Contains(logs, "unauthorized") {
+		t.Errorf("logs do not say unauthorized:\n%s", logs)
+	}
+	if strings.Contains(logs, wrong) || strings.Contains(e.n.Logs.String(), wrong) {
+		t.Errorf("the credential appears in the logs")
+	}
+}
+
+// TestSyncSilentCentral: a central that stops answering is dropped after
+// HeartbeatMisses intervals, and the client reconnects.
+func TestSyncSilentCentral(t *testing.T) {
+	e := newEnv(t, testCredential)
+	e.f.update(func() { e.f.silent, e.f.heartbeat = true, 100*time.Millisecond })
+	e.run(nil)
+	e.f.waitFor("a hello", func() bool { return len(e.f.hellos) >= 1 })
+	e.f.update(func() { e.f.silent = false })
+	start := time.Now()
+	e.f.waitFor("a second hello", func() bool { return len(e.f.hellos) >= 2 })
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("reconnected after %v", d)
+	}
+	if !strings.Contains(e.logs.String(), "silent") {
+		t.Errorf("logs do not say central was silent")
+	}
+}
+
+func TestSyncURL(t *testing.T) {
+	tests := map[string]string{
+		"ws://central:8443/v1/sync":  "ws://central:8443/v1/sync",
+		"wss://central/custom":       "wss://central/custom",
+		"http://central:8080":        "ws://central:8080/v1/sync",
+		"https://central.example/":   "wss://central.example/v1/sync",
+		"https://central.example/op": "wss://central.example/op/v1/sync",
+		"ftp://central":              "",
+		"central:8080":               "",
+		"wss://user:pw@central":      "",
+	}
+	for in, want := range tests {
+		got, err := SyncURL(in)
+		if got != want || (err != nil) != (want == "") {
+			t.Errorf("SyncURL(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+}
