@@ -1,0 +1,198 @@
+package hub
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/outposthq/outpost/syncproto"
+)
+
+// session is one site's connection after the welcome.
+type session struct {
+	h      *Hub
+	conn   *websocket.Conn
+	site   string
+	hello  *syncproto.Hello
+	remote string
+	since  time.Time
+	log    *slog.Logger
+
+	// sent is the last revision sent whole; lastSent the highest event
+	// sequence the site sent on this connection.
+	sent     atomic.Uint64
+	lastSent atomic.Uint64
+	heard    atomic.Int64 // unix nanoseconds of the last message read
+
+	// done ends the session's goroutines; endOnce guards the close.
+	done    chan struct{}
+	endOnce sync.Once
+}
+
+func newSession(h *Hub, conn *websocket.Conn, hello *syncproto.Hello, remote string) *session {
+	s := &session{h: h, conn: conn, site: hello.Site, hello: hello, remote: remote, since: time.Now(),
+		log: h.log.With("site", hello.Site, "remote", remote), done: make(chan struct{})}
+	s.sent.Store(hello.AppliedRevision)
+	s.heard.Store(time.Now().UnixNano())
+	return s
+}
+
+// run reads and writes until the connection ends, then closes it: with
+// the error that ended it, if it was the site's fault or central's.
+func (s *session) run() {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-s.done:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	var g errgroup.Group
+	g.Go(func() error { defer cancel(); return s.read(ctx) })
+	g.Go(func() error { defer cancel(); return s.writeDesired(ctx) })
+	err := g.Wait()
+	var ce connError
+	switch {
+	case err == nil || errors.As(err, &ce):
+		s.log.Info("sync: site disconnected", "err", err)
+		s.end(nil)
+	default:
+		e := syncproto.ErrorFor(err)
+		if e.Code == syncproto.CodeInternal {
+			s.log.Error("sync: session failed", "err", err)
+		} else {
+			s.log.Warn("sync: ending session", "code", e.Code, "message", e.Message)
+		}
+		s.end(e)
+	}
+}
+
+// end closes the connection, first sending e if it is not nil. Only the
+// first call does anything; it ends the session's goroutines.
+func (s *session) end(e *syncproto.Error) {
+	s.endOnce.Do(func() {
+		defer close(s.done)
+		if e == nil {
+			s.conn.CloseNow()
+			return
+		}
+		s.h.reject(s.conn, e)
+	})
+}
+
+// write sends m, within the write timeout: a site that does not take it
+// in time loses its connection.
+func (s *session) write(m syncproto.Message) error {
+	frame, err := syncproto.Encode(m)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.h.writeTimeout)
+	defer cancel()
+	if err := s.conn.Write(ctx, websocket.MessageText, frame); err != nil {
+		return connError{err}
+	}
+	return nil
+}
+
+// read handles the site's messages until the connection ends.
+func (s *session) read(ctx context.Context) error {
+	silence := syncproto.HeartbeatMisses * s.h.heartbeat
+	for {
+		rctx, cancel := context.WithTimeout(ctx, silence)
+		typ, frame, err := s.conn.Read(rctx)
+		timedOut := rctx.Err() != nil && ctx.Err() == nil
+		cancel()
+		switch {
+		case err != nil && timedOut:
+			return connError{errors.New("the site was silent for " + silence.String())}
+		case err != nil:
+			return connError{err}
+		case typ != websocket.MessageText:
+			return syncproto.Errorf(syncproto.CodeBadMessage, "frames are text")
+		}
+		s.heard.Store(time.Now().UnixNano())
+		m, err := syncproto.Decode(frame)
+		if err != nil {
+			return err
+		}
+		if err := syncproto.CheckSender(m, syncproto.Site); err != nil {
+			return err
+		}
+		if err := s.handle(m); err != nil {
+			return err
+		}
+	}
+}
+
+func (s *session) handle(m syncproto.Message) error {
+	switch m := m.(type) {
+	case *syncproto.Hello:
+		return syncproto.Errorf(syncproto.CodeBadMessage, "a second hello")
+	case *syncproto.DesiredAck:
+		if sent := s.sent.Load(); m.Revision > sent {
+			return syncproto.Errorf(syncproto.CodeBadMessage, "desired_ack.revision: is %d, but central has sent up to %d", m.Revision, sent)
+		}
+		return s.h.db.RecordAck(s.site, m.Revision)
+	case *syncproto.Events:
+		stored, err := s.h.db.StoreEvents(s.site, m, s.hello.AckedSeq)
+		if err != nil {
+			return err
+		}
+		last := max(s.lastSent.Load(), m.Last)
+		s.lastSent.Store(last)
+		return s.write(&syncproto.EventsAck{Seq: min(stored, last)})
+	case *syncproto.Error:
+		return connError{errors.New("the site sent error " + m.Code + ": " + m.Message)}
+	}
+	return nil // heartbeat: being heard is all it says
+}
+
+// writeDesired sends the site's revisions after the one it has applied,
+// each as it is committed, and heartbeats while there is nothing to send.
+func (s *session) writeDesired(ctx context.Context) error {
+	cursor := s.hello.AppliedRevision
+	tick := time.NewTicker(s.h.heartbeat)
+	defer tick.Stop()
+	for ctx.Err() == nil {
+		changed := s.h.db.WatchDesired(s.site)
+		revs, err := s.h.db.NextRevisions(s.site, cursor, revisionBatch)
+		if err != nil {
+			return err
+		}
+		for _, r := range revs {
+			parts, err := syncproto.SplitDesired(r.Revision, r.Full, r.Changes)
+			if err != nil {
+				return err
+			}
+			for _, p := range parts {
+				if err := s.write(p); err != nil {
+					return err
+				}
+			}
+			cursor = r.Revision
+			s.sent.Store(cursor)
+		}
+		if len(revs) > 0 {
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-changed:
+		case <-tick.C:
+			if err := s.write(&syncproto.Heartbeat{Time: time.Now().UTC()}); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
