@@ -1,0 +1,175 @@
+// Package api serves central's HTTP/JSON API for the operator and the
+// portal: sites (creating one yields its credential, shown once) with
+// their sync status, each site's orders, machines, images and templates
+// (its desired state: every change is a new revision, pushed to the site
+// by package hub), and the events the site sent (a page since a
+// sequence, and a live Server-Sent Events stream).
+//
+// Every route but /healthz needs an admin token (Authorization: Bearer).
+// Errors are JSON, {"error":{"code":..,"field":..,"message":..}}, with
+// the HTTP status of the code; a request that fails changes nothing.
+// Credentials, tokens and request bodies are never logged.
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"github.com/outposthq/outpost/central/internal/hub"
+	"github.com/outposthq/outpost/central/internal/store"
+)
+
+// Config configures the API.
+type Config struct {
+	Store *store.DB
+	// Hub reports sites' connections; nil shows every site offline.
+	Hub interface{ Status(site string) hub.Status }
+	Log *slog.Logger
+}
+
+// Server is the API.
+type Server struct {
+	db  *store.DB
+	hub interface{ Status(site string) hub.Status }
+	log *slog.Logger
+}
+
+// New returns the API server.
+func New(cfg Config) *Server {
+	s := &Server{db: cfg.Store, hub: cfg.Hub, log: cfg.Log}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	return s
+}
+
+// Handler returns the API's routes.
+func (s *Server) Handler() http.Handler {
+	authed := http.NewServeMux()
+	s.routes(authed)
+	root := http.NewServeMux()
+	root.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]bool{"healthy": true})
+	})
+	root.Handle("/", s.requireToken(authed))
+	return root
+}
+
+// routes lists every authenticated route, in one table.
+func (s *Server) routes(mux *http.ServeMux) {
+	mux.HandleFunc("POST /v1/sites", s.createSite)
+	mux.HandleFunc("GET /v1/sites", s.listSites)
+	mux.HandleFunc("GET /v1/sites/{site}", s.getSite)
+
+	mux.HandleFunc("PUT /v1/sites/{site}/orders/{key}", s.putOrder)
+	mux.HandleFunc("GET /v1/sites/{site}/orders/{key}", s.getItem(store.KindOrder))
+	mux.HandleFunc("GET /v1/sites/{site}/orders", s.listItems(store.KindOrder, "orders"))
+	for path, kind := range map[string]string{"machines": store.KindMachine, "images": store.KindImage, "templates": store.KindTemplate} {
+		mux.HandleFunc("PUT /v1/sites/{site}/"+path+"/{key}", s.putItem(kind))
+		mux.HandleFunc("DELETE /v1/sites/{site}/"+path+"/{key}", s.deleteItem(kind))
+		mux.HandleFunc("GET /v1/sites/{site}/"+path+"/{key}", s.getItem(kind))
+		mux.HandleFunc("GET /v1/sites/{site}/"+path, s.listItems(kind, path))
+	}
+
+	mux.HandleFunc("GET /v1/sites/{site}/events", s.listEvents)
+	mux.HandleFunc("GET /v1/sites/{site}/events/stream", s.streamEvents)
+
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusNotFound, errorBody{Error: &store.Error{
+			Code: store.CodeNotFound, Message: "no route for " + r.Method + " " + r.URL.Path,
+		}})
+	})
+}
+
+// bearer returns the request's bearer token.
+func bearer(r *http.Request) string {
+	h := r.Header.Get("Authorization")
+	if len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
+		return strings.TrimSpace(h[7:])
+	}
+	return ""
+}
+
+// requireToken answers 401 unless the request carries a valid token.
+func (s *Server) requireToken(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if tok := bearer(r); tok == "" || !s.db.CheckToken(tok) {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="outpost central"`)
+			writeJSON(w, http.StatusUnauthorized, errorBody{Error: &store.Error{
+				Code: codeUnauthorized, Message: "a valid bearer token is required (Authorization: Bearer <token>)",
+			}})
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// errorBody is the JSON shape of every error response.
+type errorBody struct {
+	Error *store.Error `json:"error"`
+}
+
+const (
+	codeUnauthorized = "unauthorized"
+	codeInternal     = "internal"
+)
+
+// writeError answers with err: a domain error as it is, anything else
+// logged and answered with a generic message.
+func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	e, ok := store.AsError(err)
+	if !ok {
+		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+		e = &store.Error{Code: codeInternal, Message: "internal error; see central's log"}
+	}
+	status := http.StatusInternalServerError
+	switch e.Code {
+	case store.CodeInvalid:
+		status = http.StatusBadRequest
+	case store.CodeNotFound:
+		status = http.StatusNotFound
+	case store.CodeConflict:
+		status = http.StatusConflict
+	}
+	writeJSON(w, status, errorBody{Error: e})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+// maxBody bounds a request body: an object of the largest size the
+// protocol carries, with room.
+const maxBody = 2 << 20
+
+// decodeBody decodes the JSON body into v, naming the field at fault.
+func decodeBody(r *http.Request, v any, strict bool) error {
+	dec := json.NewDecoder(http.MaxBytesReader(nil, r.Body, maxBody))
+	if strict {
+		dec.DisallowUnknownFields()
+	}
+	err := dec.Decode(v)
+	var typeErr *json.UnmarshalTypeError
+	var maxErr *http.MaxBytesError
+	switch {
+	case err == nil:
+		if dec.More() {
+			return store.Invalid("body", "holds more than one JSON value")
+		}
+		return nil
+	case errors.As(err, &maxErr):
+		return store.Invalid("body", "is larger than %d bytes", maxBody)
+	case errors.As(err, &typeErr) && typeErr.Field != "":
+		return store.Invalid(typeErr.Field, "has the wrong JSON type")
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		return store.Invalid(strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`), "is not a known field")
+	}
+	return store.Invalid("body", "is not valid JSON")
+}

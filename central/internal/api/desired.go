@@ -1,0 +1,102 @@
+package api
+
+import (
+	"encoding/json"
+	"net/http"
+
+	"github.com/outposthq/outpost/central/internal/store"
+)
+
+// putOrder places an order: a new revision of the site's desired state.
+// An order cannot change once placed; placing it again as it is changes
+// nothing.
+func (s *Server) putOrder(w http.ResponseWriter, r *http.Request) {
+	var o store.Order
+	if err := decodeBody(r, &o, true); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	key := r.PathValue("key")
+	switch {
+	case o.ID == "":
+		o.ID = key
+	case o.ID != key:
+		s.writeError(w, r, store.Invalid("id", "is %q, but the path names order %q", o.ID, key))
+		return
+	}
+	if err := o.Validate(); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	obj, err := json.Marshal(&o)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	rev, err := s.db.PutDesired(r.PathValue("site"), store.KindOrder, o.ID, obj)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	s.log.Info("order placed", "site", r.PathValue("site"), "order", o.ID, "action", o.Action, "machine", o.MachineID, "revision", rev)
+	writeJSON(w, http.StatusOK, map[string]any{"order": &o, "revision": rev})
+}
+
+// putItem puts a machine, image or template, an opaque JSON object the
+// site applies, into the site's desired state.
+func (s *Server) putItem(kind string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		var obj json.RawMessage
+		if err := decodeBody(r, &obj, false); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		if len(obj) == 0 || obj[0] != '{' {
+			s.writeError(w, r, store.Invalid("body", "must be a JSON object"))
+			return
+		}
+		rev, err := s.db.PutDesired(r.PathValue("site"), kind, r.PathValue("key"), obj)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"kind": kind, "key": r.PathValue("key"), "object": obj, "revision": rev})
+	}
+}
+
+func (s *Server) deleteItem(kind string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		rev, err := s.db.DeleteDesired(r.PathValue("site"), kind, r.PathValue("key"))
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"kind": kind, "key": r.PathValue("key"), "deleted": true, "revision": rev})
+	}
+}
+
+func (s *Server) getItem(kind string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		obj, err := s.db.Desired(r.PathValue("site"), kind, r.PathValue("key"))
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, obj)
+	}
+}
+
+func (s *Server) listItems(kind, plural string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		items, err := s.db.ListDesired(r.PathValue("site"), kind)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		out := make([]json.RawMessage, 0, len(items))
+		for _, it := range items {
+			out = append(out, it.Object)
+		}
+		writeJSON(w, http.StatusOK, map[string]any{plural: out})
+	}
+}

@@ -1,0 +1,94 @@
+package api
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/outposthq/outpost/central/internal/hub"
+	"github.com/outposthq/outpost/central/internal/store"
+)
+
+// siteView is a site as the API shows it: never its credential's hash.
+type siteView struct {
+	ID        string     `json:"id"`
+	Name      string     `json:"name"`
+	CreatedAt time.Time  `json:"created_at"`
+	Sync      syncStatus `json:"sync"`
+}
+
+// syncStatus is where a site's sync stands.
+type syncStatus struct {
+	Connected      bool      `json:"connected"`
+	ConnectedSince time.Time `json:"connected_since,omitzero"`
+	Remote         string    `json:"remote,omitempty"`
+	// LastSeen is when central last heard from the site.
+	LastSeen time.Time `json:"last_seen,omitzero"`
+	// LatestRevision is the site's latest desired revision, and
+	// AckedRevision the last one the site acknowledged.
+	LatestRevision uint64 `json:"latest_revision"`
+	AckedRevision  uint64 `json:"acked_revision"`
+	// StoredSeq is the highest event sequence stored.
+	StoredSeq uint64           `json:"stored_seq"`
+	LostSeqs  []store.SeqRange `json:"lost_seqs,omitempty"`
+}
+
+func (s *Server) view(site *store.Site) siteView {
+	v := siteView{ID: site.ID, Name: site.Name, CreatedAt: site.CreatedAt, Sync: syncStatus{
+		LastSeen: site.LastSeen, LatestRevision: site.Revision, AckedRevision: site.AckedRevision,
+		StoredSeq: site.StoredSeq, LostSeqs: site.Lost,
+	}}
+	var st hub.Status
+	if s.hub != nil {
+		st = s.hub.Status(site.ID)
+	}
+	if st.Connected {
+		v.Sync.Connected, v.Sync.ConnectedSince, v.Sync.Remote = true, st.Since, st.Remote
+		if st.LastHeard.After(v.Sync.LastSeen) {
+			v.Sync.LastSeen = st.LastHeard
+		}
+	}
+	return v
+}
+
+// createSite creates a site and answers its credential, the only time it
+// is shown.
+func (s *Server) createSite(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		ID   string `json:"id"`
+		Name string `json:"name"`
+	}
+	if err := decodeBody(r, &req, true); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	cred, hash := store.NewSecret()
+	site, err := s.db.CreateSite(req.ID, req.Name, hash)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	s.log.Info("site created", "site", site.ID)
+	writeJSON(w, http.StatusCreated, map[string]any{"site": s.view(site), "credential": cred})
+}
+
+func (s *Server) listSites(w http.ResponseWriter, r *http.Request) {
+	sites, err := s.db.Sites()
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	out := make([]siteView, 0, len(sites))
+	for _, site := range sites {
+		out = append(out, s.view(site))
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"sites": out})
+}
+
+func (s *Server) getSite(w http.ResponseWriter, r *http.Request) {
+	site, err := s.db.Site(r.PathValue("site"))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, s.view(site))
+}
