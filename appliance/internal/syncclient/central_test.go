@@ -33,7 +33,7 @@ type fakeCentral struct {
 	acked     []uint64 // desired_ack revisions, in order
 	conns     map[*websocket.Conn]bool
 	down      bool // answer 503
-	silent    bool // after the welcome, send and answer nothing
+	silent    int  // so many next sessions send and answer nothing after the welcome
 	noAcks    bool // store events but do not acknowledge them
 	holdBack  int  // send desired state only once this many sessions are open
 	failures  []string
@@ -146,12 +146,19 @@ func (f *fakeCentral) serve(w http.ResponseWriter, r *http.Request) {
 	if err := writeMsg(ctx, c, welcome); err != nil {
 		return
 	}
-	f.mu.Lock()
-	silent := f.silent
-	f.mu.Unlock()
+	var silent bool
+	f.update(func() {
+		if silent = f.silent > 0; silent {
+			f.silent--
+		}
+	})
 	if silent {
-		<-ctx.Done()
-		return
+		// Hold the connection open, quiet, until the site drops it.
+		for {
+			if _, _, err := c.Read(ctx); err != nil {
+				return
+			}
+		}
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
