@@ -175,3 +175,59 @@ func TestSyncAcked(t *testing.T) {
 		t.Errorf("refused ack changed more than the applied index (-want +got):\n%s", diff)
 	}
 }
+
+// TestApplyDesiredFullSnapshot: a full snapshot deletes what central put
+// before and no longer names; what the site created itself, and orders,
+// stay.
+func TestApplyDesiredFullSnapshot(t *testing.T) {
+	e := fsmBase(t) // local: template install, machine m1, image debian
+	order := &store.Order{ID: "o1", Action: store.OrderPowerOn, MachineID: "m1"}
+	checkDesired(t, e, e.applyOK(5, ApplyDesired, desiredOf(1, false,
+		put(t, store.DesiredImage, "a", fxImage("a")), put(t, store.DesiredImage, "b", fxImage("b")),
+		put(t, store.DesiredTemplate, "t1", fxTemplate("t1")), put(t, store.DesiredMachine, "m2", fxMachine("m2", "02:00:00:00:00:02")),
+		put(t, store.DesiredOrder, "o1", order))), 1, true, 0)
+	managed := func() []string {
+		var out []string
+		e.view(func(tx *store.Tx) error { out = tx.SyncManaged(); return nil })
+		return out
+	}
+	if diff := cmp.Diff([]string{"image/a", "image/b", "machine/m2", "template/t1"}, managed()); diff != "" {
+		t.Errorf("managed after revision 1 (-want +got):\n%s", diff)
+	}
+	// Revision 2 is lost to compaction; 3 is a snapshot.
+	checkDesired(t, e, e.applyOK(6, ApplyDesired, desiredOf(3, true, put(t, store.DesiredImage, "a", fxImage("a")))), 3, true, 0)
+	s := readState(t, e.db)
+	var names []string
+	for _, i := range s.Images {
+		names = append(names, "image/"+i.Name)
+	}
+	for _, m := range s.Machines {
+		names = append(names, "machine/"+m.ID)
+	}
+	for _, tp := range s.Templates {
+		names = append(names, "template/"+tp.Name)
+	}
+	if diff := cmp.Diff([]string{"image/a", "image/debian", "machine/m1", "template/install"}, names); diff != "" {
+		t.Errorf("objects after the snapshot (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([]string{"image/a"}, managed()); diff != "" {
+		t.Errorf("managed after the snapshot (-want +got):\n%s", diff)
+	}
+	e.view(func(tx *store.Tx) error {
+		if _, err := store.Get[store.Order](tx, "o1"); err != nil {
+			t.Errorf("order o1 after the snapshot: %v", err)
+		}
+		return nil
+	})
+	// A delta deletes; a snapshot at or below the applied revision is a
+	// replay and changes nothing.
+	checkDesired(t, e, e.applyOK(7, ApplyDesired, desiredOf(4, false, store.DesiredChange{Kind: store.DesiredImage, Key: "a", Deleted: true})), 4, true, 0)
+	before := rawDump(t, e.db)
+	checkDesired(t, e, e.applyOK(8, ApplyDesired, desiredOf(3, true)), 3, false, 0)
+	if diff := cmp.Diff(withApplied(before, 8), rawDump(t, e.db)); diff != "" {
+		t.Errorf("replayed snapshot changed more than the applied index (-want +got):\n%s", diff)
+	}
+	if len(managed()) != 0 {
+		t.Errorf("managed = %v, want none", managed())
+	}
+}

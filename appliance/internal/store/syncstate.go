@@ -1,9 +1,11 @@
 package store
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // Sync with central. Central sends the site's desired state by revision;
@@ -132,9 +134,9 @@ func (d *Desired) Validate() error {
 // order that exists is left as it is. Machine objects must not carry a
 // BMC password in the clear: the proposer seals it.
 //
-// A full snapshot puts every object it names. Deleting what central
-// manages but the snapshot does not name is not done yet (2026-11-22):
-// central sends deltas while it has them.
+// A full snapshot puts every object it names, then deletes the machines,
+// images and templates central put before and the snapshot does not
+// name (orders stay: they are the site's history).
 func (tx *Tx) UnsafeApplyDesired(d *Desired, w Write) (*DesiredResult, error) {
 	if err := d.Validate(); err != nil {
 		return nil, err
@@ -148,23 +150,88 @@ func (tx *Tx) UnsafeApplyDesired(d *Desired, w Write) (*DesiredResult, error) {
 	}
 	res := &DesiredResult{Revision: d.Revision, Applied: true}
 	for _, c := range d.Changes {
-		err := tx.applyDesiredChange(c, w)
-		if err == nil {
-			continue
-		}
-		e, ok := AsError(err)
-		if !ok || errors.Is(err, ErrCorrupt) {
-			return nil, fmt.Errorf("desired revision %d: %s %q: %w", d.Revision, c.Kind, c.Key, err)
-		}
-		res.Refused++
-		if err := tx.UnsafeAppendEvent(refusedEvent(d.Revision, c, e), w.Index, w.Time); err != nil {
+		if err := tx.applyOrRefuse(d.Revision, c, w, res); err != nil {
 			return nil, err
+		}
+	}
+	if d.Full {
+		// What central manages here but the snapshot does not name is
+		// gone at central.
+		for _, c := range tx.unnamedManaged(d.Changes) {
+			if err := tx.applyOrRefuse(d.Revision, c, w, res); err != nil {
+				return nil, err
+			}
 		}
 	}
 	if err := tx.tx.Bucket(bucketMeta).Put(keySyncRevision, u64(d.Revision)); err != nil {
 		return nil, err
 	}
 	return res, nil
+}
+
+// applyOrRefuse applies one change, keeps the set of objects central
+// manages, and records a refusal as an event. Only a storage failure is
+// returned.
+func (tx *Tx) applyOrRefuse(rev uint64, c DesiredChange, w Write, res *DesiredResult) error {
+	err := tx.applyDesiredChange(c, w)
+	if err == nil {
+		if c.Kind == DesiredOrder {
+			return nil // orders are history: a snapshot does not delete them
+		}
+		meta := tx.tx.Bucket(bucketMeta)
+		if c.Deleted {
+			return meta.Delete(managedKey(c.Kind, c.Key))
+		}
+		return meta.Put(managedKey(c.Kind, c.Key), u64(rev))
+	}
+	e, ok := AsError(err)
+	if !ok || errors.Is(err, ErrCorrupt) {
+		return fmt.Errorf("desired revision %d: %s %q: %w", rev, c.Kind, c.Key, err)
+	}
+	res.Refused++
+	return tx.UnsafeAppendEvent(refusedEvent(rev, c, e), w.Index, w.Time)
+}
+
+// Central's objects at the site (machines, images, templates) are named
+// in bucketMeta under keySyncManaged + kind + "/" + key, with the
+// revision that put them: a full snapshot deletes those it does not name.
+// Objects created at the site itself are not central's and stay.
+var keySyncManaged = []byte("sync_managed/")
+
+func managedKey(kind, key string) []byte {
+	return []byte(string(keySyncManaged) + kind + "/" + key)
+}
+
+// unnamedManaged returns deletes of the objects central manages that
+// changes does not name, in key order.
+func (tx *Tx) unnamedManaged(changes []DesiredChange) []DesiredChange {
+	named := make(map[string]bool, len(changes))
+	for _, c := range changes {
+		named[string(managedKey(c.Kind, c.Key))] = true
+	}
+	var out []DesiredChange
+	cur := tx.tx.Bucket(bucketMeta).Cursor()
+	for k, _ := cur.Seek(keySyncManaged); k != nil && bytes.HasPrefix(k, keySyncManaged); k, _ = cur.Next() {
+		if named[string(k)] {
+			continue
+		}
+		kind, key, ok := strings.Cut(string(k[len(keySyncManaged):]), "/")
+		if ok {
+			out = append(out, DesiredChange{Kind: kind, Key: key, Deleted: true})
+		}
+	}
+	return out
+}
+
+// SyncManaged returns the objects central manages at the site, as
+// "kind/key", in order.
+func (tx *Tx) SyncManaged() []string {
+	var out []string
+	cur := tx.tx.Bucket(bucketMeta).Cursor()
+	for k, _ := cur.Seek(keySyncManaged); k != nil && bytes.HasPrefix(k, keySyncManaged); k, _ = cur.Next() {
+		out = append(out, string(k[len(keySyncManaged):]))
+	}
+	return out
 }
 
 // refusedEvent records a change of desired state that the store refused.
