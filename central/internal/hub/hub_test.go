@@ -392,7 +392,7 @@ func TestSilentSiteDropped(t *testing.T) {
 	if !c.closed() {
 		t.Fatal("a silent site keeps its session")
 	}
-	if took := time.Since(start); took < 250*time.Millisecond {
+	if took := time.Since(start); took < 200*time.Millisecond {
 		t.Errorf("dropped after %v, before %d heartbeats", took, syncproto.HeartbeatMisses)
 	}
 }

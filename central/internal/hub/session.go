@@ -24,7 +24,8 @@ type session struct {
 	since  time.Time
 	log    *slog.Logger
 
-	// sent is the last revision sent whole; lastSent the highest event
+	// sent is the last revision sent whole (or being sent its last
+	// part); lastSent the highest event
 	// sequence the site sent on this connection.
 	sent     atomic.Uint64
 	lastSent atomic.Uint64
@@ -174,12 +175,16 @@ func (s *session) writeDesired(ctx context.Context) error {
 				return err
 			}
 			for _, p := range parts {
+				if !p.More {
+					// Before the write: the site may ack it before
+					// this goroutine runs again.
+					s.sent.Store(r.Revision)
+				}
 				if err := s.write(p); err != nil {
 					return err
 				}
 			}
 			cursor = r.Revision
-			s.sent.Store(cursor)
 		}
 		if len(revs) > 0 {
 			continue
