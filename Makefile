@@ -24,6 +24,7 @@ build:
 	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -o $(BIN)/outpost ./appliance/cmd/outpost
 	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -o $(BIN)/outpost-bench ./appliance/cmd/outpost-bench
 	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -o $(BIN)/outpost-demo ./appliance/cmd/outpost-demo
+	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -o $(BIN)/centrald ./central/cmd/centrald
 
 # Boot artifacts into images/out/ from Debian packages and our Go code:
 # iPXE binaries, the kernel, the installer's initramfs (with the agent),

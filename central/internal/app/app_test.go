@@ -1,0 +1,235 @@
+package app
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"log/slog"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/outposthq/outpost/central/internal/config"
+	"github.com/outposthq/outpost/syncproto"
+)
+
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// selfSigned writes a certificate for 127.0.0.1 and its key into dir.
+func selfSigned(t *testing.T, dir string) (certFile, keyFile string, pool *x509.CertPool) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "central"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, KeyUsage: x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, _ := x509.MarshalECPrivateKey(key)
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
+	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600)
+	cert, _ := x509.ParseCertificate(der)
+	pool = x509.NewCertPool()
+	pool.AddCert(cert)
+	return certFile, keyFile, pool
+}
+
+type running struct {
+	url  string
+	out  *lockedBuffer
+	stop func() error
+}
+
+func start(t *testing.T, cfg *config.Config, logs *lockedBuffer) *running {
+	t.Helper()
+	out := &lockedBuffer{}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	go func() { done <- Run(ctx, cfg, log, out) }()
+	re := regexp.MustCompile(`API at (https?://\S+),`)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if m := re.FindStringSubmatch(out.String()); m != nil {
+			stopped := false
+			return &running{url: m[1], out: out, stop: func() error {
+				if stopped {
+					return nil
+				}
+				stopped = true
+				cancel()
+				return <-done
+			}}
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("Run: %v", err)
+		case <-time.After(10 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("central did not start")
+		}
+	}
+}
+
+// centrald over TLS: the first admin token is printed once and saved
+// (0600), never logged; a site created through the API connects over
+// wss; a restart keeps the token and the site; shutdown ends sessions
+// with "unavailable".
+func TestRunTLS(t *testing.T) {
+	dir := t.TempDir()
+	certFile, keyFile, pool := selfSigned(t, dir)
+	cfg := config.Default()
+	cfg.DataDir, cfg.Addr, cfg.TLSCert, cfg.TLSKey = filepath.Join(dir, "data"), "127.0.0.1:0", certFile, keyFile
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}, Timeout: 10 * time.Second}
+	logs := &lockedBuffer{}
+
+	r := start(t, cfg, logs)
+	defer r.stop()
+	raw, err := os.ReadFile(cfg.AdminTokenPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi, _ := os.Stat(cfg.AdminTokenPath()); fi.Mode().Perm() != 0o600 {
+		t.Errorf("admin token file mode %v", fi.Mode().Perm())
+	}
+	token := strings.TrimSpace(string(raw))
+	if strings.Count(r.out.String(), token) != 1 {
+		t.Errorf("the token is not printed once:\n%s", r.out)
+	}
+	do := func(method, path, body string, out any) int {
+		t.Helper()
+		req, _ := http.NewRequest(method, r.url+path, strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+token)
+		res, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		if out != nil {
+			json.NewDecoder(res.Body).Decode(out)
+		}
+		return res.StatusCode
+	}
+	var created struct{ Credential string }
+	if code := do("POST", "/v1/sites", `{"id":"fra-1"}`, &created); code != http.StatusCreated {
+		t.Fatalf("create site: %d", code)
+	}
+	do("PUT", "/v1/sites/fra-1/orders/o1", `{"action":"power_on","machine_id":"m1"}`, nil)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	wsURL := "wss" + strings.TrimPrefix(r.url, "https") + syncproto.Path
+	conn, _, err := websocket.Dial(ctx, wsURL, &websocket.DialOptions{HTTPClient: client})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.CloseNow()
+	write := func(m syncproto.Message) {
+		frame, _ := syncproto.Encode(m)
+		if err := conn.Write(ctx, websocket.MessageText, frame); err != nil {
+			t.Fatal(err)
+		}
+	}
+	read := func() syncproto.Message {
+		_, frame, err := conn.Read(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := syncproto.Decode(frame)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	write(&syncproto.Hello{Site: "fra-1", Credential: syncproto.Credential(created.Credential), Versions: syncproto.Supported})
+	if w, ok := read().(*syncproto.Welcome); !ok || w.NextRevision != 1 {
+		t.Fatalf("welcome: %+v", w)
+	}
+	if d, ok := read().(*syncproto.Desired); !ok || d.Changes[0].Key != "o1" {
+		t.Fatalf("desired: %+v", d)
+	}
+	last := make(chan syncproto.Message, 1)
+	go func() { // the site reads on, as a site does
+		for {
+			_, frame, err := conn.Read(ctx)
+			if err != nil {
+				close(last)
+				return
+			}
+			if m, err := syncproto.Decode(frame); err == nil {
+				if _, ok := m.(*syncproto.Heartbeat); !ok {
+					last <- m
+				}
+			}
+		}
+	}()
+	if err := r.stop(); err != nil {
+		t.Fatalf("stop: %v", err)
+	}
+	if e, ok := (<-last).(*syncproto.Error); !ok || e.Code != syncproto.CodeUnavailable {
+		t.Errorf("at shutdown the site got %+v, want error unavailable", e)
+	}
+
+	r = start(t, cfg, logs)
+	defer r.stop()
+	if strings.Contains(r.out.String(), token) || !strings.Contains(r.out.String(), cfg.AdminTokenPath()) {
+		t.Errorf("after a restart:\n%s", r.out)
+	}
+	var site struct {
+		ID   string
+		Sync struct {
+			LatestRevision uint64 `json:"latest_revision"`
+		}
+	}
+	if code := do("GET", "/v1/sites/fra-1", "", &site); code != 200 || site.ID != "fra-1" || site.Sync.LatestRevision != 1 {
+		t.Errorf("site after restart: %d %+v", code, site)
+	}
+	if err := r.stop(); err != nil {
+		t.Fatalf("stop: %v", err)
+	}
+	for what, secret := range map[string]string{"admin token": token, "credential": created.Credential} {
+		if strings.Contains(logs.String(), secret) {
+			t.Errorf("the %s is in the log", what)
+		}
+	}
+	if !strings.Contains(logs.String(), "site=fra-1") {
+		t.Errorf("the log does not show the session:\n%s", logs)
+	}
+}

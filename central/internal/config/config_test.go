@@ -1,0 +1,45 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestLoad(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "central.yaml")
+	os.WriteFile(file, []byte("addr: 0.0.0.0:9443\nheartbeat: 2s\nlog_format: json\n"), 0o600)
+	tests := map[string]struct {
+		args []string
+		err  string
+		addr string
+		hb   time.Duration
+	}{
+		"defaults":        {nil, "", DefaultAddr, 10 * time.Second},
+		"file":            {[]string{"-config", file}, "", "0.0.0.0:9443", 2 * time.Second},
+		"flag over file":  {[]string{"-config", file, "-addr", "127.0.0.1:1"}, "", "127.0.0.1:1", 2 * time.Second},
+		"tls half":        {[]string{"-tls-cert", "c.pem"}, "tls_cert and tls_key go together", "", 0},
+		"heartbeat short": {[]string{"-heartbeat", "1ms"}, "heartbeat 1ms", "", 0},
+		"bad addr":        {[]string{"-addr", "nope"}, "addr \"nope\"", "", 0},
+		"argument":        {[]string{"extra"}, "unexpected argument", "", 0},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			c, err := Load(tt.args)
+			if tt.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.err) {
+					t.Fatalf("err %v, want %q", err, tt.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.Addr != tt.addr || time.Duration(c.Heartbeat) != tt.hb {
+				t.Errorf("addr %s heartbeat %v", c.Addr, c.Heartbeat)
+			}
+		})
+	}
+}
