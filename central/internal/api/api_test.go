@@ -319,3 +319,28 @@ func TestSiteOrderEvents(t *testing.T) {
 		t.Errorf("the site's view shows a hash: %s", raw)
 	}
 }
+
+// A machine's BMC password goes to the site but is never shown.
+func TestBMCPasswordNotShown(t *testing.T) {
+	e := newEnv(t)
+	e.createSite("s1")
+	const secret = "hunter2-bmc"
+	body := `{"id":"m1","bmc":{"address":"10.0.0.9","username":"admin","password":"` + secret + `"}}`
+	var put, got map[string]any
+	var list struct{ Machines []map[string]any }
+	if code := e.do("PUT", "/v1/sites/s1/machines/m1", body, &put); code != 200 {
+		t.Fatalf("put machine: %d", code)
+	}
+	e.do("GET", "/v1/sites/s1/machines/m1", "", &got)
+	e.do("GET", "/v1/sites/s1/machines", "", &list)
+	for what, v := range map[string]any{"put": put, "get": got, "list": list} {
+		raw, _ := json.Marshal(v)
+		if strings.Contains(string(raw), secret) || !strings.Contains(string(raw), `"password_set":true`) {
+			t.Errorf("%s shows %s", what, raw)
+		}
+	}
+	revs, _ := e.db.NextRevisions("s1", 0, 10)
+	if len(revs) != 1 || !strings.Contains(string(revs[0].Changes[0].Object), secret) {
+		t.Errorf("the site does not get the password: %+v", revs)
+	}
+}

@@ -60,7 +60,7 @@ func (s *Server) putItem(kind string) http.HandlerFunc {
 			s.writeError(w, r, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, map[string]any{"kind": kind, "key": r.PathValue("key"), "object": obj, "revision": rev})
+		writeJSON(w, http.StatusOK, map[string]any{"kind": kind, "key": r.PathValue("key"), "object": shown(kind, obj), "revision": rev})
 	}
 }
 
@@ -82,7 +82,7 @@ func (s *Server) getItem(kind string) http.HandlerFunc {
 			s.writeError(w, r, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, obj)
+		writeJSON(w, http.StatusOK, shown(kind, obj))
 	}
 }
 
@@ -95,8 +95,37 @@ func (s *Server) listItems(kind, plural string) http.HandlerFunc {
 		}
 		out := make([]json.RawMessage, 0, len(items))
 		for _, it := range items {
-			out = append(out, it.Object)
+			out = append(out, shown(kind, it.Object))
 		}
 		writeJSON(w, http.StatusOK, map[string]any{plural: out})
 	}
+}
+
+// shown is an object as the API shows it: a machine's BMC password (which
+// central passes to the site, where it is sealed) is never shown, only
+// whether it is set.
+func shown(kind string, obj json.RawMessage) json.RawMessage {
+	if kind != store.KindMachine {
+		return obj
+	}
+	var m map[string]json.RawMessage
+	if json.Unmarshal(obj, &m) != nil {
+		return obj
+	}
+	var bmc map[string]json.RawMessage
+	if json.Unmarshal(m["bmc"], &bmc) != nil || bmc == nil {
+		return obj
+	}
+	_, set := bmc["password"]
+	delete(bmc, "password")
+	delete(bmc, "sealed_password")
+	if set {
+		bmc["password_set"] = json.RawMessage("true")
+	}
+	m["bmc"], _ = json.Marshal(bmc)
+	out, err := json.Marshal(m)
+	if err != nil {
+		return json.RawMessage(`{}`)
+	}
+	return out
 }
