@@ -37,6 +37,8 @@ type fakeCentral struct {
 	noAcks    bool // store events but do not acknowledge them
 	holdBack  int  // send desired state only once this many sessions are open
 	failures  []string
+	// siteErrors are the codes of the errors the site sent.
+	siteErrors []string
 }
 
 func newFakeCentral(t *testing.T, credential string) *fakeCentral {
@@ -199,6 +201,9 @@ func (f *fakeCentral) serve(w http.ResponseWriter, r *http.Request) {
 		case *syncproto.DesiredAck:
 			f.update(func() { f.acked = append(f.acked, m.Revision) })
 		case *syncproto.Heartbeat:
+		case *syncproto.Error:
+			f.update(func() { f.siteErrors = append(f.siteErrors, m.Code) })
+			return
 		default:
 			f.fail("unexpected %T from the site", msg)
 			return

@@ -154,7 +154,8 @@ func (c *Client) backoff(failures int, err error) time.Duration {
 	case errors.Is(err, errNotLeader):
 		c.log.Info("sync stopped: this node no longer leads")
 		return c.cfg.MinBackoff
-	case code == syncproto.CodeUnauthorized || code == syncproto.CodeIncompatibleVersion || code == syncproto.CodeConflict:
+	case errors.Is(err, errBadWelcome) || code == syncproto.CodeUnauthorized ||
+		code == syncproto.CodeIncompatibleVersion || code == syncproto.CodeConflict:
 		d = c.cfg.LongBackoff
 		c.log.Error("central refused the site; an operator must act", "code", code, "err", err, "retry_in", d)
 	case code == syncproto.CodeReplaced:

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -378,5 +379,90 @@ func TestSyncStopsWithLeadership(t *testing.T) {
 	e.f.mu.Unlock()
 	if n != 1 || c.Connected() {
 		t.Errorf("%d hellos, connected %t after the node stopped leading; want 1, false", n, c.Connected())
+	}
+}
+
+// TestSyncBadWelcome: a central that claims events the site never
+// recorded is told so, and the client waits long before trying again.
+func TestSyncBadWelcome(t *testing.T) {
+	e := newEnv(t, testCredential)
+	e.f.update(func() {
+		for i := range 5 {
+			e.f.stored = append(e.f.stored, syncproto.Event{Seq: uint64(i + 1), Data: json.RawMessage(`{}`)})
+		}
+	})
+	e.run(nil)
+	e.f.waitFor("the site's error", func() bool { return len(e.f.siteErrors) == 1 })
+	time.Sleep(500 * time.Millisecond)
+	e.f.mu.Lock()
+	n, code := len(e.f.hellos), e.f.siteErrors[0]
+	e.f.mu.Unlock()
+	if n != 1 || code != syncproto.CodeBadMessage {
+		t.Errorf("%d hellos, site error %q; want 1 hello (long backoff) and bad_message", n, code)
+	}
+	if !strings.Contains(e.logs.String(), "an operator must act") {
+		t.Errorf("logs do not ask for an operator")
+	}
+}
+
+// cutProxy forwards TCP connections to target; the site-to-central
+// stream of the i'th connection is cut after limits[i] bytes (the last
+// limit holds for every later connection; 0: never cut).
+type cutProxy struct {
+	ln     net.Listener
+	target string
+	limits []int
+}
+
+func newCutProxy(t *testing.T, target string, limits ...int) *cutProxy {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &cutProxy{ln: ln, target: target, limits: limits}
+	t.Cleanup(func() { ln.Close() })
+	go p.serve()
+	return p
+}
+
+func (p *cutProxy) serve() {
+	for i := 0; ; i++ {
+		c, err := p.ln.Accept()
+		if err != nil {
+			return
+		}
+		limit := p.limits[min(i, len(p.limits)-1)]
+		go func() {
+			defer c.Close()
+			up, err := net.Dial("tcp", p.target)
+			if err != nil {
+				return
+			}
+			defer up.Close()
+			go func() { io.Copy(c, up); c.Close() }()
+			var src io.Reader = c
+			if limit > 0 {
+				src = io.LimitReader(c, int64(limit))
+			}
+			io.Copy(up, src) // returns at the cut: both ends close
+		}()
+	}
+}
+
+// TestSyncCutMidMessage: connections cut in the middle of event batches
+// lose nothing and duplicate nothing.
+func TestSyncCutMidMessage(t *testing.T) {
+	e := newEnv(t, testCredential)
+	e.appendEvents(5000, "boot.storm")
+	p := newCutProxy(t, strings.TrimPrefix(e.f.srv.URL, "http://"), 20000, 150000, 90000, 0)
+	e.run(func(c *Config) { c.URL = "ws://" + p.ln.Addr().String() + syncproto.Path })
+	e.waitStoredAll()
+	e.checkStored()
+	e.waitSite("acked seq 5000", func(s store.SyncState) bool { return s.AckedSeq == 5000 })
+	e.f.mu.Lock()
+	n := len(e.f.hellos)
+	e.f.mu.Unlock()
+	if n < 4 {
+		t.Errorf("%d hellos, want at least 4 (three cut connections)", n)
 	}
 }

@@ -94,13 +94,18 @@ func (s *session) handshake(ctx context.Context) error {
 		return m
 	case *syncproto.Welcome:
 		if err := m.Answers(s.hello); err != nil {
-			return &localError{err}
+			return &localError{fmt.Errorf("%w: %w", errBadWelcome, err)}
 		}
 		s.welcome = m
 		return nil
 	}
 	return &localError{syncproto.Errorf(syncproto.CodeBadMessage, "%s before welcome: central answers a hello with welcome or error", msg.Type())}
 }
+
+// errBadWelcome marks a welcome that does not answer the hello: central
+// has stored events the site never recorded, or speaks another version.
+// Only an operator can resolve it.
+var errBadWelcome = errors.New("central's welcome does not answer the hello")
 
 // localError is a rule central broke, which the site tells it before
 // closing.
