@@ -76,6 +76,7 @@ func (s *Server) routes(mux *http.ServeMux) {
 
 	mux.HandleFunc("GET /v1/sites/{site}/events", s.listEvents)
 	mux.HandleFunc("GET /v1/sites/{site}/events/stream", s.streamEvents)
+	mux.HandleFunc("DELETE /v1/sites/{site}/events", s.resetEvents)
 
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, errorBody{Error: &store.Error{

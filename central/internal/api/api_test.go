@@ -308,6 +308,13 @@ func TestSiteOrderEvents(t *testing.T) {
 	if d, ok := recv(t, conn).(*syncproto.Desired); !ok || d.Revision != 3 || !d.Changes[0].Deleted {
 		t.Fatalf("pushed delete: %+v", d)
 	}
+	var reset struct{ Dropped uint64 }
+	if code := e.do("DELETE", "/v1/sites/fra-1/events", "", &reset); code != 200 || reset.Dropped != 2 {
+		t.Errorf("reset events: %d %+v", code, reset)
+	}
+	if s, _ := e.db.Site("fra-1"); s.StoredSeq != 0 {
+		t.Errorf("stored_seq after reset: %d", s.StoredSeq)
+	}
 	raw, _ := json.Marshal(v)
 	logs := e.logs.String()
 	for what, secret := range map[string]string{"credential": cred, "admin token": e.token} {

@@ -109,3 +109,17 @@ func (s *Server) streamEvents(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 }
+
+// resetEvents forgets the site's stored events: an operator's answer to
+// a site refused with "conflict" because its history went back (a
+// rebuilt or restored appliance). The site then sends its events from
+// its first again.
+func (s *Server) resetEvents(w http.ResponseWriter, r *http.Request) {
+	dropped, err := s.db.ResetEvents(r.PathValue("site"))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	s.log.Warn("site events reset", "site", r.PathValue("site"), "dropped", dropped)
+	writeJSON(w, http.StatusOK, map[string]any{"dropped": dropped, "stored_seq": 0})
+}

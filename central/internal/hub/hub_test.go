@@ -463,3 +463,29 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// A site whose history went back is refused until an operator resets its
+// events at central; then it is welcome and sends them again.
+func TestConflictUntilReset(t *testing.T) {
+	f := newFixture(t, Config{})
+	cred := f.site("s1")
+	if _, err := f.db.StoreEvents("s1", events(1, 5), 0); err != nil {
+		t.Fatal(err)
+	}
+	c := f.dial()
+	c.send(hello("s1", cred, 0, 0, 2))
+	if e, ok := c.recv().(*syncproto.Error); !ok || e.Code != syncproto.CodeConflict {
+		t.Fatalf("answer: %+v", e)
+	}
+	if dropped, err := f.db.ResetEvents("s1"); err != nil || dropped != 5 {
+		t.Fatalf("reset: %d, %v", dropped, err)
+	}
+	c, w := f.connect(hello("s1", cred, 0, 0, 2))
+	if w.StoredSeq != 0 {
+		t.Errorf("welcome after reset: %+v", w)
+	}
+	c.send(events(1, 2))
+	if a, ok := c.recv().(*syncproto.EventsAck); !ok || a.Seq != 2 {
+		t.Fatalf("ack: %+v", a)
+	}
+}

@@ -78,3 +78,23 @@ func (d *DB) Events(site string, since uint64, limit int) (events []*Event, stor
 	})
 	return events, stored, err
 }
+
+// ResetEvents forgets every event stored for site, for an operator to
+// resolve a conflict (a site whose history went back, see
+// syncproto.Hello.CheckHistory): the site then sends its events again
+// from its first. It returns how many events were dropped.
+func (d *DB) ResetEvents(site string) (dropped uint64, err error) {
+	err = d.updateSite(site, func(tx *bolt.Tx, s *Site) error {
+		b := tx.Bucket(bucketEvents)
+		dropped = uint64(b.Bucket([]byte(site)).Stats().KeyN)
+		if err := b.DeleteBucket([]byte(site)); err != nil {
+			return err
+		}
+		if _, err := b.CreateBucket([]byte(site)); err != nil {
+			return err
+		}
+		s.StoredSeq, s.Lost = 0, nil
+		return nil
+	})
+	return dropped, err
+}
