@@ -58,6 +58,7 @@ type Hub struct {
 
 	mu       sync.Mutex
 	sessions map[string]*session
+	pending  map[*websocket.Conn]bool // connections still in their handshake
 	closed   bool
 	wg       sync.WaitGroup
 }
@@ -65,7 +66,7 @@ type Hub struct {
 // New returns a hub.
 func New(cfg Config) *Hub {
 	h := &Hub{db: cfg.Store, log: cfg.Log, heartbeat: cfg.Heartbeat, writeTimeout: cfg.WriteTimeout,
-		sessions: map[string]*session{}}
+		sessions: map[string]*session{}, pending: map[*websocket.Conn]bool{}}
 	if h.heartbeat == 0 {
 		h.heartbeat = syncproto.DefaultHeartbeat
 	}
@@ -118,6 +119,14 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	conn.SetReadLimit(syncproto.MaxFrameSize)
+	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		conn.CloseNow()
+		return
+	}
+	h.pending[conn] = true
+	h.mu.Unlock()
 	h.serve(conn, r.RemoteAddr)
 }
 
@@ -131,7 +140,14 @@ func (h *Hub) Close() {
 	for _, s := range h.sessions {
 		all = append(all, s)
 	}
+	var pending []*websocket.Conn
+	for conn := range h.pending {
+		pending = append(pending, conn)
+	}
 	h.mu.Unlock()
+	for _, conn := range pending {
+		conn.CloseNow() // its handshake read fails, and it ends
+	}
 	for _, s := range all {
 		go s.end(syncproto.Errorf(syncproto.CodeUnavailable, "central is shutting down"))
 	}
@@ -168,6 +184,9 @@ func (h *Hub) unregister(s *session) {
 func (h *Hub) serve(conn *websocket.Conn, remote string) {
 	log := h.log.With("remote", remote)
 	hello, welcome, err := h.handshake(conn)
+	h.mu.Lock()
+	delete(h.pending, conn)
+	h.mu.Unlock()
 	if err != nil {
 		var ce connError
 		if errors.As(err, &ce) {

@@ -489,3 +489,22 @@ func TestConflictUntilReset(t *testing.T) {
 		t.Fatalf("ack: %+v", a)
 	}
 }
+
+// Close does not wait for a connection that has not said hello.
+func TestCloseEndsHandshakes(t *testing.T) {
+	f := newFixture(t, Config{})
+	c := f.dial()
+	waitFor(t, "the connection to be pending", func() bool {
+		f.hub.mu.Lock()
+		defer f.hub.mu.Unlock()
+		return len(f.hub.pending) == 1
+	})
+	start := time.Now()
+	f.hub.Close()
+	if took := time.Since(start); took > 2*time.Second {
+		t.Errorf("Close took %v", took)
+	}
+	if !c.closed() {
+		t.Error("the connection stays open")
+	}
+}
