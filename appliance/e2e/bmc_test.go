@@ -16,13 +16,14 @@ import (
 	"github.com/outposthq/outpost/appliance/internal/store"
 )
 
-// bmcSite is a provisioning site whose jobs give up quickly, so that a
-// test can outlive a job's deadline.
-func bmcSite(t *testing.T) *labsite.Site {
+// bmcSite is a provisioning site whose BMC jobs give up after jobTimeout
+// and calls after callTimeout, so that a test can outlive a job's
+// deadline.
+func bmcSite(t *testing.T, jobTimeout, callTimeout time.Duration) *labsite.Site {
 	t.Helper()
 	imgs := lab.BuildImages(t)
 	s := labsite.Start(t, labsite.Config{Applianced: applianced(t), Images: imgs, Args: []string{
-		"-bmc-job-timeout", "40s", "-bmc-call-timeout", "10s", "-bmc-poll-interval", "5s",
+		"-bmc-job-timeout", jobTimeout.String(), "-bmc-call-timeout", callTimeout.String(), "-bmc-poll-interval", "5s",
 	}})
 	s.Put(t, labsite.Provisioning(t, imgs)...)
 	return s
@@ -123,7 +124,7 @@ func waitOrder(ctx context.Context, t *testing.T, s *labsite.Site, id string) *s
 // deprovisioned by another (wiped, then powered off: QEMU is gone). The
 // BMC password is nowhere in the appliance's output.
 func TestBMCProvision(t *testing.T) {
-	s := bmcSite(t)
+	s := bmcSite(t, 40*time.Second, 10*time.Second)
 	const mac = "52:54:00:b3:c0:01"
 	vm := startBMCVM(t, s, mac)
 	m := labsite.Machine("srv1", mac)
@@ -218,7 +219,7 @@ func bmcMachine(t *testing.T, s *labsite.Site, id, mac string, sim *lab.IPMISim,
 // the retries, with an event naming it, while a job on a live BMC placed
 // at the same time completes first.
 func TestBMCDeadDoesNotDelay(t *testing.T) {
-	s := bmcSite(t)
+	s := bmcSite(t, 20*time.Second, 3*time.Second)
 	live := lab.StartIPMISim(t, lab.IPMISimConfig{Name: "live", Netns: s.NS})
 	bmcMachine(t, s, "live", "52:54:00:b3:c0:11", live, "")
 	// Nothing listens on the site's address at this port.
@@ -266,7 +267,7 @@ func TestBMCDeadDoesNotDelay(t *testing.T) {
 // the job's deadline has passed the new leader runs it again, and it
 // completes once.
 func TestBMCJobSurvivesRestart(t *testing.T) {
-	s := bmcSite(t)
+	s := bmcSite(t, 15*time.Second, 3*time.Second)
 	sim := lab.StartIPMISim(t, lab.IPMISimConfig{Name: "frozen", Netns: s.NS})
 	bmcMachine(t, s, "m1", "52:54:00:b3:c0:21", sim, "")
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)

@@ -325,14 +325,25 @@ func TestDiscoveryVM(t *testing.T) {
 	}
 
 	// The agent waits in discovery mode; a workflow for the machine
-	// reaches it.
-	s.Put(t, labsite.Workflow("wf-discovered", id, labsite.TestOSName, "found-1"))
-	go failOnWorkflowFailure(ctx, func(error) { cancel() }, t, s, "wf-discovered")
-	line, err := vm.WaitSerial(ctx, testOSLine)
-	if err != nil {
-		t.Fatalf("the discovered machine did not provision: %v (serial console in %s)", err, vm.Serial)
+	// reaches it, and it runs it. (TestProvisionVM installs a disk; a
+	// one-action workflow shows the hand-over.)
+	s.Put(t, &store.Template{Name: "probe", Actions: []store.Action{
+		{Name: "probe", Type: "exec", Args: map[string]string{"command": "test -b /dev/vda"}}}},
+		&store.Workflow{ID: "wf-discovered", MachineID: id, Template: "probe"})
+	var w *store.Workflow
+	err = labsite.Poll(ctx, 5*time.Minute, func() (err error) {
+		if w, err = s.Workflow(ctx, "wf-discovered"); err != nil {
+			return err
+		}
+		if !w.Status().Final() {
+			return fmt.Errorf("workflow %s", w.Status())
+		}
+		return nil
+	})
+	if err != nil || w.Status() != "succeeded" {
+		t.Fatalf("the waiting agent did not run the workflow: %v, %v (serial console in %s)", w.Status(), err, vm.Serial)
 	}
-	if got := testOSLine.FindStringSubmatch(line); got[1] != "found-1" || got[2] != id {
-		t.Errorf("the test OS says %q, want hostname found-1 and instance-id %s", line, id)
+	if m, err := s.Machine(ctx, id); err != nil || m.State != store.StateProvisioned {
+		t.Errorf("discovered machine after its workflow: %+v (%v)", m, err)
 	}
 }
