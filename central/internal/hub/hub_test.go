@@ -53,6 +53,11 @@ func newFixture(t *testing.T, cfg Config) *fixture {
 	f := &fixture{t: t, dir: t.TempDir(), logs: &syncBuffer{}, cfg: cfg}
 	f.start()
 	t.Cleanup(f.stop)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("central's log:\n%s", f.logs)
+		}
+	})
 	return f
 }
 
@@ -245,11 +250,11 @@ func TestRefused(t *testing.T) {
 // placed; a site that reconnects is sent only what follows its applied
 // revision.
 func TestOrdersReachTheSite(t *testing.T) {
-	f := newFixture(t, Config{Heartbeat: 200 * time.Millisecond})
+	f := newFixture(t, Config{Heartbeat: 700 * time.Millisecond})
 	cred := f.site("s1")
 	f.order("s1", "o1")
 	c, w := f.connect(hello("s1", cred, 0, 0, 0))
-	if w.NextRevision != 1 || w.StoredSeq != 0 || w.HeartbeatMillis != 200 {
+	if w.NextRevision != 1 || w.StoredSeq != 0 || w.HeartbeatMillis != 700 {
 		t.Errorf("welcome %+v", w)
 	}
 	d, ok := c.recv().(*syncproto.Desired)
@@ -506,5 +511,49 @@ func TestCloseEndsHandshakes(t *testing.T) {
 	}
 	if !c.closed() {
 		t.Error("the connection stays open")
+	}
+}
+
+// A site that has applied more revisions than central has (central
+// restored from a backup) gets a full snapshot past its revision, in
+// parts when it does not fit a frame, and revisions go on from there.
+func TestSnapshotPastTheSite(t *testing.T) {
+	f := newFixture(t, Config{Heartbeat: time.Minute}) // this site sends no heartbeats
+	cred := f.site("s1")
+	big := json.RawMessage(`{"blob":"` + strings.Repeat("x", 900<<10) + `"}`)
+	for i := range 6 {
+		if _, err := f.db.PutDesired("s1", store.KindImage, fmt.Sprintf("img%d", i), big); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.order("s1", "o1")
+	h := hello("s1", cred, 50, 0, 0)
+	c, w := f.connect(h)
+	if w.NextRevision != 51 {
+		t.Errorf("welcome %+v, want next revision 51", w)
+	}
+	recv := syncproto.NewDesiredReceiver(h.AppliedRevision)
+	var keys []string
+	for complete := false; !complete; {
+		d, ok := c.recv().(*syncproto.Desired)
+		if !ok || !d.Full || d.Revision != 51 {
+			t.Fatalf("desired: %+v", d)
+		}
+		var err error
+		if complete, err = recv.Accept(d); err != nil {
+			t.Fatal(err)
+		}
+		for _, ch := range d.Changes {
+			keys = append(keys, ch.Kind+"/"+ch.Key)
+		}
+	}
+	want := "[image/img0 image/img1 image/img2 image/img3 image/img4 image/img5 order/o1]"
+	if fmt.Sprint(keys) != want {
+		t.Errorf("snapshot %v, want %s", keys, want)
+	}
+	c.send(&syncproto.DesiredAck{Revision: 51})
+	f.order("s1", "o2")
+	if d, ok := c.recv().(*syncproto.Desired); !ok || d.Revision != 52 || d.Full {
+		t.Fatalf("the next delta: %+v", d)
 	}
 }
