@@ -557,3 +557,25 @@ func TestSnapshotPastTheSite(t *testing.T) {
 		t.Fatalf("the next delta: %+v", d)
 	}
 }
+
+// Many sites at once: each gets its own order, and only its own.
+func TestManySites(t *testing.T) {
+	f := newFixture(t, Config{Heartbeat: time.Minute})
+	const n = 100
+	clients := make([]*client, n)
+	for i := range n {
+		id := fmt.Sprintf("site-%03d", i)
+		clients[i], _ = f.connect(hello(id, f.site(id), 0, 0, 0))
+	}
+	start := time.Now()
+	for i := range n {
+		f.order(fmt.Sprintf("site-%03d", i), fmt.Sprintf("o-%03d", i))
+	}
+	for i, c := range clients {
+		d, ok := c.recv().(*syncproto.Desired)
+		if want := fmt.Sprintf("o-%03d", i); !ok || d.Revision != 1 || d.Changes[0].Key != want {
+			t.Fatalf("site %d got %+v, want order %s", i, d, want)
+		}
+	}
+	t.Logf("%d orders placed and delivered to %d sites in %v", n, n, time.Since(start))
+}
