@@ -63,14 +63,32 @@ func applianced(t *testing.T) string {
 	if testing.Short() && os.Getenv("CI") == "" {
 		t.Skip("e2e: starts real applianced processes; skipped with -short")
 	}
-	buildOnce.Do(func() { binPath, buildErr = build() })
+	buildOnce.Do(func() { binPath, buildErr = build("applianced", "./appliance/cmd/applianced") })
 	if buildErr != nil {
 		t.Fatal(buildErr)
 	}
 	return binPath
 }
 
-func build() (string, error) {
+var (
+	centralOnce     sync.Once
+	centralBin      string
+	centralBuildErr error
+)
+
+// centrald builds the central daemon once per test run.
+func centrald(t *testing.T) string {
+	t.Helper()
+	applianced(t) // the same -short rule
+	centralOnce.Do(func() { centralBin, centralBuildErr = build("centrald", "./central/cmd/centrald") })
+	if centralBuildErr != nil {
+		t.Fatal(centralBuildErr)
+	}
+	return centralBin
+}
+
+// build builds the command in pkg as binDir/name.
+func build(name, pkg string) (string, error) {
 	out, err := exec.Command("go", "env", "GOMOD").Output()
 	if err != nil {
 		return "", fmt.Errorf("e2e: go env GOMOD: %w", err)
@@ -79,12 +97,12 @@ func build() (string, error) {
 	if gomod == "" || gomod == os.DevNull {
 		return "", errors.New("e2e: not inside a Go module")
 	}
-	bin := filepath.Join(binDir, "applianced")
-	cmd := exec.Command("go", "build", "-o", bin, "./appliance/cmd/applianced")
+	bin := filepath.Join(binDir, name)
+	cmd := exec.Command("go", "build", "-o", bin, pkg)
 	cmd.Dir = filepath.Dir(gomod)
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("e2e: build applianced: %v\n%s", err, out)
+		return "", fmt.Errorf("e2e: build %s: %v\n%s", name, err, out)
 	}
 	return bin, nil
 }

@@ -1,0 +1,284 @@
+package e2e
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/outposthq/outpost/appliance/internal/lab"
+	"github.com/outposthq/outpost/appliance/internal/labsite"
+	"github.com/outposthq/outpost/appliance/internal/store"
+)
+
+// central is a centrald process on loopback.
+type central struct {
+	t       *testing.T
+	url     string
+	addr    string
+	token   string
+	dataDir string
+	proc    *lab.Process
+}
+
+func startCentral(t *testing.T) *central {
+	t.Helper()
+	c := &central{t: t, addr: fmt.Sprintf("127.0.0.1:%d", freePort(t)), dataDir: filepath.Join(t.TempDir(), "central")}
+	c.url = "http://" + c.addr
+	c.start()
+	return c
+}
+
+func (c *central) start() {
+	c.t.Helper()
+	c.proc = lab.StartProcess(c.t, lab.ProcessConfig{Name: "centrald", Args: []string{
+		centrald(c.t), "-data-dir", c.dataDir, "-addr", c.addr, "-heartbeat", "1s", "-log-level", "debug"}})
+	err := labsite.Poll(c.t.Context(), time.Minute, func() error {
+		raw, err := os.ReadFile(filepath.Join(c.dataDir, "admin.token"))
+		if err != nil || !strings.HasSuffix(string(raw), "\n") {
+			return fmt.Errorf("no admin token yet (%v)", err)
+		}
+		c.token = strings.TrimSpace(string(raw))
+		res, err := http.Get(c.url + "/healthz")
+		if err != nil {
+			return err
+		}
+		res.Body.Close()
+		return nil
+	})
+	if err != nil {
+		c.t.Fatalf("centrald: %v", err)
+	}
+}
+
+// do calls central's API and decodes a 2xx answer into out.
+func (c *central) do(method, path string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, _ := json.Marshal(in)
+		body = bytes.NewReader(b)
+	}
+	req, _ := http.NewRequestWithContext(c.t.Context(), method, c.url+path, body)
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer res.Body.Close()
+	raw, _ := io.ReadAll(res.Body)
+	if res.StatusCode/100 != 2 {
+		return fmt.Errorf("%s %s: %d %s", method, path, res.StatusCode, raw)
+	}
+	if out != nil {
+		return json.Unmarshal(raw, out)
+	}
+	return nil
+}
+
+// centralEvent is an event as central stores it.
+type centralEvent struct {
+	Seq  uint64      `json:"seq"`
+	Data store.Event `json:"data"`
+}
+
+// events returns every event central stored for site, in order.
+func (c *central) events(site string) []centralEvent {
+	c.t.Helper()
+	var all []centralEvent
+	var since uint64
+	for {
+		var page struct {
+			Events []centralEvent `json:"events"`
+		}
+		if err := c.do("GET", fmt.Sprintf("/v1/sites/%s/events?since=%d&limit=1000", site, since), nil, &page); err != nil {
+			c.t.Fatal(err)
+		}
+		if len(page.Events) == 0 {
+			return all
+		}
+		all = append(all, page.Events...)
+		since = page.Events[len(page.Events)-1].Seq
+	}
+}
+
+// syncedSite is a site (one applianced on loopback) syncing with central
+// through a fault proxy.
+type syncedSite struct {
+	c     *cluster
+	n     *node
+	proxy *lab.FaultProxy
+}
+
+func startSyncedSite(t *testing.T, cen *central, id string) *syncedSite {
+	t.Helper()
+	var created struct {
+		Credential string `json:"credential"`
+	}
+	if err := cen.do("POST", "/v1/sites", map[string]string{"id": id, "name": id}, &created); err != nil {
+		t.Fatal(err)
+	}
+	credFile := filepath.Join(t.TempDir(), "site.credential")
+	if err := os.WriteFile(credFile, []byte(created.Credential+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	proxy := lab.StartFaultProxy(t, "127.0.0.1:0", cen.addr)
+	c := newCluster(t)
+	n := c.addNode("n1", "")
+	n.args = append(n.args, "-central-url", "http://"+proxy.Addr, "-site-id", id, "-site-credential-file", credFile)
+	c.start(n)
+	c.token = c.waitAdminToken(n)
+	c.waitFormed(n)
+	return &syncedSite{c: c, n: n, proxy: proxy}
+}
+
+// lastSeq is the site's newest event.
+func (s *syncedSite) lastSeq(t *testing.T) uint64 {
+	t.Helper()
+	var page struct {
+		LastSeq uint64 `json:"last_seq"`
+	}
+	if err := s.c.get(s.n, "/v1/events?limit=1", &page); err != nil {
+		t.Fatal(err)
+	}
+	return page.LastSeq
+}
+
+// TestSyncEventsExactlyOnce: 10,000 events recorded at a site while its
+// link to central is down, and an order placed at central meanwhile,
+// cross once the link heals, through a proxy that keeps cutting the
+// connections in the middle of messages: central has every event exactly
+// once and in order, and the site applied the order exactly once.
+func TestSyncEventsExactlyOnce(t *testing.T) {
+	cen := startCentral(t)
+	s := startSyncedSite(t, cen, "lab")
+
+	// The site connects; then the link goes down.
+	waitConnected(t, cen, "lab", true)
+	s.proxy.SetMode(lab.Refuse)
+
+	const n = 10000
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 32)
+	for i := range n {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			s.c.send(s.n, "POST", "/v1/events", store.Event{Kind: "test.offline", Message: fmt.Sprintf("offline event %05d", i)})
+		}()
+	}
+	// Desired state placed at central while the site is away.
+	bmcMachine := map[string]any{"id": "m1", "interfaces": []map[string]any{{"mac": "02:00:00:00:5e:01"}},
+		"bmc": map[string]any{"address": "127.0.0.1:9", "driver": "ipmi", "username": "admin", "password": "never-shown-17"}}
+	if err := cen.do("PUT", "/v1/sites/lab/machines/m1", bmcMachine, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := cen.do("PUT", "/v1/sites/lab/orders/on1", map[string]any{"action": "power_on", "machine_id": "m1"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	total := s.lastSeq(t)
+	t.Logf("%d events at the site; healing the link, cut every 64 KiB for a while", total)
+
+	s.proxy.CutAfter(64 << 10)
+	s.proxy.SetMode(lab.Pass)
+	time.Sleep(5 * time.Second)
+	s.proxy.CutAfter(0)
+
+	err := labsite.Poll(t.Context(), 3*time.Minute, func() error {
+		var site struct {
+			Sync struct {
+				StoredSeq uint64 `json:"stored_seq"`
+			} `json:"sync"`
+		}
+		if err := cen.do("GET", "/v1/sites/lab", nil, &site); err != nil {
+			return err
+		}
+		if site.Sync.StoredSeq < total {
+			return fmt.Errorf("central stored %d of %d", site.Sync.StoredSeq, total)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := cen.events("lab")
+	offline := 0
+	for i, e := range got {
+		if e.Seq != uint64(i+1) || e.Data.Seq != e.Seq {
+			t.Fatalf("central's event %d has seq %d (site seq %d): not dense, or out of order", i, e.Seq, e.Data.Seq)
+		}
+		if e.Data.Kind == "test.offline" {
+			offline++
+		}
+	}
+	if offline != n {
+		t.Errorf("central has %d of the %d offline events", offline, n)
+	}
+
+	// The order placed while the link was down was applied once.
+	var orders []store.Order
+	err = labsite.Poll(t.Context(), time.Minute, func() error {
+		var page struct {
+			Items []store.Order `json:"items"`
+		}
+		if err := s.c.get(s.n, "/v1/orders", &page); err != nil {
+			return err
+		}
+		orders = page.Items
+		if len(orders) == 0 {
+			return fmt.Errorf("no order at the site yet")
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(orders) != 1 || orders[0].ID != "on1" {
+		t.Errorf("orders at the site: %+v, want on1 once", orders)
+	}
+	created := 0
+	for _, e := range cen.events("lab") {
+		if e.Data.Kind == "order.created" && e.Data.Fields["order"] == "on1" {
+			created++
+		}
+	}
+	if created != 1 {
+		t.Errorf("order on1 was created %d times at the site (by central's events), want once", created)
+	}
+	for _, f := range []string{s.n.proc.stderr, s.n.proc.stdout, cen.proc.Stderr, cen.proc.Stdout} {
+		if b, _ := os.ReadFile(f); bytes.Contains(b, []byte("never-shown-17")) {
+			t.Errorf("the BMC password is in %s", f)
+		}
+	}
+}
+
+// waitConnected waits until central says site is (or is not) connected.
+func waitConnected(t *testing.T, cen *central, site string, want bool) {
+	t.Helper()
+	err := labsite.Poll(t.Context(), time.Minute, func() error {
+		var s struct {
+			Sync struct {
+				Connected bool `json:"connected"`
+			} `json:"sync"`
+		}
+		if err := cen.do("GET", "/v1/sites/"+site, nil, &s); err != nil {
+			return err
+		}
+		if s.Sync.Connected != want {
+			return fmt.Errorf("site %s connected=%v", site, s.Sync.Connected)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
