@@ -282,3 +282,133 @@ func waitConnected(t *testing.T, cen *central, site string, want bool) {
 		t.Fatal(err)
 	}
 }
+
+// TestSyncSurvivesRestarts: while a 3-node site records events, central
+// is killed and started again, and then the site's Raft leader is killed
+// (another node takes over the sync): central ends with every event of
+// the site exactly once and in order.
+func TestSyncSurvivesRestarts(t *testing.T) {
+	cen := startCentral(t)
+	var created struct {
+		Credential string `json:"credential"`
+	}
+	if err := cen.do("POST", "/v1/sites", map[string]string{"id": "ha", "name": "ha"}, &created); err != nil {
+		t.Fatal(err)
+	}
+	credFile := filepath.Join(t.TempDir(), "site.credential")
+	if err := os.WriteFile(credFile, []byte(created.Credential+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c := newCluster(t)
+	syncArgs := []string{"-central-url", cen.url, "-site-id", "ha", "-site-credential-file", credFile}
+	n1 := c.addNode("n1", "")
+	n1.args = append(n1.args, syncArgs...)
+	c.start(n1)
+	c.token = c.waitAdminToken(n1)
+	for i := 2; i <= 3; i++ {
+		n := c.addNode(fmt.Sprintf("n%d", i), n1.apiURL)
+		n.args = append(n.args, syncArgs...)
+		c.start(n)
+	}
+	c.waitFormed(c.nodes...)
+	waitConnected(t, cen, "ha", true)
+
+	// Writers record events through the running nodes until told to
+	// stop. A write whose node dies under it may or may not have been
+	// recorded: it is not retried, and not counted as acknowledged.
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	acked := map[string]bool{}
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				n := c.nodes[i%len(c.nodes)]
+				if !n.running() {
+					continue
+				}
+				msg := fmt.Sprintf("w%d-%d", w, i)
+				code, _, err := c.do(t.Context(), n, "POST", "/v1/events", store.Event{Kind: "test.sync", Message: msg})
+				if err == nil && code == http.StatusCreated {
+					mu.Lock()
+					acked[msg] = true
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	time.Sleep(3 * time.Second)
+	t.Log("killing central and starting it again")
+	cen.proc.Kill()
+	cen.start()
+	time.Sleep(3 * time.Second)
+	leader := c.node(c.waitFormed(c.nodes...))
+	t.Logf("killing the site's leader %s", leader.id)
+	c.kill(leader)
+	time.Sleep(5 * time.Second)
+	close(stop)
+	wg.Wait()
+	var alive *node
+	for _, n := range c.nodes {
+		if n.running() {
+			alive = n
+		}
+	}
+	var siteEvents []store.Event
+	for since := uint64(0); ; {
+		var page struct {
+			Events []store.Event `json:"events"`
+		}
+		if err := c.get(alive, fmt.Sprintf("/v1/events?since=%d&limit=1000&consistent=true", since), &page); err != nil {
+			t.Fatal(err)
+		}
+		if len(page.Events) == 0 {
+			break
+		}
+		siteEvents = append(siteEvents, page.Events...)
+		since = page.Events[len(page.Events)-1].Seq
+	}
+	last := uint64(len(siteEvents))
+	t.Logf("%d events acknowledged to the writers; the site has %d", len(acked), last)
+
+	err := labsite.Poll(t.Context(), 3*time.Minute, func() error {
+		var site struct {
+			Sync struct {
+				StoredSeq uint64 `json:"stored_seq"`
+			} `json:"sync"`
+		}
+		if err := cen.do("GET", "/v1/sites/ha", nil, &site); err != nil {
+			return err
+		}
+		if site.Sync.StoredSeq < last {
+			return fmt.Errorf("central stored %d of %d", site.Sync.StoredSeq, last)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Central holds the site's events, each once, in the site's order,
+	// as the site recorded them; every acknowledged write among them.
+	got := cen.events("ha")
+	if uint64(len(got)) < last {
+		t.Fatalf("central has %d events, the site %d", len(got), last)
+	}
+	for i, e := range siteEvents {
+		g := got[i]
+		if g.Seq != e.Seq || g.Data.Seq != e.Seq || g.Data.Kind != e.Kind || g.Data.Message != e.Message {
+			t.Fatalf("central's event %d is %d %s %q, the site's is %d %s %q", i, g.Seq, g.Data.Kind, g.Data.Message, e.Seq, e.Kind, e.Message)
+		}
+		delete(acked, e.Message)
+	}
+	if len(acked) > 0 {
+		t.Errorf("%d acknowledged events are not at central", len(acked))
+	}
+}
