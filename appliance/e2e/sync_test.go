@@ -412,3 +412,53 @@ func TestSyncSurvivesRestarts(t *testing.T) {
 		t.Errorf("%d acknowledged events are not at central", len(acked))
 	}
 }
+
+// TestSyncWrongCredential: a site with a wrong credential is refused with
+// a clear error, says so in its log, and changes nothing at central.
+func TestSyncWrongCredential(t *testing.T) {
+	cen := startCentral(t)
+	if err := cen.do("POST", "/v1/sites", map[string]string{"id": "lab", "name": "lab"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	credFile := filepath.Join(t.TempDir(), "site.credential")
+	const wrong = "not-the-credential-4f1e"
+	if err := os.WriteFile(credFile, []byte(wrong+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c := newCluster(t)
+	n := c.addNode("n1", "")
+	n.args = append(n.args, "-central-url", cen.url, "-site-id", "lab", "-site-credential-file", credFile)
+	c.start(n)
+	c.token = c.waitAdminToken(n)
+	c.waitFormed(n)
+	c.send(n, "POST", "/v1/events", store.Event{Kind: "test.local", Message: "recorded at the site"})
+
+	// The site says why it cannot sync.
+	err := labsite.Poll(t.Context(), time.Minute, func() error {
+		b, _ := os.ReadFile(n.proc.stderr)
+		if !strings.Contains(strings.ToLower(string(b)), "unauthorized") {
+			return fmt.Errorf("the site's log does not say it was refused yet")
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var site struct {
+		Sync struct {
+			Connected bool   `json:"connected"`
+			StoredSeq uint64 `json:"stored_seq"`
+		} `json:"sync"`
+	}
+	if err := cen.do("GET", "/v1/sites/lab", nil, &site); err != nil {
+		t.Fatal(err)
+	}
+	if site.Sync.Connected || site.Sync.StoredSeq != 0 || len(cen.events("lab")) != 0 {
+		t.Errorf("central after a refused site: %+v", site.Sync)
+	}
+	for _, f := range []string{n.proc.stderr, n.proc.stdout, cen.proc.Stderr, cen.proc.Stdout} {
+		if b, _ := os.ReadFile(f); bytes.Contains(b, []byte(wrong)) {
+			t.Errorf("the credential is in %s", f)
+		}
+	}
+}
