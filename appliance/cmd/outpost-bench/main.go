@@ -43,6 +43,7 @@ func main() {
 		{"storm", benchStorm},
 		{"provision", benchProvisionE2E},
 		{"bmc", benchBMCCycle},
+		{"sync", benchSync},
 	}
 	failed := false
 	for _, b := range benches {
