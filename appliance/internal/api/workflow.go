@@ -5,7 +5,6 @@ import (
 	"encoding/hex"
 	"net/http"
 
-	"github.com/outposthq/outpost/appliance/internal/agentproto"
 	"github.com/outposthq/outpost/appliance/internal/replica"
 	"github.com/outposthq/outpost/appliance/internal/store"
 )
@@ -18,7 +17,7 @@ func prepareWorkflow(s *Server, w, _ *store.Workflow) error {
 	w.Normalize()
 	w.State, w.Order = nil, ""
 	w.Nonce = newNonce()
-	w.Values = s.bootValues(w.Values)
+	w.Values = store.WithBootValues(w.Values, s.bootURL)
 	return nil
 }
 
@@ -29,7 +28,7 @@ func prepareOrder(s *Server, o, _ *store.Order) error {
 	o.State, o.Reason, o.Workflow, o.Jobs = "", "", "", nil
 	o.Nonce = newNonce()
 	if o.Action == store.OrderProvision || o.Action == store.OrderDeprovision {
-		o.Values = s.bootValues(o.Values)
+		o.Values = store.WithBootValues(o.Values, s.bootURL)
 	}
 	return nil
 }
@@ -44,23 +43,6 @@ func newNonce() string {
 	var nonce [16]byte
 	rand.Read(nonce[:])
 	return hex.EncodeToString(nonce[:])
-}
-
-// bootValues adds boot_url and metadata_url to a workflow's values,
-// unless they are given.
-func (s *Server) bootValues(values map[string]string) map[string]string {
-	if s.bootURL == "" {
-		return values
-	}
-	if values == nil {
-		values = map[string]string{}
-	}
-	for k, v := range map[string]string{agentproto.ValueBootURL: s.bootURL, agentproto.ValueMetadataURL: s.bootURL} {
-		if _, ok := values[k]; !ok {
-			values[k] = v
-		}
-	}
-	return values
 }
 
 // workflowView hides the nonce: it is no secret without the site key,

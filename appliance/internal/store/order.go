@@ -6,6 +6,7 @@ import (
 	"maps"
 	"slices"
 
+	"github.com/outposthq/outpost/appliance/internal/agentproto"
 	"github.com/outposthq/outpost/appliance/internal/workflow"
 )
 
@@ -99,6 +100,26 @@ func (o *Order) Validate() error {
 
 // Done reports whether the order has ended.
 func (o *Order) Done() bool { return o.State == OrderSucceeded || o.State == OrderFailed }
+
+// WithBootValues returns values with boot_url and metadata_url set to
+// bootURL, where the installer and the installed OS reach the appliance,
+// unless values gives them. Every appliance knows its own boot URL (it is
+// configuration), so the node that proposes a workflow fills them in.
+func WithBootValues(values map[string]string, bootURL string) map[string]string {
+	if bootURL == "" {
+		return values
+	}
+	out := maps.Clone(values)
+	if out == nil {
+		out = map[string]string{}
+	}
+	for _, k := range []string{agentproto.ValueBootURL, agentproto.ValueMetadataURL} {
+		if _, ok := out[k]; !ok {
+			out[k] = bootURL
+		}
+	}
+	return out
+}
 
 // UnsafeCreateOrder stores a new order with the workflow and jobs it
 // needs, all or nothing: a machine without a BMC, a machine busy with
