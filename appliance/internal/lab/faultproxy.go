@@ -55,7 +55,21 @@ func (c *faultConn) close() {
 // forwards to target. It stops when t ends.
 func StartFaultProxy(t T, listen, target string) *FaultProxy {
 	t.Helper()
-	ln, err := net.Listen("tcp", listen)
+	return StartFaultProxyIn(t, nil, listen, target)
+}
+
+// StartFaultProxyIn is StartFaultProxy listening in namespace ns (nil: the
+// test's own), while it dials target from the test's own namespace: peers
+// in ns reach a server outside it, through the proxy.
+func StartFaultProxyIn(t T, ns *Netns, listen, target string) *FaultProxy {
+	t.Helper()
+	var ln net.Listener
+	var err error
+	if ns != nil {
+		ln, err = ns.Listen("tcp", listen)
+	} else {
+		ln, err = net.Listen("tcp", listen)
+	}
 	if err != nil {
 		t.Fatalf("lab: fault proxy: %v", err)
 	}

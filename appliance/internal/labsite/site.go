@@ -125,6 +125,14 @@ func (s *Site) Restart(t lab.T, kill bool) {
 	s.WaitLeader(t)
 }
 
+// Reconfigure restarts applianced with more flags, once the site exists
+// (a peer in its namespace may need to be set up first).
+func (s *Site) Reconfigure(t lab.T, args ...string) {
+	t.Helper()
+	s.cfg.Args = append(s.cfg.Args, args...)
+	s.Restart(t, false)
+}
+
 // waitToken waits for the first admin token and returns it.
 func (s *Site) waitToken(t lab.T) string {
 	t.Helper()
