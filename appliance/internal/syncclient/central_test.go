@@ -35,7 +35,8 @@ type fakeCentral struct {
 	down      bool // answer 503
 	silent    int  // so many next sessions send and answer nothing after the welcome
 	noAcks    bool // store events but do not acknowledge them
-	holdBack  int  // send desired state only once this many sessions are open
+	holdBack  int  // send desired state only once this many sessions were welcomed
+	welcomed  int
 	failures  []string
 	// siteErrors are the codes of the errors the site sent.
 	siteErrors []string
@@ -144,6 +145,7 @@ func (f *fakeCentral) serve(w http.ResponseWriter, r *http.Request) {
 		f.hellos = append(f.hellos, *h)
 		welcome = &syncproto.Welcome{Version: syncproto.Version, StoredSeq: uint64(len(f.stored)),
 			NextRevision: h.AppliedRevision + 1, HeartbeatMillis: f.heartbeat.Milliseconds()}
+		f.welcomed++
 	})
 	if err := writeMsg(ctx, c, welcome); err != nil {
 		return
@@ -217,7 +219,7 @@ func (f *fakeCentral) sendDesired(ctx context.Context, c *websocket.Conn, applie
 	for {
 		f.mu.Lock()
 		var changes []syncproto.Change
-		have := next <= uint64(len(f.revisions)) && len(f.conns) >= f.holdBack
+		have := next <= uint64(len(f.revisions)) && f.welcomed >= f.holdBack
 		if have {
 			changes = f.revisions[next-1]
 		}

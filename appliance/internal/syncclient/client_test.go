@@ -280,7 +280,7 @@ func TestSyncUnauthorized(t *testing.T) {
 	const wrong = "wrong-credential-fedcba9876543210"
 	e := newEnv(t, wrong)
 	e.f.addRevision(change(t, "image", "debian", map[string]string{"name": "debian", "url": "https://x/d.raw", "format": "raw"}))
-	before := e.n.DB.AppliedIndex()
+	before := e.syncState()
 	e.run(func(c *Config) { c.LongBackoff = 2 * time.Second })
 	e.f.waitFor("a hello", func() bool { return len(e.f.hellos) >= 1 })
 	time.Sleep(700 * time.Millisecond)
@@ -290,9 +290,12 @@ func TestSyncUnauthorized(t *testing.T) {
 	if n != 1 {
 		t.Errorf("%d hellos within 0.7s of a refusal, want 1 (long backoff)", n)
 	}
-	if got := e.n.DB.AppliedIndex(); got != before || e.syncState().AppliedRevision != 0 {
-		t.Errorf("applied index %d -> %d, revision %d: a refused site changed", before, got, e.syncState().AppliedRevision)
-	}
+	_ = e.n.DB.View(func(tx *store.Tx) error {
+		if st := tx.SyncState(); st != before || store.Count[store.Image](tx) != 0 {
+			t.Errorf("sync state %+v -> %+v, %d images: a refused site changed", before, st, store.Count[store.Image](tx))
+		}
+		return nil
+	})
 	logs := e.logs.String()
 	if !strings.Contains(logs, "unauthorized") {
 		t.Errorf("logs do not say unauthorized:\n%s", logs)
@@ -391,7 +394,7 @@ func TestSyncBadWelcome(t *testing.T) {
 			e.f.stored = append(e.f.stored, syncproto.Event{Seq: uint64(i + 1), Data: json.RawMessage(`{}`)})
 		}
 	})
-	e.run(nil)
+	e.run(func(c *Config) { c.LongBackoff = 4 * time.Second })
 	e.f.waitFor("the site's error", func() bool { return len(e.f.siteErrors) == 1 })
 	time.Sleep(500 * time.Millisecond)
 	e.f.mu.Lock()

@@ -1,0 +1,193 @@
+package syncclient
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/outposthq/outpost/appliance/internal/apptest"
+	"github.com/outposthq/outpost/appliance/internal/replica"
+	"github.com/outposthq/outpost/appliance/internal/store"
+)
+
+func fastRaft(c *raft.Config) {
+	c.HeartbeatTimeout = 100 * time.Millisecond
+	c.ElectionTimeout = 100 * time.Millisecond
+	c.LeaderLeaseTimeout = 50 * time.Millisecond
+	c.CommitTimeout = 5 * time.Millisecond
+}
+
+// startCluster starts a three-node site; every node runs a sync client.
+func startCluster(t *testing.T, f *fakeCentral, credFile string) []*replica.Node {
+	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo}))
+	var nodes []*replica.Node
+	var addrs []string
+	for i := range 3 {
+		id, dir, addr := fmt.Sprintf("n%d", i+1), t.TempDir(), apptest.FreeAddr(t)
+		addrs = append(addrs, addr)
+		db, err := store.Open(filepath.Join(dir, "store.db"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { db.Close() })
+		n, err := replica.Open(replica.Config{ID: id, Dir: filepath.Join(dir, "raft"), BindAddr: addr,
+			APIURL: "http://127.0.0.1:1", Bootstrap: i == 0, Tuning: fastRaft, Log: log.With("node", id)}, db)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { n.Close() })
+		nodes = append(nodes, n)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	for !nodes[0].IsReadyLeader() {
+		if ctx.Err() != nil {
+			t.Fatal("no leader")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	for i, n := range nodes[1:] {
+		m := store.Member{ID: n.ID(), RaftAddr: addrs[i+1], APIAddr: "http://127.0.0.1:1"}
+		if err := nodes[0].AddVoter(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, n := range nodes {
+		c, err := New(Config{Node: n, URL: f.srv.URL, Site: "ams2", CredentialFile: credFile,
+			Log:        log.With("node", n.ID()),
+			MinBackoff: 10 * time.Millisecond, MaxBackoff: 100 * time.Millisecond, LongBackoff: time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { c.Run(ctx); close(done) }()
+		t.Cleanup(func() { cancel(); <-done })
+	}
+	return nodes
+}
+
+func leaderOf(t *testing.T, nodes []*replica.Node) *replica.Node {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		for _, n := range nodes {
+			if n.IsReadyLeader() {
+				return n
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatal("no ready leader")
+	return nil
+}
+
+// TestSyncLeaderChange: only the leader syncs; when it goes, the new
+// leader resumes from the replicated cursors, exactly once.
+func TestSyncLeaderChange(t *testing.T) {
+	f := newFakeCentral(t, testCredential)
+	cred := filepath.Join(t.TempDir(), "site.credential")
+	if err := os.WriteFile(cred, []byte(testCredential), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	nodes := startCluster(t, f, cred)
+	first := leaderOf(t, nodes)
+	record := func(ctx context.Context, n *replica.Node, count int) error {
+		for range count / 100 {
+			evs := make([]store.Event, 100)
+			for i := range evs {
+				evs[i] = store.Event{Kind: "test", Message: "event"}
+			}
+			cmd, _ := replica.Encode(replica.AppendEvents, replica.Events{Time: time.Now().UTC(), Events: evs})
+			if _, err := n.Apply(ctx, cmd); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	lastSeq := func(n *replica.Node) (s store.SyncState) {
+		_ = n.DB().View(func(tx *store.Tx) error { s = tx.SyncState(); return nil })
+		return s
+	}
+	// Leadership may move under load (and the race detector): record on
+	// whoever leads, batch by batch.
+	recordOnLeader := func(nodes []*replica.Node, batches int) {
+		t.Helper()
+		for i := 0; i < batches; {
+			if err := record(t.Context(), leaderOf(t, nodes), 100); err == nil {
+				i++
+			}
+		}
+	}
+	// Central learns that a revision is applied from its ack or, if the
+	// session lost the commit's outcome, from the next hello.
+	knownApplied := func(rev uint64) func() bool {
+		return func() bool {
+			known := slices.Contains(f.acked, rev)
+			for _, h := range f.hellos {
+				known = known || h.AppliedRevision >= rev
+			}
+			return known
+		}
+	}
+	f.addRevision(change(t, "image", "debian", &store.Image{Name: "debian", URL: "https://img.example/d.raw", Format: "raw"}))
+	recordOnLeader(nodes, 5)
+	f.waitFor("500 events", func() bool { return len(f.stored) >= 500 })
+	f.waitFor("revision 1 known applied", knownApplied(1))
+	if n := len(f.hellos); n > 2 {
+		t.Errorf("%d hellos from a three-node site before a failover, want the leader's (one, two if it was re-elected)", n)
+	}
+	first = leaderOf(t, nodes)
+
+	recording := make(chan error, 1)
+	// It fails once the node closes: that is fine.
+	rctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	go func() { recording <- record(rctx, first, 1000) }()
+	time.Sleep(20 * time.Millisecond)
+	if err := first.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var rest []*replica.Node
+	for _, n := range nodes {
+		if n != first {
+			rest = append(rest, n)
+		}
+	}
+	<-recording
+	f.addRevision(change(t, "image", "ubuntu", &store.Image{Name: "ubuntu", URL: "https://img.example/u.raw", Format: "raw"}))
+	recordOnLeader(rest, 3)
+	next := leaderOf(t, rest)
+	want := lastSeq(next).LastSeq
+	f.waitFor(fmt.Sprintf("%d events", want), func() bool { return uint64(len(f.stored)) >= want })
+	f.waitFor("revision 2 known applied", knownApplied(2))
+	next = leaderOf(t, rest)
+	var events []*store.Event
+	_ = next.DB().View(func(tx *store.Tx) (err error) { events, err = tx.EventsSince(0, 1<<20); return err })
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.stored) != len(events) {
+		t.Fatalf("central stored %d events, the new leader has %d", len(f.stored), len(events))
+	}
+	for i, e := range f.stored {
+		if e.Seq != uint64(i+1) || e.Seq != events[i].Seq {
+			t.Fatalf("central's event %d has seq %d", i, e.Seq)
+		}
+	}
+	h := f.hellos[len(f.hellos)-1]
+	// The acked sequence is a hint that may lag (the old leader's last
+	// ack may not have committed), never ahead of what central stored.
+	if h.AppliedRevision < 1 || h.AckedSeq > uint64(len(f.stored)) {
+		t.Errorf("the last hello = %+v, want revision at least 1 and acked at most %d", h.LogValue(), len(f.stored))
+	}
+	if s := lastSeq(next); s.AppliedRevision != 2 {
+		t.Errorf("new leader's applied revision %d, want 2", s.AppliedRevision)
+	}
+}
