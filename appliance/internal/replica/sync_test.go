@@ -1,7 +1,9 @@
 package replica
 
 import (
+	"bytes"
 	"encoding/json"
+	"io"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -230,4 +232,29 @@ func TestApplyDesiredFullSnapshot(t *testing.T) {
 	if len(managed()) != 0 {
 		t.Errorf("managed = %v, want none", managed())
 	}
+}
+
+// TestSyncStateSnapshotRoundTrip: the sync cursors and the objects
+// central manages travel with a snapshot.
+func TestSyncStateSnapshotRoundTrip(t *testing.T) {
+	src := fsmBase(t)
+	src.applyOK(5, ApplyDesired, desiredOf(1, false, put(t, store.DesiredImage, "a", fxImage("a"))))
+	src.applyOK(6, SyncAcked, AckedPayload{Seq: 1, Time: fsmT1})
+	sink := persist(t, src.fsm)
+	dst := newFSMEnv(t)
+	if err := dst.fsm.Restore(io.NopCloser(bytes.NewReader(sink.Bytes()))); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := dst.syncState(), (store.SyncState{AppliedRevision: 1, AckedSeq: 1, LastSeq: 1}); got != want {
+		t.Errorf("sync state after restore = %+v, want %+v", got, want)
+	}
+	dst.view(func(tx *store.Tx) error {
+		if diff := cmp.Diff([]string{"image/a"}, tx.SyncManaged()); diff != "" {
+			t.Errorf("managed after restore (-want +got):\n%s", diff)
+		}
+		return nil
+	})
+	// The restored store refuses a replay and takes the next revision.
+	checkDesired(t, dst, dst.applyOK(7, ApplyDesired, desiredOf(1, false, put(t, store.DesiredImage, "b", fxImage("b")))), 1, false, 0)
+	checkDesired(t, dst, dst.applyOK(8, ApplyDesired, desiredOf(2, false, put(t, store.DesiredImage, "b", fxImage("b")))), 2, true, 0)
 }
