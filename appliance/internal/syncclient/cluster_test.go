@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -189,5 +190,84 @@ func TestSyncLeaderChange(t *testing.T) {
 	}
 	if s := lastSeq(next); s.AppliedRevision != 2 {
 		t.Errorf("new leader's applied revision %d, want 2", s.AppliedRevision)
+	}
+}
+
+// TestSyncAfterRestart: an appliance restarted on its data resumes from
+// the cursors in its store: the revision it applied is not applied
+// again, and its events continue from central's stored sequence.
+func TestSyncAfterRestart(t *testing.T) {
+	f := newFakeCentral(t, testCredential)
+	dir, addr := t.TempDir(), apptest.FreeAddr(t)
+	cred := filepath.Join(dir, "site.credential")
+	if err := os.WriteFile(cred, []byte(testCredential), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo}))
+	record := func(n *replica.Node, count int) {
+		t.Helper()
+		evs := make([]store.Event, count)
+		for i := range evs {
+			evs[i] = store.Event{Kind: "test", Message: "event"}
+		}
+		cmd, _ := replica.Encode(replica.AppendEvents, replica.Events{Time: time.Now().UTC(), Events: evs})
+		if _, err := n.Apply(t.Context(), cmd); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// start opens the node on dir, records events, then runs a client.
+	start := func(events int) (n *replica.Node, stop func()) {
+		db, err := store.Open(filepath.Join(dir, "store.db"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, err = replica.Open(replica.Config{ID: "n1", Dir: filepath.Join(dir, "raft"), BindAddr: addr,
+			APIURL: "http://127.0.0.1:1", Bootstrap: true, Tuning: fastRaft, Log: log}, db)
+		if err != nil {
+			t.Fatal(err)
+		}
+		leaderOf(t, []*replica.Node{n})
+		record(n, events)
+		c, err := New(Config{Node: n, URL: f.srv.URL, Site: "ams2", CredentialFile: cred, Log: log,
+			MinBackoff: 10 * time.Millisecond, MaxBackoff: 100 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { c.Run(ctx); close(done) }()
+		var once sync.Once
+		stop = func() {
+			once.Do(func() {
+				cancel()
+				<-done
+				n.Close()
+				db.Close()
+			})
+		}
+		t.Cleanup(stop)
+		return n, stop
+	}
+	f.addRevision(change(t, "image", "debian", &store.Image{Name: "debian", URL: "https://img.example/d.raw", Format: "raw"}))
+	_, stop := start(300)
+	f.waitFor("300 events and desired_ack 1", func() bool { return len(f.stored) == 300 && len(f.acked) == 1 })
+	stop()
+
+	start(100)
+	f.waitFor("400 events", func() bool { return len(f.stored) == 400 })
+	f.mu.Lock()
+	h, acked := f.hellos[len(f.hellos)-1], slices.Clone(f.acked)
+	for i, e := range f.stored {
+		if e.Seq != uint64(i+1) {
+			t.Fatalf("central's event %d has seq %d", i, e.Seq)
+		}
+	}
+	f.mu.Unlock()
+	if h.AppliedRevision != 1 || h.LastSeq != 400 {
+		t.Errorf("hello after the restart = %+v, want revision 1, last 400", h.LogValue())
+	}
+	if diff := slices.Compare([]uint64{1}, acked); diff != 0 {
+		t.Errorf("desired_acks %v, want [1]: revision 1 applied once", acked)
 	}
 }
