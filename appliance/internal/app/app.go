@@ -91,7 +91,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Write
 	var syncer *syncclient.Client
 	if cfg.CentralURL != "" {
 		if syncer, err = syncclient.New(syncclient.Config{Node: node, URL: cfg.CentralURL, Site: cfg.SiteID,
-			CredentialFile: cfg.SiteCredentialFile, Key: key, Log: log}); err != nil {
+			CredentialFile: cfg.SiteCredentialFile, Key: key, BootURL: cfg.BootURL, Log: log}); err != nil {
 			return err
 		}
 	}

@@ -41,6 +41,10 @@ type Config struct {
 	// Key seals the BMC passwords of machines central sends. Without it,
 	// a machine that carries a password is refused (and recorded so).
 	Key *seal.Key
+	// BootURL is this appliance's boot HTTP URL, which the workflows of
+	// central's provision and deprovision orders get as boot_url and
+	// metadata_url unless the order names them (store.WithBootValues).
+	BootURL string
 	// HTTPClient dials central (TLS settings, proxies); nil means
 	// http.DefaultClient.
 	HTTPClient *http.Client

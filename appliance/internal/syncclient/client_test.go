@@ -469,3 +469,28 @@ func TestSyncCutMidMessage(t *testing.T) {
 		t.Errorf("%d hellos, want at least 4 (three cut connections)", n)
 	}
 }
+
+// TestSyncOrderGetsBootURL: the workflow of central's deprovision order
+// gets this appliance's boot URL, as the API's orders do.
+func TestSyncOrderGetsBootURL(t *testing.T) {
+	e := newEnv(t, testCredential)
+	m := apptest.Machine("m1", 1)
+	m.BMC = &store.BMC{Address: "10.0.0.5"}
+	e.f.addRevision(
+		change(t, "template", "wipe", &store.Template{Name: "wipe", Actions: []store.Action{
+			{Name: "wipe", Type: "disk.wipe", Args: map[string]string{"device": "/dev/vda"}}}}),
+		change(t, "machine", "m1", m),
+		change(t, "order", "o1", &store.Order{ID: "o1", Action: store.OrderDeprovision, MachineID: "m1"}))
+	e.run(func(c *Config) { c.BootURL = "http://10.9.0.1:8080" })
+	e.f.waitFor("desired_ack 1", func() bool { return len(e.f.acked) == 1 })
+	_ = e.n.DB.View(func(tx *store.Tx) error {
+		w, err := store.Get[store.Workflow](tx, "o1")
+		if err != nil {
+			t.Fatalf("workflow of order o1: %v", err)
+		}
+		if w.Values["boot_url"] != "http://10.9.0.1:8080" || w.Values["metadata_url"] != "http://10.9.0.1:8080" {
+			t.Errorf("workflow values = %v, want this appliance's boot URL", w.Values)
+		}
+		return nil
+	})
+}

@@ -208,7 +208,7 @@ func (s *session) readLoop(ctx context.Context) error {
 
 // applyDesired commits a complete revision through Raft.
 func (s *session) applyDesired(ctx context.Context, d *store.Desired) error {
-	s.sealPasswords(d)
+	s.prepare(d)
 	cmd, err := replica.Encode(replica.ApplyDesired, replica.DesiredPayload{Desired: *d, Time: time.Now().UTC()})
 	if err != nil {
 		return err
@@ -226,27 +226,46 @@ func (s *session) applyDesired(ctx context.Context, d *store.Desired) error {
 	return nil
 }
 
-// sealPasswords seals the BMC passwords central sent in the clear, and
-// drops any sealed one it sent (only the site seals). Without a key the
-// clear password stays, and the store refuses that machine.
-func (s *session) sealPasswords(d *store.Desired) {
+// prepare does for central's objects what the proposer does, since the
+// state machine cannot: it seals the BMC passwords central sent in the
+// clear (and drops any sealed one it sent: only the site seals; without
+// a key the clear password stays, and the store refuses that machine),
+// and gives orders this appliance's boot URL, unless they name one.
+func (s *session) prepare(d *store.Desired) {
 	for i, ch := range d.Changes {
-		if ch.Kind != store.DesiredMachine || ch.Deleted {
+		if ch.Deleted {
 			continue
 		}
-		var m store.Machine
-		if json.Unmarshal(ch.Object, &m) != nil || m.BMC == nil {
-			continue // the store names what is wrong
+		var obj any
+		switch ch.Kind {
+		case store.DesiredMachine:
+			var m store.Machine
+			if json.Unmarshal(ch.Object, &m) != nil || m.BMC == nil {
+				continue // the store names what is wrong
+			}
+			if m.ID == "" {
+				m.ID = ch.Key
+			}
+			m.BMC.SealedPassword = nil
+			if m.BMC.Password != "" && s.c.cfg.Key != nil {
+				m.BMC.SealedPassword = s.c.cfg.Key.Seal([]byte(m.BMC.Password), store.BMCPasswordAD(m.ID))
+				m.BMC.Password = ""
+			}
+			obj = &m
+		case store.DesiredOrder:
+			var o store.Order
+			if s.c.cfg.BootURL == "" || json.Unmarshal(ch.Object, &o) != nil {
+				continue
+			}
+			if o.Action != store.OrderProvision && o.Action != store.OrderDeprovision {
+				continue
+			}
+			o.Values = store.WithBootValues(o.Values, s.c.cfg.BootURL)
+			obj = &o
+		default:
+			continue
 		}
-		if m.ID == "" {
-			m.ID = ch.Key
-		}
-		m.BMC.SealedPassword = nil
-		if m.BMC.Password != "" && s.c.cfg.Key != nil {
-			m.BMC.SealedPassword = s.c.cfg.Key.Seal([]byte(m.BMC.Password), store.BMCPasswordAD(m.ID))
-			m.BMC.Password = ""
-		}
-		if raw, err := json.Marshal(&m); err == nil {
+		if raw, err := json.Marshal(obj); err == nil {
 			d.Changes[i].Object = raw
 		}
 	}
