@@ -38,11 +38,13 @@ deps-run:
 deps-test:
 	@scripts/install-deps.sh test
 
-# The demo of the main job: a single-node appliance in a network
-# namespace lab provisions a QEMU VM end to end. Ctrl-C cleans up.
+# The demo of the main job: an order placed at central reaches a site (a
+# single-node appliance in a network namespace lab), which powers a QEMU
+# VM on through its BMC (ipmi_sim) and provisions it end to end. Ctrl-C
+# cleans up.
 # `make appliance` runs the appliance alone, on embedded defaults.
 run: deps-run build images
-	$(BIN)/outpost-demo -applianced $(BIN)/applianced
+	$(BIN)/outpost-demo -applianced $(BIN)/applianced -centrald $(BIN)/centrald
 
 appliance: build
 	$(BIN)/applianced -data-dir $(VAR)/node1

@@ -13,15 +13,16 @@ what="${1:-test}"
 
 # Debian packages per purpose. images/build.sh makes the boot artifacts
 # (iPXE, the installer's kernel and initramfs, the test OS disk image) from
-# image_pkgs. `make run` also runs a demo: QEMU VMs in a network namespace.
+# image_pkgs. `make run` also runs a demo: QEMU VMs behind a BMC simulator
+# (ipmi_sim) in a network namespace.
 # The lab (appliance/internal/lab) is the real peers the network-boot tests
 # run against: besides those, OVMF, DHCP and TFTP servers and clients, a
 # BMC simulator.
 image_pkgs=(ipxe busybox-static cpio linux-image-amd64 kmod gzip zstd xz-utils
 	syslinux syslinux-common mtools dosfstools fdisk util-linux)
-run_pkgs=(ca-certificates iproute2 qemu-system-x86 ipxe-qemu "${image_pkgs[@]}")
+run_pkgs=(ca-certificates iproute2 qemu-system-x86 ipxe-qemu openipmi ipmitool "${image_pkgs[@]}")
 lab_pkgs=(ovmf tftp-hpa atftp isc-dhcp-client udhcpc kea-dhcp4-server kea-admin
-	dnsmasq tftpd-hpa openipmi ipmitool)
+	dnsmasq tftpd-hpa)
 test_pkgs=("${run_pkgs[@]}" gcc libc6-dev "${lab_pkgs[@]}")
 
 case "$what" in

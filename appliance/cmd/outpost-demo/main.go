@@ -1,22 +1,29 @@
 // Command outpost-demo shows Outpost's main job on one machine: it starts
-// a single-node appliance in a network namespace lab, and provisions a
-// QEMU VM end to end (PXE, the in-memory installer and its workflow, the
-// image streamed to disk, the reboot into the installed OS, which reads
-// its metadata), printing each step as it happens. The API is reachable
-// from the host while it runs; Ctrl-C removes every namespace, VM and
-// process it started. `make run` runs it.
+// central, and a site (a single-node appliance in a network namespace lab)
+// that connects out to it, and places an order at central that provisions
+// a QEMU VM behind a BMC simulator end to end: the order reaches the site,
+// the appliance powers the VM on over IPMI, and it network-boots the
+// in-memory installer, whose workflow streams the image to disk and
+// reboots into the installed OS, which reads its metadata. Every step is
+// printed as it happens. The APIs are reachable from the host while it
+// runs; Ctrl-C removes every namespace, VM and process it started. `make
+// run` runs it.
 //
-// It needs root (network namespaces, taps), QEMU, and the boot artifacts
-// `make images` builds; without them it says exactly what is missing.
+// It needs root (network namespaces, taps), QEMU, ipmi_sim, and the boot
+// artifacts `make images` builds; without them it says exactly what is
+// missing.
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -35,11 +42,13 @@ import (
 func main() {
 	self, _ := os.Executable()
 	applianced := flag.String("applianced", filepath.Join(filepath.Dir(self), "applianced"), "the applianced binary")
+	centrald := flag.String("centrald", filepath.Join(filepath.Dir(self), "centrald"), "the centrald binary")
 	listen := flag.String("api", "127.0.0.1:7080", "host address where the demo exposes the appliance's API")
+	centralAddr := flag.String("central", "127.0.0.1:7443", "host address of central's API")
 	exit := flag.Bool("exit", false, "exit once the VM is provisioned, rather than wait for Ctrl-C")
 	flag.Parse()
 
-	if missing := preflight(*applianced); len(missing) > 0 {
+	if missing := preflight(*applianced, *centrald); len(missing) > 0 {
 		fmt.Fprintln(os.Stderr, "outpost-demo cannot run here; missing:")
 		for _, m := range missing {
 			fmt.Fprintln(os.Stderr, "  -", m)
@@ -49,7 +58,7 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	r := lab.NewRunner(ctx, "demo", os.Stdout)
-	err := r.Run(func(t lab.T) { demo(t, *applianced, *listen, *exit) })
+	err := r.Run(func(t lab.T) { demo(t, binaries{*applianced, *centrald}, *listen, *centralAddr, *exit) })
 	fmt.Println("demo: cleaned up every namespace, VM and process it started")
 	if err != nil && ctx.Err() == nil {
 		fmt.Fprintln(os.Stderr, "outpost-demo:", err)
@@ -58,13 +67,13 @@ func main() {
 }
 
 // preflight says what the demo needs and does not have.
-func preflight(applianced string) []string {
+func preflight(applianced, centrald string) []string {
 	var missing []string
 	if os.Geteuid() != 0 {
 		missing = append(missing, "root: network namespaces and taps need it (run as root, e.g. sudo make run)")
 	}
 	for _, c := range []struct{ cmd, pkg string }{
-		{"qemu-system-x86_64", "qemu-system-x86"}, {"ip", "iproute2"},
+		{"qemu-system-x86_64", "qemu-system-x86"}, {"ip", "iproute2"}, {"ipmi_sim", "openipmi"}, {"ipmitool", "ipmitool"},
 	} {
 		if _, err := exec.LookPath(c.cmd); err != nil {
 			missing = append(missing, fmt.Sprintf("%s: apt-get install %s", c.cmd, c.pkg))
@@ -73,8 +82,10 @@ func preflight(applianced string) []string {
 	if _, err := os.Stat("/usr/lib/ipxe/qemu/efi-virtio.rom"); err != nil {
 		missing = append(missing, "/usr/lib/ipxe/qemu/efi-virtio.rom (QEMU's iPXE NIC ROM): apt-get install ipxe-qemu")
 	}
-	if _, err := os.Stat(applianced); err != nil {
-		missing = append(missing, applianced+": build it with make build")
+	for _, bin := range []string{applianced, centrald} {
+		if _, err := os.Stat(bin); err != nil {
+			missing = append(missing, bin+": build it with make build")
+		}
 	}
 	return missing
 }
@@ -84,48 +95,156 @@ const (
 	hostname = "demo-1"
 )
 
-func demo(t lab.T, applianced, listen string, exit bool) {
+func demo(t lab.T, bins binaries, listen, centralAddr string, exit bool) {
 	start := time.Now()
 	say := func(format string, args ...any) {
 		fmt.Printf("%6.1fs  %s\n", time.Since(start).Seconds(), fmt.Sprintf(format, args...))
 	}
 	say("building the boot artifacts (make images)")
 	imgs := lab.BuildImages(t)
-	say("starting the appliance in a network namespace, on bridge %s at %s", labsite.Bridge, labsite.ServerIP)
-	s := labsite.Start(t, labsite.Config{Applianced: applianced, Images: imgs, LogLevel: "info"})
-	apiURL := exposeAPI(t, s, listen)
+	say("starting central on %s", centralAddr)
+	cen := startCentral(t, bins.centrald, centralAddr)
+	credential := cen.createSite(t, siteID)
 
+	say("starting the appliance in a network namespace, on bridge %s at %s", labsite.Bridge, labsite.ServerIP)
+	s := labsite.Start(t, labsite.Config{Applianced: bins.applianced, Images: imgs, LogLevel: "info"})
+	apiURL := exposeAPI(t, s, listen)
+	// The appliance dials out to central, from its namespace.
+	link := lab.StartFaultProxyIn(t, s.NS, "127.0.0.1:0", centralAddr)
+	credFile := filepath.Join(t.TempDir(), "site.credential")
+	if err := os.WriteFile(credFile, []byte(credential+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s.Reconfigure(t, "-central-url", "http://"+link.Addr, "-site-id", siteID, "-site-credential-file", credFile)
 	s.Put(t, labsite.Provisioning(t, imgs)...)
-	s.Put(t, labsite.Machine("demo", vmMAC), labsite.Workflow("demo-install", "demo", labsite.TestOSName, hostname))
+
+	say("starting the machine's BMC (ipmi_sim): powering on starts the VM, an empty 256 MiB disk, network boot first")
+	args, serial := lab.VMCommand(t, lab.VMConfig{Tap: s.NewTap(t), MAC: vmMAC, MemoryMB: 1024,
+		Disks: []string{labsite.NewDisk(t, 256<<20)}})
+	quoted := make([]string, len(args))
+	for i, a := range args {
+		quoted[i] = "'" + a + "'"
+	}
+	bmc := lab.StartIPMISim(t, lab.IPMISimConfig{Name: "demo-bmc", Netns: s.NS, StartCmd: strings.Join(quoted, " ")})
+
 	fmt.Printf(`
-  Outpost appliance (single node) is up.
-    API:          %s   (inside the lab: http://%s)
-    admin token:  %s
+  Outpost is up: central, and one site (a single-node appliance) connected to it.
+    central API:  http://%s   admin token: %s
+    site API:     %s   (inside the lab: http://%s)   admin token: %s
     try:          bin/outpost -server %s -token %s get workflows
     logs:         %s
-  Provisioning machine "demo" (MAC %s) with the test OS as %q.
+  Placing an order at central: provision machine %q (MAC %s, BMC %s) with the test OS as %q.
   Ctrl-C stops the demo and removes everything it started.
 
-`, apiURL, labsite.APIAddr, s.Token, apiURL, s.Token, filepath.Dir(s.Process().Stdout), vmMAC, hostname)
+`, centralAddr, cen.token, apiURL, labsite.APIAddr, s.Token, apiURL, s.Token, filepath.Dir(s.Process().Stdout),
+		"demo", vmMAC, bmc.Addr, hostname)
 
 	ctx := t.Context()
 	go followEvents(ctx, s, say)
-	say("starting the VM: an empty 256 MiB disk, network boot first")
-	vm := s.StartVM(t, lab.VMConfig{MAC: vmMAC, MemoryMB: 1024, Disks: []string{labsite.NewDisk(t, 256<<20)}})
+	cen.put(t, "/v1/sites/"+siteID+"/machines/demo", map[string]any{
+		"id": "demo", "hostname": "demo", "arch": "x86_64",
+		"interfaces": []map[string]any{{"name": "eth0", "mac": vmMAC, "boot": true}},
+		"bmc":        map[string]any{"address": bmc.Addr, "driver": "ipmi", "username": bmc.Username, "password": bmc.Password},
+	})
+	cen.put(t, "/v1/sites/"+siteID+"/orders/demo-install", map[string]any{
+		"action": "provision", "machine_id": "demo", "template": labsite.TemplateName, "image": labsite.TestOSName,
+		"values": map[string]string{"hostname": hostname},
+	})
+	vmStart := time.Now()
 	done := make(chan string, 1)
-	go followSerial(ctx, vm.Serial, say, done)
+	go followSerial(ctx, serial, say, done)
 
 	select {
 	case line := <-done:
-		say("provisioned in %.1fs: the VM booted its disk and says: %s", time.Since(vm.Start).Seconds(), line)
+		say("provisioned in %.1fs from the order: the VM booted its disk and says: %s", time.Since(vmStart).Seconds(), line)
 	case <-ctx.Done():
 		return
 	}
+	say("central has the site's events up to %d", cen.storedSeq(t, siteID))
 	if exit {
 		return
 	}
 	fmt.Println("\n  The demo keeps running so you can look around; Ctrl-C to stop.")
 	<-ctx.Done()
+}
+
+const siteID = "demo"
+
+// binaries are the programs the demo runs.
+type binaries struct{ applianced, centrald string }
+
+// central is the centrald the demo runs on the host's loopback.
+type central struct {
+	addr, token string
+}
+
+func startCentral(t lab.T, bin, addr string) *central {
+	dir := filepath.Join(t.TempDir(), "central")
+	lab.StartProcess(t, lab.ProcessConfig{Name: "centrald", Args: []string{bin, "-data-dir", dir, "-addr", addr, "-log-level", "info"}})
+	c := &central{addr: addr}
+	err := labsite.Poll(t.Context(), time.Minute, func() error {
+		raw, err := os.ReadFile(filepath.Join(dir, "admin.token"))
+		if err != nil || !strings.HasSuffix(string(raw), "\n") {
+			return fmt.Errorf("centrald has not written its admin token (%v)", err)
+		}
+		c.token = strings.TrimSpace(string(raw))
+		res, err := http.Get("http://" + addr + "/healthz")
+		if err != nil {
+			return err
+		}
+		res.Body.Close()
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("central: %v", err)
+	}
+	return c
+}
+
+// call sends one API request to central and decodes its answer.
+func (c *central) call(t lab.T, method, path string, in, out any) {
+	var body io.Reader
+	if in != nil {
+		b, _ := json.Marshal(in)
+		body = bytes.NewReader(b)
+	}
+	req, _ := http.NewRequestWithContext(t.Context(), method, "http://"+c.addr+path, body)
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("central: %s %s: %v", method, path, err)
+	}
+	defer res.Body.Close()
+	raw, _ := io.ReadAll(res.Body)
+	if res.StatusCode/100 != 2 {
+		t.Fatalf("central: %s %s: %d %s", method, path, res.StatusCode, raw)
+	}
+	if out != nil {
+		if err := json.Unmarshal(raw, out); err != nil {
+			t.Fatalf("central: %s %s: %v", method, path, err)
+		}
+	}
+}
+
+func (c *central) put(t lab.T, path string, obj any) { c.call(t, "PUT", path, obj, nil) }
+
+// createSite creates a site and returns its credential.
+func (c *central) createSite(t lab.T, id string) string {
+	var out struct {
+		Credential string `json:"credential"`
+	}
+	c.call(t, "POST", "/v1/sites", map[string]string{"id": id, "name": id}, &out)
+	return out.Credential
+}
+
+func (c *central) storedSeq(t lab.T, site string) uint64 {
+	var out struct {
+		Sync struct {
+			StoredSeq uint64 `json:"stored_seq"`
+		} `json:"sync"`
+	}
+	c.call(t, "GET", "/v1/sites/"+site, nil, &out)
+	return out.Sync.StoredSeq
 }
 
 // exposeAPI forwards listen on the host to the appliance's API inside
