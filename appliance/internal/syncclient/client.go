@@ -18,10 +18,12 @@ import (
 	"github.com/outposthq/outpost/syncproto"
 )
 
-// Defaults of Config's timing.
+// Defaults of Config's timing. The backoff stays short: a dial is one
+// cheap connection attempt per site, and a site back on the WAN should
+// catch up within seconds, not wait out a long backoff.
 const (
 	DefaultMinBackoff  = 500 * time.Millisecond
-	DefaultMaxBackoff  = 30 * time.Second
+	DefaultMaxBackoff  = 5 * time.Second
 	DefaultLongBackoff = 5 * time.Minute
 )
 
