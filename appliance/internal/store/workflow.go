@@ -277,22 +277,21 @@ func (tx *Tx) UnsafeAdvanceWorkflow(id string, wr Write, step func(workflow.Stat
 			return nil, err
 		}
 	}
-	if w.Status() != before && w.Status().Final() && w.Order != "" {
-		if err := tx.advanceOrder(w.Order, wr); err != nil {
-			return nil, err
-		}
-	}
 	if w.Status() != before {
 		m, err := Get[Machine](tx, w.MachineID)
-		if errors.Is(err, ErrNotFound) {
-			return w, nil // the machine was deleted under its workflow
-		} else if err != nil {
+		if err != nil && !errors.Is(err, ErrNotFound) { // a machine may be deleted under its workflow
 			return nil, err
 		}
-		if m.Workflow == w.ID {
+		if err == nil && m.Workflow == w.ID {
 			if err := tx.followWorkflow(m, w, wr); err != nil {
 				return nil, err
 			}
+		}
+	}
+	// The order follows once the machine has.
+	if w.Status() != before && w.Status().Final() && w.Order != "" {
+		if err := tx.advanceOrder(w.Order, wr); err != nil {
+			return nil, err
 		}
 	}
 	return w, nil
