@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -459,6 +460,111 @@ func TestSyncWrongCredential(t *testing.T) {
 	for _, f := range []string{n.proc.stderr, n.proc.stdout, cen.proc.Stderr, cen.proc.Stdout} {
 		if b, _ := os.ReadFile(f); bytes.Contains(b, []byte(wrong)) {
 			t.Errorf("the credential is in %s", f)
+		}
+	}
+}
+
+// TestWANDownProvision is the WAN-down path end to end: an order placed
+// at central reaches the site, the link is cut, the machine provisions
+// with the site alone (BMC power on, PXE, install, boot from disk), the
+// link heals, and central shows the whole timeline.
+func TestWANDownProvision(t *testing.T) {
+	cen := startCentral(t)
+	var created struct {
+		Credential string `json:"credential"`
+	}
+	if err := cen.do("POST", "/v1/sites", map[string]string{"id": "wan", "name": "wan"}, &created); err != nil {
+		t.Fatal(err)
+	}
+	credFile := filepath.Join(t.TempDir(), "site.credential")
+	if err := os.WriteFile(credFile, []byte(created.Credential+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := bmcSite(t, 40*time.Second, 10*time.Second)
+	// The site reaches central through a proxy in its namespace.
+	proxy := lab.StartFaultProxyIn(t, s.NS, "127.0.0.1:0", cen.addr)
+	s.Reconfigure(t, "-central-url", "http://"+proxy.Addr, "-site-id", "wan", "-site-credential-file", credFile)
+	waitConnected(t, cen, "wan", true)
+
+	const mac = "52:54:00:0a:0e:01"
+	vm := startBMCVM(t, s, mac)
+	machine := map[string]any{"id": "wan1", "hostname": "wan1", "arch": "x86_64",
+		"interfaces": []map[string]any{{"name": "eth0", "mac": mac, "boot": true}},
+		"bmc":        map[string]any{"address": vm.BMC.Addr, "driver": "ipmi", "username": vm.BMC.Username, "password": vm.BMC.Password}}
+	if err := cen.do("PUT", "/v1/sites/wan/machines/wan1", machine, nil); err != nil {
+		t.Fatal(err)
+	}
+	order := map[string]any{"action": "provision", "machine_id": "wan1", "template": labsite.TemplateName,
+		"image": labsite.TestOSName, "values": map[string]string{"hostname": "wan-host-1"}}
+	if err := cen.do("PUT", "/v1/sites/wan/orders/wan-prov", order, nil); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
+	defer cancel()
+	if err := labsite.Poll(ctx, time.Minute, func() error {
+		var o store.Order
+		return s.API.Get(ctx, "orders", "wan-prov", &o)
+	}); err != nil {
+		t.Fatalf("the order did not reach the site: %v", err)
+	}
+	t.Log("the order is at the site: cutting the link to central")
+	proxy.SetMode(lab.Refuse)
+
+	line, _, err := vm.waitSerial(ctx, testOSLine, 0)
+	if err != nil {
+		t.Fatalf("the machine did not provision with the link down: %v", err)
+	}
+	t.Logf("serial: %s", line)
+	if o := waitOrder(ctx, t, s, "wan-prov"); o.State != store.OrderSucceeded {
+		t.Fatalf("order at the site: %s %q", o.State, o.Reason)
+	}
+
+	t.Log("healing the link")
+	proxy.SetMode(lab.Pass)
+	events, err := s.Events(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := events[len(events)-1].Seq
+	err = labsite.Poll(ctx, 2*time.Minute, func() error {
+		var site struct {
+			Sync struct {
+				StoredSeq uint64 `json:"stored_seq"`
+			} `json:"sync"`
+		}
+		if err := cen.do("GET", "/v1/sites/wan", nil, &site); err != nil {
+			return err
+		}
+		if site.Sync.StoredSeq < last {
+			return fmt.Errorf("central stored %d of %d", site.Sync.StoredSeq, last)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Central's timeline for the machine, in the site's order.
+	var kinds []string
+	for _, e := range cen.events("wan") {
+		if e.Data.MachineID != "wan1" {
+			continue
+		}
+		switch e.Data.Kind {
+		case "order.created", "bmc.job.succeeded", "workflow.running", "workflow.succeeded", "order.succeeded":
+			kinds = append(kinds, e.Data.Kind)
+		case "machine.state":
+			kinds = append(kinds, e.Data.Kind+" "+e.Data.Fields["to"])
+		}
+	}
+	want := []string{"machine.state provisioning", "order.created", "bmc.job.succeeded", "bmc.job.succeeded",
+		"workflow.running", "workflow.succeeded", "machine.state provisioned", "order.succeeded"}
+	if strings.Join(kinds, ", ") != strings.Join(want, ", ") {
+		t.Errorf("central's timeline of wan1:\n got %q\nwant %q", kinds, want)
+	}
+	checkNoPassword(t, s, vm.BMC.Password)
+	for _, f := range []string{cen.proc.Stdout, cen.proc.Stderr} {
+		if b, _ := os.ReadFile(f); bytes.Contains(b, []byte(vm.BMC.Password)) {
+			t.Errorf("the BMC password is in %s", f)
 		}
 	}
 }
