@@ -43,7 +43,8 @@ const (
 	Noop Type = 20
 
 	// AdvanceWorkflow (21) and Discover (22) are defined in workflow.go,
-	// the order and BMC job commands (23-28) in bmc.go.
+	// the order and BMC job commands (23-28) in bmc.go, the sync commands
+	// (ApplyDesired 29, SyncAcked 30) in sync.go.
 
 	// IgnoreUnknown is or-ed into a type that older nodes may skip.
 	IgnoreUnknown Type = 128
