@@ -83,6 +83,45 @@ func (c *central) do(method, path string, in, out any) error {
 	return nil
 }
 
+// newSite creates a site at central and returns the file holding its
+// credential.
+func (c *central) newSite(id string) string {
+	c.t.Helper()
+	var created struct {
+		Credential string `json:"credential"`
+	}
+	if err := c.do("POST", "/v1/sites", map[string]string{"id": id, "name": id}, &created); err != nil {
+		c.t.Fatal(err)
+	}
+	credFile := filepath.Join(c.t.TempDir(), "site.credential")
+	if err := os.WriteFile(credFile, []byte(created.Credential+"\n"), 0o600); err != nil {
+		c.t.Fatal(err)
+	}
+	return credFile
+}
+
+// waitStored waits until central has stored site's events up to last.
+func (c *central) waitStored(ctx context.Context, site string, last uint64, timeout time.Duration) {
+	c.t.Helper()
+	err := labsite.Poll(ctx, timeout, func() error {
+		var s struct {
+			Sync struct {
+				StoredSeq uint64 `json:"stored_seq"`
+			} `json:"sync"`
+		}
+		if err := c.do("GET", "/v1/sites/"+site, nil, &s); err != nil {
+			return err
+		}
+		if s.Sync.StoredSeq < last {
+			return fmt.Errorf("central stored %d of %d", s.Sync.StoredSeq, last)
+		}
+		return nil
+	})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+}
+
 // centralEvent is an event as central stores it.
 type centralEvent struct {
 	Seq  uint64      `json:"seq"`
@@ -119,16 +158,7 @@ type syncedSite struct {
 
 func startSyncedSite(t *testing.T, cen *central, id string) *syncedSite {
 	t.Helper()
-	var created struct {
-		Credential string `json:"credential"`
-	}
-	if err := cen.do("POST", "/v1/sites", map[string]string{"id": id, "name": id}, &created); err != nil {
-		t.Fatal(err)
-	}
-	credFile := filepath.Join(t.TempDir(), "site.credential")
-	if err := os.WriteFile(credFile, []byte(created.Credential+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	credFile := cen.newSite(id)
 	proxy := lab.StartFaultProxy(t, "127.0.0.1:0", cen.addr)
 	c := newCluster(t)
 	n := c.addNode("n1", "")
@@ -194,23 +224,7 @@ func TestSyncEventsExactlyOnce(t *testing.T) {
 	time.Sleep(5 * time.Second)
 	s.proxy.CutAfter(0)
 
-	err := labsite.Poll(t.Context(), 3*time.Minute, func() error {
-		var site struct {
-			Sync struct {
-				StoredSeq uint64 `json:"stored_seq"`
-			} `json:"sync"`
-		}
-		if err := cen.do("GET", "/v1/sites/lab", nil, &site); err != nil {
-			return err
-		}
-		if site.Sync.StoredSeq < total {
-			return fmt.Errorf("central stored %d of %d", site.Sync.StoredSeq, total)
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	cen.waitStored(t.Context(), "lab", total, 3*time.Minute)
 	got := cen.events("lab")
 	offline := 0
 	for i, e := range got {
@@ -227,7 +241,7 @@ func TestSyncEventsExactlyOnce(t *testing.T) {
 
 	// The order placed while the link was down was applied once.
 	var orders []store.Order
-	err = labsite.Poll(t.Context(), time.Minute, func() error {
+	err := labsite.Poll(t.Context(), time.Minute, func() error {
 		var page struct {
 			Items []store.Order `json:"items"`
 		}
@@ -290,16 +304,7 @@ func waitConnected(t *testing.T, cen *central, site string, want bool) {
 // the site exactly once and in order.
 func TestSyncSurvivesRestarts(t *testing.T) {
 	cen := startCentral(t)
-	var created struct {
-		Credential string `json:"credential"`
-	}
-	if err := cen.do("POST", "/v1/sites", map[string]string{"id": "ha", "name": "ha"}, &created); err != nil {
-		t.Fatal(err)
-	}
-	credFile := filepath.Join(t.TempDir(), "site.credential")
-	if err := os.WriteFile(credFile, []byte(created.Credential+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	credFile := cen.newSite("ha")
 	c := newCluster(t)
 	syncArgs := []string{"-central-url", cen.url, "-site-id", "ha", "-site-credential-file", credFile}
 	n1 := c.addNode("n1", "")
@@ -379,23 +384,7 @@ func TestSyncSurvivesRestarts(t *testing.T) {
 	last := uint64(len(siteEvents))
 	t.Logf("%d events acknowledged to the writers; the site has %d", len(acked), last)
 
-	err := labsite.Poll(t.Context(), 3*time.Minute, func() error {
-		var site struct {
-			Sync struct {
-				StoredSeq uint64 `json:"stored_seq"`
-			} `json:"sync"`
-		}
-		if err := cen.do("GET", "/v1/sites/ha", nil, &site); err != nil {
-			return err
-		}
-		if site.Sync.StoredSeq < last {
-			return fmt.Errorf("central stored %d of %d", site.Sync.StoredSeq, last)
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	cen.waitStored(t.Context(), "ha", last, 3*time.Minute)
 	// Central holds the site's events, each once, in the site's order,
 	// as the site recorded them; every acknowledged write among them.
 	got := cen.events("ha")
@@ -470,16 +459,7 @@ func TestSyncWrongCredential(t *testing.T) {
 // link heals, and central shows the whole timeline.
 func TestWANDownProvision(t *testing.T) {
 	cen := startCentral(t)
-	var created struct {
-		Credential string `json:"credential"`
-	}
-	if err := cen.do("POST", "/v1/sites", map[string]string{"id": "wan", "name": "wan"}, &created); err != nil {
-		t.Fatal(err)
-	}
-	credFile := filepath.Join(t.TempDir(), "site.credential")
-	if err := os.WriteFile(credFile, []byte(created.Credential+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	credFile := cen.newSite("wan")
 	s := bmcSite(t, 40*time.Second, 10*time.Second)
 	// The site reaches central through a proxy in its namespace.
 	proxy := lab.StartFaultProxyIn(t, s.NS, "127.0.0.1:0", cen.addr)
@@ -526,23 +506,7 @@ func TestWANDownProvision(t *testing.T) {
 		t.Fatal(err)
 	}
 	last := events[len(events)-1].Seq
-	err = labsite.Poll(ctx, 2*time.Minute, func() error {
-		var site struct {
-			Sync struct {
-				StoredSeq uint64 `json:"stored_seq"`
-			} `json:"sync"`
-		}
-		if err := cen.do("GET", "/v1/sites/wan", nil, &site); err != nil {
-			return err
-		}
-		if site.Sync.StoredSeq < last {
-			return fmt.Errorf("central stored %d of %d", site.Sync.StoredSeq, last)
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	cen.waitStored(ctx, "wan", last, 2*time.Minute)
 	// Central's timeline for the machine, in the site's order.
 	var kinds []string
 	for _, e := range cen.events("wan") {
