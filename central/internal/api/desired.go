@@ -117,8 +117,12 @@ func shown(kind string, obj json.RawMessage) json.RawMessage {
 		return obj
 	}
 	_, set := bmc["password"]
+	if _, sealed := bmc[store.SealedPasswordField]; sealed {
+		set = true
+	}
 	delete(bmc, "password")
 	delete(bmc, "sealed_password")
+	delete(bmc, store.SealedPasswordField)
 	if set {
 		bmc["password_set"] = json.RawMessage("true")
 	}

@@ -38,6 +38,8 @@ type DB struct {
 	path string
 	db   *bolt.DB
 	now  func() time.Time
+	// seal keeps BMC passwords sealed at rest (key in KeyFile).
+	seal *sealer
 
 	// watchers: a channel per "d/" or "e/" + site id, closed (and
 	// forgotten) when a write for it commits.
@@ -74,8 +76,18 @@ func Open(path string) (*DB, error) {
 		bdb.Close()
 		return nil, fmt.Errorf("%w: %s: %v", ErrCorrupt, path, err)
 	}
-	return &DB{path: path, db: bdb, now: time.Now, watchers: map[string]chan struct{}{}}, nil
+	seal, err := loadSealer(KeyFile(path))
+	if err != nil {
+		bdb.Close()
+		return nil, err
+	}
+	return &DB{path: path, db: bdb, now: time.Now, seal: seal, watchers: map[string]chan struct{}{}}, nil
 }
+
+// KeyFile is where the key that seals BMC passwords at rest lives, beside
+// the store at path. Back it up with the store: without it the sealed
+// passwords are lost.
+func KeyFile(path string) string { return filepath.Join(filepath.Dir(path), "central.key") }
 
 // Path returns the file the store lives in.
 func (d *DB) Path() string { return d.path }

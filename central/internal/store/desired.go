@@ -94,6 +94,11 @@ func (d *DB) PutDesired(site, kind, key string, obj json.RawMessage) (rev uint64
 	if obj == nil {
 		return 0, Invalid("object", "is required")
 	}
+	if kind == KindMachine {
+		if obj, err = d.seal.sealMachine(site, key, obj); err != nil {
+			return 0, err
+		}
+	}
 	err = d.updateSite(site, func(tx *bolt.Tx, s *Site) error {
 		b := tx.Bucket(bucketDesired).Bucket([]byte(site))
 		old := b.Get(itemKey(kind, key))
@@ -232,7 +237,22 @@ func (d *DB) NextRevisions(site string, after uint64, max int) ([]*Revision, err
 		out = []*Revision{{Revision: s.Revision, Full: true, Changes: changes}}
 		return err
 	})
-	return out, err
+	if err != nil {
+		return nil, err
+	}
+	// The site gets its machines' BMC passwords in the clear (it seals
+	// them with its own key); the store keeps them sealed.
+	for _, r := range out {
+		for i, c := range r.Changes {
+			if c.Kind != KindMachine || c.Deleted {
+				continue
+			}
+			if r.Changes[i].Object, err = d.seal.openMachine(site, c.Key, c.Object); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return out, nil
 }
 
 // NextRevision is the revision central will send first to a site that
