@@ -305,7 +305,9 @@ func (r *Runner) pollOne(ctx context.Context, m *store.Machine) {
 	if power == m.Power || (power != "on" && power != "off") {
 		return
 	}
-	if _, err := r.propose(ctx, replica.SetPower, replica.Power{Machine: m.ID, Power: power, Time: time.Now().UTC()}); err != nil {
+	// Expect: a job that changed the power while this reading was on its
+	// way makes it stale, and the store ignores it.
+	if _, err := r.propose(ctx, replica.SetPower, replica.Power{Machine: m.ID, Power: power, Expect: m.Version, Time: time.Now().UTC()}); err != nil {
 		r.log.Warn("jobs: record power", "machine", m.ID, "err", err)
 	}
 }

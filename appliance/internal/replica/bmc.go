@@ -37,10 +37,14 @@ type JobFinish struct {
 	Time    time.Time       `json:"time"`
 }
 
-// Power is the payload of SetPower.
+// Power is the payload of SetPower. Expect, if not 0, is the machine's
+// version when its power was read: a reading older than the machine's
+// latest change (a job that powered it on or off since) is stale, and
+// changes nothing.
 type Power struct {
 	Machine string    `json:"machine"`
 	Power   string    `json:"power"`
+	Expect  uint64    `json:"expect,omitempty"`
 	Time    time.Time `json:"time"`
 }
 
@@ -61,6 +65,15 @@ func applySetPower(tx *store.Tx, payload []byte, index uint64) (any, error) {
 	mustDecode(payload, &req, index)
 	if req.Power != "on" && req.Power != "off" {
 		return nil, store.Invalid("power", "%q is not on or off", req.Power)
+	}
+	if req.Expect != 0 {
+		m, err := store.Get[store.Machine](tx, req.Machine)
+		if err != nil {
+			return nil, err
+		}
+		if m.Version != req.Expect {
+			return nil, nil // a stale reading
+		}
 	}
 	return nil, tx.UnsafeSetPower(req.Machine, req.Power, store.Write{Index: index, Time: req.Time})
 }
