@@ -36,13 +36,8 @@ import (
 	"github.com/outposthq/outpost/appliance/internal/store"
 )
 
-var (
-	// binDir holds the applianced binary built for this test run.
-	binDir    string
-	buildOnce sync.Once
-	binPath   string
-	buildErr  error
-)
+// binDir holds the binaries built for this test run.
+var binDir string
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "outpost-e2e-")
@@ -63,32 +58,46 @@ func applianced(t *testing.T) string {
 	if testing.Short() && os.Getenv("CI") == "" {
 		t.Skip("e2e: starts real applianced processes; skipped with -short")
 	}
-	buildOnce.Do(func() { binPath, buildErr = build("applianced", "./appliance/cmd/applianced") })
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return binPath
+	return binary(t, "applianced", "./appliance/cmd/applianced")
 }
 
-var (
-	centralOnce     sync.Once
-	centralBin      string
-	centralBuildErr error
-)
-
-// centrald builds the central daemon once per test run.
+// centrald returns the path of the central daemon, built once per run.
 func centrald(t *testing.T) string {
 	t.Helper()
 	applianced(t) // the same -short rule
-	centralOnce.Do(func() { centralBin, centralBuildErr = build("centrald", "./central/cmd/centrald") })
-	if centralBuildErr != nil {
-		t.Fatal(centralBuildErr)
-	}
-	return centralBin
+	return binary(t, "centrald", "./central/cmd/centrald")
 }
 
-// build builds the command in pkg as binDir/name.
-func build(name, pkg string) (string, error) {
+// outpostCLI returns the path of the outpost CLI, built once per run.
+func outpostCLI(t *testing.T) string {
+	t.Helper()
+	return binary(t, "outpost", "./appliance/cmd/outpost")
+}
+
+// built holds each binary's build, keyed by name.
+var built sync.Map // name -> *buildResult
+
+type buildResult struct {
+	once sync.Once
+	path string
+	err  error
+}
+
+// binary builds the command at pkg (relative to the module root) into
+// binDir as name, once per test run.
+func binary(t *testing.T, name, pkg string) string {
+	t.Helper()
+	v, _ := built.LoadOrStore(name, &buildResult{})
+	b := v.(*buildResult)
+	b.once.Do(func() { b.path, b.err = buildCommand(pkg, name) })
+	if b.err != nil {
+		t.Fatal(b.err)
+	}
+	return b.path
+}
+
+// buildCommand builds the command at pkg into binDir as name.
+func buildCommand(pkg, name string) (string, error) {
 	out, err := exec.Command("go", "env", "GOMOD").Output()
 	if err != nil {
 		return "", fmt.Errorf("e2e: go env GOMOD: %w", err)

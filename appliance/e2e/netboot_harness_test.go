@@ -7,11 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -335,42 +333,4 @@ func (b *bootNet) waitLog(timeout time.Duration, res ...string) {
 			return nil
 		})
 	}
-}
-
-var (
-	cliOnce sync.Once
-	cliPath string
-	cliErr  error
-)
-
-// outpostCLI returns the path of the outpost binary, building it once per
-// test run next to applianced.
-func outpostCLI(t *testing.T) string {
-	t.Helper()
-	cliOnce.Do(func() { cliPath, cliErr = buildCommand("./appliance/cmd/outpost", "outpost") })
-	if cliErr != nil {
-		t.Fatal(cliErr)
-	}
-	return cliPath
-}
-
-// buildCommand builds the command at pkg (relative to the module root)
-// into binDir as name.
-func buildCommand(pkg, name string) (string, error) {
-	out, err := exec.Command("go", "env", "GOMOD").Output()
-	if err != nil {
-		return "", fmt.Errorf("e2e: go env GOMOD: %w", err)
-	}
-	gomod := strings.TrimSpace(string(out))
-	if gomod == "" || gomod == os.DevNull {
-		return "", errors.New("e2e: not inside a Go module")
-	}
-	bin := filepath.Join(binDir, name)
-	cmd := exec.Command("go", "build", "-o", bin, pkg)
-	cmd.Dir = filepath.Dir(gomod)
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("e2e: build %s: %v\n%s", name, err, out)
-	}
-	return bin, nil
 }
