@@ -56,6 +56,29 @@ type Machine struct {
 	Power string `json:"power,omitempty"`
 }
 
+// KeepApplianceFields carries over from old, the stored machine (nil for
+// a new one), what the appliance owns or keeps up to date, so that a put
+// that does not name it does not erase it: the current workflow and the
+// power state always (no client sets them); the state with its reason and
+// the discovered hardware unless m names them; and the sealed BMC
+// password unless m brings a password of its own.
+func (m *Machine) KeepApplianceFields(old *Machine) {
+	m.Workflow, m.Power = "", ""
+	if old == nil {
+		return
+	}
+	m.Workflow, m.Power = old.Workflow, old.Power
+	if m.State == "" {
+		m.State, m.Reason = old.State, old.Reason
+	}
+	if m.Hardware == nil {
+		m.Hardware = old.Hardware
+	}
+	if m.BMC != nil && m.BMC.Password == "" && len(m.BMC.SealedPassword) == 0 && old.BMC != nil {
+		m.BMC.SealedPassword = old.BMC.SealedPassword
+	}
+}
+
 // BMCPasswordAD is the associated data a machine's BMC password is sealed
 // with: it binds the sealed password to its machine.
 func BMCPasswordAD(machineID string) string { return "machine/" + machineID + "/bmc" }

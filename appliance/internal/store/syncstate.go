@@ -334,30 +334,18 @@ func decodeDesired[T any](c DesiredChange, key func(*T) *string) (*T, error) {
 }
 
 // mergeDesiredMachine keeps what the appliance owns of a stored machine
-// (see UnsafeApplyDesired), normalizes and validates m.
+// (Machine.KeepApplianceFields), normalizes and validates m.
 func (tx *Tx) mergeDesiredMachine(m *Machine) error {
 	old, err := Get[Machine](tx, m.ID)
 	if err != nil && !errors.Is(err, ErrNotFound) {
 		return err
 	}
-	m.Workflow, m.Power = "", ""
-	if old != nil {
-		m.Workflow, m.Power = old.Workflow, old.Power
-		if m.State == "" {
-			m.State, m.Reason = old.State, old.Reason
-		}
-		if m.Hardware == nil {
-			m.Hardware = old.Hardware
-		}
+	if m.BMC != nil && m.BMC.Password != "" {
+		return Invalid("bmc.password", "reached the store in the clear: the proposer seals it")
 	}
+	m.KeepApplianceFields(old)
 	if m.BMC != nil {
-		if m.BMC.Password != "" {
-			return Invalid("bmc.password", "reached the store in the clear: the proposer seals it")
-		}
 		m.BMC.PasswordSet = false
-		if len(m.BMC.SealedPassword) == 0 && old != nil && old.BMC != nil {
-			m.BMC.SealedPassword = old.BMC.SealedPassword
-		}
 	}
 	m.Normalize()
 	return m.Validate()
