@@ -3,9 +3,7 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -19,133 +17,10 @@ import (
 	"github.com/outposthq/outpost/appliance/internal/store"
 )
 
-// central is a centrald process on loopback.
-type central struct {
-	t       *testing.T
-	url     string
-	addr    string
-	token   string
-	dataDir string
-	proc    *lab.Process
-}
-
-func startCentral(t *testing.T) *central {
+// startCentral starts centrald on a free loopback port.
+func startCentral(t *testing.T) *labsite.Central {
 	t.Helper()
-	c := &central{t: t, addr: fmt.Sprintf("127.0.0.1:%d", freePort(t)), dataDir: filepath.Join(t.TempDir(), "central")}
-	c.url = "http://" + c.addr
-	c.start()
-	return c
-}
-
-func (c *central) start() {
-	c.t.Helper()
-	c.proc = lab.StartProcess(c.t, lab.ProcessConfig{Name: "centrald", Args: []string{
-		centrald(c.t), "-data-dir", c.dataDir, "-addr", c.addr, "-heartbeat", "1s", "-log-level", "debug"}})
-	err := labsite.Poll(c.t.Context(), time.Minute, func() error {
-		raw, err := os.ReadFile(filepath.Join(c.dataDir, "admin.token"))
-		if err != nil || !strings.HasSuffix(string(raw), "\n") {
-			return fmt.Errorf("no admin token yet (%v)", err)
-		}
-		c.token = strings.TrimSpace(string(raw))
-		res, err := http.Get(c.url + "/healthz")
-		if err != nil {
-			return err
-		}
-		res.Body.Close()
-		return nil
-	})
-	if err != nil {
-		c.t.Fatalf("centrald: %v", err)
-	}
-}
-
-// do calls central's API and decodes a 2xx answer into out.
-func (c *central) do(method, path string, in, out any) error {
-	var body io.Reader
-	if in != nil {
-		b, _ := json.Marshal(in)
-		body = bytes.NewReader(b)
-	}
-	req, _ := http.NewRequestWithContext(c.t.Context(), method, c.url+path, body)
-	req.Header.Set("Authorization", "Bearer "+c.token)
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err
-	}
-	defer res.Body.Close()
-	raw, _ := io.ReadAll(res.Body)
-	if res.StatusCode/100 != 2 {
-		return fmt.Errorf("%s %s: %d %s", method, path, res.StatusCode, raw)
-	}
-	if out != nil {
-		return json.Unmarshal(raw, out)
-	}
-	return nil
-}
-
-// newSite creates a site at central and returns the file holding its
-// credential.
-func (c *central) newSite(id string) string {
-	c.t.Helper()
-	var created struct {
-		Credential string `json:"credential"`
-	}
-	if err := c.do("POST", "/v1/sites", map[string]string{"id": id, "name": id}, &created); err != nil {
-		c.t.Fatal(err)
-	}
-	credFile := filepath.Join(c.t.TempDir(), "site.credential")
-	if err := os.WriteFile(credFile, []byte(created.Credential+"\n"), 0o600); err != nil {
-		c.t.Fatal(err)
-	}
-	return credFile
-}
-
-// waitStored waits until central has stored site's events up to last.
-func (c *central) waitStored(ctx context.Context, site string, last uint64, timeout time.Duration) {
-	c.t.Helper()
-	err := labsite.Poll(ctx, timeout, func() error {
-		var s struct {
-			Sync struct {
-				StoredSeq uint64 `json:"stored_seq"`
-			} `json:"sync"`
-		}
-		if err := c.do("GET", "/v1/sites/"+site, nil, &s); err != nil {
-			return err
-		}
-		if s.Sync.StoredSeq < last {
-			return fmt.Errorf("central stored %d of %d", s.Sync.StoredSeq, last)
-		}
-		return nil
-	})
-	if err != nil {
-		c.t.Fatal(err)
-	}
-}
-
-// centralEvent is an event as central stores it.
-type centralEvent struct {
-	Seq  uint64      `json:"seq"`
-	Data store.Event `json:"data"`
-}
-
-// events returns every event central stored for site, in order.
-func (c *central) events(site string) []centralEvent {
-	c.t.Helper()
-	var all []centralEvent
-	var since uint64
-	for {
-		var page struct {
-			Events []centralEvent `json:"events"`
-		}
-		if err := c.do("GET", fmt.Sprintf("/v1/sites/%s/events?since=%d&limit=1000", site, since), nil, &page); err != nil {
-			c.t.Fatal(err)
-		}
-		if len(page.Events) == 0 {
-			return all
-		}
-		all = append(all, page.Events...)
-		since = page.Events[len(page.Events)-1].Seq
-	}
+	return labsite.StartCentral(t, centrald(t), fmt.Sprintf("127.0.0.1:%d", freePort(t)), "-heartbeat", "1s", "-log-level", "debug")
 }
 
 // syncedSite is a site (one applianced on loopback) syncing with central
@@ -156,10 +31,10 @@ type syncedSite struct {
 	proxy *lab.FaultProxy
 }
 
-func startSyncedSite(t *testing.T, cen *central, id string) *syncedSite {
+func startSyncedSite(t *testing.T, cen *labsite.Central, id string) *syncedSite {
 	t.Helper()
-	credFile := cen.newSite(id)
-	proxy := lab.StartFaultProxy(t, "127.0.0.1:0", cen.addr)
+	credFile := cen.NewSite(id)
+	proxy := lab.StartFaultProxy(t, "127.0.0.1:0", cen.Addr)
 	c := newCluster(t)
 	n := c.addNode("n1", "")
 	n.args = append(n.args, "-central-url", "http://"+proxy.Addr, "-site-id", id, "-site-credential-file", credFile)
@@ -209,10 +84,10 @@ func TestSyncEventsExactlyOnce(t *testing.T) {
 	// Desired state placed at central while the site is away.
 	bmcMachine := map[string]any{"id": "m1", "interfaces": []map[string]any{{"mac": "02:00:00:00:5e:01"}},
 		"bmc": map[string]any{"address": "127.0.0.1:9", "driver": "ipmi", "username": "admin", "password": "never-shown-17"}}
-	if err := cen.do("PUT", "/v1/sites/lab/machines/m1", bmcMachine, nil); err != nil {
+	if err := cen.Do("PUT", "/v1/sites/lab/machines/m1", bmcMachine, nil); err != nil {
 		t.Fatal(err)
 	}
-	if err := cen.do("PUT", "/v1/sites/lab/orders/on1", map[string]any{"action": "power_on", "machine_id": "m1"}, nil); err != nil {
+	if err := cen.Do("PUT", "/v1/sites/lab/orders/on1", map[string]any{"action": "power_on", "machine_id": "m1"}, nil); err != nil {
 		t.Fatal(err)
 	}
 	wg.Wait()
@@ -224,8 +99,8 @@ func TestSyncEventsExactlyOnce(t *testing.T) {
 	time.Sleep(5 * time.Second)
 	s.proxy.CutAfter(0)
 
-	cen.waitStored(t.Context(), "lab", total, 3*time.Minute)
-	got := cen.events("lab")
+	cen.WaitStored(t.Context(), "lab", total, 3*time.Minute)
+	got := cen.Events("lab")
 	offline := 0
 	for i, e := range got {
 		if e.Seq != uint64(i+1) || e.Data.Seq != e.Seq {
@@ -261,7 +136,7 @@ func TestSyncEventsExactlyOnce(t *testing.T) {
 		t.Errorf("orders at the site: %+v, want on1 once", orders)
 	}
 	created := 0
-	for _, e := range cen.events("lab") {
+	for _, e := range cen.Events("lab") {
 		if e.Data.Kind == "order.created" && e.Data.Fields["order"] == "on1" {
 			created++
 		}
@@ -269,7 +144,7 @@ func TestSyncEventsExactlyOnce(t *testing.T) {
 	if created != 1 {
 		t.Errorf("order on1 was created %d times at the site (by central's events), want once", created)
 	}
-	for _, f := range []string{s.n.proc.stderr, s.n.proc.stdout, cen.proc.Stderr, cen.proc.Stdout} {
+	for _, f := range []string{s.n.proc.stderr, s.n.proc.stdout, cen.Proc.Stderr, cen.Proc.Stdout} {
 		if b, _ := os.ReadFile(f); bytes.Contains(b, []byte("never-shown-17")) {
 			t.Errorf("the BMC password is in %s", f)
 		}
@@ -277,7 +152,7 @@ func TestSyncEventsExactlyOnce(t *testing.T) {
 }
 
 // waitConnected waits until central says site is (or is not) connected.
-func waitConnected(t *testing.T, cen *central, site string, want bool) {
+func waitConnected(t *testing.T, cen *labsite.Central, site string, want bool) {
 	t.Helper()
 	err := labsite.Poll(t.Context(), time.Minute, func() error {
 		var s struct {
@@ -285,7 +160,7 @@ func waitConnected(t *testing.T, cen *central, site string, want bool) {
 				Connected bool `json:"connected"`
 			} `json:"sync"`
 		}
-		if err := cen.do("GET", "/v1/sites/"+site, nil, &s); err != nil {
+		if err := cen.Do("GET", "/v1/sites/"+site, nil, &s); err != nil {
 			return err
 		}
 		if s.Sync.Connected != want {
@@ -304,9 +179,9 @@ func waitConnected(t *testing.T, cen *central, site string, want bool) {
 // the site exactly once and in order.
 func TestSyncSurvivesRestarts(t *testing.T) {
 	cen := startCentral(t)
-	credFile := cen.newSite("ha")
+	credFile := cen.NewSite("ha")
 	c := newCluster(t)
-	syncArgs := []string{"-central-url", cen.url, "-site-id", "ha", "-site-credential-file", credFile}
+	syncArgs := []string{"-central-url", cen.URL, "-site-id", "ha", "-site-credential-file", credFile}
 	n1 := c.addNode("n1", "")
 	n1.args = append(n1.args, syncArgs...)
 	c.start(n1)
@@ -352,8 +227,7 @@ func TestSyncSurvivesRestarts(t *testing.T) {
 	}
 	time.Sleep(3 * time.Second)
 	t.Log("killing central and starting it again")
-	cen.proc.Kill()
-	cen.start()
+	cen.Restart()
 	time.Sleep(3 * time.Second)
 	leader := c.node(c.waitFormed(c.nodes...))
 	t.Logf("killing the site's leader %s", leader.id)
@@ -384,10 +258,10 @@ func TestSyncSurvivesRestarts(t *testing.T) {
 	last := uint64(len(siteEvents))
 	t.Logf("%d events acknowledged to the writers; the site has %d", len(acked), last)
 
-	cen.waitStored(t.Context(), "ha", last, 3*time.Minute)
+	cen.WaitStored(t.Context(), "ha", last, 3*time.Minute)
 	// Central holds the site's events, each once, in the site's order,
 	// as the site recorded them; every acknowledged write among them.
-	got := cen.events("ha")
+	got := cen.Events("ha")
 	if uint64(len(got)) < last {
 		t.Fatalf("central has %d events, the site %d", len(got), last)
 	}
@@ -407,7 +281,7 @@ func TestSyncSurvivesRestarts(t *testing.T) {
 // a clear error, says so in its log, and changes nothing at central.
 func TestSyncWrongCredential(t *testing.T) {
 	cen := startCentral(t)
-	if err := cen.do("POST", "/v1/sites", map[string]string{"id": "lab", "name": "lab"}, nil); err != nil {
+	if err := cen.Do("POST", "/v1/sites", map[string]string{"id": "lab", "name": "lab"}, nil); err != nil {
 		t.Fatal(err)
 	}
 	credFile := filepath.Join(t.TempDir(), "site.credential")
@@ -417,7 +291,7 @@ func TestSyncWrongCredential(t *testing.T) {
 	}
 	c := newCluster(t)
 	n := c.addNode("n1", "")
-	n.args = append(n.args, "-central-url", cen.url, "-site-id", "lab", "-site-credential-file", credFile)
+	n.args = append(n.args, "-central-url", cen.URL, "-site-id", "lab", "-site-credential-file", credFile)
 	c.start(n)
 	c.token = c.waitAdminToken(n)
 	c.waitFormed(n)
@@ -440,13 +314,13 @@ func TestSyncWrongCredential(t *testing.T) {
 			StoredSeq uint64 `json:"stored_seq"`
 		} `json:"sync"`
 	}
-	if err := cen.do("GET", "/v1/sites/lab", nil, &site); err != nil {
+	if err := cen.Do("GET", "/v1/sites/lab", nil, &site); err != nil {
 		t.Fatal(err)
 	}
-	if site.Sync.Connected || site.Sync.StoredSeq != 0 || len(cen.events("lab")) != 0 {
+	if site.Sync.Connected || site.Sync.StoredSeq != 0 || len(cen.Events("lab")) != 0 {
 		t.Errorf("central after a refused site: %+v", site.Sync)
 	}
-	for _, f := range []string{n.proc.stderr, n.proc.stdout, cen.proc.Stderr, cen.proc.Stdout} {
+	for _, f := range []string{n.proc.stderr, n.proc.stdout, cen.Proc.Stderr, cen.Proc.Stdout} {
 		if b, _ := os.ReadFile(f); bytes.Contains(b, []byte(wrong)) {
 			t.Errorf("the credential is in %s", f)
 		}
@@ -459,10 +333,10 @@ func TestSyncWrongCredential(t *testing.T) {
 // link heals, and central shows the whole timeline.
 func TestWANDownProvision(t *testing.T) {
 	cen := startCentral(t)
-	credFile := cen.newSite("wan")
+	credFile := cen.NewSite("wan")
 	s := bmcSite(t, 40*time.Second, 10*time.Second)
 	// The site reaches central through a proxy in its namespace.
-	proxy := lab.StartFaultProxyIn(t, s.NS, "127.0.0.1:0", cen.addr)
+	proxy := lab.StartFaultProxyIn(t, s.NS, "127.0.0.1:0", cen.Addr)
 	s.Reconfigure(t, "-central-url", "http://"+proxy.Addr, "-site-id", "wan", "-site-credential-file", credFile)
 	waitConnected(t, cen, "wan", true)
 
@@ -471,12 +345,12 @@ func TestWANDownProvision(t *testing.T) {
 	machine := map[string]any{"id": "wan1", "hostname": "wan1", "arch": "x86_64",
 		"interfaces": []map[string]any{{"name": "eth0", "mac": mac, "boot": true}},
 		"bmc":        map[string]any{"address": vm.BMC.Addr, "driver": "ipmi", "username": vm.BMC.Username, "password": vm.BMC.Password}}
-	if err := cen.do("PUT", "/v1/sites/wan/machines/wan1", machine, nil); err != nil {
+	if err := cen.Do("PUT", "/v1/sites/wan/machines/wan1", machine, nil); err != nil {
 		t.Fatal(err)
 	}
 	order := map[string]any{"action": "provision", "machine_id": "wan1", "template": labsite.TemplateName,
 		"image": labsite.TestOSName, "values": map[string]string{"hostname": "wan-host-1"}}
-	if err := cen.do("PUT", "/v1/sites/wan/orders/wan-prov", order, nil); err != nil {
+	if err := cen.Do("PUT", "/v1/sites/wan/orders/wan-prov", order, nil); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
@@ -506,10 +380,10 @@ func TestWANDownProvision(t *testing.T) {
 		t.Fatal(err)
 	}
 	last := events[len(events)-1].Seq
-	cen.waitStored(ctx, "wan", last, 2*time.Minute)
+	cen.WaitStored(ctx, "wan", last, 2*time.Minute)
 	// Central's timeline for the machine, in the site's order.
 	var kinds []string
-	for _, e := range cen.events("wan") {
+	for _, e := range cen.Events("wan") {
 		if e.Data.MachineID != "wan1" {
 			continue
 		}
@@ -526,7 +400,7 @@ func TestWANDownProvision(t *testing.T) {
 		t.Errorf("central's timeline of wan1:\n got %q\nwant %q", kinds, want)
 	}
 	checkNoPassword(t, s, vm.BMC.Password)
-	for _, f := range []string{cen.proc.Stdout, cen.proc.Stderr} {
+	for _, f := range []string{cen.Proc.Stdout, cen.Proc.Stderr} {
 		if b, _ := os.ReadFile(f); bytes.Contains(b, []byte(vm.BMC.Password)) {
 			t.Errorf("the BMC password is in %s", f)
 		}

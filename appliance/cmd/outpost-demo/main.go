@@ -15,15 +15,12 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -103,18 +100,14 @@ func demo(t lab.T, bins binaries, listen, centralAddr string, exit bool) {
 	say("building the boot artifacts (make images)")
 	imgs := lab.BuildImages(t)
 	say("starting central on %s", centralAddr)
-	cen := startCentral(t, bins.centrald, centralAddr)
-	credential := cen.createSite(t, siteID)
+	cen := labsite.StartCentral(t, bins.centrald, centralAddr, "-log-level", "info")
+	credFile := cen.NewSite(siteID)
 
 	say("starting the appliance in a network namespace, on bridge %s at %s", labsite.Bridge, labsite.ServerIP)
 	s := labsite.Start(t, labsite.Config{Applianced: bins.applianced, Images: imgs, LogLevel: "info"})
 	apiURL := exposeAPI(t, s, listen)
 	// The appliance dials out to central, from its namespace.
 	link := lab.StartFaultProxyIn(t, s.NS, "127.0.0.1:0", centralAddr)
-	credFile := filepath.Join(t.TempDir(), "site.credential")
-	if err := os.WriteFile(credFile, []byte(credential+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
 	s.Reconfigure(t, "-central-url", "http://"+link.Addr, "-site-id", siteID, "-site-credential-file", credFile)
 	s.Put(t, labsite.Provisioning(t, imgs)...)
 
@@ -136,17 +129,22 @@ func demo(t lab.T, bins binaries, listen, centralAddr string, exit bool) {
   Placing an order at central: provision machine %q (MAC %s, BMC %s) with the test OS as %q.
   Ctrl-C stops the demo and removes everything it started.
 
-`, centralAddr, cen.token, apiURL, labsite.APIAddr, s.Token, apiURL, s.Token, filepath.Dir(s.Process().Stdout),
+`, centralAddr, cen.Token, apiURL, labsite.APIAddr, s.Token, apiURL, s.Token, filepath.Dir(s.Process().Stdout),
 		"demo", vmMAC, bmc.Addr, hostname)
 
 	ctx := t.Context()
 	go followEvents(ctx, s, say)
-	cen.put(t, "/v1/sites/"+siteID+"/machines/demo", map[string]any{
+	put := func(path string, obj any) {
+		if err := cen.Do("PUT", path, obj, nil); err != nil {
+			t.Fatalf("central: %v", err)
+		}
+	}
+	put("/v1/sites/"+siteID+"/machines/demo", map[string]any{
 		"id": "demo", "hostname": "demo", "arch": "x86_64",
 		"interfaces": []map[string]any{{"name": "eth0", "mac": vmMAC, "boot": true}},
 		"bmc":        map[string]any{"address": bmc.Addr, "driver": "ipmi", "username": bmc.Username, "password": bmc.Password},
 	})
-	cen.put(t, "/v1/sites/"+siteID+"/orders/demo-install", map[string]any{
+	put("/v1/sites/"+siteID+"/orders/demo-install", map[string]any{
 		"action": "provision", "machine_id": "demo", "template": labsite.TemplateName, "image": labsite.TestOSName,
 		"values": map[string]string{"hostname": hostname},
 	})
@@ -160,7 +158,9 @@ func demo(t lab.T, bins binaries, listen, centralAddr string, exit bool) {
 	case <-ctx.Done():
 		return
 	}
-	say("central has the site's events up to %d", cen.storedSeq(t, siteID))
+	if stored, err := cen.StoredSeq(siteID); err == nil {
+		say("central has the site's events up to %d", stored)
+	}
 	if exit {
 		return
 	}
@@ -172,80 +172,6 @@ const siteID = "demo"
 
 // binaries are the programs the demo runs.
 type binaries struct{ applianced, centrald string }
-
-// central is the centrald the demo runs on the host's loopback.
-type central struct {
-	addr, token string
-}
-
-func startCentral(t lab.T, bin, addr string) *central {
-	dir := filepath.Join(t.TempDir(), "central")
-	lab.StartProcess(t, lab.ProcessConfig{Name: "centrald", Args: []string{bin, "-data-dir", dir, "-addr", addr, "-log-level", "info"}})
-	c := &central{addr: addr}
-	err := labsite.Poll(t.Context(), time.Minute, func() error {
-		raw, err := os.ReadFile(filepath.Join(dir, "admin.token"))
-		if err != nil || !strings.HasSuffix(string(raw), "\n") {
-			return fmt.Errorf("centrald has not written its admin token (%v)", err)
-		}
-		c.token = strings.TrimSpace(string(raw))
-		res, err := http.Get("http://" + addr + "/healthz")
-		if err != nil {
-			return err
-		}
-		res.Body.Close()
-		return nil
-	})
-	if err != nil {
-		t.Fatalf("central: %v", err)
-	}
-	return c
-}
-
-// call sends one API request to central and decodes its answer.
-func (c *central) call(t lab.T, method, path string, in, out any) {
-	var body io.Reader
-	if in != nil {
-		b, _ := json.Marshal(in)
-		body = bytes.NewReader(b)
-	}
-	req, _ := http.NewRequestWithContext(t.Context(), method, "http://"+c.addr+path, body)
-	req.Header.Set("Authorization", "Bearer "+c.token)
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatalf("central: %s %s: %v", method, path, err)
-	}
-	defer res.Body.Close()
-	raw, _ := io.ReadAll(res.Body)
-	if res.StatusCode/100 != 2 {
-		t.Fatalf("central: %s %s: %d %s", method, path, res.StatusCode, raw)
-	}
-	if out != nil {
-		if err := json.Unmarshal(raw, out); err != nil {
-			t.Fatalf("central: %s %s: %v", method, path, err)
-		}
-	}
-}
-
-func (c *central) put(t lab.T, path string, obj any) { c.call(t, "PUT", path, obj, nil) }
-
-// createSite creates a site and returns its credential.
-func (c *central) createSite(t lab.T, id string) string {
-	var out struct {
-		Credential string `json:"credential"`
-	}
-	c.call(t, "POST", "/v1/sites", map[string]string{"id": id, "name": id}, &out)
-	return out.Credential
-}
-
-func (c *central) storedSeq(t lab.T, site string) uint64 {
-	var out struct {
-		Sync struct {
-			StoredSeq uint64 `json:"stored_seq"`
-		} `json:"sync"`
-	}
-	c.call(t, "GET", "/v1/sites/"+site, nil, &out)
-	return out.Sync.StoredSeq
-}
 
 // exposeAPI forwards listen on the host to the appliance's API inside
 // the lab, and returns the URL it is reachable at.

@@ -1,0 +1,165 @@
+package labsite
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/outposthq/outpost/appliance/internal/lab"
+	"github.com/outposthq/outpost/appliance/internal/store"
+)
+
+// Central is a centrald process on the host, for tests, the demo and
+// benchmarks: its API and the site credentials it hands out.
+type Central struct {
+	Addr    string // host:port of its API and sync websocket
+	URL     string // http://Addr
+	Token   string // the admin token
+	DataDir string
+	Proc    *lab.Process
+
+	t    lab.T
+	args []string
+}
+
+// StartCentral starts centrald (the binary bin) on addr with more flags
+// args, and returns once it answers with its admin token written.
+func StartCentral(t lab.T, bin, addr string, args ...string) *Central {
+	t.Helper()
+	c := &Central{Addr: addr, URL: "http://" + addr, DataDir: filepath.Join(t.TempDir(), "central"), t: t,
+		args: append([]string{bin, "-data-dir", "", "-addr", addr}, args...)}
+	c.args[2] = c.DataDir
+	c.start()
+	return c
+}
+
+// Restart kills centrald and starts it again on the same data.
+func (c *Central) Restart() {
+	c.t.Helper()
+	c.Proc.Kill()
+	c.start()
+}
+
+func (c *Central) start() {
+	c.t.Helper()
+	c.Proc = lab.StartProcess(c.t, lab.ProcessConfig{Name: "centrald", Args: c.args})
+	err := Poll(c.t.Context(), time.Minute, func() error {
+		raw, err := os.ReadFile(filepath.Join(c.DataDir, "admin.token"))
+		if err != nil || !strings.HasSuffix(string(raw), "\n") {
+			return fmt.Errorf("no admin token yet (%v)", err)
+		}
+		c.Token = strings.TrimSpace(string(raw))
+		res, err := http.Get(c.URL + "/healthz")
+		if err != nil {
+			return err
+		}
+		res.Body.Close()
+		return nil
+	})
+	if err != nil {
+		c.t.Fatalf("labsite: centrald: %v", err)
+	}
+}
+
+// Do calls central's API and decodes a 2xx answer into out.
+func (c *Central) Do(method, path string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, _ := json.Marshal(in)
+		body = bytes.NewReader(b)
+	}
+	req, _ := http.NewRequestWithContext(c.t.Context(), method, c.URL+path, body)
+	req.Header.Set("Authorization", "Bearer "+c.Token)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer res.Body.Close()
+	raw, _ := io.ReadAll(res.Body)
+	if res.StatusCode/100 != 2 {
+		return fmt.Errorf("%s %s: %d %s", method, path, res.StatusCode, raw)
+	}
+	if out != nil {
+		return json.Unmarshal(raw, out)
+	}
+	return nil
+}
+
+// NewSite creates a site at central and returns the file (mode 0600)
+// holding its credential, for applianced's -site-credential-file.
+func (c *Central) NewSite(id string) string {
+	c.t.Helper()
+	var created struct {
+		Credential string `json:"credential"`
+	}
+	if err := c.Do("POST", "/v1/sites", map[string]string{"id": id, "name": id}, &created); err != nil {
+		c.t.Fatal(err)
+	}
+	credFile := filepath.Join(c.t.TempDir(), "site.credential")
+	if err := os.WriteFile(credFile, []byte(created.Credential+"\n"), 0o600); err != nil {
+		c.t.Fatal(err)
+	}
+	return credFile
+}
+
+// StoredSeq is the last event sequence central has stored for site.
+func (c *Central) StoredSeq(site string) (uint64, error) {
+	var s struct {
+		Sync struct {
+			StoredSeq uint64 `json:"stored_seq"`
+		} `json:"sync"`
+	}
+	err := c.Do("GET", "/v1/sites/"+site, nil, &s)
+	return s.Sync.StoredSeq, err
+}
+
+// WaitStored waits until central has stored site's events up to last.
+func (c *Central) WaitStored(ctx context.Context, site string, last uint64, timeout time.Duration) {
+	c.t.Helper()
+	err := Poll(ctx, timeout, func() error {
+		stored, err := c.StoredSeq(site)
+		if err != nil {
+			return err
+		}
+		if stored < last {
+			return fmt.Errorf("central stored %d of %d", stored, last)
+		}
+		return nil
+	})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+// CentralEvent is an event as central stores it.
+type CentralEvent struct {
+	Seq  uint64      `json:"seq"`
+	Data store.Event `json:"data"`
+}
+
+// Events returns every event central stored for site, in order.
+func (c *Central) Events(site string) []CentralEvent {
+	c.t.Helper()
+	var all []CentralEvent
+	var since uint64
+	for {
+		var page struct {
+			Events []CentralEvent `json:"events"`
+		}
+		if err := c.Do("GET", fmt.Sprintf("/v1/sites/%s/events?since=%d&limit=1000", site, since), nil, &page); err != nil {
+			c.t.Fatal(err)
+		}
+		if len(page.Events) == 0 {
+			return all
+		}
+		all = append(all, page.Events...)
+		since = page.Events[len(page.Events)-1].Seq
+	}
+}
