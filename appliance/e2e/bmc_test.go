@@ -41,16 +41,13 @@ func startBMCVM(t *testing.T, s *labsite.Site, mac string) *bmcVM {
 	t.Helper()
 	args, serial := lab.VMCommand(t, lab.VMConfig{Tap: s.NewTap(t), MAC: mac, MemoryMB: 1024,
 		Disks: []string{labsite.NewDisk(t, 256<<20)}})
-	var quoted []string
 	name := ""
 	for i, a := range args {
-		quoted = append(quoted, "'"+a+"'")
 		if a == "-name" && i+1 < len(args) {
 			name = args[i+1]
 		}
 	}
-	sim := lab.StartIPMISim(t, lab.IPMISimConfig{Name: "bmc-" + strings.ReplaceAll(mac, ":", ""), Netns: s.NS,
-		StartCmd: strings.Join(quoted, " ")})
+	sim := lab.StartIPMISim(t, lab.IPMISimConfig{Name: "bmc-" + strings.ReplaceAll(mac, ":", ""), Netns: s.NS, StartArgs: args})
 	return &bmcVM{BMC: sim, Serial: serial, name: name}
 }
 

@@ -114,11 +114,7 @@ func demo(t lab.T, bins binaries, listen, centralAddr string, exit bool) {
 	say("starting the machine's BMC (ipmi_sim): powering on starts the VM, an empty 256 MiB disk, network boot first")
 	args, serial := lab.VMCommand(t, lab.VMConfig{Tap: s.NewTap(t), MAC: vmMAC, MemoryMB: 1024,
 		Disks: []string{labsite.NewDisk(t, 256<<20)}})
-	quoted := make([]string, len(args))
-	for i, a := range args {
-		quoted[i] = "'" + a + "'"
-	}
-	bmc := lab.StartIPMISim(t, lab.IPMISimConfig{Name: "demo-bmc", Netns: s.NS, StartCmd: strings.Join(quoted, " ")})
+	bmc := lab.StartIPMISim(t, lab.IPMISimConfig{Name: "demo-bmc", Netns: s.NS, StartArgs: args})
 
 	fmt.Printf(`
   Outpost is up: central, and one site (a single-node appliance) connected to it.

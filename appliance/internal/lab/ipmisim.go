@@ -40,6 +40,9 @@ type IPMISimConfig struct {
 	// (ipmi_sim's configuration syntax has no escape): quote with single
 	// quotes.
 	StartCmd string
+	// StartArgs, if set, is the command as arguments (such as
+	// VMCommand's), which the lab quotes into StartCmd.
+	StartArgs []string
 	// PoweredOn runs StartCmd as soon as ipmi_sim starts.
 	PoweredOn bool
 }
@@ -105,6 +108,16 @@ func ipmiSimDefaults(t T, cfg IPMISimConfig) IPMISimConfig {
 		b := make([]byte, 8)
 		rand.Read(b)
 		cfg.Password = "pw" + hex.EncodeToString(b)
+	}
+	if len(cfg.StartArgs) > 0 {
+		quoted := make([]string, len(cfg.StartArgs))
+		for i, a := range cfg.StartArgs {
+			if strings.Contains(a, "'") {
+				t.Fatalf("lab: IPMISimConfig.StartArgs[%d] %q holds a single quote", i, a)
+			}
+			quoted[i] = "'" + a + "'"
+		}
+		cfg.StartCmd = strings.Join(quoted, " ")
 	}
 	if cfg.StartCmd == "" {
 		cfg.StartCmd = "sleep 3600"
