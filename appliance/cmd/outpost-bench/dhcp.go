@@ -323,19 +323,7 @@ func waitDHCP(ctx context.Context, bn *dhcpNet, perfdhcp string, p *benchProc) e
 
 // buildApplianced builds applianced from this module into dir.
 func buildApplianced(ctx context.Context, dir string) (string, error) {
-	out, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
-	gomod := strings.TrimSpace(string(out))
-	if err != nil || gomod == "" || gomod == os.DevNull {
-		return "", fmt.Errorf("build applianced: run from inside the outpost module (go env GOMOD: %q, %v)", gomod, err)
-	}
-	bin := filepath.Join(dir, "applianced")
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./appliance/cmd/applianced")
-	cmd.Dir = filepath.Dir(gomod)
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("build applianced: %v\n%s", err, out)
-	}
-	return bin, nil
+	return goBuild(ctx, dir, "applianced", "./appliance/cmd/applianced")
 }
 
 // outpostSite is where a benchmark's applianced serves DHCP: an
