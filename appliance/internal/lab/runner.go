@@ -94,7 +94,6 @@ func (r *Runner) Failed() bool {
 	return r.failed
 }
 
-func (r *Runner) Log(args ...any)                 { r.Logf("%s", fmt.Sprintln(args...)) }
 func (r *Runner) Logf(format string, args ...any) { fmt.Fprintf(r.out, format+"\n", args...) }
 
 func (r *Runner) Error(args ...any) { r.Errorf("%s", fmt.Sprint(args...)) }
@@ -137,6 +136,3 @@ func (r *Runner) TempDir() string {
 	}
 	return dir
 }
-
-// Output is where log lines go.
-func (r *Runner) Output() io.Writer { return r.out }
