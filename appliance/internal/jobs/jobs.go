@@ -12,7 +12,11 @@
 // their After fields give.
 //
 // The poller reads each machine's power state at a modest rate and
-// records changes (SetPower), which become events.
+// records changes (SetPower), which become events. A change is recorded
+// only when two readings in a row agree on it: a BMC goes on reporting
+// the old state for a moment after a power action (ipmi_sim says "on"
+// while its VM is still shutting down), and one such reading would
+// undo what the job just recorded.
 package jobs
 
 import (
@@ -81,6 +85,17 @@ type Runner struct {
 
 	mu       sync.Mutex
 	inflight map[string]bool // machine ids with a job running here
+
+	// unconfirmed holds, per machine, a reading that differed from the
+	// store at the poll before, awaiting a second to agree (poller only).
+	unconfirmed map[string]reading
+}
+
+// reading is a power state read from a BMC while the machine was at
+// version.
+type reading struct {
+	power   string
+	version uint64
 }
 
 // New returns a Runner.
@@ -95,7 +110,7 @@ func New(cfg Config) *Runner {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Runner{cfg: cfg, log: log, inflight: map[string]bool{}}
+	return &Runner{cfg: cfg, log: log, inflight: map[string]bool{}, unconfirmed: map[string]reading{}}
 }
 
 // Run starts jobs and polls power until ctx ends.
@@ -268,6 +283,7 @@ func (r *Runner) poll(ctx context.Context) {
 			machines, err = store.List[store.Machine](tx)
 			return err
 		})
+		r.forgetGone(machines)
 		var wg sync.WaitGroup
 		for _, m := range machines {
 			if m.BMC == nil || r.busy(m.ID) {
@@ -280,6 +296,44 @@ func (r *Runner) poll(ctx context.Context) {
 			}()
 		}
 		wg.Wait()
+	}
+}
+
+// confirm records rd as machine's latest differing reading and reports
+// whether the one before was the same state at the same machine version;
+// the zero reading forgets it. A job's change in between bumps the
+// version, so a reading from before it never confirms one after.
+func (r *Runner) confirm(machine string, rd reading) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if rd == (reading{}) {
+		delete(r.unconfirmed, machine)
+		return false
+	}
+	prev, ok := r.unconfirmed[machine]
+	if ok && prev == rd {
+		delete(r.unconfirmed, machine)
+		return true
+	}
+	r.unconfirmed[machine] = rd
+	return false
+}
+
+// forgetGone drops the unconfirmed readings of machines no longer stored.
+func (r *Runner) forgetGone(machines []*store.Machine) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.unconfirmed) == 0 {
+		return
+	}
+	stored := make(map[string]bool, len(machines))
+	for _, m := range machines {
+		stored[m.ID] = true
+	}
+	for id := range r.unconfirmed {
+		if !stored[id] {
+			delete(r.unconfirmed, id)
+		}
 	}
 }
 
@@ -303,6 +357,10 @@ func (r *Runner) pollOne(ctx context.Context, m *store.Machine) {
 		return
 	}
 	if power == m.Power || (power != "on" && power != "off") {
+		r.confirm(m.ID, reading{})
+		return
+	}
+	if !r.confirm(m.ID, reading{power: power, version: m.Version}) {
 		return
 	}
 	// Expect: a job that changed the power while this reading was on its

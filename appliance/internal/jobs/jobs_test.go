@@ -24,6 +24,10 @@ type fakeBMC struct {
 	calls []string
 	dead  map[string]bool
 	power map[string]string
+	// stale holds, per machine, readings PowerState returns before the
+	// true one, as a BMC does for a moment after a power action.
+	stale map[string][]string
+	reads map[string]int
 }
 
 func (f *fakeBMC) Do(ctx context.Context, t jobs.Target, j *store.Job) (string, error) {
@@ -49,6 +53,14 @@ func (f *fakeBMC) PowerState(ctx context.Context, t jobs.Target) (string, error)
 	defer f.mu.Unlock()
 	if f.dead[t.Address] {
 		return "", errors.New("no answer")
+	}
+	if f.reads == nil {
+		f.reads = map[string]int{}
+	}
+	f.reads[t.Machine]++
+	if q := f.stale[t.Machine]; len(q) > 0 {
+		f.stale[t.Machine] = q[1:]
+		return q[0], nil
 	}
 	return f.power[t.Machine], nil
 }
@@ -149,6 +161,49 @@ func TestPowerOrders(t *testing.T) {
 	for what, text := range map[string]string{"events": all.String(), "the runner's log": logs.String(), "the node's log": n.Logs.String()} {
 		if strings.Contains(text, password) {
 			t.Errorf("the BMC password is in %s", what)
+		}
+	}
+}
+
+// A reading of the old state just after a power job (ipmi_sim reports
+// "on" while its VM shuts down) does not undo what the job recorded: a
+// change takes two readings in a row.
+func TestPowerPollIgnoresOneStaleReading(t *testing.T) {
+	bmc := &fakeBMC{power: map[string]string{}, stale: map[string][]string{}}
+	_, c, _ := setup(t, bmc)
+	if err := c.Put(t.Context(), "orders", "off1", &store.Order{ID: "off1", Action: store.OrderPowerOff, MachineID: "m1"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	bmc.mu.Lock()
+	bmc.stale["m1"] = []string{"on"}
+	bmc.mu.Unlock()
+	if o := waitOrder(t, c, "off1"); o.State != store.OrderSucceeded {
+		t.Fatalf("off1: %s %q", o.State, o.Reason)
+	}
+	// Wait for the stale reading and two more polls of m1.
+	reads := func() (n int, left int) {
+		bmc.mu.Lock()
+		defer bmc.mu.Unlock()
+		return bmc.reads["m1"], len(bmc.stale["m1"])
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for n, left := reads(); (left > 0 || n < 3) && time.Now().Before(deadline); n, left = reads() {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if n, left := reads(); left > 0 || n < 3 {
+		t.Fatalf("the poller read m1 %d times, %d stale readings left", n, left)
+	}
+	var m store.Machine
+	if err := c.Get(t.Context(), "machines", "m1", &m); err != nil || m.Power != "off" {
+		t.Errorf("m1 power %q (%v), want off: one stale reading undid the job", m.Power, err)
+	}
+	events, _, err := c.Events(t.Context(), 0, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range events {
+		if e.Kind == "power.on" {
+			t.Errorf("event %s %s: the stale reading was recorded", e.Kind, e.Message)
 		}
 	}
 }
