@@ -22,10 +22,12 @@ var (
 	bucketDesired   = []byte("desired")   // site id -> {kind "\x00" key -> object}
 	bucketRevisions = []byte("revisions") // site id -> {big-endian revision -> Revision}
 	bucketEvents    = []byte("events")    // site id -> {big-endian seq -> Event}
+	bucketMembers   = []byte("members")   // node id -> Member (replicated central)
 
-	allBuckets = [][]byte{bucketMeta, bucketTokens, bucketSites, bucketDesired, bucketRevisions, bucketEvents}
+	allBuckets = [][]byte{bucketMeta, bucketTokens, bucketSites, bucketDesired, bucketRevisions, bucketEvents, bucketMembers}
 
 	keySchemaVersion = []byte("schema_version")
+	keyAppliedIndex  = []byte("applied_index")
 )
 
 // schemaVersion is the layout this code reads and writes. A file with a
@@ -36,8 +38,13 @@ const schemaVersion = 1
 // concurrent use.
 type DB struct {
 	path string
-	db   *bolt.DB
-	now  func() time.Time
+	// mu guards db: held shared by every transaction, exclusively by
+	// Restore while it swaps the file.
+	mu  sync.RWMutex
+	db  *bolt.DB
+	now func() time.Time
+	// log, when set, is where changes go (SetLog).
+	log logHolder
 	// seal keeps BMC passwords sealed at rest (key in KeyFile).
 	seal *sealer
 
@@ -53,6 +60,21 @@ func Open(path string) (*DB, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("store: %w", err)
 	}
+	bdb, err := openBolt(path)
+	if err != nil {
+		return nil, err
+	}
+	seal, err := loadSealer(KeyFile(path))
+	if err != nil {
+		bdb.Close()
+		return nil, err
+	}
+	return &DB{path: path, db: bdb, now: time.Now, seal: seal, watchers: map[string]chan struct{}{}}, nil
+}
+
+// openBolt opens the file at path and makes sure it has every bucket and
+// a schema this code reads.
+func openBolt(path string) (*bolt.DB, error) {
 	bdb, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second, FreelistType: bolt.FreelistMapType})
 	if err != nil {
 		if errors.Is(err, bolt.ErrTimeout) {
@@ -76,12 +98,7 @@ func Open(path string) (*DB, error) {
 		bdb.Close()
 		return nil, fmt.Errorf("%w: %s: %v", ErrCorrupt, path, err)
 	}
-	seal, err := loadSealer(KeyFile(path))
-	if err != nil {
-		bdb.Close()
-		return nil, err
-	}
-	return &DB{path: path, db: bdb, now: time.Now, seal: seal, watchers: map[string]chan struct{}{}}, nil
+	return bdb, nil
 }
 
 // KeyFile is where the key that seals BMC passwords at rest lives, beside
@@ -94,14 +111,17 @@ func (d *DB) Path() string { return d.path }
 
 // Close closes the store. It is safe to call more than once.
 func (d *DB) Close() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
 	if d.db == nil {
 		return nil
 	}
-	err := d.db.Close()
-	return err
+	return d.db.Close()
 }
 
 func (d *DB) view(fn func(tx *bolt.Tx) error) error {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
 	err := d.db.View(fn)
 	if errors.Is(err, bolt.ErrDatabaseNotOpen) {
 		return ErrClosed
@@ -110,6 +130,8 @@ func (d *DB) view(fn func(tx *bolt.Tx) error) error {
 }
 
 func (d *DB) update(fn func(tx *bolt.Tx) error) error {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
 	err := d.db.Update(fn)
 	if errors.Is(err, bolt.ErrDatabaseNotOpen) {
 		return ErrClosed
@@ -136,10 +158,26 @@ func (d *DB) watch(key string) <-chan struct{} {
 	return ch
 }
 
-func (d *DB) notify(key string) {
+// notifyAll wakes the watchers of keys.
+func (d *DB) notifyAll(keys []string) {
+	if len(keys) == 0 {
+		return
+	}
 	d.wmu.Lock()
 	defer d.wmu.Unlock()
-	if ch, ok := d.watchers[key]; ok {
+	for _, key := range keys {
+		if ch, ok := d.watchers[key]; ok {
+			close(ch)
+			delete(d.watchers, key)
+		}
+	}
+}
+
+// notifyEveryone wakes every watcher (after Restore replaced the state).
+func (d *DB) notifyEveryone() {
+	d.wmu.Lock()
+	defer d.wmu.Unlock()
+	for key, ch := range d.watchers {
 		close(ch)
 		delete(d.watchers, key)
 	}

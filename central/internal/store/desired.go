@@ -87,8 +87,9 @@ func validKey(key string) error {
 // appends the revision that carries it, which it returns. Putting an
 // object exactly as it is changes nothing (and returns the latest
 // revision); an order, once placed, cannot change (ErrConflict).
-func (d *DB) PutDesired(site, kind, key string, obj json.RawMessage) (rev uint64, err error) {
-	if obj, err = validItem(kind, key, obj); err != nil {
+func (d *DB) PutDesired(site, kind, key string, obj json.RawMessage) (uint64, error) {
+	obj, err := validItem(kind, key, obj)
+	if err != nil {
 		return 0, err
 	}
 	if obj == nil {
@@ -99,58 +100,18 @@ func (d *DB) PutDesired(site, kind, key string, obj json.RawMessage) (rev uint64
 			return 0, err
 		}
 	}
-	err = d.updateSite(site, func(tx *bolt.Tx, s *Site) error {
-		b := tx.Bucket(bucketDesired).Bucket([]byte(site))
-		old := b.Get(itemKey(kind, key))
-		switch {
-		case bytes.Equal(old, obj):
-			rev = s.Revision
-			return nil
-		case old != nil && kind == KindOrder:
-			return Conflict("order %q exists and differs: an order cannot change once placed", key)
-		}
-		if err := b.Put(itemKey(kind, key), obj); err != nil {
-			return err
-		}
-		rev, err = d.appendRevision(tx, s, false, []syncproto.Change{{Kind: kind, Key: key, Object: obj}})
-		return err
-	})
-	if err != nil {
-		return 0, err
-	}
-	d.notify("d/" + site)
-	return rev, nil
+	r, err := d.exec(&Command{Op: OpPutDesired, Site: site, Kind: kind, Key: key, Object: obj})
+	return r.N, err
 }
 
 // DeleteDesired deletes an object from site's desired state and appends
 // the revision that carries the delete, which it returns.
-func (d *DB) DeleteDesired(site, kind, key string) (rev uint64, err error) {
-	if _, err = validItem(kind, key, nil); err != nil {
+func (d *DB) DeleteDesired(site, kind, key string) (uint64, error) {
+	if _, err := validItem(kind, key, nil); err != nil {
 		return 0, err
 	}
-	err = d.updateSite(site, func(tx *bolt.Tx, s *Site) error {
-		b := tx.Bucket(bucketDesired).Bucket([]byte(site))
-		if b.Get(itemKey(kind, key)) == nil {
-			return NotFound(kind, key)
-		}
-		if err := b.Delete(itemKey(kind, key)); err != nil {
-			return err
-		}
-		rev, err = d.appendRevision(tx, s, false, []syncproto.Change{{Kind: kind, Key: key, Deleted: true}})
-		return err
-	})
-	if err != nil {
-		return 0, err
-	}
-	d.notify("d/" + site)
-	return rev, nil
-}
-
-// appendRevision records the next revision of s (the caller stores s).
-func (d *DB) appendRevision(tx *bolt.Tx, s *Site, full bool, changes []syncproto.Change) (uint64, error) {
-	s.Revision++
-	r := &Revision{Revision: s.Revision, Full: full, Time: d.now().UTC(), Changes: changes}
-	return r.Revision, put(tx.Bucket(bucketRevisions).Bucket([]byte(s.ID)), u64(r.Revision), r)
+	r, err := d.exec(&Command{Op: OpDeleteDesired, Site: site, Kind: kind, Key: key})
+	return r.N, err
 }
 
 // Desired returns one desired object of site.
@@ -277,34 +238,12 @@ func (d *DB) NextRevision(site string, after uint64) (uint64, error) {
 // from an old backup) gets revision applied+1, a full snapshot, so that
 // revisions never go back. It returns the site's latest revision.
 func (d *DB) AdvancePast(site string, applied uint64) (latest uint64, err error) {
-	advanced := false
-	err = d.updateSite(site, func(tx *bolt.Tx, s *Site) error {
-		latest = s.Revision
-		if applied <= s.Revision {
-			return nil
-		}
-		changes, err := snapshot(tx, site)
-		if err != nil {
-			return err
-		}
-		s.Revision = applied
-		latest, err = d.appendRevision(tx, s, true, changes)
-		advanced = true
-		return err
-	})
-	if advanced {
-		d.notify("d/" + site)
-	}
-	return latest, err
+	r, err := d.exec(&Command{Op: OpAdvancePast, Site: site, N: applied})
+	return r.N, err
 }
 
 // RecordAck records that site acknowledged revision rev.
 func (d *DB) RecordAck(site string, rev uint64) error {
-	return d.updateSite(site, func(tx *bolt.Tx, s *Site) error {
-		if rev > s.Revision {
-			return Invalid("revision", "is %d, past the latest revision %d", rev, s.Revision)
-		}
-		s.AckedRevision = max(s.AckedRevision, rev)
-		return nil
-	})
+	_, err := d.exec(&Command{Op: OpRecordAck, Site: site, N: rev})
+	return err
 }

@@ -25,35 +25,38 @@ type Event struct {
 // hello's acked_seq: events central acknowledged, then lost, and the site
 // forgot), which is recorded as lost in Site.Lost.
 func (d *DB) StoreEvents(site string, batch *syncproto.Events, lostUpTo uint64) (stored uint64, err error) {
-	added := false
-	err = d.updateSite(site, func(tx *bolt.Tx, s *Site) error {
-		if batch.First > s.StoredSeq+1 && batch.First-1 <= lostUpTo {
-			s.Lost = append(s.Lost, SeqRange{First: s.StoredSeq + 1, Last: batch.First - 1})
-			s.StoredSeq = batch.First - 1
-		}
-		fresh, err := batch.Unstored(s.StoredSeq)
-		if err != nil {
-			return err
-		}
-		b := tx.Bucket(bucketEvents).Bucket([]byte(site))
-		now := d.now().UTC()
-		for _, e := range fresh {
-			if err := put(b, u64(e.Seq), &Event{Seq: e.Seq, Data: e.Data, Received: now}); err != nil {
-				return err
-			}
-			s.StoredSeq = e.Seq
-			added = true
-		}
-		stored = s.StoredSeq
-		return nil
-	})
+	r, err := d.exec(&Command{Op: OpStoreEvents, Site: site, Events: batch, N: lostUpTo})
+	return r.N, err
+}
+
+// storeEvents applies OpStoreEvents to site s.
+func storeEvents(tx *bolt.Tx, s *Site, c *Command) (stored uint64, notify string, err error) {
+	batch := c.Events
+	if batch == nil {
+		return 0, "", Invalid("events", "is required")
+	}
+	fresh, err := batch.Unstored(s.StoredSeq)
+	gap := batch.First > s.StoredSeq+1 && batch.First-1 <= c.N
+	if gap {
+		// The events up to the gap were acknowledged, then lost.
+		fresh, err = batch.Unstored(batch.First - 1)
+	}
 	if err != nil {
-		return 0, err
+		return 0, "", err
 	}
-	if added {
-		d.notify("e/" + site)
+	if gap {
+		s.Lost = append(s.Lost, SeqRange{First: s.StoredSeq + 1, Last: batch.First - 1})
+		s.StoredSeq = batch.First - 1
 	}
-	return stored, nil
+	b := tx.Bucket(bucketEvents).Bucket([]byte(s.ID))
+	for _, e := range fresh {
+		if err := put(b, u64(e.Seq), &Event{Seq: e.Seq, Data: e.Data, Received: c.Time}); err != nil {
+			return 0, "", err
+		}
+		s.StoredSeq = e.Seq
+		notify = "e/"
+	}
+	return s.StoredSeq, notify, nil
 }
 
 // Events returns up to limit of site's events with Seq > since, oldest
@@ -84,17 +87,6 @@ func (d *DB) Events(site string, since uint64, limit int) (events []*Event, stor
 // syncproto.Hello.CheckHistory): the site then sends its events again
 // from its first. It returns how many events were dropped.
 func (d *DB) ResetEvents(site string) (dropped uint64, err error) {
-	err = d.updateSite(site, func(tx *bolt.Tx, s *Site) error {
-		b := tx.Bucket(bucketEvents)
-		dropped = uint64(b.Bucket([]byte(site)).Stats().KeyN)
-		if err := b.DeleteBucket([]byte(site)); err != nil {
-			return err
-		}
-		if _, err := b.CreateBucket([]byte(site)); err != nil {
-			return err
-		}
-		s.StoredSeq, s.Lost = 0, nil
-		return nil
-	})
-	return dropped, err
+	r, err := d.exec(&Command{Op: OpResetEvents, Site: site})
+	return r.N, err
 }

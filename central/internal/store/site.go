@@ -59,23 +59,29 @@ func (d *DB) CreateSite(id, name, credentialHash string) (*Site, error) {
 	if len(name) > 200 || !utf8.ValidString(name) {
 		return nil, Invalid("name", "must be at most 200 bytes of UTF-8")
 	}
-	s := &Site{ID: id, Name: name, CredentialHash: credentialHash, CreatedAt: d.now().UTC()}
-	err := d.update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketSites)
-		if b.Get([]byte(id)) != nil {
-			return Conflict("site %q exists", id)
-		}
-		for _, name := range [][]byte{bucketDesired, bucketRevisions, bucketEvents} {
-			if _, err := tx.Bucket(name).CreateBucketIfNotExists([]byte(id)); err != nil {
-				return err
-			}
-		}
-		return put(b, []byte(id), s)
-	})
-	if err != nil {
+	c := &Command{Op: OpCreateSite, Time: d.now().UTC(), NewSite: &Site{ID: id, Name: name, CredentialHash: credentialHash}}
+	c.NewSite.CreatedAt = c.Time
+	if _, err := d.exec(c); err != nil {
 		return nil, err
 	}
-	return s, nil
+	return c.NewSite, nil
+}
+
+func applyCreateSite(tx *bolt.Tx, c *Command) error {
+	s := c.NewSite
+	if s == nil {
+		return Invalid("site", "is required")
+	}
+	b := tx.Bucket(bucketSites)
+	if b.Get([]byte(s.ID)) != nil {
+		return Conflict("site %q exists", s.ID)
+	}
+	for _, name := range [][]byte{bucketDesired, bucketRevisions, bucketEvents} {
+		if _, err := tx.Bucket(name).CreateBucketIfNotExists([]byte(s.ID)); err != nil {
+			return err
+		}
+	}
+	return put(b, []byte(s.ID), s)
 }
 
 // Site returns the site with id.
@@ -120,10 +126,8 @@ func (d *DB) Authenticate(id, credential string) *Site {
 
 // Seen records that site connected or disconnected at t.
 func (d *DB) Seen(site string, t time.Time) error {
-	return d.updateSite(site, func(tx *bolt.Tx, s *Site) error {
-		s.LastSeen = t.UTC()
-		return nil
-	})
+	_, err := d.exec(&Command{Op: OpSeen, Site: site, Time: t.UTC()})
+	return err
 }
 
 func siteIn(tx *bolt.Tx, id string) (*Site, error) {
@@ -137,17 +141,3 @@ func siteIn(tx *bolt.Tx, id string) (*Site, error) {
 	return s, nil
 }
 
-// updateSite runs fn on the site's record in one transaction and stores
-// it after.
-func (d *DB) updateSite(id string, fn func(tx *bolt.Tx, s *Site) error) error {
-	return d.update(func(tx *bolt.Tx) error {
-		s, err := siteIn(tx, id)
-		if err != nil {
-			return err
-		}
-		if err := fn(tx, s); err != nil {
-			return err
-		}
-		return put(tx.Bucket(bucketSites), []byte(id), s)
-	})
-}

@@ -27,14 +27,20 @@ func NewToken(name string) (token string, rec *Token) {
 
 // CreateToken stores a new token record.
 func (d *DB) CreateToken(t *Token) error {
-	return d.update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketTokens)
-		if b.Get([]byte(t.ID)) != nil {
-			return Conflict("token %q exists", t.ID)
-		}
-		t.CreatedAt = d.now().UTC()
-		return put(b, []byte(t.ID), t)
-	})
+	t.CreatedAt = d.now().UTC()
+	_, err := d.exec(&Command{Op: OpCreateToken, Time: t.CreatedAt, Token: t})
+	return err
+}
+
+func applyCreateToken(tx *bolt.Tx, c *Command) error {
+	if c.Token == nil || c.Token.ID == "" {
+		return Invalid("token", "is required")
+	}
+	b := tx.Bucket(bucketTokens)
+	if b.Get([]byte(c.Token.ID)) != nil {
+		return Conflict("token %q exists", c.Token.ID)
+	}
+	return put(b, []byte(c.Token.ID), c.Token)
 }
 
 // HasTokens reports whether any token exists.

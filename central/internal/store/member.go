@@ -1,0 +1,90 @@
+package store
+
+import (
+	"net"
+	"net/url"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Member is one node of a replicated central: where its Raft transport
+// and its API are, so that followers can send requests to the leader.
+type Member struct {
+	ID       string `json:"id"`
+	RaftAddr string `json:"raft_addr"`
+	APIURL   string `json:"api_url"`
+}
+
+// Validate checks a member record.
+func (m *Member) Validate() error {
+	if err := validName("id", m.ID); err != nil {
+		return err
+	}
+	if _, _, err := net.SplitHostPort(m.RaftAddr); err != nil {
+		return Invalid("raft_addr", "%q is not host:port", m.RaftAddr)
+	}
+	if u, err := url.Parse(m.APIURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return Invalid("api_url", "%q is not an http(s):// URL", m.APIURL)
+	}
+	return nil
+}
+
+// PutMember records a member.
+func (d *DB) PutMember(m *Member) error {
+	if err := m.Validate(); err != nil {
+		return err
+	}
+	_, err := d.exec(&Command{Op: OpPutMember, Member: m})
+	return err
+}
+
+// DeleteMember forgets a member.
+func (d *DB) DeleteMember(id string) error {
+	_, err := d.exec(&Command{Op: OpDeleteMember, Key: id})
+	return err
+}
+
+// Member returns the member with id.
+func (d *DB) Member(id string) (*Member, error) {
+	var m *Member
+	err := d.view(func(tx *bolt.Tx) (err error) {
+		if m, err = get[Member](tx.Bucket(bucketMembers), []byte(id)); err == nil && m == nil {
+			err = NotFound("member", id)
+		}
+		return err
+	})
+	return m, err
+}
+
+// Members returns every member in id order.
+func (d *DB) Members() ([]*Member, error) {
+	out := []*Member{}
+	err := d.view(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketMembers).ForEach(func(k, _ []byte) error {
+			m, err := get[Member](tx.Bucket(bucketMembers), k)
+			if m != nil {
+				out = append(out, m)
+			}
+			return err
+		})
+	})
+	return out, err
+}
+
+func applyPutMember(tx *bolt.Tx, c *Command) error {
+	if c.Member == nil {
+		return Invalid("member", "is required")
+	}
+	if err := c.Member.Validate(); err != nil {
+		return err
+	}
+	return put(tx.Bucket(bucketMembers), []byte(c.Member.ID), c.Member)
+}
+
+func applyDeleteMember(tx *bolt.Tx, c *Command) error {
+	b := tx.Bucket(bucketMembers)
+	if b.Get([]byte(c.Key)) == nil {
+		return NotFound("member", c.Key)
+	}
+	return b.Delete([]byte(c.Key))
+}
