@@ -140,4 +140,3 @@ func siteIn(tx *bolt.Tx, id string) (*Site, error) {
 	}
 	return s, nil
 }
-
