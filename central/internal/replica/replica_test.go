@@ -1,0 +1,257 @@
+package replica
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/hashicorp/raft"
+
+	"github.com/outposthq/outpost/central/internal/store"
+	"github.com/outposthq/outpost/syncproto"
+)
+
+type testNode struct {
+	id, dir, addr string
+	db            *store.DB
+	node          *Node
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func fastRaft(c *raft.Config) {
+	c.HeartbeatTimeout = 300 * time.Millisecond
+	c.ElectionTimeout = 300 * time.Millisecond
+	c.LeaderLeaseTimeout = 150 * time.Millisecond
+	c.CommitTimeout = 5 * time.Millisecond
+	c.SnapshotThreshold = 1 << 30 // only when the test asks
+	c.TrailingLogs = 2
+}
+
+// start opens (or reopens) tn's store and node.
+func (tn *testNode) start(t *testing.T, bootstrap bool) {
+	t.Helper()
+	db, err := store.Open(filepath.Join(tn.dir, "central.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := Open(Config{ID: tn.id, Dir: filepath.Join(tn.dir, "raft"), BindAddr: tn.addr,
+		APIURL: "http://" + tn.addr, Bootstrap: bootstrap, Tuning: fastRaft, RaftLog: io.Discard,
+		Log: slog.New(slog.DiscardHandler)}, db)
+	if err != nil {
+		db.Close()
+		t.Fatal(err)
+	}
+	tn.db, tn.node = db, n
+}
+
+func (tn *testNode) stop() {
+	if tn.node != nil {
+		tn.node.Close()
+		tn.db.Close()
+		tn.node, tn.db = nil, nil
+	}
+}
+
+// cluster starts n nodes, the first bootstrapped, the others added as
+// voters, and the key file of the first copied to the others (what a
+// join does).
+func cluster(t *testing.T, n int) []*testNode {
+	t.Helper()
+	nodes := make([]*testNode, n)
+	for i := range nodes {
+		nodes[i] = &testNode{id: fmt.Sprintf("c%d", i+1), dir: t.TempDir(), addr: freeAddr(t)}
+	}
+	t.Cleanup(func() {
+		for _, tn := range nodes {
+			tn.stop()
+		}
+	})
+	nodes[0].start(t, true)
+	leader := waitLeader(t, nodes)
+	for _, tn := range nodes[1:] {
+		tn.start(t, false)
+		if err := leader.node.AddVoter(&store.Member{ID: tn.id, RaftAddr: tn.addr, APIURL: "http://" + tn.addr}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return nodes
+}
+
+func waitLeader(t *testing.T, nodes []*testNode) *testNode {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		for _, tn := range nodes {
+			if tn.node != nil && tn.node.IsLeader() {
+				return tn
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatal("no leader")
+	return nil
+}
+
+// waitConverged waits until every running node has applied what the
+// leader has, and returns the leader's applied index.
+func waitConverged(t *testing.T, leader *testNode, nodes []*testNode) {
+	t.Helper()
+	want := leader.node.raft.LastIndex()
+	deadline := time.Now().Add(20 * time.Second)
+	for _, tn := range nodes {
+		for tn.node != nil && tn.db.AppliedIndex() < want {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s applied %d, the leader is at %d", tn.id, tn.db.AppliedIndex(), want)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+}
+
+// state is what a node's store says about site s1.
+func state(t *testing.T, db *store.DB) any {
+	t.Helper()
+	site, err := db.Site("s1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	events, _, err := db.Events("s1", 0, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	items, err := db.ListDesired("s1", store.KindOrder)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return map[string]any{"site": site, "events": events, "orders": items}
+}
+
+func events(first, last uint64) *syncproto.Events {
+	b := &syncproto.Events{First: first, Last: last}
+	for s := first; s <= last; s++ {
+		b.Events = append(b.Events, syncproto.Event{Seq: s, Data: json.RawMessage(fmt.Sprintf(`{"n":%d}`, s))})
+	}
+	return b
+}
+
+func order(id string) json.RawMessage {
+	return json.RawMessage(fmt.Sprintf(`{"id":%q,"action":"power_on","machine_id":"m1"}`, id))
+}
+
+func TestReplicatedStore(t *testing.T) {
+	nodes := cluster(t, 3)
+	leader := waitLeader(t, nodes)
+	if _, err := leader.db.CreateSite("s1", "one", store.HashSecret("x")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := leader.db.PutDesired("s1", store.KindOrder, "o1", order("o1")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := leader.db.StoreEvents("s1", events(1, 50), 0); err != nil {
+		t.Fatal(err)
+	}
+	// A refused change is refused on every node and changes nothing.
+	if _, err := leader.db.PutDesired("s1", store.KindOrder, "o1", order("o1-changed")); !errors.Is(err, store.ErrConflict) {
+		t.Errorf("changing a placed order: %v, want conflict", err)
+	}
+	waitConverged(t, leader, nodes)
+	want := state(t, leader.db)
+	for _, tn := range nodes {
+		if diff := cmp.Diff(want, state(t, tn.db)); diff != "" {
+			t.Errorf("%s differs from the leader (-leader +%s):\n%s", tn.id, tn.id, diff)
+		}
+	}
+
+	// A follower does not take changes: they go to the leader.
+	var follower *testNode
+	for _, tn := range nodes {
+		if tn != leader {
+			follower = tn
+			break
+		}
+	}
+	if _, err := follower.db.StoreEvents("s1", events(51, 51), 0); !errors.Is(err, store.ErrNotApplied) {
+		t.Errorf("a change on a follower: %v, want ErrNotApplied", err)
+	}
+	if got := follower.node.LeaderAPI(); got != "http://"+leader.addr {
+		t.Errorf("the follower's LeaderAPI = %q, want %q", got, "http://"+leader.addr)
+	}
+
+	// The leader dies: another takes over with everything committed,
+	// and events go on exactly once.
+	leader.stop()
+	next := waitLeader(t, nodes)
+	stored, err := next.db.StoreEvents("s1", events(40, 60), 0)
+	if err != nil || stored != 60 {
+		t.Fatalf("StoreEvents on the new leader = %d, %v; want 60", stored, err)
+	}
+	// The old leader comes back as a follower and catches up, without
+	// applying anything twice.
+	leader.start(t, false)
+	next = waitLeader(t, nodes)
+	waitConverged(t, next, nodes)
+	want = state(t, next.db)
+	for _, tn := range nodes {
+		got := state(t, tn.db)
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("%s differs from the leader (-leader +%s):\n%s", tn.id, tn.id, diff)
+		}
+	}
+	if evs, _, _ := next.db.Events("s1", 0, 1000); len(evs) != 60 {
+		t.Errorf("%d events stored, want 60", len(evs))
+	}
+}
+
+// A node that was away while the leader compacted its log catches up from
+// a snapshot (Restore).
+func TestCatchUpFromSnapshot(t *testing.T) {
+	nodes := cluster(t, 3)
+	leader := waitLeader(t, nodes)
+	if _, err := leader.db.CreateSite("s1", "one", store.HashSecret("x")); err != nil {
+		t.Fatal(err)
+	}
+	waitConverged(t, leader, nodes)
+	var away *testNode
+	for _, tn := range nodes {
+		if tn != leader {
+			away = tn
+			break
+		}
+	}
+	away.stop()
+	for i := uint64(0); i < 20; i++ {
+		if _, err := leader.db.StoreEvents("s1", events(i*10+1, i*10+10), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := leader.db.PutDesired("s1", store.KindOrder, "o1", order("o1")); err != nil {
+		t.Fatal(err)
+	}
+	if err := leader.node.Snapshot(); err != nil {
+		t.Fatal(err)
+	}
+	away.start(t, false)
+	waitConverged(t, leader, nodes)
+	if got := away.node.raft.Stats()["last_snapshot_index"]; got == "0" {
+		t.Error("the node caught up without a snapshot; the test did not test Restore")
+	}
+	if diff := cmp.Diff(state(t, leader.db), state(t, away.db)); diff != "" {
+		t.Errorf("the node restored from a snapshot differs (-leader +restored):\n%s", diff)
+	}
+}
