@@ -74,7 +74,8 @@ type Config struct {
 	TLSKey  string `json:"tls_key,omitempty"`
 	// BMC says how the appliance drives BMCs.
 	BMC BMCConfig `json:"bmc"`
-	// CentralURL is where central serves the sync websocket: a ws:// or
+	// CentralURL is where central serves the sync websocket (the nodes
+	// of a replicated central, separated by commas): a ws:// or
 	// wss:// URL, or central's http(s):// base URL, to which the sync
 	// path (/v1/sync) is appended. Empty (the default) turns sync off:
 	// the site runs on its own.
@@ -315,11 +316,13 @@ func (c *Config) validateSync() []error {
 		return nil
 	}
 	var errs []error
-	u, err := url.Parse(c.CentralURL)
-	if err != nil || u.Host == "" || !slices.Contains([]string{"ws", "wss", "http", "https"}, u.Scheme) {
-		errs = append(errs, fmt.Errorf("central_url %q: want a ws://, wss://, http:// or https:// URL", c.CentralURL))
-	} else if u.User != nil {
-		errs = append(errs, errors.New("central_url: must not hold credentials (use site_credential_file)"))
+	for _, raw := range strings.Split(c.CentralURL, ",") {
+		u, err := url.Parse(strings.TrimSpace(raw))
+		if err != nil || u.Host == "" || !slices.Contains([]string{"ws", "wss", "http", "https"}, u.Scheme) {
+			errs = append(errs, fmt.Errorf("central_url %q: want ws://, wss://, http:// or https:// URLs, separated by commas", raw))
+		} else if u.User != nil {
+			errs = append(errs, errors.New("central_url: must not hold credentials (use site_credential_file)"))
+		}
 	}
 	if !nodeIDRE.MatchString(c.SiteID) {
 		errs = append(errs, fmt.Errorf("site_id %q: use 1-63 lowercase letters, digits, '.', '_' or '-' (required with central_url)", c.SiteID))

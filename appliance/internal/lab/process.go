@@ -200,6 +200,16 @@ func waitExited(pid int) error {
 // Pid is the process's id, which is also its process group's.
 func (p *Process) Pid() int { return p.cmd.Process.Pid }
 
+// Running reports whether the process has not exited yet.
+func (p *Process) Running() bool {
+	select {
+	case <-p.done:
+		return false
+	default:
+		return true
+	}
+}
+
 // Exited is closed once the process has exited and been reaped.
 func (p *Process) Exited() <-chan struct{} { return p.done }
 

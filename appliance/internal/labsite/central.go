@@ -27,6 +27,8 @@ type Central struct {
 
 	t    lab.T
 	args []string
+	// joined: a node that joined another's cluster, with its token.
+	joined bool
 }
 
 // StartCentral starts centrald (the binary bin) on addr with more flags
@@ -40,6 +42,22 @@ func StartCentral(t lab.T, bin, addr string, args ...string) *Central {
 	return c
 }
 
+// Join starts another centrald node (the binary bin) on addr, with
+// Raft on raftAddr and id as its node id, which joins c's cluster (c runs
+// with -raft-addr) using c's admin token, and returns once it answers.
+func (c *Central) Join(bin, addr, raftAddr, id string, args ...string) *Central {
+	c.t.Helper()
+	tokenFile := filepath.Join(c.t.TempDir(), "join.token")
+	if err := os.WriteFile(tokenFile, []byte(c.Token+"\n"), 0o600); err != nil {
+		c.t.Fatal(err)
+	}
+	n := &Central{Addr: addr, URL: "http://" + addr, DataDir: filepath.Join(c.t.TempDir(), "central-"+id), Token: c.Token, t: c.t, joined: true,
+		args: append([]string{bin, "-data-dir", "", "-addr", addr, "-raft-addr", raftAddr, "-node-id", id, "-join", c.URL, "-join-token-file", tokenFile}, args...)}
+	n.args[2] = n.DataDir
+	n.start()
+	return n
+}
+
 // Restart kills centrald and starts it again on the same data.
 func (c *Central) Restart() {
 	c.t.Helper()
@@ -51,11 +69,13 @@ func (c *Central) start() {
 	c.t.Helper()
 	c.Proc = lab.StartProcess(c.t, lab.ProcessConfig{Name: "centrald", Args: c.args})
 	err := Poll(c.t.Context(), time.Minute, func() error {
-		raw, err := os.ReadFile(filepath.Join(c.DataDir, "admin.token"))
-		if err != nil || !strings.HasSuffix(string(raw), "\n") {
-			return fmt.Errorf("no admin token yet (%v)", err)
+		if !c.joined {
+			raw, err := os.ReadFile(filepath.Join(c.DataDir, "admin.token"))
+			if err != nil || !strings.HasSuffix(string(raw), "\n") {
+				return fmt.Errorf("no admin token yet (%v)", err)
+			}
+			c.Token = strings.TrimSpace(string(raw))
 		}
-		c.Token = strings.TrimSpace(string(raw))
 		res, err := http.Get(c.URL + "/healthz")
 		if err != nil {
 			return err

@@ -33,7 +33,10 @@ type Config struct {
 	// the ready leader and proposes its commands through it.
 	Node *replica.Node
 	// URL is central's sync URL: ws:// or wss://, or an http(s):// base
-	// URL to which syncproto.Path is appended (see SyncURL).
+	// URL to which syncproto.Path is appended (see SyncURL). A
+	// replicated central's nodes may be listed, separated by commas:
+	// after a failed connection the client tries the next (any node
+	// takes the site, and sends it on to the leader).
 	URL string
 	// Site is the site's id at central.
 	Site string
@@ -60,9 +63,10 @@ type Config struct {
 
 // Client keeps the site in sync with central while its node leads.
 type Client struct {
-	cfg Config
-	url string
-	log *slog.Logger
+	cfg  Config
+	urls []string
+	turn int // index into urls of the next connection (Run only)
+	log  *slog.Logger
 
 	connected atomic.Bool
 }
@@ -75,9 +79,13 @@ func New(cfg Config) (*Client, error) {
 	if cfg.Site == "" || cfg.CredentialFile == "" {
 		return nil, errors.New("syncclient: the site id and credential file are required")
 	}
-	u, err := SyncURL(cfg.URL)
-	if err != nil {
-		return nil, err
+	var urls []string
+	for _, raw := range strings.Split(cfg.URL, ",") {
+		u, err := SyncURL(strings.TrimSpace(raw))
+		if err != nil {
+			return nil, err
+		}
+		urls = append(urls, u)
 	}
 	if cfg.MinBackoff <= 0 {
 		cfg.MinBackoff = DefaultMinBackoff
@@ -92,7 +100,7 @@ func New(cfg Config) (*Client, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Client{cfg: cfg, url: u, log: log.With("component", "sync", "site", cfg.Site, "central", u)}, nil
+	return &Client{cfg: cfg, urls: urls, log: log.With("component", "sync", "site", cfg.Site)}, nil
 }
 
 // SyncURL returns the websocket URL of central's sync endpoint: a ws://
@@ -132,10 +140,13 @@ func (c *Client) Run(ctx context.Context) error {
 			return nil
 		}
 		sctx, cancel := c.whileLeader(ctx)
-		welcomed, err := c.session(sctx)
+		welcomed, err := c.session(sctx, c.urls[c.turn%len(c.urls)])
 		cancel()
 		if ctx.Err() != nil {
 			return nil
+		}
+		if !errors.Is(err, errNotLeader) {
+			c.turn++ // the next central node, if there are several
 		}
 		if welcomed {
 			failures = 0

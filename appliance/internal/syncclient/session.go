@@ -36,7 +36,7 @@ type session struct {
 // session connects, says hello and syncs until the connection ends or
 // ctx does. It reports whether central welcomed the site, and why the
 // session ended.
-func (c *Client) session(ctx context.Context) (welcomed bool, err error) {
+func (c *Client) session(ctx context.Context, url string) (welcomed bool, err error) {
 	cred, err := c.credential()
 	if err != nil {
 		return false, err
@@ -50,13 +50,13 @@ func (c *Client) session(ctx context.Context) (welcomed bool, err error) {
 
 	dctx, cancel := context.WithTimeout(ctx, syncproto.HandshakeTimeout)
 	defer cancel()
-	conn, _, err := websocket.Dial(dctx, c.url, &websocket.DialOptions{HTTPClient: c.cfg.HTTPClient})
+	conn, _, err := websocket.Dial(dctx, url, &websocket.DialOptions{HTTPClient: c.cfg.HTTPClient})
 	if err != nil {
-		return false, fmt.Errorf("dial central: %w", err)
+		return false, fmt.Errorf("dial central %s: %w", url, err)
 	}
 	defer conn.CloseNow()
 	conn.SetReadLimit(syncproto.MaxFrameSize)
-	s := &session{c: c, conn: conn, log: c.log, hello: hello}
+	s := &session{c: c, conn: conn, log: c.log.With("central", url), hello: hello}
 	if err := s.handshake(dctx); err != nil {
 		return false, s.end(ctx, err)
 	}

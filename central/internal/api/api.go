@@ -27,19 +27,22 @@ type Config struct {
 	Store *store.DB
 	// Hub reports sites' connections; nil shows every site offline.
 	Hub interface{ Status(site string) hub.Status }
-	Log *slog.Logger
+	// Cluster is the node of a replicated central; nil for a single one.
+	Cluster Cluster
+	Log     *slog.Logger
 }
 
 // Server is the API.
 type Server struct {
-	db  *store.DB
-	hub interface{ Status(site string) hub.Status }
-	log *slog.Logger
+	db      *store.DB
+	hub     interface{ Status(site string) hub.Status }
+	cluster Cluster
+	log     *slog.Logger
 }
 
 // New returns the API server.
 func New(cfg Config) *Server {
-	s := &Server{db: cfg.Store, hub: cfg.Hub, log: cfg.Log}
+	s := &Server{db: cfg.Store, hub: cfg.Hub, cluster: cfg.Cluster, log: cfg.Log}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -77,6 +80,8 @@ func (s *Server) routes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /v1/sites/{site}/events", s.listEvents)
 	mux.HandleFunc("GET /v1/sites/{site}/events/stream", s.streamEvents)
 	mux.HandleFunc("DELETE /v1/sites/{site}/events", s.resetEvents)
+
+	s.clusterRoutes(mux)
 
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, errorBody{Error: &store.Error{
@@ -116,12 +121,21 @@ type errorBody struct {
 const (
 	codeUnauthorized = "unauthorized"
 	codeInternal     = "internal"
+	codeUnavailable  = "unavailable"
 )
 
 // writeError answers with err: a domain error as it is, anything else
 // logged and answered with a generic message.
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	e, ok := store.AsError(err)
+	if !ok && isUnavailable(err) {
+		// A replicated central lost its leader under this request.
+		s.log.Warn("request not applied", "method", r.Method, "path", r.URL.Path, "err", err)
+		writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: &store.Error{
+			Code: codeUnavailable, Message: "central's leader changed during the request; it may not have been applied: retry it",
+		}})
+		return
+	}
 	if !ok {
 		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 		e = &store.Error{Code: codeInternal, Message: "internal error; see central's log"}

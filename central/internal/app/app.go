@@ -20,6 +20,7 @@ import (
 	"github.com/outposthq/outpost/central/internal/api"
 	"github.com/outposthq/outpost/central/internal/config"
 	"github.com/outposthq/outpost/central/internal/hub"
+	"github.com/outposthq/outpost/central/internal/replica"
 	"github.com/outposthq/outpost/central/internal/store"
 	"github.com/outposthq/outpost/syncproto"
 )
@@ -31,38 +32,80 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Write
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}
-	db, err := store.Open(cfg.StorePath())
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	if err := ensureAdminToken(db, cfg, log, out); err != nil {
-		return err
-	}
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
 	defer ln.Close()
+	apiURL := cfg.AdvertisedAPI(ln.Addr().String())
+
+	// A node joining a cluster gets central's key first, if it has none:
+	// the store opens with it. It asks to join at every start (a no-op
+	// for a member), so that a node stopped between the two joins later.
+	joining := cfg.Replicated() && cfg.Join != ""
+	var joiner *joinClient
+	if joining {
+		if joiner, err = newJoinClient(cfg); err != nil {
+			return err
+		}
+		if _, err := os.Stat(store.KeyFile(cfg.StorePath())); errors.Is(err, os.ErrNotExist) {
+			if err := joiner.fetchKey(ctx, cfg, log); err != nil {
+				return err
+			}
+		}
+	}
+	db, err := store.Open(cfg.StorePath())
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+
+	var node *replica.Node
+	if cfg.Replicated() {
+		node, err = replica.Open(replica.Config{
+			ID: cfg.NodeID, Dir: cfg.RaftDir(), BindAddr: cfg.RaftAddr, AdvertiseAddr: cfg.RaftAdvertise,
+			APIURL: apiURL, Bootstrap: cfg.Join == "", Log: log,
+		}, db)
+		if err != nil {
+			return err
+		}
+		defer node.Close()
+	}
 
 	h := hub.New(hub.Config{Store: db, Log: log, Heartbeat: time.Duration(cfg.Heartbeat), WriteTimeout: time.Duration(cfg.WriteTimeout)})
+	apiCfg := api.Config{Store: db, Hub: h, Log: log}
 	mux := http.NewServeMux()
 	mux.Handle(syncproto.Path, h)
-	mux.Handle("/", api.New(api.Config{Store: db, Hub: h, Log: log}).Handler())
+	var handler http.Handler = mux
+	if node != nil {
+		apiCfg.Cluster = node
+		// Sites connected here came through this node while it led:
+		// send them away to reconnect through the new leader.
+		node.OnLeadership(func(leader bool) {
+			if !leader {
+				h.EndSessions("this central node stopped leading; reconnect")
+			}
+		})
+		handler = toLeader(node, mux, cfg, log)
+	}
+	mux.Handle("/", api.New(apiCfg).Handler())
 	// Requests (event streams) end with base, which ends before Shutdown.
 	base, endRequests := context.WithCancel(context.Background())
 	defer endRequests()
 	srv := &http.Server{
-		Handler:           mux,
+		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 		BaseContext:       func(net.Listener) context.Context { return base },
 	}
-	url := cfg.Scheme() + "://" + ln.Addr().String()
 	wsURL := map[string]string{"http": "ws", "https": "wss"}[cfg.Scheme()] + "://" + ln.Addr().String() + syncproto.Path
-	fmt.Fprintf(out, "outpost central: API at %s, sites sync at %s (data %s)\n", url, wsURL, cfg.DataDir)
-	log.Info("central started", "addr", ln.Addr().String(), "tls", cfg.TLSCert != "", "data_dir", cfg.DataDir)
+	if node != nil {
+		fmt.Fprintf(out, "outpost central %s: API at %s, sites sync at %s (raft %s, data %s)\n", cfg.NodeID, apiURL, wsURL, cfg.RaftAddr, cfg.DataDir)
+	} else {
+		fmt.Fprintf(out, "outpost central: API at %s, sites sync at %s (data %s)\n", apiURL, wsURL, cfg.DataDir)
+	}
+	log.Info("central started", "addr", ln.Addr().String(), "tls", cfg.TLSCert != "", "data_dir", cfg.DataDir, "raft", cfg.RaftAddr)
 
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
@@ -79,12 +122,44 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Write
 		defer cancel()
 		return srv.Shutdown(sctx)
 	})
+	switch {
+	case joining:
+		g.Go(func() error {
+			return joiner.join(ctx, &store.Member{ID: cfg.NodeID, RaftAddr: advertisedRaft(cfg), APIURL: apiURL}, log)
+		})
+	case node != nil && cfg.Join == "":
+		g.Go(func() error { return ensureAdminTokenOnLeader(ctx, node, db, cfg, log, out) })
+	case node == nil:
+		if err := ensureAdminToken(db, cfg, log, out); err != nil {
+			return err
+		}
+	}
 	err = g.Wait()
 	if errors.Is(err, http.ErrServerClosed) || errors.Is(err, context.Canceled) {
 		err = nil
 	}
 	log.Info("central stopped")
 	return err
+}
+
+// ensureAdminTokenOnLeader waits until the bootstrap node leads, or a
+// token replicated to it (a restart), then makes sure there is one.
+func ensureAdminTokenOnLeader(ctx context.Context, node *replica.Node, db *store.DB, cfg *config.Config, log *slog.Logger, out io.Writer) error {
+	for !node.IsLeader() && !db.HasTokens() {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	return ensureAdminToken(db, cfg, log, out)
+}
+
+func advertisedRaft(cfg *config.Config) string {
+	if cfg.RaftAdvertise != "" {
+		return cfg.RaftAdvertise
+	}
+	return cfg.RaftAddr
 }
 
 // ensureAdminToken creates the first admin token if central has none: it

@@ -7,8 +7,10 @@ import (
 	"flag"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"time"
 
@@ -40,6 +42,23 @@ type Config struct {
 	// WriteTimeout bounds every write to a site: a site that does not
 	// take a message in time loses its connection.
 	WriteTimeout Duration `json:"write_timeout"`
+	// RaftAddr, when set, makes central one node of a Raft cluster
+	// listening there (host:port) for its peers; empty runs a single
+	// node with no Raft at all.
+	RaftAddr string `json:"raft_addr,omitempty"`
+	// RaftAdvertise is the Raft address peers dial; RaftAddr if empty.
+	RaftAdvertise string `json:"raft_advertise,omitempty"`
+	// NodeID names this node in the cluster (with RaftAddr).
+	NodeID string `json:"node_id,omitempty"`
+	// APIURL is the URL peers send this node's requests to while it
+	// leads; <scheme>://<addr> if empty.
+	APIURL string `json:"api_url,omitempty"`
+	// Join is the API URL of a member of the cluster this new node
+	// joins; empty bootstraps a new cluster (with RaftAddr).
+	Join string `json:"join,omitempty"`
+	// JoinTokenFile holds an admin token of the cluster to join (or set
+	// OUTPOST_CENTRAL_JOIN_TOKEN).
+	JoinTokenFile string `json:"join_token_file,omitempty"`
 	// LogLevel is debug, info, warn or error.
 	LogLevel string `json:"log_level"`
 	// LogFormat is text or json.
@@ -95,6 +114,12 @@ func Load(args []string) (*Config, error) {
 	fs.StringVar(&c.TLSKey, "tls-key", c.TLSKey, "TLS key file")
 	fs.Var(&c.Heartbeat, "heartbeat", "heartbeat interval of site connections")
 	fs.Var(&c.WriteTimeout, "write-timeout", "bound of every write to a site")
+	fs.StringVar(&c.RaftAddr, "raft-addr", c.RaftAddr, "Raft listen address (host:port); empty: a single node, no Raft")
+	fs.StringVar(&c.RaftAdvertise, "raft-advertise", c.RaftAdvertise, "Raft address peers dial (default: -raft-addr)")
+	fs.StringVar(&c.NodeID, "node-id", c.NodeID, "this node's name in the cluster")
+	fs.StringVar(&c.APIURL, "api-url", c.APIURL, "URL peers reach this node's API at (default: <scheme>://<addr>)")
+	fs.StringVar(&c.Join, "join", c.Join, "API URL of a member of the cluster to join")
+	fs.StringVar(&c.JoinTokenFile, "join-token-file", c.JoinTokenFile, "file holding an admin token of the cluster to join")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "text or json")
 	// A first pass finds -config; the file is loaded under the flags,
@@ -141,6 +166,31 @@ func (c *Config) Validate() error {
 	if c.WriteTimeout <= 0 {
 		errs = append(errs, errors.New("write_timeout must be positive"))
 	}
+	if c.RaftAddr != "" {
+		if _, _, err := net.SplitHostPort(c.RaftAddr); err != nil {
+			errs = append(errs, fmt.Errorf("raft_addr %q: %v", c.RaftAddr, err))
+		}
+		if c.RaftAdvertise != "" {
+			if host, _, err := net.SplitHostPort(c.RaftAdvertise); err != nil || host == "" || net.ParseIP(host).IsUnspecified() {
+				errs = append(errs, fmt.Errorf("raft_advertise %q: want a host:port peers can dial", c.RaftAdvertise))
+			}
+		} else if host, _, err := net.SplitHostPort(c.RaftAddr); err == nil && (host == "" || net.ParseIP(host).IsUnspecified()) {
+			errs = append(errs, fmt.Errorf("raft_addr %q listens on every address: set raft_advertise to the one peers dial", c.RaftAddr))
+		}
+		if !nodeIDRE.MatchString(c.NodeID) {
+			errs = append(errs, fmt.Errorf("node_id %q: want 1-63 lowercase letters, digits, '.', '_' or '-' (required with raft_addr)", c.NodeID))
+		}
+		for name, v := range map[string]string{"api_url": c.APIURL, "join": c.Join} {
+			if v == "" {
+				continue
+			}
+			if u, err := url.Parse(v); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+				errs = append(errs, fmt.Errorf("%s %q: want an http(s):// URL", name, v))
+			}
+		}
+	} else if c.Join != "" || c.NodeID != "" {
+		errs = append(errs, errors.New("node_id and join need raft_addr: a single central has no cluster"))
+	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
 	default:
@@ -157,6 +207,19 @@ func (c *Config) Validate() error {
 	return nil
 }
 
+var nodeIDRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9._-]{0,62})$`)
+
+// Replicated reports whether central runs as a node of a Raft cluster.
+func (c *Config) Replicated() bool { return c.RaftAddr != "" }
+
+// AdvertisedAPI is the URL peers reach this node's API at.
+func (c *Config) AdvertisedAPI(listen string) string {
+	if c.APIURL != "" {
+		return c.APIURL
+	}
+	return c.Scheme() + "://" + listen
+}
+
 // Scheme is https with TLS, else http.
 func (c *Config) Scheme() string {
 	if c.TLSCert != "" {
@@ -168,3 +231,4 @@ func (c *Config) Scheme() string {
 // Paths inside the data directory.
 func (c *Config) StorePath() string      { return filepath.Join(c.DataDir, "central.db") }
 func (c *Config) AdminTokenPath() string { return filepath.Join(c.DataDir, "admin.token") }
+func (c *Config) RaftDir() string        { return filepath.Join(c.DataDir, "raft") }

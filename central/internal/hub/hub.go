@@ -154,6 +154,21 @@ func (h *Hub) Close() {
 	h.wg.Wait()
 }
 
+// EndSessions ends every session (error "unavailable", saying why) but
+// keeps taking connections: a central node that stops leading sends its
+// sites away, to come back through the new leader.
+func (h *Hub) EndSessions(why string) {
+	h.mu.Lock()
+	var all []*session
+	for _, s := range h.sessions {
+		all = append(all, s)
+	}
+	h.mu.Unlock()
+	for _, s := range all {
+		go s.end(syncproto.Errorf(syncproto.CodeUnavailable, "%s", why))
+	}
+}
+
 // register makes s its site's session, replacing (and ending) the one
 // before it. It reports false if the hub is closed.
 func (h *Hub) register(s *session) bool {

@@ -1,0 +1,106 @@
+package api
+
+import (
+	"errors"
+	"net/http"
+
+	"github.com/outposthq/outpost/central/internal/replica"
+	"github.com/outposthq/outpost/central/internal/store"
+)
+
+// Cluster is the Raft node of a replicated central (package replica).
+type Cluster interface {
+	Status() replica.Status
+	AddVoter(m *store.Member) error
+	RemoveServer(id string) error
+}
+
+// JoinKeyRequest asks for central's key, sealed for the node named ID.
+type JoinKeyRequest struct {
+	ID string `json:"id"`
+}
+
+// JoinKeyResponse holds the key sealed with a key derived from the
+// caller's token (store.SaveJoinKey opens it).
+type JoinKeyResponse struct {
+	SealedKey []byte `json:"sealed_key"`
+}
+
+func (s *Server) clusterRoutes(mux *http.ServeMux) {
+	mux.HandleFunc("GET /v1/cluster", s.clusterStatus)
+	mux.HandleFunc("POST /v1/cluster/key", s.clusterKey)
+	mux.HandleFunc("POST /v1/cluster/members", s.clusterAdd)
+	mux.HandleFunc("DELETE /v1/cluster/members/{id}", s.clusterRemove)
+}
+
+// errSingle answers the cluster routes of a central that is not
+// replicated.
+var errSingle = store.Conflict("this central runs as a single node (no raft_addr): it has no cluster")
+
+func (s *Server) clusterStatus(w http.ResponseWriter, r *http.Request) {
+	if s.cluster == nil {
+		s.writeError(w, r, errSingle)
+		return
+	}
+	writeJSON(w, http.StatusOK, s.cluster.Status())
+}
+
+// clusterKey hands a joining node central's key, sealed for it.
+func (s *Server) clusterKey(w http.ResponseWriter, r *http.Request) {
+	var req JoinKeyRequest
+	if err := decodeBody(r, &req, true); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if s.cluster == nil {
+		s.writeError(w, r, errSingle)
+		return
+	}
+	if req.ID == "" {
+		s.writeError(w, r, store.Invalid("id", "is required"))
+		return
+	}
+	sealed, err := s.db.SealKeyFor(bearer(r), req.ID)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	s.log.Info("cluster: key handed to a joining node", "id", req.ID)
+	writeJSON(w, http.StatusOK, JoinKeyResponse{SealedKey: sealed})
+}
+
+// clusterAdd makes a node a voter.
+func (s *Server) clusterAdd(w http.ResponseWriter, r *http.Request) {
+	var m store.Member
+	if err := decodeBody(r, &m, true); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if s.cluster == nil {
+		s.writeError(w, r, errSingle)
+		return
+	}
+	if err := s.cluster.AddVoter(&m); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, s.cluster.Status())
+}
+
+func (s *Server) clusterRemove(w http.ResponseWriter, r *http.Request) {
+	if s.cluster == nil {
+		s.writeError(w, r, errSingle)
+		return
+	}
+	if err := s.cluster.RemoveServer(r.PathValue("id")); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// isUnavailable reports whether err means this node cannot take the
+// change now (it does not lead, or lost the lead in the middle).
+func isUnavailable(err error) bool {
+	return errors.Is(err, store.ErrNotApplied) || errors.Is(err, replica.ErrNotLeader)
+}
