@@ -303,11 +303,29 @@ func updateSiteTx(tx *bolt.Tx, id string, fn func(s *Site) error) error {
 	return put(tx.Bucket(bucketSites), []byte(id), s)
 }
 
-// appendRevision records the next revision of s (the caller stores s).
+// keepRevisions is how many of a site's latest revisions central keeps.
+// A site further behind gets a full snapshot instead (NextRevisions), so
+// the revisions of a site that never acknowledges stay bounded. Every
+// node of a cluster must use the same value.
+var keepRevisions uint64 = 1024
+
+// appendRevision records the next revision of s (the caller stores s)
+// and forgets the one keepRevisions before it.
 func appendRevision(tx *bolt.Tx, s *Site, t time.Time, full bool, changes []syncproto.Change) (uint64, error) {
 	s.Revision++
 	r := &Revision{Revision: s.Revision, Full: full, Time: t, Changes: changes}
-	return r.Revision, put(tx.Bucket(bucketRevisions).Bucket([]byte(s.ID)), u64(r.Revision), r)
+	b := tx.Bucket(bucketRevisions).Bucket([]byte(s.ID))
+	if s.Revision > keepRevisions {
+		// Revisions are dense but for AdvancePast's jump: delete every
+		// one at or below the bound (usually exactly one).
+		c := b.Cursor()
+		for k, _ := c.First(); k != nil && readU64(k) <= s.Revision-keepRevisions; k, _ = c.First() {
+			if err := b.Delete(k); err != nil {
+				return 0, err
+			}
+		}
+	}
+	return r.Revision, put(b, u64(r.Revision), r)
 }
 
 // logHolder lets DB keep its Log in an atomic.Pointer.

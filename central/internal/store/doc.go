@@ -12,6 +12,12 @@
 //     which skips numbers when a site has applied revisions central no
 //     longer knows (central restored from an old backup): its revision is
 //     a full snapshot, so nothing is lost by the gap.
+//   - Only a site's latest keepRevisions revisions are kept; a site
+//     further behind gets a full snapshot of the latest (NextRevisions).
+//   - Every change is a Command applied by one deterministic function
+//     (command.go): at once on a single central, or through the Raft log
+//     of a replicated one (package replica), where ApplyLog records the
+//     last index applied in the same transaction.
 //   - A site's events are stored exactly once and in order: StoreEvents
 //     reads the highest sequence stored (Site.StoredSeq), keeps only the
 //     events after it (syncproto.Events.Unstored), appends them and

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	bolt "go.etcd.io/bbolt"
 
 	"github.com/outposthq/outpost/syncproto"
 )
@@ -299,5 +300,41 @@ func TestSnapshotRestore(t *testing.T) {
 	}
 	if evs, stored, err := dst.Events("s1", 0, 10); err != nil || stored != 3 || len(evs) != 3 {
 		t.Errorf("restored events: %d, stored %d, %v; want 3", len(evs), stored, err)
+	}
+}
+
+// A site keeps only its latest revisions; one further behind gets a full
+// snapshot, with every object.
+func TestRevisionsCompacted(t *testing.T) {
+	defer func(k uint64) { keepRevisions = k }(keepRevisions)
+	keepRevisions = 3
+	db, _ := openTest(t)
+	if _, err := db.CreateSite("s1", "", HashSecret("x")); err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= 6; i++ {
+		obj := json.RawMessage(fmt.Sprintf(`{"id":"o%d","action":"power_on","machine_id":"m1"}`, i))
+		if _, err := db.PutDesired("s1", KindOrder, fmt.Sprintf("o%d", i), obj); err != nil {
+			t.Fatal(err)
+		}
+	}
+	kept := 0
+	db.view(func(tx *bolt.Tx) error {
+		kept = tx.Bucket(bucketRevisions).Bucket([]byte("s1")).Stats().KeyN
+		return nil
+	})
+	if kept != 3 {
+		t.Errorf("%d revisions kept, want 3", kept)
+	}
+	revs, err := db.NextRevisions("s1", 1, 10)
+	if err != nil || len(revs) != 1 || !revs[0].Full || revs[0].Revision != 6 || len(revs[0].Changes) != 6 {
+		t.Errorf("a site at revision 1: %+v (%v), want the full snapshot of revision 6 with 6 orders", revs, err)
+	}
+	if next, _ := db.NextRevision("s1", 1); next != 6 {
+		t.Errorf("NextRevision after 1 = %d, want 6 (the snapshot)", next)
+	}
+	revs, err = db.NextRevisions("s1", 4, 10)
+	if err != nil || len(revs) != 2 || revs[0].Full || revs[0].Revision != 5 {
+		t.Errorf("a site at revision 4: %+v (%v), want the deltas 5 and 6", revs, err)
 	}
 }
