@@ -95,6 +95,10 @@ func TestSyncConfig(t *testing.T) {
 	if c.CentralURL != "wss://central.example.net" || c.SiteID != "ams2" || c.SiteCredentialFile != "/etc/outpost/site.credential" {
 		t.Errorf("after flags: %q %q %q", c.CentralURL, c.SiteID, c.SiteCredentialFile)
 	}
+	// A replicated central's nodes, separated by commas.
+	if _, err := Load([]string{"-central-url", "http://c1:7443, http://c2:7443,wss://c3", "-site-id", "a", "-site-credential-file", "f"}); err != nil {
+		t.Errorf("a list of central URLs: %v", err)
+	}
 	path := filepath.Join(t.TempDir(), "c.yaml")
 	os.WriteFile(path, []byte("central_url: http://127.0.0.1:8443\nsite_id: lab\nsite_credential_file: cred\n"), 0o600)
 	if c, err = Load([]string{"-config", path}); err != nil || c.SiteID != "lab" {
@@ -109,6 +113,7 @@ func TestSyncConfig(t *testing.T) {
 		"no credential": {[]string{"-central-url", "ws://x", "-site-id", "a"}, "site_credential_file"},
 		"user in URL":   {[]string{"-central-url", "ws://u:p@x", "-site-id", "a", "-site-credential-file", "f"}, "central_url"},
 		"site alone":    {[]string{"-site-id", "a"}, "need central_url"},
+		"bad in list":   {[]string{"-central-url", "http://c1:7443,c2:7443", "-site-id", "a", "-site-credential-file", "f"}, `central_url "c2:7443"`},
 	}
 	for name, tc := range bad {
 		t.Run(name, func(t *testing.T) {

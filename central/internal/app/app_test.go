@@ -233,3 +233,107 @@ func TestRunTLS(t *testing.T) {
 		t.Errorf("the log does not show the session:\n%s", logs)
 	}
 }
+
+// freeAddr returns a loopback address nothing listens on.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// A node joins a replicated central with an admin token and gets its
+// key; a wrong token is refused and changes nothing; a follower sends API
+// calls to the leader.
+func TestJoin(t *testing.T) {
+	logs := &lockedBuffer{}
+	c1 := config.Default()
+	c1.DataDir, c1.Addr, c1.RaftAddr, c1.NodeID = filepath.Join(t.TempDir(), "c1"), freeAddr(t), freeAddr(t), "c1"
+	r1 := start(t, c1, logs)
+	defer r1.stop()
+	var token string
+	deadline := time.Now().Add(20 * time.Second)
+	for token == "" && time.Now().Before(deadline) {
+		raw, _ := os.ReadFile(c1.AdminTokenPath())
+		token = strings.TrimSpace(string(raw))
+		time.Sleep(20 * time.Millisecond)
+	}
+	if token == "" {
+		t.Fatal("the bootstrap node wrote no admin token")
+	}
+	get := func(url, path string, out any) int {
+		t.Helper()
+		req, _ := http.NewRequest("GET", url+path, nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		json.NewDecoder(res.Body).Decode(out)
+		return res.StatusCode
+	}
+
+	joiner := func(id, tokenFile string) *config.Config {
+		c := config.Default()
+		c.DataDir, c.Addr, c.RaftAddr, c.NodeID = filepath.Join(t.TempDir(), id), freeAddr(t), freeAddr(t), id
+		c.Join, c.JoinTokenFile = r1.url, tokenFile
+		return c
+	}
+	dir := t.TempDir()
+	bad, good := filepath.Join(dir, "bad.token"), filepath.Join(dir, "good.token")
+	os.WriteFile(bad, []byte("abcd1234.not-the-token\n"), 0o600)
+	os.WriteFile(good, []byte(token+"\n"), 0o600)
+
+	cbad := joiner("c2", bad)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err := Run(ctx, cbad, slog.New(slog.NewTextHandler(logs, nil)), &lockedBuffer{})
+	if err == nil || !strings.Contains(err.Error(), "401") {
+		t.Errorf("joining with a wrong token: %v, want refused with 401", err)
+	}
+	if _, err := os.Stat(filepath.Join(cbad.DataDir, "central.key")); err == nil {
+		t.Error("a refused join saved a key")
+	}
+	var st struct {
+		Voters []string `json:"voters"`
+	}
+	if code := get(r1.url, "/v1/cluster", &st); code != 200 || len(st.Voters) != 1 {
+		t.Errorf("after a refused join: %d, voters %v; want 1", code, st.Voters)
+	}
+
+	c2 := joiner("c2", good)
+	r2 := start(t, c2, logs)
+	defer r2.stop()
+	deadline = time.Now().Add(30 * time.Second)
+	for len(st.Voters) != 2 && time.Now().Before(deadline) {
+		get(r1.url, "/v1/cluster", &st)
+		time.Sleep(50 * time.Millisecond)
+	}
+	if len(st.Voters) != 2 {
+		t.Fatalf("voters %v, want c1 and c2", st.Voters)
+	}
+	k1, _ := os.ReadFile(filepath.Join(c1.DataDir, "central.key"))
+	k2, _ := os.ReadFile(filepath.Join(c2.DataDir, "central.key"))
+	if len(k1) != 64 || !bytes.Equal(k1, k2) {
+		t.Error("the joined node does not have central's key")
+	}
+	// The follower answers for itself at /v1/cluster, and sends the rest
+	// to the leader.
+	var self struct {
+		ID, State, Leader string
+	}
+	if code := get(r2.url, "/v1/cluster", &self); code != 200 || self.ID != "c2" || self.State != "Follower" || self.Leader != "c1" {
+		t.Errorf("the follower's /v1/cluster: %d %+v", code, self)
+	}
+	var sites []any
+	if code := get(r2.url, "/v1/sites", &sites); code != 200 {
+		t.Errorf("GET /v1/sites through the follower: %d", code)
+	}
+	if strings.Contains(logs.String(), token) {
+		t.Error("the admin token is in the log")
+	}
+}

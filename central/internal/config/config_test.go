@@ -24,6 +24,11 @@ func TestLoad(t *testing.T) {
 		"heartbeat short": {[]string{"-heartbeat", "1ms"}, "heartbeat 1ms", "", 0},
 		"bad addr":        {[]string{"-addr", "nope"}, "addr \"nope\"", "", 0},
 		"argument":        {[]string{"extra"}, "unexpected argument", "", 0},
+		"raft node":       {[]string{"-raft-addr", "127.0.0.1:7444", "-node-id", "c1"}, "", DefaultAddr, 10 * time.Second},
+		"raft no id":      {[]string{"-raft-addr", "127.0.0.1:7444"}, "node_id \"\"", "", 0},
+		"raft any addr":   {[]string{"-raft-addr", "0.0.0.0:7444", "-node-id", "c1"}, "set raft_advertise", "", 0},
+		"join no raft":    {[]string{"-join", "http://c1:7443"}, "need raft_addr", "", 0},
+		"join bad url":    {[]string{"-raft-addr", "127.0.0.1:7444", "-node-id", "c2", "-join", "c1:7443"}, "join \"c1:7443\"", "", 0},
 	}
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {
