@@ -40,8 +40,10 @@ func benchSync(ctx context.Context, log *slog.Logger, d time.Duration) error {
 	if err != nil {
 		return err
 	}
-	if err := benchSyncCatchup(ctx, log, centrald, applianced); err != nil {
-		return fmt.Errorf("sync.catchup: %w", err)
+	for _, nodes := range []int{1, 3} {
+		if err := benchSyncCatchup(ctx, log, centrald, applianced, nodes); err != nil {
+			return fmt.Errorf("sync.catchup (%d central nodes): %w", nodes, err)
+		}
 	}
 	if err := benchSyncSites(ctx, log, centrald); err != nil {
 		return fmt.Errorf("sync.sites: %w", err)
@@ -70,12 +72,15 @@ func goBuild(ctx context.Context, dir, name, pkg string) (string, error) {
 // whose link to central is down (a fault proxy refusing connections),
 // then heals the link: seconds is from the heal until central has stored
 // the site's last event. It includes the wait for the appliance's next
-// connection attempt, whose backoff grew while the link was down.
-func benchSyncCatchup(ctx context.Context, log *slog.Logger, centrald, applianced string) error {
+// connection attempt, whose backoff grew while the link was down. With
+// nodes > 1 central is a Raft cluster of that many nodes (the site talks
+// to the bootstrap node, its leader), and the line is
+// sync.catchup.replicated.
+func benchSyncCatchup(ctx context.Context, log *slog.Logger, centrald, applianced string, nodes int) error {
 	var line string
 	r := lab.NewRunner(ctx, "bench-sync-catchup", discardLog{log})
 	err := r.Run(func(t lab.T) {
-		cen := startCentral(t, centrald)
+		cen := startCentral(t, centrald, nodes)
 		const site = "catchup"
 		cred := cen.createSite(t, site)
 		credFile := filepath.Join(t.TempDir(), "site.credential")
@@ -133,6 +138,9 @@ func benchSyncCatchup(ctx context.Context, log *slog.Logger, centrald, appliance
 		fmt.Fprintf(os.Stderr, "sync.catchup: %d events at the site; central first saw the site %.1fs after the heal, had them all after %.1fs\n",
 			total, connected.Seconds(), secs)
 		line = fmt.Sprintf("BENCH sync.catchup events=%d seconds=%.1f", syncEvents, secs)
+		if nodes > 1 {
+			line = fmt.Sprintf("BENCH sync.catchup.replicated nodes=%d events=%d seconds=%.1f", nodes, syncEvents, secs)
+		}
 	})
 	if err != nil {
 		return err
@@ -227,19 +235,52 @@ type centralProc struct {
 }
 
 // startCentral starts centrald with its data in a new directory and waits
-// for its admin token and its health check.
-func startCentral(t lab.T, bin string) *centralProc {
+// for its admin token and its health check. With nodes > 1 it is the
+// bootstrap node of a Raft cluster the others join, and it returns once
+// it leads them all.
+func startCentral(t lab.T, bin string, nodes int) *centralProc {
 	data := filepath.Join(t.TempDir(), "central")
 	addr := freeLoopback(t)
 	c := &centralProc{httpAPI: newHTTPAPI("http://" + addr), addr: addr}
-	c.proc = lab.StartProcess(t, lab.ProcessConfig{Name: "centrald", Args: []string{
-		bin, "-data-dir", data, "-addr", addr, "-log-level", "warn"}})
+	args := []string{bin, "-data-dir", data, "-addr", addr, "-log-level", "warn"}
+	if nodes > 1 {
+		args = append(args, "-raft-addr", freeLoopback(t), "-node-id", "c1")
+	}
+	c.proc = lab.StartProcess(t, lab.ProcessConfig{Name: "centrald", Args: args})
 	c.token = waitToken(t, c.proc, filepath.Join(data, "admin.token"))
 	err := pollEvery(t.Context(), 50*time.Millisecond, time.Minute, func() error {
 		return c.do(t.Context(), "GET", "/healthz", nil, nil)
 	})
 	if err != nil {
 		t.Fatalf("centrald: %v", err)
+	}
+	if nodes <= 1 {
+		return c
+	}
+	tokenFile := filepath.Join(t.TempDir(), "join.token")
+	if err := os.WriteFile(tokenFile, []byte(c.token+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for i := 2; i <= nodes; i++ {
+		lab.StartProcess(t, lab.ProcessConfig{Name: fmt.Sprintf("centrald-c%d", i), Args: []string{
+			bin, "-data-dir", filepath.Join(t.TempDir(), "central"), "-addr", freeLoopback(t), "-log-level", "warn",
+			"-raft-addr", freeLoopback(t), "-node-id", fmt.Sprintf("c%d", i), "-join", c.url, "-join-token-file", tokenFile}})
+	}
+	err = pollEvery(t.Context(), 100*time.Millisecond, time.Minute, func() error {
+		var st struct {
+			State  string   `json:"state"`
+			Voters []string `json:"voters"`
+		}
+		if err := c.do(t.Context(), "GET", "/v1/cluster", nil, &st); err != nil {
+			return err
+		}
+		if st.State != "Leader" || len(st.Voters) != nodes {
+			return fmt.Errorf("central c1 is %s with voters %v", st.State, st.Voters)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("central cluster: %v", err)
 	}
 	return c
 }

@@ -36,7 +36,7 @@ func benchSyncSites(ctx context.Context, log *slog.Logger, centrald string) erro
 	var line string
 	r := lab.NewRunner(ctx, "bench-sync-sites", discardLog{log})
 	err := r.Run(func(t lab.T) {
-		cen := startCentral(t, centrald)
+		cen := startCentral(t, centrald, 1)
 		creds := createSites(t, cen, syncSites, 64)
 		sim := &simSites{delivered: make([]atomic.Int64, syncSites), all: make(chan struct{})}
 		sctx, cancel := context.WithCancel(ctx)
