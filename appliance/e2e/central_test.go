@@ -44,31 +44,7 @@ func TestReplicatedCentral(t *testing.T) {
 		nodes[id] = nodes["c1"].Join(bin, addr(), addr(), id, "-heartbeat", "1s")
 	}
 	ids := []string{"c1", "c2", "c3"}
-	leaderID := func() string {
-		t.Helper()
-		var id string
-		err := labsite.Poll(t.Context(), time.Minute, func() error {
-			for _, n := range ids {
-				if !nodes[n].Proc.Running() {
-					continue
-				}
-				st, err := clusterStatus(nodes[n])
-				if err != nil {
-					return err
-				}
-				if st.State == "Leader" && len(st.Voters) == 3 {
-					id = st.ID
-					return nil
-				}
-			}
-			return fmt.Errorf("no leader with 3 voters")
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return id
-	}
-	leader := leaderID()
+	leader := waitCentralLeader(t, nodes, ids)
 	var follower string
 	for _, id := range ids {
 		if id != leader {
@@ -136,7 +112,7 @@ func TestReplicatedCentral(t *testing.T) {
 	time.Sleep(3 * time.Second)
 	t.Logf("killing central's leader %s", leader)
 	nodes[leader].Proc.Kill()
-	newLeader := leaderIDWithout(t, nodes, ids, leader)
+	newLeader := waitCentralLeader(t, nodes, ids)
 	t.Logf("%s leads now", newLeader)
 	time.Sleep(4 * time.Second)
 	close(stop)
@@ -225,21 +201,22 @@ func TestReplicatedCentral(t *testing.T) {
 	}
 }
 
-func leaderIDWithout(t *testing.T, nodes map[string]*labsite.Central, ids []string, dead string) string {
+// waitCentralLeader returns the id of the running node among ids that
+// leads all three voters.
+func waitCentralLeader(t *testing.T, nodes map[string]*labsite.Central, ids []string) string {
 	t.Helper()
 	var id string
 	err := labsite.Poll(t.Context(), time.Minute, func() error {
 		for _, n := range ids {
-			if n == dead {
+			if !nodes[n].Proc.Running() {
 				continue
 			}
-			st, err := clusterStatus(nodes[n])
-			if err == nil && st.State == "Leader" {
+			if st, err := clusterStatus(nodes[n]); err == nil && st.State == "Leader" && len(st.Voters) == 3 {
 				id = st.ID
 				return nil
 			}
 		}
-		return fmt.Errorf("no new leader")
+		return fmt.Errorf("no leader of 3 voters among the running nodes")
 	})
 	if err != nil {
 		t.Fatal(err)
