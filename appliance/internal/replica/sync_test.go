@@ -178,6 +178,35 @@ func TestSyncAcked(t *testing.T) {
 	}
 }
 
+// TestSyncAckedPrunes: an acknowledgement deletes the acknowledged events
+// older than the latest store.KeepAckedEvents, never one central has not
+// acknowledged.
+func TestSyncAckedPrunes(t *testing.T) {
+	defer func(k uint64) { store.KeepAckedEvents = k }(store.KeepAckedEvents)
+	store.KeepAckedEvents = 2
+	e := fsmBase(t) // one event
+	var evs []store.Event
+	for range 9 {
+		evs = append(evs, store.Event{Kind: "x"})
+	}
+	e.applyOK(5, AppendEvents, Events{Time: fsmT0, Events: evs}) // events 1-10
+	e.applyOK(6, SyncAcked, AckedPayload{Seq: 7, Time: fsmT0})
+	var seqs []uint64
+	e.view(func(tx *store.Tx) error {
+		all, err := tx.EventsSince(0, 100)
+		for _, ev := range all {
+			seqs = append(seqs, ev.Seq)
+		}
+		return err
+	})
+	if diff := cmp.Diff([]uint64{6, 7, 8, 9, 10}, seqs); diff != "" {
+		t.Errorf("events kept after acknowledging 7 of 10, keeping 2 acknowledged (-want +got):\n%s", diff)
+	}
+	if got := e.syncState(); got != (store.SyncState{AckedSeq: 7, LastSeq: 10}) {
+		t.Errorf("sync state = %+v, want acked 7 of 10", got)
+	}
+}
+
 // TestApplyDesiredFullSnapshot: a full snapshot deletes what central put
 // before and no longer names; what the site created itself, and orders,
 // stay.

@@ -44,9 +44,17 @@ func (tx *Tx) SyncState() SyncState {
 	}
 }
 
+// KeepAckedEvents is how many of the events central has acknowledged
+// the site keeps, for its own console and API; older acknowledged events
+// are deleted (UnsafeSetSyncAcked). An event central has not
+// acknowledged is never deleted, and a site without central keeps all.
+// Every node of a site must use the same value.
+var KeepAckedEvents uint64 = 100000
+
 // UnsafeSetSyncAcked records that central has stored the site's events up
-// to seq. The cursor never goes back: a lower seq changes nothing. A seq
-// past the last event is invalid.
+// to seq, and deletes the acknowledged events older than the latest
+// KeepAckedEvents. The cursor never goes back: a lower seq changes
+// nothing. A seq past the last event is invalid.
 func (tx *Tx) UnsafeSetSyncAcked(seq uint64) error {
 	if last := tx.LastEventSeq(); seq > last {
 		return Invalid("seq", "%d is past the last event %d", seq, last)
@@ -54,7 +62,30 @@ func (tx *Tx) UnsafeSetSyncAcked(seq uint64) error {
 	if seq <= tx.SyncState().AckedSeq {
 		return nil
 	}
-	return tx.tx.Bucket(bucketMeta).Put(keySyncAcked, u64(seq))
+	if err := tx.tx.Bucket(bucketMeta).Put(keySyncAcked, u64(seq)); err != nil {
+		return err
+	}
+	if seq <= KeepAckedEvents {
+		return nil
+	}
+	// At most pruneBatch at a time, so that no one command grows large
+	// (the first acknowledgement of a long history); later ones go on.
+	b := tx.tx.Bucket(bucketEvents)
+	c := b.Cursor()
+	for i, k := 0, firstKey(c); i < pruneBatch && k != nil && readU64(k) <= seq-KeepAckedEvents; i, k = i+1, firstKey(c) {
+		if err := b.Delete(k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// pruneBatch bounds the events one acknowledgement deletes.
+const pruneBatch = 10000
+
+func firstKey(c interface{ First() ([]byte, []byte) }) []byte {
+	k, _ := c.First()
+	return k
 }
 
 // Kinds of desired-state objects central manages at a site.
