@@ -350,6 +350,28 @@ func TestSecondConnectionReplacesFirst(t *testing.T) {
 	}
 }
 
+// EndSessions (a central node that stopped leading) ends every session
+// with "unavailable", saying why, and the hub takes connections after.
+func TestEndSessions(t *testing.T) {
+	f := newFixture(t, Config{})
+	cred := f.site("s1")
+	a, _ := f.connect(hello("s1", cred, 0, 0, 0))
+	f.hub.EndSessions("this central node stopped leading; reconnect")
+	e, ok := a.recv().(*syncproto.Error)
+	if !ok || e.Code != syncproto.CodeUnavailable || !strings.Contains(e.Message, "stopped leading") {
+		t.Fatalf("the session got %+v, want error unavailable saying why", e)
+	}
+	if !a.closed() {
+		t.Error("the ended connection stays open")
+	}
+	waitFor(t, "the session to unregister", func() bool { return !f.hub.Status("s1").Connected })
+	b, _ := f.connect(hello("s1", cred, 0, 0, 0))
+	f.order("s1", "o1")
+	if d, ok := b.recv().(*syncproto.Desired); !ok || d.Revision != 1 {
+		t.Fatalf("a connection after EndSessions: %+v", d)
+	}
+}
+
 // A site that never reads does not hold up the API's writes, nor another
 // site's session; it is dropped after the write timeout.
 func TestDeadSiteBlocksNothing(t *testing.T) {
