@@ -238,15 +238,20 @@ func (r *Runner) target(id string) (Target, error) {
 	}); err != nil {
 		return Target{}, fmt.Errorf("machine %s: %w", id, err)
 	}
+	return r.targetOf(m)
+}
+
+// targetOf is machine m's BMC with its password opened.
+func (r *Runner) targetOf(m *store.Machine) (Target, error) {
 	if m.BMC == nil {
-		return Target{}, fmt.Errorf("machine %s has no BMC", id)
+		return Target{}, fmt.Errorf("machine %s has no BMC", m.ID)
 	}
-	t := Target{Machine: id, Address: m.BMC.Address, Driver: m.BMC.Driver, Username: m.BMC.Username}
+	t := Target{Machine: m.ID, Address: m.BMC.Address, Driver: m.BMC.Driver, Username: m.BMC.Username}
 	if len(m.BMC.SealedPassword) > 0 {
-		pw, err := r.cfg.Key.Open(m.BMC.SealedPassword, store.BMCPasswordAD(id))
+		pw, err := r.cfg.Key.Open(m.BMC.SealedPassword, store.BMCPasswordAD(m.ID))
 		if err != nil {
 			// Never the sealed bytes or the key: only what failed.
-			return Target{}, fmt.Errorf("machine %s: the BMC password does not open with the site key", id)
+			return Target{}, fmt.Errorf("machine %s: the BMC password does not open with the site key", m.ID)
 		}
 		t.Password = string(pw)
 	}
@@ -344,7 +349,7 @@ func (r *Runner) busy(machine string) bool {
 }
 
 func (r *Runner) pollOne(ctx context.Context, m *store.Machine) {
-	t, err := r.target(m.ID)
+	t, err := r.targetOf(m) // the machine as the poll listed it: no second read
 	if err != nil {
 		r.log.Warn("jobs: power poll", "machine", m.ID, "err", err)
 		return
