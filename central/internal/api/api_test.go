@@ -7,38 +7,20 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/coder/websocket"
 
+	"github.com/outposthq/outpost/central/internal/centraltest"
 	"github.com/outposthq/outpost/central/internal/hub"
 	"github.com/outposthq/outpost/central/internal/store"
 	"github.com/outposthq/outpost/syncproto"
 )
-
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 type env struct {
 	t     *testing.T
@@ -46,7 +28,7 @@ type env struct {
 	hub   *hub.Hub
 	srv   *httptest.Server
 	token string
-	logs  *lockedBuffer
+	logs  *centraltest.Buffer
 }
 
 // newEnv runs the API and the hub over one store, as centrald does.
@@ -59,8 +41,8 @@ func newEnv(t *testing.T) *env {
 	if err := db.CreateToken(rec); err != nil {
 		t.Fatal(err)
 	}
-	logs := &lockedBuffer{}
-	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	logs := &centraltest.Buffer{}
+	log := logs.Logger()
 	h := hub.New(hub.Config{Store: db, Log: log, Heartbeat: time.Second})
 	mux := http.NewServeMux()
 	mux.Handle(syncproto.Path, h)

@@ -19,32 +19,15 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/coder/websocket"
 
+	"github.com/outposthq/outpost/central/internal/centraltest"
 	"github.com/outposthq/outpost/central/internal/config"
 	"github.com/outposthq/outpost/syncproto"
 )
-
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // selfSigned writes a certificate for 127.0.0.1 and its key into dir.
 func selfSigned(t *testing.T, dir string) (certFile, keyFile string, pool *x509.CertPool) {
@@ -72,16 +55,16 @@ func selfSigned(t *testing.T, dir string) (certFile, keyFile string, pool *x509.
 
 type running struct {
 	url  string
-	out  *lockedBuffer
+	out  *centraltest.Buffer
 	stop func() error
 }
 
-func start(t *testing.T, cfg *config.Config, logs *lockedBuffer) *running {
+func start(t *testing.T, cfg *config.Config, logs *centraltest.Buffer) *running {
 	t.Helper()
-	out := &lockedBuffer{}
+	out := &centraltest.Buffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	log := logs.Logger()
 	go func() { done <- Run(ctx, cfg, log, out) }()
 	re := regexp.MustCompile(`API at (https?://\S+),`)
 	deadline := time.Now().Add(10 * time.Second)
@@ -118,7 +101,7 @@ func TestRunTLS(t *testing.T) {
 	cfg := config.Default()
 	cfg.DataDir, cfg.Addr, cfg.TLSCert, cfg.TLSKey = filepath.Join(dir, "data"), "127.0.0.1:0", certFile, keyFile
 	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}, Timeout: 10 * time.Second}
-	logs := &lockedBuffer{}
+	logs := &centraltest.Buffer{}
 
 	r := start(t, cfg, logs)
 	defer r.stop()
@@ -234,24 +217,13 @@ func TestRunTLS(t *testing.T) {
 	}
 }
 
-// freeAddr returns a loopback address nothing listens on.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 // A node joins a replicated central with an admin token and gets its
 // key; a wrong token is refused and changes nothing; a follower sends API
 // calls to the leader.
 func TestJoin(t *testing.T) {
-	logs := &lockedBuffer{}
+	logs := &centraltest.Buffer{}
 	c1 := config.Default()
-	c1.DataDir, c1.Addr, c1.RaftAddr, c1.NodeID = filepath.Join(t.TempDir(), "c1"), freeAddr(t), freeAddr(t), "c1"
+	c1.DataDir, c1.Addr, c1.RaftAddr, c1.NodeID = filepath.Join(t.TempDir(), "c1"), centraltest.FreeAddr(t), centraltest.FreeAddr(t), "c1"
 	r1 := start(t, c1, logs)
 	defer r1.stop()
 	var token string
@@ -279,7 +251,7 @@ func TestJoin(t *testing.T) {
 
 	joiner := func(id, tokenFile string) *config.Config {
 		c := config.Default()
-		c.DataDir, c.Addr, c.RaftAddr, c.NodeID = filepath.Join(t.TempDir(), id), freeAddr(t), freeAddr(t), id
+		c.DataDir, c.Addr, c.RaftAddr, c.NodeID = filepath.Join(t.TempDir(), id), centraltest.FreeAddr(t), centraltest.FreeAddr(t), id
 		c.Join, c.JoinTokenFile = r1.url, tokenFile
 		return c
 	}
@@ -291,7 +263,7 @@ func TestJoin(t *testing.T) {
 	cbad := joiner("c2", bad)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	err := Run(ctx, cbad, slog.New(slog.NewTextHandler(logs, nil)), &lockedBuffer{})
+	err := Run(ctx, cbad, slog.New(slog.NewTextHandler(logs, nil)), &centraltest.Buffer{})
 	if err == nil || !strings.Contains(err.Error(), "401") {
 		t.Errorf("joining with a wrong token: %v, want refused with 401", err)
 	}

@@ -1,42 +1,22 @@
 package hub
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/coder/websocket"
 
+	"github.com/outposthq/outpost/central/internal/centraltest"
 	"github.com/outposthq/outpost/central/internal/store"
 	"github.com/outposthq/outpost/syncproto"
 )
-
-// syncBuffer is a log sink the tests grep.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 type fixture struct {
 	t    *testing.T
@@ -44,13 +24,13 @@ type fixture struct {
 	db   *store.DB
 	hub  *Hub
 	srv  *httptest.Server
-	logs *syncBuffer
+	logs *centraltest.Buffer
 	cfg  Config
 }
 
 // newFixture runs a hub over a fresh store on a loopback server.
 func newFixture(t *testing.T, cfg Config) *fixture {
-	f := &fixture{t: t, dir: t.TempDir(), logs: &syncBuffer{}, cfg: cfg}
+	f := &fixture{t: t, dir: t.TempDir(), logs: &centraltest.Buffer{}, cfg: cfg}
 	f.start()
 	t.Cleanup(f.stop)
 	t.Cleanup(func() {
@@ -68,7 +48,7 @@ func (f *fixture) start() {
 	}
 	cfg := f.cfg
 	cfg.Store = db
-	cfg.Log = slog.New(slog.NewTextHandler(f.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	cfg.Log = f.logs.Logger()
 	if cfg.Heartbeat == 0 {
 		cfg.Heartbeat = time.Second
 	}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"path/filepath"
 	"testing"
 	"time"
@@ -14,6 +13,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/hashicorp/raft"
 
+	"github.com/outposthq/outpost/central/internal/centraltest"
 	"github.com/outposthq/outpost/central/internal/store"
 	"github.com/outposthq/outpost/syncproto"
 )
@@ -22,16 +22,6 @@ type testNode struct {
 	id, dir, addr string
 	db            *store.DB
 	node          *Node
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 func fastRaft(c *raft.Config) {
@@ -75,7 +65,7 @@ func cluster(t *testing.T, n int) []*testNode {
 	t.Helper()
 	nodes := make([]*testNode, n)
 	for i := range nodes {
-		nodes[i] = &testNode{id: fmt.Sprintf("c%d", i+1), dir: t.TempDir(), addr: freeAddr(t)}
+		nodes[i] = &testNode{id: fmt.Sprintf("c%d", i+1), dir: t.TempDir(), addr: centraltest.FreeAddr(t)}
 	}
 	t.Cleanup(func() {
 		for _, tn := range nodes {
