@@ -89,18 +89,15 @@ func identify(tx *store.Tx, addr netip.Addr, now time.Time) (*instance, string, 
 	case err != nil && !errors.Is(err, store.ErrNotFound):
 		return nil, "", err
 	}
-	machines, err := store.List[store.Machine](tx)
-	if err != nil {
+	m, i, err := tx.MachineByIP(addr)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return nil, "", nil
+	case err != nil:
 		return nil, "", err
 	}
-	for _, m := range machines {
-		for i, nic := range m.Interfaces {
-			if ip, err := netip.ParseAddr(nic.IP); err == nil && ip == addr {
-				return &instance{addr: addr, mac: nic.MAC, nic: i, machine: m}, nic.Subnet, nil
-			}
-		}
-	}
-	return nil, "", nil
+	nic := m.Interfaces[i]
+	return &instance{addr: addr, mac: nic.MAC, nic: i, machine: m}, nic.Subnet, nil
 }
 
 // hostname is the workflow's hostname, else the machine's, else its id.

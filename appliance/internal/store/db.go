@@ -155,8 +155,15 @@ func ensureSchema(bdb *bolt.DB) (err error) {
 		}
 	}()
 	return bdb.Update(func(tx *bolt.Tx) error {
+		// A file written before the IP index existed gets it built.
+		buildIPIndex := tx.Bucket(bucketIPIndex) == nil && tx.Bucket(bucketMachines) != nil
 		for _, b := range allBuckets {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		if buildIPIndex {
+			if err := rebuildIPIndex(tx); err != nil {
 				return err
 			}
 		}

@@ -1,11 +1,14 @@
 package store
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"net/netip"
 	"slices"
 	"strings"
+
+	bolt "go.etcd.io/bbolt"
 )
 
 // MachineState is where a machine is in its life.
@@ -239,7 +242,74 @@ func (tx *Tx) MachineByMAC(mac string) (*Machine, error) {
 	return Get[Machine](tx, string(id))
 }
 
-// UnsafePutMachine stores m and keeps the MAC index. A MAC that already
+// MachineByIP returns the machine one of whose interfaces reserves addr,
+// and that interface's index; the machine with the lowest id if several
+// do.
+func (tx *Tx) MachineByIP(addr netip.Addr) (*Machine, int, error) {
+	prefix := append([]byte(addr.String()), 0)
+	k, _ := tx.tx.Bucket(bucketIPIndex).Cursor().Seek(prefix)
+	if k == nil || !bytes.HasPrefix(k, prefix) {
+		return nil, 0, NotFound("machine with address", addr.String())
+	}
+	m, err := Get[Machine](tx, string(k[len(prefix):]))
+	if err != nil {
+		return nil, 0, err
+	}
+	for i, nic := range m.Interfaces {
+		if ip, err := netip.ParseAddr(nic.IP); err == nil && ip == addr {
+			return m, i, nil
+		}
+	}
+	return nil, 0, fmt.Errorf("%w: the address index names machine %q for %s, which it does not reserve", ErrCorrupt, m.ID, addr)
+}
+
+// ipIndexKeys are m's entries in the IP index.
+func ipIndexKeys(m *Machine) [][]byte {
+	var keys [][]byte
+	for _, nic := range m.Interfaces {
+		if ip, err := netip.ParseAddr(nic.IP); err == nil {
+			keys = append(keys, append(append([]byte(ip.String()), 0), m.ID...))
+		}
+	}
+	return keys
+}
+
+// indexIPs adds (or with add false, removes) m's entries in the IP index.
+func (tx *Tx) indexIPs(m *Machine, add bool) error {
+	b := tx.tx.Bucket(bucketIPIndex)
+	for _, k := range ipIndexKeys(m) {
+		var err error
+		if add {
+			err = b.Put(k, nil)
+		} else {
+			err = b.Delete(k)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// rebuildIPIndex fills the IP index from the machines (a store written
+// before it existed).
+func rebuildIPIndex(btx *bolt.Tx) error {
+	idx := btx.Bucket(bucketIPIndex)
+	return btx.Bucket(bucketMachines).ForEach(func(k, v []byte) error {
+		var m Machine
+		if err := json.Unmarshal(v, &m); err != nil {
+			return fmt.Errorf("%w: machine %q: %v", ErrCorrupt, k, err)
+		}
+		for _, key := range ipIndexKeys(&m) {
+			if err := idx.Put(key, nil); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// UnsafePutMachine stores m and keeps the MAC and IP indexes. A MAC that already
 // belongs to another machine is a conflict and changes nothing.
 func (tx *Tx) UnsafePutMachine(m *Machine, w Write) error {
 	for i := range m.Interfaces {
@@ -270,6 +340,9 @@ func (tx *Tx) UnsafePutMachine(m *Machine, w Write) error {
 				return err
 			}
 		}
+		if err := tx.indexIPs(&old, false); err != nil {
+			return err
+		}
 		nicsChanged = !slices.Equal(old.Interfaces, m.Interfaces)
 	}
 	if nicsChanged {
@@ -282,10 +355,10 @@ func (tx *Tx) UnsafePutMachine(m *Machine, w Write) error {
 			return err
 		}
 	}
-	return nil
+	return tx.indexIPs(m, true)
 }
 
-// UnsafeDeleteMachine removes a machine and its MAC index entries.
+// UnsafeDeleteMachine removes a machine and its MAC and IP index entries.
 func (tx *Tx) UnsafeDeleteMachine(id string, expect uint64) error {
 	prev, err := tx.unsafeDelete(&Machine{}, id, expect)
 	if err != nil {
@@ -299,6 +372,9 @@ func (tx *Tx) UnsafeDeleteMachine(id string, expect uint64) error {
 		if err := tx.tx.Bucket(bucketMACIndex).Delete([]byte(nic.MAC)); err != nil {
 			return err
 		}
+	}
+	if err := tx.indexIPs(&old, false); err != nil {
+		return err
 	}
 	return tx.bumpIPAMGen()
 }

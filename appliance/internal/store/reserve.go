@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -99,21 +100,17 @@ func (tx *Tx) chooseBootAddress(m *Machine, now time.Time) (*addressReservation,
 	return nil, Conflict("subnet %s has no free address in its pools for machine %q", subnet.Name, m.ID)
 }
 
-// reservedAddresses is every address a machine's interface reserves.
+// reservedAddresses is every address a machine's interface reserves, read
+// from the IP index.
 func (tx *Tx) reservedAddresses() (map[string]bool, error) {
-	machines, err := List[Machine](tx)
-	if err != nil {
-		return nil, err
-	}
 	out := map[string]bool{}
-	for _, m := range machines {
-		for _, f := range m.Interfaces {
-			if f.IP != "" {
-				out[f.IP] = true
-			}
+	err := tx.tx.Bucket(bucketIPIndex).ForEach(func(k, _ []byte) error {
+		if ip, _, ok := bytes.Cut(k, []byte{0}); ok {
+			out[string(ip)] = true
 		}
-	}
-	return out, nil
+		return nil
+	})
+	return out, err
 }
 
 func inRange(a netip.Addr, r Range) bool {

@@ -7,6 +7,7 @@ var (
 	bucketMeta       = []byte("meta")             // appliedIndex, schemaVersion, eventSeq
 	bucketMachines   = []byte("machines")         // id -> Machine
 	bucketMACIndex   = []byte("mac_index")        // normalized MAC -> machine id
+	bucketIPIndex    = []byte("ip_index")         // reserved IP "\x00" machine id -> nothing
 	bucketSubnets    = []byte("subnets")          // name -> Subnet
 	bucketLeases     = []byte("leases")           // IP -> Lease
 	bucketLeaseMAC   = []byte("lease_mac")        // subnet "/" MAC -> IP of the MAC's lease there
@@ -24,7 +25,7 @@ var (
 )
 
 var allBuckets = [][]byte{
-	bucketMeta, bucketMachines, bucketMACIndex, bucketSubnets, bucketLeases, bucketLeaseMAC,
+	bucketMeta, bucketMachines, bucketMACIndex, bucketIPIndex, bucketSubnets, bucketLeases, bucketLeaseMAC,
 	bucketImages, bucketTemplates, bucketWorkflows, bucketActiveWF, bucketJobs, bucketActiveJobs, bucketOrders, bucketEvents,
 	bucketSettings, bucketMembers, bucketTokens,
 }
