@@ -1,0 +1,88 @@
+package replica
+
+import (
+	"log/slog"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/outposthq/outpost/appliance/internal/store"
+	"github.com/outposthq/outpost/internal/testdir"
+)
+
+// TestDataDirOfPreviousRelease starts a node on a data directory written
+// by release b482c18 (testdata/datadir-b482c18: how it was made is in
+// make_fixture_test.go.txt). Its store was copied at a mid index, so the
+// node replays the rest of that release's log, Batch entries included,
+// and must come to exactly the state that release recorded in
+// state.json.
+func TestDataDirOfPreviousRelease(t *testing.T) {
+	dir := t.TempDir()
+	testdir.Untar(t, "testdata/datadir-b482c18/datadir.tar.gz", dir)
+	var want map[string]any
+	testdir.ReadJSON(t, filepath.Join(dir, "state.json"), &want)
+
+	db, err := store.Open(filepath.Join(dir, "store.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if db.AppliedIndex() >= uint64(want["applied_index"].(float64)) {
+		t.Fatalf("the fixture's store is at %d: it must be behind its log", db.AppliedIndex())
+	}
+	n, err := Open(Config{ID: "node1", Dir: filepath.Join(dir, "raft"), BindAddr: freeAddr(t),
+		APIURL: "http://127.0.0.1:7080", Log: slog.New(slog.DiscardHandler)}, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	deadline := time.Now().Add(30 * time.Second)
+	for !n.IsReadyLeader() {
+		if time.Now().After(deadline) {
+			t.Fatal("the node did not lead its own cluster")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	got := dumpState(t, db)
+	if got["applied_index"].(float64) <= want["applied_index"].(float64) {
+		t.Errorf("applied index %v, want past %v (the new leader's no-op)", got["applied_index"], want["applied_index"])
+	}
+	delete(got, "applied_index")
+	delete(want, "applied_index")
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("state after replaying the previous release's log (-want +got):\n%s", diff)
+	}
+}
+
+// dumpState is every object of the store as JSON values, as the fixture's
+// state.json records them.
+func dumpState(t *testing.T, db *store.DB) map[string]any {
+	t.Helper()
+	state := map[string]any{"applied_index": db.AppliedIndex()}
+	err := db.View(func(tx *store.Tx) error {
+		var err error
+		if state["machines"], err = store.List[store.Machine](tx); err != nil {
+			return err
+		}
+		state["subnets"], _ = store.List[store.Subnet](tx)
+		state["leases"], _ = store.List[store.Lease](tx)
+		state["images"], _ = store.List[store.Image](tx)
+		state["templates"], _ = store.List[store.Template](tx)
+		state["workflows"], _ = store.List[store.Workflow](tx)
+		state["jobs"], _ = store.List[store.Job](tx)
+		state["orders"], _ = store.List[store.Order](tx)
+		state["settings"], _ = store.List[store.Settings](tx)
+		state["members"], _ = store.List[store.Member](tx)
+		state["tokens"], _ = store.List[store.Token](tx)
+		state["events"], _ = tx.EventsSince(0, 100000)
+		state["sync"] = tx.SyncState()
+		state["sync_managed"] = tx.SyncManaged()
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return testdir.Normalize(t, state)
+}
