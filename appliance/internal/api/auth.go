@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/outposthq/outpost/appliance/internal/store"
+	"github.com/outposthq/outpost/internal/errs"
 )
 
 // A token is "<id>.<secret>": the id finds the record, the secret's
@@ -64,7 +65,7 @@ func (s *Server) requireToken(next http.Handler) http.Handler {
 		}
 		if !ok {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="outpost"`)
-			writeJSON(w, http.StatusUnauthorized, errorBody{Error: &store.Error{
+			writeJSON(w, http.StatusUnauthorized, errorBody{Error: &errs.Error{
 				Code: codeUnauthorized, Message: "a valid bearer token is required (Authorization: Bearer <token>)",
 			}})
 			return

@@ -5,6 +5,7 @@ import (
 
 	"github.com/outposthq/outpost/appliance/internal/seal"
 	"github.com/outposthq/outpost/appliance/internal/store"
+	"github.com/outposthq/outpost/internal/errs"
 )
 
 func (s *Server) clusterStatus(w http.ResponseWriter, r *http.Request) {
@@ -56,7 +57,7 @@ func (s *Server) clusterJoin(w http.ResponseWriter, r *http.Request) {
 func (s *Server) clusterRemove(w http.ResponseWriter, r *http.Request) {
 	if err := s.node.RemoveServer(r.Context(), r.PathValue("id")); err != nil {
 		if !s.node.IsLeader() {
-			err = store.Conflict("this node is not the leader; send the request to %s", s.node.Status().LeaderID)
+			err = errs.Conflict("this node is not the leader; send the request to %s", s.node.Status().LeaderID)
 		}
 		s.writeError(w, r, err)
 		return

@@ -9,6 +9,7 @@ import (
 
 	"github.com/outposthq/outpost/appliance/internal/replica"
 	"github.com/outposthq/outpost/appliance/internal/store"
+	"github.com/outposthq/outpost/internal/errs"
 )
 
 const (
@@ -23,13 +24,13 @@ func eventQuery(r *http.Request) (since uint64, limit int, err error) {
 	q := r.URL.Query()
 	if v := q.Get("since"); v != "" {
 		if since, err = strconv.ParseUint(v, 10, 64); err != nil {
-			return 0, 0, store.Invalid("since", "%q is not a sequence number", v)
+			return 0, 0, errs.Invalid("since", "%q is not a sequence number", v)
 		}
 	}
 	limit = defaultEventPage
 	if v := q.Get("limit"); v != "" {
 		if limit, err = strconv.Atoi(v); err != nil || limit < 1 || limit > maxEventPage {
-			return 0, 0, store.Invalid("limit", "must be between 1 and %d", maxEventPage)
+			return 0, 0, errs.Invalid("limit", "must be between 1 and %d", maxEventPage)
 		}
 	}
 	return since, limit, nil
@@ -71,7 +72,7 @@ func (s *Server) postEvent(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if e.Seq != 0 || e.Index != 0 {
-		s.writeError(w, r, store.Invalid("seq", "is assigned by the appliance"))
+		s.writeError(w, r, errs.Invalid("seq", "is assigned by the appliance"))
 		return
 	}
 	if err := e.Validate(); err != nil {

@@ -2,6 +2,7 @@ package api
 
 import (
 	"github.com/outposthq/outpost/appliance/internal/store"
+	"github.com/outposthq/outpost/internal/errs"
 )
 
 // prepareMachine normalizes a machine and seals its BMC password. What
@@ -10,7 +11,7 @@ import (
 // re-applying a file that omits it does not erase it.
 func prepareMachine(s *Server, m, old *store.Machine) error {
 	if m.BMC != nil && len(m.BMC.SealedPassword) > 0 {
-		return store.Invalid("bmc.sealed_password", "is set by the appliance, not by clients")
+		return errs.Invalid("bmc.sealed_password", "is set by the appliance, not by clients")
 	}
 	m.KeepApplianceFields(old)
 	m.Normalize()

@@ -9,6 +9,7 @@ import (
 
 	"github.com/outposthq/outpost/appliance/internal/replica"
 	"github.com/outposthq/outpost/appliance/internal/store"
+	"github.com/outposthq/outpost/internal/errs"
 )
 
 // objectPtr mirrors store's constraint.
@@ -240,7 +241,7 @@ func setKey(obj store.Object, key string) error {
 		return fmt.Errorf("api: no key field for %T", obj)
 	}
 	if *field != "" && *field != key {
-		return store.Invalid(keyField(obj), "%q does not match the URL's %q", *field, key)
+		return errs.Invalid(keyField(obj), "%q does not match the URL's %q", *field, key)
 	}
 	*field = key
 	return nil
@@ -264,7 +265,7 @@ func ifMatch(r *http.Request) (uint64, error) {
 	}
 	v, err := strconv.ParseUint(h, 10, 64)
 	if err != nil || v == 0 {
-		return 0, store.Invalid("If-Match", "%q is not a version", h)
+		return 0, errs.Invalid("If-Match", "%q is not a version", h)
 	}
 	return v, nil
 }

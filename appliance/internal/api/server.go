@@ -11,6 +11,7 @@ import (
 	"github.com/outposthq/outpost/appliance/internal/replica"
 	"github.com/outposthq/outpost/appliance/internal/seal"
 	"github.com/outposthq/outpost/appliance/internal/store"
+	"github.com/outposthq/outpost/internal/errs"
 )
 
 // Config configures the API server.
@@ -103,8 +104,8 @@ func (s *Server) routes(mux *http.ServeMux) {
 	mux.HandleFunc("DELETE /v1/cluster/members/{id}", s.clusterRemove)
 
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusNotFound, errorBody{Error: &store.Error{
-			Code: store.CodeNotFound, Message: "no route for " + r.Method + " " + r.URL.Path,
+		writeJSON(w, http.StatusNotFound, errorBody{Error: &errs.Error{
+			Code: errs.CodeNotFound, Message: "no route for " + r.Method + " " + r.URL.Path,
 		}})
 	})
 }

@@ -5,6 +5,7 @@ import (
 
 	"github.com/outposthq/outpost/appliance/internal/replica"
 	"github.com/outposthq/outpost/appliance/internal/store"
+	"github.com/outposthq/outpost/internal/errs"
 )
 
 func (s *Server) getSettings(w http.ResponseWriter, r *http.Request) {
@@ -66,7 +67,7 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if req.Name == "" {
-		s.writeError(w, r, store.Invalid("name", "is required"))
+		s.writeError(w, r, errs.Invalid("name", "is required"))
 		return
 	}
 	token, rec := NewToken(req.Name)

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/outposthq/outpost/appliance/internal/store"
+	"github.com/outposthq/outpost/internal/errs"
 )
 
 // kind is one kind of object the CLI reads, deletes or applies.
@@ -149,7 +150,7 @@ func checker[T any, P objectPtr[T]](start func() P, normalize func(P) error) fun
 func normalizeMachine(m *store.Machine) error {
 	m.Normalize()
 	if m.BMC != nil && len(m.BMC.SealedPassword) > 0 {
-		return store.Invalid("bmc.sealed_password", "is set by the appliance, not by clients")
+		return errs.Invalid("bmc.sealed_password", "is set by the appliance, not by clients")
 	}
 	return nil
 }

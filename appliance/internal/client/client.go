@@ -18,6 +18,7 @@ import (
 	"github.com/outposthq/outpost/appliance/internal/api"
 	"github.com/outposthq/outpost/appliance/internal/replica"
 	"github.com/outposthq/outpost/appliance/internal/store"
+	"github.com/outposthq/outpost/internal/errs"
 )
 
 // Client talks to one appliance.
@@ -116,7 +117,7 @@ func (c *Client) send(ctx context.Context, method, path string, body json.RawMes
 
 func decodeError(status int, raw []byte) error {
 	var body struct {
-		Error *store.Error `json:"error"`
+		Error *errs.Error `json:"error"`
 	}
 	if json.Unmarshal(raw, &body) == nil && body.Error != nil {
 		return &Error{Status: status, Code: body.Error.Code, Field: body.Error.Field, Message: body.Error.Message}

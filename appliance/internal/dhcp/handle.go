@@ -13,6 +13,7 @@ import (
 
 	"github.com/outposthq/outpost/appliance/internal/replica"
 	"github.com/outposthq/outpost/appliance/internal/store"
+	"github.com/outposthq/outpost/internal/errs"
 )
 
 // request is one DHCP request with what the handlers derive from it.
@@ -168,7 +169,7 @@ func (s *Server) request(ctx context.Context, r *request) *dhcpv4.DHCPv4 {
 			Message: "leased " + l.IP + " on " + l.Subnet, Fields: map[string]string{"ip": l.IP, "mac": l.MAC}})
 	}
 	if err := s.commit(ctx, l, events...); err != nil {
-		if errors.Is(err, store.ErrConflict) {
+		if errors.Is(err, errs.ErrConflict) {
 			s.invalidate()
 			return s.nak(r, err.Error())
 		}

@@ -11,6 +11,7 @@ import (
 	"text/template"
 
 	"github.com/outposthq/outpost/appliance/internal/store"
+	"github.com/outposthq/outpost/internal/errs"
 )
 
 // Script variants: what a machine is told to do. Each has a template
@@ -132,7 +133,7 @@ func (s *Server) plan(br bootRequest) (*scriptData, error) {
 	err := s.db.View(func(tx *store.Tx) error {
 		m, err := tx.MachineByMAC(br.mac)
 		switch {
-		case errors.Is(err, store.ErrNotFound):
+		case errors.Is(err, errs.ErrNotFound):
 			return s.planUnknown(tx, d)
 		case err != nil:
 			return fmt.Errorf("machine by mac %s: %w", br.mac, err)
@@ -169,7 +170,7 @@ func (s *Server) planUnknown(tx *store.Tx, d *scriptData) error {
 func (s *Server) planInstall(tx *store.Tx, d *scriptData, m *store.Machine) error {
 	w, err := store.Get[store.Workflow](tx, m.Workflow)
 	switch {
-	case errors.Is(err, store.ErrNotFound) || (err == nil && !w.Active()):
+	case errors.Is(err, errs.ErrNotFound) || (err == nil && !w.Active()):
 		d.Variant, d.Problem = variantError, "the machine is "+string(m.State)+" but has no active workflow"
 		return nil
 	case err != nil:
@@ -203,7 +204,7 @@ func findInstaller(tx *store.Tx) (img *store.Image, problem string, err error) {
 	switch {
 	case err == nil && img.Type == store.ImageInstaller:
 		return img, "", nil
-	case err != nil && !errors.Is(err, store.ErrNotFound):
+	case err != nil && !errors.Is(err, errs.ErrNotFound):
 		return nil, "", fmt.Errorf("installer image: %w", err)
 	}
 	all, err := store.List[store.Image](tx)

@@ -30,6 +30,7 @@ import (
 	"github.com/outposthq/outpost/appliance/internal/replica"
 	"github.com/outposthq/outpost/appliance/internal/seal"
 	"github.com/outposthq/outpost/appliance/internal/store"
+	"github.com/outposthq/outpost/internal/errs"
 )
 
 // Target is a machine's BMC with its password in the clear, for one
@@ -198,7 +199,7 @@ func (r *Runner) run(ctx context.Context, j *store.Job) {
 		if err == nil {
 			return
 		}
-		if _, domain := store.AsError(err); domain {
+		if _, domain := errs.AsError(err); domain {
 			log.Warn("jobs: result refused", "err", err)
 			return
 		}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/outposthq/outpost/appliance/internal/agentproto"
 	"github.com/outposthq/outpost/appliance/internal/store"
+	"github.com/outposthq/outpost/internal/errs"
 )
 
 // instance is what the views show about the machine at one address, read
@@ -43,7 +44,7 @@ func (s *Server) lookup(addr netip.Addr) (*instance, error) {
 			switch {
 			case err == nil && wf.MachineID == in.machine.ID:
 				in.workflow, in.values = wf, wf.Values
-			case err != nil && !errors.Is(err, store.ErrNotFound):
+			case err != nil && !errors.Is(err, errs.ErrNotFound):
 				return err
 			}
 		}
@@ -54,7 +55,7 @@ func (s *Server) lookup(addr netip.Addr) (*instance, error) {
 		in.site = set.SiteName
 		if subnet != "" {
 			sub, err := store.Get[store.Subnet](tx, subnet)
-			if err != nil && !errors.Is(err, store.ErrNotFound) {
+			if err != nil && !errors.Is(err, errs.ErrNotFound) {
 				return err
 			}
 			in.subnet = sub
@@ -74,7 +75,7 @@ func identify(tx *store.Tx, addr netip.Addr, now time.Time) (*instance, string, 
 	switch {
 	case err == nil && l.State == store.LeaseActive && l.Holds(now):
 		m, err := tx.MachineByMAC(l.MAC)
-		if errors.Is(err, store.ErrNotFound) {
+		if errors.Is(err, errs.ErrNotFound) {
 			return nil, "", nil
 		}
 		if err != nil {
@@ -86,12 +87,12 @@ func identify(tx *store.Tx, addr netip.Addr, now time.Time) (*instance, string, 
 			}
 		}
 		return nil, "", nil
-	case err != nil && !errors.Is(err, store.ErrNotFound):
+	case err != nil && !errors.Is(err, errs.ErrNotFound):
 		return nil, "", err
 	}
 	m, i, err := tx.MachineByIP(addr)
 	switch {
-	case errors.Is(err, store.ErrNotFound):
+	case errors.Is(err, errs.ErrNotFound):
 		return nil, "", nil
 	case err != nil:
 		return nil, "", err

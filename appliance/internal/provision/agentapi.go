@@ -15,6 +15,7 @@ import (
 	"github.com/outposthq/outpost/appliance/internal/replica"
 	"github.com/outposthq/outpost/appliance/internal/store"
 	"github.com/outposthq/outpost/appliance/internal/workflow"
+	"github.com/outposthq/outpost/internal/errs"
 )
 
 // Config configures the agent API.
@@ -96,13 +97,13 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 // classify maps a domain or cluster error to an answer; anything else is
 // logged and answered with a generic 500 (which the agent retries).
 func (s *Server) classify(r *http.Request, err error) *apiError {
-	if e, ok := store.AsError(err); ok {
+	if e, ok := errs.AsError(err); ok {
 		switch e.Code {
-		case store.CodeInvalid:
+		case errs.CodeInvalid:
 			return &apiError{status: http.StatusBadRequest, code: e.Code, field: e.Field, msg: e.Message}
-		case store.CodeConflict:
+		case errs.CodeConflict:
 			return &apiError{status: http.StatusConflict, code: e.Code, msg: e.Message}
-		case store.CodeNotFound:
+		case errs.CodeNotFound:
 			return &apiError{status: http.StatusNotFound, code: e.Code, msg: e.Message}
 		}
 	}
@@ -146,7 +147,7 @@ func (s *Server) authWorkflow(r *http.Request) (w *store.Workflow, noWorkflow bo
 				return unauthorized()
 			}
 			m, err := tx.MachineByMAC(mac)
-			if errors.Is(err, store.ErrNotFound) || (err == nil && m.Workflow == "") {
+			if errors.Is(err, errs.ErrNotFound) || (err == nil && m.Workflow == "") {
 				noWorkflow = true
 				return nil
 			} else if err != nil {
@@ -155,7 +156,7 @@ func (s *Server) authWorkflow(r *http.Request) (w *store.Workflow, noWorkflow bo
 			id = m.Workflow
 		}
 		got, err := store.Get[store.Workflow](tx, id)
-		if errors.Is(err, store.ErrNotFound) {
+		if errors.Is(err, errs.ErrNotFound) {
 			if t.kind == kindDiscovery {
 				noWorkflow = true
 				return nil
@@ -189,7 +190,7 @@ func (s *Server) getWorkflow(w http.ResponseWriter, r *http.Request) {
 	case err != nil:
 		s.writeError(w, r, err)
 	case none:
-		s.writeError(w, r, &apiError{status: http.StatusNotFound, code: store.CodeNotFound, msg: "no workflow for this machine yet"})
+		s.writeError(w, r, &apiError{status: http.StatusNotFound, code: errs.CodeNotFound, msg: "no workflow for this machine yet"})
 	default:
 		writeJSON(w, http.StatusOK, agentView(wf, s.now()))
 	}
@@ -203,7 +204,7 @@ func (s *Server) postReport(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	case none:
-		s.writeError(w, r, &apiError{status: http.StatusNotFound, code: store.CodeNotFound, msg: "no workflow for this machine"})
+		s.writeError(w, r, &apiError{status: http.StatusNotFound, code: errs.CodeNotFound, msg: "no workflow for this machine"})
 		return
 	}
 	var rep agentproto.Report
@@ -245,7 +246,7 @@ func (s *Server) postHardware(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if got, err := store.NormalizeMAC(hw.MAC); err != nil || got != mac {
-		s.writeError(w, r, &apiError{status: http.StatusBadRequest, code: store.CodeInvalid, field: "mac",
+		s.writeError(w, r, &apiError{status: http.StatusBadRequest, code: errs.CodeInvalid, field: "mac",
 			msg: fmt.Sprintf("%q is not the MAC this credential was issued for", hw.MAC)})
 		return
 	}
@@ -281,7 +282,7 @@ func (s *Server) propose(ctx context.Context, t replica.Type, payload any) (repl
 // decode reads a JSON body strictly.
 func decode(r *http.Request, v any) error {
 	if err := store.DecodeStrict(io.LimitReader(r.Body, maxBody), v); err != nil {
-		return &apiError{status: http.StatusBadRequest, code: store.CodeInvalid, msg: "body: " + err.Error()}
+		return &apiError{status: http.StatusBadRequest, code: errs.CodeInvalid, msg: "body: " + err.Error()}
 	}
 	return nil
 }

@@ -6,10 +6,11 @@ import (
 	"time"
 
 	"github.com/outposthq/outpost/appliance/internal/store"
+	"github.com/outposthq/outpost/internal/errs"
 )
 
 // applyFunc applies one command's payload inside the batch's transaction.
-// A returned *store.Error refuses the command (and it must then have changed
+// A returned *errs.Error refuses the command (and it must then have changed
 // nothing); any other error is a storage failure.
 type applyFunc func(tx *store.Tx, payload []byte, index uint64) (any, error)
 
@@ -65,7 +66,7 @@ func applyPut[T any, P objectPtr[T]](tx *store.Tx, payload []byte, index uint64)
 	var req Put[T]
 	mustDecode(payload, &req, index)
 	if req.Object == nil {
-		return nil, store.Invalid("object", "is required")
+		return nil, errs.Invalid("object", "is required")
 	}
 	obj := P(req.Object)
 	if err := obj.Validate(); err != nil {
@@ -99,7 +100,7 @@ func applyEvents(tx *store.Tx, payload []byte, index uint64) (any, error) {
 	var req Events
 	mustDecode(payload, &req, index)
 	if len(req.Events) == 0 {
-		return nil, store.Invalid("events", "is empty")
+		return nil, errs.Invalid("events", "is empty")
 	}
 	if err := validateEvents(req.Events); err != nil {
 		return nil, err
@@ -110,8 +111,8 @@ func applyEvents(tx *store.Tx, payload []byte, index uint64) (any, error) {
 func validateEvents(events []store.Event) error {
 	for i := range events {
 		if err := events[i].Validate(); err != nil {
-			e, _ := store.AsError(err)
-			return store.Invalid(fmt.Sprintf("events[%d].%s", i, e.Field), "%s", e.Message)
+			e, _ := errs.AsError(err)
+			return errs.Invalid(fmt.Sprintf("events[%d].%s", i, e.Field), "%s", e.Message)
 		}
 	}
 	return nil

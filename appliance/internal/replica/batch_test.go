@@ -12,6 +12,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/outposthq/outpost/appliance/internal/store"
+	"github.com/outposthq/outpost/internal/errs"
 )
 
 func newTestFSM(t *testing.T) (*FSM, *store.DB) {
@@ -55,7 +56,7 @@ func TestBatchEntry(t *testing.T) {
 	if res.Batch[0].Err != nil || res.Batch[2].Err != nil {
 		t.Fatalf("unexpected refusals: %+v %+v", res.Batch[0].Err, res.Batch[2].Err)
 	}
-	if res.Batch[1].Err == nil || res.Batch[1].Err.Code != store.CodeConflict {
+	if res.Batch[1].Err == nil || res.Batch[1].Err.Code != errs.CodeConflict {
 		t.Fatalf("duplicate MAC not refused: %+v", res.Batch[1])
 	}
 	m3, err := DecodeValue[store.Machine](res.Batch[2])

@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/outposthq/outpost/appliance/internal/store"
+	"github.com/outposthq/outpost/internal/errs"
 )
 
 // Order and BMC job commands. Orders are created with PutOrder (which
@@ -64,7 +65,7 @@ func applySetPower(tx *store.Tx, payload []byte, index uint64) (any, error) {
 	var req Power
 	mustDecode(payload, &req, index)
 	if req.Power != "on" && req.Power != "off" {
-		return nil, store.Invalid("power", "%q is not on or off", req.Power)
+		return nil, errs.Invalid("power", "%q is not on or off", req.Power)
 	}
 	if req.Expect != 0 {
 		m, err := store.Get[store.Machine](tx, req.Machine)

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/outposthq/outpost/appliance/internal/store"
+	"github.com/outposthq/outpost/internal/errs"
 )
 
 // Type is a command's first byte. Values are append-only: never renumber
@@ -93,7 +94,7 @@ type Result struct {
 	Object any             `json:"-"`
 	Value  json.RawMessage `json:"value,omitempty"`
 	// Err is the domain error that refused the command, if any.
-	Err *store.Error `json:"error,omitempty"`
+	Err *errs.Error `json:"error,omitempty"`
 	// Batch holds the results of a Batch entry's commands.
 	Batch []Result `json:"batch,omitempty"`
 }

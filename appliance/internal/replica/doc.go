@@ -16,7 +16,7 @@
 //   - Apply is deterministic: it reads no clock and no randomness; the
 //     proposer puts the time into the command.
 //   - A command that fails a domain check (version conflict, a MAC already
-//     in use) changes nothing and returns a *store.Error as its result. A
+//     in use) changes nothing and returns a *errs.Error as its result. A
 //     command that does not decode, or whose type is unknown and not marked
 //     ignorable (bit 128), stops the node: a log it cannot understand was
 //     written by newer code, and skipping it would fork the replicas.

@@ -10,6 +10,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/outposthq/outpost/appliance/internal/store"
+	"github.com/outposthq/outpost/internal/errs"
 )
 
 // FSM applies committed commands to the store. It implements
@@ -83,7 +84,7 @@ func (f *FSM) applyCommand(tx *store.Tx, data []byte, index uint64) (Result, err
 	}
 	obj, err := fn(tx, payload, index)
 	if err != nil {
-		if e, ok := store.AsError(err); ok && !errors.Is(err, store.ErrCorrupt) {
+		if e, ok := errs.AsError(err); ok && !errors.Is(err, store.ErrCorrupt) {
 			return Result{Index: index, Err: e}, nil
 		}
 		return Result{}, err

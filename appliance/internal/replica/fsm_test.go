@@ -19,6 +19,7 @@ import (
 	"github.com/outposthq/outpost/appliance/internal/agentproto"
 	"github.com/outposthq/outpost/appliance/internal/store"
 	"github.com/outposthq/outpost/appliance/internal/workflow"
+	"github.com/outposthq/outpost/internal/errs"
 )
 
 // The proposer's clock, as carried in commands.
@@ -367,7 +368,7 @@ func checkDeleted[T any, P objectPtr[T]](t *testing.T, e *fsmEnv, r Result, key 
 		t.Fatalf("result = %+v (err %v), want index %d, no value, no error", r, r.Err, index)
 	}
 	e.view(func(tx *store.Tx) error {
-		if _, err := store.Get[T, P](tx, key); !errors.Is(err, store.ErrNotFound) {
+		if _, err := store.Get[T, P](tx, key); !errors.Is(err, errs.ErrNotFound) {
 			t.Errorf("Get(%q) after delete = %v, want ErrNotFound", key, err)
 		}
 		return nil
@@ -403,7 +404,7 @@ func TestApplyEveryCommand(t *testing.T) {
 		e.view(func(tx *store.Tx) error {
 			m, err := tx.MachineByMAC(mac)
 			switch {
-			case want == "" && !errors.Is(err, store.ErrNotFound):
+			case want == "" && !errors.Is(err, errs.ErrNotFound):
 				t.Errorf("MachineByMAC(%s) = %v, %v; want not found", mac, m, err)
 			case want != "" && (err != nil || m.ID != want):
 				t.Errorf("MachineByMAC(%s) = %v, %v; want %s", mac, m, err, want)
@@ -643,7 +644,7 @@ func TestApplyUpdateKeepsCreated(t *testing.T) {
 		t.Errorf("MAC index (-want +got):\n%s", diff)
 	}
 	e.view(func(tx *store.Tx) error {
-		if _, err := tx.MachineByMAC("02:00:00:00:00:01"); !errors.Is(err, store.ErrNotFound) {
+		if _, err := tx.MachineByMAC("02:00:00:00:00:01"); !errors.Is(err, errs.ErrNotFound) {
 			t.Errorf("old MAC still indexed: %v", err)
 		}
 		return nil
@@ -674,95 +675,95 @@ func TestApplyDomainErrors(t *testing.T) {
 	}{
 		"put with wrong expect": {
 			typ: PutSubnet, payload: Put[store.Subnet]{Object: fxSubnet("lab"), Expect: 2, Time: fsmT1},
-			code: store.CodeConflict,
+			code: errs.CodeConflict,
 		},
 		"put of a new object with expect": {
 			typ: PutSubnet, payload: Put[store.Subnet]{Object: fxSubnet("new"), Expect: 1, Time: fsmT1},
-			code: store.CodeConflict,
+			code: errs.CodeConflict,
 		},
 		"machine with wrong expect and events": {
 			typ: PutMachine, payload: Put[store.Machine]{Object: fxMachine("m1", "02:00:00:00:00:07"), Expect: 1, Time: fsmT1, Events: []store.Event{{Kind: "machine.updated"}}},
-			code: store.CodeConflict,
+			code: errs.CodeConflict,
 		},
 		"MAC owned by another machine": {
 			typ: PutMachine, payload: Put[store.Machine]{Object: fxMachine("m2", "02:00:00:00:00:05", "02:00:00:00:00:01"), Time: fsmT1},
-			code: store.CodeConflict,
+			code: errs.CodeConflict,
 		},
 		"workflow on a missing machine": {
 			typ: PutWorkflow, payload: Put[store.Workflow]{Object: fxWorkflow("wf1", "ghost"), Time: fsmT1},
-			code: store.CodeInvalid, field: "machine_id",
+			code: errs.CodeInvalid, field: "machine_id",
 		},
 		"workflow with a missing template": {
 			typ: PutWorkflow, payload: Put[store.Workflow]{Object: &store.Workflow{ID: "wf1", MachineID: "m1", Template: "nope", Purpose: store.PurposeProvision}, Time: fsmT1},
-			code: store.CodeInvalid, field: "template",
+			code: errs.CodeInvalid, field: "template",
 		},
 		"invalid subnet": {
 			typ: PutSubnet, payload: Put[store.Subnet]{Object: badSubnet, Time: fsmT1},
-			code: store.CodeInvalid, field: "cidr",
+			code: errs.CodeInvalid, field: "cidr",
 		},
 		"template with a cycle": {
 			typ: PutTemplate, payload: Put[store.Template]{Object: badTemplate, Time: fsmT1},
-			code: store.CodeInvalid, field: "actions[1].needs[0]",
+			code: errs.CodeInvalid, field: "actions[1].needs[0]",
 		},
 		"invalid machine": {
 			typ: PutMachine, payload: Put[store.Machine]{Object: fxMachine("m9", "not-a-mac"), Time: fsmT1},
-			code: store.CodeInvalid, field: "interfaces[0].mac",
+			code: errs.CodeInvalid, field: "interfaces[0].mac",
 		},
 		"invalid lease": {
 			typ: PutLease, payload: Put[store.Lease]{Object: fxLease("198.18.0"), Time: fsmT1},
-			code: store.CodeInvalid, field: "ip",
+			code: errs.CodeInvalid, field: "ip",
 		},
 		"invalid settings": {
 			typ: PutSettings, payload: Put[store.Settings]{Object: &store.Settings{SiteName: "s", UnknownMachines: "boot"}, Time: fsmT1},
-			code: store.CodeInvalid, field: "unknown_machines",
+			code: errs.CodeInvalid, field: "unknown_machines",
 		},
 		"invalid member": {
 			typ: PutMember, payload: Put[store.Member]{Object: &store.Member{ID: "n2", APIAddr: "x"}, Time: fsmT1},
-			code: store.CodeInvalid, field: "raft_addr",
+			code: errs.CodeInvalid, field: "raft_addr",
 		},
 		"invalid token": {
 			typ: PutToken, payload: Put[store.Token]{Object: &store.Token{ID: "t", Hash: "plain"}, Time: fsmT1},
-			code: store.CodeInvalid, field: "hash",
+			code: errs.CodeInvalid, field: "hash",
 		},
 		"invalid image": {
 			typ: PutImage, payload: Put[store.Image]{Object: &store.Image{Name: "x", Type: store.ImageOS, Format: "raw"}, Time: fsmT1},
-			code: store.CodeInvalid, field: "url",
+			code: errs.CodeInvalid, field: "url",
 		},
 		"put without object": {
 			typ: PutImage, payload: Put[store.Image]{Time: fsmT1},
-			code: store.CodeInvalid, field: "object",
+			code: errs.CodeInvalid, field: "object",
 		},
 		"valid put with an invalid event": {
 			typ: PutImage, payload: Put[store.Image]{Object: fxImage("ubuntu"), Time: fsmT1, Events: []store.Event{{Kind: "ok"}, {Message: "no kind"}}},
-			code: store.CodeInvalid, field: "events[1].kind",
+			code: errs.CodeInvalid, field: "events[1].kind",
 		},
 		"append with an invalid second event": {
 			typ: AppendEvents, payload: Events{Time: fsmT1, Events: []store.Event{{Kind: "ok"}, {Kind: ""}}},
-			code: store.CodeInvalid, field: "events[1].kind",
+			code: errs.CodeInvalid, field: "events[1].kind",
 		},
 		"append with an overlong message": {
 			typ: AppendEvents, payload: Events{Time: fsmT1, Events: []store.Event{{Kind: "k", Message: strings.Repeat("x", 5000)}}},
-			code: store.CodeInvalid, field: "events[0].message",
+			code: errs.CodeInvalid, field: "events[0].message",
 		},
 		"append nothing": {
 			typ: AppendEvents, payload: Events{Time: fsmT1},
-			code: store.CodeInvalid, field: "events",
+			code: errs.CodeInvalid, field: "events",
 		},
 		"delete a missing object": {
 			typ: DeleteImage, payload: Delete{Key: "nope", Time: fsmT1},
-			code: store.CodeNotFound,
+			code: errs.CodeNotFound,
 		},
 		"delete with wrong expect": {
 			typ: DeleteSubnet, payload: Delete{Key: "lab", Expect: 3, Time: fsmT1},
-			code: store.CodeConflict,
+			code: errs.CodeConflict,
 		},
 		"delete machine with wrong expect": {
 			typ: DeleteMachine, payload: Delete{Key: "m1", Expect: 1, Time: fsmT1, Events: []store.Event{{Kind: "machine.deleted"}}},
-			code: store.CodeConflict,
+			code: errs.CodeConflict,
 		},
 		"delete with an invalid event": {
 			typ: DeleteImage, payload: Delete{Key: "debian", Time: fsmT1, Events: []store.Event{{}}},
-			code: store.CodeInvalid, field: "events[0].kind",
+			code: errs.CodeInvalid, field: "events[0].kind",
 		},
 	}
 	for name, tc := range tests {
@@ -802,12 +803,12 @@ func TestApplyDomainErrors(t *testing.T) {
 
 func sentinel(code string) error {
 	switch code {
-	case store.CodeConflict:
-		return store.ErrConflict
-	case store.CodeNotFound:
-		return store.ErrNotFound
+	case errs.CodeConflict:
+		return errs.ErrConflict
+	case errs.CodeNotFound:
+		return errs.ErrNotFound
 	}
-	return store.ErrInvalid
+	return errs.ErrInvalid
 }
 
 // TestApplyBatchMixed: refusals inside a batch change nothing, the other
@@ -826,7 +827,7 @@ func TestApplyBatchMixed(t *testing.T) {
 	if len(resps) != len(logs) {
 		t.Fatalf("%d results for %d logs", len(resps), len(logs))
 	}
-	wantCodes := []string{"", store.CodeConflict, "", store.CodeConflict, "", store.CodeNotFound}
+	wantCodes := []string{"", errs.CodeConflict, "", errs.CodeConflict, "", errs.CodeNotFound}
 	for i, resp := range resps {
 		r := resp.(Result)
 		code := ""

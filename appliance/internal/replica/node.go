@@ -223,7 +223,7 @@ func (n *Node) commitNoop() bool {
 
 // Apply commits a command and returns its result. On a follower it is
 // forwarded to the leader; with no leader it waits for one until ctx ends.
-// A domain refusal is returned as a *store.Error.
+// A domain refusal is returned as a *errs.Error.
 func (n *Node) Apply(ctx context.Context, cmd []byte) (Result, error) {
 	for {
 		if n.IsLeader() {

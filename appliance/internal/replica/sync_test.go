@@ -9,6 +9,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/outposthq/outpost/appliance/internal/store"
+	"github.com/outposthq/outpost/internal/errs"
 )
 
 func mustJSON(t *testing.T, v any) json.RawMessage {
@@ -87,11 +88,11 @@ func TestApplyDesiredRefusals(t *testing.T) {
 		payload DesiredPayload
 		code    string
 	}{
-		"gap":                {desiredOf(2, false, put(t, store.DesiredImage, "x", fxImage("x"))), store.CodeConflict},
-		"no revision":        {desiredOf(0, false), store.CodeInvalid},
-		"delete in full":     {desiredOf(1, true, store.DesiredChange{Kind: store.DesiredImage, Key: "debian", Deleted: true}), store.CodeInvalid},
-		"put without object": {desiredOf(1, false, store.DesiredChange{Kind: store.DesiredImage, Key: "debian"}), store.CodeInvalid},
-		"named twice":        {desiredOf(1, false, put(t, store.DesiredImage, "x", fxImage("x")), put(t, store.DesiredImage, "x", fxImage("x"))), store.CodeInvalid},
+		"gap":                {desiredOf(2, false, put(t, store.DesiredImage, "x", fxImage("x"))), errs.CodeConflict},
+		"no revision":        {desiredOf(0, false), errs.CodeInvalid},
+		"delete in full":     {desiredOf(1, true, store.DesiredChange{Kind: store.DesiredImage, Key: "debian", Deleted: true}), errs.CodeInvalid},
+		"put without object": {desiredOf(1, false, store.DesiredChange{Kind: store.DesiredImage, Key: "debian"}), errs.CodeInvalid},
+		"named twice":        {desiredOf(1, false, put(t, store.DesiredImage, "x", fxImage("x")), put(t, store.DesiredImage, "x", fxImage("x"))), errs.CodeInvalid},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -170,7 +171,7 @@ func TestSyncAcked(t *testing.T) {
 	}
 	before := rawDump(t, e.db)
 	r := e.apply(commandLog(8, encodeCmd(t, SyncAcked, AckedPayload{Seq: 4, Time: fsmT0})))
-	if r.Err == nil || r.Err.Code != store.CodeInvalid {
+	if r.Err == nil || r.Err.Code != errs.CodeInvalid {
 		t.Fatalf("ack past the last event: result %+v, want invalid", r)
 	}
 	if diff := cmp.Diff(withApplied(before, 8), rawDump(t, e.db)); diff != "" {

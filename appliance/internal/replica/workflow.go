@@ -9,6 +9,7 @@ import (
 	"github.com/outposthq/outpost/appliance/internal/agentproto"
 	"github.com/outposthq/outpost/appliance/internal/store"
 	"github.com/outposthq/outpost/appliance/internal/workflow"
+	"github.com/outposthq/outpost/internal/errs"
 )
 
 // Workflow and discovery commands.
@@ -58,7 +59,7 @@ func (a *Advance) step() (func(workflow.State) (workflow.State, []workflow.Trans
 	case AdvanceReport:
 		r := a.Report
 		if r == nil {
-			return nil, store.Invalid("report", "is required")
+			return nil, errs.Invalid("report", "is required")
 		}
 		switch r.Kind {
 		case agentproto.ReportStart:
@@ -74,9 +75,9 @@ func (a *Advance) step() (func(workflow.State) (workflow.State, []workflow.Trans
 				return workflow.Finish(st, r.Action, r.Attempt, r.OK, r.Message, now)
 			}, nil
 		}
-		return nil, store.Invalid("report.kind", "%q is not one of start, progress, finish", r.Kind)
+		return nil, errs.Invalid("report.kind", "%q is not one of start, progress, finish", r.Kind)
 	}
-	return nil, store.Invalid("kind", "%q is not one of report, tick, cancel", a.Kind)
+	return nil, errs.Invalid("kind", "%q is not one of report, tick, cancel", a.Kind)
 }
 
 func applyAdvanceWorkflow(tx *store.Tx, payload []byte, index uint64) (any, error) {
@@ -109,13 +110,13 @@ func applyDiscover(tx *store.Tx, payload []byte, index uint64) (any, error) {
 	hw := req.Hardware
 	boot, err := store.NormalizeMAC(hw.MAC)
 	if err != nil {
-		return nil, store.Invalid("hardware.mac", "%q is not a MAC address", hw.MAC)
+		return nil, errs.Invalid("hardware.mac", "%q is not a MAC address", hw.MAC)
 	}
 	var ifaces []store.Interface
 	for i, n := range hw.NICs {
 		mac, err := store.NormalizeMAC(n.MAC)
 		if err != nil {
-			return nil, store.Invalid(fmt.Sprintf("hardware.nics[%d].mac", i), "%q is not a MAC address", n.MAC)
+			return nil, errs.Invalid(fmt.Sprintf("hardware.nics[%d].mac", i), "%q is not a MAC address", n.MAC)
 		}
 		ifaces = append(ifaces, store.Interface{Name: n.Name, MAC: mac, Boot: mac == boot})
 	}
@@ -127,7 +128,7 @@ func applyDiscover(tx *store.Tx, payload []byte, index uint64) (any, error) {
 	created := false
 	switch {
 	case err == nil:
-	case errors.Is(err, store.ErrNotFound):
+	case errors.Is(err, errs.ErrNotFound):
 		created = true
 		m = &store.Machine{ID: "m-" + strings.ReplaceAll(boot, ":", ""), State: store.StateDiscovered}
 		if !containsMAC(ifaces, boot) {

@@ -15,14 +15,9 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-// Sentinel errors. Domain errors that cross the replicated log are carried
-// as *Error values (see errors.go) and match these with errors.Is.
-var (
-	ErrNotFound = errors.New("store: not found")
-	ErrConflict = errors.New("store: conflict")
-	ErrInvalid  = errors.New("store: invalid")
-	ErrCorrupt  = errors.New("store: corrupt data file")
-)
+// ErrCorrupt wraps every error from a data file this code cannot read.
+// Domain errors (bad input, not found, conflicts) are *errs.Error values.
+var ErrCorrupt = errors.New("store: corrupt data file")
 
 // DB is the site store. Reads go through View; writes go through Update,
 // which only the replicated state machine calls.

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"io"
 	"strings"
+
+	"github.com/outposthq/outpost/internal/errs"
 )
 
 // DecodeStrict decodes one JSON value from r into v the way every Outpost
@@ -18,17 +20,17 @@ func DecodeStrict(r io.Reader, v any) error {
 		var te *json.UnmarshalTypeError
 		switch {
 		case errors.As(err, &te):
-			return Invalid(te.Field, "wrong type: got %s, want %s", te.Value, te.Type)
+			return errs.Invalid(te.Field, "wrong type: got %s, want %s", te.Value, te.Type)
 		case strings.HasPrefix(err.Error(), "json: unknown field "):
 			f := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
-			return Invalid(f, "unknown field")
+			return errs.Invalid(f, "unknown field")
 		case errors.Is(err, io.EOF):
-			return Invalid("", "the document is empty")
+			return errs.Invalid("", "the document is empty")
 		}
-		return Invalid("", "not valid JSON: %v", err)
+		return errs.Invalid("", "not valid JSON: %v", err)
 	}
 	if dec.More() {
-		return Invalid("", "more than one JSON value")
+		return errs.Invalid("", "more than one JSON value")
 	}
 	return nil
 }

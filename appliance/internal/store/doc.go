@@ -8,7 +8,7 @@
 //
 //   - Each object carries Version, the Raft index of the command that last
 //     changed it. Versions only grow; a put that names an expected version
-//     fails with ErrConflict when the stored one differs.
+//     fails with errs.ErrConflict when the stored one differs.
 //   - The meta bucket records the applied Raft index in the same transaction
 //     as the changes of that index, so a crash never leaves the two apart and
 //     replaying an index at or below it changes nothing.

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"time"
+
+	"github.com/outposthq/outpost/internal/errs"
 )
 
 // Event is one thing that happened at the site. Events are append-only and
@@ -21,10 +23,10 @@ type Event struct {
 // Validate checks an event before it is recorded.
 func (e *Event) Validate() error {
 	if e.Kind == "" {
-		return Invalid("kind", "is required")
+		return errs.Invalid("kind", "is required")
 	}
 	if len(e.Message) > 4096 {
-		return Invalid("message", "is longer than 4096 bytes")
+		return errs.Invalid("message", "is longer than 4096 bytes")
 	}
 	return nil
 }

@@ -3,6 +3,8 @@ package store
 import (
 	"encoding/hex"
 	"net/url"
+
+	"github.com/outposthq/outpost/internal/errs"
 )
 
 // Image kinds.
@@ -53,13 +55,13 @@ func (i *Image) Validate() error {
 	}
 	if i.SHA256 != "" {
 		if b, err := hex.DecodeString(i.SHA256); err != nil || len(b) != 32 {
-			return Invalid("sha256", "must be 64 hexadecimal digits")
+			return errs.Invalid("sha256", "must be 64 hexadecimal digits")
 		}
 	}
 	switch i.Type {
 	case ImageOS:
 		if (i.URL == "") == (i.File == "") {
-			return Invalid("url", "exactly one of url and file is required")
+			return errs.Invalid("url", "exactly one of url and file is required")
 		}
 		if err := validLocation("url", i.URL); err != nil {
 			return err
@@ -69,10 +71,10 @@ func (i *Image) Validate() error {
 		}
 	case ImageInstaller:
 		if i.Kernel == "" {
-			return Invalid("kernel", "is required for an installer")
+			return errs.Invalid("kernel", "is required for an installer")
 		}
 		if i.Initrd == "" {
-			return Invalid("initrd", "is required for an installer")
+			return errs.Invalid("initrd", "is required for an installer")
 		}
 	}
 	return nil
@@ -84,7 +86,7 @@ func validLocation(field, v string) error {
 	}
 	u, err := url.Parse(v)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return Invalid(field, "%q is not an http or https URL", v)
+		return errs.Invalid(field, "%q is not an http or https URL", v)
 	}
 	return nil
 }

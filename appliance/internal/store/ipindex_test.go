@@ -10,6 +10,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/outposthq/outpost/appliance/internal/store"
+	"github.com/outposthq/outpost/internal/errs"
 )
 
 // machineAt is the id and interface MachineByIP finds for addr, or "" if
@@ -20,7 +21,7 @@ func machineAt(t *testing.T, db *store.DB, addr string) (string, int) {
 	var nic int
 	view(t, db, func(tx *store.Tx) error {
 		m, i, err := tx.MachineByIP(netip.MustParseAddr(addr))
-		if errors.Is(err, store.ErrNotFound) {
+		if errors.Is(err, errs.ErrNotFound) {
 			return nil
 		}
 		if err != nil {

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/outposthq/outpost/internal/errs"
 )
 
 // BMC job actions.
@@ -87,16 +89,16 @@ func (j *Job) Done() bool { return j.State == JobSucceeded || j.State == JobFail
 // UnsafeCreateJob stores a new pending job for a machine that has a BMC.
 func (tx *Tx) UnsafeCreateJob(j *Job, wr Write) error {
 	if _, err := Get[Job](tx, j.ID); err == nil {
-		return Conflict("job %q exists", j.ID)
-	} else if !errors.Is(err, ErrNotFound) {
+		return errs.Conflict("job %q exists", j.ID)
+	} else if !errors.Is(err, errs.ErrNotFound) {
 		return err
 	}
 	m, err := Get[Machine](tx, j.MachineID)
 	if err != nil {
-		return Invalid("machine_id", "no machine %q", j.MachineID)
+		return errs.Invalid("machine_id", "no machine %q", j.MachineID)
 	}
 	if m.BMC == nil {
-		return Invalid("machine_id", "machine %q has no BMC", m.ID)
+		return errs.Invalid("machine_id", "machine %q has no BMC", m.ID)
 	}
 	j.State, j.Attempt, j.Deadline, j.Power, j.Warning, j.Error = JobPending, 0, time.Time{}, "", "", ""
 	if err := tx.putJob(j, wr); err != nil {
@@ -116,11 +118,11 @@ func (tx *Tx) UnsafeStartJob(id string, attempt int, deadline time.Time, wr Writ
 	}
 	switch {
 	case j.Done():
-		return nil, Conflict("job %s has ended (%s)", id, j.State)
+		return nil, errs.Conflict("job %s has ended (%s)", id, j.State)
 	case j.State == JobRunning && wr.Time.Before(j.Deadline):
-		return nil, Conflict("job %s is running until %s", id, j.Deadline.Format(time.RFC3339))
+		return nil, errs.Conflict("job %s is running until %s", id, j.Deadline.Format(time.RFC3339))
 	case attempt != j.Attempt+1:
-		return nil, Conflict("job %s: attempt %d cannot start after attempt %d", id, attempt, j.Attempt)
+		return nil, errs.Conflict("job %s: attempt %d cannot start after attempt %d", id, attempt, j.Attempt)
 	}
 	j.State, j.Attempt, j.Deadline = JobRunning, attempt, deadline.UTC()
 	if err := tx.putJob(j, wr); err != nil {
@@ -147,7 +149,7 @@ func (tx *Tx) UnsafeFinishJob(id string, attempt int, r JobResult, wr Write) (*J
 		return nil, err
 	}
 	if j.State != JobRunning || j.Attempt != attempt {
-		return nil, Conflict("job %s: attempt %d is not running (%s, attempt %d)", id, attempt, j.State, j.Attempt)
+		return nil, errs.Conflict("job %s: attempt %d is not running (%s, attempt %d)", id, attempt, j.State, j.Attempt)
 	}
 	j.State, j.Power, j.Warning, j.Error = JobSucceeded, r.Power, r.Warning, r.Error
 	if !r.OK {
@@ -169,7 +171,7 @@ func (tx *Tx) UnsafeFinishJob(id string, attempt int, r JobResult, wr Write) (*J
 		return nil, err
 	}
 	if r.OK && r.Power != "" {
-		if err := tx.UnsafeSetPower(j.MachineID, r.Power, wr); err != nil && !errors.Is(err, ErrNotFound) {
+		if err := tx.UnsafeSetPower(j.MachineID, r.Power, wr); err != nil && !errors.Is(err, errs.ErrNotFound) {
 			return nil, err
 		}
 	}

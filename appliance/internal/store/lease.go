@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/outposthq/outpost/internal/errs"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -43,7 +44,7 @@ func (*Lease) bucket() []byte { return bucketLeases }
 func (l *Lease) Validate() error {
 	a, err := netip.ParseAddr(l.IP)
 	if err != nil || !a.Is4() {
-		return Invalid("ip", "%q is not an IPv4 address", l.IP)
+		return errs.Invalid("ip", "%q is not an IPv4 address", l.IP)
 	}
 	if _, err := NormalizeMAC(l.MAC); err != nil {
 		return err
@@ -55,7 +56,7 @@ func (l *Lease) Validate() error {
 		return err
 	}
 	if l.Expires.Before(l.Starts) {
-		return Invalid("expires", "is before starts")
+		return errs.Invalid("expires", "is before starts")
 	}
 	return nil
 }
@@ -81,7 +82,7 @@ func (tx *Tx) LeaseByMAC(subnet, mac string) (*Lease, error) {
 	}
 	ip := tx.tx.Bucket(bucketLeaseMAC).Get(leaseMACKey(subnet, n))
 	if ip == nil {
-		return nil, NotFound("lease for", subnet+"/"+n)
+		return nil, errs.NotFound("lease for", subnet+"/"+n)
 	}
 	return Get[Lease](tx, string(ip))
 }
@@ -101,7 +102,7 @@ func (tx *Tx) UnsafePutLease(l *Lease, w Write) error {
 	// every lease of a boot storm).
 	raw := tx.tx.Bucket(bucketSubnets).Get([]byte(l.Subnet))
 	if raw == nil {
-		return Invalid("subnet", "no subnet %q", l.Subnet)
+		return errs.Invalid("subnet", "no subnet %q", l.Subnet)
 	}
 	var sub struct{ CIDR string }
 	if err := json.Unmarshal(raw, &sub); err != nil {
@@ -112,14 +113,14 @@ func (tx *Tx) UnsafePutLease(l *Lease, w Write) error {
 		return fmt.Errorf("%w: subnet %q has CIDR %q", ErrCorrupt, l.Subnet, sub.CIDR)
 	}
 	if ip := netip.MustParseAddr(l.IP); !prefix.Masked().Contains(ip) {
-		return Invalid("ip", "%s is outside subnet %s (%s)", l.IP, l.Subnet, sub.CIDR)
+		return errs.Invalid("ip", "%s is outside subnet %s (%s)", l.IP, l.Subnet, sub.CIDR)
 	}
 	cur, err := Get[Lease](tx, l.IP)
 	if err != nil && !isNotFound(err) {
 		return err
 	}
 	if cur != nil && cur.MAC != l.MAC && cur.Holds(w.Time) {
-		return Conflict("address %s is held by %s (%s) until %s", l.IP, cur.MAC, cur.State, cur.Expires.Format(time.RFC3339))
+		return errs.Conflict("address %s is held by %s (%s) until %s", l.IP, cur.MAC, cur.State, cur.Expires.Format(time.RFC3339))
 	}
 	idx := tx.tx.Bucket(bucketLeaseMAC)
 	if cur != nil {
@@ -173,6 +174,6 @@ func deleteIfEquals(b *bolt.Bucket, key []byte, value string) error {
 }
 
 func isNotFound(err error) bool {
-	e, ok := AsError(err)
-	return ok && e.Code == CodeNotFound
+	e, ok := errs.AsError(err)
+	return ok && e.Code == errs.CodeNotFound
 }

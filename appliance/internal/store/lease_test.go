@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/outposthq/outpost/appliance/internal/store"
+	"github.com/outposthq/outpost/internal/errs"
 )
 
 func lease(ip, mac string, state store.LeaseState, expires time.Time) *store.Lease {
@@ -27,13 +28,13 @@ func TestLeaseOwnership(t *testing.T) {
 		at      time.Time
 		wantErr error
 	}{
-		"other MAC while active":      {lease("198.18.0.100", a, store.LeaseActive, hour), lease("198.18.0.100", b, store.LeaseActive, hour), t0, store.ErrConflict},
-		"other MAC while offered":     {lease("198.18.0.100", a, store.LeaseOffered, hour), lease("198.18.0.100", b, store.LeaseActive, hour), t0, store.ErrConflict},
-		"other MAC during quarantine": {lease("198.18.0.100", a, store.LeaseDeclined, hour), lease("198.18.0.100", b, store.LeaseActive, hour), t0, store.ErrConflict},
+		"other MAC while active":      {lease("198.18.0.100", a, store.LeaseActive, hour), lease("198.18.0.100", b, store.LeaseActive, hour), t0, errs.ErrConflict},
+		"other MAC while offered":     {lease("198.18.0.100", a, store.LeaseOffered, hour), lease("198.18.0.100", b, store.LeaseActive, hour), t0, errs.ErrConflict},
+		"other MAC during quarantine": {lease("198.18.0.100", a, store.LeaseDeclined, hour), lease("198.18.0.100", b, store.LeaseActive, hour), t0, errs.ErrConflict},
 		"other MAC after expiry":      {lease("198.18.0.100", a, store.LeaseActive, hour), lease("198.18.0.100", b, store.LeaseActive, hour.Add(time.Hour)), hour, nil},
 		"other MAC after release":     {lease("198.18.0.100", a, store.LeaseReleased, t0), lease("198.18.0.100", b, store.LeaseActive, hour), t0, nil},
 		"same MAC renews":             {lease("198.18.0.100", a, store.LeaseActive, hour), lease("198.18.0.100", a, store.LeaseActive, hour.Add(time.Hour)), t0, nil},
-		"outside the subnet":          {nil, lease("198.19.0.1", a, store.LeaseActive, hour), t0, store.ErrInvalid},
+		"outside the subnet":          {nil, lease("198.19.0.1", a, store.LeaseActive, hour), t0, errs.ErrInvalid},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -50,7 +51,7 @@ func TestLeaseOwnership(t *testing.T) {
 			var err error
 			update(t, db, func(tx *store.Tx) error {
 				err = putLease(tx, tc.second, tc.at)
-				if _, ok := store.AsError(err); ok {
+				if _, ok := errs.AsError(err); ok {
 					return nil
 				}
 				return err
@@ -103,7 +104,7 @@ func TestLeaseByMAC(t *testing.T) {
 	// Declining quarantines the address and unlinks the MAC.
 	update(t, db, func(tx *store.Tx) error { return putLease(tx, lease("198.18.0.101", a, store.LeaseDeclined, hour), t0) })
 	view(t, db, func(tx *store.Tx) error {
-		if _, err := tx.LeaseByMAC("lab", a); !errors.Is(err, store.ErrNotFound) {
+		if _, err := tx.LeaseByMAC("lab", a); !errors.Is(err, errs.ErrNotFound) {
 			t.Errorf("LeaseByMAC after decline: %v, want not found", err)
 		}
 		return nil

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/outposthq/outpost/internal/errs"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -172,10 +173,10 @@ func (m *Machine) Validate() error {
 		f := fmt.Sprintf("interfaces[%d]", i)
 		mac, err := NormalizeMAC(nic.MAC)
 		if err != nil {
-			return Invalid(f+".mac", "%q is not a 48-bit MAC address", nic.MAC)
+			return errs.Invalid(f+".mac", "%q is not a 48-bit MAC address", nic.MAC)
 		}
 		if seen[mac] {
-			return Invalid(f+".mac", "%s is listed twice", mac)
+			return errs.Invalid(f+".mac", "%s is listed twice", mac)
 		}
 		seen[mac] = true
 		if err := validAddr(f+".ip", nic.IP, false); err != nil {
@@ -189,12 +190,12 @@ func (m *Machine) Validate() error {
 	}
 	for i, d := range m.Disks {
 		if d.Name == "" {
-			return Invalid(fmt.Sprintf("disks[%d].name", i), "is required")
+			return errs.Invalid(fmt.Sprintf("disks[%d].name", i), "is required")
 		}
 	}
 	for i, t := range m.Tags {
 		if strings.TrimSpace(t) == "" {
-			return Invalid(fmt.Sprintf("tags[%d]", i), "is empty")
+			return errs.Invalid(fmt.Sprintf("tags[%d]", i), "is empty")
 		}
 	}
 	return nil
@@ -202,14 +203,14 @@ func (m *Machine) Validate() error {
 
 func (b *BMC) validate() error {
 	if b.Address == "" {
-		return Invalid("bmc.address", "is required")
+		return errs.Invalid("bmc.address", "is required")
 	}
 	host := b.Address
 	if ap, err := netip.ParseAddrPort(b.Address); err == nil {
 		host = ap.Addr().String()
 	}
 	if host == "" || strings.ContainsAny(host, " /") {
-		return Invalid("bmc.address", "%q is not a host or host:port", b.Address)
+		return errs.Invalid("bmc.address", "%q is not a host or host:port", b.Address)
 	}
 	return validOneOf("bmc.driver", b.Driver, bmcDrivers...)
 }
@@ -237,7 +238,7 @@ func (tx *Tx) MachineByMAC(mac string) (*Machine, error) {
 	}
 	id := tx.tx.Bucket(bucketMACIndex).Get([]byte(n))
 	if id == nil {
-		return nil, NotFound("machine with MAC", n)
+		return nil, errs.NotFound("machine with MAC", n)
 	}
 	return Get[Machine](tx, string(id))
 }
@@ -249,7 +250,7 @@ func (tx *Tx) MachineByIP(addr netip.Addr) (*Machine, int, error) {
 	prefix := append([]byte(addr.String()), 0)
 	k, _ := tx.tx.Bucket(bucketIPIndex).Cursor().Seek(prefix)
 	if k == nil || !bytes.HasPrefix(k, prefix) {
-		return nil, 0, NotFound("machine with address", addr.String())
+		return nil, 0, errs.NotFound("machine with address", addr.String())
 	}
 	m, err := Get[Machine](tx, string(k[len(prefix):]))
 	if err != nil {
@@ -315,14 +316,14 @@ func (tx *Tx) UnsafePutMachine(m *Machine, w Write) error {
 	for i := range m.Interfaces {
 		mac, err := NormalizeMAC(m.Interfaces[i].MAC)
 		if err != nil {
-			return Invalid(fmt.Sprintf("interfaces[%d].mac", i), "%q is not a 48-bit MAC address", m.Interfaces[i].MAC)
+			return errs.Invalid(fmt.Sprintf("interfaces[%d].mac", i), "%q is not a 48-bit MAC address", m.Interfaces[i].MAC)
 		}
 		m.Interfaces[i].MAC = mac
 	}
 	idx := tx.tx.Bucket(bucketMACIndex)
 	for _, nic := range m.Interfaces {
 		if owner := idx.Get([]byte(nic.MAC)); owner != nil && string(owner) != m.ID {
-			return Conflict("MAC %s already belongs to machine %q", nic.MAC, owner)
+			return errs.Conflict("MAC %s already belongs to machine %q", nic.MAC, owner)
 		}
 	}
 	prev, err := tx.unsafePut(m, w)

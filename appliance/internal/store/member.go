@@ -1,5 +1,7 @@
 package store
 
+import "github.com/outposthq/outpost/internal/errs"
+
 // Member is one appliance of the site's cluster, as recorded when it
 // joined. Raft's own configuration says who votes; Member adds what Raft
 // does not know, such as where the node's API listens (for forwarding).
@@ -20,10 +22,10 @@ func (m *Member) Validate() error {
 		return err
 	}
 	if m.RaftAddr == "" {
-		return Invalid("raft_addr", "is required")
+		return errs.Invalid("raft_addr", "is required")
 	}
 	if m.APIAddr == "" {
-		return Invalid("api_addr", "is required")
+		return errs.Invalid("api_addr", "is required")
 	}
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/outposthq/outpost/appliance/internal/agentproto"
 	"github.com/outposthq/outpost/appliance/internal/workflow"
+	"github.com/outposthq/outpost/internal/errs"
 )
 
 // Order kinds: what an operator (or central) asks of a machine.
@@ -90,7 +91,7 @@ func (o *Order) Validate() error {
 		}
 	}
 	if o.Action == OrderProvision && o.Image == "" && o.Values["image"] == "" {
-		return Invalid("image", "a provision order names the image to install")
+		return errs.Invalid("image", "a provision order names the image to install")
 	}
 	if o.State != "" {
 		return validOneOf("state", o.State, OrderRunning, OrderSucceeded, OrderFailed)
@@ -126,22 +127,22 @@ func WithBootValues(values map[string]string, bootURL string) map[string]string 
 // another workflow, a template that does not bind refuse the whole order.
 func (tx *Tx) UnsafeCreateOrder(o *Order, wr Write) error {
 	if _, err := Get[Order](tx, o.ID); err == nil {
-		return Conflict("order %q exists", o.ID)
-	} else if !errors.Is(err, ErrNotFound) {
+		return errs.Conflict("order %q exists", o.ID)
+	} else if !errors.Is(err, errs.ErrNotFound) {
 		return err
 	}
 	m, err := Get[Machine](tx, o.MachineID)
 	if err != nil {
-		return Invalid("machine_id", "no machine %q", o.MachineID)
+		return errs.Invalid("machine_id", "no machine %q", o.MachineID)
 	}
 	if m.BMC == nil {
-		return Invalid("machine_id", "machine %q has no BMC: the appliance cannot power it", m.ID)
+		return errs.Invalid("machine_id", "machine %q has no BMC: the appliance cannot power it", m.ID)
 	}
 	// Nothing is written until everything is known to fit: a refused
 	// command must change nothing.
 	for _, suffix := range []string{"pxe", "cycle", "power", "off"} {
 		if _, err := Get[Job](tx, o.ID+"-"+suffix); err == nil {
-			return Conflict("job %s-%s of an earlier order %s exists: delete it or choose another order id", o.ID, suffix, o.ID)
+			return errs.Conflict("job %s-%s of an earlier order %s exists: delete it or choose another order id", o.ID, suffix, o.ID)
 		}
 	}
 	var reservation *addressReservation

@@ -8,6 +8,7 @@ import (
 
 	"github.com/outposthq/outpost/appliance/internal/store"
 	"github.com/outposthq/outpost/appliance/internal/workflow"
+	"github.com/outposthq/outpost/internal/errs"
 )
 
 // orderSite is workflowSite with the templates orders use by default.
@@ -157,7 +158,7 @@ func TestOrderRefused(t *testing.T) {
 		"unknown image": {ID: "o4", Action: store.OrderProvision, MachineID: "m1", Template: "install", Image: "ghost"},
 	} {
 		err := db.Update(func(tx *store.Tx) error { return tx.UnsafePut(o, store.Write{Index: 10, Time: t0}) })
-		if code, _ := errField(t, err); code != store.CodeInvalid {
+		if code, _ := errField(t, err); code != errs.CodeInvalid {
 			t.Errorf("%s: %v, want invalid", name, err)
 		}
 	}

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net/netip"
 	"time"
+
+	"github.com/outposthq/outpost/internal/errs"
 )
 
 // addressReservation is an address chosen for a machine's boot interface.
@@ -30,7 +32,7 @@ func (tx *Tx) chooseBootAddress(m *Machine, now time.Time) (*addressReservation,
 		}
 	}
 	if i < 0 {
-		return nil, Invalid("machine_id", "machine %q has no interface to give an address", m.ID)
+		return nil, errs.Invalid("machine_id", "machine %q has no interface to give an address", m.ID)
 	}
 	iface := m.Interfaces[i]
 	if iface.IP != "" {
@@ -47,7 +49,7 @@ func (tx *Tx) chooseBootAddress(m *Machine, now time.Time) (*addressReservation,
 		l, err := tx.LeaseByMAC(s.Name, iface.MAC)
 		if err == nil && l.Holds(now) && l.State != LeaseDeclined {
 			return &addressReservation{iface: i, ip: l.IP, subnet: s.Name}, nil
-		} else if err != nil && !errors.Is(err, ErrNotFound) {
+		} else if err != nil && !errors.Is(err, errs.ErrNotFound) {
 			return nil, err
 		}
 	}
@@ -57,14 +59,14 @@ func (tx *Tx) chooseBootAddress(m *Machine, now time.Time) (*addressReservation,
 		case iface.Subnet != "" && s.Name == iface.Subnet:
 			subnet = s
 		case iface.Subnet == "" && len(s.Pools) > 0 && subnet != nil:
-			return nil, Invalid(fmt.Sprintf("interfaces[%d].subnet", i),
+			return nil, errs.Invalid(fmt.Sprintf("interfaces[%d].subnet", i),
 				"the site has several subnets with pools: name the one machine %q boots on", m.ID)
 		case iface.Subnet == "" && len(s.Pools) > 0:
 			subnet = s
 		}
 	}
 	if subnet == nil {
-		return nil, Invalid(fmt.Sprintf("interfaces[%d].subnet", i), "no subnet with pools to give machine %q an address from", m.ID)
+		return nil, errs.Invalid(fmt.Sprintf("interfaces[%d].subnet", i), "no subnet with pools to give machine %q an address from", m.ID)
 	}
 	taken, err := tx.reservedAddresses()
 	if err != nil {
@@ -91,13 +93,13 @@ func (tx *Tx) chooseBootAddress(m *Machine, now time.Time) (*addressReservation,
 			l, err := Get[Lease](tx, a.String())
 			if err == nil && l.Holds(now) && l.MAC != iface.MAC {
 				continue
-			} else if err != nil && !errors.Is(err, ErrNotFound) {
+			} else if err != nil && !errors.Is(err, errs.ErrNotFound) {
 				return nil, err
 			}
 			return &addressReservation{iface: i, ip: a.String(), subnet: subnet.Name}, nil
 		}
 	}
-	return nil, Conflict("subnet %s has no free address in its pools for machine %q", subnet.Name, m.ID)
+	return nil, errs.Conflict("subnet %s has no free address in its pools for machine %q", subnet.Name, m.ID)
 }
 
 // reservedAddresses is every address a machine's interface reserves, read

@@ -1,5 +1,7 @@
 package store
 
+import "github.com/outposthq/outpost/internal/errs"
+
 // Settings are the site-wide knobs, kept as one object.
 type Settings struct {
 	Meta
@@ -35,7 +37,7 @@ func (s *Settings) Validate() error {
 func (tx *Tx) Settings() (*Settings, error) {
 	s, err := Get[Settings](tx, settingsKey)
 	if err != nil {
-		if e, ok := AsError(err); ok && e.Code == CodeNotFound {
+		if e, ok := errs.AsError(err); ok && e.Code == errs.CodeNotFound {
 			return DefaultSettings(), nil
 		}
 		return nil, err

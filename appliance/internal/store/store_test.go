@@ -15,6 +15,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/outposthq/outpost/appliance/internal/store"
+	"github.com/outposthq/outpost/internal/errs"
 )
 
 var (
@@ -60,9 +61,9 @@ func errField(t *testing.T, err error) (code, field string) {
 	if err == nil {
 		return "", ""
 	}
-	e, ok := store.AsError(err)
+	e, ok := errs.AsError(err)
 	if !ok {
-		t.Fatalf("error %v (%T) is not a *store.Error", err, err)
+		t.Fatalf("error %v (%T) is not a *errs.Error", err, err)
 	}
 	return e.Code, e.Field
 }
@@ -196,8 +197,8 @@ func roundTripIn[T any, P objPtr[T]](t *testing.T, db *store.DB, objs ...P) {
 		}
 		var zero P = new(T)
 		_, err = store.Get[T, P](tx, "no-such-"+zero.Kind())
-		if !errors.Is(err, store.ErrNotFound) {
-			t.Errorf("Get(missing) = %v, want ErrNotFound", err)
+		if !errors.Is(err, errs.ErrNotFound) {
+			t.Errorf("Get(missing) = %v, want errs.ErrNotFound", err)
 		}
 		return nil
 	})
@@ -309,18 +310,18 @@ func TestDelete(t *testing.T) {
 		if err := tx.UnsafeDelete(&store.Subnet{}, "a", 0); err != nil {
 			t.Errorf("delete subnet a: %v", err)
 		}
-		if err := tx.UnsafeDelete(&store.Subnet{}, "a", 0); !errors.Is(err, store.ErrNotFound) {
-			t.Errorf("second delete of subnet a = %v, want ErrNotFound", err)
+		if err := tx.UnsafeDelete(&store.Subnet{}, "a", 0); !errors.Is(err, errs.ErrNotFound) {
+			t.Errorf("second delete of subnet a = %v, want errs.ErrNotFound", err)
 		}
 		// Keys are per kind: there is no image "b".
-		if err := tx.UnsafeDelete(&store.Image{}, "b", 0); !errors.Is(err, store.ErrNotFound) {
-			t.Errorf("delete image b = %v, want ErrNotFound", err)
+		if err := tx.UnsafeDelete(&store.Image{}, "b", 0); !errors.Is(err, errs.ErrNotFound) {
+			t.Errorf("delete image b = %v, want errs.ErrNotFound", err)
 		}
 		return nil
 	})
 	view(t, db, func(tx *store.Tx) error {
-		if _, err := store.Get[store.Subnet](tx, "a"); !errors.Is(err, store.ErrNotFound) {
-			t.Errorf("Get(a) after delete = %v, want ErrNotFound", err)
+		if _, err := store.Get[store.Subnet](tx, "a"); !errors.Is(err, errs.ErrNotFound) {
+			t.Errorf("Get(a) after delete = %v, want errs.ErrNotFound", err)
 		}
 		if n := store.Count[store.Subnet](tx); n != 1 {
 			t.Errorf("Count[Subnet] = %d, want 1", n)
@@ -425,8 +426,8 @@ func TestMachineValidate(t *testing.T) {
 				t.Errorf("Validate() = %v: field (-want +got):\n%s", err, diff)
 			}
 			if tc.field != "" {
-				if code != store.CodeInvalid || !errors.Is(err, store.ErrInvalid) {
-					t.Errorf("Validate() = %v (code %q), want an ErrInvalid", err, code)
+				if code != errs.CodeInvalid || !errors.Is(err, errs.ErrInvalid) {
+					t.Errorf("Validate() = %v (code %q), want an errs.ErrInvalid", err, code)
 				}
 				if !strings.HasPrefix(err.Error(), tc.field+": ") {
 					t.Errorf("Error() = %q, want it to start with the field", err.Error())
@@ -517,8 +518,8 @@ func TestSubnetValidate(t *testing.T) {
 			if diff := cmp.Diff(tc.field, field); diff != "" {
 				t.Errorf("Validate() = %v: field (-want +got):\n%s", err, diff)
 			}
-			if tc.field != "" && !errors.Is(err, store.ErrInvalid) {
-				t.Errorf("Validate() = %v, want ErrInvalid", err)
+			if tc.field != "" && !errors.Is(err, errs.ErrInvalid) {
+				t.Errorf("Validate() = %v, want errs.ErrInvalid", err)
 			}
 		})
 	}
@@ -733,22 +734,22 @@ func TestOtherValidate(t *testing.T) {
 
 func TestErrors(t *testing.T) {
 	tests := map[string]struct {
-		err         *store.Error
+		err         *errs.Error
 		is          error
 		isNot       []error
 		wantMessage string
 	}{
 		"invalid": {
-			err: store.Invalid("cidr", "bad %d", 1), is: store.ErrInvalid,
-			isNot: []error{store.ErrNotFound, store.ErrConflict, store.ErrCorrupt}, wantMessage: "cidr: bad 1",
+			err: errs.Invalid("cidr", "bad %d", 1), is: errs.ErrInvalid,
+			isNot: []error{errs.ErrNotFound, errs.ErrConflict, store.ErrCorrupt}, wantMessage: "cidr: bad 1",
 		},
 		"not found": {
-			err: store.NotFound("machine", "m1"), is: store.ErrNotFound,
-			isNot: []error{store.ErrInvalid, store.ErrConflict}, wantMessage: `machine "m1" not found`,
+			err: errs.NotFound("machine", "m1"), is: errs.ErrNotFound,
+			isNot: []error{errs.ErrInvalid, errs.ErrConflict}, wantMessage: `machine "m1" not found`,
 		},
 		"conflict": {
-			err: store.Conflict("taken by %s", "x"), is: store.ErrConflict,
-			isNot: []error{store.ErrInvalid, store.ErrNotFound}, wantMessage: "taken by x",
+			err: errs.Conflict("taken by %s", "x"), is: errs.ErrConflict,
+			isNot: []error{errs.ErrInvalid, errs.ErrNotFound}, wantMessage: "taken by x",
 		},
 	}
 	for name, tc := range tests {
@@ -766,13 +767,13 @@ func TestErrors(t *testing.T) {
 			if got := err.Error(); got != tc.wantMessage {
 				t.Errorf("Error() = %q, want %q", got, tc.wantMessage)
 			}
-			got, ok := store.AsError(wrapped)
+			got, ok := errs.AsError(wrapped)
 			if !ok || got != tc.err {
 				t.Errorf("AsError = %v, %v", got, ok)
 			}
 		})
 	}
-	if _, ok := store.AsError(errors.New("plain")); ok {
+	if _, ok := errs.AsError(errors.New("plain")); ok {
 		t.Error("AsError found a domain error in a plain error")
 	}
 }
@@ -785,7 +786,7 @@ func machineIDByMAC(t *testing.T, db *store.DB, mac string) string {
 	view(t, db, func(tx *store.Tx) error {
 		m, err := tx.MachineByMAC(mac)
 		switch {
-		case errors.Is(err, store.ErrNotFound):
+		case errors.Is(err, errs.ErrNotFound):
 		case err != nil:
 			t.Fatalf("MachineByMAC(%q): %v", mac, err)
 		default:
@@ -832,8 +833,8 @@ func TestMACIndex(t *testing.T) {
 			t.Errorf("MachineByMAC(unknown) = %q, want none", got)
 		}
 		view(t, db, func(tx *store.Tx) error {
-			if _, err := tx.MachineByMAC("zz:zz"); !errors.Is(err, store.ErrInvalid) {
-				t.Errorf("MachineByMAC(malformed) = %v, want ErrInvalid", err)
+			if _, err := tx.MachineByMAC("zz:zz"); !errors.Is(err, errs.ErrInvalid) {
+				t.Errorf("MachineByMAC(malformed) = %v, want errs.ErrInvalid", err)
 			}
 			return nil
 		})
@@ -848,8 +849,8 @@ func TestMACIndex(t *testing.T) {
 			"taken mac on existing machine": sampleMachine("m1x", "aa:bb:cc:00:00:01"),
 		} {
 			err := putMachine(t, db, m, store.Write{Index: 2, Time: t1})
-			if !errors.Is(err, store.ErrConflict) {
-				t.Errorf("%s: put = %v, want ErrConflict", name, err)
+			if !errors.Is(err, errs.ErrConflict) {
+				t.Errorf("%s: put = %v, want errs.ErrConflict", name, err)
 			}
 			if err != nil && !strings.Contains(err.Error(), `"m1"`) {
 				t.Errorf("%s: error %q does not name the owner", name, err)
@@ -865,8 +866,8 @@ func TestMACIndex(t *testing.T) {
 
 	t.Run("version conflict leaves index alone", func(t *testing.T) {
 		err := putMachine(t, db, sampleMachine("m1", "aa:bb:cc:00:00:07"), store.Write{Expect: 99, Index: 3, Time: t1})
-		if !errors.Is(err, store.ErrConflict) {
-			t.Fatalf("put with wrong Expect = %v, want ErrConflict", err)
+		if !errors.Is(err, errs.ErrConflict) {
+			t.Fatalf("put with wrong Expect = %v, want errs.ErrConflict", err)
 		}
 		if got := machineIDByMAC(t, db, "aa:bb:cc:00:00:07"); got != "" {
 			t.Errorf("refused put indexed aa:bb:cc:00:00:07 for %q", got)
@@ -915,8 +916,8 @@ func TestMACIndex(t *testing.T) {
 
 	t.Run("delete removes entries", func(t *testing.T) {
 		update(t, db, func(tx *store.Tx) error {
-			if err := tx.UnsafeDeleteMachine("m1", 4); !errors.Is(err, store.ErrConflict) {
-				t.Errorf("delete m1 with stale Expect = %v, want ErrConflict", err)
+			if err := tx.UnsafeDeleteMachine("m1", 4); !errors.Is(err, errs.ErrConflict) {
+				t.Errorf("delete m1 with stale Expect = %v, want errs.ErrConflict", err)
 			}
 			return nil
 		})
@@ -947,8 +948,8 @@ func TestMACIndex(t *testing.T) {
 		}
 		update(t, db, func(tx *store.Tx) error { return tx.UnsafeDeleteMachine("m5", 0) })
 		update(t, db, func(tx *store.Tx) error {
-			if err := tx.UnsafeDeleteMachine("m1", 0); !errors.Is(err, store.ErrNotFound) {
-				t.Errorf("deleting m1 again = %v, want ErrNotFound", err)
+			if err := tx.UnsafeDeleteMachine("m1", 0); !errors.Is(err, errs.ErrNotFound) {
+				t.Errorf("deleting m1 again = %v, want errs.ErrNotFound", err)
 			}
 			return nil
 		})
@@ -963,8 +964,8 @@ func TestMACIndex(t *testing.T) {
 		err := db.Update(func(tx *store.Tx) error {
 			return tx.UnsafePut(sampleMachine("m10", "aa:bb:cc:00:00:99"), store.Write{Index: 10, Time: t1})
 		})
-		if !errors.Is(err, store.ErrConflict) {
-			t.Errorf("UnsafePut of a second claimant = %v, want ErrConflict", err)
+		if !errors.Is(err, errs.ErrConflict) {
+			t.Errorf("UnsafePut of a second claimant = %v, want errs.ErrConflict", err)
 		}
 	})
 }
@@ -1026,8 +1027,8 @@ func TestVersionChecks(t *testing.T) {
 	changed.Gateway = "198.18.0.254"
 	for _, expect := range []uint64{1, 4, 6} {
 		err := tryPut(changed, store.Write{Expect: expect, Index: 8, Time: t1})
-		if !errors.Is(err, store.ErrConflict) {
-			t.Errorf("put with Expect %d = %v, want ErrConflict", expect, err)
+		if !errors.Is(err, errs.ErrConflict) {
+			t.Errorf("put with Expect %d = %v, want errs.ErrConflict", expect, err)
 		}
 		if diff := cmp.Diff(orig, get()); diff != "" {
 			t.Errorf("refused put with Expect %d changed the subnet (-want +got):\n%s", expect, diff)
@@ -1035,8 +1036,8 @@ func TestVersionChecks(t *testing.T) {
 	}
 
 	// Expect on a key that does not exist is a conflict too.
-	if err := tryPut(sampleSubnet("new"), store.Write{Expect: 5, Index: 8, Time: t1}); !errors.Is(err, store.ErrConflict) {
-		t.Errorf("put of a new object with Expect = %v, want ErrConflict", err)
+	if err := tryPut(sampleSubnet("new"), store.Write{Expect: 5, Index: 8, Time: t1}); !errors.Is(err, errs.ErrConflict) {
+		t.Errorf("put of a new object with Expect = %v, want errs.ErrConflict", err)
 	}
 	view(t, db, func(tx *store.Tx) error {
 		if n := store.Count[store.Subnet](tx); n != 1 {
@@ -1067,8 +1068,8 @@ func TestVersionChecks(t *testing.T) {
 
 	// Deletes check versions the same way.
 	update(t, db, func(tx *store.Tx) error {
-		if err := tx.UnsafeDelete(&store.Subnet{}, "lab", 8); !errors.Is(err, store.ErrConflict) {
-			t.Errorf("delete with Expect 8 = %v, want ErrConflict", err)
+		if err := tx.UnsafeDelete(&store.Subnet{}, "lab", 8); !errors.Is(err, errs.ErrConflict) {
+			t.Errorf("delete with Expect 8 = %v, want errs.ErrConflict", err)
 		}
 		return nil
 	})
@@ -1077,8 +1078,8 @@ func TestVersionChecks(t *testing.T) {
 	}
 	update(t, db, func(tx *store.Tx) error { return tx.UnsafeDelete(&store.Subnet{}, "lab", 9) })
 	view(t, db, func(tx *store.Tx) error {
-		if _, err := store.Get[store.Subnet](tx, "lab"); !errors.Is(err, store.ErrNotFound) {
-			t.Errorf("Get after delete = %v, want ErrNotFound", err)
+		if _, err := store.Get[store.Subnet](tx, "lab"); !errors.Is(err, errs.ErrNotFound) {
+			t.Errorf("Get after delete = %v, want errs.ErrNotFound", err)
 		}
 		return nil
 	})

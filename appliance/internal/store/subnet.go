@@ -3,6 +3,8 @@ package store
 import (
 	"fmt"
 	"net/netip"
+
+	"github.com/outposthq/outpost/internal/errs"
 )
 
 // Subnet is an IPv4 network the appliance serves addresses on.
@@ -50,10 +52,10 @@ func (s *Subnet) Validate() error {
 	}
 	p, err := netip.ParsePrefix(s.CIDR)
 	if err != nil || !p.Addr().Is4() {
-		return Invalid("cidr", "%q is not an IPv4 prefix like 198.18.0.0/24", s.CIDR)
+		return errs.Invalid("cidr", "%q is not an IPv4 prefix like 198.18.0.0/24", s.CIDR)
 	}
 	if p.Bits() > 30 {
-		return Invalid("cidr", "%q leaves no room for hosts", s.CIDR)
+		return errs.Invalid("cidr", "%q leaves no room for hosts", s.CIDR)
 	}
 	p = p.Masked()
 	if s.Gateway != "" {
@@ -85,10 +87,10 @@ func (s *Subnet) Validate() error {
 func (s *Subnet) inPrefix(p netip.Prefix, field, v string) error {
 	a, err := netip.ParseAddr(v)
 	if err != nil || !a.Is4() {
-		return Invalid(field, "%q is not an IPv4 address", v)
+		return errs.Invalid(field, "%q is not an IPv4 address", v)
 	}
 	if !p.Contains(a) {
-		return Invalid(field, "%s is outside %s", v, p)
+		return errs.Invalid(field, "%s is outside %s", v, p)
 	}
 	return nil
 }
@@ -101,7 +103,7 @@ func (s *Subnet) validRange(p netip.Prefix, field string, r Range) error {
 		return err
 	}
 	if netip.MustParseAddr(r.End).Less(netip.MustParseAddr(r.Start)) {
-		return Invalid(field, "end %s is before start %s", r.End, r.Start)
+		return errs.Invalid(field, "end %s is before start %s", r.End, r.Start)
 	}
 	return nil
 }

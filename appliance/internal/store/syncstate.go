@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/outposthq/outpost/internal/errs"
 )
 
 // Sync with central. Central sends the site's desired state by revision;
@@ -57,7 +59,7 @@ var KeepAckedEvents uint64 = 100000
 // nothing. A seq past the last event is invalid.
 func (tx *Tx) UnsafeSetSyncAcked(seq uint64) error {
 	if last := tx.LastEventSeq(); seq > last {
-		return Invalid("seq", "%d is past the last event %d", seq, last)
+		return errs.Invalid("seq", "%d is past the last event %d", seq, last)
 	}
 	if seq <= tx.SyncState().AckedSeq {
 		return nil
@@ -126,24 +128,24 @@ type DesiredResult struct {
 // Validate checks the revision's shape before anything is written.
 func (d *Desired) Validate() error {
 	if d.Revision == 0 {
-		return Invalid("revision", "is required")
+		return errs.Invalid("revision", "is required")
 	}
 	seen := make(map[[2]string]bool, len(d.Changes))
 	for i, c := range d.Changes {
 		f := fmt.Sprintf("changes[%d]", i)
 		switch {
 		case c.Kind == "":
-			return Invalid(f+".kind", "is required")
+			return errs.Invalid(f+".kind", "is required")
 		case c.Key == "":
-			return Invalid(f+".key", "is required")
+			return errs.Invalid(f+".key", "is required")
 		case c.Deleted && d.Full:
-			return Invalid(f+".deleted", "a full snapshot has no deletes")
+			return errs.Invalid(f+".deleted", "a full snapshot has no deletes")
 		case c.Deleted && len(c.Object) > 0:
-			return Invalid(f+".object", "a delete has no object")
+			return errs.Invalid(f+".object", "a delete has no object")
 		case !c.Deleted && len(c.Object) == 0:
-			return Invalid(f+".object", "is required unless deleted")
+			return errs.Invalid(f+".object", "is required unless deleted")
 		case seen[[2]string{c.Kind, c.Key}]:
-			return Invalid(f+".key", "%s %q is named twice", c.Kind, c.Key)
+			return errs.Invalid(f+".key", "%s %q is named twice", c.Kind, c.Key)
 		}
 		seen[[2]string{c.Kind, c.Key}] = true
 	}
@@ -177,7 +179,7 @@ func (tx *Tx) UnsafeApplyDesired(d *Desired, w Write) (*DesiredResult, error) {
 	case d.Revision <= applied:
 		return &DesiredResult{Revision: d.Revision}, nil
 	case !d.Full && d.Revision != applied+1:
-		return nil, Conflict("desired revision %d does not follow the applied revision %d", d.Revision, applied)
+		return nil, errs.Conflict("desired revision %d does not follow the applied revision %d", d.Revision, applied)
 	}
 	res := &DesiredResult{Revision: d.Revision, Applied: true}
 	for _, c := range d.Changes {
@@ -215,7 +217,7 @@ func (tx *Tx) applyOrRefuse(rev uint64, c DesiredChange, w Write, res *DesiredRe
 		}
 		return meta.Put(managedKey(c.Kind, c.Key), u64(rev))
 	}
-	e, ok := AsError(err)
+	e, ok := errs.AsError(err)
 	if !ok || errors.Is(err, ErrCorrupt) {
 		return fmt.Errorf("desired revision %d: %s %q: %w", rev, c.Kind, c.Key, err)
 	}
@@ -266,7 +268,7 @@ func (tx *Tx) SyncManaged() []string {
 }
 
 // refusedEvent records a change of desired state that the store refused.
-func refusedEvent(rev uint64, c DesiredChange, e *Error) *Event {
+func refusedEvent(rev uint64, c DesiredChange, e *errs.Error) *Event {
 	kind, verb := "sync.change_refused", "put"
 	if c.Deleted {
 		verb = "delete"
@@ -340,7 +342,7 @@ func (tx *Tx) applyDesiredChange(c DesiredChange, w Write) error {
 		}
 		return tx.UnsafePut(t, w)
 	}
-	return Invalid("kind", "%q is not a kind the appliance takes from central (order, machine, image, template)", c.Kind)
+	return errs.Invalid("kind", "%q is not a kind the appliance takes from central (order, machine, image, template)", c.Kind)
 }
 
 // decodeDesired decodes a put's object; its key field, if empty, is the
@@ -349,7 +351,7 @@ func (tx *Tx) applyDesiredChange(c DesiredChange, w Write) error {
 func decodeDesired[T any](c DesiredChange, key func(*T) *string) (*T, error) {
 	v := new(T)
 	if err := json.Unmarshal(c.Object, v); err != nil {
-		return nil, Invalid("object", "does not decode as a %s: %v", c.Kind, err)
+		return nil, errs.Invalid("object", "does not decode as a %s: %v", c.Kind, err)
 	}
 	if m, ok := any(v).(interface{ ObjectMeta() *Meta }); ok {
 		*m.ObjectMeta() = Meta{}
@@ -359,7 +361,7 @@ func decodeDesired[T any](c DesiredChange, key func(*T) *string) (*T, error) {
 	case *k == "":
 		*k = c.Key
 	case *k != c.Key:
-		return nil, Invalid("key", "is %q but the object names %q", c.Key, *k)
+		return nil, errs.Invalid("key", "is %q but the object names %q", c.Key, *k)
 	}
 	return v, nil
 }
@@ -368,11 +370,11 @@ func decodeDesired[T any](c DesiredChange, key func(*T) *string) (*T, error) {
 // (Machine.KeepApplianceFields), normalizes and validates m.
 func (tx *Tx) mergeDesiredMachine(m *Machine) error {
 	old, err := Get[Machine](tx, m.ID)
-	if err != nil && !errors.Is(err, ErrNotFound) {
+	if err != nil && !errors.Is(err, errs.ErrNotFound) {
 		return err
 	}
 	if m.BMC != nil && m.BMC.Password != "" {
-		return Invalid("bmc.password", "reached the store in the clear: the proposer seals it")
+		return errs.Invalid("bmc.password", "reached the store in the clear: the proposer seals it")
 	}
 	m.KeepApplianceFields(old)
 	if m.BMC != nil {
@@ -383,7 +385,7 @@ func (tx *Tx) mergeDesiredMachine(m *Machine) error {
 }
 
 func ignoreNotFound(err error) error {
-	if errors.Is(err, ErrNotFound) {
+	if errors.Is(err, errs.ErrNotFound) {
 		return nil
 	}
 	return err

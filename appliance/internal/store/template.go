@@ -8,6 +8,7 @@ import (
 
 	"github.com/outposthq/outpost/appliance/internal/agentproto"
 	"github.com/outposthq/outpost/appliance/internal/workflow"
+	"github.com/outposthq/outpost/internal/errs"
 )
 
 // Template is a workflow's plan: a directed acyclic graph of actions.
@@ -56,7 +57,7 @@ func (t *Template) Validate() error {
 		}
 		for _, k := range slices.Sorted(maps.Keys(a.Args)) {
 			if !slices.Contains(spec.Required, k) && !slices.Contains(spec.Optional, k) {
-				return Invalid(fmt.Sprintf("actions[%d].args.%s", i, k), "%s takes no argument %q (it takes %v)",
+				return errs.Invalid(fmt.Sprintf("actions[%d].args.%s", i, k), "%s takes no argument %q (it takes %v)",
 					a.Type, k, append(slices.Clone(spec.Required), spec.Optional...))
 			}
 		}

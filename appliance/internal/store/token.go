@@ -1,6 +1,10 @@
 package store
 
-import "encoding/hex"
+import (
+	"encoding/hex"
+
+	"github.com/outposthq/outpost/internal/errs"
+)
 
 // Token is an API credential. Only the SHA-256 of its secret part is
 // stored; the secret is shown once, when the token is created.
@@ -22,7 +26,7 @@ func (t *Token) Validate() error {
 		return err
 	}
 	if b, err := hex.DecodeString(t.Hash); err != nil || len(b) != 32 {
-		return Invalid("hash", "must be a hex SHA-256")
+		return errs.Invalid("hash", "must be a hex SHA-256")
 	}
 	return nil
 }

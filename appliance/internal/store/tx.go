@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/outposthq/outpost/internal/errs"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -59,12 +60,12 @@ func (tx *Tx) UnsafeSetAppliedIndex(idx uint64) error {
 }
 
 // Get returns the object of type T with key, or an error matching
-// ErrNotFound.
+// errs.ErrNotFound.
 func Get[T any, P objectPtr[T]](tx *Tx, key string) (*T, error) {
 	var zero P = new(T)
 	raw := tx.tx.Bucket(zero.bucket()).Get([]byte(key))
 	if raw == nil {
-		return nil, NotFound(zero.Kind(), key)
+		return nil, errs.NotFound(zero.Kind(), key)
 	}
 	return decode[T](zero.bucket(), []byte(key), raw)
 }
@@ -111,12 +112,12 @@ func (tx *Tx) unsafePut(o Object, w Write) (prev []byte, err error) {
 			return nil, fmt.Errorf("%w: %s/%s: %v", ErrCorrupt, o.bucket(), key, err)
 		}
 		if w.Expect != 0 && old.Version != w.Expect {
-			return nil, Conflict("%s %q is at version %d, not %d", o.Kind(), o.Key(), old.Version, w.Expect)
+			return nil, errs.Conflict("%s %q is at version %d, not %d", o.Kind(), o.Key(), old.Version, w.Expect)
 		}
 		m.CreatedAt = old.CreatedAt
 	} else {
 		if w.Expect != 0 {
-			return nil, Conflict("%s %q does not exist (expected version %d)", o.Kind(), o.Key(), w.Expect)
+			return nil, errs.Conflict("%s %q does not exist (expected version %d)", o.Kind(), o.Key(), w.Expect)
 		}
 		m.CreatedAt = w.Time
 	}
@@ -135,7 +136,7 @@ func (tx *Tx) unsafeDelete(o Object, key string, expect uint64) ([]byte, error) 
 	b := tx.tx.Bucket(o.bucket())
 	prev := b.Get([]byte(key))
 	if prev == nil {
-		return nil, NotFound(o.Kind(), key)
+		return nil, errs.NotFound(o.Kind(), key)
 	}
 	if expect != 0 {
 		var old Meta
@@ -143,7 +144,7 @@ func (tx *Tx) unsafeDelete(o Object, key string, expect uint64) ([]byte, error) 
 			return nil, fmt.Errorf("%w: %s/%s: %v", ErrCorrupt, o.bucket(), key, err)
 		}
 		if old.Version != expect {
-			return nil, Conflict("%s %q is at version %d, not %d", o.Kind(), key, old.Version, expect)
+			return nil, errs.Conflict("%s %q is at version %d, not %d", o.Kind(), key, old.Version, expect)
 		}
 	}
 	return prev, b.Delete([]byte(key))
@@ -185,11 +186,11 @@ func (tx *Tx) UnsafeDelete(kind Object, key string, expect uint64) error {
 		return tx.UnsafeDeleteWorkflow(key, expect)
 	case *Order:
 		if o, err := Get[Order](tx, key); err == nil && !o.Done() {
-			return Conflict("order %q is %s: it can be deleted once it has ended", key, o.State)
+			return errs.Conflict("order %q is %s: it can be deleted once it has ended", key, o.State)
 		}
 	case *Job:
 		if j, err := Get[Job](tx, key); err == nil && !j.Done() {
-			return Conflict("job %q is %s: it can be deleted once it has ended", key, j.State)
+			return errs.Conflict("job %q is %s: it can be deleted once it has ended", key, j.State)
 		}
 	case *Subnet:
 		if _, err := tx.unsafeDelete(kind, key, expect); err != nil {

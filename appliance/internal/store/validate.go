@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"regexp"
 	"strings"
+
+	"github.com/outposthq/outpost/internal/errs"
 )
 
 var (
@@ -16,10 +18,10 @@ var (
 // '-', starting with a letter or digit, at most 63 characters.
 func validName(field, v string) error {
 	if v == "" {
-		return Invalid(field, "is required")
+		return errs.Invalid(field, "is required")
 	}
 	if !nameRE.MatchString(v) {
-		return Invalid(field, "%q must be 1-63 lowercase letters, digits, '.', '_' or '-', starting with a letter or digit", v)
+		return errs.Invalid(field, "%q must be 1-63 lowercase letters, digits, '.', '_' or '-', starting with a letter or digit", v)
 	}
 	return nil
 }
@@ -29,7 +31,7 @@ func validHostname(field, v string) error {
 		return nil
 	}
 	if len(v) > 253 || !hostnameRE.MatchString(v) {
-		return Invalid(field, "%q is not a valid hostname", v)
+		return errs.Invalid(field, "%q is not a valid hostname", v)
 	}
 	return nil
 }
@@ -38,7 +40,7 @@ func validHostname(field, v string) error {
 func NormalizeMAC(mac string) (string, error) {
 	hw, err := net.ParseMAC(strings.TrimSpace(mac))
 	if err != nil || len(hw) != 6 {
-		return "", Invalid("mac", "%q is not a 48-bit MAC address", mac)
+		return "", errs.Invalid("mac", "%q is not a 48-bit MAC address", mac)
 	}
 	return hw.String(), nil
 }
@@ -46,13 +48,13 @@ func NormalizeMAC(mac string) (string, error) {
 func validAddr(field, v string, required bool) error {
 	if v == "" {
 		if required {
-			return Invalid(field, "is required")
+			return errs.Invalid(field, "is required")
 		}
 		return nil
 	}
 	a, err := netip.ParseAddr(v)
 	if err != nil || !a.Is4() {
-		return Invalid(field, "%q is not an IPv4 address", v)
+		return errs.Invalid(field, "%q is not an IPv4 address", v)
 	}
 	return nil
 }
@@ -63,5 +65,5 @@ func validOneOf(field, v string, allowed ...string) error {
 			return nil
 		}
 	}
-	return Invalid(field, "%q is not one of %s", v, strings.Join(allowed, ", "))
+	return errs.Invalid(field, "%q is not one of %s", v, strings.Join(allowed, ", "))
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/outposthq/outpost/appliance/internal/agentproto"
 	"github.com/outposthq/outpost/appliance/internal/workflow"
+	"github.com/outposthq/outpost/internal/errs"
 )
 
 // What a workflow does to its machine, which decides the states the
@@ -81,16 +82,16 @@ func (w *Workflow) Validate() error {
 		return err
 	}
 	if w.Timeout < 0 {
-		return Invalid("timeout", "must not be negative")
+		return errs.Invalid("timeout", "must not be negative")
 	}
 	for k := range w.Values {
 		if !valueNameRE.MatchString(k) {
-			return Invalid("values."+k, "value names are letters, digits and '_', starting with a letter")
+			return errs.Invalid("values."+k, "value names are letters, digits and '_', starting with a letter")
 		}
 	}
 	if w.State != nil {
 		if err := w.State.Validate(); err != nil {
-			return Invalid("state", "%v", err)
+			return errs.Invalid("state", "%v", err)
 		}
 	}
 	return nil
@@ -119,23 +120,23 @@ var actionTypes = func() map[string][]string {
 // ended, and a plan that does not bind or validate, naming the field.
 func (tx *Tx) UnsafeCreateWorkflow(w *Workflow, wr Write) error {
 	if _, err := Get[Workflow](tx, w.ID); err == nil {
-		return Conflict("workflow %q exists: a workflow changes only through its agent's reports, its timer and cancel", w.ID)
-	} else if !errors.Is(err, ErrNotFound) {
+		return errs.Conflict("workflow %q exists: a workflow changes only through its agent's reports, its timer and cancel", w.ID)
+	} else if !errors.Is(err, errs.ErrNotFound) {
 		return err
 	}
 	m, err := Get[Machine](tx, w.MachineID)
 	if err != nil {
-		return Invalid("machine_id", "no machine %q", w.MachineID)
+		return errs.Invalid("machine_id", "no machine %q", w.MachineID)
 	}
 	if m.Workflow != "" {
 		cur, err := Get[Workflow](tx, m.Workflow)
 		if err == nil && cur.Active() {
-			return Conflict("machine %q is running workflow %q (%s): cancel it first", m.ID, cur.ID, cur.Status())
+			return errs.Conflict("machine %q is running workflow %q (%s): cancel it first", m.ID, cur.ID, cur.Status())
 		}
 	}
 	t, err := Get[Template](tx, w.Template)
 	if err != nil {
-		return Invalid("template", "no template %q", w.Template)
+		return errs.Invalid("template", "no template %q", w.Template)
 	}
 	w.Values = maps.Clone(w.Values)
 	if w.Values == nil {
@@ -196,7 +197,7 @@ func cmp(a, b string) string {
 func planError(prefix string, err error) error {
 	var fe *workflow.FieldError
 	if errors.As(err, &fe) {
-		return Invalid(fe.Field, "%s%s", prefix, fe.Message)
+		return errs.Invalid(fe.Field, "%s%s", prefix, fe.Message)
 	}
 	return err
 }
@@ -211,20 +212,20 @@ func (tx *Tx) resolveImage(i int, a *workflow.Action) error {
 	name := a.Args["image"]
 	if name == "" {
 		if a.Args["url"] == "" || a.Args["sha256"] == "" {
-			return Invalid(f+"image", "image.write needs image (a site image) or both url and sha256")
+			return errs.Invalid(f+"image", "image.write needs image (a site image) or both url and sha256")
 		}
 		return nil
 	}
 	img, err := Get[Image](tx, name)
 	switch {
-	case errors.Is(err, ErrNotFound):
-		return Invalid(f+"image", "no image %q", name)
+	case errors.Is(err, errs.ErrNotFound):
+		return errs.Invalid(f+"image", "no image %q", name)
 	case err != nil:
 		return err
 	case img.Type != ImageOS:
-		return Invalid(f+"image", "image %q is an %s, not an os image", name, img.Type)
+		return errs.Invalid(f+"image", "image %q is an %s, not an os image", name, img.Type)
 	case img.SHA256 == "":
-		return Invalid(f+"image", "image %q has no sha256: the agent could not verify it", name)
+		return errs.Invalid(f+"image", "image %q has no sha256: the agent could not verify it", name)
 	}
 	if img.File != "" {
 		a.Args["url"] = "/artifacts/" + strings.TrimPrefix(img.File, "/")
@@ -256,9 +257,9 @@ func (tx *Tx) UnsafeAdvanceWorkflow(id string, wr Write, step func(workflow.Stat
 	if err != nil {
 		var fe *workflow.FieldError
 		if errors.As(err, &fe) {
-			return nil, Invalid(fe.Field, "%s", fe.Message)
+			return nil, errs.Invalid(fe.Field, "%s", fe.Message)
 		}
-		return nil, Conflict("workflow %s: %v", id, strings.TrimPrefix(err.Error(), "workflow: "))
+		return nil, errs.Conflict("workflow %s: %v", id, strings.TrimPrefix(err.Error(), "workflow: "))
 	}
 	if len(trs) == 0 {
 		return w, nil
@@ -279,7 +280,7 @@ func (tx *Tx) UnsafeAdvanceWorkflow(id string, wr Write, step func(workflow.Stat
 	}
 	if w.Status() != before {
 		m, err := Get[Machine](tx, w.MachineID)
-		if err != nil && !errors.Is(err, ErrNotFound) { // a machine may be deleted under its workflow
+		if err != nil && !errors.Is(err, errs.ErrNotFound) { // a machine may be deleted under its workflow
 			return nil, err
 		}
 		if err == nil && m.Workflow == w.ID {
@@ -387,7 +388,7 @@ func (tx *Tx) UnsafeDeleteWorkflow(id string, expect uint64) error {
 		return err
 	}
 	if w.Active() {
-		return Conflict("workflow %q is %s: cancel it before deleting it", id, w.Status())
+		return errs.Conflict("workflow %q is %s: cancel it before deleting it", id, w.Status())
 	}
 	_, err = tx.unsafeDelete(w, id, expect)
 	return err

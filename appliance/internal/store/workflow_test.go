@@ -7,6 +7,7 @@ import (
 
 	"github.com/outposthq/outpost/appliance/internal/store"
 	"github.com/outposthq/outpost/appliance/internal/workflow"
+	"github.com/outposthq/outpost/internal/errs"
 )
 
 // workflowSite stores what a workflow refers to: machine m1, image debian
@@ -80,19 +81,19 @@ func TestCreateWorkflowRefused(t *testing.T) {
 	}{
 		"no machine": {
 			w:    func() *store.Workflow { w := sampleWorkflow("wf"); w.MachineID = "ghost"; return w },
-			code: store.CodeInvalid, field: "machine_id",
+			code: errs.CodeInvalid, field: "machine_id",
 		},
 		"no template": {
 			w:    func() *store.Workflow { w := sampleWorkflow("wf"); w.Template = "ghost"; return w },
-			code: store.CodeInvalid, field: "template",
+			code: errs.CodeInvalid, field: "template",
 		},
 		"missing value": {
 			w:    func() *store.Workflow { w := sampleWorkflow("wf"); w.Values = nil; return w },
-			code: store.CodeInvalid, field: "actions[1].args.image", msg: "image",
+			code: errs.CodeInvalid, field: "actions[1].args.image", msg: "image",
 		},
 		"no such image": {
 			w:    func() *store.Workflow { w := sampleWorkflow("wf"); w.Values["image"] = "ghost"; return w },
-			code: store.CodeInvalid, field: "actions[1].args.image", msg: `no image "ghost"`,
+			code: errs.CodeInvalid, field: "actions[1].args.image", msg: `no image "ghost"`,
 		},
 		"image without sha256": {
 			prep: func(tx *store.Tx) error {
@@ -101,19 +102,19 @@ func TestCreateWorkflowRefused(t *testing.T) {
 				return tx.UnsafePut(i, store.Write{Index: 9, Time: t0})
 			},
 			w:    func() *store.Workflow { w := sampleWorkflow("wf"); w.Values["image"] = "nosum"; return w },
-			code: store.CodeInvalid, field: "actions[1].args.image", msg: "no sha256",
+			code: errs.CodeInvalid, field: "actions[1].args.image", msg: "no sha256",
 		},
 		"machine busy": {
 			prep: func(tx *store.Tx) error {
 				return tx.UnsafePut(sampleWorkflow("first"), store.Write{Index: 9, Time: t0})
 			},
 			w:    func() *store.Workflow { return sampleWorkflow("second") },
-			code: store.CodeConflict, msg: `running workflow "first"`,
+			code: errs.CodeConflict, msg: `running workflow "first"`,
 		},
 		"exists": {
 			prep: func(tx *store.Tx) error { return tx.UnsafePut(sampleWorkflow("wf"), store.Write{Index: 9, Time: t0}) },
 			w:    func() *store.Workflow { return sampleWorkflow("wf") },
-			code: store.CodeConflict, msg: "exists",
+			code: errs.CodeConflict, msg: "exists",
 		},
 	}
 	for name, tc := range tests {
@@ -214,7 +215,7 @@ func TestDeleteActiveWorkflowRefused(t *testing.T) {
 	db := workflowSite(t)
 	update(t, db, func(tx *store.Tx) error { return tx.UnsafePut(sampleWorkflow("wf1"), store.Write{Index: 10, Time: t0}) })
 	err := db.Update(func(tx *store.Tx) error { return tx.UnsafeDelete(&store.Workflow{}, "wf1", 0) })
-	if code, _ := errField(t, err); code != store.CodeConflict {
+	if code, _ := errField(t, err); code != errs.CodeConflict {
 		t.Errorf("deleting an active workflow: %v, want a conflict", err)
 	}
 }

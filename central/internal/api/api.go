@@ -20,6 +20,7 @@ import (
 
 	"github.com/outposthq/outpost/central/internal/hub"
 	"github.com/outposthq/outpost/central/internal/store"
+	"github.com/outposthq/outpost/internal/errs"
 )
 
 // Config configures the API.
@@ -84,8 +85,8 @@ func (s *Server) routes(mux *http.ServeMux) {
 	s.clusterRoutes(mux)
 
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusNotFound, errorBody{Error: &store.Error{
-			Code: store.CodeNotFound, Message: "no route for " + r.Method + " " + r.URL.Path,
+		writeJSON(w, http.StatusNotFound, errorBody{Error: &errs.Error{
+			Code: errs.CodeNotFound, Message: "no route for " + r.Method + " " + r.URL.Path,
 		}})
 	})
 }
@@ -104,7 +105,7 @@ func (s *Server) requireToken(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if tok := bearer(r); tok == "" || !s.db.CheckToken(tok) {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="outpost central"`)
-			writeJSON(w, http.StatusUnauthorized, errorBody{Error: &store.Error{
+			writeJSON(w, http.StatusUnauthorized, errorBody{Error: &errs.Error{
 				Code: codeUnauthorized, Message: "a valid bearer token is required (Authorization: Bearer <token>)",
 			}})
 			return
@@ -115,7 +116,7 @@ func (s *Server) requireToken(next http.Handler) http.Handler {
 
 // errorBody is the JSON shape of every error response.
 type errorBody struct {
-	Error *store.Error `json:"error"`
+	Error *errs.Error `json:"error"`
 }
 
 const (
@@ -127,26 +128,26 @@ const (
 // writeError answers with err: a domain error as it is, anything else
 // logged and answered with a generic message.
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
-	e, ok := store.AsError(err)
+	e, ok := errs.AsError(err)
 	if !ok && isUnavailable(err) {
 		// A replicated central lost its leader under this request.
 		s.log.Warn("request not applied", "method", r.Method, "path", r.URL.Path, "err", err)
-		writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: &store.Error{
+		writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: &errs.Error{
 			Code: codeUnavailable, Message: "central's leader changed during the request; it may not have been applied: retry it",
 		}})
 		return
 	}
 	if !ok {
 		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
-		e = &store.Error{Code: codeInternal, Message: "internal error; see central's log"}
+		e = &errs.Error{Code: codeInternal, Message: "internal error; see central's log"}
 	}
 	status := http.StatusInternalServerError
 	switch e.Code {
-	case store.CodeInvalid:
+	case errs.CodeInvalid:
 		status = http.StatusBadRequest
-	case store.CodeNotFound:
+	case errs.CodeNotFound:
 		status = http.StatusNotFound
-	case store.CodeConflict:
+	case errs.CodeConflict:
 		status = http.StatusConflict
 	}
 	writeJSON(w, status, errorBody{Error: e})
@@ -176,15 +177,15 @@ func decodeBody(r *http.Request, v any, strict bool) error {
 	switch {
 	case err == nil:
 		if dec.More() {
-			return store.Invalid("body", "holds more than one JSON value")
+			return errs.Invalid("body", "holds more than one JSON value")
 		}
 		return nil
 	case errors.As(err, &maxErr):
-		return store.Invalid("body", "is larger than %d bytes", maxBody)
+		return errs.Invalid("body", "is larger than %d bytes", maxBody)
 	case errors.As(err, &typeErr) && typeErr.Field != "":
-		return store.Invalid(typeErr.Field, "has the wrong JSON type")
+		return errs.Invalid(typeErr.Field, "has the wrong JSON type")
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
-		return store.Invalid(strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`), "is not a known field")
+		return errs.Invalid(strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`), "is not a known field")
 	}
-	return store.Invalid("body", "is not valid JSON")
+	return errs.Invalid("body", "is not valid JSON")
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/outposthq/outpost/central/internal/centraltest"
 	"github.com/outposthq/outpost/central/internal/hub"
 	"github.com/outposthq/outpost/central/internal/store"
+	"github.com/outposthq/outpost/internal/errs"
 	"github.com/outposthq/outpost/syncproto"
 )
 
@@ -79,7 +80,7 @@ func (e *env) doToken(token, method, path, body string, out any) int {
 }
 
 type apiError struct {
-	Error store.Error `json:"error"`
+	Error errs.Error `json:"error"`
 }
 
 func (e *env) createSite(id string) string {

@@ -6,6 +6,7 @@ import (
 
 	"github.com/outposthq/outpost/central/internal/replica"
 	"github.com/outposthq/outpost/central/internal/store"
+	"github.com/outposthq/outpost/internal/errs"
 )
 
 // Cluster is the Raft node of a replicated central (package replica).
@@ -35,7 +36,7 @@ func (s *Server) clusterRoutes(mux *http.ServeMux) {
 
 // errSingle answers the cluster routes of a central that is not
 // replicated.
-var errSingle = store.Conflict("this central runs as a single node (no raft_addr): it has no cluster")
+var errSingle = errs.Conflict("this central runs as a single node (no raft_addr): it has no cluster")
 
 func (s *Server) clusterStatus(w http.ResponseWriter, r *http.Request) {
 	if s.cluster == nil {
@@ -57,7 +58,7 @@ func (s *Server) clusterKey(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if req.ID == "" {
-		s.writeError(w, r, store.Invalid("id", "is required"))
+		s.writeError(w, r, errs.Invalid("id", "is required"))
 		return
 	}
 	sealed, err := s.db.SealKeyFor(bearer(r), req.ID)

@@ -5,6 +5,7 @@ import (
 	"net/http"
 
 	"github.com/outposthq/outpost/central/internal/store"
+	"github.com/outposthq/outpost/internal/errs"
 )
 
 // putOrder places an order: a new revision of the site's desired state.
@@ -21,7 +22,7 @@ func (s *Server) putOrder(w http.ResponseWriter, r *http.Request) {
 	case o.ID == "":
 		o.ID = key
 	case o.ID != key:
-		s.writeError(w, r, store.Invalid("id", "is %q, but the path names order %q", o.ID, key))
+		s.writeError(w, r, errs.Invalid("id", "is %q, but the path names order %q", o.ID, key))
 		return
 	}
 	if err := o.Validate(); err != nil {
@@ -52,7 +53,7 @@ func (s *Server) putItem(kind string) http.HandlerFunc {
 			return
 		}
 		if len(obj) == 0 || obj[0] != '{' {
-			s.writeError(w, r, store.Invalid("body", "must be a JSON object"))
+			s.writeError(w, r, errs.Invalid("body", "must be a JSON object"))
 			return
 		}
 		rev, err := s.db.PutDesired(r.PathValue("site"), kind, r.PathValue("key"), obj)

@@ -7,7 +7,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/outposthq/outpost/central/internal/store"
+	"github.com/outposthq/outpost/internal/errs"
 )
 
 const (
@@ -22,13 +22,13 @@ func eventQuery(r *http.Request) (since uint64, limit int, err error) {
 	q := r.URL.Query()
 	if v := q.Get("since"); v != "" {
 		if since, err = strconv.ParseUint(v, 10, 64); err != nil {
-			return 0, 0, store.Invalid("since", "%q is not a sequence number", v)
+			return 0, 0, errs.Invalid("since", "%q is not a sequence number", v)
 		}
 	}
 	limit = defaultEventPage
 	if v := q.Get("limit"); v != "" {
 		if limit, err = strconv.Atoi(v); err != nil || limit < 1 || limit > maxEventPage {
-			return 0, 0, store.Invalid("limit", "must be between 1 and %d", maxEventPage)
+			return 0, 0, errs.Invalid("limit", "must be between 1 and %d", maxEventPage)
 		}
 	}
 	return since, limit, nil

@@ -32,6 +32,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/outposthq/outpost/central/internal/store"
+	"github.com/outposthq/outpost/internal/errs"
 )
 
 // ErrNotLeader is returned by Propose on a node that does not lead.
@@ -282,7 +283,7 @@ func (n *Node) RemoveServer(id string) error {
 	if err := n.raft.RemoveServer(raft.ServerID(id), 0, 30*time.Second).Error(); err != nil {
 		return fmt.Errorf("replica: remove %s: %w", id, err)
 	}
-	if err := n.db.DeleteMember(id); err != nil && !errors.Is(err, store.ErrNotFound) {
+	if err := n.db.DeleteMember(id); err != nil && !errors.Is(err, errs.ErrNotFound) {
 		return err
 	}
 	return nil

@@ -15,6 +15,7 @@ import (
 
 	"github.com/outposthq/outpost/central/internal/centraltest"
 	"github.com/outposthq/outpost/central/internal/store"
+	"github.com/outposthq/outpost/internal/errs"
 	"github.com/outposthq/outpost/syncproto"
 )
 
@@ -157,7 +158,7 @@ func TestReplicatedStore(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A refused change is refused on every node and changes nothing.
-	if _, err := leader.db.PutDesired("s1", store.KindOrder, "o1", order("o1-changed")); !errors.Is(err, store.ErrConflict) {
+	if _, err := leader.db.PutDesired("s1", store.KindOrder, "o1", order("o1-changed")); !errors.Is(err, errs.ErrConflict) {
 		t.Errorf("changing a placed order: %v, want conflict", err)
 	}
 	waitConverged(t, leader, nodes)

@@ -9,6 +9,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/outposthq/outpost/internal/errs"
 	"github.com/outposthq/outpost/syncproto"
 )
 
@@ -70,7 +71,7 @@ type Result struct {
 	// advance_past), the highest sequence stored (store_events) or the
 	// events dropped (reset_events).
 	N uint64
-	// Err is the domain error that refused the command (an *Error); the
+	// Err is the domain error that refused the command (an *errs.Error); the
 	// store is unchanged.
 	Err error
 }
@@ -215,7 +216,7 @@ func apply(tx *bolt.Tx, c *Command) (Result, []string, error) {
 	default:
 		return Result{}, nil, fmt.Errorf("unknown op %q: written by a newer central", c.Op)
 	}
-	if e, ok := AsError(err); ok {
+	if e, ok := errs.AsError(err); ok {
 		return Result{Err: e}, nil, nil
 	}
 	if err != nil {
@@ -239,7 +240,7 @@ func applySite(tx *bolt.Tx, s *Site, c *Command) (n uint64, notify string, err e
 		case string(old) == string(c.Object):
 			return s.Revision, "", nil
 		case old != nil && c.Kind == KindOrder:
-			return 0, "", Conflict("order %q exists and differs: an order cannot change once placed", c.Key)
+			return 0, "", errs.Conflict("order %q exists and differs: an order cannot change once placed", c.Key)
 		}
 		if err := b.Put(itemKey(c.Kind, c.Key), c.Object); err != nil {
 			return 0, "", err
@@ -249,7 +250,7 @@ func applySite(tx *bolt.Tx, s *Site, c *Command) (n uint64, notify string, err e
 	case OpDeleteDesired:
 		b := tx.Bucket(bucketDesired).Bucket([]byte(s.ID))
 		if b.Get(itemKey(c.Kind, c.Key)) == nil {
-			return 0, "", NotFound(c.Kind, c.Key)
+			return 0, "", errs.NotFound(c.Kind, c.Key)
 		}
 		if err := b.Delete(itemKey(c.Kind, c.Key)); err != nil {
 			return 0, "", err
@@ -269,7 +270,7 @@ func applySite(tx *bolt.Tx, s *Site, c *Command) (n uint64, notify string, err e
 		return n, "d/", err
 	case OpRecordAck:
 		if c.N > s.Revision {
-			return 0, "", Invalid("revision", "is %d, past the latest revision %d", c.N, s.Revision)
+			return 0, "", errs.Invalid("revision", "is %d, past the latest revision %d", c.N, s.Revision)
 		}
 		s.AckedRevision = max(s.AckedRevision, c.N)
 		return s.AckedRevision, "", nil

@@ -34,6 +34,13 @@ var (
 // newer version is refused at open rather than misread.
 const schemaVersion = 1
 
+// Errors of the store itself. Domain errors (bad input, not found,
+// conflicts) are *errs.Error values.
+var (
+	ErrCorrupt = errors.New("store: corrupt data file")
+	ErrClosed  = errors.New("store: closed")
+)
+
 // DB is central's store. Every method is one transaction; it is safe for
 // concurrent use.
 type DB struct {

@@ -11,6 +11,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/outposthq/outpost/internal/errs"
 	"github.com/outposthq/outpost/syncproto"
 )
 
@@ -48,7 +49,7 @@ func itemKey(kind, key string) []byte { return []byte(kind + "\x00" + key) }
 // validItem checks a desired object and returns it compacted.
 func validItem(kind, key string, obj json.RawMessage) (json.RawMessage, error) {
 	if !slices.Contains(Kinds, kind) {
-		return nil, Invalid("kind", "%q is not one of %s", kind, strings.Join(Kinds, ", "))
+		return nil, errs.Invalid("kind", "%q is not one of %s", kind, strings.Join(Kinds, ", "))
 	}
 	if err := validKey(key); err != nil {
 		return nil, err
@@ -58,13 +59,13 @@ func validItem(kind, key string, obj json.RawMessage) (json.RawMessage, error) {
 	}
 	var buf bytes.Buffer
 	if err := json.Compact(&buf, obj); err != nil {
-		return nil, Invalid("object", "is not valid JSON")
+		return nil, errs.Invalid("object", "is not valid JSON")
 	}
 	if buf.Len() == 0 || buf.Bytes()[0] != '{' {
-		return nil, Invalid("object", "must be a JSON object")
+		return nil, errs.Invalid("object", "must be a JSON object")
 	}
 	if buf.Len() > syncproto.MaxObjectSize {
-		return nil, Invalid("object", "is %d bytes, more than the limit of %d", buf.Len(), syncproto.MaxObjectSize)
+		return nil, errs.Invalid("object", "is %d bytes, more than the limit of %d", buf.Len(), syncproto.MaxObjectSize)
 	}
 	return buf.Bytes(), nil
 }
@@ -72,13 +73,13 @@ func validItem(kind, key string, obj json.RawMessage) (json.RawMessage, error) {
 func validKey(key string) error {
 	switch {
 	case key == "":
-		return Invalid("key", "is required")
+		return errs.Invalid("key", "is required")
 	case len(key) > syncproto.MaxKeySize:
-		return Invalid("key", "is %d bytes, more than the limit of %d", len(key), syncproto.MaxKeySize)
+		return errs.Invalid("key", "is %d bytes, more than the limit of %d", len(key), syncproto.MaxKeySize)
 	case !utf8.ValidString(key):
-		return Invalid("key", "is not valid UTF-8")
+		return errs.Invalid("key", "is not valid UTF-8")
 	case strings.ContainsFunc(key, unicode.IsControl):
-		return Invalid("key", "holds a control character")
+		return errs.Invalid("key", "holds a control character")
 	}
 	return nil
 }
@@ -86,14 +87,14 @@ func validKey(key string) error {
 // PutDesired puts an object of kind into site's desired state and
 // appends the revision that carries it, which it returns. Putting an
 // object exactly as it is changes nothing (and returns the latest
-// revision); an order, once placed, cannot change (ErrConflict).
+// revision); an order, once placed, cannot change (errs.ErrConflict).
 func (d *DB) PutDesired(site, kind, key string, obj json.RawMessage) (uint64, error) {
 	obj, err := validItem(kind, key, obj)
 	if err != nil {
 		return 0, err
 	}
 	if obj == nil {
-		return 0, Invalid("object", "is required")
+		return 0, errs.Invalid("object", "is required")
 	}
 	if kind == KindMachine {
 		if obj, err = d.seal.sealMachine(site, key, obj); err != nil {
@@ -123,7 +124,7 @@ func (d *DB) Desired(site, kind, key string) (json.RawMessage, error) {
 		}
 		v := tx.Bucket(bucketDesired).Bucket([]byte(site)).Get(itemKey(kind, key))
 		if v == nil {
-			return NotFound(kind, key)
+			return errs.NotFound(kind, key)
 		}
 		out = bytes.Clone(v)
 		return nil

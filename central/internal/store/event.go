@@ -6,6 +6,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/outposthq/outpost/internal/errs"
 	"github.com/outposthq/outpost/syncproto"
 )
 
@@ -33,7 +34,7 @@ func (d *DB) StoreEvents(site string, batch *syncproto.Events, lostUpTo uint64) 
 func storeEvents(tx *bolt.Tx, s *Site, c *Command) (stored uint64, notify string, err error) {
 	batch := c.Events
 	if batch == nil {
-		return 0, "", Invalid("events", "is required")
+		return 0, "", errs.Invalid("events", "is required")
 	}
 	fresh, err := batch.Unstored(s.StoredSeq)
 	gap := batch.First > s.StoredSeq+1 && batch.First-1 <= c.N

@@ -4,6 +4,7 @@ import (
 	"net"
 	"net/url"
 
+	"github.com/outposthq/outpost/internal/errs"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -21,10 +22,10 @@ func (m *Member) Validate() error {
 		return err
 	}
 	if _, _, err := net.SplitHostPort(m.RaftAddr); err != nil {
-		return Invalid("raft_addr", "%q is not host:port", m.RaftAddr)
+		return errs.Invalid("raft_addr", "%q is not host:port", m.RaftAddr)
 	}
 	if u, err := url.Parse(m.APIURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return Invalid("api_url", "%q is not an http(s):// URL", m.APIURL)
+		return errs.Invalid("api_url", "%q is not an http(s):// URL", m.APIURL)
 	}
 	return nil
 }
@@ -49,7 +50,7 @@ func (d *DB) Member(id string) (*Member, error) {
 	var m *Member
 	err := d.view(func(tx *bolt.Tx) (err error) {
 		if m, err = get[Member](tx.Bucket(bucketMembers), []byte(id)); err == nil && m == nil {
-			err = NotFound("member", id)
+			err = errs.NotFound("member", id)
 		}
 		return err
 	})
@@ -73,7 +74,7 @@ func (d *DB) Members() ([]*Member, error) {
 
 func applyPutMember(tx *bolt.Tx, c *Command) error {
 	if c.Member == nil {
-		return Invalid("member", "is required")
+		return errs.Invalid("member", "is required")
 	}
 	if err := c.Member.Validate(); err != nil {
 		return err
@@ -84,7 +85,7 @@ func applyPutMember(tx *bolt.Tx, c *Command) error {
 func applyDeleteMember(tx *bolt.Tx, c *Command) error {
 	b := tx.Bucket(bucketMembers)
 	if b.Get([]byte(c.Key)) == nil {
-		return NotFound("member", c.Key)
+		return errs.NotFound("member", c.Key)
 	}
 	return b.Delete([]byte(c.Key))
 }

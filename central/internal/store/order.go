@@ -4,6 +4,8 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+
+	"github.com/outposthq/outpost/internal/errs"
 )
 
 // Order actions, as the appliance names them.
@@ -35,10 +37,10 @@ var nameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9._-]{0,62})$`)
 
 func validName(field, v string) error {
 	if v == "" {
-		return Invalid(field, "is required")
+		return errs.Invalid(field, "is required")
 	}
 	if !nameRE.MatchString(v) {
-		return Invalid(field, "%q must be 1-63 lowercase letters, digits, '.', '_' or '-', starting with a letter or digit", v)
+		return errs.Invalid(field, "%q must be 1-63 lowercase letters, digits, '.', '_' or '-', starting with a letter or digit", v)
 	}
 	return nil
 }
@@ -49,7 +51,7 @@ func (o *Order) Validate() error {
 		return err
 	}
 	if !slices.Contains(orderActions, o.Action) {
-		return Invalid("action", "%q is not one of %s", o.Action, strings.Join(orderActions, ", "))
+		return errs.Invalid("action", "%q is not one of %s", o.Action, strings.Join(orderActions, ", "))
 	}
 	if err := validName("machine_id", o.MachineID); err != nil {
 		return err
@@ -60,7 +62,7 @@ func (o *Order) Validate() error {
 		}
 	}
 	if o.Action == OrderProvision && o.Image == "" && o.Values["image"] == "" {
-		return Invalid("image", "a provision order names the image to install")
+		return errs.Invalid("image", "a provision order names the image to install")
 	}
 	return nil
 }

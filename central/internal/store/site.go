@@ -5,6 +5,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/outposthq/outpost/internal/errs"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -43,10 +44,10 @@ var siteIDRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9._-]{0,62})$`)
 // ValidSiteID checks a site id.
 func ValidSiteID(field, id string) error {
 	if id == "" {
-		return Invalid(field, "is required")
+		return errs.Invalid(field, "is required")
 	}
 	if !siteIDRE.MatchString(id) {
-		return Invalid(field, "%q must be 1-63 lowercase letters, digits, '.', '_' or '-', starting with a letter or digit", id)
+		return errs.Invalid(field, "%q must be 1-63 lowercase letters, digits, '.', '_' or '-', starting with a letter or digit", id)
 	}
 	return nil
 }
@@ -57,7 +58,7 @@ func (d *DB) CreateSite(id, name, credentialHash string) (*Site, error) {
 		return nil, err
 	}
 	if len(name) > 200 || !utf8.ValidString(name) {
-		return nil, Invalid("name", "must be at most 200 bytes of UTF-8")
+		return nil, errs.Invalid("name", "must be at most 200 bytes of UTF-8")
 	}
 	c := &Command{Op: OpCreateSite, Time: d.now().UTC(), NewSite: &Site{ID: id, Name: name, CredentialHash: credentialHash}}
 	c.NewSite.CreatedAt = c.Time
@@ -70,11 +71,11 @@ func (d *DB) CreateSite(id, name, credentialHash string) (*Site, error) {
 func applyCreateSite(tx *bolt.Tx, c *Command) error {
 	s := c.NewSite
 	if s == nil {
-		return Invalid("site", "is required")
+		return errs.Invalid("site", "is required")
 	}
 	b := tx.Bucket(bucketSites)
 	if b.Get([]byte(s.ID)) != nil {
-		return Conflict("site %q exists", s.ID)
+		return errs.Conflict("site %q exists", s.ID)
 	}
 	for _, name := range [][]byte{bucketDesired, bucketRevisions, bucketEvents} {
 		if _, err := tx.Bucket(name).CreateBucketIfNotExists([]byte(s.ID)); err != nil {
@@ -136,7 +137,7 @@ func siteIn(tx *bolt.Tx, id string) (*Site, error) {
 		return nil, err
 	}
 	if s == nil {
-		return nil, NotFound("site", id)
+		return nil, errs.NotFound("site", id)
 	}
 	return s, nil
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/outposthq/outpost/internal/errs"
 	"github.com/outposthq/outpost/syncproto"
 )
 
@@ -40,10 +41,10 @@ func TestSiteCredential(t *testing.T) {
 	if _, err := db.CreateSite("fra-1", "Frankfurt", hash); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := db.CreateSite("fra-1", "again", hash); !errors.Is(err, ErrConflict) {
+	if _, err := db.CreateSite("fra-1", "again", hash); !errors.Is(err, errs.ErrConflict) {
 		t.Errorf("second create: %v, want conflict", err)
 	}
-	if _, err := db.CreateSite("Bad Id", "", hash); !errors.Is(err, ErrInvalid) {
+	if _, err := db.CreateSite("Bad Id", "", hash); !errors.Is(err, errs.ErrInvalid) {
 		t.Errorf("bad id: %v, want invalid", err)
 	}
 	if db.Authenticate("fra-1", cred) == nil {
@@ -77,16 +78,16 @@ func TestDesiredRevisions(t *testing.T) {
 	}
 	put(KindMachine, "m1", `{"id":"m1"}`)
 	put(KindOrder, "o1", `{"id":"o1","action":"power_on","machine_id":"m1"}`)
-	if _, err := db.PutDesired("s1", KindOrder, "o1", json.RawMessage(`{"id":"o1","action":"power_off","machine_id":"m1"}`)); !errors.Is(err, ErrConflict) {
+	if _, err := db.PutDesired("s1", KindOrder, "o1", json.RawMessage(`{"id":"o1","action":"power_off","machine_id":"m1"}`)); !errors.Is(err, errs.ErrConflict) {
 		t.Errorf("changed order: %v, want conflict", err)
 	}
-	if _, err := db.PutDesired("s1", KindMachine, "m2", json.RawMessage(`[1]`)); !errors.Is(err, ErrInvalid) {
+	if _, err := db.PutDesired("s1", KindMachine, "m2", json.RawMessage(`[1]`)); !errors.Is(err, errs.ErrInvalid) {
 		t.Errorf("array object: %v, want invalid", err)
 	}
 	if rev, err := db.DeleteDesired("s1", KindMachine, "m1"); err != nil || rev != 4 {
 		t.Errorf("delete: %d, %v", rev, err)
 	}
-	if _, err := db.DeleteDesired("s1", KindMachine, "m1"); !errors.Is(err, ErrNotFound) {
+	if _, err := db.DeleteDesired("s1", KindMachine, "m1"); !errors.Is(err, errs.ErrNotFound) {
 		t.Errorf("delete again: %v, want not found", err)
 	}
 	revs, err := db.NextRevisions("s1", 2, 10)
@@ -119,7 +120,7 @@ func TestDesiredRevisions(t *testing.T) {
 	if next, _ := db.NextRevision("s1", 6); next != 10 {
 		t.Errorf("NextRevision(6) = %d, want 10", next)
 	}
-	if err := db.RecordAck("s1", 11); !errors.Is(err, ErrInvalid) {
+	if err := db.RecordAck("s1", 11); !errors.Is(err, errs.ErrInvalid) {
 		t.Errorf("ack past the latest: %v", err)
 	}
 }
@@ -228,7 +229,7 @@ func TestApplyLogReplay(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if results[2].N != 5 || !errors.Is(results[3].Err, ErrNotFound) {
+	if results[2].N != 5 || !errors.Is(results[3].Err, errs.ErrNotFound) {
 		t.Errorf("results %+v: want 5 stored, then not found for an unknown site", results)
 	}
 	if got := db.AppliedIndex(); got != 4 {
@@ -295,7 +296,7 @@ func TestSnapshotRestore(t *testing.T) {
 	default:
 		t.Error("Restore woke no watcher")
 	}
-	if _, err := dst.Site("other"); !errors.Is(err, ErrNotFound) {
+	if _, err := dst.Site("other"); !errors.Is(err, errs.ErrNotFound) {
 		t.Errorf("site other after restore: %v, want not found", err)
 	}
 	if evs, stored, err := dst.Events("s1", 0, 10); err != nil || stored != 3 || len(evs) != 3 {

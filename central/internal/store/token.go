@@ -5,6 +5,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/outposthq/outpost/internal/errs"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -34,11 +35,11 @@ func (d *DB) CreateToken(t *Token) error {
 
 func applyCreateToken(tx *bolt.Tx, c *Command) error {
 	if c.Token == nil || c.Token.ID == "" {
-		return Invalid("token", "is required")
+		return errs.Invalid("token", "is required")
 	}
 	b := tx.Bucket(bucketTokens)
 	if b.Get([]byte(c.Token.ID)) != nil {
-		return Conflict("token %q exists", c.Token.ID)
+		return errs.Conflict("token %q exists", c.Token.ID)
 	}
 	return put(b, []byte(c.Token.ID), c.Token)
 }

@@ -1,16 +1,27 @@
-package store
+// Package errs is the domain error both sides of Outpost answer with: bad
+// input, something not found, or a state that forbids a change. An Error
+// is a plain value, so it survives the trip through a replicated log and
+// a forwarded request, and its Message is safe to show an operator (no
+// secrets, no internal detail); APIs send it as
+// {"error": {"code", "message", "field"}}.
+package errs
 
 import (
 	"errors"
 	"fmt"
 )
 
-// Error is a domain error: bad input or a state that forbids the change.
-// It is a plain value so that it survives the trip through the replicated
-// log and leader forwarding, and its Message is safe to show an operator.
+// Sentinels: a domain error matches the one of its code with errors.Is.
+var (
+	ErrInvalid  = errors.New("invalid")
+	ErrNotFound = errors.New("not found")
+	ErrConflict = errors.New("conflict")
+)
+
+// Error is a domain error.
 type Error struct {
-	Code    string `json:"code"`            // "invalid", "not_found" or "conflict"
-	Field   string `json:"field,omitempty"` // the field at fault, for "invalid"
+	Code    string `json:"code"`            // CodeInvalid, CodeNotFound or CodeConflict
+	Field   string `json:"field,omitempty"` // the field at fault, for CodeInvalid
 	Message string `json:"message"`
 }
 
