@@ -1,0 +1,35 @@
+// Package raftnode is the replicated core both sides of Outpost run on: a
+// member of a hashicorp/raft cluster that carries commands (bytes, see
+// package command) to an Applier, the side's state machine over its bbolt
+// store. The site (appliance/internal/site) and central
+// (central/internal/store) each implement Applier; neither this package
+// nor command knows what their commands mean.
+//
+// The Raft log lives in raft.db (raft-boltdb, fsync on every append) and
+// snapshots in snapshots/, both under Config.Dir.
+//
+// # Invariants
+//
+//   - The Applier applies each group of committed entries in one
+//     transaction that also records the last applied index, so one fsync
+//     covers the group and a crash never separates state from index. An
+//     entry at or below the applied index is skipped: replay after a
+//     restart changes nothing. Raft is therefore told not to restore a
+//     snapshot at start-up: the store file already holds the state.
+//   - Apply is deterministic: the proposer puts the time (and anything
+//     random) into the command; the Applier reads no clock.
+//   - An Applier error is a storage failure: the node panics rather than
+//     fork from the others, and Raft replays the group after a restart. A
+//     refused command is a result, not an error.
+//   - Group commit is done once, here: commands proposed while earlier
+//     groups are in flight are packed into one Batch entry (one log
+//     append, one fsync, one replication message, one store transaction
+//     for all of them); Raft's own BatchApplyCh is off.
+//   - A new leader commits a command.Noop before it calls itself ready
+//     (IsReady), so a leader that is ready has applied everything
+//     committed before its term.
+//   - Snapshots are the Applier's (bbolt files streamed from a read
+//     transaction); Restore swaps in a whole file.
+//   - A node that stops while it leads others hands leadership over
+//     first.
+package raftnode

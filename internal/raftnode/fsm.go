@@ -1,0 +1,136 @@
+package raftnode
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/outposthq/outpost/internal/command"
+)
+
+// Entry is one command of a committed log entry, as an Applier gets it. A
+// Batch entry becomes one Entry per command, all with the entry's index.
+type Entry struct {
+	Index uint64
+	// Data is the command; nil for an entry that only advances the index
+	// (a configuration change).
+	Data []byte
+}
+
+// Applier is the state machine a Node replicates. Raft calls it from one
+// goroutine; AppliedIndex and Snapshot may be called from others.
+type Applier interface {
+	// Apply applies entries in order in one transaction that records
+	// the highest index applied, skipping those at or below the index
+	// applied before, and returns one result per entry (nil for a
+	// skipped one). An error means the store could not be written or an
+	// entry could not be decoded: the node stops.
+	Apply(entries []Entry) ([]any, error)
+	// AppliedIndex is the index of the last entry applied.
+	AppliedIndex() uint64
+	// Snapshot pins the current state for Raft to persist.
+	Snapshot() (Snapshot, error)
+	// Restore replaces the whole state with a snapshot's.
+	Restore(r io.Reader) error
+}
+
+// Snapshot is a pinned state of an Applier.
+type Snapshot interface {
+	WriteTo(w io.Writer) (int64, error)
+	Release()
+}
+
+// batchResult is the response to a Batch log entry: its commands'
+// results, in order.
+type batchResult []any
+
+// fsm adapts an Applier to raft.BatchingFSM: it unpacks Batch entries
+// and tells the node when the applied index moves.
+type fsm struct {
+	a       Applier
+	log     *slog.Logger
+	applied func() // called after each apply and restore
+}
+
+var _ raft.BatchingFSM = (*fsm)(nil)
+
+func (f *fsm) Apply(l *raft.Log) any { return f.ApplyBatch([]*raft.Log{l})[0] }
+
+// ApplyBatch applies a group of committed logs through the Applier in one
+// call. A failure panics (see the package doc).
+func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
+	var entries []Entry
+	sizes := make([]int, len(logs)) // commands per log; -1: not a batch
+	for i, l := range logs {
+		sizes[i] = -1
+		if l.Type != raft.LogCommand {
+			entries = append(entries, Entry{Index: l.Index})
+			continue
+		}
+		t, payload := command.Split(l.Data)
+		if t != command.Batch {
+			entries = append(entries, Entry{Index: l.Index, Data: l.Data})
+			continue
+		}
+		cmds, err := command.SplitBatch(payload)
+		if err != nil {
+			panic(fmt.Sprintf("raftnode: log %d: %v", l.Index, err))
+		}
+		sizes[i] = len(cmds)
+		for _, c := range cmds {
+			entries = append(entries, Entry{Index: l.Index, Data: c})
+		}
+	}
+	results, err := f.a.Apply(entries)
+	if err != nil {
+		panic(fmt.Sprintf("raftnode: apply logs %d-%d: %v", logs[0].Index, logs[len(logs)-1].Index, err))
+	}
+	if len(results) != len(entries) {
+		panic(fmt.Sprintf("raftnode: the state machine answered %d of %d entries", len(results), len(entries)))
+	}
+	f.applied()
+	out := make([]any, len(logs))
+	k := 0
+	for i, n := range sizes {
+		if n < 0 {
+			out[i] = results[k]
+			k++
+			continue
+		}
+		out[i] = batchResult(results[k : k+n])
+		k += n
+	}
+	return out
+}
+
+func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
+	s, err := f.a.Snapshot()
+	if err != nil {
+		return nil, err
+	}
+	return &fsmSnapshot{s: s}, nil
+}
+
+func (f *fsm) Restore(rc io.ReadCloser) error {
+	defer rc.Close()
+	if err := f.a.Restore(rc); err != nil {
+		return err
+	}
+	f.log.Info("restored the store from a snapshot", "applied_index", f.a.AppliedIndex())
+	f.applied()
+	return nil
+}
+
+type fsmSnapshot struct{ s Snapshot }
+
+func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
+	if _, err := s.s.WriteTo(sink); err != nil {
+		sink.Cancel()
+		return fmt.Errorf("raftnode: persist snapshot: %w", err)
+	}
+	return sink.Close()
+}
+
+func (s *fsmSnapshot) Release() { s.s.Release() }

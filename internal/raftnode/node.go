@@ -1,0 +1,439 @@
+package raftnode
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/outposthq/outpost/internal/command"
+)
+
+// Errors of Propose and the membership calls.
+var (
+	// ErrNotLeader means this node does not lead: the command never
+	// entered the log and may be proposed again, to the leader.
+	ErrNotLeader = errors.New("raftnode: this node is not the leader")
+	// ErrUnknownOutcome means leadership was lost while the command was
+	// in flight: it may or may not be committed. It must not be proposed
+	// again blindly; the caller decides.
+	ErrUnknownOutcome = errors.New("raftnode: leadership was lost while committing; the change may or may not be applied")
+)
+
+// Config configures a Node.
+type Config struct {
+	// ID is the node's unique, stable name within its cluster.
+	ID string
+	// Dir holds the Raft log (raft.db) and snapshots.
+	Dir string
+	// BindAddr is where the Raft transport listens (host:port).
+	BindAddr string
+	// AdvertiseAddr is the Raft address other nodes dial; BindAddr if
+	// empty.
+	AdvertiseAddr string
+	// Bootstrap makes a node with no Raft state start a one-node
+	// cluster. A node that will join an existing cluster leaves it false.
+	Bootstrap bool
+	// Tuning overrides Raft's settings (tests); nil keeps the defaults.
+	Tuning func(*raft.Config)
+	// Log receives the node's log and Raft's (through an hclog adapter).
+	Log *slog.Logger
+}
+
+// Node is one member of a Raft cluster and the owner of its Applier.
+type Node struct {
+	cfg   Config
+	log   *slog.Logger
+	a     Applier
+	raft  *raft.Raft
+	trans *raft.NetworkTransport
+	logs  *raftboltdb.BoltStore
+	batch *batcher
+	stop  chan struct{} // closed by Close
+
+	ready atomic.Bool   // leads, and its Noop is applied
+	epoch atomic.Uint64 // times this node became a ready leader
+
+	amu       sync.Mutex
+	appliedCh chan struct{} // closed when the applied index moves
+
+	mu        sync.Mutex
+	observers []func(ready bool)
+	closed    bool
+}
+
+// Open starts a node over a. The caller owns a's store and closes it
+// after Close.
+func Open(cfg Config, a Applier) (*Node, error) {
+	if cfg.AdvertiseAddr == "" {
+		cfg.AdvertiseAddr = cfg.BindAddr
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("raftnode: %w", err)
+	}
+	n := &Node{cfg: cfg, log: cfg.Log, a: a, stop: make(chan struct{}), appliedCh: make(chan struct{})}
+	if err := n.open(); err != nil {
+		n.closeParts()
+		return nil, err
+	}
+	go n.watchLeadership()
+	return n, nil
+}
+
+func (n *Node) open() error {
+	hlog := newHCLog(n.log.With("component", "raft"))
+	logPath := filepath.Join(n.cfg.Dir, "raft.db")
+	logs, err := raftboltdb.New(raftboltdb.Options{
+		Path:        logPath,
+		BoltOptions: &bolt.Options{Timeout: 5 * time.Second, FreelistType: bolt.FreelistMapType, NoFreelistSync: true},
+	})
+	if err != nil {
+		return fmt.Errorf("raftnode: open the raft log %s: %w", logPath, err)
+	}
+	n.logs = logs
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(filepath.Join(n.cfg.Dir, "snapshots"), 2, hlog)
+	if err != nil {
+		return fmt.Errorf("raftnode: open the snapshot store: %w", err)
+	}
+	adv, err := net.ResolveTCPAddr("tcp", n.cfg.AdvertiseAddr)
+	if err != nil {
+		return fmt.Errorf("raftnode: advertise address %q: %w", n.cfg.AdvertiseAddr, err)
+	}
+	trans, err := raft.NewTCPTransportWithLogger(n.cfg.BindAddr, adv, 8, 10*time.Second, hlog)
+	if err != nil {
+		return fmt.Errorf("raftnode: listen for raft on %s: %w", n.cfg.BindAddr, err)
+	}
+	n.trans = trans
+
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(n.cfg.ID)
+	rc.Logger = hlog
+	// A follower catching up, or a replay, hands the state machine up
+	// to this many entries in one transaction.
+	rc.MaxAppendEntries = 512
+	// The batcher is the group commit (batch.go).
+	rc.BatchApplyCh = false
+	// The store file is the state; Raft only replays the logs after its
+	// applied index (package doc).
+	rc.NoSnapshotRestoreOnStart = true
+	if n.cfg.Tuning != nil {
+		n.cfg.Tuning(rc)
+	}
+	hasState, err := raft.HasExistingState(logs, logs, snaps)
+	if err != nil {
+		return fmt.Errorf("raftnode: read the raft state: %w", err)
+	}
+	f := &fsm{a: n.a, log: n.log, applied: n.notifyApplied}
+	r, err := raft.NewRaft(rc, f, logs, logs, snaps, trans)
+	if err != nil {
+		return fmt.Errorf("raftnode: start raft: %w", err)
+	}
+	n.raft = r
+	n.batch = newBatcher(r)
+	if !hasState && n.cfg.Bootstrap {
+		cfg := raft.Configuration{Servers: []raft.Server{{Suffrage: raft.Voter, ID: rc.LocalID, Address: trans.LocalAddr()}}}
+		if err := r.BootstrapCluster(cfg).Error(); err != nil {
+			return fmt.Errorf("raftnode: bootstrap: %w", err)
+		}
+		n.log.Info("bootstrapped a new single-node cluster", "id", n.cfg.ID)
+	}
+	return nil
+}
+
+// ID is the node's id.
+func (n *Node) ID() string { return n.cfg.ID }
+
+// Addr is the Raft address other nodes dial.
+func (n *Node) Addr() string { return n.cfg.AdvertiseAddr }
+
+// Propose commits cmd through this node, which must lead, and returns the
+// index it was applied at and the Applier's result for it. It waits until
+// the command is applied here, or ctx ends (the command may then still
+// commit: the caller cannot know).
+func (n *Node) Propose(ctx context.Context, cmd []byte) (uint64, any, error) {
+	if t, _ := command.Split(cmd); t == command.Batch {
+		return 0, nil, errors.New("raftnode: a batch cannot be proposed: the node makes them")
+	}
+	if n.raft.State() != raft.Leader {
+		return 0, nil, ErrNotLeader
+	}
+	p := &proposal{cmd: cmd, done: make(chan outcome, 1)}
+	select {
+	case n.batch.in <- p:
+	case <-ctx.Done():
+		return 0, nil, ctx.Err()
+	}
+	select {
+	case o := <-p.done:
+		return o.index, o.result, o.err
+	case <-ctx.Done():
+		return 0, nil, ctx.Err()
+	}
+}
+
+// IsLeader reports whether this node is the Raft leader now, ready or not.
+func (n *Node) IsLeader() bool { return n.raft.State() == raft.Leader }
+
+// IsReady reports whether this node leads and its state machine has
+// applied everything committed before its term (its Noop is applied).
+// Leader-only work that reads the store to decide waits for this.
+func (n *Node) IsReady() bool { return n.ready.Load() && n.IsLeader() }
+
+// Epoch counts the times this node has become a ready leader. A subsystem
+// that keeps state only the leader maintains rebuilds it from the store
+// when the epoch moves: other leaders may have changed the store between.
+func (n *Node) Epoch() uint64 { return n.epoch.Load() }
+
+// Leader returns the current leader's id and Raft address ("" if none is
+// known).
+func (n *Node) Leader() (id, addr string) {
+	a, i := n.raft.LeaderWithID()
+	return string(i), string(a)
+}
+
+// OnLeadership registers fn, called with true when this node becomes a
+// ready leader and with false when it stops leading. Calls are made in
+// order from one goroutine.
+func (n *Node) OnLeadership(fn func(ready bool)) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.observers = append(n.observers, fn)
+}
+
+func (n *Node) tell(ready bool) {
+	n.mu.Lock()
+	obs := append([]func(bool){}, n.observers...)
+	n.mu.Unlock()
+	for _, fn := range obs {
+		fn(ready)
+	}
+}
+
+// watchLeadership commits a Noop each time this node becomes leader and
+// then calls it ready; see command.Noop. It ends when the node closes.
+func (n *Node) watchLeadership() {
+	for {
+		select {
+		case leader := <-n.raft.LeaderCh():
+			wasReady := n.ready.Swap(false)
+			if !leader {
+				if wasReady {
+					n.log.Info("stopped leading", "id", n.cfg.ID)
+					n.tell(false)
+				}
+				continue
+			}
+			if n.commitNoop() {
+				// The store now holds everything earlier leaders
+				// committed: leader-only state can be rebuilt from it.
+				n.epoch.Add(1)
+				n.ready.Store(true)
+				n.log.Info("leading", "id", n.cfg.ID, "term", n.raft.Stats()["term"])
+				n.tell(true)
+			}
+		case <-n.stop:
+			return
+		}
+	}
+}
+
+// commitNoop commits a Noop and reports whether it did while this node
+// still leads.
+func (n *Node) commitNoop() bool {
+	for n.IsLeader() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		_, _, err := n.Propose(ctx, []byte{byte(command.Noop)})
+		cancel()
+		if err == nil {
+			return n.IsLeader()
+		}
+		n.log.Warn("committing the new leader's no-op", "err", err)
+		select {
+		case <-n.stop:
+			return false
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	return false
+}
+
+func (n *Node) notifyApplied() {
+	n.amu.Lock()
+	close(n.appliedCh)
+	n.appliedCh = make(chan struct{})
+	n.amu.Unlock()
+}
+
+// AppliedIndex is the index of the last entry the state machine applied.
+func (n *Node) AppliedIndex() uint64 { return n.a.AppliedIndex() }
+
+// WaitApplied blocks until the state machine has applied idx or ctx ends.
+func (n *Node) WaitApplied(ctx context.Context, idx uint64) error {
+	for {
+		n.amu.Lock()
+		ch := n.appliedCh
+		n.amu.Unlock()
+		if n.a.AppliedIndex() >= idx {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-ch:
+		}
+	}
+}
+
+// ReadIndex returns an index that a linearizable read must wait for
+// (WaitApplied). Only the leader answers: it confirms with a quorum that
+// it still leads.
+func (n *Node) ReadIndex() (uint64, error) {
+	if err := n.raft.VerifyLeader().Error(); err != nil {
+		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
+			return 0, fmt.Errorf("%w: %w", ErrNotLeader, err)
+		}
+		return 0, fmt.Errorf("raftnode: verify leadership: %w", err)
+	}
+	return n.raft.CommitIndex(), nil
+}
+
+// AddVoter makes the node id at Raft address addr a voting member. It
+// runs on the leader.
+func (n *Node) AddVoter(ctx context.Context, id, addr string) error {
+	if !n.IsLeader() {
+		return ErrNotLeader
+	}
+	if err := n.raft.AddVoter(raft.ServerID(id), raft.ServerAddress(addr), 0, timeout(ctx)).Error(); err != nil {
+		return fmt.Errorf("raftnode: add voter %s: %w", id, err)
+	}
+	n.log.Info("added voter", "id", id, "raft_addr", addr)
+	return nil
+}
+
+// RemoveServer removes node id from the cluster. It runs on the leader.
+func (n *Node) RemoveServer(ctx context.Context, id string) error {
+	if !n.IsLeader() {
+		return ErrNotLeader
+	}
+	if err := n.raft.RemoveServer(raft.ServerID(id), 0, timeout(ctx)).Error(); err != nil {
+		return fmt.Errorf("raftnode: remove %s: %w", id, err)
+	}
+	n.log.Info("removed server", "id", id)
+	return nil
+}
+
+// timeout is what is left of ctx, or 30 s.
+func timeout(ctx context.Context) time.Duration {
+	if d, ok := ctx.Deadline(); ok {
+		return time.Until(d)
+	}
+	return 30 * time.Second
+}
+
+// Server is one server of the Raft configuration.
+type Server struct {
+	ID    string
+	Addr  string
+	Voter bool
+}
+
+// Servers returns the Raft configuration as this node knows it.
+func (n *Node) Servers() ([]Server, error) {
+	f := n.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return nil, fmt.Errorf("raftnode: configuration: %w", err)
+	}
+	var out []Server
+	for _, s := range f.Configuration().Servers {
+		out = append(out, Server{ID: string(s.ID), Addr: string(s.Address), Voter: s.Suffrage == raft.Voter})
+	}
+	return out, nil
+}
+
+// Status is this node's view of Raft.
+type Status struct {
+	ID           string
+	State        string // Leader, Follower, Candidate or Shutdown
+	LeaderID     string
+	LeaderAddr   string
+	Term         uint64
+	AppliedIndex uint64
+	CommitIndex  uint64
+	LastIndex    uint64
+	// LastContact is when a follower last heard from its leader (zero on
+	// the leader, or before any contact).
+	LastContact time.Time
+}
+
+// Status reports this node's view of Raft.
+func (n *Node) Status() Status {
+	id, addr := n.Leader()
+	st := Status{
+		ID: n.cfg.ID, State: n.raft.State().String(), LeaderID: id, LeaderAddr: addr,
+		AppliedIndex: n.a.AppliedIndex(), CommitIndex: n.raft.CommitIndex(), LastIndex: n.raft.LastIndex(),
+	}
+	st.Term, _ = strconv.ParseUint(n.raft.Stats()["term"], 10, 64)
+	if n.raft.State() != raft.Leader {
+		st.LastContact = n.raft.LastContact()
+	}
+	return st
+}
+
+// Snapshot asks Raft to take a snapshot now (tests, operators).
+func (n *Node) Snapshot() error { return n.raft.Snapshot().Error() }
+
+// Close hands leadership to another voter if this node leads others, then
+// stops Raft. It is safe to call more than once.
+func (n *Node) Close() error {
+	n.mu.Lock()
+	if n.closed {
+		n.mu.Unlock()
+		return nil
+	}
+	n.closed = true
+	n.mu.Unlock()
+	close(n.stop)
+	if n.IsLeader() && n.voters() > 1 {
+		if err := n.raft.LeadershipTransfer().Error(); err != nil {
+			n.log.Warn("leadership transfer before stop", "err", err)
+		}
+	}
+	err := n.raft.Shutdown().Error()
+	n.batch.close()
+	n.closeParts()
+	return err
+}
+
+func (n *Node) closeParts() {
+	if n.trans != nil {
+		n.trans.Close()
+	}
+	if n.logs != nil {
+		n.logs.Close()
+	}
+}
+
+func (n *Node) voters() int {
+	servers, _ := n.Servers()
+	c := 0
+	for _, s := range servers {
+		if s.Voter {
+			c++
+		}
+	}
+	return c
+}
