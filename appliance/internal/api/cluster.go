@@ -3,7 +3,7 @@ package api
 import (
 	"net/http"
 
-	"github.com/outposthq/outpost/appliance/internal/seal"
+	"github.com/outposthq/outpost/internal/seal"
 	"github.com/outposthq/outpost/appliance/internal/store"
 	"github.com/outposthq/outpost/internal/errs"
 )

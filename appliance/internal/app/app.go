@@ -24,7 +24,7 @@ import (
 	"github.com/outposthq/outpost/appliance/internal/config"
 	"github.com/outposthq/outpost/appliance/internal/dhcp"
 	"github.com/outposthq/outpost/appliance/internal/replica"
-	"github.com/outposthq/outpost/appliance/internal/seal"
+	"github.com/outposthq/outpost/internal/seal"
 	"github.com/outposthq/outpost/appliance/internal/store"
 	"github.com/outposthq/outpost/appliance/internal/syncclient"
 )

@@ -17,7 +17,7 @@ import (
 
 	"github.com/outposthq/outpost/appliance/internal/api"
 	"github.com/outposthq/outpost/appliance/internal/replica"
-	"github.com/outposthq/outpost/appliance/internal/seal"
+	"github.com/outposthq/outpost/internal/seal"
 	"github.com/outposthq/outpost/appliance/internal/store"
 )
 

@@ -25,7 +25,7 @@ import (
 	"github.com/outposthq/outpost/appliance/internal/cli"
 	"github.com/outposthq/outpost/appliance/internal/client"
 	"github.com/outposthq/outpost/appliance/internal/replica"
-	"github.com/outposthq/outpost/appliance/internal/seal"
+	"github.com/outposthq/outpost/internal/seal"
 	"github.com/outposthq/outpost/appliance/internal/store"
 )
 

@@ -10,7 +10,7 @@ import (
 
 	"github.com/outposthq/outpost/appliance/internal/api"
 	"github.com/outposthq/outpost/appliance/internal/replica"
-	"github.com/outposthq/outpost/appliance/internal/seal"
+	"github.com/outposthq/outpost/internal/seal"
 )
 
 // runClusterStatus shows the cluster as the server asked sees it.

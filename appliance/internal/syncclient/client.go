@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/outposthq/outpost/appliance/internal/replica"
-	"github.com/outposthq/outpost/appliance/internal/seal"
+	"github.com/outposthq/outpost/internal/seal"
 	"github.com/outposthq/outpost/syncproto"
 )
 

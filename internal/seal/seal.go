@@ -1,11 +1,15 @@
-// Package seal encrypts site secrets (BMC passwords, join material) with
-// the site key, so that they are never at rest or in the Raft log in the
-// clear.
+// Package seal encrypts secrets (BMC passwords, keys handed to a joining
+// node) so that they are never at rest, in a Raft log or in a snapshot in
+// the clear. Both sides use it: a site seals with its site key, central
+// with its own.
 //
-// The site key is 32 random bytes in a file of the data directory, mode
-// 0600, the same on every appliance of a site (a joining node receives it
-// sealed with a key derived from the operator's token). Sealed values are
-// AES-256-GCM: a version byte, a 12-byte random nonce, then the ciphertext.
+// A key is 32 random bytes in a file of the data directory, mode 0600,
+// the same on every node of a cluster (a joining node receives it sealed
+// with a key derived from the operator's token). Sealed values are
+// AES-256-GCM: a version byte, a 12-byte nonce, then the ciphertext. Seal
+// draws the nonce at random; SealStable derives it from the value (a
+// synthetic IV), for stores that must store the same bytes for the same
+// secret. Open opens both.
 package seal
 
 import (
@@ -113,7 +117,22 @@ func (k *Key) Seal(plaintext []byte, ad string) []byte {
 	return k.aead.Seal(out, nonce, plaintext, []byte(ad))
 }
 
-// Open decrypts a value made by Seal with the same ad.
+// SealStable encrypts plaintext like Seal, but the same plaintext and ad
+// always give the same bytes: the nonce is an HMAC of both under a key
+// derived from k (a synthetic IV, as in RFC 5297). It reveals only whether
+// two sealed values hold the same secret; use it where a store must not
+// see a change when nothing changed.
+func (k *Key) SealStable(plaintext []byte, ad string) []byte {
+	m := hmac.New(sha256.New, k.Derive("seal stable nonce v1"))
+	m.Write([]byte(ad))
+	m.Write([]byte{0})
+	m.Write(plaintext)
+	nonce := m.Sum(nil)[:k.aead.NonceSize()]
+	out := append([]byte{version1}, nonce...)
+	return k.aead.Seal(out, nonce, plaintext, []byte(ad))
+}
+
+// Open decrypts a value made by Seal or SealStable with the same ad.
 func (k *Key) Open(sealed []byte, ad string) ([]byte, error) {
 	ns := k.aead.NonceSize()
 	if len(sealed) < 1+ns+k.aead.Overhead() || sealed[0] != version1 {

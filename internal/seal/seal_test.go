@@ -62,3 +62,26 @@ func TestLoadOrCreate(t *testing.T) {
 		t.Fatal("a truncated key file loaded without error")
 	}
 }
+
+func TestSealStable(t *testing.T) {
+	k, err := Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := k.SealStable([]byte("secret"), "machine/m1/bmc")
+	if b := k.SealStable([]byte("secret"), "machine/m1/bmc"); !bytes.Equal(a, b) {
+		t.Error("the same secret sealed twice differs")
+	}
+	if b := k.SealStable([]byte("other"), "machine/m1/bmc"); bytes.Equal(a, b) {
+		t.Error("two secrets sealed alike")
+	}
+	if b := k.SealStable([]byte("secret"), "machine/m2/bmc"); bytes.Equal(a[1:13], b[1:13]) {
+		t.Error("the nonce does not depend on the additional data")
+	}
+	if pt, err := k.Open(a, "machine/m1/bmc"); err != nil || string(pt) != "secret" {
+		t.Errorf("open: %q, %v", pt, err)
+	}
+	if _, err := k.Open(a, "machine/m2/bmc"); err == nil {
+		t.Error("opened under another machine's additional data")
+	}
+}
