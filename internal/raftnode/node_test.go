@@ -27,8 +27,8 @@ import (
 // applied twice shows), and "refuse" is refused. Every apply records the
 // applied index in the same transaction, as the real state machines do.
 type kv struct {
-	mu     sync.RWMutex // held exclusively by Restore
-	db     *bolt.DB
+	mu   sync.RWMutex // held exclusively by Restore
+	db   *bolt.DB
 	path string
 }
 

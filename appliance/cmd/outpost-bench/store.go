@@ -12,8 +12,8 @@ import (
 	"time"
 
 	"github.com/outposthq/outpost/appliance/internal/replica"
-	"github.com/outposthq/outpost/internal/seal"
 	"github.com/outposthq/outpost/appliance/internal/store"
+	"github.com/outposthq/outpost/internal/seal"
 )
 
 // benchStore measures committed writes through Raft into the store, with

@@ -3,9 +3,9 @@ package api
 import (
 	"net/http"
 
-	"github.com/outposthq/outpost/internal/seal"
 	"github.com/outposthq/outpost/appliance/internal/store"
 	"github.com/outposthq/outpost/internal/errs"
+	"github.com/outposthq/outpost/internal/seal"
 )
 
 func (s *Server) clusterStatus(w http.ResponseWriter, r *http.Request) {

@@ -25,8 +25,8 @@ import (
 	"github.com/outposthq/outpost/appliance/internal/cli"
 	"github.com/outposthq/outpost/appliance/internal/client"
 	"github.com/outposthq/outpost/appliance/internal/replica"
-	"github.com/outposthq/outpost/internal/seal"
 	"github.com/outposthq/outpost/appliance/internal/store"
+	"github.com/outposthq/outpost/internal/seal"
 )
 
 // bmcPassword must never appear in anything the CLI prints.

@@ -28,9 +28,9 @@ import (
 	"time"
 
 	"github.com/outposthq/outpost/appliance/internal/replica"
-	"github.com/outposthq/outpost/internal/seal"
 	"github.com/outposthq/outpost/appliance/internal/store"
 	"github.com/outposthq/outpost/internal/errs"
+	"github.com/outposthq/outpost/internal/seal"
 )
 
 // Target is a machine's BMC with its password in the clear, for one
