@@ -21,6 +21,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 	"github.com/ulikunitz/xz"
 
+	"github.com/outposthq/outpost/appliance/internal/actions"
 	"github.com/outposthq/outpost/appliance/internal/agentproto"
 	"github.com/outposthq/outpost/appliance/internal/workflow"
 )
@@ -28,7 +29,7 @@ import (
 // The agent runs exactly the catalogue's action types.
 func TestCatalogue(t *testing.T) {
 	got := slices.Sorted(maps.Keys(handlers))
-	want := slices.Sorted(maps.Keys(agentproto.Catalogue))
+	want := slices.Sorted(maps.Keys(actions.Catalogue))
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("action types (-catalogue +agent):\n%s", diff)
 	}

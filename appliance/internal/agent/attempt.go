@@ -20,7 +20,7 @@ import (
 type handler func(ctx context.Context, s *step) (string, error)
 
 // handlers are the action types the agent runs: exactly
-// agentproto.Catalogue's.
+// actions.Catalogue's.
 var handlers = map[string]handler{
 	"disk.wipe":   diskWipe,
 	"image.write": imageWrite,

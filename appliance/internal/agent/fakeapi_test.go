@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/outposthq/outpost/appliance/internal/actions"
 	"github.com/outposthq/outpost/appliance/internal/agentproto"
 	"github.com/outposthq/outpost/appliance/internal/workflow"
 )
@@ -65,13 +66,13 @@ func newFakeAPI(t *testing.T, actions ...workflow.Action) *fakeAPI {
 }
 
 // setWorkflow gives the machine a workflow of actions.
-func (f *fakeAPI) setWorkflow(actions ...workflow.Action) {
+func (f *fakeAPI) setWorkflow(acts ...workflow.Action) {
 	f.t.Helper()
 	known := map[string][]string{}
-	for typ, spec := range agentproto.Catalogue {
+	for typ, spec := range actions.Catalogue {
 		known[typ] = spec.Required
 	}
-	plan, err := workflow.NewPlan(actions, known)
+	plan, err := workflow.NewPlan(acts, known)
 	if err != nil {
 		f.t.Fatal(err)
 	}

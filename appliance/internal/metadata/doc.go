@@ -28,7 +28,7 @@
 // addresses on (DHCP snooping and source guard on the switches).
 //
 // What the views show comes from the machine and its current workflow's
-// values (agentproto.ValueHostname, ValueSSHKeys, ValueUserData):
+// values (actions.ValueHostname, ValueSSHKeys, ValueUserData):
 //
 //	instance id    the machine's id
 //	hostname       the workflow's "hostname", else the machine's, else its id

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/outposthq/outpost/appliance/internal/agentproto"
+	"github.com/outposthq/outpost/appliance/internal/actions"
 	"github.com/outposthq/outpost/appliance/internal/store"
 	"github.com/outposthq/outpost/internal/errs"
 )
@@ -103,7 +103,7 @@ func identify(tx *store.Tx, addr netip.Addr, now time.Time) (*instance, string, 
 
 // hostname is the workflow's hostname, else the machine's, else its id.
 func (in *instance) hostname() string {
-	if h := in.values[agentproto.ValueHostname]; h != "" {
+	if h := in.values[actions.ValueHostname]; h != "" {
 		return h
 	}
 	if in.machine.Hostname != "" {
@@ -115,7 +115,7 @@ func (in *instance) hostname() string {
 // keys are the workflow's SSH public keys, one per non-blank line.
 func (in *instance) keys() []string {
 	keys := []string{}
-	for line := range strings.Lines(in.values[agentproto.ValueSSHKeys]) {
+	for line := range strings.Lines(in.values[actions.ValueSSHKeys]) {
 		if k := strings.TrimSpace(line); k != "" {
 			keys = append(keys, k)
 		}
@@ -125,6 +125,6 @@ func (in *instance) keys() []string {
 
 // userData is the workflow's user-data, and whether it has any.
 func (in *instance) userData() (string, bool) {
-	ud, ok := in.values[agentproto.ValueUserData]
+	ud, ok := in.values[actions.ValueUserData]
 	return ud, ok && ud != ""
 }

@@ -12,7 +12,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/outposthq/outpost/appliance/internal/agentproto"
+	"github.com/outposthq/outpost/appliance/internal/actions"
 	"github.com/outposthq/outpost/appliance/internal/store"
 )
 
@@ -95,10 +95,10 @@ func newFixture(t *testing.T) *fixture {
 		lease(addrStranger, "52:54:00:99:99:99", store.LeaseActive, t0.Add(time.Hour)),
 		lease(addrOffered, "52:54:00:12:34:06", store.LeaseOffered, t0.Add(time.Hour)),
 		&store.Workflow{ID: "wf1", MachineID: "m1", Template: "install", Values: map[string]string{
-			agentproto.ValueHostname: "web-1", agentproto.ValueSSHKeys: keys1, agentproto.ValueUserData: userData1,
+			actions.ValueHostname: "web-1", actions.ValueSSHKeys: keys1, actions.ValueUserData: userData1,
 		}},
 		&store.Workflow{ID: "wf2", MachineID: "m2", Template: "install", Values: map[string]string{
-			agentproto.ValueHostname: "db-1", agentproto.ValueSSHKeys: "ssh-ed25519 AAAAC3-carol carol", agentproto.ValueUserData: userData2,
+			actions.ValueHostname: "db-1", actions.ValueSSHKeys: "ssh-ed25519 AAAAC3-carol carol", actions.ValueUserData: userData2,
 		}},
 	)
 	// The store makes a new workflow its machine's current one; say so

@@ -6,7 +6,7 @@ import (
 	"maps"
 	"slices"
 
-	"github.com/outposthq/outpost/appliance/internal/agentproto"
+	"github.com/outposthq/outpost/appliance/internal/actions"
 	"github.com/outposthq/outpost/appliance/internal/workflow"
 	"github.com/outposthq/outpost/internal/errs"
 )
@@ -114,7 +114,7 @@ func WithBootValues(values map[string]string, bootURL string) map[string]string 
 	if out == nil {
 		out = map[string]string{}
 	}
-	for _, k := range []string{agentproto.ValueBootURL, agentproto.ValueMetadataURL} {
+	for _, k := range []string{actions.ValueBootURL, actions.ValueMetadataURL} {
 		if _, ok := out[k]; !ok {
 			out[k] = bootURL
 		}

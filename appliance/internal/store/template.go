@@ -6,7 +6,7 @@ import (
 	"slices"
 	"time"
 
-	"github.com/outposthq/outpost/appliance/internal/agentproto"
+	"github.com/outposthq/outpost/appliance/internal/actions"
 	"github.com/outposthq/outpost/appliance/internal/workflow"
 	"github.com/outposthq/outpost/internal/errs"
 )
@@ -22,7 +22,7 @@ type Template struct {
 // Action is one step of a template.
 type Action struct {
 	Name string `json:"name"`
-	// Type is one of the agent's action types (agentproto.Catalogue).
+	// Type is one of the agent's action types (actions.Catalogue).
 	Type string `json:"type"`
 	// Args are the action's arguments; values may name workflow values as
 	// {{ .hostname }}.
@@ -51,7 +51,7 @@ func (t *Template) Validate() error {
 		return err
 	}
 	for i, a := range t.Actions {
-		spec, ok := agentproto.Catalogue[a.Type]
+		spec, ok := actions.Catalogue[a.Type]
 		if !ok {
 			continue // NewPlan names the unknown type
 		}

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/outposthq/outpost/appliance/internal/agentproto"
+	"github.com/outposthq/outpost/appliance/internal/actions"
 	"github.com/outposthq/outpost/appliance/internal/workflow"
 	"github.com/outposthq/outpost/internal/errs"
 )
@@ -104,8 +104,8 @@ var valueNameRE = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_]{0,62}$`)
 // actionTypes maps each action type the agent runs to its required
 // arguments, for workflow.NewPlan.
 var actionTypes = func() map[string][]string {
-	m := make(map[string][]string, len(agentproto.Catalogue))
-	for t, spec := range agentproto.Catalogue {
+	m := make(map[string][]string, len(actions.Catalogue))
+	for t, spec := range actions.Catalogue {
 		m[t] = spec.Required
 	}
 	return m
@@ -143,8 +143,8 @@ func (tx *Tx) UnsafeCreateWorkflow(w *Workflow, wr Write) error {
 		w.Values = map[string]string{}
 	}
 	defaults := map[string]string{
-		agentproto.ValueMachineID: m.ID,
-		agentproto.ValueHostname:  cmp(m.Hostname, m.ID),
+		actions.ValueMachineID: m.ID,
+		actions.ValueHostname:  cmp(m.Hostname, m.ID),
 	}
 	for k, v := range defaults {
 		if _, ok := w.Values[k]; !ok {
