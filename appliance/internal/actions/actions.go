@@ -71,4 +71,3 @@ const (
 	ValueSSHKeys  = "ssh_keys"  // public keys, one per line
 	ValueUserData = "user_data" // cloud-init user-data, served verbatim
 )
-
