@@ -110,6 +110,16 @@ func MustDecode(payload []byte, v any, index uint64) {
 	}
 }
 
+// Entry is one command of a committed log entry, as a state machine
+// applies it. The Raft node unpacks a Batch entry into one Entry per
+// command, all with the entry's index.
+type Entry struct {
+	Index uint64
+	// Data is the command; nil for an entry that only advances the index
+	// (a configuration change).
+	Data []byte
+}
+
 // Func applies one command's payload inside a state machine's transaction
 // tx, at log index index. It returns the command's result; a domain error
 // (a refusal, which must have changed nothing) is returned as the error,

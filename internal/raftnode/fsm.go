@@ -10,14 +10,10 @@ import (
 	"github.com/outposthq/outpost/internal/command"
 )
 
-// Entry is one command of a committed log entry, as an Applier gets it. A
-// Batch entry becomes one Entry per command, all with the entry's index.
-type Entry struct {
-	Index uint64
-	// Data is the command; nil for an entry that only advances the index
-	// (a configuration change).
-	Data []byte
-}
+// Entry is one command of a committed log entry, as an Applier gets it
+// (command.Entry: a state machine implements Applier without importing
+// this package).
+type Entry = command.Entry
 
 // Applier is the state machine a Node replicates. Raft calls it from one
 // goroutine; AppliedIndex and Snapshot may be called from others.
