@@ -32,8 +32,10 @@ type Applier interface {
 	Restore(r io.Reader) error
 }
 
-// Snapshot is a pinned state of an Applier.
-type Snapshot interface {
+// Snapshot is a pinned state of an Applier. It is an alias of an
+// interface literal, so that a state machine implements Applier without
+// importing this package.
+type Snapshot = interface {
 	WriteTo(w io.Writer) (int64, error)
 	Release()
 }

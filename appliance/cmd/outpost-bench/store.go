@@ -11,7 +11,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/outposthq/outpost/appliance/internal/replica"
+	"github.com/outposthq/outpost/appliance/internal/cluster"
+	"github.com/outposthq/outpost/appliance/internal/site"
 	"github.com/outposthq/outpost/appliance/internal/store"
 	"github.com/outposthq/outpost/internal/seal"
 )
@@ -33,9 +34,9 @@ func benchStore(ctx context.Context, log *slog.Logger, d time.Duration) error {
 }
 
 func benchCommit(ctx context.Context, log *slog.Logger, nodes, writers int, kind string, d time.Duration) error {
-	newCmd := machineCmd
+	write := putMachine
 	if kind == "event" {
-		newCmd = eventCmd
+		write = recordEvent
 	}
 	dir, err := os.MkdirTemp("", "outpost-bench-store-")
 	if err != nil {
@@ -47,7 +48,7 @@ func benchCommit(ctx context.Context, log *slog.Logger, nodes, writers int, kind
 		return err
 	}
 	defer cluster.close()
-	leader := cluster.nodes[0]
+	leader := site.NewProposer(site.ProposerConfig{Log: cluster.nodes[0], Store: cluster.dbs[0]})
 
 	var (
 		mu   sync.Mutex
@@ -62,9 +63,8 @@ func benchCommit(ctx context.Context, log *slog.Logger, nodes, writers int, kind
 			defer wg.Done()
 			var local []time.Duration
 			for i := 0; time.Now().Before(deadline) && ctx.Err() == nil; i++ {
-				cmd := newCmd(w, i)
 				start := time.Now()
-				if _, err := leader.Apply(ctx, cmd); err != nil {
+				if err := write(ctx, leader, w, i); err != nil {
 					mu.Lock()
 					errs++
 					mu.Unlock()
@@ -89,30 +89,25 @@ func benchCommit(ctx context.Context, log *slog.Logger, nodes, writers int, kind
 	return nil
 }
 
-func machineCmd(w, i int) []byte {
+// putMachine writes a new machine, as the API does.
+func putMachine(ctx context.Context, p *site.Proposer, w, i int) error {
 	id := fmt.Sprintf("w%d-%d", w, i)
 	m := &store.Machine{
 		ID: id, Hostname: id, Arch: "x86_64", State: store.StateReady,
 		Interfaces: []store.Interface{{MAC: fmt.Sprintf("02:%02x:%02x:%02x:%02x:%02x", w, byte(i>>24), byte(i>>16), byte(i>>8), byte(i))}},
 	}
-	cmd, err := replica.Encode(replica.PutMachine, replica.Put[store.Machine]{Object: m, Time: time.Now().UTC()})
-	if err != nil {
-		panic(err)
-	}
-	return cmd
+	_, err := p.PutMachine(ctx, m, 0)
+	return err
 }
 
-func eventCmd(w, i int) []byte {
-	e := store.Event{MachineID: fmt.Sprintf("w%d", w), Kind: "action.progress", Message: fmt.Sprintf("image.write %d%%", i%100)}
-	cmd, err := replica.Encode(replica.AppendEvents, replica.Events{Time: time.Now().UTC(), Events: []store.Event{e}})
-	if err != nil {
-		panic(err)
-	}
-	return cmd
+// recordEvent records an event, as an agent's progress report does.
+func recordEvent(ctx context.Context, p *site.Proposer, w, i int) error {
+	_, err := p.RecordEvent(ctx, store.Event{MachineID: fmt.Sprintf("w%d", w), Kind: "action.progress", Message: fmt.Sprintf("image.write %d%%", i%100)})
+	return err
 }
 
 type benchCluster struct {
-	nodes []*replica.Node
+	nodes []*cluster.Node
 	dbs   []*store.DB
 }
 
@@ -136,7 +131,7 @@ func startCluster(ctx context.Context, log *slog.Logger, dir string, n int) (*be
 			c.close()
 			return nil, err
 		}
-		node, err := replica.Open(replica.Config{
+		node, err := cluster.Open(cluster.Config{
 			ID: fmt.Sprintf("n%d", i), Dir: filepath.Join(ndir, "raft"), BindAddr: addr,
 			APIURL: "http://unused.invalid", Bootstrap: i == 0, Log: log,
 		}, db)
@@ -162,7 +157,7 @@ func startCluster(ctx context.Context, log *slog.Logger, dir string, n int) (*be
 	return c, nil
 }
 
-func waitLeader(ctx context.Context, n *replica.Node) error {
+func waitLeader(ctx context.Context, n *cluster.Node) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	for !n.IsLeader() {

@@ -71,3 +71,13 @@ const (
 	ValueSSHKeys  = "ssh_keys"  // public keys, one per line
 	ValueUserData = "user_data" // cloud-init user-data, served verbatim
 )
+
+// Required maps each action type to its required arguments, as
+// workflow.NewPlan takes them.
+func Required() map[string][]string {
+	m := make(map[string][]string, len(Catalogue))
+	for t, spec := range Catalogue {
+		m[t] = spec.Required
+	}
+	return m
+}

@@ -9,7 +9,7 @@ import (
 )
 
 func (s *Server) clusterStatus(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, s.node.Status())
+	writeJSON(w, http.StatusOK, s.cluster.Status())
 }
 
 // JoinRequest is what a node sends to join the cluster.
@@ -45,7 +45,7 @@ func (s *Server) clusterJoin(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	if err := s.node.AddVoter(r.Context(), m); err != nil {
+	if err := s.cluster.AddVoter(r.Context(), m); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
@@ -55,9 +55,9 @@ func (s *Server) clusterJoin(w http.ResponseWriter, r *http.Request) {
 
 // clusterRemove removes a member; it must be sent to the leader.
 func (s *Server) clusterRemove(w http.ResponseWriter, r *http.Request) {
-	if err := s.node.RemoveServer(r.Context(), r.PathValue("id")); err != nil {
-		if !s.node.IsLeader() {
-			err = errs.Conflict("this node is not the leader; send the request to %s", s.node.Status().LeaderID)
+	if err := s.cluster.RemoveServer(r.Context(), r.PathValue("id")); err != nil {
+		if !s.cluster.IsLeader() {
+			err = errs.Conflict("this node is not the leader; send the request to %s", s.cluster.Status().LeaderID)
 		}
 		s.writeError(w, r, err)
 		return

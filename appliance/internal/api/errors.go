@@ -7,7 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 
-	"github.com/outposthq/outpost/appliance/internal/replica"
+	"github.com/outposthq/outpost/appliance/internal/site"
 	"github.com/outposthq/outpost/internal/errs"
 )
 
@@ -47,9 +47,9 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	e, ok := errs.AsError(err)
 	switch {
 	case ok:
-	case errors.Is(err, replica.ErrNoLeader), errors.Is(err, context.DeadlineExceeded):
+	case errors.Is(err, site.ErrNoLeader), errors.Is(err, context.DeadlineExceeded):
 		e = &errs.Error{Code: codeUnavailable, Message: "the cluster has no leader; try again"}
-	case errors.Is(err, replica.ErrUnknownOutcome):
+	case errors.Is(err, site.ErrUnknownOutcome):
 		e = &errs.Error{Code: codeUnavailable, Message: "the leader changed while committing: the write may or may not have been applied; read before retrying"}
 	default:
 		s.log.LogAttrs(r.Context(), slog.LevelError, "request failed",

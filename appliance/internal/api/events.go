@@ -7,7 +7,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/outposthq/outpost/appliance/internal/replica"
 	"github.com/outposthq/outpost/appliance/internal/store"
 	"github.com/outposthq/outpost/internal/errs"
 )
@@ -75,16 +74,12 @@ func (s *Server) postEvent(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, errs.Invalid("seq", "is assigned by the appliance"))
 		return
 	}
-	if err := e.Validate(); err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	res, err := s.propose(r, replica.AppendEvents, replica.Events{Time: s.now().UTC(), Events: []store.Event{e}})
+	index, err := s.site.RecordEvent(r.Context(), e)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusCreated, map[string]uint64{"index": res.Index})
+	writeJSON(w, http.StatusCreated, map[string]uint64{"index": index})
 }
 
 // streamEvents sends events after ?since= as Server-Sent Events, then

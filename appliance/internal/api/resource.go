@@ -1,13 +1,14 @@
 package api
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net/http"
 	"strconv"
 	"strings"
 
-	"github.com/outposthq/outpost/appliance/internal/replica"
+	"github.com/outposthq/outpost/appliance/internal/site"
 	"github.com/outposthq/outpost/appliance/internal/store"
 	"github.com/outposthq/outpost/internal/errs"
 )
@@ -22,64 +23,64 @@ type objectPtr[T any] interface {
 // and delete, under /v1/<plural>.
 type resource[T any, P objectPtr[T]] struct {
 	plural string
-	put    replica.Type
-	del    replica.Type
-	// readOnly kinds (leases, tokens) are written by the appliance itself
-	// (tokens through POST /v1/tokens); the API only reads and deletes them.
-	readOnly bool
-	// prepare normalizes an incoming object and seals its secrets; old is
-	// the stored object, nil if new.
-	prepare func(s *Server, obj, old P) error
+	// put stores an object through the proposer, which prepares it (seals
+	// secrets, draws nonces, fills boot values); nil for the kinds the
+	// appliance writes itself (leases, jobs, and tokens, made by POST
+	// /v1/tokens): the API only reads and deletes those.
+	put func(p *site.Proposer, ctx context.Context, obj P, expect uint64) (P, error)
+	del site.Kind
 	// view is what a client sees of an object; identity if nil.
 	view func(P) any
 }
 
 var (
 	machines = resource[store.Machine, *store.Machine]{
-		plural: "machines", put: replica.PutMachine, del: replica.DeleteMachine,
-		prepare: prepareMachine,
-		view:    func(m *store.Machine) any { return m.View() },
+		plural: "machines", put: (*site.Proposer).PutMachine, del: site.Machines,
+		view: func(m *store.Machine) any { return m.View() },
 	}
 	subnets = resource[store.Subnet, *store.Subnet]{
-		plural: "subnets", put: replica.PutSubnet, del: replica.DeleteSubnet,
+		plural: "subnets", put: (*site.Proposer).PutSubnet, del: site.Subnets,
 	}
 	leases = resource[store.Lease, *store.Lease]{
-		plural: "leases", del: replica.DeleteLease, readOnly: true,
+		plural: "leases", del: site.Leases,
 	}
 	images = resource[store.Image, *store.Image]{
-		plural: "images", put: replica.PutImage, del: replica.DeleteImage,
-		prepare: func(_ *Server, i, _ *store.Image) error { i.Normalize(); return nil },
+		plural: "images", put: (*site.Proposer).PutImage, del: site.Images,
 	}
 	templates = resource[store.Template, *store.Template]{
-		plural: "templates", put: replica.PutTemplate, del: replica.DeleteTemplate,
+		plural: "templates", put: (*site.Proposer).PutTemplate, del: site.Templates,
 	}
 	tokens = resource[store.Token, *store.Token]{
-		plural: "tokens", del: replica.DeleteToken, readOnly: true,
+		plural: "tokens", del: site.Tokens,
 		view: func(t *store.Token) any { return tokenView{Meta: t.Meta, ID: t.ID, Name: t.Name} },
 	}
 	// Orders are created and read; their workflow and jobs follow from
 	// them. Jobs are the appliance's to run: read-only.
 	orders = resource[store.Order, *store.Order]{
-		plural: "orders", put: replica.PutOrder, del: replica.DeleteOrder,
-		prepare: prepareOrder,
-		view:    orderView,
+		plural: "orders", put: putNew((*site.Proposer).PlaceOrder), del: site.Orders,
+		view: orderView,
 	}
 	jobs = resource[store.Job, *store.Job]{
-		plural: "jobs", del: replica.DeleteJob, readOnly: true,
+		plural: "jobs", del: site.Jobs,
 	}
 	workflows = resource[store.Workflow, *store.Workflow]{
-		plural: "workflows", put: replica.PutWorkflow, del: replica.DeleteWorkflow,
-		prepare: prepareWorkflow,
-		view:    workflowView,
+		plural: "workflows", put: putNew((*site.Proposer).CreateWorkflow), del: site.Workflows,
+		view: workflowView,
 	}
 )
+
+// putNew adapts a proposal that creates an object (the site refuses one
+// that exists) to a put.
+func putNew[P any](create func(*site.Proposer, context.Context, P) (P, error)) func(*site.Proposer, context.Context, P, uint64) (P, error) {
+	return func(p *site.Proposer, ctx context.Context, obj P, _ uint64) (P, error) { return create(p, ctx, obj) }
+}
 
 func (rs resource[T, P]) register(mux *http.ServeMux, s *Server) {
 	base := "/v1/" + rs.plural
 	mux.HandleFunc("GET "+base, func(w http.ResponseWriter, r *http.Request) { rs.list(s, w, r) })
 	mux.HandleFunc("GET "+base+"/{key}", func(w http.ResponseWriter, r *http.Request) { rs.get(s, w, r) })
 	mux.HandleFunc("DELETE "+base+"/{key}", func(w http.ResponseWriter, r *http.Request) { rs.delete(s, w, r) })
-	if !rs.readOnly {
+	if rs.put != nil {
 		mux.HandleFunc("PUT "+base+"/{key}", func(w http.ResponseWriter, r *http.Request) { rs.putOne(s, w, r) })
 	}
 }
@@ -153,22 +154,7 @@ func (rs resource[T, P]) putOne(s *Server, w http.ResponseWriter, r *http.Reques
 	}
 	var old *T
 	_ = s.db.View(func(tx *store.Tx) error { old, _ = store.Get[T, P](tx, key); return nil })
-	if rs.prepare != nil {
-		if err := rs.prepare(s, obj, P(old)); err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-	}
-	if err := obj.Validate(); err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	res, err := s.propose(r, rs.put, replica.Put[T]{Object: (*T)(obj), Expect: expect, Time: s.now().UTC()})
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	stored, err := replica.DecodeValue[T](res)
+	stored, err := rs.put(s.site, r.Context(), obj, expect)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -187,20 +173,11 @@ func (rs resource[T, P]) delete(s *Server, w http.ResponseWriter, r *http.Reques
 		s.writeError(w, r, err)
 		return
 	}
-	if _, err := s.propose(r, rs.del, replica.Delete{Key: r.PathValue("key"), Expect: expect, Time: s.now().UTC()}); err != nil {
+	if err := s.site.Delete(r.Context(), rs.del, r.PathValue("key"), expect); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
-}
-
-// propose encodes and commits a command.
-func (s *Server) propose(r *http.Request, t replica.Type, payload any) (replica.Result, error) {
-	cmd, err := replica.Encode(t, payload)
-	if err != nil {
-		return replica.Result{}, err
-	}
-	return s.node.Apply(r.Context(), cmd)
 }
 
 // consistent makes the read linearizable when the client asks for it with
@@ -209,7 +186,7 @@ func (s *Server) consistent(r *http.Request) error {
 	if v := r.URL.Query().Get("consistent"); v == "" || v == "false" {
 		return nil
 	}
-	return s.node.Linearize(r.Context())
+	return s.cluster.Linearize(r.Context())
 }
 
 // maxBody bounds request bodies.

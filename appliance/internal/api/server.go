@@ -1,14 +1,14 @@
 package api
 
 import (
+	"context"
 	"log/slog"
 	"net/http"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/outposthq/outpost/appliance/internal/replica"
+	"github.com/outposthq/outpost/appliance/internal/site"
 	"github.com/outposthq/outpost/appliance/internal/store"
 	"github.com/outposthq/outpost/internal/errs"
 	"github.com/outposthq/outpost/internal/seal"
@@ -16,46 +16,66 @@ import (
 
 // Config configures the API server.
 type Config struct {
-	Node *replica.Node
-	// SiteKey seals secrets before they are proposed.
+	// Site makes every change the API asks for: it prepares and proposes
+	// it, and returns what the site's state machine made of it.
+	Site *site.Proposer
+	// Store is this node's store, which reads are served from.
+	Store *store.DB
+	// Cluster is this node's membership of the site's cluster.
+	Cluster Cluster
+	// Internal serves the node-to-node endpoints under
+	// cluster.InternalPrefix (authenticated by the cluster secret, not by
+	// tokens); nil serves none.
+	Internal http.Handler
+	// SiteKey is sealed for a node that joins.
 	SiteKey *seal.Key
 	Log     *slog.Logger
 	// Registry receives the API's metrics; nil makes a private one.
 	Registry *prometheus.Registry
-	// Now is the clock for command timestamps; time.Now if nil.
-	Now func() time.Time
-	// BootURL is the boot HTTP service's base URL as machines reach it
-	// (http://host:port), given to new workflows as the values boot_url
-	// and metadata_url. Empty leaves them to the workflow's values.
-	BootURL string
 }
+
+// Cluster is what the API needs of this node's membership of the site's
+// cluster: linearizable reads, the status, and the members.
+type Cluster interface {
+	// Linearize waits until the local store reflects every write
+	// committed before the call.
+	Linearize(ctx context.Context) error
+	Status() site.Status
+	IsLeader() bool
+	// AddVoter makes a node a voting member (forwarded to the leader).
+	AddVoter(ctx context.Context, m store.Member) error
+	// RemoveServer removes a member; it runs on the leader.
+	RemoveServer(ctx context.Context, id string) error
+}
+
+// InternalPrefix is the path prefix of the node-to-node endpoints.
+const InternalPrefix = "/v1/internal/"
 
 // Server is the appliance API.
 type Server struct {
-	node    *replica.Node
-	db      *store.DB
-	key     *seal.Key
-	log     *slog.Logger
-	now     func() time.Time
-	reg     *prometheus.Registry
-	metrics *metrics
-	bootURL string
+	site     *site.Proposer
+	db       *store.DB
+	cluster  Cluster
+	internal http.Handler
+	key      *seal.Key
+	log      *slog.Logger
+	reg      *prometheus.Registry
+	metrics  *metrics
 }
 
 // New returns the API server.
 func New(cfg Config) *Server {
 	s := &Server{
-		node: cfg.Node,
-		db:   cfg.Node.DB(),
-		key:  cfg.SiteKey,
-		log:  cfg.Log,
-		now:  cfg.Now,
-		reg:  cfg.Registry,
-
-		bootURL: cfg.BootURL,
+		site:     cfg.Site,
+		db:       cfg.Store,
+		cluster:  cfg.Cluster,
+		internal: cfg.Internal,
+		key:      cfg.SiteKey,
+		log:      cfg.Log,
+		reg:      cfg.Registry,
 	}
-	if s.now == nil {
-		s.now = time.Now
+	if s.internal == nil {
+		s.internal = http.NotFoundHandler()
 	}
 	if s.reg == nil {
 		s.reg = prometheus.NewRegistry()
@@ -72,7 +92,7 @@ func (s *Server) Handler() http.Handler {
 	root := http.NewServeMux()
 	root.HandleFunc("GET /healthz", s.health)
 	root.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
-	root.Handle(replica.InternalPrefix, s.node.InternalHandler())
+	root.Handle(InternalPrefix, s.internal)
 	root.Handle("/", s.requireToken(authed))
 	return s.instrument(root)
 }
@@ -111,7 +131,7 @@ func (s *Server) routes(mux *http.ServeMux) {
 }
 
 func (s *Server) health(w http.ResponseWriter, r *http.Request) {
-	st := s.node.Status()
+	st := s.cluster.Status()
 	code := http.StatusOK
 	if !st.Healthy {
 		code = http.StatusServiceUnavailable

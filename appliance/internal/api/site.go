@@ -3,7 +3,6 @@ package api
 import (
 	"net/http"
 
-	"github.com/outposthq/outpost/appliance/internal/replica"
 	"github.com/outposthq/outpost/appliance/internal/store"
 	"github.com/outposthq/outpost/internal/errs"
 )
@@ -28,21 +27,12 @@ func (s *Server) putSettings(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	if err := set.Validate(); err != nil {
-		s.writeError(w, r, err)
-		return
-	}
 	expect, err := ifMatch(r)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	res, err := s.propose(r, replica.PutSettings, replica.Put[store.Settings]{Object: set, Expect: expect, Time: s.now().UTC()})
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	stored, err := replica.DecodeValue[store.Settings](res)
+	stored, err := s.site.PutSettings(r.Context(), set, expect)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -71,7 +61,7 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	token, rec := NewToken(req.Name)
-	if _, err := s.propose(r, replica.PutToken, replica.Put[store.Token]{Object: rec, Time: s.now().UTC()}); err != nil {
+	if err := s.site.CreateToken(r.Context(), rec); err != nil {
 		s.writeError(w, r, err)
 		return
 	}

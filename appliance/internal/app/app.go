@@ -21,9 +21,10 @@ import (
 
 	"github.com/outposthq/outpost/appliance/internal/api"
 	"github.com/outposthq/outpost/appliance/internal/client"
+	"github.com/outposthq/outpost/appliance/internal/cluster"
 	"github.com/outposthq/outpost/appliance/internal/config"
 	"github.com/outposthq/outpost/appliance/internal/dhcp"
-	"github.com/outposthq/outpost/appliance/internal/replica"
+	"github.com/outposthq/outpost/appliance/internal/site"
 	"github.com/outposthq/outpost/appliance/internal/store"
 	"github.com/outposthq/outpost/appliance/internal/syncclient"
 	"github.com/outposthq/outpost/internal/seal"
@@ -53,7 +54,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Write
 	}
 	defer ln.Close()
 
-	node, err := replica.Open(replica.Config{
+	node, err := cluster.Open(cluster.Config{
 		ID:            cfg.NodeID,
 		Dir:           cfg.RaftDir(),
 		BindAddr:      cfg.RaftAddr,
@@ -74,38 +75,42 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Write
 		}
 	}
 	node.SetClusterSecret(key.Derive("outpost cluster v1"))
+	n := &siteNode{Node: node, Proposer: site.NewProposer(site.ProposerConfig{
+		Log: node, Store: db, Key: key, BootURL: cfg.BootURL,
+	})}
 
 	srv := &http.Server{
-		Handler:           api.New(api.Config{Node: node, SiteKey: key, Log: log, Registry: newRegistry(), BootURL: cfg.BootURL}).Handler(),
+		Handler: api.New(api.Config{Site: n.Proposer, Store: db, Cluster: node, Internal: node.InternalHandler(),
+			SiteKey: key, Log: log, Registry: newRegistry()}).Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	fmt.Fprintf(out, "outpost appliance %s: API at %s (raft %s, data %s)\n", cfg.NodeID, cfg.APIURL, cfg.RaftAdvertise, cfg.DataDir)
 
-	runBoot, err := bootServices(cfg, node, key, log)
+	runBoot, err := bootServices(cfg, n, key, log)
 	if err != nil {
 		return err
 	}
 	// Sync with central runs on the leader, when configured.
 	var syncer *syncclient.Client
 	if cfg.CentralURL != "" {
-		if syncer, err = syncclient.New(syncclient.Config{Node: node, URL: cfg.CentralURL, Site: cfg.SiteID,
-			CredentialFile: cfg.SiteCredentialFile, Key: key, BootURL: cfg.BootURL, Log: log}); err != nil {
+		if syncer, err = syncclient.New(syncclient.Config{Node: n, Store: db, URL: cfg.CentralURL, Site: cfg.SiteID,
+			CredentialFile: cfg.SiteCredentialFile, Log: log}); err != nil {
 			return err
 		}
 	}
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return serveHTTP(ctx, srv, ln, cfg.TLSCert, cfg.TLSKey) })
 	runBoot(ctx, g)
-	jobRunner := newJobRunner(cfg, node, key, log)
+	jobRunner := newJobRunner(cfg, n, key, log)
 	g.Go(func() error { return jobRunner.Run(ctx) })
 	g.Go(func() error { return node.RegisterSelf(ctx) })
 	if syncer != nil {
 		g.Go(func() error { return syncer.Run(ctx) })
 	}
 	if cfg.Join == "" {
-		g.Go(func() error { return ensureAdminToken(ctx, node, cfg, log, out) })
+		g.Go(func() error { return ensureAdminToken(ctx, n, cfg, log, out) })
 	}
 	err = g.Wait()
 	if errors.Is(err, context.Canceled) {
@@ -113,6 +118,14 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Write
 	}
 	log.Info("stopping", "id", cfg.NodeID)
 	return err
+}
+
+// siteNode is this node's site as the edges see it: leadership, reads
+// and membership from the cluster node, every change through the
+// proposer.
+type siteNode struct {
+	*cluster.Node
+	*site.Proposer
 }
 
 // newRegistry holds every subsystem's metrics, served at /metrics.
@@ -223,26 +236,22 @@ func joinToken(cfg *config.Config) (string, error) {
 // ensureAdminToken creates the first admin token once the bootstrap node
 // leads, if the site has none: it is written to the data directory (mode
 // 0600) and printed once.
-func ensureAdminToken(ctx context.Context, node *replica.Node, cfg *config.Config, log *slog.Logger, out io.Writer) error {
+func ensureAdminToken(ctx context.Context, n *siteNode, cfg *config.Config, log *slog.Logger, out io.Writer) error {
 	// Wait until this node leads (it can create the token) or a token has
 	// replicated to it (another node made one, or this is a restart).
-	for !node.IsLeader() && !hasTokens(node.DB()) {
+	for !n.IsLeader() && !hasTokens(n.DB()) {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
-	if hasTokens(node.DB()) {
+	if hasTokens(n.DB()) {
 		fmt.Fprintf(out, "authenticate with the admin token in %s (Authorization: Bearer <token>)\n", cfg.AdminTokenPath())
 		return nil
 	}
 	token, rec := api.NewToken("admin")
-	cmd, err := replica.Encode(replica.PutToken, replica.Put[store.Token]{Object: rec, Time: time.Now().UTC()})
-	if err != nil {
-		return err
-	}
-	if _, err := node.Apply(ctx, cmd); err != nil {
+	if err := n.CreateToken(ctx, rec); err != nil {
 		return fmt.Errorf("create admin token: %w", err)
 	}
 	if err := os.WriteFile(cfg.AdminTokenPath(), []byte(token+"\n"), 0o600); err != nil {

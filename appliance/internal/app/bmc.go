@@ -10,14 +10,13 @@ import (
 	"github.com/outposthq/outpost/appliance/internal/bmc"
 	"github.com/outposthq/outpost/appliance/internal/config"
 	"github.com/outposthq/outpost/appliance/internal/jobs"
-	"github.com/outposthq/outpost/appliance/internal/replica"
 	"github.com/outposthq/outpost/appliance/internal/store"
 	"github.com/outposthq/outpost/internal/seal"
 )
 
 // newJobRunner is the leader's BMC job runner over a bmc.Pool configured
 // by cfg.BMC.
-func newJobRunner(cfg *config.Config, node *replica.Node, key *seal.Key, log *slog.Logger) *jobs.Runner {
+func newJobRunner(cfg *config.Config, n *siteNode, key *seal.Key, log *slog.Logger) *jobs.Runner {
 	pool := bmc.New(bmc.Config{
 		Timeout:     time.Duration(cfg.BMC.CallTimeout),
 		Attempts:    cfg.BMC.Attempts,
@@ -25,7 +24,7 @@ func newJobRunner(cfg *config.Config, node *replica.Node, key *seal.Key, log *sl
 		Log:         log.With("component", "bmc"),
 	})
 	return jobs.New(jobs.Config{
-		Node: node, Key: key, BMC: poolBMC{pool},
+		Site: n, Store: n.DB(), Key: key, BMC: poolBMC{pool},
 		JobTimeout:   time.Duration(cfg.BMC.JobTimeout),
 		PollInterval: time.Duration(cfg.BMC.PollInterval),
 		Log:          log.With("component", "jobs"),

@@ -16,7 +16,6 @@ import (
 	"github.com/outposthq/outpost/appliance/internal/httpboot"
 	"github.com/outposthq/outpost/appliance/internal/metadata"
 	"github.com/outposthq/outpost/appliance/internal/provision"
-	"github.com/outposthq/outpost/appliance/internal/replica"
 	"github.com/outposthq/outpost/appliance/internal/tftp"
 	"github.com/outposthq/outpost/internal/seal"
 )
@@ -28,10 +27,10 @@ const tftpReadBuffer = 4 << 20
 // HTTP) that the configuration turns on, and returns a function that
 // serves them under g until ctx ends. Binding happens here, at start-up,
 // so that a port already taken stops the appliance with a clear error.
-func bootServices(cfg *config.Config, node *replica.Node, key *seal.Key, log *slog.Logger) (func(ctx context.Context, g *errgroup.Group), error) {
+func bootServices(cfg *config.Config, n *siteNode, key *seal.Key, log *slog.Logger) (func(ctx context.Context, g *errgroup.Group), error) {
 	var runs []func(ctx context.Context, g *errgroup.Group)
 	if cfg.BootAddr != "" {
-		handler, err := bootHandler(cfg, node, key, log)
+		handler, err := bootHandler(cfg, n, key, log)
 		if err != nil {
 			return nil, err
 		}
@@ -72,7 +71,7 @@ func bootServices(cfg *config.Config, node *replica.Node, key *seal.Key, log *sl
 		files.EFIx64 = cfg.EFIBinary
 		ds, err := dhcp.New(dhcp.Config{
 			Interfaces: cfg.DHCPInterfaces, Proxy: cfg.DHCPProxy, HTTPPort: port, Files: files,
-			Node: node, Log: log.With("component", "dhcp"),
+			Leader: n, Leases: n, Store: n.DB(), Log: log.With("component", "dhcp"),
 		})
 		if err != nil {
 			return nil, err
@@ -86,7 +85,7 @@ func bootServices(cfg *config.Config, node *replica.Node, key *seal.Key, log *sl
 	}
 	runs = append(runs, func(ctx context.Context, g *errgroup.Group) {
 		g.Go(func() error {
-			return provision.RunTimer(ctx, node, time.Second, log.With("component", "workflow-timer"))
+			return provision.RunTimer(ctx, n, n.DB(), time.Second, log.With("component", "workflow-timer"))
 		})
 	})
 	return func(ctx context.Context, g *errgroup.Group) {
@@ -99,18 +98,18 @@ func bootServices(cfg *config.Config, node *replica.Node, key *seal.Key, log *sl
 // bootHandler is everything a machine reaches over HTTP on the boot
 // network, on one port: iPXE scripts and artifacts, the agent API, and
 // the metadata service.
-func bootHandler(cfg *config.Config, node *replica.Node, key *seal.Key, log *slog.Logger) (http.Handler, error) {
+func bootHandler(cfg *config.Config, n *siteNode, key *seal.Key, log *slog.Logger) (http.Handler, error) {
 	creds := provision.NewCredentials(key.Derive("outpost agent credentials v1"))
-	hb, err := httpboot.New(httpboot.Config{DB: node.DB(), ArtifactDir: cfg.ArtifactDir, Credentials: creds,
+	hb, err := httpboot.New(httpboot.Config{DB: n.DB(), ArtifactDir: cfg.ArtifactDir, Credentials: creds,
 		Log: log.With("component", "httpboot")})
 	if err != nil {
 		return nil, err
 	}
-	md, err := metadata.New(metadata.Config{DB: node.DB(), Key: key.Derive("outpost metadata v1"), Log: log.With("component", "metadata")})
+	md, err := metadata.New(metadata.Config{DB: n.DB(), Key: key.Derive("outpost metadata v1"), Log: log.With("component", "metadata")})
 	if err != nil {
 		return nil, err
 	}
-	agents := provision.New(provision.Config{Node: node, Credentials: creds, Log: log.With("component", "agent-api")})
+	agents := provision.New(provision.Config{Site: n, Store: n.DB(), Credentials: creds, Log: log.With("component", "agent-api")})
 	mux := http.NewServeMux()
 	mux.Handle("/", hb.Handler())
 	mux.Handle(provision.Prefix, agents.Handler())

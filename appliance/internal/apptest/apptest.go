@@ -16,7 +16,8 @@ import (
 	"time"
 
 	"github.com/outposthq/outpost/appliance/internal/api"
-	"github.com/outposthq/outpost/appliance/internal/replica"
+	"github.com/outposthq/outpost/appliance/internal/cluster"
+	"github.com/outposthq/outpost/appliance/internal/site"
 	"github.com/outposthq/outpost/appliance/internal/store"
 	"github.com/outposthq/outpost/internal/seal"
 )
@@ -25,7 +26,8 @@ import (
 type Node struct {
 	URL   string // API base URL
 	Token string // an admin token
-	Node  *replica.Node
+	Node  *cluster.Node
+	Site  *site.Proposer
 	DB    *store.DB
 	Key   *seal.Key
 	Dir   string
@@ -70,7 +72,7 @@ func Start(t testing.TB) *Node {
 	raftAddr := FreeAddr(t)
 	srv := httptest.NewUnstartedServer(nil)
 	n.URL = "http://" + srv.Listener.Addr().String()
-	node, err := replica.Open(replica.Config{
+	node, err := cluster.Open(cluster.Config{
 		ID: "n1", Dir: filepath.Join(n.Dir, "raft"), BindAddr: raftAddr,
 		APIURL: n.URL, Bootstrap: true, Log: log,
 	}, db)
@@ -80,7 +82,9 @@ func Start(t testing.TB) *Node {
 	n.Node = node
 	t.Cleanup(func() { node.Close() })
 	node.SetClusterSecret(n.Key.Derive("outpost cluster v1"))
-	srv.Config.Handler = api.New(api.Config{Node: node, SiteKey: n.Key, Log: log}).Handler()
+	n.Site = site.NewProposer(site.ProposerConfig{Log: node, Store: db, Key: n.Key})
+	srv.Config.Handler = api.New(api.Config{Site: n.Site, Store: db, Cluster: node, Internal: node.InternalHandler(),
+		SiteKey: n.Key, Log: log}).Handler()
 	srv.Start()
 	t.Cleanup(srv.Close)
 
@@ -93,11 +97,7 @@ func Start(t testing.TB) *Node {
 		time.Sleep(10 * time.Millisecond)
 	}
 	token, rec := api.NewToken("admin")
-	cmd, err := replica.Encode(replica.PutToken, replica.Put[store.Token]{Object: rec, Time: time.Now().UTC()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := node.Apply(ctx, cmd); err != nil {
+	if err := n.Site.CreateToken(ctx, rec); err != nil {
 		t.Fatal(err)
 	}
 	n.Token = token

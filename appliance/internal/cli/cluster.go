@@ -9,7 +9,7 @@ import (
 	"strings"
 
 	"github.com/outposthq/outpost/appliance/internal/api"
-	"github.com/outposthq/outpost/appliance/internal/replica"
+	"github.com/outposthq/outpost/appliance/internal/site"
 	"github.com/outposthq/outpost/internal/seal"
 )
 
@@ -38,7 +38,7 @@ func runClusterStatus(e *env, args []string) error {
 }
 
 // statusLine sums up a node's view: "n1: Leader, leader n1, term 2, ...".
-func statusLine(st replica.Status) string {
+func statusLine(st site.Status) string {
 	parts := []string{
 		cell(st.ID) + ": " + cell(st.State),
 		"leader " + cell(st.LeaderID),

@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/outposthq/outpost/appliance/internal/api"
-	"github.com/outposthq/outpost/appliance/internal/replica"
+	"github.com/outposthq/outpost/appliance/internal/site"
 	"github.com/outposthq/outpost/appliance/internal/store"
 	"github.com/outposthq/outpost/internal/errs"
 )
@@ -201,8 +201,8 @@ func (c *Client) Stream(ctx context.Context, since uint64, fn func(store.Event) 
 }
 
 // Cluster returns the cluster status as the node asked sees it.
-func (c *Client) Cluster(ctx context.Context) (replica.Status, error) {
-	var st replica.Status
+func (c *Client) Cluster(ctx context.Context) (site.Status, error) {
+	var st site.Status
 	err := c.Do(ctx, http.MethodGet, "/v1/cluster", nil, &st)
 	return st, err
 }

@@ -6,7 +6,7 @@
 // Invariants:
 //
 //   - Only the Raft leader answers, once its store holds everything earlier
-//     leaders committed (replica.Node.IsReadyLeader). In a site of three appliances on one
+//     leaders committed (Leader.IsReadyLeader). In a site of three appliances on one
 //     network every node hears every request; the followers stay silent, so
 //     exactly one node answers and its own address is the server
 //     identifier and next-server of the reply.

@@ -6,12 +6,11 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"time"
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/insomniacslk/dhcp/iana"
 
-	"github.com/outposthq/outpost/appliance/internal/replica"
+	"github.com/outposthq/outpost/appliance/internal/site"
 	"github.com/outposthq/outpost/appliance/internal/store"
 	"github.com/outposthq/outpost/internal/errs"
 )
@@ -161,14 +160,9 @@ func (s *Server) request(ctx context.Context, r *request) *dhcpv4.DHCPv4 {
 			l.Hostname = m.Hostname
 		}
 	}
-	// A known machine's new lease goes on its timeline (not renewals:
-	// they come every half lease; not unknown clients: they have none).
-	var events []store.Event
-	if m != nil && !s.renewal(l) {
-		events = append(events, store.Event{MachineID: l.MachineID, Kind: "dhcp.lease",
-			Message: "leased " + l.IP + " on " + l.Subnet, Fields: map[string]string{"ip": l.IP, "mac": l.MAC}})
-	}
-	if err := s.commit(ctx, l, events...); err != nil {
+	// The site puts a known machine's new lease on its timeline (not
+	// renewals, which come every half lease).
+	if _, err := s.cfg.Leases.CommitLease(ctx, l); err != nil {
 		if errors.Is(err, errs.ErrConflict) {
 			s.invalidate()
 			return s.nak(r, err.Error())
@@ -186,35 +180,10 @@ func (s *Server) request(ctx context.Context, r *request) *dhcpv4.DHCPv4 {
 // store accepted it, so a refusal here means the allocator is out of step:
 // it is rebuilt at the next packet.
 func (s *Server) observe(r *request, l *store.Lease) {
-	if err := r.pool.alloc.Observe(toIPAM(l)); err != nil {
+	if err := r.pool.alloc.Observe(site.IPAMLease(l)); err != nil {
 		r.log.Warn("dhcp: allocator out of step with the store; rebuilding", "ip", l.IP, "err", err)
 		s.invalidate()
 	}
-}
-
-// renewal reports whether l only extends the client's current lease on
-// the same address (no event for those: they come every half lease).
-func (s *Server) renewal(l *store.Lease) bool {
-	var same bool
-	_ = s.db.View(func(tx *store.Tx) error {
-		cur, err := store.Get[store.Lease](tx, l.IP)
-		same = err == nil && cur.MAC == l.MAC && cur.State == store.LeaseActive
-		return nil
-	})
-	return same
-}
-
-// commit puts the lease, and the events that go with it, through Raft and
-// waits for it to be applied.
-func (s *Server) commit(ctx context.Context, l *store.Lease, events ...store.Event) error {
-	cmd, err := replica.Encode(replica.PutLease, replica.Put[store.Lease]{Object: l, Time: l.Starts, Events: events})
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	_, err = s.cfg.Node.Apply(ctx, cmd)
-	return err
 }
 
 func (s *Server) release(ctx context.Context, r *request) {
@@ -225,7 +194,7 @@ func (s *Server) release(ctx context.Context, r *request) {
 	}
 	now := s.now().UTC()
 	l := &store.Lease{IP: ip.String(), MAC: r.mac, Subnet: r.pool.subnet.Name, State: store.LeaseReleased, Starts: now, Expires: now}
-	if err := s.commit(ctx, l); err != nil {
+	if _, err := s.cfg.Leases.CommitLease(ctx, l); err != nil {
 		r.log.Warn("dhcp: release not committed", "ip", ip, "err", err)
 		return
 	}
@@ -252,7 +221,7 @@ func (s *Server) decline(ctx context.Context, r *request) {
 	}
 	now := s.now().UTC()
 	l := &store.Lease{IP: ip.String(), MAC: r.mac, Subnet: r.pool.subnet.Name, State: store.LeaseDeclined, Starts: now, Expires: now.Add(s.cfg.Quarantine)}
-	if err := s.commit(ctx, l); err != nil {
+	if _, err := s.cfg.Leases.CommitLease(ctx, l); err != nil {
 		r.log.Warn("dhcp: decline not committed", "ip", ip, "err", err)
 		return
 	}

@@ -1,13 +1,13 @@
 package dhcp
 
 import (
-	"fmt"
 	"log/slog"
 	"net/netip"
 	"sort"
 	"time"
 
 	"github.com/outposthq/outpost/appliance/internal/ipam"
+	"github.com/outposthq/outpost/appliance/internal/site"
 	"github.com/outposthq/outpost/appliance/internal/store"
 )
 
@@ -51,7 +51,7 @@ func (ps *poolSet) byName(name string) *pool {
 // leader again since it was built or the store's IPAM generation (gen, as
 // the caller just read it) moved.
 func (s *Server) current(gen uint64) (*poolSet, error) {
-	epoch := s.cfg.Node.LeaderEpoch()
+	epoch := s.cfg.Leader.LeaderEpoch()
 	if ps := s.pools.Load(); ps != nil && ps.epoch == epoch && ps.gen == gen {
 		return ps, nil
 	}
@@ -82,7 +82,7 @@ func (s *Server) build(epoch uint64) (*poolSet, error) {
 		if err != nil {
 			return err
 		}
-		machines, err := store.List[store.Machine](tx)
+		reserved, err := tx.Reservations()
 		if err != nil {
 			return err
 		}
@@ -91,7 +91,7 @@ func (s *Server) build(epoch uint64) (*poolSet, error) {
 			return err
 		}
 		for _, sub := range subnets {
-			p, err := newPool(sub, machines, leases, now, s.log)
+			p, err := newPool(sub, reserved, leases, now, s.log)
 			if err != nil {
 				s.log.Error("subnet not served", "subnet", sub.Name, "err", err)
 				continue
@@ -104,67 +104,16 @@ func (s *Server) build(epoch uint64) (*poolSet, error) {
 	return ps, err
 }
 
-// newPool builds a subnet's allocator. A bad reservation (two machines
-// claiming one address, a machine on the gateway's address) or a stale
-// lease outside the prefix is logged and left out: it must not stop the
-// whole subnet.
-func newPool(sub *store.Subnet, machines []*store.Machine, leases []*store.Lease, now time.Time, log *slog.Logger) (*pool, error) {
-	prefix := sub.Prefix()
-	is := ipam.Subnet{Prefix: prefix, Lease: leaseTime(sub)}
-	if sub.Gateway != "" {
-		is.Gateway = netip.MustParseAddr(sub.Gateway)
-	}
-	for _, r := range sub.Pools {
-		is.Pools = append(is.Pools, ipam.Range{Start: netip.MustParseAddr(r.Start), End: netip.MustParseAddr(r.End)})
-	}
-	for _, r := range sub.Reserved {
-		is.Reserved = append(is.Reserved, ipam.Range{Start: netip.MustParseAddr(r.Start), End: netip.MustParseAddr(r.End)})
-	}
-	var ls []ipam.Lease
-	for _, l := range leases {
-		if l.Subnet != sub.Name {
-			continue
-		}
-		if a, err := netip.ParseAddr(l.IP); err != nil || !prefix.Contains(a) {
-			log.Warn("lease outside its subnet's prefix ignored", "subnet", sub.Name, "ip", l.IP)
-			continue
-		}
-		ls = append(ls, toIPAM(l))
-	}
-	alloc, err := ipam.New(is, nil, ls, now)
+// newPool builds a subnet's allocator with the site's policy
+// (site.NewAllocator). A bad reservation (two machines claiming one
+// address, a machine on the gateway's address) or a stale lease outside
+// the prefix is logged and left out: it must not stop the whole subnet.
+func newPool(sub *store.Subnet, reserved []store.Reservation, leases []*store.Lease, now time.Time, log *slog.Logger) (*pool, error) {
+	alloc, err := site.NewAllocator(sub, leases, reserved, now, func(what string, err error) {
+		log.Error("left out of the subnet's allocator", "subnet", sub.Name, "what", what, "err", err)
+	})
 	if err != nil {
-		return nil, fmt.Errorf("subnet %s: %w", sub.Name, err)
+		return nil, err
 	}
-	for _, m := range machines {
-		for _, nic := range m.Interfaces {
-			a, err := netip.ParseAddr(nic.IP)
-			if err != nil || !prefix.Contains(a) {
-				continue
-			}
-			if err := alloc.SetReservation(nic.MAC, a); err != nil {
-				log.Error("machine's address not reserved", "machine", m.ID, "mac", nic.MAC, "ip", a, "err", err)
-			}
-		}
-	}
-	return &pool{subnet: sub, prefix: prefix, lease: is.Lease, alloc: alloc}, nil
-}
-
-func leaseTime(sub *store.Subnet) time.Duration {
-	if sub.LeaseSeconds == 0 {
-		return store.DefaultLeaseSeconds * time.Second
-	}
-	return time.Duration(sub.LeaseSeconds) * time.Second
-}
-
-func toIPAM(l *store.Lease) ipam.Lease {
-	st := ipam.Active
-	switch l.State {
-	case store.LeaseOffered:
-		st = ipam.Offered
-	case store.LeaseReleased:
-		st = ipam.Released
-	case store.LeaseDeclined:
-		st = ipam.Declined
-	}
-	return ipam.Lease{IP: netip.MustParseAddr(l.IP), MAC: l.MAC, State: st, Expires: l.Expires}
+	return &pool{subnet: sub, prefix: sub.Prefix(), lease: site.LeaseTime(sub), alloc: alloc}, nil
 }

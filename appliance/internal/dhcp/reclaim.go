@@ -4,7 +4,6 @@ import (
 	"context"
 	"time"
 
-	"github.com/outposthq/outpost/appliance/internal/replica"
 	"github.com/outposthq/outpost/appliance/internal/store"
 )
 
@@ -24,7 +23,7 @@ func (s *Server) reclaim(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		if s.cfg.Node.IsLeader() {
+		if s.cfg.Leader.IsReadyLeader() {
 			s.reclaimOnce(ctx)
 		}
 	}
@@ -45,11 +44,7 @@ func (s *Server) reclaimOnce(ctx context.Context) int {
 	n := 0
 	for _, l := range old {
 		// Expect the version read: a lease renewed meanwhile is kept.
-		cmd, err := replica.Encode(replica.DeleteLease, replica.Delete{Key: l.IP, Expect: l.Version, Time: s.now().UTC()})
-		if err != nil {
-			continue
-		}
-		if _, err := s.cfg.Node.Apply(ctx, cmd); err != nil {
+		if err := s.cfg.Leases.ReclaimLease(ctx, l.IP, l.Version); err != nil {
 			s.log.Debug("dhcp: reclaim", "ip", l.IP, "err", err)
 			continue
 		}

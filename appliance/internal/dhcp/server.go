@@ -14,7 +14,6 @@ import (
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/insomniacslk/dhcp/dhcpv4/server4"
 
-	"github.com/outposthq/outpost/appliance/internal/replica"
 	"github.com/outposthq/outpost/appliance/internal/store"
 )
 
@@ -45,11 +44,34 @@ type Config struct {
 	// worker's time is spent waiting for its lease to commit, and waiting
 	// workers share one group commit, so many are cheap.
 	Workers int
-	// Node commits leases and says whether this node leads.
-	Node *replica.Node
-	Log  *slog.Logger
+	// Leader says whether this node leads its site.
+	Leader Leader
+	// Leases commits leases.
+	Leases Leases
+	// Store is this node's store, which subnets, machines and leases are
+	// read from.
+	Store *store.DB
+	Log   *slog.Logger
 	// Now is the clock; time.Now if nil.
 	Now func() time.Time
+}
+
+// Leader is what the server needs to know of this node's leadership:
+// only a ready leader answers, and its allocators are rebuilt from the
+// store whenever it becomes leader again.
+type Leader interface {
+	IsReadyLeader() bool
+	LeaderEpoch() uint64
+}
+
+// Leases is where the server commits leases (package site's proposer).
+type Leases interface {
+	// CommitLease commits a lease and reports whether it only renewed
+	// the client's active lease.
+	CommitLease(ctx context.Context, l *store.Lease) (renewed bool, err error)
+	// ReclaimLease deletes an ended lease unless it changed since it was
+	// read at version.
+	ReclaimLease(ctx context.Context, ip string, version uint64) error
 }
 
 // Server is the DHCP server.
@@ -81,8 +103,8 @@ type packet struct {
 
 // New checks the configuration and returns a server. Listen binds it.
 func New(cfg Config) (*Server, error) {
-	if cfg.Node == nil || cfg.Log == nil {
-		return nil, errors.New("dhcp: Node and Log are required")
+	if cfg.Leader == nil || cfg.Leases == nil || cfg.Store == nil || cfg.Log == nil {
+		return nil, errors.New("dhcp: Leader, Leases, Store and Log are required")
 	}
 	if cfg.Files == (BootFiles{}) {
 		cfg.Files = DefaultBootFiles
@@ -99,7 +121,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Workers == 0 {
 		cfg.Workers = 256
 	}
-	s := &Server{cfg: cfg, db: cfg.Node.DB(), log: cfg.Log, now: cfg.Now, work: make(chan packet, cfg.Workers*4)}
+	s := &Server{cfg: cfg, db: cfg.Store, log: cfg.Log, now: cfg.Now, work: make(chan packet, cfg.Workers*4)}
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -199,7 +221,7 @@ func (s *Server) read(in *iface) {
 			}
 			return
 		}
-		if !s.cfg.Node.IsReadyLeader() {
+		if !s.cfg.Leader.IsReadyLeader() {
 			continue // the leader answers; see the package doc
 		}
 		p := packet{in: in, peer: peer, data: append([]byte(nil), buf[:n]...)}

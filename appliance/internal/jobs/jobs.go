@@ -2,7 +2,7 @@
 // on the Raft leader alone.
 //
 // A job is committed before it runs (an order, or the API, stored it).
-// The leader proposes StartJob, which the store accepts only for a
+// The leader proposes StartJob, which the site accepts only for a
 // pending job or a running one whose deadline has passed; only then does
 // it call the BMC, within that deadline; then it proposes FinishJob with
 // the result. So a job survives a restart or a leader change (the new
@@ -27,7 +27,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/outposthq/outpost/appliance/internal/replica"
+	"github.com/outposthq/outpost/appliance/internal/site"
 	"github.com/outposthq/outpost/appliance/internal/store"
 	"github.com/outposthq/outpost/internal/errs"
 	"github.com/outposthq/outpost/internal/seal"
@@ -61,9 +61,20 @@ type BMC interface {
 // set the boot device: the job then succeeds with a warning.
 var ErrBootDeviceRefused = errors.New("the BMC refused to set the boot device")
 
+// Site is what the runner needs of its site: whether this node leads,
+// and the proposals that record jobs and power (package site's proposer).
+type Site interface {
+	IsReadyLeader() bool
+	StartJob(ctx context.Context, id string, attempt int, deadline time.Time) error
+	FinishJob(ctx context.Context, id string, attempt int, res site.JobResult) error
+	SetPower(ctx context.Context, machineID, power string, version uint64) error
+}
+
 // Config configures a Runner.
 type Config struct {
-	Node *replica.Node
+	Site Site
+	// Store is this node's store, which jobs and machines are read from.
+	Store *store.DB
 	// Key opens the sealed BMC passwords.
 	Key *seal.Key
 	BMC BMC
@@ -129,9 +140,9 @@ func (r *Runner) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-tick.C:
-		case <-r.cfg.Node.DB().Changed():
+		case <-r.cfg.Store.Changed():
 		}
-		if !r.cfg.Node.IsReadyLeader() {
+		if !r.cfg.Site.IsReadyLeader() {
 			continue
 		}
 		for _, j := range r.startable() {
@@ -150,7 +161,7 @@ func (r *Runner) Run(ctx context.Context) error {
 func (r *Runner) startable() []*store.Job {
 	now := time.Now().UTC()
 	var pending []*store.Job
-	if err := r.cfg.Node.DB().View(func(tx *store.Tx) (err error) {
+	if err := r.cfg.Store.View(func(tx *store.Tx) (err error) {
 		pending, err = tx.PendingJobs(now)
 		return err
 	}); err != nil {
@@ -180,7 +191,7 @@ func (r *Runner) done(machine string) {
 func (r *Runner) run(ctx context.Context, j *store.Job) {
 	attempt := j.Attempt + 1
 	deadline := time.Now().Add(r.cfg.JobTimeout)
-	if _, err := r.propose(ctx, replica.StartJob, replica.JobStart{Job: j.ID, Attempt: attempt, Deadline: deadline, Time: time.Now().UTC()}); err != nil {
+	if err := r.cfg.Site.StartJob(ctx, j.ID, attempt, deadline); err != nil {
 		r.log.Info("jobs: not starting", "job", j.ID, "err", err)
 		return
 	}
@@ -195,7 +206,7 @@ func (r *Runner) run(ctx context.Context, j *store.Job) {
 	// The result is retried until it is committed, while this node
 	// leads; past the deadline another leader may run the job again.
 	for ctx.Err() == nil && time.Now().Before(deadline) {
-		_, err := r.propose(ctx, replica.FinishJob, replica.JobFinish{Job: j.ID, Attempt: attempt, Result: res, Time: time.Now().UTC()})
+		err := r.cfg.Site.FinishJob(ctx, j.ID, attempt, res)
 		if err == nil {
 			return
 		}
@@ -212,28 +223,28 @@ func (r *Runner) run(ctx context.Context, j *store.Job) {
 }
 
 // execute performs the job's action within deadline.
-func (r *Runner) execute(ctx context.Context, j *store.Job, deadline time.Time) store.JobResult {
+func (r *Runner) execute(ctx context.Context, j *store.Job, deadline time.Time) site.JobResult {
 	// Leave a margin to commit the result before the deadline.
 	ctx, cancel := context.WithDeadline(ctx, deadline.Add(-r.cfg.JobTimeout/10))
 	defer cancel()
 	t, err := r.target(j.MachineID)
 	if err != nil {
-		return store.JobResult{Error: err.Error()}
+		return site.JobResult{Error: err.Error()}
 	}
 	power, err := r.cfg.BMC.Do(ctx, t, j)
 	switch {
 	case err == nil:
-		return store.JobResult{OK: true, Power: power}
+		return site.JobResult{OK: true, Power: power}
 	case errors.Is(err, ErrBootDeviceRefused):
-		return store.JobResult{OK: true, Power: power, Warning: err.Error()}
+		return site.JobResult{OK: true, Power: power, Warning: err.Error()}
 	}
-	return store.JobResult{Error: err.Error()}
+	return site.JobResult{Error: err.Error()}
 }
 
 // target reads machine id's BMC and opens its password.
 func (r *Runner) target(id string) (Target, error) {
 	var m *store.Machine
-	if err := r.cfg.Node.DB().View(func(tx *store.Tx) (err error) {
+	if err := r.cfg.Store.View(func(tx *store.Tx) (err error) {
 		m, err = store.Get[store.Machine](tx, id)
 		return err
 	}); err != nil {
@@ -259,16 +270,6 @@ func (r *Runner) targetOf(m *store.Machine) (Target, error) {
 	return t, nil
 }
 
-func (r *Runner) propose(ctx context.Context, t replica.Type, payload any) (replica.Result, error) {
-	cmd, err := replica.Encode(t, payload)
-	if err != nil {
-		return replica.Result{}, err
-	}
-	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	return r.cfg.Node.Apply(cctx, cmd)
-}
-
 // poll reads the power state of every machine with a BMC, every
 // PollInterval, on the leader, skipping machines with a job running, and
 // records changes.
@@ -281,11 +282,11 @@ func (r *Runner) poll(ctx context.Context) {
 			return
 		case <-tick.C:
 		}
-		if !r.cfg.Node.IsReadyLeader() {
+		if !r.cfg.Site.IsReadyLeader() {
 			continue
 		}
 		var machines []*store.Machine
-		r.cfg.Node.DB().View(func(tx *store.Tx) (err error) {
+		r.cfg.Store.View(func(tx *store.Tx) (err error) {
 			machines, err = store.List[store.Machine](tx)
 			return err
 		})
@@ -371,7 +372,7 @@ func (r *Runner) pollOne(ctx context.Context, m *store.Machine) {
 	}
 	// Expect: a job that changed the power while this reading was on its
 	// way makes it stale, and the store ignores it.
-	if _, err := r.propose(ctx, replica.SetPower, replica.Power{Machine: m.ID, Power: power, Expect: m.Version, Time: time.Now().UTC()}); err != nil {
+	if err := r.cfg.Site.SetPower(ctx, m.ID, power, m.Version); err != nil {
 		r.log.Warn("jobs: record power", "machine", m.ID, "err", err)
 	}
 }

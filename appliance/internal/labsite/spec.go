@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/outposthq/outpost/appliance/internal/lab"
+	"github.com/outposthq/outpost/appliance/internal/site"
 	"github.com/outposthq/outpost/appliance/internal/store"
 )
 
@@ -75,7 +76,7 @@ func Provisioning(t lab.T, imgs lab.Images) []store.Object {
 // the machine powers off by its BMC (the deprovision order's last job).
 func WipeTemplate() *store.Template {
 	return &store.Template{
-		Name:        store.DefaultDeprovisionTemplate,
+		Name:        site.DefaultDeprovisionTemplate,
 		Description: "wipe the disk",
 		Actions: []store.Action{
 			{Name: "wipe", Type: "disk.wipe", Args: map[string]string{"device": Disk}, Timeout: store.Duration(2 * time.Minute)},

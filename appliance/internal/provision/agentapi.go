@@ -12,26 +12,41 @@ import (
 	"time"
 
 	"github.com/outposthq/outpost/appliance/internal/agentproto"
-	"github.com/outposthq/outpost/appliance/internal/replica"
+	"github.com/outposthq/outpost/appliance/internal/site"
 	"github.com/outposthq/outpost/appliance/internal/store"
 	"github.com/outposthq/outpost/appliance/internal/workflow"
 	"github.com/outposthq/outpost/internal/errs"
 )
 
+// Site is what the agent API needs of its site: linearizable reads, and
+// the proposals that record reports and discoveries (package site's
+// proposer, through the app).
+type Site interface {
+	// Linearize waits until the local store reflects every write
+	// committed before the call.
+	Linearize(ctx context.Context) error
+	Report(ctx context.Context, workflowID string, r site.Report) (*store.Workflow, error)
+	Discover(ctx context.Context, hw site.Hardware) (*site.DiscoverResult, error)
+}
+
 // Config configures the agent API.
 type Config struct {
-	Node        *replica.Node
+	Site Site
+	// Store is this node's store, which workflows are read from.
+	Store       *store.DB
 	Credentials *Credentials
 	// Log receives a line per refused request and per failure; nil
 	// discards. Credentials are never logged.
 	Log *slog.Logger
-	// Now is the clock reports are stamped with; time.Now if nil.
+	// Now is the clock the agent's view of its workflow is computed
+	// at; time.Now if nil.
 	Now func() time.Time
 }
 
 // Server is the agent API.
 type Server struct {
-	node  *replica.Node
+	site  Site
+	db    *store.DB
 	creds *Credentials
 	log   *slog.Logger
 	now   func() time.Time
@@ -39,7 +54,7 @@ type Server struct {
 
 // New returns the agent API.
 func New(cfg Config) *Server {
-	s := &Server{node: cfg.Node, creds: cfg.Credentials, log: cfg.Log, now: cfg.Now}
+	s := &Server{site: cfg.Site, db: cfg.Store, creds: cfg.Credentials, log: cfg.Log, now: cfg.Now}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -107,7 +122,7 @@ func (s *Server) classify(r *http.Request, err error) *apiError {
 			return &apiError{status: http.StatusNotFound, code: e.Code, msg: e.Message}
 		}
 	}
-	if errors.Is(err, replica.ErrNoLeader) || errors.Is(err, replica.ErrUnknownOutcome) || errors.Is(err, context.DeadlineExceeded) {
+	if errors.Is(err, site.ErrNoLeader) || errors.Is(err, site.ErrUnknownOutcome) || errors.Is(err, context.DeadlineExceeded) {
 		return &apiError{status: http.StatusServiceUnavailable, code: "unavailable", msg: "the appliance cluster has no leader; retry"}
 	}
 	s.log.Error("agent request failed", "path", r.URL.Path, "remote", r.RemoteAddr, "err", err)
@@ -139,7 +154,7 @@ func (s *Server) authWorkflow(r *http.Request) (w *store.Workflow, noWorkflow bo
 	if err != nil {
 		return nil, false, unauthorized()
 	}
-	err = s.node.DB().View(func(tx *store.Tx) error {
+	err = s.db.View(func(tx *store.Tx) error {
 		id := t.subject
 		if t.kind == kindDiscovery {
 			mac, ok := s.creds.verifyDiscovery(t)
@@ -181,7 +196,7 @@ func (s *Server) getWorkflow(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, unauthorized())
 		return
 	}
-	if err := s.node.Linearize(r.Context()); err != nil {
+	if err := s.site.Linearize(r.Context()); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
@@ -212,14 +227,7 @@ func (s *Server) postReport(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	res, err := s.propose(r.Context(), replica.AdvanceWorkflow, replica.Advance{
-		Workflow: wf.ID, Kind: replica.AdvanceReport, Report: &rep, Time: s.now().UTC(),
-	})
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	stored, err := replica.DecodeValue[store.Workflow](res)
+	stored, err := s.site.Report(r.Context(), wf.ID, site.Report(rep))
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -250,12 +258,7 @@ func (s *Server) postHardware(w http.ResponseWriter, r *http.Request) {
 			msg: fmt.Sprintf("%q is not the MAC this credential was issued for", hw.MAC)})
 		return
 	}
-	res, err := s.propose(r.Context(), replica.Discover, replica.DiscoverPayload{Hardware: hw, Time: s.now().UTC()})
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	got, err := replica.DecodeValue[replica.DiscoverResult](res)
+	got, err := s.site.Discover(r.Context(), siteHardware(hw))
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -264,19 +267,17 @@ func (s *Server) postHardware(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, agentproto.HardwareAck{MachineID: got.MachineID, Created: got.Created})
 }
 
-func (s *Server) propose(ctx context.Context, t replica.Type, payload any) (replica.Result, error) {
-	cmd, err := replica.Encode(t, payload)
-	if err != nil {
-		return replica.Result{}, err
+// siteHardware is hw as the site's log records it.
+func siteHardware(hw agentproto.Hardware) site.Hardware {
+	out := site.Hardware{MAC: hw.MAC, Vendor: hw.Vendor, Product: hw.Product, Serial: hw.Serial,
+		CPUs: hw.CPUs, CPUModel: hw.CPUModel, MemoryBytes: hw.MemoryBytes}
+	for _, d := range hw.Disks {
+		out.Disks = append(out.Disks, site.Disk(d))
 	}
-	res, err := s.node.Apply(ctx, cmd)
-	if err != nil {
-		return res, err
+	for _, n := range hw.NICs {
+		out.NICs = append(out.NICs, site.NIC(n))
 	}
-	if res.Err != nil {
-		return res, res.Err
-	}
-	return res, nil
+	return out
 }
 
 // decode reads a JSON body strictly.

@@ -5,9 +5,15 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/outposthq/outpost/appliance/internal/replica"
 	"github.com/outposthq/outpost/appliance/internal/store"
 )
+
+// Ticker is what the timer needs of its site: whether this node leads,
+// and the proposal of a tick (package site's proposer).
+type Ticker interface {
+	IsReadyLeader() bool
+	Tick(ctx context.Context, workflowID string) (*store.Workflow, error)
+}
 
 // RunTimer times out workflows until ctx ends. On the ready leader alone,
 // it looks every interval for active workflows whose next tick (an
@@ -15,7 +21,7 @@ import (
 // tick for each; the tick's time is the leader's clock, and every node
 // applies it alike. A tick that changes nothing stores nothing, so two
 // leaders ticking across an election do no harm.
-func RunTimer(ctx context.Context, node *replica.Node, interval time.Duration, log *slog.Logger) error {
+func RunTimer(ctx context.Context, ticks Ticker, db *store.DB, interval time.Duration, log *slog.Logger) error {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
@@ -24,12 +30,12 @@ func RunTimer(ctx context.Context, node *replica.Node, interval time.Duration, l
 			return nil
 		case <-t.C:
 		}
-		if !node.IsReadyLeader() {
+		if !ticks.IsReadyLeader() {
 			continue
 		}
 		now := time.Now().UTC()
 		var due []string
-		err := node.DB().View(func(tx *store.Tx) (err error) {
+		err := db.View(func(tx *store.Tx) (err error) {
 			due, err = tx.DueWorkflows(now)
 			return err
 		})
@@ -38,15 +44,9 @@ func RunTimer(ctx context.Context, node *replica.Node, interval time.Duration, l
 			continue
 		}
 		for _, id := range due {
-			cmd, err := replica.Encode(replica.AdvanceWorkflow, replica.Advance{Workflow: id, Kind: replica.AdvanceTick, Time: now})
-			if err != nil {
-				return err
-			}
-			cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			if _, err := node.Apply(cctx, cmd); err != nil {
+			if _, err := ticks.Tick(ctx, id); err != nil {
 				log.Warn("workflow timer: tick", "workflow", id, "err", err)
 			}
-			cancel()
 		}
 	}
 }

@@ -150,25 +150,26 @@ func ensureSchema(bdb *bolt.DB) (err error) {
 		}
 	}()
 	return bdb.Update(func(tx *bolt.Tx) error {
-		// A file written before the IP index existed gets it built.
-		buildIPIndex := tx.Bucket(bucketIPIndex) == nil && tx.Bucket(bucketMachines) != nil
+		fresh := tx.Bucket(bucketMachines) == nil
 		for _, b := range allBuckets {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
 		}
-		if buildIPIndex {
-			if err := rebuildIPIndex(tx); err != nil {
-				return err
-			}
-		}
 		meta := tx.Bucket(bucketMeta)
+		var version uint64
 		if v := meta.Get(keySchemaVersion); v != nil {
 			if len(v) != 8 {
 				return fmt.Errorf("schema version has %d bytes", len(v))
 			}
-			if got := binary.BigEndian.Uint64(v); got > schemaVersion {
-				return fmt.Errorf("schema version %d is newer than this appliance understands (%d)", got, schemaVersion)
+			version = binary.BigEndian.Uint64(v)
+		}
+		if version > schemaVersion {
+			return fmt.Errorf("schema version %d is newer than this appliance understands (%d): run the release that wrote it", version, schemaVersion)
+		}
+		if !fresh && version < schemaVersion {
+			if err := migrate(tx, version); err != nil {
+				return fmt.Errorf("migrate from schema version %d: %w", version, err)
 			}
 		}
 		return meta.Put(keySchemaVersion, u64(schemaVersion))

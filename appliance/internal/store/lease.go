@@ -1,8 +1,6 @@
 package store
 
 import (
-	"encoding/json"
-	"fmt"
 	"net/netip"
 	"time"
 
@@ -87,40 +85,19 @@ func (tx *Tx) LeaseByMAC(subnet, mac string) (*Lease, error) {
 	return Get[Lease](tx, string(ip))
 }
 
-// UnsafePutLease stores a lease. It is the last word on "never two MACs":
-// an address another MAC holds at the command's time is a conflict and
-// changes nothing, whoever proposed it. A MAC has at most one lease per
-// subnet: its lease at another address is dropped. A declined lease
-// quarantines its address and belongs to no MAC.
+// UnsafePutLease stores a lease and keeps the index of leases by MAC: a
+// MAC has at most one lease per subnet, so its lease at another address
+// is dropped; a declined lease quarantines its address and belongs to no
+// MAC. Whether the address is free for the MAC is the caller's rule.
 func (tx *Tx) UnsafePutLease(l *Lease, w Write) error {
 	mac, err := NormalizeMAC(l.MAC)
 	if err != nil {
 		return err
 	}
 	l.MAC = mac
-	// Only the subnet's prefix is needed: decode just that (this runs for
-	// every lease of a boot storm).
-	raw := tx.tx.Bucket(bucketSubnets).Get([]byte(l.Subnet))
-	if raw == nil {
-		return errs.Invalid("subnet", "no subnet %q", l.Subnet)
-	}
-	var sub struct{ CIDR string }
-	if err := json.Unmarshal(raw, &sub); err != nil {
-		return fmt.Errorf("%w: subnet %q: %v", ErrCorrupt, l.Subnet, err)
-	}
-	prefix, err := netip.ParsePrefix(sub.CIDR)
-	if err != nil {
-		return fmt.Errorf("%w: subnet %q has CIDR %q", ErrCorrupt, l.Subnet, sub.CIDR)
-	}
-	if ip := netip.MustParseAddr(l.IP); !prefix.Masked().Contains(ip) {
-		return errs.Invalid("ip", "%s is outside subnet %s (%s)", l.IP, l.Subnet, sub.CIDR)
-	}
 	cur, err := Get[Lease](tx, l.IP)
 	if err != nil && !isNotFound(err) {
 		return err
-	}
-	if cur != nil && cur.MAC != l.MAC && cur.Holds(w.Time) {
-		return errs.Conflict("address %s is held by %s (%s) until %s", l.IP, cur.MAC, cur.State, cur.Expires.Format(time.RFC3339))
 	}
 	idx := tx.tx.Bucket(bucketLeaseMAC)
 	if cur != nil {

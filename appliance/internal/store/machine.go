@@ -3,6 +3,7 @@ package store
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -58,29 +59,6 @@ type Machine struct {
 	// Power is the power state its BMC last reported ("on", "off"); the
 	// appliance sets it.
 	Power string `json:"power,omitempty"`
-}
-
-// KeepApplianceFields carries over from old, the stored machine (nil for
-// a new one), what the appliance owns or keeps up to date, so that a put
-// that does not name it does not erase it: the current workflow and the
-// power state always (no client sets them); the state with its reason and
-// the discovered hardware unless m names them; and the sealed BMC
-// password unless m brings a password of its own.
-func (m *Machine) KeepApplianceFields(old *Machine) {
-	m.Workflow, m.Power = "", ""
-	if old == nil {
-		return
-	}
-	m.Workflow, m.Power = old.Workflow, old.Power
-	if m.State == "" {
-		m.State, m.Reason = old.State, old.Reason
-	}
-	if m.Hardware == nil {
-		m.Hardware = old.Hardware
-	}
-	if m.BMC != nil && m.BMC.Password == "" && len(m.BMC.SealedPassword) == 0 && old.BMC != nil {
-		m.BMC.SealedPassword = old.BMC.SealedPassword
-	}
 }
 
 // BMCPasswordAD is the associated data a machine's BMC password is sealed
@@ -264,24 +242,30 @@ func (tx *Tx) MachineByIP(addr netip.Addr) (*Machine, int, error) {
 	return nil, 0, fmt.Errorf("%w: the address index names machine %q for %s, which it does not reserve", ErrCorrupt, m.ID, addr)
 }
 
-// ipIndexKeys are m's entries in the IP index.
-func ipIndexKeys(m *Machine) [][]byte {
-	var keys [][]byte
+// ipIndexEntries are m's entries in the IP index: for each interface
+// that reserves an address, the key address "\x00" machine id and the
+// value the interface's MAC.
+func ipIndexEntries(m *Machine) (keys, macs [][]byte) {
 	for _, nic := range m.Interfaces {
 		if ip, err := netip.ParseAddr(nic.IP); err == nil {
 			keys = append(keys, append(append([]byte(ip.String()), 0), m.ID...))
+			macs = append(macs, []byte(nic.MAC))
 		}
 	}
-	return keys
+	return keys, macs
 }
 
 // indexIPs adds (or with add false, removes) m's entries in the IP index.
 func (tx *Tx) indexIPs(m *Machine, add bool) error {
-	b := tx.tx.Bucket(bucketIPIndex)
-	for _, k := range ipIndexKeys(m) {
+	return indexIPs(tx.tx.Bucket(bucketIPIndex), m, add)
+}
+
+func indexIPs(b *bolt.Bucket, m *Machine, add bool) error {
+	keys, macs := ipIndexEntries(m)
+	for i, k := range keys {
 		var err error
 		if add {
-			err = b.Put(k, nil)
+			err = b.Put(k, macs[i])
 		} else {
 			err = b.Delete(k)
 		}
@@ -292,22 +276,46 @@ func (tx *Tx) indexIPs(m *Machine, add bool) error {
 	return nil
 }
 
-// rebuildIPIndex fills the IP index from the machines (a store written
-// before it existed).
+// rebuildIPIndex fills the IP index afresh from the machines (a store
+// written before the index existed, or before it held MACs).
 func rebuildIPIndex(btx *bolt.Tx) error {
-	idx := btx.Bucket(bucketIPIndex)
+	if err := btx.DeleteBucket(bucketIPIndex); err != nil && !errors.Is(err, bolt.ErrBucketNotFound) {
+		return err
+	}
+	idx, err := btx.CreateBucket(bucketIPIndex)
+	if err != nil {
+		return err
+	}
 	return btx.Bucket(bucketMachines).ForEach(func(k, v []byte) error {
 		var m Machine
 		if err := json.Unmarshal(v, &m); err != nil {
 			return fmt.Errorf("%w: machine %q: %v", ErrCorrupt, k, err)
 		}
-		for _, key := range ipIndexKeys(&m) {
-			if err := idx.Put(key, nil); err != nil {
-				return err
-			}
+		return indexIPs(idx, &m, true)
+	})
+}
+
+// Reservation is an address a machine's interface reserves.
+type Reservation struct {
+	IP        netip.Addr
+	MAC       string
+	MachineID string
+}
+
+// Reservations returns every address machines' interfaces reserve, in
+// address order as the index keeps it, from the IP index.
+func (tx *Tx) Reservations() ([]Reservation, error) {
+	var out []Reservation
+	err := tx.tx.Bucket(bucketIPIndex).ForEach(func(k, v []byte) error {
+		ip, id, ok := bytes.Cut(k, []byte{0})
+		a, err := netip.ParseAddr(string(ip))
+		if !ok || err != nil {
+			return fmt.Errorf("%w: ip_index key %q", ErrCorrupt, k)
 		}
+		out = append(out, Reservation{IP: a, MAC: string(v), MachineID: string(id)})
 		return nil
 	})
+	return out, err
 }
 
 // UnsafePutMachine stores m and keeps the MAC and IP indexes. A MAC that already

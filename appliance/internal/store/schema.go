@@ -1,5 +1,7 @@
 package store
 
+import bolt "go.etcd.io/bbolt"
+
 // The buckets of the store. Every bucket the store uses is named here and
 // created by ensureSchema; adding one is a schema change and bumps
 // schemaVersion only when existing data must be rewritten.
@@ -7,7 +9,7 @@ var (
 	bucketMeta       = []byte("meta")             // appliedIndex, schemaVersion, eventSeq
 	bucketMachines   = []byte("machines")         // id -> Machine
 	bucketMACIndex   = []byte("mac_index")        // normalized MAC -> machine id
-	bucketIPIndex    = []byte("ip_index")         // reserved IP "\x00" machine id -> nothing
+	bucketIPIndex    = []byte("ip_index")         // reserved IP "\x00" machine id -> the interface's MAC
 	bucketSubnets    = []byte("subnets")          // name -> Subnet
 	bucketLeases     = []byte("leases")           // IP -> Lease
 	bucketLeaseMAC   = []byte("lease_mac")        // subnet "/" MAC -> IP of the MAC's lease there
@@ -39,5 +41,20 @@ var (
 )
 
 // schemaVersion is the layout this code reads and writes. A file with a
-// newer version is refused at open rather than misread.
-const schemaVersion = 1
+// newer version is refused at open rather than misread; an older one is
+// migrated at open (migrate), in the transaction that records the new
+// version.
+//
+//	1  releases up to b482c18
+//	2  the IP index holds each reserved address's MAC (the site's
+//	   allocator takes reservations by MAC)
+const schemaVersion = 2
+
+// migrate brings a file of an older schema version (0 for a file written
+// before versions were recorded) to schemaVersion.
+func migrate(tx *bolt.Tx, from uint64) error {
+	if from < 2 {
+		return rebuildIPIndex(tx)
+	}
+	return nil
+}

@@ -62,12 +62,12 @@ func (t *Template) Validate() error {
 			}
 		}
 	}
-	_, err := workflow.NewPlan(t.planActions(), actionTypes)
-	return planError("", err)
+	_, err := workflow.NewPlan(t.PlanActions(), actions.Required())
+	return PlanError("", err)
 }
 
-// planActions converts the template's actions for the workflow engine.
-func (t *Template) planActions() []workflow.Action {
+// PlanActions converts the template's actions for the workflow engine.
+func (t *Template) PlanActions() []workflow.Action {
 	out := make([]workflow.Action, len(t.Actions))
 	for i, a := range t.Actions {
 		out[i] = workflow.Action{

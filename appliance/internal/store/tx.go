@@ -150,9 +150,11 @@ func (tx *Tx) unsafeDelete(o Object, key string, expect uint64) ([]byte, error) 
 	return prev, b.Delete([]byte(key))
 }
 
-// UnsafePut stores o. Machines, leases and workflows go through their own
-// Unsafe functions, which keep their indexes and invariants: a workflow
-// is only ever created this way (UnsafeCreateWorkflow).
+// UnsafePut stores o at w's index and time, after checking its expected
+// version, and keeps the indexes of its kind: machines (by MAC and
+// address), leases (by MAC), workflows and jobs (the active ones), and
+// the IPAM generation for subnets. The rules about what may be stored are
+// package site's.
 func (tx *Tx) UnsafePut(o Object, w Write) error {
 	switch o := o.(type) {
 	case *Machine:
@@ -160,11 +162,9 @@ func (tx *Tx) UnsafePut(o Object, w Write) error {
 	case *Lease:
 		return tx.UnsafePutLease(o, w)
 	case *Workflow:
-		return tx.UnsafeCreateWorkflow(o, w)
-	case *Order:
-		return tx.UnsafeCreateOrder(o, w)
+		return tx.UnsafePutWorkflow(o, w)
 	case *Job:
-		return tx.UnsafeCreateJob(o, w)
+		return tx.UnsafePutJob(o, w)
 	case *Subnet:
 		if _, err := tx.unsafePut(o, w); err != nil {
 			return err
@@ -175,7 +175,8 @@ func (tx *Tx) UnsafePut(o Object, w Write) error {
 	return err
 }
 
-// UnsafeDelete removes the object of kind's type with key.
+// UnsafeDelete removes the object of kind's type with key, after checking
+// its expected version (0: any), with its index entries.
 func (tx *Tx) UnsafeDelete(kind Object, key string, expect uint64) error {
 	switch kind.(type) {
 	case *Machine:
@@ -183,15 +184,12 @@ func (tx *Tx) UnsafeDelete(kind Object, key string, expect uint64) error {
 	case *Lease:
 		return tx.UnsafeDeleteLease(key, expect)
 	case *Workflow:
-		return tx.UnsafeDeleteWorkflow(key, expect)
-	case *Order:
-		if o, err := Get[Order](tx, key); err == nil && !o.Done() {
-			return errs.Conflict("order %q is %s: it can be deleted once it has ended", key, o.State)
-		}
+		return tx.unsafeDeleteWorkflow(key, expect)
 	case *Job:
-		if j, err := Get[Job](tx, key); err == nil && !j.Done() {
-			return errs.Conflict("job %q is %s: it can be deleted once it has ended", key, j.State)
+		if _, err := tx.unsafeDelete(kind, key, expect); err != nil {
+			return err
 		}
+		return tx.tx.Bucket(bucketActiveJobs).Delete([]byte(key))
 	case *Subnet:
 		if _, err := tx.unsafeDelete(kind, key, expect); err != nil {
 			return err
@@ -200,6 +198,13 @@ func (tx *Tx) UnsafeDelete(kind Object, key string, expect uint64) error {
 	}
 	_, err := tx.unsafeDelete(kind, key, expect)
 	return err
+}
+
+// Raw returns the stored bytes of the object of kind's type with key (nil
+// if there is none), for a reader that needs one field of a hot object.
+// They are valid for the transaction only.
+func (tx *Tx) Raw(kind Object, key string) []byte {
+	return tx.tx.Bucket(kind.bucket()).Get([]byte(key))
 }
 
 // IPAMGeneration changes whenever something address management derives

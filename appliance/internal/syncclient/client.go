@@ -13,8 +13,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/outposthq/outpost/appliance/internal/replica"
-	"github.com/outposthq/outpost/internal/seal"
+	"github.com/outposthq/outpost/appliance/internal/site"
+	"github.com/outposthq/outpost/appliance/internal/store"
 	"github.com/outposthq/outpost/syncproto"
 )
 
@@ -27,11 +27,23 @@ const (
 	DefaultLongBackoff = 5 * time.Minute
 )
 
+// Node is what the client needs of this appliance node: it works while
+// the node is the site's ready leader, and proposes central's revisions
+// and acknowledgements (package site's proposer, which seals, draws
+// nonces and fills boot values as it does for the site's own writes).
+type Node interface {
+	IsReadyLeader() bool
+	LeaderEpoch() uint64
+	ApplyDesired(ctx context.Context, d *site.Desired) (site.Result, *site.DesiredResult, error)
+	AckEvents(ctx context.Context, seq uint64) error
+}
+
 // Config configures a Client.
 type Config struct {
-	// Node is the appliance's Raft node: the client works while it is
-	// the ready leader and proposes its commands through it.
-	Node *replica.Node
+	Node Node
+	// Store is this node's store: the sync cursors and the outbox of
+	// events are read from it.
+	Store *store.DB
 	// URL is central's sync URL: ws:// or wss://, or an http(s):// base
 	// URL to which syncproto.Path is appended (see SyncURL). A
 	// replicated central's nodes may be listed, separated by commas:
@@ -43,13 +55,6 @@ type Config struct {
 	// CredentialFile holds the site's credential. It is read at each
 	// connection, so an operator can fix it without a restart.
 	CredentialFile string
-	// Key seals the BMC passwords of machines central sends. Without it,
-	// a machine that carries a password is refused (and recorded so).
-	Key *seal.Key
-	// BootURL is this appliance's boot HTTP URL, which the workflows of
-	// central's provision and deprovision orders get as boot_url and
-	// metadata_url unless the order names them (store.WithBootValues).
-	BootURL string
 	// HTTPClient dials central (TLS settings, proxies); nil means
 	// http.DefaultClient.
 	HTTPClient *http.Client
@@ -73,8 +78,8 @@ type Client struct {
 
 // New checks cfg and returns a Client.
 func New(cfg Config) (*Client, error) {
-	if cfg.Node == nil {
-		return nil, errors.New("syncclient: a node is required")
+	if cfg.Node == nil || cfg.Store == nil {
+		return nil, errors.New("syncclient: a node and its store are required")
 	}
 	if cfg.Site == "" || cfg.CredentialFile == "" {
 		return nil, errors.New("syncclient: the site id and credential file are required")

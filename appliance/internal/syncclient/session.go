@@ -12,7 +12,7 @@ import (
 	"github.com/coder/websocket"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/outposthq/outpost/appliance/internal/replica"
+	"github.com/outposthq/outpost/appliance/internal/site"
 	"github.com/outposthq/outpost/appliance/internal/store"
 	"github.com/outposthq/outpost/syncproto"
 )
@@ -42,7 +42,7 @@ func (c *Client) session(ctx context.Context, url string) (welcomed bool, err er
 		return false, err
 	}
 	var st store.SyncState
-	if err := c.cfg.Node.DB().View(func(tx *store.Tx) error { st = tx.SyncState(); return nil }); err != nil {
+	if err := c.cfg.Store.View(func(tx *store.Tx) error { st = tx.SyncState(); return nil }); err != nil {
 		return false, err
 	}
 	hello := &syncproto.Hello{Site: c.cfg.Site, Credential: cred, Versions: syncproto.Supported,
@@ -167,7 +167,7 @@ func (s *session) read(ctx context.Context) (syncproto.Message, error) {
 // readLoop handles central's messages after the welcome.
 func (s *session) readLoop(ctx context.Context) error {
 	recv := syncproto.NewDesiredReceiver(s.hello.AppliedRevision)
-	var parts []store.DesiredChange
+	var parts []site.DesiredChange
 	for {
 		msg, err := s.read(ctx)
 		if err != nil {
@@ -180,12 +180,12 @@ func (s *session) readLoop(ctx context.Context) error {
 				return &localError{err}
 			}
 			for _, ch := range m.Changes {
-				parts = append(parts, store.DesiredChange{Kind: ch.Kind, Key: ch.Key, Object: ch.Object, Deleted: ch.Deleted})
+				parts = append(parts, site.DesiredChange{Kind: ch.Kind, Key: ch.Key, Object: ch.Object, Deleted: ch.Deleted})
 			}
 			if !complete {
 				continue
 			}
-			d := &store.Desired{Revision: m.Revision, Full: m.Full, Changes: parts}
+			d := &site.Desired{Revision: m.Revision, Full: m.Full, Changes: parts}
 			parts = nil
 			if err := s.applyDesired(ctx, d); err != nil {
 				return err
@@ -207,68 +207,14 @@ func (s *session) readLoop(ctx context.Context) error {
 }
 
 // applyDesired commits a complete revision through Raft.
-func (s *session) applyDesired(ctx context.Context, d *store.Desired) error {
-	s.prepare(d)
-	cmd, err := replica.Encode(replica.ApplyDesired, replica.DesiredPayload{Desired: *d, Time: time.Now().UTC()})
-	if err != nil {
-		return err
-	}
-	r, err := s.c.cfg.Node.Apply(ctx, cmd)
+func (s *session) applyDesired(ctx context.Context, d *site.Desired) error {
+	r, res, err := s.c.cfg.Node.ApplyDesired(ctx, d)
 	if err != nil {
 		return fmt.Errorf("apply desired revision %d: %w", d.Revision, err)
-	}
-	res, err := replica.DecodeValue[store.DesiredResult](r)
-	if err != nil {
-		return err
 	}
 	s.log.Info("applied desired revision", "revision", d.Revision, "full", d.Full, "changes", len(d.Changes),
 		"refused", res.Refused, "already_applied", !res.Applied, "index", r.Index)
 	return nil
-}
-
-// prepare does for central's objects what the proposer does, since the
-// state machine cannot: it seals the BMC passwords central sent in the
-// clear (and drops any sealed one it sent: only the site seals; without
-// a key the clear password stays, and the store refuses that machine),
-// and gives orders this appliance's boot URL, unless they name one.
-func (s *session) prepare(d *store.Desired) {
-	for i, ch := range d.Changes {
-		if ch.Deleted {
-			continue
-		}
-		var obj any
-		switch ch.Kind {
-		case store.DesiredMachine:
-			var m store.Machine
-			if json.Unmarshal(ch.Object, &m) != nil || m.BMC == nil {
-				continue // the store names what is wrong
-			}
-			if m.ID == "" {
-				m.ID = ch.Key
-			}
-			m.BMC.SealedPassword = nil
-			if m.BMC.Password != "" && s.c.cfg.Key != nil {
-				m.BMC.SealedPassword = s.c.cfg.Key.Seal([]byte(m.BMC.Password), store.BMCPasswordAD(m.ID))
-				m.BMC.Password = ""
-			}
-			obj = &m
-		case store.DesiredOrder:
-			var o store.Order
-			if s.c.cfg.BootURL == "" || json.Unmarshal(ch.Object, &o) != nil {
-				continue
-			}
-			if o.Action != store.OrderProvision && o.Action != store.OrderDeprovision {
-				continue
-			}
-			o.Values = store.WithBootValues(o.Values, s.c.cfg.BootURL)
-			obj = &o
-		default:
-			continue
-		}
-		if raw, err := json.Marshal(obj); err == nil {
-			d.Changes[i].Object = raw
-		}
-	}
 }
 
 // recordAck records central's acknowledgement through Raft.
@@ -279,11 +225,7 @@ func (s *session) recordAck(ctx context.Context, seq uint64) error {
 	if seq <= s.acked {
 		return nil
 	}
-	cmd, err := replica.Encode(replica.SyncAcked, replica.AckedPayload{Seq: seq, Time: time.Now().UTC()})
-	if err != nil {
-		return err
-	}
-	if _, err := s.c.cfg.Node.Apply(ctx, cmd); err != nil {
+	if err := s.c.cfg.Node.AckEvents(ctx, seq); err != nil {
 		return fmt.Errorf("record events ack %d: %w", seq, err)
 	}
 	s.acked = seq
@@ -293,7 +235,7 @@ func (s *session) recordAck(ctx context.Context, seq uint64) error {
 // sendEvents sends the outbox from the welcome's stored_seq+1, then each
 // event as it is recorded.
 func (s *session) sendEvents(ctx context.Context) error {
-	db := s.c.cfg.Node.DB()
+	db := s.c.cfg.Store
 	cursor := s.welcome.StoredSeq
 	for {
 		changed := db.Changed()

@@ -1,4 +1,4 @@
-package replica
+package cluster
 
 import (
 	"bytes"
@@ -13,9 +13,10 @@ import (
 	"net/http"
 	"strings"
 
-	"github.com/hashicorp/raft"
-
+	"github.com/outposthq/outpost/appliance/internal/site"
 	"github.com/outposthq/outpost/appliance/internal/store"
+	"github.com/outposthq/outpost/internal/command"
+	"github.com/outposthq/outpost/internal/raftnode"
 )
 
 // Node-to-node endpoints. They are served under the API's listener (see
@@ -33,20 +34,13 @@ const (
 
 // errRetry means the peer asked did not take the request (it is not the
 // leader, or it could not be reached at all): find the leader and retry.
-var errRetry = errors.New("replica: not leader, retry")
+var errRetry = errors.New("cluster: not leader, retry")
 
-// ErrUnknownOutcome means a forwarded write reached the leader but no
-// answer came back: it may or may not have been applied. It is not
-// retried, so that nothing is applied twice; the caller decides.
-var ErrUnknownOutcome = errors.New("replica: the leader did not answer; the write may or may not have been applied")
-
-// InternalPrefix is the path prefix InternalHandler serves.
-const InternalPrefix = "/v1/internal/"
-
-// InternalHandler serves the endpoints followers use to reach the leader.
+// InternalHandler serves the endpoints followers use to reach the leader,
+// under the API's /v1/internal/.
 func (n *Node) InternalHandler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST "+pathApply, n.serveApply)
+	mux.HandleFunc("POST "+pathApply, n.serveCommit)
 	mux.HandleFunc("GET "+pathReadIndex, n.serveReadIndex)
 	mux.HandleFunc("POST "+pathJoin, n.serveJoin)
 	return n.authenticate(mux)
@@ -64,7 +58,7 @@ func (n *Node) authenticate(next http.Handler) http.Handler {
 	})
 }
 
-func (n *Node) serveApply(w http.ResponseWriter, r *http.Request) {
+func (n *Node) serveCommit(w http.ResponseWriter, r *http.Request) {
 	cmd, err := io.ReadAll(io.LimitReader(r.Body, maxCommand+1))
 	if err != nil || len(cmd) > maxCommand {
 		http.Error(w, "command unreadable or too large", http.StatusBadRequest)
@@ -74,19 +68,24 @@ func (n *Node) serveApply(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "not the leader", http.StatusMisdirectedRequest)
 		return
 	}
-	res, err := n.ApplyLocal(r.Context(), cmd)
-	if err != nil && res.Err == nil {
+	if t, _ := command.Split(cmd); t == command.Batch || t == command.Noop {
+		http.Error(w, "a batch or a no-op cannot be forwarded", http.StatusBadRequest)
+		return
+	}
+	res, err := n.commitLocal(r.Context(), cmd)
+	if err != nil {
 		// Only ErrNotLeader proves the command never entered the log;
 		// anything else (leadership lost mid-commit, a timeout) leaves
 		// its fate unknown and must not be retried elsewhere.
 		status := http.StatusServiceUnavailable
-		if errors.Is(err, raft.ErrNotLeader) {
+		if errors.Is(err, raftnode.ErrNotLeader) {
 			status = http.StatusMisdirectedRequest
 		}
 		http.Error(w, err.Error(), status)
 		return
 	}
 	if res.Object != nil {
+		var err error
 		if res.Value, err = json.Marshal(res.Object); err != nil {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 			return
@@ -100,7 +99,7 @@ func (n *Node) serveReadIndex(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "not the leader", http.StatusMisdirectedRequest)
 		return
 	}
-	idx, err := n.ReadIndex()
+	idx, err := n.raft.ReadIndex()
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusMisdirectedRequest)
 		return
@@ -136,7 +135,7 @@ func writeJSON(w http.ResponseWriter, v any) {
 func (n *Node) call(ctx context.Context, method, url string, body []byte, out any) error {
 	secret := n.secret.Load()
 	if secret == nil {
-		return fmt.Errorf("replica: forward to leader: no cluster secret yet")
+		return fmt.Errorf("cluster: forward to the leader: no cluster secret yet")
 	}
 	req, err := http.NewRequestWithContext(ctx, method, url, bytes.NewReader(body))
 	if err != nil {
@@ -153,7 +152,7 @@ func (n *Node) call(ctx context.Context, method, url string, body []byte, out an
 		if errors.As(err, &op) && op.Op == "dial" {
 			return errRetry
 		}
-		return fmt.Errorf("%w: %v", ErrUnknownOutcome, err)
+		return fmt.Errorf("%w: %v", site.ErrUnknownOutcome, err)
 	}
 	defer resp.Body.Close()
 	msg, _ := io.ReadAll(io.LimitReader(resp.Body, maxCommand))
@@ -161,9 +160,9 @@ func (n *Node) call(ctx context.Context, method, url string, body []byte, out an
 	case resp.StatusCode == http.StatusMisdirectedRequest:
 		return errRetry
 	case resp.StatusCode == http.StatusServiceUnavailable:
-		return fmt.Errorf("%w: %s", ErrUnknownOutcome, strings.TrimSpace(string(msg)))
+		return fmt.Errorf("%w: %s", site.ErrUnknownOutcome, strings.TrimSpace(string(msg)))
 	case resp.StatusCode != http.StatusOK:
-		return fmt.Errorf("replica: leader answered %s: %s", resp.Status, strings.TrimSpace(string(msg)))
+		return fmt.Errorf("cluster: the leader answered %s: %s", resp.Status, strings.TrimSpace(string(msg)))
 	}
 	if out == nil {
 		return nil
@@ -171,13 +170,10 @@ func (n *Node) call(ctx context.Context, method, url string, body []byte, out an
 	return json.Unmarshal(msg, out)
 }
 
-func (n *Node) forwardApply(ctx context.Context, leader string, cmd []byte) (Result, error) {
-	var r Result
+func (n *Node) forwardCommit(ctx context.Context, leader string, cmd []byte) (site.Result, error) {
+	var r site.Result
 	if err := n.call(ctx, http.MethodPost, leader+pathApply, cmd, &r); err != nil {
-		return Result{}, err
-	}
-	if r.Err != nil {
-		return r, r.Err
+		return site.Result{}, err
 	}
 	return r, nil
 }

@@ -1,0 +1,284 @@
+// Package cluster is this appliance's membership of its site's Raft
+// cluster: the shared Raft node (internal/raftnode) running the site's
+// state machine (package site) over the store, and what an appliance adds
+// to it: writes and linearizable reads that a follower sends to the
+// leader's API (forward.go), member records with each node's API address,
+// the node registering its own addresses, joining, and the cluster's
+// status and health.
+//
+// It implements site.Log: the proposer commits through it. Only the app
+// (and tests) import it; edges see the site through small interfaces.
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/outposthq/outpost/appliance/internal/site"
+	"github.com/outposthq/outpost/appliance/internal/store"
+	"github.com/outposthq/outpost/internal/raftnode"
+)
+
+// Config configures a Node.
+type Config struct {
+	// ID is the node's unique, stable name within the site.
+	ID string
+	// Dir holds the Raft log (raft.db) and snapshots.
+	Dir string
+	// BindAddr is where the Raft transport listens (host:port).
+	BindAddr string
+	// AdvertiseAddr is the Raft address other nodes dial; BindAddr if empty.
+	AdvertiseAddr string
+	// APIURL is the base URL of this node's API, recorded in its Member
+	// record so that followers can forward writes to it when it leads.
+	APIURL string
+	// Bootstrap makes a node with no Raft state start a one-node cluster.
+	// A node that will join an existing cluster leaves it false.
+	Bootstrap bool
+	// Tuning overrides Raft's timing (tests); nil means defaults.
+	Tuning func(*raft.Config)
+	// Log receives the node's and Raft's logs.
+	Log *slog.Logger
+}
+
+// Node is one member of the site's cluster.
+type Node struct {
+	cfg  Config
+	log  *slog.Logger
+	db   *store.DB
+	raft *raftnode.Node
+	http *http.Client
+	// members proposes this node's own member records.
+	members *site.Proposer
+
+	// secret authenticates node-to-node calls; see SetClusterSecret.
+	secret atomic.Pointer[[]byte]
+}
+
+// Open starts the node's Raft over db. The caller owns db and closes it
+// after Close.
+func Open(cfg Config, db *store.DB) (*Node, error) {
+	if cfg.AdvertiseAddr == "" {
+		cfg.AdvertiseAddr = cfg.BindAddr
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	r, err := raftnode.Open(raftnode.Config{
+		ID: cfg.ID, Dir: cfg.Dir, BindAddr: cfg.BindAddr, AdvertiseAddr: cfg.AdvertiseAddr,
+		Bootstrap: cfg.Bootstrap, Tuning: cfg.Tuning, Log: cfg.Log,
+	}, site.NewStateMachine(db, cfg.Log))
+	if err != nil {
+		return nil, fmt.Errorf("cluster: %w", err)
+	}
+	n := &Node{cfg: cfg, log: cfg.Log, db: db, raft: r, http: &http.Client{Timeout: 30 * time.Second}}
+	n.members = site.NewProposer(site.ProposerConfig{Log: n, Store: db})
+	return n, nil
+}
+
+// SetClusterSecret sets the secret nodes use to authenticate forwarded
+// writes to one another. Every node of a site derives it from the site key.
+func (n *Node) SetClusterSecret(secret []byte) { n.secret.Store(&secret) }
+
+// ID is the node's ID.
+func (n *Node) ID() string { return n.cfg.ID }
+
+// DB is the node's store.
+func (n *Node) DB() *store.DB { return n.db }
+
+// LeaderEpoch counts the times this node has become a ready leader (see
+// IsReadyLeader). A subsystem that keeps state only the leader maintains
+// (the DHCP server's allocators) rebuilds it from the store when the epoch
+// moves, because other leaders may have changed the store in between.
+func (n *Node) LeaderEpoch() uint64 { return n.raft.Epoch() }
+
+// IsReadyLeader reports whether this node leads and its store has applied
+// everything committed before its term. Leader-only work that reads the
+// store to decide (DHCP answers) waits for this.
+func (n *Node) IsReadyLeader() bool { return n.raft.IsReady() }
+
+// IsLeader reports whether this node is the leader now.
+func (n *Node) IsLeader() bool { return n.raft.IsLeader() }
+
+// OnLeadership registers fn, called with true when this node becomes a
+// ready leader and with false when it stops leading.
+func (n *Node) OnLeadership(fn func(ready bool)) { n.raft.OnLeadership(fn) }
+
+// Commit commits a command and returns its result (site.Log). On a
+// follower it is forwarded to the leader; with no leader it waits for one
+// until ctx ends (site.ErrNoLeader). A domain refusal is the Result's Err.
+func (n *Node) Commit(ctx context.Context, cmd []byte) (site.Result, error) {
+	for {
+		if n.IsLeader() {
+			r, err := n.commitLocal(ctx, cmd)
+			if !errors.Is(err, raftnode.ErrNotLeader) {
+				return r, err
+			}
+		} else if leader := n.leaderAPI(); leader != "" {
+			// Retried only when the leader surely did not take it
+			// (errRetry): a command is never applied twice.
+			r, err := n.forwardCommit(ctx, leader, cmd)
+			if !errors.Is(err, errRetry) {
+				return r, err
+			}
+		}
+		if err := n.waitLeader(ctx); err != nil {
+			return site.Result{}, err
+		}
+	}
+}
+
+// commitLocal commits a command through this node's Raft, which must lead.
+func (n *Node) commitLocal(ctx context.Context, cmd []byte) (site.Result, error) {
+	_, resp, err := n.raft.Propose(ctx, cmd)
+	switch {
+	case errors.Is(err, raftnode.ErrUnknownOutcome):
+		return site.Result{}, fmt.Errorf("%w: %w", site.ErrUnknownOutcome, err)
+	case err != nil:
+		return site.Result{}, err
+	}
+	r, ok := resp.(site.Result)
+	if !ok {
+		return site.Result{}, fmt.Errorf("cluster: unexpected apply response %T", resp)
+	}
+	return r, nil
+}
+
+// waitLeader sleeps briefly so that an election can finish.
+func (n *Node) waitLeader(ctx context.Context) error {
+	t := time.NewTimer(50 * time.Millisecond)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return fmt.Errorf("%w: %w", site.ErrNoLeader, ctx.Err())
+	case <-t.C:
+		return nil
+	}
+}
+
+// leaderAPI returns the API URL of the current leader, if known.
+func (n *Node) leaderAPI() string {
+	id, _ := n.raft.Leader()
+	if id == "" {
+		return ""
+	}
+	var url string
+	_ = n.db.View(func(tx *store.Tx) error {
+		if m, err := store.Get[store.Member](tx, id); err == nil {
+			url = m.APIURL()
+		}
+		return nil
+	})
+	return url
+}
+
+// Linearize waits until this node's store reflects every write committed
+// before the call, so a read that follows sees them all.
+func (n *Node) Linearize(ctx context.Context) error {
+	for {
+		var idx uint64
+		var err error
+		if n.IsLeader() {
+			idx, err = n.raft.ReadIndex()
+		} else if leader := n.leaderAPI(); leader != "" {
+			idx, err = n.forwardReadIndex(ctx, leader)
+		} else {
+			err = errRetry
+		}
+		if err == nil {
+			return n.raft.WaitApplied(ctx, idx)
+		}
+		if werr := n.waitLeader(ctx); werr != nil {
+			return fmt.Errorf("cluster: linearizable read: %w", err)
+		}
+	}
+}
+
+// WaitApplied blocks until the store has applied idx.
+func (n *Node) WaitApplied(ctx context.Context, idx uint64) error {
+	return n.raft.WaitApplied(ctx, idx)
+}
+
+// AddVoter makes a node a voting member and records where its API is. It
+// runs on the leader (followers forward it).
+func (n *Node) AddVoter(ctx context.Context, m store.Member) error {
+	if !n.IsLeader() {
+		leader := n.leaderAPI()
+		if leader == "" {
+			return site.ErrNoLeader
+		}
+		return n.forwardJoin(ctx, leader, m)
+	}
+	if err := n.raft.AddVoter(ctx, m.ID, m.RaftAddr); err != nil {
+		return err
+	}
+	return n.members.PutMember(ctx, &m)
+}
+
+// RemoveServer removes a node from the cluster and forgets its record.
+func (n *Node) RemoveServer(ctx context.Context, id string) error {
+	if !n.IsLeader() {
+		return fmt.Errorf("cluster: remove %s: %w (ask the leader)", id, raftnode.ErrNotLeader)
+	}
+	if err := n.raft.RemoveServer(ctx, id); err != nil {
+		return err
+	}
+	return n.members.Delete(ctx, site.Members, id, 0)
+}
+
+// RegisterSelf makes sure this node's Member record names its current
+// addresses, retrying until it is committed or ctx ends.
+func (n *Node) RegisterSelf(ctx context.Context) error {
+	self := store.Member{ID: n.cfg.ID, RaftAddr: n.cfg.AdvertiseAddr, APIAddr: n.cfg.APIURL}
+	for {
+		var cur *store.Member
+		_ = n.db.View(func(tx *store.Tx) error {
+			cur, _ = store.Get[store.Member](tx, n.cfg.ID)
+			return nil
+		})
+		if cur != nil && cur.RaftAddr == self.RaftAddr && cur.APIAddr == self.APIAddr {
+			return nil
+		}
+		if n.inConfiguration() {
+			cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			err := n.members.PutMember(cctx, &self)
+			cancel()
+			if err == nil {
+				return nil
+			}
+			n.log.Debug("registering self", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+func (n *Node) inConfiguration() bool {
+	servers, err := n.raft.Servers()
+	if err != nil {
+		return false
+	}
+	for _, s := range servers {
+		if s.ID == n.cfg.ID {
+			return true
+		}
+	}
+	return false
+}
+
+// Close hands leadership to another voter if this node leads, then stops
+// Raft. It is safe to call more than once.
+func (n *Node) Close() error { return n.raft.Close() }
+
+// Snapshot asks Raft to take a snapshot now (tests, operators).
+func (n *Node) Snapshot() error { return n.raft.Snapshot() }

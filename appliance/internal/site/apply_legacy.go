@@ -1,0 +1,116 @@
+package site
+
+import (
+	"errors"
+	"net/netip"
+	"time"
+
+	"github.com/outposthq/outpost/appliance/internal/store"
+	"github.com/outposthq/outpost/internal/command"
+	"github.com/outposthq/outpost/internal/errs"
+)
+
+// Commands of earlier releases whose meaning has changed since. A log
+// written by release b482c18 or earlier may hold them; every node must
+// apply them as that release did, or a node replaying its log would come
+// to another state than one that applied them then. Nothing proposes
+// them any more.
+//
+// PutOrderV1 and ApplyDesiredV1 chose a provision's address with their
+// own policy (the lowest free pool address); PlaceOrder and ApplyDesired
+// ask the site's allocator (address.go).
+
+func applyPutOrderV1(tx *store.Tx, payload []byte, index uint64) (any, error) {
+	return applyOrder(tx, payload, index, chooseLowestAddress)
+}
+
+func applyDesiredV1(tx *store.Tx, payload []byte, index uint64) (any, error) {
+	var req DesiredPayload
+	command.MustDecode(payload, &req, index)
+	return applyRevision(tx, &req.Desired, store.Write{Index: index, Time: req.Time}, chooseLowestAddress)
+}
+
+// chooseLowestAddress is release b482c18's address choice: none if the
+// boot interface reserves one; the address its MAC holds a lease for;
+// else the lowest address of a pool of the interface's subnet (or of the
+// site's only subnet with pools) that no machine reserves, nobody else
+// holds a lease on, and no reserved range holds.
+func chooseLowestAddress(tx *store.Tx, m *store.Machine, now time.Time) (*reservation, error) {
+	i := bootInterface(m)
+	if i < 0 {
+		return nil, errs.Invalid("machine_id", "machine %q has no interface to give an address", m.ID)
+	}
+	iface := m.Interfaces[i]
+	if iface.IP != "" {
+		return nil, nil
+	}
+	subnets, err := store.List[store.Subnet](tx)
+	if err != nil {
+		return nil, err
+	}
+	if l, s, err := heldLease(tx, iface, subnets, now); err != nil || l != nil {
+		if l == nil {
+			return nil, err
+		}
+		return &reservation{iface: i, ip: l.IP, subnet: s.Name}, nil
+	}
+	subnet, err := poolSubnet(m, i, subnets)
+	if err != nil {
+		return nil, err
+	}
+	taken, err := tx.Reservations()
+	if err != nil {
+		return nil, err
+	}
+	ip, err := lowestFree(tx, subnet, taken, iface.MAC, now)
+	if err != nil {
+		return nil, err
+	}
+	if ip == "" {
+		return nil, errs.Conflict("subnet %s has no free address in its pools for machine %q", subnet.Name, m.ID)
+	}
+	return &reservation{iface: i, ip: ip, subnet: subnet.Name}, nil
+}
+
+// lowestFree is the lowest pool address of subnet that is free for mac,
+// "" if none is.
+func lowestFree(tx *store.Tx, subnet *store.Subnet, taken []store.Reservation, mac string, now time.Time) (string, error) {
+	reserved := make(map[netip.Addr]bool, len(taken))
+	for _, r := range taken {
+		reserved[r.IP] = true
+	}
+	excluded := func(a netip.Addr) bool {
+		for _, r := range subnet.Reserved {
+			if inRange(a, r) {
+				return true
+			}
+		}
+		return reserved[a]
+	}
+	for _, r := range subnet.Pools {
+		start, err1 := netip.ParseAddr(r.Start)
+		end, err2 := netip.ParseAddr(r.End)
+		if err1 != nil || err2 != nil {
+			continue
+		}
+		for a := start; a.IsValid() && a.Compare(end) <= 0; a = a.Next() {
+			if excluded(a) {
+				continue
+			}
+			l, err := store.Get[store.Lease](tx, a.String())
+			if err == nil && l.Holds(now) && l.MAC != mac {
+				continue
+			} else if err != nil && !errors.Is(err, errs.ErrNotFound) {
+				return "", err
+			}
+			return a.String(), nil
+		}
+	}
+	return "", nil
+}
+
+func inRange(a netip.Addr, r store.Range) bool {
+	start, err1 := netip.ParseAddr(r.Start)
+	end, err2 := netip.ParseAddr(r.End)
+	return err1 == nil && err2 == nil && a.Compare(start) >= 0 && a.Compare(end) <= 0
+}

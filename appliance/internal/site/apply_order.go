@@ -1,0 +1,257 @@
+package site
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+
+	"github.com/outposthq/outpost/appliance/internal/store"
+	"github.com/outposthq/outpost/appliance/internal/workflow"
+	"github.com/outposthq/outpost/internal/command"
+	"github.com/outposthq/outpost/internal/errs"
+)
+
+// Orders. Storing one does everything at once, in one transaction: the
+// workflow it needs, the machine's address, and the BMC jobs that start
+// the machine on it. From then on it follows them, and ends when they
+// have: a provision when its workflow succeeded, a deprovision when the
+// machine is wiped and powered off, a power order with its job.
+
+// Default templates of the orders that run a workflow.
+const (
+	DefaultProvisionTemplate   = "install"
+	DefaultDeprovisionTemplate = "wipe"
+)
+
+func applyPlaceOrder(tx *store.Tx, payload []byte, index uint64) (any, error) {
+	return applyOrder(tx, payload, index, chooseBootAddress)
+}
+
+func applyOrder(tx *store.Tx, payload []byte, index uint64, choose addressChooser) (any, error) {
+	var req Put[store.Order]
+	command.MustDecode(payload, &req, index)
+	if req.Object == nil {
+		return nil, errs.Invalid("object", "is required")
+	}
+	o := req.Object
+	if err := o.Validate(); err != nil {
+		return nil, err
+	}
+	if err := validateEvents(req.Events); err != nil {
+		return nil, err
+	}
+	if err := createOrder(tx, o, store.Write{Expect: req.Expect, Index: index, Time: req.Time}, choose); err != nil {
+		return nil, err
+	}
+	return o, appendEvents(tx, req.Events, index, req.Time)
+}
+
+// createOrder stores a new order with the workflow and jobs it needs, all
+// or nothing: a machine without a BMC, a machine busy with another
+// workflow, a template that does not bind refuse the whole order. choose
+// picks the address a provision reserves for the machine.
+func createOrder(tx *store.Tx, o *store.Order, wr store.Write, choose addressChooser) error {
+	if _, err := store.Get[store.Order](tx, o.ID); err == nil {
+		return errs.Conflict("order %q exists", o.ID)
+	} else if !errors.Is(err, errs.ErrNotFound) {
+		return err
+	}
+	m, err := store.Get[store.Machine](tx, o.MachineID)
+	if err != nil {
+		return errs.Invalid("machine_id", "no machine %q", o.MachineID)
+	}
+	if m.BMC == nil {
+		return errs.Invalid("machine_id", "machine %q has no BMC: the appliance cannot power it", m.ID)
+	}
+	// Nothing is written until everything is known to fit: a refused
+	// command must change nothing.
+	for _, suffix := range []string{"pxe", "cycle", "power", "off"} {
+		if _, err := store.Get[store.Job](tx, o.ID+"-"+suffix); err == nil {
+			return errs.Conflict("job %s-%s of an earlier order %s exists: delete it or choose another order id", o.ID, suffix, o.ID)
+		}
+	}
+	var res *reservation
+	if o.Action == store.OrderProvision {
+		if res, err = choose(tx, m, wr.Time); err != nil {
+			return err
+		}
+	}
+	o.State, o.Reason, o.Workflow, o.Jobs = store.OrderRunning, "", "", nil
+	switch o.Action {
+	case store.OrderProvision, store.OrderDeprovision:
+		if err := orderWorkflow(tx, o, m, wr); err != nil {
+			return err
+		}
+		if res != nil {
+			if err := reserve(tx, m.ID, res, wr); err != nil {
+				return err
+			}
+		}
+		if err := addJob(tx, o, "pxe", store.JobBootPXE, wr); err != nil {
+			return err
+		}
+		if err := addJob(tx, o, "cycle", store.JobPowerCycle, wr); err != nil {
+			return err
+		}
+	case store.OrderPowerOn, store.OrderPowerOff, store.OrderPowerCycle:
+		action := map[string]string{store.OrderPowerOn: store.JobPowerOn, store.OrderPowerOff: store.JobPowerOff, store.OrderPowerCycle: store.JobPowerCycle}[o.Action]
+		if err := addJob(tx, o, "power", action, wr); err != nil {
+			return err
+		}
+	}
+	if err := tx.UnsafePut(o, wr); err != nil {
+		return err
+	}
+	return event(tx, wr, store.Event{MachineID: m.ID, Kind: "order.created",
+		Message: fmt.Sprintf("order %s: %s machine %s", o.ID, o.Action, m.ID),
+		Fields:  map[string]string{"order": o.ID, "action": o.Action}})
+}
+
+// orderWorkflow creates the workflow of a provision or deprovision order.
+func orderWorkflow(tx *store.Tx, o *store.Order, m *store.Machine, wr store.Write) error {
+	w := &store.Workflow{ID: o.ID, MachineID: m.ID, Template: o.Template, Values: maps.Clone(o.Values),
+		Purpose: store.PurposeProvision, Nonce: o.Nonce, Order: o.ID}
+	if o.Action == store.OrderDeprovision {
+		w.Purpose = store.PurposeDeprovision
+	}
+	if w.Template == "" {
+		w.Template = map[string]string{store.OrderProvision: DefaultProvisionTemplate, store.OrderDeprovision: DefaultDeprovisionTemplate}[o.Action]
+	}
+	if o.Image != "" {
+		if w.Values == nil {
+			w.Values = map[string]string{}
+		}
+		w.Values["image"] = o.Image
+	}
+	if err := w.Validate(); err != nil {
+		return err
+	}
+	if err := createWorkflow(tx, w, wr); err != nil {
+		return err
+	}
+	o.Workflow = w.ID
+	return nil
+}
+
+// addJob creates the order's next job, after the one before it.
+func addJob(tx *store.Tx, o *store.Order, suffix, action string, wr store.Write) error {
+	j := &store.Job{ID: o.ID + "-" + suffix, MachineID: o.MachineID, Action: action, Order: o.ID, EFI: o.EFI}
+	if n := len(o.Jobs); n > 0 {
+		j.After = o.Jobs[n-1]
+	}
+	if err := createJob(tx, j, wr); err != nil {
+		return err
+	}
+	o.Jobs = append(o.Jobs, j.ID)
+	return nil
+}
+
+// advanceOrder moves order id on from its workflow and jobs: it fails
+// with the first failure (and cancels its workflow), a deprovision gets
+// its power-off job once the machine is wiped, and it succeeds when
+// everything it needed is done.
+func advanceOrder(tx *store.Tx, id string, wr store.Write) error {
+	o, err := store.Get[store.Order](tx, id)
+	if err != nil || o.Done() {
+		return nil // an order deleted, or ended, under its parts
+	}
+	var w *store.Workflow
+	if o.Workflow != "" {
+		if w, err = store.Get[store.Workflow](tx, o.Workflow); err != nil {
+			return nil
+		}
+	}
+	state, reason, allDone := orderProgress(tx, o, w)
+	grew := false
+	if state == store.OrderRunning && (w == nil || w.Status() == workflow.Succeeded) && allDone {
+		if o.Action == store.OrderDeprovision && !slices.Contains(o.Jobs, o.ID+"-off") {
+			j := &store.Job{ID: o.ID + "-off", MachineID: o.MachineID, Action: store.JobPowerOff, Order: o.ID, After: o.Jobs[len(o.Jobs)-1]}
+			if err := createJob(tx, j, wr); err != nil {
+				return err
+			}
+			o.Jobs, grew = append(o.Jobs, j.ID), true
+		} else {
+			state = store.OrderSucceeded
+		}
+	}
+	if state == o.State && !grew {
+		return nil
+	}
+	ended := state != o.State
+	o.State, o.Reason = state, reason
+	if err := tx.UnsafePut(o, wr); err != nil {
+		return err
+	}
+	if !ended {
+		return nil
+	}
+	return endOrder(tx, o, w, wr)
+}
+
+// orderProgress is where an order's parts have got to: failed with the
+// first failure, else running; and whether all its jobs are done.
+func orderProgress(tx *store.Tx, o *store.Order, w *store.Workflow) (state, reason string, allDone bool) {
+	state, allDone = store.OrderRunning, true
+	for _, jid := range o.Jobs {
+		j, err := store.Get[store.Job](tx, jid)
+		if err != nil {
+			continue
+		}
+		if j.State == store.JobFailed && state == store.OrderRunning {
+			state, reason = store.OrderFailed, fmt.Sprintf("%s failed: %s", j.Action, j.Error)
+		}
+		allDone = allDone && j.Done()
+	}
+	if state == store.OrderRunning && w != nil && w.Status().Final() && w.Status() != workflow.Succeeded {
+		state, reason = store.OrderFailed, fmt.Sprintf("workflow %s %s: %s", w.ID, w.Status(), w.State.Reason)
+	}
+	return state, reason, allDone
+}
+
+// endOrder records an order's end; a failed order cancels its workflow.
+func endOrder(tx *store.Tx, o *store.Order, w *store.Workflow, wr store.Write) error {
+	if o.State == store.OrderFailed && w != nil && w.Active() {
+		if _, err := advanceWorkflow(tx, w.ID, wr, func(st workflow.State) (workflow.State, []workflow.Transition, error) {
+			return workflow.Cancel(st, "order "+o.ID+" failed: "+o.Reason, wr.Time)
+		}); err != nil {
+			return err
+		}
+	}
+	msg := fmt.Sprintf("order %s %s", o.ID, o.State)
+	if o.Reason != "" {
+		msg += ": " + o.Reason
+	}
+	return event(tx, wr, store.Event{MachineID: o.MachineID, Kind: "order." + o.State, Message: msg,
+		Fields: map[string]string{"order": o.ID, "action": o.Action}})
+}
+
+// applyDeleteOrder removes an order that has ended.
+func applyDeleteOrder(tx *store.Tx, payload []byte, index uint64) (any, error) {
+	return applyDeleteIf(tx, payload, index, &store.Order{}, orderEnded)
+}
+
+// orderEnded refuses to delete an order that is still running.
+func orderEnded(tx *store.Tx, key string) error {
+	if o, err := store.Get[store.Order](tx, key); err == nil && !o.Done() {
+		return errs.Conflict("order %q is %s: it can be deleted once it has ended", key, o.State)
+	}
+	return nil
+}
+
+// applyDeleteIf deletes the object of kind's type the payload names,
+// unless check refuses.
+func applyDeleteIf(tx *store.Tx, payload []byte, index uint64, kind store.Object, check func(tx *store.Tx, key string) error) (any, error) {
+	var req Delete
+	command.MustDecode(payload, &req, index)
+	if err := validateEvents(req.Events); err != nil {
+		return nil, err
+	}
+	if err := check(tx, req.Key); err != nil {
+		return nil, err
+	}
+	if err := tx.UnsafeDelete(kind, req.Key, req.Expect); err != nil {
+		return nil, err
+	}
+	return nil, appendEvents(tx, req.Events, index, req.Time)
+}

@@ -1,0 +1,243 @@
+package site
+
+import (
+	"encoding/json"
+	"time"
+
+	"github.com/outposthq/outpost/appliance/internal/store"
+	"github.com/outposthq/outpost/internal/command"
+)
+
+// Type is a command's first byte (package command).
+type Type = command.Type
+
+// Every command the site's log carries, in one list. Numbers are
+// append-only: never renumber or reuse one, old logs replay through this
+// table. Add a command at the end, with its payload below and its apply
+// function in apply_<entity>.go, registered in table (statemachine.go);
+// give the proposer a typed method that builds it (proposer.go). A
+// command whose meaning changes gets a new number; the old one keeps its
+// old meaning for replay (apply_legacy.go).
+const (
+	PutMachine     Type = 1  // Put[store.Machine]
+	DeleteMachine  Type = 2  // Delete
+	PutSubnet      Type = 3  // Put[store.Subnet]
+	DeleteSubnet   Type = 4  // Delete
+	PutLease       Type = 5  // Put[store.Lease]: an operator's or an older leader's lease (CommitLease is the DHCP path's)
+	DeleteLease    Type = 6  // Delete
+	PutImage       Type = 7  // Put[store.Image]
+	DeleteImage    Type = 8  // Delete
+	PutTemplate    Type = 9  // Put[store.Template]
+	DeleteTemplate Type = 10 // Delete
+	PutWorkflow    Type = 11 // Put[store.Workflow]: creates a workflow, binding its template
+	DeleteWorkflow Type = 12 // Delete
+	AppendEvents   Type = 13 // Events
+	PutSettings    Type = 14 // Put[store.Settings]
+	PutMember      Type = 15 // Put[store.Member]
+	DeleteMember   Type = 16 // Delete
+	PutToken       Type = 17 // Put[store.Token]
+	DeleteToken    Type = 18 // Delete
+
+	// 19 and 20 are the shared core's: command.Batch (the group commit)
+	// and command.Noop (a new leader's first entry).
+
+	AdvanceWorkflow Type = 21 // Advance: an agent's report, the leader's timer, a cancel
+	Discover        Type = 22 // DiscoverPayload: what an installer in discovery mode found
+	PutOrderV1      Type = 23 // Put[store.Order], releases up to b482c18: replay only (apply_legacy.go)
+	DeleteOrder     Type = 24 // Delete
+	DeleteJob       Type = 25 // Delete
+	StartJob        Type = 26 // JobStart
+	FinishJob       Type = 27 // JobFinish
+	SetPower        Type = 28 // Power: a power reading of the leader's poller
+	ApplyDesiredV1  Type = 29 // DesiredPayload, releases up to b482c18: replay only (apply_legacy.go)
+	AckEvents       Type = 30 // AckedPayload: central has stored the events up to a sequence
+	CommitLease     Type = 31 // LeaseCommit (binary, lease.go): the DHCP server's offer, ACK, release or decline
+	PlaceOrder      Type = 32 // Put[store.Order]: creates an order, its workflow and its jobs
+	ApplyDesired    Type = 33 // DesiredPayload: a revision of central's desired state
+)
+
+// Put is the payload of the Put* commands: the object to store, the
+// version the writer last read (0: any), and events recorded with it.
+type Put[T any] struct {
+	Object *T            `json:"object"`
+	Expect uint64        `json:"expect,omitempty"`
+	Time   time.Time     `json:"time"`
+	Events []store.Event `json:"events,omitempty"`
+}
+
+// Delete is the payload of the Delete* commands.
+type Delete struct {
+	Key    string        `json:"key"`
+	Expect uint64        `json:"expect,omitempty"`
+	Time   time.Time     `json:"time"`
+	Events []store.Event `json:"events,omitempty"`
+}
+
+// Events is the payload of AppendEvents.
+type Events struct {
+	Time   time.Time     `json:"time"`
+	Events []store.Event `json:"events"`
+}
+
+// How an Advance moves a workflow.
+const (
+	AdvanceReport = "report" // an agent's report
+	AdvanceTick   = "tick"   // the leader's timer: timeouts and the deadline
+	AdvanceCancel = "cancel" // an operator
+)
+
+// Advance is the payload of AdvanceWorkflow. Time is the proposer's clock,
+// the only clock the transition reads, so every node computes the same
+// state.
+type Advance struct {
+	Workflow string    `json:"workflow"`
+	Kind     string    `json:"kind"`
+	Report   *Report   `json:"report,omitempty"`
+	Reason   string    `json:"reason,omitempty"` // of a cancel
+	Time     time.Time `json:"time"`
+}
+
+// Report kinds.
+const (
+	ReportStart    = "start"
+	ReportProgress = "progress"
+	ReportFinish   = "finish"
+)
+
+// Report is an agent's report of one attempt of one action, as the log
+// records it. Its JSON is the agent API's (agentproto.Report) of release
+// b482c18; the log keeps its own type so that the protocol can change
+// without changing the log.
+type Report struct {
+	Action   string `json:"action"`
+	Attempt  int    `json:"attempt"`
+	Kind     string `json:"kind"`
+	OK       bool   `json:"ok,omitempty"`
+	Progress int    `json:"progress,omitempty"`
+	Message  string `json:"message,omitempty"`
+}
+
+// DiscoverPayload is the payload of Discover.
+type DiscoverPayload struct {
+	Hardware Hardware  `json:"hardware"`
+	Time     time.Time `json:"time"`
+}
+
+// Hardware is what an installer in discovery mode found, as the log
+// records it (the JSON of agentproto.Hardware of release b482c18).
+type Hardware struct {
+	MAC         string `json:"mac"`
+	Vendor      string `json:"vendor,omitempty"`
+	Product     string `json:"product,omitempty"`
+	Serial      string `json:"serial,omitempty"`
+	CPUs        int    `json:"cpus"`
+	CPUModel    string `json:"cpu_model,omitempty"`
+	MemoryBytes uint64 `json:"memory_bytes"`
+	Disks       []Disk `json:"disks,omitempty"`
+	NICs        []NIC  `json:"nics"`
+}
+
+// Disk is a disk an installer found.
+type Disk struct {
+	Name       string `json:"name"`
+	SizeBytes  uint64 `json:"size_bytes"`
+	Model      string `json:"model,omitempty"`
+	Serial     string `json:"serial,omitempty"`
+	Rotational bool   `json:"rotational,omitempty"`
+}
+
+// NIC is a network interface an installer found.
+type NIC struct {
+	Name   string `json:"name"`
+	MAC    string `json:"mac"`
+	Driver string `json:"driver,omitempty"`
+}
+
+// DiscoverResult is what applying Discover returns.
+type DiscoverResult struct {
+	MachineID string `json:"machine_id"`
+	Created   bool   `json:"created"`
+}
+
+// JobStart is the payload of StartJob: the leader starts the attempt'th
+// execution of a job, which must be over by Deadline.
+type JobStart struct {
+	Job      string    `json:"job"`
+	Attempt  int       `json:"attempt"`
+	Deadline time.Time `json:"deadline"`
+	Time     time.Time `json:"time"`
+}
+
+// JobFinish is the payload of FinishJob.
+type JobFinish struct {
+	Job     string    `json:"job"`
+	Attempt int       `json:"attempt"`
+	Result  JobResult `json:"result"`
+	Time    time.Time `json:"time"`
+}
+
+// JobResult is what an execution of a job came to.
+type JobResult struct {
+	OK      bool   `json:"ok"`
+	Power   string `json:"power,omitempty"`
+	Warning string `json:"warning,omitempty"`
+	Error   string `json:"error,omitempty"`
+}
+
+// Power is the payload of SetPower. Expect, if not 0, is the machine's
+// version when its power was read: a reading older than the machine's
+// latest change (a job that powered it on or off since) is stale, and
+// changes nothing.
+type Power struct {
+	Machine string    `json:"machine"`
+	Power   string    `json:"power"`
+	Expect  uint64    `json:"expect,omitempty"`
+	Time    time.Time `json:"time"`
+}
+
+// DesiredPayload is the payload of ApplyDesired.
+type DesiredPayload struct {
+	Desired Desired   `json:"desired"`
+	Time    time.Time `json:"time"`
+}
+
+// Desired is one complete revision of central's desired state.
+type Desired struct {
+	Revision uint64          `json:"revision"`
+	Full     bool            `json:"full,omitempty"`
+	Changes  []DesiredChange `json:"changes"`
+}
+
+// DesiredChange puts or deletes one object of desired state, as central
+// sends it (syncproto.Change).
+type DesiredChange struct {
+	Kind    string          `json:"kind"`
+	Key     string          `json:"key"`
+	Object  json.RawMessage `json:"object,omitempty"`
+	Deleted bool            `json:"deleted,omitempty"`
+}
+
+// Kinds of desired-state objects central manages at a site.
+const (
+	DesiredOrder    = "order"
+	DesiredMachine  = "machine"
+	DesiredImage    = "image"
+	DesiredTemplate = "template"
+)
+
+// DesiredResult says what applying a revision did.
+type DesiredResult struct {
+	Revision uint64 `json:"revision"`
+	// Applied is false for a revision at or below the applied one: it was
+	// applied before, and nothing changed.
+	Applied bool `json:"applied"`
+	// Refused counts the changes the site refused; each is recorded as
+	// an event (sync.order_refused, sync.change_refused).
+	Refused int `json:"refused,omitempty"`
+}
+
+// AckedPayload is the payload of AckEvents.
+type AckedPayload struct {
+	Seq  uint64    `json:"seq"`
+	Time time.Time `json:"time"`
+}

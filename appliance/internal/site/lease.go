@@ -1,0 +1,101 @@
+package site
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"time"
+
+	"github.com/outposthq/outpost/appliance/internal/store"
+)
+
+// LeaseCommit is the payload of CommitLease, the command of the DHCP
+// path: one per offer, ACK, release and decline, so its encoding is
+// compact and binary rather than JSON:
+//
+//	ip       4 bytes
+//	mac      6 bytes
+//	state    1 byte (leaseStates)
+//	starts   8 bytes, Unix nanoseconds, big-endian (also the command's time)
+//	expires  8 bytes, Unix nanoseconds, big-endian
+//	subnet, machine id, hostname: each a uvarint length and the bytes
+type LeaseCommit struct {
+	Lease store.Lease
+}
+
+// LeaseResult is what applying CommitLease returns.
+type LeaseResult struct {
+	// Renewed says the lease only extended the client's active lease on
+	// the same address.
+	Renewed bool `json:"renewed"`
+}
+
+// leaseStates numbers the lease states in LeaseCommit; append-only.
+var leaseStates = []store.LeaseState{1: store.LeaseOffered, 2: store.LeaseActive, 3: store.LeaseReleased, 4: store.LeaseDeclined}
+
+// encodeLeaseCommit builds a CommitLease command. The lease must be valid
+// (an IPv4 address, a MAC, a known state).
+func encodeLeaseCommit(l *store.Lease) ([]byte, error) {
+	ip, err := netip.ParseAddr(l.IP)
+	if err != nil || !ip.Is4() {
+		return nil, fmt.Errorf("site: lease address %q is not IPv4", l.IP)
+	}
+	mac, err := net.ParseMAC(l.MAC)
+	if err != nil || len(mac) != 6 {
+		return nil, fmt.Errorf("site: lease MAC %q is not a 48-bit MAC", l.MAC)
+	}
+	state := 0
+	for i, s := range leaseStates {
+		if i > 0 && s == l.State {
+			state = i
+		}
+	}
+	if state == 0 {
+		return nil, fmt.Errorf("site: lease state %q is unknown", l.State)
+	}
+	buf := make([]byte, 0, 1+4+6+1+16+len(l.Subnet)+len(l.MachineID)+len(l.Hostname)+3)
+	buf = append(buf, byte(CommitLease))
+	buf = append(buf, ip.AsSlice()...)
+	buf = append(buf, mac...)
+	buf = append(buf, byte(state))
+	buf = binary.BigEndian.AppendUint64(buf, uint64(l.Starts.UnixNano()))
+	buf = binary.BigEndian.AppendUint64(buf, uint64(l.Expires.UnixNano()))
+	for _, s := range []string{l.Subnet, l.MachineID, l.Hostname} {
+		buf = binary.AppendUvarint(buf, uint64(len(s)))
+		buf = append(buf, s...)
+	}
+	return buf, nil
+}
+
+var errShortLease = errors.New("truncated")
+
+// decodeLeaseCommit decodes a CommitLease payload.
+func decodeLeaseCommit(p []byte) (*store.Lease, error) {
+	if len(p) < 4+6+1+16 {
+		return nil, errShortLease
+	}
+	ip := netip.AddrFrom4([4]byte(p[0:4]))
+	l := &store.Lease{IP: ip.String(), MAC: net.HardwareAddr(p[4:10]).String()}
+	if s := int(p[10]); s > 0 && s < len(leaseStates) {
+		l.State = leaseStates[s]
+	} else {
+		return nil, fmt.Errorf("lease state %d is unknown", s)
+	}
+	l.Starts = time.Unix(0, int64(binary.BigEndian.Uint64(p[11:19]))).UTC()
+	l.Expires = time.Unix(0, int64(binary.BigEndian.Uint64(p[19:27]))).UTC()
+	p = p[27:]
+	for _, s := range []*string{&l.Subnet, &l.MachineID, &l.Hostname} {
+		n, k := binary.Uvarint(p)
+		if k <= 0 || uint64(len(p)-k) < n {
+			return nil, errShortLease
+		}
+		*s = string(p[k : k+int(n)])
+		p = p[k+int(n):]
+	}
+	if len(p) != 0 {
+		return nil, fmt.Errorf("%d bytes after the lease", len(p))
+	}
+	return l, nil
+}

@@ -1,0 +1,302 @@
+package site
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/outposthq/outpost/appliance/internal/store"
+	"github.com/outposthq/outpost/internal/command"
+	"github.com/outposthq/outpost/internal/errs"
+	"github.com/outposthq/outpost/internal/seal"
+)
+
+// Errors of a proposal that did not get a result.
+var (
+	// ErrNoLeader means no leader could be found before the proposal's
+	// time ran out: nothing was applied.
+	ErrNoLeader = errors.New("site: no leader")
+	// ErrUnknownOutcome means the command reached a leader but no answer
+	// came back (leadership was lost, the leader went away): it may or
+	// may not have been applied. It is not retried, so that nothing is
+	// applied twice; the caller decides.
+	ErrUnknownOutcome = errors.New("site: the leader did not answer; the change may or may not have been applied")
+)
+
+// Log is where the proposer sends its commands: the site's Raft node
+// (package cluster), which commits a command on the leader, forwarding it
+// from a follower, and returns its Result once applied. A domain refusal
+// is the Result's Err.
+type Log interface {
+	Commit(ctx context.Context, cmd []byte) (Result, error)
+}
+
+// How long a proposal may wait to be committed, unless its caller's
+// context ends sooner. One bound for every edge, but the DHCP path's: a
+// client retransmits after a few seconds, and an ACK later than that is
+// answered to nobody.
+const (
+	commitTimeout = 30 * time.Second
+	leaseTimeout  = 5 * time.Second
+)
+
+// ProposerConfig configures a Proposer.
+type ProposerConfig struct {
+	// Log commits the commands.
+	Log Log
+	// Store is this node's store, read for what a preparation needs to
+	// know (the machine a put replaces).
+	Store *store.DB
+	// Key is the site key, which seals secrets before they are proposed.
+	Key *seal.Key
+	// BootURL is where machines reach this node's boot service; new
+	// workflows get it as boot_url and metadata_url unless they name
+	// them. Empty leaves them to the workflow's values.
+	BootURL string
+	// Now is the proposer's clock, the only clock commands carry; nil
+	// means time.Now.
+	Now func() time.Time
+}
+
+// Proposer turns what an edge asks into a command and commits it. It does
+// every preparation a command needs before it is proposed, once for every
+// edge: it seals secrets, draws nonces, fills boot values and stamps the
+// time, so that apply reads no clock, no randomness and no key.
+type Proposer struct {
+	cfg ProposerConfig
+}
+
+// NewProposer returns a proposer.
+func NewProposer(cfg ProposerConfig) *Proposer {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Proposer{cfg: cfg}
+}
+
+// now is the proposer's clock, in UTC.
+func (p *Proposer) now() time.Time { return p.cfg.Now().UTC() }
+
+// propose encodes a JSON payload of type t and commits it.
+func (p *Proposer) propose(ctx context.Context, t Type, payload any) (Result, error) {
+	cmd, err := command.Encode(t, payload)
+	if err != nil {
+		return Result{}, err
+	}
+	return p.commit(ctx, commitTimeout, cmd)
+}
+
+// commit commits cmd within timeout; a refusal is returned as the error.
+func (p *Proposer) commit(ctx context.Context, timeout time.Duration, cmd []byte) (Result, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	r, err := p.cfg.Log.Commit(ctx, cmd)
+	if err == nil && r.Err != nil {
+		err = r.Err
+	}
+	return r, err
+}
+
+// put proposes a Put of obj and returns the object as stored.
+func put[T any](ctx context.Context, p *Proposer, t Type, obj *T, expect uint64) (*T, error) {
+	r, err := p.propose(ctx, t, Put[T]{Object: obj, Expect: expect, Time: p.now()})
+	if err != nil {
+		return nil, err
+	}
+	return DecodeValue[T](r)
+}
+
+// newNonce draws a workflow's nonce, from which its installer credential
+// is derived.
+func newNonce() string {
+	var nonce [16]byte
+	rand.Read(nonce[:])
+	return hex.EncodeToString(nonce[:])
+}
+
+// PutMachine stores a machine an operator gives: what the appliance owns
+// of the stored one is kept (KeepApplianceFields), and a BMC password is
+// sealed before it is proposed.
+func (p *Proposer) PutMachine(ctx context.Context, m *store.Machine, expect uint64) (*store.Machine, error) {
+	if m.BMC != nil && len(m.BMC.SealedPassword) > 0 {
+		return nil, errs.Invalid("bmc.sealed_password", "is set by the appliance, not by clients")
+	}
+	var old *store.Machine
+	_ = p.cfg.Store.View(func(tx *store.Tx) error { old, _ = store.Get[store.Machine](tx, m.ID); return nil })
+	KeepApplianceFields(m, old)
+	m.Normalize()
+	p.sealBMC(m)
+	if err := m.Validate(); err != nil {
+		return nil, err
+	}
+	return put(ctx, p, PutMachine, m, expect)
+}
+
+// sealBMC replaces m's clear BMC password with its sealed form (any
+// sealed one it came with is dropped: only the site seals).
+func (p *Proposer) sealBMC(m *store.Machine) {
+	if m.BMC == nil {
+		return
+	}
+	m.BMC.PasswordSet = false
+	if m.BMC.Password != "" && p.cfg.Key != nil {
+		m.BMC.SealedPassword = p.cfg.Key.Seal([]byte(m.BMC.Password), store.BMCPasswordAD(m.ID))
+		m.BMC.Password = ""
+	}
+}
+
+// PutSubnet stores a subnet.
+func (p *Proposer) PutSubnet(ctx context.Context, s *store.Subnet, expect uint64) (*store.Subnet, error) {
+	if err := s.Validate(); err != nil {
+		return nil, err
+	}
+	return put(ctx, p, PutSubnet, s, expect)
+}
+
+// PutImage stores an image.
+func (p *Proposer) PutImage(ctx context.Context, i *store.Image, expect uint64) (*store.Image, error) {
+	i.Normalize()
+	if err := i.Validate(); err != nil {
+		return nil, err
+	}
+	return put(ctx, p, PutImage, i, expect)
+}
+
+// PutTemplate stores a template.
+func (p *Proposer) PutTemplate(ctx context.Context, t *store.Template, expect uint64) (*store.Template, error) {
+	if err := t.Validate(); err != nil {
+		return nil, err
+	}
+	return put(ctx, p, PutTemplate, t, expect)
+}
+
+// PutSettings stores the site's settings.
+func (p *Proposer) PutSettings(ctx context.Context, s *store.Settings, expect uint64) (*store.Settings, error) {
+	if err := s.Validate(); err != nil {
+		return nil, err
+	}
+	return put(ctx, p, PutSettings, s, expect)
+}
+
+// CreateToken stores a new API token's record.
+func (p *Proposer) CreateToken(ctx context.Context, t *store.Token) error {
+	if err := t.Validate(); err != nil {
+		return err
+	}
+	_, err := put(ctx, p, PutToken, t, 0)
+	return err
+}
+
+// CreateWorkflow stores a new workflow from what a client gives (the
+// machine, the template, values, purpose, timeout): the state is the
+// site's to make, the nonce is drawn here, and boot values are filled in.
+func (p *Proposer) CreateWorkflow(ctx context.Context, w *store.Workflow) (*store.Workflow, error) {
+	w.Normalize()
+	w.State, w.Order = nil, ""
+	w.Nonce = newNonce()
+	w.Values = WithBootValues(w.Values, p.cfg.BootURL)
+	if err := w.Validate(); err != nil {
+		return nil, err
+	}
+	return put(ctx, p, PutWorkflow, w, 0)
+}
+
+// PlaceOrder stores a new order, which makes its workflow and jobs: what
+// it came to is the site's to say, the nonce of its workflow is drawn
+// here, and boot values are filled in.
+func (p *Proposer) PlaceOrder(ctx context.Context, o *store.Order) (*store.Order, error) {
+	p.prepareOrder(o)
+	if err := o.Validate(); err != nil {
+		return nil, err
+	}
+	return put(ctx, p, PlaceOrder, o, 0)
+}
+
+// prepareOrder readies an order from an operator or from central.
+func (p *Proposer) prepareOrder(o *store.Order) {
+	o.State, o.Reason, o.Workflow, o.Jobs = "", "", "", nil
+	o.Nonce = newNonce()
+	if o.Action == store.OrderProvision || o.Action == store.OrderDeprovision {
+		o.Values = WithBootValues(o.Values, p.cfg.BootURL)
+	}
+}
+
+// Kind names a kind of object for Delete.
+type Kind struct {
+	t   Type
+	obj store.Object
+}
+
+// The kinds Delete removes.
+var (
+	Machines  = Kind{DeleteMachine, &store.Machine{}}
+	Subnets   = Kind{DeleteSubnet, &store.Subnet{}}
+	Leases    = Kind{DeleteLease, &store.Lease{}}
+	Images    = Kind{DeleteImage, &store.Image{}}
+	Templates = Kind{DeleteTemplate, &store.Template{}}
+	Workflows = Kind{DeleteWorkflow, &store.Workflow{}}
+	Orders    = Kind{DeleteOrder, &store.Order{}}
+	Jobs      = Kind{DeleteJob, &store.Job{}}
+	Tokens    = Kind{DeleteToken, &store.Token{}}
+	Members   = Kind{DeleteMember, &store.Member{}}
+)
+
+// Delete removes the object of kind k with key, if its version is expect
+// (0: any). The site refuses to delete what is still in use (an active
+// workflow, a running order or job).
+func (p *Proposer) Delete(ctx context.Context, k Kind, key string, expect uint64) error {
+	if k.obj == nil {
+		return fmt.Errorf("site: delete %q: no kind", key)
+	}
+	_, err := p.propose(ctx, k.t, Delete{Key: key, Expect: expect, Time: p.now()})
+	return err
+}
+
+// RecordEvent records an event, such as an operator's note, and returns
+// the index it was recorded at.
+func (p *Proposer) RecordEvent(ctx context.Context, e store.Event) (uint64, error) {
+	if err := e.Validate(); err != nil {
+		return 0, err
+	}
+	r, err := p.propose(ctx, AppendEvents, Events{Time: p.now(), Events: []store.Event{e}})
+	return r.Index, err
+}
+
+// CancelWorkflow ends an active workflow: its running actions fail, its
+// pending ones are skipped, and its machine is failed with the reason.
+func (p *Proposer) CancelWorkflow(ctx context.Context, id, reason string) (*store.Workflow, error) {
+	return p.advance(ctx, Advance{Workflow: id, Kind: AdvanceCancel, Reason: reason, Time: p.now()})
+}
+
+// Report records an agent's report on its workflow and returns the
+// workflow after it.
+func (p *Proposer) Report(ctx context.Context, workflowID string, r Report) (*store.Workflow, error) {
+	return p.advance(ctx, Advance{Workflow: workflowID, Kind: AdvanceReport, Report: &r, Time: p.now()})
+}
+
+// Tick moves a workflow on at the proposer's time: an action or the
+// workflow timing out, a retry's backoff ending.
+func (p *Proposer) Tick(ctx context.Context, workflowID string) (*store.Workflow, error) {
+	return p.advance(ctx, Advance{Workflow: workflowID, Kind: AdvanceTick, Time: p.now()})
+}
+
+func (p *Proposer) advance(ctx context.Context, a Advance) (*store.Workflow, error) {
+	r, err := p.propose(ctx, AdvanceWorkflow, a)
+	if err != nil {
+		return nil, err
+	}
+	return DecodeValue[store.Workflow](r)
+}
+
+// Discover records what an installer in discovery mode found, creating or
+// completing the machine that owns its MACs.
+func (p *Proposer) Discover(ctx context.Context, hw Hardware) (*DiscoverResult, error) {
+	r, err := p.propose(ctx, Discover, DiscoverPayload{Hardware: hw, Time: p.now()})
+	if err != nil {
+		return nil, err
+	}
+	return DecodeValue[DiscoverResult](r)
+}

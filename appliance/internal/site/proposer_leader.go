@@ -1,0 +1,148 @@
+package site
+
+import (
+	"context"
+	"encoding/json"
+	"maps"
+	"time"
+
+	"github.com/outposthq/outpost/appliance/internal/actions"
+	"github.com/outposthq/outpost/appliance/internal/store"
+)
+
+// The proposals of the edges that run on the leader: the DHCP server, the
+// BMC job runner, the sync client, the cluster's own membership.
+
+// CommitLease commits a lease of the DHCP server (an offer, an ACK, a
+// release, a decline) and reports whether it only renewed the client's
+// active lease, as the state machine decided while applying it. The
+// command's time is the lease's start.
+func (p *Proposer) CommitLease(ctx context.Context, l *store.Lease) (renewed bool, err error) {
+	cmd, err := encodeLeaseCommit(l)
+	if err != nil {
+		return false, err
+	}
+	r, err := p.commit(ctx, leaseTimeout, cmd)
+	if err != nil {
+		return false, err
+	}
+	res, err := DecodeValue[LeaseResult](r)
+	if err != nil {
+		return false, err
+	}
+	return res.Renewed, nil
+}
+
+// ReclaimLease deletes a lease that ended long ago, unless it changed
+// since it was read at version.
+func (p *Proposer) ReclaimLease(ctx context.Context, ip string, version uint64) error {
+	return p.Delete(ctx, Leases, ip, version)
+}
+
+// StartJob starts the attempt'th execution of a BMC job, which must be
+// over by deadline.
+func (p *Proposer) StartJob(ctx context.Context, id string, attempt int, deadline time.Time) error {
+	_, err := p.propose(ctx, StartJob, JobStart{Job: id, Attempt: attempt, Deadline: deadline.UTC(), Time: p.now()})
+	return err
+}
+
+// FinishJob records what the attempt'th execution of a job came to.
+func (p *Proposer) FinishJob(ctx context.Context, id string, attempt int, res JobResult) error {
+	_, err := p.propose(ctx, FinishJob, JobFinish{Job: id, Attempt: attempt, Result: res, Time: p.now()})
+	return err
+}
+
+// SetPower records a machine's power state as its BMC reported it, read
+// when the machine was at version (0: whatever its version).
+func (p *Proposer) SetPower(ctx context.Context, machineID, power string, version uint64) error {
+	_, err := p.propose(ctx, SetPower, Power{Machine: machineID, Power: power, Expect: version, Time: p.now()})
+	return err
+}
+
+// ApplyDesired applies one complete revision of central's desired state,
+// prepared as the site's own writes are (PrepareDesired).
+func (p *Proposer) ApplyDesired(ctx context.Context, d *Desired) (Result, *DesiredResult, error) {
+	p.PrepareDesired(d)
+	r, err := p.propose(ctx, ApplyDesired, DesiredPayload{Desired: *d, Time: p.now()})
+	if err != nil {
+		return r, nil, err
+	}
+	res, err := DecodeValue[DesiredResult](r)
+	return r, res, err
+}
+
+// PrepareDesired does for central's objects what the site's own writes
+// get: BMC passwords central sent in the clear are sealed (and a sealed
+// one it sent is dropped: only the site seals; without a key the clear
+// password stays, and the state machine refuses that machine), and a new
+// order gets its workflow's nonce and this node's boot values, as
+// PlaceOrder's do. An object that does not decode is left for the state
+// machine to refuse, naming what is wrong.
+func (p *Proposer) PrepareDesired(d *Desired) {
+	for i, ch := range d.Changes {
+		if ch.Deleted {
+			continue
+		}
+		var obj any
+		switch ch.Kind {
+		case DesiredMachine:
+			var m store.Machine
+			if json.Unmarshal(ch.Object, &m) != nil || m.BMC == nil {
+				continue
+			}
+			if m.ID == "" {
+				m.ID = ch.Key
+			}
+			m.BMC.SealedPassword = nil
+			p.sealBMC(&m)
+			obj = &m
+		case DesiredOrder:
+			var o store.Order
+			if json.Unmarshal(ch.Object, &o) != nil {
+				continue
+			}
+			p.prepareOrder(&o)
+			obj = &o
+		default:
+			continue
+		}
+		if raw, err := json.Marshal(obj); err == nil {
+			d.Changes[i].Object = raw
+		}
+	}
+}
+
+// AckEvents records that central has stored the site's events up to seq.
+func (p *Proposer) AckEvents(ctx context.Context, seq uint64) error {
+	_, err := p.propose(ctx, AckEvents, AckedPayload{Seq: seq, Time: p.now()})
+	return err
+}
+
+// PutMember records where a node of the site is reached.
+func (p *Proposer) PutMember(ctx context.Context, m *store.Member) error {
+	if err := m.Validate(); err != nil {
+		return err
+	}
+	_, err := put(ctx, p, PutMember, m, 0)
+	return err
+}
+
+// WithBootValues returns values with boot_url and metadata_url set to
+// bootURL, where the installer and the installed OS reach the appliance,
+// unless values gives them. Every appliance knows its own boot URL (it is
+// configuration), so the node that proposes a workflow fills them in.
+func WithBootValues(values map[string]string, bootURL string) map[string]string {
+	if bootURL == "" {
+		return values
+	}
+	out := maps.Clone(values)
+	if out == nil {
+		out = map[string]string{}
+	}
+	for _, k := range []string{actions.ValueBootURL, actions.ValueMetadataURL} {
+		if _, ok := out[k]; !ok {
+			out[k] = bootURL
+		}
+	}
+	return out
+}

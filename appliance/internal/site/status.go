@@ -1,0 +1,27 @@
+package site
+
+// Status describes the site's cluster as one node sees it (GET
+// /v1/cluster).
+type Status struct {
+	ID           string         `json:"id"`
+	State        string         `json:"state"` // Leader, Follower, Candidate, Shutdown
+	LeaderID     string         `json:"leader_id,omitempty"`
+	LeaderAddr   string         `json:"leader_addr,omitempty"`
+	Term         uint64         `json:"term"`
+	AppliedIndex uint64         `json:"applied_index"`
+	CommitIndex  uint64         `json:"commit_index"`
+	LastIndex    uint64         `json:"last_log_index"`
+	LastContact  string         `json:"last_contact,omitempty"`
+	Healthy      bool           `json:"healthy"`
+	Problem      string         `json:"problem,omitempty"`
+	Members      []MemberStatus `json:"members"`
+}
+
+// MemberStatus is one server of the cluster.
+type MemberStatus struct {
+	ID       string `json:"id"`
+	RaftAddr string `json:"raft_addr"`
+	APIAddr  string `json:"api_addr,omitempty"`
+	Suffrage string `json:"suffrage"`
+	Leader   bool   `json:"leader"`
+}
