@@ -75,9 +75,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Write
 		}
 	}
 	node.SetClusterSecret(key.Derive("outpost cluster v1"))
-	n := &siteNode{Node: node, Proposer: site.NewProposer(site.ProposerConfig{
-		Log: node, Store: db, Key: key, BootURL: cfg.BootURL,
-	})}
+	n := cluster.NewSite(node, site.ProposerConfig{Key: key, BootURL: cfg.BootURL})
 
 	srv := &http.Server{
 		Handler: api.New(api.Config{Site: n.Proposer, Store: db, Cluster: node, Internal: node.InternalHandler(),
@@ -118,14 +116,6 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Write
 	}
 	log.Info("stopping", "id", cfg.NodeID)
 	return err
-}
-
-// siteNode is this node's site as the edges see it: leadership, reads
-// and membership from the cluster node, every change through the
-// proposer.
-type siteNode struct {
-	*cluster.Node
-	*site.Proposer
 }
 
 // newRegistry holds every subsystem's metrics, served at /metrics.
@@ -236,7 +226,7 @@ func joinToken(cfg *config.Config) (string, error) {
 // ensureAdminToken creates the first admin token once the bootstrap node
 // leads, if the site has none: it is written to the data directory (mode
 // 0600) and printed once.
-func ensureAdminToken(ctx context.Context, n *siteNode, cfg *config.Config, log *slog.Logger, out io.Writer) error {
+func ensureAdminToken(ctx context.Context, n *cluster.Site, cfg *config.Config, log *slog.Logger, out io.Writer) error {
 	// Wait until this node leads (it can create the token) or a token has
 	// replicated to it (another node made one, or this is a restart).
 	for !n.IsLeader() && !hasTokens(n.DB()) {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/outposthq/outpost/appliance/internal/bmc"
+	"github.com/outposthq/outpost/appliance/internal/cluster"
 	"github.com/outposthq/outpost/appliance/internal/config"
 	"github.com/outposthq/outpost/appliance/internal/jobs"
 	"github.com/outposthq/outpost/appliance/internal/store"
@@ -16,7 +17,7 @@ import (
 
 // newJobRunner is the leader's BMC job runner over a bmc.Pool configured
 // by cfg.BMC.
-func newJobRunner(cfg *config.Config, n *siteNode, key *seal.Key, log *slog.Logger) *jobs.Runner {
+func newJobRunner(cfg *config.Config, n *cluster.Site, key *seal.Key, log *slog.Logger) *jobs.Runner {
 	pool := bmc.New(bmc.Config{
 		Timeout:     time.Duration(cfg.BMC.CallTimeout),
 		Attempts:    cfg.BMC.Attempts,

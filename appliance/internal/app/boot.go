@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/outposthq/outpost/appliance/internal/cluster"
 	"github.com/outposthq/outpost/appliance/internal/config"
 	"github.com/outposthq/outpost/appliance/internal/dhcp"
 	"github.com/outposthq/outpost/appliance/internal/httpboot"
@@ -27,7 +28,7 @@ const tftpReadBuffer = 4 << 20
 // HTTP) that the configuration turns on, and returns a function that
 // serves them under g until ctx ends. Binding happens here, at start-up,
 // so that a port already taken stops the appliance with a clear error.
-func bootServices(cfg *config.Config, n *siteNode, key *seal.Key, log *slog.Logger) (func(ctx context.Context, g *errgroup.Group), error) {
+func bootServices(cfg *config.Config, n *cluster.Site, key *seal.Key, log *slog.Logger) (func(ctx context.Context, g *errgroup.Group), error) {
 	var runs []func(ctx context.Context, g *errgroup.Group)
 	if cfg.BootAddr != "" {
 		handler, err := bootHandler(cfg, n, key, log)
@@ -98,7 +99,7 @@ func bootServices(cfg *config.Config, n *siteNode, key *seal.Key, log *slog.Logg
 // bootHandler is everything a machine reaches over HTTP on the boot
 // network, on one port: iPXE scripts and artifacts, the agent API, and
 // the metadata service.
-func bootHandler(cfg *config.Config, n *siteNode, key *seal.Key, log *slog.Logger) (http.Handler, error) {
+func bootHandler(cfg *config.Config, n *cluster.Site, key *seal.Key, log *slog.Logger) (http.Handler, error) {
 	creds := provision.NewCredentials(key.Derive("outpost agent credentials v1"))
 	hb, err := httpboot.New(httpboot.Config{DB: n.DB(), ArtifactDir: cfg.ArtifactDir, Credentials: creds,
 		Log: log.With("component", "httpboot")})

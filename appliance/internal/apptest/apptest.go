@@ -26,11 +26,13 @@ import (
 type Node struct {
 	URL   string // API base URL
 	Token string // an admin token
-	Node  *cluster.Node
-	Site  *site.Proposer
-	DB    *store.DB
-	Key   *seal.Key
-	Dir   string
+	// Node is the node's membership of its one-node cluster; Site is the
+	// same with the proposer, as the edges take it.
+	Node *cluster.Node
+	Site *cluster.Site
+	DB   *store.DB
+	Key  *seal.Key
+	Dir  string
 	// Logs holds everything the node logged, at debug level.
 	Logs *SyncBuffer
 }
@@ -82,8 +84,8 @@ func Start(t testing.TB) *Node {
 	n.Node = node
 	t.Cleanup(func() { node.Close() })
 	node.SetClusterSecret(n.Key.Derive("outpost cluster v1"))
-	n.Site = site.NewProposer(site.ProposerConfig{Log: node, Store: db, Key: n.Key})
-	srv.Config.Handler = api.New(api.Config{Site: n.Site, Store: db, Cluster: node, Internal: node.InternalHandler(),
+	n.Site = cluster.NewSite(node, site.ProposerConfig{Key: n.Key})
+	srv.Config.Handler = api.New(api.Config{Site: n.Site.Proposer, Store: db, Cluster: node, Internal: node.InternalHandler(),
 		SiteKey: n.Key, Log: log}).Handler()
 	srv.Start()
 	t.Cleanup(srv.Close)
