@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"log/slog"
+	"net"
 	"path/filepath"
 	"testing"
 	"time"
@@ -85,4 +86,16 @@ func dumpState(t *testing.T, db *store.DB) map[string]any {
 		t.Fatal(err)
 	}
 	return testdir.Normalize(t, state)
+}
+
+// freeAddr returns a loopback address with a port that was free a moment
+// ago (Raft's transport needs a concrete port to advertise).
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
 }
