@@ -1,15 +1,22 @@
 package deptest
 
 import (
+	"go/ast"
+	"go/parser"
+	"go/token"
 	"os/exec"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
 
 const module = "github.com/outposthq/outpost/"
 
-// rule forbids a package's (non-test) dependencies: forbid returns why a
-// dependency is not allowed, or "".
+// rule forbids some of a package's (non-test) dependencies: forbid
+// returns why a dependency is not allowed, or "". Outpost's and third
+// parties' packages are checked whether imported directly or not; the
+// standard library only where imported directly (fmt itself imports os).
 type rule struct {
 	pkg    string
 	forbid func(path string, std bool) string
@@ -25,14 +32,40 @@ func stdOnly(path string, std bool) string {
 	return ""
 }
 
-// pureLogic is stdOnly without networking or running programs (address
-// and URL values, net/netip and net/url, are data, not networking).
-func pureLogic(path string, std bool) string {
+// noIO is the standard library without networking, files or programs
+// (address and URL values, net/netip and net/url, are data, not
+// networking).
+func noIO(path string, std bool) string {
 	network := path == "net" || strings.HasPrefix(path, "net/") && path != "net/netip" && path != "net/url"
-	if network || path == "os/exec" {
-		return "it is pure logic: no network, no programs"
+	if network || path == "os" || path == "os/exec" || path == "io/fs" || path == "syscall" {
+		return "it is pure logic: no network, no files, no programs"
+	}
+	return ""
+}
+
+// pureLogic is noIO within the standard library.
+func pureLogic(path string, std bool) string {
+	if why := noIO(path, std); why != "" {
+		return why
 	}
 	return stdOnly(path, std)
+}
+
+// Outpost's packages by role.
+var (
+	// The edges: each serves one protocol or drives one peer. They call
+	// the site's proposer through interfaces of their own and never
+	// reach the Raft node.
+	edges = []string{"api", "dhcp", "tftp", "httpboot", "metadata", "provision", "syncclient", "jobs", "bmc", "cli", "client"}
+	// The protocols the site speaks, which its state machine must not
+	// depend on: the log's format is its own.
+	protocols = []string{"syncproto", "appliance/internal/agentproto", "appliance/internal/api", "appliance/internal/dhcp",
+		"appliance/internal/tftp", "appliance/internal/httpboot", "appliance/internal/metadata", "appliance/internal/provision",
+		"appliance/internal/syncclient", "appliance/internal/client"}
+)
+
+func isOutpost(path string, pkgs ...string) bool {
+	return slices.ContainsFunc(pkgs, func(p string) bool { return path == module+p })
 }
 
 var rules = []rule{
@@ -41,34 +74,67 @@ var rules = []rule{
 	{"syncproto", stdOnly},
 	{"appliance/internal/ipam", pureLogic},
 	{"appliance/internal/workflow", pureLogic},
+	{"appliance/internal/actions", pureLogic},
 	// The installer's contract is shared by the appliance and the agent.
 	{"appliance/internal/agentproto", pureLogic},
-	// The store is storage: no networking, no Raft; of Outpost's packages
-	// it uses only the pure logic it stores the results of.
+	// The store is storage: no networking, no Raft, no rules; of
+	// Outpost's packages it uses only the pure logic it stores the
+	// results of, and the shared errors.
 	{"appliance/internal/store", func(path string, std bool) string {
 		switch {
 		case path == "net/http" || strings.HasPrefix(path, "github.com/hashicorp/"):
 			return "the store does not network or replicate"
-		case path == module+"appliance/internal/workflow" || path == module+"appliance/internal/agentproto":
+		case isOutpost(path, "appliance/internal/workflow", "appliance/internal/actions", "internal/errs"):
 			return ""
 		case strings.HasPrefix(path, module):
-			return "the store imports no Outpost package but workflow and agentproto"
+			return "the store imports no Outpost package but workflow, actions and internal/errs"
 		}
 		return ""
 	}},
+	// The site's state machine and proposer: no protocol, no network, no
+	// Raft node (it is an Applier; the cluster runs it).
+	{"appliance/internal/site", func(path string, std bool) string {
+		switch {
+		case isOutpost(path, protocols...):
+			return "the state machine imports no protocol package: its commands are its own"
+		case path == "net/http" || strings.HasPrefix(path, "github.com/hashicorp/") || isOutpost(path, "internal/raftnode"):
+			return "the state machine does not network or run Raft"
+		case strings.HasPrefix(path, module+"appliance/internal/cluster"):
+			return "the state machine does not know the node that runs it"
+		}
+		return noIO(path, std)
+	}},
+}
+
+func init() {
+	// The shared core imports neither side.
+	for _, core := range []string{"internal/command", "internal/raftnode", "internal/errs", "internal/seal", "internal/testdir"} {
+		rules = append(rules, rule{core, func(path string, std bool) string {
+			if strings.HasPrefix(path, module+"appliance/") || strings.HasPrefix(path, module+"central/") {
+				return "the shared core imports neither side"
+			}
+			return ""
+		}})
+	}
+	// No edge reaches the Raft node, directly or through the cluster.
+	for _, e := range edges {
+		rules = append(rules, rule{"appliance/internal/" + e, func(path string, std bool) string {
+			if isOutpost(path, "internal/raftnode", "appliance/internal/cluster") || strings.HasPrefix(path, "github.com/hashicorp/raft") {
+				return "an edge calls the site's proposer through its own interfaces, never the Raft node"
+			}
+			return ""
+		}})
+	}
 }
 
 func TestDeps(t *testing.T) {
 	for _, r := range rules {
 		t.Run(r.pkg, func(t *testing.T) {
 			self := module + r.pkg
-			out, err := exec.Command("go", "list", "-deps", "-f", "{{.ImportPath}} {{.Standard}}", self).Output()
-			if err != nil {
-				t.Fatalf("go list %s: %v", self, err)
-			}
-			for line := range strings.Lines(string(out)) {
-				path, std, _ := strings.Cut(strings.TrimSpace(line), " ")
-				if path == self {
+			direct := goList(t, "{{join .Imports \"\\n\"}}", self)
+			for _, line := range goList(t, "{{.ImportPath}} {{.Standard}}", "-deps", self) {
+				path, std, _ := strings.Cut(line, " ")
+				if path == self || std == "true" && !slices.Contains(direct, path) {
 					continue
 				}
 				if why := r.forbid(path, std == "true"); why != "" {
@@ -77,4 +143,72 @@ func TestDeps(t *testing.T) {
 			}
 		})
 	}
+}
+
+// goList runs go list with a format and returns its lines.
+func goList(t *testing.T, format string, args ...string) []string {
+	t.Helper()
+	out, err := exec.Command("go", append([]string{"list", "-f", format}, args...)...).Output()
+	if err != nil {
+		t.Fatalf("go list %v: %v", args, err)
+	}
+	var lines []string
+	for l := range strings.Lines(string(out)) {
+		if l = strings.TrimSpace(l); l != "" {
+			lines = append(lines, l)
+		}
+	}
+	return lines
+}
+
+// clockCalls are the calls that read the clock or wait on it.
+var clockCalls = []string{"Now", "Since", "Until", "Sleep", "After", "AfterFunc", "NewTimer", "NewTicker", "Tick"}
+
+// TestNoClock keeps the clock out of pure logic and out of apply: every
+// node of a site must compute the same state from the same log, so the
+// time comes in the command (the proposer stamps it) or as an argument.
+// The proposer itself (proposer*.go) is the one place of the site
+// package that reads the clock.
+func TestNoClock(t *testing.T) {
+	for _, dir := range []string{"../ipam", "../workflow", "../site"} {
+		files, err := filepath.Glob(filepath.Join(dir, "*.go"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range files {
+			base := filepath.Base(f)
+			if strings.HasSuffix(base, "_test.go") || strings.HasPrefix(base, "proposer") {
+				continue
+			}
+			for _, call := range clockAndRandomCalls(t, f) {
+				t.Errorf("%s reads the clock or randomness: %s", f, call)
+			}
+		}
+	}
+}
+
+// clockAndRandomCalls lists the calls of package time that read the
+// clock and any use of crypto/rand or math/rand in file.
+func clockAndRandomCalls(t *testing.T, file string) []string {
+	f, err := parser.ParseFile(token.NewFileSet(), file, nil, parser.SkipObjectResolution)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, imp := range f.Imports {
+		if p := strings.Trim(imp.Path.Value, `"`); p == "crypto/rand" || strings.HasPrefix(p, "math/rand") {
+			out = append(out, "imports "+p)
+		}
+	}
+	ast.Inspect(f, func(n ast.Node) bool {
+		sel, ok := n.(*ast.SelectorExpr)
+		if !ok {
+			return true
+		}
+		if id, ok := sel.X.(*ast.Ident); ok && id.Name == "time" && slices.Contains(clockCalls, sel.Sel.Name) {
+			out = append(out, "time."+sel.Sel.Name)
+		}
+		return true
+	})
+	return out
 }

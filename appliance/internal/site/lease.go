@@ -2,10 +2,11 @@ package site
 
 import (
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
-	"net"
 	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/outposthq/outpost/appliance/internal/store"
@@ -42,10 +43,11 @@ func encodeLeaseCommit(l *store.Lease) ([]byte, error) {
 	if err != nil || !ip.Is4() {
 		return nil, fmt.Errorf("site: lease address %q is not IPv4", l.IP)
 	}
-	mac, err := net.ParseMAC(l.MAC)
-	if err != nil || len(mac) != 6 {
+	norm, err := store.NormalizeMAC(l.MAC)
+	if err != nil {
 		return nil, fmt.Errorf("site: lease MAC %q is not a 48-bit MAC", l.MAC)
 	}
+	mac, _ := hex.DecodeString(strings.ReplaceAll(norm, ":", ""))
 	state := 0
 	for i, s := range leaseStates {
 		if i > 0 && s == l.State {
@@ -77,7 +79,7 @@ func decodeLeaseCommit(p []byte) (*store.Lease, error) {
 		return nil, errShortLease
 	}
 	ip := netip.AddrFrom4([4]byte(p[0:4]))
-	l := &store.Lease{IP: ip.String(), MAC: net.HardwareAddr(p[4:10]).String()}
+	l := &store.Lease{IP: ip.String(), MAC: formatMAC(p[4:10])}
 	if s := int(p[10]); s > 0 && s < len(leaseStates) {
 		l.State = leaseStates[s]
 	} else {
@@ -98,4 +100,16 @@ func decodeLeaseCommit(p []byte) (*store.Lease, error) {
 		return nil, fmt.Errorf("%d bytes after the lease", len(p))
 	}
 	return l, nil
+}
+
+// formatMAC writes 6 bytes as a MAC in the store's canonical form.
+func formatMAC(b []byte) string {
+	var sb strings.Builder
+	for i, c := range b {
+		if i > 0 {
+			sb.WriteByte(':')
+		}
+		sb.WriteString(hex.EncodeToString([]byte{c}))
+	}
+	return sb.String()
 }
