@@ -1,0 +1,53 @@
+// Package site is the site's state machine and its proposer: the rules of
+// everything a site does to its machines, in one room.
+//
+// Every change of a site is a command (command.go: one append-only list
+// of types, with their payloads). The Raft node (internal/raftnode, run
+// by package cluster) carries commands to StateMachine on every node of
+// the site, which applies them to the store (package store) with the
+// site's rules: apply_object.go (objects stored as they come),
+// apply_machine.go (discovery), apply_lease.go, apply_workflow.go,
+// apply_order.go, apply_job.go, apply_sync.go (central's desired state,
+// the outbox), apply_legacy.go (commands of earlier releases, for replay).
+// Address choice is the allocator's (package ipam, through address.go),
+// for DHCP and for orders alike.
+//
+// Edges (the API, DHCP, the agent API, the BMC job runner, the sync
+// client, the workflow timer) never build commands: they call a typed
+// method of Proposer (PutMachine, PlaceOrder, CommitLease, Report,
+// StartJob, ApplyDesired, ...), through a small interface of their own.
+// The proposer does every preparation once: it seals secrets with the
+// site key, draws the nonce a workflow's installer credential derives
+// from, fills in the node's boot URL, and stamps the time.
+//
+// # Invariants
+//
+//   - Apply is deterministic: it reads no clock, no randomness and no key
+//     (deptest checks the clock); the proposer puts them into the command.
+//   - Each group of entries is applied in one store transaction that also
+//     records the last applied index; an entry at or below it is a replay
+//     and changes nothing.
+//   - A command the rules refuse (a version conflict, a MAC another
+//     machine owns, an address another MAC holds, an order for a machine
+//     without a BMC) changes nothing and returns an *errs.Error as its
+//     Result's Err; apply functions check everything before they write.
+//   - A command that does not decode, or whose type is unknown and not
+//     marked ignorable, stops the node: it was written by a newer release,
+//     and skipping it would fork the replicas.
+//   - A command's meaning never changes: new meaning gets a new type, and
+//     the old type keeps its old rules for the logs that hold it.
+//   - No address is held by two MACs (apply_lease.go), and an order, its
+//     workflow, its address and its jobs are created all or nothing.
+//   - An event is never deleted before central has acknowledged it.
+//
+// # Where things go
+//
+//   - A new command: a type at the end of the list in command.go, its
+//     payload beside it, its apply function in apply_<entity>.go,
+//     registered in table (statemachine.go), and a typed proposer method.
+//   - A new rule: in the apply function of the entity it governs; shared
+//     storage primitives (an index, a bucket) in package store.
+//   - A new edge: its own package, declaring the interface of proposer
+//     methods it calls (see dhcp.Leases, jobs.Site); the app passes it a
+//     cluster.Site.
+package site
