@@ -9,7 +9,6 @@ import (
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
 
-	"github.com/outposthq/outpost/appliance/internal/replica"
 	"github.com/outposthq/outpost/appliance/internal/store"
 )
 
@@ -17,10 +16,10 @@ import (
 // many goroutines, each ACK committed through a one-node Raft.
 func BenchmarkDORA(b *testing.B) {
 	st := newSite(b, true)
-	apply(b, st.n, replica.PutSubnet, replica.Put[store.Subnet]{Object: &store.Subnet{
+	putSubnet(b, st.n, &store.Subnet{
 		Name: "big", CIDR: "198.18.0.0/16", Pools: []store.Range{{Start: "198.18.1.0", End: "198.18.255.250"}},
 		LeaseSeconds: 3600, Discovery: true,
-	}, Time: t0})
+	})
 	st.in.addr = netip.MustParseAddr("198.18.5.1") // in "big", not in "lab"
 	var n atomic.Uint64
 	b.SetParallelism(64)

@@ -13,14 +13,13 @@ import (
 	"github.com/insomniacslk/dhcp/iana"
 
 	"github.com/outposthq/outpost/appliance/internal/apptest"
-	"github.com/outposthq/outpost/appliance/internal/replica"
 	"github.com/outposthq/outpost/appliance/internal/store"
 )
 
 var t0 = time.Date(2026, 11, 22, 6, 0, 0, 0, time.UTC)
 
-// site is a one-node appliance with a served subnet and one known machine.
-type site struct {
+// testSite is a one-node appliance with a served subnet and one known machine.
+type testSite struct {
 	srv *Server
 	n   *apptest.Node
 	in  *iface
@@ -29,19 +28,19 @@ type site struct {
 
 const knownMAC = "52:54:00:00:00:01"
 
-func newSite(t testing.TB, discovery bool) *site {
+func newSite(t testing.TB, discovery bool) *testSite {
 	t.Helper()
 	n := apptest.Start(t)
-	st := &site{n: n, in: &iface{name: "test0", addr: netip.MustParseAddr("198.18.0.1"), port: 67}, now: t0}
-	apply(t, n, replica.PutSubnet, replica.Put[store.Subnet]{Object: &store.Subnet{
+	st := &testSite{n: n, in: &iface{name: "test0", addr: netip.MustParseAddr("198.18.0.1"), port: 67}, now: t0}
+	putSubnet(t, n, &store.Subnet{
 		Name: "lab", CIDR: "198.18.0.0/24", Gateway: "198.18.0.1", DNS: []string{"198.18.0.1"}, Domain: "lab.test",
 		Pools: []store.Range{{Start: "198.18.0.100", End: "198.18.0.102"}}, LeaseSeconds: 600, Discovery: discovery,
-	}, Time: t0})
-	apply(t, n, replica.PutMachine, replica.Put[store.Machine]{Object: &store.Machine{
+	})
+	putMachine(t, n, &store.Machine{
 		ID: "m1", Hostname: "web1", Arch: "x86_64", State: store.StateReady,
 		Interfaces: []store.Interface{{MAC: knownMAC, IP: "198.18.0.10", Subnet: "lab"}},
-	}, Time: t0})
-	srv, err := New(Config{Node: n.Node, HTTPPort: 8080, Log: slog.New(slog.NewTextHandler(t.Output(), nil)),
+	})
+	srv, err := New(Config{Leader: n.Node, Leases: n.Site, Store: n.DB, HTTPPort: 8080, Log: slog.New(slog.NewTextHandler(t.Output(), nil)),
 		Now: func() time.Time { return st.now }})
 	if err != nil {
 		t.Fatal(err)
@@ -50,14 +49,17 @@ func newSite(t testing.TB, discovery bool) *site {
 	return st
 }
 
-func apply(t testing.TB, n *apptest.Node, typ replica.Type, payload any) {
+func putSubnet(t testing.TB, n *apptest.Node, s *store.Subnet) {
 	t.Helper()
-	cmd, err := replica.Encode(typ, payload)
-	if err != nil {
-		t.Fatal(err)
+	if _, err := n.Site.PutSubnet(t.Context(), s, 0); err != nil {
+		t.Fatalf("put subnet %s: %v", s.Name, err)
 	}
-	if _, err := n.Node.Apply(t.Context(), cmd); err != nil {
-		t.Fatalf("apply %d: %v", typ, err)
+}
+
+func putMachine(t testing.TB, n *apptest.Node, m *store.Machine) {
+	t.Helper()
+	if _, err := n.Site.PutMachine(t.Context(), m, 0); err != nil {
+		t.Fatalf("put machine %s: %v", m.ID, err)
 	}
 }
 
@@ -71,7 +73,7 @@ func newPacket(t *testing.T, typ dhcpv4.MessageType, mac string, mods ...dhcpv4.
 	return m
 }
 
-func (st *site) do(t *testing.T, msg *dhcpv4.DHCPv4) (*dhcpv4.DHCPv4, net.Addr) {
+func (st *testSite) do(t *testing.T, msg *dhcpv4.DHCPv4) (*dhcpv4.DHCPv4, net.Addr) {
 	t.Helper()
 	// Through the wire format, as a real packet would come.
 	parsed, err := dhcpv4.FromBytes(msg.ToBytes())
@@ -82,7 +84,7 @@ func (st *site) do(t *testing.T, msg *dhcpv4.DHCPv4) (*dhcpv4.DHCPv4, net.Addr) 
 }
 
 // dora runs DISCOVER and REQUEST and returns the ACK.
-func (st *site) dora(t *testing.T, mac string, mods ...dhcpv4.Modifier) *dhcpv4.DHCPv4 {
+func (st *testSite) dora(t *testing.T, mac string, mods ...dhcpv4.Modifier) *dhcpv4.DHCPv4 {
 	t.Helper()
 	offer, _ := st.do(t, newPacket(t, dhcpv4.MessageTypeDiscover, mac, mods...))
 	if offer == nil || offer.MessageType() != dhcpv4.MessageTypeOffer {
@@ -98,7 +100,7 @@ func (st *site) dora(t *testing.T, mac string, mods ...dhcpv4.Modifier) *dhcpv4.
 	return ack
 }
 
-func (st *site) lease(t *testing.T, ip string) *store.Lease {
+func (st *testSite) lease(t *testing.T, ip string) *store.Lease {
 	t.Helper()
 	var l *store.Lease
 	st.n.DB.View(func(tx *store.Tx) error { l, _ = store.Get[store.Lease](tx, ip); return nil })
@@ -336,10 +338,10 @@ func TestReclaimAndEvents(t *testing.T) {
 // address: that machine gets no reservation, everyone else is served.
 func TestBadReservationDoesNotStopSubnet(t *testing.T) {
 	st := newSite(t, true)
-	apply(t, st.n, replica.PutMachine, replica.Put[store.Machine]{Object: &store.Machine{
+	putMachine(t, st.n, &store.Machine{
 		ID: "bad", Arch: "x86_64", State: store.StateReady,
 		Interfaces: []store.Interface{{MAC: "52:54:00:00:00:02", IP: "198.18.0.1", Subnet: "lab"}},
-	}, Time: t0})
+	})
 	if ack := st.dora(t, knownMAC); ack.YourIPAddr.String() != "198.18.0.10" {
 		t.Fatalf("known machine got %s", ack.YourIPAddr)
 	}
