@@ -75,7 +75,7 @@ func setup(t *testing.T, bmc *fakeBMC) (*apptest.Node, *client.Client, *apptest.
 	t.Helper()
 	n := apptest.Start(t)
 	logs := &apptest.SyncBuffer{}
-	r := jobs.New(jobs.Config{Node: n.Node, Key: n.Key, BMC: bmc, PollInterval: 200 * time.Millisecond, Tick: 50 * time.Millisecond,
+	r := jobs.New(jobs.Config{Site: n.Site, Store: n.DB, Key: n.Key, BMC: bmc, PollInterval: 200 * time.Millisecond, Tick: 50 * time.Millisecond,
 		Log: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
