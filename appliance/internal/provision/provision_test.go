@@ -15,7 +15,6 @@ import (
 	"github.com/outposthq/outpost/appliance/internal/agentproto"
 	"github.com/outposthq/outpost/appliance/internal/apptest"
 	"github.com/outposthq/outpost/appliance/internal/provision"
-	"github.com/outposthq/outpost/appliance/internal/replica"
 	"github.com/outposthq/outpost/appliance/internal/store"
 )
 
@@ -31,42 +30,42 @@ func newSite(t *testing.T) *site {
 	t.Helper()
 	n := apptest.Start(t)
 	creds := provision.NewCredentials(n.Key.Derive("outpost agent credentials v1"))
-	srv := httptest.NewServer(provision.New(provision.Config{Node: n.Node, Credentials: creds, Log: slog.New(slog.NewTextHandler(n.Logs, nil))}).Handler())
+	srv := httptest.NewServer(provision.New(provision.Config{Site: n.Site, Store: n.DB, Credentials: creds, Log: slog.New(slog.NewTextHandler(n.Logs, nil))}).Handler())
 	t.Cleanup(srv.Close)
 	return &site{n: n, creds: creds, url: srv.URL}
 }
 
-func (s *site) apply(t *testing.T, typ replica.Type, payload any) replica.Result {
+// template stores a template.
+func (s *site) template(t *testing.T, tpl *store.Template) {
 	t.Helper()
-	cmd, err := replica.Encode(typ, payload)
-	if err != nil {
-		t.Fatal(err)
+	if _, err := s.n.Site.PutTemplate(t.Context(), tpl, 0); err != nil {
+		t.Fatalf("put template %s: %v", tpl.Name, err)
 	}
-	r, err := s.n.Node.Apply(context.Background(), cmd)
+}
+
+// createWorkflow creates a workflow; the site draws its nonce.
+func (s *site) createWorkflow(t *testing.T, w *store.Workflow) *store.Workflow {
+	t.Helper()
+	created, err := s.n.Site.CreateWorkflow(t.Context(), w)
 	if err != nil {
-		t.Fatalf("apply %d: %v", typ, err)
+		t.Fatalf("create workflow %s: %v", w.ID, err)
 	}
-	return r
+	return created
 }
 
 // provisioning stores machine m1 and a workflow wf1 for it whose
 // template is: a (exec, timeout) → b (exec).
 func (s *site) provisioning(t *testing.T, timeout time.Duration) *store.Workflow {
 	t.Helper()
-	now := time.Now().UTC()
-	s.apply(t, replica.PutMachine, replica.Put[store.Machine]{Object: &store.Machine{ID: "m1", Arch: "x86_64", State: store.StateReady,
-		Interfaces: []store.Interface{{MAC: "52:54:00:00:00:01", Boot: true}}}, Time: now})
-	s.apply(t, replica.PutTemplate, replica.Put[store.Template]{Object: &store.Template{Name: "t", Actions: []store.Action{
-		{Name: "a", Type: "exec", Args: map[string]string{"command": "true"}, Timeout: store.Duration(timeout)},
-		{Name: "b", Type: "exec", Args: map[string]string{"command": "{{ .hostname }}"}, Needs: []string{"a"}},
-	}}, Time: now})
-	r := s.apply(t, replica.PutWorkflow, replica.Put[store.Workflow]{Object: &store.Workflow{ID: "wf1", MachineID: "m1",
-		Template: "t", Purpose: store.PurposeProvision, Nonce: "n1"}, Time: now})
-	w, err := replica.DecodeValue[store.Workflow](r)
-	if err != nil {
+	if _, err := s.n.Site.PutMachine(t.Context(), &store.Machine{ID: "m1", Arch: "x86_64", State: store.StateReady,
+		Interfaces: []store.Interface{{MAC: "52:54:00:00:00:01", Boot: true}}}, 0); err != nil {
 		t.Fatal(err)
 	}
-	return w
+	s.template(t, &store.Template{Name: "t", Actions: []store.Action{
+		{Name: "a", Type: "exec", Args: map[string]string{"command": "true"}, Timeout: store.Duration(timeout)},
+		{Name: "b", Type: "exec", Args: map[string]string{"command": "{{ .hostname }}"}, Needs: []string{"a"}},
+	}})
+	return s.createWorkflow(t, &store.Workflow{ID: "wf1", MachineID: "m1", Template: "t", Purpose: store.PurposeProvision})
 }
 
 func (s *site) do(t *testing.T, method, path, token string, body any) (int, []byte) {
@@ -229,11 +228,9 @@ func TestDiscovery(t *testing.T) {
 	}
 	// Once a workflow exists for the machine, the discovery credential
 	// opens it.
-	now := time.Now().UTC()
-	s.apply(t, replica.PutTemplate, replica.Put[store.Template]{Object: &store.Template{Name: "t", Actions: []store.Action{
-		{Name: "a", Type: "exec", Args: map[string]string{"command": "true"}}}}, Time: now})
-	s.apply(t, replica.PutWorkflow, replica.Put[store.Workflow]{Object: &store.Workflow{ID: "wf1", MachineID: ack.MachineID,
-		Template: "t", Purpose: store.PurposeProvision, Nonce: "n"}, Time: now})
+	s.template(t, &store.Template{Name: "t", Actions: []store.Action{
+		{Name: "a", Type: "exec", Args: map[string]string{"command": "true"}}}})
+	s.createWorkflow(t, &store.Workflow{ID: "wf1", MachineID: ack.MachineID, Template: "t", Purpose: store.PurposeProvision})
 	if w := s.workflow(t, tok); w.ID != "wf1" {
 		t.Errorf("workflow through the discovery credential: %+v", w)
 	}
@@ -246,7 +243,9 @@ func TestTimerTimesOut(t *testing.T) {
 	s.report(t, tok, agentproto.Report{Action: "a", Attempt: 1, Kind: agentproto.ReportStart}, 200)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- provision.RunTimer(ctx, s.n.Node, 100*time.Millisecond, slog.New(slog.DiscardHandler)) }()
+	go func() {
+		done <- provision.RunTimer(ctx, s.n.Site, s.n.DB, 100*time.Millisecond, slog.New(slog.DiscardHandler))
+	}()
 	defer func() { cancel(); <-done }()
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
