@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"os"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"github.com/outposthq/outpost/appliance/internal/replica"
+	"github.com/outposthq/outpost/internal/backoff"
 	"github.com/outposthq/outpost/internal/seal"
 	"github.com/outposthq/outpost/syncproto"
 )
@@ -163,10 +163,7 @@ func (c *Client) Run(ctx context.Context) error {
 // the next: exponential in failures, with jitter, long after a refusal
 // that needs an operator.
 func (c *Client) backoff(failures int, err error) time.Duration {
-	d := c.cfg.MinBackoff << min(failures-1, 20)
-	if d > c.cfg.MaxBackoff || d <= 0 {
-		d = c.cfg.MaxBackoff
-	}
+	d := backoff.Exponential{Base: c.cfg.MinBackoff, Max: c.cfg.MaxBackoff}.Ceiling(failures)
 	switch code := syncproto.CodeOf(err); {
 	case errors.Is(err, errNotLeader):
 		c.log.Info("sync stopped: this node no longer leads")
@@ -180,8 +177,7 @@ func (c *Client) backoff(failures int, err error) time.Duration {
 	default:
 		c.log.Warn("sync connection ended", "err", err, "retry_in", d)
 	}
-	// Jitter: between half and all of d.
-	return d/2 + rand.N(d/2+1)
+	return backoff.Jitter(d)
 }
 
 var errNotLeader = errors.New("syncclient: this node no longer leads")
@@ -234,13 +230,4 @@ func (c *Client) credential() (syncproto.Credential, error) {
 }
 
 // sleep waits d or until ctx ends, and reports whether d passed.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
-}
+func sleep(ctx context.Context, d time.Duration) bool { return backoff.Sleep(ctx, d) }
