@@ -6,6 +6,7 @@ import (
 
 	"github.com/outposthq/outpost/central/internal/store"
 	"github.com/outposthq/outpost/internal/errs"
+	"github.com/outposthq/outpost/internal/httpapi"
 	"github.com/outposthq/outpost/internal/sse"
 )
 
@@ -44,7 +45,7 @@ func (s *Server) listEvents(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"events": events, "stored_seq": stored})
+	httpapi.WriteJSON(w, http.StatusOK, map[string]any{"events": events, "stored_seq": stored})
 }
 
 // streamEvents sends the site's events after ?since= (or Last-Event-ID)
@@ -91,5 +92,5 @@ func (s *Server) resetEvents(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.log.Warn("site events reset", "site", r.PathValue("site"), "dropped", dropped)
-	writeJSON(w, http.StatusOK, map[string]any{"dropped": dropped, "stored_seq": 0})
+	httpapi.WriteJSON(w, http.StatusOK, map[string]any{"dropped": dropped, "stored_seq": 0})
 }
