@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/outposthq/outpost/appliance/internal/agentproto"
+	"github.com/outposthq/outpost/internal/backoff"
 )
 
 // Defaults of Config's timings.
@@ -107,6 +108,12 @@ func (c *Config) setDefaults() {
 	}
 }
 
+// retry is the backoff between tries of a request that failed
+// transiently.
+func (c *Config) retry() backoff.Exponential {
+	return backoff.Exponential{Base: c.RetryMin, Max: c.RetryMax}
+}
+
 func setDefault[T comparable](v *T, def T) {
 	var zero T
 	if *v == zero {
@@ -166,7 +173,7 @@ func (a *Agent) params(ctx context.Context) (Params, bool) {
 		}
 		a.log.Error("cannot start: the kernel command line lacks what the agent needs; reading it again later",
 			"cmdline", a.cfg.CmdlinePath, "err", err, "retry_in", a.cfg.CmdlineRetry)
-		if !sleep(ctx, a.cfg.CmdlineRetry) {
+		if !backoff.Sleep(ctx, a.cfg.CmdlineRetry) {
 			return Params{}, false
 		}
 	}
@@ -189,16 +196,4 @@ func (p Params) check() error {
 		return fmt.Errorf("%s=%q is not an http(s) URL", agentproto.ParamURL, p.URL)
 	}
 	return nil
-}
-
-// sleep waits d or until ctx ends, and reports whether ctx is still live.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }

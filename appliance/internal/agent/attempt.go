@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/outposthq/outpost/appliance/internal/agentproto"
+	"github.com/outposthq/outpost/internal/backoff"
 )
 
 // handler runs one attempt of an action type. It returns the message of a
@@ -49,7 +50,7 @@ func (r *runner) attempt(ctx context.Context, act agentproto.Action, n int) {
 			r.ours[act.Name] = n - 1 // never started: it may start when ready
 		}
 		r.mu.Unlock()
-		sleep(ctx, r.a.cfg.RetryMin) // should it be refused again, not in a tight loop
+		backoff.Sleep(ctx, r.a.cfg.RetryMin) // should it be refused again, not in a tight loop
 		return
 	}
 	log.Info("action started", "timeout", time.Duration(act.Timeout*float64(time.Second)))
@@ -146,7 +147,7 @@ func (s *step) progressLoop(ctx context.Context) {
 		case <-s.kick:
 		}
 		if wait := s.cfg().ProgressInterval - time.Since(last); !last.IsZero() && wait > 0 {
-			if !sleep(ctx, wait) {
+			if !backoff.Sleep(ctx, wait) {
 				return
 			}
 		}

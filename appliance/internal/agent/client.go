@@ -8,12 +8,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"time"
 
 	"github.com/outposthq/outpost/appliance/internal/agentproto"
+	"github.com/outposthq/outpost/internal/backoff"
 )
 
 // userAgent names the agent in its requests.
@@ -85,7 +85,7 @@ func (c *client) call(ctx context.Context, log *slog.Logger, method, path string
 			failures++
 			log.Error("appliance refused the credential (check "+agentproto.ParamToken+"); retrying",
 				"err", err, "retry_in", c.cfg.AuthRetry)
-			if !sleep(ctx, c.cfg.AuthRetry) {
+			if !backoff.Sleep(ctx, c.cfg.AuthRetry) {
 				return ctx.Err()
 			}
 			continue
@@ -95,7 +95,7 @@ func (c *client) call(ctx context.Context, log *slog.Logger, method, path string
 			log.Warn("appliance unreachable or failing; retrying", "err", err, "tries", failures)
 			lastLog = time.Now()
 		}
-		if !sleep(ctx, backoff(c.cfg.RetryMin, c.cfg.RetryMax, failures)) {
+		if !backoff.Sleep(ctx, c.cfg.retry().Wait(failures)) {
 			return ctx.Err()
 		}
 	}
@@ -171,15 +171,4 @@ func statusError(status int, body []byte) *StatusError {
 func isStatus(err error, status int) bool {
 	var se *StatusError
 	return errors.As(err, &se) && se.Status == status
-}
-
-// backoff is the wait before try n+1 after n failures: exponential from
-// lo, capped at hi, with jitter (between half and all of it).
-func backoff(lo, hi time.Duration, n int) time.Duration {
-	d := lo
-	for i := 1; i < n && d < hi; i++ {
-		d *= 2
-	}
-	d = min(d, hi)
-	return d/2 + rand.N(d/2+1)
 }

@@ -19,6 +19,8 @@ import (
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/ulikunitz/xz"
+
+	"github.com/outposthq/outpost/internal/backoff"
 )
 
 // Compression formats of an image.
@@ -76,9 +78,9 @@ func imageWrite(ctx context.Context, s *step) (string, error) {
 		if errors.As(err, &perm) || ctx.Err() != nil {
 			return "", err
 		}
-		wait := backoff(s.cfg().RetryMin, s.cfg().RetryMax, try)
+		wait := s.cfg().retry().Wait(try)
 		s.log.Warn("download broke; starting it again", "url", u.Redacted(), "err", err, "try", try, "retry_in", wait)
-		if !sleep(ctx, wait) {
+		if !backoff.Sleep(ctx, wait) {
 			return "", fmt.Errorf("%w (gave up after %d tries)", err, try)
 		}
 	}

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/outposthq/outpost/internal/backoff"
 )
 
 // preferredFS are tried first, in order, when a file system's type is
@@ -109,7 +111,7 @@ func waitFor(ctx context.Context, name string, d time.Duration) error {
 		if err == nil || !errors.Is(err, fs.ErrNotExist) || time.Now().After(deadline) {
 			return err
 		}
-		if !sleep(ctx, 100*time.Millisecond) {
+		if !backoff.Sleep(ctx, 100*time.Millisecond) {
 			return ctx.Err()
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/outposthq/outpost/appliance/internal/agentproto"
+	"github.com/outposthq/outpost/internal/backoff"
 )
 
 // errNoWorkflow: in discovery mode, the machine has no workflow yet (404).
@@ -126,7 +127,7 @@ func (r *runner) fetch(ctx context.Context) (*agentproto.Workflow, error) {
 		}
 		// 400 or 409 to a GET: nothing to do but ask again, slowly.
 		r.log.Warn("appliance refused to serve the workflow; asking again", "err", err)
-		if !sleep(ctx, r.a.cfg.RetryMax) {
+		if !backoff.Sleep(ctx, r.a.cfg.RetryMax) {
 			return nil, ctx.Err()
 		}
 	}

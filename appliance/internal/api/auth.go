@@ -10,7 +10,7 @@ import (
 	"strings"
 
 	"github.com/outposthq/outpost/appliance/internal/store"
-	"github.com/outposthq/outpost/internal/errs"
+	"github.com/outposthq/outpost/internal/httpapi"
 )
 
 // A token is "<id>.<secret>": the id finds the record, the secret's
@@ -47,13 +47,7 @@ func checkToken(tx *store.Tx, token string) bool {
 }
 
 // bearer returns the request's bearer token.
-func bearer(r *http.Request) string {
-	h := r.Header.Get("Authorization")
-	if len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
-		return strings.TrimSpace(h[7:])
-	}
-	return ""
-}
+func bearer(r *http.Request) string { return httpapi.Bearer(r) }
 
 // requireToken answers 401 unless the request carries a valid token.
 func (s *Server) requireToken(next http.Handler) http.Handler {
@@ -64,10 +58,7 @@ func (s *Server) requireToken(next http.Handler) http.Handler {
 			_ = s.db.View(func(tx *store.Tx) error { ok = checkToken(tx, tok); return nil })
 		}
 		if !ok {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="outpost"`)
-			writeJSON(w, http.StatusUnauthorized, errorBody{Error: &errs.Error{
-				Code: codeUnauthorized, Message: "a valid bearer token is required (Authorization: Bearer <token>)",
-			}})
+			httpapi.Unauthorized(w, "outpost")
 			return
 		}
 		next.ServeHTTP(w, r)

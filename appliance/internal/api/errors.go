@@ -2,42 +2,22 @@ package api
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"log/slog"
 	"net/http"
 
 	"github.com/outposthq/outpost/appliance/internal/site"
 	"github.com/outposthq/outpost/internal/errs"
+	"github.com/outposthq/outpost/internal/httpapi"
 )
 
 // errorBody is the JSON shape of every error response.
-type errorBody struct {
-	Error *errs.Error `json:"error"`
-}
+type errorBody = httpapi.ErrorBody
 
-// statusOf maps a domain error code to an HTTP status.
-func statusOf(code string) int {
-	switch code {
-	case errs.CodeInvalid:
-		return http.StatusBadRequest
-	case errs.CodeNotFound:
-		return http.StatusNotFound
-	case errs.CodeConflict:
-		return http.StatusConflict
-	case codeUnauthorized:
-		return http.StatusUnauthorized
-	case codeUnavailable:
-		return http.StatusServiceUnavailable
-	}
-	return http.StatusInternalServerError
-}
-
-// Codes beyond the store's.
+// Codes beyond the domain's (errs).
 const (
-	codeUnauthorized = "unauthorized"
-	codeUnavailable  = "unavailable"
-	codeInternal     = "internal"
+	codeUnavailable = httpapi.CodeUnavailable
+	codeInternal    = httpapi.CodeInternal
 )
 
 // writeError answers with err. Domain errors are shown as they are; any
@@ -56,13 +36,8 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 			slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.Any("err", err))
 		e = &errs.Error{Code: codeInternal, Message: "internal error; see the appliance log"}
 	}
-	writeJSON(w, statusOf(e.Code), errorBody{Error: e})
+	httpapi.WriteError(w, e)
 }
 
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	_ = enc.Encode(v)
-}
+// writeJSON answers with status and v as indented JSON.
+func writeJSON(w http.ResponseWriter, status int, v any) { httpapi.WriteJSON(w, status, v) }

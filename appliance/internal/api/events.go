@@ -1,21 +1,17 @@
 package api
 
 import (
-	"encoding/json"
-	"fmt"
 	"net/http"
 	"strconv"
-	"time"
 
 	"github.com/outposthq/outpost/appliance/internal/store"
 	"github.com/outposthq/outpost/internal/errs"
+	"github.com/outposthq/outpost/internal/sse"
 )
 
 const (
 	defaultEventPage = 500
 	maxEventPage     = 10000
-	// streamHeartbeat keeps idle streams (and proxies) alive.
-	streamHeartbeat = 15 * time.Second
 )
 
 // eventQuery reads ?since= and ?limit=.
@@ -82,64 +78,36 @@ func (s *Server) postEvent(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusCreated, map[string]uint64{"index": index})
 }
 
-// streamEvents sends events after ?since= as Server-Sent Events, then
-// every new one as it is committed, until the client goes away. Each
-// event's SSE id is its sequence number, so a client resumes with
-// ?since=<last id>.
+// streamEvents sends events after ?since= (or Last-Event-ID) as
+// Server-Sent Events, then every new one as it is committed, until the
+// client goes away. Each event's SSE id is its sequence number, so a
+// client resumes with ?since=<last id>.
 func (s *Server) streamEvents(w http.ResponseWriter, r *http.Request) {
 	since, _, err := eventQuery(r)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	if v := r.Header.Get("Last-Event-ID"); v != "" {
-		if id, err := strconv.ParseUint(v, 10, 64); err == nil {
-			since = id
-		}
-	}
-	flusher, ok := w.(http.Flusher)
-	if !ok {
-		s.writeError(w, r, fmt.Errorf("api: response writer cannot stream"))
+	stream, err := sse.Start(w)
+	if err != nil {
+		s.writeError(w, r, err)
 		return
 	}
-	rc := http.NewResponseController(w)
-	w.Header().Set("Content-Type", "text/event-stream")
-	w.Header().Set("Cache-Control", "no-cache")
-	w.WriteHeader(http.StatusOK)
-	flusher.Flush()
-	heartbeat := time.NewTicker(streamHeartbeat)
-	defer heartbeat.Stop()
-	for {
-		changed := s.db.Changed()
-		var events []*store.Event
-		if err := s.db.View(func(tx *store.Tx) (err error) {
-			events, err = tx.EventsSince(since, defaultEventPage)
-			return err
-		}); err != nil {
-			s.log.Error("event stream read", "err", err)
-			return
-		}
-		_ = rc.SetWriteDeadline(time.Now().Add(30 * time.Second))
-		for _, e := range events {
-			data, _ := json.Marshal(e)
-			if _, err := fmt.Fprintf(w, "id: %d\nevent: event\ndata: %s\n\n", e.Seq, data); err != nil {
-				return
-			}
-			since = e.Seq
-		}
-		flusher.Flush()
-		if len(events) == defaultEventPage {
-			continue // more are waiting
-		}
-		select {
-		case <-r.Context().Done():
-			return
-		case <-changed:
-		case <-heartbeat.C:
-			if _, err := fmt.Fprint(w, ": heartbeat\n\n"); err != nil {
-				return
-			}
-			flusher.Flush()
-		}
+	tail := sse.Tail[*store.Event]{
+		Name: "event",
+		Page: defaultEventPage,
+		Seq:  func(e *store.Event) uint64 { return e.Seq },
+		Read: func(since uint64) (<-chan struct{}, []*store.Event, error) {
+			changed := s.db.Changed()
+			var events []*store.Event
+			err := s.db.View(func(tx *store.Tx) (err error) {
+				events, err = tx.EventsSince(since, defaultEventPage)
+				return err
+			})
+			return changed, events, err
+		},
+	}
+	if err := tail.Follow(r.Context(), stream, sse.Resume(r, since)); err != nil {
+		s.log.Error("event stream read", "err", err)
 	}
 }

@@ -5,10 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/outposthq/outpost/internal/backoff"
 )
 
 // Operations, as errors and logs name them.
@@ -192,13 +193,9 @@ func (p *Pool) do(ctx context.Context, c Credentials, op string, f func(context.
 		if !retryable(kind) || attempt >= p.cfg.Attempts {
 			return fail(kind, attempt, detail)
 		}
-		wait := p.backoff(attempt)
+		wait := backoff.Exponential{Base: p.cfg.Backoff, Max: p.cfg.MaxBackoff}.Wait(attempt)
 		log.Warn("bmc: attempt failed; retrying", "attempt", attempt, "error", detail, "retry_in", wait)
-		t := time.NewTimer(wait)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
+		if !backoff.Sleep(ctx, wait) {
 			return fail(ctx.Err(), attempt, detail)
 		}
 	}
@@ -308,14 +305,3 @@ func (p *Pool) acquire(ctx context.Context) error {
 }
 
 func (p *Pool) release() { <-p.sem }
-
-// backoff is the jittered wait after attempt: Backoff doubled per
-// attempt, at most MaxBackoff, then between half and all of that.
-func (p *Pool) backoff(attempt int) time.Duration {
-	d := p.cfg.Backoff
-	for i := 1; i < attempt && d < p.cfg.MaxBackoff; i++ {
-		d *= 2
-	}
-	d = min(d, p.cfg.MaxBackoff)
-	return d/2 + rand.N(d/2+1)
-}

@@ -14,9 +14,10 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"time"
 
 	"sigs.k8s.io/yaml"
+
+	"github.com/outposthq/outpost/internal/conf"
 )
 
 //go:embed default.yaml
@@ -86,10 +87,9 @@ type Config struct {
 	// gave when the site was created; required with CentralURL. Keep it
 	// mode 0600: it is never logged.
 	SiteCredentialFile string `json:"site_credential_file,omitempty"`
-	// LogLevel is debug, info, warn or error.
-	LogLevel string `json:"log_level"`
-	// LogFormat is text or json.
-	LogFormat string `json:"log_format"`
+	// Logging holds log_level (debug, info, warn or error) and
+	// log_format (text or json).
+	conf.Logging
 }
 
 // BMCConfig says how the appliance drives BMCs.
@@ -97,43 +97,17 @@ type BMCConfig struct {
 	// JobTimeout bounds one execution of a BMC job, its retries
 	// included; a job abandoned by a leader that died may start again
 	// on another after it.
-	JobTimeout Duration `json:"job_timeout"`
+	JobTimeout conf.Duration `json:"job_timeout"`
 	// CallTimeout bounds one call to a BMC.
-	CallTimeout Duration `json:"call_timeout"`
+	CallTimeout conf.Duration `json:"call_timeout"`
 	// Attempts is how many times a failed call is tried, with backoff
 	// and jitter between tries.
 	Attempts int `json:"attempts"`
 	// PollInterval is how often each machine's power state is read; 0
 	// turns polling off.
-	PollInterval Duration `json:"poll_interval"`
+	PollInterval conf.Duration `json:"poll_interval"`
 	// Concurrency bounds the BMC operations in flight across the site.
 	Concurrency int `json:"concurrency"`
-}
-
-// Duration is a time.Duration written as "90s" in YAML and on the
-// command line.
-type Duration time.Duration
-
-func (d Duration) String() string { return time.Duration(d).String() }
-
-// Set parses a flag's value.
-func (d *Duration) Set(s string) error {
-	v, err := time.ParseDuration(s)
-	if err != nil {
-		return err
-	}
-	*d = Duration(v)
-	return nil
-}
-
-func (d Duration) MarshalJSON() ([]byte, error) { return []byte(`"` + d.String() + `"`), nil }
-
-func (d *Duration) UnmarshalJSON(b []byte) error {
-	s := strings.Trim(string(b), `"`)
-	if err := d.Set(s); err != nil {
-		return fmt.Errorf("duration %s: %w", b, err)
-	}
-	return nil
 }
 
 // Default returns the embedded defaults.
@@ -150,7 +124,6 @@ func Default() *Config {
 func Load(args []string) (*Config, error) {
 	c := Default()
 	fs := flag.NewFlagSet("applianced", flag.ContinueOnError)
-	file := fs.String("config", "", "YAML configuration file")
 	fs.StringVar(&c.NodeID, "id", c.NodeID, "node ID, unique within the site")
 	fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "data directory")
 	fs.StringVar(&c.APIAddr, "api-addr", c.APIAddr, "API listen address")
@@ -176,27 +149,9 @@ func Load(args []string) (*Config, error) {
 	fs.StringVar(&c.SiteCredentialFile, "site-credential-file", c.SiteCredentialFile, "file holding the site's credential for central")
 	fs.StringVar(&c.BootURL, "boot-url", c.BootURL, "boot HTTP URL machines reach (default: from -boot-addr unless a wildcard)")
 	fs.StringVar(&c.ArtifactDir, "artifact-dir", c.ArtifactDir, "directory of boot artifacts")
-	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
-	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "text or json")
-	// A first pass finds -config; the file is loaded under the flags,
-	// then the flags are parsed again so that they win.
-	if err := fs.Parse(args); err != nil {
+	c.AddFlags(fs)
+	if err := conf.Load(fs, args, c); err != nil {
 		return nil, err
-	}
-	if *file != "" {
-		raw, err := os.ReadFile(*file)
-		if err != nil {
-			return nil, fmt.Errorf("config: %w", err)
-		}
-		if err := yaml.UnmarshalStrict(raw, c); err != nil {
-			return nil, fmt.Errorf("config: %s: %w", *file, err)
-		}
-		if err := fs.Parse(args); err != nil {
-			return nil, err
-		}
-	}
-	if fs.NArg() > 0 {
-		return nil, fmt.Errorf("config: unexpected argument %q", fs.Arg(0))
 	}
 	c.fill()
 	if err := c.Validate(); err != nil {
@@ -291,16 +246,7 @@ func (c *Config) Validate() error {
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		errs = append(errs, errors.New("tls_cert and tls_key go together"))
 	}
-	switch c.LogLevel {
-	case "debug", "info", "warn", "error":
-	default:
-		errs = append(errs, fmt.Errorf("log_level %q: want debug, info, warn or error", c.LogLevel))
-	}
-	switch c.LogFormat {
-	case "text", "json":
-	default:
-		errs = append(errs, fmt.Errorf("log_format %q: want text or json", c.LogFormat))
-	}
+	errs = append(errs, c.Logging.Validate()...)
 	if len(errs) > 0 {
 		return fmt.Errorf("config: %w", errors.Join(errs...))
 	}

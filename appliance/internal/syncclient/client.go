@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"os"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/outposthq/outpost/appliance/internal/site"
 	"github.com/outposthq/outpost/appliance/internal/store"
+	"github.com/outposthq/outpost/internal/backoff"
 	"github.com/outposthq/outpost/syncproto"
 )
 
@@ -168,10 +168,7 @@ func (c *Client) Run(ctx context.Context) error {
 // the next: exponential in failures, with jitter, long after a refusal
 // that needs an operator.
 func (c *Client) backoff(failures int, err error) time.Duration {
-	d := c.cfg.MinBackoff << min(failures-1, 20)
-	if d > c.cfg.MaxBackoff || d <= 0 {
-		d = c.cfg.MaxBackoff
-	}
+	d := backoff.Exponential{Base: c.cfg.MinBackoff, Max: c.cfg.MaxBackoff}.Ceiling(failures)
 	switch code := syncproto.CodeOf(err); {
 	case errors.Is(err, errNotLeader):
 		c.log.Info("sync stopped: this node no longer leads")
@@ -185,8 +182,7 @@ func (c *Client) backoff(failures int, err error) time.Duration {
 	default:
 		c.log.Warn("sync connection ended", "err", err, "retry_in", d)
 	}
-	// Jitter: between half and all of d.
-	return d/2 + rand.N(d/2+1)
+	return backoff.Jitter(d)
 }
 
 var errNotLeader = errors.New("syncclient: this node no longer leads")
@@ -239,13 +235,4 @@ func (c *Client) credential() (syncproto.Credential, error) {
 }
 
 // sleep waits d or until ctx ends, and reports whether d passed.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
-}
+func sleep(ctx context.Context, d time.Duration) bool { return backoff.Sleep(ctx, d) }

@@ -21,6 +21,7 @@ import (
 	"github.com/outposthq/outpost/central/internal/hub"
 	"github.com/outposthq/outpost/central/internal/store"
 	"github.com/outposthq/outpost/internal/errs"
+	"github.com/outposthq/outpost/internal/httpapi"
 )
 
 // Config configures the API.
@@ -56,7 +57,7 @@ func (s *Server) Handler() http.Handler {
 	s.routes(authed)
 	root := http.NewServeMux()
 	root.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]bool{"healthy": true})
+		httpapi.WriteJSON(w, http.StatusOK, map[string]bool{"healthy": true})
 	})
 	root.Handle("/", s.requireToken(authed))
 	return root
@@ -85,80 +86,36 @@ func (s *Server) routes(mux *http.ServeMux) {
 	s.clusterRoutes(mux)
 
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusNotFound, errorBody{Error: &errs.Error{
-			Code: errs.CodeNotFound, Message: "no route for " + r.Method + " " + r.URL.Path,
-		}})
+		httpapi.WriteError(w, &errs.Error{Code: errs.CodeNotFound, Message: "no route for " + r.Method + " " + r.URL.Path})
 	})
-}
-
-// bearer returns the request's bearer token.
-func bearer(r *http.Request) string {
-	h := r.Header.Get("Authorization")
-	if len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
-		return strings.TrimSpace(h[7:])
-	}
-	return ""
 }
 
 // requireToken answers 401 unless the request carries a valid token.
 func (s *Server) requireToken(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if tok := bearer(r); tok == "" || !s.db.CheckToken(tok) {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="outpost central"`)
-			writeJSON(w, http.StatusUnauthorized, errorBody{Error: &errs.Error{
-				Code: codeUnauthorized, Message: "a valid bearer token is required (Authorization: Bearer <token>)",
-			}})
+		if tok := httpapi.Bearer(r); tok == "" || !s.db.CheckToken(tok) {
+			httpapi.Unauthorized(w, "outpost central")
 			return
 		}
 		next.ServeHTTP(w, r)
 	})
 }
 
-// errorBody is the JSON shape of every error response.
-type errorBody struct {
-	Error *errs.Error `json:"error"`
-}
-
-const (
-	codeUnauthorized = "unauthorized"
-	codeInternal     = "internal"
-	codeUnavailable  = "unavailable"
-)
-
 // writeError answers with err: a domain error as it is, anything else
 // logged and answered with a generic message.
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	e, ok := errs.AsError(err)
-	if !ok && isUnavailable(err) {
+	switch {
+	case ok:
+	case isUnavailable(err):
 		// A replicated central lost its leader under this request.
 		s.log.Warn("request not applied", "method", r.Method, "path", r.URL.Path, "err", err)
-		writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: &errs.Error{
-			Code: codeUnavailable, Message: "central's leader changed during the request; it may not have been applied: retry it",
-		}})
-		return
-	}
-	if !ok {
+		e = &errs.Error{Code: httpapi.CodeUnavailable, Message: "central's leader changed during the request; it may not have been applied: retry it"}
+	default:
 		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
-		e = &errs.Error{Code: codeInternal, Message: "internal error; see central's log"}
+		e = &errs.Error{Code: httpapi.CodeInternal, Message: "internal error; see central's log"}
 	}
-	status := http.StatusInternalServerError
-	switch e.Code {
-	case errs.CodeInvalid:
-		status = http.StatusBadRequest
-	case errs.CodeNotFound:
-		status = http.StatusNotFound
-	case errs.CodeConflict:
-		status = http.StatusConflict
-	}
-	writeJSON(w, status, errorBody{Error: e})
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	_ = enc.Encode(v)
+	httpapi.WriteError(w, e)
 }
 
 // maxBody bounds a request body: an object of the largest size the

@@ -7,6 +7,7 @@ import (
 	"github.com/outposthq/outpost/central/internal/replica"
 	"github.com/outposthq/outpost/central/internal/store"
 	"github.com/outposthq/outpost/internal/errs"
+	"github.com/outposthq/outpost/internal/httpapi"
 )
 
 // Cluster is the Raft node of a replicated central (package replica).
@@ -43,7 +44,7 @@ func (s *Server) clusterStatus(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, errSingle)
 		return
 	}
-	writeJSON(w, http.StatusOK, s.cluster.Status())
+	httpapi.WriteJSON(w, http.StatusOK, s.cluster.Status())
 }
 
 // clusterKey hands a joining node central's key, sealed for it.
@@ -61,13 +62,13 @@ func (s *Server) clusterKey(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, errs.Invalid("id", "is required"))
 		return
 	}
-	sealed, err := s.db.SealKeyFor(bearer(r), req.ID)
+	sealed, err := s.db.SealKeyFor(httpapi.Bearer(r), req.ID)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
 	s.log.Info("cluster: key handed to a joining node", "id", req.ID)
-	writeJSON(w, http.StatusOK, JoinKeyResponse{SealedKey: sealed})
+	httpapi.WriteJSON(w, http.StatusOK, JoinKeyResponse{SealedKey: sealed})
 }
 
 // clusterAdd makes a node a voter.
@@ -85,7 +86,7 @@ func (s *Server) clusterAdd(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, s.cluster.Status())
+	httpapi.WriteJSON(w, http.StatusOK, s.cluster.Status())
 }
 
 func (s *Server) clusterRemove(w http.ResponseWriter, r *http.Request) {

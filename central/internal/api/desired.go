@@ -6,6 +6,7 @@ import (
 
 	"github.com/outposthq/outpost/central/internal/store"
 	"github.com/outposthq/outpost/internal/errs"
+	"github.com/outposthq/outpost/internal/httpapi"
 )
 
 // putOrder places an order: a new revision of the site's desired state.
@@ -40,7 +41,7 @@ func (s *Server) putOrder(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.log.Info("order placed", "site", r.PathValue("site"), "order", o.ID, "action", o.Action, "machine", o.MachineID, "revision", rev)
-	writeJSON(w, http.StatusOK, map[string]any{"order": &o, "revision": rev})
+	httpapi.WriteJSON(w, http.StatusOK, map[string]any{"order": &o, "revision": rev})
 }
 
 // putItem puts a machine, image or template, an opaque JSON object the
@@ -61,7 +62,7 @@ func (s *Server) putItem(kind string) http.HandlerFunc {
 			s.writeError(w, r, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, map[string]any{"kind": kind, "key": r.PathValue("key"), "object": shown(kind, obj), "revision": rev})
+		httpapi.WriteJSON(w, http.StatusOK, map[string]any{"kind": kind, "key": r.PathValue("key"), "object": shown(kind, obj), "revision": rev})
 	}
 }
 
@@ -72,7 +73,7 @@ func (s *Server) deleteItem(kind string) http.HandlerFunc {
 			s.writeError(w, r, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, map[string]any{"kind": kind, "key": r.PathValue("key"), "deleted": true, "revision": rev})
+		httpapi.WriteJSON(w, http.StatusOK, map[string]any{"kind": kind, "key": r.PathValue("key"), "deleted": true, "revision": rev})
 	}
 }
 
@@ -83,7 +84,7 @@ func (s *Server) getItem(kind string) http.HandlerFunc {
 			s.writeError(w, r, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, shown(kind, obj))
+		httpapi.WriteJSON(w, http.StatusOK, shown(kind, obj))
 	}
 }
 
@@ -98,7 +99,7 @@ func (s *Server) listItems(kind, plural string) http.HandlerFunc {
 		for _, it := range items {
 			out = append(out, shown(kind, it.Object))
 		}
-		writeJSON(w, http.StatusOK, map[string]any{plural: out})
+		httpapi.WriteJSON(w, http.StatusOK, map[string]any{plural: out})
 	}
 }
 

@@ -1,20 +1,18 @@
 package api
 
 import (
-	"encoding/json"
-	"fmt"
 	"net/http"
 	"strconv"
-	"time"
 
+	"github.com/outposthq/outpost/central/internal/store"
 	"github.com/outposthq/outpost/internal/errs"
+	"github.com/outposthq/outpost/internal/httpapi"
+	"github.com/outposthq/outpost/internal/sse"
 )
 
 const (
 	defaultEventPage = 500
 	maxEventPage     = 10000
-	// streamHeartbeat keeps idle streams (and proxies) alive.
-	streamHeartbeat = 15 * time.Second
 )
 
 // eventQuery reads ?since= and ?limit=.
@@ -47,7 +45,7 @@ func (s *Server) listEvents(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"events": events, "stored_seq": stored})
+	httpapi.WriteJSON(w, http.StatusOK, map[string]any{"events": events, "stored_seq": stored})
 }
 
 // streamEvents sends the site's events after ?since= (or Last-Event-ID)
@@ -63,50 +61,23 @@ func (s *Server) streamEvents(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	if v := r.Header.Get("Last-Event-ID"); v != "" {
-		if id, err := strconv.ParseUint(v, 10, 64); err == nil {
-			since = id
-		}
-	}
-	rc := http.NewResponseController(w)
-	w.Header().Set("Content-Type", "text/event-stream")
-	w.Header().Set("Cache-Control", "no-cache")
-	w.WriteHeader(http.StatusOK)
-	if rc.Flush() != nil {
+	stream, err := sse.Start(w)
+	if err != nil {
+		s.writeError(w, r, err)
 		return
 	}
-	heartbeat := time.NewTicker(streamHeartbeat)
-	defer heartbeat.Stop()
-	for {
-		changed := s.db.WatchEvents(site)
-		events, _, err := s.db.Events(site, since, defaultEventPage)
-		if err != nil {
-			s.log.Error("event stream read", "site", site, "err", err)
-			return
-		}
-		_ = rc.SetWriteDeadline(time.Now().Add(30 * time.Second))
-		for _, e := range events {
-			data, _ := json.Marshal(e)
-			if _, err := fmt.Fprintf(w, "id: %d\nevent: event\ndata: %s\n\n", e.Seq, data); err != nil {
-				return
-			}
-			since = e.Seq
-		}
-		if rc.Flush() != nil {
-			return
-		}
-		if len(events) == defaultEventPage {
-			continue
-		}
-		select {
-		case <-r.Context().Done():
-			return
-		case <-changed:
-		case <-heartbeat.C:
-			if _, err := fmt.Fprint(w, ": heartbeat\n\n"); err != nil || rc.Flush() != nil {
-				return
-			}
-		}
+	tail := sse.Tail[*store.Event]{
+		Name: "event",
+		Page: defaultEventPage,
+		Seq:  func(e *store.Event) uint64 { return e.Seq },
+		Read: func(since uint64) (<-chan struct{}, []*store.Event, error) {
+			changed := s.db.WatchEvents(site)
+			events, _, err := s.db.Events(site, since, defaultEventPage)
+			return changed, events, err
+		},
+	}
+	if err := tail.Follow(r.Context(), stream, sse.Resume(r, since)); err != nil {
+		s.log.Error("event stream read", "site", site, "err", err)
 	}
 }
 
@@ -121,5 +92,5 @@ func (s *Server) resetEvents(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.log.Warn("site events reset", "site", r.PathValue("site"), "dropped", dropped)
-	writeJSON(w, http.StatusOK, map[string]any{"dropped": dropped, "stored_seq": 0})
+	httpapi.WriteJSON(w, http.StatusOK, map[string]any{"dropped": dropped, "stored_seq": 0})
 }

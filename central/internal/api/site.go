@@ -6,6 +6,7 @@ import (
 
 	"github.com/outposthq/outpost/central/internal/hub"
 	"github.com/outposthq/outpost/central/internal/store"
+	"github.com/outposthq/outpost/internal/httpapi"
 )
 
 // siteView is a site as the API shows it: never its credential's hash.
@@ -68,7 +69,7 @@ func (s *Server) createSite(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.log.Info("site created", "site", site.ID)
-	writeJSON(w, http.StatusCreated, map[string]any{"site": s.view(site), "credential": cred})
+	httpapi.WriteJSON(w, http.StatusCreated, map[string]any{"site": s.view(site), "credential": cred})
 }
 
 func (s *Server) listSites(w http.ResponseWriter, r *http.Request) {
@@ -81,7 +82,7 @@ func (s *Server) listSites(w http.ResponseWriter, r *http.Request) {
 	for _, site := range sites {
 		out = append(out, s.view(site))
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"sites": out})
+	httpapi.WriteJSON(w, http.StatusOK, map[string]any{"sites": out})
 }
 
 func (s *Server) getSite(w http.ResponseWriter, r *http.Request) {
@@ -90,5 +91,5 @@ func (s *Server) getSite(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, s.view(site))
+	httpapi.WriteJSON(w, http.StatusOK, s.view(site))
 }

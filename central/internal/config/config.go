@@ -8,14 +8,11 @@ import (
 	"fmt"
 	"net"
 	"net/url"
-	"os"
 	"path/filepath"
 	"regexp"
-	"strings"
 	"time"
 
-	"sigs.k8s.io/yaml"
-
+	"github.com/outposthq/outpost/internal/conf"
 	"github.com/outposthq/outpost/syncproto"
 )
 
@@ -38,10 +35,10 @@ type Config struct {
 	TLSKey  string `json:"tls_key,omitempty"`
 	// Heartbeat is the heartbeat interval of every site connection
 	// (syncproto.MinHeartbeat to syncproto.MaxHeartbeat).
-	Heartbeat Duration `json:"heartbeat"`
+	Heartbeat conf.Duration `json:"heartbeat"`
 	// WriteTimeout bounds every write to a site: a site that does not
 	// take a message in time loses its connection.
-	WriteTimeout Duration `json:"write_timeout"`
+	WriteTimeout conf.Duration `json:"write_timeout"`
 	// RaftAddr, when set, makes central one node of a Raft cluster
 	// listening there (host:port) for its peers; empty runs a single
 	// node with no Raft at all.
@@ -59,35 +56,9 @@ type Config struct {
 	// JoinTokenFile holds an admin token of the cluster to join (or set
 	// OUTPOST_CENTRAL_JOIN_TOKEN).
 	JoinTokenFile string `json:"join_token_file,omitempty"`
-	// LogLevel is debug, info, warn or error.
-	LogLevel string `json:"log_level"`
-	// LogFormat is text or json.
-	LogFormat string `json:"log_format"`
-}
-
-// Duration is a time.Duration written as "90s" in YAML and on the
-// command line.
-type Duration time.Duration
-
-func (d Duration) String() string { return time.Duration(d).String() }
-
-// Set parses a flag's value.
-func (d *Duration) Set(s string) error {
-	v, err := time.ParseDuration(s)
-	if err != nil {
-		return err
-	}
-	*d = Duration(v)
-	return nil
-}
-
-func (d Duration) MarshalJSON() ([]byte, error) { return []byte(`"` + d.String() + `"`), nil }
-
-func (d *Duration) UnmarshalJSON(b []byte) error {
-	if err := d.Set(strings.Trim(string(b), `"`)); err != nil {
-		return fmt.Errorf("duration %s: %w", b, err)
-	}
-	return nil
+	// Logging holds log_level (debug, info, warn or error) and
+	// log_format (text or json).
+	conf.Logging
 }
 
 // Default returns the defaults.
@@ -95,10 +66,9 @@ func Default() *Config {
 	return &Config{
 		DataDir:      DefaultDataDir,
 		Addr:         DefaultAddr,
-		Heartbeat:    Duration(syncproto.DefaultHeartbeat),
-		WriteTimeout: Duration(DefaultWriteTimeout),
-		LogLevel:     "info",
-		LogFormat:    "text",
+		Heartbeat:    conf.Duration(syncproto.DefaultHeartbeat),
+		WriteTimeout: conf.Duration(DefaultWriteTimeout),
+		Logging:      conf.Logging{LogLevel: "info", LogFormat: "text"},
 	}
 }
 
@@ -107,7 +77,6 @@ func Default() *Config {
 func Load(args []string) (*Config, error) {
 	c := Default()
 	fs := flag.NewFlagSet("centrald", flag.ContinueOnError)
-	file := fs.String("config", "", "YAML configuration file")
 	fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "data directory")
 	fs.StringVar(&c.Addr, "addr", c.Addr, "listen address of the API and the sync websocket")
 	fs.StringVar(&c.TLSCert, "tls-cert", c.TLSCert, "TLS certificate file (with -tls-key: serve HTTPS and WSS)")
@@ -120,27 +89,9 @@ func Load(args []string) (*Config, error) {
 	fs.StringVar(&c.APIURL, "api-url", c.APIURL, "URL peers reach this node's API at (default: <scheme>://<addr>)")
 	fs.StringVar(&c.Join, "join", c.Join, "API URL of a member of the cluster to join")
 	fs.StringVar(&c.JoinTokenFile, "join-token-file", c.JoinTokenFile, "file holding an admin token of the cluster to join")
-	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
-	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "text or json")
-	// A first pass finds -config; the file is loaded under the flags,
-	// then the flags are parsed again so that they win.
-	if err := fs.Parse(args); err != nil {
+	c.AddFlags(fs)
+	if err := conf.Load(fs, args, c); err != nil {
 		return nil, err
-	}
-	if *file != "" {
-		raw, err := os.ReadFile(*file)
-		if err != nil {
-			return nil, fmt.Errorf("config: %w", err)
-		}
-		if err := yaml.UnmarshalStrict(raw, c); err != nil {
-			return nil, fmt.Errorf("config: %s: %w", *file, err)
-		}
-		if err := fs.Parse(args); err != nil {
-			return nil, err
-		}
-	}
-	if fs.NArg() > 0 {
-		return nil, fmt.Errorf("config: unexpected argument %q", fs.Arg(0))
 	}
 	if err := c.Validate(); err != nil {
 		return nil, err
@@ -191,16 +142,7 @@ func (c *Config) Validate() error {
 	} else if c.Join != "" || c.NodeID != "" {
 		errs = append(errs, errors.New("node_id and join need raft_addr: a single central has no cluster"))
 	}
-	switch c.LogLevel {
-	case "debug", "info", "warn", "error":
-	default:
-		errs = append(errs, fmt.Errorf("log_level %q: want debug, info, warn or error", c.LogLevel))
-	}
-	switch c.LogFormat {
-	case "text", "json":
-	default:
-		errs = append(errs, fmt.Errorf("log_format %q: want text or json", c.LogFormat))
-	}
+	errs = append(errs, c.Logging.Validate()...)
 	if len(errs) > 0 {
 		return fmt.Errorf("config: %w", errors.Join(errs...))
 	}

@@ -1,0 +1,80 @@
+// Package httpapi holds the conventions of the JSON APIs both sides of
+// Outpost serve (the appliance's and central's): an admin's bearer token
+// in the Authorization header; answers as indented JSON; and every error
+// as {"error": {"code", "field", "message"}} (an errs.Error) with the
+// HTTP status of its code.
+package httpapi
+
+import (
+	"encoding/json"
+	"net/http"
+	"strings"
+
+	"github.com/outposthq/outpost/internal/errs"
+)
+
+// Codes of the errors an API answers with beyond errs' own.
+const (
+	// CodeUnauthorized: no valid bearer token (401).
+	CodeUnauthorized = "unauthorized"
+	// CodeUnavailable: the request could not be taken now, such as
+	// while a cluster has no leader; it may be retried (503).
+	CodeUnavailable = "unavailable"
+	// CodeInternal: a failure whose detail stays in the server's log
+	// (500).
+	CodeInternal = "internal"
+)
+
+// ErrorBody is the JSON shape of every error answer.
+type ErrorBody struct {
+	Error *errs.Error `json:"error"`
+}
+
+// Status is the HTTP status of an error code; unknown codes are 500.
+func Status(code string) int {
+	switch code {
+	case errs.CodeInvalid:
+		return http.StatusBadRequest
+	case errs.CodeNotFound:
+		return http.StatusNotFound
+	case errs.CodeConflict:
+		return http.StatusConflict
+	case CodeUnauthorized:
+		return http.StatusUnauthorized
+	case CodeUnavailable:
+		return http.StatusServiceUnavailable
+	}
+	return http.StatusInternalServerError
+}
+
+// WriteJSON answers with status and v as indented JSON.
+func WriteJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+// WriteError answers with e and the status of its code.
+func WriteError(w http.ResponseWriter, e *errs.Error) {
+	WriteJSON(w, Status(e.Code), ErrorBody{Error: e})
+}
+
+// Bearer returns the request's bearer token, or "" when it has none.
+func Bearer(r *http.Request) string {
+	h := r.Header.Get("Authorization")
+	if len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
+		return strings.TrimSpace(h[7:])
+	}
+	return ""
+}
+
+// Unauthorized answers 401 to a request without a valid bearer token,
+// naming realm in the WWW-Authenticate challenge.
+func Unauthorized(w http.ResponseWriter, realm string) {
+	w.Header().Set("WWW-Authenticate", `Bearer realm="`+realm+`"`)
+	WriteError(w, &errs.Error{
+		Code: CodeUnauthorized, Message: "a valid bearer token is required (Authorization: Bearer <token>)",
+	})
+}

@@ -1,0 +1,106 @@
+package httpapi
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/outposthq/outpost/internal/errs"
+)
+
+func TestBearer(t *testing.T) {
+	tests := map[string]struct {
+		header string // Authorization; none if empty
+		want   string
+	}{
+		"none":          {},
+		"bearer":        {header: "Bearer abc.def", want: "abc.def"},
+		"any case":      {header: "bEaReR abc", want: "abc"},
+		"spaces":        {header: "Bearer   abc  ", want: "abc"},
+		"no token":      {header: "Bearer ", want: ""},
+		"other scheme":  {header: "Basic YWxhZGRpbjpvcGVu", want: ""},
+		"no space":      {header: "Bearerabc", want: ""},
+		"scheme only":   {header: "Bearer", want: ""},
+		"token no type": {header: "abc.def", want: ""},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			r := httptest.NewRequest("GET", "/", nil)
+			if tc.header != "" {
+				r.Header.Set("Authorization", tc.header)
+			}
+			if got := Bearer(r); got != tc.want {
+				t.Errorf("Bearer(%q) = %q, want %q", tc.header, got, tc.want)
+			}
+		})
+	}
+}
+
+func TestStatus(t *testing.T) {
+	tests := map[string]int{
+		errs.CodeInvalid:  http.StatusBadRequest,
+		errs.CodeNotFound: http.StatusNotFound,
+		errs.CodeConflict: http.StatusConflict,
+		CodeUnauthorized:  http.StatusUnauthorized,
+		CodeUnavailable:   http.StatusServiceUnavailable,
+		CodeInternal:      http.StatusInternalServerError,
+		"":                http.StatusInternalServerError,
+		"something else":  http.StatusInternalServerError,
+	}
+	for code, want := range tests {
+		if got := Status(code); got != want {
+			t.Errorf("Status(%q) = %d, want %d", code, got, want)
+		}
+	}
+}
+
+func TestWrite(t *testing.T) {
+	tests := map[string]struct {
+		write      func(http.ResponseWriter)
+		wantStatus int
+		wantHeader http.Header
+		wantBody   string
+	}{
+		"json": {
+			write:      func(w http.ResponseWriter) { WriteJSON(w, http.StatusCreated, map[string]int{"index": 7}) },
+			wantStatus: http.StatusCreated,
+			wantHeader: http.Header{"Content-Type": {"application/json"}},
+			wantBody:   "{\n  \"index\": 7\n}\n",
+		},
+		"domain error": {
+			write:      func(w http.ResponseWriter) { WriteError(w, errs.Invalid("name", "is required")) },
+			wantStatus: http.StatusBadRequest,
+			wantHeader: http.Header{"Content-Type": {"application/json"}},
+			wantBody:   "{\n  \"error\": {\n    \"code\": \"invalid\",\n    \"field\": \"name\",\n    \"message\": \"is required\"\n  }\n}\n",
+		},
+		"unavailable": {
+			write:      func(w http.ResponseWriter) { WriteError(w, &errs.Error{Code: CodeUnavailable, Message: "no leader"}) },
+			wantStatus: http.StatusServiceUnavailable,
+			wantHeader: http.Header{"Content-Type": {"application/json"}},
+			wantBody:   "{\n  \"error\": {\n    \"code\": \"unavailable\",\n    \"message\": \"no leader\"\n  }\n}\n",
+		},
+		"unauthorized": {
+			write:      func(w http.ResponseWriter) { Unauthorized(w, "outpost") },
+			wantStatus: http.StatusUnauthorized,
+			wantHeader: http.Header{"Content-Type": {"application/json"}, "Www-Authenticate": {`Bearer realm="outpost"`}},
+			wantBody:   "{\n  \"error\": {\n    \"code\": \"unauthorized\",\n    \"message\": \"a valid bearer token is required (Authorization: Bearer \\u003ctoken\\u003e)\"\n  }\n}\n",
+		},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			rec := httptest.NewRecorder()
+			tc.write(rec)
+			if rec.Code != tc.wantStatus {
+				t.Errorf("status %d, want %d", rec.Code, tc.wantStatus)
+			}
+			if diff := cmp.Diff(tc.wantHeader, rec.Header()); diff != "" {
+				t.Errorf("headers (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff(tc.wantBody, rec.Body.String()); diff != "" {
+				t.Errorf("body (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
