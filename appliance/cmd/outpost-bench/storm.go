@@ -287,8 +287,8 @@ func startStormAppliance(ctx context.Context, bn *sim.Net, dir, bin, artifacts s
 // API.
 func putStormSite(ctx context.Context, api *client.Client, art *sim.Artifacts, machines []sim.Machine) error {
 	objs := []store.Object{
-		&store.Image{Name: stormInstaller, Type: store.ImageInstaller, Kernel: art.Kernel, Initrd: art.Initrd, Cmdline: "panic=10"},
-		&store.Image{Name: stormImage, Type: store.ImageOS, File: art.Image, Format: "raw.gz", SHA256: art.ImageSHA256, Size: uint64(art.ImageSize)},
+		art.Installer(stormInstaller),
+		art.OSImage(stormImage),
 		labsite.InstallTemplate(),
 	}
 	for _, o := range objs {

@@ -10,6 +10,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+
+	"github.com/outposthq/outpost/appliance/internal/store"
 )
 
 // imageRaw is the size of the OS image before compression: random bytes,
@@ -62,6 +64,18 @@ func NewArtifacts(src, dir string) (*Artifacts, error) {
 		}
 	}
 	return art, art.writeImage()
+}
+
+// Installer is the record of an installer image, named name, that boots
+// the kernel and initrd of art.
+func (art *Artifacts) Installer(name string) *store.Image {
+	return &store.Image{Name: name, Type: store.ImageInstaller, Kernel: art.Kernel, Initrd: art.Initrd, Cmdline: "panic=10"}
+}
+
+// OSImage is the record of the OS image of art, named name, for the
+// image.write of a workflow.
+func (art *Artifacts) OSImage(name string) *store.Image {
+	return &store.Image{Name: name, Type: store.ImageOS, File: art.Image, Format: "raw.gz", SHA256: art.ImageSHA256, Size: uint64(art.ImageSize)}
 }
 
 // writeImage writes the OS image and its sha256 sidecar.
