@@ -38,12 +38,12 @@ func benchSyncSites(ctx context.Context, log *slog.Logger, centrald string) erro
 	err := r.Run(func(t lab.T) {
 		cen := startCentral(t, centrald, 1)
 		creds := createSites(t, cen, syncSites, 64)
-		sim := &simSites{delivered: make([]atomic.Int64, syncSites), all: make(chan struct{})}
+		fleet := &siteFleet{delivered: make([]atomic.Int64, syncSites), all: make(chan struct{})}
 		sctx, cancel := context.WithCancel(ctx)
 		defer cancel()
-		t.Cleanup(sim.wait)
+		t.Cleanup(fleet.wait)
 		t.Cleanup(cancel)
-		if err := sim.connect(sctx, "ws://"+cen.addr+syncproto.Path, creds, 64); err != nil {
+		if err := fleet.connect(sctx, "ws://"+cen.addr+syncproto.Path, creds, 64); err != nil {
 			t.Fatal(err)
 		}
 		if err := waitAllConnected(ctx, cen); err != nil {
@@ -52,15 +52,15 @@ func benchSyncSites(ctx context.Context, log *slog.Logger, centrald string) erro
 
 		placed := placeOrders(t, cen, 64)
 		select {
-		case <-sim.all:
-		case err := <-sim.errs():
+		case <-fleet.all:
+		case err := <-fleet.errs():
 			t.Fatalf("a simulated site: %v", err)
 		case <-time.After(2 * time.Minute):
-			t.Fatalf("%d of %d orders delivered after 2m", sim.count.Load(), syncSites)
+			t.Fatalf("%d of %d orders delivered after 2m", fleet.count.Load(), syncSites)
 		}
 		lats := make([]time.Duration, syncSites)
 		for i := range lats {
-			lats[i] = time.Duration(sim.delivered[i].Load() - placed[i])
+			lats[i] = time.Duration(fleet.delivered[i].Load() - placed[i])
 		}
 		slices.Sort(lats)
 		rss, err := rssMB(cen.proc.Pid())
@@ -190,9 +190,9 @@ func rssMB(pid int) (int, error) {
 	return 0, fmt.Errorf("/proc/%d/status has no VmRSS", pid)
 }
 
-// simSites are the simulated sites (sim.Site), each recording when its
-// order arrives.
-type simSites struct {
+// siteFleet is sync.sites' simulated sites (sim.Site), each recording
+// when its order arrives.
+type siteFleet struct {
 	// delivered[i] is when site i received its order, in unix
 	// nanoseconds (0: not yet).
 	delivered []atomic.Int64
@@ -202,14 +202,14 @@ type simSites struct {
 	wg        sync.WaitGroup
 }
 
-func (s *simSites) errs() <-chan error { return s.errCh }
+func (s *siteFleet) errs() <-chan error { return s.errCh }
 
 // wait waits for the sites' goroutines to end.
-func (s *simSites) wait() { s.wg.Wait() }
+func (s *siteFleet) wait() { s.wg.Wait() }
 
 // connect connects every site, dialing clients at a time, and returns
 // once each has its welcome; the sites then run until ctx ends.
-func (s *simSites) connect(ctx context.Context, url string, creds []string, clients int) error {
+func (s *siteFleet) connect(ctx context.Context, url string, creds []string, clients int) error {
 	s.errCh = make(chan error, len(creds))
 	sem := make(chan struct{}, clients)
 	welcomed := make(chan error, len(creds))
@@ -240,7 +240,7 @@ func (s *simSites) connect(ctx context.Context, url string, creds []string, clie
 
 // orderArrived returns site i's handler of changes: it records when the
 // site's order first arrives, and closes all with the last site's.
-func (s *simSites) orderArrived(i int) func(syncproto.Change) {
+func (s *siteFleet) orderArrived(i int) func(syncproto.Change) {
 	order := orderID(i)
 	return func(c syncproto.Change) {
 		if c.Kind == "order" && c.Key == order && s.delivered[i].CompareAndSwap(0, time.Now().UnixNano()) {

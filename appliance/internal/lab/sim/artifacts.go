@@ -31,6 +31,8 @@ type Artifacts struct {
 	// Image is the OS image's file name, a gzip'ed raw disk image.
 	Image string
 
+	// BootSize, KernelSize and InitrdSize are the files' sizes, which
+	// the machines check what they fetch against.
 	BootSize, KernelSize, InitrdSize int64
 	ImageSize                        int64  // of the gzip'ed file
 	ImageSHA256                      string // of the gzip'ed file, as the agent checks it

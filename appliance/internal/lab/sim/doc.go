@@ -31,23 +31,31 @@
 //     hands their changes to its caller.
 //
 // The network. Net is two namespaces joined by a veth pair in
-// 198.18.0.0/16: the server under test in Net.Server at ServerAddr (it
-// may be a process, or an in-process appliance whose sockets are made
-// there with lab.Netns.Do), the simulated machines and their Relay in
-// Net.Client at ClientAddr. Artifacts makes the directory the appliance
-// serves them. The namespaces go away, with what runs in them, when the
-// lab.T that made them ends: a test's, or a lab.Runner's in a benchmark.
+// 198.18.0.0/16: the server under test in Net.Server at ServerAddr, the
+// simulated machines and their Relay in Net.Client at ClientAddr.
+// Artifacts makes the directory the appliance serves them, and the image
+// records to store for it. The namespaces go away, with what runs in
+// them, when the lab.T that made them ends: a test's, or a lab.Runner's
+// in a benchmark.
 //
-// A test that boots a machine:
+// The appliance must run in Net.Server as a whole process: applianced,
+// or the test binary started again there (see TestProvision's TestMain).
+// An appliance inside the test's own process cannot be put there with
+// lab.Netns.Do: the sockets app.Run binds at start would be, but the TFTP
+// server opens one more socket per transfer later, outside.
+//
+// A test that boots a machine (TestProvision is one):
 //
 //	n := sim.NewNet(t)
+//	art, err := sim.NewArtifacts(src, dir)
 //	// ... start an appliance in n.Server with DHCP on sim.ServerIface,
-//	// TFTP and boot HTTP on sim.ServerAddr, serving art.Dir; store the
-//	// machine and its workflow ...
-//	relay, err := sim.NewRelay(n.Client, netip.MustParseAddr(sim.ClientAddr), netip.MustParseAddr(sim.ServerAddr))
+//	// TFTP and boot HTTP (port 8080) on sim.ServerAddr, serving art.Dir;
+//	// store art.Installer, art.OSImage, the machine and its workflow ...
+//	server := netip.MustParseAddr(sim.ServerAddr)
+//	relay, err := sim.NewRelay(n.Client, netip.MustParseAddr(sim.ClientAddr), server)
 //	...
 //	defer relay.Close()
-//	env := &sim.Env{Netns: n.Client, Relay: relay, Server: netip.MustParseAddr(sim.ServerAddr), BootPort: 8080, Artifacts: art}
+//	env := &sim.Env{Netns: n.Client, Relay: relay, Server: server, BootPort: 8080, Artifacts: art}
 //	if r := env.Provision(ctx, m); r.Err != nil {
 //		t.Fatalf("%s: phase %s: %v", r.ID, r.Phase, r.Err)
 //	}

@@ -17,11 +17,10 @@ import (
 	"github.com/outposthq/outpost/appliance/internal/agentproto"
 )
 
-// Machine is a simulated machine as the site knows it: its id and the
-// MAC of its boot interface.
+// Machine is a simulated machine as the site knows it.
 type Machine struct {
-	ID  string
-	MAC net.HardwareAddr
+	ID  string           // its id at the site, and its hostname
+	MAC net.HardwareAddr // of its boot interface
 }
 
 // Machines names n machines storm-0000, storm-0001... with locally

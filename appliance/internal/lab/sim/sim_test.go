@@ -106,7 +106,7 @@ func TestOutcome(t *testing.T) {
 }
 
 // phases is a Result's Phases with DHCP and TFTP set.
-func phases(dhcp, tftp time.Duration) (p [sim.PhaseDone + 1]time.Duration) {
+func phases(dhcp, tftp time.Duration) (p [sim.PhaseDone]time.Duration) {
 	p[sim.PhaseDHCP], p[sim.PhaseTFTP] = dhcp, tftp
 	return p
 }

@@ -16,7 +16,7 @@ import (
 // in, and hands each change it receives to its caller; it sends no
 // events.
 type Site struct {
-	ID      string
+	ID      string // the site's id at central
 	conn    *websocket.Conn
 	welcome *syncproto.Welcome
 }

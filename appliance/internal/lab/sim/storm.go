@@ -33,7 +33,7 @@ type Env struct {
 	Artifacts *Artifacts
 
 	stats   Stats
-	inPhase [numPhases]atomic.Int32
+	inPhase [PhaseDone]atomic.Int32
 	done    atomic.Int32
 	failed  atomic.Int32
 }
@@ -64,12 +64,12 @@ func (ph Phase) String() string {
 
 // Result is one machine's walk.
 type Result struct {
-	ID     string
-	Err    error // nil: ok
-	Phase  Phase // where Err happened
-	Total  time.Duration
-	Phases [numPhases]time.Duration // how long each phase it finished took
-	Addr   string                   // the address its ACK gave
+	ID     string                   // the machine's
+	Err    error                    // nil: ok
+	Phase  Phase                    // where Err happened
+	Total  time.Duration            // from its first DHCP packet to the end of its walk
+	Phases [PhaseDone]time.Duration // how long each phase of the walk it finished took
+	Addr   string                   // the address its ACK gave, once its walk succeeded
 }
 
 // Stats counts what machines met along the way, by what happened:
