@@ -18,20 +18,17 @@ import (
 	"time"
 
 	"github.com/outposthq/outpost/appliance/internal/client"
+	"github.com/outposthq/outpost/appliance/internal/lab"
+	"github.com/outposthq/outpost/appliance/internal/lab/sim"
 	"github.com/outposthq/outpost/appliance/internal/store"
 )
 
-// The DHCP benchmark's network: a server namespace and a client namespace
-// joined by a veth pair, in the benchmarking range.
+// The DHCP benchmark's pool, in its network's subnet (sim.NetCIDR), and
+// its search.
 const (
-	dhcpServerIface = "dhcp-s"
-	dhcpClientIface = "dhcp-c"
-	dhcpServerAddr  = "198.18.0.1"
-	dhcpClientAddr  = "198.18.0.2"
-	dhcpPrefixLen   = "/16"
-	dhcpPoolStart   = "198.18.1.0"
-	dhcpPoolEnd     = "198.18.255.250" // 65,275 addresses
-	dhcpLeaseSecs   = 3600
+	dhcpPoolStart = "198.18.1.0"
+	dhcpPoolEnd   = "198.18.255.250" // 65,275 addresses
+	dhcpLeaseSecs = 3600
 
 	// dhcpClients is perfdhcp's -R: as many distinct MACs as the pool
 	// holds with room to spare. Leases last an hour and a search runs
@@ -48,15 +45,11 @@ const (
 	dhcpBisections = 3
 )
 
-// dhcpNSPrefix starts the names of the benchmark's namespaces, which go on
-// with the benchmark's pid so that a later run can delete what a killed
-// one left.
-const dhcpNSPrefix = "outpost-bench-dhcp-"
-
 // benchDHCP measures full DORA exchanges per second from perfdhcp, over
-// one veth pair between two namespaces, against Outpost's applianced
-// (single node: every ACK is a lease committed through Raft), kea-dhcp4
-// (memfile lease store, persisted) and dnsmasq, one after the other. For
+// one veth pair between two namespaces (a sim.Net), against Outpost's
+// applianced (single node: every ACK is a lease committed through Raft),
+// kea-dhcp4 (memfile lease store, persisted) and dnsmasq, one after the
+// other. For
 // each it finds the highest offered rate at which at most 2.5 % of
 // exchanges go unanswered: from 500/s it doubles until drops pass 2.5 %
 // (or halves until they don't), then bisects, within about 60 s per
@@ -83,23 +76,27 @@ func benchDHCP(ctx context.Context, log *slog.Logger, _ time.Duration) error {
 	if err != nil {
 		return err
 	}
-	bn, err := newDHCPNet(tools["ip"])
-	if err != nil {
-		return err
-	}
-	defer bn.close()
+	r := lab.NewRunner(ctx, "bench-dhcp", discardLog{log})
+	return r.Run(func(t lab.T) {
+		if err := dhcpServers(ctx, log, sim.NewNet(t), dir, tools, applianced); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
 
+// dhcpServers measures each server in turn on bn, then iPXE's DHCP phase.
+func dhcpServers(ctx context.Context, log *slog.Logger, bn *sim.Net, dir string, tools map[string]string, applianced string) error {
 	servers := []struct {
 		name  string
-		start func(ctx context.Context, bn *dhcpNet, dir string) (*benchProc, error)
+		start func(ctx context.Context, bn *sim.Net, dir string) (*benchProc, error)
 	}{
-		{"outpost", func(ctx context.Context, bn *dhcpNet, dir string) (*benchProc, error) {
+		{"outpost", func(ctx context.Context, bn *sim.Net, dir string) (*benchProc, error) {
 			return startOutpostDHCP(ctx, bn, dir, applianced, benchSite, "info")
 		}},
-		{"kea", func(_ context.Context, bn *dhcpNet, dir string) (*benchProc, error) {
+		{"kea", func(_ context.Context, bn *sim.Net, dir string) (*benchProc, error) {
 			return startKea(bn, dir, tools["kea-dhcp4"])
 		}},
-		{"dnsmasq", func(_ context.Context, bn *dhcpNet, dir string) (*benchProc, error) {
+		{"dnsmasq", func(_ context.Context, bn *sim.Net, dir string) (*benchProc, error) {
 			return startDnsmasq(bn, dir, tools["dnsmasq"])
 		}},
 	}
@@ -144,8 +141,8 @@ func dhcpTools() (map[string]string, error) {
 
 // runDHCPServer starts one server in its own directory, searches its
 // rate and stops it.
-func runDHCPServer(ctx context.Context, log *slog.Logger, bn *dhcpNet, dir, perfdhcp, name string,
-	start func(context.Context, *dhcpNet, string) (*benchProc, error)) (float64, error) {
+func runDHCPServer(ctx context.Context, log *slog.Logger, bn *sim.Net, dir, perfdhcp, name string,
+	start func(context.Context, *sim.Net, string) (*benchProc, error)) (float64, error) {
 	sdir := filepath.Join(dir, name)
 	if err := os.Mkdir(sdir, 0o755); err != nil {
 		return 0, err
@@ -172,7 +169,7 @@ func runDHCPServer(ctx context.Context, log *slog.Logger, bn *dhcpNet, dir, perf
 
 // searchRate finds the highest rate with drops within dhcpMaxDrops and
 // returns the rate of completed exchanges achieved at it.
-func searchRate(ctx context.Context, bn *dhcpNet, perfdhcp, name string, p *benchProc) (float64, error) {
+func searchRate(ctx context.Context, bn *sim.Net, perfdhcp, name string, p *benchProc) (float64, error) {
 	deadline := time.Now().Add(dhcpBudget)
 	var pass, fail, bisected int
 	best := 0.0
@@ -236,11 +233,11 @@ func (r perfResult) achieved() float64 { return float64(r.acks) / r.seconds }
 // runPerfdhcp offers rate exchanges per second for d from the client
 // namespace, from dhcpClients MACs, and waits dhcpProbeWait for late
 // answers.
-func runPerfdhcp(ctx context.Context, bn *dhcpNet, perfdhcp string, rate int, d time.Duration) (perfResult, error) {
+func runPerfdhcp(ctx context.Context, bn *sim.Net, perfdhcp string, rate int, d time.Duration) (perfResult, error) {
 	ctx, cancel := context.WithTimeout(ctx, d+30*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, bn.ip, "netns", "exec", bn.client, perfdhcp,
-		"-4", "-l", dhcpClientIface,
+	cmd := bn.Client.CommandContext(ctx, perfdhcp,
+		"-4", "-l", sim.ClientIface,
 		"-r", strconv.Itoa(rate), "-R", strconv.Itoa(dhcpClients),
 		"-p", strconv.Itoa(int(d/time.Second)),
 		"-W", strconv.Itoa(int(dhcpProbeWait/time.Microsecond)))
@@ -302,7 +299,7 @@ func parsePerfdhcp(out string) (perfResult, error) {
 }
 
 // waitDHCP waits until the server completes exchanges (up to 30 s).
-func waitDHCP(ctx context.Context, bn *dhcpNet, perfdhcp string, p *benchProc) error {
+func waitDHCP(ctx context.Context, bn *sim.Net, perfdhcp string, p *benchProc) error {
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		res, err := runPerfdhcp(ctx, bn, perfdhcp, 20, time.Second)
@@ -334,9 +331,9 @@ type outpostSite struct {
 }
 
 // benchSite is the DORA benchmark's: the veth to perfdhcp.
-var benchSite = outpostSite{iface: dhcpServerIface, addr: dhcpServerAddr, subnet: store.Subnet{
+var benchSite = outpostSite{iface: sim.ServerIface, addr: sim.ServerAddr, subnet: store.Subnet{
 	Name:         "bench",
-	CIDR:         "198.18.0.0" + dhcpPrefixLen,
+	CIDR:         sim.NetCIDR,
 	Pools:        []store.Range{{Start: dhcpPoolStart, End: dhcpPoolEnd}},
 	LeaseSeconds: dhcpLeaseSecs,
 	Discovery:    true,
@@ -344,13 +341,13 @@ var benchSite = outpostSite{iface: dhcpServerIface, addr: dhcpServerAddr, subnet
 
 // startOutpostDHCP runs a single-node applianced serving DHCP on site's
 // interface, and gives it site's subnet.
-func startOutpostDHCP(ctx context.Context, bn *dhcpNet, dir, bin string, site outpostSite, level string) (*benchProc, error) {
+func startOutpostDHCP(ctx context.Context, bn *sim.Net, dir, bin string, site outpostSite, level string) (*benchProc, error) {
 	data := filepath.Join(dir, "data")
 	artifacts := filepath.Join(dir, "artifacts")
 	if err := os.MkdirAll(artifacts, 0o755); err != nil {
 		return nil, err
 	}
-	p, err := bn.start(bn.server, filepath.Join(dir, "applianced.log"), nil, bin,
+	p, err := startProc(bn.Server, filepath.Join(dir, "applianced.log"), nil, bin,
 		"-id", "bench", "-data-dir", data,
 		"-api-addr", site.addr+":7000", "-raft-addr", site.addr+":7001",
 		"-dhcp-interface", site.iface, "-boot-addr", site.addr+":8080",
@@ -366,8 +363,8 @@ func startOutpostDHCP(ctx context.Context, bn *dhcpNet, dir, bin string, site ou
 }
 
 // putSubnet waits for the admin token and puts site's subnet (up to 60 s).
-func putSubnet(ctx context.Context, bn *dhcpNet, p *benchProc, tokenFile string, site outpostSite) error {
-	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DialContext: bn.dialServer, DisableKeepAlives: true}}
+func putSubnet(ctx context.Context, bn *sim.Net, p *benchProc, tokenFile string, site outpostSite) error {
+	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DialContext: bn.Server.DialContext, DisableKeepAlives: true}}
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		raw, err := os.ReadFile(tokenFile)
@@ -386,13 +383,13 @@ func putSubnet(ctx context.Context, bn *dhcpNet, p *benchProc, tokenFile string,
 
 // startKea runs kea-dhcp4 in the foreground with a memfile lease store
 // persisted in dir and no control socket.
-func startKea(bn *dhcpNet, dir, bin string) (*benchProc, error) {
+func startKea(bn *sim.Net, dir, bin string) (*benchProc, error) {
 	conf := map[string]any{"Dhcp4": map[string]any{
-		"interfaces-config": map[string]any{"interfaces": []string{dhcpServerIface}},
+		"interfaces-config": map[string]any{"interfaces": []string{sim.ServerIface}},
 		"lease-database":    map[string]any{"type": "memfile", "persist": true, "name": filepath.Join(dir, "leases4.csv")},
 		"valid-lifetime":    dhcpLeaseSecs,
 		"subnet4": []any{map[string]any{
-			"id": 1, "subnet": "198.18.0.0" + dhcpPrefixLen,
+			"id": 1, "subnet": sim.NetCIDR,
 			"pools": []any{map[string]any{"pool": dhcpPoolStart + " - " + dhcpPoolEnd}},
 		}},
 		// Kea's default: INFO, one line per OFFER and per ACK.
@@ -408,17 +405,17 @@ func startKea(bn *dhcpNet, dir, bin string) (*benchProc, error) {
 	}
 	// Kea keeps its pid and lock files in system directories unless told.
 	env := []string{"KEA_PIDFILE_DIR=" + dir, "KEA_LOCKFILE_DIR=" + dir}
-	return bn.start(bn.server, filepath.Join(dir, "kea-dhcp4.log"), env, bin, "-c", path)
+	return startProc(bn.Server, filepath.Join(dir, "kea-dhcp4.log"), env, bin, "-c", path)
 }
 
 // startDnsmasq runs dnsmasq in the foreground as DHCP server only.
 // --dhcp-lease-max lifts its default cap of 1,000 leases, which would
 // NAK the rest of the run.
-func startDnsmasq(bn *dhcpNet, dir, bin string) (*benchProc, error) {
-	return bn.start(bn.server, filepath.Join(dir, "dnsmasq.log"), nil, bin,
+func startDnsmasq(bn *sim.Net, dir, bin string) (*benchProc, error) {
+	return startProc(bn.Server, filepath.Join(dir, "dnsmasq.log"), nil, bin,
 		"--no-daemon", "--conf-file=/dev/null", "--user=root",
 		"--pid-file="+filepath.Join(dir, "dnsmasq.pid"),
-		"--no-ping", "--port=0", "--interface="+dhcpServerIface, "--bind-interfaces",
+		"--no-ping", "--port=0", "--interface="+sim.ServerIface, "--bind-interfaces",
 		"--dhcp-range="+dhcpPoolStart+","+dhcpPoolEnd+",1h",
 		"--dhcp-leasefile="+filepath.Join(dir, "dnsmasq.leases"),
 		"--dhcp-authoritative", "--dhcp-lease-max=100000")

@@ -7,12 +7,12 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"time"
 
+	"github.com/outposthq/outpost/appliance/internal/lab/sim"
 	"github.com/outposthq/outpost/appliance/internal/store"
 )
 
@@ -40,7 +40,7 @@ var vmSite = outpostSite{iface: vmBridge, addr: "198.19.0.1", subnet: store.Subn
 // first DISCOVER applianced received from the VM to the first ACK it
 // answered it: how long iPXE's first DHCP takes against Outpost. The VM
 // is killed once that ACK is out.
-func ipxeDHCPPhase(ctx context.Context, log *slog.Logger, bn *dhcpNet, dir, applianced string) (float64, error) {
+func ipxeDHCPPhase(ctx context.Context, log *slog.Logger, bn *sim.Net, dir, applianced string) (float64, error) {
 	qemu, err := lookTFTP("qemu-system-x86_64", "qemu-system-x86")
 	if err != nil {
 		return 0, fmt.Errorf("%w: %v", errSkipped, err)
@@ -58,8 +58,8 @@ func ipxeDHCPPhase(ctx context.Context, log *slog.Logger, bn *dhcpNet, dir, appl
 		{"link", "set", vmTap, "master", vmBridge, "up"},
 	}
 	for _, args := range steps {
-		if out, err := exec.Command(bn.ip, append([]string{"-n", bn.server}, args...)...).CombinedOutput(); err != nil {
-			return 0, fmt.Errorf("ip %s: %v: %s", strings.Join(args, " "), err, out)
+		if _, err := bn.Server.Run(ctx, "ip", args...); err != nil {
+			return 0, err
 		}
 	}
 	vdir := filepath.Join(dir, "ipxe")
@@ -71,7 +71,7 @@ func ipxeDHCPPhase(ctx context.Context, log *slog.Logger, bn *dhcpNet, dir, appl
 		return 0, err
 	}
 	defer srv.stop()
-	vm, err := bn.start(bn.server, filepath.Join(vdir, "qemu.log"), nil, qemu,
+	vm, err := startProc(bn.Server, filepath.Join(vdir, "qemu.log"), nil, qemu,
 		"-accel", "tcg", "-m", "256", "-nographic", "-serial", "stdio", "-monitor", "none", "-no-reboot",
 		"-netdev", "tap,id=n0,ifname="+vmTap+",script=no,downscript=no",
 		"-device", "virtio-net-pci,netdev=n0,mac="+vmMAC+",bootindex=1")

@@ -6,13 +6,12 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -21,6 +20,8 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/outposthq/outpost/appliance/internal/client"
+	"github.com/outposthq/outpost/appliance/internal/lab"
+	"github.com/outposthq/outpost/appliance/internal/lab/sim"
 	"github.com/outposthq/outpost/appliance/internal/labsite"
 	"github.com/outposthq/outpost/appliance/internal/store"
 )
@@ -33,24 +34,19 @@ var (
 		"simulated machines of provision.storm in flight at once (a real storm is all of them)")
 )
 
-// The storm's site: applianced in the server namespace of a dhcpNet, the
-// load generator in its client namespace at dhcpClientAddr, which is also
-// the DHCP relay's address (giaddr).
+// The storm's site: applianced in the server namespace of a sim.Net, the
+// simulated machines in its client namespace, behind a sim.Relay at
+// sim.ClientAddr (giaddr).
 const (
-	stormAPIAddr  = dhcpServerAddr + ":7000"
-	stormBootPort = "8080"
-	stormBootAddr = dhcpServerAddr + ":" + stormBootPort
-	stormTFTPAddr = dhcpServerAddr + ":69"
+	stormAPIAddr  = sim.ServerAddr + ":7000"
+	stormBootPort = 8080
+	stormBootAddr = sim.ServerAddr + ":8080"
+	stormTFTPAddr = sim.ServerAddr + ":69"
 
 	stormTemplate  = labsite.TemplateName
 	stormInstaller = "installer"
 	stormImage     = "storm-os"
-	stormImageFile = "storm-os.raw.gz"
-	stormImageRaw  = 4 << 20 // random bytes, so gzip does not shrink them
 
-	// stormMachineLimit bounds one machine's walk, from its first DHCP
-	// packet to its workflow's end.
-	stormMachineLimit = 10 * time.Minute
 	// stormSetupParallel is how many API writes the setup has in flight.
 	stormSetupParallel = 32
 	// stormMaxMachines is what the subnet's pool holds, with room for
@@ -69,15 +65,15 @@ var stormSubnet = store.Subnet{
 
 // benchStorm provisions -storm-machines simulated machines at once (at
 // most -storm-concurrency in flight) against one applianced, built from
-// this module and run in a network namespace of its own (newDHCPNet's
-// pair, addresses in 198.18.0.0/15 only), with one workflow each from
-// the end-to-end test's install template (wipe, write a 4 MiB gzip'ed OS
-// image, write a file, reboot). Every machine walks the real protocols
-// from the other namespace, as its firmware, iPXE and the installer's
-// agent would (see stormEnv.provision): DHCP through a relay, TFTP, the
-// iPXE script, the installer's kernel and initrd, and the agent API. A
-// machine is ok when its workflow succeeded and the appliance's record
-// says provisioned. It prints
+// this module and run in a network namespace of its own (a sim.Net's
+// server end, addresses in 198.18.0.0/15 only), with one workflow each
+// from the end-to-end test's install template (wipe, write a 4 MiB
+// gzip'ed OS image, write a file, reboot). Every machine walks the real
+// protocols from the other namespace, as its firmware, iPXE and the
+// installer's agent would (see sim.Env.Provision): DHCP through a relay,
+// TFTP, the iPXE script, the installer's kernel and initrd, and the agent
+// API. A machine is ok when its workflow succeeded and the appliance's
+// record says provisioned. It prints
 //
 //	BENCH provision.storm machines=<n> ok=<n> failed=<n> p50=<s> p99=<s> appliance_cpu=<s>
 //	BENCH provision.storm.cpu per_machine_ms=<ms>
@@ -102,8 +98,7 @@ func benchStorm(ctx context.Context, log *slog.Logger, _ time.Duration) error {
 	if os.Geteuid() != 0 {
 		return errors.New("needs root (network namespaces)")
 	}
-	ip, err := lookTFTP("ip", "iproute2")
-	if err != nil {
+	if _, err := lookTFTP("ip", "iproute2"); err != nil {
 		return err
 	}
 	root, err := stormModuleRoot(ctx)
@@ -115,7 +110,7 @@ func benchStorm(ctx context.Context, log *slog.Logger, _ time.Duration) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	art, err := stormArtifacts(filepath.Join(root, "images", "out"), filepath.Join(dir, "artifacts"))
+	art, err := sim.NewArtifacts(filepath.Join(root, "images", "out"), filepath.Join(dir, "artifacts"))
 	if err != nil {
 		return err
 	}
@@ -123,56 +118,118 @@ func benchStorm(ctx context.Context, log *slog.Logger, _ time.Duration) error {
 	if err != nil {
 		return err
 	}
-	bn, err := newDHCPNet(ip)
-	if err != nil {
-		return err
-	}
-	defer bn.close()
-	return stormSite(ctx, log, bn, dir, applianced, art, n, par)
+	r := lab.NewRunner(ctx, "bench-storm", discardLog{log})
+	return r.Run(func(t lab.T) {
+		if err := stormSite(ctx, log, sim.NewNet(t), dir, applianced, art, n, par); err != nil {
+			t.Fatal(err)
+		}
+	})
 }
 
 // stormSite starts applianced, sets the site up and runs the storm.
-func stormSite(ctx context.Context, log *slog.Logger, bn *dhcpNet, dir, bin string, art *stormArt, n, par int) error {
-	p, api, err := startStormAppliance(ctx, bn, dir, bin, art.dir)
+func stormSite(ctx context.Context, log *slog.Logger, bn *sim.Net, dir, bin string, art *sim.Artifacts, n, par int) error {
+	p, api, err := startStormAppliance(ctx, bn, dir, bin, art.Dir)
 	if err != nil {
 		return err
 	}
 	defer p.stop()
-	machines := stormMachineList(n)
+	machines := sim.Machines(n)
 	began := time.Now()
 	if err := putStormSite(ctx, api, art, machines); err != nil {
 		return fmt.Errorf("set up the site: %w; log %s:\n%s", err, p.log, lastLines(p.log, 20))
 	}
 	fmt.Fprintf(os.Stderr, "storm: site set up (%d machines and workflows) in %.1f s\n", n, time.Since(began).Seconds())
-	env, err := newStormEnv(bn, art)
+	relay, err := sim.NewRelay(bn.Client, netip.MustParseAddr(sim.ClientAddr), netip.MustParseAddr(sim.ServerAddr))
 	if err != nil {
 		return err
 	}
-	defer env.close()
-	run, err := env.storm(ctx, p, machines, par)
+	defer relay.Close()
+	env := &sim.Env{Netns: bn.Client, Relay: relay, Server: netip.MustParseAddr(sim.ServerAddr), BootPort: stormBootPort, Artifacts: art}
+	out, cpu, err := runStorm(ctx, env, p, machines, par)
 	if err != nil {
 		return err
 	}
-	if err := run.checkMachines(ctx, api, machines); err != nil {
+	if err := checkMachines(ctx, api, out); err != nil {
 		return err
 	}
-	run.report(os.Stderr, bn, p)
-	log.Debug("storm done", "machines", n, "wall", run.wall)
-	p50, p99 := run.percentiles()
+	stormReport(os.Stderr, out, env.Stats(), cpu, bn, p)
+	log.Debug("storm done", "machines", n, "wall", out.Wall)
+	lat := out.Latency()
 	fmt.Printf("BENCH provision.storm machines=%d ok=%d failed=%d p50=%.2f p99=%.2f appliance_cpu=%.2f\n",
-		n, run.ok(), n-run.ok(), p50.Seconds(), p99.Seconds(), run.cpu.Seconds())
-	fmt.Printf("BENCH provision.storm.cpu per_machine_ms=%.1f\n", float64(run.cpu.Microseconds())/1000/float64(n))
-	if run.ok() != n {
-		return fmt.Errorf("%d of %d machines failed (see above); applianced's log: %s", n-run.ok(), n, keepLog(p.log))
+		n, out.OK(), n-out.OK(), lat.P50.Seconds(), lat.P99.Seconds(), cpu.Seconds())
+	fmt.Printf("BENCH provision.storm.cpu per_machine_ms=%.1f\n", float64(cpu.Microseconds())/1000/float64(n))
+	if out.OK() != n {
+		return fmt.Errorf("%d of %d machines failed (see above); applianced's log: %s", n-out.OK(), n, keepLog(p.log))
 	}
 	return nil
+}
+
+// runStorm runs env's storm of machines, at most par at a time, printing
+// its progress, and returns its outcome and the CPU time applianced (p)
+// used from before the first DHCP packet to after the last machine.
+func runStorm(ctx context.Context, env *sim.Env, p *benchProc, machines []sim.Machine, par int) (*sim.Outcome, time.Duration, error) {
+	pid := p.cmd.Process.Pid
+	before, err := cpuSeconds(pid)
+	if err != nil {
+		return nil, 0, err
+	}
+	// The machines share the host with applianced, and so does anything
+	// else running: say how busy it is.
+	if la, err := os.ReadFile("/proc/loadavg"); err == nil {
+		fmt.Fprintf(os.Stderr, "storm: starts; load average %s\n", strings.Join(strings.Fields(string(la))[:3], " "))
+	}
+	stopProgress := stormProgress(env, time.Now(), len(machines))
+	out := env.Storm(ctx, machines, par)
+	after, err := cpuSeconds(pid)
+	stopProgress()
+	switch {
+	case ctx.Err() != nil:
+		return nil, 0, ctx.Err()
+	case err != nil || p.exited():
+		return nil, 0, fmt.Errorf("applianced exited during the storm (%v); log %s:\n%s", err, p.log, lastLines(p.log, 20))
+	}
+	return out, time.Duration((after - before) * float64(time.Second)), nil
+}
+
+// stormProgress prints how many machines are in each phase every 10 s
+// until the returned function is called.
+func stormProgress(env *sim.Env, start time.Time, n int) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		t := time.NewTicker(10 * time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+			pr := env.Progress()
+			var b strings.Builder
+			fmt.Fprintf(&b, "storm: %5.0f s:", time.Since(start).Seconds())
+			for ph := range sim.PhaseDone {
+				fmt.Fprintf(&b, " %s %d,", ph, pr.InPhase[ph])
+			}
+			fmt.Fprintf(&b, " finished %d of %d (%d failed)", pr.Done, n, pr.Failed)
+			fmt.Fprintln(os.Stderr, b.String())
+		}
+	})
+	return func() {
+		close(done)
+		wg.Wait()
+	}
 }
 
 // keepLog copies applianced's log out of the benchmark's directory, which
 // goes away, and returns where it is.
 func keepLog(path string) string {
 	dst := filepath.Join(os.TempDir(), fmt.Sprintf("outpost-bench-storm-%d-applianced.log", os.Getpid()))
-	if err := linkOrCopy(path, dst); err != nil {
+	raw, err := os.ReadFile(path)
+	if err == nil {
+		err = os.WriteFile(dst, raw, 0o644)
+	}
+	if err != nil {
 		return fmt.Sprintf("%s (not kept: %v)", path, err)
 	}
 	return dst
@@ -188,42 +245,20 @@ func stormModuleRoot(ctx context.Context) (string, error) {
 	return filepath.Dir(gomod), nil
 }
 
-// stormMachine is one simulated machine.
-type stormMachine struct {
-	id       string
-	mac      net.HardwareAddr
-	workflow string
-}
-
-// stormMachineList names n machines storm-0000... with locally
-// administered MACs 02:00:<index>.
-func stormMachineList(n int) []stormMachine {
-	ms := make([]stormMachine, n)
-	for i := range ms {
-		id := fmt.Sprintf("storm-%04d", i)
-		ms[i] = stormMachine{
-			id:       id,
-			mac:      net.HardwareAddr{0x02, 0x00, byte(i >> 24), byte(i >> 16), byte(i >> 8), byte(i)},
-			workflow: "wf-" + id,
-		}
-	}
-	return ms
-}
-
 // startStormAppliance runs a single-node applianced serving DHCP, TFTP
 // and boot HTTP on the server end of bn, puts the storm's subnet (which
 // waits for it to lead), and returns an admin client of its API.
-func startStormAppliance(ctx context.Context, bn *dhcpNet, dir, bin, artifacts string) (*benchProc, *client.Client, error) {
+func startStormAppliance(ctx context.Context, bn *sim.Net, dir, bin, artifacts string) (*benchProc, *client.Client, error) {
 	data := filepath.Join(dir, "data")
-	p, err := bn.start(bn.server, filepath.Join(dir, "applianced.log"), nil, bin,
+	p, err := startProc(bn.Server, filepath.Join(dir, "applianced.log"), nil, bin,
 		"-id", "storm", "-data-dir", data,
 		"-api-addr", stormAPIAddr, "-raft-addr", "127.0.0.1:7001",
-		"-dhcp-interface", dhcpServerIface, "-boot-addr", stormBootAddr, "-tftp-addr", stormTFTPAddr,
+		"-dhcp-interface", sim.ServerIface, "-boot-addr", stormBootAddr, "-tftp-addr", stormTFTPAddr,
 		"-artifact-dir", artifacts, "-log-level", "info")
 	if err != nil {
 		return nil, nil, err
 	}
-	site := outpostSite{iface: dhcpServerIface, addr: dhcpServerAddr, subnet: stormSubnet}
+	site := outpostSite{iface: sim.ServerIface, addr: sim.ServerAddr, subnet: stormSubnet}
 	tokenFile := filepath.Join(data, "admin.token")
 	if err := putSubnet(ctx, bn, p, tokenFile, site); err != nil {
 		p.stop()
@@ -241,18 +276,19 @@ func startStormAppliance(ctx context.Context, bn *dhcpNet, dir, bin, artifacts s
 		return nil, nil, err
 	}
 	hc := &http.Client{Timeout: time.Minute, Transport: &http.Transport{
-		DialContext: bn.dialServer, MaxIdleConnsPerHost: stormSetupParallel,
+		DialContext: bn.Server.DialContext, MaxIdleConnsPerHost: stormSetupParallel,
 	}}
 	return p, client.NewWithHTTP("http://"+stormAPIAddr, strings.TrimSpace(string(token)), hc), nil
 }
 
 // putStormSite stores the installer, the storm's OS image, the install
-// template, and a machine and its workflow for each of machines (those
-// stormSetupParallel at a time), as an operator would through the API.
-func putStormSite(ctx context.Context, api *client.Client, art *stormArt, machines []stormMachine) error {
+// template, and a machine and its workflow (wf-<id>) for each of machines
+// (those stormSetupParallel at a time), as an operator would through the
+// API.
+func putStormSite(ctx context.Context, api *client.Client, art *sim.Artifacts, machines []sim.Machine) error {
 	objs := []store.Object{
-		&store.Image{Name: stormInstaller, Type: store.ImageInstaller, Kernel: art.kernel, Initrd: art.initrd, Cmdline: "panic=10"},
-		&store.Image{Name: stormImage, Type: store.ImageOS, File: stormImageFile, Format: "raw.gz", SHA256: art.imageSHA256, Size: uint64(art.imageSize)},
+		art.Installer(stormInstaller),
+		art.OSImage(stormImage),
 		labsite.InstallTemplate(),
 	}
 	for _, o := range objs {
@@ -264,10 +300,10 @@ func putStormSite(ctx context.Context, api *client.Client, art *stormArt, machin
 	g.SetLimit(stormSetupParallel)
 	for _, m := range machines {
 		g.Go(func() error {
-			if err := api.Put(gctx, "machines", m.id, labsite.Machine(m.id, m.mac.String()), nil); err != nil {
-				return fmt.Errorf("put machine %s: %w", m.id, err)
+			if err := api.Put(gctx, "machines", m.ID, labsite.Machine(m.ID, m.MAC.String()), nil); err != nil {
+				return fmt.Errorf("put machine %s: %w", m.ID, err)
 			}
-			w := labsite.Workflow(m.workflow, m.id, stormImage, m.id)
+			w := labsite.Workflow("wf-"+m.ID, m.ID, stormImage, m.ID)
 			if err := api.Put(gctx, "workflows", w.ID, w, nil); err != nil {
 				return fmt.Errorf("put workflow %s: %w", w.ID, err)
 			}
@@ -279,8 +315,8 @@ func putStormSite(ctx context.Context, api *client.Client, art *stormArt, machin
 
 // checkMachines reads every machine from the API once the storm is over:
 // a machine whose workflow succeeded but whose record is not provisioned
-// is failed after all.
-func (run *stormRun) checkMachines(ctx context.Context, api *client.Client, machines []stormMachine) error {
+// is failed after all, and so are two given the same address.
+func checkMachines(ctx context.Context, api *client.Client, out *sim.Outcome) error {
 	var all []store.Machine
 	if err := api.List(ctx, "machines", &all); err != nil {
 		return fmt.Errorf("list machines: %w", err)
@@ -289,58 +325,13 @@ func (run *stormRun) checkMachines(ctx context.Context, api *client.Client, mach
 	for _, m := range all {
 		state[m.ID] = m.State
 	}
-	for i, m := range machines {
-		r := &run.results[i]
-		if r.err == nil && state[m.id] != store.StateProvisioned {
-			r.err = fmt.Errorf("workflow succeeded but machine %s is %q, not provisioned", m.id, state[m.id])
-			r.phase = phaseDone
+	for i := range out.Results {
+		r := &out.Results[i]
+		if r.Err == nil && state[r.ID] != store.StateProvisioned {
+			r.Err = fmt.Errorf("workflow succeeded but machine %s is %q, not provisioned", r.ID, state[r.ID])
+			r.Phase = sim.PhaseDone
 		}
 	}
-	run.checkAddresses(machines)
+	out.CheckAddresses()
 	return nil
-}
-
-// stormRun is a storm's outcome.
-type stormRun struct {
-	results []stormResult
-	cpu     time.Duration // applianced's, during the storm
-	wall    time.Duration
-	par     int // machines in flight at most
-	stats   *stormStats
-}
-
-func (run *stormRun) ok() int {
-	n := 0
-	for _, r := range run.results {
-		if r.err == nil {
-			n++
-		}
-	}
-	return n
-}
-
-// percentiles returns the p50 and p99 of every machine's latency (nearest
-// rank).
-func (run *stormRun) percentiles() (p50, p99 time.Duration) {
-	lat := make([]time.Duration, len(run.results))
-	for i, r := range run.results {
-		lat[i] = r.total
-	}
-	slices.Sort(lat)
-	return nearestRank(lat, 0.50), nearestRank(lat, 0.99)
-}
-
-// stormStats counts what the machines met along the way.
-type stormStats struct {
-	mu     sync.Mutex
-	counts map[string]int // by what happened: "retried <request>: <why>" and the like
-}
-
-func (s *stormStats) count(what string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.counts == nil {
-		s.counts = map[string]int{}
-	}
-	s.counts[what]++
 }

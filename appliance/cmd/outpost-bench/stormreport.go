@@ -8,80 +8,50 @@ import (
 	"maps"
 	"net/http"
 	"os"
-	"os/exec"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/outposthq/outpost/appliance/internal/lab"
+	"github.com/outposthq/outpost/appliance/internal/lab/sim"
 )
 
-// checkAddresses fails machines whose ACK gave an address another
-// machine's ACK gave too (it never should: the store refuses it).
-func (run *stormRun) checkAddresses(machines []stormMachine) {
-	holder := map[string]int{}
-	for i := range run.results {
-		r := &run.results[i]
-		if r.addr == "" {
-			continue
-		}
-		if j, ok := holder[r.addr]; ok {
-			for _, k := range []int{i, j} {
-				run.results[k].err = fmt.Errorf("address %s was given to both %s and %s", r.addr, machines[j].id, machines[i].id)
-				run.results[k].phase = phaseDHCP
-			}
-			continue
-		}
-		holder[r.addr] = i
-	}
-}
-
-// report prints on w what the storm met along the way: its wall time,
-// each phase's latency, the retries, DHCP packets dropped, the warnings
-// in applianced's log, and why machines failed.
-func (run *stormRun) report(w io.Writer, bn *dhcpNet, p *benchProc) {
+// stormReport prints on w what the storm met along the way: its wall
+// time, each phase's latency, the retries, DHCP packets dropped, the
+// warnings in applianced's log, and why machines failed.
+func stormReport(w io.Writer, out *sim.Outcome, stats *sim.Stats, cpu time.Duration, bn *sim.Net, p *benchProc) {
 	fmt.Fprintf(w, "storm: %d machines, at most %d at a time: %.1f s wall; applianced used %.2f s of CPU (%.0f %% of one core)\n",
-		len(run.results), run.par, run.wall.Seconds(), run.cpu.Seconds(), 100*run.cpu.Seconds()/run.wall.Seconds())
-	for ph := range phaseDone {
-		var d []time.Duration
-		for _, r := range run.results {
-			if r.phases[ph] > 0 {
-				d = append(d, r.phases[ph])
-			}
-		}
-		if len(d) > 0 {
-			slices.Sort(d)
-			fmt.Fprintf(w, "storm: %-5s p50 %6.2f s  p99 %6.2f s  max %6.2f s  (%d machines)\n", phaseNames[ph],
-				nearestRank(d, 0.5).Seconds(), nearestRank(d, 0.99).Seconds(), d[len(d)-1].Seconds(), len(d))
+		len(out.Results), out.Par, out.Wall.Seconds(), cpu.Seconds(), 100*cpu.Seconds()/out.Wall.Seconds())
+	for ph := range sim.PhaseDone {
+		if l := out.PhaseLatency(ph); l.N > 0 {
+			fmt.Fprintf(w, "storm: %-5s p50 %6.2f s  p99 %6.2f s  max %6.2f s  (%d machines)\n", ph,
+				l.P50.Seconds(), l.P99.Seconds(), l.Max.Seconds(), l.N)
 		}
 	}
-	slowest := slices.MaxFunc(run.results, func(a, b stormResult) int { return cmp.Compare(a.total, b.total) })
+	slowest := slices.MaxFunc(out.Results, func(a, b sim.Result) int { return cmp.Compare(a.Total, b.Total) })
 	var phases []string
-	for ph := range phaseDone {
-		phases = append(phases, fmt.Sprintf("%s %.2f s", phaseNames[ph], slowest.phases[ph].Seconds()))
+	for ph := range sim.PhaseDone {
+		phases = append(phases, fmt.Sprintf("%s %.2f s", ph, slowest.Phases[ph].Seconds()))
 	}
-	fmt.Fprintf(w, "storm: slowest machine %s: %.2f s (%s)\n", slowest.id, slowest.total.Seconds(), strings.Join(phases, ", "))
-	for _, k := range slices.Sorted(maps.Keys(run.stats.counts)) {
-		fmt.Fprintf(w, "storm: %s: %d times\n", k, run.stats.counts[k])
+	fmt.Fprintf(w, "storm: slowest machine %s: %.2f s (%s)\n", slowest.ID, slowest.Total.Seconds(), strings.Join(phases, ", "))
+	counts := stats.Counts()
+	for _, k := range slices.Sorted(maps.Keys(counts)) {
+		fmt.Fprintf(w, "storm: %s: %d times\n", k, counts[k])
 	}
 	fmt.Fprintf(w, "storm: applianced dropped %s DHCP packets with every worker busy (outpost_dhcp_dropped_total)\n", dhcpDropped(bn))
-	for _, ns := range []string{bn.server, bn.client} {
-		fmt.Fprintf(w, "storm: kernel counters in %s: %s\n", ns, netCounters(bn, ns))
+	for _, ns := range []*lab.Netns{bn.Server, bn.Client} {
+		fmt.Fprintf(w, "storm: kernel counters in %s: %s\n", ns.Name, netCounters(ns))
 	}
-	fmt.Fprintf(w, "storm: applianced's open UDP sockets: %s\n", udpSocketDrops(bn, bn.server))
+	fmt.Fprintf(w, "storm: applianced's open UDP sockets: %s\n", udpSocketDrops(bn.Server))
 	logSummary(w, p.log)
-	failureSummary(w, run.results)
-}
-
-// nearestRank is the p-quantile of sorted d by the nearest-rank method.
-func nearestRank(d []time.Duration, p float64) time.Duration {
-	i := int(p*float64(len(d))+0.999999) - 1
-	return d[min(max(i, 0), len(d)-1)]
+	failureSummary(w, out.Results)
 }
 
 // dhcpDropped reads outpost_dhcp_dropped_total from applianced's metrics.
-func dhcpDropped(bn *dhcpNet) string {
-	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DialContext: bn.dialServer}}
+func dhcpDropped(bn *sim.Net) string {
+	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DialContext: bn.Server.DialContext}}
 	resp, err := hc.Get("http://" + stormAPIAddr + "/metrics")
 	if err != nil {
 		return "? (" + err.Error() + ")"
@@ -96,13 +66,13 @@ func dhcpDropped(bn *dhcpNet) string {
 	return "?"
 }
 
-// netCounters reads namespace ns's kernel counters where a storm shows:
+// netCounters reads ns's kernel counters where a storm shows:
 // UDP datagrams dropped for a full socket buffer; TCP segments
 // retransmitted, by tail loss probes (which a CPU-starved receiver's late
 // ACKs set off) and by timeouts; TCP connections dropped for a full
 // accept queue.
-func netCounters(bn *dhcpNet, ns string) string {
-	out, err := exec.Command(bn.ip, "netns", "exec", ns, "cat", "/proc/net/snmp", "/proc/net/netstat").Output()
+func netCounters(ns *lab.Netns) string {
+	out, err := ns.Command("cat", "/proc/net/snmp", "/proc/net/netstat").Output()
 	if err != nil {
 		return "? (" + err.Error() + ")"
 	}
@@ -130,11 +100,11 @@ func netCounters(bn *dhcpNet, ns string) string {
 	return strings.Join(parts, " ")
 }
 
-// udpSocketDrops lists the open UDP sockets of namespace ns that dropped
+// udpSocketDrops lists the open UDP sockets of ns that dropped
 // datagrams for a full receive buffer (the drops column of
 // /proc/net/udp), by local port.
-func udpSocketDrops(bn *dhcpNet, ns string) string {
-	out, err := exec.Command(bn.ip, "netns", "exec", ns, "cat", "/proc/net/udp").Output()
+func udpSocketDrops(ns *lab.Netns) string {
+	out, err := ns.Command("cat", "/proc/net/udp").Output()
 	if err != nil {
 		return "? (" + err.Error() + ")"
 	}
@@ -188,7 +158,7 @@ func logSummary(w io.Writer, path string) {
 var failureNoise = regexp.MustCompile(`storm-\d+|([0-9a-f]{2}:){5}[0-9a-f]{2}|\d+\.\d+\.\d+\.\d+(:\d+)?|[wd][A-Za-z0-9_-]{43}\.\S+`)
 
 // failureSummary prints why machines failed, alike failures together.
-func failureSummary(w io.Writer, results []stormResult) {
+func failureSummary(w io.Writer, results []sim.Result) {
 	type group struct {
 		n       int
 		phase   string
@@ -196,12 +166,12 @@ func failureSummary(w io.Writer, results []stormResult) {
 	}
 	groups := map[string]*group{}
 	for _, r := range results {
-		if r.err == nil {
+		if r.Err == nil {
 			continue
 		}
-		key := phaseNames[r.phase] + ": " + failureNoise.ReplaceAllString(r.err.Error(), "…")
+		key := r.Phase.String() + ": " + failureNoise.ReplaceAllString(r.Err.Error(), "…")
 		if groups[key] == nil {
-			groups[key] = &group{phase: phaseNames[r.phase], example: r.err.Error()}
+			groups[key] = &group{phase: r.Phase.String(), example: r.Err.Error()}
 		}
 		groups[key].n++
 	}

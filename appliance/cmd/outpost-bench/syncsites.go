@@ -14,17 +14,17 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/coder/websocket"
-
 	"github.com/outposthq/outpost/appliance/internal/lab"
+	"github.com/outposthq/outpost/appliance/internal/lab/sim"
 	"github.com/outposthq/outpost/syncproto"
 )
 
 // syncSites is how many simulated sites sync.sites connects to central.
 const syncSites = 1000
 
-// benchSyncSites connects syncSites simulated sites to one centrald, each
-// a websocket speaking syncproto from the benchmark process, then places
+// benchSyncSites connects syncSites simulated sites (sim.Site) to one
+// centrald, each a websocket speaking syncproto from the benchmark
+// process, then places
 // one order per site at central's API. order_p50_ms and order_p99_ms are
 // from the start of each PUT to its site receiving the revision that
 // holds the order; rss_mb is centrald's resident memory once every order
@@ -38,12 +38,12 @@ func benchSyncSites(ctx context.Context, log *slog.Logger, centrald string) erro
 	err := r.Run(func(t lab.T) {
 		cen := startCentral(t, centrald, 1)
 		creds := createSites(t, cen, syncSites, 64)
-		sim := &simSites{delivered: make([]atomic.Int64, syncSites), all: make(chan struct{})}
+		fleet := &siteFleet{delivered: make([]atomic.Int64, syncSites), all: make(chan struct{})}
 		sctx, cancel := context.WithCancel(ctx)
 		defer cancel()
-		t.Cleanup(sim.wait)
+		t.Cleanup(fleet.wait)
 		t.Cleanup(cancel)
-		if err := sim.connect(sctx, "ws://"+cen.addr+syncproto.Path, creds, 64); err != nil {
+		if err := fleet.connect(sctx, "ws://"+cen.addr+syncproto.Path, creds, 64); err != nil {
 			t.Fatal(err)
 		}
 		if err := waitAllConnected(ctx, cen); err != nil {
@@ -52,15 +52,15 @@ func benchSyncSites(ctx context.Context, log *slog.Logger, centrald string) erro
 
 		placed := placeOrders(t, cen, 64)
 		select {
-		case <-sim.all:
-		case err := <-sim.errs():
+		case <-fleet.all:
+		case err := <-fleet.errs():
 			t.Fatalf("a simulated site: %v", err)
 		case <-time.After(2 * time.Minute):
-			t.Fatalf("%d of %d orders delivered after 2m", sim.count.Load(), syncSites)
+			t.Fatalf("%d of %d orders delivered after 2m", fleet.count.Load(), syncSites)
 		}
 		lats := make([]time.Duration, syncSites)
 		for i := range lats {
-			lats[i] = time.Duration(sim.delivered[i].Load() - placed[i])
+			lats[i] = time.Duration(fleet.delivered[i].Load() - placed[i])
 		}
 		slices.Sort(lats)
 		rss, err := rssMB(cen.proc.Pid())
@@ -190,9 +190,9 @@ func rssMB(pid int) (int, error) {
 	return 0, fmt.Errorf("/proc/%d/status has no VmRSS", pid)
 }
 
-// simSites are the simulated sites: one websocket each, speaking
-// syncproto as an appliance would, minus the appliance.
-type simSites struct {
+// siteFleet is sync.sites' simulated sites (sim.Site), each recording
+// when its order arrives.
+type siteFleet struct {
 	// delivered[i] is when site i received its order, in unix
 	// nanoseconds (0: not yet).
 	delivered []atomic.Int64
@@ -202,14 +202,14 @@ type simSites struct {
 	wg        sync.WaitGroup
 }
 
-func (s *simSites) errs() <-chan error { return s.errCh }
+func (s *siteFleet) errs() <-chan error { return s.errCh }
 
 // wait waits for the sites' goroutines to end.
-func (s *simSites) wait() { s.wg.Wait() }
+func (s *siteFleet) wait() { s.wg.Wait() }
 
 // connect connects every site, dialing clients at a time, and returns
 // once each has its welcome; the sites then run until ctx ends.
-func (s *simSites) connect(ctx context.Context, url string, creds []string, clients int) error {
+func (s *siteFleet) connect(ctx context.Context, url string, creds []string, clients int) error {
 	s.errCh = make(chan error, len(creds))
 	sem := make(chan struct{}, clients)
 	welcomed := make(chan error, len(creds))
@@ -218,14 +218,14 @@ func (s *simSites) connect(ctx context.Context, url string, creds []string, clie
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			conn, w, err := s.hello(ctx, url, i, cred)
+			site, err := sim.DialSite(ctx, url, siteID(i), cred)
 			<-sem
 			welcomed <- err
 			if err != nil {
 				return
 			}
-			defer conn.CloseNow()
-			if err := s.run(ctx, conn, i, w); err != nil && ctx.Err() == nil {
+			defer site.Close()
+			if err := site.Run(ctx, s.orderArrived(i)); err != nil && ctx.Err() == nil {
 				s.errCh <- fmt.Errorf("%s: %w", siteID(i), err)
 			}
 		}()
@@ -238,94 +238,15 @@ func (s *simSites) connect(ctx context.Context, url string, creds []string, clie
 	return nil
 }
 
-// hello dials central as site i and completes the handshake.
-func (s *simSites) hello(ctx context.Context, url string, i int, cred string) (*websocket.Conn, *syncproto.Welcome, error) {
-	hctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	conn, _, err := websocket.Dial(hctx, url, nil)
-	if err != nil {
-		return nil, nil, fmt.Errorf("%s: dial: %w", siteID(i), err)
-	}
-	conn.SetReadLimit(syncproto.MaxFrameSize)
-	h := &syncproto.Hello{Site: siteID(i), Credential: syncproto.Credential(cred), Versions: syncproto.Supported}
-	if err := writeMsg(hctx, conn, h); err != nil {
-		conn.CloseNow()
-		return nil, nil, fmt.Errorf("%s: hello: %w", siteID(i), err)
-	}
-	m, err := readMsg(hctx, conn)
-	if err != nil {
-		conn.CloseNow()
-		return nil, nil, fmt.Errorf("%s: welcome: %w", siteID(i), err)
-	}
-	w, ok := m.(*syncproto.Welcome)
-	if !ok {
-		conn.CloseNow()
-		return nil, nil, fmt.Errorf("%s: central answered the hello with %s: %v", siteID(i), m.Type(), m)
-	}
-	if err := w.Answers(h); err != nil {
-		conn.CloseNow()
-		return nil, nil, fmt.Errorf("%s: %w", siteID(i), err)
-	}
-	return conn, w, nil
-}
-
-// run is site i after its welcome: it heartbeats, acks each revision
-// once its last part is in, and records when its order arrives.
-func (s *simSites) run(ctx context.Context, conn *websocket.Conn, i int, w *syncproto.Welcome) error {
-	go func() {
-		tick := time.NewTicker(w.HeartbeatInterval())
-		defer tick.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-tick.C:
-				if err := writeMsg(ctx, conn, &syncproto.Heartbeat{Time: time.Now().UTC()}); err != nil {
-					return
-				}
-			}
-		}
-	}()
+// orderArrived returns site i's handler of changes: it records when the
+// site's order first arrives, and closes all with the last site's.
+func (s *siteFleet) orderArrived(i int) func(syncproto.Change) {
 	order := orderID(i)
-	for {
-		m, err := readMsg(ctx, conn)
-		if err != nil {
-			return err
-		}
-		switch m := m.(type) {
-		case *syncproto.Desired:
-			for _, c := range m.Changes {
-				if c.Kind == "order" && c.Key == order && s.delivered[i].CompareAndSwap(0, time.Now().UnixNano()) {
-					if s.count.Add(1) == int64(len(s.delivered)) {
-						close(s.all)
-					}
-				}
+	return func(c syncproto.Change) {
+		if c.Kind == "order" && c.Key == order && s.delivered[i].CompareAndSwap(0, time.Now().UnixNano()) {
+			if s.count.Add(1) == int64(len(s.delivered)) {
+				close(s.all)
 			}
-			if !m.More {
-				if err := writeMsg(ctx, conn, &syncproto.DesiredAck{Revision: m.Revision}); err != nil {
-					return err
-				}
-			}
-		case *syncproto.Error:
-			return fmt.Errorf("central sent error %s: %s", m.Code, m.Message)
 		}
 	}
-}
-
-func writeMsg(ctx context.Context, conn *websocket.Conn, m syncproto.Message) error {
-	frame, err := syncproto.Encode(m)
-	if err != nil {
-		return err
-	}
-	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	return conn.Write(wctx, websocket.MessageText, frame)
-}
-
-func readMsg(ctx context.Context, conn *websocket.Conn) (syncproto.Message, error) {
-	_, frame, err := conn.Read(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return syncproto.Decode(frame)
 }

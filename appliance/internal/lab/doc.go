@@ -34,4 +34,8 @@
 // may be used from any goroutine afterwards. Netns.Listen, ListenPacket,
 // Dial and HTTPClient build on it, so an in-process server (net/http, a DHCP
 // server on a UDP socket) can serve a VM's bridge.
+//
+// Package sim, below, simulates an appliance's peers in numbers (machines
+// that network boot, the installer's agent, a DHCP relay, sites syncing
+// with central) over a Net of two namespaces, for benchmarks and tests.
 package lab

@@ -1,4 +1,4 @@
-package main
+package sim
 
 import (
 	"bytes"
@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -15,15 +16,17 @@ import (
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/insomniacslk/dhcp/iana"
 	"golang.org/x/sys/unix"
+
+	"github.com/outposthq/outpost/appliance/internal/lab"
 )
 
-// stormRelay speaks DHCP for every simulated machine as a relay agent
-// would (RFC 1542): from dhcpClientAddr port 67 in the client namespace,
-// with giaddr set to that address, to the appliance's port 67; the
-// appliance answers to giaddr:67. Answers are matched to machines by
-// transaction id. This needs no raw sockets, and the requests are the
-// ones the machines' PXE firmware would broadcast.
-type stormRelay struct {
+// Relay speaks DHCP for simulated machines as a relay agent would (RFC
+// 1542): from its address, port 67, with giaddr set to that address, to
+// the DHCP server's port 67; the server answers to giaddr:67. Answers are
+// matched to machines by transaction id. This needs no raw sockets, and
+// the requests are the ones the machines' PXE firmware would broadcast.
+// One Relay serves any number of machines at once.
+type Relay struct {
 	conn    *net.UDPConn
 	server  *net.UDPAddr
 	giaddr  net.IP
@@ -34,18 +37,20 @@ type stormRelay struct {
 	done    chan struct{}
 }
 
-// stormDHCPTimeouts are PXE firmware's waits for an answer before it
-// sends its request again (PXE 2.1, 4, 8, 16 and 32 s); after the last
-// it gives up.
-var stormDHCPTimeouts = []time.Duration{4 * time.Second, 8 * time.Second, 16 * time.Second, 32 * time.Second}
+// dhcpTimeouts are PXE firmware's waits for an answer before it sends its
+// request again (PXE 2.1, 4, 8, 16 and 32 s); after the last it gives up.
+var dhcpTimeouts = []time.Duration{4 * time.Second, 8 * time.Second, 16 * time.Second, 32 * time.Second}
 
-// stormPXEClass is option 60 of Intel's PXE ROMs on BIOS: a PXE boot.
-const stormPXEClass = "PXEClient:Arch:00000:UNDI:002001"
+// pxeClass is option 60 of Intel's PXE ROMs on BIOS: a PXE boot.
+const pxeClass = "PXEClient:Arch:00000:UNDI:002001"
 
-func newStormRelay(bn *dhcpNet) (*stormRelay, error) {
+// NewRelay listens on addr port 67 inside ns (addr must be one of its
+// addresses) and relays to the DHCP server at server port 67. Close it
+// when done.
+func NewRelay(ns *lab.Netns, addr, server netip.Addr) (*Relay, error) {
 	var conn *net.UDPConn
-	err := inNetns(bn.client, func() (err error) {
-		conn, err = net.ListenUDP("udp4", &net.UDPAddr{IP: net.ParseIP(dhcpClientAddr), Port: dhcpv4.ServerPort})
+	err := ns.Do(func() (err error) {
+		conn, err = net.ListenUDP("udp4", &net.UDPAddr{IP: addr.AsSlice(), Port: dhcpv4.ServerPort})
 		return err
 	})
 	if err != nil {
@@ -56,10 +61,10 @@ func newStormRelay(bn *dhcpNet) (*stormRelay, error) {
 	if raw, err := conn.SyscallConn(); err == nil {
 		raw.Control(func(fd uintptr) { unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 16<<20) })
 	}
-	r := &stormRelay{
+	r := &Relay{
 		conn:    conn,
-		server:  &net.UDPAddr{IP: net.ParseIP(dhcpServerAddr), Port: dhcpv4.ServerPort},
-		giaddr:  net.ParseIP(dhcpClientAddr).To4(),
+		server:  &net.UDPAddr{IP: server.AsSlice(), Port: dhcpv4.ServerPort},
+		giaddr:  addr.AsSlice(),
 		waiting: map[dhcpv4.TransactionID]chan *dhcpv4.DHCPv4{},
 		done:    make(chan struct{}),
 	}
@@ -70,13 +75,15 @@ func newStormRelay(bn *dhcpNet) (*stormRelay, error) {
 	return r, nil
 }
 
-func (r *stormRelay) close() {
+// Close stops the relay. It is safe to call more than once.
+func (r *Relay) Close() error {
 	r.conn.Close()
 	<-r.done
+	return nil
 }
 
 // read hands every BOOTREPLY to the machine waiting on its xid.
-func (r *stormRelay) read() {
+func (r *Relay) read() {
 	defer close(r.done)
 	buf := make([]byte, 1500)
 	for {
@@ -100,9 +107,9 @@ func (r *stormRelay) read() {
 	}
 }
 
-// dora runs DISCOVER, OFFER, REQUEST, ACK for mac, and returns the ACK.
-// A NAK starts over, up to three times.
-func (r *stormRelay) dora(ctx context.Context, mac net.HardwareAddr) (*dhcpv4.DHCPv4, error) {
+// DORA runs DISCOVER, OFFER, REQUEST, ACK for mac, as a BIOS PXE ROM
+// would, and returns the ACK. A NAK starts over, up to three times.
+func (r *Relay) DORA(ctx context.Context, mac net.HardwareAddr) (*dhcpv4.DHCPv4, error) {
 	var xid dhcpv4.TransactionID
 	binary.BigEndian.PutUint32(xid[:], r.nextXID.Add(1))
 	answers := make(chan *dhcpv4.DHCPv4, 8)
@@ -114,7 +121,7 @@ func (r *stormRelay) dora(ctx context.Context, mac net.HardwareAddr) (*dhcpv4.DH
 		delete(r.waiting, xid)
 		r.mu.Unlock()
 	}()
-	pxe := stormPXEOptions(mac)
+	pxe := r.pxeOptions(mac)
 	var nak string
 	for range 3 {
 		disc, err := dhcpv4.NewDiscovery(mac, append(pxe, dhcpv4.WithTransactionID(xid))...)
@@ -141,18 +148,18 @@ func (r *stormRelay) dora(ctx context.Context, mac net.HardwareAddr) (*dhcpv4.DH
 	return nil, fmt.Errorf("three NAKs, the last: %q", nak)
 }
 
-// stormPXEOptions are what a BIOS PXE ROM's requests carry, as the relay
+// pxeOptions are what a BIOS PXE ROM's requests carry, as the relay
 // forwards them: its class and architecture, a UUID (option 97), and
 // giaddr with one hop.
-func stormPXEOptions(mac net.HardwareAddr) []dhcpv4.Modifier {
+func (r *Relay) pxeOptions(mac net.HardwareAddr) []dhcpv4.Modifier {
 	uuid := append([]byte{0, 0x5a, 0x5a, 0, 0, 0, 0, 0, 0, 0, 0}, mac...)
 	return []dhcpv4.Modifier{
-		dhcpv4.WithOption(dhcpv4.OptClassIdentifier(stormPXEClass)),
+		dhcpv4.WithOption(dhcpv4.OptClassIdentifier(pxeClass)),
 		dhcpv4.WithOption(dhcpv4.OptClientArch(iana.INTEL_X86PC)),
 		dhcpv4.WithGeneric(dhcpv4.OptionClientMachineIdentifier, uuid),
 		dhcpv4.WithRequestedOptions(dhcpv4.OptionVendorSpecificInformation, dhcpv4.OptionClassIdentifier,
 			dhcpv4.OptionTFTPServerName, dhcpv4.OptionBootfileName),
-		dhcpv4.WithRelay(net.ParseIP(dhcpClientAddr).To4()),
+		dhcpv4.WithRelay(r.giaddr),
 	}
 }
 
@@ -160,10 +167,10 @@ func stormPXEOptions(mac net.HardwareAddr) []dhcpv4.Modifier {
 var errNoAnswer = errors.New("no answer")
 
 // exchange sends msg and waits for an answer of one of the types want,
-// sending it again after each of stormDHCPTimeouts.
-func (r *stormRelay) exchange(ctx context.Context, msg *dhcpv4.DHCPv4, answers chan *dhcpv4.DHCPv4, want ...dhcpv4.MessageType) (*dhcpv4.DHCPv4, error) {
+// sending it again after each of dhcpTimeouts.
+func (r *Relay) exchange(ctx context.Context, msg *dhcpv4.DHCPv4, answers chan *dhcpv4.DHCPv4, want ...dhcpv4.MessageType) (*dhcpv4.DHCPv4, error) {
 	pkt := msg.ToBytes()
-	for _, wait := range stormDHCPTimeouts {
+	for _, wait := range dhcpTimeouts {
 		if _, err := r.conn.WriteToUDP(pkt, r.server); err != nil {
 			return nil, fmt.Errorf("send %s: %w", msg.MessageType(), err)
 		}
@@ -171,12 +178,12 @@ func (r *stormRelay) exchange(ctx context.Context, msg *dhcpv4.DHCPv4, answers c
 			return a, err
 		}
 	}
-	return nil, fmt.Errorf("%s: %w after %d tries", msg.MessageType(), errNoAnswer, len(stormDHCPTimeouts))
+	return nil, fmt.Errorf("%s: %w after %d tries", msg.MessageType(), errNoAnswer, len(dhcpTimeouts))
 }
 
 // await waits up to wait for an answer to msg of one of the types want;
 // it returns nil, nil when none came.
-func (r *stormRelay) await(ctx context.Context, msg *dhcpv4.DHCPv4, answers chan *dhcpv4.DHCPv4, wait time.Duration, want []dhcpv4.MessageType) (*dhcpv4.DHCPv4, error) {
+func (r *Relay) await(ctx context.Context, msg *dhcpv4.DHCPv4, answers chan *dhcpv4.DHCPv4, wait time.Duration, want []dhcpv4.MessageType) (*dhcpv4.DHCPv4, error) {
 	t := time.NewTimer(wait)
 	defer t.Stop()
 	for {

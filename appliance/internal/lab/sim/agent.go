@@ -1,4 +1,4 @@
-package main
+package sim
 
 import (
 	"context"
@@ -16,26 +16,33 @@ import (
 	"github.com/outposthq/outpost/appliance/internal/agentproto"
 )
 
-// stormAgent is the installer's agent of one simulated machine: it runs
-// the machine's workflow over the agent API as the real agent does
-// (package agent), without touching a disk. image.write downloads the
-// image whole and checks its sha256 (of the file as served, as the agent
-// does; it is not decompressed, which is the agent's CPU, not the
-// appliance's); every other action type starts and succeeds at once.
-type stormAgent struct {
+// Agent is the installer's agent of one simulated machine: it runs the
+// machine's workflow over the agent API as the real agent does (package
+// agent), without touching a disk. image.write downloads the image whole
+// and checks its sha256 (of the file as served, as the agent does; it is
+// not decompressed, which is the agent's CPU, not the appliance's); every
+// other action type starts and succeeds at once. It retries what the
+// real agent retries, as it does.
+type Agent struct {
 	hc    *http.Client
 	base  *url.URL // outpost.url
 	token string
-	stats *stormStats
-	err   error // a bad outpost.url
+	stats *Stats
 }
 
-func (e *stormEnv) agent(hc *http.Client, sc installScript) *stormAgent {
-	base, err := url.Parse(sc.base)
-	if err == nil && base.Scheme != "http" {
-		err = fmt.Errorf("%s=%q is not an http URL", agentproto.ParamURL, sc.base)
+// NewAgent returns the agent of an installer booted with outpost.url=base
+// and outpost.token=token (an InstallScript's URL and Token), which sends
+// its requests with hc and counts its retries in stats (nil: not
+// counted).
+func NewAgent(hc *http.Client, base, token string, stats *Stats) (*Agent, error) {
+	u, err := url.Parse(base)
+	if err == nil && u.Scheme != "http" {
+		err = fmt.Errorf("%s=%q is not an http URL", agentproto.ParamURL, base)
 	}
-	return &stormAgent{hc: hc, base: base, token: sc.token, stats: e.stats, err: err}
+	if err != nil {
+		return nil, err
+	}
+	return &Agent{hc: hc, base: u, token: token, stats: stats}, nil
 }
 
 // errRefused is a 409: the report does not fit the workflow's state any
@@ -45,16 +52,13 @@ var errRefused = errors.New("refused (409)")
 // The agent's polling bounds while nothing is ready (agent.DefaultPollMin
 // and DefaultPollMax).
 const (
-	stormPollMin = time.Second
-	stormPollMax = 10 * time.Second
+	pollMin = time.Second
+	pollMax = 10 * time.Second
 )
 
-// run fetches the workflow and runs its ready actions, one at a time,
+// Run fetches the workflow and runs its ready actions, one at a time,
 // until it is done, and returns it as it ended.
-func (a *stormAgent) run(ctx context.Context) (*agentproto.Workflow, error) {
-	if a.err != nil {
-		return nil, a.err
-	}
+func (a *Agent) Run(ctx context.Context) (*agentproto.Workflow, error) {
 	wf, err := a.fetch(ctx)
 	for err == nil && !wf.Done() {
 		next, aerr := a.act(ctx, wf)
@@ -68,8 +72,8 @@ func (a *stormAgent) run(ctx context.Context) (*agentproto.Workflow, error) {
 			a.stats.count("agent: a report refused (409), fetched the workflow again")
 		default: // nothing ready: wait as long as the appliance says
 			a.stats.count("agent: nothing ready, waited and fetched the workflow again")
-			poll := min(max(time.Duration(wf.Poll*float64(time.Second)), stormPollMin), stormPollMax)
-			if !stormSleep(ctx, poll) {
+			poll := min(max(time.Duration(wf.Poll*float64(time.Second)), pollMin), pollMax)
+			if !sleep(ctx, poll) {
 				return nil, ctx.Err()
 			}
 		}
@@ -78,7 +82,7 @@ func (a *stormAgent) run(ctx context.Context) (*agentproto.Workflow, error) {
 	return wf, err
 }
 
-func (a *stormAgent) fetch(ctx context.Context) (*agentproto.Workflow, error) {
+func (a *Agent) fetch(ctx context.Context) (*agentproto.Workflow, error) {
 	var wf agentproto.Workflow
 	if err := a.call(ctx, http.MethodGet, agentproto.PathWorkflow, nil, &wf); err != nil {
 		return nil, err
@@ -89,7 +93,7 @@ func (a *stormAgent) fetch(ctx context.Context) (*agentproto.Workflow, error) {
 // act runs the first ready action of wf: a start report, the work, a
 // finish report. It returns the workflow the finish report was answered
 // with, or nil when nothing is ready.
-func (a *stormAgent) act(ctx context.Context, wf *agentproto.Workflow) (*agentproto.Workflow, error) {
+func (a *Agent) act(ctx context.Context, wf *agentproto.Workflow) (*agentproto.Workflow, error) {
 	if len(wf.Ready) == 0 {
 		return nil, nil
 	}
@@ -120,14 +124,14 @@ func (a *stormAgent) act(ctx context.Context, wf *agentproto.Workflow) (*agentpr
 // writeImage downloads the image, starting again when a download breaks,
 // and checks its sha256. A failure is the attempt's (ok false, with why);
 // an error is a refused progress report or the end of ctx.
-func (a *stormAgent) writeImage(ctx context.Context, act agentproto.Action, attempt int) (ok bool, msg string, err error) {
+func (a *Agent) writeImage(ctx context.Context, act agentproto.Action, attempt int) (ok bool, msg string, err error) {
 	u, err := a.base.Parse(act.Args["url"])
 	if err != nil {
 		return false, fmt.Sprintf("url %q: %v", act.Args["url"], err), nil
 	}
 	var sum string
 	var n int64
-	err = stormRetry(ctx, a.stats, "GET image", func() (string, error) {
+	err = retry(ctx, a.stats, "GET image", func() (string, error) {
 		s, m, transient, derr := a.download(ctx, u, act.Name, attempt)
 		sum, n = s, m
 		return transient, derr
@@ -145,7 +149,7 @@ func (a *stormAgent) writeImage(ctx context.Context, act agentproto.Action, atte
 
 // download fetches the image once, hashing it, and reports 50 % progress
 // half-way through. transient says why a failure may be retried.
-func (a *stormAgent) download(ctx context.Context, u *url.URL, action string, attempt int) (sum string, n int64, transient string, err error) {
+func (a *Agent) download(ctx context.Context, u *url.URL, action string, attempt int) (sum string, n int64, transient string, err error) {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
@@ -195,7 +199,7 @@ func (a *stormAgent) download(ctx context.Context, u *url.URL, action string, at
 // call sends an agent API request with the credential until it is
 // answered, retrying transient failures; 200 decodes the answer into out
 // (if not nil), 409 is errRefused, anything else is final.
-func (a *stormAgent) call(ctx context.Context, method, path string, body, out any) error {
+func (a *Agent) call(ctx context.Context, method, path string, body, out any) error {
 	var payload []byte
 	if body != nil {
 		var err error
@@ -204,8 +208,8 @@ func (a *stormAgent) call(ctx context.Context, method, path string, body, out an
 		}
 	}
 	what := "agent " + method + " " + path
-	return stormRetry(ctx, a.stats, what, func() (string, error) {
-		status, answer, err := stormTry(ctx, a.hc, method, a.base.String()+path, payload, 16<<20,
+	return retry(ctx, a.stats, what, func() (string, error) {
+		status, answer, err := try(ctx, a.hc, method, a.base.String()+path, payload, 16<<20,
 			"Authorization", "Bearer "+a.token, "Accept", "application/json")
 		switch {
 		case err != nil:
