@@ -111,18 +111,11 @@ type addressChooser func(tx *store.Tx, m *store.Machine, now time.Time) (*reserv
 // the address the MAC leases, unless another MAC has it since, else the
 // free pool address least recently used.
 func chooseBootAddress(tx *store.Tx, m *store.Machine, now time.Time) (*reservation, error) {
-	i := bootInterface(m)
-	if i < 0 {
-		return nil, errs.Invalid("machine_id", "machine %q has no interface to give an address", m.ID)
-	}
-	iface := m.Interfaces[i]
-	if iface.IP != "" {
-		return nil, nil
-	}
-	subnets, err := store.List[store.Subnet](tx)
-	if err != nil {
+	i, subnets, err := needsAddress(tx, m)
+	if i < 0 || err != nil {
 		return nil, err
 	}
+	iface := m.Interfaces[i]
 	sub, err := bootSubnet(tx, m, i, subnets, now)
 	if err != nil {
 		return nil, err
@@ -144,6 +137,21 @@ func chooseBootAddress(tx *store.Tx, m *store.Machine, now time.Time) (*reservat
 		return nil, errs.Conflict("subnet %s has no free address in its pools for machine %q", sub.Name, m.ID)
 	}
 	return &reservation{iface: i, ip: ip.String(), subnet: sub.Name}, nil
+}
+
+// needsAddress returns the index of m's boot interface if it needs an
+// address (it reserves none), and the site's subnets; -1 if it needs
+// none.
+func needsAddress(tx *store.Tx, m *store.Machine) (int, []*store.Subnet, error) {
+	i := bootInterface(m)
+	if i < 0 {
+		return -1, nil, errs.Invalid("machine_id", "machine %q has no interface to give an address", m.ID)
+	}
+	if m.Interfaces[i].IP != "" {
+		return -1, nil, nil
+	}
+	subnets, err := store.List[store.Subnet](tx)
+	return i, subnets, err
 }
 
 // bootInterface is the index of m's boot interface: the one marked, else

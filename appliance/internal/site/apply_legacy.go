@@ -36,18 +36,11 @@ func applyDesiredV1(tx *store.Tx, payload []byte, index uint64) (any, error) {
 // site's only subnet with pools) that no machine reserves, nobody else
 // holds a lease on, and no reserved range holds.
 func chooseLowestAddress(tx *store.Tx, m *store.Machine, now time.Time) (*reservation, error) {
-	i := bootInterface(m)
-	if i < 0 {
-		return nil, errs.Invalid("machine_id", "machine %q has no interface to give an address", m.ID)
-	}
-	iface := m.Interfaces[i]
-	if iface.IP != "" {
-		return nil, nil
-	}
-	subnets, err := store.List[store.Subnet](tx)
-	if err != nil {
+	i, subnets, err := needsAddress(tx, m)
+	if i < 0 || err != nil {
 		return nil, err
 	}
+	iface := m.Interfaces[i]
 	if l, s, err := heldLease(tx, iface, subnets, now); err != nil || l != nil {
 		if l == nil {
 			return nil, err

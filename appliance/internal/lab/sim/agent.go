@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/outposthq/outpost/appliance/internal/agentproto"
+	"github.com/outposthq/outpost/internal/backoff"
 )
 
 // Agent is the installer's agent of one simulated machine: it runs the
@@ -73,7 +74,7 @@ func (a *Agent) Run(ctx context.Context) (*agentproto.Workflow, error) {
 		default: // nothing ready: wait as long as the appliance says
 			a.stats.count("agent: nothing ready, waited and fetched the workflow again")
 			poll := min(max(time.Duration(wf.Poll*float64(time.Second)), pollMin), pollMax)
-			if !sleep(ctx, poll) {
+			if !backoff.Sleep(ctx, poll) {
 				return nil, ctx.Err()
 			}
 		}

@@ -6,13 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
 	"strconv"
 	"syscall"
 	"time"
+
+	"github.com/outposthq/outpost/internal/backoff"
 )
 
 // requestTimeout bounds one HTTP request (the agent's default).
@@ -97,22 +98,12 @@ func retry(ctx context.Context, stats *Stats, what string, try func() (transient
 			return err
 		}
 		stats.count("retried " + what + ": " + kind)
-		d := min(250*time.Millisecond<<min(n-1, 5), 5*time.Second)
-		if !sleep(ctx, d/2+rand.N(d/2+1)) {
+		if !backoff.Sleep(ctx, retryBackoff.Wait(n)) {
 			return fmt.Errorf("%w (gave up after %d tries)", err, n)
 		}
 	}
 }
 
-// sleep waits d, or less if ctx ends first; it reports whether it waited
-// d.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
-}
+// retryBackoff is a simulated firmware's or agent's wait between tries:
+// from 250 ms, doubling, at most 5 s, jittered.
+var retryBackoff = backoff.Exponential{Base: 250 * time.Millisecond, Max: 5 * time.Second}
