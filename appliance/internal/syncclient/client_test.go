@@ -10,11 +10,13 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/outposthq/outpost/appliance/internal/apptest"
-	"github.com/outposthq/outpost/appliance/internal/replica"
+	"github.com/outposthq/outpost/appliance/internal/cluster"
+	"github.com/outposthq/outpost/appliance/internal/site"
 	"github.com/outposthq/outpost/appliance/internal/store"
 	"github.com/outposthq/outpost/syncproto"
 )
@@ -42,7 +44,7 @@ func newEnv(t *testing.T, credential string) *env {
 // run starts a client and stops it when the test ends; stop stops it now.
 func (e *env) run(tune func(*Config)) (c *Client, stop func()) {
 	e.t.Helper()
-	cfg := Config{Node: e.n.Node, URL: e.f.srv.URL, Site: "ams2", CredentialFile: e.cred, Key: e.n.Key,
+	cfg := Config{Node: e.n.Site, Store: e.n.DB, URL: e.f.srv.URL, Site: "ams2", CredentialFile: e.cred,
 		Log:        slog.New(slog.NewTextHandler(io.MultiWriter(e.logs, e.t.Output()), &slog.HandlerOptions{Level: slog.LevelDebug})),
 		MinBackoff: 10 * time.Millisecond, MaxBackoff: 100 * time.Millisecond, LongBackoff: time.Second}
 	if tune != nil {
@@ -73,21 +75,41 @@ func (e *env) run(tune func(*Config)) (c *Client, stop func()) {
 // appendEvents records n events on the appliance.
 func (e *env) appendEvents(n int, kind string) {
 	e.t.Helper()
-	for n > 0 {
-		k := min(n, 500)
-		evs := make([]store.Event, k)
-		for i := range evs {
-			evs[i] = store.Event{Kind: kind, Message: fmt.Sprintf("%s %d", kind, i)}
-		}
-		cmd, err := replica.Encode(replica.AppendEvents, replica.Events{Time: time.Now().UTC(), Events: evs})
-		if err != nil {
-			e.t.Fatal(err)
-		}
-		if _, err := e.n.Node.Apply(e.t.Context(), cmd); err != nil {
-			e.t.Fatal(err)
-		}
-		n -= k
+	if err := recordEvents(e.t.Context(), e.n.Site, n, kind); err != nil {
+		e.t.Fatal(err)
 	}
+}
+
+// eventRecorder is the proposer's method that records an event.
+type eventRecorder interface {
+	RecordEvent(ctx context.Context, e store.Event) (uint64, error)
+}
+
+// recordEvents records n events of kind through the proposer, many at
+// once (the node commits them in groups), and returns the first error.
+func recordEvents(ctx context.Context, r eventRecorder, n int, kind string) error {
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		first error
+	)
+	sem := make(chan struct{}, 64)
+	for i := range n {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			if _, err := r.RecordEvent(ctx, store.Event{Kind: kind, Message: fmt.Sprintf("%s %d", kind, i)}); err != nil {
+				mu.Lock()
+				if first == nil {
+					first = err
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return first
 }
 
 func (e *env) syncState() store.SyncState {
@@ -207,7 +229,8 @@ func TestSync(t *testing.T) {
 	e.checkStored()
 
 	// A cut while events flow, then an outage with events recorded.
-	go e.appendEvents(3000, "during.cut")
+	during := make(chan error, 1)
+	go func() { during <- recordEvents(t.Context(), e.n.Site, 3000, "during.cut") }()
 	time.Sleep(5 * time.Millisecond)
 	e.f.cut()
 	e.f.update(func() { e.f.down = true })
@@ -215,6 +238,9 @@ func TestSync(t *testing.T) {
 	e.f.update(func() { e.f.down = false })
 	time.Sleep(100 * time.Millisecond)
 	e.appendEvents(1, "after")
+	if err := <-during; err != nil {
+		t.Fatal(err)
+	}
 	e.waitStoredAll()
 	e.checkStored()
 	e.waitSite("acked seq to reach the last event", func(s store.SyncState) bool { return s.AckedSeq == s.LastSeq })
@@ -481,7 +507,9 @@ func TestSyncOrderGetsBootURL(t *testing.T) {
 			{Name: "wipe", Type: "disk.wipe", Args: map[string]string{"device": "/dev/vda"}}}}),
 		change(t, "machine", "m1", m),
 		change(t, "order", "o1", &store.Order{ID: "o1", Action: store.OrderDeprovision, MachineID: "m1"}))
-	e.run(func(c *Config) { c.BootURL = "http://10.9.0.1:8080" })
+	e.run(func(c *Config) {
+		c.Node = cluster.NewSite(e.n.Node, site.ProposerConfig{Key: e.n.Key, BootURL: "http://10.9.0.1:8080"})
+	})
 	e.f.waitFor("desired_ack 1", func() bool { return len(e.f.acked) == 1 })
 	_ = e.n.DB.View(func(tx *store.Tx) error {
 		w, err := store.Get[store.Workflow](tx, "o1")

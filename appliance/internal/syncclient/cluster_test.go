@@ -14,7 +14,8 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/outposthq/outpost/appliance/internal/apptest"
-	"github.com/outposthq/outpost/appliance/internal/replica"
+	"github.com/outposthq/outpost/appliance/internal/cluster"
+	"github.com/outposthq/outpost/appliance/internal/site"
 	"github.com/outposthq/outpost/appliance/internal/store"
 )
 
@@ -26,9 +27,9 @@ func fastRaft(c *raft.Config) {
 }
 
 // startCluster starts a three-node site; every node runs a sync client.
-func startCluster(t *testing.T, f *fakeCentral, credFile string) []*replica.Node {
+func startCluster(t *testing.T, f *fakeCentral, credFile string) []*cluster.Site {
 	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo}))
-	var nodes []*replica.Node
+	var nodes []*cluster.Site
 	var addrs []string
 	for i := range 3 {
 		id, dir, addr := fmt.Sprintf("n%d", i+1), t.TempDir(), apptest.FreeAddr(t)
@@ -38,13 +39,13 @@ func startCluster(t *testing.T, f *fakeCentral, credFile string) []*replica.Node
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { db.Close() })
-		n, err := replica.Open(replica.Config{ID: id, Dir: filepath.Join(dir, "raft"), BindAddr: addr,
+		node, err := cluster.Open(cluster.Config{ID: id, Dir: filepath.Join(dir, "raft"), BindAddr: addr,
 			APIURL: "http://127.0.0.1:1", Bootstrap: i == 0, Tuning: fastRaft, Log: log.With("node", id)}, db)
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { n.Close() })
-		nodes = append(nodes, n)
+		t.Cleanup(func() { node.Close() })
+		nodes = append(nodes, cluster.NewSite(node, site.ProposerConfig{}))
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
@@ -61,7 +62,7 @@ func startCluster(t *testing.T, f *fakeCentral, credFile string) []*replica.Node
 		}
 	}
 	for _, n := range nodes {
-		c, err := New(Config{Node: n, URL: f.srv.URL, Site: "ams2", CredentialFile: credFile,
+		c, err := New(Config{Node: n, Store: n.DB(), URL: f.srv.URL, Site: "ams2", CredentialFile: credFile,
 			Log:        log.With("node", n.ID()),
 			MinBackoff: 10 * time.Millisecond, MaxBackoff: 100 * time.Millisecond, LongBackoff: time.Second})
 		if err != nil {
@@ -75,7 +76,7 @@ func startCluster(t *testing.T, f *fakeCentral, credFile string) []*replica.Node
 	return nodes
 }
 
-func leaderOf(t *testing.T, nodes []*replica.Node) *replica.Node {
+func leaderOf(t *testing.T, nodes []*cluster.Site) *cluster.Site {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
@@ -100,26 +101,21 @@ func TestSyncLeaderChange(t *testing.T) {
 	}
 	nodes := startCluster(t, f, cred)
 	first := leaderOf(t, nodes)
-	record := func(ctx context.Context, n *replica.Node, count int) error {
+	record := func(ctx context.Context, n *cluster.Site, count int) error {
 		for range count / 100 {
-			evs := make([]store.Event, 100)
-			for i := range evs {
-				evs[i] = store.Event{Kind: "test", Message: "event"}
-			}
-			cmd, _ := replica.Encode(replica.AppendEvents, replica.Events{Time: time.Now().UTC(), Events: evs})
-			if _, err := n.Apply(ctx, cmd); err != nil {
+			if err := recordEvents(ctx, n, 100, "test"); err != nil {
 				return err
 			}
 		}
 		return nil
 	}
-	lastSeq := func(n *replica.Node) (s store.SyncState) {
+	lastSeq := func(n *cluster.Site) (s store.SyncState) {
 		_ = n.DB().View(func(tx *store.Tx) error { s = tx.SyncState(); return nil })
 		return s
 	}
 	// Leadership may move under load (and the race detector): record on
 	// whoever leads, batch by batch.
-	recordOnLeader := func(nodes []*replica.Node, batches int) {
+	recordOnLeader := func(nodes []*cluster.Site, batches int) {
 		t.Helper()
 		for i := 0; i < batches; {
 			if err := record(t.Context(), leaderOf(t, nodes), 100); err == nil {
@@ -156,7 +152,7 @@ func TestSyncLeaderChange(t *testing.T) {
 	if err := first.Close(); err != nil {
 		t.Fatal(err)
 	}
-	var rest []*replica.Node
+	var rest []*cluster.Site
 	for _, n := range nodes {
 		if n != first {
 			rest = append(rest, n)
@@ -204,32 +200,28 @@ func TestSyncAfterRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo}))
-	record := func(n *replica.Node, count int) {
+	record := func(n *cluster.Site, count int) {
 		t.Helper()
-		evs := make([]store.Event, count)
-		for i := range evs {
-			evs[i] = store.Event{Kind: "test", Message: "event"}
-		}
-		cmd, _ := replica.Encode(replica.AppendEvents, replica.Events{Time: time.Now().UTC(), Events: evs})
-		if _, err := n.Apply(t.Context(), cmd); err != nil {
+		if err := recordEvents(t.Context(), n, count, "test"); err != nil {
 			t.Fatal(err)
 		}
 	}
 
 	// start opens the node on dir, records events, then runs a client.
-	start := func(events int) (n *replica.Node, stop func()) {
+	start := func(events int) (n *cluster.Site, stop func()) {
 		db, err := store.Open(filepath.Join(dir, "store.db"))
 		if err != nil {
 			t.Fatal(err)
 		}
-		n, err = replica.Open(replica.Config{ID: "n1", Dir: filepath.Join(dir, "raft"), BindAddr: addr,
+		node, err := cluster.Open(cluster.Config{ID: "n1", Dir: filepath.Join(dir, "raft"), BindAddr: addr,
 			APIURL: "http://127.0.0.1:1", Bootstrap: true, Tuning: fastRaft, Log: log}, db)
 		if err != nil {
 			t.Fatal(err)
 		}
-		leaderOf(t, []*replica.Node{n})
+		n = cluster.NewSite(node, site.ProposerConfig{})
+		leaderOf(t, []*cluster.Site{n})
 		record(n, events)
-		c, err := New(Config{Node: n, URL: f.srv.URL, Site: "ams2", CredentialFile: cred, Log: log,
+		c, err := New(Config{Node: n, Store: db, URL: f.srv.URL, Site: "ams2", CredentialFile: cred, Log: log,
 			MinBackoff: 10 * time.Millisecond, MaxBackoff: 100 * time.Millisecond})
 		if err != nil {
 			t.Fatal(err)
