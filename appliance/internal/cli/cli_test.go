@@ -24,7 +24,8 @@ import (
 	"github.com/outposthq/outpost/appliance/internal/api"
 	"github.com/outposthq/outpost/appliance/internal/cli"
 	"github.com/outposthq/outpost/appliance/internal/client"
-	"github.com/outposthq/outpost/appliance/internal/replica"
+	"github.com/outposthq/outpost/appliance/internal/cluster"
+	"github.com/outposthq/outpost/appliance/internal/site"
 	"github.com/outposthq/outpost/appliance/internal/store"
 	"github.com/outposthq/outpost/internal/seal"
 )
@@ -66,13 +67,13 @@ actions:
   - {name: write, type: image.write, args: {device: /dev/sda, image: "{{ .image }}"}, needs: [wipe], timeout: 10m}
 `
 
-// site is a single-node appliance served in-process.
-type site struct {
+// testSite is a single-node appliance served in-process.
+type testSite struct {
 	url      string
 	token    string
 	raftAddr string
 	key      *seal.Key
-	node     *replica.Node
+	node     *cluster.Node
 	log      *slog.Logger
 }
 
@@ -103,14 +104,14 @@ func fastRaft(c *raft.Config) {
 }
 
 // openNode opens a store and a Raft node in dir, closed at cleanup.
-func openNode(t *testing.T, log *slog.Logger, id, dir, raftAddr, apiURL string, bootstrap bool) *replica.Node {
+func openNode(t *testing.T, log *slog.Logger, id, dir, raftAddr, apiURL string, bootstrap bool) *cluster.Node {
 	t.Helper()
 	db, err := store.Open(filepath.Join(dir, "store.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	node, err := replica.Open(replica.Config{
+	node, err := cluster.Open(cluster.Config{
 		ID: id, Dir: filepath.Join(dir, "raft"), BindAddr: raftAddr, APIURL: apiURL,
 		Bootstrap: bootstrap, Tuning: fastRaft, Log: log.With("node", id),
 	}, db)
@@ -122,7 +123,7 @@ func openNode(t *testing.T, log *slog.Logger, id, dir, raftAddr, apiURL string, 
 }
 
 // startSite boots a one-node cluster with its API and an admin token.
-func startSite(t *testing.T) *site {
+func startSite(t *testing.T) *testSite {
 	t.Helper()
 	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
 	key, err := seal.Generate()
@@ -130,10 +131,12 @@ func startSite(t *testing.T) *site {
 		t.Fatal(err)
 	}
 	srv := httptest.NewUnstartedServer(nil)
-	s := &site{url: "http://" + srv.Listener.Addr().String(), raftAddr: freeAddr(t), key: key, log: log}
+	s := &testSite{url: "http://" + srv.Listener.Addr().String(), raftAddr: freeAddr(t), key: key, log: log}
 	s.node = openNode(t, log, "n1", t.TempDir(), s.raftAddr, s.url, true)
 	s.node.SetClusterSecret(key.Derive("outpost cluster v1"))
-	srv.Config.Handler = api.New(api.Config{Node: s.node, SiteKey: key, Log: log}).Handler()
+	proposer := cluster.NewSite(s.node, site.ProposerConfig{Key: key})
+	srv.Config.Handler = api.New(api.Config{Site: proposer.Proposer, Store: s.node.DB(), Cluster: s.node,
+		Internal: s.node.InternalHandler(), SiteKey: key, Log: log}).Handler()
 	srv.Start()
 	t.Cleanup(srv.Close)
 
@@ -149,11 +152,7 @@ func startSite(t *testing.T) *site {
 		t.Fatal(err)
 	}
 	token, rec := api.NewToken("admin")
-	cmd, err := replica.Encode(replica.PutToken, replica.Put[store.Token]{Object: rec, Time: time.Now()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.node.Apply(ctx, cmd); err != nil {
+	if err := proposer.CreateToken(ctx, rec); err != nil {
 		t.Fatal(err)
 	}
 	s.token = token
@@ -167,7 +166,7 @@ type result struct {
 }
 
 // run runs the CLI against s with stdin, as the admin.
-func (s *site) run(t *testing.T, stdin string, args ...string) result {
+func (s *testSite) run(t *testing.T, stdin string, args ...string) result {
 	t.Helper()
 	args = append([]string{"--server", s.url, "--token", s.token}, args...)
 	return runCLI(t, stdin, args...)
@@ -200,7 +199,7 @@ func shown(args []string) string {
 }
 
 // mustRun runs the CLI and fails the test unless it succeeds.
-func (s *site) mustRun(t *testing.T, stdin string, args ...string) string {
+func (s *testSite) mustRun(t *testing.T, stdin string, args ...string) string {
 	t.Helper()
 	r := s.run(t, stdin, args...)
 	if r.code != 0 {
@@ -305,7 +304,7 @@ func TestApplyGetDelete(t *testing.T) {
 }
 
 // checkFormats reads the objects of siteYAML as JSON and YAML.
-func checkFormats(t *testing.T, s *site) {
+func checkFormats(t *testing.T, s *testSite) {
 	var m store.Machine
 	if err := json.Unmarshal([]byte(s.mustRun(t, "", "-o", "json", "get", "machine", "m1")), &m); err != nil {
 		t.Fatal(err)
@@ -324,7 +323,7 @@ func checkFormats(t *testing.T, s *site) {
 }
 
 // checkDelete deletes the machine of siteYAML.
-func checkDelete(t *testing.T, s *site) {
+func checkDelete(t *testing.T, s *testSite) {
 	if got := s.mustRun(t, "", "delete", "machine", "m1"); got != "machine/m1 deleted\n" {
 		t.Errorf("delete: got %q", got)
 	}
@@ -444,7 +443,7 @@ type post struct {
 	kind, machine, message string
 }
 
-func (s *site) postEvents(t *testing.T, events ...post) {
+func (s *testSite) postEvents(t *testing.T, events ...post) {
 	t.Helper()
 	c := client.New(s.url, s.token)
 	for _, e := range events {
@@ -456,7 +455,7 @@ func (s *site) postEvents(t *testing.T, events ...post) {
 }
 
 // lastSeq is the newest event's sequence number.
-func (s *site) lastSeq(t *testing.T) uint64 {
+func (s *testSite) lastSeq(t *testing.T) uint64 {
 	t.Helper()
 	_, last, err := client.New(s.url, s.token).Events(t.Context(), 0, 1)
 	if err != nil {
@@ -578,7 +577,7 @@ func TestCluster(t *testing.T) {
 	if diff := cmp.Diff(want, rows); diff != "" {
 		t.Errorf("members (-want +got):\n%s", diff)
 	}
-	var st replica.Status
+	var st site.Status
 	if err := json.Unmarshal([]byte(s.mustRun(t, "", "cluster", "status", "-o", "json")), &st); err != nil || st.State != "Leader" {
 		t.Errorf("status -o json: %v, %+v", err, st)
 	}
