@@ -464,9 +464,16 @@ func TestInstallNeedsActiveWorkflow(t *testing.T) {
 	err := f.db.Update(func(tx *store.Tx) error {
 		f.index++
 		w := store.Write{Index: f.index, Time: t0}
-		if _, err := tx.UnsafeAdvanceWorkflow("wf-m1", w, func(st workflow.State) (workflow.State, []workflow.Transition, error) {
-			return workflow.Cancel(st, "test", t0)
-		}); err != nil {
+		wf, err := store.Get[store.Workflow](tx, "wf-m1")
+		if err != nil {
+			return err
+		}
+		st, _, err := workflow.Cancel(*wf.State, "test", t0)
+		if err != nil {
+			return err
+		}
+		wf.State = &st
+		if err := tx.UnsafePut(wf, w); err != nil {
 			return err
 		}
 		m, err := store.Get[store.Machine](tx, "m1")

@@ -1,6 +1,7 @@
 package httpboot
 
 import (
+	"cmp"
 	"io"
 	"log/slog"
 	"net/http"
@@ -11,8 +12,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/outposthq/outpost/appliance/internal/actions"
 	"github.com/outposthq/outpost/appliance/internal/provision"
 	"github.com/outposthq/outpost/appliance/internal/store"
+	"github.com/outposthq/outpost/appliance/internal/workflow"
 )
 
 var t0 = time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
@@ -97,7 +100,7 @@ func (f *fixture) put(t *testing.T, objs ...store.Object) {
 				w.Purpose = store.PurposeDeprovision
 			}
 			f.index++
-			if err := tx.UnsafePut(w, store.Write{Index: f.index, Time: t0}); err != nil {
+			if err := createWorkflow(tx, m, tpl, w, store.Write{Index: f.index, Time: t0}); err != nil {
 				return err
 			}
 		}
@@ -108,8 +111,30 @@ func (f *fixture) put(t *testing.T, objs ...store.Object) {
 	}
 }
 
-// get runs a GET through the handler, without a network, and returns the
-// response and its body.
+// createWorkflow stores w as the site's state machine creates a workflow
+// (package site keeps that rule; this fixture writes the store without
+// it, to keep the workflow's nonce, which the golden credentials hold):
+// the template bound with the machine's values, the plan's initial state,
+// and the machine following it.
+func createWorkflow(tx *store.Tx, m *store.Machine, tpl *store.Template, w *store.Workflow, wr store.Write) error {
+	w.Values = map[string]string{actions.ValueMachineID: m.ID, actions.ValueHostname: cmp.Or(m.Hostname, m.ID)}
+	bound, err := workflow.Bind(tpl.PlanActions(), w.Values)
+	if err != nil {
+		return err
+	}
+	plan, err := workflow.NewPlan(bound, actions.Required())
+	if err != nil {
+		return err
+	}
+	st := workflow.NewState(plan, time.Time{})
+	w.State = &st
+	if err := tx.UnsafePut(w, wr); err != nil {
+		return err
+	}
+	m.Workflow = w.ID
+	return tx.UnsafePut(m, wr)
+}
+
 func (f *fixture) get(t *testing.T, target string) (*http.Response, string) {
 	t.Helper()
 	return do(t, f.handler, httptest.NewRequest(http.MethodGet, target, nil))
