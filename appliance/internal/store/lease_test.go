@@ -17,61 +17,8 @@ func putLease(tx *store.Tx, l *store.Lease, at time.Time) error {
 	return tx.UnsafePut(l, store.Write{Index: 100, Time: at})
 }
 
-// TestLeaseOwnership checks the store's rule that an address is never held
-// by two MACs, whatever proposes the lease.
-func TestLeaseOwnership(t *testing.T) {
-	const a, b = "02:00:00:00:00:0a", "02:00:00:00:00:0b"
-	hour := t0.Add(time.Hour)
-	tests := map[string]struct {
-		first   *store.Lease
-		second  *store.Lease
-		at      time.Time
-		wantErr error
-	}{
-		"other MAC while active":      {lease("198.18.0.100", a, store.LeaseActive, hour), lease("198.18.0.100", b, store.LeaseActive, hour), t0, errs.ErrConflict},
-		"other MAC while offered":     {lease("198.18.0.100", a, store.LeaseOffered, hour), lease("198.18.0.100", b, store.LeaseActive, hour), t0, errs.ErrConflict},
-		"other MAC during quarantine": {lease("198.18.0.100", a, store.LeaseDeclined, hour), lease("198.18.0.100", b, store.LeaseActive, hour), t0, errs.ErrConflict},
-		"other MAC after expiry":      {lease("198.18.0.100", a, store.LeaseActive, hour), lease("198.18.0.100", b, store.LeaseActive, hour.Add(time.Hour)), hour, nil},
-		"other MAC after release":     {lease("198.18.0.100", a, store.LeaseReleased, t0), lease("198.18.0.100", b, store.LeaseActive, hour), t0, nil},
-		"same MAC renews":             {lease("198.18.0.100", a, store.LeaseActive, hour), lease("198.18.0.100", a, store.LeaseActive, hour.Add(time.Hour)), t0, nil},
-		"outside the subnet":          {nil, lease("198.19.0.1", a, store.LeaseActive, hour), t0, errs.ErrInvalid},
-	}
-	for name, tc := range tests {
-		t.Run(name, func(t *testing.T) {
-			db := openDB(t)
-			update(t, db, func(tx *store.Tx) error {
-				if err := tx.UnsafePut(sampleSubnet("lab"), store.Write{Index: 1, Time: t0}); err != nil {
-					return err
-				}
-				if tc.first == nil {
-					return nil
-				}
-				return putLease(tx, tc.first, t0)
-			})
-			var err error
-			update(t, db, func(tx *store.Tx) error {
-				err = putLease(tx, tc.second, tc.at)
-				if _, ok := errs.AsError(err); ok {
-					return nil
-				}
-				return err
-			})
-			if !errors.Is(err, tc.wantErr) && !(err == nil && tc.wantErr == nil) {
-				t.Fatalf("second lease: %v, want %v", err, tc.wantErr)
-			}
-			view(t, db, func(tx *store.Tx) error {
-				got, gerr := store.Get[store.Lease](tx, tc.second.IP)
-				switch {
-				case tc.wantErr == nil && (gerr != nil || got.MAC != tc.second.MAC):
-					t.Errorf("lease at %s = %+v, %v; want it held by %s", tc.second.IP, got, gerr, tc.second.MAC)
-				case tc.wantErr != nil && tc.first != nil && (gerr != nil || got.MAC != tc.first.MAC):
-					t.Errorf("refused lease changed the address: %+v", got)
-				}
-				return nil
-			})
-		})
-	}
-}
+// The rule that an address is never held by two MACs is the site's
+// (site.TestLeaseOwnership); the store keeps the index of leases by MAC.
 
 func TestLeaseByMAC(t *testing.T) {
 	const a = "02:00:00:00:00:0a"

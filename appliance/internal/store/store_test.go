@@ -14,7 +14,9 @@ import (
 	"github.com/google/go-cmp/cmp"
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/outposthq/outpost/appliance/internal/actions"
 	"github.com/outposthq/outpost/appliance/internal/store"
+	"github.com/outposthq/outpost/appliance/internal/workflow"
 	"github.com/outposthq/outpost/internal/errs"
 )
 
@@ -128,6 +130,25 @@ func sampleTemplate(name string) *store.Template {
 
 func sampleWorkflow(id string) *store.Workflow {
 	return &store.Workflow{ID: id, MachineID: "m1", Template: "install", Values: map[string]string{"image": "debian"}, Purpose: store.PurposeProvision}
+}
+
+// storedWorkflow is sampleWorkflow as the site stores it: with the plan
+// of template install bound into its state. Binding is the site's rule
+// (site.createWorkflow); the store only keeps the result and its index.
+func storedWorkflow(t *testing.T, id string) *store.Workflow {
+	t.Helper()
+	w := sampleWorkflow(id)
+	bound, err := workflow.Bind(sampleTemplate("install").PlanActions(), w.Values)
+	if err != nil {
+		t.Fatalf("bind template install: %v", err)
+	}
+	plan, err := workflow.NewPlan(bound, actions.Required())
+	if err != nil {
+		t.Fatalf("plan of template install: %v", err)
+	}
+	st := workflow.NewState(plan, time.Time{})
+	w.State = &st
+	return w
 }
 
 func sampleMember(id string) *store.Member {
@@ -1209,7 +1230,7 @@ func populate(t *testing.T, db *store.DB, n int) {
 		w := store.Write{Index: uint64(n + 1), Time: t1}
 		for _, o := range []store.Object{
 			sampleSubnet("lab"), sampleLease("198.18.0.100"), sampleImage("debian"), sampleTemplate("install"),
-			sampleWorkflow("wf1"), &store.Settings{SiteName: "fra1", UnknownMachines: "exit"}, sampleMember("n1"), sampleToken("t1"),
+			storedWorkflow(t, "wf1"), &store.Settings{SiteName: "fra1", UnknownMachines: "exit"}, sampleMember("n1"), sampleToken("t1"),
 		} {
 			if err := tx.UnsafePut(o, w); err != nil {
 				return err
