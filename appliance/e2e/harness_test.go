@@ -32,7 +32,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/outposthq/outpost/appliance/internal/replica"
+	"github.com/outposthq/outpost/appliance/internal/site"
 	"github.com/outposthq/outpost/appliance/internal/store"
 )
 
@@ -550,8 +550,8 @@ func (c *cluster) send(n *node, method, path string, body any) []byte {
 	return raw
 }
 
-func (c *cluster) status(n *node) (replica.Status, error) {
-	var st replica.Status
+func (c *cluster) status(n *node) (site.Status, error) {
+	var st site.Status
 	err := c.get(n, "/v1/cluster", &st)
 	return st, err
 }
