@@ -12,9 +12,9 @@ import (
 // is recorded.
 func TestSetPowerStale(t *testing.T) {
 	e := newEnv(t)
-	e.applyOK(1, PutMachine, Put[store.Machine]{Object: fxMachine("m1", "02:00:00:00:00:01"), Time: fsmT0})
-	e.applyOK(2, SetPower, Power{Machine: "m1", Power: "off", Expect: 1, Time: fsmT0}) // read at version 1: current
-	e.applyOK(3, SetPower, Power{Machine: "m1", Power: "on", Expect: 1, Time: fsmT0})  // read at version 1: stale now
+	e.applyOK(1, PutMachine, Put[store.Machine]{Object: fxMachine("m1", "02:00:00:00:00:01"), Time: ts0})
+	e.applyOK(2, SetPower, Power{Machine: "m1", Power: "off", Expect: 1, Time: ts0}) // read at version 1: current
+	e.applyOK(3, SetPower, Power{Machine: "m1", Power: "on", Expect: 1, Time: ts0})  // read at version 1: stale now
 	e.view(func(tx *store.Tx) error {
 		m, err := store.Get[store.Machine](tx, "m1")
 		if err != nil {

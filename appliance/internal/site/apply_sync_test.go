@@ -56,7 +56,7 @@ func forEachDesiredCommand(t *testing.T, test func(t *testing.T, applyDesired Ty
 }
 
 func desiredOf(rev uint64, full bool, changes ...DesiredChange) DesiredPayload {
-	return DesiredPayload{Desired: Desired{Revision: rev, Full: full, Changes: changes}, Time: fsmT1}
+	return DesiredPayload{Desired: Desired{Revision: rev, Full: full, Changes: changes}, Time: ts1}
 }
 
 func putChange(t *testing.T, kind, key string, obj any) DesiredChange {
@@ -67,7 +67,7 @@ func putChange(t *testing.T, kind, key string, obj any) DesiredChange {
 // twice) applies once; its order is created once.
 func TestApplyDesiredOnce(t *testing.T) {
 	forEachDesiredCommand(t, func(t *testing.T, applyDesired Type) {
-		e := fsmBase(t)
+		e := baseSite(t)
 		order := &store.Order{ID: "o1", Action: store.OrderPowerOn, MachineID: "m1"}
 		cmd := desiredOf(1, false, putChange(t, DesiredImage, "ubuntu", fxImage("ubuntu")), putChange(t, DesiredOrder, "o1", order))
 		checkDesired(t, e, e.applyOK(5, applyDesired, cmd), 1, true, 0)
@@ -110,7 +110,7 @@ func TestApplyDesiredRefusals(t *testing.T) {
 		}
 		for name, tc := range tests {
 			t.Run(name, func(t *testing.T) {
-				e := fsmBase(t)
+				e := baseSite(t)
 				before := rawDump(t, e.db)
 				r := e.applyCmd(5, applyDesired, tc.payload)
 				if r.Err == nil || r.Err.Code != tc.code {
@@ -122,7 +122,7 @@ func TestApplyDesiredRefusals(t *testing.T) {
 			})
 		}
 
-		e := fsmBase(t)
+		e := baseSite(t)
 		noBMC := fxMachine("m3", "02:00:00:00:00:03")
 		noBMC.BMC = nil
 		r := e.applyOK(5, applyDesired, desiredOf(1, false,
@@ -157,8 +157,8 @@ func TestApplyDesiredRefusals(t *testing.T) {
 // machine keeps what the appliance owns.
 func TestApplyDesiredMachineKeepsApplianceFields(t *testing.T) {
 	forEachDesiredCommand(t, func(t *testing.T, applyDesired Type) {
-		e := fsmBase(t)
-		e.applyOK(5, SetPower, Power{Machine: "m1", Power: "on", Time: fsmT0})
+		e := baseSite(t)
+		e.applyOK(5, SetPower, Power{Machine: "m1", Power: "on", Time: ts0})
 		m := fxMachine("m1", "02:00:00:00:00:01", "02:00:00:00:00:0a")
 		m.State, m.Hostname, m.BMC.SealedPassword, m.Power, m.Workflow = "", "renamed", nil, "off", "forged"
 		checkDesired(t, e, e.applyOK(6, applyDesired, desiredOf(1, false, putChange(t, DesiredMachine, "m1", m))), 1, true, 0)
@@ -179,15 +179,15 @@ func TestApplyDesiredMachineKeepsApplianceFields(t *testing.T) {
 // TestAckEvents: the acked sequence only moves forward and never past
 // the last event.
 func TestAckEvents(t *testing.T) {
-	e := fsmBase(t) // one event
-	e.applyOK(5, AppendEvents, Events{Time: fsmT0, Events: []store.Event{{Kind: "a"}, {Kind: "b"}}})
-	e.applyOK(6, AckEvents, AckedPayload{Seq: 2, Time: fsmT0})
-	e.applyOK(7, AckEvents, AckedPayload{Seq: 1, Time: fsmT0})
+	e := baseSite(t) // one event
+	e.applyOK(5, AppendEvents, Events{Time: ts0, Events: []store.Event{{Kind: "a"}, {Kind: "b"}}})
+	e.applyOK(6, AckEvents, AckedPayload{Seq: 2, Time: ts0})
+	e.applyOK(7, AckEvents, AckedPayload{Seq: 1, Time: ts0})
 	if got := e.syncState(); got != (store.SyncState{AckedSeq: 2, LastSeq: 3}) {
 		t.Errorf("sync state = %+v, want acked 2 of 3", got)
 	}
 	before := rawDump(t, e.db)
-	r := e.applyCmd(8, AckEvents, AckedPayload{Seq: 4, Time: fsmT0})
+	r := e.applyCmd(8, AckEvents, AckedPayload{Seq: 4, Time: ts0})
 	if r.Err == nil || r.Err.Code != errs.CodeInvalid {
 		t.Fatalf("ack past the last event: result %+v, want invalid", r)
 	}
@@ -202,13 +202,13 @@ func TestAckEvents(t *testing.T) {
 func TestAckEventsPrunes(t *testing.T) {
 	defer func(k uint64) { KeepAckedEvents = k }(KeepAckedEvents)
 	KeepAckedEvents = 2
-	e := fsmBase(t) // one event
+	e := baseSite(t) // one event
 	var evs []store.Event
 	for range 9 {
 		evs = append(evs, store.Event{Kind: "x"})
 	}
-	e.applyOK(5, AppendEvents, Events{Time: fsmT0, Events: evs}) // events 1-10
-	e.applyOK(6, AckEvents, AckedPayload{Seq: 7, Time: fsmT0})
+	e.applyOK(5, AppendEvents, Events{Time: ts0, Events: evs}) // events 1-10
+	e.applyOK(6, AckEvents, AckedPayload{Seq: 7, Time: ts0})
 	var seqs []uint64
 	e.view(func(tx *store.Tx) error {
 		all, err := tx.EventsSince(0, 100)
@@ -230,7 +230,7 @@ func TestAckEventsPrunes(t *testing.T) {
 // stay.
 func TestApplyDesiredFullSnapshot(t *testing.T) {
 	forEachDesiredCommand(t, func(t *testing.T, applyDesired Type) {
-		e := fsmBase(t) // local: template install, machine m1, image debian
+		e := baseSite(t) // local: template install, machine m1, image debian
 		order := &store.Order{ID: "o1", Action: store.OrderPowerOn, MachineID: "m1"}
 		checkDesired(t, e, e.applyOK(5, applyDesired, desiredOf(1, false,
 			putChange(t, DesiredImage, "a", fxImage("a")), putChange(t, DesiredImage, "b", fxImage("b")),
@@ -287,9 +287,9 @@ func TestApplyDesiredFullSnapshot(t *testing.T) {
 // central manages travel with a snapshot.
 func TestSyncStateSnapshotRoundTrip(t *testing.T) {
 	forEachDesiredCommand(t, func(t *testing.T, applyDesired Type) {
-		src := fsmBase(t)
+		src := baseSite(t)
 		src.applyOK(5, applyDesired, desiredOf(1, false, putChange(t, DesiredImage, "a", fxImage("a"))))
-		src.applyOK(6, AckEvents, AckedPayload{Seq: 1, Time: fsmT1})
+		src.applyOK(6, AckEvents, AckedPayload{Seq: 1, Time: ts1})
 		dst := newEnv(t)
 		if err := dst.sm.Restore(bytes.NewReader(persist(t, src.sm))); err != nil {
 			t.Fatal(err)

@@ -231,18 +231,18 @@ func TestCluster(t *testing.T) {
 	c := newTestCluster(t, 3)
 
 	// Writes on the leader reach every store.
-	c.apply(PutSubnet, Put[store.Subnet]{Object: fxSubnet("lab"), Time: fsmT0})
-	c.apply(PutTemplate, Put[store.Template]{Object: fxTemplate("install"), Time: fsmT0})
-	c.apply(PutImage, Put[store.Image]{Object: fxImage("debian"), Time: fsmT0})
+	c.apply(PutSubnet, Put[store.Subnet]{Object: fxSubnet("lab"), Time: ts0})
+	c.apply(PutTemplate, Put[store.Template]{Object: fxTemplate("install"), Time: ts0})
+	c.apply(PutImage, Put[store.Image]{Object: fxImage("debian"), Time: ts0})
 	for i := range 5 {
 		id := fmt.Sprintf("m%d", i+1)
 		c.apply(PutMachine, Put[store.Machine]{
-			Object: fxMachine(id, fmt.Sprintf("02:00:00:00:02:%02x", i+1)), Time: fsmT0,
+			Object: fxMachine(id, fmt.Sprintf("02:00:00:00:02:%02x", i+1)), Time: ts0,
 			Events: []store.Event{{Kind: "machine.created", MachineID: id}},
 		})
 	}
-	c.apply(PutWorkflow, Put[store.Workflow]{Object: fxWorkflow("wf1", "m1"), Time: fsmT0})
-	_, idx := c.apply(AppendEvents, Events{Time: fsmT0, Events: []store.Event{{Kind: "cluster.test"}}})
+	c.apply(PutWorkflow, Put[store.Workflow]{Object: fxWorkflow("wf1", "m1"), Time: ts0})
+	_, idx := c.apply(AppendEvents, Events{Time: ts0, Events: []store.Event{{Kind: "cluster.test"}}})
 	s := c.converge(idx, c.nodes...)
 	if diff := cmp.Diff([]string{"m1", "m2", "m3", "m4", "m5"}, machineIDs(s)); diff != "" {
 		t.Errorf("machines (-want +got):\n%s", diff)
@@ -261,9 +261,9 @@ func TestCluster(t *testing.T) {
 		t.Fatal("the stopped node still leads")
 	}
 	t.Logf("leader %s stopped at index %d; %s leads", old.id, oldApplied, next.id)
-	c.apply(PutMachine, Put[store.Machine]{Object: fxMachine("m6", "02:00:00:00:02:06"), Time: fsmT1})
-	c.apply(DeleteMachine, Delete{Key: "m2", Time: fsmT1})
-	_, idx = c.apply(PutImage, Put[store.Image]{Object: fxImage("debian"), Time: fsmT1})
+	c.apply(PutMachine, Put[store.Machine]{Object: fxMachine("m6", "02:00:00:00:02:06"), Time: ts1})
+	c.apply(DeleteMachine, Delete{Key: "m2", Time: ts1})
+	_, idx = c.apply(PutImage, Put[store.Image]{Object: fxImage("debian"), Time: ts1})
 	s = c.converge(idx, c.live()...)
 	if diff := cmp.Diff([]string{"m1", "m3", "m4", "m5", "m6"}, machineIDs(s)); diff != "" {
 		t.Errorf("machines after failover (-want +got):\n%s", diff)
@@ -279,7 +279,7 @@ func TestCluster(t *testing.T) {
 	// the log, the state machine skips what the store already has, and
 	// the node catches up.
 	old.start(t, false)
-	_, idx = c.apply(PutToken, Put[store.Token]{Object: fxToken("after-restart"), Time: fsmT1})
+	_, idx = c.apply(PutToken, Put[store.Token]{Object: fxToken("after-restart"), Time: ts1})
 	s = c.converge(idx, c.nodes...)
 	if len(s.Tokens) != 1 || len(s.Machines) != 5 {
 		t.Errorf("after restart: %d tokens, %d machines; want 1 and 5", len(s.Tokens), len(s.Machines))
@@ -291,14 +291,14 @@ func TestCluster(t *testing.T) {
 		t.Fatalf("snapshot: %v", err)
 	}
 	for i := range 8 { // more than TrailingLogs past the snapshot
-		c.apply(AppendEvents, Events{Time: fsmT1, Events: []store.Event{{Kind: "filler", Message: fmt.Sprint(i)}}})
+		c.apply(AppendEvents, Events{Time: ts1, Events: []store.Event{{Kind: "filler", Message: fmt.Sprint(i)}}})
 	}
 	if err := c.leader().node.Snapshot(); err != nil {
 		t.Fatalf("second snapshot: %v", err)
 	}
 	joiner := c.addNode("node4")
 	c.join(joiner)
-	_, idx = c.apply(PutSubnet, Put[store.Subnet]{Object: fxSubnet("joined"), Time: fsmT1})
+	_, idx = c.apply(PutSubnet, Put[store.Subnet]{Object: fxSubnet("joined"), Time: ts1})
 	s = c.converge(idx, c.nodes...)
 	if len(s.Subnets) != 2 || len(s.Events) < 14 {
 		t.Errorf("after join: %d subnets, %d events", len(s.Subnets), len(s.Events))

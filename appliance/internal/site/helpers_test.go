@@ -21,8 +21,8 @@ import (
 
 // The proposer's clock, as carried in commands.
 var (
-	fsmT0 = time.Date(2026, 5, 4, 9, 0, 0, 0, time.UTC)
-	fsmT1 = time.Date(2026, 5, 4, 9, 30, 0, 0, time.UTC)
+	ts0 = time.Date(2026, 5, 4, 9, 0, 0, 0, time.UTC)
+	ts1 = time.Date(2026, 5, 4, 9, 30, 0, 0, time.UTC)
 )
 
 func testLogger(t *testing.T) *slog.Logger {
@@ -355,7 +355,7 @@ func fxSubnet(name string) *store.Subnet {
 }
 
 func fxLease(ip string) *store.Lease {
-	return &store.Lease{IP: ip, MAC: "02:00:00:00:00:01", MachineID: "m1", Subnet: "lab", State: store.LeaseActive, Starts: fsmT0, Expires: fsmT0.Add(time.Hour)}
+	return &store.Lease{IP: ip, MAC: "02:00:00:00:00:01", MachineID: "m1", Subnet: "lab", State: store.LeaseActive, Starts: ts0, Expires: ts0.Add(time.Hour)}
 }
 
 func fxImage(name string) *store.Image {
@@ -439,7 +439,7 @@ func checkPut[T any, P objectPtr[T]](t *testing.T, e *env, r Result, want P, ind
 		t.Fatalf("DecodeValue: %v", err)
 	}
 	w := *(*T)(want)
-	setMeta(&w, store.Meta{Version: index, CreatedAt: fsmT0, UpdatedAt: fsmT0})
+	setMeta(&w, store.Meta{Version: index, CreatedAt: ts0, UpdatedAt: ts0})
 	if diff := cmp.Diff(&w, got); diff != "" {
 		t.Errorf("result value (-want +got):\n%s", diff)
 	}

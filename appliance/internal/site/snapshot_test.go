@@ -18,16 +18,16 @@ import (
 // index 10.
 func populateAll(t *testing.T, e *env) {
 	t.Helper()
-	e.applyOK(1, PutSettings, Put[store.Settings]{Object: fxSettings(), Time: fsmT0})
-	e.applyOK(2, PutMember, Put[store.Member]{Object: fxMember("n1"), Time: fsmT0})
-	e.applyOK(3, PutToken, Put[store.Token]{Object: fxToken("tok1"), Time: fsmT0})
-	e.applyOK(4, PutSubnet, Put[store.Subnet]{Object: fxSubnet("lab"), Time: fsmT0})
-	e.applyOK(5, PutImage, Put[store.Image]{Object: fxImage("debian"), Time: fsmT0})
-	e.applyOK(6, PutTemplate, Put[store.Template]{Object: fxTemplate("install"), Time: fsmT0})
-	e.applyOK(7, PutMachine, Put[store.Machine]{Object: fxMachine("m1", "02:00:00:00:00:01", "02:00:00:00:00:02"), Time: fsmT0, Events: []store.Event{{Kind: "machine.created", MachineID: "m1"}}})
-	e.applyOK(8, PutLease, Put[store.Lease]{Object: fxLease("198.18.0.100"), Time: fsmT0})
-	e.applyOK(9, PutWorkflow, Put[store.Workflow]{Object: fxWorkflow("wf1", "m1"), Time: fsmT0})
-	e.applyOK(10, AppendEvents, Events{Time: fsmT1, Events: []store.Event{{Kind: "a", Fields: map[string]string{"x": "1"}}, {Kind: "b", Message: "two"}}})
+	e.applyOK(1, PutSettings, Put[store.Settings]{Object: fxSettings(), Time: ts0})
+	e.applyOK(2, PutMember, Put[store.Member]{Object: fxMember("n1"), Time: ts0})
+	e.applyOK(3, PutToken, Put[store.Token]{Object: fxToken("tok1"), Time: ts0})
+	e.applyOK(4, PutSubnet, Put[store.Subnet]{Object: fxSubnet("lab"), Time: ts0})
+	e.applyOK(5, PutImage, Put[store.Image]{Object: fxImage("debian"), Time: ts0})
+	e.applyOK(6, PutTemplate, Put[store.Template]{Object: fxTemplate("install"), Time: ts0})
+	e.applyOK(7, PutMachine, Put[store.Machine]{Object: fxMachine("m1", "02:00:00:00:00:01", "02:00:00:00:00:02"), Time: ts0, Events: []store.Event{{Kind: "machine.created", MachineID: "m1"}}})
+	e.applyOK(8, PutLease, Put[store.Lease]{Object: fxLease("198.18.0.100"), Time: ts0})
+	e.applyOK(9, PutWorkflow, Put[store.Workflow]{Object: fxWorkflow("wf1", "m1"), Time: ts0})
+	e.applyOK(10, AppendEvents, Events{Time: ts1, Events: []store.Event{{Kind: "a", Fields: map[string]string{"x": "1"}}, {Kind: "b", Message: "two"}}})
 }
 
 func TestSnapshotRestore(t *testing.T) {
@@ -44,7 +44,7 @@ func TestSnapshotRestore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	src.applyOK(11, PutSubnet, Put[store.Subnet]{Object: fxSubnet("later"), Time: fsmT1})
+	src.applyOK(11, PutSubnet, Put[store.Subnet]{Object: fxSubnet("later"), Time: ts1})
 	var sink bytes.Buffer
 	if _, err := snap.WriteTo(&sink); err != nil {
 		t.Fatalf("WriteTo: %v", err)
@@ -52,7 +52,7 @@ func TestSnapshotRestore(t *testing.T) {
 	snap.Release()
 
 	dst := newEnv(t)
-	dst.applyOK(1, PutImage, Put[store.Image]{Object: fxImage("only-in-dst"), Time: fsmT1}) // replaced by the restore
+	dst.applyOK(1, PutImage, Put[store.Image]{Object: fxImage("only-in-dst"), Time: ts1}) // replaced by the restore
 	if err := dst.sm.Restore(bytes.NewReader(sink.Bytes())); err != nil {
 		t.Fatalf("Restore: %v", err)
 	}
@@ -87,11 +87,11 @@ func TestSnapshotRestore(t *testing.T) {
 	t.Run("continues from the snapshot", func(t *testing.T) {
 		// Raft replays the entries after the snapshot; those before are
 		// skipped.
-		r := dst.apply(cmdEntry(t, 7, DeleteMachine, Delete{Key: "m1", Time: fsmT1}))
+		r := dst.apply(cmdEntry(t, 7, DeleteMachine, Delete{Key: "m1", Time: ts1}))
 		if r.Err != nil || dst.db.AppliedIndex() != 10 {
 			t.Fatalf("replay at 7: %+v, applied %d", r, dst.db.AppliedIndex())
 		}
-		dst.applyOK(11, PutSubnet, Put[store.Subnet]{Object: fxSubnet("later"), Time: fsmT1})
+		dst.applyOK(11, PutSubnet, Put[store.Subnet]{Object: fxSubnet("later"), Time: ts1})
 		if diff := cmp.Diff(readState(t, src.db), readState(t, dst.db)); diff != "" {
 			t.Errorf("after the same log, source and restored store differ (-src +dst):\n%s", diff)
 		}
@@ -127,12 +127,12 @@ type cmd struct {
 func TestSnapshotRoundTripPerEntity(t *testing.T) {
 	reserved := fxMachine("m1", "02:00:00:00:00:01", "02:00:00:00:00:02")
 	reserved.Interfaces[1].IP, reserved.Interfaces[1].Subnet = "198.18.0.20", "lab"
-	later := fsmT0.Add(24 * time.Hour)
+	later := ts0.Add(24 * time.Hour)
 	base := []cmd{
-		{PutSubnet, Put[store.Subnet]{Object: fxSubnet("lab"), Time: fsmT0}},
-		{PutImage, Put[store.Image]{Object: fxImage("debian"), Time: fsmT0}},
-		{PutTemplate, Put[store.Template]{Object: fxTemplate("install"), Time: fsmT0}},
-		{PutMachine, Put[store.Machine]{Object: fxMachine("m1", "02:00:00:00:00:01"), Time: fsmT0}},
+		{PutSubnet, Put[store.Subnet]{Object: fxSubnet("lab"), Time: ts0}},
+		{PutImage, Put[store.Image]{Object: fxImage("debian"), Time: ts0}},
+		{PutTemplate, Put[store.Template]{Object: fxTemplate("install"), Time: ts0}},
+		{PutMachine, Put[store.Machine]{Object: fxMachine("m1", "02:00:00:00:00:01"), Time: ts0}},
 	}
 	tests := map[string]struct {
 		setup []cmd
@@ -141,34 +141,34 @@ func TestSnapshotRoundTripPerEntity(t *testing.T) {
 		read func(tx *store.Tx) (any, error)
 	}{
 		"settings": {
-			setup: []cmd{{PutSettings, Put[store.Settings]{Object: fxSettings(), Time: fsmT0}}},
+			setup: []cmd{{PutSettings, Put[store.Settings]{Object: fxSettings(), Time: ts0}}},
 			read:  func(tx *store.Tx) (any, error) { return tx.Settings() },
 		},
 		"member": {
-			setup: []cmd{{PutMember, Put[store.Member]{Object: fxMember("n1"), Time: fsmT0}}},
+			setup: []cmd{{PutMember, Put[store.Member]{Object: fxMember("n1"), Time: ts0}}},
 			read:  func(tx *store.Tx) (any, error) { return store.List[store.Member](tx) },
 		},
 		"token": {
-			setup: []cmd{{PutToken, Put[store.Token]{Object: fxToken("tok1"), Time: fsmT0}}},
+			setup: []cmd{{PutToken, Put[store.Token]{Object: fxToken("tok1"), Time: ts0}}},
 			read:  func(tx *store.Tx) (any, error) { return store.List[store.Token](tx) },
 		},
 		"subnet": {
-			setup: []cmd{{PutSubnet, Put[store.Subnet]{Object: fxSubnet("lab"), Time: fsmT0}}},
+			setup: []cmd{{PutSubnet, Put[store.Subnet]{Object: fxSubnet("lab"), Time: ts0}}},
 			read: func(tx *store.Tx) (any, error) {
 				s, err := store.List[store.Subnet](tx)
 				return []any{s, tx.IPAMGeneration()}, err
 			},
 		},
 		"image": {
-			setup: []cmd{{PutImage, Put[store.Image]{Object: fxImage("debian"), Time: fsmT0}}},
+			setup: []cmd{{PutImage, Put[store.Image]{Object: fxImage("debian"), Time: ts0}}},
 			read:  func(tx *store.Tx) (any, error) { return store.List[store.Image](tx) },
 		},
 		"template": {
-			setup: []cmd{{PutTemplate, Put[store.Template]{Object: fxTemplate("install"), Time: fsmT0}}},
+			setup: []cmd{{PutTemplate, Put[store.Template]{Object: fxTemplate("install"), Time: ts0}}},
 			read:  func(tx *store.Tx) (any, error) { return store.List[store.Template](tx) },
 		},
 		"machine": {
-			setup: []cmd{{PutMachine, Put[store.Machine]{Object: reserved, Time: fsmT0}}},
+			setup: []cmd{{PutMachine, Put[store.Machine]{Object: reserved, Time: ts0}}},
 			read: func(tx *store.Tx) (any, error) {
 				ms, err := store.List[store.Machine](tx)
 				if err != nil {
@@ -188,9 +188,9 @@ func TestSnapshotRoundTripPerEntity(t *testing.T) {
 		},
 		"lease": {
 			setup: []cmd{
-				{PutSubnet, Put[store.Subnet]{Object: fxSubnet("lab"), Time: fsmT0}},
-				{PutLease, Put[store.Lease]{Object: fxLease("198.18.0.100"), Time: fsmT0}},
-				{CommitLease, &store.Lease{IP: "198.18.0.101", MAC: "02:00:00:00:00:02", MachineID: "m2", Subnet: "lab", State: store.LeaseActive, Starts: fsmT0, Expires: fsmT1}},
+				{PutSubnet, Put[store.Subnet]{Object: fxSubnet("lab"), Time: ts0}},
+				{PutLease, Put[store.Lease]{Object: fxLease("198.18.0.100"), Time: ts0}},
+				{CommitLease, &store.Lease{IP: "198.18.0.101", MAC: "02:00:00:00:00:02", MachineID: "m2", Subnet: "lab", State: store.LeaseActive, Starts: ts0, Expires: ts1}},
 			},
 			read: func(tx *store.Tx) (any, error) {
 				ls, err := store.List[store.Lease](tx)
@@ -207,8 +207,8 @@ func TestSnapshotRoundTripPerEntity(t *testing.T) {
 		},
 		"workflow": {
 			setup: append(base[:4:4],
-				cmd{PutWorkflow, Put[store.Workflow]{Object: fxWorkflow("wf1", "m1"), Time: fsmT0}},
-				cmd{AdvanceWorkflow, Advance{Workflow: "wf1", Kind: AdvanceReport, Report: &Report{Action: "wipe", Attempt: 1, Kind: ReportStart}, Time: fsmT0}},
+				cmd{PutWorkflow, Put[store.Workflow]{Object: fxWorkflow("wf1", "m1"), Time: ts0}},
+				cmd{AdvanceWorkflow, Advance{Workflow: "wf1", Kind: AdvanceReport, Report: &Report{Action: "wipe", Attempt: 1, Kind: ReportStart}, Time: ts0}},
 			),
 			read: func(tx *store.Tx) (any, error) {
 				ws, err := store.List[store.Workflow](tx)
@@ -221,7 +221,7 @@ func TestSnapshotRoundTripPerEntity(t *testing.T) {
 		},
 		"order and jobs": {
 			setup: append(base[:4:4],
-				cmd{PlaceOrder, Put[store.Order]{Object: &store.Order{ID: "o1", Action: store.OrderPowerCycle, MachineID: "m1"}, Time: fsmT0}}),
+				cmd{PlaceOrder, Put[store.Order]{Object: &store.Order{ID: "o1", Action: store.OrderPowerCycle, MachineID: "m1"}, Time: ts0}}),
 			read: func(tx *store.Tx) (any, error) {
 				os, err := store.List[store.Order](tx)
 				if err != nil {
@@ -237,10 +237,10 @@ func TestSnapshotRoundTripPerEntity(t *testing.T) {
 		},
 		"events and sync state": {
 			setup: []cmd{
-				{AppendEvents, Events{Time: fsmT0, Events: []store.Event{{Kind: "a"}, {Kind: "b", Message: "two"}}}},
+				{AppendEvents, Events{Time: ts0, Events: []store.Event{{Kind: "a"}, {Kind: "b", Message: "two"}}}},
 				{ApplyDesired, DesiredPayload{Desired: Desired{Revision: 1, Changes: []DesiredChange{
-					{Kind: DesiredImage, Key: "debian", Object: mustJSON(t, fxImage("debian"))}}}, Time: fsmT0}},
-				{AckEvents, AckedPayload{Seq: 1, Time: fsmT0}},
+					{Kind: DesiredImage, Key: "debian", Object: mustJSON(t, fxImage("debian"))}}}, Time: ts0}},
+				{AckEvents, AckedPayload{Seq: 1, Time: ts0}},
 			},
 			read: func(tx *store.Tx) (any, error) {
 				evs, err := tx.EventsSince(0, 100)
@@ -334,5 +334,5 @@ func TestRestoreGarbage(t *testing.T) {
 			}
 		})
 	}
-	e.applyOK(11, PutSubnet, Put[store.Subnet]{Object: fxSubnet("after"), Time: fsmT1})
+	e.applyOK(11, PutSubnet, Put[store.Subnet]{Object: fxSubnet("after"), Time: ts1})
 }
