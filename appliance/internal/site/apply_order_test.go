@@ -291,6 +291,7 @@ func TestProvisionOrderAddressPolicy(t *testing.T) {
 			for _, id := range ids {
 				got = append(got, checkFreePoolAddress(t, e, id))
 			}
+			t.Logf("addresses given: %v", got)
 			slices.Sort(got)
 			if len(slices.Compact(got)) != len(ids) {
 				t.Errorf("addresses %v: two machines got the same", got)
