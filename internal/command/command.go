@@ -106,7 +106,7 @@ func SplitBatch(payload []byte) ([][]byte, error) {
 // version skew that must stop the node rather than fork it.
 func MustDecode(payload []byte, v any, index uint64) {
 	if err := json.Unmarshal(payload, v); err != nil {
-		panic(fmt.Sprintf("command: decode the command at index %d: %v", index, err))
+		panic(fmt.Sprintf("command: decode command at index %d: %v", index, err))
 	}
 }
 

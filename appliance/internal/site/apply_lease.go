@@ -39,10 +39,12 @@ func applyCommitLease(tx *store.Tx, payload []byte, index uint64) (any, error) {
 		return nil, err
 	}
 	if l.MachineID != "" && l.State == store.LeaseActive && !renewed {
-		err = event(tx, w, store.Event{MachineID: l.MachineID, Kind: "dhcp.lease",
-			Message: "leased " + l.IP + " on " + l.Subnet, Fields: map[string]string{"ip": l.IP, "mac": l.MAC}})
+		if err := event(tx, w, store.Event{MachineID: l.MachineID, Kind: "dhcp.lease",
+			Message: "leased " + l.IP + " on " + l.Subnet, Fields: map[string]string{"ip": l.IP, "mac": l.MAC}}); err != nil {
+			return nil, err
+		}
 	}
-	return &LeaseResult{Renewed: renewed}, err
+	return &LeaseResult{Renewed: renewed}, nil
 }
 
 // applyPutLease stores a lease given whole (PutLease).

@@ -19,8 +19,9 @@ import (
 //	ip       4 bytes
 //	mac      6 bytes
 //	state    1 byte (leaseStates)
-//	starts   8 bytes, Unix nanoseconds, big-endian (also the command's time)
-//	expires  8 bytes, Unix nanoseconds, big-endian
+//	starts   8 bytes, Unix nanoseconds, big-endian (also the command's time;
+//	         0 for the zero time)
+//	expires  8 bytes, the same
 //	subnet, machine id, hostname: each a uvarint length and the bytes
 type LeaseCommit struct {
 	Lease store.Lease
@@ -62,8 +63,8 @@ func encodeLeaseCommit(l *store.Lease) ([]byte, error) {
 	buf = append(buf, ip.AsSlice()...)
 	buf = append(buf, mac...)
 	buf = append(buf, byte(state))
-	buf = binary.BigEndian.AppendUint64(buf, uint64(l.Starts.UnixNano()))
-	buf = binary.BigEndian.AppendUint64(buf, uint64(l.Expires.UnixNano()))
+	buf = binary.BigEndian.AppendUint64(buf, unixNano(l.Starts))
+	buf = binary.BigEndian.AppendUint64(buf, unixNano(l.Expires))
 	for _, s := range []string{l.Subnet, l.MachineID, l.Hostname} {
 		buf = binary.AppendUvarint(buf, uint64(len(s)))
 		buf = append(buf, s...)
@@ -85,8 +86,8 @@ func decodeLeaseCommit(p []byte) (*store.Lease, error) {
 	} else {
 		return nil, fmt.Errorf("lease state %d is unknown", s)
 	}
-	l.Starts = time.Unix(0, int64(binary.BigEndian.Uint64(p[11:19]))).UTC()
-	l.Expires = time.Unix(0, int64(binary.BigEndian.Uint64(p[19:27]))).UTC()
+	l.Starts = fromUnixNano(binary.BigEndian.Uint64(p[11:19]))
+	l.Expires = fromUnixNano(binary.BigEndian.Uint64(p[19:27]))
 	p = p[27:]
 	for _, s := range []*string{&l.Subnet, &l.MachineID, &l.Hostname} {
 		n, k := binary.Uvarint(p)
@@ -112,4 +113,19 @@ func formatMAC(b []byte) string {
 		sb.WriteString(hex.EncodeToString([]byte{c}))
 	}
 	return sb.String()
+}
+
+// unixNano is t in Unix nanoseconds, 0 for the zero time (which has none).
+func unixNano(t time.Time) uint64 {
+	if t.IsZero() {
+		return 0
+	}
+	return uint64(t.UnixNano())
+}
+
+func fromUnixNano(n uint64) time.Time {
+	if n == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, int64(n)).UTC()
 }

@@ -151,6 +151,9 @@ func ensureSchema(bdb *bolt.DB) (err error) {
 	}()
 	return bdb.Update(func(tx *bolt.Tx) error {
 		fresh := tx.Bucket(bucketMachines) == nil
+		// An index that is missing (a file written before it existed, or
+		// damaged) is built again from what it indexes.
+		lostIPIndex := !fresh && tx.Bucket(bucketIPIndex) == nil
 		for _, b := range allBuckets {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
@@ -170,6 +173,10 @@ func ensureSchema(bdb *bolt.DB) (err error) {
 		if !fresh && version < schemaVersion {
 			if err := migrate(tx, version); err != nil {
 				return fmt.Errorf("migrate from schema version %d: %w", version, err)
+			}
+		} else if lostIPIndex {
+			if err := rebuildIPIndex(tx); err != nil {
+				return err
 			}
 		}
 		return meta.Put(keySchemaVersion, u64(schemaVersion))
