@@ -59,6 +59,9 @@ type ProposerConfig struct {
 	// Now is the proposer's clock, the only clock commands carry; nil
 	// means time.Now.
 	Now func() time.Time
+	// Nonce draws a workflow's nonce; nil means 16 random bytes in hex.
+	// Tests that compare credentials with golden files fix it.
+	Nonce func() string
 }
 
 // Proposer turns what an edge asks into a command and commits it. It does
@@ -73,6 +76,9 @@ type Proposer struct {
 func NewProposer(cfg ProposerConfig) *Proposer {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.Nonce == nil {
+		cfg.Nonce = newNonce
 	}
 	return &Proposer{cfg: cfg}
 }
@@ -196,7 +202,7 @@ func (p *Proposer) CreateToken(ctx context.Context, t *store.Token) error {
 func (p *Proposer) CreateWorkflow(ctx context.Context, w *store.Workflow) (*store.Workflow, error) {
 	w.Normalize()
 	w.State, w.Order = nil, ""
-	w.Nonce = newNonce()
+	w.Nonce = p.cfg.Nonce()
 	w.Values = WithBootValues(w.Values, p.cfg.BootURL)
 	if err := w.Validate(); err != nil {
 		return nil, err
@@ -218,7 +224,7 @@ func (p *Proposer) PlaceOrder(ctx context.Context, o *store.Order) (*store.Order
 // prepareOrder readies an order from an operator or from central.
 func (p *Proposer) prepareOrder(o *store.Order) {
 	o.State, o.Reason, o.Workflow, o.Jobs = "", "", "", nil
-	o.Nonce = newNonce()
+	o.Nonce = p.cfg.Nonce()
 	if o.Action == store.OrderProvision || o.Action == store.OrderDeprovision {
 		o.Values = WithBootValues(o.Values, p.cfg.BootURL)
 	}
@@ -261,7 +267,19 @@ func (p *Proposer) RecordEvent(ctx context.Context, e store.Event) (uint64, erro
 	if err := e.Validate(); err != nil {
 		return 0, err
 	}
-	r, err := p.propose(ctx, AppendEvents, Events{Time: p.now(), Events: []store.Event{e}})
+	return p.RecordEvents(ctx, []store.Event{e})
+}
+
+// RecordEvents records events in one command, in order, and returns the
+// index they were recorded at.
+func (p *Proposer) RecordEvents(ctx context.Context, events []store.Event) (uint64, error) {
+	if len(events) == 0 {
+		return 0, errs.Invalid("events", "is empty")
+	}
+	if err := validateEvents(events); err != nil {
+		return 0, err
+	}
+	r, err := p.propose(ctx, AppendEvents, Events{Time: p.now(), Events: events})
 	return r.Index, err
 }
 

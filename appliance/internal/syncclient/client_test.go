@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -80,36 +79,25 @@ func (e *env) appendEvents(n int, kind string) {
 	}
 }
 
-// eventRecorder is the proposer's method that records an event.
+// eventRecorder is the proposer's method that records events.
 type eventRecorder interface {
-	RecordEvent(ctx context.Context, e store.Event) (uint64, error)
+	RecordEvents(ctx context.Context, events []store.Event) (uint64, error)
 }
 
-// recordEvents records n events of kind through the proposer, many at
-// once (the node commits them in groups), and returns the first error.
+// recordEvents records n events of kind through the proposer, up to 500
+// in one command.
 func recordEvents(ctx context.Context, r eventRecorder, n int, kind string) error {
-	var (
-		wg    sync.WaitGroup
-		mu    sync.Mutex
-		first error
-	)
-	sem := make(chan struct{}, 64)
-	for i := range n {
-		sem <- struct{}{}
-		wg.Add(1)
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			if _, err := r.RecordEvent(ctx, store.Event{Kind: kind, Message: fmt.Sprintf("%s %d", kind, i)}); err != nil {
-				mu.Lock()
-				if first == nil {
-					first = err
-				}
-				mu.Unlock()
-			}
-		}()
+	for i := 0; i < n; {
+		evs := make([]store.Event, min(n-i, 500))
+		for k := range evs {
+			evs[k] = store.Event{Kind: kind, Message: fmt.Sprintf("%s %d", kind, i+k)}
+		}
+		if _, err := r.RecordEvents(ctx, evs); err != nil {
+			return err
+		}
+		i += len(evs)
 	}
-	wg.Wait()
-	return first
+	return nil
 }
 
 func (e *env) syncState() store.SyncState {
