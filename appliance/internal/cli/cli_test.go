@@ -190,7 +190,7 @@ func shown(args []string) string {
 	var out []string
 	for i := 0; i < len(args); i++ {
 		switch args[i] {
-		case "--server", "--token":
+		case "--server", "--token", "-server", "-token":
 			i++
 			continue
 		}
