@@ -365,7 +365,7 @@ func TestApplyInvalid(t *testing.T) {
 	}{
 		"bad cidr": {
 			doc:  machine + "---\nkind: Subnet\nname: lab\ncidr: 10.0.0.0/33\n",
-			want: []string{"document 3 (line 9)", "subnet/lab", "cidr:"},
+			want: []string{"document 3 (line 11)", "subnet/lab", "cidr:"},
 		},
 		"unknown kind": {
 			doc:  "kind: Gadget\nname: g\n",
