@@ -6,8 +6,8 @@
 // in-memory installer, whose workflow streams the image to disk and
 // reboots into the installed OS, which reads its metadata. Every step is
 // printed as it happens. The APIs are reachable from the host while it
-// runs; Ctrl-C removes every namespace, VM and process it started. `make
-// run` runs it.
+// runs; Ctrl-C removes every namespace, VM and process it started, and
+// keeps their logs in a directory it names. `make run` runs it.
 //
 // It needs root (network namespaces, taps), QEMU, ipmi_sim, and the boot
 // artifacts `make images` builds; without them it says exactly what is
@@ -55,8 +55,14 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	r := lab.NewRunner(ctx, "demo", os.Stdout)
-	err := r.Run(func(t lab.T) { demo(t, binaries{*applianced, *centrald}, *listen, *centralAddr, *exit) })
+	logs, err := r.KeepLogs()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "outpost-demo:", err)
+		os.Exit(1)
+	}
+	err = r.Run(func(t lab.T) { demo(t, binaries{*applianced, *centrald}, *listen, *centralAddr, logs, *exit) })
 	fmt.Println("demo: cleaned up every namespace, VM and process it started")
+	fmt.Println("demo: their logs (stdout, stderr, the VM's serial console) are kept in", logs)
 	if err != nil && ctx.Err() == nil {
 		fmt.Fprintln(os.Stderr, "outpost-demo:", err)
 		os.Exit(1)
@@ -92,7 +98,7 @@ const (
 	hostname = "demo-1"
 )
 
-func demo(t lab.T, bins binaries, listen, centralAddr string, exit bool) {
+func demo(t lab.T, bins binaries, listen, centralAddr, logs string, exit bool) {
 	start := time.Now()
 	say := func(format string, args ...any) {
 		fmt.Printf("%6.1fs  %s\n", time.Since(start).Seconds(), fmt.Sprintf(format, args...))
@@ -123,9 +129,9 @@ func demo(t lab.T, bins binaries, listen, centralAddr string, exit bool) {
     try:          bin/outpost -server %s -token %s get workflows
     logs:         %s
   Placing an order at central: provision machine %q (MAC %s, BMC %s) with the test OS as %q.
-  Ctrl-C stops the demo and removes everything it started.
+  Ctrl-C stops the demo and removes everything it started but the logs.
 
-`, centralAddr, cen.Token, apiURL, labsite.APIAddr, s.Token, apiURL, s.Token, filepath.Dir(s.Process().Stdout),
+`, centralAddr, cen.Token, apiURL, labsite.APIAddr, s.Token, apiURL, s.Token, logs,
 		"demo", vmMAC, bmc.Addr, hostname)
 
 	ctx := t.Context()
