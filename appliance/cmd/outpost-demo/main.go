@@ -30,6 +30,7 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	"unicode/utf8"
 
 	"github.com/outposthq/outpost/appliance/internal/lab"
 	"github.com/outposthq/outpost/appliance/internal/labsite"
@@ -231,7 +232,7 @@ var testOS = regexp.MustCompile(`OUTPOST-TESTOS hostname=\S+.*`)
 // OS's line on done.
 func followSerial(ctx context.Context, path string, say func(string, ...any), done chan<- string) {
 	var off int64
-	var partial string
+	var console consoleLines
 	for ctx.Err() == nil {
 		time.Sleep(200 * time.Millisecond)
 		f, err := os.Open(path)
@@ -242,25 +243,61 @@ func followSerial(ctx context.Context, path string, say func(string, ...any), do
 		b, _ := io.ReadAll(f)
 		f.Close()
 		off += int64(len(b))
-		lines := strings.Split(partial+string(b), "\n")
-		partial = lines[len(lines)-1]
-		for _, l := range lines[:len(lines)-1] {
-			l = strings.TrimSpace(strings.ReplaceAll(l, "\r", ""))
+		for _, l := range console.add(b) {
 			if m := testOS.FindString(l); m != "" {
 				say("vm     %s", m)
 				done <- m
 				return
 			}
 			if milestones.MatchString(l) {
-				say("vm     %s", printable(l))
+				say("vm     %s", l)
 			}
 		}
 	}
 }
 
-// printable drops terminal control sequences from a console line.
+// biosColumns is the width of the firmware's text console: SeaBIOS shows
+// it on the serial port as an 80-column screen, so a longer line, such as
+// an iPXE script's echo, reaches the serial console broken after 80
+// columns (with CR LF). The Linux kernel and the installed OS write to
+// the serial port directly, unbroken.
+const biosColumns = 80
+
+// consoleLines cuts the VM console's output into lines without carriage
+// returns or terminal control sequences, and joins again the lines the
+// firmware broke at biosColumns. (A line of exactly 80 columns that was
+// not broken is joined with the next one too: these lines are shown, not
+// parsed.)
+type consoleLines struct {
+	partial string // the output after the last newline
+	broken  string // lines broken at biosColumns, waiting for their rest
+}
+
+// add takes more output and returns the lines it completes.
+func (c *consoleLines) add(b []byte) []string {
+	lines := strings.Split(c.partial+string(b), "\n")
+	c.partial = lines[len(lines)-1]
+	var out []string
+	for _, l := range lines[:len(lines)-1] {
+		l = printable(l)
+		if utf8.RuneCountInString(l) == biosColumns {
+			c.broken += l
+			continue
+		}
+		out = append(out, strings.TrimSpace(c.broken+l))
+		c.broken = ""
+	}
+	return out
+}
+
+// controlSeq is a terminal control sequence: CSI (ESC [ ... letter), or
+// ESC and one character, such as ESC c (reset).
+var controlSeq = regexp.MustCompile(`\x1b\[[0-9;?]*[A-Za-z]|\x1b[^\[]`)
+
+// printable drops terminal control sequences and control characters
+// (carriage returns among them) from a console line.
 func printable(s string) string {
-	s = regexp.MustCompile(`\x1b\[[0-9;?]*[A-Za-z]`).ReplaceAllString(s, "")
+	s = controlSeq.ReplaceAllString(s, "")
 	return strings.Map(func(r rune) rune {
 		if r < 32 || r == 127 {
 			return -1
