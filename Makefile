@@ -52,8 +52,11 @@ appliance: build
 test: deps-test images lint
 	$(GO) test $(TESTFLAGS) ./...
 
-bench: build
-	$(BIN)/outpost-bench
+# Every benchmark, or a subset: `make bench NAMES=store,dhcp` (the names
+# are outpost-bench's -run list). The boot storm and the QEMU benchmarks
+# serve the boot artifacts, so images come first, as for test.
+bench: build images
+	$(BIN)/outpost-bench $(if $(NAMES),-run '$(NAMES)')
 
 lint:
 	@out=$$(gofmt -l $$(find . -name '*.go' -not -path './var/*' -not -path './.git/*')); \

@@ -31,6 +31,28 @@ test) pkgs=("${test_pkgs[@]}") ;;
 *) echo "usage: $0 run|test" >&2; exit 2 ;;
 esac
 
+# Another apt or dpkg may hold the locks, such as unattended-upgrades on a
+# fresh machine: wait up to 10 minutes for them rather than fail at once.
+# apt-get waits for the dpkg lock itself (DPkg::Lock::Timeout), but apt 2.6
+# does not wait for the package lists' lock, which `apt-get update` takes,
+# so apt_update tries again while that lock is what stops it.
+apt_lock=(-o DPkg::Lock::Timeout=600)
+apt_update() {
+	local deadline=$((SECONDS + 600)) out
+	while :; do
+		if out=$(LC_ALL=C apt-get "${apt_lock[@]}" update -qq 2>&1); then
+			[[ -z $out ]] || printf '%s\n' "$out"
+			return 0
+		fi
+		if [[ $out != *"Could not get lock"* ]] || ((SECONDS >= deadline)); then
+			printf '%s\n' "$out" >&2
+			return 1
+		fi
+		echo "install-deps: waiting for another apt to release its lock"
+		sleep 5
+	done
+}
+
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -43,8 +65,8 @@ if ((${#missing[@]})); then
 	fi
 	echo "install-deps: installing ${missing[*]}"
 	export DEBIAN_FRONTEND=noninteractive
-	apt-get update -qq
-	apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+	apt_update
+	apt-get "${apt_lock[@]}" install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
 # Go: the module needs the toolchain named in go.mod; a newer go fetches it

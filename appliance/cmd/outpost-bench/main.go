@@ -10,12 +10,58 @@ import (
 	"os"
 	"os/signal"
 	"runtime/pprof"
+	"slices"
 	"strings"
 	"time"
 )
 
+type bench struct {
+	name string
+	run  func(ctx context.Context, log *slog.Logger, d time.Duration) error
+}
+
+// benches are every benchmark, in the order they run.
+var benches = []bench{
+	{"store", benchStore},
+	{"tftp", benchTFTP},
+	{"dhcp", benchDHCP},
+	{"storm", benchStorm},
+	{"provision", benchProvisionE2E},
+	{"bmc", benchBMCCycle},
+	{"sync", benchSync},
+}
+
+func benchNames() []string {
+	names := make([]string, len(benches))
+	for i, b := range benches {
+		names[i] = b.name
+	}
+	return names
+}
+
+// selectBenches parses -run, a comma-separated list of benchmark names
+// ("" is all of them); a name that is no benchmark is an error rather than
+// a run that does nothing.
+func selectBenches(list string) (map[string]bool, error) {
+	selected := make(map[string]bool)
+	if strings.TrimSpace(list) == "" {
+		for _, b := range benches {
+			selected[b.name] = true
+		}
+		return selected, nil
+	}
+	for _, name := range strings.Split(list, ",") {
+		name = strings.TrimSpace(name)
+		if !slices.Contains(benchNames(), name) {
+			return nil, fmt.Errorf("-run: no benchmark %q (have %s)", name, strings.Join(benchNames(), ","))
+		}
+		selected[name] = true
+	}
+	return selected, nil
+}
+
 func main() {
-	only := flag.String("run", "", "comma-separated benchmarks to run (default all): store")
+	only := flag.String("run", "", "comma-separated benchmarks to run (default all): "+strings.Join(benchNames(), ","))
 	dur := flag.Duration("duration", 10*time.Second, "how long each load phase runs")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile to this file")
 	flag.IntVar(&benchWriters, "writers", benchWriters, "concurrent writers for store.commit")
@@ -33,21 +79,14 @@ func main() {
 	defer stop()
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 
-	benches := []struct {
-		name string
-		run  func(ctx context.Context, log *slog.Logger, d time.Duration) error
-	}{
-		{"store", benchStore},
-		{"tftp", benchTFTP},
-		{"dhcp", benchDHCP},
-		{"storm", benchStorm},
-		{"provision", benchProvisionE2E},
-		{"bmc", benchBMCCycle},
-		{"sync", benchSync},
+	selected, err := selectBenches(*only)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "outpost-bench:", err)
+		os.Exit(2)
 	}
 	failed := false
 	for _, b := range benches {
-		if *only != "" && !strings.Contains(","+*only+",", ","+b.name+",") {
+		if !selected[b.name] {
 			continue
 		}
 		if err := b.run(ctx, log, *dur); err != nil {

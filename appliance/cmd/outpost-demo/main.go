@@ -6,8 +6,8 @@
 // in-memory installer, whose workflow streams the image to disk and
 // reboots into the installed OS, which reads its metadata. Every step is
 // printed as it happens. The APIs are reachable from the host while it
-// runs; Ctrl-C removes every namespace, VM and process it started. `make
-// run` runs it.
+// runs; Ctrl-C removes every namespace, VM and process it started, and
+// keeps their logs in a directory it names. `make run` runs it.
 //
 // It needs root (network namespaces, taps), QEMU, ipmi_sim, and the boot
 // artifacts `make images` builds; without them it says exactly what is
@@ -30,6 +30,7 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	"unicode/utf8"
 
 	"github.com/outposthq/outpost/appliance/internal/lab"
 	"github.com/outposthq/outpost/appliance/internal/labsite"
@@ -55,8 +56,14 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	r := lab.NewRunner(ctx, "demo", os.Stdout)
-	err := r.Run(func(t lab.T) { demo(t, binaries{*applianced, *centrald}, *listen, *centralAddr, *exit) })
+	logs, err := r.KeepLogs()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "outpost-demo:", err)
+		os.Exit(1)
+	}
+	err = r.Run(func(t lab.T) { demo(t, binaries{*applianced, *centrald}, *listen, *centralAddr, logs, *exit) })
 	fmt.Println("demo: cleaned up every namespace, VM and process it started")
+	fmt.Println("demo: their logs (stdout, stderr, the VM's serial console) are kept in", logs)
 	if err != nil && ctx.Err() == nil {
 		fmt.Fprintln(os.Stderr, "outpost-demo:", err)
 		os.Exit(1)
@@ -92,7 +99,7 @@ const (
 	hostname = "demo-1"
 )
 
-func demo(t lab.T, bins binaries, listen, centralAddr string, exit bool) {
+func demo(t lab.T, bins binaries, listen, centralAddr, logs string, exit bool) {
 	start := time.Now()
 	say := func(format string, args ...any) {
 		fmt.Printf("%6.1fs  %s\n", time.Since(start).Seconds(), fmt.Sprintf(format, args...))
@@ -123,9 +130,9 @@ func demo(t lab.T, bins binaries, listen, centralAddr string, exit bool) {
     try:          bin/outpost -server %s -token %s get workflows
     logs:         %s
   Placing an order at central: provision machine %q (MAC %s, BMC %s) with the test OS as %q.
-  Ctrl-C stops the demo and removes everything it started.
+  Ctrl-C stops the demo and removes everything it started but the logs.
 
-`, centralAddr, cen.Token, apiURL, labsite.APIAddr, s.Token, apiURL, s.Token, filepath.Dir(s.Process().Stdout),
+`, centralAddr, cen.Token, apiURL, labsite.APIAddr, s.Token, apiURL, s.Token, logs,
 		"demo", vmMAC, bmc.Addr, hostname)
 
 	ctx := t.Context()
@@ -225,7 +232,7 @@ var testOS = regexp.MustCompile(`OUTPOST-TESTOS hostname=\S+.*`)
 // OS's line on done.
 func followSerial(ctx context.Context, path string, say func(string, ...any), done chan<- string) {
 	var off int64
-	var partial string
+	var console consoleLines
 	for ctx.Err() == nil {
 		time.Sleep(200 * time.Millisecond)
 		f, err := os.Open(path)
@@ -236,25 +243,61 @@ func followSerial(ctx context.Context, path string, say func(string, ...any), do
 		b, _ := io.ReadAll(f)
 		f.Close()
 		off += int64(len(b))
-		lines := strings.Split(partial+string(b), "\n")
-		partial = lines[len(lines)-1]
-		for _, l := range lines[:len(lines)-1] {
-			l = strings.TrimSpace(strings.ReplaceAll(l, "\r", ""))
+		for _, l := range console.add(b) {
 			if m := testOS.FindString(l); m != "" {
 				say("vm     %s", m)
 				done <- m
 				return
 			}
 			if milestones.MatchString(l) {
-				say("vm     %s", printable(l))
+				say("vm     %s", l)
 			}
 		}
 	}
 }
 
-// printable drops terminal control sequences from a console line.
+// biosColumns is the width of the firmware's text console: SeaBIOS shows
+// it on the serial port as an 80-column screen, so a longer line, such as
+// an iPXE script's echo, reaches the serial console broken after 80
+// columns (with CR LF). The Linux kernel and the installed OS write to
+// the serial port directly, unbroken.
+const biosColumns = 80
+
+// consoleLines cuts the VM console's output into lines without carriage
+// returns or terminal control sequences, and joins again the lines the
+// firmware broke at biosColumns. (A line of exactly 80 columns that was
+// not broken is joined with the next one too: these lines are shown, not
+// parsed.)
+type consoleLines struct {
+	partial string // the output after the last newline
+	broken  string // lines broken at biosColumns, waiting for their rest
+}
+
+// add takes more output and returns the lines it completes.
+func (c *consoleLines) add(b []byte) []string {
+	lines := strings.Split(c.partial+string(b), "\n")
+	c.partial = lines[len(lines)-1]
+	var out []string
+	for _, l := range lines[:len(lines)-1] {
+		l = printable(l)
+		if utf8.RuneCountInString(l) == biosColumns {
+			c.broken += l
+			continue
+		}
+		out = append(out, strings.TrimSpace(c.broken+l))
+		c.broken = ""
+	}
+	return out
+}
+
+// controlSeq is a terminal control sequence: CSI (ESC [ ... letter), or
+// ESC and one character, such as ESC c (reset).
+var controlSeq = regexp.MustCompile(`\x1b\[[0-9;?]*[A-Za-z]|\x1b[^\[]`)
+
+// printable drops terminal control sequences and control characters
+// (carriage returns among them) from a console line.
 func printable(s string) string {
-	s = regexp.MustCompile(`\x1b\[[0-9;?]*[A-Za-z]`).ReplaceAllString(s, "")
+	s = controlSeq.ReplaceAllString(s, "")
 	return strings.Map(func(r rune) rune {
 		if r < 32 || r == 127 {
 			return -1

@@ -83,6 +83,9 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Write
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		// Requests (event streams) end with ctx (the errgroup's by the time
+		// Serve calls this), so Shutdown need not wait for them.
+		BaseContext: func(net.Listener) context.Context { return ctx },
 	}
 	fmt.Fprintf(out, "outpost appliance %s: API at %s (raft %s, data %s)\n", cfg.NodeID, cfg.APIURL, cfg.RaftAdvertise, cfg.DataDir)
 

@@ -20,7 +20,7 @@ import (
 
 // doc is one object of an applied file, checked and ready to send.
 type doc struct {
-	where string // "FILE: document 2 (line 7)"
+	where string // "FILE: document 2 (line 7)", where the object starts
 	kind  *kind
 	key   string          // "m1"; "" for settings
 	ref   string          // "machine/m1"
@@ -194,6 +194,28 @@ func split(data []byte) []chunk {
 	return append(out, cur)
 }
 
+// pos is where an object of a file is: its document, its item if the
+// document is a list of objects, and the line it starts on.
+type pos struct {
+	file string
+	doc  int // from 1
+	item int // from 1; 0 if the document is one object
+	line int
+}
+
+// at names p at line, a line of the object: "FILE: document 2 (line 9)",
+// or "FILE: document 2 item 3 (line 9)".
+func (p pos) at(line int) string {
+	item := ""
+	if p.item > 0 {
+		item = fmt.Sprintf(" item %d", p.item)
+	}
+	return fmt.Sprintf("%s: document %d%s (line %d)", p.file, p.doc, item, line)
+}
+
+// String names p at the line the object starts on.
+func (p pos) String() string { return p.at(p.line) }
+
 // parseFile parses and checks every document of a file. Empty documents
 // are skipped; a document that is a list holds one object per item.
 func parseFile(name string, data []byte) ([]*doc, []error) {
@@ -205,18 +227,25 @@ func parseFile(name string, data []byte) ([]*doc, []error) {
 			continue
 		}
 		n++
-		where := fmt.Sprintf("%s: document %d (line %d)", name, n, ch.line)
-		objs, err := toJSON(ch.text)
+		p := pos{file: name, doc: n, line: ch.line}
+		// Behind as many empty lines as come before it, a document's line
+		// numbers (in syntax errors and in nodes) are the file's.
+		text := append(bytes.Repeat([]byte("\n"), ch.line-1), ch.text...)
+		objs, err := toJSON(text)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", where, err))
+			errs = append(errs, fmt.Errorf("%s: %w", p, err))
 			continue
 		}
+		nodes := objectNodes(text, len(objs))
 		for i, obj := range objs {
-			w := where
+			ip := p
 			if len(objs) > 1 {
-				w = fmt.Sprintf("%s item %d", where, i+1)
+				ip.item = i + 1
+				if nodes[i] != nil {
+					ip.line = nodes[i].Line
+				}
 			}
-			d, err := parseDoc(w, obj)
+			d, err := parseDoc(ip, obj, newLocator(nodes[i], obj))
 			if err != nil {
 				errs = append(errs, err)
 				continue
@@ -248,31 +277,68 @@ func toJSON(text []byte) ([]json.RawMessage, error) {
 }
 
 // parseDoc turns one object into a doc: it reads and removes its kind,
-// finds its key and checks it as the API would.
-func parseDoc(where string, obj json.RawMessage) (*doc, error) {
+// finds its key and checks it as the API would. An error names the line
+// of the field at fault, found with loc, or else the object's first.
+func parseDoc(p pos, obj json.RawMessage, loc locator) (*doc, error) {
 	var fields map[string]json.RawMessage
 	if err := json.Unmarshal(obj, &fields); err != nil || fields == nil {
-		return nil, fmt.Errorf("%s: not an object with a kind and fields", where)
+		return nil, fmt.Errorf("%s: not an object with a kind and fields", p)
 	}
-	var name string
-	if raw, ok := fields["kind"]; !ok || json.Unmarshal(raw, &name) != nil || name == "" {
-		return nil, fmt.Errorf("%s: kind is missing (want one of %s)", where, kindNames(true))
+	name, err := stringField(fields, "kind")
+	switch {
+	case errors.Is(err, errMissing):
+		return nil, fmt.Errorf("%s: kind is missing (want one of %s)", p, kindNames(true))
+	case err != nil:
+		return nil, fmt.Errorf("%s: kind: %w", p.at(loc.line("kind", "", p.line)), err)
 	}
 	k, ok := findKind(name)
 	if !ok || k.check == nil {
-		return nil, fmt.Errorf("%s: unknown kind %q (want one of %s)", where, name, kindNames(true))
+		return nil, fmt.Errorf("%s: unknown kind %q (want one of %s)", p.at(loc.line("kind", "", p.line)), name, kindNames(true))
 	}
 	delete(fields, "kind")
 	var key string
 	if k.key != "" {
-		if raw, ok := fields[k.key]; !ok || json.Unmarshal(raw, &key) != nil || key == "" {
-			return nil, fmt.Errorf("%s: %s: %s is missing (it names the %s)", where, k.name, k.key, k.name)
+		key, err = stringField(fields, k.key)
+		switch {
+		case errors.Is(err, errMissing):
+			return nil, fmt.Errorf("%s: %s: %s is missing (it names the %s)", p, k.name, k.key, k.name)
+		case err != nil:
+			return nil, fmt.Errorf("%s: %s: %s: %w", p.at(loc.line(k.key, "", p.line)), k.name, k.key, err)
 		}
 	}
-	d := &doc{where: where, kind: k, key: key, ref: k.ref(key)}
+	d := &doc{where: p.String(), kind: k, key: key, ref: k.ref(key)}
 	d.body, _ = json.Marshal(fields)
 	if err := k.check(d.body); err != nil {
-		return nil, fmt.Errorf("%s: %s: %w", where, d.ref, err)
+		return nil, fmt.Errorf("%s: %s: %w", p.at(loc.errLine(err, p.line)), d.ref, err)
 	}
 	return d, nil
+}
+
+// errMissing is stringField's answer for a field that is absent, null or
+// "".
+var errMissing = errors.New("missing")
+
+// stringField reads the string field name of an object. A value of
+// another type, such as YAML 1.1's yes or no (a boolean, unless quoted),
+// is a type error as the API words it.
+func stringField(fields map[string]json.RawMessage, name string) (string, error) {
+	raw, ok := fields[name]
+	if !ok {
+		return "", errMissing
+	}
+	var v any
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return "", err
+	}
+	switch v := v.(type) {
+	case nil:
+		return "", errMissing
+	case string:
+		if v == "" {
+			return "", errMissing
+		}
+		return v, nil
+	default:
+		return "", fmt.Errorf("wrong type: got %s, want string", jsonType(v))
+	}
 }

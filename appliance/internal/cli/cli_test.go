@@ -189,7 +189,7 @@ func shown(args []string) string {
 	var out []string
 	for i := 0; i < len(args); i++ {
 		switch args[i] {
-		case "--server", "--token":
+		case "--server", "--token", "-server", "-token":
 			i++
 			continue
 		}
@@ -364,7 +364,7 @@ func TestApplyInvalid(t *testing.T) {
 	}{
 		"bad cidr": {
 			doc:  machine + "---\nkind: Subnet\nname: lab\ncidr: 10.0.0.0/33\n",
-			want: []string{"document 3 (line 9)", "subnet/lab", "cidr:"},
+			want: []string{"document 3 (line 11)", "subnet/lab", "cidr:"},
 		},
 		"unknown kind": {
 			doc:  "kind: Gadget\nname: g\n",

@@ -17,7 +17,8 @@
 // else.
 //
 // Processes. StartProcess runs a command in its own process group with
-// stdout and stderr captured to files in the test's temporary directory.
+// stdout and stderr captured to files in the test's temporary directory
+// (for a program, in the directory of Runner.KeepLogs if it keeps them).
 // When the test ends the group is killed with SIGKILL and reaped; if the
 // test failed, the last lines of the output are logged. Deleting a
 // namespace also kills whatever still runs inside it.

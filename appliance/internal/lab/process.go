@@ -102,11 +102,11 @@ func newProcess(t T, cfg ProcessConfig) *Process {
 	if name == "" {
 		name = filepath.Base(prog)
 	}
-	dir := t.TempDir()
+	logs := logFiles(t, name, ".stdout", ".stderr")
 	p := &Process{
 		Name:     name,
-		Stdout:   filepath.Join(dir, name+".stdout"),
-		Stderr:   filepath.Join(dir, name+".stderr"),
+		Stdout:   logs[0],
+		Stderr:   logs[1],
 		t:        t,
 		outLabel: "stdout",
 		feed:     newFeed(),

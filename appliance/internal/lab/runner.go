@@ -24,6 +24,8 @@ type Runner struct {
 	cleanups []func()
 	dirs     int
 	tmp      string
+	logDir   string          // set by KeepLogs
+	logNames map[string]bool // base names given out in logDir
 }
 
 // NewRunner returns a runner named name (it names namespaces and files)
@@ -115,6 +117,57 @@ func (r *Runner) Fatalf(format string, args ...any) {
 
 // Skipf stops like Fatalf: a program has nothing to skip to.
 func (r *Runner) Skipf(format string, args ...any) { r.Fatalf(format, args...) }
+
+// KeepLogs makes the lab keep the log files of the processes it starts
+// (their stdout and stderr, a VM's serial console) in one new directory,
+// which it returns, rather than in temporary directories: Run removes
+// those, but not this one, so that the logs can be read afterwards.
+// Call it before Run.
+func (r *Runner) KeepLogs() (string, error) {
+	dir, err := os.MkdirTemp("", "outpost-"+r.name+"-logs-")
+	if err != nil {
+		return "", fmt.Errorf("lab: log dir: %w", err)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.logDir, r.logNames = dir, make(map[string]bool)
+	return dir, nil
+}
+
+// logBase returns the path, but for a suffix, of new log files named
+// name (or name-2, name-3... if taken) in the directory of KeepLogs, and
+// false if the runner keeps no logs.
+func (r *Runner) logBase(name string) (string, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.logDir == "" {
+		return "", false
+	}
+	base := name
+	for i := 2; r.logNames[base]; i++ {
+		base = fmt.Sprintf("%s-%d", name, i)
+	}
+	r.logNames[base] = true
+	return filepath.Join(r.logDir, base), true
+}
+
+// logFiles returns the paths of the log files of name, one per suffix
+// (".stdout", ".stderr"): in the directory of a Runner's KeepLogs, which
+// outlives the lab, or else in a new temporary directory.
+func logFiles(t T, name string, suffixes ...string) []string {
+	var base string
+	if r, ok := t.(*Runner); ok {
+		base, _ = r.logBase(name)
+	}
+	if base == "" {
+		base = filepath.Join(t.TempDir(), name)
+	}
+	paths := make([]string, len(suffixes))
+	for i, s := range suffixes {
+		paths[i] = base + s
+	}
+	return paths
+}
 
 // TempDir returns a new directory, removed when Run returns.
 func (r *Runner) TempDir() string {

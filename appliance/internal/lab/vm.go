@@ -115,17 +115,17 @@ func StartVM(t T, ns *Netns, cfg VMConfig) *VM {
 
 // VMCommand returns the QEMU command line of the VM cfg describes, for a
 // program other than the lab to run, such as a BMC simulator that starts
-// the VM on power on; its serial console goes to the file serial, which
-// the caller reads. The caller makes sure QEMU ends.
+// the VM on power on; its serial console goes to the file serial
+// (vm-<MAC>-serial.log, a log file as a process's output is), which the
+// caller reads. The caller makes sure QEMU ends.
 func VMCommand(t T, cfg VMConfig) (args []string, serial string) {
 	t.Helper()
-	serial = filepath.Join(t.TempDir(), "serial.log")
-	cfg.ExtraArgs = append([]string{"-serial", "file:" + serial}, cfg.ExtraArgs...)
 	args = vmArgs(t, &cfg)
+	serial = logFiles(t, "vm-"+strings.ReplaceAll(cfg.MAC, ":", "")+"-serial", ".log")[0]
 	// The file serial replaces the stdio one.
 	for i := 0; i+1 < len(args); i++ {
 		if args[i] == "-serial" && args[i+1] == "stdio" {
-			args = append(args[:i], args[i+2:]...)
+			args[i+1] = "file:" + serial
 			break
 		}
 	}

@@ -56,7 +56,34 @@ func selfSigned(t *testing.T, dir string) (certFile, keyFile string, pool *x509.
 type running struct {
 	url  string
 	out  *centraltest.Buffer
+	done chan error // Run's result
 	stop func() error
+}
+
+// waitTimeout bounds every wait for central to print a line: generous,
+// since a loaded CI machine is slow, and waits end as soon as the line is
+// there.
+const waitTimeout = time.Minute
+
+// waitOut polls central's output until re matches it and returns the
+// submatches; it fails the test if Run returns or the line does not come.
+func waitOut(t *testing.T, out *centraltest.Buffer, done <-chan error, re *regexp.Regexp) []string {
+	t.Helper()
+	deadline := time.After(waitTimeout)
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if m := re.FindStringSubmatch(out.String()); m != nil {
+			return m
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("Run returned %v before printing %q; it printed:\n%s", err, re, out)
+		case <-deadline:
+			t.Fatalf("central did not print %q in %v; it printed:\n%s", re, waitTimeout, out)
+		case <-tick.C:
+		}
+	}
 }
 
 func start(t *testing.T, cfg *config.Config, logs *centraltest.Buffer) *running {
@@ -66,29 +93,31 @@ func start(t *testing.T, cfg *config.Config, logs *centraltest.Buffer) *running 
 	done := make(chan error, 1)
 	log := logs.Logger()
 	go func() { done <- Run(ctx, cfg, log, out) }()
-	re := regexp.MustCompile(`API at (https?://\S+),`)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if m := re.FindStringSubmatch(out.String()); m != nil {
-			stopped := false
-			return &running{url: m[1], out: out, stop: func() error {
-				if stopped {
-					return nil
-				}
-				stopped = true
-				cancel()
-				return <-done
-			}}
+	m := waitOut(t, out, done, regexp.MustCompile(`API at (https?://\S+),`))
+	stopped := false
+	return &running{url: m[1], out: out, done: done, stop: func() error {
+		if stopped {
+			return nil
 		}
-		select {
-		case err := <-done:
-			t.Fatalf("Run: %v", err)
-		case <-time.After(10 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("central did not start")
-		}
-	}
+		stopped = true
+		cancel()
+		return <-done
+	}}
+}
+
+// waitOut waits until central prints a line that matches re; see waitOut.
+func (r *running) waitOut(t *testing.T, re *regexp.Regexp) []string {
+	t.Helper()
+	return waitOut(t, r.out, r.done, re)
+}
+
+// waitAdminToken waits until central prints its first admin token, which
+// it does after saving it and storing it (it prints where it listens
+// before), and returns it.
+func (r *running) waitAdminToken(t *testing.T, cfg *config.Config) string {
+	t.Helper()
+	re := regexp.MustCompile(`admin token \(shown once; also saved to ` + regexp.QuoteMeta(cfg.AdminTokenPath()) + `\):\n  (\S+)\n`)
+	return r.waitOut(t, re)[1]
 }
 
 // centrald over TLS: the first admin token is printed once and saved
@@ -105,6 +134,7 @@ func TestRunTLS(t *testing.T) {
 
 	r := start(t, cfg, logs)
 	defer r.stop()
+	printed := r.waitAdminToken(t, cfg)
 	raw, err := os.ReadFile(cfg.AdminTokenPath())
 	if err != nil {
 		t.Fatal(err)
@@ -113,6 +143,9 @@ func TestRunTLS(t *testing.T) {
 		t.Errorf("admin token file mode %v", fi.Mode().Perm())
 	}
 	token := strings.TrimSpace(string(raw))
+	if token != printed {
+		t.Errorf("the token printed (%q) is not the one saved (%q)", printed, token)
+	}
 	if strings.Count(r.out.String(), token) != 1 {
 		t.Errorf("the token is not printed once:\n%s", r.out)
 	}
@@ -192,7 +225,8 @@ func TestRunTLS(t *testing.T) {
 
 	r = start(t, cfg, logs)
 	defer r.stop()
-	if strings.Contains(r.out.String(), token) || !strings.Contains(r.out.String(), cfg.AdminTokenPath()) {
+	r.waitOut(t, regexp.MustCompile(`authenticate with the admin token in `+regexp.QuoteMeta(cfg.AdminTokenPath())))
+	if strings.Contains(r.out.String(), token) {
 		t.Errorf("after a restart:\n%s", r.out)
 	}
 	var site struct {
@@ -217,6 +251,20 @@ func TestRunTLS(t *testing.T) {
 	}
 }
 
+// poll calls cond until it is true (true) or waitTimeout passes (false).
+func poll(cond func() bool) bool {
+	deadline := time.Now().Add(waitTimeout)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		if time.Now().After(deadline) {
+			return false
+		}
+		<-tick.C
+	}
+	return true
+}
+
 // A node joins a replicated central with an admin token and gets its
 // key; a wrong token is refused and changes nothing; a follower sends API
 // calls to the leader.
@@ -226,16 +274,9 @@ func TestJoin(t *testing.T) {
 	c1.DataDir, c1.Addr, c1.RaftAddr, c1.NodeID = filepath.Join(t.TempDir(), "c1"), centraltest.FreeAddr(t), centraltest.FreeAddr(t), "c1"
 	r1 := start(t, c1, logs)
 	defer r1.stop()
-	var token string
-	deadline := time.Now().Add(20 * time.Second)
-	for token == "" && time.Now().Before(deadline) {
-		raw, _ := os.ReadFile(c1.AdminTokenPath())
-		token = strings.TrimSpace(string(raw))
-		time.Sleep(20 * time.Millisecond)
-	}
-	if token == "" {
-		t.Fatal("the bootstrap node wrote no admin token")
-	}
+	// The token file is written before the token is stored (through
+	// Raft): wait for the line printed after both.
+	token := r1.waitAdminToken(t, c1)
 	get := func(url, path string, out any) int {
 		t.Helper()
 		req, _ := http.NewRequest("GET", url+path, nil)
@@ -280,12 +321,7 @@ func TestJoin(t *testing.T) {
 	c2 := joiner("c2", good)
 	r2 := start(t, c2, logs)
 	defer r2.stop()
-	deadline = time.Now().Add(30 * time.Second)
-	for len(st.Voters) != 2 && time.Now().Before(deadline) {
-		get(r1.url, "/v1/cluster", &st)
-		time.Sleep(50 * time.Millisecond)
-	}
-	if len(st.Voters) != 2 {
+	if !poll(func() bool { get(r1.url, "/v1/cluster", &st); return len(st.Voters) == 2 }) {
 		t.Fatalf("voters %v, want c1 and c2", st.Voters)
 	}
 	k1, _ := os.ReadFile(filepath.Join(c1.DataDir, "central.key"))
@@ -295,10 +331,14 @@ func TestJoin(t *testing.T) {
 	}
 	// The follower answers for itself at /v1/cluster, and sends the rest
 	// to the leader.
+	// The leader lists c2 as a voter once it has appended the change,
+	// which c2 may not have heard of yet: wait until it knows a leader.
 	var self struct {
 		ID, State, Leader string
 	}
-	if code := get(r2.url, "/v1/cluster", &self); code != 200 || self.ID != "c2" || self.State != "Follower" || self.Leader != "c1" {
+	code := 0
+	poll(func() bool { code = get(r2.url, "/v1/cluster", &self); return self.Leader != "" })
+	if code != 200 || self.ID != "c2" || self.State != "Follower" || self.Leader != "c1" {
 		t.Errorf("the follower's /v1/cluster: %d %+v", code, self)
 	}
 	var sites []any

@@ -1,0 +1,46 @@
+package main
+
+import (
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func TestSelectBenches(t *testing.T) {
+	all := map[string]bool{"store": true, "tftp": true, "dhcp": true, "storm": true, "provision": true, "bmc": true, "sync": true}
+	tests := map[string]struct {
+		list    string
+		want    map[string]bool
+		wantErr string
+	}{
+		"empty is all":   {list: "", want: all},
+		"one":            {list: "store", want: map[string]bool{"store": true}},
+		"two as in make": {list: "store,dhcp", want: map[string]bool{"store": true, "dhcp": true}},
+		"spaces":         {list: " store , dhcp ", want: map[string]bool{"store": true, "dhcp": true}},
+		"unknown": {
+			list:    "store,strom",
+			wantErr: `-run: no benchmark "strom" (have store,tftp,dhcp,storm,provision,bmc,sync)`,
+		},
+		"trailing comma": {
+			list:    "store,",
+			wantErr: `-run: no benchmark "" (have store,tftp,dhcp,storm,provision,bmc,sync)`,
+		},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			got, err := selectBenches(tc.list)
+			if tc.wantErr != "" {
+				if err == nil || err.Error() != tc.wantErr {
+					t.Fatalf("selectBenches(%q) error = %v, want %q", tc.list, err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("selectBenches(%q): %v", tc.list, err)
+			}
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("selectBenches(%q) (-want +got):\n%s", tc.list, diff)
+			}
+		})
+	}
+}
