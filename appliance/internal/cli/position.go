@@ -7,9 +7,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/outposthq/outpost/internal/errs"
 	yaml3 "go.yaml.in/yaml/v3"
-
-	"github.com/outposthq/outpost/appliance/internal/store"
 )
 
 // Positions. Objects are read with sigs.k8s.io/yaml (YAML 1.1, as the
@@ -67,10 +66,10 @@ func newLocator(node *yaml3.Node, obj json.RawMessage) locator {
 // errors: "wrong type: got bool, want string".
 var gotRE = regexp.MustCompile(`^wrong type: got (\w+)`)
 
-// errLine returns the line of the field err names (a *store.Error), or
+// errLine returns the line of the field err names (a *errs.Error), or
 // def if it names none or it is not found.
 func (l locator) errLine(err error, def int) int {
-	e, ok := store.AsError(err)
+	e, ok := errs.AsError(err)
 	if !ok || e.Field == "" || l.node == nil {
 		return def
 	}
