@@ -19,6 +19,7 @@ import (
 	"github.com/outposthq/outpost/appliance/internal/cluster"
 	"github.com/outposthq/outpost/appliance/internal/site"
 	"github.com/outposthq/outpost/appliance/internal/store"
+	"github.com/outposthq/outpost/internal/command"
 	"github.com/outposthq/outpost/internal/seal"
 )
 
@@ -132,4 +133,56 @@ func Machine(id string, mac int) *store.Machine {
 		ID: id, Hostname: id, Arch: "x86_64", State: store.StateReady,
 		Interfaces: []store.Interface{{MAC: fmt.Sprintf("02:00:00:00:%02x:%02x", mac>>8&0xff, mac&0xff)}},
 	}
+}
+
+// Put stores objs in db as the site's state machine does, with its rules
+// (a workflow is bound to its template, a lease must be free), each at
+// the next index and at time at, with no Raft: for tests of a package
+// that reads the store. Objects are normalized as the proposer does; one
+// the rules refuse fails the test.
+func Put(t testing.TB, db *store.DB, at time.Time, objs ...store.Object) {
+	t.Helper()
+	for _, o := range objs {
+		var typ site.Type
+		var payload any
+		switch o := o.(type) {
+		case *store.Machine:
+			typ, payload = site.PutMachine, site.Put[store.Machine]{Object: o, Time: at}
+		case *store.Subnet:
+			typ, payload = site.PutSubnet, site.Put[store.Subnet]{Object: o, Time: at}
+		case *store.Lease:
+			typ, payload = site.PutLease, site.Put[store.Lease]{Object: o, Time: at}
+		case *store.Image:
+			o.Normalize()
+			typ, payload = site.PutImage, site.Put[store.Image]{Object: o, Time: at}
+		case *store.Template:
+			typ, payload = site.PutTemplate, site.Put[store.Template]{Object: o, Time: at}
+		case *store.Workflow:
+			o.Normalize()
+			typ, payload = site.PutWorkflow, site.Put[store.Workflow]{Object: o, Time: at}
+		case *store.Settings:
+			typ, payload = site.PutSettings, site.Put[store.Settings]{Object: o, Time: at}
+		default:
+			t.Fatalf("apptest: no command puts a %T", o)
+		}
+		Apply(t, db, typ, payload)
+	}
+}
+
+// Apply applies one command of the site, with a JSON payload, to db
+// through its state machine at the next index, with no Raft.
+func Apply(t testing.TB, db *store.DB, typ site.Type, payload any) site.Result {
+	t.Helper()
+	cmd, err := command.Encode(typ, payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := site.NewLocalLog(db, nil).Commit(context.Background(), cmd)
+	if err == nil && r.Err != nil {
+		err = r.Err
+	}
+	if err != nil {
+		t.Fatalf("apptest: apply command %d: %v", typ, err)
+	}
+	return r
 }

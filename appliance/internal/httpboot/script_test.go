@@ -10,8 +10,9 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/outposthq/outpost/appliance/internal/apptest"
+	"github.com/outposthq/outpost/appliance/internal/site"
 	"github.com/outposthq/outpost/appliance/internal/store"
-	"github.com/outposthq/outpost/appliance/internal/workflow"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
@@ -461,31 +462,10 @@ func TestScriptStoreClosed(t *testing.T) {
 func TestInstallNeedsActiveWorkflow(t *testing.T) {
 	parallel(t)
 	f := newFixture(t, installer(), machine("m1", "52:54:00:12:34:56", store.StateProvisioning))
-	err := f.db.Update(func(tx *store.Tx) error {
-		f.index++
-		w := store.Write{Index: f.index, Time: t0}
-		wf, err := store.Get[store.Workflow](tx, "wf-m1")
-		if err != nil {
-			return err
-		}
-		st, _, err := workflow.Cancel(*wf.State, "test", t0)
-		if err != nil {
-			return err
-		}
-		wf.State = &st
-		if err := tx.UnsafePut(wf, w); err != nil {
-			return err
-		}
-		m, err := store.Get[store.Machine](tx, "m1")
-		if err != nil {
-			return err
-		}
-		m.State = store.StateProvisioning // an operator's edit
-		return tx.UnsafePut(m, w)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	apptest.Apply(t, f.db, site.AdvanceWorkflow, site.Advance{Workflow: "wf-m1", Kind: site.AdvanceCancel, Reason: "test", Time: t0})
+	m := machine("m1", "52:54:00:12:34:56", store.StateProvisioning) // an operator's edit
+	m.Workflow = "wf-m1"
+	apptest.Put(t, f.db, t0, m)
 	_, body := f.get(t, base+"/ipxe/boot.ipxe?mac=52:54:00:12:34:56&arch=x86_64&platform=pcbios")
 	if variantOf(t, body) != variantError || !strings.Contains(body, "has no active workflow") || strings.Contains(body, "outpost.token") {
 		t.Errorf("script for a provisioning machine without an active workflow:\n%s", body)

@@ -1,7 +1,6 @@
 package httpboot
 
 import (
-	"cmp"
 	"io"
 	"log/slog"
 	"net/http"
@@ -12,10 +11,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/outposthq/outpost/appliance/internal/actions"
+	"github.com/outposthq/outpost/appliance/internal/apptest"
 	"github.com/outposthq/outpost/appliance/internal/provision"
 	"github.com/outposthq/outpost/appliance/internal/store"
-	"github.com/outposthq/outpost/appliance/internal/workflow"
 )
 
 var t0 = time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
@@ -38,7 +36,6 @@ type fixture struct {
 	db        *store.DB
 	srv       *Server
 	handler   http.Handler
-	index     uint64 // last Raft index used by put
 }
 
 const secret = "SECRET-OUTSIDE-ARTIFACT-DIR"
@@ -74,65 +71,27 @@ func newFixture(t *testing.T, objs ...store.Object) *fixture {
 // so that the golden files are stable.
 var testCredentials = provision.NewCredentials([]byte("httpboot test key"))
 
-// put stores objs as the replicated state machine would, each at the next
-// Raft index. A machine stored as provisioning or deprovisioning gets a
-// workflow (wf-<id>, from a one-action template), as it would have in a
-// site: the installer boots for a workflow.
+// put stores objs as the replicated state machine would, with its
+// rules, each at the next Raft index. A machine stored as provisioning or
+// deprovisioning gets a workflow (wf-<id>, from a one-action template, with
+// the nonce nonce-<id> that the golden credentials hold), as it would have
+// in a site: the installer boots for a workflow.
 func (f *fixture) put(t *testing.T, objs ...store.Object) {
 	t.Helper()
-	err := f.db.Update(func(tx *store.Tx) error {
-		for _, o := range objs {
-			f.index++
-			if err := tx.UnsafePut(o, store.Write{Index: f.index, Time: t0}); err != nil {
-				return err
-			}
-			m, ok := o.(*store.Machine)
-			if !ok || (m.State != store.StateProvisioning && m.State != store.StateDeprovisioning) {
-				continue
-			}
-			f.index++
-			tpl := &store.Template{Name: "fixture", Actions: []store.Action{{Name: "a", Type: "exec", Args: map[string]string{"command": "true"}}}}
-			if err := tx.UnsafePut(tpl, store.Write{Index: f.index, Time: t0}); err != nil {
-				return err
-			}
-			w := &store.Workflow{ID: "wf-" + m.ID, MachineID: m.ID, Template: "fixture", Purpose: store.PurposeProvision, Nonce: "nonce-" + m.ID}
-			if m.State == store.StateDeprovisioning {
-				w.Purpose = store.PurposeDeprovision
-			}
-			f.index++
-			if err := createWorkflow(tx, m, tpl, w, store.Write{Index: f.index, Time: t0}); err != nil {
-				return err
-			}
+	for _, o := range objs {
+		apptest.Put(t, f.db, t0, o)
+		m, ok := o.(*store.Machine)
+		if !ok || (m.State != store.StateProvisioning && m.State != store.StateDeprovisioning) {
+			continue
 		}
-		return tx.UnsafeSetAppliedIndex(f.index)
-	})
-	if err != nil {
-		t.Fatalf("put: %v", err)
+		tpl := &store.Template{Name: "fixture", Actions: []store.Action{{Name: "a", Type: "exec", Args: map[string]string{"command": "true"}}}}
+		apptest.Put(t, f.db, t0, tpl)
+		w := &store.Workflow{ID: "wf-" + m.ID, MachineID: m.ID, Template: "fixture", Purpose: store.PurposeProvision, Nonce: "nonce-" + m.ID}
+		if m.State == store.StateDeprovisioning {
+			w.Purpose = store.PurposeDeprovision
+		}
+		apptest.Put(t, f.db, t0, w)
 	}
-}
-
-// createWorkflow stores w as the site's state machine creates a workflow
-// (package site keeps that rule; this fixture writes the store without
-// it, to keep the workflow's nonce, which the golden credentials hold):
-// the template bound with the machine's values, the plan's initial state,
-// and the machine following it.
-func createWorkflow(tx *store.Tx, m *store.Machine, tpl *store.Template, w *store.Workflow, wr store.Write) error {
-	w.Values = map[string]string{actions.ValueMachineID: m.ID, actions.ValueHostname: cmp.Or(m.Hostname, m.ID)}
-	bound, err := workflow.Bind(tpl.PlanActions(), w.Values)
-	if err != nil {
-		return err
-	}
-	plan, err := workflow.NewPlan(bound, actions.Required())
-	if err != nil {
-		return err
-	}
-	st := workflow.NewState(plan, time.Time{})
-	w.State = &st
-	if err := tx.UnsafePut(w, wr); err != nil {
-		return err
-	}
-	m.Workflow = w.ID
-	return tx.UnsafePut(m, wr)
 }
 
 func (f *fixture) get(t *testing.T, target string) (*http.Response, string) {

@@ -3,7 +3,6 @@ package metadata
 import (
 	"io"
 	"log/slog"
-	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -14,8 +13,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/outposthq/outpost/appliance/internal/actions"
+	"github.com/outposthq/outpost/appliance/internal/apptest"
 	"github.com/outposthq/outpost/appliance/internal/store"
-	"github.com/outposthq/outpost/appliance/internal/workflow"
 )
 
 var t0 = time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
@@ -148,63 +147,13 @@ func (f *fixture) update(t *testing.T, fn func(tx *store.Tx) error) {
 	}
 }
 
-// put stores objs as the replicated state machine would, each at the next
-// Raft index. A new workflow gets the state its creation gives it.
+// put stores objs as the site's state machine would, with its rules,
+// each at the next Raft index: a new workflow is bound to its template
+// and becomes its machine's current one.
 func (f *fixture) put(t *testing.T, objs ...store.Object) {
 	t.Helper()
-	f.update(t, func(tx *store.Tx) error {
-		for _, o := range objs {
-			if w, ok := o.(*store.Workflow); ok && w.State == nil {
-				if err := bindWorkflow(tx, w); err != nil {
-					return err
-				}
-			}
-			if err := tx.UnsafePut(o, f.write()); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-}
-
-// bindWorkflow gives a new workflow its values and initial state as the
-// site's state machine does when it creates one (package site keeps that
-// rule; this fixture writes the store without it): the machine's values
-// filled in, its template bound with them, its plan not started.
-func bindWorkflow(tx *store.Tx, w *store.Workflow) error {
-	m, err := store.Get[store.Machine](tx, w.MachineID)
-	if err != nil {
-		return err
-	}
-	tpl, err := store.Get[store.Template](tx, w.Template)
-	if err != nil {
-		return err
-	}
-	w.Values = maps.Clone(w.Values)
-	if w.Values == nil {
-		w.Values = map[string]string{}
-	}
-	hostname := m.Hostname
-	if hostname == "" {
-		hostname = m.ID
-	}
-	defaults := map[string]string{actions.ValueMachineID: m.ID, actions.ValueHostname: hostname}
-	for k, v := range defaults {
-		if _, ok := w.Values[k]; !ok {
-			w.Values[k] = v
-		}
-	}
-	bound, err := workflow.Bind(tpl.PlanActions(), w.Values)
-	if err != nil {
-		return err
-	}
-	plan, err := workflow.NewPlan(bound, actions.Required())
-	if err != nil {
-		return err
-	}
-	st := workflow.NewState(plan, time.Time{})
-	w.State = &st
-	return nil
+	apptest.Put(t, f.db, t0.Add(-3*time.Hour), objs...)
+	f.index = f.db.AppliedIndex()
 }
 
 // do sends a request from addr and returns the answer.
