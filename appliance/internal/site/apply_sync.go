@@ -267,7 +267,7 @@ func decodeDesired[T any](c DesiredChange, key func(*T) *string) (*T, error) {
 }
 
 // mergeDesiredMachine keeps what the appliance owns of a stored machine
-// (KeepApplianceFields), normalizes and validates m.
+// (keepApplianceFields), normalizes and validates m.
 func mergeDesiredMachine(tx *store.Tx, m *store.Machine) error {
 	old, err := store.Get[store.Machine](tx, m.ID)
 	if err != nil && !errors.Is(err, errs.ErrNotFound) {
@@ -276,7 +276,7 @@ func mergeDesiredMachine(tx *store.Tx, m *store.Machine) error {
 	if m.BMC != nil && m.BMC.Password != "" {
 		return errs.Invalid("bmc.password", "reached the store in the clear: the proposer seals it")
 	}
-	KeepApplianceFields(m, old)
+	keepApplianceFields(m, old)
 	if m.BMC != nil {
 		m.BMC.PasswordSet = false
 	}
@@ -284,13 +284,13 @@ func mergeDesiredMachine(tx *store.Tx, m *store.Machine) error {
 	return m.Validate()
 }
 
-// KeepApplianceFields carries over from old, the stored machine (nil for
+// keepApplianceFields carries over from old, the stored machine (nil for
 // a new one), what the appliance owns or keeps up to date, so that a put
 // that does not name it does not erase it: the current workflow and the
 // power state always (no client sets them); the state with its reason and
 // the discovered hardware unless m names them; and the sealed BMC
 // password unless m brings a password of its own.
-func KeepApplianceFields(m, old *store.Machine) {
+func keepApplianceFields(m, old *store.Machine) {
 	m.Workflow, m.Power = "", ""
 	if old == nil {
 		return

@@ -124,7 +124,7 @@ func newNonce() string {
 }
 
 // PutMachine stores a machine an operator gives: what the appliance owns
-// of the stored one is kept (KeepApplianceFields), and a BMC password is
+// of the stored one is kept (keepApplianceFields), and a BMC password is
 // sealed before it is proposed.
 func (p *Proposer) PutMachine(ctx context.Context, m *store.Machine, expect uint64) (*store.Machine, error) {
 	if m.BMC != nil && len(m.BMC.SealedPassword) > 0 {
@@ -132,7 +132,7 @@ func (p *Proposer) PutMachine(ctx context.Context, m *store.Machine, expect uint
 	}
 	var old *store.Machine
 	_ = p.cfg.Store.View(func(tx *store.Tx) error { old, _ = store.Get[store.Machine](tx, m.ID); return nil })
-	KeepApplianceFields(m, old)
+	keepApplianceFields(m, old)
 	m.Normalize()
 	p.sealBMC(m)
 	if err := m.Validate(); err != nil {
@@ -203,7 +203,7 @@ func (p *Proposer) CreateWorkflow(ctx context.Context, w *store.Workflow) (*stor
 	w.Normalize()
 	w.State, w.Order = nil, ""
 	w.Nonce = p.cfg.Nonce()
-	w.Values = WithBootValues(w.Values, p.cfg.BootURL)
+	w.Values = withBootValues(w.Values, p.cfg.BootURL)
 	if err := w.Validate(); err != nil {
 		return nil, err
 	}
@@ -226,7 +226,7 @@ func (p *Proposer) prepareOrder(o *store.Order) {
 	o.State, o.Reason, o.Workflow, o.Jobs = "", "", "", nil
 	o.Nonce = p.cfg.Nonce()
 	if o.Action == store.OrderProvision || o.Action == store.OrderDeprovision {
-		o.Values = WithBootValues(o.Values, p.cfg.BootURL)
+		o.Values = withBootValues(o.Values, p.cfg.BootURL)
 	}
 }
 

@@ -127,11 +127,11 @@ func (p *Proposer) PutMember(ctx context.Context, m *store.Member) error {
 	return err
 }
 
-// WithBootValues returns values with boot_url and metadata_url set to
+// withBootValues returns values with boot_url and metadata_url set to
 // bootURL, where the installer and the installed OS reach the appliance,
 // unless values gives them. Every appliance knows its own boot URL (it is
 // configuration), so the node that proposes a workflow fills them in.
-func WithBootValues(values map[string]string, bootURL string) map[string]string {
+func withBootValues(values map[string]string, bootURL string) map[string]string {
 	if bootURL == "" {
 		return values
 	}
