@@ -207,8 +207,8 @@ func TestSiteOrderEvents(t *testing.T) {
 	cred := e.createSite("fra-1")
 	order := `{"action":"provision","machine_id":"m1","image":"debian-12","values":{"hostname":"web1"}}`
 	var placed struct {
-		Order    store.Order `json:"order"`
-		Revision uint64      `json:"revision"`
+		Order    syncproto.Order `json:"order"`
+		Revision uint64          `json:"revision"`
 	}
 	if code := e.do("PUT", "/v1/sites/fra-1/orders/o1", order, &placed); code != 200 || placed.Revision != 1 || placed.Order.ID != "o1" {
 		t.Fatalf("place order: %d %+v", code, placed)
@@ -224,7 +224,7 @@ func TestSiteOrderEvents(t *testing.T) {
 	if !ok || d.Revision != 1 || d.Changes[0].Kind != "order" {
 		t.Fatalf("desired: %+v", d)
 	}
-	var got store.Order
+	var got syncproto.Order
 	if err := json.Unmarshal(d.Changes[0].Object, &got); err != nil || got.Image != "debian-12" || got.Values["hostname"] != "web1" || got.ID != "o1" {
 		t.Errorf("the order as the site gets it: %s", d.Changes[0].Object)
 	}
@@ -281,7 +281,7 @@ func TestSiteOrderEvents(t *testing.T) {
 	if !v.Sync.Connected || v.Sync.LatestRevision != 2 || v.Sync.AckedRevision != 1 || v.Sync.StoredSeq != 2 || v.Sync.LastSeen.IsZero() {
 		t.Errorf("sync status: %+v", v.Sync)
 	}
-	var list struct{ Orders []store.Order }
+	var list struct{ Orders []syncproto.Order }
 	if e.do("GET", "/v1/sites/fra-1/orders", "", &list); len(list.Orders) != 1 || list.Orders[0].ID != "o1" {
 		t.Errorf("orders: %+v", list)
 	}

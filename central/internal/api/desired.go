@@ -3,16 +3,18 @@ package api
 import (
 	"encoding/json"
 	"net/http"
+	"strings"
 
 	"github.com/outposthq/outpost/central/internal/store"
 	"github.com/outposthq/outpost/internal/errs"
+	"github.com/outposthq/outpost/syncproto"
 )
 
 // putOrder places an order: a new revision of the site's desired state.
 // An order cannot change once placed; placing it again as it is changes
 // nothing.
 func (s *Server) putOrder(w http.ResponseWriter, r *http.Request) {
-	var o store.Order
+	var o syncproto.Order
 	if err := decodeBody(r, &o, true); err != nil {
 		s.writeError(w, r, err)
 		return
@@ -26,7 +28,7 @@ func (s *Server) putOrder(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := o.Validate(); err != nil {
-		s.writeError(w, r, err)
+		s.writeError(w, r, objectError(err))
 		return
 	}
 	obj, err := json.Marshal(&o)
@@ -63,6 +65,20 @@ func (s *Server) putItem(kind string) http.HandlerFunc {
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"kind": kind, "key": r.PathValue("key"), "object": shown(kind, obj), "revision": rev})
 	}
+}
+
+// objectError is a syncproto object's refusal as the API's: the same
+// field, the message without syncproto's "kind.field: " prefix.
+func objectError(err error) error {
+	e, ok := err.(*syncproto.Error)
+	if !ok {
+		return err
+	}
+	msg := e.Message
+	if _, rest, ok := strings.Cut(msg, ": "); ok {
+		msg = rest
+	}
+	return errs.Invalid(e.Field, "%s", msg)
 }
 
 func (s *Server) deleteItem(kind string) http.HandlerFunc {

@@ -1,4 +1,4 @@
-package replica
+package cluster
 
 import (
 	"log/slog"
@@ -33,7 +33,7 @@ func TestDataDirOfPreviousRelease(t *testing.T) {
 		t.Fatalf("the fixture's store is at %d: it must be behind its log", db.AppliedIndex())
 	}
 	n, err := Open(Config{ID: "c1", Dir: filepath.Join(dir, "raft"), BindAddr: centraltest.FreeAddr(t),
-		APIURL: "http://127.0.0.1:7443", Log: slog.New(slog.DiscardHandler), RaftLog: t.Output()}, db)
+		APIURL: "http://127.0.0.1:7443", Log: slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))}, db)
 	if err != nil {
 		t.Fatal(err)
 	}
