@@ -45,8 +45,10 @@ func (s *Server) putOrder(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"order": &o, "revision": rev})
 }
 
-// putItem puts a machine, image or template, an opaque JSON object the
-// site applies, into the site's desired state.
+// putItem puts a machine, image or template into the site's desired
+// state. The object must validate as its syncproto type; it is passed to
+// the site as the operator wrote it (fields central does not know
+// included: the site reads them).
 func (s *Server) putItem(kind string) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		var obj json.RawMessage
@@ -56,6 +58,10 @@ func (s *Server) putItem(kind string) http.HandlerFunc {
 		}
 		if len(obj) == 0 || obj[0] != '{' {
 			s.writeError(w, r, errs.Invalid("body", "must be a JSON object"))
+			return
+		}
+		if _, err := syncproto.DecodeObject(kind, r.PathValue("key"), obj); err != nil {
+			s.writeError(w, r, objectError(err))
 			return
 		}
 		rev, err := s.db.PutDesired(r.PathValue("site"), kind, r.PathValue("key"), obj)
