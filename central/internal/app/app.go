@@ -22,6 +22,7 @@ import (
 	"github.com/outposthq/outpost/central/internal/config"
 	"github.com/outposthq/outpost/central/internal/hub"
 	"github.com/outposthq/outpost/central/internal/store"
+	"github.com/outposthq/outpost/internal/raftnode"
 	"github.com/outposthq/outpost/syncproto"
 )
 
@@ -62,10 +63,10 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Write
 
 	var node *cluster.Node
 	if cfg.Replicated() {
-		node, err = cluster.Open(cluster.Config{
+		node, err = cluster.Open(cluster.Config{Config: raftnode.Config{
 			ID: cfg.NodeID, Dir: cfg.RaftDir(), BindAddr: cfg.RaftAddr, AdvertiseAddr: cfg.RaftAdvertise,
-			APIURL: apiURL, Bootstrap: cfg.Join == "", Log: log,
-		}, db)
+			Bootstrap: cfg.Join == "", Log: log,
+		}, APIURL: apiURL}, db)
 		if err != nil {
 			return err
 		}

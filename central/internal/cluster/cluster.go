@@ -17,9 +17,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"time"
-
-	"github.com/hashicorp/raft"
 
 	"github.com/outposthq/outpost/central/internal/store"
 	"github.com/outposthq/outpost/internal/errs"
@@ -30,27 +27,13 @@ import (
 // not lead, and wrapped in store.ErrNotApplied by changes proposed there.
 var ErrNotLeader = raftnode.ErrNotLeader
 
-// Config configures a Node.
+// Config configures a Node: the Raft node's configuration, and this
+// node's API.
 type Config struct {
-	// ID is the node's unique, stable name.
-	ID string
-	// Dir holds the Raft log (raft.db) and snapshots.
-	Dir string
-	// BindAddr is where the Raft transport listens (host:port).
-	BindAddr string
-	// AdvertiseAddr is the Raft address other nodes dial; BindAddr if
-	// empty.
-	AdvertiseAddr string
+	raftnode.Config
 	// APIURL is this node's API, recorded in its member record so that
 	// the others can send requests to it while it leads.
 	APIURL string
-	// Bootstrap makes a node with no Raft state start a one-node
-	// cluster; a node that joins one leaves it false.
-	Bootstrap bool
-	// Tuning overrides Raft's timing (tests); nil keeps the defaults.
-	Tuning func(*raft.Config)
-	// Log receives the node's log and Raft's.
-	Log *slog.Logger
 }
 
 // Node is one member of central's Raft cluster.
@@ -61,9 +44,6 @@ type Node struct {
 	log  *slog.Logger
 }
 
-// registerTimeout bounds the write of a new leader's own member record.
-const registerTimeout = 10 * time.Second
-
 // Open starts the node's Raft over db, and makes db propose its changes
 // through it. The caller closes db after Close.
 func Open(cfg Config, db *store.DB) (*Node, error) {
@@ -73,10 +53,7 @@ func Open(cfg Config, db *store.DB) (*Node, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	rn, err := raftnode.Open(raftnode.Config{
-		ID: cfg.ID, Dir: cfg.Dir, BindAddr: cfg.BindAddr, AdvertiseAddr: cfg.AdvertiseAddr,
-		Bootstrap: cfg.Bootstrap, Tuning: cfg.Tuning, Log: cfg.Log,
-	}, db)
+	rn, err := raftnode.Open(cfg.Config, db)
 	if err != nil {
 		return nil, err
 	}

@@ -295,6 +295,21 @@ func TestApplyUnknown(t *testing.T) {
 	}
 }
 
+// snapshotOf is a snapshot of d, as Raft would persist it.
+func snapshotOf(t *testing.T, d *DB) *bytes.Buffer {
+	t.Helper()
+	snap, err := d.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer snap.Release()
+	var buf bytes.Buffer
+	if _, err := snap.WriteTo(&buf); err != nil {
+		t.Fatal(err)
+	}
+	return &buf
+}
+
 // TestSnapshotRoundTrip: a snapshot restored into a fresh store is the
 // same state, applied index included.
 func TestSnapshotRoundTrip(t *testing.T) {
@@ -305,17 +320,9 @@ func TestSnapshotRoundTrip(t *testing.T) {
 		cmd(t, cmdAdvancePast, &advancePastPayload{Site: "s1", Applied: 5, Time: t0}),
 		cmd(t, cmdRecordAck, &recordAckPayload{Site: "s1", Revision: 4}),
 		cmd(t, cmdStoreEvents, &storeEventsPayload{Site: "s1", Events: batch(6, 7), LostUpTo: 5, Time: t0}))
-	snap, err := src.Snapshot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var buf bytes.Buffer
-	if _, err := snap.WriteTo(&buf); err != nil {
-		t.Fatal(err)
-	}
-	snap.Release()
+	buf := snapshotOf(t, src)
 	dst, _ := openTest(t)
-	if err := dst.Restore(&buf); err != nil {
+	if err := dst.Restore(buf); err != nil {
 		t.Fatal(err)
 	}
 	if diff := cmp.Diff(dump(t, src), dump(t, dst)); diff != "" {

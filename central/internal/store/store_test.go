@@ -1,7 +1,6 @@
 package store
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -218,15 +217,7 @@ func TestSnapshotRestore(t *testing.T) {
 	if _, err := src.StoreEvents("s1", batch(1, 3), 0); err != nil {
 		t.Fatal(err)
 	}
-	snap, err := src.Snapshot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var buf bytes.Buffer
-	if _, err := snap.WriteTo(&buf); err != nil {
-		t.Fatal(err)
-	}
-	snap.Release()
+	buf := snapshotOf(t, src)
 
 	dst, _ := openTest(t)
 	if _, err := dst.CreateSite("other", "", HashSecret("y")); err != nil {
@@ -239,7 +230,7 @@ func TestSnapshotRestore(t *testing.T) {
 		t.Errorf("a refused restore changed the store: %v", err)
 	}
 	watch := dst.WatchEvents("s1")
-	if err := dst.Restore(&buf); err != nil {
+	if err := dst.Restore(buf); err != nil {
 		t.Fatal(err)
 	}
 	select {
