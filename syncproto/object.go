@@ -3,7 +3,7 @@ package syncproto
 import (
 	"bytes"
 	"encoding/json"
-	"fmt"
+	"reflect"
 	"slices"
 	"strings"
 	"time"
@@ -119,7 +119,8 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 	}
 	v, err := time.ParseDuration(s)
 	if err != nil {
-		return fmt.Errorf("duration %s: %w", clip(string(b)), err)
+		// The decoder names the field; the value is not quoted.
+		return &json.UnmarshalTypeError{Value: "string", Type: reflect.TypeFor[Duration]()}
 	}
 	*d = Duration(v)
 	return nil

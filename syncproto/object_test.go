@@ -102,6 +102,7 @@ func TestObjectValidate(t *testing.T) {
 		"action timeout":      {KindTemplate, `{"actions":[{"name":"a","type":"t","timeout":"-1s"}]}`, "actions[0].timeout"},
 		"action backoff":      {KindTemplate, `{"actions":[{"name":"a","type":"t","backoff":"-1s"}]}`, "actions[0].backoff"},
 		"action retries":      {KindTemplate, `{"actions":[{"name":"a","type":"t","retries":-1}]}`, "actions[0].retries"},
+		"action duration":     {KindTemplate, `{"actions":[{"name":"a","type":"t","timeout":"5"}]}`, "actions.timeout"},
 		"action on_failure":   {KindTemplate, `{"actions":[{"name":"a","type":"t","on_failure":"retry"}]}`, "actions[0].on_failure"},
 	} {
 		_, err := DecodeObject(tc.kind, "k1", json.RawMessage(tc.json))
