@@ -17,10 +17,10 @@ import (
 // The list is append-only: a number is never reused or renumbered, since
 // old logs and snapshots replay through the same table. 19 and 20 belong
 // to the shared core (command.Batch, command.Noop) and 123 is '{', the
-// first byte of every entry release b482c18 wrote (legacy.go). A new
-// command takes the next free number, a payload struct here and an apply
-// function in the apply_<entity>.go of what it changes; one that an older
-// node may skip is or-ed with command.IgnoreUnknown.
+// first byte of every entry release b482c18 wrote (legacy_b482c18.go). A
+// new command takes the next free number, a payload struct here and an
+// apply function in the apply_<entity>.go of what it changes; one that an
+// older node may skip is or-ed with command.IgnoreUnknown.
 const (
 	// cmdCreateSite creates a site with its credential's hash.
 	cmdCreateSite command.Type = 1
@@ -48,7 +48,7 @@ const (
 	// cmdDeleteMember forgets a node of a replicated central.
 	cmdDeleteMember command.Type = 11
 	// cmdLegacyJSON is a command of release b482c18: a JSON object
-	// whose first byte, '{', is its type (legacy.go).
+	// whose first byte, '{', is its type (legacy_b482c18.go).
 	cmdLegacyJSON command.Type = '{'
 )
 

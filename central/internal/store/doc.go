@@ -36,7 +36,7 @@
 //   - A command of an unknown type stops the node (it was written by a
 //     newer central) unless its type is marked command.IgnoreUnknown.
 //     Type 123 ('{') is a command of release b482c18, JSON, applied with
-//     that release's semantics (legacy.go).
+//     that release's semantics (legacy_b482c18.go).
 //   - Each change of a site's desired state (an order placed, a machine,
 //     image or template put or deleted) is one command that updates the
 //     current desired objects, appends a revision holding the change and
