@@ -161,18 +161,6 @@ func createSite(t *testing.T, nodes []*testNode) {
 	}
 }
 
-// waitFor waits until cond holds.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // state is what a node's store says about site s1.
 func state(t *testing.T, db *store.DB) any {
 	t.Helper()
@@ -236,7 +224,7 @@ func TestReplicatedStore(t *testing.T) {
 	if _, err := follower.db.StoreEvents("s1", events(51, 51), 0); !errors.Is(err, store.ErrNotApplied) {
 		t.Errorf("a change on a follower: %v, want ErrNotApplied", err)
 	}
-	waitFor(t, "the follower to know the leader's API", func() bool {
+	centraltest.WaitFor(t, "the follower to know the leader's API", func() bool {
 		l := waitLeader(t, nodes)
 		return l != follower && follower.node.LeaderAPI() == "http://"+l.addr
 	})
