@@ -127,6 +127,9 @@ func jsonError(typ string, err error) *Error {
 
 // jsonKind names the JSON value a Go type decodes from.
 func jsonKind(t reflect.Type) string {
+	if t == reflect.TypeFor[Duration]() {
+		return `string of a duration, such as "90s"`
+	}
 	switch t.Kind() {
 	case reflect.String:
 		return "string"

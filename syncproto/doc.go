@@ -126,6 +126,21 @@
 // sent again, and applying them again changes nothing. Central checks that
 // an ack names a revision it has sent.
 //
+// # Objects
+//
+// A change's object is one of four kinds (Kinds, in the order central
+// lists them so that references resolve): image, template, machine and
+// order, typed as *Image, *Template, *Machine and *Order, whose JSON
+// fields are the appliance's. DecodeObject decodes a put's object into
+// its type: an object without its key field (an order's or machine's
+// id, an image's or template's name) takes the change's key, and one that
+// names another key is bad_message. Each type validates the rules that
+// need nothing of the site (Object.Validate): central checks them before
+// it records a change, so that the site refuses only what depends on its
+// own state. An order never changes once placed. A machine's BMC
+// password travels in the clear inside the connection; each side seals
+// it at rest with its own key.
+//
 // # Events, exactly once
 //
 // The site numbers its events densely from 1 (the sequence is replicated

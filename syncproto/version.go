@@ -12,6 +12,10 @@ import "fmt"
 //
 //   - 1 (2026-11-22): hello, welcome, desired (full or delta, in parts),
 //     desired_ack, events, events_ack, heartbeat, error.
+//   - 2026-12-06, still version 1: the objects of desired changes are
+//     typed (Order, Machine, Image, Template; DecodeObject) and their rules
+//     written down; their JSON is what the appliance already exchanged,
+//     so the wire does not change.
 const (
 	Version    = 1
 	MinVersion = 1

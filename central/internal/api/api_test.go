@@ -179,6 +179,11 @@ func TestBadInput(t *testing.T) {
 		"machine array":  {"PUT", "/v1/sites/s1/machines/m1", `[1,2]`, 400, "body"},
 		"machine json":   {"PUT", "/v1/sites/s1/machines/m1", `{"id":`, 400, "body"},
 		"delete missing": {"DELETE", "/v1/sites/s1/images/i1", ``, 404, ""},
+		"machine mac":    {"PUT", "/v1/sites/s1/machines/m1", `{"interfaces":[{"mac":"nope"}]}`, 400, "interfaces[0].mac"},
+		"machine key":    {"PUT", "/v1/sites/s1/machines/m1", `{"id":"m2"}`, 400, ""},
+		"machine type":   {"PUT", "/v1/sites/s1/machines/m1", `{"bmc":"10.0.0.1"}`, 400, "bmc"},
+		"image format":   {"PUT", "/v1/sites/s1/images/i1", `{"url":"http://h/i.raw","format":"iso"}`, 400, "format"},
+		"template needs": {"PUT", "/v1/sites/s1/templates/t1", `{"actions":[{"name":"a","type":"reboot","needs":["b"]}]}`, 400, "actions[0].needs[0]"},
 		"events since":   {"GET", "/v1/sites/s1/events?since=-1", ``, 400, "since"},
 		"events limit":   {"GET", "/v1/sites/s1/events?limit=0", ``, 400, "limit"},
 		"no route":       {"GET", "/v1/nothing", ``, 404, ""},
@@ -207,8 +212,8 @@ func TestSiteOrderEvents(t *testing.T) {
 	cred := e.createSite("fra-1")
 	order := `{"action":"provision","machine_id":"m1","image":"debian-12","values":{"hostname":"web1"}}`
 	var placed struct {
-		Order    store.Order `json:"order"`
-		Revision uint64      `json:"revision"`
+		Order    syncproto.Order `json:"order"`
+		Revision uint64          `json:"revision"`
 	}
 	if code := e.do("PUT", "/v1/sites/fra-1/orders/o1", order, &placed); code != 200 || placed.Revision != 1 || placed.Order.ID != "o1" {
 		t.Fatalf("place order: %d %+v", code, placed)
@@ -224,7 +229,7 @@ func TestSiteOrderEvents(t *testing.T) {
 	if !ok || d.Revision != 1 || d.Changes[0].Kind != "order" {
 		t.Fatalf("desired: %+v", d)
 	}
-	var got store.Order
+	var got syncproto.Order
 	if err := json.Unmarshal(d.Changes[0].Object, &got); err != nil || got.Image != "debian-12" || got.Values["hostname"] != "web1" || got.ID != "o1" {
 		t.Errorf("the order as the site gets it: %s", d.Changes[0].Object)
 	}
@@ -281,7 +286,7 @@ func TestSiteOrderEvents(t *testing.T) {
 	if !v.Sync.Connected || v.Sync.LatestRevision != 2 || v.Sync.AckedRevision != 1 || v.Sync.StoredSeq != 2 || v.Sync.LastSeen.IsZero() {
 		t.Errorf("sync status: %+v", v.Sync)
 	}
-	var list struct{ Orders []store.Order }
+	var list struct{ Orders []syncproto.Order }
 	if e.do("GET", "/v1/sites/fra-1/orders", "", &list); len(list.Orders) != 1 || list.Orders[0].ID != "o1" {
 		t.Errorf("orders: %+v", list)
 	}

@@ -1,20 +1,21 @@
 package api
 
 import (
+	"context"
 	"errors"
 	"net/http"
 
-	"github.com/outposthq/outpost/central/internal/replica"
+	"github.com/outposthq/outpost/central/internal/cluster"
 	"github.com/outposthq/outpost/central/internal/store"
 	"github.com/outposthq/outpost/internal/errs"
 	"github.com/outposthq/outpost/internal/httpapi"
 )
 
-// Cluster is the Raft node of a replicated central (package replica).
+// Cluster is the node of a replicated central (*cluster.Node).
 type Cluster interface {
-	Status() replica.Status
-	AddVoter(m *store.Member) error
-	RemoveServer(id string) error
+	Status() cluster.Status
+	AddVoter(ctx context.Context, m *store.Member) error
+	RemoveServer(ctx context.Context, id string) error
 }
 
 // JoinKeyRequest asks for central's key, sealed for the node named ID.
@@ -62,11 +63,7 @@ func (s *Server) clusterKey(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, errs.Invalid("id", "is required"))
 		return
 	}
-	sealed, err := s.db.SealKeyFor(httpapi.Bearer(r), req.ID)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
+	sealed := s.db.SealKeyFor(httpapi.Bearer(r), req.ID)
 	s.log.Info("cluster: key handed to a joining node", "id", req.ID)
 	httpapi.WriteJSON(w, http.StatusOK, JoinKeyResponse{SealedKey: sealed})
 }
@@ -82,7 +79,7 @@ func (s *Server) clusterAdd(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, errSingle)
 		return
 	}
-	if err := s.cluster.AddVoter(&m); err != nil {
+	if err := s.cluster.AddVoter(r.Context(), &m); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
@@ -94,7 +91,7 @@ func (s *Server) clusterRemove(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, errSingle)
 		return
 	}
-	if err := s.cluster.RemoveServer(r.PathValue("id")); err != nil {
+	if err := s.cluster.RemoveServer(r.Context(), r.PathValue("id")); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
@@ -104,5 +101,5 @@ func (s *Server) clusterRemove(w http.ResponseWriter, r *http.Request) {
 // isUnavailable reports whether err means this node cannot take the
 // change now (it does not lead, or lost the lead in the middle).
 func isUnavailable(err error) bool {
-	return errors.Is(err, store.ErrNotApplied) || errors.Is(err, replica.ErrNotLeader)
+	return errors.Is(err, store.ErrNotApplied) || errors.Is(err, cluster.ErrNotLeader)
 }

@@ -3,17 +3,19 @@ package api
 import (
 	"encoding/json"
 	"net/http"
+	"strings"
 
 	"github.com/outposthq/outpost/central/internal/store"
 	"github.com/outposthq/outpost/internal/errs"
 	"github.com/outposthq/outpost/internal/httpapi"
+	"github.com/outposthq/outpost/syncproto"
 )
 
 // putOrder places an order: a new revision of the site's desired state.
 // An order cannot change once placed; placing it again as it is changes
 // nothing.
 func (s *Server) putOrder(w http.ResponseWriter, r *http.Request) {
-	var o store.Order
+	var o syncproto.Order
 	if err := decodeBody(r, &o, true); err != nil {
 		s.writeError(w, r, err)
 		return
@@ -27,7 +29,7 @@ func (s *Server) putOrder(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := o.Validate(); err != nil {
-		s.writeError(w, r, err)
+		s.writeError(w, r, objectError(err))
 		return
 	}
 	obj, err := json.Marshal(&o)
@@ -44,8 +46,10 @@ func (s *Server) putOrder(w http.ResponseWriter, r *http.Request) {
 	httpapi.WriteJSON(w, http.StatusOK, map[string]any{"order": &o, "revision": rev})
 }
 
-// putItem puts a machine, image or template, an opaque JSON object the
-// site applies, into the site's desired state.
+// putItem puts a machine, image or template into the site's desired
+// state. The object must validate as its syncproto type; it is passed to
+// the site as the operator wrote it (fields central does not know
+// included: the site reads them).
 func (s *Server) putItem(kind string) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		var obj json.RawMessage
@@ -57,6 +61,10 @@ func (s *Server) putItem(kind string) http.HandlerFunc {
 			s.writeError(w, r, errs.Invalid("body", "must be a JSON object"))
 			return
 		}
+		if _, err := syncproto.DecodeObject(kind, r.PathValue("key"), obj); err != nil {
+			s.writeError(w, r, objectError(err))
+			return
+		}
 		rev, err := s.db.PutDesired(r.PathValue("site"), kind, r.PathValue("key"), obj)
 		if err != nil {
 			s.writeError(w, r, err)
@@ -64,6 +72,20 @@ func (s *Server) putItem(kind string) http.HandlerFunc {
 		}
 		httpapi.WriteJSON(w, http.StatusOK, map[string]any{"kind": kind, "key": r.PathValue("key"), "object": shown(kind, obj), "revision": rev})
 	}
+}
+
+// objectError is a syncproto object's refusal as the API's: the same
+// field, the message without syncproto's "kind.field: " prefix.
+func objectError(err error) error {
+	e, ok := err.(*syncproto.Error)
+	if !ok {
+		return err
+	}
+	msg := e.Message
+	if _, rest, ok := strings.Cut(msg, ": "); ok {
+		msg = rest
+	}
+	return errs.Invalid(e.Field, "%s", msg)
 }
 
 func (s *Server) deleteItem(kind string) http.HandlerFunc {

@@ -18,10 +18,11 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/outposthq/outpost/central/internal/api"
+	"github.com/outposthq/outpost/central/internal/cluster"
 	"github.com/outposthq/outpost/central/internal/config"
 	"github.com/outposthq/outpost/central/internal/hub"
-	"github.com/outposthq/outpost/central/internal/replica"
 	"github.com/outposthq/outpost/central/internal/store"
+	"github.com/outposthq/outpost/internal/raftnode"
 	"github.com/outposthq/outpost/syncproto"
 )
 
@@ -60,12 +61,12 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Write
 	}
 	defer db.Close()
 
-	var node *replica.Node
+	var node *cluster.Node
 	if cfg.Replicated() {
-		node, err = replica.Open(replica.Config{
+		node, err = cluster.Open(cluster.Config{Config: raftnode.Config{
 			ID: cfg.NodeID, Dir: cfg.RaftDir(), BindAddr: cfg.RaftAddr, AdvertiseAddr: cfg.RaftAdvertise,
-			APIURL: apiURL, Bootstrap: cfg.Join == "", Log: log,
-		}, db)
+			Bootstrap: cfg.Join == "", Log: log,
+		}, APIURL: apiURL}, db)
 		if err != nil {
 			return err
 		}
@@ -144,7 +145,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Write
 
 // ensureAdminTokenOnLeader waits until the bootstrap node leads, or a
 // token replicated to it (a restart), then makes sure there is one.
-func ensureAdminTokenOnLeader(ctx context.Context, node *replica.Node, db *store.DB, cfg *config.Config, log *slog.Logger, out io.Writer) error {
+func ensureAdminTokenOnLeader(ctx context.Context, node *cluster.Node, db *store.DB, cfg *config.Config, log *slog.Logger, out io.Writer) error {
 	for !node.IsLeader() && !db.HasTokens() {
 		select {
 		case <-ctx.Done():

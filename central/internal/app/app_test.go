@@ -26,6 +26,7 @@ import (
 
 	"github.com/outposthq/outpost/central/internal/centraltest"
 	"github.com/outposthq/outpost/central/internal/config"
+	"github.com/outposthq/outpost/internal/seal"
 	"github.com/outposthq/outpost/syncproto"
 )
 
@@ -326,7 +327,7 @@ func TestJoin(t *testing.T) {
 	}
 	k1, _ := os.ReadFile(filepath.Join(c1.DataDir, "central.key"))
 	k2, _ := os.ReadFile(filepath.Join(c2.DataDir, "central.key"))
-	if len(k1) != 64 || !bytes.Equal(k1, k2) {
+	if len(k1) != seal.KeySize || !bytes.Equal(k1, k2) {
 		t.Error("the joined node does not have central's key")
 	}
 	// The follower answers for itself at /v1/cluster, and sends the rest

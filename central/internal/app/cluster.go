@@ -18,8 +18,8 @@ import (
 	"time"
 
 	"github.com/outposthq/outpost/central/internal/api"
+	"github.com/outposthq/outpost/central/internal/cluster"
 	"github.com/outposthq/outpost/central/internal/config"
-	"github.com/outposthq/outpost/central/internal/replica"
 	"github.com/outposthq/outpost/central/internal/store"
 )
 
@@ -33,7 +33,7 @@ const headerForwarded = "X-Outpost-Central-Forwarded"
 // connections (the proxy carries websockets and event streams too), and
 // only the leader acts on them. /healthz and GET /v1/cluster are answered
 // by every node for itself.
-func toLeader(node *replica.Node, next http.Handler, cfg *config.Config, log *slog.Logger) http.Handler {
+func toLeader(node *cluster.Node, next http.Handler, cfg *config.Config, log *slog.Logger) http.Handler {
 	transport := http.DefaultTransport.(*http.Transport).Clone()
 	if cfg.TLSCert != "" {
 		transport.TLSClientConfig = &tls.Config{RootCAs: peerRoots(cfg.TLSCert, log)}

@@ -1,6 +1,6 @@
 // Package centraltest holds what central's package tests share: a log
-// sink they can read while central writes to it, and free loopback
-// addresses.
+// sink they can read while central writes to it, free loopback
+// addresses, and waiting on a condition.
 package centraltest
 
 import (
@@ -9,6 +9,7 @@ import (
 	"net"
 	"sync"
 	"testing"
+	"time"
 )
 
 // Buffer is a log sink safe for concurrent writes and reads.
@@ -43,4 +44,17 @@ func FreeAddr(t testing.TB) string {
 	}
 	defer ln.Close()
 	return ln.Addr().String()
+}
+
+// WaitFor waits until cond holds, checking every 10 ms, and fails the
+// test if it does not within 20 s.
+func WaitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }

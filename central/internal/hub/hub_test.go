@@ -247,12 +247,12 @@ func TestOrdersReachTheSite(t *testing.T) {
 		t.Fatalf("pushed desired: %+v", d)
 	}
 	c.send(&syncproto.DesiredAck{Revision: 2})
-	waitFor(t, "the acks recorded", func() bool { s, _ := f.db.Site("s1"); return s.AckedRevision == 2 })
+	centraltest.WaitFor(t, "the acks recorded", func() bool { s, _ := f.db.Site("s1"); return s.AckedRevision == 2 })
 	if st := f.hub.Status("s1"); !st.Connected {
 		t.Error("status: not connected")
 	}
 	c.conn.CloseNow()
-	waitFor(t, "the session to end", func() bool { return !f.hub.Status("s1").Connected })
+	centraltest.WaitFor(t, "the session to end", func() bool { return !f.hub.Status("s1").Connected })
 
 	f.order("s1", "o3")
 	c, w = f.connect(hello("s1", cred, 2, 0, 0))
@@ -284,7 +284,7 @@ func TestEventsStoredOnce(t *testing.T) {
 		t.Fatalf("ack: %+v", a)
 	}
 	c.send(events(9, 10))
-	waitFor(t, "events to 10 stored", func() bool { s, _ := f.db.Site("s1"); return s.StoredSeq == 10 })
+	centraltest.WaitFor(t, "events to 10 stored", func() bool { s, _ := f.db.Site("s1"); return s.StoredSeq == 10 })
 	c.conn.CloseNow() // the ack of 9-10 lost
 
 	c, w := f.connect(hello("s1", cred, 0, 8, 12))
@@ -344,7 +344,7 @@ func TestEndSessions(t *testing.T) {
 	if !a.closed() {
 		t.Error("the ended connection stays open")
 	}
-	waitFor(t, "the session to unregister", func() bool { return !f.hub.Status("s1").Connected })
+	centraltest.WaitFor(t, "the session to unregister", func() bool { return !f.hub.Status("s1").Connected })
 	b, _ := f.connect(hello("s1", cred, 0, 0, 0))
 	f.order("s1", "o1")
 	if d, ok := b.recv().(*syncproto.Desired); !ok || d.Revision != 1 {
@@ -366,7 +366,7 @@ func TestDeadSiteBlocksNothing(t *testing.T) {
 	dead := f.dial()
 	dead.send(hello("dead", deadCred, 0, 0, 0)) // and never reads again
 	live, _ := f.connect(hello("live", liveCred, 0, 0, 0))
-	waitFor(t, "the dead site's session", func() bool { return f.hub.Status("dead").Connected })
+	centraltest.WaitFor(t, "the dead site's session", func() bool { return f.hub.Status("dead").Connected })
 	time.Sleep(300 * time.Millisecond) // its writer is stuck in a write
 
 	start := time.Now()
@@ -385,7 +385,7 @@ func TestDeadSiteBlocksNothing(t *testing.T) {
 	if !f.hub.Status("dead").Connected {
 		t.Error("the dead site was dropped before the check: the test proves nothing")
 	}
-	waitFor(t, "the dead site to be dropped", func() bool { return !f.hub.Status("dead").Connected })
+	centraltest.WaitFor(t, "the dead site to be dropped", func() bool { return !f.hub.Status("dead").Connected })
 	if !f.hub.Status("live").Connected {
 		t.Error("the live site lost its session")
 	}
@@ -460,17 +460,6 @@ func TestLogsHoldNoCredential(t *testing.T) {
 	}
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // A site whose history went back is refused until an operator resets its
 // events at central; then it is welcome and sends them again.
 func TestConflictUntilReset(t *testing.T) {
@@ -501,7 +490,7 @@ func TestConflictUntilReset(t *testing.T) {
 func TestCloseEndsHandshakes(t *testing.T) {
 	f := newFixture(t, Config{})
 	c := f.dial()
-	waitFor(t, "the connection to be pending", func() bool {
+	centraltest.WaitFor(t, "the connection to be pending", func() bool {
 		f.hub.mu.Lock()
 		defer f.hub.mu.Unlock()
 		return len(f.hub.pending) == 1

@@ -8,9 +8,12 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/outposthq/outpost/internal/seal"
 )
 
 // The buckets of the store, all created by Open. The per-site buckets
@@ -50,10 +53,10 @@ type DB struct {
 	mu  sync.RWMutex
 	db  *bolt.DB
 	now func() time.Time
-	// log, when set, is where changes go (SetLog).
-	log logHolder
-	// seal keeps BMC passwords sealed at rest (key in KeyFile).
-	seal *sealer
+	// proposer, when set, is where changes go (SetProposer).
+	proposer atomic.Pointer[Proposer]
+	// key seals BMC passwords at rest (KeyFile).
+	key *seal.Key
 
 	// watchers: a channel per "d/" or "e/" + site id, closed (and
 	// forgotten) when a write for it commits.
@@ -71,12 +74,12 @@ func Open(path string) (*DB, error) {
 	if err != nil {
 		return nil, err
 	}
-	seal, err := loadSealer(KeyFile(path))
+	key, err := loadKey(KeyFile(path))
 	if err != nil {
 		bdb.Close()
 		return nil, err
 	}
-	return &DB{path: path, db: bdb, now: time.Now, seal: seal, watchers: map[string]chan struct{}{}}, nil
+	return &DB{path: path, db: bdb, now: time.Now, key: key, watchers: map[string]chan struct{}{}}, nil
 }
 
 // openBolt opens the file at path and makes sure it has every bucket and

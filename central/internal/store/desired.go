@@ -15,18 +15,19 @@ import (
 	"github.com/outposthq/outpost/syncproto"
 )
 
-// Kinds of desired objects central manages for a site, in the order a
-// snapshot lists them so that references resolve at the site: images and
-// templates before the machines that use them, machines before orders.
+// Kinds of desired objects central manages for a site: syncproto's, in
+// the order a snapshot lists them so that references resolve at the site
+// (images and templates before the machines that use them, machines
+// before orders).
 const (
-	KindImage    = "image"
-	KindTemplate = "template"
-	KindMachine  = "machine"
-	KindOrder    = "order"
+	KindImage    = syncproto.KindImage
+	KindTemplate = syncproto.KindTemplate
+	KindMachine  = syncproto.KindMachine
+	KindOrder    = syncproto.KindOrder
 )
 
 // Kinds lists the kinds in snapshot order.
-var Kinds = []string{KindImage, KindTemplate, KindMachine, KindOrder}
+var Kinds = syncproto.Kinds
 
 // Revision is one change of a site's desired state (a delta), or a full
 // snapshot of it.
@@ -97,12 +98,11 @@ func (d *DB) PutDesired(site, kind, key string, obj json.RawMessage) (uint64, er
 		return 0, errs.Invalid("object", "is required")
 	}
 	if kind == KindMachine {
-		if obj, err = d.seal.sealMachine(site, key, obj); err != nil {
+		if obj, err = sealMachine(d.key, site, key, obj); err != nil {
 			return 0, err
 		}
 	}
-	r, err := d.exec(&Command{Op: OpPutDesired, Site: site, Kind: kind, Key: key, Object: obj})
-	return r.N, err
+	return d.exec(cmdPutDesired, &putDesiredPayload{Site: site, Kind: kind, Key: key, Object: obj, Time: d.now().UTC()})
 }
 
 // DeleteDesired deletes an object from site's desired state and appends
@@ -111,8 +111,7 @@ func (d *DB) DeleteDesired(site, kind, key string) (uint64, error) {
 	if _, err := validItem(kind, key, nil); err != nil {
 		return 0, err
 	}
-	r, err := d.exec(&Command{Op: OpDeleteDesired, Site: site, Kind: kind, Key: key})
-	return r.N, err
+	return d.exec(cmdDeleteDesired, &deleteDesiredPayload{Site: site, Kind: kind, Key: key, Time: d.now().UTC()})
 }
 
 // Desired returns one desired object of site.
@@ -209,7 +208,7 @@ func (d *DB) NextRevisions(site string, after uint64, max int) ([]*Revision, err
 			if c.Kind != KindMachine || c.Deleted {
 				continue
 			}
-			if r.Changes[i].Object, err = d.seal.openMachine(site, c.Key, c.Object); err != nil {
+			if r.Changes[i].Object, err = openMachine(d.key, site, c.Key, c.Object); err != nil {
 				return nil, err
 			}
 		}
@@ -239,12 +238,11 @@ func (d *DB) NextRevision(site string, after uint64) (uint64, error) {
 // from an old backup) gets revision applied+1, a full snapshot, so that
 // revisions never go back. It returns the site's latest revision.
 func (d *DB) AdvancePast(site string, applied uint64) (latest uint64, err error) {
-	r, err := d.exec(&Command{Op: OpAdvancePast, Site: site, N: applied})
-	return r.N, err
+	return d.exec(cmdAdvancePast, &advancePastPayload{Site: site, Applied: applied, Time: d.now().UTC()})
 }
 
 // RecordAck records that site acknowledged revision rev.
 func (d *DB) RecordAck(site string, rev uint64) error {
-	_, err := d.exec(&Command{Op: OpRecordAck, Site: site, N: rev})
+	_, err := d.exec(cmdRecordAck, &recordAckPayload{Site: site, Revision: rev})
 	return err
 }

@@ -1,23 +1,52 @@
 // Package store keeps all of central's state in one bbolt file: sites
 // (their credentials only as SHA-256 hashes), the admin tokens, each
-// site's desired state and its revisions, and the events each site sent.
+// site's desired state and its revisions, the events each site sent, and
+// the members of a replicated central. It is also central's state
+// machine: every change is a command applied by one deterministic
+// function.
 //
-// Invariants:
+// # Where things go
 //
+// A new change of the store is a new command: a number at the end of the
+// list in command.go with its payload struct, an apply function in the
+// apply_<entity>.go of what it changes (apply_site.go, apply_desired.go,
+// apply_events.go, apply_member.go, apply_token.go), and a typed method
+// that builds the payload (the proposer side: it stamps the time, seals,
+// validates what needs no state). Reads are methods of the entity's file
+// (site.go, desired.go, event.go, member.go, token.go).
+//
+// # Invariants
+//
+//   - Every change is a command (package command: a type byte and a JSON
+//     payload) applied through one table. A single central applies it at
+//     once in its own transaction (the applied index does not move); a
+//     replicated one proposes it to its Raft log (SetProposer, package
+//     internal/raftnode) and every node applies the committed log with
+//     Apply (the store is a raftnode.Applier).
+//   - Apply applies a group of committed entries in one transaction that
+//     also records the highest index applied, so a restart replays
+//     nothing twice: an entry at or below the applied index is skipped.
+//   - Apply is deterministic: times, hashes and sealed passwords are in
+//     the payload, put there by the proposing method; apply reads no
+//     clock and draws nothing random.
+//   - A refused command (an *errs.Error, or the *syncproto.Error a site's
+//     batch earned) has changed nothing: each apply function checks before
+//     it writes. The refusal is the command's result, not an error; an
+//     error is a failure of the store itself, and stops the node.
+//   - A command of an unknown type stops the node (it was written by a
+//     newer central) unless its type is marked command.IgnoreUnknown.
+//     Type 123 ('{') is a command of release b482c18, JSON, applied with
+//     that release's semantics (legacy_b482c18.go).
 //   - Each change of a site's desired state (an order placed, a machine,
-//     image or template put or deleted) is one transaction that updates
-//     the current desired objects, appends a revision holding the change
-//     and records the new latest revision on the site. Revisions are
-//     numbered densely from 1 per site; the one exception is AdvancePast,
-//     which skips numbers when a site has applied revisions central no
-//     longer knows (central restored from an old backup): its revision is
-//     a full snapshot, so nothing is lost by the gap.
+//     image or template put or deleted) is one command that updates the
+//     current desired objects, appends a revision holding the change and
+//     records the new latest revision on the site. Revisions are numbered
+//     densely from 1 per site; the one exception is AdvancePast, which
+//     skips numbers when a site has applied revisions central no longer
+//     knows (central restored from an old backup): its revision is a full
+//     snapshot, so nothing is lost by the gap.
 //   - Only a site's latest keepRevisions revisions are kept; a site
 //     further behind gets a full snapshot of the latest (NextRevisions).
-//   - Every change is a Command applied by one deterministic function
-//     (command.go): at once on a single central, or through the Raft log
-//     of a replicated one (package replica), where ApplyLog records the
-//     last index applied in the same transaction.
 //   - A site's events are stored exactly once and in order: StoreEvents
 //     reads the highest sequence stored (Site.StoredSeq), keeps only the
 //     events after it (syncproto.Events.Unstored), appends them and
@@ -25,7 +54,13 @@
 //   - The cursors a site's sync status shows (latest revision, acked
 //     revision, stored sequence) live in the site's record, written in the
 //     same transaction as what they count.
-//   - Secrets (site credentials, admin tokens) are stored only as hashes.
+//   - Secrets: site credentials and admin tokens are stored only as
+//     hashes; machines' BMC passwords are sealed with central's key
+//     (internal/seal, SealStable, so the same password seals to the same
+//     bytes) before they are proposed, and opened only to send them to
+//     their site.
+//   - Snapshots are bbolt files streamed from a read transaction; Restore
+//     swaps in a whole file under the exclusive lock.
 //
 // Watchers learn of a site's new revisions and events through channels
 // closed after each commit (WatchDesired, WatchEvents), without polling.

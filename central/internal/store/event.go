@@ -6,7 +6,6 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
-	"github.com/outposthq/outpost/internal/errs"
 	"github.com/outposthq/outpost/syncproto"
 )
 
@@ -26,38 +25,7 @@ type Event struct {
 // hello's acked_seq: events central acknowledged, then lost, and the site
 // forgot), which is recorded as lost in Site.Lost.
 func (d *DB) StoreEvents(site string, batch *syncproto.Events, lostUpTo uint64) (stored uint64, err error) {
-	r, err := d.exec(&Command{Op: OpStoreEvents, Site: site, Events: batch, N: lostUpTo})
-	return r.N, err
-}
-
-// storeEvents applies OpStoreEvents to site s.
-func storeEvents(tx *bolt.Tx, s *Site, c *Command) (stored uint64, notify string, err error) {
-	batch := c.Events
-	if batch == nil {
-		return 0, "", errs.Invalid("events", "is required")
-	}
-	fresh, err := batch.Unstored(s.StoredSeq)
-	gap := batch.First > s.StoredSeq+1 && batch.First-1 <= c.N
-	if gap {
-		// The events up to the gap were acknowledged, then lost.
-		fresh, err = batch.Unstored(batch.First - 1)
-	}
-	if err != nil {
-		return 0, "", err
-	}
-	if gap {
-		s.Lost = append(s.Lost, SeqRange{First: s.StoredSeq + 1, Last: batch.First - 1})
-		s.StoredSeq = batch.First - 1
-	}
-	b := tx.Bucket(bucketEvents).Bucket([]byte(s.ID))
-	for _, e := range fresh {
-		if err := put(b, u64(e.Seq), &Event{Seq: e.Seq, Data: e.Data, Received: c.Time}); err != nil {
-			return 0, "", err
-		}
-		s.StoredSeq = e.Seq
-		notify = "e/"
-	}
-	return s.StoredSeq, notify, nil
+	return d.exec(cmdStoreEvents, &storeEventsPayload{Site: site, Events: batch, LostUpTo: lostUpTo, Time: d.now().UTC()})
 }
 
 // Events returns up to limit of site's events with Seq > since, oldest
@@ -88,6 +56,5 @@ func (d *DB) Events(site string, since uint64, limit int) (events []*Event, stor
 // syncproto.Hello.CheckHistory): the site then sends its events again
 // from its first. It returns how many events were dropped.
 func (d *DB) ResetEvents(site string) (dropped uint64, err error) {
-	r, err := d.exec(&Command{Op: OpResetEvents, Site: site})
-	return r.N, err
+	return d.exec(cmdResetEvents, &resetEventsPayload{Site: site})
 }

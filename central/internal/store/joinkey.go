@@ -1,13 +1,11 @@
 package store
 
 import (
-	"crypto/aes"
-	"crypto/cipher"
-	"crypto/rand"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"os"
+
+	"github.com/outposthq/outpost/internal/seal"
 )
 
 // Every node of a replicated central seals BMC passwords with the same
@@ -15,51 +13,29 @@ import (
 // key derived from the admin token the joiner presents, so the key never
 // crosses the wire (or lands in a proxy's log) in the clear.
 
-// joinPurpose labels the key derived from a join token.
-const joinPurpose = "outpost central join v1\x00"
+// joinPurpose labels the key derived from a join token. It derives the
+// same key as release b482c18 did (SHA-256 of the label, a zero byte and
+// the token), so a key sealed by a node of that release opens too
+// (openCompat).
+const joinPurpose = "outpost central join v1"
 
-func joinAEAD(token string) (cipher.AEAD, error) {
-	k := sha256.Sum256([]byte(joinPurpose + token))
-	block, err := aes.NewCipher(k[:])
-	if err != nil {
-		return nil, err
-	}
-	return cipher.NewGCM(block)
-}
+func joinAD(joiner string) string { return "central key for " + joiner }
 
 // SealKeyFor returns the store's key sealed for the node joiner, which
 // presented token.
-func (d *DB) SealKeyFor(token, joiner string) ([]byte, error) {
-	raw, err := os.ReadFile(KeyFile(d.path))
-	if err != nil {
-		return nil, fmt.Errorf("store: key: %w", err)
-	}
-	aead, err := joinAEAD(token)
-	if err != nil {
-		return nil, err
-	}
-	nonce := make([]byte, aead.NonceSize())
-	rand.Read(nonce)
-	return aead.Seal(nonce, nonce, raw, []byte("central key for "+joiner)), nil
+func (d *DB) SealKeyFor(token, joiner string) []byte {
+	return seal.KeyFromPassphrase(token, joinPurpose).Seal(d.key.Raw(), joinAD(joiner))
 }
 
 // SaveJoinKey opens a key sealed by SealKeyFor for joiner with token and
 // saves it as the key of the store at path, which must not exist yet.
 func SaveJoinKey(path string, sealed []byte, token, joiner string) error {
-	aead, err := joinAEAD(token)
-	if err != nil {
-		return err
-	}
-	n := aead.NonceSize()
-	if len(sealed) < n {
-		return errors.New("store: the sealed key is too short")
-	}
-	raw, err := aead.Open(nil, sealed[:n], sealed[n:], []byte("central key for "+joiner))
+	raw, err := openCompat(seal.KeyFromPassphrase(token, joinPurpose), sealed, joinAD(joiner))
 	if err != nil {
 		return errors.New("store: the sealed key does not open with this join token")
 	}
-	if len(raw) != 64 {
-		return fmt.Errorf("store: the key has %d bytes, want 64", len(raw))
+	if len(raw) != seal.KeySize && len(raw) != legacyKeySize {
+		return fmt.Errorf("store: the key has %d bytes, want %d", len(raw), seal.KeySize)
 	}
 	f, err := os.OpenFile(KeyFile(path), os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
 	if err != nil {

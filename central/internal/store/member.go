@@ -4,8 +4,9 @@ import (
 	"net"
 	"net/url"
 
-	"github.com/outposthq/outpost/internal/errs"
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/outposthq/outpost/internal/errs"
 )
 
 // Member is one node of a replicated central: where its Raft transport
@@ -18,7 +19,7 @@ type Member struct {
 
 // Validate checks a member record.
 func (m *Member) Validate() error {
-	if err := validName("id", m.ID); err != nil {
+	if err := ValidSiteID("id", m.ID); err != nil {
 		return err
 	}
 	if _, _, err := net.SplitHostPort(m.RaftAddr); err != nil {
@@ -35,13 +36,13 @@ func (d *DB) PutMember(m *Member) error {
 	if err := m.Validate(); err != nil {
 		return err
 	}
-	_, err := d.exec(&Command{Op: OpPutMember, Member: m})
+	_, err := d.exec(cmdPutMember, &putMemberPayload{Member: m})
 	return err
 }
 
 // DeleteMember forgets a member.
 func (d *DB) DeleteMember(id string) error {
-	_, err := d.exec(&Command{Op: OpDeleteMember, Key: id})
+	_, err := d.exec(cmdDeleteMember, &deleteMemberPayload{ID: id})
 	return err
 }
 
@@ -70,22 +71,4 @@ func (d *DB) Members() ([]*Member, error) {
 		})
 	})
 	return out, err
-}
-
-func applyPutMember(tx *bolt.Tx, c *Command) error {
-	if c.Member == nil {
-		return errs.Invalid("member", "is required")
-	}
-	if err := c.Member.Validate(); err != nil {
-		return err
-	}
-	return put(tx.Bucket(bucketMembers), []byte(c.Member.ID), c.Member)
-}
-
-func applyDeleteMember(tx *bolt.Tx, c *Command) error {
-	b := tx.Bucket(bucketMembers)
-	if b.Get([]byte(c.Key)) == nil {
-		return errs.NotFound("member", c.Key)
-	}
-	return b.Delete([]byte(c.Key))
 }

@@ -1,16 +1,13 @@
 package store
 
 import (
-	"crypto/aes"
-	"crypto/cipher"
-	"crypto/hmac"
-	"crypto/rand"
-	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
+
+	"github.com/outposthq/outpost/internal/seal"
 )
 
 // SealedPasswordField holds a machine's BMC password in the store, sealed; the
@@ -18,48 +15,44 @@ import (
 // its own site key) and from the operator.
 const SealedPasswordField = "central_sealed_password"
 
-// sealer seals BMC passwords at rest with the store's key (AES-256-GCM).
-// Its nonce is derived from the key, the machine and the password (a
-// synthetic IV), so that putting the same machine again stores the same
-// bytes and makes no new revision; it reveals only that a machine's
-// password did not change.
-type sealer struct {
-	aead cipher.AEAD
-	mac  []byte
-}
+// BMC passwords are sealed with central's key (internal/seal) by
+// SealStable: putting the same machine again stores the same bytes and
+// makes no new revision; it reveals only that a machine's password did
+// not change.
 
-// loadSealer reads the store's key from path, creating it (0600) if the
-// store is new.
-func loadSealer(path string) (*sealer, error) {
+// legacyKeySize is the size of a key file of release b482c18: the
+// AES-256 key, then an HMAC key that derived its nonces (no longer
+// needed: SealStable derives its own from the AES key).
+const legacyKeySize = 64
+
+// loadKey reads central's key at path, creating it (0600) if the store
+// is new. A key file of release b482c18 holds 64 bytes: its first 32 are
+// the key, the same AES-256 key that sealed its passwords.
+func loadKey(path string) (*seal.Key, error) {
 	raw, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
-		raw = make([]byte, 64)
-		rand.Read(raw)
-		if err := os.WriteFile(path, raw, 0o600); err != nil {
-			return nil, fmt.Errorf("store: key: %w", err)
-		}
-	} else if err != nil {
+		k, _, err := seal.LoadOrCreate(path)
+		return k, err
+	}
+	if err != nil {
 		return nil, fmt.Errorf("store: key: %w", err)
 	}
-	if len(raw) != 64 {
-		return nil, fmt.Errorf("%w: key %s has %d bytes, want 64", ErrCorrupt, path, len(raw))
+	if len(raw) == legacyKeySize {
+		raw = raw[:seal.KeySize]
 	}
-	block, err := aes.NewCipher(raw[:32])
+	k, err := seal.NewKey(raw)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: key %s: %v", ErrCorrupt, path, err)
 	}
-	aead, err := cipher.NewGCM(block)
-	if err != nil {
-		return nil, err
-	}
-	return &sealer{aead: aead, mac: raw[32:]}, nil
+	return k, nil
 }
 
-func sealAD(site, key string) []byte { return []byte("machine " + site + "/" + key + " bmc password") }
+// sealAD binds a sealed password to its site and machine.
+func sealAD(site, key string) string { return "machine " + site + "/" + key + " bmc password" }
 
 // sealMachine replaces a machine object's clear BMC password with its
 // sealed form. Objects without one are returned as they are.
-func (s *sealer) sealMachine(site, key string, obj json.RawMessage) (json.RawMessage, error) {
+func sealMachine(k *seal.Key, site, key string, obj json.RawMessage) (json.RawMessage, error) {
 	m, bmc, ok := machineBMC(obj)
 	if !ok {
 		return obj, nil
@@ -68,18 +61,14 @@ func (s *sealer) sealMachine(site, key string, obj json.RawMessage) (json.RawMes
 	if json.Unmarshal(bmc["password"], &pw) != nil || pw == "" {
 		return obj, nil
 	}
-	h := hmac.New(sha256.New, s.mac)
-	h.Write(sealAD(site, key))
-	h.Write([]byte(pw))
-	nonce := h.Sum(nil)[:s.aead.NonceSize()]
-	sealed := s.aead.Seal(append([]byte(nil), nonce...), nonce, []byte(pw), sealAD(site, key))
+	sealed := k.SealStable([]byte(pw), sealAD(site, key))
 	delete(bmc, "password")
 	bmc[SealedPasswordField], _ = json.Marshal(base64.StdEncoding.EncodeToString(sealed))
 	return remarshal(m, bmc)
 }
 
 // openMachine puts a sealed BMC password back in the clear, for the site.
-func (s *sealer) openMachine(site, key string, obj json.RawMessage) (json.RawMessage, error) {
+func openMachine(k *seal.Key, site, key string, obj json.RawMessage) (json.RawMessage, error) {
 	m, bmc, ok := machineBMC(obj)
 	if !ok {
 		return obj, nil
@@ -89,11 +78,10 @@ func (s *sealer) openMachine(site, key string, obj json.RawMessage) (json.RawMes
 		return obj, nil
 	}
 	sealed, err := base64.StdEncoding.DecodeString(enc)
-	n := s.aead.NonceSize()
-	if err != nil || len(sealed) < n {
+	if err != nil {
 		return nil, fmt.Errorf("%w: machine %s/%s: a sealed BMC password that does not decode", ErrCorrupt, site, key)
 	}
-	pw, err := s.aead.Open(nil, sealed[:n], sealed[n:], sealAD(site, key))
+	pw, err := openCompat(k, sealed, sealAD(site, key))
 	if err != nil {
 		// Never the bytes: only what failed.
 		return nil, fmt.Errorf("%w: machine %s/%s: the BMC password does not open with the store's key", ErrCorrupt, site, key)

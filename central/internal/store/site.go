@@ -5,8 +5,9 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/outposthq/outpost/internal/errs"
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/outposthq/outpost/internal/errs"
 )
 
 // Site is one appliance cluster that connects to central, with its sync
@@ -60,29 +61,11 @@ func (d *DB) CreateSite(id, name, credentialHash string) (*Site, error) {
 	if len(name) > 200 || !utf8.ValidString(name) {
 		return nil, errs.Invalid("name", "must be at most 200 bytes of UTF-8")
 	}
-	c := &Command{Op: OpCreateSite, Time: d.now().UTC(), NewSite: &Site{ID: id, Name: name, CredentialHash: credentialHash}}
-	c.NewSite.CreatedAt = c.Time
-	if _, err := d.exec(c); err != nil {
+	s := &Site{ID: id, Name: name, CredentialHash: credentialHash, CreatedAt: d.now().UTC()}
+	if _, err := d.exec(cmdCreateSite, &createSitePayload{Site: s}); err != nil {
 		return nil, err
 	}
-	return c.NewSite, nil
-}
-
-func applyCreateSite(tx *bolt.Tx, c *Command) error {
-	s := c.NewSite
-	if s == nil {
-		return errs.Invalid("site", "is required")
-	}
-	b := tx.Bucket(bucketSites)
-	if b.Get([]byte(s.ID)) != nil {
-		return errs.Conflict("site %q exists", s.ID)
-	}
-	for _, name := range [][]byte{bucketDesired, bucketRevisions, bucketEvents} {
-		if _, err := tx.Bucket(name).CreateBucketIfNotExists([]byte(s.ID)); err != nil {
-			return err
-		}
-	}
-	return put(b, []byte(s.ID), s)
+	return s, nil
 }
 
 // Site returns the site with id.
@@ -127,7 +110,7 @@ func (d *DB) Authenticate(id, credential string) *Site {
 
 // Seen records that site connected or disconnected at t.
 func (d *DB) Seen(site string, t time.Time) error {
-	_, err := d.exec(&Command{Op: OpSeen, Site: site, Time: t.UTC()})
+	_, err := d.exec(cmdSeen, &seenPayload{Site: site, Time: t.UTC()})
 	return err
 }
 

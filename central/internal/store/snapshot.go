@@ -6,32 +6,35 @@ import (
 	"os"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/outposthq/outpost/internal/raftnode"
 )
 
-// Snapshot is the whole store as of one moment, pinned by a read
+// fileSnapshot is the whole store as of one moment, pinned by a read
 // transaction until Release.
-type Snapshot struct {
+type fileSnapshot struct {
 	tx *bolt.Tx
 	d  *DB
 }
 
 // Snapshot pins the store's current state (a replicated central's Raft
-// snapshot). Release it when done: it holds the store's shared lock.
-func (d *DB) Snapshot() (*Snapshot, error) {
+// snapshot; raftnode.Applier). Release it when done: it holds the
+// store's shared lock.
+func (d *DB) Snapshot() (raftnode.Snapshot, error) {
 	d.mu.RLock()
 	tx, err := d.db.Begin(false)
 	if err != nil {
 		d.mu.RUnlock()
 		return nil, fmt.Errorf("store: snapshot: %w", err)
 	}
-	return &Snapshot{tx: tx, d: d}, nil
+	return &fileSnapshot{tx: tx, d: d}, nil
 }
 
 // WriteTo writes the pinned state as a bbolt file.
-func (s *Snapshot) WriteTo(w io.Writer) (int64, error) { return s.tx.WriteTo(w) }
+func (s *fileSnapshot) WriteTo(w io.Writer) (int64, error) { return s.tx.WriteTo(w) }
 
 // Release ends the snapshot.
-func (s *Snapshot) Release() {
+func (s *fileSnapshot) Release() {
 	if s.tx == nil {
 		return
 	}

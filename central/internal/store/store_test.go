@@ -1,7 +1,6 @@
 package store
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -208,55 +207,6 @@ func TestReopen(t *testing.T) {
 	}
 }
 
-// ApplyLog applies each entry once: a replay of entries at or below the
-// applied index changes nothing.
-func TestApplyLogReplay(t *testing.T) {
-	db, _ := openTest(t)
-	enc := func(c *Command) []byte {
-		raw, err := json.Marshal(c)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return raw
-	}
-	entries := []Entry{
-		{Index: 1}, // a Raft no-op
-		{Index: 2, Data: enc(&Command{Op: OpCreateSite, NewSite: &Site{ID: "s1"}})},
-		{Index: 3, Data: enc(&Command{Op: OpStoreEvents, Site: "s1", Events: batch(1, 5)})},
-		{Index: 4, Data: enc(&Command{Op: OpStoreEvents, Site: "s9", Events: batch(1, 5)})},
-	}
-	results, err := db.ApplyLog(entries)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if results[2].N != 5 || !errors.Is(results[3].Err, errs.ErrNotFound) {
-		t.Errorf("results %+v: want 5 stored, then not found for an unknown site", results)
-	}
-	if got := db.AppliedIndex(); got != 4 {
-		t.Errorf("applied index %d, want 4", got)
-	}
-	// The replay (a restart) and one new entry.
-	entries = append(entries, Entry{Index: 5, Data: enc(&Command{Op: OpStoreEvents, Site: "s1", Events: batch(6, 6)})})
-	if _, err := db.ApplyLog(entries); err != nil {
-		t.Fatal(err)
-	}
-	if s, _ := db.Site("s1"); s.StoredSeq != 6 {
-		t.Errorf("stored seq %d after the replay, want 6", s.StoredSeq)
-	}
-	if evs, _, _ := db.Events("s1", 0, 100); len(evs) != 6 {
-		t.Errorf("%d events after the replay, want 6", len(evs))
-	}
-	// An entry written by newer code stops the node, and nothing of its
-	// batch is applied.
-	_, err = db.ApplyLog([]Entry{{Index: 6, Data: enc(&Command{Op: OpStoreEvents, Site: "s1", Events: batch(7, 7)})}, {Index: 7, Data: []byte(`{"op":"from_the_future"}`)}})
-	if err == nil || !strings.Contains(err.Error(), "from_the_future") {
-		t.Errorf("an unknown op: %v, want an error naming it", err)
-	}
-	if got := db.AppliedIndex(); got != 5 {
-		t.Errorf("applied index %d after a refused batch, want 5", got)
-	}
-}
-
 // Restore swaps in a snapshot's state and wakes every watcher; a file
 // that is not a store is refused and changes nothing.
 func TestSnapshotRestore(t *testing.T) {
@@ -267,15 +217,7 @@ func TestSnapshotRestore(t *testing.T) {
 	if _, err := src.StoreEvents("s1", batch(1, 3), 0); err != nil {
 		t.Fatal(err)
 	}
-	snap, err := src.Snapshot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var buf bytes.Buffer
-	if _, err := snap.WriteTo(&buf); err != nil {
-		t.Fatal(err)
-	}
-	snap.Release()
+	buf := snapshotOf(t, src)
 
 	dst, _ := openTest(t)
 	if _, err := dst.CreateSite("other", "", HashSecret("y")); err != nil {
@@ -288,7 +230,7 @@ func TestSnapshotRestore(t *testing.T) {
 		t.Errorf("a refused restore changed the store: %v", err)
 	}
 	watch := dst.WatchEvents("s1")
-	if err := dst.Restore(&buf); err != nil {
+	if err := dst.Restore(buf); err != nil {
 		t.Fatal(err)
 	}
 	select {

@@ -5,7 +5,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/outposthq/outpost/internal/errs"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -29,19 +28,8 @@ func NewToken(name string) (token string, rec *Token) {
 // CreateToken stores a new token record.
 func (d *DB) CreateToken(t *Token) error {
 	t.CreatedAt = d.now().UTC()
-	_, err := d.exec(&Command{Op: OpCreateToken, Time: t.CreatedAt, Token: t})
+	_, err := d.exec(cmdCreateToken, &createTokenPayload{Token: t})
 	return err
-}
-
-func applyCreateToken(tx *bolt.Tx, c *Command) error {
-	if c.Token == nil || c.Token.ID == "" {
-		return errs.Invalid("token", "is required")
-	}
-	b := tx.Bucket(bucketTokens)
-	if b.Get([]byte(c.Token.ID)) != nil {
-		return errs.Conflict("token %q exists", c.Token.ID)
-	}
-	return put(b, []byte(c.Token.ID), c.Token)
 }
 
 // HasTokens reports whether any token exists.

@@ -1,10 +1,9 @@
-package replica
+package cluster
 
 import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"path/filepath"
 	"testing"
@@ -16,6 +15,7 @@ import (
 	"github.com/outposthq/outpost/central/internal/centraltest"
 	"github.com/outposthq/outpost/central/internal/store"
 	"github.com/outposthq/outpost/internal/errs"
+	"github.com/outposthq/outpost/internal/raftnode"
 	"github.com/outposthq/outpost/syncproto"
 )
 
@@ -26,12 +26,19 @@ type testNode struct {
 }
 
 func fastRaft(c *raft.Config) {
-	c.HeartbeatTimeout = 300 * time.Millisecond
-	c.ElectionTimeout = 300 * time.Millisecond
-	c.LeaderLeaseTimeout = 150 * time.Millisecond
+	// Short enough for quick elections, long enough that a leader on a
+	// loaded machine (tests run with -race on two shared cores) keeps
+	// its lease.
+	c.HeartbeatTimeout = time.Second
+	c.ElectionTimeout = time.Second
+	c.LeaderLeaseTimeout = 500 * time.Millisecond
 	c.CommitTimeout = 5 * time.Millisecond
 	c.SnapshotThreshold = 1 << 30 // only when the test asks
 	c.TrailingLogs = 2
+}
+
+func testLog(t *testing.T) *slog.Logger {
+	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
 }
 
 // start opens (or reopens) tn's store and node.
@@ -41,9 +48,8 @@ func (tn *testNode) start(t *testing.T, bootstrap bool) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	n, err := Open(Config{ID: tn.id, Dir: filepath.Join(tn.dir, "raft"), BindAddr: tn.addr,
-		APIURL: "http://" + tn.addr, Bootstrap: bootstrap, Tuning: fastRaft, RaftLog: io.Discard,
-		Log: slog.New(slog.DiscardHandler)}, db)
+	n, err := Open(Config{Config: raftnode.Config{ID: tn.id, Dir: filepath.Join(tn.dir, "raft"), BindAddr: tn.addr,
+		Bootstrap: bootstrap, Tuning: fastRaft, Log: testLog(t)}, APIURL: "http://" + tn.addr}, db)
 	if err != nil {
 		db.Close()
 		t.Fatal(err)
@@ -74,11 +80,17 @@ func cluster(t *testing.T, n int) []*testNode {
 		}
 	})
 	nodes[0].start(t, true)
-	leader := waitLeader(t, nodes)
+	waitLeader(t, nodes)
 	for _, tn := range nodes[1:] {
 		tn.start(t, false)
-		if err := leader.node.AddVoter(&store.Member{ID: tn.id, RaftAddr: tn.addr, APIURL: "http://" + tn.addr}); err != nil {
-			t.Fatal(err)
+		m := &store.Member{ID: tn.id, RaftAddr: tn.addr, APIURL: "http://" + tn.addr}
+		// Adding a voter again is a no-op: retry on whichever node
+		// leads if leadership moves in the middle.
+		deadline := time.Now().Add(30 * time.Second)
+		for err := errors.New("not yet"); err != nil; {
+			if err = waitLeader(t, nodes).node.AddVoter(t.Context(), m); err != nil && time.Now().After(deadline) {
+				t.Fatal(err)
+			}
 		}
 	}
 	return nodes
@@ -103,7 +115,7 @@ func waitLeader(t *testing.T, nodes []*testNode) *testNode {
 // leader has, and returns the leader's applied index.
 func waitConverged(t *testing.T, leader *testNode, nodes []*testNode) {
 	t.Helper()
-	want := leader.node.raft.LastIndex()
+	want := leader.node.raft.Status().LastIndex
 	deadline := time.Now().Add(20 * time.Second)
 	for _, tn := range nodes {
 		for tn.node != nil && tn.db.AppliedIndex() < want {
@@ -112,6 +124,40 @@ func waitConverged(t *testing.T, leader *testNode, nodes []*testNode) {
 			}
 			time.Sleep(10 * time.Millisecond)
 		}
+	}
+}
+
+// onLeader runs change on the ready leader, and again on the next one
+// while the leader changes under it (store.ErrNotApplied: the change may
+// or may not be applied, so only changes safe to repeat go through here).
+// It returns the node that answered and its answer.
+func onLeader(t *testing.T, nodes []*testNode, change func(db *store.DB) error) (*testNode, error) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		leader := waitLeader(t, nodes)
+		err := change(leader.db)
+		if !errors.Is(err, store.ErrNotApplied) || time.Now().After(deadline) {
+			return leader, err
+		}
+	}
+}
+
+// createSite creates site s1 through the leader: a retry that finds it
+// created by an attempt whose answer was lost is fine.
+func createSite(t *testing.T, nodes []*testNode) {
+	t.Helper()
+	tries := 0
+	_, err := onLeader(t, nodes, func(db *store.DB) error {
+		tries++
+		_, err := db.CreateSite("s1", "one", store.HashSecret("x"))
+		if tries > 1 && errors.Is(err, errs.ErrConflict) {
+			return nil
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -147,18 +193,17 @@ func order(id string) json.RawMessage {
 
 func TestReplicatedStore(t *testing.T) {
 	nodes := cluster(t, 3)
-	leader := waitLeader(t, nodes)
-	if _, err := leader.db.CreateSite("s1", "one", store.HashSecret("x")); err != nil {
+	createSite(t, nodes)
+	must := func(_ uint64, err error) error { return err }
+	if _, err := onLeader(t, nodes, func(db *store.DB) error { return must(db.PutDesired("s1", store.KindOrder, "o1", order("o1"))) }); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := leader.db.PutDesired("s1", store.KindOrder, "o1", order("o1")); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := leader.db.StoreEvents("s1", events(1, 50), 0); err != nil {
+	if _, err := onLeader(t, nodes, func(db *store.DB) error { return must(db.StoreEvents("s1", events(1, 50), 0)) }); err != nil {
 		t.Fatal(err)
 	}
 	// A refused change is refused on every node and changes nothing.
-	if _, err := leader.db.PutDesired("s1", store.KindOrder, "o1", order("o1-changed")); !errors.Is(err, errs.ErrConflict) {
+	leader, err := onLeader(t, nodes, func(db *store.DB) error { return must(db.PutDesired("s1", store.KindOrder, "o1", order("o1-changed"))) })
+	if !errors.Is(err, errs.ErrConflict) {
 		t.Errorf("changing a placed order: %v, want conflict", err)
 	}
 	waitConverged(t, leader, nodes)
@@ -169,33 +214,37 @@ func TestReplicatedStore(t *testing.T) {
 		}
 	}
 
-	// A follower does not take changes: they go to the leader.
-	var follower *testNode
-	for _, tn := range nodes {
-		if tn != leader {
-			follower = tn
-			break
-		}
+	// A follower does not take changes: they go to the leader, whose
+	// API it knows.
+	leader = waitLeader(t, nodes)
+	follower := nodes[0]
+	if follower == leader {
+		follower = nodes[1]
 	}
 	if _, err := follower.db.StoreEvents("s1", events(51, 51), 0); !errors.Is(err, store.ErrNotApplied) {
 		t.Errorf("a change on a follower: %v, want ErrNotApplied", err)
 	}
-	if got := follower.node.LeaderAPI(); got != "http://"+leader.addr {
-		t.Errorf("the follower's LeaderAPI = %q, want %q", got, "http://"+leader.addr)
-	}
+	centraltest.WaitFor(t, "the follower to know the leader's API", func() bool {
+		l := waitLeader(t, nodes)
+		return l != follower && follower.node.LeaderAPI() == "http://"+l.addr
+	})
 
 	// The leader dies: another takes over with everything committed,
 	// and events go on exactly once.
+	leader = waitLeader(t, nodes)
 	leader.stop()
-	next := waitLeader(t, nodes)
-	stored, err := next.db.StoreEvents("s1", events(40, 60), 0)
+	var stored uint64
+	_, err = onLeader(t, nodes, func(db *store.DB) (err error) {
+		stored, err = db.StoreEvents("s1", events(40, 60), 0)
+		return err
+	})
 	if err != nil || stored != 60 {
 		t.Fatalf("StoreEvents on the new leader = %d, %v; want 60", stored, err)
 	}
 	// The old leader comes back as a follower and catches up, without
 	// applying anything twice.
 	leader.start(t, false)
-	next = waitLeader(t, nodes)
+	next := waitLeader(t, nodes)
 	waitConverged(t, next, nodes)
 	want = state(t, next.db)
 	for _, tn := range nodes {
@@ -213,25 +262,27 @@ func TestReplicatedStore(t *testing.T) {
 // a snapshot (Restore).
 func TestCatchUpFromSnapshot(t *testing.T) {
 	nodes := cluster(t, 3)
+	createSite(t, nodes)
 	leader := waitLeader(t, nodes)
-	if _, err := leader.db.CreateSite("s1", "one", store.HashSecret("x")); err != nil {
-		t.Fatal(err)
-	}
 	waitConverged(t, leader, nodes)
-	var away *testNode
-	for _, tn := range nodes {
-		if tn != leader {
-			away = tn
-			break
-		}
+	away := nodes[0]
+	if away == leader {
+		away = nodes[1]
 	}
 	away.stop()
 	for i := uint64(0); i < 20; i++ {
-		if _, err := leader.db.StoreEvents("s1", events(i*10+1, i*10+10), 0); err != nil {
+		if _, err := onLeader(t, nodes, func(db *store.DB) error {
+			_, err := db.StoreEvents("s1", events(i*10+1, i*10+10), 0)
+			return err
+		}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if _, err := leader.db.PutDesired("s1", store.KindOrder, "o1", order("o1")); err != nil {
+	leader, err := onLeader(t, nodes, func(db *store.DB) error {
+		_, err := db.PutDesired("s1", store.KindOrder, "o1", order("o1"))
+		return err
+	})
+	if err != nil {
 		t.Fatal(err)
 	}
 	// Every running node snapshots and drops its older log: whichever
@@ -247,13 +298,10 @@ func TestCatchUpFromSnapshot(t *testing.T) {
 		}
 	}
 	away.start(t, false)
+	leader = waitLeader(t, nodes)
 	waitConverged(t, leader, nodes)
-	// Raft records the snapshot just after the store has restored it.
-	deadline := time.Now().Add(10 * time.Second)
-	for away.node.raft.Stats()["last_snapshot_index"] == "0" && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
-	if away.node.raft.Stats()["last_snapshot_index"] == "0" {
+	// Raft keeps the snapshot it installed in its snapshot store.
+	if snaps, _ := filepath.Glob(filepath.Join(away.dir, "raft", "snapshots", "snapshots", "*", "meta.json")); len(snaps) == 0 {
 		t.Error("the node caught up without a snapshot; the test did not test Restore")
 	}
 	if diff := cmp.Diff(state(t, leader.db), state(t, away.db)); diff != "" {

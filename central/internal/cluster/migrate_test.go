@@ -1,7 +1,6 @@
-package replica
+package cluster
 
 import (
-	"log/slog"
 	"path/filepath"
 	"testing"
 	"time"
@@ -10,6 +9,7 @@ import (
 
 	"github.com/outposthq/outpost/central/internal/centraltest"
 	"github.com/outposthq/outpost/central/internal/store"
+	"github.com/outposthq/outpost/internal/raftnode"
 	"github.com/outposthq/outpost/internal/testdir"
 )
 
@@ -32,8 +32,8 @@ func TestDataDirOfPreviousRelease(t *testing.T) {
 	if db.AppliedIndex() >= uint64(want["applied_index"].(float64)) {
 		t.Fatalf("the fixture's store is at %d: it must be behind its log", db.AppliedIndex())
 	}
-	n, err := Open(Config{ID: "c1", Dir: filepath.Join(dir, "raft"), BindAddr: centraltest.FreeAddr(t),
-		APIURL: "http://127.0.0.1:7443", Log: slog.New(slog.DiscardHandler), RaftLog: t.Output()}, db)
+	n, err := Open(Config{Config: raftnode.Config{ID: "c1", Dir: filepath.Join(dir, "raft"), BindAddr: centraltest.FreeAddr(t),
+		Log: testLog(t)}, APIURL: "http://127.0.0.1:7443"}, db)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,173 @@
+// Package cluster is what a replicated central adds to the shared Raft
+// node (internal/raftnode), whose state machine is central's store: the
+// member records that say where each node's API is, so that a follower
+// can send requests to the leader (LeaderAPI); the node's own record,
+// kept current each time it starts to lead; and the membership calls of
+// the API, which add or remove a node and its record together. A single
+// central needs none of it.
+//
+// Only the leader serves: the app sends every API request and site
+// connection a follower gets to the leader's API, and ends its site
+// sessions when it stops leading (OnLeadership). The key a joining node
+// needs is handed over by the store (store.DB.SealKeyFor,
+// store.SaveJoinKey).
+package cluster
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+
+	"github.com/outposthq/outpost/central/internal/store"
+	"github.com/outposthq/outpost/internal/errs"
+	"github.com/outposthq/outpost/internal/raftnode"
+)
+
+// ErrNotLeader is returned by the membership calls on a node that does
+// not lead, and wrapped in store.ErrNotApplied by changes proposed there.
+var ErrNotLeader = raftnode.ErrNotLeader
+
+// Config configures a Node: the Raft node's configuration, and this
+// node's API.
+type Config struct {
+	raftnode.Config
+	// APIURL is this node's API, recorded in its member record so that
+	// the others can send requests to it while it leads.
+	APIURL string
+}
+
+// Node is one member of central's Raft cluster.
+type Node struct {
+	raft *raftnode.Node
+	db   *store.DB
+	self store.Member
+	log  *slog.Logger
+}
+
+// Open starts the node's Raft over db, and makes db propose its changes
+// through it. The caller closes db after Close.
+func Open(cfg Config, db *store.DB) (*Node, error) {
+	if cfg.AdvertiseAddr == "" {
+		cfg.AdvertiseAddr = cfg.BindAddr
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	rn, err := raftnode.Open(cfg.Config, db)
+	if err != nil {
+		return nil, err
+	}
+	n := &Node{raft: rn, db: db, log: cfg.Log,
+		self: store.Member{ID: cfg.ID, RaftAddr: cfg.AdvertiseAddr, APIURL: cfg.APIURL}}
+	db.SetProposer(rn)
+	rn.OnLeadership(func(ready bool) {
+		if ready {
+			n.registerSelf()
+		}
+	})
+	if rn.IsReady() { // it led before the observer was there
+		n.registerSelf()
+	}
+	return n, nil
+}
+
+// registerSelf records this node's addresses if its member record does
+// not hold them yet.
+func (n *Node) registerSelf() {
+	if m, err := n.db.Member(n.self.ID); err == nil && *m == n.self {
+		return
+	}
+	self := n.self
+	if err := n.db.PutMember(&self); err != nil {
+		n.log.Warn("recording this node's addresses", "err", err)
+	}
+}
+
+// ID is the node's id.
+func (n *Node) ID() string { return n.raft.ID() }
+
+// IsLeader reports whether this node leads and has applied everything
+// committed before its term, so that it answers from a current store.
+func (n *Node) IsLeader() bool { return n.raft.IsReady() }
+
+// OnLeadership registers fn, called with true when this node becomes a
+// ready leader and with false when it stops leading.
+func (n *Node) OnLeadership(fn func(leader bool)) { n.raft.OnLeadership(fn) }
+
+// LeaderAPI returns the API URL of the leader, if there is one and its
+// member record is known.
+func (n *Node) LeaderAPI() string {
+	id, _ := n.raft.Leader()
+	if id == "" {
+		return ""
+	}
+	m, err := n.db.Member(id)
+	if err != nil {
+		return ""
+	}
+	return m.APIURL
+}
+
+// AddVoter makes m a voting member and records its addresses. It runs on
+// the leader.
+func (n *Node) AddVoter(ctx context.Context, m *store.Member) error {
+	if err := m.Validate(); err != nil {
+		return err
+	}
+	if !n.IsLeader() {
+		return ErrNotLeader
+	}
+	if err := n.raft.AddVoter(ctx, m.ID, m.RaftAddr); err != nil {
+		return err
+	}
+	return n.db.PutMember(m)
+}
+
+// RemoveServer removes a member from the cluster and forgets its record.
+// It runs on the leader.
+func (n *Node) RemoveServer(ctx context.Context, id string) error {
+	if err := n.raft.RemoveServer(ctx, id); err != nil {
+		return err
+	}
+	if err := n.db.DeleteMember(id); err != nil && !errors.Is(err, errs.ErrNotFound) {
+		return err
+	}
+	return nil
+}
+
+// Status is this node's view of the cluster.
+type Status struct {
+	ID           string   `json:"id"`
+	State        string   `json:"state"`
+	Leader       string   `json:"leader,omitempty"`
+	LeaderAPI    string   `json:"leader_api,omitempty"`
+	AppliedIndex uint64   `json:"applied_index"`
+	CommitIndex  uint64   `json:"commit_index"`
+	Voters       []string `json:"voters"`
+}
+
+// Status reports this node's view of the cluster.
+func (n *Node) Status() Status {
+	rs := n.raft.Status()
+	st := Status{
+		ID: rs.ID, State: rs.State, Leader: rs.LeaderID, LeaderAPI: n.LeaderAPI(),
+		AppliedIndex: rs.AppliedIndex, CommitIndex: rs.CommitIndex, Voters: []string{},
+	}
+	servers, err := n.raft.Servers()
+	if err != nil {
+		n.log.Warn("reading the raft configuration", "err", err)
+	}
+	for _, s := range servers {
+		if s.Voter {
+			st.Voters = append(st.Voters, s.ID)
+		}
+	}
+	return st
+}
+
+// Snapshot asks Raft to take a snapshot now (tests, operators).
+func (n *Node) Snapshot() error { return n.raft.Snapshot() }
+
+// Close hands leadership over if this node leads others, then stops Raft.
+// It is safe to call more than once.
+func (n *Node) Close() error { return n.raft.Close() }

@@ -1,0 +1,149 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/outposthq/outpost/internal/command"
+	"github.com/outposthq/outpost/internal/errs"
+	"github.com/outposthq/outpost/internal/raftnode"
+	"github.com/outposthq/outpost/syncproto"
+)
+
+// Proposer commits commands to a replicated log and returns each one's
+// result once it is applied here (*raftnode.Node).
+type Proposer interface {
+	Propose(ctx context.Context, cmd []byte) (index uint64, result any, err error)
+}
+
+// ErrNotApplied wraps an error from a Proposer: the change may or may not
+// be committed (the leader was lost in the middle), or was not (this node
+// does not lead).
+var ErrNotApplied = errors.New("store: the change was not confirmed")
+
+// proposeTimeout bounds how long a change waits to commit.
+const proposeTimeout = 10 * time.Second
+
+// SetProposer makes every change from now on go through p; a store
+// without one applies its changes at once (a single central).
+func (d *DB) SetProposer(p Proposer) { d.proposer.Store(&p) }
+
+// exec applies a command, through the proposer if there is one, and
+// returns its result (a number, or 0); a refusal is returned as the
+// error.
+func (d *DB) exec(t command.Type, payload any) (uint64, error) {
+	cmd, err := command.Encode(t, payload)
+	if err != nil {
+		return 0, err
+	}
+	var r any
+	if p := d.proposer.Load(); p != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), proposeTimeout)
+		defer cancel()
+		if _, r, err = (*p).Propose(ctx, cmd); err != nil {
+			return 0, fmt.Errorf("%w: command %d: %w", ErrNotApplied, t, err)
+		}
+	} else if r, err = d.applyLocal(cmd); err != nil {
+		return 0, err
+	}
+	if e, ok := r.(error); ok {
+		return 0, e
+	}
+	n, _ := r.(uint64)
+	return n, nil
+}
+
+// applyLocal applies cmd in its own transaction, outside any log: the
+// applied index does not move, so the same file can later bootstrap a
+// Raft cluster whose log starts at 1.
+func (d *DB) applyLocal(cmd []byte) (any, error) {
+	tx := &txn{}
+	var r any
+	err := d.update(func(btx *bolt.Tx) (err error) {
+		tx.Tx = btx
+		r, err = applyOne(tx, cmd, 0)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	d.notifyAll(tx.notify)
+	return r, nil
+}
+
+// Apply applies committed log entries in order, in one transaction that
+// also records the highest index applied, and returns one result per
+// entry (raftnode.Applier): a command's number, or the refusal that
+// changed nothing. An entry at or below the index applied before is
+// skipped (a replay after a restart); an entry without data only moves
+// the index. An error means the store could not be written: nothing of
+// the entries is applied, and the node stops. A command of an unknown
+// type panics (command.Table).
+func (d *DB) Apply(entries []raftnode.Entry) ([]any, error) {
+	out := make([]any, len(entries))
+	tx := &txn{}
+	err := d.update(func(btx *bolt.Tx) error {
+		tx.Tx, tx.notify = btx, nil
+		meta := btx.Bucket(bucketMeta)
+		applied := readU64(meta.Get(keyAppliedIndex))
+		last := applied
+		for i, e := range entries {
+			if e.Index <= applied {
+				continue
+			}
+			last = max(last, e.Index)
+			if e.Data == nil {
+				continue
+			}
+			r, err := applyOne(tx, e.Data, e.Index)
+			if err != nil {
+				return fmt.Errorf("log entry %d: %w", e.Index, err)
+			}
+			out[i] = r
+		}
+		if last == applied {
+			return nil
+		}
+		return meta.Put(keyAppliedIndex, u64(last))
+	})
+	if err != nil {
+		return nil, err
+	}
+	d.notifyAll(tx.notify)
+	return out, nil
+}
+
+// applyOne applies one command through the table. A refusal is its
+// result; an error is a failure of the store.
+func applyOne(tx *txn, cmd []byte, index uint64) (any, error) {
+	watchers := len(tx.notify)
+	r, _, err := table.Apply(tx, cmd, index)
+	if refusal(err) {
+		tx.notify = tx.notify[:watchers]
+		return err, nil
+	}
+	return r, err
+}
+
+// refusal reports whether err refuses a command: a domain error, or the
+// protocol error a site's batch earned (both change nothing).
+func refusal(err error) bool {
+	var pe *syncproto.Error
+	_, ok := errs.AsError(err)
+	return ok || errors.As(err, &pe)
+}
+
+// AppliedIndex is the index of the last log entry applied (0 for a store
+// that is not replicated).
+func (d *DB) AppliedIndex() uint64 {
+	var idx uint64
+	_ = d.view(func(tx *bolt.Tx) error {
+		idx = readU64(tx.Bucket(bucketMeta).Get(keyAppliedIndex))
+		return nil
+	})
+	return idx
+}

@@ -1,0 +1,57 @@
+package syncproto
+
+// Order actions.
+const (
+	// OrderProvision installs an image on a machine through a workflow.
+	OrderProvision = "provision"
+	// OrderDeprovision wipes a machine, then powers it off.
+	OrderDeprovision = "deprovision"
+	OrderPowerOn     = "power_on"
+	OrderPowerOff    = "power_off"
+	OrderPowerCycle  = "power_cycle"
+)
+
+// OrderActions lists the actions an order may ask.
+var OrderActions = []string{OrderProvision, OrderDeprovision, OrderPowerOn, OrderPowerOff, OrderPowerCycle}
+
+// Order is what central asks of one machine of a site. An order never
+// changes once placed: the site runs it once.
+type Order struct {
+	ID        string `json:"id"`
+	Action    string `json:"action"`
+	MachineID string `json:"machine_id"`
+	// Template, Image and Values make the workflow of a provision or
+	// deprovision order (the site chooses the template if none is
+	// named; Image becomes the workflow value "image").
+	Template string            `json:"template,omitempty"`
+	Image    string            `json:"image,omitempty"`
+	Values   map[string]string `json:"values,omitempty"`
+	// EFI says the machine boots UEFI, for the boot device it is set to.
+	EFI bool `json:"efi,omitempty"`
+}
+
+func (*Order) Kind() string        { return KindOrder }
+func (o *Order) Key() string       { return o.ID }
+func (o *Order) keyField() *string { return &o.ID }
+
+// Validate checks the order (see Object).
+func (o *Order) Validate() error {
+	if err := objectName(KindOrder, "id", o.ID); err != nil {
+		return err
+	}
+	if err := oneOf(KindOrder, "action", o.Action, OrderActions...); err != nil {
+		return err
+	}
+	if err := objectName(KindOrder, "machine_id", o.MachineID); err != nil {
+		return err
+	}
+	if o.Template != "" {
+		if err := objectName(KindOrder, "template", o.Template); err != nil {
+			return err
+		}
+	}
+	if o.Action == OrderProvision && o.Image == "" && o.Values["image"] == "" {
+		return invalid(KindOrder, "image", "a provision order names the image to install")
+	}
+	return nil
+}
