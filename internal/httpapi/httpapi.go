@@ -8,6 +8,7 @@ package httpapi
 import (
 	"encoding/json"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/outposthq/outpost/internal/errs"
@@ -77,4 +78,29 @@ func Unauthorized(w http.ResponseWriter, realm string) {
 	WriteError(w, &errs.Error{
 		Code: CodeUnauthorized, Message: "a valid bearer token is required (Authorization: Bearer <token>)",
 	})
+}
+
+// Pages of a sequence (events): a client reads ?limit= items after
+// ?since=.
+const (
+	DefaultPage = 500
+	MaxPage     = 10000
+)
+
+// PageQuery reads ?since= (0 if absent) and ?limit= (DefaultPage if
+// absent, at most MaxPage).
+func PageQuery(r *http.Request) (since uint64, limit int, err error) {
+	q := r.URL.Query()
+	if v := q.Get("since"); v != "" {
+		if since, err = strconv.ParseUint(v, 10, 64); err != nil {
+			return 0, 0, errs.Invalid("since", "%q is not a sequence number", v)
+		}
+	}
+	limit = DefaultPage
+	if v := q.Get("limit"); v != "" {
+		if limit, err = strconv.Atoi(v); err != nil || limit < 1 || limit > MaxPage {
+			return 0, 0, errs.Invalid("limit", "must be between 1 and %d", MaxPage)
+		}
+	}
+	return since, limit, nil
 }

@@ -104,3 +104,29 @@ func TestWrite(t *testing.T) {
 		})
 	}
 }
+
+func TestPageQuery(t *testing.T) {
+	for query, want := range map[string]struct {
+		since uint64
+		limit int
+		field string // of the refusal
+	}{
+		"":                    {0, DefaultPage, ""},
+		"since=7":             {7, DefaultPage, ""},
+		"since=7&limit=10000": {7, MaxPage, ""},
+		"since=x":             {field: "since"},
+		"since=-1":            {field: "since"},
+		"limit=0":             {field: "limit"},
+		"limit=10001":         {field: "limit"},
+		"limit=ten":           {field: "limit"},
+	} {
+		since, limit, err := PageQuery(httptest.NewRequest("GET", "/v1/events?"+query, nil))
+		e, _ := errs.AsError(err)
+		switch {
+		case want.field != "" && (e == nil || e.Field != want.field):
+			t.Errorf("%q: %v, want a refusal of %s", query, err, want.field)
+		case want.field == "" && (err != nil || since != want.since || limit != want.limit):
+			t.Errorf("%q: since %d, limit %d, %v; want %d, %d", query, since, limit, err, want.since, want.limit)
+		}
+	}
+}

@@ -2,39 +2,17 @@ package api
 
 import (
 	"net/http"
-	"strconv"
 
 	"github.com/outposthq/outpost/appliance/internal/store"
 	"github.com/outposthq/outpost/internal/errs"
+	"github.com/outposthq/outpost/internal/httpapi"
 	"github.com/outposthq/outpost/internal/sse"
 )
-
-const (
-	defaultEventPage = 500
-	maxEventPage     = 10000
-)
-
-// eventQuery reads ?since= and ?limit=.
-func eventQuery(r *http.Request) (since uint64, limit int, err error) {
-	q := r.URL.Query()
-	if v := q.Get("since"); v != "" {
-		if since, err = strconv.ParseUint(v, 10, 64); err != nil {
-			return 0, 0, errs.Invalid("since", "%q is not a sequence number", v)
-		}
-	}
-	limit = defaultEventPage
-	if v := q.Get("limit"); v != "" {
-		if limit, err = strconv.Atoi(v); err != nil || limit < 1 || limit > maxEventPage {
-			return 0, 0, errs.Invalid("limit", "must be between 1 and %d", maxEventPage)
-		}
-	}
-	return since, limit, nil
-}
 
 // listEvents answers the events after ?since=, oldest first, with the last
 // sequence number so a client knows where to continue.
 func (s *Server) listEvents(w http.ResponseWriter, r *http.Request) {
-	since, limit, err := eventQuery(r)
+	since, limit, err := httpapi.PageQuery(r)
 	if err == nil {
 		err = s.consistent(r)
 	}
@@ -83,7 +61,7 @@ func (s *Server) postEvent(w http.ResponseWriter, r *http.Request) {
 // client goes away. Each event's SSE id is its sequence number, so a
 // client resumes with ?since=<last id>.
 func (s *Server) streamEvents(w http.ResponseWriter, r *http.Request) {
-	since, _, err := eventQuery(r)
+	since, _, err := httpapi.PageQuery(r)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -95,13 +73,13 @@ func (s *Server) streamEvents(w http.ResponseWriter, r *http.Request) {
 	}
 	tail := sse.Tail[*store.Event]{
 		Name: "event",
-		Page: defaultEventPage,
+		Page: httpapi.DefaultPage,
 		Seq:  func(e *store.Event) uint64 { return e.Seq },
 		Read: func(since uint64) (<-chan struct{}, []*store.Event, error) {
 			changed := s.db.Changed()
 			var events []*store.Event
 			err := s.db.View(func(tx *store.Tx) (err error) {
-				events, err = tx.EventsSince(since, defaultEventPage)
+				events, err = tx.EventsSince(since, httpapi.DefaultPage)
 				return err
 			})
 			return changed, events, err
