@@ -78,6 +78,21 @@ func createOrder(tx *store.Tx, o *store.Order, wr store.Write, choose addressCho
 		}
 	}
 	o.State, o.Reason, o.Workflow, o.Jobs = store.OrderRunning, "", "", nil
+	if err := orderParts(tx, o, m, res, wr); err != nil {
+		return err
+	}
+	if err := tx.UnsafePut(o, wr); err != nil {
+		return err
+	}
+	return event(tx, wr, store.Event{MachineID: m.ID, Kind: "order.created",
+		Message: fmt.Sprintf("order %s: %s machine %s", o.ID, o.Action, m.ID),
+		Fields:  map[string]string{"order": o.ID, "action": o.Action}})
+}
+
+// orderParts creates what order o needs: the workflow, the reservation
+// res (if any) and the jobs of a provision or deprovision, the job of a
+// power order.
+func orderParts(tx *store.Tx, o *store.Order, m *store.Machine, res *reservation, wr store.Write) error {
 	switch o.Action {
 	case store.OrderProvision, store.OrderDeprovision:
 		if err := orderWorkflow(tx, o, m, wr); err != nil {
@@ -91,21 +106,12 @@ func createOrder(tx *store.Tx, o *store.Order, wr store.Write, choose addressCho
 		if err := addJob(tx, o, "pxe", store.JobBootPXE, wr); err != nil {
 			return err
 		}
-		if err := addJob(tx, o, "cycle", store.JobPowerCycle, wr); err != nil {
-			return err
-		}
+		return addJob(tx, o, "cycle", store.JobPowerCycle, wr)
 	case store.OrderPowerOn, store.OrderPowerOff, store.OrderPowerCycle:
 		action := map[string]string{store.OrderPowerOn: store.JobPowerOn, store.OrderPowerOff: store.JobPowerOff, store.OrderPowerCycle: store.JobPowerCycle}[o.Action]
-		if err := addJob(tx, o, "power", action, wr); err != nil {
-			return err
-		}
+		return addJob(tx, o, "power", action, wr)
 	}
-	if err := tx.UnsafePut(o, wr); err != nil {
-		return err
-	}
-	return event(tx, wr, store.Event{MachineID: m.ID, Kind: "order.created",
-		Message: fmt.Sprintf("order %s: %s machine %s", o.ID, o.Action, m.ID),
-		Fields:  map[string]string{"order": o.ID, "action": o.Action}})
+	return nil
 }
 
 // orderWorkflow creates the workflow of a provision or deprovision order.
