@@ -104,13 +104,12 @@ func (s *step) run(ctx context.Context) (string, error) {
 		hctx, cancel = context.WithTimeout(ctx, timeout)
 		defer cancel()
 	}
-	pctx, cancel := context.WithCancel(hctx)
-	done := make(chan struct{})
+	quit, done := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(done)
-		s.progressLoop(pctx)
+		s.progressLoop(hctx, quit)
 	}()
-	s.stop = func() { cancel(); <-done }
+	s.stop = func() { close(quit); <-done }
 	defer s.stopProgress()
 	msg, err := h(hctx, s)
 	if err != nil && ctx.Err() == nil && errors.Is(hctx.Err(), context.DeadlineExceeded) {
@@ -137,18 +136,28 @@ func (s *step) Progress(pct int, msg string) {
 	}
 }
 
-// progressLoop sends progress reports until ctx ends.
-func (s *step) progressLoop(ctx context.Context) {
+// progressLoop sends progress reports until quit is closed or ctx (the
+// attempt) ends. A report already on its way when quit closes is sent
+// until acknowledged first, so that the progress an attempt reported
+// reaches the timeline before its finish even across an outage of the
+// appliance.
+func (s *step) progressLoop(ctx context.Context, quit <-chan struct{}) {
 	var last time.Time
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-quit:
+			return
 		case <-s.kick:
 		}
 		if wait := s.cfg().ProgressInterval - time.Since(last); !last.IsZero() && wait > 0 {
-			if !backoff.Sleep(ctx, wait) {
+			select {
+			case <-ctx.Done():
 				return
+			case <-quit:
+				return
+			case <-time.After(wait):
 			}
 		}
 		s.mu.Lock()
@@ -163,8 +172,8 @@ func (s *step) progressLoop(ctx context.Context) {
 	}
 }
 
-// stopProgress stops the progress reporter: no progress report goes out
-// after it returns.
+// stopProgress stops the progress reporter, after the report on its way
+// if there is one: no progress report goes out after it returns.
 func (s *step) stopProgress() {
 	s.stopOnce.Do(func() {
 		if s.stop != nil {

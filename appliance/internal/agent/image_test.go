@@ -3,6 +3,7 @@ package agent
 import (
 	"bytes"
 	"fmt"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -209,5 +210,38 @@ func TestImageProgress(t *testing.T) {
 	}
 	if !found {
 		t.Errorf("no progress report at the first chunk: %+v", f.reports(agentproto.ReportProgress))
+	}
+}
+
+// TestProgressSurvivesOutage: the appliance is away (503) when the first
+// progress report goes out, and the image is written before it is back.
+// The report on its way is delivered before the finish, so the timeline
+// shows the write's progress even across the outage.
+func TestProgressSurvivesOutage(t *testing.T) {
+	img := testImage(2*chunk + mib)
+	disk := newDisk(t, mib)
+	refusals := 0
+	f, _ := run(t, func(f *fakeAPI, cfg *Config) {
+		f.artifacts["/img"] = &artifact{data: img}
+		f.fault = func(rep agentproto.Report) int {
+			if rep.Kind == agentproto.ReportProgress && refusals < 5 {
+				refusals++
+				return http.StatusServiceUnavailable
+			}
+			return 0
+		}
+	}, workflow.Action{Name: "image", Type: "image.write",
+		Args: map[string]string{"device": disk, "url": "/img", "sha256": sha(img), "format": "raw"}})
+	if st := waitDone(t, f); st.Status != workflow.Succeeded {
+		t.Fatalf("workflow %s: %s", st.Status, st.Reason)
+	}
+	var kinds []string
+	f.with(func(f *fakeAPI) {
+		for _, r := range f.applied {
+			kinds = append(kinds, r.Kind)
+		}
+	})
+	if len(kinds) < 3 || kinds[0] != "start" || kinds[1] != "progress" || kinds[len(kinds)-1] != "finish" {
+		t.Errorf("reports applied: %q, want start, progress (delivered through the outage), finish", kinds)
 	}
 }
