@@ -29,15 +29,12 @@ func applyCommitLease(tx *store.Tx, payload []byte, index uint64) (any, error) {
 	if err := l.Validate(); err != nil {
 		return nil, err
 	}
-	cur, err := store.Get[store.Lease](tx, l.IP)
-	if err != nil && !errors.Is(err, errs.ErrNotFound) {
+	w := store.Write{Index: index, Time: l.Starts}
+	cur, err := putLease(tx, l, w)
+	if err != nil {
 		return nil, err
 	}
 	renewed := cur != nil && cur.MAC == l.MAC && cur.State == store.LeaseActive && l.State == store.LeaseActive
-	w := store.Write{Index: index, Time: l.Starts}
-	if err := putLease(tx, l, w); err != nil {
-		return nil, err
-	}
 	if l.MachineID != "" && l.State == store.LeaseActive && !renewed {
 		if err := event(tx, w, store.Event{MachineID: l.MachineID, Kind: "dhcp.lease",
 			Message: "leased " + l.IP + " on " + l.Subnet, Fields: map[string]string{"ip": l.IP, "mac": l.MAC}}); err != nil {
@@ -62,35 +59,36 @@ func applyPutLease(tx *store.Tx, payload []byte, index uint64) (any, error) {
 		return nil, err
 	}
 	w := store.Write{Expect: req.Expect, Index: index, Time: req.Time}
-	if err := putLease(tx, l, w); err != nil {
+	if _, err := putLease(tx, l, w); err != nil {
 		return nil, err
 	}
 	return l, appendEvents(tx, req.Events, index, req.Time)
 }
 
 // putLease stores l after the rules: its subnet exists and contains its
-// address, and no other MAC holds the address at w.Time.
-func putLease(tx *store.Tx, l *store.Lease, w store.Write) error {
+// address, and no other MAC holds the address at w.Time. It returns the
+// lease it replaced at the address, if any.
+func putLease(tx *store.Tx, l *store.Lease, w store.Write) (*store.Lease, error) {
 	mac, err := store.NormalizeMAC(l.MAC)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	l.MAC = mac
 	prefix, cidr, err := subnetPrefix(tx, l.Subnet)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if ip := netip.MustParseAddr(l.IP); !prefix.Contains(ip) {
-		return errs.Invalid("ip", "%s is outside subnet %s (%s)", l.IP, l.Subnet, cidr)
+		return nil, errs.Invalid("ip", "%s is outside subnet %s (%s)", l.IP, l.Subnet, cidr)
 	}
 	cur, err := store.Get[store.Lease](tx, l.IP)
 	if err != nil && !errors.Is(err, errs.ErrNotFound) {
-		return err
+		return nil, err
 	}
 	if cur != nil && cur.MAC != l.MAC && cur.Holds(w.Time) {
-		return errs.Conflict("address %s is held by %s (%s) until %s", l.IP, cur.MAC, cur.State, cur.Expires.Format(time.RFC3339))
+		return nil, errs.Conflict("address %s is held by %s (%s) until %s", l.IP, cur.MAC, cur.State, cur.Expires.Format(time.RFC3339))
 	}
-	return tx.UnsafePutLease(l, w)
+	return cur, tx.UnsafePutLease(l, cur, w)
 }
 
 // subnetPrefix reads only a subnet's prefix, and its CIDR as written

@@ -85,20 +85,18 @@ func (tx *Tx) LeaseByMAC(subnet, mac string) (*Lease, error) {
 	return Get[Lease](tx, string(ip))
 }
 
-// UnsafePutLease stores a lease and keeps the index of leases by MAC: a
-// MAC has at most one lease per subnet, so its lease at another address
-// is dropped; a declined lease quarantines its address and belongs to no
-// MAC. Whether the address is free for the MAC is the caller's rule.
-func (tx *Tx) UnsafePutLease(l *Lease, w Write) error {
+// UnsafePutLease stores a lease over cur, the lease stored at its address
+// as the caller read it in this transaction (nil if none), and keeps the
+// index of leases by MAC: a MAC has at most one lease per subnet, so its
+// lease at another address is dropped; a declined lease quarantines its
+// address and belongs to no MAC. Whether the address is free for the MAC
+// is the caller's rule.
+func (tx *Tx) UnsafePutLease(l, cur *Lease, w Write) error {
 	mac, err := NormalizeMAC(l.MAC)
 	if err != nil {
 		return err
 	}
 	l.MAC = mac
-	cur, err := Get[Lease](tx, l.IP)
-	if err != nil && !isNotFound(err) {
-		return err
-	}
 	idx := tx.tx.Bucket(bucketLeaseMAC)
 	if cur != nil {
 		// The address changes hands (or state): the old holder's index

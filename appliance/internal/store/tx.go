@@ -160,7 +160,11 @@ func (tx *Tx) UnsafePut(o Object, w Write) error {
 	case *Machine:
 		return tx.UnsafePutMachine(o, w)
 	case *Lease:
-		return tx.UnsafePutLease(o, w)
+		cur, err := Get[Lease](tx, o.IP)
+		if err != nil && !isNotFound(err) {
+			return err
+		}
+		return tx.UnsafePutLease(o, cur, w)
 	case *Workflow:
 		return tx.UnsafePutWorkflow(o, w)
 	case *Job:
