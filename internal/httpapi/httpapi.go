@@ -1,8 +1,8 @@
 // Package httpapi holds the conventions of the JSON APIs both sides of
-// Outpost serve (the appliance's and central's): an admin's bearer token
-// in the Authorization header; answers as indented JSON; and every error
-// as {"error": {"code", "field", "message"}} (an errs.Error) with the
-// HTTP status of its code.
+// Outpost serve (the appliance's and central's): a bearer token in the
+// Authorization header, whose role each route checks (access.go); answers
+// as indented JSON; and every error as {"error": {"code", "field",
+// "message"}} (an errs.Error) with the HTTP status of its code.
 package httpapi
 
 import (
@@ -18,6 +18,8 @@ import (
 const (
 	// CodeUnauthorized: no valid bearer token (401).
 	CodeUnauthorized = "unauthorized"
+	// CodeForbidden: the token's role does not allow the route (403).
+	CodeForbidden = "forbidden"
 	// CodeUnavailable: the request could not be taken now, such as
 	// while a cluster has no leader; it may be retried (503).
 	CodeUnavailable = "unavailable"
@@ -42,6 +44,8 @@ func Status(code string) int {
 		return http.StatusConflict
 	case CodeUnauthorized:
 		return http.StatusUnauthorized
+	case CodeForbidden:
+		return http.StatusForbidden
 	case CodeUnavailable:
 		return http.StatusServiceUnavailable
 	}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -238,6 +239,7 @@ func TestSecretsNeverLeave(t *testing.T) {
 
 func TestEvents(t *testing.T) {
 	n := apptest.Start(t)
+	base := lastSeq(t, n) // the site's own events (its first token's)
 	for _, msg := range []string{"one", "two", "three"} {
 		if code, body := call(t, n, "POST", "/v1/events", n.Token, `{"kind":"note","machine_id":"m1","message":"`+msg+`"}`); code != http.StatusCreated {
 			t.Fatalf("post event: %d %s", code, body)
@@ -249,15 +251,18 @@ func TestEvents(t *testing.T) {
 	}
 	var page struct {
 		Events []struct {
-			Seq     uint64
-			Message string
+			Seq         uint64
+			Message, By string
 		}
 		LastSeq uint64 `json:"last_seq"`
 	}
-	_, body = call(t, n, "GET", "/v1/events?since=1", n.Token, "")
+	_, body = call(t, n, "GET", fmt.Sprintf("/v1/events?since=%d", base+1), n.Token, "")
 	json.Unmarshal([]byte(body), &page)
-	if page.LastSeq != 3 || len(page.Events) != 2 || page.Events[0].Seq != 2 || page.Events[1].Message != "three" {
-		t.Fatalf("events since 1: %s", body)
+	if page.LastSeq != base+3 || len(page.Events) != 2 || page.Events[0].Seq != base+2 || page.Events[1].Message != "three" {
+		t.Fatalf("events since %d: %s", base+1, body)
+	}
+	if page.Events[0].By != "admin" || page.Events[1].By != "admin" {
+		t.Errorf("posted events are not by the token's name, admin: %s", body)
 	}
 	if code, _ := call(t, n, "GET", "/v1/events?since=x", n.Token, ""); code != http.StatusBadRequest {
 		t.Errorf("bad since: %d", code)
@@ -266,7 +271,7 @@ func TestEvents(t *testing.T) {
 	// The live stream replays from ?since= and then follows new events.
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, "GET", n.URL+"/v1/events/stream?since=2", nil)
+	req, _ := http.NewRequestWithContext(ctx, "GET", fmt.Sprintf("%s/v1/events/stream?since=%d", n.URL, base+2), nil)
 	req.Header.Set("Authorization", "Bearer "+n.Token)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -301,14 +306,27 @@ func TestEvents(t *testing.T) {
 			ids = append(ids, id)
 		}
 	}
-	if diff := cmp.Diff([]string{"3", "4"}, ids); diff != "" {
+	if diff := cmp.Diff([]string{fmt.Sprint(base + 3), fmt.Sprint(base + 4)}, ids); diff != "" {
 		t.Fatalf("streamed ids (-want +got):\n%s", diff)
 	}
 }
 
+// lastSeq is the site's newest event.
+func lastSeq(t *testing.T, n *apptest.Node) uint64 {
+	t.Helper()
+	var page struct {
+		LastSeq uint64 `json:"last_seq"`
+	}
+	code, body := call(t, n, "GET", "/v1/events?limit=1", n.Token, "")
+	if code != http.StatusOK || json.Unmarshal([]byte(body), &page) != nil {
+		t.Fatalf("events: %d %s", code, body)
+	}
+	return page.LastSeq
+}
+
 func TestTokens(t *testing.T) {
 	n := apptest.Start(t)
-	code, body := call(t, n, "POST", "/v1/tokens", n.Token, `{"name":"ci"}`)
+	code, body := call(t, n, "POST", "/v1/tokens", n.Token, `{"name":"ci","role":"viewer"}`)
 	if code != http.StatusCreated {
 		t.Fatalf("create token: %d %s", code, body)
 	}

@@ -37,7 +37,8 @@ func (s *Server) listEvents(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"events": events, "last_seq": last})
 }
 
-// postEvent records an operator's event (a note on a machine's timeline).
+// postEvent records an operator's event (a note on a machine's timeline),
+// by the token's name.
 func (s *Server) postEvent(w http.ResponseWriter, r *http.Request) {
 	var e store.Event
 	if err := decodeBody(r, &e); err != nil {
@@ -46,6 +47,10 @@ func (s *Server) postEvent(w http.ResponseWriter, r *http.Request) {
 	}
 	if e.Seq != 0 || e.Index != 0 {
 		s.writeError(w, r, errs.Invalid("seq", "is assigned by the appliance"))
+		return
+	}
+	if e.By != "" {
+		s.writeError(w, r, errs.Invalid("by", "is the name of the token the event is posted with"))
 		return
 	}
 	index, err := s.site.RecordEvent(r.Context(), e)

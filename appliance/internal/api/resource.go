@@ -20,9 +20,9 @@ type objectPtr[T any] interface {
 }
 
 // resource serves one kind of object: list, get, put (create or replace)
-// and delete, under /v1/<plural>.
+// and delete, under /v1/<plural>; the route table (Server.routes) names
+// the routes of each and the role each needs.
 type resource[T any, P objectPtr[T]] struct {
-	plural string
 	// put stores an object through the proposer, which prepares it (seals
 	// secrets, draws nonces, fills boot values); nil for the kinds the
 	// appliance writes itself (leases, jobs, and tokens, made by POST
@@ -35,36 +35,36 @@ type resource[T any, P objectPtr[T]] struct {
 
 var (
 	machines = resource[store.Machine, *store.Machine]{
-		plural: "machines", put: (*site.Proposer).PutMachine, del: site.Machines,
+		put: (*site.Proposer).PutMachine, del: site.Machines,
 		view: func(m *store.Machine) any { return m.View() },
 	}
 	subnets = resource[store.Subnet, *store.Subnet]{
-		plural: "subnets", put: (*site.Proposer).PutSubnet, del: site.Subnets,
+		put: (*site.Proposer).PutSubnet, del: site.Subnets,
 	}
 	leases = resource[store.Lease, *store.Lease]{
-		plural: "leases", del: site.Leases,
+		del: site.Leases,
 	}
 	images = resource[store.Image, *store.Image]{
-		plural: "images", put: (*site.Proposer).PutImage, del: site.Images,
+		put: (*site.Proposer).PutImage, del: site.Images,
 	}
 	templates = resource[store.Template, *store.Template]{
-		plural: "templates", put: (*site.Proposer).PutTemplate, del: site.Templates,
+		put: (*site.Proposer).PutTemplate, del: site.Templates,
 	}
 	tokens = resource[store.Token, *store.Token]{
-		plural: "tokens", del: site.Tokens,
-		view: func(t *store.Token) any { return tokenView{Meta: t.Meta, ID: t.ID, Name: t.Name} },
+		del:  site.Tokens,
+		view: tokenView,
 	}
 	// Orders are created and read; their workflow and jobs follow from
 	// them. Jobs are the appliance's to run: read-only.
 	orders = resource[store.Order, *store.Order]{
-		plural: "orders", put: putNew((*site.Proposer).PlaceOrder), del: site.Orders,
+		put: putNew((*site.Proposer).PlaceOrder), del: site.Orders,
 		view: orderView,
 	}
 	jobs = resource[store.Job, *store.Job]{
-		plural: "jobs", del: site.Jobs,
+		del: site.Jobs,
 	}
 	workflows = resource[store.Workflow, *store.Workflow]{
-		plural: "workflows", put: putNew((*site.Proposer).CreateWorkflow), del: site.Workflows,
+		put: putNew((*site.Proposer).CreateWorkflow), del: site.Workflows,
 		view: workflowView,
 	}
 )
@@ -75,14 +75,9 @@ func putNew[P any](create func(*site.Proposer, context.Context, P) (P, error)) f
 	return func(p *site.Proposer, ctx context.Context, obj P, _ uint64) (P, error) { return create(p, ctx, obj) }
 }
 
-func (rs resource[T, P]) register(mux *http.ServeMux, s *Server) {
-	base := "/v1/" + rs.plural
-	mux.HandleFunc("GET "+base, func(w http.ResponseWriter, r *http.Request) { rs.list(s, w, r) })
-	mux.HandleFunc("GET "+base+"/{key}", func(w http.ResponseWriter, r *http.Request) { rs.get(s, w, r) })
-	mux.HandleFunc("DELETE "+base+"/{key}", func(w http.ResponseWriter, r *http.Request) { rs.delete(s, w, r) })
-	if rs.put != nil {
-		mux.HandleFunc("PUT "+base+"/{key}", func(w http.ResponseWriter, r *http.Request) { rs.putOne(s, w, r) })
-	}
+// on makes a handler of a resource's method for the route table.
+func on(s *Server, h func(*Server, http.ResponseWriter, *http.Request)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) { h(s, w, r) }
 }
 
 func (rs resource[T, P]) show(o P) any {

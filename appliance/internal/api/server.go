@@ -4,13 +4,16 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/outposthq/outpost/appliance/internal/site"
 	"github.com/outposthq/outpost/appliance/internal/store"
+	"github.com/outposthq/outpost/internal/access"
 	"github.com/outposthq/outpost/internal/errs"
+	"github.com/outposthq/outpost/internal/httpapi"
 	"github.com/outposthq/outpost/internal/seal"
 )
 
@@ -29,7 +32,9 @@ type Config struct {
 	Internal http.Handler
 	// SiteKey is sealed for a node that joins.
 	SiteKey *seal.Key
-	Log     *slog.Logger
+	// Now is the clock tokens expire by; nil means time.Now.
+	Now func() time.Time
+	Log *slog.Logger
 	// Registry receives the API's metrics; nil makes a private one.
 	Registry *prometheus.Registry
 }
@@ -58,6 +63,7 @@ type Server struct {
 	cluster  Cluster
 	internal http.Handler
 	key      *seal.Key
+	now      func() time.Time
 	log      *slog.Logger
 	reg      *prometheus.Registry
 	metrics  *metrics
@@ -71,8 +77,12 @@ func New(cfg Config) *Server {
 		cluster:  cfg.Cluster,
 		internal: cfg.Internal,
 		key:      cfg.SiteKey,
+		now:      cfg.Now,
 		log:      cfg.Log,
 		reg:      cfg.Registry,
+	}
+	if s.now == nil {
+		s.now = time.Now
 	}
 	if s.internal == nil {
 		s.internal = http.NotFoundHandler()
@@ -84,10 +94,12 @@ func New(cfg Config) *Server {
 	return s
 }
 
-// Handler returns the API's routes.
+// Handler returns the API's routes: /healthz and /metrics for anyone,
+// the node-to-node endpoints for the cluster's members, and every other
+// route for the holders of a token whose role allows it (routes).
 func (s *Server) Handler() http.Handler {
 	authed := http.NewServeMux()
-	s.routes(authed)
+	httpapi.Register(authed, s.routes())
 
 	root := http.NewServeMux()
 	root.HandleFunc("GET /healthz", s.health)
@@ -97,37 +109,69 @@ func (s *Server) Handler() http.Handler {
 	return s.instrument(root)
 }
 
-// routes lists every authenticated route, in one table.
-func (s *Server) routes(mux *http.ServeMux) {
-	machines.register(mux, s)
-	subnets.register(mux, s)
-	leases.register(mux, s)
-	images.register(mux, s)
-	templates.register(mux, s)
-	workflows.register(mux, s)
-	mux.HandleFunc("POST /v1/workflows/{key}/cancel", s.cancelWorkflow)
-	orders.register(mux, s)
-	jobs.register(mux, s)
+// routes lists every route a token opens, with the least role that may
+// use it, in one table: reads are a viewer's; changes to what the site
+// provisions an operator's; tokens, membership, settings and secrets an
+// admin's. A route is served only through this table (httpapi.Register).
+func (s *Server) routes() []httpapi.Route {
+	const viewer, operator, admin = access.Viewer, access.Operator, access.Admin
+	return []httpapi.Route{
+		{Pattern: "GET /v1/machines", Role: viewer, Handler: on(s, machines.list)},
+		{Pattern: "GET /v1/machines/{key}", Role: viewer, Handler: on(s, machines.get)},
+		{Pattern: "PUT /v1/machines/{key}", Role: operator, Handler: on(s, machines.putOne)},
+		{Pattern: "DELETE /v1/machines/{key}", Role: operator, Handler: on(s, machines.delete)},
+		{Pattern: "GET /v1/subnets", Role: viewer, Handler: on(s, subnets.list)},
+		{Pattern: "GET /v1/subnets/{key}", Role: viewer, Handler: on(s, subnets.get)},
+		{Pattern: "PUT /v1/subnets/{key}", Role: operator, Handler: on(s, subnets.putOne)},
+		{Pattern: "DELETE /v1/subnets/{key}", Role: operator, Handler: on(s, subnets.delete)},
+		{Pattern: "GET /v1/leases", Role: viewer, Handler: on(s, leases.list)},
+		{Pattern: "GET /v1/leases/{key}", Role: viewer, Handler: on(s, leases.get)},
+		{Pattern: "DELETE /v1/leases/{key}", Role: operator, Handler: on(s, leases.delete)},
+		{Pattern: "GET /v1/images", Role: viewer, Handler: on(s, images.list)},
+		{Pattern: "GET /v1/images/{key}", Role: viewer, Handler: on(s, images.get)},
+		{Pattern: "PUT /v1/images/{key}", Role: operator, Handler: on(s, images.putOne)},
+		{Pattern: "DELETE /v1/images/{key}", Role: operator, Handler: on(s, images.delete)},
+		{Pattern: "GET /v1/templates", Role: viewer, Handler: on(s, templates.list)},
+		{Pattern: "GET /v1/templates/{key}", Role: viewer, Handler: on(s, templates.get)},
+		{Pattern: "PUT /v1/templates/{key}", Role: operator, Handler: on(s, templates.putOne)},
+		{Pattern: "DELETE /v1/templates/{key}", Role: operator, Handler: on(s, templates.delete)},
+		{Pattern: "GET /v1/workflows", Role: viewer, Handler: on(s, workflows.list)},
+		{Pattern: "GET /v1/workflows/{key}", Role: viewer, Handler: on(s, workflows.get)},
+		{Pattern: "PUT /v1/workflows/{key}", Role: operator, Handler: on(s, workflows.putOne)},
+		{Pattern: "DELETE /v1/workflows/{key}", Role: operator, Handler: on(s, workflows.delete)},
+		{Pattern: "POST /v1/workflows/{key}/cancel", Role: operator, Handler: s.cancelWorkflow},
+		{Pattern: "GET /v1/orders", Role: viewer, Handler: on(s, orders.list)},
+		{Pattern: "GET /v1/orders/{key}", Role: viewer, Handler: on(s, orders.get)},
+		{Pattern: "PUT /v1/orders/{key}", Role: operator, Handler: on(s, orders.putOne)},
+		{Pattern: "DELETE /v1/orders/{key}", Role: operator, Handler: on(s, orders.delete)},
+		{Pattern: "GET /v1/jobs", Role: viewer, Handler: on(s, jobs.list)},
+		{Pattern: "GET /v1/jobs/{key}", Role: viewer, Handler: on(s, jobs.get)},
+		{Pattern: "DELETE /v1/jobs/{key}", Role: operator, Handler: on(s, jobs.delete)},
 
-	mux.HandleFunc("GET /v1/events", s.listEvents)
-	mux.HandleFunc("POST /v1/events", s.postEvent)
-	mux.HandleFunc("GET /v1/events/stream", s.streamEvents)
+		{Pattern: "GET /v1/events", Role: viewer, Handler: s.listEvents},
+		{Pattern: "GET /v1/events/stream", Role: viewer, Handler: s.streamEvents},
+		{Pattern: "POST /v1/events", Role: operator, Handler: s.postEvent},
 
-	mux.HandleFunc("GET /v1/settings", s.getSettings)
-	mux.HandleFunc("PUT /v1/settings", s.putSettings)
+		{Pattern: "GET /v1/settings", Role: viewer, Handler: s.getSettings},
+		{Pattern: "PUT /v1/settings", Role: admin, Handler: s.putSettings},
 
-	tokens.register(mux, s) // list, get, delete; the hash never shown
-	mux.HandleFunc("POST /v1/tokens", s.createToken)
+		// Tokens: the hash never shown, the secret once, on creation.
+		{Pattern: "GET /v1/tokens", Role: admin, Handler: on(s, tokens.list)},
+		{Pattern: "GET /v1/tokens/{key}", Role: admin, Handler: on(s, tokens.get)},
+		{Pattern: "POST /v1/tokens", Role: admin, Handler: s.createToken},
+		{Pattern: "DELETE /v1/tokens/{key}", Role: admin, Handler: on(s, tokens.delete)},
 
-	mux.HandleFunc("GET /v1/cluster", s.clusterStatus)
-	mux.HandleFunc("POST /v1/cluster/join", s.clusterJoin)
-	mux.HandleFunc("DELETE /v1/cluster/members/{id}", s.clusterRemove)
+		// Joining hands over the site key.
+		{Pattern: "GET /v1/cluster", Role: viewer, Handler: s.clusterStatus},
+		{Pattern: "POST /v1/cluster/join", Role: admin, Handler: s.clusterJoin},
+		{Pattern: "DELETE /v1/cluster/members/{id}", Role: admin, Handler: s.clusterRemove},
 
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusNotFound, errorBody{Error: &errs.Error{
-			Code: errs.CodeNotFound, Message: "no route for " + r.Method + " " + r.URL.Path,
-		}})
-	})
+		{Pattern: "/", Role: viewer, Handler: func(w http.ResponseWriter, r *http.Request) {
+			writeJSON(w, http.StatusNotFound, errorBody{Error: &errs.Error{
+				Code: errs.CodeNotFound, Message: "no route for " + r.Method + " " + r.URL.Path,
+			}})
+		}},
+	}
 }
 
 func (s *Server) health(w http.ResponseWriter, r *http.Request) {

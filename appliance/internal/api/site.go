@@ -2,9 +2,10 @@ package api
 
 import (
 	"net/http"
+	"time"
 
 	"github.com/outposthq/outpost/appliance/internal/store"
-	"github.com/outposthq/outpost/internal/errs"
+	"github.com/outposthq/outpost/internal/httpapi"
 )
 
 func (s *Server) getSettings(w http.ResponseWriter, r *http.Request) {
@@ -41,29 +42,30 @@ func (s *Server) putSettings(w http.ResponseWriter, r *http.Request) {
 }
 
 // tokenView is what the API shows of a token: never its hash.
-type tokenView struct {
-	store.Meta
-	ID   string `json:"id"`
-	Name string `json:"name"`
+func tokenView(t *store.Token) any {
+	v := httpapi.NewTokenView(t.ID, t.Name, t.Grant, t.CreatedAt)
+	v.Version = t.Version
+	return v
 }
 
-// createToken makes a new API token; its secret is in this answer only.
+// createToken makes a new API token with a name, a role and an optional
+// expiry (httpapi.TokenRequest); its secret is in this answer only.
 func (s *Server) createToken(w http.ResponseWriter, r *http.Request) {
-	var req struct {
-		Name string `json:"name"`
-	}
+	var req httpapi.TokenRequest
 	if err := decodeBody(r, &req); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	if req.Name == "" {
-		s.writeError(w, r, errs.Invalid("name", "is required"))
+	g, err := req.Grant(s.now())
+	if err != nil {
+		s.writeError(w, r, err)
 		return
 	}
-	token, rec := NewToken(req.Name)
+	token, rec := newToken(req.Name, g)
 	if err := s.site.CreateToken(r.Context(), rec); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusCreated, map[string]string{"id": rec.ID, "name": rec.Name, "token": token})
+	v := httpapi.NewTokenView(rec.ID, rec.Name, rec.Grant, time.Time{})
+	writeJSON(w, http.StatusCreated, httpapi.TokenCreated{TokenView: v, Token: token})
 }

@@ -42,7 +42,7 @@ func createJob(tx *store.Tx, j *store.Job, wr store.Write) error {
 func applyStartJob(tx *store.Tx, payload []byte, index uint64) (any, error) {
 	var req JobStart
 	command.MustDecode(payload, &req, index)
-	wr := store.Write{Index: index, Time: req.Time}
+	wr := store.Write{Index: index, Time: req.Time, By: req.By}
 	j, err := store.Get[store.Job](tx, req.Job)
 	if err != nil {
 		return nil, err
@@ -68,7 +68,7 @@ func applyStartJob(tx *store.Tx, payload []byte, index uint64) (any, error) {
 func applyFinishJob(tx *store.Tx, payload []byte, index uint64) (any, error) {
 	var req JobFinish
 	command.MustDecode(payload, &req, index)
-	wr := store.Write{Index: index, Time: req.Time}
+	wr := store.Write{Index: index, Time: req.Time, By: req.By}
 	j, err := store.Get[store.Job](tx, req.Job)
 	if err != nil {
 		return nil, err
@@ -129,7 +129,7 @@ func applySetPower(tx *store.Tx, payload []byte, index uint64) (any, error) {
 			return nil, nil // a stale reading
 		}
 	}
-	return nil, setPower(tx, req.Machine, req.Power, store.Write{Index: index, Time: req.Time})
+	return nil, setPower(tx, req.Machine, req.Power, store.Write{Index: index, Time: req.Time, By: req.By})
 }
 
 // setPower records machine id's power state, with an event when it

@@ -29,7 +29,7 @@ func applyCommitLease(tx *store.Tx, payload []byte, index uint64) (any, error) {
 	if err := l.Validate(); err != nil {
 		return nil, err
 	}
-	w := store.Write{Index: index, Time: l.Starts}
+	w := store.Write{Index: index, Time: l.Starts, By: ActorDHCP}
 	cur, err := putLease(tx, l, w)
 	if err != nil {
 		return nil, err
@@ -58,11 +58,11 @@ func applyPutLease(tx *store.Tx, payload []byte, index uint64) (any, error) {
 	if err := validateEvents(req.Events); err != nil {
 		return nil, err
 	}
-	w := store.Write{Expect: req.Expect, Index: index, Time: req.Time}
+	w := store.Write{Expect: req.Expect, Index: index, Time: req.Time, By: req.By}
 	if _, err := putLease(tx, l, w); err != nil {
 		return nil, err
 	}
-	return l, appendEvents(tx, req.Events, index, req.Time)
+	return l, appendEvents(tx, req.Events, w)
 }
 
 // putLease stores l after the rules: its subnet exists and contains its

@@ -199,7 +199,7 @@ func TestCommitLease(t *testing.T) {
 }
 
 // TestCommitLeaseEvent: the event of a known machine's new lease names
-// the machine, the address and the MAC.
+// the machine, the address and the MAC, and the DHCP server made it.
 func TestCommitLeaseEvent(t *testing.T) {
 	e := newEnv(t)
 	e.applyOK(1, PutSubnet, Put[store.Subnet]{Object: sampleSubnet("lab"), Time: t0})
@@ -211,7 +211,7 @@ func TestCommitLeaseEvent(t *testing.T) {
 			return err
 		}
 		want := []*store.Event{{Seq: 1, Index: 2, Time: t0, MachineID: "m1", Kind: "dhcp.lease",
-			Message: "leased 198.18.0.100 on lab", Fields: map[string]string{"ip": "198.18.0.100", "mac": l.MAC}}}
+			Message: "leased 198.18.0.100 on lab", Fields: map[string]string{"ip": "198.18.0.100", "mac": l.MAC}, By: ActorDHCP}}
 		if diff := cmp.Diff(want, evs); diff != "" {
 			t.Errorf("events (-want +got):\n%s", diff)
 		}

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/outposthq/outpost/appliance/internal/store"
+	"github.com/outposthq/outpost/internal/access"
 	"github.com/outposthq/outpost/internal/command"
 	"github.com/outposthq/outpost/internal/errs"
 )
@@ -15,6 +16,9 @@ import (
 // apply them as that release did, or a node replaying its log would come
 // to another state than one that applied them then. Nothing proposes
 // them any more.
+//
+// PutTokenV1 made admin tokens, as every token was then; CreateToken
+// makes a token with its role (apply_token.go).
 //
 // PutOrderV1 and ApplyDesiredV1 chose a provision's address with their
 // own policy (the lowest free pool address); PlaceOrder and ApplyDesired
@@ -27,7 +31,7 @@ func applyPutOrderV1(tx *store.Tx, payload []byte, index uint64) (any, error) {
 func applyDesiredV1(tx *store.Tx, payload []byte, index uint64) (any, error) {
 	var req DesiredPayload
 	command.MustDecode(payload, &req, index)
-	return applyRevision(tx, &req.Desired, store.Write{Index: index, Time: req.Time}, chooseLowestAddress)
+	return applyRevision(tx, &req.Desired, store.Write{Index: index, Time: req.Time, By: req.By}, chooseLowestAddress)
 }
 
 // chooseLowestAddress is release b482c18's address choice: none if the
@@ -106,4 +110,16 @@ func inRange(a netip.Addr, r store.Range) bool {
 	start, err1 := netip.ParseAddr(r.Start)
 	end, err2 := netip.ParseAddr(r.End)
 	return err1 == nil && err2 == nil && a.Compare(start) >= 0 && a.Compare(end) <= 0
+}
+
+// applyPutTokenV1 stores a token as PutToken of release b482c18 did: that
+// release had no roles, and every token it made is an admin's; a role or
+// an expiry in the payload (which that release never wrote) is dropped.
+func applyPutTokenV1(tx *store.Tx, payload []byte, index uint64) (any, error) {
+	var req Put[store.Token]
+	command.MustDecode(payload, &req, index)
+	if req.Object != nil {
+		req.Object.Grant = access.Grant{}
+	}
+	return putObject(tx, &req, index)
 }

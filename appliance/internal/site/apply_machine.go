@@ -53,7 +53,7 @@ func applyDiscover(tx *store.Tx, payload []byte, index uint64) (any, error) {
 	if err := m.Validate(); err != nil {
 		return nil, err
 	}
-	w := store.Write{Index: index, Time: req.Time}
+	w := store.Write{Index: index, Time: req.Time, By: req.By}
 	if err := tx.UnsafePutMachine(m, w); err != nil {
 		return nil, err
 	}

@@ -2,7 +2,6 @@ package site
 
 import (
 	"fmt"
-	"time"
 
 	"github.com/outposthq/outpost/appliance/internal/store"
 	"github.com/outposthq/outpost/internal/command"
@@ -22,6 +21,11 @@ type objectPtr[T any] interface {
 func applyPut[T any, P objectPtr[T]](tx *store.Tx, payload []byte, index uint64) (any, error) {
 	var req Put[T]
 	command.MustDecode(payload, &req, index)
+	return putObject[T, P](tx, &req, index)
+}
+
+// putObject stores the object of a decoded Put.
+func putObject[T any, P objectPtr[T]](tx *store.Tx, req *Put[T], index uint64) (any, error) {
 	if req.Object == nil {
 		return nil, errs.Invalid("object", "is required")
 	}
@@ -32,10 +36,11 @@ func applyPut[T any, P objectPtr[T]](tx *store.Tx, payload []byte, index uint64)
 	if err := validateEvents(req.Events); err != nil {
 		return nil, err
 	}
-	if err := tx.UnsafePut(obj, store.Write{Expect: req.Expect, Index: index, Time: req.Time}); err != nil {
+	w := store.Write{Expect: req.Expect, Index: index, Time: req.Time, By: req.By}
+	if err := tx.UnsafePut(obj, w); err != nil {
 		return nil, err
 	}
-	return obj, appendEvents(tx, req.Events, index, req.Time)
+	return obj, appendEvents(tx, req.Events, w)
 }
 
 // applyDelete removes an object that has no rule against its removal.
@@ -48,7 +53,7 @@ func applyDelete[T any, P objectPtr[T]](tx *store.Tx, payload []byte, index uint
 	if err := tx.UnsafeDelete(P(new(T)), req.Key, req.Expect); err != nil {
 		return nil, err
 	}
-	return nil, appendEvents(tx, req.Events, index, req.Time)
+	return nil, appendEvents(tx, req.Events, store.Write{Index: index, Time: req.Time, By: req.By})
 }
 
 func applyEvents(tx *store.Tx, payload []byte, index uint64) (any, error) {
@@ -60,7 +65,7 @@ func applyEvents(tx *store.Tx, payload []byte, index uint64) (any, error) {
 	if err := validateEvents(req.Events); err != nil {
 		return nil, err
 	}
-	return nil, appendEvents(tx, req.Events, index, req.Time)
+	return nil, appendEvents(tx, req.Events, store.Write{Index: index, Time: req.Time, By: req.By})
 }
 
 func validateEvents(events []store.Event) error {
@@ -74,18 +79,22 @@ func validateEvents(events []store.Event) error {
 }
 
 // appendEvents records the events that came with a command, stamped with
-// the command's index and time. They were validated before any write.
-func appendEvents(tx *store.Tx, events []store.Event, index uint64, t time.Time) error {
-	for i := range events {
-		e := events[i]
-		if err := tx.UnsafeAppendEvent(&e, index, t); err != nil {
+// the command's index, time and actor. They were validated before any
+// write.
+func appendEvents(tx *store.Tx, events []store.Event, w store.Write) error {
+	for _, e := range events {
+		if err := event(tx, w, e); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// event records one event at w's index and time.
+// event records one event at w's index and time, by w's actor unless it
+// names its own.
 func event(tx *store.Tx, w store.Write, e store.Event) error {
+	if e.By == "" {
+		e.By = w.By
+	}
 	return tx.UnsafeAppendEvent(&e, w.Index, w.Time)
 }

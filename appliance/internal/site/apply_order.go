@@ -41,10 +41,11 @@ func applyOrder(tx *store.Tx, payload []byte, index uint64, choose addressChoose
 	if err := validateEvents(req.Events); err != nil {
 		return nil, err
 	}
-	if err := createOrder(tx, o, store.Write{Expect: req.Expect, Index: index, Time: req.Time}, choose); err != nil {
+	wr := store.Write{Expect: req.Expect, Index: index, Time: req.Time, By: req.By}
+	if err := createOrder(tx, o, wr, choose); err != nil {
 		return nil, err
 	}
-	return o, appendEvents(tx, req.Events, index, req.Time)
+	return o, appendEvents(tx, req.Events, wr)
 }
 
 // createOrder stores a new order with the workflow and jobs it needs, all
@@ -259,5 +260,5 @@ func applyDeleteIf(tx *store.Tx, payload []byte, index uint64, kind store.Object
 	if err := tx.UnsafeDelete(kind, req.Key, req.Expect); err != nil {
 		return nil, err
 	}
-	return nil, appendEvents(tx, req.Events, index, req.Time)
+	return nil, appendEvents(tx, req.Events, store.Write{Index: index, Time: req.Time, By: req.By})
 }

@@ -54,7 +54,7 @@ func applyAckEvents(tx *store.Tx, payload []byte, index uint64) (any, error) {
 func applyDesired(tx *store.Tx, payload []byte, index uint64) (any, error) {
 	var req DesiredPayload
 	command.MustDecode(payload, &req, index)
-	return applyRevision(tx, &req.Desired, store.Write{Index: index, Time: req.Time}, chooseBootAddress)
+	return applyRevision(tx, &req.Desired, store.Write{Index: index, Time: req.Time, By: req.By}, chooseBootAddress)
 }
 
 // Validate checks the revision's shape before anything is written.

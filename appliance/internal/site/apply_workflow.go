@@ -32,10 +32,11 @@ func applyPutWorkflow(tx *store.Tx, payload []byte, index uint64) (any, error) {
 	if err := validateEvents(req.Events); err != nil {
 		return nil, err
 	}
-	if err := createWorkflow(tx, w, store.Write{Expect: req.Expect, Index: index, Time: req.Time}); err != nil {
+	wr := store.Write{Expect: req.Expect, Index: index, Time: req.Time, By: req.By}
+	if err := createWorkflow(tx, w, wr); err != nil {
 		return nil, err
 	}
-	return w, appendEvents(tx, req.Events, index, req.Time)
+	return w, appendEvents(tx, req.Events, wr)
 }
 
 // createWorkflow stores a new workflow: it binds the template's actions
@@ -169,7 +170,7 @@ func applyAdvanceWorkflow(tx *store.Tx, payload []byte, index uint64) (any, erro
 	if err != nil {
 		return nil, err
 	}
-	return advanceWorkflow(tx, req.Workflow, store.Write{Index: index, Time: req.Time}, fn)
+	return advanceWorkflow(tx, req.Workflow, store.Write{Index: index, Time: req.Time, By: req.By}, fn)
 }
 
 // step is the workflow transition a's kind names.
@@ -338,7 +339,7 @@ func followWorkflow(tx *store.Tx, m *store.Machine, w *store.Workflow, wr store.
 	}
 	from := m.State
 	m.State, m.Reason, m.Workflow = state, reason, w.ID
-	if err := tx.UnsafePutMachine(m, store.Write{Index: wr.Index, Time: wr.Time}); err != nil {
+	if err := tx.UnsafePutMachine(m, store.Write{Index: wr.Index, Time: wr.Time, By: wr.By}); err != nil {
 		return err
 	}
 	if from == state {
@@ -373,5 +374,5 @@ func applyDeleteWorkflow(tx *store.Tx, payload []byte, index uint64) (any, error
 	if err := tx.UnsafeDelete(w, req.Key, req.Expect); err != nil {
 		return nil, err
 	}
-	return nil, appendEvents(tx, req.Events, index, req.Time)
+	return nil, appendEvents(tx, req.Events, store.Write{Index: index, Time: req.Time, By: req.By})
 }

@@ -279,7 +279,7 @@ func TestCluster(t *testing.T) {
 	// the log, the state machine skips what the store already has, and
 	// the node catches up.
 	old.start(t, false)
-	_, idx = c.apply(PutToken, Put[store.Token]{Object: fxToken("after-restart"), Time: ts1})
+	_, idx = c.apply(CreateToken, Put[store.Token]{Object: fxToken("after-restart"), Time: ts1})
 	s = c.converge(idx, c.nodes...)
 	if len(s.Tokens) != 1 || len(s.Machines) != 5 {
 		t.Errorf("after restart: %d tokens, %d machines; want 1 and 5", len(s.Tokens), len(s.Machines))

@@ -35,7 +35,7 @@ const (
 	PutSettings    Type = 14 // Put[store.Settings]
 	PutMember      Type = 15 // Put[store.Member]
 	DeleteMember   Type = 16 // Delete
-	PutToken       Type = 17 // Put[store.Token]
+	PutTokenV1     Type = 17 // Put[store.Token], releases up to b482c18 (an admin token): replay only (apply_legacy.go)
 	DeleteToken    Type = 18 // Delete
 
 	// 19 and 20 are the shared core's: command.Batch (the group commit)
@@ -54,7 +54,11 @@ const (
 	CommitLease     Type = 31 // LeaseCommit (binary, lease.go): the DHCP server's offer, ACK, release or decline
 	PlaceOrder      Type = 32 // Put[store.Order]: creates an order, its workflow and its jobs
 	ApplyDesired    Type = 33 // DesiredPayload: a revision of central's desired state
+	CreateToken     Type = 34 // Put[store.Token]: a new API token with its role, name and expiry
 )
+
+// Every payload but CommitLease's (always the DHCP server's) names its
+// actor in By (actor.go); commands of releases before actors have none.
 
 // Put is the payload of the Put* commands: the object to store, the
 // version the writer last read (0: any), and events recorded with it.
@@ -63,6 +67,7 @@ type Put[T any] struct {
 	Expect uint64        `json:"expect,omitempty"`
 	Time   time.Time     `json:"time"`
 	Events []store.Event `json:"events,omitempty"`
+	By     string        `json:"by,omitempty"`
 }
 
 // Delete is the payload of the Delete* commands.
@@ -71,12 +76,14 @@ type Delete struct {
 	Expect uint64        `json:"expect,omitempty"`
 	Time   time.Time     `json:"time"`
 	Events []store.Event `json:"events,omitempty"`
+	By     string        `json:"by,omitempty"`
 }
 
 // Events is the payload of AppendEvents.
 type Events struct {
 	Time   time.Time     `json:"time"`
 	Events []store.Event `json:"events"`
+	By     string        `json:"by,omitempty"`
 }
 
 // How an Advance moves a workflow.
@@ -95,6 +102,7 @@ type Advance struct {
 	Report   *Report   `json:"report,omitempty"`
 	Reason   string    `json:"reason,omitempty"` // of a cancel
 	Time     time.Time `json:"time"`
+	By       string    `json:"by,omitempty"`
 }
 
 // Report kinds.
@@ -121,6 +129,7 @@ type Report struct {
 type DiscoverPayload struct {
 	Hardware Hardware  `json:"hardware"`
 	Time     time.Time `json:"time"`
+	By       string    `json:"by,omitempty"`
 }
 
 // Hardware is what an installer in discovery mode found, as the log
@@ -166,6 +175,7 @@ type JobStart struct {
 	Attempt  int       `json:"attempt"`
 	Deadline time.Time `json:"deadline"`
 	Time     time.Time `json:"time"`
+	By       string    `json:"by,omitempty"`
 }
 
 // JobFinish is the payload of FinishJob.
@@ -174,6 +184,7 @@ type JobFinish struct {
 	Attempt int       `json:"attempt"`
 	Result  JobResult `json:"result"`
 	Time    time.Time `json:"time"`
+	By      string    `json:"by,omitempty"`
 }
 
 // JobResult is what an execution of a job came to.
@@ -193,12 +204,14 @@ type Power struct {
 	Power   string    `json:"power"`
 	Expect  uint64    `json:"expect,omitempty"`
 	Time    time.Time `json:"time"`
+	By      string    `json:"by,omitempty"`
 }
 
 // DesiredPayload is the payload of ApplyDesired.
 type DesiredPayload struct {
 	Desired Desired   `json:"desired"`
 	Time    time.Time `json:"time"`
+	By      string    `json:"by,omitempty"`
 }
 
 // Desired is one complete revision of central's desired state.

@@ -15,6 +15,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/outposthq/outpost/appliance/internal/store"
+	"github.com/outposthq/outpost/internal/access"
 	"github.com/outposthq/outpost/internal/command"
 	"github.com/outposthq/outpost/internal/errs"
 )
@@ -380,7 +381,7 @@ func fxMember(id string) *store.Member {
 }
 
 func fxToken(id string) *store.Token {
-	return &store.Token{ID: id, Name: "ops", Hash: strings.Repeat("5a", 32)}
+	return &store.Token{ID: id, Name: "ops", Hash: strings.Repeat("5a", 32), Grant: access.Grant{Role: access.Operator}}
 }
 
 func fxSettings() *store.Settings {

@@ -106,9 +106,10 @@ func (p *Proposer) commit(ctx context.Context, timeout time.Duration, cmd []byte
 	return r, err
 }
 
-// put proposes a Put of obj and returns the object as stored.
-func put[T any](ctx context.Context, p *Proposer, t Type, obj *T, expect uint64) (*T, error) {
-	r, err := p.propose(ctx, t, Put[T]{Object: obj, Expect: expect, Time: p.now()})
+// put proposes a Put of obj, by the caller ctx names or else the site,
+// with events, and returns the object as stored.
+func put[T any](ctx context.Context, p *Proposer, t Type, obj *T, expect uint64, events ...store.Event) (*T, error) {
+	r, err := p.propose(ctx, t, Put[T]{Object: obj, Expect: expect, Time: p.now(), Events: events, By: actor(ctx, ActorSite)})
 	if err != nil {
 		return nil, err
 	}
@@ -179,20 +180,24 @@ func (p *Proposer) PutTemplate(ctx context.Context, t *store.Template, expect ui
 	return put(ctx, p, PutTemplate, t, expect)
 }
 
-// PutSettings stores the site's settings.
+// PutSettings stores the site's settings, with an event.
 func (p *Proposer) PutSettings(ctx context.Context, s *store.Settings, expect uint64) (*store.Settings, error) {
 	if err := s.Validate(); err != nil {
 		return nil, err
 	}
-	return put(ctx, p, PutSettings, s, expect)
+	e := store.Event{Kind: "settings.changed",
+		Message: fmt.Sprintf("settings changed: site_name %s, unknown_machines %s", s.SiteName, s.UnknownMachines),
+		Fields:  map[string]string{"site_name": s.SiteName, "unknown_machines": s.UnknownMachines}}
+	return put(ctx, p, PutSettings, s, expect, e)
 }
 
-// CreateToken stores a new API token's record.
+// CreateToken stores a new API token's record, which must have a name and
+// a role (the state machine records it as an event, token.created).
 func (p *Proposer) CreateToken(ctx context.Context, t *store.Token) error {
-	if err := t.Validate(); err != nil {
+	if err := t.ValidateNew(); err != nil {
 		return err
 	}
-	_, err := put(ctx, p, PutToken, t, 0)
+	_, err := put(ctx, p, CreateToken, t, 0)
 	return err
 }
 
@@ -234,30 +239,42 @@ func (p *Proposer) prepareOrder(o *store.Order) {
 type Kind struct {
 	t   Type
 	obj store.Object
+	// audit, if set, is the kind of the event a delete records.
+	audit string
 }
 
 // The kinds Delete removes.
 var (
-	Machines  = Kind{DeleteMachine, &store.Machine{}}
-	Subnets   = Kind{DeleteSubnet, &store.Subnet{}}
-	Leases    = Kind{DeleteLease, &store.Lease{}}
-	Images    = Kind{DeleteImage, &store.Image{}}
-	Templates = Kind{DeleteTemplate, &store.Template{}}
-	Workflows = Kind{DeleteWorkflow, &store.Workflow{}}
-	Orders    = Kind{DeleteOrder, &store.Order{}}
-	Jobs      = Kind{DeleteJob, &store.Job{}}
-	Tokens    = Kind{DeleteToken, &store.Token{}}
-	Members   = Kind{DeleteMember, &store.Member{}}
+	Machines  = Kind{DeleteMachine, &store.Machine{}, ""}
+	Subnets   = Kind{DeleteSubnet, &store.Subnet{}, ""}
+	Leases    = Kind{DeleteLease, &store.Lease{}, ""}
+	Images    = Kind{DeleteImage, &store.Image{}, ""}
+	Templates = Kind{DeleteTemplate, &store.Template{}, ""}
+	Workflows = Kind{DeleteWorkflow, &store.Workflow{}, ""}
+	Orders    = Kind{DeleteOrder, &store.Order{}, ""}
+	Jobs      = Kind{DeleteJob, &store.Job{}, ""}
+	Tokens    = Kind{DeleteToken, &store.Token{}, "token.deleted"}
+	Members   = Kind{DeleteMember, &store.Member{}, ""}
 )
 
 // Delete removes the object of kind k with key, if its version is expect
 // (0: any). The site refuses to delete what is still in use (an active
 // workflow, a running order or job).
 func (p *Proposer) Delete(ctx context.Context, k Kind, key string, expect uint64) error {
+	return p.delete(ctx, k, key, expect, actor(ctx, ActorSite))
+}
+
+// delete proposes the delete of a Delete by the actor by.
+func (p *Proposer) delete(ctx context.Context, k Kind, key string, expect uint64, by string) error {
 	if k.obj == nil {
 		return fmt.Errorf("site: delete %q: no kind", key)
 	}
-	_, err := p.propose(ctx, k.t, Delete{Key: key, Expect: expect, Time: p.now()})
+	d := Delete{Key: key, Expect: expect, Time: p.now(), By: by}
+	if k.audit != "" {
+		d.Events = []store.Event{{Kind: k.audit, Message: fmt.Sprintf("%s %s deleted", k.obj.Kind(), key),
+			Fields: map[string]string{k.obj.Kind(): key}}}
+	}
+	_, err := p.propose(ctx, k.t, d)
 	return err
 }
 
@@ -279,26 +296,32 @@ func (p *Proposer) RecordEvents(ctx context.Context, events []store.Event) (uint
 	if err := validateEvents(events); err != nil {
 		return 0, err
 	}
-	r, err := p.propose(ctx, AppendEvents, Events{Time: p.now(), Events: events})
+	// Who recorded them is the caller ctx names, never what they say.
+	own := make([]store.Event, len(events))
+	for i, e := range events {
+		e.By = ""
+		own[i] = e
+	}
+	r, err := p.propose(ctx, AppendEvents, Events{Time: p.now(), Events: own, By: actor(ctx, ActorSite)})
 	return r.Index, err
 }
 
 // CancelWorkflow ends an active workflow: its running actions fail, its
 // pending ones are skipped, and its machine is failed with the reason.
 func (p *Proposer) CancelWorkflow(ctx context.Context, id, reason string) (*store.Workflow, error) {
-	return p.advance(ctx, Advance{Workflow: id, Kind: AdvanceCancel, Reason: reason, Time: p.now()})
+	return p.advance(ctx, Advance{Workflow: id, Kind: AdvanceCancel, Reason: reason, Time: p.now(), By: actor(ctx, ActorSite)})
 }
 
 // Report records an agent's report on its workflow and returns the
 // workflow after it.
 func (p *Proposer) Report(ctx context.Context, workflowID string, r Report) (*store.Workflow, error) {
-	return p.advance(ctx, Advance{Workflow: workflowID, Kind: AdvanceReport, Report: &r, Time: p.now()})
+	return p.advance(ctx, Advance{Workflow: workflowID, Kind: AdvanceReport, Report: &r, Time: p.now(), By: actor(ctx, ActorAgent)})
 }
 
 // Tick moves a workflow on at the proposer's time: an action or the
 // workflow timing out, a retry's backoff ending.
 func (p *Proposer) Tick(ctx context.Context, workflowID string) (*store.Workflow, error) {
-	return p.advance(ctx, Advance{Workflow: workflowID, Kind: AdvanceTick, Time: p.now()})
+	return p.advance(ctx, Advance{Workflow: workflowID, Kind: AdvanceTick, Time: p.now(), By: actor(ctx, ActorTimer)})
 }
 
 func (p *Proposer) advance(ctx context.Context, a Advance) (*store.Workflow, error) {
@@ -312,7 +335,7 @@ func (p *Proposer) advance(ctx context.Context, a Advance) (*store.Workflow, err
 // Discover records what an installer in discovery mode found, creating or
 // completing the machine that owns its MACs.
 func (p *Proposer) Discover(ctx context.Context, hw Hardware) (*DiscoverResult, error) {
-	r, err := p.propose(ctx, Discover, DiscoverPayload{Hardware: hw, Time: p.now()})
+	r, err := p.propose(ctx, Discover, DiscoverPayload{Hardware: hw, Time: p.now(), By: actor(ctx, ActorAgent)})
 	if err != nil {
 		return nil, err
 	}

@@ -11,7 +11,9 @@ import (
 )
 
 // The proposals of the edges that run on the leader: the DHCP server, the
-// BMC job runner, the sync client, the cluster's own membership.
+// BMC job runner, the sync client, the cluster's own membership. Each is
+// made by its part of the site (actor.go), unless the context names
+// another actor.
 
 // CommitLease commits a lease of the DHCP server (an offer, an ACK, a
 // release, a decline) and reports whether it only renewed the client's
@@ -36,26 +38,26 @@ func (p *Proposer) CommitLease(ctx context.Context, l *store.Lease) (renewed boo
 // ReclaimLease deletes a lease that ended long ago, unless it changed
 // since it was read at version.
 func (p *Proposer) ReclaimLease(ctx context.Context, ip string, version uint64) error {
-	return p.Delete(ctx, Leases, ip, version)
+	return p.delete(ctx, Leases, ip, version, actor(ctx, ActorDHCP))
 }
 
 // StartJob starts the attempt'th execution of a BMC job, which must be
 // over by deadline.
 func (p *Proposer) StartJob(ctx context.Context, id string, attempt int, deadline time.Time) error {
-	_, err := p.propose(ctx, StartJob, JobStart{Job: id, Attempt: attempt, Deadline: deadline.UTC(), Time: p.now()})
+	_, err := p.propose(ctx, StartJob, JobStart{Job: id, Attempt: attempt, Deadline: deadline.UTC(), Time: p.now(), By: actor(ctx, ActorJobs)})
 	return err
 }
 
 // FinishJob records what the attempt'th execution of a job came to.
 func (p *Proposer) FinishJob(ctx context.Context, id string, attempt int, res JobResult) error {
-	_, err := p.propose(ctx, FinishJob, JobFinish{Job: id, Attempt: attempt, Result: res, Time: p.now()})
+	_, err := p.propose(ctx, FinishJob, JobFinish{Job: id, Attempt: attempt, Result: res, Time: p.now(), By: actor(ctx, ActorJobs)})
 	return err
 }
 
 // SetPower records a machine's power state as its BMC reported it, read
 // when the machine was at version (0: whatever its version).
 func (p *Proposer) SetPower(ctx context.Context, machineID, power string, version uint64) error {
-	_, err := p.propose(ctx, SetPower, Power{Machine: machineID, Power: power, Expect: version, Time: p.now()})
+	_, err := p.propose(ctx, SetPower, Power{Machine: machineID, Power: power, Expect: version, Time: p.now(), By: actor(ctx, ActorJobs)})
 	return err
 }
 
@@ -63,7 +65,7 @@ func (p *Proposer) SetPower(ctx context.Context, machineID, power string, versio
 // prepared as the site's own writes are (PrepareDesired).
 func (p *Proposer) ApplyDesired(ctx context.Context, d *Desired) (Result, *DesiredResult, error) {
 	p.PrepareDesired(d)
-	r, err := p.propose(ctx, ApplyDesired, DesiredPayload{Desired: *d, Time: p.now()})
+	r, err := p.propose(ctx, ApplyDesired, DesiredPayload{Desired: *d, Time: p.now(), By: actor(ctx, ActorCentral)})
 	if err != nil {
 		return r, nil, err
 	}

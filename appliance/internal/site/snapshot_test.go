@@ -20,7 +20,7 @@ func populateAll(t *testing.T, e *env) {
 	t.Helper()
 	e.applyOK(1, PutSettings, Put[store.Settings]{Object: fxSettings(), Time: ts0})
 	e.applyOK(2, PutMember, Put[store.Member]{Object: fxMember("n1"), Time: ts0})
-	e.applyOK(3, PutToken, Put[store.Token]{Object: fxToken("tok1"), Time: ts0})
+	e.applyOK(3, CreateToken, Put[store.Token]{Object: fxToken("tok1"), Time: ts0})
 	e.applyOK(4, PutSubnet, Put[store.Subnet]{Object: fxSubnet("lab"), Time: ts0})
 	e.applyOK(5, PutImage, Put[store.Image]{Object: fxImage("debian"), Time: ts0})
 	e.applyOK(6, PutTemplate, Put[store.Template]{Object: fxTemplate("install"), Time: ts0})
@@ -34,7 +34,7 @@ func TestSnapshotRestore(t *testing.T) {
 	src := newEnv(t)
 	populateAll(t, src)
 	want := readState(t, src.db)
-	if want.Applied != 10 || len(want.Events) != 5 {
+	if want.Applied != 10 || len(want.Events) != 6 {
 		t.Fatalf("source: applied %d, %d events", want.Applied, len(want.Events))
 	}
 
@@ -77,7 +77,7 @@ func TestSnapshotRestore(t *testing.T) {
 	t.Run("settings", func(t *testing.T) { diffList(t, want.Settings, got.Settings, 1) })
 	t.Run("members", func(t *testing.T) { diffList(t, want.Members, got.Members, 1) })
 	t.Run("tokens", func(t *testing.T) { diffList(t, want.Tokens, got.Tokens, 1) })
-	t.Run("events", func(t *testing.T) { diffList(t, want.Events, got.Events, 5) })
+	t.Run("events", func(t *testing.T) { diffList(t, want.Events, got.Events, 6) })
 	t.Run("raw", func(t *testing.T) {
 		if diff := cmp.Diff(rawDump(t, src.db), rawDump(t, dst.db)); diff == "" {
 			t.Error("the source's later write is in the snapshot")
@@ -149,7 +149,7 @@ func TestSnapshotRoundTripPerEntity(t *testing.T) {
 			read:  func(tx *store.Tx) (any, error) { return store.List[store.Member](tx) },
 		},
 		"token": {
-			setup: []cmd{{PutToken, Put[store.Token]{Object: fxToken("tok1"), Time: ts0}}},
+			setup: []cmd{{CreateToken, Put[store.Token]{Object: fxToken("tok1"), Time: ts0}}},
 			read:  func(tx *store.Tx) (any, error) { return store.List[store.Token](tx) },
 		},
 		"subnet": {

@@ -31,7 +31,7 @@ var table = command.Table[*store.Tx]{
 	PutSettings:     applyPut[store.Settings],
 	PutMember:       applyPut[store.Member],
 	DeleteMember:    applyDelete[store.Member],
-	PutToken:        applyPut[store.Token],
+	PutTokenV1:      applyPutTokenV1,
 	DeleteToken:     applyDelete[store.Token],
 	AdvanceWorkflow: applyAdvanceWorkflow,
 	Discover:        applyDiscover,
@@ -46,6 +46,7 @@ var table = command.Table[*store.Tx]{
 	CommitLease:     applyCommitLease,
 	PlaceOrder:      applyPlaceOrder,
 	ApplyDesired:    applyDesired,
+	CreateToken:     applyCreateToken,
 }
 
 // Result is what applying a command returns, on the node that proposed

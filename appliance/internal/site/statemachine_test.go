@@ -11,6 +11,7 @@ import (
 
 	"github.com/outposthq/outpost/appliance/internal/store"
 	"github.com/outposthq/outpost/appliance/internal/workflow"
+	"github.com/outposthq/outpost/internal/access"
 	"github.com/outposthq/outpost/internal/command"
 	"github.com/outposthq/outpost/internal/errs"
 )
@@ -80,8 +81,12 @@ func TestApplyEveryCommand(t *testing.T) {
 		{PutMember, Put[store.Member]{Object: fxMember("n1"), Time: ts0}, func(t *testing.T, r Result, i uint64) {
 			checkPut(t, e, r, fxMember("n1"), i)
 		}},
-		{PutToken, Put[store.Token]{Object: fxToken("tok1"), Time: ts0}, func(t *testing.T, r Result, i uint64) {
-			checkPut(t, e, r, fxToken("tok1"), i)
+		{PutTokenV1, Put[store.Token]{Object: fxToken("tok1"), Time: ts0}, func(t *testing.T, r Result, i uint64) {
+			// Release b482c18's tokens had no role: the record has none
+			// (it is an admin's), whatever the payload says.
+			legacy := fxToken("tok1")
+			legacy.Grant = access.Grant{}
+			checkPut(t, e, r, legacy, i)
 		}},
 		{PutSubnet, Put[store.Subnet]{Object: fxSubnet("lab"), Time: ts0}, func(t *testing.T, r Result, i uint64) {
 			checkPut(t, e, r, fxSubnet("lab"), i)
@@ -309,10 +314,13 @@ func TestApplyEveryCommand(t *testing.T) {
 			{Kind: DesiredImage, Key: "sync", Object: mustJSON(t, fxImage("sync"))}}}, Time: ts0}, func(t *testing.T, r Result, i uint64) {
 			checkDesired(t, e, r, 3, true, 0)
 		}},
+		{CreateToken, Put[store.Token]{Object: fxToken("tok2"), Time: ts0, By: "alice"}, func(t *testing.T, r Result, i uint64) {
+			checkPut(t, e, r, fxToken("tok2"), i)
+		}},
 	}
 	run(since, uint64(len(steps)+1))
-	if kinds := eventKinds(t, e); len(kinds) < 18 || !cmp.Equal(kinds[18:], []string{"dhcp.lease", "bmc.job.created", "order.created"}) {
-		t.Errorf("events %q, want after the first 18 a dhcp.lease for the first ACK only, then the order's", kinds)
+	if kinds := eventKinds(t, e); len(kinds) < 18 || !cmp.Equal(kinds[18:], []string{"dhcp.lease", "bmc.job.created", "order.created", "token.created"}) {
+		t.Errorf("events %q, want after the first 18 a dhcp.lease for the first ACK only, then the order's, then the token's", kinds)
 	}
 
 	for typ := range table {
@@ -418,7 +426,7 @@ func TestApplyDomainErrors(t *testing.T) {
 			code: errs.CodeInvalid, field: "raft_addr",
 		},
 		"invalid token": {
-			typ: PutToken, payload: Put[store.Token]{Object: &store.Token{ID: "t", Hash: "plain"}, Time: ts1},
+			typ: CreateToken, payload: Put[store.Token]{Object: &store.Token{ID: "t", Hash: "plain"}, Time: ts1},
 			code: errs.CodeInvalid, field: "hash",
 		},
 		"invalid image": {

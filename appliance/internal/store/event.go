@@ -18,6 +18,11 @@ type Event struct {
 	Kind      string            `json:"kind"`
 	Message   string            `json:"message"`
 	Fields    map[string]string `json:"fields,omitempty"`
+	// By is who made the change the event records: the name of the API
+	// token it came with, or the part of the system that made it ("site",
+	// "site/dhcp", "central": access.BySite). Events of commands of
+	// releases before it was recorded have none.
+	By string `json:"by,omitempty"`
 }
 
 // Validate checks an event before it is recorded.

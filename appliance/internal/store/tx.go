@@ -92,11 +92,13 @@ func Count[T any, P objectPtr[T]](tx *Tx) int {
 }
 
 // Write describes one put: the object, the version the writer last saw
-// (0 for "any"), and the Raft index and time of the command.
+// (0 for "any"), and the Raft index, time and actor of the command.
 type Write struct {
 	Expect uint64
 	Index  uint64
 	Time   time.Time
+	// By is who made the change (Event.By), for the events it records.
+	By string
 }
 
 // unsafePut stores o after checking its expected version, stamping its Meta.
