@@ -473,7 +473,10 @@ func TestEvents(t *testing.T) {
 	messages := func(out string) []string {
 		var got []string
 		for _, r := range table(out)[1:] {
-			got = append(got, strings.Join(r[4:], " "))
+			if r[4] != "admin" {
+				t.Errorf("event %s is by %q, want the token's name, admin", r[0], r[4])
+			}
+			got = append(got, strings.Join(r[5:], " "))
 		}
 		return got
 	}
@@ -493,7 +496,7 @@ func TestEvents(t *testing.T) {
 		})
 	}
 	out := s.mustRun(t, "", "events")
-	if diff := cmp.Diff([]string{"SEQ", "TIME", "MACHINE", "KIND", "MESSAGE"}, table(out)[0]); diff != "" {
+	if diff := cmp.Diff([]string{"SEQ", "TIME", "MACHINE", "KIND", "BY", "MESSAGE"}, table(out)[0]); diff != "" {
 		t.Errorf("header (-want +got):\n%s", diff)
 	}
 	var events []store.Event
@@ -557,8 +560,8 @@ func TestWatch(t *testing.T) {
 				}
 				return
 			}
-			if f := strings.Fields(out); len(f) < 4 || f[2] != "m7" || f[3] != "power" {
-				t.Errorf("watch line %q: want SEQ TIME m7 power MESSAGE", out)
+			if f := strings.Fields(out); len(f) < 5 || f[2] != "m7" || f[3] != "power" || f[4] != "admin" {
+				t.Errorf("watch line %q: want SEQ TIME m7 power admin MESSAGE", out)
 			}
 		})
 	}
@@ -614,29 +617,69 @@ func TestCluster(t *testing.T) {
 func TestToken(t *testing.T) {
 	parallel(t)
 	s := startSite(t)
-	r := s.run(t, "", "token", "create", "ci")
+	r := s.run(t, "", "token", "create", "ci", "--role", "viewer", "--expires", "30d")
 	token := strings.TrimSpace(r.stdout)
-	if r.code != 0 || strings.Count(token, ".") != 1 || !strings.Contains(r.stderr, "cannot be shown again") {
+	if r.code != 0 || strings.Count(token, ".") != 1 || !strings.Contains(r.stderr, "cannot be shown again") ||
+		!strings.Contains(r.stderr, "viewer role, until ") {
 		t.Fatalf("token create: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
 	}
 	if r := runCLI(t, "", "--server", s.url, "--token", token, "get", "machines"); r.code != 0 {
-		t.Errorf("the new token does not work: %q", r.stderr)
+		t.Errorf("the new token does not read: %q", r.stderr)
 	}
-	file := writeFile(t, t.TempDir(), "token", token+"\n")
-	if r := runCLI(t, "", "--server", s.url, "--token-file", file, "token", "list"); r.code != 0 {
-		t.Errorf("--token-file does not work: %q", r.stderr)
-	} else {
-		var names []string
-		for _, row := range table(r.stdout)[1:] {
-			names = append(names, row[1])
+	// A viewer reads, and nothing else.
+	if r := runCLI(t, "", "--server", s.url, "--token", token, "delete", "machine", "m1"); r.code != 1 || !strings.Contains(r.stderr, "needs the operator role") {
+		t.Errorf("a viewer deleting: exit %d, %q", r.code, r.stderr)
+	}
+	if r := runCLI(t, "", "--server", s.url, "--token", token, "token", "list"); r.code != 1 || !strings.Contains(r.stderr, "HTTP 403") {
+		t.Errorf("a viewer listing tokens: exit %d, %q", r.code, r.stderr)
+	}
+	s.mustRun(t, "", "token", "create", "ops", "--role", "operator", "--expires", "2099-01-31")
+	file := writeFile(t, t.TempDir(), "token", s.token+"\n")
+	r = runCLI(t, "", "--server", s.url, "--token-file", file, "token", "list")
+	if r.code != 0 {
+		t.Fatalf("--token-file does not work: %q", r.stderr)
+	}
+	rows := table(r.stdout)
+	if diff := cmp.Diff([]string{"ID", "NAME", "ROLE", "EXPIRES", "CREATED"}, rows[0]); diff != "" {
+		t.Errorf("header (-want +got):\n%s", diff)
+	}
+	got := map[string][2]string{} // name: role, expiry
+	for _, row := range rows[1:] {
+		got[row[1]] = [2]string{row[2], row[3]}
+		if strings.Contains(r.stdout, token) || strings.Contains(r.stdout, strings.Split(token, ".")[1]) {
+			t.Errorf("token list shows a secret: %q", r.stdout)
 		}
-		slices.Sort(names)
-		if diff := cmp.Diff([]string{"admin", "ci"}, names); diff != "" {
-			t.Errorf("token names (-want +got):\n%s", diff)
-		}
+	}
+	if got["admin"] != [2]string{"admin", "-"} || got["ci"][0] != "viewer" || got["ci"][1] == "-" ||
+		got["ops"] != [2]string{"operator", "2099-01-31T00:00:00Z"} || len(got) != 3 {
+		t.Errorf("tokens (name: role, expiry) = %v", got)
 	}
 	if r := runCLI(t, "", "--server", s.url, "--token", "nope.nope", "get", "machines"); r.code != 1 || !strings.Contains(r.stderr, "HTTP 401") {
 		t.Errorf("bad token: exit %d, %q", r.code, r.stderr)
+	}
+}
+
+// TestTokenCreateUsage: a token create without a role, or with an expiry
+// that is neither a lifetime nor a time, is a usage error that reaches no
+// server.
+func TestTokenCreateUsage(t *testing.T) {
+	parallel(t)
+	tests := map[string]struct {
+		args []string
+		want string
+	}{
+		"no role":     {[]string{"token", "create", "ci"}, "--role is required"},
+		"bad expiry":  {[]string{"token", "create", "ci", "--role", "viewer", "--expires", "soon"}, "--expires"},
+		"zero expiry": {[]string{"token", "create", "ci", "--role", "viewer", "--expires", "0d"}, "not positive"},
+		"no name":     {[]string{"token", "create", "--role", "viewer"}, "missing arguments"},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			r := runCLI(t, "", append([]string{"--server", "http://127.0.0.1:1", "--token", "x"}, tt.args...)...)
+			if r.code != 2 || !strings.Contains(r.stderr, tt.want) {
+				t.Errorf("exit %d, stderr %q; want 2 and %q", r.code, r.stderr, tt.want)
+			}
+		})
 	}
 }
 

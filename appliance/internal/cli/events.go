@@ -15,7 +15,7 @@ import (
 // maxEvents is the most events the API answers at once.
 const maxEvents = 10000
 
-var eventHeader = []string{"SEQ", "TIME", "MACHINE", "KIND", "MESSAGE"}
+var eventHeader = []string{"SEQ", "TIME", "MACHINE", "KIND", "BY", "MESSAGE"}
 
 // runEvents lists events: those after --since, or else the newest ones.
 func runEvents(e *env, args []string) error {
@@ -101,12 +101,12 @@ func (e *env) printEvent(ev store.Event) error {
 	for i := range row {
 		row[i] = cell(row[i])
 	}
-	_, err := fmt.Fprintf(e.stdout, "%s %s %s %s %s\n", row[0], row[1], row[2], row[3], row[4])
+	_, err := fmt.Fprintf(e.stdout, "%s %s %s %s %s %s\n", row[0], row[1], row[2], row[3], row[4], row[5])
 	return err
 }
 
 func eventRow(ev store.Event) []string {
-	return []string{strconv.FormatUint(ev.Seq, 10), timeCell(ev.Time), ev.MachineID, ev.Kind, ev.Message}
+	return []string{strconv.FormatUint(ev.Seq, 10), timeCell(ev.Time), ev.MachineID, ev.Kind, ev.By, ev.Message}
 }
 
 // isSet reports whether flag name was given.

@@ -185,7 +185,3 @@ func workflowNow(w *store.Workflow) string {
 func leaseRow(l *store.Lease) []string {
 	return []string{l.IP, l.MAC, l.MachineID, string(l.State), timeCell(l.Expires)}
 }
-
-func tokenRow(t *store.Token) []string {
-	return []string{t.ID, t.Name, timeCell(t.CreatedAt)}
-}

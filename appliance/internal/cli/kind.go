@@ -84,7 +84,7 @@ var kinds = []*kind{
 	},
 	{
 		name: "token", plural: "tokens", key: "id",
-		header: []string{"ID", "NAME", "CREATED"},
+		header: tokenHeader,
 		rows:   rowsOf(tokenRow),
 	},
 }

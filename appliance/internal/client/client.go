@@ -19,6 +19,7 @@ import (
 	"github.com/outposthq/outpost/appliance/internal/site"
 	"github.com/outposthq/outpost/appliance/internal/store"
 	"github.com/outposthq/outpost/internal/errs"
+	"github.com/outposthq/outpost/internal/httpapi"
 )
 
 // Client talks to one appliance.
@@ -212,4 +213,21 @@ func (c *Client) Join(ctx context.Context, req api.JoinRequest) (api.JoinRespons
 	var resp api.JoinResponse
 	err := c.Do(ctx, http.MethodPost, "/v1/cluster/join", req, &resp)
 	return resp, err
+}
+
+// CreateToken makes an API token with a name, a role and an optional
+// expiry. The answer holds its secret, which is never shown again.
+func (c *Client) CreateToken(ctx context.Context, req httpapi.TokenRequest) (httpapi.TokenCreated, error) {
+	var out httpapi.TokenCreated
+	err := c.Do(ctx, http.MethodPost, "/v1/tokens", req, &out)
+	return out, err
+}
+
+// Tokens lists the API tokens: names, roles, expiries, never secrets.
+func (c *Client) Tokens(ctx context.Context) ([]httpapi.TokenView, error) {
+	var page struct {
+		Items []httpapi.TokenView `json:"items"`
+	}
+	err := c.Do(ctx, http.MethodGet, "/v1/tokens", nil, &page)
+	return page.Items, err
 }

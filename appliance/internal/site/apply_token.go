@@ -11,9 +11,10 @@ import (
 )
 
 // API tokens. A token is created once, with its name, role and expiry,
-// under an id no token has, and recorded as an event; it is never
-// changed, only deleted. Tokens of release b482c18 came by PutTokenV1
-// (apply_legacy.go) and are admins.
+// under an id no token has (with the event of its creation, when an API
+// caller made it: Proposer.CreateToken); it is never changed, only
+// deleted. Tokens of release b482c18 came by PutTokenV1 (apply_legacy.go)
+// and are admins.
 
 func applyCreateToken(tx *store.Tx, payload []byte, index uint64) (any, error) {
 	var req Put[store.Token]
@@ -35,9 +36,6 @@ func applyCreateToken(tx *store.Tx, payload []byte, index uint64) (any, error) {
 	}
 	w := store.Write{Index: index, Time: req.Time, By: req.By}
 	if err := tx.UnsafePut(t, w); err != nil {
-		return nil, err
-	}
-	if err := event(tx, w, tokenEvent(t)); err != nil {
 		return nil, err
 	}
 	return t, appendEvents(tx, req.Events, w)

@@ -180,7 +180,17 @@ func (p *Proposer) PutTemplate(ctx context.Context, t *store.Template, expect ui
 	return put(ctx, p, PutTemplate, t, expect)
 }
 
-// PutSettings stores the site's settings, with an event.
+// audit returns e for a change a caller named in ctx (WithActor) made:
+// the admin's changes (settings, tokens) are events, so that the timeline
+// says who made them; none for the site's own (its first token).
+func audit(ctx context.Context, e store.Event) []store.Event {
+	if actor(ctx, "") == "" {
+		return nil
+	}
+	return []store.Event{e}
+}
+
+// PutSettings stores the site's settings (an event, settings.changed).
 func (p *Proposer) PutSettings(ctx context.Context, s *store.Settings, expect uint64) (*store.Settings, error) {
 	if err := s.Validate(); err != nil {
 		return nil, err
@@ -188,16 +198,16 @@ func (p *Proposer) PutSettings(ctx context.Context, s *store.Settings, expect ui
 	e := store.Event{Kind: "settings.changed",
 		Message: fmt.Sprintf("settings changed: site_name %s, unknown_machines %s", s.SiteName, s.UnknownMachines),
 		Fields:  map[string]string{"site_name": s.SiteName, "unknown_machines": s.UnknownMachines}}
-	return put(ctx, p, PutSettings, s, expect, e)
+	return put(ctx, p, PutSettings, s, expect, audit(ctx, e)...)
 }
 
 // CreateToken stores a new API token's record, which must have a name and
-// a role (the state machine records it as an event, token.created).
+// a role (an event, token.created).
 func (p *Proposer) CreateToken(ctx context.Context, t *store.Token) error {
 	if err := t.ValidateNew(); err != nil {
 		return err
 	}
-	_, err := put(ctx, p, CreateToken, t, 0)
+	_, err := put(ctx, p, CreateToken, t, 0, audit(ctx, tokenEvent(t))...)
 	return err
 }
 
@@ -271,8 +281,8 @@ func (p *Proposer) delete(ctx context.Context, k Kind, key string, expect uint64
 	}
 	d := Delete{Key: key, Expect: expect, Time: p.now(), By: by}
 	if k.audit != "" {
-		d.Events = []store.Event{{Kind: k.audit, Message: fmt.Sprintf("%s %s deleted", k.obj.Kind(), key),
-			Fields: map[string]string{k.obj.Kind(): key}}}
+		d.Events = audit(ctx, store.Event{Kind: k.audit, Message: fmt.Sprintf("%s %s deleted", k.obj.Kind(), key),
+			Fields: map[string]string{k.obj.Kind(): key}})
 	}
 	_, err := p.propose(ctx, k.t, d)
 	return err
