@@ -203,7 +203,7 @@ func checkWatch(t *testing.T, n *apptest.Node, args []string) {
 	if code := <-done; code != 0 {
 		t.Errorf("watch, interrupted: exit %d: %s", code, stderr.String())
 	}
-	if !strings.Contains(stdout.String(), " note readme-watch ") {
-		t.Errorf("watch printed %q, want a line with the note", stdout.String())
+	if !strings.Contains(stdout.String(), " note admin readme-watch ") {
+		t.Errorf("watch printed %q, want a line with the note, by the token's name", stdout.String())
 	}
 }
