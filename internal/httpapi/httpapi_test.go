@@ -44,6 +44,7 @@ func TestStatus(t *testing.T) {
 		errs.CodeNotFound: http.StatusNotFound,
 		errs.CodeConflict: http.StatusConflict,
 		CodeUnauthorized:  http.StatusUnauthorized,
+		CodeForbidden:     http.StatusForbidden,
 		CodeUnavailable:   http.StatusServiceUnavailable,
 		CodeInternal:      http.StatusInternalServerError,
 		"":                http.StatusInternalServerError,

@@ -1,0 +1,7 @@
+package api
+
+import "github.com/outposthq/outpost/internal/httpapi"
+
+// Routes is the API's route table, for the tests that check the role of
+// every route.
+func Routes() []httpapi.Route { return New(Config{}).routes() }
