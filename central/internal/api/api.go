@@ -5,7 +5,12 @@
 // by package hub), and the events the site sent (a page since a
 // sequence, and a live Server-Sent Events stream).
 //
-// Every route but /healthz needs an admin token (Authorization: Bearer).
+// Every route but /healthz needs a token (Authorization: Bearer) whose
+// role allows it: one route table (routes) names each route's role, a
+// viewer's for reads, an operator's for desired state, an admin's for
+// tokens, sites (creating one hands out its credential), the cluster and
+// resetting a site's events. Each revision of desired state records the
+// name of the token that made it.
 // Errors are JSON, {"error":{"code":..,"field":..,"message":..}}, with
 // the HTTP status of the code; a request that fails changes nothing.
 // Credentials, tokens and request bodies are never logged.
@@ -17,9 +22,11 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/outposthq/outpost/central/internal/hub"
 	"github.com/outposthq/outpost/central/internal/store"
+	"github.com/outposthq/outpost/internal/access"
 	"github.com/outposthq/outpost/internal/errs"
 	"github.com/outposthq/outpost/internal/httpapi"
 )
@@ -31,7 +38,9 @@ type Config struct {
 	Hub interface{ Status(site string) hub.Status }
 	// Cluster is the node of a replicated central; nil for a single one.
 	Cluster Cluster
-	Log     *slog.Logger
+	// Now is the clock tokens expire by; nil means time.Now.
+	Now func() time.Time
+	Log *slog.Logger
 }
 
 // Server is the API.
@@ -39,66 +48,81 @@ type Server struct {
 	db      *store.DB
 	hub     interface{ Status(site string) hub.Status }
 	cluster Cluster
+	now     func() time.Time
 	log     *slog.Logger
 }
 
 // New returns the API server.
 func New(cfg Config) *Server {
-	s := &Server{db: cfg.Store, hub: cfg.Hub, cluster: cfg.Cluster, log: cfg.Log}
+	s := &Server{db: cfg.Store, hub: cfg.Hub, cluster: cfg.Cluster, now: cfg.Now, log: cfg.Log}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.now == nil {
+		s.now = time.Now
 	}
 	return s
 }
 
-// Handler returns the API's routes.
+// Handler returns the API's routes: /healthz for anyone, every other
+// route for the holders of a token whose role allows it (routes).
 func (s *Server) Handler() http.Handler {
 	authed := http.NewServeMux()
-	s.routes(authed)
+	httpapi.Register(authed, s.routes())
 	root := http.NewServeMux()
 	root.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		httpapi.WriteJSON(w, http.StatusOK, map[string]bool{"healthy": true})
 	})
-	root.Handle("/", s.requireToken(authed))
+	root.Handle("/", httpapi.Authenticate("outpost central", s.db.LookupToken, s.now, authed))
 	return root
 }
 
-// routes lists every authenticated route, in one table.
-func (s *Server) routes(mux *http.ServeMux) {
-	mux.HandleFunc("POST /v1/sites", s.createSite)
-	mux.HandleFunc("GET /v1/sites", s.listSites)
-	mux.HandleFunc("GET /v1/sites/{site}", s.getSite)
+// routes lists every route a token opens, with the least role that may
+// use it, in one table. A route is served only through this table
+// (httpapi.Register).
+func (s *Server) routes() []httpapi.Route {
+	const viewer, operator, admin = access.Viewer, access.Operator, access.Admin
+	site := "/v1/sites/{site}"
+	return []httpapi.Route{
+		{Pattern: "POST /v1/sites", Role: admin, Handler: s.createSite}, // answers the site's credential
+		{Pattern: "GET /v1/sites", Role: viewer, Handler: s.listSites},
+		{Pattern: "GET " + site, Role: viewer, Handler: s.getSite},
 
-	mux.HandleFunc("PUT /v1/sites/{site}/orders/{key}", s.putOrder)
-	mux.HandleFunc("GET /v1/sites/{site}/orders/{key}", s.getItem(store.KindOrder))
-	mux.HandleFunc("GET /v1/sites/{site}/orders", s.listItems(store.KindOrder, "orders"))
-	for path, kind := range map[string]string{"machines": store.KindMachine, "images": store.KindImage, "templates": store.KindTemplate} {
-		mux.HandleFunc("PUT /v1/sites/{site}/"+path+"/{key}", s.putItem(kind))
-		mux.HandleFunc("DELETE /v1/sites/{site}/"+path+"/{key}", s.deleteItem(kind))
-		mux.HandleFunc("GET /v1/sites/{site}/"+path+"/{key}", s.getItem(kind))
-		mux.HandleFunc("GET /v1/sites/{site}/"+path, s.listItems(kind, path))
+		{Pattern: "PUT " + site + "/orders/{key}", Role: operator, Handler: s.putOrder},
+		{Pattern: "GET " + site + "/orders/{key}", Role: viewer, Handler: s.getItem(store.KindOrder)},
+		{Pattern: "GET " + site + "/orders", Role: viewer, Handler: s.listItems(store.KindOrder, "orders")},
+		{Pattern: "PUT " + site + "/machines/{key}", Role: operator, Handler: s.putItem(store.KindMachine)},
+		{Pattern: "DELETE " + site + "/machines/{key}", Role: operator, Handler: s.deleteItem(store.KindMachine)},
+		{Pattern: "GET " + site + "/machines/{key}", Role: viewer, Handler: s.getItem(store.KindMachine)},
+		{Pattern: "GET " + site + "/machines", Role: viewer, Handler: s.listItems(store.KindMachine, "machines")},
+		{Pattern: "PUT " + site + "/images/{key}", Role: operator, Handler: s.putItem(store.KindImage)},
+		{Pattern: "DELETE " + site + "/images/{key}", Role: operator, Handler: s.deleteItem(store.KindImage)},
+		{Pattern: "GET " + site + "/images/{key}", Role: viewer, Handler: s.getItem(store.KindImage)},
+		{Pattern: "GET " + site + "/images", Role: viewer, Handler: s.listItems(store.KindImage, "images")},
+		{Pattern: "PUT " + site + "/templates/{key}", Role: operator, Handler: s.putItem(store.KindTemplate)},
+		{Pattern: "DELETE " + site + "/templates/{key}", Role: operator, Handler: s.deleteItem(store.KindTemplate)},
+		{Pattern: "GET " + site + "/templates/{key}", Role: viewer, Handler: s.getItem(store.KindTemplate)},
+		{Pattern: "GET " + site + "/templates", Role: viewer, Handler: s.listItems(store.KindTemplate, "templates")},
+		{Pattern: "GET " + site + "/revisions", Role: viewer, Handler: s.listRevisions},
+
+		{Pattern: "GET " + site + "/events", Role: viewer, Handler: s.listEvents},
+		{Pattern: "GET " + site + "/events/stream", Role: viewer, Handler: s.streamEvents},
+		{Pattern: "DELETE " + site + "/events", Role: admin, Handler: s.resetEvents}, // forgets history
+
+		{Pattern: "GET /v1/tokens", Role: admin, Handler: s.listTokens},
+		{Pattern: "GET /v1/tokens/{id}", Role: admin, Handler: s.getToken},
+		{Pattern: "POST /v1/tokens", Role: admin, Handler: s.createToken},
+		{Pattern: "DELETE /v1/tokens/{id}", Role: admin, Handler: s.deleteToken},
+
+		{Pattern: "GET /v1/cluster", Role: viewer, Handler: s.clusterStatus},
+		{Pattern: "POST /v1/cluster/key", Role: admin, Handler: s.clusterKey}, // hands over central's key
+		{Pattern: "POST /v1/cluster/members", Role: admin, Handler: s.clusterAdd},
+		{Pattern: "DELETE /v1/cluster/members/{id}", Role: admin, Handler: s.clusterRemove},
+
+		{Pattern: "/", Role: viewer, Handler: func(w http.ResponseWriter, r *http.Request) {
+			httpapi.WriteError(w, &errs.Error{Code: errs.CodeNotFound, Message: "no route for " + r.Method + " " + r.URL.Path})
+		}},
 	}
-
-	mux.HandleFunc("GET /v1/sites/{site}/events", s.listEvents)
-	mux.HandleFunc("GET /v1/sites/{site}/events/stream", s.streamEvents)
-	mux.HandleFunc("DELETE /v1/sites/{site}/events", s.resetEvents)
-
-	s.clusterRoutes(mux)
-
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		httpapi.WriteError(w, &errs.Error{Code: errs.CodeNotFound, Message: "no route for " + r.Method + " " + r.URL.Path})
-	})
-}
-
-// requireToken answers 401 unless the request carries a valid token.
-func (s *Server) requireToken(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if tok := httpapi.Bearer(r); tok == "" || !s.db.CheckToken(tok) {
-			httpapi.Unauthorized(w, "outpost central")
-			return
-		}
-		next.ServeHTTP(w, r)
-	})
 }
 
 // writeError answers with err: a domain error as it is, anything else

@@ -29,13 +29,6 @@ type JoinKeyResponse struct {
 	SealedKey []byte `json:"sealed_key"`
 }
 
-func (s *Server) clusterRoutes(mux *http.ServeMux) {
-	mux.HandleFunc("GET /v1/cluster", s.clusterStatus)
-	mux.HandleFunc("POST /v1/cluster/key", s.clusterKey)
-	mux.HandleFunc("POST /v1/cluster/members", s.clusterAdd)
-	mux.HandleFunc("DELETE /v1/cluster/members/{id}", s.clusterRemove)
-}
-
 // errSingle answers the cluster routes of a central that is not
 // replicated.
 var errSingle = errs.Conflict("this central runs as a single node (no raft_addr): it has no cluster")

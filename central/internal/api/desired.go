@@ -37,12 +37,14 @@ func (s *Server) putOrder(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	rev, err := s.db.PutDesired(r.PathValue("site"), store.KindOrder, o.ID, obj)
+	by := caller(r)
+	rev, err := s.db.PutDesiredBy(by, r.PathValue("site"), store.KindOrder, o.ID, obj)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	s.log.Info("order placed", "site", r.PathValue("site"), "order", o.ID, "action", o.Action, "machine", o.MachineID, "revision", rev)
+	s.log.Info("order placed", "site", r.PathValue("site"), "order", o.ID, "action", o.Action, "machine", o.MachineID,
+		"revision", rev, "by", by)
 	httpapi.WriteJSON(w, http.StatusOK, map[string]any{"order": &o, "revision": rev})
 }
 
@@ -65,13 +67,48 @@ func (s *Server) putItem(kind string) http.HandlerFunc {
 			s.writeError(w, r, objectError(err))
 			return
 		}
-		rev, err := s.db.PutDesired(r.PathValue("site"), kind, r.PathValue("key"), obj)
+		rev, err := s.db.PutDesiredBy(caller(r), r.PathValue("site"), kind, r.PathValue("key"), obj)
 		if err != nil {
 			s.writeError(w, r, err)
 			return
 		}
 		httpapi.WriteJSON(w, http.StatusOK, map[string]any{"kind": kind, "key": r.PathValue("key"), "object": shown(kind, obj), "revision": rev})
 	}
+}
+
+// caller is the name of the request's token, which its changes are
+// recorded under.
+func caller(r *http.Request) string {
+	c, _ := httpapi.CallerOf(r.Context())
+	return c.Name
+}
+
+// listRevisions answers the site's revisions after ?since= (at most
+// ?limit=), each with who made it; a site's revisions older than the
+// latest kept ones come as one full snapshot. Secrets are shown as
+// objects are (shown).
+func (s *Server) listRevisions(w http.ResponseWriter, r *http.Request) {
+	since, limit, err := httpapi.PageQuery(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	revs, err := s.db.NextRevisions(r.PathValue("site"), since, limit)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if revs == nil {
+		revs = []*store.Revision{}
+	}
+	for _, rev := range revs {
+		for i, c := range rev.Changes {
+			if c.Object != nil {
+				rev.Changes[i].Object = shown(c.Kind, c.Object)
+			}
+		}
+	}
+	httpapi.WriteJSON(w, http.StatusOK, map[string]any{"revisions": revs})
 }
 
 // objectError is a syncproto object's refusal as the API's: the same
@@ -90,7 +127,7 @@ func objectError(err error) error {
 
 func (s *Server) deleteItem(kind string) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		rev, err := s.db.DeleteDesired(r.PathValue("site"), kind, r.PathValue("key"))
+		rev, err := s.db.DeleteDesiredBy(caller(r), r.PathValue("site"), kind, r.PathValue("key"))
 		if err != nil {
 			s.writeError(w, r, err)
 			return

@@ -26,7 +26,7 @@ func applyPutDesired(tx *txn, p *putDesiredPayload) (rev any, err error) {
 		if err := b.Put(itemKey(p.Kind, p.Key), p.Object); err != nil {
 			return err
 		}
-		rev, err = appendRevision(tx, s, p.Time, false, []syncproto.Change{{Kind: p.Kind, Key: p.Key, Object: p.Object}})
+		rev, err = appendRevision(tx, s, revisionOf{p.Time, p.By}, false, []syncproto.Change{{Kind: p.Kind, Key: p.Key, Object: p.Object}})
 		return err
 	})
 	return rev, err
@@ -43,7 +43,7 @@ func applyDeleteDesired(tx *txn, p *deleteDesiredPayload) (rev any, err error) {
 		if err := b.Delete(itemKey(p.Kind, p.Key)); err != nil {
 			return err
 		}
-		rev, err = appendRevision(tx, s, p.Time, false, []syncproto.Change{{Kind: p.Kind, Key: p.Key, Deleted: true}})
+		rev, err = appendRevision(tx, s, revisionOf{p.Time, p.By}, false, []syncproto.Change{{Kind: p.Kind, Key: p.Key, Deleted: true}})
 		return err
 	})
 	return rev, err
@@ -62,7 +62,7 @@ func applyAdvancePast(tx *txn, p *advancePastPayload) (rev any, err error) {
 			return err
 		}
 		s.Revision = p.Applied
-		rev, err = appendRevision(tx, s, p.Time, true, changes)
+		rev, err = appendRevision(tx, s, revisionOf{p.Time, p.By}, true, changes)
 		return err
 	})
 	return rev, err
@@ -88,12 +88,18 @@ func applyRecordAck(tx *txn, p *recordAckPayload) (acked any, err error) {
 // node of a cluster must use the same value.
 var keepRevisions uint64 = 1024
 
+// revisionOf is when a revision was made, and by whom.
+type revisionOf struct {
+	time time.Time
+	by   string
+}
+
 // appendRevision records the next revision of s (the caller stores s),
 // forgets the one keepRevisions before it, and wakes the site's
 // desired-state watchers.
-func appendRevision(tx *txn, s *Site, t time.Time, full bool, changes []syncproto.Change) (uint64, error) {
+func appendRevision(tx *txn, s *Site, of revisionOf, full bool, changes []syncproto.Change) (uint64, error) {
 	s.Revision++
-	r := &Revision{Revision: s.Revision, Full: full, Time: t, Changes: changes}
+	r := &Revision{Revision: s.Revision, Full: full, Time: of.time, By: of.by, Changes: changes}
 	b := tx.Bucket(bucketRevisions).Bucket([]byte(s.ID))
 	if err := forgetRevisions(b, s.Revision); err != nil {
 		return 0, err

@@ -11,6 +11,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/outposthq/outpost/internal/access"
 	"github.com/outposthq/outpost/internal/command"
 	"github.com/outposthq/outpost/internal/errs"
 	"github.com/outposthq/outpost/internal/raftnode"
@@ -93,7 +94,7 @@ func base(t testing.TB) [][]byte {
 		cmd(t, cmdPutDesired, &putDesiredPayload{Site: "s1", Kind: KindOrder, Key: "o1", Object: order("o1", "power_on"), Time: t0}),
 		cmd(t, cmdStoreEvents, &storeEventsPayload{Site: "s1", Events: batch(1, 3), Time: t0}),
 		cmd(t, cmdPutMember, &putMemberPayload{Member: &Member{ID: "c1", RaftAddr: "127.0.0.1:1", APIURL: "http://127.0.0.1:2"}}),
-		cmd(t, cmdCreateToken, &createTokenPayload{Token: &Token{ID: "t1", Name: "admin", Hash: HashSecret("s"), CreatedAt: t0}}),
+		cmd(t, cmdCreateToken, &createTokenPayload{Token: &Token{ID: "t1", Name: "admin", Hash: HashSecret("s"), CreatedAt: t0, Grant: access.Grant{Role: access.Admin}}}),
 	}
 }
 
@@ -133,17 +134,37 @@ func TestApply(t *testing.T) {
 			}
 		}},
 		"seen unknown site": {cmd: cmd(t, cmdSeen, &seenPayload{Site: "s9", Time: t1}), refused: errs.CodeNotFound},
-		"create token": {cmd: cmd(t, cmdCreateToken, &createTokenPayload{Token: &Token{ID: "t2", Hash: HashSecret("s2")}}), check: func(t *testing.T, d *DB) {
-			if !d.CheckToken("t2.s2") {
-				t.Error("token t2 does not check")
+		"create token": {cmd: cmd(t, cmdCreateToken, &createTokenPayload{Token: &Token{ID: "t2", Name: "ci", Hash: HashSecret("s2"),
+			Grant: access.Grant{Role: access.Viewer, ExpiresAt: t1}}}), check: func(t *testing.T, d *DB) {
+			if name, g, ok := d.LookupToken("t2.s2"); !ok || name != "ci" || g != (access.Grant{Role: access.Viewer, ExpiresAt: t1}) {
+				t.Errorf("token t2: %q, %+v, %v", name, g, ok)
+			}
+			if _, _, ok := d.LookupToken("t2.s1"); ok {
+				t.Error("token t2 opens with a wrong secret")
 			}
 		}},
-		"create token exists":  {cmd: cmd(t, cmdCreateToken, &createTokenPayload{Token: &Token{ID: "t1"}}), refused: errs.CodeConflict},
-		"create token missing": {cmd: cmd(t, cmdCreateToken, &createTokenPayload{Token: &Token{}}), refused: errs.CodeInvalid},
-		"put desired": {cmd: cmd(t, cmdPutDesired, &putDesiredPayload{Site: "s1", Kind: KindMachine, Key: "m1", Object: json.RawMessage(`{"id":"m1"}`), Time: t1}), want: uint64(3),
+		"create token exists":    {cmd: cmd(t, cmdCreateToken, &createTokenPayload{Token: &Token{ID: "t1", Name: "ci", Grant: access.Grant{Role: access.Viewer}}}), refused: errs.CodeConflict},
+		"create token missing":   {cmd: cmd(t, cmdCreateToken, &createTokenPayload{Token: &Token{Name: "ci", Grant: access.Grant{Role: access.Viewer}}}), refused: errs.CodeInvalid},
+		"create token no role":   {cmd: cmd(t, cmdCreateToken, &createTokenPayload{Token: &Token{ID: "t2", Name: "ci", Hash: HashSecret("s2")}}), refused: errs.CodeInvalid},
+		"create token no name":   {cmd: cmd(t, cmdCreateToken, &createTokenPayload{Token: &Token{ID: "t2", Hash: HashSecret("s2"), Grant: access.Grant{Role: access.Viewer}}}), refused: errs.CodeInvalid},
+		"create token of system": {cmd: cmd(t, cmdCreateToken, &createTokenPayload{Token: &Token{ID: "t2", Name: "central", Hash: HashSecret("s2"), Grant: access.Grant{Role: access.Viewer}}}), refused: errs.CodeInvalid},
+		"create admin token": {cmd: cmd(t, cmdCreateAdminToken, &createTokenPayload{Token: &Token{ID: "t2", Hash: HashSecret("s2"), Grant: access.Grant{Role: access.Viewer}}}), check: func(t *testing.T, d *DB) {
+			// The command of the releases before roles made admins only.
+			if _, g, ok := d.LookupToken("t2.s2"); !ok || g != (access.Grant{}) || g.Effective() != access.Admin {
+				t.Errorf("token t2: %+v, %v; want an admin's record of before roles", g, ok)
+			}
+		}},
+		"create admin token exists": {cmd: cmd(t, cmdCreateAdminToken, &createTokenPayload{Token: &Token{ID: "t1"}}), refused: errs.CodeConflict},
+		"delete token": {cmd: cmd(t, cmdDeleteToken, &deleteTokenPayload{ID: "t1"}), check: func(t *testing.T, d *DB) {
+			if _, _, ok := d.LookupToken("t1.s"); ok || d.HasTokens() {
+				t.Error("token t1 after its delete")
+			}
+		}},
+		"delete token unknown": {cmd: cmd(t, cmdDeleteToken, &deleteTokenPayload{ID: "t9"}), refused: errs.CodeNotFound},
+		"put desired": {cmd: cmd(t, cmdPutDesired, &putDesiredPayload{Site: "s1", Kind: KindMachine, Key: "m1", Object: json.RawMessage(`{"id":"m1"}`), Time: t1, By: "alice"}), want: uint64(3),
 			check: func(t *testing.T, d *DB) {
 				revs, err := d.NextRevisions("s1", 2, 10)
-				if err != nil || len(revs) != 1 || revs[0].Changes[0].Key != "m1" || !revs[0].Time.Equal(t1) || site(t, d).Revision != 3 {
+				if err != nil || len(revs) != 1 || revs[0].Changes[0].Key != "m1" || !revs[0].Time.Equal(t1) || revs[0].By != "alice" || site(t, d).Revision != 3 {
 					t.Errorf("revisions after 2: %+v, %v", revs, err)
 				}
 			}},

@@ -26,8 +26,9 @@ const (
 	cmdCreateSite command.Type = 1
 	// cmdSeen records when a site connected or disconnected.
 	cmdSeen command.Type = 2
-	// cmdCreateToken creates an admin token (its hash).
-	cmdCreateToken command.Type = 3
+	// cmdCreateAdminToken creates an admin token (its hash), as the
+	// releases before roles did: replay only (cmdCreateToken replaces it).
+	cmdCreateAdminToken command.Type = 3
 	// cmdPutDesired puts an object into a site's desired state: a new
 	// revision, unless the object is already so.
 	cmdPutDesired command.Type = 4
@@ -47,6 +48,10 @@ const (
 	cmdPutMember command.Type = 10
 	// cmdDeleteMember forgets a node of a replicated central.
 	cmdDeleteMember command.Type = 11
+	// cmdCreateToken creates a token with its name, role and expiry.
+	cmdCreateToken command.Type = 12
+	// cmdDeleteToken deletes a token.
+	cmdDeleteToken command.Type = 13
 	// cmdLegacyJSON is a command of release b482c18: a JSON object
 	// whose first byte, '{', is its type (legacy_b482c18.go).
 	cmdLegacyJSON command.Type = '{'
@@ -56,18 +61,20 @@ const (
 // that a refusal (an *errs.Error, or a site's *syncproto.Error) has
 // changed nothing.
 var table = command.Table[*txn]{
-	cmdCreateSite:    decoded(applyCreateSite),
-	cmdSeen:          decoded(applySeen),
-	cmdCreateToken:   decoded(applyCreateToken),
-	cmdPutDesired:    decoded(applyPutDesired),
-	cmdDeleteDesired: decoded(applyDeleteDesired),
-	cmdAdvancePast:   decoded(applyAdvancePast),
-	cmdRecordAck:     decoded(applyRecordAck),
-	cmdStoreEvents:   decoded(applyStoreEvents),
-	cmdResetEvents:   decoded(applyResetEvents),
-	cmdPutMember:     decoded(applyPutMember),
-	cmdDeleteMember:  decoded(applyDeleteMember),
-	cmdLegacyJSON:    applyLegacy,
+	cmdCreateSite:       decoded(applyCreateSite),
+	cmdSeen:             decoded(applySeen),
+	cmdCreateAdminToken: decoded(applyCreateAdminToken),
+	cmdPutDesired:       decoded(applyPutDesired),
+	cmdDeleteDesired:    decoded(applyDeleteDesired),
+	cmdAdvancePast:      decoded(applyAdvancePast),
+	cmdRecordAck:        decoded(applyRecordAck),
+	cmdStoreEvents:      decoded(applyStoreEvents),
+	cmdResetEvents:      decoded(applyResetEvents),
+	cmdPutMember:        decoded(applyPutMember),
+	cmdDeleteMember:     decoded(applyDeleteMember),
+	cmdCreateToken:      decoded(applyCreateToken),
+	cmdDeleteToken:      decoded(applyDeleteToken),
+	cmdLegacyJSON:       applyLegacy,
 }
 
 // The payloads. Times are the proposer's: apply reads no clock.
@@ -82,6 +89,9 @@ type (
 	createTokenPayload struct {
 		Token *Token `json:"token"` // CreatedAt set
 	}
+	deleteTokenPayload struct {
+		ID string `json:"id"`
+	}
 	// putDesiredPayload's Object is validated and its secrets sealed.
 	putDesiredPayload struct {
 		Site   string          `json:"site"`
@@ -89,17 +99,22 @@ type (
 		Key    string          `json:"key"`
 		Object json.RawMessage `json:"object"`
 		Time   time.Time       `json:"time"`
+		// By is who made the change (Revision.By); none in a command of a
+		// release before actors.
+		By string `json:"by,omitempty"`
 	}
 	deleteDesiredPayload struct {
 		Site string    `json:"site"`
 		Kind string    `json:"kind"`
 		Key  string    `json:"key"`
 		Time time.Time `json:"time"`
+		By   string    `json:"by,omitempty"`
 	}
 	advancePastPayload struct {
 		Site    string    `json:"site"`
 		Applied uint64    `json:"applied"` // the site's applied revision
 		Time    time.Time `json:"time"`
+		By      string    `json:"by,omitempty"`
 	}
 	recordAckPayload struct {
 		Site     string `json:"site"`

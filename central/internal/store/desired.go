@@ -11,6 +11,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/outposthq/outpost/internal/access"
 	"github.com/outposthq/outpost/internal/errs"
 	"github.com/outposthq/outpost/syncproto"
 )
@@ -32,10 +33,14 @@ var Kinds = syncproto.Kinds
 // Revision is one change of a site's desired state (a delta), or a full
 // snapshot of it.
 type Revision struct {
-	Revision uint64             `json:"revision"`
-	Full     bool               `json:"full,omitempty"`
-	Time     time.Time          `json:"time"`
-	Changes  []syncproto.Change `json:"changes"`
+	Revision uint64    `json:"revision"`
+	Full     bool      `json:"full,omitempty"`
+	Time     time.Time `json:"time"`
+	// By is who made it: the name of the API token it came with, or
+	// "central" (access.ByCentral); none in one of a release before
+	// actors.
+	By      string             `json:"by,omitempty"`
+	Changes []syncproto.Change `json:"changes"`
 }
 
 // Item is one desired object.
@@ -89,7 +94,14 @@ func validKey(key string) error {
 // appends the revision that carries it, which it returns. Putting an
 // object exactly as it is changes nothing (and returns the latest
 // revision); an order, once placed, cannot change (errs.ErrConflict).
+// The revision is central's own; PutDesiredBy names who made it.
 func (d *DB) PutDesired(site, kind, key string, obj json.RawMessage) (uint64, error) {
+	return d.PutDesiredBy(access.ByCentral, site, kind, key, obj)
+}
+
+// PutDesiredBy is PutDesired by the actor by: the name of the API token
+// the change came with.
+func (d *DB) PutDesiredBy(by, site, kind, key string, obj json.RawMessage) (uint64, error) {
 	obj, err := validItem(kind, key, obj)
 	if err != nil {
 		return 0, err
@@ -102,16 +114,21 @@ func (d *DB) PutDesired(site, kind, key string, obj json.RawMessage) (uint64, er
 			return 0, err
 		}
 	}
-	return d.exec(cmdPutDesired, &putDesiredPayload{Site: site, Kind: kind, Key: key, Object: obj, Time: d.now().UTC()})
+	return d.exec(cmdPutDesired, &putDesiredPayload{Site: site, Kind: kind, Key: key, Object: obj, Time: d.now().UTC(), By: by})
 }
 
 // DeleteDesired deletes an object from site's desired state and appends
 // the revision that carries the delete, which it returns.
 func (d *DB) DeleteDesired(site, kind, key string) (uint64, error) {
+	return d.DeleteDesiredBy(access.ByCentral, site, kind, key)
+}
+
+// DeleteDesiredBy is DeleteDesired by the actor by.
+func (d *DB) DeleteDesiredBy(by, site, kind, key string) (uint64, error) {
 	if _, err := validItem(kind, key, nil); err != nil {
 		return 0, err
 	}
-	return d.exec(cmdDeleteDesired, &deleteDesiredPayload{Site: site, Kind: kind, Key: key, Time: d.now().UTC()})
+	return d.exec(cmdDeleteDesired, &deleteDesiredPayload{Site: site, Kind: kind, Key: key, Time: d.now().UTC(), By: by})
 }
 
 // Desired returns one desired object of site.
@@ -238,7 +255,7 @@ func (d *DB) NextRevision(site string, after uint64) (uint64, error) {
 // from an old backup) gets revision applied+1, a full snapshot, so that
 // revisions never go back. It returns the site's latest revision.
 func (d *DB) AdvancePast(site string, applied uint64) (latest uint64, err error) {
-	return d.exec(cmdAdvancePast, &advancePastPayload{Site: site, Applied: applied, Time: d.now().UTC()})
+	return d.exec(cmdAdvancePast, &advancePastPayload{Site: site, Applied: applied, Time: d.now().UTC(), By: access.ByCentral})
 }
 
 // RecordAck records that site acknowledged revision rev.

@@ -1,7 +1,8 @@
 // Package store keeps all of central's state in one bbolt file: sites
-// (their credentials only as SHA-256 hashes), the admin tokens, each
-// site's desired state and its revisions, the events each site sent, and
-// the members of a replicated central. It is also central's state
+// (their credentials only as SHA-256 hashes), the API tokens with their
+// roles, each site's desired state and its revisions (each naming who
+// made it), the events each site sent, and the members of a replicated
+// central. It is also central's state
 // machine: every change is a command applied by one deterministic
 // function.
 //
@@ -54,7 +55,7 @@
 //   - The cursors a site's sync status shows (latest revision, acked
 //     revision, stored sequence) live in the site's record, written in the
 //     same transaction as what they count.
-//   - Secrets: site credentials and admin tokens are stored only as
+//   - Secrets: site credentials and API tokens are stored only as
 //     hashes; machines' BMC passwords are sealed with central's key
 //     (internal/seal, SealStable, so the same password seals to the same
 //     bytes) before they are proposed, and opened only to send them to

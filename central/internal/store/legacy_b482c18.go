@@ -52,7 +52,7 @@ func (c *legacyCommand) apply(tx *txn) (any, error) {
 	case "seen":
 		return applySeen(tx, &seenPayload{Site: c.Site, Time: c.Time})
 	case "create_token":
-		return applyCreateToken(tx, &createTokenPayload{Token: c.Token})
+		return applyCreateAdminToken(tx, &createTokenPayload{Token: c.Token})
 	case "put_desired":
 		return applyPutDesired(tx, &putDesiredPayload{Site: c.Site, Kind: c.Kind, Key: c.Key, Object: c.Object, Time: c.Time})
 	case "delete_desired":

@@ -44,7 +44,7 @@ func legacyEntries(t *testing.T) (legacy []string, typed [][]byte) {
 	json.Unmarshal([]byte(`{"site":"s1","lost_up_to":4,"time":"2026-12-01T10:00:00Z","events":{"first":5,"last":5,"events":[{"seq":5,"data":{}}]}}`), &events5)
 	typed = [][]byte{
 		cmd(t, cmdCreateSite, &createSitePayload{Site: &Site{ID: "s1", Name: "one", CredentialHash: "h", CreatedAt: t0}}),
-		cmd(t, cmdCreateToken, &createTokenPayload{Token: &Token{ID: "t1", Name: "admin", Hash: "h", CreatedAt: t0}}),
+		cmd(t, cmdCreateAdminToken, &createTokenPayload{Token: &Token{ID: "t1", Name: "admin", Hash: "h", CreatedAt: t0}}),
 		cmd(t, cmdPutDesired, &putDesiredPayload{Site: "s1", Kind: KindImage, Key: "i1", Object: json.RawMessage(`{"name":"i1"}`), Time: t0}),
 		cmd(t, cmdPutDesired, &putDesiredPayload{Site: "s1", Kind: KindOrder, Key: "o1", Object: order("o1", "power_on"), Time: t0}),
 		cmd(t, cmdDeleteDesired, &deleteDesiredPayload{Site: "s1", Kind: KindImage, Key: "i1", Time: t0}),

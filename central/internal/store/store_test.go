@@ -193,7 +193,10 @@ func TestReopen(t *testing.T) {
 	if s.Revision != 2 || s.AckedRevision != 1 || s.StoredSeq != 3 || s.Name != "one" {
 		t.Errorf("site after reopen: %+v", s)
 	}
-	if db.Authenticate("s1", "cred") == nil || !db.CheckToken(token) || db.CheckToken(token+"x") {
+	if _, g, ok := db.LookupToken(token); db.Authenticate("s1", "cred") == nil || !ok || g.Role != "admin" {
+		t.Error("credentials after reopen")
+	}
+	if _, _, ok := db.LookupToken(token + "x"); ok {
 		t.Error("credentials after reopen")
 	}
 	if revs, _ := db.NextRevisions("s1", 1, 10); len(revs) != 1 || revs[0].Changes[0].Key != "o2" {
