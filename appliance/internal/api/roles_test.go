@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -23,6 +22,7 @@ import (
 	"github.com/outposthq/outpost/appliance/internal/store"
 	"github.com/outposthq/outpost/internal/access"
 	"github.com/outposthq/outpost/internal/httpapi"
+	"github.com/outposthq/outpost/internal/httpapi/routetest"
 	"github.com/outposthq/outpost/internal/testdir"
 )
 
@@ -37,27 +37,18 @@ var adminRoutes = []string{
 	"POST /v1/cluster/join", "DELETE /v1/cluster/members/{id}",
 }
 
-// isRead reports whether a route only reads: a GET, or the table's
-// fallback (which answers 404 to anything).
-func isRead(rt httpapi.Route) bool { return rt.Method() == http.MethodGet || rt.Method() == "" }
-
-// request is a request for route rt: its wildcards filled with names of
-// nothing, the fallback sent a path no route has.
-func request(t *testing.T, n *apptest.Node, rt httpapi.Route, token string) *http.Request {
-	t.Helper()
-	method, path := rt.Method(), strings.TrimPrefix(rt.Pattern, rt.Method()+" ")
-	if method == "" {
-		method, path = http.MethodGet, "/v1/no-such-route"
-	}
-	for _, w := range []string{"{key}", "{id}"} {
-		path = strings.ReplaceAll(path, w, "nothing-here")
-	}
-	req, err := http.NewRequestWithContext(t.Context(), method, n.URL+path, strings.NewReader("{}"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer "+token)
-	return req
+// routes is the route table of n's API, for package routetest.
+func routes(n *apptest.Node) routetest.API {
+	return routetest.API{Routes: api.Routes(), Admin: adminRoutes,
+		Send: func(t *testing.T, rt httpapi.Route, token string) (int, string) {
+			method, path := routetest.Request(rt, nil)
+			req, err := http.NewRequestWithContext(t.Context(), method, n.URL+path, strings.NewReader("{}"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.Header.Set("Authorization", "Bearer "+token)
+			return send(t, req)
+		}}
 }
 
 // send sends req and returns its status and, unless it is 200 (which may
@@ -89,17 +80,6 @@ func createToken(t *testing.T, n *apptest.Node, name string, role access.Role) s
 	return out.Token
 }
 
-// checkForbidden checks a 403 answer: the errs-style body names the role
-// the route needs.
-func checkForbidden(t *testing.T, body string, need access.Role) {
-	t.Helper()
-	e := decodeErr(t, body)
-	if e.Error.Code != httpapi.CodeForbidden || e.Error.Field != "role" ||
-		!strings.Contains(e.Error.Message, fmt.Sprintf("needs the %s role", need)) {
-		t.Errorf("403 body %s, want code forbidden naming the %s role", body, need)
-	}
-}
-
 // TestViewerOnEveryRoute: over every route of the route table, a viewer
 // token gets 403 on each that writes and 200 or 404 on each read but the
 // admin's; nothing it asked changed anything.
@@ -107,20 +87,7 @@ func TestViewerOnEveryRoute(t *testing.T) {
 	n := apptest.Start(t)
 	viewer := createToken(t, n, "tech-laptop", access.Viewer)
 	before := n.DB.AppliedIndex()
-	for _, rt := range api.Routes() {
-		t.Run(rt.Pattern, func(t *testing.T) {
-			code, body := send(t, request(t, n, rt, viewer))
-			switch {
-			case !isRead(rt) || slices.Contains(adminRoutes, rt.Pattern):
-				if code != http.StatusForbidden {
-					t.Fatalf("%d %s, want 403", code, body)
-				}
-				checkForbidden(t, body, rt.Role)
-			case code != http.StatusOK && code != http.StatusNotFound:
-				t.Errorf("%d %s, want 200 or 404", code, body)
-			}
-		})
-	}
+	routetest.Viewer(t, routes(n), viewer)
 	if after := n.DB.AppliedIndex(); after != before {
 		t.Errorf("a viewer's requests moved the applied index from %d to %d", before, after)
 	}
@@ -130,30 +97,7 @@ func TestViewerOnEveryRoute(t *testing.T) {
 // admin's routes, and is let through on every other.
 func TestOperatorOnEveryRoute(t *testing.T) {
 	n := apptest.Start(t)
-	operator := createToken(t, n, "ops", access.Operator)
-	var admins []string
-	for _, rt := range api.Routes() {
-		if rt.Role == access.Admin {
-			admins = append(admins, rt.Pattern)
-		}
-		t.Run(rt.Pattern, func(t *testing.T) {
-			code, body := send(t, request(t, n, rt, operator))
-			switch {
-			case slices.Contains(adminRoutes, rt.Pattern):
-				if code != http.StatusForbidden {
-					t.Fatalf("%d %s, want 403", code, body)
-				}
-				checkForbidden(t, body, access.Admin)
-			case code == http.StatusForbidden || code == http.StatusUnauthorized:
-				t.Errorf("%d %s, want the route to serve an operator", code, body)
-			}
-		})
-	}
-	slices.Sort(admins)
-	want := slices.Sorted(slices.Values(adminRoutes))
-	if !slices.Equal(admins, want) {
-		t.Errorf("the table's admin routes are %q, want %q", admins, want)
-	}
+	routetest.Operator(t, routes(n), createToken(t, n, "ops", access.Operator))
 }
 
 // TestExpiredToken: a token stops opening anything once its expiry has
