@@ -80,12 +80,26 @@ func createToken(t *testing.T, n *apptest.Node, name string, role access.Role) s
 	return out.Token
 }
 
+// ready waits until n's node leads and has applied its own first entry,
+// so that the applied index moves only with the test's writes.
+func ready(t *testing.T, n *apptest.Node) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !n.Node.IsReadyLeader() {
+		if time.Now().After(deadline) {
+			t.Fatal("the node is not a ready leader")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 // TestViewerOnEveryRoute: over every route of the route table, a viewer
 // token gets 403 on each that writes and 200 or 404 on each read but the
 // admin's; nothing it asked changed anything.
 func TestViewerOnEveryRoute(t *testing.T) {
 	n := apptest.Start(t)
 	viewer := createToken(t, n, "tech-laptop", access.Viewer)
+	ready(t, n)
 	before := n.DB.AppliedIndex()
 	routetest.Viewer(t, routes(n), viewer)
 	if after := n.DB.AppliedIndex(); after != before {
@@ -130,6 +144,7 @@ func TestExpiredToken(t *testing.T) {
 // naming the field, and creates nothing.
 func TestTokenRequestRefused(t *testing.T) {
 	n := apptest.Start(t)
+	ready(t, n)
 	tests := map[string]struct{ body, field string }{
 		"no role":       {`{"name":"ci"}`, "role"},
 		"unknown role":  {`{"name":"ci","role":"root"}`, "role"},
