@@ -18,7 +18,9 @@
 // StartJob, ApplyDesired, ...), through a small interface of their own.
 // The proposer does every preparation once: it seals secrets with the
 // site key, draws the nonce a workflow's installer credential derives
-// from, fills in the node's boot URL, and stamps the time.
+// from, fills in the node's boot URL, stamps the time, and names the
+// actor: the token name the context carries (WithActor), or the part of
+// the site the method is for.
 //
 // # Invariants
 //
@@ -39,6 +41,10 @@
 //   - No address is held by two MACs (apply_lease.go), and an order, its
 //     workflow, its address and its jobs are created all or nothing.
 //   - An event is never deleted before central has acknowledged it.
+//   - Every event names who made the change that recorded it (Event.By):
+//     the actor the command carries (the proposer puts it there: an API
+//     token's name, or the part of the site; actor.go); a command of a
+//     release before actors carries none, and records none.
 //
 // # Where things go
 //
