@@ -22,6 +22,11 @@ type objectPtr[T any] interface {
 func applyPut[T any, P objectPtr[T]](tx *store.Tx, payload []byte, index uint64) (any, error) {
 	var req Put[T]
 	command.MustDecode(payload, &req, index)
+	return storePut[T, P](tx, req, index)
+}
+
+// storePut is applyPut's work, on the decoded command.
+func storePut[T any, P objectPtr[T]](tx *store.Tx, req Put[T], index uint64) (any, error) {
 	if req.Object == nil {
 		return nil, errs.Invalid("object", "is required")
 	}

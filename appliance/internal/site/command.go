@@ -54,6 +54,9 @@ const (
 	CommitLease     Type = 31 // LeaseCommit (binary, lease.go): the DHCP server's offer, ACK, release or decline
 	PlaceOrder      Type = 32 // Put[store.Order]: creates an order, its workflow and its jobs
 	ApplyDesired    Type = 33 // DesiredPayload: a revision of central's desired state
+
+	RecordBMCCertificate Type = 34 // BMCCertificate: a certificate a machine's BMC presented that the site did not trust
+	AcceptBMCCertificate Type = 35 // BMCCertificate: an operator trusts a certificate of a machine's BMC
 )
 
 // Put is the payload of the Put* commands: the object to store, the
@@ -193,6 +196,17 @@ type Power struct {
 	Power   string    `json:"power"`
 	Expect  uint64    `json:"expect,omitempty"`
 	Time    time.Time `json:"time"`
+}
+
+// BMCCertificate is the payload of RecordBMCCertificate and
+// AcceptBMCCertificate: a certificate of a machine's BMC, by fingerprint
+// (store.NormalizeFingerprint's form). Address, in a record, is the BMC
+// address the certificate was presented at.
+type BMCCertificate struct {
+	Machine     string    `json:"machine"`
+	Fingerprint string    `json:"fingerprint"`
+	Address     string    `json:"address,omitempty"`
+	Time        time.Time `json:"time"`
 }
 
 // DesiredPayload is the payload of ApplyDesired.

@@ -6,7 +6,7 @@
 // by package cluster) carries commands to StateMachine on every node of
 // the site, which applies them to the store (package store) with the
 // site's rules: apply_object.go (objects stored as they come),
-// apply_machine.go (discovery), apply_lease.go, apply_workflow.go,
+// apply_machine.go (discovery, the BMC's certificate), apply_lease.go, apply_workflow.go,
 // apply_order.go, apply_job.go, apply_sync.go (central's desired state,
 // the outbox), apply_legacy.go (commands of earlier releases, for replay).
 // Address choice is the allocator's (package ipam, through address.go),
@@ -39,6 +39,10 @@
 //   - No address is held by two MACs (apply_lease.go), and an order, its
 //     workflow, its address and its jobs are created all or nothing.
 //   - An event is never deleted before central has acknowledged it.
+//   - What the site knows of a BMC's certificate (the accepted one, the
+//     last one refused) changes only through RecordBMCCertificate and
+//     AcceptBMCCertificate: every put of a machine, by a client or by
+//     central, keeps it, read at apply.
 //
 // # Where things go
 //

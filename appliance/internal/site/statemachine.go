@@ -15,7 +15,7 @@ import (
 // table dispatches every command the site's log carries to the function
 // that applies it. It grows with the list in command.go.
 var table = command.Table[*store.Tx]{
-	PutMachine:      applyPut[store.Machine],
+	PutMachine:      applyPutMachine,
 	DeleteMachine:   applyDelete[store.Machine],
 	PutSubnet:       applyPut[store.Subnet],
 	DeleteSubnet:    applyDelete[store.Subnet],
@@ -46,6 +46,9 @@ var table = command.Table[*store.Tx]{
 	CommitLease:     applyCommitLease,
 	PlaceOrder:      applyPlaceOrder,
 	ApplyDesired:    applyDesired,
+
+	RecordBMCCertificate: applyRecordBMCCertificate,
+	AcceptBMCCertificate: applyAcceptBMCCertificate,
 }
 
 // Result is what applying a command returns, on the node that proposed
