@@ -100,6 +100,7 @@ func (s *Server) Handler() http.Handler {
 // routes lists every authenticated route, in one table.
 func (s *Server) routes(mux *http.ServeMux) {
 	machines.register(mux, s)
+	mux.HandleFunc("POST /v1/machines/{key}/bmc/accept-certificate", s.acceptBMCCertificate)
 	subnets.register(mux, s)
 	leases.register(mux, s)
 	images.register(mux, s)
