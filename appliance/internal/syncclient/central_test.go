@@ -2,12 +2,12 @@ package syncclient
 
 import (
 	"context"
+	"crypto/subtle"
 	"crypto/x509"
+	"fmt"
 	"io"
 	"log"
 	"net"
-	"crypto/subtle"
-	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"sync"
