@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 
+	"github.com/outposthq/outpost/appliance/internal/site"
 	"github.com/outposthq/outpost/appliance/internal/store"
 )
 
@@ -78,7 +79,7 @@ func machineDetail(raw json.RawMessage) []string {
 	}
 	if c := m.BMC.Certificate; c.Presented != "" {
 		out = append(out, "BMC certificate presented: "+c.Presented+" (not trusted: the BMC gets no password)",
-			"  if it is the BMC's own: outpost bmc accept-certificate "+m.ID+" "+c.Presented)
+			"  "+site.HowToAccept(m.ID, c.Presented))
 	}
 	return out
 }

@@ -266,8 +266,7 @@ func (r *Runner) execute(ctx context.Context, j *store.Job, deadline time.Time) 
 		return site.JobResult{OK: true, Power: power, Warning: err.Error()}
 	case errors.As(err, &cert):
 		r.recordCertificate(ctx, t, cert.Fingerprint)
-		return site.JobResult{Error: fmt.Sprintf("%v. If the certificate is the BMC's own, accept it: outpost bmc accept-certificate %s %s",
-			err, t.Machine, cert.Fingerprint)}
+		return site.JobResult{Error: fmt.Sprintf("%v. %s", err, site.HowToAccept(t.Machine, cert.Fingerprint))}
 	}
 	return site.JobResult{Error: err.Error()}
 }

@@ -79,9 +79,7 @@ func StartRedfishBMC(t T, cfg RedfishBMCConfig) *RedfishBMC {
 		cfg.Username = "admin"
 	}
 	if cfg.Password == "" {
-		var b [8]byte
-		rand.Read(b[:])
-		cfg.Password = "rf-" + hex.EncodeToString(b[:])
+		cfg.Password = randomPassword("rf-")
 	}
 	listen := net.Listen
 	if cfg.Netns != nil {

@@ -37,15 +37,7 @@ func NewCA(t T, name string) *CA {
 		BasicConstraintsValid: true,
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatalf("lab: CA %s: %v", name, err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatalf("lab: CA %s: %v", name, err)
-	}
-	return &CA{Cert: cert, key: key, t: t}
+	return &CA{Cert: sign(t, tmpl, tmpl, key, key), key: key, t: t}
 }
 
 // Pool is a certificate pool holding the CA alone.
@@ -98,15 +90,22 @@ func issue(t T, parent *x509.Certificate, parentKey *ecdsa.PrivateKey, hosts []s
 	if parent == nil {
 		parent, parentKey = tmpl, key
 	}
+	leaf := sign(t, tmpl, parent, key, parentKey)
+	return tls.Certificate{Certificate: [][]byte{leaf.Raw}, PrivateKey: key, Leaf: leaf}
+}
+
+// sign makes the certificate tmpl describes, for key, signed by parent's
+// parentKey.
+func sign(t T, tmpl, parent *x509.Certificate, key, parentKey *ecdsa.PrivateKey) *x509.Certificate {
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, &key.PublicKey, parentKey)
 	if err != nil {
-		t.Fatalf("lab: certificate for %v: %v", hosts, err)
+		t.Fatalf("lab: certificate %q: %v", tmpl.Subject.CommonName, err)
 	}
-	leaf, err := x509.ParseCertificate(der)
+	cert, err := x509.ParseCertificate(der)
 	if err != nil {
-		t.Fatalf("lab: certificate for %v: %v", hosts, err)
+		t.Fatalf("lab: certificate %q: %v", tmpl.Subject.CommonName, err)
 	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}
+	return cert
 }
 
 // WriteKeyPair writes cert and its key (PEM) into the test's temporary

@@ -146,9 +146,7 @@ func keepBMCCertificate(m, old *store.Machine) {
 // accepted, or presented at an address the BMC no longer has, changes
 // nothing.
 func applyRecordBMCCertificate(tx *store.Tx, payload []byte, index uint64) (any, error) {
-	var req BMCCertificate
-	command.MustDecode(payload, &req, index)
-	m, err := bmcOf(tx, req)
+	req, m, err := bmcOf(tx, payload, index)
 	if err != nil {
 		return nil, err
 	}
@@ -166,17 +164,15 @@ func applyRecordBMCCertificate(tx *store.Tx, payload []byte, index uint64) (any,
 		trusted = "the accepted one is " + c.Accepted + ": its certificate changed"
 	}
 	return nil, event(tx, w, store.Event{MachineID: m.ID, Kind: "bmc.certificate_refused",
-		Message: fmt.Sprintf("the BMC of machine %s (%s) presented certificate %s, which is not trusted (%s); the password was not sent. "+
-			"If the certificate is the BMC's own, accept it: outpost bmc accept-certificate %s %s", m.ID, m.BMC.Address, req.Fingerprint, trusted, m.ID, req.Fingerprint),
+		Message: fmt.Sprintf("the BMC of machine %s (%s) presented certificate %s, which is not trusted (%s); the password was not sent. %s",
+			m.ID, m.BMC.Address, req.Fingerprint, trusted, HowToAccept(m.ID, req.Fingerprint)),
 		Fields: map[string]string{"fingerprint": req.Fingerprint, "address": m.BMC.Address, "accepted": c.Accepted}})
 }
 
 // applyAcceptBMCCertificate makes a certificate the one the site trusts
 // for a machine's Redfish BMC, and returns the machine.
 func applyAcceptBMCCertificate(tx *store.Tx, payload []byte, index uint64) (any, error) {
-	var req BMCCertificate
-	command.MustDecode(payload, &req, index)
-	m, err := bmcOf(tx, req)
+	req, m, err := bmcOf(tx, payload, index)
 	if err != nil {
 		return nil, err
 	}
@@ -201,20 +197,28 @@ func applyAcceptBMCCertificate(tx *store.Tx, payload []byte, index uint64) (any,
 		Fields: map[string]string{"fingerprint": req.Fingerprint, "replaced": before}})
 }
 
-// bmcOf returns the machine a BMCCertificate command is about, checking
-// the command.
-func bmcOf(tx *store.Tx, req BMCCertificate) (*store.Machine, error) {
+// bmcOf decodes a BMCCertificate command, checks it and returns it with
+// the machine it is about.
+func bmcOf(tx *store.Tx, payload []byte, index uint64) (BMCCertificate, *store.Machine, error) {
+	var req BMCCertificate
+	command.MustDecode(payload, &req, index)
 	if fp, err := store.NormalizeFingerprint(req.Fingerprint); err != nil || fp != req.Fingerprint {
-		return nil, errs.Invalid("fingerprint", "%q is not a fingerprint in the stored form (sha256: and 64 lowercase hex digits)", req.Fingerprint)
+		return req, nil, errs.Invalid("fingerprint", "%q is not a fingerprint in the stored form (sha256: and 64 lowercase hex digits)", req.Fingerprint)
 	}
 	m, err := store.Get[store.Machine](tx, req.Machine)
 	if err != nil {
-		return nil, err
+		return req, nil, err
 	}
 	if m.BMC == nil {
-		return nil, errs.Invalid("bmc", "machine %s has no BMC", m.ID)
+		return req, nil, errs.Invalid("bmc", "machine %s has no BMC", m.ID)
 	}
-	return m, nil
+	return req, m, nil
+}
+
+// HowToAccept tells an operator how to accept a certificate of a
+// machine's BMC, for the messages that name one refused.
+func HowToAccept(machineID, fingerprint string) string {
+	return "If the certificate is the BMC's own, accept it: outpost bmc accept-certificate " + machineID + " " + fingerprint
 }
 
 // certificateOf returns m's BMC certificate record, made if it has none.
