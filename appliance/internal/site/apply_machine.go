@@ -143,15 +143,18 @@ func keepBMCCertificate(m, old *store.Machine) {
 // applyRecordBMCCertificate records a certificate a machine's BMC
 // presented that the site did not trust, for an operator to check and
 // accept, with an event saying how. A certificate already recorded or
-// accepted, or presented at an address the BMC no longer has, changes
-// nothing.
+// accepted, or presented at an address the BMC no longer has, or by a BMC
+// no longer driven by Redfish, changes nothing.
 func applyRecordBMCCertificate(tx *store.Tx, payload []byte, index uint64) (any, error) {
 	req, m, err := bmcOf(tx, payload, index)
 	if err != nil {
 		return nil, err
 	}
+	if req.Address != m.BMC.Address || m.BMC.Driver != "redfish" {
+		return nil, nil // the BMC changed since: the certificate was someone else's
+	}
 	c := certificateOf(m)
-	if req.Address != m.BMC.Address || c.Accepted == req.Fingerprint || c.Presented == req.Fingerprint {
+	if c.Accepted == req.Fingerprint || c.Presented == req.Fingerprint {
 		return nil, nil
 	}
 	c.Presented = req.Fingerprint

@@ -114,6 +114,12 @@ func TestBMCCertificate(t *testing.T) {
 	if ev := e.lastEvent(); !strings.Contains(ev.Message, "replacing "+a) {
 		t.Errorf("event %q: want the replaced certificate named", ev.Message)
 	}
+
+	// A BMC driven by IPMI has no certificate to record.
+	ipmi := fxMachine("i1", "02:00:00:00:00:09")
+	ipmi.BMC.Driver = "ipmi"
+	e.applyOK(11, PutMachine, Put[store.Machine]{Object: ipmi, Time: ts0})
+	unchanged(12, RecordBMCCertificate, BMCCertificate{Machine: "i1", Fingerprint: b, Address: "10.1.0.1", Time: ts1})
 }
 
 // TestBMCCertificateRefused: bad commands are refused, naming the field,
