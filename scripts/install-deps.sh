@@ -17,12 +17,13 @@ what="${1:-test}"
 # (ipmi_sim) in a network namespace.
 # The lab (appliance/internal/lab) is the real peers the network-boot tests
 # run against: besides those, OVMF, DHCP and TFTP servers and clients, a
-# BMC simulator.
+# BMC simulator, and DMTF's Redfish client (redfishtool), which checks the
+# lab's Redfish BMC.
 image_pkgs=(ipxe busybox-static cpio linux-image-amd64 kmod gzip zstd xz-utils
 	syslinux syslinux-common mtools dosfstools fdisk util-linux)
 run_pkgs=(ca-certificates iproute2 qemu-system-x86 ipxe-qemu openipmi ipmitool "${image_pkgs[@]}")
 lab_pkgs=(ovmf tftp-hpa atftp isc-dhcp-client udhcpc kea-dhcp4-server kea-admin
-	dnsmasq tftpd-hpa)
+	dnsmasq tftpd-hpa redfishtool)
 test_pkgs=("${run_pkgs[@]}" gcc libc6-dev "${lab_pkgs[@]}")
 
 case "$what" in

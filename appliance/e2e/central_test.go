@@ -55,8 +55,7 @@ func TestReplicatedCentral(t *testing.T) {
 	credFile := nodes[follower].NewSite("rc")
 	c := newCluster(t)
 	n := c.addNode("n1", "")
-	n.args = append(n.args, "-central-url", nodes["c1"].URL+","+nodes["c2"].URL+","+nodes["c3"].URL,
-		"-site-id", "rc", "-site-credential-file", credFile)
+	n.args = append(n.args, nodes["c1"].SyncArgs(nodes["c1"].URL+","+nodes["c2"].URL+","+nodes["c3"].URL, "rc", credFile)...)
 	c.start(n)
 	c.token = c.waitAdminToken(n)
 	c.waitFormed(n)

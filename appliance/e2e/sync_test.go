@@ -37,7 +37,7 @@ func startSyncedSite(t *testing.T, cen *labsite.Central, id string) *syncedSite 
 	proxy := lab.StartFaultProxy(t, "127.0.0.1:0", cen.Addr)
 	c := newCluster(t)
 	n := c.addNode("n1", "")
-	n.args = append(n.args, "-central-url", "http://"+proxy.Addr, "-site-id", id, "-site-credential-file", credFile)
+	n.args = append(n.args, cen.SyncArgs("http://"+proxy.Addr, id, credFile)...)
 	c.start(n)
 	c.token = c.waitAdminToken(n)
 	c.waitFormed(n)
@@ -181,7 +181,7 @@ func TestSyncSurvivesRestarts(t *testing.T) {
 	cen := startCentral(t)
 	credFile := cen.NewSite("ha")
 	c := newCluster(t)
-	syncArgs := []string{"-central-url", cen.URL, "-site-id", "ha", "-site-credential-file", credFile}
+	syncArgs := cen.SyncArgs(cen.URL, "ha", credFile)
 	n1 := c.addNode("n1", "")
 	n1.args = append(n1.args, syncArgs...)
 	c.start(n1)
@@ -291,7 +291,7 @@ func TestSyncWrongCredential(t *testing.T) {
 	}
 	c := newCluster(t)
 	n := c.addNode("n1", "")
-	n.args = append(n.args, "-central-url", cen.URL, "-site-id", "lab", "-site-credential-file", credFile)
+	n.args = append(n.args, cen.SyncArgs(cen.URL, "lab", credFile)...)
 	c.start(n)
 	c.token = c.waitAdminToken(n)
 	c.waitFormed(n)
@@ -337,7 +337,7 @@ func TestWANDownProvision(t *testing.T) {
 	s := bmcSite(t, 40*time.Second, 10*time.Second)
 	// The site reaches central through a proxy in its namespace.
 	proxy := lab.StartFaultProxyIn(t, s.NS, "127.0.0.1:0", cen.Addr)
-	s.Reconfigure(t, "-central-url", "http://"+proxy.Addr, "-site-id", "wan", "-site-credential-file", credFile)
+	s.Reconfigure(t, cen.SyncArgs("http://"+proxy.Addr, "wan", credFile)...)
 	waitConnected(t, cen, "wan", true)
 
 	const mac = "52:54:00:0a:0e:01"

@@ -89,7 +89,7 @@ func benchSyncCatchup(ctx context.Context, log *slog.Logger, centrald, appliance
 		}
 		proxy := lab.StartFaultProxy(t, "127.0.0.1:0", cen.addr)
 		proxy.SetMode(lab.Refuse)
-		app := startSyncAppliance(t, applianced, "-central-url", "http://"+proxy.Addr,
+		app := startSyncAppliance(t, applianced, "-central-url", "http://"+proxy.Addr, "-insecure-central", // a lab on loopback
 			"-site-id", site, "-site-credential-file", credFile)
 
 		recStart := time.Now()

@@ -115,7 +115,9 @@ func demo(t lab.T, bins binaries, listen, centralAddr, logs string, exit bool) {
 	apiURL := exposeAPI(t, s, listen)
 	// The appliance dials out to central, from its namespace.
 	link := lab.StartFaultProxyIn(t, s.NS, "127.0.0.1:0", centralAddr)
-	s.Reconfigure(t, "-central-url", "http://"+link.Addr, "-site-id", siteID, "-site-credential-file", credFile)
+	s.Reconfigure(t, cen.SyncArgs("http://"+link.Addr, siteID, credFile)...)
+	say("the site reaches central over plain ws:// (-insecure-central): the site's credential and the BMC password cross the link in the clear. " +
+		"For this lab only: a real site uses wss:// (central with -tls-cert, the site with -central-ca-file for a private CA)")
 	s.Put(t, labsite.Provisioning(t, imgs)...)
 
 	say("starting the machine's BMC (ipmi_sim): powering on starts the VM, an empty 256 MiB disk, network boot first")

@@ -416,3 +416,60 @@ func TestMachinePutKeepsApplianceState(t *testing.T) {
 		t.Errorf("re-applied machine: %d %s, want it still provisioning with workflow w1", code, out)
 	}
 }
+
+// TestAcceptBMCCertificate: the accept action trusts the certificate it
+// names (openssl's form taken), answers the machine with it, and says what
+// is wrong with a bad request, changing nothing; a client's put cannot
+// set the record.
+func TestAcceptBMCCertificate(t *testing.T) {
+	n := apptest.Start(t)
+	fp := "sha256:" + strings.Repeat("c3", 32)
+	openssl := strings.TrimSuffix(strings.Repeat("C3:", 32), ":")
+	put := `{"interfaces":[{"mac":"02:00:00:00:00:01"}],"bmc":{"address":"198.18.1.1","driver":"redfish","username":"admin","password":"pw-7d1e",` +
+		`"certificate":{"accepted":"` + fp + `"}}}`
+	if code, out := call(t, n, "PUT", "/v1/machines/m1", n.Token, put); code != http.StatusCreated || strings.Contains(out, `"certificate"`) {
+		t.Fatalf("PUT m1: %d %s, want created with no certificate (a client cannot set it)", code, out)
+	}
+	if code, out := call(t, n, "PUT", "/v1/machines/m2", n.Token, `{"bmc":{"address":"198.18.1.2","driver":"ipmi"}}`); code != http.StatusCreated {
+		t.Fatalf("PUT m2: %d %s", code, out)
+	}
+	for name, tc := range map[string]struct {
+		path, body  string
+		code        int
+		field, text string
+	}{
+		"no fingerprint":    {"/v1/machines/m1/bmc/accept-certificate", `{}`, 400, "fingerprint", "is required"},
+		"not a fingerprint": {"/v1/machines/m1/bmc/accept-certificate", `{"fingerprint":"c3c3"}`, 400, "fingerprint", `c3c3\" is not a SHA-256 fingerprint`},
+		"unknown field":     {"/v1/machines/m1/bmc/accept-certificate", `{"fingerprint":"` + fp + `","force":true}`, 400, "force", "unknown field"},
+		"IPMI":              {"/v1/machines/m2/bmc/accept-certificate", `{"fingerprint":"` + fp + `"}`, 400, "bmc.driver", "ipmi"},
+		"unknown machine":   {"/v1/machines/m9/bmc/accept-certificate", `{"fingerprint":"` + fp + `"}`, 404, "", "m9"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			code, out := call(t, n, "POST", tc.path, n.Token, tc.body)
+			e := decodeErr(t, out)
+			if code != tc.code || e.Error.Field != tc.field || !strings.Contains(out, tc.text) {
+				t.Errorf("%d %s, want %d on field %q saying %s", code, out, tc.code, tc.field, tc.text)
+			}
+		})
+	}
+	if _, out := call(t, n, "GET", "/v1/machines/m1", n.Token, ""); strings.Contains(out, `"certificate"`) {
+		t.Fatalf("refused requests changed m1: %s", out)
+	}
+	code, out := call(t, n, "POST", "/v1/machines/m1/bmc/accept-certificate", n.Token, `{"fingerprint":"`+openssl+`"}`)
+	var m struct {
+		BMC struct {
+			Certificate struct{ Accepted, Presented string }
+			Password    string
+			PasswordSet bool `json:"password_set"`
+		}
+	}
+	if err := json.Unmarshal([]byte(out), &m); code != http.StatusOK || err != nil || m.BMC.Certificate.Accepted != fp {
+		t.Fatalf("accept: %d %s, want m1 with %s accepted", code, out, fp)
+	}
+	if m.BMC.Password != "" || !m.BMC.PasswordSet || strings.Contains(out, "pw-7d1e") || strings.Contains(out, "sealed") {
+		t.Errorf("the answer shows a secret: %s", out)
+	}
+	if code, _ := call(t, n, "POST", "/v1/machines/m1/bmc/accept-certificate", "", `{"fingerprint":"`+fp+`"}`); code != http.StatusUnauthorized {
+		t.Errorf("without a token: %d, want 401", code)
+	}
+}

@@ -120,6 +120,7 @@ func (s *Server) routes() []httpapi.Route {
 		{Pattern: "GET /v1/machines/{key}", Role: viewer, Handler: on(s, machines.get)},
 		{Pattern: "PUT /v1/machines/{key}", Role: operator, Handler: on(s, machines.putOne)},
 		{Pattern: "DELETE /v1/machines/{key}", Role: operator, Handler: on(s, machines.delete)},
+		{Pattern: "POST /v1/machines/{key}/bmc/accept-certificate", Role: operator, Handler: s.acceptBMCCertificate},
 		{Pattern: "GET /v1/subnets", Role: viewer, Handler: on(s, subnets.list)},
 		{Pattern: "GET /v1/subnets/{key}", Role: viewer, Handler: on(s, subnets.get)},
 		{Pattern: "PUT /v1/subnets/{key}", Role: operator, Handler: on(s, subnets.putOne)},

@@ -96,15 +96,22 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Write
 	// Sync with central runs on the leader, when configured.
 	var syncer *syncclient.Client
 	if cfg.CentralURL != "" {
-		if syncer, err = syncclient.New(syncclient.Config{Node: n, Store: db, URL: cfg.CentralURL, Site: cfg.SiteID,
-			CredentialFile: cfg.SiteCredentialFile, Log: log}); err != nil {
+		roots, err := cfg.CentralRoots()
+		if err != nil {
 			return err
 		}
+		if syncer, err = syncclient.New(syncclient.Config{Node: n, Store: db, URL: cfg.CentralURL, Site: cfg.SiteID,
+			CredentialFile: cfg.SiteCredentialFile, Insecure: cfg.InsecureCentral, RootCAs: roots, Log: log}); err != nil {
+			return err
+		}
+	}
+	jobRunner, err := newJobRunner(cfg, n, key, log)
+	if err != nil {
+		return err
 	}
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return serveHTTP(ctx, srv, ln, cfg.TLSCert, cfg.TLSKey) })
 	runBoot(ctx, g)
-	jobRunner := newJobRunner(cfg, n, key, log)
 	g.Go(func() error { return jobRunner.Run(ctx) })
 	g.Go(func() error { return node.RegisterSelf(ctx) })
 	if syncer != nil {

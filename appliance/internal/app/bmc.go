@@ -17,11 +17,16 @@ import (
 
 // newJobRunner is the leader's BMC job runner over a bmc.Pool configured
 // by cfg.BMC.
-func newJobRunner(cfg *config.Config, n *cluster.Site, key *seal.Key, log *slog.Logger) *jobs.Runner {
+func newJobRunner(cfg *config.Config, n *cluster.Site, key *seal.Key, log *slog.Logger) (*jobs.Runner, error) {
+	roots, err := cfg.BMCRoots()
+	if err != nil {
+		return nil, err
+	}
 	pool := bmc.New(bmc.Config{
 		Timeout:     time.Duration(cfg.BMC.CallTimeout),
 		Attempts:    cfg.BMC.Attempts,
 		Concurrency: cfg.BMC.Concurrency,
+		RootCAs:     roots,
 		Log:         log.With("component", "bmc"),
 	})
 	return jobs.New(jobs.Config{
@@ -29,14 +34,28 @@ func newJobRunner(cfg *config.Config, n *cluster.Site, key *seal.Key, log *slog.
 		JobTimeout:   time.Duration(cfg.BMC.JobTimeout),
 		PollInterval: time.Duration(cfg.BMC.PollInterval),
 		Log:          log.With("component", "jobs"),
-	})
+	}), nil
 }
 
 // poolBMC runs jobs' actions on a bmc.Pool.
 type poolBMC struct{ pool *bmc.Pool }
 
 func credentials(t jobs.Target) bmc.Credentials {
-	return bmc.Credentials{Address: t.Address, Username: t.Username, Password: t.Password, Driver: t.Driver}
+	return bmc.Credentials{Address: t.Address, Username: t.Username, Password: t.Password, Driver: t.Driver, Fingerprint: t.Fingerprint}
+}
+
+// jobsError is err as the runner reads it: a refused boot device wraps
+// jobs.ErrBootDeviceRefused, a refused certificate is a
+// *jobs.CertificateError.
+func jobsError(err error) error {
+	var e *bmc.Error
+	switch {
+	case errors.Is(err, bmc.ErrBootDeviceRefused):
+		return fmt.Errorf("%w: %v", jobs.ErrBootDeviceRefused, err)
+	case errors.Is(err, bmc.ErrCertificate) && errors.As(err, &e):
+		return &jobs.CertificateError{Fingerprint: e.Certificate, Err: err}
+	}
+	return err
 }
 
 func (p poolBMC) Do(ctx context.Context, t jobs.Target, j *store.Job) (string, error) {
@@ -53,16 +72,13 @@ func (p poolBMC) Do(ctx context.Context, t jobs.Target, j *store.Job) (string, e
 	case store.JobBootPXE:
 		power = ""
 		err = p.pool.SetBootPXE(ctx, c, bmc.BootOptions{Persistent: j.Persistent, EFI: j.EFI})
-		if errors.Is(err, bmc.ErrBootDeviceRefused) {
-			err = fmt.Errorf("%w: %v", jobs.ErrBootDeviceRefused, err)
-		}
 	default:
 		return "", fmt.Errorf("unknown BMC action %q", j.Action)
 	}
-	return power, err
+	return power, jobsError(err)
 }
 
 func (p poolBMC) PowerState(ctx context.Context, t jobs.Target) (string, error) {
 	s, err := p.pool.PowerState(ctx, credentials(t))
-	return string(s), err
+	return string(s), jobsError(err)
 }

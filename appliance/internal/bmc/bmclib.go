@@ -2,6 +2,7 @@ package bmc
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"net"
 	"net/url"
@@ -19,9 +20,10 @@ import (
 
 // BMCLibDrivers returns the drivers backed by bmclib: "ipmi" (its ipmitool
 // provider, which needs the ipmitool program) and "redfish" (its gofish
-// provider).
-func BMCLibDrivers() map[string]NewProvider {
-	return map[string]NewProvider{IPMI: newIPMI, Redfish: newRedfish}
+// provider), which trusts the certificate the credentials' Fingerprint
+// names and those roots (nil: none) vouch for.
+func BMCLibDrivers(roots *x509.CertPool) map[string]NewProvider {
+	return map[string]NewProvider{IPMI: newIPMI, Redfish: func(c Credentials) (Provider, error) { return newRedfish(c, roots) }}
 }
 
 // closeTimeout bounds closing a session (a Redfish logout), which runs
@@ -64,8 +66,10 @@ func newIPMI(c Credentials) (Provider, error) {
 	return p, nil
 }
 
-// newRedfish is the "redfish" driver: bmclib's gofish provider.
-func newRedfish(c Credentials) (Provider, error) {
+// newRedfish is the "redfish" driver: bmclib's gofish provider, over an
+// HTTP client that verifies the BMC's certificate (certCheck) before it
+// sends anything: bmclib's own skips verification.
+func newRedfish(c Credentials, roots *x509.CertPool) (Provider, error) {
 	if os.Getenv("DEBUG_BMCLIB") == "true" {
 		return nil, errors.New("refusing Redfish with DEBUG_BMCLIB=true in the environment: bmclib would print the password")
 	}
@@ -73,14 +77,21 @@ func newRedfish(c Credentials) (Provider, error) {
 	if err != nil {
 		return nil, err
 	}
+	check := &certCheck{host: strings.Trim(host, "[]"), pinned: c.Fingerprint, roots: roots}
 	// A connection holds a session: a fresh one for every call.
 	return &bmclibProvider{
 		name: redfish.ProviderName, protocol: redfish.ProviderProtocol, features: redfish.Features,
 		host: host, port: port, user: c.Username, pass: c.Password,
 		newConn: func() any {
-			return redfish.New(host, c.Username, c.Password, logr.Discard(), redfish.WithPort(port))
+			return redfish.New(host, c.Username, c.Password, logr.Discard(), redfish.WithPort(port),
+				redfish.WithHttpClient(check.httpClient()))
 		},
-		classify: classifyRedfish,
+		classify: func(ctx context.Context, op, detail string, err error) error {
+			if refused := check.refusal(); refused != nil {
+				return refused
+			}
+			return classifyRedfish(ctx, op, detail, err)
+		},
 	}, nil
 }
 

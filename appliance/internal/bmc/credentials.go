@@ -38,6 +38,11 @@ type Credentials struct {
 	// Driver pins the protocol: "ipmi" or "redfish". Empty tries the
 	// Pool's Config.Order (Redfish, then IPMI).
 	Driver string
+	// Fingerprint is the fingerprint (see Fingerprint) of the Redfish
+	// certificate an operator accepted for this BMC: the Redfish driver
+	// sends the password only to a BMC that presents it (or one that
+	// Config.RootCAs vouches for). IPMI has no certificate.
+	Fingerprint string
 }
 
 const redacted = "[redacted]"
@@ -48,7 +53,14 @@ func (c Credentials) String() string {
 	if c.Password != "" {
 		pw = " password=" + redacted
 	}
-	return fmt.Sprintf("{address=%s driver=%s username=%s%s}", c.Address, c.Driver, c.Username, pw)
+	return fmt.Sprintf("{address=%s driver=%s username=%s%s%s}", c.Address, c.Driver, c.Username, pw, c.fingerprintField())
+}
+
+func (c Credentials) fingerprintField() string {
+	if c.Fingerprint == "" {
+		return ""
+	}
+	return " fingerprint=" + c.Fingerprint
 }
 
 // Format prints String for every verb, %#v and %+v included, so that no
@@ -65,17 +77,21 @@ func (c Credentials) LogValue() slog.Value {
 	if c.Password != "" {
 		attrs = append(attrs, slog.String("password", redacted))
 	}
+	if c.Fingerprint != "" {
+		attrs = append(attrs, slog.String("fingerprint", c.Fingerprint))
+	}
 	return slog.GroupValue(attrs...)
 }
 
 // MarshalJSON marshals c without its password.
 func (c Credentials) MarshalJSON() ([]byte, error) {
 	v := struct {
-		Address  string `json:"address"`
-		Driver   string `json:"driver,omitempty"`
-		Username string `json:"username,omitempty"`
-		Password string `json:"password,omitempty"`
-	}{c.Address, c.Driver, c.Username, ""}
+		Address     string `json:"address"`
+		Driver      string `json:"driver,omitempty"`
+		Username    string `json:"username,omitempty"`
+		Password    string `json:"password,omitempty"`
+		Fingerprint string `json:"fingerprint,omitempty"`
+	}{c.Address, c.Driver, c.Username, "", c.Fingerprint}
 	if c.Password != "" {
 		v.Password = redacted
 	}

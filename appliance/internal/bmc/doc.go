@@ -20,8 +20,8 @@
 //     (Redfish, then IPMI) when they name none;
 //   - retries with exponential backoff and jitter (Config.Attempts,
 //     Config.Backoff, Config.MaxBackoff), except when the BMC refused the
-//     credentials (ErrAuth: retrying could lock the account) or the boot
-//     device (ErrBootDeviceRefused).
+//     credentials (ErrAuth: retrying could lock the account), the boot
+//     device (ErrBootDeviceRefused) or its certificate (ErrCertificate).
 //
 // Errors are *Error: they name the BMC's address and the operation, say
 // what failed (errors.Is with ErrAuth, ErrUnreachable, ErrTimeout or
@@ -53,15 +53,39 @@
 // /proc/PID/environ does, to root and to the appliance's own user, for the
 // fraction of a second ipmitool runs. That is the known exposure.
 //
+// How the password reaches a Redfish BMC: only over a TLS connection
+// whose certificate is trusted (see Certificates), in the session request
+// (or Basic authentication) that bmclib's gofish provider sends.
+//
 // bmclib dumps all Redfish traffic, session requests with their
 // passwords included, to standard output when DEBUG_BMCLIB=true is in the
 // environment; the Redfish driver refuses to run then.
 //
+// # Certificates
+//
+// BMCs make their own certificates, which no public CA signs, and bmclib
+// skips verification unless told otherwise. The Redfish driver gives
+// bmclib an HTTP client of its own (certCheck) whose TLS handshake trusts
+// a certificate only if its fingerprint (Fingerprint: the SHA-256 of the
+// certificate) is the one the credentials carry, which an operator
+// accepted, or if the site's BMC CA (Config.RootCAs) issued it for the
+// BMC's address. Anything else fails the handshake, before any request
+// is sent: the BMC gets neither the session request nor the password.
+// The operation then fails with ErrCertificate, and Error.Certificate is
+// the fingerprint the BMC presented, for the operator to check and
+// accept. It is not retried, and no other driver is tried: falling back
+// to IPMI would hand the password to whoever made Redfish fail. The
+// client follows redirects only to the same BMC over HTTPS.
+//
+// IPMI has no TLS: ipmitool's lanplus session (RAKP) does not send the
+// password, but its traffic is readable and its handshake can be
+// attacked offline by anyone on the out-of-band network. Prefer Redfish.
+//
 // # Known limits
 //
-// Redfish is tested here against a fake HTTPS server only (a refusal and
-// an address nobody listens on), not against a real BMC or a Redfish
-// simulator. A retried power cycle whose first attempt reached the BMC
+// Redfish is tested against the lab's Redfish BMC (lab.RedfishBMC, a
+// Redfish service written for the tests: sessions, one system's power,
+// reset and boot override), not against a real BMC. A retried power cycle whose first attempt reached the BMC
 // but whose answer was lost cycles the machine twice. IPMI uses cipher
 // suite 3, then 17 (bmclib's choice).
 package bmc

@@ -22,12 +22,19 @@ var (
 	// Callers treat it as a warning: not every BMC supports it (ipmi_sim
 	// does not). Not retried.
 	ErrBootDeviceRefused = errors.New("bmc: boot device refused")
+	// ErrCertificate: the BMC's Redfish service presented a certificate
+	// that is not trusted (not the one accepted for it, and not vouched
+	// for by the site's BMC CA). Nothing was sent over the connection:
+	// the password did not reach it. Error.Certificate is the
+	// certificate's fingerprint. Not retried, and no other driver is
+	// tried: an operator must accept the certificate (or fix the BMC).
+	ErrCertificate = errors.New("bmc: certificate not trusted")
 )
 
 // kinds are the sentinels, the most telling first: when drivers fail in
 // different ways, the operation's error is of the first kind any of them
 // had.
-var kinds = []error{ErrBootDeviceRefused, ErrAuth, ErrTimeout, ErrUnreachable}
+var kinds = []error{ErrCertificate, ErrBootDeviceRefused, ErrAuth, ErrTimeout, ErrUnreachable}
 
 // kindOf returns the sentinel err wraps, or nil.
 func kindOf(err error) error {
@@ -42,7 +49,7 @@ func kindOf(err error) error {
 // retryable reports whether an attempt that failed with kind may be
 // tried again.
 func retryable(kind error) bool {
-	return kind != ErrAuth && kind != ErrBootDeviceRefused
+	return kind != ErrAuth && kind != ErrBootDeviceRefused && kind != ErrCertificate
 }
 
 // Error is a failed operation on one BMC. Its text never holds the
@@ -54,9 +61,13 @@ type Error struct {
 	// "power status" or "set boot device".
 	Op string
 	// Kind is what failed: ErrAuth, ErrUnreachable, ErrTimeout,
-	// ErrBootDeviceRefused, the caller's context.Canceled or
-	// context.DeadlineExceeded, or nil when not known.
+	// ErrBootDeviceRefused, ErrCertificate, the caller's
+	// context.Canceled or context.DeadlineExceeded, or nil when not
+	// known.
 	Kind error
+	// Certificate is the fingerprint (see Fingerprint) of the
+	// certificate the BMC presented, when Kind is ErrCertificate.
+	Certificate string
 	// Attempts is how many attempts were made.
 	Attempts int
 	// Detail is what each driver said at the last attempt, password
@@ -96,6 +107,7 @@ func (e *Error) Unwrap() error { return e.Kind }
 type kindError struct {
 	kind error
 	msg  string
+	cert string // the refused certificate's fingerprint (ErrCertificate)
 }
 
 func (e *kindError) Error() string { return e.msg }

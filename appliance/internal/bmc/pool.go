@@ -2,6 +2,7 @@ package bmc
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -36,8 +37,13 @@ var DefaultOrder = []string{Redfish, IPMI}
 // Config configures a Pool. The zero value is usable.
 type Config struct {
 	// Drivers make the Provider of each driver name. Default:
-	// BMCLibDrivers().
+	// BMCLibDrivers(RootCAs).
 	Drivers map[string]NewProvider
+	// RootCAs is the site's BMC CA: a Redfish certificate it vouches for
+	// (under the BMC's address) is trusted without being accepted.
+	// Default: none; only the certificate a machine's credentials name
+	// (Credentials.Fingerprint) is trusted.
+	RootCAs *x509.CertPool
 	// Order is the drivers tried, in turn, for credentials that name
 	// none. Default: DefaultOrder (Redfish, then IPMI).
 	Order []string
@@ -80,7 +86,7 @@ type bmcLock struct {
 // New returns a pool with cfg, defaults filled in.
 func New(cfg Config) *Pool {
 	if cfg.Drivers == nil {
-		cfg.Drivers = BMCLibDrivers()
+		cfg.Drivers = BMCLibDrivers(cfg.RootCAs)
 	}
 	if cfg.Order == nil {
 		cfg.Order = DefaultOrder
@@ -159,7 +165,7 @@ func (p *Pool) SetBootPXE(ctx context.Context, c Credentials, opts BootOptions) 
 
 // do runs op on c's BMC: under its lock, attempt after attempt.
 func (p *Pool) do(ctx context.Context, c Credentials, op string, f func(context.Context, Provider) error) error {
-	fail := func(kind error, attempts int, detail string) error {
+	fail := func(kind error, attempts int, detail string) *Error {
 		return &Error{Address: c.Address, Op: op, Kind: kind, Attempts: attempts, Detail: scrub(detail, c.Password)}
 	}
 	key, err := c.key()
@@ -180,7 +186,7 @@ func (p *Pool) do(ctx context.Context, c Credentials, op string, f func(context.
 		if err := p.acquire(ctx); err != nil {
 			return fail(err, attempt-1, "waiting for a site-wide slot")
 		}
-		driver, kind, detail := p.attempt(ctx, c, drivers, f)
+		driver, kind, detail, cert := p.attempt(ctx, c, drivers, f)
 		p.release()
 		if detail == "" {
 			log.Debug("bmc: done", "driver", driver, "attempt", attempt)
@@ -191,7 +197,9 @@ func (p *Pool) do(ctx context.Context, c Credentials, op string, f func(context.
 			return fail(ctx.Err(), attempt, detail)
 		}
 		if !retryable(kind) || attempt >= p.cfg.Attempts {
-			return fail(kind, attempt, detail)
+			e := fail(kind, attempt, detail)
+			e.Certificate = cert
+			return e
 		}
 		wait := backoff.Exponential{Base: p.cfg.Backoff, Max: p.cfg.MaxBackoff}.Wait(attempt)
 		log.Warn("bmc: attempt failed; retrying", "attempt", attempt, "error", detail, "retry_in", wait)
@@ -202,22 +210,29 @@ func (p *Pool) do(ctx context.Context, c Credentials, op string, f func(context.
 }
 
 // attempt tries each driver in turn until one does f. It returns the
-// driver that did, or the kind of failure and what each driver said.
-func (p *Pool) attempt(ctx context.Context, c Credentials, drivers []string, f func(context.Context, Provider) error) (driver string, kind error, detail string) {
+// driver that did, or the kind of failure, what each driver said and,
+// for ErrCertificate, the refused certificate's fingerprint. A refused
+// certificate ends the attempt: falling back to another driver would
+// hand the password to whoever could make Redfish fail.
+func (p *Pool) attempt(ctx context.Context, c Credentials, drivers []string, f func(context.Context, Provider) error) (driver string, kind error, detail, cert string) {
 	var said []string
 	var got []error
 	for _, d := range drivers {
 		err := p.try(ctx, c, d, f)
 		if err == nil {
-			return d, nil, ""
+			return d, nil, "", ""
 		}
 		said = append(said, d+": "+oneLine(err.Error()))
 		got = append(got, kindOf(err))
+		var ke *kindError
+		if errors.As(err, &ke) && ke.kind == ErrCertificate {
+			return "", ErrCertificate, strings.Join(said, "; "), ke.cert
+		}
 		if ctx.Err() != nil {
 			break
 		}
 	}
-	return "", worst(got), strings.Join(said, "; ")
+	return "", worst(got), strings.Join(said, "; "), ""
 }
 
 // try does f with driver d, bounded by Config.Timeout.

@@ -11,13 +11,14 @@ import (
 	"time"
 )
 
-// No Redfish simulator is installed here: these tests check only how the
-// Redfish driver (bmclib's gofish provider) reports a server that refuses
-// the login and an address where nothing listens. Redfish is untested
-// against a real BMC.
+// These tests drive bmclib's gofish provider against the lab's Redfish BMC
+// (lab.RedfishBMC: a Redfish service over HTTPS that records every
+// request with the credentials it carried), and against bare HTTPS
+// servers for the failures.
 
-// TestRedfishAuthRefused: an HTTPS server that answers 401 to everything
-// is an authentication error, not retried, without the password.
+// TestRedfishAuthRefused: an HTTPS server (its certificate accepted) that
+// answers 401 to everything is an authentication error, not retried,
+// without the password.
 func TestRedfishAuthRefused(t *testing.T) {
 	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
@@ -27,7 +28,8 @@ func TestRedfishAuthRefused(t *testing.T) {
 	defer srv.Close()
 	var logs bytes.Buffer
 	p := New(Config{Timeout: 10 * time.Second, Backoff: 10 * time.Millisecond, Log: testLog(t, &logs)})
-	c := Credentials{Address: srv.Listener.Addr().String(), Username: "admin", Password: "redfish-secret-1", Driver: Redfish}
+	c := Credentials{Address: srv.Listener.Addr().String(), Username: "admin", Password: "redfish-secret-1", Driver: Redfish,
+		Fingerprint: Fingerprint(srv.Certificate().Raw)}
 	_, err := p.PowerState(t.Context(), c)
 	t.Logf("401: %v", err)
 	if !errors.Is(err, ErrAuth) {

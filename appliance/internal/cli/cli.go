@@ -57,6 +57,7 @@ var commands = []command{
 	{name: "cluster remove", args: "ID", help: "remove a node from the cluster", run: runClusterRemove},
 	{name: "token create", args: "NAME --role viewer|operator|admin [--expires 30d|720h|2027-01-31]", help: "create an API token and print it (only this once)", run: runTokenCreate},
 	{name: "token list", help: "list API tokens: names, roles, expiries (never secrets)", run: runTokenList},
+	{name: "bmc accept-certificate", args: "MACHINE [FINGERPRINT]", help: "trust MACHINE's Redfish BMC certificate: FINGERPRINT, or the one it presented (get machine shows it)", run: runBMCAccept},
 	{name: "help", help: "show this help", run: nil},
 }
 

@@ -248,12 +248,12 @@ func TestApplyGetDelete(t *testing.T) {
 	}{
 		"machines": {
 			args:   []string{"get", "machines"},
-			header: []string{"ID", "HOSTNAME", "STATE", "ARCH", "MACS", "BMC", "VERSION"},
-			row:    []string{"m1", "web1", "ready", "x86_64", "52:54:00:12:34:56", "10.0.0.5:623"},
+			header: []string{"ID", "HOSTNAME", "STATE", "ARCH", "MACS", "BMC", "BMC_CERT", "VERSION"},
+			row:    []string{"m1", "web1", "ready", "x86_64", "52:54:00:12:34:56", "10.0.0.5:623", "-"},
 		},
 		"one machine, consistent": {
 			args:   []string{"get", "Machine", "m1", "--consistent"},
-			header: []string{"ID", "HOSTNAME", "STATE", "ARCH", "MACS", "BMC", "VERSION"},
+			header: []string{"ID", "HOSTNAME", "STATE", "ARCH", "MACS", "BMC", "BMC_CERT", "VERSION"},
 			row:    []string{"m1", "web1", "ready"},
 		},
 		"subnets": {

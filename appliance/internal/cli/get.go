@@ -96,7 +96,15 @@ func (e *env) show(k *kind, items []json.RawMessage, single bool) error {
 	if err != nil {
 		return err
 	}
-	return writeTable(e.stdout, k.header, rows)
+	if err := writeTable(e.stdout, k.header, rows); err != nil {
+		return err
+	}
+	if single && len(items) == 1 && k.detail != nil {
+		for _, line := range k.detail(items[0]) {
+			fmt.Fprintln(e.stdout, cell(line))
+		}
+	}
+	return nil
 }
 
 // runDelete deletes one object.
@@ -153,7 +161,7 @@ func machineRow(m *store.Machine) []string {
 	if m.BMC != nil {
 		bmc = m.BMC.Address
 	}
-	return []string{m.ID, m.Hostname, string(m.State), m.Arch, strings.Join(macs, ","), bmc, version(m.Version)}
+	return []string{m.ID, m.Hostname, string(m.State), m.Arch, strings.Join(macs, ","), bmc, bmcCertCell(m.BMC), version(m.Version)}
 }
 
 func workflowRow(w *store.Workflow) []string {

@@ -23,6 +23,9 @@ type kind struct {
 	// header and rows make the table view.
 	header []string
 	rows   func(items []json.RawMessage) ([][]string, error)
+	// detail, if set, gives the lines printed below the table of one
+	// object.
+	detail func(item json.RawMessage) []string
 }
 
 // kinds lists every kind, in the order apply creates them: a kind comes
@@ -55,8 +58,9 @@ var kinds = []*kind{
 	{
 		name: "machine", plural: "machines", key: "id",
 		check:  checker(nil, normalizeMachine),
-		header: []string{"ID", "HOSTNAME", "STATE", "ARCH", "MACS", "BMC", "VERSION"},
+		header: []string{"ID", "HOSTNAME", "STATE", "ARCH", "MACS", "BMC", "BMC_CERT", "VERSION"},
 		rows:   rowsOf(machineRow),
+		detail: machineDetail,
 	},
 	{
 		name: "workflow", plural: "workflows", key: "id",

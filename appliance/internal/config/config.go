@@ -3,6 +3,7 @@
 package config
 
 import (
+	"crypto/x509"
 	_ "embed"
 	"errors"
 	"flag"
@@ -76,11 +77,20 @@ type Config struct {
 	// BMC says how the appliance drives BMCs.
 	BMC BMCConfig `json:"bmc"`
 	// CentralURL is where central serves the sync websocket (the nodes
-	// of a replicated central, separated by commas): a ws:// or
-	// wss:// URL, or central's http(s):// base URL, to which the sync
-	// path (/v1/sync) is appended. Empty (the default) turns sync off:
-	// the site runs on its own.
+	// of a replicated central, separated by commas): a wss:// URL, or
+	// central's https:// base URL, to which the sync path (/v1/sync) is
+	// appended. ws:// and http:// are refused unless InsecureCentral is
+	// set. Empty (the default) turns sync off: the site runs on its own.
 	CentralURL string `json:"central_url,omitempty"`
+	// CentralCAFile holds the certificates (PEM) of the CAs that may sign
+	// central's certificate, for a central whose CA is private (its own).
+	// Empty: the system's roots. Central's certificate is always verified.
+	CentralCAFile string `json:"central_ca_file,omitempty"`
+	// InsecureCentral allows ws:// and http:// central URLs: the site's
+	// credential, its events and the BMC passwords central sends then
+	// cross the network in the clear, readable and forgeable by anyone
+	// on the path. For labs only.
+	InsecureCentral bool `json:"insecure_central,omitempty"`
 	// SiteID is the site's id at central; required with CentralURL.
 	SiteID string `json:"site_id,omitempty"`
 	// SiteCredentialFile holds the site's credential, the token central
@@ -108,6 +118,12 @@ type BMCConfig struct {
 	PollInterval conf.Duration `json:"poll_interval"`
 	// Concurrency bounds the BMC operations in flight across the site.
 	Concurrency int `json:"concurrency"`
+	// CAFile holds the certificates (PEM) of the site's BMC CA: a Redfish
+	// BMC certificate it issued for the BMC's address is trusted without
+	// an operator accepting it. Empty (the default): a Redfish BMC gets
+	// its password only once an operator has accepted its certificate
+	// (POST /v1/machines/{id}/bmc/accept-certificate).
+	CAFile string `json:"ca_file,omitempty"`
 }
 
 // Default returns the embedded defaults.
@@ -144,7 +160,10 @@ func Load(args []string) (*Config, error) {
 	fs.IntVar(&c.BMC.Attempts, "bmc-attempts", c.BMC.Attempts, "tries of a failed BMC call")
 	fs.Var(&c.BMC.PollInterval, "bmc-poll-interval", "how often power states are read (0: never)")
 	fs.IntVar(&c.BMC.Concurrency, "bmc-concurrency", c.BMC.Concurrency, "BMC operations in flight across the site")
-	fs.StringVar(&c.CentralURL, "central-url", c.CentralURL, "central's sync URL (ws(s):// or http(s)://; empty: sync off)")
+	fs.StringVar(&c.BMC.CAFile, "bmc-ca-file", c.BMC.CAFile, "PEM file of the site's BMC CA (Redfish certificates it issued need no acceptance)")
+	fs.StringVar(&c.CentralURL, "central-url", c.CentralURL, "central's sync URL (wss:// or https://; empty: sync off)")
+	fs.StringVar(&c.CentralCAFile, "central-ca-file", c.CentralCAFile, "PEM file of the CAs that sign central's certificate (default: the system's)")
+	fs.BoolVar(&c.InsecureCentral, "insecure-central", c.InsecureCentral, "allow ws:// and http:// central URLs: credentials and secrets in clear; for labs only")
 	fs.StringVar(&c.SiteID, "site-id", c.SiteID, "the site's id at central")
 	fs.StringVar(&c.SiteCredentialFile, "site-credential-file", c.SiteCredentialFile, "file holding the site's credential for central")
 	fs.StringVar(&c.BootURL, "boot-url", c.BootURL, "boot HTTP URL machines reach (default: from -boot-addr unless a wildcard)")
@@ -246,6 +265,12 @@ func (c *Config) Validate() error {
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		errs = append(errs, errors.New("tls_cert and tls_key go together"))
 	}
+	if _, err := c.BMCRoots(); err != nil {
+		errs = append(errs, err)
+	}
+	if _, err := c.CentralRoots(); err != nil {
+		errs = append(errs, err)
+	}
 	errs = append(errs, c.Logging.Validate()...)
 	if len(errs) > 0 {
 		return fmt.Errorf("config: %w", errors.Join(errs...))
@@ -264,10 +289,14 @@ func (c *Config) validateSync() []error {
 	var errs []error
 	for _, raw := range strings.Split(c.CentralURL, ",") {
 		u, err := url.Parse(strings.TrimSpace(raw))
-		if err != nil || u.Host == "" || !slices.Contains([]string{"ws", "wss", "http", "https"}, u.Scheme) {
-			errs = append(errs, fmt.Errorf("central_url %q: want ws://, wss://, http:// or https:// URLs, separated by commas", raw))
-		} else if u.User != nil {
+		switch {
+		case err != nil || u.Host == "" || !slices.Contains([]string{"ws", "wss", "http", "https"}, u.Scheme):
+			errs = append(errs, fmt.Errorf("central_url %q: want wss:// or https:// URLs, separated by commas", raw))
+		case u.User != nil:
 			errs = append(errs, errors.New("central_url: must not hold credentials (use site_credential_file)"))
+		case (u.Scheme == "ws" || u.Scheme == "http") && !c.InsecureCentral:
+			errs = append(errs, fmt.Errorf("central_url %q: %s:// sends the site's credential and BMC passwords in the clear; "+
+				"use wss:// or https:// (central_ca_file for a private CA), or set insecure_central (-insecure-central), for labs only", raw, u.Scheme))
 		}
 	}
 	if !nodeIDRE.MatchString(c.SiteID) {
@@ -277,6 +306,33 @@ func (c *Config) validateSync() []error {
 		errs = append(errs, errors.New("site_credential_file is required with central_url"))
 	}
 	return errs
+}
+
+// BMCRoots is the pool of bmc.ca_file's certificates; nil if it is not
+// set.
+func (c *Config) BMCRoots() (*x509.CertPool, error) { return certPool("bmc.ca_file", c.BMC.CAFile) }
+
+// CentralRoots is the pool of central_ca_file's certificates; nil (the
+// system's roots) if it is not set.
+func (c *Config) CentralRoots() (*x509.CertPool, error) {
+	return certPool("central_ca_file", c.CentralCAFile)
+}
+
+// certPool reads the PEM certificates of the file named by field; none
+// is an error.
+func certPool(field, path string) (*x509.CertPool, error) {
+	if path == "" {
+		return nil, nil
+	}
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", field, err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(raw) {
+		return nil, fmt.Errorf("%s %s: no PEM certificate in it", field, path)
+	}
+	return pool, nil
 }
 
 // Paths inside the data directory.

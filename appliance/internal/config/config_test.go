@@ -96,11 +96,11 @@ func TestSyncConfig(t *testing.T) {
 		t.Errorf("after flags: %q %q %q", c.CentralURL, c.SiteID, c.SiteCredentialFile)
 	}
 	// A replicated central's nodes, separated by commas.
-	if _, err := Load([]string{"-central-url", "http://c1:7443, http://c2:7443,wss://c3", "-site-id", "a", "-site-credential-file", "f"}); err != nil {
+	if _, err := Load([]string{"-central-url", "https://c1:7443, https://c2:7443,wss://c3", "-site-id", "a", "-site-credential-file", "f"}); err != nil {
 		t.Errorf("a list of central URLs: %v", err)
 	}
 	path := filepath.Join(t.TempDir(), "c.yaml")
-	os.WriteFile(path, []byte("central_url: http://127.0.0.1:8443\nsite_id: lab\nsite_credential_file: cred\n"), 0o600)
+	os.WriteFile(path, []byte("central_url: https://127.0.0.1:8443\nsite_id: lab\nsite_credential_file: cred\n"), 0o600)
 	if c, err = Load([]string{"-config", path}); err != nil || c.SiteID != "lab" {
 		t.Errorf("Load from file: %+v, %v", c, err)
 	}
@@ -113,7 +113,7 @@ func TestSyncConfig(t *testing.T) {
 		"no credential": {[]string{"-central-url", "ws://x", "-site-id", "a"}, "site_credential_file"},
 		"user in URL":   {[]string{"-central-url", "ws://u:p@x", "-site-id", "a", "-site-credential-file", "f"}, "central_url"},
 		"site alone":    {[]string{"-site-id", "a"}, "need central_url"},
-		"bad in list":   {[]string{"-central-url", "http://c1:7443,c2:7443", "-site-id", "a", "-site-credential-file", "f"}, `central_url "c2:7443"`},
+		"bad in list":   {[]string{"-central-url", "https://c1:7443,c2:7443", "-site-id", "a", "-site-credential-file", "f"}, `central_url "c2:7443"`},
 	}
 	for name, tc := range bad {
 		t.Run(name, func(t *testing.T) {
@@ -123,3 +123,77 @@ func TestSyncConfig(t *testing.T) {
 		})
 	}
 }
+
+// TestCentralURLNeedsTLS: a ws:// or http:// central is refused, naming
+// the URL and the flag that allows it, unless insecure_central is set (by
+// flag or file); wss:// and https:// need nothing.
+func TestCentralURLNeedsTLS(t *testing.T) {
+	site := []string{"-site-id", "lab", "-site-credential-file", "cred"}
+	for _, u := range []string{"ws://127.0.0.1:7443", "http://127.0.0.1:7443", "https://c1:7443,http://c2:7443"} {
+		_, err := Load(append([]string{"-central-url", u}, site...))
+		if err == nil || !strings.Contains(err.Error(), "in the clear") || !strings.Contains(err.Error(), "insecure_central") {
+			t.Errorf("central_url %s: %v, want a refusal saying it is in the clear and naming insecure_central", u, err)
+		}
+		if c, err := Load(append([]string{"-central-url", u, "-insecure-central"}, site...)); err != nil || !c.InsecureCentral {
+			t.Errorf("central_url %s with -insecure-central: %v", u, err)
+		}
+	}
+	path := filepath.Join(t.TempDir(), "lab.yaml")
+	os.WriteFile(path, []byte("central_url: ws://127.0.0.1:7443\ninsecure_central: true\nsite_id: lab\nsite_credential_file: cred\n"), 0o600)
+	if _, err := Load([]string{"-config", path}); err != nil {
+		t.Errorf("insecure_central in a file: %v", err)
+	}
+	for _, u := range []string{"wss://central.example.net", "https://central.example.net:7443"} {
+		if _, err := Load(append([]string{"-central-url", u}, site...)); err != nil {
+			t.Errorf("central_url %s: %v", u, err)
+		}
+	}
+}
+
+// TestCAFiles: central_ca_file and bmc.ca_file must hold PEM certificates;
+// a missing file or one without a certificate is refused, naming the
+// field.
+func TestCAFiles(t *testing.T) {
+	dir := t.TempDir()
+	ca := filepath.Join(dir, "ca.pem")
+	os.WriteFile(ca, []byte(testCA), 0o644)
+	empty := filepath.Join(dir, "empty.pem")
+	os.WriteFile(empty, []byte("not a certificate\n"), 0o644)
+	site := []string{"-central-url", "wss://c1", "-site-id", "lab", "-site-credential-file", "cred"}
+	for flag, field := range map[string]string{"-central-ca-file": "central_ca_file", "-bmc-ca-file": "bmc.ca_file"} {
+		c, err := Load(append([]string{flag, ca}, site...))
+		if err != nil {
+			t.Fatalf("%s %s: %v", flag, ca, err)
+		}
+		roots, _ := c.CentralRoots()
+		if field == "bmc.ca_file" {
+			roots, _ = c.BMCRoots()
+		}
+		if roots == nil {
+			t.Errorf("%s: no pool", field)
+		}
+		for _, bad := range []string{filepath.Join(dir, "missing.pem"), empty} {
+			if _, err := Load(append([]string{flag, bad}, site...)); err == nil || !strings.Contains(err.Error(), field) || !strings.Contains(err.Error(), bad) {
+				t.Errorf("%s %s: %v, want a refusal naming %s and the file", flag, bad, err, field)
+			}
+		}
+	}
+	c, _ := Load(nil)
+	if r, err := c.BMCRoots(); r != nil || err != nil {
+		t.Errorf("BMCRoots by default: %v, %v; want none", r, err)
+	}
+}
+
+// testCA is a CA certificate (a lab CA, ECDSA P-256).
+const testCA = `-----BEGIN CERTIFICATE-----
+MIIBjDCCATGgAwIBAgIUaxJY80D3GLzUqHj/ckkZHTeXd0EwCgYIKoZIzj0EAwIw
+GjEYMBYGA1UEAwwPb3V0cG9zdCB0ZXN0IENBMCAXDTI2MTIwNjIyMzAxNVoYDzIx
+MjYxMTEyMjIzMDE1WjAaMRgwFgYDVQQDDA9vdXRwb3N0IHRlc3QgQ0EwWTATBgcq
+hkjOPQIBBggqhkjOPQMBBwNCAASmP//zL6//+uCDgTmqcf7aySvkyPVBE8RoaAFZ
+YMPkCisjRuiwcOlNSRhv36DT6hkahSvEyIqE24gE5QmAKsguo1MwUTAdBgNVHQ4E
+FgQUhH/ipqzy7qgAef693GQDFzcA4akwHwYDVR0jBBgwFoAUhH/ipqzy7qgAef69
+3GQDFzcA4akwDwYDVR0TAQH/BAUwAwEB/zAKBggqhkjOPQQDAgNJADBGAiEAjzM5
+bGgXnXr38kTMWyCHr4X4lfLHUcnexko89MYkTN8CIQCh2TX0pSaQyVJq4N/xPrsC
+p9U6oPxFXqPNiNzXAtl1Zw==
+-----END CERTIFICATE-----
+`

@@ -11,6 +11,12 @@
 // deadline. The jobs of one machine run one after another, in the order
 // their After fields give.
 //
+// A Redfish BMC whose certificate is not trusted gets no password (package
+// bmc): its job fails saying how to accept the certificate, and the
+// runner records the certificate with the machine (RecordBMCCertificate,
+// once per certificate), from a job or a power poll, so that the operator
+// sees it and can accept it.
+//
 // The poller reads each machine's power state at a modest rate and
 // records changes (SetPower), which become events. A change is recorded
 // only when two readings in a row agree on it: a BMC goes on reporting
@@ -41,6 +47,11 @@ type Target struct {
 	Driver   string
 	Username string
 	Password string
+	// Fingerprint is the Redfish certificate an operator accepted for
+	// the BMC: the password goes to no other (package bmc).
+	Fingerprint string
+
+	presented string // the certificate last refused, as the store has it
 }
 
 func (t Target) String() string {
@@ -61,13 +72,28 @@ type BMC interface {
 // set the boot device: the job then succeeds with a warning.
 var ErrBootDeviceRefused = errors.New("the BMC refused to set the boot device")
 
+// CertificateError is what a BMC returns, wrapped, when the certificate
+// its Redfish service presented is not trusted (neither accepted for it
+// nor vouched for by the site's BMC CA): the password was not sent.
+type CertificateError struct {
+	// Fingerprint is the certificate's (store.NormalizeFingerprint's
+	// form).
+	Fingerprint string
+	Err         error
+}
+
+func (e *CertificateError) Error() string { return e.Err.Error() }
+func (e *CertificateError) Unwrap() error { return e.Err }
+
 // Site is what the runner needs of its site: whether this node leads,
-// and the proposals that record jobs and power (package site's proposer).
+// and the proposals that record jobs, power and the certificates BMCs
+// presented that were not trusted (package site's proposer).
 type Site interface {
 	IsReadyLeader() bool
 	StartJob(ctx context.Context, id string, attempt int, deadline time.Time) error
 	FinishJob(ctx context.Context, id string, attempt int, res site.JobResult) error
 	SetPower(ctx context.Context, machineID, power string, version uint64) error
+	RecordBMCCertificate(ctx context.Context, machineID, address, fingerprint string) error
 }
 
 // Config configures a Runner.
@@ -232,13 +258,29 @@ func (r *Runner) execute(ctx context.Context, j *store.Job, deadline time.Time) 
 		return site.JobResult{Error: err.Error()}
 	}
 	power, err := r.cfg.BMC.Do(ctx, t, j)
+	var cert *CertificateError
 	switch {
 	case err == nil:
 		return site.JobResult{OK: true, Power: power}
 	case errors.Is(err, ErrBootDeviceRefused):
 		return site.JobResult{OK: true, Power: power, Warning: err.Error()}
+	case errors.As(err, &cert):
+		r.recordCertificate(ctx, t, cert.Fingerprint)
+		return site.JobResult{Error: fmt.Sprintf("%v. %s", err, site.HowToAccept(t.Machine, cert.Fingerprint))}
 	}
 	return site.JobResult{Error: err.Error()}
+}
+
+// recordCertificate records the certificate t's BMC presented and the
+// site did not trust, unless the store has it already, so that the
+// operator sees it with the machine.
+func (r *Runner) recordCertificate(ctx context.Context, t Target, fingerprint string) {
+	if fingerprint == "" || fingerprint == t.presented {
+		return
+	}
+	if err := r.cfg.Site.RecordBMCCertificate(ctx, t.Machine, t.Address, fingerprint); err != nil {
+		r.log.Warn("jobs: record the BMC's certificate", "machine", t.Machine, "fingerprint", fingerprint, "err", err)
+	}
 }
 
 // target reads machine id's BMC and opens its password.
@@ -259,6 +301,9 @@ func (r *Runner) targetOf(m *store.Machine) (Target, error) {
 		return Target{}, fmt.Errorf("machine %s has no BMC", m.ID)
 	}
 	t := Target{Machine: m.ID, Address: m.BMC.Address, Driver: m.BMC.Driver, Username: m.BMC.Username}
+	if c := m.BMC.Certificate; c != nil {
+		t.Fingerprint, t.presented = c.Accepted, c.Presented
+	}
 	if len(m.BMC.SealedPassword) > 0 {
 		pw, err := r.cfg.Key.Open(m.BMC.SealedPassword, store.BMCPasswordAD(m.ID))
 		if err != nil {
@@ -359,6 +404,9 @@ func (r *Runner) pollOne(ctx context.Context, m *store.Machine) {
 	ctx, cancel := context.WithTimeout(ctx, r.cfg.PollInterval)
 	defer cancel()
 	power, err := r.cfg.BMC.PowerState(ctx, t)
+	if cert := (*CertificateError)(nil); errors.As(err, &cert) {
+		r.recordCertificate(ctx, t, cert.Fingerprint)
+	}
 	if err != nil {
 		r.log.Debug("jobs: power poll", "machine", m.ID, "err", err)
 		return

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -71,7 +72,7 @@ func (f *fakeBMC) flip(machine, power string) {
 	f.power[machine] = power
 }
 
-func setup(t *testing.T, bmc *fakeBMC) (*apptest.Node, *client.Client, *apptest.SyncBuffer) {
+func setup(t *testing.T, bmc jobs.BMC) (*apptest.Node, *client.Client, *apptest.SyncBuffer) {
 	t.Helper()
 	n := apptest.Start(t)
 	logs := &apptest.SyncBuffer{}
@@ -250,5 +251,134 @@ func TestProvisionOrderJobs(t *testing.T) {
 	c.Get(t.Context(), "orders", "p1", &o)
 	if o.State != store.OrderRunning {
 		t.Errorf("order %s, want running until its workflow ends", o.State)
+	}
+}
+
+// certBMC is a Redfish BMC as the runner sees it through package bmc:
+// it refuses a target that does not name the certificate it presents.
+type certBMC struct {
+	mu     sync.Mutex
+	cert   string   // the fingerprint it presents
+	pinned []string // the fingerprint each call was given
+	power  string
+}
+
+func (b *certBMC) check(t jobs.Target) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if t.Driver != "redfish" {
+		return nil // IPMI: no certificate
+	}
+	b.pinned = append(b.pinned, t.Fingerprint)
+	if t.Fingerprint != b.cert {
+		return &jobs.CertificateError{Fingerprint: b.cert,
+			Err: fmt.Errorf("bmc %s: certificate not trusted: the BMC presented certificate %s; the password was not sent", t.Address, b.cert)}
+	}
+	return nil
+}
+
+func (b *certBMC) Do(ctx context.Context, t jobs.Target, j *store.Job) (string, error) {
+	if err := b.check(t); err != nil {
+		return "", err
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.power = "on"
+	return "on", nil
+}
+
+func (b *certBMC) PowerState(ctx context.Context, t jobs.Target) (string, error) {
+	if err := b.check(t); err != nil {
+		return "", err
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.power, nil
+}
+
+// TestUntrustedCertificate: a job on a BMC whose certificate is not
+// accepted fails saying how to accept it, and the certificate is recorded
+// with the machine (by the job and by the poller, once); after the
+// operator accepts it, the runner gives it to the BMC and the job
+// succeeds; a changed certificate is refused and recorded again.
+func TestUntrustedCertificate(t *testing.T) {
+	first, second := "sha256:"+strings.Repeat("1f", 32), "sha256:"+strings.Repeat("2e", 32)
+	bmc := &certBMC{cert: first, power: "off"}
+	n, c, _ := setup(t, bmc)
+	redfish := &store.Machine{ID: "r1", Interfaces: []store.Interface{{MAC: "02:00:00:00:01:01"}},
+		BMC: &store.BMC{Address: "198.18.1.9", Driver: "redfish", Username: "admin", Password: password}}
+	if err := c.Put(t.Context(), "machines", "r1", redfish, nil); err != nil {
+		t.Fatal(err)
+	}
+	order := func(id string) *store.Order {
+		t.Helper()
+		if err := c.Put(t.Context(), "orders", id, &store.Order{ID: id, Action: store.OrderPowerOn, MachineID: "r1"}, nil); err != nil {
+			t.Fatal(err)
+		}
+		return waitOrder(t, c, id)
+	}
+	certOf := func() store.BMCCertificate {
+		var m store.Machine
+		if err := c.Get(t.Context(), "machines", "r1", &m); err != nil || m.BMC.Certificate == nil {
+			return store.BMCCertificate{}
+		}
+		return *m.BMC.Certificate
+	}
+
+	o := order("on-1")
+	if o.State != store.OrderFailed || !strings.Contains(o.Reason, first) || !strings.Contains(o.Reason, "outpost bmc accept-certificate r1 "+first) {
+		t.Fatalf("order on-1: %s %q, want failed naming %s and how to accept it", o.State, o.Reason, first)
+	}
+	if got := certOf(); got != (store.BMCCertificate{Presented: first}) {
+		t.Errorf("machine's certificate %+v, want %s presented", got, first)
+	}
+
+	if err := c.Do(t.Context(), "POST", "/v1/machines/r1/bmc/accept-certificate", map[string]string{"fingerprint": first}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if o := order("on-2"); o.State != store.OrderSucceeded {
+		t.Fatalf("order on-2 after accepting: %s %q", o.State, o.Reason)
+	}
+
+	// The BMC's certificate changes: the poller sees it first, or a job.
+	bmc.mu.Lock()
+	bmc.cert = second
+	bmc.mu.Unlock()
+	if o := order("on-3"); o.State != store.OrderFailed || !strings.Contains(o.Reason, second) {
+		t.Errorf("order on-3 after the change: %s %q, want failed naming %s", o.State, o.Reason, second)
+	}
+	if got := certOf(); got != (store.BMCCertificate{Accepted: first, Presented: second}) {
+		t.Errorf("machine's certificate %+v, want %s accepted and %s presented", got, first, second)
+	}
+	events, _, err := c.Events(t.Context(), 0, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	refused := 0
+	for _, e := range events {
+		if e.Kind == "bmc.certificate_refused" {
+			refused++
+			t.Logf("event %d at %d: %s", e.Seq, e.Index, e.Message)
+			if e.MachineID != "r1" {
+				t.Errorf("a certificate recorded for %s, driven by IPMI", e.MachineID)
+			}
+		}
+		if strings.Contains(e.Message, password) {
+			t.Errorf("event %s shows the password", e.Kind)
+		}
+	}
+	if refused != 2 {
+		t.Errorf("%d bmc.certificate_refused events, want 2 (one per certificate, however often polled)", refused)
+	}
+	// The accepted certificate was given to the BMC; the changed one
+	// never was: only an operator accepts.
+	bmc.mu.Lock()
+	pinned := slices.Clone(bmc.pinned)
+	bmc.mu.Unlock()
+	if !slices.Contains(pinned, first) || slices.Contains(pinned, second) {
+		t.Errorf("the BMC was given the pins %q, want %s and never %s", slices.Compact(pinned), first, second)
+	}
+	if strings.Contains(n.Logs.String(), password) {
+		t.Error("the password is in the node's log")
 	}
 }

@@ -92,6 +92,13 @@ func StartIPMISim(t T, cfg IPMISimConfig) *IPMISim {
 	return nil
 }
 
+// randomPassword is a BMC's password: prefix and 16 random hex digits.
+func randomPassword(prefix string) string {
+	b := make([]byte, 8)
+	rand.Read(b)
+	return prefix + hex.EncodeToString(b)
+}
+
 // ipmiSimDefaults fills in cfg's defaults and checks what it can.
 func ipmiSimDefaults(t T, cfg IPMISimConfig) IPMISimConfig {
 	t.Helper()
@@ -105,9 +112,7 @@ func ipmiSimDefaults(t T, cfg IPMISimConfig) IPMISimConfig {
 		cfg.Username = "admin"
 	}
 	if cfg.Password == "" {
-		b := make([]byte, 8)
-		rand.Read(b)
-		cfg.Password = "pw" + hex.EncodeToString(b)
+		cfg.Password = randomPassword("pw")
 	}
 	if len(cfg.StartArgs) > 0 {
 		quoted := make([]string, len(cfg.StartArgs))

@@ -27,6 +27,7 @@ var debianPackages = map[string]string{
 	"in.tftpd":           "tftpd-hpa",
 	"ipmi_sim":           "openipmi",
 	"ipmitool":           "ipmitool",
+	"redfishtool":        "redfishtool",
 	"chromium":           "chromium",
 	"chromedriver":       "chromium-driver",
 	"/dev/net/tun":       "the tun kernel module: modprobe tun",

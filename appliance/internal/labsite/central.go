@@ -3,9 +3,11 @@ package labsite
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -20,26 +22,69 @@ import (
 // benchmarks: its API and the site credentials it hands out.
 type Central struct {
 	Addr    string // host:port of its API and sync websocket
-	URL     string // http://Addr
+	URL     string // http://Addr, or https://Addr (StartCentralTLS)
 	Token   string // the admin token
 	DataDir string
 	Proc    *lab.Process
+	// CAFile holds the certificate (PEM) of the CA that issued central's
+	// certificate, for a site's -central-ca-file (StartCentralTLS only).
+	CAFile string
 
-	t    lab.T
-	args []string
+	t      lab.T
+	args   []string
+	client *http.Client // verifies central's certificate
 	// joined: a node that joined another's cluster, with its token.
 	joined bool
 }
 
 // StartCentral starts centrald (the binary bin) on addr with more flags
-// args, and returns once it answers with its admin token written.
+// args, serving plain HTTP, and returns once it answers with its admin
+// token written.
 func StartCentral(t lab.T, bin, addr string, args ...string) *Central {
 	t.Helper()
-	c := &Central{Addr: addr, URL: "http://" + addr, DataDir: filepath.Join(t.TempDir(), "central"), t: t,
-		args: append([]string{bin, "-data-dir", "", "-addr", addr}, args...)}
-	c.args[2] = c.DataDir
+	c := newCentral(t, bin, addr, args)
 	c.start()
 	return c
+}
+
+// StartCentralTLS starts centrald as StartCentral does, serving HTTPS and
+// the sync websocket over TLS with a certificate ca issues for addr's
+// host.
+func StartCentralTLS(t lab.T, bin, addr string, ca *lab.CA, args ...string) *Central {
+	t.Helper()
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		t.Fatalf("labsite: central address %q: %v", addr, err)
+	}
+	certFile, keyFile := lab.WriteKeyPair(t, ca.Issue(host))
+	c := newCentral(t, bin, addr, append([]string{"-tls-cert", certFile, "-tls-key", keyFile}, args...))
+	c.URL, c.CAFile = "https://"+addr, ca.WriteCert()
+	c.client = &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.Pool()}}}
+	c.start()
+	return c
+}
+
+func newCentral(t lab.T, bin, addr string, args []string) *Central {
+	c := &Central{Addr: addr, URL: "http://" + addr, DataDir: filepath.Join(t.TempDir(), "central"), t: t, client: http.DefaultClient,
+		args: append([]string{bin, "-data-dir", "", "-addr", addr}, args...)}
+	c.args[2] = c.DataDir
+	return c
+}
+
+// SyncArgs are applianced's flags to sync as site with central at url
+// (its URL, several nodes' separated by commas, or a proxy's in front of
+// it) with the credential in credFile. A plain http:// or ws:// URL adds
+// -insecure-central, which the lab may set and a site must not; a central
+// with a CA of its own adds -central-ca-file.
+func (c *Central) SyncArgs(url, site, credFile string) []string {
+	args := []string{"-central-url", url, "-site-id", site, "-site-credential-file", credFile}
+	if strings.Contains(url, "http://") || strings.Contains(url, "ws://") {
+		args = append(args, "-insecure-central")
+	}
+	if c.CAFile != "" {
+		args = append(args, "-central-ca-file", c.CAFile)
+	}
+	return args
 }
 
 // Join starts another centrald node (the binary bin) on addr, with
@@ -51,7 +96,7 @@ func (c *Central) Join(bin, addr, raftAddr, id string, args ...string) *Central 
 	if err := os.WriteFile(tokenFile, []byte(c.Token+"\n"), 0o600); err != nil {
 		c.t.Fatal(err)
 	}
-	n := &Central{Addr: addr, URL: "http://" + addr, DataDir: filepath.Join(c.t.TempDir(), "central-"+id), Token: c.Token, t: c.t, joined: true,
+	n := &Central{Addr: addr, URL: "http://" + addr, DataDir: filepath.Join(c.t.TempDir(), "central-"+id), Token: c.Token, t: c.t, joined: true, client: http.DefaultClient,
 		args: append([]string{bin, "-data-dir", "", "-addr", addr, "-raft-addr", raftAddr, "-node-id", id, "-join", c.URL, "-join-token-file", tokenFile}, args...)}
 	n.args[2] = n.DataDir
 	n.start()
@@ -76,7 +121,7 @@ func (c *Central) start() {
 			}
 			c.Token = strings.TrimSpace(string(raw))
 		}
-		res, err := http.Get(c.URL + "/healthz")
+		res, err := c.client.Get(c.URL + "/healthz")
 		if err != nil {
 			return err
 		}
@@ -97,7 +142,7 @@ func (c *Central) Do(method, path string, in, out any) error {
 	}
 	req, _ := http.NewRequestWithContext(c.t.Context(), method, c.URL+path, body)
 	req.Header.Set("Authorization", "Bearer "+c.Token)
-	res, err := http.DefaultClient.Do(req)
+	res, err := c.client.Do(req)
 	if err != nil {
 		return err
 	}

@@ -10,9 +10,11 @@ import (
 	"github.com/outposthq/outpost/internal/errs"
 )
 
-// Machines are put and deleted as objects (applyPut, applyDelete: the
-// store keeps their MAC and address indexes); discovery creates or
-// completes them from what an installer found.
+// Machines are put and deleted as objects (applyPutMachine, applyDelete:
+// the store keeps their MAC and address indexes); discovery creates or
+// completes them from what an installer found; the BMC job runner
+// records a Redfish certificate it did not trust, and an operator accepts
+// one.
 
 // applyDiscover creates or updates the machine that owns the report's
 // MACs from what the installer found.
@@ -103,4 +105,129 @@ func indexMAC(ifaces []store.Interface, mac string) int {
 		}
 	}
 	return -1
+}
+
+// applyPutMachine stores a machine as applyPut does, keeping what the
+// appliance knows of its BMC's certificate (keepBMCCertificate): read at
+// apply, so that a put racing an operator's acceptance never undoes it.
+func applyPutMachine(tx *store.Tx, payload []byte, index uint64) (any, error) {
+	var req Put[store.Machine]
+	command.MustDecode(payload, &req, index)
+	if req.Object != nil {
+		old, err := store.Get[store.Machine](tx, req.Object.ID)
+		if err != nil && !errors.Is(err, errs.ErrNotFound) {
+			return nil, err
+		}
+		keepBMCCertificate(req.Object, old)
+	}
+	return putObject[store.Machine](tx, &req, index)
+}
+
+// keepBMCCertificate gives m the BMC certificate record of old, the
+// stored machine (nil for a new one): it is the appliance's, written only
+// by RecordBMCCertificate and AcceptBMCCertificate, whatever a client
+// sends. A machine whose BMC changed address keeps it too: the accepted
+// certificate still has to be presented, and another is refused until it
+// is accepted.
+func keepBMCCertificate(m, old *store.Machine) {
+	if m.BMC == nil {
+		return
+	}
+	m.BMC.Certificate = nil
+	if old != nil && old.BMC != nil && old.BMC.Certificate != nil {
+		c := *old.BMC.Certificate
+		m.BMC.Certificate = &c
+	}
+}
+
+// applyRecordBMCCertificate records a certificate a machine's BMC
+// presented that the site did not trust, for an operator to check and
+// accept, with an event saying how. A certificate already recorded or
+// accepted, or presented at an address the BMC no longer has, or by a BMC
+// no longer driven by Redfish, changes nothing.
+func applyRecordBMCCertificate(tx *store.Tx, payload []byte, index uint64) (any, error) {
+	req, m, err := bmcOf(tx, payload, index)
+	if err != nil {
+		return nil, err
+	}
+	if req.Address != m.BMC.Address || m.BMC.Driver != "redfish" {
+		return nil, nil // the BMC changed since: the certificate was someone else's
+	}
+	c := certificateOf(m)
+	if c.Accepted == req.Fingerprint || c.Presented == req.Fingerprint {
+		return nil, nil
+	}
+	c.Presented = req.Fingerprint
+	w := store.Write{Index: index, Time: req.Time, By: req.By}
+	if err := tx.UnsafePutMachine(m, w); err != nil {
+		return nil, err
+	}
+	trusted := "no certificate is accepted for it yet"
+	if c.Accepted != "" {
+		trusted = "the accepted one is " + c.Accepted + ": its certificate changed"
+	}
+	return nil, event(tx, w, store.Event{MachineID: m.ID, Kind: "bmc.certificate_refused",
+		Message: fmt.Sprintf("the BMC of machine %s (%s) presented certificate %s, which is not trusted (%s); the password was not sent. %s",
+			m.ID, m.BMC.Address, req.Fingerprint, trusted, HowToAccept(m.ID, req.Fingerprint)),
+		Fields: map[string]string{"fingerprint": req.Fingerprint, "address": m.BMC.Address, "accepted": c.Accepted}})
+}
+
+// applyAcceptBMCCertificate makes a certificate the one the site trusts
+// for a machine's Redfish BMC, and returns the machine.
+func applyAcceptBMCCertificate(tx *store.Tx, payload []byte, index uint64) (any, error) {
+	req, m, err := bmcOf(tx, payload, index)
+	if err != nil {
+		return nil, err
+	}
+	if m.BMC.Driver != "redfish" {
+		return nil, errs.Invalid("bmc.driver", "machine %s's BMC is driven by %s, which has no certificate", m.ID, m.BMC.Driver)
+	}
+	c := certificateOf(m)
+	before := c.Accepted
+	c.Accepted = req.Fingerprint
+	if c.Presented == req.Fingerprint {
+		c.Presented = ""
+	}
+	w := store.Write{Index: index, Time: req.Time, By: req.By}
+	if err := tx.UnsafePutMachine(m, w); err != nil {
+		return nil, err
+	}
+	msg := fmt.Sprintf("certificate %s accepted for the BMC of machine %s (%s)", req.Fingerprint, m.ID, m.BMC.Address)
+	if before != "" && before != req.Fingerprint {
+		msg += ", replacing " + before
+	}
+	return m, event(tx, w, store.Event{MachineID: m.ID, Kind: "bmc.certificate_accepted", Message: msg,
+		Fields: map[string]string{"fingerprint": req.Fingerprint, "replaced": before}})
+}
+
+// bmcOf decodes a BMCCertificate command, checks it and returns it with
+// the machine it is about.
+func bmcOf(tx *store.Tx, payload []byte, index uint64) (BMCCertificate, *store.Machine, error) {
+	var req BMCCertificate
+	command.MustDecode(payload, &req, index)
+	if fp, err := store.NormalizeFingerprint(req.Fingerprint); err != nil || fp != req.Fingerprint {
+		return req, nil, errs.Invalid("fingerprint", "%q is not a fingerprint in the stored form (sha256: and 64 lowercase hex digits)", req.Fingerprint)
+	}
+	m, err := store.Get[store.Machine](tx, req.Machine)
+	if err != nil {
+		return req, nil, err
+	}
+	if m.BMC == nil {
+		return req, nil, errs.Invalid("bmc", "machine %s has no BMC", m.ID)
+	}
+	return req, m, nil
+}
+
+// HowToAccept tells an operator how to accept a certificate of a
+// machine's BMC, for the messages that name one refused.
+func HowToAccept(machineID, fingerprint string) string {
+	return "If the certificate is the BMC's own, accept it: outpost bmc accept-certificate " + machineID + " " + fingerprint
+}
+
+// certificateOf returns m's BMC certificate record, made if it has none.
+func certificateOf(m *store.Machine) *store.BMCCertificate {
+	if m.BMC.Certificate == nil {
+		m.BMC.Certificate = &store.BMCCertificate{}
+	}
+	return m.BMC.Certificate
 }

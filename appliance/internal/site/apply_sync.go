@@ -288,10 +288,12 @@ func mergeDesiredMachine(tx *store.Tx, m *store.Machine) error {
 // a new one), what the appliance owns or keeps up to date, so that a put
 // that does not name it does not erase it: the current workflow and the
 // power state always (no client sets them); the state with its reason and
-// the discovered hardware unless m names them; and the sealed BMC
-// password unless m brings a password of its own.
+// the discovered hardware unless m names them; the sealed BMC password
+// unless m brings a password of its own; and what the appliance knows of
+// the BMC's certificate (keepBMCCertificate).
 func keepApplianceFields(m, old *store.Machine) {
 	m.Workflow, m.Power = "", ""
+	keepBMCCertificate(m, old)
 	if old == nil {
 		return
 	}

@@ -55,6 +55,8 @@ const (
 	PlaceOrder      Type = 32 // Put[store.Order]: creates an order, its workflow and its jobs
 	ApplyDesired    Type = 33 // DesiredPayload: a revision of central's desired state
 	CreateToken     Type = 34 // Put[store.Token]: a new API token with its role, name and expiry
+	RecordBMCCertificate Type = 35 // BMCCertificate: a certificate a machine's BMC presented that the site did not trust
+	AcceptBMCCertificate Type = 36 // BMCCertificate: an operator trusts a certificate of a machine's BMC
 )
 
 // Every payload but CommitLease's (always the DHCP server's) names its
@@ -205,6 +207,18 @@ type Power struct {
 	Expect  uint64    `json:"expect,omitempty"`
 	Time    time.Time `json:"time"`
 	By      string    `json:"by,omitempty"`
+}
+
+// BMCCertificate is the payload of RecordBMCCertificate and
+// AcceptBMCCertificate: a certificate of a machine's BMC, by fingerprint
+// (store.NormalizeFingerprint's form). Address, in a record, is the BMC
+// address the certificate was presented at.
+type BMCCertificate struct {
+	Machine     string    `json:"machine"`
+	Fingerprint string    `json:"fingerprint"`
+	Address     string    `json:"address,omitempty"`
+	Time        time.Time `json:"time"`
+	By          string    `json:"by,omitempty"`
 }
 
 // DesiredPayload is the payload of ApplyDesired.

@@ -6,7 +6,7 @@
 // by package cluster) carries commands to StateMachine on every node of
 // the site, which applies them to the store (package store) with the
 // site's rules: apply_object.go (objects stored as they come),
-// apply_machine.go (discovery), apply_lease.go, apply_workflow.go,
+// apply_machine.go (discovery, the BMC's certificate), apply_lease.go, apply_workflow.go,
 // apply_order.go, apply_job.go, apply_sync.go (central's desired state,
 // the outbox), apply_legacy.go (commands of earlier releases, for replay).
 // Address choice is the allocator's (package ipam, through address.go),
@@ -45,6 +45,10 @@
 //     the actor the command carries (the proposer puts it there: an API
 //     token's name, or the part of the site; actor.go); a command of a
 //     release before actors carries none, and records none.
+//   - What the site knows of a BMC's certificate (the accepted one, the
+//     last one refused) changes only through RecordBMCCertificate and
+//     AcceptBMCCertificate: every put of a machine, by a client or by
+//     central, keeps it, read at apply.
 //
 // # Where things go
 //

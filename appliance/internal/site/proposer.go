@@ -142,6 +142,21 @@ func (p *Proposer) PutMachine(ctx context.Context, m *store.Machine, expect uint
 	return put(ctx, p, PutMachine, m, expect)
 }
 
+// AcceptBMCCertificate makes the certificate whose fingerprint is given
+// (the stored form, or openssl's) the one the site trusts for machineID's
+// Redfish BMC, and returns the machine.
+func (p *Proposer) AcceptBMCCertificate(ctx context.Context, machineID, fingerprint string) (*store.Machine, error) {
+	fp, err := store.NormalizeFingerprint(fingerprint)
+	if err != nil {
+		return nil, errs.Invalid("fingerprint", "%v", err)
+	}
+	r, err := p.propose(ctx, AcceptBMCCertificate, BMCCertificate{Machine: machineID, Fingerprint: fp, Time: p.now(), By: actor(ctx, ActorSite)})
+	if err != nil {
+		return nil, err
+	}
+	return DecodeValue[store.Machine](r)
+}
+
 // sealBMC replaces m's clear BMC password with its sealed form (any
 // sealed one it came with is dropped: only the site seals).
 func (p *Proposer) sealBMC(m *store.Machine) {

@@ -61,6 +61,15 @@ func (p *Proposer) SetPower(ctx context.Context, machineID, power string, versio
 	return err
 }
 
+// RecordBMCCertificate records the certificate (its fingerprint, in
+// store.NormalizeFingerprint's form) that machineID's BMC presented at
+// address and the site did not trust, for an operator to check and
+// accept. The store ignores a record it knows already.
+func (p *Proposer) RecordBMCCertificate(ctx context.Context, machineID, address, fingerprint string) error {
+	_, err := p.propose(ctx, RecordBMCCertificate, BMCCertificate{Machine: machineID, Fingerprint: fingerprint, Address: address, Time: p.now(), By: actor(ctx, ActorJobs)})
+	return err
+}
+
 // ApplyDesired applies one complete revision of central's desired state,
 // prepared as the site's own writes are (PrepareDesired).
 func (p *Proposer) ApplyDesired(ctx context.Context, d *Desired) (Result, *DesiredResult, error) {

@@ -235,6 +235,20 @@ func TestSnapshotRoundTripPerEntity(t *testing.T) {
 				return []any{os, js, pending}, err
 			},
 		},
+		"bmc certificate": {
+			setup: []cmd{
+				{PutMachine, Put[store.Machine]{Object: fxMachine("m1", "02:00:00:00:00:01"), Time: ts0}},
+				{AcceptBMCCertificate, BMCCertificate{Machine: "m1", Fingerprint: "sha256:" + strings.Repeat("0a", 32), Time: ts0}},
+				{RecordBMCCertificate, BMCCertificate{Machine: "m1", Fingerprint: "sha256:" + strings.Repeat("0b", 32), Address: "10.1.0.1", Time: ts0}},
+			},
+			read: func(tx *store.Tx) (any, error) {
+				m, err := store.Get[store.Machine](tx, "m1")
+				if err != nil {
+					return nil, err
+				}
+				return m.BMC.Certificate, nil
+			},
+		},
 		"events and sync state": {
 			setup: []cmd{
 				{AppendEvents, Events{Time: ts0, Events: []store.Event{{Kind: "a"}, {Kind: "b", Message: "two"}}}},

@@ -15,7 +15,7 @@ import (
 // table dispatches every command the site's log carries to the function
 // that applies it. It grows with the list in command.go.
 var table = command.Table[*store.Tx]{
-	PutMachine:      applyPut[store.Machine],
+	PutMachine:      applyPutMachine,
 	DeleteMachine:   applyDelete[store.Machine],
 	PutSubnet:       applyPut[store.Subnet],
 	DeleteSubnet:    applyDelete[store.Subnet],
@@ -47,6 +47,8 @@ var table = command.Table[*store.Tx]{
 	PlaceOrder:      applyPlaceOrder,
 	ApplyDesired:    applyDesired,
 	CreateToken:     applyCreateToken,
+	RecordBMCCertificate: applyRecordBMCCertificate,
+	AcceptBMCCertificate: applyAcceptBMCCertificate,
 }
 
 // Result is what applying a command returns, on the node that proposed

@@ -323,6 +323,25 @@ func TestApplyEveryCommand(t *testing.T) {
 		t.Errorf("events %q, want after the first 18 a dhcp.lease for the first ACK only, then the order's", kinds)
 	}
 
+	// The BMC certificate commands, on m2 (a Redfish BMC).
+	fp := "sha256:" + strings.Repeat("5e", 32)
+	run([]cmdStep{
+		{RecordBMCCertificate, BMCCertificate{Machine: "m2", Fingerprint: fp, Address: "10.1.0.1", Time: ts0}, func(t *testing.T, r Result, i uint64) {
+			if r.Err != nil || r.Object != nil {
+				t.Fatalf("result = %+v (err %v)", r, r.Err)
+			}
+		}},
+		{AcceptBMCCertificate, BMCCertificate{Machine: "m2", Fingerprint: fp, Time: ts0}, func(t *testing.T, r Result, i uint64) {
+			m, err := DecodeValue[store.Machine](r)
+			if r.Err != nil || err != nil || m.BMC.Certificate == nil || m.BMC.Certificate.Accepted != fp || m.Version != i {
+				t.Fatalf("result = %+v (err %v, decode %v), want m2 with %s accepted at version %d", r, r.Err, err, fp, i)
+			}
+		}},
+	}, uint64(len(steps)+len(since)+1))
+	if kinds := eventKinds(t, e); len(kinds) < 2 || !cmp.Equal(kinds[len(kinds)-2:], []string{"bmc.certificate_refused", "bmc.certificate_accepted"}) {
+		t.Errorf("events %q, want the BMC certificate's last", kinds)
+	}
+
 	for typ := range table {
 		if !covered[typ] {
 			t.Errorf("command type %d is in the apply table but not tested here", typ)

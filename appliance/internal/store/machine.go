@@ -99,6 +99,42 @@ type BMC struct {
 	SealedPassword []byte `json:"sealed_password,omitempty"`
 	// PasswordSet tells API readers that a password is stored.
 	PasswordSet bool `json:"password_set,omitempty"`
+	// Certificate is what the appliance knows of the BMC's Redfish
+	// certificate. The appliance sets it; writes by clients are ignored.
+	Certificate *BMCCertificate `json:"certificate,omitempty"`
+}
+
+// BMCCertificate is what the appliance knows of a BMC's Redfish
+// certificate, by fingerprint (NormalizeFingerprint's form). The BMC job
+// runner records a certificate it refused (Presented); an operator
+// accepts one (Accepted). The appliance sends the BMC's password only to
+// the accepted certificate (or to one the site's BMC CA issued).
+type BMCCertificate struct {
+	// Accepted is the certificate an operator accepted.
+	Accepted string `json:"accepted,omitempty"`
+	// Presented is the last certificate the BMC presented that was not
+	// trusted, for an operator to check and accept; it is cleared when
+	// it is accepted.
+	Presented string `json:"presented,omitempty"`
+}
+
+// NormalizeFingerprint returns a certificate's SHA-256 fingerprint in the
+// form the appliance stores and shows, "sha256:" and 64 lowercase hex
+// digits, from that form or the one openssl prints
+// ("sha256 Fingerprint=AB:CD:...", with or without its prefix).
+func NormalizeFingerprint(s string) (string, error) {
+	h := strings.TrimSpace(s)
+	for _, prefix := range []string{"sha256:", "sha256 fingerprint="} {
+		if len(h) >= len(prefix) && strings.EqualFold(h[:len(prefix)], prefix) {
+			h = h[len(prefix):]
+			break
+		}
+	}
+	h = strings.ToLower(strings.ReplaceAll(h, ":", ""))
+	if len(h) != 64 || strings.Trim(h, "0123456789abcdef") != "" {
+		return "", fmt.Errorf("%q is not a SHA-256 fingerprint (sha256: and 64 hex digits, colons allowed)", s)
+	}
+	return "sha256:" + h, nil
 }
 
 // Disk is one block device of a machine.
@@ -189,6 +225,13 @@ func (b *BMC) validate() error {
 	}
 	if host == "" || strings.ContainsAny(host, " /") {
 		return errs.Invalid("bmc.address", "%q is not a host or host:port", b.Address)
+	}
+	if c := b.Certificate; c != nil {
+		for field, fp := range map[string]string{"accepted": c.Accepted, "presented": c.Presented} {
+			if n, err := NormalizeFingerprint(fp); fp != "" && (err != nil || n != fp) {
+				return errs.Invalid("bmc.certificate."+field, "%q is not a fingerprint in the stored form (sha256: and 64 lowercase hex digits)", fp)
+			}
+		}
 	}
 	return validOneOf("bmc.driver", b.Driver, bmcDrivers...)
 }

@@ -3,6 +3,7 @@ package store_test
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"os"
@@ -434,8 +435,17 @@ func TestMachineValidate(t *testing.T) {
 		"bmc without address": {edit: func(m *store.Machine) { m.BMC.Address = "" }, field: "bmc.address"},
 		"bmc bad address":     {edit: func(m *store.Machine) { m.BMC.Address = "http://x/y" }, field: "bmc.address"},
 		"bmc bad driver":      {edit: func(m *store.Machine) { m.BMC.Driver = "ilo" }, field: "bmc.driver"},
-		"disk without name":   {edit: func(m *store.Machine) { m.Disks = append(m.Disks, store.Disk{Size: 1}) }, field: "disks[1].name"},
-		"blank tag":           {edit: func(m *store.Machine) { m.Tags = []string{"ok", " "} }, field: "tags[1]"},
+		"bmc certificate": {edit: func(m *store.Machine) {
+			m.BMC.Certificate = &store.BMCCertificate{Accepted: "sha256:" + strings.Repeat("0a", 32)}
+		}},
+		"bmc certificate not stored form": {edit: func(m *store.Machine) {
+			m.BMC.Certificate = &store.BMCCertificate{Presented: "SHA256:" + strings.Repeat("0A", 32)}
+		}, field: "bmc.certificate.presented"},
+		"bmc certificate not a fingerprint": {edit: func(m *store.Machine) {
+			m.BMC.Certificate = &store.BMCCertificate{Accepted: "sha256:abc"}
+		}, field: "bmc.certificate.accepted"},
+		"disk without name": {edit: func(m *store.Machine) { m.Disks = append(m.Disks, store.Disk{Size: 1}) }, field: "disks[1].name"},
+		"blank tag":         {edit: func(m *store.Machine) { m.Tags = []string{"ok", " "} }, field: "tags[1]"},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -455,6 +465,26 @@ func TestMachineValidate(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestNormalizeFingerprint: the stored form, and openssl's, are read; anything
+// that is not 32 bytes of hex is refused, naming what was given.
+func TestNormalizeFingerprint(t *testing.T) {
+	want := "sha256:" + strings.Repeat("ab", 31) + "0f"
+	colons := strings.ToUpper(strings.TrimSuffix(strings.Repeat("AB:", 31), ":")) + ":0F"
+	for _, in := range []string{want, " " + want + "\n", "SHA256:" + strings.Repeat("AB", 31) + "0F",
+		strings.Repeat("ab", 31) + "0f", colons, "sha256 Fingerprint=" + colons, "SHA256 Fingerprint=" + colons} {
+		got, err := store.NormalizeFingerprint(in)
+		if err != nil || got != want {
+			t.Errorf("NormalizeFingerprint(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "sha256:", "sha1:" + strings.Repeat("ab", 20), "sha256:" + strings.Repeat("ab", 31),
+		"sha256:" + strings.Repeat("ab", 32) + "00", "sha256:" + strings.Repeat("zz", 32)} {
+		if got, err := store.NormalizeFingerprint(in); err == nil || !strings.Contains(err.Error(), fmt.Sprintf("%q", in)) {
+			t.Errorf("NormalizeFingerprint(%q) = %q, %v; want an error naming it", in, got, err)
+		}
 	}
 }
 

@@ -3,7 +3,11 @@ package syncclient
 import (
 	"context"
 	"crypto/subtle"
+	"crypto/x509"
 	"fmt"
+	"io"
+	"log"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"sync"
@@ -40,6 +44,9 @@ type fakeCentral struct {
 	failures  []string
 	// siteErrors are the codes of the errors the site sent.
 	siteErrors []string
+	// accepted counts the TCP connections central accepted, requests
+	// or not.
+	accepted int
 }
 
 func newFakeCentral(t *testing.T, credential string) *fakeCentral {
@@ -47,7 +54,15 @@ func newFakeCentral(t *testing.T, credential string) *fakeCentral {
 		changed: make(chan struct{}), conns: map[*websocket.Conn]bool{}}
 	mux := http.NewServeMux()
 	mux.HandleFunc(syncproto.Path, f.serve)
-	f.srv = httptest.NewServer(mux)
+	// Central serves TLS; the client verifies it (roots).
+	f.srv = httptest.NewUnstartedServer(mux)
+	f.srv.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			f.update(func() { f.accepted++ })
+		}
+	}
+	f.srv.Config.ErrorLog = log.New(io.Discard, "", 0) // refused handshakes are the point of some tests
+	f.srv.StartTLS()
 	t.Cleanup(func() {
 		f.cut()
 		f.srv.Close()
@@ -58,6 +73,13 @@ func newFakeCentral(t *testing.T, credential string) *fakeCentral {
 		}
 	})
 	return f
+}
+
+// roots is what a client is given to verify the fake's certificate.
+func (f *fakeCentral) roots() *x509.CertPool {
+	p := x509.NewCertPool()
+	p.AddCert(f.srv.Certificate())
+	return p
 }
 
 // update changes the fake's state under its lock and wakes waiters.

@@ -2,12 +2,15 @@ package syncclient
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -44,19 +47,28 @@ type Config struct {
 	// Store is this node's store: the sync cursors and the outbox of
 	// events are read from it.
 	Store *store.DB
-	// URL is central's sync URL: ws:// or wss://, or an http(s):// base
-	// URL to which syncproto.Path is appended (see SyncURL). A
-	// replicated central's nodes may be listed, separated by commas:
-	// after a failed connection the client tries the next (any node
-	// takes the site, and sends it on to the leader).
+	// URL is central's sync URL: wss://, or an https:// base URL to
+	// which syncproto.Path is appended (see SyncURL). A replicated
+	// central's nodes may be listed, separated by commas: after a failed
+	// connection the client tries the next (any node takes the site, and
+	// sends it on to the leader). ws:// and http:// are refused unless
+	// Insecure is set.
 	URL string
+	// Insecure allows ws:// and http:// URLs, over which the credential,
+	// the events and the BMC passwords central sends cross the network
+	// in the clear. For labs only.
+	Insecure bool
+	// RootCAs verifies central's certificate: the CAs that may sign it,
+	// for a central with a private CA. Nil: the system's roots.
+	RootCAs *x509.CertPool
 	// Site is the site's id at central.
 	Site string
 	// CredentialFile holds the site's credential. It is read at each
 	// connection, so an operator can fix it without a restart.
 	CredentialFile string
-	// HTTPClient dials central (TLS settings, proxies); nil means
-	// http.DefaultClient.
+	// HTTPClient dials central; nil means a client that verifies
+	// central's certificate with RootCAs and takes proxies from the
+	// environment. A client given here is used as it is.
 	HTTPClient *http.Client
 	// Log receives the client's logs; nil discards them.
 	Log *slog.Logger
@@ -90,7 +102,17 @@ func New(cfg Config) (*Client, error) {
 		if err != nil {
 			return nil, err
 		}
+		if strings.HasPrefix(u, "ws://") && !cfg.Insecure {
+			return nil, fmt.Errorf("syncclient: central URL %q is not encrypted: the site's credential and BMC passwords would cross the network in the clear; "+
+				"use wss:// or https://, or set insecure_central for a lab", strings.TrimSpace(raw))
+		}
 		urls = append(urls, u)
+	}
+	if cfg.HTTPClient == nil {
+		cfg.HTTPClient = &http.Client{Transport: &http.Transport{
+			Proxy:           http.ProxyFromEnvironment,
+			TLSClientConfig: &tls.Config{RootCAs: cfg.RootCAs, MinVersion: tls.VersionTLS12},
+		}}
 	}
 	if cfg.MinBackoff <= 0 {
 		cfg.MinBackoff = DefaultMinBackoff
@@ -105,7 +127,11 @@ func New(cfg Config) (*Client, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Client{cfg: cfg, urls: urls, log: log.With("component", "sync", "site", cfg.Site)}, nil
+	log = log.With("component", "sync", "site", cfg.Site)
+	if cfg.Insecure && slices.ContainsFunc(urls, func(u string) bool { return strings.HasPrefix(u, "ws://") }) {
+		log.Warn("sync with central over plain ws://: the site's credential and BMC passwords cross the network in the clear (insecure_central: for labs only)")
+	}
+	return &Client{cfg: cfg, urls: urls, log: log}, nil
 }
 
 // SyncURL returns the websocket URL of central's sync endpoint: a ws://

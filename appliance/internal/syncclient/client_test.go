@@ -2,6 +2,7 @@ package syncclient
 
 import (
 	"context"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/outposthq/outpost/appliance/internal/apptest"
 	"github.com/outposthq/outpost/appliance/internal/cluster"
+	"github.com/outposthq/outpost/appliance/internal/lab"
 	"github.com/outposthq/outpost/appliance/internal/site"
 	"github.com/outposthq/outpost/appliance/internal/store"
 	"github.com/outposthq/outpost/syncproto"
@@ -43,7 +45,7 @@ func newEnv(t *testing.T, credential string) *env {
 // run starts a client and stops it when the test ends; stop stops it now.
 func (e *env) run(tune func(*Config)) (c *Client, stop func()) {
 	e.t.Helper()
-	cfg := Config{Node: e.n.Site, Store: e.n.DB, URL: e.f.srv.URL, Site: "ams2", CredentialFile: e.cred,
+	cfg := Config{Node: e.n.Site, Store: e.n.DB, URL: e.f.srv.URL, RootCAs: e.f.roots(), Site: "ams2", CredentialFile: e.cred,
 		Log:        slog.New(slog.NewTextHandler(io.MultiWriter(e.logs, e.t.Output()), &slog.HandlerOptions{Level: slog.LevelDebug})),
 		MinBackoff: 10 * time.Millisecond, MaxBackoff: 100 * time.Millisecond, LongBackoff: time.Second}
 	if tune != nil {
@@ -471,8 +473,8 @@ func (p *cutProxy) serve() {
 func TestSyncCutMidMessage(t *testing.T) {
 	e := newEnv(t, testCredential)
 	e.appendEvents(5000, "boot.storm")
-	p := newCutProxy(t, strings.TrimPrefix(e.f.srv.URL, "http://"), 20000, 150000, 90000, 0)
-	e.run(func(c *Config) { c.URL = "ws://" + p.ln.Addr().String() + syncproto.Path })
+	p := newCutProxy(t, strings.TrimPrefix(e.f.srv.URL, "https://"), 20000, 150000, 90000, 0)
+	e.run(func(c *Config) { c.URL = "wss://" + p.ln.Addr().String() + syncproto.Path })
 	e.waitStoredAll()
 	e.checkStored()
 	e.waitSite("acked seq 5000", func(s store.SyncState) bool { return s.AckedSeq == 5000 })
@@ -509,4 +511,45 @@ func TestSyncOrderGetsBootURL(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestSyncRefusesPlainURL: a ws:// or http:// central is refused unless
+// Insecure is set, which the client then warns about.
+func TestSyncRefusesPlainURL(t *testing.T) {
+	e := newEnv(t, testCredential)
+	for _, u := range []string{"ws://127.0.0.1:7443", "http://127.0.0.1:7443", "https://c1:7443,http://c2:7443"} {
+		_, err := New(Config{Node: e.n.Site, Store: e.n.DB, URL: u, Site: "ams2", CredentialFile: e.cred})
+		if err == nil || !strings.Contains(err.Error(), "not encrypted") || !strings.Contains(err.Error(), "insecure_central") {
+			t.Errorf("URL %s: %v, want a refusal saying it is not encrypted and naming insecure_central", u, err)
+		}
+		var logs apptest.SyncBuffer
+		_, err = New(Config{Node: e.n.Site, Store: e.n.DB, URL: u, Site: "ams2", CredentialFile: e.cred, Insecure: true,
+			Log: slog.New(slog.NewTextHandler(&logs, nil))})
+		if err != nil || !strings.Contains(logs.String(), "in the clear") {
+			t.Errorf("URL %s, Insecure: %v; logs %q, want a warning", u, err, logs.String())
+		}
+	}
+}
+
+// TestSyncVerifiesCentral: a central whose certificate the client's roots
+// do not vouch for (the system's, or another CA) gets TLS handshakes and
+// nothing else: no hello, no credential.
+func TestSyncVerifiesCentral(t *testing.T) {
+	for name, roots := range map[string]*x509.CertPool{"system roots": nil, "another CA": lab.NewCA(t, "another CA").Pool()} {
+		t.Run(name, func(t *testing.T) {
+			e := newEnv(t, testCredential)
+			e.appendEvents(3, "note")
+			e.run(func(c *Config) { c.RootCAs = roots })
+			e.f.waitFor("three connection attempts", func() bool { return e.f.accepted >= 3 })
+			e.f.mu.Lock()
+			hellos := len(e.f.hellos)
+			e.f.mu.Unlock()
+			if hellos != 0 {
+				t.Errorf("%d hellos reached a central whose certificate does not verify", hellos)
+			}
+			if logs := e.logs.String(); !strings.Contains(logs, "certificate") || strings.Contains(logs, testCredential) {
+				t.Errorf("logs should say the certificate was refused, without the credential:\n%s", logs)
+			}
+		})
+	}
 }

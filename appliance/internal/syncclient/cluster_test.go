@@ -62,7 +62,7 @@ func startCluster(t *testing.T, f *fakeCentral, credFile string) []*cluster.Site
 		}
 	}
 	for _, n := range nodes {
-		c, err := New(Config{Node: n, Store: n.DB(), URL: f.srv.URL, Site: "ams2", CredentialFile: credFile,
+		c, err := New(Config{Node: n, Store: n.DB(), URL: f.srv.URL, RootCAs: f.roots(), Site: "ams2", CredentialFile: credFile,
 			Log:        log.With("node", n.ID()),
 			MinBackoff: 10 * time.Millisecond, MaxBackoff: 100 * time.Millisecond, LongBackoff: time.Second})
 		if err != nil {
@@ -221,7 +221,7 @@ func TestSyncAfterRestart(t *testing.T) {
 		n = cluster.NewSite(node, site.ProposerConfig{})
 		leaderOf(t, []*cluster.Site{n})
 		record(n, events)
-		c, err := New(Config{Node: n, Store: db, URL: f.srv.URL, Site: "ams2", CredentialFile: cred, Log: log,
+		c, err := New(Config{Node: n, Store: db, URL: f.srv.URL, RootCAs: f.roots(), Site: "ams2", CredentialFile: cred, Log: log,
 			MinBackoff: 10 * time.Millisecond, MaxBackoff: 100 * time.Millisecond})
 		if err != nil {
 			t.Fatal(err)

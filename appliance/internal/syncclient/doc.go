@@ -25,7 +25,10 @@
 //     acknowledgements. Central stores only the next sequence, so
 //     nothing arrives twice or out of order.
 //   - The credential is read from its file at each connection and
-//     written only into the hello frame; it is never logged.
+//     written only into the hello frame; it is never logged. The frame
+//     goes only to a central whose certificate verifies (the system's
+//     roots, or Config.RootCAs): ws:// and http:// URLs are refused
+//     unless Config.Insecure is set, for labs.
 //   - BMC passwords that central sends in the clear are sealed with the
 //     site key before they are proposed: the Raft log never holds them.
 package syncclient
