@@ -54,6 +54,7 @@ const (
 	CommitLease     Type = 31 // LeaseCommit (binary, lease.go): the DHCP server's offer, ACK, release or decline
 	PlaceOrder      Type = 32 // Put[store.Order]: creates an order, its workflow and its jobs
 	ApplyDesired    Type = 33 // DesiredPayload: a revision of central's desired state
+	BindWorkflow    Type = 34 // Bind: the first address to claim a workflow's installer credential (proxyDHCP)
 )
 
 // Put is the payload of the Put* commands: the object to store, the
@@ -94,6 +95,14 @@ type Advance struct {
 	Kind     string    `json:"kind"`
 	Report   *Report   `json:"report,omitempty"`
 	Reason   string    `json:"reason,omitempty"` // of a cancel
+	Time     time.Time `json:"time"`
+}
+
+// Bind is the payload of BindWorkflow: Addr claims workflow Workflow's
+// installer credential, unless an address already has.
+type Bind struct {
+	Workflow string    `json:"workflow"`
+	Addr     string    `json:"addr"`
 	Time     time.Time `json:"time"`
 }
 

@@ -46,6 +46,7 @@ var table = command.Table[*store.Tx]{
 	CommitLease:     applyCommitLease,
 	PlaceOrder:      applyPlaceOrder,
 	ApplyDesired:    applyDesired,
+	BindWorkflow:    applyBindWorkflow,
 }
 
 // Result is what applying a command returns, on the node that proposed
