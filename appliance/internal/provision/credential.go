@@ -30,12 +30,15 @@ const nonceLen = 16 // 8 random bytes
 // Credentials mints and checks agent credentials under one key.
 type Credentials struct {
 	key []byte
+	// nonce fills a discovery credential's nonce: crypto/rand, but in
+	// tests that need the same credentials from one run to the next.
+	nonce func(b []byte)
 }
 
 // NewCredentials returns credentials under key, a secret derived from the
 // site key for this purpose alone.
 func NewCredentials(key []byte) *Credentials {
-	return &Credentials{key: key}
+	return &Credentials{key: key, nonce: func(b []byte) { rand.Read(b) }}
 }
 
 // Workflow returns w's credential: "w<signature>.<workflow id>", signed
@@ -54,7 +57,7 @@ func (c *Credentials) Workflow(w *store.Workflow) string {
 // secret) without being given away.
 func (c *Credentials) Discovery(mac string, addr netip.Addr, exp time.Time) string {
 	var nonce [nonceLen / 2]byte
-	rand.Read(nonce[:])
+	c.nonce(nonce[:])
 	subject := strings.Join([]string{
 		strings.ReplaceAll(mac, ":", ""),
 		hex.EncodeToString(addr.Unmap().AsSlice()),
