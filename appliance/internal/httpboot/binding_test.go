@@ -1,7 +1,9 @@
 package httpboot
 
 import (
+	"context"
 	"fmt"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -131,5 +133,35 @@ func TestFirstClaimNeedsBinder(t *testing.T) {
 	if s, err := New(Config{DB: f.db, ArtifactDir: f.artifacts, Credentials: testCredentials, Binding: provision.BindFirstClaim}); err == nil {
 		s.Close()
 		t.Error("New with BindFirstClaim and no Binder succeeded")
+	}
+}
+
+// racingBinder lets another address claim each workflow first, as a
+// fetch from another address that won the race between this fetch's read
+// and its claim would.
+type racingBinder struct {
+	Binder
+	first netip.Addr
+}
+
+func (b racingBinder) BindWorkflow(ctx context.Context, id string, addr netip.Addr) (*store.Workflow, error) {
+	if _, err := b.Binder.BindWorkflow(ctx, id, b.first); err != nil {
+		return nil, err
+	}
+	return b.Binder.BindWorkflow(ctx, id, addr)
+}
+
+// TestFirstClaimLost: a fetch whose claim lost to another address's gets
+// no credential.
+func TestFirstClaimLost(t *testing.T) {
+	f := newFixture(t, installer())
+	proposer := site.NewProposer(site.ProposerConfig{Log: site.NewLocalLog(f.db, nil), Store: f.db})
+	f.serve(t, Config{Binding: provision.BindFirstClaim, Binder: racingBinder{proposer, netip.MustParseAddr("198.18.5.99")}})
+	m := machine("m1", "52:54:00:12:34:56", store.StateProvisioning)
+	m.Interfaces[0].Boot = false // no lease: the appliance leases nothing
+	f.put(t, m)
+	_, body := f.getFrom(t, "198.18.5.20", base+"/ipxe/boot.ipxe?mac=52:54:00:12:34:56")
+	if variantOf(t, body) != variantError || strings.Contains(body, "outpost.token") || !strings.Contains(body, "bound to another address") {
+		t.Errorf("a fetch whose claim lost: want the error script saying the workflow is bound elsewhere:\n%s", body)
 	}
 }

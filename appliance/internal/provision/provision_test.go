@@ -594,6 +594,39 @@ func TestFirstClaim(t *testing.T) {
 	}
 }
 
+// racingSite lets another address claim each workflow first, as a
+// request from another address that won the race between this request's
+// read and its claim would.
+type racingSite struct {
+	provision.Site
+	first netip.Addr
+}
+
+func (r racingSite) BindWorkflow(ctx context.Context, id string, addr netip.Addr) (*store.Workflow, error) {
+	if _, err := r.Site.BindWorkflow(ctx, id, r.first); err != nil {
+		return nil, err
+	}
+	return r.Site.BindWorkflow(ctx, id, addr)
+}
+
+// TestFirstClaimLost: a request whose claim lost to another address's is
+// refused, and changes nothing more.
+func TestFirstClaimLost(t *testing.T) {
+	s := newSite(t, provision.Config{})
+	s.handler = provision.New(provision.Config{Site: racingSite{s.n.Site, netip.MustParseAddr("198.18.7.99")}, Store: s.n.DB,
+		Credentials: s.creds, Binding: provision.BindFirstClaim, Now: s.clock.now}).Handler()
+	s.putMachine(t, "m1", macM1)
+	s.template(t, &store.Template{Name: "t", Actions: []store.Action{{Name: "a", Type: "exec", Args: map[string]string{"command": "true"}}}})
+	w := s.createWorkflow(t, &store.Workflow{ID: "wf1", MachineID: "m1", Template: "t", Purpose: store.PurposeProvision})
+	code, body := s.do(t, "198.18.7.20", "POST", agentproto.PathReport, s.creds.Workflow(w), agentproto.Report{Action: "a", Attempt: 1, Kind: "start"})
+	if code != http.StatusForbidden {
+		t.Errorf("a report whose claim lost: %d %s, want 403", code, body)
+	}
+	if got := s.storedWorkflow(t, "wf1"); got.BootAddr != "198.18.7.99" || got.Status() != "pending" {
+		t.Errorf("wf1 is bound to %q and %s, want bound to the winner and pending", got.BootAddr, got.Status())
+	}
+}
+
 func TestTimerTimesOut(t *testing.T) {
 	s := newSite(t, provision.Config{})
 	w := s.provisioning(t, time.Second)
