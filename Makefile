@@ -15,7 +15,7 @@ TESTFLAGS ?= -p 1
 endif
 TESTFLAGS += -race -count=1 -timeout 20m
 
-.PHONY: all build images run appliance test bench lint deps-run deps-test clean
+.PHONY: all build images run appliance test bench fuzz lint deps-run deps-test clean
 
 all: build
 
@@ -57,6 +57,14 @@ test: deps-test images lint
 # serve the boot artifacts, so images come first, as for test.
 bench: build images
 	$(BIN)/outpost-bench $(if $(NAMES),-run '$(NAMES)')
+
+# Every fuzz target of the repository, one after another, for FUZZTIME
+# each (15 minutes by default; `make fuzz FUZZTIME=30s` for a quick
+# pass); prints each target's executions, and fails if a target found a
+# failing input (left under its package's testdata/fuzz/).
+FUZZTIME ?= 15m
+fuzz:
+	@GO=$(GO) scripts/fuzz.sh $(FUZZTIME)
 
 lint:
 	@out=$$(gofmt -l $$(find . -name '*.go' -not -path './var/*' -not -path './.git/*')); \

@@ -18,14 +18,17 @@
 //	POST PathHardware   discovery mode: a Hardware report; answered with
 //	                    HardwareAck
 //
-// Answers: 200 with the body above; 401 for a missing, malformed or wrong
-// credential (nothing changed); 409 for a report the workflow's state
-// refuses (a late or contradicting report, a finished workflow): final,
-// the agent must not retry it but fetch the workflow again; 400 for a
-// malformed body: final as well. Any other status, and any network
-// error, is transient: the agent retries the same request with backoff
-// until it is answered. Reports are idempotent (each names its attempt),
-// so retrying one that was applied changes nothing.
+// Answers: 200 with the body above; 401 for a missing, malformed, wrong,
+// expired or superseded credential (nothing changed; retried slowly); 403
+// for a valid credential from another address than its machine's
+// (nothing changed); 429 for a discovery report over the appliance's
+// limit on new machines; 409 for a report the workflow's state refuses (a
+// late or contradicting report, a finished workflow): final, the agent
+// must not retry it but fetch the workflow again; 400 for a malformed
+// body: final as well. Any other status, and any network error, is
+// transient: the agent retries the same request with backoff until it is
+// answered. Reports are idempotent (each names its attempt), so retrying
+// one that was applied changes nothing.
 //
 // Errors have the body {"error": {"code": "...", "message": "...",
 // "field": "..."}}, like the appliance's API.

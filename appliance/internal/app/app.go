@@ -24,6 +24,8 @@ import (
 	"github.com/outposthq/outpost/appliance/internal/cluster"
 	"github.com/outposthq/outpost/appliance/internal/config"
 	"github.com/outposthq/outpost/appliance/internal/dhcp"
+	"github.com/outposthq/outpost/appliance/internal/httpboot"
+	"github.com/outposthq/outpost/appliance/internal/provision"
 	"github.com/outposthq/outpost/appliance/internal/site"
 	"github.com/outposthq/outpost/appliance/internal/store"
 	"github.com/outposthq/outpost/appliance/internal/syncclient"
@@ -133,6 +135,8 @@ func newRegistry() *prometheus.Registry {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	reg.MustRegister(dhcp.Collectors()...)
+	reg.MustRegister(provision.Collectors()...)
+	reg.MustRegister(httpboot.Collectors()...)
 	return reg
 }
 

@@ -101,7 +101,14 @@ func bootServices(cfg *config.Config, n *cluster.Site, key *seal.Key, log *slog.
 // the metadata service.
 func bootHandler(cfg *config.Config, n *cluster.Site, key *seal.Key, log *slog.Logger) (http.Handler, error) {
 	creds := provision.NewCredentials(key.Derive("outpost agent credentials v1"))
+	// Where this node hands out no addresses, credentials go to the
+	// first address that claims them (package provision).
+	binding := provision.BindLease
+	if cfg.DHCPProxy || len(cfg.DHCPInterfaces) == 0 {
+		binding = provision.BindFirstClaim
+	}
 	hb, err := httpboot.New(httpboot.Config{DB: n.DB(), ArtifactDir: cfg.ArtifactDir, Credentials: creds,
+		Binding: binding, Binder: n, DiscoveryTTL: time.Duration(cfg.Discovery.CredentialTTL),
 		Log: log.With("component", "httpboot")})
 	if err != nil {
 		return nil, err
@@ -110,7 +117,9 @@ func bootHandler(cfg *config.Config, n *cluster.Site, key *seal.Key, log *slog.L
 	if err != nil {
 		return nil, err
 	}
-	agents := provision.New(provision.Config{Site: n, Store: n.DB(), Credentials: creds, Log: log.With("component", "agent-api")})
+	agents := provision.New(provision.Config{Site: n, Store: n.DB(), Credentials: creds, Binding: binding,
+		DiscoveryBurst: cfg.Discovery.Burst, DiscoveryEvery: time.Duration(cfg.Discovery.Every),
+		Log: log.With("component", "agent-api")})
 	mux := http.NewServeMux()
 	mux.Handle("/", hb.Handler())
 	mux.Handle(provision.Prefix, agents.Handler())

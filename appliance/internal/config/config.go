@@ -76,6 +76,9 @@ type Config struct {
 	TLSKey  string `json:"tls_key,omitempty"`
 	// BMC says how the appliance drives BMCs.
 	BMC BMCConfig `json:"bmc"`
+	// Discovery bounds what installers of machines the site does not
+	// know can do (package provision).
+	Discovery DiscoveryConfig `json:"discovery"`
 	// CentralURL is where central serves the sync websocket (the nodes
 	// of a replicated central, separated by commas): a wss:// URL, or
 	// central's https:// base URL, to which the sync path (/v1/sync) is
@@ -124,6 +127,19 @@ type BMCConfig struct {
 	// its password only once an operator has accepted its certificate
 	// (POST /v1/machines/{id}/bmc/accept-certificate).
 	CAFile string `json:"ca_file,omitempty"`
+}
+
+// DiscoveryConfig bounds discovery (package provision).
+type DiscoveryConfig struct {
+	// CredentialTTL is how long a discovery credential opens anything
+	// after the iPXE script that carried it was served; a machine whose
+	// installer waited longer for a workflow must boot again.
+	CredentialTTL conf.Duration `json:"credential_ttl"`
+	// Burst and Every limit the machines discovery creates, per subnet
+	// of the reporting address: Burst at once, then one every Every.
+	// Reports over the limit get 429, and the installer retries them.
+	Burst int           `json:"burst"`
+	Every conf.Duration `json:"every"`
 }
 
 // Default returns the embedded defaults.
@@ -231,6 +247,9 @@ func (c *Config) Validate() error {
 		errs = append(errs, errors.New("bmc.attempts and bmc.concurrency must be at least 1"))
 	case b.PollInterval < 0:
 		errs = append(errs, errors.New("bmc.poll_interval must not be negative"))
+	}
+	if d := c.Discovery; d.CredentialTTL <= 0 || d.Every <= 0 || d.Burst < 1 {
+		errs = append(errs, errors.New("discovery.credential_ttl and discovery.every must be positive, discovery.burst at least 1"))
 	}
 	for name, v := range map[string]string{"api_addr": c.APIAddr, "raft_addr": c.RaftAddr, "raft_advertise": c.RaftAdvertise} {
 		if _, _, err := net.SplitHostPort(v); err != nil {

@@ -4,8 +4,8 @@
 //
 // The service is unauthenticated and runs on its own listener, apart from
 // the operator API: firmware and iPXE cannot present credentials. It
-// therefore only reads the store, and treats everything in a request as
-// hostile:
+// therefore reads the store (its one write is a BindFirstClaim claim, at
+// most one per workflow), and treats everything in a request as hostile:
 //
 //   - Nothing from a request reaches a script unchecked. The MAC is parsed
 //     and rewritten in canonical form; the Host header must be an IP
@@ -19,6 +19,17 @@
 //     "..", absolute path or symlink can reach a file outside it. Only
 //     regular files are served; anything else is a 404.
 //
+// Scripts for the installer carry the agent's credential, and only to the
+// machine it is for (package provision says how a credential is bound to
+// its machine's address): with Binding BindLease, to the address an
+// active lease of this appliance gives the machine's MAC (a discovery
+// credential, to the address leased to the unknown MAC); with
+// BindFirstClaim, where the appliance leases nothing, to the first address
+// that fetches the script after the workflow began, recorded through
+// Binder before the script is served. Any other address gets the error
+// script saying why, with no credential; outpost_httpboot_credential_withheld_total
+// counts them (Collectors).
+//
 // The script depends on the machine's state (see variantFor):
 //
 //	provisioning, deprovisioning   install      boot the installer for the machine
@@ -27,7 +38,8 @@
 //	unknown MAC, site "discover"   discover     boot the installer with outpost.mode=discover
 //	unknown MAC, site "exit"       unknown      exit
 //	no usable installer, store     error        say why, wait 30 s, fetch the script again
-//	  failure
+//	  failure, not the machine's
+//	  address
 //
 // Scripts exit with status 1, not 0: they have booted nothing, and a UEFI
 // boot manager that gets success back from a boot option may stop at its

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/outposthq/outpost/appliance/internal/provision"
 	"github.com/outposthq/outpost/appliance/internal/store"
 )
 
@@ -21,6 +22,9 @@ type bootRequest struct {
 	// "efi"); either may be empty.
 	arch     string
 	platform string
+	// addr is the source address, the only one a credential in the
+	// script may be for.
+	addr netip.Addr
 }
 
 // paramError is a bad request parameter. Its text names the parameter and
@@ -60,6 +64,9 @@ func parseBootRequest(r *http.Request, mac string) (bootRequest, error) {
 			return br, &paramError{p.name, "must be at most 16 lowercase letters, digits or '_'"}
 		}
 		*p.dst = v
+	}
+	if br.addr, err = provision.SourceAddr(r); err != nil {
+		return br, &paramError{"source address", "cannot be told from the connection"}
 	}
 	return br, nil
 }

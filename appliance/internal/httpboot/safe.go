@@ -27,8 +27,10 @@ var (
 	argRE = regexp.MustCompile(`^[A-Za-z0-9\-._~:/?#\[\]@!&()*+,;=%<>^{}|]+$`)
 	// macRE is a MAC in canonical form.
 	macRE = regexp.MustCompile(`^[0-9a-f]{2}(:[0-9a-f]{2}){5}$`)
-	// tokenRE is an agent credential (see package provision).
-	credentialRE = regexp.MustCompile(`^[wd][A-Za-z0-9_-]{43}\.[a-z0-9._-]{1,63}$`)
+	// credentialRE is an agent credential (see package provision): a
+	// workflow id, or a discovery credential's fields, after the
+	// signature.
+	credentialRE = regexp.MustCompile(`^[wd][A-Za-z0-9_-]{43}\.[a-z0-9._-]{1,96}$`)
 	// textRE is a message of our own.
 	textRE = regexp.MustCompile(`^[A-Za-z0-9 ,.:_-]*$`)
 )

@@ -2,14 +2,18 @@ package httpboot
 
 import (
 	"bytes"
+	"context"
 	"embed"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"strings"
 	"text/template"
 
+	"github.com/outposthq/outpost/appliance/internal/provision"
 	"github.com/outposthq/outpost/appliance/internal/store"
 	"github.com/outposthq/outpost/internal/errs"
 )
@@ -100,7 +104,7 @@ func (s *Server) serveScript(w http.ResponseWriter, r *http.Request, rawMAC stri
 		return
 	}
 	log := s.log.With("mac", br.mac, "remote", r.RemoteAddr)
-	d, err := s.plan(br)
+	d, err := s.plan(r.Context(), br, log)
 	if err != nil {
 		// The store failed: the detail goes to the log, the machine gets
 		// a script that retries.
@@ -127,31 +131,38 @@ func (s *Server) serveScript(w http.ResponseWriter, r *http.Request, rawMAC stri
 }
 
 // plan reads what the script for br depends on, in one transaction, and
-// chooses the variant.
-func (s *Server) plan(br bootRequest) (*scriptData, error) {
+// chooses the variant. A workflow that br's address may claim
+// (BindFirstClaim) is claimed after that transaction.
+func (s *Server) plan(ctx context.Context, br bootRequest, log *slog.Logger) (*scriptData, error) {
 	d := newScript(br)
+	var claim *store.Workflow
 	err := s.db.View(func(tx *store.Tx) error {
 		m, err := tx.MachineByMAC(br.mac)
 		switch {
 		case errors.Is(err, errs.ErrNotFound):
-			return s.planUnknown(tx, d)
+			return s.planUnknown(tx, d, br.addr)
 		case err != nil:
 			return fmt.Errorf("machine by mac %s: %w", br.mac, err)
 		}
 		d.Machine, d.State, d.Variant = m.ID, string(m.State), variantFor(m.State)
 		if d.Variant == variantInstall {
-			return s.planInstall(tx, d, m)
+			claim, err = s.planInstall(tx, d, m, br.addr)
 		}
-		return nil
+		return err
 	})
 	if err != nil {
 		return nil, err
 	}
+	if claim != nil {
+		s.claim(ctx, d, claim, br.addr, log)
+	}
 	return d, nil
 }
 
-// planUnknown applies the site's policy for a MAC it does not know.
-func (s *Server) planUnknown(tx *store.Tx, d *scriptData) error {
+// planUnknown applies the site's policy for a MAC it does not know: a
+// discovery credential for the address the MAC leases (BindLease), or for
+// whichever address asks (BindFirstClaim), which it is bound to.
+func (s *Server) planUnknown(tx *store.Tx, d *scriptData, addr netip.Addr) error {
 	set, err := tx.Settings()
 	if err != nil {
 		return fmt.Errorf("settings: %w", err)
@@ -161,23 +172,82 @@ func (s *Server) planUnknown(tx *store.Tx, d *scriptData) error {
 		return nil
 	}
 	d.Variant = variantDiscover
-	d.Token = s.creds.Discovery(d.MAC)
-	return planInstaller(tx, d)
+	if err := planInstaller(tx, d); err != nil || d.Variant == variantError {
+		return err
+	}
+	now := s.now()
+	if s.binding == provision.BindLease {
+		mac, err := provision.LeasedMAC(tx, addr, now)
+		if err != nil {
+			return err
+		}
+		if mac != d.MAC {
+			s.withhold(d, kindDiscovery, fmt.Sprintf("no active lease of this appliance gives %s to MAC %s, so it gets no discovery credential", addr, d.MAC))
+			return nil
+		}
+	}
+	d.Token = s.creds.Discovery(d.MAC, addr, now.Add(s.ttl))
+	return nil
 }
 
 // planInstall boots the installer for machine m's current workflow, with
-// that workflow's credential.
-func (s *Server) planInstall(tx *store.Tx, d *scriptData, m *store.Machine) error {
+// that workflow's credential if addr may have it (provision.Admits). It
+// returns the workflow if addr may claim it first.
+func (s *Server) planInstall(tx *store.Tx, d *scriptData, m *store.Machine, addr netip.Addr) (claim *store.Workflow, err error) {
 	w, err := store.Get[store.Workflow](tx, m.Workflow)
 	switch {
 	case errors.Is(err, errs.ErrNotFound) || (err == nil && !w.Active()):
 		d.Variant, d.Problem = variantError, "the machine is "+string(m.State)+" but has no active workflow"
-		return nil
+		return nil, nil
 	case err != nil:
-		return fmt.Errorf("workflow of %s: %w", m.ID, err)
+		return nil, fmt.Errorf("workflow of %s: %w", m.ID, err)
 	}
-	d.Token = s.creds.Workflow(w)
-	return planInstaller(tx, d)
+	if err := planInstaller(tx, d); err != nil || d.Variant == variantError {
+		return nil, err
+	}
+	ok, err := provision.Admits(tx, w, addr, s.now())
+	switch {
+	case err != nil:
+		return nil, err
+	case ok:
+		d.Token = s.creds.Workflow(w)
+	case s.binding == provision.BindFirstClaim && provision.Claimable(w):
+		return w, nil
+	default:
+		s.withhold(d, kindWorkflow, notAdmitted(w, addr))
+	}
+	return nil, nil
+}
+
+// claim claims workflow w's credential for addr and puts it in d if the
+// claim won.
+func (s *Server) claim(ctx context.Context, d *scriptData, w *store.Workflow, addr netip.Addr, log *slog.Logger) {
+	bound, err := s.binder.BindWorkflow(ctx, w.ID, addr)
+	switch {
+	case err != nil:
+		log.Error("ipxe script: claim the workflow's credential", "workflow", w.ID, "err", err)
+		d.Variant, d.Problem = variantError, "the appliance could not record which address the machine has, see its log"
+	case bound.BootAddr != addr.String():
+		s.withhold(d, kindWorkflow, notAdmitted(bound, addr))
+	default:
+		log.Info("ipxe script: workflow claimed", "workflow", w.ID, "machine", w.MachineID)
+		d.Token = s.creds.Workflow(bound)
+	}
+}
+
+// notAdmitted says why addr gets no credential for w.
+func notAdmitted(w *store.Workflow, addr netip.Addr) string {
+	if w.BootAddr != "" {
+		return fmt.Sprintf("workflow %s is bound to another address, the first to claim it, so %s gets no installer credential", w.ID, addr)
+	}
+	return fmt.Sprintf("no active lease of this appliance gives %s to machine %s, so it gets no installer credential", addr, w.MachineID)
+}
+
+// withhold turns d into the error script saying why its credential is
+// withheld, and counts it.
+func (s *Server) withhold(d *scriptData, kind, problem string) {
+	withheld.WithLabelValues(kind).Inc()
+	d.Variant, d.Problem, d.Token = variantError, problem, ""
 }
 
 // planInstaller fills in the installer, or turns d into the error script

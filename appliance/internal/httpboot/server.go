@@ -1,22 +1,26 @@
 package httpboot
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"os"
 	"path"
 	"text/template"
+	"time"
 
+	"github.com/outposthq/outpost/appliance/internal/provision"
 	"github.com/outposthq/outpost/appliance/internal/store"
 )
 
 // Config configures the boot HTTP service.
 type Config struct {
-	// DB is the site store. The service only reads it: the machine by MAC,
-	// the installer image and the site settings.
+	// DB is the site store. The service reads it: the machine by MAC,
+	// its workflow and lease, the installer image and the site settings.
 	DB *store.DB
 	// ArtifactDir is the directory served under /artifacts/: kernels,
 	// initrds, iPXE binaries and OS images, with optional "<name>.sha256"
@@ -25,23 +29,54 @@ type Config struct {
 	ArtifactDir string
 	// Credentials mints the agent credential an installer is booted with.
 	Credentials Credentials
+	// Binding says which address may get a machine's credential
+	// (package provision): BindLease where this appliance's DHCP server
+	// leases the boot network's addresses, BindFirstClaim where it leases
+	// none, which needs Binder.
+	Binding provision.Binding
+	// Binder records the first address to claim a workflow's credential
+	// under BindFirstClaim (package site's proposer, through the app).
+	Binder Binder
+	// DiscoveryTTL is how long a discovery credential opens anything
+	// after its script was served; 0 means DefaultDiscoveryTTL.
+	DiscoveryTTL time.Duration
 	// Log receives one line per script served and any failure. Nil
 	// discards. Credentials are never logged.
 	Log *slog.Logger
+	// Now is the clock of lease expiry and discovery credentials;
+	// time.Now if nil.
+	Now func() time.Time
 }
+
+// DefaultDiscoveryTTL is how long a discovery credential lasts by
+// default: long enough for an operator to look at a discovered machine
+// and give it a workflow while its installer waits; after that, the
+// machine must boot again for a new credential.
+const DefaultDiscoveryTTL = time.Hour
 
 // Credentials mints agent credentials (package provision implements it).
 type Credentials interface {
 	Workflow(w *store.Workflow) string
-	Discovery(mac string) string
+	Discovery(mac string, addr netip.Addr, expires time.Time) string
+}
+
+// Binder claims a workflow's credential for an address (package site's
+// proposer implements it): it returns the workflow as stored, bound to
+// addr or to the address that claimed it first.
+type Binder interface {
+	BindWorkflow(ctx context.Context, workflowID string, addr netip.Addr) (*store.Workflow, error)
 }
 
 // Server is the boot HTTP service. Its Handler is safe for concurrent use.
 type Server struct {
 	db      *store.DB
 	creds   Credentials
+	binding provision.Binding
+	binder  Binder
+	ttl     time.Duration
 	root    *os.Root
 	log     *slog.Logger
+	now     func() time.Time
 	scripts *template.Template
 }
 
@@ -52,6 +87,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.Credentials == nil {
 		return nil, errors.New("httpboot: Config.Credentials is required")
+	}
+	if cfg.Binding == provision.BindFirstClaim && cfg.Binder == nil {
+		return nil, errors.New("httpboot: Config.Binder is required with BindFirstClaim")
 	}
 	if cfg.ArtifactDir == "" {
 		return nil, errors.New("httpboot: Config.ArtifactDir is required")
@@ -64,7 +102,15 @@ func New(cfg Config) (*Server, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Server{db: cfg.DB, creds: cfg.Credentials, root: root, log: log, scripts: scriptTemplates}, nil
+	s := &Server{db: cfg.DB, creds: cfg.Credentials, binding: cfg.Binding, binder: cfg.Binder, ttl: cfg.DiscoveryTTL,
+		root: root, log: log, now: cfg.Now, scripts: scriptTemplates}
+	if s.ttl <= 0 {
+		s.ttl = DefaultDiscoveryTTL
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	return s, nil
 }
 
 // Close releases ArtifactDir. Requests for artifacts after Close fail with

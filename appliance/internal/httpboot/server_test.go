@@ -1,10 +1,12 @@
 package httpboot
 
 import (
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -30,19 +32,28 @@ func parallel(t *testing.T) {
 //	<tmp>/store.db       the store
 //	<tmp>/secret         a file outside ArtifactDir
 //	<tmp>/artifacts/     ArtifactDir
+//
+// Its store has subnet lab (198.18.0.0/24), in which every machine put
+// leases an address for its boot MAC, from which get sends requests for
+// that MAC's script. The server's clock is t0.
 type fixture struct {
 	dir       string // the temporary directory
 	artifacts string // ArtifactDir
 	db        *store.DB
 	srv       *Server
 	handler   http.Handler
+	leased    map[string]string // MAC → address
 }
+
+// unleased is an address no MAC leases: get sends requests from it for
+// a MAC without a lease.
+const unleased = "198.18.0.250"
 
 const secret = "SECRET-OUTSIDE-ARTIFACT-DIR"
 
 func newFixture(t *testing.T, objs ...store.Object) *fixture {
 	t.Helper()
-	f := &fixture{dir: t.TempDir()}
+	f := &fixture{dir: t.TempDir(), leased: map[string]string{}}
 	f.artifacts = filepath.Join(f.dir, "artifacts")
 	if err := os.Mkdir(f.artifacts, 0o755); err != nil {
 		t.Fatal(err)
@@ -56,15 +67,34 @@ func newFixture(t *testing.T, objs ...store.Object) *fixture {
 	}
 	t.Cleanup(func() { db.Close() })
 	f.db = db
-	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
-	f.srv, err = New(Config{DB: db, ArtifactDir: f.artifacts, Credentials: testCredentials, Log: log})
+	f.serve(t, Config{})
+	apptest.Put(t, f.db, t0, &store.Subnet{Name: "lab", CIDR: "198.18.0.0/24", Pools: []store.Range{{Start: "198.18.0.100", End: "198.18.0.199"}}})
+	f.put(t, objs...)
+	return f
+}
+
+// serve (re)starts the server with cfg, its store, artifacts, credentials,
+// log and clock filled in.
+func (f *fixture) serve(t *testing.T, cfg Config) {
+	t.Helper()
+	cfg.DB, cfg.ArtifactDir, cfg.Credentials, cfg.Now = f.db, f.artifacts, testCredentials, func() time.Time { return t0 }
+	cfg.Log = slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
+	srv, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { f.srv.Close() })
-	f.handler = f.srv.Handler()
-	f.put(t, objs...)
-	return f
+	t.Cleanup(func() { srv.Close() })
+	f.srv, f.handler = srv, srv.Handler()
+}
+
+// lease gives mac an active lease in lab, as the DHCP server's ACK does,
+// and returns its address.
+func (f *fixture) lease(t *testing.T, mac string) string {
+	t.Helper()
+	ip := fmt.Sprintf("198.18.0.%d", 10+len(f.leased))
+	apptest.Put(t, f.db, t0, activeLease(mac, ip))
+	f.leased[mac] = ip
+	return ip
 }
 
 // testCredentials mint the agent credentials in scripts: a fixed key,
@@ -80,8 +110,19 @@ func (f *fixture) put(t *testing.T, objs ...store.Object) {
 	t.Helper()
 	for _, o := range objs {
 		apptest.Put(t, f.db, t0, o)
+		if l, ok := o.(*store.Lease); ok {
+			f.leased[l.MAC] = l.IP
+		}
 		m, ok := o.(*store.Machine)
-		if !ok || (m.State != store.StateProvisioning && m.State != store.StateDeprovisioning) {
+		if !ok {
+			continue
+		}
+		for _, nic := range m.Interfaces {
+			if _, ok := f.leased[nic.MAC]; nic.Boot && !ok {
+				f.lease(t, nic.MAC)
+			}
+		}
+		if m.State != store.StateProvisioning && m.State != store.StateDeprovisioning {
 			continue
 		}
 		tpl := &store.Template{Name: "fixture", Actions: []store.Action{{Name: "a", Type: "exec", Args: map[string]string{"command": "true"}}}}
@@ -94,9 +135,33 @@ func (f *fixture) put(t *testing.T, objs ...store.Object) {
 	}
 }
 
+// activeLease is an active lease of ip in lab for mac.
+func activeLease(mac, ip string) *store.Lease {
+	return &store.Lease{IP: ip, MAC: mac, Subnet: "lab", State: store.LeaseActive, Starts: t0.Add(-time.Minute), Expires: t0.Add(time.Hour)}
+}
+
+// get sends GET target from the address leased to the MAC whose script
+// it asks for, or from unleased.
 func (f *fixture) get(t *testing.T, target string) (*http.Response, string) {
 	t.Helper()
-	return do(t, f.handler, httptest.NewRequest(http.MethodGet, target, nil))
+	r := httptest.NewRequest(http.MethodGet, target, nil)
+	raw := r.URL.Query().Get("mac")
+	if file, ok := strings.CutPrefix(r.URL.Path, "/ipxe/"); ok && file != "boot.ipxe" {
+		raw = strings.TrimSuffix(file, ".ipxe")
+	}
+	from := unleased
+	if mac, err := parseMAC(raw); err == nil && f.leased[mac] != "" {
+		from = f.leased[mac]
+	}
+	return f.getFrom(t, from, target)
+}
+
+// getFrom sends GET target from address from.
+func (f *fixture) getFrom(t *testing.T, from, target string) (*http.Response, string) {
+	t.Helper()
+	r := httptest.NewRequest(http.MethodGet, target, nil)
+	r.RemoteAddr = netip.AddrPortFrom(netip.MustParseAddr(from), 40000).String()
+	return do(t, f.handler, r)
 }
 
 func do(t *testing.T, h http.Handler, r *http.Request) (*http.Response, string) {

@@ -60,7 +60,7 @@ type fixture struct {
 	index   uint64
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t testing.TB) *fixture {
 	t.Helper()
 	db, err := store.Open(filepath.Join(t.TempDir(), "store.db"))
 	if err != nil {
@@ -140,7 +140,7 @@ func (f *fixture) write() store.Write {
 	return store.Write{Index: f.index, Time: t0.Add(-3 * time.Hour)}
 }
 
-func (f *fixture) update(t *testing.T, fn func(tx *store.Tx) error) {
+func (f *fixture) update(t testing.TB, fn func(tx *store.Tx) error) {
 	t.Helper()
 	if err := f.db.Update(fn); err != nil {
 		t.Fatal(err)
@@ -150,7 +150,7 @@ func (f *fixture) update(t *testing.T, fn func(tx *store.Tx) error) {
 // put stores objs as the site's state machine would, with its rules,
 // each at the next Raft index: a new workflow is bound to its template
 // and becomes its machine's current one.
-func (f *fixture) put(t *testing.T, objs ...store.Object) {
+func (f *fixture) put(t testing.TB, objs ...store.Object) {
 	t.Helper()
 	apptest.Put(t, f.db, t0.Add(-3*time.Hour), objs...)
 	f.index = f.db.AppliedIndex()

@@ -7,9 +7,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
-	"strings"
+	"net/netip"
+	"strconv"
 	"time"
+
+	"golang.org/x/time/rate"
 
 	"github.com/outposthq/outpost/appliance/internal/agentproto"
 	"github.com/outposthq/outpost/appliance/internal/site"
@@ -19,14 +23,15 @@ import (
 )
 
 // Site is what the agent API needs of its site: linearizable reads, and
-// the proposals that record reports and discoveries (package site's
-// proposer, through the app).
+// the proposals that record reports, discoveries and claims (package
+// site's proposer, through the app).
 type Site interface {
 	// Linearize waits until the local store reflects every write
 	// committed before the call.
 	Linearize(ctx context.Context) error
 	Report(ctx context.Context, workflowID string, r site.Report) (*store.Workflow, error)
 	Discover(ctx context.Context, hw site.Hardware) (*site.DiscoverResult, error)
+	BindWorkflow(ctx context.Context, workflowID string, addr netip.Addr) (*store.Workflow, error)
 }
 
 // Config configures the agent API.
@@ -35,26 +40,47 @@ type Config struct {
 	// Store is this node's store, which workflows are read from.
 	Store       *store.DB
 	Credentials *Credentials
-	// Log receives a line per refused request and per failure; nil
-	// discards. Credentials are never logged.
+	// Binding ties credentials to their machine's address: BindLease
+	// where this appliance's DHCP server leases the boot network's
+	// addresses, BindFirstClaim where it leases none.
+	Binding Binding
+	// DiscoveryBurst and DiscoveryEvery limit the machines discovery
+	// creates, per subnet of the reporting address: burst at once, then
+	// one every DiscoveryEvery; a report over the limit is answered 429
+	// and the agent retries it. Zero means DefaultDiscoveryBurst and
+	// DefaultDiscoveryEvery. Each appliance of a site limits what it
+	// receives.
+	DiscoveryBurst int
+	DiscoveryEvery time.Duration
+	// Log receives a line per failure, and per refused request at debug
+	// level (with a warning at most every refusedLogEvery); nil discards.
+	// Credentials are never logged.
 	Log *slog.Logger
-	// Now is the clock the agent's view of its workflow is computed
-	// at; time.Now if nil.
+	// Now is the clock the agent's view of its workflow, lease expiry and
+	// credential expiry are computed at; time.Now if nil.
 	Now func() time.Time
 }
 
 // Server is the agent API.
 type Server struct {
-	site  Site
-	db    *store.DB
-	creds *Credentials
-	log   *slog.Logger
-	now   func() time.Time
+	site    Site
+	db      *store.DB
+	creds   *Credentials
+	binding Binding
+	limit   *subnetLimiter
+	log     *slog.Logger
+	warn    *rate.Sometimes // the warning of refused requests
+	now     func() time.Time
 }
+
+// refusedLogEvery is the least time between two warnings of refused
+// requests; the metric counts every one.
+const refusedLogEvery = 10 * time.Second
 
 // New returns the agent API.
 func New(cfg Config) *Server {
-	s := &Server{site: cfg.Site, db: cfg.Store, creds: cfg.Credentials, log: cfg.Log, now: cfg.Now}
+	s := &Server{site: cfg.Site, db: cfg.Store, creds: cfg.Credentials, binding: cfg.Binding, log: cfg.Log, now: cfg.Now,
+		limit: newSubnetLimiter(cfg.DiscoveryBurst, cfg.DiscoveryEvery), warn: &rate.Sometimes{Interval: refusedLogEvery}}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -80,19 +106,31 @@ func (s *Server) Handler() http.Handler {
 // a few KiB.
 const maxBody = 1 << 20
 
-// apiError is an answer other than 200.
+// apiError is an answer other than 200. reason, for a refusal, is the
+// label it is counted under.
 type apiError struct {
 	status int
 	code   string
 	field  string
 	msg    string
+	reason string
 }
 
 func (e *apiError) Error() string { return e.msg }
 
-func unauthorized() *apiError {
-	return &apiError{status: http.StatusUnauthorized, code: "unauthorized", msg: errCredential.Error()}
+// refusal is a refused request: 401 unless status says otherwise.
+func refusal(reason string, err error) *apiError {
+	ae := &apiError{status: http.StatusUnauthorized, code: "unauthorized", msg: err.Error(), reason: reason}
+	switch reason {
+	case reasonAddress:
+		ae.status, ae.code = http.StatusForbidden, "forbidden"
+	case reasonRateLimited:
+		ae.status, ae.code = http.StatusTooManyRequests, "rate_limited"
+	}
+	return ae
 }
+
+func unauthorized() *apiError { return refusal(reasonCredential, errCredential) }
 
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	var ae *apiError
@@ -101,10 +139,18 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	}
 	var body agentproto.Error
 	body.Error.Code, body.Error.Message, body.Error.Field = ae.code, ae.msg, ae.field
-	if ae.status != http.StatusUnauthorized {
-		s.log.Warn("agent request refused", "path", r.URL.Path, "remote", r.RemoteAddr, "status", ae.status, "err", ae.msg)
+	if ae.reason != "" {
+		refused.WithLabelValues(ae.reason).Inc()
+		s.log.Debug("agent request refused", "path", r.URL.Path, "remote", r.RemoteAddr, "reason", ae.reason)
+		s.warn.Do(func() {
+			s.log.Warn("agent request refused (outpost_agent_refused_total counts them; one warning every "+refusedLogEvery.String()+")",
+				"path", r.URL.Path, "remote", r.RemoteAddr, "status", ae.status, "reason", ae.reason)
+		})
 	} else {
-		s.log.Warn("agent request with a bad credential", "path", r.URL.Path, "remote", r.RemoteAddr)
+		s.log.Warn("agent request refused", "path", r.URL.Path, "remote", r.RemoteAddr, "status", ae.status, "err", ae.msg)
+	}
+	if ae.status == http.StatusTooManyRequests {
+		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(s.limit.every.Seconds()))))
 	}
 	writeJSON(w, ae.status, body)
 }
@@ -136,95 +182,48 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	json.NewEncoder(w).Encode(v)
 }
 
-// bearer returns the request's credential.
-func bearer(r *http.Request) (token, error) {
-	v, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !ok {
-		return token{}, errCredential
-	}
-	return parseToken(strings.TrimSpace(v))
-}
-
-// authWorkflow finds the workflow the request's credential opens: the
-// workflow it names, or for a discovery credential the current workflow
-// of the machine with its MAC. noWorkflow is true when a discovery
-// credential is good but its machine has no workflow yet.
-func (s *Server) authWorkflow(r *http.Request) (w *store.Workflow, noWorkflow bool, err error) {
-	t, err := bearer(r)
-	if err != nil {
-		return nil, false, unauthorized()
-	}
-	err = s.db.View(func(tx *store.Tx) error {
-		id := t.subject
-		if t.kind == kindDiscovery {
-			mac, ok := s.creds.verifyDiscovery(t)
-			if !ok {
-				return unauthorized()
-			}
-			m, err := tx.MachineByMAC(mac)
-			if errors.Is(err, errs.ErrNotFound) || (err == nil && m.Workflow == "") {
-				noWorkflow = true
-				return nil
-			} else if err != nil {
-				return err
-			}
-			id = m.Workflow
-		}
-		got, err := store.Get[store.Workflow](tx, id)
-		if errors.Is(err, errs.ErrNotFound) {
-			if t.kind == kindDiscovery {
-				noWorkflow = true
-				return nil
-			}
-			return unauthorized() // do not tell which workflows exist
-		} else if err != nil {
-			return err
-		}
-		if t.kind == kindWorkflow && !s.creds.verifyWorkflow(t, got) {
-			return unauthorized()
-		}
-		w = got
-		return nil
-	})
-	return w, noWorkflow, err
-}
-
 // getWorkflow serves GET PathWorkflow. The read is linearizable: it
 // reflects every report acknowledged before it.
 func (s *Server) getWorkflow(w http.ResponseWriter, r *http.Request) {
-	if _, err := bearer(r); err != nil {
-		s.writeError(w, r, unauthorized())
-		return
+	c, err := s.authenticate(r)
+	if err == nil {
+		err = s.site.Linearize(r.Context())
 	}
-	if err := s.site.Linearize(r.Context()); err != nil {
+	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	wf, none, err := s.authWorkflow(r)
+	wf, err := s.authorize(r.Context(), c)
 	switch {
 	case err != nil:
 		s.writeError(w, r, err)
-	case none:
+	case wf == nil:
 		s.writeError(w, r, &apiError{status: http.StatusNotFound, code: errs.CodeNotFound, msg: "no workflow for this machine yet"})
 	default:
 		writeJSON(w, http.StatusOK, agentView(wf, s.now()))
 	}
 }
 
-// postReport serves POST PathReport.
+// postReport serves POST PathReport. The body is read once the credential
+// is verified, and the report recorded once the body is good and the
+// workflow admits the caller.
 func (s *Server) postReport(w http.ResponseWriter, r *http.Request) {
-	wf, none, err := s.authWorkflow(r)
+	var rep agentproto.Report
+	c, err := s.authenticate(r)
+	if err == nil {
+		err = decode(r, &rep)
+	}
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	wf, err := s.authorize(r.Context(), c)
 	switch {
 	case err != nil:
 		s.writeError(w, r, err)
 		return
-	case none:
+	case wf == nil:
 		s.writeError(w, r, &apiError{status: http.StatusNotFound, code: errs.CodeNotFound, msg: "no workflow for this machine"})
-		return
-	}
-	var rep agentproto.Report
-	if err := decode(r, &rep); err != nil {
-		s.writeError(w, r, err)
 		return
 	}
 	stored, err := s.site.Report(r.Context(), wf.ID, site.Report(rep))
@@ -236,26 +235,28 @@ func (s *Server) postReport(w http.ResponseWriter, r *http.Request) {
 }
 
 // postHardware serves POST PathHardware: discovery credentials only, for
-// the MAC they name.
+// the MAC they name, within the limit on new machines per subnet.
 func (s *Server) postHardware(w http.ResponseWriter, r *http.Request) {
-	t, err := bearer(r)
-	if err != nil {
-		s.writeError(w, r, unauthorized())
-		return
-	}
-	mac, ok := s.creds.verifyDiscovery(t)
-	if !ok {
-		s.writeError(w, r, unauthorized())
-		return
-	}
 	var hw agentproto.Hardware
-	if err := decode(r, &hw); err != nil {
+	c, err := s.authenticate(r)
+	if err == nil && c.disc == nil {
+		err = unauthorized()
+	}
+	if err == nil {
+		err = decode(r, &hw)
+	}
+	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
+	mac := c.disc.mac
 	if got, err := store.NormalizeMAC(hw.MAC); err != nil || got != mac {
 		s.writeError(w, r, &apiError{status: http.StatusBadRequest, code: errs.CodeInvalid, field: "mac",
 			msg: fmt.Sprintf("%q is not the MAC this credential was issued for", hw.MAC)})
+		return
+	}
+	if err := s.limitCreation(mac, c.addr); err != nil {
+		s.writeError(w, r, err)
 		return
 	}
 	got, err := s.site.Discover(r.Context(), siteHardware(hw))
@@ -263,8 +264,28 @@ func (s *Server) postHardware(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	s.log.Info("discovery", "machine", got.MachineID, "mac", mac, "created", got.Created)
+	s.log.Info("discovery", "machine", got.MachineID, "mac", mac, "created", got.Created, "remote", r.RemoteAddr)
 	writeJSON(w, http.StatusOK, agentproto.HardwareAck{MachineID: got.MachineID, Created: got.Created})
+}
+
+// limitCreation refuses a report that would create a machine for mac when
+// addr's subnet is over its limit. Reports on known machines are not
+// limited.
+func (s *Server) limitCreation(mac string, addr netip.Addr) error {
+	var subnet string
+	err := s.db.View(func(tx *store.Tx) error {
+		_, err := tx.MachineByMAC(mac)
+		if !errors.Is(err, errs.ErrNotFound) {
+			return err
+		}
+		subnet, err = subnetOf(tx, addr)
+		return err
+	})
+	if err != nil || subnet == "" || s.limit.allow(subnet, s.now()) {
+		return err
+	}
+	return refusal(reasonRateLimited, fmt.Errorf("machines are being discovered in %s faster than the limit "+
+		"(%d at once, then one every %s): retry later", subnet, s.limit.burst, s.limit.every))
 }
 
 // siteHardware is hw as the site's log records it.

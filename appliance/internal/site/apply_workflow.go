@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -375,4 +376,40 @@ func applyDeleteWorkflow(tx *store.Tx, payload []byte, index uint64) (any, error
 		return nil, err
 	}
 	return nil, appendEvents(tx, req.Events, store.Write{Index: index, Time: req.Time, By: req.By})
+}
+
+// applyBindWorkflow records the first address to claim a workflow's
+// installer credential where the appliance leases no addresses
+// (proxyDHCP): from then on the credential is given to, and accepted
+// from, that address alone (package provision). A claim on a workflow
+// that has one changes nothing and returns the workflow with the
+// binding it has, so the claimant learns whether it won. An ended
+// workflow takes no claim: its credential opens nothing any more.
+func applyBindWorkflow(tx *store.Tx, payload []byte, index uint64) (any, error) {
+	var req Bind
+	command.MustDecode(payload, &req, index)
+	addr, err := netip.ParseAddr(req.Addr)
+	if err != nil || addr.Zone() != "" || addr.Is4In6() || addr.String() != req.Addr {
+		return nil, errs.Invalid("addr", "%q is not an IP address in canonical form", req.Addr)
+	}
+	w, err := store.Get[store.Workflow](tx, req.Workflow)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case w.BootAddr != "":
+		return w, nil
+	case !w.Active():
+		return nil, errs.Conflict("workflow %s has ended (%s): its credential opens nothing", w.ID, w.Status())
+	}
+	w.BootAddr = req.Addr
+	wr := store.Write{Index: index, Time: req.Time, By: req.By}
+	if err := tx.UnsafePutWorkflow(w, wr); err != nil {
+		return nil, err
+	}
+	return w, event(tx, wr, store.Event{
+		MachineID: w.MachineID, Kind: "workflow.bound",
+		Message: fmt.Sprintf("workflow %s: installer credential bound to %s, the first address to claim it", w.ID, req.Addr),
+		Fields:  map[string]string{"workflow": w.ID, "addr": req.Addr},
+	})
 }

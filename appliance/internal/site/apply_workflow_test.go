@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/outposthq/outpost/appliance/internal/store"
 	"github.com/outposthq/outpost/appliance/internal/workflow"
 	"github.com/outposthq/outpost/internal/errs"
@@ -272,5 +274,86 @@ func TestDueWorkflows(t *testing.T) {
 	}
 	if got := due(started.Add(time.Hour)); got != "" {
 		t.Errorf("due after the workflow failed: %q", got)
+	}
+}
+
+// claim applies a claim of workflow id by addr at index i.
+func claim(t *testing.T, e *env, i uint64, id, addr string) (*store.Workflow, *errs.Error) {
+	t.Helper()
+	r := e.applyCmd(i, BindWorkflow, Bind{Workflow: id, Addr: addr, Time: t0.Add(time.Minute)})
+	if r.Err != nil {
+		return nil, r.Err
+	}
+	w, err := DecodeValue[store.Workflow](r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return w, nil
+}
+
+func workflowOf(t *testing.T, e *env, id string) *store.Workflow {
+	t.Helper()
+	var w *store.Workflow
+	e.view(func(tx *store.Tx) (err error) { w, err = store.Get[store.Workflow](tx, id); return err })
+	return w
+}
+
+// TestBindWorkflow: the first address to claim an active workflow's
+// credential is recorded, with an event; a later claim changes nothing and
+// learns the first address; claims on an unknown workflow, and addresses
+// not in canonical form, are refused and change nothing. The binding
+// stays with its workflow when it ends; the machine's next workflow starts
+// unbound.
+func TestBindWorkflow(t *testing.T) {
+	e := workflowSite(t)
+	putWorkflow(t, e, 10, sampleWorkflow("wf1"))
+	w, rerr := claim(t, e, 11, "wf1", "198.18.0.10")
+	if rerr != nil || w.BootAddr != "198.18.0.10" {
+		t.Fatalf("first claim: %+v, %v; want bound to 198.18.0.10", w, rerr)
+	}
+	checkEventKinds(t, e, "workflow.created", "machine.state", "workflow.bound")
+	before := rawDump(t, e.db)
+	i := uint64(12)
+	if w, rerr := claim(t, e, i, "wf1", "198.18.0.66"); rerr != nil || w.BootAddr != "198.18.0.10" {
+		t.Errorf("second claim: %+v, %v; want the first address, unchanged", w, rerr)
+	}
+	for name, tc := range map[string]struct {
+		id, addr, code string
+	}{
+		"unknown workflow": {"ghost", "198.18.0.66", errs.CodeNotFound},
+		"not an address":   {"wf1", "host.example", errs.CodeInvalid},
+		"mapped v4":        {"wf1", "::ffff:198.18.0.66", errs.CodeInvalid},
+		"zone":             {"wf1", "fe80::1%eth0", errs.CodeInvalid},
+		"empty":            {"wf1", "", errs.CodeInvalid},
+	} {
+		i++
+		if _, rerr := claim(t, e, i, tc.id, tc.addr); rerr == nil || rerr.Code != tc.code {
+			t.Errorf("%s: %v, want code %s", name, rerr, tc.code)
+		}
+	}
+	if diff := cmp.Diff(withApplied(before, i), rawDump(t, e.db)); diff != "" {
+		t.Errorf("refused and repeated claims changed the store (-before +after):\n%s", diff)
+	}
+
+	e.applyOK(i+1, AdvanceWorkflow, Advance{Workflow: "wf1", Kind: AdvanceCancel, Time: t0.Add(time.Hour)})
+	putWorkflow(t, e, i+2, sampleWorkflow("wf2"))
+	if w := workflowOf(t, e, "wf1"); w.BootAddr != "198.18.0.10" {
+		t.Errorf("the ended workflow lost its binding: %q", w.BootAddr)
+	}
+	if w := workflowOf(t, e, "wf2"); w.BootAddr != "" {
+		t.Errorf("the machine's next workflow starts bound to %q", w.BootAddr)
+	}
+}
+
+// TestBindEndedWorkflow: an ended workflow takes no claim.
+func TestBindEndedWorkflow(t *testing.T) {
+	e := workflowSite(t)
+	putWorkflow(t, e, 10, sampleWorkflow("wf1"))
+	e.applyOK(11, AdvanceWorkflow, Advance{Workflow: "wf1", Kind: AdvanceCancel, Time: t0.Add(time.Hour)})
+	if _, rerr := claim(t, e, 12, "wf1", "198.18.0.10"); rerr == nil || rerr.Code != errs.CodeConflict {
+		t.Errorf("a claim on an ended, unbound workflow: %v, want a conflict", rerr)
+	}
+	if w := workflowOf(t, e, "wf1"); w.BootAddr != "" {
+		t.Errorf("the ended workflow was bound to %q", w.BootAddr)
 	}
 }

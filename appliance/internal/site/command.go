@@ -41,22 +41,23 @@ const (
 	// 19 and 20 are the shared core's: command.Batch (the group commit)
 	// and command.Noop (a new leader's first entry).
 
-	AdvanceWorkflow Type = 21 // Advance: an agent's report, the leader's timer, a cancel
-	Discover        Type = 22 // DiscoverPayload: what an installer in discovery mode found
-	PutOrderV1      Type = 23 // Put[store.Order], releases up to b482c18: replay only (apply_legacy.go)
-	DeleteOrder     Type = 24 // Delete
-	DeleteJob       Type = 25 // Delete
-	StartJob        Type = 26 // JobStart
-	FinishJob       Type = 27 // JobFinish
-	SetPower        Type = 28 // Power: a power reading of the leader's poller
-	ApplyDesiredV1  Type = 29 // DesiredPayload, releases up to b482c18: replay only (apply_legacy.go)
-	AckEvents       Type = 30 // AckedPayload: central has stored the events up to a sequence
-	CommitLease     Type = 31 // LeaseCommit (binary, lease.go): the DHCP server's offer, ACK, release or decline
-	PlaceOrder      Type = 32 // Put[store.Order]: creates an order, its workflow and its jobs
-	ApplyDesired    Type = 33 // DesiredPayload: a revision of central's desired state
-	CreateToken     Type = 34 // Put[store.Token]: a new API token with its role, name and expiry
+	AdvanceWorkflow      Type = 21 // Advance: an agent's report, the leader's timer, a cancel
+	Discover             Type = 22 // DiscoverPayload: what an installer in discovery mode found
+	PutOrderV1           Type = 23 // Put[store.Order], releases up to b482c18: replay only (apply_legacy.go)
+	DeleteOrder          Type = 24 // Delete
+	DeleteJob            Type = 25 // Delete
+	StartJob             Type = 26 // JobStart
+	FinishJob            Type = 27 // JobFinish
+	SetPower             Type = 28 // Power: a power reading of the leader's poller
+	ApplyDesiredV1       Type = 29 // DesiredPayload, releases up to b482c18: replay only (apply_legacy.go)
+	AckEvents            Type = 30 // AckedPayload: central has stored the events up to a sequence
+	CommitLease          Type = 31 // LeaseCommit (binary, lease.go): the DHCP server's offer, ACK, release or decline
+	PlaceOrder           Type = 32 // Put[store.Order]: creates an order, its workflow and its jobs
+	ApplyDesired         Type = 33 // DesiredPayload: a revision of central's desired state
+	CreateToken          Type = 34 // Put[store.Token]: a new API token with its role, name and expiry
 	RecordBMCCertificate Type = 35 // BMCCertificate: a certificate a machine's BMC presented that the site did not trust
 	AcceptBMCCertificate Type = 36 // BMCCertificate: an operator trusts a certificate of a machine's BMC
+	BindWorkflow         Type = 37 // Bind: the first address to claim a workflow's installer credential (proxyDHCP)
 )
 
 // Every payload but CommitLease's (always the DHCP server's) names its
@@ -103,6 +104,15 @@ type Advance struct {
 	Kind     string    `json:"kind"`
 	Report   *Report   `json:"report,omitempty"`
 	Reason   string    `json:"reason,omitempty"` // of a cancel
+	Time     time.Time `json:"time"`
+	By       string    `json:"by,omitempty"`
+}
+
+// Bind is the payload of BindWorkflow: Addr claims workflow Workflow's
+// installer credential, unless an address already has.
+type Bind struct {
+	Workflow string    `json:"workflow"`
+	Addr     string    `json:"addr"`
 	Time     time.Time `json:"time"`
 	By       string    `json:"by,omitempty"`
 }

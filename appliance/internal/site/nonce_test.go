@@ -29,8 +29,10 @@ func TestCentralOrderNonce(t *testing.T) {
 	n := apptest.Start(t)
 	ctx := t.Context()
 	creds := provision.NewCredentials(n.Key.Derive("outpost agent credentials v1"))
+	// The agent is on loopback, where no lease is: its first request
+	// claims its workflow, as under proxyDHCP.
 	agents := httptest.NewServer(provision.New(provision.Config{Site: n.Site, Store: n.DB, Credentials: creds,
-		Log: slog.New(slog.NewTextHandler(t.Output(), nil))}).Handler())
+		Binding: provision.BindFirstClaim, Log: slog.New(slog.NewTextHandler(t.Output(), nil))}).Handler())
 	t.Cleanup(agents.Close)
 
 	if _, err := n.Site.PutTemplate(ctx, &store.Template{Name: site.DefaultProvisionTemplate, Actions: []store.Action{

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net/netip"
 	"time"
 
 	"github.com/outposthq/outpost/appliance/internal/store"
@@ -231,7 +232,7 @@ func (p *Proposer) CreateToken(ctx context.Context, t *store.Token) error {
 // site's to make, the nonce is drawn here, and boot values are filled in.
 func (p *Proposer) CreateWorkflow(ctx context.Context, w *store.Workflow) (*store.Workflow, error) {
 	w.Normalize()
-	w.State, w.Order = nil, ""
+	w.State, w.Order, w.BootAddr = nil, "", ""
 	w.Nonce = p.cfg.Nonce()
 	w.Values = withBootValues(w.Values, p.cfg.BootURL)
 	if err := w.Validate(); err != nil {
@@ -347,6 +348,18 @@ func (p *Proposer) Report(ctx context.Context, workflowID string, r Report) (*st
 // workflow timing out, a retry's backoff ending.
 func (p *Proposer) Tick(ctx context.Context, workflowID string) (*store.Workflow, error) {
 	return p.advance(ctx, Advance{Workflow: workflowID, Kind: AdvanceTick, Time: p.now(), By: actor(ctx, ActorTimer)})
+}
+
+// BindWorkflow claims workflow id's installer credential for addr, where
+// the appliance leases no addresses (proxyDHCP), and returns the workflow
+// as stored: its BootAddr is addr if the claim won, or the address that
+// claimed it first.
+func (p *Proposer) BindWorkflow(ctx context.Context, id string, addr netip.Addr) (*store.Workflow, error) {
+	r, err := p.propose(ctx, BindWorkflow, Bind{Workflow: id, Addr: addr.Unmap().String(), Time: p.now(), By: actor(ctx, ActorAgent)})
+	if err != nil {
+		return nil, err
+	}
+	return DecodeValue[store.Workflow](r)
 }
 
 func (p *Proposer) advance(ctx context.Context, a Advance) (*store.Workflow, error) {

@@ -317,10 +317,26 @@ func TestApplyEveryCommand(t *testing.T) {
 		{CreateToken, Put[store.Token]{Object: fxToken("tok2"), Time: ts0, By: "alice"}, func(t *testing.T, r Result, i uint64) {
 			checkPut(t, e, r, fxToken("tok2"), i)
 		}},
+		{PutTemplate, Put[store.Template]{Object: probeTemplate(), Time: ts0}, func(t *testing.T, r Result, i uint64) {
+			checkPut(t, e, r, probeTemplate(), i)
+		}},
+		{PutWorkflow, Put[store.Workflow]{Object: &store.Workflow{ID: "wf3", MachineID: "m2", Template: "probe", Purpose: store.PurposeProvision}, Time: ts0},
+			func(t *testing.T, r Result, i uint64) {
+				if r.Err != nil {
+					t.Fatalf("result = %+v (err %v)", r, r.Err)
+				}
+			}},
+		{BindWorkflow, Bind{Workflow: "wf3", Addr: "198.18.0.150", Time: ts0}, func(t *testing.T, r Result, i uint64) {
+			w, err := DecodeValue[store.Workflow](r)
+			if r.Err != nil || err != nil || w.BootAddr != "198.18.0.150" || w.Version != i {
+				t.Fatalf("result = %+v (err %v, decode %v), want wf3 bound to 198.18.0.150 at version %d", r, r.Err, err, i)
+			}
+		}},
 	}
 	run(since, uint64(len(steps)+1))
-	if kinds := eventKinds(t, e); len(kinds) < 18 || !cmp.Equal(kinds[18:], []string{"dhcp.lease", "bmc.job.created", "order.created"}) {
-		t.Errorf("events %q, want after the first 18 a dhcp.lease for the first ACK only, then the order's", kinds)
+	if kinds := eventKinds(t, e); len(kinds) < 18 || !cmp.Equal(kinds[18:], []string{"dhcp.lease", "bmc.job.created", "order.created",
+		"workflow.created", "machine.state", "workflow.bound"}) {
+		t.Errorf("events %q, want after the first 18 a dhcp.lease for the first ACK only, then the order's, then the workflow's", kinds)
 	}
 
 	// The BMC certificate commands, on m2 (a Redfish BMC).
@@ -347,6 +363,11 @@ func TestApplyEveryCommand(t *testing.T) {
 			t.Errorf("command type %d is in the apply table but not tested here", typ)
 		}
 	}
+}
+
+// probeTemplate is a template of one exec action.
+func probeTemplate() *store.Template {
+	return &store.Template{Name: "probe", Actions: []store.Action{{Name: "probe", Type: "exec", Args: map[string]string{"command": "true"}}}}
 }
 
 // TestApplyUpdateKeepsCreated: a second put of an object keeps its

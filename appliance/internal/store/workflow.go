@@ -35,6 +35,11 @@ type Workflow struct {
 	// agent's credential is derived from it and the site key, so a
 	// workflow made again under the same id gets a new credential.
 	Nonce string `json:"nonce,omitempty"`
+	// BootAddr, where the appliance leases no addresses (proxyDHCP), is
+	// the address that first claimed the workflow's installer credential:
+	// the only one it is given to and accepted from (package provision).
+	// The site sets it, once, through BindWorkflow; clients cannot.
+	BootAddr string `json:"boot_addr,omitempty"`
 	// Order is the order that made the workflow, if any; it follows the
 	// workflow.
 	Order string `json:"order,omitempty"`

@@ -56,7 +56,8 @@ const (
 //     as next server, and the machine's id as its hostname.
 //  2. TFTP: the iPXE binary the ACK names, with blksize and tsize; its
 //     size must be the file's.
-//  3. Boot HTTP: the iPXE script for the MAC, which must be the install
+//  3. Boot HTTP, from the address the ACK gave (as every HTTP request of
+//     the machine): the iPXE script for the MAC, which must be the install
 //     script for this machine, with outpost.url and outpost.token on its
 //     kernel line; then the first 64 KiB of that kernel and initrd, with a
 //     Range request each (206 expected).
@@ -81,18 +82,25 @@ func (e *Env) Provision(ctx context.Context, m Machine) (r Result) {
 			e.failed.Add(1)
 		}
 	}()
-	// Each machine has its own connections, as real ones do.
-	tr := &http.Transport{DialContext: e.Netns.DialContext, MaxIdleConnsPerHost: 4, IdleConnTimeout: time.Minute, DisableCompression: true}
-	defer tr.CloseIdleConnections()
-	hc := &http.Client{Transport: tr}
-
 	var ack *dhcpv4.DHCPv4
+	var hc *http.Client
 	var sc InstallScript
 	var wf *agentproto.Workflow
+	defer func() {
+		if hc != nil {
+			hc.CloseIdleConnections()
+		}
+	}()
 	steps := [...]func() error{
 		PhaseDHCP: func() (err error) { ack, err = e.dhcp(ctx, m); return err },
 		PhaseTFTP: func() error { return e.tftp(ctx, ack) },
-		PhaseBoot: func() (err error) { sc, err = e.boot(ctx, hc, ack, m); return err },
+		PhaseBoot: func() (err error) {
+			if hc, err = e.machineClient(ctx, ack); err != nil {
+				return err
+			}
+			sc, err = e.boot(ctx, hc, ack, m)
+			return err
+		},
 		PhaseAgent: func() error {
 			a, err := NewAgent(hc, sc.URL, sc.Token, &e.stats)
 			if err == nil {
@@ -117,6 +125,36 @@ func (e *Env) Provision(ctx context.Context, m Machine) (r Result) {
 		r.Err, r.Phase = fmt.Errorf("workflow %s %s: %s", wf.ID, wf.Status, wf.Reason), PhaseAgent
 	}
 	return r
+}
+
+// machineClient returns the HTTP client of the machine ack gave an
+// address: its own connections, as a real machine's, from that address,
+// which is added to the namespace's interface (Env.Iface) first. The
+// appliance gives a machine's credential to, and takes it from, the
+// address leased to the machine alone.
+func (e *Env) machineClient(ctx context.Context, ack *dhcpv4.DHCPv4) (*http.Client, error) {
+	addr, ok := netip.AddrFromSlice(ack.YourIPAddr.To4())
+	if !ok {
+		return nil, fmt.Errorf("the ACK gives no IPv4 address: %v", ack.YourIPAddr)
+	}
+	iface := e.Iface
+	if iface == "" {
+		iface = ClientIface
+	}
+	if _, err := e.Netns.Run(ctx, "ip", "addr", "replace", addr.String()+"/32", "dev", iface); err != nil {
+		return nil, err
+	}
+	dial := func(ctx context.Context, network, a string) (net.Conn, error) {
+		var c net.Conn
+		err := e.Netns.Do(func() (err error) {
+			d := net.Dialer{LocalAddr: net.TCPAddrFromAddrPort(netip.AddrPortFrom(addr, 0))}
+			c, err = d.DialContext(ctx, network, a)
+			return err
+		})
+		return c, err
+	}
+	tr := &http.Transport{DialContext: dial, MaxIdleConnsPerHost: 4, IdleConnTimeout: time.Minute, DisableCompression: true}
+	return &http.Client{Transport: tr}, nil
 }
 
 // dhcp gets m an address and checks the boot information.

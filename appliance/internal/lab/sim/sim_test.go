@@ -39,7 +39,7 @@ func TestParseInstallScript(t *testing.T) {
 		}},
 		"discovery, no machine": {script: golden("unknown-discover.ipxe"), want: sim.InstallScript{
 			Kernel: "http://198.18.0.1:8080/artifacts/installer/vmlinuz", Initrd: "http://198.18.0.1:8080/artifacts/installer/initrd.gz",
-			URL: "http://198.18.0.1:8080", Token: "dHc_asgf0_vp0QWLLhb_CYonD7Rexef69ZKG8eVxgt0s.525400abcdef",
+			URL: "http://198.18.0.1:8080", Token: "d<signature>.525400abcdef.c61200c8.1772362800.<nonce>",
 		}},
 		"local disk": {script: golden("provisioned-bios.ipxe"),
 			err: `not an install script: "Outpost: provisioned: machine m1, MAC 52:54:00:12:34:56, booting from the local disk"`},

@@ -21,6 +21,9 @@ type Env struct {
 	// Netns is the namespace the machines' TFTP and HTTP clients run in;
 	// the Relay listens there too.
 	Netns *lab.Netns
+	// Iface is Netns's interface to the appliance, on which each machine's
+	// leased address is added for its HTTP requests; ClientIface if empty.
+	Iface string
 	// Relay carries the machines' DHCP.
 	Relay *Relay
 	// Server is the appliance's address on the boot network: the next
