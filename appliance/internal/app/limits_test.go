@@ -3,7 +3,6 @@ package app
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -21,6 +20,7 @@ import (
 	"github.com/outposthq/outpost/appliance/internal/config"
 	"github.com/outposthq/outpost/internal/conf"
 	"github.com/outposthq/outpost/internal/httpserve"
+	"github.com/outposthq/outpost/internal/httpserve/servetest"
 )
 
 // startLimited runs an appliance with a boot service, its deadlines
@@ -48,59 +48,6 @@ func startLimited(t *testing.T, deadline time.Duration) (*config.Config, string)
 	return cfg, token
 }
 
-// slowClient is a connection that sends a request's headers, then its
-// body a byte every 20 ms, and never reads unless asked to.
-type slowClient struct {
-	name string
-	conn net.Conn
-	stop chan struct{}
-}
-
-func startSlow(t *testing.T, name, addr, method, path, headers string, size int) *slowClient {
-	t.Helper()
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &slowClient{name: name, conn: c, stop: make(chan struct{})}
-	t.Cleanup(func() { close(s.stop); c.Close() })
-	fmt.Fprintf(c, "%s %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n%s\r\n",
-		method, path, addr, size, headers)
-	go func() {
-		tick := time.NewTicker(20 * time.Millisecond)
-		defer tick.Stop()
-		for range size {
-			select {
-			case <-s.stop:
-				return
-			case <-tick.C:
-			}
-			if _, err := c.Write([]byte(" ")); err != nil {
-				return
-			}
-		}
-	}()
-	return s
-}
-
-// answer reads the response and what follows it before deadline: its
-// status, and whether the server closed the connection after it.
-func (s *slowClient) answer(t *testing.T, deadline time.Time) (int, bool) {
-	t.Helper()
-	s.conn.SetReadDeadline(deadline)
-	br := bufio.NewReader(s.conn)
-	resp, err := http.ReadResponse(br, nil)
-	if err != nil {
-		t.Errorf("%s: no answer: %v", s.name, err)
-		return 0, false
-	}
-	io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	_, err = br.ReadByte()
-	var ne net.Error
-	return resp.StatusCode, err != nil && !(errors.As(err, &ne) && ne.Timeout())
-}
-
 // Slow clients are cut off within the configured deadlines on every HTTP
 // port of the appliance, while normal clients are served: a body
 // trickled without a credential is answered at once and the connection
@@ -120,16 +67,15 @@ func TestSlowClientsAreCut(t *testing.T) {
 
 	api, boot := cfg.APIAddr, cfg.BootAddr
 	slow := []struct {
-		c        *slowClient
-		want     int
-		metadata bool
+		c    *servetest.Slow
+		want int
 	}{
-		{c: startSlow(t, "api without a token", api, "PUT", "/v1/machines/m1", "", 1<<10), want: http.StatusUnauthorized},
-		{c: startSlow(t, "api with a token", api, "PUT", "/v1/machines/m1", "Authorization: Bearer "+token+"\r\n", 1<<20), want: http.StatusRequestTimeout},
-		{c: startSlow(t, "agent api without a credential", boot, "POST", "/agent/v1/report", "", 1<<10), want: http.StatusUnauthorized},
-		{c: startSlow(t, "agent api with a bad credential", boot, "POST", "/agent/v1/report", "Authorization: Bearer w1.nope\r\n", 1<<10), want: http.StatusUnauthorized},
-		{c: startSlow(t, "metadata token", boot, "PUT", "/latest/api/token", "", 1<<10), want: http.StatusBadRequest},
-		{c: startSlow(t, "ipxe script", boot, "GET", "/ipxe/boot.ipxe?mac=02:00:00:00:00:aa", "", 1<<10), want: http.StatusOK},
+		{c: servetest.Trickle(t, "api without a token", api, "PUT", "/v1/machines/m1", "", 1<<10), want: http.StatusUnauthorized},
+		{c: servetest.Trickle(t, "api with a token", api, "PUT", "/v1/machines/m1", "Authorization: Bearer "+token+"\r\n", 1<<20), want: http.StatusRequestTimeout},
+		{c: servetest.Trickle(t, "agent api without a credential", boot, "POST", "/agent/v1/report", "", 1<<10), want: http.StatusUnauthorized},
+		{c: servetest.Trickle(t, "agent api with a bad credential", boot, "POST", "/agent/v1/report", "Authorization: Bearer w1.nope\r\n", 1<<10), want: http.StatusUnauthorized},
+		{c: servetest.Trickle(t, "metadata token", boot, "PUT", "/latest/api/token", "", 1<<10), want: http.StatusBadRequest},
+		{c: servetest.Trickle(t, "ipxe script", boot, "GET", "/ipxe/boot.ipxe?mac=02:00:00:00:00:aa", "", 1<<10), want: http.StatusOK},
 	}
 	unread, err := net.Dial("tcp", boot)
 	if err != nil {
@@ -144,9 +90,9 @@ func TestSlowClientsAreCut(t *testing.T) {
 
 	end := time.Now().Add(waitTimeout)
 	for _, s := range slow {
-		code, closed := s.c.answer(t, end)
-		if code != s.want || !closed {
-			t.Errorf("%s: answered %d (connection closed: %v), want %d and the connection closed", s.c.name, code, closed, s.want)
+		code, _, closed, err := s.c.Answer(end)
+		if err != nil || code != s.want || !closed {
+			t.Errorf("%s: answered %d (connection closed: %v; %v), want %d and the connection closed", s.c.Name, code, closed, err, s.want)
 		}
 	}
 	waitMetric(t, "http://"+api+"/metrics", `outpost_http_deadline_cuts_total{server="boot",what="write"}`, 1)
