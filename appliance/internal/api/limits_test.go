@@ -167,3 +167,24 @@ func grepLines(s, sub string) string {
 	}
 	return strings.Join(out, "\n")
 }
+
+// A subnet no DHCP server could serve, or one overlapping another, is
+// refused naming the field; nothing is stored.
+func TestUnservableSubnets(t *testing.T) {
+	n := apptest.Start(t)
+	if code, body := call(t, n, "PUT", "/v1/subnets/lab", n.Token, `{"cidr":"198.18.0.0/24"}`); code != http.StatusCreated {
+		t.Fatalf("a subnet: %d %s", code, body)
+	}
+	for path, body := range map[string]string{
+		"/v1/subnets/all":   `{"cidr":"0.0.0.0/0","pools":[{"start":"0.0.0.1","end":"255.255.255.254"}]}`,
+		"/v1/subnets/wider": `{"cidr":"198.18.0.0/16"}`,
+	} {
+		code, answer := call(t, n, "PUT", path, n.Token, body)
+		if e := decodeErr(t, answer); code != http.StatusBadRequest || e.Error.Field != "cidr" {
+			t.Errorf("PUT %s: %d %s, want 400 naming cidr", path, code, answer)
+		}
+		if code, _ := call(t, n, "GET", path, n.Token, ""); code != http.StatusNotFound {
+			t.Errorf("GET %s after the refusal: %d", path, code)
+		}
+	}
+}

@@ -21,7 +21,7 @@ type Type = command.Type
 const (
 	PutMachine     Type = 1  // Put[store.Machine]
 	DeleteMachine  Type = 2  // Delete
-	PutSubnet      Type = 3  // Put[store.Subnet]
+	PutSubnetV1    Type = 3  // Put[store.Subnet], releases up to 79f7034: replay only (apply_legacy.go)
 	DeleteSubnet   Type = 4  // Delete
 	PutLease       Type = 5  // Put[store.Lease]: an operator's or an older leader's lease (CommitLease is the DHCP path's)
 	DeleteLease    Type = 6  // Delete
@@ -54,6 +54,7 @@ const (
 	CommitLease     Type = 31 // LeaseCommit (binary, lease.go): the DHCP server's offer, ACK, release or decline
 	PlaceOrder      Type = 32 // Put[store.Order]: creates an order, its workflow and its jobs
 	ApplyDesired    Type = 33 // DesiredPayload: a revision of central's desired state
+	PutSubnet       Type = 34 // Put[store.Subnet]: a subnet DHCP can serve, overlapping no other (apply_object.go)
 )
 
 // Put is the payload of the Put* commands: the object to store, the

@@ -17,7 +17,7 @@ import (
 var table = command.Table[*store.Tx]{
 	PutMachine:      applyPut[store.Machine],
 	DeleteMachine:   applyDelete[store.Machine],
-	PutSubnet:       applyPut[store.Subnet],
+	PutSubnetV1:     applyPut[store.Subnet],
 	DeleteSubnet:    applyDelete[store.Subnet],
 	PutLease:        applyPutLease,
 	DeleteLease:     applyDelete[store.Lease],
@@ -46,6 +46,7 @@ var table = command.Table[*store.Tx]{
 	CommitLease:     applyCommitLease,
 	PlaceOrder:      applyPlaceOrder,
 	ApplyDesired:    applyDesired,
+	PutSubnet:       applyPutSubnet,
 }
 
 // Result is what applying a command returns, on the node that proposed
