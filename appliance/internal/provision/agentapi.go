@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"github.com/outposthq/outpost/appliance/internal/store"
 	"github.com/outposthq/outpost/appliance/internal/workflow"
 	"github.com/outposthq/outpost/internal/errs"
+	"github.com/outposthq/outpost/internal/ratelog"
 )
 
 // Site is what the agent API needs of its site: linearizable reads, and
@@ -50,6 +52,9 @@ type Server struct {
 	creds *Credentials
 	log   *slog.Logger
 	now   func() time.Time
+	// badCreds logs refused credentials, a line per source per minute:
+	// anyone on the boot network can send them at will.
+	badCreds *ratelog.Log
 }
 
 // New returns the agent API.
@@ -61,6 +66,8 @@ func New(cfg Config) *Server {
 	if s.now == nil {
 		s.now = time.Now
 	}
+	s.badCreds = ratelog.New(ratelog.Config{Log: s.log, Level: slog.LevelWarn,
+		Message: "agent request with a bad credential", Counter: badCredentials})
 	return s
 }
 
@@ -104,7 +111,7 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	if ae.status != http.StatusUnauthorized {
 		s.log.Warn("agent request refused", "path", r.URL.Path, "remote", r.RemoteAddr, "status", ae.status, "err", ae.msg)
 	} else {
-		s.log.Warn("agent request with a bad credential", "path", r.URL.Path, "remote", r.RemoteAddr)
+		s.badCreds.Record(r.Context(), remoteHost(r.RemoteAddr), slog.String("path", r.URL.Path))
 	}
 	writeJSON(w, ae.status, body)
 }
@@ -127,6 +134,14 @@ func (s *Server) classify(r *http.Request, err error) *apiError {
 	}
 	s.log.Error("agent request failed", "path", r.URL.Path, "remote", r.RemoteAddr, "err", err)
 	return &apiError{status: http.StatusInternalServerError, code: "internal", msg: "internal error; see the appliance log"}
+}
+
+// remoteHost is a request's source address without its port.
+func remoteHost(addr string) string {
+	if host, _, err := net.SplitHostPort(addr); err == nil {
+		return host
+	}
+	return addr
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
