@@ -52,11 +52,17 @@ func sourceOf(a net.Addr) string {
 	if ta, ok := a.(*net.TCPAddr); ok {
 		return ta.IP.String()
 	}
-	host, _, err := net.SplitHostPort(a.String())
-	if err != nil {
-		return a.String()
+	return Source(a.String())
+}
+
+// Source is a client's address ("host:port", as http.Request.RemoteAddr)
+// without its port: what caps and rate-limited logs count per source,
+// since one client connects from many ports.
+func Source(remoteAddr string) string {
+	if host, _, err := net.SplitHostPort(remoteAddr); err == nil {
+		return host
 	}
-	return host
+	return remoteAddr
 }
 
 // conn gives its slot back when it is closed, once. It keeps what

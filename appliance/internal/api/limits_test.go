@@ -75,17 +75,11 @@ func TestBodyTooLarge(t *testing.T) {
 			if !chunked {
 				req.ContentLength = size
 			}
-			req.Header.Set("Authorization", "Bearer "+n.Token)
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			raw, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
+			resp, raw := send(t, req, n.Token)
 			if resp.StatusCode != http.StatusRequestEntityTooLarge {
 				t.Fatalf("%d %s, want 413", resp.StatusCode, raw)
 			}
-			if e := decodeErr(t, string(raw)); e.Error.Code != "too_large" || e.Error.Field != "body" {
+			if e := decodeErr(t, raw); e.Error.Code != "too_large" || e.Error.Field != "body" {
 				t.Errorf("error %+v, want too_large naming the body", e.Error)
 			}
 		})
@@ -122,19 +116,13 @@ func TestDiskFull(t *testing.T) {
 		{"DELETE", "/v1/subnets/s1", ""},
 	} {
 		req, _ := http.NewRequestWithContext(t.Context(), write.method, full.URL+write.path, strings.NewReader(write.body))
-		req.Header.Set("Authorization", "Bearer "+n.Token)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		raw, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
+		resp, raw := send(t, req, n.Token)
 		if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
 			t.Errorf("%s %s: %d (Retry-After %q) %s, want 503 with Retry-After", write.method, write.path,
 				resp.StatusCode, resp.Header.Get("Retry-After"), raw)
 			continue
 		}
-		if e := decodeErr(t, string(raw)); e.Error.Code != "unavailable" || !strings.Contains(e.Error.Message, "disk is full") || strings.Contains(string(raw), "raft.db") {
+		if e := decodeErr(t, raw); e.Error.Code != "unavailable" || !strings.Contains(e.Error.Message, "disk is full") || strings.Contains(raw, "raft.db") {
 			t.Errorf("%s %s: %+v, want unavailable saying the disk is full, without the path", write.method, write.path, e.Error)
 		}
 	}
@@ -154,6 +142,19 @@ func TestMetricMethodsBounded(t *testing.T) {
 	if strings.Contains(metrics, `method="M`) || !strings.Contains(metrics, `method="other"`) {
 		t.Errorf("made-up methods in the metrics:\n%s", grepLines(metrics, "outpost_api_requests_total"))
 	}
+}
+
+// send sends req with token and returns the response and its body.
+func send(t *testing.T, req *http.Request, token string) (*http.Response, string) {
+	t.Helper()
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	return resp, string(raw)
 }
 
 func slogTo(w io.Writer) *slog.Logger { return slog.New(slog.NewTextHandler(w, nil)) }

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -17,6 +16,7 @@ import (
 	"github.com/outposthq/outpost/appliance/internal/store"
 	"github.com/outposthq/outpost/appliance/internal/workflow"
 	"github.com/outposthq/outpost/internal/errs"
+	"github.com/outposthq/outpost/internal/httpserve"
 	"github.com/outposthq/outpost/internal/ratelog"
 )
 
@@ -111,7 +111,7 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	if ae.status != http.StatusUnauthorized {
 		s.log.Warn("agent request refused", "path", r.URL.Path, "remote", r.RemoteAddr, "status", ae.status, "err", ae.msg)
 	} else {
-		s.badCreds.Record(r.Context(), remoteHost(r.RemoteAddr), slog.String("path", r.URL.Path))
+		s.badCreds.Record(r.Context(), httpserve.Source(r.RemoteAddr), slog.String("path", r.URL.Path))
 	}
 	writeJSON(w, ae.status, body)
 }
@@ -134,14 +134,6 @@ func (s *Server) classify(r *http.Request, err error) *apiError {
 	}
 	s.log.Error("agent request failed", "path", r.URL.Path, "remote", r.RemoteAddr, "err", err)
 	return &apiError{status: http.StatusInternalServerError, code: "internal", msg: "internal error; see the appliance log"}
-}
-
-// remoteHost is a request's source address without its port.
-func remoteHost(addr string) string {
-	if host, _, err := net.SplitHostPort(addr); err == nil {
-		return host
-	}
-	return addr
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

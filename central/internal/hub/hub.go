@@ -28,7 +28,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"net"
 	"net/http"
 	"sync"
 	"time"
@@ -36,6 +35,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/outposthq/outpost/central/internal/store"
+	"github.com/outposthq/outpost/internal/httpserve"
 	"github.com/outposthq/outpost/internal/ratelog"
 	"github.com/outposthq/outpost/syncproto"
 )
@@ -150,7 +150,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	select {
 	case h.handshakes <- struct{}{}:
 	default:
-		h.busy.Record(r.Context(), remoteHost(r.RemoteAddr), slog.Int("max_pending", cap(h.handshakes)))
+		h.busy.Record(r.Context(), httpserve.Source(r.RemoteAddr), slog.Int("max_pending", cap(h.handshakes)))
 		w.Header().Set("Retry-After", "5")
 		http.Error(w, "central is busy with other connections; retry", http.StatusServiceUnavailable)
 		return
@@ -180,13 +180,6 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.serve(conn, r.RemoteAddr)
 }
 
-// remoteHost is a request's source address without its port.
-func remoteHost(addr string) string {
-	if host, _, err := net.SplitHostPort(addr); err == nil {
-		return host
-	}
-	return addr
-}
 
 // Close ends every session (error "unavailable") and waits for them. New
 // connections are refused from then on. It is safe to call more than
