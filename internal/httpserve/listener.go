@@ -34,15 +34,15 @@ func (l *listener) Accept() (net.Conn, error) {
 			l.m.open.Inc()
 			return &conn{Conn: c, release: func() { l.slots.Release(src); l.m.open.Dec() }}, nil
 		}
-		if tc, isTCP := c.(*net.TCPConn); isTCP {
-			_ = tc.SetLinger(0) // a reset: no TIME_WAIT left behind
-		}
-		c.Close()
 		if why == limit.Source {
 			l.m.refusedSource.Inc()
 		} else {
 			l.m.refusedTotal.Inc()
 		}
+		if tc, isTCP := c.(*net.TCPConn); isTCP {
+			_ = tc.SetLinger(0) // a reset: no TIME_WAIT left behind
+		}
+		c.Close()
 		l.refused.Record(context.Background(), src, slog.String("cap", string(why)))
 	}
 }
