@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/outposthq/outpost/appliance/internal/agentproto"
@@ -16,6 +17,7 @@ import (
 	"github.com/outposthq/outpost/appliance/internal/store"
 	"github.com/outposthq/outpost/appliance/internal/workflow"
 	"github.com/outposthq/outpost/internal/errs"
+	"github.com/outposthq/outpost/internal/httpapi"
 	"github.com/outposthq/outpost/internal/httpserve"
 	"github.com/outposthq/outpost/internal/ratelog"
 )
@@ -108,6 +110,9 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	}
 	var body agentproto.Error
 	body.Error.Code, body.Error.Message, body.Error.Field = ae.code, ae.msg, ae.field
+	if ae.status == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", httpapi.RetryAfter)
+	}
 	if ae.status != http.StatusUnauthorized {
 		s.log.Warn("agent request refused", "path", r.URL.Path, "remote", r.RemoteAddr, "status", ae.status, "err", ae.msg)
 	} else {
@@ -131,6 +136,10 @@ func (s *Server) classify(r *http.Request, err error) *apiError {
 	}
 	if errors.Is(err, site.ErrNoLeader) || errors.Is(err, site.ErrUnknownOutcome) || errors.Is(err, context.DeadlineExceeded) {
 		return &apiError{status: http.StatusServiceUnavailable, code: "unavailable", msg: "the appliance cluster has no leader; retry"}
+	}
+	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+		s.log.Error("agent request not stored: the disk is full", "path", r.URL.Path, "remote", r.RemoteAddr, "err", err)
+		return &apiError{status: http.StatusServiceUnavailable, code: "unavailable", msg: "the appliance's disk is full; retry"}
 	}
 	s.log.Error("agent request failed", "path", r.URL.Path, "remote", r.RemoteAddr, "err", err)
 	return &apiError{status: http.StatusInternalServerError, code: "internal", msg: "internal error; see the appliance log"}
