@@ -180,7 +180,6 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.serve(conn, r.RemoteAddr)
 }
 
-
 // Close ends every session (error "unavailable") and waits for them. New
 // connections are refused from then on. It is safe to call more than
 // once.
