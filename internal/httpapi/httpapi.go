@@ -6,8 +6,13 @@
 package httpapi
 
 import (
+	"bytes"
 	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 
@@ -26,7 +31,14 @@ const (
 	// CodeInternal: a failure whose detail stays in the server's log
 	// (500).
 	CodeInternal = "internal"
+	// CodeTooLarge: a request body over its route's limit (413).
+	CodeTooLarge = "too_large"
+	// CodeTimeout: a request body that did not arrive in time (408).
+	CodeTimeout = "timeout"
 )
+
+// RetryAfter is the Retry-After, in seconds, of every 503 answer.
+const RetryAfter = "5"
 
 // ErrorBody is the JSON shape of every error answer.
 type ErrorBody struct {
@@ -48,6 +60,10 @@ func Status(code string) int {
 		return http.StatusForbidden
 	case CodeUnavailable:
 		return http.StatusServiceUnavailable
+	case CodeTooLarge:
+		return http.StatusRequestEntityTooLarge
+	case CodeTimeout:
+		return http.StatusRequestTimeout
 	}
 	return http.StatusInternalServerError
 }
@@ -61,9 +77,39 @@ func WriteJSON(w http.ResponseWriter, status int, v any) {
 	_ = enc.Encode(v)
 }
 
-// WriteError answers with e and the status of its code.
+// WriteError answers with e and the status of its code; a 503 says
+// when to retry (Retry-After) unless the handler has said so.
 func WriteError(w http.ResponseWriter, e *errs.Error) {
-	WriteJSON(w, Status(e.Code), ErrorBody{Error: e})
+	status := Status(e.Code)
+	if status == http.StatusServiceUnavailable && w.Header().Get("Retry-After") == "" {
+		w.Header().Set("Retry-After", RetryAfter)
+	}
+	WriteJSON(w, status, ErrorBody{Error: e})
+}
+
+// ReadBody reads a request's JSON body whole, at most max bytes, for a
+// route that needs a JSON value. It refuses, naming field "body", a body
+// larger than max (CodeTooLarge), one that stopped arriving (CodeTimeout:
+// the server's body deadline, see package httpserve), one that could not
+// be read, and one that is empty or null.
+func ReadBody(r *http.Request, max int64) ([]byte, error) {
+	raw, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, max))
+	var tooLarge *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooLarge):
+		return nil, &errs.Error{Code: CodeTooLarge, Field: "body", Message: fmt.Sprintf("is larger than the limit of %d bytes", tooLarge.Limit)}
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return nil, &errs.Error{Code: CodeTimeout, Field: "body", Message: "did not arrive in time"}
+	case err != nil:
+		return nil, errs.Invalid("body", "could not be read")
+	}
+	switch v := bytes.TrimSpace(raw); {
+	case len(v) == 0:
+		return nil, errs.Invalid("body", "is empty: send a JSON value")
+	case string(v) == "null":
+		return nil, errs.Invalid("body", "is null: send a JSON value")
+	}
+	return raw, nil
 }
 
 // Bearer returns the request's bearer token, or "" when it has none.

@@ -1,9 +1,14 @@
 package httpapi
 
 import (
+	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"strings"
 	"testing"
+	"testing/iotest"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -79,8 +84,16 @@ func TestWrite(t *testing.T) {
 		"unavailable": {
 			write:      func(w http.ResponseWriter) { WriteError(w, &errs.Error{Code: CodeUnavailable, Message: "no leader"}) },
 			wantStatus: http.StatusServiceUnavailable,
-			wantHeader: http.Header{"Content-Type": {"application/json"}},
+			wantHeader: http.Header{"Content-Type": {"application/json"}, "Retry-After": {RetryAfter}},
 			wantBody:   "{\n  \"error\": {\n    \"code\": \"unavailable\",\n    \"message\": \"no leader\"\n  }\n}\n",
+		},
+		"too large": {
+			write: func(w http.ResponseWriter) {
+				WriteError(w, &errs.Error{Code: CodeTooLarge, Field: "body", Message: "big"})
+			},
+			wantStatus: http.StatusRequestEntityTooLarge,
+			wantHeader: http.Header{"Content-Type": {"application/json"}},
+			wantBody:   "{\n  \"error\": {\n    \"code\": \"too_large\",\n    \"field\": \"body\",\n    \"message\": \"big\"\n  }\n}\n",
 		},
 		"unauthorized": {
 			write:      func(w http.ResponseWriter) { Unauthorized(w, "outpost") },
@@ -129,5 +142,39 @@ func TestPageQuery(t *testing.T) {
 		case want.field == "" && (err != nil || since != want.since || limit != want.limit):
 			t.Errorf("%q: since %d, limit %d, %v; want %d, %d", query, since, limit, err, want.since, want.limit)
 		}
+	}
+}
+
+// ReadBody refuses, naming the body, what no JSON route can take: too
+// large (413), late (408), unreadable, empty or null.
+func TestReadBody(t *testing.T) {
+	late := &os.PathError{Op: "read", Path: "tcp", Err: os.ErrDeadlineExceeded}
+	tests := map[string]struct {
+		body io.Reader
+		code string // "" for read
+	}{
+		"object":       {strings.NewReader(`{"a":1}`), ""},
+		"array":        {strings.NewReader(` [] `), ""},
+		"at the limit": {strings.NewReader(`"` + strings.Repeat("x", 8) + `"`), ""},
+		"over":         {strings.NewReader(`"` + strings.Repeat("x", 9) + `"`), CodeTooLarge},
+		"late":         {io.MultiReader(strings.NewReader(`{"a"`), iotest.ErrReader(late)), CodeTimeout},
+		"broken":       {iotest.ErrReader(errors.New("connection reset")), errs.CodeInvalid},
+		"empty":        {strings.NewReader(""), errs.CodeInvalid},
+		"blank":        {strings.NewReader(" \n\t"), errs.CodeInvalid},
+		"null":         {strings.NewReader("null"), errs.CodeInvalid},
+		"padded null":  {strings.NewReader("\n null \n"), errs.CodeInvalid},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			r := httptest.NewRequest("PUT", "/x", tc.body)
+			_, err := ReadBody(r, 10)
+			e, _ := errs.AsError(err)
+			switch {
+			case tc.code == "" && err != nil:
+				t.Fatalf("ReadBody: %v", err)
+			case tc.code != "" && (e == nil || e.Code != tc.code || e.Field != "body"):
+				t.Fatalf("ReadBody: %v, want %s naming the body", err, tc.code)
+			}
+		})
 	}
 }

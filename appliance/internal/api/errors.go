@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"syscall"
 
 	"github.com/outposthq/outpost/appliance/internal/site"
 	"github.com/outposthq/outpost/internal/errs"
@@ -20,9 +21,10 @@ const (
 	codeInternal    = httpapi.CodeInternal
 )
 
-// writeError answers with err. Domain errors are shown as they are; any
-// other error is logged and answered with a generic message, so internal
-// detail never reaches a client.
+// writeError answers with err. Domain errors are shown as they are; a
+// store that cannot write (no leader, a full disk) is 503 with
+// Retry-After; any other error is logged and answered with a generic
+// message, so internal detail never reaches a client.
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	e, ok := errs.AsError(err)
 	switch {
@@ -31,6 +33,10 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		e = &errs.Error{Code: codeUnavailable, Message: "the cluster has no leader; try again"}
 	case errors.Is(err, site.ErrUnknownOutcome):
 		e = &errs.Error{Code: codeUnavailable, Message: "the leader changed while committing: the write may or may not have been applied; read before retrying"}
+	case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT):
+		s.log.LogAttrs(r.Context(), slog.LevelError, "request not stored: the disk is full",
+			slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.Any("err", err))
+		e = &errs.Error{Code: codeUnavailable, Message: "the appliance's disk is full: nothing was written; retry once space is freed"}
 	default:
 		s.log.LogAttrs(r.Context(), slog.LevelError, "request failed",
 			slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.Any("err", err))

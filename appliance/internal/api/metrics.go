@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/outposthq/outpost/internal/httpserve"
 )
 
 type metrics struct {
@@ -48,8 +50,9 @@ func (r *statusRecorder) Flush() {
 
 func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
 
-// instrument counts and times requests and logs them at debug level. It
-// records the route pattern, never the path's values or the body.
+// instrument counts and times requests and logs them at debug level. Its
+// labels are bounded: the route pattern (never the path's values), a
+// standard method or "other", the status.
 func (s *Server) instrument(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
@@ -60,7 +63,7 @@ func (s *Server) instrument(next http.Handler) http.Handler {
 			route = "other"
 		}
 		d := time.Since(start)
-		s.metrics.requests.WithLabelValues(r.Method, route, strconv.Itoa(rec.status)).Inc()
+		s.metrics.requests.WithLabelValues(httpserve.MethodLabel(r.Method), route, strconv.Itoa(rec.status)).Inc()
 		s.metrics.duration.WithLabelValues(route).Observe(d.Seconds())
 		s.log.Debug("http request", "method", r.Method, "path", r.URL.Path, "status", rec.status, "duration", d)
 	})

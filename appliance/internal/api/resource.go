@@ -1,9 +1,9 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -11,6 +11,7 @@ import (
 	"github.com/outposthq/outpost/appliance/internal/site"
 	"github.com/outposthq/outpost/appliance/internal/store"
 	"github.com/outposthq/outpost/internal/errs"
+	"github.com/outposthq/outpost/internal/httpapi"
 )
 
 // objectPtr mirrors store's constraint.
@@ -187,10 +188,16 @@ func (s *Server) consistent(r *http.Request) error {
 // maxBody bounds request bodies.
 const maxBody = 4 << 20
 
-// decodeBody decodes a JSON body strictly (store.DecodeStrict), bounded
-// to maxBody.
+// decodeBody decodes a JSON body strictly (store.DecodeStrict). A body
+// over maxBody is refused whole (413), as is one that is empty or null:
+// a null PUT would otherwise store an object made of the path's key
+// alone.
 func decodeBody(r *http.Request, v any) error {
-	return store.DecodeStrict(io.LimitReader(r.Body, maxBody), v)
+	raw, err := httpapi.ReadBody(r, maxBody)
+	if err != nil {
+		return err
+	}
+	return store.DecodeStrict(bytes.NewReader(raw), v)
 }
 
 // setKey puts the path's key into obj, refusing a body that names another.

@@ -29,6 +29,8 @@ import (
 	"github.com/outposthq/outpost/appliance/internal/site"
 	"github.com/outposthq/outpost/appliance/internal/store"
 	"github.com/outposthq/outpost/appliance/internal/syncclient"
+	"github.com/outposthq/outpost/appliance/internal/tftp"
+	"github.com/outposthq/outpost/internal/httpserve"
 	"github.com/outposthq/outpost/internal/seal"
 )
 
@@ -79,19 +81,16 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Write
 	node.SetClusterSecret(key.Derive("outpost cluster v1"))
 	n := cluster.NewSite(node, site.ProposerConfig{Key: key, BootURL: cfg.BootURL})
 
-	srv := &http.Server{
-		Handler: api.New(api.Config{Site: n.Proposer, Store: db, Cluster: node, Internal: node.InternalHandler(),
-			SiteKey: key, Log: log, Registry: newRegistry()}).Handler(),
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-		// Requests (event streams) end with ctx (the errgroup's by the time
-		// Serve calls this), so Shutdown need not wait for them.
-		BaseContext: func(net.Listener) context.Context { return ctx },
-	}
+	reg := newRegistry()
+	metrics := httpserve.NewMetrics(reg)
+	srv := apiServer(cfg, api.New(api.Config{Site: n.Proposer, Store: db, Cluster: node, Internal: node.InternalHandler(),
+		SiteKey: key, Log: log, Registry: reg}).Handler(), log, metrics,
+		// Requests (event streams) end with ctx (the errgroup's by the
+		// time Serve calls this), so Shutdown need not wait for them.
+		func(net.Listener) context.Context { return ctx })
 	fmt.Fprintf(out, "outpost appliance %s: API at %s (raft %s, data %s)\n", cfg.NodeID, cfg.APIURL, cfg.RaftAdvertise, cfg.DataDir)
 
-	runBoot, err := bootServices(cfg, n, key, log)
+	runBoot, err := bootServices(cfg, n, key, log, metrics)
 	if err != nil {
 		return err
 	}
@@ -112,7 +111,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Write
 		return err
 	}
 	g, ctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return serveHTTP(ctx, srv, ln, cfg.TLSCert, cfg.TLSKey) })
+	g.Go(func() error { return srv.Serve(ctx, ln, cfg.TLSCert, cfg.TLSKey) })
 	runBoot(ctx, g)
 	g.Go(func() error { return jobRunner.Run(ctx) })
 	g.Go(func() error { return node.RegisterSelf(ctx) })
@@ -135,6 +134,7 @@ func newRegistry() *prometheus.Registry {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	reg.MustRegister(dhcp.Collectors()...)
+	reg.MustRegister(tftp.Collectors()...)
 	reg.MustRegister(provision.Collectors()...)
 	reg.MustRegister(httpboot.Collectors()...)
 	return reg
@@ -163,28 +163,6 @@ func siteKey(cfg *config.Config, fresh bool) (*seal.Key, error) {
 		return k, err
 	}
 	return nil, fmt.Errorf("site key %s is missing but %s holds data: restore the key file from another appliance of the site", path, cfg.DataDir)
-}
-
-// serveHTTP runs an HTTP server until ctx ends, then shuts it down
-// gracefully. With a certificate and key it serves HTTPS.
-func serveHTTP(ctx context.Context, srv *http.Server, ln net.Listener, cert, key string) error {
-	errc := make(chan error, 1)
-	go func() {
-		if cert != "" {
-			errc <- srv.ServeTLS(ln, cert, key)
-		} else {
-			errc <- srv.Serve(ln)
-		}
-	}()
-	select {
-	case err := <-errc:
-		return fmt.Errorf("http %s: %w", ln.Addr(), err)
-	case <-ctx.Done():
-	}
-	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	_ = srv.Shutdown(sctx)
-	return ctx.Err()
 }
 
 // join asks the cluster at cfg.Join to add this node, retrying until it

@@ -18,6 +18,7 @@ import (
 	"github.com/outposthq/outpost/appliance/internal/metadata"
 	"github.com/outposthq/outpost/appliance/internal/provision"
 	"github.com/outposthq/outpost/appliance/internal/tftp"
+	"github.com/outposthq/outpost/internal/httpserve"
 	"github.com/outposthq/outpost/internal/seal"
 )
 
@@ -28,7 +29,7 @@ const tftpReadBuffer = 4 << 20
 // HTTP) that the configuration turns on, and returns a function that
 // serves them under g until ctx ends. Binding happens here, at start-up,
 // so that a port already taken stops the appliance with a clear error.
-func bootServices(cfg *config.Config, n *cluster.Site, key *seal.Key, log *slog.Logger) (func(ctx context.Context, g *errgroup.Group), error) {
+func bootServices(cfg *config.Config, n *cluster.Site, key *seal.Key, log *slog.Logger, metrics *httpserve.Metrics) (func(ctx context.Context, g *errgroup.Group), error) {
 	var runs []func(ctx context.Context, g *errgroup.Group)
 	if cfg.BootAddr != "" {
 		handler, err := bootHandler(cfg, n, key, log)
@@ -39,15 +40,14 @@ func bootServices(cfg *config.Config, n *cluster.Site, key *seal.Key, log *slog.
 		if err != nil {
 			return nil, fmt.Errorf("boot http: %w", err)
 		}
-		srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute,
-			ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+		srv := bootServer(cfg, handler, log, metrics)
 		log.Info("boot http listening", "addr", ln.Addr().String(), "artifacts", cfg.ArtifactDir)
 		runs = append(runs, func(ctx context.Context, g *errgroup.Group) {
-			g.Go(func() error { return serveHTTP(ctx, srv, ln, "", "") })
+			g.Go(func() error { return srv.Serve(ctx, ln, "", "") })
 		})
 	}
 	if cfg.TFTPAddr != "" {
-		ts, err := tftp.New(tftp.Config{Root: cfg.ArtifactDir, Log: log.With("component", "tftp")})
+		ts, err := tftp.New(tftp.Config{Root: cfg.ArtifactDir, MaxTransfers: cfg.TFTPMaxTransfers, Log: log.With("component", "tftp")})
 		if err != nil {
 			return nil, err
 		}

@@ -19,6 +19,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/outposthq/outpost/internal/conf"
+	"github.com/outposthq/outpost/internal/httpserve"
 )
 
 //go:embed default.yaml
@@ -74,6 +75,19 @@ type Config struct {
 	// TLSCert and TLSKey, when both are set, make the API serve HTTPS.
 	TLSCert string `json:"tls_cert,omitempty"`
 	TLSKey  string `json:"tls_key,omitempty"`
+	// APILimits are the API's deadlines and connection caps (see
+	// httpserve.Limits for each field).
+	APILimits httpserve.Limits `json:"api_limits"`
+	// BootLimits are the boot HTTP service's (iPXE scripts, artifacts,
+	// the agent API, metadata). Its caps leave room for a boot storm of
+	// a thousand machines whose requests all come from one relay's
+	// address.
+	BootLimits httpserve.Limits `json:"boot_limits"`
+	// TFTPMaxTransfers caps the TFTP transfers under way at once; a read
+	// request past it is refused with a TFTP error, so that a flood of
+	// requests cannot take the file descriptors (a socket and a file per
+	// transfer) the other servers need. 0 is no cap.
+	TFTPMaxTransfers int `json:"tftp_max_transfers"`
 	// BMC says how the appliance drives BMCs.
 	BMC BMCConfig `json:"bmc"`
 	// Discovery bounds what installers of machines the site does not
@@ -289,6 +303,11 @@ func (c *Config) Validate() error {
 	}
 	if _, err := c.CentralRoots(); err != nil {
 		errs = append(errs, err)
+	}
+	errs = append(errs, c.APILimits.Validate("api_limits")...)
+	errs = append(errs, c.BootLimits.Validate("boot_limits")...)
+	if c.TFTPMaxTransfers < 0 {
+		errs = append(errs, errors.New("tftp_max_transfers must not be negative"))
 	}
 	errs = append(errs, c.Logging.Validate()...)
 	if len(errs) > 0 {

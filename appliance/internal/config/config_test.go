@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/outposthq/outpost/internal/conf"
 )
 
 func TestDefaultsValidate(t *testing.T) {
@@ -30,6 +32,24 @@ func TestFileThenFlags(t *testing.T) {
 	}
 }
 
+// A file that sets one limit keeps the defaults of the others.
+func TestLimitsFromFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "c.yaml")
+	os.WriteFile(path, []byte("boot_limits:\n  write_timeout: 5s\n"), 0o600)
+	c, err := Load([]string{"-config", path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	def := Default().BootLimits
+	def.WriteTimeout = conf.Duration(5 * time.Second)
+	if c.BootLimits != def {
+		t.Errorf("boot_limits = %+v, want the defaults with write_timeout 5s: %+v", c.BootLimits, def)
+	}
+	if c.BootLimits.MaxConnsPerSource < 2000 {
+		t.Errorf("boot_limits.max_conns_per_source %d: a thousand machines behind one relay need two connections each", c.BootLimits.MaxConnsPerSource)
+	}
+}
+
 func TestBadInput(t *testing.T) {
 	dir := t.TempDir()
 	tests := map[string]struct {
@@ -37,12 +57,16 @@ func TestBadInput(t *testing.T) {
 		args []string
 		want string
 	}{
-		"unknown field": {file: "nodeid: x\n", want: `unknown field "nodeid"`},
-		"bad yaml":      {file: "node_id: [\n", want: "c.yaml"},
-		"bad node id":   {args: []string{"-id", "Node One"}, want: "node_id"},
-		"bad addr":      {args: []string{"-api-addr", "nowhere"}, want: "api_addr"},
-		"bad join":      {args: []string{"-join", "ftp://x"}, want: "join"},
-		"bad level":     {args: []string{"-log-level", "loud"}, want: "log_level"},
+		"unknown field":    {file: "nodeid: x\n", want: `unknown field "nodeid"`},
+		"bad yaml":         {file: "node_id: [\n", want: "c.yaml"},
+		"bad node id":      {args: []string{"-id", "Node One"}, want: "node_id"},
+		"bad addr":         {args: []string{"-api-addr", "nowhere"}, want: "api_addr"},
+		"bad join":         {args: []string{"-join", "ftp://x"}, want: "join"},
+		"bad level":        {args: []string{"-log-level", "loud"}, want: "log_level"},
+		"no body deadline": {file: "api_limits:\n  body_timeout: 0s\n", want: "api_limits.body_timeout"},
+		"cap per source over total": {file: "boot_limits:\n  max_conns: 10\n  max_conns_per_source: 20\n",
+			want: "boot_limits.max_conns_per_source"},
+		"negative tftp cap": {file: "tftp_max_transfers: -1\n", want: "tftp_max_transfers"},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {

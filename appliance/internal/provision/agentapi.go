@@ -11,15 +11,17 @@ import (
 	"net/http"
 	"net/netip"
 	"strconv"
+	"syscall"
 	"time"
-
-	"golang.org/x/time/rate"
 
 	"github.com/outposthq/outpost/appliance/internal/agentproto"
 	"github.com/outposthq/outpost/appliance/internal/site"
 	"github.com/outposthq/outpost/appliance/internal/store"
 	"github.com/outposthq/outpost/appliance/internal/workflow"
 	"github.com/outposthq/outpost/internal/errs"
+	"github.com/outposthq/outpost/internal/httpapi"
+	"github.com/outposthq/outpost/internal/httpserve"
+	"github.com/outposthq/outpost/internal/ratelog"
 )
 
 // Site is what the agent API needs of its site: linearizable reads, and
@@ -53,7 +55,8 @@ type Config struct {
 	DiscoveryBurst int
 	DiscoveryEvery time.Duration
 	// Log receives a line per failure, and per refused request at debug
-	// level (with a warning at most every refusedLogEvery); nil discards.
+	// level (with a warning at most once a minute per source); nil
+	// discards.
 	// Credentials are never logged.
 	Log *slog.Logger
 	// Now is the clock the agent's view of its workflow, lease expiry and
@@ -69,24 +72,24 @@ type Server struct {
 	binding Binding
 	limit   *subnetLimiter
 	log     *slog.Logger
-	warn    *rate.Sometimes // the warning of refused requests
 	now     func() time.Time
+	// refusals logs refused requests at warning level, a line per source
+	// per minute: anyone on the boot network can send them at will.
+	// outpost_agent_refused_total counts every one, by reason.
+	refusals *ratelog.Log
 }
-
-// refusedLogEvery is the least time between two warnings of refused
-// requests; the metric counts every one.
-const refusedLogEvery = 10 * time.Second
 
 // New returns the agent API.
 func New(cfg Config) *Server {
 	s := &Server{site: cfg.Site, db: cfg.Store, creds: cfg.Credentials, binding: cfg.Binding, log: cfg.Log, now: cfg.Now,
-		limit: newSubnetLimiter(cfg.DiscoveryBurst, cfg.DiscoveryEvery), warn: &rate.Sometimes{Interval: refusedLogEvery}}
+		limit: newSubnetLimiter(cfg.DiscoveryBurst, cfg.DiscoveryEvery)}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
 	if s.now == nil {
 		s.now = time.Now
 	}
+	s.refusals = ratelog.New(ratelog.Config{Log: s.log, Level: slog.LevelWarn, Message: "agent requests refused from this source (a line a minute; outpost_agent_refused_total counts them)"})
 	return s
 }
 
@@ -139,18 +142,19 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	}
 	var body agentproto.Error
 	body.Error.Code, body.Error.Message, body.Error.Field = ae.code, ae.msg, ae.field
+	switch ae.status {
+	case http.StatusServiceUnavailable:
+		w.Header().Set("Retry-After", httpapi.RetryAfter)
+	case http.StatusTooManyRequests:
+		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(s.limit.every.Seconds()))))
+	}
 	if ae.reason != "" {
 		refused.WithLabelValues(ae.reason).Inc()
 		s.log.Debug("agent request refused", "path", r.URL.Path, "remote", r.RemoteAddr, "reason", ae.reason)
-		s.warn.Do(func() {
-			s.log.Warn("agent request refused (outpost_agent_refused_total counts them; one warning every "+refusedLogEvery.String()+")",
-				"path", r.URL.Path, "remote", r.RemoteAddr, "status", ae.status, "reason", ae.reason)
-		})
+		s.refusals.Record(r.Context(), httpserve.Source(r.RemoteAddr), slog.String("path", r.URL.Path),
+			slog.Int("status", ae.status), slog.String("reason", ae.reason))
 	} else {
 		s.log.Warn("agent request refused", "path", r.URL.Path, "remote", r.RemoteAddr, "status", ae.status, "err", ae.msg)
-	}
-	if ae.status == http.StatusTooManyRequests {
-		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(s.limit.every.Seconds()))))
 	}
 	writeJSON(w, ae.status, body)
 }
@@ -170,6 +174,10 @@ func (s *Server) classify(r *http.Request, err error) *apiError {
 	}
 	if errors.Is(err, site.ErrNoLeader) || errors.Is(err, site.ErrUnknownOutcome) || errors.Is(err, context.DeadlineExceeded) {
 		return &apiError{status: http.StatusServiceUnavailable, code: "unavailable", msg: "the appliance cluster has no leader; retry"}
+	}
+	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+		s.log.Error("agent request not stored: the disk is full", "path", r.URL.Path, "remote", r.RemoteAddr, "err", err)
+		return &apiError{status: http.StatusServiceUnavailable, code: "unavailable", msg: "the appliance's disk is full; retry"}
 	}
 	s.log.Error("agent request failed", "path", r.URL.Path, "remote", r.RemoteAddr, "err", err)
 	return &apiError{status: http.StatusInternalServerError, code: "internal", msg: "internal error; see the appliance log"}

@@ -56,7 +56,7 @@
 //
 // Every refused request is counted in outpost_agent_refused_total by
 // reason (Collectors), and logged at debug level, with one warning at
-// most every refusedLogEvery, so that a flood of forgeries cannot flood
+// most once a minute per source, so that a flood of forgeries cannot flood
 // the log. Credentials are never logged.
 //
 // # Discovery

@@ -23,6 +23,11 @@ import (
 // PutOrderV1 and ApplyDesiredV1 chose a provision's address with their
 // own policy (the lowest free pool address); PlaceOrder and ApplyDesired
 // ask the site's allocator (address.go).
+//
+// PutSubnetV1 (release 79f7034 and earlier) stored any valid subnet, one
+// no DHCP server can serve (0.0.0.0/0) or one overlapping another
+// included; it is applied by applyPut as it was. PutSubnet refuses those
+// (apply_object.go).
 
 func applyPutOrderV1(tx *store.Tx, payload []byte, index uint64) (any, error) {
 	return applyOrder(tx, payload, index, chooseLowestAddress)

@@ -21,7 +21,7 @@ type Type = command.Type
 const (
 	PutMachine     Type = 1  // Put[store.Machine]
 	DeleteMachine  Type = 2  // Delete
-	PutSubnet      Type = 3  // Put[store.Subnet]
+	PutSubnetV1    Type = 3  // Put[store.Subnet], releases up to b482c18: replay only (apply_legacy.go)
 	DeleteSubnet   Type = 4  // Delete
 	PutLease       Type = 5  // Put[store.Lease]: an operator's or an older leader's lease (CommitLease is the DHCP path's)
 	DeleteLease    Type = 6  // Delete
@@ -58,6 +58,7 @@ const (
 	RecordBMCCertificate Type = 35 // BMCCertificate: a certificate a machine's BMC presented that the site did not trust
 	AcceptBMCCertificate Type = 36 // BMCCertificate: an operator trusts a certificate of a machine's BMC
 	BindWorkflow         Type = 37 // Bind: the first address to claim a workflow's installer credential (proxyDHCP)
+	PutSubnet            Type = 38 // Put[store.Subnet]: a subnet DHCP can serve, overlapping no other (apply_object.go)
 )
 
 // Every payload but CommitLease's (always the DHCP server's) names its

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -348,10 +349,18 @@ func fxMachine(id string, macs ...string) *store.Machine {
 	return m
 }
 
+// fxSubnet is subnet "lab", 198.18.0.0/24 (fxLease's), or another name's
+// own /24 in 198.19.0.0/16: subnets may not overlap.
 func fxSubnet(name string) *store.Subnet {
+	net := "198.18.0"
+	if name != "lab" {
+		h := fnv.New32a()
+		h.Write([]byte(name))
+		net = fmt.Sprintf("198.19.%d", h.Sum32()%254+1)
+	}
 	return &store.Subnet{
-		Name: name, CIDR: "198.18.0.0/24", Gateway: "198.18.0.1", DNS: []string{"198.18.0.1"},
-		Pools: []store.Range{{Start: "198.18.0.100", End: "198.18.0.200"}},
+		Name: name, CIDR: net + ".0/24", Gateway: net + ".1", DNS: []string{net + ".1"},
+		Pools: []store.Range{{Start: net + ".100", End: net + ".200"}},
 	}
 }
 

@@ -17,7 +17,7 @@ import (
 var table = command.Table[*store.Tx]{
 	PutMachine:           applyPutMachine,
 	DeleteMachine:        applyDelete[store.Machine],
-	PutSubnet:            applyPut[store.Subnet],
+	PutSubnetV1:          applyPut[store.Subnet],
 	DeleteSubnet:         applyDelete[store.Subnet],
 	PutLease:             applyPutLease,
 	DeleteLease:          applyDelete[store.Lease],
@@ -50,6 +50,7 @@ var table = command.Table[*store.Tx]{
 	RecordBMCCertificate: applyRecordBMCCertificate,
 	AcceptBMCCertificate: applyAcceptBMCCertificate,
 	BindWorkflow:         applyBindWorkflow,
+	PutSubnet:            applyPutSubnet,
 }
 
 // Result is what applying a command returns, on the node that proposed

@@ -26,7 +26,8 @@ type cmdStep struct {
 // TestApplyEveryCommand applies every command type in order and checks
 // each one's result and effect on the store. The first steps are those of
 // release b482c18, whose PutOrder (23) and ApplyDesired (29) are now
-// PutOrderV1 and ApplyDesiredV1; the commands added since follow.
+// PutOrderV1 and ApplyDesiredV1, and PutSubnet (3) PutSubnetV1; the
+// commands added since follow.
 func TestApplyEveryCommand(t *testing.T) {
 	e := newEnv(t)
 	ev := func(kind, machine string) store.Event {
@@ -88,7 +89,7 @@ func TestApplyEveryCommand(t *testing.T) {
 			legacy.Grant = access.Grant{}
 			checkPut(t, e, r, legacy, i)
 		}},
-		{PutSubnet, Put[store.Subnet]{Object: fxSubnet("lab"), Time: ts0}, func(t *testing.T, r Result, i uint64) {
+		{PutSubnetV1, Put[store.Subnet]{Object: fxSubnet("lab"), Time: ts0}, func(t *testing.T, r Result, i uint64) {
 			checkPut(t, e, r, fxSubnet("lab"), i)
 		}},
 		{PutImage, Put[store.Image]{Object: fxImage("debian"), Time: ts0}, func(t *testing.T, r Result, i uint64) {

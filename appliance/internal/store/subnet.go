@@ -1,8 +1,10 @@
 package store
 
 import (
+	"cmp"
 	"fmt"
 	"net/netip"
+	"slices"
 
 	"github.com/outposthq/outpost/internal/errs"
 )
@@ -34,6 +36,29 @@ type Range struct {
 
 // DefaultLeaseSeconds is the lease time of a subnet that names none.
 const DefaultLeaseSeconds = 3600
+
+// What the site's DHCP server serves (CheckServable): a subnet of at
+// most a /8 (the most package ipam's pools may span) whose pools hold
+// at most a /16's worth of addresses together, enough for any site's
+// boot network many times over.
+const (
+	MinPrefixBits    = 8
+	MaxPoolAddresses = 1 << 16
+)
+
+// unservable are the networks no DHCP server hands addresses out in:
+// "this network", loopback, link-local, multicast and the reserved
+// class E with the limited broadcast address.
+var unservable = []struct {
+	prefix netip.Prefix
+	what   string
+}{
+	{netip.MustParsePrefix("0.0.0.0/8"), `"this network"`},
+	{netip.MustParsePrefix("127.0.0.0/8"), "loopback"},
+	{netip.MustParsePrefix("169.254.0.0/16"), "link-local"},
+	{netip.MustParsePrefix("224.0.0.0/4"), "multicast"},
+	{netip.MustParsePrefix("240.0.0.0/4"), "reserved"},
+}
 
 func (*Subnet) Kind() string   { return "subnet" }
 func (s *Subnet) Key() string  { return s.Name }
@@ -107,3 +132,53 @@ func (s *Subnet) validRange(p netip.Prefix, field string, r Range) error {
 	}
 	return nil
 }
+
+// CheckServable checks what Validate leaves to the site's rules (it
+// keeps the rules of earlier releases, for replay): that the site's DHCP
+// server can serve s, which must be valid. Its prefix is at most a /8
+// and in no network hosts cannot be given addresses in; its pools hold
+// at most MaxPoolAddresses addresses together.
+func (s *Subnet) CheckServable() error {
+	p := s.Prefix()
+	if p.Bits() < MinPrefixBits {
+		return errs.Invalid("cidr", "%s is wider than a /%d: no DHCP server serves that many addresses", p, MinPrefixBits)
+	}
+	for _, u := range unservable {
+		if u.prefix.Overlaps(p) {
+			return errs.Invalid("cidr", "%s is in %s (%s), where no DHCP server hands out addresses", p, u.prefix, u.what)
+		}
+	}
+	if n := s.poolAddresses(); n > MaxPoolAddresses {
+		return errs.Invalid("pools", "hold %d addresses together, more than the %d (a /16's worth) a subnet may", n, MaxPoolAddresses)
+	}
+	return nil
+}
+
+// poolAddresses counts the addresses of s's pools, those of overlapping
+// pools once. s must be valid.
+func (s *Subnet) poolAddresses() uint64 {
+	type span struct{ lo, hi uint64 }
+	spans := make([]span, 0, len(s.Pools))
+	for _, r := range s.Pools {
+		spans = append(spans, span{addr4(r.Start), addr4(r.End)})
+	}
+	slices.SortFunc(spans, func(a, b span) int { return cmp.Compare(a.lo, b.lo) })
+	var n, next uint64 // next: the first address not counted yet
+	for _, sp := range spans {
+		lo := max(sp.lo, next)
+		if sp.hi >= lo {
+			n += sp.hi - lo + 1
+			next = sp.hi + 1
+		}
+	}
+	return n
+}
+
+func addr4(a string) uint64 {
+	b := netip.MustParseAddr(a).As4()
+	return uint64(b[0])<<24 | uint64(b[1])<<16 | uint64(b[2])<<8 | uint64(b[3])
+}
+
+// Overlaps reports whether s and o share an address. Both must be
+// valid.
+func (s *Subnet) Overlaps(o *Subnet) bool { return s.Prefix().Overlaps(o.Prefix()) }

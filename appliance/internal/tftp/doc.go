@@ -20,6 +20,14 @@
 //     (file not found) when the name is fine but nothing is there, error 2
 //     (access violation) for everything else. Error messages sent to
 //     clients are fixed strings; the reason is only in the log.
+//   - At most Config.MaxTransfers transfers are under way at once (each
+//     holds a socket and a file). A read request past the cap is
+//     refused at once with error 0 "server busy, retry later", counted
+//     (outpost_tftp_busy_total) and logged at most once per client per
+//     minute: a flood of requests that are never acknowledged cannot
+//     take the file descriptors the appliance's other servers need.
+//     (pin/tftp opens the transfer's socket before the handler runs; a
+//     refused one is closed as soon as the error is sent.)
 //   - The blksize (RFC 2348) and tsize (RFC 2349) options are honoured;
 //     tsize carries the size from fstat of the open file.
 //   - Files are streamed: each DATA packet is read from the file straight

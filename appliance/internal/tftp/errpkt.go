@@ -11,6 +11,7 @@ import (
 // TFTP error codes (RFC 1350) the server sends itself.
 const (
 	opError             = 5
+	codeNotDefined      = 0
 	codeAccessViolation = 2
 )
 

@@ -14,6 +14,9 @@ import (
 	"time"
 
 	"github.com/pin/tftp/v3"
+
+	"github.com/outposthq/outpost/internal/limit"
+	"github.com/outposthq/outpost/internal/ratelog"
 )
 
 // Defaults for Config fields left zero.
@@ -46,14 +49,24 @@ type Config struct {
 	// be in 513..65464. On Ethernet with MTU 1500, 1468 avoids IP
 	// fragmentation, which some firmware mishandles.
 	MaxBlockSize int
+	// MaxTransfers caps the transfers under way at once. A read request
+	// past it is refused at once with a TFTP error ("server busy"): a
+	// flood of requests that are never acknowledged, each holding a
+	// socket and a file for Timeout × (Retries+1), cannot take the file
+	// descriptors the appliance's other servers need. Zero is no cap.
+	MaxTransfers int
 }
 
 // Server is a read-only TFTP server for one directory. Serve may be called
 // for several sockets at once.
 type Server struct {
-	root *os.Root
-	log  *slog.Logger
-	cfg  Config
+	root  *os.Root
+	log   *slog.Logger
+	cfg   Config
+	slots *limit.Slots
+	// refused logs refusals for being busy, a line per client per
+	// minute.
+	refused *ratelog.Log
 }
 
 // New checks cfg and opens Root. Close releases it.
@@ -63,6 +76,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.Timeout < 0 || cfg.Retries < 0 {
 		return nil, errors.New("tftp: Config.Timeout and Config.Retries must not be negative")
+	}
+	if cfg.MaxTransfers < 0 {
+		return nil, errors.New("tftp: Config.MaxTransfers must not be negative")
 	}
 	if cfg.MaxBlockSize != 0 && (cfg.MaxBlockSize <= 512 || cfg.MaxBlockSize > 65464) {
 		return nil, fmt.Errorf("tftp: Config.MaxBlockSize %d is not in 513..65464", cfg.MaxBlockSize)
@@ -81,7 +97,9 @@ func New(cfg Config) (*Server, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Server{root: root, log: log, cfg: cfg}, nil
+	return &Server{root: root, log: log, cfg: cfg, slots: limit.New(cfg.MaxTransfers, 0),
+		refused: ratelog.New(ratelog.Config{Log: log, Level: slog.LevelWarn, Message: "tftp: busy, read request refused", Counter: busy}),
+	}, nil
 }
 
 // Close releases Root. Requests after Close are refused. It is safe to
@@ -172,12 +190,26 @@ var (
 	errNotFound = errors.New("file not found")
 	errDenied   = errors.New("access violation")
 	errReadOnly = errors.New("access violation: read-only server")
+	errBusy     = errors.New("server busy, retry later")
 )
 
-// read serves one read request.
+// read serves one read request, within MaxTransfers.
 func (s *Server) read(conn net.PacketConn, name string, rf io.ReaderFrom) error {
-	start := time.Now()
 	t, _ := rf.(transfer)
+	if ok, _ := s.slots.Acquire(""); !ok {
+		s.refused.Record(context.Background(), clientHost(t), slog.String("file", sanitize(name)), slog.Int("max_transfers", s.cfg.MaxTransfers))
+		s.sendError(conn, t, codeNotDefined, errBusy.Error())
+		return errBusy
+	}
+	defer s.slots.Release("")
+	transfers.Inc()
+	defer transfers.Dec()
+	return s.serveRead(conn, t, name, rf)
+}
+
+// serveRead sends the file a read request names.
+func (s *Server) serveRead(conn net.PacketConn, t transfer, name string, rf io.ReaderFrom) error {
+	start := time.Now()
 	log := s.log.With("client", clientAddr(t), "file", sanitize(name))
 	f, size, err := s.open(name)
 	if err != nil {
@@ -240,6 +272,16 @@ func (s *Server) write(conn net.PacketConn, name string, wt io.WriterTo) error {
 		"err", "read-only server")
 	s.sendError(conn, t, codeAccessViolation, "access violation: read-only server")
 	return errReadOnly
+}
+
+// clientHost is the client's address without its port: a flood comes
+// from many ports.
+func clientHost(t transfer) string {
+	if t == nil {
+		return ""
+	}
+	a := t.RemoteAddr()
+	return a.IP.String()
 }
 
 func clientAddr(t transfer) string {

@@ -17,11 +17,13 @@
 package api
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"log/slog"
 	"net/http"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/outposthq/outpost/central/internal/hub"
@@ -125,8 +127,9 @@ func (s *Server) routes() []httpapi.Route {
 	}
 }
 
-// writeError answers with err: a domain error as it is, anything else
-// logged and answered with a generic message.
+// writeError answers with err: a domain error as it is; a write the
+// store could not take (no leader, a full disk) 503 with Retry-After;
+// anything else logged and answered with a generic message.
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	e, ok := errs.AsError(err)
 	switch {
@@ -135,6 +138,9 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		// A replicated central lost its leader under this request.
 		s.log.Warn("request not applied", "method", r.Method, "path", r.URL.Path, "err", err)
 		e = &errs.Error{Code: httpapi.CodeUnavailable, Message: "central's leader changed during the request; it may not have been applied: retry it"}
+	case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT):
+		s.log.Error("request not stored: the disk is full", "method", r.Method, "path", r.URL.Path, "err", err)
+		e = &errs.Error{Code: httpapi.CodeUnavailable, Message: "central's disk is full: nothing was written; retry once space is freed"}
 	default:
 		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 		e = &errs.Error{Code: httpapi.CodeInternal, Message: "internal error; see central's log"}
@@ -146,23 +152,26 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 // protocol carries, with room.
 const maxBody = 2 << 20
 
-// decodeBody decodes the JSON body into v, naming the field at fault.
+// decodeBody decodes the JSON body into v, naming the field at fault. A
+// body over maxBody is refused whole (413), as is one that is empty or
+// null.
 func decodeBody(r *http.Request, v any, strict bool) error {
-	dec := json.NewDecoder(http.MaxBytesReader(nil, r.Body, maxBody))
+	raw, err := httpapi.ReadBody(r, maxBody)
+	if err != nil {
+		return err
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
 	if strict {
 		dec.DisallowUnknownFields()
 	}
-	err := dec.Decode(v)
+	err = dec.Decode(v)
 	var typeErr *json.UnmarshalTypeError
-	var maxErr *http.MaxBytesError
 	switch {
 	case err == nil:
 		if dec.More() {
 			return errs.Invalid("body", "holds more than one JSON value")
 		}
 		return nil
-	case errors.As(err, &maxErr):
-		return errs.Invalid("body", "is larger than %d bytes", maxBody)
 	case errors.As(err, &typeErr) && typeErr.Field != "":
 		return errs.Invalid(typeErr.Field, "has the wrong JSON type")
 	case strings.HasPrefix(err.Error(), "json: unknown field "):

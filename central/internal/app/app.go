@@ -22,6 +22,7 @@ import (
 	"github.com/outposthq/outpost/central/internal/config"
 	"github.com/outposthq/outpost/central/internal/hub"
 	"github.com/outposthq/outpost/central/internal/store"
+	"github.com/outposthq/outpost/internal/httpserve"
 	"github.com/outposthq/outpost/internal/raftnode"
 	"github.com/outposthq/outpost/syncproto"
 )
@@ -73,7 +74,8 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Write
 		defer node.Close()
 	}
 
-	h := hub.New(hub.Config{Store: db, Log: log, Heartbeat: time.Duration(cfg.Heartbeat), WriteTimeout: time.Duration(cfg.WriteTimeout)})
+	h := hub.New(hub.Config{Store: db, Log: log, Heartbeat: time.Duration(cfg.Heartbeat), WriteTimeout: time.Duration(cfg.WriteTimeout),
+		MaxPending: cfg.MaxPendingHandshakes})
 	apiCfg := api.Config{Store: db, Hub: h, Log: log}
 	mux := http.NewServeMux()
 	mux.Handle(syncproto.Path, h)
@@ -93,13 +95,8 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Write
 	// Requests (event streams) end with base, which ends before Shutdown.
 	base, endRequests := context.WithCancel(context.Background())
 	defer endRequests()
-	srv := &http.Server{
-		Handler:           handler,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-		BaseContext:       func(net.Listener) context.Context { return base },
-	}
+	srv := httpserve.New(httpserve.Config{Name: "central", Handler: handler, Limits: cfg.Limits, Log: log,
+		BaseContext: func(net.Listener) context.Context { return base }})
 	wsURL := map[string]string{"http": "ws", "https": "wss"}[cfg.Scheme()] + "://" + ln.Addr().String() + syncproto.Path
 	if node != nil {
 		fmt.Fprintf(out, "outpost central %s: API at %s, sites sync at %s (raft %s, data %s)\n", cfg.NodeID, apiURL, wsURL, cfg.RaftAddr, cfg.DataDir)
@@ -111,17 +108,17 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Write
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
 		if cfg.TLSCert != "" {
-			return srv.ServeTLS(ln, cfg.TLSCert, cfg.TLSKey)
+			return srv.HTTP.ServeTLS(srv.Listen(ln), cfg.TLSCert, cfg.TLSKey)
 		}
-		return srv.Serve(ln)
+		return srv.HTTP.Serve(srv.Listen(ln))
 	})
 	g.Go(func() error {
 		<-ctx.Done()
 		endRequests()
 		h.Close() // Shutdown does not close hijacked connections
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		sctx, cancel := context.WithTimeout(context.Background(), httpserve.ShutdownGrace)
 		defer cancel()
-		return srv.Shutdown(sctx)
+		return srv.HTTP.Shutdown(sctx)
 	})
 	switch {
 	case joining:

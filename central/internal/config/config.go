@@ -12,7 +12,9 @@ import (
 	"regexp"
 	"time"
 
+	"github.com/outposthq/outpost/central/internal/hub"
 	"github.com/outposthq/outpost/internal/conf"
+	"github.com/outposthq/outpost/internal/httpserve"
 	"github.com/outposthq/outpost/syncproto"
 )
 
@@ -21,6 +23,10 @@ const (
 	DefaultDataDir      = "./var/central"
 	DefaultAddr         = "127.0.0.1:7443"
 	DefaultWriteTimeout = 10 * time.Second
+	// DefaultMaxConns and DefaultMaxConnsPerSource cap the connections
+	// of the API and sync listener.
+	DefaultMaxConns          = 8192
+	DefaultMaxConnsPerSource = 1024
 )
 
 // Config is central's configuration.
@@ -56,6 +62,13 @@ type Config struct {
 	// JoinTokenFile holds an admin token of the cluster to join (or set
 	// OUTPOST_CENTRAL_JOIN_TOKEN).
 	JoinTokenFile string `json:"join_token_file,omitempty"`
+	// Limits are the deadlines and connection caps of the API and sync
+	// listener (see httpserve.Limits for each field). The caps leave
+	// room for every site of a large fleet, several behind one address.
+	Limits httpserve.Limits `json:"limits"`
+	// MaxPendingHandshakes bounds the sync connections not yet
+	// authenticated; one more is answered 503 with Retry-After.
+	MaxPendingHandshakes int `json:"max_pending_handshakes"`
 	// Logging holds log_level (debug, info, warn or error) and
 	// log_format (text or json).
 	conf.Logging
@@ -64,11 +77,13 @@ type Config struct {
 // Default returns the defaults.
 func Default() *Config {
 	return &Config{
-		DataDir:      DefaultDataDir,
-		Addr:         DefaultAddr,
-		Heartbeat:    conf.Duration(syncproto.DefaultHeartbeat),
-		WriteTimeout: conf.Duration(DefaultWriteTimeout),
-		Logging:      conf.Logging{LogLevel: "info", LogFormat: "text"},
+		DataDir:              DefaultDataDir,
+		Addr:                 DefaultAddr,
+		Heartbeat:            conf.Duration(syncproto.DefaultHeartbeat),
+		WriteTimeout:         conf.Duration(DefaultWriteTimeout),
+		Limits:               httpserve.DefaultLimits(DefaultMaxConns, DefaultMaxConnsPerSource),
+		MaxPendingHandshakes: hub.DefaultMaxPending,
+		Logging:              conf.Logging{LogLevel: "info", LogFormat: "text"},
 	}
 }
 
@@ -141,6 +156,10 @@ func (c *Config) Validate() error {
 		}
 	} else if c.Join != "" || c.NodeID != "" {
 		errs = append(errs, errors.New("node_id and join need raft_addr: a single central has no cluster"))
+	}
+	errs = append(errs, c.Limits.Validate("limits")...)
+	if c.MaxPendingHandshakes < 1 {
+		errs = append(errs, errors.New("max_pending_handshakes must be at least 1"))
 	}
 	errs = append(errs, c.Logging.Validate()...)
 	if len(errs) > 0 {

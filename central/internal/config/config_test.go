@@ -17,18 +17,20 @@ func TestLoad(t *testing.T) {
 		addr string
 		hb   time.Duration
 	}{
-		"defaults":        {nil, "", DefaultAddr, 10 * time.Second},
-		"file":            {[]string{"-config", file}, "", "0.0.0.0:9443", 2 * time.Second},
-		"flag over file":  {[]string{"-config", file, "-addr", "127.0.0.1:1"}, "", "127.0.0.1:1", 2 * time.Second},
-		"tls half":        {[]string{"-tls-cert", "c.pem"}, "tls_cert and tls_key go together", "", 0},
-		"heartbeat short": {[]string{"-heartbeat", "1ms"}, "heartbeat 1ms", "", 0},
-		"bad addr":        {[]string{"-addr", "nope"}, "addr \"nope\"", "", 0},
-		"argument":        {[]string{"extra"}, "unexpected argument", "", 0},
-		"raft node":       {[]string{"-raft-addr", "127.0.0.1:7444", "-node-id", "c1"}, "", DefaultAddr, 10 * time.Second},
-		"raft no id":      {[]string{"-raft-addr", "127.0.0.1:7444"}, "node_id \"\"", "", 0},
-		"raft any addr":   {[]string{"-raft-addr", "0.0.0.0:7444", "-node-id", "c1"}, "set raft_advertise", "", 0},
-		"join no raft":    {[]string{"-join", "http://c1:7443"}, "need raft_addr", "", 0},
-		"join bad url":    {[]string{"-raft-addr", "127.0.0.1:7444", "-node-id", "c2", "-join", "c1:7443"}, "join \"c1:7443\"", "", 0},
+		"defaults":          {nil, "", DefaultAddr, 10 * time.Second},
+		"file":              {[]string{"-config", file}, "", "0.0.0.0:9443", 2 * time.Second},
+		"flag over file":    {[]string{"-config", file, "-addr", "127.0.0.1:1"}, "", "127.0.0.1:1", 2 * time.Second},
+		"tls half":          {[]string{"-tls-cert", "c.pem"}, "tls_cert and tls_key go together", "", 0},
+		"heartbeat short":   {[]string{"-heartbeat", "1ms"}, "heartbeat 1ms", "", 0},
+		"bad addr":          {[]string{"-addr", "nope"}, "addr \"nope\"", "", 0},
+		"argument":          {[]string{"extra"}, "unexpected argument", "", 0},
+		"raft node":         {[]string{"-raft-addr", "127.0.0.1:7444", "-node-id", "c1"}, "", DefaultAddr, 10 * time.Second},
+		"raft no id":        {[]string{"-raft-addr", "127.0.0.1:7444"}, "node_id \"\"", "", 0},
+		"raft any addr":     {[]string{"-raft-addr", "0.0.0.0:7444", "-node-id", "c1"}, "set raft_advertise", "", 0},
+		"join no raft":      {[]string{"-join", "http://c1:7443"}, "need raft_addr", "", 0},
+		"join bad url":      {[]string{"-raft-addr", "127.0.0.1:7444", "-node-id", "c2", "-join", "c1:7443"}, "join \"c1:7443\"", "", 0},
+		"no write deadline": {[]string{"-config", limitsFile(t, "limits:\n  write_timeout: 0s\n")}, "limits.write_timeout", "", 0},
+		"no handshakes":     {[]string{"-config", limitsFile(t, "max_pending_handshakes: 0\n")}, "max_pending_handshakes", "", 0},
 	}
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -47,4 +49,12 @@ func TestLoad(t *testing.T) {
 			}
 		})
 	}
+}
+
+func limitsFile(t *testing.T, yaml string) string {
+	p := filepath.Join(t.TempDir(), "limits.yaml")
+	if err := os.WriteFile(p, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }

@@ -8,6 +8,14 @@
 // writer that sends the site's desired revisions as the store commits
 // them (it waits on store.WatchDesired, never polls) and heartbeats.
 //
+// Before its hello is verified a connection is a stranger's: it may send
+// frames of at most HelloLimit bytes (a larger one closes it with status
+// 1009 before its payload is read), and at most Config.MaxPending
+// connections are in their handshake at once (one more is answered 503
+// with Retry-After before the websocket opens). A flood of
+// unauthenticated connections therefore costs central a few KiB each, not
+// a frame buffer of syncproto.MaxFrameSize.
+//
 // Central never blocks on a site: every write has a deadline
 // (Config.WriteTimeout) after which the connection is dropped, a site
 // silent for syncproto.HeartbeatMisses heartbeat intervals is dropped,
@@ -27,12 +35,23 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/outposthq/outpost/central/internal/store"
+	"github.com/outposthq/outpost/internal/httpserve"
+	"github.com/outposthq/outpost/internal/ratelog"
 	"github.com/outposthq/outpost/syncproto"
 )
 
 // Defaults.
 const (
 	DefaultWriteTimeout = 10 * time.Second
+	// DefaultMaxPending is the default bound of connections in their
+	// handshake: every site of a large fleet reconnecting at once after
+	// central restarts gets through in a few rounds of Retry-After.
+	DefaultMaxPending = 128
+	// HelloLimit is the largest frame read before the hello is verified:
+	// a hello is a site's id, a credential of at most
+	// syncproto.MaxCredentialSize and a few numbers. A stranger cannot
+	// make central buffer a full syncproto.MaxFrameSize frame.
+	HelloLimit = 8 << 10
 	// revisionBatch is how many revisions the writer reads at once.
 	revisionBatch = 64
 )
@@ -47,6 +66,10 @@ type Config struct {
 	// WriteTimeout bounds every write to a site; DefaultWriteTimeout if
 	// zero. A site that does not take a message in time is dropped.
 	WriteTimeout time.Duration
+	// MaxPending bounds the connections in their handshake (not yet
+	// authenticated); one more is answered 503 with Retry-After before
+	// the websocket opens. DefaultMaxPending if zero.
+	MaxPending int
 }
 
 // Hub serves the sync websocket at syncproto.Path.
@@ -55,6 +78,11 @@ type Hub struct {
 	log          *slog.Logger
 	heartbeat    time.Duration
 	writeTimeout time.Duration
+
+	// handshakes holds a token per connection in its handshake, up to
+	// MaxPending.
+	handshakes chan struct{}
+	busy       *ratelog.Log
 
 	mu       sync.Mutex
 	sessions map[string]*session
@@ -76,6 +104,12 @@ func New(cfg Config) *Hub {
 	if h.log == nil {
 		h.log = slog.New(slog.DiscardHandler)
 	}
+	if cfg.MaxPending <= 0 {
+		cfg.MaxPending = DefaultMaxPending
+	}
+	h.handshakes = make(chan struct{}, cfg.MaxPending)
+	h.busy = ratelog.New(ratelog.Config{Log: h.log, Level: slog.LevelWarn,
+		Message: "sync: too many connections in their handshake; refused with 503"})
 	return h
 }
 
@@ -113,12 +147,27 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer h.wg.Done()
+	select {
+	case h.handshakes <- struct{}{}:
+	default:
+		h.busy.Record(r.Context(), httpserve.Source(r.RemoteAddr), slog.Int("max_pending", cap(h.handshakes)))
+		w.Header().Set("Retry-After", "5")
+		http.Error(w, "central is busy with other connections; retry", http.StatusServiceUnavailable)
+		return
+	}
+	handshaking := true
+	defer func() {
+		if handshaking {
+			<-h.handshakes
+		}
+	}()
 	conn, err := websocket.Accept(w, r, nil)
 	if err != nil {
 		h.log.Debug("sync: websocket accept", "remote", r.RemoteAddr, "err", err)
 		return
 	}
-	conn.SetReadLimit(syncproto.MaxFrameSize)
+	// Small frames until the hello is verified (see serve).
+	conn.SetReadLimit(HelloLimit)
 	h.mu.Lock()
 	if h.closed {
 		h.mu.Unlock()
@@ -127,6 +176,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	h.pending[conn] = true
 	h.mu.Unlock()
+	handshaking = false
 	h.serve(conn, r.RemoteAddr)
 }
 
@@ -202,6 +252,7 @@ func (h *Hub) serve(conn *websocket.Conn, remote string) {
 	h.mu.Lock()
 	delete(h.pending, conn)
 	h.mu.Unlock()
+	<-h.handshakes
 	if err != nil {
 		var ce connError
 		if errors.As(err, &ce) {
@@ -217,6 +268,9 @@ func (h *Hub) serve(conn *websocket.Conn, remote string) {
 		h.reject(conn, e)
 		return
 	}
+	// The site is who it says: it may send frames of any size the
+	// protocol allows.
+	conn.SetReadLimit(syncproto.MaxFrameSize)
 	s := newSession(h, conn, hello, remote)
 	if !h.register(s) {
 		h.reject(conn, syncproto.Errorf(syncproto.CodeUnavailable, "central is shutting down"))

@@ -1,0 +1,57 @@
+package app
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+
+	"github.com/outposthq/outpost/appliance/internal/api"
+	"github.com/outposthq/outpost/appliance/internal/config"
+	"github.com/outposthq/outpost/appliance/internal/provision"
+	"github.com/outposthq/outpost/internal/httpserve"
+)
+
+// The appliance's HTTP servers, built by package httpserve: the
+// deadlines and caps of the configuration, and each route's shape.
+
+// apiServer is the operator API's server. base is the context requests
+// start from: they (event streams included) end with it.
+func apiServer(cfg *config.Config, h http.Handler, log *slog.Logger, m *httpserve.Metrics, base func(net.Listener) context.Context) *httpserve.Server {
+	return httpserve.New(httpserve.Config{Name: "api", Handler: h, Limits: cfg.APILimits, Shape: apiShape,
+		Log: log, Metrics: m, BaseContext: base})
+}
+
+// internalShape is the node-to-node endpoints': a follower forwards
+// commands of up to 16 MiB to the leader.
+var internalShape = httpserve.Shape{MaxBody: 16<<20 + 1<<10}
+
+// apiShape: every API route takes a JSON body, but the node-to-node
+// endpoints.
+func apiShape(r *http.Request) httpserve.Shape {
+	if strings.HasPrefix(r.URL.Path, api.InternalPrefix) {
+		return internalShape
+	}
+	return httpserve.JSON
+}
+
+// bootServer is the boot network's HTTP server: iPXE scripts and
+// artifacts, the agent API and metadata.
+func bootServer(cfg *config.Config, h http.Handler, log *slog.Logger, m *httpserve.Metrics) *httpserve.Server {
+	return httpserve.New(httpserve.Config{Name: "boot", Handler: h, Limits: cfg.BootLimits, Shape: bootShape,
+		Log: log, Metrics: m})
+}
+
+// agentShape is the agent API's: reports and hardware inventories, a few
+// KiB.
+var agentShape = httpserve.Shape{MaxBody: 1 << 20}
+
+// bootShape: the agent API takes JSON bodies; scripts, artifacts and
+// metadata none of note.
+func bootShape(r *http.Request) httpserve.Shape {
+	if strings.HasPrefix(r.URL.Path, provision.Prefix) {
+		return agentShape
+	}
+	return httpserve.Small
+}
