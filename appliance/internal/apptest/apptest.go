@@ -93,7 +93,7 @@ func Start(t testing.TB) *Node {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	for !node.IsLeader() {
+	for !node.IsReadyLeader() { // its no-op applied: the store is current
 		if ctx.Err() != nil {
 			t.Fatal("node did not become leader")
 		}
