@@ -12,6 +12,8 @@ import (
 	"testing"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/outposthq/outpost/internal/testdir"
 )
 
 // sample writes a bbolt file of many pages (a bucket with a nested one,
@@ -62,27 +64,13 @@ func sample(t *testing.T, path string) []byte {
 	return raw
 }
 
-// usedSize is where the file's pages end (bbolt grows files ahead of
-// use).
-func usedSize(t *testing.T, path string) int {
-	t.Helper()
-	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	var size int64
-	_ = db.View(func(tx *bolt.Tx) error { size = tx.Size(); return nil })
-	return int(size)
-}
-
 // TestCheck refuses every file that is not a whole bbolt file with an
 // error of the right kind that names the file, and leaves the file as it
 // was.
 func TestCheck(t *testing.T) {
 	dir := t.TempDir()
 	good := sample(t, filepath.Join(dir, "good.db"))
-	used := usedSize(t, filepath.Join(dir, "good.db"))
+	used := testdir.PagesEnd(t, filepath.Join(dir, "good.db"))
 	const pageSize = 4096
 	damaged := bytes.Clone(good)
 	copy(damaged[4*pageSize:], bytes.Repeat([]byte{0xAB}, used-4*pageSize))

@@ -14,6 +14,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/outposthq/outpost/internal/errs"
+	"github.com/outposthq/outpost/internal/testdir"
 	"github.com/outposthq/outpost/syncproto"
 )
 
@@ -307,7 +308,7 @@ func TestOpenDamaged(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	used := pagesEnd(t, path)
+	used := testdir.PagesEnd(t, path)
 	const page = 4096
 	damaged := bytes.Clone(good)
 	copy(damaged[4*page:used], bytes.Repeat([]byte{0xAB}, used-4*page))
@@ -336,17 +337,4 @@ func TestOpenDamaged(t *testing.T) {
 			}
 		})
 	}
-}
-
-// pagesEnd is where the pages of the bbolt file at path end.
-func pagesEnd(t *testing.T, path string) int {
-	t.Helper()
-	bdb, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer bdb.Close()
-	var size int64
-	_ = bdb.View(func(tx *bolt.Tx) error { size = tx.Size(); return nil })
-	return int(size)
 }
