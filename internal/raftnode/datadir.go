@@ -53,11 +53,19 @@ type storeFile struct {
 // (Config.Dir) and the store file at storePath, without changing
 // anything in either: readApplied reads the store's applied index without
 // writing (a missing store is an error matching fs.ErrNotExist). A
-// refusal matches ErrNotWhole and names the file. Open checks the same
-// against its Applier; a daemon calls this first, before its store opens
-// the file for writing, so that a refused start leaves the directory as
-// it was. The rules are in the package doc.
-func CheckDataDir(dir, storePath string, readApplied func(path string) (uint64, error)) error {
+// refusal matches ErrNotWhole, names the file, and ends with recovery,
+// the daemon's word on how to recover. Open checks the same against its
+// Applier; a daemon calls this first, before its store opens the file for
+// writing, so that a refused start leaves the directory as it was. The
+// rules are in the package doc.
+func CheckDataDir(dir, storePath string, readApplied func(path string) (uint64, error), recovery string) error {
+	if err := checkDataDir(dir, storePath, readApplied); err != nil {
+		return fmt.Errorf("%w\n%s", err, recovery)
+	}
+	return nil
+}
+
+func checkDataDir(dir, storePath string, readApplied func(path string) (uint64, error)) error {
 	st := storeFile{path: storePath}
 	applied, err := readApplied(storePath)
 	switch {

@@ -167,26 +167,27 @@ func TestCheckDataDir(t *testing.T) {
 	setKeys(t, m, 0, 3)
 	m.stop()
 	store := filepath.Join(m.dir, "kv.db")
-	if err := CheckDataDir(m.raftDir(), store, kvApplied); err != nil {
+	if err := CheckDataDir(m.raftDir(), store, kvApplied, "recover so"); err != nil {
 		t.Errorf("a whole directory: %v", err)
 	}
 	fresh := t.TempDir()
-	if err := CheckDataDir(filepath.Join(fresh, "raft"), filepath.Join(fresh, "kv.db"), kvApplied); err != nil {
+	if err := CheckDataDir(filepath.Join(fresh, "raft"), filepath.Join(fresh, "kv.db"), kvApplied, "recover so"); err != nil {
 		t.Errorf("a fresh directory: %v", err)
 	}
 	if err := os.Remove(store); err != nil {
 		t.Fatal(err)
 	}
 	before := testdir.Files(t, m.dir)
-	err := CheckDataDir(m.raftDir(), store, kvApplied)
-	if !errors.Is(err, ErrNotWhole) || !strings.Contains(err.Error(), store+" is missing, but the Raft log") {
-		t.Errorf("a missing store: %v, want ErrNotWhole saying %s is missing", err, store)
+	err := CheckDataDir(m.raftDir(), store, kvApplied, "recover so")
+	if !errors.Is(err, ErrNotWhole) || !strings.Contains(err.Error(), store+" is missing, but the Raft log") ||
+		!strings.HasSuffix(err.Error(), "\nrecover so") {
+		t.Errorf("a missing store: %v, want ErrNotWhole saying %s is missing, then how to recover", err, store)
 	}
 	if diff := cmp.Diff(before, testdir.Files(t, m.dir)); diff != "" {
 		t.Errorf("CheckDataDir changed the directory (-before +after):\n%s", diff)
 	}
 	os.WriteFile(store, nil, 0o600)
-	if err := CheckDataDir(m.raftDir(), store, kvApplied); !errors.Is(err, boltfile.ErrEmpty) || !errors.Is(err, ErrNotWhole) {
+	if err := CheckDataDir(m.raftDir(), store, kvApplied, "recover so"); !errors.Is(err, boltfile.ErrEmpty) || !errors.Is(err, ErrNotWhole) {
 		t.Errorf("an empty store: %v, want ErrNotWhole and boltfile.ErrEmpty", err)
 	}
 }

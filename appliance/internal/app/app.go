@@ -27,6 +27,7 @@ import (
 	"github.com/outposthq/outpost/appliance/internal/site"
 	"github.com/outposthq/outpost/appliance/internal/store"
 	"github.com/outposthq/outpost/appliance/internal/syncclient"
+	"github.com/outposthq/outpost/internal/conf"
 	"github.com/outposthq/outpost/internal/seal"
 )
 
@@ -36,6 +37,9 @@ import (
 func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Writer) error {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data dir: %w", err)
+	}
+	if err := checkDataDir(cfg); err != nil {
+		return err
 	}
 	fresh := isFresh(cfg)
 	db, err := store.Open(cfg.StorePath())
@@ -244,11 +248,12 @@ func ensureAdminToken(ctx context.Context, n *cluster.Site, cfg *config.Config, 
 		return nil
 	}
 	token, rec := api.NewToken("admin")
-	if err := n.CreateToken(ctx, rec); err != nil {
-		return fmt.Errorf("create admin token: %w", err)
+	if err := conf.SaveAdminToken(cfg.AdminTokenPath(), token); err != nil {
+		return err
 	}
-	if err := os.WriteFile(cfg.AdminTokenPath(), []byte(token+"\n"), 0o600); err != nil {
-		return fmt.Errorf("save admin token: %w", err)
+	if err := n.CreateToken(ctx, rec); err != nil {
+		os.Remove(cfg.AdminTokenPath())
+		return fmt.Errorf("create admin token: %w", err)
 	}
 	log.Info("created the first admin token", "id", rec.ID, "file", cfg.AdminTokenPath())
 	fmt.Fprintf(out, "admin token (shown once; also saved to %s):\n  %s\n", cfg.AdminTokenPath(), token)
