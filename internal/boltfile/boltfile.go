@@ -71,7 +71,7 @@ func View(path string, fn func(tx *bolt.Tx) error) error {
 		return fail(ErrEmpty, "%s is empty (0 bytes)", path)
 	}
 	if fi.Size() < minSize {
-		return fail(ErrDamaged, "%s is %d bytes, too short to be a bbolt file", path, fi.Size())
+		return fail(ErrDamaged, "%s is corrupt: %d bytes, too short to be a bbolt file", path, fi.Size())
 	}
 	bdb, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: lockTimeout})
 	if err != nil {
@@ -80,16 +80,16 @@ func View(path string, fn func(tx *bolt.Tx) error) error {
 	defer bdb.Close()
 	return bdb.View(func(tx *bolt.Tx) (err error) {
 		if tx.Size() > fi.Size() {
-			return fail(ErrDamaged, "%s is %d bytes but its pages end at %d: the file is truncated", path, fi.Size(), tx.Size())
+			return fail(ErrDamaged, "%s is corrupt: %d bytes, but its pages end at %d: the file is truncated", path, fi.Size(), tx.Size())
 		}
 		defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 		defer func() {
 			if r := recover(); r != nil {
-				err = fail(ErrDamaged, "%s: reading pages: %v", path, r)
+				err = fail(ErrDamaged, "%s is corrupt: reading its pages: %v", path, r)
 			}
 		}()
 		if err := walk(tx); err != nil {
-			return fail(ErrDamaged, "%s: %v", path, err)
+			return fail(ErrDamaged, "%s is corrupt: %v", path, err)
 		}
 		return fn(tx)
 	})
@@ -109,7 +109,7 @@ func ReadUint64(path string, bucket, key []byte) (uint64, error) {
 			return nil
 		}
 		if len(raw) != 8 {
-			return fail(ErrDamaged, "%s: %s/%s is %d bytes, not a number", path, bucket, key, len(raw))
+			return fail(ErrDamaged, "%s is corrupt: %s/%s is %d bytes, not a number", path, bucket, key, len(raw))
 		}
 		v = binary.BigEndian.Uint64(raw)
 		return nil
@@ -134,7 +134,7 @@ func openError(path string, err error) error {
 	if errors.Is(err, bolt.ErrTimeout) {
 		return fail(ErrLocked, "%s is locked by another process", path)
 	}
-	return fail(ErrDamaged, "open %s: %v", path, err)
+	return fail(ErrDamaged, "%s is corrupt: %v", path, err)
 }
 
 // fileError is an error of one of the kinds above, with its own message

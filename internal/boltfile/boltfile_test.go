@@ -86,8 +86,8 @@ func TestCheck(t *testing.T) {
 		"shorter than a page":   {content: good[:100], want: ErrDamaged, say: "too short"},
 		"truncated below pages": {content: good[:used-pageSize], want: ErrDamaged, say: "truncated"},
 		"cut to the meta pages": {content: good[:2*pageSize], want: ErrDamaged, say: "truncated"},
-		"damaged pages":         {content: damaged, want: ErrDamaged},
-		"zeros":                 {content: make([]byte, 8*pageSize), want: ErrDamaged},
+		"damaged pages":         {content: damaged, want: ErrDamaged, say: "is corrupt"},
+		"zeros":                 {content: make([]byte, 8*pageSize), want: ErrDamaged, say: "is corrupt"},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {

@@ -63,22 +63,35 @@ func must(t testing.TB, err error) {
 }
 
 // StartRefused copies the data directory src to dst and damages the copy
-// with d. Then run, a daemon on dst that writes to out, must refuse to
-// start (Refused: it prints started if it starts) with an error that
-// names the damaged file and says each of says, and must leave everything
-// under dst as it was.
+// with d (Damage). Then run, a daemon on dst that writes to out, must
+// refuse to start (Refused: it prints started if it starts), as
+// CheckRefusal says.
 func StartRefused(t testing.TB, src, dst string, d Damage, out Output, started string, run func(ctx context.Context) error, says ...string) {
+	t.Helper()
+	before := d.Copy(t, src, dst)
+	CheckRefusal(t, Refused(t, 2*time.Minute, out, started, run), dst, d, before, says...)
+}
+
+// Copy copies the data directory src to dst, damages the copy, and
+// returns what it then holds (Files).
+func (d Damage) Copy(t testing.TB, src, dst string) map[string]string {
 	t.Helper()
 	must(t, os.CopyFS(dst, os.DirFS(src)))
 	d.Apply(t, dst)
-	before := Files(t, dst)
-	err := Refused(t, 2*time.Minute, out, started, run)
-	for _, want := range append([]string{filepath.Join(dst, d.File)}, says...) {
+	return Files(t, dst)
+}
+
+// CheckRefusal fails the test unless err, a daemon's refusal to start on
+// the data directory dir damaged by d, names the damaged file and says
+// each of says, and dir holds what it held before (Files).
+func CheckRefusal(t testing.TB, err error, dir string, d Damage, before map[string]string, says ...string) {
+	t.Helper()
+	for _, want := range append([]string{filepath.Join(dir, d.File)}, says...) {
 		if !strings.Contains(err.Error(), want) {
-			t.Errorf("the error does not say %q", want)
+			t.Errorf("the refusal does not say %q", want)
 		}
 	}
-	if diff := cmp.Diff(before, Files(t, dst)); diff != "" {
+	if diff := cmp.Diff(before, Files(t, dir)); diff != "" {
 		t.Errorf("a refused start changed the data directory (-before +after):\n%s", diff)
 	}
 }

@@ -21,11 +21,12 @@ func checkDataDir(cfg *config.Config) error {
 // single-node site from a copy: never a fresh start in place.
 func recovery(cfg *config.Config) string {
 	return fmt.Sprintf(`applianced changed nothing in %[1]s. To recover node %[2]s:
-  - on a site with other members, restore it from them. Remove it from the cluster through another member:
-        outpost -server <API URL of another member> -token-file <an admin token file> cluster remove %[2]s
+  - on a site with other members, restore it from them. Remove it from the cluster through the leader
+    (outpost -server <API URL of another member> cluster status names it):
+        outpost -server <API URL of the leader> -token-file <an admin token file> cluster remove %[2]s
     move its data directory aside:
         mv %[1]s %[1]s.refused
-    and start it again with its other flags as before, joining that member:
+    and start it again with its other flags as before, joining a member:
         applianced -id %[2]s -data-dir %[1]s -join <API URL of another member> -join-token-file <an admin token file>
   - on a single-node site, move %[1]s aside the same way, put back a copy of the data directory made
     while applianced was stopped, and start applianced again.`, cfg.DataDir, cfg.NodeID)
