@@ -92,15 +92,15 @@ var rules = []rule{
 	{"appliance/internal/agentproto", pureLogic},
 	// The store is storage: no networking, no Raft, no rules; of
 	// Outpost's packages it uses only the pure logic it stores the
-	// results of, and the shared errors.
+	// results of, the shared errors, and the shared check of bbolt files.
 	{"appliance/internal/store", func(path string, std bool) string {
 		switch {
 		case path == "net/http" || strings.HasPrefix(path, "github.com/hashicorp/"):
 			return "the store does not network or replicate"
-		case isOutpost(path, "appliance/internal/workflow", "appliance/internal/actions", "internal/errs"):
+		case isOutpost(path, "appliance/internal/workflow", "appliance/internal/actions", "internal/errs", "internal/boltfile"):
 			return ""
 		case strings.HasPrefix(path, module):
-			return "the store imports no Outpost package but workflow, actions and internal/errs"
+			return "the store imports no Outpost package but workflow, actions, internal/errs and internal/boltfile"
 		}
 		return ""
 	}},

@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/outposthq/outpost/central/internal/centraltest"
 	"github.com/outposthq/outpost/central/internal/config"
+	"github.com/outposthq/outpost/central/internal/store"
 	"github.com/outposthq/outpost/internal/testdir"
 )
 
@@ -32,46 +34,42 @@ func dataConfig(t *testing.T, replicated bool) *config.Config {
 // its API, and stops it.
 func runSites(t *testing.T, cfg *config.Config, from, to int) {
 	t.Helper()
-	logs := &centraltest.Buffer{}
-	defer func() {
-		if t.Failed() {
-			t.Log(logs.String())
-		}
-	}()
-	r := start(t, cfg, logs)
+	r := start(t, cfg, &centraltest.Buffer{})
 	defer r.stop()
 	r.waitOut(t, regexp.MustCompile(`admin token`))
 	token, err := os.ReadFile(cfg.AdminTokenPath())
 	if err != nil {
 		t.Fatal(err)
 	}
-	do := func(method, path, body string) (int, string) {
-		t.Helper()
-		req, _ := http.NewRequest(method, r.url+path, strings.NewReader(body))
-		req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(token)))
-		res, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer res.Body.Close()
-		raw, _ := io.ReadAll(res.Body)
-		return res.StatusCode, string(raw)
-	}
-	for i := from; i < to; i++ {
-		// A restarted Raft node answers 503, having applied nothing,
-		// until it leads again.
-		var code int
-		var msg string
-		created := poll(func() bool {
-			code, msg = do("POST", "/v1/sites", fmt.Sprintf(`{"id":"s%d"}`, i))
-			return code != http.StatusServiceUnavailable
-		})
-		if !created || code != http.StatusCreated {
-			t.Fatalf("create site s%d: %d %s", i, code, msg)
-		}
-	}
+	createSites(t, r.url, strings.TrimSpace(string(token)), from, to)
 	if err := r.stop(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// createSites creates sites s<from>..s<to-1> through the API at url. A
+// Raft node answers 503, having applied nothing, until a leader is
+// elected: those requests are sent again.
+func createSites(t *testing.T, url, token string, from, to int) {
+	t.Helper()
+	for i := from; i < to; i++ {
+		var code int
+		var msg string
+		answered := poll(func() bool {
+			req, _ := http.NewRequest("POST", url+"/v1/sites", strings.NewReader(fmt.Sprintf(`{"id":"s%d"}`, i)))
+			req.Header.Set("Authorization", "Bearer "+token)
+			res, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer res.Body.Close()
+			raw, _ := io.ReadAll(res.Body)
+			code, msg = res.StatusCode, string(raw)
+			return code != http.StatusServiceUnavailable
+		})
+		if !answered || code != http.StatusCreated {
+			t.Fatalf("create site s%d: %d %s", i, code, msg)
+		}
 	}
 }
 
@@ -112,4 +110,100 @@ func TestRefusesDataDir(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestRestoreNodeFromPeers follows the recovery a refused central node
+// prints, in a 3-node central whose bootstrap node lost its raft.db:
+// remove it through another member's API, move its data directory aside,
+// start it again joining that member with the admin token from the old
+// directory. It comes back as a voter with every site.
+func TestRestoreNodeFromPeers(t *testing.T) {
+	logs := &centraltest.Buffer{}
+	c1 := dataConfig(t, true)
+	r1 := start(t, c1, logs)
+	defer func() { r1.stop() }()
+	token := r1.waitAdminToken(t, c1)
+	tokenFile := filepath.Join(t.TempDir(), "admin.token")
+	os.WriteFile(tokenFile, []byte(token+"\n"), 0o600)
+	api := func(url, method, path string) (int, clusterView) {
+		t.Helper()
+		req, _ := http.NewRequest(method, url+path, nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		var st clusterView
+		json.NewDecoder(res.Body).Decode(&st)
+		return res.StatusCode, st
+	}
+	var peers []*running
+	for _, id := range []string{"c2", "c3"} {
+		c := dataConfig(t, true)
+		c.NodeID, c.DataDir, c.Join, c.JoinTokenFile = id, filepath.Join(filepath.Dir(c.DataDir), id), r1.url, tokenFile
+		r := start(t, c, logs)
+		defer r.stop()
+		peers = append(peers, r)
+	}
+	voters := func(url string, n int) bool {
+		return poll(func() bool { _, st := api(url, "GET", "/v1/cluster"); return len(st.Voters) == n })
+	}
+	if !voters(r1.url, 3) {
+		t.Fatal("the cluster did not form")
+	}
+	createSites(t, peers[0].url, token, 0, 5)
+
+	if err := r1.stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(c1.DataDir, "raft", "raft.db")); err != nil {
+		t.Fatal(err)
+	}
+	out := &centraltest.Buffer{}
+	err := testdir.Refused(t, waitTimeout, out, "API at", func(ctx context.Context) error {
+		return Run(ctx, c1, logs.Logger(), out)
+	})
+	if !strings.Contains(err.Error(), "/v1/cluster/members/c1") {
+		t.Fatalf("the refusal does not say how to recover: %v", err)
+	}
+
+	// The recovery, as printed.
+	if !poll(func() bool {
+		code, _ := api(peers[0].url, "DELETE", "/v1/cluster/members/c1")
+		return code == http.StatusNoContent
+	}) {
+		t.Fatal("c1 was not removed")
+	}
+	refused := c1.DataDir + ".refused"
+	if err := os.Rename(c1.DataDir, refused); err != nil {
+		t.Fatal(err)
+	}
+	c1.Join, c1.JoinTokenFile = peers[0].url, filepath.Join(refused, "admin.token")
+	r1 = start(t, c1, logs)
+	if !voters(r1.url, 3) {
+		t.Fatal("c1 is not a voter again")
+	}
+	createSites(t, r1.url, token, 5, 6)
+	_, leader := api(peers[0].url, "GET", "/v1/cluster")
+	if !poll(func() bool { _, st := api(r1.url, "GET", "/v1/cluster"); return st.AppliedIndex >= leader.AppliedIndex }) {
+		t.Fatal("c1 did not catch up")
+	}
+	if err := r1.stop(); err != nil {
+		t.Fatal(err)
+	}
+	db, err := store.Open(c1.StorePath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if sites, err := db.Sites(); err != nil || len(sites) != 6 {
+		t.Errorf("c1's store has %d sites (%v), want 6", len(sites), err)
+	}
+}
+
+// clusterView is a node's GET /v1/cluster.
+type clusterView struct {
+	Voters       []string `json:"voters"`
+	AppliedIndex uint64   `json:"applied_index"`
 }
