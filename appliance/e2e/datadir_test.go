@@ -98,10 +98,11 @@ func TestDataDirRefused(t *testing.T) {
 }
 
 // TestRestoreNodeFromPeers follows the recovery a refused node prints, on
-// a 3-node site whose bootstrap node lost its raft.db: with the CLI,
-// remove it through the leader; move its data directory aside; start it
-// again joining another member with the admin token from the old
-// directory. It rejoins as a voter with every object, and takes writes.
+// a 3-node site whose bootstrap node lost its raft.db: move its data
+// directory aside; with the CLI and the admin token from the old
+// directory, remove it through the leader; start it again joining another
+// member with that token. It rejoins as a voter with every object, and
+// takes writes.
 func TestRestoreNodeFromPeers(t *testing.T) {
 	c := startCluster(t, 3)
 	n1, n2 := c.node("n1"), c.node("n2")

@@ -21,13 +21,13 @@ func checkDataDir(cfg *config.Config) error {
 // single-node site from a copy: never a fresh start in place.
 func recovery(cfg *config.Config) string {
 	return fmt.Sprintf(`applianced changed nothing in %[1]s. To recover node %[2]s:
-  - on a site with other members, restore it from them. Remove it from the cluster through the leader
-    (outpost -server <API URL of another member> cluster status names it):
-        outpost -server <API URL of the leader> -token-file <an admin token file> cluster remove %[2]s
-    move its data directory aside:
+  - on a site with other members, restore it from them. Move its data directory aside:
         mv %[1]s %[1]s.refused
+    remove it from the cluster through the leader (outpost -server <API URL of a member> cluster status names it),
+    with an admin token of the site (the old directory may hold one):
+        outpost -server <API URL of the leader> -token-file %[1]s.refused/admin.token cluster remove %[2]s
     and start it again with its other flags as before, joining a member:
-        applianced -id %[2]s -data-dir %[1]s -join <API URL of another member> -join-token-file <an admin token file>
+        applianced -id %[2]s -data-dir %[1]s -join <API URL of a member> -join-token-file %[1]s.refused/admin.token
   - on a single-node site, move %[1]s aside the same way, put back a copy of the data directory made
     while applianced was stopped, and start applianced again.`, cfg.DataDir, cfg.NodeID)
 }

@@ -25,11 +25,11 @@ func recovery(cfg *config.Config) string {
 		return fmt.Sprintf("centrald changed nothing in %s. To recover, %s", cfg.DataDir, backup)
 	}
 	return fmt.Sprintf(`centrald changed nothing in %[1]s. To recover node %[2]s:
-  - with other members, restore it from them. Remove it from the cluster through another member:
-        curl -X DELETE -H "Authorization: Bearer $(cat <an admin token file>)" <API URL of another member>/v1/cluster/members/%[2]s
-    move its data directory aside:
+  - with other members, restore it from them. Move its data directory aside:
         mv %[1]s %[1]s.refused
-    and start it again with its other flags as before, joining that member:
-        centrald -node-id %[2]s -data-dir %[1]s -join <API URL of another member> -join-token-file <an admin token file>
+    remove it from the cluster through a member, with an admin token (the old directory may hold one):
+        curl -X DELETE -H "Authorization: Bearer $(cat %[1]s.refused/admin.token)" <API URL of a member>/v1/cluster/members/%[2]s
+    and start it again with its other flags as before, joining a member:
+        centrald -node-id %[2]s -data-dir %[1]s -join <API URL of a member> -join-token-file %[1]s.refused/admin.token
   - the last member: %[3]s`, cfg.DataDir, cfg.NodeID, backup)
 }
