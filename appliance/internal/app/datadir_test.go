@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/outposthq/outpost/appliance/internal/apptest"
 	"github.com/outposthq/outpost/appliance/internal/client"
@@ -65,5 +66,43 @@ func TestRefusesDataDir(t *testing.T) {
 				return Run(ctx, c, slog.New(slog.NewTextHandler(t.Output(), nil)), out)
 			}, "changed nothing in "+c.DataDir, "mv "+c.DataDir+" "+c.DataDir+".refused", "-join ")
 		})
+	}
+}
+
+// TestAdminTokenNotOverwritten starts a bootstrap node whose store and
+// Raft log are new but whose data directory holds an admin token file (it
+// lost its store): the node stops with an error naming the file rather
+// than write a new token over it.
+func TestAdminTokenNotOverwritten(t *testing.T) {
+	cfg := testConfig(t)
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(cfg.AdminTokenPath(), []byte("an earlier token\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- Run(ctx, cfg, slog.New(slog.NewTextHandler(t.Output(), nil)), &apptest.SyncBuffer{}) }()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.After(waitTimeout)
+	for {
+		select {
+		case err := <-done:
+			if err == nil || !strings.Contains(err.Error(), cfg.AdminTokenPath()) {
+				t.Errorf("Run = %v, want an error naming %s", err, cfg.AdminTokenPath())
+			}
+			return
+		case <-tick.C:
+			if raw, _ := os.ReadFile(cfg.AdminTokenPath()); string(raw) != "an earlier token\n" {
+				cancel()
+				<-done
+				t.Fatalf("the admin token file was overwritten: it holds %q", raw)
+			}
+		case <-deadline:
+			t.Fatal("Run neither stopped nor wrote the token file")
+		}
 	}
 }
