@@ -22,6 +22,12 @@ func TestSaveAdminToken(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "move it aside") {
 		t.Errorf("SaveAdminToken over an existing file = %v, want an error naming it", err)
 	}
+	if err := AdminTokenFree(path); err == nil || err.Error() != SaveAdminToken(path, "third").Error() {
+		t.Errorf("AdminTokenFree of an existing file = %v, want SaveAdminToken's error", err)
+	}
+	if err := AdminTokenFree(filepath.Join(t.TempDir(), "none")); err != nil {
+		t.Errorf("AdminTokenFree of no file = %v", err)
+	}
 	if raw, _ := os.ReadFile(path); string(raw) != "first\n" {
 		t.Errorf("the token file holds %q after a second save, want the first token", raw)
 	}

@@ -247,13 +247,17 @@ func ensureAdminToken(ctx context.Context, n *cluster.Site, cfg *config.Config, 
 		fmt.Fprintf(out, "authenticate with the admin token in %s (Authorization: Bearer <token>)\n", cfg.AdminTokenPath())
 		return nil
 	}
-	token, rec := api.NewToken("admin")
-	if err := conf.SaveAdminToken(cfg.AdminTokenPath(), token); err != nil {
+	// The file appears once the token is stored: whoever reads it may
+	// use it at once.
+	if err := conf.AdminTokenFree(cfg.AdminTokenPath()); err != nil {
 		return err
 	}
+	token, rec := api.NewToken("admin")
 	if err := n.CreateToken(ctx, rec); err != nil {
-		os.Remove(cfg.AdminTokenPath())
 		return fmt.Errorf("create admin token: %w", err)
+	}
+	if err := conf.SaveAdminToken(cfg.AdminTokenPath(), token); err != nil {
+		return err
 	}
 	log.Info("created the first admin token", "id", rec.ID, "file", cfg.AdminTokenPath())
 	fmt.Fprintf(out, "admin token (shown once; also saved to %s):\n  %s\n", cfg.AdminTokenPath(), token)
