@@ -59,10 +59,11 @@ type storeFile struct {
 // writing, so that a refused start leaves the directory as it was. The
 // rules are in the package doc.
 func CheckDataDir(dir, storePath string, readApplied func(path string) (uint64, error), recovery string) error {
-	if err := checkDataDir(dir, storePath, readApplied); err != nil {
+	err := checkDataDir(dir, storePath, readApplied)
+	if errors.Is(err, ErrNotWhole) {
 		return fmt.Errorf("%w\n%s", err, recovery)
 	}
-	return nil
+	return err
 }
 
 func checkDataDir(dir, storePath string, readApplied func(path string) (uint64, error)) error {
@@ -71,7 +72,7 @@ func checkDataDir(dir, storePath string, readApplied func(path string) (uint64, 
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 	case err != nil:
-		return refuse("the store: %w", err)
+		return refuseFile("the store", err)
 	default:
 		st.exists, st.applied = true, applied
 	}
@@ -86,6 +87,15 @@ func refuse(format string, args ...any) error {
 	return fmt.Errorf("%w: "+format, append([]any{ErrNotWhole}, args...)...)
 }
 
+// refuseFile refuses a file boltfile found missing, empty or damaged; a
+// file another process holds is no refusal of the directory.
+func refuseFile(what string, err error) error {
+	if errors.Is(err, boltfile.ErrLocked) {
+		return fmt.Errorf("raftnode: %s: %w", what, err)
+	}
+	return refuse("%s: %w", what, err)
+}
+
 // readDisk reads the Raft directory dir without changing it: the log's
 // file is checked page by page (boltfile) and its first and last index
 // read, and the newest snapshot's state file is read through to check
@@ -95,7 +105,7 @@ func readDisk(dir string) (disk, error) {
 	switch err := boltfile.Check(d.logPath); {
 	case errors.Is(err, fs.ErrNotExist):
 	case err != nil:
-		return d, refuse("the Raft log: %w", err)
+		return d, refuseFile("the Raft log", err)
 	default:
 		d.hasLog = true
 		if err := d.readLog(); err != nil {

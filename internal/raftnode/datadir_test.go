@@ -186,6 +186,14 @@ func TestCheckDataDir(t *testing.T) {
 	if diff := cmp.Diff(before, testdir.Files(t, m.dir)); diff != "" {
 		t.Errorf("CheckDataDir changed the directory (-before +after):\n%s", diff)
 	}
+	// A store another process holds is no refusal of the directory, and
+	// the recovery would be wrong: stop that process.
+	m.kv = openKV(t, filepath.Join(m.dir, "kv.db"))
+	err = CheckDataDir(m.raftDir(), filepath.Join(m.dir, "kv.db"), kvApplied, "recover so")
+	m.kv.db.Close()
+	if !errors.Is(err, boltfile.ErrLocked) || errors.Is(err, ErrNotWhole) || strings.Contains(err.Error(), "recover so") {
+		t.Errorf("a store held by another: %v, want boltfile.ErrLocked without ErrNotWhole or the recovery", err)
+	}
 	os.WriteFile(store, nil, 0o600)
 	if err := CheckDataDir(m.raftDir(), store, kvApplied, "recover so"); !errors.Is(err, boltfile.ErrEmpty) || !errors.Is(err, ErrNotWhole) {
 		t.Errorf("an empty store: %v, want ErrNotWhole and boltfile.ErrEmpty", err)
