@@ -21,6 +21,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/outposthq/outpost/appliance/internal/store"
+	"github.com/outposthq/outpost/internal/testdir"
 )
 
 // TestClusterFailover writes through every node of a 3-node site while its
@@ -534,8 +535,10 @@ var rawJSON = cmp.Transformer("json", func(r json.RawMessage) any {
 })
 
 // TestCorruptDataDir damages a stopped node's store and checks that
-// applianced refuses to start, says why and where, and leaves the file as
-// it was for the operator to examine or restore.
+// applianced refuses to start, says why and where and how to recover, and
+// leaves the data directory as it was for the operator to examine or
+// restore. TestDataDirRefused (datadir_test.go) does the same for files
+// lost, emptied or truncated.
 func TestCorruptDataDir(t *testing.T) {
 	c := startCluster(t, 1)
 	n := c.nodes[0]
@@ -570,6 +573,7 @@ func TestCorruptDataDir(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("wrote %d bytes of 0xAB at offset %d of %s (%d bytes)", garbage, off, path, len(damaged))
+	dirBefore := testdir.Files(t, n.dataDir)
 
 	start := time.Now()
 	c.start(n)
@@ -589,6 +593,12 @@ func TestCorruptDataDir(t *testing.T) {
 	t.Logf("stderr: %s", tail(n.proc.stderr, 1))
 	if !bytes.Contains(bytes.ToLower(stderr), []byte("corrupt")) || !bytes.Contains(stderr, []byte(path)) {
 		t.Errorf("stderr does not say the store %s is corrupt:\n%s", path, stderr)
+	}
+	if !bytes.Contains(stderr, []byte("mv "+n.dataDir+" "+n.dataDir+".refused")) {
+		t.Errorf("stderr does not say how to recover:\n%s", stderr)
+	}
+	if diff := cmp.Diff(dirBefore, testdir.Files(t, n.dataDir)); diff != "" {
+		t.Errorf("a refused start changed the data directory (-before +after):\n%s", diff)
 	}
 	after, err := os.ReadFile(path)
 	if err != nil {

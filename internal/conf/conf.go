@@ -2,8 +2,9 @@
 // loading their configuration and starting: the Duration type of their
 // YAML files and flags, the loading sequence (defaults, then the YAML
 // file named by -config, then the flags, which win), the log settings
-// with the logger they make, and Main, which runs a daemon until SIGINT
-// or SIGTERM.
+// with the logger they make, Main, which runs a daemon until SIGINT or
+// SIGTERM, and SaveAdminToken, which writes the first admin token's file
+// and never overwrites one.
 //
 // Each daemon's own config package keeps its fields, defaults, flags and
 // Validate; conf holds only what is the same on both sides.

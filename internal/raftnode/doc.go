@@ -6,7 +6,35 @@
 // nor command knows what their commands mean.
 //
 // The Raft log lives in raft.db (raft-boltdb, fsync on every append) and
-// snapshots in snapshots/, both under Config.Dir.
+// snapshots in snapshots/, both under Config.Dir. Snapshot files are 0600
+// in 0700 directories (raft's own modes are 0644 and 0755; a snapshot is
+// the whole store).
+//
+// # A data directory is whole or refused
+//
+// A node starts only when its store, Raft log and snapshots agree;
+// otherwise Open (and CheckDataDir, which a daemon calls before its store
+// opens the file for writing) refuses with an error matching ErrNotWhole
+// that names the file, and changes nothing. Never a fresh start: a node
+// that bootstrapped a new log under a store that applied an old one would
+// form a second cluster, and its writes would be skipped as replays. The
+// rules, with A the store's applied index, F-L the log's entries and S the
+// newest snapshot's last index:
+//
+//   - raft.db and the store file, where they exist, are whole bbolt files
+//     (package boltfile reads every page first; an empty file is refused,
+//     not made a new one), and the newest snapshot matches its checksum;
+//   - a store file is missing only where the log and snapshots are empty
+//     too, and raft.db only where A is 0 and there is no snapshot (raft.db
+//     also holds the node's term and vote);
+//   - A <= max(L, S): the store has applied nothing the log and snapshots
+//     cannot explain;
+//   - the log follows the newest snapshot without a gap (F <= S+1).
+//
+// Raft takes the newest snapshot as applied and replays the entries after
+// it; a store behind it (A < S, a file restored from an older copy) is
+// first brought up to S, from the log if it holds A+1..S, else by
+// restoring the snapshot.
 //
 // # Invariants
 //

@@ -59,6 +59,16 @@ func (f *fsm) Apply(l *raft.Log) any { return f.ApplyBatch([]*raft.Log{l})[0] }
 // ApplyBatch applies a group of committed logs through the Applier in one
 // call. A failure panics (see the package doc).
 func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
+	out, err := f.apply(logs)
+	if err != nil {
+		panic("raftnode: " + err.Error())
+	}
+	return out
+}
+
+// apply applies logs through the Applier in one call and returns one
+// result per log.
+func (f *fsm) apply(logs []*raft.Log) ([]any, error) {
 	var entries []Entry
 	sizes := make([]int, len(logs)) // commands per log; -1: not a batch
 	for i, l := range logs {
@@ -74,7 +84,7 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 		}
 		cmds, err := command.SplitBatch(payload)
 		if err != nil {
-			panic(fmt.Sprintf("raftnode: log %d: %v", l.Index, err))
+			return nil, fmt.Errorf("log %d: %w", l.Index, err)
 		}
 		sizes[i] = len(cmds)
 		for _, c := range cmds {
@@ -83,10 +93,10 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 	}
 	results, err := f.a.Apply(entries)
 	if err != nil {
-		panic(fmt.Sprintf("raftnode: apply logs %d-%d: %v", logs[0].Index, logs[len(logs)-1].Index, err))
+		return nil, fmt.Errorf("apply logs %d-%d: %w", logs[0].Index, logs[len(logs)-1].Index, err)
 	}
 	if len(results) != len(entries) {
-		panic(fmt.Sprintf("raftnode: the state machine answered %d of %d entries", len(results), len(entries)))
+		return nil, fmt.Errorf("the state machine answered %d of %d entries", len(results), len(entries))
 	}
 	f.applied()
 	out := make([]any, len(logs))
@@ -100,7 +110,7 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 		out[i] = batchResult(results[k : k+n])
 		k += n
 	}
-	return out
+	return out, nil
 }
 
 func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {

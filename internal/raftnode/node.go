@@ -95,19 +95,27 @@ func Open(cfg Config, a Applier) (*Node, error) {
 }
 
 func (n *Node) open() error {
+	// The store, the log and the snapshots must agree before raft-boltdb
+	// opens (or makes) the log: datadir.go.
+	d, err := readDisk(n.cfg.Dir)
+	if err != nil {
+		return err
+	}
+	if err := d.agree(storeFile{exists: true, applied: n.a.AppliedIndex()}); err != nil {
+		return err
+	}
 	hlog := newHCLog(n.log.With("component", "raft"))
-	logPath := filepath.Join(n.cfg.Dir, "raft.db")
 	logs, err := raftboltdb.New(raftboltdb.Options{
-		Path:        logPath,
+		Path:        d.logPath,
 		BoltOptions: &bolt.Options{Timeout: 5 * time.Second, FreelistType: bolt.FreelistMapType, NoFreelistSync: true},
 	})
 	if err != nil {
-		return fmt.Errorf("raftnode: open the raft log %s: %w", logPath, err)
+		return fmt.Errorf("raftnode: open the raft log %s: %w", d.logPath, err)
 	}
 	n.logs = logs
-	snaps, err := raft.NewFileSnapshotStoreWithLogger(filepath.Join(n.cfg.Dir, "snapshots"), 2, hlog)
+	snaps, err := openSnapshots(filepath.Join(n.cfg.Dir, snapshotDir), hlog)
 	if err != nil {
-		return fmt.Errorf("raftnode: open the snapshot store: %w", err)
+		return err
 	}
 	adv, err := net.ResolveTCPAddr("tcp", n.cfg.AdvertiseAddr)
 	if err != nil {
@@ -138,6 +146,9 @@ func (n *Node) open() error {
 		return fmt.Errorf("raftnode: read the raft state: %w", err)
 	}
 	f := &fsm{a: n.a, log: n.log, applied: n.notifyApplied}
+	if err := n.catchUp(d, logs, snaps, f); err != nil {
+		return err
+	}
 	r, err := raft.NewRaft(rc, f, logs, logs, snaps, trans)
 	if err != nil {
 		return fmt.Errorf("raftnode: start raft: %w", err)

@@ -165,6 +165,7 @@ type member struct {
 	id, dir, addr string
 	kv            *kv
 	node          *Node
+	tune          func(*raft.Config) // after fastRaft, if set
 }
 
 func fastRaft(c *raft.Config) {
@@ -178,13 +179,30 @@ func fastRaft(c *raft.Config) {
 
 func (m *member) start(t *testing.T, bootstrap bool) {
 	t.Helper()
-	m.kv = openKV(t, filepath.Join(m.dir, "kv.db"))
-	n, err := Open(Config{ID: m.id, Dir: filepath.Join(m.dir, "raft"), BindAddr: m.addr, Bootstrap: bootstrap,
-		Tuning: fastRaft, Log: slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))}, m.kv)
-	if err != nil {
+	if err := m.open(t, bootstrap); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// open opens the member's store and node; if the node does not open,
+// the store is closed again.
+func (m *member) open(t *testing.T, bootstrap bool) error {
+	t.Helper()
+	m.kv = openKV(t, filepath.Join(m.dir, "kv.db"))
+	tuning := func(c *raft.Config) {
+		fastRaft(c)
+		if m.tune != nil {
+			m.tune(c)
+		}
+	}
+	n, err := Open(Config{ID: m.id, Dir: filepath.Join(m.dir, "raft"), BindAddr: m.addr, Bootstrap: bootstrap,
+		Tuning: tuning, Log: slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))}, m.kv)
+	if err != nil {
+		m.kv.db.Close()
+		return err
+	}
 	m.node = n
+	return nil
 }
 
 func (m *member) stop() {

@@ -1,17 +1,23 @@
 // Package testdir holds what the tests of both sides do with data
 // directories: unpacking one that an earlier release wrote (a fixture
-// kept as a .tar.gz under testdata), and reading the JSON of the state
-// it recorded.
+// kept as a .tar.gz under testdata), reading the JSON of the state it
+// recorded, and describing one to check that a refused start left it as
+// it was.
 package testdir
 
 import (
 	"archive/tar"
 	"compress/gzip"
+	"crypto/sha256"
 	"encoding/json"
+	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"testing"
+
+	bolt "go.etcd.io/bbolt"
 )
 
 // Untar extracts archive, a .tar.gz of regular files and directories, into
@@ -89,4 +95,51 @@ func Normalize(t testing.TB, v any) map[string]any {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// Files describes every directory and file under dir by its path below
+// dir: its mode, and a file's size and SHA-256. Two descriptions are
+// equal when nothing under dir was added, removed, changed or given
+// another mode.
+func Files(t testing.TB, dir string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	err := filepath.WalkDir(dir, func(path string, e fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		info, err := e.Info()
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, path)
+		out[rel] = info.Mode().String()
+		if info.Mode().IsRegular() {
+			raw, err := os.ReadFile(path)
+			if err != nil {
+				return err
+			}
+			out[rel] += fmt.Sprintf(" %d bytes sha256 %x", len(raw), sha256.Sum256(raw))
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// PagesEnd is where the pages of the bbolt file at path end: bbolt grows
+// files ahead of use, so a file cut below this is truncated, one cut
+// above it is not.
+func PagesEnd(t testing.TB, path string) int {
+	t.Helper()
+	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var size int64
+	_ = db.View(func(tx *bolt.Tx) error { size = tx.Size(); return nil })
+	return int(size)
 }

@@ -30,6 +30,7 @@ import (
 	"github.com/outposthq/outpost/appliance/internal/store"
 	"github.com/outposthq/outpost/appliance/internal/syncclient"
 	"github.com/outposthq/outpost/appliance/internal/tftp"
+	"github.com/outposthq/outpost/internal/conf"
 	"github.com/outposthq/outpost/internal/httpserve"
 	"github.com/outposthq/outpost/internal/seal"
 )
@@ -40,6 +41,9 @@ import (
 func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Writer) error {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data dir: %w", err)
+	}
+	if err := checkDataDir(cfg); err != nil {
+		return err
 	}
 	fresh := isFresh(cfg)
 	db, err := store.Open(cfg.StorePath())
@@ -232,12 +236,17 @@ func ensureAdminToken(ctx context.Context, n *cluster.Site, cfg *config.Config, 
 		fmt.Fprintf(out, "authenticate with the admin token in %s (Authorization: Bearer <token>)\n", cfg.AdminTokenPath())
 		return nil
 	}
+	// The file appears once the token is stored: whoever reads it may
+	// use it at once.
+	if err := conf.AdminTokenFree(cfg.AdminTokenPath()); err != nil {
+		return err
+	}
 	token, rec := api.NewToken("admin")
 	if err := n.CreateToken(ctx, rec); err != nil {
 		return fmt.Errorf("create admin token: %w", err)
 	}
-	if err := os.WriteFile(cfg.AdminTokenPath(), []byte(token+"\n"), 0o600); err != nil {
-		return fmt.Errorf("save admin token: %w", err)
+	if err := conf.SaveAdminToken(cfg.AdminTokenPath(), token); err != nil {
+		return err
 	}
 	log.Info("created the first admin token", "id", rec.ID, "file", cfg.AdminTokenPath())
 	fmt.Fprintf(out, "admin token (shown once; also saved to %s):\n  %s\n", cfg.AdminTokenPath(), token)

@@ -92,15 +92,16 @@ var rules = []rule{
 	{"appliance/internal/agentproto", pureLogic},
 	// The store is storage: no networking, no Raft, no rules; of
 	// Outpost's packages it uses only the pure logic it stores the
-	// results of, the shared errors and the roles tokens carry.
+	// results of, the shared errors, the roles tokens carry and the shared
+	// check of bbolt files.
 	{"appliance/internal/store", func(path string, std bool) string {
 		switch {
 		case path == "net/http" || strings.HasPrefix(path, "github.com/hashicorp/"):
 			return "the store does not network or replicate"
-		case isOutpost(path, "appliance/internal/workflow", "appliance/internal/actions", "internal/errs", "internal/access"):
+		case isOutpost(path, "appliance/internal/workflow", "appliance/internal/actions", "internal/errs", "internal/access", "internal/boltfile"):
 			return ""
 		case strings.HasPrefix(path, module):
-			return "the store imports no Outpost package but workflow, actions, internal/errs and internal/access"
+			return "the store imports no Outpost package but workflow, actions, internal/errs, internal/access and internal/boltfile"
 		}
 		return ""
 	}},

@@ -8,11 +8,12 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"runtime/debug"
 	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/outposthq/outpost/internal/boltfile"
 )
 
 // ErrCorrupt wraps every error from a data file this code cannot read.
@@ -36,8 +37,10 @@ type DB struct {
 }
 
 // Open opens the store at path, creating it if it does not exist. A file
-// that bbolt cannot read, or whose schema is newer than this code, is an
-// error wrapping ErrCorrupt: the caller must never silently start afresh.
+// that is empty, that bbolt cannot read (every page is read first: package
+// boltfile), or whose schema is newer than this code, is an error wrapping
+// ErrCorrupt that names the file: the caller must never silently start
+// afresh.
 func Open(path string) (*DB, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("store: %w", err)
@@ -50,25 +53,16 @@ func Open(path string) (*DB, error) {
 }
 
 func openBolt(path string) (*bolt.DB, error) {
-	if fi, err := os.Stat(path); err == nil && fi.Size() > 0 {
-		if fi.Size() < 4096 {
-			return nil, fmt.Errorf("%w: %s is %d bytes, too short to be a bbolt file", ErrCorrupt, path, fi.Size())
-		}
-		if err := checkFile(path, fi.Size()); err != nil {
-			return nil, err
-		}
-	}
-	bdb, err := bolt.Open(path, 0o600, &bolt.Options{
+	bdb, err := boltfile.Open(path, &bolt.Options{
 		Timeout:         5 * time.Second,
 		InitialMmapSize: 64 << 20,
 		FreelistType:    bolt.FreelistMapType,
 		NoFreelistSync:  true,
 	})
-	if err != nil {
-		if errors.Is(err, bolt.ErrTimeout) {
-			return nil, fmt.Errorf("store: %s is locked by another process", path)
-		}
-		return nil, fmt.Errorf("%w: open %s: %v", ErrCorrupt, path, err)
+	if errors.Is(err, boltfile.ErrLocked) {
+		return nil, fmt.Errorf("store: %w", err)
+	} else if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrCorrupt, err)
 	}
 	if err := ensureSchema(bdb); err != nil {
 		bdb.Close()
@@ -77,67 +71,12 @@ func openBolt(path string) (*bolt.DB, error) {
 	return bdb, nil
 }
 
-// checkFile reads every page of an existing file once, so that a damaged
-// file is found at start-up rather than in the middle of a boot storm, and
-// as an error rather than a crash: a read-write bbolt Open trusts the file
-// (it panics on a damaged freelist, faults on a file truncated below its
-// last page, and rebuilds an unsynced freelist in a goroutine that panics
-// on a damaged page), so the file is first opened read-only and walked in
-// this goroutine, where faults and panics can be recovered.
-func checkFile(path string, size int64) error {
-	bdb, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: 5 * time.Second})
-	if err != nil {
-		if errors.Is(err, bolt.ErrTimeout) {
-			return fmt.Errorf("store: %s is locked by another process", path)
-		}
-		return fmt.Errorf("%w: open %s: %v", ErrCorrupt, path, err)
-	}
-	defer bdb.Close()
-	return bdb.View(func(tx *bolt.Tx) (err error) {
-		if tx.Size() > size {
-			return fmt.Errorf("%w: %s is %d bytes but its pages end at %d: the file is truncated", ErrCorrupt, path, size, tx.Size())
-		}
-		defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
-		defer func() {
-			if r := recover(); r != nil {
-				err = fmt.Errorf("%w: %s: reading pages: %v", ErrCorrupt, path, r)
-			}
-		}()
-		if err := tx.ForEach(func(_ []byte, b *bolt.Bucket) error { return walkBucket(b) }); err != nil {
-			return fmt.Errorf("%w: %s: %v", ErrCorrupt, path, err)
-		}
-		// bbolt's consistency check. Drain the channel: its goroutine
-		// reads the file until it closes it.
-		var first error
-		for cerr := range tx.Check() {
-			if first == nil {
-				first = cerr
-			}
-		}
-		if first != nil {
-			return fmt.Errorf("%w: %s: consistency check: %v", ErrCorrupt, path, first)
-		}
-		return nil
-	})
-}
-
-// walkBucket reads every key and value of b and its sub-buckets.
-func walkBucket(b *bolt.Bucket) error {
-	var sum byte
-	return b.ForEach(func(k, v []byte) error {
-		for _, c := range k {
-			sum ^= c
-		}
-		for _, c := range v {
-			sum ^= c
-		}
-		if v == nil {
-			if sub := b.Bucket(k); sub != nil {
-				return walkBucket(sub)
-			}
-		}
-		return nil
-	})
+// ReadAppliedIndex reads the applied index of the store file at path
+// without changing the file, after reading every page of it
+// (boltfile.View). A missing file is an error matching fs.ErrNotExist, an
+// empty or damaged one boltfile.ErrEmpty or ErrDamaged.
+func ReadAppliedIndex(path string) (uint64, error) {
+	return boltfile.ReadUint64(path, bucketMeta, keyAppliedIndex)
 }
 
 // ensureSchema creates missing buckets and checks the schema version.
@@ -298,11 +237,6 @@ func (d *DB) Restore(r io.Reader) error {
 	tmp := d.path + ".restore"
 	if err := writeFileSync(tmp, r); err != nil {
 		return fmt.Errorf("store: restore: %w", err)
-	}
-	// openBolt would make an empty file a new, empty store.
-	if fi, err := os.Stat(tmp); err == nil && fi.Size() == 0 {
-		os.Remove(tmp)
-		return fmt.Errorf("store: restore: %w: the snapshot is empty", ErrCorrupt)
 	}
 	check, err := openBolt(tmp)
 	if err != nil {

@@ -21,6 +21,9 @@
 //     node of a site numbers every event the same way.
 //   - Reads never block on writes (bbolt MVCC); Restore swaps the file under
 //     an exclusive lock, so no reader sees a half-restored store.
+//   - An existing file is read page by page before it is opened for
+//     writing (internal/boltfile): an empty, truncated or damaged file is
+//     an ErrCorrupt error naming it, never a new store or a crash.
 //   - A file of a newer schema is refused; an older one is migrated at open
 //     in the transaction that records the new version (schema.go).
 //

@@ -1447,6 +1447,14 @@ func TestOpenCorrupt(t *testing.T) {
 		}
 		assertCorrupt(t, path)
 	})
+	t.Run("empty", func(t *testing.T) {
+		// A file that lost its contents, not a new store.
+		path := filepath.Join(t.TempDir(), "site.db")
+		if err := os.WriteFile(path, nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		assertCorrupt(t, path)
+	})
 	t.Run("short garbage", func(t *testing.T) {
 		for _, size := range []int{1, 100, 4095} {
 			path := filepath.Join(t.TempDir(), "site.db")

@@ -22,6 +22,7 @@ import (
 	"github.com/outposthq/outpost/central/internal/config"
 	"github.com/outposthq/outpost/central/internal/hub"
 	"github.com/outposthq/outpost/central/internal/store"
+	"github.com/outposthq/outpost/internal/conf"
 	"github.com/outposthq/outpost/internal/httpserve"
 	"github.com/outposthq/outpost/internal/raftnode"
 	"github.com/outposthq/outpost/syncproto"
@@ -33,6 +34,9 @@ import (
 func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Writer) error {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data dir: %w", err)
+	}
+	if err := checkDataDir(cfg); err != nil {
+		return err
 	}
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
@@ -169,8 +173,8 @@ func ensureAdminToken(db *store.DB, cfg *config.Config, log *slog.Logger, out io
 		return nil
 	}
 	token, rec := store.NewToken("admin")
-	if err := os.WriteFile(cfg.AdminTokenPath(), []byte(token+"\n"), 0o600); err != nil {
-		return fmt.Errorf("save admin token: %w", err)
+	if err := conf.SaveAdminToken(cfg.AdminTokenPath(), token); err != nil {
+		return err
 	}
 	if err := db.CreateToken(rec); err != nil {
 		os.Remove(cfg.AdminTokenPath())

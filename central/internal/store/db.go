@@ -13,6 +13,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/outposthq/outpost/internal/boltfile"
 	"github.com/outposthq/outpost/internal/seal"
 )
 
@@ -65,7 +66,9 @@ type DB struct {
 }
 
 // Open opens the store at path, creating it if it does not exist. A file
-// whose schema is newer than this code is an error wrapping ErrCorrupt.
+// that is empty, that bbolt cannot read (every page is read first: package
+// boltfile), or whose schema is newer than this code, is an error wrapping
+// ErrCorrupt that names the file: never a new, empty store.
 func Open(path string) (*DB, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("store: %w", err)
@@ -85,12 +88,11 @@ func Open(path string) (*DB, error) {
 // openBolt opens the file at path and makes sure it has every bucket and
 // a schema this code reads.
 func openBolt(path string) (*bolt.DB, error) {
-	bdb, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second, FreelistType: bolt.FreelistMapType})
-	if err != nil {
-		if errors.Is(err, bolt.ErrTimeout) {
-			return nil, fmt.Errorf("store: %s is locked by another process", path)
-		}
-		return nil, fmt.Errorf("%w: open %s: %v", ErrCorrupt, path, err)
+	bdb, err := boltfile.Open(path, &bolt.Options{Timeout: 5 * time.Second, FreelistType: bolt.FreelistMapType})
+	if errors.Is(err, boltfile.ErrLocked) {
+		return nil, fmt.Errorf("store: %w", err)
+	} else if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrCorrupt, err)
 	}
 	err = bdb.Update(func(tx *bolt.Tx) error {
 		for _, b := range allBuckets {
@@ -109,6 +111,14 @@ func openBolt(path string) (*bolt.DB, error) {
 		return nil, fmt.Errorf("%w: %s: %v", ErrCorrupt, path, err)
 	}
 	return bdb, nil
+}
+
+// ReadAppliedIndex reads the applied index of the store file at path
+// without changing the file, after reading every page of it
+// (boltfile.View). A missing file is an error matching fs.ErrNotExist, an
+// empty or damaged one boltfile.ErrEmpty or ErrDamaged.
+func ReadAppliedIndex(path string) (uint64, error) {
+	return boltfile.ReadUint64(path, bucketMeta, keyAppliedIndex)
 }
 
 // KeyFile is where the key that seals BMC passwords at rest lives, beside

@@ -30,6 +30,9 @@
 //   - Apply is deterministic: times, hashes and sealed passwords are in
 //     the payload, put there by the proposing method; apply reads no
 //     clock and draws nothing random.
+//   - An existing file is read page by page before it is opened for
+//     writing (internal/boltfile): an empty, truncated or damaged file is
+//     an ErrCorrupt error naming it, never a new store or a crash.
 //   - A refused command (an *errs.Error, or the *syncproto.Error a site's
 //     batch earned) has changed nothing: each apply function checks before
 //     it writes. The refusal is the command's result, not an error; an

@@ -1,9 +1,11 @@
 package store
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -12,6 +14,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/outposthq/outpost/internal/errs"
+	"github.com/outposthq/outpost/internal/testdir"
 	"github.com/outposthq/outpost/syncproto"
 )
 
@@ -282,5 +285,59 @@ func TestRevisionsCompacted(t *testing.T) {
 	revs, err = db.NextRevisions("s1", 4, 10)
 	if err != nil || len(revs) != 2 || revs[0].Full || revs[0].Revision != 5 {
 		t.Errorf("a site at revision 4: %+v (%v), want the deltas 5 and 6", revs, err)
+	}
+}
+
+// TestOpenDamaged opens store files that lost their contents: each is
+// refused with an error that matches ErrCorrupt and names the file, and
+// the file is left as it was. An empty file is not a new store (it was
+// once opened as one, with no sites), and one cut below its last page is
+// an error, not a SIGBUS.
+func TestOpenDamaged(t *testing.T) {
+	db, path := openTest(t)
+	for i := range 40 {
+		site := fmt.Sprintf("s%d", i)
+		if _, err := db.CreateSite(site, strings.Repeat("a long name ", 15), HashSecret("x")); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.StoreEvents(site, batch(1, 50), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	good, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	used := testdir.PagesEnd(t, path)
+	const page = 4096
+	damaged := bytes.Clone(good)
+	copy(damaged[4*page:used], bytes.Repeat([]byte{0xAB}, used-4*page))
+
+	for name, content := range map[string][]byte{
+		"empty":                  {},
+		"truncated below a page": good[:used-page],
+		"cut to its meta pages":  good[:2*page],
+		"damaged pages":          damaged,
+	} {
+		t.Run(name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "central.db")
+			if err := os.WriteFile(path, content, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			db, err := Open(path)
+			if err == nil {
+				db.Close()
+				t.Fatal("Open succeeded")
+			}
+			if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), path) {
+				t.Errorf("Open = %v, want ErrCorrupt naming %s", err, path)
+			}
+			if after, _ := os.ReadFile(path); !bytes.Equal(after, content) {
+				t.Errorf("Open changed the file (%d bytes before, %d after)", len(content), len(after))
+			}
+		})
 	}
 }
