@@ -34,8 +34,15 @@ type Identity struct {
 	key     ed25519.PrivateKey
 	fp      string
 
-	mu   sync.Mutex // serializes SetCertificate
-	cert atomic.Pointer[tls.Certificate]
+	mu     sync.Mutex // serializes SetCertificate and Renew
+	cert   atomic.Pointer[tls.Certificate]
+	issuer atomic.Pointer[issuer] // SetIssuer
+}
+
+// issuer renews the identity's certificate when it is due.
+type issuer struct {
+	ca    *CA
+	hosts []string
 }
 
 // LoadIdentity loads node id's key pair from dir, making one at the first
@@ -163,6 +170,10 @@ func (i *Identity) SetCertificate(der []byte) error {
 	}
 	i.mu.Lock()
 	defer i.mu.Unlock()
+	return i.setLocked(c, der)
+}
+
+func (i *Identity) setLocked(c *tls.Certificate, der []byte) error {
 	if err := writeFile(filepath.Join(i.dir, CertFile), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})); err != nil {
 		return err
 	}
@@ -192,15 +203,37 @@ func (i *Identity) parse(der []byte) (*tls.Certificate, error) {
 // now, or one that does not name every host in hosts. It reports whether
 // it issued one.
 func (i *Identity) Renew(ca *CA, hosts []string, now time.Time) (bool, error) {
+	i.mu.Lock()
+	defer i.mu.Unlock()
 	if cur := i.Certificate(); cur != nil && cur.CheckSignatureFrom(ca.Certificate()) == nil &&
-		now.Before(cur.NotAfter.Add(-NodeValidity/3)) && names(cur, hosts) {
+		!renewalDue(cur, now) && names(cur, hosts) {
 		return false, nil
 	}
 	der, err := ca.Issue(i.id, i.key.Public(), hosts, now)
 	if err != nil {
 		return false, err
 	}
-	return true, i.SetCertificate(der)
+	c, err := i.parse(der)
+	if err != nil {
+		return false, err
+	}
+	return true, i.setLocked(c, der)
+}
+
+// renewalDue reports whether cert has less than a third of its validity
+// left at now.
+func renewalDue(cert *x509.Certificate, now time.Time) bool {
+	return !now.Before(cert.NotAfter.Add(-NodeValidity / 3))
+}
+
+// SetIssuer makes ca the issuer of the node's certificates, naming hosts:
+// the certificate is renewed now if Renew says so, and again whenever a
+// handshake finds it due, so a node that runs for years keeps a valid
+// one. Every member holds its cluster's CA (see the package doc).
+func (i *Identity) SetIssuer(ca *CA, hosts []string) error {
+	i.issuer.Store(&issuer{ca: ca, hosts: hosts})
+	_, err := i.Renew(ca, hosts, time.Now())
+	return err
 }
 
 // names reports whether cert names every host of hosts.
@@ -222,6 +255,12 @@ func names(cert *x509.Certificate, hosts []string) bool {
 // tlsCertificate is what a handshake presents.
 func (i *Identity) tlsCertificate() (*tls.Certificate, error) {
 	c := i.cert.Load()
+	if is := i.issuer.Load(); is != nil && (c == nil || renewalDue(c.Leaf, time.Now())) {
+		if _, err := i.Renew(is.ca, is.hosts, time.Now()); err != nil {
+			return nil, err
+		}
+		c = i.cert.Load()
+	}
 	if c == nil {
 		return nil, fmt.Errorf("pki: node %s has no certificate yet", i.id)
 	}

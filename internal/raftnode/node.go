@@ -102,6 +102,9 @@ func Open(cfg Config, a Applier) (*Node, error) {
 		n.closeParts()
 		return nil, err
 	}
+	if n.internal != nil {
+		go n.internal.Serve(httpListener{n.stream})
+	}
 	go n.watchLeadership()
 	return n, nil
 }
@@ -189,7 +192,6 @@ func (n *Node) transport(adv net.Addr, hlog hclog.Logger) (*raft.NetworkTranspor
 			IdleTimeout:       2 * time.Minute,
 			ErrorLog:          slog.NewLogLogger(n.log.Handler(), slog.LevelDebug),
 		}
-		go n.internal.Serve(httpListener{stream})
 	}
 	return raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream: stream, MaxPool: 8, Timeout: 10 * time.Second, Logger: hlog,

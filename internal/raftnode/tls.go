@@ -99,6 +99,7 @@ type tlsStream struct {
 	warn           throttle
 
 	raftc, httpc chan net.Conn
+	serveHTTP    bool // TLS.Internal is served
 	sem          chan struct{}
 	done         chan struct{}
 	closeOnce    sync.Once
@@ -119,7 +120,7 @@ func newTLSStream(bind string, adv net.Addr, t *TLS, verify func(pki.Peer) error
 		httpClient: pki.ClientConfig(t.Identity, t.Trust, verify, ProtoHTTP),
 		raftc:      make(chan net.Conn), httpc: make(chan net.Conn),
 		sem: make(chan struct{}, maxHandshakes), done: make(chan struct{}),
-		conns: map[*peerConn]struct{}{},
+		conns: map[*peerConn]struct{}{}, serveHTTP: t.Internal != nil,
 	}
 	go s.acceptLoop()
 	go s.recheckLoop()
@@ -181,6 +182,10 @@ func (s *tlsStream) handshake(c net.Conn) {
 		}
 		out, conn = s.raftc, pc
 	case ProtoHTTP:
+		if !s.serveHTTP {
+			tc.Close()
+			return
+		}
 		out = s.httpc
 	default:
 		s.warn.log(s.log, "raft port: no protocol agreed; connection closed", "remote", c.RemoteAddr().String())
@@ -325,10 +330,26 @@ func (l httpListener) Accept() (net.Conn, error) {
 func (l httpListener) Close() error   { return nil }
 func (l httpListener) Addr() net.Addr { return l.s.adv }
 
+// ErrHandshake means a TLS handshake with a peer failed, most often
+// because this node did not admit the peer: nothing was sent.
+var ErrHandshake = errors.New("raftnode: TLS handshake with the peer failed")
+
 // dialHTTP connects to a peer's Raft port for an internal HTTP call.
+// Failing to connect is a *net.OpError of Op "dial"; a failed handshake
+// wraps ErrHandshake.
 func (s *tlsStream) dialHTTP(ctx context.Context, network, addr string) (net.Conn, error) {
-	d := tls.Dialer{NetDialer: &net.Dialer{Timeout: handshakeTimeout}, Config: s.httpClient}
-	return d.DialContext(ctx, network, addr)
+	c, err := (&net.Dialer{Timeout: handshakeTimeout}).DialContext(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	tc := tls.Client(c, s.httpClient)
+	hctx, cancel := context.WithTimeout(ctx, handshakeTimeout)
+	defer cancel()
+	if err := tc.HandshakeContext(hctx); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("%w: %s: %w", ErrHandshake, addr, err)
+	}
+	return tc, nil
 }
 
 // throttle limits a kind of warning to one every 10 s; the others go to

@@ -42,8 +42,13 @@ type Cluster interface {
 	Linearize(ctx context.Context) error
 	Status() site.Status
 	IsLeader() bool
-	// AddVoter makes a node a voting member (forwarded to the leader).
-	AddVoter(ctx context.Context, m store.Member) error
+	// Join admits a node (the member record and the Raft configuration
+	// change are the leader's): with its public key (PKIX DER) it is
+	// pinned to that key and gets a certificate from the site's CA; it
+	// enters as a voter, or as a non-voter that catches up first. It
+	// returns the certificate and the members the node may trust until
+	// it has their records.
+	Join(ctx context.Context, m store.Member, publicKey []byte, voter bool) (cert []byte, members []store.Member, err error)
 	// RemoveServer removes a member; it runs on the leader.
 	RemoveServer(ctx context.Context, id string) error
 }
