@@ -108,8 +108,9 @@ func (ca *CA) Fingerprint() string { return CertFingerprint(ca.cert) }
 
 // Issue signs a certificate for node id with public key pub (Ed25519),
 // valid from now for NodeValidity, for both server and client use, naming
-// hosts (IP addresses or DNS names; ports and empty entries are ignored)
-// as well as the node. It returns the certificate's DER.
+// hosts (IP addresses or DNS names, or the host of a host:port or of a
+// URL, such as the node's Raft address and API URL) as well as the node.
+// It returns the certificate's DER.
 func (ca *CA) Issue(id string, pub crypto.PublicKey, hosts []string, now time.Time) ([]byte, error) {
 	if err := validLabel("node id", id); err != nil {
 		return nil, err
@@ -138,11 +139,14 @@ func (ca *CA) Issue(id string, pub crypto.PublicKey, hosts []string, now time.Ti
 	return der, nil
 }
 
-// splitHosts sorts hosts into DNS names and IP addresses, dropping ports,
-// empty entries and duplicates.
+// splitHosts sorts hosts into DNS names and IP addresses, taking the host
+// of a URL or of a host:port and dropping empty entries and duplicates.
 func splitHosts(hosts []string) (dns []string, ips []net.IP) {
 	seen := map[string]bool{}
 	for _, h := range hosts {
+		if u, err := url.Parse(h); err == nil && u.Scheme != "" && u.Host != "" {
+			h = u.Host
+		}
 		if host, _, err := net.SplitHostPort(h); err == nil {
 			h = host
 		}

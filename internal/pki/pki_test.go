@@ -30,7 +30,7 @@ func mustCA(t *testing.T, s []byte, cluster string, gen uint64) *CA {
 func leaf(t *testing.T, ca *CA, id string, now time.Time) (*x509.Certificate, ed25519.PrivateKey) {
 	t.Helper()
 	pub, key, _ := ed25519.GenerateKey(rand.Reader)
-	der, err := ca.Issue(id, pub, []string{"127.0.0.1:7081", "node1.example", ""}, now)
+	der, err := ca.Issue(id, pub, []string{"127.0.0.1:7081", "http://node1.example:7080/", ""}, now)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -65,6 +65,7 @@ type Node struct {
 	a     Applier
 	raft  *raft.Raft
 	rp    atomic.Pointer[raft.Raft] // raft, for the handshakes that start before Open returns
+	seed  atomic.Pointer[map[string]string] // SetJoinTrust
 	trans *raft.NetworkTransport
 	// stream, internal and client are the TLS transport's (Config.TLS).
 	stream   *tlsStream

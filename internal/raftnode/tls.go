@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"sync"
@@ -47,13 +48,15 @@ type TLS struct {
 	Identity *pki.Identity
 	// Trust holds the cluster's CA certificates.
 	Trust *pki.Trust
-	// Member admits a peer whose certificate chains to the CA: nil if it
-	// is a current member and its key is the one its record holds. The
-	// node has checked before that the peer is in the Raft configuration
-	// (unless it knows none yet: a node joining). It is asked at every
+	// Member looks a peer up in the side's member records: the key
+	// fingerprint its record pins ("" for a record of an older release,
+	// which pins none: any key the CA signed for the id is admitted
+	// until the node registers its own), whether it has a record, and
+	// how many records there are. A node with none is joining: it admits
+	// the members SetJoinTrust named instead. It is asked at every
 	// handshake, in both directions, and again every recheckInterval for
 	// open connections.
-	Member pki.Verifier
+	Member func(id string) (fingerprint string, found bool, records int)
 	// Internal, if not nil, is served on the Raft port to members (ALPN
 	// ProtoHTTP): the calls a follower makes to its leader. HTTPClient
 	// reaches it on a peer.
@@ -63,10 +66,17 @@ type TLS struct {
 // errStarting refuses connections that arrive before Raft runs.
 var errStarting = errors.New("raftnode: the node is starting")
 
+// Why admit refuses a peer.
+var (
+	errNotMember = errors.New("no member of the cluster has this id")
+	errOtherKey  = errors.New("the member's recorded key is another")
+)
+
 // admit is the check every peer passes, after its certificate chained to
 // the CA: it is in the Raft configuration as this node knows it (a node
-// that knows none, being about to join, leaves it to Member), and Member
-// admits it.
+// that knows none, being about to join, skips this), and its member
+// record (TLS.Member, or the join trust while there are no records) pins
+// its key, or no key yet.
 func (n *Node) admit(p pki.Peer) error {
 	r := n.rp.Load()
 	if r == nil {
@@ -80,7 +90,27 @@ func (n *Node) admit(p pki.Peer) error {
 	if !known {
 		return fmt.Errorf("%s is not in the raft configuration", p.ID)
 	}
-	return n.cfg.TLS.Member(p)
+	fp, found, records := n.cfg.TLS.Member(p.ID)
+	if records == 0 {
+		if seed := n.seed.Load(); seed != nil {
+			fp, found = (*seed)[p.ID]
+		}
+	}
+	switch {
+	case !found:
+		return errNotMember
+	case fp != "" && fp != p.Fingerprint:
+		return errOtherKey
+	}
+	return nil
+}
+
+// SetJoinTrust names the members (id -> key fingerprint) a joining node
+// admits until its store holds member records of its own (the log or a
+// snapshot brings them): those its join answer named.
+func (n *Node) SetJoinTrust(members map[string]string) {
+	m := maps.Clone(members)
+	n.seed.Store(&m)
 }
 
 // tlsStream is a raft.StreamLayer over mutual TLS. It accepts on the Raft

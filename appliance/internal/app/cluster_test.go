@@ -7,6 +7,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"testing"
@@ -143,6 +144,7 @@ func TestRaftMembersOnly(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	checkForgery(t, cmd, rec)
 	for name, conf := range attackers(t, trust, ident2) {
 		if err := rafttest.Forge(cfg1.RaftAddr, conf, cmd); err == nil {
 			t.Errorf("%s: node1 took the forged entry", name)
@@ -163,6 +165,23 @@ func TestRaftMembersOnly(t *testing.T) {
 	}
 	if _, st, _ := member(ctx, c1, "node1"); st.Term >= rafttest.ForgedTerm {
 		t.Errorf("node1 took the forged term %d", st.Term)
+	}
+}
+
+// checkForgery makes sure the forged command is one the site's state
+// machine applies: on a scratch store it creates the token.
+func checkForgery(t *testing.T, cmd []byte, rec *store.Token) {
+	t.Helper()
+	db, err := store.Open(filepath.Join(t.TempDir(), "store.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	res, err := site.NewStateMachine(db, slog.New(slog.DiscardHandler)).Apply([]command.Entry{{Index: 1, Data: cmd}})
+	var got *store.Token
+	db.View(func(tx *store.Tx) error { got, _ = store.Get[store.Token](tx, rec.ID); return nil })
+	if err != nil || got == nil || got.Hash != rec.Hash {
+		t.Fatalf("the forged command does not make the token on a scratch store (%v, %v): the attack tests nothing", res, err)
 	}
 }
 

@@ -70,11 +70,9 @@ type Node struct {
 	members *site.Proposer
 
 	// trust holds the site's CA once the node has it; ca issues joining
-	// nodes' certificates; seed is what a joining node trusts until its
-	// store has member records (SetJoinTrust).
+	// nodes' certificates.
 	trust *pki.Trust
 	ca    atomic.Pointer[pki.CA]
-	seed  atomic.Pointer[map[string]string]
 	// opened is closed once raft is set: the internal handlers wait for
 	// it.
 	opened chan struct{}
@@ -101,7 +99,7 @@ func Open(cfg Config, db *store.DB) (*Node, error) {
 	r, err := raftnode.Open(raftnode.Config{
 		ID: cfg.ID, Dir: cfg.Dir, BindAddr: cfg.BindAddr, AdvertiseAddr: cfg.AdvertiseAddr,
 		Bootstrap: cfg.Bootstrap, Tuning: cfg.Tuning, Log: cfg.Log,
-		TLS: &raftnode.TLS{Identity: cfg.Identity, Trust: n.trust, Member: n.admitMember, Internal: n.internalHandler()},
+		TLS: &raftnode.TLS{Identity: cfg.Identity, Trust: n.trust, Member: n.memberKey, Internal: n.internalHandler()},
 	}, site.NewStateMachine(db, cfg.Log))
 	if err != nil {
 		return nil, fmt.Errorf("cluster: %w", err)

@@ -2,10 +2,7 @@ package cluster
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"net"
-	"net/url"
 	"time"
 
 	"github.com/outposthq/outpost/appliance/internal/site"
@@ -31,58 +28,21 @@ func SiteCA(key *seal.Key) (*pki.CA, error) {
 func (n *Node) SetCA(ca *pki.CA) error {
 	n.trust.Replace(ca.Certificate())
 	n.ca.Store(ca)
-	return n.cfg.Identity.SetIssuer(ca, hosts(n.cfg.AdvertiseAddr, n.cfg.APIURL))
+	return n.cfg.Identity.SetIssuer(ca, []string{n.cfg.AdvertiseAddr, n.cfg.APIURL})
 }
 
-// hosts are the hosts of a node's Raft address and API URL, which its
-// certificate names.
-func hosts(raftAddr, apiURL string) []string {
-	out := []string{raftAddr}
-	if u, err := url.Parse(apiURL); err == nil && u.Host != "" {
-		out = append(out, u.Hostname())
-	}
-	for i, h := range out {
-		if host, _, err := net.SplitHostPort(h); err == nil {
-			out[i] = host
-		}
-	}
-	return out
-}
-
-// Errors of admitMember.
-var (
-	errNotMember = errors.New("no member of the site has this id")
-	errOtherKey  = errors.New("the member's recorded key is another")
-)
-
-// admitMember is the Raft port's check of a peer whose certificate the
-// site's CA signed (raftnode.TLS.Member): its member record must exist
-// and hold its key's fingerprint, or no fingerprint yet (a member of
-// release b482c18 that has not registered its key). A node whose store
-// holds no member records yet, because it is joining, checks the members
-// its join answer named instead (SetJoinTrust).
-func (n *Node) admitMember(p pki.Peer) error {
-	var m *store.Member
-	count := 0
+// memberKey is the Raft port's lookup of a peer in the member records
+// (raftnode.TLS.Member): the key fingerprint its record pins, whether it
+// has one, and how many members there are.
+func (n *Node) memberKey(id string) (fingerprint string, found bool, records int) {
 	_ = n.db.View(func(tx *store.Tx) error {
-		m, _ = store.Get[store.Member](tx, p.ID)
-		count = store.Count[store.Member](tx)
+		if m, err := store.Get[store.Member](tx, id); err == nil {
+			fingerprint, found = m.Fingerprint, true
+		}
+		records = store.Count[store.Member](tx)
 		return nil
 	})
-	if count == 0 {
-		if seed := n.seed.Load(); seed != nil {
-			if fp, ok := (*seed)[p.ID]; ok {
-				m = &store.Member{ID: p.ID, Fingerprint: fp}
-			}
-		}
-	}
-	switch {
-	case m == nil:
-		return errNotMember
-	case m.Fingerprint != "" && m.Fingerprint != p.Fingerprint:
-		return errOtherKey
-	}
-	return nil
+	return fingerprint, found, records
 }
 
 // SetJoinTrust names the members a joining node admits until its store
@@ -92,7 +52,7 @@ func (n *Node) SetJoinTrust(members []store.Member) {
 	for _, m := range members {
 		seed[m.ID] = m.Fingerprint
 	}
-	n.seed.Store(&seed)
+	n.raft.SetJoinTrust(seed)
 }
 
 // HasMembers reports whether the node's store holds member records: a
@@ -153,7 +113,7 @@ func (n *Node) prepareJoin(m *store.Member, publicKey []byte) ([]byte, error) {
 	if m.Fingerprint, err = pki.KeyFingerprint(pub); err != nil {
 		return nil, errs.Invalid("public_key", "%v", err)
 	}
-	cert, err := ca.Issue(m.ID, pub, hosts(m.RaftAddr, m.APIURL()), time.Now())
+	cert, err := ca.Issue(m.ID, pub, []string{m.RaftAddr, m.APIURL()}, time.Now())
 	if err != nil {
 		return nil, errs.Invalid("id", "%v", err)
 	}

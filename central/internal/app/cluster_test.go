@@ -1,0 +1,174 @@
+package app
+
+import (
+	"bytes"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"net/http"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/outposthq/outpost/central/internal/centraltest"
+	"github.com/outposthq/outpost/central/internal/cluster"
+	"github.com/outposthq/outpost/central/internal/config"
+	"github.com/outposthq/outpost/central/internal/store"
+	"github.com/outposthq/outpost/internal/command"
+	"github.com/outposthq/outpost/internal/pki"
+	"github.com/outposthq/outpost/internal/raftnode"
+	"github.com/outposthq/outpost/internal/raftnode/rafttest"
+	"github.com/outposthq/outpost/internal/seal"
+)
+
+// cmdCreateToken is central's token-creation command as its log carries
+// it (central/internal/store): what an attacker who knows the format
+// appends.
+const cmdCreateToken command.Type = 3
+
+// apiCall makes one API call with token and returns its status, decoding
+// a JSON answer into out.
+func apiCall(t *testing.T, method, url, token string, body, out any) int {
+	t.Helper()
+	var rd *bytes.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		rd = bytes.NewReader(b)
+	} else {
+		rd = bytes.NewReader(nil)
+	}
+	req, _ := http.NewRequest(method, url, rd)
+	req.Header.Set("Authorization", "Bearer "+token)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	if out != nil {
+		json.NewDecoder(res.Body).Decode(out)
+	}
+	return res.StatusCode
+}
+
+// A node joins central's cluster with its public key and gets a
+// certificate from central's CA, pinned in its member record; requests
+// through it reach the leader over the Raft port's TLS. Once removed, it
+// cannot append to the leader's log with its old certificate, and neither
+// can a plain TCP client, a TLS client without a certificate, or one
+// whose certificate another CA signed: the forged token-creation command
+// never lands and the token does not authenticate.
+func TestRaftMembersOnly(t *testing.T) {
+	logs := &centraltest.Buffer{}
+	c1 := config.Default()
+	c1.DataDir, c1.Addr, c1.RaftAddr, c1.NodeID = filepath.Join(t.TempDir(), "c1"), centraltest.FreeAddr(t), centraltest.FreeAddr(t), "c1"
+	r1 := start(t, c1, logs)
+	defer r1.stop()
+	token := r1.waitAdminToken(t, c1)
+
+	c2 := config.Default()
+	c2.DataDir, c2.Addr, c2.RaftAddr, c2.NodeID = filepath.Join(t.TempDir(), "c2"), centraltest.FreeAddr(t), centraltest.FreeAddr(t), "c2"
+	c2.Join, c2.JoinTokenFile = r1.url, c1.AdminTokenPath()
+	r2 := start(t, c2, logs)
+	defer r2.stop()
+
+	key, err := seal.Load(store.KeyFile(c1.StorePath()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, err := pki.DeriveCA(key.Derive(pki.KeyPurpose), cluster.ClusterName, pki.Generation)
+	if err != nil {
+		t.Fatal(err)
+	}
+	trust := pki.NewTrust(cluster.ClusterName, ca.Certificate())
+	ident2, err := pki.LoadIdentity(c2.DataDir, "c2")
+	if err != nil || ident2.Certificate() == nil {
+		t.Fatalf("c2's identity: %v, %v", ident2, err)
+	}
+	if p, err := trust.Verify([]*x509.Certificate{ident2.Certificate()}, x509.ExtKeyUsageClientAuth, time.Now()); err != nil || p.ID != "c2" {
+		t.Errorf("c2's certificate: %+v, %v; want one central's CA signed for c2", p, err)
+	}
+	var st cluster.Status
+	centraltest.WaitFor(t, "c2 to vote, pinned to its key", func() bool {
+		apiCall(t, "GET", r1.url+"/v1/cluster", token, nil, &st)
+		return slices.Contains(st.Voters, "c2") && slices.ContainsFunc(st.Members, func(m *store.Member) bool {
+			return m.ID == "c2" && m.Fingerprint == ident2.Fingerprint()
+		})
+	})
+	// A write through c2 reaches the leader.
+	if code := apiCall(t, "POST", r2.url+"/v1/sites", token, map[string]string{"id": "s1", "name": "one"}, nil); code != http.StatusCreated {
+		t.Fatalf("creating a site through c2: %d", code)
+	}
+
+	if code := apiCall(t, "DELETE", r1.url+"/v1/cluster/members/c2", token, nil, nil); code != http.StatusNoContent {
+		t.Fatalf("removing c2: %d", code)
+	}
+	r2.stop()
+
+	forged, rec := store.NewToken("forged")
+	rec.CreatedAt = time.Now().UTC()
+	cmd, err := command.Encode(cmdCreateToken, map[string]any{"token": rec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkForgery(t, cmd, forged)
+	for name, conf := range attackers(t, trust, ident2) {
+		if err := rafttest.Forge(c1.RaftAddr, conf, cmd); err == nil {
+			t.Errorf("%s: c1 took the forged entry", name)
+		}
+	}
+	// A write after the attacks: anything forged before it would be
+	// applied by the time it is.
+	if code := apiCall(t, "POST", r1.url+"/v1/sites", token, map[string]string{"id": "s2", "name": "two"}, nil); code != http.StatusCreated {
+		t.Fatalf("creating a site after the attacks: %d", code)
+	}
+	if code := apiCall(t, "GET", r1.url+"/v1/sites", forged, nil, nil); code != http.StatusUnauthorized {
+		t.Errorf("the forged token: %d, want 401", code)
+	}
+}
+
+// checkForgery makes sure the forged command is one central's store
+// applies: on a scratch store it creates a token that authenticates.
+func checkForgery(t *testing.T, cmd []byte, token string) {
+	t.Helper()
+	db, err := store.Open(filepath.Join(t.TempDir(), "central.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Apply([]raftnode.Entry{{Index: 1, Data: cmd}}); err != nil || !db.CheckToken(token) {
+		t.Fatalf("the forged command does not make a token on a scratch store (%v): the attack tests nothing", err)
+	}
+}
+
+// attackers are the credentials of the attacks: none at all, a TLS
+// client with no certificate, one whose certificate another CA signed,
+// and the removed member's own.
+func attackers(t *testing.T, trust *pki.Trust, removed *pki.Identity) map[string]*tls.Config {
+	t.Helper()
+	otherKey, err := seal.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherCA, err := pki.DeriveCA(otherKey.Derive(pki.KeyPurpose), cluster.ClusterName, pki.Generation)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stranger, err := pki.LoadIdentity(t.TempDir(), "c1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stranger.Renew(otherCA, nil, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	noCert, err := pki.LoadIdentity(t.TempDir(), "c9")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return map[string]*tls.Config{
+		"plain TCP":          nil,
+		"no certificate":     pki.ClientConfig(noCert, trust, nil, raftnode.ProtoRaft),
+		"another CA":         pki.ClientConfig(stranger, trust, nil, raftnode.ProtoRaft),
+		"the removed member": pki.ClientConfig(removed, trust, nil, raftnode.ProtoRaft),
+	}
+}
