@@ -64,7 +64,7 @@ type Node struct {
 	log   *slog.Logger
 	a     Applier
 	raft  *raft.Raft
-	rp    atomic.Pointer[raft.Raft] // raft, for the handshakes that start before Open returns
+	rp    atomic.Pointer[raft.Raft]         // raft, for the handshakes that start before Open returns
 	seed  atomic.Pointer[map[string]string] // SetJoinTrust
 	trans *raft.NetworkTransport
 	// stream, internal and client are the TLS transport's (Config.TLS).

@@ -216,4 +216,3 @@ func attackers(t *testing.T, trust *pki.Trust, removed *pki.Identity) map[string
 		"the removed member": pki.ClientConfig(removed, trust, nil, raftnode.ProtoRaft),
 	}
 }
-
