@@ -31,12 +31,25 @@ const (
 // the time of each handshake, so a renewed one takes effect at once.
 type Identity struct {
 	dir, id string
-	key     ed25519.PrivateKey
-	fp      string
+	kp      atomic.Pointer[keyPair] // replaced by CommitKey
 
-	mu     sync.Mutex // serializes SetCertificate and Renew
+	mu     sync.Mutex // serializes SetCertificate, Renew and CommitKey
 	cert   atomic.Pointer[tls.Certificate]
 	issuer atomic.Pointer[issuer] // SetIssuer
+}
+
+// keyPair is a node's private key and its public key's fingerprint.
+type keyPair struct {
+	key ed25519.PrivateKey
+	fp  string
+}
+
+func newKeyPair(key ed25519.PrivateKey) (*keyPair, error) {
+	fp, err := KeyFingerprint(key.Public())
+	if err != nil {
+		return nil, err
+	}
+	return &keyPair{key: key, fp: fp}, nil
 }
 
 // issuer renews the identity's certificate when it is due.
@@ -56,11 +69,12 @@ func LoadIdentity(dir, id string) (*Identity, error) {
 	if err != nil {
 		return nil, err
 	}
-	fp, err := KeyFingerprint(key.Public())
+	kp, err := newKeyPair(key)
 	if err != nil {
 		return nil, err
 	}
-	i := &Identity{dir: dir, id: id, key: key, fp: fp}
+	i := &Identity{dir: dir, id: id}
+	i.kp.Store(kp)
 	raw, err := os.ReadFile(filepath.Join(dir, CertFile))
 	switch {
 	case errors.Is(err, os.ErrNotExist):
@@ -79,10 +93,17 @@ func LoadIdentity(dir, id string) (*Identity, error) {
 // loadOrCreateKey reads the private key at path, or makes one and writes
 // it there (0600) if there is none. A key others can read is refused.
 func loadOrCreateKey(path string) (ed25519.PrivateKey, error) {
-	raw, err := os.ReadFile(path)
+	key, err := loadKey(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return createKey(path)
 	}
+	return key, err
+}
+
+// loadKey reads the private key at path; a missing file is an error that
+// wraps os.ErrNotExist.
+func loadKey(path string) (ed25519.PrivateKey, error) {
+	raw, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("pki: %w", err)
 	}
@@ -139,18 +160,18 @@ func writeFile(path string, data []byte) error {
 func (i *Identity) NodeID() string { return i.id }
 
 // PublicKey is the node's public key.
-func (i *Identity) PublicKey() ed25519.PublicKey { return i.key.Public().(ed25519.PublicKey) }
+func (i *Identity) PublicKey() ed25519.PublicKey { return i.kp.Load().key.Public().(ed25519.PublicKey) }
 
 // PublicKeyDER is the node's public key as PKIX DER, as a joining node
 // sends it.
 func (i *Identity) PublicKeyDER() []byte {
-	der, _ := x509.MarshalPKIXPublicKey(i.key.Public()) // an Ed25519 key always marshals
+	der, _ := x509.MarshalPKIXPublicKey(i.PublicKey()) // an Ed25519 key always marshals
 	return der
 }
 
 // Fingerprint is the fingerprint of the node's public key
 // (KeyFingerprint), what its member record pins.
-func (i *Identity) Fingerprint() string { return i.fp }
+func (i *Identity) Fingerprint() string { return i.kp.Load().fp }
 
 // Certificate is the node's current certificate, or nil if it has none
 // yet.
@@ -164,12 +185,12 @@ func (i *Identity) Certificate() *x509.Certificate {
 // SetCertificate makes der, a certificate for this node's key and id,
 // the node's certificate, and saves it.
 func (i *Identity) SetCertificate(der []byte) error {
+	i.mu.Lock()
+	defer i.mu.Unlock()
 	c, err := i.parse(der)
 	if err != nil {
 		return err
 	}
-	i.mu.Lock()
-	defer i.mu.Unlock()
 	return i.setLocked(c, der)
 }
 
@@ -188,14 +209,15 @@ func (i *Identity) parse(der []byte) (*tls.Certificate, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pki: node certificate: %w", err)
 	}
+	kp := i.kp.Load()
 	pub, ok := cert.PublicKey.(ed25519.PublicKey)
-	if !ok || !bytes.Equal(pub, i.PublicKey()) {
+	if !ok || !bytes.Equal(pub, kp.key.Public().(ed25519.PublicKey)) {
 		return nil, fmt.Errorf("pki: the certificate for %s is not for this node's key", cert.Subject.CommonName)
 	}
 	if !slices.ContainsFunc(cert.URIs, func(u *url.URL) bool { return u.Scheme == uriScheme && u.Path == "/node/"+i.id }) {
 		return nil, fmt.Errorf("pki: the certificate does not name node %s", i.id)
 	}
-	return &tls.Certificate{Certificate: [][]byte{der}, PrivateKey: i.key, Leaf: cert}, nil
+	return &tls.Certificate{Certificate: [][]byte{der}, PrivateKey: kp.key, Leaf: cert}, nil
 }
 
 // Renew issues the node a new certificate from ca if it has none, or one
@@ -205,11 +227,15 @@ func (i *Identity) parse(der []byte) (*tls.Certificate, error) {
 func (i *Identity) Renew(ca *CA, hosts []string, now time.Time) (bool, error) {
 	i.mu.Lock()
 	defer i.mu.Unlock()
+	return i.renewLocked(ca, hosts, now)
+}
+
+func (i *Identity) renewLocked(ca *CA, hosts []string, now time.Time) (bool, error) {
 	if cur := i.Certificate(); cur != nil && cur.CheckSignatureFrom(ca.Certificate()) == nil &&
 		!renewalDue(cur, now) && names(cur, hosts) {
 		return false, nil
 	}
-	der, err := ca.Issue(i.id, i.key.Public(), hosts, now)
+	der, err := ca.Issue(i.id, i.PublicKey(), hosts, now)
 	if err != nil {
 		return false, err
 	}
@@ -269,5 +295,5 @@ func (i *Identity) tlsCertificate() (*tls.Certificate, error) {
 
 // String names the identity in logs: the node and its key's fingerprint.
 func (i *Identity) String() string {
-	return fmt.Sprintf("%s (key %s)", i.id, i.fp[:16])
+	return fmt.Sprintf("%s (key %s)", i.id, i.Fingerprint()[:16])
 }

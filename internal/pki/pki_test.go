@@ -273,3 +273,57 @@ func TestMutualTLS(t *testing.T) {
 		}
 	}
 }
+
+// A key rotation: the staged key survives a reload, and once committed
+// it is the node's, with a certificate issued for it.
+func TestRotateKey(t *testing.T) {
+	dir := t.TempDir()
+	ca := mustCA(t, secret(1), "site", 1)
+	id, err := LoadIdentity(dir, "n1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := id.SetIssuer(ca, nil); err != nil {
+		t.Fatal(err)
+	}
+	old := id.Fingerprint()
+	if _, ok, err := id.Staged(); ok || err != nil {
+		t.Fatalf("a new identity has a staged key: %v", err)
+	}
+	next, err := id.StageKey()
+	if err != nil || next == old {
+		t.Fatalf("StageKey = %s, %v (old %s)", next, err, old)
+	}
+	if again, _ := id.StageKey(); again != next {
+		t.Error("staging twice made two keys")
+	}
+	reloaded, err := LoadIdentity(dir, "n1")
+	if err != nil || reloaded.Fingerprint() != old {
+		t.Fatalf("reloaded before the commit: %v, %v", reloaded, err)
+	}
+	if fp, ok, _ := reloaded.Staged(); !ok || fp != next {
+		t.Errorf("the staged key after a reload: %s %v, want %s", fp, ok, next)
+	}
+	if err := id.CommitKey(); err != nil {
+		t.Fatal(err)
+	}
+	if id.Fingerprint() != next {
+		t.Errorf("fingerprint %s after the commit, want %s", id.Fingerprint(), next)
+	}
+	if fp, _ := KeyFingerprint(id.Certificate().PublicKey); fp != next {
+		t.Error("the certificate after the commit is not for the new key")
+	}
+	if reloaded, err := LoadIdentity(dir, "n1"); err != nil || reloaded.Fingerprint() != next || reloaded.Certificate() == nil {
+		t.Errorf("reloaded after the commit: %v, %v", reloaded, err)
+	}
+	if _, ok, _ := id.Staged(); ok {
+		t.Error("a staged key is left after the commit")
+	}
+	id.StageKey()
+	if err := id.DropStaged(); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, _ := id.Staged(); ok || id.Fingerprint() != next {
+		t.Error("DropStaged did not drop the staged key, or changed the node's")
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"maps"
 	"net"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -49,14 +50,15 @@ type TLS struct {
 	// Trust holds the cluster's CA certificates.
 	Trust *pki.Trust
 	// Member looks a peer up in the side's member records: the key
-	// fingerprint its record pins ("" for a record of an older release,
-	// which pins none: any key the CA signed for the id is admitted
-	// until the node registers its own), whether it has a record, and
-	// how many records there are. A node with none is joining: it admits
-	// the members SetJoinTrust named instead. It is asked at every
-	// handshake, in both directions, and again every recheckInterval for
-	// open connections.
-	Member func(id string) (fingerprint string, found bool, records int)
+	// fingerprints its record admits (one, or two while the member
+	// rotates its key; none for a record of an older release, which pins
+	// no key: any key the CA signed for the id is admitted until the
+	// node registers its own), whether it has a record, and how many
+	// records there are. A node with none is joining: it admits the
+	// members SetJoinTrust named instead. It is asked at every handshake,
+	// in both directions, and again every recheckInterval for open
+	// connections.
+	Member func(id string) (keys []string, found bool, records int)
 	// Internal, if not nil, is served on the Raft port to members (ALPN
 	// ProtoHTTP): the calls a follower makes to its leader. HTTPClient
 	// reaches it on a peer.
@@ -90,16 +92,19 @@ func (n *Node) admit(p pki.Peer) error {
 	if !known {
 		return fmt.Errorf("%s is not in the raft configuration", p.ID)
 	}
-	fp, found, records := n.cfg.TLS.Member(p.ID)
+	keys, found, records := n.cfg.TLS.Member(p.ID)
 	if records == 0 {
 		if seed := n.seed.Load(); seed != nil {
+			var fp string
 			fp, found = (*seed)[p.ID]
+			keys = []string{fp}
 		}
 	}
+	keys = slices.DeleteFunc(keys, func(k string) bool { return k == "" })
 	switch {
 	case !found:
 		return errNotMember
-	case fp != "" && fp != p.Fingerprint:
+	case len(keys) > 0 && !slices.Contains(keys, p.Fingerprint):
 		return errOtherKey
 	}
 	return nil
@@ -402,6 +407,16 @@ func (t *throttle) log(l *slog.Logger, msg string, args ...any) {
 	l.Warn(msg, args...)
 }
 
+// ResetConnections closes this node's pooled connections to its peers,
+// Raft's and the internal HTTP client's idle ones, so that the next are
+// made with the identity's current key (after pki.Identity.CommitKey).
+func (n *Node) ResetConnections() {
+	n.trans.CloseStreams()
+	if n.client != nil {
+		n.client.CloseIdleConnections()
+	}
+}
+
 // HTTPClient calls the internal HTTP endpoints of members at their Raft
 // addresses ("https://" + addr + path), over mutual TLS; nil without
 // Config.TLS.
@@ -417,6 +432,9 @@ func (n *Node) members(h http.Handler) http.Handler {
 			err = n.admit(p)
 		}
 		if err != nil {
+			// The connection may be one the caller made with a key it
+			// has since rotated away: let it make a new one.
+			w.Header().Set("Connection", "close")
 			http.Error(w, "not a member of this cluster", http.StatusForbidden)
 			return
 		}

@@ -103,9 +103,9 @@ func Start(t testing.TB) *Node {
 	return n
 }
 
-// OpenNode opens a cluster node over db with a key pair in cfg.Dir, and
-// closes it when the test ends. A node that bootstraps gets the CA of
-// site key key; one that joins gets it from JoinNode.
+// OpenNode opens a cluster node over db with a key pair in cfg.Dir and
+// the CA of site key key, and closes it when the test ends. A node that
+// is to join a cluster then joins with JoinNode.
 func OpenNode(t testing.TB, key *seal.Key, cfg cluster.Config, db *store.DB) *cluster.Node {
 	t.Helper()
 	ident, err := pki.LoadIdentity(cfg.Dir, cfg.ID)
@@ -113,10 +113,8 @@ func OpenNode(t testing.TB, key *seal.Key, cfg cluster.Config, db *store.DB) *cl
 		t.Fatal(err)
 	}
 	cfg.Identity = ident
-	if cfg.Bootstrap {
-		if cfg.CA, err = cluster.SiteCA(key); err != nil {
-			t.Fatal(err)
-		}
+	if cfg.CA, err = cluster.SiteCA(key); err != nil {
+		t.Fatal(err)
 	}
 	node, err := cluster.Open(cfg, db)
 	if err != nil {

@@ -91,6 +91,9 @@ func Open(cfg Config, db *store.DB) (*Node, error) {
 		return nil, errors.New("cluster: the node has no identity (pki.LoadIdentity)")
 	}
 	n := &Node{cfg: cfg, log: cfg.Log, db: db, trust: pki.NewTrust(ClusterName), opened: make(chan struct{})}
+	if err := n.finishRotation(); err != nil {
+		return nil, fmt.Errorf("cluster: %w", err)
+	}
 	if cfg.CA != nil {
 		if err := n.SetCA(cfg.CA); err != nil {
 			return nil, fmt.Errorf("cluster: %w", err)
@@ -271,7 +274,8 @@ func (n *Node) recorded() bool {
 	self := n.self()
 	var cur *store.Member
 	_ = n.db.View(func(tx *store.Tx) error { cur, _ = store.Get[store.Member](tx, n.cfg.ID); return nil })
-	return cur != nil && cur.RaftAddr == self.RaftAddr && cur.APIAddr == self.APIAddr && cur.Fingerprint == self.Fingerprint
+	return cur != nil && cur.RaftAddr == self.RaftAddr && cur.APIAddr == self.APIAddr &&
+		cur.Fingerprint == self.Fingerprint && cur.NextFingerprint == ""
 }
 
 // registerSelf commits this node's record unless the store holds it.

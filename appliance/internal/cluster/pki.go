@@ -32,17 +32,18 @@ func (n *Node) SetCA(ca *pki.CA) error {
 }
 
 // memberKey is the Raft port's lookup of a peer in the member records
-// (raftnode.TLS.Member): the key fingerprint its record pins, whether it
-// has one, and how many members there are.
-func (n *Node) memberKey(id string) (fingerprint string, found bool, records int) {
+// (raftnode.TLS.Member): the key fingerprints its record admits (its own,
+// and the next during a rotation), whether it has one, and how many
+// members there are.
+func (n *Node) memberKey(id string) (keys []string, found bool, records int) {
 	_ = n.db.View(func(tx *store.Tx) error {
 		if m, err := store.Get[store.Member](tx, id); err == nil {
-			fingerprint, found = m.Fingerprint, true
+			keys, found = []string{m.Fingerprint, m.NextFingerprint}, true
 		}
 		records = store.Count[store.Member](tx)
 		return nil
 	})
-	return fingerprint, found, records
+	return keys, found, records
 }
 
 // SetJoinTrust names the members a joining node admits until its store
@@ -169,20 +170,72 @@ func (n *Node) memberList() ([]store.Member, error) {
 // pinned to its key: a joining node has then caught up with the log up to
 // its admission, and can be made a voter without holding the cluster up.
 func (n *Node) WaitRecorded(ctx context.Context) error {
+	fp := n.cfg.Identity.Fingerprint()
+	return n.waitRecord(ctx, func(m *store.Member) bool { return m.Fingerprint == fp })
+}
+
+// waitRecord waits until the node's store holds its own member record and
+// ok says it is as wanted.
+func (n *Node) waitRecord(ctx context.Context, ok func(*store.Member) bool) error {
 	t := time.NewTicker(100 * time.Millisecond)
 	defer t.Stop()
 	for {
 		var m *store.Member
 		_ = n.db.View(func(tx *store.Tx) error { m, _ = store.Get[store.Member](tx, n.cfg.ID); return nil })
-		if m != nil && m.Fingerprint == n.cfg.Identity.Fingerprint() {
+		if m != nil && ok(m) {
 			return nil
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("cluster: waiting to catch up with the cluster: %w", ctx.Err())
+			return fmt.Errorf("cluster: waiting for this node's member record: %w", ctx.Err())
 		case <-t.C:
 		}
 	}
+}
+
+// RotateKey gives the node a new key pair, in steps that survive a crash
+// between any two (see internal/pki): the new key is staged, and the
+// node's record names it beside the old one, committed with the old key;
+// once this node's store has it, the new key becomes the node's own (with
+// a certificate from the CA), and the record pins it alone, committed
+// with the new key. Peers cut the old key's connections as soon as the
+// record no longer names it.
+func (n *Node) RotateKey(ctx context.Context) error {
+	next, err := n.cfg.Identity.StageKey()
+	if err != nil {
+		return err
+	}
+	self := n.self()
+	self.NextFingerprint = next
+	if err := n.members.PutMember(ctx, &self); err != nil {
+		return fmt.Errorf("cluster: rotate the key: %w", err)
+	}
+	if err := n.waitRecord(ctx, func(m *store.Member) bool { return m.NextFingerprint == next }); err != nil {
+		return err
+	}
+	if err := n.cfg.Identity.CommitKey(); err != nil {
+		return err
+	}
+	n.raft.ResetConnections()
+	n.log.Info("rotated the node's key", "key", next)
+	return n.registerSelf(ctx)
+}
+
+// finishRotation completes a key rotation a stop cut short: a staged key
+// the node's record names becomes the node's own (RegisterSelf then pins
+// it alone); one it does not name is dropped.
+func (n *Node) finishRotation() error {
+	next, staged, err := n.cfg.Identity.Staged()
+	if err != nil || !staged {
+		return err
+	}
+	var m *store.Member
+	_ = n.db.View(func(tx *store.Tx) error { m, _ = store.Get[store.Member](tx, n.cfg.ID); return nil })
+	if m != nil && m.NextFingerprint == next {
+		n.log.Info("finishing a key rotation", "key", next)
+		return n.cfg.Identity.CommitKey()
+	}
+	return n.cfg.Identity.DropStaged()
 }
 
 // AskJoin asks a member of the cluster to admit a node (Node.Join): the

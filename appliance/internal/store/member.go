@@ -21,6 +21,9 @@ type Member struct {
 	// node registers its key (cluster.Node.RegisterSelf); until then any
 	// certificate the site's CA signed for its id is accepted.
 	Fingerprint string `json:"fingerprint,omitempty"`
+	// NextFingerprint is the key the node is rotating to
+	// (cluster.Node.RotateKey): while it is set, either key is accepted.
+	NextFingerprint string `json:"next_fingerprint,omitempty"`
 }
 
 func (*Member) Kind() string   { return "member" }
@@ -38,10 +41,19 @@ func (m *Member) Validate() error {
 	if m.APIAddr == "" {
 		return errs.Invalid("api_addr", "is required")
 	}
-	if b, err := hex.DecodeString(m.Fingerprint); m.Fingerprint != "" && (err != nil || len(b) != 32 || hex.EncodeToString(b) != m.Fingerprint) {
+	if !validFingerprint(m.Fingerprint) {
 		return errs.Invalid("fingerprint", "must be a SHA-256 in lowercase hex (64 characters)")
 	}
+	if !validFingerprint(m.NextFingerprint) || m.NextFingerprint != "" && m.Fingerprint == "" {
+		return errs.Invalid("next_fingerprint", "must be a SHA-256 in lowercase hex (64 characters), beside a fingerprint")
+	}
 	return nil
+}
+
+// validFingerprint accepts "" and a SHA-256 in lowercase hex.
+func validFingerprint(fp string) bool {
+	b, err := hex.DecodeString(fp)
+	return fp == "" || err == nil && len(b) == 32 && hex.EncodeToString(b) == fp
 }
 
 // APIURL is the base URL of the member's API.

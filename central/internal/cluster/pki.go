@@ -23,15 +23,16 @@ func CentralCA(db *store.DB) (*pki.CA, error) {
 
 // memberKey is the Raft port's lookup of a peer in the member records
 // (raftnode.TLS.Member): the key fingerprint its record pins, whether it
-// has one, and how many members there are.
-func (n *Node) memberKey(id string) (fingerprint string, found bool, records int) {
+// has one, and how many members there are. A node rotates its key by
+// joining again with the new one (AddVoter records it).
+func (n *Node) memberKey(id string) (keys []string, found bool, records int) {
 	if m, err := n.db.Member(id); err == nil {
-		fingerprint, found = m.Fingerprint, true
+		keys, found = []string{m.Fingerprint}, true
 	}
 	if ms, err := n.db.Members(); err == nil {
 		records = len(ms)
 	}
-	return fingerprint, found, records
+	return keys, found, records
 }
 
 // SetJoinTrust names the members a joining node admits until its store
