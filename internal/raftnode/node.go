@@ -359,27 +359,28 @@ func (n *Node) ReadIndex() (uint64, error) {
 // AddVoter makes the node id at Raft address addr a voting member. It
 // runs on the leader.
 func (n *Node) AddVoter(ctx context.Context, id, addr string) error {
-	if !n.IsLeader() {
-		return ErrNotLeader
-	}
-	if err := n.raft.AddVoter(raft.ServerID(id), raft.ServerAddress(addr), 0, timeout(ctx)).Error(); err != nil {
-		return fmt.Errorf("raftnode: add voter %s: %w", id, err)
-	}
-	n.log.Info("added voter", "id", id, "raft_addr", addr)
-	return nil
+	return n.addServer(ctx, id, addr, true)
 }
 
 // AddNonvoter makes the node id at Raft address addr a member that
 // receives the log but does not vote: its addition commits without it,
 // and it can catch up before it is made a voter. It runs on the leader.
 func (n *Node) AddNonvoter(ctx context.Context, id, addr string) error {
+	return n.addServer(ctx, id, addr, false)
+}
+
+func (n *Node) addServer(ctx context.Context, id, addr string, voter bool) error {
 	if !n.IsLeader() {
 		return ErrNotLeader
 	}
-	if err := n.raft.AddNonvoter(raft.ServerID(id), raft.ServerAddress(addr), 0, timeout(ctx)).Error(); err != nil {
-		return fmt.Errorf("raftnode: add non-voter %s: %w", id, err)
+	add, what := n.raft.AddVoter, "voter"
+	if !voter {
+		add, what = n.raft.AddNonvoter, "non-voter"
 	}
-	n.log.Info("added non-voter", "id", id, "raft_addr", addr)
+	if err := add(raft.ServerID(id), raft.ServerAddress(addr), 0, timeout(ctx)).Error(); err != nil {
+		return fmt.Errorf("raftnode: add %s %s: %w", what, id, err)
+	}
+	n.log.Info("added "+what, "id", id, "raft_addr", addr)
 	return nil
 }
 

@@ -1,7 +1,6 @@
 package raftnode
 
 import (
-	"crypto/tls"
 	"io"
 	"net/http"
 	"testing"
@@ -56,19 +55,9 @@ func TestForgeAgainstTLS(t *testing.T) {
 	}
 	p.revoke(removed.id)
 
-	strangerCA := newTestPKI(t, 9)
-	noCert, err := pki.LoadIdentity(t.TempDir(), "n9")
-	if err != nil {
-		t.Fatal(err)
-	}
-	impostor := p.identity(t, t.TempDir(), leader.id) // the CA signed it, the key is not the member's
-	attackers := map[string]*tls.Config{
-		"plain TCP":        nil,
-		"no certificate":   p.client(noCert, ProtoRaft),
-		"another CA":       p.client(strangerCA.identity(t, t.TempDir(), removed.id), ProtoRaft),
-		"a removed member": p.client(removedIdent, ProtoRaft),
-		"another key":      p.client(impostor, ProtoRaft),
-	}
+	attackers := rafttest.Attackers(t, p.trust, removedIdent, ProtoRaft)
+	// A certificate the CA signed for the leader's id, with another key.
+	attackers["another key"] = p.client(p.identity(t, t.TempDir(), leader.id), ProtoRaft)
 	_, before, _ := leader.kv.get("")
 	for name, conf := range attackers {
 		if err := rafttest.Forge(leader.addr, conf, set("forged", name)); err == nil {

@@ -2,7 +2,6 @@ package app
 
 import (
 	"context"
-	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"log/slog"
@@ -145,7 +144,7 @@ func TestRaftMembersOnly(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkForgery(t, cmd, rec)
-	for name, conf := range attackers(t, trust, ident2) {
+	for name, conf := range rafttest.Attackers(t, trust, ident2, raftnode.ProtoRaft) {
 		if err := rafttest.Forge(cfg1.RaftAddr, conf, cmd); err == nil {
 			t.Errorf("%s: node1 took the forged entry", name)
 		}
@@ -182,37 +181,5 @@ func checkForgery(t *testing.T, cmd []byte, rec *store.Token) {
 	db.View(func(tx *store.Tx) error { got, _ = store.Get[store.Token](tx, rec.ID); return nil })
 	if err != nil || got == nil || got.Hash != rec.Hash {
 		t.Fatalf("the forged command does not make the token on a scratch store (%v, %v): the attack tests nothing", res, err)
-	}
-}
-
-// attackers are the credentials of the attacks: none at all, a TLS
-// client with no certificate, one whose certificate another CA signed,
-// and the removed member's own.
-func attackers(t *testing.T, trust *pki.Trust, removed *pki.Identity) map[string]*tls.Config {
-	t.Helper()
-	otherKey, err := seal.Generate()
-	if err != nil {
-		t.Fatal(err)
-	}
-	otherCA, err := cluster.SiteCA(otherKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	stranger, err := pki.LoadIdentity(t.TempDir(), "node1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := stranger.Renew(otherCA, nil, time.Now()); err != nil {
-		t.Fatal(err)
-	}
-	noCert, err := pki.LoadIdentity(t.TempDir(), "node9")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return map[string]*tls.Config{
-		"plain TCP":          nil,
-		"no certificate":     pki.ClientConfig(noCert, trust, nil, raftnode.ProtoRaft),
-		"another CA":         pki.ClientConfig(stranger, trust, nil, raftnode.ProtoRaft),
-		"the removed member": pki.ClientConfig(removed, trust, nil, raftnode.ProtoRaft),
 	}
 }

@@ -94,6 +94,7 @@ func Open(cfg Config, db *store.DB) (*Node, error) {
 	if err := n.finishRotation(); err != nil {
 		return nil, fmt.Errorf("cluster: %w", err)
 	}
+	n.checkOwnKey()
 	if cfg.CA != nil {
 		if err := n.SetCA(cfg.CA); err != nil {
 			return nil, fmt.Errorf("cluster: %w", err)

@@ -221,6 +221,20 @@ func (n *Node) RotateKey(ctx context.Context) error {
 	return n.registerSelf(ctx)
 }
 
+// checkOwnKey warns when the node's member record pins a key the node no
+// longer has (its node.key was lost or replaced): the other members refuse
+// it until it is removed and joins again.
+func (n *Node) checkOwnKey() {
+	var m *store.Member
+	_ = n.db.View(func(tx *store.Tx) error { m, _ = store.Get[store.Member](tx, n.cfg.ID); return nil })
+	fp := n.cfg.Identity.Fingerprint()
+	if m != nil && m.Fingerprint != "" && m.Fingerprint != fp && m.NextFingerprint != fp {
+		n.log.Error("this node's key is not the one its member record pins: the other members will refuse it; "+
+			"restore its node.key, or remove it (outpost cluster remove) and join it again",
+			"id", n.cfg.ID, "key", fp, "recorded", m.Fingerprint)
+	}
+}
+
 // finishRotation completes a key rotation a stop cut short: a staged key
 // the node's record names becomes the node's own (RegisterSelf then pins
 // it alone); one it does not name is dropped.

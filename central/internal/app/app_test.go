@@ -9,7 +9,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/json"
 	"encoding/pem"
 	"log/slog"
 	"math/big"
@@ -152,17 +151,7 @@ func TestRunTLS(t *testing.T) {
 	}
 	do := func(method, path, body string, out any) int {
 		t.Helper()
-		req, _ := http.NewRequest(method, r.url+path, strings.NewReader(body))
-		req.Header.Set("Authorization", "Bearer "+token)
-		res, err := client.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer res.Body.Close()
-		if out != nil {
-			json.NewDecoder(res.Body).Decode(out)
-		}
-		return res.StatusCode
+		return apiCall(t, client, method, r.url+path, token, body, out)
 	}
 	var created struct{ Credential string }
 	if code := do("POST", "/v1/sites", `{"id":"fra-1"}`, &created); code != http.StatusCreated {
@@ -280,15 +269,7 @@ func TestJoin(t *testing.T) {
 	token := r1.waitAdminToken(t, c1)
 	get := func(url, path string, out any) int {
 		t.Helper()
-		req, _ := http.NewRequest("GET", url+path, nil)
-		req.Header.Set("Authorization", "Bearer "+token)
-		res, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer res.Body.Close()
-		json.NewDecoder(res.Body).Decode(out)
-		return res.StatusCode
+		return apiCall(t, http.DefaultClient, "GET", url+path, token, "", out)
 	}
 
 	joiner := func(id, tokenFile string) *config.Config {

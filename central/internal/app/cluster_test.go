@@ -1,13 +1,12 @@
 package app
 
 import (
-	"bytes"
-	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
 	"net/http"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -27,20 +26,13 @@ import (
 // appends.
 const cmdCreateToken command.Type = 3
 
-// apiCall makes one API call with token and returns its status, decoding
-// a JSON answer into out.
-func apiCall(t *testing.T, method, url, token string, body, out any) int {
+// apiCall makes one API call with c and token and returns its status,
+// decoding a JSON answer into out.
+func apiCall(t *testing.T, c *http.Client, method, url, token, body string, out any) int {
 	t.Helper()
-	var rd *bytes.Reader
-	if body != nil {
-		b, _ := json.Marshal(body)
-		rd = bytes.NewReader(b)
-	} else {
-		rd = bytes.NewReader(nil)
-	}
-	req, _ := http.NewRequest(method, url, rd)
+	req, _ := http.NewRequest(method, url, strings.NewReader(body))
 	req.Header.Set("Authorization", "Bearer "+token)
-	res, err := http.DefaultClient.Do(req)
+	res, err := c.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,17 +82,17 @@ func TestRaftMembersOnly(t *testing.T) {
 	}
 	var st cluster.Status
 	centraltest.WaitFor(t, "c2 to vote, pinned to its key", func() bool {
-		apiCall(t, "GET", r1.url+"/v1/cluster", token, nil, &st)
+		apiCall(t, http.DefaultClient, "GET", r1.url+"/v1/cluster", token, "", &st)
 		return slices.Contains(st.Voters, "c2") && slices.ContainsFunc(st.Members, func(m *store.Member) bool {
 			return m.ID == "c2" && m.Fingerprint == ident2.Fingerprint()
 		})
 	})
 	// A write through c2 reaches the leader.
-	if code := apiCall(t, "POST", r2.url+"/v1/sites", token, map[string]string{"id": "s1", "name": "one"}, nil); code != http.StatusCreated {
+	if code := apiCall(t, http.DefaultClient, "POST", r2.url+"/v1/sites", token, `{"id":"s1","name":"one"}`, nil); code != http.StatusCreated {
 		t.Fatalf("creating a site through c2: %d", code)
 	}
 
-	if code := apiCall(t, "DELETE", r1.url+"/v1/cluster/members/c2", token, nil, nil); code != http.StatusNoContent {
+	if code := apiCall(t, http.DefaultClient, "DELETE", r1.url+"/v1/cluster/members/c2", token, "", nil); code != http.StatusNoContent {
 		t.Fatalf("removing c2: %d", code)
 	}
 	r2.stop()
@@ -112,17 +104,17 @@ func TestRaftMembersOnly(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkForgery(t, cmd, forged)
-	for name, conf := range attackers(t, trust, ident2) {
+	for name, conf := range rafttest.Attackers(t, trust, ident2, raftnode.ProtoRaft) {
 		if err := rafttest.Forge(c1.RaftAddr, conf, cmd); err == nil {
 			t.Errorf("%s: c1 took the forged entry", name)
 		}
 	}
 	// A write after the attacks: anything forged before it would be
 	// applied by the time it is.
-	if code := apiCall(t, "POST", r1.url+"/v1/sites", token, map[string]string{"id": "s2", "name": "two"}, nil); code != http.StatusCreated {
+	if code := apiCall(t, http.DefaultClient, "POST", r1.url+"/v1/sites", token, `{"id":"s2","name":"two"}`, nil); code != http.StatusCreated {
 		t.Fatalf("creating a site after the attacks: %d", code)
 	}
-	if code := apiCall(t, "GET", r1.url+"/v1/sites", forged, nil, nil); code != http.StatusUnauthorized {
+	if code := apiCall(t, http.DefaultClient, "GET", r1.url+"/v1/sites", forged, "", nil); code != http.StatusUnauthorized {
 		t.Errorf("the forged token: %d, want 401", code)
 	}
 }
@@ -138,37 +130,5 @@ func checkForgery(t *testing.T, cmd []byte, token string) {
 	defer db.Close()
 	if _, err := db.Apply([]raftnode.Entry{{Index: 1, Data: cmd}}); err != nil || !db.CheckToken(token) {
 		t.Fatalf("the forged command does not make a token on a scratch store (%v): the attack tests nothing", err)
-	}
-}
-
-// attackers are the credentials of the attacks: none at all, a TLS
-// client with no certificate, one whose certificate another CA signed,
-// and the removed member's own.
-func attackers(t *testing.T, trust *pki.Trust, removed *pki.Identity) map[string]*tls.Config {
-	t.Helper()
-	otherKey, err := seal.Generate()
-	if err != nil {
-		t.Fatal(err)
-	}
-	otherCA, err := pki.DeriveCA(otherKey.Derive(pki.KeyPurpose), cluster.ClusterName, pki.Generation)
-	if err != nil {
-		t.Fatal(err)
-	}
-	stranger, err := pki.LoadIdentity(t.TempDir(), "c1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := stranger.Renew(otherCA, nil, time.Now()); err != nil {
-		t.Fatal(err)
-	}
-	noCert, err := pki.LoadIdentity(t.TempDir(), "c9")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return map[string]*tls.Config{
-		"plain TCP":          nil,
-		"no certificate":     pki.ClientConfig(noCert, trust, nil, raftnode.ProtoRaft),
-		"another CA":         pki.ClientConfig(stranger, trust, nil, raftnode.ProtoRaft),
-		"the removed member": pki.ClientConfig(removed, trust, nil, raftnode.ProtoRaft),
 	}
 }

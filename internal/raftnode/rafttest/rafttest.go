@@ -5,14 +5,18 @@
 package rafttest
 
 import (
+	"bytes"
 	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
+	"testing"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
+
+	"github.com/outposthq/outpost/internal/pki"
 )
 
 // ForgedTerm is the term a Client claims: far above any a test cluster
@@ -103,4 +107,34 @@ func (s stream) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, 
 		return d.Dial("tcp", string(addr))
 	}
 	return tls.DialWithDialer(d, "tcp", string(addr), s.conf)
+}
+
+// Attackers are the credentials a test attacks a node's Raft port with,
+// by name: none at all (plain TCP), TLS without a certificate, a
+// certificate for the removed member's id that another CA signed, and
+// the removed member's own certificate. proto is the port's ALPN
+// protocol for Raft (raftnode.ProtoRaft).
+func Attackers(t testing.TB, trust *pki.Trust, removed *pki.Identity, proto string) map[string]*tls.Config {
+	t.Helper()
+	otherCA, err := pki.DeriveCA(bytes.Repeat([]byte{0xa5}, 32), trust.Cluster(), pki.Generation)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stranger, err := pki.LoadIdentity(t.TempDir(), removed.NodeID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stranger.Renew(otherCA, nil, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	noCert, err := pki.LoadIdentity(t.TempDir(), "stranger")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return map[string]*tls.Config{
+		"plain TCP":          nil,
+		"no certificate":     pki.ClientConfig(noCert, trust, nil, proto),
+		"another CA":         pki.ClientConfig(stranger, trust, nil, proto),
+		"the removed member": pki.ClientConfig(removed, trust, nil, proto),
+	}
 }
