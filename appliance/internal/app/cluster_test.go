@@ -2,7 +2,6 @@ package app
 
 import (
 	"context"
-	"crypto/x509"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -108,13 +107,7 @@ func TestRaftMembersOnly(t *testing.T) {
 		t.Fatal(err)
 	}
 	trust := pki.NewTrust(cluster.ClusterName, ca.Certificate())
-	ident2, err := pki.LoadIdentity(cfg2.DataDir, "node2")
-	if err != nil || ident2.Certificate() == nil {
-		t.Fatalf("node2's identity: %v, %v", ident2, err)
-	}
-	if p, err := trust.Verify([]*x509.Certificate{ident2.Certificate()}, x509.ExtKeyUsageClientAuth, time.Now()); err != nil || p.ID != "node2" {
-		t.Errorf("node2's certificate: %+v, %v; want one the site's CA signed for node2", p, err)
-	}
+	ident2 := rafttest.MemberIdentity(t, trust, cfg2.DataDir, "node2")
 	waitFor(t, "node2 to vote, pinned to its key", func() bool {
 		m, _, ok := member(ctx, c1, "node2")
 		return ok && m.Suffrage == "Voter" && m.Fingerprint == ident2.Fingerprint()

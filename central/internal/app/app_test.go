@@ -255,13 +255,20 @@ func poll(cond func() bool) bool {
 	return true
 }
 
+// nodeConfig is the configuration of node id of a replicated central on
+// loopback.
+func nodeConfig(t *testing.T, id string) *config.Config {
+	c := config.Default()
+	c.DataDir, c.Addr, c.RaftAddr, c.NodeID = filepath.Join(t.TempDir(), id), centraltest.FreeAddr(t), centraltest.FreeAddr(t), id
+	return c
+}
+
 // A node joins a replicated central with an admin token and gets its
 // key; a wrong token is refused and changes nothing; a follower sends API
 // calls to the leader.
 func TestJoin(t *testing.T) {
 	logs := &centraltest.Buffer{}
-	c1 := config.Default()
-	c1.DataDir, c1.Addr, c1.RaftAddr, c1.NodeID = filepath.Join(t.TempDir(), "c1"), centraltest.FreeAddr(t), centraltest.FreeAddr(t), "c1"
+	c1 := nodeConfig(t, "c1")
 	r1 := start(t, c1, logs)
 	defer r1.stop()
 	// The token file is written before the token is stored (through
@@ -273,8 +280,7 @@ func TestJoin(t *testing.T) {
 	}
 
 	joiner := func(id, tokenFile string) *config.Config {
-		c := config.Default()
-		c.DataDir, c.Addr, c.RaftAddr, c.NodeID = filepath.Join(t.TempDir(), id), centraltest.FreeAddr(t), centraltest.FreeAddr(t), id
+		c := nodeConfig(t, id)
 		c.Join, c.JoinTokenFile = r1.url, tokenFile
 		return c
 	}

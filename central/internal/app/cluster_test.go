@@ -1,7 +1,6 @@
 package app
 
 import (
-	"crypto/x509"
 	"encoding/json"
 	"net/http"
 	"path/filepath"
@@ -12,7 +11,6 @@ import (
 
 	"github.com/outposthq/outpost/central/internal/centraltest"
 	"github.com/outposthq/outpost/central/internal/cluster"
-	"github.com/outposthq/outpost/central/internal/config"
 	"github.com/outposthq/outpost/central/internal/store"
 	"github.com/outposthq/outpost/internal/command"
 	"github.com/outposthq/outpost/internal/pki"
@@ -52,14 +50,12 @@ func apiCall(t *testing.T, c *http.Client, method, url, token, body string, out 
 // never lands and the token does not authenticate.
 func TestRaftMembersOnly(t *testing.T) {
 	logs := &centraltest.Buffer{}
-	c1 := config.Default()
-	c1.DataDir, c1.Addr, c1.RaftAddr, c1.NodeID = filepath.Join(t.TempDir(), "c1"), centraltest.FreeAddr(t), centraltest.FreeAddr(t), "c1"
+	c1 := nodeConfig(t, "c1")
 	r1 := start(t, c1, logs)
 	defer r1.stop()
 	token := r1.waitAdminToken(t, c1)
 
-	c2 := config.Default()
-	c2.DataDir, c2.Addr, c2.RaftAddr, c2.NodeID = filepath.Join(t.TempDir(), "c2"), centraltest.FreeAddr(t), centraltest.FreeAddr(t), "c2"
+	c2 := nodeConfig(t, "c2")
 	c2.Join, c2.JoinTokenFile = r1.url, c1.AdminTokenPath()
 	r2 := start(t, c2, logs)
 	defer r2.stop()
@@ -73,13 +69,7 @@ func TestRaftMembersOnly(t *testing.T) {
 		t.Fatal(err)
 	}
 	trust := pki.NewTrust(cluster.ClusterName, ca.Certificate())
-	ident2, err := pki.LoadIdentity(c2.DataDir, "c2")
-	if err != nil || ident2.Certificate() == nil {
-		t.Fatalf("c2's identity: %v, %v", ident2, err)
-	}
-	if p, err := trust.Verify([]*x509.Certificate{ident2.Certificate()}, x509.ExtKeyUsageClientAuth, time.Now()); err != nil || p.ID != "c2" {
-		t.Errorf("c2's certificate: %+v, %v; want one central's CA signed for c2", p, err)
-	}
+	ident2 := rafttest.MemberIdentity(t, trust, c2.DataDir, "c2")
 	var st cluster.Status
 	centraltest.WaitFor(t, "c2 to vote, pinned to its key", func() bool {
 		apiCall(t, http.DefaultClient, "GET", r1.url+"/v1/cluster", token, "", &st)

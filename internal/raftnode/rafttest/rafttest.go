@@ -7,6 +7,7 @@ package rafttest
 import (
 	"bytes"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -137,4 +138,19 @@ func Attackers(t testing.TB, trust *pki.Trust, removed *pki.Identity, proto stri
 		"another CA":         pki.ClientConfig(stranger, trust, nil, proto),
 		"the removed member": pki.ClientConfig(removed, trust, nil, proto),
 	}
+}
+
+// MemberIdentity loads the identity a node keeps in its data directory
+// dir, which must hold a certificate that trust verifies for node id.
+func MemberIdentity(t testing.TB, trust *pki.Trust, dir, id string) *pki.Identity {
+	t.Helper()
+	ident, err := pki.LoadIdentity(dir, id)
+	if err != nil || ident.Certificate() == nil {
+		t.Fatalf("%s's identity: %v, %v", id, ident, err)
+	}
+	p, err := trust.Verify([]*x509.Certificate{ident.Certificate()}, x509.ExtKeyUsageClientAuth, time.Now())
+	if err != nil || p.ID != id {
+		t.Fatalf("%s's certificate: %+v, %v; want one the cluster's CA signed for %s", id, p, err, id)
+	}
+	return ident
 }
