@@ -135,20 +135,7 @@ func (n *Node) open() error {
 	}
 	n.trans = trans
 
-	rc := raft.DefaultConfig()
-	rc.LocalID = raft.ServerID(n.cfg.ID)
-	rc.Logger = hlog
-	// A follower catching up, or a replay, hands the state machine up
-	// to this many entries in one transaction.
-	rc.MaxAppendEntries = 512
-	// The batcher is the group commit (batch.go).
-	rc.BatchApplyCh = false
-	// The store file is the state; Raft only replays the logs after its
-	// applied index (package doc).
-	rc.NoSnapshotRestoreOnStart = true
-	if n.cfg.Tuning != nil {
-		n.cfg.Tuning(rc)
-	}
+	rc := n.raftConfig(hlog)
 	hasState, err := raft.HasExistingState(logs, logs, snaps)
 	if err != nil {
 		return fmt.Errorf("raftnode: read the raft state: %w", err)
@@ -169,6 +156,25 @@ func (n *Node) open() error {
 		n.log.Info("bootstrapped a new single-node cluster", "id", n.cfg.ID)
 	}
 	return nil
+}
+
+// raftConfig is Raft's configuration for this node.
+func (n *Node) raftConfig(hlog hclog.Logger) *raft.Config {
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(n.cfg.ID)
+	rc.Logger = hlog
+	// A follower catching up, or a replay, hands the state machine up
+	// to this many entries in one transaction.
+	rc.MaxAppendEntries = 512
+	// The batcher is the group commit (batch.go).
+	rc.BatchApplyCh = false
+	// The store file is the state; Raft only replays the logs after its
+	// applied index (package doc).
+	rc.NoSnapshotRestoreOnStart = true
+	if n.cfg.Tuning != nil {
+		n.cfg.Tuning(rc)
+	}
+	return rc
 }
 
 // transport listens on the Raft port: plain TCP, or mutual TLS with the
