@@ -210,11 +210,11 @@ func (p *testPKI) identity(t *testing.T, dir, id string) *pki.Identity {
 func (p *testPKI) admit(id, fp string) { p.mu.Lock(); p.fps[id] = fp; p.mu.Unlock() }
 func (p *testPKI) revoke(id string)    { p.mu.Lock(); delete(p.fps, id); p.mu.Unlock() }
 
-func (p *testPKI) member(id string) ([]string, bool, int) {
+func (p *testPKI) member(id string) ([]string, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	fp, ok := p.fps[id]
-	return []string{fp}, ok, len(p.fps)
+	return []string{fp}, ok
 }
 
 // client is a TLS configuration that presents ident to a node.

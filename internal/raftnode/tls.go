@@ -49,16 +49,14 @@ type TLS struct {
 	Identity *pki.Identity
 	// Trust holds the cluster's CA certificates.
 	Trust *pki.Trust
-	// Member looks a peer up in the side's member records: the key
+	// Member looks a node up in the side's member records: the key
 	// fingerprints its record admits (one, or two while the member
 	// rotates its key; none for a record of an older release, which pins
 	// no key: any key the CA signed for the id is admitted until the
-	// node registers its own), whether it has a record, and how many
-	// records there are. A node with none is joining: it admits the
-	// members SetJoinTrust named instead. It is asked at every handshake,
-	// in both directions, and again every recheckInterval for open
-	// connections.
-	Member func(id string) (keys []string, found bool, records int)
+	// node registers its own), and whether it has a record. It is asked
+	// at every handshake, in both directions, and again every
+	// recheckInterval for open connections.
+	Member func(id string) (keys []string, found bool)
 	// Internal, if not nil, is served on the Raft port to members (ALPN
 	// ProtoHTTP): the calls a follower makes to its leader. HTTPClient
 	// reaches it on a peer.
@@ -77,8 +75,10 @@ var (
 // admit is the check every peer passes, after its certificate chained to
 // the CA: it is in the Raft configuration as this node knows it (a node
 // that knows none, being about to join, skips this), and its member
-// record (TLS.Member, or the join trust while there are no records) pins
-// its key, or no key yet.
+// record pins its key, or no key yet. A node that is joining admits the
+// members its join named (SetJoinTrust) while its store has no record of
+// them: the log may bring the record of an early member before that of
+// the leader.
 func (n *Node) admit(p pki.Peer) error {
 	r := n.rp.Load()
 	if r == nil {
@@ -92,13 +92,9 @@ func (n *Node) admit(p pki.Peer) error {
 	if !known {
 		return fmt.Errorf("%s is not in the raft configuration", p.ID)
 	}
-	keys, found, records := n.cfg.TLS.Member(p.ID)
-	if records == 0 {
-		if seed := n.seed.Load(); seed != nil {
-			var fp string
-			fp, found = (*seed)[p.ID]
-			keys = []string{fp}
-		}
+	keys, found := n.cfg.TLS.Member(p.ID)
+	if !found {
+		keys, found = n.joinTrust(p.ID)
 	}
 	keys = slices.DeleteFunc(keys, func(k string) bool { return k == "" })
 	switch {
@@ -110,9 +106,25 @@ func (n *Node) admit(p pki.Peer) error {
 	return nil
 }
 
+// joinTrust looks id up in the members a joining node's join named. The
+// node has joined once its store holds its own record, which its
+// admission wrote after every member's then: the names are forgotten.
+func (n *Node) joinTrust(id string) ([]string, bool) {
+	seed := n.seed.Load()
+	if seed == nil {
+		return nil, false
+	}
+	if _, joined := n.cfg.TLS.Member(n.cfg.ID); joined {
+		n.seed.Store(nil)
+		return nil, false
+	}
+	fp, ok := (*seed)[id]
+	return []string{fp}, ok
+}
+
 // SetJoinTrust names the members (id -> key fingerprint) a joining node
-// admits until its store holds member records of its own (the log or a
-// snapshot brings them): those its join answer named.
+// admits while its store has no record of them (admit): those its join
+// answer named.
 func (n *Node) SetJoinTrust(members map[string]string) {
 	m := maps.Clone(members)
 	n.seed.Store(&m)

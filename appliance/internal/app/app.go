@@ -58,9 +58,10 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Write
 	}
 	defer node.Close()
 
-	if key == nil || cfg.Join != "" && !node.HasMembers() {
+	if key == nil || cfg.Join != "" && !node.Joined() {
 		// A new node joining a cluster gets the site key and its
-		// certificate from it; one whose join was cut off joins again.
+		// certificate from it; one whose join was cut short (or that was
+		// removed) joins again.
 		if key, err = joinSite(ctx, cfg, node, key, log); err != nil {
 			return err
 		}

@@ -31,23 +31,21 @@ func (n *Node) SetCA(ca *pki.CA) error {
 	return n.cfg.Identity.SetIssuer(ca, []string{n.cfg.AdvertiseAddr, n.cfg.APIURL})
 }
 
-// memberKey is the Raft port's lookup of a peer in the member records
+// memberKey is the Raft port's lookup of a node in the member records
 // (raftnode.TLS.Member): the key fingerprints its record admits (its own,
-// and the next during a rotation), whether it has one, and how many
-// members there are.
-func (n *Node) memberKey(id string) (keys []string, found bool, records int) {
+// and the next during a rotation), and whether it has one.
+func (n *Node) memberKey(id string) (keys []string, found bool) {
 	_ = n.db.View(func(tx *store.Tx) error {
 		if m, err := store.Get[store.Member](tx, id); err == nil {
 			keys, found = []string{m.Fingerprint, m.NextFingerprint}, true
 		}
-		records = store.Count[store.Member](tx)
 		return nil
 	})
-	return keys, found, records
+	return keys, found
 }
 
-// SetJoinTrust names the members a joining node admits until its store
-// holds member records of its own (the log or a snapshot brings them).
+// SetJoinTrust names the members a joining node admits while its store
+// has no record of them (the log or a snapshot brings them).
 func (n *Node) SetJoinTrust(members []store.Member) {
 	seed := map[string]string{}
 	for _, m := range members {
@@ -56,12 +54,12 @@ func (n *Node) SetJoinTrust(members []store.Member) {
 	n.raft.SetJoinTrust(seed)
 }
 
-// HasMembers reports whether the node's store holds member records: a
-// node that has joined does, one whose join was interrupted does not.
-func (n *Node) HasMembers() bool {
-	count := 0
-	_ = n.db.View(func(tx *store.Tx) error { count = store.Count[store.Member](tx); return nil })
-	return count > 0
+// Joined reports whether the node's store holds its own member record: a
+// node whose join was cut short before it caught up, or that was removed,
+// does not.
+func (n *Node) Joined() bool {
+	_, found := n.memberKey(n.cfg.ID)
+	return found
 }
 
 // Identity is the node's key pair and certificate.

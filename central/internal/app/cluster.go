@@ -21,6 +21,7 @@ import (
 	"github.com/outposthq/outpost/central/internal/cluster"
 	"github.com/outposthq/outpost/central/internal/config"
 	"github.com/outposthq/outpost/central/internal/store"
+	"github.com/outposthq/outpost/internal/errs"
 	"github.com/outposthq/outpost/internal/pki"
 	"github.com/outposthq/outpost/internal/raftnode"
 )
@@ -151,13 +152,13 @@ func (c *joinClient) admit(ctx context.Context, cfg *config.Config, log *slog.Lo
 }
 
 // openCluster opens the node's membership of central's cluster with its
-// identity. A joining node whose store holds no member records yet (its
-// first start, or a join cut off before it caught up) trusts the members
-// its admission named until it does; internal is what it serves the
-// others when it leads.
+// identity. A joining node whose store holds no record of itself yet (its
+// first start, or a join cut short before it caught up) is admitted (its
+// certificate, and the members it trusts while its store has no record
+// of them); internal is what it serves the others when it leads.
 func openCluster(ctx context.Context, cfg *config.Config, db *store.DB, joiner *joinClient, internal http.Handler, apiURL string, log *slog.Logger) (*cluster.Node, error) {
 	if joiner != nil && joiner.members == nil {
-		if ms, err := db.Members(); err == nil && len(ms) == 0 {
+		if _, err := db.Member(cfg.NodeID); errors.Is(err, errs.ErrNotFound) {
 			if err := joiner.admit(ctx, cfg, log); err != nil {
 				return nil, err
 			}

@@ -77,7 +77,12 @@ func TestRaftMembersOnly(t *testing.T) {
 			return m.ID == "c2" && m.Fingerprint == ident2.Fingerprint()
 		})
 	})
-	// A write through c2 reaches the leader.
+	// A write through c2 reaches the leader, once c2 knows which it is.
+	centraltest.WaitFor(t, "c2 to know its leader", func() bool {
+		var self cluster.Status
+		apiCall(t, http.DefaultClient, "GET", r2.url+"/v1/cluster", token, "", &self)
+		return self.Leader != ""
+	})
 	if code := apiCall(t, http.DefaultClient, "POST", r2.url+"/v1/sites", token, `{"id":"s1","name":"one"}`, nil); code != http.StatusCreated {
 		t.Fatalf("creating a site through c2: %d", code)
 	}

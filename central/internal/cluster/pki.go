@@ -21,23 +21,20 @@ func CentralCA(db *store.DB) (*pki.CA, error) {
 	return pki.DeriveCA(db.DeriveKey(pki.KeyPurpose), ClusterName, pki.Generation)
 }
 
-// memberKey is the Raft port's lookup of a peer in the member records
-// (raftnode.TLS.Member): the key fingerprint its record pins, whether it
-// has one, and how many members there are. A node rotates its key by
-// joining again with the new one (AddVoter records it).
-func (n *Node) memberKey(id string) (keys []string, found bool, records int) {
+// memberKey is the Raft port's lookup of a node in the member records
+// (raftnode.TLS.Member): the key fingerprint its record pins, and whether
+// it has one. A node rotates its key by joining again with the new one
+// (AddVoter records it).
+func (n *Node) memberKey(id string) (keys []string, found bool) {
 	if m, err := n.db.Member(id); err == nil {
-		keys, found = []string{m.Fingerprint}, true
+		return []string{m.Fingerprint}, true
 	}
-	if ms, err := n.db.Members(); err == nil {
-		records = len(ms)
-	}
-	return keys, found, records
+	return nil, false
 }
 
-// SetJoinTrust names the members a joining node admits until its store
-// holds member records of its own (the log or a snapshot brings them):
-// those the cluster named when it issued the node's certificate.
+// SetJoinTrust names the members a joining node admits while its store
+// has no record of them (the log or a snapshot brings them): those the
+// cluster named when it issued the node's certificate.
 func (n *Node) SetJoinTrust(members []*store.Member) {
 	seed := map[string]string{}
 	for _, m := range members {
