@@ -23,10 +23,6 @@ type Config struct {
 	Store *store.DB
 	// Cluster is this node's membership of the site's cluster.
 	Cluster Cluster
-	// Internal serves the node-to-node endpoints under
-	// cluster.InternalPrefix (authenticated by the cluster secret, not by
-	// tokens); nil serves none.
-	Internal http.Handler
 	// SiteKey is sealed for a node that joins.
 	SiteKey *seal.Key
 	Log     *slog.Logger
@@ -53,34 +49,26 @@ type Cluster interface {
 	RemoveServer(ctx context.Context, id string) error
 }
 
-// InternalPrefix is the path prefix of the node-to-node endpoints.
-const InternalPrefix = "/v1/internal/"
-
 // Server is the appliance API.
 type Server struct {
-	site     *site.Proposer
-	db       *store.DB
-	cluster  Cluster
-	internal http.Handler
-	key      *seal.Key
-	log      *slog.Logger
-	reg      *prometheus.Registry
-	metrics  *metrics
+	site    *site.Proposer
+	db      *store.DB
+	cluster Cluster
+	key     *seal.Key
+	log     *slog.Logger
+	reg     *prometheus.Registry
+	metrics *metrics
 }
 
 // New returns the API server.
 func New(cfg Config) *Server {
 	s := &Server{
-		site:     cfg.Site,
-		db:       cfg.Store,
-		cluster:  cfg.Cluster,
-		internal: cfg.Internal,
-		key:      cfg.SiteKey,
-		log:      cfg.Log,
-		reg:      cfg.Registry,
-	}
-	if s.internal == nil {
-		s.internal = http.NotFoundHandler()
+		site:    cfg.Site,
+		db:      cfg.Store,
+		cluster: cfg.Cluster,
+		key:     cfg.SiteKey,
+		log:     cfg.Log,
+		reg:     cfg.Registry,
 	}
 	if s.reg == nil {
 		s.reg = prometheus.NewRegistry()
@@ -97,7 +85,6 @@ func (s *Server) Handler() http.Handler {
 	root := http.NewServeMux()
 	root.HandleFunc("GET /healthz", s.health)
 	root.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
-	root.Handle(InternalPrefix, s.internal)
 	root.Handle("/", s.requireToken(authed))
 	return s.instrument(root)
 }
