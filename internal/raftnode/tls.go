@@ -34,9 +34,12 @@ const (
 const (
 	// handshakeTimeout bounds a TLS handshake, either way.
 	handshakeTimeout = 10 * time.Second
-	// maxHandshakes bounds the handshakes in progress on the Raft port;
-	// a connection over it is closed at once.
-	maxHandshakes = 64
+	// maxHandshakes bounds the handshakes in progress on the Raft port,
+	// and maxHandshakesPerIP those from one address, so that a stranger
+	// who opens connections and says nothing holds up no member for long;
+	// a connection over either is closed at once.
+	maxHandshakes      = 256
+	maxHandshakesPerIP = 16
 	// recheckInterval is how often open Raft connections are checked
 	// again, so that a member removed (or rekeyed) since its handshake is
 	// cut off.
@@ -151,8 +154,9 @@ type tlsStream struct {
 	done         chan struct{}
 	closeOnce    sync.Once
 
-	mu    sync.Mutex
-	conns map[*peerConn]struct{}
+	mu      sync.Mutex
+	conns   map[*peerConn]struct{}
+	pending map[string]int // handshakes in progress by remote IP
 }
 
 func newTLSStream(bind string, adv net.Addr, t *TLS, verify func(pki.Peer) error, log *slog.Logger) (*tlsStream, error) {
@@ -167,7 +171,7 @@ func newTLSStream(bind string, adv net.Addr, t *TLS, verify func(pki.Peer) error
 		httpClient: pki.ClientConfig(t.Identity, t.Trust, verify, ProtoHTTP),
 		raftc:      make(chan net.Conn), httpc: make(chan net.Conn),
 		sem: make(chan struct{}, maxHandshakes), done: make(chan struct{}),
-		conns: map[*peerConn]struct{}{}, serveHTTP: t.Internal != nil,
+		conns: map[*peerConn]struct{}{}, pending: map[string]int{}, serveHTTP: t.Internal != nil,
 	}
 	go s.acceptLoop()
 	go s.recheckLoop()
@@ -195,20 +199,46 @@ func (s *tlsStream) acceptLoop() {
 			}
 			continue
 		}
-		select {
-		case s.sem <- struct{}{}:
-			go s.handshake(c)
-		default:
+		if !s.startHandshake(c) {
 			s.warn.log(s.log, "raft port: too many handshakes in progress; connection closed", "remote", c.RemoteAddr().String())
 			c.Close()
 		}
 	}
 }
 
+// startHandshake runs c's handshake in its own goroutine, unless too many
+// are in progress, in all or from c's address.
+func (s *tlsStream) startHandshake(c net.Conn) bool {
+	ip := c.RemoteAddr().String()
+	if host, _, err := net.SplitHostPort(ip); err == nil {
+		ip = host
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.pending[ip] >= maxHandshakesPerIP {
+		return false
+	}
+	select {
+	case s.sem <- struct{}{}:
+	default:
+		return false
+	}
+	s.pending[ip]++
+	go func() {
+		s.handshake(c)
+		<-s.sem
+		s.mu.Lock()
+		if s.pending[ip]--; s.pending[ip] == 0 {
+			delete(s.pending, ip)
+		}
+		s.mu.Unlock()
+	}()
+	return true
+}
+
 // handshake secures an accepted connection and hands it on by its
 // protocol.
 func (s *tlsStream) handshake(c net.Conn) {
-	defer func() { <-s.sem }()
 	tc := tls.Server(c, s.server)
 	ctx, cancel := context.WithTimeout(context.Background(), handshakeTimeout)
 	err := tc.HandshakeContext(ctx)

@@ -1,7 +1,9 @@
 package raftnode
 
 import (
+	"errors"
 	"io"
+	"net"
 	"net/http"
 	"testing"
 	"time"
@@ -145,5 +147,52 @@ func TestInternalHTTP(t *testing.T) {
 	if res, err := (&http.Client{Transport: tr}).Get("https://" + ms[0].addr + "/whoami"); err == nil {
 		res.Body.Close()
 		t.Errorf("a caller without a certificate: %s", res.Status)
+	}
+}
+
+// A stranger who opens connections and says nothing holds up no member:
+// its handshakes beyond maxHandshakesPerIP are closed at once, and a
+// member from another address still gets through.
+func TestHandshakeCaps(t *testing.T) {
+	ms := cluster(t, 1)
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}}
+	var idle []net.Conn
+	defer func() {
+		for _, c := range idle {
+			c.Close()
+		}
+	}()
+	for range maxHandshakesPerIP {
+		c, err := d.Dial("tcp", ms[0].addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		idle = append(idle, c)
+	}
+	// The server may not have counted the last ones yet: one more is
+	// refused once they are all pending.
+	waitCond(t, "a connection over the cap to be closed at once", func() bool {
+		c, err := d.Dial("tcp", ms[0].addr)
+		if err != nil {
+			return false
+		}
+		defer c.Close()
+		c.SetReadDeadline(time.Now().Add(2 * time.Second))
+		_, err = c.Read(make([]byte, 1))
+		return errors.Is(err, io.EOF)
+	})
+	p := ms[0].pki
+	member := p.identity(t, t.TempDir(), "n2")
+	p.admit("n2", member.Fingerprint())
+	if err := ms[0].node.AddNonvoter(t.Context(), "n2", freeAddr(t)); err != nil {
+		t.Fatal(err)
+	}
+	c, err := rafttest.Dial(ms[0].addr, p.client(member, ProtoRaft))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Heartbeat(0); err != nil {
+		t.Errorf("a member while a stranger holds %d handshakes: %v", maxHandshakesPerIP, err)
 	}
 }
