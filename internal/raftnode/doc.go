@@ -22,8 +22,15 @@
 // the handshake before Raft reads a byte; a removed or rekeyed member is
 // refused at its next handshake, and its open connections are cut within
 // a second (recheckLoop). Handshakes run in their own goroutines, at most
-// maxHandshakes at once and each within handshakeTimeout, so a slow
-// client holds no one else up.
+// maxHandshakes at once (maxHandshakesPerIP from one address) and each
+// within handshakeTimeout, so a slow client holds no one else up.
+//
+// A node judges peers by its own store. A node that joins admits the
+// members its join named until its store has caught up to its own record
+// (SetJoinTrust). A follower that was away while another node was
+// admitted refuses that node until the log reaches it from a member it
+// knows: if the new node leads in the meantime, the follower waits for a
+// leader it knows (a leadership transfer, or a restart of the leader).
 //
 // # Invariants
 //
