@@ -68,12 +68,13 @@ type Node struct {
 	seed  atomic.Pointer[map[string]string] // SetJoinTrust
 	trans *raft.NetworkTransport
 	// stream, internal and client are the TLS transport's (Config.TLS).
-	stream   *tlsStream
-	internal *http.Server
-	client   *http.Client
-	logs     *raftboltdb.BoltStore
-	batch    *batcher
-	stop     chan struct{} // closed by Close
+	stream      *tlsStream
+	internal    *http.Server
+	endInternal context.CancelFunc // ends the internal server's requests
+	client      *http.Client
+	logs        *raftboltdb.BoltStore
+	batch       *batcher
+	stop        chan struct{} // closed by Close
 
 	ready atomic.Bool   // leads, and its Noop is applied
 	epoch atomic.Uint64 // times this node became a ready leader
@@ -193,11 +194,16 @@ func (n *Node) transport(adv net.Addr, hlog hclog.Logger) (*raft.NetworkTranspor
 		DialTLSContext: stream.dialHTTP, MaxIdleConnsPerHost: 8, IdleConnTimeout: 90 * time.Second,
 	}}
 	if t.Internal != nil {
+		// Requests (event streams sent on to a leader) end when the node
+		// closes, so that none outlives it.
+		base, end := context.WithCancel(context.Background())
+		n.endInternal = end
 		n.internal = &http.Server{
 			Handler:           n.members(t.Internal),
 			ReadHeaderTimeout: handshakeTimeout,
 			IdleTimeout:       2 * time.Minute,
 			ErrorLog:          slog.NewLogLogger(n.log.Handler(), slog.LevelDebug),
+			BaseContext:       func(net.Listener) context.Context { return base },
 		}
 	}
 	return raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
@@ -486,8 +492,11 @@ func (n *Node) Close() error {
 
 func (n *Node) closeParts() {
 	if n.internal != nil {
+		n.endInternal()
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		_ = n.internal.Shutdown(ctx)
+		if n.internal.Shutdown(ctx) != nil {
+			n.internal.Close()
+		}
 		cancel()
 	}
 	if n.trans != nil {
