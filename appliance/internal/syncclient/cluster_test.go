@@ -196,6 +196,10 @@ func TestSyncAfterRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo}))
+	key, err := seal.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
 	record := func(n *cluster.Site, count int) {
 		t.Helper()
 		if err := recordEvents(t.Context(), n, count, "test"); err != nil {
@@ -209,11 +213,8 @@ func TestSyncAfterRestart(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		node, err := cluster.Open(cluster.Config{ID: "n1", Dir: filepath.Join(dir, "raft"), BindAddr: addr,
+		node := apptest.OpenNode(t, key, cluster.Config{ID: "n1", Dir: filepath.Join(dir, "raft"), BindAddr: addr,
 			APIURL: "http://127.0.0.1:1", Bootstrap: true, Tuning: fastRaft, Log: log}, db)
-		if err != nil {
-			t.Fatal(err)
-		}
 		n = cluster.NewSite(node, site.ProposerConfig{})
 		leaderOf(t, []*cluster.Site{n})
 		record(n, events)
