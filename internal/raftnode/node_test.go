@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -23,6 +22,7 @@ import (
 
 	"github.com/outposthq/outpost/internal/command"
 	"github.com/outposthq/outpost/internal/pki"
+	"github.com/outposthq/outpost/internal/testnet"
 )
 
 // kv is a small Applier for the tests: "set" commands put key=value into
@@ -256,15 +256,7 @@ func (m *member) stop() {
 	}
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
+func freeAddr(t *testing.T) string { return testnet.FreeAddr(t) }
 
 // cluster starts n members over mutual TLS: the first bootstraps, the
 // others join it.

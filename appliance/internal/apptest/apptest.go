@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http/httptest"
 	"path/filepath"
 	"sync"
@@ -22,6 +21,7 @@ import (
 	"github.com/outposthq/outpost/internal/command"
 	"github.com/outposthq/outpost/internal/pki"
 	"github.com/outposthq/outpost/internal/seal"
+	"github.com/outposthq/outpost/internal/testnet"
 )
 
 // Node is a running single-node appliance.
@@ -135,16 +135,9 @@ func JoinNode(ctx context.Context, t testing.TB, key *seal.Key, node, member *cl
 }
 
 // FreeAddr returns a loopback address with a port that was free a moment
-// ago (Raft's transport needs a concrete port to advertise).
-func FreeAddr(t testing.TB) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
+// ago (Raft's transport needs a concrete port to advertise): see
+// testnet.FreeAddr.
+func FreeAddr(t testing.TB) string { return testnet.FreeAddr(t) }
 
 // testOutput is t.Output() where the test type has it.
 func testOutput(t testing.TB) io.Writer {
