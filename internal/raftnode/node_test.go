@@ -223,9 +223,12 @@ func (p *testPKI) client(ident *pki.Identity, protos ...string) *tls.Config {
 }
 
 func fastRaft(c *raft.Config) {
-	c.HeartbeatTimeout = 300 * time.Millisecond
-	c.ElectionTimeout = 300 * time.Millisecond
-	c.LeaderLeaseTimeout = 150 * time.Millisecond
+	// Short enough for quick elections, long enough that a leader on a
+	// loaded machine (tests run with -race on two shared cores, with TLS
+	// handshakes) keeps its lease.
+	c.HeartbeatTimeout = time.Second
+	c.ElectionTimeout = time.Second
+	c.LeaderLeaseTimeout = 500 * time.Millisecond
 	c.CommitTimeout = 5 * time.Millisecond
 	c.SnapshotThreshold = 1 << 30 // only when a test asks
 	c.TrailingLogs = 2
@@ -273,11 +276,16 @@ func cluster(t *testing.T, n int) []*member {
 		}
 	})
 	ms[0].start(t, true)
-	leader := waitReady(t, ms)
+	waitReady(t, ms)
 	for _, m := range ms[1:] {
 		m.start(t, false)
-		if err := leader.node.AddVoter(t.Context(), m.id, m.addr); err != nil {
-			t.Fatal(err)
+		// Adding a voter again is a no-op: retry on whichever node
+		// leads if leadership moves in the middle.
+		deadline := time.Now().Add(30 * time.Second)
+		for err := errors.New("not yet"); err != nil; {
+			if err = waitReady(t, ms).node.AddVoter(t.Context(), m.id, m.addr); err != nil && time.Now().After(deadline) {
+				t.Fatal(err)
+			}
 		}
 	}
 	return ms
