@@ -83,13 +83,24 @@ func TestRaftMembersOnly(t *testing.T) {
 		apiCall(t, http.DefaultClient, "GET", r2.url+"/v1/cluster", token, "", &self)
 		return self.Leader != ""
 	})
-	if code := apiCall(t, http.DefaultClient, "POST", r2.url+"/v1/sites", token, `{"id":"s1","name":"one"}`, nil); code != http.StatusCreated {
-		t.Fatalf("creating a site through c2: %d", code)
-	}
+	// A 503 (an election under way) is retried; a 409 after one says an
+	// earlier attempt created it.
+	retried := false
+	centraltest.WaitFor(t, "a site created through c2", func() bool {
+		code := apiCall(t, http.DefaultClient, "POST", r2.url+"/v1/sites", token, `{"id":"s1","name":"one"}`, nil)
+		if code == http.StatusServiceUnavailable {
+			retried = true
+		} else if code != http.StatusCreated && (code != http.StatusConflict || !retried) {
+			t.Fatalf("creating a site through c2: %d", code)
+		}
+		return code != http.StatusServiceUnavailable
+	})
 
-	if code := apiCall(t, http.DefaultClient, "DELETE", r1.url+"/v1/cluster/members/c2", token, "", nil); code != http.StatusNoContent {
-		t.Fatalf("removing c2: %d", code)
-	}
+	// Removed through the leader (c1 sends it on if c2 leads); a 503
+	// (an election under way) is retried: removing again changes nothing.
+	centraltest.WaitFor(t, "c2 to be removed", func() bool {
+		return apiCall(t, http.DefaultClient, "DELETE", r1.url+"/v1/cluster/members/c2", token, "", nil) == http.StatusNoContent
+	})
 	r2.stop()
 
 	forged, rec := store.NewToken("forged")
@@ -106,6 +117,11 @@ func TestRaftMembersOnly(t *testing.T) {
 	}
 	// A write after the attacks: anything forged before it would be
 	// applied by the time it is.
+	centraltest.WaitFor(t, "c1 to lead alone", func() bool {
+		var self cluster.Status
+		apiCall(t, http.DefaultClient, "GET", r1.url+"/v1/cluster", token, "", &self)
+		return self.State == "Leader"
+	})
 	if code := apiCall(t, http.DefaultClient, "POST", r1.url+"/v1/sites", token, `{"id":"s2","name":"two"}`, nil); code != http.StatusCreated {
 		t.Fatalf("creating a site after the attacks: %d", code)
 	}
