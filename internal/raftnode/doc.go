@@ -36,6 +36,30 @@
 // first brought up to S, from the log if it holds A+1..S, else by
 // restoring the snapshot.
 //
+// # Raft only between members
+//
+// With Config.TLS the Raft port speaks mutual TLS 1.3 (tls.go, with
+// certificates of package pki), and carries two protocols told apart by
+// ALPN: Raft's RPCs (ProtoRaft), and the HTTP calls a follower makes to
+// its leader (ProtoHTTP, served from TLS.Internal, made with
+// HTTPClient). Every connection, accepted or dialed, is admitted only if
+// the peer's certificate chains to the cluster's CA and names a node that
+// is in the Raft configuration (a node that knows no configuration yet,
+// being about to join, skips this) and that the side's TLS.Member admits:
+// a member whose record holds that key's fingerprint. A stranger fails
+// the handshake before Raft reads a byte; a removed or rekeyed member is
+// refused at its next handshake, and its open connections are cut within
+// a second (recheckLoop). Handshakes run in their own goroutines, at most
+// maxHandshakes at once (maxHandshakesPerIP from one address) and each
+// within handshakeTimeout, so a slow client holds no one else up.
+//
+// A node judges peers by its own store. A node that joins admits the
+// members its join named until its store has caught up to its own record
+// (SetJoinTrust). A follower that was away while another node was
+// admitted refuses that node until the log reaches it from a member it
+// knows: if the new node leads in the meantime, the follower waits for a
+// leader it knows (a leadership transfer, or a restart of the leader).
+//
 // # Invariants
 //
 //   - The Applier applies each group of committed entries in one
@@ -60,4 +84,6 @@
 //     transaction); Restore swaps in a whole file.
 //   - A node that stops while it leads others hands leadership over
 //     first.
+//   - With Config.TLS, no Raft RPC and no internal HTTP call is read from
+//     a peer that is not an admitted member at the time (see above).
 package raftnode

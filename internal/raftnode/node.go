@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -13,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	bolt "go.etcd.io/bbolt"
@@ -45,6 +47,11 @@ type Config struct {
 	// Bootstrap makes a node with no Raft state start a one-node
 	// cluster. A node that will join an existing cluster leaves it false.
 	Bootstrap bool
+	// TLS, when set, makes the Raft port speak mutual TLS between members
+	// only (tls.go), and carry the node-to-node HTTP calls too. Without
+	// it the port is plain TCP, open to anyone who reaches it: only for
+	// tests of the core.
+	TLS *TLS
 	// Tuning overrides Raft's settings (tests); nil keeps the defaults.
 	Tuning func(*raft.Config)
 	// Log receives the node's log and Raft's (through an hclog adapter).
@@ -57,10 +64,17 @@ type Node struct {
 	log   *slog.Logger
 	a     Applier
 	raft  *raft.Raft
+	rp    atomic.Pointer[raft.Raft]         // raft, for the handshakes that start before Open returns
+	seed  atomic.Pointer[map[string]string] // SetJoinTrust
 	trans *raft.NetworkTransport
-	logs  *raftboltdb.BoltStore
-	batch *batcher
-	stop  chan struct{} // closed by Close
+	// stream, internal and client are the TLS transport's (Config.TLS).
+	stream      *tlsStream
+	internal    *http.Server
+	endInternal context.CancelFunc // ends the internal server's requests
+	client      *http.Client
+	logs        *raftboltdb.BoltStore
+	batch       *batcher
+	stop        chan struct{} // closed by Close
 
 	ready atomic.Bool   // leads, and its Noop is applied
 	epoch atomic.Uint64 // times this node became a ready leader
@@ -89,6 +103,9 @@ func Open(cfg Config, a Applier) (*Node, error) {
 	if err := n.open(); err != nil {
 		n.closeParts()
 		return nil, err
+	}
+	if n.internal != nil {
+		go n.internal.Serve(httpListener{n.stream})
 	}
 	go n.watchLeadership()
 	return n, nil
@@ -121,12 +138,40 @@ func (n *Node) open() error {
 	if err != nil {
 		return fmt.Errorf("raftnode: advertise address %q: %w", n.cfg.AdvertiseAddr, err)
 	}
-	trans, err := raft.NewTCPTransportWithLogger(n.cfg.BindAddr, adv, 8, 10*time.Second, hlog)
+	trans, err := n.transport(adv, hlog)
 	if err != nil {
 		return fmt.Errorf("raftnode: listen for raft on %s: %w", n.cfg.BindAddr, err)
 	}
 	n.trans = trans
 
+	rc := n.raftConfig(hlog)
+	hasState, err := raft.HasExistingState(logs, logs, snaps)
+	if err != nil {
+		return fmt.Errorf("raftnode: read the raft state: %w", err)
+	}
+	f := &fsm{a: n.a, log: n.log, applied: n.notifyApplied}
+	if err := n.catchUp(d, logs, snaps, f); err != nil {
+		return err
+	}
+	r, err := raft.NewRaft(rc, f, logs, logs, snaps, trans)
+	if err != nil {
+		return fmt.Errorf("raftnode: start raft: %w", err)
+	}
+	n.raft = r
+	n.rp.Store(r)
+	n.batch = newBatcher(r)
+	if !hasState && n.cfg.Bootstrap {
+		cfg := raft.Configuration{Servers: []raft.Server{{Suffrage: raft.Voter, ID: rc.LocalID, Address: trans.LocalAddr()}}}
+		if err := r.BootstrapCluster(cfg).Error(); err != nil {
+			return fmt.Errorf("raftnode: bootstrap: %w", err)
+		}
+		n.log.Info("bootstrapped a new single-node cluster", "id", n.cfg.ID)
+	}
+	return nil
+}
+
+// raftConfig is Raft's configuration for this node.
+func (n *Node) raftConfig(hlog hclog.Logger) *raft.Config {
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(n.cfg.ID)
 	rc.Logger = hlog
@@ -141,28 +186,40 @@ func (n *Node) open() error {
 	if n.cfg.Tuning != nil {
 		n.cfg.Tuning(rc)
 	}
-	hasState, err := raft.HasExistingState(logs, logs, snaps)
+	return rc
+}
+
+// transport listens on the Raft port: plain TCP, or mutual TLS with the
+// internal HTTP server beside Raft (Config.TLS).
+func (n *Node) transport(adv net.Addr, hlog hclog.Logger) (*raft.NetworkTransport, error) {
+	t := n.cfg.TLS
+	if t == nil {
+		return raft.NewTCPTransportWithLogger(n.cfg.BindAddr, adv, 8, 10*time.Second, hlog)
+	}
+	stream, err := newTLSStream(n.cfg.BindAddr, adv, t, n.admit, n.log.With("component", "raft-tls"))
 	if err != nil {
-		return fmt.Errorf("raftnode: read the raft state: %w", err)
+		return nil, err
 	}
-	f := &fsm{a: n.a, log: n.log, applied: n.notifyApplied}
-	if err := n.catchUp(d, logs, snaps, f); err != nil {
-		return err
-	}
-	r, err := raft.NewRaft(rc, f, logs, logs, snaps, trans)
-	if err != nil {
-		return fmt.Errorf("raftnode: start raft: %w", err)
-	}
-	n.raft = r
-	n.batch = newBatcher(r)
-	if !hasState && n.cfg.Bootstrap {
-		cfg := raft.Configuration{Servers: []raft.Server{{Suffrage: raft.Voter, ID: rc.LocalID, Address: trans.LocalAddr()}}}
-		if err := r.BootstrapCluster(cfg).Error(); err != nil {
-			return fmt.Errorf("raftnode: bootstrap: %w", err)
+	n.stream = stream
+	n.client = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+		DialTLSContext: stream.dialHTTP, MaxIdleConnsPerHost: 8, IdleConnTimeout: 90 * time.Second,
+	}}
+	if t.Internal != nil {
+		// Requests (event streams sent on to a leader) end when the node
+		// closes, so that none outlives it.
+		base, end := context.WithCancel(context.Background())
+		n.endInternal = end
+		n.internal = &http.Server{
+			Handler:           n.members(t.Internal),
+			ReadHeaderTimeout: handshakeTimeout,
+			IdleTimeout:       2 * time.Minute,
+			ErrorLog:          slog.NewLogLogger(n.log.Handler(), slog.LevelDebug),
+			BaseContext:       func(net.Listener) context.Context { return base },
 		}
-		n.log.Info("bootstrapped a new single-node cluster", "id", n.cfg.ID)
 	}
-	return nil
+	return raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream: stream, MaxPool: 8, Timeout: 10 * time.Second, Logger: hlog,
+	}), nil
 }
 
 // ID is the node's id.
@@ -325,13 +382,28 @@ func (n *Node) ReadIndex() (uint64, error) {
 // AddVoter makes the node id at Raft address addr a voting member. It
 // runs on the leader.
 func (n *Node) AddVoter(ctx context.Context, id, addr string) error {
+	return n.addServer(ctx, id, addr, true)
+}
+
+// AddNonvoter makes the node id at Raft address addr a member that
+// receives the log but does not vote: its addition commits without it,
+// and it can catch up before it is made a voter. It runs on the leader.
+func (n *Node) AddNonvoter(ctx context.Context, id, addr string) error {
+	return n.addServer(ctx, id, addr, false)
+}
+
+func (n *Node) addServer(ctx context.Context, id, addr string, voter bool) error {
 	if !n.IsLeader() {
 		return ErrNotLeader
 	}
-	if err := n.raft.AddVoter(raft.ServerID(id), raft.ServerAddress(addr), 0, timeout(ctx)).Error(); err != nil {
-		return fmt.Errorf("raftnode: add voter %s: %w", id, err)
+	add, what := n.raft.AddVoter, "voter"
+	if !voter {
+		add, what = n.raft.AddNonvoter, "non-voter"
 	}
-	n.log.Info("added voter", "id", id, "raft_addr", addr)
+	if err := add(raft.ServerID(id), raft.ServerAddress(addr), 0, timeout(ctx)).Error(); err != nil {
+		return fmt.Errorf("raftnode: add %s %s: %w", what, id, err)
+	}
+	n.log.Info("added "+what, "id", id, "raft_addr", addr)
 	return nil
 }
 
@@ -430,6 +502,14 @@ func (n *Node) Close() error {
 }
 
 func (n *Node) closeParts() {
+	if n.internal != nil {
+		n.endInternal()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if n.internal.Shutdown(ctx) != nil {
+			n.internal.Close()
+		}
+		cancel()
+	}
 	if n.trans != nil {
 		n.trans.Close()
 	}

@@ -3,12 +3,13 @@ package raftnode
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -20,6 +21,8 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/outposthq/outpost/internal/command"
+	"github.com/outposthq/outpost/internal/pki"
+	"github.com/outposthq/outpost/internal/testnet"
 )
 
 // kv is a small Applier for the tests: "set" commands put key=value into
@@ -166,12 +169,67 @@ type member struct {
 	kv            *kv
 	node          *Node
 	tune          func(*raft.Config) // after fastRaft, if set
+	// pki secures the node's Raft port; nil leaves it plain TCP.
+	pki *testPKI
+	// internal is served on the Raft port (with pki).
+	internal http.Handler
+}
+
+// testPKI is a test cluster's CA and the members it admits: the tests'
+// stand-in for the member records a side keeps in its store.
+type testPKI struct {
+	ca    *pki.CA
+	trust *pki.Trust
+	mu    sync.Mutex
+	fps   map[string]string // id -> key fingerprint
+}
+
+// newTestPKI derives a CA from a secret of 32 seed bytes.
+func newTestPKI(t *testing.T, seed byte) *testPKI {
+	ca, err := pki.DeriveCA(bytes.Repeat([]byte{seed}, 32), "test", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &testPKI{ca: ca, trust: pki.NewTrust("test", ca.Certificate()), fps: map[string]string{}}
+}
+
+// identity loads (or makes) a node's key in dir with a certificate from
+// the CA.
+func (p *testPKI) identity(t *testing.T, dir, id string) *pki.Identity {
+	t.Helper()
+	ident, err := pki.LoadIdentity(dir, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ident.Renew(p.ca, []string{"127.0.0.1"}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	return ident
+}
+
+// admit records a member's key; revoke forgets the member.
+func (p *testPKI) admit(id, fp string) { p.mu.Lock(); p.fps[id] = fp; p.mu.Unlock() }
+func (p *testPKI) revoke(id string)    { p.mu.Lock(); delete(p.fps, id); p.mu.Unlock() }
+
+func (p *testPKI) member(id string) ([]string, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	fp, ok := p.fps[id]
+	return []string{fp}, ok
+}
+
+// client is a TLS configuration that presents ident to a node.
+func (p *testPKI) client(ident *pki.Identity, protos ...string) *tls.Config {
+	return pki.ClientConfig(ident, p.trust, nil, protos...)
 }
 
 func fastRaft(c *raft.Config) {
-	c.HeartbeatTimeout = 300 * time.Millisecond
-	c.ElectionTimeout = 300 * time.Millisecond
-	c.LeaderLeaseTimeout = 150 * time.Millisecond
+	// Short enough for quick elections, long enough that a leader on a
+	// loaded machine (tests run with -race on two shared cores, with TLS
+	// handshakes) keeps its lease.
+	c.HeartbeatTimeout = time.Second
+	c.ElectionTimeout = time.Second
+	c.LeaderLeaseTimeout = 500 * time.Millisecond
 	c.CommitTimeout = 5 * time.Millisecond
 	c.SnapshotThreshold = 1 << 30 // only when a test asks
 	c.TrailingLogs = 2
@@ -195,8 +253,14 @@ func (m *member) open(t *testing.T, bootstrap bool) error {
 			m.tune(c)
 		}
 	}
-	n, err := Open(Config{ID: m.id, Dir: filepath.Join(m.dir, "raft"), BindAddr: m.addr, Bootstrap: bootstrap,
-		Tuning: tuning, Log: slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))}, m.kv)
+	cfg := Config{ID: m.id, Dir: filepath.Join(m.dir, "raft"), BindAddr: m.addr, Bootstrap: bootstrap,
+		Tuning: tuning, Log: slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})).With("node", m.id)}
+	if m.pki != nil {
+		ident := m.pki.identity(t, m.dir, m.id)
+		m.pki.admit(m.id, ident.Fingerprint())
+		cfg.TLS = &TLS{Identity: ident, Trust: m.pki.trust, Member: m.pki.member, Internal: m.internal}
+	}
+	n, err := Open(cfg, m.kv)
 	if err != nil {
 		m.kv.db.Close()
 		return err
@@ -213,22 +277,16 @@ func (m *member) stop() {
 	}
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
+func freeAddr(t *testing.T) string { return testnet.FreeAddr(t) }
 
-// cluster starts n members: the first bootstraps, the others join it.
+// cluster starts n members over mutual TLS: the first bootstraps, the
+// others join it.
 func cluster(t *testing.T, n int) []*member {
 	t.Helper()
+	p := newTestPKI(t, 7)
 	ms := make([]*member, n)
 	for i := range ms {
-		ms[i] = &member{id: fmt.Sprintf("n%d", i+1), dir: t.TempDir(), addr: freeAddr(t)}
+		ms[i] = &member{id: fmt.Sprintf("n%d", i+1), dir: t.TempDir(), addr: freeAddr(t), pki: p}
 	}
 	t.Cleanup(func() {
 		for _, m := range ms {
@@ -236,11 +294,16 @@ func cluster(t *testing.T, n int) []*member {
 		}
 	})
 	ms[0].start(t, true)
-	leader := waitReady(t, ms)
+	waitReady(t, ms)
 	for _, m := range ms[1:] {
 		m.start(t, false)
-		if err := leader.node.AddVoter(t.Context(), m.id, m.addr); err != nil {
-			t.Fatal(err)
+		// Adding a voter again is a no-op: retry on whichever node
+		// leads if leadership moves in the middle.
+		deadline := time.Now().Add(30 * time.Second)
+		for err := errors.New("not yet"); err != nil; {
+			if err = waitReady(t, ms).node.AddVoter(t.Context(), m.id, m.addr); err != nil && time.Now().After(deadline) {
+				t.Fatal(err)
+			}
 		}
 	}
 	return ms
@@ -413,7 +476,7 @@ func TestSnapshotCatchUp(t *testing.T) {
 	if err := ms[0].node.Snapshot(); err != nil {
 		t.Fatal(err)
 	}
-	late := &member{id: "late", dir: t.TempDir(), addr: freeAddr(t)}
+	late := &member{id: "late", dir: t.TempDir(), addr: freeAddr(t), pki: ms[0].pki}
 	t.Cleanup(late.stop)
 	late.start(t, false)
 	if err := ms[0].node.AddVoter(t.Context(), late.id, late.addr); err != nil {

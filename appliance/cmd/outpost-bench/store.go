@@ -14,6 +14,7 @@ import (
 	"github.com/outposthq/outpost/appliance/internal/cluster"
 	"github.com/outposthq/outpost/appliance/internal/site"
 	"github.com/outposthq/outpost/appliance/internal/store"
+	"github.com/outposthq/outpost/internal/pki"
 	"github.com/outposthq/outpost/internal/seal"
 )
 
@@ -118,6 +119,10 @@ func startCluster(ctx context.Context, log *slog.Logger, dir string, n int) (*be
 	if err != nil {
 		return nil, err
 	}
+	ca, err := cluster.SiteCA(key)
+	if err != nil {
+		return nil, err
+	}
 	for i := range n {
 		ndir := filepath.Join(dir, fmt.Sprintf("n%d", i))
 		db, err := store.Open(filepath.Join(ndir, "store.db"))
@@ -131,15 +136,11 @@ func startCluster(ctx context.Context, log *slog.Logger, dir string, n int) (*be
 			c.close()
 			return nil, err
 		}
-		node, err := cluster.Open(cluster.Config{
-			ID: fmt.Sprintf("n%d", i), Dir: filepath.Join(ndir, "raft"), BindAddr: addr,
-			APIURL: "http://unused.invalid", Bootstrap: i == 0, Log: log,
-		}, db)
+		node, err := openNode(ndir, fmt.Sprintf("n%d", i), addr, i == 0, ca, log, db)
 		if err != nil {
 			c.close()
 			return nil, err
 		}
-		node.SetClusterSecret(key.Derive("outpost cluster v1"))
 		c.nodes = append(c.nodes, node)
 		if i == 0 {
 			if err := waitLeader(ctx, node); err != nil {
@@ -148,13 +149,26 @@ func startCluster(ctx context.Context, log *slog.Logger, dir string, n int) (*be
 			}
 			continue
 		}
-		m := store.Member{ID: fmt.Sprintf("n%d", i), RaftAddr: addr, APIAddr: "http://unused.invalid"}
-		if err := c.nodes[0].AddVoter(ctx, m); err != nil {
+		if err := node.JoinWith(ctx, c.nodes[0].Join, func() (*pki.CA, error) { return ca, nil }); err != nil {
 			c.close()
 			return nil, err
 		}
 	}
 	return c, nil
+}
+
+// openNode opens one node with a key pair in dir.
+func openNode(dir, id, addr string, bootstrap bool, ca *pki.CA, log *slog.Logger, db *store.DB) (*cluster.Node, error) {
+	ident, err := pki.LoadIdentity(dir, id)
+	if err != nil {
+		return nil, err
+	}
+	cfg := cluster.Config{ID: id, Dir: filepath.Join(dir, "raft"), BindAddr: addr,
+		APIURL: "http://unused.invalid", Bootstrap: bootstrap, Identity: ident, Log: log}
+	if bootstrap {
+		cfg.CA = ca
+	}
+	return cluster.Open(cfg, db)
 }
 
 func waitLeader(ctx context.Context, n *cluster.Node) error {

@@ -12,18 +12,33 @@ func (s *Server) clusterStatus(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, s.cluster.Status())
 }
 
-// JoinRequest is what a node sends to join the cluster.
+// JoinRequest is what a node sends to join the cluster. A node joins in
+// two steps: with its public key and Voter false it is recorded, pinned
+// to that key, added as a non-voter and given its certificate; once it
+// has installed the certificate and caught up, it asks again with Voter
+// true. Without a public key (the CLI's cluster join) the node is pinned
+// to no key until it registers its own at its first start.
 type JoinRequest struct {
 	ID       string `json:"id"`
 	RaftAddr string `json:"raft_addr"`
 	APIURL   string `json:"api_url"`
+	// PublicKey is the node's Ed25519 public key, PKIX DER (base64 in
+	// JSON).
+	PublicKey []byte `json:"public_key,omitempty"`
+	// Voter makes the node a voter; false adds it as a non-voter.
+	Voter bool `json:"voter,omitempty"`
 }
 
 // JoinResponse carries the site key sealed with a key derived from the
 // caller's own token (JoinKey), so that it never crosses the wire, or
-// lands in a log, in the clear.
+// lands in a log, in the clear; the node's certificate from the site's CA
+// (DER), if it sent a public key; and the members, with the key each is
+// pinned to, which the node trusts on the Raft port until its store holds
+// their records.
 type JoinResponse struct {
-	SealedSiteKey []byte `json:"sealed_site_key"`
+	SealedSiteKey []byte         `json:"sealed_site_key"`
+	Certificate   []byte         `json:"certificate,omitempty"`
+	Members       []store.Member `json:"members,omitempty"`
 }
 
 // JoinKeyPurpose labels the key that seals the site key for a joiner.
@@ -32,8 +47,8 @@ const JoinKeyPurpose = "outpost join v1"
 // JoinKey is the key a joining node opens JoinResponse.SealedSiteKey with.
 func JoinKey(token string) *seal.Key { return seal.KeyFromPassphrase(token, JoinKeyPurpose) }
 
-// clusterJoin adds the caller as a voter (on the leader; a follower
-// forwards it) and hands it the site key.
+// clusterJoin admits the caller (see JoinRequest; the leader records it,
+// a follower forwards it) and hands it the site key and its certificate.
 func (s *Server) clusterJoin(w http.ResponseWriter, r *http.Request) {
 	var req JoinRequest
 	if err := decodeBody(r, &req); err != nil {
@@ -45,12 +60,13 @@ func (s *Server) clusterJoin(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	if err := s.cluster.AddVoter(r.Context(), m); err != nil {
+	cert, members, err := s.cluster.Join(r.Context(), m, req.PublicKey, req.Voter)
+	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
 	sealed := JoinKey(bearer(r)).Seal(s.key.Raw(), "site key for "+req.ID)
-	writeJSON(w, http.StatusOK, JoinResponse{SealedSiteKey: sealed})
+	writeJSON(w, http.StatusOK, JoinResponse{SealedSiteKey: sealed, Certificate: cert, Members: members})
 }
 
 // clusterRemove removes a member; it must be sent to the leader.

@@ -26,10 +26,6 @@ type Config struct {
 	Store *store.DB
 	// Cluster is this node's membership of the site's cluster.
 	Cluster Cluster
-	// Internal serves the node-to-node endpoints under
-	// cluster.InternalPrefix (authenticated by the cluster secret, not by
-	// tokens); nil serves none.
-	Internal http.Handler
 	// SiteKey is sealed for a node that joins.
 	SiteKey *seal.Key
 	// Now is the clock tokens expire by; nil means time.Now.
@@ -47,45 +43,42 @@ type Cluster interface {
 	Linearize(ctx context.Context) error
 	Status() site.Status
 	IsLeader() bool
-	// AddVoter makes a node a voting member (forwarded to the leader).
-	AddVoter(ctx context.Context, m store.Member) error
+	// Join admits a node (the member record and the Raft configuration
+	// change are the leader's): with its public key (PKIX DER) it is
+	// pinned to that key and gets a certificate from the site's CA; it
+	// enters as a voter, or as a non-voter that catches up first. It
+	// returns the certificate and the members the node may trust until
+	// it has their records.
+	Join(ctx context.Context, m store.Member, publicKey []byte, voter bool) (cert []byte, members []store.Member, err error)
 	// RemoveServer removes a member; it runs on the leader.
 	RemoveServer(ctx context.Context, id string) error
 }
 
-// InternalPrefix is the path prefix of the node-to-node endpoints.
-const InternalPrefix = "/v1/internal/"
-
 // Server is the appliance API.
 type Server struct {
-	site     *site.Proposer
-	db       *store.DB
-	cluster  Cluster
-	internal http.Handler
-	key      *seal.Key
-	now      func() time.Time
-	log      *slog.Logger
-	reg      *prometheus.Registry
-	metrics  *metrics
+	site    *site.Proposer
+	db      *store.DB
+	cluster Cluster
+	key     *seal.Key
+	now     func() time.Time
+	log     *slog.Logger
+	reg     *prometheus.Registry
+	metrics *metrics
 }
 
 // New returns the API server.
 func New(cfg Config) *Server {
 	s := &Server{
-		site:     cfg.Site,
-		db:       cfg.Store,
-		cluster:  cfg.Cluster,
-		internal: cfg.Internal,
-		key:      cfg.SiteKey,
-		now:      cfg.Now,
-		log:      cfg.Log,
-		reg:      cfg.Registry,
+		site:    cfg.Site,
+		db:      cfg.Store,
+		cluster: cfg.Cluster,
+		key:     cfg.SiteKey,
+		now:     cfg.Now,
+		log:     cfg.Log,
+		reg:     cfg.Registry,
 	}
 	if s.now == nil {
 		s.now = time.Now
-	}
-	if s.internal == nil {
-		s.internal = http.NotFoundHandler()
 	}
 	if s.reg == nil {
 		s.reg = prometheus.NewRegistry()
@@ -95,8 +88,7 @@ func New(cfg Config) *Server {
 }
 
 // Handler returns the API's routes: /healthz and /metrics for anyone,
-// the node-to-node endpoints for the cluster's members, and every other
-// route for the holders of a token whose role allows it (routes).
+// and every other route for the holders of a token whose role allows it (routes).
 func (s *Server) Handler() http.Handler {
 	authed := http.NewServeMux()
 	httpapi.Register(authed, s.routes())
@@ -104,7 +96,6 @@ func (s *Server) Handler() http.Handler {
 	root := http.NewServeMux()
 	root.HandleFunc("GET /healthz", s.health)
 	root.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
-	root.Handle(InternalPrefix, s.internal)
 	root.Handle("/", s.requireToken(authed))
 	return s.instrument(root)
 }

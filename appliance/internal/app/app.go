@@ -10,9 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -20,7 +18,6 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/outposthq/outpost/appliance/internal/api"
-	"github.com/outposthq/outpost/appliance/internal/client"
 	"github.com/outposthq/outpost/appliance/internal/cluster"
 	"github.com/outposthq/outpost/appliance/internal/config"
 	"github.com/outposthq/outpost/appliance/internal/dhcp"
@@ -62,32 +59,25 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Write
 	}
 	defer ln.Close()
 
-	node, err := cluster.Open(cluster.Config{
-		ID:            cfg.NodeID,
-		Dir:           cfg.RaftDir(),
-		BindAddr:      cfg.RaftAddr,
-		AdvertiseAddr: cfg.RaftAdvertise,
-		APIURL:        cfg.APIURL,
-		Bootstrap:     cfg.Join == "",
-		Log:           log,
-	}, db)
+	node, err := openCluster(cfg, db, key, log)
 	if err != nil {
 		return err
 	}
 	defer node.Close()
 
-	if key == nil {
-		// A new node joining a cluster gets the site key from it.
-		if key, err = join(ctx, cfg, log); err != nil {
+	if key == nil || cfg.Join != "" && !node.Joined() {
+		// A new node joining a cluster gets the site key and its
+		// certificate from it; one whose join was cut short (or that was
+		// removed) joins again.
+		if key, err = joinSite(ctx, cfg, node, key, log); err != nil {
 			return err
 		}
 	}
-	node.SetClusterSecret(key.Derive("outpost cluster v1"))
 	n := cluster.NewSite(node, site.ProposerConfig{Key: key, BootURL: cfg.BootURL})
 
 	reg := newRegistry()
 	metrics := httpserve.NewMetrics(reg)
-	srv := apiServer(cfg, api.New(api.Config{Site: n.Proposer, Store: db, Cluster: node, Internal: node.InternalHandler(),
+	srv := apiServer(cfg, api.New(api.Config{Site: n.Proposer, Store: db, Cluster: node,
 		SiteKey: key, Log: log, Registry: reg}).Handler(), log, metrics,
 		// Requests (event streams) end with ctx (the errgroup's by the
 		// time Serve calls this), so Shutdown need not wait for them.
@@ -167,56 +157,6 @@ func siteKey(cfg *config.Config, fresh bool) (*seal.Key, error) {
 		return k, err
 	}
 	return nil, fmt.Errorf("site key %s is missing but %s holds data: restore the key file from another appliance of the site", path, cfg.DataDir)
-}
-
-// join asks the cluster at cfg.Join to add this node, retrying until it
-// answers, and returns the site key it hands over.
-func join(ctx context.Context, cfg *config.Config, log *slog.Logger) (*seal.Key, error) {
-	token, err := joinToken(cfg)
-	if err != nil {
-		return nil, err
-	}
-	c := client.New(cfg.Join, token)
-	req := api.JoinRequest{ID: cfg.NodeID, RaftAddr: cfg.RaftAdvertise, APIURL: cfg.APIURL}
-	for attempt := 1; ; attempt++ {
-		resp, err := c.Join(ctx, req)
-		if err == nil {
-			raw, err := api.JoinKey(token).Open(resp.SealedSiteKey, "site key for "+cfg.NodeID)
-			if err != nil {
-				return nil, fmt.Errorf("join %s: %w", cfg.Join, err)
-			}
-			key, err := seal.NewKey(raw)
-			if err != nil {
-				return nil, fmt.Errorf("join %s: %w", cfg.Join, err)
-			}
-			log.Info("joined cluster", "via", cfg.Join)
-			return key, key.Save(cfg.SiteKeyPath())
-		}
-		var ae *client.Error
-		if errors.As(err, &ae) && (ae.Status == http.StatusUnauthorized || ae.Status == http.StatusBadRequest) {
-			return nil, fmt.Errorf("join %s: %w", cfg.Join, err)
-		}
-		log.Warn("join failed; retrying", "via", cfg.Join, "attempt", attempt, "err", err)
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(time.Second):
-		}
-	}
-}
-
-func joinToken(cfg *config.Config) (string, error) {
-	if t := os.Getenv("OUTPOST_JOIN_TOKEN"); t != "" {
-		return t, nil
-	}
-	if cfg.JoinTokenFile == "" {
-		return "", errors.New("join: set join_token_file or OUTPOST_JOIN_TOKEN to an admin token of the cluster")
-	}
-	raw, err := os.ReadFile(cfg.JoinTokenFile)
-	if err != nil {
-		return "", fmt.Errorf("join: %w", err)
-	}
-	return strings.TrimSpace(string(raw)), nil
 }
 
 // ensureAdminToken creates the first admin token once the bootstrap node

@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"strings"
 
-	"github.com/outposthq/outpost/appliance/internal/api"
 	"github.com/outposthq/outpost/appliance/internal/config"
 	"github.com/outposthq/outpost/appliance/internal/provision"
 	"github.com/outposthq/outpost/internal/httpserve"
@@ -19,21 +18,8 @@ import (
 // apiServer is the operator API's server. base is the context requests
 // start from: they (event streams included) end with it.
 func apiServer(cfg *config.Config, h http.Handler, log *slog.Logger, m *httpserve.Metrics, base func(net.Listener) context.Context) *httpserve.Server {
-	return httpserve.New(httpserve.Config{Name: "api", Handler: h, Limits: cfg.APILimits, Shape: apiShape,
+	return httpserve.New(httpserve.Config{Name: "api", Handler: h, Limits: cfg.APILimits,
 		Log: log, Metrics: m, BaseContext: base})
-}
-
-// internalShape is the node-to-node endpoints': a follower forwards
-// commands of up to 16 MiB to the leader.
-var internalShape = httpserve.Shape{MaxBody: 16<<20 + 1<<10}
-
-// apiShape: every API route takes a JSON body, but the node-to-node
-// endpoints.
-func apiShape(r *http.Request) httpserve.Shape {
-	if strings.HasPrefix(r.URL.Path, api.InternalPrefix) {
-		return internalShape
-	}
-	return httpserve.JSON
 }
 
 // bootServer is the boot network's HTTP server: iPXE scripts and

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http/httptest"
 	"path/filepath"
 	"sync"
@@ -20,7 +19,9 @@ import (
 	"github.com/outposthq/outpost/appliance/internal/site"
 	"github.com/outposthq/outpost/appliance/internal/store"
 	"github.com/outposthq/outpost/internal/command"
+	"github.com/outposthq/outpost/internal/pki"
 	"github.com/outposthq/outpost/internal/seal"
+	"github.com/outposthq/outpost/internal/testnet"
 )
 
 // Node is a running single-node appliance.
@@ -75,18 +76,13 @@ func Start(t testing.TB) *Node {
 	raftAddr := FreeAddr(t)
 	srv := httptest.NewUnstartedServer(nil)
 	n.URL = "http://" + srv.Listener.Addr().String()
-	node, err := cluster.Open(cluster.Config{
+	node := OpenNode(t, n.Key, cluster.Config{
 		ID: "n1", Dir: filepath.Join(n.Dir, "raft"), BindAddr: raftAddr,
 		APIURL: n.URL, Bootstrap: true, Log: log,
 	}, db)
-	if err != nil {
-		t.Fatal(err)
-	}
 	n.Node = node
-	t.Cleanup(func() { node.Close() })
-	node.SetClusterSecret(n.Key.Derive("outpost cluster v1"))
 	n.Site = cluster.NewSite(node, site.ProposerConfig{Key: n.Key})
-	srv.Config.Handler = api.New(api.Config{Site: n.Site.Proposer, Store: db, Cluster: node, Internal: node.InternalHandler(),
+	srv.Config.Handler = api.New(api.Config{Site: n.Site.Proposer, Store: db, Cluster: node,
 		SiteKey: n.Key, Log: log}).Handler()
 	srv.Start()
 	t.Cleanup(srv.Close)
@@ -107,17 +103,41 @@ func Start(t testing.TB) *Node {
 	return n
 }
 
-// FreeAddr returns a loopback address with a port that was free a moment
-// ago (Raft's transport needs a concrete port to advertise).
-func FreeAddr(t testing.TB) string {
+// OpenNode opens a cluster node over db with a key pair in cfg.Dir and
+// the CA of site key key, and closes it when the test ends. A node that
+// is to join a cluster then joins with JoinNode.
+func OpenNode(t testing.TB, key *seal.Key, cfg cluster.Config, db *store.DB) *cluster.Node {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	ident, err := pki.LoadIdentity(cfg.Dir, cfg.ID)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().String()
+	cfg.Identity = ident
+	if cfg.CA, err = cluster.SiteCA(key); err != nil {
+		t.Fatal(err)
+	}
+	node, err := cluster.Open(cfg, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { node.Close() })
+	return node
 }
+
+// JoinNode joins node to the cluster of member, both in this process, as
+// a join through the API does (cluster.Node.JoinWith).
+func JoinNode(ctx context.Context, t testing.TB, key *seal.Key, node, member *cluster.Node) {
+	t.Helper()
+	ca := func() (*pki.CA, error) { return cluster.SiteCA(key) }
+	if err := node.JoinWith(ctx, member.Join, ca); err != nil {
+		t.Fatalf("join %s: %v", node.ID(), err)
+	}
+}
+
+// FreeAddr returns a loopback address with a port that was free a moment
+// ago (Raft's transport needs a concrete port to advertise): see
+// testnet.FreeAddr.
+func FreeAddr(t testing.TB) string { return testnet.FreeAddr(t) }
 
 // testOutput is t.Output() where the test type has it.
 func testOutput(t testing.TB) io.Writer {

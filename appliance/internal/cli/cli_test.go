@@ -22,6 +22,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/outposthq/outpost/appliance/internal/api"
+	"github.com/outposthq/outpost/appliance/internal/apptest"
 	"github.com/outposthq/outpost/appliance/internal/cli"
 	"github.com/outposthq/outpost/appliance/internal/client"
 	"github.com/outposthq/outpost/appliance/internal/cluster"
@@ -104,22 +105,17 @@ func fastRaft(c *raft.Config) {
 }
 
 // openNode opens a store and a Raft node in dir, closed at cleanup.
-func openNode(t *testing.T, log *slog.Logger, id, dir, raftAddr, apiURL string, bootstrap bool) *cluster.Node {
+func openNode(t *testing.T, log *slog.Logger, key *seal.Key, id, dir, raftAddr, apiURL string, bootstrap bool) *cluster.Node {
 	t.Helper()
 	db, err := store.Open(filepath.Join(dir, "store.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	node, err := cluster.Open(cluster.Config{
+	return apptest.OpenNode(t, key, cluster.Config{
 		ID: id, Dir: filepath.Join(dir, "raft"), BindAddr: raftAddr, APIURL: apiURL,
 		Bootstrap: bootstrap, Tuning: fastRaft, Log: log.With("node", id),
 	}, db)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { node.Close() })
-	return node
 }
 
 // startSite boots a one-node cluster with its API and an admin token.
@@ -132,11 +128,10 @@ func startSite(t *testing.T) *testSite {
 	}
 	srv := httptest.NewUnstartedServer(nil)
 	s := &testSite{url: "http://" + srv.Listener.Addr().String(), raftAddr: freeAddr(t), key: key, log: log}
-	s.node = openNode(t, log, "n1", t.TempDir(), s.raftAddr, s.url, true)
-	s.node.SetClusterSecret(key.Derive("outpost cluster v1"))
+	s.node = openNode(t, log, key, "n1", t.TempDir(), s.raftAddr, s.url, true)
 	proposer := cluster.NewSite(s.node, site.ProposerConfig{Key: key})
 	srv.Config.Handler = api.New(api.Config{Site: proposer.Proposer, Store: s.node.DB(), Cluster: s.node,
-		Internal: s.node.InternalHandler(), SiteKey: key, Log: log}).Handler()
+		SiteKey: key, Log: log}).Handler()
 	srv.Start()
 	t.Cleanup(srv.Close)
 
@@ -587,7 +582,7 @@ func TestCluster(t *testing.T) {
 
 	// A second node joins; the site key it needs is written for it.
 	n2Raft := freeAddr(t)
-	openNode(t, s.log, "n2", t.TempDir(), n2Raft, "http://127.0.0.1:1", false)
+	openNode(t, s.log, s.key, "n2", t.TempDir(), n2Raft, "http://127.0.0.1:1", false)
 	keyFile := filepath.Join(t.TempDir(), "site.key")
 	out = s.mustRun(t, "", "cluster", "join", "n2", n2Raft, "http://127.0.0.1:1", "--site-key-out", keyFile)
 	if want := "node n2 joined the cluster\nsite key for n2 written to " + keyFile + "\n"; out != want {

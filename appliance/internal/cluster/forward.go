@@ -3,8 +3,6 @@ package cluster
 import (
 	"bytes"
 	"context"
-	"crypto/subtle"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -19,14 +17,13 @@ import (
 	"github.com/outposthq/outpost/internal/raftnode"
 )
 
-// Node-to-node endpoints. They are served under the API's listener (see
-// InternalHandler) and authenticated by the cluster secret, not by API
-// tokens.
+// Node-to-node endpoints. They are served on the Raft port, to members
+// only, over the same mutual TLS as Raft (internal/raftnode), and reached
+// at the leader's Raft address.
 const (
 	pathApply     = "/v1/internal/apply"
 	pathReadIndex = "/v1/internal/readindex"
 	pathJoin      = "/v1/internal/join"
-	headerSecret  = "X-Outpost-Cluster"
 
 	// maxCommand bounds a forwarded command.
 	maxCommand = 16 << 20
@@ -36,26 +33,26 @@ const (
 // leader, or it could not be reached at all): find the leader and retry.
 var errRetry = errors.New("cluster: not leader, retry")
 
-// InternalHandler serves the endpoints followers use to reach the leader,
-// under the API's /v1/internal/.
-func (n *Node) InternalHandler() http.Handler {
+// internalHandler serves the endpoints followers use to reach the
+// leader; raftnode serves it to members only.
+func (n *Node) internalHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST "+pathApply, n.serveCommit)
 	mux.HandleFunc("GET "+pathReadIndex, n.serveReadIndex)
 	mux.HandleFunc("POST "+pathJoin, n.serveJoin)
-	return n.authenticate(mux)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-n.opened:
+			mux.ServeHTTP(w, r)
+		case <-r.Context().Done():
+		}
+	})
 }
 
-func (n *Node) authenticate(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		secret := n.secret.Load()
-		got, err := hex.DecodeString(r.Header.Get(headerSecret))
-		if secret == nil || err != nil || subtle.ConstantTimeCompare(got, *secret) != 1 {
-			http.Error(w, "cluster secret missing or wrong", http.StatusUnauthorized)
-			return
-		}
-		next.ServeHTTP(w, r)
-	})
+// joinBody is what a follower forwards of a join.
+type joinBody struct {
+	Member store.Member `json:"member"`
+	Voter  bool         `json:"voter"`
 }
 
 func (n *Node) serveCommit(w http.ResponseWriter, r *http.Request) {
@@ -108,8 +105,8 @@ func (n *Node) serveReadIndex(w http.ResponseWriter, r *http.Request) {
 }
 
 func (n *Node) serveJoin(w http.ResponseWriter, r *http.Request) {
-	var m store.Member
-	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&m); err != nil {
+	var j joinBody
+	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&j); err != nil {
 		http.Error(w, "join request: "+err.Error(), http.StatusBadRequest)
 		return
 	}
@@ -117,11 +114,12 @@ func (n *Node) serveJoin(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "not the leader", http.StatusMisdirectedRequest)
 		return
 	}
-	if err := n.AddVoter(r.Context(), m); err != nil {
+	members, err := n.addMember(r.Context(), j.Member, j.Voter)
+	if err != nil {
 		http.Error(w, err.Error(), http.StatusServiceUnavailable)
 		return
 	}
-	writeJSON(w, map[string]string{"status": "joined"})
+	writeJSON(w, members)
 }
 
 func writeJSON(w http.ResponseWriter, v any) {
@@ -131,26 +129,27 @@ func writeJSON(w http.ResponseWriter, v any) {
 
 // call makes one node-to-node request and decodes a JSON answer into out.
 // A 421 (the peer is not the leader) or a failure to connect is errRetry;
-// a request that was sent but got no answer is ErrUnknownOutcome.
+// a handshake this node refused (the peer is no member it knows) is an
+// error of its own; a request that was sent but got no answer is
+// ErrUnknownOutcome (a leader that refuses this node's certificate
+// answers so too: in TLS 1.3 the client learns of it after sending).
 func (n *Node) call(ctx context.Context, method, url string, body []byte, out any) error {
-	secret := n.secret.Load()
-	if secret == nil {
-		return fmt.Errorf("cluster: forward to the leader: no cluster secret yet")
-	}
 	req, err := http.NewRequestWithContext(ctx, method, url, bytes.NewReader(body))
 	if err != nil {
 		return err
 	}
-	req.Header.Set(headerSecret, hex.EncodeToString(*secret))
-	resp, err := n.http.Do(req)
+	resp, err := n.raft.HTTPClient().Do(req)
 	if err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
 		n.log.Debug("forward to leader", "url", url, "err", err)
 		var op *net.OpError
-		if errors.As(err, &op) && op.Op == "dial" {
+		switch {
+		case errors.As(err, &op) && op.Op == "dial":
 			return errRetry
+		case errors.Is(err, raftnode.ErrHandshake):
+			return fmt.Errorf("cluster: forward to the leader: %w", err)
 		}
 		return fmt.Errorf("%w: %v", site.ErrUnknownOutcome, err)
 	}
@@ -186,10 +185,14 @@ func (n *Node) forwardReadIndex(ctx context.Context, leader string) (uint64, err
 	return out.Index, nil
 }
 
-func (n *Node) forwardJoin(ctx context.Context, leader string, m store.Member) error {
-	body, err := json.Marshal(m)
+func (n *Node) forwardJoin(ctx context.Context, leader string, j joinBody) ([]store.Member, error) {
+	body, err := json.Marshal(j)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	return n.call(ctx, http.MethodPost, leader+pathJoin, body, nil)
+	var members []store.Member
+	if err := n.call(ctx, http.MethodPost, leader+pathJoin, body, &members); err != nil {
+		return nil, err
+	}
+	return members, nil
 }

@@ -10,6 +10,9 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/outposthq/outpost/appliance/internal/store"
+	"github.com/outposthq/outpost/internal/pki"
+	"github.com/outposthq/outpost/internal/raftnode/rafttest"
+	"github.com/outposthq/outpost/internal/seal"
 	"github.com/outposthq/outpost/internal/testdir"
 )
 
@@ -33,8 +36,22 @@ func TestDataDirOfPreviousRelease(t *testing.T) {
 	if db.AppliedIndex() >= uint64(want["applied_index"].(float64)) {
 		t.Fatalf("the fixture's store is at %d: it must be behind its log", db.AppliedIndex())
 	}
+	// As the app does: the node makes its key pair at its first start on
+	// the release's directory, and has the CA of the site key it kept.
+	ident, err := pki.LoadIdentity(dir, "node1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := seal.Load(filepath.Join(dir, "site.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, err := SiteCA(key)
+	if err != nil {
+		t.Fatal(err)
+	}
 	n, err := Open(Config{ID: "node1", Dir: filepath.Join(dir, "raft"), BindAddr: freeAddr(t),
-		APIURL: "http://127.0.0.1:7080", Log: slog.New(slog.DiscardHandler)}, db)
+		APIURL: "http://127.0.0.1:7080", Identity: ident, CA: ca, Log: slog.New(slog.DiscardHandler)}, db)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,6 +71,20 @@ func TestDataDirOfPreviousRelease(t *testing.T) {
 	delete(want, "applied_index")
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("state after replaying the previous release's log (-want +got):\n%s", diff)
+	}
+
+	// The release recorded no keys; the node pins its own, and its Raft
+	// port now admits members only.
+	if err := n.RegisterSelf(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	var m *store.Member
+	db.View(func(tx *store.Tx) error { m, err = store.Get[store.Member](tx, "node1"); return err })
+	if m == nil || m.Fingerprint != ident.Fingerprint() {
+		t.Errorf("node1's record after RegisterSelf: %+v, %v; want its key %s", m, err, ident.Fingerprint())
+	}
+	if err := rafttest.Forge(n.cfg.BindAddr, nil, nil); err == nil {
+		t.Error("the upgraded node took a Raft RPC over plain TCP")
 	}
 }
 

@@ -2,9 +2,15 @@
 // cluster: the shared Raft node (internal/raftnode) running the site's
 // state machine (package site) over the store, and what an appliance adds
 // to it: writes and linearizable reads that a follower sends to the
-// leader's API (forward.go), member records with each node's API address,
-// the node registering its own addresses, joining, and the cluster's
-// status and health.
+// leader (forward.go), member records with each node's addresses and key,
+// the node registering its own, joining, and the cluster's status and
+// health.
+//
+// Raft and the calls between nodes go over mutual TLS between members
+// only (pki.go): the site's CA is derived from the site key, each node
+// has its own key pair and a certificate from that CA, and a peer is
+// admitted only if its member record pins its key. Removing a member
+// deletes its record and so revokes it.
 //
 // It implements site.Log: the proposer commits through it. Only the app
 // (and tests) import it; edges see the site through small interfaces.
@@ -15,7 +21,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"sync/atomic"
 	"time"
 
@@ -23,6 +28,7 @@ import (
 
 	"github.com/outposthq/outpost/appliance/internal/site"
 	"github.com/outposthq/outpost/appliance/internal/store"
+	"github.com/outposthq/outpost/internal/pki"
 	"github.com/outposthq/outpost/internal/raftnode"
 )
 
@@ -42,6 +48,12 @@ type Config struct {
 	// Bootstrap makes a node with no Raft state start a one-node cluster.
 	// A node that will join an existing cluster leaves it false.
 	Bootstrap bool
+	// Identity is the node's key pair and certificate (internal/pki),
+	// presented on the Raft port.
+	Identity *pki.Identity
+	// CA is the site's CA (SiteCA), if the node has the site key; a node
+	// about to join gets it with the key (SetCA).
+	CA *pki.CA
 	// Tuning overrides Raft's timing (tests); nil means defaults.
 	Tuning func(*raft.Config)
 	// Log receives the node's and Raft's logs.
@@ -54,12 +66,16 @@ type Node struct {
 	log  *slog.Logger
 	db   *store.DB
 	raft *raftnode.Node
-	http *http.Client
 	// members proposes this node's own member records.
 	members *site.Proposer
 
-	// secret authenticates node-to-node calls; see SetClusterSecret.
-	secret atomic.Pointer[[]byte]
+	// trust holds the site's CA once the node has it; ca issues joining
+	// nodes' certificates.
+	trust *pki.Trust
+	ca    atomic.Pointer[pki.CA]
+	// opened is closed once raft is set: the internal handlers wait for
+	// it.
+	opened chan struct{}
 }
 
 // Open starts the node's Raft over db. The caller owns db and closes it
@@ -71,21 +87,32 @@ func Open(cfg Config, db *store.DB) (*Node, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
+	if cfg.Identity == nil {
+		return nil, errors.New("cluster: the node has no identity (pki.LoadIdentity)")
+	}
+	n := &Node{cfg: cfg, log: cfg.Log, db: db, trust: pki.NewTrust(ClusterName), opened: make(chan struct{})}
+	if err := n.finishRotation(); err != nil {
+		return nil, fmt.Errorf("cluster: %w", err)
+	}
+	n.checkOwnKey()
+	if cfg.CA != nil {
+		if err := n.SetCA(cfg.CA); err != nil {
+			return nil, fmt.Errorf("cluster: %w", err)
+		}
+	}
 	r, err := raftnode.Open(raftnode.Config{
 		ID: cfg.ID, Dir: cfg.Dir, BindAddr: cfg.BindAddr, AdvertiseAddr: cfg.AdvertiseAddr,
 		Bootstrap: cfg.Bootstrap, Tuning: cfg.Tuning, Log: cfg.Log,
+		TLS: &raftnode.TLS{Identity: cfg.Identity, Trust: n.trust, Member: n.memberKey, Internal: n.internalHandler()},
 	}, site.NewStateMachine(db, cfg.Log))
 	if err != nil {
 		return nil, fmt.Errorf("cluster: %w", err)
 	}
-	n := &Node{cfg: cfg, log: cfg.Log, db: db, raft: r, http: &http.Client{Timeout: 30 * time.Second}}
+	n.raft = r
+	close(n.opened)
 	n.members = site.NewProposer(site.ProposerConfig{Log: n, Store: db})
 	return n, nil
 }
-
-// SetClusterSecret sets the secret nodes use to authenticate forwarded
-// writes to one another. Every node of a site derives it from the site key.
-func (n *Node) SetClusterSecret(secret []byte) { n.secret.Store(&secret) }
 
 // ID is the node's ID.
 func (n *Node) ID() string { return n.cfg.ID }
@@ -121,7 +148,7 @@ func (n *Node) Commit(ctx context.Context, cmd []byte) (site.Result, error) {
 			if !errors.Is(err, raftnode.ErrNotLeader) {
 				return r, err
 			}
-		} else if leader := n.leaderAPI(); leader != "" {
+		} else if leader := n.leaderInternal(); leader != "" {
 			// Retried only when the leader surely did not take it
 			// (errRetry): a command is never applied twice.
 			r, err := n.forwardCommit(ctx, leader, cmd)
@@ -163,20 +190,13 @@ func (n *Node) waitLeader(ctx context.Context) error {
 	}
 }
 
-// leaderAPI returns the API URL of the current leader, if known.
-func (n *Node) leaderAPI() string {
-	id, _ := n.raft.Leader()
-	if id == "" {
-		return ""
+// leaderInternal returns the base URL of the current leader's internal
+// endpoints, on its Raft port, if a leader is known.
+func (n *Node) leaderInternal() string {
+	if _, addr := n.raft.Leader(); addr != "" {
+		return "https://" + addr
 	}
-	var url string
-	_ = n.db.View(func(tx *store.Tx) error {
-		if m, err := store.Get[store.Member](tx, id); err == nil {
-			url = m.APIURL()
-		}
-		return nil
-	})
-	return url
+	return ""
 }
 
 // Linearize waits until this node's store reflects every write committed
@@ -187,7 +207,7 @@ func (n *Node) Linearize(ctx context.Context) error {
 		var err error
 		if n.IsLeader() {
 			idx, err = n.raft.ReadIndex()
-		} else if leader := n.leaderAPI(); leader != "" {
+		} else if leader := n.leaderInternal(); leader != "" {
 			idx, err = n.forwardReadIndex(ctx, leader)
 		} else {
 			err = errRetry
@@ -206,23 +226,9 @@ func (n *Node) WaitApplied(ctx context.Context, idx uint64) error {
 	return n.raft.WaitApplied(ctx, idx)
 }
 
-// AddVoter makes a node a voting member and records where its API is. It
-// runs on the leader (followers forward it).
-func (n *Node) AddVoter(ctx context.Context, m store.Member) error {
-	if !n.IsLeader() {
-		leader := n.leaderAPI()
-		if leader == "" {
-			return site.ErrNoLeader
-		}
-		return n.forwardJoin(ctx, leader, m)
-	}
-	if err := n.raft.AddVoter(ctx, m.ID, m.RaftAddr); err != nil {
-		return err
-	}
-	return n.members.PutMember(ctx, &m)
-}
-
-// RemoveServer removes a node from the cluster and forgets its record.
+// RemoveServer removes a node from the cluster and forgets its record,
+// which revokes its certificate: the Raft port refuses its connections
+// and cuts those it has open.
 func (n *Node) RemoveServer(ctx context.Context, id string) error {
 	if !n.IsLeader() {
 		return fmt.Errorf("cluster: remove %s: %w (ask the leader)", id, raftnode.ErrNotLeader)
@@ -234,21 +240,16 @@ func (n *Node) RemoveServer(ctx context.Context, id string) error {
 }
 
 // RegisterSelf makes sure this node's Member record names its current
-// addresses, retrying until it is committed or ctx ends.
+// addresses and key, retrying until it is committed or ctx ends. A node
+// of release b482c18, whose record pins no key, pins its own this way.
 func (n *Node) RegisterSelf(ctx context.Context) error {
-	self := store.Member{ID: n.cfg.ID, RaftAddr: n.cfg.AdvertiseAddr, APIAddr: n.cfg.APIURL}
 	for {
-		var cur *store.Member
-		_ = n.db.View(func(tx *store.Tx) error {
-			cur, _ = store.Get[store.Member](tx, n.cfg.ID)
-			return nil
-		})
-		if cur != nil && cur.RaftAddr == self.RaftAddr && cur.APIAddr == self.APIAddr {
+		if n.recorded() {
 			return nil
 		}
 		if n.inConfiguration() {
 			cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			err := n.members.PutMember(cctx, &self)
+			err := n.registerSelf(cctx)
 			cancel()
 			if err == nil {
 				return nil
@@ -261,6 +262,30 @@ func (n *Node) RegisterSelf(ctx context.Context) error {
 		case <-time.After(500 * time.Millisecond):
 		}
 	}
+}
+
+// self is this node's member record as it should be.
+func (n *Node) self() store.Member {
+	return store.Member{ID: n.cfg.ID, RaftAddr: n.cfg.AdvertiseAddr, APIAddr: n.cfg.APIURL, Fingerprint: n.cfg.Identity.Fingerprint()}
+}
+
+// recorded reports whether the store holds this node's record as it
+// should be.
+func (n *Node) recorded() bool {
+	self := n.self()
+	var cur *store.Member
+	_ = n.db.View(func(tx *store.Tx) error { cur, _ = store.Get[store.Member](tx, n.cfg.ID); return nil })
+	return cur != nil && cur.RaftAddr == self.RaftAddr && cur.APIAddr == self.APIAddr &&
+		cur.Fingerprint == self.Fingerprint && cur.NextFingerprint == ""
+}
+
+// registerSelf commits this node's record unless the store holds it.
+func (n *Node) registerSelf(ctx context.Context) error {
+	if n.recorded() {
+		return nil
+	}
+	self := n.self()
+	return n.members.PutMember(ctx, &self)
 }
 
 func (n *Node) inConfiguration() bool {

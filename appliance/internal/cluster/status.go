@@ -42,11 +42,8 @@ func (n *Node) Status() site.Status {
 				suffrage = "Voter"
 			}
 			st.Members = append(st.Members, site.MemberStatus{
-				ID:       s.ID,
-				RaftAddr: s.Addr,
-				APIAddr:  members[s.ID].APIAddr,
-				Suffrage: suffrage,
-				Leader:   s.ID == rs.LeaderID,
+				ID: s.ID, RaftAddr: s.Addr, APIAddr: members[s.ID].APIAddr, Suffrage: suffrage,
+				Leader: s.ID == rs.LeaderID, Fingerprint: members[s.ID].Fingerprint,
 			})
 		}
 	}

@@ -24,4 +24,7 @@ type MemberStatus struct {
 	APIAddr  string `json:"api_addr,omitempty"`
 	Suffrage string `json:"suffrage"`
 	Leader   bool   `json:"leader"`
+	// Fingerprint is the member's key as its record pins it (empty: not
+	// registered yet, a node of release b482c18).
+	Fingerprint string `json:"fingerprint,omitempty"`
 }

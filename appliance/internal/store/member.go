@@ -1,15 +1,29 @@
 package store
 
-import "github.com/outposthq/outpost/internal/errs"
+import (
+	"encoding/hex"
+
+	"github.com/outposthq/outpost/internal/errs"
+)
 
 // Member is one appliance of the site's cluster, as recorded when it
 // joined. Raft's own configuration says who votes; Member adds what Raft
-// does not know, such as where the node's API listens (for forwarding).
+// does not know: where the node's API listens, and the key it proves
+// itself with on the Raft port.
 type Member struct {
 	Meta
 	ID       string `json:"id"`
 	RaftAddr string `json:"raft_addr"`
 	APIAddr  string `json:"api_addr"`
+	// Fingerprint is the SHA-256 of the node's public key (lowercase
+	// hex, internal/pki.KeyFingerprint): the only key its certificate may
+	// carry. Empty for a member recorded by release b482c18 until the
+	// node registers its key (cluster.Node.RegisterSelf); until then any
+	// certificate the site's CA signed for its id is accepted.
+	Fingerprint string `json:"fingerprint,omitempty"`
+	// NextFingerprint is the key the node is rotating to
+	// (cluster.Node.RotateKey): while it is set, either key is accepted.
+	NextFingerprint string `json:"next_fingerprint,omitempty"`
 }
 
 func (*Member) Kind() string   { return "member" }
@@ -27,7 +41,19 @@ func (m *Member) Validate() error {
 	if m.APIAddr == "" {
 		return errs.Invalid("api_addr", "is required")
 	}
+	if !validFingerprint(m.Fingerprint) {
+		return errs.Invalid("fingerprint", "must be a SHA-256 in lowercase hex (64 characters)")
+	}
+	if !validFingerprint(m.NextFingerprint) || m.NextFingerprint != "" && m.Fingerprint == "" {
+		return errs.Invalid("next_fingerprint", "must be a SHA-256 in lowercase hex (64 characters), beside a fingerprint")
+	}
 	return nil
+}
+
+// validFingerprint accepts "" and a SHA-256 in lowercase hex.
+func validFingerprint(fp string) bool {
+	b, err := hex.DecodeString(fp)
+	return fp == "" || err == nil && len(b) == 32 && hex.EncodeToString(b) == fp
 }
 
 // APIURL is the base URL of the member's API.

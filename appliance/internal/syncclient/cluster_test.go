@@ -17,6 +17,7 @@ import (
 	"github.com/outposthq/outpost/appliance/internal/cluster"
 	"github.com/outposthq/outpost/appliance/internal/site"
 	"github.com/outposthq/outpost/appliance/internal/store"
+	"github.com/outposthq/outpost/internal/seal"
 )
 
 func fastRaft(c *raft.Config) {
@@ -30,21 +31,19 @@ func fastRaft(c *raft.Config) {
 func startCluster(t *testing.T, f *fakeCentral, credFile string) []*cluster.Site {
 	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo}))
 	var nodes []*cluster.Site
-	var addrs []string
+	key, err := seal.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
 	for i := range 3 {
 		id, dir, addr := fmt.Sprintf("n%d", i+1), t.TempDir(), apptest.FreeAddr(t)
-		addrs = append(addrs, addr)
 		db, err := store.Open(filepath.Join(dir, "store.db"))
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { db.Close() })
-		node, err := cluster.Open(cluster.Config{ID: id, Dir: filepath.Join(dir, "raft"), BindAddr: addr,
+		node := apptest.OpenNode(t, key, cluster.Config{ID: id, Dir: filepath.Join(dir, "raft"), BindAddr: addr,
 			APIURL: "http://127.0.0.1:1", Bootstrap: i == 0, Tuning: fastRaft, Log: log.With("node", id)}, db)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { node.Close() })
 		nodes = append(nodes, cluster.NewSite(node, site.ProposerConfig{}))
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
@@ -55,11 +54,8 @@ func startCluster(t *testing.T, f *fakeCentral, credFile string) []*cluster.Site
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	for i, n := range nodes[1:] {
-		m := store.Member{ID: n.ID(), RaftAddr: addrs[i+1], APIAddr: "http://127.0.0.1:1"}
-		if err := nodes[0].AddVoter(ctx, m); err != nil {
-			t.Fatal(err)
-		}
+	for _, n := range nodes[1:] {
+		apptest.JoinNode(ctx, t, key, n.Node, nodes[0].Node)
 	}
 	for _, n := range nodes {
 		c, err := New(Config{Node: n, Store: n.DB(), URL: f.srv.URL, RootCAs: f.roots(), Site: "ams2", CredentialFile: credFile,
@@ -200,6 +196,10 @@ func TestSyncAfterRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo}))
+	key, err := seal.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
 	record := func(n *cluster.Site, count int) {
 		t.Helper()
 		if err := recordEvents(t.Context(), n, count, "test"); err != nil {
@@ -213,11 +213,8 @@ func TestSyncAfterRestart(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		node, err := cluster.Open(cluster.Config{ID: "n1", Dir: filepath.Join(dir, "raft"), BindAddr: addr,
+		node := apptest.OpenNode(t, key, cluster.Config{ID: "n1", Dir: filepath.Join(dir, "raft"), BindAddr: addr,
 			APIURL: "http://127.0.0.1:1", Bootstrap: true, Tuning: fastRaft, Log: log}, db)
-		if err != nil {
-			t.Fatal(err)
-		}
 		n = cluster.NewSite(node, site.ProposerConfig{})
 		leaderOf(t, []*cluster.Site{n})
 		record(n, events)

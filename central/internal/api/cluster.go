@@ -16,17 +16,35 @@ type Cluster interface {
 	Status() cluster.Status
 	AddVoter(ctx context.Context, m *store.Member) error
 	RemoveServer(ctx context.Context, id string) error
+	// Issue gives a joining node a certificate from central's CA for its
+	// public key (PKIX DER), with the members it may trust until it has
+	// their records.
+	Issue(id string, publicKey []byte, raftAddr, apiURL string) ([]byte, []*store.Member, error)
 }
 
-// JoinKeyRequest asks for central's key, sealed for the node named ID.
+// JoinKeyRequest asks for central's key, sealed for the node named ID,
+// and, with the node's public key, for its certificate. A node joins in
+// two steps: this, then POST /v1/cluster/members with its record (which
+// pins its key's fingerprint).
 type JoinKeyRequest struct {
 	ID string `json:"id"`
+	// PublicKey is the node's Ed25519 public key, PKIX DER (base64 in
+	// JSON).
+	PublicKey []byte `json:"public_key,omitempty"`
+	// RaftAddr and APIURL are named in the certificate.
+	RaftAddr string `json:"raft_addr,omitempty"`
+	APIURL   string `json:"api_url,omitempty"`
 }
 
 // JoinKeyResponse holds the key sealed with a key derived from the
-// caller's token (store.SaveJoinKey opens it).
+// caller's token (store.SaveJoinKey opens it), the node's certificate
+// (DER) if it sent a public key, and the members, with the key each is
+// pinned to, which the node trusts on the Raft port until its store holds
+// their records.
 type JoinKeyResponse struct {
-	SealedKey []byte `json:"sealed_key"`
+	SealedKey   []byte          `json:"sealed_key"`
+	Certificate []byte          `json:"certificate,omitempty"`
+	Members     []*store.Member `json:"members,omitempty"`
 }
 
 // errSingle answers the cluster routes of a central that is not
@@ -41,7 +59,8 @@ func (s *Server) clusterStatus(w http.ResponseWriter, r *http.Request) {
 	httpapi.WriteJSON(w, http.StatusOK, s.cluster.Status())
 }
 
-// clusterKey hands a joining node central's key, sealed for it.
+// clusterKey hands a joining node central's key, sealed for it, and its
+// certificate.
 func (s *Server) clusterKey(w http.ResponseWriter, r *http.Request) {
 	var req JoinKeyRequest
 	if err := decodeBody(r, &req, true); err != nil {
@@ -56,9 +75,16 @@ func (s *Server) clusterKey(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, errs.Invalid("id", "is required"))
 		return
 	}
-	sealed := s.db.SealKeyFor(httpapi.Bearer(r), req.ID)
-	s.log.Info("cluster: key handed to a joining node", "id", req.ID)
-	httpapi.WriteJSON(w, http.StatusOK, JoinKeyResponse{SealedKey: sealed})
+	resp := JoinKeyResponse{SealedKey: s.db.SealKeyFor(httpapi.Bearer(r), req.ID)}
+	if len(req.PublicKey) > 0 {
+		var err error
+		if resp.Certificate, resp.Members, err = s.cluster.Issue(req.ID, req.PublicKey, req.RaftAddr, req.APIURL); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+	}
+	s.log.Info("cluster: key handed to a joining node", "id", req.ID, "certificate", resp.Certificate != nil)
+	httpapi.WriteJSON(w, http.StatusOK, resp)
 }
 
 // clusterAdd makes a node a voter.

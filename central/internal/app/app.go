@@ -24,7 +24,6 @@ import (
 	"github.com/outposthq/outpost/central/internal/store"
 	"github.com/outposthq/outpost/internal/conf"
 	"github.com/outposthq/outpost/internal/httpserve"
-	"github.com/outposthq/outpost/internal/raftnode"
 	"github.com/outposthq/outpost/syncproto"
 )
 
@@ -51,11 +50,11 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Write
 	joining := cfg.Replicated() && cfg.Join != ""
 	var joiner *joinClient
 	if joining {
-		if joiner, err = newJoinClient(cfg); err != nil {
+		if joiner, err = newJoinClient(cfg, apiURL); err != nil {
 			return err
 		}
 		if _, err := os.Stat(store.KeyFile(cfg.StorePath())); errors.Is(err, os.ErrNotExist) {
-			if err := joiner.fetchKey(ctx, cfg, log); err != nil {
+			if err := joiner.admit(ctx, cfg, log); err != nil {
 				return err
 			}
 		}
@@ -66,13 +65,10 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Write
 	}
 	defer db.Close()
 
+	mux := http.NewServeMux()
 	var node *cluster.Node
 	if cfg.Replicated() {
-		node, err = cluster.Open(cluster.Config{Config: raftnode.Config{
-			ID: cfg.NodeID, Dir: cfg.RaftDir(), BindAddr: cfg.RaftAddr, AdvertiseAddr: cfg.RaftAdvertise,
-			Bootstrap: cfg.Join == "", Log: log,
-		}, APIURL: apiURL}, db)
-		if err != nil {
+		if node, err = openCluster(ctx, cfg, db, joiner, mux, apiURL, log); err != nil {
 			return err
 		}
 		defer node.Close()
@@ -81,7 +77,6 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Write
 	h := hub.New(hub.Config{Store: db, Log: log, Heartbeat: time.Duration(cfg.Heartbeat), WriteTimeout: time.Duration(cfg.WriteTimeout),
 		MaxPending: cfg.MaxPendingHandshakes})
 	apiCfg := api.Config{Store: db, Hub: h, Log: log}
-	mux := http.NewServeMux()
 	mux.Handle(syncproto.Path, h)
 	var handler http.Handler = mux
 	if node != nil {
@@ -93,7 +88,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Write
 				h.EndSessions("this central node stopped leading; reconnect")
 			}
 		})
-		handler = toLeader(node, mux, cfg, log)
+		handler = toLeader(node, mux, log)
 	}
 	mux.Handle("/", api.New(apiCfg).Handler())
 	// Requests (event streams) end with base, which ends before Shutdown.
@@ -127,7 +122,8 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Write
 	switch {
 	case joining:
 		g.Go(func() error {
-			return joiner.join(ctx, &store.Member{ID: cfg.NodeID, RaftAddr: advertisedRaft(cfg), APIURL: apiURL}, log)
+			return joiner.join(ctx, &store.Member{ID: cfg.NodeID, RaftAddr: advertisedRaft(cfg), APIURL: apiURL,
+				Fingerprint: node.Identity().Fingerprint()}, log)
 		})
 	case node != nil && cfg.Join == "":
 		g.Go(func() error { return ensureAdminTokenOnLeader(ctx, node, db, cfg, log, out) })

@@ -9,7 +9,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/json"
 	"encoding/pem"
 	"log/slog"
 	"math/big"
@@ -152,17 +151,7 @@ func TestRunTLS(t *testing.T) {
 	}
 	do := func(method, path, body string, out any) int {
 		t.Helper()
-		req, _ := http.NewRequest(method, r.url+path, strings.NewReader(body))
-		req.Header.Set("Authorization", "Bearer "+token)
-		res, err := client.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer res.Body.Close()
-		if out != nil {
-			json.NewDecoder(res.Body).Decode(out)
-		}
-		return res.StatusCode
+		return apiCall(t, client, method, r.url+path, token, body, out)
 	}
 	var created struct{ Credential string }
 	if code := do("POST", "/v1/sites", `{"id":"fra-1"}`, &created); code != http.StatusCreated {
@@ -266,13 +255,20 @@ func poll(cond func() bool) bool {
 	return true
 }
 
+// nodeConfig is the configuration of node id of a replicated central on
+// loopback.
+func nodeConfig(t *testing.T, id string) *config.Config {
+	c := config.Default()
+	c.DataDir, c.Addr, c.RaftAddr, c.NodeID = filepath.Join(t.TempDir(), id), centraltest.FreeAddr(t), centraltest.FreeAddr(t), id
+	return c
+}
+
 // A node joins a replicated central with an admin token and gets its
 // key; a wrong token is refused and changes nothing; a follower sends API
 // calls to the leader.
 func TestJoin(t *testing.T) {
 	logs := &centraltest.Buffer{}
-	c1 := config.Default()
-	c1.DataDir, c1.Addr, c1.RaftAddr, c1.NodeID = filepath.Join(t.TempDir(), "c1"), centraltest.FreeAddr(t), centraltest.FreeAddr(t), "c1"
+	c1 := nodeConfig(t, "c1")
 	r1 := start(t, c1, logs)
 	defer r1.stop()
 	// The token file is written before the token is stored (through
@@ -280,20 +276,11 @@ func TestJoin(t *testing.T) {
 	token := r1.waitAdminToken(t, c1)
 	get := func(url, path string, out any) int {
 		t.Helper()
-		req, _ := http.NewRequest("GET", url+path, nil)
-		req.Header.Set("Authorization", "Bearer "+token)
-		res, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer res.Body.Close()
-		json.NewDecoder(res.Body).Decode(out)
-		return res.StatusCode
+		return apiCall(t, http.DefaultClient, "GET", url+path, token, "", out)
 	}
 
 	joiner := func(id, tokenFile string) *config.Config {
-		c := config.Default()
-		c.DataDir, c.Addr, c.RaftAddr, c.NodeID = filepath.Join(t.TempDir(), id), centraltest.FreeAddr(t), centraltest.FreeAddr(t), id
+		c := nodeConfig(t, id)
 		c.Join, c.JoinTokenFile = r1.url, tokenFile
 		return c
 	}

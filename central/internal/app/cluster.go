@@ -21,6 +21,9 @@ import (
 	"github.com/outposthq/outpost/central/internal/cluster"
 	"github.com/outposthq/outpost/central/internal/config"
 	"github.com/outposthq/outpost/central/internal/store"
+	"github.com/outposthq/outpost/internal/errs"
+	"github.com/outposthq/outpost/internal/pki"
+	"github.com/outposthq/outpost/internal/raftnode"
 )
 
 // headerForwarded marks a request a follower sent on to the leader: a
@@ -29,29 +32,28 @@ import (
 const headerForwarded = "X-Outpost-Central-Forwarded"
 
 // toLeader serves a request here if this node leads, and otherwise sends
-// it to the leader's API: every node takes API calls and site
-// connections (the proxy carries websockets and event streams too), and
-// only the leader acts on them. /healthz and GET /v1/cluster are answered
-// by every node for itself.
-func toLeader(node *cluster.Node, next http.Handler, cfg *config.Config, log *slog.Logger) http.Handler {
-	transport := http.DefaultTransport.(*http.Transport).Clone()
-	if cfg.TLSCert != "" {
-		transport.TLSClientConfig = &tls.Config{RootCAs: peerRoots(cfg.TLSCert, log)}
-	}
+// it to the leader: every node takes API calls and site connections (the
+// proxy carries websockets and event streams too), and only the leader
+// acts on them. They travel over the leader's Raft port, mutual TLS
+// between members (cluster.Config.Internal), so the tokens they carry
+// never cross between nodes in the clear. /healthz and GET /v1/cluster
+// are answered by every node for itself.
+func toLeader(node *cluster.Node, next http.Handler, log *slog.Logger) http.Handler {
+	transport := node.HTTPClient().Transport
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		local := r.URL.Path == "/healthz" || (r.Method == http.MethodGet && r.URL.Path == "/v1/cluster")
 		if local || node.IsLeader() {
 			next.ServeHTTP(w, r)
 			return
 		}
-		leader := node.LeaderAPI()
+		leader := node.LeaderInternal()
 		if leader == "" || r.Header.Get(headerForwarded) != "" {
 			unavailable(w, "central has no leader at the moment (an election is under way); retry")
 			return
 		}
 		target, err := url.Parse(leader)
 		if err != nil {
-			unavailable(w, "the leader's API URL does not parse")
+			unavailable(w, "the leader's address does not parse")
 			return
 		}
 		proxy := &httputil.ReverseProxy{
@@ -96,11 +98,14 @@ func peerRoots(certFile string, log *slog.Logger) *x509.CertPool {
 
 // joinClient is a new node's client of the cluster it joins.
 type joinClient struct {
-	url, token string
-	http       *http.Client
+	url, token, apiURL string
+	http               *http.Client
+	// members are those the cluster named when it admitted the node
+	// (admit), nil before.
+	members []*store.Member
 }
 
-func newJoinClient(cfg *config.Config) (*joinClient, error) {
+func newJoinClient(cfg *config.Config, apiURL string) (*joinClient, error) {
 	token := os.Getenv("OUTPOST_CENTRAL_JOIN_TOKEN")
 	if token == "" {
 		if cfg.JoinTokenFile == "" {
@@ -116,20 +121,64 @@ func newJoinClient(cfg *config.Config) (*joinClient, error) {
 	if cfg.TLSCert != "" {
 		transport.TLSClientConfig = &tls.Config{RootCAs: peerRoots(cfg.TLSCert, slog.New(slog.DiscardHandler))}
 	}
-	return &joinClient{url: strings.TrimRight(cfg.Join, "/"), token: token, http: &http.Client{Timeout: time.Minute, Transport: transport}}, nil
+	return &joinClient{url: strings.TrimRight(cfg.Join, "/"), token: token, apiURL: apiURL,
+		http: &http.Client{Timeout: time.Minute, Transport: transport}}, nil
 }
 
-// fetchKey gets central's key from the cluster and saves it, retrying
-// until the cluster answers; a refusal (a wrong token) ends it.
-func (c *joinClient) fetchKey(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
-	var resp api.JoinKeyResponse
-	if err := c.retry(ctx, "get the key", log, "/v1/cluster/key", api.JoinKeyRequest{ID: cfg.NodeID}, &resp); err != nil {
+// admit gets central's key from the cluster, and saves it if the node has
+// none, and the node's certificate for its key pair (made here at its
+// first start), retrying until the cluster answers; a refusal (a wrong
+// token) ends it.
+func (c *joinClient) admit(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
+	ident, err := pki.LoadIdentity(cfg.DataDir, cfg.NodeID)
+	if err != nil {
 		return err
 	}
-	if err := store.SaveJoinKey(cfg.StorePath(), resp.SealedKey, c.token, cfg.NodeID); err != nil {
+	req := api.JoinKeyRequest{ID: cfg.NodeID, PublicKey: ident.PublicKeyDER(), RaftAddr: advertisedRaft(cfg), APIURL: c.apiURL}
+	var resp api.JoinKeyResponse
+	if err := c.retry(ctx, "get the key", log, "/v1/cluster/key", req, &resp); err != nil {
+		return err
+	}
+	if _, err := os.Stat(store.KeyFile(cfg.StorePath())); errors.Is(err, os.ErrNotExist) {
+		if err := store.SaveJoinKey(cfg.StorePath(), resp.SealedKey, c.token, cfg.NodeID); err != nil {
+			return fmt.Errorf("join %s: %w", c.url, err)
+		}
+	}
+	if err := ident.SetCertificate(resp.Certificate); err != nil {
 		return fmt.Errorf("join %s: %w", c.url, err)
 	}
+	c.members = resp.Members
 	return nil
+}
+
+// openCluster opens the node's membership of central's cluster with its
+// identity. A joining node whose store holds no record of itself yet (its
+// first start, or a join cut short before it caught up) is admitted (its
+// certificate, and the members it trusts while its store has no record
+// of them); internal is what it serves the others when it leads.
+func openCluster(ctx context.Context, cfg *config.Config, db *store.DB, joiner *joinClient, internal http.Handler, apiURL string, log *slog.Logger) (*cluster.Node, error) {
+	if joiner != nil && joiner.members == nil {
+		if _, err := db.Member(cfg.NodeID); errors.Is(err, errs.ErrNotFound) {
+			if err := joiner.admit(ctx, cfg, log); err != nil {
+				return nil, err
+			}
+		}
+	}
+	ident, err := pki.LoadIdentity(cfg.DataDir, cfg.NodeID)
+	if err != nil {
+		return nil, err
+	}
+	node, err := cluster.Open(cluster.Config{Config: raftnode.Config{
+		ID: cfg.NodeID, Dir: cfg.RaftDir(), BindAddr: cfg.RaftAddr, AdvertiseAddr: cfg.RaftAdvertise,
+		Bootstrap: cfg.Join == "", Log: log,
+	}, APIURL: apiURL, Identity: ident, Internal: internal}, db)
+	if err != nil {
+		return nil, err
+	}
+	if joiner != nil && joiner.members != nil {
+		node.SetJoinTrust(joiner.members)
+	}
+	return node, nil
 }
 
 // join asks the cluster to make m a voter, retrying until it answers.

@@ -6,10 +6,11 @@ package centraltest
 import (
 	"bytes"
 	"log/slog"
-	"net"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/outposthq/outpost/internal/testnet"
 )
 
 // Buffer is a log sink safe for concurrent writes and reads.
@@ -35,16 +36,9 @@ func (b *Buffer) Logger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(b, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
-// FreeAddr returns a loopback host:port nothing listens on now.
-func FreeAddr(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
+// FreeAddr returns a loopback host:port nothing listens on now
+// (testnet.FreeAddr).
+func FreeAddr(t testing.TB) string { return testnet.FreeAddr(t) }
 
 // WaitFor waits until cond holds, checking every 10 ms, and fails the
 // test if it does not within 20 s.

@@ -7,19 +7,27 @@
 // central needs none of it.
 //
 // Only the leader serves: the app sends every API request and site
-// connection a follower gets to the leader's API, and ends its site
-// sessions when it stops leading (OnLeadership). The key a joining node
-// needs is handed over by the store (store.DB.SealKeyFor,
-// store.SaveJoinKey).
+// connection a follower gets to the leader (LeaderInternal: over the Raft
+// port's mutual TLS, to the Internal handler), and ends its site sessions
+// when it stops leading (OnLeadership). The key a joining node needs is
+// handed over by the store (store.DB.SealKeyFor, store.SaveJoinKey).
+//
+// Raft and the calls between nodes go over mutual TLS between members
+// only (pki.go): central's CA is derived from central's key, each node
+// has its own key pair and a certificate from that CA, and a peer is
+// admitted only if its member record pins its key. Removing a member
+// deletes its record and so revokes it.
 package cluster
 
 import (
 	"context"
 	"errors"
 	"log/slog"
+	"net/http"
 
 	"github.com/outposthq/outpost/central/internal/store"
 	"github.com/outposthq/outpost/internal/errs"
+	"github.com/outposthq/outpost/internal/pki"
 	"github.com/outposthq/outpost/internal/raftnode"
 )
 
@@ -27,21 +35,29 @@ import (
 // not lead, and wrapped in store.ErrNotApplied by changes proposed there.
 var ErrNotLeader = raftnode.ErrNotLeader
 
-// Config configures a Node: the Raft node's configuration, and this
-// node's API.
+// Config configures a Node: the Raft node's configuration (its TLS is
+// the cluster's to set), and this node's API.
 type Config struct {
 	raftnode.Config
-	// APIURL is this node's API, recorded in its member record so that
-	// the others can send requests to it while it leads.
+	// APIURL is this node's API, recorded in its member record.
 	APIURL string
+	// Identity is this node's key pair and certificate (internal/pki).
+	Identity *pki.Identity
+	// Internal is served to the other members on the Raft port while this
+	// node leads (503 otherwise): the requests a follower sends on to the
+	// leader (LeaderInternal). Nil serves nothing.
+	Internal http.Handler
 }
 
 // Node is one member of central's Raft cluster.
 type Node struct {
-	raft *raftnode.Node
-	db   *store.DB
-	self store.Member
-	log  *slog.Logger
+	raft  *raftnode.Node
+	db    *store.DB
+	self  store.Member
+	log   *slog.Logger
+	ident *pki.Identity
+	trust *pki.Trust
+	ca    *pki.CA
 }
 
 // Open starts the node's Raft over db, and makes db propose its changes
@@ -53,12 +69,26 @@ func Open(cfg Config, db *store.DB) (*Node, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
+	if cfg.Identity == nil {
+		return nil, errors.New("cluster: the node has no identity (pki.LoadIdentity)")
+	}
+	ca, err := CentralCA(db)
+	if err != nil {
+		return nil, err
+	}
+	n := &Node{db: db, log: cfg.Log, ident: cfg.Identity, ca: ca, trust: pki.NewTrust(ClusterName, ca.Certificate()),
+		self: store.Member{ID: cfg.ID, RaftAddr: cfg.AdvertiseAddr, APIURL: cfg.APIURL, Fingerprint: cfg.Identity.Fingerprint()}}
+	if err := cfg.Identity.SetIssuer(ca, []string{cfg.AdvertiseAddr, cfg.APIURL}); err != nil {
+		return nil, err
+	}
+	opened := make(chan struct{})
+	cfg.TLS = &raftnode.TLS{Identity: cfg.Identity, Trust: n.trust, Member: n.memberKey, Internal: n.leaderOnly(cfg.Internal, opened)}
 	rn, err := raftnode.Open(cfg.Config, db)
 	if err != nil {
 		return nil, err
 	}
-	n := &Node{raft: rn, db: db, log: cfg.Log,
-		self: store.Member{ID: cfg.ID, RaftAddr: cfg.AdvertiseAddr, APIURL: cfg.APIURL}}
+	n.raft = rn
+	close(opened)
 	db.SetProposer(rn)
 	rn.OnLeadership(func(ready bool) {
 		if ready {
@@ -108,7 +138,10 @@ func (n *Node) LeaderAPI() string {
 	return m.APIURL
 }
 
-// AddVoter makes m a voting member and records its addresses. It runs on
+// AddVoter records m, pinned to the key its Fingerprint names, and makes
+// it a voting member. The record comes first: the leader admits the
+// node's connections by it; and the leader records its own key before,
+// if it has not yet, so that the node can trust it (Members). It runs on
 // the leader.
 func (n *Node) AddVoter(ctx context.Context, m *store.Member) error {
 	if err := m.Validate(); err != nil {
@@ -117,14 +150,16 @@ func (n *Node) AddVoter(ctx context.Context, m *store.Member) error {
 	if !n.IsLeader() {
 		return ErrNotLeader
 	}
-	if err := n.raft.AddVoter(ctx, m.ID, m.RaftAddr); err != nil {
+	n.registerSelf()
+	if err := n.db.PutMember(m); err != nil {
 		return err
 	}
-	return n.db.PutMember(m)
+	return n.raft.AddVoter(ctx, m.ID, m.RaftAddr)
 }
 
-// RemoveServer removes a member from the cluster and forgets its record.
-// It runs on the leader.
+// RemoveServer removes a member from the cluster and forgets its record,
+// which revokes its certificate: the Raft port refuses its connections
+// and cuts those it has open. It runs on the leader.
 func (n *Node) RemoveServer(ctx context.Context, id string) error {
 	if err := n.raft.RemoveServer(ctx, id); err != nil {
 		return err
@@ -144,6 +179,9 @@ type Status struct {
 	AppliedIndex uint64   `json:"applied_index"`
 	CommitIndex  uint64   `json:"commit_index"`
 	Voters       []string `json:"voters"`
+	// Members are the member records: addresses, and the key each is
+	// pinned to.
+	Members []*store.Member `json:"members"`
 }
 
 // Status reports this node's view of the cluster.
@@ -161,6 +199,9 @@ func (n *Node) Status() Status {
 		if s.Voter {
 			st.Voters = append(st.Voters, s.ID)
 		}
+	}
+	if st.Members, err = n.db.Members(); err != nil {
+		n.log.Warn("reading the member records", "err", err)
 	}
 	return st
 }

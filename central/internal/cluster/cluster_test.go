@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"github.com/outposthq/outpost/central/internal/centraltest"
 	"github.com/outposthq/outpost/central/internal/store"
 	"github.com/outposthq/outpost/internal/errs"
+	"github.com/outposthq/outpost/internal/pki"
 	"github.com/outposthq/outpost/internal/raftnode"
 	"github.com/outposthq/outpost/syncproto"
 )
@@ -48,8 +50,13 @@ func (tn *testNode) start(t *testing.T, bootstrap bool) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	ident, err := pki.LoadIdentity(tn.dir, tn.id)
+	if err != nil {
+		db.Close()
+		t.Fatal(err)
+	}
 	n, err := Open(Config{Config: raftnode.Config{ID: tn.id, Dir: filepath.Join(tn.dir, "raft"), BindAddr: tn.addr,
-		Bootstrap: bootstrap, Tuning: fastRaft, Log: testLog(t)}, APIURL: "http://" + tn.addr}, db)
+		Bootstrap: bootstrap, Tuning: fastRaft, Log: testLog(t).With("node", tn.id)}, APIURL: "http://" + tn.addr, Identity: ident}, db)
 	if err != nil {
 		db.Close()
 		t.Fatal(err)
@@ -65,9 +72,10 @@ func (tn *testNode) stop() {
 	}
 }
 
-// cluster starts n nodes, the first bootstrapped, the others added as
-// voters, and the key file of the first copied to the others (what a
-// join does).
+// cluster starts n nodes over mutual TLS, the first bootstrapped, the
+// others joined as a node joins through the API: with the key file of
+// the first (its CA), the members it names trusted until the log brings
+// their records, and added as voters pinned to their keys.
 func cluster(t *testing.T, n int) []*testNode {
 	t.Helper()
 	nodes := make([]*testNode, n)
@@ -81,9 +89,21 @@ func cluster(t *testing.T, n int) []*testNode {
 	})
 	nodes[0].start(t, true)
 	waitLeader(t, nodes)
+	key, err := os.ReadFile(store.KeyFile(filepath.Join(nodes[0].dir, "central.db")))
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, tn := range nodes[1:] {
+		if err := os.WriteFile(store.KeyFile(filepath.Join(tn.dir, "central.db")), key, 0o600); err != nil {
+			t.Fatal(err)
+		}
 		tn.start(t, false)
-		m := &store.Member{ID: tn.id, RaftAddr: tn.addr, APIURL: "http://" + tn.addr}
+		_, members, err := waitLeader(t, nodes).node.Issue(tn.id, tn.node.Identity().PublicKeyDER(), tn.addr, "http://"+tn.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tn.node.SetJoinTrust(members)
+		m := &store.Member{ID: tn.id, RaftAddr: tn.addr, APIURL: "http://" + tn.addr, Fingerprint: tn.node.Identity().Fingerprint()}
 		// Adding a voter again is a no-op: retry on whichever node
 		// leads if leadership moves in the middle.
 		deadline := time.Now().Add(30 * time.Second)

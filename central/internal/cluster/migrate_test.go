@@ -9,7 +9,9 @@ import (
 
 	"github.com/outposthq/outpost/central/internal/centraltest"
 	"github.com/outposthq/outpost/central/internal/store"
+	"github.com/outposthq/outpost/internal/pki"
 	"github.com/outposthq/outpost/internal/raftnode"
+	"github.com/outposthq/outpost/internal/raftnode/rafttest"
 	"github.com/outposthq/outpost/internal/testdir"
 )
 
@@ -32,8 +34,14 @@ func TestDataDirOfPreviousRelease(t *testing.T) {
 	if db.AppliedIndex() >= uint64(want["applied_index"].(float64)) {
 		t.Fatalf("the fixture's store is at %d: it must be behind its log", db.AppliedIndex())
 	}
+	// As the app does: the node makes its key pair at its first start on
+	// the release's directory; its CA comes from the key it kept.
+	ident, err := pki.LoadIdentity(dir, "c1")
+	if err != nil {
+		t.Fatal(err)
+	}
 	n, err := Open(Config{Config: raftnode.Config{ID: "c1", Dir: filepath.Join(dir, "raft"), BindAddr: centraltest.FreeAddr(t),
-		Log: testLog(t)}, APIURL: "http://127.0.0.1:7443"}, db)
+		Log: testLog(t)}, APIURL: "http://127.0.0.1:7443", Identity: ident}, db)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,6 +64,16 @@ func TestDataDirOfPreviousRelease(t *testing.T) {
 	delete(want, "members")
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("state after replaying the previous release's log (-want +got):\n%s", diff)
+	}
+
+	// The release recorded no keys: the node pins its own when it leads,
+	// and its Raft port admits members only.
+	centraltest.WaitFor(t, "c1 to record its key", func() bool {
+		m, err := db.Member("c1")
+		return err == nil && m.Fingerprint == ident.Fingerprint()
+	})
+	if err := rafttest.Forge(n.raft.Addr(), nil, nil); err == nil {
+		t.Error("the upgraded node took a Raft RPC over plain TCP")
 	}
 }
 

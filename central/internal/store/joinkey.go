@@ -27,6 +27,10 @@ func (d *DB) SealKeyFor(token, joiner string) []byte {
 	return seal.KeyFromPassphrase(token, joinPurpose).Seal(d.key.Raw(), joinAD(joiner))
 }
 
+// DeriveKey returns a secret derived from central's key for purpose (see
+// seal.Key.Derive): the cluster derives its CA from one (internal/pki).
+func (d *DB) DeriveKey(purpose string) []byte { return d.key.Derive(purpose) }
+
 // SaveJoinKey opens a key sealed by SealKeyFor for joiner with token and
 // saves it as the key of the store at path, which must not exist yet.
 func SaveJoinKey(path string, sealed []byte, token, joiner string) error {

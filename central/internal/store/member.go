@@ -1,6 +1,7 @@
 package store
 
 import (
+	"encoding/hex"
 	"net"
 	"net/url"
 
@@ -10,11 +11,18 @@ import (
 )
 
 // Member is one node of a replicated central: where its Raft transport
-// and its API are, so that followers can send requests to the leader.
+// and its API are, and the key it proves itself with on the Raft port.
 type Member struct {
 	ID       string `json:"id"`
 	RaftAddr string `json:"raft_addr"`
 	APIURL   string `json:"api_url"`
+	// Fingerprint is the SHA-256 of the node's public key (lowercase
+	// hex, internal/pki.KeyFingerprint): the only key its certificate may
+	// carry. Empty for a member recorded by release b482c18 until the
+	// node records its own (it does when it leads, and when it joins);
+	// until then any certificate central's CA signed for its id is
+	// accepted.
+	Fingerprint string `json:"fingerprint,omitempty"`
 }
 
 // Validate checks a member record.
@@ -27,6 +35,9 @@ func (m *Member) Validate() error {
 	}
 	if u, err := url.Parse(m.APIURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return errs.Invalid("api_url", "%q is not an http(s):// URL", m.APIURL)
+	}
+	if b, err := hex.DecodeString(m.Fingerprint); m.Fingerprint != "" && (err != nil || len(b) != 32 || hex.EncodeToString(b) != m.Fingerprint) {
+		return errs.Invalid("fingerprint", "must be a SHA-256 in lowercase hex (64 characters)")
 	}
 	return nil
 }

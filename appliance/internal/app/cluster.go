@@ -1,0 +1,129 @@
+package app
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/outposthq/outpost/appliance/internal/api"
+	"github.com/outposthq/outpost/appliance/internal/client"
+	"github.com/outposthq/outpost/appliance/internal/cluster"
+	"github.com/outposthq/outpost/appliance/internal/config"
+	"github.com/outposthq/outpost/appliance/internal/store"
+	"github.com/outposthq/outpost/internal/pki"
+	"github.com/outposthq/outpost/internal/seal"
+)
+
+// openCluster opens the node's membership of the site's cluster with its
+// identity (its key pair in the data directory, made at the first start)
+// and, if it has the site key, the site's CA.
+func openCluster(cfg *config.Config, db *store.DB, key *seal.Key, log *slog.Logger) (*cluster.Node, error) {
+	ident, err := pki.LoadIdentity(cfg.DataDir, cfg.NodeID)
+	if err != nil {
+		return nil, err
+	}
+	var ca *pki.CA
+	if key != nil {
+		if ca, err = cluster.SiteCA(key); err != nil {
+			return nil, err
+		}
+	}
+	return cluster.Open(cluster.Config{
+		ID:            cfg.NodeID,
+		Dir:           cfg.RaftDir(),
+		BindAddr:      cfg.RaftAddr,
+		AdvertiseAddr: cfg.RaftAdvertise,
+		APIURL:        cfg.APIURL,
+		Bootstrap:     cfg.Join == "",
+		Identity:      ident,
+		CA:            ca,
+		Log:           log,
+	}, db)
+}
+
+// joinSite joins the cluster at cfg.Join through its API (see
+// cluster.Node.JoinWith and api.JoinRequest). have is the site key the
+// node already holds (a join that was cut off), which the cluster's must
+// match. It returns the site key.
+func joinSite(ctx context.Context, cfg *config.Config, node *cluster.Node, have *seal.Key, log *slog.Logger) (*seal.Key, error) {
+	token, err := joinToken(cfg)
+	if err != nil {
+		return nil, err
+	}
+	c := client.New(cfg.Join, token)
+	key := have
+	ask := func(ctx context.Context, m store.Member, pub []byte, voter bool) ([]byte, []store.Member, error) {
+		req := api.JoinRequest{ID: m.ID, RaftAddr: m.RaftAddr, APIURL: m.APIAddr, PublicKey: pub, Voter: voter}
+		resp, err := askJoin(ctx, c, req, log)
+		if err == nil && !voter {
+			key, err = joinedKey(cfg, token, resp.SealedSiteKey, have)
+		}
+		return resp.Certificate, resp.Members, err
+	}
+	if err := node.JoinWith(ctx, ask, func() (*pki.CA, error) { return cluster.SiteCA(key) }); err != nil {
+		return nil, fmt.Errorf("join %s: %w", cfg.Join, err)
+	}
+	log.Info("joined cluster", "via", cfg.Join)
+	return key, nil
+}
+
+// askJoin sends a join request, retrying until the cluster answers; a
+// refusal (a wrong token, a bad request) ends it.
+func askJoin(ctx context.Context, c *client.Client, req api.JoinRequest, log *slog.Logger) (api.JoinResponse, error) {
+	for attempt := 1; ; attempt++ {
+		resp, err := c.Join(ctx, req)
+		if err == nil {
+			return resp, nil
+		}
+		var ae *client.Error
+		if errors.As(err, &ae) && (ae.Status == http.StatusUnauthorized || ae.Status == http.StatusBadRequest) {
+			return resp, fmt.Errorf("join: %w", err)
+		}
+		log.Warn("join failed; retrying", "attempt", attempt, "voter", req.Voter, "err", err)
+		select {
+		case <-ctx.Done():
+			return resp, ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// joinedKey opens the site key a join handed over, and saves it, or
+// checks that it is the one the node has.
+func joinedKey(cfg *config.Config, token string, sealed []byte, have *seal.Key) (*seal.Key, error) {
+	raw, err := api.JoinKey(token).Open(sealed, "site key for "+cfg.NodeID)
+	if err != nil {
+		return nil, fmt.Errorf("join %s: %w", cfg.Join, err)
+	}
+	key, err := seal.NewKey(raw)
+	if err != nil {
+		return nil, fmt.Errorf("join %s: %w", cfg.Join, err)
+	}
+	if have != nil {
+		if !bytes.Equal(have.Raw(), raw) {
+			return nil, fmt.Errorf("join %s: the site key in %s is not this cluster's", cfg.Join, cfg.SiteKeyPath())
+		}
+		return have, nil
+	}
+	return key, key.Save(cfg.SiteKeyPath())
+}
+
+func joinToken(cfg *config.Config) (string, error) {
+	if t := os.Getenv("OUTPOST_JOIN_TOKEN"); t != "" {
+		return t, nil
+	}
+	if cfg.JoinTokenFile == "" {
+		return "", errors.New("join: set join_token_file or OUTPOST_JOIN_TOKEN to an admin token of the cluster")
+	}
+	raw, err := os.ReadFile(cfg.JoinTokenFile)
+	if err != nil {
+		return "", fmt.Errorf("join: %w", err)
+	}
+	return strings.TrimSpace(string(raw)), nil
+}
