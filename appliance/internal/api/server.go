@@ -32,6 +32,8 @@ type Config struct {
 	Log     *slog.Logger
 	// Registry receives the API's metrics; nil makes a private one.
 	Registry *prometheus.Registry
+	// Console serves the machines' serial consoles (console.go).
+	Console ConsoleConfig
 }
 
 // Cluster is what the API needs of this node's membership of the site's
@@ -61,6 +63,7 @@ type Server struct {
 	log      *slog.Logger
 	reg      *prometheus.Registry
 	metrics  *metrics
+	consoles ConsoleConfig
 }
 
 // New returns the API server.
@@ -73,6 +76,7 @@ func New(cfg Config) *Server {
 		key:      cfg.SiteKey,
 		log:      cfg.Log,
 		reg:      cfg.Registry,
+		consoles: cfg.Console,
 	}
 	if s.internal == nil {
 		s.internal = http.NotFoundHandler()
@@ -108,6 +112,7 @@ func (s *Server) routes(mux *http.ServeMux) {
 	mux.HandleFunc("POST /v1/workflows/{key}/cancel", s.cancelWorkflow)
 	orders.register(mux, s)
 	jobs.register(mux, s)
+	mux.HandleFunc("GET /v1/machines/{id}/console", s.console) // a websocket
 
 	mux.HandleFunc("GET /v1/events", s.listEvents)
 	mux.HandleFunc("POST /v1/events", s.postEvent)

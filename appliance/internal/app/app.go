@@ -25,6 +25,7 @@ import (
 	"github.com/outposthq/outpost/appliance/internal/config"
 	"github.com/outposthq/outpost/appliance/internal/dhcp"
 	"github.com/outposthq/outpost/appliance/internal/site"
+	"github.com/outposthq/outpost/appliance/internal/sol"
 	"github.com/outposthq/outpost/appliance/internal/store"
 	"github.com/outposthq/outpost/appliance/internal/syncclient"
 	"github.com/outposthq/outpost/internal/seal"
@@ -77,9 +78,12 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Write
 	node.SetClusterSecret(key.Derive("outpost cluster v1"))
 	n := cluster.NewSite(node, site.ProposerConfig{Key: key, BootURL: cfg.BootURL})
 
+	// The machines' serial consoles, held by the leader.
+	consoles := sol.New(sol.Config{Store: db, Key: key, Leader: node, Log: log.With("component", "sol")})
+	defer consoles.Close()
 	srv := &http.Server{
 		Handler: api.New(api.Config{Site: n.Proposer, Store: db, Cluster: node, Internal: node.InternalHandler(),
-			SiteKey: key, Log: log, Registry: newRegistry()}).Handler(),
+			SiteKey: key, Log: log, Registry: newRegistry(), Console: api.ConsoleConfig{Sessions: consoles}}).Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
@@ -106,6 +110,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Write
 	runBoot(ctx, g)
 	jobRunner := newJobRunner(cfg, n, key, log)
 	g.Go(func() error { return jobRunner.Run(ctx) })
+	g.Go(func() error { return consoles.Run(ctx) })
 	g.Go(func() error { return node.RegisterSelf(ctx) })
 	if syncer != nil {
 		g.Go(func() error { return syncer.Run(ctx) })

@@ -1,0 +1,267 @@
+package api_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/outposthq/outpost/appliance/internal/api"
+	"github.com/outposthq/outpost/appliance/internal/apptest"
+	"github.com/outposthq/outpost/appliance/internal/lab"
+	"github.com/outposthq/outpost/appliance/internal/site"
+	"github.com/outposthq/outpost/appliance/internal/sol"
+)
+
+// consoleNode serves n's API again, with serial consoles from a
+// sol.Manager, as the node cluster says it is (n's own membership, or a
+// follower's view).
+func consoleNode(t *testing.T, n *apptest.Node, cluster api.Cluster, cfg api.ConsoleConfig) string {
+	t.Helper()
+	srv := httptest.NewServer(api.New(api.Config{Site: n.Site.Proposer, Store: n.DB, Cluster: cluster, SiteKey: n.Key,
+		Log: slog.New(slog.NewTextHandler(io.MultiWriter(n.Logs, t.Output()), nil)), Console: cfg}).Handler())
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+// leadership is whether the consoles' Manager thinks its node leads.
+type leadership struct{ atomic.Bool }
+
+func (l *leadership) IsLeader() bool { return l.Load() }
+
+// manager runs a sol.Manager of n's store until the test ends.
+func manager(t *testing.T, n *apptest.Node, lead sol.Leader, bmc sol.BMC) *sol.Manager {
+	t.Helper()
+	m := sol.New(sol.Config{Store: n.DB, Key: n.Key, Leader: lead, BMC: bmc,
+		Log: slog.New(slog.NewTextHandler(io.MultiWriter(n.Logs, t.Output()), nil))})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		m.Run(ctx)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	return m
+}
+
+// follower is a node of n's cluster that does not lead: the leader is n,
+// whose API (with consoles) is at leaderURL.
+type follower struct {
+	api.Cluster
+	leaderURL string
+}
+
+func (f follower) IsLeader() bool { return false }
+
+func (f follower) Status() site.Status {
+	st := f.Cluster.Status()
+	st.ID, st.State, st.LeaderID = "n2", "Follower", "n1"
+	st.Members = []site.MemberStatus{{ID: "n1", APIAddr: f.leaderURL, Leader: true}, {ID: "n2", APIAddr: "http://192.0.2.1:1"}}
+	return st
+}
+
+// TestConsoleRefused: what the console route refuses before upgrading,
+// each with its status and a JSON error.
+func TestConsoleRefused(t *testing.T) {
+	n := apptest.Start(t)
+	call(t, n, "PUT", "/v1/machines/nobmc", n.Token, `{"hostname":"nobmc","interfaces":[{"mac":"02:00:00:00:00:01"}]}`)
+	call(t, n, "PUT", "/v1/machines/m1", n.Token, `{"hostname":"m1","interfaces":[{"mac":"02:00:00:00:00:02"}],"bmc":{"address":"127.0.0.1:1","username":"admin","password":"pw"}}`)
+	lead := &leadership{}
+	lead.Store(true)
+	mayWrite := func(r *http.Request) bool { return r.Header.Get("X-Test-Role") == "operator" }
+	withConsoles := &apptest.Node{URL: consoleNode(t, n, n.Node, api.ConsoleConfig{Sessions: manager(t, n, lead, nil), MayWrite: mayWrite})}
+	without := &apptest.Node{URL: consoleNode(t, n, n.Node, api.ConsoleConfig{})}
+	tests := map[string]struct {
+		node   *apptest.Node
+		path   string
+		token  string
+		header []string
+		status int
+		code   string
+	}{
+		"no token":         {withConsoles, "/v1/machines/m1/console", "", nil, 401, "unauthorized"},
+		"unknown machine":  {withConsoles, "/v1/machines/ghost/console", n.Token, nil, 404, "not_found"},
+		"no BMC":           {withConsoles, "/v1/machines/nobmc/console", n.Token, nil, 409, "conflict"},
+		"bad write":        {withConsoles, "/v1/machines/m1/console?write=maybe", n.Token, nil, 400, "invalid"},
+		"write forbidden":  {withConsoles, "/v1/machines/m1/console?write=true", n.Token, []string{"X-Test-Role", "viewer"}, 403, "forbidden"},
+		"no consoles here": {without, "/v1/machines/m1/console", n.Token, nil, 404, "not_found"},
+		"not a websocket":  {withConsoles, "/v1/machines/m1/console?write=1", n.Token, []string{"X-Test-Role", "operator"}, 426, "invalid"},
+	}
+	// A websocket's opening handshake: what is refused is refused before
+	// the upgrade.
+	upgrade := []string{"Upgrade", "websocket", "Connection", "Upgrade", "Sec-WebSocket-Version", "13",
+		"Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			header := tc.header
+			if name != "not a websocket" {
+				header = append(header, upgrade...)
+			}
+			status, body := call(t, tc.node, "GET", tc.path, tc.token, "", header...)
+			if status != tc.status {
+				t.Fatalf("status %d, want %d: %s", status, tc.status, body)
+			}
+			if tc.code != "" {
+				if e := decodeErr(t, body); e.Error.Code != tc.code {
+					t.Errorf("error code %q, want %q: %s", e.Error.Code, tc.code, body)
+				}
+			}
+		})
+	}
+}
+
+// frames reads a console websocket: binary frames into out, text frames
+// (JSON) into msgs.
+type frames struct {
+	ws   *websocket.Conn
+	out  bytes.Buffer
+	msgs []map[string]any
+	err  error // why the websocket ended
+}
+
+func dialConsole(ctx context.Context, t *testing.T, base, machine, token, query string) *frames {
+	t.Helper()
+	ws, resp, err := websocket.Dial(ctx, base+"/v1/machines/"+machine+"/console"+query,
+		&websocket.DialOptions{HTTPHeader: http.Header{"Authorization": {"Bearer " + token}}})
+	if err != nil {
+		body := ""
+		if resp != nil {
+			b, _ := io.ReadAll(resp.Body)
+			body = string(b)
+		}
+		t.Fatalf("console websocket: %v %s", err, body)
+	}
+	t.Cleanup(func() { ws.CloseNow() })
+	return &frames{ws: ws}
+}
+
+// until reads frames until done says so, or the websocket ends.
+func (f *frames) until(ctx context.Context, t *testing.T, what string, done func(*frames) bool) {
+	t.Helper()
+	for !done(f) {
+		if f.err != nil {
+			t.Fatalf("waiting for %s: the websocket ended: %v; it carried %q and %v", what, f.err, f.out.String(), f.msgs)
+		}
+		typ, p, err := f.ws.Read(ctx)
+		switch {
+		case err != nil:
+			f.err = err
+		case typ == websocket.MessageBinary:
+			f.out.Write(p)
+		default:
+			var m map[string]any
+			if err := json.Unmarshal(p, &m); err != nil {
+				t.Fatalf("text frame %q is not JSON: %v", p, err)
+			}
+			f.msgs = append(f.msgs, m)
+		}
+	}
+}
+
+func (f *frames) shows(s string) func(*frames) bool {
+	return func(*frames) bool { return strings.Contains(f.out.String(), s) }
+}
+
+// message is the last text frame of type typ, or nil.
+func (f *frames) message(typ string) map[string]any {
+	for i := len(f.msgs) - 1; i >= 0; i-- {
+		if f.msgs[i]["type"] == typ {
+			return f.msgs[i]
+		}
+	}
+	return nil
+}
+
+func (f *frames) typeKeys(ctx context.Context, t *testing.T, keys string) {
+	t.Helper()
+	for _, k := range []byte(keys) {
+		if err := f.ws.Write(ctx, websocket.MessageBinary, []byte{k}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestConsoleWebsocket: the console route against a QEMU VM behind
+// ipmi_sim. On the leader, an operator reads the boot messages and
+// types a key that reaches the VM; through a follower, which proxies to
+// the leader, a viewer gets the scrollback, sees what the operator
+// types, and is refused the keyboard; when the leader stops leading
+// both get close code 1012. The BMC password is in no log.
+func TestConsoleWebsocket(t *testing.T) {
+	imgs := lab.BuildImages(t)
+	ns := lab.NewNetns(t, "console")
+	ns.Bridge("br0", "")
+	ns.Tap("tap0", "br0")
+	args, _ := lab.VMCommand(t, lab.VMConfig{Tap: "tap0", Kernel: imgs.Kernel, Initrd: imgs.InstallerInitrd,
+		Append: "console=ttyS0,115200 panic=-1"})
+	sim := lab.StartIPMISim(t, lab.IPMISimConfig{Name: "console", Netns: ns, StartArgs: args})
+
+	n := apptest.Start(t)
+	code, body := call(t, n, "PUT", "/v1/machines/vm1", n.Token, fmt.Sprintf(
+		`{"hostname":"vm1","interfaces":[{"mac":"02:00:00:00:00:01"}],"bmc":{"address":%q,"username":%q,"password":%q}}`,
+		sim.Addr, sim.Username, sim.Password))
+	if code != http.StatusOK && code != http.StatusCreated {
+		t.Fatalf("put machine: %d %s", code, body)
+	}
+	lead := &leadership{}
+	lead.Store(true)
+	consoles := api.ConsoleConfig{Sessions: manager(t, n, lead, sol.IPMI{Dial: ns.DialContext})}
+	leaderURL := consoleNode(t, n, n.Node, consoles)
+	followerURL := consoleNode(t, n, follower{Cluster: n.Node, leaderURL: leaderURL}, consoles)
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
+	defer cancel()
+
+	op := dialConsole(ctx, t, leaderURL, "vm1", n.Token, "?write=true")
+	op.until(ctx, t, "the hello", func(f *frames) bool { return f.message("hello") != nil })
+	if h := op.message("hello"); h["writer"] != true || h["node"] != "n1" || h["machine"] != "vm1" || h["scrollback"] == "" {
+		t.Errorf("hello %v, want writer true, node n1, machine vm1, a scrollback note", h)
+	}
+	op.until(ctx, t, "connected", func(f *frames) bool { m := f.message("status"); return m != nil && m["state"] == "connected" })
+	if _, err := sim.IPMITool(ctx, "chassis", "power", "on"); err != nil {
+		t.Fatal(err)
+	}
+	op.until(ctx, t, "boot messages", op.shows("outpost-installer:"))
+	probe := fmt.Sprintf("console-probe-%d", os.Getpid())
+	op.typeKeys(ctx, t, probe+"\r")
+	op.until(ctx, t, "the echo", op.shows(probe))
+
+	viewer := dialConsole(ctx, t, followerURL, "vm1", n.Token, "")
+	viewer.until(ctx, t, "the scrollback through the follower", viewer.shows(probe))
+	if h := viewer.message("hello"); h == nil || h["writer"] != false || h["node"] != "n1" {
+		t.Errorf("hello through the follower %v, want writer false from n1", h)
+	}
+	if !strings.Contains(viewer.out.String(), "outpost-installer:") {
+		t.Error("the scrollback lacks the boot messages")
+	}
+	viewer.typeKeys(ctx, t, "x")
+	viewer.until(ctx, t, "the refusal", func(f *frames) bool { return f.message("error") != nil })
+	op.typeKeys(ctx, t, probe+"-2\r")
+	viewer.until(ctx, t, "the operator's keys", viewer.shows(probe+"-2"))
+
+	lead.Store(false)
+	for name, f := range map[string]*frames{"leader's client": op, "follower's client": viewer} {
+		f.until(ctx, t, "the end", func(f *frames) bool { return f.err != nil })
+		var ce websocket.CloseError
+		if !errors.As(f.err, &ce) || ce.Code != websocket.StatusServiceRestart {
+			t.Errorf("%s ended with %v, want close code 1012", name, f.err)
+		}
+	}
+	if strings.Contains(n.Logs.String(), sim.Password) {
+		t.Error("the BMC password is in the node's log")
+	}
+}
