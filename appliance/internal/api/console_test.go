@@ -43,19 +43,10 @@ func (l *leadership) IsLeader() bool { return l.Load() }
 
 // manager runs a sol.Manager of n's store until the test ends.
 func manager(t *testing.T, n *apptest.Node, lead sol.Leader, bmc sol.BMC) *sol.Manager {
-	t.Helper()
-	m := sol.New(sol.Config{Store: n.DB, Key: n.Key, Leader: lead, BMC: bmc,
-		Log: slog.New(slog.NewTextHandler(io.MultiWriter(n.Logs, t.Output()), nil))})
+	m := sol.New(sol.Config{Store: n.DB, Key: n.Key, Leader: lead, BMC: bmc, Log: slog.New(slog.NewTextHandler(n.Logs, nil))})
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		m.Run(ctx)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-	})
+	go m.Run(ctx)
+	t.Cleanup(func() { cancel(); m.Close() })
 	return m
 }
 
@@ -203,13 +194,7 @@ func (f *frames) typeKeys(ctx context.Context, t *testing.T, keys string) {
 // types, and is refused the keyboard; when the leader stops leading
 // both get close code 1012. The BMC password is in no log.
 func TestConsoleWebsocket(t *testing.T) {
-	imgs := lab.BuildImages(t)
-	ns := lab.NewNetns(t, "console")
-	ns.Bridge("br0", "")
-	ns.Tap("tap0", "br0")
-	args, _ := lab.VMCommand(t, lab.VMConfig{Tap: "tap0", Kernel: imgs.Kernel, Initrd: imgs.InstallerInitrd,
-		Append: "console=ttyS0,115200 panic=-1"})
-	sim := lab.StartIPMISim(t, lab.IPMISimConfig{Name: "console", Netns: ns, StartArgs: args})
+	ns, sim, _ := lab.StartConsoleVM(t, lab.BuildImages(t), "console")
 
 	n := apptest.Start(t)
 	code, body := call(t, n, "PUT", "/v1/machines/vm1", n.Token, fmt.Sprintf(

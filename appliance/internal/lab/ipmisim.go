@@ -362,3 +362,21 @@ func (s *IPMISim) PowerState(ctx context.Context) (string, error) {
 	}
 	return "", errors.New("lab: unexpected chassis power status: " + out)
 }
+
+// StartConsoleVM starts, in a namespace of its own named after name, a
+// VM behind ipmi_sim with serial-over-LAN: a machine to watch and type
+// to through its BMC. Powered on over IPMI, it boots the installer
+// directly (Kernel and InstallerInitrd, no network boot) with its
+// console on the serial port, which echoes what is typed on it. The
+// serial console also goes to the file serial. Dial the simulator from
+// inside ns (Netns.DialContext).
+func StartConsoleVM(t T, imgs Images, name string) (ns *Netns, sim *IPMISim, serial string) {
+	t.Helper()
+	ns = NewNetns(t, name)
+	ns.Bridge("br0", "")
+	ns.Tap("tap0", "br0")
+	args, serial := VMCommand(t, VMConfig{Tap: "tap0", Kernel: imgs.Kernel, Initrd: imgs.InstallerInitrd,
+		Append: "console=ttyS0,115200 panic=-1"})
+	sim = StartIPMISim(t, IPMISimConfig{Name: name, Netns: ns, StartArgs: args})
+	return ns, sim, serial
+}

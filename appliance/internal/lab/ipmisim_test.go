@@ -1,7 +1,6 @@
 package lab
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -10,7 +9,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -167,14 +165,25 @@ func TestVMSerialSocket(t *testing.T) {
 
 	conn := dialSerial(ctx, t, ns, SerialAddr(args), qemu)
 	defer conn.Close()
-	var got lockedBuffer
-	go io.Copy(&got, conn)
-	waitFor(ctx, t, "the socket", got.String, "outpost-installer:")
+	if deadline, ok := ctx.Deadline(); ok {
+		conn.SetReadDeadline(deadline)
+	}
+	var got []byte
+	socket := func() string {
+		buf := make([]byte, 4096)
+		n, err := conn.Read(buf)
+		if err != nil {
+			t.Fatalf("the socket: %v, after %q", err, got)
+		}
+		got = append(got, buf[:n]...)
+		return string(got)
+	}
+	waitFor(ctx, t, "the socket", socket, "outpost-installer:")
 	probe := "lab-serial-probe-" + strconv.Itoa(os.Getpid())
 	if _, err := io.WriteString(conn, probe+"\r"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(ctx, t, "the socket", got.String, probe)
+	waitFor(ctx, t, "the socket", socket, probe)
 	file := func() string { b, _ := os.ReadFile(serial); return string(b) }
 	for _, want := range []string{"Linux version", "outpost-installer:", probe} {
 		waitFor(ctx, t, serial, file, want)
@@ -199,7 +208,8 @@ func dialSerial(ctx context.Context, t *testing.T, ns *Netns, addr string, qemu 
 	}
 }
 
-// waitFor waits until read() holds want.
+// waitFor waits until read() holds want; read blocks, or returns what
+// is there now.
 func waitFor(ctx context.Context, t *testing.T, what string, read func() string, want string) {
 	t.Helper()
 	for !strings.Contains(read(), want) {
@@ -209,22 +219,4 @@ func waitFor(ctx context.Context, t *testing.T, what string, read func() string,
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
-}
-
-// lockedBuffer is a bytes.Buffer safe for a writer and a reader.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

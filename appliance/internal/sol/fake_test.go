@@ -10,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/outposthq/outpost/appliance/internal/apptest"
@@ -72,12 +73,13 @@ func (f *fakeBMC) next(t *testing.T) *fakeStream {
 
 // fakeStream is a console: print is what it shows, typed what it got.
 type fakeStream struct {
-	pr     *io.PipeReader
-	pw     *io.PipeWriter
-	mu     sync.Mutex
-	typed  []byte
-	closed chan struct{}
-	once   sync.Once
+	pr       *io.PipeReader
+	pw       *io.PipeWriter
+	mu       sync.Mutex
+	typed    []byte
+	writeErr error // keystrokes fail with it, if set
+	closed   chan struct{}
+	once     sync.Once
 }
 
 func (s *fakeStream) Read(p []byte) (int, error) { return s.pr.Read(p) }
@@ -85,8 +87,19 @@ func (s *fakeStream) Read(p []byte) (int, error) { return s.pr.Read(p) }
 func (s *fakeStream) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.writeErr != nil {
+		return 0, s.writeErr
+	}
 	s.typed = append(s.typed, p...)
 	return len(p), nil
+}
+
+// breakWrites makes keystrokes fail with err, as a link failing under
+// them.
+func (s *fakeStream) breakWrites(err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.writeErr = err
 }
 
 func (s *fakeStream) Close() error {
@@ -128,8 +141,7 @@ type leader struct{ atomic.Bool }
 
 func (l *leader) IsLeader() bool { return l.Load() }
 
-// env is a Manager over a store with three machines: m1 (IPMI BMC with
-// a password), nobmc, and rf (a Redfish BMC).
+// env is a Manager over a store (see inBubble), with a fake BMC.
 type env struct {
 	db     *store.DB
 	bmc    *fakeBMC
@@ -138,8 +150,8 @@ type env struct {
 	m      *sol.Manager
 }
 
-// newStore makes the store; it is opened outside the test's bubble.
-func newStore(t *testing.T) (*store.DB, *seal.Key) {
+// openStore opens an empty store, and makes a site key.
+func openStore(t *testing.T) (*store.DB, *seal.Key) {
 	t.Helper()
 	db, err := store.Open(filepath.Join(t.TempDir(), "store.db"))
 	if err != nil {
@@ -150,12 +162,27 @@ func newStore(t *testing.T) (*store.DB, *seal.Key) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m1 := apptest.Machine("m1", 1)
-	m1.BMC = &store.BMC{Address: "192.0.2.10", Driver: "ipmi", Username: "admin", SealedPassword: key.Seal([]byte(password), store.BMCPasswordAD("m1"))}
+	return db, key
+}
+
+// bmcMachine is a machine whose IPMI BMC at addr has the password pw,
+// sealed with key.
+func bmcMachine(key *seal.Key, id string, mac int, addr, user, pw string) *store.Machine {
+	m := apptest.Machine(id, mac)
+	m.BMC = &store.BMC{Address: addr, Driver: "ipmi", Username: user, SealedPassword: key.Seal([]byte(pw), store.BMCPasswordAD(id))}
+	return m
+}
+
+// inBubble runs f in a synctest bubble with a Manager of cfg (see
+// start) over a store, opened outside the bubble, with three machines:
+// m1 (an IPMI BMC with password), nobmc, and rf (a Redfish BMC).
+func inBubble(t *testing.T, cfg sol.Config, f func(t *testing.T, e *env)) {
+	t.Helper()
+	db, key := openStore(t)
 	rf := apptest.Machine("rf", 3)
 	rf.BMC = &store.BMC{Address: "192.0.2.11", Driver: "redfish", Username: "admin"}
-	apptest.Put(t, db, time.Now(), m1, apptest.Machine("nobmc", 2), rf)
-	return db, key
+	apptest.Put(t, db, time.Now(), bmcMachine(key, "m1", 1, "192.0.2.10", "admin", password), apptest.Machine("nobmc", 2), rf)
+	synctest.Test(t, func(t *testing.T) { f(t, start(t, db, key, cfg)) })
 }
 
 // start runs a Manager in the test's bubble; cfg's Store, Key, Leader,
@@ -169,18 +196,24 @@ func start(t *testing.T, db *store.DB, key *seal.Key, cfg sol.Config) *env {
 	if cfg.Backoff == (backoff.Exponential{}) {
 		cfg.Backoff = backoff.Exponential{Base: time.Second, Max: 4 * time.Second}
 	}
-	e.m = sol.New(cfg)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		e.m.Run(ctx)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-	})
+	e.m = run(t, cfg)
 	return e
+}
+
+// run runs a Manager of cfg until the test ends.
+func run(t *testing.T, cfg sol.Config) *sol.Manager {
+	m := sol.New(cfg)
+	ctx, cancel := context.WithCancel(context.Background())
+	go m.Run(ctx)
+	t.Cleanup(func() { cancel(); m.Close() })
+	return m
+}
+
+// open attaches the first viewer of machine, which opens its console.
+func (e *env) open(t *testing.T, machine string, writer bool) (*sol.Viewer, *fakeStream) {
+	t.Helper()
+	v := e.attach(t, machine, writer)
+	return v, e.bmc.next(t)
 }
 
 func (e *env) attach(t *testing.T, machine string, writer bool) *sol.Viewer {

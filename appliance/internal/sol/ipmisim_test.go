@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -33,32 +32,13 @@ type labVM struct {
 
 func startLabVM(t *testing.T) *labVM {
 	t.Helper()
-	imgs := lab.BuildImages(t)
-	ns := lab.NewNetns(t, "sol")
-	ns.Bridge("br0", "")
-	ns.Tap("tap0", "br0")
-	args, serial := lab.VMCommand(t, lab.VMConfig{Tap: "tap0", Kernel: imgs.Kernel, Initrd: imgs.InstallerInitrd,
-		Append: "console=ttyS0,115200 panic=-1"})
-	sim := lab.StartIPMISim(t, lab.IPMISimConfig{Name: "sol", Netns: ns, StartArgs: args})
+	ns, sim, serial := lab.StartConsoleVM(t, lab.BuildImages(t), "sol")
 	if sim.SOL == "" {
 		t.Fatal("the simulator has no serial-over-LAN")
 	}
-	db, err := store.Open(filepath.Join(t.TempDir(), "store.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	key, err := seal.Generate()
-	if err != nil {
-		t.Fatal(err)
-	}
-	vm1 := apptest.Machine("vm1", 1)
-	vm1.BMC = &store.BMC{Address: sim.Addr, Driver: "ipmi", Username: sim.Username,
-		SealedPassword: key.Seal([]byte(sim.Password), store.BMCPasswordAD("vm1"))}
-	wrong := apptest.Machine("wrongpw", 2)
-	wrong.BMC = &store.BMC{Address: sim.Addr, Driver: "ipmi", Username: sim.Username,
-		SealedPassword: key.Seal([]byte("wrong"+sim.Password[5:]), store.BMCPasswordAD("wrongpw"))}
-	apptest.Put(t, db, time.Now(), vm1, wrong)
+	db, key := openStore(t)
+	apptest.Put(t, db, time.Now(), bmcMachine(key, "vm1", 1, sim.Addr, sim.Username, sim.Password),
+		bmcMachine(key, "wrongpw", 2, sim.Addr, sim.Username, "wrong"+sim.Password[5:]))
 	return &labVM{ns: ns, sim: sim, serial: serial, db: db, key: key}
 }
 
@@ -68,19 +48,8 @@ func (l *labVM) manager(t *testing.T, logs io.Writer) *sol.Manager {
 	t.Helper()
 	lead := &leader{}
 	lead.Store(true)
-	m := sol.New(sol.Config{Store: l.db, Key: l.key, Leader: lead, BMC: sol.IPMI{Dial: l.ns.DialContext},
+	return run(t, sol.Config{Store: l.db, Key: l.key, Leader: lead, BMC: sol.IPMI{Dial: l.ns.DialContext},
 		Linger: time.Minute, Log: slog.New(slog.NewTextHandler(io.MultiWriter(logs, t.Output()), nil))})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		m.Run(ctx)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-	})
-	return m
 }
 
 // TestIPMISimConsole holds a real console: a QEMU VM behind ipmi_sim,

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"strings"
 	"testing"
@@ -18,11 +19,8 @@ import (
 // printed before (the last Scrollback bytes of it), then the live bytes
 // every viewer reads.
 func TestScrollback(t *testing.T) {
-	db, key := newStore(t)
-	synctest.Test(t, func(t *testing.T) {
-		e := start(t, db, key, sol.Config{Scrollback: 64})
-		first := e.attach(t, "m1", false)
-		con := e.bmc.next(t)
+	inBubble(t, sol.Config{Scrollback: 64}, func(t *testing.T, e *env) {
+		first, con := e.open(t, "m1", false)
 		con.print(t, "SeaBIOS\r\n")
 		readUntil(t, first, "SeaBIOS\r\n")
 
@@ -55,11 +53,8 @@ func TestScrollback(t *testing.T) {
 // TestKeyboard: only the writer types; a new writer takes the keyboard
 // over and the old one is told.
 func TestKeyboard(t *testing.T) {
-	db, key := newStore(t)
-	synctest.Test(t, func(t *testing.T) {
-		e := start(t, db, key, sol.Config{})
-		alice := e.attach(t, "m1", true)
-		con := e.bmc.next(t)
+	inBubble(t, sol.Config{}, func(t *testing.T, e *env) {
+		alice, con := e.open(t, "m1", true)
 		synctest.Wait() // the link is up
 		if _, err := alice.Write([]byte("a")); err != nil {
 			t.Fatalf("the writer types: %v", err)
@@ -110,11 +105,8 @@ func TestKeyboard(t *testing.T) {
 // TestLinger: the session outlives its viewers for Linger, keeping its
 // scrollback and link, then closes; the next viewer opens a new one.
 func TestLinger(t *testing.T) {
-	db, key := newStore(t)
-	synctest.Test(t, func(t *testing.T) {
-		e := start(t, db, key, sol.Config{Linger: time.Minute})
-		v := e.attach(t, "m1", false)
-		con := e.bmc.next(t)
+	inBubble(t, sol.Config{Linger: time.Minute}, func(t *testing.T, e *env) {
+		v, con := e.open(t, "m1", false)
 		con.print(t, "boot messages\r\n")
 		readUntil(t, v, "boot messages")
 		since := v.Status().Since
@@ -136,8 +128,7 @@ func TestLinger(t *testing.T) {
 		if !con.isClosed() {
 			t.Fatal("the link is still open a Linger after the last viewer left")
 		}
-		fresh := e.attach(t, "m1", false)
-		con2 := e.bmc.next(t)
+		fresh, con2 := e.open(t, "m1", false)
 		con2.print(t, "new\r\n")
 		if got := readUntil(t, fresh, "new\r\n"); got != "new\r\n" {
 			t.Errorf("a new session's viewer read %q, want only what it printed", got)
@@ -151,15 +142,16 @@ func TestLinger(t *testing.T) {
 // TestReconnect: a failed link is opened again with backoff while the
 // viewers stay, see the state, cannot type, and keep the scrollback.
 func TestReconnect(t *testing.T) {
-	db, key := newStore(t)
-	synctest.Test(t, func(t *testing.T) {
-		e := start(t, db, key, sol.Config{})
-		v := e.attach(t, "m1", true)
-		con := e.bmc.next(t)
+	inBubble(t, sol.Config{}, func(t *testing.T, e *env) {
+		v, con := e.open(t, "m1", true)
 		con.print(t, "before\r\n")
 		readUntil(t, v, "before")
 		<-v.Changed()
 
+		con.breakWrites(io.ErrClosedPipe)
+		if _, err := v.Write([]byte("x")); !errors.Is(err, sol.ErrNotConnected) {
+			t.Errorf("typing as the link fails: %v, want ErrNotConnected", err)
+		}
 		e.bmc.setFail(errors.New("connect: no answer"))
 		con.fail(errLink)
 		synctest.Wait()
@@ -202,11 +194,8 @@ func TestReconnect(t *testing.T) {
 // their viewers end with ErrNotLeader; a follower attaches nothing; the
 // next leader's session starts a new scrollback.
 func TestLeadership(t *testing.T) {
-	db, key := newStore(t)
-	synctest.Test(t, func(t *testing.T) {
-		e := start(t, db, key, sol.Config{})
-		v := e.attach(t, "m1", true)
-		con := e.bmc.next(t)
+	inBubble(t, sol.Config{}, func(t *testing.T, e *env) {
+		v, con := e.open(t, "m1", true)
 		con.print(t, "held by the old leader\r\n")
 		readUntil(t, v, "old leader")
 		since := v.Status().Since
@@ -229,8 +218,7 @@ func TestLeadership(t *testing.T) {
 
 		time.Sleep(time.Second)
 		e.leader.Store(true)
-		fresh := e.attach(t, "m1", false)
-		con2 := e.bmc.next(t)
+		fresh, con2 := e.open(t, "m1", false)
 		con2.print(t, "new leader\r\n")
 		if got := readUntil(t, fresh, "new leader"); got != "new leader\r\n" {
 			t.Errorf("the new leader's viewer read %q: the old scrollback must not be claimed", got)
@@ -241,32 +229,10 @@ func TestLeadership(t *testing.T) {
 	})
 }
 
-// TestReconnectStopsOffLeader: a session that lost its link does not
-// reopen it once the node no longer leads, even before Run notices.
-func TestReconnectStopsOffLeader(t *testing.T) {
-	db, key := newStore(t)
-	synctest.Test(t, func(t *testing.T) {
-		e := start(t, db, key, sol.Config{LeaderCheck: time.Hour})
-		v := e.attach(t, "m1", false)
-		con := e.bmc.next(t)
-		synctest.Wait()
-		e.leader.Store(false)
-		con.fail(errLink)
-		if _, err := readEnd(v); !errors.Is(err, sol.ErrNotLeader) {
-			t.Errorf("viewer: %v, want ErrNotLeader", err)
-		}
-		if n := e.bmc.opens(); n != 1 {
-			t.Errorf("the BMC was opened %d times, want no reconnection off the leader", n)
-		}
-	})
-}
-
 // TestAttachRefused: what cannot have a console is refused at once with
 // a domain error, and opens nothing.
 func TestAttachRefused(t *testing.T) {
-	db, key := newStore(t)
-	synctest.Test(t, func(t *testing.T) {
-		e := start(t, db, key, sol.Config{})
+	inBubble(t, sol.Config{}, func(t *testing.T, e *env) {
 		for id, want := range map[string]error{"ghost": errs.ErrNotFound, "nobmc": errs.ErrConflict, "rf": errs.ErrConflict} {
 			if _, err := e.m.Attach(context.Background(), id, false); !errors.Is(err, want) {
 				t.Errorf("attach %s: %v, want %v", id, err, want)
@@ -282,32 +248,41 @@ func TestAttachRefused(t *testing.T) {
 	})
 }
 
-// TestMachineGone: a session whose machine is deleted ends with not
-// found at its next reconnection rather than retrying forever.
-func TestMachineGone(t *testing.T) {
-	db, key := newStore(t)
-	synctest.Test(t, func(t *testing.T) {
-		e := start(t, db, key, sol.Config{})
-		v := e.attach(t, "m1", false)
-		con := e.bmc.next(t)
-		synctest.Wait()
-		e.deleteMachine(t, "m1")
-		con.fail(errLink)
-		if _, err := readEnd(v); !errors.Is(err, errs.ErrNotFound) {
-			t.Errorf("viewer of a deleted machine: %v, want not found", err)
-		}
-	})
+// TestLinkLostForGood: a session whose link fails does not reopen it
+// once the node no longer leads (even before Run notices) or once its
+// machine is deleted: its viewers end, saying why.
+func TestLinkLostForGood(t *testing.T) {
+	tests := map[string]struct {
+		then func(t *testing.T, e *env)
+		want error
+	}{
+		"off the leader":  {func(t *testing.T, e *env) { e.leader.Store(false) }, sol.ErrNotLeader},
+		"machine deleted": {func(t *testing.T, e *env) { e.deleteMachine(t, "m1") }, errs.ErrNotFound},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			inBubble(t, sol.Config{LeaderCheck: time.Hour}, func(t *testing.T, e *env) {
+				v, con := e.open(t, "m1", false)
+				synctest.Wait()
+				tc.then(t, e)
+				con.fail(errLink)
+				if _, err := readEnd(v); !errors.Is(err, tc.want) {
+					t.Errorf("viewer: %v, want %v", err, tc.want)
+				}
+				if n := e.bmc.opens(); n != 1 {
+					t.Errorf("the BMC was opened %d times, want no reconnection", n)
+				}
+			})
+		})
+	}
 }
 
 // TestSlowViewer: a viewer that does not read ends once it is a
 // scrollback behind; the others go on.
 func TestSlowViewer(t *testing.T) {
-	db, key := newStore(t)
-	synctest.Test(t, func(t *testing.T) {
-		e := start(t, db, key, sol.Config{Scrollback: 32})
+	inBubble(t, sol.Config{Scrollback: 32}, func(t *testing.T, e *env) {
 		slow := e.attach(t, "m1", false)
-		fast := e.attach(t, "m1", false)
-		con := e.bmc.next(t)
+		fast, con := e.open(t, "m1", false)
 		for i := range 5 {
 			con.print(t, fmt.Sprintf("line %d.....\r\n", i)) // 14 bytes
 			readUntil(t, fast, fmt.Sprintf("line %d", i))
@@ -328,9 +303,7 @@ func TestSlowViewer(t *testing.T) {
 // else: not the logs, not a status, not a printed or logged Target, even
 // when the BMC library puts it in an error.
 func TestPasswordHidden(t *testing.T) {
-	db, key := newStore(t)
-	synctest.Test(t, func(t *testing.T) {
-		e := start(t, db, key, sol.Config{})
+	inBubble(t, sol.Config{}, func(t *testing.T, e *env) {
 		e.bmc.setFail(fmt.Errorf("rakp2: HMAC with key %q does not match", password))
 		v := e.attach(t, "m1", false)
 		time.Sleep(10 * time.Second)

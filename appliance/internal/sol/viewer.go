@@ -1,6 +1,9 @@
 package sol
 
-import "time"
+import (
+	"fmt"
+	"time"
+)
 
 // Viewer is one watcher of a machine's console: an io.ReadWriteCloser
 // of terminal bytes, with the session's Status beside it. Read, Write
@@ -67,7 +70,8 @@ func (v *Viewer) Read(p []byte) (int, error) {
 
 // Write sends keystrokes to the console. It fails with ErrReadOnly
 // unless the viewer has the keyboard, and with ErrNotConnected while the
-// link to the BMC is down (keystrokes are not kept for later).
+// link to the BMC is down or if it fails under them (keystrokes are not
+// kept for later).
 func (v *Viewer) Write(p []byte) (int, error) {
 	v.s.mu.Lock()
 	err, writer, st := v.err, v.writer, v.s.stream
@@ -80,7 +84,12 @@ func (v *Viewer) Write(p []byte) (int, error) {
 	case st == nil:
 		return 0, ErrNotConnected
 	}
-	return st.Write(p)
+	n, err := st.Write(p)
+	if err != nil {
+		// The link failed under the keystrokes; the session reconnects.
+		return n, fmt.Errorf("%w: %v", ErrNotConnected, err)
+	}
+	return n, nil
 }
 
 // Close detaches the viewer; the session stays open for others, and for
