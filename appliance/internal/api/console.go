@@ -96,35 +96,15 @@ type consoleMessage struct {
 
 // console serves GET /v1/machines/{id}/console.
 func (s *Server) console(w http.ResponseWriter, r *http.Request) {
-	c := s.consoles
-	if c.Sessions == nil {
-		s.writeError(w, r, errs.NotFound("serial console", r.PathValue("id")))
-		return
-	}
-	write := false
-	if v := r.URL.Query().Get("write"); v != "" {
-		var err error
-		if write, err = strconv.ParseBool(v); err != nil {
-			s.writeError(w, r, errs.Invalid("write", "%q is not true or false", v))
-			return
-		}
-	}
-	if write && c.MayWrite != nil && !c.MayWrite(r) {
-		httpapi.WriteJSON(w, http.StatusForbidden, errorBody{Error: &errs.Error{Code: codeForbidden,
-			Message: "your role may watch this console but not type into it"}})
-		return
-	}
-	if !strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
-		// Before Attach: a plain GET opens no session.
-		httpapi.WriteJSON(w, http.StatusUpgradeRequired, errorBody{Error: errs.Invalid("",
-			"the console is a websocket: connect with a WebSocket client (Upgrade: websocket)")})
+	write, ok := s.consoleRequest(w, r)
+	if !ok {
 		return
 	}
 	if !s.cluster.IsLeader() {
 		s.proxyConsole(w, r)
 		return
 	}
-	v, err := c.Sessions.Attach(r.Context(), r.PathValue("id"), write)
+	v, err := s.consoles.Sessions.Attach(r.Context(), r.PathValue("id"), write)
 	if errors.Is(err, sol.ErrNotLeader) {
 		s.proxyConsole(w, r)
 		return
@@ -140,6 +120,35 @@ func (s *Server) console(w http.ResponseWriter, r *http.Request) {
 	}
 	defer ws.CloseNow()
 	s.serveViewer(r.Context(), ws, v)
+}
+
+// consoleRequest checks a console request before anything is attached
+// or proxied, and reports whether the caller asks for the keyboard; if
+// not ok it has answered.
+func (s *Server) consoleRequest(w http.ResponseWriter, r *http.Request) (write, ok bool) {
+	if s.consoles.Sessions == nil {
+		s.writeError(w, r, errs.NotFound("serial console", r.PathValue("id")))
+		return false, false
+	}
+	if v := r.URL.Query().Get("write"); v != "" {
+		var err error
+		if write, err = strconv.ParseBool(v); err != nil {
+			s.writeError(w, r, errs.Invalid("write", "%q is not true or false", v))
+			return false, false
+		}
+	}
+	if write && s.consoles.MayWrite != nil && !s.consoles.MayWrite(r) {
+		httpapi.WriteJSON(w, http.StatusForbidden, errorBody{Error: &errs.Error{Code: codeForbidden,
+			Message: "your role may watch this console but not type into it"}})
+		return false, false
+	}
+	if !strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
+		// A plain GET opens no session.
+		httpapi.WriteJSON(w, http.StatusUpgradeRequired, errorBody{Error: errs.Invalid("",
+			"the console is a websocket: connect with a WebSocket client (Upgrade: websocket)")})
+		return false, false
+	}
+	return write, true
 }
 
 // acceptConsole upgrades the request; nil if it failed (Accept answered).
