@@ -169,8 +169,6 @@ func acceptConsole(w http.ResponseWriter, r *http.Request) *websocket.Conn {
 
 // serveViewer runs one client of a console until either ends.
 func (s *Server) serveViewer(ctx context.Context, ws *websocket.Conn, v *sol.Viewer) {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	st := v.Status()
 	node := s.cluster.Status().ID
 	hello := consoleMessage{Type: "hello", Status: st, Node: node, Scrollback: fmt.Sprintf(
@@ -179,19 +177,39 @@ func (s *Server) serveViewer(ctx context.Context, ws *websocket.Conn, v *sol.Vie
 	if err := writeFrame(ctx, ws, websocket.MessageText, hello); err != nil {
 		return
 	}
-	done := make(chan error, 4)
-	go func() { done <- consoleOut(ctx, ws, v) }()
-	go func() { done <- consoleStatus(ctx, ws, v) }()
-	go func() { done <- consoleIn(ctx, ws, v) }()
-	go func() { done <- keepAlive(ctx, ws) }()
-	err := <-done
-	v.Close() // ends consoleOut's Read
-	// Close before cancel: a read whose context ends drops the
-	// connection without the close frame that tells the client why.
-	code, reason := closeCode(err)
-	ws.Close(code, reason)
+	runFrames(ctx, func(err error) {
+		v.Close() // ends consoleOut's Read
+		ws.Close(closeCode(err))
+	},
+		func(ctx context.Context) error { return consoleOut(ctx, ws, v) },
+		func(ctx context.Context) error { return consoleStatus(ctx, ws, v) },
+		func(ctx context.Context) error { return consoleIn(ctx, ws, v) },
+		func(ctx context.Context) error { return keepAlive(ctx, ws) })
+}
+
+// runFrames runs each of loops until one returns or parent ends (the
+// server shutting down: sol.ErrClosed), calls end with why, then ends
+// the others. end closes the websockets: before the loops' context
+// ends, as a read whose context ends drops its connection without the
+// close frame that tells the client why.
+func runFrames(parent context.Context, end func(error), loops ...func(context.Context) error) {
+	ctx, cancel := context.WithCancel(context.WithoutCancel(parent))
+	defer cancel()
+	done := make(chan error, len(loops)+1)
+	for _, loop := range loops {
+		go func() { done <- loop(ctx) }()
+	}
+	go func() {
+		select {
+		case <-parent.Done():
+			done <- sol.ErrClosed
+		case <-ctx.Done():
+			done <- ctx.Err()
+		}
+	}()
+	end(<-done)
 	cancel()
-	for range 3 {
+	for range loops {
 		<-done
 	}
 }
@@ -373,23 +391,18 @@ func relayRefusal(w http.ResponseWriter, resp *http.Response, err error) {
 // relayConsole copies frames both ways between a client and the leader
 // until either ends, then closes the other with the same code.
 func relayConsole(ctx context.Context, client, leader *websocket.Conn) {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	done := make(chan error, 3)
-	go func() { done <- relayFrames(ctx, leader, client) }()
-	go func() { done <- relayFrames(ctx, client, leader) }()
-	go func() { done <- keepAlive(ctx, client) }() // the leader pings us
-	err := <-done
-	code, reason := websocket.StatusGoingAway, "the console closed"
-	var ce websocket.CloseError
-	if errors.As(err, &ce) {
-		code, reason = ce.Code, ce.Reason
-	}
-	client.Close(code, reason) // before cancel, as in serveViewer
-	leader.Close(code, reason)
-	cancel()
-	<-done
-	<-done
+	runFrames(ctx, func(err error) {
+		code, reason := websocket.StatusGoingAway, "the console closed"
+		var ce websocket.CloseError
+		if errors.As(err, &ce) {
+			code, reason = ce.Code, ce.Reason
+		}
+		client.Close(code, reason)
+		leader.Close(code, reason)
+	},
+		func(ctx context.Context) error { return relayFrames(ctx, leader, client) },
+		func(ctx context.Context) error { return relayFrames(ctx, client, leader) },
+		func(ctx context.Context) error { return keepAlive(ctx, client) }) // the leader pings us
 }
 
 // relayFrames copies frames from src to dst.

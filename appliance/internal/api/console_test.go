@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -27,11 +28,14 @@ import (
 
 // consoleNode serves n's API again, with serial consoles from a
 // sol.Manager, as the node cluster says it is (n's own membership, or a
-// follower's view).
-func consoleNode(t *testing.T, n *apptest.Node, cluster api.Cluster, cfg api.ConsoleConfig) string {
+// follower's view). Its requests' context ends with base, as
+// applianced's end when it stops.
+func consoleNode(t *testing.T, base context.Context, n *apptest.Node, cluster api.Cluster, cfg api.ConsoleConfig) string {
 	t.Helper()
-	srv := httptest.NewServer(api.New(api.Config{Site: n.Site.Proposer, Store: n.DB, Cluster: cluster, SiteKey: n.Key,
+	srv := httptest.NewUnstartedServer(api.New(api.Config{Site: n.Site.Proposer, Store: n.DB, Cluster: cluster, SiteKey: n.Key,
 		Log: slog.New(slog.NewTextHandler(io.MultiWriter(n.Logs, t.Output()), nil)), Console: cfg}).Handler())
+	srv.Config.BaseContext = func(net.Listener) context.Context { return base }
+	srv.Start()
 	t.Cleanup(srv.Close)
 	return srv.URL
 }
@@ -75,8 +79,8 @@ func TestConsoleRefused(t *testing.T) {
 	lead := &leadership{}
 	lead.Store(true)
 	mayWrite := func(r *http.Request) bool { return r.Header.Get("X-Test-Role") == "operator" }
-	withConsoles := &apptest.Node{URL: consoleNode(t, n, n.Node, api.ConsoleConfig{Sessions: manager(t, n, lead, nil), MayWrite: mayWrite})}
-	without := &apptest.Node{URL: consoleNode(t, n, n.Node, api.ConsoleConfig{})}
+	withConsoles := &apptest.Node{URL: consoleNode(t, t.Context(), n, n.Node, api.ConsoleConfig{Sessions: manager(t, n, lead, nil), MayWrite: mayWrite})}
+	without := &apptest.Node{URL: consoleNode(t, t.Context(), n, n.Node, api.ConsoleConfig{})}
 	tests := map[string]struct {
 		node   *apptest.Node
 		path   string
@@ -206,8 +210,10 @@ func TestConsoleWebsocket(t *testing.T) {
 	lead := &leadership{}
 	lead.Store(true)
 	consoles := api.ConsoleConfig{Sessions: manager(t, n, lead, sol.IPMI{Dial: ns.DialContext})}
-	leaderURL := consoleNode(t, n, n.Node, consoles)
-	followerURL := consoleNode(t, n, follower{Cluster: n.Node, leaderURL: leaderURL}, consoles)
+	leaderURL := consoleNode(t, t.Context(), n, n.Node, consoles)
+	followerURL := consoleNode(t, t.Context(), n, follower{Cluster: n.Node, leaderURL: leaderURL}, consoles)
+	stopping, stop := context.WithCancel(t.Context())
+	stoppingURL := consoleNode(t, stopping, n, n.Node, consoles) // a server that stops
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
 	defer cancel()
 
@@ -237,6 +243,17 @@ func TestConsoleWebsocket(t *testing.T) {
 	viewer.until(ctx, t, "the refusal", func(f *frames) bool { return f.message("error") != nil })
 	op.typeKeys(ctx, t, probe+"-2\r")
 	viewer.until(ctx, t, "the operator's keys", viewer.shows(probe+"-2"))
+
+	// A server that stops closes its consoles, saying so; the others go on.
+	leaving := dialConsole(ctx, t, stoppingURL, "vm1", n.Token, "")
+	leaving.until(ctx, t, "the scrollback", leaving.shows(probe+"-2"))
+	stop()
+	leaving.until(ctx, t, "the end", func(f *frames) bool { return f.err != nil })
+	if code := websocket.CloseStatus(leaving.err); code != websocket.StatusGoingAway {
+		t.Errorf("the console of a server that stops ended with %v, want close code 1001", leaving.err)
+	}
+	op.typeKeys(ctx, t, probe+"-3\r")
+	viewer.until(ctx, t, "keys after a server stopped", viewer.shows(probe+"-3"))
 
 	lead.Store(false)
 	for name, f := range map[string]*frames{"leader's client": op, "follower's client": viewer} {
