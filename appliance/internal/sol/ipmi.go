@@ -55,16 +55,15 @@ func (b IPMI) Open(ctx context.Context, t Target) (Stream, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sol: %s: %w", t, err)
 	}
-	c.WithInterface(client.InterfaceLanplus)
+	c.WithInterface(client.InterfaceLanplus).WithMaxPrivilegeLevel(types.PrivilegeLevelAdministrator)
+	if b.Dial != nil {
+		c.WithUDPProxy(dialer(b.Dial))
+	}
 	suites := b.CipherSuites
 	if len(suites) == 0 {
 		suites = DefaultCipherSuites
 	}
-	c.WithCipherSuiteID(suites...)
-	if b.Dial != nil {
-		c.WithUDPProxy(dialer(b.Dial))
-	}
-	if err := c.Connect(ctx); err != nil {
+	if err := login(ctx, c, suites); err != nil {
 		// Nothing to release at the BMC: close the socket at once.
 		done, cancel := context.WithCancel(context.Background())
 		cancel()
@@ -76,6 +75,37 @@ func (b IPMI) Open(ctx context.Context, t Target) (Stream, error) {
 		return nil, fmt.Errorf("sol: activate the console at %s: %w", t, err)
 	}
 	return startIPMIStream(c, b.PollInterval), nil
+}
+
+// login opens an RMCP+ session as go-ipmi's Client.Connect does (Open
+// Session, RAKP 1 to 4, Set Session Privilege Level), with two
+// differences. It asks nothing first: Get Channel Authentication
+// Capabilities is discovery, which RMCP+ does not need. And it starts no
+// keep-alive goroutine: in go-ipmi v0.9.1 a keep-alive exchange that
+// waits for the socket while Client.Close clears it dereferences a nil
+// connection and crashes the process (seen when a BMC restarted under
+// an open console). An open console polls the BMC every PollInterval,
+// which keeps its session alive.
+func login(ctx context.Context, c *client.Client, suites []types.CipherSuiteID) error {
+	var failed []error
+	for _, id := range suites {
+		c.WithCipherSuiteID(id)
+		if _, err := c.OpenSession(ctx); err != nil {
+			failed = append(failed, fmt.Errorf("open session with cipher suite %d: %w", id, err))
+			continue
+		}
+		if _, err := c.RAKPMessage1(ctx); err != nil {
+			failed = append(failed, fmt.Errorf("RAKP 1 with cipher suite %d: %w", id, err))
+			continue
+		}
+		if _, err := c.RAKPMessage3(ctx); err != nil {
+			failed = append(failed, fmt.Errorf("RAKP 3 with cipher suite %d: %w", id, err))
+			continue
+		}
+		_, err := c.SetSessionPrivilegeLevel(ctx, types.PrivilegeLevelAdministrator)
+		return err
+	}
+	return errors.Join(failed...)
 }
 
 // activate activates the SOL payload, taking it over from another

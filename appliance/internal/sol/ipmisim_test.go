@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -159,4 +160,42 @@ func typeLine(t *testing.T, v *sol.Viewer, line string) {
 			t.Fatalf("type %q: %v", line, err)
 		}
 	}
+}
+
+// TestIPMIOpenLeavesNothing: an open console runs no goroutine of
+// go-ipmi's but its own loop (go-ipmi's keep-alive, which Client.Connect
+// starts, can crash the process when the client closes, see login), and
+// once closed none is left.
+func TestIPMIOpenLeavesNothing(t *testing.T) {
+	sim := lab.StartIPMISim(t, lab.IPMISimConfig{Name: "solopen", SOL: "127.0.0.1:9"}) // no console there
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	st, err := sol.IPMI{}.Open(ctx, sol.Target{Machine: "m", Address: sim.Addr, Username: sim.Username, Password: sim.Password})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g := ipmiGoroutines(); strings.Contains(g, "keepSessionAlive") {
+		t.Errorf("go-ipmi's keep-alive runs:\n%s", g)
+	}
+	st.Close()
+	for g := ipmiGoroutines(); g != ""; g = ipmiGoroutines() {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("go-ipmi's goroutines are left after Close:\n%s", g)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// ipmiGoroutines returns the stacks of the goroutines in go-ipmi's code.
+func ipmiGoroutines() string {
+	buf := make([]byte, 1<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	var out []string
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		if strings.Contains(g, "bougou/go-ipmi") {
+			out = append(out, g)
+		}
+	}
+	return strings.Join(out, "\n\n")
 }
