@@ -13,6 +13,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -120,13 +121,15 @@ func TestConsoleRefused(t *testing.T) {
 	}
 }
 
-// frames reads a console websocket: binary frames into out, text frames
-// (JSON) into msgs.
+// frames reads a console websocket in the background: binary frames
+// into out, text frames (JSON) into msgs.
 type frames struct {
 	ws   *websocket.Conn
-	out  bytes.Buffer
+	mu   sync.Mutex
+	out  []byte
 	msgs []map[string]any
-	err  error // why the websocket ended
+	err  error         // why the websocket ended
+	more chan struct{} // capacity 1: a frame came, or the end
 }
 
 func dialConsole(ctx context.Context, t *testing.T, base, machine, token, query string) *frames {
@@ -142,37 +145,79 @@ func dialConsole(ctx context.Context, t *testing.T, base, machine, token, query 
 		t.Fatalf("console websocket: %v %s", err, body)
 	}
 	t.Cleanup(func() { ws.CloseNow() })
-	return &frames{ws: ws}
+	f := &frames{ws: ws, more: make(chan struct{}, 1)}
+	go f.read()
+	return f
 }
 
-// until reads frames until done says so, or the websocket ends.
-func (f *frames) until(ctx context.Context, t *testing.T, what string, done func(*frames) bool) {
-	t.Helper()
-	for !done(f) {
-		if f.err != nil {
-			t.Fatalf("waiting for %s: the websocket ended: %v; it carried %q and %v", what, f.err, f.out.String(), f.msgs)
+func (f *frames) read() {
+	for {
+		typ, p, err := f.ws.Read(context.Background())
+		var m map[string]any
+		if err == nil && typ == websocket.MessageText {
+			if jerr := json.Unmarshal(p, &m); jerr != nil {
+				err = fmt.Errorf("text frame %q is not JSON: %v", p, jerr)
+			}
 		}
-		typ, p, err := f.ws.Read(ctx)
+		f.mu.Lock()
 		switch {
 		case err != nil:
 			f.err = err
-		case typ == websocket.MessageBinary:
-			f.out.Write(p)
-		default:
-			var m map[string]any
-			if err := json.Unmarshal(p, &m); err != nil {
-				t.Fatalf("text frame %q is not JSON: %v", p, err)
-			}
+		case m != nil:
 			f.msgs = append(f.msgs, m)
+		default:
+			f.out = append(f.out, p...)
+		}
+		f.mu.Unlock()
+		select {
+		case f.more <- struct{}{}:
+		default:
+		}
+		if err != nil {
+			return
 		}
 	}
 }
 
-func (f *frames) shows(s string) func(*frames) bool {
-	return func(*frames) bool { return strings.Contains(f.out.String(), s) }
+// wait waits until done says so, reporting false if ctx ends first; a
+// websocket that ends first fails the test, unless done says so then.
+func (f *frames) wait(ctx context.Context, t *testing.T, what string, done func(*frames) bool) bool {
+	t.Helper()
+	for {
+		f.mu.Lock()
+		ok, err := done(f), f.err
+		f.mu.Unlock()
+		switch {
+		case ok:
+			return true
+		case err != nil:
+			t.Fatalf("waiting for %s: the websocket ended: %v; it carried %q and %v", what, err, f.out, f.msgs)
+		}
+		select {
+		case <-f.more:
+		case <-ctx.Done():
+			return false
+		}
+	}
 }
 
-// message is the last text frame of type typ, or nil.
+// until is wait that fails the test when ctx ends first.
+func (f *frames) until(ctx context.Context, t *testing.T, what string, done func(*frames) bool) {
+	t.Helper()
+	if !f.wait(ctx, t, what, done) {
+		t.Fatalf("no %s: %v; the websocket carried %q and %v", what, ctx.Err(), f.text(), f.messages())
+	}
+}
+
+// shows says whether the terminal bytes hold s (f.mu held).
+func shows(s string) func(*frames) bool {
+	return func(f *frames) bool { return bytes.Contains(f.out, []byte(s)) }
+}
+
+// ended says whether the websocket ended (f.mu held).
+func ended(f *frames) bool { return f.err != nil }
+
+// message is the last text frame of type typ, or nil (f.mu held).
 func (f *frames) message(typ string) map[string]any {
 	for i := len(f.msgs) - 1; i >= 0; i-- {
 		if f.msgs[i]["type"] == typ {
@@ -182,13 +227,44 @@ func (f *frames) message(typ string) map[string]any {
 	return nil
 }
 
-func (f *frames) typeKeys(ctx context.Context, t *testing.T, keys string) {
-	t.Helper()
+// last is message, for the test's goroutine.
+func (f *frames) last(typ string) map[string]any {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.message(typ)
+}
+
+func (f *frames) text() string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return string(f.out)
+}
+
+func (f *frames) messages() []map[string]any {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]map[string]any(nil), f.msgs...)
+}
+
+func (f *frames) typeKeys(ctx context.Context, keys string) error {
 	for _, k := range []byte(keys) {
 		if err := f.ws.Write(ctx, websocket.MessageBinary, []byte{k}); err != nil {
-			t.Fatal(err)
+			return err
 		}
 	}
+	return nil
+}
+
+// probe types lines on w until the VM echoes one whole to f
+// (lab.ProbeEcho), and returns it.
+func (f *frames) probe(ctx context.Context, t *testing.T, w *frames, base string) string {
+	t.Helper()
+	line, err := lab.ProbeEcho(ctx, func(line string) error { return w.typeKeys(ctx, line+"\r") },
+		func(lctx context.Context, s string) bool { return f.wait(lctx, t, "the echo", shows(s)) }, base)
+	if err != nil {
+		t.Fatalf("%v; the console shows:\n%s", err, f.text())
+	}
+	return line
 }
 
 // TestConsoleWebsocket: the console route against a QEMU VM behind
@@ -219,45 +295,44 @@ func TestConsoleWebsocket(t *testing.T) {
 
 	op := dialConsole(ctx, t, leaderURL, "vm1", n.Token, "?write=true")
 	op.until(ctx, t, "the hello", func(f *frames) bool { return f.message("hello") != nil })
-	if h := op.message("hello"); h["writer"] != true || h["node"] != "n1" || h["machine"] != "vm1" || h["scrollback"] == "" {
+	if h := op.last("hello"); h["writer"] != true || h["node"] != "n1" || h["machine"] != "vm1" || h["scrollback"] == "" {
 		t.Errorf("hello %v, want writer true, node n1, machine vm1, a scrollback note", h)
 	}
 	op.until(ctx, t, "connected", func(f *frames) bool { m := f.message("status"); return m != nil && m["state"] == "connected" })
 	if _, err := sim.IPMITool(ctx, "chassis", "power", "on"); err != nil {
 		t.Fatal(err)
 	}
-	op.until(ctx, t, "boot messages", op.shows("outpost-installer:"))
-	probe := fmt.Sprintf("console-probe-%d", os.Getpid())
-	op.typeKeys(ctx, t, probe+"\r")
-	op.until(ctx, t, "the echo", op.shows(probe))
+	op.until(ctx, t, "boot messages", shows("outpost-installer:"))
+	base := fmt.Sprintf("console-probe-%d", os.Getpid())
+	probe := op.probe(ctx, t, op, base)
 
 	viewer := dialConsole(ctx, t, followerURL, "vm1", n.Token, "")
-	viewer.until(ctx, t, "the scrollback through the follower", viewer.shows(probe))
-	if h := viewer.message("hello"); h == nil || h["writer"] != false || h["node"] != "n1" {
+	viewer.until(ctx, t, "the scrollback through the follower", shows(probe+"\r"))
+	if h := viewer.last("hello"); h == nil || h["writer"] != false || h["node"] != "n1" {
 		t.Errorf("hello through the follower %v, want writer false from n1", h)
 	}
-	if !strings.Contains(viewer.out.String(), "outpost-installer:") {
+	if !strings.Contains(viewer.text(), "outpost-installer:") {
 		t.Error("the scrollback lacks the boot messages")
 	}
-	viewer.typeKeys(ctx, t, "x")
+	if err := viewer.typeKeys(ctx, "x"); err != nil {
+		t.Fatal(err)
+	}
 	viewer.until(ctx, t, "the refusal", func(f *frames) bool { return f.message("error") != nil })
-	op.typeKeys(ctx, t, probe+"-2\r")
-	viewer.until(ctx, t, "the operator's keys", viewer.shows(probe+"-2"))
+	viewer.probe(ctx, t, op, base+"-op")
 
 	// A server that stops closes its consoles, saying so; the others go on.
 	leaving := dialConsole(ctx, t, stoppingURL, "vm1", n.Token, "")
-	leaving.until(ctx, t, "the scrollback", leaving.shows(probe+"-2"))
+	leaving.until(ctx, t, "the scrollback", shows(probe+"\r"))
 	stop()
-	leaving.until(ctx, t, "the end", func(f *frames) bool { return f.err != nil })
+	leaving.until(ctx, t, "the end", ended)
 	if code := websocket.CloseStatus(leaving.err); code != websocket.StatusGoingAway {
 		t.Errorf("the console of a server that stops ended with %v, want close code 1001", leaving.err)
 	}
-	op.typeKeys(ctx, t, probe+"-3\r")
-	viewer.until(ctx, t, "keys after a server stopped", viewer.shows(probe+"-3"))
+	viewer.probe(ctx, t, op, base+"-after-stop")
 
 	lead.Store(false)
 	for name, f := range map[string]*frames{"leader's client": op, "follower's client": viewer} {
-		f.until(ctx, t, "the end", func(f *frames) bool { return f.err != nil })
+		f.until(ctx, t, "the end", ended)
 		var ce websocket.CloseError
 		if !errors.As(f.err, &ce) || ce.Code != websocket.StatusServiceRestart {
 			t.Errorf("%s ended with %v, want close code 1012", name, f.err)

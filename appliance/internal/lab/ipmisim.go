@@ -48,7 +48,7 @@ type IPMISimConfig struct {
 	// SOL is the address (host:port, in Netns) of the machine's serial
 	// console served as a telnet socket, which the simulator's
 	// serial-over-LAN connects to (its sol "telnet:..." directive), and
-	// connects to again, every few seconds, while nothing answers there.
+	// connects to again, about every 10 s, while nothing answers there.
 	// Default: the serial socket of StartArgs when VMCommand made them
 	// (SerialAddr); with neither the simulator has no SOL.
 	SOL string
@@ -88,7 +88,9 @@ type IPMISim struct {
 // With a serial console (SOL, or the socket of a VMCommand in
 // StartArgs) it serves serial-over-LAN (IPMI 2.0 payload instance 1),
 // live output only: it keeps no history of what the guest printed
-// while no session was active.
+// while no session was active. It connects to the serial console up to
+// ~10 s after QEMU starts (power on): what the guest prints before
+// that goes only to VMCommand's file.
 func StartIPMISim(t T, cfg IPMISimConfig) *IPMISim {
 	t.Helper()
 	Require(t, "ipmi_sim", "ipmitool")
@@ -379,4 +381,28 @@ func StartConsoleVM(t T, imgs Images, name string) (ns *Netns, sim *IPMISim, ser
 		Append: "console=ttyS0,115200 panic=-1"})
 	sim = StartIPMISim(t, IPMISimConfig{Name: name, Netns: ns, StartArgs: args})
 	return ns, sim, serial
+}
+
+// ProbeEcho types the lines base-1, base-2, ... on a console that echoes
+// what is typed (StartConsoleVM's) until one comes back whole, and
+// returns it: the guest's own output may fall between the echoed keys.
+// typeLine types a line and Enter; echoed waits until the console has
+// shown s, and reports false if its context ends first. Each line has a
+// while to come back; ProbeEcho gives up when ctx ends.
+func ProbeEcho(ctx context.Context, typeLine func(string) error, echoed func(ctx context.Context, s string) bool, base string) (string, error) {
+	for i := 1; ; i++ {
+		line := fmt.Sprintf("%s-%d", base, i)
+		if err := typeLine(line); err != nil {
+			return "", fmt.Errorf("lab: type %q: %w", line, err)
+		}
+		lctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		ok := echoed(lctx, line+"\r")
+		cancel()
+		if ok {
+			return line, nil
+		}
+		if ctx.Err() != nil {
+			return "", fmt.Errorf("lab: no line %s-N came back whole: %w", base, ctx.Err())
+		}
+	}
 }

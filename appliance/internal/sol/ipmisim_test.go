@@ -9,6 +9,7 @@ import (
 	"os"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -66,98 +67,167 @@ func TestIPMISimConsole(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
 	defer cancel()
 
-	first := attach(ctx, t, m, "vm1", true)
-	waitState(ctx, t, first, sol.Connected)
+	first := follow(ctx, t, m, "vm1", true)
+	first.waitState(ctx, t, sol.Connected)
 	if _, err := l.sim.IPMITool(ctx, "chassis", "power", "on"); err != nil {
 		t.Fatal(err)
 	}
-	boot := readUntilCtx(ctx, t, first, "outpost-installer:")
-	t.Logf("boot messages through SOL: %d bytes", len(boot))
-	probe := fmt.Sprintf("sol-probe-%d", os.Getpid())
-	typeLine(t, first, probe)
-	readUntilCtx(ctx, t, first, probe) // the VM echoed it
+	// The installer's boot messages (ipmi_sim may connect to the serial
+	// port after the kernel's: see lab.StartIPMISim).
+	first.see(ctx, t, "outpost-installer:")
+	t.Logf("boot messages through SOL: %d bytes", len(first.text()))
+	base := fmt.Sprintf("sol-probe-%d", os.Getpid())
+	probe := first.probe(ctx, t, first, base) // the VM echoed it
 
-	second := attach(ctx, t, m, "vm1", false)
-	if got := readUntilCtx(ctx, t, second, probe); !strings.Contains(got, "outpost-installer:") {
-		t.Errorf("the second viewer's scrollback lacks the boot messages: %q", got)
+	second := follow(ctx, t, m, "vm1", false)
+	second.see(ctx, t, probe+"\r")
+	if !strings.Contains(second.text(), "outpost-installer:") {
+		t.Errorf("the second viewer's scrollback lacks the boot messages: %q", second.text())
 	}
-	since := second.Status().Since
-	first.Close()
+	since := second.v.Status().Since
+	first.v.Close()
 
 	// The session outlives the first viewer, and all of them.
-	third := attach(ctx, t, m, "vm1", true)
-	typeLine(t, third, probe+"-b")
-	readUntilCtx(ctx, t, second, probe+"-b")
-	second.Close()
-	third.Close()
-	back := attach(ctx, t, m, "vm1", false)
-	if got := readUntilCtx(ctx, t, back, probe+"-b"); !strings.Contains(got, probe+"\r") || !back.Status().Since.Equal(since) {
-		t.Errorf("a viewer back after all left: scrollback %q, since %v (was %v): want the same session", got, back.Status().Since, since)
+	third := follow(ctx, t, m, "vm1", true)
+	probeB := second.probe(ctx, t, third, base+"-b")
+	second.v.Close()
+	third.v.Close()
+	back := follow(ctx, t, m, "vm1", false)
+	back.see(ctx, t, probeB+"\r")
+	if !strings.Contains(back.text(), probe+"\r") || !back.v.Status().Since.Equal(since) {
+		t.Errorf("a viewer back after all left: scrollback %q, since %v (was %v): want the same session", back.text(), back.v.Status().Since, since)
 	}
 
 	// ipmi_sim restarts (and the VM with it, powered off): the session
 	// reconnects, and the VM powered on again is seen and typed to.
 	l.sim.Restart()
-	waitState(ctx, t, back, sol.Reconnecting)
-	t.Logf("link lost: %s", back.Status().Error)
-	waitState(ctx, t, back, sol.Connected)
+	back.waitState(ctx, t, sol.Reconnecting)
+	t.Logf("link lost: %s", back.v.Status().Error)
+	back.waitState(ctx, t, sol.Connected)
+	before := len(back.text())
 	if _, err := l.sim.IPMITool(ctx, "chassis", "power", "on"); err != nil {
 		t.Fatal(err)
 	}
-	readUntilCtx(ctx, t, back, "outpost-installer:")
-	writer := attach(ctx, t, m, "vm1", true)
-	typeLine(t, writer, probe+"-after-restart")
-	readUntilCtx(ctx, t, back, probe+"-after-restart")
+	back.seeFrom(ctx, t, before, "outpost-installer:")
+	writer := follow(ctx, t, m, "vm1", true)
+	after := back.probe(ctx, t, writer, base+"-after-restart")
 
 	file, _ := os.ReadFile(l.serial)
-	if !bytes.Contains(file, []byte(probe+"-after-restart")) || !bytes.Contains(file, []byte("outpost-installer:")) {
+	if !bytes.Contains(file, []byte(after)) || !bytes.Contains(file, []byte("outpost-installer:")) {
 		t.Errorf("the serial file %s lacks what SOL showed", l.serial)
 	}
 
-	wrong := attach(ctx, t, m, "wrongpw", false)
-	waitState(ctx, t, wrong, sol.Reconnecting)
-	t.Logf("wrong password: %s", wrong.Status().Error)
+	wrong := follow(ctx, t, m, "wrongpw", false)
+	wrong.waitState(ctx, t, sol.Reconnecting)
+	t.Logf("wrong password: %s", wrong.v.Status().Error)
 	if strings.Contains(logs.String(), l.sim.Password[5:]) {
 		t.Error("the BMC password (or the wrong one, which shares its tail) is in the logs")
 	}
 }
 
-func attach(ctx context.Context, t *testing.T, m *sol.Manager, machine string, writer bool) *sol.Viewer {
+// tail follows a viewer: a goroutine reads it into a buffer.
+type tail struct {
+	v    *sol.Viewer
+	mu   sync.Mutex
+	got  []byte
+	err  error         // why the viewer ended
+	more chan struct{} // capacity 1: got more, or err
+}
+
+// follow attaches a viewer and reads it until the test ends.
+func follow(ctx context.Context, t *testing.T, m *sol.Manager, machine string, writer bool) *tail {
 	t.Helper()
 	v, err := m.Attach(ctx, machine, writer)
 	if err != nil {
 		t.Fatalf("attach %s: %v", machine, err)
 	}
 	t.Cleanup(func() { v.Close() })
-	return v
+	tl := &tail{v: v, more: make(chan struct{}, 1)}
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, err := v.Read(buf)
+			tl.mu.Lock()
+			tl.got, tl.err = append(tl.got, buf[:n]...), err
+			tl.mu.Unlock()
+			select {
+			case tl.more <- struct{}{}:
+			default:
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	return tl
 }
 
-// readUntilCtx is readUntil that gives up (closing v) when ctx ends.
-func readUntilCtx(ctx context.Context, t *testing.T, v *sol.Viewer, want string) string {
-	t.Helper()
-	stop := context.AfterFunc(ctx, func() { v.Close() })
-	defer stop()
-	return readUntil(t, v, want)
+func (tl *tail) text() string {
+	tl.mu.Lock()
+	defer tl.mu.Unlock()
+	return string(tl.got)
 }
 
-// waitState waits until v's session is in state.
-func waitState(ctx context.Context, t *testing.T, v *sol.Viewer, state sol.State) {
+// wait waits until what the viewer read from offset from on holds
+// want, and reports false if ctx ends first. A viewer that ends fails
+// the test.
+func (tl *tail) wait(ctx context.Context, t *testing.T, from int, want string) bool {
 	t.Helper()
-	for v.Status().State != state {
+	for {
+		tl.mu.Lock()
+		got, err := string(tl.got), tl.err
+		tl.mu.Unlock()
+		switch {
+		case strings.Contains(got[from:], want):
+			return true
+		case err != nil:
+			t.Fatalf("the viewer ended (%v) before showing %q; it read:\n%s", err, want, got)
+		}
 		select {
-		case <-v.Changed():
+		case <-tl.more:
 		case <-ctx.Done():
-			t.Fatalf("the session never became %s: %+v", state, v.Status())
+			return false
 		}
 	}
 }
 
-// typeLine types line and Enter, a key at a time, as a person would.
-func typeLine(t *testing.T, v *sol.Viewer, line string) {
+// see waits until the viewer shows want, or fails the test.
+func (tl *tail) see(ctx context.Context, t *testing.T, want string) { tl.seeFrom(ctx, t, 0, want) }
+
+// seeFrom waits until the viewer shows want after its first from bytes.
+func (tl *tail) seeFrom(ctx context.Context, t *testing.T, from int, want string) {
 	t.Helper()
-	for _, b := range []byte(line + "\r") {
-		if _, err := v.Write([]byte{b}); err != nil {
-			t.Fatalf("type %q: %v", line, err)
+	if !tl.wait(ctx, t, from, want) {
+		t.Fatalf("the viewer never showed %q; it read:\n%s", want, tl.text())
+	}
+}
+
+// probe types lines on w's keyboard until the VM echoes one whole to
+// this viewer (lab.ProbeEcho), and returns it.
+func (tl *tail) probe(ctx context.Context, t *testing.T, w *tail, base string) string {
+	t.Helper()
+	line, err := lab.ProbeEcho(ctx, func(line string) error {
+		for _, b := range []byte(line + "\r") {
+			if _, err := w.v.Write([]byte{b}); err != nil {
+				return err
+			}
+		}
+		return nil
+	}, func(ctx context.Context, s string) bool { return tl.wait(ctx, t, 0, s) }, base)
+	if err != nil {
+		t.Fatalf("%v; the console shows:\n%s", err, tl.text())
+	}
+	return line
+}
+
+// waitState waits until the viewer's session is in state.
+func (tl *tail) waitState(ctx context.Context, t *testing.T, state sol.State) {
+	t.Helper()
+	for tl.v.Status().State != state {
+		select {
+		case <-tl.v.Changed():
+		case <-ctx.Done():
+			t.Fatalf("the session never became %s: %+v", state, tl.v.Status())
 		}
 	}
 }
