@@ -23,6 +23,7 @@ import (
 	"github.com/outposthq/outpost/internal/access"
 	"github.com/outposthq/outpost/internal/httpapi"
 	"github.com/outposthq/outpost/internal/httpapi/routetest"
+	"github.com/outposthq/outpost/internal/seal"
 	"github.com/outposthq/outpost/internal/testdir"
 )
 
@@ -248,12 +249,12 @@ func TestTokenOfPreviousRelease(t *testing.T) {
 	t.Cleanup(func() { db.Close() })
 	srv := httptest.NewUnstartedServer(nil)
 	url := "http://" + srv.Listener.Addr().String()
-	node, err := cluster.Open(cluster.Config{ID: "node1", Dir: filepath.Join(dir, "raft"), BindAddr: apptest.FreeAddr(t),
-		APIURL: url, Log: log}, db)
+	key, err := seal.Load(filepath.Join(dir, "site.key"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { node.Close() })
+	node := apptest.OpenNode(t, key, cluster.Config{ID: "node1", Dir: filepath.Join(dir, "raft"),
+		BindAddr: apptest.FreeAddr(t), APIURL: url, Log: log}, db)
 	srv.Config.Handler = api.New(api.Config{Site: cluster.NewSite(node, site.ProposerConfig{}).Proposer, Store: db,
 		Cluster: node, Log: log}).Handler()
 	srv.Start()

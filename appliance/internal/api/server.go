@@ -33,6 +33,8 @@ type Config struct {
 	Log *slog.Logger
 	// Registry receives the API's metrics; nil makes a private one.
 	Registry *prometheus.Registry
+	// Console serves the machines' serial consoles (console.go).
+	Console ConsoleConfig
 }
 
 // Cluster is what the API needs of this node's membership of the site's
@@ -56,26 +58,28 @@ type Cluster interface {
 
 // Server is the appliance API.
 type Server struct {
-	site    *site.Proposer
-	db      *store.DB
-	cluster Cluster
-	key     *seal.Key
-	now     func() time.Time
-	log     *slog.Logger
-	reg     *prometheus.Registry
-	metrics *metrics
+	site     *site.Proposer
+	db       *store.DB
+	cluster  Cluster
+	key      *seal.Key
+	now      func() time.Time
+	log      *slog.Logger
+	reg      *prometheus.Registry
+	metrics  *metrics
+	consoles ConsoleConfig
 }
 
 // New returns the API server.
 func New(cfg Config) *Server {
 	s := &Server{
-		site:    cfg.Site,
-		db:      cfg.Store,
-		cluster: cfg.Cluster,
-		key:     cfg.SiteKey,
-		now:     cfg.Now,
-		log:     cfg.Log,
-		reg:     cfg.Registry,
+		site:     cfg.Site,
+		db:       cfg.Store,
+		cluster:  cfg.Cluster,
+		key:      cfg.SiteKey,
+		now:      cfg.Now,
+		log:      cfg.Log,
+		reg:      cfg.Registry,
+		consoles: cfg.Console,
 	}
 	if s.now == nil {
 		s.now = time.Now
@@ -112,6 +116,8 @@ func (s *Server) routes() []httpapi.Route {
 		{Pattern: "PUT /v1/machines/{key}", Role: operator, Handler: on(s, machines.putOne)},
 		{Pattern: "DELETE /v1/machines/{key}", Role: operator, Handler: on(s, machines.delete)},
 		{Pattern: "POST /v1/machines/{key}/bmc/accept-certificate", Role: operator, Handler: s.acceptBMCCertificate},
+		// A websocket: a viewer watches, an operator types (?write=true).
+		{Pattern: "GET /v1/machines/{id}/console", Role: viewer, Handler: s.console},
 		{Pattern: "GET /v1/subnets", Role: viewer, Handler: on(s, subnets.list)},
 		{Pattern: "GET /v1/subnets/{key}", Role: viewer, Handler: on(s, subnets.get)},
 		{Pattern: "PUT /v1/subnets/{key}", Role: operator, Handler: on(s, subnets.putOne)},

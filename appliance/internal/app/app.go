@@ -24,6 +24,7 @@ import (
 	"github.com/outposthq/outpost/appliance/internal/httpboot"
 	"github.com/outposthq/outpost/appliance/internal/provision"
 	"github.com/outposthq/outpost/appliance/internal/site"
+	"github.com/outposthq/outpost/appliance/internal/sol"
 	"github.com/outposthq/outpost/appliance/internal/store"
 	"github.com/outposthq/outpost/appliance/internal/syncclient"
 	"github.com/outposthq/outpost/appliance/internal/tftp"
@@ -75,10 +76,13 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Write
 	}
 	n := cluster.NewSite(node, site.ProposerConfig{Key: key, BootURL: cfg.BootURL})
 
+	// The machines' serial consoles, held by the leader.
+	consoles := sol.New(sol.Config{Store: db, Key: key, Leader: node, Log: log.With("component", "sol")})
+	defer consoles.Close()
 	reg := newRegistry()
 	metrics := httpserve.NewMetrics(reg)
 	srv := apiServer(cfg, api.New(api.Config{Site: n.Proposer, Store: db, Cluster: node,
-		SiteKey: key, Log: log, Registry: reg}).Handler(), log, metrics,
+		SiteKey: key, Log: log, Registry: reg, Console: api.ConsoleConfig{Sessions: consoles}}).Handler(), log, metrics,
 		// Requests (event streams) end with ctx (the errgroup's by the
 		// time Serve calls this), so Shutdown need not wait for them.
 		func(net.Listener) context.Context { return ctx })
@@ -108,6 +112,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Write
 	g.Go(func() error { return srv.Serve(ctx, ln, cfg.TLSCert, cfg.TLSKey) })
 	runBoot(ctx, g)
 	g.Go(func() error { return jobRunner.Run(ctx) })
+	g.Go(func() error { return consoles.Run(ctx) })
 	g.Go(func() error { return node.RegisterSelf(ctx) })
 	if syncer != nil {
 		g.Go(func() error { return syncer.Run(ctx) })

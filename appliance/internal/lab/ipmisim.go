@@ -45,6 +45,13 @@ type IPMISimConfig struct {
 	StartArgs []string
 	// PoweredOn runs StartCmd as soon as ipmi_sim starts.
 	PoweredOn bool
+	// SOL is the address (host:port, in Netns) of the machine's serial
+	// console served as a telnet socket, which the simulator's
+	// serial-over-LAN connects to (its sol "telnet:..." directive), and
+	// connects to again, about every 10 s, while nothing answers there.
+	// Default: the serial socket of StartArgs when VMCommand made them
+	// (SerialAddr); with neither the simulator has no SOL.
+	SOL string
 }
 
 // IPMISim is a running ipmi_sim.
@@ -52,11 +59,16 @@ type IPMISim struct {
 	// Addr is where it answers, host:port, for ipmitool and bmclib.
 	Addr               string
 	Username, Password string
+	// SOL is the serial console its serial-over-LAN connects to
+	// (IPMISimConfig.SOL); "" if it has none.
+	SOL string
 	// Dir holds lan.conf, cmd.emu and the simulator's state.
 	Dir string
 	// Process is ipmi_sim; StartCmd runs as its child, in its group.
 	Process *Process
 
+	t     T
+	name  string
 	netns *Netns
 }
 
@@ -72,6 +84,13 @@ type IPMISim struct {
 // (SIGTERM, then SIGKILL after 20 s). Power cycle powers off and, a
 // second later, on again, also when the chassis was off. The simulator
 // refuses to set the boot device ("Invalid data field in request").
+//
+// With a serial console (SOL, or the socket of a VMCommand in
+// StartArgs) it serves serial-over-LAN (IPMI 2.0 payload instance 1),
+// live output only: it keeps no history of what the guest printed
+// while no session was active. It connects to the serial console up to
+// ~10 s after QEMU starts (power on): what the guest prints before
+// that goes only to VMCommand's file.
 func StartIPMISim(t T, cfg IPMISimConfig) *IPMISim {
 	t.Helper()
 	Require(t, "ipmi_sim", "ipmitool")
@@ -123,12 +142,15 @@ func ipmiSimDefaults(t T, cfg IPMISimConfig) IPMISimConfig {
 			quoted[i] = "'" + a + "'"
 		}
 		cfg.StartCmd = strings.Join(quoted, " ")
+		if cfg.SOL == "" {
+			cfg.SOL = SerialAddr(cfg.StartArgs)
+		}
 	}
 	if cfg.StartCmd == "" {
 		cfg.StartCmd = "sleep 3600"
 	}
 	for _, f := range []struct{ name, v string }{
-		{"Name", cfg.Name}, {"Username", cfg.Username}, {"Password", cfg.Password}, {"StartCmd", cfg.StartCmd},
+		{"Name", cfg.Name}, {"Username", cfg.Username}, {"Password", cfg.Password}, {"StartCmd", cfg.StartCmd}, {"SOL", cfg.SOL},
 	} {
 		if strings.ContainsAny(f.v, "\"\n") {
 			t.Fatalf("lab: IPMISimConfig.%s may not hold a double quote or a newline", f.name)
@@ -139,6 +161,9 @@ func ipmiSimDefaults(t T, cfg IPMISimConfig) IPMISimConfig {
 	}
 	if net.ParseIP(cfg.Addr) == nil {
 		t.Fatalf("lab: IPMISimConfig.Addr %q is not an IP address", cfg.Addr)
+	}
+	if _, _, err := net.SplitHostPort(cfg.SOL); cfg.SOL != "" && err != nil {
+		t.Fatalf("lab: IPMISimConfig.SOL %q is not host:port: %v", cfg.SOL, err)
 	}
 	return cfg
 }
@@ -158,6 +183,11 @@ func startIPMISim(t T, cfg IPMISimConfig) (*IPMISim, error) {
 	if err != nil {
 		return nil, err
 	}
+	if _, solPort, _ := net.SplitHostPort(cfg.SOL); solPort == strconv.Itoa(vmPort) {
+		// Chosen in another namespace, the serial console's port may be
+		// this one: QEMU could then not listen on it.
+		return nil, fmt.Errorf("the VM channel's port %d is the serial console's", vmPort)
+	}
 	dir := t.TempDir()
 	state := filepath.Join(dir, "state")
 	if err := os.Mkdir(state, 0o700); err != nil {
@@ -175,24 +205,50 @@ func startIPMISim(t T, cfg IPMISimConfig) (*IPMISim, error) {
 		Addr:     net.JoinHostPort(cfg.Addr, strconv.Itoa(port)),
 		Username: cfg.Username,
 		Password: cfg.Password,
+		SOL:      cfg.SOL,
 		Dir:      dir,
+		t:        t,
+		name:     cfg.Name,
 		netns:    cfg.Netns,
 	}
-	s.Process = StartProcess(t, ProcessConfig{
-		Name:  "ipmi_sim-" + cfg.Name,
-		Netns: cfg.Netns,
-		Args:  []string{"ipmi_sim", "-c", lanConf, "-f", cmdEmu, "-n", "-s", state},
-		Dir:   dir,
-	})
-	if err := s.waitReady(t.Context()); err != nil {
-		s.Process.Kill()
+	if err := s.start(); err != nil {
 		return nil, err
 	}
 	return s, nil
 }
 
+// start runs ipmi_sim on the files in s.Dir and waits until it answers.
+func (s *IPMISim) start() error {
+	s.t.Helper()
+	s.Process = StartProcess(s.t, ProcessConfig{
+		Name:  "ipmi_sim-" + s.name,
+		Netns: s.netns,
+		Args: []string{"ipmi_sim", "-c", filepath.Join(s.Dir, "lan.conf"), "-f", filepath.Join(s.Dir, "cmd.emu"),
+			"-n", "-s", filepath.Join(s.Dir, "state")},
+		Dir: s.Dir,
+	})
+	if err := s.waitReady(s.t.Context()); err != nil {
+		s.Process.Kill()
+		return err
+	}
+	return nil
+}
+
+// Restart kills the simulator, StartCmd's process with it (the machine
+// loses power, as a BMC's reset would not do), and starts it again on the
+// same address, configuration and state: its chassis is off unless
+// PoweredOn was set. Its sessions, serial-over-LAN's included, are gone.
+func (s *IPMISim) Restart() {
+	s.t.Helper()
+	s.Process.Kill()
+	if err := s.start(); err != nil {
+		s.t.Fatalf("lab: restart ipmi_sim %s: %v", s.name, err)
+	}
+}
+
 // ipmiLanConf is cfg's lan.conf: one LAN channel, the VM channel that
-// makes power control work, StartCmd and one administrator.
+// makes power control work, the serial-over-LAN's serial console,
+// StartCmd and one administrator.
 func ipmiLanConf(cfg IPMISimConfig, port, vmPort int) string {
 	auths := "none md2 md5 straight"
 	var b strings.Builder
@@ -207,6 +263,9 @@ func ipmiLanConf(cfg IPMISimConfig, port, vmPort int) string {
 	fmt.Fprintf(&b, "    guid a123456789abcdefa123456789abcdef\n")
 	fmt.Fprintf(&b, "  endlan\n")
 	fmt.Fprintf(&b, "  serial 15 %s %d codec VM\n", cfg.Addr, vmPort)
+	if cfg.SOL != "" {
+		fmt.Fprintf(&b, "  sol \"telnet:%s\" 115200\n", cfg.SOL)
+	}
 	fmt.Fprintf(&b, "  startcmd \"%s\"\n", cfg.StartCmd)
 	fmt.Fprintf(&b, "  startnow %t\n", cfg.PoweredOn)
 	fmt.Fprintf(&b, "  user 2 true \"%s\" \"%s\" admin 10 %s\n", cfg.Username, cfg.Password, auths)
@@ -309,4 +368,46 @@ func (s *IPMISim) PowerState(ctx context.Context) (string, error) {
 		return "off", nil
 	}
 	return "", errors.New("lab: unexpected chassis power status: " + out)
+}
+
+// StartConsoleVM starts, in a namespace of its own named after name, a
+// VM behind ipmi_sim with serial-over-LAN: a machine to watch and type
+// to through its BMC. Powered on over IPMI, it boots the installer
+// directly (Kernel and InstallerInitrd, no network boot) with its
+// console on the serial port, which echoes what is typed on it. The
+// serial console also goes to the file serial. Dial the simulator from
+// inside ns (Netns.DialContext).
+func StartConsoleVM(t T, imgs Images, name string) (ns *Netns, sim *IPMISim, serial string) {
+	t.Helper()
+	ns = NewNetns(t, name)
+	ns.Bridge("br0", "")
+	ns.Tap("tap0", "br0")
+	args, serial := VMCommand(t, VMConfig{Tap: "tap0", Kernel: imgs.Kernel, Initrd: imgs.InstallerInitrd,
+		Append: "console=ttyS0,115200 panic=-1"})
+	sim = StartIPMISim(t, IPMISimConfig{Name: name, Netns: ns, StartArgs: args})
+	return ns, sim, serial
+}
+
+// ProbeEcho types the lines base-1, base-2, ... on a console that echoes
+// what is typed (StartConsoleVM's) until one comes back whole, and
+// returns it: the guest's own output may fall between the echoed keys.
+// typeLine types a line and Enter; echoed waits until the console has
+// shown s, and reports false if its context ends first. Each line has a
+// while to come back; ProbeEcho gives up when ctx ends.
+func ProbeEcho(ctx context.Context, typeLine func(string) error, echoed func(ctx context.Context, s string) bool, base string) (string, error) {
+	for i := 1; ; i++ {
+		line := fmt.Sprintf("%s-%d", base, i)
+		if err := typeLine(line); err != nil {
+			return "", fmt.Errorf("lab: type %q: %w", line, err)
+		}
+		lctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		ok := echoed(lctx, line+"\r")
+		cancel()
+		if ok {
+			return line, nil
+		}
+		if ctx.Err() != nil {
+			return "", fmt.Errorf("lab: no line %s-N came back whole: %w", base, ctx.Err())
+		}
+	}
 }

@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"hash/fnv"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -115,21 +117,73 @@ func StartVM(t T, ns *Netns, cfg VMConfig) *VM {
 
 // VMCommand returns the QEMU command line of the VM cfg describes, for a
 // program other than the lab to run, such as a BMC simulator that starts
-// the VM on power on; its serial console goes to the file serial
-// (vm-<MAC>-serial.log, a log file as a process's output is), which the
-// caller reads. The caller makes sure QEMU ends.
+// the VM on power on. Its serial console is a telnet server on a loopback
+// port of the namespace QEMU runs in (SerialAddr finds it in args), for
+// the simulator's serial-over-LAN to connect to (StartIPMISim's does),
+// and everything the guest prints also goes to the file serial
+// (vm-<MAC>-serial.log, a log file as a process's output is), with or
+// without a client on the socket, truncated when QEMU starts again. The
+// caller reads the file and makes sure QEMU ends.
+//
+// The port is one that was free on the test's own loopback: in a
+// namespace of the lab's, where nothing else listens but what the test
+// starts, QEMU finds it free too.
 func VMCommand(t T, cfg VMConfig) (args []string, serial string) {
 	t.Helper()
 	args = vmArgs(t, &cfg)
 	serial = logFiles(t, "vm-"+strings.ReplaceAll(cfg.MAC, ":", "")+"-serial", ".log")[0]
-	// The file serial replaces the stdio one.
+	port, err := freePort(nil, "tcp", "127.0.0.1")
+	if err != nil {
+		t.Fatalf("lab: a port for the serial console: %v", err)
+	}
+	// The socket replaces the stdio serial.
 	for i := 0; i+1 < len(args); i++ {
 		if args[i] == "-serial" && args[i+1] == "stdio" {
-			args[i+1] = "file:" + serial
+			args = slices.Replace(args, i, i+2, serialSocket("127.0.0.1", port, serial)...)
 			break
 		}
 	}
 	return args, serial
+}
+
+// serialSocket is the QEMU arguments of a serial console served as a
+// telnet server on host:port and logged to the file logfile. wait=off:
+// the guest runs without waiting for a client.
+func serialSocket(host string, port int, logfile string) []string {
+	// A comma is doubled in a QEMU option's value.
+	logfile = strings.ReplaceAll(logfile, ",", ",,")
+	return []string{
+		"-chardev", fmt.Sprintf("socket,id=%s,host=%s,port=%d,server=on,wait=off,telnet=on,logfile=%s", serialID, host, port, logfile),
+		"-serial", "chardev:" + serialID,
+	}
+}
+
+// serialID is the id of the serial console's chardev.
+const serialID = "serial0"
+
+// SerialAddr returns the address (host:port) of the telnet socket that
+// serves the serial console in a command line VMCommand made, or "" if
+// args has none.
+func SerialAddr(args []string) string {
+	for i := 0; i+1 < len(args); i++ {
+		if args[i] != "-chardev" || !strings.HasPrefix(args[i+1], "socket,id="+serialID+",") {
+			continue
+		}
+		var host, port string
+		for _, kv := range strings.Split(args[i+1], ",") {
+			k, v, _ := strings.Cut(kv, "=")
+			switch k {
+			case "host":
+				host = v
+			case "port":
+				port = v
+			}
+		}
+		if host != "" && port != "" {
+			return net.JoinHostPort(host, port)
+		}
+	}
+	return ""
 }
 
 // vmArgs fills cfg's defaults, checks that what it needs is there, and
