@@ -58,13 +58,14 @@ test: deps-test images lint
 bench: build images
 	$(BIN)/outpost-bench $(if $(NAMES),-run '$(NAMES)')
 
-# Every fuzz target of the repository, one after another, for FUZZTIME
+# Every fuzz target of the repository, FUZZJOBS at a time (1 by default), for FUZZTIME
 # each (15 minutes by default; `make fuzz FUZZTIME=30s` for a quick
 # pass); prints each target's executions, and fails if a target found a
 # failing input (left under its package's testdata/fuzz/).
 FUZZTIME ?= 15m
+FUZZJOBS ?= 1
 fuzz:
-	@GO=$(GO) scripts/fuzz.sh $(FUZZTIME)
+	@GO=$(GO) FUZZJOBS=$(FUZZJOBS) scripts/fuzz.sh $(FUZZTIME)
 
 lint:
 	@out=$$(gofmt -l $$(find . -name '*.go' -not -path './var/*' -not -path './.git/*')); \
