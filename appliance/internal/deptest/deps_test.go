@@ -120,6 +120,22 @@ var rules = []rule{
 		}
 		return noIO(path, std)
 	}},
+	// The browser harness drives a browser for tests of any page: of
+	// Outpost it uses only the lab's checks of what is installed.
+	{"appliance/internal/browsertest", func(path string, std bool) string {
+		if strings.HasPrefix(path, module) && !strings.HasPrefix(path, module+"appliance/internal/lab") && !isOutpost(path, sharedCore...) {
+			return "the browser harness imports no Outpost package but the lab (and what it imports)"
+		}
+		return ""
+	}},
+	// The appliance's binary links no browser driver: browsers are for
+	// its tests.
+	{"appliance/cmd/applianced", func(path string, std bool) string {
+		if strings.HasPrefix(path, "github.com/chromedp/") || isOutpost(path, "appliance/internal/browsertest") {
+			return "browser drivers are for tests"
+		}
+		return ""
+	}},
 	// The site's state machine and proposer: no protocol, no network, no
 	// Raft node (it is an Applier; the cluster runs it).
 	{"appliance/internal/site", func(path string, std bool) string {

@@ -1,0 +1,141 @@
+package browsertest_test
+
+import (
+	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"fmt"
+	"log"
+	"math/big"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/outposthq/outpost/appliance/internal/browsertest"
+)
+
+// testCA is an ECDSA P-256 CA and a certificate it issued for 127.0.0.1.
+type testCA struct {
+	cert *x509.Certificate
+	leaf tls.Certificate
+}
+
+func newTestCA(t *testing.T) testCA {
+	t.Helper()
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "browsertest CA"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour), IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, _ := x509.ParseCertificate(caDER)
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "127.0.0.1"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour), IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return testCA{cert: ca, leaf: tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}}
+}
+
+// serve starts an HTTPS server on loopback with the CA's certificate.
+func (ca testCA) serve(t *testing.T, h http.Handler) *httptest.Server {
+	s := httptest.NewUnstartedServer(h)
+	// The browser test refuses certificates on purpose: log to the test.
+	s.Config.ErrorLog = log.New(t.Output(), "server: ", 0)
+	s.TLS = &tls.Config{Certificates: []tls.Certificate{ca.leaf}}
+	s.StartTLS()
+	t.Cleanup(s.Close)
+	return s
+}
+
+const page = `<!doctype html>
+<title>browsertest</title>
+<p data-test="status">waiting</p>
+<input data-test="name">
+<button data-test="go" onclick="document.querySelector('[data-test=status]').textContent = 'hello ' + document.querySelector('[data-test=name]').value">Go</button>
+<script src="%s/evil.js"></script>
+<script src="https://cdn.example.net/lib.js"></script>
+`
+
+// TestBlocksAndRecordsForeignRequests: a page served over HTTPS by a CA
+// the browser was told to trust loads; its scripts from another loopback
+// port and from a CDN are recorded, fail, and never reach their server;
+// filling a field and clicking a button change the page.
+func TestBlocksAndRecordsForeignRequests(t *testing.T) {
+	ca := newTestCA(t)
+	var cdnHits atomic.Int64
+	cdn := ca.serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		cdnHits.Add(1)
+		w.Header().Set("Content-Type", "text/javascript")
+		fmt.Fprint(w, `document.querySelector('[data-test=status]').textContent = 'pwned'`)
+	}))
+	app := ca.serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html")
+		fmt.Fprintf(w, page, cdn.URL)
+	}))
+
+	b := browsertest.Start(t, browsertest.Allow(app.URL), browsertest.TrustCA(ca.cert))
+	b.Navigate(app.URL + "/")
+	if got := b.TextOf("status"); got != "waiting" {
+		t.Errorf("status = %q before the click: a foreign script ran", got)
+	}
+	b.Fill("name", "technician")
+	b.Click("go")
+	b.WaitText("hello technician")
+
+	foreign := b.Foreign(app.URL)
+	want := []string{cdn.URL + "/evil.js", "https://cdn.example.net/lib.js"}
+	var got []string
+	for _, r := range foreign {
+		got = append(got, r.URL)
+		if r.Failed == "" {
+			t.Errorf("foreign request %s did not fail", r.URL)
+		}
+	}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("foreign requests = %v, want %v (all: %+v)", got, want, b.Requests())
+	}
+	if n := cdnHits.Load(); n != 0 {
+		t.Errorf("the other loopback server was reached %d times", n)
+	}
+	if all := b.Requests(); len(all) == 0 || all[0].URL != app.URL+"/" || all[0].Failed != "" {
+		t.Errorf("the page's own load was not recorded as it was: %+v", all)
+	}
+	if png := b.Screenshot(); !bytes.HasPrefix(png, []byte("\x89PNG\r\n\x1a\n")) {
+		t.Errorf("screenshot is not a PNG: % x", png[:min(8, len(png))])
+	}
+}
+
+// TestUntrustedCAIsRefused: without TrustCA the same server's page does
+// not load, so trusting the CA is what made it load above.
+func TestUntrustedCAIsRefused(t *testing.T) {
+	ca := newTestCA(t)
+	app := ca.serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "hello") }))
+	b := browsertest.Start(t, browsertest.Allow(app.URL))
+	err := chromedp.Do(b.Context(), chromedp.Navigate(app.URL+"/"))
+	if err == nil || !strings.Contains(err.Error(), "CERT") {
+		t.Fatalf("navigating to a server of an untrusted CA: %v, want a certificate error", err)
+	}
+}
