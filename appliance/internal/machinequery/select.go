@@ -1,6 +1,8 @@
 package machinequery
 
 import (
+	"encoding/json"
+	"fmt"
 	"net/netip"
 	"time"
 
@@ -19,10 +21,21 @@ type Companions struct {
 // (offered or active, not expired; a declined address belongs to no one)
 // and the status of each workflow. Either list may be nil.
 func NewCompanions(leases []*store.Lease, workflows []*store.Workflow, now time.Time) *Companions {
+	statuses := make(map[string]string, len(workflows))
+	for _, w := range workflows {
+		if w.State != nil {
+			statuses[w.ID] = string(w.State.Status)
+		}
+	}
+	return newCompanions(leases, statuses, now)
+}
+
+// newCompanions is NewCompanions with the workflows' statuses by id.
+func newCompanions(leases []*store.Lease, workflows map[string]string, now time.Time) *Companions {
 	c := &Companions{
 		byMachine: map[string][]netip.Addr{},
 		byMAC:     map[string][]netip.Addr{},
-		workflows: make(map[string]string, len(workflows)),
+		workflows: workflows,
 	}
 	for _, l := range leases {
 		a, err := netip.ParseAddr(l.IP)
@@ -33,11 +46,6 @@ func NewCompanions(leases []*store.Lease, workflows []*store.Workflow, now time.
 			c.byMachine[l.MachineID] = append(c.byMachine[l.MachineID], a)
 		} else if mac, err := store.NormalizeMAC(l.MAC); err == nil {
 			c.byMAC[mac] = append(c.byMAC[mac], a)
-		}
-	}
-	for _, w := range workflows {
-		if w.State != nil {
-			c.workflows[w.ID] = string(w.State.Status)
 		}
 	}
 	return c
@@ -86,11 +94,33 @@ func Select(tx *store.Tx, q *Query, now time.Time) ([]*store.Machine, error) {
 			return nil, err
 		}
 	}
-	var workflows []*store.Workflow
+	var workflows map[string]string
 	if q.needsWorkflows {
-		if workflows, err = store.List[store.Workflow](tx); err != nil {
+		if workflows, err = workflowStatuses(tx); err != nil {
 			return nil, err
 		}
 	}
-	return q.Filter(machines, NewCompanions(leases, workflows, now)), nil
+	return q.Filter(machines, newCompanions(leases, workflows, now)), nil
+}
+
+// workflowStatuses reads the status of every workflow, by id. It decodes
+// the status alone: a workflow's plan and actions, which a search never
+// reads, are most of its bytes and of the cost of decoding it whole.
+func workflowStatuses(tx *store.Tx) (map[string]string, error) {
+	out := map[string]string{}
+	err := tx.ForEachRaw(&store.Workflow{}, func(key, raw []byte) error {
+		var w struct {
+			State *struct {
+				Status string `json:"status"`
+			} `json:"state"`
+		}
+		if err := json.Unmarshal(raw, &w); err != nil {
+			return fmt.Errorf("%w: workflow %q: %v", store.ErrCorrupt, key, err)
+		}
+		if w.State != nil {
+			out[string(key)] = w.State.Status
+		}
+		return nil
+	})
+	return out, err
 }
