@@ -8,12 +8,15 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"flag"
 	"fmt"
 	"log"
 	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -137,5 +140,33 @@ func TestUntrustedCAIsRefused(t *testing.T) {
 	err := chromedp.Do(b.Context(), chromedp.Navigate(app.URL+"/"))
 	if err == nil || !strings.Contains(err.Error(), "CERT") {
 		t.Fatalf("navigating to a server of an untrusted CA: %v, want a certificate error", err)
+	}
+}
+
+// TestCapture: with -browsertest.screenshots set, Capture writes the page
+// as a PNG named after it; without it, nothing.
+func TestCapture(t *testing.T) {
+	ca := newTestCA(t)
+	app := ca.serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, `<!doctype html><p data-test="status">machines</p>`)
+	}))
+	b := browsertest.Start(t, browsertest.Allow(app.URL), browsertest.TrustCA(ca.cert))
+	b.Navigate(app.URL + "/")
+
+	old := browsertest.ScreenshotDir()
+	t.Cleanup(func() { flag.Set("browsertest.screenshots", old) })
+	flag.Set("browsertest.screenshots", "")
+	if path := b.Capture("machines"); path != "" {
+		t.Errorf("Capture without the flag wrote %s", path)
+	}
+	dir := filepath.Join(t.TempDir(), "screenshots")
+	flag.Set("browsertest.screenshots", dir)
+	path := b.Capture("machines")
+	if path != filepath.Join(dir, "machines.png") {
+		t.Fatalf("Capture wrote %q, want machines.png in %s", path, dir)
+	}
+	png, err := os.ReadFile(path)
+	if err != nil || !bytes.HasPrefix(png, []byte("\x89PNG\r\n\x1a\n")) {
+		t.Fatalf("%s is not a PNG: %v", path, err)
 	}
 }
