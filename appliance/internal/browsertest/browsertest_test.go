@@ -2,17 +2,10 @@ package browsertest_test
 
 import (
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"flag"
 	"fmt"
 	"log"
-	"math/big"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -20,54 +13,20 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/chromedp/chromedp"
 
 	"github.com/outposthq/outpost/appliance/internal/browsertest"
+	"github.com/outposthq/outpost/appliance/internal/lab"
 )
 
-// testCA is an ECDSA P-256 CA and a certificate it issued for 127.0.0.1.
-type testCA struct {
-	cert *x509.Certificate
-	leaf tls.Certificate
-}
-
-func newTestCA(t *testing.T) testCA {
-	t.Helper()
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now()
-	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "browsertest CA"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour), IsCA: true, BasicConstraintsValid: true,
-		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, _ := x509.ParseCertificate(caDER)
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "127.0.0.1"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour), IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return testCA{cert: ca, leaf: tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}}
-}
-
-// serve starts an HTTPS server on loopback with the CA's certificate.
-func (ca testCA) serve(t *testing.T, h http.Handler) *httptest.Server {
+// serve starts an HTTPS server on loopback with a certificate of ca
+// (the lab's test CA: ECDSA P-256).
+func serve(t *testing.T, ca *lab.CA, h http.Handler) *httptest.Server {
 	s := httptest.NewUnstartedServer(h)
 	// The browser test refuses certificates on purpose: log to the test.
 	s.Config.ErrorLog = log.New(t.Output(), "server: ", 0)
-	s.TLS = &tls.Config{Certificates: []tls.Certificate{ca.leaf}}
+	s.TLS = &tls.Config{Certificates: []tls.Certificate{ca.Issue("127.0.0.1")}}
 	s.StartTLS()
 	t.Cleanup(s.Close)
 	return s
@@ -87,19 +46,19 @@ const page = `<!doctype html>
 // port and from a CDN are recorded, fail, and never reach their server;
 // filling a field and clicking a button change the page.
 func TestBlocksAndRecordsForeignRequests(t *testing.T) {
-	ca := newTestCA(t)
+	ca := lab.NewCA(t, "browsertest CA")
 	var cdnHits atomic.Int64
-	cdn := ca.serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	cdn := serve(t, ca, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		cdnHits.Add(1)
 		w.Header().Set("Content-Type", "text/javascript")
 		fmt.Fprint(w, `document.querySelector('[data-test=status]').textContent = 'pwned'`)
 	}))
-	app := ca.serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	app := serve(t, ca, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html")
 		fmt.Fprintf(w, page, cdn.URL)
 	}))
 
-	b := browsertest.Start(t, browsertest.Allow(app.URL), browsertest.TrustCA(ca.cert))
+	b := browsertest.Start(t, browsertest.Allow(app.URL), browsertest.TrustCA(ca.Cert))
 	b.Navigate(app.URL + "/")
 	if got := b.TextOf("status"); got != "waiting" {
 		t.Errorf("status = %q before the click: a foreign script ran", got)
@@ -134,8 +93,8 @@ func TestBlocksAndRecordsForeignRequests(t *testing.T) {
 // TestUntrustedCAIsRefused: without TrustCA the same server's page does
 // not load, so trusting the CA is what made it load above.
 func TestUntrustedCAIsRefused(t *testing.T) {
-	ca := newTestCA(t)
-	app := ca.serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "hello") }))
+	ca := lab.NewCA(t, "browsertest CA")
+	app := serve(t, ca, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "hello") }))
 	b := browsertest.Start(t, browsertest.Allow(app.URL))
 	err := chromedp.Do(b.Context(), chromedp.Navigate(app.URL+"/"))
 	if err == nil || !strings.Contains(err.Error(), "CERT") {
@@ -146,11 +105,11 @@ func TestUntrustedCAIsRefused(t *testing.T) {
 // TestCapture: with -browsertest.screenshots set, Capture writes the page
 // as a PNG named after it; without it, nothing.
 func TestCapture(t *testing.T) {
-	ca := newTestCA(t)
-	app := ca.serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	ca := lab.NewCA(t, "browsertest CA")
+	app := serve(t, ca, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprint(w, `<!doctype html><p data-test="status">machines</p>`)
 	}))
-	b := browsertest.Start(t, browsertest.Allow(app.URL), browsertest.TrustCA(ca.cert))
+	b := browsertest.Start(t, browsertest.Allow(app.URL), browsertest.TrustCA(ca.Cert))
 	b.Navigate(app.URL + "/")
 
 	old := browsertest.ScreenshotDir()
