@@ -15,7 +15,7 @@ TESTFLAGS ?= -p 1
 endif
 TESTFLAGS += -race -count=1 -timeout 20m
 
-.PHONY: all build images run appliance test bench fuzz lint deps-run deps-test clean
+.PHONY: all build images run appliance test bench screenshots fuzz lint deps-run deps-test clean
 
 all: build
 
@@ -57,6 +57,17 @@ test: deps-test images lint
 # serve the boot artifacts, so images come first, as for test.
 bench: build images
 	$(BIN)/outpost-bench $(if $(NAMES),-run '$(NAMES)')
+
+# A PNG of every console page into docs/screenshots (the README links
+# them): the browser tests of every package that uses the harness
+# (appliance/internal/browsertest, itself aside) capture their pages
+# with -browsertest.screenshots set.
+screenshots: deps-test
+	@pkgs=$$($(GO) list -f '{{.ImportPath}} {{join .TestImports " "}} {{join .XTestImports " "}}' ./appliance/... | \
+		awk '$$1 !~ /browsertest$$/ && / github.com\/outposthq\/outpost\/appliance\/internal\/browsertest( |$$)/ {print $$1}'); \
+	if [ -z "$$pkgs" ]; then echo "screenshots: no package's tests use appliance/internal/browsertest"; exit 1; fi; \
+	mkdir -p docs/screenshots && \
+	$(GO) test -count=1 $$pkgs -args -browsertest.screenshots=$(CURDIR)/docs/screenshots
 
 # Every fuzz target of the repository, FUZZJOBS at a time (1 by default), for FUZZTIME
 # each (15 minutes by default; `make fuzz FUZZTIME=30s` for a quick

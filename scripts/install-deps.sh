@@ -24,7 +24,11 @@ image_pkgs=(ipxe busybox-static cpio linux-image-amd64 kmod gzip zstd xz-utils
 run_pkgs=(ca-certificates iproute2 qemu-system-x86 ipxe-qemu openipmi ipmitool "${image_pkgs[@]}")
 lab_pkgs=(ovmf tftp-hpa atftp isc-dhcp-client udhcpc kea-dhcp4-server kea-admin
 	dnsmasq tftpd-hpa redfishtool)
-test_pkgs=("${run_pkgs[@]}" gcc libc6-dev "${lab_pkgs[@]}")
+# The console's browser tests (appliance/internal/browsertest) drive
+# headless chromium and give it the site CA through an NSS database
+# (certutil).
+browser_pkgs=(chromium libnss3-tools)
+test_pkgs=("${run_pkgs[@]}" gcc libc6-dev "${lab_pkgs[@]}" "${browser_pkgs[@]}")
 
 case "$what" in
 run) pkgs=("${run_pkgs[@]}") ;;

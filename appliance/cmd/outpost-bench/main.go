@@ -29,6 +29,7 @@ var benches = []bench{
 	{"provision", benchProvisionE2E},
 	{"bmc", benchBMCCycle},
 	{"sync", benchSync},
+	{"console", benchConsolePage},
 }
 
 func benchNames() []string {

@@ -7,7 +7,7 @@ import (
 )
 
 func TestSelectBenches(t *testing.T) {
-	all := map[string]bool{"store": true, "tftp": true, "dhcp": true, "storm": true, "provision": true, "bmc": true, "sync": true}
+	all := map[string]bool{"store": true, "tftp": true, "dhcp": true, "storm": true, "provision": true, "bmc": true, "sync": true, "console": true}
 	tests := map[string]struct {
 		list    string
 		want    map[string]bool
@@ -19,11 +19,11 @@ func TestSelectBenches(t *testing.T) {
 		"spaces":         {list: " store , dhcp ", want: map[string]bool{"store": true, "dhcp": true}},
 		"unknown": {
 			list:    "store,strom",
-			wantErr: `-run: no benchmark "strom" (have store,tftp,dhcp,storm,provision,bmc,sync)`,
+			wantErr: `-run: no benchmark "strom" (have store,tftp,dhcp,storm,provision,bmc,sync,console)`,
 		},
 		"trailing comma": {
 			list:    "store,",
-			wantErr: `-run: no benchmark "" (have store,tftp,dhcp,storm,provision,bmc,sync)`,
+			wantErr: `-run: no benchmark "" (have store,tftp,dhcp,storm,provision,bmc,sync,console)`,
 		},
 	}
 	for name, tc := range tests {

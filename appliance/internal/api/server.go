@@ -111,7 +111,7 @@ func (s *Server) Handler() http.Handler {
 func (s *Server) routes() []httpapi.Route {
 	const viewer, operator, admin = access.Viewer, access.Operator, access.Admin
 	return []httpapi.Route{
-		{Pattern: "GET /v1/machines", Role: viewer, Handler: on(s, machines.list)},
+		{Pattern: "GET /v1/machines", Role: viewer, Handler: s.listMachines},
 		{Pattern: "GET /v1/machines/{key}", Role: viewer, Handler: on(s, machines.get)},
 		{Pattern: "PUT /v1/machines/{key}", Role: operator, Handler: on(s, machines.putOne)},
 		{Pattern: "DELETE /v1/machines/{key}", Role: operator, Handler: on(s, machines.delete)},

@@ -105,6 +105,37 @@ var rules = []rule{
 		}
 		return ""
 	}},
+	// The machine search is pure logic over the store's objects: it
+	// reads the store and no other Outpost package but the workflows'
+	// states and the shared errors.
+	{"appliance/internal/machinequery", func(path string, std bool) string {
+		switch {
+		case isOutpost(path, "appliance/internal/store", "appliance/internal/workflow", "appliance/internal/actions",
+			"internal/errs", "internal/access", "internal/boltfile"):
+			return ""
+		case strings.HasPrefix(path, module):
+			return "the machine search imports no Outpost package but the store (and what it imports)"
+		case path == "net/http" || strings.HasPrefix(path, "github.com/hashicorp/"):
+			return "the machine search does not network or replicate"
+		}
+		return noIO(path, std)
+	}},
+	// The browser harness drives a browser for tests of any page: of
+	// Outpost it uses only the lab's checks of what is installed.
+	{"appliance/internal/browsertest", func(path string, std bool) string {
+		if strings.HasPrefix(path, module) && !strings.HasPrefix(path, module+"appliance/internal/lab") && !isOutpost(path, sharedCore...) {
+			return "the browser harness imports no Outpost package but the lab (and what it imports)"
+		}
+		return ""
+	}},
+	// The appliance's binary links no browser driver: browsers are for
+	// its tests.
+	{"appliance/cmd/applianced", func(path string, std bool) string {
+		if strings.HasPrefix(path, "github.com/chromedp/") || isOutpost(path, "appliance/internal/browsertest") {
+			return "browser drivers are for tests"
+		}
+		return ""
+	}},
 	// The site's state machine and proposer: no protocol, no network, no
 	// Raft node (it is an Applier; the cluster runs it).
 	{"appliance/internal/site", func(path string, std bool) string {
@@ -185,7 +216,7 @@ var clockCalls = []string{"Now", "Since", "Until", "Sleep", "After", "AfterFunc"
 // The proposer itself (proposer*.go) is the one place of the site
 // package that reads the clock.
 func TestNoClock(t *testing.T) {
-	for _, dir := range []string{"../ipam", "../workflow", "../site"} {
+	for _, dir := range []string{"../ipam", "../workflow", "../site", "../machinequery"} {
 		files, err := filepath.Glob(filepath.Join(dir, "*.go"))
 		if err != nil {
 			t.Fatal(err)

@@ -30,6 +30,7 @@ var debianPackages = map[string]string{
 	"redfishtool":        "redfishtool",
 	"chromium":           "chromium",
 	"chromedriver":       "chromium-driver",
+	"certutil":           "libnss3-tools",
 	"/dev/net/tun":       "the tun kernel module: modprobe tun",
 	"/dev/kvm":           "KVM (not needed: the lab runs QEMU with -accel tcg)",
 }

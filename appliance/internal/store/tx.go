@@ -213,6 +213,14 @@ func (tx *Tx) Raw(kind Object, key string) []byte {
 	return tx.tx.Bucket(kind.bucket()).Get([]byte(key))
 }
 
+// ForEachRaw calls fn with the key and stored bytes of every object of
+// kind's type, in key order, for a reader that needs one field of each
+// (the machine search reads only a workflow's status). They are valid
+// during the call only.
+func (tx *Tx) ForEachRaw(kind Object, fn func(key, raw []byte) error) error {
+	return tx.tx.Bucket(kind.bucket()).ForEach(fn)
+}
+
 // IPAMGeneration changes whenever something address management derives
 // its state from changes other than through the DHCP server's own lease
 // commits: a subnet, a machine's interfaces, a lease deleted by an

@@ -1,0 +1,104 @@
+package browsertest
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/chromedp/chromedp"
+)
+
+// Sel is the selector of the element whose data-test attribute is name.
+func Sel(name string) chromedp.CSS { return chromedp.CSS(fmt.Sprintf("[data-test=%q]", name)) }
+
+// Context returns the tab's context, for chromedp actions the helpers
+// lack.
+func (b *Browser) Context() context.Context { return b.ctx }
+
+// do runs steps on the tab within ActionTimeout, failing the test with
+// what was being done.
+func (b *Browser) do(what string, steps ...chromedp.Action[chromedp.Void]) {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, ActionTimeout)
+	defer cancel()
+	if err := chromedp.Do(ctx, steps...); err != nil {
+		b.t.Fatalf("browsertest: %s: %v", what, err)
+	}
+}
+
+// run runs one action that returns a value on the tab within
+// ActionTimeout.
+func run[T any](b *Browser, what string, a chromedp.Action[T]) T {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, ActionTimeout)
+	defer cancel()
+	v, err := chromedp.Run(ctx, a)
+	if err != nil {
+		b.t.Fatalf("browsertest: %s: %v", what, err)
+	}
+	return v
+}
+
+// Navigate loads url and waits for it to load.
+func (b *Browser) Navigate(url string) {
+	b.t.Helper()
+	b.do("navigate to "+url, chromedp.Navigate(url))
+}
+
+// Fill types value into the field data-test=name, replacing what it held.
+func (b *Browser) Fill(name, value string) {
+	b.t.Helper()
+	sel := Sel(name)
+	b.do("fill "+string(sel), chromedp.WaitVisible(sel), chromedp.Clear(sel), chromedp.SendKeys(sel, value))
+}
+
+// Click clicks the element data-test=name once it is visible.
+func (b *Browser) Click(name string) {
+	b.t.Helper()
+	sel := Sel(name)
+	b.do("click "+string(sel), chromedp.Click(sel, chromedp.NodeVisible))
+}
+
+// TextOf returns the visible text of the element data-test=name.
+func (b *Browser) TextOf(name string) string {
+	b.t.Helper()
+	sel := Sel(name)
+	return run(b, "read "+string(sel), chromedp.Text(sel, chromedp.NodeVisible))
+}
+
+// WaitText waits until the page's visible text contains text.
+func (b *Browser) WaitText(text string) {
+	b.t.Helper()
+	expr := fmt.Sprintf(`document.body !== null && document.body.innerText.includes(%q)`, text)
+	run(b, fmt.Sprintf("wait for the text %q", text), chromedp.Poll[bool](expr))
+}
+
+// Screenshot returns a PNG of the whole page.
+func (b *Browser) Screenshot() []byte {
+	b.t.Helper()
+	png, err := b.screenshot()
+	if err != nil {
+		b.t.Fatalf("browsertest: screenshot: %v", err)
+	}
+	return png
+}
+
+// SaveScreenshot writes a PNG of the whole page to path, making its
+// directory.
+func (b *Browser) SaveScreenshot(path string) {
+	b.t.Helper()
+	png := b.Screenshot()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		b.t.Fatalf("browsertest: %v", err)
+	}
+	if err := os.WriteFile(path, png, 0o644); err != nil {
+		b.t.Fatalf("browsertest: %v", err)
+	}
+}
+
+func (b *Browser) screenshot() ([]byte, error) {
+	ctx, cancel := context.WithTimeout(b.ctx, ActionTimeout)
+	defer cancel()
+	return chromedp.Run(ctx, chromedp.FullScreenshot(100))
+}
