@@ -158,12 +158,22 @@ func (c *Client) Join(ctx context.Context, req api.JoinRequest) (api.JoinRespons
 	return resp, err
 }
 
+// RemoveMember removes a node from the cluster (on the leader).
+func (c *Client) RemoveMember(ctx context.Context, id string) error {
+	return c.Do(ctx, http.MethodDelete, "/v1/cluster/members/"+url.PathEscape(id), nil, nil)
+}
+
 // CreateToken makes an API token with a name, a role and an optional
 // expiry. The answer holds its secret, which is never shown again.
 func (c *Client) CreateToken(ctx context.Context, req httpapi.TokenRequest) (httpapi.TokenCreated, error) {
 	var out httpapi.TokenCreated
 	err := c.Do(ctx, http.MethodPost, "/v1/tokens", req, &out)
 	return out, err
+}
+
+// DeleteToken deletes an API token: it opens nothing from then on.
+func (c *Client) DeleteToken(ctx context.Context, id string) error {
+	return c.Do(ctx, http.MethodDelete, "/v1/tokens/"+url.PathEscape(id), nil, nil)
 }
 
 // Tokens lists the API tokens: names, roles, expiries, never secrets.
