@@ -19,7 +19,7 @@ import (
 
 // Central is a running central.
 type Central struct {
-	// URL is its API's, "http://127.0.0.1:port".
+	// URL is its API's, "http://127.0.0.1:port" (https with TLS).
 	URL string
 	// Token is its first admin token, and TokenFile the file it is in.
 	Token     string
@@ -33,6 +33,12 @@ type Option func(*config.Config)
 // has a cluster to show), on a free loopback Raft address.
 func Replicated(t testing.TB) Option {
 	return func(c *config.Config) { c.RaftAddr, c.NodeID = centraltest.FreeAddr(t), "c1" }
+}
+
+// TLS serves the API over HTTPS with the certificate (a PEM chain) and
+// key in these files.
+func TLS(certFile, keyFile string) Option {
+	return func(c *config.Config) { c.TLSCert, c.TLSKey = certFile, keyFile }
 }
 
 // startTimeout bounds the wait for central to print its URL and token:
@@ -59,7 +65,7 @@ func Start(t testing.TB, opts ...Option) *Central {
 			t.Errorf("testcentral: central stopped with %v", err)
 		}
 	})
-	re := regexp.MustCompile(`API at (http://\S+),[^\n]*\n(?s:.*)admin token \(shown once; also saved to ` +
+	re := regexp.MustCompile(`API at (https?://\S+),[^\n]*\n(?s:.*)admin token \(shown once; also saved to ` +
 		regexp.QuoteMeta(cfg.AdminTokenPath()) + `\):\n  (\S+)\n`)
 	deadline := time.After(startTimeout)
 	for {
