@@ -99,7 +99,9 @@ func TestCentralCommands(t *testing.T) {
 	}
 	var site struct {
 		ID   string
-		Sync struct{ LatestRevision uint64 `json:"latest_revision"` }
+		Sync struct {
+			LatestRevision uint64 `json:"latest_revision"`
+		}
 	}
 	if err := json.Unmarshal([]byte(mustOK(t, centralRun(t, cen, "", "get", "site", "fra-1", "-o", "json"))), &site); err != nil || site.Sync.LatestRevision != 3 {
 		t.Errorf("get site fra-1 -o json: %+v, %v", site, err)
