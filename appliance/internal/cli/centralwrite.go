@@ -105,33 +105,33 @@ func (e *env) centralDelete(name, key string) error {
 	return nil
 }
 
-// tokens returns the token API of the target: the site's or central's.
-func (e *env) tokens() (tokenServer, error) {
+// sideClient returns the client of the target's side, the site's or
+// central's, as T: an interface of methods both clients have.
+func sideClient[T any](e *env) (T, error) {
+	var zero T
+	var c any
 	central, err := e.atCentral()
 	switch {
 	case err != nil:
-		return nil, err
+		return zero, err
 	case central:
-		return e.centralClient()
+		c, err = e.centralClient()
+	default:
+		c, _, err = e.client()
 	}
-	c, _, err := e.client()
-	return c, err
+	if err != nil {
+		return zero, err
+	}
+	return c.(T), nil
 }
 
-// members returns the cluster API of the target: the site's or
-// central's; both remove a member alike.
-func (e *env) members() (interface {
+// tokens returns the token API of the target: the site's or central's.
+func (e *env) tokens() (tokenServer, error) { return sideClient[tokenServer](e) }
+
+// memberRemover is what cluster remove needs: both sides remove a member
+// alike.
+type memberRemover interface {
 	RemoveMember(ctx context.Context, id string) error
-}, error) {
-	central, err := e.atCentral()
-	switch {
-	case err != nil:
-		return nil, err
-	case central:
-		return e.centralClient()
-	}
-	c, _, err := e.client()
-	return c, err
 }
 
 // runTokenDelete deletes an API token, at a site or at central.

@@ -124,7 +124,7 @@ func runClusterRemove(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	c, err := e.members()
+	c, err := sideClient[memberRemover](e)
 	if err != nil {
 		return err
 	}

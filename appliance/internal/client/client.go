@@ -45,16 +45,7 @@ type Error = apiclient.Error
 // Do sends a request with an optional JSON body and decodes a JSON answer
 // into out (if not nil). Header pairs (name, value) may follow.
 func (c *Client) Do(ctx context.Context, method, path string, body, out any, header ...string) error {
-	var raw json.RawMessage
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return fmt.Errorf("client: encode request: %w", err)
-		}
-		raw = b
-	}
-	_, err := c.send(ctx, method, path, raw, out, header...)
-	return err
+	return c.api().Do(ctx, method, path, body, out, header...)
 }
 
 // DoStatus is Do with a body that is already JSON, returning the HTTP
@@ -65,8 +56,12 @@ func (c *Client) DoStatus(ctx context.Context, method, path string, body json.Ra
 }
 
 func (c *Client) send(ctx context.Context, method, path string, body json.RawMessage, out any, header ...string) (int, error) {
-	api := apiclient.Client{Base: c.base, Token: c.token, HTTP: c.http}
-	return api.Send(ctx, method, path, body, out, header...)
+	return c.api().Send(ctx, method, path, body, out, header...)
+}
+
+// api is the shared JSON client over c's base, token and HTTP client.
+func (c *Client) api() *apiclient.Client {
+	return &apiclient.Client{Base: c.base, Token: c.token, HTTP: c.http}
 }
 
 // Put creates or replaces an object of kind plural ("machines") under key.
