@@ -23,6 +23,7 @@ type doc struct {
 	where string // "FILE: document 2 (line 7)", where the object starts
 	kind  *kind
 	key   string          // "m1"; "" for settings
+	site  string          // at central, the site of a perSite kind's object ("" if the document names none)
 	ref   string          // "machine/m1"
 	body  json.RawMessage // the object, without its kind
 }
@@ -47,7 +48,14 @@ func runApply(e *env, args []string) error {
 	if len(files) == 0 {
 		return usagef("apply: -f FILE is required")
 	}
-	docs, err := e.load(files)
+	t, err := e.resolveTarget()
+	if err != nil {
+		return err
+	}
+	if t.central {
+		return e.centralApply(files)
+	}
+	docs, err := e.load(files, kinds)
 	if err != nil {
 		return err
 	}
@@ -55,13 +63,20 @@ func runApply(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	return e.applyAll(c, docs)
+	return e.applyAll(docs, func(d *doc) (string, error) {
+		status, err := c.DoStatus(e.ctx, http.MethodPut, d.path(), d.body, nil)
+		if status == http.StatusCreated {
+			return "created", err
+		}
+		return "configured", err
+	})
 }
 
 // load reads and checks every document of files. It reports each problem
 // on stderr and fails if there was any. The documents come back in the
-// order of kinds, so that an object comes after those it refers to.
-func (e *env) load(files []string) ([]*doc, error) {
+// order of the set's kinds, so that an object comes after those it
+// refers to.
+func (e *env) load(files []string, set kindSet) ([]*doc, error) {
 	var docs []*doc
 	var problems []error
 	for _, f := range files {
@@ -71,7 +86,7 @@ func (e *env) load(files []string) ([]*doc, error) {
 			continue
 		}
 		for _, src := range srcs {
-			ds, errs := parseFile(src.name, src.data)
+			ds, errs := parseFile(src.name, src.data, set)
 			docs = append(docs, ds...)
 			problems = append(problems, errs...)
 		}
@@ -87,7 +102,7 @@ func (e *env) load(files []string) ([]*doc, error) {
 		return nil, errors.New("no objects found")
 	}
 	slices.SortStableFunc(docs, func(a, b *doc) int {
-		return slices.Index(kinds, a.kind) - slices.Index(kinds, b.kind)
+		return slices.Index(set, a.kind) - slices.Index(set, b.kind)
 	})
 	return docs, nil
 }
@@ -147,13 +162,13 @@ func duplicates(docs []*doc) []error {
 	return errs
 }
 
-// applyAll PUTs each object and says whether it was created or replaced.
-// An object the API refuses is reported and the others are still applied;
-// a failure to reach the API stops at once.
-func (e *env) applyAll(c *client.Client, docs []*doc) error {
+// applyAll applies each object with put, which says what it did
+// ("created"). An object the API refuses is reported and the others are
+// still applied; a failure to reach the API stops at once.
+func (e *env) applyAll(docs []*doc, put func(d *doc) (string, error)) error {
 	failed := 0
 	for _, d := range docs {
-		status, err := c.DoStatus(e.ctx, http.MethodPut, d.path(), d.body, nil)
+		what, err := put(d)
 		var ae *client.Error
 		switch {
 		case errors.As(err, &ae):
@@ -161,10 +176,8 @@ func (e *env) applyAll(c *client.Client, docs []*doc) error {
 			failed++
 		case err != nil:
 			return fmt.Errorf("%s: %w", d.ref, err)
-		case status == http.StatusCreated:
-			fmt.Fprintf(e.stdout, "%s created\n", d.ref)
 		default:
-			fmt.Fprintf(e.stdout, "%s configured\n", d.ref)
+			fmt.Fprintf(e.stdout, "%s %s\n", d.ref, what)
 		}
 	}
 	if failed > 0 {
@@ -218,7 +231,7 @@ func (p pos) String() string { return p.at(p.line) }
 
 // parseFile parses and checks every document of a file. Empty documents
 // are skipped; a document that is a list holds one object per item.
-func parseFile(name string, data []byte) ([]*doc, []error) {
+func parseFile(name string, data []byte, set kindSet) ([]*doc, []error) {
 	var docs []*doc
 	var errs []error
 	n := 0
@@ -245,7 +258,7 @@ func parseFile(name string, data []byte) ([]*doc, []error) {
 					ip.line = nodes[i].Line
 				}
 			}
-			d, err := parseDoc(ip, obj, newLocator(nodes[i], obj))
+			d, err := parseDoc(ip, obj, newLocator(nodes[i], obj), set)
 			if err != nil {
 				errs = append(errs, err)
 				continue
@@ -279,7 +292,7 @@ func toJSON(text []byte) ([]json.RawMessage, error) {
 // parseDoc turns one object into a doc: it reads and removes its kind,
 // finds its key and checks it as the API would. An error names the line
 // of the field at fault, found with loc, or else the object's first.
-func parseDoc(p pos, obj json.RawMessage, loc locator) (*doc, error) {
+func parseDoc(p pos, obj json.RawMessage, loc locator, set kindSet) (*doc, error) {
 	var fields map[string]json.RawMessage
 	if err := json.Unmarshal(obj, &fields); err != nil || fields == nil {
 		return nil, fmt.Errorf("%s: not an object with a kind and fields", p)
@@ -287,15 +300,22 @@ func parseDoc(p pos, obj json.RawMessage, loc locator) (*doc, error) {
 	name, err := stringField(fields, "kind")
 	switch {
 	case errors.Is(err, errMissing):
-		return nil, fmt.Errorf("%s: kind is missing (want one of %s)", p, kindNames(true))
+		return nil, fmt.Errorf("%s: kind is missing (want one of %s)", p, set.names(true))
 	case err != nil:
 		return nil, fmt.Errorf("%s: kind: %w", p.at(loc.line("kind", "", p.line)), err)
 	}
-	k, ok := findKind(name)
+	k, ok := set.find(name)
 	if !ok || k.check == nil {
-		return nil, fmt.Errorf("%s: unknown kind %q (want one of %s)", p.at(loc.line("kind", "", p.line)), name, kindNames(true))
+		return nil, fmt.Errorf("%s: unknown kind %q (want one of %s)", p.at(loc.line("kind", "", p.line)), name, set.names(true))
 	}
 	delete(fields, "kind")
+	var site string
+	if k.perSite {
+		if site, err = stringField(fields, "site"); err != nil && !errors.Is(err, errMissing) {
+			return nil, fmt.Errorf("%s: site: %w", p.at(loc.line("site", "", p.line)), err)
+		}
+		delete(fields, "site")
+	}
 	var key string
 	if k.key != "" {
 		key, err = stringField(fields, k.key)
@@ -306,7 +326,7 @@ func parseDoc(p pos, obj json.RawMessage, loc locator) (*doc, error) {
 			return nil, fmt.Errorf("%s: %s: %s: %w", p.at(loc.line(k.key, "", p.line)), k.name, k.key, err)
 		}
 	}
-	d := &doc{where: p.String(), kind: k, key: key, ref: k.ref(key)}
+	d := &doc{where: p.String(), kind: k, key: key, ref: k.ref(key), site: site}
 	d.body, _ = json.Marshal(fields)
 	if err := k.check(d.body); err != nil {
 		return nil, fmt.Errorf("%s: %s: %w", p.at(loc.errLine(err, p.line)), d.ref, err)

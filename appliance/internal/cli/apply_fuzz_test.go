@@ -15,6 +15,7 @@ func FuzzParseFile(f *testing.F) {
 		f.Add([]byte(seed))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		parseFile("f.yaml", data)
+		parseFile("f.yaml", data, kinds)
+		parseFile("f.yaml", data, centralKinds)
 	})
 }

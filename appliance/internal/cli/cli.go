@@ -34,6 +34,7 @@ type env struct {
 	stdout io.Writer
 	stderr io.Writer
 	opts   *options
+	cmd    string // the command's name, "token create"
 }
 
 // command is one entry of the command table.
@@ -57,7 +58,12 @@ var commands = []command{
 	{name: "cluster remove", args: "ID", help: "remove a node from the cluster", run: runClusterRemove},
 	{name: "token create", args: "NAME --role viewer|operator|admin [--expires 30d|720h|2027-01-31]", help: "create an API token and print it (only this once)", run: runTokenCreate},
 	{name: "token list", help: "list API tokens: names, roles, expiries (never secrets)", run: runTokenList},
+	{name: "token delete", args: "ID", help: "delete an API token: it opens nothing from then on", run: runTokenDelete},
 	{name: "bmc accept-certificate", args: "MACHINE [FINGERPRINT]", help: "trust MACHINE's Redfish BMC certificate: FINGERPRINT, or the one it presented (get machine shows it)", run: runBMCAccept},
+	{name: "context list", help: "list the contexts of the config file, the current one marked", run: runContextList},
+	{name: "context use", args: "NAME", help: "make NAME the current context", run: runContextUse},
+	{name: "context set", args: "NAME --site URL|--central URL [--token-file FILE] [--ca-fingerprint SHA256] [--ca-file PEM]", help: "create or change a context (fields not given are kept)", run: runContextSet},
+	{name: "context delete", args: "NAME", help: "delete a context", run: runContextDelete},
 	{name: "help", help: "show this help", run: nil},
 }
 
@@ -109,6 +115,7 @@ func (e *env) dispatch(args []string) error {
 	if err != nil {
 		return err
 	}
+	e.cmd = cmd.name
 	return cmd.run(e, args)
 }
 
@@ -146,22 +153,44 @@ func usage(w io.Writer) {
 	}
 	fmt.Fprintf(w, `
 kinds: machine(s) subnet(s) lease(s) image(s) template(s) workflow(s) token(s) settings
+  at central: site(s) order(s) machine(s) image(s) template(s) token(s)
 
 global options (before or after the command):
-  --server URL        appliance API (env OUTPOST_SERVER; default %s)
+  --server URL        a site's API (env OUTPOST_SERVER; default %s)
+  --central URL       central's API (env OUTPOST_CENTRAL)
+  --context NAME      a context of the config file (env OUTPOST_CONTEXT;
+                      default its current_context)
+  --site SITE         at central: the site whose objects to read or change
   --token TOKEN       API token (env OUTPOST_TOKEN)
   --token-file FILE   file holding the API token (env OUTPOST_TOKEN_FILE;
-                      default ./%s if it exists)
+                      default the context's, or ./%s if it exists when
+                      talking to a site that no context names)
   -o FORMAT           output: table, json or yaml (default table)
-`, DefaultServer, DefaultTokenFile)
+
+The server comes from a flag, else the environment, else the current
+context, else the default; the config file is $%s, else
+outpost/config.yaml in $XDG_CONFIG_HOME (or ~/.config).
+`, DefaultServer, DefaultTokenFile, ConfigEnv)
 }
 
 // options are the global options.
 type options struct {
+	// server, central and context are the flags naming the server (a
+	// site's URL, central's, or a context); see target.go for the order
+	// the environment and the config file come in.
 	server    string
+	central   string
+	context   string
+	site      string // --site: at central, the site of the objects
 	token     optString
 	tokenFile optString
-	output    string
+	// caFingerprint and caFile pin the CA of the server's certificate
+	// (--ca-fingerprint, --ca-file, else the context's).
+	caFingerprint string
+	caFile        string
+	output        string
+	// target is the server, once resolved (resolveTarget).
+	target *target
 }
 
 // optString is a string flag that remembers whether it was given, so that
@@ -175,11 +204,7 @@ func (o *optString) String() string     { return o.val }
 func (o *optString) Set(v string) error { o.val, o.set = v, true; return nil }
 
 func newOptions() *options {
-	o := &options{server: os.Getenv("OUTPOST_SERVER"), output: "table"}
-	if o.server == "" {
-		o.server = DefaultServer
-	}
-	return o
+	return &options{output: "table"}
 }
 
 // flagSet returns a flag set for a command that also accepts the global
@@ -189,6 +214,11 @@ func (e *env) flagSet(name string) *flag.FlagSet {
 	fs.SetOutput(io.Discard)
 	fs.Usage = func() {}
 	fs.StringVar(&e.opts.server, "server", e.opts.server, "")
+	fs.StringVar(&e.opts.central, "central", e.opts.central, "")
+	fs.StringVar(&e.opts.context, "context", e.opts.context, "")
+	fs.StringVar(&e.opts.site, "site", e.opts.site, "")
+	fs.StringVar(&e.opts.caFingerprint, "ca-fingerprint", e.opts.caFingerprint, "")
+	fs.StringVar(&e.opts.caFile, "ca-file", e.opts.caFile, "")
 	fs.Var(&e.opts.token, "token", "")
 	fs.Var(&e.opts.tokenFile, "token-file", "")
 	fs.StringVar(&e.opts.output, "o", e.opts.output, "")
@@ -241,8 +271,10 @@ func (e *env) parse(fs *flag.FlagSet, args []string, min, max int) ([]string, er
 }
 
 // resolveToken finds the API token: --token, then --token-file, then
-// OUTPOST_TOKEN, then OUTPOST_TOKEN_FILE, then the default token file if
-// it exists. No token at all is not an error here: the API will say so.
+// OUTPOST_TOKEN, then OUTPOST_TOKEN_FILE, then the context's, then the
+// default token file if it exists and the target may use it (a site that
+// no context names). No token at all is not an error here: the API will
+// say so.
 func (o *options) resolveToken() (string, error) {
 	switch {
 	case o.token.set:
@@ -254,8 +286,11 @@ func (o *options) resolveToken() (string, error) {
 	case os.Getenv("OUTPOST_TOKEN_FILE") != "":
 		return readToken(os.Getenv("OUTPOST_TOKEN_FILE"))
 	}
-	if _, err := os.Stat(DefaultTokenFile); err == nil {
-		return readToken(DefaultTokenFile)
+	if tok, ok, err := o.target.contextToken(); ok {
+		return tok, err
+	}
+	if f := o.target.defaultTokenFile(); f != "" {
+		return readToken(f)
 	}
 	return "", nil
 }
@@ -271,6 +306,9 @@ func readToken(path string) (string, error) {
 // client returns an API client for the global options, and the token it
 // uses.
 func (e *env) client() (*client.Client, string, error) {
+	if err := e.siteOnly(); err != nil {
+		return nil, "", err
+	}
 	token, err := e.opts.resolveToken()
 	if err != nil {
 		return nil, "", err

@@ -3,8 +3,6 @@ package cli
 import (
 	"errors"
 	"fmt"
-	"net/http"
-	"net/url"
 	"os"
 	"strings"
 
@@ -17,6 +15,12 @@ import (
 func runClusterStatus(e *env, args []string) error {
 	if _, err := e.parse(e.flagSet("cluster status"), args, 0, 0); err != nil {
 		return err
+	}
+	if central, err := e.atCentral(); err != nil || central {
+		if err != nil {
+			return err
+		}
+		return e.centralClusterStatus()
 	}
 	c, _, err := e.client()
 	if err != nil {
@@ -120,11 +124,11 @@ func runClusterRemove(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	c, _, err := e.client()
+	c, err := sideClient[memberRemover](e)
 	if err != nil {
 		return err
 	}
-	if err := c.Do(e.ctx, http.MethodDelete, "/v1/cluster/members/"+url.PathEscape(pos[0]), nil, nil); err != nil {
+	if err := c.RemoveMember(e.ctx, pos[0]); err != nil {
 		return fmt.Errorf("remove %s: %w", pos[0], err)
 	}
 	fmt.Fprintf(e.stdout, "node %s removed from the cluster\n", pos[0])

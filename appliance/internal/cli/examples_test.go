@@ -16,6 +16,7 @@ import (
 	"github.com/outposthq/outpost/appliance/internal/cli"
 	"github.com/outposthq/outpost/appliance/internal/client"
 	"github.com/outposthq/outpost/appliance/internal/store"
+	"github.com/outposthq/outpost/central/testcentral"
 )
 
 // repoRoot is the directory of go.mod, above the package's directory
@@ -100,13 +101,17 @@ func readmeCommands(t *testing.T, root string) [][]string {
 }
 
 // The outpost commands README.md shows work as shown, in its order,
-// against a fresh appliance. Where a command names the server and token
-// (-server, -token <token>) they are the test node's; where it relies on
-// the defaults, it runs as after `make appliance`: in a directory holding
-// examples/ and var/node1/admin.token (which the CLI finds by itself),
-// with OUTPOST_SERVER naming the test node instead of 127.0.0.1:7080.
-// watch runs until it prints an event, then is interrupted as a person
-// would.
+// against a fresh appliance and a fresh central. Where a command names the
+// server and token (-server, -token <token>) they are the test node's;
+// --central URL (and a context's --central URL) is the test central's, a
+// context's --site URL the test node's; where it relies on the defaults,
+// it runs as after `make appliance`: in a directory holding examples/,
+// var/node1/admin.token (which the CLI finds by itself) and
+// var/central/admin.token, with OUTPOST_SERVER naming the test node
+// instead of 127.0.0.1:7080 until a command makes a context current (the
+// environment would beat it), and the config file in the test's
+// directory. watch runs until it prints an event, then is interrupted as
+// a person would.
 func TestREADMECommands(t *testing.T) {
 	root := repoRoot(t)
 	cmds := readmeCommands(t, root)
@@ -120,15 +125,14 @@ func TestREADMECommands(t *testing.T) {
 		}
 	}
 	n := apptest.Start(t)
+	cen := testcentral.Start(t)
 	dir := t.TempDir()
 	if err := os.CopyFS(filepath.Join(dir, "examples"), os.DirFS(filepath.Join(root, "examples"))); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.MkdirAll(filepath.Join(dir, filepath.Dir(cli.DefaultTokenFile)), 0o700); err != nil {
-		t.Fatal(err)
-	}
-	writeFile(t, dir, cli.DefaultTokenFile, n.Token+"\n")
+	writeTokens(t, dir, n.Token, cen.Token)
 	t.Chdir(dir)
+	t.Setenv("OUTPOST_CONFIG", filepath.Join(dir, "config.yaml"))
 	t.Setenv("OUTPOST_SERVER", n.URL)
 	t.Setenv("OUTPOST_TOKEN", "")
 	t.Setenv("OUTPOST_TOKEN_FILE", "")
@@ -142,6 +146,10 @@ func TestREADMECommands(t *testing.T) {
 				args[j] = n.Token
 			case j > 0 && (args[j-1] == "-server" || args[j-1] == "--server"):
 				args[j] = n.URL
+			case j > 0 && (args[j-1] == "-central" || args[j-1] == "--central"):
+				args[j] = cen.URL
+			case j > 0 && args[j-1] == "--site" && strings.HasPrefix(a, "http"):
+				args[j] = n.URL
 			}
 		}
 		t.Run(strconv.Itoa(i+1)+" "+shown[i], func(t *testing.T) {
@@ -152,6 +160,9 @@ func TestREADMECommands(t *testing.T) {
 			r := runCLI(t, "", args...)
 			if r.code != 0 {
 				t.Fatalf("exit %d: %s", r.code, r.stderr)
+			}
+			if len(args) > 1 && args[0] == "context" && args[1] == "use" {
+				os.Unsetenv("OUTPOST_SERVER")
 			}
 			switch shown[i] {
 			case "apply -f examples/site.yaml":
@@ -169,6 +180,85 @@ func TestREADMECommands(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// writeTokens writes the site's and central's admin tokens where their
+// daemons save them when run on their defaults: var/node1/admin.token
+// and var/central/admin.token under dir.
+func writeTokens(t *testing.T, dir, site, central string) {
+	t.Helper()
+	for file, token := range map[string]string{cli.DefaultTokenFile: site, "var/central/admin.token": central} {
+		if err := os.MkdirAll(filepath.Join(dir, filepath.Dir(file)), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		writeFile(t, dir, file, token+"\n")
+	}
+}
+
+// Every file in examples/central/ is accepted, whole, by a fresh central;
+// applied again, it changes nothing (no new revision).
+func TestCentralExamples(t *testing.T) {
+	root := repoRoot(t)
+	files, err := filepath.Glob(filepath.Join(root, "examples", "central", "*.yaml"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("examples/central/ holds no YAML files (%v)", err)
+	}
+	for _, file := range files {
+		t.Run(filepath.Base(file), func(t *testing.T) {
+			parallel(t)
+			cen := testcentral.Start(t)
+			r := centralRun(t, cen, "", "apply", "-f", file)
+			if r.code != 0 || strings.Contains(r.stderr, "outpost:") {
+				t.Fatalf("outpost apply -f %s: exit %d\n%s", file, r.code, r.stderr)
+			}
+			revision := func() string {
+				return mustOK(t, centralRun(t, cen, "", "get", "sites", "-o", "json"))
+			}
+			before := revision()
+			again := mustOK(t, centralRun(t, cen, "", "apply", "-f", file))
+			if after := revision(); after != before || strings.Contains(again, " created\n") {
+				t.Errorf("second apply made something new: %q; sites before %s, after %s", again, before, after)
+			}
+		})
+	}
+}
+
+// examples/cli/config.yaml works as the config file: its current context
+// (the site's) and its central context reach a site and central run on
+// their defaults, here the test's, with their tokens where the daemons
+// save them.
+func TestExampleConfig(t *testing.T) {
+	root := repoRoot(t)
+	n := apptest.Start(t)
+	cen := testcentral.Start(t)
+	raw, err := os.ReadFile(filepath.Join(root, "examples", "cli", "config.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := strings.NewReplacer("http://127.0.0.1:7080", n.URL, "http://127.0.0.1:7443", cen.URL).Replace(string(raw))
+	if text == string(raw) {
+		t.Fatal("examples/cli/config.yaml names neither default URL")
+	}
+	dir := t.TempDir()
+	writeTokens(t, dir, n.Token, cen.Token)
+	cfgDir := filepath.Join(dir, "examples", "cli")
+	if err := os.MkdirAll(cfgDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, cfgDir, "config.yaml", text)
+	t.Setenv("OUTPOST_CONFIG", filepath.Join(cfgDir, "config.yaml"))
+	list := table(mustOK(t, runCLI(t, "", "context", "list")))
+	if len(list) != 3 || list[1][0] != "*" || list[1][1] != "lab" || list[2][2] != "central" {
+		t.Errorf("context list: %q", list)
+	}
+	mustOK(t, runCLI(t, siteYAML, "apply", "-f", "-"))
+	if got := table(mustOK(t, runCLI(t, "", "get", "machines"))); len(got) != 2 {
+		t.Errorf("get machines through the current context: %q", got)
+	}
+	mustOK(t, runCLI(t, "kind: site\nid: fra-1\n", "--context", "hq", "apply", "-f", "-"))
+	if got := table(mustOK(t, runCLI(t, "", "--context", "hq", "get", "sites"))); len(got) != 2 {
+		t.Errorf("get sites through context hq: %q", got)
 	}
 }
 

@@ -20,9 +20,18 @@ func runGet(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	k, ok := findKind(pos[0])
+	if central, err := e.atCentral(); err != nil || central {
+		if err == nil && *consistent {
+			err = usagef("get: --consistent is a site's read; central reads from its leader")
+		}
+		if err != nil {
+			return err
+		}
+		return e.centralGet(pos[0], pos[1:])
+	}
+	k, ok := kinds.find(pos[0])
 	if !ok {
-		return usagef("unknown kind %q (want one of %s)", pos[0], kindNames(false))
+		return usagef("unknown kind %q (want one of %s)", pos[0], kinds.names(false))
 	}
 	c, _, err := e.client()
 	if err != nil {
@@ -40,7 +49,7 @@ func runGet(e *env, args []string) error {
 		}
 		items, err = getOne(e, c, "/v1/"+k.plural+query)
 	case len(pos) > 1 && k.name == "token":
-		items, err = getToken(e, c, pos[1])
+		items, err = tokenItems(e, c, pos[1:])
 	case len(pos) > 1:
 		items, err = getOne(e, c, "/v1/"+k.plural+"/"+url.PathEscape(pos[1])+query)
 	default:
@@ -66,21 +75,6 @@ func list(e *env, c *client.Client, path string) ([]json.RawMessage, error) {
 	}
 	err := c.Do(e.ctx, http.MethodGet, path, nil, &page)
 	return page.Items, err
-}
-
-// getToken finds one token in the list: the API has no route for one.
-func getToken(e *env, c *client.Client, id string) ([]json.RawMessage, error) {
-	all, err := list(e, c, "/v1/tokens")
-	if err != nil {
-		return nil, err
-	}
-	for _, raw := range all {
-		var t struct{ ID string }
-		if json.Unmarshal(raw, &t) == nil && t.ID == id {
-			return []json.RawMessage{raw}, nil
-		}
-	}
-	return nil, fmt.Errorf("token %q not found", id)
 }
 
 // show prints objects of kind k: a table, or the API's own JSON (as an
@@ -114,9 +108,15 @@ func runDelete(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	k, ok := findKind(pos[0])
+	if central, err := e.atCentral(); err != nil || central {
+		if err != nil {
+			return err
+		}
+		return e.centralDelete(pos[0], pos[1])
+	}
+	k, ok := kinds.find(pos[0])
 	if !ok {
-		return usagef("unknown kind %q (want one of %s)", pos[0], kindNames(false))
+		return usagef("unknown kind %q (want one of %s)", pos[0], kinds.names(false))
 	}
 	if k.key == "" {
 		return fmt.Errorf("%s cannot be deleted; apply new ones instead", k.name)

@@ -26,11 +26,18 @@ type kind struct {
 	// detail, if set, gives the lines printed below the table of one
 	// object.
 	detail func(item json.RawMessage) []string
+	// perSite marks central's kinds that are a site's (orders, machines,
+	// images, templates): a document names its site with "site:", or
+	// --site does.
+	perSite bool
 }
+
+// kindSet is the kinds of one side, in the order apply creates them.
+type kindSet []*kind
 
 // kinds lists every kind, in the order apply creates them: a kind comes
 // after those its objects may refer to.
-var kinds = []*kind{
+var kinds = kindSet{
 	{
 		name: "settings", plural: "settings",
 		check:  checker(store.DefaultSettings, nil),
@@ -93,10 +100,10 @@ var kinds = []*kind{
 	},
 }
 
-// findKind looks a kind up by its singular or plural name, in any case.
-func findKind(s string) (*kind, bool) {
+// find looks a kind up by its singular or plural name, in any case.
+func (ks kindSet) find(s string) (*kind, bool) {
 	s = strings.ToLower(s)
-	for _, k := range kinds {
+	for _, k := range ks {
 		if s == k.name || s == k.plural {
 			return k, true
 		}
@@ -104,10 +111,10 @@ func findKind(s string) (*kind, bool) {
 	return nil, false
 }
 
-// kindNames lists the kinds named in errors: all, or those apply takes.
-func kindNames(applicable bool) string {
+// names lists the kinds named in errors: all, or those apply takes.
+func (ks kindSet) names(applicable bool) string {
 	var names []string
-	for _, k := range kinds {
+	for _, k := range ks {
 		if !applicable || k.check != nil {
 			names = append(names, k.name)
 		}

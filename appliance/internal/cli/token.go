@@ -11,11 +11,12 @@ import (
 
 // tokenServer is what the token commands need of a server. Both APIs
 // serve tokens in the same shape (httpapi.TokenRequest), so these
-// commands work against any client that has these two methods: the
-// appliance's (package client), and central's.
+// commands work against any client that has these methods: the
+// appliance's (package client), and central's (central/client).
 type tokenServer interface {
 	CreateToken(ctx context.Context, req httpapi.TokenRequest) (httpapi.TokenCreated, error)
 	Tokens(ctx context.Context) ([]httpapi.TokenView, error)
+	DeleteToken(ctx context.Context, id string) error
 }
 
 // runTokenCreate makes an API token with a role and an optional expiry.
@@ -33,7 +34,7 @@ func runTokenCreate(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	c, _, err := e.client()
+	c, err := e.tokens()
 	if err != nil {
 		return err
 	}
@@ -89,7 +90,7 @@ func runTokenList(e *env, args []string) error {
 	if _, err := e.parse(e.flagSet("token list"), args, 0, 0); err != nil {
 		return err
 	}
-	c, _, err := e.client()
+	c, err := e.tokens()
 	if err != nil {
 		return err
 	}

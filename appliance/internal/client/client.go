@@ -4,7 +4,6 @@ package client
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -18,7 +17,7 @@ import (
 	"github.com/outposthq/outpost/appliance/internal/api"
 	"github.com/outposthq/outpost/appliance/internal/site"
 	"github.com/outposthq/outpost/appliance/internal/store"
-	"github.com/outposthq/outpost/internal/errs"
+	"github.com/outposthq/outpost/internal/apiclient"
 	"github.com/outposthq/outpost/internal/httpapi"
 )
 
@@ -40,35 +39,13 @@ func NewWithHTTP(base, token string, hc *http.Client) *Client {
 	return &Client{base: strings.TrimRight(base, "/"), token: token, http: hc}
 }
 
-// Error is an error answer from the API.
-type Error struct {
-	Status  int
-	Code    string
-	Field   string
-	Message string
-}
-
-func (e *Error) Error() string {
-	msg := e.Message
-	if e.Field != "" {
-		msg = e.Field + ": " + msg
-	}
-	return fmt.Sprintf("%s (HTTP %d)", msg, e.Status)
-}
+// Error is an error answer from the API (the shape both sides answer).
+type Error = apiclient.Error
 
 // Do sends a request with an optional JSON body and decodes a JSON answer
 // into out (if not nil). Header pairs (name, value) may follow.
 func (c *Client) Do(ctx context.Context, method, path string, body, out any, header ...string) error {
-	var raw json.RawMessage
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return fmt.Errorf("client: encode request: %w", err)
-		}
-		raw = b
-	}
-	_, err := c.send(ctx, method, path, raw, out, header...)
-	return err
+	return c.api().Do(ctx, method, path, body, out, header...)
 }
 
 // DoStatus is Do with a body that is already JSON, returning the HTTP
@@ -79,51 +56,12 @@ func (c *Client) DoStatus(ctx context.Context, method, path string, body json.Ra
 }
 
 func (c *Client) send(ctx context.Context, method, path string, body json.RawMessage, out any, header ...string) (int, error) {
-	var rd io.Reader
-	if body != nil {
-		rd = bytes.NewReader(body)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
-	if err != nil {
-		return 0, fmt.Errorf("client: %w", err)
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if c.token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.token)
-	}
-	for i := 0; i+1 < len(header); i += 2 {
-		req.Header.Set(header[i], header[i+1])
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return 0, fmt.Errorf("client: %s %s: %w", method, path, err)
-	}
-	defer resp.Body.Close()
-	answer, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return 0, fmt.Errorf("client: read answer: %w", err)
-	}
-	if resp.StatusCode >= 300 {
-		return resp.StatusCode, decodeError(resp.StatusCode, answer)
-	}
-	if out != nil && len(answer) > 0 {
-		if err := json.Unmarshal(answer, out); err != nil {
-			return resp.StatusCode, fmt.Errorf("client: decode answer: %w", err)
-		}
-	}
-	return resp.StatusCode, nil
+	return c.api().Send(ctx, method, path, body, out, header...)
 }
 
-func decodeError(status int, raw []byte) error {
-	var body struct {
-		Error *errs.Error `json:"error"`
-	}
-	if json.Unmarshal(raw, &body) == nil && body.Error != nil {
-		return &Error{Status: status, Code: body.Error.Code, Field: body.Error.Field, Message: body.Error.Message}
-	}
-	return &Error{Status: status, Code: "http", Message: strings.TrimSpace(string(raw))}
+// api is the shared JSON client over c's base, token and HTTP client.
+func (c *Client) api() *apiclient.Client {
+	return &apiclient.Client{Base: c.base, Token: c.token, HTTP: c.http}
 }
 
 // Put creates or replaces an object of kind plural ("machines") under key.
@@ -178,7 +116,7 @@ func (c *Client) Stream(ctx context.Context, since uint64, fn func(store.Event) 
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		raw, _ := io.ReadAll(resp.Body)
-		return decodeError(resp.StatusCode, raw)
+		return apiclient.DecodeError(resp.StatusCode, raw)
 	}
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 64<<10), 4<<20)
@@ -215,12 +153,22 @@ func (c *Client) Join(ctx context.Context, req api.JoinRequest) (api.JoinRespons
 	return resp, err
 }
 
+// RemoveMember removes a node from the cluster (on the leader).
+func (c *Client) RemoveMember(ctx context.Context, id string) error {
+	return c.Do(ctx, http.MethodDelete, "/v1/cluster/members/"+url.PathEscape(id), nil, nil)
+}
+
 // CreateToken makes an API token with a name, a role and an optional
 // expiry. The answer holds its secret, which is never shown again.
 func (c *Client) CreateToken(ctx context.Context, req httpapi.TokenRequest) (httpapi.TokenCreated, error) {
 	var out httpapi.TokenCreated
 	err := c.Do(ctx, http.MethodPost, "/v1/tokens", req, &out)
 	return out, err
+}
+
+// DeleteToken deletes an API token: it opens nothing from then on.
+func (c *Client) DeleteToken(ctx context.Context, id string) error {
+	return c.Do(ctx, http.MethodDelete, "/v1/tokens/"+url.PathEscape(id), nil, nil)
 }
 
 // Tokens lists the API tokens: names, roles, expiries, never secrets.

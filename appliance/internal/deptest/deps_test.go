@@ -136,6 +136,15 @@ var rules = []rule{
 		}
 		return ""
 	}},
+	// Central's client is the one central package the CLI imports: it
+	// reads central's answers as wire types and knows none of central's
+	// internals (nor Raft, which the CLI, an edge, must not reach).
+	{"central/client", func(path string, std bool) string {
+		if strings.HasPrefix(path, module+"central/internal/") || strings.HasPrefix(path, module+"appliance/") {
+			return "central's client imports only syncproto and the shared core"
+		}
+		return ""
+	}},
 	// The site's state machine and proposer: no protocol, no network, no
 	// Raft node (it is an Applier; the cluster runs it).
 	{"appliance/internal/site", func(path string, std bool) string {

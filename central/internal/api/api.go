@@ -91,6 +91,9 @@ func (s *Server) routes() []httpapi.Route {
 		{Pattern: "GET " + site, Role: viewer, Handler: s.getSite},
 
 		{Pattern: "PUT " + site + "/orders/{key}", Role: operator, Handler: s.putOrder},
+		// The site deletes an order once it has ended; a running one's
+		// delete is refused there (a sync.order_refused event).
+		{Pattern: "DELETE " + site + "/orders/{key}", Role: operator, Handler: s.deleteItem(store.KindOrder)},
 		{Pattern: "GET " + site + "/orders/{key}", Role: viewer, Handler: s.getItem(store.KindOrder)},
 		{Pattern: "GET " + site + "/orders", Role: viewer, Handler: s.listItems(store.KindOrder, "orders")},
 		{Pattern: "PUT " + site + "/machines/{key}", Role: operator, Handler: s.putItem(store.KindMachine)},
