@@ -102,6 +102,9 @@ func (s *Server) Handler() http.Handler {
 	root := http.NewServeMux()
 	root.HandleFunc("GET /{$}", s.signInPage)
 	root.HandleFunc("POST /signin", s.signIn)
+	// Signing out changes nothing but the browser's cookie: any session
+	// may, with its CSRF token.
+	root.Handle("POST /signout", s.requireSession(http.HandlerFunc(s.signOut)))
 	root.Handle("GET /assets/", http.StripPrefix("/assets/", cacheAssets(http.FileServerFS(assets))))
 	root.Handle("/v1/", s.bridge(s.cfg.API))
 	root.Handle("/", s.requireSession(authed))
@@ -128,7 +131,6 @@ func (s *Server) routes() []httpapi.Route {
 		{Pattern: "GET /events/download", Role: viewer, Handler: s.downloadEvents},
 		{Pattern: "GET /discovered", Role: viewer, Handler: s.discovered},
 		{Pattern: "POST /discovered/{id}/enroll", Role: operator, Handler: s.enroll},
-		{Pattern: "POST /signout", Role: viewer, Handler: s.signOut},
 		{Pattern: "/", Role: viewer, Handler: func(w http.ResponseWriter, r *http.Request) {
 			s.fail(w, r, http.StatusNotFound, "there is no page at "+r.URL.Path)
 		}},

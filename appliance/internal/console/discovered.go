@@ -15,7 +15,7 @@ func (s *Server) discovered(w http.ResponseWriter, r *http.Request) {
 		ms, err := store.List[store.Machine](tx)
 		for _, m := range ms {
 			if m.State == store.StateDiscovered {
-				d = append(d, m)
+				d = append(d, m.View())
 			}
 		}
 		return err

@@ -40,7 +40,7 @@ func (s *Server) machine(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			return err
 		}
-		d.Machine = m
+		d.Machine = m.View() // what any reader may see: no password, sealed or not
 		for _, i := range m.Interfaces {
 			if l, err := tx.LeaseByMAC(i.Subnet, i.MAC); err == nil {
 				d.Leases[i.MAC] = l
