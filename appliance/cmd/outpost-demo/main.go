@@ -130,11 +130,12 @@ func demo(t lab.T, bins binaries, listen, centralAddr, logs string, exit bool) {
     central API:  http://%s   admin token: %s
     site API:     %s   (inside the lab: http://%s)   admin token: %s
     try:          bin/outpost -server %s -token %s get workflows
+    web console:  %s/   sign in with the site's admin token: %s
     logs:         %s
   Placing an order at central: provision machine %q (MAC %s, BMC %s) with the test OS as %q.
   Ctrl-C stops the demo and removes everything it started but the logs.
 
-`, centralAddr, cen.Token, apiURL, labsite.APIAddr, s.Token, apiURL, s.Token, logs,
+`, centralAddr, cen.Token, apiURL, labsite.APIAddr, s.Token, apiURL, s.Token, apiURL, s.Token, logs,
 		"demo", vmMAC, bmc.Addr, hostname)
 
 	ctx := t.Context()

@@ -60,14 +60,22 @@ func bearer(r *http.Request) string { return httpapi.Bearer(r) }
 
 // lookupToken finds a bearer token's record in the store.
 func (s *Server) lookupToken(token string) (name string, g access.Grant, ok bool) {
-	_ = s.db.View(func(tx *store.Tx) error {
-		var rec *store.Token
-		if rec, ok = checkToken(tx, token); ok {
-			name, g = rec.Name, rec.Grant
-		}
-		return nil
-	})
-	return name, g, ok
+	return TokenLookup(s.db)(token)
+}
+
+// TokenLookup finds tokens in db's token records, as the API does: the
+// console checks the token its session carries with it on every request.
+func TokenLookup(db *store.DB) httpapi.TokenLookup {
+	return func(token string) (name string, g access.Grant, ok bool) {
+		_ = db.View(func(tx *store.Tx) error {
+			var rec *store.Token
+			if rec, ok = checkToken(tx, token); ok {
+				name, g = rec.Name, rec.Grant
+			}
+			return nil
+		})
+		return name, g, ok
+	}
 }
 
 // requireToken answers 401 unless the request carries a valid token that

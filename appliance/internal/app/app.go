@@ -20,6 +20,7 @@ import (
 	"github.com/outposthq/outpost/appliance/internal/api"
 	"github.com/outposthq/outpost/appliance/internal/cluster"
 	"github.com/outposthq/outpost/appliance/internal/config"
+	"github.com/outposthq/outpost/appliance/internal/console"
 	"github.com/outposthq/outpost/appliance/internal/dhcp"
 	"github.com/outposthq/outpost/appliance/internal/httpboot"
 	"github.com/outposthq/outpost/appliance/internal/provision"
@@ -81,11 +82,8 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Write
 	defer consoles.Close()
 	reg := newRegistry()
 	metrics := httpserve.NewMetrics(reg)
-	srv := apiServer(cfg, api.New(api.Config{Site: n.Proposer, Store: db, Cluster: node,
-		SiteKey: key, Log: log, Registry: reg, Console: api.ConsoleConfig{Sessions: consoles}}).Handler(), log, metrics,
-		// Requests (event streams) end with ctx (the errgroup's by the
-		// time Serve calls this), so Shutdown need not wait for them.
-		func(net.Listener) context.Context { return ctx })
+	apiHandler := api.New(api.Config{Site: n.Proposer, Store: db, Cluster: node,
+		SiteKey: key, Log: log, Registry: reg, Console: api.ConsoleConfig{Sessions: consoles}}).Handler()
 	fmt.Fprintf(out, "outpost appliance %s: API at %s (raft %s, data %s)\n", cfg.NodeID, cfg.APIURL, cfg.RaftAdvertise, cfg.DataDir)
 
 	runBoot, err := bootServices(cfg, n, key, log, metrics)
@@ -104,6 +102,17 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Write
 			return err
 		}
 	}
+	// The web console answers every path but /v1/, which is the API's.
+	web, err := console.New(console.Config{Store: db, Site: n.Proposer, Cluster: node, SiteKey: key,
+		Lookup: api.TokenLookup(db), API: apiHandler, Link: link(syncer), Metrics: reg, Log: log.With("component", "console")})
+	if err != nil {
+		return err
+	}
+	srv := apiServer(cfg, web.Handler(), log, metrics,
+		// Requests (event streams) end with ctx (the errgroup's by the
+		// time Serve calls this), so Shutdown need not wait for them.
+		func(net.Listener) context.Context { return ctx })
+	fmt.Fprintf(out, "web console at %s/ (sign in with a token)\n", cfg.APIURL)
 	jobRunner, err := newJobRunner(cfg, n, key, log)
 	if err != nil {
 		return err
@@ -126,6 +135,14 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Write
 	}
 	log.Info("stopping", "id", cfg.NodeID)
 	return err
+}
+
+// link is the console's view of the sync client; none when there is none.
+func link(c *syncclient.Client) console.Link {
+	if c == nil {
+		return nil
+	}
+	return c
 }
 
 // newRegistry holds every subsystem's metrics, served at /metrics.

@@ -56,7 +56,7 @@ var (
 	// The edges: each serves one protocol or drives one peer. They call
 	// the site's proposer through interfaces of their own and never
 	// reach the Raft node.
-	edges = []string{"api", "dhcp", "tftp", "httpboot", "metadata", "provision", "syncclient", "jobs", "bmc", "cli", "client"}
+	edges = []string{"api", "dhcp", "tftp", "httpboot", "metadata", "provision", "syncclient", "jobs", "bmc", "cli", "client", "console"}
 	// The protocols the site speaks, which its state machine must not
 	// depend on: the log's format is its own.
 	protocols = []string{"syncproto", "appliance/internal/agentproto", "appliance/internal/api", "appliance/internal/dhcp",
@@ -157,6 +157,17 @@ var rules = []rule{
 			return "the state machine does not know the node that runs it"
 		}
 		return noIO(path, std)
+	}},
+	// The web console is an edge beside the API: it reads the store,
+	// changes through the proposer, and is handed the API's handler and
+	// the sync client's state as values; it drives no other protocol.
+	{"appliance/internal/console", func(path string, std bool) string {
+		if isOutpost(path, "appliance/internal/dhcp", "appliance/internal/tftp", "appliance/internal/httpboot",
+			"appliance/internal/metadata", "appliance/internal/provision", "appliance/internal/syncclient",
+			"appliance/internal/client", "appliance/internal/cli") {
+			return "the console serves pages: it drives no protocol or peer itself"
+		}
+		return ""
 	}},
 }
 

@@ -86,6 +86,9 @@ type Client struct {
 	log  *slog.Logger
 
 	connected atomic.Bool
+	// lastSync is when central's last message was handled (Unix
+	// nanoseconds; 0: never since the start).
+	lastSync atomic.Int64
 }
 
 // New checks cfg and returns a Client.
@@ -161,6 +164,16 @@ func SyncURL(raw string) (string, error) {
 
 // Connected reports whether the client has a welcomed connection now.
 func (c *Client) Connected() bool { return c.connected.Load() }
+
+// LastSync is when this node last handled a message from central (a
+// revision, an acknowledgement, a heartbeat); zero if it has not since it
+// started. Only the leader syncs, so a follower's is zero or old.
+func (c *Client) LastSync() time.Time {
+	if ns := c.lastSync.Load(); ns != 0 {
+		return time.Unix(0, ns)
+	}
+	return time.Time{}
+}
 
 // Run syncs while the node leads, until ctx ends. It returns nil then:
 // a failed connection is retried, never returned.

@@ -173,6 +173,7 @@ func (s *session) readLoop(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		s.c.lastSync.Store(time.Now().UnixNano())
 		switch m := msg.(type) {
 		case *syncproto.Desired:
 			complete, err := recv.Accept(m)
