@@ -93,7 +93,8 @@ func New(cfg Config) (*Server, error) {
 	return s, nil
 }
 
-// Handler serves the console, and the JSON API under /v1/.
+// Handler serves the console, and the JSON API under /v1/ with its
+// /healthz and /metrics.
 func (s *Server) Handler() http.Handler {
 	authed := http.NewServeMux()
 	httpapi.Register(authed, s.routes())
@@ -107,6 +108,9 @@ func (s *Server) Handler() http.Handler {
 	root.Handle("POST /signout", s.requireSession(http.HandlerFunc(s.signOut)))
 	root.Handle("GET /assets/", http.StripPrefix("/assets/", cacheAssets(http.FileServerFS(assets))))
 	root.Handle("/v1/", s.bridge(s.cfg.API))
+	// The API's unauthenticated probes keep their paths.
+	root.Handle("GET /healthz", s.cfg.API)
+	root.Handle("GET /metrics", s.cfg.API)
 	root.Handle("/", s.requireSession(authed))
 	return securityHeaders(root)
 }

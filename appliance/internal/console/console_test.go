@@ -155,6 +155,18 @@ func TestSignInPage(t *testing.T) {
 	}
 }
 
+// The API's probes keep their paths beside the console: /healthz and
+// /metrics answer as the API does, without a session.
+func TestProbes(t *testing.T) {
+	e := start(t, false)
+	for path, want := range map[string]string{"/healthz": "", "/metrics": "outpost_"} {
+		resp, body := e.do(t, http.MethodGet, path, nil, nil)
+		if resp.StatusCode != http.StatusOK || !strings.Contains(body, want) || strings.Contains(body, "<form") {
+			t.Errorf("GET %s: %d %.200s", path, resp.StatusCode, body)
+		}
+	}
+}
+
 func TestSessionCookie(t *testing.T) {
 	for name, tls := range map[string]bool{"http": false, "https": true} {
 		t.Run(name, func(t *testing.T) {
