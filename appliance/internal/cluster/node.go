@@ -21,6 +21,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -53,7 +54,7 @@ type Config struct {
 	Identity *pki.Identity
 	// CA is the site's CA (SiteCA), if the node has the site key; a node
 	// about to join gets it with the key (SetCA).
-	CA *pki.CA
+	CA *pki.Authority
 	// Tuning overrides Raft's timing (tests); nil means defaults.
 	Tuning func(*raft.Config)
 	// Log receives the node's and Raft's logs.
@@ -69,10 +70,18 @@ type Node struct {
 	// members proposes this node's own member records.
 	members *site.Proposer
 
-	// trust holds the site's CA once the node has it; ca issues joining
-	// nodes' certificates.
-	trust *pki.Trust
-	ca    atomic.Pointer[pki.CA]
+	// trust holds the site's CA certificates of the generations the
+	// store names, once the node has the site key (auth); certGen is the
+	// generation of the node's certificate, under which it issues joining
+	// nodes' certificates, and gens the generations it follows (ca.go).
+	trust    *pki.Trust
+	auth     atomic.Pointer[pki.Authority]
+	followMu sync.Mutex // serializes followCA
+	gens     atomic.Pointer[pki.Generations]
+	certGen  atomic.Uint64
+	// stopWatch ends watchCA, which closes watchDone.
+	stopWatch context.CancelFunc
+	watchDone chan struct{}
 	// opened is closed once raft is set: the internal handlers wait for
 	// it.
 	opened chan struct{}
@@ -111,6 +120,9 @@ func Open(cfg Config, db *store.DB) (*Node, error) {
 	n.raft = r
 	close(n.opened)
 	n.members = site.NewProposer(site.ProposerConfig{Log: n, Store: db})
+	ctx, cancel := context.WithCancel(context.Background())
+	n.stopWatch, n.watchDone = cancel, make(chan struct{})
+	go n.watchCA(ctx)
 	return n, nil
 }
 
@@ -266,7 +278,8 @@ func (n *Node) RegisterSelf(ctx context.Context) error {
 
 // self is this node's member record as it should be.
 func (n *Node) self() store.Member {
-	return store.Member{ID: n.cfg.ID, RaftAddr: n.cfg.AdvertiseAddr, APIAddr: n.cfg.APIURL, Fingerprint: n.cfg.Identity.Fingerprint()}
+	return store.Member{ID: n.cfg.ID, RaftAddr: n.cfg.AdvertiseAddr, APIAddr: n.cfg.APIURL,
+		Fingerprint: n.cfg.Identity.Fingerprint(), CAGeneration: n.certGen.Load()}
 }
 
 // recorded reports whether the store holds this node's record as it
@@ -276,7 +289,8 @@ func (n *Node) recorded() bool {
 	var cur *store.Member
 	_ = n.db.View(func(tx *store.Tx) error { cur, _ = store.Get[store.Member](tx, n.cfg.ID); return nil })
 	return cur != nil && cur.RaftAddr == self.RaftAddr && cur.APIAddr == self.APIAddr &&
-		cur.Fingerprint == self.Fingerprint && cur.NextFingerprint == ""
+		cur.Fingerprint == self.Fingerprint && cur.NextFingerprint == "" &&
+		(self.CAGeneration == 0 || cur.Generation() == self.CAGeneration)
 }
 
 // registerSelf commits this node's record unless the store holds it.
@@ -303,7 +317,11 @@ func (n *Node) inConfiguration() bool {
 
 // Close hands leadership to another voter if this node leads, then stops
 // Raft. It is safe to call more than once.
-func (n *Node) Close() error { return n.raft.Close() }
+func (n *Node) Close() error {
+	n.stopWatch()
+	<-n.watchDone
+	return n.raft.Close()
+}
 
 // Snapshot asks Raft to take a snapshot now (tests, operators).
 func (n *Node) Snapshot() error { return n.raft.Snapshot() }
