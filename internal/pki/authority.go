@@ -105,3 +105,79 @@ func (a *Authority) GenerationOf(cert *x509.Certificate, gens Generations) (uint
 	}
 	return 0, false
 }
+
+// Follower keeps a node's trust and certificate at the CA generations
+// its cluster's store records: the node calls Follow with them whenever
+// they may have changed (each time its store applies something).
+type Follower struct {
+	auth  *Authority
+	trust *Trust
+	ident *Identity
+	hosts []string
+
+	mu   sync.Mutex
+	gens Generations // followed; zero before the first Follow
+	cert uint64      // the generation of ident's certificate
+}
+
+// NewFollower returns a follower that keeps trust at the CAs of the
+// generations it follows and ident's certificate, naming hosts, issued
+// under the current one.
+func NewFollower(auth *Authority, trust *Trust, ident *Identity, hosts []string) *Follower {
+	return &Follower{auth: auth, trust: trust, ident: ident, hosts: hosts}
+}
+
+// Authority is the authority the follower derives the CAs from.
+func (f *Follower) Authority() *Authority { return f.auth }
+
+// Follow makes the node trust gens.Trusted() and hold a certificate of
+// gens.Current, renewing it from the key it holds if it is of another
+// generation; it reports whether the certificate changed. A certificate
+// of a trusted generation newer than gens.Current is kept: the member
+// that admitted a joining node issued it while the node's store is
+// behind, and an older one would be refused by those that are not.
+func (f *Follower) Follow(gens Generations) (bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	before := f.ident.Certificate()
+	sign := gens.Current
+	if g, ok := f.auth.GenerationOf(before, gens); ok && g > sign {
+		sign = g
+	}
+	if f.gens == gens && f.cert == sign {
+		return false, nil
+	}
+	certs, err := f.auth.Certificates(gens)
+	if err != nil {
+		return false, err
+	}
+	f.trust.Replace(certs...)
+	ca, err := f.auth.CA(sign)
+	if err != nil {
+		return false, err
+	}
+	if err := f.ident.SetIssuer(ca, f.hosts); err != nil {
+		return false, err
+	}
+	f.gens, f.cert = gens, sign
+	return before != nil && f.ident.Certificate() != before, nil
+}
+
+// State is what the follower follows (zero before the first Follow) and
+// the generation of the node's certificate.
+func (f *Follower) State() (Generations, uint64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.gens, f.cert
+}
+
+// Issuer is the CA the node issues certificates under (to nodes that
+// join through it): its own certificate's generation.
+func (f *Follower) Issuer() (*CA, uint64, error) {
+	_, gen := f.State()
+	if gen == 0 {
+		return nil, 0, fmt.Errorf("pki: the node follows no CA generation yet")
+	}
+	ca, err := f.auth.CA(gen)
+	return ca, gen, err
+}

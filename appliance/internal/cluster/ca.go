@@ -43,8 +43,10 @@ func (n *Node) storeGenerations() (pki.Generations, error) {
 // its certificate is issued under. Anything else derived from the site
 // key by generation (the API's HTTPS CA) follows the same.
 func (n *Node) CAGenerations() pki.Generations {
-	if g := n.gens.Load(); g != nil {
-		return *g
+	if f := n.follower.Load(); f != nil {
+		if g, _ := f.State(); g.Current != 0 {
+			return g
+		}
 	}
 	g, err := n.storeGenerations()
 	if err != nil {
@@ -53,45 +55,35 @@ func (n *Node) CAGenerations() pki.Generations {
 	return g
 }
 
+// certGeneration is the generation of the node's certificate, 0 before
+// it has the site key.
+func (n *Node) certGeneration() uint64 {
+	if f := n.follower.Load(); f != nil {
+		_, gen := f.State()
+		return gen
+	}
+	return 0
+}
+
 // followCA brings the node's trust and certificate to what its store
-// records. A certificate of a trusted generation newer than the store's
-// current one (the member that admitted this node issued it while this
-// node's store catches up) is kept, not replaced by an older one.
+// records (pki.Follower), and cuts its Raft connections when its
+// certificate changed, so that they are made again with the new one.
 func (n *Node) followCA() error {
-	a := n.auth.Load()
-	if a == nil {
+	f := n.follower.Load()
+	if f == nil {
 		return nil
 	}
-	n.followMu.Lock()
-	defer n.followMu.Unlock()
 	gens, err := n.storeGenerations()
 	if err != nil {
 		return err
 	}
-	sign := gens.Current
-	before := n.cfg.Identity.Certificate()
-	if g, ok := a.GenerationOf(before, gens); ok && g > sign {
-		sign = g
-	}
-	if cur := n.gens.Load(); cur != nil && *cur == gens && n.certGen.Load() == sign {
-		return nil
-	}
-	certs, err := a.Certificates(gens)
+	renewed, err := f.Follow(gens)
 	if err != nil {
 		return err
 	}
-	n.trust.Replace(certs...)
-	ca, err := a.CA(sign)
-	if err != nil {
-		return err
-	}
-	if err := n.cfg.Identity.SetIssuer(ca, []string{n.cfg.AdvertiseAddr, n.cfg.APIURL}); err != nil {
-		return err
-	}
-	n.certGen.Store(sign)
-	n.gens.Store(&gens)
-	if after := n.cfg.Identity.Certificate(); before != nil && after != before {
-		n.log.Info("renewed the node's certificate under the site's CA", "generation", sign, "trusted", gens.Trusted())
+	if renewed {
+		_, gen := f.State()
+		n.log.Info("renewed the node's certificate under the site's CA", "generation", gen, "trusted", gens.Trusted())
 		if n.raft != nil {
 			n.raft.ResetConnections()
 		}
@@ -103,7 +95,7 @@ func (n *Node) followCA() error {
 // its certificate. A node that has no record yet (joining) is recorded by
 // its join; one rotating its key reports with it (RotateKey).
 func (n *Node) reportGeneration(ctx context.Context) error {
-	gen := n.certGen.Load()
+	gen := n.certGeneration()
 	if gen == 0 {
 		return nil
 	}
@@ -121,29 +113,16 @@ func (n *Node) reportGeneration(ctx context.Context) error {
 	return nil
 }
 
-// watchCA follows the store's CA generation (followCA, reportGeneration)
-// each time the store applies something, until ctx ends. A report that
-// failed (no leader) is tried again a second later.
+// watchCA follows the store's CA generation each time the store applies
+// something, until ctx ends.
 func (n *Node) watchCA(ctx context.Context) {
 	defer close(n.watchDone)
-	for {
-		idx := n.raft.AppliedIndex()
-		err := n.followCA()
-		if err == nil {
-			err = n.reportGeneration(ctx)
+	n.raft.EachApplied(ctx, time.Second, "following the site CA's generation", func(ctx context.Context) error {
+		if err := n.followCA(); err != nil {
+			return err
 		}
-		wctx := ctx
-		var cancel context.CancelFunc = func() {}
-		if err != nil {
-			n.log.Warn("following the site CA's generation; trying again", "err", err)
-			wctx, cancel = context.WithTimeout(ctx, time.Second)
-		}
-		_ = n.raft.WaitApplied(wctx, idx+1)
-		cancel()
-		if ctx.Err() != nil {
-			return
-		}
-	}
+		return n.reportGeneration(ctx)
+	})
 }
 
 // RotateCA proposes a step of a rotation of the site's CA (site.CABegin,
@@ -166,7 +145,10 @@ func (n *Node) RotateCA(ctx context.Context, step string) (*store.CA, error) {
 func (n *Node) caStatus() *site.CAStatus {
 	gens := n.CAGenerations()
 	st := &site.CAStatus{Generation: gens.Current, Rotating: gens.Rotating()}
-	a := n.auth.Load()
+	var a *pki.Authority
+	if f := n.follower.Load(); f != nil {
+		a = f.Authority()
+	}
 	for _, g := range []uint64{gens.Previous, gens.Current} {
 		if g == 0 {
 			continue

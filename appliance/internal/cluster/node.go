@@ -21,7 +21,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -71,14 +70,10 @@ type Node struct {
 	members *site.Proposer
 
 	// trust holds the site's CA certificates of the generations the
-	// store names, once the node has the site key (auth); certGen is the
-	// generation of the node's certificate, under which it issues joining
-	// nodes' certificates, and gens the generations it follows (ca.go).
+	// store names, which follower keeps, with the node's certificate,
+	// once the node has the site key (ca.go).
 	trust    *pki.Trust
-	auth     atomic.Pointer[pki.Authority]
-	followMu sync.Mutex // serializes followCA
-	gens     atomic.Pointer[pki.Generations]
-	certGen  atomic.Uint64
+	follower atomic.Pointer[pki.Follower]
 	// stopWatch ends watchCA, which closes watchDone.
 	stopWatch context.CancelFunc
 	watchDone chan struct{}
@@ -279,7 +274,7 @@ func (n *Node) RegisterSelf(ctx context.Context) error {
 // self is this node's member record as it should be.
 func (n *Node) self() store.Member {
 	return store.Member{ID: n.cfg.ID, RaftAddr: n.cfg.AdvertiseAddr, APIAddr: n.cfg.APIURL,
-		Fingerprint: n.cfg.Identity.Fingerprint(), CAGeneration: n.certGen.Load()}
+		Fingerprint: n.cfg.Identity.Fingerprint(), CAGeneration: n.certGeneration()}
 }
 
 // recorded reports whether the store holds this node's record as it

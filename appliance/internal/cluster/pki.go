@@ -28,19 +28,18 @@ func SiteCA(key *seal.Key) (*pki.Authority, error) {
 // its own certificate issued and renewed by it, and issues certificates
 // to the nodes that join through it.
 func (n *Node) SetCA(a *pki.Authority) error {
-	n.auth.Store(a)
+	n.follower.Store(pki.NewFollower(a, n.trust, n.cfg.Identity, []string{n.cfg.AdvertiseAddr, n.cfg.APIURL}))
 	return n.followCA()
 }
 
 // issuer is the CA this node issues certificates under: the generation
 // of its own certificate.
 func (n *Node) issuer() (*pki.CA, uint64, error) {
-	a, gen := n.auth.Load(), n.certGen.Load()
-	if a == nil || gen == 0 {
+	f := n.follower.Load()
+	if f == nil {
 		return nil, 0, errs.Conflict("this node has no site key yet: ask another member")
 	}
-	ca, err := a.CA(gen)
-	return ca, gen, err
+	return f.Issuer()
 }
 
 // memberKey is the Raft port's lookup of a node in the member records
