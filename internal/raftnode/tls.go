@@ -459,6 +459,25 @@ func (n *Node) ResetConnections() {
 	}
 }
 
+// PeerCertificates are the certificates the peers of this node's open
+// Raft connections presented, by node id (the newest connection's when
+// a peer has several); none without TLS.
+func (n *Node) PeerCertificates() map[string]*x509.Certificate {
+	out := map[string]*x509.Certificate{}
+	s := n.stream
+	if s == nil {
+		return out
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := range s.conns {
+		if cur, ok := out[c.peer.ID]; !ok || c.peer.Certificate.NotBefore.After(cur.NotBefore) {
+			out[c.peer.ID] = c.peer.Certificate
+		}
+	}
+	return out
+}
+
 // HTTPClient calls the internal HTTP endpoints of members at their Raft
 // addresses ("https://" + addr + path), over mutual TLS; nil without
 // Config.TLS.
