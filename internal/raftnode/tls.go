@@ -449,13 +449,25 @@ func (t *throttle) log(l *slog.Logger, msg string, args ...any) {
 	l.Warn(msg, args...)
 }
 
-// ResetConnections closes this node's pooled connections to its peers,
-// Raft's and the internal HTTP client's idle ones, so that the next are
-// made with the identity's current key (after pki.Identity.CommitKey).
+// ResetConnections closes this node's connections with its peers, Raft's
+// both ways and the internal HTTP client's idle ones, so that the next
+// are made with the identity's current key and certificate (after
+// pki.Identity.CommitKey, or a renewal under a new CA generation).
 func (n *Node) ResetConnections() {
 	n.trans.CloseStreams()
 	if n.client != nil {
 		n.client.CloseIdleConnections()
+	}
+	if s := n.stream; s != nil {
+		s.mu.Lock()
+		conns := make([]*peerConn, 0, len(s.conns))
+		for c := range s.conns {
+			conns = append(conns, c)
+		}
+		s.mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
 	}
 }
 
