@@ -23,8 +23,8 @@ import (
 // pass seal.Key.Derive(KeyPurpose) of the cluster's key to DeriveCA.
 const KeyPurpose = "outpost cluster ca v1"
 
-// Generation is the CA generation clusters run today (see the package
-// doc on rotation).
+// Generation is the CA generation every cluster starts at (see the
+// package doc on rotation, and Initial).
 const Generation = 1
 
 // NodeValidity is how long a node certificate is valid. Members renew

@@ -33,11 +33,16 @@
 // sealed secrets too takes a rotation of the cluster key itself.
 //
 // The generation makes the CA itself replaceable: generation g+1 is a
-// different key and certificate from the same secret. During a rotation
-// a Trust holds both generations (Trust.Replace), nodes renew their
-// certificates under the new one, then the old one is dropped. Outpost
-// runs generation 1 (Generation); the generation number is meant to live
-// in the replicated store when rotation is offered to operators.
+// different key and certificate from the same secret, and an Authority
+// derives whichever a node needs. The generation lives in the cluster's
+// replicated store (Generations; a store that records none is at
+// generation 1, Initial), and an operator rotates it in two steps, each
+// a command of the log: begin makes g+1 current with g still trusted,
+// and every node renews its certificate under g+1 and records that in
+// its member record; finish, refused until every member has, drops g.
+// A node trusts what its own store says (Generations.Trusted), plus the
+// next generation, so that nodes that apply a step at different moments
+// still admit one another.
 //
 // # Node certificates
 //

@@ -366,6 +366,34 @@ func (n *Node) WaitApplied(ctx context.Context, idx uint64) error {
 	}
 }
 
+// ErrAgain, returned by a function EachApplied calls, has it called
+// again within its retry time even if nothing is applied meanwhile: it
+// waits for something outside the store.
+var ErrAgain = errors.New("raftnode: again")
+
+// EachApplied calls fn now and again each time the state machine has
+// applied more, until ctx ends: a node follows what its store records
+// (the CA generation). After fn fails it is called again within retry
+// even if nothing was applied; the failure is logged unless it is
+// ErrAgain.
+func (n *Node) EachApplied(ctx context.Context, retry time.Duration, what string, fn func(context.Context) error) {
+	for {
+		idx := n.AppliedIndex()
+		wctx, cancel := ctx, context.CancelFunc(func() {})
+		if err := fn(ctx); err != nil && ctx.Err() == nil {
+			if !errors.Is(err, ErrAgain) {
+				n.log.Warn(what+"; trying again", "err", err)
+			}
+			wctx, cancel = context.WithTimeout(ctx, retry)
+		}
+		_ = n.WaitApplied(wctx, idx+1)
+		cancel()
+		if ctx.Err() != nil {
+			return
+		}
+	}
+}
+
 // ReadIndex returns an index that a linearizable read must wait for
 // (WaitApplied). Only the leader answers: it confirms with a quorum that
 // it still leads.

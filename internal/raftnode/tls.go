@@ -449,14 +449,45 @@ func (t *throttle) log(l *slog.Logger, msg string, args ...any) {
 	l.Warn(msg, args...)
 }
 
-// ResetConnections closes this node's pooled connections to its peers,
-// Raft's and the internal HTTP client's idle ones, so that the next are
-// made with the identity's current key (after pki.Identity.CommitKey).
+// ResetConnections closes this node's connections with its peers, Raft's
+// both ways and the internal HTTP client's idle ones, so that the next
+// are made with the identity's current key and certificate (after
+// pki.Identity.CommitKey, or a renewal under a new CA generation).
 func (n *Node) ResetConnections() {
 	n.trans.CloseStreams()
 	if n.client != nil {
 		n.client.CloseIdleConnections()
 	}
+	if s := n.stream; s != nil {
+		s.mu.Lock()
+		conns := make([]*peerConn, 0, len(s.conns))
+		for c := range s.conns {
+			conns = append(conns, c)
+		}
+		s.mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+	}
+}
+
+// PeerCertificates are the certificates the peers of this node's open
+// Raft connections presented, by node id (the newest connection's when
+// a peer has several); none without TLS.
+func (n *Node) PeerCertificates() map[string]*x509.Certificate {
+	out := map[string]*x509.Certificate{}
+	s := n.stream
+	if s == nil {
+		return out
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := range s.conns {
+		if cur, ok := out[c.peer.ID]; !ok || c.peer.Certificate.NotBefore.After(cur.NotBefore) {
+			out[c.peer.ID] = c.peer.Certificate
+		}
+	}
+	return out
 }
 
 // HTTPClient calls the internal HTTP endpoints of members at their Raft

@@ -149,7 +149,7 @@ func startCluster(ctx context.Context, log *slog.Logger, dir string, n int) (*be
 			}
 			continue
 		}
-		if err := node.JoinWith(ctx, c.nodes[0].Join, func() (*pki.CA, error) { return ca, nil }); err != nil {
+		if err := node.JoinWith(ctx, c.nodes[0].Join, func() (*pki.Authority, error) { return ca, nil }); err != nil {
 			c.close()
 			return nil, err
 		}
@@ -158,7 +158,7 @@ func startCluster(ctx context.Context, log *slog.Logger, dir string, n int) (*be
 }
 
 // openNode opens one node with a key pair in dir.
-func openNode(dir, id, addr string, bootstrap bool, ca *pki.CA, log *slog.Logger, db *store.DB) (*cluster.Node, error) {
+func openNode(dir, id, addr string, bootstrap bool, ca *pki.Authority, log *slog.Logger, db *store.DB) (*cluster.Node, error) {
 	ident, err := pki.LoadIdentity(dir, id)
 	if err != nil {
 		return nil, err

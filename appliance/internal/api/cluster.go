@@ -3,6 +3,7 @@ package api
 import (
 	"net/http"
 
+	"github.com/outposthq/outpost/appliance/internal/site"
 	"github.com/outposthq/outpost/appliance/internal/store"
 	"github.com/outposthq/outpost/internal/errs"
 	"github.com/outposthq/outpost/internal/seal"
@@ -79,4 +80,33 @@ func (s *Server) clusterRemove(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// RotateCARequest is a step of a rotation of the site's CA: "begin"
+// makes the next generation current, the current one still trusted, and
+// every node renews its certificate under it; "finish", once every
+// member has (GET /v1/cluster says which have), trusts the new
+// generation alone.
+type RotateCARequest struct {
+	Step string `json:"step"`
+}
+
+// clusterRotateCA takes a step of a rotation of the site's CA and
+// answers with where it stands.
+func (s *Server) clusterRotateCA(w http.ResponseWriter, r *http.Request) {
+	var req RotateCARequest
+	if err := decodeBody(r, &req); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if req.Step != site.CABegin && req.Step != site.CAFinish {
+		s.writeError(w, r, errs.Invalid("step", "must be %q or %q", site.CABegin, site.CAFinish))
+		return
+	}
+	c, err := s.cluster.RotateCA(r.Context(), req.Step)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, c)
 }

@@ -66,7 +66,8 @@ func TestJoinIssuesCertificate(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the certificate: %v", err)
 	}
-	ca, _ := cluster.SiteCA(n.Key)
+	auth, _ := cluster.SiteCA(n.Key)
+	ca, _ := auth.CA(pki.Generation)
 	p, err := pki.NewTrust(cluster.ClusterName, ca.Certificate()).Verify([]*x509.Certificate{cert}, x509.ExtKeyUsageClientAuth, time.Now())
 	fp, _ := pki.KeyFingerprint(pub)
 	if err != nil || p.ID != "n2" || p.Fingerprint != fp {

@@ -35,7 +35,7 @@ import (
 var adminRoutes = []string{
 	"GET /v1/tokens", "GET /v1/tokens/{key}", "POST /v1/tokens", "DELETE /v1/tokens/{key}",
 	"PUT /v1/settings",
-	"POST /v1/cluster/join", "DELETE /v1/cluster/members/{id}",
+	"POST /v1/cluster/join", "DELETE /v1/cluster/members/{id}", "POST /v1/cluster/ca/rotate",
 }
 
 // routes is the route table of n's API, for package routetest.

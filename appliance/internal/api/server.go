@@ -54,6 +54,9 @@ type Cluster interface {
 	Join(ctx context.Context, m store.Member, publicKey []byte, voter bool) (cert []byte, members []store.Member, err error)
 	// RemoveServer removes a member; it runs on the leader.
 	RemoveServer(ctx context.Context, id string) error
+	// RotateCA takes a step of a rotation of the site's CA (site.CABegin,
+	// site.CAFinish) and returns where the rotation stands.
+	RotateCA(ctx context.Context, step string) (*store.CA, error)
 }
 
 // Server is the appliance API.
@@ -163,6 +166,7 @@ func (s *Server) routes() []httpapi.Route {
 		{Pattern: "GET /v1/cluster", Role: viewer, Handler: s.clusterStatus},
 		{Pattern: "POST /v1/cluster/join", Role: admin, Handler: s.clusterJoin},
 		{Pattern: "DELETE /v1/cluster/members/{id}", Role: admin, Handler: s.clusterRemove},
+		{Pattern: "POST /v1/cluster/ca/rotate", Role: admin, Handler: s.clusterRotateCA},
 
 		{Pattern: "/", Role: viewer, Handler: func(w http.ResponseWriter, r *http.Request) {
 			writeJSON(w, http.StatusNotFound, errorBody{Error: &errs.Error{

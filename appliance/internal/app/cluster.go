@@ -28,7 +28,7 @@ func openCluster(cfg *config.Config, db *store.DB, key *seal.Key, log *slog.Logg
 	if err != nil {
 		return nil, err
 	}
-	var ca *pki.CA
+	var ca *pki.Authority
 	if key != nil {
 		if ca, err = cluster.SiteCA(key); err != nil {
 			return nil, err
@@ -66,7 +66,7 @@ func joinSite(ctx context.Context, cfg *config.Config, node *cluster.Node, have 
 		}
 		return resp.Certificate, resp.Members, err
 	}
-	if err := node.JoinWith(ctx, ask, func() (*pki.CA, error) { return cluster.SiteCA(key) }); err != nil {
+	if err := node.JoinWith(ctx, ask, func() (*pki.Authority, error) { return cluster.SiteCA(key) }); err != nil {
 		return nil, fmt.Errorf("join %s: %w", cfg.Join, err)
 	}
 	log.Info("joined cluster", "via", cfg.Join)

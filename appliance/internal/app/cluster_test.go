@@ -102,7 +102,11 @@ func TestRaftMembersOnly(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ca, err := cluster.SiteCA(key)
+	auth, err := cluster.SiteCA(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, err := auth.CA(pki.Generation)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -103,7 +103,8 @@ func TestRotateKey(t *testing.T) {
 	if err := n2.node.WaitApplied(ctx, idx); err != nil {
 		t.Fatal(err)
 	}
-	ca, _ := cluster.SiteCA(key)
+	auth, _ := cluster.SiteCA(key)
+	ca, _ := auth.CA(pki.Generation)
 	c, err := rafttest.Dial(n1.addr, pki.ClientConfig(old, pki.NewTrust(cluster.ClusterName, ca.Certificate()), nil, raftnode.ProtoRaft))
 	if err != nil {
 		t.Fatal(err)

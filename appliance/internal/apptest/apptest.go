@@ -128,7 +128,7 @@ func OpenNode(t testing.TB, key *seal.Key, cfg cluster.Config, db *store.DB) *cl
 // a join through the API does (cluster.Node.JoinWith).
 func JoinNode(ctx context.Context, t testing.TB, key *seal.Key, node, member *cluster.Node) {
 	t.Helper()
-	ca := func() (*pki.CA, error) { return cluster.SiteCA(key) }
+	ca := func() (*pki.Authority, error) { return cluster.SiteCA(key) }
 	if err := node.JoinWith(ctx, member.Join, ca); err != nil {
 		t.Fatalf("join %s: %v", node.ID(), err)
 	}

@@ -566,12 +566,15 @@ func TestCluster(t *testing.T) {
 	parallel(t)
 	s := startSite(t)
 	out := s.mustRun(t, "", "cluster", "status")
-	lines := strings.SplitN(out, "\n", 2)
+	lines := strings.SplitN(out, "\n", 3)
 	if !strings.HasPrefix(lines[0], "n1: Leader, leader n1, term ") || !strings.HasSuffix(lines[0], ", healthy") {
 		t.Errorf("status line %q", lines[0])
 	}
-	rows := table(lines[1])
-	want := [][]string{{"ID", "RAFT_ADDR", "API", "SUFFRAGE", "LEADER"}, {"n1", s.raftAddr, s.url, "Voter", "yes"}}
+	if !strings.HasPrefix(lines[1], "site CA generation 1 (") {
+		t.Errorf("CA line %q", lines[1])
+	}
+	rows := table(lines[2])
+	want := [][]string{{"ID", "RAFT_ADDR", "API", "SUFFRAGE", "LEADER", "CA_GENERATION"}, {"n1", s.raftAddr, s.url, "Voter", "yes", "1"}}
 	if diff := cmp.Diff(want, rows); diff != "" {
 		t.Errorf("members (-want +got):\n%s", diff)
 	}
@@ -598,13 +601,13 @@ func TestCluster(t *testing.T) {
 	if r := s.run(t, "", "cluster", "join", "n3", "127.0.0.1:2", "http://127.0.0.1:2", "--site-key-out", keyFile); r.code != 1 || !strings.Contains(r.stderr, "already exists") {
 		t.Errorf("join over an existing key file: exit %d, %q", r.code, r.stderr)
 	}
-	if rows := table(s.mustRun(t, "", "cluster", "status")); len(rows) != 4 {
+	if rows := table(s.mustRun(t, "", "cluster", "status")); len(rows) != 5 {
 		t.Errorf("status after join: %q, want 2 members", rows)
 	}
 	if out := s.mustRun(t, "", "cluster", "remove", "n2"); out != "node n2 removed from the cluster\n" {
 		t.Errorf("remove: got %q", out)
 	}
-	if rows := table(s.mustRun(t, "", "cluster", "status")); len(rows) != 3 {
+	if rows := table(s.mustRun(t, "", "cluster", "status")); len(rows) != 4 {
 		t.Errorf("status after remove: %q, want 1 member", rows)
 	}
 }

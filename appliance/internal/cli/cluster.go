@@ -34,11 +34,29 @@ func runClusterStatus(e *env, args []string) error {
 		return e.printValue(st)
 	}
 	fmt.Fprintln(e.stdout, statusLine(st))
+	if st.CA != nil {
+		fmt.Fprintln(e.stdout, caLine(*st.CA))
+	}
 	rows := make([][]string, len(st.Members))
 	for i, m := range st.Members {
-		rows[i] = []string{m.ID, m.RaftAddr, m.APIAddr, m.Suffrage, yesNo(m.Leader)}
+		rows[i] = []string{m.ID, m.RaftAddr, m.APIAddr, m.Suffrage, yesNo(m.Leader), fmt.Sprint(m.CAGeneration)}
 	}
-	return writeTable(e.stdout, []string{"ID", "RAFT_ADDR", "API", "SUFFRAGE", "LEADER"}, rows)
+	return writeTable(e.stdout, []string{"ID", "RAFT_ADDR", "API", "SUFFRAGE", "LEADER", "CA_GENERATION"}, rows)
+}
+
+// caLine sums up the site's CA: "site CA generation 2 (sha256 ...),
+// rotating from 1 (...)".
+func caLine(ca site.CAStatus) string {
+	fps := map[uint64]string{}
+	for _, c := range ca.CAs {
+		fps[c.Generation] = c.Fingerprint
+	}
+	line := fmt.Sprintf("site CA generation %d (%s)", ca.Generation, cell(fps[ca.Generation]))
+	if ca.Rotating {
+		line += fmt.Sprintf(", rotating from %d (%s): finish once every member shows generation %d",
+			ca.Generation-1, cell(fps[ca.Generation-1]), ca.Generation)
+	}
+	return line
 }
 
 // statusLine sums up a node's view: "n1: Leader, leader n1, term 2, ...".
@@ -132,5 +150,36 @@ func runClusterRemove(e *env, args []string) error {
 		return fmt.Errorf("remove %s: %w", pos[0], err)
 	}
 	fmt.Fprintf(e.stdout, "node %s removed from the cluster\n", pos[0])
+	return nil
+}
+
+// runClusterRotateCA takes a step of a rotation of the site's CA.
+func runClusterRotateCA(e *env, args []string) error {
+	pos, err := e.parse(e.flagSet("cluster rotate-ca"), args, 1, 1)
+	if err != nil {
+		return err
+	}
+	step := pos[0]
+	if step != site.CABegin && step != site.CAFinish {
+		return fmt.Errorf("cluster rotate-ca: %q is not a step: want begin or finish", step)
+	}
+	c, _, err := e.client()
+	if err != nil {
+		return err
+	}
+	ca, err := c.RotateCA(e.ctx, step)
+	if err != nil {
+		return fmt.Errorf("rotate the site's CA (%s): %w", step, err)
+	}
+	if e.opts.output != "table" {
+		return e.printValue(ca)
+	}
+	if step == site.CABegin {
+		fmt.Fprintf(e.stdout, "site CA rotation begun: generation %d is current, %d still trusted; "+
+			"run 'outpost cluster rotate-ca finish' once 'outpost cluster status' shows every member at generation %d\n",
+			ca.Generation, ca.Previous, ca.Generation)
+		return nil
+	}
+	fmt.Fprintf(e.stdout, "site CA rotation finished: only generation %d is trusted\n", ca.Generation)
 	return nil
 }

@@ -146,6 +146,14 @@ func (c *Client) Cluster(ctx context.Context) (site.Status, error) {
 	return st, err
 }
 
+// RotateCA takes a step of a rotation of the site's CA ("begin",
+// "finish") and returns where the rotation stands.
+func (c *Client) RotateCA(ctx context.Context, step string) (store.CA, error) {
+	var ca store.CA
+	err := c.Do(ctx, http.MethodPost, "/v1/cluster/ca/rotate", api.RotateCARequest{Step: step}, &ca)
+	return ca, err
+}
+
 // Join asks the cluster to add a node as a voter.
 func (c *Client) Join(ctx context.Context, req api.JoinRequest) (api.JoinResponse, error) {
 	var resp api.JoinResponse

@@ -53,7 +53,7 @@ type Config struct {
 	Identity *pki.Identity
 	// CA is the site's CA (SiteCA), if the node has the site key; a node
 	// about to join gets it with the key (SetCA).
-	CA *pki.CA
+	CA *pki.Authority
 	// Tuning overrides Raft's timing (tests); nil means defaults.
 	Tuning func(*raft.Config)
 	// Log receives the node's and Raft's logs.
@@ -69,10 +69,14 @@ type Node struct {
 	// members proposes this node's own member records.
 	members *site.Proposer
 
-	// trust holds the site's CA once the node has it; ca issues joining
-	// nodes' certificates.
-	trust *pki.Trust
-	ca    atomic.Pointer[pki.CA]
+	// trust holds the site's CA certificates of the generations the
+	// store names, which follower keeps, with the node's certificate,
+	// once the node has the site key (ca.go).
+	trust    *pki.Trust
+	follower atomic.Pointer[pki.Follower]
+	// stopWatch ends watchCA, which closes watchDone.
+	stopWatch context.CancelFunc
+	watchDone chan struct{}
 	// opened is closed once raft is set: the internal handlers wait for
 	// it.
 	opened chan struct{}
@@ -111,6 +115,9 @@ func Open(cfg Config, db *store.DB) (*Node, error) {
 	n.raft = r
 	close(n.opened)
 	n.members = site.NewProposer(site.ProposerConfig{Log: n, Store: db})
+	ctx, cancel := context.WithCancel(context.Background())
+	n.stopWatch, n.watchDone = cancel, make(chan struct{})
+	go n.watchCA(ctx)
 	return n, nil
 }
 
@@ -266,7 +273,8 @@ func (n *Node) RegisterSelf(ctx context.Context) error {
 
 // self is this node's member record as it should be.
 func (n *Node) self() store.Member {
-	return store.Member{ID: n.cfg.ID, RaftAddr: n.cfg.AdvertiseAddr, APIAddr: n.cfg.APIURL, Fingerprint: n.cfg.Identity.Fingerprint()}
+	return store.Member{ID: n.cfg.ID, RaftAddr: n.cfg.AdvertiseAddr, APIAddr: n.cfg.APIURL,
+		Fingerprint: n.cfg.Identity.Fingerprint(), CAGeneration: n.certGeneration()}
 }
 
 // recorded reports whether the store holds this node's record as it
@@ -276,7 +284,8 @@ func (n *Node) recorded() bool {
 	var cur *store.Member
 	_ = n.db.View(func(tx *store.Tx) error { cur, _ = store.Get[store.Member](tx, n.cfg.ID); return nil })
 	return cur != nil && cur.RaftAddr == self.RaftAddr && cur.APIAddr == self.APIAddr &&
-		cur.Fingerprint == self.Fingerprint && cur.NextFingerprint == ""
+		cur.Fingerprint == self.Fingerprint && cur.NextFingerprint == "" &&
+		(self.CAGeneration == 0 || cur.Generation() == self.CAGeneration)
 }
 
 // registerSelf commits this node's record unless the store holds it.
@@ -303,7 +312,11 @@ func (n *Node) inConfiguration() bool {
 
 // Close hands leadership to another voter if this node leads, then stops
 // Raft. It is safe to call more than once.
-func (n *Node) Close() error { return n.raft.Close() }
+func (n *Node) Close() error {
+	n.stopWatch()
+	<-n.watchDone
+	return n.raft.Close()
+}
 
 // Snapshot asks Raft to take a snapshot now (tests, operators).
 func (n *Node) Snapshot() error { return n.raft.Snapshot() }

@@ -17,18 +17,29 @@ import (
 const ClusterName = "site"
 
 // SiteCA is the site's certificate authority, derived from the site key:
-// every node that holds the key computes the same CA (see internal/pki).
-func SiteCA(key *seal.Key) (*pki.CA, error) {
-	return pki.DeriveCA(key.Derive(pki.KeyPurpose), ClusterName, pki.Generation)
+// every node that holds the key computes the same CA, of every
+// generation (see internal/pki).
+func SiteCA(key *seal.Key) (*pki.Authority, error) {
+	return pki.NewAuthority(key.Derive(pki.KeyPurpose), ClusterName)
 }
 
 // SetCA gives the node the site's CA, once it has the site key: the node
-// trusts the nodes it signed, keeps its own certificate issued and renewed
-// by it, and issues certificates to the nodes that join through it.
-func (n *Node) SetCA(ca *pki.CA) error {
-	n.trust.Replace(ca.Certificate())
-	n.ca.Store(ca)
-	return n.cfg.Identity.SetIssuer(ca, []string{n.cfg.AdvertiseAddr, n.cfg.APIURL})
+// trusts the nodes it signed, of the generations its store names, keeps
+// its own certificate issued and renewed by it, and issues certificates
+// to the nodes that join through it.
+func (n *Node) SetCA(a *pki.Authority) error {
+	n.follower.Store(pki.NewFollower(a, n.trust, n.cfg.Identity, []string{n.cfg.AdvertiseAddr, n.cfg.APIURL}))
+	return n.followCA()
+}
+
+// issuer is the CA this node issues certificates under: the generation
+// of its own certificate.
+func (n *Node) issuer() (*pki.CA, uint64, error) {
+	f := n.follower.Load()
+	if f == nil {
+		return nil, 0, errs.Conflict("this node has no site key yet: ask another member")
+	}
+	return f.Issuer()
 }
 
 // memberKey is the Raft port's lookup of a node in the member records
@@ -95,7 +106,7 @@ func (n *Node) prepareJoin(m *store.Member, publicKey []byte) ([]byte, error) {
 	if len(publicKey) == 0 {
 		_ = n.db.View(func(tx *store.Tx) error {
 			if cur, err := store.Get[store.Member](tx, m.ID); err == nil {
-				m.Fingerprint = cur.Fingerprint
+				m.Fingerprint, m.CAGeneration = cur.Fingerprint, cur.CAGeneration
 			}
 			return nil
 		})
@@ -105,10 +116,11 @@ func (n *Node) prepareJoin(m *store.Member, publicKey []byte) ([]byte, error) {
 	if err != nil {
 		return nil, errs.Invalid("public_key", "%v", err)
 	}
-	ca := n.ca.Load()
-	if ca == nil {
-		return nil, errs.Conflict("this node has no site key yet: ask another member")
+	ca, gen, err := n.issuer()
+	if err != nil {
+		return nil, err
 	}
+	m.CAGeneration = gen
 	if m.Fingerprint, err = pki.KeyFingerprint(pub); err != nil {
 		return nil, errs.Invalid("public_key", "%v", err)
 	}
@@ -259,7 +271,7 @@ type AskJoin func(ctx context.Context, m store.Member, publicKey []byte, voter b
 // trusts the members it is told of, and takes the site's CA from ca
 // (which the first answer makes known: the site key comes with it); once
 // its store has caught up to its own record, it asks to vote.
-func (n *Node) JoinWith(ctx context.Context, ask AskJoin, ca func() (*pki.CA, error)) error {
+func (n *Node) JoinWith(ctx context.Context, ask AskJoin, ca func() (*pki.Authority, error)) error {
 	self := store.Member{ID: n.cfg.ID, RaftAddr: n.cfg.AdvertiseAddr, APIAddr: n.cfg.APIURL}
 	pub := n.cfg.Identity.PublicKeyDER()
 	cert, members, err := ask(ctx, self, pub, false)

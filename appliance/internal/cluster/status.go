@@ -35,6 +35,7 @@ func (n *Node) Status() site.Status {
 		}
 		return nil
 	})
+	st.CA = n.caStatus()
 	if servers, err := n.raft.Servers(); err == nil {
 		for _, s := range servers {
 			suffrage := "Nonvoter"
@@ -45,6 +46,11 @@ func (n *Node) Status() site.Status {
 				ID: s.ID, RaftAddr: s.Addr, APIAddr: members[s.ID].APIAddr, Suffrage: suffrage,
 				Leader: s.ID == rs.LeaderID, Fingerprint: members[s.ID].Fingerprint,
 			})
+			if m, ok := members[s.ID]; ok {
+				last := &st.Members[len(st.Members)-1]
+				last.CAGeneration = m.Generation()
+				last.Renewed = last.CAGeneration == st.CA.Generation
+			}
 		}
 	}
 	st.Healthy, st.Problem = health(st, rs.LastContact)

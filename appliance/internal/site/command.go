@@ -59,6 +59,7 @@ const (
 	AcceptBMCCertificate Type = 36 // BMCCertificate: an operator trusts a certificate of a machine's BMC
 	BindWorkflow         Type = 37 // Bind: the first address to claim a workflow's installer credential (proxyDHCP)
 	PutSubnet            Type = 38 // Put[store.Subnet]: a subnet DHCP can serve, overlapping no other (apply_object.go)
+	SetCAGeneration      Type = 39 // CARotation: a step of a rotation of the site's CA (apply_ca.go)
 )
 
 // Every payload but CommitLease's (always the DHCP server's) names its
@@ -272,6 +273,23 @@ type DesiredResult struct {
 	// Refused counts the changes the site refused; each is recorded as
 	// an event (sync.order_refused, sync.change_refused).
 	Refused int `json:"refused,omitempty"`
+}
+
+// The steps of a rotation of the site's CA (CARotation.Step).
+const (
+	CABegin  = "begin"
+	CAFinish = "finish"
+)
+
+// CARotation is the payload of SetCAGeneration: begin makes Generation
+// (the current one + 1) current, the current one still trusted; finish
+// stops trusting the one before Generation, once every member's
+// certificate is of Generation.
+type CARotation struct {
+	Step       string    `json:"step"`
+	Generation uint64    `json:"generation"`
+	Time       time.Time `json:"time"`
+	By         string    `json:"by,omitempty"`
 }
 
 // AckedPayload is the payload of AckEvents.

@@ -381,3 +381,26 @@ func (p *Proposer) Discover(ctx context.Context, hw Hardware) (*DiscoverResult, 
 	}
 	return DecodeValue[DiscoverResult](r)
 }
+
+// RotateCA proposes a step of a rotation of the site's CA (CABegin,
+// CAFinish; see apply_ca.go), from the generation this node's store
+// holds, and returns where the rotation stands once it is applied.
+func (p *Proposer) RotateCA(ctx context.Context, step string) (*store.CA, error) {
+	var cur *store.CA
+	if err := p.cfg.Store.View(func(tx *store.Tx) (err error) { cur, err = tx.CA(); return err }); err != nil {
+		return nil, err
+	}
+	req := CARotation{Step: step, Generation: cur.Generation, Time: p.now(), By: actor(ctx, ActorSite)}
+	switch step {
+	case CABegin:
+		req.Generation = cur.Generation + 1
+	case CAFinish:
+	default:
+		return nil, errs.Invalid("step", "%q is not a step of a rotation: want %q or %q", step, CABegin, CAFinish)
+	}
+	r, err := p.propose(ctx, SetCAGeneration, req)
+	if err != nil {
+		return nil, err
+	}
+	return DecodeValue[store.CA](r)
+}

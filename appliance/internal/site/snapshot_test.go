@@ -148,6 +148,10 @@ func TestSnapshotRoundTripPerEntity(t *testing.T) {
 			setup: []cmd{{PutMember, Put[store.Member]{Object: fxMember("n1"), Time: ts0}}},
 			read:  func(tx *store.Tx) (any, error) { return store.List[store.Member](tx) },
 		},
+		"ca generation": {
+			setup: []cmd{{SetCAGeneration, CARotation{Step: CABegin, Generation: 2, Time: ts0}}},
+			read:  func(tx *store.Tx) (any, error) { return tx.CA() },
+		},
 		"token": {
 			setup: []cmd{{CreateToken, Put[store.Token]{Object: fxToken("tok1"), Time: ts0}}},
 			read:  func(tx *store.Tx) (any, error) { return store.List[store.Token](tx) },

@@ -51,6 +51,7 @@ var table = command.Table[*store.Tx]{
 	AcceptBMCCertificate: applyAcceptBMCCertificate,
 	BindWorkflow:         applyBindWorkflow,
 	PutSubnet:            applyPutSubnet,
+	SetCAGeneration:      applySetCAGeneration,
 }
 
 // Result is what applying a command returns, on the node that proposed

@@ -359,6 +359,16 @@ func TestApplyEveryCommand(t *testing.T) {
 		t.Errorf("events %q, want the BMC certificate's last", kinds)
 	}
 
+	// A rotation of the site's CA begins.
+	run([]cmdStep{
+		{SetCAGeneration, CARotation{Step: CABegin, Generation: 2, Time: ts0}, func(t *testing.T, r Result, i uint64) {
+			c, err := DecodeValue[store.CA](r)
+			if r.Err != nil || err != nil || c.Generation != 2 || c.Previous != 1 || c.Version != i {
+				t.Fatalf("result = %+v (err %v, decode %v), want generation 2 after 1 at version %d", r, r.Err, err, i)
+			}
+		}},
+	}, uint64(len(steps)+len(since)+3))
+
 	for typ := range table {
 		if !covered[typ] {
 			t.Errorf("command type %d is in the apply table but not tested here", typ)

@@ -15,6 +15,24 @@ type Status struct {
 	Healthy      bool           `json:"healthy"`
 	Problem      string         `json:"problem,omitempty"`
 	Members      []MemberStatus `json:"members"`
+	// CA is where the site's CA rotation stands.
+	CA *CAStatus `json:"ca,omitempty"`
+}
+
+// CAStatus is where the site's CA rotation stands: the generation node
+// certificates are issued under, whether a rotation is under way, and
+// the CAs trusted (the previous generation's too while it is).
+type CAStatus struct {
+	Generation uint64   `json:"generation"`
+	Rotating   bool     `json:"rotating"`
+	CAs        []CAInfo `json:"cas"`
+}
+
+// CAInfo is one generation of the site's CA.
+type CAInfo struct {
+	Generation uint64 `json:"generation"`
+	// Fingerprint is the SHA-256 of the CA's certificate.
+	Fingerprint string `json:"fingerprint,omitempty"`
 }
 
 // MemberStatus is one server of the cluster.
@@ -27,4 +45,9 @@ type MemberStatus struct {
 	// Fingerprint is the member's key as its record pins it (empty: not
 	// registered yet, a node of release b482c18).
 	Fingerprint string `json:"fingerprint,omitempty"`
+	// CAGeneration is the generation of the site's CA the member's
+	// certificate is of, as its record reports it; Renewed says whether
+	// it is the current one (a rotation's finish waits for every member).
+	CAGeneration uint64 `json:"ca_generation"`
+	Renewed      bool   `json:"renewed"`
 }

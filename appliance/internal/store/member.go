@@ -24,6 +24,16 @@ type Member struct {
 	// NextFingerprint is the key the node is rotating to
 	// (cluster.Node.RotateKey): while it is set, either key is accepted.
 	NextFingerprint string `json:"next_fingerprint,omitempty"`
+	// CAGeneration is the generation of the site's CA that signed the
+	// node's certificate, as the node reports it (CA): 0 in a record of
+	// an older release, whose certificate is of generation 1.
+	CAGeneration uint64 `json:"ca_generation,omitempty"`
+}
+
+// Generation is the CA generation of the member's certificate, 1 for a
+// record that names none.
+func (m *Member) Generation() uint64 {
+	return max(m.CAGeneration, 1)
 }
 
 func (*Member) Kind() string   { return "member" }

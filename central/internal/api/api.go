@@ -123,6 +123,7 @@ func (s *Server) routes() []httpapi.Route {
 		{Pattern: "POST /v1/cluster/key", Role: admin, Handler: s.clusterKey}, // hands over central's key
 		{Pattern: "POST /v1/cluster/members", Role: admin, Handler: s.clusterAdd},
 		{Pattern: "DELETE /v1/cluster/members/{id}", Role: admin, Handler: s.clusterRemove},
+		{Pattern: "POST /v1/cluster/ca/rotate", Role: admin, Handler: s.clusterRotateCA},
 
 		{Pattern: "/", Role: viewer, Handler: func(w http.ResponseWriter, r *http.Request) {
 			httpapi.WriteError(w, &errs.Error{Code: errs.CodeNotFound, Message: "no route for " + r.Method + " " + r.URL.Path})

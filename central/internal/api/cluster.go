@@ -20,6 +20,41 @@ type Cluster interface {
 	// public key (PKIX DER), with the members it may trust until it has
 	// their records.
 	Issue(id string, publicKey []byte, raftAddr, apiURL string) ([]byte, []*store.Member, error)
+	// RotateCA takes a step of a rotation of central's CA (store.CABegin,
+	// store.CAFinish) by the actor by, on the leader.
+	RotateCA(step, by string) (store.CA, error)
+}
+
+// RotateCARequest is a step of a rotation of central's CA: "begin" makes
+// the next generation current, the current one still trusted, and every
+// node renews its certificate under it; "finish", once every member has
+// (GET /v1/cluster names those that have not), trusts it alone.
+type RotateCARequest struct {
+	Step string `json:"step"`
+}
+
+// clusterRotateCA takes a step of a rotation of central's CA and
+// answers with where it stands.
+func (s *Server) clusterRotateCA(w http.ResponseWriter, r *http.Request) {
+	var req RotateCARequest
+	if err := decodeBody(r, &req, true); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if req.Step != store.CABegin && req.Step != store.CAFinish {
+		s.writeError(w, r, errs.Invalid("step", "must be %q or %q", store.CABegin, store.CAFinish))
+		return
+	}
+	if s.cluster == nil {
+		s.writeError(w, r, errSingle)
+		return
+	}
+	c, err := s.cluster.RotateCA(req.Step, caller(r))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	httpapi.WriteJSON(w, http.StatusOK, c)
 }
 
 // JoinKeyRequest asks for central's key, sealed for the node named ID,

@@ -27,7 +27,7 @@ import (
 var adminRoutes = []string{
 	"POST /v1/sites", "DELETE /v1/sites/{site}/events",
 	"GET /v1/tokens", "GET /v1/tokens/{id}", "POST /v1/tokens", "DELETE /v1/tokens/{id}",
-	"POST /v1/cluster/key", "POST /v1/cluster/members", "DELETE /v1/cluster/members/{id}",
+	"POST /v1/cluster/key", "POST /v1/cluster/members", "DELETE /v1/cluster/members/{id}", "POST /v1/cluster/ca/rotate",
 }
 
 // routes is the route table of e's API, for package routetest: site s1,

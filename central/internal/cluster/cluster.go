@@ -57,7 +57,12 @@ type Node struct {
 	log   *slog.Logger
 	ident *pki.Identity
 	trust *pki.Trust
-	ca    *pki.CA
+	// follower keeps trust and the node's certificate at the CA
+	// generations the store records (ca.go).
+	follower *pki.Follower
+	// stopWatch ends watchCA, which closes watchDone.
+	stopWatch context.CancelFunc
+	watchDone chan struct{}
 }
 
 // Open starts the node's Raft over db, and makes db propose its changes
@@ -76,9 +81,10 @@ func Open(cfg Config, db *store.DB) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	n := &Node{db: db, log: cfg.Log, ident: cfg.Identity, ca: ca, trust: pki.NewTrust(ClusterName, ca.Certificate()),
+	n := &Node{db: db, log: cfg.Log, ident: cfg.Identity, trust: pki.NewTrust(ClusterName),
 		self: store.Member{ID: cfg.ID, RaftAddr: cfg.AdvertiseAddr, APIURL: cfg.APIURL, Fingerprint: cfg.Identity.Fingerprint()}}
-	if err := cfg.Identity.SetIssuer(ca, []string{cfg.AdvertiseAddr, cfg.APIURL}); err != nil {
+	n.follower = pki.NewFollower(ca, n.trust, cfg.Identity, []string{cfg.AdvertiseAddr, cfg.APIURL})
+	if err := n.followCA(); err != nil {
 		return nil, err
 	}
 	opened := make(chan struct{})
@@ -98,16 +104,20 @@ func Open(cfg Config, db *store.DB) (*Node, error) {
 	if rn.IsReady() { // it led before the observer was there
 		n.registerSelf()
 	}
+	ctx, cancel := context.WithCancel(context.Background())
+	n.stopWatch, n.watchDone = cancel, make(chan struct{})
+	go n.watchCA(ctx)
 	return n, nil
 }
 
 // registerSelf records this node's addresses if its member record does
 // not hold them yet.
 func (n *Node) registerSelf() {
-	if m, err := n.db.Member(n.self.ID); err == nil && *m == n.self {
+	self := n.self
+	_, self.CAGeneration = n.follower.State()
+	if m, err := n.db.Member(n.self.ID); err == nil && *m == self {
 		return
 	}
-	self := n.self
 	if err := n.db.PutMember(&self); err != nil {
 		n.log.Warn("recording this node's addresses", "err", err)
 	}
@@ -179,9 +189,11 @@ type Status struct {
 	AppliedIndex uint64   `json:"applied_index"`
 	CommitIndex  uint64   `json:"commit_index"`
 	Voters       []string `json:"voters"`
-	// Members are the member records: addresses, and the key each is
-	// pinned to.
+	// Members are the member records: addresses, the key each is
+	// pinned to, and the CA generation of its certificate.
 	Members []*store.Member `json:"members"`
+	// CA is where the rotation of central's CA stands.
+	CA CAStatus `json:"ca"`
 }
 
 // Status reports this node's view of the cluster.
@@ -203,6 +215,7 @@ func (n *Node) Status() Status {
 	if st.Members, err = n.db.Members(); err != nil {
 		n.log.Warn("reading the member records", "err", err)
 	}
+	st.CA = n.caStatus(st.Members)
 	return st
 }
 
@@ -211,4 +224,8 @@ func (n *Node) Snapshot() error { return n.raft.Snapshot() }
 
 // Close hands leadership over if this node leads others, then stops Raft.
 // It is safe to call more than once.
-func (n *Node) Close() error { return n.raft.Close() }
+func (n *Node) Close() error {
+	n.stopWatch()
+	<-n.watchDone
+	return n.raft.Close()
+}

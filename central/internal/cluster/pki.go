@@ -15,10 +15,10 @@ import (
 const ClusterName = "central"
 
 // CentralCA is central's certificate authority, derived from central's
-// key: every node that holds the key computes the same CA (see
-// internal/pki).
-func CentralCA(db *store.DB) (*pki.CA, error) {
-	return pki.DeriveCA(db.DeriveKey(pki.KeyPurpose), ClusterName, pki.Generation)
+// key: every node that holds the key computes the same CA, of every
+// generation (see internal/pki).
+func CentralCA(db *store.DB) (*pki.Authority, error) {
+	return pki.NewAuthority(db.DeriveKey(pki.KeyPurpose), ClusterName)
 }
 
 // memberKey is the Raft port's lookup of a node in the member records
@@ -56,7 +56,11 @@ func (n *Node) Issue(id string, publicKey []byte, raftAddr, apiURL string) ([]by
 	if err != nil {
 		return nil, nil, errs.Invalid("public_key", "%v", err)
 	}
-	cert, err := n.ca.Issue(id, pub, []string{raftAddr, apiURL}, time.Now())
+	ca, _, err := n.follower.Issuer()
+	if err != nil {
+		return nil, nil, err
+	}
+	cert, err := ca.Issue(id, pub, []string{raftAddr, apiURL}, time.Now())
 	if err != nil {
 		return nil, nil, errs.Invalid("id", "%v", err)
 	}

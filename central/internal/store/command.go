@@ -52,6 +52,9 @@ const (
 	cmdCreateToken command.Type = 12
 	// cmdDeleteToken deletes a token.
 	cmdDeleteToken command.Type = 13
+	// cmdSetCAGeneration takes a step of a rotation of central's CA
+	// (ca.go).
+	cmdSetCAGeneration command.Type = 14
 	// cmdLegacyJSON is a command of release b482c18: a JSON object
 	// whose first byte, '{', is its type (legacy_b482c18.go).
 	cmdLegacyJSON command.Type = '{'
@@ -74,6 +77,7 @@ var table = command.Table[*txn]{
 	cmdDeleteMember:     decoded(applyDeleteMember),
 	cmdCreateToken:      decoded(applyCreateToken),
 	cmdDeleteToken:      decoded(applyDeleteToken),
+	cmdSetCAGeneration:  decoded(applySetCAGeneration),
 	cmdLegacyJSON:       applyLegacy,
 }
 
@@ -136,6 +140,14 @@ type (
 	}
 	deleteMemberPayload struct {
 		ID string `json:"id"`
+	}
+	// rotateCAPayload's Generation is the one begin goes to, or finish
+	// finishes.
+	rotateCAPayload struct {
+		Step       string    `json:"step"`
+		Generation uint64    `json:"generation"`
+		Time       time.Time `json:"time"`
+		By         string    `json:"by,omitempty"`
 	}
 )
 

@@ -23,7 +23,15 @@ type Member struct {
 	// until then any certificate central's CA signed for its id is
 	// accepted.
 	Fingerprint string `json:"fingerprint,omitempty"`
+	// CAGeneration is the generation of central's CA that signed the
+	// node's certificate, as the node reports it: 0 in a record of an
+	// older release, whose certificate is of generation 1.
+	CAGeneration uint64 `json:"ca_generation,omitempty"`
 }
+
+// Generation is the CA generation of the member's certificate, 1 for a
+// record that names none.
+func (m *Member) Generation() uint64 { return max(m.CAGeneration, 1) }
 
 // Validate checks a member record.
 func (m *Member) Validate() error {

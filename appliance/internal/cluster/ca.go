@@ -1,0 +1,165 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/outposthq/outpost/appliance/internal/site"
+	"github.com/outposthq/outpost/appliance/internal/store"
+	"github.com/outposthq/outpost/internal/pki"
+)
+
+// The site's CA is rotated in two steps that the store records (package
+// site's SetCAGeneration): begin makes generation g+1 current with g
+// still trusted, finish drops g once every member has renewed. Each node
+// follows the store (watchCA): whenever it applies something, it trusts
+// the generations the store names (pki.Generations.Trusted), renews its
+// certificate under the current one, and reports that in its member
+// record, which finish checks.
+//
+// A node that was stopped during a rotation finds, when it starts, what
+// its store recorded when it stopped: stopped before it renewed, it
+// renews at start, and the others still admit its old certificate,
+// since finish waits for it; stopped after it renewed, its certificate
+// is of the new generation, which the others trust whether or not they
+// have finished. A node whose certificate file is older than what its
+// store records (put back from a copy) renews at start from the key it
+// holds, since it can derive every generation. Only a member removed to
+// let a rotation finish must join again.
+
+// storeGenerations is where the rotation stands in this node's store.
+func (n *Node) storeGenerations() (pki.Generations, error) {
+	var c *store.CA
+	err := n.db.View(func(tx *store.Tx) (err error) { c, err = tx.CA(); return err })
+	if err != nil {
+		return pki.Generations{}, fmt.Errorf("cluster: read the CA generation: %w", err)
+	}
+	return pki.Generations{Current: c.Generation, Previous: c.Previous}, nil
+}
+
+// CAGenerations is where the site's CA rotation stands as this node
+// follows it: Trusted() are the generations it admits, Current the one
+// its certificate is issued under. Anything else derived from the site
+// key by generation (the API's HTTPS CA) follows the same.
+func (n *Node) CAGenerations() pki.Generations {
+	if f := n.follower.Load(); f != nil {
+		if g, _ := f.State(); g.Current != 0 {
+			return g
+		}
+	}
+	g, err := n.storeGenerations()
+	if err != nil {
+		return pki.Initial
+	}
+	return g
+}
+
+// certGeneration is the generation of the node's certificate, 0 before
+// it has the site key.
+func (n *Node) certGeneration() uint64 {
+	if f := n.follower.Load(); f != nil {
+		_, gen := f.State()
+		return gen
+	}
+	return 0
+}
+
+// followCA brings the node's trust and certificate to what its store
+// records (pki.Follower), and cuts its Raft connections when its
+// certificate changed, so that they are made again with the new one.
+func (n *Node) followCA() error {
+	f := n.follower.Load()
+	if f == nil {
+		return nil
+	}
+	gens, err := n.storeGenerations()
+	if err != nil {
+		return err
+	}
+	renewed, err := f.Follow(gens)
+	if err != nil {
+		return err
+	}
+	if renewed {
+		_, gen := f.State()
+		n.log.Info("renewed the node's certificate under the site's CA", "generation", gen, "trusted", gens.Trusted())
+		if n.raft != nil {
+			n.raft.ResetConnections()
+		}
+	}
+	return nil
+}
+
+// reportGeneration makes the node's member record name the generation of
+// its certificate. A node that has no record yet (joining) is recorded by
+// its join; one rotating its key reports with it (RotateKey).
+func (n *Node) reportGeneration(ctx context.Context) error {
+	gen := n.certGeneration()
+	if gen == 0 {
+		return nil
+	}
+	var m *store.Member
+	_ = n.db.View(func(tx *store.Tx) error { m, _ = store.Get[store.Member](tx, n.cfg.ID); return nil })
+	if m == nil || m.Generation() == gen || m.NextFingerprint != "" || !n.inConfiguration() {
+		return nil
+	}
+	m.CAGeneration = gen
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := n.members.PutMember(cctx, m); err != nil {
+		return fmt.Errorf("cluster: report CA generation %d: %w", gen, err)
+	}
+	return nil
+}
+
+// watchCA follows the store's CA generation each time the store applies
+// something, until ctx ends.
+func (n *Node) watchCA(ctx context.Context) {
+	defer close(n.watchDone)
+	n.raft.EachApplied(ctx, time.Second, "following the site CA's generation", func(ctx context.Context) error {
+		if err := n.followCA(); err != nil {
+			return err
+		}
+		return n.reportGeneration(ctx)
+	})
+}
+
+// RotateCA proposes a step of a rotation of the site's CA (site.CABegin,
+// site.CAFinish) and waits until this node follows it: after begin, its
+// certificate is of the new generation (its record reports it soon
+// after); after finish, it trusts the new generation alone.
+func (n *Node) RotateCA(ctx context.Context, step string) (*store.CA, error) {
+	c, err := n.members.RotateCA(ctx, step)
+	if err != nil {
+		return nil, err
+	}
+	if err := n.WaitApplied(ctx, c.Version); err != nil {
+		return nil, err
+	}
+	return c, n.followCA()
+}
+
+// CAStatus is where the site's CA rotation stands, as this node follows
+// it (part of Status).
+func (n *Node) caStatus() *site.CAStatus {
+	gens := n.CAGenerations()
+	st := &site.CAStatus{Generation: gens.Current, Rotating: gens.Rotating()}
+	var a *pki.Authority
+	if f := n.follower.Load(); f != nil {
+		a = f.Authority()
+	}
+	for _, g := range []uint64{gens.Previous, gens.Current} {
+		if g == 0 {
+			continue
+		}
+		info := site.CAInfo{Generation: g}
+		if a != nil {
+			if ca, err := a.CA(g); err == nil {
+				info.Fingerprint = ca.Fingerprint()
+			}
+		}
+		st.CAs = append(st.CAs, info)
+	}
+	return st
+}
