@@ -192,6 +192,24 @@ type ClusterStatus struct {
 	CommitIndex  uint64   `json:"commit_index"`
 	Voters       []string `json:"voters"`
 	Members      []Member `json:"members"`
+	// CA is where the rotation of central's CA stands.
+	CA CAStatus `json:"ca"`
+}
+
+// CAStatus is where the rotation of central's CA stands: the generation
+// node certificates are issued under, whether a rotation is under way,
+// the CAs trusted, and the members not yet renewed under the current one.
+type CAStatus struct {
+	Generation uint64   `json:"generation"`
+	Rotating   bool     `json:"rotating"`
+	CAs        []CAInfo `json:"cas"`
+	NotRenewed []string `json:"not_renewed,omitempty"`
+}
+
+// CAInfo is one generation of central's CA and its certificate's SHA-256.
+type CAInfo struct {
+	Generation  uint64 `json:"generation"`
+	Fingerprint string `json:"fingerprint"`
 }
 
 // Member is a member record: the node's addresses and the key (its
@@ -201,6 +219,26 @@ type Member struct {
 	RaftAddr    string `json:"raft_addr"`
 	APIURL      string `json:"api_url"`
 	Fingerprint string `json:"fingerprint,omitempty"`
+	// CAGeneration is the generation of central's CA its certificate is
+	// from (0: a record from before rotations, generation 1).
+	CAGeneration uint64 `json:"ca_generation,omitempty"`
+}
+
+// CA is where a rotation of central's CA stands after a step: the
+// current generation, and the previous one while it is still trusted.
+type CA struct {
+	Generation uint64 `json:"generation"`
+	Previous   uint64 `json:"previous,omitempty"`
+	Time       string `json:"time,omitempty"`
+	By         string `json:"by,omitempty"`
+}
+
+// RotateCA takes a step ("begin" or "finish") of a rotation of central's
+// CA. A central that is not replicated answers a conflict (IsSingle).
+func (c *Client) RotateCA(ctx context.Context, step string) (CA, error) {
+	var ca CA
+	err := c.Do(ctx, http.MethodPost, "/v1/cluster/ca/rotate", map[string]string{"step": step}, &ca)
+	return ca, err
 }
 
 // Cluster returns the cluster as the node asked sees it. A central that

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/outposthq/outpost/appliance/internal/apptest"
 	"github.com/outposthq/outpost/central/testcentral"
@@ -158,6 +159,27 @@ func TestCentralCommands(t *testing.T) {
 	if rows := table(status)[2:]; !strings.HasPrefix(status, "c1: Leader, leader c1") || len(rows) != 1 || rows[0][0] != "c1" || rows[0][4] != "yes" {
 		t.Errorf("cluster status:\n%s", status)
 	}
+
+	// Central's CA rotates through the same command as a site's: the one
+	// member renews under the new generation, and then finish is taken.
+	begun := mustOK(t, centralRun(t, cen, "", "cluster", "rotate-ca", "begin"))
+	if !strings.Contains(begun, "central CA rotation begun: generation 2 is current, 1 still trusted") {
+		t.Errorf("rotate-ca begin: %q", begun)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		r := centralRun(t, cen, "", "cluster", "rotate-ca", "finish")
+		if r.code == 0 {
+			if !strings.Contains(r.stdout, "central CA rotation finished: only generation 2 is trusted") {
+				t.Errorf("rotate-ca finish: %q", r.stdout)
+			}
+			break
+		}
+		if !strings.Contains(r.stderr, "c1 (generation 1)") || time.Now().After(deadline) {
+			t.Fatalf("rotate-ca finish: exit %d, %s", r.code, r.stderr)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // TestCentralRefusals: what has no meaning at central, or lacks a site,
@@ -178,6 +200,7 @@ func TestCentralRefusals(t *testing.T) {
 		"apply no site":  {[]string{"apply", "-f", "-"}, "kind: order\nid: o1\naction: power_on\nmachine_id: m1\n", 1, "order/o1 names no site"},
 		"bad order":      {[]string{"apply", "-f", "-", "--site", "fra-1"}, "kind: order\nid: o1\naction: explode\nmachine_id: m1\n", 1, "(line 3): order/o1: action"},
 		"single cluster": {[]string{"cluster", "status"}, "", 0, ""},
+		"single rotate":  {[]string{"cluster", "rotate-ca", "begin"}, "", 1, "rotate the central CA (begin): this central runs as a single node"},
 		"site cmd":       {[]string{"cluster", "join", "n2", "127.0.0.1:1", "http://127.0.0.1:2"}, "", 1, "centrald -join"},
 	} {
 		t.Run(name, func(t *testing.T) {

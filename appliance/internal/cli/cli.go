@@ -56,7 +56,7 @@ var commands = []command{
 	{name: "cluster status", help: "show the cluster as the server sees it", run: runClusterStatus},
 	{name: "cluster join", args: "ID RAFT_ADDR API_URL [--site-key-out FILE]", help: "add a node to the cluster", run: runClusterJoin},
 	{name: "cluster remove", args: "ID", help: "remove a node from the cluster", run: runClusterRemove},
-	{name: "cluster rotate-ca", args: "begin|finish", help: "rotate the site's CA: begin, then finish once every member has renewed", run: runClusterRotateCA},
+	{name: "cluster rotate-ca", args: "begin|finish", help: "rotate the CA of the site (or central's): begin, then finish once every member has renewed", run: runClusterRotateCA},
 	{name: "token create", args: "NAME --role viewer|operator|admin [--expires 30d|720h|2027-01-31]", help: "create an API token and print it (only this once)", run: runTokenCreate},
 	{name: "token list", help: "list API tokens: names, roles, expiries (never secrets)", run: runTokenList},
 	{name: "token delete", args: "ID", help: "delete an API token: it opens nothing from then on", run: runTokenDelete},

@@ -153,7 +153,8 @@ func runClusterRemove(e *env, args []string) error {
 	return nil
 }
 
-// runClusterRotateCA takes a step of a rotation of the site's CA.
+// runClusterRotateCA takes a step of a rotation of the CA of the site, or
+// of central's.
 func runClusterRotateCA(e *env, args []string) error {
 	pos, err := e.parse(e.flagSet("cluster rotate-ca"), args, 1, 1)
 	if err != nil {
@@ -163,23 +164,42 @@ func runClusterRotateCA(e *env, args []string) error {
 	if step != site.CABegin && step != site.CAFinish {
 		return fmt.Errorf("cluster rotate-ca: %q is not a step: want begin or finish", step)
 	}
-	c, _, err := e.client()
+	whose, gen, prev, v, err := e.rotateCA(step)
 	if err != nil {
-		return err
-	}
-	ca, err := c.RotateCA(e.ctx, step)
-	if err != nil {
-		return fmt.Errorf("rotate the site's CA (%s): %w", step, err)
+		return fmt.Errorf("rotate the %s CA (%s): %w", whose, step, err)
 	}
 	if e.opts.output != "table" {
-		return e.printValue(ca)
+		return e.printValue(v)
 	}
 	if step == site.CABegin {
-		fmt.Fprintf(e.stdout, "site CA rotation begun: generation %d is current, %d still trusted; "+
+		fmt.Fprintf(e.stdout, "%s CA rotation begun: generation %d is current, %d still trusted; "+
 			"run 'outpost cluster rotate-ca finish' once 'outpost cluster status' shows every member at generation %d\n",
-			ca.Generation, ca.Previous, ca.Generation)
+			whose, gen, prev, gen)
 		return nil
 	}
-	fmt.Fprintf(e.stdout, "site CA rotation finished: only generation %d is trusted\n", ca.Generation)
+	fmt.Fprintf(e.stdout, "%s CA rotation finished: only generation %d is trusted\n", whose, gen)
 	return nil
+}
+
+// rotateCA takes the step on the target's side and returns whose CA it
+// was, the current and previous generations, and the answer to print.
+func (e *env) rotateCA(step string) (whose string, gen, prev uint64, v any, err error) {
+	central, err := e.atCentral()
+	if err != nil {
+		return "site", 0, 0, nil, err
+	}
+	if central {
+		c, err := e.centralClient()
+		if err != nil {
+			return "central", 0, 0, nil, err
+		}
+		ca, err := c.RotateCA(e.ctx, step)
+		return "central", ca.Generation, ca.Previous, ca, err
+	}
+	c, _, err := e.client()
+	if err != nil {
+		return "site", 0, 0, nil, err
+	}
+	ca, err := c.RotateCA(e.ctx, step)
+	return "site", ca.Generation, ca.Previous, ca, err
 }
