@@ -152,6 +152,12 @@ global options (before or after the command):
   --token TOKEN       API token (env OUTPOST_TOKEN)
   --token-file FILE   file holding the API token (env OUTPOST_TOKEN_FILE;
                       default ./%s if it exists)
+  --ca-fingerprint FP pin the API's CA by its fingerprint, sha256:... (env
+                      OUTPOST_CA_FINGERPRINT; every node prints it at start)
+  --ca-file FILE      pin the API's CA by its PEM (env OUTPOST_CA_FILE; a
+                      node writes it to <data-dir>/api-ca.pem)
+                      (with either, the server must present that CA, not
+                      one the system trusts)
   -o FORMAT           output: table, json or yaml (default table)
 `, DefaultServer, DefaultTokenFile)
 }
@@ -162,6 +168,9 @@ type options struct {
 	token     optString
 	tokenFile optString
 	output    string
+	// caFingerprint and caFile pin the API's CA (client.Pin).
+	caFingerprint string
+	caFile        string
 }
 
 // optString is a string flag that remembers whether it was given, so that
@@ -175,7 +184,8 @@ func (o *optString) String() string     { return o.val }
 func (o *optString) Set(v string) error { o.val, o.set = v, true; return nil }
 
 func newOptions() *options {
-	o := &options{server: os.Getenv("OUTPOST_SERVER"), output: "table"}
+	o := &options{server: os.Getenv("OUTPOST_SERVER"), output: "table",
+		caFingerprint: os.Getenv("OUTPOST_CA_FINGERPRINT"), caFile: os.Getenv("OUTPOST_CA_FILE")}
 	if o.server == "" {
 		o.server = DefaultServer
 	}
@@ -192,6 +202,8 @@ func (e *env) flagSet(name string) *flag.FlagSet {
 	fs.Var(&e.opts.token, "token", "")
 	fs.Var(&e.opts.tokenFile, "token-file", "")
 	fs.StringVar(&e.opts.output, "o", e.opts.output, "")
+	fs.StringVar(&e.opts.caFingerprint, "ca-fingerprint", e.opts.caFingerprint, "")
+	fs.StringVar(&e.opts.caFile, "ca-file", e.opts.caFile, "")
 	return fs
 }
 
@@ -275,5 +287,9 @@ func (e *env) client() (*client.Client, string, error) {
 	if err != nil {
 		return nil, "", err
 	}
-	return client.New(e.opts.server, token), token, nil
+	c, err := client.NewPinned(e.opts.server, token, client.Pin{Fingerprint: e.opts.caFingerprint, CAFile: e.opts.caFile})
+	if err != nil {
+		return nil, "", err
+	}
+	return c, token, nil
 }
