@@ -122,6 +122,10 @@ func (ca *APICA) CertificatePEM() []byte {
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.cert.Raw})
 }
 
+// WritePEM writes the CA's certificate to path (mode 0644: it is public,
+// for clients to trust), whole or not at all.
+func (ca *APICA) WritePEM(path string) error { return writeFileMode(path, ca.CertificatePEM(), 0o644) }
+
 // Fingerprint is the CA's, as operators pin it: "sha256:" and the hex
 // SHA-256 of its certificate's DER.
 func (ca *APICA) Fingerprint() string { return FormatFingerprint(CertFingerprint(ca.cert)) }

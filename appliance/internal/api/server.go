@@ -109,7 +109,7 @@ func (s *Server) Handler() http.Handler {
 	root := http.NewServeMux()
 	root.HandleFunc("GET /healthz", s.health)
 	root.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
-	root.HandleFunc("GET /v1/ca", s.apiCA)
+	root.HandleFunc("GET "+httpapi.CAPath, httpapi.ServeCA(s.caPEM, s.caFingerprint))
 	root.Handle("/", s.requireToken(authed))
 	return s.instrument(root)
 }

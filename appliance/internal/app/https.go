@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 
 	"github.com/outposthq/outpost/appliance/internal/cluster"
 	"github.com/outposthq/outpost/appliance/internal/config"
@@ -31,7 +30,7 @@ func apiTLS(cfg *config.Config, key *seal.Key, ln net.Listener, log *slog.Logger
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := writePublic(cfg.APICAPath(), ca.CertificatePEM()); err != nil {
+	if err := ca.WritePEM(cfg.APICAPath()); err != nil {
 		return nil, nil, fmt.Errorf("api CA: %w", err)
 	}
 	fmt.Fprintf(out, "site API CA %s (PEM in %s): pin it with outpost --ca-fingerprint %s\n", ca.Fingerprint(), cfg.APICAPath(), ca.Fingerprint())
@@ -64,28 +63,6 @@ func apiHosts(cfg *config.Config, addr net.Addr) []string {
 		}
 	}
 	return hosts
-}
-
-// writePublic writes a public file (mode 0644) whole: a reader sees the
-// old content or the new, never a part.
-func writePublic(path string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Chmod(0o644); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
 }
 
 // leaderClient is the client a follower dials its leader's API with (the
