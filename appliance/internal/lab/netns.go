@@ -1,8 +1,8 @@
 package lab
 
 import (
-	"crypto/tls"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"hash/fnv"
 	"net"
