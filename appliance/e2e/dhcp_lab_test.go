@@ -2,10 +2,7 @@ package e2e
 
 import (
 	"context"
-	"crypto/sha256"
 	"crypto/tls"
-	"encoding/hex"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"net"
@@ -116,12 +113,9 @@ func (s *netSite) pinCA(t *testing.T, n *node) {
 	if s.caPEM, err = os.ReadFile(filepath.Join(n.dataDir, "api-ca.pem")); err != nil {
 		t.Fatal(err)
 	}
-	block, _ := pem.Decode(s.caPEM)
-	if block == nil {
-		t.Fatalf("%s/api-ca.pem holds no PEM", n.dataDir)
+	if s.caFingerprint, err = pki.PEMFingerprint(s.caPEM); err != nil {
+		t.Fatalf("%s/api-ca.pem: %v", n.dataDir, err)
 	}
-	sum := sha256.Sum256(block.Bytes)
-	s.caFingerprint = "sha256:" + hex.EncodeToString(sum[:])
 	s.cluster.http = s.client.HTTPSClient(s.pinned(t))
 }
 

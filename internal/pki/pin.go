@@ -1,6 +1,7 @@
 package pki
 
 import (
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/hex"
@@ -19,6 +20,17 @@ var ErrPinMismatch = errors.New("pki: the server's certificate is not from the p
 // FormatFingerprint writes a hex SHA-256 fingerprint as operators see
 // and pin it: "sha256:<hex>".
 func FormatFingerprint(hexSum string) string { return "sha256:" + hexSum }
+
+// PEMFingerprint is the fingerprint ("sha256:<hex>") of the first
+// certificate in pemBytes, such as an api-ca.pem.
+func PEMFingerprint(pemBytes []byte) (string, error) {
+	b, _ := pem.Decode(pemBytes)
+	if b == nil || b.Type != "CERTIFICATE" {
+		return "", errors.New("pki: no PEM certificate")
+	}
+	sum := sha256.Sum256(b.Bytes)
+	return FormatFingerprint(hex.EncodeToString(sum[:])), nil
+}
 
 // ParseFingerprint reads a pinned CA fingerprint: "sha256:<hex>" or the
 // bare hex, upper or lower case, with or without colons between bytes
