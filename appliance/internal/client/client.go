@@ -52,6 +52,16 @@ func NewPinned(base, token string, pin Pin) (*Client, error) {
 	if pin == (Pin{}) {
 		return New(base, token), nil
 	}
+	t, err := PinnedTransport(pin)
+	if err != nil {
+		return nil, err
+	}
+	return NewWithHTTP(base, token, &http.Client{Timeout: 60 * time.Second, Transport: t}), nil
+}
+
+// PinnedTransport is a transport that verifies servers by pin (not the
+// zero Pin), for a caller that dials its own way (a network namespace).
+func PinnedTransport(pin Pin) (*http.Transport, error) {
 	var pem []byte
 	if pin.CAFile != "" {
 		var err error
@@ -65,7 +75,7 @@ func NewPinned(base, token string, pin Pin) (*Client, error) {
 	}
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	t.TLSClientConfig = tc
-	return NewWithHTTP(base, token, &http.Client{Timeout: 60 * time.Second, Transport: t}), nil
+	return t, nil
 }
 
 // NewWithHTTP is New with a caller's HTTP client (a test reaching an
