@@ -38,6 +38,7 @@ const siteIface = "eth0"
 type netSite struct {
 	*cluster
 	client *lab.Netns            // the DHCP clients' and the tests' host
+	sw     *lab.Netns            // the switch: attachToSwitch cables more hosts to it
 	ns     map[string]*lab.Netns // each node's namespace, by node ID
 	addr   map[string]netip.Addr // each node's address on the network
 	// caPEM and caFingerprint are the site's API CA, as n1 wrote it to
@@ -61,7 +62,7 @@ func startNetSite(t *testing.T, size int) *netSite {
 	}
 	sw := lab.NewNetns(t, "switch")
 	sw.Bridge("br0", "")
-	s := &netSite{cluster: c, ns: map[string]*lab.Netns{}, addr: map[string]netip.Addr{}}
+	s := &netSite{cluster: c, sw: sw, ns: map[string]*lab.Netns{}, addr: map[string]netip.Addr{}}
 	s.client = attachToSwitch(t, sw, "client", "198.18.0.2/24")
 	c.bin = ip
 	c.http = s.client.HTTPClient()

@@ -144,8 +144,33 @@ func TestAPIHTTPSOnTheNetwork(t *testing.T) {
 		}
 	})
 
-	files, _ := filepath.Glob(filepath.Join(s.logDir, "*.stderr"))
-	if len(files) < len(s.nodes) {
+	// Last: the node it adds is not a member of the site.
+	t.Run("-insecure-http serves plain HTTP, with a warning", func(t *testing.T) {
+		ns := attachToSwitch(t, s.sw, "n9", "198.18.0.30/24")
+		n := &node{id: "n9", dataDir: filepath.Join(s.dir, "n9"), apiURL: "http://198.18.0.30:7000", args: []string{
+			"netns", "exec", ns.Name, applianced(t), "-id", "n9", "-data-dir", filepath.Join(s.dir, "n9"),
+			"-api-addr", "198.18.0.30:7000", "-raft-addr", "198.18.0.30:7001", "-insecure-http", "-log-level", "debug"}}
+		s.nodes = append(s.nodes, n)
+		s.start(n)
+		token := s.waitAdminToken(n)
+		req, _ := http.NewRequestWithContext(t.Context(), "GET", n.apiURL+"/v1/machines", nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := s.client.HTTPClient().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("plain HTTP with -insecure-http: %d, want 200", resp.StatusCode)
+		}
+		logs, _ := os.ReadFile(n.proc.stderr)
+		if !bytes.Contains(logs, []byte("serving plain HTTP on a network address: tokens and secrets cross the network in the clear")) {
+			t.Errorf("n9 did not warn that it serves plain HTTP:\n%s", logs)
+		}
+	})
+
+	files, _ := filepath.Glob(filepath.Join(s.logDir, "n[12].*.stderr"))
+	if len(files) < 2 {
 		t.Fatalf("logs %v: want one per node", files)
 	}
 	for _, f := range files {
