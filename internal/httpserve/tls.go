@@ -3,8 +3,12 @@ package httpserve
 import (
 	"crypto/tls"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
+	"net/url"
+
+	"github.com/outposthq/outpost/internal/pki"
 )
 
 // TLS says how an API listener serves: HTTPS by default, plain HTTP on
@@ -74,4 +78,51 @@ func (t TLS) For(addr net.Addr, log *slog.Logger) (*tls.Config, error) {
 	}
 	log.Info("serving HTTPS with a certificate from the cluster's API CA", "addr", addr.String())
 	return c, nil
+}
+
+// Publish makes ca the cluster's CA for a listener on addr and publishes
+// it: its PEM written to path (0644), its fingerprint printed on out as
+// "<label> sha256:... (PEM in <path>)<hint>" and logged. It returns the
+// TLS configuration the listener serves with (For), a serving
+// certificate from ca for hosts when it serves the cluster's own.
+func (t TLS) Publish(ca *pki.APICA, path, label, hint string, hosts []string, addr net.Addr, log *slog.Logger, out io.Writer) (*tls.Config, error) {
+	if err := ca.WritePEM(path); err != nil {
+		return nil, fmt.Errorf("api CA: %w", err)
+	}
+	fmt.Fprintf(out, "%s %s (PEM in %s)%s\n", label, ca.Fingerprint(), path, hint)
+	log.Info(label, "fingerprint", ca.Fingerprint(), "file", path)
+	t.Cluster = func() (*tls.Config, error) {
+		srv, err := pki.NewAPIServer(ca, hosts, nil)
+		if err != nil {
+			return nil, err
+		}
+		return srv.TLSConfig(), nil
+	}
+	return t.For(addr, log)
+}
+
+// CheckJoin checks that a node joining a cluster at join (empty: none)
+// can verify it before it sends its token: an https:// member by the
+// API CA fingerprint pinned (or by another trust, verified), an
+// http:// one only on loopback or when insecure. It names the settings
+// to set.
+func CheckJoin(join, fingerprint string, insecure, verified bool) error {
+	if fingerprint != "" {
+		if _, err := pki.ParseFingerprint(fingerprint); err != nil {
+			return fmt.Errorf("join_ca_fingerprint: %w", err)
+		}
+	}
+	u, err := url.Parse(join)
+	if join == "" || err != nil {
+		return nil
+	}
+	switch {
+	case u.Scheme == "https" && fingerprint == "" && !verified:
+		return fmt.Errorf("join %q: set join_ca_fingerprint (-join-ca-fingerprint) to the cluster's API CA fingerprint "+
+			"(every node prints it at start; GET /v1/ca): a joining node has no other way to verify the member it sends its token to", join)
+	case u.Scheme == "http" && !HostIsLoopback(u.Hostname()) && !insecure:
+		return fmt.Errorf("join %q: http:// sends the admin token in the clear; join the member's https:// URL "+
+			"with join_ca_fingerprint, or set insecure_http (-insecure-http), for labs only", join)
+	}
+	return nil
 }

@@ -15,7 +15,6 @@ import (
 	"fmt"
 	"io"
 	"math/big"
-	"net/url"
 	"sync"
 	"time"
 )
@@ -51,34 +50,16 @@ type APICA struct {
 // certificate, byte for byte: the key comes from HKDF, the serial too,
 // and the signature is RFC 6979's deterministic ECDSA.
 func DeriveAPICA(secret []byte, cluster string, generation uint64) (*APICA, error) {
-	if len(secret) < 32 {
-		return nil, fmt.Errorf("pki: the API CA secret has %d bytes, want at least 32", len(secret))
-	}
-	if err := validLabel("cluster", cluster); err != nil {
+	if err := checkCAInput(secret, cluster); err != nil {
 		return nil, err
 	}
 	key, serial, err := deriveP256(secret, cluster, generation)
 	if err != nil {
 		return nil, err
 	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          serial,
-		Subject:               pkix.Name{Organization: []string{"Outpost"}, CommonName: fmt.Sprintf("Outpost %s API CA, generation %d", cluster, generation)},
-		NotBefore:             caNotBefore,
-		NotAfter:              caNotAfter,
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		MaxPathLenZero:        true,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
-		URIs:                  []*url.URL{{Scheme: uriScheme, Host: cluster, Path: fmt.Sprintf("/api-ca/%d", generation)}},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), deterministic{key})
+	cert, err := selfSign(caTemplate(serial, cluster, "API CA", "api-ca", generation), deterministic{key})
 	if err != nil {
-		return nil, fmt.Errorf("pki: make the API CA certificate: %w", err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		return nil, fmt.Errorf("pki: parse the API CA certificate: %w", err)
+		return nil, err
 	}
 	return &APICA{cluster: cluster, generation: generation, key: key, cert: cert}, nil
 }

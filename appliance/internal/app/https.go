@@ -3,7 +3,6 @@ package app
 import (
 	"crypto/tls"
 	"crypto/x509"
-	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -30,20 +29,9 @@ func apiTLS(cfg *config.Config, key *seal.Key, ln net.Listener, log *slog.Logger
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := ca.WritePEM(cfg.APICAPath()); err != nil {
-		return nil, nil, fmt.Errorf("api CA: %w", err)
-	}
-	fmt.Fprintf(out, "site API CA %s (PEM in %s): pin it with outpost --ca-fingerprint %s\n", ca.Fingerprint(), cfg.APICAPath(), ca.Fingerprint())
-	log.Info("site API CA", "fingerprint", ca.Fingerprint(), "file", cfg.APICAPath())
-	t := httpserve.TLS{CertFile: cfg.TLSCert, KeyFile: cfg.TLSKey, Insecure: cfg.InsecureHTTP, InsecureFlag: "insecure_http (-insecure-http)",
-		Cluster: func() (*tls.Config, error) {
-			srv, err := pki.NewAPIServer(ca, apiHosts(cfg, ln.Addr()), nil)
-			if err != nil {
-				return nil, err
-			}
-			return srv.TLSConfig(), nil
-		}}
-	tc, err := t.For(ln.Addr(), log)
+	t := httpserve.TLS{CertFile: cfg.TLSCert, KeyFile: cfg.TLSKey, Insecure: cfg.InsecureHTTP, InsecureFlag: "insecure_http (-insecure-http)"}
+	tc, err := t.Publish(ca, cfg.APICAPath(), "site API CA", ": pin it with outpost --ca-fingerprint "+ca.Fingerprint(),
+		apiHosts(cfg, ln.Addr()), ln.Addr(), log, out)
 	return ca, tc, err
 }
 

@@ -322,7 +322,9 @@ func (c *Config) Validate() error {
 		}
 	}
 	errs = append(errs, c.validateSync()...)
-	errs = append(errs, c.validateJoin()...)
+	if err := httpserve.CheckJoin(c.Join, c.JoinCAFingerprint, c.InsecureHTTP, false); err != nil {
+		errs = append(errs, err)
+	}
 	for name, v := range map[string]string{"tftp_addr": c.TFTPAddr, "boot_addr": c.BootAddr} {
 		if v == "" {
 			continue
@@ -356,30 +358,6 @@ func (c *Config) Validate() error {
 	errs = append(errs, c.Logging.Validate()...)
 	if len(errs) > 0 {
 		return fmt.Errorf("config: %w", errors.Join(errs...))
-	}
-	return nil
-}
-
-// validateJoin checks that a join is verified: an https:// member by
-// the pinned API CA, an http:// one only on loopback or with
-// insecure_http (the admin token crosses in the clear).
-func (c *Config) validateJoin() []error {
-	if c.JoinCAFingerprint != "" {
-		if _, err := pki.ParseFingerprint(c.JoinCAFingerprint); err != nil {
-			return []error{fmt.Errorf("join_ca_fingerprint: %w", err)}
-		}
-	}
-	u, err := url.Parse(c.Join)
-	if c.Join == "" || err != nil {
-		return nil
-	}
-	switch {
-	case u.Scheme == "https" && c.JoinCAFingerprint == "":
-		return []error{fmt.Errorf("join %q: set join_ca_fingerprint (-join-ca-fingerprint) to the cluster's API CA fingerprint "+
-			"(every node prints it at start; GET /v1/ca): a joining node has no other way to verify the member it sends its token to", c.Join)}
-	case u.Scheme == "http" && !httpserve.HostIsLoopback(u.Hostname()) && !c.InsecureHTTP:
-		return []error{fmt.Errorf("join %q: http:// sends the admin token in the clear; join the member's https:// URL "+
-			"with join_ca_fingerprint, or set insecure_http (-insecure-http), for labs only", c.Join)}
 	}
 	return nil
 }

@@ -2,7 +2,6 @@ package app
 
 import (
 	"crypto/tls"
-	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -23,21 +22,9 @@ func apiTLS(cfg *config.Config, db *store.DB, ln net.Listener, log *slog.Logger,
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := ca.WritePEM(cfg.APICAPath()); err != nil {
-		return nil, nil, fmt.Errorf("api CA: %w", err)
-	}
-	fmt.Fprintf(out, "central API CA %s (PEM in %s): sites pin it with central_ca_fingerprint, the CLI with --ca-fingerprint\n",
-		ca.Fingerprint(), cfg.APICAPath())
-	log.Info("central API CA", "fingerprint", ca.Fingerprint(), "file", cfg.APICAPath())
 	hosts := append([]string{cfg.AdvertisedAPI(ln.Addr().String()), ln.Addr().String()}, cfg.APIHosts...)
-	t := httpserve.TLS{CertFile: cfg.TLSCert, KeyFile: cfg.TLSKey, Insecure: cfg.InsecureHTTP, InsecureFlag: "insecure_http (-insecure-http)",
-		Cluster: func() (*tls.Config, error) {
-			srv, err := pki.NewAPIServer(ca, hosts, nil)
-			if err != nil {
-				return nil, err
-			}
-			return srv.TLSConfig(), nil
-		}}
-	tc, err := t.For(ln.Addr(), log)
+	t := httpserve.TLS{CertFile: cfg.TLSCert, KeyFile: cfg.TLSKey, Insecure: cfg.InsecureHTTP, InsecureFlag: "insecure_http (-insecure-http)"}
+	tc, err := t.Publish(ca, cfg.APICAPath(), "central API CA", ": sites pin it with central_ca_fingerprint, the CLI with --ca-fingerprint",
+		hosts, ln.Addr(), log, out)
 	return ca, tc, err
 }

@@ -15,7 +15,6 @@ import (
 	"github.com/outposthq/outpost/central/internal/hub"
 	"github.com/outposthq/outpost/internal/conf"
 	"github.com/outposthq/outpost/internal/httpserve"
-	"github.com/outposthq/outpost/internal/pki"
 	"github.com/outposthq/outpost/syncproto"
 )
 
@@ -178,7 +177,11 @@ func (c *Config) Validate() error {
 				errs = append(errs, fmt.Errorf("%s %q: want an http(s):// URL", name, v))
 			}
 		}
-		errs = append(errs, c.validateJoin()...)
+		// An operator's certificate verifies a member too (the joining
+		// node trusts its own certificate's file).
+		if err := httpserve.CheckJoin(c.Join, c.JoinCAFingerprint, c.InsecureHTTP, c.TLSCert != ""); err != nil {
+			errs = append(errs, err)
+		}
 	} else if c.Join != "" || c.NodeID != "" {
 		errs = append(errs, errors.New("node_id and join need raft_addr: a single central has no cluster"))
 	}
@@ -189,30 +192,6 @@ func (c *Config) Validate() error {
 	errs = append(errs, c.Logging.Validate()...)
 	if len(errs) > 0 {
 		return fmt.Errorf("config: %w", errors.Join(errs...))
-	}
-	return nil
-}
-
-// validateJoin checks that a join is verified: an https:// member by
-// the pinned API CA, an http:// one only on loopback or with
-// insecure_http (the admin token crosses in the clear).
-func (c *Config) validateJoin() []error {
-	if c.JoinCAFingerprint != "" {
-		if _, err := pki.ParseFingerprint(c.JoinCAFingerprint); err != nil {
-			return []error{fmt.Errorf("join_ca_fingerprint: %w", err)}
-		}
-	}
-	u, err := url.Parse(c.Join)
-	if c.Join == "" || err != nil {
-		return nil
-	}
-	switch {
-	case u.Scheme == "https" && c.JoinCAFingerprint == "" && c.TLSCert == "":
-		return []error{fmt.Errorf("join %q: set join_ca_fingerprint (-join-ca-fingerprint) to central's API CA fingerprint "+
-			"(every node prints it at start): a joining node has no other way to verify the member it sends its token to", c.Join)}
-	case u.Scheme == "http" && !httpserve.HostIsLoopback(u.Hostname()) && !c.InsecureHTTP:
-		return []error{fmt.Errorf("join %q: http:// sends the admin token in the clear; join the member's https:// URL "+
-			"with join_ca_fingerprint, or set insecure_http (-insecure-http), for labs only", c.Join)}
 	}
 	return nil
 }
