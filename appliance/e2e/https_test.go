@@ -144,6 +144,31 @@ func TestAPIHTTPSOnTheNetwork(t *testing.T) {
 		}
 	})
 
+	t.Run("a join pinning another CA is refused", func(t *testing.T) {
+		other, _ := pki.DeriveAPICA(randomSecret(t), "site", pki.Generation)
+		ns := attachToSwitch(t, s.sw, "n8", "198.18.0.29/24")
+		dir := filepath.Join(s.dir, "n8")
+		cmd := ns.CommandContext(t.Context(), applianced(t), "-id", "n8", "-data-dir", dir,
+			"-api-addr", "198.18.0.29:7000", "-raft-addr", "198.18.0.29:7001",
+			"-join", n1.apiURL, "-join-ca-fingerprint", other.Fingerprint())
+		cmd.Env = append(os.Environ(), "OUTPOST_JOIN_TOKEN="+s.token)
+		out, err := cmd.CombinedOutput()
+		if err == nil {
+			t.Fatalf("n8 joined pinning another CA:\n%s", out)
+		}
+		for _, want := range []string{"expected CA " + other.Fingerprint(), "presented " + s.caFingerprint} {
+			if !strings.Contains(string(out), want) {
+				t.Errorf("n8's refusal does not say %q:\n%s", want, out)
+			}
+		}
+		if bytes.Contains(out, []byte(s.token)) {
+			t.Error("n8's output holds the token")
+		}
+		if _, err := os.Stat(filepath.Join(dir, "site.key")); err == nil {
+			t.Error("n8 has a site key: it was handed one")
+		}
+	})
+
 	// Last: the node it adds is not a member of the site.
 	t.Run("-insecure-http serves plain HTTP, with a warning", func(t *testing.T) {
 		ns := attachToSwitch(t, s.sw, "n9", "198.18.0.30/24")

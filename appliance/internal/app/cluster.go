@@ -94,7 +94,8 @@ func joinedCA(cfg *config.Config, key *seal.Key) (*pki.CA, error) {
 }
 
 // askJoin sends a join request, retrying until the cluster answers; a
-// refusal (a wrong token, a bad request) ends it.
+// refusal (a wrong token, a bad request) ends it, and so does a member
+// whose API CA is not the one pinned (join_ca_fingerprint).
 func askJoin(ctx context.Context, c *client.Client, req api.JoinRequest, log *slog.Logger) (api.JoinResponse, error) {
 	for attempt := 1; ; attempt++ {
 		resp, err := c.Join(ctx, req)
@@ -102,7 +103,8 @@ func askJoin(ctx context.Context, c *client.Client, req api.JoinRequest, log *sl
 			return resp, nil
 		}
 		var ae *client.Error
-		if errors.As(err, &ae) && (ae.Status == http.StatusUnauthorized || ae.Status == http.StatusBadRequest) {
+		if errors.As(err, &ae) && (ae.Status == http.StatusUnauthorized || ae.Status == http.StatusBadRequest) ||
+			errors.Is(err, pki.ErrPinMismatch) {
 			return resp, fmt.Errorf("join: %w", err)
 		}
 		log.Warn("join failed; retrying", "attempt", attempt, "voter", req.Voter, "err", err)

@@ -206,7 +206,7 @@ func (c *joinClient) retry(ctx context.Context, what string, log *slog.Logger, p
 	for attempt := 1; ; attempt++ {
 		err := c.post(ctx, path, body, resp)
 		var refused *refusedError
-		if err == nil || errors.As(err, &refused) {
+		if err == nil || errors.As(err, &refused) || errors.Is(err, pki.ErrPinMismatch) {
 			if err != nil {
 				return fmt.Errorf("join %s: %s: %w", c.url, what, err)
 			}
