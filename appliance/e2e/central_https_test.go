@@ -29,7 +29,8 @@ func TestCentralHTTPSOnTheNetwork(t *testing.T) {
 	lab.Require(t, "root", "ip", "curl", "openssl")
 	s := labsite.Start(t, labsite.Config{Applianced: applianced(t), Images: lab.Images{Dir: t.TempDir()}, LogLevel: "debug"})
 	addr := labsite.ServerIP + ":7443"
-	cen := labsite.StartCentralIn(t, centrald(t), s.NS, addr, "-heartbeat", "1s", "-log-level", "debug")
+	cen := labsite.StartCentralIn(t, centrald(t), s.NS, addr, "-heartbeat", "1s", "-log-level", "debug",
+		"-raft-addr", labsite.ServerIP+":7444", "-node-id", "c1")
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
 	line, err := cen.Proc.WaitForLine(ctx, regexp.MustCompile(`central API CA sha256:`))
@@ -67,6 +68,16 @@ func TestCentralHTTPSOnTheNetwork(t *testing.T) {
 	_, err = s.NS.HTTPSClient(wrong).Get(cen.URL + "/healthz")
 	if !errors.Is(err, pki.ErrPinMismatch) || !strings.Contains(err.Error(), other.Fingerprint()) || !strings.Contains(err.Error(), cen.CAFingerprint) {
 		t.Errorf("a client pinning another CA: %v, want a mismatch naming %s and %s", err, other.Fingerprint(), cen.CAFingerprint)
+	}
+
+	// A second node joins over HTTPS by c1's fingerprint, derives the
+	// same CA from central's key, and serves with it.
+	c2 := cen.Join(centrald(t), labsite.ServerIP+":7445", labsite.ServerIP+":7446", "c2", "-heartbeat", "1s")
+	if c2.CAFingerprint != cen.CAFingerprint {
+		t.Errorf("c2 serves the API CA %s, c1 %s: every node must derive the same", c2.CAFingerprint, cen.CAFingerprint)
+	}
+	if err := c2.Do("GET", "/v1/cluster", nil, nil); err != nil {
+		t.Fatalf("c2 over HTTPS pinned by c1's fingerprint: %v", err)
 	}
 
 	credFile := cen.NewSite("lab")

@@ -130,6 +130,8 @@ func (c *Central) SyncArgs(url, site, credFile string) []string {
 // Join starts another centrald node (the binary bin) on addr, with
 // Raft on raftAddr and id as its node id, which joins c's cluster (c runs
 // with -raft-addr) using c's admin token, and returns once it answers.
+// A node of a central in a namespace (StartCentralIn) runs there too,
+// joining c's https:// URL by c's API CA fingerprint.
 func (c *Central) Join(bin, addr, raftAddr, id string, args ...string) *Central {
 	c.t.Helper()
 	tokenFile := filepath.Join(c.t.TempDir(), "join.token")
@@ -139,6 +141,13 @@ func (c *Central) Join(bin, addr, raftAddr, id string, args ...string) *Central 
 	n := &Central{Addr: addr, URL: "http://" + addr, DataDir: filepath.Join(c.t.TempDir(), "central-"+id), Token: c.Token, t: c.t, joined: true, client: http.DefaultClient,
 		args: append([]string{bin, "-data-dir", "", "-addr", addr, "-raft-addr", raftAddr, "-node-id", id, "-join", c.URL, "-join-token-file", tokenFile}, args...)}
 	n.args[2] = n.DataDir
+	if c.ns != nil {
+		// In a namespace, over HTTPS: the new node pins c's API CA (the
+		// same key, so the same CA) to join, and its client then pins the
+		// CA it writes.
+		n.ns, n.URL, n.CAFile = c.ns, "https://"+addr, filepath.Join(n.DataDir, "api-ca.pem")
+		n.args = append(n.args, "-join-ca-fingerprint", c.CAFingerprint)
+	}
 	n.start()
 	return n
 }
