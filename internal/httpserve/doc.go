@@ -32,7 +32,6 @@
 //   - After a request's body has been read, the connection has no read
 //     deadline, so the server notices a client going away (and ends the
 //     request's context) however long the handler runs.
-//
 //   - An API listener (TLS.For) serves HTTPS on every address but
 //     loopback: the operator's certificate if given, else one from the
 //     cluster's API CA (TLS.Publish, internal/pki); plain HTTP off
