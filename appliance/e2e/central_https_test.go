@@ -70,16 +70,6 @@ func TestCentralHTTPSOnTheNetwork(t *testing.T) {
 		t.Errorf("a client pinning another CA: %v, want a mismatch naming %s and %s", err, other.Fingerprint(), cen.CAFingerprint)
 	}
 
-	// A second node joins over HTTPS by c1's fingerprint, derives the
-	// same CA from central's key, and serves with it.
-	c2 := cen.Join(centrald(t), labsite.ServerIP+":7445", labsite.ServerIP+":7446", "c2", "-heartbeat", "1s")
-	if c2.CAFingerprint != cen.CAFingerprint {
-		t.Errorf("c2 serves the API CA %s, c1 %s: every node must derive the same", c2.CAFingerprint, cen.CAFingerprint)
-	}
-	if err := c2.Do("GET", "/v1/cluster", nil, nil); err != nil {
-		t.Fatalf("c2 over HTTPS pinned by c1's fingerprint: %v", err)
-	}
-
 	credFile := cen.NewSite("lab")
 	args := cen.SyncArgs(cen.URL, "lab", credFile)
 	pinned := cen.CAFingerprint
@@ -88,12 +78,12 @@ func TestCentralHTTPSOnTheNetwork(t *testing.T) {
 	if _, err := s.Process().WaitForLine(ctx, regexp.MustCompile(`sync connection ended.*expected CA `+other.Fingerprint())); err != nil {
 		t.Fatal(err)
 	}
-	if connected(t, cen) {
+	if connected(ctx, t, cen) {
 		t.Fatal("a site pinning another CA connected")
 	}
 	s.Reconfigure(t, args...) // central_ca_file and central_ca_fingerprint: central's
 	if err := labsite.Poll(ctx, time.Minute, func() error {
-		if !connected(t, cen) {
+		if !connected(ctx, t, cen) {
 			return errors.New("the site is not connected")
 		}
 		return nil
@@ -101,6 +91,17 @@ func TestCentralHTTPSOnTheNetwork(t *testing.T) {
 		t.Fatalf("the site pinning central's CA: %v", err)
 	}
 	cen.CAFingerprint = pinned
+
+	// A second node joins over HTTPS by c1's fingerprint, derives the
+	// same CA from central's key, and serves with it (once it has the
+	// token, which it answers GET /v1/cluster by, from the log).
+	c2 := cen.Join(centrald(t), labsite.ServerIP+":7445", labsite.ServerIP+":7446", "c2", "-heartbeat", "1s")
+	if c2.CAFingerprint != cen.CAFingerprint {
+		t.Errorf("c2 serves the API CA %s, c1 %s: every node must derive the same", c2.CAFingerprint, cen.CAFingerprint)
+	}
+	if err := labsite.Poll(ctx, time.Minute, func() error { return c2.Do("GET", "/v1/cluster", nil, nil) }); err != nil {
+		t.Fatalf("c2 over HTTPS pinned by c1's fingerprint: %v", err)
+	}
 	cred, _ := os.ReadFile(credFile)
 	for name, p := range map[string]*lab.Process{"applianced": s.Process(), "centrald": cen.Proc} {
 		for _, f := range []string{p.Stdout, p.Stderr} {
@@ -112,14 +113,15 @@ func TestCentralHTTPSOnTheNetwork(t *testing.T) {
 	}
 }
 
-// connected reports whether central sees site lab connected.
-func connected(t *testing.T, cen *labsite.Central) bool {
+// connected reports whether central sees site lab connected, asking
+// again while central cannot say (an election under a busy CPU).
+func connected(ctx context.Context, t *testing.T, cen *labsite.Central) bool {
 	var v struct {
 		Sync struct {
 			Connected bool `json:"connected"`
 		} `json:"sync"`
 	}
-	if err := cen.Do("GET", "/v1/sites/lab", nil, &v); err != nil {
+	if err := labsite.Poll(ctx, time.Minute, func() error { return cen.Do("GET", "/v1/sites/lab", nil, &v) }); err != nil {
 		t.Fatal(fmt.Errorf("central: %w", err))
 	}
 	return v.Sync.Connected

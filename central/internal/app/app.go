@@ -173,13 +173,17 @@ func ensureAdminToken(db *store.DB, cfg *config.Config, log *slog.Logger, out io
 		fmt.Fprintf(out, "authenticate with the admin token in %s (Authorization: Bearer <token>)\n", cfg.AdminTokenPath())
 		return nil
 	}
-	token, rec := store.NewToken("admin")
-	if err := conf.SaveAdminToken(cfg.AdminTokenPath(), token); err != nil {
+	// The file appears once the token is stored, as at a site: whoever
+	// reads it (a joining node, a script) may use it at once.
+	if err := conf.AdminTokenFree(cfg.AdminTokenPath()); err != nil {
 		return err
 	}
+	token, rec := store.NewToken("admin")
 	if err := db.CreateToken(rec); err != nil {
-		os.Remove(cfg.AdminTokenPath())
 		return fmt.Errorf("create admin token: %w", err)
+	}
+	if err := conf.SaveAdminToken(cfg.AdminTokenPath(), token); err != nil {
+		return err
 	}
 	log.Info("created the first admin token", "id", rec.ID, "file", cfg.AdminTokenPath())
 	fmt.Fprintf(out, "admin token (shown once; also saved to %s):\n  %s\n", cfg.AdminTokenPath(), token)
