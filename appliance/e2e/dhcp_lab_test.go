@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/outposthq/outpost/appliance/internal/client"
 	"github.com/outposthq/outpost/appliance/internal/lab"
+	"github.com/outposthq/outpost/internal/pki"
 )
 
 // siteIface is the name of every host's port on the site's network, each
@@ -36,8 +38,14 @@ const siteIface = "eth0"
 type netSite struct {
 	*cluster
 	client *lab.Netns            // the DHCP clients' and the tests' host
+	sw     *lab.Netns            // the switch: attachToSwitch cables more hosts to it
 	ns     map[string]*lab.Netns // each node's namespace, by node ID
 	addr   map[string]netip.Addr // each node's address on the network
+	// caPEM and caFingerprint are the site's API CA, as n1 wrote it to
+	// its data directory: the nodes' APIs serve HTTPS on the network,
+	// and the tests and joining nodes pin this CA.
+	caPEM         []byte
+	caFingerprint string
 }
 
 // startNetSite starts a site of size nodes (198.18.0.11, .12, ...): n1
@@ -54,7 +62,7 @@ func startNetSite(t *testing.T, size int) *netSite {
 	}
 	sw := lab.NewNetns(t, "switch")
 	sw.Bridge("br0", "")
-	s := &netSite{cluster: c, ns: map[string]*lab.Netns{}, addr: map[string]netip.Addr{}}
+	s := &netSite{cluster: c, sw: sw, ns: map[string]*lab.Netns{}, addr: map[string]netip.Addr{}}
 	s.client = attachToSwitch(t, sw, "client", "198.18.0.2/24")
 	c.bin = ip
 	c.http = s.client.HTTPClient()
@@ -69,7 +77,7 @@ func startNetSite(t *testing.T, size int) *netSite {
 		n := &node{
 			id:      id,
 			dataDir: filepath.Join(c.dir, id),
-			apiURL:  "http://" + addr.String() + ":7000",
+			apiURL:  "https://" + addr.String() + ":7000",
 			args: []string{
 				"netns", "exec", ns.Name, appliancedBin,
 				"-id", id,
@@ -83,7 +91,7 @@ func startNetSite(t *testing.T, size int) *netSite {
 			},
 		}
 		if first != nil {
-			n.args = append(n.args, "-join", first.apiURL)
+			n.args = append(n.args, "-join", first.apiURL, "-join-ca-fingerprint", s.caFingerprint)
 			n.env = []string{"OUTPOST_JOIN_TOKEN=" + c.token}
 		}
 		c.nodes = append(c.nodes, n)
@@ -91,10 +99,35 @@ func startNetSite(t *testing.T, size int) *netSite {
 		if first == nil {
 			first = n
 			c.token = c.waitAdminToken(n)
+			s.pinCA(t, n)
 		}
 	}
 	c.waitFormed(c.nodes...)
 	return s
+}
+
+// pinCA reads the site's API CA from n's data directory (written before
+// its API serves) and makes the tests' client pin it.
+func (s *netSite) pinCA(t *testing.T, n *node) {
+	t.Helper()
+	var err error
+	if s.caPEM, err = os.ReadFile(filepath.Join(n.dataDir, "api-ca.pem")); err != nil {
+		t.Fatal(err)
+	}
+	if s.caFingerprint, err = pki.PEMFingerprint(s.caPEM); err != nil {
+		t.Fatalf("%s/api-ca.pem: %v", n.dataDir, err)
+	}
+	s.cluster.http = s.client.HTTPSClient(s.pinned(t))
+}
+
+// pinned is a TLS client configuration that pins the site's API CA.
+func (s *netSite) pinned(t *testing.T) *tls.Config {
+	t.Helper()
+	tc, err := pki.PinnedTLS(s.caFingerprint, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tc
 }
 
 // attachToSwitch creates namespace name with siteIface (address cidr) cabled to
@@ -130,7 +163,7 @@ func isExecutable(p string) bool {
 
 // api is a client for node id's API, dialing from inside its namespace.
 func (s *netSite) api(id string) *client.Client {
-	return client.NewWithHTTP(s.node(id).apiURL, s.token, s.ns[id].HTTPClient())
+	return client.NewWithHTTP(s.node(id).apiURL, s.token, s.ns[id].HTTPSClient(s.pinned(s.t)))
 }
 
 // dhcpReply is one DHCP reply as the client network saw it.

@@ -85,7 +85,7 @@ func (b *bootNet) outpost(args ...string) string {
 	b.t.Helper()
 	ctx, cancel := context.WithTimeout(b.t.Context(), 60*time.Second)
 	defer cancel()
-	args = append([]string{"--server", "http://" + bootAPIAddr, "--token", b.site.Token}, args...)
+	args = append([]string{"--server", labsite.APIURL, "--ca-file", b.site.CAFile(), "--token", b.site.Token}, args...)
 	out, err := b.ns.Run(ctx, outpostCLI(b.t), args...)
 	if err != nil {
 		b.t.Fatal(err)

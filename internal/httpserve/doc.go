@@ -32,6 +32,12 @@
 //   - After a request's body has been read, the connection has no read
 //     deadline, so the server notices a client going away (and ends the
 //     request's context) however long the handler runs.
+//   - An API listener (TLS.For) serves HTTPS on every address but
+//     loopback: the operator's certificate if given, else one from the
+//     cluster's API CA (TLS.Publish, internal/pki); plain HTTP off
+//     loopback only when the operator set the insecure flag, which is
+//     logged as a warning at start. A joining node verifies the member
+//     it sends its token to (CheckJoin).
 //
 // Metric labels are bounded: servers by name, caps and deadlines by a
 // fixed set, and request methods through MethodLabel.

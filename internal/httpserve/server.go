@@ -2,6 +2,7 @@ package httpserve
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -93,15 +94,16 @@ func (s *Server) Listen(ln net.Listener) net.Listener {
 	return &listener{Listener: ln, slots: s.slots, m: s.m, refused: s.refused}
 }
 
-// Serve serves ln, HTTPS when certFile and keyFile are set, until ctx
-// ends; then it shuts the server down, letting requests under way finish
-// within ShutdownGrace, and returns ctx's error. A failure to serve is
-// returned at once.
-func (s *Server) Serve(ctx context.Context, ln net.Listener, certFile, keyFile string) error {
+// Serve serves ln, HTTPS with tlsCfg when it is not nil (see TLS.For),
+// until ctx ends; then it shuts the server down, letting requests under
+// way finish within ShutdownGrace, and returns ctx's error. A failure to
+// serve is returned at once.
+func (s *Server) Serve(ctx context.Context, ln net.Listener, tlsCfg *tls.Config) error {
 	errc := make(chan error, 1)
 	go func() {
-		if certFile != "" {
-			errc <- s.HTTP.ServeTLS(s.Listen(ln), certFile, keyFile)
+		if tlsCfg != nil {
+			s.HTTP.TLSConfig = tlsCfg
+			errc <- s.HTTP.ServeTLS(s.Listen(ln), "", "")
 		} else {
 			errc <- s.HTTP.Serve(s.Listen(ln))
 		}

@@ -43,7 +43,7 @@ func start(t *testing.T, limits Limits, shape func(*http.Request) Shape, h http.
 	s := New(Config{Name: "test", Handler: h, Limits: limits, Shape: shape, Metrics: m})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- s.Serve(ctx, ln, "", "") }()
+	go func() { done <- s.Serve(ctx, ln, nil) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; !errors.Is(err, context.Canceled) {

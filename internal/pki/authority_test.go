@@ -22,7 +22,10 @@ func TestFollower(t *testing.T) {
 	}
 	trust := NewTrust("site")
 	f := NewFollower(auth, trust, ident, []string{"127.0.0.1:7000"})
-	gen := func() uint64 { g, _ := auth.GenerationOf(ident.Certificate(), Generations{Current: 1, Previous: 0}); return g }
+	gen := func() uint64 {
+		g, _ := auth.GenerationOf(ident.Certificate(), Generations{Current: 1, Previous: 0})
+		return g
+	}
 	if renewed, err := f.Follow(Initial); err != nil || renewed || gen() != 1 {
 		t.Fatalf("first Follow: renewed %v, %v, generation %d; want a first certificate of 1", renewed, err, gen())
 	}

@@ -50,10 +50,7 @@ type CA struct {
 // generation, derived from secret (at least 32 bytes: the cluster key's
 // Derive(KeyPurpose)).
 func DeriveCA(secret []byte, cluster string, generation uint64) (*CA, error) {
-	if len(secret) < 32 {
-		return nil, fmt.Errorf("pki: the CA secret has %d bytes, want at least 32", len(secret))
-	}
-	if err := validLabel("cluster", cluster); err != nil {
+	if err := checkCAInput(secret, cluster); err != nil {
 		return nil, err
 	}
 	info := binary.BigEndian.AppendUint64([]byte(KeyPurpose+"\x00"+cluster+"\x00"), generation)
@@ -63,28 +60,50 @@ func DeriveCA(secret []byte, cluster string, generation uint64) (*CA, error) {
 	}
 	key := ed25519.NewKeyFromSeed(material[:ed25519.SeedSize])
 	serial := new(big.Int).SetBytes(material[ed25519.SeedSize:])
-	tmpl := &x509.Certificate{
-		SerialNumber:          serial.Add(serial, big.NewInt(1)), // never 0
-		Subject:               pkix.Name{Organization: []string{"Outpost"}, CommonName: fmt.Sprintf("Outpost %s CA, generation %d", cluster, generation)},
+	// Ed25519 signatures are deterministic: the same template and key
+	// give the same certificate on every member.
+	cert, err := selfSign(caTemplate(serial.Add(serial, big.NewInt(1)), cluster, "CA", "ca", generation), key) // serial never 0
+	if err != nil {
+		return nil, err
+	}
+	return &CA{cluster: cluster, generation: generation, key: key, cert: cert}, nil
+}
+
+// checkCAInput checks what a CA is derived from.
+func checkCAInput(secret []byte, cluster string) error {
+	if len(secret) < 32 {
+		return fmt.Errorf("pki: the CA secret has %d bytes, want at least 32", len(secret))
+	}
+	return validLabel("cluster", cluster)
+}
+
+// selfSign makes and parses the CA certificate tmpl signed by key.
+func selfSign(tmpl *x509.Certificate, key crypto.Signer) (*x509.Certificate, error) {
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	if err != nil {
+		return nil, fmt.Errorf("pki: make the %s certificate: %w", tmpl.Subject.CommonName, err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, fmt.Errorf("pki: parse the %s certificate: %w", tmpl.Subject.CommonName, err)
+	}
+	return cert, nil
+}
+
+// caTemplate is the certificate of a cluster's CA of kind ("CA", "API
+// CA"): fixed fields only, so that every member builds the same one.
+func caTemplate(serial *big.Int, cluster, kind, path string, generation uint64) *x509.Certificate {
+	return &x509.Certificate{
+		SerialNumber:          serial,
+		Subject:               pkix.Name{Organization: []string{"Outpost"}, CommonName: fmt.Sprintf("Outpost %s %s, generation %d", cluster, kind, generation)},
 		NotBefore:             caNotBefore,
 		NotAfter:              caNotAfter,
 		IsCA:                  true,
 		BasicConstraintsValid: true,
 		MaxPathLenZero:        true,
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
-		URIs:                  []*url.URL{{Scheme: uriScheme, Host: cluster, Path: fmt.Sprintf("/ca/%d", generation)}},
+		URIs:                  []*url.URL{{Scheme: uriScheme, Host: cluster, Path: fmt.Sprintf("/%s/%d", path, generation)}},
 	}
-	// Ed25519 signatures are deterministic: the same template and key
-	// give the same certificate on every member.
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
-	if err != nil {
-		return nil, fmt.Errorf("pki: make the CA certificate: %w", err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		return nil, fmt.Errorf("pki: parse the CA certificate: %w", err)
-	}
-	return &CA{cluster: cluster, generation: generation, key: key, cert: cert}, nil
 }
 
 // Cluster is the name of the CA's cluster.

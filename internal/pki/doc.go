@@ -71,9 +71,37 @@
 // are not checked: Raft dials addresses, not names, and the identity that
 // matters is the node id.
 //
+// # The API CA
+//
+// The HTTPS API (and the consoles served with it) is verified by browsers,
+// the CLI and curl, not only by members, and Chromium accepts no Ed25519
+// certificate in TLS. So each cluster has a second CA for its API
+// (APICA): ECDSA P-256, derived the same way from the cluster key with
+// its own purpose (APIKeyPurpose) and generation, its signature
+// deterministic (RFC 6979), so that every node computes the same API CA,
+// and the same fingerprint, without a Raft write; a node of the previous
+// release has it as soon as it starts the new one. Operators pin its
+// fingerprint, "sha256:" and the hex SHA-256 of its DER, printed at every
+// start and served with its PEM (unauthenticated: a client checks it
+// against the pin, never trusts it as given).
+//
+// Each node issues its own serving certificate (APIServer) for its API
+// hosts and the loopback names, with a fresh key that never leaves
+// memory, valid for ServingValidity and renewed at a handshake once a
+// third of it is left; it presents the CA after it, so that a client
+// pinning only the fingerprint finds the CA in the chain. A separate CA
+// keeps the two trusts apart: a serving certificate cannot pass as a
+// member on the Raft port (it names no node and chains to another CA),
+// and the Raft CA's key signs nothing a browser sees.
+//
+// PinnedTLS is the one client configuration for a pinned API: the chain
+// is verified against the pinned CA only, never the system's roots, and
+// a mismatch names the expected and presented fingerprints.
+//
 // # Invariants
 //
-//   - The same key, cluster and generation give the same CA certificate.
+//   - The same key, cluster and generation give the same CA certificate,
+//     and the same API CA certificate.
 //   - A node's private key is written once, 0600, and never sent.
 //   - A connection is only established after both sides' identities were
 //     verified; a certificate whose chain, validity, cluster or node id

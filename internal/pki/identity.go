@@ -141,12 +141,19 @@ func createKey(path string) (ed25519.PrivateKey, error) {
 }
 
 // writeFile writes data to path atomically, mode 0600.
-func writeFile(path string, data []byte) error {
+func writeFile(path string, data []byte) error { return writeFileMode(path, data, 0o600) }
+
+// writeFileMode writes data to path atomically, with mode.
+func writeFileMode(path string, data []byte, mode os.FileMode) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return fmt.Errorf("pki: %w", err)
 	}
 	tmp := path + ".tmp"
 	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+		return fmt.Errorf("pki: %w", err)
+	}
+	if err := os.Chmod(tmp, mode); err != nil {
+		os.Remove(tmp)
 		return fmt.Errorf("pki: %w", err)
 	}
 	if err := os.Rename(tmp, path); err != nil {

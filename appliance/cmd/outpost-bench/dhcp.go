@@ -364,12 +364,17 @@ func startOutpostDHCP(ctx context.Context, bn *sim.Net, dir, bin string, site ou
 
 // putSubnet waits for the admin token and puts site's subnet (up to 60 s).
 func putSubnet(ctx context.Context, bn *sim.Net, p *benchProc, tokenFile string, site outpostSite) error {
-	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DialContext: bn.Server.DialContext, DisableKeepAlives: true}}
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		raw, err := os.ReadFile(tokenFile)
+		var tr *http.Transport
 		if err == nil && strings.HasSuffix(string(raw), "\n") {
-			c := client.NewWithHTTP("http://"+site.addr+":7000", strings.TrimSpace(string(raw)), hc)
+			// The API CA is written before the token.
+			tr, err = client.PinnedTransport(client.Pin{CAFile: filepath.Join(filepath.Dir(tokenFile), "api-ca.pem")})
+		}
+		if tr != nil {
+			tr.DialContext, tr.DisableKeepAlives = bn.Server.DialContext, true
+			c := client.NewWithHTTP("https://"+site.addr+":7000", strings.TrimSpace(string(raw)), &http.Client{Timeout: 10 * time.Second, Transport: tr})
 			if err = c.Put(ctx, "subnets", site.subnet.Name, site.subnet, nil); err == nil {
 				return nil
 			}

@@ -275,10 +275,13 @@ func startStormAppliance(ctx context.Context, bn *sim.Net, dir, bin, artifacts s
 		p.stop()
 		return nil, nil, err
 	}
-	hc := &http.Client{Timeout: time.Minute, Transport: &http.Transport{
-		DialContext: bn.Server.DialContext, MaxIdleConnsPerHost: stormSetupParallel,
-	}}
-	return p, client.NewWithHTTP("http://"+stormAPIAddr, strings.TrimSpace(string(token)), hc), nil
+	tr, err := client.PinnedTransport(client.Pin{CAFile: filepath.Join(filepath.Dir(tokenFile), "api-ca.pem")})
+	if err != nil {
+		p.stop()
+		return nil, nil, err
+	}
+	tr.DialContext, tr.MaxIdleConnsPerHost = bn.Server.DialContext, stormSetupParallel
+	return p, client.NewWithHTTP("https://"+stormAPIAddr, strings.TrimSpace(string(token)), &http.Client{Timeout: time.Minute, Transport: tr}), nil
 }
 
 // putStormSite stores the installer, the storm's OS image, the install

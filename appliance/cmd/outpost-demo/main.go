@@ -35,6 +35,7 @@ import (
 	"github.com/outposthq/outpost/appliance/internal/lab"
 	"github.com/outposthq/outpost/appliance/internal/labsite"
 	"github.com/outposthq/outpost/appliance/internal/store"
+	"github.com/outposthq/outpost/internal/pki"
 )
 
 func main() {
@@ -113,11 +114,19 @@ func demo(t lab.T, bins binaries, listen, centralAddr, logs string, exit bool) {
 	say("starting the appliance in a network namespace, on bridge %s at %s", labsite.Bridge, labsite.ServerIP)
 	s := labsite.Start(t, labsite.Config{Applianced: bins.applianced, Images: imgs, LogLevel: "info"})
 	apiURL := exposeAPI(t, s, listen)
+	caPEM, err := os.ReadFile(s.CAFile())
+	if err != nil {
+		t.Fatalf("the site's API CA: %v", err)
+	}
+	caFingerprint, err := pki.PEMFingerprint(caPEM)
+	if err != nil {
+		t.Fatalf("the site's API CA: %v", err)
+	}
 	// The appliance dials out to central, from its namespace.
 	link := lab.StartFaultProxyIn(t, s.NS, "127.0.0.1:0", centralAddr)
 	s.Reconfigure(t, cen.SyncArgs("http://"+link.Addr, siteID, credFile)...)
-	say("the site reaches central over plain ws:// (-insecure-central): the site's credential and the BMC password cross the link in the clear. " +
-		"For this lab only: a real site uses wss:// (central with -tls-cert, the site with -central-ca-file for a private CA)")
+	say("the site reaches central over plain ws:// on loopback (-insecure-central): the site's credential and the BMC password cross the link in the clear. " +
+		"For this lab only: a central on a network address serves wss:// with its own API CA, which a real site pins (-central-ca-fingerprint, printed by centrald)")
 	s.Put(t, labsite.Provisioning(t, imgs)...)
 
 	say("starting the machine's BMC (ipmi_sim): powering on starts the VM, an empty 256 MiB disk, network boot first")
@@ -128,14 +137,15 @@ func demo(t lab.T, bins binaries, listen, centralAddr, logs string, exit bool) {
 	fmt.Printf(`
   Outpost is up: central, and one site (a single-node appliance) connected to it.
     central API:  http://%s   admin token: %s
-    site API:     %s   (inside the lab: http://%s)   admin token: %s
-    try:          bin/outpost -server %s -token %s get workflows
+    site API:     %s   (inside the lab: %s)   admin token: %s
+                  HTTPS from the site's API CA %s (PEM: %s)
+    try:          bin/outpost -server %s --ca-fingerprint %s -token %s get workflows
     web console:  %s/   sign in with the site's admin token: %s
     logs:         %s
   Placing an order at central: provision machine %q (MAC %s, BMC %s) with the test OS as %q.
   Ctrl-C stops the demo and removes everything it started but the logs.
 
-`, centralAddr, cen.Token, apiURL, labsite.APIAddr, s.Token, apiURL, s.Token, apiURL, s.Token, logs,
+`, centralAddr, cen.Token, apiURL, labsite.APIURL, s.Token, caFingerprint, s.CAFile(), apiURL, caFingerprint, s.Token, apiURL, s.Token, logs,
 		"demo", vmMAC, bmc.Addr, hostname)
 
 	ctx := t.Context()
@@ -208,7 +218,9 @@ func exposeAPI(t lab.T, s *labsite.Site, listen string) string {
 			}()
 		}
 	}()
-	return "http://" + ln.Addr().String()
+	// The API serves HTTPS (its address in the lab is not loopback); the
+	// forward carries TLS through, and the certificate names 127.0.0.1.
+	return "https://" + ln.Addr().String()
 }
 
 // followEvents prints the site's events as they are recorded.

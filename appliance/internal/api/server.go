@@ -35,6 +35,9 @@ type Config struct {
 	Registry *prometheus.Registry
 	// Console serves the machines' serial consoles (console.go).
 	Console ConsoleConfig
+	// APICA is the site API CA's certificate (PEM) and fingerprint,
+	// served by GET /v1/ca; empty answers 404.
+	APICA, APICAFingerprint string
 }
 
 // Cluster is what the API needs of this node's membership of the site's
@@ -70,6 +73,9 @@ type Server struct {
 	reg      *prometheus.Registry
 	metrics  *metrics
 	consoles ConsoleConfig
+
+	caPEM         []byte
+	caFingerprint string
 }
 
 // New returns the API server.
@@ -83,6 +89,9 @@ func New(cfg Config) *Server {
 		log:      cfg.Log,
 		reg:      cfg.Registry,
 		consoles: cfg.Console,
+
+		caPEM:         []byte(cfg.APICA),
+		caFingerprint: cfg.APICAFingerprint,
 	}
 	if s.now == nil {
 		s.now = time.Now
@@ -94,7 +103,7 @@ func New(cfg Config) *Server {
 	return s
 }
 
-// Handler returns the API's routes: /healthz and /metrics for anyone,
+// Handler returns the API's routes: /healthz, /metrics and /v1/ca for anyone,
 // and every other route for the holders of a token whose role allows it (routes).
 func (s *Server) Handler() http.Handler {
 	authed := http.NewServeMux()
@@ -103,6 +112,7 @@ func (s *Server) Handler() http.Handler {
 	root := http.NewServeMux()
 	root.HandleFunc("GET /healthz", s.health)
 	root.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
+	root.HandleFunc("GET "+httpapi.CAPath, httpapi.ServeCA(s.caPEM, s.caFingerprint))
 	root.Handle("/", s.requireToken(authed))
 	return s.instrument(root)
 }

@@ -76,6 +76,14 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Write
 		}
 	}
 	n := cluster.NewSite(node, site.ProposerConfig{Key: key, BootURL: cfg.BootURL})
+	apiCA, apiTLSConfig, err := apiTLS(cfg, key, ln, log, out)
+	if err != nil {
+		return err
+	}
+	toLeader, err := leaderClient(cfg, apiCA)
+	if err != nil {
+		return err
+	}
 
 	// The machines' serial consoles, held by the leader.
 	consoles := sol.New(sol.Config{Store: db, Key: key, Leader: node, Log: log.With("component", "sol")})
@@ -83,7 +91,8 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Write
 	reg := newRegistry()
 	metrics := httpserve.NewMetrics(reg)
 	apiHandler := api.New(api.Config{Site: n.Proposer, Store: db, Cluster: node,
-		SiteKey: key, Log: log, Registry: reg, Console: api.ConsoleConfig{Sessions: consoles}}).Handler()
+		SiteKey: key, Log: log, Registry: reg, Console: api.ConsoleConfig{Sessions: consoles, Client: toLeader},
+		APICA: string(apiCA.CertificatePEM()), APICAFingerprint: apiCA.Fingerprint()}).Handler()
 	fmt.Fprintf(out, "outpost appliance %s: API at %s (raft %s, data %s)\n", cfg.NodeID, cfg.APIURL, cfg.RaftAdvertise, cfg.DataDir)
 
 	runBoot, err := bootServices(cfg, n, key, log, metrics)
@@ -97,8 +106,12 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Write
 		if err != nil {
 			return err
 		}
+		pinned, err := cfg.CentralTLS()
+		if err != nil {
+			return err
+		}
 		if syncer, err = syncclient.New(syncclient.Config{Node: n, Store: db, URL: cfg.CentralURL, Site: cfg.SiteID,
-			CredentialFile: cfg.SiteCredentialFile, Insecure: cfg.InsecureCentral, RootCAs: roots, Log: log}); err != nil {
+			CredentialFile: cfg.SiteCredentialFile, Insecure: cfg.InsecureCentral, RootCAs: roots, TLS: pinned, Log: log}); err != nil {
 			return err
 		}
 	}
@@ -118,7 +131,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Write
 		return err
 	}
 	g, ctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return srv.Serve(ctx, ln, cfg.TLSCert, cfg.TLSKey) })
+	g.Go(func() error { return srv.Serve(ctx, ln, apiTLSConfig) })
 	runBoot(ctx, g)
 	g.Go(func() error { return jobRunner.Run(ctx) })
 	g.Go(func() error { return consoles.Run(ctx) })

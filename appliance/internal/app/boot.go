@@ -43,7 +43,7 @@ func bootServices(cfg *config.Config, n *cluster.Site, key *seal.Key, log *slog.
 		srv := bootServer(cfg, handler, log, metrics)
 		log.Info("boot http listening", "addr", ln.Addr().String(), "artifacts", cfg.ArtifactDir)
 		runs = append(runs, func(ctx context.Context, g *errgroup.Group) {
-			g.Go(func() error { return srv.Serve(ctx, ln, "", "") })
+			g.Go(func() error { return srv.Serve(ctx, ln, nil) })
 		})
 	}
 	if cfg.TFTPAddr != "" {

@@ -56,7 +56,10 @@ func joinSite(ctx context.Context, cfg *config.Config, node *cluster.Node, have 
 	if err != nil {
 		return nil, err
 	}
-	c := client.New(cfg.Join, token)
+	c, err := client.NewPinned(cfg.Join, token, client.Pin{Fingerprint: cfg.JoinCAFingerprint})
+	if err != nil {
+		return nil, err
+	}
 	key := have
 	ask := func(ctx context.Context, m store.Member, pub []byte, voter bool) ([]byte, []store.Member, error) {
 		req := api.JoinRequest{ID: m.ID, RaftAddr: m.RaftAddr, APIURL: m.APIAddr, PublicKey: pub, Voter: voter}
@@ -66,15 +69,33 @@ func joinSite(ctx context.Context, cfg *config.Config, node *cluster.Node, have 
 		}
 		return resp.Certificate, resp.Members, err
 	}
-	if err := node.JoinWith(ctx, ask, func() (*pki.Authority, error) { return cluster.SiteCA(key) }); err != nil {
+	if err := node.JoinWith(ctx, ask, func() (*pki.Authority, error) { return joinedCA(cfg, key) }); err != nil {
 		return nil, fmt.Errorf("join %s: %w", cfg.Join, err)
 	}
 	log.Info("joined cluster", "via", cfg.Join)
 	return key, nil
 }
 
+// joinedCA is the site's CA, derived from the site key a join handed
+// over, once the site's API CA that key derives is checked to be the
+// one join_ca_fingerprint pins.
+func joinedCA(cfg *config.Config, key *seal.Key) (*pki.Authority, error) {
+	if cfg.JoinCAFingerprint != "" {
+		api, err := cluster.SiteAPICA(key)
+		if err != nil {
+			return nil, err
+		}
+		pinned, _ := pki.ParseFingerprint(cfg.JoinCAFingerprint) // Validate checked it
+		if api.Fingerprint() != pki.FormatFingerprint(pinned) {
+			return nil, fmt.Errorf("join %s: the site key handed over derives the API CA %s, not the pinned %s", cfg.Join, api.Fingerprint(), pki.FormatFingerprint(pinned))
+		}
+	}
+	return cluster.SiteCA(key)
+}
+
 // askJoin sends a join request, retrying until the cluster answers; a
-// refusal (a wrong token, a bad request) ends it.
+// refusal (a wrong token, a bad request) ends it, and so does a member
+// whose API CA is not the one pinned (join_ca_fingerprint).
 func askJoin(ctx context.Context, c *client.Client, req api.JoinRequest, log *slog.Logger) (api.JoinResponse, error) {
 	for attempt := 1; ; attempt++ {
 		resp, err := c.Join(ctx, req)
@@ -82,7 +103,8 @@ func askJoin(ctx context.Context, c *client.Client, req api.JoinRequest, log *sl
 			return resp, nil
 		}
 		var ae *client.Error
-		if errors.As(err, &ae) && (ae.Status == http.StatusUnauthorized || ae.Status == http.StatusBadRequest) {
+		if errors.As(err, &ae) && (ae.Status == http.StatusUnauthorized || ae.Status == http.StatusBadRequest) ||
+			errors.Is(err, pki.ErrPinMismatch) {
 			return resp, fmt.Errorf("join: %w", err)
 		}
 		log.Warn("join failed; retrying", "attempt", attempt, "voter", req.Voter, "err", err)

@@ -166,6 +166,12 @@ global options (before or after the command):
   --token-file FILE   file holding the API token (env OUTPOST_TOKEN_FILE;
                       default the context's, or ./%s if it exists when
                       talking to a site that no context names)
+  --ca-fingerprint FP pin the API's CA by its fingerprint, sha256:... (env
+                      OUTPOST_CA_FINGERPRINT; every node prints it at start)
+  --ca-file FILE      pin the API's CA by its PEM (env OUTPOST_CA_FILE; a
+                      node writes it to <data-dir>/api-ca.pem)
+                      (with either, the server must present that CA, not
+                      one the system trusts)
   -o FORMAT           output: table, json or yaml (default table)
 
 The server comes from a flag, else the environment, else the current
@@ -314,5 +320,9 @@ func (e *env) client() (*client.Client, string, error) {
 	if err != nil {
 		return nil, "", err
 	}
-	return client.New(e.opts.server, token), token, nil
+	c, err := client.NewPinned(e.opts.server, token, client.Pin{Fingerprint: e.opts.caFingerprint, CAFile: e.opts.caFile})
+	if err != nil {
+		return nil, "", err
+	}
+	return c, token, nil
 }

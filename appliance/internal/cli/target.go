@@ -95,9 +95,11 @@ func (e *env) resolveTarget() (*target, error) {
 	if !t.central {
 		o.server = t.url
 	}
-	if t.context != nil {
-		o.caFingerprint = cmp.Or(o.caFingerprint, t.context.CAFingerprint)
-		o.caFile = cmp.Or(o.caFile, t.context.CAFile)
+	// The CA pin: the flags, else the environment, else the context's.
+	o.caFingerprint = cmp.Or(o.caFingerprint, os.Getenv("OUTPOST_CA_FINGERPRINT"))
+	o.caFile = cmp.Or(o.caFile, os.Getenv("OUTPOST_CA_FILE"))
+	if t.context != nil && o.caFingerprint == "" && o.caFile == "" {
+		o.caFingerprint, o.caFile = t.context.CAFingerprint, t.context.CAFile
 	}
 	return t, nil
 }

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -19,6 +20,7 @@ import (
 	"github.com/outposthq/outpost/appliance/internal/store"
 	"github.com/outposthq/outpost/internal/apiclient"
 	"github.com/outposthq/outpost/internal/httpapi"
+	"github.com/outposthq/outpost/internal/pki"
 )
 
 // Client talks to one appliance.
@@ -31,6 +33,48 @@ type Client struct {
 // New returns a client for the API at base (http://host:port) using token.
 func New(base, token string) *Client {
 	return NewWithHTTP(base, token, &http.Client{Timeout: 60 * time.Second})
+}
+
+// Pin names the CA an appliance's HTTPS API is verified by: its
+// fingerprint (sha256:..., printed by every node at start), the PEM file
+// a node writes (<data-dir>/api-ca.pem), or both, which must agree.
+// The zero Pin verifies by the system's roots.
+type Pin struct {
+	Fingerprint string
+	CAFile      string
+}
+
+// NewPinned is New for an API whose CA is pinned (pki.PinnedTLS): the
+// server's chain is verified against that CA alone, and a server that
+// presents another is refused with an error naming both fingerprints.
+func NewPinned(base, token string, pin Pin) (*Client, error) {
+	if pin == (Pin{}) {
+		return New(base, token), nil
+	}
+	t, err := PinnedTransport(pin)
+	if err != nil {
+		return nil, err
+	}
+	return NewWithHTTP(base, token, &http.Client{Timeout: 60 * time.Second, Transport: t}), nil
+}
+
+// PinnedTransport is a transport that verifies servers by pin (not the
+// zero Pin), for a caller that dials its own way (a network namespace).
+func PinnedTransport(pin Pin) (*http.Transport, error) {
+	var pem []byte
+	if pin.CAFile != "" {
+		var err error
+		if pem, err = os.ReadFile(pin.CAFile); err != nil {
+			return nil, fmt.Errorf("client: CA file: %w", err)
+		}
+	}
+	tc, err := pki.PinnedTLS(pin.Fingerprint, pem)
+	if err != nil {
+		return nil, fmt.Errorf("client: %w", err)
+	}
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.TLSClientConfig = tc
+	return t, nil
 }
 
 // NewWithHTTP is New with a caller's HTTP client (a test reaching an

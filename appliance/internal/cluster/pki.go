@@ -23,6 +23,12 @@ func SiteCA(key *seal.Key) (*pki.Authority, error) {
 	return pki.NewAuthority(key.Derive(pki.KeyPurpose), ClusterName)
 }
 
+// SiteAPICA is the site's API CA, derived from the site key: the CA of
+// every node's HTTPS API, which clients pin (see internal/pki).
+func SiteAPICA(key *seal.Key) (*pki.APICA, error) {
+	return pki.DeriveAPICA(key.Derive(pki.APIKeyPurpose), ClusterName, pki.Generation)
+}
+
 // SetCA gives the node the site's CA, once it has the site key: the node
 // trusts the nodes it signed, of the generations its store names, keeps
 // its own certificate issued and renewed by it, and issues certificates

@@ -3,6 +3,7 @@
 package config
 
 import (
+	"crypto/tls"
 	"crypto/x509"
 	_ "embed"
 	"errors"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/outposthq/outpost/internal/conf"
 	"github.com/outposthq/outpost/internal/httpserve"
+	"github.com/outposthq/outpost/internal/pki"
 )
 
 //go:embed default.yaml
@@ -33,11 +35,23 @@ type Config struct {
 	// DataDir holds the store, the Raft log, snapshots, the site key and
 	// the first admin token.
 	DataDir string `json:"data_dir"`
-	// APIAddr is where the HTTP API listens (host:port).
+	// APIAddr is where the API listens (host:port). On a loopback
+	// address it serves plain HTTP; on any other (a wildcard included)
+	// HTTPS with a certificate from the site's API CA, unless
+	// InsecureHTTP is set or TLSCert names the operator's own.
 	APIAddr string `json:"api_addr"`
 	// APIURL is how other nodes and clients reach the API; derived from
-	// APIAddr when empty.
+	// APIAddr when empty (https:// unless the API serves plain HTTP).
 	APIURL string `json:"api_url,omitempty"`
+	// APIHosts are more names and addresses the API's serving
+	// certificate names, beside APIURL's host, APIAddr's addresses and
+	// the loopback names: a DNS name technicians use, a NAT's address.
+	APIHosts []string `json:"api_hosts,omitempty"`
+	// InsecureHTTP makes the API serve plain HTTP on a non-loopback
+	// address: tokens, and the site key a join hands over (sealed with
+	// the token), then cross the network in the clear. Logged as a
+	// warning at start. For labs only.
+	InsecureHTTP bool `json:"insecure_http,omitempty"`
 	// RaftAddr is where the Raft transport listens (host:port).
 	RaftAddr string `json:"raft_addr"`
 	// RaftAdvertise is the Raft address other nodes dial; RaftAddr if empty.
@@ -49,6 +63,13 @@ type Config struct {
 	// JoinTokenFile holds an admin token of the cluster being joined.
 	// The OUTPOST_JOIN_TOKEN environment variable may be used instead.
 	JoinTokenFile string `json:"join_token_file,omitempty"`
+	// JoinCAFingerprint is the site's API CA fingerprint (sha256:...,
+	// printed by every node at start and by GET /v1/ca), required to
+	// join an https:// Join URL: a joining node has no site key yet to
+	// derive the CA from, so it verifies the member it asks by this pin
+	// before it sends its token. Once it has the key, it checks that the
+	// CA it derives is the one pinned.
+	JoinCAFingerprint string `json:"join_ca_fingerprint,omitempty"`
 	// DHCPInterfaces are the boot-network interfaces the DHCP server
 	// answers on; none turns DHCP off.
 	DHCPInterfaces []string `json:"dhcp_interfaces,omitempty"`
@@ -72,7 +93,9 @@ type Config struct {
 	// EFIBinary is the iPXE binary x86-64 UEFI firmware gets: ipxe.efi
 	// (its own drivers) or snponly.efi (the firmware's network driver).
 	EFIBinary string `json:"efi_binary"`
-	// TLSCert and TLSKey, when both are set, make the API serve HTTPS.
+	// TLSCert and TLSKey, when both are set, are the API's certificate
+	// and key (PEM), served on every address instead of the site API
+	// CA's (loopback included).
 	TLSCert string `json:"tls_cert,omitempty"`
 	TLSKey  string `json:"tls_key,omitempty"`
 	// APILimits are the API's deadlines and connection caps (see
@@ -103,6 +126,11 @@ type Config struct {
 	// central's certificate, for a central whose CA is private (its own).
 	// Empty: the system's roots. Central's certificate is always verified.
 	CentralCAFile string `json:"central_ca_file,omitempty"`
+	// CentralCAFingerprint pins central's API CA by its fingerprint
+	// (sha256:..., which centrald prints at start): central's chain is
+	// verified against that CA alone. With CentralCAFile, the file must
+	// hold it.
+	CentralCAFingerprint string `json:"central_ca_fingerprint,omitempty"`
 	// InsecureCentral allows ws:// and http:// central URLs: the site's
 	// credential, its events and the BMC passwords central sends then
 	// cross the network in the clear, readable and forgeable by anyone
@@ -178,6 +206,12 @@ func Load(args []string) (*Config, error) {
 	fs.StringVar(&c.RaftAdvertise, "raft-advertise", c.RaftAdvertise, "Raft address advertised to other nodes")
 	fs.StringVar(&c.Join, "join", c.Join, "API URL of a member of the cluster to join")
 	fs.StringVar(&c.JoinTokenFile, "join-token-file", c.JoinTokenFile, "file holding an admin token of the cluster to join")
+	fs.StringVar(&c.JoinCAFingerprint, "join-ca-fingerprint", c.JoinCAFingerprint, "API CA fingerprint (sha256:...) of the cluster to join, for an https:// -join URL")
+	fs.BoolVar(&c.InsecureHTTP, "insecure-http", c.InsecureHTTP, "serve the API over plain HTTP on a non-loopback address: tokens in clear; for labs only")
+	fs.Func("api-host", "another name or address for the API's certificate (repeatable)", func(v string) error {
+		c.APIHosts = append(c.APIHosts, v)
+		return nil
+	})
 	fs.Func("dhcp-interface", "serve DHCP on this interface (repeatable)", func(v string) error {
 		c.DHCPInterfaces = append(c.DHCPInterfaces, v)
 		return nil
@@ -193,6 +227,7 @@ func Load(args []string) (*Config, error) {
 	fs.StringVar(&c.BMC.CAFile, "bmc-ca-file", c.BMC.CAFile, "PEM file of the site's BMC CA (Redfish certificates it issued need no acceptance)")
 	fs.StringVar(&c.CentralURL, "central-url", c.CentralURL, "central's sync URL (wss:// or https://; empty: sync off)")
 	fs.StringVar(&c.CentralCAFile, "central-ca-file", c.CentralCAFile, "PEM file of the CAs that sign central's certificate (default: the system's)")
+	fs.StringVar(&c.CentralCAFingerprint, "central-ca-fingerprint", c.CentralCAFingerprint, "central's API CA fingerprint (sha256:...): verify central against it alone")
 	fs.BoolVar(&c.InsecureCentral, "insecure-central", c.InsecureCentral, "allow ws:// and http:// central URLs: credentials and secrets in clear; for labs only")
 	fs.StringVar(&c.SiteID, "site-id", c.SiteID, "the site's id at central")
 	fs.StringVar(&c.SiteCredentialFile, "site-credential-file", c.SiteCredentialFile, "file holding the site's credential for central")
@@ -211,9 +246,9 @@ func Load(args []string) (*Config, error) {
 
 func (c *Config) fill() {
 	if c.APIURL == "" {
-		scheme := "http"
-		if c.TLSCert != "" {
-			scheme = "https"
+		scheme := "https"
+		if c.TLSCert == "" && c.PlainAPI() {
+			scheme = "http"
 		}
 		c.APIURL = scheme + "://" + advertisable(c.APIAddr)
 	}
@@ -227,6 +262,14 @@ func (c *Config) fill() {
 			}
 		}
 	}
+}
+
+// PlainAPI reports whether the API listens where it serves plain HTTP
+// without the operator's certificate: a loopback address, or any with
+// insecure_http.
+func (c *Config) PlainAPI() bool {
+	host, _, err := net.SplitHostPort(c.APIAddr)
+	return c.InsecureHTTP || err == nil && httpserve.HostIsLoopback(host)
 }
 
 // advertisable turns a wildcard listen address into one a peer can dial.
@@ -279,6 +322,9 @@ func (c *Config) Validate() error {
 		}
 	}
 	errs = append(errs, c.validateSync()...)
+	if err := httpserve.CheckJoin(c.Join, c.JoinCAFingerprint, c.InsecureHTTP, false); err != nil {
+		errs = append(errs, err)
+	}
 	for name, v := range map[string]string{"tftp_addr": c.TFTPAddr, "boot_addr": c.BootAddr} {
 		if v == "" {
 			continue
@@ -325,6 +371,11 @@ func (c *Config) validateSync() []error {
 		return nil
 	}
 	var errs []error
+	if c.CentralCAFingerprint != "" {
+		if _, err := c.CentralTLS(); err != nil {
+			errs = append(errs, fmt.Errorf("central_ca_fingerprint: %w", err))
+		}
+	}
 	for _, raw := range strings.Split(c.CentralURL, ",") {
 		u, err := url.Parse(strings.TrimSpace(raw))
 		switch {
@@ -356,6 +407,23 @@ func (c *Config) CentralRoots() (*x509.CertPool, error) {
 	return certPool("central_ca_file", c.CentralCAFile)
 }
 
+// CentralTLS is the TLS client configuration that pins central's API CA
+// (central_ca_fingerprint, with central_ca_file if set); nil without a
+// fingerprint (CentralRoots then).
+func (c *Config) CentralTLS() (*tls.Config, error) {
+	if c.CentralCAFingerprint == "" {
+		return nil, nil
+	}
+	var pem []byte
+	if c.CentralCAFile != "" {
+		var err error
+		if pem, err = os.ReadFile(c.CentralCAFile); err != nil {
+			return nil, fmt.Errorf("central_ca_file: %w", err)
+		}
+	}
+	return pki.PinnedTLS(c.CentralCAFingerprint, pem)
+}
+
 // certPool reads the PEM certificates of the file named by field; none
 // is an error.
 func certPool(field, path string) (*x509.CertPool, error) {
@@ -378,3 +446,7 @@ func (c *Config) StorePath() string      { return filepath.Join(c.DataDir, "stor
 func (c *Config) RaftDir() string        { return filepath.Join(c.DataDir, "raft") }
 func (c *Config) SiteKeyPath() string    { return filepath.Join(c.DataDir, "site.key") }
 func (c *Config) AdminTokenPath() string { return filepath.Join(c.DataDir, "admin.token") }
+
+// APICAPath is where the node writes the site API CA's certificate (PEM,
+// mode 0644) for clients to trust.
+func (c *Config) APICAPath() string { return filepath.Join(c.DataDir, "api-ca.pem") }

@@ -221,3 +221,69 @@ bGgXnXr38kTMWyCHr4X4lfLHUcnexko89MYkTN8CIQCh2TX0pSaQyVJq4N/xPrsC
 p9U6oPxFXqPNiNzXAtl1Zw==
 -----END CERTIFICATE-----
 `
+
+// The API URL's scheme follows what the API serves: plain HTTP on
+// loopback or with insecure_http, HTTPS elsewhere.
+func TestAPIURLScheme(t *testing.T) {
+	for name, tc := range map[string]struct {
+		args []string
+		want string
+	}{
+		"loopback":           {args: []string{"-api-addr", "127.0.0.1:7080"}, want: "http://127.0.0.1:7080"},
+		"localhost":          {args: []string{"-api-addr", "localhost:7080"}, want: "http://localhost:7080"},
+		"network":            {args: []string{"-api-addr", "198.18.0.1:7080"}, want: "https://198.18.0.1:7080"},
+		"network, insecure":  {args: []string{"-api-addr", "198.18.0.1:7080", "-insecure-http"}, want: "http://198.18.0.1:7080"},
+		"wildcard":           {args: []string{"-api-addr", "0.0.0.0:7080", "-api-url", ""}, want: "https://"},
+		"operator, loopback": {args: []string{"-api-addr", "127.0.0.1:7080", "-config", tlsFile(t)}, want: "https://127.0.0.1:7080"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			c, err := Load(tc.args)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.HasPrefix(c.APIURL, tc.want) {
+				t.Errorf("api_url %q, want %s...", c.APIURL, tc.want)
+			}
+		})
+	}
+}
+
+func tlsFile(t *testing.T) string {
+	path := filepath.Join(t.TempDir(), "c.yaml")
+	os.WriteFile(path, []byte("tls_cert: c.pem\ntls_key: k.pem\n"), 0o600)
+	return path
+}
+
+// A join is verified: an https:// member by a pinned fingerprint, an
+// http:// one only on loopback or with insecure_http.
+func TestJoinVerified(t *testing.T) {
+	fp := "sha256:" + strings.Repeat("ab", 32)
+	for name, tc := range map[string]struct {
+		args []string
+		want string // "" accepts
+	}{
+		"https without a fingerprint": {args: []string{"-join", "https://198.18.0.1:7080"}, want: "join_ca_fingerprint (-join-ca-fingerprint)"},
+		"https with one":              {args: []string{"-join", "https://198.18.0.1:7080", "-join-ca-fingerprint", fp}},
+		"a bad fingerprint":           {args: []string{"-join", "https://198.18.0.1:7080", "-join-ca-fingerprint", "sha256:12"}, want: "join_ca_fingerprint"},
+		"http on loopback":            {args: []string{"-join", "http://127.0.0.1:7080"}},
+		"http on the network":         {args: []string{"-join", "http://198.18.0.1:7080"}, want: "sends the admin token in the clear"},
+		"http, insecure_http":         {args: []string{"-join", "http://198.18.0.1:7080", "-insecure-http"}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := Load(tc.args)
+			if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
+				t.Fatalf("err %v, want %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestCentralCAFingerprint(t *testing.T) {
+	base := []string{"-central-url", "wss://central.example", "-site-id", "s1", "-site-credential-file", "cred"}
+	if _, err := Load(append(base, "-central-ca-fingerprint", "sha256:"+strings.Repeat("cd", 32))); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(append(base, "-central-ca-fingerprint", "nope")); err == nil || !strings.Contains(err.Error(), "central_ca_fingerprint") {
+		t.Fatalf("a bad central_ca_fingerprint: %v", err)
+	}
+}

@@ -2,6 +2,7 @@ package lab
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"hash/fnv"
 	"net"
@@ -295,12 +296,17 @@ func (n *Netns) DialContext(ctx context.Context, network, addr string) (net.Conn
 
 // HTTPClient returns a client whose connections are made inside the
 // namespace.
-func (n *Netns) HTTPClient() *http.Client {
+func (n *Netns) HTTPClient() *http.Client { return n.HTTPSClient(nil) }
+
+// HTTPSClient is HTTPClient verifying servers with tc (an API's pinned
+// CA: pki.PinnedTLS).
+func (n *Netns) HTTPSClient(tc *tls.Config) *http.Client {
 	return &http.Client{
 		Timeout: time.Minute,
 		Transport: &http.Transport{
 			DialContext:       n.DialContext,
 			DisableKeepAlives: true,
+			TLSClientConfig:   tc,
 		},
 	}
 }

@@ -13,6 +13,8 @@ import (
 // file the lab knows about.
 var debianPackages = map[string]string{
 	"ip":                 "iproute2",
+	"curl":               "curl",
+	"openssl":            "openssl",
 	"qemu-system-x86_64": "qemu-system-x86",
 	"qemu-img":           "qemu-utils",
 	"dnsmasq":            "dnsmasq",

@@ -16,6 +16,7 @@ import (
 
 	"github.com/outposthq/outpost/appliance/internal/lab"
 	"github.com/outposthq/outpost/appliance/internal/store"
+	"github.com/outposthq/outpost/internal/pki"
 )
 
 // Central is a centrald process on the host, for tests, the demo and
@@ -27,12 +28,17 @@ type Central struct {
 	DataDir string
 	Proc    *lab.Process
 	// CAFile holds the certificate (PEM) of the CA that issued central's
-	// certificate, for a site's -central-ca-file (StartCentralTLS only).
+	// certificate, for a site's -central-ca-file (StartCentralTLS, and
+	// StartCentralIn: central's own API CA).
 	CAFile string
+	// CAFingerprint is central's API CA fingerprint, for a site's
+	// -central-ca-fingerprint (StartCentralIn only).
+	CAFingerprint string
 
 	t      lab.T
 	args   []string
 	client *http.Client // verifies central's certificate
+	ns     *lab.Netns   // where centrald runs (StartCentralIn); nil: the host
 	// joined: a node that joined another's cluster, with its token.
 	joined bool
 }
@@ -64,6 +70,37 @@ func StartCentralTLS(t lab.T, bin, addr string, ca *lab.CA, args ...string) *Cen
 	return c
 }
 
+// StartCentralIn starts centrald as StartCentral does, in network
+// namespace ns on addr, a network address there: it serves HTTPS and
+// wss:// with a certificate from its own API CA, which the returned
+// Central pins (CAFingerprint, from the api-ca.pem centrald writes).
+func StartCentralIn(t lab.T, bin string, ns *lab.Netns, addr string, args ...string) *Central {
+	t.Helper()
+	c := newCentral(t, bin, addr, args)
+	c.ns, c.URL, c.CAFile = ns, "https://"+addr, filepath.Join(c.DataDir, "api-ca.pem")
+	c.start()
+	return c
+}
+
+// pinAPICA makes c's client pin central's API CA, once centrald has
+// written it.
+func (c *Central) pinAPICA() error {
+	pemBytes, err := os.ReadFile(c.CAFile)
+	if err != nil {
+		return err
+	}
+	fp, err := pki.PEMFingerprint(pemBytes)
+	if err != nil {
+		return fmt.Errorf("%s: %w", c.CAFile, err)
+	}
+	tc, err := pki.PinnedTLS(fp, nil)
+	if err != nil {
+		return err
+	}
+	c.CAFingerprint, c.client = fp, c.ns.HTTPSClient(tc)
+	return nil
+}
+
 func newCentral(t lab.T, bin, addr string, args []string) *Central {
 	c := &Central{Addr: addr, URL: "http://" + addr, DataDir: filepath.Join(t.TempDir(), "central"), t: t, client: http.DefaultClient,
 		args: append([]string{bin, "-data-dir", "", "-addr", addr}, args...)}
@@ -84,12 +121,17 @@ func (c *Central) SyncArgs(url, site, credFile string) []string {
 	if c.CAFile != "" {
 		args = append(args, "-central-ca-file", c.CAFile)
 	}
+	if c.CAFingerprint != "" {
+		args = append(args, "-central-ca-fingerprint", c.CAFingerprint)
+	}
 	return args
 }
 
 // Join starts another centrald node (the binary bin) on addr, with
 // Raft on raftAddr and id as its node id, which joins c's cluster (c runs
 // with -raft-addr) using c's admin token, and returns once it answers.
+// A node of a central in a namespace (StartCentralIn) runs there too,
+// joining c's https:// URL by c's API CA fingerprint.
 func (c *Central) Join(bin, addr, raftAddr, id string, args ...string) *Central {
 	c.t.Helper()
 	tokenFile := filepath.Join(c.t.TempDir(), "join.token")
@@ -99,6 +141,13 @@ func (c *Central) Join(bin, addr, raftAddr, id string, args ...string) *Central 
 	n := &Central{Addr: addr, URL: "http://" + addr, DataDir: filepath.Join(c.t.TempDir(), "central-"+id), Token: c.Token, t: c.t, joined: true, client: http.DefaultClient,
 		args: append([]string{bin, "-data-dir", "", "-addr", addr, "-raft-addr", raftAddr, "-node-id", id, "-join", c.URL, "-join-token-file", tokenFile}, args...)}
 	n.args[2] = n.DataDir
+	if c.ns != nil {
+		// In a namespace, over HTTPS: the new node pins c's API CA (the
+		// same key, so the same CA) to join, and its client then pins the
+		// CA it writes.
+		n.ns, n.URL, n.CAFile = c.ns, "https://"+addr, filepath.Join(n.DataDir, "api-ca.pem")
+		n.args = append(n.args, "-join-ca-fingerprint", c.CAFingerprint)
+	}
 	n.start()
 	return n
 }
@@ -112,8 +161,13 @@ func (c *Central) Restart() {
 
 func (c *Central) start() {
 	c.t.Helper()
-	c.Proc = lab.StartProcess(c.t, lab.ProcessConfig{Name: "centrald", Args: c.args})
+	c.Proc = lab.StartProcess(c.t, lab.ProcessConfig{Name: "centrald", Netns: c.ns, Args: c.args})
 	err := Poll(c.t.Context(), time.Minute, func() error {
+		if c.ns != nil && c.CAFingerprint == "" {
+			if err := c.pinAPICA(); err != nil {
+				return err
+			}
+		}
 		if !c.joined {
 			raw, err := os.ReadFile(filepath.Join(c.DataDir, "admin.token"))
 			if err != nil || !strings.HasSuffix(string(raw), "\n") {

@@ -7,6 +7,7 @@ package labsite
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"os"
@@ -18,6 +19,7 @@ import (
 	"github.com/outposthq/outpost/appliance/internal/client"
 	"github.com/outposthq/outpost/appliance/internal/lab"
 	"github.com/outposthq/outpost/appliance/internal/store"
+	"github.com/outposthq/outpost/internal/pki"
 )
 
 // The site's boot network: a bridge in the site's namespace, where
@@ -29,6 +31,9 @@ const (
 	BootAddr = ServerIP + ":8080"
 	TFTPAddr = ServerIP + ":69"
 	BootURL  = "http://" + BootAddr
+	// APIURL is the API's: HTTPS, as on every address but loopback,
+	// with a certificate from the site's API CA (CAFile).
+	APIURL = "https://" + APIAddr
 )
 
 // Config configures a site.
@@ -78,7 +83,7 @@ func Start(t lab.T, cfg Config) *Site {
 	s := &Site{NS: ns, Images: cfg.Images, cfg: cfg, dataDir: filepath.Join(t.TempDir(), "n1")}
 	s.start(t)
 	s.Token = s.waitToken(t)
-	s.API = client.NewWithHTTP("http://"+APIAddr, s.Token, ns.HTTPClient())
+	s.API = client.NewWithHTTP(APIURL, s.Token, ns.HTTPSClient(s.PinnedTLS(t)))
 	s.WaitLeader(t)
 	return s
 }
@@ -102,6 +107,25 @@ func (s *Site) start(t lab.T) {
 	}
 	args = append(args, s.cfg.Args...)
 	s.proc = lab.StartProcess(t, lab.ProcessConfig{Name: "applianced", Netns: s.NS, Args: args})
+}
+
+// CAFile is the site API CA's certificate (PEM), as applianced wrote
+// it to its data directory at start.
+func (s *Site) CAFile() string { return filepath.Join(s.dataDir, "api-ca.pem") }
+
+// PinnedTLS is the TLS configuration of a client that pins the site's
+// API CA (CAFile).
+func (s *Site) PinnedTLS(t lab.T) *tls.Config {
+	t.Helper()
+	pem, err := os.ReadFile(s.CAFile())
+	if err != nil {
+		t.Fatalf("labsite: the API CA: %v", err)
+	}
+	tc, err := pki.PinnedTLS("", pem)
+	if err != nil {
+		t.Fatalf("labsite: the API CA: %v", err)
+	}
+	return tc
 }
 
 // Process is the running applianced.

@@ -61,6 +61,10 @@ type Config struct {
 	// RootCAs verifies central's certificate: the CAs that may sign it,
 	// for a central with a private CA. Nil: the system's roots.
 	RootCAs *x509.CertPool
+	// TLS, when set, verifies central instead of RootCAs: the client
+	// configuration that pins central's API CA (pki.PinnedTLS with
+	// central_ca_fingerprint).
+	TLS *tls.Config
 	// Site is the site's id at central.
 	Site string
 	// CredentialFile holds the site's credential. It is read at each
@@ -112,10 +116,11 @@ func New(cfg Config) (*Client, error) {
 		urls = append(urls, u)
 	}
 	if cfg.HTTPClient == nil {
-		cfg.HTTPClient = &http.Client{Transport: &http.Transport{
-			Proxy:           http.ProxyFromEnvironment,
-			TLSClientConfig: &tls.Config{RootCAs: cfg.RootCAs, MinVersion: tls.VersionTLS12},
-		}}
+		tc := cfg.TLS
+		if tc == nil {
+			tc = &tls.Config{RootCAs: cfg.RootCAs, MinVersion: tls.VersionTLS12}
+		}
+		cfg.HTTPClient = &http.Client{Transport: &http.Transport{Proxy: http.ProxyFromEnvironment, TLSClientConfig: tc}}
 	}
 	if cfg.MinBackoff <= 0 {
 		cfg.MinBackoff = DefaultMinBackoff

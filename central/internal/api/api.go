@@ -43,6 +43,9 @@ type Config struct {
 	// Now is the clock tokens expire by; nil means time.Now.
 	Now func() time.Time
 	Log *slog.Logger
+	// APICA is central's API CA certificate (PEM) and fingerprint,
+	// served by GET /v1/ca to anyone; empty answers 404.
+	APICA, APICAFingerprint string
 }
 
 // Server is the API.
@@ -52,11 +55,15 @@ type Server struct {
 	cluster Cluster
 	now     func() time.Time
 	log     *slog.Logger
+
+	caPEM         []byte
+	caFingerprint string
 }
 
 // New returns the API server.
 func New(cfg Config) *Server {
-	s := &Server{db: cfg.Store, hub: cfg.Hub, cluster: cfg.Cluster, now: cfg.Now, log: cfg.Log}
+	s := &Server{db: cfg.Store, hub: cfg.Hub, cluster: cfg.Cluster, now: cfg.Now, log: cfg.Log,
+		caPEM: []byte(cfg.APICA), caFingerprint: cfg.APICAFingerprint}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -66,7 +73,7 @@ func New(cfg Config) *Server {
 	return s
 }
 
-// Handler returns the API's routes: /healthz for anyone, every other
+// Handler returns the API's routes: /healthz and /v1/ca for anyone, every other
 // route for the holders of a token whose role allows it (routes).
 func (s *Server) Handler() http.Handler {
 	authed := http.NewServeMux()
@@ -75,6 +82,7 @@ func (s *Server) Handler() http.Handler {
 	root.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		httpapi.WriteJSON(w, http.StatusOK, map[string]bool{"healthy": true})
 	})
+	root.HandleFunc("GET "+httpapi.CAPath, httpapi.ServeCA(s.caPEM, s.caFingerprint))
 	root.Handle("/", httpapi.Authenticate("outpost central", s.db.LookupToken, s.now, authed))
 	return root
 }

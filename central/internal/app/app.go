@@ -74,9 +74,13 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Write
 		defer node.Close()
 	}
 
+	apiCA, tlsCfg, err := apiTLS(cfg, db, ln, log, out)
+	if err != nil {
+		return err
+	}
 	h := hub.New(hub.Config{Store: db, Log: log, Heartbeat: time.Duration(cfg.Heartbeat), WriteTimeout: time.Duration(cfg.WriteTimeout),
 		MaxPending: cfg.MaxPendingHandshakes})
-	apiCfg := api.Config{Store: db, Hub: h, Log: log}
+	apiCfg := api.Config{Store: db, Hub: h, Log: log, APICA: string(apiCA.CertificatePEM()), APICAFingerprint: apiCA.Fingerprint()}
 	mux.Handle(syncproto.Path, h)
 	var handler http.Handler = mux
 	if node != nil {
@@ -96,18 +100,19 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Write
 	defer endRequests()
 	srv := httpserve.New(httpserve.Config{Name: "central", Handler: handler, Limits: cfg.Limits, Log: log,
 		BaseContext: func(net.Listener) context.Context { return base }})
-	wsURL := map[string]string{"http": "ws", "https": "wss"}[cfg.Scheme()] + "://" + ln.Addr().String() + syncproto.Path
+	wsURL := map[bool]string{false: "ws", true: "wss"}[tlsCfg != nil] + "://" + ln.Addr().String() + syncproto.Path
 	if node != nil {
 		fmt.Fprintf(out, "outpost central %s: API at %s, sites sync at %s (raft %s, data %s)\n", cfg.NodeID, apiURL, wsURL, cfg.RaftAddr, cfg.DataDir)
 	} else {
 		fmt.Fprintf(out, "outpost central: API at %s, sites sync at %s (data %s)\n", apiURL, wsURL, cfg.DataDir)
 	}
-	log.Info("central started", "addr", ln.Addr().String(), "tls", cfg.TLSCert != "", "data_dir", cfg.DataDir, "raft", cfg.RaftAddr)
+	log.Info("central started", "addr", ln.Addr().String(), "tls", tlsCfg != nil, "data_dir", cfg.DataDir, "raft", cfg.RaftAddr)
 
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
-		if cfg.TLSCert != "" {
-			return srv.HTTP.ServeTLS(srv.Listen(ln), cfg.TLSCert, cfg.TLSKey)
+		if tlsCfg != nil {
+			srv.HTTP.TLSConfig = tlsCfg
+			return srv.HTTP.ServeTLS(srv.Listen(ln), "", "")
 		}
 		return srv.HTTP.Serve(srv.Listen(ln))
 	})
@@ -168,13 +173,17 @@ func ensureAdminToken(db *store.DB, cfg *config.Config, log *slog.Logger, out io
 		fmt.Fprintf(out, "authenticate with the admin token in %s (Authorization: Bearer <token>)\n", cfg.AdminTokenPath())
 		return nil
 	}
-	token, rec := store.NewToken("admin")
-	if err := conf.SaveAdminToken(cfg.AdminTokenPath(), token); err != nil {
+	// The file appears once the token is stored, as at a site: whoever
+	// reads it (a joining node, a script) may use it at once.
+	if err := conf.AdminTokenFree(cfg.AdminTokenPath()); err != nil {
 		return err
 	}
+	token, rec := store.NewToken("admin")
 	if err := db.CreateToken(rec); err != nil {
-		os.Remove(cfg.AdminTokenPath())
 		return fmt.Errorf("create admin token: %w", err)
+	}
+	if err := conf.SaveAdminToken(cfg.AdminTokenPath(), token); err != nil {
+		return err
 	}
 	log.Info("created the first admin token", "id", rec.ID, "file", cfg.AdminTokenPath())
 	fmt.Fprintf(out, "admin token (shown once; also saved to %s):\n  %s\n", cfg.AdminTokenPath(), token)

@@ -22,6 +22,7 @@ import (
 	"github.com/outposthq/outpost/central/internal/config"
 	"github.com/outposthq/outpost/central/internal/store"
 	"github.com/outposthq/outpost/internal/errs"
+	"github.com/outposthq/outpost/internal/httpapi"
 	"github.com/outposthq/outpost/internal/pki"
 	"github.com/outposthq/outpost/internal/raftnode"
 )
@@ -41,7 +42,7 @@ const headerForwarded = "X-Outpost-Central-Forwarded"
 func toLeader(node *cluster.Node, next http.Handler, log *slog.Logger) http.Handler {
 	transport := node.HTTPClient().Transport
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		local := r.URL.Path == "/healthz" || (r.Method == http.MethodGet && r.URL.Path == "/v1/cluster")
+		local := r.URL.Path == "/healthz" || (r.Method == http.MethodGet && (r.URL.Path == "/v1/cluster" || r.URL.Path == httpapi.CAPath))
 		if local || node.IsLeader() {
 			next.ServeHTTP(w, r)
 			return
@@ -118,7 +119,14 @@ func newJoinClient(cfg *config.Config, apiURL string) (*joinClient, error) {
 		token = strings.TrimSpace(string(raw))
 	}
 	transport := http.DefaultTransport.(*http.Transport).Clone()
-	if cfg.TLSCert != "" {
+	switch {
+	case cfg.JoinCAFingerprint != "":
+		tc, err := pki.PinnedTLS(cfg.JoinCAFingerprint, nil)
+		if err != nil {
+			return nil, fmt.Errorf("join: %w", err)
+		}
+		transport.TLSClientConfig = tc
+	case cfg.TLSCert != "":
 		transport.TLSClientConfig = &tls.Config{RootCAs: peerRoots(cfg.TLSCert, slog.New(slog.DiscardHandler))}
 	}
 	return &joinClient{url: strings.TrimRight(cfg.Join, "/"), token: token, apiURL: apiURL,
@@ -198,7 +206,7 @@ func (c *joinClient) retry(ctx context.Context, what string, log *slog.Logger, p
 	for attempt := 1; ; attempt++ {
 		err := c.post(ctx, path, body, resp)
 		var refused *refusedError
-		if err == nil || errors.As(err, &refused) {
+		if err == nil || errors.As(err, &refused) || errors.Is(err, pki.ErrPinMismatch) {
 			if err != nil {
 				return fmt.Errorf("join %s: %s: %w", c.url, what, err)
 			}

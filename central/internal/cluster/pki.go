@@ -21,6 +21,13 @@ func CentralCA(db *store.DB) (*pki.Authority, error) {
 	return pki.NewAuthority(db.DeriveKey(pki.KeyPurpose), ClusterName)
 }
 
+// CentralAPICA is central's API CA, derived from central's key: the CA
+// of every node's HTTPS API and sync websocket, which sites and clients
+// pin (see internal/pki).
+func CentralAPICA(db *store.DB) (*pki.APICA, error) {
+	return pki.DeriveAPICA(db.DeriveKey(pki.APIKeyPurpose), ClusterName, pki.Generation)
+}
+
 // memberKey is the Raft port's lookup of a node in the member records
 // (raftnode.TLS.Member): the key fingerprint its record pins, and whether
 // it has one. A node rotates its key by joining again with the new one

@@ -34,9 +34,21 @@ type Config struct {
 	// DataDir holds the store and the first admin token.
 	DataDir string `json:"data_dir"`
 	// Addr is where the API and the sync websocket listen (host:port).
+	// On a loopback address they are plain HTTP and ws://; on any other
+	// (a wildcard included) HTTPS and wss:// with a certificate from
+	// central's API CA, unless InsecureHTTP is set or TLSCert names the
+	// operator's own.
 	Addr string `json:"addr"`
-	// TLSCert and TLSKey, when both are set, make central serve HTTPS
-	// and WSS; sites then connect to wss://<addr>/v1/sync.
+	// APIHosts are more names and addresses the serving certificate
+	// names, beside APIURL's host, Addr's addresses and the loopback
+	// names: the DNS name sites and operators use.
+	APIHosts []string `json:"api_hosts,omitempty"`
+	// InsecureHTTP serves plain HTTP and ws:// on a non-loopback Addr:
+	// tokens, site credentials and BMC passwords then cross the network
+	// in the clear. Logged as a warning at start. For labs only.
+	InsecureHTTP bool `json:"insecure_http,omitempty"`
+	// TLSCert and TLSKey, when both are set, are the certificate and
+	// key (PEM) central serves on every address instead of its API CA's.
 	TLSCert string `json:"tls_cert,omitempty"`
 	TLSKey  string `json:"tls_key,omitempty"`
 	// Heartbeat is the heartbeat interval of every site connection
@@ -62,6 +74,11 @@ type Config struct {
 	// JoinTokenFile holds an admin token of the cluster to join (or set
 	// OUTPOST_CENTRAL_JOIN_TOKEN).
 	JoinTokenFile string `json:"join_token_file,omitempty"`
+	// JoinCAFingerprint is central's API CA fingerprint (sha256:...,
+	// printed by every node at start), required to join an https://
+	// Join URL: a joining node has no key yet to derive the CA from, so
+	// it verifies the member it sends its token to by this pin.
+	JoinCAFingerprint string `json:"join_ca_fingerprint,omitempty"`
 	// Limits are the deadlines and connection caps of the API and sync
 	// listener (see httpserve.Limits for each field). The caps leave
 	// room for every site of a large fleet, several behind one address.
@@ -104,6 +121,12 @@ func Load(args []string) (*Config, error) {
 	fs.StringVar(&c.APIURL, "api-url", c.APIURL, "URL peers reach this node's API at (default: <scheme>://<addr>)")
 	fs.StringVar(&c.Join, "join", c.Join, "API URL of a member of the cluster to join")
 	fs.StringVar(&c.JoinTokenFile, "join-token-file", c.JoinTokenFile, "file holding an admin token of the cluster to join")
+	fs.StringVar(&c.JoinCAFingerprint, "join-ca-fingerprint", c.JoinCAFingerprint, "API CA fingerprint (sha256:...) of the cluster to join, for an https:// -join URL")
+	fs.BoolVar(&c.InsecureHTTP, "insecure-http", c.InsecureHTTP, "serve plain HTTP and ws:// on a non-loopback -addr: tokens and secrets in clear; for labs only")
+	fs.Func("api-host", "another name or address for the serving certificate (repeatable)", func(v string) error {
+		c.APIHosts = append(c.APIHosts, v)
+		return nil
+	})
 	c.AddFlags(fs)
 	if err := conf.Load(fs, args, c); err != nil {
 		return nil, err
@@ -154,6 +177,11 @@ func (c *Config) Validate() error {
 				errs = append(errs, fmt.Errorf("%s %q: want an http(s):// URL", name, v))
 			}
 		}
+		// An operator's certificate verifies a member too (the joining
+		// node trusts its own certificate's file).
+		if err := httpserve.CheckJoin(c.Join, c.JoinCAFingerprint, c.InsecureHTTP, c.TLSCert != ""); err != nil {
+			errs = append(errs, err)
+		}
 	} else if c.Join != "" || c.NodeID != "" {
 		errs = append(errs, errors.New("node_id and join need raft_addr: a single central has no cluster"))
 	}
@@ -181,15 +209,21 @@ func (c *Config) AdvertisedAPI(listen string) string {
 	return c.Scheme() + "://" + listen
 }
 
-// Scheme is https with TLS, else http.
+// Scheme is http when central serves plain HTTP (a loopback Addr
+// without the operator's certificate, or insecure_http), else https.
 func (c *Config) Scheme() string {
-	if c.TLSCert != "" {
-		return "https"
+	host, _, err := net.SplitHostPort(c.Addr)
+	if c.TLSCert == "" && (c.InsecureHTTP || err == nil && httpserve.HostIsLoopback(host)) {
+		return "http"
 	}
-	return "http"
+	return "https"
 }
 
 // Paths inside the data directory.
 func (c *Config) StorePath() string      { return filepath.Join(c.DataDir, "central.db") }
 func (c *Config) AdminTokenPath() string { return filepath.Join(c.DataDir, "admin.token") }
 func (c *Config) RaftDir() string        { return filepath.Join(c.DataDir, "raft") }
+
+// APICAPath is where central writes its API CA's certificate (PEM, mode
+// 0644) for sites and clients to trust.
+func (c *Config) APICAPath() string { return filepath.Join(c.DataDir, "api-ca.pem") }

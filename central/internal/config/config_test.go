@@ -58,3 +58,40 @@ func limitsFile(t *testing.T, yaml string) string {
 	}
 	return p
 }
+
+// Central serves plain HTTP on loopback or with insecure_http, HTTPS
+// elsewhere; a join is verified as the appliance's.
+func TestSchemeAndJoin(t *testing.T) {
+	fp := "sha256:" + strings.Repeat("ab", 32)
+	raft := []string{"-raft-addr", "127.0.0.1:7444", "-node-id", "c2"}
+	for name, tc := range map[string]struct {
+		args   []string
+		scheme string
+		want   string // error; "" accepts
+	}{
+		"loopback":            {args: []string{"-addr", "127.0.0.1:7443"}, scheme: "http"},
+		"network":             {args: []string{"-addr", "198.18.0.1:7443"}, scheme: "https"},
+		"wildcard":            {args: []string{"-addr", ":7443"}, scheme: "https"},
+		"network, insecure":   {args: []string{"-addr", "198.18.0.1:7443", "-insecure-http"}, scheme: "http"},
+		"join https, no pin":  {args: append([]string{"-join", "https://198.18.0.1:7443"}, raft...), want: "join_ca_fingerprint"},
+		"join https, pinned":  {args: append([]string{"-join", "https://198.18.0.1:7443", "-join-ca-fingerprint", fp}, raft...), scheme: "http"},
+		"join http, network":  {args: append([]string{"-join", "http://198.18.0.1:7443"}, raft...), want: "in the clear"},
+		"join http, loopback": {args: append([]string{"-join", "http://127.0.0.1:7443"}, raft...), scheme: "http"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			c, err := Load(tc.args)
+			if tc.want != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.want) {
+					t.Fatalf("err %v, want %q", err, tc.want)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.Scheme() != tc.scheme {
+				t.Errorf("scheme %s, want %s", c.Scheme(), tc.scheme)
+			}
+		})
+	}
+}

@@ -213,6 +213,10 @@ func startAppliance(t *testing.T, n *sim.Net, artifacts string) *client.Client {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{DialContext: n.Server.DialContext}}
-	return client.NewWithHTTP("http://"+sim.ServerAddr+":"+apiPort, strings.TrimSpace(string(token)), hc)
+	tr, err := client.PinnedTransport(client.Pin{CAFile: filepath.Join(data, "api-ca.pem")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr.DialContext = n.Server.DialContext
+	return client.NewWithHTTP("https://"+sim.ServerAddr+":"+apiPort, strings.TrimSpace(string(token)), &http.Client{Timeout: 30 * time.Second, Transport: tr})
 }
