@@ -129,7 +129,7 @@ func TestCentralPinnedCA(t *testing.T) {
 		"fingerprint":   {[]string{"--ca-fingerprint", fp}, "ID  NAME"},
 		"openssl form":  {[]string{"--ca-fingerprint", strings.ToUpper(strings.TrimPrefix(fp, "sha256:"))}, "ID  NAME"},
 		"unpinned":      {nil, "certificate signed by unknown authority"},
-		"wrong pin":     {[]string{"--ca-fingerprint", wrong}, "holds no CA of fingerprint " + wrong},
+		"wrong pin":     {[]string{"--ca-fingerprint", wrong}, "expected CA " + wrong + ", the server presented sha256:"},
 		"pin over http": {[]string{"--ca-fingerprint", fp, "--central", strings.Replace(cen.URL, "https", "http", 1)}, "a CA pin needs an https:// URL"},
 	} {
 		t.Run(name, func(t *testing.T) {
