@@ -55,6 +55,9 @@ func TestConsoleBrowser(t *testing.T) {
 	signIn(t, b, s.URL, operator)
 	b.WaitText("technician (operator)")
 	waitJS(t, b, 30*time.Second, "the overview's members", `document.querySelector('[data-test=members]') !== null`)
+	if c := b.TextOf("central"); !strings.Contains(c, "none since this node started") || strings.Contains(c, "ago") {
+		t.Errorf("the overview's central card reads %q, want no last sync", c)
+	}
 	b.Capture("site-overview")
 
 	findByMAC(t, b)
