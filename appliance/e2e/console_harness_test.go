@@ -11,12 +11,13 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 
 	"github.com/outposthq/outpost/appliance/internal/browsertest"
@@ -210,15 +211,9 @@ func (s *consoleSite) waitToken() string {
 	s.t.Helper()
 	var token string
 	s.waitFor(time.Minute, "the admin token", func() error {
-		raw, err := os.ReadFile(filepath.Join(s.dataDir, "admin.token"))
-		if err != nil {
-			return err
-		}
-		if !strings.HasSuffix(string(raw), "\n") {
-			return errors.New("token file not complete yet")
-		}
-		token = strings.TrimSpace(string(raw))
-		return nil
+		var err error
+		token, err = labsite.AdminToken(s.dataDir)
+		return err
 	})
 	return token
 }
@@ -313,4 +308,36 @@ func evalJS[T any](t *testing.T, b *browsertest.Browser, what, expr string) T {
 		t.Fatalf("%s: %v", what, err)
 	}
 	return v
+}
+
+// streamRecorder runs in every document before the page's own scripts:
+// it keeps the id of every event the page's EventSource hands to its
+// "event" listeners in window.outpostStream, and the event number the
+// page was rendered at in window.outpostFirst, so that a test sees what
+// the stream delivered, not only what the page shows.
+const streamRecorder = `(() => {
+  window.outpostStream = [];
+  document.addEventListener("DOMContentLoaded", () => {
+    window.outpostFirst = document.body.getAttribute("data-last");
+  });
+  const add = EventSource.prototype.addEventListener;
+  EventSource.prototype.addEventListener = function (type, fn, opts) {
+    if (type === "event") {
+      const inner = fn;
+      fn = function (e) { window.outpostStream.push(e.lastEventId); return inner.apply(this, arguments); };
+    }
+    return add.call(this, type, fn, opts);
+  };
+})()`
+
+// recordStream installs streamRecorder in the browser's tab.
+func recordStream(t *testing.T, b *browsertest.Browser) {
+	t.Helper()
+	err := chromedp.Do(b.Context(), chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+		_, err := cdp.Call(ctx, tg, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{Source: streamRecorder})
+		return err
+	}))
+	if err != nil {
+		t.Fatalf("record the event stream: %v", err)
+	}
 }

@@ -51,6 +51,7 @@ func TestConsoleBrowser(t *testing.T) {
 	operator := s.NewToken("technician", access.Operator)
 	viewer := s.NewToken("auditor", access.Viewer)
 	b := s.Browser()
+	recordStream(t, b)
 
 	signIn(t, b, s.URL, operator)
 	b.WaitText("technician (operator)")
@@ -319,6 +320,27 @@ func catchUpAfterRestart(t *testing.T, b *browsertest.Browser, s *consoleSite) {
 		fmt.Sprintf(`document.body.getAttribute('data-last') === "%d" && [...document.querySelectorAll('[data-test=event-row]')].some(r => r.getAttribute('data-seq') === "%d")`, last, last))
 	if !evalJS[bool](t, b, "read the mark", `window.outpostMark === true`) {
 		t.Error("the events page loaded again")
+	}
+	// The stream delivered every event after the page's, once, in order,
+	// across the restart: it resumed where it stopped (Last-Event-ID).
+	first, err := strconv.ParseUint(evalJS[string](t, b, "read the page's first number", `window.outpostFirst`), 10, 64)
+	if err != nil {
+		t.Fatalf("the page's event number: %v", err)
+	}
+	var streamed []uint64
+	for _, v := range evalJS[[]string](t, b, "read what the stream delivered", `window.outpostStream`) {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			t.Fatalf("the stream delivered event id %q", v)
+		}
+		streamed = append(streamed, n)
+	}
+	var wantStreamed []uint64
+	for n := first + 1; n <= last; n++ {
+		wantStreamed = append(wantStreamed, n)
+	}
+	if !slices.Equal(streamed, wantStreamed) {
+		t.Errorf("the page's stream delivered events %v, want %v: each after #%d once, in order", streamed, wantStreamed, first)
 	}
 	raw := evalJS[[]string](t, b, "read the event numbers",
 		`[...document.querySelectorAll('[data-test=event-row]')].map(r => r.getAttribute('data-seq'))`)
