@@ -59,15 +59,16 @@ bench: build images
 	$(BIN)/outpost-bench $(if $(NAMES),-run '$(NAMES)')
 
 # A PNG of every console page into docs/screenshots (the README links
-# them): the browser tests of every package that uses the harness
-# (appliance/internal/browsertest, itself aside) capture their pages
-# with -browsertest.screenshots set.
-screenshots: deps-test
+# them): the browser tests (named Test...Browser...) of every package
+# that uses the harness (appliance/internal/browsertest, itself aside)
+# capture their pages with -browsertest.screenshots set; the other
+# tests of those packages (the e2e package's) do not run.
+screenshots: deps-test images
 	@pkgs=$$($(GO) list -f '{{.ImportPath}} {{join .TestImports " "}} {{join .XTestImports " "}}' ./appliance/... | \
 		awk '$$1 !~ /browsertest$$/ && / github.com\/outposthq\/outpost\/appliance\/internal\/browsertest( |$$)/ {print $$1}'); \
 	if [ -z "$$pkgs" ]; then echo "screenshots: no package's tests use appliance/internal/browsertest"; exit 1; fi; \
 	mkdir -p docs/screenshots && \
-	$(GO) test -count=1 $$pkgs -args -browsertest.screenshots=$(CURDIR)/docs/screenshots
+	$(GO) test -count=1 -run 'Browser' $$pkgs -args -browsertest.screenshots=$(CURDIR)/docs/screenshots
 
 # Every fuzz target of the repository, FUZZJOBS at a time (1 by default), for FUZZTIME
 # each (15 minutes by default; `make fuzz FUZZTIME=30s` for a quick

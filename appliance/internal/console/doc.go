@@ -68,6 +68,8 @@
 //     reprovision, deprovision), interfaces, hardware, workflow
 //     (step-<name>, step-status), timeline (event-row), serial-console
 //     (console-status, console-terminal, take-keyboard for operators).
+//     The terminal's element has a method outpostText() returning what
+//     the terminal holds, scrollback included, for the browser tests.
 //   - confirmation pages: confirm-form, confirm-question, confirm-yes,
 //     confirm-no.
 //   - /subnets: subnet-<name> (pool), leases (lease), quarantined,

@@ -161,24 +161,30 @@ func (s *Site) Reconfigure(t lab.T, args ...string) {
 func (s *Site) waitToken(t lab.T) string {
 	t.Helper()
 	var token string
-	file := filepath.Join(s.dataDir, "admin.token")
 	s.waitFor(t, 60*time.Second, "the admin token", func() error {
 		select {
 		case <-s.proc.Exited():
 			return fmt.Errorf("applianced exited: %v", s.proc.Err())
 		default:
 		}
-		raw, err := os.ReadFile(file)
-		if err != nil {
-			return err
-		}
-		if !strings.HasSuffix(string(raw), "\n") {
-			return errors.New("token file not complete yet")
-		}
-		token = strings.TrimSpace(string(raw))
-		return nil
+		var err error
+		token, err = AdminToken(s.dataDir)
+		return err
 	})
 	return token
+}
+
+// AdminToken reads the first admin token that a node bootstrapping
+// wrote into its data directory, once the file is whole.
+func AdminToken(dataDir string) (string, error) {
+	raw, err := os.ReadFile(filepath.Join(dataDir, "admin.token"))
+	if err != nil {
+		return "", err
+	}
+	if !strings.HasSuffix(string(raw), "\n") {
+		return "", errors.New("token file not complete yet")
+	}
+	return strings.TrimSpace(string(raw)), nil
 }
 
 // WaitLeader waits until applianced leads its cluster.

@@ -15,6 +15,19 @@
     term.open(el);
     fit.fit();
     window.addEventListener("resize", function () { fit.fit(); });
+    // What the terminal holds, scrollback included, one line per line
+    // the machine printed (rows it wrapped are joined): the hook the
+    // browser tests read it through.
+    el.outpostText = function () {
+      var b = term.buffer.active, out = [];
+      for (var i = 0; i < b.length; i++) {
+        var line = b.getLine(i);
+        if (!line) continue;
+        var s = line.translateToString(true);
+        if (line.isWrapped && out.length > 0) out[out.length - 1] += s; else out.push(s);
+      }
+      return out.join("\n");
+    };
 
     var ws = null, writing = false, notice = "";
     function say(text) { status.textContent = text; }
