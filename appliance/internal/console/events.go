@@ -37,6 +37,18 @@ func eachEvent(tx *store.Tx, fn func(*store.Event) bool) error {
 	}
 }
 
+// match reports whether pattern (with its optional '!') matches any of
+// values, as a case-insensitive substring.
+func match(pattern string, values ...string) bool {
+	if pattern == "" {
+		return true
+	}
+	neg := strings.HasPrefix(pattern, "!")
+	p := strings.ToLower(strings.TrimPrefix(pattern, "!"))
+	found := slices.ContainsFunc(values, func(v string) bool { return strings.Contains(strings.ToLower(v), p) })
+	return found != neg
+}
+
 // eventFilter is the events page's filter: each field a substring of
 // the event's, '!' negating it.
 type eventFilter struct {
