@@ -51,6 +51,7 @@ var table = command.Table[*store.Tx]{
 	AcceptBMCCertificate: applyAcceptBMCCertificate,
 	BindWorkflow:         applyBindWorkflow,
 	PutSubnet:            applyPutSubnet,
+	QueueBootPXE:         applyQueueBootPXE,
 }
 
 // Result is what applying a command returns, on the node that proposed
