@@ -70,7 +70,7 @@
 //     with data-machine), confirm-yes, confirm-no.
 //   - /machines/{id}: identity (machine-state), bmc (power-state),
 //     for operators machine-actions (power-on, power-off, power-cycle,
-//     reprovision, deprovision), interfaces, hardware, workflow
+//     next-boot-pxe, reprovision, deprovision), interfaces, hardware, workflow
 //     (step-<name>, step-status), timeline (event-row), serial-console
 //     (console-status, console-terminal, take-keyboard for operators).
 //   - confirmation pages: confirm-form, confirm-question, confirm-yes,

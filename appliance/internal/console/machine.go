@@ -136,6 +136,23 @@ func (s *Server) deprovision(w http.ResponseWriter, r *http.Request) {
 	s.confirmOrder(w, r, store.OrderDeprovision, "deprovision", "")
 }
 
+// bootPXE sets the machine's next boot to the network through its BMC,
+// after a confirmation naming the machine: a BMC job, as the API's POST
+// /v1/machines/{id}/boot-pxe queues, recorded as the session's token's.
+func (s *Server) bootPXE(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if r.PostFormValue("confirm") != "yes" {
+		s.render(w, r, http.StatusOK, "confirm", "Confirm", confirmData{Machine: id, Verb: "set the next boot to PXE of",
+			Path: r.URL.Path})
+		return
+	}
+	if _, err := s.cfg.Site.BootPXE(r.Context(), id, false, false); err != nil {
+		s.failErr(w, r, err)
+		return
+	}
+	http.Redirect(w, r, "/machines/"+id, http.StatusSeeOther)
+}
+
 type confirmData struct {
 	Machine, Verb, Path, Action, Image string
 }

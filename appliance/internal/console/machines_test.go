@@ -164,3 +164,47 @@ func orderMachines(t *testing.T, e *env) map[string]string {
 	})
 	return out
 }
+
+// TestNextBootPXE: the machine page's button asks to confirm, naming the
+// machine, then queues a boot_pxe job whose event names the operator;
+// an unknown machine is refused and queues nothing.
+func TestNextBootPXE(t *testing.T) {
+	e := start(t, false)
+	addMachine(t, e, "m1")
+	c, csrf := e.signIn(t, e.token(t, "nina", "operator", "1h"))
+	resp, body := e.do(t, http.MethodPost, "/machines/m1/boot-pxe", url.Values{"csrf": {csrf}}, e.origin(), c)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(body, "set the next boot to PXE of machine <strong>m1</strong>") {
+		t.Fatalf("unconfirmed: %d\n%s", resp.StatusCode, body)
+	}
+	if n := jobs(t, e); len(n) != 0 {
+		t.Fatalf("jobs %v before the confirmation", n)
+	}
+	resp, body = e.do(t, http.MethodPost, "/machines/m1/boot-pxe", url.Values{"csrf": {csrf}, "confirm": {"yes"}}, e.origin(), c)
+	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/machines/m1" {
+		t.Fatalf("confirmed: %d %s", resp.StatusCode, body)
+	}
+	if diff := cmp.Diff([]string{"m1 boot_pxe by nina"}, jobs(t, e)); diff != "" {
+		t.Errorf("jobs (-want +got):\n%s", diff)
+	}
+	resp, _ = e.do(t, http.MethodPost, "/machines/m9/boot-pxe", url.Values{"csrf": {csrf}, "confirm": {"yes"}}, e.origin(), c)
+	if resp.StatusCode != http.StatusBadRequest || len(jobs(t, e)) != 1 {
+		t.Errorf("an unknown machine: %d, jobs %v", resp.StatusCode, jobs(t, e))
+	}
+}
+
+// jobs lists the stored jobs as "machine action by who" (who from the
+// job's created event).
+func jobs(t *testing.T, e *env) []string {
+	t.Helper()
+	var out []string
+	_ = e.n.DB.View(func(tx *store.Tx) error {
+		evs, err := tx.EventsSince(0, 1000)
+		for _, ev := range evs {
+			if ev.Kind == "bmc.job.created" {
+				out = append(out, ev.MachineID+" "+ev.Fields["action"]+" by "+ev.By)
+			}
+		}
+		return err
+	})
+	return out
+}
