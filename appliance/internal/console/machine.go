@@ -98,19 +98,17 @@ func stepOf(a workflow.Action, st *workflow.State) stepView {
 }
 
 // machineEvents returns the newest limit events of machine id, newest
-// first.
+// first, among the newest eventsScan events of the log.
 func machineEvents(tx *store.Tx, id string, limit int) ([]*store.Event, error) {
 	var out []*store.Event
-	err := eachEvent(tx, func(e *store.Event) bool {
+	scanned := 0
+	err := tx.EventsBefore(0, 0, func(e *store.Event) bool {
+		scanned++
 		if e.MachineID == id {
 			out = append(out, e)
 		}
-		return true
+		return len(out) < limit && scanned < eventsScan
 	})
-	slices.Reverse(out)
-	if len(out) > limit {
-		out = out[:limit]
-	}
 	return out, err
 }
 
