@@ -21,25 +21,65 @@ func TestIPMISimBootDevice(t *testing.T) {
 	})
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
-	if got, err := sim.BootDevice(ctx); err != nil || got != "No override" {
-		t.Fatalf("boot device at start: %q, %v; want No override", got, err)
+	if got := bootDevice(ctx, t, sim); got != "No override" {
+		t.Fatalf("boot device at start: %q; want No override", got)
 	}
-	out, err := sim.IPMITool(ctx, "chassis", "bootdev", "pxe")
-	if err != nil {
-		t.Fatal(err)
+	out := retry(ctx, t, sim, "chassis", "bootdev", "pxe")
+	if got := bootDevice(ctx, t, sim); got != "Force PXE" {
+		t.Fatalf("boot device after bootdev pxe (%q): %q; want Force PXE", out, got)
 	}
-	if got, err := sim.BootDevice(ctx); err != nil || got != "Force PXE" {
-		t.Fatalf("boot device after bootdev pxe (%q): %q, %v; want Force PXE", out, got, err)
-	}
-	wantState(ctx, t, sim, "off")
-	run(ctx, t, sim, "chassis", "power", "on")
+	waitState(ctx, t, sim, "off")
+	retry(ctx, t, sim, "chassis", "power", "on")
 	pid := waitPidfile(ctx, t, pidfile)
-	wantState(ctx, t, sim, "on")
-	run(ctx, t, sim, "chassis", "power", "off")
+	waitState(ctx, t, sim, "on")
+	retry(ctx, t, sim, "chassis", "power", "off")
 	waitGone(t, pid)
-	wantState(ctx, t, sim, "off")
+	waitState(ctx, t, sim, "off")
 	os.Remove(pidfile)
 	run(ctx, t, sim, "chassis", "power", "cycle")
 	waitPidfile(ctx, t, pidfile)
-	wantState(ctx, t, sim, "on")
+	waitState(ctx, t, sim, "on")
+}
+
+// retry runs an idempotent ipmitool command until it answers: on a
+// loaded machine one try of IPMITool (a second) may time out.
+func retry(ctx context.Context, t *testing.T, sim *IPMISim, args ...string) string {
+	t.Helper()
+	for {
+		out, err := sim.IPMITool(ctx, args...)
+		if err == nil {
+			return out
+		}
+		if ctx.Err() != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// waitState waits until the simulator reports power state want.
+func waitState(ctx context.Context, t *testing.T, sim *IPMISim, want string) {
+	t.Helper()
+	for {
+		got, err := sim.PowerState(ctx)
+		if err == nil && got == want {
+			return
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("power state %q (%v), want %s", got, err, want)
+		}
+	}
+}
+
+// bootDevice asks the simulator its boot device until it answers.
+func bootDevice(ctx context.Context, t *testing.T, sim *IPMISim) string {
+	t.Helper()
+	for {
+		got, err := sim.BootDevice(ctx)
+		if err == nil {
+			return got
+		}
+		if ctx.Err() != nil {
+			t.Fatal(err)
+		}
+	}
 }
