@@ -77,7 +77,7 @@ func benchConsolePage(ctx context.Context, log *slog.Logger, _ time.Duration) er
 	p99 := median(p99s)
 	fmt.Printf("BENCH console.page machines=%d events=%d p50_ms=%.2f p99_ms=%.2f spread_pct=%.0f\n",
 		pageMachines, pageEvents, median(p50s), p99, 100*(slices.Max(p99s)-slices.Min(p99s))/p99)
-	return nil
+	return benchConsoleEvents(ctx, db, token, log)
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
