@@ -40,6 +40,15 @@ var pageQueries = []string{
 	`!state:ready hostname:"web-0*"`,
 }
 
+// benchConsole runs the console's benchmarks: console.page and
+// console.events, then console.sse.
+func benchConsole(ctx context.Context, log *slog.Logger, d time.Duration) error {
+	if err := benchConsolePage(ctx, log, d); err != nil {
+		return err
+	}
+	return benchConsoleSSE(ctx, log, d)
+}
+
 // benchConsolePage measures the server time of the console's machines
 // page: GET /v1/machines?q= through machinequery on a site of
 // pageMachines machines (each with a lease and a workflow) and
