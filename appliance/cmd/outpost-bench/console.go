@@ -40,6 +40,15 @@ var pageQueries = []string{
 	`!state:ready hostname:"web-0*"`,
 }
 
+// benchConsole runs the console's benchmarks: console.page and
+// console.events, then console.sse.
+func benchConsole(ctx context.Context, log *slog.Logger, d time.Duration) error {
+	if err := benchConsolePage(ctx, log, d); err != nil {
+		return err
+	}
+	return benchConsoleSSE(ctx, log, d)
+}
+
 // benchConsolePage measures the server time of the console's machines
 // page: GET /v1/machines?q= through machinequery on a site of
 // pageMachines machines (each with a lease and a workflow) and
@@ -77,7 +86,7 @@ func benchConsolePage(ctx context.Context, log *slog.Logger, _ time.Duration) er
 	p99 := median(p99s)
 	fmt.Printf("BENCH console.page machines=%d events=%d p50_ms=%.2f p99_ms=%.2f spread_pct=%.0f\n",
 		pageMachines, pageEvents, median(p50s), p99, 100*(slices.Max(p99s)-slices.Min(p99s))/p99)
-	return nil
+	return benchConsoleEvents(ctx, db, token, log)
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

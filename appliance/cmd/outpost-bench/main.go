@@ -29,7 +29,7 @@ var benches = []bench{
 	{"provision", benchProvisionE2E},
 	{"bmc", benchBMCCycle},
 	{"sync", benchSync},
-	{"console", benchConsolePage},
+	{"console", benchConsole},
 }
 
 func benchNames() []string {

@@ -325,6 +325,12 @@ func (c *centralProc) checkDense(ctx context.Context, site string) (uint64, erro
 // startSyncAppliance starts a single-node applianced on loopback, with
 // args added, and waits until it leads.
 func startSyncAppliance(t lab.T, bin string, args ...string) *httpAPI {
+	app, _ := startApplianceProc(t, bin, args...)
+	return app
+}
+
+// startApplianceProc is startSyncAppliance, with the process.
+func startApplianceProc(t lab.T, bin string, args ...string) (*httpAPI, *lab.Process) {
 	data := filepath.Join(t.TempDir(), "appliance")
 	api := freeLoopback(t)
 	app := newHTTPAPI("http://" + api)
@@ -347,7 +353,7 @@ func startSyncAppliance(t lab.T, bin string, args ...string) *httpAPI {
 	if err != nil {
 		t.Fatalf("applianced: %v", err)
 	}
-	return app
+	return app, p
 }
 
 // waitToken waits for p to write its admin token to path.

@@ -129,6 +129,7 @@ func (s *Server) routes() []httpapi.Route {
 		{Pattern: "PUT /v1/machines/{key}", Role: operator, Handler: on(s, machines.putOne)},
 		{Pattern: "DELETE /v1/machines/{key}", Role: operator, Handler: on(s, machines.delete)},
 		{Pattern: "POST /v1/machines/{key}/bmc/accept-certificate", Role: operator, Handler: s.acceptBMCCertificate},
+		{Pattern: "POST /v1/machines/{key}/boot-pxe", Role: operator, Handler: s.bootPXE},
 		// A websocket: a viewer watches, an operator types (?write=true).
 		{Pattern: "GET /v1/machines/{id}/console", Role: viewer, Handler: s.console},
 		{Pattern: "GET /v1/subnets", Role: viewer, Handler: on(s, subnets.list)},

@@ -231,3 +231,15 @@ func (c *Client) Tokens(ctx context.Context) ([]httpapi.TokenView, error) {
 	err := c.Do(ctx, http.MethodGet, "/v1/tokens", nil, &page)
 	return page.Items, err
 }
+
+// BootPXE asks the site to set machine id's next boot to the network
+// through its BMC (POST /v1/machines/{id}/boot-pxe) and returns the job
+// that will, pending.
+func (c *Client) BootPXE(ctx context.Context, id string, persistent, efi bool) (*store.Job, error) {
+	var j store.Job
+	body := map[string]bool{"persistent": persistent, "efi": efi}
+	if err := c.Do(ctx, http.MethodPost, "/v1/machines/"+url.PathEscape(id)+"/boot-pxe", body, &j); err != nil {
+		return nil, err
+	}
+	return &j, nil
+}

@@ -53,6 +53,7 @@ type Config struct {
 type Proposer interface {
 	PlaceOrder(ctx context.Context, o *store.Order) (*store.Order, error)
 	PutMachine(ctx context.Context, m *store.Machine, expect uint64) (*store.Machine, error)
+	BootPXE(ctx context.Context, machineID string, persistent, efi bool) (*store.Job, error)
 }
 
 // Cluster is what the console shows of the site's cluster.
@@ -128,6 +129,7 @@ func (s *Server) routes() []httpapi.Route {
 		{Pattern: "POST /machines/power", Role: operator, Handler: s.bulkPower},
 		{Pattern: "GET /machines/{id}", Role: viewer, Handler: s.machine},
 		{Pattern: "POST /machines/{id}/power", Role: operator, Handler: s.power},
+		{Pattern: "POST /machines/{id}/boot-pxe", Role: operator, Handler: s.bootPXE},
 		{Pattern: "POST /machines/{id}/reprovision", Role: operator, Handler: s.reprovision},
 		{Pattern: "POST /machines/{id}/deprovision", Role: operator, Handler: s.deprovision},
 		{Pattern: "GET /subnets", Role: viewer, Handler: s.subnets},

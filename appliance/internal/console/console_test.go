@@ -338,7 +338,7 @@ func TestViewerSeesNoButtons(t *testing.T) {
 	c, _ := e.signIn(t, e.token(t, "watcher", "viewer", "1h"))
 	for _, p := range []string{"/site", "/machines", "/machines/m1", "/discovered", "/subnets", "/events"} {
 		_, body := e.do(t, http.MethodGet, p, nil, nil, c)
-		for _, ctl := range []string{"power-on", "power-off", "power-cycle", "reprovision", "deprovision", "bulk-form", "take-keyboard", "enroll-"} {
+		for _, ctl := range []string{"power-on", "power-off", "power-cycle", "next-boot-pxe", "reprovision", "deprovision", "bulk-form", "take-keyboard", "enroll-"} {
 			if strings.Contains(body, `data-test="`+ctl) {
 				t.Errorf("%s shows %s to a viewer", p, ctl)
 			}
@@ -346,7 +346,8 @@ func TestViewerSeesNoButtons(t *testing.T) {
 	}
 	oc, _ := e.signIn(t, e.token(t, "op", "operator", "1h"))
 	_, body := e.do(t, http.MethodGet, "/machines/m1", nil, nil, oc)
-	if !strings.Contains(body, `data-test="power-cycle"`) || !strings.Contains(body, `data-test="take-keyboard"`) {
+	if !strings.Contains(body, `data-test="power-cycle"`) || !strings.Contains(body, `data-test="next-boot-pxe"`) ||
+		!strings.Contains(body, `data-test="take-keyboard"`) {
 		t.Error("an operator's machine page lacks its buttons")
 	}
 }

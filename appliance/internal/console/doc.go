@@ -58,14 +58,19 @@
 //   - /site: health, members, central (central-link,
 //     central-undelivered, central-revision), machine-states, activity,
 //     in-flight (rows: flight; stalled).
-//   - /machines: machine-filter (filter-q, filter-mac, filter-hostname,
-//     filter-state, filter-submit, filter-clear), columns (column-<key>),
-//     machine-count, machine-table (rows: machine-row with
-//     data-machine, machine-link; choose-<id>), for operators bulk-form
-//     (bulk-action, bulk-submit).
+//   - /machines: machine-filter (filter-q: one search box in
+//     machinequery's grammar, as GET /v1/machines?q=; filter-submit,
+//     filter-clear; filter-error naming the term a query could not be
+//     read at; search-help with state-<state> links), columns
+//     (column-<key>), machine-count, machine-table (rows: machine-row
+//     with data-machine, machine-link; choose-<id>), for operators
+//     bulk-form (bulk-action, bulk-submit): it acts on the search's
+//     result (or the machines chosen in it) after a preview.
+//   - bulk preview: confirm-question, confirm-machines (confirm-machine
+//     with data-machine), confirm-yes, confirm-no.
 //   - /machines/{id}: identity (machine-state), bmc (power-state),
 //     for operators machine-actions (power-on, power-off, power-cycle,
-//     reprovision, deprovision), interfaces, hardware, workflow
+//     next-boot-pxe, reprovision, deprovision), interfaces, hardware, workflow
 //     (step-<name>, step-status), timeline (event-row), serial-console
 //     (console-status, console-terminal, take-keyboard for operators).
 //     The terminal's element has a method outpostText() returning what

@@ -13,15 +13,15 @@ import (
 	"github.com/outposthq/outpost/internal/errs"
 )
 
-// eventPage is how many events the store is read by at a time.
-const eventPage = 1000
+// eventBatch is how many events the store is read by at a time.
+const eventBatch = 1000
 
 // eachEvent calls fn on each event of the log, oldest first, until fn
 // returns false.
 func eachEvent(tx *store.Tx, fn func(*store.Event) bool) error {
 	var since uint64
 	for {
-		evs, err := tx.EventsSince(since, eventPage)
+		evs, err := tx.EventsSince(since, eventBatch)
 		if err != nil {
 			return err
 		}
@@ -31,10 +31,22 @@ func eachEvent(tx *store.Tx, fn func(*store.Event) bool) error {
 			}
 			since = e.Seq
 		}
-		if len(evs) < eventPage {
+		if len(evs) < eventBatch {
 			return nil
 		}
 	}
+}
+
+// match reports whether pattern (with its optional '!') matches any of
+// values, as a case-insensitive substring.
+func match(pattern string, values ...string) bool {
+	if pattern == "" {
+		return true
+	}
+	neg := strings.HasPrefix(pattern, "!")
+	p := strings.ToLower(strings.TrimPrefix(pattern, "!"))
+	found := slices.ContainsFunc(values, func(v string) bool { return strings.Contains(strings.ToLower(v), p) })
+	return found != neg
 }
 
 // eventFilter is the events page's filter: each field a substring of
@@ -68,36 +80,100 @@ func (f eventFilter) Query() string {
 type eventsData struct {
 	Filter eventFilter
 	Events []*store.Event
-	Shown  int
 	Last   uint64
+	// Page is where this page of the log is; Older, if not 0, is the
+	// before= of the next page back.
+	Page  eventPage
+	Older uint64
+	// Scanned is the oldest event read: a filter that matched fewer than
+	// a page stopped there, within eventsScan.
+	Scanned uint64
 }
 
-// eventsShown bounds the events page; the download has them all.
-const eventsShown = 500
+// eventPage is a page of the events page: the events with since < Seq <
+// before (before 0: up to the newest), newest first, at most limit.
+type eventPage struct {
+	Since, Before uint64
+	Limit         int
+}
 
-// events serves the event log, newest first.
+// Bounds of the events page: it shows eventsShown events unless limit=
+// asks for fewer (or up to eventsMax), and reads at most eventsScan
+// events of the log per page, however few of them a filter matches (the
+// page links to the ones before). The download has them all.
+const (
+	eventsShown = 100
+	eventsMax   = 500
+	eventsScan  = 5000
+)
+
+func eventPageOf(r *http.Request) (eventPage, error) {
+	p := eventPage{Limit: eventsShown}
+	q := r.URL.Query()
+	for _, f := range []struct {
+		name string
+		v    *uint64
+	}{{"since", &p.Since}, {"before", &p.Before}} {
+		if s := q.Get(f.name); s != "" {
+			n, err := strconv.ParseUint(s, 10, 64)
+			if err != nil {
+				return p, errs.Invalid(f.name, "%q is not an event sequence number", s)
+			}
+			*f.v = n
+		}
+	}
+	if s := q.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > eventsMax {
+			return p, errs.Invalid("limit", "%q is not a number from 1 to %d", s, eventsMax)
+		}
+		p.Limit = n
+	}
+	return p, nil
+}
+
+// Query is the page's filter and limit as a query string, for its links.
+func (d eventsData) Query() string {
+	q := d.Filter.Query()
+	if d.Page.Limit != eventsShown {
+		q = strings.TrimPrefix(q+"&limit="+strconv.Itoa(d.Page.Limit), "&")
+	}
+	if d.Page.Since != 0 {
+		q = strings.TrimPrefix(q+"&since="+strconv.FormatUint(d.Page.Since, 10), "&")
+	}
+	return q
+}
+
+// events serves a page of the event log, newest first: it reads the log
+// backwards from the page's start and stops at a page of matches, or
+// after eventsScan events, so a page costs the same with 20 events in
+// the log or 20 million.
 func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	d := eventsData{Filter: eventFilterOf(r)}
-	err := s.cfg.Store.View(func(tx *store.Tx) error {
+	var err error
+	if d.Page, err = eventPageOf(r); err != nil {
+		s.failErr(w, r, err)
+		return
+	}
+	err = s.cfg.Store.View(func(tx *store.Tx) error {
 		d.Last = tx.LastEventSeq()
-		return eachEvent(tx, func(e *store.Event) bool {
+		scanned := 0
+		return tx.EventsBefore(d.Page.Since, d.Page.Before, func(e *store.Event) bool {
+			scanned++
+			d.Scanned = e.Seq
 			if d.Filter.matches(e) {
 				d.Events = append(d.Events, e)
-				if len(d.Events) > 2*eventsShown {
-					d.Events = slices.Delete(d.Events, 0, eventsShown)
-				}
 			}
-			return true
+			return len(d.Events) < d.Page.Limit && scanned < eventsScan
 		})
 	})
 	if err != nil {
 		s.failErr(w, r, err)
 		return
 	}
-	if len(d.Events) > eventsShown {
-		d.Events = d.Events[len(d.Events)-eventsShown:]
+	if d.Scanned > d.Page.Since+1 {
+		d.Older = d.Scanned
 	}
-	slices.Reverse(d.Events)
 	s.render(w, r, http.StatusOK, "events", "Events", d)
 }
 

@@ -98,19 +98,17 @@ func stepOf(a workflow.Action, st *workflow.State) stepView {
 }
 
 // machineEvents returns the newest limit events of machine id, newest
-// first.
+// first, among the newest eventsScan events of the log.
 func machineEvents(tx *store.Tx, id string, limit int) ([]*store.Event, error) {
 	var out []*store.Event
-	err := eachEvent(tx, func(e *store.Event) bool {
+	scanned := 0
+	err := tx.EventsBefore(0, 0, func(e *store.Event) bool {
+		scanned++
 		if e.MachineID == id {
 			out = append(out, e)
 		}
-		return true
+		return len(out) < limit && scanned < eventsScan
 	})
-	slices.Reverse(out)
-	if len(out) > limit {
-		out = out[:limit]
-	}
 	return out, err
 }
 
@@ -134,6 +132,23 @@ func (s *Server) reprovision(w http.ResponseWriter, r *http.Request) {
 // deprovision wipes the machine and powers it off.
 func (s *Server) deprovision(w http.ResponseWriter, r *http.Request) {
 	s.confirmOrder(w, r, store.OrderDeprovision, "deprovision", "")
+}
+
+// bootPXE sets the machine's next boot to the network through its BMC,
+// after a confirmation naming the machine: a BMC job, as the API's POST
+// /v1/machines/{id}/boot-pxe queues, recorded as the session's token's.
+func (s *Server) bootPXE(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if r.PostFormValue("confirm") != "yes" {
+		s.render(w, r, http.StatusOK, "confirm", "Confirm", confirmData{Machine: id, Verb: "set the next boot to PXE of",
+			Path: r.URL.Path})
+		return
+	}
+	if _, err := s.cfg.Site.BootPXE(r.Context(), id, false, false); err != nil {
+		s.failErr(w, r, err)
+		return
+	}
+	http.Redirect(w, r, "/machines/"+id, http.StatusSeeOther)
 }
 
 type confirmData struct {

@@ -45,6 +45,12 @@ type IPMISimConfig struct {
 	StartArgs []string
 	// PoweredOn runs StartCmd as soon as ipmi_sim starts.
 	PoweredOn bool
+	// BootDevice makes the simulator keep the boot device it is set to
+	// (ipmitool chassis bootdev, bmclib's SetBootDevice) and report it
+	// (chassis bootparam get 5, IPMISim.BootDevice), through a chassis
+	// control program that then also does power (ipmisim_boot.go).
+	// Without it the simulator refuses to set the boot device.
+	BootDevice bool
 	// SOL is the address (host:port, in Netns) of the machine's serial
 	// console served as a telnet socket, which the simulator's
 	// serial-over-LAN connects to (its sol "telnet:..." directive), and
@@ -195,7 +201,13 @@ func startIPMISim(t T, cfg IPMISimConfig) (*IPMISim, error) {
 	}
 	lanConf := filepath.Join(dir, "lan.conf")
 	cmdEmu := filepath.Join(dir, "cmd.emu")
-	if err := os.WriteFile(lanConf, []byte(ipmiLanConf(cfg, port, vmPort)), 0o600); err != nil {
+	chassis := ""
+	if cfg.BootDevice {
+		if chassis, err = writeChassis(dir, cfg); err != nil {
+			return nil, err
+		}
+	}
+	if err := os.WriteFile(lanConf, []byte(ipmiLanConf(cfg, port, vmPort, chassis)), 0o600); err != nil {
 		return nil, err
 	}
 	if err := os.WriteFile(cmdEmu, []byte(ipmiCmdEmu), 0o600); err != nil {
@@ -248,8 +260,9 @@ func (s *IPMISim) Restart() {
 
 // ipmiLanConf is cfg's lan.conf: one LAN channel, the VM channel that
 // makes power control work, the serial-over-LAN's serial console,
-// StartCmd and one administrator.
-func ipmiLanConf(cfg IPMISimConfig, port, vmPort int) string {
+// StartCmd and one administrator. A chassis control program, if given,
+// does power and the boot device instead of StartCmd.
+func ipmiLanConf(cfg IPMISimConfig, port, vmPort int, chassis string) string {
 	auths := "none md2 md5 straight"
 	var b strings.Builder
 	fmt.Fprintf(&b, "name \"%s\"\n", cfg.Name)
@@ -266,8 +279,12 @@ func ipmiLanConf(cfg IPMISimConfig, port, vmPort int) string {
 	if cfg.SOL != "" {
 		fmt.Fprintf(&b, "  sol \"telnet:%s\" 115200\n", cfg.SOL)
 	}
-	fmt.Fprintf(&b, "  startcmd \"%s\"\n", cfg.StartCmd)
-	fmt.Fprintf(&b, "  startnow %t\n", cfg.PoweredOn)
+	if chassis != "" {
+		fmt.Fprintf(&b, "  chassis_control \"%s\"\n", chassis)
+	} else {
+		fmt.Fprintf(&b, "  startcmd \"%s\"\n", cfg.StartCmd)
+		fmt.Fprintf(&b, "  startnow %t\n", cfg.PoweredOn)
+	}
 	fmt.Fprintf(&b, "  user 2 true \"%s\" \"%s\" admin 10 %s\n", cfg.Username, cfg.Password, auths)
 	return b.String()
 }

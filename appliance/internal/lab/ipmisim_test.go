@@ -140,11 +140,11 @@ func TestVMCommandSerial(t *testing.T) {
 	if cfg.SOL != addr {
 		t.Errorf("IPMISimConfig.SOL defaults to %q, want the VM's %q", cfg.SOL, addr)
 	}
-	if conf := ipmiLanConf(cfg, 623, 9000); !strings.Contains(conf, "\n  sol \"telnet:"+addr+"\" 115200\n") {
+	if conf := ipmiLanConf(cfg, 623, 9000, ""); !strings.Contains(conf, "\n  sol \"telnet:"+addr+"\" 115200\n") {
 		t.Errorf("lan.conf has no sol line for %s:\n%s", addr, conf)
 	}
 	plain := ipmiSimDefaults(t, IPMISimConfig{StartCmd: "sleep 3600"})
-	if conf := ipmiLanConf(plain, 623, 9000); strings.Contains(conf, "sol ") {
+	if conf := ipmiLanConf(plain, 623, 9000, ""); strings.Contains(conf, "sol ") {
 		t.Errorf("lan.conf of a simulator with no serial console has a sol line:\n%s", conf)
 	}
 }

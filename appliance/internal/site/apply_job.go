@@ -35,6 +35,25 @@ func createJob(tx *store.Tx, j *store.Job, wr store.Write) error {
 	return jobEvent(tx, j, "bmc.job.created", fmt.Sprintf("%s queued", j.Action), wr)
 }
 
+// applyQueueBootPXE queues a boot_pxe job of its own (no order) for a
+// machine that has a BMC: the job runner sets the machine's next boot to
+// the network, as it does for a provision. The job's created event names
+// the operator who asked.
+func applyQueueBootPXE(tx *store.Tx, payload []byte, index uint64) (any, error) {
+	var req BootPXE
+	command.MustDecode(payload, &req, index)
+	j := &store.Job{ID: req.Job, MachineID: req.Machine, Action: store.JobBootPXE, Persistent: req.Persistent,
+		EFI: req.EFI, State: store.JobPending}
+	if err := j.Validate(); err != nil {
+		return nil, err
+	}
+	wr := store.Write{Index: index, Time: req.Time, By: req.By}
+	if err := createJob(tx, j, wr); err != nil {
+		return nil, err
+	}
+	return j, nil
+}
+
 // applyStartJob marks a job running until its deadline, as its attempt'th
 // execution: a pending job, or a running one whose deadline has passed at
 // the command's time. Anything else is a conflict: the job is running

@@ -62,3 +62,56 @@ func TestJobStartOnce(t *testing.T) {
 		e.applyOK(15, FinishJob, JobFinish{Job: "o1-power", Attempt: 2, Result: JobResult{OK: true, Power: "on"}, Time: t0})
 	})
 }
+
+// TestQueueBootPXE: an operator's boot_pxe job is stored pending, with
+// its options, and its created event names the operator; a machine
+// without a BMC, an unknown machine or a bad job id is refused and
+// changes nothing.
+func TestQueueBootPXE(t *testing.T) {
+	e := newEnv(t)
+	e.applyOK(1, PutMachine, Put[store.Machine]{Object: fxMachine("m1", "02:00:00:00:00:01"), Time: ts0})
+	bare := fxMachine("m2", "02:00:00:00:00:02")
+	bare.BMC = nil
+	e.applyOK(2, PutMachine, Put[store.Machine]{Object: bare, Time: ts0})
+	before := len(eventKinds(t, e))
+	index := uint64(2)
+	for name, p := range map[string]BootPXE{
+		"no bmc":          {Job: "boot-pxe-1", Machine: "m2", Time: ts0, By: "alice"},
+		"unknown machine": {Job: "boot-pxe-1", Machine: "m9", Time: ts0, By: "alice"},
+		"bad job id":      {Job: "Boot PXE", Machine: "m1", Time: ts0, By: "alice"},
+	} {
+		index++
+		if code := errCode(e.applyCmd(index, QueueBootPXE, p)); code != "invalid" {
+			t.Errorf("%s: code %q, want invalid", name, code)
+		}
+	}
+	e.view(func(tx *store.Tx) error {
+		if n := store.Count[store.Job](tx); n != 0 {
+			t.Errorf("%d jobs after refused commands, want none", n)
+		}
+		return nil
+	})
+	if n := len(eventKinds(t, e)); n != before {
+		t.Errorf("refused commands recorded %d events", n-before)
+	}
+	e.applyOK(10, QueueBootPXE, BootPXE{Job: "boot-pxe-1", Machine: "m1", Persistent: true, EFI: true, Time: ts0, By: "alice"})
+	e.view(func(tx *store.Tx) error {
+		j, err := store.Get[store.Job](tx, "boot-pxe-1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if j.Action != store.JobBootPXE || j.State != store.JobPending || !j.Persistent || !j.EFI || j.Order != "" {
+			t.Errorf("job %+v: want a pending boot_pxe, persistent, EFI, of no order", j)
+		}
+		evs, err := tx.EventsSince(0, 100)
+		last := evs[len(evs)-1]
+		if last.Kind != "bmc.job.created" || last.By != "alice" || last.MachineID != "m1" {
+			t.Errorf("last event %+v: want bmc.job.created of m1 by alice", last)
+		}
+		return err
+	})
+	// The same job id again: a conflict.
+	if code := errCode(e.applyCmd(11, QueueBootPXE, BootPXE{Job: "boot-pxe-1", Machine: "m1", Time: ts0, By: "bob"})); code != "conflict" {
+		t.Errorf("a job id taken: code %q, want conflict", code)
+	}
+}

@@ -60,6 +60,7 @@ const (
 	BindWorkflow         Type = 37 // Bind: the first address to claim a workflow's installer credential (proxyDHCP)
 	PutSubnet            Type = 38 // Put[store.Subnet]: a subnet DHCP can serve, overlapping no other (apply_object.go)
 	SetCAGeneration      Type = 39 // CARotation: a step of a rotation of the site's CA (apply_ca.go)
+	QueueBootPXE         Type = 40 // BootPXE: an operator sets a machine's next boot to the network, as a boot_pxe job (apply_job.go)
 )
 
 // Every payload but CommitLease's (always the DHCP server's) names its
@@ -199,6 +200,18 @@ type JobFinish struct {
 	Result  JobResult `json:"result"`
 	Time    time.Time `json:"time"`
 	By      string    `json:"by,omitempty"`
+}
+
+// BootPXE is the payload of QueueBootPXE: job Job (an id the proposer
+// drew) sets machine Machine's next boot device to the network through
+// its BMC; Persistent for every boot rather than the next, EFI for UEFI.
+type BootPXE struct {
+	Job        string    `json:"job"`
+	Machine    string    `json:"machine"`
+	Persistent bool      `json:"persistent,omitempty"`
+	EFI        bool      `json:"efi,omitempty"`
+	Time       time.Time `json:"time"`
+	By         string    `json:"by,omitempty"`
 }
 
 // JobResult is what an execution of a job came to.

@@ -158,6 +158,20 @@ func (p *Proposer) AcceptBMCCertificate(ctx context.Context, machineID, fingerpr
 	return DecodeValue[store.Machine](r)
 }
 
+// BootPXE queues a job that sets machineID's next boot device to the
+// network through its BMC (for every boot if persistent; UEFI if efi),
+// and returns the job, pending: the leader's job runner runs it.
+func (p *Proposer) BootPXE(ctx context.Context, machineID string, persistent, efi bool) (*store.Job, error) {
+	var b [6]byte
+	rand.Read(b[:])
+	r, err := p.propose(ctx, QueueBootPXE, BootPXE{Job: "boot-pxe-" + hex.EncodeToString(b[:]), Machine: machineID,
+		Persistent: persistent, EFI: efi, Time: p.now(), By: actor(ctx, ActorSite)})
+	if err != nil {
+		return nil, err
+	}
+	return DecodeValue[store.Job](r)
+}
+
 // sealBMC replaces m's clear BMC password with its sealed form (any
 // sealed one it came with is dropped: only the site seals).
 func (p *Proposer) sealBMC(m *store.Machine) {

@@ -52,6 +52,7 @@ var table = command.Table[*store.Tx]{
 	BindWorkflow:         applyBindWorkflow,
 	PutSubnet:            applyPutSubnet,
 	SetCAGeneration:      applySetCAGeneration,
+	QueueBootPXE:         applyQueueBootPXE,
 }
 
 // Result is what applying a command returns, on the node that proposed

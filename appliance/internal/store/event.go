@@ -68,3 +68,28 @@ func (tx *Tx) EventsSince(since uint64, limit int) ([]*Event, error) {
 	}
 	return out, nil
 }
+
+// EventsBefore calls fn on the events with since < Seq < before, newest
+// first (before 0: from the newest), until fn returns false or there is
+// none left; it decodes only the events it hands to fn.
+func (tx *Tx) EventsBefore(since, before uint64, fn func(*Event) bool) error {
+	c := tx.tx.Bucket(bucketEvents).Cursor()
+	var k, v []byte
+	if before == 0 {
+		k, v = c.Last()
+	} else if k, v = c.Seek(u64(before)); k == nil {
+		k, v = c.Last()
+	} else {
+		k, v = c.Prev()
+	}
+	for ; k != nil && readU64(k) > since; k, v = c.Prev() {
+		e, err := decode[Event](bucketEvents, k, v)
+		if err != nil {
+			return err
+		}
+		if !fn(e) {
+			return nil
+		}
+	}
+	return nil
+}
