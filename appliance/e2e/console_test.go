@@ -120,7 +120,7 @@ func findByMAC(t *testing.T, b *browsertest.Browser) {
 	clickToPage(t, b, "nav-machines")
 	waitJS(t, b, 30*time.Second, "both machines listed",
 		`location.pathname === "/machines" && document.querySelectorAll('[data-test=machine-row]').length === 2`)
-	b.Fill("filter-mac", consoleMAC)
+	b.Fill("filter-q", "mac:"+consoleMAC)
 	clickToPage(t, b, "filter-submit")
 	waitJS(t, b, 30*time.Second, "the machine alone, found by its MAC",
 		`(() => { const rows = document.querySelectorAll('[data-test=machine-row]');
