@@ -124,7 +124,7 @@ func findByMAC(t *testing.T, b *browsertest.Browser) {
 	clickToPage(t, b, "filter-submit")
 	waitJS(t, b, 30*time.Second, "the machine alone, found by its MAC",
 		`(() => { const rows = document.querySelectorAll('[data-test=machine-row]');
-		  return location.search.includes("mac=") && rows.length === 1 && rows[0].getAttribute('data-machine') === "vm1" })()`)
+		  return location.search.includes("q=mac") && rows.length === 1 && rows[0].getAttribute('data-machine') === "vm1" })()`)
 	b.Capture("machines")
 }
 
