@@ -66,12 +66,15 @@ func (n *Node) reportGeneration() error {
 	seen := map[string]uint64{n.self.ID: own}
 	for id, cert := range n.raft.PeerCertificates() {
 		if g, ok := n.follower.Authority().GenerationOf(cert, gens); ok {
-			seen[id] = g
+			seen[id] = max(seen[id], g)
 		}
 	}
 	for id, gen := range seen {
 		m, err := n.db.Member(id)
-		if err != nil || m.Generation() == gen {
+		// A generation only rises: a lower one is a connection made
+		// before the node renewed (pooled, or in flight when it reset
+		// its connections), not the node's certificate now.
+		if err != nil || gen <= m.Generation() {
 			continue
 		}
 		m.CAGeneration = gen
