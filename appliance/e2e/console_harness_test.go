@@ -2,15 +2,15 @@ package e2e
 
 import (
 	"context"
-	"crypto/tls"
 	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sync"
 	"syscall"
 	"testing"
@@ -26,52 +26,42 @@ import (
 	"github.com/outposthq/outpost/appliance/internal/labsite"
 	"github.com/outposthq/outpost/internal/access"
 	"github.com/outposthq/outpost/internal/httpapi"
+	"github.com/outposthq/outpost/internal/pki"
 )
 
-// consoleTLS is how the console's appliance serves HTTPS and what the
-// browser trusts for it: the one place that chooses the CA. Today it is
-// the lab's ECDSA test CA, with a certificate for 127.0.0.1 given to
-// applianced through tls_cert and tls_key; once the API is HTTPS by
-// default with the site's own ECDSA CA, this is where the test switches
-// to trusting that CA (read from the node once it has started) and
-// gives applianced no certificate.
-type consoleTLS struct {
-	// Config is what applianced's configuration file says about TLS.
-	Config string
-	// CA is the certificate the browser and the test's client trust.
-	CA *x509.Certificate
-}
-
-func newConsoleTLS(t *testing.T) consoleTLS {
-	ca := lab.NewCA(t, "console test CA")
-	certFile, keyFile := lab.WriteKeyPair(t, ca.Issue("127.0.0.1"))
-	return consoleTLS{Config: fmt.Sprintf("tls_cert: %q\ntls_key: %q\n", certFile, keyFile), CA: ca.Cert}
-}
-
-// consoleSite is a real applianced serving its console over HTTPS, in a
-// namespace of the lab with a QEMU VM behind ipmi_sim (serial-over-LAN
-// included) whose BMC it drives. The API listens on 127.0.0.1:port in
-// the namespace, and the test forwards the same address on its own
-// loopback to it, so that the browser, outside, sees the console at
-// URL with the certificate's address.
+// consoleSite is a real applianced serving its console over HTTPS by
+// default, in a namespace of the lab with a QEMU VM behind ipmi_sim
+// (serial-over-LAN included) whose BMC it drives. Its API listens on
+// the namespace's network address (consoleAPIHost, on the VM's bridge),
+// so it serves a certificate from the site's API CA, which names the
+// loopback names too; the test forwards the same port of its own
+// loopback to it, so that the browser, outside, sees the console at URL
+// and trusts it by that CA alone, as api-ca.pem holds it.
 type consoleSite struct {
-	t       *testing.T
-	tls     consoleTLS
-	NS      *lab.Netns
-	BMC     *lab.IPMISim
-	Serial  string // the VM's serial console, as a file
-	URL     string // https://127.0.0.1:port
-	API     *client.Client
-	Token   string // admin's
-	bin     string
-	dataDir string
-	config  string
-	addr    string
-	raft    string
-	images  lab.Images
-	proc    *lab.Process
-	runs    int
+	t      *testing.T
+	NS     *lab.Netns
+	BMC    *lab.IPMISim
+	Serial string // the VM's serial console, as a file
+	URL    string // https://local, forwarded to addr
+	API    *client.Client
+	Token  string // admin's
+	// CA is the site's API CA, read from api-ca.pem; CAFingerprint the
+	// fingerprint applianced printed at start, which is CA's.
+	CA            *x509.Certificate
+	CAFingerprint string
+	bin           string
+	dataDir       string
+	addr          string // the API's, in the namespace
+	local         string // 127.0.0.1:port, where the test forwards from
+	raft          string
+	images        lab.Images
+	proc          *lab.Process
+	runs          int
 }
+
+// consoleAPIHost is the console appliance's address on the VM's bridge:
+// not loopback, so its API serves HTTPS by default.
+const consoleAPIHost = "198.18.0.1"
 
 // startConsoleSite starts the VM's namespace and BMC, and applianced in
 // it, and waits until applianced leads.
@@ -80,40 +70,66 @@ func startConsoleSite(t *testing.T) *consoleSite {
 	lab.Require(t, "root", "ip", "qemu-system-x86_64", "ipmi_sim", "ipmitool", "chromium", "certutil")
 	imgs := lab.BuildImages(t)
 	ns, sim, serial := lab.StartConsoleVM(t, imgs, "cbrowser")
-	s := &consoleSite{t: t, tls: newConsoleTLS(t), NS: ns, BMC: sim, Serial: serial, bin: bin,
+	ns.AddAddr("br0", consoleAPIHost+"/24")
+	s := &consoleSite{t: t, NS: ns, BMC: sim, Serial: serial, bin: bin,
 		dataDir: filepath.Join(t.TempDir(), "n1"), images: imgs}
-	// The same port on both loopbacks: the one outside is below the
-	// ephemeral range (freePort), those the lab took inside above it.
+	// The same port on the test's loopback as on the namespace's
+	// address; freePort's is below the ephemeral range, so it is free
+	// in the namespace too.
 	port := freePort(t)
-	s.addr = fmt.Sprintf("127.0.0.1:%d", port)
+	s.addr = fmt.Sprintf("%s:%d", consoleAPIHost, port)
 	s.raft = fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	s.URL = "https://" + s.addr
-	s.config = filepath.Join(t.TempDir(), "applianced.yaml")
-	if err := os.WriteFile(s.config, []byte(s.tls.Config), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	s.local = fmt.Sprintf("127.0.0.1:%d", port)
+	s.URL = "https://" + s.local
 	s.forward()
 	s.Start()
 	s.Token = s.waitToken()
-	s.API = client.NewWithHTTP(s.URL, s.Token, &http.Client{Timeout: time.Minute, Transport: &http.Transport{
-		DialContext:       ns.DialContext,
-		TLSClientConfig:   &tls.Config{RootCAs: s.pool()},
-		DisableKeepAlives: true,
-	}})
+	api, err := client.NewPinned(s.URL, s.Token, client.Pin{Fingerprint: s.CAFingerprint, CAFile: s.caFile()})
+	if err != nil {
+		t.Fatalf("pin the site's API CA: %v", err)
+	}
+	s.API = api
 	s.waitLeader()
 	return s
 }
 
-func (s *consoleSite) pool() *x509.CertPool {
-	p := x509.NewCertPool()
-	p.AddCert(s.tls.CA)
-	return p
+func (s *consoleSite) caFile() string { return filepath.Join(s.dataDir, "api-ca.pem") }
+
+// readCA waits for the line where applianced prints the site's API CA
+// fingerprint and the file it wrote the CA to, and checks that the file
+// is where the line says and holds that CA.
+func (s *consoleSite) readCA() (*x509.Certificate, string) {
+	s.t.Helper()
+	ctx, cancel := context.WithTimeout(s.t.Context(), time.Minute)
+	defer cancel()
+	re := regexp.MustCompile(`site API CA (sha256:[0-9a-f]{64}) \(PEM in (\S+)\)`)
+	line, err := s.proc.WaitForLine(ctx, re)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	m := re.FindStringSubmatch(line)
+	if m[2] != s.caFile() {
+		s.t.Errorf("applianced printed the API CA's file %s, want %s", m[2], s.caFile())
+	}
+	pemBytes, err := os.ReadFile(s.caFile())
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	if fp, err := pki.PEMFingerprint(pemBytes); err != nil || fp != m[1] {
+		s.t.Fatalf("api-ca.pem is %s (%v), applianced printed %s", fp, err, m[1])
+	}
+	b, _ := pem.Decode(pemBytes)
+	ca, err := x509.ParseCertificate(b.Bytes)
+	if err != nil {
+		s.t.Fatalf("api-ca.pem: %v", err)
+	}
+	return ca, m[1]
 }
 
 // Browser starts chromium allowed to reach the console only, trusting
-// its CA.
+// the site's API CA (and no other CA of its own).
 func (s *consoleSite) Browser() *browsertest.Browser {
-	return browsertest.Start(s.t, browsertest.Allow(s.URL), browsertest.TrustCA(s.tls.CA))
+	return browsertest.Start(s.t, browsertest.Allow(s.URL), browsertest.TrustCA(s.CA))
 }
 
 // Start starts applianced on the site's data directory (again, after
@@ -124,10 +140,16 @@ func (s *consoleSite) Start() {
 	s.proc = lab.StartProcess(s.t, lab.ProcessConfig{
 		Name:  fmt.Sprintf("applianced-%d", s.runs),
 		Netns: s.NS,
-		Args: []string{s.bin, "-config", s.config, "-id", "n1", "-data-dir", s.dataDir,
+		Args: []string{s.bin, "-id", "n1", "-data-dir", s.dataDir,
 			"-api-addr", s.addr, "-raft-addr", s.raft, "-artifact-dir", s.images.Dir,
 			"-bmc-poll-interval", "2s", "-log-level", "debug"},
 	})
+	ca, fp := s.readCA()
+	if s.CA == nil {
+		s.CA, s.CAFingerprint = ca, fp
+	} else if fp != s.CAFingerprint {
+		s.t.Fatalf("applianced restarted with the API CA %s, it had %s: the browser and the client trust that one", fp, s.CAFingerprint)
+	}
 	if s.API != nil {
 		s.waitLeader()
 	}
@@ -146,12 +168,12 @@ func (s *consoleSite) Stop() {
 	}
 }
 
-// forward serves the site's address on the test's loopback, each
-// connection passed to applianced in the namespace, until the test ends.
+// forward serves local on the test's loopback, each connection passed
+// to applianced's API in the namespace, until the test ends.
 func (s *consoleSite) forward() {
-	ln, err := net.Listen("tcp", s.addr)
+	ln, err := net.Listen("tcp", s.local)
 	if err != nil {
-		s.t.Fatalf("forward %s: %v", s.addr, err)
+		s.t.Fatalf("forward %s: %v", s.local, err)
 	}
 	var mu sync.Mutex
 	conns := map[net.Conn]bool{}

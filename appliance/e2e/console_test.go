@@ -27,16 +27,17 @@ const (
 )
 
 // TestConsoleBrowser: the web console of a real applianced, over HTTPS
-// with its CA trusted, in headless chromium, driving a QEMU VM behind
-// ipmi_sim. An operator signs in, finds the machine by MAC, powers it
-// through a confirmation and sees the BMC job and the power event come
-// into the machine page without a reload, reads the VM's boot messages
-// in the serial terminal and types a line the VM echoes; a POST without
-// the CSRF token is refused. A viewer sees no button and gets 403 for a
-// forged POST made with a valid session and CSRF token. When applianced
-// stops the page says "disconnected"; when it is back on the same data
-// directory the page catches up with the events made meanwhile, with no
-// gap in their numbers. The page asked nothing of any host but the
+// by default with the site's API CA (its api-ca.pem) trusted, in
+// headless chromium, driving a QEMU VM behind ipmi_sim. An operator
+// signs in, finds the machine by MAC, powers it through a confirmation
+// and sees the BMC job and the power event come into the machine page
+// without a reload, reads the VM's boot messages in the serial
+// terminal and types a line the VM echoes; a POST without the CSRF
+// token is refused. A viewer sees no button and gets 403 for a forged
+// POST made with a valid session and CSRF token. When applianced stops
+// the page says "disconnected"; when it is back on the same data
+// directory the page catches up with the events made meanwhile, with
+// no gap in their numbers. The page asked nothing of any host but the
 // appliance. With -browsertest.screenshots, every page is captured.
 func TestConsoleBrowser(t *testing.T) {
 	s := startConsoleSite(t)

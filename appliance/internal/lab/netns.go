@@ -188,9 +188,16 @@ func (n *Netns) Bridge(name, cidr string) {
 	n.t.Helper()
 	n.ip("link", "add", name, "type", "bridge", "stp_state", "0", "forward_delay", "0", "mcast_snooping", "0")
 	if cidr != "" {
-		n.ip("addr", "add", cidr, "dev", name)
+		n.AddAddr(name, cidr)
 	}
 	n.ip("link", "set", name, "up")
+}
+
+// AddAddr gives the link dev (a bridge made without one, say) the
+// address cidr ("198.18.0.1/24").
+func (n *Netns) AddAddr(dev, cidr string) {
+	n.t.Helper()
+	n.ip("addr", "add", cidr, "dev", dev)
 }
 
 // Tap creates a tap device for one VM, enslaves it to bridge and brings
