@@ -153,7 +153,7 @@ func (n *Node) open() error {
 	if err := n.catchUp(d, logs, snaps, f); err != nil {
 		return err
 	}
-	r, err := raft.NewRaft(rc, f, logs, logs, snaps, trans)
+	r, err := raft.NewRaft(rc, f, logs, logs, snaps, noPipeline{trans})
 	if err != nil {
 		return fmt.Errorf("raftnode: start raft: %w", err)
 	}

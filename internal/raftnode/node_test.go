@@ -504,3 +504,12 @@ func TestSnapshotCatchUp(t *testing.T) {
 		t.Errorf("late node's status %+v", st)
 	}
 }
+
+// The transport Raft is given refuses a pipeline (nopipeline.go): a
+// follower behind the leader is then caught up one AppendEntries at a
+// time (TestSnapshotCatchUp, TestClusterFailover show it is).
+func TestNoPipeline(t *testing.T) {
+	if _, err := (noPipeline{}).AppendEntriesPipeline("n2", "127.0.0.1:1"); !errors.Is(err, raft.ErrPipelineReplicationNotSupported) {
+		t.Errorf("AppendEntriesPipeline: %v, want raft.ErrPipelineReplicationNotSupported", err)
+	}
+}
