@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -102,10 +103,11 @@ func TestLinkOnEveryNode(t *testing.T) {
 	n1 := startNode(t, cfg1)
 	token := waitOut(t, n1.out, n1.done, regexp.MustCompile(`admin token \(shown once; also saved to .*\):\n  (\S+)\n`))[1]
 	urls := []string{cfg1.APIURL}
+	running, apiURL := map[string]*runningNode{cfg1.NodeID: n1}, map[string]string{cfg1.NodeID: cfg1.APIURL}
 	for _, id := range []string{"node2", "node3"} {
 		cfg := withCentral(testConfig(t))
 		cfg.NodeID, cfg.Join, cfg.JoinTokenFile = id, cfg1.APIURL, cfg1.AdminTokenPath()
-		startNode(t, cfg)
+		running[id], apiURL[id] = startNode(t, cfg), cfg.APIURL
 		urls = append(urls, cfg.APIURL)
 	}
 	ctx := t.Context()
@@ -125,7 +127,7 @@ func TestLinkOnEveryNode(t *testing.T) {
 		}
 	}
 	leader := func() string {
-		st, err := client.New(cfg1.APIURL, token).Cluster(ctx)
+		st, err := client.New(urls[0], token).Cluster(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -145,4 +147,13 @@ func TestLinkOnEveryNode(t *testing.T) {
 
 	cen.Restart()
 	everyNode("the link connected again", connected)
+
+	// The leader stops (handing leadership on): the new leader records
+	// its own link, named by it, on the nodes left.
+	old := leader()
+	running[old].stop()
+	urls = slices.DeleteFunc(urls, func(u string) bool { return u == apiURL[old] })
+	everyNode("the new leader's link", func(l *api.SyncStatus, state, reporter, lastErr string) bool {
+		return l.Link.Node != old && connected(l, state, reporter, lastErr)
+	})
 }
