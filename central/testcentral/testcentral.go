@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"testing"
 	"time"
 
@@ -24,6 +25,10 @@ type Central struct {
 	// Token is its first admin token, and TokenFile the file it is in.
 	Token     string
 	TokenFile string
+
+	t    testing.TB
+	cfg  *config.Config
+	stop func() // stops the running central; nil when stopped
 }
 
 // Option changes the configuration Start runs central with.
@@ -54,30 +59,62 @@ func Start(t testing.TB, opts ...Option) *Central {
 	for _, o := range opts {
 		o(cfg)
 	}
+	c := &Central{t: t, cfg: cfg}
+	t.Cleanup(c.Stop)
+	m := c.run(regexp.MustCompile(`API at (https?://\S+),[^\n]*\n(?s:.*)admin token \(shown once; also saved to ` +
+		regexp.QuoteMeta(cfg.AdminTokenPath()) + `\):\n  (\S+)\n`))
+	c.URL, c.Token, c.TokenFile = m[1], m[2], cfg.AdminTokenPath()
+	// A restart serves the same address.
+	cfg.Addr = strings.TrimPrefix(strings.TrimPrefix(c.URL, "http://"), "https://")
+	return c
+}
+
+// Stop stops central and waits until it has; a stopped central stays
+// stopped. Its data directory stays, for Restart.
+func (c *Central) Stop() {
+	if c.stop != nil {
+		c.stop()
+		c.stop = nil
+	}
+}
+
+// Restart starts a stopped central again on its data directory and
+// address, and returns once it serves.
+func (c *Central) Restart() {
+	c.t.Helper()
+	if c.stop != nil {
+		c.t.Fatal("testcentral: Restart of a running central")
+	}
+	c.run(regexp.MustCompile(`API at (https?://\S+),`))
+}
+
+// run runs central until Stop and returns the submatches of re once it
+// has printed a match.
+func (c *Central) run(re *regexp.Regexp) []string {
+	t := c.t
+	t.Helper()
 	out := &centraltest.Buffer{}
 	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- app.Run(ctx, cfg, log, out) }()
-	t.Cleanup(func() {
+	go func() { done <- app.Run(ctx, c.cfg, log, out) }()
+	c.stop = func() {
 		cancel()
 		if err := <-done; err != nil {
 			t.Errorf("testcentral: central stopped with %v", err)
 		}
-	})
-	re := regexp.MustCompile(`API at (https?://\S+),[^\n]*\n(?s:.*)admin token \(shown once; also saved to ` +
-		regexp.QuoteMeta(cfg.AdminTokenPath()) + `\):\n  (\S+)\n`)
+	}
 	deadline := time.After(startTimeout)
 	for {
 		if m := re.FindStringSubmatch(out.String()); m != nil {
-			return &Central{URL: m[1], Token: m[2], TokenFile: cfg.AdminTokenPath()}
+			return m
 		}
 		select {
 		case err := <-done:
 			done <- err
-			t.Fatalf("testcentral: central stopped before it printed its token (%v); it printed:\n%s", err, out)
+			t.Fatalf("testcentral: central stopped before it was ready (%v); it printed:\n%s", err, out)
 		case <-deadline:
-			t.Fatalf("testcentral: no admin token printed in %v; central printed:\n%s", startTimeout, out)
+			t.Fatalf("testcentral: not ready in %v; central printed:\n%s", startTimeout, out)
 		case <-time.After(10 * time.Millisecond):
 		}
 	}

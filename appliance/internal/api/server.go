@@ -179,6 +179,9 @@ func (s *Server) routes() []httpapi.Route {
 		{Pattern: "DELETE /v1/cluster/members/{id}", Role: admin, Handler: s.clusterRemove},
 		{Pattern: "POST /v1/cluster/ca/rotate", Role: admin, Handler: s.clusterRotateCA},
 
+		// The link to central, as the leader recorded it, on any node.
+		{Pattern: "GET /v1/sync", Role: viewer, Handler: s.syncStatus},
+
 		{Pattern: "/", Role: viewer, Handler: func(w http.ResponseWriter, r *http.Request) {
 			writeJSON(w, http.StatusNotFound, errorBody{Error: &errs.Error{
 				Code: errs.CodeNotFound, Message: "no route for " + r.Method + " " + r.URL.Path,

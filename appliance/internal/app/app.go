@@ -117,7 +117,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Write
 	}
 	// The web console answers every path but /v1/, which is the API's.
 	web, err := console.New(console.Config{Store: db, Site: n.Proposer, Cluster: node, SiteKey: key,
-		Lookup: api.TokenLookup(db), API: apiHandler, Link: link(syncer), Metrics: reg, Log: log.With("component", "console")})
+		Lookup: api.TokenLookup(db), API: apiHandler, Metrics: reg, Log: log.With("component", "console")})
 	if err != nil {
 		return err
 	}
@@ -148,14 +148,6 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Write
 	}
 	log.Info("stopping", "id", cfg.NodeID)
 	return err
-}
-
-// link is the console's view of the sync client; none when there is none.
-func link(c *syncclient.Client) console.Link {
-	if c == nil {
-		return nil
-	}
-	return c
 }
 
 // newRegistry holds every subsystem's metrics, served at /metrics.

@@ -73,6 +73,12 @@ func TestDataDirOfPreviousRelease(t *testing.T) {
 		t.Errorf("state after replaying the previous release's log (-want +got):\n%s", diff)
 	}
 
+	// The release recorded no link to central: it reads as unknown.
+	var link *store.Link
+	if err := db.View(func(tx *store.Tx) (err error) { link, err = tx.Link(); return err }); err != nil || link != nil {
+		t.Errorf("the previous release's link to central: %+v, %v; want none (unknown)", link, err)
+	}
+
 	// The release recorded no keys; the node pins its own, and its Raft
 	// port now admits members only.
 	if err := n.RegisterSelf(t.Context()); err != nil {

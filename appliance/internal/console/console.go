@@ -39,8 +39,6 @@ type Config struct {
 	// two of its routes (the serial console's websocket and the event
 	// stream), which it reaches with the session's token.
 	API http.Handler
-	// Link is the link to central, if this node has one configured.
-	Link Link
 	// Metrics is where the DHCP and TFTP servers keep their counters;
 	// nil shows none.
 	Metrics prometheus.Gatherer
@@ -59,12 +57,6 @@ type Proposer interface {
 // Cluster is what the console shows of the site's cluster.
 type Cluster interface {
 	Status() site.Status
-}
-
-// Link is the sync client's state (syncclient.Client).
-type Link interface {
-	Connected() bool
-	LastSync() time.Time
 }
 
 // Server is the console.

@@ -55,9 +55,22 @@
 // nav-events, signed-in-as, sign-out, disconnected (the banner).
 //
 //   - / (sign-in): signin-form, signin-token, signin-submit, signin-error.
-//   - /site: health, members, central (central-link,
+//   - /site: health, members, central (central-link with
+//     central-reporter, central-url, central-error, central-last-sync,
 //     central-undelivered, central-revision), machine-states, activity,
 //     in-flight (rows: flight; stalled).
+//
+// # The link to central on every node
+//
+// Only the Raft leader runs the sync client, so only it knows whether
+// central answers. Its client records the link in the replicated store
+// (the site's RecordLink command, store.Link) when it changes: up or
+// down, a new leader's first connection or failure, and at most once a
+// minute the last exchange or a new reason it is down. The overview
+// reads that record from this node's store on any node, and names the
+// leader that reported it; "last sync" is therefore up to a minute old.
+// A store without a record (no leader has reported, or one of a release
+// before it) shows the link as unknown. GET /v1/sync shows the same.
 //   - /machines: machine-filter (filter-q: one search box in
 //     machinequery's grammar, as GET /v1/machines?q=; filter-submit,
 //     filter-clear; filter-error naming the term a query could not be

@@ -20,11 +20,12 @@ type overviewData struct {
 	Flights  []flight
 }
 
-// centralView is the site's link to central as this node knows it.
+// centralView is the site's link to central: the cursors this node's
+// store holds, and the link as the leader last recorded it (nil:
+// unknown, no leader has reported one).
 type centralView struct {
-	Configured, Connected bool
-	LastSync              time.Time
-	AppliedRevision       uint64
+	Link            *store.Link
+	AppliedRevision uint64
 	// Undelivered counts the events central has not acknowledged.
 	Undelivered uint64
 }
@@ -49,7 +50,11 @@ func (s *Server) overview(w http.ResponseWriter, r *http.Request) {
 	d := overviewData{Status: s.cfg.Cluster.Status(), Activity: s.activity()}
 	err := s.cfg.Store.View(func(tx *store.Tx) error {
 		ss := tx.SyncState()
-		d.Central = centralView{AppliedRevision: ss.AppliedRevision}
+		link, err := tx.Link()
+		if err != nil {
+			return err
+		}
+		d.Central = centralView{Link: link, AppliedRevision: ss.AppliedRevision}
 		if last := tx.LastEventSeq(); last > ss.AckedSeq {
 			d.Central.Undelivered = last - ss.AckedSeq
 		}
@@ -65,9 +70,6 @@ func (s *Server) overview(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		s.failErr(w, r, err)
 		return
-	}
-	if s.cfg.Link != nil {
-		d.Central.Configured, d.Central.Connected, d.Central.LastSync = true, s.cfg.Link.Connected(), s.cfg.Link.LastSync()
 	}
 	s.render(w, r, http.StatusOK, "overview", "Site", d)
 }

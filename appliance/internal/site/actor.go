@@ -30,6 +30,7 @@ var (
 	ActorJobs    = access.SitePart("jobs")  // the BMC job runner and the power poller
 	ActorAgent   = access.SitePart("agent") // an installer's reports and discoveries
 	ActorTimer   = access.SitePart("timer") // the workflow timer: timeouts, deadlines
+	ActorSync    = access.SitePart("sync")  // the sync client's reports of the link to central
 )
 
 type actorKey struct{}

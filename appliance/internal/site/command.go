@@ -61,6 +61,7 @@ const (
 	PutSubnet            Type = 38 // Put[store.Subnet]: a subnet DHCP can serve, overlapping no other (apply_object.go)
 	SetCAGeneration      Type = 39 // CARotation: a step of a rotation of the site's CA (apply_ca.go)
 	QueueBootPXE         Type = 40 // BootPXE: an operator sets a machine's next boot to the network, as a boot_pxe job (apply_job.go)
+	RecordLink           Type = 41 // LinkReport: the leader's sync client reports the link to central (apply_link.go)
 )
 
 // Every payload but CommitLease's (always the DHCP server's) names its
@@ -309,4 +310,18 @@ type CARotation struct {
 type AckedPayload struct {
 	Seq  uint64    `json:"seq"`
 	Time time.Time `json:"time"`
+}
+
+// LinkReport is the payload of RecordLink: the state of the link to
+// central as node Node, the leader, sees it (store.Link's fields).
+// Time is when the proposer made the report.
+type LinkReport struct {
+	Node      string    `json:"node"`
+	Connected bool      `json:"connected"`
+	Since     time.Time `json:"since"`
+	LastSync  time.Time `json:"last_sync,omitzero"`
+	LastError string    `json:"last_error,omitempty"`
+	Central   string    `json:"central"`
+	Time      time.Time `json:"time"`
+	By        string    `json:"by,omitempty"`
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"maps"
+	"net/url"
+	"strings"
 	"time"
 
 	"github.com/outposthq/outpost/appliance/internal/actions"
@@ -127,6 +129,37 @@ func (p *Proposer) PrepareDesired(d *Desired) {
 func (p *Proposer) AckEvents(ctx context.Context, seq uint64) error {
 	_, err := p.propose(ctx, AckEvents, AckedPayload{Seq: seq, Time: p.now()})
 	return err
+}
+
+// RecordLink records the state of the link to central as the leader's
+// sync client sees it (apply_link.go). The proposer stamps the time,
+// drops any credentials, query or fragment from the central URL, and
+// cuts the error to store.MaxLinkError bytes.
+func (p *Proposer) RecordLink(ctx context.Context, r LinkReport) error {
+	r.Time, r.By = p.now(), actor(ctx, ActorSync)
+	r.Since, r.LastSync = r.Since.UTC(), r.LastSync.UTC()
+	r.Central = redactURL(r.Central)
+	r.LastError = strings.ToValidUTF8(truncate(r.LastError, store.MaxLinkError), "")
+	_, err := p.propose(ctx, RecordLink, r)
+	return err
+}
+
+// redactURL returns raw without user information, query or fragment.
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return ""
+	}
+	u.User, u.RawQuery, u.Fragment = nil, "", ""
+	return u.String()
+}
+
+// truncate cuts s to at most n bytes.
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
 }
 
 // PutMember records where a node of the site is reached.

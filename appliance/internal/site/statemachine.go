@@ -53,6 +53,7 @@ var table = command.Table[*store.Tx]{
 	PutSubnet:            applyPutSubnet,
 	SetCAGeneration:      applySetCAGeneration,
 	QueueBootPXE:         applyQueueBootPXE,
+	RecordLink:           applyRecordLink,
 }
 
 // Result is what applying a command returns, on the node that proposed

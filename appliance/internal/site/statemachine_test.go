@@ -369,6 +369,23 @@ func TestApplyEveryCommand(t *testing.T) {
 		}},
 	}, uint64(len(steps)+len(since)+3))
 
+	// An operator's next boot to the network; the leader's report of the
+	// link to central.
+	run([]cmdStep{
+		{QueueBootPXE, BootPXE{Job: "boot-pxe-1", Machine: "m2", Time: ts0, By: "alice"}, func(t *testing.T, r Result, i uint64) {
+			j, err := DecodeValue[store.Job](r)
+			if r.Err != nil || err != nil || j.ID != "boot-pxe-1" || j.Version != i {
+				t.Fatalf("result = %+v (err %v, decode %v), want job boot-pxe-1 at version %d", r, r.Err, err, i)
+			}
+		}},
+		{RecordLink, LinkReport{Node: "n1", Connected: true, Since: ts0, Central: "wss://central.example/v1/sync", Time: ts0}, func(t *testing.T, r Result, i uint64) {
+			l, err := DecodeValue[store.Link](r)
+			if r.Err != nil || err != nil || !l.Connected || l.Node != "n1" || l.Version != i {
+				t.Fatalf("result = %+v (err %v, decode %v), want n1's connected link at version %d", r, r.Err, err, i)
+			}
+		}},
+	}, uint64(len(steps)+len(since)+4))
+
 	for typ := range table {
 		if !covered[typ] {
 			t.Errorf("command type %d is in the apply table but not tested here", typ)

@@ -21,7 +21,7 @@ var (
 	bucketActiveJobs = []byte("jobs_active")      // id of a job that has not ended -> nothing
 	bucketOrders     = []byte("orders")           // id -> Order
 	bucketEvents     = []byte("events")           // big-endian seq -> Event
-	bucketSettings   = []byte("settings")         // "site" -> Settings, "ca" -> CA
+	bucketSettings   = []byte("settings")         // "site" -> Settings, "ca" -> CA, "link" -> Link
 	bucketMembers    = []byte("members")          // node id -> Member
 	bucketTokens     = []byte("tokens")           // token id -> Token
 )

@@ -35,10 +35,12 @@ const (
 // and acknowledgements (package site's proposer, which seals, draws
 // nonces and fills boot values as it does for the site's own writes).
 type Node interface {
+	ID() string
 	IsReadyLeader() bool
 	LeaderEpoch() uint64
 	ApplyDesired(ctx context.Context, d *site.Desired) (site.Result, *site.DesiredResult, error)
 	AckEvents(ctx context.Context, seq uint64) error
+	RecordLink(ctx context.Context, r site.LinkReport) error
 }
 
 // Config configures a Client.
@@ -93,6 +95,9 @@ type Client struct {
 	// lastSync is when central's last message was handled (Unix
 	// nanoseconds; 0: never since the start).
 	lastSync atomic.Int64
+	// link is the link as this node knows it while it leads; the
+	// reporter records it in the store for every node (link.go).
+	link *linkState
 }
 
 // New checks cfg and returns a Client.
@@ -139,7 +144,7 @@ func New(cfg Config) (*Client, error) {
 	if cfg.Insecure && slices.ContainsFunc(urls, func(u string) bool { return strings.HasPrefix(u, "ws://") }) {
 		log.Warn("sync with central over plain ws://: the site's credential and BMC passwords cross the network in the clear (insecure_central: for labs only)")
 	}
-	return &Client{cfg: cfg, urls: urls, log: log}, nil
+	return &Client{cfg: cfg, urls: urls, log: log, link: newLinkState()}, nil
 }
 
 // SyncURL returns the websocket URL of central's sync endpoint: a ws://
@@ -183,14 +188,25 @@ func (c *Client) LastSync() time.Time {
 // Run syncs while the node leads, until ctx ends. It returns nil then:
 // a failed connection is retried, never returned.
 func (c *Client) Run(ctx context.Context) error {
-	failures := 0
+	rctx, stopReport := context.WithCancel(ctx)
+	reported := make(chan struct{})
+	go func() { c.report(rctx); close(reported) }()
+	defer func() { stopReport(); <-reported }()
+	failures, epoch := 0, uint64(0)
 	for {
 		if !c.waitLeader(ctx) {
 			return nil
 		}
+		if e := c.cfg.Node.LeaderEpoch(); e != epoch {
+			// A new leadership: what this node knew of the link is old.
+			epoch = e
+			c.link.set(link{})
+		}
 		sctx, cancel := c.whileLeader(ctx)
-		welcomed, err := c.session(sctx, c.urls[c.turn%len(c.urls)])
+		url := c.urls[c.turn%len(c.urls)]
+		welcomed, err := c.session(sctx, url)
 		cancel()
+		c.sessionEnded(url, err)
 		if ctx.Err() != nil {
 			return nil
 		}

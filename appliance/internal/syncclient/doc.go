@@ -29,6 +29,13 @@
 //     goes only to a central whose certificate verifies (the system's
 //     roots, or Config.RootCAs): ws:// and http:// URLs are refused
 //     unless Config.Insecure is set, for labs.
+//   - The leader records the link in the store for every node's console
+//     (link.go, the site's RecordLink): when it comes up or goes down,
+//     when a new leadership's first session connects or fails, and when
+//     the record says otherwise (a late report of an old leader); the
+//     last exchange and a new reason for a link still down at most every
+//     ReportEvery. A session that ends because the node stopped leading
+//     records nothing: the next leader reports its own.
 //   - BMC passwords that central sends in the clear are sealed with the
 //     site key before they are proposed: the Raft log never holds them.
 package syncclient

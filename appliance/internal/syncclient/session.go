@@ -62,6 +62,8 @@ func (c *Client) session(ctx context.Context, url string) (welcomed bool, err er
 	}
 	c.connected.Store(true)
 	defer c.connected.Store(false)
+	c.lastSync.Store(time.Now().UnixNano())
+	c.link.set(link{known: true, connected: true, since: time.Now(), central: url})
 	s.log.Info("connected to central", "hello", hello, "version", s.welcome.Version,
 		"stored_seq", s.welcome.StoredSeq, "next_revision", s.welcome.NextRevision,
 		"heartbeat", s.welcome.HeartbeatInterval())
