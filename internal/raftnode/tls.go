@@ -157,6 +157,11 @@ type tlsStream struct {
 	mu      sync.Mutex
 	conns   map[*peerConn]struct{}
 	pending map[string]int // handshakes in progress by remote IP
+	// epoch counts ResetConnections (changed under mu): a connection
+	// whose handshake began in an earlier epoch is refused when it is
+	// tracked, for it may carry the identity the reset was meant to
+	// replace (a handshake in flight while the node renewed).
+	epoch uint64
 }
 
 func newTLSStream(bind string, adv net.Addr, t *TLS, verify func(pki.Peer) error, log *slog.Logger) (*tlsStream, error) {
@@ -239,6 +244,7 @@ func (s *tlsStream) startHandshake(c net.Conn) bool {
 // handshake secures an accepted connection and hands it on by its
 // protocol.
 func (s *tlsStream) handshake(c net.Conn) {
+	epoch := s.currentEpoch()
 	tc := tls.Server(c, s.server)
 	ctx, cancel := context.WithTimeout(context.Background(), handshakeTimeout)
 	err := tc.HandshakeContext(ctx)
@@ -252,7 +258,7 @@ func (s *tlsStream) handshake(c net.Conn) {
 	var conn net.Conn = tc
 	switch tc.ConnectionState().NegotiatedProtocol {
 	case ProtoRaft:
-		pc, err := s.track(tc, x509.ExtKeyUsageClientAuth)
+		pc, err := s.track(tc, x509.ExtKeyUsageClientAuth, epoch)
 		if err != nil {
 			tc.Close()
 			return
@@ -288,6 +294,7 @@ func (s *tlsStream) Accept() (net.Conn, error) {
 
 // Dial connects to a peer's Raft port (raft.StreamLayer).
 func (s *tlsStream) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
+	epoch := s.currentEpoch()
 	d := tls.Dialer{NetDialer: &net.Dialer{Timeout: timeout}, Config: s.client}
 	c, err := d.Dial("tcp", string(addr))
 	if err != nil {
@@ -298,7 +305,7 @@ func (s *tlsStream) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Co
 		tc.Close()
 		return nil, fmt.Errorf("raftnode: %s does not speak %s", addr, ProtoRaft)
 	}
-	pc, err := s.track(tc, x509.ExtKeyUsageServerAuth)
+	pc, err := s.track(tc, x509.ExtKeyUsageServerAuth, epoch)
 	if err != nil {
 		tc.Close()
 		return nil, err
@@ -343,9 +350,21 @@ func (c *peerConn) Close() error {
 	return c.Conn.Close()
 }
 
+// errReset refuses a connection whose handshake began before
+// ResetConnections.
+var errReset = errors.New("raftnode: the connection was made before the node reset its connections")
+
+func (s *tlsStream) currentEpoch() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.epoch
+}
+
 // track verifies a connection's peer again, as use (a client or a server
-// certificate), and keeps the connection for recheckLoop.
-func (s *tlsStream) track(tc *tls.Conn, use x509.ExtKeyUsage) (*peerConn, error) {
+// certificate), and keeps the connection for recheckLoop; a connection
+// whose handshake began before the epoch now (ResetConnections) is
+// refused.
+func (s *tlsStream) track(tc *tls.Conn, use x509.ExtKeyUsage, epoch uint64) (*peerConn, error) {
 	p, err := s.trust.Verify(tc.ConnectionState().PeerCertificates, use, time.Now())
 	if err != nil {
 		return nil, err
@@ -357,6 +376,9 @@ func (s *tlsStream) track(tc *tls.Conn, use x509.ExtKeyUsage) (*peerConn, error)
 	case <-s.done:
 		return nil, net.ErrClosed
 	default:
+	}
+	if s.epoch != epoch {
+		return nil, errReset
 	}
 	s.conns[pc] = struct{}{}
 	return pc, nil
@@ -460,6 +482,7 @@ func (n *Node) ResetConnections() {
 	}
 	if s := n.stream; s != nil {
 		s.mu.Lock()
+		s.epoch++
 		conns := make([]*peerConn, 0, len(s.conns))
 		for c := range s.conns {
 			conns = append(conns, c)
