@@ -102,8 +102,10 @@ func (s *Server) Handler() http.Handler {
 	root.Handle("GET /assets/", http.StripPrefix("/assets/", cacheAssets(http.FileServerFS(assets))))
 	root.Handle("/v1/", s.bridge(s.cfg.API))
 	// The API's unauthenticated probes keep their paths.
-	root.Handle("GET /healthz", s.cfg.API)
-	root.Handle("GET /metrics", s.cfg.API)
+	if s.cfg.API != nil {
+		root.Handle("GET /healthz", s.cfg.API)
+		root.Handle("GET /metrics", s.cfg.API)
+	}
 	root.Handle("/", s.requireSession(authed))
 	return securityHeaders(root)
 }
