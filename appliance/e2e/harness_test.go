@@ -19,13 +19,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	mrand "math/rand/v2"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -34,6 +31,7 @@ import (
 
 	"github.com/outposthq/outpost/appliance/internal/site"
 	"github.com/outposthq/outpost/appliance/internal/store"
+	"github.com/outposthq/outpost/internal/testnet"
 )
 
 // binDir holds the binaries built for this test run.
@@ -116,56 +114,9 @@ func buildCommand(pkg, name string) (string, error) {
 	return bin, nil
 }
 
-var (
-	portsMu sync.Mutex
-	ports   = map[int]bool{} // handed out in this run
-)
-
-// freePort returns a port on 127.0.0.1 that was free a moment ago and has
-// not been handed out before in this run. It is picked below the kernel's
-// ephemeral range when that is known, so that no outgoing connection can
-// take the port of a node that is down for a restart.
-func freePort(t *testing.T) int {
-	t.Helper()
-	portsMu.Lock()
-	defer portsMu.Unlock()
-	low := ephemeralLow()
-	for range 1000 {
-		addr := "127.0.0.1:0"
-		if low > 11000 {
-			addr = fmt.Sprintf("127.0.0.1:%d", 10000+mrand.IntN(low-10000))
-		}
-		ln, err := net.Listen("tcp", addr)
-		if err != nil {
-			continue
-		}
-		port := ln.Addr().(*net.TCPAddr).Port
-		ln.Close()
-		if !ports[port] {
-			ports[port] = true
-			return port
-		}
-	}
-	t.Fatal("e2e: no free port on 127.0.0.1")
-	return 0
-}
-
-// ephemeralLow is the lowest port Linux gives outgoing connections, or 0.
-func ephemeralLow() int {
-	raw, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
-	if err != nil {
-		return 0
-	}
-	f := strings.Fields(string(raw))
-	if len(f) != 2 {
-		return 0
-	}
-	low, err := strconv.Atoi(f[0])
-	if err != nil {
-		return 0
-	}
-	return low
-}
+// freePort returns a port on 127.0.0.1 that was free a moment ago, below
+// the ephemeral range (testnet.FreePort).
+func freePort(t *testing.T) int { return testnet.FreePort(t) }
 
 // node is one appliance: its identity, flags and data survive restarts;
 // proc is its current (or last) process.

@@ -21,6 +21,7 @@ import (
 	"github.com/outposthq/outpost/internal/errs"
 	"github.com/outposthq/outpost/internal/httpapi"
 	"github.com/outposthq/outpost/internal/httpserve/servetest"
+	"github.com/outposthq/outpost/internal/testwait"
 )
 
 // waitTimeout bounds every wait; waits end when their condition holds.
@@ -349,13 +350,9 @@ func TestConnectionCaps(t *testing.T) {
 		}
 	}
 	a1.Close()
-	deadline := time.Now().Add(waitTimeout)
-	for testutil.ToFloat64(ts.metrics.open.WithLabelValues("test")) != 2 {
-		if time.Now().After(deadline) {
-			t.Fatal("the closed connection's slot was not given back")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testwait.For(t, "the closed connection's slot to be given back", waitTimeout, func() bool {
+		return testutil.ToFloat64(ts.metrics.open.WithLabelValues("test")) == 2
+	})
 	if _, err := open("127.0.0.3"); err != nil {
 		t.Errorf("after a connection closed: %v", err)
 	}

@@ -49,6 +49,14 @@ func FreeAddr(t testing.TB) string {
 	return ""
 }
 
+// FreePort is FreeAddr's port.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	_, port, _ := net.SplitHostPort(FreeAddr(t))
+	n, _ := strconv.Atoi(port)
+	return n
+}
+
 // ephemeralLow is the lowest port Linux gives outgoing connections, or 0.
 func ephemeralLow() int {
 	raw, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")

@@ -25,6 +25,7 @@ import (
 	"github.com/outposthq/outpost/internal/httpapi/routetest"
 	"github.com/outposthq/outpost/internal/seal"
 	"github.com/outposthq/outpost/internal/testdir"
+	"github.com/outposthq/outpost/internal/testwait"
 )
 
 // adminRoutes are the routes only an admin may use: tokens, cluster
@@ -81,26 +82,14 @@ func createToken(t *testing.T, n *apptest.Node, name string, role access.Role) s
 	return out.Token
 }
 
-// ready waits until n's node leads and has applied its own first entry,
-// so that the applied index moves only with the test's writes.
-func ready(t *testing.T, n *apptest.Node) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !n.Node.IsReadyLeader() {
-		if time.Now().After(deadline) {
-			t.Fatal("the node is not a ready leader")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // TestViewerOnEveryRoute: over every route of the route table, a viewer
 // token gets 403 on each that writes and 200 or 404 on each read but the
 // admin's; nothing it asked changed anything.
 func TestViewerOnEveryRoute(t *testing.T) {
 	n := apptest.Start(t)
 	viewer := createToken(t, n, "tech-laptop", access.Viewer)
-	ready(t, n)
+	// apptest.Start returns a ready leader: the applied index moves only
+	// with the test's writes.
 	before := n.DB.AppliedIndex()
 	routetest.Viewer(t, routes(n), viewer)
 	if after := n.DB.AppliedIndex(); after != before {
@@ -124,14 +113,10 @@ func TestExpiredToken(t *testing.T) {
 	if code != http.StatusCreated || json.Unmarshal([]byte(body), &tok) != nil || tok.ExpiresAt.IsZero() {
 		t.Fatalf("create a token expiring in 1s: %d %s", code, body)
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	testwait.For(t, "the token to stop opening routes", 30*time.Second, func() bool {
 		code, body = call(t, n, "GET", "/v1/machines", tok.Token, "")
-		if code != http.StatusOK || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return code != http.StatusOK
+	})
 	if code != http.StatusUnauthorized || !strings.Contains(decodeErr(t, body).Error.Message, "expired") {
 		t.Fatalf("after its expiry: %d %s, want 401 saying it expired", code, body)
 	}
@@ -145,7 +130,6 @@ func TestExpiredToken(t *testing.T) {
 // naming the field, and creates nothing.
 func TestTokenRequestRefused(t *testing.T) {
 	n := apptest.Start(t)
-	ready(t, n)
 	tests := map[string]struct{ body, field string }{
 		"no role":       {`{"name":"ci"}`, "role"},
 		"unknown role":  {`{"name":"ci","role":"root"}`, "role"},
@@ -259,13 +243,7 @@ func TestTokenOfPreviousRelease(t *testing.T) {
 		Cluster: node, Log: log}).Handler()
 	srv.Start()
 	t.Cleanup(srv.Close)
-	deadline := time.Now().Add(30 * time.Second)
-	for !node.IsReadyLeader() {
-		if time.Now().After(deadline) {
-			t.Fatal("the node did not lead its own cluster")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testwait.For(t, "the node to lead its own cluster", 30*time.Second, node.IsReadyLeader)
 	n := &apptest.Node{URL: url, DB: db}
 	// The fixture's tokens: "admin" and "gone" (deleted), both of secret
 	// "test" (make_fixture_test.go.txt).

@@ -4,7 +4,6 @@ import (
 	"context"
 	"log/slog"
 	"testing"
-	"time"
 
 	"github.com/outposthq/outpost/appliance/internal/apptest"
 	"github.com/outposthq/outpost/appliance/internal/client"
@@ -12,6 +11,7 @@ import (
 	"github.com/outposthq/outpost/appliance/internal/lab"
 	"github.com/outposthq/outpost/appliance/internal/store"
 	"github.com/outposthq/outpost/internal/httpapi"
+	"github.com/outposthq/outpost/internal/testwait"
 )
 
 // TestBootPXEThroughIPMISim: an operator's POST /v1/machines/{id}/boot-pxe
@@ -80,15 +80,9 @@ func TestBootPXEThroughIPMISim(t *testing.T) {
 // waitJob waits until job id has ended and returns it.
 func waitJob(t *testing.T, c *client.Client, id string) *store.Job {
 	t.Helper()
-	deadline := time.Now().Add(waitTimeout)
-	for {
-		var j store.Job
-		if err := c.Get(t.Context(), "jobs", id, &j); err == nil && j.Done() {
-			return &j
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("job %s did not end", id)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	var j store.Job
+	testwait.For(t, "job "+id+" to end", waitTimeout, func() bool {
+		return c.Get(t.Context(), "jobs", id, &j) == nil && j.Done()
+	})
+	return &j
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/outposthq/outpost/internal/raftnode"
 	"github.com/outposthq/outpost/internal/raftnode/rafttest"
 	"github.com/outposthq/outpost/internal/seal"
+	"github.com/outposthq/outpost/internal/testwait"
 )
 
 // runningNode is an appliance running Run in the test's process.
@@ -59,13 +60,7 @@ func startNode(t *testing.T, cfg *config.Config) *runningNode {
 // waitFor polls cond until it holds, for at most waitTimeout.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(waitTimeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testwait.For(t, what, waitTimeout, cond)
 }
 
 // member returns id's row of the cluster status as c's node sees it.

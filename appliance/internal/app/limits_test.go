@@ -21,6 +21,7 @@ import (
 	"github.com/outposthq/outpost/internal/conf"
 	"github.com/outposthq/outpost/internal/httpserve"
 	"github.com/outposthq/outpost/internal/httpserve/servetest"
+	"github.com/outposthq/outpost/internal/testwait"
 )
 
 // startLimited runs an appliance with a boot service, its deadlines
@@ -133,8 +134,7 @@ func mustGet(t *testing.T, url, token string, want int) {
 // waitMetric waits until the metric's value at url is at least want.
 func waitMetric(t *testing.T, url, metric string, want float64) {
 	t.Helper()
-	deadline := time.Now().Add(waitTimeout)
-	for {
+	testwait.For(t, fmt.Sprintf("%s to reach %v", metric, want), waitTimeout, func() bool {
 		resp, err := http.Get(url)
 		if err != nil {
 			t.Fatal(err)
@@ -144,13 +144,10 @@ func waitMetric(t *testing.T, url, metric string, want float64) {
 		for _, line := range strings.Split(string(raw), "\n") {
 			if v, ok := strings.CutPrefix(line, metric+" "); ok {
 				if f, _ := strconv.ParseFloat(v, 64); f >= want {
-					return
+					return true
 				}
 			}
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s did not reach %v", metric, want)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return false
+	})
 }

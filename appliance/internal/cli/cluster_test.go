@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/outposthq/outpost/appliance/internal/site"
+	"github.com/outposthq/outpost/internal/testwait"
 )
 
 // An operator rotates the site's CA with the CLI: finish is refused with
@@ -26,20 +27,13 @@ func TestClusterRotateCA(t *testing.T) {
 	if !strings.HasPrefix(out, "site CA rotation begun: generation 2 is current, 1 still trusted") {
 		t.Errorf("begin: %q", out)
 	}
-	deadline := time.Now().Add(30 * time.Second)
 	var st site.Status
-	for {
+	testwait.For(t, "n1 to report its renewal", 30*time.Second, func() bool {
 		if err := json.Unmarshal([]byte(s.mustRun(t, "", "cluster", "status", "-o", "json")), &st); err != nil {
 			t.Fatal(err)
 		}
-		if len(st.Members) == 1 && st.Members[0].Renewed {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("n1 did not report its renewal: %+v", st.Members)
-		}
-		time.Sleep(20 * time.Millisecond) // the next poll
-	}
+		return len(st.Members) == 1 && st.Members[0].Renewed
+	})
 	if st.CA == nil || st.CA.Generation != 2 || !st.CA.Rotating || len(st.CA.CAs) != 2 || st.CA.CAs[0].Fingerprint == st.CA.CAs[1].Fingerprint {
 		t.Errorf("the CA during the rotation: %+v", st.CA)
 	}

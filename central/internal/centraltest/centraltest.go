@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/outposthq/outpost/internal/testnet"
+	"github.com/outposthq/outpost/internal/testwait"
 )
 
 // Buffer is a log sink safe for concurrent writes and reads.
@@ -44,11 +45,5 @@ func FreeAddr(t testing.TB) string { return testnet.FreeAddr(t) }
 // test if it does not within 20 s.
 func WaitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testwait.For(t, what, 20*time.Second, cond)
 }

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	"github.com/outposthq/outpost/internal/pki"
 	"github.com/outposthq/outpost/internal/raftnode"
 	"github.com/outposthq/outpost/internal/raftnode/rafttest"
+	"github.com/outposthq/outpost/internal/testwait"
 )
 
 // heldIdentity copies tn's key and certificate aside and loads them.
@@ -51,18 +53,11 @@ func heartbeat(t *testing.T, addr string, ident *pki.Identity, trust *pki.Trust)
 // waitRenewed waits until db's records of ids report generation gen.
 func waitRenewed(t *testing.T, db *store.DB, gen uint64, ids ...string) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
 	for _, id := range ids {
-		for {
+		testwait.For(t, fmt.Sprintf("%s's record to name generation %d", id, gen), 30*time.Second, func() bool {
 			m, err := db.Member(id)
-			if err == nil && m.Generation() == gen {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s's record: %+v, %v; want generation %d", id, m, err, gen)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+			return err == nil && m.Generation() == gen
+		})
 	}
 }
 
