@@ -2,42 +2,25 @@ package api
 
 import (
 	"net/http"
-	"time"
 
+	"github.com/outposthq/outpost/central/client"
 	"github.com/outposthq/outpost/central/internal/hub"
 	"github.com/outposthq/outpost/central/internal/store"
 	"github.com/outposthq/outpost/internal/httpapi"
 )
 
-// siteView is a site as the API shows it: never its credential's hash.
-type siteView struct {
-	ID        string     `json:"id"`
-	Name      string     `json:"name"`
-	CreatedAt time.Time  `json:"created_at"`
-	Sync      syncStatus `json:"sync"`
-}
-
-// syncStatus is where a site's sync stands.
-type syncStatus struct {
-	Connected      bool      `json:"connected"`
-	ConnectedSince time.Time `json:"connected_since,omitzero"`
-	Remote         string    `json:"remote,omitempty"`
-	// LastSeen is when central last heard from the site.
-	LastSeen time.Time `json:"last_seen,omitzero"`
-	// LatestRevision is the site's latest desired revision, and
-	// AckedRevision the last one the site acknowledged.
-	LatestRevision uint64 `json:"latest_revision"`
-	AckedRevision  uint64 `json:"acked_revision"`
-	// StoredSeq is the highest event sequence stored.
-	StoredSeq uint64           `json:"stored_seq"`
-	LostSeqs  []store.SeqRange `json:"lost_seqs,omitempty"`
-}
+// siteView is a site as the API shows it (never its credential's hash):
+// the wire type central's client reads, written once.
+type siteView = client.Site
 
 func (s *Server) view(site *store.Site) siteView {
-	v := siteView{ID: site.ID, Name: site.Name, CreatedAt: site.CreatedAt, Sync: syncStatus{
+	v := siteView{ID: site.ID, Name: site.Name, CreatedAt: site.CreatedAt, Sync: client.SyncStatus{
 		LastSeen: site.LastSeen, LatestRevision: site.Revision, AckedRevision: site.AckedRevision,
-		StoredSeq: site.StoredSeq, LostSeqs: site.Lost,
+		StoredSeq: site.StoredSeq,
 	}}
+	for _, r := range site.Lost {
+		v.Sync.LostSeqs = append(v.Sync.LostSeqs, client.SeqRange{First: r.First, Last: r.Last})
+	}
 	var st hub.Status
 	if s.hub != nil {
 		st = s.hub.Status(site.ID)
