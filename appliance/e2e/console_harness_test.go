@@ -310,7 +310,7 @@ func clickToPage(t *testing.T, b *browsertest.Browser, name string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(b.Context(), time.Minute)
 	defer cancel()
-	resp, err := chromedp.RunResponse(ctx, chromedp.Click(browsertest.Sel(name), chromedp.NodeVisible))
+	resp, err := chromedp.RunResponse(ctx, browsertest.ClickAction(browsertest.Sel(name)))
 	if err != nil {
 		t.Fatalf("click %s: %v", name, err)
 	}

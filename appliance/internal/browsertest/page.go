@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/chromedp/chromedp"
 )
@@ -57,7 +58,23 @@ func (b *Browser) Fill(name, value string) {
 func (b *Browser) Click(name string) {
 	b.t.Helper()
 	sel := Sel(name)
-	b.do("click "+string(sel), chromedp.Click(sel, chromedp.NodeVisible))
+	b.do("click "+string(sel), ClickAction(sel))
+}
+
+// ClickAction clicks the visible element sel, finding it again if the
+// page replaced it between finding and clicking (a live region the page
+// swapped in: the browser then answers that the node is gone, and
+// nothing was clicked).
+func ClickAction(sel chromedp.CSS) chromedp.Action[chromedp.Void] {
+	click := chromedp.Click(sel, chromedp.NodeVisible)
+	return func(ctx context.Context, t *chromedp.Target) (chromedp.Void, error) {
+		for {
+			v, err := click(ctx, t)
+			if err == nil || !strings.Contains(err.Error(), "Could not find node with given id") || ctx.Err() != nil {
+				return v, err
+			}
+		}
+	}
 }
 
 // TextOf returns the visible text of the element data-test=name.
