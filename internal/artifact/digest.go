@@ -1,0 +1,61 @@
+package artifact
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// Digest is an artifact's SHA-256 in lowercase hexadecimal (64 digits).
+type Digest string
+
+// Prefix is how a digest is written where other references may appear
+// too: "sha256:<hex>".
+const Prefix = "sha256:"
+
+// ErrBadDigest refuses a string that is not a SHA-256.
+var ErrBadDigest = errors.New("artifact: not a sha256 digest (64 hexadecimal digits)")
+
+// ParseDigest reads "<hex>" or "sha256:<hex>", in either case.
+func ParseDigest(s string) (Digest, error) {
+	h := strings.ToLower(strings.TrimPrefix(strings.TrimPrefix(s, Prefix), "SHA256:"))
+	if len(h) != 2*sha256.Size {
+		return "", fmt.Errorf("%w: %q", ErrBadDigest, clip(s))
+	}
+	if _, err := hex.DecodeString(h); err != nil {
+		return "", fmt.Errorf("%w: %q", ErrBadDigest, clip(s))
+	}
+	return Digest(h), nil
+}
+
+// IsRef reports whether s is written as a digest reference
+// ("sha256:<hex>"), as an image's kernel or initrd may be.
+func IsRef(s string) bool {
+	_, err := ParseDigest(s)
+	return err == nil && strings.HasPrefix(strings.ToLower(s), Prefix)
+}
+
+// Ref is d as a reference: "sha256:<hex>".
+func (d Digest) Ref() string { return Prefix + string(d) }
+
+// Short is the first twelve digits, for messages.
+func (d Digest) Short() string {
+	if len(d) < 12 {
+		return string(d)
+	}
+	return string(d[:12])
+}
+
+func (d Digest) valid() bool {
+	_, err := ParseDigest(string(d))
+	return err == nil && strings.ToLower(string(d)) == string(d)
+}
+
+func clip(s string) string {
+	if len(s) > 80 {
+		return s[:80] + "..."
+	}
+	return s
+}
