@@ -21,15 +21,19 @@ type Image struct {
 	Name string `json:"name"`
 	// Type is ImageOS or ImageInstaller; empty means ImageOS.
 	Type string `json:"type"`
-	// URL or File locates an OS image: an http(s) URL the site fetches,
-	// or a file under the site's image directory.
+	// SHA256 alone names a content-addressed OS image: an artifact
+	// central holds, which the site pulls from central once and keeps on
+	// every node. URL (an http(s) URL the site pulls itself) or File (a
+	// file under each node's artifact directory, placed by hand) are the
+	// older ways, at most one of them.
 	URL    string `json:"url,omitempty"`
 	File   string `json:"file,omitempty"`
 	Format string `json:"format,omitempty"`
 	Size   uint64 `json:"size_bytes,omitempty"`
 	// SHA256 is the image's digest, 64 hexadecimal digits.
 	SHA256 string `json:"sha256,omitempty"`
-	// Kernel and Initrd locate an installer's two parts (URL or file).
+	// Kernel and Initrd locate an installer's two parts: an artifact
+	// ("sha256:<hex>", as an OS image's SHA256), a URL or a file.
 	Kernel  string `json:"kernel,omitempty"`
 	Initrd  string `json:"initrd,omitempty"`
 	Cmdline string `json:"cmdline,omitempty"`
@@ -60,8 +64,10 @@ func (i *Image) Validate() error {
 		return nil
 	}
 	switch {
-	case (i.URL == "") == (i.File == ""):
-		return invalid(KindImage, "url", "exactly one of url and file is required")
+	case i.URL != "" && i.File != "":
+		return invalid(KindImage, "url", "at most one of url and file may be given")
+	case i.URL == "" && i.File == "" && i.SHA256 == "":
+		return invalid(KindImage, "sha256", "is required: an os image is its sha256 (an artifact), or a url or file")
 	case i.URL != "" && !httpURL(i.URL):
 		return invalid(KindImage, "url", "%q is not an http or https URL", clip(i.URL))
 	}

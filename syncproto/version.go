@@ -16,6 +16,12 @@ import "fmt"
 //     typed (Order, Machine, Image, Template; DecodeObject) and their rules
 //     written down; their JSON is what the appliance already exchanged,
 //     so the wire does not change.
+//   - 2026-12-07, still version 1: an OS image may be its sha256 alone,
+//     and an installer's kernel and initrd "sha256:<hex>": artifacts
+//     central holds, which the site pulls from central (GET
+//     /v1/sites/{site}/artifacts/{sha256}, with the site's credential).
+//     A site of an older release refuses such an image, naming the
+//     field, in a sync.refused event: nothing is misread.
 const (
 	Version    = 1
 	MinVersion = 1

@@ -21,14 +21,17 @@ type Image struct {
 	Meta
 	Name string `json:"name"`
 	Type string `json:"type"`
-	// URL or File locates an OS image: an http(s) URL the appliance
-	// fetches, or a file under the appliance's image directory.
+	// SHA256 alone names a content-addressed OS image: an artifact the
+	// site keeps on every node (package artifacts). URL (an http(s) URL
+	// the site pulls into its artifacts) or File (a file under each
+	// node's artifact directory, placed by hand) are the older ways.
 	URL    string `json:"url,omitempty"`
 	File   string `json:"file,omitempty"`
 	Format string `json:"format,omitempty"`
 	Size   uint64 `json:"size_bytes,omitempty"`
 	SHA256 string `json:"sha256,omitempty"`
-	// Kernel and Initrd locate an installer's two parts (URL or file).
+	// Kernel and Initrd locate an installer's two parts: an artifact
+	// ("sha256:<hex>"), a URL or a file.
 	Kernel  string `json:"kernel,omitempty"`
 	Initrd  string `json:"initrd,omitempty"`
 	Cmdline string `json:"cmdline,omitempty"`
@@ -60,8 +63,11 @@ func (i *Image) Validate() error {
 	}
 	switch i.Type {
 	case ImageOS:
-		if (i.URL == "") == (i.File == "") {
-			return errs.Invalid("url", "exactly one of url and file is required")
+		switch {
+		case i.URL != "" && i.File != "":
+			return errs.Invalid("url", "at most one of url and file may be given")
+		case i.URL == "" && i.File == "" && i.SHA256 == "":
+			return errs.Invalid("sha256", "is required: an os image is its sha256 (an artifact), or a url or file")
 		}
 		if err := validLocation("url", i.URL); err != nil {
 			return err
