@@ -20,21 +20,30 @@ var ErrBadDigest = errors.New("artifact: not a sha256 digest (64 hexadecimal dig
 
 // ParseDigest reads "<hex>" or "sha256:<hex>", in either case.
 func ParseDigest(s string) (Digest, error) {
-	h := strings.ToLower(strings.TrimPrefix(strings.TrimPrefix(s, Prefix), "SHA256:"))
+	h, _ := cutPrefixFold(s, Prefix)
 	if len(h) != 2*sha256.Size {
 		return "", fmt.Errorf("%w: %q", ErrBadDigest, clip(s))
 	}
 	if _, err := hex.DecodeString(h); err != nil {
 		return "", fmt.Errorf("%w: %q", ErrBadDigest, clip(s))
 	}
-	return Digest(h), nil
+	return Digest(strings.ToLower(h)), nil
+}
+
+// cutPrefixFold is strings.CutPrefix ignoring ASCII case.
+func cutPrefixFold(s, prefix string) (string, bool) {
+	if len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix) {
+		return s[len(prefix):], true
+	}
+	return s, false
 }
 
 // IsRef reports whether s is written as a digest reference
 // ("sha256:<hex>"), as an image's kernel or initrd may be.
 func IsRef(s string) bool {
 	_, err := ParseDigest(s)
-	return err == nil && strings.HasPrefix(strings.ToLower(s), Prefix)
+	_, ref := cutPrefixFold(s, Prefix)
+	return err == nil && ref
 }
 
 // Ref is d as a reference: "sha256:<hex>".
@@ -48,9 +57,11 @@ func (d Digest) Short() string {
 	return string(d[:12])
 }
 
+// valid reports whether d is written as a Digest is: 64 lowercase
+// hexadecimal digits, without the prefix.
 func (d Digest) valid() bool {
-	_, err := ParseDigest(string(d))
-	return err == nil && strings.ToLower(string(d)) == string(d)
+	p, err := ParseDigest(string(d))
+	return err == nil && p == d
 }
 
 func clip(s string) string {

@@ -12,10 +12,11 @@
 //     is exactly the artifact: nothing corrupt or partial is ever served.
 //   - Store.Put takes an upload (central's operator); Store.Fetch pulls an
 //     artifact over HTTP(S) from a source: an upstream URL, central, or a
-//     peer node. A fetch that breaks resumes from the bytes it has (Range,
-//     If-Range); its bandwidth may be capped; a transfer whose bytes do not
-//     hash to the digest is thrown away whole and reported as a
-//     *CorruptError.
+//     peer node. A fetch that breaks resumes from the bytes it has, from
+//     the same source or another (Range: the bytes of a digest are the
+//     same everywhere, and the hash of the whole judges them); its
+//     bandwidth may be capped; a transfer whose bytes do not hash to the
+//     digest is thrown away whole and reported as a *CorruptError.
 //   - Serve answers GET and HEAD of one artifact with Range and the digest
 //     as a strong ETag; the file goes from the page cache to the socket
 //     with sendfile(2).

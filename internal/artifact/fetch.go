@@ -6,8 +6,10 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -35,7 +37,8 @@ type Source struct {
 
 // FetchOptions tune one fetch.
 type FetchOptions struct {
-	// Limit caps the transfer's bandwidth; nil means no cap.
+	// Limit caps the transfer's bandwidth; nil (or an infinite limit)
+	// means no cap. The body is read in pieces of at most its burst.
 	Limit *rate.Limiter
 	// Progress is called as bytes arrive (at most about once per MiB)
 	// with the bytes held so far and the artifact's size.
@@ -51,13 +54,18 @@ const DefaultStall = 30 * time.Second
 
 var errStalled = errors.New("artifact: the transfer stalled")
 
+// ErrFetching refuses a fetch of a digest another fetch is writing.
+var ErrFetching = errors.New("artifact: already being fetched")
+
 // Fetch makes the store hold d, of size bytes (negative: unknown), from
 // src. It resumes a partial transfer left by an earlier fetch (from any
 // source: the bytes of a digest are the same everywhere) with a Range
 // request, and hashes everything before it publishes: bytes that do not
 // hash to d are thrown away, the partial file with them, and a
-// *CorruptError returned. A transfer that breaks keeps what arrived for
-// the next fetch. It returns the bytes transferred by this call.
+// *CorruptError returned; so are the bytes of a source that sends more
+// than size (ErrTooLarge). A transfer that breaks, stalls or ends short
+// keeps what arrived for the next fetch. It returns the bytes transferred
+// by this call.
 func (s *Store) Fetch(ctx context.Context, src Source, d Digest, size int64, opt FetchOptions) (int64, error) {
 	if !d.valid() {
 		return 0, fmt.Errorf("%w: %q", ErrBadDigest, clip(string(d)))
@@ -65,58 +73,94 @@ func (s *Store) Fetch(ctx context.Context, src Source, d Digest, size int64, opt
 	if _, ok := s.Stat(d); ok {
 		return 0, nil
 	}
-	s.mu.Lock()
-	if s.fetching[d] {
-		s.mu.Unlock()
-		return 0, fmt.Errorf("artifact %s: already being fetched", d.Short())
+	if err := s.claim(d); err != nil {
+		return 0, err
 	}
-	s.fetching[d] = true
-	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		delete(s.fetching, d)
-		s.mu.Unlock()
-	}()
+	defer s.release(d)
 
-	f, err := os.OpenFile(s.partial(d), os.O_RDWR|os.O_CREATE, 0o640)
+	f, h, held, err := s.openPartial(d, size)
 	if err != nil {
-		return 0, fmt.Errorf("artifact %s: %w", d.Short(), err)
+		return 0, err
 	}
 	defer f.Close()
-	h := sha256.New()
-	held, err := io.Copy(h, f) // what an earlier fetch left
-	if err != nil {
-		return 0, fmt.Errorf("artifact %s: read partial: %w", d.Short(), err)
+	held, got, err := s.transfer(ctx, src, d, size, held, f, h, opt)
+	total := held + got
+	switch {
+	case errors.Is(err, ErrTooLarge):
+		os.Remove(s.partial(d)) // not the artifact: none of it is worth resuming
+		return got, fmt.Errorf("artifact %s from %s: more than its %d bytes: %w", d.Short(), src.Name, size, err)
+	case err == nil && size >= 0 && total < size:
+		err = fmt.Errorf("artifact %s from %s: the transfer ended after %d of %d bytes", d.Short(), src.Name, total, size)
 	}
-	if size >= 0 && held > size {
-		held = 0
-		h.Reset()
-		if err := f.Truncate(0); err != nil {
-			return 0, err
+	if err != nil {
+		if total == 0 {
+			os.Remove(s.partial(d)) // nothing to resume
 		}
-		f.Seek(0, io.SeekStart)
-	}
-	got, err := s.transfer(ctx, src, d, size, held, f, h, opt)
-	if err != nil {
 		return got, err
 	}
-	total := held + got
 	if err := f.Sync(); err != nil {
 		return got, fmt.Errorf("artifact %s: %w", d.Short(), err)
 	}
-	sum := Digest(hex.EncodeToString(h.Sum(nil)))
-	if sum != d || (size >= 0 && total != size) {
+	if sum := Digest(hex.EncodeToString(h.Sum(nil))); sum != d {
 		os.Remove(s.partial(d))
 		return got, &CorruptError{Want: d, Got: sum, Size: total, Source: src.Name}
 	}
 	return got, s.publish(s.partial(d), d)
 }
 
+// claim marks d as being fetched, or refuses with ErrFetching if it is.
+func (s *Store) claim(d Digest) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.fetching[d] {
+		return fmt.Errorf("%w: %s", ErrFetching, d.Short())
+	}
+	s.fetching[d] = true
+	return nil
+}
+
+func (s *Store) release(d Digest) {
+	s.mu.Lock()
+	delete(s.fetching, d)
+	s.mu.Unlock()
+}
+
+// openPartial opens d's partial file and hashes what an earlier fetch
+// left in it; more than size bytes are dropped.
+func (s *Store) openPartial(d Digest, size int64) (*os.File, hash.Hash, int64, error) {
+	f, err := os.OpenFile(s.partial(d), os.O_RDWR|os.O_CREATE, 0o640)
+	if err != nil {
+		return nil, nil, 0, fmt.Errorf("artifact %s: %w", d.Short(), err)
+	}
+	h := sha256.New()
+	held, err := io.Copy(h, f)
+	if err == nil && size >= 0 && held > size {
+		held, err = 0, restart(f, h)
+	}
+	if err != nil {
+		f.Close()
+		return nil, nil, 0, fmt.Errorf("artifact %s: read partial: %w", d.Short(), err)
+	}
+	return f, h, held, nil
+}
+
+// restart empties f and h.
+func restart(f *os.File, h hash.Hash) error {
+	h.Reset()
+	if err := f.Truncate(0); err != nil {
+		return err
+	}
+	_, err := f.Seek(0, io.SeekStart)
+	return err
+}
+
 // transfer asks src for d from byte held on and appends what comes to f
 // and h. A source that ignores the Range starts over: f and h are reset.
-func (s *Store) transfer(ctx context.Context, src Source, d Digest, size, held int64, f *os.File, h io.Writer, opt FetchOptions) (int64, error) {
+// It returns the bytes held before the body (held, or 0 after a restart)
+// and the bytes of the body.
+func (s *Store) transfer(ctx context.Context, src Source, d Digest, size, held int64, f *os.File, h hash.Hash, opt FetchOptions) (int64, int64, error) {
 	if size >= 0 && held == size {
-		return 0, nil // whole already: a crash came between the last byte and the rename
+		return held, 0, nil // whole already: a crash came between the last byte and the rename
 	}
 	stall := opt.Stall
 	if stall <= 0 {
@@ -124,69 +168,104 @@ func (s *Store) transfer(ctx context.Context, src Source, d Digest, size, held i
 	}
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	watchdog := time.AfterFunc(stall, func() { cancel(fmt.Errorf("%w: nothing for %s", errStalled, stall)) })
-	defer watchdog.Stop()
+	w := &watchdog{stall: stall}
+	w.t = time.AfterFunc(stall, func() { cancel(fmt.Errorf("%w: nothing for %s", errStalled, stall)) })
+	defer w.t.Stop()
 
 	resp, err := get(ctx, src, held)
 	if err != nil {
-		return 0, causeOf(ctx, err)
+		return held, 0, causeOf(ctx, err)
 	}
 	defer resp.Body.Close()
+	held, err = s.resumeAt(resp, src, d, size, held, f, h)
+	if err != nil || resp.StatusCode == http.StatusRequestedRangeNotSatisfiable {
+		return held, 0, err
+	}
+	got, err := s.copyBody(ctx, resp.Body, f, h, held, size, w, opt)
+	return held, got, err
+}
+
+// resumeAt checks src's answer to a request from byte held and places f
+// where its body goes: at held for a 206 that starts there, at 0 for a
+// 200 (the source ignored the Range). A 416 to a resumed request of an
+// artifact of unknown size says held is all there is: the hash decides.
+func (s *Store) resumeAt(resp *http.Response, src Source, d Digest, size, held int64, f *os.File, h hash.Hash) (int64, error) {
 	switch resp.StatusCode {
 	case http.StatusPartialContent:
-		if start, ok := rangeStart(resp.Header.Get("Content-Range")); !ok || start != held {
-			return 0, fmt.Errorf("artifact %s from %s: answered a range other than bytes=%d-", d.Short(), src.Name, held)
+		start, total, ok := contentRange(resp.Header.Get("Content-Range"))
+		if !ok || start != held {
+			return held, fmt.Errorf("artifact %s from %s: answered a range other than bytes=%d- (%q)", d.Short(), src.Name, held, resp.Header.Get("Content-Range"))
+		}
+		if size >= 0 && total >= 0 && total != size {
+			return held, fmt.Errorf("artifact %s from %s: it has %d bytes, not %d", d.Short(), src.Name, total, size)
 		}
 	case http.StatusOK:
-		if held > 0 { // the source ignored the Range: start over
-			if err := f.Truncate(0); err != nil {
-				return 0, err
-			}
-			if _, err := f.Seek(0, io.SeekStart); err != nil {
-				return 0, err
-			}
-			if r, ok := h.(interface{ Reset() }); ok {
-				r.Reset()
+		if size >= 0 && resp.ContentLength > size {
+			return held, ErrTooLarge
+		}
+		if held > 0 {
+			if err := restart(f, h); err != nil {
+				return held, fmt.Errorf("artifact %s: %w", d.Short(), err)
 			}
 			held = 0
 		}
+	case http.StatusRequestedRangeNotSatisfiable:
+		if held > 0 && size < 0 {
+			return held, nil
+		}
+		fallthrough
 	default:
-		return 0, fmt.Errorf("artifact %s from %s: %s", d.Short(), src.Name, resp.Status)
+		return held, fmt.Errorf("artifact %s from %s: %s", d.Short(), src.Name, resp.Status)
 	}
 	if _, err := f.Seek(held, io.SeekStart); err != nil {
-		return 0, err
+		return held, fmt.Errorf("artifact %s: %w", d.Short(), err)
 	}
-	return s.copyBody(ctx, resp.Body, f, h, held, size, watchdog, stall, opt)
+	return held, nil
 }
 
+// watchdog ends a transfer that receives nothing for stall.
+type watchdog struct {
+	t     *time.Timer
+	stall time.Duration
+}
+
+func (w *watchdog) pet()   { w.t.Reset(w.stall) }
+func (w *watchdog) pause() { w.t.Stop() }
+
 // copyBody appends body to f and h under the limiter, reporting progress.
-func (s *Store) copyBody(ctx context.Context, body io.Reader, f *os.File, h io.Writer, held, size int64, watchdog *time.Timer, stall time.Duration, opt FetchOptions) (int64, error) {
+// The watchdog rests while the limiter holds the transfer back.
+func (s *Store) copyBody(ctx context.Context, body io.Reader, f *os.File, h hash.Hash, held, size int64, w *watchdog, opt FetchOptions) (int64, error) {
 	buf := make([]byte, 256<<10)
+	limit := opt.Limit
+	if limit != nil && limit.Limit() == rate.Inf {
+		limit = nil
+	}
+	if limit != nil && limit.Burst() < len(buf) {
+		buf = buf[:max(limit.Burst(), 1)]
+	}
 	var got, reported int64
 	for {
-		chunk := buf
-		if opt.Limit != nil && opt.Limit.Burst() < len(chunk) {
-			chunk = buf[:max(opt.Limit.Burst(), 1)]
-		}
-		n, rerr := body.Read(chunk)
+		n, rerr := body.Read(buf)
 		if n > 0 {
-			watchdog.Reset(stall)
+			w.pet()
 			if size >= 0 && held+got+int64(n) > size {
 				return got, ErrTooLarge
 			}
-			if _, err := f.Write(chunk[:n]); err != nil {
+			if _, err := f.Write(buf[:n]); err != nil {
 				return got, fmt.Errorf("artifact: write: %w", err)
 			}
-			h.Write(chunk[:n])
+			h.Write(buf[:n])
 			got += int64(n)
 			if opt.Progress != nil && got-reported >= 1<<20 {
 				opt.Progress(held+got, size)
 				reported = got
 			}
-			if opt.Limit != nil {
-				if err := opt.Limit.WaitN(ctx, n); err != nil {
+			if limit != nil {
+				w.pause()
+				if err := limit.WaitN(ctx, n); err != nil {
 					return got, causeOf(ctx, err)
 				}
+				w.pet()
 			}
 		}
 		if rerr == io.EOF {
@@ -204,11 +283,14 @@ func (s *Store) copyBody(ctx context.Context, body io.Reader, f *os.File, h io.W
 func get(ctx context.Context, src Source, from int64) (*http.Response, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, src.URL, nil)
 	if err != nil {
-		return nil, fmt.Errorf("artifact: source %s: %w", src.Name, err)
+		return nil, fmt.Errorf("artifact: source %s: %w", src.Name, redact(err))
 	}
 	for k, v := range src.Header {
 		req.Header[k] = v
 	}
+	// The bytes as they are: a transport that decompressed them would
+	// count its offsets in other bytes than the Range's.
+	req.Header.Set("Accept-Encoding", "identity")
 	if from > 0 {
 		req.Header.Set("Range", "bytes="+strconv.FormatInt(from, 10)+"-")
 	}
@@ -218,33 +300,73 @@ func get(ctx context.Context, src Source, from int64) (*http.Response, error) {
 	}
 	resp, err := c.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("artifact: source %s: %w", src.Name, redact(err, src.URL))
+		return nil, fmt.Errorf("artifact: source %s: %w", src.Name, redact(err))
 	}
 	return resp, nil
 }
 
-// redact keeps a URL's query (which may hold a credential) out of an
-// error.
-func redact(err error, raw string) error {
-	var ue interface{ Unwrap() error }
-	if i := strings.IndexByte(raw, '?'); i >= 0 && errors.As(err, &ue) {
-		return errors.New(strings.ReplaceAll(err.Error(), raw, raw[:i]+"?..."))
+// redact keeps the query and the user information of the URL in a
+// *url.Error (which may hold a credential: a signed URL's token) out of
+// its message.
+func redact(err error) error {
+	var ue *url.Error
+	if !errors.As(err, &ue) {
+		return err
 	}
-	return err
+	c := *ue
+	c.URL = redactURL(ue.URL)
+	if c.URL == ue.URL {
+		return err
+	}
+	return &c
 }
 
-// rangeStart reads the first byte of "bytes <first>-<last>/<size>".
-func rangeStart(cr string) (int64, bool) {
+// redactURL is raw without its query, fragment and user information.
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		// Unparsable: cut what may be a query, and any user information.
+		if i := strings.IndexAny(raw, "?#"); i >= 0 {
+			raw = raw[:i] + "?..."
+		}
+		if i := strings.LastIndexByte(raw, '@'); i >= 0 {
+			raw = "..." + raw[i:]
+		}
+		return raw
+	}
+	if u.User != nil {
+		u.User = url.User("...")
+	}
+	if u.RawQuery != "" || u.ForceQuery {
+		u.RawQuery, u.ForceQuery = "...", false
+	}
+	u.Fragment, u.RawFragment = "", ""
+	return u.String()
+}
+
+// contentRange reads "bytes <first>-<last>/<size>"; size is -1 for "*".
+func contentRange(cr string) (first, size int64, ok bool) {
 	rest, ok := strings.CutPrefix(cr, "bytes ")
 	if !ok {
-		return 0, false
+		return 0, 0, false
 	}
-	first, _, ok := strings.Cut(rest, "-")
+	rng, total, ok := strings.Cut(rest, "/")
 	if !ok {
-		return 0, false
+		return 0, 0, false
 	}
-	n, err := strconv.ParseInt(first, 10, 64)
-	return n, err == nil && n >= 0
+	a, _, ok := strings.Cut(rng, "-")
+	if !ok {
+		return 0, 0, false
+	}
+	first, err := strconv.ParseInt(a, 10, 64)
+	if err != nil || first < 0 {
+		return 0, 0, false
+	}
+	if total == "*" {
+		return first, -1, true
+	}
+	size, err = strconv.ParseInt(total, 10, 64)
+	return first, size, err == nil && size > first
 }
 
 func causeOf(ctx context.Context, err error) error {

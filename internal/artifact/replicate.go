@@ -40,8 +40,8 @@ type ReplicatorConfig struct {
 	// Plan says what to hold now. It is asked at each pass.
 	Plan func(ctx context.Context) (Plan, error)
 	// Present records that this node holds an artifact (through Raft);
-	// Removed that it no longer does. An error is retried at the next
-	// pass.
+	// Removed that it no longer does. Both are required. An error is
+	// retried at the next pass.
 	Present func(ctx context.Context, i Info) error
 	Removed func(ctx context.Context, d Digest) error
 	// Corrupt, if set, is told of each transfer thrown away because its
@@ -160,6 +160,7 @@ func (r *Replicator) pass(ctx context.Context) time.Duration {
 	for _, d := range plan.Garbage {
 		r.removeGarbage(ctx, d)
 	}
+	r.prune(plan.Want)
 	for _, w := range plan.Want {
 		if ctx.Err() != nil {
 			return wait
@@ -275,6 +276,21 @@ func (r *Replicator) failed(d Digest) time.Duration {
 	st.next = time.Now().Add(wait)
 	r.retry[d] = st
 	return wait
+}
+
+// prune forgets the failures of artifacts the plan no longer wants.
+func (r *Replicator) prune(want []Want) {
+	keep := make(map[Digest]bool, len(want))
+	for _, w := range want {
+		keep[w.Digest] = true
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for d := range r.retry {
+		if !keep[d] {
+			delete(r.retry, d)
+		}
+	}
 }
 
 func (r *Replicator) forget(d Digest) {
