@@ -20,5 +20,9 @@
 //   - A terminal action (reboot, kexec, poweroff) is reported succeeded,
 //     and the report acknowledged, before the machine goes down; the
 //     kernel calls go through System so tests never reboot the host.
+//   - Images come only from the appliance: an image URL on another host,
+//     or a redirect to one, fails the attempt and is never requested. A
+//     download that breaks resumes where it broke (Range, If-Range);
+//     only one that cannot starts over.
 //   - The token is never logged.
 package agent

@@ -44,13 +44,30 @@ type fakeAPI struct {
 	onReport  func(rep agentproto.Report)
 }
 
-// artifact is a file served by the fake, optionally broken.
+// artifact is a file served by the fake as the appliance serves it (an
+// ETag, Range, If-Range), optionally broken.
 type artifact struct {
-	data      []byte
-	cutAfter  int           // > 0: the first download ends after this many bytes
-	stallFor  time.Duration // > 0: the first download stops after cutAfter bytes for this long
+	data []byte
+	// cuts break the answers in order: answer i sends cuts[i] bytes of
+	// its body, then the connection breaks (0, or past the list: the
+	// whole body).
+	cuts []int
+	// stallFor, if > 0, makes a cut answer stop for this long instead of
+	// breaking, then send the rest.
+	stallFor time.Duration
+	// validator is what the answers carry for If-Range: "" an ETag of the
+	// data's sha256, "date" only a Last-Modified, "none" neither.
+	validator  string
+	noRange    bool   // answer a Range request 200 and the whole file (a source that ignores Range)
+	shiftRange int    // answer a Range request from this many bytes earlier
+	redirect   string // answer 302 to this URL
+
 	downloads int
+	requests  []string // each request's "Range | If-Range"
+	sent      int      // the body bytes written, in all
 }
+
+var artifactDate = time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
 
 const fakeToken = "s3cret-token-value"
 
@@ -189,19 +206,35 @@ func (f *fakeAPI) artifact(p string) *artifact {
 	return f.artifacts[p]
 }
 
-// serve an artifact; its first download may be cut or stalled.
+// serveArtifact answers a request of a; the answer may be cut or
+// stalled.
 func (f *fakeAPI) serveArtifact(w http.ResponseWriter, r *http.Request, a *artifact) {
 	f.mu.Lock()
+	i := a.downloads
 	a.downloads++
-	first := a.downloads == 1
+	a.requests = append(a.requests, r.Header.Get("Range")+" | "+r.Header.Get("If-Range"))
+	cut := 0
+	if i < len(a.cuts) {
+		cut = a.cuts[i]
+	}
 	f.mu.Unlock()
-	w.Header().Set("Content-Length", fmt.Sprint(len(a.data)))
-	w.Header().Set("Content-Type", "application/octet-stream")
-	if !first || a.cutAfter <= 0 {
-		w.Write(a.data)
+	if a.redirect != "" {
+		http.Redirect(w, r, a.redirect, http.StatusFound)
 		return
 	}
-	w.Write(a.data[:a.cutAfter])
+	from, status := a.answer(w.Header(), r)
+	body := a.data[from:]
+	if status == http.StatusRequestedRangeNotSatisfiable {
+		body = nil
+	}
+	w.Header().Set("Content-Length", fmt.Sprint(len(body)))
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.WriteHeader(status)
+	if cut <= 0 || cut >= len(body) {
+		f.write(w, a, body)
+		return
+	}
+	f.write(w, a, body[:cut])
 	w.(http.Flusher).Flush()
 	if a.stallFor > 0 {
 		select {
@@ -209,10 +242,43 @@ func (f *fakeAPI) serveArtifact(w http.ResponseWriter, r *http.Request, a *artif
 		case <-r.Context().Done():
 			return
 		}
-		w.Write(a.data[a.cutAfter:])
+		f.write(w, a, body[cut:])
 		return
 	}
 	panic(http.ErrAbortHandler) // the connection breaks mid-stream
+}
+
+// answer sets the validator and, for a Range request it honours, the
+// Content-Range, and returns where the body starts and the status.
+func (a *artifact) answer(h http.Header, r *http.Request) (int, int) {
+	var v string
+	switch a.validator {
+	case "":
+		v = `"sha256-` + sha(a.data) + `"`
+		h.Set("ETag", v)
+	case "date":
+		v = artifactDate.Format(http.TimeFormat)
+		h.Set("Last-Modified", v)
+	}
+	var from int
+	rg := r.Header.Get("Range")
+	if rg == "" || a.noRange || r.Header.Get("If-Range") != v {
+		return 0, http.StatusOK
+	}
+	if _, err := fmt.Sscanf(rg, "bytes=%d-", &from); err != nil || from >= len(a.data) {
+		return 0, http.StatusRequestedRangeNotSatisfiable
+	}
+	from = max(0, from-a.shiftRange)
+	h.Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", from, len(a.data)-1, len(a.data)))
+	return from, http.StatusPartialContent
+}
+
+// write writes b and counts what went out.
+func (f *fakeAPI) write(w http.ResponseWriter, a *artifact, b []byte) {
+	n, _ := w.Write(b)
+	f.mu.Lock()
+	a.sent += n
+	f.mu.Unlock()
 }
 
 // addArtifact serves data at path.

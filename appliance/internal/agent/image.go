@@ -11,9 +11,11 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -51,26 +53,30 @@ func (e *permanentError) Unwrap() error { return e.err }
 
 func permanent(err error) error { return &permanentError{err} }
 
-// imageWrite streams an image to a disk, decompressing it on the fly and
-// verifying its sha256. A download that breaks is started again from the
-// beginning, for as long as the attempt lasts.
+// imageWrite streams an image from the appliance to a disk,
+// decompressing it on the fly and verifying its sha256. A download that
+// breaks is resumed where it broke (see download); one that cannot be is
+// started again from the beginning, for as long as the attempt lasts. An
+// image anywhere but on the appliance is refused.
 func imageWrite(ctx context.Context, s *step) (string, error) {
-	dev, raw, want := s.arg("device"), s.arg("url"), strings.ToLower(s.arg("sha256"))
+	job := &imageJob{dev: s.arg("device"), want: strings.ToLower(s.arg("sha256"))}
+	raw := s.arg("url")
 	if raw == "" {
 		return "", errors.New("no url: the appliance resolves the image to url, sha256 and format when it creates the workflow")
 	}
-	u, err := s.r.c.base.Parse(raw)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") {
-		return "", fmt.Errorf("url %q is not an http(s) URL", raw)
+	u, err := s.imageURL(raw)
+	if err != nil {
+		return "", err
 	}
-	if b, err := hex.DecodeString(want); want != "" && (err != nil || len(b) != sha256.Size) {
-		return "", fmt.Errorf("sha256 %q is not a hex SHA-256", want)
+	job.u = u
+	if b, err := hex.DecodeString(job.want); job.want != "" && (err != nil || len(b) != sha256.Size) {
+		return "", fmt.Errorf("sha256 %q is not a hex SHA-256", job.want)
 	}
-	if want == "" {
-		s.log.Warn("the image has no sha256: it is written unverified", "url", u.Redacted())
+	if job.want == "" {
+		s.log.Warn("the image has no sha256: it is written unverified", "url", redacted(u))
 	}
-	for try := 1; ; try++ {
-		msg, err := s.writeImage(ctx, u, dev, want)
+	for {
+		msg, err := s.writeImage(ctx, job)
 		if err == nil {
 			return msg, nil
 		}
@@ -78,39 +84,86 @@ func imageWrite(ctx context.Context, s *step) (string, error) {
 		if errors.As(err, &perm) || ctx.Err() != nil {
 			return "", err
 		}
-		wait := s.cfg().retry().Wait(try)
-		s.log.Warn("download broke; starting it again", "url", u.Redacted(), "err", err, "try", try, "retry_in", wait)
+		job.tries++
+		wait := s.cfg().retry().Wait(job.tries)
+		if errors.Is(err, errStartOver) {
+			job.restarts++
+		}
+		s.log.Warn("download failed; starting it again", "url", redacted(u), "err", err, "try", job.tries, "retry_in", wait)
 		if !backoff.Sleep(ctx, wait) {
-			return "", fmt.Errorf("%w (gave up after %d tries)", err, try)
+			return "", fmt.Errorf("%w (gave up after %d tries)", err, job.tries)
 		}
 	}
 }
 
-// writeImage downloads the image once and writes it to dev.
-func (s *step) writeImage(ctx context.Context, u *url.URL, dev, want string) (string, error) {
-	stall := s.cfg().StallTimeout
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	watchdog := time.AfterFunc(stall, func() { cancel(fmt.Errorf("%w: no data for %s", errStalled, stall)) })
-	defer watchdog.Stop()
+// imageJob is one image.write: where from, where to, and how it went.
+type imageJob struct {
+	u         *url.URL
+	dev, want string
+	tries     int // failed tries so far (of requests and of whole downloads)
+	restarts  int // downloads started over
+}
 
-	resp, err := s.get(ctx, u)
-	if err != nil {
-		return "", cause(ctx, err)
+// imageURL resolves raw against the appliance's URL, and refuses an image
+// on any other host: installers fetch only from the site.
+func (s *step) imageURL(raw string) (*url.URL, error) {
+	base := s.r.c.base
+	u, err := base.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") {
+		return nil, fmt.Errorf("url %q is not an http(s) URL", raw)
 	}
-	defer resp.Body.Close()
-	body := &meter{r: resp.Body, h: sha256.New(), onData: func() { watchdog.Reset(stall) }}
+	if !sameOrigin(u, base) {
+		return nil, fmt.Errorf("image url %s is not on the appliance (%s): installers fetch only from the site", redacted(u), redacted(base))
+	}
+	return u, nil
+}
+
+// redacted is u as logs and messages show it: without its password and
+// its query (a signed URL's credential).
+func redacted(u *url.URL) string {
+	c := *u
+	if c.RawQuery != "" {
+		c.RawQuery = "..."
+	}
+	return c.Redacted()
+}
+
+// sameOrigin reports whether a and b have one scheme, host and port.
+func sameOrigin(a, b *url.URL) bool {
+	return strings.EqualFold(a.Scheme, b.Scheme) && strings.EqualFold(a.Hostname(), b.Hostname()) && port(a) == port(b)
+}
+
+// port is u's port, or its scheme's.
+func port(u *url.URL) string {
+	if p := u.Port(); p != "" {
+		return p
+	}
+	if strings.EqualFold(u.Scheme, "https") {
+		return "443"
+	}
+	return "80"
+}
+
+// writeImage downloads the image once (resuming it across breaks) and
+// writes it to the job's device.
+func (s *step) writeImage(ctx context.Context, job *imageJob) (string, error) {
+	dl, err := s.openDownload(ctx, job.u, &job.tries)
+	if err != nil {
+		return "", err
+	}
+	defer dl.Close()
+	body := &meter{r: dl, h: sha256.New()}
 	br := bufio.NewReaderSize(body, 256<<10)
 	format, err := detectFormat(s.arg("format"), br)
 	if err != nil && body.err != nil {
-		return "", cause(ctx, body.err)
+		return "", body.err
 	}
-	f, err := os.OpenFile(dev, os.O_WRONLY, 0)
+	f, err := os.OpenFile(job.dev, os.O_WRONLY, 0)
 	if err != nil {
 		return "", permanent(err)
 	}
 	defer f.Close()
-	start, total := time.Now(), resp.ContentLength
+	start, total := time.Now(), dl.total
 	written, err := s.decompressTo(f, br, format, func(written int64) {
 		s.Progress(percent(body.n, total), imageProgress(format, body.n, total, written, time.Since(start)))
 	})
@@ -120,10 +173,10 @@ func (s *step) writeImage(ctx context.Context, u *url.URL, dev, want string) (st
 	}
 	io.Copy(io.Discard, br) // the rest of the file, for its checksum
 	if body.err != nil {
-		return "", cause(ctx, body.err) // a broken download: try again
+		return "", body.err // the download cannot go on: start over, or give up
 	}
-	if got := body.sum(); want != "" && got != want {
-		return "", permanent(fmt.Errorf("sha256 mismatch: downloaded %s, expected %s", got, want))
+	if got := body.sum(); job.want != "" && got != job.want {
+		return "", permanent(fmt.Errorf("sha256 mismatch: downloaded %s, expected %s", got, job.want))
 	}
 	if err != nil {
 		return "", permanent(err) // the image itself is corrupt
@@ -133,38 +186,86 @@ func (s *step) writeImage(ctx context.Context, u *url.URL, dev, want string) (st
 	}
 	took := time.Since(start)
 	verified := "sha256 verified"
-	if want == "" {
+	if job.want == "" {
 		verified = "not verified: no sha256"
 	}
-	return fmt.Sprintf("wrote %s to %s (%s downloaded, %s, %s) in %s (%.1f MiB/s)", sizeStr(written), dev,
-		sizeStr(body.n), format, verified, took.Round(100*time.Millisecond), rate(body.n, took)), nil
+	return fmt.Sprintf("wrote %s to %s (%s downloaded, %s, %s, %s) in %s (%.1f MiB/s)", sizeStr(written), job.dev,
+		sizeStr(body.n), format, verified, resumed(dl.resumes, job.restarts), took.Round(100*time.Millisecond), rate(body.n, took)), nil
 }
 
-// get sends the image's GET. Failures a retry may fix (network errors,
-// 5xx, 408, 429) are returned as they are, the others as permanent.
-func (s *step) get(ctx context.Context, u *url.URL) (*http.Response, error) {
+// resumed says how often a download was resumed and started over.
+func resumed(resumes, restarts int) string {
+	msg := "resumed " + times(resumes)
+	if restarts > 0 {
+		msg += ", started over " + times(restarts)
+	}
+	return msg
+}
+
+func times(n int) string {
+	if n == 1 {
+		return "once"
+	}
+	return strconv.Itoa(n) + " times"
+}
+
+// get sends a request of the image with header (a Range), and returns
+// its answer if it is 200 or 206. Failures a retry may fix (network
+// errors, 5xx, 408, 429) are returned as they are; a 416 to a Range
+// (the image is no longer as long) with errStartOver; the others as
+// permanent. The credential goes only to the appliance, and a redirect
+// anywhere else is not followed.
+func (s *step) get(ctx context.Context, u *url.URL, header http.Header) (*http.Response, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
 		return nil, permanent(err)
 	}
+	maps.Copy(req.Header, header)
 	req.Header.Set("User-Agent", userAgent)
-	if base := s.r.c.base; u.Scheme == base.Scheme && u.Host == base.Host {
+	if base := s.r.c.base; sameOrigin(u, base) {
 		req.Header.Set("Authorization", "Bearer "+s.r.c.token) // never to another host
 	}
-	resp, err := s.cfg().HTTPClient.Do(req)
+	resp, err := siteOnly(s.cfg().HTTPClient, s.r.c.base).Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("download %s: %w", u.Redacted(), err)
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // without the URL: it is said once, redacted
+		}
+		return nil, fmt.Errorf("download %s: %w", redacted(u), err)
 	}
-	if resp.StatusCode == http.StatusOK {
+	switch c := resp.StatusCode; {
+	case c == http.StatusOK || c == http.StatusPartialContent:
 		return resp, nil
+	case c == http.StatusRequestedRangeNotSatisfiable && header.Get("Range") != "":
+		resp.Body.Close()
+		return nil, fmt.Errorf("%w: %s to %s", errStartOver, resp.Status, header.Get("Range"))
 	}
 	resp.Body.Close()
-	err = fmt.Errorf("download %s: %s", u.Redacted(), resp.Status)
+	err = fmt.Errorf("download %s: %s", redacted(u), resp.Status)
 	switch c := resp.StatusCode; {
 	case c >= 500, c == http.StatusRequestTimeout, c == http.StatusTooManyRequests:
 		return nil, err
 	}
 	return nil, permanent(err)
+}
+
+// siteOnly is c following redirects only on base's host: a redirect
+// anywhere else is a permanent error, and no request goes there.
+func siteOnly(c *http.Client, base *url.URL) *http.Client {
+	cc := *c
+	cc.CheckRedirect = func(req *http.Request, via []*http.Request) error {
+		if !sameOrigin(req.URL, base) {
+			return permanent(fmt.Errorf("redirected to %s, not on the appliance: installers fetch only from the site", redacted(req.URL)))
+		}
+		if c.CheckRedirect != nil {
+			return c.CheckRedirect(req, via)
+		}
+		if len(via) >= 10 {
+			return errors.New("stopped after 10 redirects")
+		}
+		return nil
+	}
+	return &cc
 }
 
 // cause returns the stall as the error if the watchdog ended ctx.
@@ -299,13 +400,12 @@ func imageProgress(format string, downloaded, total, written int64, took time.Du
 }
 
 // meter counts and hashes what is read through it, and records the first
-// read error: a broken download, not bad data.
+// read error: a download that cannot go on, not bad data.
 type meter struct {
-	r      io.Reader
-	h      hash.Hash
-	n      int64
-	err    error
-	onData func()
+	r   io.Reader
+	h   hash.Hash
+	n   int64
+	err error
 }
 
 func (m *meter) Read(p []byte) (int, error) {
@@ -313,7 +413,6 @@ func (m *meter) Read(p []byte) (int, error) {
 	if n > 0 {
 		m.h.Write(p[:n])
 		m.n += int64(n)
-		m.onData()
 	}
 	if err != nil && err != io.EOF && m.err == nil {
 		m.err = err

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/outposthq/outpost/appliance/internal/agentproto"
 	"github.com/outposthq/outpost/appliance/internal/workflow"
 )
@@ -85,22 +87,47 @@ func TestImageSHA256Mismatch(t *testing.T) {
 	}
 }
 
-// A download that breaks or stalls mid-stream (the appliance restarting)
-// starts again within the attempt and succeeds.
-func TestImageDownloadInterrupted(t *testing.T) {
-	img := testImage(2 * mib)
-	tests := map[string]artifact{
-		"cut":     {cutAfter: mib / 2},
-		"stalled": {cutAfter: mib / 4, stallFor: 20 * time.Second},
+// A download that breaks or stalls mid-stream (the appliance
+// restarting) is resumed where it broke, with Range and If-Range, feeding
+// the same decompressor and hasher: the image is written right and sent
+// once. A source that cannot go on from there (it ignores the Range,
+// answers another, gives nothing to check it did not change) makes the
+// download start over, and it still succeeds.
+func TestImageDownloadResumed(t *testing.T) {
+	img := testImage(3 * mib)
+	data := compress(t, formatZstd, img)
+	n := len(data)
+	etag := `"sha256-` + sha(data) + `"`
+	date := artifactDate.Format(http.TimeFormat)
+	rangeFrom := func(off int, ifRange string) string { return fmt.Sprintf("bytes=%d- | %s", off, ifRange) }
+	tests := map[string]struct {
+		a        artifact
+		requests []string // each request's "Range | If-Range"
+		sentOnce bool     // the origin sent exactly the file's bytes
+		message  string
+	}{
+		"cut once": {a: artifact{cuts: []int{n / 3}},
+			requests: []string{" | ", rangeFrom(n/3, etag)}, sentOnce: true, message: "resumed once)"},
+		"cut twice": {a: artifact{cuts: []int{n / 4, n / 3}},
+			requests: []string{" | ", rangeFrom(n/4, etag), rangeFrom(n/4+n/3, etag)}, sentOnce: true, message: "resumed 2 times)"},
+		"stalled": {a: artifact{cuts: []int{n / 4}, stallFor: 20 * time.Second},
+			requests: []string{" | ", rangeFrom(n/4, etag)}, sentOnce: true, message: "resumed once)"},
+		"by Last-Modified": {a: artifact{cuts: []int{n / 3}, validator: "date"},
+			requests: []string{" | ", rangeFrom(n/3, date)}, sentOnce: true, message: "resumed once)"},
+		"range ignored: starts over": {a: artifact{cuts: []int{n / 3}, noRange: true},
+			requests: []string{" | ", rangeFrom(n/3, etag), " | "}, message: "resumed 0 times, started over once)"},
+		"range elsewhere: starts over": {a: artifact{cuts: []int{n / 3}, shiftRange: 100},
+			requests: []string{" | ", rangeFrom(n/3, etag), " | "}, message: "resumed 0 times, started over once)"},
+		"no validator: starts over": {a: artifact{cuts: []int{n / 3}, validator: "none"},
+			requests: []string{" | ", " | "}, message: "resumed 0 times, started over once)"},
 	}
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {
-			data := compress(t, formatZstd, img)
-			tt.cutAfter = min(tt.cutAfter, len(data)/2)
 			disk := newDisk(t, 8*mib)
+			a := tt.a
 			f, _ := run(t, func(f *fakeAPI, cfg *Config) {
-				tt.data = data
-				f.artifacts["/img"] = &tt
+				a.data = data
+				f.artifacts["/img"] = &a
 				cfg.StallTimeout = 300 * time.Millisecond
 			}, workflow.Action{Name: "image", Type: "image.write",
 				Args: map[string]string{"device": disk, "url": "/img", "sha256": sha(data)}})
@@ -108,14 +135,62 @@ func TestImageDownloadInterrupted(t *testing.T) {
 			if st.Status != workflow.Succeeded {
 				t.Fatalf("workflow %s: %s", st.Status, st.Reason)
 			}
-			if a, _ := st.Action("image"); a.Attempt != 1 {
-				t.Errorf("took %d attempts, want 1", a.Attempt)
-			}
-			if n := f.requestCount("GET /img"); n != 2 {
-				t.Errorf("downloaded %d times, want 2", n)
+			act, _ := st.Action("image")
+			if act.Attempt != 1 || !strings.Contains(act.Message, "zstd, sha256 verified, "+tt.message) {
+				t.Errorf("attempt %d: %q, want the first to say %q", act.Attempt, act.Message, tt.message)
 			}
 			if got := readFile(t, disk); !bytes.Equal(got, img) {
 				t.Errorf("disk holds %d bytes, not the image's %d", len(got), len(img))
+			}
+			f.with(func(f *fakeAPI) {
+				if diff := cmp.Diff(tt.requests, a.requests); diff != "" {
+					t.Errorf("requests' Range | If-Range (-want +got):\n%s", diff)
+				}
+				if tt.sentOnce && a.sent != n {
+					t.Errorf("the appliance sent %d bytes, want the file's %d once", a.sent, n)
+				}
+			})
+		})
+	}
+}
+
+// An image anywhere but on the appliance is refused, and not asked for:
+// installers fetch only from the site, even when the appliance
+// redirects them.
+func TestImageOnlyFromTheAppliance(t *testing.T) {
+	img := testImage(mib)
+	other := newFakeAPI(t)
+	other.addArtifact("/img", img)
+	tests := map[string]struct {
+		url, redirect string
+		message       string
+	}{
+		"another host": {url: other.srv.URL + "/img?token=s3cret",
+			message: "image url " + other.srv.URL + "/img?... is not on the appliance (%s): installers fetch only from the site"},
+		"a redirect to another host": {url: "/img", redirect: other.srv.URL + "/img?token=s3cret",
+			message: "download %s/img: redirected to " + other.srv.URL + "/img?..., not on the appliance: installers fetch only from the site"},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			disk := newDisk(t, mib)
+			before := other.requestCount("GET /img")
+			f, _ := run(t, func(f *fakeAPI, cfg *Config) {
+				if tt.redirect != "" {
+					f.artifacts["/img"] = &artifact{data: img, redirect: tt.redirect}
+				}
+			}, workflow.Action{Name: "image", Type: "image.write",
+				Args: map[string]string{"device": disk, "url": tt.url, "sha256": sha(img), "format": "raw"}})
+			st := waitDone(t, f)
+			a, _ := st.Action("image")
+			want := strings.ReplaceAll(tt.message, "%s", f.srv.URL)
+			if st.Status != workflow.Failed || a.Message != want || strings.Contains(st.Reason, "s3cret") {
+				t.Errorf("workflow %s (%s), image %q: want failed with %q", st.Status, st.Reason, a.Message, want)
+			}
+			if n := other.requestCount("GET /img"); n != before {
+				t.Errorf("the other host was asked %d times", n-before)
+			}
+			if got := readFile(t, disk); !bytes.Equal(got, bytes.Repeat([]byte{0xff}, mib)) {
+				t.Error("the disk was written")
 			}
 		})
 	}
@@ -196,7 +271,7 @@ func TestImageProgress(t *testing.T) {
 	disk := newDisk(t, mib)
 	f, _ := run(t, func(f *fakeAPI, cfg *Config) {
 		// A pause after the first chunk, for a progress report to go out.
-		f.artifacts["/img"] = &artifact{data: img, cutAfter: chunk + mib, stallFor: 500 * time.Millisecond}
+		f.artifacts["/img"] = &artifact{data: img, cuts: []int{chunk + mib}, stallFor: 500 * time.Millisecond}
 	}, workflow.Action{Name: "image", Type: "image.write",
 		Args: map[string]string{"device": disk, "url": "/img", "sha256": sha(img), "format": "raw"}})
 	if st := waitDone(t, f); st.Status != workflow.Succeeded {
