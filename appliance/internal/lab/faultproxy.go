@@ -22,8 +22,8 @@ const (
 )
 
 // FaultProxy is a TCP proxy between two peers that can drop, delay,
-// blackhole and cut their connections, to test what each does when the
-// link between them misbehaves. Its zero mode is Pass.
+// blackhole, cut and corrupt their connections, to test what each does
+// when the link between them misbehaves. Its zero mode is Pass.
 type FaultProxy struct {
 	// Addr is where it listens; peers dial it instead of Target.
 	Addr   string
@@ -34,6 +34,9 @@ type FaultProxy struct {
 	mode    FaultMode
 	delay   time.Duration
 	cutEach int64 // if > 0, every connection is cut after this many bytes either way
+	flipArm bool  // the next connection flips the byte at flipAt from the target
+	flipAt  int64
+	flipped int // bytes flipped so far
 	conns   map[*faultConn]bool
 	closed  bool
 	wg      sync.WaitGroup
@@ -112,6 +115,35 @@ func (p *FaultProxy) CutAfter(n int64) {
 	p.cutEach = n
 }
 
+// FlipByteAt corrupts the next connection accepted after the call, and
+// only that one: the byte at offset of the stream from the target back to
+// the client (counted from 0) is XOR-ed with 0xFF, as a link that damages
+// data TCP's checksum misses would. Later connections pass unchanged.
+func (p *FaultProxy) FlipByteAt(offset int64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.flipArm, p.flipAt = true, offset
+}
+
+// Flipped is how many bytes FlipByteAt corrupted so far.
+func (p *FaultProxy) Flipped() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.flipped
+}
+
+// takeFlip disarms FlipByteAt for a new connection and returns the offset
+// it flips (-1: none).
+func (p *FaultProxy) takeFlip() int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.flipArm {
+		return -1
+	}
+	p.flipArm = false
+	return p.flipAt
+}
+
 // CutAll cuts every open connection now.
 func (p *FaultProxy) CutAll() {
 	p.mu.Lock()
@@ -171,14 +203,15 @@ func (p *FaultProxy) accept() {
 		p.conns[c] = true
 		p.mu.Unlock()
 		p.wg.Add(2)
-		go p.pipe(c, a, b)
-		go p.pipe(c, b, a)
+		go p.pipe(c, a, b, p.takeFlip())
+		go p.pipe(c, b, a, -1)
 	}
 }
 
-// pipe copies src to dst under the proxy's current faults, and cuts the
-// connection when either side ends.
-func (p *FaultProxy) pipe(c *faultConn, dst, src net.Conn) {
+// pipe copies src to dst under the proxy's current faults, flipping the
+// byte at offset flip of the stream if flip >= 0, and cuts the connection
+// when either side ends.
+func (p *FaultProxy) pipe(c *faultConn, dst, src net.Conn, flip int64) {
 	defer p.wg.Done()
 	defer func() {
 		c.close()
@@ -199,23 +232,35 @@ func (p *FaultProxy) pipe(c *faultConn, dst, src net.Conn) {
 				time.Sleep(delay)
 			}
 			chunk := buf[:n]
-			if cutEach > 0 && crossed+int64(n) >= cutEach {
-				// Forward part of the chunk, then cut: mid-message.
+			cut := cutEach > 0 && crossed+int64(n) >= cutEach
+			if cut { // forward part of the chunk, then cut: mid-message
 				chunk = chunk[:max(0, cutEach-crossed-1)]
-				if mode == Pass && len(chunk) > 0 {
-					dst.Write(chunk)
-				}
-				return
 			}
-			crossed += int64(n)
 			if mode == Pass {
+				p.flipIn(chunk, flip-crossed)
 				if _, werr := dst.Write(chunk); werr != nil {
 					return
 				}
 			}
+			if cut {
+				return
+			}
+			crossed += int64(n)
 		}
 		if err != nil {
 			return // EOF or a cut: either way the connection ends
 		}
 	}
+}
+
+// flipIn flips the byte at i of chunk, if it holds one there, and counts
+// it.
+func (p *FaultProxy) flipIn(chunk []byte, i int64) {
+	if i < 0 || i >= int64(len(chunk)) {
+		return
+	}
+	chunk[i] ^= 0xff
+	p.mu.Lock()
+	p.flipped++
+	p.mu.Unlock()
 }
