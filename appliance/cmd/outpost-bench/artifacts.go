@@ -11,6 +11,8 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/outposthq/outpost/appliance/internal/lab"
@@ -35,6 +37,7 @@ type serveConfig struct {
 	applianced, nginx string // the two servers' programs
 	bytes             int64  // the image's size
 	clients, runs     int
+	progress          io.Writer // a line per run
 }
 
 // serveResult is each contender's MiB/s, run by run.
@@ -73,7 +76,8 @@ func benchArtifactsServe(ctx context.Context, log *slog.Logger, _ time.Duration)
 	if err != nil {
 		return err
 	}
-	cfg := serveConfig{applianced: applianced, nginx: nginx, bytes: serveBytes, clients: serveClients, runs: serveRuns}
+	cfg := serveConfig{applianced: applianced, nginx: nginx, bytes: serveBytes, clients: serveClients, runs: serveRuns,
+		progress: os.Stderr}
 	var res serveResult
 	r := lab.NewRunner(ctx, "bench-artifacts", discardLog{log})
 	err = r.Run(func(t lab.T) { res = measureServe(t, cfg) })
@@ -106,16 +110,53 @@ func measureServe(t lab.T, cfg serveConfig) serveResult {
 	runs := [][]float64{nil, nil}
 	for i := range cfg.runs {
 		for k, srv := range servers {
-			mibs, err := fetchRound(t.Context(), srv, want, cfg.clients)
+			mibs, cpu, err := serveRun(t.Context(), srv, want, cfg.clients)
 			if err != nil {
 				t.Fatalf("%s, run %d: %v", srv.name, i+1, err)
 			}
 			runs[k] = append(runs[k], mibs)
-			fmt.Fprintf(os.Stderr, "artifacts.serve: run %d: %s %.0f MiB/s\n", i+1, srv.name, mibs)
+			fmt.Fprintf(cfg.progress, "artifacts.serve: run %d: %s %.0f MiB/s, server CPU %.2f s\n", i+1, srv.name, mibs, cpu)
 		}
 	}
 	res.outpost, res.nginx = runs[0], runs[1]
 	return res
+}
+
+// serveRun is one round of fetchRound against srv, and the CPU seconds
+// srv's processes spent in it.
+func serveRun(ctx context.Context, srv serveServer, want serveWant, clients int) (mibs, cpu float64, err error) {
+	before, err := treeCPUSeconds(srv.pid)
+	if err != nil {
+		return 0, 0, err
+	}
+	if mibs, err = fetchRound(ctx, srv, want, clients); err != nil {
+		return 0, 0, err
+	}
+	after, err := treeCPUSeconds(srv.pid)
+	return mibs, after - before, err
+}
+
+// treeCPUSeconds is the CPU time of process pid and its descendants
+// (nginx's workers).
+func treeCPUSeconds(pid int) (float64, error) {
+	secs, err := cpuSeconds(pid)
+	if err != nil {
+		return 0, err
+	}
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, f := range strings.Fields(string(raw)) {
+		child, err := strconv.Atoi(f)
+		if err != nil {
+			return 0, fmt.Errorf("/proc/%d/task/%d/children: %q", pid, pid, f)
+		}
+		if c, err := treeCPUSeconds(child); err == nil {
+			secs += c // a child gone meanwhile spent nothing here
+		}
+	}
+	return secs, nil
 }
 
 // line is the result's BENCH line.

@@ -18,6 +18,7 @@ type serveServer struct {
 	base   string          // its URL, without a trailing slash
 	exited <-chan struct{} // closed when the process has exited
 	log    string          // where it logs errors
+	pid    int             // its process (nginx's master)
 }
 
 // startServeApplianced starts a single-node applianced whose boot HTTP
@@ -25,7 +26,7 @@ type serveServer struct {
 func startServeApplianced(t lab.T, bin, artifacts string) serveServer {
 	boot := freeLoopback(t)
 	_, p := startApplianceProc(t, bin, "-boot-addr", boot, "-artifact-dir", artifacts)
-	return serveServer{name: "applianced", base: "http://" + boot, exited: p.Exited(), log: p.Stderr}
+	return serveServer{name: "applianced", base: "http://" + boot, exited: p.Exited(), log: p.Stderr, pid: p.Pid()}
 }
 
 // nginxConf is a configuration of nginx's own for the benchmark, as one
@@ -75,5 +76,5 @@ func startServeNginx(t lab.T, bin, artifacts string) serveServer {
 	log := filepath.Join(dir, "error.log")
 	p := lab.StartProcess(t, lab.ProcessConfig{Name: "nginx", Args: []string{bin,
 		"-p", dir, "-c", conf, "-e", log, "-g", "daemon off;"}})
-	return serveServer{name: "nginx", base: "http://" + addr, exited: p.Exited(), log: log}
+	return serveServer{name: "nginx", base: "http://" + addr, exited: p.Exited(), log: log, pid: p.Pid()}
 }
