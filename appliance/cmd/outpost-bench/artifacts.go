@@ -68,6 +68,9 @@ func benchArtifactsServe(ctx context.Context, log *slog.Logger, _ time.Duration)
 	// Stopped, it still removes its 256 MiB image and stops its servers.
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
+	if serveBytes < 1 || serveClients < 1 {
+		return fmt.Errorf("-serve-bytes %d, -serve-clients %d: both must be at least 1", serveBytes, serveClients)
+	}
 	nginx, err := lookTFTP("nginx", "nginx")
 	if err != nil {
 		return err

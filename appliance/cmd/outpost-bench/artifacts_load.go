@@ -9,6 +9,7 @@ import (
 	"hash"
 	"io"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 )
@@ -69,10 +70,19 @@ func fetchRound(ctx context.Context, srv serveServer, want serveWant, n int) (fl
 	}
 	wg.Wait()
 	secs := time.Since(start).Seconds()
-	if err := errors.Join(errs...); err != nil {
+	if err := firstOf(errs); err != nil {
 		return 0, err
 	}
 	return float64(n) * float64(want.size) / (1 << 20) / secs, nil
+}
+
+// firstOf is the first of errs that is not nil, saying how many failed.
+func firstOf(errs []error) error {
+	failed := slices.DeleteFunc(slices.Clone(errs), func(err error) bool { return err == nil })
+	if len(failed) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%d of %d downloads failed, the first: %w", len(failed), len(errs), failed[0])
 }
 
 // serveClient is a client with no connection reuse: every request is a
