@@ -24,11 +24,16 @@ image_pkgs=(ipxe busybox-static cpio linux-image-amd64 kmod gzip zstd xz-utils
 run_pkgs=(ca-certificates iproute2 qemu-system-x86 ipxe-qemu openipmi ipmitool "${image_pkgs[@]}")
 lab_pkgs=(ovmf tftp-hpa atftp isc-dhcp-client udhcpc kea-dhcp4-server kea-admin
 	dnsmasq tftpd-hpa redfishtool)
+# The benchmarks (`make bench`) compare Outpost's servers with the usual
+# ones, started by hand with configurations of their own: beside the
+# lab's DHCP and TFTP servers, nginx serving the same artifact
+# (artifacts.serve).
+bench_pkgs=(nginx)
 # The console's browser tests (appliance/internal/browsertest) drive
 # headless chromium and give it the site CA through an NSS database
 # (certutil).
 browser_pkgs=(chromium libnss3-tools)
-test_pkgs=("${run_pkgs[@]}" gcc libc6-dev "${lab_pkgs[@]}" "${browser_pkgs[@]}")
+test_pkgs=("${run_pkgs[@]}" gcc libc6-dev "${lab_pkgs[@]}" "${bench_pkgs[@]}" "${browser_pkgs[@]}")
 
 case "$what" in
 run) pkgs=("${run_pkgs[@]}") ;;
@@ -72,6 +77,11 @@ if ((${#missing[@]})); then
 	export DEBIAN_FRONTEND=noninteractive
 	apt_update
 	apt-get "${apt_lock[@]}" install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+	# The benchmark runs nginx by hand; the packaged service that
+	# installing it started (under systemd) would only hold port 80.
+	if [[ " ${missing[*]} " == *" nginx "* && -d /run/systemd/system ]]; then
+		systemctl disable --now nginx >/dev/null 2>&1 || true
+	fi
 fi
 
 # Go: the module needs the toolchain named in go.mod; a newer go fetches it

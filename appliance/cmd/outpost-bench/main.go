@@ -30,6 +30,7 @@ var benches = []bench{
 	{"bmc", benchBMCCycle},
 	{"sync", benchSync},
 	{"console", benchConsole},
+	{"artifacts.serve", benchArtifactsServe},
 }
 
 func benchNames() []string {
@@ -66,6 +67,8 @@ func main() {
 	dur := flag.Duration("duration", 10*time.Second, "how long each load phase runs")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile to this file")
 	flag.IntVar(&benchWriters, "writers", benchWriters, "concurrent writers for store.commit")
+	flag.Int64Var(&serveBytes, "serve-bytes", serveBytes, "size of the image artifacts.serve serves")
+	flag.IntVar(&serveClients, "serve-clients", serveClients, "concurrent downloads of artifacts.serve")
 	flag.Parse()
 	if *cpuprofile != "" {
 		f, err := os.Create(*cpuprofile)

@@ -7,7 +7,8 @@ import (
 )
 
 func TestSelectBenches(t *testing.T) {
-	all := map[string]bool{"store": true, "tftp": true, "dhcp": true, "storm": true, "provision": true, "bmc": true, "sync": true, "console": true}
+	all := map[string]bool{"store": true, "tftp": true, "dhcp": true, "storm": true, "provision": true, "bmc": true, "sync": true, "console": true,
+		"artifacts.serve": true}
 	tests := map[string]struct {
 		list    string
 		want    map[string]bool
@@ -16,14 +17,15 @@ func TestSelectBenches(t *testing.T) {
 		"empty is all":   {list: "", want: all},
 		"one":            {list: "store", want: map[string]bool{"store": true}},
 		"two as in make": {list: "store,dhcp", want: map[string]bool{"store": true, "dhcp": true}},
+		"dotted name":    {list: "artifacts.serve", want: map[string]bool{"artifacts.serve": true}},
 		"spaces":         {list: " store , dhcp ", want: map[string]bool{"store": true, "dhcp": true}},
 		"unknown": {
 			list:    "store,strom",
-			wantErr: `-run: no benchmark "strom" (have store,tftp,dhcp,storm,provision,bmc,sync,console)`,
+			wantErr: `-run: no benchmark "strom" (have store,tftp,dhcp,storm,provision,bmc,sync,console,artifacts.serve)`,
 		},
 		"trailing comma": {
 			list:    "store,",
-			wantErr: `-run: no benchmark "" (have store,tftp,dhcp,storm,provision,bmc,sync,console)`,
+			wantErr: `-run: no benchmark "" (have store,tftp,dhcp,storm,provision,bmc,sync,console,artifacts.serve)`,
 		},
 	}
 	for name, tc := range tests {
