@@ -320,24 +320,68 @@ func (s *syncedNetSite) others(n *node) []*node {
 	return out
 }
 
+// siteVM is a machine of a syncedNetSite: a QEMU VM behind its ipmi_sim
+// BMC. Its firmware can be held at power on, as a server's POST holds it
+// for minutes, until the test releases it.
+type siteVM struct {
+	*bmcVM
+	// gate is a file: a powered-on VM starts its firmware only once it
+	// exists.
+	gate string
+}
+
+// holdFirmware makes the VM, when next powered on, wait before its
+// firmware runs until releaseFirmware.
+func (v *siteVM) holdFirmware(t *testing.T) {
+	t.Helper()
+	if err := os.Remove(v.gate); err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+}
+
+// releaseFirmware lets a held VM's firmware run.
+func (v *siteVM) releaseFirmware(t *testing.T) {
+	t.Helper()
+	if err := os.WriteFile(v.gate, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitHeld waits until the VM's BMC says it is powered on, and checks
+// that its firmware has not run: its serial console is empty.
+func (v *siteVM) waitHeld(ctx context.Context, t *testing.T) {
+	t.Helper()
+	err := labsite.Poll(ctx, time.Minute, func() error {
+		st, err := v.BMC.PowerState(ctx)
+		if err == nil && st != "on" {
+			err = fmt.Errorf("the BMC says power %s", st)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatalf("the VM is not powered on: %v", err)
+	}
+	if b, err := os.ReadFile(v.Serial); err == nil && len(b) > 0 {
+		t.Fatalf("the VM's firmware runs while held: its serial console has %d bytes", len(b))
+	}
+}
+
+// firmwareGate is the program the BMC powers a siteVM on with: it waits
+// for the gate file, then becomes QEMU (its arguments).
+const firmwareGate = `#!/bin/sh
+while [ ! -e %q ]; do sleep 0.1; done
+exec "$@"
+`
+
 // startBMCVM starts a machine on a host of its own cabled to the switch:
 // a QEMU VM (BIOS, network boot first, then an empty disk) whose NIC is
 // mac, behind an ipmi_sim BMC that shares the host's link (as a BMC on a
 // shared LOM does) at 198.18.0.31, .32, ... Powering it on over IPMI
-// starts QEMU; it then network-boots from whichever node leads.
-func (s *syncedNetSite) startBMCVM(t *testing.T, name, mac string) *bmcVM {
+// starts QEMU (its firmware at once, unless held); it then
+// network-boots from whichever node leads.
+func (s *syncedNetSite) startBMCVM(t *testing.T, name, mac string) *siteVM {
 	t.Helper()
-	s.hosts++
-	bmcIP := fmt.Sprintf("198.18.0.%d", 30+s.hosts)
-	host := attachToSwitch(t, s.sw, name, "")
-	host.Bridge("br0", bmcIP+"/24")
-	if out, err := host.Run(t.Context(), "ip", "link", "set", siteIface, "master", "br0"); err != nil {
-		t.Fatalf("%v: %s", err, out)
-	}
-	// iPXE waits ~15 s for IPv6 routers unless one answers; answers
-	// leave from the bridge's link-local address, once it has one.
-	waitLinkLocal(t, host, "br0")
-	host.AnswerRouterSolicitations(t, "br0")
+	host, bmcIP := s.newMachineHost(t, name)
 	host.Tap("tap0", "br0")
 	args, serial := lab.VMCommand(t, lab.VMConfig{Tap: "tap0", MAC: mac, MemoryMB: 1024,
 		Disks: []string{labsite.NewDisk(t, 256<<20)}})
@@ -347,8 +391,36 @@ func (s *syncedNetSite) startBMCVM(t *testing.T, name, mac string) *bmcVM {
 			vmName = args[i+1]
 		}
 	}
-	sim := lab.StartIPMISim(t, lab.IPMISimConfig{Name: "bmc-" + name, Netns: host, Addr: bmcIP, StartArgs: args})
-	return &bmcVM{BMC: sim, Serial: serial, name: vmName}
+	dir := t.TempDir()
+	vm := &siteVM{gate: filepath.Join(dir, "firmware-released")}
+	vm.releaseFirmware(t)
+	prog := filepath.Join(dir, "firmware-gate")
+	if err := os.WriteFile(prog, fmt.Appendf(nil, firmwareGate, vm.gate), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	sim := lab.StartIPMISim(t, lab.IPMISimConfig{Name: "bmc-" + name, Netns: host, Addr: bmcIP,
+		StartArgs: append([]string{prog}, args...)})
+	vm.bmcVM = &bmcVM{BMC: sim, Serial: serial, name: vmName}
+	return vm
+}
+
+// newMachineHost creates a namespace cabled to the switch whose port is
+// a bridge (br0) holding the next BMC address (198.18.0.31, .32, ...):
+// the BMC and the machine's taps share the link. It answers IPv6 router
+// solicitations there: iPXE waits ~15 s for a router unless one answers.
+func (s *syncedNetSite) newMachineHost(t *testing.T, name string) (host *lab.Netns, bmcIP string) {
+	t.Helper()
+	s.hosts++
+	bmcIP = fmt.Sprintf("198.18.0.%d", 30+s.hosts)
+	host = attachToSwitch(t, s.sw, name, "")
+	host.Bridge("br0", bmcIP+"/24")
+	if out, err := host.Run(t.Context(), "ip", "link", "set", siteIface, "master", "br0"); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	// Answers leave from the bridge's link-local address, once it has one.
+	waitLinkLocal(t, host, "br0")
+	host.AnswerRouterSolicitations(t, "br0")
+	return host, bmcIP
 }
 
 // waitLinkLocal waits until dev in ns has an IPv6 link-local address
@@ -372,7 +444,7 @@ func waitLinkLocal(t *testing.T, ns *lab.Netns, dev string) {
 
 // centralMachine is the JSON central takes for a machine booting from
 // mac behind vm's BMC.
-func centralMachine(id, mac string, vm *bmcVM) map[string]any {
+func centralMachine(id, mac string, vm *siteVM) map[string]any {
 	return map[string]any{"id": id, "hostname": id, "arch": "x86_64",
 		"interfaces": []map[string]any{{"name": siteIface, "mac": mac, "boot": true}},
 		"bmc": map[string]any{"address": vm.BMC.Addr, "driver": "ipmi",

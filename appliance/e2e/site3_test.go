@@ -15,20 +15,23 @@ import (
 
 // TestSiteOf3ProvisionsThroughLeaderLoss: a machine registered and an
 // order placed at central reach a 3-node site; the WAN is cut; once the
-// order's BMC jobs have run (the VM is powered on and heading for its
-// firmware's network boot) the site's leader is SIGKILLed; the VM
+// order's BMC jobs have run (the VM is powered on, its firmware held as
+// a server's POST holds it) the site's leader is SIGKILLed; the VM then
 // network-boots the installer from the new leader, installs the test OS,
 // boots it from disk and reads its metadata from the new leader; the
 // order succeeds at the site; when the WAN heals, central holds every
 // event of the site exactly once and in order, the machine's timeline
 // whole.
 //
-// Why the kill comes then: a BMC job killed with its leader is run again
-// by the next one only after its deadline (package jobs), so a kill in
-// the middle of one would make the test wait that long, by design. With
-// the jobs done, everything left is served by whichever node leads: DHCP,
-// the iPXE script, the installer, the agent API and metadata, from the
-// Raft state every node holds.
+// Why the leader dies then: a BMC job killed with its leader is run
+// again by the next one only after its deadline (package jobs), so a
+// kill in the middle of one makes the order wait that long, by design.
+// With the jobs done, all that is left is served by whichever node leads,
+// from the Raft state every node holds: DHCP, the iPXE script, the
+// installer, the agent API and metadata. Holding the firmware until the
+// new leader is elected makes that moment exact: a kill after the VM had
+// fetched its iPXE script from the old leader would leave it retrying
+// that dead node's URLs (httpboot's scripts re-chain their own URL).
 func TestSiteOf3ProvisionsThroughLeaderLoss(t *testing.T) {
 	began := time.Now()
 	elapsed := func() string { return fmt.Sprintf("%6.1fs", time.Since(began).Seconds()) }
@@ -40,6 +43,7 @@ func TestSiteOf3ProvisionsThroughLeaderLoss(t *testing.T) {
 	s := startSyncedNetSite(t, cen, siteID)
 	s.put(t, s.provisioning(t)...)
 	vm := s.startBMCVM(t, "srv1", mac)
+	vm.holdFirmware(t)
 	t.Logf("%s the site runs, synced with central over HTTPS", elapsed())
 
 	if err := cen.Do("PUT", "/v1/sites/"+siteID+"/machines/srv1", centralMachine("srv1", mac, vm), nil); err != nil {
@@ -60,11 +64,13 @@ func TestSiteOf3ProvisionsThroughLeaderLoss(t *testing.T) {
 	t.Logf("%s the order is at the site: the WAN is cut", elapsed())
 
 	s.waitJob(ctx, t, s.nodes[0], "prov1-cycle", store.JobSucceeded)
+	vm.waitHeld(ctx, t)
 	old := s.leader(t)
 	s.kill(old)
 	t.Logf("%s the order's power cycle ran: SIGKILLed the leader %s", elapsed(), old.id)
 	newLeader := s.node(s.waitNewLeader(s.others(old), old.id))
-	t.Logf("%s %s leads", elapsed(), newLeader.id)
+	vm.releaseFirmware(t)
+	t.Logf("%s %s leads: the VM's firmware runs", elapsed(), newLeader.id)
 
 	line, _, err := vm.waitSerial(ctx, testOSLine, 0)
 	if err != nil {
@@ -95,10 +101,10 @@ var (
 	metadataURL  = regexp.MustCompile(`metadata service http://([0-9.]+)`)
 )
 
-// checkServedBy checks on vm's serial console that the installer it ran
-// last, and the metadata its test OS read, came from the node at addr;
-// it logs whether the node at dead served anything before.
-func checkServedBy(t *testing.T, vm *bmcVM, addr, dead string) {
+// checkServedBy checks on vm's serial console that the installer it ran,
+// and the metadata its test OS read, came from the node at addr, and
+// nothing from the node at dead.
+func checkServedBy(t *testing.T, vm *siteVM, addr, dead string) {
 	t.Helper()
 	serial, err := os.ReadFile(vm.Serial)
 	if err != nil {
@@ -108,16 +114,15 @@ func checkServedBy(t *testing.T, vm *bmcVM, addr, dead string) {
 		all := re.FindAllSubmatch(serial, -1)
 		if len(all) == 0 {
 			t.Errorf("no line matching %q on the serial console (%s)", re, vm.Serial)
-			continue
-		}
-		if got := string(all[len(all)-1][1]); got != addr {
-			t.Errorf("the last line matching %q names %s, want the new leader %s", re, got, addr)
 		}
 		for _, m := range all {
-			if string(m[1]) == dead {
-				t.Logf("the dead leader %s had served the VM before it died: %s", dead, m[0])
+			if got := string(m[1]); got != addr {
+				t.Errorf("the VM was served by %s, not the new leader %s (dead: %s): %s", got, addr, dead, m[0])
 			}
 		}
+	}
+	if strings.Contains(string(serial), "http://"+dead+":") {
+		t.Errorf("the serial console names the dead leader %s (%s)", dead, vm.Serial)
 	}
 }
 
