@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -245,7 +246,8 @@ const anyLeaderTemplate = "install-testos-any-leader"
 // provisioning is what the site needs to provision VMs with the test OS
 // (labsite.Provisioning's installer, test OS image and templates, with
 // anyLeaderTemplate): the subnet of the switch's network, a pool from
-// .100, no gateway.
+// .100, no gateway. Without the test OS file (withoutTestOSFile) it has
+// no test OS image either.
 func (s *syncedNetSite) provisioning(t *testing.T) []store.Object {
 	t.Helper()
 	objs := []store.Object{&store.Subnet{
@@ -254,9 +256,15 @@ func (s *syncedNetSite) provisioning(t *testing.T) []store.Object {
 		Discovery: true,
 	}}
 	for _, o := range labsite.Provisioning(t, s.imgs) {
-		if _, ok := o.(*store.Subnet); !ok {
-			objs = append(objs, o)
+		switch o := o.(type) {
+		case *store.Subnet:
+			continue
+		case *store.Image:
+			if o.File == testOSFile && !slices.Contains(s.cfg.artifacts, testOSFile) {
+				continue // the test brings it another way
+			}
 		}
+		objs = append(objs, o)
 	}
 	tpl := labsite.InstallTemplate()
 	tpl.Name = anyLeaderTemplate
