@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -18,10 +19,11 @@ import (
 // order's BMC jobs have run (the VM is powered on, its firmware held as
 // a server's POST holds it) the site's leader is SIGKILLed; the VM then
 // network-boots the installer from the new leader, installs the test OS,
-// boots it from disk and reads its metadata from the new leader; the
-// order succeeds at the site; when the WAN heals, central holds every
-// event of the site exactly once and in order, the machine's timeline
-// whole.
+// boots it from disk and reads its metadata from whichever survivor
+// leads then (under load the leadership may move again, and the site
+// must carry on), never from the dead node; the order succeeds at the
+// site; when the WAN heals, central holds every event of the site
+// exactly once and in order, the machine's timeline whole.
 //
 // Why the leader dies then: a BMC job killed with its leader is run
 // again by the next one only after its deadline (package jobs), so a
@@ -80,7 +82,11 @@ func TestSiteOf3ProvisionsThroughLeaderLoss(t *testing.T) {
 	if m := testOSLine.FindStringSubmatch(line); m[1] != "site3-host-1" || m[2] != "srv1" {
 		t.Errorf("the test OS says hostname=%s instance-id=%s, want site3-host-1 and srv1", m[1], m[2])
 	}
-	checkServedBy(t, vm, s.addr[newLeader.id].String(), s.addr[old.id].String())
+	var alive []string
+	for _, n := range s.others(old) {
+		alive = append(alive, s.addr[n.id].String())
+	}
+	checkServedBy(t, vm, s.addr[old.id].String(), alive...)
 	if o := s.waitOrderDone(newLeader, "prov1"); o.State != store.OrderSucceeded {
 		t.Fatalf("order prov1 at the site: %s %q", o.State, o.Reason)
 	}
@@ -101,10 +107,11 @@ var (
 	metadataURL  = regexp.MustCompile(`metadata service http://([0-9.]+)`)
 )
 
-// checkServedBy checks on vm's serial console that the installer it ran,
-// and the metadata its test OS read, came from the node at addr, and
+// checkServedBy checks on vm's serial console that the installer it ran
+// and the metadata its test OS read came from the nodes at alive (from
+// whichever of them led: under load the leadership may move again), and
 // nothing from the node at dead.
-func checkServedBy(t *testing.T, vm *siteVM, addr, dead string) {
+func checkServedBy(t *testing.T, vm *siteVM, dead string, alive ...string) {
 	t.Helper()
 	serial, err := os.ReadFile(vm.Serial)
 	if err != nil {
@@ -116,8 +123,10 @@ func checkServedBy(t *testing.T, vm *siteVM, addr, dead string) {
 			t.Errorf("no line matching %q on the serial console (%s)", re, vm.Serial)
 		}
 		for _, m := range all {
-			if got := string(m[1]); got != addr {
-				t.Errorf("the VM was served by %s, not the new leader %s (dead: %s): %s", got, addr, dead, m[0])
+			if !slices.Contains(alive, string(m[1])) {
+				t.Errorf("the VM was served by %s, not a surviving node %v: %s", m[1], alive, m[0])
+			} else {
+				t.Logf("served by %s: %s", m[1], m[0])
 			}
 		}
 	}
