@@ -128,8 +128,8 @@ func TestApplyArtifacts(t *testing.T) {
 					t.Errorf("after the delete: %v", err)
 				}
 			}},
-		"delete named by an image": {cmd: cmd(t, cmdForgetArtifact, &forgetArtifactPayload{Digest: digA, Time: t0}), refused: errs.CodeConflict},
-		"delete unknown":           {cmd: cmd(t, cmdForgetArtifact, &forgetArtifactPayload{Digest: digC, Time: t0}), refused: errs.CodeNotFound},
+		"delete named by an image":              {cmd: cmd(t, cmdForgetArtifact, &forgetArtifactPayload{Digest: digA, Time: t0}), refused: errs.CodeConflict},
+		"delete unknown":                        {cmd: cmd(t, cmdForgetArtifact, &forgetArtifactPayload{Digest: digC, Time: t0}), refused: errs.CodeNotFound},
 		"put an image of a catalogued artifact": {cmd: cmd(t, cmdPutDesired, &putDesiredPayload{Site: "s1", Kind: KindImage, Key: "i2", Object: osImage("i2", digB), Time: t0}), want: uint64(2)},
 		"put an image of an unknown artifact":   {cmd: cmd(t, cmdPutDesired, &putDesiredPayload{Site: "s1", Kind: KindImage, Key: "i2", Object: osImage("i2", digC), Time: t0}), refused: errs.CodeInvalid},
 		"put an installer of an unknown initrd": {cmd: cmd(t, cmdPutDesired, &putDesiredPayload{Site: "s1", Kind: KindImage, Key: "hook", Object: installer, Time: t0}), refused: errs.CodeInvalid},
