@@ -15,7 +15,7 @@
 // propose, asks the leader to (the Peer handler's leader-only routes,
 // which take the node's id from its certificate, never from the request).
 // What the catalogue no longer holds is removed, but not an upload under
-// way or just recorded (Node.Upload holds its digest a while), and the
+// way or just recorded (Node.Upload keeps its digest a while), and the
 // replicator is woken each time the catalogue changes or this node starts
 // to lead.
 //
@@ -82,12 +82,15 @@ type Config struct {
 	// default transport and no overall timeout (a fetch that stalls is
 	// ended by artifact.FetchOptions.Stall).
 	Upstream *http.Client
-	Log      *slog.Logger
+	// Hold is how long an upload's digest stays out of the garbage once
+	// the upload ended: time for its record to reach this node's store.
+	// 0 is DefaultHold.
+	Hold time.Duration
+	Log  *slog.Logger
 }
 
-// holdFor is how long an upload's digest stays out of the garbage after
-// the upload ends: time for its record to reach this node's store.
-const holdFor = 2 * time.Minute
+// DefaultHold is Config.Hold's default.
+const DefaultHold = 2 * time.Minute
 
 // Node keeps this node's artifacts.
 type Node struct {
@@ -98,6 +101,7 @@ type Node struct {
 	log      *slog.Logger
 	repl     *artifact.Replicator
 	upstream *http.Client
+	hold     time.Duration
 	m        *metrics
 
 	wake     chan struct{} // starts a replication pass
@@ -125,7 +129,7 @@ func New(cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("artifacts: %w", err)
 	}
-	n := &Node{db: cfg.DB, store: st, self: SingleNode, cluster: cfg.Cluster, log: cfg.Log, upstream: cfg.Upstream,
+	n := &Node{db: cfg.DB, store: st, self: SingleNode, cluster: cfg.Cluster, log: cfg.Log, upstream: cfg.Upstream, hold: cfg.Hold,
 		wake: make(chan struct{}, 1), sentWake: make(chan struct{}, 1),
 		held: map[artifact.Digest]time.Time{}, known: map[artifact.Digest]bool{}, sent: map[sentKey]int64{}}
 	if n.log == nil {
@@ -136,6 +140,9 @@ func New(cfg Config) (*Node, error) {
 	}
 	if n.upstream == nil {
 		n.upstream = &http.Client{}
+	}
+	if n.hold <= 0 {
+		n.hold = DefaultHold
 	}
 	n.repl = artifact.NewReplicator(artifact.ReplicatorConfig{
 		Store: st, Plan: n.plan, Present: n.present, Removed: n.removed, Corrupt: n.corrupt,
@@ -205,7 +212,7 @@ var ErrGone = fmt.Errorf("%w: the upload was removed before it was recorded; ret
 // copy them from it.
 func (n *Node) Upload(ctx context.Context, r io.Reader, want artifact.Digest, size int64, meta store.Artifact) (*store.Artifact, error) {
 	if want != "" {
-		n.hold(want)
+		n.keep(want)
 		defer n.release(want)
 	}
 	info, err := n.store.Put(ctx, r, want, size)
@@ -213,7 +220,7 @@ func (n *Node) Upload(ctx context.Context, r io.Reader, want artifact.Digest, si
 		return nil, err
 	}
 	if info.Digest != want {
-		n.hold(info.Digest)
+		n.keep(info.Digest)
 		defer n.release(info.Digest)
 	}
 	if _, ok := n.store.Stat(info.Digest); !ok {
@@ -230,16 +237,16 @@ func (n *Node) Upload(ctx context.Context, r io.Reader, want artifact.Digest, si
 	return rec, nil
 }
 
-// hold keeps d out of the garbage until release.
-func (n *Node) hold(d artifact.Digest) {
+// keep keeps d out of the garbage until release.
+func (n *Node) keep(d artifact.Digest) {
 	n.mu.Lock()
 	n.held[d] = time.Time{}
 	n.mu.Unlock()
 }
 
-// release keeps d out of the garbage for holdFor more.
+// release keeps d out of the garbage for Config.Hold more.
 func (n *Node) release(d artifact.Digest) {
 	n.mu.Lock()
-	n.held[d] = time.Now().Add(holdFor)
+	n.held[d] = time.Now().Add(n.hold)
 	n.mu.Unlock()
 }

@@ -74,7 +74,7 @@ func (n *Node) peerSource(id, raftAddr string, d artifact.Digest) artifact.Sourc
 }
 
 // garbage lists what this node holds, or had been fetching, that the
-// catalogue no longer has, but for the uploads held (hold).
+// catalogue no longer has, but for the uploads kept (keep).
 func (n *Node) garbage(catalogued map[artifact.Digest]bool) []artifact.Digest {
 	held, err := n.store.List()
 	if err != nil {
