@@ -2,8 +2,16 @@
 // portal: sites (creating one yields its credential, shown once) with
 // their sync status, each site's orders, machines, images and templates
 // (its desired state: every change is a new revision, pushed to the site
-// by package hub), and the events the site sent (a page since a
-// sequence, and a live Server-Sent Events stream).
+// by package hub), the events the site sent (a page since a sequence,
+// and a live Server-Sent Events stream), and the catalogue of artifacts
+// (artifacts.go: uploads streamed to this node's store and checked
+// against their sha256, upstream URLs registered, downloads with Range).
+//
+// A site pulls the artifacts its desired images name from
+// SitePullPattern (sitepull.go), with its own credential rather than a
+// token; the bytes sent are counted per site. The routes that upload or
+// serve bytes, and /metrics, are served by the node asked, every other by
+// the leader (Local tells the app which).
 //
 // Every route but /healthz needs a token (Authorization: Bearer) whose
 // role allows it: one route table (routes) names each route's role, a
