@@ -102,6 +102,7 @@ type Node struct {
 	repl     *artifact.Replicator
 	upstream *http.Client
 	hold     time.Duration
+	now      func() time.Time
 	m        *metrics
 
 	wake     chan struct{} // starts a replication pass
@@ -129,7 +130,7 @@ func New(cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("artifacts: %w", err)
 	}
-	n := &Node{db: cfg.DB, store: st, self: SingleNode, cluster: cfg.Cluster, log: cfg.Log, upstream: cfg.Upstream, hold: cfg.Hold,
+	n := &Node{db: cfg.DB, store: st, self: SingleNode, cluster: cfg.Cluster, log: cfg.Log, upstream: cfg.Upstream, hold: cfg.Hold, now: time.Now,
 		wake: make(chan struct{}, 1), sentWake: make(chan struct{}, 1),
 		held: map[artifact.Digest]time.Time{}, known: map[artifact.Digest]bool{}, sent: map[sentKey]int64{}}
 	if n.log == nil {
@@ -247,6 +248,6 @@ func (n *Node) keep(d artifact.Digest) {
 // release keeps d out of the garbage for Config.Hold more.
 func (n *Node) release(d artifact.Digest) {
 	n.mu.Lock()
-	n.held[d] = time.Now().Add(n.hold)
+	n.held[d] = n.now().Add(n.hold)
 	n.mu.Unlock()
 }

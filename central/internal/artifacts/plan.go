@@ -5,7 +5,6 @@ import (
 	"errors"
 	"net/http"
 	"slices"
-	"time"
 
 	"github.com/outposthq/outpost/central/internal/store"
 	"github.com/outposthq/outpost/internal/artifact"
@@ -89,7 +88,7 @@ func (n *Node) garbage(catalogued map[artifact.Digest]bool) []artifact.Digest {
 	for d := range n.known {
 		candidates[d] = true
 	}
-	now := time.Now()
+	now := n.now()
 	for d, until := range n.held {
 		if !until.IsZero() && now.After(until) {
 			delete(n.held, d)
