@@ -104,7 +104,7 @@ func (c *Client) PushArtifact(ctx context.Context, r io.Reader, size int64, opt 
 	}
 	body := r
 	if opt.Progress != nil {
-		body = &progressReader{r: r, fn: opt.Progress}
+		body = NewProgressReader(r, opt.Progress)
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.api.Base+"/v1/artifacts?"+q.Encode(), io.NopCloser(body))
 	if err != nil {
@@ -146,7 +146,12 @@ func (c *Client) answer(hc *http.Client, req *http.Request, out any) error {
 	return nil
 }
 
-// progressReader reports the bytes read through it.
+// NewProgressReader returns a reader of r that calls fn with the bytes
+// read so far, at most every 100 ms, and at the end (or an error).
+func NewProgressReader(r io.Reader, fn func(n int64)) io.Reader {
+	return &progressReader{r: r, fn: fn}
+}
+
 type progressReader struct {
 	r    io.Reader
 	n    int64

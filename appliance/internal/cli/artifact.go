@@ -3,6 +3,7 @@ package cli
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -40,11 +41,7 @@ func runArtifactPush(e *env, args []string) error {
 	name := fs.String("name", "", "")
 	typ := fs.String("type", "", "")
 	desc := fs.String("description", "", "")
-	pos, err := e.parse(fs, args, 1, 1)
-	if err != nil {
-		return err
-	}
-	c, err := e.artifactClient()
+	c, pos, err := e.artifactArgs(fs, args, 1)
 	if err != nil {
 		return err
 	}
@@ -85,27 +82,9 @@ func runArtifactPush(e *env, args []string) error {
 func (e *env) hashFile(f io.Reader, size int64) (string, error) {
 	p := newProgress(e.stderr, "sha256", size)
 	h := sha256.New()
-	_, err := io.Copy(h, &readCounter{r: f, fn: p.update})
+	_, err := io.Copy(h, cclient.NewProgressReader(f, p.update))
 	p.end()
 	return hex.EncodeToString(h.Sum(nil)), err
-}
-
-// readCounter calls fn with the bytes read so far, at most every 100 ms.
-type readCounter struct {
-	r    io.Reader
-	n    int64
-	fn   func(int64)
-	last time.Time
-}
-
-func (c *readCounter) Read(b []byte) (int, error) {
-	n, err := c.r.Read(b)
-	c.n += int64(n)
-	if now := time.Now(); err != nil || now.Sub(c.last) >= 100*time.Millisecond {
-		c.last = now
-		c.fn(c.n)
-	}
-	return n, err
 }
 
 // progress shows a transfer on stderr: on a terminal one line rewritten
@@ -215,12 +194,20 @@ func artifactRow(a *cclient.Artifact) []string {
 		strings.Join(sites, ","), sizeCell(uint64(sent)), timeCell(a.CreatedAt)}
 }
 
-// runArtifactList lists central's artifacts.
-func runArtifactList(e *env, args []string) error {
-	if _, err := e.parse(e.flagSet("artifact list"), args, 0, 0); err != nil {
-		return err
+// artifactArgs parses an artifact command's arguments (n positional
+// ones) with fs and returns central's client and them.
+func (e *env) artifactArgs(fs *flag.FlagSet, args []string, n int) (*cclient.Client, []string, error) {
+	pos, err := e.parse(fs, args, n, n)
+	if err != nil {
+		return nil, nil, err
 	}
 	c, err := e.artifactClient()
+	return c, pos, err
+}
+
+// runArtifactList lists central's artifacts.
+func runArtifactList(e *env, args []string) error {
+	c, _, err := e.artifactArgs(e.flagSet("artifact list"), args, 0)
 	if err != nil {
 		return err
 	}
@@ -233,11 +220,7 @@ func runArtifactList(e *env, args []string) error {
 
 // runArtifactGet shows one artifact.
 func runArtifactGet(e *env, args []string) error {
-	pos, err := e.parse(e.flagSet("artifact get"), args, 1, 1)
-	if err != nil {
-		return err
-	}
-	c, err := e.artifactClient()
+	c, pos, err := e.artifactArgs(e.flagSet("artifact get"), args, 1)
 	if err != nil {
 		return err
 	}
@@ -268,11 +251,7 @@ func (e *env) showArtifacts(list []cclient.Artifact) error {
 // runArtifactDelete deletes an artifact from central: refused while a
 // site's image names it.
 func runArtifactDelete(e *env, args []string) error {
-	pos, err := e.parse(e.flagSet("artifact delete"), args, 1, 1)
-	if err != nil {
-		return err
-	}
-	c, err := e.artifactClient()
+	c, pos, err := e.artifactArgs(e.flagSet("artifact delete"), args, 1)
 	if err != nil {
 		return err
 	}

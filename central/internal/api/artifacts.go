@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"slices"
@@ -82,20 +83,10 @@ func (s *Server) viewArtifact(a *store.Artifact, uses []store.ArtifactUse) artif
 	for id, n := range a.SentBytes {
 		site(id).SentBytes = n
 	}
-	for _, id := range slices.Sorted(mapKeys(bySite)) {
+	for _, id := range slices.Sorted(maps.Keys(bySite)) {
 		v.Sites = append(v.Sites, *bySite[id])
 	}
 	return v
-}
-
-func mapKeys[V any](m map[string]V) func(yield func(string) bool) {
-	return func(yield func(string) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
-	}
 }
 
 // digestOf reads the route's {sha256} ("<hex>" or "sha256:<hex>"); a
@@ -144,12 +135,12 @@ func (s *Server) uploadArtifact(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, uploadError(r, err))
 		return
 	}
-	uses, err := s.db.ArtifactUses()
+	out, err := s.viewArtifacts(rec)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	httpapi.WriteJSON(w, http.StatusCreated, s.viewArtifact(rec, uses[rec.Digest]))
+	httpapi.WriteJSON(w, http.StatusCreated, out[0])
 }
 
 // uploadError is the API's answer to an upload that failed.
@@ -202,41 +193,47 @@ func (s *Server) registerArtifact(w http.ResponseWriter, r *http.Request) {
 	httpapi.WriteJSON(w, http.StatusAccepted, s.viewArtifact(rec, nil))
 }
 
-func (s *Server) listArtifacts(w http.ResponseWriter, r *http.Request) {
-	recs, err := s.db.Artifacts()
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
+// viewArtifacts shows recs with the images that name each.
+func (s *Server) viewArtifacts(recs ...*store.Artifact) ([]artifactView, error) {
 	uses, err := s.db.ArtifactUses()
 	if err != nil {
-		s.writeError(w, r, err)
-		return
+		return nil, err
 	}
 	out := make([]artifactView, 0, len(recs))
 	for _, a := range recs {
 		out = append(out, s.viewArtifact(a, uses[a.Digest]))
+	}
+	return out, nil
+}
+
+func (s *Server) listArtifacts(w http.ResponseWriter, r *http.Request) {
+	recs, err := s.db.Artifacts()
+	var out []artifactView
+	if err == nil {
+		out, err = s.viewArtifacts(recs...)
+	}
+	if err != nil {
+		s.writeError(w, r, err)
+		return
 	}
 	httpapi.WriteJSON(w, http.StatusOK, map[string]any{"artifacts": out})
 }
 
 func (s *Server) getArtifact(w http.ResponseWriter, r *http.Request) {
 	d, err := digestOf(r)
+	var a *store.Artifact
+	if err == nil {
+		a, err = s.db.Artifact(d)
+	}
+	var out []artifactView
+	if err == nil {
+		out, err = s.viewArtifacts(a)
+	}
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	a, err := s.db.Artifact(d)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	uses, err := s.db.ArtifactUses()
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	httpapi.WriteJSON(w, http.StatusOK, s.viewArtifact(a, uses[d]))
+	httpapi.WriteJSON(w, http.StatusOK, out[0])
 }
 
 // deleteArtifact deletes an artifact from the catalogue (every node then
