@@ -31,6 +31,9 @@ type Artifact struct {
 	State string `json:"state"`
 	// Progress is the fetch under way on the node that answered.
 	Progress *ArtifactProgress `json:"progress,omitempty"`
+	// Error says why no node holds it and none will, if so: its upstream
+	// URL does not serve what was registered.
+	Error string `json:"error,omitempty"`
 	// Nodes are the central nodes that hold it.
 	Nodes []string `json:"nodes"`
 	// Sites are the sites whose desired images name it, or that central

@@ -37,7 +37,11 @@ type env struct {
 }
 
 // newEnv runs the API and the hub over one store, as centrald does.
-func newEnv(t *testing.T) *env {
+func newEnv(t *testing.T) *env { return newEnvWith(t, nil) }
+
+// newEnvWith is newEnv with the artifacts' configuration changed by
+// change (if not nil).
+func newEnvWith(t *testing.T, change func(*artifacts.Config)) *env {
 	db, err := store.Open(filepath.Join(t.TempDir(), "central.db"))
 	if err != nil {
 		t.Fatal(err)
@@ -50,8 +54,11 @@ func newEnv(t *testing.T) *env {
 	log := logs.Logger()
 	h := hub.New(hub.Config{Store: db, Log: log, Heartbeat: time.Second})
 	reg := prometheus.NewRegistry()
-	arts, err := artifacts.New(artifacts.Config{DB: db, Dir: filepath.Join(t.TempDir(), "artifacts"), Registry: reg, Log: log,
-		Hold: time.Millisecond})
+	acfg := artifacts.Config{DB: db, Dir: filepath.Join(t.TempDir(), "artifacts"), Registry: reg, Log: log, Hold: time.Millisecond}
+	if change != nil {
+		change(&acfg)
+	}
+	arts, err := artifacts.New(acfg)
 	if err != nil {
 		t.Fatal(err)
 	}

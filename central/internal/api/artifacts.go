@@ -30,6 +30,9 @@ type Artifacts interface {
 	Upload(ctx context.Context, r io.Reader, want artifact.Digest, size int64, meta store.Artifact) (*store.Artifact, error)
 	// Transfer is the fetch under way on this node, if any.
 	Transfer() (artifact.Transfer, bool)
+	// Problem is what keeps this node from fetching an artifact, if
+	// anything.
+	Problem(d artifact.Digest) string
 	// Sent counts bytes of an artifact sent to a site.
 	Sent(site string, d artifact.Digest, bytes int64)
 }
@@ -66,6 +69,9 @@ func (s *Server) viewArtifact(a *store.Artifact, uses []store.ArtifactUse) artif
 	if s.artifacts != nil {
 		if t, ok := s.artifacts.Transfer(); ok && t.Digest == a.Digest {
 			v.Progress = &client.ArtifactProgress{Node: s.artifacts.Self(), Source: t.Source, HeldBytes: t.Held, SizeBytes: t.Size}
+		}
+		if len(a.Nodes) == 0 {
+			v.Error = s.artifacts.Problem(a.Digest)
 		}
 	}
 	bySite := map[string]*client.ArtifactSite{}

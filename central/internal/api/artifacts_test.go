@@ -9,15 +9,20 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/outposthq/outpost/central/client"
+	"github.com/outposthq/outpost/central/internal/artifacts"
 	"github.com/outposthq/outpost/central/internal/centraltest"
 	"github.com/outposthq/outpost/central/internal/store"
 	"github.com/outposthq/outpost/internal/artifact"
+	"github.com/outposthq/outpost/internal/backoff"
 )
 
 // blob is random bytes and their digest.
@@ -216,6 +221,27 @@ func TestSitePullsArtifact(t *testing.T) {
 		t.Errorf("an artifact held but not named: %d %s; one not held: %d %s; want the same 404", held, heldBody, missing, missingBody)
 	}
 
+	// An artifact central has catalogued but this node does not hold yet:
+	// 503, retry.
+	_, fetching := blob(t, 64)
+	if _, err := e.db.RegisterArtifact("bob", &store.Artifact{Digest: artifact.Digest(fetching), Size: 64,
+		Source: store.ArtifactSource{URL: "http://127.0.0.1:1/never"}}); err != nil {
+		t.Fatal(err)
+	}
+	e.do("PUT", "/v1/sites/s1/images/later", fmt.Sprintf(`{"name":"later","format":"raw","sha256":%q}`, fetching), nil)
+	for what, path := range map[string]string{"pull": "/v1/sites/s1/artifacts/" + fetching, "content": "/v1/artifacts/" + fetching + "/content"} {
+		req, _ := http.NewRequest("GET", e.srv.URL+path, nil)
+		req.Header.Set("Authorization", "Bearer "+map[string]string{"pull": cred, "content": e.token}[what])
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != http.StatusServiceUnavailable || res.Header.Get("Retry-After") == "" {
+			t.Errorf("%s of an artifact not held yet: %d, Retry-After %q; want 503 with Retry-After", what, res.StatusCode, res.Header.Get("Retry-After"))
+		}
+	}
+
 	var site client.Site
 	centraltest.WaitFor(t, "the bytes sent to be stored", func() bool {
 		e.do("GET", "/v1/sites/s1", "", &site)
@@ -314,5 +340,37 @@ func TestArtifactMetrics(t *testing.T) {
 	}
 	if !strings.Contains(string(raw), `outpost_central_artifacts{state="missing"} 1`) && !strings.Contains(string(raw), `outpost_central_artifacts{state="fetching"} 1`) {
 		t.Errorf("/metrics does not count the registered artifact no node holds:\n%s", raw)
+	}
+}
+
+// TestUpstreamCorrupt: an upstream URL that serves other bytes than its
+// registered digest is fetched three times, each thrown away (counted),
+// then no more; the artifact says why no node holds it, and nothing
+// corrupt is kept.
+func TestUpstreamCorrupt(t *testing.T) {
+	e := newEnvWith(t, func(c *artifacts.Config) {
+		c.Retry = backoff.Exponential{Base: time.Millisecond, Max: 10 * time.Millisecond}
+	})
+	var requests atomic.Int64
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		requests.Add(1)
+		w.Write([]byte("not what was registered"))
+	}))
+	defer upstream.Close()
+	_, sum := blob(t, 23)
+	body := fmt.Sprintf(`{"url":%q,"sha256":%q,"size_bytes":23,"name":"bad"}`, upstream.URL+"/bad", sum)
+	var a client.Artifact
+	if code := e.do("POST", "/v1/artifacts/register", body, &a); code != http.StatusAccepted || a.State != "fetching" {
+		t.Fatalf("register: %d %+v", code, a)
+	}
+	centraltest.WaitFor(t, "central to give the URL up", func() bool {
+		e.do("GET", "/v1/artifacts/"+sum, "", &a)
+		return a.Error != ""
+	})
+	if requests.Load() != 3 || e.metric("outpost_central_artifact_corrupt_total") != 3 || !strings.Contains(a.Error, "no longer fetches it") {
+		t.Errorf("%d requests, %v corrupt transfers, error %q; want 3, 3 and why", requests.Load(), e.metric("outpost_central_artifact_corrupt_total"), a.Error)
+	}
+	if got, uploads := e.held(); len(got) != 0 || uploads != 0 {
+		t.Errorf("the store holds %v after corrupt transfers", got)
 	}
 }

@@ -41,6 +41,7 @@ import (
 
 	"github.com/outposthq/outpost/central/internal/store"
 	"github.com/outposthq/outpost/internal/artifact"
+	"github.com/outposthq/outpost/internal/backoff"
 )
 
 // Cluster is the node of a replicated central that the artifacts need
@@ -82,6 +83,9 @@ type Config struct {
 	// default transport and no overall timeout (a fetch that stalls is
 	// ended by artifact.FetchOptions.Stall).
 	Upstream *http.Client
+	// Retry spaces the tries of an artifact whose fetch failed; zero is
+	// the replicator's default (1 s doubling to a minute).
+	Retry backoff.Exponential
 	// Hold is how long an upload's digest stays out of the garbage once
 	// the upload ended: time for its record to reach this node's store.
 	// 0 is DefaultHold.
@@ -117,7 +121,16 @@ type Node struct {
 	known map[artifact.Digest]bool
 	// sent are the bytes sent to sites not yet in the store.
 	sent map[sentKey]int64
+	// corruptUpstream counts the transfers from an artifact's upstream
+	// URL thrown away: past maxCorruptUpstream the URL is not fetched
+	// again (it does not serve what was registered).
+	corruptUpstream map[artifact.Digest]int
 }
+
+// maxCorruptUpstream is how many corrupt transfers from an upstream URL
+// central takes before it stops fetching it: each is a whole transfer
+// over the WAN.
+const maxCorruptUpstream = 3
 
 type sentKey struct {
 	site   string
@@ -132,7 +145,8 @@ func New(cfg Config) (*Node, error) {
 	}
 	n := &Node{db: cfg.DB, store: st, self: SingleNode, cluster: cfg.Cluster, log: cfg.Log, upstream: cfg.Upstream, hold: cfg.Hold, now: time.Now,
 		wake: make(chan struct{}, 1), sentWake: make(chan struct{}, 1),
-		held: map[artifact.Digest]time.Time{}, known: map[artifact.Digest]bool{}, sent: map[sentKey]int64{}}
+		held: map[artifact.Digest]time.Time{}, known: map[artifact.Digest]bool{}, sent: map[sentKey]int64{},
+		corruptUpstream: map[artifact.Digest]int{}}
 	if n.log == nil {
 		n.log = slog.New(slog.DiscardHandler)
 	}
@@ -147,7 +161,7 @@ func New(cfg Config) (*Node, error) {
 	}
 	n.repl = artifact.NewReplicator(artifact.ReplicatorConfig{
 		Store: st, Plan: n.plan, Present: n.present, Removed: n.removed, Corrupt: n.corrupt,
-		Wake: n.wake, Limit: cfg.Limit, Interval: cfg.Interval, Log: n.log.With("component", "artifacts"),
+		Wake: n.wake, Limit: cfg.Limit, Interval: cfg.Interval, Retry: cfg.Retry, Log: n.log.With("component", "artifacts"),
 	})
 	reg := cfg.Registry
 	if reg == nil {
@@ -165,6 +179,17 @@ func (n *Node) Self() string { return n.self }
 
 // Transfer is the fetch under way on this node, if any.
 func (n *Node) Transfer() (artifact.Transfer, bool) { return n.repl.Current() }
+
+// Problem is what keeps this node from fetching d, if anything: its
+// upstream URL served other bytes too many times.
+func (n *Node) Problem(d artifact.Digest) string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if k := n.corruptUpstream[d]; k >= maxCorruptUpstream {
+		return fmt.Sprintf("its upstream URL served bytes that are not %s %d times: central no longer fetches it; delete the artifact and register the right URL or digest", d.Ref(), k)
+	}
+	return ""
+}
 
 // Run keeps the node's store as the catalogue says until ctx ends.
 func (n *Node) Run(ctx context.Context) error {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"slices"
+	"strings"
 
 	"github.com/outposthq/outpost/central/internal/store"
 	"github.com/outposthq/outpost/internal/artifact"
@@ -34,9 +35,9 @@ func (n *Node) plan(ctx context.Context) (artifact.Plan, error) {
 				w.Sources = append(w.Sources, n.peerSource(id, addr, a.Digest))
 			}
 		}
-		if a.Source.URL != "" && leader {
+		if a.Source.URL != "" && leader && n.Problem(a.Digest) == "" {
 			// Only the leader crosses the WAN; the others wait for a peer.
-			w.Sources = append(w.Sources, artifact.Source{Name: "upstream " + store.RedactURL(a.Source.URL),
+			w.Sources = append(w.Sources, artifact.Source{Name: upstreamName + store.RedactURL(a.Source.URL),
 				URL: a.Source.URL, Client: n.upstream, WAN: true})
 		}
 		p.Want = append(p.Want, w)
@@ -102,6 +103,11 @@ func (n *Node) garbage(catalogued map[artifact.Digest]bool) []artifact.Digest {
 	}
 	slices.Sort(out)
 	n.known = catalogued
+	for d := range n.corruptUpstream {
+		if !catalogued[d] { // deleted: registering it again starts afresh
+			delete(n.corruptUpstream, d)
+		}
+	}
 	return out
 }
 
@@ -145,7 +151,22 @@ func (n *Node) record(ctx context.Context, a *store.Artifact, create bool) (*sto
 	return &out, nil
 }
 
-// corrupt counts a transfer thrown away.
+// corrupt counts a transfer thrown away, and those from an upstream URL
+// for each artifact.
 func (n *Node) corrupt(_ context.Context, err *artifact.CorruptError) {
 	n.m.corrupt.Inc()
+	if !strings.HasPrefix(err.Source, upstreamName) {
+		return
+	}
+	n.mu.Lock()
+	n.corruptUpstream[err.Want]++
+	k := n.corruptUpstream[err.Want]
+	n.mu.Unlock()
+	if k == maxCorruptUpstream {
+		n.log.Error("artifacts: the upstream URL does not serve the artifact registered: no longer fetched",
+			"sha256", err.Want, "source", err.Source, "transfers", k)
+	}
 }
+
+// upstreamName begins the name of an upstream source.
+const upstreamName = "upstream "
