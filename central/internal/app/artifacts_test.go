@@ -141,13 +141,22 @@ func TestArtifactsOnEveryNode(t *testing.T) {
 		served.Add(int64(n))
 	}))
 	defer upstream.Close()
+	elections := strings.Count(logs.String(), "msg=leading")
 	reg, err := follower.RegisterArtifact(ctx, client.RegisterArtifactRequest{URL: upstream.URL + "/c.raw?sig=secret", SHA256: sumC, Size: int64(len(up)), Name: "c", Type: "os"})
 	if err != nil || reg.State != "fetching" || reg.Source.URL != upstream.URL+"/c.raw?…" {
 		t.Fatalf("register through a follower: %+v, %v", reg, err)
 	}
 	waitEverywhere(t, cfgs, leader, sumC)
-	if requests.Load() != 1 || served.Load() != int64(len(up)) {
-		t.Errorf("the upstream served %d requests, %d bytes; want one of %d", requests.Load(), served.Load(), len(up))
+	// Each node that came to lead before a peer held it fetches it: the
+	// leader alone, once, unless an election came in between (a loaded
+	// machine).
+	leaders := 1 + int64(strings.Count(logs.String(), "msg=leading")-elections)
+	if requests.Load() < 1 || requests.Load() > leaders || served.Load() != requests.Load()*int64(len(up)) {
+		t.Errorf("the upstream served %d requests, %d bytes; want one of %d (%d leaders since it was registered)",
+			requests.Load(), served.Load(), len(up), leaders)
+	}
+	if leaders > 1 {
+		t.Logf("%d elections while the URL was fetched: the upstream served %d requests", leaders-1, requests.Load())
 	}
 	if strings.Contains(logs.String(), "sig=secret") {
 		t.Error("the registered URL's query is in the log")
