@@ -59,6 +59,8 @@ type Site struct {
 	Name      string     `json:"name"`
 	CreatedAt time.Time  `json:"created_at"`
 	Sync      SyncStatus `json:"sync"`
+	// Artifacts is what central sent the site of its artifacts.
+	Artifacts SiteArtifacts `json:"artifacts"`
 }
 
 // SyncStatus is where a site's sync stands.

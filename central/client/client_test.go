@@ -2,9 +2,13 @@ package client_test
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/outposthq/outpost/central/client"
@@ -74,6 +78,65 @@ func TestAgainstCentral(t *testing.T) {
 	}
 	if _, err := client.New(cen.URL, tok.Token, nil).Sites(ctx); !errors.As(err, &e) || e.Status != http.StatusUnauthorized {
 		t.Errorf("a deleted token: %v, want 401", err)
+	}
+}
+
+// TestArtifactCalls: the artifact calls against a real central, whose
+// answers decode strictly into the client's types: push (with progress
+// and the digest checked), get, list, download from a byte on, register,
+// delete.
+func TestArtifactCalls(t *testing.T) {
+	cen := testcentral.Start(t, testcentral.Replicated(t))
+	c := client.New(cen.URL, cen.Token, nil)
+	ctx := t.Context()
+	body := bytes.Repeat([]byte("outpost "), 300_000)
+	sum := sha256.Sum256(body)
+	digest := hex.EncodeToString(sum[:])
+	var last int64
+	a, err := c.PushArtifact(ctx, bytes.NewReader(body), int64(len(body)), client.PushOptions{SHA256: digest, Name: "n", Type: "file",
+		Progress: func(sent int64) { last = sent }})
+	if err != nil || a.SHA256 != digest || a.Size != int64(len(body)) || last != int64(len(body)) {
+		t.Fatalf("push: %+v, %v (progress %d)", a, err, last)
+	}
+	var e *client.Error
+	if _, err := c.PushArtifact(ctx, bytes.NewReader(body[1:]), -1, client.PushOptions{SHA256: digest}); !errors.As(err, &e) || e.Status != http.StatusBadRequest || e.Field != "sha256" {
+		t.Errorf("a push of other bytes: %v, want 400 naming sha256", err)
+	}
+	var raw json.RawMessage
+	for path, v := range map[string]any{"/v1/artifacts/" + digest: new(client.Artifact), "/v1/sites/fra-1": new(client.Site)} {
+		if path == "/v1/sites/fra-1" {
+			if _, err := c.CreateSite(ctx, "fra-1", ""); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := c.Do(ctx, http.MethodGet, path, nil, &raw); err != nil {
+			t.Fatal(err)
+		}
+		strict(t, path, raw, v)
+	}
+	if list, err := c.Artifacts(ctx); err != nil || len(list) != 1 || list[0].Name != "n" {
+		t.Errorf("list: %+v, %v", list, err)
+	}
+	rc, err := c.ArtifactContent(ctx, "sha256:"+digest, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(rc)
+	rc.Close()
+	if !bytes.Equal(got, body[1000:]) {
+		t.Errorf("content from byte 1000: %d bytes, want %d", len(got), len(body)-1000)
+	}
+	reg, err := c.RegisterArtifact(ctx, client.RegisterArtifactRequest{URL: "http://127.0.0.1:1/x", SHA256: strings.Repeat("ab", 32), Size: 5})
+	if err != nil || reg.State != "fetching" {
+		t.Errorf("register: %+v, %v", reg, err)
+	}
+	for _, d := range []string{digest, reg.SHA256} {
+		if err := c.DeleteArtifact(ctx, d); err != nil {
+			t.Errorf("delete %s: %v", d, err)
+		}
+	}
+	if _, err := c.Artifact(ctx, digest); !errors.As(err, &e) || e.Status != http.StatusNotFound {
+		t.Errorf("a deleted artifact: %v, want 404", err)
 	}
 }
 

@@ -1,7 +1,8 @@
 // Package cli is the operator's command line, outpost: it applies object
 // files to an appliance, reads and deletes objects, follows events and
 // manages the cluster and API tokens, all through the appliance API
-// (package client).
+// (package client); with a central target, the same through central's
+// API (central/client), and central's artifacts (artifact.go).
 //
 // Run is the whole program, so that tests drive it with arguments and
 // buffers against a real appliance. It writes results to stdout and
@@ -60,6 +61,11 @@ var commands = []command{
 	{name: "token create", args: "NAME --role viewer|operator|admin [--expires 30d|720h|2027-01-31]", help: "create an API token and print it (only this once)", run: runTokenCreate},
 	{name: "token list", help: "list API tokens: names, roles, expiries (never secrets)", run: runTokenList},
 	{name: "token delete", args: "ID", help: "delete an API token: it opens nothing from then on", run: runTokenDelete},
+	{name: "artifact push", args: "FILE [--name N] [--type os|kernel|initrd|file] [--description D]", help: "at central: upload FILE as an artifact (its sha256 computed first, then checked by central), with progress; prints its digest", run: runArtifactPush},
+	{name: "artifact register", args: "URL --sha256 X --size N [--name N] [--type T]", help: "at central: register an upstream URL, which central fetches once and checks", run: runArtifactRegister},
+	{name: "artifact list", help: "at central: list the artifacts, the nodes that hold them, the sites that use them", run: runArtifactList},
+	{name: "artifact get", args: "DIGEST", help: "at central: show one artifact", run: runArtifactGet},
+	{name: "artifact delete", args: "DIGEST", help: "at central: delete an artifact (refused while a site's image names it)", run: runArtifactDelete},
 	{name: "bmc accept-certificate", args: "MACHINE [FINGERPRINT]", help: "trust MACHINE's Redfish BMC certificate: FINGERPRINT, or the one it presented (get machine shows it)", run: runBMCAccept},
 	{name: "context list", help: "list the contexts of the config file, the current one marked", run: runContextList},
 	{name: "context use", args: "NAME", help: "make NAME the current context", run: runContextUse},

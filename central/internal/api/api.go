@@ -2,8 +2,16 @@
 // portal: sites (creating one yields its credential, shown once) with
 // their sync status, each site's orders, machines, images and templates
 // (its desired state: every change is a new revision, pushed to the site
-// by package hub), and the events the site sent (a page since a
-// sequence, and a live Server-Sent Events stream).
+// by package hub), the events the site sent (a page since a sequence,
+// and a live Server-Sent Events stream), and the catalogue of artifacts
+// (artifacts.go: uploads streamed to this node's store and checked
+// against their sha256, upstream URLs registered, downloads with Range).
+//
+// A site pulls the artifacts its desired images name from
+// SitePullPattern (sitepull.go), with its own credential rather than a
+// token; the bytes sent are counted per site. The routes that upload or
+// serve bytes, and /metrics, are served by the node asked, every other by
+// the leader (Local tells the app which).
 //
 // Every route but /healthz needs a token (Authorization: Bearer) whose
 // role allows it: one route table (routes) names each route's role, a
@@ -26,6 +34,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
 	"github.com/outposthq/outpost/central/internal/hub"
 	"github.com/outposthq/outpost/central/internal/store"
 	"github.com/outposthq/outpost/internal/access"
@@ -46,6 +57,11 @@ type Config struct {
 	// APICA is central's API CA certificate (PEM) and fingerprint,
 	// served by GET /v1/ca to anyone; empty answers 404.
 	APICA, APICAFingerprint string
+	// Artifacts is this node's artifact store (*artifacts.Node); nil
+	// answers the routes that upload or serve bytes 503.
+	Artifacts Artifacts
+	// Metrics, if set, is served at GET /metrics to anyone: this node's.
+	Metrics prometheus.Gatherer
 }
 
 // Server is the API.
@@ -58,12 +74,14 @@ type Server struct {
 
 	caPEM         []byte
 	caFingerprint string
+	artifacts     Artifacts
+	metrics       prometheus.Gatherer
 }
 
 // New returns the API server.
 func New(cfg Config) *Server {
 	s := &Server{db: cfg.Store, hub: cfg.Hub, cluster: cfg.Cluster, now: cfg.Now, log: cfg.Log,
-		caPEM: []byte(cfg.APICA), caFingerprint: cfg.APICAFingerprint}
+		caPEM: []byte(cfg.APICA), caFingerprint: cfg.APICAFingerprint, artifacts: cfg.Artifacts, metrics: cfg.Metrics}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -73,8 +91,10 @@ func New(cfg Config) *Server {
 	return s
 }
 
-// Handler returns the API's routes: /healthz and /v1/ca for anyone, every other
-// route for the holders of a token whose role allows it (routes).
+// Handler returns the API's routes: /healthz, /metrics and /v1/ca for
+// anyone, a site's pull of its artifacts for the site (SitePullPattern,
+// with its credential), every other route for the holders of a token
+// whose role allows it (routes).
 func (s *Server) Handler() http.Handler {
 	authed := http.NewServeMux()
 	httpapi.Register(authed, s.routes())
@@ -83,6 +103,10 @@ func (s *Server) Handler() http.Handler {
 		httpapi.WriteJSON(w, http.StatusOK, map[string]bool{"healthy": true})
 	})
 	root.HandleFunc("GET "+httpapi.CAPath, httpapi.ServeCA(s.caPEM, s.caFingerprint))
+	if s.metrics != nil {
+		root.Handle("GET /metrics", promhttp.HandlerFor(s.metrics, promhttp.HandlerOpts{}))
+	}
+	root.HandleFunc(SitePullPattern, s.sitePull)
 	root.Handle("/", httpapi.Authenticate("outpost central", s.db.LookupToken, s.now, authed))
 	return root
 }
@@ -121,6 +145,13 @@ func (s *Server) routes() []httpapi.Route {
 		{Pattern: "GET " + site + "/events", Role: viewer, Handler: s.listEvents},
 		{Pattern: "GET " + site + "/events/stream", Role: viewer, Handler: s.streamEvents},
 		{Pattern: "DELETE " + site + "/events", Role: admin, Handler: s.resetEvents}, // forgets history
+
+		{Pattern: "POST /v1/artifacts", Role: operator, Handler: s.uploadArtifact}, // the body is the bytes
+		{Pattern: "POST /v1/artifacts/register", Role: operator, Handler: s.registerArtifact},
+		{Pattern: "GET /v1/artifacts", Role: viewer, Handler: s.listArtifacts},
+		{Pattern: "GET /v1/artifacts/{sha256}", Role: viewer, Handler: s.getArtifact},
+		{Pattern: "GET /v1/artifacts/{sha256}/content", Role: viewer, Handler: s.artifactContent},
+		{Pattern: "DELETE /v1/artifacts/{sha256}", Role: operator, Handler: s.deleteArtifact},
 
 		{Pattern: "GET /v1/tokens", Role: admin, Handler: s.listTokens},
 		{Pattern: "GET /v1/tokens/{id}", Role: admin, Handler: s.getToken},

@@ -15,7 +15,9 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/outposthq/outpost/central/internal/artifacts"
 	"github.com/outposthq/outpost/central/internal/centraltest"
 	"github.com/outposthq/outpost/central/internal/hub"
 	"github.com/outposthq/outpost/central/internal/store"
@@ -27,13 +29,19 @@ type env struct {
 	t     *testing.T
 	db    *store.DB
 	hub   *hub.Hub
+	arts  *artifacts.Node
+	reg   *prometheus.Registry
 	srv   *httptest.Server
 	token string
 	logs  *centraltest.Buffer
 }
 
 // newEnv runs the API and the hub over one store, as centrald does.
-func newEnv(t *testing.T) *env {
+func newEnv(t *testing.T) *env { return newEnvWith(t, nil) }
+
+// newEnvWith is newEnv with the artifacts' configuration changed by
+// change (if not nil).
+func newEnvWith(t *testing.T, change func(*artifacts.Config)) *env {
 	db, err := store.Open(filepath.Join(t.TempDir(), "central.db"))
 	if err != nil {
 		t.Fatal(err)
@@ -45,12 +53,24 @@ func newEnv(t *testing.T) *env {
 	logs := &centraltest.Buffer{}
 	log := logs.Logger()
 	h := hub.New(hub.Config{Store: db, Log: log, Heartbeat: time.Second})
+	reg := prometheus.NewRegistry()
+	acfg := artifacts.Config{DB: db, Dir: filepath.Join(t.TempDir(), "artifacts"), Registry: reg, Log: log, Hold: time.Millisecond}
+	if change != nil {
+		change(&acfg)
+	}
+	arts, err := artifacts.New(acfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	ran := make(chan error, 1)
+	go func() { ran <- arts.Run(ctx) }()
 	mux := http.NewServeMux()
 	mux.Handle(syncproto.Path, h)
-	mux.Handle("/", New(Config{Store: db, Hub: h, Log: log}).Handler())
+	mux.Handle("/", New(Config{Store: db, Hub: h, Log: log, Artifacts: arts, Metrics: reg}).Handler())
 	srv := httptest.NewServer(mux)
-	t.Cleanup(func() { h.Close(); srv.Close(); db.Close() })
-	return &env{t: t, db: db, hub: h, srv: srv, token: token, logs: logs}
+	t.Cleanup(func() { h.Close(); srv.Close(); stop(); <-ran; db.Close() })
+	return &env{t: t, db: db, hub: h, arts: arts, reg: reg, srv: srv, token: token, logs: logs}
 }
 
 // do sends a request with the admin token and decodes the answer into out.

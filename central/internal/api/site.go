@@ -17,7 +17,7 @@ func (s *Server) view(site *store.Site) siteView {
 	v := siteView{ID: site.ID, Name: site.Name, CreatedAt: site.CreatedAt, Sync: client.SyncStatus{
 		LastSeen: site.LastSeen, LatestRevision: site.Revision, AckedRevision: site.AckedRevision,
 		StoredSeq: site.StoredSeq,
-	}}
+	}, Artifacts: client.SiteArtifacts{SentBytes: site.ArtifactSentBytes}}
 	for _, r := range site.Lost {
 		v.Sync.LostSeqs = append(v.Sync.LostSeqs, client.SeqRange{First: r.First, Last: r.Last})
 	}

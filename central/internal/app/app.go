@@ -1,7 +1,7 @@
-// Package app wires central together, the store, the sync hub and the
-// API on one listener, and runs it until the context ends; then it ends
-// the event streams and the site sessions, shuts the server down and
-// closes the store, in that order.
+// Package app wires central together, the store, the sync hub, the
+// node's artifacts and the API on one listener, and runs it until the
+// context ends; then it ends the event streams and the site sessions,
+// shuts the server down and closes the store, in that order.
 package app
 
 import (
@@ -15,9 +15,12 @@ import (
 	"os"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/outposthq/outpost/central/internal/api"
+	"github.com/outposthq/outpost/central/internal/artifacts"
 	"github.com/outposthq/outpost/central/internal/cluster"
 	"github.com/outposthq/outpost/central/internal/config"
 	"github.com/outposthq/outpost/central/internal/hub"
@@ -66,12 +69,20 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Write
 	defer db.Close()
 
 	mux := http.NewServeMux()
+	// peer is what this node serves the other members for itself (its
+	// artifacts), filled once the artifacts are open.
+	peer := http.NewServeMux()
 	var node *cluster.Node
 	if cfg.Replicated() {
-		if node, err = openCluster(ctx, cfg, db, joiner, mux, apiURL, log); err != nil {
+		if node, err = openCluster(ctx, cfg, db, joiner, mux, peer, apiURL, log); err != nil {
 			return err
 		}
 		defer node.Close()
+	}
+	reg := newRegistry()
+	arts, err := openArtifacts(cfg, db, node, peer, reg, log)
+	if err != nil {
+		return err
 	}
 
 	apiCA, tlsCfg, err := apiTLS(cfg, db, ln, log, out)
@@ -80,7 +91,8 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Write
 	}
 	h := hub.New(hub.Config{Store: db, Log: log, Heartbeat: time.Duration(cfg.Heartbeat), WriteTimeout: time.Duration(cfg.WriteTimeout),
 		MaxPending: cfg.MaxPendingHandshakes})
-	apiCfg := api.Config{Store: db, Hub: h, Log: log, APICA: string(apiCA.CertificatePEM()), APICAFingerprint: apiCA.Fingerprint()}
+	apiCfg := api.Config{Store: db, Hub: h, Log: log, APICA: string(apiCA.CertificatePEM()), APICAFingerprint: apiCA.Fingerprint(),
+		Artifacts: arts, Metrics: reg}
 	mux.Handle(syncproto.Path, h)
 	var handler http.Handler = mux
 	if node != nil {
@@ -99,7 +111,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Write
 	base, endRequests := context.WithCancel(context.Background())
 	defer endRequests()
 	srv := httpserve.New(httpserve.Config{Name: "central", Handler: handler, Limits: cfg.Limits, Log: log,
-		BaseContext: func(net.Listener) context.Context { return base }})
+		Shape: shape(cfg), Metrics: httpserve.NewMetrics(reg), BaseContext: func(net.Listener) context.Context { return base }})
 	wsURL := map[bool]string{false: "ws", true: "wss"}[tlsCfg != nil] + "://" + ln.Addr().String() + syncproto.Path
 	if node != nil {
 		fmt.Fprintf(out, "outpost central %s: API at %s, sites sync at %s (raft %s, data %s)\n", cfg.NodeID, apiURL, wsURL, cfg.RaftAddr, cfg.DataDir)
@@ -109,6 +121,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Write
 	log.Info("central started", "addr", ln.Addr().String(), "tls", tlsCfg != nil, "data_dir", cfg.DataDir, "raft", cfg.RaftAddr)
 
 	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return arts.Run(ctx) })
 	g.Go(func() error {
 		if tlsCfg != nil {
 			srv.HTTP.TLSConfig = tlsCfg
@@ -143,6 +156,41 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Write
 	}
 	log.Info("central stopped")
 	return err
+}
+
+// newRegistry holds this node's metrics, served at /metrics.
+func newRegistry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return reg
+}
+
+// openArtifacts opens this node's copy of the artifacts and serves it to
+// the other members on peer.
+func openArtifacts(cfg *config.Config, db *store.DB, node *cluster.Node, peer *http.ServeMux, reg prometheus.Registerer, log *slog.Logger) (*artifacts.Node, error) {
+	acfg := artifacts.Config{DB: db, Dir: cfg.ArtifactDir(), Registry: reg, Log: log}
+	if node != nil {
+		acfg.Cluster = node
+	}
+	arts, err := artifacts.New(acfg)
+	if err != nil {
+		return nil, err
+	}
+	peer.Handle(cluster.PeerPrefix+"artifacts/", arts.PeerHandler())
+	return arts, nil
+}
+
+// shape gives an artifact's upload its size and time (max_artifact_size,
+// limits.upload_timeout, cut if it stalls) and every other request a
+// JSON body's.
+func shape(cfg *config.Config) func(*http.Request) httpserve.Shape {
+	upload := httpserve.Shape{MaxBody: cfg.MaxArtifactSize, Upload: true}
+	return func(r *http.Request) httpserve.Shape {
+		if api.IsUpload(r) {
+			return upload
+		}
+		return httpserve.JSON
+	}
 }
 
 // ensureAdminTokenOnLeader waits until the bootstrap node leads, or a

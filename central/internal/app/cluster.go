@@ -38,11 +38,14 @@ const headerForwarded = "X-Outpost-Central-Forwarded"
 // acts on them. They travel over the leader's Raft port, mutual TLS
 // between members (cluster.Config.Internal), so the tokens they carry
 // never cross between nodes in the clear. /healthz and GET /v1/cluster
-// are answered by every node for itself.
+// are answered by every node for itself, as are the uploads and
+// downloads of artifacts, /metrics, and anything under /internal/
+// (api.Local).
 func toLeader(node *cluster.Node, next http.Handler, log *slog.Logger) http.Handler {
 	transport := node.HTTPClient().Transport
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		local := r.URL.Path == "/healthz" || (r.Method == http.MethodGet && (r.URL.Path == "/v1/cluster" || r.URL.Path == httpapi.CAPath))
+		local := r.URL.Path == "/healthz" || (r.Method == http.MethodGet && (r.URL.Path == "/v1/cluster" || r.URL.Path == httpapi.CAPath)) ||
+			api.Local(r)
 		if local || node.IsLeader() {
 			next.ServeHTTP(w, r)
 			return
@@ -163,8 +166,9 @@ func (c *joinClient) admit(ctx context.Context, cfg *config.Config, log *slog.Lo
 // identity. A joining node whose store holds no record of itself yet (its
 // first start, or a join cut short before it caught up) is admitted (its
 // certificate, and the members it trusts while its store has no record
-// of them); internal is what it serves the others when it leads.
-func openCluster(ctx context.Context, cfg *config.Config, db *store.DB, joiner *joinClient, internal http.Handler, apiURL string, log *slog.Logger) (*cluster.Node, error) {
+// of them); internal is what it serves the others when it leads, peer
+// what it serves them for itself.
+func openCluster(ctx context.Context, cfg *config.Config, db *store.DB, joiner *joinClient, internal, peer http.Handler, apiURL string, log *slog.Logger) (*cluster.Node, error) {
 	if joiner != nil && joiner.members == nil {
 		if _, err := db.Member(cfg.NodeID); errors.Is(err, errs.ErrNotFound) {
 			if err := joiner.admit(ctx, cfg, log); err != nil {
@@ -179,7 +183,7 @@ func openCluster(ctx context.Context, cfg *config.Config, db *store.DB, joiner *
 	node, err := cluster.Open(cluster.Config{Config: raftnode.Config{
 		ID: cfg.NodeID, Dir: cfg.RaftDir(), BindAddr: cfg.RaftAddr, AdvertiseAddr: cfg.RaftAdvertise,
 		Bootstrap: cfg.Join == "", Log: log,
-	}, APIURL: apiURL, Identity: ident, Internal: internal}, db)
+	}, APIURL: apiURL, Identity: ident, Internal: internal, Peer: peer}, db)
 	if err != nil {
 		return nil, err
 	}

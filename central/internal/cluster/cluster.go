@@ -9,7 +9,9 @@
 // Only the leader serves: the app sends every API request and site
 // connection a follower gets to the leader (LeaderInternal: over the Raft
 // port's mutual TLS, to the Internal handler), and ends its site sessions
-// when it stops leading (OnLeadership). The key a joining node needs is
+// when it stops leading (OnLeadership). What every node serves its peers
+// for itself (an artifact's bytes) is the Peer handler, under PeerPrefix
+// on the same port, to members only. The key a joining node needs is
 // handed over by the store (store.DB.SealKeyFor, store.SaveJoinKey).
 //
 // Raft and the calls between nodes go over mutual TLS between members
@@ -47,7 +49,17 @@ type Config struct {
 	// node leads (503 otherwise): the requests a follower sends on to the
 	// leader (LeaderInternal). Nil serves nothing.
 	Internal http.Handler
+	// Peer is served to the other members on the Raft port under
+	// PeerPrefix whether or not this node leads: the calls between
+	// members that any node answers (an artifact's bytes, package
+	// artifacts). Nil serves nothing there.
+	Peer http.Handler
 }
+
+// PeerPrefix is the path under which Config.Peer is served to members.
+// Nothing under it is served on the API's listener, nor sent on to the
+// leader: it is for members only.
+const PeerPrefix = "/internal/"
 
 // Node is one member of central's Raft cluster.
 type Node struct {
@@ -88,7 +100,7 @@ func Open(cfg Config, db *store.DB) (*Node, error) {
 		return nil, err
 	}
 	opened := make(chan struct{})
-	cfg.TLS = &raftnode.TLS{Identity: cfg.Identity, Trust: n.trust, Member: n.memberKey, Internal: n.leaderOnly(cfg.Internal, opened)}
+	cfg.TLS = &raftnode.TLS{Identity: cfg.Identity, Trust: n.trust, Member: n.memberKey, Internal: n.internal(cfg.Internal, cfg.Peer, opened)}
 	rn, err := raftnode.Open(cfg.Config, db)
 	if err != nil {
 		return nil, err

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/outposthq/outpost/central/internal/store"
@@ -88,9 +89,11 @@ func (n *Node) LeaderInternal() string {
 	return ""
 }
 
-// leaderOnly serves h once the node is open, while it leads.
-func (n *Node) leaderOnly(h http.Handler, opened <-chan struct{}) http.Handler {
-	if h == nil {
+// internal is what the Raft port serves members (raftnode.TLS.Internal),
+// once the node is open: peer under PeerPrefix on any node, the rest
+// (leader) on the leader only.
+func (n *Node) internal(leader, peer http.Handler, opened <-chan struct{}) http.Handler {
+	if leader == nil && peer == nil {
 		return nil
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -99,12 +102,18 @@ func (n *Node) leaderOnly(h http.Handler, opened <-chan struct{}) http.Handler {
 		case <-r.Context().Done():
 			return
 		}
-		if !n.IsLeader() {
+		toPeer := strings.HasPrefix(r.URL.Path, PeerPrefix)
+		switch {
+		case toPeer && peer != nil:
+			peer.ServeHTTP(w, r)
+		case toPeer || leader == nil:
+			http.NotFound(w, r)
+		case !n.IsLeader():
 			w.Header().Set("Retry-After", "1")
 			httpapi.WriteError(w, &errs.Error{Code: httpapi.CodeUnavailable, Message: "this central node no longer leads (an election is under way); retry"})
-			return
+		default:
+			leader.ServeHTTP(w, r)
 		}
-		h.ServeHTTP(w, r)
 	})
 }
 

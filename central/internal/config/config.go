@@ -27,11 +27,19 @@ const (
 	// of the API and sync listener.
 	DefaultMaxConns          = 8192
 	DefaultMaxConnsPerSource = 1024
+	// DefaultMaxArtifactSize bounds an artifact's upload.
+	DefaultMaxArtifactSize = 64 << 30
+	// DefaultUploadTimeout bounds an artifact's upload as a whole: a
+	// 64 GiB image over a link of 10 MiB/s takes under two hours. An
+	// upload that stalls is cut far sooner (httpserve.MinProgress in
+	// every body_timeout).
+	DefaultUploadTimeout = 12 * time.Hour
 )
 
 // Config is central's configuration.
 type Config struct {
-	// DataDir holds the store and the first admin token.
+	// DataDir holds the store, the first admin token and the node's
+	// copy of every artifact (artifacts/).
 	DataDir string `json:"data_dir"`
 	// Addr is where the API and the sync websocket listen (host:port).
 	// On a loopback address they are plain HTTP and ws://; on any other
@@ -86,6 +94,10 @@ type Config struct {
 	// MaxPendingHandshakes bounds the sync connections not yet
 	// authenticated; one more is answered 503 with Retry-After.
 	MaxPendingHandshakes int `json:"max_pending_handshakes"`
+	// MaxArtifactSize is the largest artifact an operator may upload
+	// (POST /v1/artifacts), in bytes. The upload may take up to
+	// limits.upload_timeout, as long as it keeps arriving.
+	MaxArtifactSize int64 `json:"max_artifact_size"`
 	// Logging holds log_level (debug, info, warn or error) and
 	// log_format (text or json).
 	conf.Logging
@@ -93,13 +105,16 @@ type Config struct {
 
 // Default returns the defaults.
 func Default() *Config {
+	limits := httpserve.DefaultLimits(DefaultMaxConns, DefaultMaxConnsPerSource)
+	limits.UploadTimeout = conf.Duration(DefaultUploadTimeout)
 	return &Config{
 		DataDir:              DefaultDataDir,
 		Addr:                 DefaultAddr,
 		Heartbeat:            conf.Duration(syncproto.DefaultHeartbeat),
 		WriteTimeout:         conf.Duration(DefaultWriteTimeout),
-		Limits:               httpserve.DefaultLimits(DefaultMaxConns, DefaultMaxConnsPerSource),
+		Limits:               limits,
 		MaxPendingHandshakes: hub.DefaultMaxPending,
+		MaxArtifactSize:      DefaultMaxArtifactSize,
 		Logging:              conf.Logging{LogLevel: "info", LogFormat: "text"},
 	}
 }
@@ -189,6 +204,9 @@ func (c *Config) Validate() error {
 	if c.MaxPendingHandshakes < 1 {
 		errs = append(errs, errors.New("max_pending_handshakes must be at least 1"))
 	}
+	if c.MaxArtifactSize < 1 {
+		errs = append(errs, errors.New("max_artifact_size must be at least 1 byte"))
+	}
 	errs = append(errs, c.Logging.Validate()...)
 	if len(errs) > 0 {
 		return fmt.Errorf("config: %w", errors.Join(errs...))
@@ -223,6 +241,10 @@ func (c *Config) Scheme() string {
 func (c *Config) StorePath() string      { return filepath.Join(c.DataDir, "central.db") }
 func (c *Config) AdminTokenPath() string { return filepath.Join(c.DataDir, "admin.token") }
 func (c *Config) RaftDir() string        { return filepath.Join(c.DataDir, "raft") }
+
+// ArtifactDir is this node's store of artifacts (package
+// internal/artifact): a copy of every artifact of the catalogue.
+func (c *Config) ArtifactDir() string { return filepath.Join(c.DataDir, "artifacts") }
 
 // APICAPath is where central writes its API CA's certificate (PEM, mode
 // 0644) for sites and clients to trust.

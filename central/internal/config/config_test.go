@@ -31,6 +31,8 @@ func TestLoad(t *testing.T) {
 		"join bad url":      {[]string{"-raft-addr", "127.0.0.1:7444", "-node-id", "c2", "-join", "c1:7443"}, "join \"c1:7443\"", "", 0},
 		"no write deadline": {[]string{"-config", limitsFile(t, "limits:\n  write_timeout: 0s\n")}, "limits.write_timeout", "", 0},
 		"no handshakes":     {[]string{"-config", limitsFile(t, "max_pending_handshakes: 0\n")}, "max_pending_handshakes", "", 0},
+		"no artifacts":      {[]string{"-config", limitsFile(t, "max_artifact_size: 0\n")}, "max_artifact_size", "", 0},
+		"uploads end first": {[]string{"-config", limitsFile(t, "limits:\n  upload_timeout: 1s\n")}, "upload_timeout: shorter than body_timeout", "", 0},
 	}
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -46,6 +48,9 @@ func TestLoad(t *testing.T) {
 			}
 			if c.Addr != tt.addr || time.Duration(c.Heartbeat) != tt.hb {
 				t.Errorf("addr %s heartbeat %v", c.Addr, c.Heartbeat)
+			}
+			if c.MaxArtifactSize != 64<<30 || time.Duration(c.Limits.UploadTimeout) != DefaultUploadTimeout {
+				t.Errorf("max_artifact_size %d, upload_timeout %v: want the defaults", c.MaxArtifactSize, c.Limits.UploadTimeout)
 			}
 		})
 	}

@@ -22,6 +22,10 @@ func applyPutDesired(tx *txn, p *putDesiredPayload) (rev any, err error) {
 			return nil
 		case old != nil && p.Kind == KindOrder:
 			return errs.Conflict("order %q exists and differs: an order cannot change once placed", p.Key)
+		case p.Kind == KindImage:
+			if err := checkImageArtifacts(tx.Tx, p.Object); err != nil {
+				return err
+			}
 		}
 		if err := b.Put(itemKey(p.Kind, p.Key), p.Object); err != nil {
 			return err

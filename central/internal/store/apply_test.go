@@ -340,7 +340,12 @@ func TestSnapshotRoundTrip(t *testing.T) {
 		cmd(t, cmdSeen, &seenPayload{Site: "s1", Time: t0}),
 		cmd(t, cmdAdvancePast, &advancePastPayload{Site: "s1", Applied: 5, Time: t0}),
 		cmd(t, cmdRecordAck, &recordAckPayload{Site: "s1", Revision: 4}),
-		cmd(t, cmdStoreEvents, &storeEventsPayload{Site: "s1", Events: batch(6, 7), LostUpTo: 5, Time: t0}))
+		cmd(t, cmdStoreEvents, &storeEventsPayload{Site: "s1", Events: batch(6, 7), LostUpTo: 5, Time: t0}),
+		cmd(t, cmdRecordArtifact, &recordArtifactPayload{Node: "c1", Artifact: uploaded(digA, 100), Create: true}),
+		cmd(t, cmdCountArtifactSent, &countSentPayload{Counts: []SentCount{{Site: "s1", Digest: digA, Bytes: 100}}}))
+	if as, _ := src.Artifacts(); len(as) != 1 {
+		t.Fatalf("artifacts %+v, want the one recorded", as)
+	}
 	buf := snapshotOf(t, src)
 	dst, _ := openTest(t)
 	if err := dst.Restore(buf); err != nil {
@@ -349,7 +354,10 @@ func TestSnapshotRoundTrip(t *testing.T) {
 	if diff := cmp.Diff(dump(t, src), dump(t, dst)); diff != "" {
 		t.Errorf("restored state (-source +restored):\n%s", diff)
 	}
-	if src.AppliedIndex() != dst.AppliedIndex() || dst.AppliedIndex() != 10 {
-		t.Errorf("applied index %d restored as %d, want 10", src.AppliedIndex(), dst.AppliedIndex())
+	if src.AppliedIndex() != dst.AppliedIndex() || dst.AppliedIndex() != 12 {
+		t.Errorf("applied index %d restored as %d, want 12", src.AppliedIndex(), dst.AppliedIndex())
+	}
+	if a, err := dst.Artifact(digA); err != nil || a.SentBytes["s1"] != 100 || len(a.Nodes) != 1 {
+		t.Errorf("the restored artifact: %+v, %v", a, err)
 	}
 }

@@ -6,6 +6,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/outposthq/outpost/internal/artifact"
 	"github.com/outposthq/outpost/internal/command"
 	"github.com/outposthq/outpost/syncproto"
 )
@@ -55,6 +56,17 @@ const (
 	// cmdSetCAGeneration takes a step of a rotation of central's CA
 	// (ca.go).
 	cmdSetCAGeneration command.Type = 14
+	// cmdRecordArtifact records that a central node holds an artifact,
+	// creating its record at the first upload.
+	cmdRecordArtifact command.Type = 15
+	// cmdRegisterArtifact catalogues an upstream URL central fetches.
+	cmdRegisterArtifact command.Type = 16
+	// cmdForgetArtifact forgets a node's copy of an artifact, or deletes
+	// the artifact from the catalogue.
+	cmdForgetArtifact command.Type = 17
+	// 18 is unused; 19 and 20 are the shared core's.
+	// cmdCountArtifactSent adds the bytes of artifacts sent to sites.
+	cmdCountArtifactSent command.Type = 21
 	// cmdLegacyJSON is a command of release b482c18: a JSON object
 	// whose first byte, '{', is its type (legacy_b482c18.go).
 	cmdLegacyJSON command.Type = '{'
@@ -64,21 +76,25 @@ const (
 // that a refusal (an *errs.Error, or a site's *syncproto.Error) has
 // changed nothing.
 var table = command.Table[*txn]{
-	cmdCreateSite:       decoded(applyCreateSite),
-	cmdSeen:             decoded(applySeen),
-	cmdCreateAdminToken: decoded(applyCreateAdminToken),
-	cmdPutDesired:       decoded(applyPutDesired),
-	cmdDeleteDesired:    decoded(applyDeleteDesired),
-	cmdAdvancePast:      decoded(applyAdvancePast),
-	cmdRecordAck:        decoded(applyRecordAck),
-	cmdStoreEvents:      decoded(applyStoreEvents),
-	cmdResetEvents:      decoded(applyResetEvents),
-	cmdPutMember:        decoded(applyPutMember),
-	cmdDeleteMember:     decoded(applyDeleteMember),
-	cmdCreateToken:      decoded(applyCreateToken),
-	cmdDeleteToken:      decoded(applyDeleteToken),
-	cmdSetCAGeneration:  decoded(applySetCAGeneration),
-	cmdLegacyJSON:       applyLegacy,
+	cmdCreateSite:        decoded(applyCreateSite),
+	cmdSeen:              decoded(applySeen),
+	cmdCreateAdminToken:  decoded(applyCreateAdminToken),
+	cmdPutDesired:        decoded(applyPutDesired),
+	cmdDeleteDesired:     decoded(applyDeleteDesired),
+	cmdAdvancePast:       decoded(applyAdvancePast),
+	cmdRecordAck:         decoded(applyRecordAck),
+	cmdStoreEvents:       decoded(applyStoreEvents),
+	cmdResetEvents:       decoded(applyResetEvents),
+	cmdPutMember:         decoded(applyPutMember),
+	cmdDeleteMember:      decoded(applyDeleteMember),
+	cmdCreateToken:       decoded(applyCreateToken),
+	cmdDeleteToken:       decoded(applyDeleteToken),
+	cmdSetCAGeneration:   decoded(applySetCAGeneration),
+	cmdRecordArtifact:    decoded(applyRecordArtifact),
+	cmdRegisterArtifact:  decoded(applyRegisterArtifact),
+	cmdForgetArtifact:    decoded(applyForgetArtifact),
+	cmdCountArtifactSent: decoded(applyCountSent),
+	cmdLegacyJSON:        applyLegacy,
 }
 
 // The payloads. Times are the proposer's: apply reads no clock.
@@ -148,6 +164,27 @@ type (
 		Generation uint64    `json:"generation"`
 		Time       time.Time `json:"time"`
 		By         string    `json:"by,omitempty"`
+	}
+	// recordArtifactPayload's Artifact is the record to create (with
+	// Create), or names the digest and size of an existing one.
+	recordArtifactPayload struct {
+		Node     string    `json:"node"`
+		Artifact *Artifact `json:"artifact"`
+		Create   bool      `json:"create,omitempty"`
+	}
+	registerArtifactPayload struct {
+		Artifact *Artifact `json:"artifact"` // CreatedAt, CreatedBy set
+	}
+	// forgetArtifactPayload forgets Node's copy, or with no Node the
+	// artifact.
+	forgetArtifactPayload struct {
+		Digest artifact.Digest `json:"sha256"`
+		Node   string          `json:"node,omitempty"`
+		Time   time.Time       `json:"time"`
+		By     string          `json:"by,omitempty"`
+	}
+	countSentPayload struct {
+		Counts []SentCount `json:"counts"`
 	}
 )
 

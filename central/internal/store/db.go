@@ -27,8 +27,9 @@ var (
 	bucketRevisions = []byte("revisions") // site id -> {big-endian revision -> Revision}
 	bucketEvents    = []byte("events")    // site id -> {big-endian seq -> Event}
 	bucketMembers   = []byte("members")   // node id -> Member (replicated central)
+	bucketArtifacts = []byte("artifacts") // sha256 hex -> Artifact
 
-	allBuckets = [][]byte{bucketMeta, bucketTokens, bucketSites, bucketDesired, bucketRevisions, bucketEvents, bucketMembers}
+	allBuckets = [][]byte{bucketMeta, bucketTokens, bucketSites, bucketDesired, bucketRevisions, bucketEvents, bucketMembers, bucketArtifacts}
 
 	keySchemaVersion = []byte("schema_version")
 	keyAppliedIndex  = []byte("applied_index")
@@ -59,7 +60,8 @@ type DB struct {
 	// key seals BMC passwords at rest (KeyFile).
 	key *seal.Key
 
-	// watchers: a channel per "d/" or "e/" + site id, closed (and
+	// watchers: a channel per "d/" or "e/" + site id, or "a/" for the
+	// catalogue of artifacts, closed (and
 	// forgotten) when a write for it commits.
 	wmu      sync.Mutex
 	watchers map[string]chan struct{}

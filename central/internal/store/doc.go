@@ -1,8 +1,9 @@
 // Package store keeps all of central's state in one bbolt file: sites
 // (their credentials only as SHA-256 hashes), the API tokens with their
 // roles, each site's desired state and its revisions (each naming who
-// made it), the events each site sent, and the members of a replicated
-// central. It is also central's state
+// made it), the events each site sent, the members of a replicated
+// central, and the catalogue of artifacts central publishes to its sites
+// (artifact.go). It is also central's state
 // machine: every change is a command applied by one deterministic
 // function.
 //
@@ -11,10 +12,11 @@
 // A new change of the store is a new command: a number at the end of the
 // list in command.go with its payload struct, an apply function in the
 // apply_<entity>.go of what it changes (apply_site.go, apply_desired.go,
-// apply_events.go, apply_member.go, apply_token.go), and a typed method
+// apply_events.go, apply_member.go, apply_token.go, apply_artifact.go),
+// and a typed method
 // that builds the payload (the proposer side: it stamps the time, seals,
 // validates what needs no state). Reads are methods of the entity's file
-// (site.go, desired.go, event.go, member.go, token.go).
+// (site.go, desired.go, event.go, member.go, token.go, artifact.go).
 //
 // # Invariants
 //
@@ -63,9 +65,21 @@
 //     (internal/seal, SealStable, so the same password seals to the same
 //     bytes) before they are proposed, and opened only to send them to
 //     their site.
+//   - The catalogue of artifacts (bucket "artifacts") holds one record
+//     per digest: its size, name, media type, source (an upload, or an
+//     upstream URL), who made it and when, the central nodes that hold
+//     its verified bytes, and the bytes sent of it to each site (also
+//     summed on each site's record). A node is recorded as a holder
+//     only once its copy is whole and verified (RecordArtifact). An
+//     artifact a site's desired image names (an OS image that is its
+//     sha256 alone, an installer's "sha256:" kernel or initrd) cannot
+//     be deleted, and a desired image cannot name one the catalogue
+//     does not hold: both checks are in apply, so no interleaving of a
+//     delete and a put lets an image name a missing artifact.
 //   - Snapshots are bbolt files streamed from a read transaction; Restore
 //     swaps in a whole file under the exclusive lock.
 //
-// Watchers learn of a site's new revisions and events through channels
-// closed after each commit (WatchDesired, WatchEvents), without polling.
+// Watchers learn of a site's new revisions and events, and of changes of
+// the catalogue, through channels closed after each commit
+// (WatchDesired, WatchEvents, WatchArtifacts), without polling.
 package store

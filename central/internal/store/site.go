@@ -31,6 +31,9 @@ type Site struct {
 	Lost []SeqRange `json:"lost,omitempty"`
 	// LastSeen is when the site last connected or disconnected.
 	LastSeen time.Time `json:"last_seen,omitzero"`
+	// ArtifactSentBytes is what central sent the site of artifacts
+	// (GET /v1/sites/{site}/artifacts/{sha256}), by every node.
+	ArtifactSentBytes int64 `json:"artifact_sent_bytes,omitempty"`
 }
 
 // SeqRange is a range of event sequences, both ends included.
