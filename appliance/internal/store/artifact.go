@@ -111,15 +111,14 @@ func ValidDigest(s string) bool {
 	return err == nil && len(b) == 32 && strings.ToLower(s) == s
 }
 
-// DigestRef returns the digest a "sha256:<hex>" reference names, in
-// lowercase, and whether ref is one.
+// DigestRef returns the digest a "sha256:<hex>" reference names (in
+// either case), in lowercase, and whether ref is one.
 func DigestRef(ref string) (string, bool) {
-	rest, ok := strings.CutPrefix(ref, DigestPrefix)
-	if !ok {
+	if len(ref) < len(DigestPrefix) || !strings.EqualFold(ref[:len(DigestPrefix)], DigestPrefix) {
 		return "", false
 	}
-	rest = strings.ToLower(rest)
-	return rest, ValidDigest(rest)
+	d := strings.ToLower(ref[len(DigestPrefix):])
+	return d, ValidDigest(d)
 }
 
 // ArtifactGeneration changes whenever what a node's artifacts follow

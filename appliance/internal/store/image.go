@@ -86,7 +86,7 @@ func (i *Image) Validate() error {
 			return errs.Invalid("initrd", "is required for an installer")
 		}
 		for _, f := range [][2]string{{"kernel", i.Kernel}, {"initrd", i.Initrd}} {
-			if _, ok := DigestRef(f[1]); !ok && strings.HasPrefix(f[1], DigestPrefix) {
+			if _, ok := DigestRef(f[1]); !ok && strings.HasPrefix(strings.ToLower(f[1]), DigestPrefix) {
 				return errs.Invalid(f[0], "%q is not an artifact reference: want sha256: and 64 hexadecimal digits", f[1])
 			}
 		}
