@@ -24,6 +24,11 @@ const (
 	pathApply     = "/v1/internal/apply"
 	pathReadIndex = "/v1/internal/readindex"
 	pathJoin      = "/v1/internal/join"
+	// PathArtifacts is where every node (not only the leader) serves
+	// its artifacts to the others (SetArtifactHandler):
+	// PathArtifacts + "/<64 hex>", with Range, and PathArtifacts alone
+	// for what the node holds.
+	PathArtifacts = "/v1/internal/artifacts"
 
 	// maxCommand bounds a forwarded command.
 	maxCommand = 16 << 20
@@ -40,6 +45,8 @@ func (n *Node) internalHandler() http.Handler {
 	mux.HandleFunc("POST "+pathApply, n.serveCommit)
 	mux.HandleFunc("GET "+pathReadIndex, n.serveReadIndex)
 	mux.HandleFunc("POST "+pathJoin, n.serveJoin)
+	mux.HandleFunc("GET "+PathArtifacts, n.serveArtifacts)
+	mux.HandleFunc("GET "+PathArtifacts+"/", n.serveArtifacts)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		select {
 		case <-n.opened:
@@ -47,6 +54,39 @@ func (n *Node) internalHandler() http.Handler {
 		case <-r.Context().Done():
 		}
 	})
+}
+
+// SetArtifactHandler makes h (package artifacts) answer the artifact
+// routes of the Raft port (PathArtifacts), to members only; until it is
+// set they answer 503.
+func (n *Node) SetArtifactHandler(h http.Handler) { n.artifacts.Store(&h) }
+
+func (n *Node) serveArtifacts(w http.ResponseWriter, r *http.Request) {
+	h := n.artifacts.Load()
+	if h == nil {
+		w.Header().Set("Retry-After", "1")
+		http.Error(w, "this node's artifact store is not open yet", http.StatusServiceUnavailable)
+		return
+	}
+	(*h).ServeHTTP(w, r)
+}
+
+// PeerClient reaches the other members' internal endpoints
+// ("https://" + raft address + path) over the Raft port's mutual TLS,
+// without the bound on a whole request that forwarding has: artifact
+// transfers of gigabytes take long, and their readers end them when
+// bytes stop coming.
+func (n *Node) PeerClient() *http.Client { return n.peerClient }
+
+// MemberRaftAddr is where member id is reached on the Raft port, as its
+// record says; "" for no member.
+func (n *Node) MemberRaftAddr(id string) string {
+	var m *store.Member
+	_ = n.db.View(func(tx *store.Tx) error { m, _ = store.Get[store.Member](tx, id); return nil })
+	if m == nil {
+		return ""
+	}
+	return m.RaftAddr
 }
 
 // joinBody is what a follower forwards of a join.

@@ -21,6 +21,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"sync/atomic"
 	"time"
 
@@ -80,6 +81,10 @@ type Node struct {
 	// opened is closed once raft is set: the internal handlers wait for
 	// it.
 	opened chan struct{}
+	// artifacts answers PathArtifacts (SetArtifactHandler); peerClient
+	// reaches the other members' (PeerClient).
+	artifacts  atomic.Pointer[http.Handler]
+	peerClient *http.Client
 }
 
 // Open starts the node's Raft over db. The caller owns db and closes it
@@ -113,6 +118,7 @@ func Open(cfg Config, db *store.DB) (*Node, error) {
 		return nil, fmt.Errorf("cluster: %w", err)
 	}
 	n.raft = r
+	n.peerClient = &http.Client{Transport: r.HTTPClient().Transport}
 	close(n.opened)
 	n.members = site.NewProposer(site.ProposerConfig{Log: n, Store: db})
 	ctx, cancel := context.WithCancel(context.Background())
