@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/outposthq/outpost/appliance/internal/artifacts"
 	"github.com/outposthq/outpost/appliance/internal/site"
 	"github.com/outposthq/outpost/appliance/internal/store"
 	"github.com/outposthq/outpost/internal/command"
@@ -24,11 +25,9 @@ const (
 	pathApply     = "/v1/internal/apply"
 	pathReadIndex = "/v1/internal/readindex"
 	pathJoin      = "/v1/internal/join"
-	// PathArtifacts is where every node (not only the leader) serves
-	// its artifacts to the others (SetArtifactHandler):
-	// PathArtifacts + "/<64 hex>", with Range, and PathArtifacts alone
-	// for what the node holds.
-	PathArtifacts = "/v1/internal/artifacts"
+	// pathArtifacts is where every node (not only the leader) serves
+	// its artifacts to the others (SetArtifactHandler).
+	pathArtifacts = artifacts.InternalPath
 
 	// maxCommand bounds a forwarded command.
 	maxCommand = 16 << 20
@@ -45,8 +44,8 @@ func (n *Node) internalHandler() http.Handler {
 	mux.HandleFunc("POST "+pathApply, n.serveCommit)
 	mux.HandleFunc("GET "+pathReadIndex, n.serveReadIndex)
 	mux.HandleFunc("POST "+pathJoin, n.serveJoin)
-	mux.HandleFunc("GET "+PathArtifacts, n.serveArtifacts)
-	mux.HandleFunc("GET "+PathArtifacts+"/", n.serveArtifacts)
+	mux.HandleFunc("GET "+pathArtifacts, n.serveArtifacts)
+	mux.HandleFunc("GET "+pathArtifacts+"/", n.serveArtifacts)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		select {
 		case <-n.opened:
@@ -57,7 +56,7 @@ func (n *Node) internalHandler() http.Handler {
 }
 
 // SetArtifactHandler makes h (package artifacts) answer the artifact
-// routes of the Raft port (PathArtifacts), to members only; until it is
+// routes of the Raft port (pathArtifacts), to members only; until it is
 // set they answer 503.
 func (n *Node) SetArtifactHandler(h http.Handler) { n.artifacts.Store(&h) }
 
@@ -77,17 +76,6 @@ func (n *Node) serveArtifacts(w http.ResponseWriter, r *http.Request) {
 // transfers of gigabytes take long, and their readers end them when
 // bytes stop coming.
 func (n *Node) PeerClient() *http.Client { return n.peerClient }
-
-// MemberRaftAddr is where member id is reached on the Raft port, as its
-// record says; "" for no member.
-func (n *Node) MemberRaftAddr(id string) string {
-	var m *store.Member
-	_ = n.db.View(func(tx *store.Tx) error { m, _ = store.Get[store.Member](tx, id); return nil })
-	if m == nil {
-		return ""
-	}
-	return m.RaftAddr
-}
 
 // joinBody is what a follower forwards of a join.
 type joinBody struct {
