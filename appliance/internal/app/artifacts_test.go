@@ -172,7 +172,9 @@ func startArtifactSite(t *testing.T, grace time.Duration) *artifactSite {
 	return s
 }
 
-func (s *artifactSite) client(id string) *client.Client { return client.New(s.cfgs[id].APIURL, s.token) }
+func (s *artifactSite) client(id string) *client.Client {
+	return client.New(s.cfgs[id].APIURL, s.token)
+}
 
 func (s *artifactSite) waitFor(what string, cond func() bool) {
 	s.t.Helper()
