@@ -79,7 +79,7 @@ func newFixture(t *testing.T) *fixture {
 	peers := &http.Client{}
 	f.node, err = New(Config{ID: "n2", Store: f.store, DB: f.db, Site: f.site, Peers: peers, ArtifactDir: f.dir, Grace: time.Hour,
 		Central: Central{Bases: []string{"https://c1.example", "https://c2.example:8443"}, Site: "ams2", CredentialFile: f.cred, Client: &http.Client{}},
-		Now: func() time.Time { return f.now }})
+		Now:     func() time.Time { return f.now }})
 	if err != nil {
 		t.Fatal(err)
 	}
