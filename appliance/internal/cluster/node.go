@@ -6,6 +6,10 @@
 // the node registering its own, joining, and the cluster's status and
 // health.
 //
+// Every node, not only the leader, serves its artifacts to the others
+// on the Raft port (SetArtifactHandler, package artifacts), reached with
+// PeerClient.
+//
 // Raft and the calls between nodes go over mutual TLS between members
 // only (pki.go): the site's CA is derived from the site key, each node
 // has its own key pair and a certificate from that CA, and a peer is
