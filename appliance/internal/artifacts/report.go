@@ -42,35 +42,40 @@ func (n *Node) onProgress(d artifact.Digest, src artifact.Source, held, size int
 	}
 }
 
-// failed reports a pull from past the site that failed, once per
-// failureEvery unless its reason changes.
+// failed reports a pull from past the site that failed.
 func (n *Node) failed(ctx context.Context, d artifact.Digest, src artifact.Source, err error) {
 	if !src.WAN || ctx.Err() != nil {
 		return
 	}
-	msg := err.Error()
-	now := time.Now()
-	n.mu.Lock()
-	last, ok := n.failures[d]
-	due := !ok || last.message != msg || now.Sub(last.at) >= failureEvery
-	if due {
-		n.failures[d] = reported{message: msg, at: now}
-	}
-	delete(n.progress, d) // the next try's progress is reported afresh
-	n.mu.Unlock()
-	if due {
-		n.send(site.ArtifactReport{Node: n.cfg.ID, SHA256: string(d), Kind: site.ArtifactFailed, Source: src.Name, Message: msg})
+	if n.due(d, err.Error()) {
+		n.send(site.ArtifactReport{Node: n.cfg.ID, SHA256: string(d), Kind: site.ArtifactFailed, Source: src.Name, Message: err.Error()})
 	}
 }
 
 // corrupt reports a transfer thrown away because its bytes did not hash
-// to their digest, from whichever source.
+// to their digest, from whichever source (a file of the artifact
+// directory whose sha256 is wrong is thrown away at each try).
 func (n *Node) corrupt(ctx context.Context, err *artifact.CorruptError) {
+	if n.due(err.Want, err.Error()) {
+		n.send(site.ArtifactReport{Node: n.cfg.ID, SHA256: string(err.Want), Kind: site.ArtifactCorrupt, Source: err.Source,
+			Held: err.Size, Message: err.Error()})
+	}
+}
+
+// due reports whether a failure of d saying msg is to be reported: once
+// per failureEvery unless the message changes. The next try's progress
+// is reported afresh.
+func (n *Node) due(d artifact.Digest, msg string) bool {
+	now := time.Now()
 	n.mu.Lock()
-	delete(n.progress, err.Want)
-	n.mu.Unlock()
-	n.send(site.ArtifactReport{Node: n.cfg.ID, SHA256: string(err.Want), Kind: site.ArtifactCorrupt, Source: err.Source,
-		Held: err.Size, Message: err.Error()})
+	defer n.mu.Unlock()
+	delete(n.progress, d)
+	last, ok := n.failures[d]
+	if ok && last.message == msg && now.Sub(last.at) < failureEvery {
+		return false
+	}
+	n.failures[d] = reported{message: msg, at: now}
+	return true
 }
 
 // send queues a report for the reporter; a report that finds the queue

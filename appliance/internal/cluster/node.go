@@ -122,7 +122,9 @@ func Open(cfg Config, db *store.DB) (*Node, error) {
 		return nil, fmt.Errorf("cluster: %w", err)
 	}
 	n.raft = r
-	n.peerClient = &http.Client{Transport: r.HTTPClient().Transport}
+	if c := r.HTTPClient(); c != nil {
+		n.peerClient = &http.Client{Transport: c.Transport}
+	}
 	close(n.opened)
 	n.members = site.NewProposer(site.ProposerConfig{Log: n, Store: db})
 	ctx, cancel := context.WithCancel(context.Background())
