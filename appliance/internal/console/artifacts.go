@@ -13,7 +13,7 @@ import (
 // it, and which nodes hold it and lack it.
 type artifactView struct {
 	SHA256, Short, Size, State, Detail string
-	Names, Nodes, Missing             []string
+	Names, Nodes, Missing              []string
 }
 
 // artifactViews reads the site's artifacts for the overview.
