@@ -18,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/outposthq/outpost/appliance/internal/api"
 	"github.com/outposthq/outpost/appliance/internal/apptest"
 	"github.com/outposthq/outpost/appliance/internal/artifacts"
@@ -252,6 +254,19 @@ func (s *artifactSite) events(id, kind, d string) []store.Event {
 	return slices.DeleteFunc(evs, func(e store.Event) bool { return e.Kind != kind || e.Fields["sha256"] != d })
 }
 
+// waitEvents waits until node id has at least n events of kind about d
+// (events replicate: a node may not have applied the last yet), and
+// returns how many it has.
+func (s *artifactSite) waitEvents(id, kind, d string, n int) int {
+	s.t.Helper()
+	got := 0
+	s.waitFor(fmt.Sprintf("%d %s events on %s", n, kind, id), func() bool {
+		got = len(s.events(id, kind, d))
+		return got >= n
+	})
+	return got
+}
+
 // bootGet fetches path from node id's boot service.
 func (s *artifactSite) bootGet(id, path string, header ...string) (int, []byte) {
 	s.t.Helper()
@@ -286,26 +301,40 @@ func TestArtifactsAcrossTheSite(t *testing.T) {
 		t.Errorf("central sent %d bytes of %s in %d requests (%d refused), want %d: one WAN transfer", sent, a[:12], asked, refused, size)
 	}
 	leader := s.leader()
-	list, err := s.artifacts("node2")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, st := range list.Nodes {
-		wantWAN, wantPeer := int64(0), int64(size)
-		if st.Node == leader {
-			wantWAN, wantPeer = size, 0
+	// Each node's own account, asked through node2: the leader fetched
+	// it from the WAN, the others from peers.
+	var list api.ArtifactList
+	s.waitFor("every node's account of its transfer", func() bool {
+		var err error
+		if list, err = s.artifacts("node2"); err != nil || len(list.Nodes) != 3 {
+			return false
 		}
-		if st.FetchedWAN != wantWAN || st.FetchedPeer != wantPeer || st.Error != "" || len(st.Missing) != 0 || st.HeldBytes != size {
-			t.Errorf("node %s (leader %s): %+v, want %d bytes from the WAN and %d from peers", st.Node, leader, st, wantWAN, wantPeer)
+		for _, st := range list.Nodes {
+			wantWAN, wantPeer := int64(0), int64(size)
+			if st.Node == leader {
+				wantWAN, wantPeer = size, 0
+			}
+			if st.FetchedWAN != wantWAN || st.FetchedPeer != wantPeer || st.Error != "" || len(st.Missing) != 0 || st.HeldBytes != size {
+				t.Logf("node %s (leader %s): %+v, want %d bytes from the WAN and %d from peers", st.Node, leader, st, wantWAN, wantPeer)
+				return false
+			}
 		}
+		return true
+	})
+	if list.Node == nil || list.Node.Node != "node2" {
+		t.Errorf("GET /v1/artifacts?node=all through node2: node %+v", list.Node)
 	}
-	if len(list.Nodes) != 3 || list.Node == nil || list.Node.Node != "node2" {
-		t.Errorf("GET /v1/artifacts?node=all through node2: node %+v, %d nodes", list.Node, len(list.Nodes))
+	for id := range s.cfgs {
+		if id == leader {
+			continue
+		}
+		waitMetric(t, s.cfgs[id].APIURL+"/metrics", `outpost_artifact_fetched_bytes_total{source="peer"}`, size)
+		waitMetric(t, s.cfgs[id].APIURL+"/metrics", `outpost_artifacts{state="present"}`, 1)
 	}
-	if n := len(s.events("node3", "artifact.present", a)); n != 1 {
+	if n := s.waitEvents("node3", "artifact.present", a, 1); n != 1 {
 		t.Errorf("%d artifact.present events, want 1", n)
 	}
-	if n := len(s.events("node3", "artifact.copied", a)); n != 2 {
+	if n := s.waitEvents("node3", "artifact.copied", a, 2); n != 2 {
 		t.Errorf("%d artifact.copied events, want 2", n)
 	}
 
@@ -343,10 +372,11 @@ func TestArtifactsAcrossTheSite(t *testing.T) {
 	}
 }
 
-// order is order id as node1 has it.
+// order is order id as the site has it (a linearizable read through
+// node1).
 func (s *artifactSite) order(id string) store.Order {
 	var o store.Order
-	if err := s.client("node1").Get(s.t.Context(), "orders", id, &o); err != nil {
+	if err := s.client("node1").Do(s.t.Context(), http.MethodGet, "/v1/orders/"+id+"?consistent=true", nil, &o); err != nil {
 		s.t.Fatal(err)
 	}
 	return o
@@ -455,6 +485,7 @@ func TestArtifactCorruptAndGarbage(t *testing.T) {
 	if err := <-served; err != nil {
 		t.Error(err)
 	}
+	s.waitEvents("node1", "artifact.corrupt", d, 1)
 	corrupt := s.events("node1", "artifact.corrupt", d)
 	if len(corrupt) != 1 || corrupt[0].Fields["source"] != "central" || !strings.Contains(corrupt[0].Message, "corrupt") {
 		t.Errorf("artifact.corrupt events: %+v, want one from central", corrupt)
@@ -489,10 +520,61 @@ func TestArtifactCorruptAndGarbage(t *testing.T) {
 		_, ok := s.record("node3", d)
 		return !ok
 	})
-	if n := len(s.events("node1", "artifact.removed", d)); n != 3 {
+	if n := s.waitEvents("node1", "artifact.removed", d, 3); n != 3 {
 		t.Errorf("%d artifact.removed events, want one per node", n)
 	}
 	if code, _ := s.bootGet("node2", "/artifacts/sha256/"+d); code != http.StatusNotFound {
 		t.Errorf("a removed artifact is still served: %d", code)
+	}
+}
+
+// TestArtifactDownloadOutlastsWriteDeadline: the boot service's write
+// deadline bounds each piece of a response, not the whole of it: an
+// artifact read at a steady pace for several deadlines arrives whole
+// (a multi-GiB image takes minutes at line rate). The artifact is an
+// image that is a file of the artifact directory, which the node copies
+// into its store, verified, and serves by digest.
+func TestArtifactDownloadOutlastsWriteDeadline(t *testing.T) {
+	const deadline = time.Second
+	cfg, token := startLimited(t, deadline)
+	data := make([]byte, 12<<20)
+	rand.Read(data)
+	sum := sha256.Sum256(data)
+	d := hex.EncodeToString(sum[:])
+	if err := os.WriteFile(filepath.Join(cfg.ArtifactDir, "big.raw"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	img := &store.Image{Name: "big", Type: store.ImageOS, File: "big.raw", SHA256: d, Size: uint64(len(data)), Format: "raw"}
+	if err := client.New(cfg.APIURL, token).Put(t.Context(), "images", "big", img, nil); err != nil {
+		t.Fatal(err)
+	}
+	waitMetric(t, cfg.APIURL+"/metrics", "outpost_artifact_bytes", float64(len(data)))
+	resp, err := http.Get("http://" + cfg.BootAddr + "/artifacts/sha256/" + d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	// 3 MiB/s: four seconds for the whole, four write deadlines.
+	lim := rate.NewLimiter(3<<20, 64<<10)
+	start := time.Now()
+	h := sha256.New()
+	buf := make([]byte, 64<<10)
+	var got int
+	for {
+		n, err := resp.Body.Read(buf)
+		h.Write(buf[:n])
+		got += n
+		if werr := lim.WaitN(t.Context(), n); werr != nil {
+			t.Fatal(werr)
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("after %d bytes in %v: %v", got, time.Since(start), err)
+		}
+	}
+	if took := time.Since(start); hex.EncodeToString(h.Sum(nil)) != d || took < 2*deadline {
+		t.Errorf("read %d bytes in %v, hashing to %x: want the whole artifact over more than %v", got, took, h.Sum(nil), 2*deadline)
 	}
 }
