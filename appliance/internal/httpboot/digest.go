@@ -4,8 +4,8 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"strings"
 
+	"github.com/outposthq/outpost/appliance/internal/store"
 	"github.com/outposthq/outpost/internal/artifact"
 )
 
@@ -110,12 +110,9 @@ func (s *Server) proxy(w http.ResponseWriter, r *http.Request, d artifact.Digest
 // given as "sha256:<hex>" (the boot service serves it by digest), and
 // whether ref is one.
 func digestRef(base, ref string) (u, name string, ok bool) {
-	if len(ref) < len(artifact.Prefix) || !strings.EqualFold(ref[:len(artifact.Prefix)], artifact.Prefix) {
+	d, ok := store.DigestRef(ref)
+	if !ok {
 		return "", "", false
 	}
-	d, err := artifact.ParseDigest(ref)
-	if err != nil {
-		return "", "", false
-	}
-	return base + "/artifacts/sha256/" + string(d), string(d), true
+	return base + "/artifacts/sha256/" + d, d, true
 }

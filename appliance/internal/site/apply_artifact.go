@@ -158,10 +158,8 @@ func applyRecordArtifact(tx *store.Tx, payload []byte, index uint64) (any, error
 	if err := req.validate(); err != nil {
 		return nil, err
 	}
-	rec, err := store.Get[store.Artifact](tx, req.SHA256)
+	rec, err := recordOf(tx, req.SHA256)
 	switch {
-	case errors.Is(err, errs.ErrNotFound):
-		return nil, errs.Conflict("no image points at artifact %s: node %s may remove it", ref(req.SHA256), req.Node)
 	case err != nil:
 		return nil, err
 	case rec.Size > 0 && req.Size > 0 && req.Size != rec.Size:
@@ -194,6 +192,16 @@ func applyRecordArtifact(tx *store.Tx, payload []byte, index uint64) (any, error
 		return rec, reviewWaiting(tx, wr)
 	}
 	return rec, nil
+}
+
+// recordOf returns the record of digest d, refusing one no record names:
+// no image points at it, and no node holds it.
+func recordOf(tx *store.Tx, d string) (*store.Artifact, error) {
+	rec, err := store.Get[store.Artifact](tx, d)
+	if errors.Is(err, errs.ErrNotFound) {
+		return nil, errs.Conflict("no image points at artifact %s", ref(d))
+	}
+	return rec, err
 }
 
 // heldEvent records that node holds rec: present at the site (first)

@@ -241,11 +241,8 @@ func applyReportArtifact(tx *store.Tx, payload []byte, index uint64) (any, error
 	if err := req.validate(); err != nil {
 		return nil, err
 	}
-	rec, err := store.Get[store.Artifact](tx, req.SHA256)
-	switch {
-	case errors.Is(err, errs.ErrNotFound):
-		return nil, errs.Conflict("no image points at artifact %s", ref(req.SHA256))
-	case err != nil:
+	rec, err := recordOf(tx, req.SHA256)
+	if err != nil {
 		return nil, err
 	}
 	present := len(rec.Nodes) > 0
