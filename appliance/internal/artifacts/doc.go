@@ -31,7 +31,9 @@
 // store's artifact generation), when leadership moves, and every ten
 // seconds; a node that was down catches up when it runs again.
 //
-// Status, Records and Collector make what each node holds visible (the
-// API's /v1/artifacts, metrics); ArtifactPeers tells the boot service
+// Records (the site's view of each artifact), Status and Everywhere
+// (each node's own disk and transfer, the others' asked over the Raft
+// port) and Collector make it visible: the API's /v1/artifacts, the
+// console's overview, metrics. ArtifactPeers tells the boot service
 // where to stream an artifact this node does not hold yet.
 package artifacts
