@@ -370,6 +370,31 @@ func TestArtifactsAcrossTheSite(t *testing.T) {
 	if sent, _, _ := s.central.counts(b); sent != 1<<20 {
 		t.Errorf("central sent %d bytes of %s, want %d", sent, b[:12], 1<<20)
 	}
+
+	// The WAN goes down and the leader stops: whichever node leads now
+	// serves every artifact, and so does every other.
+	s.central.Close()
+	s.nodes[leader].stop()
+	s.waitFor("a new leader", func() bool {
+		for id := range s.cfgs {
+			if id == leader {
+				continue
+			}
+			st, err := s.client(id).Cluster(t.Context())
+			if err == nil && st.LeaderID != "" && st.LeaderID != leader {
+				return true
+			}
+		}
+		return false
+	})
+	for id := range s.cfgs {
+		if id == leader {
+			continue
+		}
+		if code, body := s.bootGet(id, "/artifacts/sha256/"+a); code != http.StatusOK || !bytes.Equal(body, data) {
+			t.Errorf("%s with the WAN down and %s stopped: %d, %d bytes", id, leader, code, len(body))
+		}
+	}
 }
 
 // order is order id as the site has it (a linearizable read through
@@ -446,6 +471,22 @@ func TestArtifactOrderWaits(t *testing.T) {
 	}
 	if sent, _, refused := s.central.counts(c); sent != size || refused != 0 {
 		t.Errorf("central sent %d bytes (%d refused), want %d", sent, refused, size)
+	}
+
+	// With the WAN down, an order for the image, present at the site,
+	// starts at once: nothing on its path asks central.
+	s.central.Close()
+	m2 := apptest.Machine("m2", 2)
+	m2.Interfaces[0].Boot = true
+	m2.BMC = &store.BMC{Address: "127.0.0.1:1", Driver: "ipmi", Username: "admin", Password: "secret"}
+	if err := c1.Put(ctx, "machines", "m2", m2, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := c1.Put(ctx, "orders", "o2", &store.Order{ID: "o2", Action: store.OrderProvision, MachineID: "m2", Image: "img-c"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if o := s.order("o2"); o.State == store.OrderWaiting || o.Workflow != "o2" || o.ImageSHA256 != c {
+		t.Errorf("order for a present image with the WAN down: %+v, want started at once", o)
 	}
 }
 
