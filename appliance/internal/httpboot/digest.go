@@ -1,9 +1,12 @@
 package httpboot
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
+	"time"
 
 	"github.com/outposthq/outpost/appliance/internal/store"
 	"github.com/outposthq/outpost/internal/artifact"
@@ -18,6 +21,9 @@ type Peers interface {
 	// (the Raft port's mutual TLS) that reaches it.
 	ArtifactPeers(d artifact.Digest) []artifact.Source
 }
+
+// peerAnswer bounds the wait for a peer's answer to a proxied request.
+const peerAnswer = 10 * time.Second
 
 // proxiedHeaders are the headers of a peer's answer passed on to the
 // machine.
@@ -62,7 +68,13 @@ func (s *Server) serveDigest(w http.ResponseWriter, r *http.Request) {
 // it comes: a transfer that breaks ends the response short, and the
 // machine resumes with a Range.
 func (s *Server) proxy(w http.ResponseWriter, r *http.Request, d artifact.Digest, src artifact.Source) bool {
-	req, err := http.NewRequestWithContext(r.Context(), r.Method, src.URL, nil)
+	// A peer that does not answer within peerAnswer is passed over; one
+	// that answered streams for as long as the machine reads.
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	late := time.AfterFunc(s.peerAnswer, cancel)
+	defer late.Stop()
+	req, err := http.NewRequestWithContext(ctx, r.Method, src.URL, nil)
 	if err != nil {
 		return false
 	}
@@ -76,7 +88,11 @@ func (s *Server) proxy(w http.ResponseWriter, r *http.Request, d artifact.Digest
 		c = http.DefaultClient
 	}
 	resp, err := c.Do(req)
-	if err != nil {
+	if err != nil || !late.Stop() {
+		if err == nil {
+			resp.Body.Close()
+			err = fmt.Errorf("no answer within %v", s.peerAnswer)
+		}
 		s.log.Warn("artifact: peer unreachable", "sha256", d, "peer", src.Name, "err", err)
 		return false
 	}

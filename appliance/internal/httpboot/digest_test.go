@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/outposthq/outpost/internal/artifact"
 )
@@ -134,5 +135,34 @@ func TestServeDigestFromPeer(t *testing.T) {
 	}
 	if _, ok := local.Stat(d); ok {
 		t.Error("proxying stored the artifact: that is the replicator's, verified")
+	}
+}
+
+// TestServeDigestPeerSilent: a peer that accepts the request and answers
+// nothing is passed over after a while, and the next serves.
+func TestServeDigestPeerSilent(t *testing.T) {
+	parallel(t)
+	data := randomBytes(64 << 10)
+	holder, d := storeWith(t, data)
+	withIt, _ := peerServer(t, holder)
+	release := make(chan struct{})
+	silent := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	defer silent.Close()
+	defer close(release)
+	f := newFixture(t)
+	f.serve(t, Config{Peers: peerList{
+		{Name: "peer silent", URL: silent.URL + "/peer/" + string(d)},
+		{Name: "peer with", URL: withIt.URL + "/peer/" + string(d)},
+	}})
+	f.srv.peerAnswer = 200 * time.Millisecond
+	a := &artifactServer{fixture: f, url: httptest.NewServer(f.handler).URL}
+	res, body := a.request(t, "GET", "/artifacts/sha256/"+string(d))
+	if res.StatusCode != 200 || !bytes.Equal(body, data) {
+		t.Errorf("with a silent peer first: %s, %d bytes", res.Status, len(body))
 	}
 }

@@ -87,6 +87,9 @@ type Server struct {
 	scripts *template.Template
 	store   *artifact.Store
 	peers   Peers
+	// peerAnswer bounds the wait for a peer's answer (peerAnswer; tests
+	// shorten it).
+	peerAnswer time.Duration
 }
 
 // New checks cfg and opens ArtifactDir. Close releases the directory.
@@ -112,7 +115,7 @@ func New(cfg Config) (*Server, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{db: cfg.DB, creds: cfg.Credentials, binding: cfg.Binding, binder: cfg.Binder, ttl: cfg.DiscoveryTTL,
-		root: root, log: log, now: cfg.Now, scripts: scriptTemplates, store: cfg.Artifacts, peers: cfg.Peers}
+		root: root, log: log, now: cfg.Now, scripts: scriptTemplates, store: cfg.Artifacts, peers: cfg.Peers, peerAnswer: peerAnswer}
 	if s.ttl <= 0 {
 		s.ttl = DefaultDiscoveryTTL
 	}
