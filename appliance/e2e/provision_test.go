@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/outposthq/outpost/appliance/internal/agentproto"
+	"github.com/outposthq/outpost/appliance/internal/artifacts"
 	"github.com/outposthq/outpost/appliance/internal/lab"
 	"github.com/outposthq/outpost/appliance/internal/labsite"
 	"github.com/outposthq/outpost/appliance/internal/store"
@@ -192,6 +194,136 @@ func TestProvisionBadChecksum(t *testing.T) {
 	m, err := s.Machine(ctx, "vm2")
 	if err != nil || m.State != store.StateFailed || !strings.Contains(m.Reason, "sha256 mismatch") {
 		t.Errorf("machine vm2: %s %q (%v), want failed naming the sha256 mismatch", m.State, m.Reason, err)
+	}
+	// The site's own copy of the image (its artifact store imports the
+	// files of its artifact directory) found the file does not hash to
+	// the recorded sha256, and said so.
+	events, err := s.Events(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.ContainsFunc(events, func(e store.Event) bool {
+		return e.Kind == "artifact.corrupt" && e.Fields["sha256"] == bad.SHA256 && e.Fields["source"] == "artifact_dir"
+	}) {
+		t.Error("no artifact.corrupt event for the image whose sha256 is wrong")
+	}
+}
+
+// testOSUpstream is the test OS image as an upstream URL the site pulls
+// into its artifacts: the appliance's own artifact directory, over HTTP,
+// stands in for a mirror past the site.
+func testOSUpstream(t *testing.T, s *labsite.Site, name, sum string) *store.Image {
+	t.Helper()
+	fi, err := os.Stat(s.Images.TestOSGz)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &store.Image{Name: name, Type: store.ImageOS, URL: labsite.BootURL + "/artifacts/" + filepath.Base(s.Images.TestOSGz),
+		Format: "raw.gz", SHA256: sum, Size: uint64(fi.Size())}
+}
+
+// waitArtifact polls the site's record of digest d until state holds.
+func waitArtifact(ctx context.Context, t *testing.T, s *labsite.Site, d string, want func(artifacts.Record) error) artifacts.Record {
+	t.Helper()
+	var rec artifacts.Record
+	err := labsite.Poll(ctx, 2*time.Minute, func() error {
+		if err := s.API.Get(ctx, "artifacts", d, &rec); err != nil {
+			return err
+		}
+		return want(rec)
+	})
+	if err != nil {
+		t.Fatalf("artifact %s: %v (last %+v)", d[:12], err, rec)
+	}
+	return rec
+}
+
+// TestProvisionArtifact: an image the site pulls from an upstream URL
+// into its artifacts is installed from the appliance by digest: the
+// workflow names /artifacts/sha256/<hex>, and the VM provisions from it.
+func TestProvisionArtifact(t *testing.T) {
+	s := provisionSite(t)
+	sum := labsite.Provisioning(t, s.Images)[2].(*store.Image).SHA256
+	const mac = "52:54:00:0e:2e:03"
+	s.Put(t, testOSUpstream(t, s, "testos-pulled", sum), labsite.Machine("vm3", mac))
+	ctx, cancel := context.WithTimeout(t.Context(), 12*time.Minute)
+	defer cancel()
+	waitArtifact(ctx, t, s, sum, func(r artifacts.Record) error {
+		if r.State != artifacts.StatePresent {
+			return fmt.Errorf("state %s", r.State)
+		}
+		return nil
+	})
+	s.Put(t, labsite.Workflow("wf3", "vm3", "testos-pulled", "pulled-vm3"))
+	w, err := s.Workflow(ctx, "wf3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, _ := w.State.Plan.Action("write"); a.Args["url"] != "/artifacts/sha256/"+sum {
+		t.Fatalf("the workflow writes from %q, want the site's artifact by digest", a.Args["url"])
+	}
+	vm := s.StartVM(t, lab.VMConfig{MAC: mac, MemoryMB: 1024, Disks: []string{labsite.NewDisk(t, 256<<20)}})
+	ctx, cancelCause := context.WithCancelCause(ctx)
+	defer cancelCause(nil)
+	go failOnWorkflowFailure(ctx, cancelCause, t, s, "wf3")
+	line, err := vm.WaitSerial(ctx, testOSLine)
+	if err != nil {
+		t.Fatalf("the test OS did not print its metadata: %v (serial console in %s)", context.Cause(ctx), vm.Serial)
+	}
+	if m := testOSLine.FindStringSubmatch(line); m[1] != "pulled-vm3" {
+		t.Errorf("the test OS says hostname=%s, want pulled-vm3", m[1])
+	}
+}
+
+// TestArtifactBadChecksumWaits: an image pulled from an upstream URL
+// whose recorded sha256 is wrong is thrown away by the site's pull, which
+// reports it corrupt; the order for it waits, saying why, and starts
+// nothing; no node serves the bytes.
+func TestArtifactBadChecksumWaits(t *testing.T) {
+	s := provisionSite(t)
+	bad := strings.Repeat("0", 63) + "1"
+	m := labsite.Machine("vm4", "52:54:00:0e:2e:04")
+	m.BMC = &store.BMC{Address: "198.18.0.254:623", Driver: "ipmi", Username: "admin", Password: "never-used"}
+	s.Put(t, testOSUpstream(t, s, "testos-badsum", bad), m)
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
+	defer cancel()
+	order := &store.Order{ID: "o4", Action: store.OrderProvision, MachineID: "vm4", Template: labsite.TemplateName, Image: "testos-badsum"}
+	if err := s.API.Put(ctx, "orders", "o4", order, nil); err != nil {
+		t.Fatal(err)
+	}
+	rec := waitArtifact(ctx, t, s, bad, func(r artifacts.Record) error {
+		if r.Pull == nil || !strings.Contains(r.Pull.Error, "corrupt") {
+			return fmt.Errorf("no corrupt pull yet")
+		}
+		return nil
+	})
+	if rec.State == artifacts.StatePresent || len(rec.Nodes) != 0 {
+		t.Errorf("record %+v: the corrupt artifact is held", rec)
+	}
+	var o store.Order
+	if err := s.API.Get(ctx, "orders", "o4", &o); err != nil {
+		t.Fatal(err)
+	}
+	if o.State != store.OrderWaiting || !strings.Contains(o.Reason, "image testos-badsum") || !strings.Contains(o.Reason, "corrupt") ||
+		o.Workflow != "" || len(o.Jobs) != 0 {
+		t.Errorf("order %+v, want waiting, naming the image and the corrupt pull, with nothing started", o)
+	}
+	events, err := s.Events(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.ContainsFunc(events, func(e store.Event) bool {
+		return e.Kind == "artifact.corrupt" && e.Fields["sha256"] == bad && strings.HasPrefix(e.Fields["source"], "upstream")
+	}) {
+		t.Error("no artifact.corrupt event from the upstream pull")
+	}
+	res, err := s.NS.HTTPClient().Get(labsite.BootURL + "/artifacts/sha256/" + bad)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusNotFound {
+		t.Errorf("the boot service answers %s for the corrupt artifact, want 404", res.Status)
 	}
 }
 

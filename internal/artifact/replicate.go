@@ -50,6 +50,10 @@ type ReplicatorConfig struct {
 	// Progress, if set, is told of a transfer's progress, about once a
 	// MiB.
 	Progress func(d Digest, src Source, held, size int64)
+	// Failed, if set, is told of each fetch from a source that failed
+	// otherwise than corrupt (the source refused, the transfer broke or
+	// stalled); the next source, or the next pass, tries again.
+	Failed func(ctx context.Context, d Digest, src Source, err error)
 	// Wake starts a pass at once (the replicated state changed).
 	Wake <-chan struct{}
 	// Limit caps the bandwidth of transfers from WAN sources; nil: no cap.
@@ -252,6 +256,9 @@ func (r *Replicator) fetch(ctx context.Context, w Want) bool {
 			return false
 		default:
 			r.log.Warn("artifacts: fetch failed", "sha256", w.Digest, "source", src.Name, "bytes", n, "err", err)
+			if r.cfg.Failed != nil {
+				r.cfg.Failed(ctx, w.Digest, src, err)
+			}
 		}
 	}
 	return false

@@ -1,7 +1,8 @@
 // Package api serves the appliance's HTTP/JSON API for operators and
 // their tools: machines, subnets, leases, images, templates, workflows,
 // settings, tokens, events (a page since a sequence number, and a live
-// stream) and cluster status and membership.
+// stream), cluster status and membership, and the site's artifacts with
+// what each node holds of them.
 //
 // Every route but /healthz and /metrics needs a bearer token whose role
 // allows it: one route table (Server.routes) names each route's role, a

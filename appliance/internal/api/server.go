@@ -38,6 +38,9 @@ type Config struct {
 	// APICA is the site API CA's certificate (PEM) and fingerprint,
 	// served by GET /v1/ca; empty answers 404.
 	APICA, APICAFingerprint string
+	// Artifacts is this node's artifacts, shown by GET /v1/artifacts;
+	// nil shows the site's records alone.
+	Artifacts Artifacts
 }
 
 // Cluster is what the API needs of this node's membership of the site's
@@ -64,15 +67,16 @@ type Cluster interface {
 
 // Server is the appliance API.
 type Server struct {
-	site     *site.Proposer
-	db       *store.DB
-	cluster  Cluster
-	key      *seal.Key
-	now      func() time.Time
-	log      *slog.Logger
-	reg      *prometheus.Registry
-	metrics  *metrics
-	consoles ConsoleConfig
+	site      *site.Proposer
+	db        *store.DB
+	cluster   Cluster
+	key       *seal.Key
+	now       func() time.Time
+	log       *slog.Logger
+	reg       *prometheus.Registry
+	metrics   *metrics
+	consoles  ConsoleConfig
+	artifacts Artifacts
 
 	caPEM         []byte
 	caFingerprint string
@@ -81,14 +85,15 @@ type Server struct {
 // New returns the API server.
 func New(cfg Config) *Server {
 	s := &Server{
-		site:     cfg.Site,
-		db:       cfg.Store,
-		cluster:  cfg.Cluster,
-		key:      cfg.SiteKey,
-		now:      cfg.Now,
-		log:      cfg.Log,
-		reg:      cfg.Registry,
-		consoles: cfg.Console,
+		site:      cfg.Site,
+		db:        cfg.Store,
+		cluster:   cfg.Cluster,
+		key:       cfg.SiteKey,
+		now:       cfg.Now,
+		log:       cfg.Log,
+		reg:       cfg.Registry,
+		consoles:  cfg.Console,
+		artifacts: cfg.Artifacts,
 
 		caPEM:         []byte(cfg.APICA),
 		caFingerprint: cfg.APICAFingerprint,
@@ -178,6 +183,10 @@ func (s *Server) routes() []httpapi.Route {
 		{Pattern: "POST /v1/cluster/join", Role: admin, Handler: s.clusterJoin},
 		{Pattern: "DELETE /v1/cluster/members/{id}", Role: admin, Handler: s.clusterRemove},
 		{Pattern: "POST /v1/cluster/ca/rotate", Role: admin, Handler: s.clusterRotateCA},
+
+		// The site's artifacts, and what each node holds of them.
+		{Pattern: "GET /v1/artifacts", Role: viewer, Handler: s.listArtifacts},
+		{Pattern: "GET /v1/artifacts/{sha256}", Role: viewer, Handler: s.getArtifact},
 
 		// The link to central, as the leader recorded it, on any node.
 		{Pattern: "GET /v1/sync", Role: viewer, Handler: s.syncStatus},

@@ -76,6 +76,14 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Write
 		}
 	}
 	n := cluster.NewSite(node, site.ProposerConfig{Key: key, BootURL: cfg.BootURL})
+	central, err := centralClient(cfg)
+	if err != nil {
+		return err
+	}
+	artStore, arts, err := openArtifacts(cfg, n, central, log)
+	if err != nil {
+		return err
+	}
 	apiCA, apiTLSConfig, err := apiTLS(cfg, key, ln, log, out)
 	if err != nil {
 		return err
@@ -89,29 +97,22 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Write
 	consoles := sol.New(sol.Config{Store: db, Key: key, Leader: node, Log: log.With("component", "sol")})
 	defer consoles.Close()
 	reg := newRegistry()
+	reg.MustRegister(arts.Collector())
 	metrics := httpserve.NewMetrics(reg)
 	apiHandler := api.New(api.Config{Site: n.Proposer, Store: db, Cluster: node,
 		SiteKey: key, Log: log, Registry: reg, Console: api.ConsoleConfig{Sessions: consoles, Client: toLeader},
-		APICA: string(apiCA.CertificatePEM()), APICAFingerprint: apiCA.Fingerprint()}).Handler()
+		APICA: string(apiCA.CertificatePEM()), APICAFingerprint: apiCA.Fingerprint(), Artifacts: arts}).Handler()
 	fmt.Fprintf(out, "outpost appliance %s: API at %s (raft %s, data %s)\n", cfg.NodeID, cfg.APIURL, cfg.RaftAdvertise, cfg.DataDir)
 
-	runBoot, err := bootServices(cfg, n, key, log, metrics)
+	runBoot, err := bootServices(cfg, n, key, log, metrics, artStore, arts)
 	if err != nil {
 		return err
 	}
 	// Sync with central runs on the leader, when configured.
 	var syncer *syncclient.Client
 	if cfg.CentralURL != "" {
-		roots, err := cfg.CentralRoots()
-		if err != nil {
-			return err
-		}
-		pinned, err := cfg.CentralTLS()
-		if err != nil {
-			return err
-		}
 		if syncer, err = syncclient.New(syncclient.Config{Node: n, Store: db, URL: cfg.CentralURL, Site: cfg.SiteID,
-			CredentialFile: cfg.SiteCredentialFile, Insecure: cfg.InsecureCentral, RootCAs: roots, TLS: pinned, Log: log}); err != nil {
+			CredentialFile: cfg.SiteCredentialFile, Insecure: cfg.InsecureCentral, HTTPClient: central, Log: log}); err != nil {
 			return err
 		}
 	}
@@ -136,6 +137,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Write
 	g.Go(func() error { return jobRunner.Run(ctx) })
 	g.Go(func() error { return consoles.Run(ctx) })
 	g.Go(func() error { return node.RegisterSelf(ctx) })
+	g.Go(func() error { return arts.Run(ctx) })
 	if syncer != nil {
 		g.Go(func() error { return syncer.Run(ctx) })
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/outposthq/outpost/appliance/internal/metadata"
 	"github.com/outposthq/outpost/appliance/internal/provision"
 	"github.com/outposthq/outpost/appliance/internal/tftp"
+	"github.com/outposthq/outpost/internal/artifact"
 	"github.com/outposthq/outpost/internal/httpserve"
 	"github.com/outposthq/outpost/internal/seal"
 )
@@ -29,10 +30,11 @@ const tftpReadBuffer = 4 << 20
 // HTTP) that the configuration turns on, and returns a function that
 // serves them under g until ctx ends. Binding happens here, at start-up,
 // so that a port already taken stops the appliance with a clear error.
-func bootServices(cfg *config.Config, n *cluster.Site, key *seal.Key, log *slog.Logger, metrics *httpserve.Metrics) (func(ctx context.Context, g *errgroup.Group), error) {
+func bootServices(cfg *config.Config, n *cluster.Site, key *seal.Key, log *slog.Logger, metrics *httpserve.Metrics,
+	store *artifact.Store, peers httpboot.Peers) (func(ctx context.Context, g *errgroup.Group), error) {
 	var runs []func(ctx context.Context, g *errgroup.Group)
 	if cfg.BootAddr != "" {
-		handler, err := bootHandler(cfg, n, key, log)
+		handler, err := bootHandler(cfg, n, key, log, store, peers)
 		if err != nil {
 			return nil, err
 		}
@@ -97,9 +99,10 @@ func bootServices(cfg *config.Config, n *cluster.Site, key *seal.Key, log *slog.
 }
 
 // bootHandler is everything a machine reaches over HTTP on the boot
-// network, on one port: iPXE scripts and artifacts, the agent API, and
-// the metadata service.
-func bootHandler(cfg *config.Config, n *cluster.Site, key *seal.Key, log *slog.Logger) (http.Handler, error) {
+// network, on one port: iPXE scripts and artifacts (those of the
+// artifact directory, and the content-addressed ones of store, or of a
+// peer), the agent API, and the metadata service.
+func bootHandler(cfg *config.Config, n *cluster.Site, key *seal.Key, log *slog.Logger, store *artifact.Store, peers httpboot.Peers) (http.Handler, error) {
 	creds := provision.NewCredentials(key.Derive("outpost agent credentials v1"))
 	// Where this node hands out no addresses, credentials go to the
 	// first address that claims them (package provision).
@@ -109,7 +112,7 @@ func bootHandler(cfg *config.Config, n *cluster.Site, key *seal.Key, log *slog.L
 	}
 	hb, err := httpboot.New(httpboot.Config{DB: n.DB(), ArtifactDir: cfg.ArtifactDir, Credentials: creds,
 		Binding: binding, Binder: n, DiscoveryTTL: time.Duration(cfg.Discovery.CredentialTTL),
-		Log: log.With("component", "httpboot")})
+		Artifacts: store, Peers: peers, Log: log.With("component", "httpboot")})
 	if err != nil {
 		return nil, err
 	}

@@ -261,6 +261,11 @@ func TestApplyGetDelete(t *testing.T) {
 			header: []string{"NAME", "TYPE", "FORMAT", "SIZE", "SHA256"},
 			row:    []string{"ubuntu", "os", "raw.gz", "1.5GiB", "0123456789ab"},
 		},
+		"artifacts": { // the image's, which no node holds
+			args:   []string{"get", "artifacts"},
+			header: []string{"SHA256", "SIZE", "STATE", "IMAGES", "NODES", "MISSING_ON"},
+			row:    []string{"0123456789ab", "1.5GiB", "missing", "ubuntu", "-", "n1"},
+		},
 		"templates": {
 			args:   []string{"get", "templates"},
 			header: []string{"NAME", "ACTIONS"},

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/outposthq/outpost/appliance/internal/artifacts"
 	"github.com/outposthq/outpost/appliance/internal/client"
 	"github.com/outposthq/outpost/appliance/internal/store"
 )
@@ -192,4 +193,20 @@ func workflowNow(w *store.Workflow) string {
 
 func leaseRow(l *store.Lease) []string {
 	return []string{l.IP, l.MAC, l.MachineID, string(l.State), timeCell(l.Expires)}
+}
+
+// artifactRow shows an artifact: its state, the images that point at
+// it, the nodes that hold it and those that do not yet (or, while it is
+// pulled, how far the pull is).
+func artifactRow(a *artifacts.Record) []string {
+	state := a.State
+	if a.Pull != nil && a.State != artifacts.StatePresent {
+		if pct := a.Pull.Percent(); pct >= 0 && a.Pull.Error == "" {
+			state += fmt.Sprintf(" %d%%", pct)
+		} else if a.Pull.Error != "" {
+			state += ": " + a.Pull.Error
+		}
+	}
+	return []string{short(a.SHA256, 12), sizeCell(uint64(max(a.Size, 0))), state, strings.Join(a.Names, ","),
+		strings.Join(a.Nodes, ","), strings.Join(a.Missing, ",")}
 }

@@ -98,6 +98,12 @@ var kinds = kindSet{
 		header: tokenHeader,
 		rows:   rowsOf(tokenRow),
 	},
+	{
+		// Artifacts follow the images: read-only.
+		name: "artifact", plural: "artifacts", key: "sha256",
+		header: []string{"SHA256", "SIZE", "STATE", "IMAGES", "NODES", "MISSING_ON"},
+		rows:   rowsOf(artifactRow),
+	},
 }
 
 // find looks a kind up by its singular or plural name, in any case.

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/outposthq/outpost/appliance/internal/artifacts"
 	"github.com/outposthq/outpost/appliance/internal/site"
 	"github.com/outposthq/outpost/appliance/internal/store"
 	"github.com/outposthq/outpost/internal/command"
@@ -24,6 +25,9 @@ const (
 	pathApply     = "/v1/internal/apply"
 	pathReadIndex = "/v1/internal/readindex"
 	pathJoin      = "/v1/internal/join"
+	// pathArtifacts is where every node (not only the leader) serves
+	// its artifacts to the others (SetArtifactHandler).
+	pathArtifacts = artifacts.InternalPath
 
 	// maxCommand bounds a forwarded command.
 	maxCommand = 16 << 20
@@ -40,6 +44,8 @@ func (n *Node) internalHandler() http.Handler {
 	mux.HandleFunc("POST "+pathApply, n.serveCommit)
 	mux.HandleFunc("GET "+pathReadIndex, n.serveReadIndex)
 	mux.HandleFunc("POST "+pathJoin, n.serveJoin)
+	mux.HandleFunc("GET "+pathArtifacts, n.serveArtifacts)
+	mux.HandleFunc("GET "+pathArtifacts+"/", n.serveArtifacts)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		select {
 		case <-n.opened:
@@ -48,6 +54,28 @@ func (n *Node) internalHandler() http.Handler {
 		}
 	})
 }
+
+// SetArtifactHandler makes h (package artifacts) answer the artifact
+// routes of the Raft port (pathArtifacts), to members only; until it is
+// set they answer 503.
+func (n *Node) SetArtifactHandler(h http.Handler) { n.artifacts.Store(&h) }
+
+func (n *Node) serveArtifacts(w http.ResponseWriter, r *http.Request) {
+	h := n.artifacts.Load()
+	if h == nil {
+		w.Header().Set("Retry-After", "1")
+		http.Error(w, "this node's artifact store is not open yet", http.StatusServiceUnavailable)
+		return
+	}
+	(*h).ServeHTTP(w, r)
+}
+
+// PeerClient reaches the other members' internal endpoints
+// ("https://" + raft address + path) over the Raft port's mutual TLS,
+// without the bound on a whole request that forwarding has: artifact
+// transfers of gigabytes take long, and their readers end them when
+// bytes stop coming.
+func (n *Node) PeerClient() *http.Client { return n.peerClient }
 
 // joinBody is what a follower forwards of a join.
 type joinBody struct {

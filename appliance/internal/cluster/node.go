@@ -6,6 +6,10 @@
 // the node registering its own, joining, and the cluster's status and
 // health.
 //
+// Every node, not only the leader, serves its artifacts to the others
+// on the Raft port (SetArtifactHandler, package artifacts), reached with
+// PeerClient.
+//
 // Raft and the calls between nodes go over mutual TLS between members
 // only (pki.go): the site's CA is derived from the site key, each node
 // has its own key pair and a certificate from that CA, and a peer is
@@ -21,6 +25,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"sync/atomic"
 	"time"
 
@@ -80,6 +85,10 @@ type Node struct {
 	// opened is closed once raft is set: the internal handlers wait for
 	// it.
 	opened chan struct{}
+	// artifacts answers PathArtifacts (SetArtifactHandler); peerClient
+	// reaches the other members' (PeerClient).
+	artifacts  atomic.Pointer[http.Handler]
+	peerClient *http.Client
 }
 
 // Open starts the node's Raft over db. The caller owns db and closes it
@@ -113,6 +122,9 @@ func Open(cfg Config, db *store.DB) (*Node, error) {
 		return nil, fmt.Errorf("cluster: %w", err)
 	}
 	n.raft = r
+	if c := r.HTTPClient(); c != nil {
+		n.peerClient = &http.Client{Transport: c.Transport}
+	}
 	close(n.opened)
 	n.members = site.NewProposer(site.ProposerConfig{Log: n, Store: db})
 	ctx, cancel := context.WithCancel(context.Background())

@@ -142,6 +142,20 @@ type Config struct {
 	// gave when the site was created; required with CentralURL. Keep it
 	// mode 0600: it is never logged.
 	SiteCredentialFile string `json:"site_credential_file,omitempty"`
+	// ArtifactStore is the directory of this node's content-addressed
+	// artifacts (package artifacts): every image the site's images
+	// point at, pulled from central by the leader and copied from a
+	// peer by the other nodes. Empty: <data_dir>/artifacts.
+	ArtifactStore string `json:"artifact_store,omitempty"`
+	// ArtifactGrace is how long a node keeps an artifact no image points
+	// at any more before it removes it: an operator who moved a name by
+	// mistake can move it back without a new transfer.
+	ArtifactGrace conf.Duration `json:"artifact_grace"`
+	// ArtifactWANLimit caps the bandwidth of the leader's pulls from
+	// past the site (central, upstream URLs), in bytes per second
+	// ("50MiB"); 0 is no cap. Copies between the site's nodes are not
+	// capped.
+	ArtifactWANLimit ByteSize `json:"artifact_wan_limit,omitempty"`
 	// Logging holds log_level (debug, info, warn or error) and
 	// log_format (text or json).
 	conf.Logging
@@ -233,6 +247,9 @@ func Load(args []string) (*Config, error) {
 	fs.StringVar(&c.SiteCredentialFile, "site-credential-file", c.SiteCredentialFile, "file holding the site's credential for central")
 	fs.StringVar(&c.BootURL, "boot-url", c.BootURL, "boot HTTP URL machines reach (default: from -boot-addr unless a wildcard)")
 	fs.StringVar(&c.ArtifactDir, "artifact-dir", c.ArtifactDir, "directory of boot artifacts")
+	fs.StringVar(&c.ArtifactStore, "artifact-store", c.ArtifactStore, "directory of this node's content-addressed artifacts (default: <data-dir>/artifacts)")
+	fs.Var(&c.ArtifactGrace, "artifact-grace", "how long an artifact no image points at is kept")
+	fs.Var(&c.ArtifactWANLimit, "artifact-wan-limit", "bandwidth cap of the leader's pulls from central, bytes per second (50MiB; 0: none)")
 	c.AddFlags(fs)
 	if err := conf.Load(fs, args, c); err != nil {
 		return nil, err
@@ -352,6 +369,12 @@ func (c *Config) Validate() error {
 	}
 	errs = append(errs, c.APILimits.Validate("api_limits")...)
 	errs = append(errs, c.BootLimits.Validate("boot_limits")...)
+	if c.ArtifactGrace <= 0 {
+		errs = append(errs, fmt.Errorf("artifact_grace %v: must be positive", c.ArtifactGrace))
+	}
+	if c.ArtifactWANLimit < 0 {
+		errs = append(errs, errors.New("artifact_wan_limit must not be negative"))
+	}
 	if c.TFTPMaxTransfers < 0 {
 		errs = append(errs, errors.New("tftp_max_transfers must not be negative"))
 	}
@@ -446,6 +469,38 @@ func (c *Config) StorePath() string      { return filepath.Join(c.DataDir, "stor
 func (c *Config) RaftDir() string        { return filepath.Join(c.DataDir, "raft") }
 func (c *Config) SiteKeyPath() string    { return filepath.Join(c.DataDir, "site.key") }
 func (c *Config) AdminTokenPath() string { return filepath.Join(c.DataDir, "admin.token") }
+
+// ArtifactStorePath is the directory of the node's artifacts:
+// artifact_store, or <data_dir>/artifacts.
+func (c *Config) ArtifactStorePath() string {
+	if c.ArtifactStore != "" {
+		return c.ArtifactStore
+	}
+	return filepath.Join(c.DataDir, "artifacts")
+}
+
+// CentralBases are central's HTTPS base URLs, one per node of
+// central_url: ws:// and wss:// become http:// and https://, and the
+// sync path is dropped. The site pulls its artifacts from them.
+func (c *Config) CentralBases() []string {
+	var out []string
+	for _, raw := range strings.Split(c.CentralURL, ",") {
+		u, err := url.Parse(strings.TrimSpace(raw))
+		if err != nil || u.Host == "" {
+			continue
+		}
+		switch u.Scheme {
+		case "ws":
+			u.Scheme = "http"
+		case "wss":
+			u.Scheme = "https"
+		}
+		u.Path = strings.TrimSuffix(strings.TrimSuffix(u.Path, "/"), "/v1/sync")
+		u.RawPath, u.RawQuery, u.Fragment = "", "", ""
+		out = append(out, strings.TrimSuffix(u.String(), "/"))
+	}
+	return out
+}
 
 // APICAPath is where the node writes the site API CA's certificate (PEM,
 // mode 0644) for clients to trust.

@@ -287,3 +287,57 @@ func TestCentralCAFingerprint(t *testing.T) {
 		t.Fatalf("a bad central_ca_fingerprint: %v", err)
 	}
 }
+
+func TestByteSize(t *testing.T) {
+	for in, want := range map[string]ByteSize{
+		"0": 0, "1024": 1024, "50MiB": 50 << 20, "50mib": 50 << 20, "1.5GiB": 3 << 29, "100MB": 100e6,
+		"64k": 64 << 10, "2 G": 2 << 30, "1TB": 1e12, " 7b ": 7,
+	} {
+		if got, err := ParseByteSize(in); err != nil || got != want {
+			t.Errorf("ParseByteSize(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "MiB", "-1", "5 parsecs", "1e400", "0x10", "9999999999TB"} {
+		if got, err := ParseByteSize(bad); err == nil {
+			t.Errorf("ParseByteSize(%q) = %d, want an error", bad, got)
+		}
+	}
+}
+
+// The artifact keys read from a file and from flags; a bad one is
+// refused naming it.
+func TestArtifactConfig(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "c.yaml")
+	os.WriteFile(path, []byte("artifact_wan_limit: 50MiB\nartifact_grace: 10m\n"), 0o600)
+	c, err := Load([]string{"-config", path, "-data-dir", dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.ArtifactWANLimit != 50<<20 || time.Duration(c.ArtifactGrace) != 10*time.Minute || c.ArtifactStorePath() != filepath.Join(dir, "artifacts") {
+		t.Errorf("artifact config: limit %d, grace %v, store %s", c.ArtifactWANLimit, c.ArtifactGrace, c.ArtifactStorePath())
+	}
+	c, err = Load([]string{"-artifact-wan-limit", "1000", "-artifact-store", "/srv/artifacts"})
+	if err != nil || c.ArtifactWANLimit != 1000 || c.ArtifactStorePath() != "/srv/artifacts" || time.Duration(c.ArtifactGrace) != 24*time.Hour {
+		t.Errorf("flags: %+v, %v", c, err)
+	}
+	for args, want := range map[string]string{
+		"-artifact-grace=0s":        "artifact_grace",
+		"-artifact-wan-limit=lots":  "not a size",
+		"-artifact-grace=-1h":       "artifact_grace",
+		"-artifact-wan-limit=-5MiB": "not a size",
+	} {
+		if _, err := Load([]string{args}); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Load(%s) = %v, want an error naming %s", args, err, want)
+		}
+	}
+}
+
+func TestCentralBases(t *testing.T) {
+	c := Default()
+	c.CentralURL = "wss://c1.example/v1/sync, https://c2.example:8443 ,ws://10.0.0.3:7000/v1/sync/,https://c4.example/prefix/"
+	want := []string{"https://c1.example", "https://c2.example:8443", "http://10.0.0.3:7000", "https://c4.example/prefix"}
+	if got := c.CentralBases(); strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("CentralBases() = %q, want %q", got, want)
+	}
+}

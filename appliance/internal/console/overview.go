@@ -13,11 +13,12 @@ import (
 )
 
 type overviewData struct {
-	Status   site.Status
-	Central  centralView
-	Activity []metricLine
-	States   []stateCount
-	Flights  []flight
+	Status    site.Status
+	Central   centralView
+	Activity  []metricLine
+	States    []stateCount
+	Flights   []flight
+	Artifacts []artifactView
 }
 
 // centralView is the site's link to central: the cursors this node's
@@ -64,7 +65,11 @@ func (s *Server) overview(w http.ResponseWriter, r *http.Request) {
 		}
 		d.States = countStates(ms)
 		wfs, err := store.List[store.Workflow](tx)
+		if err != nil {
+			return err
+		}
 		d.Flights = inFlight(wfs, now)
+		d.Artifacts, err = artifactViews(tx)
 		return err
 	})
 	if err != nil {

@@ -56,7 +56,8 @@ var (
 	// The edges: each serves one protocol or drives one peer. They call
 	// the site's proposer through interfaces of their own and never
 	// reach the Raft node.
-	edges = []string{"api", "dhcp", "tftp", "httpboot", "metadata", "provision", "syncclient", "jobs", "bmc", "cli", "client", "console"}
+	edges = []string{"api", "dhcp", "tftp", "httpboot", "metadata", "provision", "syncclient", "jobs", "bmc", "cli", "client", "console",
+		"artifacts"}
 	// The protocols the site speaks, which its state machine must not
 	// depend on: the log's format is its own.
 	protocols = []string{"syncproto", "appliance/internal/agentproto", "appliance/internal/api", "appliance/internal/dhcp",

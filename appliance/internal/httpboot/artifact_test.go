@@ -3,6 +3,7 @@ package httpboot
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
@@ -25,6 +26,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/outposthq/outpost/appliance/internal/store"
+	"github.com/outposthq/outpost/internal/artifact"
 )
 
 // artifactServer is a fixture with files in ArtifactDir, served on a real
@@ -498,6 +500,8 @@ func FuzzArtifactPath(f *testing.F) {
 		"escape", "escape-dir/secret", "escape-root/etc/passwd", "sub/escape-deep",
 		"/etc/passwd", "sub/../../secret", ".", "", "sub/", "fifo", "a.txt%00", "..\\secret",
 		"%2F..%2F..%2Fsecret", "sub//inside", "a.txt?x=..", "a.txt#..", "\x00", "%zz",
+		"sha256/" + digestOf([]byte("stored")), "sha256/" + strings.ToUpper(digestOf([]byte("stored"))),
+		"sha256/../a.txt", "sha256/" + digestOf([]byte("stored")) + "/..", "sha256/%2e%2e/secret",
 	} {
 		f.Add(s)
 	}
@@ -510,13 +514,20 @@ func FuzzArtifactPath(f *testing.F) {
 		f.Fatal(err)
 	}
 	escapeFixture(f, artifacts)
-	served := map[string]bool{"a": true, "inside": true}
+	served := map[string]bool{"a": true, "inside": true, "stored": true}
 	db, err := store.Open(filepath.Join(dir, "store.db"))
 	if err != nil {
 		f.Fatal(err)
 	}
 	defer db.Close()
-	s, err := New(Config{DB: db, ArtifactDir: artifacts, Credentials: testCredentials})
+	st, err := artifact.Open(filepath.Join(dir, "store"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	if _, err := st.Put(context.Background(), strings.NewReader("stored"), "", 6); err != nil {
+		f.Fatal(err)
+	}
+	s, err := New(Config{DB: db, ArtifactDir: artifacts, Credentials: testCredentials, Artifacts: st})
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -18,6 +18,14 @@
 //   - Artifacts are opened through an os.Root on ArtifactDir, so no name,
 //     "..", absolute path or symlink can reach a file outside it. Only
 //     regular files are served; anything else is a 404.
+//   - Content-addressed artifacts (images that are their sha256, an
+//     installer's "sha256:" kernel and initrd) are served at
+//     /artifacts/sha256/<64 hex> from the node's artifact store (package
+//     artifacts keeps every artifact on every node), whole and verified
+//     only. A node that does not hold one yet streams it from a peer
+//     that does, over the Raft port's mutual TLS (Peers), passing Range
+//     and its conditions on, so any node serves any artifact present at
+//     the site; one no node holds is a 404 saying so.
 //
 // Scripts for the installer carry the agent's credential, and only to the
 // machine it is for (package provision says how a credential is bound to

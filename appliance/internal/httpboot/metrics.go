@@ -15,10 +15,15 @@ var withheld = prometheus.NewCounterVec(prometheus.CounterOpts{
 		"is not the machine's (see package provision), by kind of credential: workflow, discovery.",
 }, []string{"kind"})
 
+var proxied = prometheus.NewCounter(prometheus.CounterOpts{
+	Name: "outpost_httpboot_artifact_proxied_total",
+	Help: "Artifacts this node served from a peer of the site, not holding them yet.",
+})
+
 func init() {
 	withheld.WithLabelValues(kindWorkflow)
 	withheld.WithLabelValues(kindDiscovery)
 }
 
 // Collectors returns the package's metrics, for registration.
-func Collectors() []prometheus.Collector { return []prometheus.Collector{withheld} }
+func Collectors() []prometheus.Collector { return []prometheus.Collector{withheld, proxied} }

@@ -56,10 +56,14 @@ func (d *scriptData) setInstaller(img *store.Image) (problem string) {
 }
 
 // artifactURL returns the URL iPXE fetches ref from, and the name iPXE
-// gives the image it fetches (the last path element). ref is an http(s)
-// URL, used as it is, or a path under ArtifactDir, served at
+// gives the image it fetches (the last path element). ref is an
+// artifact ("sha256:<hex>"), served at <base>/artifacts/sha256/<hex>;
+// an http(s) URL, used as it is; or a path under ArtifactDir, served at
 // <base>/artifacts/<ref>.
 func artifactURL(base, ref string) (u, name string, ok bool) {
+	if u, name, ok := digestRef(base, ref); ok {
+		return u, name, true
+	}
 	if strings.HasPrefix(ref, "http://") || strings.HasPrefix(ref, "https://") {
 		p, err := url.Parse(ref)
 		if err != nil || p.Host == "" || !urlRE.MatchString(ref) {

@@ -253,7 +253,7 @@ func (s *Server) withhold(d *scriptData, kind, problem string) {
 // planInstaller fills in the installer, or turns d into the error script
 // when there is no usable one.
 func planInstaller(tx *store.Tx, d *scriptData) error {
-	img, problem, err := findInstaller(tx)
+	img, problem, err := tx.Installer()
 	if err != nil {
 		return err
 	}
@@ -264,37 +264,6 @@ func planInstaller(tx *store.Tx, d *scriptData) error {
 		d.Variant, d.Problem = variantError, problem
 	}
 	return nil
-}
-
-// findInstaller picks the installer image: the one named "installer" if
-// there is one, else the only image of type installer. Settings has no
-// field naming it yet. problem says why there is none.
-func findInstaller(tx *store.Tx) (img *store.Image, problem string, err error) {
-	img, err = store.Get[store.Image](tx, "installer")
-	switch {
-	case err == nil && img.Type == store.ImageInstaller:
-		return img, "", nil
-	case err != nil && !errors.Is(err, errs.ErrNotFound):
-		return nil, "", fmt.Errorf("installer image: %w", err)
-	}
-	all, err := store.List[store.Image](tx)
-	if err != nil {
-		return nil, "", fmt.Errorf("images: %w", err)
-	}
-	var found []*store.Image
-	for _, i := range all {
-		if i.Type == store.ImageInstaller {
-			found = append(found, i)
-		}
-	}
-	switch len(found) {
-	case 0:
-		return nil, "no installer image", nil
-	case 1:
-		return found[0], "", nil
-	default:
-		return nil, fmt.Sprintf("%d installer images and none named installer", len(found)), nil
-	}
 }
 
 func newScript(br bootRequest) *scriptData {

@@ -91,6 +91,12 @@ func TestGolden(t *testing.T) {
 			[]store.Object{urlInstaller, machine("m1", "52:54:00:12:34:56", store.StateProvisioning)},
 			"/ipxe/52-54-00-12-34-56.ipxe",
 		},
+		"install-artifact": { // kernel and initrd are artifacts, served by digest
+			[]store.Object{&store.Image{Name: "installer", Type: store.ImageInstaller,
+				Kernel: "sha256:" + strings.Repeat("4b", 32), Initrd: "SHA256:" + strings.Repeat("1D", 32), Cmdline: "console=ttyS0"},
+				machine("m1", "52:54:00:12:34:56", store.StateProvisioning)},
+			"/ipxe/boot.ipxe?mac=52:54:00:12:34:56&arch=x86_64&platform=efi",
+		},
 		"provisioned-bios": {
 			[]store.Object{installer(), machine("m1", "52:54:00:12:34:56", store.StateProvisioned)},
 			"/ipxe/boot.ipxe?mac=52:54:00:12:34:56&arch=x86_64&platform=pcbios",

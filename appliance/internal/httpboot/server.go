@@ -15,6 +15,7 @@ import (
 
 	"github.com/outposthq/outpost/appliance/internal/provision"
 	"github.com/outposthq/outpost/appliance/internal/store"
+	"github.com/outposthq/outpost/internal/artifact"
 )
 
 // Config configures the boot HTTP service.
@@ -46,6 +47,12 @@ type Config struct {
 	// Now is the clock of lease expiry and discovery credentials;
 	// time.Now if nil.
 	Now func() time.Time
+	// Artifacts is this node's store of content-addressed artifacts,
+	// served at /artifacts/sha256/<hex>; nil holds none.
+	Artifacts *artifact.Store
+	// Peers finds the other nodes that hold an artifact this one does
+	// not, to stream it from them; nil asks none.
+	Peers Peers
 }
 
 // DefaultDiscoveryTTL is how long a discovery credential lasts by
@@ -78,6 +85,11 @@ type Server struct {
 	log     *slog.Logger
 	now     func() time.Time
 	scripts *template.Template
+	store   *artifact.Store
+	peers   Peers
+	// peerAnswer bounds the wait for a peer's answer (peerAnswer; tests
+	// shorten it).
+	peerAnswer time.Duration
 }
 
 // New checks cfg and opens ArtifactDir. Close releases the directory.
@@ -103,7 +115,7 @@ func New(cfg Config) (*Server, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{db: cfg.DB, creds: cfg.Credentials, binding: cfg.Binding, binder: cfg.Binder, ttl: cfg.DiscoveryTTL,
-		root: root, log: log, now: cfg.Now, scripts: scriptTemplates}
+		root: root, log: log, now: cfg.Now, scripts: scriptTemplates, store: cfg.Artifacts, peers: cfg.Peers, peerAnswer: peerAnswer}
 	if s.ttl <= 0 {
 		s.ttl = DefaultDiscoveryTTL
 	}
@@ -131,6 +143,7 @@ func (s *Server) routes() []route {
 	return []route{
 		{"GET /ipxe/boot.ipxe", s.serveBootScript},
 		{"GET /ipxe/{file}", s.serveMACScript}, // {mac}.ipxe
+		{"GET /artifacts/sha256/{hex}", s.serveDigest},
 		{"GET /artifacts/{name...}", s.serveArtifact},
 		{"GET /healthz", s.serveHealth},
 	}

@@ -217,7 +217,9 @@ func TestProvisionOrderJobs(t *testing.T) {
 		obj         any
 	}{
 		{"subnets", "lab", &store.Subnet{Name: "lab", CIDR: "198.18.0.0/24", Pools: []store.Range{{Start: "198.18.0.100", End: "198.18.0.199"}}}},
-		{"images", "img", &store.Image{Name: "img", Type: store.ImageOS, URL: "http://198.18.0.1/img.raw.gz", Format: "raw.gz", SHA256: strings.Repeat("ab", 32)}},
+		// A file of the artifact directory: the order does not wait for
+		// the site to pull it.
+		{"images", "img", &store.Image{Name: "img", Type: store.ImageOS, File: "img.raw.gz", Format: "raw.gz", SHA256: strings.Repeat("ab", 32)}},
 		{"templates", "install", &store.Template{Name: "install", Actions: []store.Action{
 			{Name: "w", Type: "image.write", Args: map[string]string{"device": "/dev/sda", "image": "{{ .image }}"}}}}},
 		{"orders", "p1", &store.Order{ID: "p1", Action: store.OrderProvision, MachineID: "m1", Image: "img"}},

@@ -31,6 +31,9 @@ var (
 	ActorAgent   = access.SitePart("agent") // an installer's reports and discoveries
 	ActorTimer   = access.SitePart("timer") // the workflow timer: timeouts, deadlines
 	ActorSync    = access.SitePart("sync")  // the sync client's reports of the link to central
+	// ActorArtifacts is the nodes' artifact replicators: what each
+	// holds, and the leader's pulls.
+	ActorArtifacts = access.SitePart("artifacts")
 )
 
 type actorKey struct{}

@@ -22,7 +22,8 @@ import (
 //
 // PutOrderV1 and ApplyDesiredV1 chose a provision's address with their
 // own policy (the lowest free pool address); PlaceOrder and ApplyDesired
-// ask the site's allocator (address.go).
+// ask the site's allocator (address.go). Neither made an order wait for
+// its artifacts, nor kept artifact records (apply_wait.go).
 //
 // PutSubnetV1 (release 79f7034 and earlier) stored any valid subnet, one
 // no DHCP server can serve (0.0.0.0/0) or one overlapping another
@@ -30,14 +31,19 @@ import (
 // (apply_object.go).
 
 func applyPutOrderV1(tx *store.Tx, payload []byte, index uint64) (any, error) {
-	return applyOrder(tx, payload, index, chooseLowestAddress)
+	return applyOrder(tx, payload, index, v1Rules)
 }
 
 func applyDesiredV1(tx *store.Tx, payload []byte, index uint64) (any, error) {
 	var req DesiredPayload
 	command.MustDecode(payload, &req, index)
-	return applyRevision(tx, &req.Desired, store.Write{Index: index, Time: req.Time, By: req.By}, chooseLowestAddress)
+	return applyRevision(tx, &req.Desired, store.Write{Index: index, Time: req.Time, By: req.By}, v1Rules)
 }
+
+// v1Rules are the order rules of PutOrderV1 and ApplyDesiredV1: the
+// lowest free address, and no waiting for artifacts (nor any record of
+// them: their images changed no artifact record).
+var v1Rules = orderRules{choose: chooseLowestAddress}
 
 // chooseLowestAddress is release b482c18's address choice: none if the
 // boot interface reserves one; the address its MAC holds a lease for;

@@ -25,10 +25,19 @@ const (
 )
 
 func applyPlaceOrder(tx *store.Tx, payload []byte, index uint64) (any, error) {
-	return applyOrder(tx, payload, index, chooseBootAddress)
+	return applyOrder(tx, payload, index, orderRules{choose: chooseBootAddress, waits: true})
 }
 
-func applyOrder(tx *store.Tx, payload []byte, index uint64, choose addressChooser) (any, error) {
+// orderRules are the rules of a command that creates orders: how it
+// chooses a provision's address, and whether an order waits for its
+// artifacts (apply_wait.go), which the commands of earlier releases
+// (apply_legacy.go) did not.
+type orderRules struct {
+	choose addressChooser
+	waits  bool
+}
+
+func applyOrder(tx *store.Tx, payload []byte, index uint64, rules orderRules) (any, error) {
 	var req Put[store.Order]
 	command.MustDecode(payload, &req, index)
 	if req.Object == nil {
@@ -42,7 +51,7 @@ func applyOrder(tx *store.Tx, payload []byte, index uint64, choose addressChoose
 		return nil, err
 	}
 	wr := store.Write{Expect: req.Expect, Index: index, Time: req.Time, By: req.By}
-	if err := createOrder(tx, o, wr, choose); err != nil {
+	if err := createOrder(tx, o, wr, rules); err != nil {
 		return nil, err
 	}
 	return o, appendEvents(tx, req.Events, wr)
@@ -51,43 +60,76 @@ func applyOrder(tx *store.Tx, payload []byte, index uint64, choose addressChoose
 // createOrder stores a new order with the workflow and jobs it needs, all
 // or nothing: a machine without a BMC, a machine busy with another
 // workflow, a template that does not bind refuse the whole order. choose
-// picks the address a provision reserves for the machine.
-func createOrder(tx *store.Tx, o *store.Order, wr store.Write, choose addressChooser) error {
+// picks the address a provision reserves for the machine. Under rules
+// that wait, an order whose artifacts no node of the site holds yet is
+// stored waiting for them, without its parts (apply_wait.go).
+func createOrder(tx *store.Tx, o *store.Order, wr store.Write, rules orderRules) error {
 	if _, err := store.Get[store.Order](tx, o.ID); err == nil {
 		return errs.Conflict("order %q exists", o.ID)
 	} else if !errors.Is(err, errs.ErrNotFound) {
 		return err
 	}
+	m, err := orderMachine(tx, o)
+	if err != nil {
+		return err
+	}
+	if !rules.waits {
+		return startOrder(tx, o, m, wr, rules.choose, "order.created")
+	}
+	needs, err := orderNeeds(tx, o, m)
+	if err != nil {
+		return err
+	}
+	o.ImageSHA256 = needs.image
+	if missing := needs.missing(tx); len(missing) > 0 {
+		return waitOrder(tx, o, needs, missing, wr)
+	}
+	return startOrder(tx, o, m, wr, rules.choose, "order.created")
+}
+
+// orderMachine returns the machine of order o, refusing one without a
+// BMC, and an order whose jobs would take the ids of an earlier order's.
+func orderMachine(tx *store.Tx, o *store.Order) (*store.Machine, error) {
 	m, err := store.Get[store.Machine](tx, o.MachineID)
 	if err != nil {
-		return errs.Invalid("machine_id", "no machine %q", o.MachineID)
+		return nil, errs.Invalid("machine_id", "no machine %q", o.MachineID)
 	}
 	if m.BMC == nil {
-		return errs.Invalid("machine_id", "machine %q has no BMC: the appliance cannot power it", m.ID)
+		return nil, errs.Invalid("machine_id", "machine %q has no BMC: the appliance cannot power it", m.ID)
 	}
-	// Nothing is written until everything is known to fit: a refused
-	// command must change nothing.
 	for _, suffix := range []string{"pxe", "cycle", "power", "off"} {
 		if _, err := store.Get[store.Job](tx, o.ID+"-"+suffix); err == nil {
-			return errs.Conflict("job %s-%s of an earlier order %s exists: delete it or choose another order id", o.ID, suffix, o.ID)
+			return nil, errs.Conflict("job %s-%s of an earlier order %s exists: delete it or choose another order id", o.ID, suffix, o.ID)
 		}
 	}
+	return m, nil
+}
+
+// startOrder creates order o's parts and stores it running, with the
+// event kind (order.created, or order.started for one that waited).
+// Nothing is written until everything is known to fit: a refusal changes
+// nothing.
+func startOrder(tx *store.Tx, o *store.Order, m *store.Machine, wr store.Write, choose addressChooser, kind string) error {
 	var res *reservation
+	var err error
 	if o.Action == store.OrderProvision {
 		if res, err = choose(tx, m, wr.Time); err != nil {
 			return err
 		}
 	}
-	o.State, o.Reason, o.Workflow, o.Jobs = store.OrderRunning, "", "", nil
+	o.State, o.Reason, o.Workflow, o.Jobs, o.WaitingFor = store.OrderRunning, "", "", nil, nil
 	if err := orderParts(tx, o, m, res, wr); err != nil {
 		return err
 	}
 	if err := tx.UnsafePut(o, wr); err != nil {
 		return err
 	}
-	return event(tx, wr, store.Event{MachineID: m.ID, Kind: "order.created",
-		Message: fmt.Sprintf("order %s: %s machine %s", o.ID, o.Action, m.ID),
-		Fields:  map[string]string{"order": o.ID, "action": o.Action}})
+	msg := fmt.Sprintf("order %s: %s machine %s", o.ID, o.Action, m.ID)
+	if kind == "order.started" {
+		msg = fmt.Sprintf("order %s started: its artifacts are at the site: %s machine %s", o.ID, o.Action, m.ID)
+	}
+	return event(tx, wr, store.Event{MachineID: m.ID, Kind: kind, Message: msg,
+		Fields: map[string]string{"order": o.ID, "action": o.Action}})
 }
 
 // orderParts creates what order o needs: the workflow, the reservation
@@ -117,6 +159,20 @@ func orderParts(tx *store.Tx, o *store.Order, m *store.Machine, res *reservation
 
 // orderWorkflow creates the workflow of a provision or deprovision order.
 func orderWorkflow(tx *store.Tx, o *store.Order, m *store.Machine, wr store.Write) error {
+	w := newOrderWorkflow(o, m)
+	if err := w.Validate(); err != nil {
+		return err
+	}
+	if err := createWorkflow(tx, w, wr); err != nil {
+		return err
+	}
+	o.Workflow = w.ID
+	return nil
+}
+
+// newOrderWorkflow is the workflow order o makes for machine m, not
+// stored.
+func newOrderWorkflow(o *store.Order, m *store.Machine) *store.Workflow {
 	w := &store.Workflow{ID: o.ID, MachineID: m.ID, Template: o.Template, Values: maps.Clone(o.Values),
 		Purpose: store.PurposeProvision, Nonce: o.Nonce, Order: o.ID}
 	if o.Action == store.OrderDeprovision {
@@ -131,14 +187,7 @@ func orderWorkflow(tx *store.Tx, o *store.Order, m *store.Machine, wr store.Writ
 		}
 		w.Values["image"] = o.Image
 	}
-	if err := w.Validate(); err != nil {
-		return err
-	}
-	if err := createWorkflow(tx, w, wr); err != nil {
-		return err
-	}
-	o.Workflow = w.ID
-	return nil
+	return w
 }
 
 // addJob creates the order's next job, after the one before it.
@@ -160,8 +209,8 @@ func addJob(tx *store.Tx, o *store.Order, suffix, action string, wr store.Write)
 // everything it needed is done.
 func advanceOrder(tx *store.Tx, id string, wr store.Write) error {
 	o, err := store.Get[store.Order](tx, id)
-	if err != nil || o.Done() {
-		return nil // an order deleted, or ended, under its parts
+	if err != nil || o.Done() || o.Waiting() {
+		return nil // an order deleted, or ended, under its parts; a waiting one has none
 	}
 	var w *store.Workflow
 	if o.Workflow != "" {
@@ -238,9 +287,10 @@ func applyDeleteOrder(tx *store.Tx, payload []byte, index uint64) (any, error) {
 	return applyDeleteIf(tx, payload, index, &store.Order{}, orderEnded)
 }
 
-// orderEnded refuses to delete an order that is still running.
+// orderEnded refuses to delete an order that is still running; one that
+// waits for its artifacts has nothing running, and may go.
 func orderEnded(tx *store.Tx, key string) error {
-	if o, err := store.Get[store.Order](tx, key); err == nil && !o.Done() {
+	if o, err := store.Get[store.Order](tx, key); err == nil && !o.Done() && !o.Waiting() {
 		return errs.Conflict("order %q is %s: it can be deleted once it has ended", key, o.State)
 	}
 	return nil

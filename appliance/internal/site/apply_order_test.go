@@ -274,7 +274,7 @@ func TestProvisionOrderAddressPolicy(t *testing.T) {
 			fixed.Interfaces[0].IP, fixed.Interfaces[0].Subnet = "198.18.1.5", "edge"
 			held := &store.Lease{IP: "198.18.1.6", MAC: "aa:bb:cc:00:02:00", Subnet: "edge", State: store.LeaseActive, Starts: t0, Expires: t0.Add(time.Hour)}
 			expired := &store.Lease{IP: "198.18.1.7", MAC: "aa:bb:cc:00:03:00", Subnet: "edge", State: store.LeaseActive, Starts: t0.Add(-2 * time.Hour), Expires: t0.Add(-time.Hour)}
-			e.applyOK(1, PutImage, Put[store.Image]{Object: sampleImage("debian"), Time: t0})
+			e.putHeldImage(1, sampleImage("debian"))
 			e.applyOK(2, PutTemplate, Put[store.Template]{Object: sampleTemplate("install"), Time: t0})
 			e.applyOK(3, PutSubnet, Put[store.Subnet]{Object: sub, Time: t0})
 			e.applyOK(4, PutMachine, Put[store.Machine]{Object: fixed, Time: t0})

@@ -54,7 +54,7 @@ func applyAckEvents(tx *store.Tx, payload []byte, index uint64) (any, error) {
 func applyDesired(tx *store.Tx, payload []byte, index uint64) (any, error) {
 	var req DesiredPayload
 	command.MustDecode(payload, &req, index)
-	return applyRevision(tx, &req.Desired, store.Write{Index: index, Time: req.Time, By: req.By}, chooseBootAddress)
+	return applyRevision(tx, &req.Desired, store.Write{Index: index, Time: req.Time, By: req.By}, orderRules{choose: chooseBootAddress, waits: true})
 }
 
 // Validate checks the revision's shape before anything is written.
@@ -102,7 +102,7 @@ func (d *Desired) Validate() error {
 // A full snapshot puts every object it names, then deletes the machines,
 // images and templates central put before and the snapshot does not name
 // (orders stay: they are the site's history).
-func applyRevision(tx *store.Tx, d *Desired, w store.Write, choose addressChooser) (*DesiredResult, error) {
+func applyRevision(tx *store.Tx, d *Desired, w store.Write, rules orderRules) (*DesiredResult, error) {
 	if err := d.Validate(); err != nil {
 		return nil, err
 	}
@@ -120,8 +120,16 @@ func applyRevision(tx *store.Tx, d *Desired, w store.Write, choose addressChoose
 		// gone at central.
 		changes = append(changes[:len(changes):len(changes)], unnamedManaged(tx, d.Changes)...)
 	}
+	images := false
 	for _, c := range changes {
-		if err := applyOrRefuse(tx, d.Revision, c, w, res, choose); err != nil {
+		if err := applyOrRefuse(tx, d.Revision, c, w, res, rules); err != nil {
+			return nil, err
+		}
+		images = images || c.Kind == DesiredImage
+	}
+	// The artifact records follow the images once the revision is in.
+	if images && rules.waits {
+		if err := imagesChanged(tx, w); err != nil {
 			return nil, err
 		}
 	}
@@ -131,8 +139,8 @@ func applyRevision(tx *store.Tx, d *Desired, w store.Write, choose addressChoose
 // applyOrRefuse applies one change, keeps the set of objects central
 // manages, and records a refusal as an event. Only a storage failure is
 // returned.
-func applyOrRefuse(tx *store.Tx, rev uint64, c DesiredChange, w store.Write, res *DesiredResult, choose addressChooser) error {
-	err := applyChange(tx, c, w, choose)
+func applyOrRefuse(tx *store.Tx, rev uint64, c DesiredChange, w store.Write, res *DesiredResult, rules orderRules) error {
+	err := applyChange(tx, c, w, rules)
 	if err == nil {
 		switch {
 		case c.Kind == DesiredOrder:
@@ -187,7 +195,7 @@ func refusedEvent(rev uint64, c DesiredChange, e *errs.Error) store.Event {
 
 // applyChange applies one change or returns the domain error that
 // refuses it, having changed nothing.
-func applyChange(tx *store.Tx, c DesiredChange, w store.Write, choose addressChooser) error {
+func applyChange(tx *store.Tx, c DesiredChange, w store.Write, rules orderRules) error {
 	switch c.Kind {
 	case DesiredOrder:
 		if c.Deleted {
@@ -206,7 +214,7 @@ func applyChange(tx *store.Tx, c DesiredChange, w store.Write, choose addressCho
 		if err := o.Validate(); err != nil {
 			return err
 		}
-		return createOrder(tx, o, w, choose)
+		return createOrder(tx, o, w, rules)
 	case DesiredMachine:
 		if c.Deleted {
 			return ignoreNotFound(tx.UnsafeDeleteMachine(c.Key, 0))

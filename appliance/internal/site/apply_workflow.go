@@ -94,6 +94,20 @@ func createWorkflow(tx *store.Tx, w *store.Workflow, wr store.Write) error {
 // filled in, resolves the site images they name, and returns the plan and
 // its number of actions.
 func bindTemplate(tx *store.Tx, t *store.Template, m *store.Machine, w *store.Workflow) (*workflow.Plan, int, error) {
+	bound, err := bindActions(tx, t, m, w)
+	if err != nil {
+		return nil, 0, err
+	}
+	plan, err := workflow.NewPlan(bound, actions.Required())
+	if err != nil {
+		return nil, 0, store.PlanError("template "+t.Name+": ", err)
+	}
+	return plan, len(bound), nil
+}
+
+// bindActions binds t's actions with w's values, the machine's defaults
+// filled in (into w.Values), and resolves the site images they name.
+func bindActions(tx *store.Tx, t *store.Template, m *store.Machine, w *store.Workflow) ([]workflow.Action, error) {
 	w.Values = maps.Clone(w.Values)
 	if w.Values == nil {
 		w.Values = map[string]string{}
@@ -110,22 +124,23 @@ func bindTemplate(tx *store.Tx, t *store.Template, m *store.Machine, w *store.Wo
 	}
 	bound, err := workflow.Bind(t.PlanActions(), w.Values)
 	if err != nil {
-		return nil, 0, store.PlanError("template "+t.Name+": ", err)
+		return nil, store.PlanError("template "+t.Name+": ", err)
 	}
 	for i := range bound {
 		if err := resolveImage(tx, i, &bound[i]); err != nil {
-			return nil, 0, err
+			return nil, err
 		}
 	}
-	plan, err := workflow.NewPlan(bound, actions.Required())
-	if err != nil {
-		return nil, 0, store.PlanError("template "+t.Name+": ", err)
-	}
-	return plan, len(bound), nil
+	return bound, nil
 }
 
 // resolveImage fills in url, sha256 and format of an image.write action
 // that names a site image, so the plan records exactly what is written.
+// An image that is a file of each node's artifact directory is fetched
+// from /artifacts/<file>; any other (its sha256 alone, or an upstream
+// URL the site pulls) from the site's artifacts, /artifacts/sha256/<hex>:
+// a path the agent resolves against the appliance it booted from, so
+// that no install reaches past the site.
 func resolveImage(tx *store.Tx, i int, a *workflow.Action) error {
 	if a.Type != "image.write" {
 		return nil
@@ -152,14 +167,18 @@ func resolveImage(tx *store.Tx, i int, a *workflow.Action) error {
 	if img.File != "" {
 		a.Args["url"] = "/artifacts/" + strings.TrimPrefix(img.File, "/")
 	} else {
-		a.Args["url"] = img.URL
+		a.Args["url"] = ArtifactPath + strings.ToLower(img.SHA256)
 	}
-	a.Args["sha256"] = img.SHA256
+	a.Args["sha256"] = strings.ToLower(img.SHA256)
 	if a.Args["format"] == "" {
 		a.Args["format"] = img.Format
 	}
 	return nil
 }
+
+// ArtifactPath is where the boot service serves an artifact by its
+// digest: ArtifactPath + "<64 hex>".
+const ArtifactPath = "/artifacts/sha256/"
 
 // step is a workflow transition (package workflow).
 type step func(workflow.State) (workflow.State, []workflow.Transition, error)

@@ -13,12 +13,13 @@ import (
 )
 
 // workflowSite stores what a workflow refers to: machine m1, image debian
-// and template install (wipe → write → reboot), at indexes 1-3.
+// (held by node n1, so orders for it start at once) and template install
+// (wipe → write → reboot), at indexes 1-3.
 func workflowSite(t *testing.T) *env {
 	t.Helper()
 	e := newEnv(t)
 	e.applyOK(1, PutMachine, Put[store.Machine]{Object: sampleMachine("m1", "aa:bb:cc:00:00:01"), Time: t0})
-	e.applyOK(2, PutImage, Put[store.Image]{Object: sampleImage("debian"), Time: t0})
+	e.putHeldImage(2, sampleImage("debian"))
 	e.applyOK(3, PutTemplate, Put[store.Template]{Object: sampleTemplate("install"), Time: t0})
 	return e
 }
@@ -50,7 +51,7 @@ func TestCreateWorkflow(t *testing.T) {
 	}
 	write, _ := w.State.Plan.Action("write")
 	img := sampleImage("debian")
-	if write.Args["url"] != img.URL || write.Args["sha256"] != img.SHA256 || write.Args["format"] != img.Format || write.Args["device"] != "/dev/sda" {
+	if write.Args["url"] != ArtifactPath+img.SHA256 || write.Args["sha256"] != img.SHA256 || write.Args["format"] != img.Format || write.Args["device"] != "/dev/sda" {
 		t.Errorf("image.write args = %v: want the image resolved into url, sha256 and format", write.Args)
 	}
 	if w.Values["hostname"] != "m1.example.net" || w.Values["machine_id"] != "m1" {

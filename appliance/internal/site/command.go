@@ -62,6 +62,9 @@ const (
 	SetCAGeneration      Type = 39 // CARotation: a step of a rotation of the site's CA (apply_ca.go)
 	QueueBootPXE         Type = 40 // BootPXE: an operator sets a machine's next boot to the network, as a boot_pxe job (apply_job.go)
 	RecordLink           Type = 41 // LinkReport: the leader's sync client reports the link to central (apply_link.go)
+	RecordArtifact       Type = 42 // ArtifactHeld: a node holds an artifact, verified (apply_artifact.go)
+	ForgetArtifact       Type = 43 // ArtifactHeld: a node removed an artifact (apply_artifact.go)
+	ReportArtifact       Type = 44 // ArtifactReport: the leader's note on a pull from past the site (apply_artifact.go)
 )
 
 // Every payload but CommitLease's (always the DHCP server's) names its
@@ -324,4 +327,38 @@ type LinkReport struct {
 	Central   string    `json:"central"`
 	Time      time.Time `json:"time"`
 	By        string    `json:"by,omitempty"`
+}
+
+// ArtifactHeld is the payload of RecordArtifact and ForgetArtifact: node
+// Node holds (or no longer holds) the artifact SHA256, of Size bytes.
+type ArtifactHeld struct {
+	Node   string    `json:"node"`
+	SHA256 string    `json:"sha256"`
+	Size   int64     `json:"size_bytes,omitempty"`
+	Time   time.Time `json:"time"`
+	By     string    `json:"by,omitempty"`
+}
+
+// Kinds of ArtifactReport.
+const (
+	ArtifactPulling = "pulling" // a pull's progress
+	ArtifactCorrupt = "corrupt" // a transfer thrown away: its bytes did not hash to the digest
+	ArtifactFailed  = "failed"  // a try failed (the source refused, the connection broke)
+)
+
+// ArtifactReport is the payload of ReportArtifact: node Node's note on
+// a transfer of artifact SHA256 from Source.
+type ArtifactReport struct {
+	Node   string `json:"node"`
+	SHA256 string `json:"sha256"`
+	Kind   string `json:"kind"`
+	Source string `json:"source"`
+	// Held and Size are the bytes received and the artifact's size
+	// (0: unknown).
+	Held int64 `json:"held_bytes,omitempty"`
+	Size int64 `json:"size_bytes,omitempty"`
+	// Message says what went wrong, for corrupt and failed.
+	Message string    `json:"message,omitempty"`
+	Time    time.Time `json:"time"`
+	By      string    `json:"by,omitempty"`
 }

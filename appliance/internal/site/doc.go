@@ -8,7 +8,10 @@
 // site's rules: apply_object.go (objects stored as they come),
 // apply_machine.go (discovery, the BMC's certificate), apply_lease.go, apply_workflow.go,
 // apply_order.go, apply_job.go, apply_sync.go (central's desired state,
-// the outbox), apply_legacy.go (commands of earlier releases, for replay).
+// the outbox), apply_artifact.go (the record of each artifact the images
+// point at, and which nodes hold it), apply_wait.go (orders that wait for
+// their artifacts), apply_legacy.go (commands of earlier releases, for
+// replay).
 // Address choice is the allocator's (package ipam, through address.go),
 // for DHCP and for orders alike.
 //
@@ -47,6 +50,18 @@
 //     the actor the command carries (the proposer puts it there: an API
 //     token's name, or the part of the site; actor.go); a command of a
 //     release before actors carries none, and records none.
+//   - The artifact records follow the images: every command that puts or
+//     deletes images (PutImage, DeleteImage, ApplyDesired) reconciles
+//     them at the command's time, so a digest an image points at has a
+//     record (no node holding it: missing) and one no image points at
+//     is unreferenced from then; only the nodes' reports
+//     (RecordArtifact, ForgetArtifact) change who holds one.
+//   - An order that needs an artifact no node holds (its image is
+//     content-addressed, or the installer's kernel or initrd is) waits:
+//     it has no workflow, job or address until the first node holds the
+//     artifact, and then starts in the same apply, in the order the
+//     waiting orders were placed. Commands of releases before artifacts
+//     (PutOrderV1, ApplyDesiredV1) neither wait nor keep records.
 //   - What the site knows of a BMC's certificate (the accepted one, the
 //     last one refused) changes only through RecordBMCCertificate and
 //     AcceptBMCCertificate: every put of a machine, by a client or by

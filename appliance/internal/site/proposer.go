@@ -270,7 +270,7 @@ func (p *Proposer) PlaceOrder(ctx context.Context, o *store.Order) (*store.Order
 
 // prepareOrder readies an order from an operator or from central.
 func (p *Proposer) prepareOrder(o *store.Order) {
-	o.State, o.Reason, o.Workflow, o.Jobs = "", "", "", nil
+	o.State, o.Reason, o.Workflow, o.Jobs, o.ImageSHA256, o.WaitingFor = "", "", "", nil, "", nil
 	o.Nonce = p.cfg.Nonce()
 	if o.Action == store.OrderProvision || o.Action == store.OrderDeprovision {
 		o.Values = withBootValues(o.Values, p.cfg.BootURL)

@@ -162,6 +162,31 @@ func truncate(s string, n int) string {
 	return s
 }
 
+// RecordArtifact records that node holds artifact sha256 (lowercase
+// hex) of size bytes, verified. The site refuses a digest no image
+// points at (the node may remove it).
+func (p *Proposer) RecordArtifact(ctx context.Context, node, sha256 string, size int64) error {
+	_, err := p.propose(ctx, RecordArtifact, ArtifactHeld{Node: node, SHA256: sha256, Size: size, Time: p.now(), By: actor(ctx, ActorArtifacts)})
+	return err
+}
+
+// ForgetArtifact records that node no longer holds artifact sha256.
+func (p *Proposer) ForgetArtifact(ctx context.Context, node, sha256 string) error {
+	_, err := p.propose(ctx, ForgetArtifact, ArtifactHeld{Node: node, SHA256: sha256, Time: p.now(), By: actor(ctx, ActorArtifacts)})
+	return err
+}
+
+// ReportArtifact records a node's note on a transfer of an artifact
+// (ArtifactPulling, ArtifactCorrupt, ArtifactFailed): its caller keeps
+// them few (a pull's progress every tenth or half minute). The message
+// is cut to fit; the source and message must carry no secret.
+func (p *Proposer) ReportArtifact(ctx context.Context, r ArtifactReport) error {
+	r.Time, r.By = p.now(), actor(ctx, ActorArtifacts)
+	r.Message = strings.ToValidUTF8(truncate(r.Message, maxReason), "")
+	_, err := p.propose(ctx, ReportArtifact, r)
+	return err
+}
+
 // PutMember records where a node of the site is reached.
 func (p *Proposer) PutMember(ctx context.Context, m *store.Member) error {
 	if err := m.Validate(); err != nil {

@@ -3,6 +3,7 @@ package site
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"net/netip"
 	"strings"
 	"testing"
@@ -221,6 +222,28 @@ func TestSnapshotRoundTripPerEntity(t *testing.T) {
 				}
 				due, err := tx.DueWorkflows(later)
 				return []any{ws, due}, err
+			},
+		},
+		"artifact": {
+			setup: []cmd{
+				{PutImage, Put[store.Image]{Object: fxImage("debian"), Time: ts0}},
+				{RecordArtifact, ArtifactHeld{Node: "n1", SHA256: fxImage("debian").SHA256, Size: 1 << 20, Time: ts0}},
+				{DeleteImage, Delete{Key: "debian", Time: ts1}},
+			},
+			read: func(tx *store.Tx) (any, error) {
+				as, err := store.List[store.Artifact](tx)
+				return []any{as, tx.ArtifactGeneration()}, err
+			},
+		},
+		"waiting order": {
+			setup: append(base[:4:4],
+				cmd{PlaceOrder, Put[store.Order]{Object: &store.Order{ID: "o1", Action: store.OrderProvision, MachineID: "m1", Template: "install", Image: "debian"}, Time: ts0}}),
+			read: func(tx *store.Tx) (any, error) {
+				w, err := tx.WaitingOrders()
+				if len(w) != 1 {
+					return nil, fmt.Errorf("%d orders waiting, want 1", len(w))
+				}
+				return w, err
 			},
 		},
 		"order and jobs": {

@@ -21,8 +21,8 @@ var table = command.Table[*store.Tx]{
 	DeleteSubnet:         applyDelete[store.Subnet],
 	PutLease:             applyPutLease,
 	DeleteLease:          applyDelete[store.Lease],
-	PutImage:             applyPut[store.Image],
-	DeleteImage:          applyDelete[store.Image],
+	PutImage:             applyPutImage,
+	DeleteImage:          applyDeleteImage,
 	PutTemplate:          applyPut[store.Template],
 	DeleteTemplate:       applyDelete[store.Template],
 	PutWorkflow:          applyPutWorkflow,
@@ -54,6 +54,9 @@ var table = command.Table[*store.Tx]{
 	SetCAGeneration:      applySetCAGeneration,
 	QueueBootPXE:         applyQueueBootPXE,
 	RecordLink:           applyRecordLink,
+	RecordArtifact:       applyRecordArtifact,
+	ForgetArtifact:       applyForgetArtifact,
+	ReportArtifact:       applyReportArtifact,
 }
 
 // Result is what applying a command returns, on the node that proposed

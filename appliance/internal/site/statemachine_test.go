@@ -116,7 +116,7 @@ func TestApplyEveryCommand(t *testing.T) {
 				t.Errorf("created workflow = %+v, want pending with 2 actions and hostname m1", w)
 			}
 			a, _ := w.State.Plan.Action("write")
-			if a.Args["url"] != fxImage("debian").URL || a.Args["sha256"] != fxImage("debian").SHA256 || a.Args["format"] != "raw.gz" {
+			if a.Args["url"] != ArtifactPath+fxImage("debian").SHA256 || a.Args["sha256"] != fxImage("debian").SHA256 || a.Args["format"] != "raw.gz" {
 				t.Errorf("image.write args = %v, want the image resolved", a.Args)
 			}
 			checkMachineState(t, e, "m1", store.StateProvisioning, "wf1")
@@ -386,6 +386,33 @@ func TestApplyEveryCommand(t *testing.T) {
 		}},
 	}, uint64(len(steps)+len(since)+4))
 
+	// The nodes' artifacts: the leader's pull of the image debian points
+	// at, a node holding it, another, one removing it.
+	sum := fxImage("debian").SHA256
+	run([]cmdStep{
+		{ReportArtifact, ArtifactReport{Node: "n1", SHA256: sum, Kind: ArtifactPulling, Source: "central", Held: 1 << 20, Size: 4 << 20, Time: ts0}, func(t *testing.T, r Result, i uint64) {
+			a, err := DecodeValue[store.Artifact](r)
+			if r.Err != nil || err != nil || a.Pull == nil || a.Pull.Percent() != 25 || a.Version != i {
+				t.Fatalf("result = %+v (err %v, decode %v), want the pull at 25 %% at version %d", r, r.Err, err, i)
+			}
+		}},
+		{RecordArtifact, ArtifactHeld{Node: "n1", SHA256: sum, Size: 4 << 20, Time: ts0}, func(t *testing.T, r Result, i uint64) {
+			a, err := DecodeValue[store.Artifact](r)
+			if r.Err != nil || err != nil || !a.HeldBy("n1") || a.Pull != nil || a.Size != 4<<20 || a.Version != i {
+				t.Fatalf("result = %+v (err %v, decode %v), want held by n1 at version %d", r, r.Err, err, i)
+			}
+		}},
+		{ForgetArtifact, ArtifactHeld{Node: "n1", SHA256: sum, Time: ts0}, func(t *testing.T, r Result, i uint64) {
+			a, err := DecodeValue[store.Artifact](r)
+			if r.Err != nil || err != nil || len(a.Nodes) != 0 || a.Version != i {
+				t.Fatalf("result = %+v (err %v, decode %v), want held by none at version %d", r, r.Err, err, i)
+			}
+		}},
+	}, uint64(len(steps)+len(since)+6))
+	if kinds := eventKinds(t, e); len(kinds) < 3 || !cmp.Equal(kinds[len(kinds)-3:], []string{"artifact.pulling", "artifact.present", "artifact.removed"}) {
+		t.Errorf("events %q, want the artifact's last", kinds)
+	}
+
 	for typ := range table {
 		if !covered[typ] {
 			t.Errorf("command type %d is in the apply table but not tested here", typ)
@@ -499,7 +526,7 @@ func TestApplyDomainErrors(t *testing.T) {
 		},
 		"invalid image": {
 			typ: PutImage, payload: Put[store.Image]{Object: &store.Image{Name: "x", Type: store.ImageOS, Format: "raw"}, Time: ts1},
-			code: errs.CodeInvalid, field: "url",
+			code: errs.CodeInvalid, field: "sha256",
 		},
 		"put without object": {
 			typ: PutImage, payload: Put[store.Image]{Time: ts1},

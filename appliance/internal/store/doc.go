@@ -14,9 +14,12 @@
 //     as the changes of that index, so a crash never leaves the two apart and
 //     replaying an index at or below it changes nothing.
 //   - Secondary indexes (a machine's MACs and reserved addresses, a MAC's
-//     lease per subnet, the active workflows and jobs) are written in the
-//     same transaction as the object they index; a MAC belongs to at most
-//     one machine.
+//     lease per subnet, the active workflows and jobs, the waiting orders
+//     in the order they were placed) are written in the same transaction
+//     as the object they index; a MAC belongs to at most one machine.
+//   - The artifact generation (ArtifactGeneration) moves with every write
+//     of an image or an artifact record, so that a node's replicator
+//     wakes for those alone.
 //   - Event sequence numbers are dense and assigned in log order, so every
 //     node of a site numbers every event the same way.
 //   - Reads never block on writes (bbolt MVCC); Restore swaps the file under

@@ -2,7 +2,10 @@ package store
 
 import (
 	"encoding/hex"
+	"fmt"
 	"net/url"
+	"slices"
+	"strings"
 
 	"github.com/outposthq/outpost/internal/errs"
 )
@@ -82,6 +85,11 @@ func (i *Image) Validate() error {
 		if i.Initrd == "" {
 			return errs.Invalid("initrd", "is required for an installer")
 		}
+		for _, f := range [][2]string{{"kernel", i.Kernel}, {"initrd", i.Initrd}} {
+			if _, ok := DigestRef(f[1]); !ok && strings.HasPrefix(strings.ToLower(f[1]), DigestPrefix) {
+				return errs.Invalid(f[0], "%q is not an artifact reference: want sha256: and 64 hexadecimal digits", f[1])
+			}
+		}
 	}
 	return nil
 }
@@ -95,4 +103,76 @@ func validLocation(field, v string) error {
 		return errs.Invalid(field, "%q is not an http or https URL", v)
 	}
 	return nil
+}
+
+// InstallerName is the name of the installer image machines boot when the
+// site has more than one.
+const InstallerName = "installer"
+
+// Installer returns the installer image machines boot: the one named
+// "installer" if there is one, else the only image of type installer.
+// Settings has no field naming it yet. problem says why there is none.
+func (tx *Tx) Installer() (img *Image, problem string, err error) {
+	img, err = Get[Image](tx, InstallerName)
+	switch {
+	case err == nil && img.Type == ImageInstaller:
+		return img, "", nil
+	case err != nil && !isNotFound(err):
+		return nil, "", fmt.Errorf("installer image: %w", err)
+	}
+	all, err := List[Image](tx)
+	if err != nil {
+		return nil, "", fmt.Errorf("images: %w", err)
+	}
+	var found []*Image
+	for _, i := range all {
+		if i.Type == ImageInstaller {
+			found = append(found, i)
+		}
+	}
+	switch len(found) {
+	case 0:
+		return nil, "no installer image", nil
+	case 1:
+		return found[0], "", nil
+	default:
+		return nil, fmt.Sprintf("%d installer images and none named installer", len(found)), nil
+	}
+}
+
+// Artifacts are the digests the image points at: an OS image's sha256
+// (whether it has a url, a file or neither), an installer's kernel and
+// initrd where they are "sha256:<hex>" references. Size is the OS
+// image's declared size (0: unknown).
+func (i *Image) Artifacts() []ImageArtifact {
+	var out []ImageArtifact
+	switch i.Type {
+	case ImageOS:
+		if i.SHA256 != "" {
+			out = append(out, ImageArtifact{SHA256: strings.ToLower(i.SHA256), Size: int64(i.Size), Role: "image"})
+		}
+	case ImageInstaller:
+		for role, ref := range map[string]string{"kernel": i.Kernel, "initrd": i.Initrd} {
+			if d, ok := DigestRef(ref); ok {
+				out = append(out, ImageArtifact{SHA256: d, Role: role})
+			}
+		}
+		slices.SortFunc(out, func(a, b ImageArtifact) int { return strings.Compare(a.Role, b.Role) })
+	}
+	return out
+}
+
+// ImageArtifact is one artifact an image points at.
+type ImageArtifact struct {
+	SHA256 string
+	Size   int64
+	// Role is what the artifact is to the image: image, kernel or initrd.
+	Role string
+}
+
+// ContentAddressed reports whether the site serves the OS image from its
+// artifacts (by digest): it has a sha256 and no file under the nodes'
+// artifact directory (a url image is pulled into the artifacts too).
+func (i *Image) ContentAddressed() bool {
+	return i.Type == ImageOS && i.SHA256 != "" && i.File == ""
 }

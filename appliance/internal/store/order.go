@@ -1,6 +1,11 @@
 package store
 
 import (
+	"cmp"
+	"fmt"
+	"slices"
+	"strings"
+
 	"github.com/outposthq/outpost/internal/errs"
 )
 
@@ -22,6 +27,10 @@ var orderKinds = []string{OrderProvision, OrderDeprovision, OrderPowerOn, OrderP
 
 // Order states.
 const (
+	// OrderWaiting: the order's image (or its installer) is an artifact
+	// no node of the site holds yet; it has no workflow, jobs or address
+	// until the artifact arrives, and then runs (package site).
+	OrderWaiting   = "waiting"
 	OrderRunning   = "running"
 	OrderSucceeded = "succeeded"
 	OrderFailed    = "failed"
@@ -53,6 +62,13 @@ type Order struct {
 	Reason   string   `json:"reason,omitempty"`
 	Workflow string   `json:"workflow,omitempty"`
 	Jobs     []string `json:"jobs,omitempty"`
+	// ImageSHA256 is the exact digest the order's workflow writes (its
+	// first image.write), as resolved when the order was placed: a name
+	// may later point elsewhere.
+	ImageSHA256 string `json:"image_sha256,omitempty"`
+	// WaitingFor lists the artifacts (digests) a waiting order waits
+	// for: those no node of the site holds yet.
+	WaitingFor []string `json:"waiting_for,omitempty"`
 }
 
 func (*Order) Kind() string   { return "order" }
@@ -79,10 +95,55 @@ func (o *Order) Validate() error {
 		return errs.Invalid("image", "a provision order names the image to install")
 	}
 	if o.State != "" {
-		return validOneOf("state", o.State, OrderRunning, OrderSucceeded, OrderFailed)
+		return validOneOf("state", o.State, OrderWaiting, OrderRunning, OrderSucceeded, OrderFailed)
 	}
 	return nil
 }
 
 // Done reports whether the order has ended.
 func (o *Order) Done() bool { return o.State == OrderSucceeded || o.State == OrderFailed }
+
+// Waiting reports whether the order waits for its artifacts.
+func (o *Order) Waiting() bool { return o.State == OrderWaiting }
+
+// indexWaiting keeps o's entry in the index of waiting orders: the index
+// it first waited at, while it waits; nothing otherwise.
+func (tx *Tx) indexWaiting(o *Order, index uint64) error {
+	b := tx.tx.Bucket(bucketWaitingOrd)
+	if !o.Waiting() {
+		return b.Delete([]byte(o.ID))
+	}
+	if b.Get([]byte(o.ID)) != nil {
+		return nil
+	}
+	return b.Put([]byte(o.ID), u64(index))
+}
+
+// WaitingOrders returns the orders that wait for their artifacts, in the
+// order they were placed.
+func (tx *Tx) WaitingOrders() ([]*Order, error) {
+	type entry struct {
+		id    string
+		index uint64
+	}
+	var ids []entry
+	_ = tx.tx.Bucket(bucketWaitingOrd).ForEach(func(k, v []byte) error {
+		ids = append(ids, entry{string(k), readU64(v)})
+		return nil
+	})
+	slices.SortFunc(ids, func(a, b entry) int {
+		if a.index != b.index {
+			return cmp.Compare(a.index, b.index)
+		}
+		return strings.Compare(a.id, b.id)
+	})
+	out := make([]*Order, 0, len(ids))
+	for _, e := range ids {
+		o, err := Get[Order](tx, e.id)
+		if err != nil {
+			return nil, fmt.Errorf("%w: waiting order %s: %v", ErrCorrupt, e.id, err)
+		}
+		out = append(out, o)
+	}
+	return out, nil
+}

@@ -4,7 +4,10 @@ import bolt "go.etcd.io/bbolt"
 
 // The buckets of the store. Every bucket the store uses is named here and
 // created by ensureSchema; adding one is a schema change and bumps
-// schemaVersion only when existing data must be rewritten.
+// schemaVersion only when existing data must be rewritten (artifacts and
+// orders_waiting start empty: a store of an earlier release has no
+// content-addressed images, and package site fills the records in at
+// the next change of an image).
 var (
 	bucketMeta       = []byte("meta")             // appliedIndex, schemaVersion, eventSeq
 	bucketMachines   = []byte("machines")         // id -> Machine
@@ -24,12 +27,14 @@ var (
 	bucketSettings   = []byte("settings")         // "site" -> Settings, "ca" -> CA, "link" -> Link
 	bucketMembers    = []byte("members")          // node id -> Member
 	bucketTokens     = []byte("tokens")           // token id -> Token
+	bucketArtifacts  = []byte("artifacts")        // sha256 (hex) -> Artifact
+	bucketWaitingOrd = []byte("orders_waiting")   // id of an order waiting for its artifacts -> index it was placed at
 )
 
 var allBuckets = [][]byte{
 	bucketMeta, bucketMachines, bucketMACIndex, bucketIPIndex, bucketSubnets, bucketLeases, bucketLeaseMAC,
 	bucketImages, bucketTemplates, bucketWorkflows, bucketActiveWF, bucketJobs, bucketActiveJobs, bucketOrders, bucketEvents,
-	bucketSettings, bucketMembers, bucketTokens,
+	bucketSettings, bucketMembers, bucketTokens, bucketArtifacts, bucketWaitingOrd,
 }
 
 // Keys in bucketMeta.
@@ -38,6 +43,7 @@ var (
 	keySchemaVersion = []byte("schema_version")
 	keyEventSeq      = []byte("event_seq")
 	keyIPAMGen       = []byte("ipam_gen")
+	keyArtifactGen   = []byte("artifact_gen")
 )
 
 // schemaVersion is the layout this code reads and writes. A file with a

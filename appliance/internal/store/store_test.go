@@ -613,6 +613,12 @@ func TestImageValidate(t *testing.T) {
 		"installer no kernel":    {edit: func(i *store.Image) { installer(i); i.Kernel = "" }, field: "kernel"},
 		"installer no initrd":    {edit: func(i *store.Image) { installer(i); i.Initrd = "" }, field: "initrd"},
 		"installer bad checksum": {edit: func(i *store.Image) { installer(i); i.SHA256 = "00" }, field: "sha256"},
+		"installer artifacts": {edit: func(i *store.Image) {
+			installer(i)
+			i.Kernel, i.Initrd = "sha256:"+strings.Repeat("ab", 32), "SHA256:"+strings.Repeat("CD", 32)
+		}},
+		"installer bad kernel ref": {edit: func(i *store.Image) { installer(i); i.Kernel = "sha256:abc" }, field: "kernel"},
+		"installer bad initrd ref": {edit: func(i *store.Image) { installer(i); i.Initrd = "Sha256:" + strings.Repeat("zz", 32) }, field: "initrd"},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -1919,5 +1925,42 @@ func TestUpdatePanic(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("Restore/Close after a panicking Update deadlocked")
+	}
+}
+
+// TestImageArtifacts: the digests an image points at are an OS image's
+// sha256 (whatever else locates it) and an installer's "sha256:"
+// kernel and initrd, in lowercase; an OS image is content-addressed
+// unless it is a file of the artifact directory.
+func TestImageArtifacts(t *testing.T) {
+	upper := strings.Repeat("AB", 32)
+	lower := strings.ToLower(upper)
+	tests := map[string]struct {
+		img  store.Image
+		want []store.ImageArtifact
+		cas  bool
+	}{
+		"sha256 alone": {store.Image{Type: store.ImageOS, SHA256: upper, Size: 7}, []store.ImageArtifact{{SHA256: lower, Size: 7, Role: "image"}}, true},
+		"url":          {store.Image{Type: store.ImageOS, URL: "https://x/y", SHA256: lower}, []store.ImageArtifact{{SHA256: lower, Role: "image"}}, true},
+		"file":         {store.Image{Type: store.ImageOS, File: "y.raw", SHA256: lower}, []store.ImageArtifact{{SHA256: lower, Role: "image"}}, false},
+		"no sha256":    {store.Image{Type: store.ImageOS, URL: "https://x/y"}, nil, false},
+		"installer refs": {store.Image{Type: store.ImageInstaller, Kernel: "sha256:" + lower, Initrd: "SHA256:" + strings.Repeat("CD", 32)},
+			[]store.ImageArtifact{{SHA256: strings.Repeat("cd", 32), Role: "initrd"}, {SHA256: lower, Role: "kernel"}}, false},
+		"installer files": {store.Image{Type: store.ImageInstaller, Kernel: "vmlinuz", Initrd: "https://x/initrd"}, nil, false},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			if diff := cmp.Diff(tc.want, tc.img.Artifacts()); diff != "" {
+				t.Errorf("Artifacts() (-want +got):\n%s", diff)
+			}
+			if got := tc.img.ContentAddressed(); got != tc.cas {
+				t.Errorf("ContentAddressed() = %v, want %v", got, tc.cas)
+			}
+		})
+	}
+	for ref, want := range map[string]string{"sha256:" + lower: lower, "SHA256:" + upper: lower, lower: "", "sha256:" + lower[:10]: "", "sha512:" + lower: ""} {
+		if got, ok := store.DigestRef(ref); got != want && ok || ok != (want != "") {
+			t.Errorf("DigestRef(%q) = %q, %v; want %q", ref, got, ok, want)
+		}
 	}
 }

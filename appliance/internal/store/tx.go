@@ -154,8 +154,9 @@ func (tx *Tx) unsafeDelete(o Object, key string, expect uint64) ([]byte, error) 
 
 // UnsafePut stores o at w's index and time, after checking its expected
 // version, and keeps the indexes of its kind: machines (by MAC and
-// address), leases (by MAC), workflows and jobs (the active ones), and
-// the IPAM generation for subnets. The rules about what may be stored are
+// address), leases (by MAC), workflows and jobs (the active ones), orders
+// (the waiting ones), the IPAM generation for subnets and the artifact
+// generation for images and artifact records. The rules about what may be stored are
 // package site's.
 func (tx *Tx) UnsafePut(o Object, w Write) error {
 	switch o := o.(type) {
@@ -176,6 +177,16 @@ func (tx *Tx) UnsafePut(o Object, w Write) error {
 			return err
 		}
 		return tx.bumpIPAMGen()
+	case *Order:
+		if _, err := tx.unsafePut(o, w); err != nil {
+			return err
+		}
+		return tx.indexWaiting(o, w.Index)
+	case *Image, *Artifact:
+		if _, err := tx.unsafePut(o, w); err != nil {
+			return err
+		}
+		return tx.bumpArtifactGen()
 	}
 	_, err := tx.unsafePut(o, w)
 	return err
@@ -201,6 +212,16 @@ func (tx *Tx) UnsafeDelete(kind Object, key string, expect uint64) error {
 			return err
 		}
 		return tx.bumpIPAMGen()
+	case *Order:
+		if _, err := tx.unsafeDelete(kind, key, expect); err != nil {
+			return err
+		}
+		return tx.tx.Bucket(bucketWaitingOrd).Delete([]byte(key))
+	case *Image, *Artifact:
+		if _, err := tx.unsafeDelete(kind, key, expect); err != nil {
+			return err
+		}
+		return tx.bumpArtifactGen()
 	}
 	_, err := tx.unsafeDelete(kind, key, expect)
 	return err
