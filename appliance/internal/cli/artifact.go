@@ -176,10 +176,10 @@ func runArtifactRegister(e *env, args []string) error {
 	return nil
 }
 
-// artifactHeader and artifactRow make the table of artifacts.
-var artifactHeader = []string{"SHA256", "NAME", "TYPE", "SIZE", "STATE", "NODES", "SITES", "SENT", "CREATED"}
+// centralArtifactHeader and centralArtifactRow make the table of artifacts.
+var centralArtifactHeader = []string{"SHA256", "NAME", "TYPE", "SIZE", "STATE", "NODES", "SITES", "SENT", "CREATED"}
 
-func artifactRow(a *cclient.Artifact) []string {
+func centralArtifactRow(a *cclient.Artifact) []string {
 	var sites []string
 	var sent int64
 	for _, s := range a.Sites {
@@ -243,9 +243,9 @@ func (e *env) showArtifacts(list []cclient.Artifact) error {
 	}
 	rows := make([][]string, len(list))
 	for i := range list {
-		rows[i] = artifactRow(&list[i])
+		rows[i] = centralArtifactRow(&list[i])
 	}
-	return writeTable(e.stdout, artifactHeader, rows)
+	return writeTable(e.stdout, centralArtifactHeader, rows)
 }
 
 // runArtifactDelete deletes an artifact from central: refused while a
