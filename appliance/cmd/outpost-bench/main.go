@@ -31,6 +31,7 @@ var benches = []bench{
 	{"sync", benchSync},
 	{"console", benchConsole},
 	{"artifacts.serve", benchArtifactsServe},
+	{"artifacts.fanout", benchArtifactsFanout},
 }
 
 func benchNames() []string {
@@ -69,6 +70,7 @@ func main() {
 	flag.IntVar(&benchWriters, "writers", benchWriters, "concurrent writers for store.commit")
 	flag.Int64Var(&serveBytes, "serve-bytes", serveBytes, "size of the image artifacts.serve serves")
 	flag.IntVar(&serveClients, "serve-clients", serveClients, "concurrent downloads of artifacts.serve")
+	flag.Int64Var(&fanoutBytes, "fanout-bytes", fanoutBytes, "size of the image artifacts.fanout publishes")
 	flag.Parse()
 	if *cpuprofile != "" {
 		f, err := os.Create(*cpuprofile)
