@@ -80,19 +80,11 @@ func benchArtifactsFanout(ctx context.Context, log *slog.Logger, _ time.Duration
 	if fanoutBytes < 1 {
 		return fmt.Errorf("-fanout-bytes %d: must be at least 1", fanoutBytes)
 	}
-	dir, err := os.MkdirTemp("", "outpost-bench-fanout-")
+	centrald, applianced, remove, err := buildDaemons(ctx, "fanout")
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-	centrald, err := goBuild(ctx, dir, "centrald", "./central/cmd/centrald")
-	if err != nil {
-		return err
-	}
-	applianced, err := buildApplianced(ctx, dir)
-	if err != nil {
-		return err
-	}
+	defer remove()
 	res, err := measureFanout(ctx, discardLog{log}, fanoutConfig{centrald: centrald, applianced: applianced,
 		bytes: fanoutBytes, runs: fanoutRuns, progress: os.Stderr})
 	if err != nil {

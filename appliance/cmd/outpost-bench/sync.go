@@ -27,19 +27,11 @@ const syncEvents = 100000
 
 // benchSync runs the sync benchmarks: sync.catchup, then sync.sites.
 func benchSync(ctx context.Context, log *slog.Logger, d time.Duration) error {
-	dir, err := os.MkdirTemp("", "outpost-bench-sync-")
+	centrald, applianced, remove, err := buildDaemons(ctx, "sync")
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-	centrald, err := goBuild(ctx, dir, "centrald", "./central/cmd/centrald")
-	if err != nil {
-		return err
-	}
-	applianced, err := buildApplianced(ctx, dir)
-	if err != nil {
-		return err
-	}
+	defer remove()
 	for _, nodes := range []int{1, 3} {
 		if err := benchSyncCatchup(ctx, log, centrald, applianced, nodes); err != nil {
 			return fmt.Errorf("sync.catchup (%d central nodes): %w", nodes, err)
@@ -49,6 +41,24 @@ func benchSync(ctx context.Context, log *slog.Logger, d time.Duration) error {
 		return fmt.Errorf("sync.sites: %w", err)
 	}
 	return nil
+}
+
+// buildDaemons builds centrald and applianced into a new directory
+// named for bench; remove removes it.
+func buildDaemons(ctx context.Context, bench string) (centrald, applianced string, remove func(), err error) {
+	dir, err := os.MkdirTemp("", "outpost-bench-"+bench+"-")
+	if err != nil {
+		return "", "", nil, err
+	}
+	remove = func() { os.RemoveAll(dir) }
+	if centrald, err = goBuild(ctx, dir, "centrald", "./central/cmd/centrald"); err == nil {
+		applianced, err = buildApplianced(ctx, dir)
+	}
+	if err != nil {
+		remove()
+		return "", "", nil, err
+	}
+	return centrald, applianced, remove, nil
 }
 
 // goBuild builds the module's package pkg into dir/name.
