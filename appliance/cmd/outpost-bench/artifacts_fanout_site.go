@@ -90,8 +90,9 @@ type fanoutArtifacts struct {
 }
 
 // waitHeldEverywhere polls the site's API through n until the site
-// records every node holding the artifact sum.
-func waitHeldEverywhere(t lab.T, n *fanoutNode, sum string) {
+// records every node holding the artifact sum; it returns when a poll
+// first saw a node holding it (the pull from central done).
+func waitHeldEverywhere(t lab.T, n *fanoutNode, sum string) (first time.Time) {
 	err := pollEvery(t.Context(), 150*time.Millisecond, 30*time.Minute, func() error {
 		var list fanoutArtifacts
 		if err := n.api.do(t.Context(), "GET", "/v1/artifacts?consistent=true", nil, &list); err != nil {
@@ -101,7 +102,11 @@ func waitHeldEverywhere(t lab.T, n *fanoutNode, sum string) {
 		if i < 0 {
 			return fmt.Errorf("the site records no artifact %s", sum)
 		}
-		if r := list.Items[i]; len(r.Nodes) != fanoutNodes || len(r.Missing) > 0 {
+		r := list.Items[i]
+		if first.IsZero() && len(r.Nodes) > 0 {
+			first = time.Now()
+		}
+		if len(r.Nodes) != fanoutNodes || len(r.Missing) > 0 {
 			return fmt.Errorf("artifact %s is %s, held by %v, missing on %v", sum, r.State, r.Nodes, r.Missing)
 		}
 		return nil
@@ -109,6 +114,7 @@ func waitHeldEverywhere(t lab.T, n *fanoutNode, sum string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return first
 }
 
 // siteFetched sums what the site's nodes say they fetched since they
