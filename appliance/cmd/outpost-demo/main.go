@@ -142,17 +142,6 @@ func demo(t lab.T, bins binaries, listen, centralAddr, logs string, exit bool) {
 	s.Put(t, labsite.Network()...)
 	say("the site's artifact directory (%s) serves only the iPXE binaries, over TFTP: the firmware needs them before anything else", imgs.Dir)
 
-	var size int64
-	for _, f := range []string{imgs.Kernel, imgs.InstallerInitrd, imgs.TestOSGz} {
-		if fi, err := os.Stat(f); err == nil {
-			size += fi.Size()
-		}
-	}
-	say("publishing the boot artifacts to central (%s): the installer's kernel and initrd, the test OS image; central checks each against the sha256 make images wrote", mib(size))
-	pub := labsite.PublishImages(t, cen, siteID, imgs)
-	say("central holds them, and the site's images %s and %s name them by digest: the site's leader pulls each from central once",
-		labsite.InstallerName, labsite.TestOSName)
-
 	say("starting the machine's BMC (ipmi_sim): powering on starts the VM, an empty 256 MiB disk, network boot first")
 	args, serial := lab.VMCommand(t, lab.VMConfig{Tap: s.NewTap(t), MAC: vmMAC, MemoryMB: 1024,
 		Disks: []string{labsite.NewDisk(t, 256<<20)}})
@@ -166,7 +155,7 @@ func demo(t lab.T, bins binaries, listen, centralAddr, logs string, exit bool) {
     try:          bin/outpost -server %s --ca-fingerprint %s -token %s get workflows
     web console:  %s/   sign in with the site's admin token: %s
     logs:         %s
-  Placing an order at central: provision machine %q (MAC %s, BMC %s) with the test OS as %q.
+  Publishing the boot artifacts to central, and placing an order at central: provision machine %q (MAC %s, BMC %s) with the test OS as %q.
   Ctrl-C stops the demo and removes everything it started but the logs.
 
 `, centralAddr, cen.Token, apiURL, labsite.APIURL, s.Token, caFingerprint, s.CAFile(), apiURL, caFingerprint, s.Token, apiURL, s.Token, logs,
@@ -174,7 +163,6 @@ func demo(t lab.T, bins binaries, listen, centralAddr, logs string, exit bool) {
 
 	ctx := t.Context()
 	go followEvents(ctx, s, say)
-	go followArtifacts(ctx, s, cen, pub, say)
 	put := func(path string, obj any) {
 		if err := cen.Do("PUT", path, obj, nil); err != nil {
 			t.Fatalf("central: %v", err)
@@ -185,6 +173,10 @@ func demo(t lab.T, bins binaries, listen, centralAddr, logs string, exit bool) {
 		"interfaces": []map[string]any{{"name": "eth0", "mac": vmMAC, "boot": true}},
 		"bmc":        map[string]any{"address": bmc.Addr, "driver": "ipmi", "username": bmc.Username, "password": bmc.Password},
 	})
+	// The order follows the images at once, as an operator's would: it
+	// waits at the site while the site pulls what it needs.
+	pub := publish(t, cen, imgs, say)
+	go followArtifacts(ctx, s, cen, pub, say)
 	put("/v1/sites/"+siteID+"/orders/demo-install", map[string]any{
 		"action": "provision", "machine_id": "demo", "template": labsite.TemplateName, "image": labsite.TestOSName,
 		"values": map[string]string{"hostname": hostname},
@@ -263,6 +255,22 @@ func followEvents(ctx context.Context, s *labsite.Site, say func(string, ...any)
 	}
 }
 
+// publish uploads the installer and the test OS image of `make images`
+// to central and puts the site's images naming them there.
+func publish(t lab.T, cen *labsite.Central, imgs lab.Images, say func(string, ...any)) labsite.Published {
+	var size int64
+	for _, f := range []string{imgs.Kernel, imgs.InstallerInitrd, imgs.TestOSGz} {
+		if fi, err := os.Stat(f); err == nil {
+			size += fi.Size()
+		}
+	}
+	say("publishing the boot artifacts to central (%s): the installer's kernel and initrd, the test OS image; central checks each against the sha256 make images wrote", mib(size))
+	pub := labsite.PublishImages(t, cen, siteID, imgs)
+	say("central holds them, and the site's images %s and %s name them by digest: the site's leader pulls each from central once",
+		labsite.InstallerName, labsite.TestOSName)
+	return pub
+}
+
 // followArtifacts prints each published artifact once the site holds
 // it, and the order's wait for them if it is seen waiting.
 func followArtifacts(ctx context.Context, s *labsite.Site, cen *labsite.Central, pub labsite.Published, say func(string, ...any)) {
@@ -292,7 +300,7 @@ func followArtifacts(ctx context.Context, s *labsite.Site, cen *labsite.Central,
 				say("the order no longer waits: its artifacts are at the site (%s)", o.State)
 			}
 		}
-		time.Sleep(200 * time.Millisecond)
+		time.Sleep(100 * time.Millisecond)
 	}
 }
 
