@@ -173,8 +173,8 @@ func demo(t lab.T, bins binaries, listen, centralAddr, logs string, exit bool) {
 		"interfaces": []map[string]any{{"name": "eth0", "mac": vmMAC, "boot": true}},
 		"bmc":        map[string]any{"address": bmc.Addr, "driver": "ipmi", "username": bmc.Username, "password": bmc.Password},
 	})
-	// The order follows the images at once, as an operator's would: it
-	// waits at the site while the site pulls what it needs.
+	// The order follows the images at once, as an operator's may: it
+	// waits at the site if the site has not pulled its artifacts yet.
 	pub := publish(t, cen, imgs, say)
 	go followArtifacts(ctx, s, cen, pub, say)
 	put("/v1/sites/"+siteID+"/orders/demo-install", map[string]any{
