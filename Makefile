@@ -40,8 +40,10 @@ deps-test:
 
 # The demo of the main job: an order placed at central reaches a site (a
 # single-node appliance in a network namespace lab), which powers a QEMU
-# VM on through its BMC (ipmi_sim) and provisions it end to end. Ctrl-C
-# cleans up.
+# VM on through its BMC (ipmi_sim) and provisions it end to end. The
+# installer and the test OS from images/out are published to central as
+# artifacts and pulled by the site; the iPXE binaries stay files in its
+# artifact directory, for TFTP. Ctrl-C cleans up.
 # `make appliance` runs the appliance alone, on embedded defaults.
 run: deps-run build images
 	$(BIN)/outpost-demo -applianced $(BIN)/applianced -centrald $(BIN)/centrald

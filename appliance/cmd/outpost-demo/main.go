@@ -12,6 +12,16 @@
 // It needs root (network namespaces, taps), QEMU, ipmi_sim, and the boot
 // artifacts `make images` builds; without them it says exactly what is
 // missing.
+//
+// The boot artifacts `make images` builds take the operator's path: the
+// demo publishes the installer's kernel and initrd and the test OS image
+// to central (each verified there against its .sha256 sidecar), puts the
+// site's images at central naming them by digest, and the site's leader
+// pulls them from central into its artifact store before the order that
+// needs them starts (the order waits, saying so, until they are there).
+// Only the iPXE binaries stay files in the site's artifact directory
+// (images/out): the firmware fetches them over TFTP before anything
+// else, and the site serves them from there.
 package main
 
 import (
@@ -32,9 +42,11 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/outposthq/outpost/appliance/internal/artifacts"
 	"github.com/outposthq/outpost/appliance/internal/lab"
 	"github.com/outposthq/outpost/appliance/internal/labsite"
 	"github.com/outposthq/outpost/appliance/internal/store"
+	cclient "github.com/outposthq/outpost/central/client"
 	"github.com/outposthq/outpost/internal/pki"
 )
 
@@ -127,7 +139,8 @@ func demo(t lab.T, bins binaries, listen, centralAddr, logs string, exit bool) {
 	s.Reconfigure(t, cen.SyncArgs("http://"+link.Addr, siteID, credFile)...)
 	say("the site reaches central over plain ws:// on loopback (-insecure-central): the site's credential and the BMC password cross the link in the clear. " +
 		"For this lab only: a central on a network address serves wss:// with its own API CA, which a real site pins (-central-ca-fingerprint, printed by centrald)")
-	s.Put(t, labsite.Provisioning(t, imgs)...)
+	s.Put(t, labsite.Network()...)
+	say("the site's artifact directory (%s) serves only the iPXE binaries, over TFTP: the firmware needs them before anything else", imgs.Dir)
 
 	say("starting the machine's BMC (ipmi_sim): powering on starts the VM, an empty 256 MiB disk, network boot first")
 	args, serial := lab.VMCommand(t, lab.VMConfig{Tap: s.NewTap(t), MAC: vmMAC, MemoryMB: 1024,
@@ -142,7 +155,7 @@ func demo(t lab.T, bins binaries, listen, centralAddr, logs string, exit bool) {
     try:          bin/outpost -server %s --ca-fingerprint %s -token %s get workflows
     web console:  %s/   sign in with the site's admin token: %s
     logs:         %s
-  Placing an order at central: provision machine %q (MAC %s, BMC %s) with the test OS as %q.
+  Publishing the boot artifacts to central, and placing an order at central: provision machine %q (MAC %s, BMC %s) with the test OS as %q.
   Ctrl-C stops the demo and removes everything it started but the logs.
 
 `, centralAddr, cen.Token, apiURL, labsite.APIURL, s.Token, caFingerprint, s.CAFile(), apiURL, caFingerprint, s.Token, apiURL, s.Token, logs,
@@ -160,6 +173,10 @@ func demo(t lab.T, bins binaries, listen, centralAddr, logs string, exit bool) {
 		"interfaces": []map[string]any{{"name": "eth0", "mac": vmMAC, "boot": true}},
 		"bmc":        map[string]any{"address": bmc.Addr, "driver": "ipmi", "username": bmc.Username, "password": bmc.Password},
 	})
+	// The order follows the images at once, as an operator's may: it
+	// waits at the site if the site has not pulled its artifacts yet.
+	pub := publish(t, cen, imgs, say)
+	go followArtifacts(ctx, s, cen, pub, say)
 	put("/v1/sites/"+siteID+"/orders/demo-install", map[string]any{
 		"action": "provision", "machine_id": "demo", "template": labsite.TemplateName, "image": labsite.TestOSName,
 		"values": map[string]string{"hostname": hostname},
@@ -237,6 +254,76 @@ func followEvents(ctx context.Context, s *labsite.Site, say func(string, ...any)
 		}
 	}
 }
+
+// publish uploads the installer and the test OS image of `make images`
+// to central and puts the site's images naming them there.
+func publish(t lab.T, cen *labsite.Central, imgs lab.Images, say func(string, ...any)) labsite.Published {
+	var size int64
+	for _, f := range []string{imgs.Kernel, imgs.InstallerInitrd, imgs.TestOSGz} {
+		if fi, err := os.Stat(f); err == nil {
+			size += fi.Size()
+		}
+	}
+	say("publishing the boot artifacts to central (%s): the installer's kernel and initrd, the test OS image; central checks each against the sha256 make images wrote", mib(size))
+	pub := labsite.PublishImages(t, cen, siteID, imgs)
+	say("central holds them, and the site's images %s and %s name them by digest: the site's leader pulls each from central once",
+		labsite.InstallerName, labsite.TestOSName)
+	return pub
+}
+
+// followArtifacts prints each published artifact once the site holds
+// it, and the order's wait for them if it is seen waiting.
+func followArtifacts(ctx context.Context, s *labsite.Site, cen *labsite.Central, pub labsite.Published, say func(string, ...any)) {
+	names := map[string]string{}
+	for _, a := range pub.Artifacts {
+		names[a.SHA256] = a.Name
+	}
+	waited := false
+	for ctx.Err() == nil && (len(names) > 0 || waited) {
+		var recs []artifacts.Record
+		if err := s.API.List(ctx, "artifacts", &recs); err == nil {
+			for _, r := range recs {
+				if name, ok := names[r.SHA256]; ok && r.State == artifacts.StatePresent {
+					delete(names, r.SHA256)
+					say("the site pulled %s (%s, %s) from %s", name, shortRef(r.SHA256), mib(r.Size), pulledFrom(cen, r.SHA256))
+				}
+			}
+		}
+		var o store.Order
+		if err := s.API.Get(ctx, "orders", "demo-install", &o); err == nil {
+			switch {
+			case o.Waiting() && !waited:
+				waited = true
+				say("the order waits at the site: %s", o.Reason)
+			case !o.Waiting() && waited:
+				waited = false
+				say("the order no longer waits: its artifacts are at the site (%s)", o.State)
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// pulledFrom says where the site got digest from: central, if central
+// sent the site its bytes.
+func pulledFrom(cen *labsite.Central, digest string) string {
+	var a cclient.Artifact
+	if err := cen.Do("GET", "/v1/artifacts/"+digest, nil, &a); err != nil {
+		return "an unknown source"
+	}
+	for _, st := range a.Sites {
+		if st.Site == siteID && st.SentBytes >= a.Size {
+			return "central"
+		}
+	}
+	return "somewhere other than central"
+}
+
+// shortRef writes a digest as the site's messages do.
+func shortRef(d string) string { return store.DigestPrefix + d[:12] + "…" }
+
+// mib writes a size in MiB.
+func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
 
 // milestones are the serial console lines worth showing.
 var milestones = regexp.MustCompile(`iPXE initialising|Outpost: |outpost-installer: (network up|starting agent)|OUTPOST-TESTOS-BOOTED|Booting from Hard Disk|SYSLINUX`)

@@ -106,7 +106,7 @@ func readmeCommands(t *testing.T, root string) [][]string {
 // --central URL (and a context's --central URL) is the test central's, a
 // context's --site URL the test node's; where it relies on the defaults,
 // it runs as after `make appliance`: in a directory holding examples/,
-// var/node1/admin.token (which the CLI finds by itself) and
+// a stand-in of each file of images/out/ it names, var/node1/admin.token (which the CLI finds by itself) and
 // var/central/admin.token, with OUTPOST_SERVER naming the test node
 // instead of 127.0.0.1:7080 until a command makes a context current (the
 // environment would beat it), and the config file in the test's
@@ -131,6 +131,7 @@ func TestREADMECommands(t *testing.T) {
 		t.Fatal(err)
 	}
 	writeTokens(t, dir, n.Token, cen.Token)
+	writeImages(t, dir, cmds)
 	t.Chdir(dir)
 	t.Setenv("OUTPOST_CONFIG", filepath.Join(dir, "config.yaml"))
 	t.Setenv("OUTPOST_SERVER", n.URL)
@@ -180,6 +181,24 @@ func TestREADMECommands(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// writeImages writes a stand-in for each file of `make images` (under
+// images/out/) that cmds name, such as an artifact pushed: the commands
+// are what is tested, not the images.
+func writeImages(t *testing.T, dir string, cmds [][]string) {
+	t.Helper()
+	for _, cmd := range cmds {
+		for _, a := range cmd {
+			if !strings.HasPrefix(a, "images/out/") {
+				continue
+			}
+			if err := os.MkdirAll(filepath.Join(dir, filepath.Dir(a)), 0o700); err != nil {
+				t.Fatal(err)
+			}
+			writeFile(t, dir, a, "a stand-in for make images' "+a+"\n")
+		}
 	}
 }
 

@@ -3,7 +3,6 @@ package labsite
 import (
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/outposthq/outpost/appliance/internal/lab"
@@ -32,40 +31,55 @@ LABEL testos
   APPEND initrd=/initrd.img console=tty0 console=ttyS0,115200 outpost.metadata={{ .metadata_url }}
 `
 
+// installerCmdline is the installer's extra kernel arguments: a
+// panicking installer reboots, and so boots again.
+const installerCmdline = "panic=10"
+
 // Provisioning is what a site needs to provision VMs with the test OS:
-// the subnet of the bridge, the installer, the test OS image (with its
-// sha256 from the build's sidecar), WipeTemplate and the template
+// Network's subnet and templates, with the installer and the test OS
+// image (with its sha256 from the build's sidecar) as files in the
+// artifact directory, in the order
+//
+//	subnet, installer, test OS, InstallTemplate, WipeTemplate
+//
+// PublishImages puts the same two images at central as artifacts
+// instead.
+func Provisioning(t lab.T, imgs lab.Images) []store.Object {
+	t.Helper()
+	fi, err := os.Stat(imgs.TestOSGz)
+	if err != nil {
+		t.Fatal(err)
+	}
+	net := Network()
+	return []store.Object{
+		net[0],
+		&store.Image{
+			Name: InstallerName, Type: store.ImageInstaller,
+			Kernel: filepath.Base(imgs.Kernel), Initrd: filepath.Base(imgs.InstallerInitrd),
+			Cmdline: installerCmdline,
+		},
+		&store.Image{
+			Name: TestOSName, Type: store.ImageOS, File: filepath.Base(imgs.TestOSGz), Format: "raw.gz",
+			SHA256: sidecar(t, imgs.TestOSGz), Size: uint64(fi.Size()),
+		},
+		net[1], net[2],
+	}
+}
+
+// Network is what a site needs besides its images: the subnet of the
+// bridge, the template
 //
 //	wipe → write → configure → reboot
 //
 // that wipes the disk, writes the image (retried once), points the test
 // OS at the metadata service by rewriting its SYSLINUX configuration, and
-// reboots into it.
-func Provisioning(t lab.T, imgs lab.Images) []store.Object {
-	t.Helper()
-	sum, err := os.ReadFile(imgs.TestOSGz + ".sha256")
-	if err != nil {
-		t.Fatalf("labsite: the test OS image's sha256: %v", err)
-	}
-	fi, err := os.Stat(imgs.TestOSGz)
-	if err != nil {
-		t.Fatal(err)
-	}
+// reboots into it (InstallTemplate), and WipeTemplate.
+func Network() []store.Object {
 	return []store.Object{
 		&store.Subnet{
 			Name: SubnetName, CIDR: "198.18.0.0/24", Gateway: ServerIP, DNS: []string{ServerIP},
 			Pools:     []store.Range{{Start: "198.18.0.100", End: "198.18.0.250"}},
 			Discovery: true,
-		},
-		&store.Image{
-			Name: InstallerName, Type: store.ImageInstaller,
-			Kernel: filepath.Base(imgs.Kernel), Initrd: filepath.Base(imgs.InstallerInitrd),
-			// A panicking installer reboots, and so boots again.
-			Cmdline: "panic=10",
-		},
-		&store.Image{
-			Name: TestOSName, Type: store.ImageOS, File: filepath.Base(imgs.TestOSGz), Format: "raw.gz",
-			SHA256: strings.TrimSpace(string(sum)), Size: uint64(fi.Size()),
 		},
 		InstallTemplate(),
 		WipeTemplate(),
