@@ -2,6 +2,7 @@ package store
 
 import (
 	"encoding/json"
+	"errors"
 	"slices"
 	"time"
 
@@ -99,6 +100,10 @@ func (d *DB) PutCatalogueImage(by, name string, obj json.RawMessage, where Place
 		return nil, errs.Invalid("image", "is required")
 	}
 	if _, err := syncproto.DecodeObject(KindImage, name, obj); err != nil {
+		var pe *syncproto.Error
+		if errors.As(err, &pe) {
+			return nil, errs.Invalid("image", "%s", pe.Message)
+		}
 		return nil, errs.Invalid("image", "%v", err)
 	}
 	if err := where.check(); err != nil {
