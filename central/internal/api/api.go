@@ -121,6 +121,10 @@ func (s *Server) routes() []httpapi.Route {
 		{Pattern: "POST /v1/sites", Role: admin, Handler: s.createSite}, // answers the site's credential
 		{Pattern: "GET /v1/sites", Role: viewer, Handler: s.listSites},
 		{Pattern: "GET " + site, Role: viewer, Handler: s.getSite},
+		// Labels decide which of the catalogue's images a site holds: an
+		// operator's, as placing an image on a site is; they hand out no
+		// credential, so they need no admin.
+		{Pattern: "PUT " + site + "/labels", Role: operator, Handler: s.setSiteLabels},
 
 		{Pattern: "PUT " + site + "/orders/{key}", Role: operator, Handler: s.putOrder},
 		// The site deletes an order once it has ended; a running one's
@@ -152,6 +156,13 @@ func (s *Server) routes() []httpapi.Route {
 		{Pattern: "GET /v1/artifacts/{sha256}", Role: viewer, Handler: s.getArtifact},
 		{Pattern: "GET /v1/artifacts/{sha256}/content", Role: viewer, Handler: s.artifactContent},
 		{Pattern: "DELETE /v1/artifacts/{sha256}", Role: operator, Handler: s.deleteArtifact},
+
+		// The catalogue of images: a name pointing at a content-addressed
+		// image, placed on sites by id and by label (desired state).
+		{Pattern: "PUT /v1/images/{name}", Role: operator, Handler: s.putCatalogueImage},
+		{Pattern: "GET /v1/images", Role: viewer, Handler: s.listCatalogue},
+		{Pattern: "GET /v1/images/{name}", Role: viewer, Handler: s.getCatalogueImage},
+		{Pattern: "DELETE /v1/images/{name}", Role: operator, Handler: s.deleteCatalogueImage},
 
 		{Pattern: "GET /v1/tokens", Role: admin, Handler: s.listTokens},
 		{Pattern: "GET /v1/tokens/{id}", Role: admin, Handler: s.getToken},

@@ -23,7 +23,7 @@ type CatalogueImage struct {
 	// state: syncproto's object-name rule.
 	Name string `json:"name"`
 	// Image is the syncproto.Image placed on each site, as the operator
-	// wrote it (compacted).
+	// wrote it (compacted), with its name set.
 	Image json.RawMessage `json:"image"`
 	// Placement says which sites should hold it.
 	Placement Placement `json:"placement"`
@@ -106,6 +106,9 @@ func (d *DB) PutCatalogueImage(by, name string, obj json.RawMessage, where Place
 		}
 		return nil, errs.Invalid("image", "%v", err)
 	}
+	if obj, err = withName(obj, name); err != nil {
+		return nil, err
+	}
 	if err := where.check(); err != nil {
 		return nil, err
 	}
@@ -119,6 +122,19 @@ func (d *DB) PutCatalogueImage(by, name string, obj json.RawMessage, where Place
 		return nil, err
 	}
 	return d.CatalogueImage(name)
+}
+
+// withName is the image obj with its name set, as each site shows it.
+func withName(obj json.RawMessage, name string) (json.RawMessage, error) {
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(obj, &m); err != nil {
+		return nil, errs.Invalid("image", "is not a JSON object")
+	}
+	if _, ok := m["name"]; ok {
+		return obj, nil
+	}
+	m["name"], _ = json.Marshal(name)
+	return json.Marshal(m)
 }
 
 // DeleteCatalogueImage deletes an image of the catalogue, by the actor
