@@ -5,7 +5,10 @@
 // by package hub), the events the site sent (a page since a sequence,
 // and a live Server-Sent Events stream), and the catalogue of artifacts
 // (artifacts.go: uploads streamed to this node's store and checked
-// against their sha256, upstream URLs registered, downloads with Range).
+// against their sha256, upstream URLs registered, downloads with Range),
+// sites' labels, and the catalogue of images (catalogue.go: a name that
+// points at a content-addressed image, placed by central into the
+// desired state of every site it lists or whose labels match).
 //
 // A site pulls the artifacts its desired images name from
 // SitePullPattern (sitepull.go), with its own credential rather than a
