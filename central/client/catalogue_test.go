@@ -1,12 +1,10 @@
 package client_test
 
 import (
-	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/outposthq/outpost/central/client"
@@ -20,12 +18,11 @@ func TestCatalogueCalls(t *testing.T) {
 	cen := testcentral.Start(t, testcentral.Replicated(t))
 	c := client.New(cen.URL, cen.Token, nil)
 	ctx := t.Context()
-	body := bytes.Repeat([]byte("debian "), 1000)
-	sum := sha256.Sum256(body)
-	digest := hex.EncodeToString(sum[:])
-	if _, err := c.PushArtifact(ctx, bytes.NewReader(body), int64(len(body)), client.PushOptions{SHA256: digest, Type: "os"}); err != nil {
+	pushed, err := c.PushArtifact(ctx, strings.NewReader("debian 12"), 9, client.PushOptions{Type: "os"})
+	if err != nil {
 		t.Fatal(err)
 	}
+	digest := pushed.SHA256
 	if _, err := c.CreateSiteWithLabels(ctx, "ams-1", "", map[string]string{"region": "eu"}); err != nil {
 		t.Fatal(err)
 	}

@@ -60,16 +60,24 @@ func (s *Server) putCatalogueImage(w http.ResponseWriter, r *http.Request) {
 	}
 	where := store.Placement{Sites: req.Sites, SiteLabels: req.SiteLabels}
 	c, err := s.db.PutCatalogueImage(caller(r), name, req.Image, where)
+	if out, ok := s.answerCatalogue(w, r, c, err); ok {
+		s.log.Info("catalogue image put", "image", name, "sha256", out.SHA256, "sites", len(out.Placed), "by", caller(r))
+	}
+}
+
+// answerCatalogue answers c as the API shows it, or err, and reports
+// whether it answered c.
+func (s *Server) answerCatalogue(w http.ResponseWriter, r *http.Request, c *store.CatalogueImage, err error) (catalogueView, bool) {
 	var out catalogueView
 	if err == nil {
 		out, err = s.viewCatalogue(c)
 	}
 	if err != nil {
 		s.writeError(w, r, err)
-		return
+		return out, false
 	}
-	s.log.Info("catalogue image put", "image", name, "sha256", out.SHA256, "sites", len(out.Placed), "by", caller(r))
 	httpapi.WriteJSON(w, http.StatusOK, out)
+	return out, true
 }
 
 func (s *Server) listCatalogue(w http.ResponseWriter, r *http.Request) {
@@ -89,15 +97,7 @@ func (s *Server) listCatalogue(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) getCatalogueImage(w http.ResponseWriter, r *http.Request) {
 	c, err := s.db.CatalogueImage(r.PathValue("name"))
-	var out catalogueView
-	if err == nil {
-		out, err = s.viewCatalogue(c)
-	}
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	httpapi.WriteJSON(w, http.StatusOK, out)
+	s.answerCatalogue(w, r, c, err)
 }
 
 // deleteCatalogueImage deletes an image of the catalogue and removes it
