@@ -61,6 +61,9 @@ type Site struct {
 	Sync      SyncStatus `json:"sync"`
 	// Artifacts is what central sent the site of its artifacts.
 	Artifacts SiteArtifacts `json:"artifacts"`
+	// Labels describe the site (region=eu): central's image catalogue
+	// places its images by them.
+	Labels map[string]string `json:"labels,omitempty"`
 }
 
 // SyncStatus is where a site's sync stands.
@@ -110,8 +113,18 @@ func (c *Client) Site(ctx context.Context, id string) (Site, error) {
 
 // CreateSite creates a site; the answer holds its credential.
 func (c *Client) CreateSite(ctx context.Context, id, name string) (SiteCreated, error) {
+	return c.CreateSiteWithLabels(ctx, id, name, nil)
+}
+
+// CreateSiteWithLabels creates a site with labels: central places the
+// catalogue's images that match them at once.
+func (c *Client) CreateSiteWithLabels(ctx context.Context, id, name string, labels map[string]string) (SiteCreated, error) {
 	var out SiteCreated
-	err := c.Do(ctx, http.MethodPost, "/v1/sites", map[string]string{"id": id, "name": name}, &out)
+	body := map[string]any{"id": id, "name": name}
+	if len(labels) > 0 {
+		body["labels"] = labels
+	}
+	err := c.Do(ctx, http.MethodPost, "/v1/sites", body, &out)
 	return out, err
 }
 

@@ -2,7 +2,8 @@
 // files to an appliance, reads and deletes objects, follows events and
 // manages the cluster and API tokens, all through the appliance API
 // (package client); with a central target, the same through central's
-// API (central/client), and central's artifacts (artifact.go).
+// API (central/client), central's artifacts (artifact.go) and its image
+// catalogue and site labels (image.go).
 //
 // Run is the whole program, so that tests drive it with arguments and
 // buffers against a real appliance. It writes results to stdout and
@@ -66,6 +67,11 @@ var commands = []command{
 	{name: "artifact list", help: "at central: list the artifacts, the nodes that hold them, the sites that use them", run: runArtifactList},
 	{name: "artifact get", args: "DIGEST", help: "at central: show one artifact", run: runArtifactGet},
 	{name: "artifact delete", args: "DIGEST", help: "at central: delete an artifact (refused while a site's image names it)", run: runArtifactDelete},
+	{name: "image put", args: "NAME --sha256 D [--format raw.gz] [--type os|installer --kernel sha256:.. --initrd sha256:.. --cmdline ..] [--site S]... [--label k=v]...", help: "at central: point the catalogue's image NAME at an image and place it on the sites listed and those with every label", run: runImagePut},
+	{name: "image list", help: "at central: list the catalogue's images, their placement and the sites they are on", run: runImageList},
+	{name: "image get", args: "NAME", help: "at central: show one image of the catalogue", run: runImageGet},
+	{name: "image delete", args: "NAME", help: "at central: delete an image of the catalogue, and from every site it was placed on", run: runImageDelete},
+	{name: "site labels", args: "SITE [k=v]...", help: "at central: replace a site's labels (none: remove them); the catalogue's images follow", run: runSiteLabels},
 	{name: "bmc accept-certificate", args: "MACHINE [FINGERPRINT]", help: "trust MACHINE's Redfish BMC certificate: FINGERPRINT, or the one it presented (get machine shows it)", run: runBMCAccept},
 	{name: "context list", help: "list the contexts of the config file, the current one marked", run: runContextList},
 	{name: "context use", args: "NAME", help: "make NAME the current context", run: runContextUse},

@@ -5,7 +5,10 @@
 // by package hub), the events the site sent (a page since a sequence,
 // and a live Server-Sent Events stream), and the catalogue of artifacts
 // (artifacts.go: uploads streamed to this node's store and checked
-// against their sha256, upstream URLs registered, downloads with Range).
+// against their sha256, upstream URLs registered, downloads with Range),
+// sites' labels, and the catalogue of images (catalogue.go: a name that
+// points at a content-addressed image, placed by central into the
+// desired state of every site it lists or whose labels match).
 //
 // A site pulls the artifacts its desired images name from
 // SitePullPattern (sitepull.go), with its own credential rather than a
@@ -121,6 +124,10 @@ func (s *Server) routes() []httpapi.Route {
 		{Pattern: "POST /v1/sites", Role: admin, Handler: s.createSite}, // answers the site's credential
 		{Pattern: "GET /v1/sites", Role: viewer, Handler: s.listSites},
 		{Pattern: "GET " + site, Role: viewer, Handler: s.getSite},
+		// Labels decide which of the catalogue's images a site holds: an
+		// operator's, as placing an image on a site is; they hand out no
+		// credential, so they need no admin.
+		{Pattern: "PUT " + site + "/labels", Role: operator, Handler: s.setSiteLabels},
 
 		{Pattern: "PUT " + site + "/orders/{key}", Role: operator, Handler: s.putOrder},
 		// The site deletes an order once it has ended; a running one's
@@ -152,6 +159,13 @@ func (s *Server) routes() []httpapi.Route {
 		{Pattern: "GET /v1/artifacts/{sha256}", Role: viewer, Handler: s.getArtifact},
 		{Pattern: "GET /v1/artifacts/{sha256}/content", Role: viewer, Handler: s.artifactContent},
 		{Pattern: "DELETE /v1/artifacts/{sha256}", Role: operator, Handler: s.deleteArtifact},
+
+		// The catalogue of images: a name pointing at a content-addressed
+		// image, placed on sites by id and by label (desired state).
+		{Pattern: "PUT /v1/images/{name}", Role: operator, Handler: s.putCatalogueImage},
+		{Pattern: "GET /v1/images", Role: viewer, Handler: s.listCatalogue},
+		{Pattern: "GET /v1/images/{name}", Role: viewer, Handler: s.getCatalogueImage},
+		{Pattern: "DELETE /v1/images/{name}", Role: operator, Handler: s.deleteCatalogueImage},
 
 		{Pattern: "GET /v1/tokens", Role: admin, Handler: s.listTokens},
 		{Pattern: "GET /v1/tokens/{id}", Role: admin, Handler: s.getToken},

@@ -108,6 +108,9 @@ func applyForgetArtifact(tx *txn, p *forgetArtifactPayload) (any, error) {
 		tx.wake(watchArtifacts)
 		return uint64(len(rec.Nodes)), put(b, []byte(rec.Digest), rec)
 	}
+	if err := checkCatalogueUses(tx.Tx, p.Digest); err != nil {
+		return nil, err
+	}
 	var uses []ArtifactUse
 	err = eachImageRef(tx.Tx, func(u ArtifactUse, d artifact.Digest) bool {
 		if d == p.Digest {
@@ -177,4 +180,18 @@ func checkImageArtifacts(tx *bolt.Tx, obj json.RawMessage) error {
 		}
 	}
 	return nil
+}
+
+// checkCatalogueUses refuses to delete an artifact an image of the
+// catalogue names, placed or not.
+func checkCatalogueUses(tx *bolt.Tx, digest artifact.Digest) error {
+	return eachCatalogued(tx, func(c *CatalogueImage) error {
+		for _, r := range imageRefs(c.Image) {
+			if r.digest == digest {
+				return errs.Conflict("artifact %s is named by image %s of central's catalogue (%s): move that name to another digest or delete it first",
+					digest.Ref(), c.Name, r.field)
+			}
+		}
+		return nil
+	})
 }

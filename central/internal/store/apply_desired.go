@@ -23,6 +23,9 @@ func applyPutDesired(tx *txn, p *putDesiredPayload) (rev any, err error) {
 		case old != nil && p.Kind == KindOrder:
 			return errs.Conflict("order %q exists and differs: an order cannot change once placed", p.Key)
 		case p.Kind == KindImage:
+			if err := checkNotPlaced(tx.Tx, s.ID, p.Key); err != nil {
+				return err
+			}
 			if err := checkImageArtifacts(tx.Tx, p.Object); err != nil {
 				return err
 			}
@@ -43,6 +46,11 @@ func applyDeleteDesired(tx *txn, p *deleteDesiredPayload) (rev any, err error) {
 		b := tx.Bucket(bucketDesired).Bucket([]byte(s.ID))
 		if b.Get(itemKey(p.Kind, p.Key)) == nil {
 			return errs.NotFound(p.Kind, p.Key)
+		}
+		if p.Kind == KindImage {
+			if err := checkNotPlaced(tx.Tx, s.ID, p.Key); err != nil {
+				return err
+			}
 		}
 		if err := b.Delete(itemKey(p.Kind, p.Key)); err != nil {
 			return err

@@ -4,11 +4,15 @@ import (
 	"github.com/outposthq/outpost/internal/errs"
 )
 
-// applyCreateSite creates a site and its per-site buckets.
+// applyCreateSite creates a site and its per-site buckets, and places
+// the catalogue's images its labels match (a first revision, if any).
 func applyCreateSite(tx *txn, p *createSitePayload) (any, error) {
 	s := p.Site
 	if s == nil {
 		return nil, errs.Invalid("site", "is required")
+	}
+	if err := CheckLabels("labels", s.Labels); err != nil {
+		return nil, err
 	}
 	b := tx.Bucket(bucketSites)
 	if b.Get([]byte(s.ID)) != nil {
@@ -19,7 +23,10 @@ func applyCreateSite(tx *txn, p *createSitePayload) (any, error) {
 			return nil, err
 		}
 	}
-	return nil, put(b, []byte(s.ID), s)
+	if err := put(b, []byte(s.ID), s); err != nil {
+		return nil, err
+	}
+	return nil, placeCatalogue(tx, s, revisionOf{s.CreatedAt, p.By})
 }
 
 func applySeen(tx *txn, p *seenPayload) (any, error) {

@@ -64,9 +64,18 @@ const (
 	// cmdForgetArtifact forgets a node's copy of an artifact, or deletes
 	// the artifact from the catalogue.
 	cmdForgetArtifact command.Type = 17
-	// 18 is unused; 19 and 20 are the shared core's.
+	// cmdSetSiteLabels replaces a site's labels, placing and removing
+	// the catalogue's images that match them.
+	cmdSetSiteLabels command.Type = 18
+	// 19 and 20 are the shared core's.
 	// cmdCountArtifactSent adds the bytes of artifacts sent to sites.
 	cmdCountArtifactSent command.Type = 21
+	// cmdPutCatalogueImage puts an image of central's catalogue, placing
+	// it on every site that matches and removing it from the others.
+	cmdPutCatalogueImage command.Type = 22
+	// cmdDeleteCatalogueImage deletes an image of the catalogue and
+	// removes it from every site it was placed on.
+	cmdDeleteCatalogueImage command.Type = 23
 	// cmdLegacyJSON is a command of release b482c18: a JSON object
 	// whose first byte, '{', is its type (legacy_b482c18.go).
 	cmdLegacyJSON command.Type = '{'
@@ -76,31 +85,38 @@ const (
 // that a refusal (an *errs.Error, or a site's *syncproto.Error) has
 // changed nothing.
 var table = command.Table[*txn]{
-	cmdCreateSite:        decoded(applyCreateSite),
-	cmdSeen:              decoded(applySeen),
-	cmdCreateAdminToken:  decoded(applyCreateAdminToken),
-	cmdPutDesired:        decoded(applyPutDesired),
-	cmdDeleteDesired:     decoded(applyDeleteDesired),
-	cmdAdvancePast:       decoded(applyAdvancePast),
-	cmdRecordAck:         decoded(applyRecordAck),
-	cmdStoreEvents:       decoded(applyStoreEvents),
-	cmdResetEvents:       decoded(applyResetEvents),
-	cmdPutMember:         decoded(applyPutMember),
-	cmdDeleteMember:      decoded(applyDeleteMember),
-	cmdCreateToken:       decoded(applyCreateToken),
-	cmdDeleteToken:       decoded(applyDeleteToken),
-	cmdSetCAGeneration:   decoded(applySetCAGeneration),
-	cmdRecordArtifact:    decoded(applyRecordArtifact),
-	cmdRegisterArtifact:  decoded(applyRegisterArtifact),
-	cmdForgetArtifact:    decoded(applyForgetArtifact),
-	cmdCountArtifactSent: decoded(applyCountSent),
-	cmdLegacyJSON:        applyLegacy,
+	cmdCreateSite:           decoded(applyCreateSite),
+	cmdSeen:                 decoded(applySeen),
+	cmdCreateAdminToken:     decoded(applyCreateAdminToken),
+	cmdPutDesired:           decoded(applyPutDesired),
+	cmdDeleteDesired:        decoded(applyDeleteDesired),
+	cmdAdvancePast:          decoded(applyAdvancePast),
+	cmdRecordAck:            decoded(applyRecordAck),
+	cmdStoreEvents:          decoded(applyStoreEvents),
+	cmdResetEvents:          decoded(applyResetEvents),
+	cmdPutMember:            decoded(applyPutMember),
+	cmdDeleteMember:         decoded(applyDeleteMember),
+	cmdCreateToken:          decoded(applyCreateToken),
+	cmdDeleteToken:          decoded(applyDeleteToken),
+	cmdSetCAGeneration:      decoded(applySetCAGeneration),
+	cmdRecordArtifact:       decoded(applyRecordArtifact),
+	cmdRegisterArtifact:     decoded(applyRegisterArtifact),
+	cmdForgetArtifact:       decoded(applyForgetArtifact),
+	cmdCountArtifactSent:    decoded(applyCountSent),
+	cmdSetSiteLabels:        decoded(applySetSiteLabels),
+	cmdPutCatalogueImage:    decoded(applyPutCatalogueImage),
+	cmdDeleteCatalogueImage: decoded(applyDeleteCatalogueImage),
+	cmdLegacyJSON:           applyLegacy,
 }
 
 // The payloads. Times are the proposer's: apply reads no clock.
 type (
+	// createSitePayload's Site has CreatedAt set, and its labels; By
+	// names who made the revision that places the catalogue's matching
+	// images (none in a command of a release before labels).
 	createSitePayload struct {
-		Site *Site `json:"site"` // CreatedAt set
+		Site *Site  `json:"site"`
+		By   string `json:"by,omitempty"`
 	}
 	seenPayload struct {
 		Site string    `json:"site"`
@@ -185,6 +201,26 @@ type (
 	}
 	countSentPayload struct {
 		Counts []SentCount `json:"counts"`
+	}
+	// setLabelsPayload's Labels are checked (CheckLabels); none removes
+	// every label.
+	setLabelsPayload struct {
+		Site   string            `json:"site"`
+		Labels map[string]string `json:"labels,omitempty"`
+		Time   time.Time         `json:"time"`
+		By     string            `json:"by,omitempty"`
+	}
+	// putCatalogueImagePayload's Image is checked (its object decoded as
+	// a syncproto.Image) and has no Placed.
+	putCatalogueImagePayload struct {
+		Image *CatalogueImage `json:"image"`
+		Time  time.Time       `json:"time"`
+		By    string          `json:"by,omitempty"`
+	}
+	deleteCatalogueImagePayload struct {
+		Name string    `json:"name"`
+		Time time.Time `json:"time"`
+		By   string    `json:"by,omitempty"`
 	}
 )
 

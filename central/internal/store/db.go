@@ -28,8 +28,9 @@ var (
 	bucketEvents    = []byte("events")    // site id -> {big-endian seq -> Event}
 	bucketMembers   = []byte("members")   // node id -> Member (replicated central)
 	bucketArtifacts = []byte("artifacts") // sha256 hex -> Artifact
+	bucketCatalogue = []byte("catalogue") // image name -> CatalogueImage
 
-	allBuckets = [][]byte{bucketMeta, bucketTokens, bucketSites, bucketDesired, bucketRevisions, bucketEvents, bucketMembers, bucketArtifacts}
+	allBuckets = [][]byte{bucketMeta, bucketTokens, bucketSites, bucketDesired, bucketRevisions, bucketEvents, bucketMembers, bucketArtifacts, bucketCatalogue}
 
 	keySchemaVersion = []byte("schema_version")
 	keyAppliedIndex  = []byte("applied_index")

@@ -12,11 +12,13 @@
 // A new change of the store is a new command: a number at the end of the
 // list in command.go with its payload struct, an apply function in the
 // apply_<entity>.go of what it changes (apply_site.go, apply_desired.go,
-// apply_events.go, apply_member.go, apply_token.go, apply_artifact.go),
+// apply_events.go, apply_member.go, apply_token.go, apply_artifact.go,
+// apply_catalogue.go),
 // and a typed method
 // that builds the payload (the proposer side: it stamps the time, seals,
 // validates what needs no state). Reads are methods of the entity's file
-// (site.go, desired.go, event.go, member.go, token.go, artifact.go).
+// (site.go, desired.go, event.go, member.go, token.go, artifact.go,
+// catalogue.go).
 //
 // # Invariants
 //
@@ -76,6 +78,20 @@
 //     be deleted, and a desired image cannot name one the catalogue
 //     does not hold: both checks are in apply, so no interleaving of a
 //     delete and a put lets an image name a missing artifact.
+//   - The catalogue of images (bucket "catalogue") holds one record per
+//     name: its syncproto.Image, its placement (sites listed, labels a
+//     site must all have) and the sites it is placed on now, each with
+//     the revision that put it there. Placement is desired state, written
+//     in the same apply: putting an image writes it into every matching
+//     site's desired state (a revision for each site whose object
+//     changes) and deletes it from the sites it left; setting a site's
+//     labels (or creating a labelled site) re-evaluates every image for
+//     that site in one revision; deleting an image removes it from every
+//     site it was on. Origin is the record's placed sites: the catalogue
+//     never writes a site's own image (a name it would collide with is
+//     refused, naming the site, before anything is written), and a
+//     site's own put or delete of a placed image is refused. An artifact
+//     a catalogue image names cannot be deleted.
 //   - Snapshots are bbolt files streamed from a read transaction; Restore
 //     swaps in a whole file under the exclusive lock.
 //

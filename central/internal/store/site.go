@@ -1,12 +1,15 @@
 package store
 
 import (
+	"maps"
 	"regexp"
+	"slices"
 	"time"
 	"unicode/utf8"
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/outposthq/outpost/internal/access"
 	"github.com/outposthq/outpost/internal/errs"
 )
 
@@ -34,6 +37,10 @@ type Site struct {
 	// ArtifactSentBytes is what central sent the site of artifacts
 	// (GET /v1/sites/{site}/artifacts/{sha256}), by every node.
 	ArtifactSentBytes int64 `json:"artifact_sent_bytes,omitempty"`
+	// Labels describe the site (region=eu, tier=edge): central's image
+	// catalogue places its images on the sites whose labels match
+	// (catalogue.go). CheckLabels says what a label may be.
+	Labels map[string]string `json:"labels,omitempty"`
 }
 
 // SeqRange is a range of event sequences, both ends included.
@@ -56,19 +63,90 @@ func ValidSiteID(field, id string) error {
 	return nil
 }
 
+// Limits of a site's labels.
+const (
+	maxLabels     = 32
+	maxLabelValue = 63
+)
+
+// CheckLabels checks a site's labels, or the labels an image's placement
+// asks for: at most 32, each key 1-63 lowercase letters, digits, '.',
+// '_' or '-' starting with a letter or digit (syncproto's object names),
+// each value the same or empty. field names the map in an error
+// ("labels", "site_labels").
+func CheckLabels(field string, labels map[string]string) error {
+	if len(labels) > maxLabels {
+		return errs.Invalid(field, "has %d labels, more than the limit of %d", len(labels), maxLabels)
+	}
+	for _, k := range slices.Sorted(maps.Keys(labels)) {
+		if !siteIDRE.MatchString(k) {
+			return errs.Invalid(field, "key %q must be 1-63 lowercase letters, digits, '.', '_' or '-', starting with a letter or digit", k)
+		}
+		if v := labels[k]; v != "" && (len(v) > maxLabelValue || !siteIDRE.MatchString(v)) {
+			return errs.Invalid(field+"."+k, "value %q must be empty or 1-63 lowercase letters, digits, '.', '_' or '-', starting with a letter or digit", v)
+		}
+	}
+	return nil
+}
+
 // CreateSite stores a new site whose credential hashes to credentialHash.
 func (d *DB) CreateSite(id, name, credentialHash string) (*Site, error) {
+	return d.CreateSiteBy(access.ByCentral, id, name, credentialHash, nil)
+}
+
+// CreateSiteBy is CreateSite by the actor by, with labels (CheckLabels):
+// the catalogue's images whose placement matches them are placed in the
+// new site's desired state in the same change.
+func (d *DB) CreateSiteBy(by, id, name, credentialHash string, labels map[string]string) (*Site, error) {
 	if err := ValidSiteID("id", id); err != nil {
 		return nil, err
 	}
 	if len(name) > 200 || !utf8.ValidString(name) {
 		return nil, errs.Invalid("name", "must be at most 200 bytes of UTF-8")
 	}
-	s := &Site{ID: id, Name: name, CredentialHash: credentialHash, CreatedAt: d.now().UTC()}
-	if _, err := d.exec(cmdCreateSite, &createSitePayload{Site: s}); err != nil {
+	if err := CheckLabels("labels", labels); err != nil {
 		return nil, err
 	}
-	return s, nil
+	if len(labels) == 0 {
+		labels = nil
+	}
+	s := &Site{ID: id, Name: name, CredentialHash: credentialHash, CreatedAt: d.now().UTC(), Labels: labels}
+	if _, err := d.exec(cmdCreateSite, &createSitePayload{Site: s, By: by}); err != nil {
+		return nil, err
+	}
+	return d.Site(id)
+}
+
+// SetSiteLabels replaces site's labels, by the actor by, and returns the
+// site: in the same change every image of the catalogue is placed on the
+// site if it now matches, and removed if it no longer does (a revision
+// of the site's desired state, if anything changed). It is refused
+// (errs.ErrConflict, naming the image) if a newly matching image's name
+// is the site's own image's.
+func (d *DB) SetSiteLabels(by, site string, labels map[string]string) (*Site, error) {
+	if err := CheckLabels("labels", labels); err != nil {
+		return nil, err
+	}
+	if len(labels) == 0 {
+		labels = nil
+	}
+	if _, err := d.exec(cmdSetSiteLabels, &setLabelsPayload{Site: site, Labels: labels, Time: d.now().UTC(), By: by}); err != nil {
+		return nil, err
+	}
+	return d.Site(site)
+}
+
+// HasLabels reports whether s has every label of want (none: false).
+func (s *Site) HasLabels(want map[string]string) bool {
+	if len(want) == 0 {
+		return false
+	}
+	for k, v := range want {
+		if got, ok := s.Labels[k]; !ok || got != v {
+			return false
+		}
+	}
+	return true
 }
 
 // Site returns the site with id.
