@@ -81,7 +81,8 @@ func TestArtifactFromCentralProvisionsThroughWANAndLeaderLoss(t *testing.T) {
 	s.wan.Heal()
 	t.Logf("%s the order succeeded: the WAN heals", elapsed())
 	checkCentralHasEventsOnce(t.Context(), t, s, newLeader)
-	checkCentralTimeline(t, cen, siteID, "srv1")
+	checkCentralTimelineIs(t, cen, siteID, "srv1", "order.waiting", "machine.state provisioning", "order.started",
+		"bmc.job.succeeded", "bmc.job.succeeded", "workflow.running", "workflow.succeeded", "machine.state provisioned", "order.succeeded")
 	if n := centralEventCount(cen, siteID, "artifact.present", art.digest, ""); n != 1 {
 		t.Errorf("central holds %d artifact.present events of %s, want 1", n, art.digest[:12])
 	}
@@ -188,6 +189,7 @@ func TestArtifactCorruptTransferRetried(t *testing.T) {
 	s := startSyncedNetSite(t, cen, siteID, withoutTestOSFile())
 	art := pushArtifact(t, cen, s.imgs.TestOSGz)
 	leader := s.leader(t)
+	t.Logf("%.1fs the site runs, %s leads; central holds artifact %s", time.Since(began).Seconds(), leader.id, art.digest[:12])
 	proxy := s.wan.proxies[leader.id]
 	// The leader's sync websocket is open already: the next connection
 	// through its proxy is the pull.
