@@ -166,17 +166,21 @@ func (s *syncedNetSite) storedArtifact(n *node, digest string) string {
 
 // checkStoreSound checks that every file under n's artifact store's
 // sha256/ hashes to its name: no node ever published bytes that are not
-// the artifact they claim to be.
+// the artifact they claim to be; and that no partial transfer of one is
+// left beside it.
 func (s *syncedNetSite) checkStoreSound(t *testing.T, n *node) {
 	t.Helper()
-	dir := filepath.Join(n.dataDir, "artifacts", "sha256")
-	entries, err := os.ReadDir(dir)
+	dir := filepath.Join(n.dataDir, "artifacts")
+	entries, err := os.ReadDir(filepath.Join(dir, "sha256"))
 	if err != nil {
 		t.Fatalf("%s: %v", n.id, err)
 	}
 	for _, e := range entries {
-		if got := fileDigest(t, filepath.Join(dir, e.Name())); got != e.Name() {
+		if got := fileDigest(t, filepath.Join(dir, "sha256", e.Name())); got != e.Name() {
 			t.Errorf("%s's store holds %s whose bytes hash to %s", n.id, e.Name(), got)
+		}
+		if _, err := os.Stat(filepath.Join(dir, "partial", e.Name())); !os.IsNotExist(err) {
+			t.Errorf("%s's store holds a partial transfer of %s beside it (%v)", n.id, e.Name()[:12], err)
 		}
 	}
 }
