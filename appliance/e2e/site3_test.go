@@ -166,20 +166,27 @@ func checkCentralHasEventsOnce(ctx context.Context, t *testing.T, s *syncedNetSi
 // step of its provisioning once, in order.
 func checkCentralTimeline(t *testing.T, cen *labsite.Central, siteID, machine string) {
 	t.Helper()
+	checkCentralTimelineIs(t, cen, siteID, machine, "machine.state provisioning", "order.created", "bmc.job.succeeded", "bmc.job.succeeded",
+		"workflow.running", "workflow.succeeded", "machine.state provisioned", "order.succeeded")
+}
+
+// checkCentralTimelineIs checks that machine's timeline as central has
+// it is want: the steps of its orders (an order that waited for its
+// artifacts says so, and then that it started), each once, in order.
+func checkCentralTimelineIs(t *testing.T, cen *labsite.Central, siteID, machine string, want ...string) {
+	t.Helper()
 	var kinds []string
 	for _, e := range cen.Events(siteID) {
 		if e.Data.MachineID != machine {
 			continue
 		}
 		switch e.Data.Kind {
-		case "order.created", "bmc.job.succeeded", "workflow.running", "workflow.succeeded", "order.succeeded":
+		case "order.created", "order.waiting", "order.started", "bmc.job.succeeded", "workflow.running", "workflow.succeeded", "order.succeeded":
 			kinds = append(kinds, e.Data.Kind)
 		case "machine.state":
 			kinds = append(kinds, e.Data.Kind+" "+e.Data.Fields["to"])
 		}
 	}
-	want := []string{"machine.state provisioning", "order.created", "bmc.job.succeeded", "bmc.job.succeeded",
-		"workflow.running", "workflow.succeeded", "machine.state provisioned", "order.succeeded"}
 	if strings.Join(kinds, ", ") != strings.Join(want, ", ") {
 		t.Errorf("central's timeline of %s:\n got %q\nwant %q", machine, kinds, want)
 	}

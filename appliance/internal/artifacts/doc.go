@@ -16,6 +16,10 @@
 //     site's credential, read again at each pass) and the image's
 //     upstream URL. So a digest crosses the WAN once, on the leader, and
 //     never again while any peer holds it; a follower waits for a peer.
+//     A leader also waits while another node (a leader before it, whose
+//     transfer goes on) reports pulling the digest, until that pull fails
+//     or falls silent: leadership moving mid-pull does not start a
+//     second transfer over the WAN.
 //   - Each digest it comes to hold, verified (the store publishes only
 //     what hashed to its digest), it records through Raft
 //     (RecordArtifact): the first node to hold one makes it present at

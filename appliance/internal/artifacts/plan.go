@@ -75,7 +75,7 @@ func (n *Node) Plan(ctx context.Context) (artifact.Plan, error) {
 			size = -1
 		}
 		w := artifact.Want{Info: artifact.Info{Digest: d, Size: size}, Recorded: rec.HeldBy(n.cfg.ID)}
-		w.Sources = n.sources(v, rec, leader)
+		w.Sources = n.sources(v, rec, leader && !pullElsewhere(rec, n.cfg.ID, now))
 		plan.Want = append(plan.Want, w)
 	}
 	plan.Garbage = append(plan.Garbage, n.orphans(known, now)...)
@@ -126,10 +126,27 @@ func (n *Node) orphans(known map[artifact.Digest]bool, now time.Time) []artifact
 	return out
 }
 
+// pullStale is how long a pull another node reported counts as under
+// way without a word from it: twice the longest wait between the
+// reports of a pull (progressEvery).
+const pullStale = 2 * progressEvery
+
+// pullElsewhere reports whether another node is pulling rec from past
+// the site: it reported the pull lately, and no failure. A node that
+// stops leading finishes the pull it began (its transfer goes on), so the
+// new leader waits for it rather than bringing the same bytes over the
+// WAN a second time; it pulls once that pull fails, or falls silent for
+// pullStale (its node died).
+func pullElsewhere(rec *store.Artifact, self string, now time.Time) bool {
+	p := rec.Pull
+	return p != nil && p.Node != self && p.Error == "" && now.Sub(p.Time) < pullStale
+}
+
 // sources are where this node fetches rec from, in order: its own
 // artifact directory (an image that is a file there), the peers that
-// hold it, and, on the leader, central and the upstream URLs.
-func (n *Node) sources(v *view, rec *store.Artifact, leader bool) []artifact.Source {
+// hold it, and, if wan (on the leader, unless another node is pulling
+// it), central and the upstream URLs.
+func (n *Node) sources(v *view, rec *store.Artifact, wan bool) []artifact.Source {
 	d := artifact.Digest(rec.SHA256)
 	var out []artifact.Source
 	var upstream []string
@@ -145,7 +162,7 @@ func (n *Node) sources(v *view, rec *store.Artifact, leader bool) []artifact.Sou
 		}
 	}
 	out = append(out, n.peerSources(v, rec)...)
-	if !leader {
+	if !wan {
 		return out
 	}
 	out = append(out, n.centralSources(d)...)

@@ -177,6 +177,40 @@ func TestPlanSources(t *testing.T) {
 	}
 }
 
+// TestPlanWaitsForAnotherNodesPull: a leader does not pull from central
+// what another node (the leader before it, whose transfer goes on)
+// reported pulling lately; it does once that pull failed, or fell silent
+// for pullStale.
+func TestPlanWaitsForAnotherNodesPull(t *testing.T) {
+	f := newFixture(t)
+	f.images(t, &store.Image{Name: "a", Type: store.ImageOS, SHA256: shaA, Size: 10, Format: "raw"})
+	f.site.leader.Store(true)
+	report := func(kind, msg string) {
+		t.Helper()
+		r := site.ArtifactReport{Node: "n1", SHA256: shaA, Kind: kind, Source: "central", Held: 4, Size: 10, Message: msg}
+		if err := f.site.ReportArtifact(t.Context(), r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pullsFromCentral := func() bool {
+		got := sources(f.plan(t))["aaaa"]
+		return len(got) > 0 && strings.HasPrefix(got[0], "central")
+	}
+	report(site.ArtifactPulling, "")
+	if pullsFromCentral() {
+		t.Error("the leader pulls from central what n1 is pulling")
+	}
+	f.now = f.now.Add(pullStale)
+	if !pullsFromCentral() {
+		t.Errorf("the leader does not pull from central what n1 has not reported pulling for %v", pullStale)
+	}
+	report(site.ArtifactPulling, "")
+	report(site.ArtifactFailed, "connection reset")
+	if !pullsFromCentral() {
+		t.Error("the leader does not pull from central what n1 failed to pull")
+	}
+}
+
 // put stores data in the node's store and returns its digest.
 func (f *fixture) put(t *testing.T, data []byte) string {
 	t.Helper()
