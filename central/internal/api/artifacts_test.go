@@ -300,6 +300,14 @@ func TestImagesNameArtifacts(t *testing.T) {
 			}
 		})
 	}
+	// An OS image given without its size carries the artifact's, so the
+	// site can say how large an image an order waits for.
+	var got struct {
+		Size uint64 `json:"size_bytes"`
+	}
+	if code := e.do("GET", "/v1/sites/s1/images/held-os-image", "", &got); code != 200 || got.Size != 4096 {
+		t.Errorf("held-os-image: %d, size_bytes %d, want 4096 from the catalogue", code, got.Size)
+	}
 	var ae apiError
 	if code := e.do("DELETE", "/v1/artifacts/"+sum, "", &ae); code != http.StatusConflict ||
 		!strings.Contains(ae.Error.Message, "site s1 image held-kernel (kernel)") || !strings.Contains(ae.Error.Message, "site s1 image held-os-image (sha256)") {

@@ -59,7 +59,7 @@ func (s *Server) putCatalogueImage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	where := store.Placement{Sites: req.Sites, SiteLabels: req.SiteLabels}
-	c, err := s.db.PutCatalogueImage(caller(r), name, req.Image, where)
+	c, err := s.db.PutCatalogueImage(caller(r), name, s.withArtifactSize(req.Image), where)
 	if out, ok := s.answerCatalogue(w, r, c, err); ok {
 		s.log.Info("catalogue image put", "image", name, "sha256", out.SHA256, "sites", len(out.Placed), "by", caller(r))
 	}

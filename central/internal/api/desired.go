@@ -67,6 +67,9 @@ func (s *Server) putItem(kind string) http.HandlerFunc {
 			s.writeError(w, r, objectError(err))
 			return
 		}
+		if kind == store.KindImage {
+			obj = s.withArtifactSize(obj)
+		}
 		rev, err := s.db.PutDesiredBy(caller(r), r.PathValue("site"), kind, r.PathValue("key"), obj)
 		if err != nil {
 			s.writeError(w, r, err)
