@@ -370,3 +370,33 @@ func TestArtifactReplay(t *testing.T) {
 		t.Errorf("record %+v, want held by n2 alone, unreferenced", a)
 	}
 }
+
+// TestUpgradedSiteGetsArtifactRecords: the commands of release e85a6fa
+// keep their meaning on replay (an image put by PutImageV1 makes no
+// record; PlaceOrderV2 starts an order at once), and a site upgraded
+// with such an image comes to have its record at its first order of this
+// release, which waits for the artifact (so the replicator, which plans
+// from the records, pulls it) rather than waiting for ever.
+func TestUpgradedSiteGetsArtifactRecords(t *testing.T) {
+	e := orderSite(t)
+	e.applyOK(7, PutImageV1, Put[store.Image]{Object: casImage("ubuntu", shaA, 1<<30), Time: t0})
+	e.applyOK(8, PutMachine, Put[store.Machine]{Object: sampleMachine("m2", "aa:bb:cc:00:00:02"), Time: t0})
+	record := func() *store.Artifact {
+		var a *store.Artifact
+		e.view(func(tx *store.Tx) error { a, _ = store.Get[store.Artifact](tx, shaA); return nil })
+		return a
+	}
+	if r := record(); r != nil {
+		t.Fatalf("record after PutImageV1: %+v, want none (that release kept none)", r)
+	}
+	if o := placeOrder(t, e, PlaceOrderV2, 9, provisionOf("old", "m1", "ubuntu")); o.State != store.OrderRunning || o.Workflow != "old" {
+		t.Fatalf("PlaceOrderV2: %+v, want running at once, as that release did", o)
+	}
+	o := placeOrder(t, e, PlaceOrder, 10, provisionOf("new", "m2", "ubuntu"))
+	if o.State != store.OrderWaiting || !cmp.Equal(o.WaitingFor, []string{shaA}) {
+		t.Fatalf("PlaceOrder: %+v, want waiting for ubuntu's artifact", o)
+	}
+	if r := record(); r == nil || !cmp.Equal(r.Names, []string{"ubuntu"}) || !r.Referenced() {
+		t.Fatalf("record after the first order of this release: %+v, want ubuntu's", r)
+	}
+}

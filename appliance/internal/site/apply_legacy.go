@@ -40,6 +40,28 @@ func applyDesiredV1(tx *store.Tx, payload []byte, index uint64) (any, error) {
 	return applyRevision(tx, &req.Desired, store.Write{Index: index, Time: req.Time, By: req.By}, v1Rules)
 }
 
+// PutImageV1 and DeleteImageV1 (release e85a6fa and earlier) stored and
+// deleted images alone; PutImage and DeleteImage keep the artifact
+// records following them. PlaceOrderV2 and ApplyDesiredV2 (the same
+// releases) asked the allocator but never made an order wait for its
+// artifacts; PlaceOrder and ApplyDesired do, and bring the records up to
+// date first, so that a site upgraded with images but no records yet
+// comes to have them (and pulls what they name) at its first order.
+
+func applyPlaceOrderV2(tx *store.Tx, payload []byte, index uint64) (any, error) {
+	return applyOrder(tx, payload, index, v2Rules)
+}
+
+func applyDesiredV2(tx *store.Tx, payload []byte, index uint64) (any, error) {
+	var req DesiredPayload
+	command.MustDecode(payload, &req, index)
+	return applyRevision(tx, &req.Desired, store.Write{Index: index, Time: req.Time, By: req.By}, v2Rules)
+}
+
+// v2Rules are PlaceOrderV2's and ApplyDesiredV2's: the allocator's
+// address, no waiting for artifacts.
+var v2Rules = orderRules{choose: chooseBootAddress}
+
 // v1Rules are the order rules of PutOrderV1 and ApplyDesiredV1: the
 // lowest free address, and no waiting for artifacts (nor any record of
 // them: their images changed no artifact record).

@@ -76,6 +76,11 @@ func createOrder(tx *store.Tx, o *store.Order, wr store.Write, rules orderRules)
 	if !rules.waits {
 		return startOrder(tx, o, m, wr, rules.choose, "order.created")
 	}
+	// A site upgraded from a release that kept no artifact records (its
+	// images came by PutImageV1) has them from its first order on.
+	if err := reconcileArtifacts(tx, wr); err != nil {
+		return err
+	}
 	needs, err := orderNeeds(tx, o, m)
 	if err != nil {
 		return err

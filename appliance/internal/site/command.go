@@ -25,8 +25,8 @@ const (
 	DeleteSubnet   Type = 4  // Delete
 	PutLease       Type = 5  // Put[store.Lease]: an operator's or an older leader's lease (CommitLease is the DHCP path's)
 	DeleteLease    Type = 6  // Delete
-	PutImage       Type = 7  // Put[store.Image]
-	DeleteImage    Type = 8  // Delete
+	PutImageV1     Type = 7  // Put[store.Image], releases up to e85a6fa (no artifact records): replay only (apply_legacy.go)
+	DeleteImageV1  Type = 8  // Delete, releases up to e85a6fa (no artifact records): replay only (apply_legacy.go)
 	PutTemplate    Type = 9  // Put[store.Template]
 	DeleteTemplate Type = 10 // Delete
 	PutWorkflow    Type = 11 // Put[store.Workflow]: creates a workflow, binding its template
@@ -52,8 +52,8 @@ const (
 	ApplyDesiredV1       Type = 29 // DesiredPayload, releases up to b482c18: replay only (apply_legacy.go)
 	AckEvents            Type = 30 // AckedPayload: central has stored the events up to a sequence
 	CommitLease          Type = 31 // LeaseCommit (binary, lease.go): the DHCP server's offer, ACK, release or decline
-	PlaceOrder           Type = 32 // Put[store.Order]: creates an order, its workflow and its jobs
-	ApplyDesired         Type = 33 // DesiredPayload: a revision of central's desired state
+	PlaceOrderV2         Type = 32 // Put[store.Order], releases up to e85a6fa (no waiting for artifacts): replay only (apply_legacy.go)
+	ApplyDesiredV2       Type = 33 // DesiredPayload, releases up to e85a6fa (no artifact records, no waiting): replay only (apply_legacy.go)
 	CreateToken          Type = 34 // Put[store.Token]: a new API token with its role, name and expiry
 	RecordBMCCertificate Type = 35 // BMCCertificate: a certificate a machine's BMC presented that the site did not trust
 	AcceptBMCCertificate Type = 36 // BMCCertificate: an operator trusts a certificate of a machine's BMC
@@ -65,6 +65,10 @@ const (
 	RecordArtifact       Type = 42 // ArtifactHeld: a node holds an artifact, verified (apply_artifact.go)
 	ForgetArtifact       Type = 43 // ArtifactHeld: a node removed an artifact (apply_artifact.go)
 	ReportArtifact       Type = 44 // ArtifactReport: the leader's note on a pull from past the site (apply_artifact.go)
+	PutImage             Type = 45 // Put[store.Image]: the artifact records follow the images (apply_artifact.go)
+	DeleteImage          Type = 46 // Delete: the artifact records follow the images (apply_artifact.go)
+	PlaceOrder           Type = 47 // Put[store.Order]: creates an order, its workflow and its jobs, or waits for its artifacts (apply_order.go)
+	ApplyDesired         Type = 48 // DesiredPayload: a revision of central's desired state; its orders may wait for artifacts (apply_sync.go)
 )
 
 // Every payload but CommitLease's (always the DHCP server's) names its

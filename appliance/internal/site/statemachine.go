@@ -21,8 +21,8 @@ var table = command.Table[*store.Tx]{
 	DeleteSubnet:         applyDelete[store.Subnet],
 	PutLease:             applyPutLease,
 	DeleteLease:          applyDelete[store.Lease],
-	PutImage:             applyPutImage,
-	DeleteImage:          applyDeleteImage,
+	PutImageV1:           applyPut[store.Image],
+	DeleteImageV1:        applyDelete[store.Image],
 	PutTemplate:          applyPut[store.Template],
 	DeleteTemplate:       applyDelete[store.Template],
 	PutWorkflow:          applyPutWorkflow,
@@ -44,8 +44,8 @@ var table = command.Table[*store.Tx]{
 	ApplyDesiredV1:       applyDesiredV1,
 	AckEvents:            applyAckEvents,
 	CommitLease:          applyCommitLease,
-	PlaceOrder:           applyPlaceOrder,
-	ApplyDesired:         applyDesired,
+	PlaceOrderV2:         applyPlaceOrderV2,
+	ApplyDesiredV2:       applyDesiredV2,
 	CreateToken:          applyCreateToken,
 	RecordBMCCertificate: applyRecordBMCCertificate,
 	AcceptBMCCertificate: applyAcceptBMCCertificate,
@@ -57,6 +57,10 @@ var table = command.Table[*store.Tx]{
 	RecordArtifact:       applyRecordArtifact,
 	ForgetArtifact:       applyForgetArtifact,
 	ReportArtifact:       applyReportArtifact,
+	PutImage:             applyPutImage,
+	DeleteImage:          applyDeleteImage,
+	PlaceOrder:           applyPlaceOrder,
+	ApplyDesired:         applyDesired,
 }
 
 // Result is what applying a command returns, on the node that proposed

@@ -3,6 +3,7 @@ package site
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -92,7 +93,7 @@ func TestApplyEveryCommand(t *testing.T) {
 		{PutSubnetV1, Put[store.Subnet]{Object: fxSubnet("lab"), Time: ts0}, func(t *testing.T, r Result, i uint64) {
 			checkPut(t, e, r, fxSubnet("lab"), i)
 		}},
-		{PutImage, Put[store.Image]{Object: fxImage("debian"), Time: ts0}, func(t *testing.T, r Result, i uint64) {
+		{PutImageV1, Put[store.Image]{Object: fxImage("debian"), Time: ts0}, func(t *testing.T, r Result, i uint64) {
 			checkPut(t, e, r, fxImage("debian"), i)
 		}},
 		{PutTemplate, Put[store.Template]{Object: fxTemplate("install"), Time: ts0}, func(t *testing.T, r Result, i uint64) {
@@ -206,7 +207,7 @@ func TestApplyEveryCommand(t *testing.T) {
 		{DeleteTemplate, Delete{Key: "install", Time: ts0}, func(t *testing.T, r Result, i uint64) {
 			checkDeleted[store.Template](t, e, r, "install", i)
 		}},
-		{DeleteImage, Delete{Key: "debian", Time: ts0}, func(t *testing.T, r Result, i uint64) {
+		{DeleteImageV1, Delete{Key: "debian", Time: ts0}, func(t *testing.T, r Result, i uint64) {
 			checkDeleted[store.Image](t, e, r, "debian", i)
 		}},
 		{DeleteSubnet, Delete{Key: "lab", Time: ts0}, func(t *testing.T, r Result, i uint64) {
@@ -305,13 +306,13 @@ func TestApplyEveryCommand(t *testing.T) {
 				t.Fatalf("result = %+v (err %v, decode %v), want a renewal", r, r.Err, err)
 			}
 		}},
-		{PlaceOrder, Put[store.Order]{Object: &store.Order{ID: "o2", Action: store.OrderPowerOn, MachineID: "m2"}, Time: ts0}, func(t *testing.T, r Result, i uint64) {
+		{PlaceOrderV2, Put[store.Order]{Object: &store.Order{ID: "o2", Action: store.OrderPowerOn, MachineID: "m2"}, Time: ts0}, func(t *testing.T, r Result, i uint64) {
 			o, err := DecodeValue[store.Order](r)
 			if r.Err != nil || err != nil || o.State != store.OrderRunning || len(o.Jobs) != 1 || o.Jobs[0] != "o2-power" {
 				t.Fatalf("result = %+v (err %v, decode %v), want a running order with job o2-power", r, r.Err, err)
 			}
 		}},
-		{ApplyDesired, DesiredPayload{Desired: Desired{Revision: 3, Changes: []DesiredChange{
+		{ApplyDesiredV2, DesiredPayload{Desired: Desired{Revision: 3, Changes: []DesiredChange{
 			{Kind: DesiredImage, Key: "sync", Object: mustJSON(t, fxImage("sync"))}}}, Time: ts0}, func(t *testing.T, r Result, i uint64) {
 			checkDesired(t, e, r, 3, true, 0)
 		}},
@@ -386,6 +387,20 @@ func TestApplyEveryCommand(t *testing.T) {
 		}},
 	}, uint64(len(steps)+len(since)+4))
 
+	// This release's image put: the artifact records follow the images
+	// (the V1 put above kept none).
+	run([]cmdStep{
+		{PutImage, Put[store.Image]{Object: fxImage("debian"), Time: ts0}, func(t *testing.T, r Result, i uint64) {
+			checkPut(t, e, r, fxImage("debian"), i)
+			if err := e.db.View(func(tx *store.Tx) error {
+				_, err := store.Get[store.Artifact](tx, fxImage("debian").SHA256)
+				return err
+			}); err != nil {
+				t.Fatalf("no artifact record of debian's image after PutImage: %v", err)
+			}
+		}},
+	}, uint64(len(steps)+len(since)+6))
+
 	// The nodes' artifacts: the leader's pull of the image debian points
 	// at, a node holding it, another, one removing it.
 	sum := fxImage("debian").SHA256
@@ -408,10 +423,36 @@ func TestApplyEveryCommand(t *testing.T) {
 				t.Fatalf("result = %+v (err %v, decode %v), want held by none at version %d", r, r.Err, err, i)
 			}
 		}},
-	}, uint64(len(steps)+len(since)+6))
+	}, uint64(len(steps)+len(since)+7))
 	if kinds := eventKinds(t, e); len(kinds) < 3 || !cmp.Equal(kinds[len(kinds)-3:], []string{"artifact.pulling", "artifact.present", "artifact.removed"}) {
 		t.Errorf("events %q, want the artifact's last", kinds)
 	}
+
+	// This release's image delete, order and revision.
+	run([]cmdStep{
+		{DeleteImage, Delete{Key: "debian", Time: ts0}, func(t *testing.T, r Result, i uint64) {
+			if r.Err != nil {
+				t.Fatalf("result = %+v (err %v)", r, r.Err)
+			}
+			var a *store.Artifact
+			if err := e.db.View(func(tx *store.Tx) (err error) {
+				a, err = store.Get[store.Artifact](tx, fxImage("debian").SHA256)
+				return err
+			}); err != nil || slices.Contains(a.Names, "debian") {
+				t.Fatalf("debian's artifact record after DeleteImage: %+v (err %v), want one no longer naming debian", a, err)
+			}
+		}},
+		{PlaceOrder, Put[store.Order]{Object: &store.Order{ID: "o4", Action: store.OrderPowerOn, MachineID: "m2"}, Time: ts0}, func(t *testing.T, r Result, i uint64) {
+			o, err := DecodeValue[store.Order](r)
+			if r.Err != nil || err != nil || o.State != store.OrderRunning || len(o.Jobs) != 1 || o.Jobs[0] != "o4-power" {
+				t.Fatalf("result = %+v (err %v, decode %v), want a running order with job o4-power", r, r.Err, err)
+			}
+		}},
+		{ApplyDesired, DesiredPayload{Desired: Desired{Revision: 4, Changes: []DesiredChange{
+			{Kind: DesiredImage, Key: "sync2", Object: mustJSON(t, fxImage("sync2"))}}}, Time: ts0}, func(t *testing.T, r Result, i uint64) {
+			checkDesired(t, e, r, 4, true, 0)
+		}},
+	}, uint64(len(steps)+len(since)+10))
 
 	for typ := range table {
 		if !covered[typ] {
