@@ -155,7 +155,7 @@ type Config struct {
 	// past the site (central, upstream URLs), in bytes per second
 	// ("50MiB"); 0 is no cap. Copies between the site's nodes are not
 	// capped.
-	ArtifactWANLimit ByteSize `json:"artifact_wan_limit,omitempty"`
+	ArtifactWANLimit conf.ByteSize `json:"artifact_wan_limit,omitempty"`
 	// Logging holds log_level (debug, info, warn or error) and
 	// log_format (text or json).
 	conf.Logging

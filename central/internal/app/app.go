@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/time/rate"
 
 	"github.com/outposthq/outpost/central/internal/api"
 	"github.com/outposthq/outpost/central/internal/artifacts"
@@ -169,6 +170,9 @@ func newRegistry() *prometheus.Registry {
 // the other members on peer.
 func openArtifacts(cfg *config.Config, db *store.DB, node *cluster.Node, peer *http.ServeMux, reg prometheus.Registerer, log *slog.Logger) (*artifacts.Node, error) {
 	acfg := artifacts.Config{DB: db, Dir: cfg.ArtifactDir(), Registry: reg, Log: log}
+	if n := int64(cfg.ArtifactUpstreamLimit); n > 0 {
+		acfg.Limit = rate.NewLimiter(rate.Limit(n), int(min(n, 1<<20)))
+	}
 	if node != nil {
 		acfg.Cluster = node
 	}

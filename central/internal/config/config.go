@@ -98,6 +98,11 @@ type Config struct {
 	// (POST /v1/artifacts), in bytes. The upload may take up to
 	// limits.upload_timeout, as long as it keeps arriving.
 	MaxArtifactSize int64 `json:"max_artifact_size"`
+	// ArtifactUpstreamLimit caps the bandwidth of the leader's fetches of
+	// registered upstream URLs (POST /v1/artifacts/register), in bytes
+	// per second ("50MiB"); 0 is no cap. Uploads and the sites' pulls are
+	// not capped here: a site caps its own (artifact_wan_limit).
+	ArtifactUpstreamLimit conf.ByteSize `json:"artifact_upstream_limit,omitempty"`
 	// Logging holds log_level (debug, info, warn or error) and
 	// log_format (text or json).
 	conf.Logging
@@ -130,6 +135,7 @@ func Load(args []string) (*Config, error) {
 	fs.StringVar(&c.TLSKey, "tls-key", c.TLSKey, "TLS key file")
 	fs.Var(&c.Heartbeat, "heartbeat", "heartbeat interval of site connections")
 	fs.Var(&c.WriteTimeout, "write-timeout", "bound of every write to a site")
+	fs.Var(&c.ArtifactUpstreamLimit, "artifact-upstream-limit", "bandwidth cap of fetches of registered upstream URLs, bytes per second (50MiB; 0: none)")
 	fs.StringVar(&c.RaftAddr, "raft-addr", c.RaftAddr, "Raft listen address (host:port); empty: a single node, no Raft")
 	fs.StringVar(&c.RaftAdvertise, "raft-advertise", c.RaftAdvertise, "Raft address peers dial (default: -raft-addr)")
 	fs.StringVar(&c.NodeID, "node-id", c.NodeID, "this node's name in the cluster")

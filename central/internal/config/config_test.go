@@ -100,3 +100,33 @@ func TestSchemeAndJoin(t *testing.T) {
 		})
 	}
 }
+
+// TestArtifactUpstreamLimit: the cap of upstream fetches reads as a
+// size, from a flag or the file, and a value that is not one is refused
+// naming it.
+func TestArtifactUpstreamLimit(t *testing.T) {
+	for name, tc := range map[string]struct {
+		args []string
+		want int64
+		err  string
+	}{
+		"none":  {nil, 0, ""},
+		"flag":  {[]string{"-artifact-upstream-limit", "50MiB"}, 50 << 20, ""},
+		"file":  {[]string{"-config", limitsFile(t, "artifact_upstream_limit: 1GB\n")}, 1e9, ""},
+		"bytes": {[]string{"-artifact-upstream-limit", "4096"}, 4096, ""},
+		"bad":   {[]string{"-artifact-upstream-limit", "fast"}, 0, `"fast" is not a size`},
+	} {
+		t.Run(name, func(t *testing.T) {
+			c, err := Load(tc.args)
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("err %v, want %q", err, tc.err)
+				}
+				return
+			}
+			if err != nil || int64(c.ArtifactUpstreamLimit) != tc.want {
+				t.Fatalf("artifact_upstream_limit %d (err %v), want %d", c.ArtifactUpstreamLimit, err, tc.want)
+			}
+		})
+	}
+}
