@@ -93,9 +93,14 @@ type client struct {
 	conn *websocket.Conn
 }
 
+// ioTimeout bounds a dial, a send and a receive of the test's client: a
+// guard against a hang, not a measure (a full snapshot of several MB
+// under the race detector on a loaded machine takes seconds).
+const ioTimeout = 30 * time.Second
+
 func (f *fixture) dial() *client {
 	f.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), ioTimeout)
 	defer cancel()
 	conn, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(f.srv.URL, "http")+syncproto.Path, nil)
 	if err != nil {
@@ -113,7 +118,7 @@ func (c *client) send(m syncproto.Message) {
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), ioTimeout)
 	defer cancel()
 	if err := c.conn.Write(ctx, websocket.MessageText, frame); err != nil {
 		c.t.Fatalf("send %s: %v", m.Type(), err)
@@ -124,7 +129,7 @@ func (c *client) send(m syncproto.Message) {
 func (c *client) recv() syncproto.Message {
 	c.t.Helper()
 	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), ioTimeout)
 		_, frame, err := c.conn.Read(ctx)
 		cancel()
 		if err != nil {
@@ -355,7 +360,10 @@ func TestEndSessions(t *testing.T) {
 // A site that never reads does not hold up the API's writes, nor another
 // site's session; it is dropped after the write timeout.
 func TestDeadSiteBlocksNothing(t *testing.T) {
-	f := newFixture(t, Config{WriteTimeout: 4 * time.Second, Heartbeat: time.Minute})
+	// The write timeout is long against the live site's exchange, even on
+	// a loaded machine: the dead site still being connected when the live
+	// site's exchange is done is what shows the exchange did not wait.
+	f := newFixture(t, Config{WriteTimeout: 10 * time.Second, Heartbeat: time.Minute})
 	deadCred, liveCred := f.site("dead"), f.site("live")
 	big := json.RawMessage(`{"blob":"` + strings.Repeat("x", 900<<10) + `"}`)
 	for i := range 12 { // ~11 MB for a site that takes nothing: more than the socket buffers
@@ -379,11 +387,8 @@ func TestDeadSiteBlocksNothing(t *testing.T) {
 	if a, ok := live.recv().(*syncproto.EventsAck); !ok || a.Seq != 1 {
 		t.Fatalf("live site's ack: %+v", a)
 	}
-	if took := time.Since(start); took > 2*time.Second { // well before the stalled write times out
-		t.Errorf("orders and events took %v while a site was stalled", took)
-	}
 	if !f.hub.Status("dead").Connected {
-		t.Error("the dead site was dropped before the check: the test proves nothing")
+		t.Errorf("the live site's order and events took %v, until the stalled site's write timed out: they waited for it", time.Since(start))
 	}
 	centraltest.WaitFor(t, "the dead site to be dropped", func() bool { return !f.hub.Status("dead").Connected })
 	if !f.hub.Status("live").Connected {
