@@ -21,6 +21,7 @@ import (
 	"github.com/outposthq/outpost/appliance/internal/site"
 	"github.com/outposthq/outpost/appliance/internal/store"
 	"github.com/outposthq/outpost/internal/artifact"
+	"github.com/outposthq/outpost/internal/testwait"
 )
 
 // fakeSite is a site of one store, proposals applied at once (no Raft),
@@ -289,7 +290,7 @@ func TestReplicateAndReport(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- f.node.Run(ctx) }()
 	defer func() { cancel(); <-done }()
-	apptestWait(t, "the artifact recorded as n2's", func() bool {
+	testwait.For(t, "the artifact recorded as n2's", time.Minute, func() bool {
 		var rec *store.Artifact
 		f.db.View(func(tx *store.Tx) error { rec, _ = store.Get[store.Artifact](tx, d); return nil })
 		return rec != nil && rec.HeldBy("n2")
@@ -297,7 +298,7 @@ func TestReplicateAndReport(t *testing.T) {
 	if _, ok := f.store.Stat(artifact.Digest(d)); !ok || f.store.Partial(artifact.Digest(d)) != 0 {
 		t.Error("the store does not hold the artifact whole")
 	}
-	apptestWait(t, "the corrupt report", func() bool {
+	testwait.For(t, "the corrupt report", time.Minute, func() bool {
 		f.site.mu.Lock()
 		defer f.site.mu.Unlock()
 		for _, r := range f.site.reports {
@@ -334,17 +335,6 @@ func TestReplicateAndReport(t *testing.T) {
 	}
 	if transfers != 2 || len(percents) < 4 {
 		t.Errorf("progress reported at %v %%, want a few reports for each of two transfers", percents)
-	}
-}
-
-func apptestWait(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(time.Minute)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }
 

@@ -19,6 +19,7 @@ import (
 
 	cclient "github.com/outposthq/outpost/central/client"
 	"github.com/outposthq/outpost/central/testcentral"
+	"github.com/outposthq/outpost/internal/testwait"
 )
 
 // TestArtifactCommands: the artifact commands against a real central:
@@ -85,17 +86,10 @@ func TestArtifactCommands(t *testing.T) {
 	if out != "sha256:"+upDigest+"\n" {
 		t.Errorf("register printed %q", out)
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	testwait.For(t, "the registered URL present at central", 20*time.Second, func() bool {
 		a, err := c.Artifact(t.Context(), upDigest)
-		if err == nil && a.State == "present" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the registered URL is not present: %+v, %v", a, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return err == nil && a.State == "present"
+	})
 	if requests.Load() != 1 {
 		t.Errorf("the upstream was asked %d times, want once", requests.Load())
 	}
