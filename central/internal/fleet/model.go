@@ -155,6 +155,9 @@ type Appliance struct {
 	Voters  int    `json:"voters,omitempty"`
 	Healthy int    `json:"healthy,omitempty"`
 	Leader  string `json:"leader,omitempty"`
+	// Console is the URL of the site's own console, which the portal
+	// links to for a machine's serial line ("" if it did not say).
+	Console string `json:"console,omitempty"`
 	// Problems says what is wrong, in words ("node a2 unreachable").
 	Problems []string  `json:"problems,omitempty"`
 	Reported time.Time `json:"reported,omitzero"`
