@@ -36,25 +36,31 @@ func (d *DB) SetProposer(p Proposer) { d.proposer.Store(&p) }
 // returns its result (a number, or 0); a refusal is returned as the
 // error.
 func (d *DB) exec(t command.Type, payload any) (uint64, error) {
+	r, err := d.execResult(t, payload)
+	n, _ := r.(uint64)
+	return n, err
+}
+
+// execResult is exec for a command whose result is not a number.
+func (d *DB) execResult(t command.Type, payload any) (any, error) {
 	cmd, err := command.Encode(t, payload)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	var r any
 	if p := d.proposer.Load(); p != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), proposeTimeout)
 		defer cancel()
 		if _, r, err = (*p).Propose(ctx, cmd); err != nil {
-			return 0, fmt.Errorf("%w: command %d: %w", ErrNotApplied, t, err)
+			return nil, fmt.Errorf("%w: command %d: %w", ErrNotApplied, t, err)
 		}
 	} else if r, err = d.applyLocal(cmd); err != nil {
-		return 0, err
+		return nil, err
 	}
 	if e, ok := r.(error); ok {
-		return 0, e
+		return nil, e
 	}
-	n, _ := r.(uint64)
-	return n, nil
+	return r, nil
 }
 
 // applyLocal applies cmd in its own transaction, outside any log: the

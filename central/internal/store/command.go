@@ -76,6 +76,13 @@ const (
 	// cmdDeleteCatalogueImage deletes an image of the catalogue and
 	// removes it from every site it was placed on.
 	cmdDeleteCatalogueImage command.Type = 23
+	// 24 and 25 are the fleet model's.
+	// cmdPlaceOrders places orders on many sites in one apply (one
+	// revision per site), with the audit entry of the request.
+	cmdPlaceOrders command.Type = 26
+	// cmdRecordAudit appends an entry to the audit of changes made
+	// through central's API.
+	cmdRecordAudit command.Type = 27
 	// cmdLegacyJSON is a command of release b482c18: a JSON object
 	// whose first byte, '{', is its type (legacy_b482c18.go).
 	cmdLegacyJSON command.Type = '{'
@@ -106,6 +113,8 @@ var table = command.Table[*txn]{
 	cmdSetSiteLabels:        decoded(applySetSiteLabels),
 	cmdPutCatalogueImage:    decoded(applyPutCatalogueImage),
 	cmdDeleteCatalogueImage: decoded(applyDeleteCatalogueImage),
+	cmdPlaceOrders:          decoded(applyPlaceOrders),
+	cmdRecordAudit:          decoded(applyRecordAudit),
 	cmdLegacyJSON:           applyLegacy,
 }
 
@@ -216,6 +225,17 @@ type (
 		Image *CatalogueImage `json:"image"`
 		Time  time.Time       `json:"time"`
 		By    string          `json:"by,omitempty"`
+	}
+	// placeOrdersPayload's orders are validated syncproto.Orders; Audit
+	// (if any) is appended in the same apply, its Time set.
+	placeOrdersPayload struct {
+		Orders []OrderToPlace `json:"orders"`
+		Time   time.Time      `json:"time"`
+		By     string         `json:"by,omitempty"`
+		Audit  *AuditEntry    `json:"audit,omitempty"`
+	}
+	recordAuditPayload struct {
+		Entry *AuditEntry `json:"entry"` // Time set, Seq not
 	}
 	deleteCatalogueImagePayload struct {
 		Name string    `json:"name"`

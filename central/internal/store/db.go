@@ -29,8 +29,9 @@ var (
 	bucketMembers   = []byte("members")   // node id -> Member (replicated central)
 	bucketArtifacts = []byte("artifacts") // sha256 hex -> Artifact
 	bucketCatalogue = []byte("catalogue") // image name -> CatalogueImage
+	bucketAudit     = []byte("audit")     // big-endian seq -> AuditEntry
 
-	allBuckets = [][]byte{bucketMeta, bucketTokens, bucketSites, bucketDesired, bucketRevisions, bucketEvents, bucketMembers, bucketArtifacts, bucketCatalogue}
+	allBuckets = [][]byte{bucketMeta, bucketTokens, bucketSites, bucketDesired, bucketRevisions, bucketEvents, bucketMembers, bucketArtifacts, bucketCatalogue, bucketAudit}
 
 	keySchemaVersion = []byte("schema_version")
 	keyAppliedIndex  = []byte("applied_index")
