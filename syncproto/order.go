@@ -1,5 +1,7 @@
 package syncproto
 
+import "encoding/hex"
+
 // Order actions.
 const (
 	// OrderProvision installs an image on a machine through a workflow.
@@ -9,6 +11,17 @@ const (
 	OrderPowerOn     = "power_on"
 	OrderPowerOff    = "power_off"
 	OrderPowerCycle  = "power_cycle"
+)
+
+// Values of a provision order that reach the machine: the site's
+// workflow carries an order's Values, and its metadata service shows
+// these to the machine it installs (hostname, public keys, user-data).
+const (
+	OrderValueHostname = "hostname"
+	// OrderValueSSHKeys holds public keys, one per line.
+	OrderValueSSHKeys = "ssh_keys"
+	// OrderValueUserData is cloud-init user-data, served verbatim.
+	OrderValueUserData = "user_data"
 )
 
 // OrderActions lists the actions an order may ask.
@@ -28,6 +41,12 @@ type Order struct {
 	Values   map[string]string `json:"values,omitempty"`
 	// EFI says the machine boots UEFI, for the boot device it is set to.
 	EFI bool `json:"efi,omitempty"`
+	// ImageSHA256, if set, is the digest central resolved Image to when
+	// the order was placed: the site installs exactly that image, and
+	// an order whose image at the site is another waits, saying so,
+	// until the site's image is that one (optional: older sites ignore
+	// it).
+	ImageSHA256 string `json:"image_sha256,omitempty"`
 }
 
 func (*Order) Kind() string        { return KindOrder }
@@ -52,6 +71,9 @@ func (o *Order) Validate() error {
 	}
 	if o.Action == OrderProvision && o.Image == "" && o.Values["image"] == "" {
 		return invalid(KindOrder, "image", "a provision order names the image to install")
+	}
+	if b, err := hex.DecodeString(o.ImageSHA256); o.ImageSHA256 != "" && (err != nil || len(b) != 32) {
+		return invalid(KindOrder, "image_sha256", "must be 64 hexadecimal digits")
 	}
 	return nil
 }

@@ -22,6 +22,11 @@ import "fmt"
 //     /v1/sites/{site}/artifacts/{sha256}, with the site's credential).
 //     A site of an older release refuses such an image, naming the
 //     field, in a sync.refused event: nothing is misread.
+//   - 2026-12-07, still version 1: an order may carry image_sha256, the
+//     digest central resolved its image's name to; the site installs
+//     that exact image, and an order whose image at the site is another
+//     waits for it (order.waiting, saying both digests). A site of an
+//     older release ignores the field and installs the image as named.
 const (
 	Version    = 1
 	MinVersion = 1

@@ -86,6 +86,9 @@ func createOrder(tx *store.Tx, o *store.Order, wr store.Write, rules orderRules)
 		return err
 	}
 	o.ImageSHA256 = needs.image
+	if reason := otherImage(o, needs); reason != "" {
+		return waitImage(tx, o, reason, wr)
+	}
 	if missing := needs.missing(tx); len(missing) > 0 {
 		return waitOrder(tx, o, needs, missing, wr)
 	}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/outposthq/outpost/appliance/internal/store"
 	"github.com/outposthq/outpost/internal/command"
@@ -134,6 +135,38 @@ func waitOrder(tx *store.Tx, o *store.Order, ns *needs, missing []need, wr store
 		Fields:  map[string]string{"order": o.ID, "action": o.Action, "image": missing[0].image, "sha256": missing[0].digest}})
 }
 
+// otherImage says why order o cannot start yet if the image it would
+// install is not the digest it asks for (ImageWanted): "" if it is, or
+// if it asks none.
+func otherImage(o *store.Order, ns *needs) string {
+	if o.ImageWanted == "" || strings.EqualFold(o.ImageWanted, ns.image) {
+		return ""
+	}
+	name := o.Image
+	if name == "" {
+		name = o.Values["image"]
+	}
+	is := "has no digest"
+	if ns.image != "" {
+		is = "is " + ref(strings.ToLower(ns.image))
+	}
+	return fmt.Sprintf("the order asks image %s as %s, but the site's image %s %s: waiting until the site's image is the one asked",
+		name, ref(strings.ToLower(o.ImageWanted)), name, is)
+}
+
+// waitImage stores order o waiting for its image to be the digest it
+// asks for, with the reason.
+func waitImage(tx *store.Tx, o *store.Order, reason string, wr store.Write) error {
+	o.State, o.Workflow, o.Jobs = store.OrderWaiting, "", nil
+	o.Reason, o.WaitingFor = reason, []string{o.ImageWanted}
+	if err := tx.UnsafePut(o, wr); err != nil {
+		return err
+	}
+	return event(tx, wr, store.Event{MachineID: o.MachineID, Kind: "order.waiting",
+		Message: fmt.Sprintf("order %s waits: %s", o.ID, o.Reason),
+		Fields:  map[string]string{"order": o.ID, "action": o.Action, "sha256": o.ImageWanted}})
+}
+
 // waitingReason says what an order waits for: the first artifact
 // missing, and where its pull stands (the leader's latest report).
 func waitingReason(tx *store.Tx, missing []need) string {
@@ -194,6 +227,13 @@ func reviewOrder(tx *store.Tx, o *store.Order, wr store.Write) error {
 	}
 	if err != nil {
 		return failWaiting(tx, o, err, wr)
+	}
+	if reason := otherImage(o, ns); reason != "" {
+		if reason == o.Reason {
+			return nil
+		}
+		o.Reason, o.WaitingFor = reason, []string{o.ImageWanted}
+		return tx.UnsafePut(o, wr)
 	}
 	if missing := ns.missing(tx); len(missing) > 0 {
 		reason, waitingFor := waitingReason(tx, missing), digests(missing)

@@ -268,8 +268,10 @@ func (p *Proposer) PlaceOrder(ctx context.Context, o *store.Order) (*store.Order
 	return put(ctx, p, PlaceOrder, o, 0)
 }
 
-// prepareOrder readies an order from an operator or from central.
+// prepareOrder readies an order from an operator or from central: the
+// image_sha256 it comes with is the digest it asks for (ImageWanted).
 func (p *Proposer) prepareOrder(o *store.Order) {
+	o.ImageWanted = o.ImageSHA256
 	o.State, o.Reason, o.Workflow, o.Jobs, o.ImageSHA256, o.WaitingFor = "", "", "", nil, "", nil
 	o.Nonce = p.cfg.Nonce()
 	if o.Action == store.OrderProvision || o.Action == store.OrderDeprovision {

@@ -2,6 +2,7 @@ package store
 
 import (
 	"cmp"
+	"encoding/hex"
 	"fmt"
 	"slices"
 	"strings"
@@ -66,6 +67,11 @@ type Order struct {
 	// first image.write), as resolved when the order was placed: a name
 	// may later point elsewhere.
 	ImageSHA256 string `json:"image_sha256,omitempty"`
+	// ImageWanted is the digest the order asks its image to be (central
+	// resolved the image's name to it: syncproto.Order.ImageSHA256): an
+	// order whose image at the site is another waits until it is that
+	// one. Empty: the image as named, whatever its digest.
+	ImageWanted string `json:"image_wanted,omitempty"`
 	// WaitingFor lists the artifacts (digests) a waiting order waits
 	// for: those no node of the site holds yet.
 	WaitingFor []string `json:"waiting_for,omitempty"`
@@ -93,6 +99,9 @@ func (o *Order) Validate() error {
 	}
 	if o.Action == OrderProvision && o.Image == "" && o.Values["image"] == "" {
 		return errs.Invalid("image", "a provision order names the image to install")
+	}
+	if b, err := hex.DecodeString(o.ImageWanted); o.ImageWanted != "" && (err != nil || len(b) != 32) {
+		return errs.Invalid("image_sha256", "must be 64 hexadecimal digits")
 	}
 	if o.State != "" {
 		return validOneOf("state", o.State, OrderWaiting, OrderRunning, OrderSucceeded, OrderFailed)
