@@ -1,0 +1,162 @@
+package orders
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	"github.com/outposthq/outpost/central/internal/store"
+	"github.com/outposthq/outpost/internal/errs"
+	"github.com/outposthq/outpost/syncproto"
+)
+
+// Place places the orders of a request as its preview shows them now:
+// every machine without a problem gets an order, keyed
+// b<unix>-<rand>-<n> (the batch's prefix and its n-th machine), in as
+// few applies as its size allows (one up to 2,000 orders), each a single
+// revision per site. The audit entry of the request (by, the caller's
+// role, from) is recorded in the first apply, with the orders.
+func (s *Service) Place(ctx context.Context, by, from string, req *Request) (*Result, error) {
+	p, err := s.Preview(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	batch := fmt.Sprintf("b%d-%s", s.now().Unix(), s.rand())
+	res := &Result{Batch: batch, Placed: []Placed{}}
+	var todo []store.OrderToPlace
+	var items []PreviewItem
+	for _, it := range p.Items {
+		if it.Problem != "" {
+			res.Refused = append(res.Refused, it)
+			continue
+		}
+		key := fmt.Sprintf("%s-%d", batch, len(todo)+1)
+		obj, err := s.order(req, key, it)
+		if err != nil {
+			return nil, err
+		}
+		todo = append(todo, store.OrderToPlace{Site: it.Site, Key: key, Object: obj})
+		items = append(items, it)
+	}
+	audit := &store.AuditEntry{By: by, Role: callerRole(ctx), From: from, Action: "order.place", Target: batch,
+		Detail: placeDetail(req, len(todo), len(res.Refused)), Status: 200}
+	if len(todo) == 0 {
+		if _, err := s.db.RecordAudit(*audit); err != nil {
+			return nil, err
+		}
+		return res, nil
+	}
+	for start := 0; start < len(todo); start += chunk {
+		end := min(start+chunk, len(todo))
+		done, err := s.db.PlaceOrders(by, todo[start:end], audit)
+		if err != nil {
+			return nil, err
+		}
+		audit = nil
+		for i, o := range done.Orders {
+			it := items[start+i]
+			if o.Refused != "" {
+				it.Problem = o.Refused
+				res.Refused = append(res.Refused, it)
+				continue
+			}
+			res.Placed = append(res.Placed, Placed{TargetRef: it.TargetRef, Order: o.Key, Revision: o.Revision, Offline: it.Offline})
+		}
+	}
+	return res, nil
+}
+
+// order is the syncproto.Order of one machine of a request.
+func (s *Service) order(req *Request, key string, it PreviewItem) (json.RawMessage, error) {
+	o := &syncproto.Order{ID: key, MachineID: it.Machine, Action: req.Action, EFI: req.Params.EFI}
+	switch req.Action {
+	case ActionPower:
+		o.Action = "power_" + req.Params.Power
+	case ActionProvision:
+		p := req.Params
+		o.Image, o.Template = p.Image, p.Template
+		digest, err := ImageDigest(s.db, it.Site, p.Image)
+		if err != nil {
+			return nil, err
+		}
+		o.ImageSHA256 = digest
+		o.Values = orderValues(p)
+	case ActionDeprovision:
+		o.Template = req.Params.Template
+	}
+	if err := o.Validate(); err != nil {
+		return nil, err
+	}
+	return json.Marshal(o)
+}
+
+// orderValues are the workflow values of a provision's params, under
+// the names the site's metadata reads.
+func orderValues(p OrderParams) map[string]string {
+	v := map[string]string{}
+	if p.Hostname != "" {
+		v[syncproto.OrderValueHostname] = p.Hostname
+	}
+	if len(p.SSHKeys) > 0 {
+		v[syncproto.OrderValueSSHKeys] = strings.Join(p.SSHKeys, "\n")
+	}
+	if p.UserData != "" {
+		v[syncproto.OrderValueUserData] = p.UserData
+	}
+	if len(v) == 0 {
+		return nil
+	}
+	return v
+}
+
+// placeDetail is the audit's detail of a placement: what, to how many,
+// never the user data (its size only) nor the keys (their count).
+func placeDetail(req *Request, placed, refused int) string {
+	d := fmt.Sprintf("%s: %d placed, %d refused", describe(req), placed, refused)
+	if req.Query != "" {
+		d += fmt.Sprintf("; query %q", clip(req.Query))
+	}
+	return d
+}
+
+// describe says what a request asks, without its secrets.
+func describe(req *Request) string {
+	p := req.Params
+	switch req.Action {
+	case ActionPower:
+		return "power " + p.Power
+	case ActionDeprovision:
+		return "deprovision"
+	}
+	d := "provision image " + p.Image
+	if p.Template != "" {
+		d += " template " + p.Template
+	}
+	if p.Hostname != "" {
+		d += " hostname " + p.Hostname
+	}
+	if n := len(p.SSHKeys); n > 0 {
+		d += fmt.Sprintf(", %d SSH key%s", n, plural(n))
+	}
+	if p.UserData != "" {
+		d += fmt.Sprintf(", user data of %d bytes", len(p.UserData))
+	}
+	return d
+}
+
+// Audit reads the audit (Auditor).
+func (s *Service) Audit(f AuditFilter) ([]AuditEntry, error) {
+	if f.Limit > 1000 {
+		return nil, errs.Invalid("limit", "is %d, more than the limit of 1000", f.Limit)
+	}
+	got, err := s.db.Audit(store.AuditFilter(f))
+	if err != nil {
+		return nil, err
+	}
+	out := make([]AuditEntry, len(got))
+	for i, e := range got {
+		out[i] = AuditEntry(e)
+	}
+	return out, nil
+}
