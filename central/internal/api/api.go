@@ -16,6 +16,13 @@
 // serve bytes, and /metrics, are served by the node asked, every other by
 // the leader (Local tells the app which).
 //
+// Orders for many machines at once (orders.go: POST /v1/orders/preview
+// shows what a request would do, POST /v1/orders places it, one batch of
+// orders under one key prefix) and one order (PUT of a site's order)
+// resolve an image's name to the digest the site is given under it.
+// Every request that may change something is recorded in the audit,
+// done or refused (audit.go; GET /v1/audit, an operator's read).
+//
 // Every route but /healthz needs a token (Authorization: Bearer) whose
 // role allows it: one route table (routes) names each route's role, a
 // viewer's for reads, an operator's for desired state, an admin's for
@@ -40,7 +47,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/outposthq/outpost/central/internal/fleet"
 	"github.com/outposthq/outpost/central/internal/hub"
+	"github.com/outposthq/outpost/central/internal/orders"
 	"github.com/outposthq/outpost/central/internal/store"
 	"github.com/outposthq/outpost/internal/access"
 	"github.com/outposthq/outpost/internal/errs"
@@ -65,6 +74,10 @@ type Config struct {
 	Artifacts Artifacts
 	// Metrics, if set, is served at GET /metrics to anyone: this node's.
 	Metrics prometheus.Gatherer
+	// Fleet answers the machines orders are placed for (package fleet's
+	// model); nil reads them from the store's desired state
+	// (orders.DesiredFleet).
+	Fleet fleet.Reader
 }
 
 // Server is the API.
@@ -79,6 +92,7 @@ type Server struct {
 	caFingerprint string
 	artifacts     Artifacts
 	metrics       prometheus.Gatherer
+	orders        *orders.Service
 }
 
 // New returns the API server.
@@ -91,8 +105,18 @@ func New(cfg Config) *Server {
 	if s.now == nil {
 		s.now = time.Now
 	}
+	reader := cfg.Fleet
+	if reader == nil {
+		reader = &orders.DesiredFleet{DB: cfg.Store, Connected: func(site string) bool {
+			return s.hub != nil && s.hub.Status(site).Connected
+		}}
+	}
+	s.orders = orders.New(orders.Config{Store: cfg.Store, Fleet: reader, Now: s.now})
 	return s
 }
+
+// Orders is the API's order placer and audit reader, for the portal.
+func (s *Server) Orders() *orders.Service { return s.orders }
 
 // Handler returns the API's routes: /healthz, /metrics and /v1/ca for
 // anyone, a site's pull of its artifacts for the site (SitePullPattern,
@@ -110,7 +134,7 @@ func (s *Server) Handler() http.Handler {
 		root.Handle("GET /metrics", promhttp.HandlerFor(s.metrics, promhttp.HandlerOpts{}))
 	}
 	root.HandleFunc(SitePullPattern, s.sitePull)
-	root.Handle("/", httpapi.Authenticate("outpost central", s.db.LookupToken, s.now, authed))
+	root.Handle("/", httpapi.Authenticate("outpost central", s.db.LookupToken, s.now, s.audited(authed)))
 	return root
 }
 
@@ -166,6 +190,12 @@ func (s *Server) routes() []httpapi.Route {
 		{Pattern: "GET /v1/images", Role: viewer, Handler: s.listCatalogue},
 		{Pattern: "GET /v1/images/{name}", Role: viewer, Handler: s.getCatalogueImage},
 		{Pattern: "DELETE /v1/images/{name}", Role: operator, Handler: s.deleteCatalogueImage},
+
+		// Orders for many machines of many sites at once, previewed
+		// first (orders.go); the audit of every change (audit.go).
+		{Pattern: "POST /v1/orders/preview", Role: operator, Handler: s.previewOrders},
+		{Pattern: "POST /v1/orders", Role: operator, Handler: s.placeOrders},
+		{Pattern: "GET /v1/audit", Role: operator, Handler: s.listAudit},
 
 		{Pattern: "GET /v1/tokens", Role: admin, Handler: s.listTokens},
 		{Pattern: "GET /v1/tokens/{id}", Role: admin, Handler: s.getToken},

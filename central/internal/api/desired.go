@@ -11,43 +11,6 @@ import (
 	"github.com/outposthq/outpost/syncproto"
 )
 
-// putOrder places an order: a new revision of the site's desired state.
-// An order cannot change once placed; placing it again as it is changes
-// nothing.
-func (s *Server) putOrder(w http.ResponseWriter, r *http.Request) {
-	var o syncproto.Order
-	if err := decodeBody(r, &o, true); err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	key := r.PathValue("key")
-	switch {
-	case o.ID == "":
-		o.ID = key
-	case o.ID != key:
-		s.writeError(w, r, errs.Invalid("id", "is %q, but the path names order %q", o.ID, key))
-		return
-	}
-	if err := o.Validate(); err != nil {
-		s.writeError(w, r, objectError(err))
-		return
-	}
-	obj, err := json.Marshal(&o)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	by := caller(r)
-	rev, err := s.db.PutDesiredBy(by, r.PathValue("site"), store.KindOrder, o.ID, obj)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	s.log.Info("order placed", "site", r.PathValue("site"), "order", o.ID, "action", o.Action, "machine", o.MachineID,
-		"revision", rev, "by", by)
-	httpapi.WriteJSON(w, http.StatusOK, map[string]any{"order": &o, "revision": rev})
-}
-
 // putItem puts a machine, image or template into the site's desired
 // state. The object must validate as its syncproto type; it is passed to
 // the site as the operator wrote it (fields central does not know

@@ -34,7 +34,7 @@ var adminRoutes = []string{
 // which the caller creates. A central that is not replicated answers its
 // cluster status 409.
 func (e *env) routes() routetest.API {
-	return routetest.API{Routes: New(Config{}).routes(), Admin: adminRoutes,
+	return routetest.API{Routes: New(Config{}).routes(), Admin: adminRoutes, OperatorReads: []string{"GET /v1/audit"},
 		Send: func(t *testing.T, rt httpapi.Route, token string) (int, string) {
 			method, path := routetest.Request(rt, map[string]string{"site": "s1"})
 			ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)

@@ -25,6 +25,9 @@ type API struct {
 	Routes []httpapi.Route
 	// Admin lists the patterns of the routes only an admin may use.
 	Admin []string
+	// OperatorReads lists the patterns of the reads a viewer may not use
+	// (central's audit: who did what is an operator's to read).
+	OperatorReads []string
 	// Send sends route rt's request (Request) with token and returns the
 	// status and the body of an answer that is not 200.
 	Send func(t *testing.T, rt httpapi.Route, token string) (code int, body string)
@@ -59,15 +62,15 @@ func Request(rt httpapi.Route, values map[string]string) (method, path string) {
 func isRead(rt httpapi.Route) bool { return rt.Method() == http.MethodGet || rt.Method() == "" }
 
 // Viewer checks that a viewer's token gets 403 naming the role needed on
-// every route that writes and on the admin's, and 200 or 404 on every
-// other read.
+// every route that writes, on the admin's and on api.OperatorReads, and
+// 200 or 404 on every other read.
 func Viewer(t *testing.T, api API, token string) {
 	t.Helper()
 	for _, rt := range api.Routes {
 		t.Run(rt.Pattern, func(t *testing.T) {
 			code, body := api.Send(t, rt, token)
 			switch {
-			case !isRead(rt) || slices.Contains(api.Admin, rt.Pattern):
+			case !isRead(rt) || slices.Contains(api.Admin, rt.Pattern) || slices.Contains(api.OperatorReads, rt.Pattern):
 				checkForbidden(t, code, body, rt.Role)
 			case code == http.StatusOK || code == http.StatusNotFound:
 			case api.ReadAlso != nil && api.ReadAlso(rt, code):
