@@ -13,12 +13,17 @@ import (
 // Site is a simulated site: one websocket to central speaking syncproto
 // as an appliance's sync client would, minus the appliance. It says
 // hello, heartbeats, acknowledges every revision once its last part is
-// in, and hands each change it receives to its caller; it sends no
-// events.
+// in, and hands each change it receives to its caller. It sends the
+// events it records (Record; site_events.go), numbered densely from
+// central's stored sequence on, one batch in flight at a time, and
+// forgets each once central acknowledges it; with AnswerOrders, it
+// answers each order it receives with the events a real site's order
+// makes.
 type Site struct {
 	ID      string // the site's id at central
 	conn    *websocket.Conn
 	welcome *syncproto.Welcome
+	ev      eventLog
 }
 
 // DialSite dials central's sync websocket at url (ws://host/v1/sync) as
@@ -51,7 +56,9 @@ func DialSite(ctx context.Context, url, id, cred string) (*Site, error) {
 		conn.CloseNow()
 		return nil, fmt.Errorf("%s: %w", id, err)
 	}
-	return &Site{ID: id, conn: conn, welcome: w}, nil
+	st := &Site{ID: id, conn: conn, welcome: w}
+	st.ev.init(w.StoredSeq)
+	return st, nil
 }
 
 // Run heartbeats at the interval central's welcome set, calls changed
@@ -59,6 +66,7 @@ func DialSite(ctx context.Context, url, id, cred string) (*Site, error) {
 // revision after its last part; it returns when ctx ends or the
 // connection fails, or with central's error message.
 func (s *Site) Run(ctx context.Context, changed func(syncproto.Change)) error {
+	go s.sendEvents(ctx)
 	go func() {
 		tick := time.NewTicker(s.welcome.HeartbeatInterval())
 		defer tick.Stop()
@@ -82,12 +90,17 @@ func (s *Site) Run(ctx context.Context, changed func(syncproto.Change)) error {
 		case *syncproto.Desired:
 			for _, c := range m.Changes {
 				changed(c)
+				if c.Kind == syncproto.KindOrder && !c.Deleted && s.ev.answer.Load() {
+					s.answerOrder(c)
+				}
 			}
 			if !m.More {
 				if err := writeMsg(ctx, s.conn, &syncproto.DesiredAck{Revision: m.Revision}); err != nil {
 					return err
 				}
 			}
+		case *syncproto.EventsAck:
+			s.ev.acked(m.Seq)
 		case *syncproto.Error:
 			return fmt.Errorf("central sent error %s: %s", m.Code, m.Message)
 		}
