@@ -32,6 +32,7 @@ var benches = []bench{
 	{"console", benchConsole},
 	{"artifacts.serve", benchArtifactsServe},
 	{"artifacts.fanout", benchArtifactsFanout},
+	{"portal.bulk", benchPortalBulk},
 }
 
 func benchNames() []string {
