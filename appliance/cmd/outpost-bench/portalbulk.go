@@ -127,18 +127,8 @@ type siteList struct {
 
 // waitSitesConnected waits until central lists n sites connected.
 func waitSitesConnected(ctx context.Context, cen *centralProc, n int) error {
-	return pollEvery(ctx, 100*time.Millisecond, time.Minute, func() error {
-		var list siteList
-		if err := cen.do(ctx, "GET", "/v1/sites", nil, &list); err != nil {
-			return err
-		}
-		c := 0
-		for _, s := range list.Sites {
-			if s.Sync.Connected {
-				c++
-			}
-		}
-		if c != n {
+	return pollSites(ctx, cen, time.Minute, func(list *siteList) error {
+		if c := list.count(func(connected bool, _ uint64) bool { return connected }); c != n {
 			return fmt.Errorf("central lists %d of %d sites connected", c, n)
 		}
 		return nil
@@ -148,20 +138,32 @@ func waitSitesConnected(ctx context.Context, cen *centralProc, n int) error {
 // waitResults waits until central has stored want events of every site:
 // the last of each is its last order's result.
 func waitResults(ctx context.Context, cen *centralProc, want uint64) error {
-	return pollEvery(ctx, 20*time.Millisecond, 2*time.Minute, func() error {
-		var list siteList
-		if err := cen.do(ctx, "GET", "/v1/sites", nil, &list); err != nil {
-			return err
-		}
-		behind := 0
-		for _, s := range list.Sites {
-			if s.Sync.StoredSeq < want {
-				behind++
-			}
-		}
-		if behind > 0 {
+	return pollSites(ctx, cen, 2*time.Minute, func(list *siteList) error {
+		if behind := list.count(func(_ bool, stored uint64) bool { return stored < want }); behind > 0 {
 			return fmt.Errorf("%d of %d sites' results are not all stored at central", behind, len(list.Sites))
 		}
 		return nil
 	})
+}
+
+// pollSites reads GET /v1/sites until check accepts it, or timeout.
+func pollSites(ctx context.Context, cen *centralProc, timeout time.Duration, check func(*siteList) error) error {
+	return pollEvery(ctx, 20*time.Millisecond, timeout, func() error {
+		var list siteList
+		if err := cen.do(ctx, "GET", "/v1/sites", nil, &list); err != nil {
+			return err
+		}
+		return check(&list)
+	})
+}
+
+// count counts the sites for which is holds.
+func (l *siteList) count(is func(connected bool, stored uint64) bool) int {
+	n := 0
+	for _, s := range l.Sites {
+		if is(s.Sync.Connected, s.Sync.StoredSeq) {
+			n++
+		}
+	}
+	return n
 }

@@ -198,7 +198,7 @@ func TestAuditEveryChange(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Errorf("entries:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
-	if d := out.Entries[1].Detail; !strings.Contains(d, "user data of 34 bytes") || !strings.Contains(d, "1 placed") {
+	if d := out.Entries[1].Detail; !strings.Contains(d, "user data (34 bytes)") || !strings.Contains(d, "1 placed") {
 		t.Errorf("the placement's detail %q", d)
 	}
 

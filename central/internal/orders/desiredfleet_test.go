@@ -3,7 +3,6 @@ package orders
 import (
 	"encoding/json"
 	"fmt"
-	"path/filepath"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -15,11 +14,7 @@ import (
 // machines by site then id, in pages, matching its terms, and shows a
 // site's link as connected says.
 func TestDesiredFleet(t *testing.T) {
-	db, err := store.Open(filepath.Join(t.TempDir(), "central.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
+	db := openStore(t)
 	for _, site := range []string{"s1", "s2"} {
 		if _, err := db.CreateSite(site, "", store.HashSecret("x")); err != nil {
 			t.Fatal(err)

@@ -110,37 +110,13 @@ func orderValues(p OrderParams) map[string]string {
 	return v
 }
 
-// placeDetail is the audit's detail of a placement: what, to how many,
-// never the user data (its size only) nor the keys (their count).
+// placeDetail is the audit's detail of a placement: what (as a preview
+// says it, without a digest: never the user data, its size only; never
+// the keys, their count) and to how many.
 func placeDetail(req *Request, placed, refused int) string {
-	d := fmt.Sprintf("%s: %d placed, %d refused", describe(req), placed, refused)
+	d := fmt.Sprintf("%s: %d placed, %d refused", will(req, ""), placed, refused)
 	if req.Query != "" {
 		d += fmt.Sprintf("; query %q", clip(req.Query))
-	}
-	return d
-}
-
-// describe says what a request asks, without its secrets.
-func describe(req *Request) string {
-	p := req.Params
-	switch req.Action {
-	case ActionPower:
-		return "power " + p.Power
-	case ActionDeprovision:
-		return "deprovision"
-	}
-	d := "provision image " + p.Image
-	if p.Template != "" {
-		d += " template " + p.Template
-	}
-	if p.Hostname != "" {
-		d += " hostname " + p.Hostname
-	}
-	if n := len(p.SSHKeys); n > 0 {
-		d += fmt.Sprintf(", %d SSH key%s", n, plural(n))
-	}
-	if p.UserData != "" {
-		d += fmt.Sprintf(", user data of %d bytes", len(p.UserData))
 	}
 	return d
 }

@@ -78,11 +78,7 @@ var (
 // s2/m3, s3/m4.
 func testService(t *testing.T) (*Service, *store.DB) {
 	t.Helper()
-	db, err := store.Open(filepath.Join(t.TempDir(), "central.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
+	db := openStore(t)
 	for _, s := range []string{"s1", "s2"} {
 		if _, err := db.CreateSite(s, "", store.HashSecret("x")); err != nil {
 			t.Fatal(err)
@@ -110,6 +106,17 @@ func testService(t *testing.T) (*Service, *store.DB) {
 	n := 0
 	draw := func() string { n++; return fmt.Sprintf("c0ffee%02d", n) }
 	return New(Config{Store: db, Fleet: f, Now: func() time.Time { return t0 }, Rand: draw}), db
+}
+
+// openStore opens a store in a temporary directory.
+func openStore(t *testing.T) *store.DB {
+	t.Helper()
+	db, err := store.Open(filepath.Join(t.TempDir(), "central.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
 }
 
 func TestPreview(t *testing.T) {
@@ -224,7 +231,7 @@ func TestPlace(t *testing.T) {
 	}
 	e := entries[0]
 	if e.By != "alice" || e.From != "192.0.2.7" || e.Action != "order.place" || e.Target != res.Batch || e.Status != 200 ||
-		e.Detail != "provision image debian-12, 2 SSH keys, user data of 34 bytes: 2 placed, 1 refused" {
+		e.Detail != "install debian-12, 2 SSH keys, user data (34 bytes): 2 placed, 1 refused" {
 		t.Errorf("audit entry %+v", e)
 	}
 	if j, _ := json.Marshal(entries); strings.Contains(string(j), "SECRET-UD") || strings.Contains(string(j), "AAAA") {
