@@ -47,8 +47,8 @@ func (s *Service) Place(ctx context.Context, by, from string, req *Request) (*Re
 		}
 		return res, nil
 	}
-	for start := 0; start < len(todo); start += chunk {
-		end := min(start+chunk, len(todo))
+	for start, end := 0, 0; start < len(todo); start = end {
+		end = chunkEnd(todo, start)
 		done, err := s.db.PlaceOrders(by, todo[start:end], audit)
 		if err != nil {
 			return nil, err
@@ -65,6 +65,20 @@ func (s *Service) Place(ctx context.Context, by, from string, req *Request) (*Re
 		}
 	}
 	return res, nil
+}
+
+// chunkEnd is where the apply of the orders from start ends: at most
+// chunk orders of at most chunkBytes, and at least one.
+func chunkEnd(todo []store.OrderToPlace, start int) int {
+	end, size := start, 0
+	for end < len(todo) && end-start < chunk {
+		size += len(todo[end].Object)
+		if size > chunkBytes && end > start {
+			break
+		}
+		end++
+	}
+	return end
 }
 
 // order is the syncproto.Order of one machine of a request.

@@ -49,8 +49,11 @@ const (
 	MaxMachines = 10_000
 	// pageSize is the page a query's machines are read in.
 	pageSize = 1000
-	// chunk is how many orders go in one apply (store.PlaceOrders).
-	chunk = 2000
+	// chunk is how many orders go in one apply (store.PlaceOrders), and
+	// chunkBytes how many bytes of them at most: a Raft entry stays a
+	// few MiB even when each order carries user data.
+	chunk      = 2000
+	chunkBytes = 4 << 20
 )
 
 // New returns a Service.
@@ -93,6 +96,8 @@ func (req *Request) check() error {
 		return errs.Invalid("params", "image, hostname, ssh_keys and user_data are for a provision")
 	}
 	switch {
+	case req.Query == "" && len(req.Targets) == 0:
+		return errs.Invalid("query", "is required: a request names its machines by a query (site:* for every one) or by targets")
 	case req.Query != "" && len(req.Targets) > 0:
 		return errs.Invalid("targets", "a request names its machines by query or by targets, not both")
 	case len(req.Targets) > MaxMachines:

@@ -19,7 +19,7 @@ import (
 var t0 = time.Date(2026, 12, 7, 6, 0, 0, 0, time.UTC)
 
 // fakeFleet is a fleet.Reader over a fixed list of machines: a query is
-// a site id (or "" for all), answered in pages of two whatever the
+// a site id (or site:* for all), answered in pages of two whatever the
 // limit, so that paging is exercised.
 type fakeFleet struct {
 	machines []*fleet.Machine
@@ -33,7 +33,7 @@ func (f *fakeFleet) Machines(q string, limit int, after string) (*fleet.Page, er
 	}
 	var match []*fleet.Machine
 	for _, m := range f.machines {
-		if q == "" || m.Site == q {
+		if q == "site:*" || m.Site == q {
 			match = append(match, m)
 		}
 	}
@@ -128,7 +128,7 @@ func TestPreview(t *testing.T) {
 		err  string // the field of the error
 	}{
 		"power cycle by query, across pages": {
-			req: Request{Action: ActionPower, Params: OrderParams{Power: "cycle"}},
+			req: Request{Action: ActionPower, Query: "site:*", Params: OrderParams{Power: "cycle"}},
 			want: &Preview{Action: ActionPower, Refused: 2, Items: []PreviewItem{
 				{TargetRef: TargetRef{"s1", "m1"}, Hostname: "web-1", State: "ready", Will: "power cycle"},
 				{TargetRef: TargetRef{"s1", "m2"}, State: "provisioning", Will: "power cycle", Problem: "order o9 is still running for this machine: wait for it to end"},
@@ -268,5 +268,35 @@ func TestPlaceChunks(t *testing.T) {
 	items, _ := db.ListDesired("s1", store.KindOrder)
 	if entries, _ := svc.Audit(AuditFilter{}); len(items) != chunk+3 || len(entries) != 1 {
 		t.Errorf("%d orders, %d audit entries", len(items), len(entries))
+	}
+}
+
+// TestChunkEnd: an apply holds at most chunk orders of at most
+// chunkBytes, and at least one order however large.
+func TestChunkEnd(t *testing.T) {
+	of := func(sizes ...int) []store.OrderToPlace {
+		out := make([]store.OrderToPlace, len(sizes))
+		for i, n := range sizes {
+			out[i].Object = make(json.RawMessage, n)
+		}
+		return out
+	}
+	big := chunkBytes/2 + 1
+	tests := map[string]struct {
+		todo       []store.OrderToPlace
+		start, end int
+	}{
+		"small ones":      {of(10, 10, 10), 0, 3},
+		"bytes bound":     {of(big, big, big), 0, 1},
+		"from the middle": {of(big, big, 10), 1, 3},
+		"one too large":   {of(chunkBytes+1, 10), 0, 1},
+		"count bound":     {make([]store.OrderToPlace, chunk+5), 0, chunk},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			if got := chunkEnd(tc.todo, tc.start); got != tc.end {
+				t.Errorf("chunkEnd from %d = %d, want %d", tc.start, got, tc.end)
+			}
+		})
 	}
 }
