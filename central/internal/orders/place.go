@@ -15,8 +15,9 @@ import (
 // every machine without a problem gets an order, keyed
 // b<unix>-<rand>-<n> (the batch's prefix and its n-th machine), in as
 // few applies as its size allows (one up to 2,000 orders), each a single
-// revision per site. The audit entry of the request (by, the caller's
-// role, from) is recorded in the first apply, with the orders.
+// revision per site. The audit entry of the request (by, the role of
+// the caller in ctx as httpapi.WithCaller put it there, from) is
+// recorded in the first apply, with the orders.
 func (s *Service) Place(ctx context.Context, by, from string, req *Request) (*Result, error) {
 	p, err := s.Preview(ctx, req)
 	if err != nil {
@@ -133,6 +134,17 @@ func placeDetail(req *Request, placed, refused int) string {
 		d += fmt.Sprintf("; query %q", clip(req.Query))
 	}
 	return d
+}
+
+// Record records an audit entry of a change made elsewhere than
+// through the API's routes (the portal's), its Time set to now if zero.
+// Its Detail must hold no secret.
+func (s *Service) Record(e AuditEntry) error {
+	if e.Time.IsZero() {
+		e.Time = s.now().UTC()
+	}
+	_, err := s.db.RecordAudit(store.AuditEntry(e))
+	return err
 }
 
 // Audit reads the audit (Auditor).

@@ -234,6 +234,12 @@ func TestPlace(t *testing.T) {
 		e.Detail != "install debian-12, 2 SSH keys, user data (34 bytes): 2 placed, 1 refused" {
 		t.Errorf("audit entry %+v", e)
 	}
+	if err := svc.Record(AuditEntry{By: "alice", Role: "operator", Action: "portal.signin", Status: 303}); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := svc.Audit(AuditFilter{Action: "portal.*"}); len(got) != 1 || got[0].Seq != 2 || got[0].Time.IsZero() {
+		t.Errorf("the portal's entry: %+v", got)
+	}
 	if j, _ := json.Marshal(entries); strings.Contains(string(j), "SECRET-UD") || strings.Contains(string(j), "AAAA") {
 		t.Errorf("the audit shows the user data or a key: %s", j)
 	}
