@@ -140,6 +140,9 @@ func (s *Service) Preview(ctx context.Context, req *Request) (*Preview, error) {
 			p.Refused++
 		}
 		p.Items = append(p.Items, it)
+		if at := r.digests[it.Site]; p.ImageSHA256 == "" && it.Problem == "" {
+			p.ImageSHA256 = at.digest // no catalogue image: the first site's own
+		}
 	}
 	return p, nil
 }

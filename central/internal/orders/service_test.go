@@ -139,7 +139,7 @@ func TestPreview(t *testing.T) {
 		"provision by targets, each site's digest": {
 			req: Request{Action: ActionProvision, Targets: []TargetRef{{"s1", "m1"}, {"s2", "m3"}, {"s1", "m7"}},
 				Params: OrderParams{Image: "debian-12", SSHKeys: ssh, UserData: "#cloud-config\n"}},
-			want: &Preview{Action: ActionProvision, Refused: 1, Items: []PreviewItem{
+			want: &Preview{Action: ActionProvision, Refused: 1, ImageSHA256: digA, Items: []PreviewItem{
 				{TargetRef: TargetRef{"s1", "m1"}, Hostname: "web-1", State: "ready", Will: "install debian-12 (sha256:a1a1a1a1a1a1…), 1 SSH key, user data (14 bytes)"},
 				{TargetRef: TargetRef{"s2", "m3"}, State: "ready", Offline: true,
 					Will: "install debian-12 (sha256:b2b2b2b2b2b2…), 1 SSH key, user data (14 bytes); site s2 is offline: the order will be delivered when the site returns"},
