@@ -1,5 +1,7 @@
-// Outpost console: live updates (Server-Sent Events) and the machines
-// table's columns. The pages work without it; it only keeps them current.
+// Outpost's consoles (the appliance's and central's portal): live updates
+// (Server-Sent Events) and the machines table's columns. The pages work
+// without it; it only keeps them current. The body says which stream to
+// follow (data-stream, data-stream-event) and from where (data-last).
 (function () {
   "use strict";
 
@@ -43,7 +45,9 @@
     var banner = document.getElementById("disconnected");
     // The stream starts at the newest event: the page shows what came
     // before; the browser resumes from the last id it saw (Last-Event-ID).
-    var src = new EventSource("/v1/events/stream?since=" + (document.body.getAttribute("data-last") || "0"));
+    var body = document.body;
+    var src = new EventSource((body.getAttribute("data-stream") || "/v1/events/stream") + "?since=" +
+      (body.getAttribute("data-last") || "0"));
     var wasDown = false;
     src.addEventListener("open", function () {
       if (banner) banner.hidden = true;
@@ -56,13 +60,14 @@
       document.body.setAttribute("data-disconnected", "");
       wasDown = true;
     });
-    src.addEventListener("event", function (e) {
+    src.addEventListener(body.getAttribute("data-stream-event") || "event", function (e) {
       document.body.setAttribute("data-last", e.lastEventId);
       refresh();
     });
   }
 
-  // Columns: which the machines table shows is kept in localStorage.
+  // Columns: which the machines table shows is kept in localStorage
+  // (a table whose columns the server chooses has no data-col cells).
   var colKey = "outpost.machines.hidden";
   function hiddenCols() {
     try { return JSON.parse(localStorage.getItem(colKey) || "[]"); } catch (e) { return []; }
