@@ -30,22 +30,26 @@ var Funcs = template.FuncMap{
 // templates/page_machines.html), each with the layout.
 type Pages map[string]*template.Template
 
-// ParsePages parses each templates/page_*.html of files with
-// templates/layout.html, with Funcs and extra.
-func ParsePages(files fs.FS, extra template.FuncMap) (Pages, error) {
+// ParsePages parses each templates/page_*.html of pages with
+// templates/layout.html and the shared templates (signin-form, which
+// calls the page's signin-hint), with Funcs and extra.
+func ParsePages(pages fs.FS, extra template.FuncMap) (Pages, error) {
 	fm := maps.Clone(Funcs)
 	maps.Copy(fm, extra)
-	layout, err := template.New("layout").Funcs(fm).ParseFS(files, "templates/layout.html")
+	layout, err := template.New("layout").Funcs(fm).ParseFS(files, "templates/*.html")
 	if err != nil {
 		return nil, err
 	}
-	names, err := fs.Glob(files, "templates/page_*.html")
+	if layout, err = layout.ParseFS(pages, "templates/layout.html"); err != nil {
+		return nil, err
+	}
+	names, err := fs.Glob(pages, "templates/page_*.html")
 	if err != nil {
 		return nil, err
 	}
 	pg := Pages{}
 	for _, n := range names {
-		t, err := template.Must(layout.Clone()).ParseFS(files, n)
+		t, err := template.Must(layout.Clone()).ParseFS(pages, n)
 		if err != nil {
 			return nil, err
 		}

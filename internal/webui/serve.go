@@ -12,7 +12,7 @@ import (
 	"github.com/outposthq/outpost/internal/access"
 )
 
-//go:embed assets
+//go:embed assets templates
 var files embed.FS
 
 // Fail answers a request with an error page saying msg.

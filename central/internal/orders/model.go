@@ -85,6 +85,9 @@ type PreviewItem struct {
 
 // Result is what was placed.
 type Result struct {
+	// Batch is the key prefix the request's orders share ("order:<batch>-*"
+	// finds them).
+	Batch   string        `json:"batch"`
 	Placed  []Placed      `json:"placed"`
 	Refused []PreviewItem `json:"refused,omitempty"`
 }
