@@ -41,15 +41,16 @@ type Config struct {
 	// Assets are the server's own assets, served under /assets/ before
 	// the shared ones (outpost.css, outpost.js, vendor/htmx.min.js).
 	Assets fs.FS
-	// API is the JSON API, served under /v1/, and its probes (Probes:
-	// "GET /healthz") at their paths. A request with a session cookie
+	// API is the JSON API, served under /v1/ and at the patterns of
+	// APIPaths ("GET /healthz": its probes, and what else it answers
+	// for itself). A request with a session cookie
 	// and no Authorization header reaches an API route Bridged allows
 	// with the session's token; such a request that is not a GET must
 	// pass CheckChange, and a websocket's Origin must be the server's.
-	API     http.Handler
-	Probes  []string
-	Bridged func(r *http.Request) bool
-	Log     *slog.Logger
+	API      http.Handler
+	APIPaths []string
+	Bridged  func(r *http.Request) bool
+	Log      *slog.Logger
 }
 
 // Handler serves a console: the sign-in page at /, the assets, the API
@@ -64,7 +65,7 @@ func Handler(cfg Config) http.Handler {
 	root.Handle("GET /assets/", http.StripPrefix("/assets/", assets(cfg.Assets)))
 	if cfg.API != nil {
 		root.Handle("/v1/", cfg.bridge(cfg.API))
-		for _, p := range cfg.Probes {
+		for _, p := range cfg.APIPaths {
 			root.Handle(p, cfg.API)
 		}
 	}

@@ -106,7 +106,7 @@ func (s *Server) Handler() http.Handler {
 		authed.ServeHTTP(w, r.WithContext(ctx))
 	})
 	return webui.Handler(webui.Config{Auth: s.auth, Home: "/site", SignInPage: s.signInPage, Fail: s.fail,
-		Pages: pages, Assets: own, API: s.cfg.API, Probes: []string{"GET /healthz", "GET /metrics"},
+		Pages: pages, Assets: own, API: s.cfg.API, APIPaths: []string{"GET /healthz", "GET /metrics"},
 		Bridged: bridged, Log: s.log})
 }
 

@@ -3,6 +3,7 @@ package portal
 import (
 	"encoding/csv"
 	"encoding/json"
+	"html/template"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -22,9 +23,9 @@ const (
 type auditData struct {
 	By, Action, Target, Since, Until string
 	Entries                          []orders.AuditEntry
-	// Query is the filter as a URL query, for the downloads.
-	Query string
-	Error string
+	// JSONL and CSV download what the page shows, with its filter.
+	JSONL, CSV template.URL
+	Error      string
 }
 
 // auditFilter reads the audit page's filter: by, action, target, since
@@ -62,7 +63,10 @@ func (s *Server) audit(w http.ResponseWriter, r *http.Request) {
 			keep.Set(k, v)
 		}
 	}
-	d.Query = keep.Encode()
+	keep.Set("format", "jsonl")
+	d.JSONL = template.URL("/audit/download?" + keep.Encode())
+	keep.Set("format", "csv")
+	d.CSV = template.URL("/audit/download?" + keep.Encode())
 	f, err := auditFilter(q)
 	if err != nil {
 		d.Error = err.Error()

@@ -92,9 +92,14 @@ func (s *Server) Handler() http.Handler {
 	httpapi.Register(authed, s.routes())
 	own, _ := fs.Sub(files, "assets")
 	return webui.Handler(webui.Config{Auth: s.auth, Home: "/fleet", SignInPage: s.signInPage, Fail: s.fail,
-		Pages: authed, Assets: own, API: s.cfg.API, Probes: []string{"GET /healthz", "GET /metrics"},
+		Pages: authed, Assets: own, API: s.cfg.API, APIPaths: apiPaths,
 		Bridged: bridged, Log: s.log})
 }
+
+// apiPaths are what the API answers besides /v1/: its probes, and
+// /internal/, which it refuses on this port (the members' peer routes
+// are on the Raft port).
+var apiPaths = []string{"GET /healthz", "GET /metrics", "/internal/"}
 
 // routes lists every page and action of the portal with the least role
 // that may use it, as the API's route table does: the role is checked
