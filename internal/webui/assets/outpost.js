@@ -40,13 +40,20 @@
     }, 1000);
   }
 
+  var src = null;
+
+  // live opens the page's stream. A page the browser leaves (or keeps in
+  // its back-forward cache) closes it: browsers allow a host six
+  // connections, and streams left open would take them all. A page
+  // shown again from that cache reopens it where it stopped, and
+  // reloads its live regions.
   function live() {
-    if (!document.body.hasAttribute("data-live") || !window.EventSource) return;
+    if (!document.body.hasAttribute("data-live") || !window.EventSource || src) return;
     var banner = document.getElementById("disconnected");
     // The stream starts at the newest event: the page shows what came
     // before; the browser resumes from the last id it saw (Last-Event-ID).
     var body = document.body;
-    var src = new EventSource((body.getAttribute("data-stream") || "/v1/events/stream") + "?since=" +
+    src = new EventSource((body.getAttribute("data-stream") || "/v1/events/stream") + "?since=" +
       (body.getAttribute("data-last") || "0"));
     var wasDown = false;
     src.addEventListener("open", function () {
@@ -65,6 +72,17 @@
       refresh();
     });
   }
+
+  window.addEventListener("pagehide", function () {
+    if (src) src.close();
+    src = null;
+  });
+  window.addEventListener("pageshow", function (e) {
+    if (e.persisted) {
+      live();
+      refresh();
+    }
+  });
 
   // Columns: which the machines table shows is kept in localStorage
   // (a table whose columns the server chooses has no data-col cells).
