@@ -131,9 +131,7 @@ func (s *Server) routes() []httpapi.Route {
 		{Pattern: "GET /events/download", Role: viewer, Handler: s.downloadEvents},
 		{Pattern: "GET /discovered", Role: viewer, Handler: s.discovered},
 		{Pattern: "POST /discovered/{id}/enroll", Role: operator, Handler: s.enroll},
-		{Pattern: "/", Role: viewer, Handler: func(w http.ResponseWriter, r *http.Request) {
-			s.fail(w, r, http.StatusNotFound, "there is no page at "+r.URL.Path)
-		}},
+		webui.NotFound(s.fail),
 	}
 }
 

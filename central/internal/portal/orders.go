@@ -56,6 +56,21 @@ func requestOf(r *http.Request) (*orders.Request, error) {
 	return req, nil
 }
 
+// orderForm reads the request's order form; when central places no
+// orders or the form is wrong it answers the request itself, and false.
+func (s *Server) orderForm(w http.ResponseWriter, r *http.Request) (*orders.Request, bool) {
+	if s.cfg.Orders == nil {
+		s.fail(w, r, http.StatusServiceUnavailable, "this central places no orders")
+		return nil, false
+	}
+	req, err := requestOf(r)
+	if err != nil {
+		s.failErr(w, r, err)
+		return nil, false
+	}
+	return req, true
+}
+
 // actionOf is the form's action for req: requestOf's inverse.
 func actionOf(req *orders.Request) string {
 	if req.Action == orders.ActionPower {
@@ -80,13 +95,8 @@ type previewData struct {
 // preview will place (those without a problem), so exactly those are
 // ordered, whatever the search would match by then.
 func (s *Server) preview(w http.ResponseWriter, r *http.Request) {
-	if s.cfg.Orders == nil {
-		s.fail(w, r, http.StatusServiceUnavailable, "this central places no orders")
-		return
-	}
-	req, err := requestOf(r)
-	if err != nil {
-		s.failErr(w, r, err)
+	req, ok := s.orderForm(w, r)
+	if !ok {
 		return
 	}
 	p, err := s.cfg.Orders.Preview(r.Context(), req)
@@ -124,13 +134,8 @@ func plural(n int, one, many string) string {
 
 // place places a confirmed preview's orders and goes to their progress.
 func (s *Server) place(w http.ResponseWriter, r *http.Request) {
-	if s.cfg.Orders == nil {
-		s.fail(w, r, http.StatusServiceUnavailable, "this central places no orders")
-		return
-	}
-	req, err := requestOf(r)
-	if err != nil {
-		s.failErr(w, r, err)
+	req, ok := s.orderForm(w, r)
+	if !ok {
 		return
 	}
 	if len(req.Targets) == 0 {

@@ -1,15 +1,12 @@
 package portal
 
 import (
-	"bytes"
 	"errors"
 	"html/template"
 	"net/http"
 	"net/url"
 	"strings"
-	"time"
 
-	"github.com/outposthq/outpost/internal/access"
 	"github.com/outposthq/outpost/internal/errs"
 	"github.com/outposthq/outpost/internal/httpapi"
 	"github.com/outposthq/outpost/internal/webui"
@@ -30,47 +27,22 @@ func shortDigest(d string) string {
 	return d
 }
 
-// view is what every page gets: who is signed in, what they may do, and
-// the page's own data.
+// view is what every page gets: the session's view, and whether orders
+// may be placed.
 type view struct {
-	Title string
-	Nav   string
-	// Signed is false on the sign-in page.
-	Signed     bool
-	Caller     httpapi.Caller
-	CSRF       string
-	CanOperate bool
+	webui.View
 	// CanOrder is CanOperate with a placer to place orders through.
 	CanOrder bool
-	Now      time.Time
-	// URL is the page's own, which its live regions reload from.
-	URL string
-	// Version is the fleet's version when the request came: the page's
-	// stream starts after it.
-	Version uint64
 	// Live says the page has live regions.
 	Live bool
-	Data any
 }
 
 // render writes page name with data, as the request's session sees it.
 func (s *Server) render(w http.ResponseWriter, r *http.Request, status int, name, title string, data any) {
-	si := webui.SessionOf(r.Context())
-	v := view{Title: title, Nav: name, Signed: si.Token != "", Caller: si.Caller, CSRF: si.CSRF,
-		CanOperate: si.Caller.Role.Allows(access.Operator), Now: s.now().UTC(), URL: r.URL.RequestURI(),
-		Version: si.Version, Data: data}
+	v := view{View: webui.NewView(r, s.now(), name, title, data)}
 	v.CanOrder = v.CanOperate && s.cfg.Orders != nil
 	v.Live = v.Signed && name != "error" && name != "preview"
-	var b bytes.Buffer
-	if err := s.pages[name].ExecuteTemplate(&b, "layout", v); err != nil {
-		s.log.Error("render page", "page", name, "err", err)
-		http.Error(w, "internal error; see central's log", http.StatusInternalServerError)
-		return
-	}
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(status)
-	w.Write(b.Bytes())
+	s.pages.Write(w, s.log, status, name, v)
 }
 
 // fail answers with an error page saying what was wrong.

@@ -121,9 +121,7 @@ func (s *Server) routes() []httpapi.Route {
 		// The audit is an operator's, as the API's GET /v1/audit is.
 		{Pattern: "GET /audit", Role: operator, Handler: s.audit},
 		{Pattern: "GET /audit/download", Role: operator, Handler: s.downloadAudit},
-		{Pattern: "/", Role: viewer, Handler: func(w http.ResponseWriter, r *http.Request) {
-			s.fail(w, r, http.StatusNotFound, "there is no page at "+r.URL.Path)
-		}},
+		webui.NotFound(s.fail),
 	}
 }
 
