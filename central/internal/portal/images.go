@@ -5,6 +5,7 @@ import (
 	"maps"
 	"net/http"
 	"slices"
+	"time"
 
 	"github.com/outposthq/outpost/central/internal/fleet"
 	"github.com/outposthq/outpost/central/internal/store"
@@ -12,9 +13,10 @@ import (
 )
 
 type imageView struct {
-	Name, Digest, Kind, Updated, By string
-	Placement                       store.Placement
-	Holders                         []holder
+	Name, Digest, Kind, By string
+	Updated                time.Time
+	Placement              store.Placement
+	Holders                []holder
 }
 
 // holder is a site the image is placed on: Held once the site applied
@@ -46,8 +48,7 @@ func (s *Server) images(w http.ResponseWriter, r *http.Request) {
 	}
 	var d imagesData
 	for _, c := range cat {
-		v := imageView{Name: c.Name, Digest: string(c.Digest()), Placement: c.Placement, By: c.UpdatedBy,
-			Updated: c.UpdatedAt.UTC().Format("2006-01-02 15:04Z")}
+		v := imageView{Name: c.Name, Digest: string(c.Digest()), Placement: c.Placement, By: c.UpdatedBy, Updated: c.UpdatedAt}
 		var img syncproto.Image
 		if json.Unmarshal(c.Image, &img) == nil {
 			v.Kind = img.Type
