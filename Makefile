@@ -60,15 +60,17 @@ test: deps-test images lint
 bench: build images
 	$(BIN)/outpost-bench $(if $(NAMES),-run '$(NAMES)')
 
-# A PNG of every console page into docs/screenshots (the README links
-# them): the browser tests (named Test...Browser...) of every package
-# that uses the harness (appliance/internal/browsertest, itself aside)
-# capture their pages with -browsertest.screenshots set; the other
-# tests of those packages (the e2e package's) do not run.
+# A PNG of every console and portal page into docs/screenshots (the
+# README links them): the browser tests (named Test...Browser...) of
+# every package that uses the harness (internal/browsertest, its own
+# tests aside: the appliance's console in the e2e package, central's
+# portal in central/internal/portal) capture their pages with
+# -browsertest.screenshots set; the other tests of those packages (the
+# e2e package's) do not run.
 screenshots: deps-test images
-	@pkgs=$$($(GO) list -f '{{.ImportPath}} {{join .TestImports " "}} {{join .XTestImports " "}}' ./appliance/... | \
-		awk '$$1 !~ /browsertest$$/ && / github.com\/outposthq\/outpost\/appliance\/internal\/browsertest( |$$)/ {print $$1}'); \
-	if [ -z "$$pkgs" ]; then echo "screenshots: no package's tests use appliance/internal/browsertest"; exit 1; fi; \
+	@pkgs=$$($(GO) list -f '{{.ImportPath}} {{join .TestImports " "}} {{join .XTestImports " "}}' ./... | \
+		awk '$$1 !~ /browsertest$$/ && / github.com\/outposthq\/outpost\/internal\/browsertest( |$$)/ {print $$1}'); \
+	if [ -z "$$pkgs" ]; then echo "screenshots: no package's tests use internal/browsertest"; exit 1; fi; \
 	mkdir -p docs/screenshots && \
 	$(GO) test -count=1 -run 'Browser' $$pkgs -args -browsertest.screenshots=$(CURDIR)/docs/screenshots
 

@@ -20,11 +20,11 @@ import (
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 
-	"github.com/outposthq/outpost/appliance/internal/browsertest"
 	"github.com/outposthq/outpost/appliance/internal/client"
 	"github.com/outposthq/outpost/appliance/internal/lab"
 	"github.com/outposthq/outpost/appliance/internal/labsite"
 	"github.com/outposthq/outpost/internal/access"
+	"github.com/outposthq/outpost/internal/browsertest"
 	"github.com/outposthq/outpost/internal/httpapi"
 	"github.com/outposthq/outpost/internal/pki"
 )
@@ -308,28 +308,13 @@ func waitJS(t *testing.T, b *browsertest.Browser, timeout time.Duration, what, e
 // the page came with status 200.
 func clickToPage(t *testing.T, b *browsertest.Browser, name string) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(b.Context(), time.Minute)
-	defer cancel()
-	resp, err := chromedp.RunResponse(ctx, browsertest.ClickAction(browsertest.Sel(name)))
-	if err != nil {
-		t.Fatalf("click %s: %v", name, err)
-	}
-	if resp.Status != 200 {
-		t.Fatalf("click %s: the page %s came with %d", name, resp.URL, resp.Status)
-	}
+	b.ClickToPage(name)
 }
 
-// evalJS evaluates expr in the page (awaiting a promise) and returns its
-// value.
+// evalJS evaluates expr in the page, awaiting a promise.
 func evalJS[T any](t *testing.T, b *browsertest.Browser, what, expr string) T {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(b.Context(), time.Minute)
-	defer cancel()
-	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](expr, chromedp.EvalAwaitPromise))
-	if err != nil {
-		t.Fatalf("%s: %v", what, err)
-	}
-	return v
+	return browsertest.Eval[T](b, what, expr)
 }
 
 // streamRecorder runs in every document before the page's own scripts:

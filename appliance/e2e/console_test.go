@@ -14,10 +14,10 @@ import (
 	"github.com/chromedp/cdproto/input"
 	"github.com/chromedp/chromedp"
 
-	"github.com/outposthq/outpost/appliance/internal/browsertest"
 	"github.com/outposthq/outpost/appliance/internal/lab"
 	"github.com/outposthq/outpost/appliance/internal/store"
 	"github.com/outposthq/outpost/internal/access"
+	"github.com/outposthq/outpost/internal/browsertest"
 )
 
 // The console test's machine: its MAC is how the technician finds it.

@@ -16,8 +16,8 @@ import (
 
 	"github.com/chromedp/chromedp"
 
-	"github.com/outposthq/outpost/appliance/internal/browsertest"
 	"github.com/outposthq/outpost/appliance/internal/lab"
+	"github.com/outposthq/outpost/internal/browsertest"
 )
 
 // serve starts an HTTPS server on loopback with a certificate of ca

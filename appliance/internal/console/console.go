@@ -16,6 +16,7 @@ import (
 	"github.com/outposthq/outpost/internal/access"
 	"github.com/outposthq/outpost/internal/httpapi"
 	"github.com/outposthq/outpost/internal/seal"
+	"github.com/outposthq/outpost/internal/webui"
 )
 
 //go:embed assets templates
@@ -61,29 +62,36 @@ type Cluster interface {
 
 // Server is the console.
 type Server struct {
-	cfg    Config
-	keys   sessionKeys
-	lookup httpapi.TokenLookup
-	now    func() time.Time
-	log    *slog.Logger
-	pages  pages
+	cfg   Config
+	auth  *webui.Auth
+	now   func() time.Time
+	log   *slog.Logger
+	pages webui.Pages
 }
 
 // New returns the console.
 func New(cfg Config) (*Server, error) {
-	keys, err := newSessionKeys(cfg.SiteKey)
+	keys, err := webui.NewKeys(cfg.SiteKey.Derive, "outpost/console")
 	if err != nil {
 		return nil, err
 	}
-	pg, err := parsePages()
+	pg, err := webui.ParsePages(files, nil)
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, keys: keys, lookup: cfg.Lookup, now: cfg.Now, log: cfg.Log, pages: pg}
+	s := &Server{cfg: cfg, now: cfg.Now, log: cfg.Log, pages: pg}
 	if s.now == nil {
 		s.now = time.Now
 	}
+	s.auth = &webui.Auth{Keys: keys, Lookup: cfg.Lookup, Now: s.now, Version: s.lastSeq}
 	return s, nil
+}
+
+// lastSeq is the event log's last sequence number: a page's live stream
+// starts after the one read when its request came.
+func (s *Server) lastSeq() (last uint64) {
+	_ = s.cfg.Store.View(func(tx *store.Tx) error { last = tx.LastEventSeq(); return nil })
+	return last
 }
 
 // Handler serves the console, and the JSON API under /v1/ with its
@@ -91,23 +99,15 @@ func New(cfg Config) (*Server, error) {
 func (s *Server) Handler() http.Handler {
 	authed := http.NewServeMux()
 	httpapi.Register(authed, s.routes())
-
-	assets, _ := fs.Sub(files, "assets")
-	root := http.NewServeMux()
-	root.HandleFunc("GET /{$}", s.signInPage)
-	root.HandleFunc("POST /signin", s.signIn)
-	// Signing out changes nothing but the browser's cookie: any session
-	// may, with its CSRF token.
-	root.Handle("POST /signout", s.requireSession(http.HandlerFunc(s.signOut)))
-	root.Handle("GET /assets/", http.StripPrefix("/assets/", cacheAssets(http.FileServerFS(assets))))
-	root.Handle("/v1/", s.bridge(s.cfg.API))
-	// The API's unauthenticated probes keep their paths.
-	if s.cfg.API != nil {
-		root.Handle("GET /healthz", s.cfg.API)
-		root.Handle("GET /metrics", s.cfg.API)
-	}
-	root.Handle("/", s.requireSession(authed))
-	return securityHeaders(root)
+	own, _ := fs.Sub(files, "assets")
+	// A change made from a page is recorded as the session's token's.
+	pages := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx := site.WithActor(r.Context(), webui.SessionOf(r.Context()).Caller.Name)
+		authed.ServeHTTP(w, r.WithContext(ctx))
+	})
+	return webui.Handler(webui.Config{Auth: s.auth, Home: "/site", SignInPage: s.signInPage, Fail: s.fail,
+		Pages: pages, Assets: own, API: s.cfg.API, APIPaths: []string{"GET /healthz", "GET /metrics"},
+		Bridged: bridged, Log: s.log})
 }
 
 // routes lists every page and action of the console with the least role
@@ -131,59 +131,14 @@ func (s *Server) routes() []httpapi.Route {
 		{Pattern: "GET /events/download", Role: viewer, Handler: s.downloadEvents},
 		{Pattern: "GET /discovered", Role: viewer, Handler: s.discovered},
 		{Pattern: "POST /discovered/{id}/enroll", Role: operator, Handler: s.enroll},
-		{Pattern: "/", Role: viewer, Handler: func(w http.ResponseWriter, r *http.Request) {
-			s.fail(w, r, http.StatusNotFound, "there is no page at "+r.URL.Path)
-		}},
+		webui.NotFound(s.fail),
 	}
 }
 
-// requireSession sends a browser without a valid session to the sign-in
-// page (a change gets 401), refuses a change that did not come from the
-// console's own pages (403), and hands the request on with its session.
-func (s *Server) requireSession(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		si, ok := s.authenticate(r)
-		if !ok {
-			if r.Method == http.MethodGet || r.Method == http.MethodHead {
-				http.Redirect(w, r, "/?next="+urlQueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
-				return
-			}
-			s.fail(w, r, http.StatusUnauthorized, "you are not signed in, or your session ended: sign in again")
-			return
-		}
-		if r.Method != http.MethodGet && r.Method != http.MethodHead {
-			if err := checkChange(r, si); err != nil {
-				s.fail(w, r, http.StatusForbidden, err.Error())
-				return
-			}
-		}
-		_ = s.cfg.Store.View(func(tx *store.Tx) error { si.LastSeq = tx.LastEventSeq(); return nil })
-		next.ServeHTTP(w, r.WithContext(withSession(r.Context(), si)))
-	})
-}
-
-// bridge serves the API. A request with no Authorization header but a
-// session cookie may use the two API routes the console's pages open
-// with the session's token: the event stream, and the serial console's
-// websocket (whose Origin must be the console's, since browsers let any
-// page open a websocket with the cookie).
-func (s *Server) bridge(api http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Header.Get("Authorization") == "" && bridged(r) {
-			if si, ok := s.authenticate(r); ok {
-				if err := checkOrigin(r); isWebsocket(r) && err != nil {
-					s.fail(w, r, http.StatusForbidden, err.Error())
-					return
-				}
-				r = r.Clone(r.Context())
-				r.Header.Set("Authorization", "Bearer "+si.Token)
-			}
-		}
-		api.ServeHTTP(w, r)
-	})
-}
-
-// bridged reports whether a session may open r's API route.
+// bridged reports whether a session may open r's API route: the event
+// stream, and the serial console's websocket (whose Origin must be the
+// console's, since browsers let any page open a websocket with the
+// cookie).
 func bridged(r *http.Request) bool {
 	if r.Method != http.MethodGet {
 		return false
@@ -195,35 +150,4 @@ func bridged(r *http.Request) bool {
 	rest, ok := strings.CutPrefix(p, "/v1/machines/")
 	id, tail, _ := strings.Cut(rest, "/")
 	return ok && id != "" && tail == "console"
-}
-
-func isWebsocket(r *http.Request) bool {
-	return strings.EqualFold(r.Header.Get("Upgrade"), "websocket")
-}
-
-// securityHeaders allows the pages nothing but the appliance itself:
-// scripts, styles, images and connections from its own origin only
-// (inline styles too: xterm.js writes its theme into a style element;
-// no inline script runs).
-func securityHeaders(next http.Handler) http.Handler {
-	const csp = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; " +
-		"connect-src 'self'; font-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !strings.HasPrefix(r.URL.Path, "/v1/") {
-			h := w.Header()
-			h.Set("Content-Security-Policy", csp)
-			h.Set("X-Content-Type-Options", "nosniff")
-			h.Set("Referrer-Policy", "same-origin")
-		}
-		next.ServeHTTP(w, r)
-	})
-}
-
-// cacheAssets lets a browser keep the assets for an hour: they change
-// only with the binary.
-func cacheAssets(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Cache-Control", "private, max-age=3600")
-		next.ServeHTTP(w, r)
-	})
 }

@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -21,6 +20,7 @@ import (
 	"github.com/outposthq/outpost/appliance/internal/store"
 	"github.com/outposthq/outpost/internal/httpapi"
 	"github.com/outposthq/outpost/internal/httpapi/routetest"
+	"github.com/outposthq/outpost/internal/webui/webuitest"
 )
 
 // env is a real in-process node with the console in front of its API.
@@ -71,59 +71,18 @@ func (e *env) token(t *testing.T, name, role, expiresIn string) string {
 // do sends a request with cookies and headers, following no redirect.
 func (e *env) do(t *testing.T, method, path string, form url.Values, hdr map[string]string, cookies ...*http.Cookie) (*http.Response, string) {
 	t.Helper()
-	var body io.Reader
-	if form != nil {
-		body = strings.NewReader(form.Encode())
-	}
-	req, err := http.NewRequestWithContext(t.Context(), method, e.url+path, body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if form != nil {
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	}
-	for k, v := range hdr {
-		req.Header.Set(k, v)
-	}
-	for _, c := range cookies {
-		req.AddCookie(c)
-	}
-	client := e.srv.Client()
-	client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	resp, err := client.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp, string(b)
+	return e.client().Do(t, method, path, form, hdr, cookies...)
 }
 
-func (e *env) origin() map[string]string { return map[string]string{"Origin": e.url} }
+func (e *env) client() webuitest.Client { return webuitest.Client{URL: e.url, HTTP: e.srv.Client()} }
+
+func (e *env) origin() map[string]string { return e.client().Origin() }
 
 // signIn signs in with token and returns the session cookie and the
 // session's CSRF token, read from a page.
 func (e *env) signIn(t *testing.T, token string) (*http.Cookie, string) {
 	t.Helper()
-	resp, body := e.do(t, http.MethodPost, "/signin", url.Values{"token": {token}}, e.origin())
-	if resp.StatusCode != http.StatusSeeOther {
-		t.Fatalf("sign in: %d %s", resp.StatusCode, body)
-	}
-	var c *http.Cookie
-	for _, k := range resp.Cookies() {
-		if k.Name == "outpost_session" {
-			c = k
-		}
-	}
-	if c == nil {
-		t.Fatal("sign in set no session cookie")
-	}
-	_, page := e.do(t, http.MethodGet, "/site", nil, nil, c)
-	m := regexp.MustCompile(`name="csrf" value="([^"]+)"`).FindStringSubmatch(page)
-	if m == nil {
-		t.Fatalf("no CSRF token in the page:\n%s", page)
-	}
-	return c, m[1]
+	return e.client().SignIn(t, token, "/site")
 }
 
 func TestSignInPage(t *testing.T) {

@@ -13,11 +13,15 @@
 // what a page cannot: htmx (2.0.11) reloads a page's live regions when
 // the event stream says something changed, and xterm.js (6.0.0, with
 // its fit addon) is the serial console's terminal. Both are committed
-// with their versions and sha256 sums (assets/vendor/VERSIONS;
+// with their versions and sha256 sums (assets/vendor/VERSIONS here and
+// in internal/webui;
 // scripts/vendor-js.sh fetches them again from npm and checks them), so
 // go build and CI need no Node.js. A single-page framework would need a
 // build step, a JSON API for every view and a second copy of the
-// rendering; this needs neither.
+// rendering; this needs neither. What central's portal renders the same
+// way (sessions, the CSRF and Origin checks, the security headers, the
+// shared assets with htmx and the live updates' script) is in package
+// internal/webui, written once for both.
 //
 // # Sessions
 //

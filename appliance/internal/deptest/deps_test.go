@@ -121,22 +121,17 @@ var rules = []rule{
 		}
 		return noIO(path, std)
 	}},
-	// The browser harness drives a browser for tests of any page: of
-	// Outpost it uses only the lab's checks of what is installed.
-	{"appliance/internal/browsertest", func(path string, std bool) string {
-		if strings.HasPrefix(path, module) && !strings.HasPrefix(path, module+"appliance/internal/lab") && !isOutpost(path, sharedCore...) {
-			return "the browser harness imports no Outpost package but the lab (and what it imports)"
+	// The browser harness drives a browser for tests of any page: it
+	// imports no Outpost package.
+	{"internal/browsertest", func(path string, std bool) string {
+		if strings.HasPrefix(path, module) {
+			return "the browser harness imports no Outpost package"
 		}
 		return ""
 	}},
-	// The appliance's binary links no browser driver: browsers are for
-	// its tests.
-	{"appliance/cmd/applianced", func(path string, std bool) string {
-		if strings.HasPrefix(path, "github.com/chromedp/") || isOutpost(path, "appliance/internal/browsertest") {
-			return "browser drivers are for tests"
-		}
-		return ""
-	}},
+	// Neither binary links a browser driver: browsers are for tests.
+	{"appliance/cmd/applianced", noBrowser},
+	{"central/cmd/centrald", noBrowser},
 	// Central's client is the one central package the CLI imports: it
 	// reads central's answers as wire types and knows none of central's
 	// internals (nor Raft, which the CLI, an edge, must not reach).
@@ -192,6 +187,14 @@ func init() {
 			return ""
 		}})
 	}
+}
+
+// noBrowser forbids a browser driver.
+func noBrowser(path string, std bool) string {
+	if strings.HasPrefix(path, "github.com/chromedp/") || isOutpost(path, "internal/browsertest") {
+		return "browser drivers are for tests"
+	}
+	return ""
 }
 
 func TestDeps(t *testing.T) {

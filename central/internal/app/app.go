@@ -1,7 +1,8 @@
 // Package app wires central together, the store, the sync hub, the
-// node's artifacts and the API on one listener, and runs it until the
-// context ends; then it ends the event streams and the site sessions,
-// shuts the server down and closes the store, in that order.
+// node's artifacts, and the API with the portal in front of it, on one
+// listener, and runs it until the context ends; then it ends the event
+// streams and the site sessions, shuts the server down and closes the
+// store, in that order.
 package app
 
 import (
@@ -107,7 +108,11 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Write
 		})
 		handler = toLeader(node, mux, log)
 	}
-	mux.Handle("/", api.New(apiCfg).Handler())
+	front, err := withPortal(db, services(db, log), api.New(apiCfg).Handler(), log)
+	if err != nil {
+		return err
+	}
+	mux.Handle("/", front)
 	// Requests (event streams) end with base, which ends before Shutdown.
 	base, endRequests := context.WithCancel(context.Background())
 	defer endRequests()

@@ -1,6 +1,7 @@
 // Package browsertest drives Debian's chromium, headless, for the
-// console's browser tests, through chromedp (pinned, v0.23: actions
-// return their values, selectors are typed).
+// browser tests of the appliance's console and central's portal,
+// through chromedp (pinned, v0.23: actions return their values,
+// selectors are typed).
 //
 // Start launches one browser per test with a fresh profile in the
 // test's temporary directory and stops it when the test ends. Three
@@ -30,7 +31,8 @@
 //     refuses Ed25519 certificates, so a test CA is ECDSA.
 //
 // A test without chromium (or certutil) fails when CI is set and is
-// skipped elsewhere (lab.Require); scripts/install-deps.sh installs both.
+// skipped elsewhere (as lab.Require has it); scripts/install-deps.sh
+// installs both.
 // When a test fails, Start's cleanup saves a screenshot of the page in
 // the test's artifact directory.
 //

@@ -1,5 +1,7 @@
-// Outpost console: live updates (Server-Sent Events) and the machines
-// table's columns. The pages work without it; it only keeps them current.
+// Outpost's consoles (the appliance's and central's portal): live updates
+// (Server-Sent Events) and the machines table's columns. The pages work
+// without it; it only keeps them current. The body says which stream to
+// follow (data-stream, data-stream-event) and from where (data-last).
 (function () {
   "use strict";
 
@@ -38,12 +40,21 @@
     }, 1000);
   }
 
+  var src = null;
+
+  // live opens the page's stream. A page the browser leaves (or keeps in
+  // its back-forward cache) closes it: browsers allow a host six
+  // connections, and streams left open would take them all. A page
+  // shown again from that cache reopens it where it stopped, and
+  // reloads its live regions.
   function live() {
-    if (!document.body.hasAttribute("data-live") || !window.EventSource) return;
+    if (!document.body.hasAttribute("data-live") || !window.EventSource || src) return;
     var banner = document.getElementById("disconnected");
     // The stream starts at the newest event: the page shows what came
     // before; the browser resumes from the last id it saw (Last-Event-ID).
-    var src = new EventSource("/v1/events/stream?since=" + (document.body.getAttribute("data-last") || "0"));
+    var body = document.body;
+    src = new EventSource((body.getAttribute("data-stream") || "/v1/events/stream") + "?since=" +
+      (body.getAttribute("data-last") || "0"));
     var wasDown = false;
     src.addEventListener("open", function () {
       if (banner) banner.hidden = true;
@@ -56,13 +67,25 @@
       document.body.setAttribute("data-disconnected", "");
       wasDown = true;
     });
-    src.addEventListener("event", function (e) {
+    src.addEventListener(body.getAttribute("data-stream-event") || "event", function (e) {
       document.body.setAttribute("data-last", e.lastEventId);
       refresh();
     });
   }
 
-  // Columns: which the machines table shows is kept in localStorage.
+  window.addEventListener("pagehide", function () {
+    if (src) src.close();
+    src = null;
+  });
+  window.addEventListener("pageshow", function (e) {
+    if (e.persisted) {
+      live();
+      refresh();
+    }
+  });
+
+  // Columns: which the machines table shows is kept in localStorage
+  // (a table whose columns the server chooses has no data-col cells).
   var colKey = "outpost.machines.hidden";
   function hiddenCols() {
     try { return JSON.parse(localStorage.getItem(colKey) || "[]"); } catch (e) { return []; }

@@ -119,3 +119,54 @@ func (b *Browser) screenshot() ([]byte, error) {
 	defer cancel()
 	return chromedp.Run(ctx, chromedp.FullScreenshot(100))
 }
+
+// WaitJS waits until the JavaScript expression expr is true in the page;
+// what says what is awaited when it times out.
+func (b *Browser) WaitJS(what, expr string) {
+	b.t.Helper()
+	run(b, "wait for "+what, chromedp.Poll[bool](expr))
+}
+
+// Eval evaluates the JavaScript expression expr in the page, awaiting
+// it if it is a promise, and returns its value.
+func Eval[T any](b *Browser, what, expr string) T {
+	b.t.Helper()
+	return run(b, what, chromedp.Evaluate[T](expr, chromedp.EvalAwaitPromise))
+}
+
+// ClickToPage clicks the element data-test=name, which loads another
+// page, and waits until that page has loaded; it fails the test unless
+// the page came with status 200.
+func (b *Browser) ClickToPage(name string) {
+	b.t.Helper()
+	if code := b.ClickForPage(name); code != 200 {
+		b.t.Fatalf("browsertest: click %s: the page came with %d", name, code)
+	}
+}
+
+// ClickForPage clicks the element data-test=name, which loads another
+// page, waits until that page has loaded and returns its status.
+func (b *Browser) ClickForPage(name string) int {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, ActionTimeout)
+	defer cancel()
+	resp, err := chromedp.RunResponse(ctx, ClickAction(Sel(name)))
+	if err != nil {
+		b.t.Fatalf("browsertest: click %s: %v", name, err)
+	}
+	return int(resp.Status)
+}
+
+// SetValue sets the value of the field (or select) data-test=name.
+func (b *Browser) SetValue(name, value string) {
+	b.t.Helper()
+	sel := Sel(name)
+	b.do("set "+string(sel), chromedp.WaitVisible(sel), chromedp.SetValue(sel, value))
+}
+
+// SetFiles chooses files in the file input data-test=name.
+func (b *Browser) SetFiles(name string, paths ...string) {
+	b.t.Helper()
+	sel := Sel(name)
+	b.do("choose files in "+string(sel), chromedp.SetUploadFiles(sel, paths))
+}
