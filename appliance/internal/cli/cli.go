@@ -184,7 +184,8 @@ global options (before or after the command):
                       node writes it to <data-dir>/api-ca.pem)
                       (with either, the server must present that CA, not
                       one the system trusts)
-  -o FORMAT           output: table, json or yaml (default table)
+  -o FORMAT           output: table, wide (more columns), json or yaml
+                      (default table)
 
 The server comes from a flag, else the environment, else the current
 context, else the default; the config file is $%s, else
@@ -221,6 +222,10 @@ type optString struct {
 
 func (o *optString) String() string     { return o.val }
 func (o *optString) Set(v string) error { o.val, o.set = v, true; return nil }
+
+// tabular reports whether -o asks for a table: table, or wide (more
+// columns, where a table has more to show).
+func (o *options) tabular() bool { return o.output == "table" || o.output == "wide" }
 
 func newOptions() *options {
 	return &options{output: "table"}
@@ -282,9 +287,9 @@ func (e *env) parse(fs *flag.FlagSet, args []string, min, max int) ([]string, er
 		return nil, usagef("%s: unexpected argument %q", fs.Name(), pos[max])
 	}
 	switch e.opts.output {
-	case "table", "json", "yaml":
+	case "table", "wide", "json", "yaml":
 	default:
-		return nil, usagef("-o %q: want table, json or yaml", e.opts.output)
+		return nil, usagef("-o %q: want table, wide, json or yaml", e.opts.output)
 	}
 	return pos, nil
 }
