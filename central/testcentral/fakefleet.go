@@ -323,3 +323,16 @@ func (f *Fleet) listAudit(w http.ResponseWriter, r *http.Request) {
 		httpapi.WriteJSON(w, http.StatusOK, map[string]any{"entries": out})
 	}
 }
+
+// Central's fleet and audit types, for the tests outside central's tree
+// that set the fake's machines.
+type (
+	Machine    = fleet.Machine
+	Order      = fleet.Order
+	Workflow   = fleet.Workflow
+	Event      = fleet.Event
+	Site       = fleet.Site
+	Link       = fleet.Link
+	Appliance  = fleet.Appliance
+	AuditEntry = orders.AuditEntry
+)

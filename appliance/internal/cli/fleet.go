@@ -163,7 +163,11 @@ func (e *env) getFleetMachine(site, id string) error {
 		return err
 	}
 	if o := m.LastOrder; o != nil {
-		fmt.Fprintln(e.stdout, cell(fmt.Sprintf("order %s: %s %s by %s, %s %s", o.Key, o.Action, orderImage(o), o.By, o.Status, o.Reason)))
+		line := fmt.Sprintf("order %s: %s %s by %s, %s", o.Key, o.Action, orderImage(o), o.By, o.Status)
+		if o.Reason != "" {
+			line += ": " + o.Reason
+		}
+		fmt.Fprintln(e.stdout, cell(strings.Join(strings.Fields(line), " ")))
 	}
 	fmt.Fprintln(e.stdout)
 	rows := make([][]string, len(events))
