@@ -89,6 +89,14 @@ func TestCentralApplyIdempotent(t *testing.T) {
 			t.Errorf("second apply: %q, want every object unchanged", line)
 		}
 	}
+	images := table(mustOK(t, centralRun(t, cen, "", "get", "images")))
+	if len(images) != 2 || images[1][0] != "debian-12" || images[1][3] != "region=eu" || images[1][4] != "fra-1(pending)" {
+		t.Errorf("get images (the catalogue): %q", images)
+	}
+	machine := mustOK(t, centralRun(t, cen, "", "get", "machine", "r1-s01", "--site", "fra-1", "-o", "yaml"))
+	if !strings.Contains(machine, "password_set: true") {
+		t.Errorf("the machine as central holds it:\n%s", machine)
+	}
 	order := mustOK(t, centralRun(t, cen, "", "get", "order", "r1-s01-install", "--site", "fra-1", "-o", "yaml"))
 	for _, want := range []string{"hostname: web-1", "ssh_keys: ssh-ed25519 AAAA ops", "machine_id: r1-s01", "action: provision"} {
 		if !strings.Contains(order, want) {

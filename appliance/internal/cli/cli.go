@@ -50,11 +50,11 @@ type command struct {
 
 // commands lists every command, in the order usage shows them.
 var commands = []command{
-	{name: "apply", args: "-f FILE [-f FILE]...", help: "create or replace the objects in FILE (YAML or JSON; - is stdin; a directory)", run: runApply},
-	{name: "get", args: "KIND [NAME] [--consistent]", help: "list objects of KIND, or show one", run: runGet},
+	{name: "apply", args: "-f FILE [-f FILE]...", help: "create or replace the objects in FILE (YAML or JSON; - is stdin; a directory); at central, only those that differ from central's, each said created, updated or unchanged", run: runApply},
+	{name: "get", args: "KIND [NAME] [-q QUERY] [--consistent]", help: "list objects of KIND, or show one; -q searches machines (at central, the fleet: site:, label:, order:, order-status: too); at central, get machine SITE/ID shows one with its timeline, get audit [--by B] [--action A] [--target T] [--since 24h] [--until T] [--format jsonl|csv] the audit", run: runGet},
 	{name: "delete", args: "KIND NAME", help: "delete an object", run: runDelete},
 	{name: "events", args: "[--since N] [--limit N]", help: "list events (the newest ones without --since)", run: runEvents},
-	{name: "watch", args: "[--since N]", help: "follow events as they happen, until interrupted", run: runWatch},
+	{name: "watch", args: "[--since N] | machines [-q QUERY]", help: "follow events as they happen, until interrupted; at central, watch machines prints each machine whose state, order or step changes", run: runWatch},
 	{name: "cluster status", help: "show the cluster as the server sees it", run: runClusterStatus},
 	{name: "cluster join", args: "ID RAFT_ADDR API_URL [--site-key-out FILE]", help: "add a node to the cluster", run: runClusterJoin},
 	{name: "cluster remove", args: "ID", help: "remove a node from the cluster", run: runClusterRemove},
@@ -166,7 +166,9 @@ func usage(w io.Writer) {
 	}
 	fmt.Fprintf(w, `
 kinds: machine(s) subnet(s) lease(s) image(s) template(s) workflow(s) token(s) settings
-  at central: site(s) order(s) machine(s) image(s) template(s) token(s)
+  at central: site(s) order(s) machine(s) image(s) template(s) token(s) audit
+  (get machines and sites read the fleet; get images without --site the
+  catalogue; an image document without site: is the catalogue's)
 
 global options (before or after the command):
   --server URL        a site's API (env OUTPOST_SERVER; default %s)
@@ -174,6 +176,7 @@ global options (before or after the command):
   --context NAME      a context of the config file (env OUTPOST_CONTEXT;
                       default its current_context)
   --site SITE         at central: the site whose objects to read or change
+                      (get machines, watch machines: the fleet's, site:SITE)
   --token TOKEN       API token (env OUTPOST_TOKEN)
   --token-file FILE   file holding the API token (env OUTPOST_TOKEN_FILE;
                       default the context's, or ./%s if it exists when
