@@ -2,8 +2,9 @@
 // files to an appliance, reads and deletes objects, follows events and
 // manages the cluster and API tokens, all through the appliance API
 // (package client); with a central target, the same through central's
-// API (central/client), central's artifacts (artifact.go) and its image
-// catalogue and site labels (image.go).
+// API (central/client), central's artifacts (artifact.go), its image
+// catalogue and site labels (image.go), its fleet and audit (fleet.go,
+// watch.go); apply at central is declarative (centralapply.go).
 //
 // Run is the whole program, so that tests drive it with arguments and
 // buffers against a real appliance. It writes results to stdout and

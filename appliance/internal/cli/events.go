@@ -1,13 +1,10 @@
 package cli
 
 import (
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"strconv"
-
-	"sigs.k8s.io/yaml"
 
 	"github.com/outposthq/outpost/appliance/internal/store"
 )
@@ -45,10 +42,7 @@ func runEvents(e *env, args []string) error {
 		return err
 	}
 	if !e.opts.tabular() {
-		if events == nil {
-			events = []store.Event{}
-		}
-		return e.printValue(events)
+		return printValues(e, events)
 	}
 	rows := make([][]string, len(events))
 	for i, ev := range events {
@@ -102,15 +96,7 @@ func runWatch(e *env, args []string) error {
 
 // printEvent writes one event as a line, a JSON line or a YAML document.
 func (e *env) printEvent(ev store.Event) error {
-	switch e.opts.output {
-	case "json":
-		return json.NewEncoder(e.stdout).Encode(ev)
-	case "yaml":
-		out, err := yaml.Marshal(ev)
-		if err != nil {
-			return err
-		}
-		_, err = fmt.Fprintf(e.stdout, "---\n%s", out)
+	if streamed, err := e.printStreamed(ev); streamed {
 		return err
 	}
 	row := eventRow(ev)

@@ -84,10 +84,7 @@ func (e *env) getFleetMachines(q string) error {
 		return err
 	}
 	if !e.opts.tabular() {
-		if ms == nil {
-			ms = []*cclient.Machine{}
-		}
-		return e.printValue(ms)
+		return printValues(e, ms)
 	}
 	rows := make([][]string, len(ms))
 	for i, m := range ms {
@@ -152,7 +149,7 @@ func (e *env) getFleetMachine(site, id string) error {
 	}
 	if !e.opts.tabular() {
 		if events == nil {
-			events = []cclient.Event{}
+			events = []cclient.Event{} // "timeline": [], not null
 		}
 		return e.printValue(struct {
 			*cclient.Machine
@@ -197,10 +194,7 @@ func (e *env) getFleetSites() error {
 		return err
 	}
 	if !e.opts.tabular() {
-		if sites == nil {
-			sites = []cclient.FleetSite{}
-		}
-		return e.printValue(sites)
+		return printValues(e, sites)
 	}
 	header := []string{"ID", "NAME", "CONNECTED", "LAST_SEEN", "REVISION", "ACKED", "BEHIND", "VERSION", "MACHINES"}
 	if e.opts.output == "wide" {
@@ -245,10 +239,7 @@ func (e *env) getCatalogue(pos []string) error {
 		return err
 	}
 	if !e.opts.tabular() {
-		if list == nil {
-			list = []cclient.CatalogueImage{}
-		}
-		return e.printValue(list)
+		return printValues(e, list)
 	}
 	return e.showImages(list)
 }
@@ -272,10 +263,7 @@ func (e *env) getAudit(f *getFilters) error {
 		return err
 	}
 	if !e.opts.tabular() {
-		if entries == nil {
-			entries = []cclient.AuditEntry{}
-		}
-		return e.printValue(entries)
+		return printValues(e, entries)
 	}
 	header := []string{"SEQ", "TIME", "BY", "ROLE", "FROM", "ACTION", "TARGET", "STATUS"}
 	if e.opts.output == "wide" {

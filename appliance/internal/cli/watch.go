@@ -1,13 +1,10 @@
 package cli
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
 	"time"
-
-	"sigs.k8s.io/yaml"
 
 	cclient "github.com/outposthq/outpost/central/client"
 	"github.com/outposthq/outpost/internal/backoff"
@@ -106,15 +103,7 @@ func (w *machineWatch) print(ms []*cclient.Machine) error {
 // JSON line or a YAML document.
 func (w *machineWatch) printOne(m *cclient.Machine) error {
 	e := w.e
-	switch e.opts.output {
-	case "json":
-		return json.NewEncoder(e.stdout).Encode(m)
-	case "yaml":
-		out, err := yaml.Marshal(m)
-		if err != nil {
-			return err
-		}
-		_, err = fmt.Fprintf(e.stdout, "---\n%s", out)
+	if streamed, err := e.printStreamed(m); streamed {
 		return err
 	}
 	if !w.header {
