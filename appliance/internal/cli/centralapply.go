@@ -48,28 +48,33 @@ func (e *env) applySite(c *cclient.Client, d *doc) (string, error) {
 	if want.Labels != nil {
 		labels = *want.Labels
 	}
-	made, err := c.CreateSiteWithLabels(e.ctx, d.key, want.Name, labels)
+	have, err := c.Site(e.ctx, d.key)
 	var ae *cclient.Error
-	if errors.As(err, &ae) && ae.Status == http.StatusConflict {
-		have, gerr := c.Site(e.ctx, d.key)
-		switch {
-		case gerr != nil:
-			return "", gerr
-		case want.Name != "" && have.Name != want.Name:
-			return "", &cclient.Error{Status: ae.Status, Code: ae.Code, Field: "name",
-				Message: fmt.Sprintf("site %s exists named %q: central cannot rename a site", d.key, have.Name)}
-		case want.Labels == nil || maps.Equal(have.Labels, labels):
-			return "unchanged", nil
-		}
-		if _, err := c.SetSiteLabels(e.ctx, d.key, labels); err != nil {
-			return "", err
-		}
-		return "updated (labels " + cell(labelsCell(labels)) + ")", nil
+	switch {
+	case errors.As(err, &ae) && ae.Status == http.StatusNotFound:
+		return e.createSite(c, d.key, want.Name, labels)
+	case err != nil:
+		return "", err
+	case want.Name != "" && have.Name != want.Name:
+		return "", &cclient.Error{Status: http.StatusConflict, Code: errs.CodeConflict, Field: "name",
+			Message: fmt.Sprintf("site %s exists named %q: central cannot rename a site", d.key, have.Name)}
+	case want.Labels == nil || maps.Equal(have.Labels, labels):
+		return "unchanged", nil
 	}
+	if _, err := c.SetSiteLabels(e.ctx, d.key, labels); err != nil {
+		return "", err
+	}
+	return "updated (labels " + cell(labelsCell(labels)) + ")", nil
+}
+
+// createSite creates a site and prints its credential on a line of its
+// own.
+func (e *env) createSite(c *cclient.Client, id, name string, labels map[string]string) (string, error) {
+	made, err := c.CreateSiteWithLabels(e.ctx, id, name, labels)
 	if err != nil {
 		return "", err
 	}
-	fmt.Fprintf(e.stderr, "site %s: its credential follows, shown only this once: give it to the site (-site-credential-file)\n", d.key)
+	fmt.Fprintf(e.stderr, "site %s: its credential follows, shown only this once: give it to the site (-site-credential-file)\n", id)
 	fmt.Fprintln(e.stdout, made.Credential)
 	return "created", nil
 }

@@ -122,6 +122,10 @@ func TestCentralApplyIdempotent(t *testing.T) {
 	if r.code != 1 || !strings.Contains(r.stderr, "order/r1-s02-cycle: order r1-s02-cycle exists at site fra-1 and differs") {
 		t.Errorf("a changed order: exit %d, %q", r.code, r.stderr)
 	}
+	r = centralRun(t, cen, "kind: Site\nid: fra-1\nname: Frankfurt 2\n", "apply", "-f", "-")
+	if r.code != 1 || !strings.Contains(r.stderr, `name: site fra-1 exists named "Frankfurt 1": central cannot rename a site`) {
+		t.Errorf("a renamed site: exit %d, %q", r.code, r.stderr)
+	}
 }
 
 // TestCentralApplyErrors: a bad document of a multi-document file is
