@@ -207,6 +207,9 @@ func (f *Fleet) getTimeline(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	events := f.timeline[r.PathValue("site")+"/"+r.PathValue("id")]
+	if l, err := strconv.Atoi(r.URL.Query().Get("limit")); err == nil && l > 0 && l < len(events) {
+		events = events[:l]
+	}
 	if events == nil {
 		events = []fleet.Event{}
 	}

@@ -52,7 +52,7 @@ type command struct {
 // commands lists every command, in the order usage shows them.
 var commands = []command{
 	{name: "apply", args: "-f FILE [-f FILE]...", help: "create or replace the objects in FILE (YAML or JSON; - is stdin; a directory); at central, only those that differ from central's, each said created, updated or unchanged", run: runApply},
-	{name: "get", args: "KIND [NAME] [-q QUERY] [--consistent]", help: "list objects of KIND, or show one; -q searches machines (at central, the fleet: site:, label:, order:, order-status: too); at central, get machine SITE/ID shows one with its timeline, get audit [--by B] [--action A] [--target T] [--since 24h] [--until T] [--format jsonl|csv] the audit", run: runGet},
+	{name: "get", args: "KIND [NAME] [-q QUERY] [--consistent]", help: "list objects of KIND, or show one; -q searches machines (at central, the fleet: site:, label:, order:, order-status: too); at central, get machine SITE/ID [--limit N] shows one with its timeline, get audit [--by B] [--action A] [--target T] [--since 24h] [--until T] [--format jsonl|csv] the audit", run: runGet},
 	{name: "delete", args: "KIND NAME", help: "delete an object", run: runDelete},
 	{name: "events", args: "[--since N] [--limit N]", help: "list events (the newest ones without --since)", run: runEvents},
 	{name: "watch", args: "[--since N] | machines [-q QUERY]", help: "follow events as they happen, until interrupted; at central, watch machines prints each machine whose state, order or step changes", run: runWatch},

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"errors"
 	"flag"
 	"fmt"
@@ -41,7 +42,7 @@ func (e *env) fleetGet(name string, pos []string, f *getFilters) (handled bool, 
 		return false, nil
 	case k.name == "machine" && len(pos) == 1 && strings.Contains(pos[0], "/"):
 		site, id, _ := strings.Cut(pos[0], "/")
-		return true, e.getFleetMachine(site, id)
+		return true, e.getFleetMachine(site, id, cmp.Or(f.audit.Limit, timelineLimit))
 	case k.name == "machine" && len(pos) == 0:
 		err := e.getFleetMachines(f.q)
 		return !isNoRoute(err) || f.q != "", err
@@ -129,12 +130,13 @@ func (e *env) fleetMachineRow(m *cclient.Machine) []string {
 	return row
 }
 
-// timelineLimit is how many events get machine SITE/ID shows.
+// timelineLimit is how many events get machine SITE/ID shows without
+// --limit.
 const timelineLimit = 50
 
 // getFleetMachine shows one machine of the fleet, then its timeline,
-// newest first.
-func (e *env) getFleetMachine(site, id string) error {
+// newest first (at most limit events).
+func (e *env) getFleetMachine(site, id string, limit int) error {
 	c, err := e.centralClient()
 	if err != nil {
 		return err
@@ -143,7 +145,7 @@ func (e *env) getFleetMachine(site, id string) error {
 	if err != nil {
 		return err
 	}
-	events, err := c.Timeline(e.ctx, site, id, timelineLimit)
+	events, err := c.Timeline(e.ctx, site, id, limit)
 	if err != nil {
 		return err
 	}

@@ -75,6 +75,10 @@ func TestFleetGet(t *testing.T) {
 			"2026-12-07T06:01:00Z  site     12   workflow.action  -    write started",
 			"2026-12-07T06:00:00Z  central  3    order.placed     ops  provision debian-12",
 		}},
+		// One event: BY is as wide as its header (no event by ops).
+		"timeline limit": {args: []string{"get", "machine", "fra-1/m1", "--limit", "1"}, want: []string{
+			"TIME                  SOURCE  SEQ  KIND             BY  MESSAGE", "2026-12-07T06:01:00Z  site    12   workflow.action  -   write started",
+		}},
 		"unknown machine": {args: []string{"get", "machine", "fra-1/m9"}, code: 1, err: "HTTP 404"},
 		"sites": {args: []string{"get", "sites", "-o", "wide"}, rows: [][]string{
 			{"ID", "NAME", "CONNECTED", "LAST_SEEN", "REVISION", "ACKED", "BEHIND", "VERSION", "MACHINES", "LABELS", "NODES", "HEALTHY", "PROBLEMS"},
