@@ -16,16 +16,20 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/outposthq/outpost/appliance/internal/client"
+	cclient "github.com/outposthq/outpost/central/client"
 )
 
 // doc is one object of an applied file, checked and ready to send.
 type doc struct {
 	where string // "FILE: document 2 (line 7)", where the object starts
 	kind  *kind
-	key   string          // "m1"; "" for settings
-	site  string          // at central, the site of a perSite kind's object ("" if the document names none)
-	ref   string          // "machine/m1"
-	body  json.RawMessage // the object, without its kind
+	key   string // "m1"; "" for settings
+	site  string // at central, the site of a perSite kind's object ("" if the document names none)
+	// placement is a catalogue image's sites: and site_labels: (nil if
+	// the document has neither).
+	placement *cclient.Placement
+	ref       string          // "machine/m1"
+	body      json.RawMessage // the object, without its kind
 }
 
 // path is where the object is PUT.
@@ -153,11 +157,13 @@ func duplicates(docs []*doc) []error {
 	var errs []error
 	seen := map[string]*doc{}
 	for _, d := range docs {
-		if first, ok := seen[d.ref]; ok {
+		// At central, two sites may each have a machine of that id.
+		id := d.site + "/" + d.ref
+		if first, ok := seen[id]; ok {
 			errs = append(errs, fmt.Errorf("%s: %s is also defined in %s", d.where, d.ref, first.where))
 			continue
 		}
-		seen[d.ref] = d
+		seen[id] = d
 	}
 	return errs
 }
@@ -316,6 +322,17 @@ func parseDoc(p pos, obj json.RawMessage, loc locator, set kindSet) (*doc, error
 		}
 		delete(fields, "site")
 	}
+	if k.prepare != nil {
+		if err := k.prepare(fields); err != nil {
+			return nil, fmt.Errorf("%s: %s: %w", p.at(loc.errLine(err, p.line)), k.name, err)
+		}
+	}
+	var placement *cclient.Placement
+	if k.placeable {
+		if placement, err = takePlacement(fields); err != nil {
+			return nil, fmt.Errorf("%s: %s: %w", p.at(loc.errLine(err, p.line)), k.name, err)
+		}
+	}
 	var key string
 	if k.key != "" {
 		key, err = stringField(fields, k.key)
@@ -326,7 +343,7 @@ func parseDoc(p pos, obj json.RawMessage, loc locator, set kindSet) (*doc, error
 			return nil, fmt.Errorf("%s: %s: %s: %w", p.at(loc.line(k.key, "", p.line)), k.name, k.key, err)
 		}
 	}
-	d := &doc{where: p.String(), kind: k, key: key, ref: k.ref(key), site: site}
+	d := &doc{where: p.String(), kind: k, key: key, ref: k.ref(key), site: site, placement: placement}
 	d.body, _ = json.Marshal(fields)
 	if err := k.check(d.body); err != nil {
 		return nil, fmt.Errorf("%s: %s: %w", p.at(loc.errLine(err, p.line)), d.ref, err)

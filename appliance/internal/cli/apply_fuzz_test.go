@@ -11,6 +11,8 @@ func FuzzParseFile(f *testing.F) {
 		"kind: Workflow\nid: w\nmachine_id: m\ntemplate: t\nvalues: {a.b: 5, c: &x [1], d: *x}\n---\nkind: on\n",
 		"{\"kind\": \"Machine\", \"id\": \"m\", \"bmc\": {\"pasword\": 1}}\n---\n--- \n[1, 2]\n",
 		"kind: Template\nname: t\nactions:\n- {name: a, type: disk.wipe, args: {device: /dev/sda}, needs: [a]}\n",
+		"kind: Order\nsite: s\nkey: o\nmachine: m\naction: power\npower: off\nssh_keys: \"a\\nb\"\nvalues: {hostname: h}\n",
+		"kind: Image\nname: i\nsites: [a, a]\nsite_labels: {r: [1]}\n---\nkind: Site\nid: s\nlabels: ~\n",
 	} {
 		f.Add([]byte(seed))
 	}

@@ -70,7 +70,7 @@ func runArtifactPush(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if e.opts.output != "table" {
+	if !e.opts.tabular() {
 		return e.printValue(a)
 	}
 	fmt.Fprintf(e.stderr, "pushed %s: %s, held by %s\n", pos[0], sizeCell(uint64(a.Size)), strings.Join(a.Nodes, ", "))
@@ -168,7 +168,7 @@ func runArtifactRegister(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if e.opts.output != "table" {
+	if !e.opts.tabular() {
 		return e.printValue(a)
 	}
 	fmt.Fprintf(e.stderr, "registered %s: central fetches it once (%s); see outpost artifact get\n", a.Source.URL, a.State)
@@ -228,14 +228,14 @@ func runArtifactGet(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if e.opts.output != "table" {
+	if !e.opts.tabular() {
 		return e.printValue(a)
 	}
 	return e.showArtifacts([]cclient.Artifact{a})
 }
 
 func (e *env) showArtifacts(list []cclient.Artifact) error {
-	if e.opts.output != "table" {
+	if !e.opts.tabular() {
 		if list == nil {
 			list = []cclient.Artifact{}
 		}

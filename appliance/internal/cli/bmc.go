@@ -40,7 +40,7 @@ func runBMCAccept(e *env, args []string) error {
 	if err := c.Do(e.ctx, http.MethodPost, path, map[string]string{"fingerprint": fp}, &m); err != nil {
 		return err
 	}
-	if e.opts.output != "table" {
+	if !e.opts.tabular() {
 		return e.printValue(&m)
 	}
 	fmt.Fprintf(e.stdout, "machine %s: BMC certificate %s accepted\n", id, m.BMC.Certificate.Accepted)

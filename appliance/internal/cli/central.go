@@ -24,7 +24,6 @@ import (
 var siteOnlyWhy = map[string]string{
 	"bmc accept-certificate": "central has no BMCs: use a site context",
 	"events":                 "central keeps each site's events, but the CLI reads them from the site: use a site context",
-	"watch":                  "central keeps each site's events, but the CLI follows them at the site: use a site context",
 	"cluster join":           "central's nodes join with centrald -join: cluster join adds a site's node; use a site context",
 }
 
@@ -68,7 +67,7 @@ var centralKinds = kindSet{
 		rows:   rowsOf(siteRow),
 	},
 	{
-		name: "image", plural: "images", key: "name", perSite: true,
+		name: "image", plural: "images", key: "name", perSite: true, placeable: true,
 		check:  syncChecker(syncproto.KindImage),
 		header: []string{"NAME", "TYPE", "FORMAT", "SIZE", "SHA256"},
 		rows: rowsOf(func(i *syncproto.Image) []string {
@@ -89,7 +88,7 @@ var centralKinds = kindSet{
 	},
 	{
 		name: "order", plural: "orders", key: "id", perSite: true,
-		check:  checkOrder,
+		prepare: prepareOrder, check: checkOrder,
 		header: []string{"ID", "ACTION", "MACHINE", "IMAGE", "TEMPLATE"},
 		rows: rowsOf(func(o *syncproto.Order) []string {
 			return []string{o.ID, o.Action, o.MachineID, o.Image, o.Template}
@@ -100,17 +99,6 @@ var centralKinds = kindSet{
 		header: tokenHeader,
 		rows:   rowsOf(tokenRow),
 	},
-}
-
-// siteDoc is a site as apply takes it.
-type siteDoc struct {
-	ID   string `json:"id"`
-	Name string `json:"name,omitempty"`
-}
-
-func checkSite(doc []byte) error {
-	var s siteDoc
-	return decodeStrict(doc, &s)
 }
 
 // syncChecker checks a document as central checks the object: as its

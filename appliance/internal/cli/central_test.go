@@ -80,8 +80,8 @@ func TestCentralCommands(t *testing.T) {
 	cen := testcentral.Start(t, testcentral.Replicated(t))
 	r := centralRun(t, cen, fleetYAML, "apply", "-f", "-")
 	out := mustOK(t, r)
-	for _, want := range []string{"site/fra-1 created", "image/debian-12 applied to site fra-1 (revision 1)",
-		"machine/r1-s01 applied to site fra-1 (revision 2)", "order/o1 applied to site fra-1 (revision 3)"} {
+	for _, want := range []string{"site/fra-1 created", "image/debian-12 created at site fra-1 (revision 1)",
+		"machine/r1-s01 created at site fra-1 (revision 2)", "order/o1 created at site fra-1 (revision 3)"} {
 		if !strings.Contains(out, want+"\n") {
 			t.Errorf("apply printed %q, want a line %q", out, want)
 		}
@@ -90,7 +90,7 @@ func TestCentralCommands(t *testing.T) {
 		t.Errorf("apply of a new site: stdout %q, stderr %q; want its credential on a line of its own", out, r.stderr)
 	}
 	again := mustOK(t, centralRun(t, cen, fleetYAML, "apply", "-f", "-"))
-	if !strings.Contains(again, "site/fra-1 unchanged (it exists)") || !strings.Contains(again, "order/o1 applied to site fra-1 (revision 3)") {
+	if !strings.Contains(again, "site/fra-1 unchanged\n") || !strings.Contains(again, "machine/r1-s01 unchanged at site fra-1\n") {
 		t.Errorf("second apply: %q; want the site unchanged and no new revision", again)
 	}
 

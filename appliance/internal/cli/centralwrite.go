@@ -3,18 +3,17 @@ package cli
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
 
 	cclient "github.com/outposthq/outpost/central/client"
 )
 
-// centralApply applies files at central: sites are created, a site's
-// objects put into its desired state (each a new revision). It checks
-// every document first and applies nothing if any is bad or names no
-// site.
+// centralApply applies files at central: sites are created (or their
+// labels set), a site's objects put into its desired state (each change
+// a new revision), catalogue images put; each only if central does not
+// hold it as it is. It checks every document first and applies nothing
+// if any is bad or names no site.
 func (e *env) centralApply(files []string) error {
 	docs, err := e.load(files, centralKinds)
 	if err != nil {
@@ -22,7 +21,11 @@ func (e *env) centralApply(files []string) error {
 	}
 	var problems int
 	for _, d := range docs {
-		if d.kind.perSite && d.site == "" && e.opts.site == "" {
+		switch {
+		case d.kind.placeable && d.placement != nil && cmp.Or(d.site, e.opts.site) != "":
+			fmt.Fprintf(e.stderr, "outpost: %s: %s: sites: and site_labels: place a catalogue image: a site's own image (site: %s) has neither\n", d.where, d.ref, cmp.Or(d.site, e.opts.site))
+			problems++
+		case d.kind.perSite && !d.kind.placeable && d.site == "" && e.opts.site == "":
 			fmt.Fprintf(e.stderr, "outpost: %s: %s names no site: add site: to it, or give --site\n", d.where, d.ref)
 			problems++
 		}
@@ -35,42 +38,15 @@ func (e *env) centralApply(files []string) error {
 		return err
 	}
 	return e.applyAll(docs, func(d *doc) (string, error) {
-		if d.kind.name == "site" {
-			return e.applySite(c, d)
-		}
 		site := cmp.Or(d.site, e.opts.site)
-		rev, err := c.Put(e.ctx, site, d.kind.plural, d.key, d.body)
-		return fmt.Sprintf("applied to site %s (revision %d)", site, rev), err
-	})
-}
-
-// applySite creates a site, and prints its credential, which central
-// shows only this once; a site that exists with the same name is
-// unchanged (central cannot rename one).
-func (e *env) applySite(c *cclient.Client, d *doc) (string, error) {
-	var want siteDoc
-	if err := json.Unmarshal(d.body, &want); err != nil {
-		return "", err
-	}
-	made, err := c.CreateSite(e.ctx, d.key, want.Name)
-	var ae *cclient.Error
-	if errors.As(err, &ae) && ae.Status == http.StatusConflict {
-		have, gerr := c.Site(e.ctx, d.key)
 		switch {
-		case gerr != nil:
-			return "", gerr
-		case want.Name != "" && have.Name != want.Name:
-			return "", &cclient.Error{Status: ae.Status, Code: ae.Code, Field: "name",
-				Message: fmt.Sprintf("site %s exists named %q: central cannot rename a site", d.key, have.Name)}
+		case d.kind.name == "site":
+			return e.applySite(c, d)
+		case d.kind.placeable && site == "":
+			return e.applyCatalogueImage(c, d)
 		}
-		return "unchanged (it exists)", nil
-	}
-	if err != nil {
-		return "", err
-	}
-	fmt.Fprintf(e.stderr, "site %s: its credential follows, shown only this once: give it to the site (-site-credential-file)\n", d.key)
-	fmt.Fprintln(e.stdout, made.Credential)
-	return "created", nil
+		return e.applySiteObject(c, d, site)
+	})
 }
 
 // centralDelete deletes one of central's objects.
@@ -166,7 +142,7 @@ func (e *env) centralClusterStatus() error {
 	if err != nil {
 		return err
 	}
-	if e.opts.output != "table" {
+	if !e.opts.tabular() {
 		return e.printValue(st)
 	}
 	fmt.Fprintf(e.stdout, "%s: %s, leader %s, applied %d, commit %d\n", cell(st.ID), cell(st.State), cell(st.Leader), st.AppliedIndex, st.CommitIndex)

@@ -2,8 +2,9 @@
 // files to an appliance, reads and deletes objects, follows events and
 // manages the cluster and API tokens, all through the appliance API
 // (package client); with a central target, the same through central's
-// API (central/client), central's artifacts (artifact.go) and its image
-// catalogue and site labels (image.go).
+// API (central/client), central's artifacts (artifact.go), its image
+// catalogue and site labels (image.go), its fleet and audit (fleet.go,
+// watch.go); apply at central is declarative (centralapply.go).
 //
 // Run is the whole program, so that tests drive it with arguments and
 // buffers against a real appliance. It writes results to stdout and
@@ -50,11 +51,11 @@ type command struct {
 
 // commands lists every command, in the order usage shows them.
 var commands = []command{
-	{name: "apply", args: "-f FILE [-f FILE]...", help: "create or replace the objects in FILE (YAML or JSON; - is stdin; a directory)", run: runApply},
-	{name: "get", args: "KIND [NAME] [--consistent]", help: "list objects of KIND, or show one", run: runGet},
+	{name: "apply", args: "-f FILE [-f FILE]...", help: "create or replace the objects in FILE (YAML or JSON; - is stdin; a directory); at central, only those that differ from central's, each said created, updated or unchanged", run: runApply},
+	{name: "get", args: "KIND [NAME] [-q QUERY] [--consistent]", help: "list objects of KIND, or show one; -q searches machines (at central, the fleet: site:, label:, order:, order-status: too); at central, get machine SITE/ID [--limit N] shows one with its timeline, get audit [--by B] [--action A] [--target T] [--since 24h] [--until T] [--format jsonl|csv] the audit", run: runGet},
 	{name: "delete", args: "KIND NAME", help: "delete an object", run: runDelete},
 	{name: "events", args: "[--since N] [--limit N]", help: "list events (the newest ones without --since)", run: runEvents},
-	{name: "watch", args: "[--since N]", help: "follow events as they happen, until interrupted", run: runWatch},
+	{name: "watch", args: "[--since N] | machines [-q QUERY]", help: "follow events as they happen, until interrupted; at central, watch machines prints each machine whose state, order or step changes", run: runWatch},
 	{name: "cluster status", help: "show the cluster as the server sees it", run: runClusterStatus},
 	{name: "cluster join", args: "ID RAFT_ADDR API_URL [--site-key-out FILE]", help: "add a node to the cluster", run: runClusterJoin},
 	{name: "cluster remove", args: "ID", help: "remove a node from the cluster", run: runClusterRemove},
@@ -166,7 +167,9 @@ func usage(w io.Writer) {
 	}
 	fmt.Fprintf(w, `
 kinds: machine(s) subnet(s) lease(s) image(s) template(s) workflow(s) token(s) settings
-  at central: site(s) order(s) machine(s) image(s) template(s) token(s)
+  at central: site(s) order(s) machine(s) image(s) template(s) token(s) audit
+  (get machines and sites read the fleet; get images without --site the
+  catalogue; an image document without site: is the catalogue's)
 
 global options (before or after the command):
   --server URL        a site's API (env OUTPOST_SERVER; default %s)
@@ -174,6 +177,7 @@ global options (before or after the command):
   --context NAME      a context of the config file (env OUTPOST_CONTEXT;
                       default its current_context)
   --site SITE         at central: the site whose objects to read or change
+                      (get machines, watch machines: the fleet's, site:SITE)
   --token TOKEN       API token (env OUTPOST_TOKEN)
   --token-file FILE   file holding the API token (env OUTPOST_TOKEN_FILE;
                       default the context's, or ./%s if it exists when
@@ -184,7 +188,8 @@ global options (before or after the command):
                       node writes it to <data-dir>/api-ca.pem)
                       (with either, the server must present that CA, not
                       one the system trusts)
-  -o FORMAT           output: table, json or yaml (default table)
+  -o FORMAT           output: table, wide (more columns), json or yaml
+                      (default table)
 
 The server comes from a flag, else the environment, else the current
 context, else the default; the config file is $%s, else
@@ -221,6 +226,10 @@ type optString struct {
 
 func (o *optString) String() string     { return o.val }
 func (o *optString) Set(v string) error { o.val, o.set = v, true; return nil }
+
+// tabular reports whether -o asks for a table: table, or wide (more
+// columns, where a table has more to show).
+func (o *options) tabular() bool { return o.output == "table" || o.output == "wide" }
 
 func newOptions() *options {
 	return &options{output: "table"}
@@ -282,9 +291,9 @@ func (e *env) parse(fs *flag.FlagSet, args []string, min, max int) ([]string, er
 		return nil, usagef("%s: unexpected argument %q", fs.Name(), pos[max])
 	}
 	switch e.opts.output {
-	case "table", "json", "yaml":
+	case "table", "wide", "json", "yaml":
 	default:
-		return nil, usagef("-o %q: want table, json or yaml", e.opts.output)
+		return nil, usagef("-o %q: want table, wide, json or yaml", e.opts.output)
 	}
 	return pos, nil
 }

@@ -30,7 +30,7 @@ func runClusterStatus(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if e.opts.output != "table" {
+	if !e.opts.tabular() {
 		return e.printValue(st)
 	}
 	fmt.Fprintln(e.stdout, statusLine(st))
@@ -168,7 +168,7 @@ func runClusterRotateCA(e *env, args []string) error {
 	if err != nil {
 		return fmt.Errorf("rotate the %s CA (%s): %w", whose, step, err)
 	}
-	if e.opts.output != "table" {
+	if !e.opts.tabular() {
 		return e.printValue(v)
 	}
 	if step == site.CABegin {

@@ -271,7 +271,7 @@ func runContextList(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if e.opts.output != "table" {
+	if !e.opts.tabular() {
 		return e.printValue(contextViews(f))
 	}
 	rows := make([][]string, len(f.Contexts))

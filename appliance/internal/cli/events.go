@@ -1,13 +1,10 @@
 package cli
 
 import (
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"strconv"
-
-	"sigs.k8s.io/yaml"
 
 	"github.com/outposthq/outpost/appliance/internal/store"
 )
@@ -44,11 +41,8 @@ func runEvents(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if e.opts.output != "table" {
-		if events == nil {
-			events = []store.Event{}
-		}
-		return e.printValue(events)
+	if !e.opts.tabular() {
+		return printValues(e, events)
 	}
 	rows := make([][]string, len(events))
 	for i, ev := range events {
@@ -58,12 +52,28 @@ func runEvents(e *env, args []string) error {
 }
 
 // runWatch prints events as they are committed, from --since (or from
-// now), until interrupted.
+// now), until interrupted; at central, the fleet's machines as they
+// change (fleetWatch).
 func runWatch(e *env, args []string) error {
 	fs := e.flagSet("watch")
 	since := fs.Uint64("since", 0, "")
-	if _, err := e.parse(fs, args, 0, 0); err != nil {
+	q := fs.String("q", "", "")
+	pos, err := e.parse(fs, args, 0, 1)
+	if err != nil {
 		return err
+	}
+	central, err := e.atCentral()
+	switch {
+	case err != nil:
+		return err
+	case central && isSet(fs, "since"):
+		return usagef("watch: --since is a site's event sequence; at central, watch machines follows the fleet from now")
+	case central && (len(pos) == 0 || pos[0] == "machines"):
+		return e.fleetWatch(*q)
+	case central:
+		return usagef("watch: at central, watch machines [-q QUERY]")
+	case len(pos) > 0 || *q != "":
+		return usagef("watch: a site's watch follows its events: watch [--since N] (watch machines is central's)")
 	}
 	c, _, err := e.client()
 	if err != nil {
@@ -86,15 +96,7 @@ func runWatch(e *env, args []string) error {
 
 // printEvent writes one event as a line, a JSON line or a YAML document.
 func (e *env) printEvent(ev store.Event) error {
-	switch e.opts.output {
-	case "json":
-		return json.NewEncoder(e.stdout).Encode(ev)
-	case "yaml":
-		out, err := yaml.Marshal(ev)
-		if err != nil {
-			return err
-		}
-		_, err = fmt.Fprintf(e.stdout, "---\n%s", out)
+	if streamed, err := e.printStreamed(ev); streamed {
 		return err
 	}
 	row := eventRow(ev)

@@ -17,6 +17,7 @@ import (
 func runGet(e *env, args []string) error {
 	fs := e.flagSet("get")
 	consistent := fs.Bool("consistent", false, "")
+	f, parseAudit := getFilterFlags(fs)
 	pos, err := e.parse(fs, args, 1, 2)
 	if err != nil {
 		return err
@@ -25,10 +26,19 @@ func runGet(e *env, args []string) error {
 		if err == nil && *consistent {
 			err = usagef("get: --consistent is a site's read; central reads from its leader")
 		}
+		if err == nil {
+			err = parseAudit()
+		}
 		if err != nil {
 			return err
 		}
+		if handled, err := e.fleetGet(strings.ToLower(pos[0]), pos[1:], f); handled {
+			return err
+		}
 		return e.centralGet(pos[0], pos[1:])
+	}
+	if pos[0] == "audit" || isAnySet(fs, "by", "action", "target", "since", "until", "after", "limit", "format") {
+		return usagef("get: the audit is central's: use a central context")
 	}
 	k, ok := kinds.find(pos[0])
 	if !ok {
@@ -38,9 +48,19 @@ func runGet(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	query := ""
+	v := url.Values{}
 	if *consistent {
-		query = "?consistent=true"
+		v.Set("consistent", "true")
+	}
+	if f.q != "" {
+		if k.name != "machine" || len(pos) > 1 {
+			return usagef("get: -q searches machines: get machines -q QUERY")
+		}
+		v.Set("q", f.q)
+	}
+	query := ""
+	if len(v) > 0 {
+		query = "?" + v.Encode()
 	}
 	var items []json.RawMessage
 	switch {
@@ -81,7 +101,7 @@ func list(e *env, c *client.Client, path string) ([]json.RawMessage, error) {
 // show prints objects of kind k: a table, or the API's own JSON (as an
 // object if one was asked for by name, else as a list).
 func (e *env) show(k *kind, items []json.RawMessage, single bool) error {
-	if e.opts.output != "table" {
+	if !e.opts.tabular() {
 		if single && len(items) == 1 {
 			return e.printRaw(items[0])
 		}

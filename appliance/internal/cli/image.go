@@ -101,7 +101,7 @@ func labelsCell(labels map[string]string) string {
 }
 
 func (e *env) showImages(list []cclient.CatalogueImage) error {
-	if e.opts.output != "table" {
+	if !e.opts.tabular() {
 		if len(list) == 1 && e.cmd != "image list" {
 			return e.printValue(list[0])
 		}
@@ -173,7 +173,7 @@ func runSiteLabels(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if e.opts.output != "table" {
+	if !e.opts.tabular() {
 		return e.printValue(s)
 	}
 	fmt.Fprintf(e.stdout, "site %s labels %s (revision %d)\n", s.ID, labelsCell(s.Labels), s.Sync.LatestRevision)

@@ -30,6 +30,13 @@ type kind struct {
 	// images, templates): a document names its site with "site:", or
 	// --site does.
 	perSite bool
+	// prepare, if set, rewrites a document's fields (without its kind
+	// and site) into the API's form before its key is read and it is
+	// checked: central's orders are written in a form for people.
+	prepare func(fields map[string]json.RawMessage) error
+	// placeable marks central's images: one that names no site is the
+	// catalogue's, placed by its sites: and site_labels: fields.
+	placeable bool
 }
 
 // kindSet is the kinds of one side, in the order apply creates them.

@@ -84,6 +84,31 @@ func (e *env) printValue(v any) error {
 	return e.printRaw(raw)
 }
 
+// printValues writes a list as JSON or YAML: [] when it is empty.
+func printValues[T any](e *env, list []T) error {
+	if list == nil {
+		list = []T{}
+	}
+	return e.printValue(list)
+}
+
+// printStreamed writes one item of a stream (watch) as a JSON line or a
+// YAML document, and reports whether -o asked for either.
+func (e *env) printStreamed(v any) (bool, error) {
+	switch e.opts.output {
+	case "json":
+		return true, json.NewEncoder(e.stdout).Encode(v)
+	case "yaml":
+		out, err := yaml.Marshal(v)
+		if err != nil {
+			return true, err
+		}
+		_, err = fmt.Fprintf(e.stdout, "---\n%s", out)
+		return true, err
+	}
+	return false, nil
+}
+
 // timeCell shows t in UTC to the second; "" (shown "-") if unset.
 func timeCell(t time.Time) string {
 	if t.IsZero() {

@@ -72,7 +72,7 @@ func createToken(e *env, c tokenServer, req httpapi.TokenRequest) error {
 	if err != nil {
 		return err
 	}
-	if e.opts.output != "table" {
+	if !e.opts.tabular() {
 		return e.printValue(out)
 	}
 	until := ", never expiring"
@@ -103,7 +103,7 @@ func listTokens(e *env, c tokenServer) error {
 	if err != nil {
 		return err
 	}
-	if e.opts.output != "table" {
+	if !e.opts.tabular() {
 		if views == nil {
 			views = []httpapi.TokenView{}
 		}
