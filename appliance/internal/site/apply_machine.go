@@ -66,7 +66,15 @@ func applyDiscover(tx *store.Tx, payload []byte, index uint64) (any, error) {
 	return &DiscoverResult{MachineID: m.ID, Created: created}, event(tx, w, store.Event{MachineID: m.ID, Kind: "machine.discovered",
 		Message: fmt.Sprintf("discovery %s machine %s: %d CPUs, %d MiB, %d disks, %d NICs",
 			verb, m.ID, hw.CPUs, hw.MemoryBytes>>20, len(disks), len(found)),
-		Fields: map[string]string{"mac": boot, "created": fmt.Sprint(created)}})
+		Fields: discoveredFields(m, boot, created)})
+}
+
+// discoveredFields are machine.discovered's fields: the boot MAC, whether
+// it created the machine, and the machine's record (RecordFields).
+func discoveredFields(m *store.Machine, boot string, created bool) map[string]string {
+	f := RecordFields(m)
+	f["mac"], f["created"] = boot, fmt.Sprint(created)
+	return f
 }
 
 // foundInterfaces are the NICs an installer found, the boot one marked.

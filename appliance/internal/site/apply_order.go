@@ -35,6 +35,10 @@ func applyPlaceOrder(tx *store.Tx, payload []byte, index uint64) (any, error) {
 type orderRules struct {
 	choose addressChooser
 	waits  bool
+	// machineEvents: a revision's machine puts and deletes are events
+	// (machine.created, machine.updated, machine.deleted), as central's
+	// fleet model needs; ApplyDesiredV3 and earlier recorded none.
+	machineEvents bool
 }
 
 func applyOrder(tx *store.Tx, payload []byte, index uint64, rules orderRules) (any, error) {
@@ -133,8 +137,20 @@ func startOrder(tx *store.Tx, o *store.Order, m *store.Machine, wr store.Write, 
 	if kind == "order.started" {
 		msg = fmt.Sprintf("order %s started: its artifacts are at the site: %s machine %s", o.ID, o.Action, m.ID)
 	}
-	return event(tx, wr, store.Event{MachineID: m.ID, Kind: kind, Message: msg,
-		Fields: map[string]string{"order": o.ID, "action": o.Action}})
+	return event(tx, wr, store.Event{MachineID: m.ID, Kind: kind, Message: msg, Fields: orderFields(o)})
+}
+
+// orderFields are the fields of an order's events: its id, action, and
+// its image and the image's digest (fleet.go).
+func orderFields(o *store.Order) map[string]string {
+	f := map[string]string{"order": o.ID, "action": o.Action}
+	if o.Image != "" {
+		f["order_image"] = o.Image
+	}
+	if o.ImageSHA256 != "" {
+		f["order_sha256"] = o.ImageSHA256
+	}
+	return f
 }
 
 // orderParts creates what order o needs: the workflow, the reservation
@@ -283,8 +299,11 @@ func endOrder(tx *store.Tx, o *store.Order, w *store.Workflow, wr store.Write) e
 	if o.Reason != "" {
 		msg += ": " + o.Reason
 	}
-	return event(tx, wr, store.Event{MachineID: o.MachineID, Kind: "order." + o.State, Message: msg,
-		Fields: map[string]string{"order": o.ID, "action": o.Action}})
+	f := orderFields(o)
+	if o.Reason != "" {
+		f["reason"] = o.Reason
+	}
+	return event(tx, wr, store.Event{MachineID: o.MachineID, Kind: "order." + o.State, Message: msg, Fields: f})
 }
 
 // applyDeleteOrder removes an order that has ended.

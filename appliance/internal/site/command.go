@@ -68,7 +68,8 @@ const (
 	PutImage             Type = 45 // Put[store.Image]: the artifact records follow the images (apply_artifact.go)
 	DeleteImage          Type = 46 // Delete: the artifact records follow the images (apply_artifact.go)
 	PlaceOrder           Type = 47 // Put[store.Order]: creates an order, its workflow and its jobs, or waits for its artifacts (apply_order.go)
-	ApplyDesired         Type = 48 // DesiredPayload: a revision of central's desired state; its orders may wait for artifacts (apply_sync.go)
+	ApplyDesiredV3       Type = 48 // DesiredPayload, releases up to 6856dfc (no events of central's machine changes): replay only (apply_legacy.go)
+	ApplyDesired         Type = 51 // DesiredPayload: a revision of central's desired state; its orders may wait for artifacts, its machine changes are events (apply_sync.go)
 )
 
 // Every payload but CommitLease's (always the DHCP server's) names its

@@ -60,6 +60,7 @@ var table = command.Table[*store.Tx]{
 	PutImage:             applyPutImage,
 	DeleteImage:          applyDeleteImage,
 	PlaceOrder:           applyPlaceOrder,
+	ApplyDesiredV3:       applyDesiredV3,
 	ApplyDesired:         applyDesired,
 }
 

@@ -448,9 +448,13 @@ func TestApplyEveryCommand(t *testing.T) {
 				t.Fatalf("result = %+v (err %v, decode %v), want a running order with job o4-power", r, r.Err, err)
 			}
 		}},
-		{ApplyDesired, DesiredPayload{Desired: Desired{Revision: 4, Changes: []DesiredChange{
+		{ApplyDesiredV3, DesiredPayload{Desired: Desired{Revision: 4, Changes: []DesiredChange{
 			{Kind: DesiredImage, Key: "sync2", Object: mustJSON(t, fxImage("sync2"))}}}, Time: ts0}, func(t *testing.T, r Result, i uint64) {
 			checkDesired(t, e, r, 4, true, 0)
+		}},
+		{ApplyDesired, DesiredPayload{Desired: Desired{Revision: 5, Changes: []DesiredChange{
+			{Kind: DesiredImage, Key: "sync3", Object: mustJSON(t, fxImage("sync3"))}}}, Time: ts0}, func(t *testing.T, r Result, i uint64) {
+			checkDesired(t, e, r, 5, true, 0)
 		}},
 	}, uint64(len(steps)+len(since)+10))
 
