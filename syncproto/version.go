@@ -22,6 +22,11 @@ import "fmt"
 //     /v1/sites/{site}/artifacts/{sha256}, with the site's credential).
 //     A site of an older release refuses such an image, naming the
 //     field, in a sync.refused event: nothing is misread.
+//   - 2026-12-07, still version 1: a site's hello and heartbeats may
+//     carry a report of itself (Report: its release, its cluster's
+//     health, its console's URL, its newest event's sequence), which
+//     central shows in its fleet overview. A central of an older release
+//     ignores it.
 const (
 	Version    = 1
 	MinVersion = 1

@@ -36,8 +36,9 @@ type orderRules struct {
 	choose addressChooser
 	waits  bool
 	// machineEvents: a revision's machine puts and deletes are events
-	// (machine.created, machine.updated, machine.deleted), as central's
-	// fleet model needs; ApplyDesiredV3 and earlier recorded none.
+	// (machine.created, machine.updated, machine.deleted) and a refused
+	// order names its machine, as central's fleet model needs
+	// (fleet.go); ApplyDesiredV3 and earlier recorded neither.
 	machineEvents bool
 }
 
@@ -137,20 +138,8 @@ func startOrder(tx *store.Tx, o *store.Order, m *store.Machine, wr store.Write, 
 	if kind == "order.started" {
 		msg = fmt.Sprintf("order %s started: its artifacts are at the site: %s machine %s", o.ID, o.Action, m.ID)
 	}
-	return event(tx, wr, store.Event{MachineID: m.ID, Kind: kind, Message: msg, Fields: orderFields(o)})
-}
-
-// orderFields are the fields of an order's events: its id, action, and
-// its image and the image's digest (fleet.go).
-func orderFields(o *store.Order) map[string]string {
-	f := map[string]string{"order": o.ID, "action": o.Action}
-	if o.Image != "" {
-		f["order_image"] = o.Image
-	}
-	if o.ImageSHA256 != "" {
-		f["order_sha256"] = o.ImageSHA256
-	}
-	return f
+	return event(tx, wr, store.Event{MachineID: m.ID, Kind: kind, Message: msg,
+		Fields: map[string]string{"order": o.ID, "action": o.Action}})
 }
 
 // orderParts creates what order o needs: the workflow, the reservation
@@ -299,11 +288,8 @@ func endOrder(tx *store.Tx, o *store.Order, w *store.Workflow, wr store.Write) e
 	if o.Reason != "" {
 		msg += ": " + o.Reason
 	}
-	f := orderFields(o)
-	if o.Reason != "" {
-		f["reason"] = o.Reason
-	}
-	return event(tx, wr, store.Event{MachineID: o.MachineID, Kind: "order." + o.State, Message: msg, Fields: f})
+	return event(tx, wr, store.Event{MachineID: o.MachineID, Kind: "order." + o.State, Message: msg,
+		Fields: map[string]string{"order": o.ID, "action": o.Action}})
 }
 
 // applyDeleteOrder removes an order that has ended.

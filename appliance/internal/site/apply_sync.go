@@ -155,7 +155,21 @@ func applyOrRefuse(tx *store.Tx, rev uint64, c DesiredChange, w store.Write, res
 		return fmt.Errorf("desired revision %d: %s %q: %w", rev, c.Kind, c.Key, err)
 	}
 	res.Refused++
-	return event(tx, w, refusedEvent(rev, c, e))
+	ev := refusedEvent(rev, c, e)
+	if rules.machineEvents && c.Kind == DesiredOrder && !c.Deleted {
+		ev.MachineID = orderMachineID(c.Object)
+	}
+	return event(tx, w, ev)
+}
+
+// orderMachineID is the machine an order object names ("" if it does not
+// decode).
+func orderMachineID(object json.RawMessage) string {
+	var o struct {
+		MachineID string `json:"machine_id"`
+	}
+	_ = json.Unmarshal(object, &o)
+	return o.MachineID
 }
 
 // unnamedManaged returns deletes of the objects central manages that
@@ -186,13 +200,7 @@ func refusedEvent(rev uint64, c DesiredChange, e *errs.Error) store.Event {
 	if c.Kind == DesiredOrder {
 		ev.Kind = "sync.order_refused"
 		ev.Fields["order"] = c.Key
-		// The order's machine, for central's fleet model.
-		var o struct {
-			MachineID string `json:"machine_id"`
-		}
-		if !c.Deleted && json.Unmarshal(c.Object, &o) == nil {
-			ev.MachineID = o.MachineID
-		}
+
 	}
 	if len(ev.Message) > 4096 {
 		ev.Message = ev.Message[:4096]

@@ -131,15 +131,7 @@ func waitOrder(tx *store.Tx, o *store.Order, ns *needs, missing []need, wr store
 	}
 	return event(tx, wr, store.Event{MachineID: o.MachineID, Kind: "order.waiting",
 		Message: fmt.Sprintf("order %s waits: %s", o.ID, o.Reason),
-		Fields:  waitingFields(o, missing[0])})
-}
-
-// waitingFields are order.waiting's fields: the order's (orderFields)
-// and the first artifact it waits for, its image and digest.
-func waitingFields(o *store.Order, n need) map[string]string {
-	f := orderFields(o)
-	f["image"], f["sha256"], f["reason"] = n.image, n.digest, o.Reason
-	return f
+		Fields:  map[string]string{"order": o.ID, "action": o.Action, "image": missing[0].image, "sha256": missing[0].digest}})
 }
 
 // waitingReason says what an order waits for: the first artifact
@@ -234,13 +226,7 @@ func failWaiting(tx *store.Tx, o *store.Order, err error, wr store.Write) error 
 	}
 	return event(tx, wr, store.Event{MachineID: o.MachineID, Kind: "order.failed",
 		Message: fmt.Sprintf("order %s failed: %s", o.ID, o.Reason),
-		Fields:  failedFields(o)})
-}
-
-func failedFields(o *store.Order) map[string]string {
-	f := orderFields(o)
-	f["reason"] = o.Reason
-	return f
+		Fields:  map[string]string{"order": o.ID, "action": o.Action}})
 }
 
 // applyReportArtifact records the leader's note on a transfer of an

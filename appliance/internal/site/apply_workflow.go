@@ -83,7 +83,7 @@ func createWorkflow(tx *store.Tx, w *store.Workflow, wr store.Write) error {
 	if err := event(tx, wr, store.Event{
 		MachineID: m.ID, Kind: "workflow.created",
 		Message: fmt.Sprintf("workflow %s created from template %s (%d actions)", w.ID, t.Name, n),
-		Fields:  map[string]string{"workflow": w.ID, "template": t.Name, "purpose": w.Purpose, "total": fmt.Sprint(n)},
+		Fields:  map[string]string{"workflow": w.ID, "template": t.Name, "purpose": w.Purpose},
 	}); err != nil {
 		return err
 	}
@@ -298,12 +298,7 @@ func advanceWorkflow(tx *store.Tx, id string, wr store.Write, fn step) (*store.W
 func transitionEvent(w *store.Workflow, t workflow.Transition) store.Event {
 	e := store.Event{MachineID: w.MachineID, Fields: map[string]string{
 		"workflow": w.ID, "from": string(t.From), "to": string(t.To),
-		// Where the workflow stands after the transition (fleet.go).
-		"status": string(w.State.Status), "done": fmt.Sprint(actionsDone(w.State)), "total": fmt.Sprint(len(w.State.Actions)),
 	}}
-	if t.Action == "" && w.State.Reason != "" {
-		e.Fields["reason"] = w.State.Reason
-	}
 	switch {
 	case t.Action == "":
 		e.Kind = "workflow." + string(t.To)

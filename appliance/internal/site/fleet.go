@@ -6,31 +6,32 @@ import (
 	"slices"
 
 	"github.com/outposthq/outpost/appliance/internal/store"
-	"github.com/outposthq/outpost/appliance/internal/workflow"
 )
 
 // What central's fleet model needs of the site's events. Central
 // derives each machine's record (its state and reason, hostname, MACs,
 // tags, power, workflow progress and last order) from the site's events
-// alone, exactly (central/internal/fleet.Apply): so every change of one
-// of those is an event that says the new value, not only that something
-// changed.
+// alone, exactly (central/internal/fleet.Apply, whose comment lists what
+// it reads of each event): so every change of one of those is an event
+// that says the new value, not only that something changed. Most events
+// always have (machine.state, power.*, workflow.*, action.*, order.*);
+// these say it since release 6856dfc's successor:
 //
-//   - A machine put is machine.created or machine.updated (central's,
-//     by ApplyDesired, only if its record changed; a client's, by
-//     PutMachine, always: the proposer puts the event into the command
-//     with the machine exactly as it is stored), a delete
-//     machine.deleted (the proposer's, in the command), and discovery's
-//     machine.discovered: each with the record's fields (RecordFields).
-//     The record's power is also power.on and power.off's "to".
-//   - machine.state has the new state in "to" and its "reason".
-//   - workflow.created has the number of actions in "total"; every
-//     transition of a workflow has "status" (the workflow's), "done"
-//     (its actions ended) and "total".
-//   - order.created, order.started and order.waiting have the order's
-//     image in "order_image" and its digest in "order_sha256";
-//     order.failed and order.succeeded the "reason"; a refused order of
-//     central's names its machine.
+//   - A machine put is machine.created or machine.updated with the
+//     machine's record (RecordFields). A client's put (PutMachine)
+//     carries its event in the command, made by the proposer from the
+//     machine exactly as it is stored, and so does a delete
+//     (DeleteMachine, machine.deleted): both replay as they always did.
+//     Central's puts and deletes (ApplyDesired, 51) record theirs at
+//     apply, if the record changed; ApplyDesiredV3 (48) recorded none.
+//   - Discovery (Discover, 52) has the machine's record in
+//     machine.discovered's fields; DiscoverV1 (22) had only the MAC.
+//   - An order of central's that the site refuses (ApplyDesired, 51)
+//     names its machine.
+//
+// Adding a field to an event an existing command records would change
+// what replaying that command's old log entries records: a new meaning,
+// which takes a new command type (doc.go).
 
 // RecordFields are the fields of a machine's record central derives:
 // state, reason, hostname, power, and the MACs and tags as JSON arrays.
@@ -101,15 +102,4 @@ func machineDeletedEvent(tx *store.Tx, id string, w store.Write) error {
 
 func deletedEvent(id string) store.Event {
 	return store.Event{MachineID: id, Kind: "machine.deleted", Message: fmt.Sprintf("machine %s deleted", id)}
-}
-
-// actionsDone counts the actions of st that have ended.
-func actionsDone(st *workflow.State) int {
-	n := 0
-	for _, a := range st.Actions {
-		if a.Status.Final() {
-			n++
-		}
-	}
-	return n
 }

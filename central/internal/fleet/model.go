@@ -28,6 +28,9 @@ type Machine struct {
 	// why, for failed.
 	State  string `json:"state"`
 	Reason string `json:"reason,omitempty"`
+	// StateSince is when the state last changed (the time of the site's
+	// event that changed it).
+	StateSince time.Time `json:"state_since,omitzero"`
 	// Power is what its BMC last reported ("on", "off"), if anything.
 	Power string `json:"power,omitempty"`
 	// Workflow is its current (or last) workflow's progress.
@@ -58,9 +61,12 @@ type Workflow struct {
 	Total int `json:"total,omitempty"`
 	// Progress is the running action's last progress report
 	// ("image.write 40%").
-	Progress string    `json:"progress,omitempty"`
-	Started  time.Time `json:"started,omitzero"`
-	Ended    time.Time `json:"ended,omitzero"`
+	Progress string `json:"progress,omitempty"`
+	// Actions are its actions' statuses as far as its events tell, by
+	// name (Done counts those that ended).
+	Actions map[string]string `json:"actions,omitempty"`
+	Started time.Time         `json:"started,omitzero"`
+	Ended   time.Time         `json:"ended,omitzero"`
 }
 
 // Order statuses at central. An order placed at central is "placed"

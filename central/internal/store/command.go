@@ -76,6 +76,12 @@ const (
 	// cmdDeleteCatalogueImage deletes an image of the catalogue and
 	// removes it from every site it was placed on.
 	cmdDeleteCatalogueImage command.Type = 23
+	// cmdSetLink records that a central node holds a site's session, or
+	// that it ended.
+	cmdSetLink command.Type = 24
+	// cmdReportSite records what a site reported of itself (its release,
+	// its cluster's health, its console, its newest event).
+	cmdReportSite command.Type = 25
 	// cmdLegacyJSON is a command of release b482c18: a JSON object
 	// whose first byte, '{', is its type (legacy_b482c18.go).
 	cmdLegacyJSON command.Type = '{'
@@ -106,6 +112,8 @@ var table = command.Table[*txn]{
 	cmdSetSiteLabels:        decoded(applySetSiteLabels),
 	cmdPutCatalogueImage:    decoded(applyPutCatalogueImage),
 	cmdDeleteCatalogueImage: decoded(applyDeleteCatalogueImage),
+	cmdSetLink:              decoded(applySetLink),
+	cmdReportSite:           decoded(applyReportSite),
 	cmdLegacyJSON:           applyLegacy,
 }
 
@@ -152,9 +160,25 @@ type (
 		Time    time.Time `json:"time"`
 		By      string    `json:"by,omitempty"`
 	}
+	// recordAckPayload's Time is when central heard it (none in a
+	// command of a release before the fleet model).
 	recordAckPayload struct {
-		Site     string `json:"site"`
-		Revision uint64 `json:"revision"`
+		Site     string    `json:"site"`
+		Revision uint64    `json:"revision"`
+		Time     time.Time `json:"time,omitzero"`
+	}
+	// setLinkPayload: Node holds the site's session from Time on
+	// (Connected), or its session ended at Time.
+	setLinkPayload struct {
+		Site      string    `json:"site"`
+		Node      string    `json:"node,omitempty"`
+		Connected bool      `json:"connected"`
+		Time      time.Time `json:"time"`
+	}
+	reportSitePayload struct {
+		Site   string            `json:"site"`
+		Report *syncproto.Report `json:"report"`
+		Time   time.Time         `json:"time"`
 	}
 	storeEventsPayload struct {
 		Site   string            `json:"site"`
@@ -229,6 +253,9 @@ type (
 type txn struct {
 	*bolt.Tx
 	notify []string
+	// fleet are the fleet's records the transaction changed, for the
+	// index (apply_fleet.go).
+	fleet []fleetChange
 }
 
 // wake schedules the watchers of key for after the commit.
