@@ -40,6 +40,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/outposthq/outpost/central/internal/fleet"
 	"github.com/outposthq/outpost/central/internal/hub"
 	"github.com/outposthq/outpost/central/internal/store"
 	"github.com/outposthq/outpost/internal/access"
@@ -65,6 +66,9 @@ type Config struct {
 	Artifacts Artifacts
 	// Metrics, if set, is served at GET /metrics to anyone: this node's.
 	Metrics prometheus.Gatherer
+	// Fleet is the fleet model's reader; nil means the store's
+	// (Store.Fleet()).
+	Fleet fleet.Reader
 }
 
 // Server is the API.
@@ -79,12 +83,16 @@ type Server struct {
 	caFingerprint string
 	artifacts     Artifacts
 	metrics       prometheus.Gatherer
+	fleet         fleet.Reader
 }
 
 // New returns the API server.
 func New(cfg Config) *Server {
 	s := &Server{db: cfg.Store, hub: cfg.Hub, cluster: cfg.Cluster, now: cfg.Now, log: cfg.Log,
-		caPEM: []byte(cfg.APICA), caFingerprint: cfg.APICAFingerprint, artifacts: cfg.Artifacts, metrics: cfg.Metrics}
+		caPEM: []byte(cfg.APICA), caFingerprint: cfg.APICAFingerprint, artifacts: cfg.Artifacts, metrics: cfg.Metrics, fleet: cfg.Fleet}
+	if s.fleet == nil && s.db != nil {
+		s.fleet = s.db.Fleet()
+	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -171,6 +179,16 @@ func (s *Server) routes() []httpapi.Route {
 		{Pattern: "GET /v1/tokens/{id}", Role: admin, Handler: s.getToken},
 		{Pattern: "POST /v1/tokens", Role: admin, Handler: s.createToken},
 		{Pattern: "DELETE /v1/tokens/{id}", Role: admin, Handler: s.deleteToken},
+
+		// The fleet model: every site's machines with their derived
+		// state, the sites' links and reports, the overview, a stream of
+		// its versions (fleet.go).
+		{Pattern: "GET /v1/fleet/machines", Role: viewer, Handler: s.fleetMachines},
+		{Pattern: "GET /v1/fleet/machines/{site}/{id}", Role: viewer, Handler: s.fleetMachine},
+		{Pattern: "GET /v1/fleet/machines/{site}/{id}/timeline", Role: viewer, Handler: s.fleetTimeline},
+		{Pattern: "GET /v1/fleet/sites", Role: viewer, Handler: s.fleetSites},
+		{Pattern: "GET /v1/fleet/summary", Role: viewer, Handler: s.fleetSummary},
+		{Pattern: "GET /v1/fleet/stream", Role: viewer, Handler: s.fleetStream},
 
 		{Pattern: "GET /v1/cluster", Role: viewer, Handler: s.clusterStatus},
 		{Pattern: "POST /v1/cluster/key", Role: admin, Handler: s.clusterKey}, // hands over central's key

@@ -70,7 +70,20 @@ type Config struct {
 	// authenticated); one more is answered 503 with Retry-After before
 	// the websocket opens. DefaultMaxPending if zero.
 	MaxPending int
+	// Node names this central node in the link records of the sessions
+	// it holds (store.SetLink); "" for a single central.
+	Node string
+	// ReportEvery is the most often a site's report is recorded while it
+	// does not change but for its newest event's sequence;
+	// DefaultReportEvery if zero. A report that changed otherwise is
+	// recorded at once.
+	ReportEvery time.Duration
 }
+
+// DefaultReportEvery is how often at most a site's unchanged report (its
+// newest event's sequence aside) is recorded: a Raft write per site per
+// interval at most, not per heartbeat.
+const DefaultReportEvery = 30 * time.Second
 
 // Hub serves the sync websocket at syncproto.Path.
 type Hub struct {
@@ -78,6 +91,8 @@ type Hub struct {
 	log          *slog.Logger
 	heartbeat    time.Duration
 	writeTimeout time.Duration
+	node         string
+	reportEvery  time.Duration
 
 	// handshakes holds a token per connection in its handshake, up to
 	// MaxPending.
@@ -94,7 +109,11 @@ type Hub struct {
 // New returns a hub.
 func New(cfg Config) *Hub {
 	h := &Hub{db: cfg.Store, log: cfg.Log, heartbeat: cfg.Heartbeat, writeTimeout: cfg.WriteTimeout,
+		node: cfg.Node, reportEvery: cfg.ReportEvery,
 		sessions: map[string]*session{}, pending: map[*websocket.Conn]bool{}}
+	if h.reportEvery == 0 {
+		h.reportEvery = DefaultReportEvery
+	}
 	if h.heartbeat == 0 {
 		h.heartbeat = syncproto.DefaultHeartbeat
 	}
@@ -120,6 +139,13 @@ type Status struct {
 	Remote    string    `json:"remote,omitempty"`
 	// LastHeard is when the site's connection last delivered a message.
 	LastHeard time.Time `json:"last_heard,omitzero"`
+}
+
+// Live says whether this node holds site's session, and when it last
+// heard from it (store.LiveFunc).
+func (h *Hub) Live(site string) (connected bool, heard time.Time) {
+	st := h.Status(site)
+	return st.Connected, st.LastHeard
 }
 
 // Status returns site's connection status.
@@ -277,8 +303,12 @@ func (h *Hub) serve(conn *websocket.Conn, remote string) {
 		return
 	}
 	defer h.unregister(s)
-	_ = h.db.Seen(s.site, time.Now())
-	defer func() { _ = h.db.Seen(s.site, time.Now()) }()
+	// The link's record: this node holds the session, until it ends.
+	if err := h.db.SetLink(s.site, h.node, true, time.Now()); err != nil {
+		s.log.Warn("sync: record the link", "err", err)
+	}
+	defer func() { _ = h.db.SetLink(s.site, h.node, false, time.Now()) }()
+	s.report(hello.Report)
 	s.log.Info("sync: site connected", "version", welcome.Version, "hello", hello,
 		"stored_seq", welcome.StoredSeq, "next_revision", welcome.NextRevision)
 	if err := s.write(welcome); err != nil {
