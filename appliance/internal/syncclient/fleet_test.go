@@ -447,5 +447,3 @@ func (a *centralAPI) do(method, path string, body, out any) {
 		}
 	}
 }
-
-
