@@ -27,6 +27,10 @@ type Query struct {
 	needsAddrs, needsWorkflows bool
 }
 
+// Empty reports whether the query has no term: it matches every
+// machine.
+func (q *Query) Empty() bool { return len(q.terms) == 0 }
+
 // NeedsAddrs reports whether matching reads Subject.Addrs (the query has
 // an ip term).
 func (q *Query) NeedsAddrs() bool { return q.needsAddrs }

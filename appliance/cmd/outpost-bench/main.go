@@ -32,6 +32,7 @@ var benches = []bench{
 	{"console", benchConsole},
 	{"artifacts.serve", benchArtifactsServe},
 	{"artifacts.fanout", benchArtifactsFanout},
+	{"portal.fleet", benchPortalFleet},
 }
 
 func benchNames() []string {

@@ -76,17 +76,32 @@ func (f *Fleet) Machines(q string, limit int, after string) (*fleet.Page, error)
 	limit = min(limit, MaxFleetPage)
 	page := &fleet.Page{Machines: []*fleet.Machine{}}
 	x := f.d.index.Load()
-	x.view(func(sorted []*indexed, labels map[string]map[string]string) {
+	x.view(func(sorted []indexed) {
 		page.Version = x.version
-		for _, e := range sorted {
-			s := e.s
-			s.Labels = labels[e.m.Site]
-			if !query.Match(&s) {
+		// The page starts after the cursor: the machines before it are
+		// only counted.
+		from, _ := slices.BinarySearchFunc(sorted, after, func(e indexed, key string) int {
+			if e.key <= key {
+				return -1
+			}
+			return 1
+		})
+		if query.Empty() {
+			page.Total = len(sorted)
+			page.Machines = pageOf(sorted[from:min(from+limit, len(sorted))])
+			if from+limit < len(sorted) {
+				page.Next = sorted[from+limit-1].key
+			}
+			return
+		}
+		for i := range sorted {
+			e := &sorted[i]
+			if !query.Match(&e.s) {
 				continue
 			}
 			page.Total++
 			switch {
-			case after != "" && e.key <= after:
+			case i < from:
 			case len(page.Machines) < limit:
 				page.Machines = append(page.Machines, e.m)
 			case page.Next == "":
@@ -95,6 +110,15 @@ func (f *Fleet) Machines(q string, limit int, after string) (*fleet.Page, error)
 		}
 	})
 	return page, nil
+}
+
+// pageOf is the machines of entries.
+func pageOf(entries []indexed) []*fleet.Machine {
+	out := make([]*fleet.Machine, len(entries))
+	for i := range entries {
+		out[i] = entries[i].m
+	}
+	return out
 }
 
 // Machine answers one machine's record.
@@ -268,8 +292,9 @@ func (f *Fleet) Sites() ([]*fleet.Site, error) {
 	}
 	counts := map[string]map[string]int{}
 	x := f.d.index.Load()
-	x.view(func(sorted []*indexed, _ map[string]map[string]string) {
-		for _, e := range sorted {
+	x.view(func(sorted []indexed) {
+		for i := range sorted {
+			e := &sorted[i]
 			c := counts[e.m.Site]
 			if c == nil {
 				c = map[string]int{}
@@ -334,10 +359,10 @@ func (f *Fleet) Summary(now time.Time) (*fleet.Summary, error) {
 		}
 	}
 	groups := map[string]*fleet.FailureGroup{}
-	f.d.index.Load().view(func(sorted []*indexed, _ map[string]map[string]string) {
+	f.d.index.Load().view(func(sorted []indexed) {
 		sum.Machines = len(sorted)
-		for _, e := range sorted {
-			m := e.m
+		for i := range sorted {
+			m := sorted[i].m
 			sum.ByState[m.State]++
 			if m.InFlight() {
 				sum.InFlight = append(sum.InFlight, m)

@@ -1,9 +1,9 @@
 package store
 
 import (
+	"maps"
 	"net/netip"
 	"slices"
-	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -22,23 +22,26 @@ import (
 // derivation copies a record it changes), so a reader may keep one.
 type fleetIndex struct {
 	mu sync.RWMutex
-	// machines by key (site "/" id); sorted lists them in key order,
-	// rebuilt when dirty.
+	// machines by key (site "/" id). sorted holds them in key order, one
+	// after the other in memory (a search reads it from start to end),
+	// and machines points into it; a new machine is held on its own and
+	// makes the index dirty: sorted is rebuilt at the next read.
 	machines map[string]*indexed
-	sorted   []*indexed
+	sorted   []indexed
 	dirty    bool
-	// labels of each site.
+	// labels of each site, which each of its machines' subjects holds.
 	labels map[string]map[string]string
 
 	version uint64
 	changed chan struct{}
 }
 
-// indexed is one machine with what a query reads of it.
+// indexed is one machine with what a query reads of it (its site's
+// labels included).
 type indexed struct {
+	s   machinequery.Subject
 	key string
 	m   *fleet.Machine
-	s   machinequery.Subject
 }
 
 func newFleetIndex(version uint64) *fleetIndex {
@@ -77,17 +80,31 @@ func loadFleetIndex(tx *bolt.Tx, version uint64) (*fleetIndex, error) {
 	return x, err
 }
 
-// set puts m into the index (the caller holds mu, or owns x).
+// set puts m into the index (the caller holds mu, or owns x): in place
+// if it holds the machine, else on its own until sorted is rebuilt.
 func (x *fleetIndex) set(m *fleet.Machine) {
 	key := machineKey(m.Site, m.ID)
-	e := &indexed{key: key, m: m, s: subjectOf(m)}
-	if _, ok := x.machines[key]; !ok {
-		x.dirty = true
+	s := subjectOf(m)
+	s.Labels = x.labels[m.Site]
+	if e, ok := x.machines[key]; ok {
+		e.m, e.s = m, s
+		return
 	}
-	x.machines[key] = e
-	if !x.dirty {
-		i := sort.Search(len(x.sorted), func(i int) bool { return x.sorted[i].key >= key })
-		x.sorted[i] = e
+	x.machines[key] = &indexed{key: key, m: m, s: s}
+	x.dirty = true
+}
+
+// setLabels sets site's labels, in its machines' subjects too.
+func (x *fleetIndex) setLabels(site string, labels map[string]string) {
+	if old, ok := x.labels[site]; ok && maps.Equal(old, labels) {
+		return
+	}
+	x.labels[site] = labels
+	prefix := site + "/"
+	for key, e := range x.machines {
+		if strings.HasPrefix(key, prefix) {
+			e.s.Labels = labels
+		}
 	}
 }
 
@@ -117,7 +134,7 @@ func (x *fleetIndex) update(changes []fleetChange) {
 	for _, c := range changes {
 		switch {
 		case c.SiteOnly:
-			x.labels[c.Site] = c.Labels
+			x.setLabels(c.Site, c.Labels)
 		case c.M == nil:
 			if _, ok := x.machines[machineKey(c.Site, c.ID)]; ok {
 				delete(x.machines, machineKey(c.Site, c.ID))
@@ -133,27 +150,36 @@ func (x *fleetIndex) update(changes []fleetChange) {
 }
 
 // view calls fn with the machines in key order (sorted first if they
-// changed) and the sites' labels, under the index's read lock.
-func (x *fleetIndex) view(fn func(sorted []*indexed, labels map[string]map[string]string)) {
+// changed), under the index's read lock.
+func (x *fleetIndex) view(fn func(sorted []indexed)) {
 	for {
 		x.mu.RLock()
 		if !x.dirty {
 			defer x.mu.RUnlock()
-			fn(x.sorted, x.labels)
+			fn(x.sorted)
 			return
 		}
 		x.mu.RUnlock()
 		x.mu.Lock()
 		if x.dirty {
-			x.sorted = make([]*indexed, 0, len(x.machines))
-			for _, e := range x.machines {
-				x.sorted = append(x.sorted, e)
-			}
-			slices.SortFunc(x.sorted, func(a, b *indexed) int { return strings.Compare(a.key, b.key) })
-			x.dirty = false
+			x.rebuild()
 		}
 		x.mu.Unlock()
 	}
+}
+
+// rebuild lays the machines out in key order, one after the other (the
+// caller holds mu for writing).
+func (x *fleetIndex) rebuild() {
+	sorted := make([]indexed, 0, len(x.machines))
+	for _, e := range x.machines {
+		sorted = append(sorted, *e)
+	}
+	slices.SortFunc(sorted, func(a, b indexed) int { return strings.Compare(a.key, b.key) })
+	for i := range sorted {
+		x.machines[sorted[i].key] = &sorted[i]
+	}
+	x.sorted, x.dirty = sorted, false
 }
 
 // now is a seed of the index's version: a store opened (or restored)
