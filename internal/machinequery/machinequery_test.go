@@ -80,7 +80,7 @@ func TestFleetFieldsAtASite(t *testing.T) {
 
 func TestParseFleetErrors(t *testing.T) {
 	tests := map[string]struct{ q, term string }{
-		"bad order status": {"state:ready order-status:lost", "order-status:lost"},
+		"bad order status":  {"state:ready order-status:lost", "order-status:lost"},
 		"label without key": {"label:=eu", "label:=eu"},
 		"unknown field":     {"web rack:1", "rack:1"},
 	}

@@ -33,7 +33,7 @@ var fleetQueries = []string{
 	"state:failed",
 	"label:region=eu state:provisioned",
 	"site:sim00* tag:gpu",
-	"hostname:*-07* -state:ready",
+	"hostname:db-* -state:ready",
 	"order-status:failed,running",
 	"mac:02:00:00:0a:*",
 	"web",

@@ -8,7 +8,10 @@
 // against their sha256, upstream URLs registered, downloads with Range),
 // sites' labels, and the catalogue of images (catalogue.go: a name that
 // points at a content-addressed image, placed by central into the
-// desired state of every site it lists or whose labels match).
+// desired state of every site it lists or whose labels match), and the
+// fleet model (fleet.go: every site's machines as their events say,
+// searched with machinequery's fleet grammar; the sites' links and
+// reports; the overview; a stream of its versions).
 //
 // A site pulls the artifacts its desired images name from
 // SitePullPattern (sitepull.go), with its own credential rather than a

@@ -66,8 +66,8 @@ func TestApply(t *testing.T) {
 		events []*SiteEvent
 		want   *Machine
 	}{
-		"created": {[]*SiteEvent{created}, base()},
-		"deleted": {[]*SiteEvent{created, ev(2, "machine.deleted", "machine m1 deleted", nil)}, nil},
+		"created":                             {[]*SiteEvent{created}, base()},
+		"deleted":                             {[]*SiteEvent{created, ev(2, "machine.deleted", "machine m1 deleted", nil)}, nil},
 		"an unknown machine's job is nothing": {[]*SiteEvent{ev(1, "bmc.job.succeeded", "power_on succeeded", map[string]string{"job": "j"})}, nil},
 		"power is kept by an update, not by a new machine": {[]*SiteEvent{created, ev(2, "power.on", "machine m1: power unknown → on", map[string]string{"to": "on"}),
 			ev(3, "machine.updated", "machine m1 updated (ready)", map[string]string{"state": "ready", "hostname": "web-2", "power": "on"})},
@@ -119,12 +119,16 @@ func TestApply(t *testing.T) {
 		"waiting, then started": {[]*SiteEvent{created,
 			ev(2, "order.waiting", "order o1 waits: image ubuntu is not at the site yet", map[string]string{"order": "o1", "action": "provision", "image": "ubuntu"}),
 			ev(3, "order.started", "order o1 started", map[string]string{"order": "o1", "action": "provision"})},
-			with(func(m *Machine) { m.LastOrder = &Order{Key: "o1", Action: "provision", By: "site", Status: OrderRunning} })},
+			with(func(m *Machine) {
+				m.LastOrder = &Order{Key: "o1", Action: "provision", By: "site", Status: OrderRunning}
+			})},
 		"a waiting order's start after another order is not the last's": {[]*SiteEvent{created,
 			ev(2, "order.waiting", "order o1 waits: x", map[string]string{"order": "o1", "action": "provision"}),
 			ev(3, "order.created", "order o2: power_on machine m1", map[string]string{"order": "o2", "action": "power_on"}),
 			ev(4, "order.started", "order o1 started", map[string]string{"order": "o1", "action": "provision"})},
-			with(func(m *Machine) { m.LastOrder = &Order{Key: "o2", Action: "power_on", By: "site", Status: OrderRunning} })},
+			with(func(m *Machine) {
+				m.LastOrder = &Order{Key: "o2", Action: "power_on", By: "site", Status: OrderRunning}
+			})},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {

@@ -7,7 +7,10 @@
 // gives the state the site itself holds.
 //
 // This file holds the model's types and the reader the API, the portal
-// and the CLI use; the derivation and the index are beside it.
+// and the CLI use; the derivation (derive.go, pure) is beside it. The
+// central store applies the derivation in the transactions that store
+// what it derives from, keeps the records, and serves them through an
+// in-memory index (store.Fleet, a Reader).
 package fleet
 
 import (

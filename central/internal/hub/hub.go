@@ -16,6 +16,11 @@
 // unauthenticated connections therefore costs central a few KiB each, not
 // a frame buffer of syncproto.MaxFrameSize.
 //
+// A session records its start and end as the site's link (naming this
+// node) and what the site reports of itself in its hello and heartbeats
+// (syncproto.Report): a report at most every ReportEvery unless it
+// changed, so that heartbeats are not Raft writes.
+//
 // Central never blocks on a site: every write has a deadline
 // (Config.WriteTimeout) after which the connection is dropped, a site
 // silent for syncproto.HeartbeatMisses heartbeat intervals is dropped,
