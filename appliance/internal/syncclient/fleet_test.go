@@ -306,8 +306,31 @@ type fleetView struct {
 	Order                          string // key status
 }
 
-// compareFleet compares central's fleet with the site's machines.
+// compareFleet compares central's fleet with the site's machines. The
+// site's record at central (its stored sequence, which waitSynced read)
+// commits a moment before the fleet's index takes the batch's records,
+// so the comparison is tried until it holds, and its difference shown
+// if it never does.
 func compareFleet(t *testing.T, api *centralAPI, n *apptest.Node) {
+	t.Helper()
+	want := siteFleet(t, n)
+	var diff string
+	defer func() {
+		if diff != "" {
+			t.Logf("central's fleet differs from the site's machines (-site +central):\n%s", diff)
+		}
+	}()
+	testwait.For(t, "central's fleet to be the site's machines", 10*time.Second, func() bool {
+		diff = cmp.Diff(want, centralFleet(t, api))
+		return diff == ""
+	})
+	if len(want) < 7 {
+		t.Errorf("the history left %d machines; it should exercise more", len(want))
+	}
+}
+
+// centralFleet is central's view of the site's machines.
+func centralFleet(t *testing.T, api *centralAPI) map[string]fleetView {
 	t.Helper()
 	var page struct {
 		Machines []struct {
@@ -334,13 +357,7 @@ func compareFleet(t *testing.T, api *centralAPI, n *apptest.Node) {
 		}
 		got[m.ID] = v
 	}
-	want := siteFleet(t, n)
-	if diff := cmp.Diff(want, got); diff != "" {
-		t.Errorf("central's fleet differs from the site's machines (-site +central):\n%s", diff)
-	}
-	if len(want) < 7 {
-		t.Errorf("the history left %d machines; it should exercise more", len(want))
-	}
+	return got
 }
 
 // siteFleet is the site's own view of its machines: each machine's

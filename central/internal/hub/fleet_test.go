@@ -1,6 +1,7 @@
 package hub
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -46,22 +47,38 @@ func TestLinkState(t *testing.T) {
 
 	// The same report but for a newer sequence: not recorded before
 	// ReportEvery.
-	v := f.db.Fleet().Version()
 	c.send(&syncproto.Heartbeat{Time: time.Now(), Report: &syncproto.Report{Appliance: "v1", Nodes: 3, Voters: 3, Healthy: 3,
 		Leader: "a1", Console: "https://ams2.example.net", LastSeq: 5}})
 	// A changed one is, at once.
 	c.send(&syncproto.Heartbeat{Time: time.Now(), Report: &syncproto.Report{Appliance: "v1", Nodes: 3, Voters: 3, Healthy: 2,
 		Leader: "a1", Console: "https://ams2.example.net", Problems: []string{"a3 unreachable"}, LastSeq: 6}})
-	testwait.For(t, "the changed report recorded", 10*time.Second, func() bool { return f.siteOf("s1").Appliance.Healthy == 2 })
+	testwait.For(t, "the changed report recorded", 10*time.Second, func() bool {
+		return strings.Contains(f.logs.String(), "last_seq=6")
+	})
+	if n := strings.Count(f.logs.String(), "sync: site's report recorded"); n != 2 {
+		t.Errorf("%d reports recorded, want 2: the hello's and the changed one (the unchanged one waits ReportEvery)", n)
+	}
 	s = f.siteOf("s1")
 	if s.Link.SiteLastSeq != 6 || s.Link.EventsBehind != 6 || len(s.Appliance.Problems) != 1 {
 		t.Errorf("after the changed report: %+v", s)
 	}
-	if got := f.db.Fleet().Version(); got != v+1 {
-		t.Errorf("the fleet changed %d times for two heartbeats, want once (the unchanged report is not recorded)", got-v)
-	}
 
-	c.conn.CloseNow()
+	// A second connection replaces the first: the first's end does not
+	// end the second's link. Each records one change of the fleet: the
+	// second's start, the first's end.
+	v0 := f.db.Fleet().Version()
+	c2, _ := f.connect(hello("s1", cred, 0, 0, 0))
+	if e, ok := c.recv().(*syncproto.Error); !ok || e.Code != syncproto.CodeReplaced {
+		t.Fatalf("the first connection got %+v, want error replaced", e)
+	}
+	if !c.closed() {
+		t.Fatal("the replaced connection stays open")
+	}
+	testwait.For(t, "the first session's end recorded", 10*time.Second, func() bool { return f.db.Fleet().Version() >= v0+2 })
+	if !f.siteOf("s1").Link.Connected {
+		t.Error("the replaced session's end ended the new one's link")
+	}
+	c2.conn.CloseNow()
 	testwait.For(t, "the link's end recorded", 10*time.Second, func() bool { return !f.siteOf("s1").Link.Connected })
 	if f.hub.Status("s1").Connected {
 		t.Error("the hub still holds the session")

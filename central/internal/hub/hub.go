@@ -307,12 +307,15 @@ func (h *Hub) serve(conn *websocket.Conn, remote string) {
 		h.reject(conn, syncproto.Errorf(syncproto.CodeUnavailable, "central is shutting down"))
 		return
 	}
-	defer h.unregister(s)
-	// The link's record: this node holds the session, until it ends.
-	if err := h.db.SetLink(s.site, h.node, true, time.Now()); err != nil {
+	// The link's record: this node holds the session, until it ends
+	// (recorded once the hub no longer holds it).
+	defer func() {
+		h.unregister(s)
+		_ = h.db.SetLink(s.site, h.node, s.since, false, time.Now())
+	}()
+	if err := h.db.SetLink(s.site, h.node, s.since, true, time.Now()); err != nil {
 		s.log.Warn("sync: record the link", "err", err)
 	}
-	defer func() { _ = h.db.SetLink(s.site, h.node, false, time.Now()) }()
 	s.report(hello.Report)
 	s.log.Info("sync: site connected", "version", welcome.Version, "hello", hello,
 		"stored_seq", welcome.StoredSeq, "next_revision", welcome.NextRevision)

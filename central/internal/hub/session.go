@@ -186,6 +186,7 @@ func (s *session) report(r *syncproto.Report) {
 		s.log.Warn("sync: record the site's report", "err", err)
 		return
 	}
+	s.log.Debug("sync: site's report recorded", "appliance", r.Appliance, "healthy", r.Healthy, "last_seq", r.LastSeq)
 	s.recorded, s.recordedTime = r, now
 }
 

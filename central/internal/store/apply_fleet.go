@@ -227,10 +227,11 @@ func siteChanged(tx *txn, s *Site) {
 func applySetLink(tx *txn, p *setLinkPayload) (any, error) {
 	return nil, updateSite(tx, p.Site, func(s *Site) error {
 		s.LastSeen = p.Time
-		if p.Connected {
-			s.Link = &SiteLink{Node: p.Node, Since: p.Time}
-		} else if s.Link != nil && (p.Node == "" || s.Link.Node == p.Node) {
-			s.Link = nil // a node ends only its own session
+		switch {
+		case p.Connected:
+			s.Link = &SiteLink{Node: p.Node, Since: p.Since}
+		case s.Link != nil && s.Link.Node == p.Node && s.Link.Since.Equal(p.Since):
+			s.Link = nil // only the session's own end ends it: not a newer one's
 		}
 		siteChanged(tx, s)
 		return nil

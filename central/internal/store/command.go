@@ -167,12 +167,13 @@ type (
 		Revision uint64    `json:"revision"`
 		Time     time.Time `json:"time,omitzero"`
 	}
-	// setLinkPayload: Node holds the site's session from Time on
-	// (Connected), or its session ended at Time.
+	// setLinkPayload: Node holds the site's session from Since on
+	// (Connected), or its session that started at Since ended at Time.
 	setLinkPayload struct {
 		Site      string    `json:"site"`
 		Node      string    `json:"node,omitempty"`
 		Connected bool      `json:"connected"`
+		Since     time.Time `json:"since"`
 		Time      time.Time `json:"time"`
 	}
 	reportSitePayload struct {

@@ -20,11 +20,12 @@ import (
 // The fleet model's reads (fleet.Reader, through Fleet) and the hub's
 // records of each site's link and report.
 
-// SetLink records that node holds site's session from t on (connected),
-// or that its session ended at t. A node ends only its own session: a
-// newer one on another node stays.
-func (d *DB) SetLink(site, node string, connected bool, t time.Time) error {
-	_, err := d.exec(cmdSetLink, &setLinkPayload{Site: site, Node: node, Connected: connected, Time: t.UTC()})
+// SetLink records that node holds site's session from since on (at t,
+// connected), or that its session that started at since ended at t. The
+// end of a session ends only that session's link: a newer session (on
+// this node or another) stays.
+func (d *DB) SetLink(site, node string, since time.Time, connected bool, t time.Time) error {
+	_, err := d.exec(cmdSetLink, &setLinkPayload{Site: site, Node: node, Connected: connected, Since: since.UTC(), Time: t.UTC()})
 	return err
 }
 

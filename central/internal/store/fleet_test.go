@@ -166,7 +166,7 @@ func TestFleetLinkAndReport(t *testing.T) {
 	d := fleetStore(t)
 	v := d.Fleet().Version()
 	changed := d.Fleet().Changed()
-	if err := d.SetLink("s1", "c1", true, t0); err != nil {
+	if err := d.SetLink("s1", "c1", t0, true, t0); err != nil {
 		t.Fatal(err)
 	}
 	select {
@@ -181,7 +181,8 @@ func TestFleetLinkAndReport(t *testing.T) {
 		Console: "https://ams2.example.net", Problems: []string{"node a3 unreachable"}, LastSeq: 9}, t0.Add(time.Minute)); err != nil {
 		t.Fatal(err)
 	}
-	_ = d.SetLink("s1", "c2", false, t0.Add(2*time.Minute)) // another node's session ending
+	_ = d.SetLink("s1", "c2", t0, false, t0.Add(2*time.Minute))                 // another node's session ending
+	_ = d.SetLink("s1", "c1", t0.Add(-time.Hour), false, t0.Add(2*time.Minute)) // an older session's end
 	sites, err := d.Fleet().Sites()
 	if err != nil || len(sites) != 1 {
 		t.Fatalf("sites %+v, %v", sites, err)
@@ -193,7 +194,7 @@ func TestFleetLinkAndReport(t *testing.T) {
 	if diff := cmp.Diff(want, sites[0]); diff != "" {
 		t.Errorf("site (-want +got):\n%s", diff)
 	}
-	_ = d.SetLink("s1", "c1", false, t0.Add(3*time.Minute))
+	_ = d.SetLink("s1", "c1", t0, false, t0.Add(3*time.Minute))
 	if sites, _ := d.Fleet().Sites(); sites[0].Link.Connected {
 		t.Error("the holder's session ended, the site is still connected")
 	}
