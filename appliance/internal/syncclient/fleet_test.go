@@ -253,27 +253,9 @@ func (h *history) report(wf string, r site.Report) {
 // ends; stop stops it now.
 func runClient(t *testing.T, n *apptest.Node, url, cred string) (stop func()) {
 	t.Helper()
-	c, err := New(Config{Node: n.Site, Store: n.DB, URL: url, Insecure: true, Site: "ams2", CredentialFile: cred,
+	_, stop = start(t, Config{Node: n.Site, Store: n.DB, URL: url, Insecure: true, Site: "ams2", CredentialFile: cred,
 		Log:        slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo})),
 		MinBackoff: 10 * time.Millisecond, MaxBackoff: 100 * time.Millisecond, LongBackoff: time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- c.Run(ctx) }()
-	stopped := false
-	stop = func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	}
-	t.Cleanup(stop)
 	return stop
 }
 
