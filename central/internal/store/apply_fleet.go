@@ -94,11 +94,10 @@ func deriveEvents(tx *txn, site string, events []syncproto.Event) error {
 		next, did := fleet.Apply(site, m, &e)
 		cache[e.MachineID] = next
 		if did {
+			// The machine's timeline has it, its delete included.
 			changed = append(changed, e.MachineID)
-			if next != nil {
-				if err := byMachine.Put(machineEventKey(e.MachineID, e.Seq), nil); err != nil {
-					return err
-				}
+			if err := byMachine.Put(machineEventKey(e.MachineID, e.Seq), []byte{}); err != nil {
+				return err
 			}
 		}
 	}

@@ -32,7 +32,7 @@ var (
 	// The fleet model (apply_fleet.go): each machine's record, and the
 	// index of its events.
 	bucketFleet         = []byte("fleet")          // site id -> {machine id -> fleet.Machine}
-	bucketMachineEvents = []byte("machine_events") // site id -> {machine id "\x00" big-endian seq -> nil}
+	bucketMachineEvents = []byte("machine_events") // site id -> {machine id "\x00" big-endian seq -> empty}
 
 	allBuckets = [][]byte{bucketMeta, bucketTokens, bucketSites, bucketDesired, bucketRevisions, bucketEvents, bucketMembers, bucketArtifacts, bucketCatalogue,
 		bucketFleet, bucketMachineEvents}
