@@ -5,8 +5,10 @@ import (
 	"cmp"
 	"encoding/json"
 	"fmt"
+	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -95,22 +97,59 @@ func (f *Fleet) Machines(q string, limit int, after string) (*fleet.Page, error)
 			}
 			return
 		}
-		for i := range sorted {
-			e := &sorted[i]
-			if !query.Match(&e.s) {
-				continue
-			}
-			page.Total++
-			switch {
-			case i < from:
-			case len(page.Machines) < limit:
-				page.Machines = append(page.Machines, e.m)
-			case page.Next == "":
-				page.Next = machineKey(page.Machines[limit-1].Site, page.Machines[limit-1].ID)
-			}
+		var found []int
+		page.Total, found = search(query, sorted, from, limit+1)
+		for _, i := range found[:min(limit, len(found))] {
+			page.Machines = append(page.Machines, sorted[i].m)
+		}
+		if len(found) > limit {
+			page.Next = sorted[found[limit-1]].key
 		}
 	})
 	return page, nil
+}
+
+// searchChunk is how many machines one goroutine of a search matches at
+// least: a large fleet is searched on every CPU at once.
+const searchChunk = 16384
+
+// search matches q against every machine of sorted and returns how many
+// match, and the positions of the first want of them at or after from.
+func search(q *machinequery.Query, sorted []indexed, from, want int) (total int, found []int) {
+	n := min(runtime.GOMAXPROCS(0), (len(sorted)+searchChunk-1)/searchChunk)
+	if n <= 1 {
+		return searchPart(q, sorted, 0, len(sorted), from, want)
+	}
+	totals, founds := make([]int, n), make([][]int, n)
+	var wg sync.WaitGroup
+	size := (len(sorted) + n - 1) / n
+	for c := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			totals[c], founds[c] = searchPart(q, sorted, c*size, min((c+1)*size, len(sorted)), from, want)
+		}()
+	}
+	wg.Wait()
+	for c := range n {
+		total += totals[c]
+		found = append(found, founds[c][:min(len(founds[c]), want-len(found))]...)
+	}
+	return total, found
+}
+
+// searchPart is search of sorted[lo:hi].
+func searchPart(q *machinequery.Query, sorted []indexed, lo, hi, from, want int) (total int, found []int) {
+	for i := lo; i < hi; i++ {
+		if !q.Match(&sorted[i].s) {
+			continue
+		}
+		total++
+		if i >= from && len(found) < want {
+			found = append(found, i)
+		}
+	}
+	return total, found
 }
 
 // pageOf is the machines of entries.
