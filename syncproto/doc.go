@@ -34,14 +34,15 @@
 // # Messages
 //
 //	hello        site → central  site, credential, versions {min, max},
-//	                             applied_revision, acked_seq, last_seq
+//	                             applied_revision, acked_seq, last_seq,
+//	                             report (optional)
 //	welcome      central → site  version, stored_seq, next_revision, heartbeat_ms
 //	desired      central → site  revision, full, part, more,
 //	                             changes [{kind, key, object | deleted: true}]
 //	desired_ack  site → central  revision
 //	events       site → central  first, last, events [{seq, data}]
 //	events_ack   central → site  seq
-//	heartbeat    both            time
+//	heartbeat    both            time, report (optional, the site's)
 //	error        both            code, message, field
 //
 // The types' comments say what each field means. Each message validates

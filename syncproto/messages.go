@@ -52,6 +52,8 @@ type Hello struct {
 	// Central checks that it has not stored more than that (see
 	// CheckHistory).
 	LastSeq uint64 `json:"last_seq"`
+	// Report is what the site says of itself (optional, 2026-12-07).
+	Report *Report `json:"report,omitempty"`
 }
 
 func (*Hello) Type() string { return TypeHello }
@@ -73,7 +75,7 @@ func (h *Hello) Validate() error {
 	if h.AckedSeq > h.LastSeq {
 		return invalid(TypeHello, "acked_seq", "is %d, past last_seq %d", h.AckedSeq, h.LastSeq)
 	}
-	return nil
+	return h.Report.validate(TypeHello)
 }
 
 // LogValue logs the hello without its credential.
@@ -321,6 +323,9 @@ func (a *EventsAck) Validate() error {
 // and diagnosis only: no rule depends on the clocks agreeing).
 type Heartbeat struct {
 	Time time.Time `json:"time"`
+	// Report is what the site says of itself (optional, 2026-12-07; the
+	// site's heartbeats only).
+	Report *Report `json:"report,omitempty"`
 }
 
 func (*Heartbeat) Type() string { return TypeHeartbeat }
@@ -330,5 +335,5 @@ func (h *Heartbeat) Validate() error {
 	if h.Time.IsZero() {
 		return invalid(TypeHeartbeat, "time", "is required")
 	}
-	return nil
+	return h.Report.validate(TypeHeartbeat)
 }

@@ -27,6 +27,11 @@ import "fmt"
 //     that exact image, and an order whose image at the site is another
 //     waits for it (order.waiting, saying both digests). A site of an
 //     older release ignores the field and installs the image as named.
+//   - 2026-12-07, still version 1: a site's hello and heartbeats may
+//     carry a report of itself (Report: its release, its cluster's
+//     health, its console's URL, its newest event's sequence), which
+//     central shows in its fleet overview. A central of an older release
+//     ignores it.
 const (
 	Version    = 1
 	MinVersion = 1

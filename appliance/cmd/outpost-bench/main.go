@@ -33,6 +33,7 @@ var benches = []bench{
 	{"artifacts.serve", benchArtifactsServe},
 	{"artifacts.fanout", benchArtifactsFanout},
 	{"portal.bulk", benchPortalBulk},
+	{"portal.fleet", benchPortalFleet},
 }
 
 func benchNames() []string {

@@ -112,7 +112,8 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Write
 	var syncer *syncclient.Client
 	if cfg.CentralURL != "" {
 		if syncer, err = syncclient.New(syncclient.Config{Node: n, Store: db, URL: cfg.CentralURL, Site: cfg.SiteID,
-			CredentialFile: cfg.SiteCredentialFile, Insecure: cfg.InsecureCentral, HTTPClient: central, Log: log}); err != nil {
+			CredentialFile: cfg.SiteCredentialFile, Insecure: cfg.InsecureCentral, HTTPClient: central, Log: log,
+			Report: selfReport(node.Status, cfg.APIURL)}); err != nil {
 			return err
 		}
 	}

@@ -108,11 +108,12 @@ var rules = []rule{
 	}},
 	// The machine search is pure logic over the store's objects: it
 	// reads the store and no other Outpost package but the workflows'
-	// states and the shared errors.
+	// states, the shared errors and the shared grammar
+	// (internal/machinequery).
 	{"appliance/internal/machinequery", func(path string, std bool) string {
 		switch {
 		case isOutpost(path, "appliance/internal/store", "appliance/internal/workflow", "appliance/internal/actions",
-			"internal/errs", "internal/access", "internal/boltfile"):
+			"internal/errs", "internal/access", "internal/boltfile", "internal/machinequery"):
 			return ""
 		case strings.HasPrefix(path, module):
 			return "the machine search imports no Outpost package but the store (and what it imports)"
@@ -240,7 +241,7 @@ var clockCalls = []string{"Now", "Since", "Until", "Sleep", "After", "AfterFunc"
 // The proposer itself (proposer*.go) is the one place of the site
 // package that reads the clock.
 func TestNoClock(t *testing.T) {
-	for _, dir := range []string{"../ipam", "../workflow", "../site", "../machinequery"} {
+	for _, dir := range []string{"../ipam", "../workflow", "../site", "../machinequery", "../../../internal/machinequery"} {
 		files, err := filepath.Glob(filepath.Join(dir, "*.go"))
 		if err != nil {
 			t.Fatal(err)

@@ -37,7 +37,7 @@ func FuzzParse(f *testing.F) {
 			}
 			return
 		}
-		for _, m := range parsed.Filter(machines, c) {
+		for _, m := range machinequery.Filter(parsed, machines, c) {
 			if !utf8.ValidString(m.ID) {
 				t.Fatalf("matched a machine with a bad id")
 			}

@@ -120,7 +120,7 @@ func TestMatch(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Parse(%q): %v", tc.q, err)
 			}
-			if diff := cmp.Diff(tc.want, ids(q.Filter(machines, c))); diff != "" {
+			if diff := cmp.Diff(tc.want, ids(machinequery.Filter(q, machines, c))); diff != "" {
 				t.Errorf("Filter(%q) (-want +got):\n%s", tc.q, diff)
 			}
 		})

@@ -7,7 +7,29 @@ import (
 	"time"
 
 	"github.com/outposthq/outpost/appliance/internal/store"
+	"github.com/outposthq/outpost/internal/machinequery"
 )
+
+// The grammar, its parser and its matcher are shared with central's
+// fleet search (internal/machinequery); this package reads them against
+// the site's store.
+type (
+	// Query is a parsed query.
+	Query = machinequery.Query
+	// Error is a query Parse refused.
+	Error = machinequery.Error
+	// Subject is a machine as a query reads it.
+	Subject = machinequery.Subject
+)
+
+// MaxLen bounds a query's length in bytes.
+const MaxLen = machinequery.MaxLen
+
+// NoWorkflow is the workflow state of a machine without a workflow.
+const NoWorkflow = machinequery.NoWorkflow
+
+// Parse reads a query of the site's machines.
+func Parse(q string) (*Query, error) { return machinequery.Parse(q) }
 
 // Companions are what a query reads besides the machines: their current
 // leases and their workflows' states, gathered once for all machines.
@@ -51,17 +73,22 @@ func newCompanions(leases []*store.Lease, workflows map[string]string, now time.
 	return c
 }
 
-// Subject returns m with its lease addresses and workflow state.
+// Subject returns m with its addresses (those its interfaces reserve,
+// those its current leases hold) and workflow state.
 func (c *Companions) Subject(m *store.Machine) *Subject {
-	s := &Subject{Machine: m, Workflow: NoWorkflow}
+	s := &Subject{ID: m.ID, Hostname: m.Hostname, Tags: m.Tags, State: string(m.State), Workflow: NoWorkflow}
+	for _, nic := range m.Interfaces {
+		s.MACs = append(s.MACs, nic.MAC)
+		if a, err := netip.ParseAddr(nic.IP); err == nil {
+			s.Addrs = append(s.Addrs, a)
+		}
+	}
 	if c == nil {
 		return s
 	}
-	s.Addrs = c.byMachine[m.ID]
+	s.Addrs = append(s.Addrs, c.byMachine[m.ID]...)
 	for _, nic := range m.Interfaces {
-		if more := c.byMAC[nic.MAC]; len(more) > 0 {
-			s.Addrs = append(s.Addrs[:len(s.Addrs):len(s.Addrs)], more...)
-		}
+		s.Addrs = append(s.Addrs, c.byMAC[nic.MAC]...)
 	}
 	if st, ok := c.workflows[m.Workflow]; ok && m.Workflow != "" {
 		s.Workflow = st
@@ -70,7 +97,7 @@ func (c *Companions) Subject(m *store.Machine) *Subject {
 }
 
 // Filter returns the machines that match q, in their order.
-func (q *Query) Filter(machines []*store.Machine, c *Companions) []*store.Machine {
+func Filter(q *Query, machines []*store.Machine, c *Companions) []*store.Machine {
 	var out []*store.Machine
 	for _, m := range machines {
 		if q.Match(c.Subject(m)) {
@@ -89,18 +116,18 @@ func Select(tx *store.Tx, q *Query, now time.Time) ([]*store.Machine, error) {
 		return nil, err
 	}
 	var leases []*store.Lease
-	if q.needsLeases {
+	if q.NeedsAddrs() {
 		if leases, err = store.List[store.Lease](tx); err != nil {
 			return nil, err
 		}
 	}
 	var workflows map[string]string
-	if q.needsWorkflows {
+	if q.NeedsWorkflows() {
 		if workflows, err = workflowStatuses(tx); err != nil {
 			return nil, err
 		}
 	}
-	return q.Filter(machines, newCompanions(leases, workflows, now)), nil
+	return Filter(q, machines, newCompanions(leases, workflows, now)), nil
 }
 
 // workflowStatuses reads the status of every workflow, by id. It decodes

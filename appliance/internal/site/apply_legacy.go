@@ -52,6 +52,23 @@ func applyPlaceOrderV2(tx *store.Tx, payload []byte, index uint64) (any, error) 
 	return applyOrder(tx, payload, index, v2Rules)
 }
 
+// applyDiscoverV1 applies a discovery as Discover does, but its event
+// has no record of the machine, as releases up to 6856dfc recorded it.
+func applyDiscoverV1(tx *store.Tx, payload []byte, index uint64) (any, error) {
+	var req DiscoverPayload
+	command.MustDecode(payload, &req, index)
+	return discover(tx, &req, index, false)
+}
+
+// applyDesiredV3 applies a revision as ApplyDesired does, but records
+// no event of the machines it puts and deletes, as releases up to
+// 6856dfc did.
+func applyDesiredV3(tx *store.Tx, payload []byte, index uint64) (any, error) {
+	var req DesiredPayload
+	command.MustDecode(payload, &req, index)
+	return applyRevision(tx, &req.Desired, store.Write{Index: index, Time: req.Time, By: req.By}, orderRules{choose: chooseBootAddress, waits: true})
+}
+
 func applyDesiredV2(tx *store.Tx, payload []byte, index uint64) (any, error) {
 	var req DesiredPayload
 	command.MustDecode(payload, &req, index)

@@ -17,10 +17,18 @@ import (
 // one.
 
 // applyDiscover creates or updates the machine that owns the report's
-// MACs from what the installer found.
+// MACs from what the installer found: its event, machine.discovered,
+// has the machine's record (RecordFields), as central's fleet model
+// needs.
 func applyDiscover(tx *store.Tx, payload []byte, index uint64) (any, error) {
 	var req DiscoverPayload
 	command.MustDecode(payload, &req, index)
+	return discover(tx, &req, index, true)
+}
+
+// discover applies a discovery; withRecord: its event has the machine's
+// record (DiscoverV1's had not).
+func discover(tx *store.Tx, req *DiscoverPayload, index uint64, withRecord bool) (any, error) {
 	hw := req.Hardware
 	boot, err := store.NormalizeMAC(hw.MAC)
 	if err != nil {
@@ -66,7 +74,19 @@ func applyDiscover(tx *store.Tx, payload []byte, index uint64) (any, error) {
 	return &DiscoverResult{MachineID: m.ID, Created: created}, event(tx, w, store.Event{MachineID: m.ID, Kind: "machine.discovered",
 		Message: fmt.Sprintf("discovery %s machine %s: %d CPUs, %d MiB, %d disks, %d NICs",
 			verb, m.ID, hw.CPUs, hw.MemoryBytes>>20, len(disks), len(found)),
-		Fields: map[string]string{"mac": boot, "created": fmt.Sprint(created)}})
+		Fields: discoveredFields(m, boot, created, withRecord)})
+}
+
+// discoveredFields are machine.discovered's fields: the boot MAC, whether
+// it created the machine, and withRecord the machine's record
+// (RecordFields).
+func discoveredFields(m *store.Machine, boot string, created, withRecord bool) map[string]string {
+	f := map[string]string{}
+	if withRecord {
+		f = RecordFields(m)
+	}
+	f["mac"], f["created"] = boot, fmt.Sprint(created)
+	return f
 }
 
 // foundInterfaces are the NICs an installer found, the boot one marked.

@@ -35,6 +35,11 @@ func applyPlaceOrder(tx *store.Tx, payload []byte, index uint64) (any, error) {
 type orderRules struct {
 	choose addressChooser
 	waits  bool
+	// machineEvents: a revision's machine puts and deletes are events
+	// (machine.created, machine.updated, machine.deleted) and a refused
+	// order names its machine, as central's fleet model needs
+	// (fleet.go); ApplyDesiredV3 and earlier recorded neither.
+	machineEvents bool
 }
 
 func applyOrder(tx *store.Tx, payload []byte, index uint64, rules orderRules) (any, error) {

@@ -54,7 +54,7 @@ func applyAckEvents(tx *store.Tx, payload []byte, index uint64) (any, error) {
 func applyDesired(tx *store.Tx, payload []byte, index uint64) (any, error) {
 	var req DesiredPayload
 	command.MustDecode(payload, &req, index)
-	return applyRevision(tx, &req.Desired, store.Write{Index: index, Time: req.Time, By: req.By}, orderRules{choose: chooseBootAddress, waits: true})
+	return applyRevision(tx, &req.Desired, store.Write{Index: index, Time: req.Time, By: req.By}, orderRules{choose: chooseBootAddress, waits: true, machineEvents: true})
 }
 
 // Validate checks the revision's shape before anything is written.
@@ -155,7 +155,21 @@ func applyOrRefuse(tx *store.Tx, rev uint64, c DesiredChange, w store.Write, res
 		return fmt.Errorf("desired revision %d: %s %q: %w", rev, c.Kind, c.Key, err)
 	}
 	res.Refused++
-	return event(tx, w, refusedEvent(rev, c, e))
+	ev := refusedEvent(rev, c, e)
+	if rules.machineEvents && c.Kind == DesiredOrder && !c.Deleted {
+		ev.MachineID = orderMachineID(c.Object)
+	}
+	return event(tx, w, ev)
+}
+
+// orderMachineID is the machine an order object names ("" if it does not
+// decode).
+func orderMachineID(object json.RawMessage) string {
+	var o struct {
+		MachineID string `json:"machine_id"`
+	}
+	_ = json.Unmarshal(object, &o)
+	return o.MachineID
 }
 
 // unnamedManaged returns deletes of the objects central manages that
@@ -186,6 +200,7 @@ func refusedEvent(rev uint64, c DesiredChange, e *errs.Error) store.Event {
 	if c.Kind == DesiredOrder {
 		ev.Kind = "sync.order_refused"
 		ev.Fields["order"] = c.Key
+
 	}
 	if len(ev.Message) > 4096 {
 		ev.Message = ev.Message[:4096]
@@ -216,23 +231,40 @@ func applyChange(tx *store.Tx, c DesiredChange, w store.Write, rules orderRules)
 		}
 		return createOrder(tx, o, w, rules)
 	case DesiredMachine:
-		if c.Deleted {
-			return ignoreNotFound(tx.UnsafeDeleteMachine(c.Key, 0))
-		}
-		m, err := decodeDesired[store.Machine](c, func(m *store.Machine) *string { return &m.ID })
-		if err != nil {
-			return err
-		}
-		if err := mergeDesiredMachine(tx, m); err != nil {
-			return err
-		}
-		return tx.UnsafePutMachine(m, w)
+		return applyMachineChange(tx, c, w, rules)
 	case DesiredImage:
 		return applyObjectChange(tx, c, w, func(i *store.Image) *string { return &i.Name }, (*store.Image).Normalize)
 	case DesiredTemplate:
 		return applyObjectChange(tx, c, w, func(t *store.Template) *string { return &t.Name }, nil)
 	}
 	return errs.Invalid("kind", "%q is not a kind the appliance takes from central (order, machine, image, template)", c.Kind)
+}
+
+// applyMachineChange puts or deletes a machine of central's, with its
+// event under rules that record them.
+func applyMachineChange(tx *store.Tx, c DesiredChange, w store.Write, rules orderRules) error {
+	if c.Deleted {
+		err := tx.UnsafeDeleteMachine(c.Key, 0)
+		if err != nil || !rules.machineEvents {
+			return ignoreNotFound(err)
+		}
+		return machineDeletedEvent(tx, c.Key, w)
+	}
+	m, err := decodeDesired[store.Machine](c, func(m *store.Machine) *string { return &m.ID })
+	if err != nil {
+		return err
+	}
+	old, err := store.Get[store.Machine](tx, m.ID)
+	if err != nil && !errors.Is(err, errs.ErrNotFound) {
+		return err
+	}
+	if err := mergeDesiredMachine(tx, m, old); err != nil {
+		return err
+	}
+	if err := tx.UnsafePutMachine(m, w); err != nil || !rules.machineEvents {
+		return err
+	}
+	return machinePutEvent(tx, old, m, w)
 }
 
 // applyObjectChange puts or deletes an object that is stored as it comes.
@@ -274,13 +306,10 @@ func decodeDesired[T any](c DesiredChange, key func(*T) *string) (*T, error) {
 	return v, nil
 }
 
-// mergeDesiredMachine keeps what the appliance owns of a stored machine
-// (keepApplianceFields), normalizes and validates m.
-func mergeDesiredMachine(tx *store.Tx, m *store.Machine) error {
-	old, err := store.Get[store.Machine](tx, m.ID)
-	if err != nil && !errors.Is(err, errs.ErrNotFound) {
-		return err
-	}
+// mergeDesiredMachine keeps what the appliance owns of old, the stored
+// machine (nil: none), in m (keepApplianceFields), normalizes and
+// validates m.
+func mergeDesiredMachine(tx *store.Tx, m, old *store.Machine) error {
 	if m.BMC != nil && m.BMC.Password != "" {
 		return errs.Invalid("bmc.password", "reached the store in the clear: the proposer seals it")
 	}

@@ -3,6 +3,7 @@ package site
 import (
 	"bytes"
 	"encoding/json"
+	"slices"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -46,7 +47,7 @@ func checkDesired(t *testing.T, e *env, r Result, rev uint64, applied bool, refu
 // desiredCommands apply a revision of central's desired state: the
 // current command and the previous release's, which keeps its rules for
 // the logs that hold it. A revision's rules are the same for both.
-var desiredCommands = map[string]Type{"ApplyDesired": ApplyDesired, "ApplyDesiredV1": ApplyDesiredV1}
+var desiredCommands = map[string]Type{"ApplyDesired": ApplyDesired, "ApplyDesiredV3": ApplyDesiredV3, "ApplyDesiredV1": ApplyDesiredV1}
 
 // forEachDesiredCommand runs test with each command of desiredCommands.
 func forEachDesiredCommand(t *testing.T, test func(t *testing.T, applyDesired Type)) {
@@ -135,7 +136,12 @@ func TestApplyDesiredRefusals(t *testing.T) {
 			putChange(t, DesiredImage, "ok", fxImage("ok")),
 		))
 		checkDesired(t, e, r, 1, true, 5)
-		checkEventKinds(t, e, "image.added", "sync.change_refused", "sync.order_refused", "sync.change_refused", "sync.change_refused", "sync.change_refused")
+		want := []string{"image.added", "sync.change_refused", "sync.order_refused", "sync.change_refused", "sync.change_refused", "sync.change_refused"}
+		if applyDesired == ApplyDesired {
+			// Its machine puts are events (fleet.go).
+			want = slices.Insert(want, 2, "machine.created")
+		}
+		checkEventKinds(t, e, want...)
 		s := readState(t, e.db)
 		if len(s.Machines) != 2 || len(s.Images) != 2 {
 			t.Errorf("machines %d, images %d; want m1 and m3, debian and ok", len(s.Machines), len(s.Images))
@@ -145,8 +151,9 @@ func TestApplyDesiredRefusals(t *testing.T) {
 				t.Errorf("%d orders stored, want none", n)
 			}
 			events, _ := tx.EventsSince(1, 10)
-			if f := events[1].Fields; f["order"] != "o-nobmc" || f["revision"] != "1" || f["reason"] == "" {
-				t.Errorf("order refusal event fields = %v", f)
+			i := slices.IndexFunc(events, func(e *store.Event) bool { return e.Kind == "sync.order_refused" })
+			if f := events[i].Fields; f["order"] != "o-nobmc" || f["revision"] != "1" || f["reason"] == "" || (applyDesired == ApplyDesired) != (events[i].MachineID == "m3") {
+				t.Errorf("order refusal event = %+v", events[i])
 			}
 			return nil
 		})

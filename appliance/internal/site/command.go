@@ -42,7 +42,7 @@ const (
 	// and command.Noop (a new leader's first entry).
 
 	AdvanceWorkflow      Type = 21 // Advance: an agent's report, the leader's timer, a cancel
-	Discover             Type = 22 // DiscoverPayload: what an installer in discovery mode found
+	DiscoverV1           Type = 22 // DiscoverPayload, releases up to 6856dfc (machine.discovered without the machine's record): replay only (apply_legacy.go)
 	PutOrderV1           Type = 23 // Put[store.Order], releases up to b482c18: replay only (apply_legacy.go)
 	DeleteOrder          Type = 24 // Delete
 	DeleteJob            Type = 25 // Delete
@@ -68,7 +68,9 @@ const (
 	PutImage             Type = 45 // Put[store.Image]: the artifact records follow the images (apply_artifact.go)
 	DeleteImage          Type = 46 // Delete: the artifact records follow the images (apply_artifact.go)
 	PlaceOrder           Type = 47 // Put[store.Order]: creates an order, its workflow and its jobs, or waits for its artifacts (apply_order.go)
-	ApplyDesired         Type = 48 // DesiredPayload: a revision of central's desired state; its orders may wait for artifacts (apply_sync.go)
+	ApplyDesiredV3       Type = 48 // DesiredPayload, releases up to 6856dfc (no events of central's machine changes): replay only (apply_legacy.go)
+	ApplyDesired         Type = 51 // DesiredPayload: a revision of central's desired state; its orders may wait for artifacts, its machine changes are events (apply_sync.go)
+	Discover             Type = 52 // DiscoverPayload: what an installer in discovery mode found; machine.discovered has the machine's record (apply_machine.go)
 )
 
 // Every payload but CommitLease's (always the DHCP server's) names its

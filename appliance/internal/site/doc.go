@@ -50,6 +50,10 @@
 //     the actor the command carries (the proposer puts it there: an API
 //     token's name, or the part of the site; actor.go); a command of a
 //     release before actors carries none, and records none.
+//   - Every change of what central's fleet model holds of a machine (its
+//     state and reason, hostname, MACs, tags, power, workflow, last
+//     order) is an event that says the new value (fleet.go): central
+//     derives each machine from the events alone, exactly.
 //   - The artifact records follow the images: every command that puts or
 //     deletes images (PutImage, DeleteImage, ApplyDesired) reconciles
 //     them at the command's time, so a digest an image points at has a

@@ -140,7 +140,8 @@ func (p *Proposer) PutMachine(ctx context.Context, m *store.Machine, expect uint
 	if err := m.Validate(); err != nil {
 		return nil, err
 	}
-	return put(ctx, p, PutMachine, m, expect)
+	// The command stores m as it is: its event says so (fleet.go).
+	return put(ctx, p, PutMachine, m, expect, putEvent(old != nil, m))
 }
 
 // AcceptBMCCertificate makes the certificate whose fingerprint is given
@@ -314,6 +315,9 @@ func (p *Proposer) delete(ctx context.Context, k Kind, key string, expect uint64
 		return fmt.Errorf("site: delete %q: no kind", key)
 	}
 	d := Delete{Key: key, Expect: expect, Time: p.now(), By: by}
+	if k.t == DeleteMachine {
+		d.Events = []store.Event{deletedEvent(key)}
+	}
 	if k.audit != "" {
 		d.Events = audit(ctx, store.Event{Kind: k.audit, Message: fmt.Sprintf("%s %s deleted", k.obj.Kind(), key),
 			Fields: map[string]string{k.obj.Kind(): key}})

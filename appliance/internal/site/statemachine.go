@@ -34,6 +34,7 @@ var table = command.Table[*store.Tx]{
 	PutTokenV1:           applyPutTokenV1,
 	DeleteToken:          applyDelete[store.Token],
 	AdvanceWorkflow:      applyAdvanceWorkflow,
+	DiscoverV1:           applyDiscoverV1,
 	Discover:             applyDiscover,
 	PutOrderV1:           applyPutOrderV1,
 	DeleteOrder:          applyDeleteOrder,
@@ -60,6 +61,7 @@ var table = command.Table[*store.Tx]{
 	PutImage:             applyPutImage,
 	DeleteImage:          applyDeleteImage,
 	PlaceOrder:           applyPlaceOrder,
+	ApplyDesiredV3:       applyDesiredV3,
 	ApplyDesired:         applyDesired,
 }
 

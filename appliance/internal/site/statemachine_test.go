@@ -138,7 +138,7 @@ func TestApplyEveryCommand(t *testing.T) {
 			checkEventKinds(t, e, "machine.created", "workflow.created", "machine.state", appended[0].Kind, appended[1].Kind,
 				"action.skipped", "action.skipped", "workflow.failed", "machine.state")
 		}},
-		{Discover, DiscoverPayload{Hardware: Hardware{MAC: "02:00:00:00:00:99", CPUs: 2, MemoryBytes: 1 << 30,
+		{DiscoverV1, DiscoverPayload{Hardware: Hardware{MAC: "02:00:00:00:00:99", CPUs: 2, MemoryBytes: 1 << 30,
 			NICs: []NIC{{Name: "eth0", MAC: "02:00:00:00:00:99"}}}, Time: ts0}, func(t *testing.T, r Result, i uint64) {
 			got, err := DecodeValue[DiscoverResult](r)
 			if r.Err != nil || err != nil || got.MachineID != "m-020000000099" || !got.Created {
@@ -448,9 +448,24 @@ func TestApplyEveryCommand(t *testing.T) {
 				t.Fatalf("result = %+v (err %v, decode %v), want a running order with job o4-power", r, r.Err, err)
 			}
 		}},
-		{ApplyDesired, DesiredPayload{Desired: Desired{Revision: 4, Changes: []DesiredChange{
+		{ApplyDesiredV3, DesiredPayload{Desired: Desired{Revision: 4, Changes: []DesiredChange{
 			{Kind: DesiredImage, Key: "sync2", Object: mustJSON(t, fxImage("sync2"))}}}, Time: ts0}, func(t *testing.T, r Result, i uint64) {
 			checkDesired(t, e, r, 4, true, 0)
+		}},
+		{ApplyDesired, DesiredPayload{Desired: Desired{Revision: 5, Changes: []DesiredChange{
+			{Kind: DesiredImage, Key: "sync3", Object: mustJSON(t, fxImage("sync3"))}}}, Time: ts0}, func(t *testing.T, r Result, i uint64) {
+			checkDesired(t, e, r, 5, true, 0)
+		}},
+		{Discover, DiscoverPayload{Hardware: Hardware{MAC: "02:00:00:00:00:98", CPUs: 2, MemoryBytes: 1 << 30,
+			NICs: []NIC{{Name: "eth0", MAC: "02:00:00:00:00:98"}}}, Time: ts0}, func(t *testing.T, r Result, i uint64) {
+			got, err := DecodeValue[DiscoverResult](r)
+			if r.Err != nil || err != nil || got.MachineID != "m-020000000098" || !got.Created {
+				t.Fatalf("result = %+v (err %v, decode %v), want machine m-020000000098 created", r, r.Err, err)
+			}
+			checkMachineState(t, e, "m-020000000098", store.StateDiscovered, "")
+			if ev := lastEvent(t, e); ev.Kind != "machine.discovered" || ev.Fields["state"] != "discovered" || ev.Fields["macs"] != `["02:00:00:00:00:98"]` {
+				t.Errorf("event %+v, want machine.discovered with the machine's record", ev)
+			}
 		}},
 	}, uint64(len(steps)+len(since)+10))
 

@@ -78,6 +78,10 @@ type Config struct {
 	HTTPClient *http.Client
 	// Log receives the client's logs; nil discards them.
 	Log *slog.Logger
+	// Report, if set, says what the site reports of itself in its hello
+	// and heartbeats (syncproto.Report: its release, its cluster's
+	// health, its console); the client adds its newest event's sequence.
+	Report func() *syncproto.Report
 	// MinBackoff and MaxBackoff bound the wait between connections;
 	// LongBackoff is the wait after central refused the site. Zero
 	// means the Default values.
@@ -296,3 +300,26 @@ func (c *Client) credential() (syncproto.Credential, error) {
 
 // sleep waits d or until ctx ends, and reports whether d passed.
 func sleep(ctx context.Context, d time.Duration) bool { return backoff.Sleep(ctx, d) }
+
+// selfReport is what the site says of itself (Config.Report) with its
+// newest event's sequence, clipped to the protocol's limits; nil without
+// a Report.
+func (c *Client) selfReport(lastSeq uint64) *syncproto.Report {
+	if c.cfg.Report == nil {
+		return nil
+	}
+	r := c.cfg.Report()
+	if r == nil {
+		r = &syncproto.Report{}
+	}
+	r.LastSeq = lastSeq
+	return r.Clip()
+}
+
+// lastSeq is the sequence of the site's newest event (0 if it cannot be
+// read).
+func (c *Client) lastSeq() uint64 {
+	var st store.SyncState
+	_ = c.cfg.Store.View(func(tx *store.Tx) error { st = tx.SyncState(); return nil })
+	return st.LastSeq
+}

@@ -51,9 +51,15 @@ func (e *env) run(tune func(*Config)) (c *Client, stop func()) {
 	if tune != nil {
 		tune(&cfg)
 	}
+	return start(e.t, cfg)
+}
+
+// start runs a client of cfg until the test ends; stop stops it now.
+func start(t *testing.T, cfg Config) (c *Client, stop func()) {
+	t.Helper()
 	c, err := New(cfg)
 	if err != nil {
-		e.t.Fatal(err)
+		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -66,10 +72,10 @@ func (e *env) run(tune func(*Config)) (c *Client, stop func()) {
 		once = true
 		cancel()
 		if err := <-done; err != nil {
-			e.t.Errorf("Run: %v", err)
+			t.Errorf("Run: %v", err)
 		}
 	}
-	e.t.Cleanup(stop)
+	t.Cleanup(stop)
 	return c, stop
 }
 

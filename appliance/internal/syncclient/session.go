@@ -46,7 +46,8 @@ func (c *Client) session(ctx context.Context, url string) (welcomed bool, err er
 		return false, err
 	}
 	hello := &syncproto.Hello{Site: c.cfg.Site, Credential: cred, Versions: syncproto.Supported,
-		AppliedRevision: st.AppliedRevision, AckedSeq: min(st.AckedSeq, st.LastSeq), LastSeq: st.LastSeq}
+		AppliedRevision: st.AppliedRevision, AckedSeq: min(st.AckedSeq, st.LastSeq), LastSeq: st.LastSeq,
+		Report: c.selfReport(st.LastSeq)}
 
 	dctx, cancel := context.WithTimeout(ctx, syncproto.HandshakeTimeout)
 	defer cancel()
@@ -311,7 +312,7 @@ func (s *session) heartbeat(ctx context.Context) error {
 			return fmt.Errorf("central silent for %v (heartbeat %v): the connection is dead", silent.Round(time.Millisecond), every)
 		}
 		wctx, cancel := context.WithTimeout(ctx, syncproto.HeartbeatMisses*every)
-		err := s.write(wctx, &syncproto.Heartbeat{Time: time.Now().UTC()})
+		err := s.write(wctx, &syncproto.Heartbeat{Time: time.Now().UTC(), Report: s.c.selfReport(s.c.lastSeq())})
 		cancel()
 		if err != nil {
 			return err

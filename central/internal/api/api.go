@@ -8,7 +8,10 @@
 // against their sha256, upstream URLs registered, downloads with Range),
 // sites' labels, and the catalogue of images (catalogue.go: a name that
 // points at a content-addressed image, placed by central into the
-// desired state of every site it lists or whose labels match).
+// desired state of every site it lists or whose labels match), and the
+// fleet model (fleet.go: every site's machines as their events say,
+// searched with machinequery's fleet grammar; the sites' links and
+// reports; the overview; a stream of its versions).
 //
 // A site pulls the artifacts its desired images name from
 // SitePullPattern (sitepull.go), with its own credential rather than a
@@ -74,9 +77,8 @@ type Config struct {
 	Artifacts Artifacts
 	// Metrics, if set, is served at GET /metrics to anyone: this node's.
 	Metrics prometheus.Gatherer
-	// Fleet answers the machines orders are placed for (package fleet's
-	// model); nil reads them from the store's desired state
-	// (orders.DesiredFleet).
+	// Fleet is the fleet model's reader; nil means the store's
+	// (Store.Fleet()).
 	Fleet fleet.Reader
 }
 
@@ -93,25 +95,23 @@ type Server struct {
 	artifacts     Artifacts
 	metrics       prometheus.Gatherer
 	orders        *orders.Service
+	fleet         fleet.Reader
 }
 
 // New returns the API server.
 func New(cfg Config) *Server {
 	s := &Server{db: cfg.Store, hub: cfg.Hub, cluster: cfg.Cluster, now: cfg.Now, log: cfg.Log,
-		caPEM: []byte(cfg.APICA), caFingerprint: cfg.APICAFingerprint, artifacts: cfg.Artifacts, metrics: cfg.Metrics}
+		caPEM: []byte(cfg.APICA), caFingerprint: cfg.APICAFingerprint, artifacts: cfg.Artifacts, metrics: cfg.Metrics, fleet: cfg.Fleet}
+	if s.fleet == nil && s.db != nil {
+		s.fleet = s.db.Fleet()
+	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
 	if s.now == nil {
 		s.now = time.Now
 	}
-	reader := cfg.Fleet
-	if reader == nil {
-		reader = &orders.DesiredFleet{DB: cfg.Store, Connected: func(site string) bool {
-			return s.hub != nil && s.hub.Status(site).Connected
-		}}
-	}
-	s.orders = orders.New(orders.Config{Store: cfg.Store, Fleet: reader, Now: s.now})
+	s.orders = orders.New(orders.Config{Store: cfg.Store, Fleet: s.fleet, Now: s.now})
 	return s
 }
 
@@ -201,6 +201,16 @@ func (s *Server) routes() []httpapi.Route {
 		{Pattern: "GET /v1/tokens/{id}", Role: admin, Handler: s.getToken},
 		{Pattern: "POST /v1/tokens", Role: admin, Handler: s.createToken},
 		{Pattern: "DELETE /v1/tokens/{id}", Role: admin, Handler: s.deleteToken},
+
+		// The fleet model: every site's machines with their derived
+		// state, the sites' links and reports, the overview, a stream of
+		// its versions (fleet.go).
+		{Pattern: "GET /v1/fleet/machines", Role: viewer, Handler: s.fleetMachines},
+		{Pattern: "GET /v1/fleet/machines/{site}/{id}", Role: viewer, Handler: s.fleetMachine},
+		{Pattern: "GET /v1/fleet/machines/{site}/{id}/timeline", Role: viewer, Handler: s.fleetTimeline},
+		{Pattern: "GET /v1/fleet/sites", Role: viewer, Handler: s.fleetSites},
+		{Pattern: "GET /v1/fleet/summary", Role: viewer, Handler: s.fleetSummary},
+		{Pattern: "GET /v1/fleet/stream", Role: viewer, Handler: s.fleetStream},
 
 		{Pattern: "GET /v1/cluster", Role: viewer, Handler: s.clusterStatus},
 		{Pattern: "POST /v1/cluster/key", Role: admin, Handler: s.clusterKey}, // hands over central's key

@@ -92,7 +92,10 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Write
 		return err
 	}
 	h := hub.New(hub.Config{Store: db, Log: log, Heartbeat: time.Duration(cfg.Heartbeat), WriteTimeout: time.Duration(cfg.WriteTimeout),
-		MaxPending: cfg.MaxPendingHandshakes})
+		MaxPending: cfg.MaxPendingHandshakes, Node: cfg.NodeID})
+	// The fleet's sites show the sessions this node holds: the leader,
+	// which serves the fleet's reads, holds them all.
+	db.SetLive(h.Live)
 	apiCfg := api.Config{Store: db, Hub: h, Log: log, APICA: string(apiCA.CertificatePEM()), APICAFingerprint: apiCA.Fingerprint(),
 		Artifacts: arts, Metrics: reg}
 	mux.Handle(syncproto.Path, h)

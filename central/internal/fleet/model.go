@@ -7,7 +7,10 @@
 // gives the state the site itself holds.
 //
 // This file holds the model's types and the reader the API, the portal
-// and the CLI use; the derivation and the index are beside it.
+// and the CLI use; the derivation (derive.go, pure) is beside it. The
+// central store applies the derivation in the transactions that store
+// what it derives from, keeps the records, and serves them through an
+// in-memory index (store.Fleet, a Reader).
 package fleet
 
 import (
@@ -28,6 +31,9 @@ type Machine struct {
 	// why, for failed.
 	State  string `json:"state"`
 	Reason string `json:"reason,omitempty"`
+	// StateSince is when the state last changed (the time of the site's
+	// event that changed it).
+	StateSince time.Time `json:"state_since,omitzero"`
 	// Power is what its BMC last reported ("on", "off"), if anything.
 	Power string `json:"power,omitempty"`
 	// Workflow is its current (or last) workflow's progress.
@@ -58,9 +64,12 @@ type Workflow struct {
 	Total int `json:"total,omitempty"`
 	// Progress is the running action's last progress report
 	// ("image.write 40%").
-	Progress string    `json:"progress,omitempty"`
-	Started  time.Time `json:"started,omitzero"`
-	Ended    time.Time `json:"ended,omitzero"`
+	Progress string `json:"progress,omitempty"`
+	// Actions are its actions' statuses as far as its events tell, by
+	// name (Done counts those that ended).
+	Actions map[string]string `json:"actions,omitempty"`
+	Started time.Time         `json:"started,omitzero"`
+	Ended   time.Time         `json:"ended,omitzero"`
 }
 
 // Order statuses at central. An order placed at central is "placed"

@@ -16,6 +16,11 @@
 // unauthenticated connections therefore costs central a few KiB each, not
 // a frame buffer of syncproto.MaxFrameSize.
 //
+// A session records its start and end as the site's link (naming this
+// node) and what the site reports of itself in its hello and heartbeats
+// (syncproto.Report): a report at most every ReportEvery unless it
+// changed, so that heartbeats are not Raft writes.
+//
 // Central never blocks on a site: every write has a deadline
 // (Config.WriteTimeout) after which the connection is dropped, a site
 // silent for syncproto.HeartbeatMisses heartbeat intervals is dropped,
@@ -70,7 +75,20 @@ type Config struct {
 	// authenticated); one more is answered 503 with Retry-After before
 	// the websocket opens. DefaultMaxPending if zero.
 	MaxPending int
+	// Node names this central node in the link records of the sessions
+	// it holds (store.SetLink); "" for a single central.
+	Node string
+	// ReportEvery is the most often a site's report is recorded while it
+	// does not change but for its newest event's sequence;
+	// DefaultReportEvery if zero. A report that changed otherwise is
+	// recorded at once.
+	ReportEvery time.Duration
 }
+
+// DefaultReportEvery is how often at most a site's unchanged report (its
+// newest event's sequence aside) is recorded: a Raft write per site per
+// interval at most, not per heartbeat.
+const DefaultReportEvery = 30 * time.Second
 
 // Hub serves the sync websocket at syncproto.Path.
 type Hub struct {
@@ -78,6 +96,8 @@ type Hub struct {
 	log          *slog.Logger
 	heartbeat    time.Duration
 	writeTimeout time.Duration
+	node         string
+	reportEvery  time.Duration
 
 	// handshakes holds a token per connection in its handshake, up to
 	// MaxPending.
@@ -94,7 +114,11 @@ type Hub struct {
 // New returns a hub.
 func New(cfg Config) *Hub {
 	h := &Hub{db: cfg.Store, log: cfg.Log, heartbeat: cfg.Heartbeat, writeTimeout: cfg.WriteTimeout,
+		node: cfg.Node, reportEvery: cfg.ReportEvery,
 		sessions: map[string]*session{}, pending: map[*websocket.Conn]bool{}}
+	if h.reportEvery == 0 {
+		h.reportEvery = DefaultReportEvery
+	}
 	if h.heartbeat == 0 {
 		h.heartbeat = syncproto.DefaultHeartbeat
 	}
@@ -120,6 +144,13 @@ type Status struct {
 	Remote    string    `json:"remote,omitempty"`
 	// LastHeard is when the site's connection last delivered a message.
 	LastHeard time.Time `json:"last_heard,omitzero"`
+}
+
+// Live says whether this node holds site's session, and when it last
+// heard from it (store.LiveFunc).
+func (h *Hub) Live(site string) (connected bool, heard time.Time) {
+	st := h.Status(site)
+	return st.Connected, st.LastHeard
 }
 
 // Status returns site's connection status.
@@ -276,9 +307,16 @@ func (h *Hub) serve(conn *websocket.Conn, remote string) {
 		h.reject(conn, syncproto.Errorf(syncproto.CodeUnavailable, "central is shutting down"))
 		return
 	}
-	defer h.unregister(s)
-	_ = h.db.Seen(s.site, time.Now())
-	defer func() { _ = h.db.Seen(s.site, time.Now()) }()
+	// The link's record: this node holds the session, until it ends
+	// (recorded once the hub no longer holds it).
+	defer func() {
+		h.unregister(s)
+		_ = h.db.SetLink(s.site, h.node, s.since, false, time.Now())
+	}()
+	if err := h.db.SetLink(s.site, h.node, s.since, true, time.Now()); err != nil {
+		s.log.Warn("sync: record the link", "err", err)
+	}
+	s.report(hello.Report)
 	s.log.Info("sync: site connected", "version", welcome.Version, "hello", hello,
 		"stored_seq", welcome.StoredSeq, "next_revision", welcome.NextRevision)
 	if err := s.write(welcome); err != nil {

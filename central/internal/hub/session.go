@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"reflect"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -34,6 +35,11 @@ type session struct {
 	// done ends the session's goroutines; endOnce guards the close.
 	done    chan struct{}
 	endOnce sync.Once
+
+	// recorded is the site's last report recorded, and when (the reader
+	// goroutine's alone).
+	recorded     *syncproto.Report
+	recordedTime time.Time
 }
 
 func newSession(h *Hub, conn *websocket.Conn, hello *syncproto.Hello, remote string) *session {
@@ -153,8 +159,35 @@ func (s *session) handle(m syncproto.Message) error {
 		return s.write(&syncproto.EventsAck{Seq: min(stored, last)})
 	case *syncproto.Error:
 		return connError{errors.New("the site sent error " + m.Code + ": " + m.Message)}
+	case *syncproto.Heartbeat:
+		s.report(m.Report)
 	}
-	return nil // heartbeat: being heard is all it says
+	return nil // a heartbeat: being heard is most of what it says
+}
+
+// report records the site's report if it changed, or if only its newest
+// event's sequence did and the last was recorded ReportEvery ago: not a
+// Raft write per heartbeat. A report that cannot be recorded (central
+// lost its leader) is tried again with the next.
+func (s *session) report(r *syncproto.Report) {
+	if r == nil {
+		return
+	}
+	r = r.Clip()
+	now := time.Now()
+	if old := s.recorded; old != nil {
+		same := *old
+		same.LastSeq = r.LastSeq
+		if reflect.DeepEqual(&same, r) && (old.LastSeq == r.LastSeq || now.Sub(s.recordedTime) < s.h.reportEvery) {
+			return
+		}
+	}
+	if err := s.h.db.ReportSite(s.site, r, now); err != nil {
+		s.log.Warn("sync: record the site's report", "err", err)
+		return
+	}
+	s.log.Debug("sync: site's report recorded", "appliance", r.Appliance, "healthy", r.Healthy, "last_seq", r.LastSeq)
+	s.recorded, s.recordedTime = r, now
 }
 
 // writeDesired sends the site's revisions after the one it has applied,

@@ -69,14 +69,16 @@ func (d *DB) execResult(t command.Type, payload any) (any, error) {
 func (d *DB) applyLocal(cmd []byte) (any, error) {
 	tx := &txn{}
 	var r any
+	var x *fleetIndex
 	err := d.update(func(btx *bolt.Tx) (err error) {
-		tx.Tx = btx
+		tx.Tx, x = btx, d.index.Load()
 		r, err = applyOne(tx, cmd, 0)
 		return err
 	})
 	if err != nil {
 		return nil, err
 	}
+	x.update(tx.fleet)
 	d.notifyAll(tx.notify)
 	return r, nil
 }
@@ -92,8 +94,9 @@ func (d *DB) applyLocal(cmd []byte) (any, error) {
 func (d *DB) Apply(entries []raftnode.Entry) ([]any, error) {
 	out := make([]any, len(entries))
 	tx := &txn{}
+	var x *fleetIndex
 	err := d.update(func(btx *bolt.Tx) error {
-		tx.Tx, tx.notify = btx, nil
+		tx.Tx, tx.notify, tx.fleet, x = btx, nil, nil, d.index.Load()
 		meta := btx.Bucket(bucketMeta)
 		applied := readU64(meta.Get(keyAppliedIndex))
 		last := applied
@@ -119,6 +122,7 @@ func (d *DB) Apply(entries []raftnode.Entry) ([]any, error) {
 	if err != nil {
 		return nil, err
 	}
+	x.update(tx.fleet)
 	d.notifyAll(tx.notify)
 	return out, nil
 }
@@ -126,10 +130,10 @@ func (d *DB) Apply(entries []raftnode.Entry) ([]any, error) {
 // applyOne applies one command through the table. A refusal is its
 // result; an error is a failure of the store.
 func applyOne(tx *txn, cmd []byte, index uint64) (any, error) {
-	watchers := len(tx.notify)
+	watchers, changes := len(tx.notify), len(tx.fleet)
 	r, _, err := table.Apply(tx, cmd, index)
 	if refusal(err) {
-		tx.notify = tx.notify[:watchers]
+		tx.notify, tx.fleet = tx.notify[:watchers], tx.fleet[:changes]
 		return err, nil
 	}
 	return r, err

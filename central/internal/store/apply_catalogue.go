@@ -139,6 +139,7 @@ func applySetSiteLabels(tx *txn, p *setLabelsPayload) (any, error) {
 	if err := placeCatalogue(tx, s, revisionOf{p.Time, p.By}); err != nil {
 		return nil, err
 	}
+	siteChanged(tx, s)
 	return s.Revision, nil
 }
 

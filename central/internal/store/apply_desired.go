@@ -33,8 +33,15 @@ func applyPutDesired(tx *txn, p *putDesiredPayload) (rev any, err error) {
 		if err := b.Put(itemKey(p.Kind, p.Key), p.Object); err != nil {
 			return err
 		}
-		rev, err = appendRevision(tx, s, revisionOf{p.Time, p.By}, false, []syncproto.Change{{Kind: p.Kind, Key: p.Key, Object: p.Object}})
-		return err
+		n, err := appendRevision(tx, s, revisionOf{p.Time, p.By}, false, []syncproto.Change{{Kind: p.Kind, Key: p.Key, Object: p.Object}})
+		if err != nil {
+			return err
+		}
+		rev = n
+		if p.Kind != KindOrder {
+			return nil
+		}
+		return derivePlaced(tx, s.ID, p.Key, p.Object, n, revisionOf{p.Time, p.By})
 	})
 	return rev, err
 }
@@ -89,7 +96,8 @@ func applyRecordAck(tx *txn, p *recordAckPayload) (acked any, err error) {
 		}
 		s.AckedRevision = max(s.AckedRevision, p.Revision)
 		acked = s.AckedRevision
-		return nil
+		siteChanged(tx, s)
+		return deriveDelivered(tx, s.ID, s.AckedRevision, p.Time)
 	})
 	return acked, err
 }
@@ -117,6 +125,7 @@ func appendRevision(tx *txn, s *Site, of revisionOf, full bool, changes []syncpr
 		return 0, err
 	}
 	tx.wake("d/" + s.ID)
+	siteChanged(tx, s)
 	return r.Revision, put(b, u64(r.Revision), r)
 }
 

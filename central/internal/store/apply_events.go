@@ -36,7 +36,8 @@ func applyStoreEvents(tx *txn, p *storeEventsPayload) (stored any, err error) {
 			tx.wake("e/" + s.ID)
 		}
 		stored = s.StoredSeq
-		return nil
+		siteChanged(tx, s)
+		return deriveEvents(tx, s.ID, fresh)
 	})
 	return stored, err
 }
@@ -54,7 +55,8 @@ func applyResetEvents(tx *txn, p *resetEventsPayload) (dropped any, err error) {
 			return err
 		}
 		s.StoredSeq, s.Lost, dropped = 0, nil, n
-		return nil
+		siteChanged(tx, s)
+		return forgetFleet(tx, s.ID)
 	})
 	return dropped, err
 }

@@ -26,12 +26,14 @@ func applyCreateSite(tx *txn, p *createSitePayload) (any, error) {
 	if err := put(b, []byte(s.ID), s); err != nil {
 		return nil, err
 	}
+	siteChanged(tx, s)
 	return nil, placeCatalogue(tx, s, revisionOf{s.CreatedAt, p.By})
 }
 
 func applySeen(tx *txn, p *seenPayload) (any, error) {
 	return nil, updateSite(tx, p.Site, func(s *Site) error {
 		s.LastSeen = p.Time
+		siteChanged(tx, s)
 		return nil
 	})
 }

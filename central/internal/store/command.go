@@ -76,7 +76,12 @@ const (
 	// cmdDeleteCatalogueImage deletes an image of the catalogue and
 	// removes it from every site it was placed on.
 	cmdDeleteCatalogueImage command.Type = 23
-	// 24 and 25 are the fleet model's.
+	// cmdSetLink records that a central node holds a site's session, or
+	// that it ended.
+	cmdSetLink command.Type = 24
+	// cmdReportSite records what a site reported of itself (its release,
+	// its cluster's health, its console, its newest event).
+	cmdReportSite command.Type = 25
 	// cmdPlaceOrders places orders on many sites in one apply (one
 	// revision per site), with the audit entry of the request.
 	cmdPlaceOrders command.Type = 26
@@ -115,6 +120,8 @@ var table = command.Table[*txn]{
 	cmdDeleteCatalogueImage: decoded(applyDeleteCatalogueImage),
 	cmdPlaceOrders:          decoded(applyPlaceOrders),
 	cmdRecordAudit:          decoded(applyRecordAudit),
+	cmdSetLink:              decoded(applySetLink),
+	cmdReportSite:           decoded(applyReportSite),
 	cmdLegacyJSON:           applyLegacy,
 }
 
@@ -161,9 +168,26 @@ type (
 		Time    time.Time `json:"time"`
 		By      string    `json:"by,omitempty"`
 	}
+	// recordAckPayload's Time is when central heard it (none in a
+	// command of a release before the fleet model).
 	recordAckPayload struct {
-		Site     string `json:"site"`
-		Revision uint64 `json:"revision"`
+		Site     string    `json:"site"`
+		Revision uint64    `json:"revision"`
+		Time     time.Time `json:"time,omitzero"`
+	}
+	// setLinkPayload: Node holds the site's session from Since on
+	// (Connected), or its session that started at Since ended at Time.
+	setLinkPayload struct {
+		Site      string    `json:"site"`
+		Node      string    `json:"node,omitempty"`
+		Connected bool      `json:"connected"`
+		Since     time.Time `json:"since"`
+		Time      time.Time `json:"time"`
+	}
+	reportSitePayload struct {
+		Site   string            `json:"site"`
+		Report *syncproto.Report `json:"report"`
+		Time   time.Time         `json:"time"`
 	}
 	storeEventsPayload struct {
 		Site   string            `json:"site"`
@@ -249,6 +273,9 @@ type (
 type txn struct {
 	*bolt.Tx
 	notify []string
+	// fleet are the fleet's records the transaction changed, for the
+	// index (apply_fleet.go).
+	fleet []fleetChange
 }
 
 // wake schedules the watchers of key for after the commit.

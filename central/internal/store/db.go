@@ -30,8 +30,13 @@ var (
 	bucketArtifacts = []byte("artifacts") // sha256 hex -> Artifact
 	bucketCatalogue = []byte("catalogue") // image name -> CatalogueImage
 	bucketAudit     = []byte("audit")     // big-endian seq -> AuditEntry
+	// The fleet model (apply_fleet.go): each machine's record, and the
+	// index of its events.
+	bucketFleet         = []byte("fleet")          // site id -> {machine id -> fleet.Machine}
+	bucketMachineEvents = []byte("machine_events") // site id -> {machine id "\x00" big-endian seq -> empty}
 
-	allBuckets = [][]byte{bucketMeta, bucketTokens, bucketSites, bucketDesired, bucketRevisions, bucketEvents, bucketMembers, bucketArtifacts, bucketCatalogue, bucketAudit}
+	allBuckets = [][]byte{bucketMeta, bucketTokens, bucketSites, bucketDesired, bucketRevisions, bucketEvents, bucketMembers, bucketArtifacts, bucketCatalogue,
+		bucketAudit, bucketFleet, bucketMachineEvents}
 
 	keySchemaVersion = []byte("schema_version")
 	keyAppliedIndex  = []byte("applied_index")
@@ -62,6 +67,13 @@ type DB struct {
 	// key seals BMC passwords at rest (KeyFile).
 	key *seal.Key
 
+	// index is the fleet's in-memory index (fleetindex.go), brought up
+	// to date after each commit.
+	index atomic.Pointer[fleetIndex]
+	// live, if set, says whether this node holds a site's session now
+	// (SetLive).
+	live atomic.Pointer[LiveFunc]
+
 	// watchers: a channel per "d/" or "e/" + site id, or "a/" for the
 	// catalogue of artifacts, closed (and
 	// forgotten) when a write for it commits.
@@ -86,7 +98,33 @@ func Open(path string) (*DB, error) {
 		bdb.Close()
 		return nil, err
 	}
-	return &DB{path: path, db: bdb, now: time.Now, key: key, watchers: map[string]chan struct{}{}}, nil
+	d := &DB{path: path, db: bdb, now: time.Now, key: key, watchers: map[string]chan struct{}{}}
+	if err := d.loadIndex(0); err != nil {
+		bdb.Close()
+		return nil, err
+	}
+	return d, nil
+}
+
+// loadIndex loads the fleet's index from the file, at a version past
+// after (the version of the index it replaces), and wakes the watchers
+// of the one it replaces.
+func (d *DB) loadIndex(after uint64) error {
+	var x *fleetIndex
+	err := d.db.View(func(tx *bolt.Tx) (err error) {
+		x, err = loadFleetIndex(tx, max(after+1, versionSeed()))
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("%w: %s: the fleet's records: %v", ErrCorrupt, d.path, err)
+	}
+	if old := d.index.Swap(x); old != nil {
+		old.mu.Lock()
+		close(old.changed)
+		old.changed = make(chan struct{})
+		old.mu.Unlock()
+	}
+	return nil
 }
 
 // openBolt opens the file at path and makes sure it has every bucket and

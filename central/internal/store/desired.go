@@ -260,6 +260,6 @@ func (d *DB) AdvancePast(site string, applied uint64) (latest uint64, err error)
 
 // RecordAck records that site acknowledged revision rev.
 func (d *DB) RecordAck(site string, rev uint64) error {
-	_, err := d.exec(cmdRecordAck, &recordAckPayload{Site: site, Revision: rev})
+	_, err := d.exec(cmdRecordAck, &recordAckPayload{Site: site, Revision: rev, Time: d.now().UTC()})
 	return err
 }

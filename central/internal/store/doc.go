@@ -2,8 +2,9 @@
 // (their credentials only as SHA-256 hashes), the API tokens with their
 // roles, each site's desired state and its revisions (each naming who
 // made it), the events each site sent, the members of a replicated
-// central, and the catalogue of artifacts central publishes to its sites
-// (artifact.go). It is also central's state
+// central, the catalogue of artifacts central publishes to its sites
+// (artifact.go), and the fleet model derived from the sites' events
+// (apply_fleet.go, fleet.go, fleetindex.go). It is also central's state
 // machine: every change is a command applied by one deterministic
 // function.
 //
@@ -13,12 +14,14 @@
 // list in command.go with its payload struct, an apply function in the
 // apply_<entity>.go of what it changes (apply_site.go, apply_desired.go,
 // apply_events.go, apply_member.go, apply_token.go, apply_artifact.go,
-// apply_catalogue.go),
+// apply_catalogue.go, apply_fleet.go),
 // and a typed method
 // that builds the payload (the proposer side: it stamps the time, seals,
 // validates what needs no state). Reads are methods of the entity's file
 // (site.go, desired.go, event.go, member.go, token.go, artifact.go,
-// catalogue.go).
+// catalogue.go, fleet.go). The fleet's derivation itself is package
+// fleet's (pure: the store calls it in apply); its in-memory index is
+// here (fleetindex.go), since it follows the commits.
 //
 // # Invariants
 //
@@ -92,10 +95,34 @@
 //     refused, naming the site, before anything is written), and a
 //     site's own put or delete of a placed image is refused. An artifact
 //     a catalogue image names cannot be deleted.
+//   - The fleet model (bucket "fleet": site id -> machine id -> a
+//     fleet.Machine) is derived in the apply that changes what it is
+//     derived from, never apart from it: StoreEvents folds the events
+//     it stores, in order and each once, into their machines' records
+//     (fleet.Apply) in the same transaction, and indexes each machine's
+//     events (bucket "machine_events") for its timeline; putting an
+//     order makes it its machine's last order, placed, by the
+//     revision's actor; a site's acknowledgement of a revision delivers
+//     the orders it carries; ResetEvents forgets the site's records with
+//     its events (they come again with them). So the records are as
+//     replicated, deterministic and durable as the events, and equal to
+//     what the site itself holds of each machine.
+//   - A site's link (which central node holds its session, cmdSetLink)
+//     and its report of itself (cmdReportSite) live on its record; the
+//     hub records a report at most every 30 s unless it changed, not at
+//     every heartbeat. A node ends only its own session's link.
+//   - The fleet's in-memory index (fleetindex.go) holds every record and
+//     each site's labels; it is loaded when the store opens and after a
+//     Restore, and takes each transaction's changed records once it has
+//     committed, so a read of it never sees an uncommitted change. Its
+//     records are never modified in place (fleet.Apply copies), so a
+//     reader may keep one. Its version grows at each change (and across
+//     a restart or Restore), and Fleet.Changed is closed at the next.
 //   - Snapshots are bbolt files streamed from a read transaction; Restore
 //     swaps in a whole file under the exclusive lock.
 //
 // Watchers learn of a site's new revisions and events, and of changes of
-// the catalogue, through channels closed after each commit
-// (WatchDesired, WatchEvents, WatchArtifacts), without polling.
+// the catalogue and of the fleet, through channels closed after each
+// commit (WatchDesired, WatchEvents, WatchArtifacts, Fleet.Changed),
+// without polling.
 package store

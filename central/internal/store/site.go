@@ -11,6 +11,7 @@ import (
 
 	"github.com/outposthq/outpost/internal/access"
 	"github.com/outposthq/outpost/internal/errs"
+	"github.com/outposthq/outpost/syncproto"
 )
 
 // Site is one appliance cluster that connects to central, with its sync
@@ -41,6 +42,23 @@ type Site struct {
 	// catalogue places its images on the sites whose labels match
 	// (catalogue.go). CheckLabels says what a label may be.
 	Labels map[string]string `json:"labels,omitempty"`
+	// Link is the site's session at central, as the node that holds it
+	// recorded (SetLink); nil if none holds it.
+	Link *SiteLink `json:"link,omitempty"`
+	// Report is what the site last reported of itself (ReportSite).
+	Report *SiteReport `json:"report,omitempty"`
+}
+
+// SiteLink is a central node's session with a site.
+type SiteLink struct {
+	Node  string    `json:"node,omitempty"`
+	Since time.Time `json:"since"`
+}
+
+// SiteReport is a site's report of itself, as central recorded it.
+type SiteReport struct {
+	syncproto.Report
+	Time time.Time `json:"time"`
 }
 
 // SeqRange is a range of event sequences, both ends included.

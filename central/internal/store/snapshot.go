@@ -91,5 +91,9 @@ func (d *DB) Restore(r io.Reader) error {
 		return fmt.Errorf("store: restore: reopen: %w", err)
 	}
 	d.db = db
-	return nil
+	var version uint64
+	if x := d.index.Load(); x != nil {
+		version = x.Version()
+	}
+	return d.loadIndex(version)
 }

@@ -9,17 +9,35 @@ import (
 // MaxLen bounds a query's length in bytes.
 const MaxLen = 4096
 
-// Fields are the names a term may have before its colon.
+// Fields are the names a term may have before its colon at a site.
 var Fields = []string{"mac", "ip", "hostname", "id", "state", "workflow", "tag"}
+
+// FleetFields are the names a term may have before its colon at
+// central: a site's fields and the fleet's (ParseFleet).
+var FleetFields = append(Fields[:len(Fields):len(Fields)], "site", "label", "order", "order-status")
 
 // Query is a parsed query: a machine matches it when it matches every
 // term. The zero Query (and Parse("")) matches every machine.
 type Query struct {
 	terms []term
-	// needsLeases and needsWorkflows say which of the machines'
+	// fields are the fields the query may name.
+	fields []string
+	// needsAddrs and needsWorkflows say which of the machines'
 	// companions matching reads.
-	needsLeases, needsWorkflows bool
+	needsAddrs, needsWorkflows bool
 }
+
+// Empty reports whether the query has no term: it matches every
+// machine.
+func (q *Query) Empty() bool { return len(q.terms) == 0 }
+
+// NeedsAddrs reports whether matching reads Subject.Addrs (the query has
+// an ip term).
+func (q *Query) NeedsAddrs() bool { return q.needsAddrs }
+
+// NeedsWorkflows reports whether matching reads Subject.Workflow (the
+// query has a workflow term).
+func (q *Query) NeedsWorkflows() bool { return q.needsWorkflows }
 
 // term is one term of a query: a machine matches when one of its
 // matchers does, or with neg when none does.
@@ -44,12 +62,20 @@ func (e *Error) Error() string {
 	return fmt.Sprintf("term %q at column %d: %s", e.Term, e.Column, e.Reason)
 }
 
-// Parse reads q. An empty (or blank) query matches every machine.
-func Parse(q string) (*Query, error) {
+// Parse reads q, a query of a site's machines (Fields). An empty (or
+// blank) query matches every machine.
+func Parse(q string) (*Query, error) { return parse(q, Fields) }
+
+// ParseFleet reads q, a query of the fleet's machines at central
+// (FleetFields): a site's query with site:, label:, order: and
+// order-status: terms.
+func ParseFleet(q string) (*Query, error) { return parse(q, FleetFields) }
+
+func parse(q string, fields []string) (*Query, error) {
 	if len(q) > MaxLen {
 		return nil, &Error{Column: 1, Term: q[:32] + "...", Reason: fmt.Sprintf("the query is %d bytes long, over the limit of %d", len(q), MaxLen)}
 	}
-	query := &Query{}
+	query := &Query{fields: fields}
 	for pos := 0; ; {
 		for pos < len(q) && isSpace(q[pos]) {
 			pos++
@@ -104,11 +130,11 @@ func (q *Query) parseTerm(raw string) (term, string) {
 		}
 	}
 	key, rest, keyed := cutUnquoted(body, ':')
-	if keyed && slices.Contains(Fields, strings.ToLower(key)) {
+	if keyed && slices.Contains(q.fields, strings.ToLower(key)) {
 		return q.parseField(t, strings.ToLower(key), rest)
 	}
 	if keyed && !macLike(body) {
-		return t, fmt.Sprintf("unknown field %q (fields: %s)", key, strings.Join(Fields, ", "))
+		return t, fmt.Sprintf("unknown field %q (fields: %s)", key, strings.Join(q.fields, ", "))
 	}
 	word := unquote(body)
 	if word == "" {
@@ -130,7 +156,7 @@ func (q *Query) parseField(t term, field, values string) (term, string) {
 		}
 		t.any = append(t.any, m)
 	}
-	q.needsLeases = q.needsLeases || field == "ip"
+	q.needsAddrs = q.needsAddrs || field == "ip"
 	q.needsWorkflows = q.needsWorkflows || field == "workflow"
 	return t, ""
 }

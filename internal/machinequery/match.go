@@ -2,39 +2,52 @@ package machinequery
 
 import (
 	"fmt"
+	"net"
 	"net/netip"
 	"slices"
 	"strings"
-
-	"github.com/outposthq/outpost/appliance/internal/store"
-	"github.com/outposthq/outpost/appliance/internal/workflow"
 )
 
 // States are the values of state:, the machine states.
-var States = []string{
-	string(store.StateDiscovered), string(store.StateReady), string(store.StateProvisioning),
-	string(store.StateProvisioned), string(store.StateFailed), string(store.StateDeprovisioning),
-}
+var States = []string{"discovered", "ready", "provisioning", "provisioned", "failed", "deprovisioning"}
 
 // WorkflowStates are the values of workflow:, a workflow's statuses and
 // "none" for a machine without one.
-var WorkflowStates = []string{
-	string(workflow.Pending), string(workflow.Running), string(workflow.Succeeded),
-	string(workflow.Failed), string(workflow.TimedOut), NoWorkflow,
-}
+var WorkflowStates = []string{"pending", "running", "succeeded", "failed", "timed_out", None}
 
-// NoWorkflow is the workflow state of a machine that has no workflow (or
-// whose workflow is gone).
-const NoWorkflow = "none"
+// OrderStatuses are the values of order-status:, the statuses of a
+// machine's last order at central and "none" for a machine without one.
+var OrderStatuses = []string{"placed", "delivered", "waiting", "running", "succeeded", "failed", None}
 
-// Subject is a machine with what a query reads besides it.
+// None is the workflow state of a machine that has no workflow (or whose
+// workflow is gone), and the order status of one that has no order.
+const None = "none"
+
+// NoWorkflow is None, by its older name.
+const NoWorkflow = None
+
+// Subject is a machine as a query reads it: what it is, with what a
+// query reads besides it.
 type Subject struct {
-	Machine *store.Machine
-	// Addrs are the addresses its current leases hold (those its
-	// interfaces reserve are read from the machine).
+	ID       string
+	Hostname string
+	// MACs are its interfaces' MACs, normalized (lowercase, colons).
+	MACs []string
+	// Addrs are the addresses its interfaces reserve and its current
+	// leases hold (read only by a query that NeedsAddrs).
 	Addrs []netip.Addr
-	// Workflow is its current workflow's status, or NoWorkflow.
+	Tags  []string
+	State string
+	// Workflow is its current workflow's status, or None (read only by
+	// a query that NeedsWorkflows).
 	Workflow string
+
+	// At central: its site, the site's labels, its last order's key
+	// and status (None if it has none).
+	Site        string
+	Labels      map[string]string
+	Order       string
+	OrderStatus string
 }
 
 // matcher is one value of a term.
@@ -60,19 +73,34 @@ func compile(field, v string) (matcher, string) {
 		return ipMatcher(v)
 	case "hostname":
 		g := newGlob(v)
-		return func(s *Subject) bool { return g.match(s.Machine.Hostname) }, ""
+		return func(s *Subject) bool { return g.match(s.Hostname) }, ""
 	case "id":
 		g := newGlob(v)
-		return func(s *Subject) bool { return g.match(s.Machine.ID) }, ""
+		return func(s *Subject) bool { return g.match(s.ID) }, ""
 	case "tag":
 		g := newGlob(v)
-		return func(s *Subject) bool { return slices.ContainsFunc(s.Machine.Tags, g.match) }, ""
+		return func(s *Subject) bool { return slices.ContainsFunc(s.Tags, g.match) }, ""
 	case "state":
-		return oneOf(v, States, func(s *Subject) string { return string(s.Machine.State) })
+		return oneOf(v, States, func(s *Subject) string { return s.State })
 	case "workflow":
 		return oneOf(v, WorkflowStates, func(s *Subject) string { return s.Workflow })
+	case "site":
+		g := newGlob(v)
+		return func(s *Subject) bool { return g.match(s.Site) }, ""
+	case "label":
+		return labelMatcher(v)
+	case "order":
+		g := newGlob(v)
+		return func(s *Subject) bool { return s.Order != "" && g.match(s.Order) }, ""
+	case "order-status":
+		return oneOf(v, OrderStatuses, func(s *Subject) string {
+			if s.OrderStatus == "" {
+				return None
+			}
+			return s.OrderStatus
+		})
 	}
-	return nil, "no such field" // Fields lists only the fields above.
+	return nil, "no such field" // FleetFields lists only the fields above.
 }
 
 // oneOf matches a value of a closed set.
@@ -84,10 +112,35 @@ func oneOf(v string, set []string, get func(*Subject) string) (matcher, string) 
 	return func(s *Subject) bool { return get(s) == v }, ""
 }
 
+// labelMatcher matches a label of the machine's site: key=value (the
+// value a pattern), or key alone for any value.
+func labelMatcher(v string) (matcher, string) {
+	key, value, hasValue := strings.Cut(v, "=")
+	if key == "" {
+		return nil, fmt.Sprintf("%q names no label (label:key=value, or label:key)", v)
+	}
+	key = strings.ToLower(key)
+	g := newGlob(value)
+	return func(s *Subject) bool {
+		got, ok := s.Labels[key]
+		return ok && (!hasValue || g.match(got))
+	}, ""
+}
+
+// NormalizeMAC returns a 48-bit MAC in its normal form (lowercase,
+// colons), or an error.
+func NormalizeMAC(mac string) (string, error) {
+	hw, err := net.ParseMAC(strings.TrimSpace(mac))
+	if err != nil || len(hw) != 6 {
+		return "", fmt.Errorf("%q is not a 48-bit MAC address", mac)
+	}
+	return hw.String(), nil
+}
+
 func macMatcher(v string) (matcher, string) {
 	v = strings.ReplaceAll(strings.ToLower(v), "-", ":")
 	if !strings.Contains(v, "*") {
-		mac, err := store.NormalizeMAC(v)
+		mac, err := NormalizeMAC(v)
 		if err != nil {
 			return nil, fmt.Sprintf("%q is not a MAC address (a pattern needs a *, as in 02:00:*)", v)
 		}
@@ -96,9 +149,7 @@ func macMatcher(v string) (matcher, string) {
 		return nil, fmt.Sprintf("%q is not a MAC pattern (hex digits, colons and *)", v)
 	}
 	g := newGlob(v)
-	return func(s *Subject) bool {
-		return slices.ContainsFunc(s.Machine.Interfaces, func(nic store.Interface) bool { return g.match(nic.MAC) })
-	}, ""
+	return func(s *Subject) bool { return slices.ContainsFunc(s.MACs, g.match) }, ""
 }
 
 func ipMatcher(v string) (matcher, string) {
@@ -117,15 +168,7 @@ func ipMatcher(v string) (matcher, string) {
 		}
 		in = func(b netip.Addr) bool { return b == a }
 	}
-	return func(s *Subject) bool {
-		if slices.ContainsFunc(s.Addrs, in) {
-			return true
-		}
-		return slices.ContainsFunc(s.Machine.Interfaces, func(nic store.Interface) bool {
-			a, err := netip.ParseAddr(nic.IP)
-			return err == nil && in(a)
-		})
-	}, ""
+	return func(s *Subject) bool { return slices.ContainsFunc(s.Addrs, in) }, ""
 }
 
 // freeWord matches a substring (or with a *, a pattern) of the hostname,
@@ -137,9 +180,7 @@ func freeWord(w string) matcher {
 	}
 	g := newGlob(w)
 	return func(s *Subject) bool {
-		m := s.Machine
-		return g.match(m.Hostname) || g.match(m.ID) ||
-			slices.ContainsFunc(m.Interfaces, func(nic store.Interface) bool { return g.match(nic.MAC) })
+		return g.match(s.Hostname) || g.match(s.ID) || slices.ContainsFunc(s.MACs, g.match)
 	}
 }
 
