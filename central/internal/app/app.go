@@ -111,7 +111,8 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Write
 		})
 		handler = toLeader(node, mux, log)
 	}
-	front, err := withPortal(db, services(db, log), api.New(apiCfg).Handler(), log)
+	apiSrv := api.New(apiCfg)
+	front, err := withPortal(db, services(db, apiSrv), apiSrv.Handler(), log)
 	if err != nil {
 		return err
 	}

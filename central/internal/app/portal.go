@@ -1,6 +1,7 @@
 package app
 
 import (
+	"github.com/outposthq/outpost/central/internal/api"
 	"log/slog"
 	"net/http"
 
@@ -23,11 +24,12 @@ type Services struct {
 	Audit orders.Auditor
 }
 
-// services are this central's Services: the seam where the fleet model
-// and the orders are wired in.
-func services(db *store.DB, log *slog.Logger) Services {
-	_, _ = db, log
-	return Services{}
+// services are this central's Services: the store's fleet model, and
+// the API's order placer and audit, so that an order placed from the
+// portal is resolved, placed and audited as one placed through the API.
+func services(db *store.DB, apiSrv *api.Server) Services {
+	o := apiSrv.Orders()
+	return Services{Fleet: db.Fleet(), Orders: o, Audit: o}
 }
 
 // withPortal serves the portal at / (its pages, assets and sign-in) in
