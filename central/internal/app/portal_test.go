@@ -16,8 +16,8 @@ import (
 // TestPortalServed: centrald serves the portal on its API address in
 // front of the API: the sign-in page at /, a session from central's
 // admin token (sealed under central's key), the catalogue's page from
-// central's store; the API and its probes keep their paths. Without a
-// fleet model wired, the fleet's pages say so.
+// central's store, the fleet overview from the store's fleet model; the
+// API and its probes keep their paths.
 func TestPortalServed(t *testing.T) {
 	dir := t.TempDir()
 	cfg := config.Default()
@@ -36,8 +36,8 @@ func TestPortalServed(t *testing.T) {
 	if resp.StatusCode != http.StatusOK || !strings.Contains(body, `data-test="catalogue-table"`) || !strings.Contains(body, "admin (admin)") {
 		t.Errorf("GET /images: %d\n%s", resp.StatusCode, body)
 	}
-	if resp, _ := c.Do(t, http.MethodGet, "/fleet", nil, nil, cookie); resp.StatusCode != http.StatusServiceUnavailable {
-		t.Errorf("GET /fleet without a fleet model: %d, want 503", resp.StatusCode)
+	if resp, body := c.Do(t, http.MethodGet, "/fleet", nil, nil, cookie); resp.StatusCode != http.StatusOK || !strings.Contains(body, `data-test="sites-table"`) {
+		t.Errorf("GET /fleet: %d, want 200 with the sites' table\n%s", resp.StatusCode, body)
 	}
 	if resp, _ := c.Do(t, http.MethodGet, "/healthz", nil, nil); resp.StatusCode != http.StatusOK {
 		t.Errorf("GET /healthz: %d", resp.StatusCode)
