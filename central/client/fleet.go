@@ -9,138 +9,28 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"time"
 
+	"github.com/outposthq/outpost/central/internal/fleet"
 	"github.com/outposthq/outpost/internal/apiclient"
 )
 
 // The fleet: every machine of every site as central derives it from the
-// sites' events, and every site with its link (/v1/fleet/). The types
-// mirror central's fleet model field for field (a test keeps them in
-// step).
-
-// Machine is one machine of one site, as central knows it.
-type Machine struct {
-	Site      string    `json:"site"`
-	ID        string    `json:"id"`
-	Hostname  string    `json:"hostname,omitempty"`
-	MACs      []string  `json:"macs,omitempty"`
-	Tags      []string  `json:"tags,omitempty"`
-	State     string    `json:"state"`
-	Reason    string    `json:"reason,omitempty"`
-	Power     string    `json:"power,omitempty"`
-	Workflow  *Workflow `json:"workflow,omitempty"`
-	LastOrder *Order    `json:"last_order,omitempty"`
-	LastEvent *Event    `json:"last_event,omitempty"`
-	Seq       uint64    `json:"seq,omitempty"`
-	Updated   time.Time `json:"updated"`
-}
-
-// Workflow is a machine's workflow as far as its events tell.
-type Workflow struct {
-	ID       string    `json:"id"`
-	Purpose  string    `json:"purpose,omitempty"`
-	Status   string    `json:"status"`
-	Step     string    `json:"step,omitempty"`
-	Done     int       `json:"done"`
-	Total    int       `json:"total,omitempty"`
-	Progress string    `json:"progress,omitempty"`
-	Started  time.Time `json:"started,omitzero"`
-	Ended    time.Time `json:"ended,omitzero"`
-}
-
-// Order is a machine's last order: placed, delivered, waiting, running,
-// succeeded or failed.
-type Order struct {
-	Key         string    `json:"key"`
-	Action      string    `json:"action"`
-	Image       string    `json:"image,omitempty"`
-	ImageSHA256 string    `json:"image_sha256,omitempty"`
-	By          string    `json:"by,omitempty"`
-	Revision    uint64    `json:"revision,omitempty"`
-	Placed      time.Time `json:"placed,omitzero"`
-	Status      string    `json:"status"`
-	Reason      string    `json:"reason,omitempty"`
-	Updated     time.Time `json:"updated,omitzero"`
-}
-
-// Event is one event of a machine's timeline, the site's or central's.
-type Event struct {
-	Source  string            `json:"source"`
-	Seq     uint64            `json:"seq"`
-	Time    time.Time         `json:"time"`
-	Kind    string            `json:"kind"`
-	Message string            `json:"message"`
-	By      string            `json:"by,omitempty"`
-	Fields  map[string]string `json:"fields,omitempty"`
-}
-
-// FleetSite is a site with its link to central and what it reports.
-type FleetSite struct {
-	ID        string            `json:"id"`
-	Name      string            `json:"name,omitempty"`
-	Labels    map[string]string `json:"labels,omitempty"`
-	Link      Link              `json:"link"`
-	Appliance Appliance         `json:"appliance"`
-	Machines  map[string]int    `json:"machines,omitempty"`
-}
-
-// Link is a site's link to central.
-type Link struct {
-	Connected     bool      `json:"connected"`
-	Node          string    `json:"node,omitempty"`
-	LastSeen      time.Time `json:"last_seen,omitzero"`
-	Revision      uint64    `json:"revision"`
-	AckedRevision uint64    `json:"acked_revision"`
-	StoredSeq     uint64    `json:"stored_seq"`
-	SiteLastSeq   uint64    `json:"site_last_seq"`
-	EventsBehind  uint64    `json:"events_behind"`
-}
-
-// Appliance is what a site reports of its appliances.
-type Appliance struct {
-	Version  string    `json:"version,omitempty"`
-	Nodes    int       `json:"nodes,omitempty"`
-	Voters   int       `json:"voters,omitempty"`
-	Healthy  int       `json:"healthy,omitempty"`
-	Leader   string    `json:"leader,omitempty"`
-	Console  string    `json:"console,omitempty"`
-	Problems []string  `json:"problems,omitempty"`
-	Reported time.Time `json:"reported,omitzero"`
-}
-
-// Summary is the fleet overview.
-type Summary struct {
-	Sites          int            `json:"sites"`
-	SitesConnected int            `json:"sites_connected"`
-	Machines       int            `json:"machines"`
-	ByState        map[string]int `json:"by_state"`
-	InFlight       []*Machine     `json:"in_flight"`
-	InFlightTotal  int            `json:"in_flight_total"`
-	Failures       []FailureGroup `json:"failures"`
-}
-
-// FailureGroup is the machines that failed for one reason.
-type FailureGroup struct {
-	Reason   string       `json:"reason"`
-	Count    int          `json:"count"`
-	Machines []MachineRef `json:"machines"`
-}
-
-// MachineRef names a machine of a site.
-type MachineRef struct {
-	Site string `json:"site"`
-	ID   string `json:"id"`
-}
-
-// Page is one page of a machine search: Next is the cursor of the next
-// one ("" at the end), Version the fleet's version it was read at.
-type Page struct {
-	Machines []*Machine `json:"machines"`
-	Total    int        `json:"total"`
-	Next     string     `json:"next,omitempty"`
-	Version  uint64     `json:"version"`
-}
+// sites' events, and every site with its link (/v1/fleet/). The types are
+// central's own (package fleet holds nothing but the model and its pure
+// derivation), so the two cannot drift apart.
+type (
+	Machine      = fleet.Machine
+	Workflow     = fleet.Workflow
+	Order        = fleet.Order
+	Event        = fleet.Event
+	FleetSite    = fleet.Site
+	Link         = fleet.Link
+	Appliance    = fleet.Appliance
+	Summary      = fleet.Summary
+	FailureGroup = fleet.FailureGroup
+	MachineRef   = fleet.MachineRef
+	Page         = fleet.Page
+)
 
 // Machines answers one page (at most limit, 0: central's default) of
 // the machines the fleet query q matches, from the cursor after ("":

@@ -63,6 +63,8 @@ type PreviewItem struct {
 
 // OrderResult is what was placed.
 type OrderResult struct {
+	// Batch is the key prefix the request's orders share.
+	Batch   string        `json:"batch"`
 	Placed  []Placed      `json:"placed"`
 	Refused []PreviewItem `json:"refused,omitempty"`
 }

@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/outposthq/outpost/syncproto"
 )
 
 // The derivation. A machine's record is a fold of its site's events, in
@@ -65,7 +67,9 @@ func Apply(site string, m *Machine, e *SiteEvent) (*Machine, bool) {
 	case "machine.deleted":
 		return nil, m != nil
 	case "machine.created":
-		m = nil // a new machine: nothing of one deleted before it
+		// A new machine: nothing of one deleted before it, but the
+		// order central placed for it while only central knew it.
+		m = reported(m)
 	case "machine.discovered":
 		if f["created"] == "true" {
 			m = nil
@@ -298,6 +302,40 @@ func orderEnds(m *Machine, e *SiteEvent, f map[string]string) {
 		o.Reason = "refused by the site: " + f["reason"]
 	}
 	m.LastOrder = &o
+}
+
+// StateDeclared is the state of a machine central put into its site's
+// desired state that the site has not reported yet: the site is offline,
+// or has not applied that revision. The site's machine.created event
+// replaces the record, keeping only an order central placed for it
+// meanwhile.
+const StateDeclared = "declared"
+
+// Declare returns the record of a machine central put into site's
+// desired state: m itself if the site has reported the machine (its
+// events, not central's object, say what it is), else a declared record
+// with the object's hostname, MACs and tags.
+func Declare(m *Machine, site string, obj *syncproto.Machine, t time.Time) *Machine {
+	if m != nil && m.Seq != 0 {
+		return m
+	}
+	d := &Machine{Site: site, ID: obj.ID, Hostname: obj.Hostname, Tags: obj.Tags, State: StateDeclared, StateSince: t, Updated: t}
+	for _, i := range obj.Interfaces {
+		d.MACs = append(d.MACs, i.MAC)
+	}
+	if m != nil {
+		d.LastOrder, d.StateSince = m.LastOrder, m.StateSince
+	}
+	return d
+}
+
+// reported is what is kept of m when its site reports the machine
+// created: the last order of a record only central had declared.
+func reported(m *Machine) *Machine {
+	if m == nil || m.Seq != 0 || m.LastOrder == nil {
+		return nil
+	}
+	return &Machine{Site: m.Site, ID: m.ID, LastOrder: m.LastOrder}
 }
 
 // PlacedOrder is an order central placed: its revision of the site's

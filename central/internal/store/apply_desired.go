@@ -38,10 +38,13 @@ func applyPutDesired(tx *txn, p *putDesiredPayload) (rev any, err error) {
 			return err
 		}
 		rev = n
-		if p.Kind != KindOrder {
-			return nil
+		switch p.Kind {
+		case KindOrder:
+			return derivePlaced(tx, s.ID, p.Key, p.Object, n, revisionOf{p.Time, p.By})
+		case KindMachine:
+			return deriveDeclared(tx, s.ID, p.Key, p.Object, p.Time)
 		}
-		return derivePlaced(tx, s.ID, p.Key, p.Object, n, revisionOf{p.Time, p.By})
+		return nil
 	})
 	return rev, err
 }
@@ -63,7 +66,10 @@ func applyDeleteDesired(tx *txn, p *deleteDesiredPayload) (rev any, err error) {
 			return err
 		}
 		rev, err = appendRevision(tx, s, revisionOf{p.Time, p.By}, false, []syncproto.Change{{Kind: p.Kind, Key: p.Key, Deleted: true}})
-		return err
+		if err != nil || p.Kind != KindMachine {
+			return err
+		}
+		return deriveUndeclared(tx, s.ID, p.Key)
 	})
 	return rev, err
 }

@@ -156,6 +156,43 @@ func derivePlaced(tx *txn, site, key string, object json.RawMessage, rev uint64,
 	return putRecord(tx, b, site, o.MachineID, m)
 }
 
+// deriveDeclared records a machine central put into the site's desired
+// state: declared until the site reports it (fleet.Declare).
+func deriveDeclared(tx *txn, site, key string, object json.RawMessage, t time.Time) error {
+	var obj syncproto.Machine
+	if err := json.Unmarshal(object, &obj); err != nil {
+		return fmt.Errorf("%w: machine %s/%s: %v", ErrCorrupt, site, key, err)
+	}
+	obj.ID = key
+	b, err := fleetBucket(tx, bucketFleet, site)
+	if err != nil {
+		return err
+	}
+	m, err := machineRecord(b, key)
+	if err != nil {
+		return err
+	}
+	if d := fleet.Declare(m, site, &obj, t); d != m {
+		return putRecord(tx, b, site, key, d)
+	}
+	return nil
+}
+
+// deriveUndeclared forgets the record of a machine central deleted from
+// the site's desired state if the site never reported it (else the
+// site's machine.deleted event will).
+func deriveUndeclared(tx *txn, site, key string) error {
+	b, err := fleetBucket(tx, bucketFleet, site)
+	if err != nil {
+		return err
+	}
+	m, err := machineRecord(b, key)
+	if err != nil || m == nil || m.Seq != 0 {
+		return err
+	}
+	return putRecord(tx, b, site, key, nil)
+}
+
 // placedMarker is in the JSON of a record whose last order is placed:
 // only those records are decoded when a site acknowledges a revision.
 var placedMarker = []byte(`"status":"` + fleet.OrderPlaced + `"`)

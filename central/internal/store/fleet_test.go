@@ -246,3 +246,43 @@ func TestFleetRefusedOrderOfAnOlderSite(t *testing.T) {
 		t.Errorf("last order %+v", m2.LastOrder)
 	}
 }
+
+// TestFleetDeclaredMachines: a machine central puts into a site's desired
+// state is in the fleet at once, declared, with the object's hostname,
+// MACs and tags, so that an order can be placed for it while its site is
+// offline; the site's report of it replaces the record but keeps that
+// order; deleting a machine the site never reported forgets it, and a
+// put of one the site reported changes nothing the site said.
+func TestFleetDeclaredMachines(t *testing.T) {
+	d := fleetStore(t)
+	obj := json.RawMessage(`{"id":"m9","hostname":"web-9","interfaces":[{"mac":"02:00:00:00:00:09"}],"tags":["edge"]}`)
+	applyNext(t, d, cmd(t, cmdPutDesired, &putDesiredPayload{Site: "s1", Kind: KindMachine, Key: "m9", Object: obj, Time: t0.Add(time.Minute), By: "ops"}))
+	m9, err := d.Fleet().Machine("s1", "m9")
+	want := &fleet.Machine{Site: "s1", ID: "m9", Hostname: "web-9", MACs: []string{"02:00:00:00:00:09"}, Tags: []string{"edge"},
+		State: fleet.StateDeclared, StateSince: t0.Add(time.Minute), Updated: t0.Add(time.Minute)}
+	if diff := cmp.Diff(want, m9); err != nil || diff != "" {
+		t.Fatalf("declared (-want +got, %v):\n%s", err, diff)
+	}
+	order := json.RawMessage(`{"id":"c9","action":"power_cycle","machine_id":"m9"}`)
+	applyNext(t, d, cmd(t, cmdPutDesired, &putDesiredPayload{Site: "s1", Kind: KindOrder, Key: "c9", Object: order, Time: t0.Add(2 * time.Minute), By: "ops"}))
+	applyNext(t, d, cmd(t, cmdStoreEvents, &storeEventsPayload{Site: "s1", Time: t0, Events: siteEvents(5, machineCreated("m9"))}))
+	m9, _ = d.Fleet().Machine("s1", "m9")
+	if m9.State != "ready" || m9.Hostname != "m9.example.net" || m9.LastOrder == nil || m9.LastOrder.Key != "c9" || m9.LastOrder.Status != fleet.OrderPlaced {
+		t.Fatalf("reported: %+v (order %+v)", m9, m9.LastOrder)
+	}
+	applyNext(t, d, cmd(t, cmdPutDesired, &putDesiredPayload{Site: "s1", Kind: KindMachine, Key: "m9",
+		Object: json.RawMessage(`{"id":"m9","hostname":"other"}`), Time: t0.Add(3 * time.Minute)}))
+	if got, _ := d.Fleet().Machine("s1", "m9"); got.State != "ready" || got.Hostname != "m9.example.net" {
+		t.Errorf("a put of a reported machine changed its record: %+v", got)
+	}
+
+	applyNext(t, d, cmd(t, cmdPutDesired, &putDesiredPayload{Site: "s1", Kind: KindMachine, Key: "m8", Object: json.RawMessage(`{"id":"m8"}`), Time: t0}))
+	applyNext(t, d, cmd(t, cmdDeleteDesired, &deleteDesiredPayload{Site: "s1", Kind: KindMachine, Key: "m8", Time: t0}))
+	if _, err := d.Fleet().Machine("s1", "m8"); err == nil {
+		t.Error("a declared machine central deleted is still in the fleet")
+	}
+	applyNext(t, d, cmd(t, cmdDeleteDesired, &deleteDesiredPayload{Site: "s1", Kind: KindMachine, Key: "m9", Time: t0}))
+	if _, err := d.Fleet().Machine("s1", "m9"); err != nil {
+		t.Errorf("a reported machine went from the fleet before its site said it was deleted: %v", err)
+	}
+}

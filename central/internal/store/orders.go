@@ -154,6 +154,9 @@ func placeSiteOrders(tx *txn, p *placeOrdersPayload, site string, idx []int, out
 	}
 	for _, i := range placed {
 		out.Orders[i].Revision = rev
+		if err := derivePlaced(tx, s.ID, p.Orders[i].Key, p.Orders[i].Object, rev, revisionOf{p.Time, p.By}); err != nil {
+			return err
+		}
 	}
 	return put(tx.Bucket(bucketSites), []byte(s.ID), s)
 }
