@@ -36,7 +36,8 @@ func (p *centralProfiler) startCPU(ctx context.Context) <-chan error {
 }
 
 // finish waits for the CPU profile, then takes a heap profile (after a
-// GC) and the goroutines.
+// GC), the goroutines, and the runtime's memory statistics (the heap
+// profile's text form ends with them: heap, stacks, GC goal).
 func (p *centralProfiler) finish(t lab.T, cpu <-chan error) {
 	if p == nil {
 		return
@@ -44,7 +45,8 @@ func (p *centralProfiler) finish(t lab.T, cpu <-chan error) {
 	if err := <-cpu; err != nil {
 		t.Fatal(err)
 	}
-	for path, file := range map[string]string{"heap?gc=1": "centrald.heap.pprof", "goroutine": "centrald.goroutine.pprof"} {
+	for path, file := range map[string]string{"heap?gc=1": "centrald.heap.pprof", "goroutine": "centrald.goroutine.pprof",
+		"heap?debug=1": "centrald.memstats.txt"} {
 		if err := p.fetch(t.Context(), path, file); err != nil {
 			t.Fatal(err)
 		}
