@@ -88,6 +88,8 @@ func benchSyncSites(ctx context.Context, log *slog.Logger, _ time.Duration) erro
 		}
 		connected := time.Since(start)
 
+		// Other work on the host moves the p99 a lot: say how busy it is.
+		fmt.Fprintf(os.Stderr, "sync.sites: orders start; load average %s\n", loadAverage())
 		cpu := prof.startCPU(t.Context())
 		start = time.Now()
 		placed, took := placeOrders(t, cen, n, 64)
@@ -224,6 +226,15 @@ func waitAllConnected(ctx context.Context, cen *centralProc, n int) error {
 		}
 		return nil
 	})
+}
+
+// loadAverage is the host's load average over 1, 5 and 15 minutes.
+func loadAverage() string {
+	raw, err := os.ReadFile("/proc/loadavg")
+	if f := strings.Fields(string(raw)); err == nil && len(f) >= 3 {
+		return strings.Join(f[:3], " ")
+	}
+	return "unknown"
 }
 
 // rssMB is process pid's resident memory (VmRSS) in MiB.
