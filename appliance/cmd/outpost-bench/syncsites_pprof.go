@@ -22,15 +22,23 @@ type centralProfiler struct {
 	addr, dir string
 }
 
-// startCPU starts a CPU profile of cpuProfileSeconds; finish waits for
-// it.
+// traceSeconds is how long sync.sites traces centrald's goroutines
+// from the first order on (go tool trace -pprof=sched: what waited to
+// run, and where).
+const traceSeconds = 5
+
+// startCPU starts a CPU profile of cpuProfileSeconds and an execution
+// trace of traceSeconds; finish waits for them.
 func (p *centralProfiler) startCPU(ctx context.Context) <-chan error {
 	if p == nil {
 		return nil
 	}
-	done := make(chan error, 1)
+	done := make(chan error, 2)
 	go func() {
 		done <- p.fetch(ctx, fmt.Sprintf("profile?seconds=%d", cpuProfileSeconds), "centrald.cpu.pprof")
+	}()
+	go func() {
+		done <- p.fetch(ctx, fmt.Sprintf("trace?seconds=%d", traceSeconds), "centrald.trace")
 	}()
 	return done
 }
@@ -42,8 +50,10 @@ func (p *centralProfiler) finish(t lab.T, cpu <-chan error) {
 	if p == nil {
 		return
 	}
-	if err := <-cpu; err != nil {
-		t.Fatal(err)
+	for range 2 {
+		if err := <-cpu; err != nil {
+			t.Fatal(err)
+		}
 	}
 	for path, file := range map[string]string{"heap?gc=1": "centrald.heap.pprof", "goroutine": "centrald.goroutine.pprof",
 		"heap?debug=1": "centrald.memstats.txt"} {
