@@ -55,10 +55,11 @@ test: deps-test images lint
 	$(GO) test $(TESTFLAGS) ./...
 
 # Every benchmark, or a subset: `make bench NAMES=store,dhcp` (the names
-# are outpost-bench's -run list). The boot storm and the QEMU benchmarks
+# are outpost-bench's -run list; BENCHFLAGS adds its other flags, as
+# BENCHFLAGS='-sync-sites 1000'). The boot storm and the QEMU benchmarks
 # serve the boot artifacts, so images come first, as for test.
 bench: build images
-	$(BIN)/outpost-bench $(if $(NAMES),-run '$(NAMES)')
+	$(BIN)/outpost-bench $(if $(NAMES),-run '$(NAMES)') $(BENCHFLAGS)
 
 # A PNG of every console and portal page into docs/screenshots (the
 # README links them): the browser tests (named Test...Browser...) of

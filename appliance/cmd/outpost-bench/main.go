@@ -29,6 +29,7 @@ var benches = []bench{
 	{"provision", benchProvisionE2E},
 	{"bmc", benchBMCCycle},
 	{"sync", benchSync},
+	{"sync.sites", benchSyncSites},
 	{"console", benchConsole},
 	{"artifacts.serve", benchArtifactsServe},
 	{"artifacts.fanout", benchArtifactsFanout},
@@ -72,6 +73,8 @@ func main() {
 	flag.IntVar(&benchWriters, "writers", benchWriters, "concurrent writers for store.commit")
 	flag.Int64Var(&serveBytes, "serve-bytes", serveBytes, "size of the image artifacts.serve serves")
 	flag.IntVar(&serveClients, "serve-clients", serveClients, "concurrent downloads of artifacts.serve")
+	flag.IntVar(&syncSites, "sync-sites", syncSites, "simulated sites sync.sites connects to central")
+	flag.StringVar(&syncPprof, "sync-pprof", "", "directory where sync.sites writes centrald's CPU profile (while the orders are placed) and heap profile (once they are delivered); centrald is then built with -tags pprof")
 	flag.Int64Var(&fanoutBytes, "fanout-bytes", fanoutBytes, "size of the image artifacts.fanout publishes")
 	flag.Parse()
 	if *cpuprofile != "" {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -19,46 +21,87 @@ import (
 	"github.com/outposthq/outpost/syncproto"
 )
 
-// syncSites is how many simulated sites sync.sites connects to central.
-const syncSites = 1000
+// syncSites is how many simulated sites sync.sites connects to central
+// (-sync-sites): ten times the 1,000 of issue 14's day.
+var syncSites = 10000
+
+// syncPprof, when set (-sync-pprof), is the directory where sync.sites
+// writes centrald's profiles; centrald is then built with -tags pprof.
+var syncPprof string
+
+// sitesPerSource is how many simulated sites dial from one loopback
+// address (127.0.1.1, 127.0.1.2, ...): a fleet's sites come from many
+// addresses, and central caps the connections of one
+// (config.DefaultMaxConnsPerSource).
+const sitesPerSource = 500
 
 // benchSyncSites connects syncSites simulated sites (sim.Site) to one
 // centrald, each a websocket speaking syncproto from the benchmark
-// process, then places
-// one order per site at central's API. order_p50_ms and order_p99_ms are
-// from the start of each PUT to its site receiving the revision that
-// holds the order; rss_mb is centrald's resident memory once every order
-// is delivered.
-func benchSyncSites(ctx context.Context, log *slog.Logger, centrald string) error {
-	if err := raiseOpenFiles(); err != nil {
+// process, then places one order per site at central's API, 64 PUTs at
+// a time. order_p50_ms and order_p99_ms are from the start of each PUT
+// to its site receiving the revision that holds the order; rss_mb is
+// centrald's resident memory once every order is delivered, with every
+// site still connected.
+func benchSyncSites(ctx context.Context, log *slog.Logger, _ time.Duration) error {
+	n := syncSites
+	if n < 1 || n > sitesPerSource*254 {
+		return fmt.Errorf("-sync-sites %d: want 1 to %d", n, sitesPerSource*254)
+	}
+	if err := raiseOpenFiles(n); err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp("", "outpost-bench-sync-sites-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	var flags []string
+	if syncPprof != "" {
+		flags = []string{"-tags", "pprof"}
+	}
+	centrald, err := goBuild(ctx, dir, "centrald", "./central/cmd/centrald", flags...)
+	if err != nil {
 		return err
 	}
 	var line string
 	r := lab.NewRunner(ctx, "bench-sync-sites", discardLog{log})
-	err := r.Run(func(t lab.T) {
-		cen := startCentral(t, centrald, 1)
-		creds := createSites(t, cen, syncSites, 64)
-		fleet := &siteFleet{delivered: make([]atomic.Int64, syncSites), all: make(chan struct{})}
+	err = r.Run(func(t lab.T) {
+		var prof *centralProfiler
+		var env []string
+		if syncPprof != "" {
+			prof = &centralProfiler{addr: freeLoopback(t), dir: syncPprof}
+			env = []string{"OUTPOST_PPROF_ADDR=" + prof.addr}
+		}
+		cen := startCentral(t, centrald, 1, env...)
+		creds := createSites(t, cen, n, 64)
+		fleet := &siteFleet{delivered: make([]atomic.Int64, n), all: make(chan struct{})}
 		sctx, cancel := context.WithCancel(ctx)
 		defer cancel()
 		t.Cleanup(fleet.wait)
 		t.Cleanup(cancel)
+		start := time.Now()
 		if err := fleet.connect(sctx, "ws://"+cen.addr+syncproto.Path, creds, 64); err != nil {
 			t.Fatal(err)
 		}
-		if err := waitAllConnected(ctx, cen); err != nil {
+		if err := waitAllConnected(ctx, cen, n); err != nil {
 			t.Fatal(err)
 		}
+		connected := time.Since(start)
 
-		placed := placeOrders(t, cen, 64)
+		// Other work on the host moves the p99 a lot: say how busy it is.
+		fmt.Fprintf(os.Stderr, "sync.sites: orders start; load average %s\n", loadAverage())
+		cpu := prof.startCPU(t.Context())
+		start = time.Now()
+		placed, took := placeOrders(t, cen, n, 64)
+		placing := time.Since(start)
 		select {
 		case <-fleet.all:
 		case err := <-fleet.errs():
 			t.Fatalf("a simulated site: %v", err)
-		case <-time.After(2 * time.Minute):
-			t.Fatalf("%d of %d orders delivered after 2m", fleet.count.Load(), syncSites)
+		case <-time.After(5 * time.Minute):
+			t.Fatalf("%d of %d orders delivered after 5m", fleet.count.Load(), n)
 		}
-		lats := make([]time.Duration, syncSites)
+		lats := make([]time.Duration, n)
 		for i := range lats {
 			lats[i] = time.Duration(fleet.delivered[i].Load() - placed[i])
 		}
@@ -67,9 +110,11 @@ func benchSyncSites(ctx context.Context, log *slog.Logger, centrald string) erro
 		if err != nil {
 			t.Fatal(err)
 		}
-		ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+		prof.finish(t, cpu)
+		fmt.Fprintf(os.Stderr, "sync.sites: %d sites connected in %.1fs; %d orders placed in %.1fs (PUT p50 %.1f ms, p99 %.1f ms); delivered: max %.1f ms\n",
+			n, connected.Seconds(), n, placing.Seconds(), ms(took[n/2]), ms(took[n*99/100]), ms(lats[n-1]))
 		line = fmt.Sprintf("BENCH sync.sites sites=%d rss_mb=%d order_p50_ms=%.1f order_p99_ms=%.1f",
-			syncSites, rss, ms(lats[len(lats)/2]), ms(lats[len(lats)*99/100]))
+			n, rss, ms(lats[n/2]), ms(lats[n*99/100]))
 	})
 	if err != nil {
 		return err
@@ -79,24 +124,28 @@ func benchSyncSites(ctx context.Context, log *slog.Logger, centrald string) erro
 }
 
 // raiseOpenFiles raises this process's open-files limit to its hard
-// limit; the processes it starts inherit it.
-func raiseOpenFiles() error {
+// limit, and the hard limit too if it is below what n sites take (as
+// root; centrald and the benchmark each hold one socket per site); the
+// processes it starts inherit it.
+func raiseOpenFiles(n int) error {
 	var lim syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
 		return err
 	}
-	if lim.Max < 2*syncSites+1024 {
-		return fmt.Errorf("the hard open-files limit is %d, too low for %d sites", lim.Max, syncSites)
-	}
+	want := uint64(n) + 4096
+	lim.Max = max(lim.Max, want)
 	lim.Cur = lim.Max
-	return syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim)
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		return fmt.Errorf("raise the open-files limit to %d for %d sites: %w", want, n, err)
+	}
+	return nil
 }
 
 // siteID names simulated site i.
-func siteID(i int) string { return fmt.Sprintf("sim%04d", i) }
+func siteID(i int) string { return fmt.Sprintf("sim%05d", i) }
 
 // orderID names simulated site i's order.
-func orderID(i int) string { return fmt.Sprintf("o%04d", i) }
+func orderID(i int) string { return fmt.Sprintf("o%05d", i) }
 
 // createSites creates n sites at central, clients at a time, and returns
 // their credentials.
@@ -113,16 +162,20 @@ func createSites(t lab.T, cen *centralProc, n, clients int) []string {
 	return creds
 }
 
-// placeOrders places one order per site, clients at a time, and returns
-// when each PUT started, in unix nanoseconds.
-func placeOrders(t lab.T, cen *centralProc, clients int) []int64 {
-	placed := make([]int64, syncSites)
-	forEach(t, syncSites, clients, func(i int) error {
+// placeOrders places one order at each of n sites, clients at a time,
+// and returns when each PUT started, in unix nanoseconds, and how long
+// each took (central's answer: the order is committed).
+func placeOrders(t lab.T, cen *centralProc, n, clients int) (placed []int64, took []time.Duration) {
+	placed, took = make([]int64, n), make([]time.Duration, n)
+	forEach(t, n, clients, func(i int) error {
 		placed[i] = time.Now().UnixNano()
 		o := map[string]string{"action": "power_on", "machine_id": "m1"}
-		return cen.do(t.Context(), "PUT", fmt.Sprintf("/v1/sites/%s/orders/%s", siteID(i), orderID(i)), o, nil)
+		err := cen.do(t.Context(), "PUT", fmt.Sprintf("/v1/sites/%s/orders/%s", siteID(i), orderID(i)), o, nil)
+		took[i] = time.Duration(time.Now().UnixNano() - placed[i])
+		return err
 	})
-	return placed
+	slices.Sort(took)
+	return placed, took
 }
 
 // forEach calls f(0) ... f(n-1), clients at a time, failing t if any
@@ -149,9 +202,9 @@ func forEach(t lab.T, n, clients int, f func(i int) error) {
 	}
 }
 
-// waitAllConnected waits until central lists every site as connected.
-func waitAllConnected(ctx context.Context, cen *centralProc) error {
-	return pollEvery(ctx, 200*time.Millisecond, time.Minute, func() error {
+// waitAllConnected waits until central lists n sites as connected.
+func waitAllConnected(ctx context.Context, cen *centralProc, n int) error {
+	return pollEvery(ctx, time.Second, 5*time.Minute, func() error {
 		var list struct {
 			Sites []struct {
 				Sync struct {
@@ -162,17 +215,26 @@ func waitAllConnected(ctx context.Context, cen *centralProc) error {
 		if err := cen.do(ctx, "GET", "/v1/sites", nil, &list); err != nil {
 			return err
 		}
-		n := 0
+		c := 0
 		for _, s := range list.Sites {
 			if s.Sync.Connected {
-				n++
+				c++
 			}
 		}
-		if n != syncSites {
-			return fmt.Errorf("central lists %d of %d sites connected", n, syncSites)
+		if c != n {
+			return fmt.Errorf("central lists %d of %d sites connected", c, n)
 		}
 		return nil
 	})
+}
+
+// loadAverage is the host's load average over 1, 5 and 15 minutes.
+func loadAverage() string {
+	raw, err := os.ReadFile("/proc/loadavg")
+	if f := strings.Fields(string(raw)); err == nil && len(f) >= 3 {
+		return strings.Join(f[:3], " ")
+	}
+	return "unknown"
 }
 
 // rssMB is process pid's resident memory (VmRSS) in MiB.
@@ -207,10 +269,19 @@ func (s *siteFleet) errs() <-chan error { return s.errCh }
 // wait waits for the sites' goroutines to end.
 func (s *siteFleet) wait() { s.wg.Wait() }
 
-// connect connects every site, dialing clients at a time, and returns
-// once each has its welcome; the sites then run until ctx ends.
+// connect connects every site, dialing clients at a time, sitesPerSource
+// of them from each loopback source address, and returns once each has
+// its welcome; the sites then run until ctx ends.
 func (s *siteFleet) connect(ctx context.Context, url string, creds []string, clients int) error {
 	s.errCh = make(chan error, len(creds))
+	via := make([]*http.Client, (len(creds)+sitesPerSource-1)/sitesPerSource)
+	for i := range via {
+		local := &net.TCPAddr{IP: net.IPv4(127, 0, 1, byte(i+1))}
+		via[i] = &http.Client{Transport: &http.Transport{
+			DialContext:       (&net.Dialer{LocalAddr: local}).DialContext,
+			DisableKeepAlives: true,
+		}}
+	}
 	sem := make(chan struct{}, clients)
 	welcomed := make(chan error, len(creds))
 	for i, cred := range creds {
@@ -218,7 +289,7 @@ func (s *siteFleet) connect(ctx context.Context, url string, creds []string, cli
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			site, err := sim.DialSite(ctx, url, siteID(i), cred)
+			site, err := sim.DialSiteVia(ctx, via[i/sitesPerSource], url, siteID(i), cred)
 			<-sem
 			welcomed <- err
 			if err != nil {

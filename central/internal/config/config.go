@@ -24,8 +24,12 @@ const (
 	DefaultAddr         = "127.0.0.1:7443"
 	DefaultWriteTimeout = 10 * time.Second
 	// DefaultMaxConns and DefaultMaxConnsPerSource cap the connections
-	// of the API and sync listener.
-	DefaultMaxConns          = 8192
+	// of the API and sync listener. Every connected site holds one: the
+	// cap leaves room for 10,000 sites (BENCH sync.sites) three times
+	// over, with the API's clients. The process's open-file limit must
+	// be above it (Go raises the soft limit to the hard one at start;
+	// systemd's hard default is 524288).
+	DefaultMaxConns          = 32768
 	DefaultMaxConnsPerSource = 1024
 	// DefaultMaxArtifactSize bounds an artifact's upload.
 	DefaultMaxArtifactSize = 64 << 30

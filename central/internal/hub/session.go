@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
-	"golang.org/x/sync/errgroup"
 
+	"github.com/outposthq/outpost/central/internal/store"
 	"github.com/outposthq/outpost/syncproto"
 )
 
@@ -32,8 +32,10 @@ type session struct {
 	lastSent atomic.Uint64
 	heard    atomic.Int64 // unix nanoseconds of the last message read
 
-	// done ends the session's goroutines; endOnce guards the close.
-	done    chan struct{}
+	// ctx is the session's goroutines', cancelled by end (after its
+	// error is sent) or when one of them returns; endOnce guards end.
+	ctx     context.Context
+	cancel  context.CancelFunc
 	endOnce sync.Once
 
 	// recorded is the site's last report recorded, and when (the reader
@@ -44,28 +46,34 @@ type session struct {
 
 func newSession(h *Hub, conn *websocket.Conn, hello *syncproto.Hello, remote string) *session {
 	s := &session{h: h, conn: conn, site: hello.Site, hello: hello, remote: remote, since: time.Now(),
-		log: h.log.With("site", hello.Site, "remote", remote), done: make(chan struct{})}
+		log: h.log.With("site", hello.Site, "remote", remote)}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.sent.Store(hello.AppliedRevision)
 	s.heard.Store(time.Now().UnixNano())
 	return s
 }
 
 // run reads and writes until the connection ends, then closes it: with
-// the error that ended it, if it was the site's fault or central's.
+// the error that ended it, if it was the site's fault or central's. It
+// reads in its caller's goroutine and writes in one more: two goroutines
+// a site, whatever the fleet's size.
 func (s *session) run() {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() {
-		select {
-		case <-s.done:
-			cancel()
-		case <-ctx.Done():
+	var first error
+	var once sync.Once
+	fail := func(err error) {
+		if err != nil {
+			once.Do(func() { first = err })
 		}
+		s.cancel()
+	}
+	wrote := make(chan struct{})
+	go func() {
+		defer close(wrote)
+		fail(s.writeDesired(s.ctx))
 	}()
-	var g errgroup.Group
-	g.Go(func() error { defer cancel(); return s.read(ctx) })
-	g.Go(func() error { defer cancel(); return s.writeDesired(ctx) })
-	err := g.Wait()
+	fail(s.read(s.ctx))
+	<-wrote
+	err := first
 	var ce connError
 	switch {
 	case err == nil || errors.As(err, &ce):
@@ -86,7 +94,7 @@ func (s *session) run() {
 // first call does anything; it ends the session's goroutines.
 func (s *session) end(e *syncproto.Error) {
 	s.endOnce.Do(func() {
-		defer close(s.done)
+		defer s.cancel()
 		if e == nil {
 			s.conn.CloseNow()
 			return
@@ -110,22 +118,27 @@ func (s *session) write(m syncproto.Message) error {
 	return nil
 }
 
-// read handles the site's messages until the connection ends.
+// read handles the site's messages until the connection ends. One
+// timer per session, reset by each message, ends a site silent for
+// syncproto.HeartbeatMisses heartbeats: not a context and timer per read.
 func (s *session) read(ctx context.Context) error {
 	silence := syncproto.HeartbeatMisses * s.h.heartbeat
+	var silent atomic.Bool
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	timer := time.AfterFunc(silence, func() { silent.Store(true); cancel() })
+	defer timer.Stop()
 	for {
-		rctx, cancel := context.WithTimeout(ctx, silence)
 		typ, frame, err := s.conn.Read(rctx)
-		timedOut := rctx.Err() != nil && ctx.Err() == nil
-		cancel()
 		switch {
-		case err != nil && timedOut:
+		case err != nil && silent.Load() && ctx.Err() == nil:
 			return connError{errors.New("the site was silent for " + silence.String())}
 		case err != nil:
 			return connError{err}
 		case typ != websocket.MessageText:
 			return syncproto.Errorf(syncproto.CodeBadMessage, "frames are text")
 		}
+		timer.Reset(silence)
 		s.heard.Store(time.Now().UnixNano())
 		m, err := syncproto.Decode(frame)
 		if err != nil {
@@ -192,6 +205,8 @@ func (s *session) report(r *syncproto.Report) {
 
 // writeDesired sends the site's revisions after the one it has applied,
 // each as it is committed, and heartbeats while there is nothing to send.
+// It reads the store when a commit for its site wakes it (the store wakes
+// each site's watchers alone), never on a heartbeat.
 func (s *session) writeDesired(ctx context.Context) error {
 	cursor := s.hello.AppliedRevision
 	tick := time.NewTicker(s.h.heartbeat)
@@ -203,34 +218,52 @@ func (s *session) writeDesired(ctx context.Context) error {
 			return err
 		}
 		for _, r := range revs {
-			parts, err := syncproto.SplitDesired(r.Revision, r.Full, r.Changes)
-			if err != nil {
+			if err := s.send(r); err != nil {
 				return err
-			}
-			for _, p := range parts {
-				if !p.More {
-					// Before the write: the site may ack it before
-					// this goroutine runs again.
-					s.sent.Store(r.Revision)
-				}
-				if err := s.write(p); err != nil {
-					return err
-				}
 			}
 			cursor = r.Revision
 		}
 		if len(revs) > 0 {
 			continue
 		}
+		if err := s.idle(ctx, changed, tick.C); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// send sends revision r, in as many parts as it takes.
+func (s *session) send(r *store.Revision) error {
+	parts, err := syncproto.SplitDesired(r.Revision, r.Full, r.Changes)
+	if err != nil {
+		return err
+	}
+	for _, p := range parts {
+		if !p.More {
+			// Before the write: the site may ack it before this
+			// goroutine runs again.
+			s.sent.Store(r.Revision)
+		}
+		if err := s.write(p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// idle heartbeats at every tick until changed is closed or ctx ends.
+func (s *session) idle(ctx context.Context, changed <-chan struct{}, tick <-chan time.Time) error {
+	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-changed:
-		case <-tick.C:
+			return nil
+		case <-tick:
 			if err := s.write(&syncproto.Heartbeat{Time: time.Now().UTC()}); err != nil {
 				return err
 			}
 		}
 	}
-	return nil
 }

@@ -63,24 +63,87 @@ func (d *DB) execResult(t command.Type, payload any) (any, error) {
 	return r, nil
 }
 
-// applyLocal applies cmd in its own transaction, outside any log: the
-// applied index does not move, so the same file can later bootstrap a
-// Raft cluster whose log starts at 1.
+// applyLocal applies cmd outside any log: the applied index does not
+// move, so the same file can later bootstrap a Raft cluster whose log
+// starts at 1. Commands that arrive while a transaction commits wait,
+// and the next transaction applies them all (group commit: one fsync for
+// many writers, as Apply does for a batch of log entries); the first of
+// them commits it. A lone command commits at once, waiting for nothing.
 func (d *DB) applyLocal(cmd []byte) (any, error) {
+	c := &localCmd{cmd: cmd, lead: make(chan bool, 1)}
+	d.gmu.Lock()
+	d.queue = append(d.queue, c)
+	lead := !d.committing
+	d.committing = true
+	d.gmu.Unlock()
+	if lead || <-c.lead {
+		d.commitQueued()
+	}
+	return c.r, c.err
+}
+
+// localCmd is a command waiting in applyLocal's queue. lead receives
+// true when its caller is to commit the next group, and is closed once
+// r and err are its outcome.
+type localCmd struct {
+	cmd  []byte
+	r    any
+	err  error
+	lead chan bool
+}
+
+// commitQueued applies the queued commands in one transaction, then
+// hands the commit of those queued meanwhile to the first of them.
+func (d *DB) commitQueued() {
+	d.gmu.Lock()
+	group := d.queue
+	d.queue = nil
+	d.gmu.Unlock()
+	if err := d.applyGroup(group); err != nil && len(group) > 1 {
+		// The store failed (not a refusal): each alone, so that one
+		// command's failure is not the others'.
+		for _, c := range group {
+			_ = d.applyGroup([]*localCmd{c})
+		}
+	}
+	d.gmu.Lock()
+	if len(d.queue) > 0 {
+		d.queue[0].lead <- true
+	} else {
+		d.committing = false
+	}
+	d.gmu.Unlock()
+	for _, c := range group {
+		close(c.lead)
+	}
+}
+
+// applyGroup applies group's commands in order in one transaction,
+// setting each one's outcome; on an error nothing of them is applied, and
+// each has the error.
+func (d *DB) applyGroup(group []*localCmd) error {
 	tx := &txn{}
-	var r any
 	var x *fleetIndex
-	err := d.update(func(btx *bolt.Tx) (err error) {
-		tx.Tx, x = btx, d.index.Load()
-		r, err = applyOne(tx, cmd, 0)
-		return err
+	err := d.update(func(btx *bolt.Tx) error {
+		tx.Tx, tx.notify, tx.fleet, x = btx, nil, nil, d.index.Load()
+		for _, c := range group {
+			r, err := applyOne(tx, c.cmd, 0)
+			if err != nil {
+				return err
+			}
+			c.r, c.err = r, nil
+		}
+		return nil
 	})
 	if err != nil {
-		return nil, err
+		for _, c := range group {
+			c.r, c.err = nil, err
+		}
+		return err
 	}
 	x.update(tx.fleet)
 	d.notifyAll(tx.notify)
-	return r, nil
+	return nil
 }
 
 // Apply applies committed log entries in order, in one transaction that

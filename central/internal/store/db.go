@@ -64,6 +64,11 @@ type DB struct {
 	now func() time.Time
 	// proposer, when set, is where changes go (SetProposer).
 	proposer atomic.Pointer[Proposer]
+	// Without one, applyLocal's queue: commands waiting for the commit
+	// under way (committing) to end, to go in the next.
+	gmu        sync.Mutex
+	queue      []*localCmd
+	committing bool
 	// key seals BMC passwords at rest (KeyFile).
 	key *seal.Key
 

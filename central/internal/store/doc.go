@@ -27,7 +27,9 @@
 //
 //   - Every change is a command (package command: a type byte and a JSON
 //     payload) applied through one table. A single central applies it at
-//     once in its own transaction (the applied index does not move); a
+//     once in its own transaction, or with the others that arrived while
+//     the last transaction committed (group commit: one fsync for many
+//     writers; the applied index does not move); a
 //     replicated one proposes it to its Raft log (SetProposer, package
 //     internal/raftnode) and every node applies the committed log with
 //     Apply (the store is a raftnode.Applier).

@@ -3,6 +3,7 @@ package sim
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"time"
 
 	"github.com/coder/websocket"
@@ -30,9 +31,16 @@ type Site struct {
 // site id with credential cred, and completes the handshake within 30 s.
 // Errors start with the site's id.
 func DialSite(ctx context.Context, url, id, cred string) (*Site, error) {
+	return DialSiteVia(ctx, nil, url, id, cred)
+}
+
+// DialSiteVia is DialSite through client (nil: http.DefaultClient): a
+// transport dialing from a chosen local address makes many sites come
+// from many sources, as a fleet's do.
+func DialSiteVia(ctx context.Context, client *http.Client, url, id, cred string) (*Site, error) {
 	hctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	conn, _, err := websocket.Dial(hctx, url, nil)
+	conn, _, err := websocket.Dial(hctx, url, &websocket.DialOptions{HTTPClient: client})
 	if err != nil {
 		return nil, fmt.Errorf("%s: dial: %w", id, err)
 	}
