@@ -84,6 +84,33 @@ func (p *portal) seenNow() string {
 // text (a failure the page shows: no use waiting on).
 func (p *portal) until(timeout time.Duration, what, expr string) {
 	p.t.Helper()
+	if err := p.poll(timeout, what, expr); err != nil {
+		p.t.Fatal(err)
+	}
+}
+
+// shown is until for what the page shows without loading again: if it
+// does not within timeout, the test fails (not at once), and the page is
+// loaded again, which must show it.
+func (p *portal) shown(timeout time.Duration, what, expr string) {
+	p.t.Helper()
+	err := p.poll(timeout, what, expr)
+	if err == nil {
+		return
+	}
+	p.t.Errorf("%v: the page did not show it live; loading it again", err)
+	ctx, cancel := context.WithTimeout(p.b.Context(), time.Minute)
+	defer cancel()
+	if err := chromedp.Do(ctx, chromedp.Reload()); err != nil {
+		p.t.Fatalf("reload the page: %v", err)
+	}
+	p.until(30*time.Second, what+" (after loading the page again)", expr)
+}
+
+// poll is until's wait; it answers what failed, with what the browser
+// shows.
+func (p *portal) poll(timeout time.Duration, what, expr string) error {
+	p.t.Helper()
 	var stop string
 	err := labsite.Poll(p.t.Context(), timeout, func() error {
 		ctx, cancel := context.WithTimeout(p.b.Context(), 10*time.Second)
@@ -105,8 +132,9 @@ func (p *portal) until(timeout time.Duration, what, expr string) {
 		p.t.Fatalf("waiting for %s: %s; %s", what, stop, p.seenNow())
 	}
 	if err != nil {
-		p.t.Fatalf("waiting for %s: %v; %s", what, err, p.seenNow())
+		return fmt.Errorf("waiting for %s: %v; %s", what, err, p.seenNow())
 	}
+	return nil
 }
 
 // expect waits until the page at path (a prefix, if it ends with "/")
@@ -244,10 +272,11 @@ func (f fleetPage) linkState(site string) string {
 	return f.p.text(fmt.Sprintf(`[data-test=site-row][data-site=%s] [data-test=link-state]`, js(site)))
 }
 
-// waitLinkState waits until the overview says site's link is want.
+// waitLinkState waits until the overview says site's link is want,
+// without loading again (shown).
 func (f fleetPage) waitLinkState(site, want string, timeout time.Duration) {
 	f.p.t.Helper()
-	f.p.until(timeout, fmt.Sprintf("the fleet overview to show %s %s", site, want), fmt.Sprintf(`(() => {
+	f.p.shown(timeout, fmt.Sprintf("the fleet overview to show %s %s", site, want), fmt.Sprintf(`(() => {
 		const e = document.querySelector(%s);
 		return e && e.textContent.trim() === %s ? "ok" : "" })()`,
 		js(fmt.Sprintf(`[data-test=site-row][data-site=%s] [data-test=link-state]`, js(site))), js(want)))
@@ -384,16 +413,17 @@ func (o orderPage) statuses() map[string]string {
 			(r.querySelector("[data-test=result-status]") || {textContent: "<none>"}).textContent.trim()]))`)
 }
 
-// waitEnded waits until the page shows want results, every one ended
-// with status want, live; a failed one fails the test at once.
+// waitEnded waits until the page shows n results, every one ended
+// with status want, without loading again (shown); a failed one fails
+// the test at once.
 func (o orderPage) waitEnded(n int, want string, timeout time.Duration) {
 	o.p.t.Helper()
-	o.p.until(timeout, fmt.Sprintf("%d results %s", n, want), fmt.Sprintf(`(() => {
+	o.p.shown(timeout, fmt.Sprintf("%d results %s", n, want), fmt.Sprintf(`(() => {
 		const st = [...document.querySelectorAll("[data-test=result-row] [data-test=result-status]")].map(e => e.textContent.trim());
 		const failed = st.filter(s => s === "failed").length;
 		if (failed > 0) return failed + " results failed";
 		const done = document.querySelector(%s), total = document.querySelector(%s);
-		return st.length === %d && st.every(s => s === %s) && done && done.textContent.trim() === "%d" &&
-			total && total.textContent.trim() === "%d" ? "ok" : "" })()`,
+		return st.length === %d && st.every(s => s === %s) && done && parseInt(done.textContent.trim(), 10) === %d &&
+			total && parseInt(total.textContent.trim(), 10) === %d ? "ok" : "" })()`,
 		js(one("results-done")), js(one("results-total")), n, js(want), n, n))
 }
