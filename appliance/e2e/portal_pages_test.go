@@ -260,16 +260,28 @@ type fleetPage struct{ p *portal }
 // fleet goes to the fleet overview through the navigation.
 func (p *portal) fleet() fleetPage {
 	p.t.Helper()
-	clickToPage(p.t, p.b, "nav-fleet")
-	p.expect("fleet overview", "/fleet", "sites-table")
+	p.follow("nav-fleet", "fleet overview", "/fleet", "sites-table")
 	return fleetPage{p}
+}
+
+// follow clicks the navigation's link nav and waits for page at path
+// (it shows data-test=name).
+func (p *portal) follow(nav, page, path, name string) {
+	p.t.Helper()
+	clickToPage(p.t, p.b, nav)
+	p.expect(page, path, name)
+}
+
+// linkStateOf selects the element saying site's link state.
+func linkStateOf(site string) string {
+	return fmt.Sprintf(`[data-test=site-row][data-site=%s] [data-test=link-state]`, js(site))
 }
 
 // linkState is what the overview says of site's link: "connected" or
 // "offline".
 func (f fleetPage) linkState(site string) string {
 	f.p.t.Helper()
-	return f.p.text(fmt.Sprintf(`[data-test=site-row][data-site=%s] [data-test=link-state]`, js(site)))
+	return f.p.text(linkStateOf(site))
 }
 
 // waitLinkState waits until the overview says site's link is want,
@@ -279,7 +291,7 @@ func (f fleetPage) waitLinkState(site, want string, timeout time.Duration) {
 	f.p.shown(timeout, fmt.Sprintf("the fleet overview to show %s %s", site, want), fmt.Sprintf(`(() => {
 		const e = document.querySelector(%s);
 		return e && e.textContent.trim() === %s ? "ok" : "" })()`,
-		js(fmt.Sprintf(`[data-test=site-row][data-site=%s] [data-test=link-state]`, js(site))), js(want)))
+		js(linkStateOf(site)), js(want)))
 }
 
 // machinesPage is the machines across sites, GET /machines.
@@ -288,8 +300,7 @@ type machinesPage struct{ p *portal }
 // machines goes to the machines page through the navigation.
 func (p *portal) machines() machinesPage {
 	p.t.Helper()
-	clickToPage(p.t, p.b, "nav-machines")
-	p.expect("machines page", "/machines", "machine-filter")
+	p.follow("nav-machines", "machines page", "/machines", "machine-filter")
 	return machinesPage{p}
 }
 
