@@ -139,8 +139,8 @@ func provisionFromPortal(t *testing.T, l *portalLab, p *portal) {
 	}
 	p.b.Capture("portal-preview")
 	order := preview.confirm()
-	if st := order.statuses(); len(st) != 1 || st[vm] == "" {
-		t.Fatalf("the order's page shows the results %v, want one for %s", st, vm)
+	if st := order.statuses(); len(st) != 1 || !slices.Contains(orderStatuses, st[vm]) {
+		t.Fatalf("the order's page shows the results %v, want one for %s, placed or further; %s", st, vm, p.seenNow())
 	}
 	p.b.Capture("portal-order")
 
@@ -161,6 +161,10 @@ func provisionFromPortal(t *testing.T, l *portalLab, p *portal) {
 		t.Errorf("the test OS says hostname=%s instance-id=%s, want portal-host-1 and %s", m[1], m[2], portalVM)
 	}
 }
+
+// orderStatuses are the statuses of an order placed at central that
+// has not failed, in order.
+var orderStatuses = []string{"placed", "delivered", "waiting", "running", "succeeded"}
 
 // waitTestOS waits until the VM's serial console says it runs the test
 // OS, and returns the line; it fails at once if the machine page says
@@ -272,7 +276,7 @@ func orderWhileOffline(t *testing.T, l *portalLab, p *portal) {
 		t.Errorf("the order's page showed %q, want placed first", st)
 	}
 	for _, s := range st[1:] {
-		if !slices.Contains([]string{"delivered", "waiting", "running", "succeeded"}, s) {
+		if !slices.Contains(orderStatuses[1:], s) {
 			t.Errorf("after placed, the order's page showed %q: want delivered, then its progress", s)
 		}
 	}
@@ -328,16 +332,18 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() error
 }
 
 // forgedPost is a script POSTing an order for every simulated machine
-// from the page (to path), with the page's CSRF token (from any of its
-// forms) or none, and answering the status; -1 if the page has no CSRF
-// token to send.
+// from the page (to path), with the page's CSRF token (a form's field
+// named like csrf, or a csrf meta tag) or none, and answering the
+// status; -1 if the page has no CSRF token to send.
 func forgedPost(path string, withCSRF bool) string {
 	return fmt.Sprintf(`(async () => {
 		const body = new URLSearchParams({action: "power-cycle", query: "tag:%s", confirm: "yes"});
 		if (%v) {
-			const c = document.querySelector("input[name=csrf]");
-			if (c === null) return -1;
-			body.set("csrf", c.value);
+			const field = [...document.querySelectorAll("input[name]")].find(e => /csrf/i.test(e.name));
+			const meta = document.querySelector("meta[name*=csrf i]");
+			if (field) body.set(field.name, field.value);
+			else if (meta) body.set("csrf", meta.content);
+			else return -1;
 		}
 		const r = await fetch(%s, {method: "POST", body, redirect: "manual"});
 		return r.status;
@@ -353,7 +359,7 @@ func refuseForged(t *testing.T, l *portalLab, p *portal, who string, withCSRF bo
 	for _, path := range []string{"/orders/preview", "/orders"} {
 		code := evalJS[int](t, p.b, "POST "+path, forgedPost(path, withCSRF))
 		if code == -1 {
-			t.Fatalf("%s: the page holds no CSRF token (input[name=csrf]) to forge a POST with; %s", who, p.seenNow())
+			t.Fatalf("%s: the page holds no CSRF token (a form field or a meta tag named like csrf) to forge a POST with; %s", who, p.seenNow())
 		}
 		if code != 403 {
 			t.Errorf("%s to %s: %d, want 403", who, path, code)
