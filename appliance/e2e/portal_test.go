@@ -47,7 +47,7 @@ func TestPortalBrowser(t *testing.T) {
 		t.Logf("%6.1fs %s", time.Since(began).Seconds(), fmt.Sprintf(format, args...))
 	}
 	l := startPortalLab(t)
-	step("the lab is up (%.1fs)", l.Up.Seconds())
+	step("the lab is up: central at %s, %s and %s synced with their %d machines", l.Cen.URL, portalSiteA, portalSiteB, 1+2*simsPerSite)
 	checkPortalLab(t, l)
 	step("the lab answers through central's API")
 
@@ -55,6 +55,7 @@ func TestPortalBrowser(t *testing.T) {
 	viewer := l.Token("auditor-vic", access.Viewer)
 	p := &portal{t: t, b: l.Browser(), url: l.Cen.URL}
 	p.signIn(operator, "ops-olga", "operator")
+	p.fleet()
 	p.b.Capture("portal-fleet")
 	step("signed in as the operator")
 
