@@ -308,21 +308,14 @@ func waitJS(t *testing.T, b *browsertest.Browser, timeout time.Duration, what, e
 // the page came with status 200.
 func clickToPage(t *testing.T, b *browsertest.Browser, name string) {
 	t.Helper()
-	clickSelToPage(t, b, browsertest.Sel(name), name)
-}
-
-// clickSelToPage is clickToPage for the element sel selects, which the
-// messages call what.
-func clickSelToPage(t *testing.T, b *browsertest.Browser, sel chromedp.CSS, what string) {
-	t.Helper()
 	ctx, cancel := context.WithTimeout(b.Context(), time.Minute)
 	defer cancel()
-	resp, err := chromedp.RunResponse(ctx, browsertest.ClickAction(sel))
+	resp, err := chromedp.RunResponse(ctx, browsertest.ClickAction(browsertest.Sel(name)))
 	if err != nil {
-		t.Fatalf("click %s: %v", what, err)
+		t.Fatalf("click %s: %v", name, err)
 	}
 	if resp.Status != 200 {
-		t.Fatalf("click %s: the page %s came with %d", what, resp.URL, resp.Status)
+		t.Fatalf("click %s: the page %s came with %d", name, resp.URL, resp.Status)
 	}
 }
 

@@ -26,6 +26,21 @@ type portal struct {
 	url string // central's, https://127.0.0.1:port
 }
 
+// clickSelToPage is clickToPage for the element sel selects, which the
+// messages call what.
+func clickSelToPage(t *testing.T, b *browsertest.Browser, sel chromedp.CSS, what string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(b.Context(), time.Minute)
+	defer cancel()
+	resp, err := chromedp.RunResponse(ctx, browsertest.ClickAction(sel))
+	if err != nil {
+		t.Fatalf("click %s: %v", what, err)
+	}
+	if resp.Status != 200 {
+		t.Fatalf("click %s: the page %s came with %d", what, resp.URL, resp.Status)
+	}
+}
+
 // js quotes s as a JavaScript string literal.
 func js(s string) string {
 	b, _ := json.Marshal(s)
