@@ -30,15 +30,22 @@ type portal struct {
 // messages call what.
 func clickSelToPage(t *testing.T, b *browsertest.Browser, sel chromedp.CSS, what string) {
 	t.Helper()
+	if code := clickForPage(t, b, sel, what); code != 200 {
+		t.Fatalf("click %s: the page came with %d", what, code)
+	}
+}
+
+// clickForPage clicks the element sel selects, which loads another
+// page, waits until that page has loaded and returns its status.
+func clickForPage(t *testing.T, b *browsertest.Browser, sel chromedp.CSS, what string) int {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(b.Context(), time.Minute)
 	defer cancel()
 	resp, err := chromedp.RunResponse(ctx, browsertest.ClickAction(sel))
 	if err != nil {
 		t.Fatalf("click %s: %v", what, err)
 	}
-	if resp.Status != 200 {
-		t.Fatalf("click %s: the page %s came with %d", what, resp.URL, resp.Status)
-	}
+	return int(resp.Status)
 }
 
 // js quotes s as a JavaScript string literal.
@@ -323,7 +330,9 @@ func (p *portal) machines() machinesPage {
 func (m machinesPage) filter(q string) {
 	m.p.t.Helper()
 	m.p.b.Fill("filter-q", q)
-	clickToPage(m.p.t, m.p.b, "filter-submit")
+	if code := clickForPage(m.p.t, m.p.b, browsertest.Sel("filter-submit"), "filter-submit"); code != 200 {
+		m.p.t.Fatalf("the portal refused the filter %q with %d: %q; %s", q, code, m.p.text(one("filter-error")), m.p.seenNow())
+	}
 	m.p.until(30*time.Second, "the machines matching "+q, fmt.Sprintf(`(() => {
 		const err = document.querySelector(%s);
 		if (err && !err.hidden && err.textContent.trim() !== "") return "the portal refused the filter: " + err.textContent.trim();
