@@ -45,7 +45,8 @@ const (
 //	         applianced on the test's loopback, and simsPerSite Redfish BMCs
 //	         there
 //
-// Every machine is registered at central, as a fleet's operator does,
+// The test OS is in central's catalogue as casImageName, placed on site
+// A. Every machine is registered at central, as a fleet's operator does,
 // not at its site: the VM (portalVM, by its MAC and its ipmi_sim BMC),
 // and the simulated machines "a-01"… and "b-01"…, tagged simTag, each
 // behind an in-process lab.RedfishBMC. The BMCs' certificates come from
@@ -84,7 +85,9 @@ func startPortalLab(t *testing.T) *portalLab {
 	l.VM = startBMCVM(t, l.A, portalVMMAC)
 	l.put(portalSiteA, portalVM, portalVMMAC, nil, &store.BMC{Address: l.VM.BMC.Addr, Driver: "ipmi",
 		Username: l.VM.BMC.Username, Password: l.VM.BMC.Password})
-	l.putTestOSImage()
+	// The image the portal offers: the test OS in central's catalogue,
+	// which site A pulls from central.
+	labsite.PublishCatalogueImage(t, cen, casImageName, l.A.Images.TestOSGz, "raw.gz", portalSiteA)
 	for i := 1; i <= simsPerSite; i++ {
 		l.startSim(portalSiteA, fmt.Sprintf("a-%02d", i), l.A.NS, bmcCA)
 		l.startSim(portalSiteB, fmt.Sprintf("b-%02d", i), nil, bmcCA)
@@ -136,25 +139,6 @@ func (l *portalLab) put(site, id, mac string, tags []string, bmc *store.BMC) {
 	if err := l.Cen.Do("PUT", "/v1/sites/"+site+"/machines/"+id, m, nil); err != nil {
 		l.t.Fatalf("register %s/%s at central: %v", site, id, err)
 	}
-}
-
-// putTestOSImage puts at central, for site A, the test OS image the site
-// already has (labsite.Provisioning's, a file of its artifact
-// directory): central then knows the digest the image's name resolves
-// to for that site.
-func (l *portalLab) putTestOSImage() {
-	l.t.Helper()
-	for _, o := range labsite.Provisioning(l.t, l.A.Images) {
-		if img, ok := o.(*store.Image); ok && img.Name == labsite.TestOSName {
-			si := &syncproto.Image{Name: img.Name, Type: syncproto.ImageOS, File: img.File, Format: img.Format,
-				SHA256: img.SHA256, Size: img.Size}
-			if err := l.Cen.Do("PUT", "/v1/sites/"+portalSiteA+"/images/"+img.Name, si, nil); err != nil {
-				l.t.Fatalf("put the test OS image at central: %v", err)
-			}
-			return
-		}
-	}
-	l.t.Fatal("labsite.Provisioning has no test OS image")
 }
 
 // site reads central's view of site.

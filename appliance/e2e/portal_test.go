@@ -131,7 +131,7 @@ func provisionFromPortal(t *testing.T, l *portalLab, p *portal) {
 	if href := p.attrs(one("site-console-link"), "href"); len(href) != 1 || href[0] == "" {
 		t.Errorf("the VM's page links to its site's console %v, want one link", href)
 	}
-	preview := page.order(orderForm{action: "provision", image: labsite.TestOSName, template: labsite.TemplateName, hostname: "portal-host-1"})
+	preview := page.order(orderForm{action: "provision", image: casImageName, template: labsite.TemplateName, hostname: "portal-host-1"})
 	if got := preview.machines(); !slices.Equal(got, []string{vm}) {
 		t.Fatalf("the preview is for %v, want %s", got, vm)
 	}
