@@ -48,6 +48,16 @@ func clickForPage(t *testing.T, b *browsertest.Browser, sel chromedp.CSS, what s
 	return int(resp.Status)
 }
 
+// submit clicks the button data-test=name, which leads to another page;
+// a page that comes with another status than 200 fails the test with
+// what it says (error-message).
+func (p *portal) submit(name, what string) {
+	p.t.Helper()
+	if code := clickForPage(p.t, p.b, browsertest.Sel(name), name); code != 200 {
+		p.t.Fatalf("%s (%s) came with %d: %q; %s", what, name, code, p.text(one("error-message")), p.seenNow())
+	}
+}
+
 // js quotes s as a JavaScript string literal.
 func js(s string) string {
 	b, _ := json.Marshal(s)
@@ -261,7 +271,7 @@ func (p *portal) signIn(token, name, role string) {
 	p.t.Helper()
 	p.open("sign-in page", "/", "signin-form")
 	p.b.Fill("signin-token", token)
-	clickToPage(p.t, p.b, "signin-submit")
+	p.submit("signin-submit", "signing in")
 	p.until(30*time.Second, "signed in as "+name,
 		fmt.Sprintf(`(() => { const e = document.querySelector(%s), err = document.querySelector(%s);
 			if (err && !err.hidden && err.textContent.trim() !== "") return "the sign-in page says " + err.textContent.trim();
@@ -366,7 +376,7 @@ func (m machinesPage) open(machine string) machinePage {
 func (m machinesPage) bulk(action string) previewPage {
 	m.p.t.Helper()
 	m.p.set("bulk-action", action)
-	clickToPage(m.p.t, m.p.b, "bulk-submit")
+	m.p.submit("bulk-submit", "the bulk order form")
 	return m.p.preview()
 }
 
@@ -398,7 +408,7 @@ func (m machinePage) order(f orderForm) previewPage {
 			m.p.set(name, v)
 		}
 	}
-	clickToPage(m.p.t, m.p.b, "order-submit")
+	m.p.submit("order-submit", "the order form")
 	return m.p.preview()
 }
 
@@ -431,7 +441,7 @@ func (v previewPage) offline() bool {
 // confirm confirms the order, which leads to its progress page.
 func (v previewPage) confirm() orderPage {
 	v.p.t.Helper()
-	clickToPage(v.p.t, v.p.b, "confirm-yes")
+	v.p.submit("confirm-yes", "the confirmation")
 	v.p.expect("order's progress page", "/orders/", "order-results")
 	return orderPage{v.p}
 }
