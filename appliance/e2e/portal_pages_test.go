@@ -458,6 +458,15 @@ func (o orderPage) statuses() map[string]string {
 			(r.querySelector("[data-test=result-status]") || {textContent: "<none>"}).textContent.trim()]))`)
 }
 
+// waitRows waits until the page lists n results (an order just placed
+// may reach the fleet model a moment later, and the page then shows it
+// live).
+func (o orderPage) waitRows(n int) {
+	o.p.t.Helper()
+	o.p.until(30*time.Second, fmt.Sprintf("%d results listed", n), fmt.Sprintf(
+		`document.querySelectorAll("[data-test=result-row]").length === %d ? "ok" : ""`, n))
+}
+
 // waitEnded waits until the page shows n results, every one ended
 // with status want, without loading again (shown); a failed one fails
 // the test at once.

@@ -140,6 +140,7 @@ func provisionFromPortal(t *testing.T, l *portalLab, p *portal) {
 	}
 	p.b.Capture("portal-preview")
 	order := preview.confirm()
+	order.waitRows(1)
 	if st := order.statuses(); len(st) != 1 || !slices.Contains(orderStatuses, st[vm]) {
 		t.Fatalf("the order's page shows the results %v, want one for %s, placed or further; %s", st, vm, p.seenNow())
 	}
@@ -248,6 +249,7 @@ func orderWhileOffline(t *testing.T, l *portalLab, p *portal) {
 	}
 	p.b.Capture("portal-preview-offline")
 	order := preview.confirm()
+	order.waitRows(1)
 	p.record("result-status")
 	if st := order.statuses()[machine]; st != "placed" {
 		t.Errorf("the order for the offline site is %q, want placed", st)
