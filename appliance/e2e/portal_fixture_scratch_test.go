@@ -140,7 +140,7 @@ func TestPortalFixtureScratch(t *testing.T) {
 	pv := page.order(orderForm{action: "provision", image: "testos", template: "install-testos", hostname: "h1"})
 	t.Logf("preview %v offline %v", pv.machines(), pv.offline())
 	op := pv.confirm()
-	t.Logf("statuses %v", op.statuses())
+	t.Logf("statuses %v", op.status("lab-b/b-01"))
 	p.machine("lab-a/vm1")
 	p.record("order-status", "workflow-step", "workflow-progress", "machine-state")
 	p.until(10*time.Second, "prov", fmt.Sprintf(`(() => {
@@ -157,7 +157,7 @@ func TestPortalFixtureScratch(t *testing.T) {
 	t.Logf("offline %v", pv.offline())
 	op = pv.confirm()
 	p.record("result-status")
-	t.Logf("statuses %v", op.statuses())
+	t.Logf("statuses %v", op.status("lab-b/b-01"))
 	op.waitEnded(1, "succeeded", 10*time.Second)
 	t.Logf("seen %v marked %v", p.seen(), p.marked())
 

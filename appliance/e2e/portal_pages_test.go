@@ -450,21 +450,23 @@ func (v previewPage) confirm() orderPage {
 // GET /orders/{batch}.
 type orderPage struct{ p *portal }
 
-// statuses are the results' statuses, by machine ("site/id").
-func (o orderPage) statuses() map[string]string {
+// status is the status of machine's ("site/id") result, once the page
+// lists it (an order just placed may reach the fleet model a moment
+// later, and the page then shows it live).
+func (o orderPage) status(machine string) string {
 	o.p.t.Helper()
-	return evalJS[map[string]string](o.p.t, o.p.b, "read the results", `Object.fromEntries(
-		[...document.querySelectorAll("[data-test=result-row]")].map(r => [r.getAttribute("data-machine"),
-			(r.querySelector("[data-test=result-status]") || {textContent: "<none>"}).textContent.trim()]))`)
-}
-
-// waitRows waits until the page lists n results (an order just placed
-// may reach the fleet model a moment later, and the page then shows it
-// live).
-func (o orderPage) waitRows(n int) {
-	o.p.t.Helper()
-	o.p.until(30*time.Second, fmt.Sprintf("%d results listed", n), fmt.Sprintf(
-		`document.querySelectorAll("[data-test=result-row]").length === %d ? "ok" : ""`, n))
+	var st string
+	err := labsite.Poll(o.p.t.Context(), 30*time.Second, func() error {
+		st = o.p.text(fmt.Sprintf(`[data-test=result-row][data-machine=%s] [data-test=result-status]`, js(machine)))
+		if st == "<none>" {
+			return errors.New("not listed")
+		}
+		return nil
+	})
+	if err != nil {
+		o.p.t.Fatalf("the order's page does not list %s: %v; %s", machine, err, o.p.seenNow())
+	}
+	return st
 }
 
 // waitEnded waits until the page shows n results, every one ended
