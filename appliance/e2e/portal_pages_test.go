@@ -92,6 +92,13 @@ func (p *portal) attrs(sel, attr string) []string {
 	return evalJS[[]string](p.t, p.b, "read "+sel, fmt.Sprintf(`[...document.querySelectorAll(%s)].map(e => e.getAttribute(%s))`, js(sel), js(attr)))
 }
 
+// texts are the trimmed texts of every element sel selects, in
+// order.
+func (p *portal) texts(sel string) []string {
+	p.t.Helper()
+	return evalJS[[]string](p.t, p.b, "read "+sel, fmt.Sprintf(`[...document.querySelectorAll(%s)].map(e => e.textContent.trim())`, js(sel)))
+}
+
 // shows reports whether the element data-test=name is on the page and
 // not hidden.
 func (p *portal) shows(name string) bool {

@@ -27,7 +27,8 @@ import (
 // VM by its MAC; orders its provisioning from its page (order form,
 // preview, confirmation) and watches the order and the workflow go
 // through their steps on the machine page without a reload, until the
-// VM runs the installed test OS with the hostname ordered. The WAN to
+// VM runs the installed test OS with the hostname ordered; the page
+// names the operator who placed the order. The WAN to
 // site B is cut: the fleet overview shows it offline, live; a power-on
 // ordered for one of its machines is previewed as waiting for the site
 // and placed, not delivered, while the machine's BMC hears nothing;
@@ -158,6 +159,11 @@ func provisionFromPortal(t *testing.T, l *portalLab, p *portal) {
 		t.Error("the machine page loaded again to show the order's progress")
 	}
 	checkSeenLive(t, p.seen())
+	// Who placed the order: the operator's token, by its name.
+	by := append(p.texts(one("event-by")), p.text(one("order-status")))
+	if !slices.ContainsFunc(by, func(s string) bool { return strings.Contains(s, "ops-olga") }) {
+		t.Errorf("neither the VM's timeline nor its order says ops-olga placed the order: %q", by)
+	}
 	if m := testOSLine.FindStringSubmatch(line); m[1] != "portal-host-1" || m[2] != portalVM {
 		t.Errorf("the test OS says hostname=%s instance-id=%s, want portal-host-1 and %s", m[1], m[2], portalVM)
 	}
