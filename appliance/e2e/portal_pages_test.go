@@ -459,7 +459,8 @@ type orderPage struct{ p *portal }
 
 // status is the status of machine's ("site/id") result, once the page
 // lists it (an order just placed may reach the fleet model a moment
-// later, and the page then shows it live).
+// later, and the page then shows it live); "" if it does not within
+// 30 s.
 func (o orderPage) status(machine string) string {
 	o.p.t.Helper()
 	var st string
@@ -471,7 +472,7 @@ func (o orderPage) status(machine string) string {
 		return nil
 	})
 	if err != nil {
-		o.p.t.Fatalf("the order's page does not list %s: %v; %s", machine, err, o.p.seenNow())
+		return ""
 	}
 	return st
 }

@@ -142,7 +142,7 @@ func provisionFromPortal(t *testing.T, l *portalLab, p *portal) {
 	p.b.Capture("portal-preview")
 	order := preview.confirm()
 	if st := order.status(vm); !slices.Contains(orderStatuses, st) {
-		t.Fatalf("the order's page says %s's order is %q, want placed or further; %s", vm, st, p.seenNow())
+		t.Fatalf("the order's page says %s's order is %q (\"\": not listed), want placed or further; %s", vm, st, p.seenNow())
 	}
 	p.b.Capture("portal-order")
 
@@ -257,7 +257,7 @@ func orderWhileOffline(t *testing.T, l *portalLab, p *portal) {
 	st := order.status(machine)
 	p.record("result-status")
 	if st != "placed" {
-		t.Errorf("the order for the offline site is %q, want placed", st)
+		t.Errorf("the order for the offline site is %q, want placed; %s", st, p.seenNow())
 	}
 	if s := l.site(portalSiteB); s.Sync.Connected || s.Sync.AckedRevision >= s.Sync.LatestRevision {
 		t.Errorf("central says %s is connected=%v with revision %d of %d applied: the order is not waiting", portalSiteB,
