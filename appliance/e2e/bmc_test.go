@@ -21,11 +21,24 @@ import (
 // deadline.
 func bmcSite(t *testing.T, jobTimeout, callTimeout time.Duration) *labsite.Site {
 	t.Helper()
-	imgs := lab.BuildImages(t)
-	s := labsite.Start(t, labsite.Config{Applianced: applianced(t), Images: imgs, Args: []string{
+	return startBMCSite(t, bmcSiteConfig(t, jobTimeout, callTimeout))
+}
+
+// bmcSiteConfig is the configuration of a bmcSite, for a test to add
+// to (more flags, a central to sync with) before startBMCSite.
+func bmcSiteConfig(t *testing.T, jobTimeout, callTimeout time.Duration) labsite.Config {
+	t.Helper()
+	return labsite.Config{Applianced: applianced(t), Images: lab.BuildImages(t), Args: []string{
 		"-bmc-job-timeout", jobTimeout.String(), "-bmc-call-timeout", callTimeout.String(), "-bmc-poll-interval", "5s",
-	}})
-	s.Put(t, labsite.Provisioning(t, imgs)...)
+	}}
+}
+
+// startBMCSite starts the site cfg describes and stores what it needs to
+// provision VMs (labsite.Provisioning).
+func startBMCSite(t *testing.T, cfg labsite.Config) *labsite.Site {
+	t.Helper()
+	s := labsite.Start(t, cfg)
+	s.Put(t, labsite.Provisioning(t, cfg.Images)...)
 	return s
 }
 

@@ -31,13 +31,18 @@ type syncedSite struct {
 	proxy *lab.FaultProxy
 }
 
-func startSyncedSite(t *testing.T, cen *labsite.Central, id string) *syncedSite {
+// startSyncedSite starts site id (one applianced on loopback, with more
+// flags args) syncing with cen through a fault proxy: over HTTPS if cen
+// serves it (startCentralTLS), the proxy passing TLS through.
+func startSyncedSite(t *testing.T, cen *labsite.Central, id string, args ...string) *syncedSite {
 	t.Helper()
 	credFile := cen.NewSite(id)
 	proxy := lab.StartFaultProxy(t, "127.0.0.1:0", cen.Addr)
 	c := newCluster(t)
 	n := c.addNode("n1", "")
-	n.args = append(n.args, cen.SyncArgs("http://"+proxy.Addr, id, credFile)...)
+	scheme, _, _ := strings.Cut(cen.URL, "://")
+	n.args = append(n.args, cen.SyncArgs(scheme+"://"+proxy.Addr, id, credFile)...)
+	n.args = append(n.args, args...)
 	c.start(n)
 	c.token = c.waitAdminToken(n)
 	c.waitFormed(n)
@@ -333,11 +338,11 @@ func TestSyncWrongCredential(t *testing.T) {
 // link heals, and central shows the whole timeline.
 func TestWANDownProvision(t *testing.T) {
 	cen := startCentral(t)
-	credFile := cen.NewSite("wan")
-	s := bmcSite(t, 40*time.Second, 10*time.Second)
 	// The site reaches central through a proxy in its namespace.
-	proxy := lab.StartFaultProxyIn(t, s.NS, "127.0.0.1:0", cen.Addr)
-	s.Reconfigure(t, cen.SyncArgs("http://"+proxy.Addr, "wan", credFile)...)
+	cfg := bmcSiteConfig(t, 40*time.Second, 10*time.Second)
+	cfg.Sync = &labsite.Sync{Central: cen, SiteID: "wan"}
+	s := startBMCSite(t, cfg)
+	proxy := s.WAN
 	waitConnected(t, cen, "wan", true)
 
 	const mac = "52:54:00:0a:0e:01"

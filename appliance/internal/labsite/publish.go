@@ -1,6 +1,7 @@
 package labsite
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -35,28 +36,13 @@ type Published struct {
 // artifacts the site pulls from central. The site still needs Network.
 func PublishImages(t lab.T, cen *Central, site string, imgs lab.Images) Published {
 	t.Helper()
-	c := cclient.New(cen.URL, cen.Token, cen.client)
 	var p Published
 	for _, f := range []struct{ file, name, typ string }{
 		{imgs.Kernel, "installer-kernel", "kernel"},
 		{imgs.InstallerInitrd, "installer-initrd", "initrd"},
 		{imgs.TestOSGz, TestOSName, "os"},
 	} {
-		a := Artifact{Name: f.name, File: f.file, SHA256: sidecar(t, f.file)}
-		r, err := os.Open(f.file)
-		if err != nil {
-			t.Fatalf("labsite: publish %s: %v", f.file, err)
-		}
-		fi, err := r.Stat()
-		if err == nil {
-			a.Size = fi.Size()
-			_, err = c.PushArtifact(t.Context(), r, a.Size, cclient.PushOptions{SHA256: a.SHA256, Name: f.name, Type: f.typ})
-		}
-		r.Close()
-		if err != nil {
-			t.Fatalf("labsite: publish %s at central: %v", f.file, err)
-		}
-		p.Artifacts = append(p.Artifacts, a)
+		p.Artifacts = append(p.Artifacts, push(t, cen, f.file, f.name, f.typ))
 	}
 	kernel, initrd, testOS := p.Artifacts[0], p.Artifacts[1], p.Artifacts[2]
 	p.Images = []*syncproto.Image{
@@ -70,6 +56,47 @@ func PublishImages(t lab.T, cen *Central, site string, imgs lab.Images) Publishe
 		}
 	}
 	return p
+}
+
+// PublishCatalogueImage uploads the OS image file (of format, as
+// syncproto.ImageFormats names them) to central with the digest of its
+// .sha256 sidecar, and puts it in central's catalogue as name, placed on
+// sites: central writes it into their desired state, and they pull its
+// bytes from central.
+func PublishCatalogueImage(t lab.T, cen *Central, name, file, format string, sites ...string) Artifact {
+	t.Helper()
+	a := push(t, cen, file, name, syncproto.ImageOS)
+	img, err := json.Marshal(syncproto.Image{Name: name, Type: syncproto.ImageOS, Format: format, SHA256: a.SHA256})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := cclient.PutImageRequest{Image: img, Placement: cclient.Placement{Sites: sites}}
+	if _, err := cclient.New(cen.URL, cen.Token, cen.client).PutImage(t.Context(), name, req); err != nil {
+		t.Fatalf("labsite: put %s in central's catalogue: %v", name, err)
+	}
+	return a
+}
+
+// push uploads file to central as an artifact named name of type typ,
+// with the digest of its sidecar for central to verify.
+func push(t lab.T, cen *Central, file, name, typ string) Artifact {
+	t.Helper()
+	a := Artifact{Name: name, File: file, SHA256: sidecar(t, file)}
+	r, err := os.Open(file)
+	if err != nil {
+		t.Fatalf("labsite: publish %s: %v", file, err)
+	}
+	defer r.Close()
+	fi, err := r.Stat()
+	if err == nil {
+		a.Size = fi.Size()
+		c := cclient.New(cen.URL, cen.Token, cen.client)
+		_, err = c.PushArtifact(t.Context(), r, a.Size, cclient.PushOptions{SHA256: a.SHA256, Name: name, Type: typ})
+	}
+	if err != nil {
+		t.Fatalf("labsite: publish %s at central: %v", file, err)
+	}
+	return a
 }
 
 // sidecar reads the digest in file's .sha256 sidecar, as images/build.sh

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -50,6 +51,18 @@ type Config struct {
 	Proxy bool
 	// Args are more flags for applianced.
 	Args []string
+	// Sync, if set, makes the site sync with a central.
+	Sync *Sync
+}
+
+// Sync is how a site syncs with central: as SiteID, which Start creates
+// at Central, through a WAN the test can cut (Site.WAN): a fault proxy
+// in the site's namespace, on its loopback, which dials Central from the
+// test's own. Central's certificate (StartCentralTLS issues it for
+// 127.0.0.1) is verified through the proxy.
+type Sync struct {
+	Central *Central
+	SiteID  string
 }
 
 // Site is one applianced serving a lab boot network. Everything it
@@ -60,6 +73,9 @@ type Site struct {
 	Images lab.Images
 	// Token is the admin token.
 	Token string
+	// WAN is the site's link to central (Config.Sync): SetMode(lab.Refuse)
+	// cuts it, SetMode(lab.Pass) heals it. Nil without Sync.
+	WAN *lab.FaultProxy
 
 	cfg     Config
 	dataDir string
@@ -81,11 +97,25 @@ func Start(t lab.T, cfg Config) *Site {
 	// link, waits ~15 s for router advertisements before it boots.
 	ns.AnswerRouterSolicitations(t, Bridge)
 	s := &Site{NS: ns, Images: cfg.Images, cfg: cfg, dataDir: filepath.Join(t.TempDir(), "n1")}
+	if cfg.Sync != nil {
+		s.connect(t, cfg.Sync)
+	}
 	s.start(t)
 	s.Token = s.waitToken(t)
 	s.API = client.NewWithHTTP(APIURL, s.Token, ns.HTTPSClient(s.PinnedTLS(t)))
 	s.WaitLeader(t)
 	return s
+}
+
+// connect starts the site's WAN proxy and adds the flags that sync the
+// site with central through it.
+func (s *Site) connect(t lab.T, sync *Sync) {
+	t.Helper()
+	cen := sync.Central
+	s.WAN = lab.StartFaultProxyIn(t, s.NS, "127.0.0.1:0", cen.Addr)
+	scheme, _, _ := strings.Cut(cen.URL, "://")
+	args := cen.SyncArgs(scheme+"://"+s.WAN.Addr, sync.SiteID, cen.NewSite(sync.SiteID))
+	s.cfg.Args = append(slices.Clip(s.cfg.Args), args...)
 }
 
 func (s *Site) start(t lab.T) {
