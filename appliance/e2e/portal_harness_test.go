@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/outposthq/outpost/appliance/internal/browsertest"
+	"github.com/outposthq/outpost/internal/browsertest"
 	"github.com/outposthq/outpost/appliance/internal/lab"
 	"github.com/outposthq/outpost/appliance/internal/labsite"
 	"github.com/outposthq/outpost/appliance/internal/store"

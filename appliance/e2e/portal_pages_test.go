@@ -10,7 +10,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
-	"github.com/outposthq/outpost/appliance/internal/browsertest"
+	"github.com/outposthq/outpost/internal/browsertest"
 	"github.com/outposthq/outpost/appliance/internal/labsite"
 )
 
