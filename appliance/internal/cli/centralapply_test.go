@@ -1,6 +1,7 @@
 package cli_test
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -92,6 +93,26 @@ func TestCentralApplyIdempotent(t *testing.T) {
 	images := table(mustOK(t, centralRun(t, cen, "", "get", "images")))
 	if len(images) != 2 || images[1][0] != "debian-12" || images[1][3] != "region=eu" || images[1][4] != "fra-1(pending)" {
 		t.Errorf("get images (the catalogue): %q", images)
+	}
+	// The fleet, read from central's real routes: the machines central
+	// declared (their site has never connected) with the orders placed
+	// for them, the site offline, the audit of what apply did.
+	var fleet []struct {
+		Site, ID, State string
+		LastOrder       struct{ Key, Status string } `json:"last_order"`
+	}
+	if err := json.Unmarshal([]byte(mustOK(t, centralRun(t, cen, "", "get", "machines", "-q", "site:fra-1", "-o", "json"))), &fleet); err != nil {
+		t.Fatal(err)
+	}
+	if len(fleet) != 2 || fleet[0].ID != "r1-s01" || fleet[0].State != "declared" || fleet[0].LastOrder.Key != "r1-s01-install" ||
+		fleet[0].LastOrder.Status != "placed" || fleet[1].LastOrder.Key != "r1-s02-cycle" {
+		t.Errorf("get machines -q site:fra-1: %+v", fleet)
+	}
+	if sites := table(mustOK(t, centralRun(t, cen, "", "get", "sites"))); len(sites) != 2 || !strings.Contains(strings.Join(sites[1], " "), "Frankfurt 1 no - 6 0 0 - declared=2") {
+		t.Errorf("get sites: %q", sites)
+	}
+	if audit := mustOK(t, centralRun(t, cen, "", "get", "audit", "--format", "jsonl")); !strings.Contains(audit, `"action":"order.put","target":"fra-1/r1-s01-install"`) {
+		t.Errorf("get audit has no entry of the order placed:\n%s", audit)
 	}
 	machine := mustOK(t, centralRun(t, cen, "", "get", "machine", "r1-s01", "--site", "fra-1", "-o", "yaml"))
 	if !strings.Contains(machine, "password_set: true") {
