@@ -150,6 +150,7 @@ func demo(t lab.T, bins binaries, listen, centralAddr, logs string, exit bool) {
 	fmt.Printf(`
   Outpost is up: central, and one site (a single-node appliance) connected to it.
     central API:  http://%s   admin token: %s
+    portal:       http://%s/   central's web portal: sign in with central's admin token
     site API:     %s   (inside the lab: %s)   admin token: %s
                   HTTPS from the site's API CA %s (PEM: %s)
     try:          bin/outpost -server %s --ca-fingerprint %s -token %s get workflows
@@ -158,7 +159,7 @@ func demo(t lab.T, bins binaries, listen, centralAddr, logs string, exit bool) {
   Publishing the boot artifacts to central, and placing an order at central: provision machine %q (MAC %s, BMC %s) with the test OS as %q.
   Ctrl-C stops the demo and removes everything it started but the logs.
 
-`, centralAddr, cen.Token, apiURL, labsite.APIURL, s.Token, caFingerprint, s.CAFile(), apiURL, caFingerprint, s.Token, apiURL, s.Token, logs,
+`, centralAddr, cen.Token, centralAddr, apiURL, labsite.APIURL, s.Token, caFingerprint, s.CAFile(), apiURL, caFingerprint, s.Token, apiURL, s.Token, logs,
 		"demo", vmMAC, bmc.Addr, hostname)
 
 	ctx := t.Context()
