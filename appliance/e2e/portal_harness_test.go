@@ -10,12 +10,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/outposthq/outpost/internal/browsertest"
 	"github.com/outposthq/outpost/appliance/internal/lab"
 	"github.com/outposthq/outpost/appliance/internal/labsite"
 	"github.com/outposthq/outpost/appliance/internal/store"
 	cclient "github.com/outposthq/outpost/central/client"
 	"github.com/outposthq/outpost/internal/access"
+	"github.com/outposthq/outpost/internal/browsertest"
 	"github.com/outposthq/outpost/internal/httpapi"
 	"github.com/outposthq/outpost/syncproto"
 )

@@ -10,8 +10,8 @@ import (
 
 	"github.com/chromedp/chromedp"
 
-	"github.com/outposthq/outpost/internal/browsertest"
 	"github.com/outposthq/outpost/appliance/internal/labsite"
+	"github.com/outposthq/outpost/internal/browsertest"
 )
 
 // Page objects of the central portal, one per page, named by the
