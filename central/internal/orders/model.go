@@ -9,7 +9,8 @@ package orders
 
 import (
 	"context"
-	"time"
+
+	"github.com/outposthq/outpost/central/internal/store"
 )
 
 // Actions an order may ask (syncproto's order actions, with power in
@@ -109,31 +110,12 @@ type Placer interface {
 	Place(ctx context.Context, by, from string, req *Request) (*Result, error)
 }
 
-// AuditEntry is one change made through central's API or portal.
-type AuditEntry struct {
-	Seq  uint64    `json:"seq"`
-	Time time.Time `json:"time"`
-	// By is the token's name, Role its role, From the client's address.
-	By   string `json:"by"`
-	Role string `json:"role,omitempty"`
-	From string `json:"from,omitempty"`
-	// Action says what was done ("order.place", "image.put",
-	// "site.create"), Target to what, Detail the rest in words.
-	Action string `json:"action"`
-	Target string `json:"target,omitempty"`
-	Detail string `json:"detail,omitempty"`
-	// Status is the HTTP status the change was answered with.
-	Status int `json:"status"`
-}
-
-// AuditFilter selects audit entries.
-type AuditFilter struct {
-	By, Action, Target string
-	Since, Until       time.Time
-	// After is a sequence cursor; Limit caps the answer.
-	After uint64
-	Limit int
-}
+// AuditEntry is one change made through central's API or portal, and
+// AuditFilter selects entries: the store's own, which keeps them.
+type (
+	AuditEntry  = store.AuditEntry
+	AuditFilter = store.AuditFilter
+)
 
 // Auditor reads the audit.
 type Auditor interface {

@@ -143,7 +143,7 @@ func (s *Service) Record(e AuditEntry) error {
 	if e.Time.IsZero() {
 		e.Time = s.now().UTC()
 	}
-	_, err := s.db.RecordAudit(store.AuditEntry(e))
+	_, err := s.db.RecordAudit(e)
 	return err
 }
 
@@ -152,13 +152,5 @@ func (s *Service) Audit(f AuditFilter) ([]AuditEntry, error) {
 	if f.Limit > 1000 {
 		return nil, errs.Invalid("limit", "is %d, more than the limit of 1000", f.Limit)
 	}
-	got, err := s.db.Audit(store.AuditFilter(f))
-	if err != nil {
-		return nil, err
-	}
-	out := make([]AuditEntry, len(got))
-	for i, e := range got {
-		out[i] = AuditEntry(e)
-	}
-	return out, nil
+	return s.db.Audit(f)
 }
