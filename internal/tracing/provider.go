@@ -1,0 +1,135 @@
+package tracing
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/sdk/resource"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// Config says where a program's spans go.
+type Config struct {
+	// Service is the program's name (centrald, applianced,
+	// outpost-agent); Node the node's within its site or cluster.
+	Service, Node string
+	// Store keeps the spans on this node; Send, if set, is called with
+	// each batch instead or as well (the agent sends its spans to the
+	// appliance). A batch Send fails is dropped after the error is
+	// logged: tracing never holds up the work it traces.
+	Store *Store
+	Send  func(ctx context.Context, spans []Span) error
+	// OTLPEndpoint, if set, exports spans by OTLP over HTTP as well
+	// (http://host:4318, or https). Start takes it from the environment
+	// (OTEL_EXPORTER_OTLP_ENDPOINT) if it is empty.
+	OTLPEndpoint string
+	// Batch is how long finished spans wait to be written together (1 s
+	// if zero).
+	Batch time.Duration
+	Log   *slog.Logger
+}
+
+// Provider is a program's tracer provider. Its tracers record spans
+// that go where the Config said.
+type Provider struct {
+	sdk *sdktrace.TracerProvider
+}
+
+// Start makes the program's Provider and makes it OpenTelemetry's
+// global one, with W3C trace context as the propagator.
+func Start(cfg Config) (*Provider, error) {
+	if cfg.Service == "" {
+		return nil, errors.New("tracing: a provider needs its service's name")
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Batch <= 0 {
+		cfg.Batch = time.Second
+	}
+	attrs := []attribute.KeyValue{semconv.ServiceName(cfg.Service)}
+	if cfg.Node != "" {
+		attrs = append(attrs, semconv.ServiceInstanceID(cfg.Node))
+	}
+	res := resource.NewWithAttributes(semconv.SchemaURL, attrs...)
+	opts := []sdktrace.TracerProviderOption{sdktrace.WithResource(res), sdktrace.WithSampler(sdktrace.AlwaysSample())}
+	if cfg.Store != nil || cfg.Send != nil {
+		exp := &exporter{store: cfg.Store, send: cfg.Send, log: cfg.Log}
+		opts = append(opts, sdktrace.WithBatcher(exp, sdktrace.WithBatchTimeout(cfg.Batch)))
+	}
+	endpoint := cfg.OTLPEndpoint
+	if endpoint == "" {
+		endpoint = os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT")
+	}
+	if endpoint != "" {
+		// The exporter reads the endpoint (and the rest of its
+		// OTEL_EXPORTER_OTLP_* settings) from the environment itself;
+		// an explicit one wins.
+		var eo []otlptracehttp.Option
+		if cfg.OTLPEndpoint != "" {
+			eo = append(eo, otlptracehttp.WithEndpointURL(cfg.OTLPEndpoint+"/v1/traces"))
+		}
+		exp, err := otlptracehttp.New(context.Background(), eo...)
+		if err != nil {
+			return nil, fmt.Errorf("tracing: OTLP exporter for %s: %w", endpoint, err)
+		}
+		opts = append(opts, sdktrace.WithBatcher(exp, sdktrace.WithBatchTimeout(cfg.Batch)))
+	}
+	p := &Provider{sdk: sdktrace.NewTracerProvider(opts...)}
+	otel.SetTracerProvider(p.sdk)
+	otel.SetTextMapPropagator(propagation.TraceContext{})
+	return p, nil
+}
+
+// Tracer returns a tracer of the provider, named for the package that
+// records with it.
+func (p *Provider) Tracer(name string) trace.Tracer { return p.sdk.Tracer(name) }
+
+// Flush writes every span finished so far (before a reboot, or in a
+// test that reads them).
+func (p *Provider) Flush(ctx context.Context) error { return p.sdk.ForceFlush(ctx) }
+
+// Shutdown flushes and stops the provider.
+func (p *Provider) Shutdown(ctx context.Context) error { return p.sdk.Shutdown(ctx) }
+
+// exporter writes batches of finished spans to a Store and/or sends
+// them.
+type exporter struct {
+	store *Store
+	send  func(context.Context, []Span) error
+	log   *slog.Logger
+}
+
+func (e *exporter) ExportSpans(ctx context.Context, in []sdktrace.ReadOnlySpan) error {
+	spans := make([]Span, len(in))
+	for i, s := range in {
+		spans[i] = FromSDK(s)
+	}
+	var errs []error
+	if e.store != nil {
+		if err := e.store.Add(spans); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if e.send != nil {
+		if err := e.send(ctx, spans); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		e.log.Warn("spans lost", "spans", len(spans), "err", err)
+	}
+	return nil
+}
+
+func (e *exporter) Shutdown(context.Context) error { return nil }
