@@ -32,6 +32,8 @@ var newMessage = map[string]func() Message{
 	TypeEvents:     func() Message { return new(Events) },
 	TypeEventsAck:  func() Message { return new(EventsAck) },
 	TypeHeartbeat:  func() Message { return new(Heartbeat) },
+	TypeSpans:      func() Message { return new(Spans) },
+	TypeSpansAck:   func() Message { return new(SpansAck) },
 	TypeError:      func() Message { return new(Error) },
 }
 

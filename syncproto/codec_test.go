@@ -47,6 +47,9 @@ func samples() map[string]Message {
 		}},
 		"desired empty full": &Desired{Revision: 9, Full: true, Changes: []Change{}},
 		"desired_ack":        &DesiredAck{Revision: 42},
+		"spans": &Spans{Batch: 3, Spans: []json.RawMessage{
+			json.RawMessage(`{"trace_id":"4bf92f3577b34da6a3ce929d0e0e4736","span_id":"00f067aa0ba902b7","name":"dhcp.exchange"}`)}},
+		"spans_ack": &SpansAck{Batch: 3},
 		"events": &Events{First: 1211, Last: 1213, Events: []Event{
 			{Seq: 1211, Data: json.RawMessage(`{"seq":1211,"kind":"order.created","message":"é <ok>"}`)},
 			{Seq: 1212, Data: json.RawMessage(`{"seq":1212,"kind":"dhcp.offer","fields":{"ip":"10.0.0.5"}}`)},

@@ -33,7 +33,7 @@ func Example() {
 	fmt.Printf("%s\n", welcome)
 	// Output:
 	// {Site:fra-1 Credential:[redacted] Versions:versions 1 to 2 AppliedRevision:41 AckedSeq:1200 LastSeq:1250 Report:<nil>}
-	// {"type":"welcome","body":{"version":1,"stored_seq":1210,"next_revision":42,"heartbeat_ms":10000}}
+	// {"type":"welcome","body":{"version":2,"stored_seq":1210,"next_revision":42,"heartbeat_ms":10000}}
 }
 
 func ExampleNegotiate() {

@@ -18,6 +18,10 @@ const (
 	// bounds its events when it records them: an event it cannot send
 	// would hold up all the events after it.
 	MaxEventSize = 64 << 10
+	// MaxSpansPerBatch is the most spans in one spans message, and
+	// MaxSpanSize the largest span, in bytes.
+	MaxSpansPerBatch = 1000
+	MaxSpanSize      = 64 << 10
 	// MaxObjectSize is the largest object of a desired change, in bytes.
 	MaxObjectSize = 1 << 20
 	// MaxKeySize is the longest key of a desired change, in bytes.

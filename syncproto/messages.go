@@ -17,11 +17,13 @@ const (
 	TypeEvents     = "events"      // site → central
 	TypeEventsAck  = "events_ack"  // central → site
 	TypeHeartbeat  = "heartbeat"   // both ways
+	TypeSpans      = "spans"       // site → central, version 2
+	TypeSpansAck   = "spans_ack"   // central → site, version 2
 	TypeError      = "error"       // both ways, then the sender closes
 )
 
 // Message is one of *Hello, *Welcome, *Desired, *DesiredAck, *Events,
-// *EventsAck, *Heartbeat and *Error: what Decode returns and Encode
+// *EventsAck, *Spans, *SpansAck, *Heartbeat and *Error: what Decode returns and Encode
 // takes. Switch on its dynamic type.
 type Message interface {
 	// Type is the message's type on the wire (TypeHello...).
@@ -336,4 +338,51 @@ func (h *Heartbeat) Validate() error {
 		return invalid(TypeHeartbeat, "time", "is required")
 	}
 	return h.Report.validate(TypeHeartbeat)
+}
+
+// Spans is a batch of the spans a site recorded (version 2): each a
+// JSON object this package does not look into (the tracing package's
+// span; central validates each). Unlike events, spans are not numbered
+// by the site's store and may arrive twice (after a lost spans_ack):
+// central keeps a span once, by its trace and span id. Batch numbers the
+// message for its acknowledgement.
+type Spans struct {
+	Batch uint64            `json:"batch"`
+	Spans []json.RawMessage `json:"spans"`
+}
+
+func (*Spans) Type() string { return TypeSpans }
+func (*Spans) isMessage()   {}
+
+func (b *Spans) Validate() error {
+	switch n := len(b.Spans); {
+	case b.Batch == 0:
+		return invalid(TypeSpans, "batch", "is required")
+	case n == 0:
+		return invalid(TypeSpans, "spans", "is empty")
+	case n > MaxSpansPerBatch:
+		return invalid(TypeSpans, "spans", "holds %d spans, more than the limit of %d", n, MaxSpansPerBatch)
+	}
+	for i, sp := range b.Spans {
+		if err := validObject(TypeSpans, fmt.Sprintf("spans[%d]", i), sp, MaxSpanSize); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// SpansAck acknowledges a spans message: central has durably kept its
+// spans.
+type SpansAck struct {
+	Batch uint64 `json:"batch"`
+}
+
+func (*SpansAck) Type() string { return TypeSpansAck }
+func (*SpansAck) isMessage()   {}
+
+func (a *SpansAck) Validate() error {
+	if a.Batch == 0 {
+		return invalid(TypeSpansAck, "batch", "is required")
+	}
+	return nil
 }

@@ -109,7 +109,14 @@ func TestValidate(t *testing.T) {
 		"event data too big": {batch(func(b *Events) { b.Events[2].Data = obj(`{"x":"` + strings.Repeat("x", MaxEventSize) + `"}`) }), "events[2].data", "limit"},
 
 		"events_ack no seq": {&EventsAck{}, "seq", "is required"},
-		"heartbeat no time": {&Heartbeat{}, "time", "is required"},
+
+		"spans no batch":     {&Spans{Spans: []json.RawMessage{obj(`{}`)}}, "batch", "is required"},
+		"spans empty":        {&Spans{Batch: 1}, "spans", "is empty"},
+		"spans too many":     {&Spans{Batch: 1, Spans: make([]json.RawMessage, MaxSpansPerBatch+1)}, "spans", "limit of 1000"},
+		"span not an object": {&Spans{Batch: 1, Spans: []json.RawMessage{obj(`{}`), obj(`[1]`)}}, "spans[1]", "must be a JSON object"},
+		"span too big":       {&Spans{Batch: 1, Spans: []json.RawMessage{obj(`{"x":"` + strings.Repeat("x", MaxSpanSize) + `"}`)}}, "spans[0]", "limit"},
+		"spans_ack no batch": {&SpansAck{}, "batch", "is required"},
+		"heartbeat no time":  {&Heartbeat{}, "time", "is required"},
 
 		"error no code":      {&Error{Message: "m"}, "code", "is required"},
 		"error bad code":     {&Error{Code: "Bad Code", Message: "m"}, "code", "lowercase"},

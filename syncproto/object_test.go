@@ -73,6 +73,8 @@ func TestObjectValidate(t *testing.T) {
 		"order machine name":  {KindOrder, `{"action":"power_on","machine_id":"M 1"}`, "machine_id"},
 		"order template":      {KindOrder, `{"action":"provision","machine_id":"m1","image":"i","template":"-x"}`, "template"},
 		"order image":         {KindOrder, `{"action":"provision","machine_id":"m1"}`, "image"},
+		"order traceparent":   {KindOrder, `{"action":"power_on","machine_id":"m1","traceparent":"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7"}`, "traceparent"},
+		"order zero trace":    {KindOrder, `{"action":"power_on","machine_id":"m1","traceparent":"00-00000000000000000000000000000000-00f067aa0ba902b7-01"}`, "traceparent"},
 		"machine hostname":    {KindMachine, `{"hostname":"a..b"}`, "hostname"},
 		"machine hostname -":  {KindMachine, `{"hostname":"-a"}`, "hostname"},
 		"machine arch":        {KindMachine, `{"arch":"sparc"}`, "arch"},

@@ -1,6 +1,9 @@
 package syncproto
 
-import "encoding/hex"
+import (
+	"encoding/hex"
+	"strings"
+)
 
 // Order actions.
 const (
@@ -47,6 +50,11 @@ type Order struct {
 	// until the site's image is that one (optional: older sites ignore
 	// it).
 	ImageSHA256 string `json:"image_sha256,omitempty"`
+	// Traceparent, if set, is the W3C traceparent of central's span of
+	// placing the order (optional, 2026-12-07): the site's spans of the
+	// order, from its applying to the installed OS's first metadata
+	// request, are of that trace.
+	Traceparent string `json:"traceparent,omitempty"`
 }
 
 func (*Order) Kind() string        { return KindOrder }
@@ -75,5 +83,22 @@ func (o *Order) Validate() error {
 	if b, err := hex.DecodeString(o.ImageSHA256); o.ImageSHA256 != "" && (err != nil || len(b) != 32) {
 		return invalid(KindOrder, "image_sha256", "must be 64 hexadecimal digits")
 	}
+	if o.Traceparent != "" && !validTraceparent(o.Traceparent) {
+		return invalid(KindOrder, "traceparent", "must be a W3C traceparent, 00-<32 hex>-<16 hex>-<2 hex>, with ids that are not zero")
+	}
 	return nil
+}
+
+// validTraceparent checks W3C trace context's version 00 form.
+func validTraceparent(tp string) bool {
+	parts := strings.Split(tp, "-")
+	if len(parts) != 4 || parts[0] != "00" {
+		return false
+	}
+	for i, n := range []int{2, 32, 16, 2} {
+		if len(parts[i]) != n || strings.Trim(parts[i], "0123456789abcdef") != "" {
+			return false
+		}
+	}
+	return strings.Trim(parts[1], "0") != "" && strings.Trim(parts[2], "0") != ""
 }

@@ -25,9 +25,9 @@ func (s Sender) String() string {
 func CheckSender(m Message, from Sender) error {
 	var ok bool
 	switch m.(type) {
-	case *Hello, *DesiredAck, *Events:
+	case *Hello, *DesiredAck, *Events, *Spans:
 		ok = from == Site
-	case *Welcome, *Desired, *EventsAck:
+	case *Welcome, *Desired, *EventsAck, *SpansAck:
 		ok = from == Central
 	case *Heartbeat, *Error:
 		ok = from == Site || from == Central

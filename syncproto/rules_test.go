@@ -14,9 +14,9 @@ func TestCheckSender(t *testing.T) {
 			err := CheckSender(m, from)
 			var want bool
 			switch m.Type() {
-			case TypeHello, TypeDesiredAck, TypeEvents:
+			case TypeHello, TypeDesiredAck, TypeEvents, TypeSpans:
 				want = from == Site
-			case TypeWelcome, TypeDesired, TypeEventsAck:
+			case TypeWelcome, TypeDesired, TypeEventsAck, TypeSpansAck:
 				want = from == Central
 			default:
 				want = true

@@ -32,8 +32,15 @@ import "fmt"
 //     health, its console's URL, its newest event's sequence), which
 //     central shows in its fleet overview. A central of an older release
 //     ignores it.
+//   - 2 (2026-12-07): tracing. The site sends the spans it recorded
+//     (spans, each acknowledged by a spans_ack), which a central of
+//     version 1 would refuse as an unknown message type: a site sends
+//     spans only on a connection of version 2. An order may carry a
+//     traceparent (W3C), the span of central's placing it, which the
+//     site's spans of that order descend from; a site of an older
+//     release ignores it.
 const (
-	Version    = 1
+	Version    = 2
 	MinVersion = 1
 )
 

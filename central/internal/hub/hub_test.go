@@ -200,7 +200,7 @@ func TestRefused(t *testing.T) {
 	}{
 		"wrong credential":                {hello("fra-1", cred+"x", 0, 0, 9), syncproto.CodeUnauthorized, "unknown site or wrong credential"},
 		"unknown site":                    {hello("fra-2", cred, 0, 0, 9), syncproto.CodeUnauthorized, "unknown site or wrong credential"},
-		"incompatible version":            {&syncproto.Hello{Site: "fra-1", Credential: syncproto.Credential(cred), Versions: syncproto.VersionRange{Min: 2, Max: 3}, LastSeq: 9}, syncproto.CodeIncompatibleVersion, "central speaks version 1, the site speaks versions 2 to 3"},
+		"incompatible version":            {&syncproto.Hello{Site: "fra-1", Credential: syncproto.Credential(cred), Versions: syncproto.VersionRange{Min: 3, Max: 4}, LastSeq: 9}, syncproto.CodeIncompatibleVersion, "central speaks versions 1 to 2, the site speaks versions 3 to 4"},
 		"history went back":               {hello("fra-1", cred, 0, 0, 3), syncproto.CodeConflict, "central has stored events up to 5"},
 		"not a hello first":               {&syncproto.Heartbeat{Time: time.Now()}, syncproto.CodeBadMessage, "the first message must be hello"},
 		"past revision, wrong credential": {hello("fra-1", "nope", 50, 0, 9), syncproto.CodeUnauthorized, ""},
