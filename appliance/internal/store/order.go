@@ -75,6 +75,11 @@ type Order struct {
 	// WaitingFor lists the artifacts (digests) a waiting order waits
 	// for: those no node of the site holds yet.
 	WaitingFor []string `json:"waiting_for,omitempty"`
+	// Traceparent is the W3C traceparent of the order's trace: central's
+	// span of placing it (syncproto.Order.Traceparent), or the site's
+	// own span of the request that placed it here. The site's spans of
+	// the order descend from it.
+	Traceparent string `json:"traceparent,omitempty"`
 }
 
 func (*Order) Kind() string   { return "order" }

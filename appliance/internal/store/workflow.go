@@ -43,6 +43,13 @@ type Workflow struct {
 	// Order is the order that made the workflow, if any; it follows the
 	// workflow.
 	Order string `json:"order,omitempty"`
+	// Traceparent is the W3C traceparent the workflow's spans descend
+	// from (the span of its order's applying, or of the request that
+	// made it): the machine's DHCP exchanges, boot fetches and metadata
+	// requests while the workflow is its latest, and the installer's
+	// agent's actions (given it on the kernel command line), are of its
+	// trace.
+	Traceparent string `json:"traceparent,omitempty"`
 	// State is the plan and the state of each action; nil until stored.
 	State *workflow.State `json:"state,omitempty"`
 }
