@@ -42,6 +42,10 @@ type Job struct {
 	EFI        bool `json:"efi,omitempty"`
 	// Order is the order the job is part of, if any.
 	Order string `json:"order,omitempty"`
+	// Traceparent is the W3C traceparent the job's span descends from:
+	// its order's (Order.Traceparent's applying span), or the request's
+	// that asked for it.
+	Traceparent string `json:"traceparent,omitempty"`
 	// After is the job that must end before this one starts, if any:
 	// the boot device is set before the power cycle.
 	After string `json:"after,omitempty"`
