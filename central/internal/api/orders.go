@@ -80,6 +80,13 @@ func (s *Server) putOrder(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
+	refused := "not placed"
+	if o.Traceparent == "" {
+		// A new order: its own trace starts here. (One placed before
+		// keeps its trace, as it keeps its digest.)
+		span := orders.StartPlace(r.Context(), site, &o)
+		defer func() { orders.EndPlace(span, refused) }()
+	}
 	obj, err := json.Marshal(&o)
 	if err != nil {
 		s.writeError(w, r, err)
@@ -93,7 +100,7 @@ func (s *Server) putOrder(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	note.recorded = true
-	if refused := done.Orders[0].Refused; refused != "" {
+	if refused = done.Orders[0].Refused; refused != "" {
 		// The site went, or the key was taken, between the checks and
 		// the apply: the entry says 200; this answer says why not.
 		s.writeError(w, r, errs.Conflict("%s", refused))
@@ -119,6 +126,9 @@ func (s *Server) resolveOrderImage(site string, o *syncproto.Order) error {
 		var prev syncproto.Order
 		if json.Unmarshal(old, &prev) == nil && o.ImageSHA256 == "" {
 			o.ImageSHA256 = prev.ImageSHA256
+		}
+		if o.Traceparent == "" {
+			o.Traceparent = prev.Traceparent
 		}
 		if mine, _ := json.Marshal(o); string(mine) != string(old) {
 			return errs.Conflict("order %q exists and differs: an order cannot change once placed", o.ID)

@@ -139,5 +139,6 @@ func spanKey(traceID, spanID string) ([]byte, error) {
 
 // isMarker reports whether a key of the spans bucket is a trace's
 // marker (span id zero).
-func isMarker(k []byte) bool { return len(k) == 24 && string(k[16:]) == "\x00\x00\x00\x00\x00\x00\x00\x00" }
-
+func isMarker(k []byte) bool {
+	return len(k) == 24 && string(k[16:]) == "\x00\x00\x00\x00\x00\x00\x00\x00"
+}
