@@ -40,9 +40,9 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/outposthq/outpost/central/internal/store"
-	"github.com/outposthq/outpost/internal/tracing"
 	"github.com/outposthq/outpost/internal/httpserve"
 	"github.com/outposthq/outpost/internal/ratelog"
+	"github.com/outposthq/outpost/internal/tracing"
 	"github.com/outposthq/outpost/syncproto"
 )
 

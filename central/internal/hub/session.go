@@ -20,15 +20,15 @@ import (
 
 // session is one site's connection after the welcome.
 type session struct {
-	h      *Hub
-	conn   *websocket.Conn
-	site   string
-	hello  *syncproto.Hello
+	h     *Hub
+	conn  *websocket.Conn
+	site  string
+	hello *syncproto.Hello
 	// version is the connection's protocol version.
 	version int
 	remote  string
-	since  time.Time
-	log    *slog.Logger
+	since   time.Time
+	log     *slog.Logger
 
 	// sent is the last revision sent whole (or being sent its last
 	// part); lastSent the highest event
