@@ -11,7 +11,9 @@
 // desired state of every site it lists or whose labels match), and the
 // fleet model (fleet.go: every site's machines as their events say,
 // searched with machinequery's fleet grammar; the sites' links and
-// reports; the overview; a stream of its versions).
+// reports; the overview; a stream of its versions), and the traces of
+// orders (traces.go: a trace's spans with its provision's waterfall, by
+// its id or a machine's last order's).
 //
 // A site pulls the artifacts its desired images name from
 // SitePullPattern (sitepull.go), with its own credential rather than a
@@ -48,6 +50,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/outposthq/outpost/central/fleet"
@@ -134,8 +137,21 @@ func (s *Server) Handler() http.Handler {
 		root.Handle("GET /metrics", promhttp.HandlerFor(s.metrics, promhttp.HandlerOpts{}))
 	}
 	root.HandleFunc(SitePullPattern, s.sitePull)
-	root.Handle("/", httpapi.Authenticate("outpost central", s.db.LookupToken, s.now, s.audited(authed)))
+	// Each request a token opens is a span named by its route ("GET
+	// /v1/traces/{trace_id}"): otelhttp sees the pattern the routes'
+	// mux matched.
+	traced := otelhttp.NewHandler(authed, "central.api", otelhttp.WithSpanNameFormatter(routeName))
+	root.Handle("/", httpapi.Authenticate("outpost central", s.db.LookupToken, s.now, s.audited(traced)))
 	return root
+}
+
+// routeName names a request's span by the route that serves it, or by
+// its method alone before it is routed.
+func routeName(_ string, r *http.Request) string {
+	if r.Pattern != "" {
+		return r.Pattern
+	}
+	return r.Method
 }
 
 // routes lists every route a token opens, with the least role that may
@@ -208,6 +224,8 @@ func (s *Server) routes() []httpapi.Route {
 		{Pattern: "GET /v1/fleet/machines", Role: viewer, Handler: s.fleetMachines},
 		{Pattern: "GET /v1/fleet/machines/{site}/{id}", Role: viewer, Handler: s.fleetMachine},
 		{Pattern: "GET /v1/fleet/machines/{site}/{id}/timeline", Role: viewer, Handler: s.fleetTimeline},
+		{Pattern: "GET /v1/fleet/machines/{site}/{id}/trace", Role: viewer, Handler: s.machineTrace},
+		{Pattern: "GET /v1/traces/{trace_id}", Role: viewer, Handler: s.getTrace},
 		{Pattern: "GET /v1/fleet/sites", Role: viewer, Handler: s.fleetSites},
 		{Pattern: "GET /v1/fleet/summary", Role: viewer, Handler: s.fleetSummary},
 		{Pattern: "GET /v1/fleet/stream", Role: viewer, Handler: s.fleetStream},
