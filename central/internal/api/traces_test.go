@@ -121,7 +121,7 @@ func TestTraceRoutes(t *testing.T) {
 		status   int
 		contains string
 	}{
-		"unknown trace": {func() error { _, err := c.Trace(t.Context(), strings.Repeat("ab", 16)); return err }, http.StatusNotFound, strings.Repeat("ab", 16)},
+		"unknown trace":  {func() error { _, err := c.Trace(t.Context(), strings.Repeat("ab", 16)); return err }, http.StatusNotFound, strings.Repeat("ab", 16)},
 		"not a trace id": {func() error { _, err := c.Trace(t.Context(), "xyz"); return err }, http.StatusBadRequest, "32 hex digits"},
 		"no order":       {func() error { _, err := c.MachineTrace(t.Context(), "fra-1", "m2"); return err }, http.StatusNotFound, "machine fra-1/m2: no order"},
 		"no machine":     {func() error { _, err := c.MachineTrace(t.Context(), "fra-1", "m9"); return err }, http.StatusNotFound, "m9"},
@@ -140,4 +140,3 @@ func names(exp *tracetest.InMemoryExporter) []string {
 	}
 	return out
 }
-
