@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/outposthq/outpost/central/internal/centraltest"
@@ -151,5 +152,48 @@ func TestAddSpansBounded(t *testing.T) {
 	}
 	if tr, _ := db2.Trace(fmt.Sprintf("%032x", 3)); len(tr) != 0 {
 		t.Fatalf("a span added after the snapshot survived its restore")
+	}
+}
+
+// Spans go through the log like any change: two replicas applying the
+// same entries (the bound reached, a provision completed) hold the same
+// state, the provision's completion is the result of its entry on each,
+// and a replica restored from the other's snapshot holds it too (central
+// fails over with its traces).
+func TestAddSpansReplicated(t *testing.T) {
+	spans := centraltest.ProvisionTrace(traceA, t0)
+	extra := make([]tracing.Span, 10)
+	for i := range extra {
+		extra[i] = tracing.Span{TraceID: fmt.Sprintf("%032x", 7), SpanID: fmt.Sprintf("%016x", i+1), Name: "dhcp.exchange", Service: "applianced", Start: t0, End: t0}
+	}
+	entries := [][]byte{
+		cmd(t, cmdAddSpans, &addSpansPayload{Spans: spans[:5], Max: 18}),
+		cmd(t, cmdAddSpans, &addSpansPayload{Spans: extra, Max: 18}),
+		cmd(t, cmdAddSpans, &addSpansPayload{Spans: spans[5:], Max: 18}),
+	}
+	a, _ := openTest(t)
+	b, _ := openTest(t)
+	for _, d := range []*DB{a, b} {
+		out := applyNext(t, d, entries...)
+		if got := out[2].(*SpansAdded); got.Added != len(spans)-5 || len(got.Completed) != 1 {
+			t.Fatalf("the last entry: %+v, want the provision completed", got)
+		}
+	}
+	if diff := cmp.Diff(dump(t, a), dump(t, b)); diff != "" {
+		t.Fatalf("replicas differ (-a +b):\n%s", diff)
+	}
+	if n, _ := a.SpanCount(); n != 18 {
+		t.Fatalf("%d spans, want the bound, 18", n)
+	}
+	c, _ := openTest(t)
+	if err := c.Restore(snapshotOf(t, a)); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(dump(t, a), dump(t, c)); diff != "" {
+		t.Fatalf("restored replica differs (-a +c):\n%s", diff)
+	}
+	tr, err := c.Trace(traceA)
+	if err != nil || len(tr) != len(spans)-5 {
+		t.Fatalf("trace on the restored replica: %d spans, %v; want the %d kept", len(tr), err, len(spans)-5)
 	}
 }
