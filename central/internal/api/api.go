@@ -52,6 +52,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/outposthq/outpost/central/fleet"
 	"github.com/outposthq/outpost/central/internal/hub"
@@ -127,7 +128,11 @@ func (s *Server) Orders() *orders.Service { return s.orders }
 // whose role allows it (routes).
 func (s *Server) Handler() http.Handler {
 	authed := http.NewServeMux()
-	httpapi.Register(authed, s.routes())
+	routes := s.routes()
+	for i := range routes {
+		routes[i].Handler = spanNamed(routes[i])
+	}
+	httpapi.Register(authed, routes)
 	root := http.NewServeMux()
 	root.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		httpapi.WriteJSON(w, http.StatusOK, map[string]bool{"healthy": true})
@@ -137,11 +142,10 @@ func (s *Server) Handler() http.Handler {
 		root.Handle("GET /metrics", promhttp.HandlerFor(s.metrics, promhttp.HandlerOpts{}))
 	}
 	root.HandleFunc(SitePullPattern, s.sitePull)
-	// Each request a token opens is a span named by its route ("GET
-	// /v1/traces/{trace_id}"): otelhttp sees the pattern the routes'
-	// mux matched.
-	traced := otelhttp.NewHandler(authed, "central.api", otelhttp.WithSpanNameFormatter(routeName))
-	root.Handle("/", httpapi.Authenticate("outpost central", s.db.LookupToken, s.now, s.audited(traced)))
+	// Each request a token opens is a span, named by its route once
+	// routed ("GET /v1/traces/{trace_id}").
+	traced := otelhttp.NewHandler(s.audited(authed), "central.api", otelhttp.WithSpanNameFormatter(routeName))
+	root.Handle("/", httpapi.Authenticate("outpost central", s.db.LookupToken, s.now, unrouted(traced)))
 	return root
 }
 
@@ -152,6 +156,26 @@ func routeName(_ string, r *http.Request) string {
 		return r.Pattern
 	}
 	return r.Method
+}
+
+// unrouted hands next the request without the pattern root's mux
+// matched ("/"), which otelhttp would name its span by.
+func unrouted(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r = r.WithContext(r.Context())
+		r.Pattern = ""
+		next.ServeHTTP(w, r)
+	})
+}
+
+// spanNamed names the request's span by rt's pattern as rt's handler
+// starts: the request otelhttp sees is not always the one the routes'
+// mux matched (audited copies it to carry its note).
+func spanNamed(rt httpapi.Route) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		trace.SpanFromContext(r.Context()).SetName(rt.Pattern)
+		rt.Handler(w, r)
+	}
 }
 
 // routes lists every route a token opens, with the least role that may

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 
@@ -113,6 +114,10 @@ func TestTraceRoutes(t *testing.T) {
 			!tr.Completeness.Complete || len(tr.Completeness.Services) != 3 {
 			t.Fatalf("%s: %s %d spans, phases %+v, %+v", name, tr.TraceID, len(tr.Spans), tr.Phases, tr.Completeness)
 		}
+	}
+
+	if !slices.Contains(names(exp), "GET /v1/traces/{trace_id}") || !slices.Contains(names(exp), "GET /v1/fleet/machines/{site}/{id}/trace") {
+		t.Errorf("the reads' spans %q, want them named by their routes", names(exp))
 	}
 
 	var ce *client.Error

@@ -12,7 +12,11 @@ import (
 	"github.com/outposthq/outpost/syncproto"
 )
 
-var tracer = otel.Tracer("github.com/outposthq/outpost/central/internal/orders")
+// tracerName names the tracer of this package's spans. The tracer is
+// the global provider's at each use, not one kept from package
+// initialization: that one would stay bound to the first provider ever
+// set (otel's delegation), though a program (or a test) sets another.
+const tracerName = "github.com/outposthq/outpost/central/internal/orders"
 
 // StartPlace starts the order.place span of o, placed on site: the root
 // of the order's own trace (one trace per order), linked to the span of
@@ -30,7 +34,7 @@ func StartPlace(ctx context.Context, site string, o *syncproto.Order) trace.Span
 	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
 		opts = append(opts, trace.WithLinks(trace.Link{SpanContext: sc}))
 	}
-	ctx, span := tracer.Start(ctx, tracing.SpanOrderPlace, opts...)
+	ctx, span := otel.Tracer(tracerName).Start(ctx, tracing.SpanOrderPlace, opts...)
 	o.Traceparent = tracing.Traceparent(ctx)
 	return span
 }
