@@ -7,6 +7,7 @@ package traces
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 
@@ -21,9 +22,10 @@ import (
 // Keeper keeps spans in central's store and observes the phases of the
 // provisions they complete.
 type Keeper struct {
-	db     *store.DB
-	phases *prometheus.HistogramVec
-	log    *slog.Logger
+	db      *store.DB
+	phases  *prometheus.HistogramVec
+	dropped prometheus.Counter
+	log     *slog.Logger
 }
 
 // New returns a Keeper of db's spans, its histogram registered with reg
@@ -37,9 +39,13 @@ func New(db *store.DB, reg prometheus.Registerer, log *slog.Logger) *Keeper {
 		Help: "How long each phase of a provision took, from its trace (observed once a provision, when its trace first holds its first boot's metadata request).",
 		// Half a second to over an hour.
 		Buckets: prometheus.ExponentialBuckets(0.5, 2, 14),
-	}, []string{"phase"})}
+	}, []string{"phase"}),
+		dropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "outpost_central_spans_dropped_total",
+			Help: "Central's own spans not kept: recorded on a node that did not lead (its local routes), or while the cluster had no leader.",
+		})}
 	if reg != nil {
-		reg.MustRegister(k.phases)
+		reg.MustRegister(k.phases, k.dropped)
 	}
 	return k
 }
@@ -62,8 +68,19 @@ func (k *Keeper) Add(spans []tracing.Span) error {
 }
 
 // Send is central's own tracing provider's (tracing.Config.Send): its
-// spans go through the store like a site's.
-func (k *Keeper) Send(_ context.Context, spans []tracing.Span) error { return k.Add(spans) }
+// spans go through the store like a site's. A follower of a replicated
+// central cannot write (its spans are of the routes it serves itself:
+// artifacts' bytes): those are counted as dropped, not an error each
+// second.
+func (k *Keeper) Send(_ context.Context, spans []tracing.Span) error {
+	err := k.Add(spans)
+	if errors.Is(err, store.ErrNotApplied) {
+		k.dropped.Add(float64(len(spans)))
+		k.log.Debug("spans dropped: this node does not lead", "spans", len(spans), "err", err)
+		return nil
+	}
+	return err
+}
 
 // Trace is a trace as the API answers it: its spans by start, the
 // waterfall of its provision and how complete it is.

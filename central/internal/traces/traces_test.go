@@ -1,6 +1,7 @@
 package traces
 
 import (
+	"context"
 	"errors"
 	"path/filepath"
 	"strings"
@@ -69,5 +70,32 @@ func TestKeeperObservesPhasesOnce(t *testing.T) {
 	}
 	if _, err := Read(db, strings.Repeat("1", 32)); !errors.Is(err, errs.ErrNotFound) || !strings.Contains(err.Error(), strings.Repeat("1", 32)) {
 		t.Fatalf("an unknown trace: %v, want not found naming it", err)
+	}
+}
+
+// notLeader is the proposer of a follower: it writes nothing.
+type notLeader struct{}
+
+func (notLeader) Propose(context.Context, []byte) (uint64, any, error) {
+	return 0, nil, errors.New("raftnode: not the leader")
+}
+
+// On a node that does not lead, central's own spans are counted as
+// dropped rather than failing each batch; a site's are an error (the
+// hub's session, which only the leader holds, ends).
+func TestKeeperFollower(t *testing.T) {
+	db := openStore(t)
+	db.SetProposer(notLeader{})
+	reg := prometheus.NewRegistry()
+	k := New(db, reg, nil)
+	spans := centraltest.ProvisionTrace(traceID, time.Now())
+	if err := k.Send(t.Context(), spans); err != nil {
+		t.Fatalf("send on a follower: %v, want the spans dropped", err)
+	}
+	if got := testutil.ToFloat64(k.dropped); got != float64(len(spans)) {
+		t.Fatalf("dropped %v, want %d", got, len(spans))
+	}
+	if err := k.Add(spans); !errors.Is(err, store.ErrNotApplied) {
+		t.Fatalf("add on a follower: %v, want not applied", err)
 	}
 }
