@@ -364,6 +364,20 @@ func PlaceOrder(m *Machine, p PlacedOrder) *Machine {
 	return m
 }
 
+// SpansKept counts n more spans of m's last order's trace, if its last
+// order is of trace traceID; it returns the copy it changed, or nil if
+// nothing changed.
+func SpansKept(m *Machine, traceID string, n int) *Machine {
+	if m == nil || m.LastOrder == nil || m.LastOrder.TraceID != traceID || n <= 0 {
+		return nil
+	}
+	m = m.clone()
+	o := *m.LastOrder
+	o.Spans += n
+	m.LastOrder = &o
+	return m
+}
+
 // Delivered marks m's last order delivered if it is central's, placed,
 // in a revision at or below acked, which the site has applied; it
 // returns the copy it changed, or nil if nothing changed.

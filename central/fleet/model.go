@@ -116,6 +116,11 @@ type Order struct {
 	// central; the site's, from the site's event's trace_id field, for
 	// an order placed there), if it has one.
 	TraceID string `json:"trace_id,omitempty"`
+	// Spans counts the spans of its trace central has kept (of those
+	// that name the machine: its site's, its installer's); each batch
+	// of them changes the record, so a page that follows the fleet
+	// redraws the order's waterfall as its spans arrive.
+	Spans int `json:"spans,omitempty"`
 }
 
 // Event is one event of a machine's timeline: a site's event, or one of

@@ -7,6 +7,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/outposthq/outpost/central/fleet"
 	"github.com/outposthq/outpost/internal/errs"
 	"github.com/outposthq/outpost/internal/tracing"
 )
@@ -36,10 +37,12 @@ func applyAddSpans(tx *txn, p *addSpansPayload) (any, error) {
 	seq, count := readU64(meta.Get(keySpanSeq)), readU64(meta.Get(keySpanCount))
 	out := &SpansAdded{}
 	var traces [][]byte
+	var machines []spansOf
 	for i, k := range keys {
 		if b.Get(k) != nil {
 			continue
 		}
+		machines = countSpan(machines, &p.Spans[i])
 		if err := put(b, k, &p.Spans[i]); err != nil {
 			return nil, err
 		}
@@ -70,10 +73,60 @@ func applyAddSpans(tx *txn, p *addSpansPayload) (any, error) {
 			out.Completed = append(out.Completed, *done)
 		}
 	}
+	if err := deriveSpans(tx, machines); err != nil {
+		return nil, err
+	}
 	if err := meta.Put(keySpanSeq, u64(seq)); err != nil {
 		return nil, err
 	}
 	return out, meta.Put(keySpanCount, u64(count))
+}
+
+// spansOf counts the new spans of one trace that name one machine.
+type spansOf struct {
+	site, machine, trace string
+	n                    int
+}
+
+// countSpan counts s for the machine it names: its outpost.site and
+// outpost.machine attributes, or an installer's node (its machine).
+func countSpan(c []spansOf, s *tracing.Span) []spansOf {
+	site, machine := s.Attrs[tracing.AttrSite], s.Attrs[tracing.AttrMachine]
+	if machine == "" && s.Service == "outpost-agent" {
+		machine = s.Node
+	}
+	if site == "" || machine == "" {
+		return c
+	}
+	for i := range c {
+		if c[i].site == site && c[i].machine == machine && c[i].trace == s.TraceID {
+			c[i].n++
+			return c
+		}
+	}
+	return append(c, spansOf{site: site, machine: machine, trace: s.TraceID, n: 1})
+}
+
+// deriveSpans counts the new spans of each machine's last order's trace
+// on its record (fleet.SpansKept): the record changes, so the pages that
+// follow the fleet redraw its waterfall.
+func deriveSpans(tx *txn, counts []spansOf) error {
+	for _, c := range counts {
+		sites := tx.Bucket(bucketFleet).Bucket([]byte(c.site))
+		if sites == nil {
+			continue
+		}
+		m, err := machineRecord(sites, c.machine)
+		if err != nil {
+			return err
+		}
+		if m = fleet.SpansKept(m, c.trace, c.n); m != nil {
+			if err := putRecord(tx, sites, c.site, c.machine, m); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // dropOldestSpan drops the span added first, and its trace's marker if

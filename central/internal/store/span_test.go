@@ -2,6 +2,7 @@ package store
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -195,5 +196,45 @@ func TestAddSpansReplicated(t *testing.T) {
 	tr, err := c.Trace(traceA)
 	if err != nil || len(tr) != len(spans)-5 {
 		t.Fatalf("trace on the restored replica: %d spans, %v; want the %d kept", len(tr), err, len(spans)-5)
+	}
+}
+
+// The spans that name a machine (its site's, its installer's, central's
+// order.place) count on its record when they are of its last order's
+// trace: the fleet changes, and a page following it redraws the
+// waterfall. Spans of another trace, or sent again, count nothing.
+func TestSpansCountOnMachine(t *testing.T) {
+	d := fleetStore(t)
+	tp := "00-" + traceA + "-00f067aa0ba902b7-01"
+	obj := json.RawMessage(`{"id":"o1","action":"provision","machine_id":"m1","image":"debian-12","traceparent":"` + tp + `"}`)
+	if _, err := d.PlaceOrders("ops", []OrderToPlace{{Site: "s1", Key: "o1", Object: obj}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	m, _ := d.Fleet().Machine("s1", "m1")
+	if m.LastOrder.TraceID != traceA || m.LastOrder.Spans != 0 {
+		t.Fatalf("placed: %+v, want trace %s and no spans", m.LastOrder, traceA)
+	}
+	spans := centraltest.ProvisionTrace(traceA, t0)
+	for i := range spans {
+		spans[i].Attrs = map[string]string{tracing.AttrSite: "s1", tracing.AttrMachine: "m1"}
+	}
+	// The installer's names its machine as its node (its site is the
+	// hub's, which sets it on every span of a site).
+	spans[8].Attrs, spans[8].Service, spans[8].Node = map[string]string{tracing.AttrSite: "s1"}, "outpost-agent", "m1"
+	spans[9].Attrs = map[string]string{tracing.AttrSite: "s1"} // names no machine
+	other := tracing.Span{TraceID: strings.Repeat("2", 32), SpanID: strings.Repeat("3", 16), Name: "x", Service: "applianced", Start: t0, End: t0,
+		Attrs: map[string]string{tracing.AttrSite: "s1", tracing.AttrMachine: "m1"}}
+	version := d.Fleet().Version()
+	if _, err := d.AddSpans(append(spans[:5:5], other)); err != nil {
+		t.Fatal(err)
+	}
+	if m, _ = d.Fleet().Machine("s1", "m1"); m.LastOrder.Spans != 5 || d.Fleet().Version() == version {
+		t.Fatalf("after 5 spans of its trace: %d counted, version %d (was %d)", m.LastOrder.Spans, d.Fleet().Version(), version)
+	}
+	if _, err := d.AddSpans(spans); err != nil {
+		t.Fatal(err)
+	}
+	if m, _ = d.Fleet().Machine("s1", "m1"); m.LastOrder.Spans != len(spans)-1 {
+		t.Fatalf("after the whole trace: %d counted, want %d (one names no machine)", m.LastOrder.Spans, len(spans)-1)
 	}
 }
