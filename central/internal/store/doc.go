@@ -129,7 +129,11 @@
 //     (MaxSpans) the oldest are dropped in the same apply. A trace whose
 //     provision's waterfall first holds its first boot's metadata request
 //     is marked (a key of span id zero) and reported once, in that
-//     apply's result, to the node that proposed it.
+//     apply's result, to the node that proposed it. The new spans of a
+//     machine's last order's trace that name it (outpost.site and
+//     outpost.machine, or an installer's node) are counted on its
+//     record in the same apply (fleet.SpansKept), so the fleet changes
+//     as they arrive.
 //   - Snapshots are bbolt files streamed from a read transaction; Restore
 //     swaps in a whole file under the exclusive lock.
 //
