@@ -27,8 +27,9 @@ func fastRaft(c *raft.Config) {
 	c.CommitTimeout = 5 * time.Millisecond
 }
 
-// startCluster starts a three-node site; every node runs a sync client.
-func startCluster(t *testing.T, f *fakeCentral, credFile string) []*cluster.Site {
+// startCluster starts a three-node site; every node runs a sync client,
+// whose configuration tune (if set) changes.
+func startCluster(t *testing.T, f *fakeCentral, credFile string, tune func(n *cluster.Site, cfg *Config)) []*cluster.Site {
 	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo}))
 	var nodes []*cluster.Site
 	key, err := seal.Generate()
@@ -58,9 +59,13 @@ func startCluster(t *testing.T, f *fakeCentral, credFile string) []*cluster.Site
 		apptest.JoinNode(ctx, t, key, n.Node, nodes[0].Node)
 	}
 	for _, n := range nodes {
-		c, err := New(Config{Node: n, Store: n.DB(), URL: f.srv.URL, RootCAs: f.roots(), Site: "ams2", CredentialFile: credFile,
+		cfg := Config{Node: n, Store: n.DB(), URL: f.srv.URL, RootCAs: f.roots(), Site: "ams2", CredentialFile: credFile,
 			Log:        log.With("node", n.ID()),
-			MinBackoff: 10 * time.Millisecond, MaxBackoff: 100 * time.Millisecond, LongBackoff: time.Second})
+			MinBackoff: 10 * time.Millisecond, MaxBackoff: 100 * time.Millisecond, LongBackoff: time.Second}
+		if tune != nil {
+			tune(n, &cfg)
+		}
+		c, err := New(cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -95,7 +100,7 @@ func TestSyncLeaderChange(t *testing.T) {
 	if err := os.WriteFile(cred, []byte(testCredential), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	nodes := startCluster(t, f, cred)
+	nodes := startCluster(t, f, cred, nil)
 	first := leaderOf(t, nodes)
 	record := func(ctx context.Context, n *cluster.Site, count int) error {
 		for range count / 100 {
