@@ -127,7 +127,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Write
 	}
 	// The web console answers every path but /v1/, which is the API's.
 	web, err := console.New(console.Config{Store: db, Site: n.Proposer, Cluster: node, SiteKey: key,
-		Lookup: api.TokenLookup(db), API: apiHandler, Metrics: reg, Log: log.With("component", "console")})
+		Lookup: api.TokenLookup(db), API: apiHandler, Metrics: reg, Traces: node, Log: log.With("component", "console")})
 	if err != nil {
 		return err
 	}
