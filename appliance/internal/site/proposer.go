@@ -68,8 +68,9 @@ type ProposerConfig struct {
 
 // Proposer turns what an edge asks into a command and commits it. It does
 // every preparation a command needs before it is proposed, once for every
-// edge: it seals secrets, draws nonces, fills boot values and stamps the
-// time, so that apply reads no clock, no randomness and no key.
+// edge: it seals secrets, draws nonces, fills boot values, starts an
+// order's order.apply span (proposer_trace.go) and stamps the time, so
+// that apply reads no clock, no randomness and no key.
 type Proposer struct {
 	cfg ProposerConfig
 }
