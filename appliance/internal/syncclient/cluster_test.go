@@ -17,6 +17,7 @@ import (
 	"github.com/outposthq/outpost/appliance/internal/cluster"
 	"github.com/outposthq/outpost/appliance/internal/site"
 	"github.com/outposthq/outpost/appliance/internal/store"
+	"github.com/outposthq/outpost/internal/pki"
 	"github.com/outposthq/outpost/internal/seal"
 )
 
@@ -55,8 +56,24 @@ func startCluster(t *testing.T, f *fakeCentral, credFile string, tune func(n *cl
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	for _, n := range nodes[1:] {
-		apptest.JoinNode(ctx, t, key, n.Node, nodes[0].Node)
+	// Leadership may move while the cluster forms (fast Raft timing on
+	// a loaded machine): each node joins through whoever leads then.
+	ca := func() (*pki.Authority, error) { return cluster.SiteCA(key) }
+	for i, n := range nodes[1:] {
+		for {
+			leader := slices.IndexFunc(nodes[:i+1], func(m *cluster.Site) bool { return m.IsLeader() })
+			if leader >= 0 {
+				err := n.Node.JoinWith(ctx, nodes[leader].Node.Join, ca)
+				if err == nil {
+					break
+				}
+				t.Logf("join %s through %s: %v; again", n.ID(), nodes[leader].ID(), err)
+			}
+			if ctx.Err() != nil {
+				t.Fatalf("join %s: no leader took it", n.ID())
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
 	}
 	for _, n := range nodes {
 		cfg := Config{Node: n, Store: n.DB(), URL: f.srv.URL, RootCAs: f.roots(), Site: "ams2", CredentialFile: credFile,
