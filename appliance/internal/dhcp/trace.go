@@ -25,7 +25,9 @@ import (
 
 // tracer is the global provider's tracer, asked for each time: a
 // program (or test) may set its provider after this package is loaded.
-func tracer() trace.Tracer { return otel.Tracer("github.com/outposthq/outpost/appliance/internal/dhcp") }
+func tracer() trace.Tracer {
+	return otel.Tracer("github.com/outposthq/outpost/appliance/internal/dhcp")
+}
 
 // Attributes of a DHCP exchange's span, besides tracing.AttrMAC and
 // tracing.AttrMachine.
