@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/outposthq/outpost/appliance/internal/actions"
+	"github.com/outposthq/outpost/appliance/internal/machinetrace"
 	"github.com/outposthq/outpost/appliance/internal/store"
 	"github.com/outposthq/outpost/internal/errs"
 )
@@ -24,6 +25,8 @@ type instance struct {
 	workflow *store.Workflow // nil if none
 	site     string
 	subnet   *store.Subnet // addr's subnet, nil if unknown
+	// trace is the trace the machine's requests belong to, if any.
+	trace machinetrace.Trace
 }
 
 // lookup returns the machine at addr, or nil if there is none.
@@ -35,6 +38,9 @@ func (s *Server) lookup(addr netip.Addr) (*instance, error) {
 		var err error
 		in, subnet, err = identify(tx, addr, now)
 		if in == nil || err != nil {
+			return err
+		}
+		if in.trace, err = s.traces.Machine(tx, in.machine); err != nil {
 			return err
 		}
 		// Nothing may show the BMC: drop it here, once.

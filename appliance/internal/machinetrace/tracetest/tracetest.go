@@ -66,6 +66,19 @@ func (r *Recorder) Spans(t testing.TB, tp string) []tracing.Span {
 	return spans
 }
 
+// All flushes the provider and returns every span it kept.
+func (r *Recorder) All(t testing.TB) []tracing.Span {
+	t.Helper()
+	if err := r.p.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	spans, _, err := r.store.After(0, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return spans
+}
+
 // Named returns the spans of tp's trace named name.
 func (r *Recorder) Named(t testing.TB, tp, name string) []tracing.Span {
 	t.Helper()
