@@ -134,7 +134,7 @@ func New(cfg Config) (*Server, error) {
 		s.now = time.Now
 	}
 	if s.traces = cfg.Traces; s.traces == nil {
-		s.traces = machinetrace.New(cfg.Store, machinetrace.Config{})
+		s.traces = machinetrace.New(cfg.Store, machinetrace.Config{Now: s.now})
 	}
 	return s, nil
 }

@@ -6,6 +6,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/insomniacslk/dhcp/dhcpv4"
+	"github.com/insomniacslk/dhcp/iana"
 
 	"github.com/outposthq/outpost/appliance/internal/machinetrace/tracetest"
 	"github.com/outposthq/outpost/appliance/internal/store"
@@ -106,5 +107,32 @@ func TestExchangeSpanNAK(t *testing.T) {
 	}
 	if s := spans[0]; s.Attrs[attrMessages] != "REQUEST NAK" || s.Error != "NAK: requested address is not on this subnet" {
 		t.Errorf("NAK's span: messages %q, error %q", s.Attrs[attrMessages], s.Error)
+	}
+}
+
+// A proxyDHCP server traces each boot answer to a traced machine on its
+// own (it sees no lease), with the boot file it gave; it answers a
+// non-booting client nothing and records nothing for it.
+func TestProxyExchangeSpans(t *testing.T) {
+	rec := tracetest.Start(t)
+	st := newSite(t, false)
+	tp := st.traceMachine(t, rec)
+	st.srv.cfg.Proxy = true
+	if r, _ := st.do(t, newPacket(t, dhcpv4.MessageTypeDiscover, knownMAC)); r != nil {
+		t.Fatal("proxy answered a client that is not booting")
+	}
+	offer, _ := st.do(t, newPacket(t, dhcpv4.MessageTypeDiscover, knownMAC,
+		dhcpv4.WithOption(dhcpv4.OptClassIdentifier("PXEClient:Arch:00000:UNDI:002001")),
+		dhcpv4.WithOption(dhcpv4.OptClientArch(iana.INTEL_X86PC))))
+	if offer == nil {
+		t.Fatal("no proxy offer")
+	}
+	spans := rec.Named(t, tp, tracing.SpanDHCP)
+	if len(spans) != 1 {
+		t.Fatalf("%d dhcp.exchange spans, want 1: %+v", len(spans), spans)
+	}
+	if s := spans[0]; s.Attrs[attrMessages] != "DISCOVER OFFER" || s.Attrs[attrBootFile] != "undionly.kpxe" ||
+		s.Attrs[tracing.AttrMachine] != "m1" || s.Parent != tracetest.SpanID(tp) {
+		t.Errorf("proxy offer's span: %+v", s)
 	}
 }
