@@ -40,8 +40,9 @@ func (s *Server) lookup(addr netip.Addr) (*instance, error) {
 		if in == nil || err != nil {
 			return err
 		}
+		// Tracing never holds an answer up: a failure here is logged.
 		if in.trace, err = s.traces.Machine(tx, in.machine); err != nil {
-			return err
+			s.log.Warn("metadata: the machine's trace", "machine", in.machine.ID, "err", err)
 		}
 		// Nothing may show the BMC: drop it here, once.
 		in.machine.BMC = nil
