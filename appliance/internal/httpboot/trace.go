@@ -122,24 +122,33 @@ func (s *Server) fetchTrace(kind string, r *http.Request) (machinetrace.Trace, s
 }
 
 // artifactKind says whether r fetches the installer's kernel or initrd,
-// as its image names them (a path under ArtifactDir or an artifact's
-// digest), or something else.
+// at the path its script names them by (under ArtifactDir, or an
+// artifact's digest), or something else.
 func artifactKind(tx *store.Tx, r *http.Request) string {
 	img, _, err := tx.Installer()
 	if err != nil || img == nil {
 		return fileOther
 	}
-	ref := r.PathValue("name")
-	if hex := r.PathValue("hex"); hex != "" {
-		ref = "sha256:" + hex
-	}
-	switch ref {
-	case img.Kernel:
+	switch path := r.URL.Path; path {
+	case artifactPath(img.Kernel):
 		return fileKernel
-	case img.Initrd:
+	case artifactPath(img.Initrd):
 		return fileInitrd
 	}
 	return fileOther
+}
+
+// artifactPath is the path the installer's script fetches ref from,
+// as artifactURL makes it ("" for an http(s) URL, fetched elsewhere).
+func artifactPath(ref string) string {
+	if strings.HasPrefix(ref, "http://") || strings.HasPrefix(ref, "https://") {
+		return ""
+	}
+	u, _, ok := artifactURL("", ref)
+	if !ok {
+		return ""
+	}
+	return u
 }
 
 // spanWriter records a traced response's status and size. It passes

@@ -137,3 +137,27 @@ func TestTracedArtifactSendfile(t *testing.T) {
 		t.Errorf("spans of the fetch: %+v", spans)
 	}
 }
+
+// An installer whose kernel and initrd are artifacts, fetched by digest,
+// is traced as such: the digest names the kernel or the initrd.
+func TestFetchSpansByDigest(t *testing.T) {
+	rec := tracetest.Start(t)
+	tp, end := rec.Root(t, tracing.SpanOrderApply)
+	end()
+	kernel, initrd := strings.Repeat("4b", 32), strings.Repeat("1d", 32)
+	f := newFixture(t, &store.Image{Name: "installer", Type: store.ImageInstaller, Kernel: "sha256:" + kernel, Initrd: "SHA256:" + strings.ToUpper(initrd)},
+		machine("m1", "52:54:00:12:34:56", store.StateReady))
+	traceWorkflow(t, f, tp)
+	from := f.leased["52:54:00:12:34:56"]
+	for _, h := range []string{kernel, initrd, strings.Repeat("ee", 32)} {
+		f.getFrom(t, from, base+"/artifacts/sha256/"+h)
+	}
+	got := map[string]string{}
+	for _, s := range rec.Named(t, tp, tracing.SpanBootHTTP) {
+		got[strings.TrimPrefix(s.Attrs[attrPath], "/artifacts/sha256/")] = s.Attrs[tracing.AttrBootFile]
+	}
+	want := map[string]string{kernel: "kernel", initrd: "initrd", strings.Repeat("ee", 32): "other"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("boot files by digest (-want +got):\n%s", diff)
+	}
+}
