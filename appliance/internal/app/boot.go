@@ -15,6 +15,7 @@ import (
 	"github.com/outposthq/outpost/appliance/internal/config"
 	"github.com/outposthq/outpost/appliance/internal/dhcp"
 	"github.com/outposthq/outpost/appliance/internal/httpboot"
+	"github.com/outposthq/outpost/appliance/internal/machinetrace"
 	"github.com/outposthq/outpost/appliance/internal/metadata"
 	"github.com/outposthq/outpost/appliance/internal/provision"
 	"github.com/outposthq/outpost/appliance/internal/tftp"
@@ -49,7 +50,8 @@ func bootServices(cfg *config.Config, n *cluster.Site, key *seal.Key, log *slog.
 		})
 	}
 	if cfg.TFTPAddr != "" {
-		ts, err := tftp.New(tftp.Config{Root: cfg.ArtifactDir, MaxTransfers: cfg.TFTPMaxTransfers, Log: log.With("component", "tftp")})
+		ts, err := tftp.New(tftp.Config{Root: cfg.ArtifactDir, MaxTransfers: cfg.TFTPMaxTransfers, Log: log.With("component", "tftp"),
+			Traces: machinetrace.New(n.DB(), machinetrace.Config{})})
 		if err != nil {
 			return nil, err
 		}
