@@ -22,6 +22,7 @@ import (
 	"github.com/outposthq/outpost/internal/httpapi"
 	"github.com/outposthq/outpost/internal/httpserve"
 	"github.com/outposthq/outpost/internal/ratelog"
+	"github.com/outposthq/outpost/internal/tracing"
 )
 
 // Site is what the agent API needs of its site: linearizable reads, and
@@ -55,8 +56,8 @@ type Config struct {
 	DiscoveryBurst int
 	DiscoveryEvery time.Duration
 	// Spans keeps the spans agents send (agentproto.PathSpans): this
-	// node's span store. Nil: the agent API answers them 404, and agents
-	// drop them.
+	// node's span store (a *tracing.Store). Nil (or a nil store): the
+	// agent API answers them 404, and agents drop them.
 	Spans SpanKeeper
 	// Log receives a line per failure, and per refused request at debug
 	// level (with a warning at most once a minute per source); nil
@@ -90,6 +91,9 @@ func New(cfg Config) *Server {
 		limit: newSubnetLimiter(cfg.DiscoveryBurst, cfg.DiscoveryEvery)}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
+	}
+	if st, ok := s.spans.(*tracing.Store); ok && st == nil {
+		s.spans = nil // a nil store is none
 	}
 	if s.now == nil {
 		s.now = time.Now

@@ -164,7 +164,8 @@ func TestAgentSpansRefused(t *testing.T) {
 	}
 
 	// An appliance that keeps no spans says so.
-	bare := newSite(t, provision.Config{})
+	var none *tracing.Store
+	bare := newSite(t, provision.Config{Spans: none})
 	w = bare.provisioningTraced(t, tpWF)
 	code, body = bare.do(t, addrM1, "POST", agentproto.PathSpans, bare.creds.Workflow(w), spansBody(t, good))
 	if code != http.StatusNotFound || !strings.Contains(errorBody(t, body).Error.Message, "keeps no spans") {
