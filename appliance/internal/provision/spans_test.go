@@ -1,14 +1,22 @@
 package provision_test
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
+	"net/http/httptest"
+	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/outposthq/outpost/appliance/internal/agent"
 	"github.com/outposthq/outpost/appliance/internal/agentproto"
 	"github.com/outposthq/outpost/appliance/internal/provision"
 	"github.com/outposthq/outpost/appliance/internal/store"
@@ -193,4 +201,83 @@ func (s *site) provisioningTraced(t *testing.T, tp string) *store.Workflow {
 	}})
 	return s.createWorkflow(t, &store.Workflow{ID: "wf1", MachineID: "m1", Template: "t", Purpose: store.PurposeProvision,
 		Traceparent: tp})
+}
+
+// rebootRecorder is the agent's System: it records the reboot, and the
+// spans the node had kept by then.
+type rebootRecorder struct {
+	spans  *tracing.Store
+	mu     sync.Mutex
+	kept   []tracing.Span
+	reboot bool
+}
+
+func (r *rebootRecorder) Sync() {}
+func (r *rebootRecorder) Reboot() error {
+	kept, _ := r.spans.Trace(traceWF)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.kept, r.reboot = kept, true
+	return nil
+}
+func (r *rebootRecorder) PowerOff() error                { return errors.New("not this test's") }
+func (r *rebootRecorder) KexecLoad(_, _, _ string) error { return errors.New("not this test's") }
+func (r *rebootRecorder) KexecReboot() error             { return errors.New("not this test's") }
+func (r *rebootRecorder) rebooted() ([]tracing.Span, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.kept, r.reboot
+}
+
+// The real agent, booted with the workflow's traceparent, runs it
+// against the real agent API: its spans are kept on the node, of the
+// workflow's trace, before the machine reboots.
+func TestAgentSpansFromTheAgent(t *testing.T) {
+	spans := openSpans(t)
+	s := newSite(t, provision.Config{Spans: spans, Binding: provision.BindFirstClaim})
+	s.putMachine(t, "m1", macM1)
+	s.template(t, &store.Template{Name: "t", Actions: []store.Action{
+		{Name: "hello", Type: "exec", Args: map[string]string{"command": "true"}},
+		{Name: "reboot", Type: "reboot", Needs: []string{"hello"}},
+	}})
+	w := s.createWorkflow(t, &store.Workflow{ID: "wf1", MachineID: "m1", Template: "t", Purpose: store.PurposeProvision,
+		Traceparent: tpWF})
+	srv := httptest.NewServer(s.handler)
+	t.Cleanup(srv.Close)
+	cmdline := filepath.Join(t.TempDir(), "cmdline")
+	line := fmt.Sprintf("%s=%s %s=%s %s=m1 %s=%s %s=%s", agentproto.ParamURL, srv.URL, agentproto.ParamToken, s.creds.Workflow(w),
+		agentproto.ParamMachine, agentproto.ParamMAC, macM1, agentproto.ParamTraceparent, tpWF)
+	if err := os.WriteFile(cmdline, []byte(line), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sys := &rebootRecorder{spans: spans}
+	a := agent.New(agent.Config{CmdlinePath: cmdline, Root: t.TempDir(), MountDir: t.TempDir(), System: sys,
+		RetryMin: time.Millisecond, RetryMax: 20 * time.Millisecond, PollMin: 5 * time.Millisecond, PollMax: 50 * time.Millisecond,
+		TraceBatch: time.Hour}, slog.New(slog.NewTextHandler(t.Output(), nil)))
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { defer close(done); a.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	var kept []tracing.Span
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		var ok bool
+		if kept, ok = sys.rebooted(); ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the agent did not reboot")
+		}
+	}
+	var names []string
+	for _, sp := range kept {
+		names = append(names, sp.Name)
+		if sp.Service != "outpost-agent" || sp.Node != "m1" {
+			t.Errorf("span %s of service %s on node %s", sp.Name, sp.Service, sp.Node)
+		}
+	}
+	slices.Sort(names)
+	if want := []string{"action.hello", "action.reboot", tracing.SpanAgent}; !slices.Equal(names, want) {
+		t.Errorf("spans kept before the reboot: %q, want %q", names, want)
+	}
 }
