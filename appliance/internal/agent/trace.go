@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"time"
+	"unicode/utf8"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -74,9 +75,12 @@ func newTracer(cfg *Config, c *client, node string, log *slog.Logger) *tracer {
 		sdktrace.WithResource(res),
 		sdktrace.WithSampler(sdktrace.AlwaysSample()),
 		sdktrace.WithRawSpanLimits(sdktrace.SpanLimits{
-			AttributeValueLengthLimit: maxAttrLen, AttributeCountLimit: maxAttrs,
-			EventCountLimit: maxEvents, AttributePerEventCountLimit: maxAttrs,
-			LinkCountLimit: 0, AttributePerLinkCountLimit: 0,
+			// The SDK counts characters; the appliance, bytes.
+			AttributeValueLengthLimit:   maxAttrLen / utf8.UTFMax,
+			AttributeValueDepthLimit:    sdktrace.DefaultAttributeValueDepthLimit,
+			AttributeCountLimit:         maxAttrs,
+			EventCountLimit:             maxEvents,
+			AttributePerEventCountLimit: maxAttrs,
 		}),
 		sdktrace.WithBatcher(&spanSender{c: c, log: log}, sdktrace.WithBatchTimeout(cfg.TraceBatch)),
 	)
