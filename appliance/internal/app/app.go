@@ -112,7 +112,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Write
 		APICA: string(apiCA.CertificatePEM()), APICAFingerprint: apiCA.Fingerprint(), Artifacts: arts, Traces: node}).Handler()
 	fmt.Fprintf(out, "outpost appliance %s: API at %s (raft %s, data %s)\n", cfg.NodeID, cfg.APIURL, cfg.RaftAdvertise, cfg.DataDir)
 
-	runBoot, err := bootServices(cfg, n, key, log, metrics, artStore, arts)
+	runBoot, err := bootServices(cfg, n, key, log, metrics, artStore, arts, spans)
 	if err != nil {
 		return err
 	}
