@@ -72,8 +72,8 @@ func knownSite(b *testing.B, traced bool, machines int) (*testSite, *tracetest.R
 		macs[i] = net.HardwareAddr{2, 2, 0, 0, 0, byte(i)}
 		id := fmt.Sprintf("b%d", i)
 		putMachine(b, st.n, &store.Machine{ID: id, State: store.StateReady, Interfaces: []store.Interface{{MAC: macs[i].String()}}})
-		if _, err := st.n.Site.CreateWorkflow(b.Context(), &store.Workflow{ID: "wf-" + id, MachineID: id, Template: "install",
-			Traceparent: tp}); err != nil {
+		if _, err := st.n.Site.CreateWorkflow(tracing.WithRemoteParent(b.Context(), tp), &store.Workflow{ID: "wf-" + id, MachineID: id,
+			Template: "install"}); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -24,7 +24,8 @@ func (st *testSite) traceMachine(t *testing.T, rec *tracetest.Recorder) string {
 		Actions: []store.Action{{Name: "a", Type: "exec", Args: map[string]string{"command": "true"}}}}, 0); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := st.n.Site.CreateWorkflow(ctx, &store.Workflow{ID: "wf1", MachineID: "m1", Template: "install", Traceparent: tp}); err != nil {
+	// The workflow is of the trace of the request that creates it.
+	if _, err := st.n.Site.CreateWorkflow(tracing.WithRemoteParent(ctx, tp), &store.Workflow{ID: "wf1", MachineID: "m1", Template: "install"}); err != nil {
 		t.Fatal(err)
 	}
 	return tp
