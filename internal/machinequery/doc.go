@@ -6,7 +6,7 @@
 // order. It is pure logic: it reads no store, the network or the clock.
 // The appliance builds its subjects from its store
 // (appliance/internal/machinequery.Select), central from its fleet
-// index (central/internal/fleetindex).
+// index (central/internal/store, fleetindex.go).
 //
 // # Grammar
 //

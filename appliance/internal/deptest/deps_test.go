@@ -130,6 +130,15 @@ var rules = []rule{
 		}
 		return ""
 	}},
+	// Central's fleet model is the wire types of its fleet API and their
+	// pure derivation, shared with central's client: it imports the
+	// sync protocol and nothing else of Outpost's, and does no I/O.
+	{"central/fleet", func(path string, std bool) string {
+		if strings.HasPrefix(path, module) && !isOutpost(path, "syncproto") {
+			return "the fleet model imports no Outpost package but syncproto"
+		}
+		return noIO(path, std)
+	}},
 	// Neither binary links a browser driver: browsers are for tests.
 	{"appliance/cmd/applianced", noBrowser},
 	{"central/cmd/centrald", noBrowser},

@@ -11,7 +11,7 @@ import (
 // What central's fleet model needs of the site's events. Central
 // derives each machine's record (its state and reason, hostname, MACs,
 // tags, power, workflow progress and last order) from the site's events
-// alone, exactly (central/internal/fleet.Apply, whose comment lists what
+// alone, exactly (central/fleet.Apply, whose comment lists what
 // it reads of each event): so every change of one of those is an event
 // that says the new value, not only that something changed. Most events
 // always have (machine.state, power.*, workflow.*, action.*, order.*);

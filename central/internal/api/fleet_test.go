@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/outposthq/outpost/central/internal/fleet"
+	"github.com/outposthq/outpost/central/fleet"
 	"github.com/outposthq/outpost/syncproto"
 )
 

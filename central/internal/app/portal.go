@@ -5,7 +5,7 @@ import (
 	"log/slog"
 	"net/http"
 
-	"github.com/outposthq/outpost/central/internal/fleet"
+	"github.com/outposthq/outpost/central/fleet"
 	"github.com/outposthq/outpost/central/internal/orders"
 	"github.com/outposthq/outpost/central/internal/portal"
 	"github.com/outposthq/outpost/central/internal/store"

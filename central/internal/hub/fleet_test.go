@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/outposthq/outpost/central/internal/fleet"
+	"github.com/outposthq/outpost/central/fleet"
 	"github.com/outposthq/outpost/internal/testwait"
 	"github.com/outposthq/outpost/syncproto"
 )

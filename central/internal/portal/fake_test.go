@@ -18,7 +18,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/outposthq/outpost/central/internal/fleet"
+	"github.com/outposthq/outpost/central/fleet"
 	"github.com/outposthq/outpost/central/internal/orders"
 	"github.com/outposthq/outpost/central/internal/portal"
 	"github.com/outposthq/outpost/central/internal/store"

@@ -6,7 +6,7 @@ import (
 	"slices"
 	"time"
 
-	"github.com/outposthq/outpost/central/internal/fleet"
+	"github.com/outposthq/outpost/central/fleet"
 )
 
 type overviewData struct {

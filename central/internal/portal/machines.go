@@ -5,7 +5,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/outposthq/outpost/central/internal/fleet"
+	"github.com/outposthq/outpost/central/fleet"
 	"github.com/outposthq/outpost/internal/errs"
 )
 

@@ -7,7 +7,7 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/outposthq/outpost/central/internal/fleet"
+	"github.com/outposthq/outpost/central/fleet"
 	"github.com/outposthq/outpost/central/internal/orders"
 	"github.com/outposthq/outpost/central/internal/store"
 	"github.com/outposthq/outpost/internal/access"

@@ -8,7 +8,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
-	"github.com/outposthq/outpost/central/internal/fleet"
+	"github.com/outposthq/outpost/central/fleet"
 	"github.com/outposthq/outpost/syncproto"
 )
 

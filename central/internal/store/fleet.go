@@ -13,7 +13,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
-	"github.com/outposthq/outpost/central/internal/fleet"
+	"github.com/outposthq/outpost/central/fleet"
 	"github.com/outposthq/outpost/internal/errs"
 	"github.com/outposthq/outpost/internal/machinequery"
 	"github.com/outposthq/outpost/syncproto"

@@ -11,6 +11,11 @@
 // central store applies the derivation in the transactions that store
 // what it derives from, keeps the records, and serves them through an
 // in-memory index (store.Fleet, a Reader).
+//
+// It is not under central/internal because its types are the wire types
+// of central's fleet API (/v1/fleet/): central's client (central/client)
+// uses them as they are, so the two cannot drift apart. It is pure
+// logic: it imports the standard library and the sync protocol only.
 package fleet
 
 import (
