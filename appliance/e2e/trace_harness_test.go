@@ -85,23 +85,30 @@ func (l *traceLab) centralTrace() (traceView, error) {
 	return v, err
 }
 
-// waitCentralTrace waits until central holds the machine's trace whole
-// (tracing.Check: complete), and returns it.
-func (l *traceLab) waitCentralTrace(timeout time.Duration) traceView {
+// siteTrace reads the machine's latest workflow's trace from the site.
+func (l *traceLab) siteTrace() (traceView, error) {
+	var v traceView
+	err := l.Site.API.Do(l.t.Context(), "GET", "/v1/machines/"+traceMachine+"/trace", nil, &v)
+	return v, err
+}
+
+// waitTrace waits until read returns a complete trace (tracing.Check),
+// and returns it; what names whose trace it is.
+func (l *traceLab) waitTrace(what string, timeout time.Duration, read func() (traceView, error)) traceView {
 	l.t.Helper()
 	var v traceView
 	err := labsite.Poll(l.t.Context(), timeout, func() error {
 		var err error
-		if v, err = l.centralTrace(); err != nil {
+		if v, err = read(); err != nil {
 			return err
 		}
 		if !v.Completeness.Complete {
-			return fmt.Errorf("central's trace is not complete: %+v", v.Completeness)
+			return fmt.Errorf("not complete: %+v", v.Completeness)
 		}
 		return nil
 	})
 	if err != nil {
-		l.t.Fatalf("the machine's trace at central: %v; spans: %s", err, spanList(v.Spans))
+		l.t.Fatalf("the machine's trace at %s: %v; spans: %s", what, err, spanList(v.Spans))
 	}
 	return v
 }

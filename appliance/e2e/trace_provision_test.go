@@ -41,7 +41,16 @@ func TestTraceProvision(t *testing.T) {
 	step("the lab is up: central at %s, site %s connected, Jaeger at %s", l.Cen.URL, traceSite, l.Jaeger.QueryURL)
 	traceID := provisionWithWANCut(t, l, step)
 
-	v := l.waitCentralTrace(2 * time.Minute)
+	// The site holds its own spans and the agent's; central's order.place
+	// comes from central alone.
+	siteView := l.waitTrace("the site", time.Minute, func() (traceView, error) {
+		v, err := l.siteTrace()
+		v.Spans = append(v.Spans, orderPlace(l)...)
+		v.Completeness = tracing.Check(v.Spans)
+		return v, err
+	})
+	step("the site holds the trace's spans but central's: %d spans", len(siteView.Spans)-1)
+	v := l.waitTrace("central", 2*time.Minute, l.centralTrace)
 	step("central holds the complete trace %s: %d spans", traceID, len(v.Spans))
 	if got := v.Spans[0].TraceID; got != traceID {
 		t.Fatalf("central's trace of the machine is %s, the site's order's %s", got, traceID)
@@ -51,7 +60,7 @@ func TestTraceProvision(t *testing.T) {
 	if err := l.Cen.Do("GET", "/v1/traces/"+traceID, nil, &byID); err != nil || len(byID.Spans) != len(v.Spans) {
 		t.Errorf("central: GET /v1/traces/%s: %d spans (%v), want the machine's %d", traceID, len(byID.Spans), err, len(v.Spans))
 	}
-	checkSiteTrace(t, l, v)
+	checkSiteTrace(t, siteView, v)
 	checkJaegerTrace(t, l, v)
 	step("the site and Jaeger hold the same spans")
 	checkWaterfallPages(t, l)
@@ -102,17 +111,25 @@ func provisionWithWANCut(t *testing.T, l *traceLab, step func(string, ...any)) s
 	return traceID
 }
 
-// checkSiteTrace checks the site's view of the machine's trace: the
-// same trace, holding every span central has of applianced and the
-// agent.
-func checkSiteTrace(t *testing.T, l *traceLab, central traceView) {
-	t.Helper()
-	var v traceView
-	if err := l.Site.API.Do(t.Context(), "GET", "/v1/machines/"+traceMachine+"/trace", nil, &v); err != nil {
-		t.Fatalf("the site: GET /v1/machines/%s/trace: %v", traceMachine, err)
-	}
-	have := map[string]bool{}
+// orderPlace is central's order.place span of the machine's trace, if
+// central has it.
+func orderPlace(l *traceLab) []tracing.Span {
+	v, _ := l.centralTrace()
 	for _, s := range v.Spans {
+		if s.Name == tracing.SpanOrderPlace {
+			return []tracing.Span{s}
+		}
+	}
+	return nil
+}
+
+// checkSiteTrace checks the site's view of the machine's trace against
+// central's: the site holds every span central has of applianced and
+// the agent.
+func checkSiteTrace(t *testing.T, site, central traceView) {
+	t.Helper()
+	have := map[string]bool{}
+	for _, s := range site.Spans {
 		have[s.TraceID+"/"+s.SpanID] = true
 	}
 	for _, s := range central.Spans {
