@@ -301,8 +301,9 @@ func startStormAppliance(ctx context.Context, bn *sim.Net, dir, bin, artifacts s
 // putStormSite stores the installer, the storm's OS image, the install
 // template, and a machine and its workflow (wf-<id>) for each of machines
 // (those stormSetupParallel at a time), as an operator would through the
-// API. Each workflow carries a traceparent, as one made by an order does,
-// so that the site traces the machine's provision (trace.overhead).
+// API. Each workflow is given a traceparent, as one made by an order
+// has, so that the site would trace the machine's provision
+// (trace.overhead); a site that keeps only its own (an order's) drops it.
 func putStormSite(ctx context.Context, api *client.Client, art *sim.Artifacts, machines []sim.Machine) error {
 	objs := []store.Object{
 		art.Installer(stormInstaller),
@@ -322,7 +323,7 @@ func putStormSite(ctx context.Context, api *client.Client, art *sim.Artifacts, m
 				return fmt.Errorf("put machine %s: %w", m.ID, err)
 			}
 			w := labsite.Workflow("wf-"+m.ID, m.ID, stormImage, m.ID)
-			w.Traceparent = stormTraceparent(m.ID) // as an order's would: traced
+			w.Traceparent = stormTraceparent(m.ID) // as an order's: see above
 			if err := api.Put(gctx, "workflows", w.ID, w, nil); err != nil {
 				return fmt.Errorf("put workflow %s: %w", w.ID, err)
 			}

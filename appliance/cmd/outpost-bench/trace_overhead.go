@@ -35,10 +35,12 @@ const traceOverheadRuns = 3
 // where the CPU figures are the medians of applianced's CPU time per
 // machine, pct is on over off less one in percent (the goal: at most 5),
 // and each spread_pct is its runs' range over their median in percent,
-// how far to trust pct. Every workflow carries a traceparent, as one
-// made by an order does, so that with tracing on the site records each
-// machine's DHCP exchanges, boot fetches and agent requests. Needs root
-// and `make images`.
+// how far to trust pct. Every workflow is given a traceparent, as one
+// made by an order has, so that with tracing on the site would record
+// each machine's DHCP exchanges, boot fetches and agent requests; a site
+// that drops the traceparent of a workflow created through its API (it
+// keeps an order's alone) traces only its API requests, and pct measures
+// that. Needs root and `make images`.
 func benchTraceOverhead(ctx context.Context, log *slog.Logger, _ time.Duration) error {
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
