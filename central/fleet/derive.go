@@ -167,6 +167,9 @@ func setRecord(m *Machine, f map[string]string, t time.Time) {
 	}
 	m.Tags = jsonList(f["tags"])
 	m.Power = f["power"]
+	if v, p := f["vendor"], f["product"]; v != "" || p != "" {
+		m.Hardware = strings.TrimSpace(v + " " + p)
+	}
 }
 
 func jsonList(s string) []string {
@@ -279,6 +282,9 @@ func orderBegins(m *Machine, e *SiteEvent, f map[string]string) {
 	if d := f["order_sha256"]; d != "" {
 		o.ImageSHA256 = d
 	}
+	if id := f["trace_id"]; o.TraceID == "" && validTraceID(id) {
+		o.TraceID = id
+	}
 	o.Status, o.Reason, o.Updated = OrderRunning, "", e.Time
 	if e.Kind == "order.waiting" {
 		o.Status, o.Reason = OrderWaiting, messageAfter(e.Message, "order "+key+" waits: ")
@@ -343,16 +349,32 @@ func reported(m *Machine) *Machine {
 type PlacedOrder struct {
 	Key, Action, Image, ImageSHA256 string
 	By                              string
-	Revision                        uint64
-	Time                            time.Time
+	// TraceID is the order's trace's id ("" if it has none).
+	TraceID  string
+	Revision uint64
+	Time     time.Time
 }
 
 // PlaceOrder makes p the last order of m (which it copies), placed.
 func PlaceOrder(m *Machine, p PlacedOrder) *Machine {
 	m = m.clone()
 	m.LastOrder = &Order{Key: p.Key, Action: p.Action, Image: p.Image, ImageSHA256: p.ImageSHA256, By: p.By,
-		Revision: p.Revision, Placed: p.Time, Status: OrderPlaced, Updated: p.Time}
+		Revision: p.Revision, Placed: p.Time, Status: OrderPlaced, Updated: p.Time, TraceID: p.TraceID}
 	m.Updated = p.Time
+	return m
+}
+
+// SpansKept counts n more spans of m's last order's trace, if its last
+// order is of trace traceID; it returns the copy it changed, or nil if
+// nothing changed.
+func SpansKept(m *Machine, traceID string, n int) *Machine {
+	if m == nil || m.LastOrder == nil || m.LastOrder.TraceID != traceID || n <= 0 {
+		return nil
+	}
+	m = m.clone()
+	o := *m.LastOrder
+	o.Spans += n
+	m.LastOrder = &o
 	return m
 }
 
@@ -391,6 +413,20 @@ func (m *Machine) InFlight() bool {
 	switch m.LastOrder.Status {
 	case OrderSucceeded, OrderFailed:
 		return false
+	}
+	return true
+}
+
+// validTraceID reports whether id is a trace id (32 lower-case hex
+// digits, not all zero).
+func validTraceID(id string) bool {
+	if len(id) != 32 || id == strings.Repeat("0", 32) {
+		return false
+	}
+	for _, c := range id {
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
 	}
 	return true
 }

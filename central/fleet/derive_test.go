@@ -175,6 +175,32 @@ func TestCentralOrder(t *testing.T) {
 	}
 }
 
+// TestOrderTrace: an order placed at central keeps its trace's id through
+// its delivery and the site's events (which do not replace it with the
+// site's own); an order placed at the site takes the trace id of its
+// event, if it is one; a machine's discovery gives its hardware class.
+func TestOrderTrace(t *testing.T) {
+	const central, site = "0af7651916cd43dd8448eb211c80319c", "4bf92f3577b34da6a3ce929d0e0e4736"
+	m := PlaceOrder(fold(created), PlacedOrder{Key: "c1", Action: "provision", Revision: 7, Time: t0, TraceID: central})
+	m = Delivered(m, 7, t0)
+	m, _ = Apply("ams2", m, ev(3, "order.created", "order c1: provision machine m1", map[string]string{"order": "c1", "action": "provision", "trace_id": site}))
+	if m.LastOrder.TraceID != central {
+		t.Fatalf("central's order's trace %q, want %q", m.LastOrder.TraceID, central)
+	}
+	m, _ = Apply("ams2", m, ev(4, "order.created", "order s1: power_on machine m1", map[string]string{"order": "s1", "action": "power_on", "trace_id": site}))
+	if m.LastOrder.Key != "s1" || m.LastOrder.TraceID != site {
+		t.Fatalf("the site's order: %+v, want its trace %q", m.LastOrder, site)
+	}
+	m, _ = Apply("ams2", m, ev(5, "order.created", "order s2: power_on machine m1", map[string]string{"order": "s2", "action": "power_on", "trace_id": "00-not-a-trace"}))
+	if m.LastOrder.TraceID != "" {
+		t.Fatalf("an order with a malformed trace id: %+v, want none", m.LastOrder)
+	}
+	m, _ = Apply("ams2", m, ev(6, "machine.discovered", "discovery updated machine m1", map[string]string{"mac": "02:00:00:00:00:01", "vendor": "Dell Inc.", "product": "PowerEdge R650"}))
+	if m.Hardware != "Dell Inc. PowerEdge R650" {
+		t.Fatalf("hardware class %q", m.Hardware)
+	}
+}
+
 // TestApplyDoesNotModify: Apply copies the record it changes.
 func TestApplyDoesNotModify(t *testing.T) {
 	m := fold(append([]*SiteEvent{created}, provisioning(2)...)...)

@@ -31,6 +31,9 @@ type Machine struct {
 	Hostname string   `json:"hostname,omitempty"`
 	MACs     []string `json:"macs,omitempty"`
 	Tags     []string `json:"tags,omitempty"`
+	// Hardware is its hardware class, the vendor and product the site's
+	// discovery found ("" if central was not told).
+	Hardware string `json:"hardware,omitempty"`
 	// State is the site's machine state (discovered, ready,
 	// provisioning, provisioned, failed, deprovisioning); Reason says
 	// why, for failed.
@@ -109,6 +112,15 @@ type Order struct {
 	Status  string    `json:"status"`
 	Reason  string    `json:"reason,omitempty"`
 	Updated time.Time `json:"updated,omitzero"`
+	// TraceID is the id of the order's trace (its order.place span's at
+	// central; the site's, from the site's event's trace_id field, for
+	// an order placed there), if it has one.
+	TraceID string `json:"trace_id,omitempty"`
+	// Spans counts the spans of its trace central has kept (of those
+	// that name the machine: its site's, its installer's); each batch
+	// of them changes the record, so a page that follows the fleet
+	// redraws the order's waterfall as its spans arrive.
+	Spans int `json:"spans,omitempty"`
 }
 
 // Event is one event of a machine's timeline: a site's event, or one of

@@ -1,8 +1,9 @@
 // Command outpost-agent is the provisioning agent of Outpost's in-memory
 // installer: the installer's /init runs it, as root, once the network is
 // up, and respawns it if it ever ends. It reads its credential from the
-// kernel command line, runs the machine's workflow and never exits on its
-// own. See package agent.
+// kernel command line, runs the machine's workflow, traced under the
+// workflow's trace (its spans sent to the appliance; OUTPOST_TRACING=off
+// records none), and never exits on its own. See package agent.
 package main
 
 import (

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -20,8 +21,10 @@ func TestParseCmdline(t *testing.T) {
 		want Params
 	}{
 		"install": {
-			line: "BOOT_IMAGE=vmlinuz console=ttyS0 outpost.url=http://198.18.0.1:8080/ outpost.token=abc outpost.machine=m-7 outpost.mac=52:54:00:AA:BB:CC\n",
-			want: Params{URL: "http://198.18.0.1:8080", Token: "abc", Machine: "m-7", MAC: "52:54:00:aa:bb:cc"},
+			line: "BOOT_IMAGE=vmlinuz console=ttyS0 outpost.url=http://198.18.0.1:8080/ outpost.token=abc outpost.machine=m-7 outpost.mac=52:54:00:AA:BB:CC " +
+				"outpost.traceparent=00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\n",
+			want: Params{URL: "http://198.18.0.1:8080", Token: "abc", Machine: "m-7", MAC: "52:54:00:aa:bb:cc",
+				Traceparent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"},
 		},
 		"discover": {
 			line: "outpost.mode=discover outpost.url=http://[fd00::1]:8080 outpost.token=t outpost.mac=52:54:00:00:00:01",
@@ -143,11 +146,9 @@ func TestResolveIn(t *testing.T) {
 // The agent's own code imports no other Outpost package than agentproto
 // and the retry schedule of the shared core (internal/backoff, which
 // imports only the standard library): it is a small static binary of
-// its own.
+// its own. It traces with the OpenTelemetry SDK alone: no OTLP exporter,
+// gRPC, protobuf or bbolt (package tracing's), which would double it.
 func TestDeps(t *testing.T) {
-	if _, err := exec.LookPath("go"); err != nil {
-		t.Skip("no go command")
-	}
 	out, err := exec.Command("go", "list", "-deps", "-f", "{{.ImportPath}}", ".").Output()
 	if err != nil {
 		t.Fatal(err)
@@ -158,10 +159,19 @@ func TestDeps(t *testing.T) {
 		module + "appliance/internal/agentproto": true,
 		module + "internal/backoff":              true,
 	}
+	heavy := []string{"go.opentelemetry.io/otel/exporters/", "google.golang.org/grpc", "google.golang.org/protobuf", "go.etcd.io/bbolt"}
 	for _, p := range strings.Fields(string(out)) {
 		if strings.HasPrefix(p, module) && !allowed[p] {
 			t.Errorf("agent depends on %s", p)
 		}
+		for _, h := range heavy {
+			if strings.HasPrefix(p, h) {
+				t.Errorf("agent depends on %s", p)
+			}
+		}
+	}
+	if !slices.Contains(strings.Fields(string(out)), "go.opentelemetry.io/otel/sdk/trace") {
+		t.Error("the agent does not trace with the OpenTelemetry SDK")
 	}
 }
 

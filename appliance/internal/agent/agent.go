@@ -28,6 +28,8 @@ const (
 	DefaultIdlePoll       = 30 * time.Second
 	DefaultDiscoverPoll   = 10 * time.Second
 	DefaultStallTimeout   = 60 * time.Second
+	DefaultTraceBatch     = time.Second
+	DefaultFlushTimeout   = 10 * time.Second
 )
 
 // Config configures an Agent. Every zero field takes its default.
@@ -76,6 +78,13 @@ type Config struct {
 	// StallTimeout is how long a download may go without a byte before it
 	// is retried (DefaultStallTimeout).
 	StallTimeout time.Duration
+	// TraceBatch is how long the agent's finished spans wait to be sent
+	// to the appliance together (DefaultTraceBatch).
+	TraceBatch time.Duration
+	// FlushTimeout bounds the wait for the agent's spans to reach the
+	// appliance before the machine goes down, and at exit
+	// (DefaultFlushTimeout): past it, the machine goes down anyway.
+	FlushTimeout time.Duration
 }
 
 func (c *Config) setDefaults() {
@@ -93,6 +102,8 @@ func (c *Config) setDefaults() {
 	setDefault(&c.DiscoverPoll, DefaultDiscoverPoll)
 	setDefault(&c.ProgressInterval, agentproto.ProgressInterval)
 	setDefault(&c.StallTimeout, DefaultStallTimeout)
+	setDefault(&c.TraceBatch, DefaultTraceBatch)
+	setDefault(&c.FlushTimeout, DefaultFlushTimeout)
 	if c.System == nil {
 		c.System = LinuxSystem{}
 	}
@@ -136,7 +147,11 @@ func New(cfg Config, log *slog.Logger) *Agent {
 // Run runs the agent until ctx ends: it waits for usable parameters on
 // the command line, reports the hardware in discovery mode, then fetches
 // and runs the machine's workflow, and idles once it is done. It returns
-// nil when ctx is canceled; it has no other way to end.
+// nil when ctx is canceled; it has no other way to end. Its work is
+// traced under the workflow's traceparent (the command line's, or the
+// workflow's own): an agent.run span over the workflow's run and one per
+// action attempt, sent to the appliance before the machine goes down and
+// before Run returns.
 func (a *Agent) Run(ctx context.Context) error {
 	p, ok := a.params(ctx)
 	if !ok {
@@ -148,13 +163,19 @@ func (a *Agent) Run(ctx context.Context) error {
 		log = log.With("machine", p.Machine)
 	}
 	c := &client{cfg: &a.cfg, base: base, token: p.Token, log: log}
+	node := p.Machine
+	if node == "" {
+		node = p.MAC
+	}
+	tr := newTracer(&a.cfg, c, node, log)
+	defer tr.shutdown()
 	if p.Discover() {
 		log.Info("agent starting in discovery mode", "url", p.URL, "mac", p.MAC)
 		a.discover(ctx, c, p)
 	} else {
 		log.Info("agent starting", "url", p.URL, "mac", p.MAC)
 	}
-	r := newRunner(a, c, p, log)
+	r := newRunner(a, c, tr, p, log)
 	r.loop(ctx)
 	return nil
 }

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/outposthq/outpost/appliance/internal/agentproto"
 	"github.com/outposthq/outpost/internal/backoff"
 )
@@ -39,7 +41,8 @@ var errReported = errors.New("agent: result already reported")
 const maxMessage = 2048
 
 // attempt runs attempt n of act: it reports the start, runs the handler
-// under the action's timeout and reports the result.
+// under the action's timeout and reports the result. Once started, the
+// attempt is the span action.<name>, failed if it failed.
 func (r *runner) attempt(ctx context.Context, act agentproto.Action, n int) {
 	log := r.log.With("action", act.Name, "type", act.Type, "attempt", n)
 	start := agentproto.Report{Action: act.Name, Attempt: n, Kind: agentproto.ReportStart}
@@ -55,23 +58,28 @@ func (r *runner) attempt(ctx context.Context, act agentproto.Action, n int) {
 	}
 	log.Info("action started", "timeout", time.Duration(act.Timeout*float64(time.Second)))
 	began := time.Now()
-	s := &step{r: r, act: act, attempt: n, log: log, kick: make(chan struct{}, 1)}
+	ctx, span := r.tr.startAction(ctx, act, n)
+	defer span.End()
+	s := &step{r: r, act: act, attempt: n, log: log, kick: make(chan struct{}, 1), span: span}
 	msg, err := s.run(ctx)
 	if errors.Is(err, errReported) {
 		return
 	}
 	if ctx.Err() != nil {
+		failed(span, "stopped: the appliance ended the attempt or the agent is stopping")
 		log.Info("attempt stopped: the appliance ended it or the agent is stopping", "err", err)
 		return
 	}
 	fin := agentproto.Report{Action: act.Name, Attempt: n, Kind: agentproto.ReportFinish, OK: err == nil}
 	if err != nil {
 		fin.Message = truncate(err.Error(), maxMessage)
+		failed(span, fin.Message)
 		log.Error("action failed", "err", err, "took", time.Since(began).Round(time.Millisecond))
 	} else {
 		fin.Progress, fin.Message = 100, truncate(msg, maxMessage)
 		log.Info("action succeeded", "msg", msg, "took", time.Since(began).Round(time.Millisecond))
 	}
+	span.End() // the work's end, not its report's
 	s.report(ctx, fin)
 }
 
@@ -81,6 +89,7 @@ type step struct {
 	act     agentproto.Action
 	attempt int
 	log     *slog.Logger
+	span    trace.Span // the attempt's; records nothing if the run is not traced
 
 	kick     chan struct{}
 	mu       sync.Mutex

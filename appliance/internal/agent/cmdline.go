@@ -13,6 +13,10 @@ type Params struct {
 	Machine string // ParamMachine: the machine's id, absent in discovery
 	MAC     string // ParamMAC: the MAC the machine booted from
 	Mode    string // ParamMode: agentproto.ModeDiscover or ""
+	// Traceparent is ParamTraceparent: the W3C traceparent of the
+	// workflow's trace, which the agent's spans descend from ("" if
+	// none).
+	Traceparent string
 }
 
 // Discover reports whether the installer was booted in discovery mode.
@@ -37,6 +41,8 @@ func ParseCmdline(s string) Params {
 			p.MAC = strings.ToLower(v)
 		case agentproto.ParamMode:
 			p.Mode = v
+		case agentproto.ParamTraceparent:
+			p.Traceparent = v
 		}
 	}
 	return p

@@ -24,5 +24,20 @@
 //     or a redirect to one, fails the attempt and is never requested. A
 //     download that breaks resumes where it broke (Range, If-Range);
 //     only one that cannot starts over.
-//   - The token is never logged.
+//   - The token is never logged, nor put in a span.
+//
+// # Tracing
+//
+// The agent's work is traced under its workflow's trace: the traceparent
+// the workflow shows the agent, else the one on the kernel command line
+// (agentproto.ParamTraceparent). Its run is an agent.run span, a child
+// of that traceparent, and each attempt an action.<name> span under it
+// (its type in outpost.action_type, failed if it failed), an image
+// write's progress a few "progress" events (outpost.bytes). The spans go
+// to the appliance (agentproto.PathSpans) in batches; before a terminal
+// action takes the machine down, and when the agent stops, it sends what
+// is finished, waiting at most Config.FlushTimeout: tracing never holds
+// up the work. Without a traceparent, or with OUTPOST_TRACING=off,
+// nothing is recorded. The agent traces with the OpenTelemetry SDK
+// alone, not package tracing, to stay a small binary.
 package agent

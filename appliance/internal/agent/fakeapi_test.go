@@ -1,10 +1,12 @@
 package agent
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -18,6 +20,7 @@ import (
 	"github.com/outposthq/outpost/appliance/internal/actions"
 	"github.com/outposthq/outpost/appliance/internal/agentproto"
 	"github.com/outposthq/outpost/appliance/internal/workflow"
+	"github.com/outposthq/outpost/internal/tracing"
 )
 
 // fakeAPI is the appliance's agent API over the real workflow state
@@ -42,6 +45,13 @@ type fakeAPI struct {
 	hardware  []agentproto.Hardware
 	artifacts map[string]*artifact // path → file
 	onReport  func(rep agentproto.Report)
+	// traceparent is the workflow's, shown in its view.
+	traceparent string
+	// spansFault, if set, may answer a POST of spans instead: it returns
+	// the status to answer, or 0 to go on.
+	spansFault func() int
+	spans      []tracing.Span // the spans received, each decoded as tracing.Span and valid
+	badSpans   []string       // why spans were refused as malformed
 }
 
 // artifact is a file served by the fake as the appliance serves it (an
@@ -129,6 +139,8 @@ func (f *fakeAPI) serve(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, f.view())
 	case "POST " + agentproto.PathReport:
 		f.serveReport(w, r)
+	case "POST " + agentproto.PathSpans:
+		f.serveSpans(w, r)
 	case "POST " + agentproto.PathHardware:
 		var hw agentproto.Hardware
 		if err := json.NewDecoder(r.Body).Decode(&hw); err != nil {
@@ -185,10 +197,57 @@ func (f *fakeAPI) serveReport(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, f.view())
 }
 
+// serveSpans keeps the spans of a request, each decoded strictly as
+// the appliance does (tracing.Span) and valid. f.mu is held.
+func (f *fakeAPI) serveSpans(w http.ResponseWriter, r *http.Request) {
+	if f.spansFault != nil {
+		if status := f.spansFault(); status != 0 {
+			apiError(w, status, "fault", "injected")
+			return
+		}
+	}
+	var body agentproto.Spans
+	if err := strictJSON(r.Body, &body); err != nil {
+		f.badSpans = append(f.badSpans, err.Error())
+		apiError(w, http.StatusBadRequest, "invalid", err.Error())
+		return
+	}
+	var got []tracing.Span
+	for i, raw := range body.Spans {
+		var sp tracing.Span
+		err := strictJSON(bytes.NewReader(raw), &sp)
+		if err == nil {
+			err = sp.Validate()
+		}
+		if err != nil {
+			f.badSpans = append(f.badSpans, fmt.Sprintf("span %d: %v", i, err))
+			apiError(w, http.StatusBadRequest, "invalid", err.Error())
+			return
+		}
+		got = append(got, sp)
+	}
+	f.spans = append(f.spans, got...)
+	writeJSON(w, agentproto.SpansAck{Kept: len(got)})
+}
+
+// strictJSON decodes one JSON value, refusing unknown fields.
+func strictJSON(r io.Reader, v any) error {
+	dec := json.NewDecoder(r)
+	dec.DisallowUnknownFields()
+	return dec.Decode(v)
+}
+
+// receivedSpans returns the spans received so far.
+func (f *fakeAPI) receivedSpans() []tracing.Span {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]tracing.Span(nil), f.spans...)
+}
+
 // view is the workflow as the agent API shows it. f.mu is held.
 func (f *fakeAPI) view() agentproto.Workflow {
 	wf := agentproto.Workflow{ID: fmt.Sprintf("wf-%d", f.workflows), MachineID: "m-1", Status: string(f.st.Status), Reason: f.st.Reason,
-		Ready: workflow.Ready(f.st, time.Now()), Poll: 0.01}
+		Ready: workflow.Ready(f.st, time.Now()), Poll: 0.01, Traceparent: f.traceparent}
 	for _, a := range f.st.Plan.Actions() {
 		as, _ := f.st.Action(a.Name)
 		wf.Actions = append(wf.Actions, agentproto.Action{Name: a.Name, Type: a.Type, Args: a.Args,
@@ -391,22 +450,27 @@ func testConfig(t *testing.T, f *fakeAPI, token string, extra ...string) Config 
 		DiscoverPoll:     10 * time.Millisecond,
 		ProgressInterval: 5 * time.Millisecond,
 		StallTimeout:     5 * time.Second,
+		TraceBatch:       10 * time.Millisecond,
+		FlushTimeout:     5 * time.Second,
 	}
 }
 
-// startAgent runs an agent until the test ends.
-func startAgent(t *testing.T, cfg Config) {
+// startAgent runs an agent until the test ends, or until stop, which
+// returns once Run has.
+func startAgent(t *testing.T, cfg Config) (stop func()) {
 	t.Helper()
 	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- New(cfg, log).Run(ctx) }()
-	t.Cleanup(func() {
+	stop = sync.OnceFunc(func() {
 		cancel()
 		if err := <-done; err != nil {
 			t.Errorf("Run: %v", err)
 		}
 	})
+	t.Cleanup(stop)
+	return stop
 }
 
 // waitDone waits for the workflow to end and returns its state.

@@ -164,8 +164,10 @@ func (s *step) writeImage(ctx context.Context, job *imageJob) (string, error) {
 	}
 	defer f.Close()
 	start, total := time.Now(), dl.total
+	events := &progressEvents{span: s.span, total: total}
 	written, err := s.decompressTo(f, br, format, func(written int64) {
 		s.Progress(percent(body.n, total), imageProgress(format, body.n, total, written, time.Since(start)))
+		events.observe(body.n, written)
 	})
 	var werr *writeError
 	if errors.As(err, &werr) {

@@ -101,14 +101,18 @@ func kexec(ctx context.Context, s *step) (string, error) {
 }
 
 // terminal reports the attempt succeeded and, once the appliance has
-// acknowledged it, syncs the disks and calls do: the installer's last
-// step. If the appliance refuses the report, the machine stays up.
+// acknowledged it, ends the attempt's and the run's spans and sends
+// them, syncs the disks and calls do: the installer's last step. If the
+// appliance refuses the report, the machine stays up.
 func terminal(s *step, what string, do func() error) (string, error) {
 	if !s.finishOK(what) {
 		s.log.Warn("the appliance did not acknowledge the result: not " + what)
 		return "", errReported
 	}
 	s.log.Info("result acknowledged; " + what)
+	s.span.End()
+	s.r.endRun(nil)
+	s.r.tr.flush(s.log, "before "+what)
 	sys := s.cfg().System
 	sys.Sync()
 	if err := do(); err != nil {

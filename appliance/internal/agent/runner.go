@@ -9,6 +9,8 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/outposthq/outpost/appliance/internal/agentproto"
 	"github.com/outposthq/outpost/internal/backoff"
 )
@@ -20,6 +22,7 @@ var errNoWorkflow = errors.New("agent: no workflow yet")
 type runner struct {
 	a      *Agent
 	c      *client
+	tr     *tracer
 	params Params
 	log    *slog.Logger
 	wake   chan struct{}   // a finish or a refused report: fetch again now
@@ -29,6 +32,8 @@ type runner struct {
 	workflow string                 // the ID of the workflow the maps are about
 	running  map[string]*attemptRun // action name → the attempt this process runs
 	ours     map[string]int         // action name → the latest attempt this process started or wrote off
+	traced   string                 // the ID of the workflow whose agent.run span was started
+	run      trace.Span             // that span, until it ends (nil after)
 	wg       sync.WaitGroup
 }
 
@@ -38,9 +43,9 @@ type attemptRun struct {
 	cancel  context.CancelFunc
 }
 
-func newRunner(a *Agent, c *client, p Params, log *slog.Logger) *runner {
+func newRunner(a *Agent, c *client, tr *tracer, p Params, log *slog.Logger) *runner {
 	return &runner{
-		a: a, c: c, params: p, log: log,
+		a: a, c: c, tr: tr, params: p, log: log,
 		wake:    make(chan struct{}, 1),
 		running: make(map[string]*attemptRun),
 		ours:    make(map[string]int),
@@ -58,6 +63,7 @@ func (r *runner) poke() {
 // loop fetches the workflow and acts on it until ctx ends.
 func (r *runner) loop(ctx context.Context) {
 	r.root = ctx
+	defer r.endRun(nil) // after the attempts' spans
 	defer r.wg.Wait()
 	defer r.cancelAll()
 	var seenDone string
@@ -81,6 +87,7 @@ func (r *runner) loop(ctx context.Context) {
 		case wf.Done():
 			r.switchTo(wf.ID)
 			r.cancelAll()
+			r.endRun(wf)
 			if key := wf.ID + "/" + wf.Status; key != seenDone {
 				r.log.Info("workflow done; idling", "workflow", wf.ID, "status", wf.Status, "reason", wf.Reason)
 				seenDone = key
@@ -147,6 +154,7 @@ func (r *runner) switchTo(id string) {
 	for _, run := range r.running {
 		run.cancel()
 	}
+	r.endRunLocked(nil)
 	r.workflow = id
 	r.running = make(map[string]*attemptRun)
 	r.ours = make(map[string]int)
@@ -157,6 +165,7 @@ func (r *runner) switchTo(id string) {
 func (r *runner) act(ctx context.Context, wf *agentproto.Workflow) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.startRun(wf)
 	byName := make(map[string]agentproto.Action, len(wf.Actions))
 	for _, act := range wf.Actions {
 		byName[act.Name] = act
@@ -199,6 +208,9 @@ func (r *runner) orphan(ctx context.Context, act agentproto.Action) {
 func (r *runner) start(ctx context.Context, act agentproto.Action) {
 	n := act.Attempt + 1
 	actx, cancel := context.WithCancel(ctx)
+	if r.run != nil {
+		actx = trace.ContextWithSpan(actx, r.run) // the attempt's span is the run's child
+	}
 	run := &attemptRun{attempt: n, cancel: cancel}
 	r.running[act.Name] = run
 	r.ours[act.Name] = n
@@ -214,6 +226,48 @@ func (r *runner) start(ctx context.Context, act agentproto.Action) {
 		}()
 		r.attempt(actx, act, n)
 	})
+}
+
+// startRun starts the agent.run span of wf, once per workflow: under
+// the workflow's traceparent, else the command line's (the installer was
+// booted for this workflow). r.mu is held.
+func (r *runner) startRun(wf *agentproto.Workflow) {
+	if r.traced == wf.ID {
+		return
+	}
+	r.traced = wf.ID
+	tp := wf.Traceparent
+	if tp == "" {
+		tp = r.params.Traceparent
+	}
+	span := r.tr.startRun(tp, wf, r.params)
+	if !span.SpanContext().IsValid() {
+		if tp != "" {
+			r.log.Warn("the workflow's traceparent is not one: its run is not traced", "traceparent", tp)
+		}
+		return
+	}
+	r.run = span
+}
+
+// endRun ends the agent.run span, if it has not ended: failed if wf (the
+// workflow as it ended; nil if it did not) failed.
+func (r *runner) endRun(wf *agentproto.Workflow) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.endRunLocked(wf)
+}
+
+// endRunLocked is endRun with r.mu held.
+func (r *runner) endRunLocked(wf *agentproto.Workflow) {
+	if r.run == nil {
+		return
+	}
+	if wf != nil && wf.Status != "succeeded" {
+		failed(r.run, "workflow "+wf.Status+": "+wf.Reason)
+	}
+	r.run.End()
+	r.run = nil
 }
 
 // cancelAll stops every attempt in progress.

@@ -17,11 +17,15 @@
 //	                    answered with the workflow after it
 //	POST PathHardware   discovery mode: a Hardware report; answered with
 //	                    HardwareAck
+//	POST PathSpans      the agent's finished trace spans (Spans), of its
+//	                    workflow's trace only; answered with SpansAck
 //
 // Answers: 200 with the body above; 401 for a missing, malformed, wrong,
 // expired or superseded credential (nothing changed; retried slowly); 403
 // for a valid credential from another address than its machine's
-// (nothing changed); 429 for a discovery report over the appliance's
+// (nothing changed), and for spans of another trace than the workflow's
+// (final: the agent drops them); 404 for spans to an appliance that
+// keeps none (final as well); 429 for a discovery report over the appliance's
 // limit on new machines; 409 for a report the workflow's state refuses (a
 // late or contradicting report, a finished workflow): final, the agent
 // must not retry it but fetch the workflow again; 400 for a malformed
@@ -34,7 +38,10 @@
 // "field": "..."}}, like the appliance's API.
 package agentproto
 
-import "time"
+import (
+	"encoding/json"
+	"time"
+)
 
 // Kernel command-line parameters of the installer, set by the appliance's
 // iPXE script.
@@ -44,6 +51,9 @@ const (
 	ParamMachine = "outpost.machine" // the machine's id (absent in discovery)
 	ParamMAC     = "outpost.mac"     // the MAC the machine booted from
 	ParamMode    = "outpost.mode"    // "discover" in discovery mode, else absent
+	// ParamTraceparent is the W3C traceparent of the workflow's trace
+	// (absent if it has none): the agent's spans descend from it.
+	ParamTraceparent = "outpost.traceparent"
 )
 
 // ModeDiscover is ParamMode's value in discovery mode.
@@ -54,6 +64,7 @@ const (
 	PathWorkflow = "/agent/v1/workflow"
 	PathReport   = "/agent/v1/report"
 	PathHardware = "/agent/v1/hardware"
+	PathSpans    = "/agent/v1/spans"
 )
 
 // Workflow is what GET PathWorkflow and POST PathReport answer.
@@ -71,6 +82,11 @@ type Workflow struct {
 	// Poll is how long the agent may wait before asking again when nothing
 	// is ready (a retry's backoff), in seconds.
 	Poll float64 `json:"poll_seconds,omitempty"`
+	// Traceparent is the W3C traceparent of the workflow's trace, which
+	// the agent's spans descend from (absent if it has none). It is the
+	// one the installer's command line carries (ParamTraceparent), and
+	// the only one for a workflow given to a discovered machine.
+	Traceparent string `json:"traceparent,omitempty"`
 }
 
 // Done reports whether the workflow has ended: nothing more will run.
@@ -163,6 +179,25 @@ type Error struct {
 		Message string `json:"message"`
 		Field   string `json:"field,omitempty"`
 	} `json:"error"`
+}
+
+// Spans is the body of POST PathSpans: finished spans of the workflow's
+// trace, each the JSON record of package tracing's Span (trace_id,
+// span_id, parent, name, service, start, end, attrs, events, error),
+// at most MaxSpans of them. The appliance keeps them all or, for a span
+// that is malformed (400) or of another trace than the workflow's
+// (403), none, naming the span and what is wrong.
+type Spans struct {
+	Spans []json.RawMessage `json:"spans"`
+}
+
+// MaxSpans is the most spans one Spans may carry (tracing.MaxSpansPerMsg).
+const MaxSpans = 4096
+
+// SpansAck answers Spans: how many of them the appliance kept (a span
+// it already had is kept once).
+type SpansAck struct {
+	Kept int `json:"kept"`
 }
 
 // ProgressInterval is how often, at most, the agent reports progress of a

@@ -65,6 +65,6 @@ func (s *Server) instrument(next http.Handler) http.Handler {
 		d := time.Since(start)
 		s.metrics.requests.WithLabelValues(httpserve.MethodLabel(r.Method), route, strconv.Itoa(rec.status)).Inc()
 		s.metrics.duration.WithLabelValues(route).Observe(d.Seconds())
-		s.log.Debug("http request", "method", r.Method, "path", r.URL.Path, "status", rec.status, "duration", d)
+		s.log.DebugContext(r.Context(), "http request", "method", r.Method, "path", r.URL.Path, "status", rec.status, "duration", d)
 	})
 }

@@ -41,6 +41,10 @@ type Config struct {
 	// Artifacts is this node's artifacts, shown by GET /v1/artifacts;
 	// nil shows the site's records alone.
 	Artifacts Artifacts
+	// Traces gathers traces from every node of the site (GET
+	// /v1/traces/{trace_id}); nil: no spans are kept, every trace is
+	// not found.
+	Traces Traces
 }
 
 // Cluster is what the API needs of this node's membership of the site's
@@ -77,6 +81,7 @@ type Server struct {
 	metrics   *metrics
 	consoles  ConsoleConfig
 	artifacts Artifacts
+	traces    Traces
 
 	caPEM         []byte
 	caFingerprint string
@@ -94,6 +99,7 @@ func New(cfg Config) *Server {
 		reg:       cfg.Registry,
 		consoles:  cfg.Console,
 		artifacts: cfg.Artifacts,
+		traces:    cfg.Traces,
 
 		caPEM:         []byte(cfg.APICA),
 		caFingerprint: cfg.APICAFingerprint,
@@ -112,14 +118,14 @@ func New(cfg Config) *Server {
 // and every other route for the holders of a token whose role allows it (routes).
 func (s *Server) Handler() http.Handler {
 	authed := http.NewServeMux()
-	httpapi.Register(authed, s.routes())
+	httpapi.Register(authed, traced(s.routes()))
 
 	root := http.NewServeMux()
 	root.HandleFunc("GET /healthz", s.health)
 	root.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
 	root.HandleFunc("GET "+httpapi.CAPath, httpapi.ServeCA(s.caPEM, s.caFingerprint))
 	root.Handle("/", s.requireToken(authed))
-	return s.instrument(root)
+	return withSpans(s.instrument(root))
 }
 
 // routes lists every route a token opens, with the least role that may
@@ -165,6 +171,8 @@ func (s *Server) routes() []httpapi.Route {
 		{Pattern: "GET /v1/jobs/{key}", Role: viewer, Handler: on(s, jobs.get)},
 		{Pattern: "DELETE /v1/jobs/{key}", Role: operator, Handler: on(s, jobs.delete)},
 
+		{Pattern: "GET /v1/traces/{trace_id}", Role: viewer, Handler: s.getTrace},
+		{Pattern: "GET /v1/machines/{id}/trace", Role: viewer, Handler: s.machineTrace},
 		{Pattern: "GET /v1/events", Role: viewer, Handler: s.listEvents},
 		{Pattern: "GET /v1/events/stream", Role: viewer, Handler: s.streamEvents},
 		{Pattern: "POST /v1/events", Role: operator, Handler: s.postEvent},

@@ -32,6 +32,7 @@ import (
 	"github.com/outposthq/outpost/internal/conf"
 	"github.com/outposthq/outpost/internal/httpserve"
 	"github.com/outposthq/outpost/internal/seal"
+	"github.com/outposthq/outpost/internal/tracing"
 )
 
 // Run starts the appliance and blocks until ctx ends or a subsystem fails.
@@ -45,6 +46,12 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Write
 		return err
 	}
 	fresh := isFresh(cfg)
+	log = slog.New(tracing.LogHandler(log.Handler()))
+	spans, stopTracing, err := startTracing(cfg, log)
+	if err != nil {
+		return err
+	}
+	defer stopTracing()
 	db, err := store.Open(cfg.StorePath())
 	if err != nil {
 		return err
@@ -66,6 +73,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Write
 		return err
 	}
 	defer node.Close()
+	node.SetSpanStore(spans)
 
 	if key == nil || cfg.Join != "" && !node.Joined() {
 		// A new node joining a cluster gets the site key and its
@@ -101,10 +109,10 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Write
 	metrics := httpserve.NewMetrics(reg)
 	apiHandler := api.New(api.Config{Site: n.Proposer, Store: db, Cluster: node,
 		SiteKey: key, Log: log, Registry: reg, Console: api.ConsoleConfig{Sessions: consoles, Client: toLeader},
-		APICA: string(apiCA.CertificatePEM()), APICAFingerprint: apiCA.Fingerprint(), Artifacts: arts}).Handler()
+		APICA: string(apiCA.CertificatePEM()), APICAFingerprint: apiCA.Fingerprint(), Artifacts: arts, Traces: node}).Handler()
 	fmt.Fprintf(out, "outpost appliance %s: API at %s (raft %s, data %s)\n", cfg.NodeID, cfg.APIURL, cfg.RaftAdvertise, cfg.DataDir)
 
-	runBoot, err := bootServices(cfg, n, key, log, metrics, artStore, arts)
+	runBoot, err := bootServices(cfg, n, key, log, metrics, artStore, arts, spans)
 	if err != nil {
 		return err
 	}
@@ -113,13 +121,13 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Write
 	if cfg.CentralURL != "" {
 		if syncer, err = syncclient.New(syncclient.Config{Node: n, Store: db, URL: cfg.CentralURL, Site: cfg.SiteID,
 			CredentialFile: cfg.SiteCredentialFile, Insecure: cfg.InsecureCentral, HTTPClient: central, Log: log,
-			Report: selfReport(node.Status, cfg.APIURL)}); err != nil {
+			Report: selfReport(node.Status, cfg.APIURL), Spans: node, Phases: syncclient.NewPhaseMetrics(reg)}); err != nil {
 			return err
 		}
 	}
 	// The web console answers every path but /v1/, which is the API's.
 	web, err := console.New(console.Config{Store: db, Site: n.Proposer, Cluster: node, SiteKey: key,
-		Lookup: api.TokenLookup(db), API: apiHandler, Metrics: reg, Log: log.With("component", "console")})
+		Lookup: api.TokenLookup(db), API: apiHandler, Metrics: reg, Traces: node, Log: log.With("component", "console")})
 	if err != nil {
 		return err
 	}
@@ -227,4 +235,28 @@ func hasTokens(db *store.DB) bool {
 	n := 0
 	_ = db.View(func(tx *store.Tx) error { n = store.Count[store.Token](tx); return nil })
 	return n > 0
+}
+
+// startTracing opens the node's span store (a damaged file is an error
+// naming it) and starts the program's tracing provider, which records
+// this node's spans there (and by OTLP when OTEL_EXPORTER_OTLP_ENDPOINT
+// is set). stop flushes the spans and closes the store.
+func startTracing(cfg *config.Config, log *slog.Logger) (spans *tracing.Store, stop func(), err error) {
+	spans, err = tracing.OpenStore(cfg.SpansPath(), 0)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", cfg.SpansPath(), err)
+	}
+	p, err := tracing.Start(tracing.Config{Service: "applianced", Node: cfg.NodeID, Store: spans, Log: log.With("component", "tracing")})
+	if err != nil {
+		spans.Close()
+		return nil, nil, err
+	}
+	return spans, func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := p.Shutdown(ctx); err != nil {
+			log.Warn("tracing: spans not flushed at stop", "err", err)
+		}
+		spans.Close()
+	}, nil
 }

@@ -15,12 +15,14 @@ import (
 	"github.com/outposthq/outpost/appliance/internal/config"
 	"github.com/outposthq/outpost/appliance/internal/dhcp"
 	"github.com/outposthq/outpost/appliance/internal/httpboot"
+	"github.com/outposthq/outpost/appliance/internal/machinetrace"
 	"github.com/outposthq/outpost/appliance/internal/metadata"
 	"github.com/outposthq/outpost/appliance/internal/provision"
 	"github.com/outposthq/outpost/appliance/internal/tftp"
 	"github.com/outposthq/outpost/internal/artifact"
 	"github.com/outposthq/outpost/internal/httpserve"
 	"github.com/outposthq/outpost/internal/seal"
+	"github.com/outposthq/outpost/internal/tracing"
 )
 
 // tftpReadBuffer is the TFTP socket's receive buffer.
@@ -30,11 +32,14 @@ const tftpReadBuffer = 4 << 20
 // HTTP) that the configuration turns on, and returns a function that
 // serves them under g until ctx ends. Binding happens here, at start-up,
 // so that a port already taken stops the appliance with a clear error.
+// The services share one index of the machines' traces; the agents'
+// spans are kept in spans, this node's span store.
 func bootServices(cfg *config.Config, n *cluster.Site, key *seal.Key, log *slog.Logger, metrics *httpserve.Metrics,
-	store *artifact.Store, peers httpboot.Peers) (func(ctx context.Context, g *errgroup.Group), error) {
+	store *artifact.Store, peers httpboot.Peers, spans *tracing.Store) (func(ctx context.Context, g *errgroup.Group), error) {
 	var runs []func(ctx context.Context, g *errgroup.Group)
+	traces := machinetrace.New(n.DB(), machinetrace.Config{})
 	if cfg.BootAddr != "" {
-		handler, err := bootHandler(cfg, n, key, log, store, peers)
+		handler, err := bootHandler(cfg, n, key, log, store, peers, traces, spans)
 		if err != nil {
 			return nil, err
 		}
@@ -49,7 +54,8 @@ func bootServices(cfg *config.Config, n *cluster.Site, key *seal.Key, log *slog.
 		})
 	}
 	if cfg.TFTPAddr != "" {
-		ts, err := tftp.New(tftp.Config{Root: cfg.ArtifactDir, MaxTransfers: cfg.TFTPMaxTransfers, Log: log.With("component", "tftp")})
+		ts, err := tftp.New(tftp.Config{Root: cfg.ArtifactDir, MaxTransfers: cfg.TFTPMaxTransfers, Log: log.With("component", "tftp"),
+			Traces: traces})
 		if err != nil {
 			return nil, err
 		}
@@ -74,7 +80,7 @@ func bootServices(cfg *config.Config, n *cluster.Site, key *seal.Key, log *slog.
 		files.EFIx64 = cfg.EFIBinary
 		ds, err := dhcp.New(dhcp.Config{
 			Interfaces: cfg.DHCPInterfaces, Proxy: cfg.DHCPProxy, HTTPPort: port, Files: files,
-			Leader: n, Leases: n, Store: n.DB(), Log: log.With("component", "dhcp"),
+			Leader: n, Leases: n, Store: n.DB(), Traces: traces, Log: log.With("component", "dhcp"),
 		})
 		if err != nil {
 			return nil, err
@@ -101,8 +107,10 @@ func bootServices(cfg *config.Config, n *cluster.Site, key *seal.Key, log *slog.
 // bootHandler is everything a machine reaches over HTTP on the boot
 // network, on one port: iPXE scripts and artifacts (those of the
 // artifact directory, and the content-addressed ones of store, or of a
-// peer), the agent API, and the metadata service.
-func bootHandler(cfg *config.Config, n *cluster.Site, key *seal.Key, log *slog.Logger, store *artifact.Store, peers httpboot.Peers) (http.Handler, error) {
+// peer), the agent API (whose spans it keeps in spans), and the metadata
+// service.
+func bootHandler(cfg *config.Config, n *cluster.Site, key *seal.Key, log *slog.Logger, store *artifact.Store, peers httpboot.Peers,
+	traces *machinetrace.Index, spans *tracing.Store) (http.Handler, error) {
 	creds := provision.NewCredentials(key.Derive("outpost agent credentials v1"))
 	// Where this node hands out no addresses, credentials go to the
 	// first address that claims them (package provision).
@@ -112,17 +120,18 @@ func bootHandler(cfg *config.Config, n *cluster.Site, key *seal.Key, log *slog.L
 	}
 	hb, err := httpboot.New(httpboot.Config{DB: n.DB(), ArtifactDir: cfg.ArtifactDir, Credentials: creds,
 		Binding: binding, Binder: n, DiscoveryTTL: time.Duration(cfg.Discovery.CredentialTTL),
-		Artifacts: store, Peers: peers, Log: log.With("component", "httpboot")})
+		Artifacts: store, Peers: peers, Traces: traces, Log: log.With("component", "httpboot")})
 	if err != nil {
 		return nil, err
 	}
-	md, err := metadata.New(metadata.Config{DB: n.DB(), Key: key.Derive("outpost metadata v1"), Log: log.With("component", "metadata")})
+	md, err := metadata.New(metadata.Config{DB: n.DB(), Key: key.Derive("outpost metadata v1"), Traces: traces,
+		Log: log.With("component", "metadata")})
 	if err != nil {
 		return nil, err
 	}
 	agents := provision.New(provision.Config{Site: n, Store: n.DB(), Credentials: creds, Binding: binding,
 		DiscoveryBurst: cfg.Discovery.Burst, DiscoveryEvery: time.Duration(cfg.Discovery.Every),
-		Log: log.With("component", "agent-api")})
+		Spans: spans, Log: log.With("component", "agent-api")})
 	mux := http.NewServeMux()
 	mux.Handle("/", hb.Handler())
 	mux.Handle(provision.Prefix, agents.Handler())

@@ -46,6 +46,9 @@ func (n *Node) internalHandler() http.Handler {
 	mux.HandleFunc("POST "+pathJoin, n.serveJoin)
 	mux.HandleFunc("GET "+pathArtifacts, n.serveArtifacts)
 	mux.HandleFunc("GET "+pathArtifacts+"/", n.serveArtifacts)
+	mux.HandleFunc("GET "+pathSpans, n.serveSpans)
+	mux.HandleFunc("POST "+pathSpansForwarded, n.serveSpansForwarded)
+	mux.HandleFunc("GET "+pathTraces+"{id}", n.serveTrace)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		select {
 		case <-n.opened:

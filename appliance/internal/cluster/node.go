@@ -35,6 +35,7 @@ import (
 	"github.com/outposthq/outpost/appliance/internal/store"
 	"github.com/outposthq/outpost/internal/pki"
 	"github.com/outposthq/outpost/internal/raftnode"
+	"github.com/outposthq/outpost/internal/tracing"
 )
 
 // Config configures a Node.
@@ -89,6 +90,9 @@ type Node struct {
 	// reaches the other members' (PeerClient).
 	artifacts  atomic.Pointer[http.Handler]
 	peerClient *http.Client
+	// spans is this node's span store (SetSpanStore), served to the
+	// other members (spans.go).
+	spans atomic.Pointer[tracing.Store]
 }
 
 // Open starts the node's Raft over db. The caller owns db and closes it

@@ -470,6 +470,10 @@ func (c *Config) RaftDir() string        { return filepath.Join(c.DataDir, "raft
 func (c *Config) SiteKeyPath() string    { return filepath.Join(c.DataDir, "site.key") }
 func (c *Config) AdminTokenPath() string { return filepath.Join(c.DataDir, "admin.token") }
 
+// SpansPath is the node's span store (internal/tracing): the spans it
+// recorded and its agents sent it, bounded, never replicated.
+func (c *Config) SpansPath() string { return filepath.Join(c.DataDir, "spans.db") }
+
 // ArtifactStorePath is the directory of the node's artifacts:
 // artifact_store, or <data_dir>/artifacts.
 func (c *Config) ArtifactStorePath() string {

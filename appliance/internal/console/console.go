@@ -11,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/outposthq/outpost/appliance/internal/api"
 	"github.com/outposthq/outpost/appliance/internal/site"
 	"github.com/outposthq/outpost/appliance/internal/store"
 	"github.com/outposthq/outpost/internal/access"
@@ -43,6 +44,9 @@ type Config struct {
 	// Metrics is where the DHCP and TFTP servers keep their counters;
 	// nil shows none.
 	Metrics prometheus.Gatherer
+	// Traces gathers a trace from every node of the site, for the
+	// waterfall of a machine's latest provision; nil shows none.
+	Traces api.Traces
 	// Now is the clock sessions expire by; nil means time.Now.
 	Now func() time.Time
 	Log *slog.Logger
@@ -126,6 +130,7 @@ func (s *Server) routes() []httpapi.Route {
 		{Pattern: "POST /machines/{id}/boot-pxe", Role: operator, Handler: s.bootPXE},
 		{Pattern: "POST /machines/{id}/reprovision", Role: operator, Handler: s.reprovision},
 		{Pattern: "POST /machines/{id}/deprovision", Role: operator, Handler: s.deprovision},
+		{Pattern: "GET /charts", Role: viewer, Handler: s.charts},
 		{Pattern: "GET /subnets", Role: viewer, Handler: s.subnets},
 		{Pattern: "GET /events", Role: viewer, Handler: s.events},
 		{Pattern: "GET /events/download", Role: viewer, Handler: s.downloadEvents},

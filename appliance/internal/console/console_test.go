@@ -36,7 +36,7 @@ func start(t *testing.T, tls bool) *env {
 	log := slog.New(slog.NewTextHandler(t.Output(), nil))
 	web, err := console.New(console.Config{Store: n.DB, Site: n.Site.Proposer, Cluster: n.Node, SiteKey: n.Key,
 		Lookup: api.TokenLookup(n.DB), API: api.New(api.Config{Site: n.Site.Proposer, Store: n.DB, Cluster: n.Node,
-			SiteKey: n.Key, Log: log}).Handler(), Log: log})
+			SiteKey: n.Key, Log: log}).Handler(), Log: log, Traces: n.Node})
 	if err != nil {
 		t.Fatal(err)
 	}

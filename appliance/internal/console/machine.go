@@ -20,6 +20,8 @@ type machineData struct {
 	Stages   [][]stepView
 	Events   []*store.Event
 	Image    string
+	// Trace is the waterfall of the workflow's trace, if it has one.
+	Trace *waterfall
 }
 
 // stepView is one action of the workflow's graph.
@@ -57,6 +59,9 @@ func (s *Server) machine(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		s.failErr(w, r, err)
 		return
+	}
+	if d.Workflow != nil {
+		d.Trace = s.machineTrace(r.Context(), d.Workflow.Traceparent)
 	}
 	s.render(w, r, http.StatusOK, "machine", "Machine "+id, d)
 }

@@ -22,6 +22,10 @@
 //     and handled by a bounded pool of workers; when the pool is full,
 //     packets are dropped (the client retransmits) rather than queued
 //     without bound.
+//   - Tracing adds no store read to the packet path: a known machine's
+//     trace (its latest workflow's traceparent, package machinetrace) is
+//     cached per version of the machine the packet's read returns, and
+//     only a traced machine's exchange is a span (trace.go).
 //   - A malformed packet, or one for a subnet the site does not serve, is
 //     dropped with a debug log and changes nothing.
 package dhcp

@@ -10,6 +10,7 @@ import (
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/insomniacslk/dhcp/iana"
 
+	"github.com/outposthq/outpost/appliance/internal/machinetrace"
 	"github.com/outposthq/outpost/appliance/internal/site"
 	"github.com/outposthq/outpost/appliance/internal/store"
 	"github.com/outposthq/outpost/internal/errs"
@@ -24,6 +25,8 @@ type request struct {
 	pool *pool
 	// machine owns the client's MAC; nil for an unknown client.
 	machine *store.Machine
+	// trace is the trace the machine's exchanges belong to, if any.
+	trace machinetrace.Trace
 }
 
 // handle answers one request. It returns nil when no answer is due.
@@ -36,14 +39,15 @@ func (s *Server) handle(ctx context.Context, msg *dhcpv4.DHCPv4, in *iface) (*dh
 	r.log = s.log.With("mac", r.mac, "xid", msg.TransactionID.String(), "type", msg.MessageType().String())
 	r.log.Debug("dhcp: received", "interface", in.name, "giaddr", msg.GatewayIPAddr)
 	if s.cfg.Proxy {
-		return s.proxy(r)
+		return s.proxy(ctx, r)
 	}
-	// One read of the store per packet: the IPAM generation and the
-	// client's machine.
+	// One read of the store per packet: the IPAM generation, the
+	// client's machine and (from it, cached per version) its trace.
 	var gen uint64
 	if err := s.db.View(func(tx *store.Tx) error {
 		gen = tx.IPAMGeneration()
 		r.machine, _ = tx.MachineByMAC(r.mac)
+		r.trace = s.machineTrace(tx, r)
 		return nil
 	}); err != nil {
 		r.log.Error("dhcp: read store", "err", err)
@@ -59,7 +63,9 @@ func (s *Server) handle(ctx context.Context, msg *dhcpv4.DHCPv4, in *iface) (*dh
 		r.log.Debug("dhcp: no subnet served for this request", "giaddr", msg.GatewayIPAddr, "interface", in.name)
 		return nil, nil
 	}
+	ctx, endSpan := s.traceExchange(ctx, r)
 	var reply *dhcpv4.DHCPv4
+	defer func() { endSpan(reply) }()
 	switch msg.MessageType() {
 	case dhcpv4.MessageTypeDiscover:
 		reply = s.discover(r)
@@ -79,6 +85,19 @@ func (s *Server) handle(ctx context.Context, msg *dhcpv4.DHCPv4, in *iface) (*dh
 	}
 	r.log.Debug("dhcp: answered", "reply", reply.MessageType().String(), "yiaddr", reply.YourIPAddr)
 	return reply, destination(msg, reply)
+}
+
+// machineTrace is r's machine's trace; none if it has none or the
+// store fails (tracing never holds an answer up).
+func (s *Server) machineTrace(tx *store.Tx, r *request) machinetrace.Trace {
+	if r.machine == nil {
+		return machinetrace.Trace{}
+	}
+	t, err := s.traces.Machine(tx, r.machine)
+	if err != nil {
+		r.log.Warn("dhcp: the machine's trace", "err", err)
+	}
+	return t
 }
 
 // subnetFor picks the subnet: the relay's (giaddr) if relayed, else the

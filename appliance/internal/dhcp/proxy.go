@@ -1,6 +1,7 @@
 package dhcp
 
 import (
+	"context"
 	"net"
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
@@ -10,7 +11,10 @@ import (
 // out addresses; this one answers PXE and iPXE clients' DISCOVERs (and
 // their REQUESTs to port 4011) with boot information only: no address,
 // no lease.
-func (s *Server) proxy(r *request) (*dhcpv4.DHCPv4, net.Addr) {
+//
+// Each answer to a traced machine is a span of its own: the proxy reads
+// the store for that (only for boot requests, which it answers).
+func (s *Server) proxy(ctx context.Context, r *request) (reply *dhcpv4.DHCPv4, dst net.Addr) {
 	b := chooseBoot(bootInfo(r.msg), s.cfg.Files, r.in.addr, s.cfg.HTTPPort, r.mac)
 	if b.kind == bootNone {
 		return nil, nil
@@ -24,7 +28,13 @@ func (s *Server) proxy(r *request) (*dhcpv4.DHCPv4, net.Addr) {
 	default:
 		return nil, nil
 	}
-	reply, err := dhcpv4.NewReplyFromRequest(r.msg,
+	var err error
+	if r.trace, err = s.traces.ForMAC(r.mac); err != nil {
+		r.log.Warn("dhcp: the machine's trace", "err", err)
+	}
+	_, endSpan := s.traceExchange(ctx, r)
+	defer func() { endSpan(reply) }()
+	reply, err = dhcpv4.NewReplyFromRequest(r.msg,
 		dhcpv4.WithMessageType(typ),
 		dhcpv4.WithServerIP(r.in.addr.AsSlice()),
 		dhcpv4.WithOption(dhcpv4.OptServerIdentifier(r.in.addr.AsSlice())),

@@ -14,6 +14,7 @@ import (
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/insomniacslk/dhcp/dhcpv4/server4"
 
+	"github.com/outposthq/outpost/appliance/internal/machinetrace"
 	"github.com/outposthq/outpost/appliance/internal/store"
 )
 
@@ -51,7 +52,11 @@ type Config struct {
 	// Store is this node's store, which subnets, machines and leases are
 	// read from.
 	Store *store.DB
-	Log   *slog.Logger
+	// Traces finds the trace a machine's exchanges belong to (its latest
+	// workflow's); nil makes one over Store. It may be shared with the
+	// node's other boot servers.
+	Traces *machinetrace.Index
+	Log    *slog.Logger
 	// Now is the clock; time.Now if nil.
 	Now func() time.Time
 }
@@ -85,6 +90,9 @@ type Server struct {
 	pools     atomic.Pointer[poolSet]
 	rebuildMu sync.Mutex
 	work      chan packet
+
+	traces    *machinetrace.Index
+	exchanges exchanges
 }
 
 // iface is one served interface and its socket.
@@ -124,6 +132,9 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{cfg: cfg, db: cfg.Store, log: cfg.Log, now: cfg.Now, work: make(chan packet, cfg.Workers*4)}
 	if s.now == nil {
 		s.now = time.Now
+	}
+	if s.traces = cfg.Traces; s.traces == nil {
+		s.traces = machinetrace.New(cfg.Store, machinetrace.Config{Now: s.now})
 	}
 	return s, nil
 }

@@ -53,6 +53,12 @@
 // boot manager that gets success back from a boot option may stop at its
 // menu instead of trying the next option (UEFI 3.1.1, EDK2's BdsDxe).
 //
+// A machine whose latest workflow has a W3C traceparent (package
+// machinetrace) is traced: each of its fetches is a boot.fetch span under
+// that trace (see trace.go), and its installer's kernel command line
+// carries outpost.traceparent=<the workflow's traceparent>, checked
+// like every other value, so that the agent's spans join the trace.
+//
 // Every script starts with "#!ipxe" and an "echo Outpost: <variant>" line,
 // is sent with Cache-Control: no-store, and never leaves a machine hanging:
 // on any problem the script says what is wrong, waits and fetches itself

@@ -125,6 +125,7 @@ func (d *scriptData) check() error {
 		{"initrd name", d.InitrdName, fileRE, true},
 		{"problem", d.Problem, textRE, true},
 		{"token", d.Token, credentialRE, true},
+		{"traceparent", d.Traceparent, traceparentRE, true},
 	}
 	for _, f := range fields {
 		if f.v == "" && f.empty {

@@ -74,6 +74,11 @@ type scriptData struct {
 	// Token is the agent's credential for install and discover: its
 	// workflow's, or the MAC's discovery credential.
 	Token string
+	// Traceparent is the installing workflow's W3C traceparent, put on
+	// the installer's kernel command line (outpost.traceparent) so that
+	// the agent's spans join the provision's trace; empty when the
+	// workflow has none.
+	Traceparent string
 	// Problem is the error variant's message.
 	Problem string
 	// Retry is the URL the script fetches itself from again, with iPXE's
@@ -205,6 +210,7 @@ func (s *Server) planInstall(tx *store.Tx, d *scriptData, m *store.Machine, addr
 	if err := planInstaller(tx, d); err != nil || d.Variant == variantError {
 		return nil, err
 	}
+	d.Traceparent = w.Traceparent
 	ok, err := provision.Admits(tx, w, addr, s.now())
 	switch {
 	case err != nil:

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"sync/atomic"
 	"testing"
@@ -22,13 +23,20 @@ import (
 // header, may be copied.
 func TestArtifactSendfile(t *testing.T) {
 	parallel(t)
-	a := &artifactServer{fixture: newFixture(t)}
+	checkSendfile(t, &artifactServer{fixture: newFixture(t)}, netip.Addr{})
+}
+
+// checkSendfile serves an artifact from a's handler on a real socket and
+// checks that it reaches the connection as the file.
+// The connection says it comes from from, if valid.
+func checkSendfile(t *testing.T, a *artifactServer, from netip.Addr) {
+	t.Helper()
 	data := a.write(t, "image.raw", randomBytes(8<<20))
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec := &fileListener{Listener: ln}
+	rec := &fileListener{Listener: ln, from: from}
 	srv := httpserve.New(httpserve.Config{Name: "boot", Handler: a.handler,
 		Shape: func(*http.Request) httpserve.Shape { return httpserve.Small }})
 	ctx, cancel := context.WithCancel(context.Background())
@@ -57,6 +65,9 @@ func TestArtifactSendfile(t *testing.T) {
 type fileListener struct {
 	net.Listener
 	fromFile atomic.Int64
+	// from, if valid, is the address its connections say they come
+	// from (a machine's, on the loopback).
+	from netip.Addr
 }
 
 func (l *fileListener) Accept() (net.Conn, error) {
@@ -65,6 +76,13 @@ func (l *fileListener) Accept() (net.Conn, error) {
 		return nil, err
 	}
 	return &fileConn{TCPConn: c.(*net.TCPConn), l: l}, nil
+}
+
+func (c *fileConn) RemoteAddr() net.Addr {
+	if c.l.from.IsValid() {
+		return net.TCPAddrFromAddrPort(netip.AddrPortFrom(c.l.from, 40000))
+	}
+	return c.TCPConn.RemoteAddr()
 }
 
 type fileConn struct {

@@ -13,6 +13,7 @@ import (
 	"text/template"
 	"time"
 
+	"github.com/outposthq/outpost/appliance/internal/machinetrace"
 	"github.com/outposthq/outpost/appliance/internal/provision"
 	"github.com/outposthq/outpost/appliance/internal/store"
 	"github.com/outposthq/outpost/internal/artifact"
@@ -53,6 +54,10 @@ type Config struct {
 	// Peers finds the other nodes that hold an artifact this one does
 	// not, to stream it from them; nil asks none.
 	Peers Peers
+	// Traces finds the trace a machine's fetches belong to (its latest
+	// workflow's): each fetch of a traced machine is a boot.fetch span.
+	// Nil makes one over DB.
+	Traces *machinetrace.Index
 }
 
 // DefaultDiscoveryTTL is how long a discovery credential lasts by
@@ -90,6 +95,7 @@ type Server struct {
 	// peerAnswer bounds the wait for a peer's answer (peerAnswer; tests
 	// shorten it).
 	peerAnswer time.Duration
+	traces     *machinetrace.Index
 }
 
 // New checks cfg and opens ArtifactDir. Close releases the directory.
@@ -122,6 +128,9 @@ func New(cfg Config) (*Server, error) {
 	if s.now == nil {
 		s.now = time.Now
 	}
+	if s.traces = cfg.Traces; s.traces == nil {
+		s.traces = machinetrace.New(cfg.DB, machinetrace.Config{Now: s.now})
+	}
 	return s, nil
 }
 
@@ -135,17 +144,20 @@ func (s *Server) Close() error {
 type route struct {
 	pattern string
 	handler http.HandlerFunc
+	// boot says what the route serves, for a traced machine's span
+	// (bootScript, bootArtifact); "" for none.
+	boot string
 }
 
 // routes lists every route the service has, in one table. GET patterns
 // also match HEAD; other methods get 405, other paths 404.
 func (s *Server) routes() []route {
 	return []route{
-		{"GET /ipxe/boot.ipxe", s.serveBootScript},
-		{"GET /ipxe/{file}", s.serveMACScript}, // {mac}.ipxe
-		{"GET /artifacts/sha256/{hex}", s.serveDigest},
-		{"GET /artifacts/{name...}", s.serveArtifact},
-		{"GET /healthz", s.serveHealth},
+		{"GET /ipxe/boot.ipxe", s.serveBootScript, bootScript},
+		{"GET /ipxe/{file}", s.serveMACScript, bootScript}, // {mac}.ipxe
+		{"GET /artifacts/sha256/{hex}", s.serveDigest, bootArtifact},
+		{"GET /artifacts/{name...}", s.serveArtifact, bootArtifact},
+		{"GET /healthz", s.serveHealth, ""},
 	}
 }
 
@@ -155,7 +167,7 @@ func (s *Server) routes() []route {
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	for _, rt := range s.routes() {
-		mux.HandleFunc(rt.pattern, rt.handler)
+		mux.HandleFunc(rt.pattern, s.traced(rt.boot, rt.handler))
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if p := r.URL.Path; p == "" || p[0] != '/' || path.Clean(p) != p {

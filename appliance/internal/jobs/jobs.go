@@ -223,7 +223,9 @@ func (r *Runner) run(ctx context.Context, j *store.Job) {
 	}
 	log := r.log.With("job", j.ID, "machine", j.MachineID, "action", j.Action, "attempt", attempt)
 	log.Info("jobs: running")
-	res := r.execute(ctx, j, deadline)
+	sctx, span := startSpan(ctx, j, attempt)
+	res, t := r.execute(sctx, j, deadline)
+	endSpan(span, t, res)
 	if res.OK {
 		log.Info("jobs: succeeded", "power", res.Power, "warning", res.Warning)
 	} else {
@@ -248,27 +250,28 @@ func (r *Runner) run(ctx context.Context, j *store.Job) {
 	}
 }
 
-// execute performs the job's action within deadline.
-func (r *Runner) execute(ctx context.Context, j *store.Job, deadline time.Time) site.JobResult {
+// execute performs the job's action within deadline, on the BMC it
+// returns (the zero Target if it could not be read).
+func (r *Runner) execute(ctx context.Context, j *store.Job, deadline time.Time) (site.JobResult, Target) {
 	// Leave a margin to commit the result before the deadline.
 	ctx, cancel := context.WithDeadline(ctx, deadline.Add(-r.cfg.JobTimeout/10))
 	defer cancel()
 	t, err := r.target(j.MachineID)
 	if err != nil {
-		return site.JobResult{Error: err.Error()}
+		return site.JobResult{Error: err.Error()}, Target{}
 	}
 	power, err := r.cfg.BMC.Do(ctx, t, j)
 	var cert *CertificateError
 	switch {
 	case err == nil:
-		return site.JobResult{OK: true, Power: power}
+		return site.JobResult{OK: true, Power: power}, t
 	case errors.Is(err, ErrBootDeviceRefused):
-		return site.JobResult{OK: true, Power: power, Warning: err.Error()}
+		return site.JobResult{OK: true, Power: power, Warning: err.Error()}, t
 	case errors.As(err, &cert):
 		r.recordCertificate(ctx, t, cert.Fingerprint)
-		return site.JobResult{Error: fmt.Sprintf("%v. %s", err, site.HowToAccept(t.Machine, cert.Fingerprint))}
+		return site.JobResult{Error: fmt.Sprintf("%v. %s", err, site.HowToAccept(t.Machine, cert.Fingerprint))}, t
 	}
-	return site.JobResult{Error: err.Error()}
+	return site.JobResult{Error: err.Error()}, t
 }
 
 // recordCertificate records the certificate t's BMC presented and the

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/outposthq/outpost/appliance/internal/actions"
+	"github.com/outposthq/outpost/appliance/internal/machinetrace"
 	"github.com/outposthq/outpost/appliance/internal/store"
 	"github.com/outposthq/outpost/internal/errs"
 )
@@ -24,6 +25,8 @@ type instance struct {
 	workflow *store.Workflow // nil if none
 	site     string
 	subnet   *store.Subnet // addr's subnet, nil if unknown
+	// trace is the trace the machine's requests belong to, if any.
+	trace machinetrace.Trace
 }
 
 // lookup returns the machine at addr, or nil if there is none.
@@ -36,6 +39,10 @@ func (s *Server) lookup(addr netip.Addr) (*instance, error) {
 		in, subnet, err = identify(tx, addr, now)
 		if in == nil || err != nil {
 			return err
+		}
+		// Tracing never holds an answer up: a failure here is logged.
+		if in.trace, err = s.traces.Machine(tx, in.machine); err != nil {
+			s.log.Warn("metadata: the machine's trace", "machine", in.machine.ID, "err", err)
 		}
 		// Nothing may show the BMC: drop it here, once.
 		in.machine.BMC = nil

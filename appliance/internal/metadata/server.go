@@ -16,6 +16,7 @@ import (
 
 	"sigs.k8s.io/yaml"
 
+	"github.com/outposthq/outpost/appliance/internal/machinetrace"
 	"github.com/outposthq/outpost/appliance/internal/store"
 )
 
@@ -33,6 +34,10 @@ type Config struct {
 	Log *slog.Logger
 	// Now is the clock for lease expiry and tokens. Nil means time.Now.
 	Now func() time.Time
+	// Traces finds the trace a machine's requests belong to (its latest
+	// workflow's): each request of a traced machine is a metadata.get
+	// span. Nil makes one over DB.
+	Traces *machinetrace.Index
 }
 
 // Server is the metadata service. Its Handler is safe for concurrent use.
@@ -41,6 +46,7 @@ type Server struct {
 	tokenKey []byte
 	log      *slog.Logger
 	now      func() time.Time
+	traces   *machinetrace.Index
 }
 
 // New checks cfg and returns the service.
@@ -57,6 +63,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if s.now == nil {
 		s.now = time.Now
+	}
+	if s.traces = cfg.Traces; s.traces == nil {
+		s.traces = machinetrace.New(cfg.DB, machinetrace.Config{Now: s.now})
 	}
 	mac := hmac.New(sha256.New, cfg.Key)
 	mac.Write([]byte("outpost metadata imdsv2 token key"))
@@ -156,6 +165,7 @@ func (s *Server) answer(v view) http.Handler {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
+		start := time.Now()
 		log := s.log.With("remote", addr, "path", r.URL.Path)
 		if tok, ok := r.Header[tokenHeader]; ok {
 			if err := s.checkToken(tok[0], addr); err != nil {
@@ -177,6 +187,10 @@ func (s *Server) answer(v view) http.Handler {
 		}
 		log.Debug("metadata", "machine", in.machine.ID)
 		w.Header().Set("Cache-Control", "no-store")
+		if in.trace.Traced() {
+			w, r = s.startSpan(w, r, in, start)
+			defer endSpan(w)
+		}
 		v(w, r, in)
 	})
 }

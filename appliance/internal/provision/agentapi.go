@@ -22,6 +22,7 @@ import (
 	"github.com/outposthq/outpost/internal/httpapi"
 	"github.com/outposthq/outpost/internal/httpserve"
 	"github.com/outposthq/outpost/internal/ratelog"
+	"github.com/outposthq/outpost/internal/tracing"
 )
 
 // Site is what the agent API needs of its site: linearizable reads, and
@@ -54,6 +55,10 @@ type Config struct {
 	// receives.
 	DiscoveryBurst int
 	DiscoveryEvery time.Duration
+	// Spans keeps the spans agents send (agentproto.PathSpans): this
+	// node's span store (a *tracing.Store). Nil (or a nil store): the
+	// agent API answers them 404, and agents drop them.
+	Spans SpanKeeper
 	// Log receives a line per failure, and per refused request at debug
 	// level (with a warning at most once a minute per source); nil
 	// discards.
@@ -71,6 +76,7 @@ type Server struct {
 	creds   *Credentials
 	binding Binding
 	limit   *subnetLimiter
+	spans   SpanKeeper
 	log     *slog.Logger
 	now     func() time.Time
 	// refusals logs refused requests at warning level, a line per source
@@ -81,10 +87,13 @@ type Server struct {
 
 // New returns the agent API.
 func New(cfg Config) *Server {
-	s := &Server{site: cfg.Site, db: cfg.Store, creds: cfg.Credentials, binding: cfg.Binding, log: cfg.Log, now: cfg.Now,
+	s := &Server{site: cfg.Site, db: cfg.Store, creds: cfg.Credentials, binding: cfg.Binding, spans: cfg.Spans, log: cfg.Log, now: cfg.Now,
 		limit: newSubnetLimiter(cfg.DiscoveryBurst, cfg.DiscoveryEvery)}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
+	}
+	if st, ok := s.spans.(*tracing.Store); ok && st == nil {
+		s.spans = nil // a nil store is none
 	}
 	if s.now == nil {
 		s.now = time.Now
@@ -102,6 +111,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET "+agentproto.PathWorkflow, s.getWorkflow)
 	mux.HandleFunc("POST "+agentproto.PathReport, s.postReport)
 	mux.HandleFunc("POST "+agentproto.PathHardware, s.postHardware)
+	mux.HandleFunc("POST "+agentproto.PathSpans, s.postSpans)
 	return mux
 }
 
@@ -125,7 +135,7 @@ func (e *apiError) Error() string { return e.msg }
 func refusal(reason string, err error) *apiError {
 	ae := &apiError{status: http.StatusUnauthorized, code: "unauthorized", msg: err.Error(), reason: reason}
 	switch reason {
-	case reasonAddress:
+	case reasonAddress, reasonTrace:
 		ae.status, ae.code = http.StatusForbidden, "forbidden"
 	case reasonRateLimited:
 		ae.status, ae.code = http.StatusTooManyRequests, "rate_limited"
@@ -322,7 +332,7 @@ func agentView(w *store.Workflow, now time.Time) agentproto.Workflow {
 	st := *w.State
 	out := agentproto.Workflow{
 		ID: w.ID, MachineID: w.MachineID, Status: string(st.Status), Reason: st.Reason,
-		Ready: workflow.Ready(st, now),
+		Ready: workflow.Ready(st, now), Traceparent: w.Traceparent,
 	}
 	if out.Ready == nil {
 		out.Ready = []string{}

@@ -59,6 +59,19 @@
 // most once a minute per source, so that a flood of forgeries cannot flood
 // the log. Credentials are never logged.
 //
+// # Spans
+//
+// The agent sends the spans it recorded (agentproto.PathSpans) with its
+// credential, which opens only its workflow's trace: the trace of the
+// workflow's traceparent (store.Workflow.Traceparent, which the agent's
+// view of the workflow shows it). A span of any other trace, or any span
+// for a workflow without one, refuses the request (403, counted as
+// outpost_agent_refused_total{reason="trace"}); a malformed one (package
+// tracing's Span.Validate) refuses it too (400); either way nothing of
+// the request is kept. Spans are kept on the node that received them
+// (Config.Spans, the node's span store), never through Raft: the site
+// gathers them from every node.
+//
 // # Discovery
 //
 // A hardware report creates the machine of a MAC the site does not know.

@@ -18,6 +18,7 @@ import (
 	"github.com/outposthq/outpost/appliance/internal/provision"
 	sitepkg "github.com/outposthq/outpost/appliance/internal/site"
 	"github.com/outposthq/outpost/appliance/internal/store"
+	"github.com/outposthq/outpost/internal/tracing"
 )
 
 // localSite is the site of one store with no Raft: the real state machine
@@ -34,8 +35,9 @@ var fuzzT0 = time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
 // (leased addrM1) runs wf1 and m2 (leased addrM2) runs wf2, and checks
 // what no answer may do: fail (5xx), change the store unless the request
 // carries a valid credential from the address it belongs to, refuse the
-// machine's own agent its workflow, echo a credential, or answer an error
-// without the agent API's error body.
+// machine's own agent its workflow, echo a credential, answer an error
+// without the agent API's error body, or keep spans of a request without
+// a valid credential.
 func FuzzAgentAPI(f *testing.F) {
 	db, err := store.Open(filepath.Join(f.TempDir(), "store.db"))
 	if err != nil {
@@ -49,7 +51,12 @@ func FuzzAgentAPI(f *testing.F) {
 	provision.FixNonces(creds)
 	prop := sitepkg.NewProposer(sitepkg.ProposerConfig{Log: sitepkg.NewLocalLog(db, nil), Store: db,
 		Now: func() time.Time { return fuzzT0 }, Nonce: func() string { return "fuzz" }})
-	h := provision.New(provision.Config{Site: localSite{prop}, Store: db, Credentials: creds,
+	spans, err := tracing.OpenStore(filepath.Join(f.TempDir(), "spans.db"), 0)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() { spans.Close() })
+	h := provision.New(provision.Config{Site: localSite{prop}, Store: db, Credentials: creds, Spans: spans,
 		Log: slog.New(slog.DiscardHandler), Now: func() time.Time { return fuzzT0 }}).Handler()
 	tokens := fuzzSite(f, db, creds, prop)
 
@@ -64,6 +71,10 @@ func FuzzAgentAPI(f *testing.F) {
 		{"POST", agentproto.PathReport, addrM1 + ":3", "Bearer w" + strings.Repeat("A", 43) + ".wf1", "null"},
 		{"PUT", "/agent/v1/../v1/report", addrM1 + ":4", "bearer x", "{"},
 		{"POST", agentproto.PathReport, "bogus", "Bearer " + tokens[addrM1], `{"action":"a","attempt":-1,"kind":"start"}`},
+		{"POST", agentproto.PathSpans, addrM1 + ":5", "Bearer " + tokens[addrM1], `{"spans":[{"trace_id":"` + traceWF +
+			`","span_id":"0000000000000001","name":"agent.run","service":"outpost-agent","start":"2026-03-01T10:00:00Z","end":"2026-03-01T10:00:01Z"}]}`},
+		{"POST", agentproto.PathSpans, addrM2 + ":5", "Bearer " + tokens[addrM2], `{"spans":[{"trace_id":"` + traceAlt +
+			`","span_id":"0000000000000002","name":"x","service":"s","start":"2026-03-01T10:00:00Z","end":"2026-03-01T10:00:01Z"}]}`},
 	} {
 		f.Add(seed.method, seed.target, seed.remote, seed.auth, []byte(seed.body))
 	}
@@ -74,11 +85,15 @@ func FuzzAgentAPI(f *testing.F) {
 		}
 		req.RemoteAddr = remote
 		before := db.AppliedIndex()
+		spansBefore, _ := spans.Len()
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, req)
 		checkFuzzAnswer(t, req, rec, tokens)
 		if db.AppliedIndex() != before && !fuzzAdmitted(req, tokens) {
 			t.Fatalf("%s %q from %q with %q changed the store: %d %s", method, target, remote, auth, rec.Code, rec.Body)
+		}
+		if n, _ := spans.Len(); n != spansBefore && !fuzzAdmitted(req, tokens) {
+			t.Fatalf("%s %q from %q with %q kept spans: %d %s", method, target, remote, auth, rec.Code, rec.Body)
 		}
 		if fuzzAdmitted(req, tokens) && req.Method == "GET" && req.URL.Path == agentproto.PathWorkflow && rec.Code != http.StatusOK &&
 			!strings.HasPrefix(tokens[fuzzSource(req).String()], "d") {
@@ -101,7 +116,11 @@ func fuzzSite(f *testing.F, db *store.DB, creds *provision.Credentials, prop *si
 	for i, m := range []struct{ id, mac, addr string }{{"m1", macM1, addrM1}, {"m2", macM2, addrM2}} {
 		apptest.Put(f, db, fuzzT0, &store.Machine{ID: m.id, Arch: "x86_64", State: store.StateReady, Interfaces: []store.Interface{{MAC: m.mac, Boot: true}}},
 			&store.Lease{IP: m.addr, MAC: m.mac, Subnet: "lab", State: store.LeaseActive, Starts: fuzzT0, Expires: fuzzT0.Add(time.Hour)})
-		w, err := prop.CreateWorkflow(context.Background(), &store.Workflow{ID: "wf" + strconv.Itoa(i+1), MachineID: m.id, Template: "t"})
+		w := &store.Workflow{ID: "wf" + strconv.Itoa(i+1), MachineID: m.id, Template: "t"}
+		if i == 0 {
+			w.Traceparent = tpWF
+		}
+		w, err := prop.CreateWorkflow(context.Background(), w)
 		if err != nil {
 			f.Fatal(err)
 		}
@@ -124,7 +143,8 @@ func checkFuzzAnswer(t *testing.T, req *http.Request, rec *httptest.ResponseReco
 		}
 	}
 	p, m := req.URL.Path, req.Method
-	routed := p == agentproto.PathWorkflow && (m == "GET" || m == "HEAD") || (p == agentproto.PathReport || p == agentproto.PathHardware) && m == "POST"
+	routed := p == agentproto.PathWorkflow && (m == "GET" || m == "HEAD") ||
+		(p == agentproto.PathReport || p == agentproto.PathHardware || p == agentproto.PathSpans) && m == "POST"
 	if routed && rec.Code != http.StatusOK && !strings.HasPrefix(body, `{"error":{"code":"`) {
 		t.Fatalf("%s %q: %d without an error body: %q", req.Method, req.RequestURI, rec.Code, body)
 	}

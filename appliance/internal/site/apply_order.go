@@ -187,7 +187,7 @@ func orderWorkflow(tx *store.Tx, o *store.Order, m *store.Machine, wr store.Writ
 // stored.
 func newOrderWorkflow(o *store.Order, m *store.Machine) *store.Workflow {
 	w := &store.Workflow{ID: o.ID, MachineID: m.ID, Template: o.Template, Values: maps.Clone(o.Values),
-		Purpose: store.PurposeProvision, Nonce: o.Nonce, Order: o.ID}
+		Purpose: store.PurposeProvision, Nonce: o.Nonce, Order: o.ID, Traceparent: o.Traceparent}
 	if o.Action == store.OrderDeprovision {
 		w.Purpose = store.PurposeDeprovision
 	}
@@ -205,7 +205,7 @@ func newOrderWorkflow(o *store.Order, m *store.Machine) *store.Workflow {
 
 // addJob creates the order's next job, after the one before it.
 func addJob(tx *store.Tx, o *store.Order, suffix, action string, wr store.Write) error {
-	j := &store.Job{ID: o.ID + "-" + suffix, MachineID: o.MachineID, Action: action, Order: o.ID, EFI: o.EFI}
+	j := &store.Job{ID: o.ID + "-" + suffix, MachineID: o.MachineID, Action: action, Order: o.ID, EFI: o.EFI, Traceparent: o.Traceparent}
 	if n := len(o.Jobs); n > 0 {
 		j.After = o.Jobs[n-1]
 	}
@@ -235,7 +235,8 @@ func advanceOrder(tx *store.Tx, id string, wr store.Write) error {
 	grew := false
 	if state == store.OrderRunning && (w == nil || w.Status() == workflow.Succeeded) && allDone {
 		if o.Action == store.OrderDeprovision && !slices.Contains(o.Jobs, o.ID+"-off") {
-			j := &store.Job{ID: o.ID + "-off", MachineID: o.MachineID, Action: store.JobPowerOff, Order: o.ID, After: o.Jobs[len(o.Jobs)-1]}
+			j := &store.Job{ID: o.ID + "-off", MachineID: o.MachineID, Action: store.JobPowerOff, Order: o.ID, After: o.Jobs[len(o.Jobs)-1],
+				Traceparent: o.Traceparent}
 			if err := createJob(tx, j, wr); err != nil {
 				return err
 			}

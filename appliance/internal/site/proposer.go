@@ -13,6 +13,7 @@ import (
 	"github.com/outposthq/outpost/internal/command"
 	"github.com/outposthq/outpost/internal/errs"
 	"github.com/outposthq/outpost/internal/seal"
+	"github.com/outposthq/outpost/internal/tracing"
 )
 
 // Errors of a proposal that did not get a result.
@@ -67,8 +68,9 @@ type ProposerConfig struct {
 
 // Proposer turns what an edge asks into a command and commits it. It does
 // every preparation a command needs before it is proposed, once for every
-// edge: it seals secrets, draws nonces, fills boot values and stamps the
-// time, so that apply reads no clock, no randomness and no key.
+// edge: it seals secrets, draws nonces, fills boot values, starts an
+// order's order.apply span (proposer_trace.go) and stamps the time, so
+// that apply reads no clock, no randomness and no key.
 type Proposer struct {
 	cfg ProposerConfig
 }
@@ -249,7 +251,7 @@ func (p *Proposer) CreateToken(ctx context.Context, t *store.Token) error {
 // site's to make, the nonce is drawn here, and boot values are filled in.
 func (p *Proposer) CreateWorkflow(ctx context.Context, w *store.Workflow) (*store.Workflow, error) {
 	w.Normalize()
-	w.State, w.Order, w.BootAddr = nil, "", ""
+	w.State, w.Order, w.BootAddr, w.Traceparent = nil, "", "", ""
 	w.Nonce = p.cfg.Nonce()
 	w.Values = withBootValues(w.Values, p.cfg.BootURL)
 	if err := w.Validate(); err != nil {
@@ -261,12 +263,22 @@ func (p *Proposer) CreateWorkflow(ctx context.Context, w *store.Workflow) (*stor
 // PlaceOrder stores a new order, which makes its workflow and jobs: what
 // it came to is the site's to say, the nonce of its workflow is drawn
 // here, and boot values are filled in.
+//
+// The order's order.apply span covers its proposal to its applying: a
+// child of the traceparent the order comes with, if any, else of ctx's
+// span (the API request's); its traceparent becomes the order's.
 func (p *Proposer) PlaceOrder(ctx context.Context, o *store.Order) (*store.Order, error) {
+	if err := tracing.ValidTraceparent(o.Traceparent); err != nil {
+		return nil, errs.Invalid("traceparent", "%v", err)
+	}
 	p.prepareOrder(o)
 	if err := o.Validate(); err != nil {
 		return nil, err
 	}
-	return put(ctx, p, PlaceOrder, o, 0)
+	ctx, span := startApply(ctx, o)
+	stored, err := put(ctx, p, PlaceOrder, o, 0)
+	endApply(span, err)
+	return stored, err
 }
 
 // prepareOrder readies an order from an operator or from central: the

@@ -3,13 +3,17 @@ package site
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"maps"
 	"net/url"
 	"strings"
 	"time"
 
 	"github.com/outposthq/outpost/appliance/internal/actions"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/outposthq/outpost/appliance/internal/store"
+	"github.com/outposthq/outpost/internal/tracing"
 )
 
 // The proposals of the edges that run on the leader: the DHCP server, the
@@ -74,14 +78,53 @@ func (p *Proposer) RecordBMCCertificate(ctx context.Context, machineID, address,
 
 // ApplyDesired applies one complete revision of central's desired state,
 // prepared as the site's own writes are (PrepareDesired).
+//
+// Each new order of the revision gets its order.apply span (a child of
+// central's order.place span, the traceparent it comes with), ended
+// when the revision is applied; an order the site refused ends it
+// failed.
 func (p *Proposer) ApplyDesired(ctx context.Context, d *Desired) (Result, *DesiredResult, error) {
-	p.PrepareDesired(d)
+	applies := p.prepareDesired(ctx, d)
 	r, err := p.propose(ctx, ApplyDesired, DesiredPayload{Desired: *d, Time: p.now(), By: actor(ctx, ActorCentral)})
 	if err != nil {
+		for _, a := range applies {
+			endApply(a.span, err)
+		}
 		return r, nil, err
 	}
 	res, err := DecodeValue[DesiredResult](r)
+	p.endApplies(applies)
 	return r, res, err
+}
+
+// orderApply is the order.apply span of an order of a revision.
+type orderApply struct {
+	order, traceparent string
+	span               trace.Span
+}
+
+// endApplies ends the spans of a revision's orders once it is applied:
+// an order this node's store does not hold with the span's traceparent
+// was refused (its event says why) or was there before.
+func (p *Proposer) endApplies(applies []orderApply) {
+	for _, a := range applies {
+		var err error
+		if p.cfg.Store != nil {
+			o, gerr := storedOrder(p.cfg.Store, a.order)
+			if gerr != nil || o.Traceparent != a.traceparent {
+				err = fmt.Errorf("order %s was refused (its sync.order_refused event says why)", a.order)
+			}
+		}
+		endApply(a.span, err)
+	}
+}
+
+func storedOrder(db *store.DB, id string) (o *store.Order, err error) {
+	err = db.View(func(tx *store.Tx) error {
+		o, err = store.Get[store.Order](tx, id)
+		return err
+	})
+	return o, err
 }
 
 // PrepareDesired does for central's objects what the site's own writes
@@ -91,7 +134,12 @@ func (p *Proposer) ApplyDesired(ctx context.Context, d *Desired) (Result, *Desir
 // order gets its workflow's nonce and this node's boot values, as
 // PlaceOrder's do. An object that does not decode is left for the state
 // machine to refuse, naming what is wrong.
-func (p *Proposer) PrepareDesired(d *Desired) {
+func (p *Proposer) PrepareDesired(d *Desired) { p.prepareDesired(nil, d) }
+
+// prepareDesired is PrepareDesired; with a ctx, it also starts the
+// order.apply span of each order the site does not hold yet.
+func (p *Proposer) prepareDesired(ctx context.Context, d *Desired) []orderApply {
+	var applies []orderApply
 	for i, ch := range d.Changes {
 		if ch.Deleted {
 			continue
@@ -115,6 +163,14 @@ func (p *Proposer) PrepareDesired(d *Desired) {
 				continue
 			}
 			p.prepareOrder(&o)
+			id := o.ID
+			if id == "" {
+				id = ch.Key
+			}
+			if ctx != nil && tracing.ValidTraceparent(o.Traceparent) == nil && !p.holdsOrder(id) {
+				_, span := startApply(ctx, &o)
+				applies = append(applies, orderApply{order: id, traceparent: o.Traceparent, span: span})
+			}
 			obj = &o
 		default:
 			continue
@@ -123,6 +179,18 @@ func (p *Proposer) PrepareDesired(d *Desired) {
 			d.Changes[i].Object = raw
 		}
 	}
+	return applies
+}
+
+// holdsOrder reports whether this node's store holds order id: a
+// revision's order the site has applied before (a full snapshot names
+// every order) is left as it is, and gets no span.
+func (p *Proposer) holdsOrder(id string) bool {
+	if p.cfg.Store == nil || id == "" {
+		return false
+	}
+	_, err := storedOrder(p.cfg.Store, id)
+	return err == nil
 }
 
 // AckEvents records that central has stored the site's events up to seq.

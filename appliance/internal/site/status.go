@@ -1,5 +1,7 @@
 package site
 
+import "github.com/outposthq/outpost/internal/tracing"
+
 // Status describes the site's cluster as one node sees it (GET
 // /v1/cluster).
 type Status struct {
@@ -50,4 +52,13 @@ type MemberStatus struct {
 	// it is the current one (a rotation's finish waits for every member).
 	CAGeneration uint64 `json:"ca_generation"`
 	Renewed      bool   `json:"renewed"`
+}
+
+// NodeSpans are spans one node of the site keeps (its tracing.Store),
+// numbered there up to Last: what the leader gathers from every node to
+// forward them to central.
+type NodeSpans struct {
+	Node  string         `json:"node"`
+	Spans []tracing.Span `json:"spans"`
+	Last  uint64         `json:"last"`
 }

@@ -43,8 +43,9 @@ type Job struct {
 	// Order is the order the job is part of, if any.
 	Order string `json:"order,omitempty"`
 	// Traceparent is the W3C traceparent the job's span descends from:
-	// its order's (Order.Traceparent's applying span), or the request's
-	// that asked for it.
+	// its order's (Order.Traceparent, the site's order.apply span),
+	// copied when the order makes it; empty for a job made without an
+	// order.
 	Traceparent string `json:"traceparent,omitempty"`
 	// After is the job that must end before this one starts, if any:
 	// the boot device is set before the power cycle.
@@ -79,6 +80,9 @@ func (j *Job) Validate() error {
 		return err
 	}
 	if err := validOneOf("action", j.Action, jobActions...); err != nil {
+		return err
+	}
+	if err := validTraceparent("traceparent", j.Traceparent); err != nil {
 		return err
 	}
 	return validOneOf("state", j.State, JobPending, JobRunning, JobSucceeded, JobFailed)

@@ -75,10 +75,13 @@ type Order struct {
 	// WaitingFor lists the artifacts (digests) a waiting order waits
 	// for: those no node of the site holds yet.
 	WaitingFor []string `json:"waiting_for,omitempty"`
-	// Traceparent is the W3C traceparent of the order's trace: central's
-	// span of placing it (syncproto.Order.Traceparent), or the site's
-	// own span of the request that placed it here. The site's spans of
-	// the order descend from it.
+	// Traceparent is the W3C traceparent of the site's order.apply span
+	// of the order (its proposal to its applying), which the proposer
+	// starts before proposing: a child of central's order.place span
+	// when the order came from central (syncproto.Order.Traceparent, the
+	// value it arrives with), of the API request's span when placed at
+	// the site, a root otherwise. The order's workflow and BMC jobs get
+	// it as theirs, so their spans descend from it.
 	Traceparent string `json:"traceparent,omitempty"`
 }
 
@@ -107,6 +110,9 @@ func (o *Order) Validate() error {
 	}
 	if b, err := hex.DecodeString(o.ImageWanted); o.ImageWanted != "" && (err != nil || len(b) != 32) {
 		return errs.Invalid("image_sha256", "must be 64 hexadecimal digits")
+	}
+	if err := validTraceparent("traceparent", o.Traceparent); err != nil {
+		return err
 	}
 	if o.State != "" {
 		return validOneOf("state", o.State, OrderWaiting, OrderRunning, OrderSucceeded, OrderFailed)

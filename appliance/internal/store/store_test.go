@@ -759,6 +759,31 @@ func TestOtherValidate(t *testing.T) {
 		"workflow no machine":  {obj: func() *store.Workflow { w := sampleWorkflow("wf"); w.MachineID = ""; return w }(), field: "machine_id"},
 		"workflow no template": {obj: func() *store.Workflow { w := sampleWorkflow("wf"); w.Template = ""; return w }(), field: "template"},
 		"workflow bad purpose": {obj: func() *store.Workflow { w := sampleWorkflow("wf"); w.Purpose = "x"; return w }(), field: "purpose"},
+		"workflow traceparent": {obj: func() *store.Workflow { w := sampleWorkflow("wf"); w.Traceparent = goodTP; return w }()},
+		"workflow bad traceparent": {obj: func() *store.Workflow {
+			w := sampleWorkflow("wf")
+			w.Traceparent = "00-abc-def-01"
+			return w
+		}(), field: "traceparent"},
+		"order traceparent": {obj: func() *store.Order { o := traceOrder(); o.Traceparent = goodTP; return o }()},
+		"order bad traceparent": {obj: func() *store.Order {
+			o := traceOrder()
+			o.Traceparent = "01-" + goodTP[3:]
+			return o
+		}(), field: "traceparent"},
+		"order zero trace id": {obj: func() *store.Order {
+			o := traceOrder()
+			o.Traceparent = "00-" + strings.Repeat("0", 32) + "-00f067aa0ba902b7-01"
+			return o
+		}(), field: "traceparent"},
+		"order zero span id": {obj: func() *store.Order {
+			o := traceOrder()
+			o.Traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-" + strings.Repeat("0", 16) + "-01"
+			return o
+		}(), field: "traceparent"},
+		"job traceparent": {obj: &store.Job{ID: "j", MachineID: "m", Action: store.JobPowerOn, State: store.JobPending, Traceparent: goodTP}},
+		"job bad traceparent": {obj: &store.Job{ID: "j", MachineID: "m", Action: store.JobPowerOn, State: store.JobPending,
+			Traceparent: strings.ToUpper(goodTP)}, field: "traceparent"},
 		"settings valid":       {obj: store.DefaultSettings()},
 		"settings bad name":    {obj: &store.Settings{SiteName: "", UnknownMachines: "exit"}, field: "site_name"},
 		"settings bad unknown": {obj: &store.Settings{SiteName: "s", UnknownMachines: "boot"}, field: "unknown_machines"},
@@ -788,6 +813,13 @@ func TestOtherValidate(t *testing.T) {
 	if w.Purpose != store.PurposeProvision {
 		t.Errorf("Workflow.Normalize left Purpose %q", w.Purpose)
 	}
+}
+
+// goodTP is a W3C traceparent (the specification's example).
+const goodTP = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+func traceOrder() *store.Order {
+	return &store.Order{ID: "o1", Action: store.OrderProvision, MachineID: "m1", Image: "ubuntu"}
 }
 
 func TestErrors(t *testing.T) {

@@ -67,3 +67,22 @@ func validOneOf(field, v string, allowed ...string) error {
 	}
 	return errs.Invalid(field, "%q is not one of %s", v, strings.Join(allowed, ", "))
 }
+
+var traceparentRE = regexp.MustCompile(`^00-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}$`)
+
+// validTraceparent checks a W3C traceparent as internal/tracing's
+// ValidTraceparent does (the store imports no tracing: it stores the
+// string): empty (no trace) or version 00 with ids that are not zero.
+func validTraceparent(field, tp string) error {
+	if tp == "" {
+		return nil
+	}
+	m := traceparentRE.FindStringSubmatch(tp)
+	if m == nil {
+		return errs.Invalid(field, "%.80q is not a W3C traceparent (00-<32 hex>-<16 hex>-<2 hex>)", tp)
+	}
+	if strings.Trim(m[1], "0") == "" || strings.Trim(m[2], "0") == "" {
+		return errs.Invalid(field, "%q has a zero trace or span id", tp)
+	}
+	return nil
+}

@@ -44,8 +44,9 @@ type Workflow struct {
 	// workflow.
 	Order string `json:"order,omitempty"`
 	// Traceparent is the W3C traceparent the workflow's spans descend
-	// from (the span of its order's applying, or of the request that
-	// made it): the machine's DHCP exchanges, boot fetches and metadata
+	// from: its order's (Order.Traceparent, the site's order.apply span),
+	// copied when the order makes it; empty for a workflow made without
+	// an order: the machine's DHCP exchanges, boot fetches and metadata
 	// requests while the workflow is its latest, and the installer's
 	// agent's actions (given it on the kernel command line), are of its
 	// trace.
@@ -92,6 +93,9 @@ func (w *Workflow) Validate() error {
 	}
 	if w.Timeout < 0 {
 		return errs.Invalid("timeout", "must not be negative")
+	}
+	if err := validTraceparent("traceparent", w.Traceparent); err != nil {
+		return err
 	}
 	for k := range w.Values {
 		if !valueNameRE.MatchString(k) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/subtle"
 	"crypto/x509"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/outposthq/outpost/internal/tracing"
 	"github.com/outposthq/outpost/syncproto"
 )
 
@@ -47,6 +49,15 @@ type fakeCentral struct {
 	// accepted counts the TCP connections central accepted, requests
 	// or not.
 	accepted int
+	// version is the protocol version central welcomes with (0:
+	// syncproto.Version).
+	version int
+	// spans are the spans stored, by trace and span id; spanMsgs the
+	// spans messages received (their sizes); noSpanAcks: keep spans
+	// without acknowledging them.
+	spans      map[string]tracing.Span
+	spanMsgs   []int
+	noSpanAcks bool
 }
 
 func newFakeCentral(t *testing.T, credential string) *fakeCentral {
@@ -165,7 +176,11 @@ func (f *fakeCentral) serve(w http.ResponseWriter, r *http.Request) {
 	var welcome *syncproto.Welcome
 	f.update(func() {
 		f.hellos = append(f.hellos, *h)
-		welcome = &syncproto.Welcome{Version: syncproto.Version, StoredSeq: uint64(len(f.stored)),
+		v := f.version
+		if v == 0 {
+			v = syncproto.Version
+		}
+		welcome = &syncproto.Welcome{Version: v, StoredSeq: uint64(len(f.stored)),
 			NextRevision: h.AppliedRevision + 1, HeartbeatMillis: f.heartbeat.Milliseconds()}
 		f.welcomed++
 	})
@@ -221,6 +236,26 @@ func (f *fakeCentral) serve(w http.ResponseWriter, r *http.Request) {
 			})
 			if ack > 0 && !noAcks {
 				writeMsg(ctx, c, &syncproto.EventsAck{Seq: ack})
+			}
+		case *syncproto.Spans:
+			var noAcks bool
+			f.update(func() {
+				if f.spans == nil {
+					f.spans = map[string]tracing.Span{}
+				}
+				f.spanMsgs = append(f.spanMsgs, len(m.Spans))
+				for _, raw := range m.Spans {
+					var sp tracing.Span
+					if err := json.Unmarshal(raw, &sp); err != nil || sp.Validate() != nil {
+						f.failures = append(f.failures, fmt.Sprintf("a bad span in spans %d: %s", m.Batch, raw))
+						continue
+					}
+					f.spans[sp.TraceID+sp.SpanID] = sp
+				}
+				noAcks = f.noSpanAcks
+			})
+			if !noAcks {
+				writeMsg(ctx, c, &syncproto.SpansAck{Batch: m.Batch})
 			}
 		case *syncproto.DesiredAck:
 			f.update(func() { f.acked = append(f.acked, m.Revision) })

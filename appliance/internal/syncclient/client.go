@@ -82,6 +82,15 @@ type Config struct {
 	// and heartbeats (syncproto.Report: its release, its cluster's
 	// health, its console); the client adds its newest event's sequence.
 	Report func() *syncproto.Report
+	// Spans, if set, are the site's nodes' span stores: on a connection
+	// of version 2 or later the client forwards their spans to central
+	// (spans.go). SpanInterval is how often it looks for new ones
+	// (DefaultSpanInterval if zero).
+	Spans        SpanSource
+	SpanInterval time.Duration
+	// Phases, if set, observes the phases of each provision whose spans
+	// the client forwards (outpost_provision_phase_seconds).
+	Phases *PhaseMetrics
 	// MinBackoff and MaxBackoff bound the wait between connections;
 	// LongBackoff is the wait after central refused the site. Zero
 	// means the Default values.

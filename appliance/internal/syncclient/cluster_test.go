@@ -17,6 +17,7 @@ import (
 	"github.com/outposthq/outpost/appliance/internal/cluster"
 	"github.com/outposthq/outpost/appliance/internal/site"
 	"github.com/outposthq/outpost/appliance/internal/store"
+	"github.com/outposthq/outpost/internal/pki"
 	"github.com/outposthq/outpost/internal/seal"
 )
 
@@ -27,8 +28,9 @@ func fastRaft(c *raft.Config) {
 	c.CommitTimeout = 5 * time.Millisecond
 }
 
-// startCluster starts a three-node site; every node runs a sync client.
-func startCluster(t *testing.T, f *fakeCentral, credFile string) []*cluster.Site {
+// startCluster starts a three-node site; every node runs a sync client,
+// whose configuration tune (if set) changes.
+func startCluster(t *testing.T, f *fakeCentral, credFile string, tune func(n *cluster.Site, cfg *Config)) []*cluster.Site {
 	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo}))
 	var nodes []*cluster.Site
 	key, err := seal.Generate()
@@ -54,13 +56,33 @@ func startCluster(t *testing.T, f *fakeCentral, credFile string) []*cluster.Site
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	for _, n := range nodes[1:] {
-		apptest.JoinNode(ctx, t, key, n.Node, nodes[0].Node)
+	// Leadership may move while the cluster forms (fast Raft timing on
+	// a loaded machine): each node joins through whoever leads then.
+	ca := func() (*pki.Authority, error) { return cluster.SiteCA(key) }
+	for i, n := range nodes[1:] {
+		for {
+			leader := slices.IndexFunc(nodes[:i+1], func(m *cluster.Site) bool { return m.IsLeader() })
+			if leader >= 0 {
+				err := n.Node.JoinWith(ctx, nodes[leader].Node.Join, ca)
+				if err == nil {
+					break
+				}
+				t.Logf("join %s through %s: %v; again", n.ID(), nodes[leader].ID(), err)
+			}
+			if ctx.Err() != nil {
+				t.Fatalf("join %s: no leader took it", n.ID())
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
 	}
 	for _, n := range nodes {
-		c, err := New(Config{Node: n, Store: n.DB(), URL: f.srv.URL, RootCAs: f.roots(), Site: "ams2", CredentialFile: credFile,
+		cfg := Config{Node: n, Store: n.DB(), URL: f.srv.URL, RootCAs: f.roots(), Site: "ams2", CredentialFile: credFile,
 			Log:        log.With("node", n.ID()),
-			MinBackoff: 10 * time.Millisecond, MaxBackoff: 100 * time.Millisecond, LongBackoff: time.Second})
+			MinBackoff: 10 * time.Millisecond, MaxBackoff: 100 * time.Millisecond, LongBackoff: time.Second}
+		if tune != nil {
+			tune(n, &cfg)
+		}
+		c, err := New(cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -95,7 +117,7 @@ func TestSyncLeaderChange(t *testing.T) {
 	if err := os.WriteFile(cred, []byte(testCredential), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	nodes := startCluster(t, f, cred)
+	nodes := startCluster(t, f, cred, nil)
 	first := leaderOf(t, nodes)
 	record := func(ctx context.Context, n *cluster.Site, count int) error {
 		for range count / 100 {

@@ -31,6 +31,9 @@ type session struct {
 	sent     atomic.Uint64 // the last event sequence sent
 	acked    uint64        // the last acknowledgement recorded (reader only)
 	lastRecv atomic.Int64  // unix nanoseconds of the last frame received
+	// spansAcked passes central's spans_acks from the reader to the
+	// spans sender (spans.go).
+	spansAcked chan uint64
 }
 
 // session connects, says hello and syncs until the connection ends or
@@ -57,7 +60,7 @@ func (c *Client) session(ctx context.Context, url string) (welcomed bool, err er
 	}
 	defer conn.CloseNow()
 	conn.SetReadLimit(syncproto.MaxFrameSize)
-	s := &session{c: c, conn: conn, log: c.log.With("central", url), hello: hello}
+	s := &session{c: c, conn: conn, log: c.log.With("central", url), hello: hello, spansAcked: make(chan uint64, ackBuffer)}
 	if err := s.handshake(dctx); err != nil {
 		return false, s.end(ctx, err)
 	}
@@ -76,6 +79,9 @@ func (c *Client) session(ctx context.Context, url string) (welcomed bool, err er
 	g.Go(func() error { return s.readLoop(gctx) })
 	g.Go(func() error { return s.sendEvents(gctx) })
 	g.Go(func() error { return s.heartbeat(gctx) })
+	if c.cfg.Spans != nil && s.welcome.Version >= 2 {
+		g.Go(func() error { return s.sendSpans(gctx) })
+	}
 	err = g.Wait()
 	if ctx.Err() != nil {
 		err = context.Cause(ctx)
@@ -200,6 +206,15 @@ func (s *session) readLoop(ctx context.Context) error {
 		case *syncproto.EventsAck:
 			if err := s.recordAck(ctx, m.Seq); err != nil {
 				return err
+			}
+		case *syncproto.SpansAck:
+			if s.c.cfg.Spans == nil || s.welcome.Version < 2 {
+				return &localError{syncproto.Errorf(syncproto.CodeBadMessage, "spans_ack %d, but the site sent no spans", m.Batch)}
+			}
+			select {
+			case s.spansAcked <- m.Batch:
+			case <-ctx.Done():
+				return ctx.Err()
 			}
 		case *syncproto.Heartbeat:
 		case *syncproto.Error:

@@ -39,6 +39,10 @@
 // message "access violation") from the transfer socket. Clients act on the
 // first error they get; the second one changes nothing.
 //
+// A read by a machine whose latest workflow has a traceparent
+// (Config.Traces, package machinetrace) is a tftp.read span under that
+// trace, naming the file and the bytes sent (trace.go).
+//
 // Serve runs one pin/tftp server per socket; it may be called for several
 // sockets (addresses, or IPv4 and IPv6) of one Server at once.
 package tftp

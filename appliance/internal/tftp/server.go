@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"strings"
 	"syscall"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/pin/tftp/v3"
 
+	"github.com/outposthq/outpost/appliance/internal/machinetrace"
 	"github.com/outposthq/outpost/internal/limit"
 	"github.com/outposthq/outpost/internal/ratelog"
 )
@@ -55,6 +57,16 @@ type Config struct {
 	// socket and a file for Timeout × (Retries+1), cannot take the file
 	// descriptors the appliance's other servers need. Zero is no cap.
 	MaxTransfers int
+	// Traces finds the trace of the machine at a client's address
+	// (package machinetrace's Index): each read by a traced machine is a
+	// tftp.read span. Nil traces nothing.
+	Traces Traces
+}
+
+// Traces finds the trace a machine's requests belong to, by the
+// machine's address.
+type Traces interface {
+	ForAddr(addr netip.Addr) (machinetrace.Trace, error)
 }
 
 // Server is a read-only TFTP server for one directory. Serve may be called
@@ -204,22 +216,26 @@ func (s *Server) read(conn net.PacketConn, name string, rf io.ReaderFrom) error 
 	defer s.slots.Release("")
 	transfers.Inc()
 	defer transfers.Dec()
-	return s.serveRead(conn, t, name, rf)
+	span := s.startSpan(t, name)
+	n, err := s.serveRead(conn, t, name, rf)
+	endSpan(span, n, err)
+	return err
 }
 
-// serveRead sends the file a read request names.
-func (s *Server) serveRead(conn net.PacketConn, t transfer, name string, rf io.ReaderFrom) error {
+// serveRead sends the file a read request names and returns how many
+// bytes it sent.
+func (s *Server) serveRead(conn net.PacketConn, t transfer, name string, rf io.ReaderFrom) (int64, error) {
 	start := time.Now()
 	log := s.log.With("client", clientAddr(t), "file", sanitize(name))
 	f, size, err := s.open(name)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			log.Info("tftp: file not found")
-			return errNotFound
+			return 0, errNotFound
 		}
 		log.Warn("tftp: read refused", "err", err)
 		s.sendError(conn, t, codeAccessViolation, errDenied.Error())
-		return errDenied
+		return 0, errDenied
 	}
 	defer f.Close()
 	if ot, ok := rf.(tftp.OutgoingTransfer); ok {
@@ -234,10 +250,10 @@ func (s *Server) serveRead(conn net.PacketConn, t transfer, name string, rf io.R
 			level = slog.LevelDebug
 		}
 		log.Log(context.Background(), level, "tftp: transfer failed", "bytes", n, "duration", time.Since(start), "err", err)
-		return err
+		return n, err
 	}
 	log.Info("tftp: sent", "bytes", n, "duration", time.Since(start))
-	return nil
+	return n, nil
 }
 
 // open opens name below Root for reading. It returns an error wrapping

@@ -11,7 +11,9 @@
 // desired state of every site it lists or whose labels match), and the
 // fleet model (fleet.go: every site's machines as their events say,
 // searched with machinequery's fleet grammar; the sites' links and
-// reports; the overview; a stream of its versions).
+// reports; the overview; a stream of its versions), and the traces of
+// orders (traces.go: a trace's spans with its provision's waterfall, by
+// its id or a machine's last order's).
 //
 // A site pulls the artifacts its desired images name from
 // SitePullPattern (sitepull.go), with its own credential rather than a
@@ -49,6 +51,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/outposthq/outpost/central/fleet"
 	"github.com/outposthq/outpost/central/internal/hub"
@@ -124,7 +128,11 @@ func (s *Server) Orders() *orders.Service { return s.orders }
 // whose role allows it (routes).
 func (s *Server) Handler() http.Handler {
 	authed := http.NewServeMux()
-	httpapi.Register(authed, s.routes())
+	routes := s.routes()
+	for i := range routes {
+		routes[i].Handler = spanNamed(routes[i])
+	}
+	httpapi.Register(authed, routes)
 	root := http.NewServeMux()
 	root.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		httpapi.WriteJSON(w, http.StatusOK, map[string]bool{"healthy": true})
@@ -134,8 +142,40 @@ func (s *Server) Handler() http.Handler {
 		root.Handle("GET /metrics", promhttp.HandlerFor(s.metrics, promhttp.HandlerOpts{}))
 	}
 	root.HandleFunc(SitePullPattern, s.sitePull)
-	root.Handle("/", httpapi.Authenticate("outpost central", s.db.LookupToken, s.now, s.audited(authed)))
+	// Each request a token opens is a span, named by its route once
+	// routed ("GET /v1/traces/{trace_id}").
+	traced := otelhttp.NewHandler(s.audited(authed), "central.api", otelhttp.WithSpanNameFormatter(routeName))
+	root.Handle("/", httpapi.Authenticate("outpost central", s.db.LookupToken, s.now, unrouted(traced)))
 	return root
+}
+
+// routeName names a request's span by the route that serves it, or by
+// its method alone before it is routed.
+func routeName(_ string, r *http.Request) string {
+	if r.Pattern != "" {
+		return r.Pattern
+	}
+	return r.Method
+}
+
+// unrouted hands next the request without the pattern root's mux
+// matched ("/"), which otelhttp would name its span by.
+func unrouted(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r = r.WithContext(r.Context())
+		r.Pattern = ""
+		next.ServeHTTP(w, r)
+	})
+}
+
+// spanNamed names the request's span by rt's pattern as rt's handler
+// starts: the request otelhttp sees is not always the one the routes'
+// mux matched (audited copies it to carry its note).
+func spanNamed(rt httpapi.Route) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		trace.SpanFromContext(r.Context()).SetName(rt.Pattern)
+		rt.Handler(w, r)
+	}
 }
 
 // routes lists every route a token opens, with the least role that may
@@ -208,6 +248,8 @@ func (s *Server) routes() []httpapi.Route {
 		{Pattern: "GET /v1/fleet/machines", Role: viewer, Handler: s.fleetMachines},
 		{Pattern: "GET /v1/fleet/machines/{site}/{id}", Role: viewer, Handler: s.fleetMachine},
 		{Pattern: "GET /v1/fleet/machines/{site}/{id}/timeline", Role: viewer, Handler: s.fleetTimeline},
+		{Pattern: "GET /v1/fleet/machines/{site}/{id}/trace", Role: viewer, Handler: s.machineTrace},
+		{Pattern: "GET /v1/traces/{trace_id}", Role: viewer, Handler: s.getTrace},
 		{Pattern: "GET /v1/fleet/sites", Role: viewer, Handler: s.fleetSites},
 		{Pattern: "GET /v1/fleet/summary", Role: viewer, Handler: s.fleetSummary},
 		{Pattern: "GET /v1/fleet/stream", Role: viewer, Handler: s.fleetStream},

@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strings"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/outposthq/outpost/central/internal/orders"
 	"github.com/outposthq/outpost/central/internal/store"
 	"github.com/outposthq/outpost/internal/errs"
@@ -46,7 +48,7 @@ func (s *Server) placeOrders(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	noteOf(r).recorded = true
-	s.log.Info("orders placed", "batch", res.Batch, "action", req.Action, "placed", len(res.Placed), "refused", len(res.Refused), "by", caller(r))
+	s.log.InfoContext(r.Context(), "orders placed", "batch", res.Batch, "action", req.Action, "placed", len(res.Placed), "refused", len(res.Refused), "by", caller(r))
 	httpapi.WriteJSON(w, http.StatusOK, res)
 }
 
@@ -80,6 +82,14 @@ func (s *Server) putOrder(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
+	refused, ctx := "not placed", r.Context()
+	if o.Traceparent == "" {
+		// A new order: its own trace starts here. (One placed before
+		// keeps its trace, as it keeps its digest.)
+		span := orders.StartPlace(ctx, site, &o)
+		ctx = trace.ContextWithSpan(ctx, span)
+		defer func() { orders.EndPlace(span, refused) }()
+	}
 	obj, err := json.Marshal(&o)
 	if err != nil {
 		s.writeError(w, r, err)
@@ -93,14 +103,14 @@ func (s *Server) putOrder(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	note.recorded = true
-	if refused := done.Orders[0].Refused; refused != "" {
+	if refused = done.Orders[0].Refused; refused != "" {
 		// The site went, or the key was taken, between the checks and
 		// the apply: the entry says 200; this answer says why not.
 		s.writeError(w, r, errs.Conflict("%s", refused))
 		return
 	}
 	rev := done.Orders[0].Revision
-	s.log.Info("order placed", "site", site, "order", o.ID, "action", o.Action, "machine", o.MachineID, "revision", rev, "by", by)
+	s.log.InfoContext(ctx, "order placed", "site", site, "order", o.ID, "action", o.Action, "machine", o.MachineID, "revision", rev, "by", by)
 	httpapi.WriteJSON(w, http.StatusOK, map[string]any{"order": &o, "revision": rev})
 }
 
@@ -119,6 +129,9 @@ func (s *Server) resolveOrderImage(site string, o *syncproto.Order) error {
 		var prev syncproto.Order
 		if json.Unmarshal(old, &prev) == nil && o.ImageSHA256 == "" {
 			o.ImageSHA256 = prev.ImageSHA256
+		}
+		if o.Traceparent == "" {
+			o.Traceparent = prev.Traceparent
 		}
 		if mine, _ := json.Marshal(o); string(mine) != string(old) {
 			return errs.Conflict("order %q exists and differs: an order cannot change once placed", o.ID)

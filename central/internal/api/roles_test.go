@@ -36,7 +36,7 @@ var adminRoutes = []string{
 func (e *env) routes() routetest.API {
 	return routetest.API{Routes: New(Config{}).routes(), Admin: adminRoutes, OperatorReads: []string{"GET /v1/audit"},
 		Send: func(t *testing.T, rt httpapi.Route, token string) (int, string) {
-			method, path := routetest.Request(rt, map[string]string{"site": "s1"})
+			method, path := routetest.Request(rt, map[string]string{"site": "s1", "trace_id": strings.Repeat("0a", 16)})
 			ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 			defer cancel()
 			req, _ := http.NewRequestWithContext(ctx, method, e.srv.URL+path, strings.NewReader("{}"))

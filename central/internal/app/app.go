@@ -27,8 +27,10 @@ import (
 	"github.com/outposthq/outpost/central/internal/config"
 	"github.com/outposthq/outpost/central/internal/hub"
 	"github.com/outposthq/outpost/central/internal/store"
+	"github.com/outposthq/outpost/central/internal/traces"
 	"github.com/outposthq/outpost/internal/conf"
 	"github.com/outposthq/outpost/internal/httpserve"
+	"github.com/outposthq/outpost/internal/tracing"
 	"github.com/outposthq/outpost/syncproto"
 )
 
@@ -69,6 +71,8 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Write
 		return err
 	}
 	defer db.Close()
+	// Log lines written in a span carry its trace and span ids.
+	log = slog.New(tracing.LogHandler(log.Handler()))
 
 	mux := http.NewServeMux()
 	// peer is what this node serves the other members for itself (its
@@ -82,6 +86,17 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Write
 		defer node.Close()
 	}
 	reg := newRegistry()
+	keeper := traces.New(db, reg, log)
+	prov, err := startTracing(cfg, keeper, log)
+	if err != nil {
+		return err
+	}
+	// Central's last spans are written before the store closes.
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = prov.Shutdown(sctx)
+	}()
 	arts, err := openArtifacts(cfg, db, node, peer, reg, log)
 	if err != nil {
 		return err
@@ -92,7 +107,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Write
 		return err
 	}
 	h := hub.New(hub.Config{Store: db, Log: log, Heartbeat: time.Duration(cfg.Heartbeat), WriteTimeout: time.Duration(cfg.WriteTimeout),
-		MaxPending: cfg.MaxPendingHandshakes, Node: cfg.NodeID})
+		MaxPending: cfg.MaxPendingHandshakes, Node: cfg.NodeID, Spans: keeper})
 	// The fleet's sites show the sessions this node holds: the leader,
 	// which serves the fleet's reads, holds them all.
 	db.SetLive(h.Live)
@@ -166,6 +181,21 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Write
 	}
 	log.Info("central stopped")
 	return err
+}
+
+// startTracing starts central's tracing provider: its spans go through
+// the replicated store like its sites' (keeper), and by OTLP when
+// OTEL_EXPORTER_OTLP_ENDPOINT is set.
+func startTracing(cfg *config.Config, keeper *traces.Keeper, log *slog.Logger) (*tracing.Provider, error) {
+	node := cfg.NodeID
+	if node == "" {
+		node, _ = os.Hostname()
+	}
+	p, err := tracing.Start(tracing.Config{Service: "centrald", Node: node, Send: keeper.Send, Log: log})
+	if err != nil {
+		return nil, fmt.Errorf("tracing: %w", err)
+	}
+	return p, nil
 }
 
 // newRegistry holds this node's metrics, served at /metrics.

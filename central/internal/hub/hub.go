@@ -42,6 +42,7 @@ import (
 	"github.com/outposthq/outpost/central/internal/store"
 	"github.com/outposthq/outpost/internal/httpserve"
 	"github.com/outposthq/outpost/internal/ratelog"
+	"github.com/outposthq/outpost/internal/tracing"
 	"github.com/outposthq/outpost/syncproto"
 )
 
@@ -83,6 +84,23 @@ type Config struct {
 	// DefaultReportEvery if zero. A report that changed otherwise is
 	// recorded at once.
 	ReportEvery time.Duration
+	// Spans keeps the spans sites send (on a connection of version 2 or
+	// later): central's traces.Keeper; nil keeps them in Store.
+	Spans SpanKeeper
+}
+
+// SpanKeeper keeps spans (traces.Keeper), all of them or, refusing one,
+// none.
+type SpanKeeper interface {
+	Add(spans []tracing.Span) error
+}
+
+// storeSpans keeps spans in the store alone.
+type storeSpans struct{ db *store.DB }
+
+func (s storeSpans) Add(spans []tracing.Span) error {
+	_, err := s.db.AddSpans(spans)
+	return err
 }
 
 // DefaultReportEvery is how often at most a site's unchanged report (its
@@ -98,6 +116,7 @@ type Hub struct {
 	writeTimeout time.Duration
 	node         string
 	reportEvery  time.Duration
+	spans        SpanKeeper
 
 	// handshakes holds a token per connection in its handshake, up to
 	// MaxPending.
@@ -114,8 +133,11 @@ type Hub struct {
 // New returns a hub.
 func New(cfg Config) *Hub {
 	h := &Hub{db: cfg.Store, log: cfg.Log, heartbeat: cfg.Heartbeat, writeTimeout: cfg.WriteTimeout,
-		node: cfg.Node, reportEvery: cfg.ReportEvery,
+		node: cfg.Node, reportEvery: cfg.ReportEvery, spans: cfg.Spans,
 		sessions: map[string]*session{}, pending: map[*websocket.Conn]bool{}}
+	if h.spans == nil {
+		h.spans = storeSpans{cfg.Store}
+	}
 	if h.reportEvery == 0 {
 		h.reportEvery = DefaultReportEvery
 	}
@@ -302,7 +324,7 @@ func (h *Hub) serve(conn *websocket.Conn, remote string) {
 	// The site is who it says: it may send frames of any size the
 	// protocol allows.
 	conn.SetReadLimit(syncproto.MaxFrameSize)
-	s := newSession(h, conn, hello, remote)
+	s := newSession(h, conn, hello, welcome.Version, remote)
 	if !h.register(s) {
 		h.reject(conn, syncproto.Errorf(syncproto.CodeUnavailable, "central is shutting down"))
 		return

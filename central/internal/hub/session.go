@@ -2,6 +2,7 @@ package hub
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"reflect"
@@ -12,18 +13,22 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/outposthq/outpost/central/internal/store"
+	"github.com/outposthq/outpost/internal/errs"
+	"github.com/outposthq/outpost/internal/tracing"
 	"github.com/outposthq/outpost/syncproto"
 )
 
 // session is one site's connection after the welcome.
 type session struct {
-	h      *Hub
-	conn   *websocket.Conn
-	site   string
-	hello  *syncproto.Hello
-	remote string
-	since  time.Time
-	log    *slog.Logger
+	h     *Hub
+	conn  *websocket.Conn
+	site  string
+	hello *syncproto.Hello
+	// version is the connection's protocol version.
+	version int
+	remote  string
+	since   time.Time
+	log     *slog.Logger
 
 	// sent is the last revision sent whole (or being sent its last
 	// part); lastSent the highest event
@@ -44,8 +49,8 @@ type session struct {
 	recordedTime time.Time
 }
 
-func newSession(h *Hub, conn *websocket.Conn, hello *syncproto.Hello, remote string) *session {
-	s := &session{h: h, conn: conn, site: hello.Site, hello: hello, remote: remote, since: time.Now(),
+func newSession(h *Hub, conn *websocket.Conn, hello *syncproto.Hello, version int, remote string) *session {
+	s := &session{h: h, conn: conn, site: hello.Site, hello: hello, version: version, remote: remote, since: time.Now(),
 		log: h.log.With("site", hello.Site, "remote", remote)}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.sent.Store(hello.AppliedRevision)
@@ -170,6 +175,11 @@ func (s *session) handle(m syncproto.Message) error {
 		last := max(s.lastSent.Load(), m.Last)
 		s.lastSent.Store(last)
 		return s.write(&syncproto.EventsAck{Seq: min(stored, last)})
+	case *syncproto.Spans:
+		if err := s.keepSpans(m); err != nil {
+			return err
+		}
+		return s.write(&syncproto.SpansAck{Batch: m.Batch})
 	case *syncproto.Error:
 		return connError{errors.New("the site sent error " + m.Code + ": " + m.Message)}
 	case *syncproto.Heartbeat:
@@ -266,4 +276,36 @@ func (s *session) idle(ctx context.Context, changed <-chan struct{}, tick <-chan
 			}
 		}
 	}
+}
+
+// keepSpans keeps a batch of the site's spans (version 2): each decoded
+// and validated, a bad one refusing the message (bad_message, naming the
+// span and what is wrong) with nothing of it kept; each span's site is
+// the session's, whatever it said. A span sent before is kept once, so
+// spans that arrive late (after a WAN outage) join their trace.
+func (s *session) keepSpans(m *syncproto.Spans) error {
+	if s.version < 2 {
+		return syncproto.Errorf(syncproto.CodeBadMessage, "spans: the connection's version is %d; spans need version 2", s.version)
+	}
+	spans := make([]tracing.Span, len(m.Spans))
+	for i, raw := range m.Spans {
+		sp := &spans[i]
+		if err := json.Unmarshal(raw, sp); err != nil {
+			return syncproto.Errorf(syncproto.CodeBadMessage, "spans[%d]: not a span: %v", i, err)
+		}
+		if err := sp.Validate(); err != nil {
+			return syncproto.Errorf(syncproto.CodeBadMessage, "spans[%d]: %v", i, err)
+		}
+		if sp.Attrs == nil {
+			sp.Attrs = map[string]string{}
+		}
+		sp.Attrs[tracing.AttrSite] = s.site
+	}
+	if err := s.h.spans.Add(spans); err != nil {
+		if _, ok := errs.AsError(err); ok {
+			return syncproto.Errorf(syncproto.CodeBadMessage, "spans: %v", err)
+		}
+		return err
+	}
+	return nil
 }

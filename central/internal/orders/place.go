@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strings"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/outposthq/outpost/central/internal/store"
 	"github.com/outposthq/outpost/internal/errs"
 	"github.com/outposthq/outpost/syncproto"
@@ -27,18 +29,27 @@ func (s *Service) Place(ctx context.Context, by, from string, req *Request) (*Re
 	res := &Result{Batch: batch, Placed: []Placed{}}
 	var todo []store.OrderToPlace
 	var items []PreviewItem
+	// Each order is its own trace, from its order.place span here to
+	// the machine's first boot: the span ends once its apply did.
+	var spans []trace.Span
+	defer func() {
+		for _, sp := range spans {
+			EndPlace(sp, "not placed")
+		}
+	}()
 	for _, it := range p.Items {
 		if it.Problem != "" {
 			res.Refused = append(res.Refused, it)
 			continue
 		}
 		key := fmt.Sprintf("%s-%d", batch, len(todo)+1)
-		obj, err := s.order(req, key, it)
+		obj, span, err := s.order(ctx, req, key, it)
 		if err != nil {
 			return nil, err
 		}
 		todo = append(todo, store.OrderToPlace{Site: it.Site, Key: key, Object: obj})
 		items = append(items, it)
+		spans = append(spans, span)
 	}
 	audit := &store.AuditEntry{By: by, Role: callerRole(ctx), From: from, Action: "order.place", Target: batch,
 		Detail: placeDetail(req, len(todo), len(res.Refused)), Status: 200}
@@ -57,6 +68,7 @@ func (s *Service) Place(ctx context.Context, by, from string, req *Request) (*Re
 		audit = nil
 		for i, o := range done.Orders {
 			it := items[start+i]
+			EndPlace(spans[start+i], o.Refused)
 			if o.Refused != "" {
 				it.Problem = o.Refused
 				res.Refused = append(res.Refused, it)
@@ -65,6 +77,7 @@ func (s *Service) Place(ctx context.Context, by, from string, req *Request) (*Re
 			res.Placed = append(res.Placed, Placed{TargetRef: it.TargetRef, Order: o.Key, Revision: o.Revision, Offline: it.Offline})
 		}
 	}
+	spans = nil
 	return res, nil
 }
 
@@ -82,8 +95,9 @@ func chunkEnd(todo []store.OrderToPlace, start int) int {
 	return end
 }
 
-// order is the syncproto.Order of one machine of a request.
-func (s *Service) order(req *Request, key string, it PreviewItem) (json.RawMessage, error) {
+// order is the syncproto.Order of one machine of a request, with its
+// order.place span started (its traceparent on the order).
+func (s *Service) order(ctx context.Context, req *Request, key string, it PreviewItem) (json.RawMessage, trace.Span, error) {
 	o := &syncproto.Order{ID: key, MachineID: it.Machine, Action: req.Action, EFI: req.Params.EFI}
 	switch req.Action {
 	case ActionPower:
@@ -93,7 +107,7 @@ func (s *Service) order(req *Request, key string, it PreviewItem) (json.RawMessa
 		o.Image, o.Template = p.Image, p.Template
 		digest, err := ImageDigest(s.db, it.Site, p.Image)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		o.ImageSHA256 = digest
 		o.Values = orderValues(p)
@@ -101,9 +115,15 @@ func (s *Service) order(req *Request, key string, it PreviewItem) (json.RawMessa
 		o.Template = req.Params.Template
 	}
 	if err := o.Validate(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return json.Marshal(o)
+	span := StartPlace(ctx, it.Site, o)
+	obj, err := json.Marshal(o)
+	if err != nil {
+		EndPlace(span, err.Error())
+		return nil, nil, err
+	}
+	return obj, span, nil
 }
 
 // orderValues are the workflow values of a provision's params, under

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/outposthq/outpost/central/fleet"
+	"github.com/outposthq/outpost/central/internal/centraltest"
 	"github.com/outposthq/outpost/internal/browsertest"
 )
 
@@ -55,6 +57,9 @@ func (p portalPage) live() {
 // and says the offline site's orders wait), confirms, and watches each
 // machine's result change live as the fleet does, without a reload;
 // uploads a file with its progress; a viewer finds no order form and
+// sees a machine's waterfall fill in live as its trace's last spans
+// arrive, and the charts page from the navigation; a viewer finds no
+// order form and
 // gets 403 for a forged POST made with a valid session and CSRF token.
 // The pages asked nothing of any host but the portal's. With
 // -browsertest.screenshots, every page is captured.
@@ -107,6 +112,7 @@ func TestPortalBrowser(t *testing.T) {
 		t.Error("the operator's machine page has no order form or no link to the site's console")
 	}
 	b.Capture("portal-machine")
+	waterfallAndCharts(t, p)
 	b.Navigate(e.URL + "/sites")
 	b.Capture("portal-sites")
 	b.Navigate(e.URL + "/audit")
@@ -158,4 +164,38 @@ func uploadFile(t *testing.T, p portalPage) {
 	if v := browsertest.Eval[int](p.b, "the progress bar", `document.querySelector('[data-test=upload-progress]').value`); v != 100 {
 		t.Errorf("the progress bar ends at %d", v)
 	}
+}
+
+// waterfallAndCharts opens the page of a machine provisioning, whose
+// trace has every span but its first boot's metadata request: the
+// waterfall shows nine phases and names the missing one; when the
+// request's span arrives and the fleet changes (the site's events come
+// with the spans), the page shows all ten, live. The charts page, from
+// the navigation, counts the machine's provision once it has ended.
+func waterfallAndCharts(t *testing.T, p portalPage) {
+	t.Helper()
+	spans := centraltest.ProvisionTrace(traceID, t0)
+	p.e.traces.set(traceID, spans[:len(spans)-1])
+	p.e.provisionOn("eu1", "m2", fleet.OrderRunning)
+	p.b.Navigate(p.e.URL + "/machines/eu1/m2")
+	p.live()
+	p.waitText("trace-complete", "Not yet there: first boot to metadata.")
+	if n := p.count("phase-row"); n != 9 {
+		t.Errorf("%d phases drawn, want 9", n)
+	}
+	if n := p.count("span-row"); n != len(spans)-1 {
+		t.Errorf("%d spans listed, want %d", n, len(spans)-1)
+	}
+	p.e.traces.set(traceID, spans)
+	p.e.provisionOn("eu1", "m2", fleet.OrderSucceeded)
+	p.waitText("trace-complete", "Every phase is there.")
+	if n := p.count("phase-row"); n != 10 {
+		t.Errorf("%d phases drawn after the last span, want 10", n)
+	}
+	p.b.Capture("portal-waterfall")
+
+	p.b.ClickToPage("nav-charts")
+	p.waitText("charts-provisions", "1")
+	p.waitText("ratio-pct", "100%")
+	p.b.Capture("portal-charts")
 }

@@ -51,7 +51,7 @@
 // # Pages and their controls (data-test attributes)
 //
 // Every page: nav-fleet, nav-sites, nav-machines, nav-images,
-// nav-templates, nav-audit (for operators: the audit is theirs),
+// nav-templates, nav-charts, nav-audit (for operators: the audit is theirs),
 // signed-in-as, sign-out, disconnected (the banner shown while the
 // stream is down).
 //
@@ -86,7 +86,13 @@
 //     order-status: the last order, its status and who placed it),
 //     site-console-link (the machine on its site's console, for the
 //     serial line: a link out, rel=external), workflow (workflow-step,
-//     workflow-progress), timeline (event-row with event-by); for
+//     workflow-progress), waterfall (its last order's trace, drawn on the
+//     server and live: trace-id, trace-complete saying which phases are
+//     not there yet, phases with phase-row per phase (data-phase,
+//     phase-name, phase-took, and a bar on the trace's time line), spans
+//     with span-row per span (span-service, span-name, span-took); or
+//     waterfall-note saying why there is none), timeline (event-row
+//     with event-by); for
 //     operators order-form (order-action, order-image, order-template,
 //     order-hostname, order-ssh-keys, order-user-data, order-submit).
 //   - /images: catalogue-table (image-row with data-image, image-digest,
@@ -97,6 +103,12 @@
 //     sha256:<hex>").
 //   - /templates?site=: templates-site, templates-table (template-row
 //     with data-template="<site>/<name>").
+//   - /charts: over each machine's last order that is an ended
+//     provision: charts-provisions, charts-succeeded; time-by-image and
+//     time-by-class (dist-row with data-group, dist-n, dist-p50,
+//     dist-p90, dist-p99; hist-row with a hist-count per bucket);
+//     success-by-day, success-by-image, success-by-class (ratio-row with
+//     data-group, ratio-pct; the groups that fail most first); live.
 //   - /sites: sites-table (as on /fleet), site-reports (site-console).
 //   - /audit?by=&action=&target=&since=&until= (operators): audit-filter
 //     (audit-by, audit-action, audit-target, audit-since, audit-until,

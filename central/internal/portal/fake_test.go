@@ -27,6 +27,7 @@ import (
 	"github.com/outposthq/outpost/internal/httpapi"
 	"github.com/outposthq/outpost/internal/seal"
 	"github.com/outposthq/outpost/internal/sse"
+	"github.com/outposthq/outpost/internal/tracing"
 	"github.com/outposthq/outpost/internal/webui/webuitest"
 )
 
@@ -281,6 +282,24 @@ func (a *fakeAudit) Audit(f orders.AuditFilter) ([]orders.AuditEntry, error) {
 	return out, nil
 }
 
+// fakeTraces holds the spans of traces the test sets.
+type fakeTraces struct {
+	mu     sync.Mutex
+	traces map[string][]tracing.Span
+}
+
+func (f *fakeTraces) Trace(id string) ([]tracing.Span, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.traces[id]), nil
+}
+
+func (f *fakeTraces) set(id string, spans []tracing.Span) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.traces[id] = spans
+}
+
 type fakeDesired struct{}
 
 func (fakeDesired) CatalogueImages() ([]*store.CatalogueImage, error) {
@@ -362,6 +381,7 @@ func (f *fakeFleet) stream(w http.ResponseWriter, r *http.Request) {
 type env struct {
 	fleet  *fakeFleet
 	placer *fakePlacer
+	traces *fakeTraces
 	srv    *httptest.Server
 	webuitest.Client
 }
@@ -378,14 +398,15 @@ func start(t *testing.T) *env {
 		{Seq: 1, Time: time.Date(2026, 12, 7, 6, 0, 0, 0, time.UTC), By: "olga", Role: "operator", From: "192.0.2.7", Action: "order.place", Target: "b1-0001", Detail: "power cycle, 3 machines", Status: 200},
 		{Seq: 2, Time: time.Date(2026, 12, 7, 6, 5, 0, 0, time.UTC), By: "ada", Role: "admin", From: "192.0.2.8", Action: "site.create", Target: "us1", Status: 201},
 	}}
-	srv, err := portal.New(portal.Config{Fleet: f, Orders: p, Audit: audit, Desired: fakeDesired{}, DeriveKey: key.Derive,
+	traces := &fakeTraces{traces: map[string][]tracing.Span{}}
+	srv, err := portal.New(portal.Config{Fleet: f, Orders: p, Audit: audit, Desired: fakeDesired{}, Traces: traces, DeriveKey: key.Derive,
 		Lookup: lookup, API: fakeAPI(f), Log: slog.New(slog.NewTextHandler(t.Output(), nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
 	hs := httptest.NewServer(srv.Handler())
 	t.Cleanup(hs.Close)
-	return &env{fleet: f, placer: p, srv: hs, Client: webuitest.Client{URL: hs.URL, HTTP: hs.Client()}}
+	return &env{fleet: f, placer: p, traces: traces, srv: hs, Client: webuitest.Client{URL: hs.URL, HTTP: hs.Client()}}
 }
 
 // signIn signs in with the token of role and returns the cookie and the

@@ -87,7 +87,8 @@ func chosenColumns(cols []string) []string {
 var machineStates = []string{"discovered", "ready", "provisioning", "provisioned", "failed", "deprovisioning"}
 
 // machine serves one machine's page: its state, its last order, its
-// workflow's progress, its merged timeline (who placed each order) and a
+// workflow's progress, the waterfall of its last order's trace, its
+// merged timeline (who placed each order) and a
 // link to its site's console for the serial line; for an operator, the
 // order form, which goes to a preview.
 func (s *Server) machine(w http.ResponseWriter, r *http.Request) {
@@ -102,7 +103,8 @@ func (s *Server) machine(w http.ResponseWriter, r *http.Request) {
 		s.failErr(w, r, err)
 		return
 	}
-	d := machineData{M: m, Events: events, Actions: orderActions, Images: s.imageNames(), Templates: s.templateNames(site)}
+	d := machineData{M: m, Events: events, Actions: orderActions, Images: s.imageNames(), Templates: s.templateNames(site),
+		Trace: s.waterfallOf(m)}
 	if st := s.site(site); st != nil && st.Appliance.Console != "" {
 		d.Console = strings.TrimSuffix(st.Appliance.Console, "/") + "/machines/" + id
 	}
@@ -114,7 +116,9 @@ type machineData struct {
 	Events []fleet.Event
 	// Console is the machine's page on its site's console ("" if the
 	// site did not report its console's URL).
-	Console   string
+	Console string
+	// Trace is the waterfall of its last order's trace.
+	Trace     *waterfall
 	Actions   []string
 	Images    []string
 	Templates []string

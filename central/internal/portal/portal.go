@@ -31,6 +31,9 @@ type Config struct {
 	// Desired is central's own records: the catalogue and each site's
 	// desired templates (*store.DB).
 	Desired Desired
+	// Traces reads the traces of orders (*store.DB): a machine's page
+	// draws its last order's waterfall. Nil shows none.
+	Traces Traces
 	// DeriveKey derives the session and CSRF keys from central's key
 	// (store.DB.DeriveKey): every node of a replicated central opens a
 	// session another sealed.
@@ -118,6 +121,7 @@ func (s *Server) routes() []httpapi.Route {
 		{Pattern: "GET /images", Role: viewer, Handler: s.images},
 		{Pattern: "GET /templates", Role: viewer, Handler: s.templates},
 		{Pattern: "GET /sites", Role: viewer, Handler: s.sites},
+		{Pattern: "GET /charts", Role: viewer, Handler: s.charts},
 		// The audit is an operator's, as the API's GET /v1/audit is.
 		{Pattern: "GET /audit", Role: operator, Handler: s.audit},
 		{Pattern: "GET /audit/download", Role: operator, Handler: s.downloadAudit},

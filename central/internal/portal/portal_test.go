@@ -65,7 +65,7 @@ func attrs(els map[string][]el, name, a string) []string {
 
 // pages are every page of the portal, as a browser opens them.
 var pages = []string{"/fleet", "/sites", "/machines", "/machines?q=state:failed&cols=macs", "/machines/eu1/m1",
-	"/images", "/templates", "/templates?site=eu1", "/audit", "/orders/b1796623200-0001", "/no-such-page"}
+	"/images", "/templates", "/templates?site=eu1", "/audit", "/orders/b1796623200-0001", "/charts", "/no-such-page"}
 
 // TestPagesByRole: every page renders for each role with the navigation;
 // only an operator sees the order forms, the upload and the audit (a
@@ -91,7 +91,7 @@ func TestPagesByRole(t *testing.T) {
 				continue
 			}
 			els := elements(t, body)
-			for _, name := range []string{"nav-fleet", "nav-machines", "nav-images", "nav-audit", "signed-in-as", "sign-out", "disconnected"} {
+			for _, name := range []string{"nav-fleet", "nav-machines", "nav-images", "nav-charts", "nav-audit", "signed-in-as", "sign-out", "disconnected"} {
 				if n := len(els[name]); n != 1 && (name != "nav-audit" || role != "viewer") {
 					t.Errorf("%s GET %s: %d %s", role, p, n, name)
 				}

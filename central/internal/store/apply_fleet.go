@@ -9,6 +9,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/outposthq/outpost/central/fleet"
+	"github.com/outposthq/outpost/internal/tracing"
 	"github.com/outposthq/outpost/syncproto"
 )
 
@@ -134,6 +135,7 @@ type placedOrder struct {
 	Action      string `json:"action"`
 	Image       string `json:"image"`
 	ImageSHA256 string `json:"image_sha256"`
+	Traceparent string `json:"traceparent"`
 }
 
 // derivePlaced makes an order central placed in revision rev its
@@ -152,7 +154,7 @@ func derivePlaced(tx *txn, site, key string, object json.RawMessage, rev uint64,
 		return err
 	}
 	m = fleet.PlaceOrder(m, fleet.PlacedOrder{Key: key, Action: o.Action, Image: o.Image, ImageSHA256: o.ImageSHA256,
-		By: of.by, Revision: rev, Time: of.time})
+		By: of.by, Revision: rev, Time: of.time, TraceID: tracing.TraceID(o.Traceparent)})
 	return putRecord(tx, b, site, o.MachineID, m)
 }
 

@@ -8,6 +8,7 @@ import (
 
 	"github.com/outposthq/outpost/internal/artifact"
 	"github.com/outposthq/outpost/internal/command"
+	"github.com/outposthq/outpost/internal/tracing"
 	"github.com/outposthq/outpost/syncproto"
 )
 
@@ -88,6 +89,9 @@ const (
 	// cmdRecordAudit appends an entry to the audit of changes made
 	// through central's API.
 	cmdRecordAudit command.Type = 27
+	// cmdAddSpans keeps a batch of spans (central's own, or a site's),
+	// once each, dropping the oldest beyond the bound.
+	cmdAddSpans command.Type = 28
 	// cmdLegacyJSON is a command of release b482c18: a JSON object
 	// whose first byte, '{', is its type (legacy_b482c18.go).
 	cmdLegacyJSON command.Type = '{'
@@ -122,6 +126,7 @@ var table = command.Table[*txn]{
 	cmdRecordAudit:          decoded(applyRecordAudit),
 	cmdSetLink:              decoded(applySetLink),
 	cmdReportSite:           decoded(applyReportSite),
+	cmdAddSpans:             decoded(applyAddSpans),
 	cmdLegacyJSON:           applyLegacy,
 }
 
@@ -257,6 +262,13 @@ type (
 		Time   time.Time      `json:"time"`
 		By     string         `json:"by,omitempty"`
 		Audit  *AuditEntry    `json:"audit,omitempty"`
+	}
+	// addSpansPayload's spans are validated (tracing.Span.Validate);
+	// Max is the bound of the spans kept, the proposer's, so that every
+	// node drops the same ones.
+	addSpansPayload struct {
+		Spans []tracing.Span `json:"spans"`
+		Max   int            `json:"max"`
 	}
 	recordAuditPayload struct {
 		Entry *AuditEntry `json:"entry"` // Time set, Seq not

@@ -34,9 +34,13 @@ var (
 	// index of its events.
 	bucketFleet         = []byte("fleet")          // site id -> {machine id -> fleet.Machine}
 	bucketMachineEvents = []byte("machine_events") // site id -> {machine id "\x00" big-endian seq -> empty}
+	// The spans of central's and the sites' traces (apply_spans.go),
+	// oldest dropped first beyond a bound.
+	bucketSpans     = []byte("spans")      // trace id (16) + span id (8) -> tracing.Span; span id 0: the trace's phases observed
+	bucketSpanOrder = []byte("span_order") // big-endian seq -> trace id + span id
 
 	allBuckets = [][]byte{bucketMeta, bucketTokens, bucketSites, bucketDesired, bucketRevisions, bucketEvents, bucketMembers, bucketArtifacts, bucketCatalogue,
-		bucketAudit, bucketFleet, bucketMachineEvents}
+		bucketAudit, bucketFleet, bucketMachineEvents, bucketSpans, bucketSpanOrder}
 
 	keySchemaVersion = []byte("schema_version")
 	keyAppliedIndex  = []byte("applied_index")

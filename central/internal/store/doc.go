@@ -14,7 +14,7 @@
 // list in command.go with its payload struct, an apply function in the
 // apply_<entity>.go of what it changes (apply_site.go, apply_desired.go,
 // apply_events.go, apply_member.go, apply_token.go, apply_artifact.go,
-// apply_catalogue.go, apply_fleet.go),
+// apply_catalogue.go, apply_fleet.go, apply_spans.go),
 // and a typed method
 // that builds the payload (the proposer side: it stamps the time, seals,
 // validates what needs no state). Reads are methods of the entity's file
@@ -120,6 +120,20 @@
 //     records are never modified in place (fleet.Apply copies), so a
 //     reader may keep one. Its version grows at each change (and across
 //     a restart or Restore), and Fleet.Changed is closed at the next.
+//   - The spans of traces (bucket "spans": trace id + span id -> a
+//     tracing.Span; bucket "span_order" numbers them as added) are
+//     central's own and its sites', kept through the log like every
+//     change, so they survive a failover: one command per batch of spans
+//     (cmdAddSpans, up to 1,000), never one per span. A span is kept once
+//     by its trace and span id; beyond a bound carried in the command
+//     (MaxSpans) the oldest are dropped in the same apply. A trace whose
+//     provision's waterfall first holds its first boot's metadata request
+//     is marked (a key of span id zero) and reported once, in that
+//     apply's result, to the node that proposed it. The new spans of a
+//     machine's last order's trace that name it (outpost.site and
+//     outpost.machine, or an installer's node) are counted on its
+//     record in the same apply (fleet.SpansKept), so the fleet changes
+//     as they arrive.
 //   - Snapshots are bbolt files streamed from a read transaction; Restore
 //     swaps in a whole file under the exclusive lock.
 //

@@ -1,0 +1,293 @@
+package syncclient
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/outposthq/outpost/appliance/internal/cluster"
+	"github.com/outposthq/outpost/appliance/internal/site"
+	"github.com/outposthq/outpost/internal/tracing"
+	"github.com/outposthq/outpost/syncproto"
+)
+
+var t0 = time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC)
+
+func testSpan(trace string, n int, name, node string) tracing.Span {
+	return tracing.Span{TraceID: trace, SpanID: fmt.Sprintf("%016x", n), Name: name, Service: "applianced", Node: node,
+		Start: t0.Add(time.Duration(n) * time.Second), End: t0.Add(time.Duration(n+1) * time.Second)}
+}
+
+func traceID(n int) string { return fmt.Sprintf("%032x", n+1) }
+
+// spanCluster starts a three-node site whose nodes keep spans, every
+// node's sync client forwarding them (tune changes its configuration).
+func spanCluster(t *testing.T, f *fakeCentral, tune func(*Config)) ([]*cluster.Site, map[string]*tracing.Store) {
+	cred := filepath.Join(t.TempDir(), "site.credential")
+	if err := os.WriteFile(cred, []byte(testCredential), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	stores := map[string]*tracing.Store{}
+	nodes := startCluster(t, f, cred, func(n *cluster.Site, cfg *Config) {
+		s, err := tracing.OpenStore(filepath.Join(t.TempDir(), "spans.db"), 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		n.SetSpanStore(s)
+		stores[n.ID()] = s
+		cfg.Spans, cfg.SpanInterval = n, 20*time.Millisecond
+		if tune != nil {
+			tune(cfg)
+		}
+	})
+	return nodes, stores
+}
+
+func (f *fakeCentral) spanCount() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.spans)
+}
+
+// waitForwarded waits until each node's cursor has reached its last
+// span.
+func waitForwarded(t *testing.T, stores map[string]*tracing.Store) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for id, s := range stores {
+		for {
+			n, _ := s.Len()
+			fwd, _ := s.Forwarded()
+			if fwd == uint64(n) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("node %s: forwarded %d of %d spans", id, fwd, n)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+}
+
+// TestSpansForwarded: the leader sends central the spans of every node
+// of the site, in batches within the protocol's limits, and each
+// node's cursor moves once central acknowledges them; spans recorded
+// later on a follower follow.
+func TestSpansForwarded(t *testing.T) {
+	f := newFakeCentral(t, testCredential)
+	nodes, stores := spanCluster(t, f, nil)
+	want := 0
+	for i, n := range nodes {
+		var spans []tracing.Span
+		for j := range 1500 { // more than a message holds
+			spans = append(spans, testSpan(traceID(i), j+1, "dhcp.exchange", n.ID()))
+		}
+		if err := stores[n.ID()].Add(spans); err != nil {
+			t.Fatal(err)
+		}
+		want += len(spans)
+	}
+	f.waitFor(fmt.Sprintf("%d spans", want), func() bool { return len(f.spans) == want })
+	waitForwarded(t, stores)
+	f.mu.Lock()
+	for _, n := range f.spanMsgs {
+		if n > syncproto.MaxSpansPerBatch {
+			t.Errorf("a spans message of %d spans, more than %d", n, syncproto.MaxSpansPerBatch)
+		}
+	}
+	f.mu.Unlock()
+
+	follower := nodes[1]
+	if follower.IsLeader() {
+		follower = nodes[2]
+	}
+	if err := stores[follower.ID()].Add([]tracing.Span{testSpan(traceID(9), 1, "metadata.get", follower.ID())}); err != nil {
+		t.Fatal(err)
+	}
+	f.waitFor("the follower's new span", func() bool { _, ok := f.spans[traceID(9)+fmt.Sprintf("%016x", 1)]; return ok })
+	waitForwarded(t, stores)
+}
+
+// TestSpansUnacknowledgedSentAgain: spans central did not acknowledge
+// stay unforwarded, and are sent again on the next connection.
+func TestSpansUnacknowledgedSentAgain(t *testing.T) {
+	f := newFakeCentral(t, testCredential)
+	f.noSpanAcks = true
+	nodes, stores := spanCluster(t, f, nil)
+	for i, n := range nodes {
+		if err := stores[n.ID()].Add([]tracing.Span{testSpan(traceID(0), i+1, "boot.fetch", n.ID())}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.waitFor("3 spans", func() bool { return len(f.spans) == 3 })
+	for id, s := range stores {
+		if fwd, _ := s.Forwarded(); fwd != 0 {
+			t.Errorf("node %s's cursor moved to %d without an acknowledgement", id, fwd)
+		}
+	}
+	msgs := func() int { f.mu.Lock(); defer f.mu.Unlock(); return len(f.spanMsgs) }
+	before := msgs()
+	f.update(func() { f.noSpanAcks = false })
+	f.cut()
+	f.waitFor("the spans sent again", func() bool { return len(f.spanMsgs) > before })
+	waitForwarded(t, stores)
+	if n := f.spanCount(); n != 3 {
+		t.Errorf("central keeps %d spans, want 3", n)
+	}
+}
+
+// countingSource counts the reads of a SpanSource.
+type countingSource struct {
+	SpanSource
+	mu    sync.Mutex
+	reads int
+}
+
+func (c *countingSource) PendingSpans(ctx context.Context, after map[string]uint64, limit int) ([]site.NodeSpans, error) {
+	c.mu.Lock()
+	c.reads++
+	c.mu.Unlock()
+	return c.SpanSource.PendingSpans(ctx, after, limit)
+}
+
+// TestSpansNotOnVersion1: on a connection of version 1 the site reads
+// and sends no spans; its cursors stay.
+func TestSpansNotOnVersion1(t *testing.T) {
+	f := newFakeCentral(t, testCredential)
+	f.version = 1
+	var sources []*countingSource
+	nodes, stores := spanCluster(t, f, func(cfg *Config) {
+		c := &countingSource{SpanSource: cfg.Spans}
+		cfg.Spans, sources = c, append(sources, c)
+	})
+	leader := leaderOf(t, nodes)
+	if err := stores[leader.ID()].Add([]tracing.Span{testSpan(traceID(0), 1, "order.apply", leader.ID())}); err != nil {
+		t.Fatal(err)
+	}
+	// The session is up: events flow.
+	if err := recordEvents(t.Context(), leader, 1, "test"); err != nil {
+		t.Fatal(err)
+	}
+	f.waitFor("the event", func() bool { return len(f.stored) >= 1 })
+	for _, c := range sources {
+		c.mu.Lock()
+		if c.reads != 0 {
+			t.Errorf("spans read %d times on a version 1 connection", c.reads)
+		}
+		c.mu.Unlock()
+	}
+	if n := f.spanCount(); n != 0 {
+		t.Errorf("central got %d spans on a version 1 connection", n)
+	}
+	if fwd, _ := stores[leader.ID()].Forwarded(); fwd != 0 {
+		t.Errorf("cursor moved to %d on a version 1 connection", fwd)
+	}
+}
+
+// TestSpanMessages: spans are split into messages within the limits;
+// one too large to send is left out.
+func TestSpanMessages(t *testing.T) {
+	big := strings.Repeat("x", 1000)
+	var spans []tracing.Span
+	for i := range 2500 {
+		s := testSpan(traceID(0), i+1, "action.x", "n1")
+		s.Attrs = map[string]string{}
+		for k := range 60 {
+			s.Attrs[fmt.Sprint("a", k)] = big
+		}
+		spans = append(spans, s)
+	}
+	huge := testSpan(traceID(0), 9999, "too big", "n1")
+	huge.Events = []tracing.SpanEvent{{Name: "e", Time: t0, Attrs: map[string]string{"x": strings.Repeat("y", syncproto.MaxSpanSize)}}}
+	spans = append(spans, huge)
+	msgs := spanMessages(spans)
+	total := 0
+	for i, m := range msgs {
+		frame, err := syncproto.Encode(&syncproto.Spans{Batch: uint64(i + 1), Spans: m})
+		if err != nil {
+			t.Fatalf("message %d: %v", i, err)
+		}
+		if len(frame) > syncproto.MaxFrameSize {
+			t.Errorf("message %d is %d bytes", i, len(frame))
+		}
+		for _, raw := range m {
+			var s tracing.Span
+			if err := json.Unmarshal(raw, &s); err != nil || s.Name == "too big" {
+				t.Errorf("message %d holds %.60s", i, raw)
+			}
+		}
+		total += len(m)
+	}
+	if total != 2500 {
+		t.Errorf("%d spans in the messages, want 2500", total)
+	}
+}
+
+// fullTrace is the spans of one provision, every phase in it.
+func fullTrace(trace string) []tracing.Span {
+	at := func(name string, from, to int, attrs ...string) tracing.Span {
+		s := tracing.Span{TraceID: trace, SpanID: fmt.Sprintf("%016x", from*100+to+1), Name: name, Service: "x",
+			Start: t0.Add(time.Duration(from) * time.Second), End: t0.Add(time.Duration(to) * time.Second)}
+		if len(attrs) == 2 {
+			s.Attrs = map[string]string{attrs[0]: attrs[1]}
+		}
+		return s
+	}
+	return []tracing.Span{
+		at("order.place", 0, 1), at("order.apply", 2, 3), at("bmc.power_cycle", 3, 5),
+		at("dhcp.exchange", 20, 21), at("boot.fetch", 22, 30), at("agent.run", 40, 200),
+		at("action.wipe", 41, 50, tracing.AttrActionType, "disk.wipe"),
+		at("action.image", 50, 150, tracing.AttrActionType, "image.write"),
+		at("action.cfg", 150, 160, tracing.AttrActionType, "file.write"),
+		at("action.reboot", 160, 161, tracing.AttrActionType, "reboot"),
+		at("dhcp.exchange", 190, 191), at("metadata.get", 200, 201),
+	}
+}
+
+// TestPhaseMetrics: a provision's phases are observed once, when its
+// trace holds the first boot's metadata request.
+func TestPhaseMetrics(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := NewPhaseMetrics(reg)
+	trace := fullTrace(traceID(0))
+	if m.Observe(traceID(0), trace[:len(trace)-1]) {
+		t.Error("a trace without the metadata request was observed")
+	}
+	if !m.Observe(traceID(0), trace) {
+		t.Error("a whole trace was not observed")
+	}
+	if m.Observe(traceID(0), trace) {
+		t.Error("a trace was observed twice")
+	}
+	if n := testutil.CollectAndCount(reg, "outpost_provision_phase_seconds"); n != len(tracing.PhaseNames) {
+		t.Errorf("%d phases observed, want %d", n, len(tracing.PhaseNames))
+	}
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() { m.Observe(traceID(1), fullTrace(traceID(1))) })
+	}
+	wg.Wait()
+	if got := histCount(t, m, tracing.PhaseImageWrite); got != 2 {
+		t.Errorf("image write observed %v times over two provisions, want 2", got)
+	}
+}
+
+// histCount is how many times a phase was observed.
+func histCount(t *testing.T, m *PhaseMetrics, phase string) uint64 {
+	var out dto.Metric
+	if err := m.hist.WithLabelValues(phase).(prometheus.Metric).Write(&out); err != nil {
+		t.Fatal(err)
+	}
+	return out.GetHistogram().GetSampleCount()
+}
