@@ -49,7 +49,7 @@ func (p Phase) Duration() time.Duration { return p.End.Sub(p.Start) }
 //     kernel and initrd) before the agent starts;
 //   - installer boot: that end to the agent's start;
 //   - wipe, image write, configure, reboot: the agent's actions of each
-//     kind (disk.wipe; image.write; the reboot and power actions, whose
+//     kind (disk.wipe; image.write; the reboot, kexec and power actions, whose
 //     phase ends at the machine's next DHCP exchange or metadata request;
 //     every other action is configure);
 //   - first boot to metadata: the reboot's end to the installed OS's
@@ -110,7 +110,7 @@ func (w *waterfall) add(s *Span) {
 			w.wipe.cover(s.Start, s.End)
 		case t == "image.write":
 			w.image.cover(s.Start, s.End)
-		case t == "reboot" || strings.HasPrefix(t, "power"):
+		case t == "reboot" || t == "kexec" || strings.HasPrefix(t, "power"):
 			w.reboot.cover(s.Start, s.End)
 		default:
 			w.configure.cover(s.Start, s.End)

@@ -43,6 +43,9 @@ type Config struct {
 // that go where the Config said.
 type Provider struct {
 	sdk *sdktrace.TracerProvider
+	// relay exports by OTLP the spans other programs recorded (Relay);
+	// nil when the provider exports nothing by OTLP.
+	relay sdktrace.SpanProcessor
 }
 
 // Off is the environment variable that turns tracing off in a program
@@ -84,6 +87,7 @@ func Start(cfg Config) (*Provider, error) {
 	if endpoint == "" {
 		endpoint = os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT")
 	}
+	var relay sdktrace.SpanProcessor
 	if endpoint != "" {
 		// The exporter reads the endpoint (and the rest of its
 		// OTEL_EXPORTER_OTLP_* settings) from the environment itself;
@@ -97,8 +101,9 @@ func Start(cfg Config) (*Provider, error) {
 			return nil, fmt.Errorf("tracing: OTLP exporter for %s: %w", endpoint, err)
 		}
 		opts = append(opts, sdktrace.WithBatcher(exp, sdktrace.WithBatchTimeout(cfg.Batch)))
+		relay = sdktrace.NewBatchSpanProcessor(exp, sdktrace.WithBatchTimeout(cfg.Batch))
 	}
-	p := &Provider{sdk: sdktrace.NewTracerProvider(opts...)}
+	p := &Provider{sdk: sdktrace.NewTracerProvider(opts...), relay: relay}
 	otel.SetTracerProvider(p.sdk)
 	otel.SetTextMapPropagator(propagation.TraceContext{})
 	return p, nil
@@ -110,10 +115,56 @@ func (p *Provider) Tracer(name string) trace.Tracer { return p.sdk.Tracer(name) 
 
 // Flush writes every span finished so far (before a reboot, or in a
 // test that reads them).
-func (p *Provider) Flush(ctx context.Context) error { return p.sdk.ForceFlush(ctx) }
+func (p *Provider) Flush(ctx context.Context) error {
+	err := p.sdk.ForceFlush(ctx)
+	if p.relay != nil {
+		err = errors.Join(err, p.relay.ForceFlush(ctx))
+	}
+	return err
+}
 
 // Shutdown flushes and stops the provider.
-func (p *Provider) Shutdown(ctx context.Context) error { return p.sdk.Shutdown(ctx) }
+func (p *Provider) Shutdown(ctx context.Context) error {
+	err := p.sdk.Shutdown(ctx)
+	if p.relay != nil {
+		err = errors.Join(err, p.relay.Shutdown(ctx))
+	}
+	return err
+}
+
+// Relay exports by OTLP, when the provider exports by OTLP, spans that
+// another program recorded and cannot export itself: the installer's
+// agent sends its spans to the appliance, which keeps them and relays
+// them, so that an OTLP receiver holds whole traces. The spans are
+// queued (beyond the queue's bound they are dropped, never waited for).
+// Spans a site forwards to central are not relayed: the site exports
+// its own.
+func (p *Provider) Relay(spans []Span) {
+	if p.relay == nil {
+		return
+	}
+	for i := range spans {
+		p.relay.OnEnd(toSDK(&spans[i]))
+	}
+}
+
+// Received keeps the spans another program sent (Add): in Store, and
+// relayed by OTLP through Provider if it exports so.
+type Received struct {
+	Store    *Store
+	Provider *Provider
+}
+
+// Add keeps spans, then relays them.
+func (r Received) Add(spans []Span) error {
+	if err := r.Store.Add(spans); err != nil {
+		return err
+	}
+	if r.Provider != nil {
+		r.Provider.Relay(spans)
+	}
+	return nil
+}
 
 // exporter writes batches of finished spans to a Store and/or sends
 // them.

@@ -5,7 +5,9 @@ import (
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"go.opentelemetry.io/otel/trace"
 )
@@ -123,6 +125,59 @@ func FromSDK(s sdktrace.ReadOnlySpan) Span {
 		}
 	}
 	return out
+}
+
+// toSDK makes an OpenTelemetry span of a record (for OTLP), its
+// attributes all strings, its resource the service and node it names.
+func toSDK(s *Span) sdktrace.ReadOnlySpan {
+	tid, _ := trace.TraceIDFromHex(s.TraceID)
+	sid, _ := trace.SpanIDFromHex(s.SpanID)
+	stub := tracetest.SpanStub{
+		Name:        s.Name,
+		SpanContext: trace.NewSpanContext(trace.SpanContextConfig{TraceID: tid, SpanID: sid, TraceFlags: trace.FlagsSampled}),
+		SpanKind:    kindOf(s.Kind),
+		StartTime:   s.Start,
+		EndTime:     s.End,
+		Attributes:  attrList(s.Attrs),
+	}
+	if s.Parent != "" {
+		pid, _ := trace.SpanIDFromHex(s.Parent)
+		stub.Parent = trace.NewSpanContext(trace.SpanContextConfig{TraceID: tid, SpanID: pid, TraceFlags: trace.FlagsSampled, Remote: true})
+	}
+	for _, e := range s.Events {
+		stub.Events = append(stub.Events, sdktrace.Event{Name: e.Name, Time: e.Time, Attributes: attrList(e.Attrs)})
+	}
+	if s.Error != "" {
+		stub.Status = sdktrace.Status{Code: codes.Error, Description: s.Error}
+	}
+	res := []attribute.KeyValue{semconv.ServiceName(s.Service)}
+	if s.Node != "" {
+		res = append(res, semconv.ServiceInstanceID(s.Node))
+	}
+	stub.Resource = resource.NewWithAttributes(semconv.SchemaURL, res...)
+	return stub.Snapshot()
+}
+
+func attrList(m map[string]string) []attribute.KeyValue {
+	out := make([]attribute.KeyValue, 0, len(m))
+	for k, v := range m {
+		out = append(out, attribute.String(k, v))
+	}
+	return out
+}
+
+func kindOf(name string) trace.SpanKind {
+	switch name {
+	case "server":
+		return trace.SpanKindServer
+	case "client":
+		return trace.SpanKindClient
+	case "producer":
+		return trace.SpanKindProducer
+	case "consumer":
+		return trace.SpanKindConsumer
+	}
+	return trace.SpanKindInternal
 }
 
 func attrMap(kvs []attribute.KeyValue) map[string]string {

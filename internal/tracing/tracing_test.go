@@ -3,9 +3,13 @@ package tracing_test
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,6 +18,8 @@ import (
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
+	coltrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/outposthq/outpost/internal/boltfile"
 	"github.com/outposthq/outpost/internal/tracing"
@@ -233,5 +239,56 @@ func TestSpanValidate(t *testing.T) {
 		if err := s.Validate(); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s: %v", want, err)
 		}
+	}
+}
+
+// Spans another program recorded (an agent's) are kept, and relayed by
+// OTLP as they were recorded: ids, parent, service, node, attributes.
+func TestReceivedRelayedByOTLP(t *testing.T) {
+	got := make(chan *coltrace.ExportTraceServiceRequest, 10)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		var req coltrace.ExportTraceServiceRequest
+		if r.URL.Path != "/v1/traces" || proto.Unmarshal(body, &req) != nil {
+			http.Error(w, "not OTLP", http.StatusBadRequest)
+			return
+		}
+		got <- &req
+		w.Header().Set("Content-Type", "application/x-protobuf")
+		w.Write(nil)
+	}))
+	defer srv.Close()
+	s := openStore(t, 0)
+	p, err := tracing.Start(tracing.Config{Service: "applianced", Store: s, OTLPEndpoint: srv.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Shutdown(context.Background())
+	t0 := time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC)
+	agent := span("e", "b1", "a1", tracing.SpanActionPrefix+"image", t0, time.Minute)
+	agent.Service, agent.Node, agent.Attrs = "outpost-agent", "m1", map[string]string{tracing.AttrActionType: "image.write"}
+	if err := (tracing.Received{Store: s, Provider: p}).Add([]tracing.Span{agent}); err != nil {
+		t.Fatal(err)
+	}
+	if kept, _ := s.Trace(agent.TraceID); len(kept) != 1 {
+		t.Errorf("kept %d spans, want 1", len(kept))
+	}
+	if err := p.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	req := <-got
+	if len(req.ResourceSpans) != 1 || len(req.ResourceSpans[0].ScopeSpans) != 1 || len(req.ResourceSpans[0].ScopeSpans[0].Spans) != 1 {
+		t.Fatalf("OTLP request: %v", req)
+	}
+	res := map[string]string{}
+	for _, kv := range req.ResourceSpans[0].Resource.Attributes {
+		res[kv.Key] = kv.Value.GetStringValue()
+	}
+	sp := req.ResourceSpans[0].ScopeSpans[0].Spans[0]
+	if hex.EncodeToString(sp.TraceId) != agent.TraceID || hex.EncodeToString(sp.SpanId) != agent.SpanID ||
+		hex.EncodeToString(sp.ParentSpanId) != agent.Parent || sp.Name != agent.Name ||
+		res["service.name"] != "outpost-agent" || res["service.instance.id"] != "m1" ||
+		time.Unix(0, int64(sp.EndTimeUnixNano)).UTC() != agent.End {
+		t.Errorf("relayed span %v of resource %v; want %+v", sp, res, agent)
 	}
 }

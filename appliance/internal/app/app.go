@@ -73,7 +73,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Write
 		return err
 	}
 	defer node.Close()
-	node.SetSpanStore(spans)
+	node.SetSpanStore(spans.Store)
 
 	if key == nil || cfg.Join != "" && !node.Joined() {
 		// A new node joining a cluster gets the site key and its
@@ -240,23 +240,24 @@ func hasTokens(db *store.DB) bool {
 // startTracing opens the node's span store (a damaged file is an error
 // naming it) and starts the program's tracing provider, which records
 // this node's spans there (and by OTLP when OTEL_EXPORTER_OTLP_ENDPOINT
-// is set). stop flushes the spans and closes the store.
-func startTracing(cfg *config.Config, log *slog.Logger) (spans *tracing.Store, stop func(), err error) {
-	spans, err = tracing.OpenStore(cfg.SpansPath(), 0)
+// is set). The spans agents send are kept there too, and relayed by
+// OTLP (spans). stop flushes the spans and closes the store.
+func startTracing(cfg *config.Config, log *slog.Logger) (spans tracing.Received, stop func(), err error) {
+	store, err := tracing.OpenStore(cfg.SpansPath(), 0)
 	if err != nil {
-		return nil, nil, fmt.Errorf("%s: %w", cfg.SpansPath(), err)
+		return spans, nil, fmt.Errorf("%s: %w", cfg.SpansPath(), err)
 	}
-	p, err := tracing.Start(tracing.Config{Service: "applianced", Node: cfg.NodeID, Store: spans, Log: log.With("component", "tracing")})
+	p, err := tracing.Start(tracing.Config{Service: "applianced", Node: cfg.NodeID, Store: store, Log: log.With("component", "tracing")})
 	if err != nil {
-		spans.Close()
-		return nil, nil, err
+		store.Close()
+		return spans, nil, err
 	}
-	return spans, func() {
+	return tracing.Received{Store: store, Provider: p}, func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		if err := p.Shutdown(ctx); err != nil {
 			log.Warn("tracing: spans not flushed at stop", "err", err)
 		}
-		spans.Close()
+		store.Close()
 	}, nil
 }

@@ -22,7 +22,6 @@ import (
 	"github.com/outposthq/outpost/internal/artifact"
 	"github.com/outposthq/outpost/internal/httpserve"
 	"github.com/outposthq/outpost/internal/seal"
-	"github.com/outposthq/outpost/internal/tracing"
 )
 
 // tftpReadBuffer is the TFTP socket's receive buffer.
@@ -33,9 +32,9 @@ const tftpReadBuffer = 4 << 20
 // serves them under g until ctx ends. Binding happens here, at start-up,
 // so that a port already taken stops the appliance with a clear error.
 // The services share one index of the machines' traces; the agents'
-// spans are kept in spans, this node's span store.
+// spans are kept by spans (this node's span store, relayed by OTLP).
 func bootServices(cfg *config.Config, n *cluster.Site, key *seal.Key, log *slog.Logger, metrics *httpserve.Metrics,
-	store *artifact.Store, peers httpboot.Peers, spans *tracing.Store) (func(ctx context.Context, g *errgroup.Group), error) {
+	store *artifact.Store, peers httpboot.Peers, spans provision.SpanKeeper) (func(ctx context.Context, g *errgroup.Group), error) {
 	var runs []func(ctx context.Context, g *errgroup.Group)
 	traces := machinetrace.New(n.DB(), machinetrace.Config{})
 	if cfg.BootAddr != "" {
@@ -110,7 +109,7 @@ func bootServices(cfg *config.Config, n *cluster.Site, key *seal.Key, log *slog.
 // peer), the agent API (whose spans it keeps in spans), and the metadata
 // service.
 func bootHandler(cfg *config.Config, n *cluster.Site, key *seal.Key, log *slog.Logger, store *artifact.Store, peers httpboot.Peers,
-	traces *machinetrace.Index, spans *tracing.Store) (http.Handler, error) {
+	traces *machinetrace.Index, spans provision.SpanKeeper) (http.Handler, error) {
 	creds := provision.NewCredentials(key.Derive("outpost agent credentials v1"))
 	// Where this node hands out no addresses, credentials go to the
 	// first address that claims them (package provision).

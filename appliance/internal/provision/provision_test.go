@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"github.com/outposthq/outpost/internal/tracing"
 	"io"
 	"log/slog"
 	"net/http"
@@ -91,7 +92,9 @@ func (s *site) template(t *testing.T, tpl *store.Template) {
 // createWorkflow creates a workflow; the site draws its nonce.
 func (s *site) createWorkflow(t *testing.T, w *store.Workflow) *store.Workflow {
 	t.Helper()
-	created, err := s.n.Site.CreateWorkflow(t.Context(), w)
+	// A workflow's trace is that of the request creating it: the
+	// traceparent asked for, as if the request had carried it.
+	created, err := s.n.Site.CreateWorkflow(tracing.WithRemoteParent(t.Context(), w.Traceparent), w)
 	if err != nil {
 		t.Fatalf("create workflow %s: %v", w.ID, err)
 	}

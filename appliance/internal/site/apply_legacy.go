@@ -57,7 +57,15 @@ func applyPlaceOrderV2(tx *store.Tx, payload []byte, index uint64) (any, error) 
 func applyDiscoverV1(tx *store.Tx, payload []byte, index uint64) (any, error) {
 	var req DiscoverPayload
 	command.MustDecode(payload, &req, index)
-	return discover(tx, &req, index, false)
+	return discover(tx, &req, index, discoveredV1)
+}
+
+// applyDiscoverV2 applies a discovery as Discover does, but its event
+// has no vendor or product, as releases up to 96fac4a recorded it.
+func applyDiscoverV2(tx *store.Tx, payload []byte, index uint64) (any, error) {
+	var req DiscoverPayload
+	command.MustDecode(payload, &req, index)
+	return discover(tx, &req, index, discoveredV2)
 }
 
 // applyDesiredV3 applies a revision as ApplyDesired does, but records

@@ -18,17 +18,26 @@ import (
 
 // applyDiscover creates or updates the machine that owns the report's
 // MACs from what the installer found: its event, machine.discovered,
-// has the machine's record (RecordFields), as central's fleet model
-// needs.
+// has the machine's record (RecordFields) and its hardware's vendor and
+// product, as central's fleet model needs (the hardware class of its
+// charts).
 func applyDiscover(tx *store.Tx, payload []byte, index uint64) (any, error) {
 	var req DiscoverPayload
 	command.MustDecode(payload, &req, index)
-	return discover(tx, &req, index, true)
+	return discover(tx, &req, index, discoveredV3)
 }
 
-// discover applies a discovery; withRecord: its event has the machine's
-// record (DiscoverV1's had not).
-func discover(tx *store.Tx, req *DiscoverPayload, index uint64, withRecord bool) (any, error) {
+// What machine.discovered's fields hold, by the command's version.
+type discoveredVersion int
+
+const (
+	discoveredV1 discoveredVersion = iota + 1 // the boot MAC and whether the machine was created (DiscoverV1)
+	discoveredV2                              // and the machine's record (DiscoverV2)
+	discoveredV3                              // and the hardware's vendor and product (Discover)
+)
+
+// discover applies a discovery, its event's fields those of version.
+func discover(tx *store.Tx, req *DiscoverPayload, index uint64, version discoveredVersion) (any, error) {
 	hw := req.Hardware
 	boot, err := store.NormalizeMAC(hw.MAC)
 	if err != nil {
@@ -74,16 +83,24 @@ func discover(tx *store.Tx, req *DiscoverPayload, index uint64, withRecord bool)
 	return &DiscoverResult{MachineID: m.ID, Created: created}, event(tx, w, store.Event{MachineID: m.ID, Kind: "machine.discovered",
 		Message: fmt.Sprintf("discovery %s machine %s: %d CPUs, %d MiB, %d disks, %d NICs",
 			verb, m.ID, hw.CPUs, hw.MemoryBytes>>20, len(disks), len(found)),
-		Fields: discoveredFields(m, boot, created, withRecord)})
+		Fields: discoveredFields(m, boot, created, version)})
 }
 
 // discoveredFields are machine.discovered's fields: the boot MAC, whether
 // it created the machine, and withRecord the machine's record
 // (RecordFields).
-func discoveredFields(m *store.Machine, boot string, created, withRecord bool) map[string]string {
+func discoveredFields(m *store.Machine, boot string, created bool, version discoveredVersion) map[string]string {
 	f := map[string]string{}
-	if withRecord {
+	if version >= discoveredV2 {
 		f = RecordFields(m)
+	}
+	if version >= discoveredV3 && m.Hardware != nil {
+		if m.Hardware.Vendor != "" {
+			f["vendor"] = m.Hardware.Vendor
+		}
+		if m.Hardware.Product != "" {
+			f["product"] = m.Hardware.Product
+		}
 	}
 	f["mac"], f["created"] = boot, fmt.Sprint(created)
 	return f

@@ -10,6 +10,7 @@ import (
 	"github.com/outposthq/outpost/appliance/internal/workflow"
 	"github.com/outposthq/outpost/internal/command"
 	"github.com/outposthq/outpost/internal/errs"
+	"github.com/outposthq/outpost/internal/tracing"
 )
 
 // Orders. Storing one does everything at once, in one transaction: the
@@ -141,8 +142,11 @@ func startOrder(tx *store.Tx, o *store.Order, m *store.Machine, wr store.Write, 
 	if kind == "order.started" {
 		msg = fmt.Sprintf("order %s started: its artifacts are at the site: %s machine %s", o.ID, o.Action, m.ID)
 	}
-	return event(tx, wr, store.Event{MachineID: m.ID, Kind: kind, Message: msg,
-		Fields: map[string]string{"order": o.ID, "action": o.Action}})
+	fields := map[string]string{"order": o.ID, "action": o.Action}
+	if id := tracing.TraceID(o.Traceparent); id != "" {
+		fields["trace_id"] = id
+	}
+	return event(tx, wr, store.Event{MachineID: m.ID, Kind: kind, Message: msg, Fields: fields})
 }
 
 // orderParts creates what order o needs: the workflow, the reservation

@@ -70,7 +70,8 @@ const (
 	PlaceOrder           Type = 47 // Put[store.Order]: creates an order, its workflow and its jobs, or waits for its artifacts (apply_order.go)
 	ApplyDesiredV3       Type = 48 // DesiredPayload, releases up to 6856dfc (no events of central's machine changes): replay only (apply_legacy.go)
 	ApplyDesired         Type = 51 // DesiredPayload: a revision of central's desired state; its orders may wait for artifacts, its machine changes are events (apply_sync.go)
-	Discover             Type = 52 // DiscoverPayload: what an installer in discovery mode found; machine.discovered has the machine's record (apply_machine.go)
+	DiscoverV2           Type = 52 // DiscoverPayload, releases up to 96fac4a (machine.discovered without the hardware's vendor and product): replay only (apply_legacy.go)
+	Discover             Type = 53 // DiscoverPayload: what an installer in discovery mode found; machine.discovered has the machine's record and its vendor and product (apply_machine.go)
 )
 
 // Every payload but CommitLease's (always the DHCP server's) names its

@@ -24,8 +24,13 @@ import (
 //     (DeleteMachine, machine.deleted): both replay as they always did.
 //     Central's puts and deletes (ApplyDesired, 51) record theirs at
 //     apply, if the record changed; ApplyDesiredV3 (48) recorded none.
-//   - Discovery (Discover, 52) has the machine's record in
-//     machine.discovered's fields; DiscoverV1 (22) had only the MAC.
+//   - Discovery (Discover, 53) has the machine's record and its
+//     hardware's vendor and product in machine.discovered's fields;
+//     DiscoverV2 (52) had the record only, DiscoverV1 (22) only the MAC.
+//   - An order's events (order.created, order.started) name its trace
+//     (trace_id) when the order has a traceparent: only commands of
+//     releases that trace place such orders, so old log entries replay
+//     as they always did.
 //   - An order of central's that the site refuses (ApplyDesired, 51)
 //     names its machine.
 //

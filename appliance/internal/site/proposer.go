@@ -249,9 +249,12 @@ func (p *Proposer) CreateToken(ctx context.Context, t *store.Token) error {
 // CreateWorkflow stores a new workflow from what a client gives (the
 // machine, the template, values, purpose, timeout): the state is the
 // site's to make, the nonce is drawn here, and boot values are filled in.
+// Its trace is the span ctx holds (the API request's), if any: the
+// machine's boot and its agent's actions are of that trace.
 func (p *Proposer) CreateWorkflow(ctx context.Context, w *store.Workflow) (*store.Workflow, error) {
 	w.Normalize()
-	w.State, w.Order, w.BootAddr, w.Traceparent = nil, "", "", ""
+	w.State, w.Order, w.BootAddr = nil, "", ""
+	w.Traceparent = tracing.Traceparent(ctx)
 	w.Nonce = p.cfg.Nonce()
 	w.Values = withBootValues(w.Values, p.cfg.BootURL)
 	if err := w.Validate(); err != nil {

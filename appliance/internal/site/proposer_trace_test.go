@@ -112,6 +112,20 @@ func TestPlaceOrderSpan(t *testing.T) {
 			t.Errorf("part %d's traceparent %q, want the order's %q", i, tp, want)
 		}
 	}
+	// The order's events name its trace, for central's fleet model.
+	var created store.Event
+	e.view(func(tx *store.Tx) error {
+		return tx.EventsBefore(0, 0, func(ev *store.Event) bool {
+			if ev.Kind == "order.created" && ev.Fields["order"] == "o1" {
+				created = *ev
+				return false
+			}
+			return true
+		})
+	})
+	if created.Fields["trace_id"] != sp.SpanContext.TraceID().String() {
+		t.Errorf("order.created's fields %v, want trace_id %s", created.Fields, sp.SpanContext.TraceID())
+	}
 	if sp.Attributes == nil || attr(sp, tracing.AttrOrder) != "o1" || attr(sp, tracing.AttrMachine) != "m1" || attr(sp, tracing.AttrImage) != "ubuntu" {
 		t.Errorf("order.apply attributes %v, want its order, machine and image", sp.Attributes)
 	}

@@ -35,6 +35,7 @@ var table = command.Table[*store.Tx]{
 	DeleteToken:          applyDelete[store.Token],
 	AdvanceWorkflow:      applyAdvanceWorkflow,
 	DiscoverV1:           applyDiscoverV1,
+	DiscoverV2:           applyDiscoverV2,
 	Discover:             applyDiscover,
 	PutOrderV1:           applyPutOrderV1,
 	DeleteOrder:          applyDeleteOrder,

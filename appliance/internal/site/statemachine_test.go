@@ -456,15 +456,27 @@ func TestApplyEveryCommand(t *testing.T) {
 			{Kind: DesiredImage, Key: "sync3", Object: mustJSON(t, fxImage("sync3"))}}}, Time: ts0}, func(t *testing.T, r Result, i uint64) {
 			checkDesired(t, e, r, 5, true, 0)
 		}},
-		{Discover, DiscoverPayload{Hardware: Hardware{MAC: "02:00:00:00:00:98", CPUs: 2, MemoryBytes: 1 << 30,
-			NICs: []NIC{{Name: "eth0", MAC: "02:00:00:00:00:98"}}}, Time: ts0}, func(t *testing.T, r Result, i uint64) {
+		{DiscoverV2, DiscoverPayload{Hardware: Hardware{MAC: "02:00:00:00:00:98", CPUs: 2, MemoryBytes: 1 << 30,
+			Vendor: "QEMU", Product: "Standard PC", NICs: []NIC{{Name: "eth0", MAC: "02:00:00:00:00:98"}}}, Time: ts0}, func(t *testing.T, r Result, i uint64) {
 			got, err := DecodeValue[DiscoverResult](r)
 			if r.Err != nil || err != nil || got.MachineID != "m-020000000098" || !got.Created {
 				t.Fatalf("result = %+v (err %v, decode %v), want machine m-020000000098 created", r, r.Err, err)
 			}
 			checkMachineState(t, e, "m-020000000098", store.StateDiscovered, "")
-			if ev := lastEvent(t, e); ev.Kind != "machine.discovered" || ev.Fields["state"] != "discovered" || ev.Fields["macs"] != `["02:00:00:00:00:98"]` {
-				t.Errorf("event %+v, want machine.discovered with the machine's record", ev)
+			if ev := lastEvent(t, e); ev.Kind != "machine.discovered" || ev.Fields["state"] != "discovered" || ev.Fields["macs"] != `["02:00:00:00:00:98"]` ||
+				ev.Fields["vendor"] != "" {
+				t.Errorf("event %+v, want machine.discovered with the machine's record and no vendor", ev)
+			}
+		}},
+		{Discover, DiscoverPayload{Hardware: Hardware{MAC: "02:00:00:00:00:97", CPUs: 2, MemoryBytes: 1 << 30,
+			Vendor: "QEMU", Product: "Standard PC", NICs: []NIC{{Name: "eth0", MAC: "02:00:00:00:00:97"}}}, Time: ts0}, func(t *testing.T, r Result, i uint64) {
+			got, err := DecodeValue[DiscoverResult](r)
+			if r.Err != nil || err != nil || got.MachineID != "m-020000000097" || !got.Created {
+				t.Fatalf("result = %+v (err %v, decode %v), want machine m-020000000097 created", r, r.Err, err)
+			}
+			if ev := lastEvent(t, e); ev.Kind != "machine.discovered" || ev.Fields["macs"] != `["02:00:00:00:00:97"]` ||
+				ev.Fields["vendor"] != "QEMU" || ev.Fields["product"] != "Standard PC" {
+				t.Errorf("event %+v, want machine.discovered with the machine's record, vendor and product", ev)
 			}
 		}},
 	}, uint64(len(steps)+len(since)+10))
