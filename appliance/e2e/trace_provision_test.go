@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -28,8 +29,8 @@ import (
 //     the WAN was down, it held none of the agent's spans;
 //   - the site serves the same trace (its own spans and the agent's),
 //     and the trace id is the site's order's;
-//   - Jaeger, to which centrald and applianced export by OTLP, holds the
-//     same spans of theirs, with the same parents;
+//   - Jaeger, to which centrald and applianced export by OTLP (the
+//     appliance relaying the agent's), holds the same trace, complete;
 //   - in a browser, the machine's page of the portal and of the site's
 //     console show the waterfall: every phase, and the spans' services
 //     (the console, those the site holds: not central's).
@@ -140,16 +141,16 @@ func checkSiteTrace(t *testing.T, site, central traceView) {
 	}
 }
 
-// checkJaegerTrace waits until Jaeger holds every span centrald and
-// applianced recorded of the trace (as central has them: the agent's
-// reach Jaeger through no exporter) and checks their names and parents.
+// checkJaegerTrace waits until Jaeger holds every span of the trace
+// central has: centrald's and applianced's, which they export by OTLP,
+// and the agent's, which the appliance keeping them relays; and checks
+// their names, services and parents, and that Jaeger's trace is as
+// complete as central's.
 func checkJaegerTrace(t *testing.T, l *traceLab, central traceView) {
 	t.Helper()
 	want := map[string]tracing.Span{}
 	for _, s := range central.Spans {
-		if s.Service == "centrald" || s.Service == "applianced" {
-			want[s.SpanID] = s
-		}
+		want[s.SpanID] = s
 	}
 	traceID := central.Spans[0].TraceID
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
@@ -175,6 +176,9 @@ func checkJaegerTrace(t *testing.T, l *traceLab, central traceView) {
 			t.Errorf("Jaeger's span %s: %s/%s under %q, central's %s/%s under %q", s.SpanID, s.Service, s.Name, s.Parent,
 				w.Service, w.Name, w.Parent)
 		}
+	}
+	if c := tracing.Check(got); !c.Complete || !slices.Equal(c.Services, traceServices) {
+		t.Errorf("Jaeger's trace: %+v, want complete with services %v", c, traceServices)
 	}
 }
 
