@@ -301,9 +301,9 @@ func startStormAppliance(ctx context.Context, bn *sim.Net, dir, bin, artifacts s
 // putStormSite stores the installer, the storm's OS image, the install
 // template, and a machine and its workflow (wf-<id>) for each of machines
 // (those stormSetupParallel at a time), as an operator would through the
-// API. Each workflow is given a traceparent, as one made by an order
-// has, so that the site would trace the machine's provision
-// (trace.overhead); a site that keeps only its own (an order's) drops it.
+// API. The site gives each workflow the trace of the request that made
+// it (with tracing on), so that each machine's provision is traced, as
+// one an order makes is (trace.overhead).
 func putStormSite(ctx context.Context, api *client.Client, art *sim.Artifacts, machines []sim.Machine) error {
 	objs := []store.Object{
 		art.Installer(stormInstaller),
@@ -323,7 +323,6 @@ func putStormSite(ctx context.Context, api *client.Client, art *sim.Artifacts, m
 				return fmt.Errorf("put machine %s: %w", m.ID, err)
 			}
 			w := labsite.Workflow("wf-"+m.ID, m.ID, stormImage, m.ID)
-			w.Traceparent = stormTraceparent(m.ID) // as an order's: see above
 			if err := api.Put(gctx, "workflows", w.ID, w, nil); err != nil {
 				return fmt.Errorf("put workflow %s: %w", w.ID, err)
 			}

@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -35,12 +33,10 @@ const traceOverheadRuns = 3
 // where the CPU figures are the medians of applianced's CPU time per
 // machine, pct is on over off less one in percent (the goal: at most 5),
 // and each spread_pct is its runs' range over their median in percent,
-// how far to trust pct. Every workflow is given a traceparent, as one
-// made by an order has, so that with tracing on the site would record
-// each machine's DHCP exchanges, boot fetches and agent requests; a site
-// that drops the traceparent of a workflow created through its API (it
-// keeps an order's alone) traces only its API requests, and pct measures
-// that. Needs root and `make images`.
+// how far to trust pct. With tracing on, every workflow is of the trace
+// of the API request that made it, so that the site records each
+// machine's DHCP exchanges, boot fetches and agent requests, as for a
+// workflow an order makes. Needs root and `make images`.
 func benchTraceOverhead(ctx context.Context, log *slog.Logger, _ time.Duration) error {
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
@@ -143,12 +139,4 @@ func overheadPct(off, on float64) float64 {
 		return 0
 	}
 	return (on/off - 1) * 100
-}
-
-// stormTraceparent is a storm machine's workflow's traceparent, as an
-// order's would be: the same for a machine id on every run (its trace
-// and span ids derived from it), so that runs are alike.
-func stormTraceparent(machine string) string {
-	sum := sha256.Sum256([]byte("outpost-bench storm " + machine))
-	return "00-" + hex.EncodeToString(sum[:16]) + "-" + hex.EncodeToString(sum[16:24]) + "-01"
 }

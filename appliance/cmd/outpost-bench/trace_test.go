@@ -4,8 +4,6 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
-
-	"github.com/outposthq/outpost/internal/tracing"
 )
 
 func TestSummarize(t *testing.T) {
@@ -45,25 +43,5 @@ func TestOverheadPct(t *testing.T) {
 				t.Errorf("overheadPct(%v, %v) = %v, want %v", tc.off, tc.on, got, tc.want)
 			}
 		})
-	}
-}
-
-// TestStormTraceparent: each storm machine's workflow gets a valid
-// traceparent of its own, the same on every run.
-func TestStormTraceparent(t *testing.T) {
-	seen := map[string]string{}
-	for _, id := range []string{"m0001", "m0002", "m0003"} {
-		tp := stormTraceparent(id)
-		if err := tracing.ValidTraceparent(tp); err != nil {
-			t.Fatalf("stormTraceparent(%s): %v", id, err)
-		}
-		if tp != stormTraceparent(id) {
-			t.Errorf("stormTraceparent(%s) changes between calls", id)
-		}
-		tid := tracing.TraceID(tp)
-		if other, ok := seen[tid]; ok {
-			t.Errorf("machines %s and %s share trace %s", other, id, tid)
-		}
-		seen[tid] = id
 	}
 }
