@@ -62,7 +62,7 @@ func TestTraceProvision(t *testing.T) {
 	if err := l.Cen.Do("GET", "/v1/traces/"+traceID, nil, &byID); err != nil || len(byID.Spans) != len(v.Spans) {
 		t.Errorf("central: GET /v1/traces/%s: %d spans (%v), want the machine's %d", traceID, len(byID.Spans), err, len(v.Spans))
 	}
-	checkSiteTrace(t, siteView, v)
+	checkSiteTrace(t, l, v)
 	checkJaegerTrace(t, l, v)
 	step("the site and Jaeger hold the same spans")
 	checkWaterfallPages(t, l)
@@ -126,10 +126,15 @@ func orderPlace(l *traceLab) []tracing.Span {
 }
 
 // checkSiteTrace checks the site's view of the machine's trace against
-// central's: the site holds every span central has of applianced and
-// the agent.
-func checkSiteTrace(t *testing.T, site, central traceView) {
+// central's: read after central's, the site holds every span central has
+// of applianced and the agent (central gets them from the site's store,
+// where they stay).
+func checkSiteTrace(t *testing.T, l *traceLab, central traceView) {
 	t.Helper()
+	site, err := l.siteTrace()
+	if err != nil {
+		t.Fatalf("the site: GET /v1/machines/%s/trace: %v", traceMachine, err)
+	}
 	have := map[string]bool{}
 	for _, s := range site.Spans {
 		have[s.TraceID+"/"+s.SpanID] = true
