@@ -59,7 +59,21 @@ func TestInstallScriptTraceparent(t *testing.T) {
 func TestInstallScriptBadTraceparent(t *testing.T) {
 	parallel(t)
 	f := newFixture(t, installer(), machine("m1", "52:54:00:12:34:56", store.StateReady))
-	traceWorkflow(t, f, "00-x initrd=evil")
+	traceWorkflow(t, f, "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
+	// The site refuses such a workflow (store.Workflow.Validate): this
+	// one is written past its rules, as a damaged or foreign store might
+	// hold it.
+	err := f.db.Update(func(tx *store.Tx) error {
+		w, err := store.Get[store.Workflow](tx, "wf-m1")
+		if err != nil {
+			return err
+		}
+		w.Traceparent = "00-x initrd=evil"
+		return tx.UnsafePut(w, store.Write{Index: w.Version + 1, Time: t0})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 	_, got := f.get(t, base+"/ipxe/boot.ipxe?mac=52:54:00:12:34:56&arch=x86_64&platform=efi")
 	if v := variantOf(t, got); v != variantError || strings.Contains(got, "evil") {
 		t.Errorf("script of a workflow with a bad traceparent: variant %s:\n%s", v, got)
