@@ -126,42 +126,55 @@ func benchStorm(ctx context.Context, log *slog.Logger, _ time.Duration) error {
 	})
 }
 
-// stormSite starts applianced, sets the site up and runs the storm.
+// stormSite starts applianced, sets the site up, runs the storm and
+// prints its BENCH lines.
 func stormSite(ctx context.Context, log *slog.Logger, bn *sim.Net, dir, bin string, art *sim.Artifacts, n, par int) error {
-	p, api, err := startStormAppliance(ctx, bn, dir, bin, art.Dir)
+	out, cpu, applog, err := stormRun(ctx, log, bn, dir, bin, nil, art, n, par)
 	if err != nil {
 		return err
 	}
-	defer p.stop()
-	machines := sim.Machines(n)
-	began := time.Now()
-	if err := putStormSite(ctx, api, art, machines); err != nil {
-		return fmt.Errorf("set up the site: %w; log %s:\n%s", err, p.log, lastLines(p.log, 20))
-	}
-	fmt.Fprintf(os.Stderr, "storm: site set up (%d machines and workflows) in %.1f s\n", n, time.Since(began).Seconds())
-	relay, err := sim.NewRelay(bn.Client, netip.MustParseAddr(sim.ClientAddr), netip.MustParseAddr(sim.ServerAddr))
-	if err != nil {
-		return err
-	}
-	defer relay.Close()
-	env := &sim.Env{Netns: bn.Client, Relay: relay, Server: netip.MustParseAddr(sim.ServerAddr), BootPort: stormBootPort, Artifacts: art}
-	out, cpu, err := runStorm(ctx, env, p, machines, par)
-	if err != nil {
-		return err
-	}
-	if err := checkMachines(ctx, api, out); err != nil {
-		return err
-	}
-	stormReport(os.Stderr, out, env.Stats(), cpu, bn, p)
-	log.Debug("storm done", "machines", n, "wall", out.Wall)
 	lat := out.Latency()
 	fmt.Printf("BENCH provision.storm machines=%d ok=%d failed=%d p50=%.2f p99=%.2f appliance_cpu=%.2f\n",
 		n, out.OK(), n-out.OK(), lat.P50.Seconds(), lat.P99.Seconds(), cpu.Seconds())
 	fmt.Printf("BENCH provision.storm.cpu per_machine_ms=%.1f\n", float64(cpu.Microseconds())/1000/float64(n))
 	if out.OK() != n {
-		return fmt.Errorf("%d of %d machines failed (see above); applianced's log: %s", n-out.OK(), n, keepLog(p.log))
+		return fmt.Errorf("%d of %d machines failed (see above); applianced's log: %s", n-out.OK(), n, keepLog(applog))
 	}
 	return nil
+}
+
+// stormRun starts applianced (env added to its environment) with its
+// data and log in dir, sets the site up and runs the storm, reporting on
+// stderr; it returns the outcome, applianced's CPU time and its log's
+// path.
+func stormRun(ctx context.Context, log *slog.Logger, bn *sim.Net, dir, bin string, env []string, art *sim.Artifacts, n, par int) (*sim.Outcome, time.Duration, string, error) {
+	p, api, err := startStormAppliance(ctx, bn, dir, bin, art.Dir, env)
+	if err != nil {
+		return nil, 0, "", err
+	}
+	defer p.stop()
+	machines := sim.Machines(n)
+	began := time.Now()
+	if err := putStormSite(ctx, api, art, machines); err != nil {
+		return nil, 0, "", fmt.Errorf("set up the site: %w; log %s:\n%s", err, p.log, lastLines(p.log, 20))
+	}
+	fmt.Fprintf(os.Stderr, "storm: site set up (%d machines and workflows) in %.1f s\n", n, time.Since(began).Seconds())
+	relay, err := sim.NewRelay(bn.Client, netip.MustParseAddr(sim.ClientAddr), netip.MustParseAddr(sim.ServerAddr))
+	if err != nil {
+		return nil, 0, "", err
+	}
+	defer relay.Close()
+	senv := &sim.Env{Netns: bn.Client, Relay: relay, Server: netip.MustParseAddr(sim.ServerAddr), BootPort: stormBootPort, Artifacts: art}
+	out, cpu, err := runStorm(ctx, senv, p, machines, par)
+	if err != nil {
+		return nil, 0, "", err
+	}
+	if err := checkMachines(ctx, api, out); err != nil {
+		return nil, 0, "", err
+	}
+	stormReport(os.Stderr, out, senv.Stats(), cpu, bn, p)
+	log.Debug("storm done", "machines", n, "wall", out.Wall)
+	return out, cpu, p.log, nil
 }
 
 // runStorm runs env's storm of machines, at most par at a time, printing
@@ -246,11 +259,12 @@ func stormModuleRoot(ctx context.Context) (string, error) {
 }
 
 // startStormAppliance runs a single-node applianced serving DHCP, TFTP
-// and boot HTTP on the server end of bn, puts the storm's subnet (which
-// waits for it to lead), and returns an admin client of its API.
-func startStormAppliance(ctx context.Context, bn *sim.Net, dir, bin, artifacts string) (*benchProc, *client.Client, error) {
+// and boot HTTP on the server end of bn (env added to its environment),
+// puts the storm's subnet (which waits for it to lead), and returns an
+// admin client of its API.
+func startStormAppliance(ctx context.Context, bn *sim.Net, dir, bin, artifacts string, env []string) (*benchProc, *client.Client, error) {
 	data := filepath.Join(dir, "data")
-	p, err := startProc(bn.Server, filepath.Join(dir, "applianced.log"), nil, bin,
+	p, err := startProc(bn.Server, filepath.Join(dir, "applianced.log"), env, bin,
 		"-id", "storm", "-data-dir", data,
 		"-api-addr", stormAPIAddr, "-raft-addr", "127.0.0.1:7001",
 		"-dhcp-interface", sim.ServerIface, "-boot-addr", stormBootAddr, "-tftp-addr", stormTFTPAddr,
@@ -287,7 +301,9 @@ func startStormAppliance(ctx context.Context, bn *sim.Net, dir, bin, artifacts s
 // putStormSite stores the installer, the storm's OS image, the install
 // template, and a machine and its workflow (wf-<id>) for each of machines
 // (those stormSetupParallel at a time), as an operator would through the
-// API.
+// API. The site gives each workflow the trace of the request that made
+// it (with tracing on), so that each machine's provision is traced, as
+// one an order makes is (trace.overhead).
 func putStormSite(ctx context.Context, api *client.Client, art *sim.Artifacts, machines []sim.Machine) error {
 	objs := []store.Object{
 		art.Installer(stormInstaller),

@@ -1,0 +1,142 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"syscall"
+	"time"
+
+	"github.com/outposthq/outpost/appliance/internal/lab"
+	"github.com/outposthq/outpost/appliance/internal/lab/sim"
+	"github.com/outposthq/outpost/internal/tracing"
+)
+
+// traceOverheadRuns is how many storms trace.overhead runs each way.
+const traceOverheadRuns = 3
+
+// benchTraceOverhead measures what tracing costs the appliance: the
+// provisioning storm (benchStorm's, with its -storm-machines and
+// -storm-concurrency) run with tracing off (OUTPOST_TRACING=off in
+// applianced's environment) and on (the default), three times each,
+// interleaved (off, on, off, on, ...) so that a change in the machine's
+// load falls on both alike; each run a fresh applianced and namespaces.
+// It prints
+//
+//	BENCH trace.overhead cpu_per_machine_ms_off=<ms> cpu_per_machine_ms_on=<ms> pct=<p> spread_pct_off=<p> spread_pct_on=<p> runs=3
+//
+// where the CPU figures are the medians of applianced's CPU time per
+// machine, pct is on over off less one in percent (the goal: at most 5),
+// and each spread_pct is its runs' range over their median in percent,
+// how far to trust pct. With tracing on, every workflow is of the trace
+// of the API request that made it, so that the site records each
+// machine's DHCP exchanges, boot fetches and agent requests, as for a
+// workflow an order makes. Needs root and `make images`.
+func benchTraceOverhead(ctx context.Context, log *slog.Logger, _ time.Duration) error {
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGHUP)
+	defer stop()
+	n, par := *stormMachines, *stormConcurrency
+	if n < 1 || n > stormMaxMachines || par < 1 {
+		return fmt.Errorf("-storm-machines must be 1 to %d and -storm-concurrency at least 1", stormMaxMachines)
+	}
+	if os.Geteuid() != 0 {
+		return errors.New("needs root (network namespaces)")
+	}
+	root, err := stormModuleRoot(ctx)
+	if err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp("", "outpost-bench-trace-overhead-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	art, err := sim.NewArtifacts(filepath.Join(root, "images", "out"), filepath.Join(dir, "artifacts"))
+	if err != nil {
+		return err
+	}
+	applianced, err := buildApplianced(ctx, dir)
+	if err != nil {
+		return err
+	}
+	perMachine := map[string][]float64{} // "off", "on" -> ms per machine, per run
+	for i := range traceOverheadRuns {
+		for _, mode := range []string{"off", "on"} {
+			ms, err := traceOverheadRun(ctx, log, filepath.Join(dir, fmt.Sprintf("%s-%d", mode, i)), applianced, art, mode, n, par)
+			if err != nil {
+				return fmt.Errorf("tracing %s, run %d: %w", mode, i+1, err)
+			}
+			fmt.Fprintf(os.Stderr, "trace.overhead: run %d, tracing %s: %.2f ms of applianced's CPU per machine\n", i+1, mode, ms)
+			perMachine[mode] = append(perMachine[mode], ms)
+		}
+	}
+	off, on := summarize(perMachine["off"]), summarize(perMachine["on"])
+	fmt.Printf("BENCH trace.overhead cpu_per_machine_ms_off=%.2f cpu_per_machine_ms_on=%.2f pct=%.1f spread_pct_off=%.1f spread_pct_on=%.1f runs=%d\n",
+		off.median, on.median, overheadPct(off.median, on.median), off.spreadPct, on.spreadPct, traceOverheadRuns)
+	return nil
+}
+
+// traceOverheadRun runs one storm with tracing mode ("off" or "on") in
+// dir and returns applianced's CPU milliseconds per machine; every
+// machine must have provisioned.
+func traceOverheadRun(ctx context.Context, log *slog.Logger, dir, bin string, art *sim.Artifacts, mode string, n, par int) (float64, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return 0, err
+	}
+	var env []string
+	if mode == "off" {
+		env = []string{tracing.Off + "=off"}
+	}
+	var ms float64
+	r := lab.NewRunner(ctx, "bench-trace-overhead", discardLog{log})
+	err := r.Run(func(t lab.T) {
+		out, cpu, applog, err := stormRun(ctx, log, sim.NewNet(t), dir, bin, env, art, n, par)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if out.OK() != n {
+			t.Fatalf("%d of %d machines failed; applianced's log: %s", n-out.OK(), n, keepLog(applog))
+		}
+		ms = float64(cpu.Microseconds()) / 1000 / float64(n)
+	})
+	return ms, err
+}
+
+// summary is the median of a benchmark's runs and their range over it,
+// in percent.
+type summary struct {
+	median, spreadPct float64
+}
+
+func summarize(xs []float64) summary {
+	if len(xs) == 0 {
+		return summary{}
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	var m float64
+	if len(s)%2 == 1 {
+		m = s[len(s)/2]
+	} else {
+		m = (s[len(s)/2-1] + s[len(s)/2]) / 2
+	}
+	out := summary{median: m}
+	if m > 0 {
+		out.spreadPct = (s[len(s)-1] - s[0]) / m * 100
+	}
+	return out
+}
+
+// overheadPct is how much more on costs than off, in percent (negative
+// when on came out cheaper, within the noise).
+func overheadPct(off, on float64) float64 {
+	if off <= 0 {
+		return 0
+	}
+	return (on/off - 1) * 100
+}
