@@ -3,6 +3,7 @@ package tracing
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"regexp"
 
 	"go.opentelemetry.io/otel/propagation"
@@ -53,4 +54,19 @@ func TraceID(tp string) string {
 		return ""
 	}
 	return sc.TraceID().String()
+}
+
+// TraceRequest is the filter of the API servers' request spans
+// (otelhttp.WithFilter): a request that changes something (any method
+// but GET, HEAD and OPTIONS) is a span, and so is one that carries a
+// traceparent (its caller traces it); a read nobody traces is none. The
+// span stores are bounded and kept for provisions' traces: a console's
+// or a script's polling, or a stream held open for hours, would crowd
+// them out.
+func TraceRequest(r *http.Request) bool {
+	switch r.Method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions:
+		return r.Header.Get("traceparent") != ""
+	}
+	return true
 }

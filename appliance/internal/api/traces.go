@@ -135,12 +135,12 @@ func traced(routes []httpapi.Route) []httpapi.Route {
 // pattern of the route that served it (the outer mux knows only "/").
 type routeKey struct{}
 
-// withSpans records a span of each API request (otelhttp), a child of
-// the caller's traceparent header if it sent one, named by its route;
-// /metrics and /healthz are not traced.
+// withSpans records a span of each API request that changes something
+// or whose caller traces it (tracing.TraceRequest), a child of the
+// caller's traceparent header if it sent one, named by its route.
 func withSpans(h http.Handler) http.Handler {
 	spans := otelhttp.NewHandler(h, "appliance.api",
-		otelhttp.WithFilter(func(r *http.Request) bool { return r.URL.Path != "/metrics" && r.URL.Path != "/healthz" }),
+		otelhttp.WithFilter(tracing.TraceRequest),
 		otelhttp.WithSpanNameFormatter(func(op string, r *http.Request) string {
 			if route, ok := r.Context().Value(routeKey{}).(*string); ok && *route != "" {
 				return *route

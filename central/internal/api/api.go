@@ -61,6 +61,7 @@ import (
 	"github.com/outposthq/outpost/internal/access"
 	"github.com/outposthq/outpost/internal/errs"
 	"github.com/outposthq/outpost/internal/httpapi"
+	"github.com/outposthq/outpost/internal/tracing"
 )
 
 // Config configures the API.
@@ -142,9 +143,11 @@ func (s *Server) Handler() http.Handler {
 		root.Handle("GET /metrics", promhttp.HandlerFor(s.metrics, promhttp.HandlerOpts{}))
 	}
 	root.HandleFunc(SitePullPattern, s.sitePull)
-	// Each request a token opens is a span, named by its route once
-	// routed ("GET /v1/traces/{trace_id}").
-	traced := otelhttp.NewHandler(s.audited(authed), "central.api", otelhttp.WithSpanNameFormatter(routeName))
+	// Each request a token opens that changes something, or whose caller
+	// traces it (tracing.TraceRequest), is a span, named by its route
+	// once routed ("POST /v1/orders").
+	traced := otelhttp.NewHandler(s.audited(authed), "central.api", otelhttp.WithSpanNameFormatter(routeName),
+		otelhttp.WithFilter(tracing.TraceRequest))
 	root.Handle("/", httpapi.Authenticate("outpost central", s.db.LookupToken, s.now, unrouted(traced)))
 	return root
 }
