@@ -115,10 +115,11 @@ func (e *env) applySiteObject(c *cclient.Client, d *doc, site string) (string, e
 
 // centralAdds are the fields central adds to an object of a kind when it
 // is put (if the object has none): an image's size from its artifact, an
-// order's image digest, a catalogue image's name.
+// order's image digest and the traceparent of its placing, a catalogue
+// image's name.
 var centralAdds = map[string][]string{
 	"image": {"size_bytes", "name"},
-	"order": {"image_sha256"},
+	"order": {"image_sha256", "traceparent"},
 }
 
 // asShown is a site's object as central shows it: a machine's BMC
