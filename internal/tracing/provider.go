@@ -78,7 +78,12 @@ func Start(cfg Config) (*Provider, error) {
 		attrs = append(attrs, semconv.ServiceInstanceID(cfg.Node))
 	}
 	res := resource.NewWithAttributes(semconv.SchemaURL, attrs...)
-	opts := []sdktrace.TracerProviderOption{sdktrace.WithResource(res), sdktrace.WithSampler(sdktrace.AlwaysSample())}
+	// The counts Span.Validate allows (attrMap clips the lengths): a
+	// span this node records is never one another refuses.
+	limits := sdktrace.NewSpanLimits()
+	limits.AttributeCountLimit, limits.EventCountLimit, limits.AttributePerEventCountLimit = MaxAttrs, MaxEvents, MaxAttrs
+	opts := []sdktrace.TracerProviderOption{sdktrace.WithResource(res), sdktrace.WithSampler(sdktrace.AlwaysSample()),
+		sdktrace.WithRawSpanLimits(limits)}
 	if cfg.Store != nil || cfg.Send != nil {
 		exp := &exporter{store: cfg.Store, send: cfg.Send, log: cfg.Log}
 		opts = append(opts, sdktrace.WithBatcher(exp, sdktrace.WithBatchTimeout(cfg.Batch)))

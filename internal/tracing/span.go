@@ -2,6 +2,7 @@ package tracing
 
 import (
 	"time"
+	"unicode/utf8"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -96,7 +97,7 @@ func FromSDK(s sdktrace.ReadOnlySpan) Span {
 	out := Span{
 		TraceID: sc.TraceID().String(),
 		SpanID:  sc.SpanID().String(),
-		Name:    s.Name(),
+		Name:    clip(s.Name(), MaxNameLen),
 		Kind:    kindName(s.SpanKind()),
 		Start:   s.StartTime().UTC(),
 		End:     s.EndTime().UTC(),
@@ -116,7 +117,7 @@ func FromSDK(s sdktrace.ReadOnlySpan) Span {
 		}
 	}
 	for _, e := range s.Events() {
-		out.Events = append(out.Events, SpanEvent{Name: e.Name, Time: e.Time.UTC(), Attrs: attrMap(e.Attributes)})
+		out.Events = append(out.Events, SpanEvent{Name: clip(e.Name, MaxNameLen), Time: e.Time.UTC(), Attrs: attrMap(e.Attributes)})
 	}
 	if st := s.Status(); st.Code == codes.Error {
 		out.Error = st.Description
@@ -180,15 +181,33 @@ func kindOf(name string) trace.SpanKind {
 	return trace.SpanKindInternal
 }
 
+// attrMap is a span's attributes as strings, each value clipped to
+// MaxAttrLen bytes (at a character's boundary) and keys longer than
+// MaxNameLen left out, so that a span recorded here always passes
+// Validate where it is sent (the provider's span limits bound the
+// counts).
 func attrMap(kvs []attribute.KeyValue) map[string]string {
 	if len(kvs) == 0 {
 		return nil
 	}
 	m := make(map[string]string, len(kvs))
 	for _, kv := range kvs {
-		m[string(kv.Key)] = kv.Value.Emit()
+		if len(kv.Key) <= MaxNameLen {
+			m[string(kv.Key)] = clip(kv.Value.Emit(), MaxAttrLen)
+		}
 	}
 	return m
+}
+
+// clip shortens s to at most n bytes, at a character's boundary.
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }
 
 func kindName(k trace.SpanKind) string {

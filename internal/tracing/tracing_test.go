@@ -15,6 +15,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -290,5 +291,40 @@ func TestReceivedRelayedByOTLP(t *testing.T) {
 		res["service.name"] != "outpost-agent" || res["service.instance.id"] != "m1" ||
 		time.Unix(0, int64(sp.EndTimeUnixNano)).UTC() != agent.End {
 		t.Errorf("relayed span %v of resource %v; want %+v", sp, res, agent)
+	}
+}
+
+// A span recorded here always passes Validate where it is sent: long
+// values are clipped (at a character's boundary), too many attributes
+// and events are dropped.
+func TestRecordedSpansValid(t *testing.T) {
+	s := openStore(t, 0)
+	p, err := tracing.Start(tracing.Config{Service: "applianced", Store: s})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Shutdown(context.Background())
+	ctx, root := p.Tracer("test").Start(context.Background(), strings.Repeat("n", 300))
+	root.SetAttributes(attribute.String("long", strings.Repeat("é", 1000)))
+	for i := range 100 {
+		root.SetAttributes(attribute.Int(fmt.Sprint("a", i), i))
+	}
+	for range 600 {
+		root.AddEvent("progress")
+	}
+	root.End()
+	if err := p.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Trace(tracing.TraceID(tracing.Traceparent(ctx)))
+	if err != nil || len(got) != 1 {
+		t.Fatalf("trace: %+v, %v", got, err)
+	}
+	sp := got[0]
+	if err := sp.Validate(); err != nil {
+		t.Errorf("a recorded span is refused: %v", err)
+	}
+	if v := sp.Attrs["long"]; len(v) > tracing.MaxAttrLen || len(v) < tracing.MaxAttrLen-1 || !utf8.ValidString(v) {
+		t.Errorf("a long value is %d bytes (valid UTF-8: %t), want clipped to about %d", len(v), utf8.ValidString(v), tracing.MaxAttrLen)
 	}
 }

@@ -136,15 +136,16 @@ func (s *session) forwarded(ctx context.Context, cursors []spanCursor) {
 }
 
 // spanMessages splits spans into the span lists of messages within the
-// protocol's limits. A span larger than syncproto.MaxSpanSize, which
-// central would refuse, is left out.
+// protocol's limits. A span central would refuse (larger than
+// syncproto.MaxSpanSize, or not valid: tracing.Span.Validate) is left
+// out: one bad span must never stop the link.
 func spanMessages(spans []tracing.Span) [][]json.RawMessage {
 	var out [][]json.RawMessage
 	var cur []json.RawMessage
 	size := 0
 	for i := range spans {
 		raw, err := json.Marshal(&spans[i])
-		if err != nil || len(raw) > syncproto.MaxSpanSize {
+		if err != nil || len(raw) > syncproto.MaxSpanSize || spans[i].Validate() != nil {
 			continue
 		}
 		if len(cur) == syncproto.MaxSpansPerBatch || size+len(raw)+1 > spanFrameBudget {

@@ -211,6 +211,11 @@ func TestSpanMessages(t *testing.T) {
 	huge := testSpan(traceID(0), 9999, "too big", "n1")
 	huge.Events = []tracing.SpanEvent{{Name: "e", Time: t0, Attrs: map[string]string{"x": strings.Repeat("y", syncproto.MaxSpanSize)}}}
 	spans = append(spans, huge)
+	// A span central would refuse (it ends before it starts) is left
+	// out rather than stop the link.
+	invalid := testSpan(traceID(0), 9998, "too big", "n1")
+	invalid.End = invalid.Start.Add(-time.Second)
+	spans = append(spans, invalid)
 	msgs := spanMessages(spans)
 	total := 0
 	for i, m := range msgs {
