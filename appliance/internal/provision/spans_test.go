@@ -20,6 +20,7 @@ import (
 	"github.com/outposthq/outpost/appliance/internal/agentproto"
 	"github.com/outposthq/outpost/appliance/internal/provision"
 	"github.com/outposthq/outpost/appliance/internal/store"
+	"github.com/outposthq/outpost/internal/testwait"
 	"github.com/outposthq/outpost/internal/tracing"
 )
 
@@ -260,15 +261,11 @@ func TestAgentSpansFromTheAgent(t *testing.T) {
 	t.Cleanup(func() { cancel(); <-done })
 
 	var kept []tracing.Span
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+	testwait.For(t, "the agent's reboot", 30*time.Second, func() bool {
 		var ok bool
-		if kept, ok = sys.rebooted(); ok {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the agent did not reboot")
-		}
-	}
+		kept, ok = sys.rebooted()
+		return ok
+	})
 	var names []string
 	for _, sp := range kept {
 		names = append(names, sp.Name)

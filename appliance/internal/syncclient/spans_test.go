@@ -17,6 +17,7 @@ import (
 
 	"github.com/outposthq/outpost/appliance/internal/cluster"
 	"github.com/outposthq/outpost/appliance/internal/site"
+	"github.com/outposthq/outpost/internal/testwait"
 	"github.com/outposthq/outpost/internal/tracing"
 	"github.com/outposthq/outpost/syncproto"
 )
@@ -64,19 +65,12 @@ func (f *fakeCentral) spanCount() int {
 // span.
 func waitForwarded(t *testing.T, stores map[string]*tracing.Store) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
 	for id, s := range stores {
-		for {
+		testwait.For(t, "node "+id+"'s spans all forwarded", 20*time.Second, func() bool {
 			n, _ := s.Len()
 			fwd, _ := s.Forwarded()
-			if fwd == uint64(n) {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("node %s: forwarded %d of %d spans", id, fwd, n)
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
+			return fwd == uint64(n)
+		})
 	}
 }
 
