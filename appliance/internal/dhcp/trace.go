@@ -49,6 +49,7 @@ type exchangeKey struct {
 type exchanges struct {
 	mu      sync.Mutex
 	started map[exchangeKey]time.Time
+	pruned  time.Time // when exchanges past the hold were last dropped
 }
 
 // begin records an exchange's start; a retransmitted DISCOVER keeps the
@@ -59,12 +60,17 @@ func (e *exchanges) begin(k exchangeKey, at time.Time, hold time.Duration) {
 	if e.started == nil {
 		e.started = map[exchangeKey]time.Time{}
 	}
-	for old, t := range e.started {
-		if at.Sub(t) > hold {
-			delete(e.started, old)
+	// Exchanges whose REQUEST never came are dropped once per hold, not
+	// on every DISCOVER: the scan is of every exchange under way.
+	if at.Sub(e.pruned) > hold {
+		for old, t := range e.started {
+			if at.Sub(t) > hold {
+				delete(e.started, old)
+			}
 		}
+		e.pruned = at
 	}
-	if _, ok := e.started[k]; !ok {
+	if t, ok := e.started[k]; !ok || at.Sub(t) > hold {
 		e.started[k] = at
 	}
 }
