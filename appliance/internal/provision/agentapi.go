@@ -227,21 +227,8 @@ func (s *Server) getWorkflow(w http.ResponseWriter, r *http.Request) {
 // workflow admits the caller.
 func (s *Server) postReport(w http.ResponseWriter, r *http.Request) {
 	var rep agentproto.Report
-	c, err := s.authenticate(r)
-	if err == nil {
-		err = decode(r, &rep)
-	}
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	wf, err := s.authorize(r.Context(), c)
-	switch {
-	case err != nil:
-		s.writeError(w, r, err)
-		return
-	case wf == nil:
-		s.writeError(w, r, &apiError{status: http.StatusNotFound, code: errs.CodeNotFound, msg: "no workflow for this machine"})
+	wf, ok := s.admitWorkflow(w, r, func(r *http.Request) error { return decode(r, &rep) })
+	if !ok {
 		return
 	}
 	stored, err := s.site.Report(r.Context(), wf.ID, site.Report(rep))
@@ -352,4 +339,28 @@ func agentView(w *store.Workflow, now time.Time) agentproto.Workflow {
 		out.Poll = wake.Sub(now).Seconds()
 	}
 	return out
+}
+
+// admitWorkflow admits a workflow credential's POST: the credential is
+// verified before read reads the body, and the workflow must admit the
+// caller. It answers the error itself and returns false if not.
+func (s *Server) admitWorkflow(w http.ResponseWriter, r *http.Request, read func(*http.Request) error) (*store.Workflow, bool) {
+	c, err := s.authenticate(r)
+	if err == nil {
+		err = read(r)
+	}
+	if err != nil {
+		s.writeError(w, r, err)
+		return nil, false
+	}
+	wf, err := s.authorize(r.Context(), c)
+	switch {
+	case err != nil:
+		s.writeError(w, r, err)
+		return nil, false
+	case wf == nil:
+		s.writeError(w, r, &apiError{status: http.StatusNotFound, code: errs.CodeNotFound, msg: "no workflow for this machine"})
+		return nil, false
+	}
+	return wf, true
 }

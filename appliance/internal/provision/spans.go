@@ -39,21 +39,8 @@ func (s *Server) postSpans(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var body agentproto.Spans
-	c, err := s.authenticate(r)
-	if err == nil {
-		err = decodeSpans(r, &body)
-	}
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	wf, err := s.authorize(r.Context(), c)
-	switch {
-	case err != nil:
-		s.writeError(w, r, err)
-		return
-	case wf == nil:
-		s.writeError(w, r, &apiError{status: http.StatusNotFound, code: errs.CodeNotFound, msg: "no workflow for this machine"})
+	wf, ok := s.admitWorkflow(w, r, func(r *http.Request) error { return decodeSpans(r, &body) })
+	if !ok {
 		return
 	}
 	spans, err := workflowSpans(wf, body)
