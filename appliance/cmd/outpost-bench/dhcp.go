@@ -319,8 +319,8 @@ func waitDHCP(ctx context.Context, bn *sim.Net, perfdhcp string, p *benchProc) e
 }
 
 // buildApplianced builds applianced from this module into dir.
-func buildApplianced(ctx context.Context, dir string) (string, error) {
-	return goBuild(ctx, dir, "applianced", "./appliance/cmd/applianced")
+func buildApplianced(ctx context.Context, dir string, flags ...string) (string, error) {
+	return goBuild(ctx, dir, "applianced", "./appliance/cmd/applianced", flags...)
 }
 
 // outpostSite is where a benchmark's applianced serves DHCP: an

@@ -32,7 +32,31 @@ var (
 		"simulated machines provision.storm provisions")
 	stormConcurrency = flag.Int("storm-concurrency", 1000,
 		"simulated machines of provision.storm in flight at once (a real storm is all of them)")
+	stormPprof = flag.String("storm-pprof", "",
+		"directory where provision.storm and trace.overhead write applianced's CPU profile of each storm (from the first DHCP packet to the last machine's end); applianced is then built with -tags pprof")
 )
+
+// stormPprofAddr is where applianced serves its profiles (-storm-pprof),
+// on the loopback of its namespace.
+const stormPprofAddr = "127.0.0.1:7002"
+
+// stormBuildFlags are go build's flags for the storm's applianced.
+func stormBuildFlags() []string {
+	if *stormPprof == "" {
+		return nil
+	}
+	return []string{"-tags", "pprof"}
+}
+
+// stormProfiler is the profiler of the storm's applianced in bn's server
+// namespace (nil without -storm-pprof).
+func stormProfiler(bn *sim.Net) *profiler {
+	if *stormPprof == "" {
+		return nil
+	}
+	return &profiler{name: "applianced", addr: stormPprofAddr, dir: *stormPprof,
+		httpc: &http.Client{Transport: &http.Transport{DialContext: bn.Server.DialContext}}}
+}
 
 // The storm's site: applianced in the server namespace of a sim.Net, the
 // simulated machines in its client namespace, behind a sim.Relay at
@@ -114,7 +138,7 @@ func benchStorm(ctx context.Context, log *slog.Logger, _ time.Duration) error {
 	if err != nil {
 		return err
 	}
-	applianced, err := buildApplianced(ctx, dir)
+	applianced, err := buildApplianced(ctx, dir, stormBuildFlags()...)
 	if err != nil {
 		return err
 	}
@@ -129,7 +153,7 @@ func benchStorm(ctx context.Context, log *slog.Logger, _ time.Duration) error {
 // stormSite starts applianced, sets the site up, runs the storm and
 // prints its BENCH lines.
 func stormSite(ctx context.Context, log *slog.Logger, bn *sim.Net, dir, bin string, art *sim.Artifacts, n, par int) error {
-	out, cpu, applog, err := stormRun(ctx, log, bn, dir, bin, nil, art, n, par)
+	out, cpu, applog, err := stormRun(ctx, log, bn, dir, bin, stormOpts{}, art, n, par)
 	if err != nil {
 		return err
 	}
@@ -143,12 +167,18 @@ func stormSite(ctx context.Context, log *slog.Logger, bn *sim.Net, dir, bin stri
 	return nil
 }
 
-// stormRun starts applianced (env added to its environment) with its
-// data and log in dir, sets the site up and runs the storm, reporting on
-// stderr; it returns the outcome, applianced's CPU time and its log's
-// path.
-func stormRun(ctx context.Context, log *slog.Logger, bn *sim.Net, dir, bin string, env []string, art *sim.Artifacts, n, par int) (*sim.Outcome, time.Duration, string, error) {
-	p, api, err := startStormAppliance(ctx, bn, dir, bin, art.Dir, env)
+// stormOpts vary a storm's applianced.
+type stormOpts struct {
+	env   []string // added to its environment
+	label string   // ends its CPU profile's name (-storm-pprof)
+}
+
+// stormRun starts applianced with its data and log in dir, sets the site
+// up and runs the storm, reporting on stderr; it returns the outcome,
+// applianced's CPU time and its log's path.
+func stormRun(ctx context.Context, log *slog.Logger, bn *sim.Net, dir, bin string, opts stormOpts, art *sim.Artifacts, n, par int) (*sim.Outcome, time.Duration, string, error) {
+	prof := stormProfiler(bn)
+	p, api, err := startStormAppliance(ctx, bn, dir, bin, art.Dir, append(opts.env, prof.env()...))
 	if err != nil {
 		return nil, 0, "", err
 	}
@@ -165,8 +195,14 @@ func stormRun(ctx context.Context, log *slog.Logger, bn *sim.Net, dir, bin strin
 	}
 	defer relay.Close()
 	senv := &sim.Env{Netns: bn.Client, Relay: relay, Server: netip.MustParseAddr(sim.ServerAddr), BootPort: stormBootPort, Artifacts: art}
+	if err := prof.startCPU(ctx); err != nil {
+		return nil, 0, "", err
+	}
 	out, cpu, err := runStorm(ctx, senv, p, machines, par)
 	if err != nil {
+		return nil, 0, "", err
+	}
+	if err := prof.stopCPU(ctx, opts.label); err != nil {
 		return nil, 0, "", err
 	}
 	if err := checkMachines(ctx, api, out); err != nil {

@@ -66,13 +66,11 @@ func benchSyncSites(ctx context.Context, log *slog.Logger, _ time.Duration) erro
 	var line string
 	r := lab.NewRunner(ctx, "bench-sync-sites", discardLog{log})
 	err = r.Run(func(t lab.T) {
-		var prof *centralProfiler
-		var env []string
+		var prof *profiler
 		if syncPprof != "" {
-			prof = &centralProfiler{addr: freeLoopback(t), dir: syncPprof}
-			env = []string{"OUTPOST_PPROF_ADDR=" + prof.addr}
+			prof = &profiler{name: "centrald", addr: freeLoopback(t), dir: syncPprof}
 		}
-		cen := startCentral(t, centrald, 1, env...)
+		cen := startCentral(t, centrald, 1, prof.env()...)
 		creds := createSites(t, cen, n, 64)
 		fleet := &siteFleet{delivered: make([]atomic.Int64, n), all: make(chan struct{})}
 		sctx, cancel := context.WithCancel(ctx)
@@ -90,7 +88,7 @@ func benchSyncSites(ctx context.Context, log *slog.Logger, _ time.Duration) erro
 
 		// Other work on the host moves the p99 a lot: say how busy it is.
 		fmt.Fprintf(os.Stderr, "sync.sites: orders start; load average %s\n", loadAverage())
-		cpu := prof.startCPU(t.Context())
+		cpu := prof.startTimed(t.Context())
 		start = time.Now()
 		placed, took := placeOrders(t, cen, n, 64)
 		placing := time.Since(start)
@@ -110,7 +108,9 @@ func benchSyncSites(ctx context.Context, log *slog.Logger, _ time.Duration) erro
 		if err != nil {
 			t.Fatal(err)
 		}
-		prof.finish(t, cpu)
+		if err := prof.finish(t.Context(), cpu); err != nil {
+			t.Fatal(err)
+		}
 		fmt.Fprintf(os.Stderr, "sync.sites: %d sites connected in %.1fs; %d orders placed in %.1fs (PUT p50 %.1f ms, p99 %.1f ms); delivered: max %.1f ms\n",
 			n, connected.Seconds(), n, placing.Seconds(), ms(took[n/2]), ms(took[n*99/100]), ms(lats[n-1]))
 		line = fmt.Sprintf("BENCH sync.sites sites=%d rss_mb=%d order_p50_ms=%.1f order_p99_ms=%.1f",

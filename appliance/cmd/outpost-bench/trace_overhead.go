@@ -60,14 +60,14 @@ func benchTraceOverhead(ctx context.Context, log *slog.Logger, _ time.Duration) 
 	if err != nil {
 		return err
 	}
-	applianced, err := buildApplianced(ctx, dir)
+	applianced, err := buildApplianced(ctx, dir, stormBuildFlags()...)
 	if err != nil {
 		return err
 	}
 	perMachine := map[string][]float64{} // "off", "on" -> ms per machine, per run
 	for i := range traceOverheadRuns {
 		for _, mode := range []string{"off", "on"} {
-			ms, err := traceOverheadRun(ctx, log, filepath.Join(dir, fmt.Sprintf("%s-%d", mode, i)), applianced, art, mode, n, par)
+			ms, err := traceOverheadRun(ctx, log, filepath.Join(dir, fmt.Sprintf("%s-%d", mode, i)), applianced, art, mode, i+1, n, par)
 			if err != nil {
 				return fmt.Errorf("tracing %s, run %d: %w", mode, i+1, err)
 			}
@@ -82,20 +82,20 @@ func benchTraceOverhead(ctx context.Context, log *slog.Logger, _ time.Duration) 
 }
 
 // traceOverheadRun runs one storm with tracing mode ("off" or "on") in
-// dir and returns applianced's CPU milliseconds per machine; every
+// dir (the run-th) and returns applianced's CPU milliseconds per machine; every
 // machine must have provisioned.
-func traceOverheadRun(ctx context.Context, log *slog.Logger, dir, bin string, art *sim.Artifacts, mode string, n, par int) (float64, error) {
+func traceOverheadRun(ctx context.Context, log *slog.Logger, dir, bin string, art *sim.Artifacts, mode string, run, n, par int) (float64, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return 0, err
 	}
-	var env []string
+	opts := stormOpts{label: fmt.Sprintf("-tracing-%s-%d", mode, run)}
 	if mode == "off" {
-		env = []string{tracing.Off + "=off"}
+		opts.env = []string{tracing.Off + "=off"}
 	}
 	var ms float64
 	r := lab.NewRunner(ctx, "bench-trace-overhead", discardLog{log})
 	err := r.Run(func(t lab.T) {
-		out, cpu, applog, err := stormRun(ctx, log, sim.NewNet(t), dir, bin, env, art, n, par)
+		out, cpu, applog, err := stormRun(ctx, log, sim.NewNet(t), dir, bin, opts, art, n, par)
 		if err != nil {
 			t.Fatal(err)
 		}
