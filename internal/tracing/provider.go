@@ -46,7 +46,13 @@ type Provider struct {
 	// relay exports by OTLP the spans other programs recorded (Relay);
 	// nil when the provider exports nothing by OTLP.
 	relay sdktrace.SpanProcessor
+	off   bool // OUTPOST_TRACING=off: nothing is recorded
 }
+
+// Recording says whether the provider records spans (tracing is not
+// off), so that a caller can skip the work of finding a span's parent
+// when no span would be recorded.
+func (p *Provider) Recording() bool { return p != nil && !p.off }
 
 // Off is the environment variable that turns tracing off in a program
 // (OUTPOST_TRACING=off): its spans are not recorded at all (the
@@ -62,7 +68,7 @@ func Start(cfg Config) (*Provider, error) {
 		return nil, errors.New("tracing: a provider needs its service's name")
 	}
 	if os.Getenv(Off) == "off" {
-		p := &Provider{sdk: sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.NeverSample()))}
+		p := &Provider{sdk: sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.NeverSample())), off: true}
 		otel.SetTracerProvider(p.sdk)
 		otel.SetTextMapPropagator(propagation.TraceContext{})
 		return p, nil

@@ -174,6 +174,37 @@ func TestProviderRecordsAcrossTraceparent(t *testing.T) {
 	}
 }
 
+// OUTPOST_TRACING=off records nothing, and the provider says so.
+func TestProviderOff(t *testing.T) {
+	for _, off := range []bool{false, true} {
+		t.Run(fmt.Sprintf("off=%v", off), func(t *testing.T) {
+			if off {
+				t.Setenv(tracing.Off, "off")
+			} else {
+				t.Setenv(tracing.Off, "")
+			}
+			s := openStore(t, 0)
+			p, err := tracing.Start(tracing.Config{Service: "applianced", Store: s})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { p.Shutdown(context.Background()) })
+			_, span := p.Tracer("test").Start(context.Background(), tracing.SpanOrderPlace)
+			span.End()
+			if err := p.Flush(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			n, err := s.Len()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p.Recording() == off || (n == 0) != off {
+				t.Errorf("Recording() = %v with %d spans kept", p.Recording(), n)
+			}
+		})
+	}
+}
+
 // A provision's spans make its waterfall, every phase in order; the
 // trace is complete when it has one root, no orphan and every phase.
 func TestPhases(t *testing.T) {

@@ -22,6 +22,7 @@ import (
 	"github.com/outposthq/outpost/internal/artifact"
 	"github.com/outposthq/outpost/internal/httpserve"
 	"github.com/outposthq/outpost/internal/seal"
+	"github.com/outposthq/outpost/internal/tracing"
 )
 
 // tftpReadBuffer is the TFTP socket's receive buffer.
@@ -34,9 +35,9 @@ const tftpReadBuffer = 4 << 20
 // The services share one index of the machines' traces; the agents'
 // spans are kept by spans (this node's span store, relayed by OTLP).
 func bootServices(cfg *config.Config, n *cluster.Site, key *seal.Key, log *slog.Logger, metrics *httpserve.Metrics,
-	store *artifact.Store, peers httpboot.Peers, spans provision.SpanKeeper) (func(ctx context.Context, g *errgroup.Group), error) {
+	store *artifact.Store, peers httpboot.Peers, spans tracing.Received) (func(ctx context.Context, g *errgroup.Group), error) {
 	var runs []func(ctx context.Context, g *errgroup.Group)
-	traces := machinetrace.New(n.DB(), machinetrace.Config{})
+	traces := machinetrace.New(n.DB(), machinetrace.Config{Off: !spans.Provider.Recording()})
 	if cfg.BootAddr != "" {
 		handler, err := bootHandler(cfg, n, key, log, store, peers, traces, spans)
 		if err != nil {

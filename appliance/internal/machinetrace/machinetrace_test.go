@@ -116,6 +116,23 @@ func TestLookups(t *testing.T) {
 	}
 }
 
+// With tracing off, no lookup finds a trace, traced machine or not.
+func TestOff(t *testing.T) {
+	f := newFixture(t)
+	f.workflow(t, "wf1", "m1", tp1)
+	f.idx = machinetrace.New(f.db, machinetrace.Config{Off: true})
+	lookups := map[string]func() (machinetrace.Trace, error){
+		"machine": func() (machinetrace.Trace, error) { return f.machine(t, "m1") },
+		"MAC":     func() (machinetrace.Trace, error) { return f.idx.ForMAC("02:00:00:00:00:01") },
+		"address": func() (machinetrace.Trace, error) { return f.idx.ForAddr(netip.MustParseAddr("198.18.0.11")) },
+	}
+	for name, lookup := range lookups {
+		if got, err := lookup(); err != nil || got != (machinetrace.Trace{}) {
+			t.Errorf("%s: %+v, %v; want no trace", name, got, err)
+		}
+	}
+}
+
 // The index follows the store: a workflow that ends keeps its machine
 // traced for the linger and no longer; a new workflow's traceparent
 // replaces the old one at once; a deleted workflow traces nothing.
