@@ -22,7 +22,7 @@ what="${1:-test}"
 image_pkgs=(ipxe busybox-static cpio linux-image-amd64 kmod gzip zstd xz-utils
 	syslinux syslinux-common mtools dosfstools fdisk util-linux)
 run_pkgs=(ca-certificates iproute2 qemu-system-x86 ipxe-qemu openipmi ipmitool "${image_pkgs[@]}")
-lab_pkgs=(ovmf tftp-hpa atftp isc-dhcp-client udhcpc kea-dhcp4-server kea-admin
+lab_pkgs=(ovmf tftp-hpa atftp isc-dhcp-client isc-dhcp-relay udhcpc kea-dhcp4-server kea-admin
 	dnsmasq tftpd-hpa redfishtool)
 # The benchmarks (`make bench`) compare Outpost's servers with the usual
 # ones, started by hand with configurations of their own: beside the
@@ -81,6 +81,11 @@ if ((${#missing[@]})); then
 	# installing it started (under systemd) would only hold port 80.
 	if [[ " ${missing[*]} " == *" nginx "* && -d /run/systemd/system ]]; then
 		systemctl disable --now nginx >/dev/null 2>&1 || true
+	fi
+	# Likewise the tests run dhcrelay in their own namespaces: the
+	# packaged relay service would relay the host's own network.
+	if [[ " ${missing[*]} " == *" isc-dhcp-relay "* && -d /run/systemd/system ]]; then
+		systemctl disable --now isc-dhcp-relay >/dev/null 2>&1 || true
 	fi
 fi
 

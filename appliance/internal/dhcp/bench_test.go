@@ -32,13 +32,13 @@ func BenchmarkDORA(b *testing.B) {
 			i := n.Add(1) % 60000 // the pool holds 65,275: clients come back
 			mac := net.HardwareAddr{2, 1, byte(i >> 24), byte(i >> 16), byte(i >> 8), byte(i)}
 			d, _ := dhcpv4.NewDiscovery(mac)
-			offer, _ := st.srv.handle(context.Background(), d, st.in)
+			offer, _ := st.srv.handle(context.Background(), d, st.in, false)
 			if offer == nil {
 				b.Error("no offer")
 				return
 			}
 			req, _ := dhcpv4.NewRequestFromOffer(offer)
-			ack, _ := st.srv.handle(context.Background(), req, st.in)
+			ack, _ := st.srv.handle(context.Background(), req, st.in, false)
 			if ack == nil || ack.MessageType() != dhcpv4.MessageTypeAck {
 				b.Error("no ack")
 				return
@@ -97,13 +97,13 @@ func BenchmarkDORAKnown(b *testing.B) {
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
 					d, _ := dhcpv4.NewDiscovery(macs[n.Add(1)%uint64(len(macs))])
-					offer, _ := st.srv.handle(context.Background(), d, st.in)
+					offer, _ := st.srv.handle(context.Background(), d, st.in, false)
 					if offer == nil {
 						b.Error("no offer")
 						return
 					}
 					req, _ := dhcpv4.NewRequestFromOffer(offer)
-					if ack, _ := st.srv.handle(context.Background(), req, st.in); ack == nil || ack.MessageType() != dhcpv4.MessageTypeAck {
+					if ack, _ := st.srv.handle(context.Background(), req, st.in, false); ack == nil || ack.MessageType() != dhcpv4.MessageTypeAck {
 						b.Error("no ack")
 						return
 					}
@@ -130,7 +130,7 @@ func BenchmarkInformKnown(b *testing.B) {
 				for pb.Next() {
 					m, _ := dhcpv4.New(dhcpv4.WithHwAddr(macs[n.Add(1)%uint64(len(macs))]), dhcpv4.WithMessageType(dhcpv4.MessageTypeInform),
 						dhcpv4.WithClientIP(net.IPv4(198, 19, 1, 1)))
-					if ack, _ := st.srv.handle(context.Background(), m, st.in); ack == nil {
+					if ack, _ := st.srv.handle(context.Background(), m, st.in, false); ack == nil {
 						b.Error("no answer")
 						return
 					}

@@ -18,24 +18,28 @@ import (
 
 // request is one DHCP request with what the handlers derive from it.
 type request struct {
-	msg  *dhcpv4.DHCPv4
-	in   *iface
-	mac  string
-	log  *slog.Logger
-	pool *pool
+	msg *dhcpv4.DHCPv4
+	in  *iface
+	// unicast says msg was sent to the interface's own address (see
+	// packet).
+	unicast bool
+	mac     string
+	log     *slog.Logger
+	pool    *pool
 	// machine owns the client's MAC; nil for an unknown client.
 	machine *store.Machine
 	// trace is the trace the machine's exchanges belong to, if any.
 	trace machinetrace.Trace
 }
 
-// handle answers one request. It returns nil when no answer is due.
-func (s *Server) handle(ctx context.Context, msg *dhcpv4.DHCPv4, in *iface) (*dhcpv4.DHCPv4, net.Addr) {
+// handle answers one request, received on in (sent to in's own address
+// when unicast). It returns nil when no answer is due.
+func (s *Server) handle(ctx context.Context, msg *dhcpv4.DHCPv4, in *iface, unicast bool) (*dhcpv4.DHCPv4, net.Addr) {
 	if msg.OpCode != dhcpv4.OpcodeBootRequest || msg.HWType != iana.HWTypeEthernet || len(msg.ClientHWAddr) != 6 {
 		s.log.Debug("dhcp: not an Ethernet BOOTREQUEST", "interface", in.name)
 		return nil, nil
 	}
-	r := &request{msg: msg, in: in, mac: msg.ClientHWAddr.String()}
+	r := &request{msg: msg, in: in, unicast: unicast, mac: msg.ClientHWAddr.String()}
 	r.log = s.log.With("mac", r.mac, "xid", msg.TransactionID.String(), "type", msg.MessageType().String())
 	r.log.Debug("dhcp: received", "interface", in.name, "giaddr", msg.GatewayIPAddr)
 	if s.cfg.Proxy {
@@ -100,11 +104,19 @@ func (s *Server) machineTrace(tx *store.Tx, r *request) machinetrace.Trace {
 	return t
 }
 
-// subnetFor picks the subnet: the relay's (giaddr) if relayed, else the
-// receiving interface's.
+// subnetFor picks the subnet: the relay's (giaddr) if relayed; else, for
+// a client that sent to this server's address with its own address in
+// ciaddr (renewing, releasing, informing; RFC 2131 4.4.5), the subnet
+// of that address, which may be one a relay serves: the client is
+// configured and talks to the server directly, the relay not in the
+// way; else the receiving interface's. A broadcast's ciaddr is not
+// trusted to say where the client is (it may have moved), as Kea does.
 func (s *Server) subnetFor(ps *poolSet, r *request) *pool {
 	if gi, ok := netip.AddrFromSlice(r.msg.GatewayIPAddr.To4()); ok && !gi.IsUnspecified() {
 		return ps.find(gi)
+	}
+	if ci, ok := netip.AddrFromSlice(r.msg.ClientIPAddr.To4()); ok && r.unicast && !ci.IsUnspecified() {
+		return ps.find(ci)
 	}
 	return ps.find(r.in.addr)
 }

@@ -24,6 +24,8 @@ type testSite struct {
 	n   *apptest.Node
 	in  *iface
 	now time.Time
+	// unicast: the packets do sends came to in's own address.
+	unicast bool
 }
 
 const knownMAC = "52:54:00:00:00:01"
@@ -80,7 +82,7 @@ func (st *testSite) do(t *testing.T, msg *dhcpv4.DHCPv4) (*dhcpv4.DHCPv4, net.Ad
 	if err != nil {
 		t.Fatal(err)
 	}
-	return st.srv.handle(context.Background(), parsed, st.in)
+	return st.srv.handle(context.Background(), parsed, st.in, st.unicast)
 }
 
 // dora runs DISCOVER and REQUEST and returns the ACK.
@@ -233,6 +235,48 @@ func TestInformAndRelay(t *testing.T) {
 	}
 }
 
+// A client behind a relay gets its lease through the relay (giaddr), then
+// renews and releases by unicast straight to the server (giaddr empty,
+// ciaddr its address, RFC 2131 4.4.5): its subnet is ciaddr's, not the
+// receiving interface's. The same packet broadcast on the server's own
+// link is not taken as the remote subnet's.
+func TestRelayedClientRenewsByUnicast(t *testing.T) {
+	st := newSite(t, true)
+	putSubnet(t, st.n, &store.Subnet{Name: "rack2", CIDR: "198.19.1.0/24", Gateway: "198.19.1.1",
+		Pools: []store.Range{{Start: "198.19.1.100", End: "198.19.1.110"}}, LeaseSeconds: 600, Discovery: true})
+	const mac = "02:00:00:00:01:01"
+	relay := dhcpv4.WithGatewayIP(net.ParseIP("198.19.1.1"))
+	ack := st.dora(t, mac, relay)
+	ip := ack.YourIPAddr
+	if l := st.lease(t, ip.String()); l.Subnet != "rack2" || l.MAC != mac {
+		t.Fatalf("relayed lease: %+v", l)
+	}
+	renew := newPacket(t, dhcpv4.MessageTypeRequest, mac, dhcpv4.WithClientIP(ip))
+
+	// Broadcast on the server's link: not the remote subnet's client.
+	if r, _ := st.do(t, renew); r == nil || r.MessageType() != dhcpv4.MessageTypeNak {
+		t.Fatalf("broadcast REQUEST with another subnet's ciaddr: %v, want NAK", r)
+	}
+	st.unicast = true
+	st.now = t0.Add(5 * time.Minute)
+	r, dst := st.do(t, renew)
+	if r == nil || r.MessageType() != dhcpv4.MessageTypeAck || !r.YourIPAddr.Equal(ip) {
+		t.Fatalf("unicast RENEW of a relayed client: %v", r)
+	}
+	if dst.String() != ip.String()+":68" {
+		t.Errorf("RENEW answered to %s, want %s:68", dst, ip)
+	}
+	if l := st.lease(t, ip.String()); !l.Expires.Equal(st.now.Add(10*time.Minute)) || l.State != store.LeaseActive {
+		t.Errorf("renewed lease: %+v", l)
+	}
+	if r, _ := st.do(t, newPacket(t, dhcpv4.MessageTypeRelease, mac, dhcpv4.WithClientIP(ip))); r != nil {
+		t.Fatal("RELEASE was answered")
+	}
+	if l := st.lease(t, ip.String()); l.State != store.LeaseReleased {
+		t.Fatalf("after unicast RELEASE: %+v", l)
+	}
+}
+
 func TestBootOptions(t *testing.T) {
 	st := newSite(t, false)
 	pxe := []dhcpv4.Modifier{
@@ -300,7 +344,7 @@ func FuzzHandle(f *testing.F) {
 		if msg.ClientHWAddr.String() == knownMAC {
 			return
 		}
-		fs.srv.handle(context.Background(), msg, fs.in)
+		fs.srv.handle(context.Background(), msg, fs.in, false)
 		if after := fs.n.DB.AppliedIndex(); after != before {
 			t.Fatalf("garbage changed the store: applied index %d -> %d", before, after)
 		}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/insomniacslk/dhcp/dhcpv4/server4"
+	"golang.org/x/net/ipv4"
 
 	"github.com/outposthq/outpost/appliance/internal/machinetrace"
 	"github.com/outposthq/outpost/appliance/internal/store"
@@ -100,6 +101,9 @@ type iface struct {
 	name string
 	addr netip.Addr // the interface's IPv4 address
 	conn net.PacketConn
+	// pc reads conn with each packet's destination address (IP_PKTINFO),
+	// which tells a client's unicast to this server from a broadcast.
+	pc   *ipv4.PacketConn
 	port int // 67, or 4011 for a proxy's PXE boot-server socket
 }
 
@@ -107,6 +111,10 @@ type packet struct {
 	in   *iface
 	peer net.Addr
 	data []byte
+	// unicast says the packet was sent to the interface's own address,
+	// not broadcast: a client renewing (RFC 2131 4.4.5), whose ciaddr
+	// then says which subnet it is on (see subnetFor).
+	unicast bool
 }
 
 // New checks the configuration and returns a server. Listen binds it.
@@ -162,7 +170,13 @@ func (s *Server) Listen() error {
 			// Bursts of a boot storm queue in the kernel, not on the wire.
 			_ = conn.SetReadBuffer(8 << 20)
 			_ = conn.SetWriteBuffer(4 << 20)
-			s.conns = append(s.conns, &iface{name: name, addr: addr, conn: conn, port: port})
+			pc := ipv4.NewPacketConn(conn)
+			if err := pc.SetControlMessage(ipv4.FlagDst, true); err != nil {
+				conn.Close()
+				s.Close()
+				return fmt.Errorf("dhcp: listen on %s port %d: packets' destination addresses: %w", name, port, err)
+			}
+			s.conns = append(s.conns, &iface{name: name, addr: addr, conn: conn, pc: pc, port: port})
 		}
 		s.log.Info("dhcp listening", "interface", name, "address", addr, "proxy", s.cfg.Proxy)
 	}
@@ -225,7 +239,7 @@ func (s *Server) Serve(ctx context.Context) error {
 func (s *Server) read(in *iface) {
 	buf := make([]byte, 1500)
 	for {
-		n, peer, err := in.conn.ReadFrom(buf)
+		n, cm, peer, err := in.pc.ReadFrom(buf)
 		if err != nil {
 			if !errors.Is(err, net.ErrClosed) {
 				s.log.Error("dhcp read", "interface", in.name, "err", err)
@@ -235,7 +249,8 @@ func (s *Server) read(in *iface) {
 		if !s.cfg.Leader.IsReadyLeader() {
 			continue // the leader answers; see the package doc
 		}
-		p := packet{in: in, peer: peer, data: append([]byte(nil), buf[:n]...)}
+		p := packet{in: in, peer: peer, data: append([]byte(nil), buf[:n]...),
+			unicast: cm != nil && in.addr.AsSlice() != nil && cm.Dst.Equal(in.addr.AsSlice())}
 		select {
 		case s.work <- p:
 		default:
@@ -258,7 +273,7 @@ func (s *Server) serveOne(ctx context.Context, p packet) {
 		malformed.Inc()
 		return
 	}
-	reply, dst := s.handle(ctx, req, p.in)
+	reply, dst := s.handle(ctx, req, p.in, p.unicast)
 	if reply == nil {
 		return
 	}
