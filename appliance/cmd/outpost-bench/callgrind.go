@@ -1,0 +1,167 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/outposthq/outpost/appliance/internal/lab"
+)
+
+// Counting instructions with valgrind's callgrind, for benchmarks whose
+// figure must not move with the other load on a shared machine (it has
+// no hardware counters: perf stat says "not supported").
+//
+// A callgrindProc is a server started under callgrind. Callgrind counts
+// every instruction the process runs; callgrind_control -d makes it write
+// what it counted since its previous dump (a "part") to
+// <out>.<n>, and dump sums the parts, so two dumps around some work give
+// that work's instructions, start-up left out. Callgrind aborts on
+// signals, so dump before stopping: stop kills the process.
+//
+// Go binaries need GODEBUG=cpu.rdtscp=off,asyncpreemptoff=1 under Debian
+// 12's valgrind 3.19 (else SIGILL in runtime.cputicks, or an assertion on
+// the preemption signals): callgrindGoEnv.
+
+// callgrindGoEnv is the environment a Go program needs under callgrind.
+var callgrindGoEnv = []string{"GODEBUG=cpu.rdtscp=off,asyncpreemptoff=1"}
+
+// callgrindProc is a process running under valgrind --tool=callgrind.
+type callgrindProc struct {
+	*benchProc
+	control string // callgrind_control
+	out     string // --callgrind-out-file; dump n is out.<n>
+	dumps   int    // dumps made so far
+	total   uint64 // instructions in every dump so far
+}
+
+// callgrindTools finds valgrind and callgrind_control.
+func callgrindTools() (valgrind, control string, err error) {
+	if valgrind, err = exec.LookPath("valgrind"); err != nil {
+		return "", "", fmt.Errorf("valgrind not found (Debian package valgrind): %w", err)
+	}
+	if control, err = exec.LookPath("callgrind_control"); err != nil {
+		return "", "", fmt.Errorf("callgrind_control not found (Debian package valgrind): %w", err)
+	}
+	return valgrind, control, nil
+}
+
+// startCallgrind runs bin with args under callgrind in namespace ns, its
+// output (valgrind's and the program's) in logPath and its profiles in
+// dir, with env added to the benchmark's environment.
+func startCallgrind(ns *lab.Netns, dir, logPath string, env []string, bin string, args ...string) (*callgrindProc, error) {
+	valgrind, control, err := callgrindTools()
+	if err != nil {
+		return nil, err
+	}
+	out := filepath.Join(dir, "callgrind.out")
+	vgArgs := append([]string{"--tool=callgrind", "--callgrind-out-file=" + out, bin}, args...)
+	p, err := startProc(ns, logPath, env, valgrind, vgArgs...)
+	if err != nil {
+		return nil, err
+	}
+	return &callgrindProc{benchProc: p, control: control, out: out}, nil
+}
+
+// dump has callgrind write what it counted since the previous dump and
+// returns the instructions the process ran since it started (until the
+// first dump: those of the part it writes).
+func (c *callgrindProc) dump(ctx context.Context) (uint64, error) {
+	if c.exited() {
+		return 0, fmt.Errorf("callgrind: exited; log %s:\n%s", c.log, lastLines(c.log, 20))
+	}
+	pid := strconv.Itoa(c.cmd.Process.Pid)
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	if out, err := exec.CommandContext(ctx, c.control, "-d", pid).CombinedOutput(); err != nil {
+		return 0, fmt.Errorf("callgrind: %s -d %s: %v: %s", c.control, pid, err, out)
+	}
+	c.dumps++
+	path := fmt.Sprintf("%s.%d", c.out, c.dumps)
+	// callgrind_control returns once the dump is asked for; the file is
+	// complete when its totals line is there.
+	var ir uint64
+	err := pollEvery(ctx, 100*time.Millisecond, time.Minute, func() error {
+		var err error
+		ir, err = readCallgrindTotal(path)
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("callgrind: dump %d: %w", c.dumps, err)
+	}
+	c.total += ir
+	return c.total, nil
+}
+
+// stop kills the process: callgrind aborts on SIGTERM anyway, and what
+// it counted after the last dump is not wanted.
+func (c *callgrindProc) stop() { c.benchProc.kill() }
+
+// errNoTotals is readCallgrindTotal's answer for a file callgrind has not
+// finished writing: its "totals:" line is its last.
+var errNoTotals = errors.New("no totals line")
+
+// readCallgrindTotal reads the instructions (Ir, the first event) of a
+// callgrind output file from its "totals:" line, checked against its
+// "summary:" line.
+func readCallgrindTotal(path string) (uint64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	return parseCallgrindTotal(f)
+}
+
+// parseCallgrindTotal is readCallgrindTotal on an open file.
+func parseCallgrindTotal(r io.Reader) (uint64, error) {
+	fields := map[string]string{} // events, summary, totals
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64*1024), 1024*1024)
+	for sc.Scan() {
+		key, val, ok := strings.Cut(sc.Text(), ":")
+		if ok && (key == "events" || key == "summary" || key == "totals") {
+			fields[key] = strings.TrimSpace(val)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return 0, err
+	}
+	if ev, _, _ := strings.Cut(fields["events"], " "); ev != "Ir" {
+		return 0, fmt.Errorf("first event is %q, not Ir", ev)
+	}
+	if fields["totals"] == "" {
+		return 0, errNoTotals
+	}
+	total, err := firstCount(fields["totals"])
+	if err != nil {
+		return 0, fmt.Errorf("totals: %w", err)
+	}
+	if s := fields["summary"]; s != "" {
+		if sum, err := firstCount(s); err != nil || sum != total {
+			return 0, fmt.Errorf("summary %q does not match totals %d", s, total)
+		}
+	}
+	return total, nil
+}
+
+// firstCount parses the first count of a line of counts ("103335787 12").
+func firstCount(counts string) (uint64, error) {
+	first, _, _ := strings.Cut(counts, " ")
+	return strconv.ParseUint(first, 10, 64)
+}
+
+// kill ends the process group at once and waits for it.
+func (p *benchProc) kill() {
+	syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+	<-p.done
+}
