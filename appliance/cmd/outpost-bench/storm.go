@@ -153,10 +153,11 @@ func benchStorm(ctx context.Context, log *slog.Logger, _ time.Duration) error {
 // stormSite starts applianced, sets the site up, runs the storm and
 // prints its BENCH lines.
 func stormSite(ctx context.Context, log *slog.Logger, bn *sim.Net, dir, bin string, art *sim.Artifacts, n, par int) error {
-	out, cpu, applog, err := stormRun(ctx, log, bn, dir, bin, stormOpts{}, art, n, par)
+	res, err := stormRun(ctx, log, bn, dir, bin, stormOpts{}, art, n, par)
 	if err != nil {
 		return err
 	}
+	out, cpu, applog := res.out, res.cpu, res.log
 	lat := out.Latency()
 	fmt.Printf("BENCH provision.storm machines=%d ok=%d failed=%d p50=%.2f p99=%.2f appliance_cpu=%.2f\n",
 		n, out.OK(), n-out.OK(), lat.P50.Seconds(), lat.P99.Seconds(), cpu.Seconds())
@@ -171,56 +172,77 @@ func stormSite(ctx context.Context, log *slog.Logger, bn *sim.Net, dir, bin stri
 type stormOpts struct {
 	env   []string // added to its environment
 	label string   // ends its CPU profile's name (-storm-pprof)
+	// callgrind, if set, is a directory: applianced runs under callgrind,
+	// its files there, and the storm counts its instructions.
+	callgrind string
+}
+
+// stormResult is what a storm measured.
+type stormResult struct {
+	out *sim.Outcome
+	// cpu is applianced's CPU time and instr its instructions (under
+	// callgrind only), from before the first DHCP packet to after the
+	// last machine's end.
+	cpu   time.Duration
+	instr uint64
+	log   string // applianced's log
 }
 
 // stormRun starts applianced with its data and log in dir, sets the site
-// up and runs the storm, reporting on stderr; it returns the outcome,
-// applianced's CPU time and its log's path.
-func stormRun(ctx context.Context, log *slog.Logger, bn *sim.Net, dir, bin string, opts stormOpts, art *sim.Artifacts, n, par int) (*sim.Outcome, time.Duration, string, error) {
+// up and runs the storm, reporting on stderr.
+func stormRun(ctx context.Context, log *slog.Logger, bn *sim.Net, dir, bin string, opts stormOpts, art *sim.Artifacts, n, par int) (stormResult, error) {
 	prof := stormProfiler(bn)
-	p, api, err := startStormAppliance(ctx, bn, dir, bin, art.Dir, append(opts.env, prof.env()...))
+	opts.env = append(opts.env, prof.env()...)
+	p, cg, api, err := startStormAppliance(ctx, bn, dir, bin, art.Dir, opts)
 	if err != nil {
-		return nil, 0, "", err
+		return stormResult{}, err
 	}
 	defer p.stop()
 	machines := sim.Machines(n)
 	began := time.Now()
 	if err := putStormSite(ctx, api, art, machines); err != nil {
-		return nil, 0, "", fmt.Errorf("set up the site: %w; log %s:\n%s", err, p.log, lastLines(p.log, 20))
+		return stormResult{}, fmt.Errorf("set up the site: %w; log %s:\n%s", err, p.log, lastLines(p.log, 20))
 	}
 	fmt.Fprintf(os.Stderr, "storm: site set up (%d machines and workflows) in %.1f s\n", n, time.Since(began).Seconds())
 	relay, err := sim.NewRelay(bn.Client, netip.MustParseAddr(sim.ClientAddr), netip.MustParseAddr(sim.ServerAddr))
 	if err != nil {
-		return nil, 0, "", err
+		return stormResult{}, err
 	}
 	defer relay.Close()
 	senv := &sim.Env{Netns: bn.Client, Relay: relay, Server: netip.MustParseAddr(sim.ServerAddr), BootPort: stormBootPort, Artifacts: art}
 	if err := prof.startCPU(ctx); err != nil {
-		return nil, 0, "", err
+		return stormResult{}, err
 	}
-	out, cpu, err := runStorm(ctx, senv, p, machines, par)
+	res, err := runStorm(ctx, senv, p, cg, machines, par)
 	if err != nil {
-		return nil, 0, "", err
+		return stormResult{}, err
 	}
 	if err := prof.stopCPU(ctx, opts.label); err != nil {
-		return nil, 0, "", err
+		return stormResult{}, err
 	}
-	if err := checkMachines(ctx, api, out); err != nil {
-		return nil, 0, "", err
+	if err := checkMachines(ctx, api, res.out); err != nil {
+		return stormResult{}, err
 	}
-	stormReport(os.Stderr, out, senv.Stats(), cpu, bn, p)
-	log.Debug("storm done", "machines", n, "wall", out.Wall)
-	return out, cpu, p.log, nil
+	stormReport(os.Stderr, res.out, senv.Stats(), res.cpu, bn, p)
+	log.Debug("storm done", "machines", n, "wall", res.out.Wall)
+	res.log = p.log
+	return res, nil
 }
 
 // runStorm runs env's storm of machines, at most par at a time, printing
-// its progress, and returns its outcome and the CPU time applianced (p)
-// used from before the first DHCP packet to after the last machine.
-func runStorm(ctx context.Context, env *sim.Env, p *benchProc, machines []sim.Machine, par int) (*sim.Outcome, time.Duration, error) {
+// its progress, and measures applianced (p; cg if it runs under
+// callgrind) from before the first DHCP packet to after the last machine.
+func runStorm(ctx context.Context, env *sim.Env, p *benchProc, cg *callgrindProc, machines []sim.Machine, par int) (stormResult, error) {
 	pid := p.cmd.Process.Pid
 	before, err := cpuSeconds(pid)
 	if err != nil {
-		return nil, 0, err
+		return stormResult{}, err
+	}
+	var instrBefore uint64
+	if cg != nil {
+		if instrBefore, err = cg.dump(ctx); err != nil {
+			return stormResult{}, err
+		}
 	}
 	// The machines share the host with applianced, and so does anything
 	// else running: say how busy it is.
@@ -233,11 +255,19 @@ func runStorm(ctx context.Context, env *sim.Env, p *benchProc, machines []sim.Ma
 	stopProgress()
 	switch {
 	case ctx.Err() != nil:
-		return nil, 0, ctx.Err()
+		return stormResult{}, ctx.Err()
 	case err != nil || p.exited():
-		return nil, 0, fmt.Errorf("applianced exited during the storm (%v); log %s:\n%s", err, p.log, lastLines(p.log, 20))
+		return stormResult{}, fmt.Errorf("applianced exited during the storm (%v); log %s:\n%s", err, p.log, lastLines(p.log, 20))
 	}
-	return out, time.Duration((after - before) * float64(time.Second)), nil
+	res := stormResult{out: out, cpu: time.Duration((after - before) * float64(time.Second))}
+	if cg != nil {
+		instr, err := cg.dump(ctx)
+		if err != nil {
+			return stormResult{}, err
+		}
+		res.instr = instr - instrBefore
+	}
+	return res, nil
 }
 
 // stormProgress prints how many machines are in each phase every 10 s
@@ -298,40 +328,54 @@ func stormModuleRoot(ctx context.Context) (string, error) {
 // and boot HTTP on the server end of bn (env added to its environment),
 // puts the storm's subnet (which waits for it to lead), and returns an
 // admin client of its API.
-func startStormAppliance(ctx context.Context, bn *sim.Net, dir, bin, artifacts string, env []string) (*benchProc, *client.Client, error) {
+func startStormAppliance(ctx context.Context, bn *sim.Net, dir, bin, artifacts string, opts stormOpts) (*benchProc, *callgrindProc, *client.Client, error) {
 	data := filepath.Join(dir, "data")
-	p, err := startProc(bn.Server, filepath.Join(dir, "applianced.log"), env, bin,
-		"-id", "storm", "-data-dir", data,
+	args := []string{"-id", "storm", "-data-dir", data,
 		"-api-addr", stormAPIAddr, "-raft-addr", "127.0.0.1:7001",
 		"-dhcp-interface", sim.ServerIface, "-boot-addr", stormBootAddr, "-tftp-addr", stormTFTPAddr,
-		"-artifact-dir", artifacts, "-log-level", "info")
+		"-artifact-dir", artifacts, "-log-level", "info"}
+	logPath := filepath.Join(dir, "applianced.log")
+	var p *benchProc
+	var cg *callgrindProc
+	var err error
+	if opts.callgrind != "" {
+		if cg, err = startCallgrind(bn.Server, opts.callgrind, logPath, append(opts.env, callgrindGoEnv...), bin, args...); err == nil {
+			p = cg.benchProc
+		}
+	} else {
+		p, err = startProc(bn.Server, logPath, opts.env, bin, args...)
+	}
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
+	}
+	fail := func(err error) (*benchProc, *callgrindProc, *client.Client, error) {
+		p.stop()
+		return nil, nil, nil, err
 	}
 	site := outpostSite{iface: sim.ServerIface, addr: sim.ServerAddr, subnet: stormSubnet}
 	tokenFile := filepath.Join(data, "admin.token")
 	if err := putSubnet(ctx, bn, p, tokenFile, site); err != nil {
-		p.stop()
-		return nil, nil, err
+		return fail(err)
 	}
 	// ip netns exec execs the program: by now the process is applianced
-	// itself, whose CPU time the storm reads.
-	if comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", p.cmd.Process.Pid)); err != nil || strings.TrimSpace(string(comm)) != "applianced" {
-		p.stop()
-		return nil, nil, fmt.Errorf("process %d is %q (%v), not applianced", p.cmd.Process.Pid, strings.TrimSpace(string(comm)), err)
+	// itself (or valgrind running it), whose CPU time the storm reads.
+	want := "applianced"
+	if cg != nil {
+		want = "callgrind"
+	}
+	if comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", p.cmd.Process.Pid)); err != nil || !strings.HasPrefix(strings.TrimSpace(string(comm)), want) {
+		return fail(fmt.Errorf("process %d is %q (%v), not %s", p.cmd.Process.Pid, strings.TrimSpace(string(comm)), err, want))
 	}
 	token, err := os.ReadFile(tokenFile)
 	if err != nil {
-		p.stop()
-		return nil, nil, err
+		return fail(err)
 	}
 	tr, err := client.PinnedTransport(client.Pin{CAFile: filepath.Join(filepath.Dir(tokenFile), "api-ca.pem")})
 	if err != nil {
-		p.stop()
-		return nil, nil, err
+		return fail(err)
 	}
 	tr.DialContext, tr.MaxIdleConnsPerHost = bn.Server.DialContext, stormSetupParallel
-	return p, client.NewWithHTTP("https://"+stormAPIAddr, strings.TrimSpace(string(token)), &http.Client{Timeout: time.Minute, Transport: tr}), nil
+	return p, cg, client.NewWithHTTP("https://"+stormAPIAddr, strings.TrimSpace(string(token)), &http.Client{Timeout: time.Minute, Transport: tr}), nil
 }
 
 // putStormSite stores the installer, the storm's OS image, the install

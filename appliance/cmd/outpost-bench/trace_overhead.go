@@ -20,20 +20,31 @@ import (
 // traceOverheadRuns is how many storms trace.overhead runs each way.
 const traceOverheadRuns = 3
 
+// The storm trace.overhead runs under callgrind each way: its machines,
+// and how many at once (callgrind runs one thread at a time, some 50
+// times slower).
+const (
+	traceInstrMachines    = 40
+	traceInstrConcurrency = 8
+)
+
 // benchTraceOverhead measures what tracing costs the appliance: the
 // provisioning storm (benchStorm's, with its -storm-machines and
 // -storm-concurrency) run with tracing off (OUTPOST_TRACING=off in
 // applianced's environment) and on (the default), three times each,
 // interleaved (off, on, off, on, ...) so that a change in the machine's
 // load falls on both alike; each run a fresh applianced and namespaces.
-// It prints
+// Then, as the CPU times move with the machine's other load, it counts
+// applianced's instructions under callgrind over a storm of
+// traceInstrMachines each way, which they do not. It prints
 //
-//	BENCH trace.overhead cpu_per_machine_ms_off=<ms> cpu_per_machine_ms_on=<ms> pct=<p> spread_pct_off=<p> spread_pct_on=<p> runs=3
+//	BENCH trace.overhead cpu_per_machine_ms_off=<ms> cpu_per_machine_ms_on=<ms> pct=<p> spread_pct_off=<p> spread_pct_on=<p> instr_per_machine_off=<n> instr_per_machine_on=<n> instr_pct=<p> runs=3
 //
 // where the CPU figures are the medians of applianced's CPU time per
-// machine, pct is on over off less one in percent (the goal: at most 5),
-// and each spread_pct is its runs' range over their median in percent,
-// how far to trust pct. With tracing on, every workflow is of the trace
+// machine, pct is on over off less one in percent, each spread_pct is
+// its runs' range over their median in percent, how far to trust pct,
+// and instr_pct is the same comparison of instructions per machine (the
+// goal: both at most 5). With tracing on, every workflow is of the trace
 // of the API request that made it, so that the site records each
 // machine's DHCP exchanges, boot fetches and agent requests, as for a
 // workflow an order makes. Needs root and `make images`.
@@ -75,36 +86,52 @@ func benchTraceOverhead(ctx context.Context, log *slog.Logger, _ time.Duration) 
 			perMachine[mode] = append(perMachine[mode], ms)
 		}
 	}
+	instr := map[string]float64{}
+	for _, mode := range []string{"off", "on"} {
+		d := filepath.Join(dir, "callgrind-"+mode)
+		res, err := traceOverheadStorm(ctx, log, d, applianced, art, mode, stormOpts{callgrind: d}, traceInstrMachines, traceInstrConcurrency)
+		if err != nil {
+			return fmt.Errorf("tracing %s, under callgrind: %w", mode, err)
+		}
+		instr[mode] = float64(res.instr) / traceInstrMachines
+		fmt.Fprintf(os.Stderr, "trace.overhead: under callgrind, tracing %s: %.0f of applianced's instructions per machine\n", mode, instr[mode])
+	}
 	off, on := summarize(perMachine["off"]), summarize(perMachine["on"])
-	fmt.Printf("BENCH trace.overhead cpu_per_machine_ms_off=%.2f cpu_per_machine_ms_on=%.2f pct=%.1f spread_pct_off=%.1f spread_pct_on=%.1f runs=%d\n",
-		off.median, on.median, overheadPct(off.median, on.median), off.spreadPct, on.spreadPct, traceOverheadRuns)
+	fmt.Printf("BENCH trace.overhead cpu_per_machine_ms_off=%.2f cpu_per_machine_ms_on=%.2f pct=%.1f spread_pct_off=%.1f spread_pct_on=%.1f instr_per_machine_off=%.0f instr_per_machine_on=%.0f instr_pct=%.1f runs=%d\n",
+		off.median, on.median, overheadPct(off.median, on.median), off.spreadPct, on.spreadPct,
+		instr["off"], instr["on"], overheadPct(instr["off"], instr["on"]), traceOverheadRuns)
 	return nil
 }
 
 // traceOverheadRun runs one storm with tracing mode ("off" or "on") in
-// dir (the run-th) and returns applianced's CPU milliseconds per machine; every
-// machine must have provisioned.
+// dir (the run-th) and returns applianced's CPU milliseconds per machine.
 func traceOverheadRun(ctx context.Context, log *slog.Logger, dir, bin string, art *sim.Artifacts, mode string, run, n, par int) (float64, error) {
+	res, err := traceOverheadStorm(ctx, log, dir, bin, art, mode, stormOpts{label: fmt.Sprintf("-tracing-%s-%d", mode, run)}, n, par)
+	return float64(res.cpu.Microseconds()) / 1000 / float64(n), err
+}
+
+// traceOverheadStorm runs one storm of n machines with tracing mode
+// ("off" or "on") in dir, its applianced as opts says; every machine
+// must have provisioned.
+func traceOverheadStorm(ctx context.Context, log *slog.Logger, dir, bin string, art *sim.Artifacts, mode string, opts stormOpts, n, par int) (stormResult, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return 0, err
+		return stormResult{}, err
 	}
-	opts := stormOpts{label: fmt.Sprintf("-tracing-%s-%d", mode, run)}
 	if mode == "off" {
 		opts.env = []string{tracing.Off + "=off"}
 	}
-	var ms float64
+	var res stormResult
 	r := lab.NewRunner(ctx, "bench-trace-overhead", discardLog{log})
 	err := r.Run(func(t lab.T) {
-		out, cpu, applog, err := stormRun(ctx, log, sim.NewNet(t), dir, bin, opts, art, n, par)
-		if err != nil {
+		var err error
+		if res, err = stormRun(ctx, log, sim.NewNet(t), dir, bin, opts, art, n, par); err != nil {
 			t.Fatal(err)
 		}
-		if out.OK() != n {
-			t.Fatalf("%d of %d machines failed; applianced's log: %s", n-out.OK(), n, keepLog(applog))
+		if res.out.OK() != n {
+			t.Fatalf("%d of %d machines failed; applianced's log: %s", n-res.out.OK(), n, keepLog(res.log))
 		}
-		ms = float64(cpu.Microseconds()) / 1000 / float64(n)
 	})
-	return ms, err
+	return res, err
 }
 
 // summary is the median of a benchmark's runs and their range over it,
