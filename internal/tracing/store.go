@@ -171,6 +171,16 @@ func (s *Store) After(seq uint64, limit int) ([]Span, uint64, error) {
 	return out, last, err
 }
 
+// Last is the number of the last span added (0 if none ever was).
+func (s *Store) Last() (uint64, error) {
+	var v uint64
+	err := s.db.View(func(tx *bolt.Tx) error {
+		v = getU64(tx.Bucket(bucketMeta), keyNext)
+		return nil
+	})
+	return v, err
+}
+
 // Forwarded is the forwarding cursor: every span numbered up to it has
 // been forwarded.
 func (s *Store) Forwarded() (uint64, error) {

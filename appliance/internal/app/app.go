@@ -23,6 +23,7 @@ import (
 	"github.com/outposthq/outpost/appliance/internal/console"
 	"github.com/outposthq/outpost/appliance/internal/dhcp"
 	"github.com/outposthq/outpost/appliance/internal/httpboot"
+	"github.com/outposthq/outpost/appliance/internal/phasewatch"
 	"github.com/outposthq/outpost/appliance/internal/provision"
 	"github.com/outposthq/outpost/appliance/internal/site"
 	"github.com/outposthq/outpost/appliance/internal/sol"
@@ -121,7 +122,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Write
 	if cfg.CentralURL != "" {
 		if syncer, err = syncclient.New(syncclient.Config{Node: n, Store: db, URL: cfg.CentralURL, Site: cfg.SiteID,
 			CredentialFile: cfg.SiteCredentialFile, Insecure: cfg.InsecureCentral, HTTPClient: central, Log: log,
-			Report: selfReport(node.Status, cfg.APIURL), Spans: node, Phases: syncclient.NewPhaseMetrics(reg)}); err != nil {
+			Report: selfReport(node.Status, cfg.APIURL), Spans: node}); err != nil {
 			return err
 		}
 	}
@@ -147,6 +148,10 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Write
 	g.Go(func() error { return consoles.Run(ctx) })
 	g.Go(func() error { return node.RegisterSelf(ctx) })
 	g.Go(func() error { return arts.Run(ctx) })
+	// The site's own histogram of its provisions' phases, WAN or not.
+	phases := phasewatch.New(phasewatch.Config{Store: spans.Store, Traces: node, Metrics: phasewatch.NewMetrics(reg),
+		Log: log.With("component", "phasewatch")})
+	g.Go(func() error { return phases.Run(ctx) })
 	if syncer != nil {
 		g.Go(func() error { return syncer.Run(ctx) })
 	}

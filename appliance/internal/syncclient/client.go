@@ -88,9 +88,6 @@ type Config struct {
 	// (DefaultSpanInterval if zero).
 	Spans        SpanSource
 	SpanInterval time.Duration
-	// Phases, if set, observes the phases of each provision whose spans
-	// the client forwards (outpost_provision_phase_seconds).
-	Phases *PhaseMetrics
 	// MinBackoff and MaxBackoff bound the wait between connections;
 	// LongBackoff is the wait after central refused the site. Zero
 	// means the Default values.

@@ -4,10 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"sync"
 	"time"
-
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/outposthq/outpost/appliance/internal/site"
 	"github.com/outposthq/outpost/internal/tracing"
@@ -104,7 +101,6 @@ func (s *session) sendSpans(ctx context.Context) error {
 					s.forwarded(ctx, []spanCursor{{ns.Node, ns.Last}})
 				}
 				sent[ns.Node] = ns.Last
-				s.c.observe(ctx, ns.Spans)
 			}
 			if len(pending) > 0 {
 				continue
@@ -158,80 +154,4 @@ func spanMessages(spans []tracing.Span) [][]json.RawMessage {
 		out = append(out, cur)
 	}
 	return out
-}
-
-// PhaseMetrics is the Prometheus histogram of the phases of the site's
-// provisions (outpost_provision_phase_seconds{phase}): each provision's
-// phases are observed once, when the leader forwarding its spans first
-// finds its trace holding the first boot's metadata request.
-type PhaseMetrics struct {
-	hist *prometheus.HistogramVec
-	mu   sync.Mutex
-	seen map[string]bool // trace ids observed
-	fifo []string
-}
-
-// maxPhaseTraces bounds the trace ids PhaseMetrics remembers.
-const maxPhaseTraces = 10000
-
-// NewPhaseMetrics registers the phase histogram with reg.
-func NewPhaseMetrics(reg prometheus.Registerer) *PhaseMetrics {
-	m := &PhaseMetrics{seen: map[string]bool{}, hist: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-		Name:    "outpost_provision_phase_seconds",
-		Help:    "Duration of each phase of a provision (tracing.PhaseNames), read from its trace.",
-		Buckets: prometheus.ExponentialBuckets(0.05, 2, 16),
-	}, []string{"phase"})}
-	reg.MustRegister(m.hist)
-	return m
-}
-
-// observe records the phases of the traces spans end (a metadata
-// request), once per trace.
-func (c *Client) observe(ctx context.Context, spans []tracing.Span) {
-	m := c.cfg.Phases
-	if m == nil {
-		return
-	}
-	for _, sp := range spans {
-		if sp.Name != tracing.SpanMetadata || m.observed(sp.TraceID) {
-			continue
-		}
-		trace, err := c.cfg.Spans.TraceSpans(ctx, sp.TraceID)
-		if err != nil && len(trace) == 0 {
-			continue
-		}
-		m.Observe(sp.TraceID, trace)
-	}
-}
-
-func (m *PhaseMetrics) observed(traceID string) bool {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.seen[traceID]
-}
-
-// Observe records the phases of trace traceID, whose spans are given,
-// if it holds the first boot's metadata request and was not observed
-// before; it reports whether it observed them.
-func (m *PhaseMetrics) Observe(traceID string, spans []tracing.Span) bool {
-	phases := tracing.Phases(spans)
-	done := false
-	for _, p := range phases {
-		done = done || p.Name == tracing.PhaseFirstBoot
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if !done || m.seen[traceID] {
-		return false
-	}
-	m.seen[traceID] = true
-	m.fifo = append(m.fifo, traceID)
-	if len(m.fifo) > maxPhaseTraces {
-		delete(m.seen, m.fifo[0])
-		m.fifo = m.fifo[1:]
-	}
-	for _, p := range phases {
-		m.hist.WithLabelValues(p.Name).Observe(p.Duration().Seconds())
-	}
-	return true
 }

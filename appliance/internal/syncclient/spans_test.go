@@ -11,10 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/testutil"
-	dto "github.com/prometheus/client_model/go"
-
 	"github.com/outposthq/outpost/appliance/internal/cluster"
 	"github.com/outposthq/outpost/appliance/internal/site"
 	"github.com/outposthq/outpost/internal/testwait"
@@ -231,62 +227,4 @@ func TestSpanMessages(t *testing.T) {
 	if total != 2500 {
 		t.Errorf("%d spans in the messages, want 2500", total)
 	}
-}
-
-// fullTrace is the spans of one provision, every phase in it.
-func fullTrace(trace string) []tracing.Span {
-	at := func(name string, from, to int, attrs ...string) tracing.Span {
-		s := tracing.Span{TraceID: trace, SpanID: fmt.Sprintf("%016x", from*100+to+1), Name: name, Service: "x",
-			Start: t0.Add(time.Duration(from) * time.Second), End: t0.Add(time.Duration(to) * time.Second)}
-		if len(attrs) == 2 {
-			s.Attrs = map[string]string{attrs[0]: attrs[1]}
-		}
-		return s
-	}
-	return []tracing.Span{
-		at("order.place", 0, 1), at("order.apply", 2, 3), at("bmc.power_cycle", 3, 5),
-		at("dhcp.exchange", 20, 21), at("boot.fetch", 22, 30), at("agent.run", 40, 200),
-		at("action.wipe", 41, 50, tracing.AttrActionType, "disk.wipe"),
-		at("action.image", 50, 150, tracing.AttrActionType, "image.write"),
-		at("action.cfg", 150, 160, tracing.AttrActionType, "file.write"),
-		at("action.reboot", 160, 161, tracing.AttrActionType, "reboot"),
-		at("dhcp.exchange", 190, 191), at("metadata.get", 200, 201),
-	}
-}
-
-// TestPhaseMetrics: a provision's phases are observed once, when its
-// trace holds the first boot's metadata request.
-func TestPhaseMetrics(t *testing.T) {
-	reg := prometheus.NewRegistry()
-	m := NewPhaseMetrics(reg)
-	trace := fullTrace(traceID(0))
-	if m.Observe(traceID(0), trace[:len(trace)-1]) {
-		t.Error("a trace without the metadata request was observed")
-	}
-	if !m.Observe(traceID(0), trace) {
-		t.Error("a whole trace was not observed")
-	}
-	if m.Observe(traceID(0), trace) {
-		t.Error("a trace was observed twice")
-	}
-	if n := testutil.CollectAndCount(reg, "outpost_provision_phase_seconds"); n != len(tracing.PhaseNames) {
-		t.Errorf("%d phases observed, want %d", n, len(tracing.PhaseNames))
-	}
-	var wg sync.WaitGroup
-	for range 4 {
-		wg.Go(func() { m.Observe(traceID(1), fullTrace(traceID(1))) })
-	}
-	wg.Wait()
-	if got := histCount(t, m, tracing.PhaseImageWrite); got != 2 {
-		t.Errorf("image write observed %v times over two provisions, want 2", got)
-	}
-}
-
-// histCount is how many times a phase was observed.
-func histCount(t *testing.T, m *PhaseMetrics, phase string) uint64 {
-	var out dto.Metric
-	if err := m.hist.WithLabelValues(phase).(prometheus.Metric).Write(&out); err != nil {
-		t.Fatal(err)
-	}
-	return out.GetHistogram().GetSampleCount()
 }
