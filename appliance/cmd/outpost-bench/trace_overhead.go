@@ -89,7 +89,15 @@ func benchTraceOverhead(ctx context.Context, log *slog.Logger, _ time.Duration) 
 	instr := map[string]float64{}
 	for _, mode := range []string{"off", "on"} {
 		d := filepath.Join(dir, "callgrind-"+mode)
-		res, err := traceOverheadStorm(ctx, log, d, applianced, art, mode, stormOpts{callgrind: d}, traceInstrMachines, traceInstrConcurrency)
+		cgDir := d
+		if *stormPprof != "" {
+			// Kept for callgrind_annotate.
+			cgDir = filepath.Join(*stormPprof, "callgrind-tracing-"+mode)
+		}
+		if err := os.MkdirAll(cgDir, 0o755); err != nil {
+			return err
+		}
+		res, err := traceOverheadStorm(ctx, log, d, applianced, art, mode, stormOpts{callgrind: cgDir}, traceInstrMachines, traceInstrConcurrency)
 		if err != nil {
 			return fmt.Errorf("tracing %s, under callgrind: %w", mode, err)
 		}
