@@ -141,6 +141,12 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Write
 	if err != nil {
 		return err
 	}
+	// The site's own histogram of its provisions' phases, WAN or not.
+	phases, err := phasewatch.New(phasewatch.Config{Store: spans.Store, Traces: node, Metrics: phasewatch.NewMetrics(reg),
+		Log: log.With("component", "phasewatch")})
+	if err != nil {
+		return err
+	}
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return srv.Serve(ctx, ln, apiTLSConfig) })
 	runBoot(ctx, g)
@@ -148,9 +154,6 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Write
 	g.Go(func() error { return consoles.Run(ctx) })
 	g.Go(func() error { return node.RegisterSelf(ctx) })
 	g.Go(func() error { return arts.Run(ctx) })
-	// The site's own histogram of its provisions' phases, WAN or not.
-	phases := phasewatch.New(phasewatch.Config{Store: spans.Store, Traces: node, Metrics: phasewatch.NewMetrics(reg),
-		Log: log.With("component", "phasewatch")})
 	g.Go(func() error { return phases.Run(ctx) })
 	if syncer != nil {
 		g.Go(func() error { return syncer.Run(ctx) })

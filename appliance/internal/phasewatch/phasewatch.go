@@ -14,6 +14,7 @@ package phasewatch
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"sync"
 	"time"
@@ -106,26 +107,29 @@ const readBatch = 1000
 // Watcher observes the phases of the provisions whose first boot's
 // metadata request this node recorded.
 type Watcher struct {
-	cfg Config
+	cfg   Config
+	start uint64 // the last span recorded before the Watcher was made
 }
 
-// New returns a Watcher; Run runs it.
-func New(cfg Config) *Watcher {
+// New returns a Watcher of the spans recorded from now on; Run runs it.
+// An error is the span store's.
+func New(cfg Config) (*Watcher, error) {
 	if cfg.Interval <= 0 {
 		cfg.Interval = DefaultInterval
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	return &Watcher{cfg: cfg}
+	start, err := cfg.Store.Last()
+	if err != nil {
+		return nil, fmt.Errorf("phasewatch: %w", err)
+	}
+	return &Watcher{cfg: cfg, start: start}, nil
 }
 
-// Run watches the spans the node records from now on until ctx ends.
+// Run watches the spans until ctx ends.
 func (w *Watcher) Run(ctx context.Context) error {
-	seq, err := w.cfg.Store.Last()
-	if err != nil {
-		return err
-	}
+	seq := w.start
 	t := time.NewTicker(w.cfg.Interval)
 	defer t.Stop()
 	for {

@@ -111,7 +111,10 @@ func TestWatcher(t *testing.T) {
 	}
 	m := NewMetrics(prometheus.NewRegistry())
 	s := &site{store: st, other: map[string][]tracing.Span{}}
-	w := New(Config{Store: st, Traces: s, Metrics: m, Interval: 10 * time.Millisecond})
+	w, err := New(Config{Store: st, Traces: s, Metrics: m, Interval: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
 	go func() { done <- w.Run(ctx) }()
