@@ -1,0 +1,57 @@
+package tftp
+
+import (
+	"bytes"
+	"fmt"
+	"strings"
+	"testing"
+)
+
+// A client that asks for a window (atftp's windowsize, RFC 7440) gets
+// the file byte for byte: sizes not a multiple of the block size, an
+// exact multiple (which ends with an empty block) and an empty file; the
+// OACK grants the window, and the client acknowledges once per window,
+// not once per block.
+func TestWindowATFTP(t *testing.T) {
+	parallel(t)
+	fx := newFixture(t, Config{})
+	tests := map[string]struct {
+		file    string
+		window  int
+		blksize int // 0: not asked, 512
+	}{
+		"window 1, 1 MiB + 777":           {"random.bin", 1, 0},
+		"window 8, 1 MiB + 777":           {"random.bin", 8, 0},
+		"window 64, 1 MiB + 777":          {"random.bin", 64, 0},
+		"window 8, whole blocks":          {"blocks512.bin", 8, 0},
+		"window 4, whole blocks = window": {"blocks512.bin", 4, 0},
+		"window 64, whole blocks":         {"blocks512.bin", 64, 0},
+		"window 8, empty":                 {"empty.bin", 8, 0},
+		"window 64, empty":                {"empty.bin", 64, 0},
+		"window 16, blksize 1468":         {"ipxe.efi", 16, 1468},
+		"window 16, blksize 1468 whole":   {"blocks1468.bin", 16, 1468},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			parallel(t)
+			opts := []string{fmt.Sprintf("windowsize %d", tt.window)}
+			blksize := 512
+			if tt.blksize != 0 {
+				opts, blksize = append(opts, fmt.Sprintf("blksize %d", tt.blksize)), tt.blksize
+			}
+			out, got, err := fx.atftpGet(t, tt.file, opts...)
+			want := fx.files[tt.file]
+			if err != nil || !bytes.Equal(got, want) {
+				t.Fatalf("atftp: %v; got %d bytes, want %d identical\n%s", err, len(got), len(want), tail(out))
+			}
+			if oack := line(out, "received OACK"); !strings.Contains(oack, fmt.Sprintf("windowsize: %d", tt.window)) {
+				t.Errorf("OACK %q does not grant windowsize %d", oack, tt.window)
+			}
+			blocks := len(want)/blksize + 1
+			windows := (blocks + tt.window - 1) / tt.window
+			if acks := strings.Count(out, "sent ACK"); acks != windows+1 { // and the ACK of the OACK
+				t.Errorf("%d ACKs for %d blocks in windows of %d, want %d\n%s", acks, blocks, tt.window, windows+1, head(out))
+			}
+		})
+	}
+}
