@@ -478,6 +478,8 @@ func TestNew(t *testing.T) {
 		"negative retries":   {Root: dir, Retries: -1},
 		"block size 512":     {Root: dir, MaxBlockSize: 512},
 		"block size too big": {Root: dir, MaxBlockSize: 65465},
+		"negative window":    {Root: dir, MaxWindow: -1},
+		"window too big":     {Root: dir, MaxWindow: 65536},
 	}
 	for name, cfg := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -487,7 +489,7 @@ func TestNew(t *testing.T) {
 			}
 		})
 	}
-	s, err := New(Config{Root: dir, MaxBlockSize: 1468})
+	s, err := New(Config{Root: dir, MaxBlockSize: 1468, MaxWindow: 65535})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,6 +3,7 @@ package tftp
 import (
 	"bytes"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -53,5 +54,46 @@ func TestWindowATFTP(t *testing.T) {
 				t.Errorf("%d ACKs for %d blocks in windows of %d, want %d\n%s", acks, blocks, tt.window, windows+1, head(out))
 			}
 		})
+	}
+}
+
+// The window granted is the smaller of the one asked for and
+// Config.MaxWindow (DefaultMaxWindow when zero).
+func TestWindowCapATFTP(t *testing.T) {
+	parallel(t)
+	tests := map[string]struct {
+		max, ask, want int
+	}{
+		"default cap":        {0, 100, DefaultMaxWindow},
+		"default cap, equal": {0, DefaultMaxWindow, DefaultMaxWindow},
+		"cap 16":             {16, 1000, 16},
+		"cap 16, under it":   {16, 5, 5},
+		"cap 1":              {1, 8, 1},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			parallel(t)
+			fx := newFixture(t, Config{MaxWindow: tt.max})
+			out, got, err := fx.atftpGet(t, "ipxe.efi", fmt.Sprintf("windowsize %d", tt.ask), "tsize 0")
+			if err != nil || !bytes.Equal(got, fx.files["ipxe.efi"]) {
+				t.Fatalf("atftp: %v; got %d bytes\n%s", err, len(got), tail(out))
+			}
+			if oack := line(out, "received OACK"); !strings.Contains(oack, fmt.Sprintf("windowsize: %d,", tt.want)) {
+				t.Errorf("OACK %q, want windowsize %d", oack, tt.want)
+			}
+		})
+	}
+}
+
+// Block numbers wrap past 65535 (blksize 8 makes a half-megabyte file
+// 65,549 blocks): the file still arrives whole.
+func TestWindowWrapATFTP(t *testing.T) {
+	parallel(t)
+	fx := newFixture(t, Config{})
+	data := bytes.Repeat(fx.files["random.bin"][:8*1000+3], 66)
+	mustWrite(t, filepath.Join(fx.root, "wrap.bin"), data)
+	out, got, err := fx.atftpGet(t, "wrap.bin", "blksize 8", "windowsize 64")
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("atftp: %v; got %d bytes, want %d identical\n%s", err, len(got), len(data), tail(out))
 	}
 }
