@@ -39,6 +39,9 @@ type origin struct {
 	// socket is bound to it, so replies come from where the client sent.
 	// Nil when unknown, or for a broadcast.
 	local net.IP
+	// zone is the interface the request came in on, when local is an
+	// IPv6 link-local address, which cannot be bound without it.
+	zone string
 	// maxBlock is the largest block the interface the request came in on
 	// carries unfragmented (its MTU less IP and UDP headers); 512 when
 	// unknown.
@@ -114,6 +117,9 @@ func (in *inbox) read(buf []byte) (int, origin, error) {
 	if ifIndex > 0 {
 		if ifc, err := net.InterfaceByIndex(ifIndex); err == nil {
 			o.maxBlock = max(ifc.MTU-overhead, defaultBlockSize)
+			if dst.To4() == nil && dst.IsLinkLocalUnicast() {
+				o.zone = ifc.Name
+			}
 		}
 	}
 	return n, o, nil

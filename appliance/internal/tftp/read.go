@@ -45,7 +45,7 @@ func (s *Server) serveRead(conn net.PacketConn, req request, from origin) (int64
 		maxBlk = min(maxBlk, s.cfg.MaxBlockSize)
 	}
 	g := negotiate(req, maxBlk, s.cfg.MaxWindow, size)
-	tc, err := net.ListenUDP("udp", &net.UDPAddr{IP: from.local})
+	tc, err := net.ListenUDP("udp", &net.UDPAddr{IP: from.local, Zone: from.zone})
 	if err != nil {
 		log.Warn("tftp: open a transfer socket", "err", err)
 		s.sendError(conn, from, codeNotDefined, "server error")

@@ -3,6 +3,10 @@ package tftp
 import (
 	"bytes"
 	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -95,5 +99,44 @@ func TestWindowWrapATFTP(t *testing.T) {
 	out, got, err := fx.atftpGet(t, "wrap.bin", "blksize 8", "windowsize 64")
 	if err != nil || !bytes.Equal(got, data) {
 		t.Fatalf("atftp: %v; got %d bytes, want %d identical\n%s", err, len(got), len(data), tail(out))
+	}
+}
+
+// Over IPv6 the server answers from the address asked (the listening
+// socket is [::1]), in lock-step for tftp-hpa and in windows for atftp.
+func TestIPv6(t *testing.T) {
+	parallel(t)
+	conn, err := Listen("[::1]:0")
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("no IPv6 loopback: %v", err)
+		}
+		t.Skipf("no IPv6 loopback: %v", err)
+	}
+	root := t.TempDir()
+	data := bytes.Repeat([]byte("outpost windowsize over IPv6\n"), 2000)
+	mustWrite(t, filepath.Join(root, "v6.bin"), data)
+	s, err := New(Config{Root: root, Log: slog.New(newRecorder(t))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(t.Context(), conn) }()
+	t.Cleanup(func() {
+		if err := <-done; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+		s.Close()
+	})
+	_, port, _ := net.SplitHostPort(conn.LocalAddr().String())
+	local := filepath.Join(t.TempDir(), "hpa")
+	out, err := exec.CommandContext(t.Context(), need(t, "tftp", "tftp-hpa"), "-6", "::1", port, "-m", "binary", "-c", "get", "v6.bin", local).CombinedOutput()
+	if got, _ := os.ReadFile(local); err != nil || !bytes.Equal(got, data) {
+		t.Errorf("tftp-hpa: %v, %d bytes\n%s", err, len(got), out)
+	}
+	local = filepath.Join(t.TempDir(), "atftp")
+	out, err = exec.CommandContext(t.Context(), need(t, "atftp", "atftp"), "--option", "windowsize 8", "--option", "blksize 1024", "-g", "-r", "v6.bin", "-l", local, "::1", port).CombinedOutput()
+	if got, _ := os.ReadFile(local); err != nil || !bytes.Equal(got, data) {
+		t.Errorf("atftp: %v, %d bytes\n%s", err, len(got), out)
 	}
 }
