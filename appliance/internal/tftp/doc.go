@@ -5,10 +5,11 @@
 // The server is its own protocol engine: it reads requests from the
 // listening socket, negotiates options and sends each file from a socket
 // of its own (sender.go). It used github.com/pin/tftp/v3 for this until
-// windowsize: pin/tftp v3.2.0 (the latest) does not negotiate it and
-// shows a read handler neither the request's options nor the transfer's
-// socket, so a window cannot be added around it. pin/tftp's netascii
-// converter is still used for netascii reads. Its invariants:
+// windowsize: pin/tftp v3.2.0 (in go.mod; the module proxy lists nothing
+// newer) does not negotiate it, and shows a read handler neither the
+// request's options nor the transfer's socket, so a window cannot be
+// added around it. pin/tftp's netascii converter is still used for
+// netascii reads. Its invariants:
 //
 //   - Nothing is ever written. A write request (WRQ) is answered with a
 //     TFTP error 2 (access violation) and no file is opened for writing.
