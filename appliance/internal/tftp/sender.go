@@ -87,14 +87,14 @@ type sender struct {
 	retries int
 
 	pkt     []byte // the DATA packet being sent: header and payload
-	in      []byte // a received packet
+	in      []byte // a received packet: an ACK or an ERROR
 	highest int64  // the highest block sent so far
 	resent  int64  // packets sent again (blocks and OACKs)
 }
 
 func newSender(conn *net.UDPConn, peer *net.UDPAddr, src blocks, g grant, timeout time.Duration, retries int) *sender {
 	return &sender{conn: conn, peer: peer, src: src, blksize: g.blksize, window: g.window,
-		timeout: timeout, retries: retries, pkt: make([]byte, 4+g.blksize), in: make([]byte, 4+g.blksize)}
+		timeout: timeout, retries: retries, pkt: make([]byte, 4+g.blksize), in: make([]byte, 4+defaultBlockSize)}
 }
 
 // sendOACK sends the OACK and waits for the ACK of block 0 that
@@ -130,6 +130,7 @@ func (s *sender) run() (int64, error) {
 	var acked int64 // the highest block the client acknowledged
 	last, lastLen := int64(-1), 0
 	tries := 0
+	restarted := int64(-1) // the ACK the window last restarted after, on a loss
 	for {
 		if last > 0 && acked == last {
 			return (last-1)*int64(s.blksize) + int64(lastLen), nil
@@ -138,7 +139,7 @@ func (s *sender) run() (int64, error) {
 		if err != nil {
 			return acked * int64(s.blksize), err
 		}
-		ack, err := s.awaitAck(acked, sent)
+		ack, err := s.awaitAck(acked, sent, s.window > 1 && restarted != acked)
 		switch {
 		case isTimeout(err):
 			if tries++; tries > s.retries {
@@ -146,8 +147,13 @@ func (s *sender) run() (int64, error) {
 			}
 		case err != nil:
 			return acked * int64(s.blksize), err
-		case ack > acked:
-			acked, tries = ack, 0
+		default:
+			if ack > acked {
+				acked, tries = ack, 0
+			}
+			if ack < sent { // a loss: the window restarts after ack
+				restarted = ack
+			}
 		}
 	}
 }
@@ -180,11 +186,13 @@ func (s *sender) sendWindow(acked int64, last *int64, lastLen *int) (int64, erro
 }
 
 // awaitAck waits up to timeout for an ACK of a block in acked..sent and
-// returns the block's number. In a window of one block an ACK of acked
-// (a duplicate) is ignored, so that duplicates do not double every
-// packet (RFC 1350's Sorcerer's Apprentice); in a wider window it asks
-// for the blocks after acked again.
-func (s *sender) awaitAck(acked, sent int64) (int64, error) {
+// returns the block's number. An ACK of acked itself (a duplicate) asks
+// for the blocks after it again only when dup is set: in a window of one
+// block never, so that duplicates do not double every packet (RFC 1350's
+// Sorcerer's Apprentice), and in a wider one once, however many
+// duplicates a client sends for one loss; otherwise the timeout sends
+// the window again.
+func (s *sender) awaitAck(acked, sent int64, dup bool) (int64, error) {
 	deadline := time.Now().Add(s.timeout)
 	for {
 		b, err := s.readAck(deadline)
@@ -192,8 +200,8 @@ func (s *sender) awaitAck(acked, sent int64) (int64, error) {
 			return 0, err
 		}
 		ahead := int64(b - uint16(acked)) // wire numbers wrap
-		if ahead > sent-acked || (ahead == 0 && s.window == 1) {
-			continue // stale, or not one of ours
+		if ahead > sent-acked || (ahead == 0 && !dup) {
+			continue // stale, not one of ours, or a duplicate to let pass
 		}
 		return acked + ahead, nil
 	}

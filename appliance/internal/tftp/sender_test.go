@@ -82,6 +82,17 @@ func TestSenderWire(t *testing.T) {
 			c.expect(f, 7, 9)
 			c.ack(9)
 		}, 3},
+		"duplicate ACKs restart the window once": {10 * time.Second, []string{"windowsize", "4"}, func(c *tftpClient, f []byte) {
+			c.ack(0)
+			c.expect(f, 1, 4)
+			c.ack(2) // 3 was lost
+			c.expect(f, 3, 6)
+			c.ack(2) // the same loss told again: nothing
+			c.ack(2)
+			c.ack(6)
+			c.expect(f, 7, 9)
+			c.ack(9)
+		}, 2},
 		"stale ACK ignored": {10 * time.Second, []string{"windowsize", "4"}, func(c *tftpClient, f []byte) {
 			c.ack(0)
 			c.expect(f, 1, 4)
