@@ -134,7 +134,7 @@ func (s *Server) Close() error {
 
 // Listen binds a UDP socket on addr ("host:port") for Serve. Unlike a
 // plain net.ListenUDP it also asks the kernel, at once, to report each
-// datagram's destination address and interface: pin/tftp reads the
+// datagram's destination address and interface: Serve reads the
 // interface's MTU from that to bound blksize, and a request that arrived
 // before Serve had asked would be held to 512-byte blocks.
 func Listen(addr string) (*net.UDPConn, error) {
