@@ -10,13 +10,19 @@ import (
 	"time"
 )
 
-// send sends a read request for name with options (name, value, name,
-// value...).
+// send sends an octet read request for name with options (name, value,
+// name, value...).
 func (c *tftpClient) send(name string, opts ...string) {
+	c.t.Helper()
+	c.sendMode(name, "octet", opts...)
+}
+
+// sendMode is send in the given mode.
+func (c *tftpClient) sendMode(name, mode string, opts ...string) {
 	c.t.Helper()
 	req := binary.BigEndian.AppendUint16(nil, opRRQ)
 	req = append(append(req, name...), 0)
-	req = append(req, "octet\x00"...)
+	req = append(append(req, mode...), 0)
 	for _, o := range opts {
 		req = append(append(req, o...), 0)
 	}

@@ -140,3 +140,36 @@ func TestIPv6(t *testing.T) {
 		t.Errorf("atftp: %v, %d bytes\n%s", err, len(got), out)
 	}
 }
+
+// A netascii read is converted (LF to CR LF on the wire, and back by the
+// client) and sent lock-step, even when a window is asked for.
+func TestNetascii(t *testing.T) {
+	parallel(t)
+	fx := newFixture(t, Config{})
+	text := bytes.Repeat([]byte("kernel vmlinuz console=ttyS0\r\ninitrd initrd.gz\n\n"), 300)
+	mustWrite(t, filepath.Join(fx.root, "boot.txt"), text)
+	local := filepath.Join(t.TempDir(), "got")
+	out, err := exec.CommandContext(t.Context(), need(t, "tftp", "tftp-hpa"), "127.0.0.1", fx.port, "-m", "netascii", "-c", "get", "boot.txt", local).CombinedOutput()
+	if got, _ := os.ReadFile(local); err != nil || !bytes.Equal(got, text) {
+		t.Errorf("tftp-hpa netascii: %v, %d bytes, want %d identical\n%s", err, len(got), len(text), out)
+	}
+
+	c := newClient(t, fx.port)
+	c.sendMode("boot.txt", "netascii", "windowsize", "8", "tsize", "0")
+	wire := bytes.ReplaceAll(bytes.ReplaceAll(text, []byte("\r"), []byte("\r\x00")), []byte("\n"), []byte("\r\n"))
+	var got []byte
+	for block := uint16(1); ; block++ {
+		op, num, p := c.read()
+		if op != opData || num != block {
+			t.Fatalf("got opcode %d block %d, want DATA %d (lock-step, no OACK)", op, num, block)
+		}
+		got = append(got, p...)
+		c.ack(block)
+		if len(p) < 512 {
+			break
+		}
+	}
+	if !bytes.Equal(got, wire) {
+		t.Errorf("netascii on the wire: %d bytes, want %d", len(got), len(wire))
+	}
+}
