@@ -103,7 +103,14 @@ func newFixture(t *testing.T, cfg Config) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, fx.port, _ = net.SplitHostPort(conn.LocalAddr().String())
+	fx.port = serve(t, s, conn)
+	return fx
+}
+
+// serve runs s on conn until the test ends, then closes s, and returns
+// conn's port.
+func serve(t *testing.T, s *Server, conn net.PacketConn) string {
+	t.Helper()
 	done := make(chan error, 1)
 	go func() { done <- s.Serve(t.Context(), conn) }()
 	t.Cleanup(func() {
@@ -112,7 +119,8 @@ func newFixture(t *testing.T, cfg Config) *fixture {
 		}
 		s.Close()
 	})
-	return fx
+	_, port, _ := net.SplitHostPort(conn.LocalAddr().String())
+	return port
 }
 
 // tftpGet fetches name with tftp-hpa into a new local file and returns the

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -120,15 +119,7 @@ func TestIPv6(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- s.Serve(t.Context(), conn) }()
-	t.Cleanup(func() {
-		if err := <-done; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-		s.Close()
-	})
-	_, port, _ := net.SplitHostPort(conn.LocalAddr().String())
+	port := serve(t, s, conn)
 	local := filepath.Join(t.TempDir(), "hpa")
 	out, err := exec.CommandContext(t.Context(), need(t, "tftp", "tftp-hpa"), "-6", "::1", port, "-m", "binary", "-c", "get", "v6.bin", local).CombinedOutput()
 	if got, _ := os.ReadFile(local); err != nil || !bytes.Equal(got, data) {
