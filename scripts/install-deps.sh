@@ -17,13 +17,14 @@ what="${1:-test}"
 # (ipmi_sim) in a network namespace.
 # The lab (appliance/internal/lab) is the real peers the network-boot tests
 # run against: besides those, OVMF, DHCP and TFTP servers and clients, a
-# BMC simulator, and DMTF's Redfish client (redfishtool), which checks the
-# lab's Redfish BMC.
+# BMC simulator, DMTF's Redfish client (redfishtool), which checks the
+# lab's Redfish BMC, and nftables, which drops packets at random inside a
+# test's network namespace (the kernel has no netem) for the loss tests.
 image_pkgs=(ipxe busybox-static cpio linux-image-amd64 kmod gzip zstd xz-utils
 	syslinux syslinux-common mtools dosfstools fdisk util-linux)
 run_pkgs=(ca-certificates iproute2 qemu-system-x86 ipxe-qemu openipmi ipmitool "${image_pkgs[@]}")
 lab_pkgs=(ovmf tftp-hpa atftp isc-dhcp-client isc-dhcp-relay udhcpc kea-dhcp4-server kea-admin
-	dnsmasq tftpd-hpa redfishtool)
+	dnsmasq tftpd-hpa redfishtool nftables)
 # The benchmarks (`make bench`) compare Outpost's servers with the usual
 # ones, started by hand with configurations of their own: beside the
 # lab's DHCP and TFTP servers, nginx serving the same artifact

@@ -86,7 +86,66 @@ func benchTFTP(ctx context.Context, log *slog.Logger, _ time.Duration) error {
 	o, h := median(times[0]), median(times[1])
 	fmt.Printf("BENCH tftp.concurrent%d outpost=%.3f tftpd_hpa=%.3f ratio=%.3f\n",
 		tftpBenchFetches, o, h, o/h)
+	return benchTFTPWindow(ctx, ours, dir, want)
+}
+
+// tftpWindowFetches is how many fetches one run of tftp.window times.
+const tftpWindowFetches = 20
+
+// benchTFTPWindow times atftp fetching ipxe.efi from Outpost's server in
+// lock-step (windowsize 1) and with windowsize 16 (RFC 7440), 512-byte
+// blocks: three runs of each, interleaved, each run 20 fetches one after
+// another, after one of each to warm up. It prints "BENCH tftp.window window1=<s> window16=<s>
+// speedup=<median ratio> speedup_min=<n> spread_pct=<n> runs=3": the
+// medians of the runs' seconds, the smallest of the three paired ratios
+// (run i against run i), and the larger of the two runs' spreads.
+func benchTFTPWindow(ctx context.Context, port, dir string, want []byte) error {
+	atftp, err := lookTFTP("atftp", "atftp")
+	if err != nil {
+		return err
+	}
+	windows := []int{1, 16}
+	for _, w := range windows { // warm up
+		if err := fetchATFTP(ctx, atftp, port, dir, want, w); err != nil {
+			return err
+		}
+	}
+	secs := make([][]float64, len(windows))
+	for range tftpBenchRounds {
+		for i, w := range windows {
+			start := time.Now()
+			for range tftpWindowFetches {
+				if err := fetchATFTP(ctx, atftp, port, dir, want, w); err != nil {
+					return err
+				}
+			}
+			secs[i] = append(secs[i], time.Since(start).Seconds())
+		}
+	}
+	ratios := make([]float64, tftpBenchRounds)
+	for r := range ratios {
+		ratios[r] = secs[0][r] / secs[1][r]
+	}
+	one, sixteen, speedup := summarize(secs[0]), summarize(secs[1]), summarize(ratios)
+	fmt.Printf("BENCH tftp.window file=ipxe.efi fetches=%d window1=%.3f window16=%.3f speedup=%.2f speedup_min=%.2f spread_pct=%.1f runs=%d\n",
+		tftpWindowFetches, one.median, sixteen.median, speedup.median, slices.Min(ratios),
+		max(one.spreadPct, sixteen.spreadPct), tftpBenchRounds)
 	return nil
+}
+
+// fetchATFTP fetches ipxe.efi once with atftp asking for window blocks a
+// window, and checks the copy against want.
+func fetchATFTP(ctx context.Context, atftp, port, dir string, want []byte, window int) error {
+	local := filepath.Join(dir, "window.efi")
+	defer os.Remove(local)
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, atftp, "--option", fmt.Sprintf("windowsize %d", window),
+		"-g", "-r", "ipxe.efi", "-l", local, "127.0.0.1", port)
+	if msg, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("atftp windowsize %d: %v %s", window, err, msg)
+	}
+	return sameContent(local, want)
 }
 
 // writeTFTPRoot makes root below dir holding ipxe.efi. in.tftpd chroots

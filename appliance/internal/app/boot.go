@@ -54,7 +54,7 @@ func bootServices(cfg *config.Config, n *cluster.Site, key *seal.Key, log *slog.
 		})
 	}
 	if cfg.TFTPAddr != "" {
-		ts, err := tftp.New(tftp.Config{Root: cfg.ArtifactDir, MaxTransfers: cfg.TFTPMaxTransfers, Log: log.With("component", "tftp"),
+		ts, err := tftp.New(tftp.Config{Root: cfg.ArtifactDir, MaxTransfers: cfg.TFTPMaxTransfers, MaxWindow: cfg.TFTPMaxWindow, Log: log.With("component", "tftp"),
 			Traces: traces})
 		if err != nil {
 			return nil, err

@@ -111,6 +111,11 @@ type Config struct {
 	// requests cannot take the file descriptors (a socket and a file per
 	// transfer) the other servers need. 0 is no cap.
 	TFTPMaxTransfers int `json:"tftp_max_transfers"`
+	// TFTPMaxWindow caps the window (RFC 7440 windowsize: blocks sent
+	// per ACK) a TFTP client may ask for. 0 is the server's default
+	// (tftp.DefaultMaxWindow, 64); 1 sends every client lock-step, for
+	// firmware whose windowsize is broken; at most 65535.
+	TFTPMaxWindow int `json:"tftp_max_window"`
 	// BMC says how the appliance drives BMCs.
 	BMC BMCConfig `json:"bmc"`
 	// Discovery bounds what installers of machines the site does not
@@ -377,6 +382,9 @@ func (c *Config) Validate() error {
 	}
 	if c.TFTPMaxTransfers < 0 {
 		errs = append(errs, errors.New("tftp_max_transfers must not be negative"))
+	}
+	if c.TFTPMaxWindow < 0 || c.TFTPMaxWindow > 65535 {
+		errs = append(errs, fmt.Errorf("tftp_max_window %d: must be in 0..65535", c.TFTPMaxWindow))
 	}
 	errs = append(errs, c.Logging.Validate()...)
 	if len(errs) > 0 {

@@ -66,7 +66,9 @@ func TestBadInput(t *testing.T) {
 		"no body deadline": {file: "api_limits:\n  body_timeout: 0s\n", want: "api_limits.body_timeout"},
 		"cap per source over total": {file: "boot_limits:\n  max_conns: 10\n  max_conns_per_source: 20\n",
 			want: "boot_limits.max_conns_per_source"},
-		"negative tftp cap": {file: "tftp_max_transfers: -1\n", want: "tftp_max_transfers"},
+		"negative tftp cap":    {file: "tftp_max_transfers: -1\n", want: "tftp_max_transfers"},
+		"tftp window too big":  {file: "tftp_max_window: 65536\n", want: "tftp_max_window"},
+		"negative tftp window": {file: "tftp_max_window: -1\n", want: "tftp_max_window"},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {

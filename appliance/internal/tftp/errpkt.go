@@ -8,11 +8,13 @@ import (
 	"golang.org/x/net/ipv6"
 )
 
-// TFTP error codes (RFC 1350) the server sends itself.
+// TFTP error codes (RFC 1350, RFC 2347) the server sends or reads.
 const (
 	opError             = 5
 	codeNotDefined      = 0
+	codeFileNotFound    = 1
 	codeAccessViolation = 2
+	codeOptionRefused   = 8
 )
 
 // errorPacket builds a TFTP ERROR packet.
@@ -24,38 +26,18 @@ func errorPacket(code uint16, msg string) []byte {
 	return append(p, 0)
 }
 
-// enablePacketInfo asks the kernel to report each datagram's destination
-// address and interface on conn, as pin/tftp does, choosing IPv4 or IPv6
-// by the bound address the way pin/tftp does.
-func enablePacketInfo(conn *net.UDPConn) error {
-	host, _, err := net.SplitHostPort(conn.LocalAddr().String())
-	if err != nil {
-		return err
-	}
-	if ip := net.ParseIP(host); ip != nil && ip.To4() != nil {
-		return ipv4.NewPacketConn(conn).SetControlMessage(ipv4.FlagDst|ipv4.FlagInterface, true)
-	}
-	return ipv6.NewPacketConn(conn).SetControlMessage(ipv6.FlagDst|ipv6.FlagInterface, true)
-}
-
 // sendError sends a TFTP error with the given code from the listening
-// socket to the client of t, from the address the request was sent to.
-// pin/tftp can only send code 1; see the package comment. Failures are
-// ignored: pin/tftp's own error packet follows anyway.
-func (s *Server) sendError(conn net.PacketConn, t transfer, code uint16, msg string) {
-	if t == nil {
-		return
-	}
-	to := t.RemoteAddr()
+// socket to the client, from the address the request was sent to.
+// Failures are ignored: the client asks again.
+func (s *Server) sendError(conn net.PacketConn, to origin, code uint16, msg string) {
 	p := errorPacket(code, msg)
-	local := t.LocalIP()
 	uc, ok := conn.(*net.UDPConn)
 	switch {
-	case !ok || local == nil || local.IsUnspecified():
-		conn.WriteTo(p, &to)
-	case local.To4() != nil:
-		ipv4.NewPacketConn(uc).WriteTo(p, &ipv4.ControlMessage{Src: local}, &to)
+	case !ok || to.local == nil || to.local.IsUnspecified():
+		conn.WriteTo(p, to.peer)
+	case to.local.To4() != nil:
+		ipv4.NewPacketConn(uc).WriteTo(p, &ipv4.ControlMessage{Src: to.local}, to.peer)
 	default:
-		ipv6.NewPacketConn(uc).WriteTo(p, &ipv6.ControlMessage{Src: local}, &to)
+		ipv6.NewPacketConn(uc).WriteTo(p, &ipv6.ControlMessage{Src: to.local}, to.peer)
 	}
 }

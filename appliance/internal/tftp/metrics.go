@@ -11,7 +11,11 @@ var (
 		Name: "outpost_tftp_busy_total",
 		Help: "TFTP read requests refused because Config.MaxTransfers transfers were under way.",
 	})
+	resent = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "outpost_tftp_resent_total",
+		Help: "TFTP packets (DATA blocks and OACKs) sent again after a timeout or an ACK of an earlier block.",
+	})
 )
 
 // Collectors returns the package's metrics, for registration.
-func Collectors() []prometheus.Collector { return []prometheus.Collector{transfers, busy} }
+func Collectors() []prometheus.Collector { return []prometheus.Collector{transfers, busy, resent} }

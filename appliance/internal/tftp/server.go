@@ -4,17 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"io/fs"
 	"log/slog"
 	"net"
 	"net/netip"
 	"os"
-	"strings"
-	"syscall"
+	"sync"
 	"time"
-
-	"github.com/pin/tftp/v3"
 
 	"github.com/outposthq/outpost/appliance/internal/machinetrace"
 	"github.com/outposthq/outpost/internal/limit"
@@ -25,6 +20,10 @@ import (
 const (
 	DefaultTimeout = time.Second
 	DefaultRetries = 5
+	// DefaultMaxWindow is the largest window (RFC 7440) granted unless
+	// Config.MaxWindow says otherwise: RFC 7440 measured little gain
+	// past it, and some clients (tftp-hpa's server code) refuse more.
+	DefaultMaxWindow = 64
 )
 
 // Config configures the TFTP server.
@@ -51,6 +50,13 @@ type Config struct {
 	// be in 513..65464. On Ethernet with MTU 1500, 1468 avoids IP
 	// fragmentation, which some firmware mishandles.
 	MaxBlockSize int
+	// MaxWindow caps the window (RFC 7440 windowsize: blocks sent before
+	// waiting for an ACK) a client may ask for; the OACK grants the
+	// smaller of the two. A client that does not ask gets RFC 1350's
+	// lock-step, one block per ACK. Zero means DefaultMaxWindow;
+	// otherwise it must be in 1..65535, and 1 grants lock-step to every
+	// client.
+	MaxWindow int
 	// MaxTransfers caps the transfers under way at once. A read request
 	// past it is refused at once with a TFTP error ("server busy"): a
 	// flood of requests that are never acknowledged, each holding a
@@ -95,6 +101,12 @@ func New(cfg Config) (*Server, error) {
 	if cfg.MaxBlockSize != 0 && (cfg.MaxBlockSize <= 512 || cfg.MaxBlockSize > 65464) {
 		return nil, fmt.Errorf("tftp: Config.MaxBlockSize %d is not in 513..65464", cfg.MaxBlockSize)
 	}
+	if cfg.MaxWindow < 0 || cfg.MaxWindow > maxWindow {
+		return nil, fmt.Errorf("tftp: Config.MaxWindow %d is not in 1..%d", cfg.MaxWindow, maxWindow)
+	}
+	if cfg.MaxWindow == 0 {
+		cfg.MaxWindow = DefaultMaxWindow
+	}
 	if cfg.Timeout == 0 {
 		cfg.Timeout = DefaultTimeout
 	}
@@ -122,7 +134,7 @@ func (s *Server) Close() error {
 
 // Listen binds a UDP socket on addr ("host:port") for Serve. Unlike a
 // plain net.ListenUDP it also asks the kernel, at once, to report each
-// datagram's destination address and interface: pin/tftp reads the
+// datagram's destination address and interface: Serve reads the
 // interface's MTU from that to bound blksize, and a request that arrived
 // before Serve had asked would be held to 512-byte blocks.
 func Listen(addr string) (*net.UDPConn, error) {
@@ -159,42 +171,37 @@ func (s *Server) ListenAndServe(ctx context.Context, addr string) error {
 // from Listen: then replies come from the address the request came to and
 // blksize is clamped to the MTU of the interface it came in on.
 func (s *Server) Serve(ctx context.Context, conn net.PacketConn) error {
-	if uc, ok := conn.(*net.UDPConn); ok {
-		// pin/tftp does this too, but only once its goroutine runs; see
-		// Listen. An error here is pin/tftp's to handle.
-		_ = enablePacketInfo(uc)
+	defer conn.Close()
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
+	in := newInbox(conn)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	buf := make([]byte, maxRequest)
+	for {
+		n, from, err := in.read(buf)
+		switch {
+		case ctx.Err() != nil:
+			return nil
+		case errors.Is(err, net.ErrClosed):
+			return fmt.Errorf("tftp: serve %s: %w", conn.LocalAddr(), err)
+		case err != nil:
+			s.log.Debug("tftp: read request", "err", err)
+			continue
+		}
+		req, err := parseRequest(buf[:n])
+		if err != nil {
+			s.log.Debug("tftp: not a request", "client", from.peer.String(), "bytes", n)
+			continue
+		}
+		wg.Go(func() {
+			if req.op == opWRQ {
+				s.write(conn, req, from)
+				return
+			}
+			s.read(conn, req, from)
+		})
 	}
-	ts := tftp.NewServer(
-		func(name string, rf io.ReaderFrom) error { return s.read(conn, name, rf) },
-		func(name string, wt io.WriterTo) error { return s.write(conn, name, wt) },
-	)
-	ts.SetTimeout(s.cfg.Timeout)
-	ts.SetRetries(s.cfg.Retries)
-	// Send again as soon as Timeout has passed: pin/tftp otherwise sleeps
-	// up to a further second first.
-	ts.SetBackoff(func(int) time.Duration { return 0 })
-	if s.cfg.MaxBlockSize > 0 {
-		ts.SetBlockSize(s.cfg.MaxBlockSize)
-	}
-	done := make(chan error, 1)
-	go func() { done <- ts.Serve(conn) }()
-	select {
-	case <-ctx.Done():
-		ts.Shutdown() // closes conn, waits for transfers
-		<-done
-		conn.Close()
-		return nil
-	case err := <-done:
-		conn.Close()
-		return fmt.Errorf("tftp: serve %s: %w", conn.LocalAddr(), err)
-	}
-}
-
-// transfer is what pin/tftp's transfers (both directions) tell about their
-// peer.
-type transfer interface {
-	RemoteAddr() net.UDPAddr
-	LocalIP() net.IP
 }
 
 // Errors sent to clients; their text is the TFTP error message.
@@ -205,105 +212,9 @@ var (
 	errBusy     = errors.New("server busy, retry later")
 )
 
-// read serves one read request, within MaxTransfers.
-func (s *Server) read(conn net.PacketConn, name string, rf io.ReaderFrom) error {
-	t, _ := rf.(transfer)
-	if ok, _ := s.slots.Acquire(""); !ok {
-		s.refused.Record(context.Background(), clientHost(t), slog.String("file", sanitize(name)), slog.Int("max_transfers", s.cfg.MaxTransfers))
-		s.sendError(conn, t, codeNotDefined, errBusy.Error())
-		return errBusy
-	}
-	defer s.slots.Release("")
-	transfers.Inc()
-	defer transfers.Dec()
-	span := s.startSpan(t, name)
-	n, err := s.serveRead(conn, t, name, rf)
-	endSpan(span, n, err)
-	return err
-}
-
-// serveRead sends the file a read request names and returns how many
-// bytes it sent.
-func (s *Server) serveRead(conn net.PacketConn, t transfer, name string, rf io.ReaderFrom) (int64, error) {
-	start := time.Now()
-	log := s.log.With("client", clientAddr(t), "file", sanitize(name))
-	f, size, err := s.open(name)
-	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			log.Info("tftp: file not found")
-			return 0, errNotFound
-		}
-		log.Warn("tftp: read refused", "err", err)
-		s.sendError(conn, t, codeAccessViolation, errDenied.Error())
-		return 0, errDenied
-	}
-	defer f.Close()
-	if ot, ok := rf.(tftp.OutgoingTransfer); ok {
-		ot.SetSize(size) // tsize, if the client asked for it
-	}
-	n, err := rf.ReadFrom(f)
-	if err != nil {
-		// pin/tftp has already sent the client an error. UEFI firmware
-		// aborts its first request on purpose (it only wanted tsize).
-		level := slog.LevelWarn
-		if strings.Contains(err.Error(), "User aborted") {
-			level = slog.LevelDebug
-		}
-		log.Log(context.Background(), level, "tftp: transfer failed", "bytes", n, "duration", time.Since(start), "err", err)
-		return n, err
-	}
-	log.Info("tftp: sent", "bytes", n, "duration", time.Since(start))
-	return n, nil
-}
-
-// open opens name below Root for reading. It returns an error wrapping
-// fs.ErrNotExist when a well-formed name names nothing.
-func (s *Server) open(name string) (*os.File, int64, error) {
-	rel, err := localName(name)
-	if err != nil {
-		return nil, 0, err
-	}
-	// O_NONBLOCK: opening a FIFO must not wait for a writer. It changes
-	// nothing for regular files.
-	f, err := s.root.OpenFile(rel, os.O_RDONLY|syscall.O_NONBLOCK, 0)
-	if err != nil {
-		return nil, 0, err
-	}
-	fi, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, 0, err
-	}
-	if !fi.Mode().IsRegular() {
-		f.Close()
-		return nil, 0, fmt.Errorf("not a regular file: %s", fi.Mode().Type())
-	}
-	return f, fi.Size(), nil
-}
-
 // write refuses a write request.
-func (s *Server) write(conn net.PacketConn, name string, wt io.WriterTo) error {
-	t, _ := wt.(transfer)
-	s.log.Warn("tftp: write refused", "client", clientAddr(t), "file", sanitize(name),
+func (s *Server) write(conn net.PacketConn, req request, from origin) {
+	s.log.Warn("tftp: write refused", "client", from.peer.String(), "file", sanitize(req.name),
 		"err", "read-only server")
-	s.sendError(conn, t, codeAccessViolation, "access violation: read-only server")
-	return errReadOnly
-}
-
-// clientHost is the client's address without its port: a flood comes
-// from many ports.
-func clientHost(t transfer) string {
-	if t == nil {
-		return ""
-	}
-	a := t.RemoteAddr()
-	return a.IP.String()
-}
-
-func clientAddr(t transfer) string {
-	if t == nil {
-		return ""
-	}
-	a := t.RemoteAddr()
-	return a.String()
+	s.sendError(conn, from, codeAccessViolation, errReadOnly.Error())
 }

@@ -103,7 +103,14 @@ func newFixture(t *testing.T, cfg Config) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, fx.port, _ = net.SplitHostPort(conn.LocalAddr().String())
+	fx.port = serve(t, s, conn)
+	return fx
+}
+
+// serve runs s on conn until the test ends, then closes s, and returns
+// conn's port.
+func serve(t *testing.T, s *Server, conn net.PacketConn) string {
+	t.Helper()
 	done := make(chan error, 1)
 	go func() { done <- s.Serve(t.Context(), conn) }()
 	t.Cleanup(func() {
@@ -112,7 +119,8 @@ func newFixture(t *testing.T, cfg Config) *fixture {
 		}
 		s.Close()
 	})
-	return fx
+	_, port, _ := net.SplitHostPort(conn.LocalAddr().String())
+	return port
 }
 
 // tftpGet fetches name with tftp-hpa into a new local file and returns the
@@ -478,6 +486,8 @@ func TestNew(t *testing.T) {
 		"negative retries":   {Root: dir, Retries: -1},
 		"block size 512":     {Root: dir, MaxBlockSize: 512},
 		"block size too big": {Root: dir, MaxBlockSize: 65465},
+		"negative window":    {Root: dir, MaxWindow: -1},
+		"window too big":     {Root: dir, MaxWindow: 65536},
 	}
 	for name, cfg := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -487,7 +497,7 @@ func TestNew(t *testing.T) {
 			}
 		})
 	}
-	s, err := New(Config{Root: dir, MaxBlockSize: 1468})
+	s, err := New(Config{Root: dir, MaxBlockSize: 1468, MaxWindow: 65535})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,6 +3,7 @@ package tftp
 import (
 	"context"
 	"errors"
+	"net"
 	"net/netip"
 
 	"go.opentelemetry.io/otel"
@@ -23,11 +24,10 @@ const (
 // startSpan starts the span of a read request, tftp.read, child of the
 // trace of the machine at the client's address; a span that records
 // nothing if it has none (or Config.Traces is nil).
-func (s *Server) startSpan(t transfer, name string) trace.Span {
-	if s.cfg.Traces == nil || t == nil {
+func (s *Server) startSpan(ua *net.UDPAddr, name string) trace.Span {
+	if s.cfg.Traces == nil {
 		return trace.SpanFromContext(context.Background())
 	}
-	ua := t.RemoteAddr()
 	addr, ok := netip.AddrFromSlice(ua.IP)
 	if !ok {
 		return trace.SpanFromContext(context.Background())
