@@ -142,8 +142,9 @@ func (p *Proposer) PutMachine(ctx context.Context, m *store.Machine, expect uint
 	if err := m.Validate(); err != nil {
 		return nil, err
 	}
-	// The command stores m as it is: its event says so (fleet.go).
-	return put(ctx, p, PutMachine, m, expect, putEvent(old != nil, m))
+	// The state machine records the event of the machine as it stores it
+	// (fleet.go): the command need not carry a second copy of it.
+	return put[store.Machine](ctx, p, PutMachineV2, m, expect)
 }
 
 // AcceptBMCCertificate makes the certificate whose fingerprint is given
