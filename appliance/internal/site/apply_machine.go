@@ -166,8 +166,7 @@ func putMachine(tx *store.Tx, payload []byte, index uint64, record bool) (any, e
 	var old *store.Machine
 	if req.Object != nil {
 		var err error
-		old, err = store.Get[store.Machine](tx, req.Object.ID)
-		if err != nil && !errors.Is(err, errs.ErrNotFound) {
+		if old, err = store.Find[store.Machine](tx, req.Object.ID); err != nil {
 			return nil, err
 		}
 		keepBMCCertificate(req.Object, old)

@@ -135,7 +135,7 @@ func (p *Proposer) PutMachine(ctx context.Context, m *store.Machine, expect uint
 		return nil, errs.Invalid("bmc.sealed_password", "is set by the appliance, not by clients")
 	}
 	var old *store.Machine
-	_ = p.cfg.Store.View(func(tx *store.Tx) error { old, _ = store.Get[store.Machine](tx, m.ID); return nil })
+	_ = p.cfg.Store.View(func(tx *store.Tx) error { old, _ = store.Find[store.Machine](tx, m.ID); return nil })
 	keepApplianceFields(m, old)
 	m.Normalize()
 	p.sealBMC(m)
