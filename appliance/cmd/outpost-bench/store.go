@@ -7,8 +7,10 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/outposthq/outpost/appliance/internal/cluster"
@@ -56,6 +58,10 @@ func benchCommit(ctx context.Context, log *slog.Logger, nodes, writers int, kind
 		lats []time.Duration
 		errs int
 	)
+	before, err := readCost()
+	if err != nil {
+		return err
+	}
 	deadline := time.Now().Add(d)
 	var wg sync.WaitGroup
 	for w := range writers {
@@ -79,15 +85,53 @@ func benchCommit(ctx context.Context, log *slog.Logger, nodes, writers int, kind
 		}()
 	}
 	wg.Wait()
+	after, err := readCost()
+	if err != nil {
+		return err
+	}
 	if errs > 0 {
 		return fmt.Errorf("%d writes failed", errs)
 	}
 	slices.Sort(lats)
 	rate := float64(len(lats)) / d.Seconds()
 	p99 := lats[len(lats)*99/100]
-	fmt.Printf("BENCH store.commit nodes=%d writers=%d rate=%.0f/s p99=%.2fms kind=%s writes=%d fsync=on\n",
-		nodes, writers, rate, float64(p99.Microseconds())/1000, kind, len(lats))
+	per := after.sub(before).per(len(lats))
+	fmt.Printf("BENCH store.commit nodes=%d writers=%d rate=%.0f/s p99=%.2fms kind=%s writes=%d fsync=on cpu_us_per_write=%.1f allocs_per_write=%.0f alloc_bytes_per_write=%.0f gc_cycles=%d\n",
+		nodes, writers, rate, float64(p99.Microseconds())/1000, kind, len(lats), per.cpuMicros, per.allocs, per.bytes, after.gcs-before.gcs)
 	return nil
+}
+
+// cost is what the process has spent so far: CPU time (user and system,
+// every node of the cluster, which runs in this process), heap
+// allocations and GC cycles. Per write, it does not move with the load
+// other processes put on the machine, as the rate does.
+type cost struct {
+	cpu           time.Duration
+	allocs, bytes uint64
+	gcs           uint32
+}
+
+func readCost() (cost, error) {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return cost{}, fmt.Errorf("getrusage: %w", err)
+	}
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	cpu := time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	return cost{cpu: cpu, allocs: ms.Mallocs, bytes: ms.TotalAlloc, gcs: ms.NumGC}, nil
+}
+
+func (c cost) sub(o cost) cost {
+	return cost{cpu: c.cpu - o.cpu, allocs: c.allocs - o.allocs, bytes: c.bytes - o.bytes, gcs: c.gcs - o.gcs}
+}
+
+// perWrite is a cost divided by the writes it paid for.
+type perWrite struct{ cpuMicros, allocs, bytes float64 }
+
+func (c cost) per(writes int) perWrite {
+	n := float64(max(writes, 1))
+	return perWrite{cpuMicros: float64(c.cpu.Microseconds()) / n, allocs: float64(c.allocs) / n, bytes: float64(c.bytes) / n}
 }
 
 // putMachine writes a new machine, as the API does.

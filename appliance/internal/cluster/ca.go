@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"crypto/x509"
 	"fmt"
 	"time"
 
@@ -65,9 +66,21 @@ func (n *Node) certGeneration() uint64 {
 	return 0
 }
 
+// followed is what followCA last brought the node to: the follower, the
+// store's generations and the node's certificate after it.
+type followed struct {
+	f    *pki.Follower
+	gens pki.Generations
+	cert *x509.Certificate
+}
+
 // followCA brings the node's trust and certificate to what its store
 // records (pki.Follower), and cuts its Raft connections when its
 // certificate changed, so that they are made again with the new one.
+// Where neither the store's generations nor the node's certificate moved
+// since it last followed (almost every write), there is nothing to check:
+// Follow verifies the certificate's signature, which under a write storm
+// cost a signature check per store commit.
 func (n *Node) followCA() error {
 	f := n.follower.Load()
 	if f == nil {
@@ -77,10 +90,14 @@ func (n *Node) followCA() error {
 	if err != nil {
 		return err
 	}
+	if last := n.followed.Load(); last != nil && last.f == f && last.gens == gens && last.cert == n.cfg.Identity.Certificate() {
+		return nil
+	}
 	renewed, err := f.Follow(gens)
 	if err != nil {
 		return err
 	}
+	n.followed.Store(&followed{f: f, gens: gens, cert: n.cfg.Identity.Certificate()})
 	if renewed {
 		_, gen := f.State()
 		n.log.Info("renewed the node's certificate under the site's CA", "generation", gen, "trusted", gens.Trusted())

@@ -80,6 +80,7 @@ type Node struct {
 	// once the node has the site key (ca.go).
 	trust    *pki.Trust
 	follower atomic.Pointer[pki.Follower]
+	followed atomic.Pointer[followed] // followCA
 	// stopWatch ends watchCA, which closes watchDone.
 	stopWatch context.CancelFunc
 	watchDone chan struct{}

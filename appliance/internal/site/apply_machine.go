@@ -147,17 +147,36 @@ func indexMAC(ifaces []store.Interface, mac string) int {
 // applyPutMachine stores a machine as applyPut does, keeping what the
 // appliance knows of its BMC's certificate (keepBMCCertificate): read at
 // apply, so that a put racing an operator's acceptance never undoes it.
+// Its events are the command's.
 func applyPutMachine(tx *store.Tx, payload []byte, index uint64) (any, error) {
+	return putMachine(tx, payload, index, false)
+}
+
+// applyPutMachineV2 is applyPutMachine, and records the put's event
+// itself (putEvent: machine.created or machine.updated with the
+// machine's record) from the machine it stored, after the command's own
+// events: the command does not carry it.
+func applyPutMachineV2(tx *store.Tx, payload []byte, index uint64) (any, error) {
+	return putMachine(tx, payload, index, true)
+}
+
+func putMachine(tx *store.Tx, payload []byte, index uint64, record bool) (any, error) {
 	var req Put[store.Machine]
 	command.MustDecode(payload, &req, index)
+	var old *store.Machine
 	if req.Object != nil {
-		old, err := store.Get[store.Machine](tx, req.Object.ID)
-		if err != nil && !errors.Is(err, errs.ErrNotFound) {
+		var err error
+		if old, err = store.Find[store.Machine](tx, req.Object.ID); err != nil {
 			return nil, err
 		}
 		keepBMCCertificate(req.Object, old)
 	}
-	return putObject[store.Machine](tx, &req, index)
+	obj, err := putObject[store.Machine](tx, &req, index)
+	if err != nil || !record {
+		return obj, err
+	}
+	w := store.Write{Index: index, Time: req.Time, By: req.By}
+	return obj, event(tx, w, putEvent(old != nil, req.Object))
 }
 
 // keepBMCCertificate gives m the BMC certificate record of old, the

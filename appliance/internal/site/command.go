@@ -19,7 +19,7 @@ type Type = command.Type
 // command whose meaning changes gets a new number; the old one keeps its
 // old meaning for replay (apply_legacy.go).
 const (
-	PutMachine     Type = 1  // Put[store.Machine]
+	PutMachine     Type = 1  // Put[store.Machine], its event carried in the command (the proposer's up to release a66edc4; PutMachineV2 since)
 	DeleteMachine  Type = 2  // Delete
 	PutSubnetV1    Type = 3  // Put[store.Subnet], releases up to b482c18: replay only (apply_legacy.go)
 	DeleteSubnet   Type = 4  // Delete
@@ -72,6 +72,7 @@ const (
 	ApplyDesired         Type = 51 // DesiredPayload: a revision of central's desired state; its orders may wait for artifacts, its machine changes are events (apply_sync.go)
 	DiscoverV2           Type = 52 // DiscoverPayload, releases up to 96fac4a (machine.discovered without the hardware's vendor and product): replay only (apply_legacy.go)
 	Discover             Type = 53 // DiscoverPayload: what an installer in discovery mode found; machine.discovered has the machine's record and its vendor and product (apply_machine.go)
+	PutMachineV2         Type = 54 // Put[store.Machine]: as PutMachine, but the state machine records the put's event from the machine it stored, and the command carries none of it (apply_machine.go)
 )
 
 // Every payload but CommitLease's (always the DHCP server's) names its

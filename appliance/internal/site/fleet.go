@@ -18,10 +18,12 @@ import (
 // these say it since release 6856dfc's successor:
 //
 //   - A machine put is machine.created or machine.updated with the
-//     machine's record (RecordFields). A client's put (PutMachine)
-//     carries its event in the command, made by the proposer from the
-//     machine exactly as it is stored, and so does a delete
-//     (DeleteMachine, machine.deleted): both replay as they always did.
+//     machine's record (RecordFields). A client's put (PutMachineV2, 54)
+//     records it at apply from the machine it stores; PutMachine (1), of
+//     releases up to a66edc4, carried it in the command, made by the
+//     proposer from the machine exactly as it is stored, and so does a
+//     delete (DeleteMachine, machine.deleted): both replay as they always
+//     did.
 //     Central's puts and deletes (ApplyDesired, 51) record theirs at
 //     apply, if the record changed; ApplyDesiredV3 (48) recorded none.
 //   - Discovery (Discover, 53) has the machine's record and its

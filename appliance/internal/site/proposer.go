@@ -135,15 +135,16 @@ func (p *Proposer) PutMachine(ctx context.Context, m *store.Machine, expect uint
 		return nil, errs.Invalid("bmc.sealed_password", "is set by the appliance, not by clients")
 	}
 	var old *store.Machine
-	_ = p.cfg.Store.View(func(tx *store.Tx) error { old, _ = store.Get[store.Machine](tx, m.ID); return nil })
+	_ = p.cfg.Store.View(func(tx *store.Tx) error { old, _ = store.Find[store.Machine](tx, m.ID); return nil })
 	keepApplianceFields(m, old)
 	m.Normalize()
 	p.sealBMC(m)
 	if err := m.Validate(); err != nil {
 		return nil, err
 	}
-	// The command stores m as it is: its event says so (fleet.go).
-	return put(ctx, p, PutMachine, m, expect, putEvent(old != nil, m))
+	// The state machine records the event of the machine as it stores it
+	// (fleet.go): the command need not carry a second copy of it.
+	return put[store.Machine](ctx, p, PutMachineV2, m, expect)
 }
 
 // AcceptBMCCertificate makes the certificate whose fingerprint is given

@@ -64,6 +64,7 @@ var table = command.Table[*store.Tx]{
 	PlaceOrder:           applyPlaceOrder,
 	ApplyDesiredV3:       applyDesiredV3,
 	ApplyDesired:         applyDesired,
+	PutMachineV2:         applyPutMachineV2,
 }
 
 // Result is what applying a command returns, on the node that proposed

@@ -479,6 +479,28 @@ func TestApplyEveryCommand(t *testing.T) {
 				t.Errorf("event %+v, want machine.discovered with the machine's record, vendor and product", ev)
 			}
 		}},
+		{PutMachineV2, Put[store.Machine]{Object: fxMachine("m7", "02:00:00:00:00:77"), Time: ts0, By: "ops"}, func(t *testing.T, r Result, i uint64) {
+			m, err := DecodeValue[store.Machine](r)
+			if r.Err != nil || err != nil || m.ID != "m7" || m.Version != i {
+				t.Fatalf("result = %+v (err %v, decode %v), want m7 at version %d", r, r.Err, err, i)
+			}
+			want := store.Event{Seq: lastEvent(t, e).Seq, Index: i, Time: ts0, MachineID: "m7", Kind: "machine.created",
+				Message: "machine m7 created (ready)", Fields: RecordFields(m), By: "ops"}
+			if diff := cmp.Diff(want, lastEvent(t, e)); diff != "" {
+				t.Errorf("the put's event, recorded at apply (-want +got):\n%s", diff)
+			}
+		}},
+		{PutMachineV2, Put[store.Machine]{Object: fxMachine("m7", "02:00:00:00:00:78"), Time: ts1, Events: []store.Event{{Kind: "note"}}}, func(t *testing.T, r Result, i uint64) {
+			if r.Err != nil {
+				t.Fatalf("result = %+v", r)
+			}
+			if kinds := eventKinds(t, e); !cmp.Equal(kinds[len(kinds)-2:], []string{"note", "machine.updated"}) {
+				t.Errorf("events %q, want the command's then machine.updated last", kinds)
+			}
+			if ev := lastEvent(t, e); ev.Fields["macs"] != `["02:00:00:00:00:78"]` {
+				t.Errorf("event %+v, want the stored machine's MACs", ev)
+			}
+		}},
 	}, uint64(len(steps)+len(since)+10))
 
 	for typ := range table {
@@ -555,6 +577,18 @@ func TestApplyDomainErrors(t *testing.T) {
 		"MAC owned by another machine": {
 			typ: PutMachine, payload: Put[store.Machine]{Object: fxMachine("m2", "02:00:00:00:00:05", "02:00:00:00:00:01"), Time: ts1},
 			code: errs.CodeConflict,
+		},
+		"MAC owned by another machine, its event recorded at apply": {
+			typ: PutMachineV2, payload: Put[store.Machine]{Object: fxMachine("m2", "02:00:00:00:00:05", "02:00:00:00:00:01"), Time: ts1},
+			code: errs.CodeConflict,
+		},
+		"machine with wrong expect, its event recorded at apply": {
+			typ: PutMachineV2, payload: Put[store.Machine]{Object: fxMachine("m1", "02:00:00:00:00:07"), Expect: 1, Time: ts1},
+			code: errs.CodeConflict,
+		},
+		"machine without object, its event recorded at apply": {
+			typ: PutMachineV2, payload: Put[store.Machine]{Time: ts1},
+			code: errs.CodeInvalid, field: "object",
 		},
 		"workflow on a missing machine": {
 			typ: PutWorkflow, payload: Put[store.Workflow]{Object: fxWorkflow("wf1", "ghost"), Time: ts1},

@@ -62,10 +62,22 @@ func (tx *Tx) UnsafeSetAppliedIndex(idx uint64) error {
 // Get returns the object of type T with key, or an error matching
 // errs.ErrNotFound.
 func Get[T any, P objectPtr[T]](tx *Tx, key string) (*T, error) {
+	o, err := Find[T, P](tx, key)
+	if o == nil && err == nil {
+		var zero P = new(T)
+		return nil, errs.NotFound(zero.Kind(), key)
+	}
+	return o, err
+}
+
+// Find is Get for callers to whom a missing object is no error (a put
+// looking at what it replaces): nil and no error when there is none,
+// without the cost of building the not-found error.
+func Find[T any, P objectPtr[T]](tx *Tx, key string) (*T, error) {
 	var zero P = new(T)
 	raw := tx.tx.Bucket(zero.bucket()).Get([]byte(key))
 	if raw == nil {
-		return nil, errs.NotFound(zero.Kind(), key)
+		return nil, nil
 	}
 	return decode[T](zero.bucket(), []byte(key), raw)
 }

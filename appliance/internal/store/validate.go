@@ -38,11 +38,35 @@ func validHostname(field, v string) error {
 
 // NormalizeMAC returns mac in the canonical lowercase colon form.
 func NormalizeMAC(mac string) (string, error) {
+	if isNormalMAC(mac) {
+		return mac, nil // what the parse would give back: no copy
+	}
 	hw, err := net.ParseMAC(strings.TrimSpace(mac))
 	if err != nil || len(hw) != 6 {
 		return "", errs.Invalid("mac", "%q is not a 48-bit MAC address", mac)
 	}
 	return hw.String(), nil
+}
+
+// isNormalMAC reports whether mac is already in NormalizeMAC's form: six
+// pairs of lowercase hex digits joined by colons. Machines and leases
+// carry their MACs in that form once they are normalized, and every put
+// checks them again.
+func isNormalMAC(mac string) bool {
+	if len(mac) != 17 {
+		return false
+	}
+	for i := 0; i < len(mac); i++ {
+		c := mac[i]
+		if i%3 == 2 {
+			if c != ':' {
+				return false
+			}
+		} else if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 func validAddr(field, v string, required bool) error {
