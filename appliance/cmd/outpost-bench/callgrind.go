@@ -72,6 +72,12 @@ func startCallgrind(ns *lab.Netns, dir, logPath string, env []string, bin string
 	return &callgrindProc{benchProc: p, control: control, out: out}, nil
 }
 
+// callgrindDumpWait bounds the wait for a dump: callgrind writes it
+// when the program next runs, some fifty times slower than it would, and
+// slower still on a busy machine (a minute was not always enough at a
+// load average of 10 on two cores).
+const callgrindDumpWait = 5 * time.Minute
+
 // dump has callgrind write what it counted since the previous dump and
 // returns the instructions the process ran since it started (until the
 // first dump: those of the part it writes).
@@ -80,7 +86,7 @@ func (c *callgrindProc) dump(ctx context.Context) (uint64, error) {
 		return 0, fmt.Errorf("callgrind: exited; log %s:\n%s", c.log, lastLines(c.log, 20))
 	}
 	pid := strconv.Itoa(c.cmd.Process.Pid)
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	ctx, cancel := context.WithTimeout(ctx, callgrindDumpWait+time.Minute)
 	defer cancel()
 	if out, err := exec.CommandContext(ctx, c.control, "-d", pid).CombinedOutput(); err != nil {
 		return 0, fmt.Errorf("callgrind: %s -d %s: %v: %s", c.control, pid, err, out)
@@ -90,7 +96,7 @@ func (c *callgrindProc) dump(ctx context.Context) (uint64, error) {
 	// callgrind_control returns once the dump is asked for; the file is
 	// complete when its totals line is there.
 	var ir uint64
-	err := pollEvery(ctx, 100*time.Millisecond, time.Minute, func() error {
+	err := pollEvery(ctx, 100*time.Millisecond, callgrindDumpWait, func() error {
 		var err error
 		ir, err = readCallgrindTotal(path)
 		return err
