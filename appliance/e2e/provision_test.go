@@ -37,7 +37,7 @@ var testOSLine = regexp.MustCompile(`OUTPOST-TESTOS hostname=(\S*) instance-id=(
 // network-boots the installer, whose agent wipes the disk, writes the test
 // OS image (while the appliance is killed and restarted under it),
 // configures it and boots the installed kernel with kexec (the lab's
-// install template); the test OS fetches its metadata and prints the
+// install template: loaded with the installer's kexec-tools); the test OS fetches its metadata and prints the
 // hostname it was given. TestProvisionArtifact installs with the reboot
 // template: the VM boots its disk through its firmware.
 func TestProvisionVM(t *testing.T) {
@@ -92,6 +92,11 @@ func TestProvisionVM(t *testing.T) {
 	w, err := s.Workflow(ctx, "wf1")
 	if err != nil || w.Status() != "succeeded" {
 		t.Fatalf("workflow wf1: %v (%v), want succeeded", w.Status(), err)
+	}
+	// The installer's kexec-tools loaded the kernel: kexec_load, without
+	// the checks that hash it (kexec_file_load is the fallback).
+	if a, _ := w.State.Action("kexec"); !strings.Contains(a.Message, "(kexec_load)") {
+		t.Errorf("kexec's result %q, want the kernel loaded with kexec_load", a.Message)
 	}
 	events, err := s.Events(ctx)
 	if err != nil {
