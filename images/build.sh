@@ -192,7 +192,9 @@ build_test_initrd() {
 # replaced only when its bytes change.
 build_agent() {
 	local dst=$work/outpost-agent
-	if ! (cd "$root" && CGO_ENABLED=0 go build -trimpath -ldflags=-buildid= \
+	# -s -w: no symbol table or DWARF (a third of the binary, which every
+	# boot downloads and unpacks); its panics still name functions.
+	if ! (cd "$root" && CGO_ENABLED=0 go build -trimpath -ldflags='-s -w -buildid=' \
 		-o "$dst.tmp" ./appliance/cmd/outpost-agent); then
 		die "go build ./appliance/cmd/outpost-agent failed"
 	fi

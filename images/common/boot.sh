@@ -70,11 +70,11 @@ loaded() {
 
 # load_modules loads the drivers of the hardware this machine has, by the
 # modalias of every device in /sys (again while that loads new ones: a
-# PCI driver adds virtio devices), then every module of
-# /etc/outpost/modules.load (those that drive no hardware: file systems,
-# code pages). It prints a line per module loaded. Each round is one
-# modprobe for every alias: a process per alias costs seconds under
-# emulation.
+# PCI driver adds virtio devices), then, unless its argument is
+# "drivers", every module of /etc/outpost/modules.load (those that drive
+# no hardware: file systems, code pages). It prints a line per module
+# loaded. Each round is one modprobe for every alias: a process per
+# alias costs seconds under emulation.
 load_modules() {
 	local before after round=0 m aliases
 	while [ $round -lt 5 ]; do
@@ -91,7 +91,10 @@ load_modules() {
 		fi
 		round=$((round + 1))
 	done
-	m=$(cat /etc/outpost/modules.load 2>/dev/null)
+	m=
+	if [ "$1" != drivers ]; then
+		m=$(cat /etc/outpost/modules.load 2>/dev/null)
+	fi
 	if [ -n "$m" ] && ! modprobe -a $m; then
 		for m in $m; do
 			modprobe "$m" || say "cannot load module $m"
