@@ -10,7 +10,8 @@
 #                                        OUTPOST-BOOT-OK and powers off
 #   installer.initrd                     gzip'ed newc cpio: the in-memory
 #                                        installer (images/installer/init,
-#                                        busybox, kernel modules, the agent)
+#                                        busybox, kernel modules, the agent,
+#                                        kexec-tools' kexec and its libraries)
 #   testos.raw.gz .zst .xz               a 64 MiB disk image (MBR, one FAT
 #                                        partition, SYSLINUX) that boots the
 #                                        test OS (images/testos/init)
@@ -191,7 +192,9 @@ build_test_initrd() {
 # replaced only when its bytes change.
 build_agent() {
 	local dst=$work/outpost-agent
-	if ! (cd "$root" && CGO_ENABLED=0 go build -trimpath -ldflags=-buildid= \
+	# -s -w: no symbol table or DWARF (a third of the binary, which every
+	# boot downloads and unpacks); its panics still name functions.
+	if ! (cd "$root" && CGO_ENABLED=0 go build -trimpath -ldflags='-s -w -buildid=' \
 		-o "$dst.tmp" ./appliance/cmd/outpost-agent); then
 		die "go build ./appliance/cmd/outpost-agent failed"
 	fi
@@ -287,17 +290,38 @@ initramfs_inputs() {
 	done
 }
 
+# program_files PROG: PROG (a dynamically linked executable), the
+# shared libraries it loads and the dynamic loader, by the paths it finds
+# them at (ldd's).
+program_files() {
+	echo "$1"
+	ldd "$1" | grep -o '/[^ ]*' | sort -u
+}
+
+# stage_program STAGE PROG: PROG, its libraries and the loader at their
+# paths in STAGE.
+stage_program() {
+	local stage=$1 f
+	for f in $(program_files "$2"); do
+		mkdir -p "$stage$(dirname "$f")"
+		install -m 0755 "$(readlink -f "$f")" "$stage$f"
+	done
+}
+
 # build_installer: installer.initrd, when its inputs changed.
 build_installer() {
-	local init=$here/installer/init sum stage inputs
+	local init=$here/installer/init sum stage inputs prog
 	mapfile -t inputs < <(initramfs_inputs)
-	sum=$(digest "${inputs[@]}" "$init" "$work/outpost-agent")
+	mapfile -t prog < <(program_files "$kexec")
+	sum=$(digest "${inputs[@]}" "$init" "$work/outpost-agent" "${prog[@]}")
 	if up_to_date installer.initrd "$sum"; then
 		return
 	fi
 	new_stage stage
 	stage_initramfs "$stage" "$init"
 	install -m 0755 "$work/outpost-agent" "$stage/bin/outpost-agent"
+	# The agent's kexec loads a kernel with it (kexec_load, no checks).
+	stage_program "$stage" "$kexec"
 	pack "$stage" "$out/installer.initrd.tmp"
 	rm -rf "$stage"
 	publish "$out/installer.initrd.tmp" installer.initrd
@@ -399,6 +423,8 @@ check_inputs() {
 		need "$ipxe/$f" ipxe
 	done
 	need "$busybox" busybox-static
+	need "$kexec" kexec-tools
+	needcmd ldd libc-bin
 	if ! file_is_static "$busybox"; then
 		echo "images: $busybox is not statically linked: apt-get install busybox-static" >&2
 		exit 3
@@ -434,6 +460,7 @@ check_inputs() {
 main() {
 	ipxe=/usr/lib/ipxe
 	busybox=/bin/busybox
+	kexec=/sbin/kexec
 	mbr=/usr/lib/syslinux/mbr/mbr.bin
 	modlist=$here/installer/modules.list
 	local f

@@ -21,7 +21,7 @@ what="${1:-test}"
 # lab's Redfish BMC, and nftables, which drops packets at random inside a
 # test's network namespace (the kernel has no netem) for the loss tests.
 image_pkgs=(ipxe busybox-static cpio linux-image-amd64 kmod gzip zstd xz-utils
-	syslinux syslinux-common mtools dosfstools fdisk util-linux)
+	syslinux syslinux-common mtools dosfstools fdisk util-linux kexec-tools)
 run_pkgs=(ca-certificates iproute2 qemu-system-x86 ipxe-qemu openipmi ipmitool "${image_pkgs[@]}")
 lab_pkgs=(ovmf tftp-hpa atftp isc-dhcp-client isc-dhcp-relay udhcpc kea-dhcp4-server kea-admin
 	dnsmasq tftpd-hpa redfishtool nftables)
@@ -76,6 +76,11 @@ if ((${#missing[@]})); then
 	fi
 	echo "install-deps: installing ${missing[*]}"
 	export DEBIAN_FRONTEND=noninteractive
+	# kexec-tools is packed into the installer, not used by this machine:
+	# its reboots stay the firmware's (the package asks, "true" by default).
+	if [[ " ${missing[*]} " == *" kexec-tools "* ]]; then
+		echo "kexec-tools kexec-tools/load_kexec boolean false" | debconf-set-selections
+	fi
 	apt_update
 	apt-get "${apt_lock[@]}" install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 	# The benchmark runs nginx by hand; the packaged service that

@@ -36,8 +36,10 @@ var testOSLine = regexp.MustCompile(`OUTPOST-TESTOS hostname=(\S*) instance-id=(
 // TestProvisionVM is the main job end to end: a VM with an empty disk
 // network-boots the installer, whose agent wipes the disk, writes the test
 // OS image (while the appliance is killed and restarted under it),
-// configures it and reboots; the VM boots from its disk, and the test OS
-// fetches its metadata and prints the hostname it was given.
+// configures it and boots the installed kernel with kexec (the lab's
+// install template: loaded with the installer's kexec-tools); the test OS fetches its metadata and prints the
+// hostname it was given. TestProvisionArtifact installs with the reboot
+// template: the VM boots its disk through its firmware.
 func TestProvisionVM(t *testing.T) {
 	s := provisionSite(t)
 	const mac = "52:54:00:0e:2e:01"
@@ -91,11 +93,16 @@ func TestProvisionVM(t *testing.T) {
 	if err != nil || w.Status() != "succeeded" {
 		t.Fatalf("workflow wf1: %v (%v), want succeeded", w.Status(), err)
 	}
+	// The installer's kexec-tools loaded the kernel: kexec_load, without
+	// the checks that hash it (kexec_file_load is the fallback).
+	if a, _ := w.State.Action("kexec"); !strings.Contains(a.Message, "(kexec_load)") {
+		t.Errorf("kexec's result %q, want the kernel loaded with kexec_load", a.Message)
+	}
 	events, err := s.Events(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	checkTimeline(t, events, "vm1")
+	checkTimeline(t, events, "vm1", labsite.InstallTemplate())
 }
 
 // failOnWorkflowFailure cancels ctx, with the reason as its cause, if
@@ -116,10 +123,11 @@ func failOnWorkflowFailure(ctx context.Context, cancel context.CancelCauseFunc, 
 	}
 }
 
-// checkTimeline checks machine's events: the workflow's transitions
+// checkTimeline checks machine's events: the transitions of its workflow
+// from template tpl (each action once, in the template's order)
 // complete and in order, progress reported while the image was written,
 // and sequence numbers and times that only go forward.
-func checkTimeline(t *testing.T, events []store.Event, machine string) {
+func checkTimeline(t *testing.T, events []store.Event, machine string, tpl *store.Template) {
 	t.Helper()
 	var got []string
 	var progress int
@@ -140,14 +148,11 @@ func checkTimeline(t *testing.T, events []store.Event, machine string) {
 			got = append(got, e.Kind+" "+e.Fields["to"])
 		}
 	}
-	want := []string{
-		"workflow.created ", "machine.state provisioning", "workflow.running ",
-		"action.running wipe", "action.succeeded wipe",
-		"action.running write", "action.succeeded write",
-		"action.running configure", "action.succeeded configure",
-		"action.running reboot", "action.succeeded reboot",
-		"workflow.succeeded ", "machine.state provisioned",
+	want := []string{"workflow.created ", "machine.state provisioning", "workflow.running "}
+	for _, a := range tpl.Actions {
+		want = append(want, "action.running "+a.Name, "action.succeeded "+a.Name)
 	}
+	want = append(want, "workflow.succeeded ", "machine.state provisioned")
 	if !slices.Equal(got, want) {
 		t.Errorf("timeline of %s:\n got %q\nwant %q", machine, got, want)
 	}
@@ -186,7 +191,7 @@ func TestProvisionBadChecksum(t *testing.T) {
 	if write.Status != "failed" || write.Attempt != 2 || !strings.Contains(write.Message, "sha256 mismatch") {
 		t.Errorf("write: %+v, want failed after 2 attempts with a sha256 mismatch", write)
 	}
-	for _, name := range []string{"configure", "reboot"} {
+	for _, name := range []string{"configure", "kexec"} {
 		if a, _ := w.State.Action(name); a.Status != "skipped" || a.Attempt != 0 {
 			t.Errorf("%s: %+v, want skipped, never attempted", name, a)
 		}
@@ -240,7 +245,9 @@ func waitArtifact(ctx context.Context, t *testing.T, s *labsite.Site, d string, 
 
 // TestProvisionArtifact: an image the site pulls from an upstream URL
 // into its artifacts is installed from the appliance by digest: the
-// workflow names /artifacts/sha256/<hex>, and the VM provisions from it.
+// workflow names /artifacts/sha256/<hex>, and the VM provisions from it,
+// with the install template that reboots (labsite.RebootTemplate): the
+// VM boots its disk through its firmware and iPXE.
 func TestProvisionArtifact(t *testing.T) {
 	s := provisionSite(t)
 	sum := labsite.Provisioning(t, s.Images)[2].(*store.Image).SHA256
@@ -254,7 +261,9 @@ func TestProvisionArtifact(t *testing.T) {
 		}
 		return nil
 	})
-	s.Put(t, labsite.Workflow("wf3", "vm3", "testos-pulled", "pulled-vm3"))
+	wf := labsite.Workflow("wf3", "vm3", "testos-pulled", "pulled-vm3")
+	wf.Template = labsite.RebootTemplateName
+	s.Put(t, wf)
 	w, err := s.Workflow(ctx, "wf3")
 	if err != nil {
 		t.Fatal(err)
@@ -273,6 +282,11 @@ func TestProvisionArtifact(t *testing.T) {
 	if m := testOSLine.FindStringSubmatch(line); m[1] != "pulled-vm3" {
 		t.Errorf("the test OS says hostname=%s, want pulled-vm3", m[1])
 	}
+	events, err := s.Events(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkTimeline(t, events, "vm3", labsite.RebootTemplate())
 }
 
 // TestArtifactBadChecksumWaits: an image pulled from an upstream URL

@@ -271,12 +271,14 @@ func (s *syncedNetSite) provisioning(t *testing.T) []store.Object {
 	tpl.Description = "as " + labsite.TemplateName + ", the test OS asking its DHCP server for metadata"
 	const param = " outpost.metadata={{ .metadata_url }}"
 	for _, a := range tpl.Actions {
-		if a.Name == "configure" {
-			if !strings.Contains(a.Args["content"], param) {
-				t.Fatalf("labsite's install template no longer writes %q: update anyLeaderTemplate", param)
-			}
-			a.Args["content"] = strings.Replace(a.Args["content"], param, "", 1)
+		arg := map[string]string{"configure": "content", "kexec": "cmdline"}[a.Name]
+		if arg == "" {
+			continue
 		}
+		if !strings.Contains(a.Args[arg], param) {
+			t.Fatalf("labsite's install template's %s no longer has %q: update anyLeaderTemplate", a.Name, param)
+		}
+		a.Args[arg] = strings.Replace(a.Args[arg], param, "", 1)
 	}
 	return append(objs, tpl)
 }

@@ -70,25 +70,36 @@ loaded() {
 
 # load_modules loads the drivers of the hardware this machine has, by the
 # modalias of every device in /sys (again while that loads new ones: a
-# PCI driver adds virtio devices), then every module of
-# /etc/outpost/modules.load (those that drive no hardware: file systems,
-# code pages). It prints a line per module loaded.
+# PCI driver adds virtio devices), then, unless its argument is
+# "drivers", every module of /etc/outpost/modules.load (those that drive
+# no hardware: file systems, code pages). It prints a line per module
+# loaded. Each round is one modprobe for every alias: a process per
+# alias costs seconds under emulation.
 load_modules() {
-	local before after round=0 m
+	local before after round=0 m aliases
 	while [ $round -lt 5 ]; do
 		before=$(loaded)
-		cat /sys/bus/*/devices/*/modalias 2>/dev/null | sort -u | while read -r alias; do
-			modprobe -q "$alias" 2>/dev/null
-		done
+		aliases=$(cat /sys/bus/*/devices/*/modalias 2>/dev/null | sort -u)
+		if [ -n "$aliases" ]; then
+			set -f # an alias is not a pattern
+			modprobe -q -a $aliases 2>/dev/null
+			set +f
+		fi
 		after=$(loaded)
 		if [ "$before" = "$after" ]; then
 			break
 		fi
 		round=$((round + 1))
 	done
-	for m in $(cat /etc/outpost/modules.load 2>/dev/null); do
-		modprobe "$m" || say "cannot load module $m"
-	done
+	m=
+	if [ "$1" != drivers ]; then
+		m=$(cat /etc/outpost/modules.load 2>/dev/null)
+	fi
+	if [ -n "$m" ] && ! modprobe -a $m; then
+		for m in $m; do
+			modprobe "$m" || say "cannot load module $m"
+		done
+	fi
 	for m in $(loaded); do
 		say "loaded $m"
 	done

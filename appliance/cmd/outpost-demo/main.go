@@ -4,7 +4,7 @@
 // a QEMU VM behind a BMC simulator end to end: the order reaches the site,
 // the appliance powers the VM on over IPMI, and it network-boots the
 // in-memory installer, whose workflow streams the image to disk and
-// reboots into the installed OS, which reads its metadata. Every step is
+// boots the installed OS with kexec, which reads its metadata. Every step is
 // printed as it happens. The APIs are reachable from the host while it
 // runs; Ctrl-C removes every namespace, VM and process it started, and
 // keeps their logs in a directory it names. `make run` runs it.

@@ -411,9 +411,9 @@ func (s *fakeSystem) record(call string) {
 func (s *fakeSystem) Sync()           { s.record("sync") }
 func (s *fakeSystem) Reboot() error   { s.record("reboot"); return nil }
 func (s *fakeSystem) PowerOff() error { s.record("poweroff"); return nil }
-func (s *fakeSystem) KexecLoad(kernel, initrd, cmdline string) error {
+func (s *fakeSystem) KexecLoad(kernel, initrd, cmdline string) (string, error) {
 	s.record(fmt.Sprintf("kexec-load %s %s %s", kernel, initrd, cmdline))
-	return nil
+	return "fake", nil
 }
 func (s *fakeSystem) KexecReboot() error { s.record("kexec-reboot"); return nil }
 

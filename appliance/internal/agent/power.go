@@ -2,8 +2,6 @@ package agent
 
 import (
 	"context"
-	"fmt"
-	"os"
 
 	"golang.org/x/sys/unix"
 )
@@ -18,14 +16,19 @@ type System interface {
 	// PowerOff turns the machine off.
 	PowerOff() error
 	// KexecLoad loads the kernel (and initrd, if not "") to boot with
-	// cmdline; KexecReboot then boots it.
-	KexecLoad(kernel, initrd, cmdline string) error
+	// cmdline, and says how (for the action's result); KexecReboot then
+	// boots it.
+	KexecLoad(kernel, initrd, cmdline string) (how string, err error)
 	// KexecReboot boots the kernel KexecLoad loaded.
 	KexecReboot() error
 }
 
-// LinuxSystem is System through the Linux system calls.
-type LinuxSystem struct{}
+// LinuxSystem is System through the Linux system calls, and kexec-tools
+// to load a kernel where the installer has it (see KexecLoad).
+type LinuxSystem struct {
+	// KexecTool is kexec-tools' kexec program; "" is DefaultKexecTool.
+	KexecTool string
+}
 
 // Sync is sync(2).
 func (LinuxSystem) Sync() { unix.Sync() }
@@ -39,28 +42,6 @@ func (LinuxSystem) PowerOff() error { return unix.Reboot(unix.LINUX_REBOOT_CMD_P
 // KexecReboot is reboot(2) with LINUX_REBOOT_CMD_KEXEC.
 func (LinuxSystem) KexecReboot() error { return unix.Reboot(unix.LINUX_REBOOT_CMD_KEXEC) }
 
-// KexecLoad is kexec_file_load(2).
-func (LinuxSystem) KexecLoad(kernel, initrd, cmdline string) error {
-	k, err := os.Open(kernel)
-	if err != nil {
-		return err
-	}
-	defer k.Close()
-	initrdFd, flags := -1, unix.KEXEC_FILE_NO_INITRAMFS
-	if initrd != "" {
-		f, err := os.Open(initrd)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		initrdFd, flags = int(f.Fd()), 0
-	}
-	if err := unix.KexecFileLoad(int(k.Fd()), initrdFd, cmdline, flags); err != nil {
-		return fmt.Errorf("kexec_file_load %s: %w", kernel, err)
-	}
-	return nil
-}
-
 // reboot reports success, then reboots.
 func reboot(ctx context.Context, s *step) (string, error) {
 	return terminal(s, "rebooting", s.cfg().System.Reboot)
@@ -69,35 +50,6 @@ func reboot(ctx context.Context, s *step) (string, error) {
 // powerOff reports success, then powers the machine off.
 func powerOff(ctx context.Context, s *step) (string, error) {
 	return terminal(s, "powering off", s.cfg().System.PowerOff)
-}
-
-// kexec loads the kernel (from device's file system, mounted read-only
-// for the load, if given), reports success, then boots it.
-func kexec(ctx context.Context, s *step) (string, error) {
-	kernel, initrd, cmdline := s.arg("kernel"), s.arg("initrd"), s.arg("cmdline")
-	load := func(dir string) error {
-		k, err := resolveIn(dir, kernel)
-		if err != nil {
-			return err
-		}
-		var i string
-		if initrd != "" {
-			if i, err = resolveIn(dir, initrd); err != nil {
-				return err
-			}
-		}
-		return s.cfg().System.KexecLoad(k, i, cmdline)
-	}
-	var err error
-	if dev := s.arg("device"); dev != "" {
-		err = withMount(ctx, s, dev, s.arg("fstype"), true, load)
-	} else {
-		err = load("")
-	}
-	if err != nil {
-		return "", fmt.Errorf("load kernel %s: %w", kernel, err)
-	}
-	return terminal(s, "booting "+kernel, s.cfg().System.KexecReboot)
 }
 
 // terminal reports the attempt succeeded and, once the appliance has

@@ -15,20 +15,43 @@ const (
 	SubnetName    = "lab"
 	InstallerName = "installer"
 	TestOSName    = "testos"
-	TemplateName  = "install-testos"
+	// TemplateName is the install template that boots the installed test
+	// OS with kexec (InstallTemplate); RebootTemplateName's reboots the
+	// machine through its firmware instead (RebootTemplate).
+	TemplateName       = "install-testos"
+	RebootTemplateName = "install-testos-reboot"
 	// Disk is the VM's disk as the installer sees it: the first virtio
 	// block device.
 	Disk = "/dev/vda"
+	// Partition is the test OS's file system on Disk: its boot loader's
+	// configuration, kernel and initramfs.
+	Partition = Disk + "1"
 )
 
+// The test OS's kernel and initramfs on Partition, as its SYSLINUX
+// configuration names them (images/build.sh).
+const (
+	testOSKernel = "/vmlinuz"
+	testOSInitrd = "/initrd.img"
+)
+
+// testOSCmdline is the test OS's kernel command line: its consoles, as
+// the image's own SYSLINUX configuration has them, and where its
+// metadata is. The test OS runs from its initramfs, so it names no
+// root file system (an OS with one adds root= here, as its boot loader
+// does).
+const testOSCmdline = "console=tty0 console=ttyS0,115200 outpost.metadata={{ .metadata_url }}"
+
 // syslinuxCfg is what the workflow writes over the test OS's boot
-// configuration: the same boot, with where its metadata is.
+// configuration: the same boot, with where its metadata is. Both
+// templates write it: a machine installed with kexec boots the same way
+// through its firmware the next time.
 const syslinuxCfg = `DEFAULT testos
 PROMPT 0
 TIMEOUT 0
 LABEL testos
-  KERNEL /vmlinuz
-  APPEND initrd=/initrd.img console=tty0 console=ttyS0,115200 outpost.metadata={{ .metadata_url }}
+  KERNEL ` + testOSKernel + `
+  APPEND initrd=` + testOSInitrd + ` ` + testOSCmdline + `
 `
 
 // installerCmdline is the installer's extra kernel arguments: a
@@ -40,7 +63,7 @@ const installerCmdline = "panic=10"
 // image (with its sha256 from the build's sidecar) as files in the
 // artifact directory, in the order
 //
-//	subnet, installer, test OS, InstallTemplate, WipeTemplate
+//	subnet, installer, test OS, InstallTemplate, WipeTemplate, RebootTemplate
 //
 // PublishImages puts the same two images at central as artifacts
 // instead.
@@ -51,7 +74,7 @@ func Provisioning(t lab.T, imgs lab.Images) []store.Object {
 		t.Fatal(err)
 	}
 	net := Network()
-	return []store.Object{
+	return append([]store.Object{
 		net[0],
 		&store.Image{
 			Name: InstallerName, Type: store.ImageInstaller,
@@ -62,18 +85,13 @@ func Provisioning(t lab.T, imgs lab.Images) []store.Object {
 			Name: TestOSName, Type: store.ImageOS, File: filepath.Base(imgs.TestOSGz), Format: "raw.gz",
 			SHA256: sidecar(t, imgs.TestOSGz), Size: uint64(fi.Size()),
 		},
-		net[1], net[2],
-	}
+	}, net[1:]...)
 }
 
 // Network is what a site needs besides its images: the subnet of the
-// bridge, the template
+// bridge and the templates, in the order
 //
-//	wipe → write → configure → reboot
-//
-// that wipes the disk, writes the image (retried once), points the test
-// OS at the metadata service by rewriting its SYSLINUX configuration, and
-// reboots into it (InstallTemplate), and WipeTemplate.
+//	subnet, InstallTemplate, WipeTemplate, RebootTemplate
 func Network() []store.Object {
 	return []store.Object{
 		&store.Subnet{
@@ -83,6 +101,7 @@ func Network() []store.Object {
 		},
 		InstallTemplate(),
 		WipeTemplate(),
+		RebootTemplate(),
 	}
 }
 
@@ -98,20 +117,54 @@ func WipeTemplate() *store.Template {
 	}
 }
 
-// InstallTemplate is the template Provisioning stores.
+// InstallTemplate is the template of the lab, the demo and the
+// provisioning benchmark,
+//
+//	wipe → write → configure → kexec
+//
+// which wipes the disk, writes the image (retried once), points the test
+// OS at the metadata service by rewriting its SYSLINUX configuration (for
+// the boots after this one), and boots the installed kernel and
+// initramfs with kexec, with the command line that configuration gives:
+// the machine does not go through its firmware, iPXE and boot loader
+// again. RebootTemplate is the same install ending in a reboot.
 func InstallTemplate() *store.Template {
 	return &store.Template{
-		Name:        TemplateName,
+		Name: TemplateName,
+		Description: "wipe the disk, write the test OS, point it at the metadata service, " +
+			"boot its kernel with kexec",
+		Actions: append(installActions(), store.Action{
+			Name: "kexec", Type: "kexec", Needs: []string{"configure"},
+			Args: map[string]string{
+				"device": Partition, "kernel": testOSKernel, "initrd": testOSInitrd, "cmdline": testOSCmdline,
+			},
+			Timeout: store.Duration(2 * time.Minute),
+		}),
+	}
+}
+
+// RebootTemplate is InstallTemplate ending in a reboot through the
+// machine's firmware, which then boots the disk: for an OS that kexec
+// cannot start (a kernel the installer's refuses to load, firmware state
+// the OS needs set up afresh).
+func RebootTemplate() *store.Template {
+	return &store.Template{
+		Name:        RebootTemplateName,
 		Description: "wipe the disk, write the test OS, point it at the metadata service, reboot into it",
-		Actions: []store.Action{
-			{Name: "wipe", Type: "disk.wipe", Args: map[string]string{"device": Disk}, Timeout: store.Duration(2 * time.Minute)},
-			{Name: "write", Type: "image.write", Args: map[string]string{"device": Disk, "image": "{{ .image }}"},
-				Needs: []string{"wipe"}, Timeout: store.Duration(10 * time.Minute), Retries: 1, Backoff: store.Duration(2 * time.Second)},
-			{Name: "configure", Type: "file.write", Args: map[string]string{
-				"device": Disk + "1", "fstype": "vfat", "path": "/syslinux.cfg", "content": syslinuxCfg,
-			}, Needs: []string{"write"}, Timeout: store.Duration(2 * time.Minute), Retries: 1, Backoff: store.Duration(2 * time.Second)},
-			{Name: "reboot", Type: "reboot", Needs: []string{"configure"}},
-		},
+		Actions:     append(installActions(), store.Action{Name: "reboot", Type: "reboot", Needs: []string{"configure"}}),
+	}
+}
+
+// installActions are the actions both install templates start with:
+// wipe → write → configure.
+func installActions() []store.Action {
+	return []store.Action{
+		{Name: "wipe", Type: "disk.wipe", Args: map[string]string{"device": Disk}, Timeout: store.Duration(2 * time.Minute)},
+		{Name: "write", Type: "image.write", Args: map[string]string{"device": Disk, "image": "{{ .image }}"},
+			Needs: []string{"wipe"}, Timeout: store.Duration(10 * time.Minute), Retries: 1, Backoff: store.Duration(2 * time.Second)},
+		{Name: "configure", Type: "file.write", Args: map[string]string{
+			"device": Partition, "fstype": "vfat", "path": "/syslinux.cfg", "content": syslinuxCfg,
+		}, Needs: []string{"write"}, Timeout: store.Duration(2 * time.Minute), Retries: 1, Backoff: store.Duration(2 * time.Second)},
 	}
 }
 
