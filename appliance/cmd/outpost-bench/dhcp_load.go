@@ -225,4 +225,3 @@ func parsePerfdhcp(out string) (perfResult, error) {
 	}
 	return r, nil
 }
-

@@ -1,0 +1,202 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/outposthq/outpost/appliance/internal/lab"
+	"github.com/outposthq/outpost/appliance/internal/lab/sim"
+)
+
+// dhcp.cost's exchanges: two runs of perfdhcp at one low rate, of two
+// fixed counts.
+const (
+	costRate  = 4  // DORA exchanges begun per second
+	costSmall = 20 // exchanges of the first run
+	costLarge = 60 // exchanges of the second
+	// costWait is how long perfdhcp waits for an answer, and then for
+	// late ones: a server under valgrind answers slowly, and a late
+	// answer is still an exchange.
+	costWait = 10 * time.Second
+	// costStartup bounds a server's start under valgrind (about 50
+	// times slower than without).
+	costStartup = 5 * time.Minute
+	// costMaxDrops is the most of a run's exchanges that may go
+	// unanswered: the cost of an exchange that never completed is
+	// counted, but not the exchange.
+	costMaxDrops = 0.05
+)
+
+// benchDHCPCost counts the instructions Outpost's applianced (single
+// node, fsync on, every ACK committed through Raft) and kea-dhcp4
+// (memfile, INFO log) run per DORA exchange, under valgrind's callgrind:
+// a figure that does not move with load, unlike dhcp.dora's rates. Each
+// server runs under callgrind on a sim.Net; once it answers, callgrind
+// dumps its count, perfdhcp does costSmall exchanges at costRate/s from
+// distinct clients, callgrind dumps, perfdhcp does costLarge, callgrind
+// dumps again. Instructions per DORA are the difference of the two runs'
+// counts over the difference of their ACKed exchanges: start-up, and
+// what every perfdhcp run costs whatever its length (its wait for late
+// answers), cancel out; the server's idle work between exchanges at
+// costRate/s does not. The kernel's work (sockets, fsync) is not
+// counted. It prints
+//
+//	BENCH dhcp.cost outpost_instr_per_dora=<n> kea_instr_per_dora=<n>
+//
+// The duration flag does not apply.
+func benchDHCPCost(ctx context.Context, log *slog.Logger, _ time.Duration) error {
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGHUP)
+	defer stop()
+	tools, err := dhcpTools()
+	if err != nil {
+		return err
+	}
+	if _, _, err := callgrindTools(); err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp("", "outpost-bench-dhcp-cost-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	applianced, err := buildApplianced(ctx, dir)
+	if err != nil {
+		return err
+	}
+	r := lab.NewRunner(ctx, "bench-dhcp-cost", discardLog{log})
+	return r.Run(func(t lab.T) {
+		bn := sim.NewNet(t)
+		load := dhcpLoad{ns: bn.Client, iface: sim.ClientIface, perfdhcp: tools["perfdhcp"]}
+		cost := map[string]float64{}
+		for _, c := range costContenders(bn, tools, applianced) {
+			n, err := instrPerDORA(ctx, load, filepath.Join(dir, c.name), c)
+			if err != nil {
+				t.Fatalf("%s: %v", c.name, err)
+			}
+			cost[c.name] = n
+		}
+		fmt.Printf("BENCH dhcp.cost outpost_instr_per_dora=%.0f kea_instr_per_dora=%.0f\n", cost["outpost"], cost["kea"])
+	})
+}
+
+// costContender is a server dhcp.cost starts under callgrind, with its
+// state in dir, ready to be given load.
+type costContender struct {
+	name  string
+	start func(ctx context.Context, dir string) (*callgrindProc, error)
+}
+
+// costContenders are applianced and kea-dhcp4, configured as dhcp.dora
+// configures them, on bn's server end.
+func costContenders(bn *sim.Net, tools map[string]string, applianced string) []costContender {
+	return []costContender{
+		{"outpost", func(ctx context.Context, dir string) (*callgrindProc, error) {
+			args, err := outpostArgs(dir, "bench", benchSite, "info")
+			if err != nil {
+				return nil, err
+			}
+			p, err := startCallgrind(bn.Server, dir, filepath.Join(dir, "applianced.log"), callgrindGoEnv, applianced, args...)
+			if err != nil {
+				return nil, err
+			}
+			if err := putSubnetIn(ctx, bn.Server, p, filepath.Join(dir, "data"), benchSite, costStartup); err != nil {
+				p.stop()
+				return nil, err
+			}
+			return p, nil
+		}},
+		{"kea", func(_ context.Context, dir string) (*callgrindProc, error) {
+			conf, env, err := writeKeaConf(dir, sim.ServerIface)
+			if err != nil {
+				return nil, err
+			}
+			return startCallgrind(bn.Server, dir, filepath.Join(dir, "kea-dhcp4.log"), env, tools["kea-dhcp4"], "-c", conf)
+		}},
+	}
+}
+
+// instrPerDORA starts c under callgrind in dir, waits for its first
+// answer, and returns the instructions it ran per exchange, from a run
+// of costSmall exchanges and one of costLarge.
+func instrPerDORA(ctx context.Context, load dhcpLoad, dir string, c costContender) (float64, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return 0, err
+	}
+	p, err := c.start(ctx, dir)
+	if err != nil {
+		return 0, err
+	}
+	defer p.stop()
+	if err := waitCostAnswers(ctx, load, p); err != nil {
+		return 0, err
+	}
+	before, err := p.dump(ctx)
+	if err != nil {
+		return 0, err
+	}
+	var runs [2]costRun
+	for i, n := range []int{costSmall, costLarge} {
+		if runs[i].res, err = load.exchanges(ctx, n, costRate, costWait); err != nil {
+			return 0, err
+		}
+		after, err := p.dump(ctx)
+		if err != nil {
+			return 0, err
+		}
+		runs[i].instr, before = after-before, after
+		fmt.Fprintf(os.Stderr, "dhcp.cost: %-7s %2d of %2d exchanges ACKed, %d instructions\n",
+			c.name, runs[i].res.acks, runs[i].res.discovers, runs[i].instr)
+	}
+	return costPerDORA(runs[0], runs[1])
+}
+
+// costRun is one perfdhcp run under callgrind: what perfdhcp reported and
+// the instructions the server ran meanwhile.
+type costRun struct {
+	res   perfResult
+	instr uint64
+}
+
+// costPerDORA is the difference of two runs' instructions over the
+// difference of their ACKed exchanges; it refuses runs with too many
+// exchanges unanswered, or whose counts do not grow with the exchanges.
+func costPerDORA(small, large costRun) (float64, error) {
+	for _, r := range []costRun{small, large} {
+		if r.res.drops() > costMaxDrops {
+			return 0, fmt.Errorf("dhcp.cost: %d of %d exchanges ACKed (%.0f %% may go unanswered)",
+				r.res.acks, r.res.discovers, 100*costMaxDrops)
+		}
+	}
+	if large.res.acks <= small.res.acks || large.instr <= small.instr {
+		return 0, fmt.Errorf("dhcp.cost: %d exchanges cost %d instructions, %d cost %d: no more for more",
+			small.res.acks, small.instr, large.res.acks, large.instr)
+	}
+	return float64(large.instr-small.instr) / float64(large.res.acks-small.res.acks), nil
+}
+
+// waitCostAnswers waits (up to costStartup) until p, under callgrind,
+// completes an exchange.
+func waitCostAnswers(ctx context.Context, load dhcpLoad, p *callgrindProc) error {
+	deadline := time.Now().Add(costStartup)
+	for {
+		res, err := load.exchanges(ctx, 2, costRate, costWait)
+		if err != nil {
+			return err
+		}
+		if res.acks > 0 {
+			return nil
+		}
+		if p.exited() {
+			return fmt.Errorf("exited; %s", p.logTail())
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("no DHCP answer after %v under callgrind; %s", costStartup, p.logTail())
+		}
+	}
+}
