@@ -14,16 +14,21 @@ import (
 	"github.com/outposthq/outpost/appliance/internal/lab/sim"
 )
 
-// dhcp.cost's exchanges: two runs of perfdhcp at one low rate, of two
-// fixed counts.
+// costPlan is how dhcp.cost loads a server: two runs of perfdhcp at one
+// low rate, of two fixed counts.
+type costPlan struct {
+	rate         int // DORA exchanges begun per second
+	small, large int // exchanges of the first run and of the second
+	// wait is how long perfdhcp waits for an answer, and then for late
+	// ones: a server under valgrind answers slowly, and a late answer
+	// is still an exchange.
+	wait time.Duration
+}
+
+// defaultCostPlan is dhcp.cost's: 20 exchanges then 60, at 4 per second.
+var defaultCostPlan = costPlan{rate: 4, small: 20, large: 60, wait: 10 * time.Second}
+
 const (
-	costRate  = 4  // DORA exchanges begun per second
-	costSmall = 20 // exchanges of the first run
-	costLarge = 60 // exchanges of the second
-	// costWait is how long perfdhcp waits for an answer, and then for
-	// late ones: a server under valgrind answers slowly, and a late
-	// answer is still an exchange.
-	costWait = 10 * time.Second
 	// costStartup bounds a server's start under valgrind (about 50
 	// times slower than without).
 	costStartup = 5 * time.Minute
@@ -38,13 +43,13 @@ const (
 // (memfile, INFO log) run per DORA exchange, under valgrind's callgrind:
 // a figure that does not move with load, unlike dhcp.dora's rates. Each
 // server runs under callgrind on a sim.Net; once it answers, callgrind
-// dumps its count, perfdhcp does costSmall exchanges at costRate/s from
-// distinct clients, callgrind dumps, perfdhcp does costLarge, callgrind
-// dumps again. Instructions per DORA are the difference of the two runs'
+// dumps its count, perfdhcp does 20 exchanges at 4/s from distinct
+// clients, callgrind dumps, perfdhcp does 60, callgrind dumps again
+// (defaultCostPlan). Instructions per DORA are the difference of the two runs'
 // counts over the difference of their ACKed exchanges: start-up, and
 // what every perfdhcp run costs whatever its length (its wait for late
-// answers), cancel out; the server's idle work between exchanges at
-// costRate/s does not. The kernel's work (sockets, fsync) is not
+// answers), cancel out; the server's idle work between exchanges at 4/s
+// does not. The kernel's work (sockets, fsync) is not
 // counted. It prints
 //
 //	BENCH dhcp.cost outpost_instr_per_dora=<n> kea_instr_per_dora=<n>
@@ -75,7 +80,7 @@ func benchDHCPCost(ctx context.Context, log *slog.Logger, _ time.Duration) error
 		load := dhcpLoad{ns: bn.Client, iface: sim.ClientIface, perfdhcp: tools["perfdhcp"]}
 		cost := map[string]float64{}
 		for _, c := range costContenders(bn, tools, applianced) {
-			n, err := instrPerDORA(ctx, load, filepath.Join(dir, c.name), c)
+			n, err := instrPerDORA(ctx, load, filepath.Join(dir, c.name), c, defaultCostPlan)
 			if err != nil {
 				t.Fatalf("%s: %v", c.name, err)
 			}
@@ -122,9 +127,9 @@ func costContenders(bn *sim.Net, tools map[string]string, applianced string) []c
 }
 
 // instrPerDORA starts c under callgrind in dir, waits for its first
-// answer, and returns the instructions it ran per exchange, from a run
-// of costSmall exchanges and one of costLarge.
-func instrPerDORA(ctx context.Context, load dhcpLoad, dir string, c costContender) (float64, error) {
+// answer, and returns the instructions it ran per exchange, from plan's
+// two runs.
+func instrPerDORA(ctx context.Context, load dhcpLoad, dir string, c costContender, plan costPlan) (float64, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return 0, err
 	}
@@ -133,7 +138,7 @@ func instrPerDORA(ctx context.Context, load dhcpLoad, dir string, c costContende
 		return 0, err
 	}
 	defer p.stop()
-	if err := waitCostAnswers(ctx, load, p); err != nil {
+	if err := waitCostAnswers(ctx, load, p, plan); err != nil {
 		return 0, err
 	}
 	before, err := p.dump(ctx)
@@ -141,8 +146,8 @@ func instrPerDORA(ctx context.Context, load dhcpLoad, dir string, c costContende
 		return 0, err
 	}
 	var runs [2]costRun
-	for i, n := range []int{costSmall, costLarge} {
-		if runs[i].res, err = load.exchanges(ctx, n, costRate, costWait); err != nil {
+	for i, n := range []int{plan.small, plan.large} {
+		if runs[i].res, err = load.exchanges(ctx, n, plan.rate, plan.wait); err != nil {
 			return 0, err
 		}
 		after, err := p.dump(ctx)
@@ -182,10 +187,10 @@ func costPerDORA(small, large costRun) (float64, error) {
 
 // waitCostAnswers waits (up to costStartup) until p, under callgrind,
 // completes an exchange.
-func waitCostAnswers(ctx context.Context, load dhcpLoad, p *callgrindProc) error {
+func waitCostAnswers(ctx context.Context, load dhcpLoad, p *callgrindProc, plan costPlan) error {
 	deadline := time.Now().Add(costStartup)
 	for {
-		res, err := load.exchanges(ctx, 2, costRate, costWait)
+		res, err := load.exchanges(ctx, 2, plan.rate, plan.wait)
 		if err != nil {
 			return err
 		}
