@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -82,15 +83,28 @@ func (c *callgrindProc) dump(ctx context.Context) (uint64, error) {
 	pid := strconv.Itoa(c.cmd.Process.Pid)
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	if out, err := exec.CommandContext(ctx, c.control, "-d", pid).CombinedOutput(); err != nil {
-		return 0, fmt.Errorf("callgrind: %s -d %s: %v: %s", c.control, pid, err, out)
+	// callgrind_control finds the process by the pipes valgrind's
+	// gdbserver makes once it runs; until then it says "No active
+	// callgrind runs detected" and exits 0.
+	err := pollEvery(ctx, 200*time.Millisecond, time.Minute, func() error {
+		out, err := exec.CommandContext(ctx, c.control, "-d", pid).CombinedOutput()
+		if err == nil && !strings.Contains(string(out), "OK.") {
+			err = errors.New("not acknowledged")
+		}
+		if err != nil {
+			return fmt.Errorf("%s -d %s: %v: %s", c.control, pid, err, bytes.TrimSpace(out))
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("callgrind: %w", err)
 	}
 	c.dumps++
 	path := fmt.Sprintf("%s.%d", c.out, c.dumps)
 	// callgrind_control returns once the dump is asked for; the file is
 	// complete when its totals line is there.
 	var ir uint64
-	err := pollEvery(ctx, 100*time.Millisecond, time.Minute, func() error {
+	err = pollEvery(ctx, 100*time.Millisecond, time.Minute, func() error {
 		var err error
 		ir, err = readCallgrindTotal(path)
 		return err
