@@ -5,9 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"os/signal"
 	"path/filepath"
-	"syscall"
 	"time"
 
 	"github.com/outposthq/outpost/appliance/internal/lab"
@@ -56,31 +54,15 @@ const (
 //
 // The duration flag does not apply.
 func benchDHCPCost(ctx context.Context, log *slog.Logger, _ time.Duration) error {
-	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGHUP)
-	defer stop()
-	tools, err := dhcpTools()
-	if err != nil {
-		return err
-	}
 	if _, _, err := callgrindTools(); err != nil {
 		return err
 	}
-	dir, err := os.MkdirTemp("", "outpost-bench-dhcp-cost-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(dir)
-	applianced, err := buildApplianced(ctx, dir)
-	if err != nil {
-		return err
-	}
-	r := lab.NewRunner(ctx, "bench-dhcp-cost", discardLog{log})
-	return r.Run(func(t lab.T) {
+	return runDHCPBench(ctx, log, "dhcp-cost", func(t lab.T, dir string, tools map[string]string, applianced string) {
 		bn := sim.NewNet(t)
 		load := dhcpLoad{ns: bn.Client, iface: sim.ClientIface, perfdhcp: tools["perfdhcp"]}
 		cost := map[string]float64{}
 		for _, c := range costContenders(bn, tools, applianced) {
-			n, err := instrPerDORA(ctx, load, filepath.Join(dir, c.name), c, defaultCostPlan)
+			n, err := instrPerDORA(t.Context(), load, filepath.Join(dir, c.name), c, defaultCostPlan)
 			if err != nil {
 				t.Fatalf("%s: %v", c.name, err)
 			}
@@ -138,7 +120,10 @@ func instrPerDORA(ctx context.Context, load dhcpLoad, dir string, c costContende
 		return 0, err
 	}
 	defer p.stop()
-	if err := waitCostAnswers(ctx, load, p, plan); err != nil {
+	err = waitAnswers(ctx, p, costStartup, func(ctx context.Context) (perfResult, error) {
+		return load.exchanges(ctx, 2, plan.rate, plan.wait)
+	})
+	if err != nil {
 		return 0, err
 	}
 	before, err := p.dump(ctx)
@@ -183,25 +168,4 @@ func costPerDORA(small, large costRun) (float64, error) {
 			small.res.acks, small.instr, large.res.acks, large.instr)
 	}
 	return float64(large.instr-small.instr) / float64(large.res.acks-small.res.acks), nil
-}
-
-// waitCostAnswers waits (up to costStartup) until p, under callgrind,
-// completes an exchange.
-func waitCostAnswers(ctx context.Context, load dhcpLoad, p *callgrindProc, plan costPlan) error {
-	deadline := time.Now().Add(costStartup)
-	for {
-		res, err := load.exchanges(ctx, 2, plan.rate, plan.wait)
-		if err != nil {
-			return err
-		}
-		if res.acks > 0 {
-			return nil
-		}
-		if p.exited() {
-			return fmt.Errorf("exited; %s", p.logTail())
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("no DHCP answer after %v under callgrind; %s", costStartup, p.logTail())
-		}
-	}
 }

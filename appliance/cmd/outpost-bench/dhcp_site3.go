@@ -7,10 +7,8 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/outposthq/outpost/appliance/internal/client"
@@ -36,23 +34,7 @@ const site3Nodes = 3
 //
 // The duration flag does not apply.
 func benchDHCPSite3(ctx context.Context, log *slog.Logger, _ time.Duration) error {
-	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGHUP)
-	defer stop()
-	tools, err := dhcpTools()
-	if err != nil {
-		return err
-	}
-	dir, err := os.MkdirTemp("", "outpost-bench-dhcp3-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(dir)
-	applianced, err := buildApplianced(ctx, dir)
-	if err != nil {
-		return err
-	}
-	r := lab.NewRunner(ctx, "bench-dhcp-nodes3", discardLog{log})
-	return r.Run(func(t lab.T) {
+	return runDHCPBench(ctx, log, "dhcp-nodes3", func(t lab.T, dir string, tools map[string]string, applianced string) {
 		sw := newDHCPSwitch(t, site3Nodes)
 		contenders := []dhcpContender{
 			{"outpost", func(ctx context.Context, dir string) (dhcpServer, error) {
@@ -63,7 +45,7 @@ func benchDHCPSite3(ctx context.Context, log *slog.Logger, _ time.Duration) erro
 			}},
 		}
 		load := dhcpLoad{ns: sw.client, iface: sim.ClientIface, perfdhcp: tools["perfdhcp"]}
-		figures, err := dhcpRunsInterleaved(ctx, log, load, dir, contenders, dhcpRuns)
+		figures, err := dhcpRunsInterleaved(t.Context(), log, load, dir, contenders, dhcpRuns)
 		if err != nil {
 			t.Fatal(err)
 		}
