@@ -73,12 +73,12 @@ func startCallgrind(ns *lab.Netns, dir, logPath string, env []string, bin string
 	return &callgrindProc{benchProc: p, control: control, out: out}, nil
 }
 
-// dump has callgrind write what it counted since the previous dump and
-// returns the instructions the process ran since it started (until the
-// first dump: those of the part it writes).
+// dump has callgrind write what it counted since the previous dump (a
+// part) and returns the instructions the process ran from its start to
+// now: the sum of every part so far.
 func (c *callgrindProc) dump(ctx context.Context) (uint64, error) {
 	if c.exited() {
-		return 0, fmt.Errorf("callgrind: exited; log %s:\n%s", c.log, lastLines(c.log, 20))
+		return 0, fmt.Errorf("callgrind: exited; %s", c.logTail())
 	}
 	pid := strconv.Itoa(c.cmd.Process.Pid)
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)

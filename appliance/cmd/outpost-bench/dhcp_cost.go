@@ -21,10 +21,14 @@ type costPlan struct {
 	// ones: a server under valgrind answers slowly, and a late answer
 	// is still an exchange.
 	wait time.Duration
+	// idle is how long the server is left without load after the runs,
+	// between two dumps: what it runs per second doing nothing, and so
+	// how much of a DORA's figure at rate is idle work, goes to stderr.
+	idle time.Duration
 }
 
 // defaultCostPlan is dhcp.cost's: 20 exchanges then 60, at 4 per second.
-var defaultCostPlan = costPlan{rate: 4, small: 20, large: 60, wait: 10 * time.Second}
+var defaultCostPlan = costPlan{rate: 4, small: 20, large: 60, wait: 10 * time.Second, idle: 5 * time.Second}
 
 const (
 	// costStartup bounds a server's start under valgrind (about 50
@@ -143,7 +147,37 @@ func instrPerDORA(ctx context.Context, load dhcpLoad, dir string, c costContende
 		fmt.Fprintf(os.Stderr, "dhcp.cost: %-7s %2d of %2d exchanges ACKed, %d instructions\n",
 			c.name, runs[i].res.acks, runs[i].res.discovers, runs[i].instr)
 	}
-	return costPerDORA(runs[0], runs[1])
+	perDORA, err := costPerDORA(runs[0], runs[1])
+	if err != nil {
+		return 0, err
+	}
+	idle, err := idleRate(ctx, p, plan.idle)
+	if err != nil {
+		return 0, err
+	}
+	fmt.Fprintf(os.Stderr, "dhcp.cost: %-7s %.0f instructions per DORA, of which idle work at %d/s %.0f (%.0f per second idle)\n",
+		c.name, perDORA, plan.rate, idle/float64(plan.rate), idle)
+	return perDORA, nil
+}
+
+// idleRate is the instructions per second p runs over d without load.
+func idleRate(ctx context.Context, p *callgrindProc, d time.Duration) (float64, error) {
+	before, err := p.dump(ctx)
+	if err != nil {
+		return 0, err
+	}
+	start := time.Now()
+	select {
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	case <-time.After(d):
+	}
+	elapsed := time.Since(start)
+	after, err := p.dump(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return float64(after-before) / elapsed.Seconds(), nil
 }
 
 // costRun is one perfdhcp run under callgrind: what perfdhcp reported and
