@@ -150,7 +150,7 @@ func TestInstrPerDORAKea(t *testing.T) {
 			kea = c
 		}
 	}
-	plan := costPlan{rate: 10, small: 5, large: 15, wait: 10 * time.Second, idle: time.Second}
+	plan := costPlan{rate: 4, small: 4, large: 12, wait: 10 * time.Second, idle: time.Second}
 	n, err := instrPerDORA(t.Context(), load, filepath.Join(t.TempDir(), "kea"), kea, plan)
 	if err != nil {
 		t.Fatal(err)
