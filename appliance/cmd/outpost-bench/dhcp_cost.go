@@ -97,14 +97,22 @@ func benchDHCPCost(ctx context.Context, log *slog.Logger, _ time.Duration) error
 // state in dir, ready to be given load.
 type costContender struct {
 	name  string
-	start func(ctx context.Context, dir string) (*callgrindProc, error)
+	start func(ctx context.Context, dir string) (*costServer, error)
+}
+
+// costServer is a server under callgrind and, for Outpost, how to read
+// its last Raft log index: how many entries a run appended (one per
+// commit, a group commit being one) goes to stderr beside its count.
+type costServer struct {
+	*callgrindProc
+	raftIndex func(ctx context.Context) (uint64, error) // nil for Kea
 }
 
 // costContenders are applianced and kea-dhcp4, configured as dhcp.dora
 // configures them, on bn's server end.
 func costContenders(bn *sim.Net, tools map[string]string, applianced string) []costContender {
 	return []costContender{
-		{"outpost", func(ctx context.Context, dir string) (*callgrindProc, error) {
+		{"outpost", func(ctx context.Context, dir string) (*costServer, error) {
 			args, err := outpostArgs(dir, "bench", benchSite, "info")
 			if err != nil {
 				return nil, err
@@ -113,18 +121,31 @@ func costContenders(bn *sim.Net, tools map[string]string, applianced string) []c
 			if err != nil {
 				return nil, err
 			}
-			if err := putSubnetIn(ctx, bn.Server, p, filepath.Join(dir, "data"), benchSite, costStartup); err != nil {
+			data := filepath.Join(dir, "data")
+			if err := putSubnetIn(ctx, bn.Server, p, data, benchSite, costStartup); err != nil {
 				p.stop()
 				return nil, err
 			}
-			return p, nil
+			api, _, _, err := waitNodeAPI(ctx, bn.Server, p.benchProc, data, benchSite.addr)
+			if err != nil {
+				p.stop()
+				return nil, err
+			}
+			return &costServer{callgrindProc: p, raftIndex: func(ctx context.Context) (uint64, error) {
+				st, err := api.Cluster(ctx)
+				return st.LastIndex, err
+			}}, nil
 		}},
-		{"kea", func(_ context.Context, dir string) (*callgrindProc, error) {
+		{"kea", func(_ context.Context, dir string) (*costServer, error) {
 			conf, env, err := writeKeaConf(dir, sim.ServerIface)
 			if err != nil {
 				return nil, err
 			}
-			return startCallgrind(bn.Server, dir, filepath.Join(dir, "kea-dhcp4.log"), env, tools["kea-dhcp4"], "-c", conf)
+			p, err := startCallgrind(bn.Server, dir, filepath.Join(dir, "kea-dhcp4.log"), env, tools["kea-dhcp4"], "-c", conf)
+			if err != nil {
+				return nil, err
+			}
+			return &costServer{callgrindProc: p}, nil
 		}},
 	}
 }
@@ -163,7 +184,7 @@ func instrPerDORA(ctx context.Context, load dhcpLoad, dir string, c costContende
 		}
 		fmt.Fprintf(os.Stderr, "dhcp.cost: %-7s %v; again\n", c.name, err)
 	}
-	idle, err := idleRate(ctx, p, plan.idle)
+	idle, err := idleRate(ctx, p.callgrindProc, plan.idle)
 	if err != nil {
 		return 0, err
 	}
@@ -192,10 +213,16 @@ func idleRate(ctx context.Context, p *callgrindProc, d time.Duration) (float64, 
 	return float64(after-before) / elapsed.Seconds(), nil
 }
 
-// costRuns does plan's two runs against p, each between two dumps.
-func costRuns(ctx context.Context, load dhcpLoad, p *callgrindProc, name string, plan costPlan) ([2]costRun, error) {
+// costRuns does plan's two runs against srv, each between two dumps.
+// Outpost's Raft index is read after each dump, once in each run's
+// window: what that costs cancels out in the difference.
+func costRuns(ctx context.Context, load dhcpLoad, srv *costServer, name string, plan costPlan) ([2]costRun, error) {
 	var runs [2]costRun
-	before, err := p.dump(ctx)
+	before, err := srv.dump(ctx)
+	if err != nil {
+		return runs, err
+	}
+	index, err := srv.index(ctx)
 	if err != nil {
 		return runs, err
 	}
@@ -203,15 +230,32 @@ func costRuns(ctx context.Context, load dhcpLoad, p *callgrindProc, name string,
 		if runs[i].res, err = load.exchanges(ctx, n, plan.rate, plan.wait); err != nil {
 			return runs, err
 		}
-		after, err := p.dump(ctx)
+		after, err := srv.dump(ctx)
+		if err != nil {
+			return runs, err
+		}
+		next, err := srv.index(ctx)
 		if err != nil {
 			return runs, err
 		}
 		runs[i].instr, before = after-before, after
-		fmt.Fprintf(os.Stderr, "dhcp.cost: %-7s %3d of %3d exchanges ACKed, %d instructions\n",
+		fmt.Fprintf(os.Stderr, "dhcp.cost: %-7s %3d of %3d exchanges ACKed, %d instructions",
 			name, runs[i].res.acks, runs[i].res.discovers, runs[i].instr)
+		if srv.raftIndex != nil {
+			fmt.Fprintf(os.Stderr, ", %d Raft entries", next-index)
+		}
+		fmt.Fprintln(os.Stderr)
+		index = next
 	}
 	return runs, nil
+}
+
+// index is the server's last Raft index, or 0 for one without Raft.
+func (s *costServer) index(ctx context.Context) (uint64, error) {
+	if s.raftIndex == nil {
+		return 0, nil
+	}
+	return s.raftIndex(ctx)
 }
 
 // costRun is one perfdhcp run under callgrind: what perfdhcp reported and
