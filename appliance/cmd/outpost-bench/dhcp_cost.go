@@ -65,9 +65,10 @@ var errCostDrops = errors.New("dhcp.cost: too many exchanges unanswered")
 // what every perfdhcp run costs whatever its length (its wait for late
 // answers), cancel out; the server's idle work between exchanges at 4/s
 // does not. The kernel's work (sockets, fsync) is not counted. At 4/s
-// each of Outpost's exchanges normally has a Raft commit to itself; on a
-// host so busy that the server under valgrind lags behind, exchanges
-// share a group commit and its figure comes out lower. A pair of runs
+// each of Outpost's exchanges has a Raft entry to itself; on a host so
+// busy that the server under valgrind lags behind, exchanges would share
+// a group commit (one entry) and its figure come out lower: each run's
+// entries go to stderr. A pair of runs
 // with more than 5 % of exchanges unanswered is done again (three pairs
 // at most). It prints
 //
