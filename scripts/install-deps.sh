@@ -28,8 +28,9 @@ lab_pkgs=(ovmf tftp-hpa atftp isc-dhcp-client isc-dhcp-relay udhcpc kea-dhcp4-se
 # The benchmarks (`make bench`) compare Outpost's servers with the usual
 # ones, started by hand with configurations of their own: beside the
 # lab's DHCP and TFTP servers, nginx serving the same artifact
-# (artifacts.serve).
-bench_pkgs=(nginx)
+# (artifacts.serve); valgrind counts the instructions a DHCP exchange
+# costs each server (dhcp.cost, under callgrind).
+bench_pkgs=(nginx valgrind)
 # The console's browser tests (appliance/internal/browsertest) drive
 # headless chromium and give it the site CA through an NSS database
 # (certutil).

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -78,25 +79,38 @@ func startCallgrind(ns *lab.Netns, dir, logPath string, env []string, bin string
 // load average of 10 on two cores).
 const callgrindDumpWait = 5 * time.Minute
 
-// dump has callgrind write what it counted since the previous dump and
-// returns the instructions the process ran since it started (until the
-// first dump: those of the part it writes).
+// dump has callgrind write what it counted since the previous dump (a
+// part) and returns the instructions the process ran from its start to
+// now: the sum of every part so far.
 func (c *callgrindProc) dump(ctx context.Context) (uint64, error) {
 	if c.exited() {
-		return 0, fmt.Errorf("callgrind: exited; log %s:\n%s", c.log, lastLines(c.log, 20))
+		return 0, fmt.Errorf("callgrind: exited; %s", c.logTail())
 	}
 	pid := strconv.Itoa(c.cmd.Process.Pid)
 	ctx, cancel := context.WithTimeout(ctx, callgrindDumpWait+time.Minute)
 	defer cancel()
-	if out, err := exec.CommandContext(ctx, c.control, "-d", pid).CombinedOutput(); err != nil {
-		return 0, fmt.Errorf("callgrind: %s -d %s: %v: %s", c.control, pid, err, out)
+	// callgrind_control finds the process by the pipes valgrind's
+	// gdbserver makes once it runs; until then it says "No active
+	// callgrind runs detected" and exits 0.
+	err := pollEvery(ctx, 200*time.Millisecond, callgrindDumpWait, func() error {
+		out, err := exec.CommandContext(ctx, c.control, "-d", pid).CombinedOutput()
+		if err == nil && !strings.Contains(string(out), "OK.") {
+			err = errors.New("not acknowledged")
+		}
+		if err != nil {
+			return fmt.Errorf("%s -d %s: %v: %s", c.control, pid, err, bytes.TrimSpace(out))
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("callgrind: %w", err)
 	}
 	c.dumps++
 	path := fmt.Sprintf("%s.%d", c.out, c.dumps)
 	// callgrind_control returns once the dump is asked for; the file is
 	// complete when its totals line is there.
 	var ir uint64
-	err := pollEvery(ctx, 100*time.Millisecond, callgrindDumpWait, func() error {
+	err = pollEvery(ctx, 100*time.Millisecond, callgrindDumpWait, func() error {
 		var err error
 		ir, err = readCallgrindTotal(path)
 		return err

@@ -65,13 +65,25 @@ const (
 // "BENCH ipxe.dhcp_phase seconds=<s>". The duration flag does not apply.
 // Each run starts with the load average on stderr.
 func benchDHCP(ctx context.Context, log *slog.Logger, _ time.Duration) error {
+	return runDHCPBench(ctx, log, "dhcp", func(t lab.T, dir string, tools map[string]string, applianced string) {
+		if err := dhcpServers(t.Context(), log, sim.NewNet(t), dir, tools, applianced); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// runDHCPBench is how every DHCP benchmark starts: it stops on SIGTERM or
+// SIGHUP too, finds the servers and perfdhcp, builds applianced into a
+// directory it removes at the end, and runs body in a lab runner whose
+// namespaces and processes go away when body returns.
+func runDHCPBench(ctx context.Context, log *slog.Logger, name string, body func(t lab.T, dir string, tools map[string]string, applianced string)) error {
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
 	tools, err := dhcpTools()
 	if err != nil {
 		return err
 	}
-	dir, err := os.MkdirTemp("", "outpost-bench-dhcp-")
+	dir, err := os.MkdirTemp("", "outpost-bench-"+name+"-")
 	if err != nil {
 		return err
 	}
@@ -80,12 +92,8 @@ func benchDHCP(ctx context.Context, log *slog.Logger, _ time.Duration) error {
 	if err != nil {
 		return err
 	}
-	r := lab.NewRunner(ctx, "bench-dhcp", discardLog{log})
-	return r.Run(func(t lab.T) {
-		if err := dhcpServers(ctx, log, sim.NewNet(t), dir, tools, applianced); err != nil {
-			t.Fatal(err)
-		}
-	})
+	r := lab.NewRunner(ctx, "bench-"+name, discardLog{log})
+	return r.Run(func(t lab.T) { body(t, dir, tools, applianced) })
 }
 
 // dhcpServers measures each server dhcpRuns times on bn, then iPXE's

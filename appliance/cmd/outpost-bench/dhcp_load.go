@@ -81,9 +81,17 @@ func (l dhcpLoad) run(ctx context.Context, timeout time.Duration, args ...string
 
 // waitDHCP waits until srv completes exchanges, for up to timeout.
 func waitDHCP(ctx context.Context, load dhcpLoad, srv dhcpServer, timeout time.Duration) error {
+	return waitAnswers(ctx, srv, timeout, func(ctx context.Context) (perfResult, error) {
+		return load.probe(ctx, 20, time.Second)
+	})
+}
+
+// waitAnswers runs try until an exchange of its completes, for up to
+// timeout, or until srv exits.
+func waitAnswers(ctx context.Context, srv dhcpServer, timeout time.Duration, try func(context.Context) (perfResult, error)) error {
 	deadline := time.Now().Add(timeout)
 	for {
-		res, err := load.probe(ctx, 20, time.Second)
+		res, err := try(ctx)
 		if err != nil {
 			return err
 		}

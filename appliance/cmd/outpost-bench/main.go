@@ -25,6 +25,8 @@ var benches = []bench{
 	{"store", benchStore},
 	{"tftp", benchTFTP},
 	{"dhcp", benchDHCP},
+	{"dhcp.cost", benchDHCPCost},
+	{"dhcp.nodes3", benchDHCPSite3},
 	{"storm", benchStorm},
 	{"trace.overhead", benchTraceOverhead},
 	{"provision", benchProvisionE2E},
