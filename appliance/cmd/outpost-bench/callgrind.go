@@ -41,6 +41,12 @@ type callgrindProc struct {
 	*benchProc
 	control string // callgrind_control
 	out     string // --callgrind-out-file; dump n is out.<n>
+	// vgdb is the prefix of the pipes callgrind_control reaches the
+	// process by (--vgdb-prefix): in the run's own directory, since
+	// the default, /tmp/vgdb-pipe-...-to-<pid>-..., outlives a killed
+	// valgrind, and one left by an earlier process of the same pid
+	// keeps a later one out of reach ("not detected").
+	vgdb string
 	dumps   int    // dumps made so far
 	total   uint64 // instructions in every dump so far
 }
@@ -65,12 +71,13 @@ func startCallgrind(ns *lab.Netns, dir, logPath string, env []string, bin string
 		return nil, err
 	}
 	out := filepath.Join(dir, "callgrind.out")
-	vgArgs := append([]string{"--tool=callgrind", "--callgrind-out-file=" + out, bin}, args...)
+	vgdb := filepath.Join(dir, "vgdb")
+	vgArgs := append([]string{"--tool=callgrind", "--callgrind-out-file=" + out, "--vgdb-prefix=" + vgdb, bin}, args...)
 	p, err := startProc(ns, logPath, env, valgrind, vgArgs...)
 	if err != nil {
 		return nil, err
 	}
-	return &callgrindProc{benchProc: p, control: control, out: out}, nil
+	return &callgrindProc{benchProc: p, control: control, out: out, vgdb: vgdb}, nil
 }
 
 // callgrindDumpWait bounds the wait for a dump: callgrind writes it
@@ -93,7 +100,7 @@ func (c *callgrindProc) dump(ctx context.Context) (uint64, error) {
 	// gdbserver makes once it runs; until then it says "No active
 	// callgrind runs detected" and exits 0.
 	err := pollEvery(ctx, 200*time.Millisecond, callgrindDumpWait, func() error {
-		out, err := exec.CommandContext(ctx, c.control, "-d", pid).CombinedOutput()
+		out, err := exec.CommandContext(ctx, c.control, "--vgdb-prefix="+c.vgdb, "-d", pid).CombinedOutput()
 		if err == nil && !strings.Contains(string(out), "OK.") {
 			err = errors.New("not acknowledged")
 		}
