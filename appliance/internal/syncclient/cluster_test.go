@@ -21,10 +21,14 @@ import (
 	"github.com/outposthq/outpost/internal/seal"
 )
 
+// fastRaft elects sooner than Raft's defaults, but not so soon that a
+// leader on a loaded machine (the race detector, other tests) misses its
+// lease and steps down while the test waits: at 100 ms leadership moved
+// dozens of times in a run of TestSpansForwarded under load.
 func fastRaft(c *raft.Config) {
-	c.HeartbeatTimeout = 100 * time.Millisecond
-	c.ElectionTimeout = 100 * time.Millisecond
-	c.LeaderLeaseTimeout = 50 * time.Millisecond
+	c.HeartbeatTimeout = time.Second
+	c.ElectionTimeout = time.Second
+	c.LeaderLeaseTimeout = 500 * time.Millisecond
 	c.CommitTimeout = 5 * time.Millisecond
 }
 
