@@ -191,7 +191,12 @@ type stormResult struct {
 // stormRun starts applianced with its data and log in dir, sets the site
 // up and runs the storm, reporting on stderr.
 func stormRun(ctx context.Context, log *slog.Logger, bn *sim.Net, dir, bin string, opts stormOpts, art *sim.Artifacts, n, par int) (stormResult, error) {
-	prof := stormProfiler(bn)
+	var prof *profiler
+	if opts.callgrind == "" {
+		// Not under callgrind: its profiling signals keep callgrind
+		// from taking callgrind_control's dump requests.
+		prof = stormProfiler(bn)
+	}
 	opts.env = append(opts.env, prof.env()...)
 	p, cg, api, err := startStormAppliance(ctx, bn, dir, bin, art.Dir, opts)
 	if err != nil {
