@@ -46,9 +46,9 @@ type callgrindProc struct {
 	// the default, /tmp/vgdb-pipe-...-to-<pid>-..., outlives a killed
 	// valgrind, and one left by an earlier process of the same pid
 	// keeps a later one out of reach ("not detected").
-	vgdb string
-	dumps   int    // dumps made so far
-	total   uint64 // instructions in every dump so far
+	vgdb  string
+	dumps int    // dumps made so far
+	total uint64 // instructions in every dump so far
 }
 
 // callgrindTools finds valgrind and callgrind_control.
