@@ -42,10 +42,9 @@ type callgrindProc struct {
 	control string // callgrind_control
 	out     string // --callgrind-out-file; dump n is out.<n>
 	// vgdb is the prefix of the pipes callgrind_control reaches the
-	// process by (--vgdb-prefix): in the run's own directory, since
-	// the default, /tmp/vgdb-pipe-...-to-<pid>-..., outlives a killed
-	// valgrind, and one left by an earlier process of the same pid
-	// keeps a later one out of reach ("not detected").
+	// process by (--vgdb-prefix): in the run's own directory, removed
+	// with it, rather than /tmp, where a valgrind the benchmark kills
+	// leaves its pipes behind.
 	vgdb  string
 	dumps int    // dumps made so far
 	total uint64 // instructions in every dump so far
