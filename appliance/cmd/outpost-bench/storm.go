@@ -277,8 +277,12 @@ func runStorm(ctx context.Context, env *sim.Env, p *benchProc, cg *callgrindProc
 	return res, nil
 }
 
-// idleWindow is how long a storm under callgrind watches applianced idle.
-const idleWindow = 10 * time.Second
+// idleWindow is how long a storm under callgrind watches applianced
+// idle, after idleSettle.
+const (
+	idleWindow = 10 * time.Second
+	idleSettle = 5 * time.Second
+)
 
 // idleInstructions counts the instructions applianced runs idle, under
 // callgrind, before the storm: its timers (Raft's, the span exporter's)
@@ -288,6 +292,13 @@ const idleWindow = 10 * time.Second
 // the count at the storm's start and the idle rate, per second, to take
 // off the storm's count for its duration.
 func idleInstructions(ctx context.Context, cg *callgrindProc) (at, perSec float64, err error) {
+	// First the set-up's own work ends: its spans are exported within a
+	// second (tracing.Config.Batch), its commits applied.
+	select {
+	case <-ctx.Done():
+		return 0, 0, ctx.Err()
+	case <-time.After(idleSettle):
+	}
 	first, err := cg.dump(ctx)
 	if err != nil {
 		return 0, 0, err
