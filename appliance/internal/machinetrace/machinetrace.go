@@ -82,6 +82,23 @@ type Index struct {
 	// entries maps a machine id to its *entry.
 	entries sync.Map
 	n       atomic.Int64
+	// addrs maps an address to its *addrEntry.
+	addrs  sync.Map
+	nAddrs atomic.Int64
+}
+
+// AddrTTL is how long the trace found for an address is taken as
+// found: a machine's boot fetches come in a burst (its script, kernel,
+// initrd, image), and each would otherwise read its lease and machine
+// again. Within it, a workflow made for the machine at that address (it
+// is booting then, not fetching) or an address changing hands (one is
+// reclaimed a day after its lease ended) is not seen.
+const AddrTTL = 2 * time.Second
+
+// addrEntry is the trace found for an address, until when.
+type addrEntry struct {
+	t     Trace
+	until time.Time
 }
 
 // entry is what the Index found for a machine at one of its versions.
@@ -197,13 +214,28 @@ func (x *Index) Addr(tx *store.Tx, addr netip.Addr) (Trace, error) {
 		return Trace{}, nil
 	}
 	addr = addr.Unmap()
-	m, mac, err := machineAt(tx, addr, x.now())
-	if m == nil || err != nil {
+	now := x.now()
+	if v, ok := x.addrs.Load(addr); ok {
+		if e := v.(*addrEntry); now.Before(e.until) {
+			return e.t, nil
+		}
+	}
+	m, mac, err := machineAt(tx, addr, now)
+	if err != nil {
 		return Trace{}, err
 	}
-	t, err := x.Machine(tx, m)
-	t.MAC = mac
-	return t, err
+	var t Trace
+	if m != nil {
+		if t, err = x.Machine(tx, m); err != nil {
+			return Trace{}, err
+		}
+		t.MAC = mac
+	}
+	if _, loaded := x.addrs.Swap(addr, &addrEntry{t: t, until: now.Add(AddrTTL)}); !loaded && x.nAddrs.Add(1) > maxEntries {
+		x.addrs.Clear()
+		x.nAddrs.Store(0)
+	}
+	return t, nil
 }
 
 // machineAt is the machine at addr and the MAC of its interface there;

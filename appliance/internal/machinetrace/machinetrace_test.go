@@ -116,6 +116,38 @@ func TestLookups(t *testing.T) {
 	}
 }
 
+// A trace found by address is taken as found for AddrTTL, then looked
+// up again; lookups by machine and MAC always read the store.
+func TestAddrTTL(t *testing.T) {
+	f := newFixture(t)
+	f.workflow(t, "wf1", "m1", tp1)
+	addr := netip.MustParseAddr("198.18.0.11")
+	byAddr := func() string {
+		t.Helper()
+		tr, err := f.idx.ForAddr(addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tr.Traceparent
+	}
+	if got := byAddr(); got != tp1 {
+		t.Fatalf("by address: %q, want %q", got, tp1)
+	}
+	apptest.Apply(t, f.db, site.AdvanceWorkflow, site.Advance{Workflow: "wf1", Kind: site.AdvanceCancel, Reason: "test", Time: f.now})
+	f.workflow(t, "wf2", "m1", tp2)
+	f.now = f.now.Add(machinetrace.AddrTTL - time.Millisecond)
+	if got := byAddr(); got != tp1 {
+		t.Errorf("by address within the TTL: %q, want the trace found, %q", got, tp1)
+	}
+	if got, err := f.idx.ForMAC("02:00:00:00:00:01"); err != nil || got.Traceparent != tp2 {
+		t.Errorf("by MAC: %+v, %v; want %q", got, err, tp2)
+	}
+	f.now = f.now.Add(time.Millisecond)
+	if got := byAddr(); got != tp2 {
+		t.Errorf("by address after the TTL: %q, want %q", got, tp2)
+	}
+}
+
 // With tracing off, no lookup finds a trace, traced machine or not.
 func TestOff(t *testing.T) {
 	f := newFixture(t)
