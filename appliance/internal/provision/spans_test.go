@@ -221,9 +221,11 @@ func (r *rebootRecorder) Reboot() error {
 	r.kept, r.reboot = kept, true
 	return nil
 }
-func (r *rebootRecorder) PowerOff() error                { return errors.New("not this test's") }
-func (r *rebootRecorder) KexecLoad(_, _, _ string) error { return errors.New("not this test's") }
-func (r *rebootRecorder) KexecReboot() error             { return errors.New("not this test's") }
+func (r *rebootRecorder) PowerOff() error { return errors.New("not this test's") }
+func (r *rebootRecorder) KexecLoad(_, _, _ string) (string, error) {
+	return "", errors.New("not this test's")
+}
+func (r *rebootRecorder) KexecReboot() error { return errors.New("not this test's") }
 func (r *rebootRecorder) rebooted() ([]tracing.Span, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
