@@ -37,6 +37,10 @@ type Config struct {
 	// Interfaces are the boot-network interfaces the address is held on
 	// (those the DHCP server answers on). At least one.
 	Interfaces []string
+	// Leader, when set, is asked at every renewal whether the node
+	// leads, so that the Holder follows leadership even if a SetLeader
+	// call raced with its start.
+	Leader interface{ IsReadyLeader() bool }
 	// Handler answers the requests made to the address (the metadata
 	// service's routes).
 	Handler http.Handler
@@ -128,6 +132,9 @@ func (h *Holder) Run(ctx context.Context) error {
 			return nil
 		case lead = <-h.want:
 		case <-tick.C:
+			if h.cfg.Leader != nil {
+				lead = h.cfg.Leader.IsReadyLeader()
+			}
 		}
 		switch {
 		case lead && held == nil:
