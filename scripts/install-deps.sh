@@ -24,12 +24,13 @@ what="${1:-test}"
 # its Ec2 datasource in a namespace (appliance/e2e/cloudinit_*). It must
 # never run on the machine it is installed on, so /etc/cloud/cloud-init.disabled
 # is made before it is installed (cloud-init's own switch: its generator
-# then enables none of its units).
+# then enables none of its units). arping (iputils) shows which hosts
+# answer ARP for the metadata address.
 image_pkgs=(ipxe busybox-static cpio linux-image-amd64 kmod gzip zstd xz-utils
 	syslinux syslinux-common mtools dosfstools fdisk util-linux)
 run_pkgs=(ca-certificates iproute2 qemu-system-x86 ipxe-qemu openipmi ipmitool "${image_pkgs[@]}")
 lab_pkgs=(ovmf tftp-hpa atftp isc-dhcp-client isc-dhcp-relay udhcpc kea-dhcp4-server kea-admin
-	dnsmasq tftpd-hpa redfishtool nftables cloud-init)
+	dnsmasq tftpd-hpa redfishtool nftables cloud-init iputils-arping)
 # The benchmarks (`make bench`) compare Outpost's servers with the usual
 # ones, started by hand with configurations of their own: beside the
 # lab's DHCP and TFTP servers, nginx serving the same artifact
