@@ -19,9 +19,9 @@ type Kernel struct{}
 
 // Hold adds p with link scope and the given lifetime, or renews it.
 func (Kernel) Hold(ifname string, p netip.Prefix, lifetime time.Duration) error {
-	link, err := netlink.LinkByName(ifname)
+	link, err := linkByName(ifname)
 	if err != nil {
-		return fmt.Errorf("linklocal: interface %s: %w", ifname, err)
+		return err
 	}
 	secs := int(lifetime.Round(time.Second) / time.Second)
 	secs = max(secs, 1)
@@ -34,9 +34,9 @@ func (Kernel) Hold(ifname string, p netip.Prefix, lifetime time.Duration) error 
 
 // Drop removes p from the interface, if there.
 func (Kernel) Drop(ifname string, p netip.Prefix) error {
-	link, err := netlink.LinkByName(ifname)
+	link, err := linkByName(ifname)
 	if err != nil {
-		return fmt.Errorf("linklocal: interface %s: %w", ifname, err)
+		return err
 	}
 	err = netlink.AddrDel(link, &netlink.Addr{IPNet: ipNet(p)})
 	if err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) && !errors.Is(err, unix.ENOENT) {
@@ -81,6 +81,14 @@ func announcement(mac net.HardwareAddr, a netip.Addr) []byte {
 	// Target hardware address: zero, as RFC 5227 says.
 	copy(b[24:28], ip[:])
 	return b
+}
+
+func linkByName(ifname string) (netlink.Link, error) {
+	link, err := netlink.LinkByName(ifname)
+	if err != nil {
+		return nil, fmt.Errorf("linklocal: interface %s: %w", ifname, err)
+	}
+	return link, nil
 }
 
 func ipNet(p netip.Prefix) *net.IPNet {
