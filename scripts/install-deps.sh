@@ -20,11 +20,17 @@ what="${1:-test}"
 # BMC simulator, DMTF's Redfish client (redfishtool), which checks the
 # lab's Redfish BMC, and nftables, which drops packets at random inside a
 # test's network namespace (the kernel has no netem) for the loss tests.
+# cloud-init is the stock client of the metadata service: the tests drive
+# its Ec2 datasource in a namespace (appliance/e2e/cloudinit_*). It must
+# never run on the machine it is installed on, so /etc/cloud/cloud-init.disabled
+# is made before it is installed (cloud-init's own switch: its generator
+# then enables none of its units). arping (iputils) shows which hosts
+# answer ARP for the metadata address.
 image_pkgs=(ipxe busybox-static cpio linux-image-amd64 kmod gzip zstd xz-utils
 	syslinux syslinux-common mtools dosfstools fdisk util-linux kexec-tools)
 run_pkgs=(ca-certificates iproute2 qemu-system-x86 ipxe-qemu openipmi ipmitool "${image_pkgs[@]}")
 lab_pkgs=(ovmf tftp-hpa atftp isc-dhcp-client isc-dhcp-relay udhcpc kea-dhcp4-server kea-admin
-	dnsmasq tftpd-hpa redfishtool nftables)
+	dnsmasq tftpd-hpa redfishtool nftables cloud-init iputils-arping)
 # The benchmarks (`make bench`) compare Outpost's servers with the usual
 # ones, started by hand with configurations of their own: beside the
 # lab's DHCP and TFTP servers, nginx serving the same artifact
@@ -76,6 +82,10 @@ if ((${#missing[@]})); then
 		exit 1
 	fi
 	echo "install-deps: installing ${missing[*]}"
+	if [[ " ${missing[*]} " == *" cloud-init "* ]]; then
+		mkdir -p /etc/cloud
+		touch /etc/cloud/cloud-init.disabled
+	fi
 	export DEBIAN_FRONTEND=noninteractive
 	# kexec-tools is packed into the installer, not used by this machine:
 	# its reboots stay the firmware's (the package asks, "true" by default).

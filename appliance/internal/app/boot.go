@@ -15,6 +15,7 @@ import (
 	"github.com/outposthq/outpost/appliance/internal/config"
 	"github.com/outposthq/outpost/appliance/internal/dhcp"
 	"github.com/outposthq/outpost/appliance/internal/httpboot"
+	"github.com/outposthq/outpost/appliance/internal/linklocal"
 	"github.com/outposthq/outpost/appliance/internal/machinetrace"
 	"github.com/outposthq/outpost/appliance/internal/metadata"
 	"github.com/outposthq/outpost/appliance/internal/provision"
@@ -39,9 +40,19 @@ func bootServices(cfg *config.Config, n *cluster.Site, key *seal.Key, log *slog.
 	var runs []func(ctx context.Context, g *errgroup.Group)
 	traces := machinetrace.New(n.DB(), machinetrace.Config{Off: !spans.Provider.Recording()})
 	if cfg.BootAddr != "" {
-		handler, err := bootHandler(cfg, n, key, log, store, peers, traces, spans)
+		md, err := metadata.New(metadata.Config{DB: n.DB(), Key: key.Derive("outpost metadata v1"), Traces: traces,
+			Log: log.With("component", "metadata")})
 		if err != nil {
 			return nil, err
+		}
+		handler, err := bootHandler(cfg, n, key, log, store, peers, traces, spans, md)
+		if err != nil {
+			return nil, err
+		}
+		if run, err := linkLocalMetadata(cfg, n, md, log); err != nil {
+			return nil, err
+		} else if run != nil {
+			runs = append(runs, run)
 		}
 		ln, err := net.Listen("tcp", cfg.BootAddr)
 		if err != nil {
@@ -110,7 +121,7 @@ func bootServices(cfg *config.Config, n *cluster.Site, key *seal.Key, log *slog.
 // peer), the agent API (whose spans it keeps in spans), and the metadata
 // service.
 func bootHandler(cfg *config.Config, n *cluster.Site, key *seal.Key, log *slog.Logger, store *artifact.Store, peers httpboot.Peers,
-	traces *machinetrace.Index, spans provision.SpanKeeper) (http.Handler, error) {
+	traces *machinetrace.Index, spans provision.SpanKeeper, md *metadata.Server) (http.Handler, error) {
 	creds := provision.NewCredentials(key.Derive("outpost agent credentials v1"))
 	// Where this node hands out no addresses, credentials go to the
 	// first address that claims them (package provision).
@@ -124,20 +135,42 @@ func bootHandler(cfg *config.Config, n *cluster.Site, key *seal.Key, log *slog.L
 	if err != nil {
 		return nil, err
 	}
-	md, err := metadata.New(metadata.Config{DB: n.DB(), Key: key.Derive("outpost metadata v1"), Traces: traces,
-		Log: log.With("component", "metadata")})
-	if err != nil {
-		return nil, err
-	}
 	agents := provision.New(provision.Config{Site: n, Store: n.DB(), Credentials: creds, Binding: binding,
 		DiscoveryBurst: cfg.Discovery.Burst, DiscoveryEvery: time.Duration(cfg.Discovery.Every),
 		Spans: spans, Log: log.With("component", "agent-api")})
 	mux := http.NewServeMux()
 	mux.Handle("/", hb.Handler())
 	mux.Handle(provision.Prefix, agents.Handler())
+	mountMetadata(mux, md)
+	return mux, nil
+}
+
+// mountMetadata mounts the metadata service's routes on mux.
+func mountMetadata(mux *http.ServeMux, md *metadata.Server) {
 	mdh := md.Handler()
 	for _, p := range metadata.Prefixes() {
 		mux.Handle(p, mdh)
 	}
-	return mux, nil
+}
+
+// linkLocalMetadata returns what serves the metadata service on
+// 169.254.169.254:80 of the DHCP interfaces while this node leads (the
+// address follows leadership), or nil where the configuration turns that
+// off or serves no DHCP.
+func linkLocalMetadata(cfg *config.Config, n *cluster.Site, md *metadata.Server, log *slog.Logger) (func(ctx context.Context, g *errgroup.Group), error) {
+	if !cfg.MetadataLinkLocal || len(cfg.DHCPInterfaces) == 0 {
+		return nil, nil
+	}
+	mux := http.NewServeMux()
+	mountMetadata(mux, md)
+	h, err := linklocal.New(linklocal.Config{Interfaces: cfg.DHCPInterfaces, Handler: mux, Leader: n,
+		Log: log.With("component", "linklocal")})
+	if err != nil {
+		return nil, err
+	}
+	n.OnLeadership(h.SetLeader)
+	h.SetLeader(n.IsReadyLeader())
+	return func(ctx context.Context, g *errgroup.Group) {
+		g.Go(func() error { return h.Run(ctx) })
+	}, nil
 }

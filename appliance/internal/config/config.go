@@ -87,6 +87,12 @@ type Config struct {
 	// from BootAddr when that names an address; set it when BootAddr is
 	// a wildcard.
 	BootURL string `json:"boot_url,omitempty"`
+	// MetadataLinkLocal makes the leader hold 169.254.169.254 on the
+	// DHCP interfaces and serve the metadata service there on port 80,
+	// where cloud-init looks by default (package linklocal). It takes
+	// effect where dhcp_interfaces and boot_addr are set, and needs
+	// CAP_NET_ADMIN and CAP_NET_RAW. On by default.
+	MetadataLinkLocal bool `json:"metadata_link_local"`
 	// ArtifactDir holds the boot artifacts `make images` builds: iPXE
 	// binaries, installer kernels and initrds, OS images.
 	ArtifactDir string `json:"artifact_dir"`
@@ -238,6 +244,7 @@ func Load(args []string) (*Config, error) {
 	fs.BoolVar(&c.DHCPProxy, "dhcp-proxy", c.DHCPProxy, "answer as a proxyDHCP server (boot information only)")
 	fs.StringVar(&c.TFTPAddr, "tftp-addr", c.TFTPAddr, "TFTP listen address (empty: off)")
 	fs.StringVar(&c.BootAddr, "boot-addr", c.BootAddr, "boot HTTP listen address (empty: off)")
+	fs.BoolVar(&c.MetadataLinkLocal, "metadata-link-local", c.MetadataLinkLocal, "on the leader, serve metadata on 169.254.169.254:80 of the DHCP interfaces")
 	fs.Var(&c.BMC.JobTimeout, "bmc-job-timeout", "bound of one execution of a BMC job, retries included")
 	fs.Var(&c.BMC.CallTimeout, "bmc-call-timeout", "bound of one call to a BMC")
 	fs.IntVar(&c.BMC.Attempts, "bmc-attempts", c.BMC.Attempts, "tries of a failed BMC call")

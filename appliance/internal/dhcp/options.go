@@ -29,6 +29,9 @@ func (s *Server) reply(r *request, typ dhcpv4.MessageType, ip netip.Addr, m *sto
 	if sub.Gateway != "" {
 		mods = append(mods, dhcpv4.WithRouter(net.ParseIP(sub.Gateway)))
 	}
+	if r.msg.IsOptionRequested(dhcpv4.OptionClasslessStaticRoute) {
+		mods = append(mods, dhcpv4.WithOption(dhcpv4.OptClasslessStaticRoute(metadataRoutes(r.msg, sub.Gateway)...)))
+	}
 	if len(sub.DNS) > 0 {
 		dns := make([]net.IP, len(sub.DNS))
 		for i, d := range sub.DNS {
@@ -96,4 +99,33 @@ func echoRelayInfo(req, reply *dhcpv4.DHCPv4) {
 	if raw := req.GetOneOption(dhcpv4.OptionRelayAgentInformation); raw != nil {
 		reply.UpdateOption(dhcpv4.Option{Code: dhcpv4.OptionRelayAgentInformation, Value: dhcpv4.OptionGeneric{Data: raw}})
 	}
+}
+
+// metadataAddr is the metadata service's link-local address, which the
+// site's leader holds (package linklocal).
+var metadataAddr = net.IPv4(169, 254, 169, 254).To4()
+
+// metadataRoutes are the classless static routes (option 121, RFC 3442)
+// that lead a client to the metadata address. A client on the
+// appliance's own segment routes it on-link (router 0.0.0.0) and finds
+// the leader by ARP, whichever node leads, rather than sending it to its
+// gateway; a relayed client sends it to its gateway (the subnet's, else
+// the relay), which must route it to the appliance. A client given
+// option 121 ignores option 3 (RFC 3442), so the subnet's gateway is
+// also given as the default route.
+func metadataRoutes(req *dhcpv4.DHCPv4, gateway string) []*dhcpv4.Route {
+	host := &net.IPNet{IP: metadataAddr, Mask: net.CIDRMask(32, 32)}
+	via := net.IPv4zero.To4()
+	gw := net.ParseIP(gateway).To4()
+	if gi := req.GatewayIPAddr.To4(); gi != nil && !gi.IsUnspecified() {
+		via = gi
+		if gw != nil {
+			via = gw
+		}
+	}
+	routes := []*dhcpv4.Route{{Dest: host, Router: via}}
+	if gw != nil {
+		routes = append(routes, &dhcpv4.Route{Dest: &net.IPNet{IP: net.IPv4zero.To4(), Mask: net.CIDRMask(0, 32)}, Router: gw})
+	}
+	return routes
 }

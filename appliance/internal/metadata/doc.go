@@ -35,7 +35,9 @@
 //	SSH keys       the workflow's "ssh_keys", one per line
 //	user-data      the workflow's "user_data", verbatim
 //	address, MAC   the request's source address, and the MAC it belongs to
-//	zone, region   the site's name
+//	region         the site's name
+//	zone           the site's name and "a" (cloud-init takes the region
+//	               to be the zone less its last letter)
 //
 // # Views
 //

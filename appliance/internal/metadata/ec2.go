@@ -117,7 +117,13 @@ func identityDocument(w http.ResponseWriter, _ *http.Request, in *instance) {
 		InstanceID:       in.machine.ID,
 		PrivateIP:        in.addr.String(),
 		Region:           in.site,
-		AvailabilityZone: in.site,
+		AvailabilityZone: in.zone(),
 		Architecture:     arch,
 	})
 }
+
+// zone is the availability zone: the site's name (the region) and the
+// letter "a", the form cloud-init parses. Outside AWS its Ec2 datasource
+// takes the region to be the zone less its last character, so a zone
+// equal to the region would cut the site's name short.
+func (in *instance) zone() string { return in.site + "a" }

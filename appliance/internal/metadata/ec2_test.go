@@ -25,7 +25,7 @@ func TestEC2(t *testing.T) {
 
 		"/latest/meta-data/placement/":                  ok("availability-zone\nregion"),
 		"/latest/meta-data/placement":                   ok("availability-zone\nregion"),
-		"/latest/meta-data/placement/availability-zone": ok("fra1"),
+		"/latest/meta-data/placement/availability-zone": ok("fra1a"),
 		"/latest/meta-data/placement/region":            ok("fra1"),
 
 		"/latest/meta-data/public-keys/":              ok("0=key-0\n1=key-1"),
@@ -56,7 +56,7 @@ func TestEC2(t *testing.T) {
   "instanceId": "m1",
   "privateIp": "198.18.0.101",
   "region": "fra1",
-  "availabilityZone": "fra1",
+  "availabilityZone": "fra1a",
   "architecture": "x86_64"
 }
 `),

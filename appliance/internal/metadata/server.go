@@ -104,7 +104,7 @@ type route struct {
 // Amazon does. GET patterns also match HEAD.
 func (s *Server) routes() []route {
 	v := s.answer
-	site := func(in *instance) string { return in.site }
+	region := func(in *instance) string { return in.site }
 	return []route{
 		{"PUT /latest/api/token", http.HandlerFunc(s.putToken)},
 
@@ -116,8 +116,8 @@ func (s *Server) routes() []route {
 		{"GET /{version}/meta-data/local-ipv4", v(leaf(func(in *instance) string { return in.addr.String() }))},
 		{"GET /{version}/meta-data/mac", v(leaf(func(in *instance) string { return in.mac }))},
 		{"GET /{version}/meta-data/placement/{$}", v(listing("availability-zone", "region"))},
-		{"GET /{version}/meta-data/placement/availability-zone", v(leaf(site))},
-		{"GET /{version}/meta-data/placement/region", v(leaf(site))},
+		{"GET /{version}/meta-data/placement/availability-zone", v(leaf((*instance).zone))},
+		{"GET /{version}/meta-data/placement/region", v(leaf(region))},
 		{"GET /{version}/meta-data/public-keys/{$}", v(publicKeys)},
 		{"GET /{version}/meta-data/public-keys/{n}/{$}", v(publicKey)},
 		{"GET /{version}/meta-data/public-keys/{n}/{field}", v(publicKey)},
