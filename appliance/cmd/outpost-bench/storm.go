@@ -294,20 +294,16 @@ const (
 func idleInstructions(ctx context.Context, cg *callgrindProc) (at, perSec float64, err error) {
 	// First the set-up's own work ends: its spans are exported within a
 	// second (tracing.Config.Batch), its commits applied.
-	select {
-	case <-ctx.Done():
-		return 0, 0, ctx.Err()
-	case <-time.After(idleSettle):
+	if err := sleepCtx(ctx, idleSettle); err != nil {
+		return 0, 0, err
 	}
 	first, err := cg.dump(ctx)
 	if err != nil {
 		return 0, 0, err
 	}
 	began := time.Now()
-	select {
-	case <-ctx.Done():
-		return 0, 0, ctx.Err()
-	case <-time.After(idleWindow):
+	if err := sleepCtx(ctx, idleWindow); err != nil {
+		return 0, 0, err
 	}
 	second, err := cg.dump(ctx)
 	if err != nil {
@@ -481,4 +477,16 @@ func checkMachines(ctx context.Context, api *client.Client, out *sim.Outcome) er
 	}
 	out.CheckAddresses()
 	return nil
+}
+
+// sleepCtx waits d, or until ctx ends (its error).
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
 }
