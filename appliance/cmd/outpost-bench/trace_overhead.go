@@ -101,7 +101,7 @@ func benchTraceOverhead(ctx context.Context, log *slog.Logger, _ time.Duration) 
 		if err := os.MkdirAll(cgDir, 0o755); err != nil {
 			return err
 		}
-		res, err := traceOverheadStorm(ctx, log, d, applianced, art, mode, stormOpts{callgrind: cgDir}, traceInstrMachines, traceInstrConcurrency)
+		res, err := traceOverheadStorm(ctx, log, d, applianced, art, mode, stormOpts{callgrind: cgDir, env: []string{"GOGC=off"}}, traceInstrMachines, traceInstrConcurrency)
 		if err != nil {
 			return fmt.Errorf("tracing %s, under callgrind: %w", mode, err)
 		}
@@ -130,7 +130,7 @@ func traceOverheadStorm(ctx context.Context, log *slog.Logger, dir, bin string, 
 		return stormResult{}, err
 	}
 	if mode == "off" {
-		opts.env = []string{tracing.Off + "=off"}
+		opts.env = append(opts.env, tracing.Off+"=off")
 	}
 	var res stormResult
 	r := lab.NewRunner(ctx, "bench-trace-overhead", discardLog{log})

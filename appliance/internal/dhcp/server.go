@@ -194,12 +194,15 @@ func interfaceAddr(name string) (netip.Addr, error) {
 	}
 	for _, a := range addrs {
 		if ipn, ok := a.(*net.IPNet); ok {
-			if ip, ok := netip.AddrFromSlice(ipn.IP.To4()); ok && ipn.IP.To4() != nil {
+			// A link-local address is not the server's: the leader's
+			// 169.254.169.254 (package linklocal) may be there, left
+			// for a few seconds by a killed process.
+			if ip, ok := netip.AddrFromSlice(ipn.IP.To4()); ok && ipn.IP.To4() != nil && !ip.IsLinkLocalUnicast() {
 				return ip, nil
 			}
 		}
 	}
-	return netip.Addr{}, fmt.Errorf("dhcp: interface %q has no IPv4 address", name)
+	return netip.Addr{}, fmt.Errorf("dhcp: interface %q has no IPv4 address but link-local ones", name)
 }
 
 // Serve handles packets until ctx ends, then closes the sockets.
