@@ -24,9 +24,10 @@ const traceOverheadRuns = 3
 // one at a time, so that the count does not move with how the machines'
 // requests happen to interleave (group commits of different sizes;
 // callgrind runs one thread at a time, some fifty times slower, anyway),
-// and enough of them that a garbage collection more or less in one
-// storm (tens of millions of instructions) moves the count per machine
-// by little: with 30, instr_pct ranged from -0.8 to 3.9.
+// with garbage collection off (GOGC=off: the heap of 100 machines fits),
+// so that the count is the program's own work, not how many collections
+// happen to fall within the storm: with them, instr_pct ranged from
+// -5.1 to 5.4 between runs; without, 4.8 and 4.9.
 const (
 	traceInstrMachines    = 100
 	traceInstrConcurrency = 1
