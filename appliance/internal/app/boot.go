@@ -49,7 +49,7 @@ func bootServices(cfg *config.Config, n *cluster.Site, key *seal.Key, log *slog.
 		if err != nil {
 			return nil, err
 		}
-		if run, err := linkLocalMetadata(cfg, n, md, log); err != nil {
+		if run, err := linkLocalMetadata(cfg, n, md, log, metrics); err != nil {
 			return nil, err
 		} else if run != nil {
 			runs = append(runs, run)
@@ -157,13 +157,20 @@ func mountMetadata(mux *http.ServeMux, md *metadata.Server) {
 // 169.254.169.254:80 of the DHCP interfaces while this node leads (the
 // address follows leadership), or nil where the configuration turns that
 // off or serves no DHCP.
-func linkLocalMetadata(cfg *config.Config, n *cluster.Site, md *metadata.Server, log *slog.Logger) (func(ctx context.Context, g *errgroup.Group), error) {
+func linkLocalMetadata(cfg *config.Config, n *cluster.Site, md *metadata.Server, log *slog.Logger, metrics *httpserve.Metrics) (func(ctx context.Context, g *errgroup.Group), error) {
 	if !cfg.MetadataLinkLocal || len(cfg.DHCPInterfaces) == 0 {
 		return nil, nil
 	}
 	mux := http.NewServeMux()
 	mountMetadata(mux, md)
-	h, err := linklocal.New(linklocal.Config{Interfaces: cfg.DHCPInterfaces, Handler: mux, Leader: n,
+	// Each term of leadership serves on a listener of its own: a new
+	// server each time (an http.Server does not serve again after its
+	// shutdown), under the boot server's limits and metrics.
+	serve := func(ctx context.Context, ln net.Listener) error {
+		return httpserve.New(httpserve.Config{Name: "metadata-link-local", Handler: mux, Limits: cfg.BootLimits,
+			Shape: bootShape, Log: log, Metrics: metrics}).Serve(ctx, ln, nil)
+	}
+	h, err := linklocal.New(linklocal.Config{Interfaces: cfg.DHCPInterfaces, Serve: serve, Leader: n,
 		Log: log.With("component", "linklocal")})
 	if err != nil {
 		return nil, err

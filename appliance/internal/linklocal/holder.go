@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"net/netip"
 	"time"
 )
@@ -41,9 +40,10 @@ type Config struct {
 	// leads, so that the Holder follows leadership even if a SetLeader
 	// call raced with its start.
 	Leader interface{ IsReadyLeader() bool }
-	// Handler answers the requests made to the address (the metadata
-	// service's routes).
-	Handler http.Handler
+	// Serve serves the requests made to the address (the metadata
+	// service's routes) on ln until ctx ends, as httpserve.Server's Serve
+	// does, held to the limits the other servers are.
+	Serve func(ctx context.Context, ln net.Listener) error
 	// Port is the TCP port served on the address; 0 means 80.
 	Port int
 	// Lifetime is how long the address stays after its last renewal (it
@@ -71,8 +71,8 @@ func New(cfg Config) (*Holder, error) {
 	if len(cfg.Interfaces) == 0 {
 		return nil, errors.New("linklocal: Config.Interfaces is empty")
 	}
-	if cfg.Handler == nil {
-		return nil, errors.New("linklocal: Config.Handler is required")
+	if cfg.Serve == nil {
+		return nil, errors.New("linklocal: Config.Serve is required")
 	}
 	if cfg.Port < 0 || cfg.Port > 65535 {
 		return nil, fmt.Errorf("linklocal: Config.Port %d is not a TCP port", cfg.Port)

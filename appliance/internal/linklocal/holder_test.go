@@ -15,6 +15,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/outposthq/outpost/internal/httpserve"
 	"github.com/outposthq/outpost/internal/testwait"
 )
 
@@ -111,13 +112,20 @@ func (l *loopbackListen) current() string {
 	return l.addr
 }
 
+// serveHandler serves h as the appliance does (httpserve).
+func serveHandler(h http.Handler) func(context.Context, net.Listener) error {
+	return func(ctx context.Context, ln net.Listener) error {
+		return httpserve.New(httpserve.Config{Name: "test", Handler: h}).Serve(ctx, ln, nil)
+	}
+}
+
 func startHolder(t *testing.T, links Links, ll *loopbackListen) (*Holder, func()) {
 	t.Helper()
 	h, err := New(Config{
 		Interfaces: []string{"eth0", "eth1"},
-		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		Serve: serveHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			io.WriteString(w, "metadata")
-		}),
+		})),
 		Lifetime: 60 * time.Millisecond,
 		Links:    links,
 		Listen:   ll.listen,
@@ -219,12 +227,12 @@ func TestHolderDropsLeftoversAtStart(t *testing.T) {
 }
 
 func TestNewRefusesBadConfig(t *testing.T) {
-	h := http.NotFoundHandler()
+	h := serveHandler(http.NotFoundHandler())
 	for name, cfg := range map[string]Config{
-		"no interfaces": {Handler: h},
-		"no handler":    {Interfaces: []string{"eth0"}},
-		"bad port":      {Interfaces: []string{"eth0"}, Handler: h, Port: 70000},
-		"tiny lifetime": {Interfaces: []string{"eth0"}, Handler: h, Lifetime: time.Microsecond},
+		"no interfaces": {Serve: h},
+		"no server":     {Interfaces: []string{"eth0"}},
+		"bad port":      {Interfaces: []string{"eth0"}, Serve: h, Port: 70000},
+		"tiny lifetime": {Interfaces: []string{"eth0"}, Serve: h, Lifetime: time.Microsecond},
 	} {
 		t.Run(name, func(t *testing.T) {
 			if _, err := New(cfg); err == nil {

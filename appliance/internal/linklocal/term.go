@@ -4,14 +4,12 @@ import (
 	"context"
 	"errors"
 	"net"
-	"net/http"
 	"strconv"
-	"time"
 )
 
 // term is one holding of the address: from taking it to giving it up.
 type term struct {
-	srv  *http.Server
+	stop context.CancelFunc // ends Serve
 	done chan struct{}
 	// announce is how many more renewals announce the address.
 	announce int
@@ -36,15 +34,11 @@ func (h *Holder) take() *term {
 		h.drop()
 		return nil
 	}
-	t := &term{
-		srv: &http.Server{Handler: h.cfg.Handler, ReadHeaderTimeout: 10 * time.Second,
-			ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: time.Minute},
-		done:     make(chan struct{}),
-		announce: announcements - 1,
-	}
+	ctx, stop := context.WithCancel(context.Background())
+	t := &term{stop: stop, done: make(chan struct{}), announce: announcements - 1}
 	go func() {
 		defer close(t.done)
-		if err := t.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := h.cfg.Serve(ctx, ln); err != nil && !errors.Is(err, context.Canceled) {
 			log.Error("linklocal: serving the metadata address", "addr", addr, "err", err)
 		}
 	}()
@@ -77,11 +71,7 @@ func (h *Holder) announce() {
 
 // release stops serving the address and removes it.
 func (h *Holder) release(t *term) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	defer cancel()
-	if err := t.srv.Shutdown(ctx); err != nil {
-		t.srv.Close()
-	}
+	t.stop()
 	<-t.done
 	h.drop()
 	h.cfg.Log.Info("linklocal: gave up the metadata address", "addr", Addr)
