@@ -64,7 +64,7 @@ func imagesOrFail(t T, imgs Images, missing bool, err error) Images {
 	t.Helper()
 	switch {
 	case missing:
-		unavailable(t, err.Error())
+		Unavailable(t, err.Error())
 	case err != nil:
 		t.Fatal(err)
 	}

@@ -64,12 +64,12 @@ func Require(t T, what ...string) {
 		}
 	}
 	if len(missing) > 0 {
-		unavailable(t, strings.Join(missing, "; "))
+		Unavailable(t, strings.Join(missing, "; "))
 	}
 }
 
-// unavailable fails the test in CI and skips it elsewhere.
-func unavailable(t T, msg string) {
+// Unavailable fails the test in CI and skips it elsewhere.
+func Unavailable(t T, msg string) {
 	t.Helper()
 	if CI() {
 		t.Fatalf("lab: %s (CI is set: a missing requirement is a failure)", msg)
