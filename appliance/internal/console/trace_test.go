@@ -1,7 +1,6 @@
 package console_test
 
 import (
-	"fmt"
 	"net/http"
 	"path/filepath"
 	"regexp"
@@ -10,42 +9,12 @@ import (
 	"time"
 
 	"github.com/outposthq/outpost/appliance/internal/apptest"
+	"github.com/outposthq/outpost/appliance/internal/machinetrace/tracetest"
 	"github.com/outposthq/outpost/appliance/internal/store"
 	"github.com/outposthq/outpost/internal/tracing"
 )
 
 var t0 = time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC)
-
-// provisionSpans are the spans of one provision in trace, every phase
-// in it but the last unless whole.
-func provisionSpans(trace string, whole bool) []tracing.Span {
-	n := 0
-	at := func(name string, from, to int, attrs ...string) tracing.Span {
-		n++
-		s := tracing.Span{TraceID: trace, SpanID: fmt.Sprintf("%016x", n), Name: name, Service: "applianced", Node: "n1",
-			Start: t0.Add(time.Duration(from) * time.Second), End: t0.Add(time.Duration(to) * time.Second)}
-		if len(attrs) == 2 {
-			s.Attrs = map[string]string{attrs[0]: attrs[1]}
-		}
-		if n > 1 {
-			s.Parent = fmt.Sprintf("%016x", 1)
-		}
-		return s
-	}
-	spans := []tracing.Span{
-		at("order.place", 0, 1), at("order.apply", 2, 3), at("bmc.power_cycle", 3, 5),
-		at("dhcp.exchange", 20, 21), at("boot.fetch", 22, 30), at("agent.run", 40, 200),
-		at("action.wipe", 41, 50, tracing.AttrActionType, "disk.wipe"),
-		at("action.image", 50, 150, tracing.AttrActionType, "image.write"),
-		at("action.cfg", 150, 160, tracing.AttrActionType, "file.write"),
-		at("action.reboot", 160, 161, tracing.AttrActionType, "reboot"),
-		at("dhcp.exchange", 190, 191),
-	}
-	if whole {
-		spans = append(spans, at("metadata.get", 200, 201))
-	}
-	return spans
-}
 
 // TestMachineWaterfall: a machine's page draws the waterfall of its
 // latest workflow's trace, gathered from the site's nodes: each phase
@@ -87,7 +56,7 @@ func TestMachineWaterfall(t *testing.T) {
 		t.Error("a trace no node has spans of is drawn")
 	}
 
-	if err := spans.Add(provisionSpans(trace, false)); err != nil {
+	if err := spans.Add(tracetest.Provision(trace, t0, false)); err != nil {
 		t.Fatal(err)
 	}
 	body := page("m1")
@@ -95,7 +64,7 @@ func TestMachineWaterfall(t *testing.T) {
 		!strings.Contains(body, "no first boot to metadata yet") {
 		t.Errorf("a trace still filling in is not drawn as such:\n%s", section(body, "waterfall"))
 	}
-	if err := spans.Add(provisionSpans(trace, true)); err != nil {
+	if err := spans.Add(tracetest.Provision(trace, t0, true)); err != nil {
 		t.Fatal(err)
 	}
 	body = page("m1")

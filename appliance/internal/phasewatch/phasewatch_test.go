@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/outposthq/outpost/appliance/internal/machinetrace/tracetest"
 	"github.com/outposthq/outpost/internal/testwait"
 	"github.com/outposthq/outpost/internal/tracing"
 )
@@ -21,25 +22,7 @@ var t0 = time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC)
 func traceID(n int) string { return fmt.Sprintf("%032x", n+1) }
 
 // fullTrace is the spans of one provision, every phase in it.
-func fullTrace(trace string) []tracing.Span {
-	at := func(name string, from, to int, attrs ...string) tracing.Span {
-		s := tracing.Span{TraceID: trace, SpanID: fmt.Sprintf("%016x", from*100+to+1), Name: name, Service: "x",
-			Start: t0.Add(time.Duration(from) * time.Second), End: t0.Add(time.Duration(to) * time.Second)}
-		if len(attrs) == 2 {
-			s.Attrs = map[string]string{attrs[0]: attrs[1]}
-		}
-		return s
-	}
-	return []tracing.Span{
-		at("order.place", 0, 1), at("order.apply", 2, 3), at("bmc.power_cycle", 3, 5),
-		at("dhcp.exchange", 20, 21), at("boot.fetch", 22, 30), at("agent.run", 40, 200),
-		at("action.wipe", 41, 50, tracing.AttrActionType, "disk.wipe"),
-		at("action.image", 50, 150, tracing.AttrActionType, "image.write"),
-		at("action.cfg", 150, 160, tracing.AttrActionType, "file.write"),
-		at("action.reboot", 160, 161, tracing.AttrActionType, "reboot"),
-		at("dhcp.exchange", 190, 191), at("metadata.get", 200, 201),
-	}
-}
+func fullTrace(trace string) []tracing.Span { return tracetest.Provision(trace, t0, true) }
 
 // TestMetrics: a provision's phases are observed once, when its trace
 // holds the first boot's metadata request.

@@ -8,6 +8,7 @@ package tracetest
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
 	"testing"
 	"time"
@@ -95,4 +96,36 @@ func (r *Recorder) Named(t testing.TB, tp, name string) []tracing.Span {
 // names.
 func SpanID(tp string) string {
 	return trace.SpanContextFromContext(tracing.WithRemoteParent(context.Background(), tp)).SpanID().String()
+}
+
+// Provision is the spans of one provision in trace, from t0: every phase
+// of it, the last (the installed OS's metadata request) only if whole.
+// Each span but the first is the first's child.
+func Provision(trace string, t0 time.Time, whole bool) []tracing.Span {
+	n := 0
+	at := func(name string, from, to int, attrs ...string) tracing.Span {
+		n++
+		s := tracing.Span{TraceID: trace, SpanID: fmt.Sprintf("%016x", n), Name: name, Service: "applianced", Node: "n1",
+			Start: t0.Add(time.Duration(from) * time.Second), End: t0.Add(time.Duration(to) * time.Second)}
+		if len(attrs) == 2 {
+			s.Attrs = map[string]string{attrs[0]: attrs[1]}
+		}
+		if n > 1 {
+			s.Parent = fmt.Sprintf("%016x", 1)
+		}
+		return s
+	}
+	spans := []tracing.Span{
+		at("order.place", 0, 1), at("order.apply", 2, 3), at("bmc.power_cycle", 3, 5),
+		at("dhcp.exchange", 20, 21), at("boot.fetch", 22, 30), at("agent.run", 40, 200),
+		at("action.wipe", 41, 50, tracing.AttrActionType, "disk.wipe"),
+		at("action.image", 50, 150, tracing.AttrActionType, "image.write"),
+		at("action.cfg", 150, 160, tracing.AttrActionType, "file.write"),
+		at("action.reboot", 160, 161, tracing.AttrActionType, "reboot"),
+		at("dhcp.exchange", 190, 191),
+	}
+	if whole {
+		spans = append(spans, at("metadata.get", 200, 201))
+	}
+	return spans
 }
