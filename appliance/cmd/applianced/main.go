@@ -13,10 +13,10 @@ import (
 // gcPercent is applianced's garbage collection target unless GOGC sets
 // one. Its live heap is small (a few MB for thousands of machines), so
 // at Go's default of 100 the collector runs every hundred or so store
-// commits and is the largest single cost of one: with 400, a one-node
-// machine put runs about a third fewer instructions (callgrind over
-// `go test -bench Commit ./appliance/internal/cluster/`), and the heap
-// stays within a few times the live one.
+// commits and is the largest single cost of one (count a one-node
+// machine put's instructions with valgrind --tool=callgrind over
+// `go test -bench Commit ./appliance/internal/cluster/`, GOGC=100 and
+// 400); with 400 the heap stays within a few times the live one.
 const gcPercent = 400
 
 func main() {
