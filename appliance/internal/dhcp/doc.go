@@ -19,7 +19,10 @@
 //     moves (a subnet, a machine's interfaces or an operator's lease delete).
 //   - Nothing on the packet path waits on anything but the local Raft
 //     commit: no pings, no DNS. Packets are read by one goroutine per socket
-//     and handled by a bounded pool of workers; when the pool is full,
+//     and decided by a small pool of workers (a few per CPU), which never
+//     wait for a commit: a REQUEST's lease is committed in a goroutine of
+//     its own, bounded in number (Config.Commits), which sends the ACK
+//     when the commit lands. When the queue or the commits are full,
 //     packets are dropped (the client retransmits) rather than queued
 //     without bound.
 //   - Tracing adds no store read to the packet path: a known machine's

@@ -32,18 +32,88 @@ type request struct {
 	trace machinetrace.Trace
 }
 
+// answerFunc sends a reply (nil: none is due) to dst.
+type answerFunc func(reply *dhcpv4.DHCPv4, dst net.Addr)
+
+// goFunc runs a lease's commit and what follows it without the caller
+// waiting, or reports false when too many are in flight already.
+type goFunc func(run func()) bool
+
 // handle answers one request, received on in (sent to in's own address
-// when unicast). It returns nil when no answer is due.
+// when unicast), and returns the answer: nil when none is due. A
+// REQUEST's lease is committed before it returns.
 func (s *Server) handle(ctx context.Context, msg *dhcpv4.DHCPv4, in *iface, unicast bool) (*dhcpv4.DHCPv4, net.Addr) {
+	var reply *dhcpv4.DHCPv4
+	var dst net.Addr
+	s.dispatch(ctx, msg, in, unicast, nil, func(r *dhcpv4.DHCPv4, d net.Addr) { reply, dst = r, d })
+	return reply, dst
+}
+
+// dispatch answers one request through answer. With async set, a
+// REQUEST's lease is committed in what async runs, which answers when the
+// commit lands: the caller goes on to the next packet meanwhile. Without,
+// dispatch returns once the request is answered.
+func (s *Server) dispatch(ctx context.Context, msg *dhcpv4.DHCPv4, in *iface, unicast bool, async goFunc, answer answerFunc) {
+	r := s.prepare(ctx, msg, in, unicast)
+	if r == nil {
+		return
+	}
+	if s.cfg.Proxy {
+		answer(s.proxy(ctx, r))
+		return
+	}
+	ctx, endSpan := s.traceExchange(ctx, r)
+	done := func(reply *dhcpv4.DHCPv4) {
+		endSpan(reply)
+		if reply == nil {
+			return
+		}
+		r.log.Debug("dhcp: answered", "reply", reply.MessageType().String(), "yiaddr", reply.YourIPAddr)
+		answer(reply, destination(msg, reply))
+	}
+	switch msg.MessageType() {
+	case dhcpv4.MessageTypeDiscover:
+		done(s.discover(r))
+	case dhcpv4.MessageTypeRequest:
+		reply, l := s.request(r)
+		if l == nil {
+			done(reply)
+			return
+		}
+		commit := func() { done(s.commitRequest(ctx, r, l)) }
+		if async == nil {
+			commit()
+		} else if !async(commit) {
+			dropped.Inc()
+			endSpan(nil)
+		}
+	case dhcpv4.MessageTypeRelease:
+		s.release(ctx, r)
+		done(nil)
+	case dhcpv4.MessageTypeDecline:
+		s.decline(ctx, r)
+		done(nil)
+	case dhcpv4.MessageTypeInform:
+		done(s.inform(r))
+	default:
+		r.log.Debug("dhcp: message type not handled")
+		done(nil)
+	}
+}
+
+// prepare checks msg and reads what answering it needs: the client's
+// machine, its trace and its subnet's pool. It returns nil for a request
+// that gets no answer.
+func (s *Server) prepare(ctx context.Context, msg *dhcpv4.DHCPv4, in *iface, unicast bool) *request {
 	if msg.OpCode != dhcpv4.OpcodeBootRequest || msg.HWType != iana.HWTypeEthernet || len(msg.ClientHWAddr) != 6 {
 		s.log.Debug("dhcp: not an Ethernet BOOTREQUEST", "interface", in.name)
-		return nil, nil
+		return nil
 	}
 	r := &request{msg: msg, in: in, unicast: unicast, mac: msg.ClientHWAddr.String()}
-	r.log = s.log.With("mac", r.mac, "xid", msg.TransactionID.String(), "type", msg.MessageType().String())
+	r.log = requestLogger(s.log, slog.String("mac", r.mac), slog.Any("xid", xidValue(msg.TransactionID)), slog.Any("type", typeValue(msg.MessageType())))
 	r.log.Debug("dhcp: received", "interface", in.name, "giaddr", msg.GatewayIPAddr)
 	if s.cfg.Proxy {
-		return s.proxy(ctx, r)
+		return r
 	}
 	// One read of the store per packet: the IPAM generation, the
 	// client's machine and (from it, cached per version) its trace.
@@ -55,40 +125,19 @@ func (s *Server) handle(ctx context.Context, msg *dhcpv4.DHCPv4, in *iface, unic
 		return nil
 	}); err != nil {
 		r.log.Error("dhcp: read store", "err", err)
-		return nil, nil
+		return nil
 	}
 	ps, err := s.current(gen)
 	if err != nil {
 		r.log.Error("dhcp: address pools", "err", err)
-		return nil, nil
+		return nil
 	}
 	r.pool = s.subnetFor(ps, r)
 	if r.pool == nil {
 		r.log.Debug("dhcp: no subnet served for this request", "giaddr", msg.GatewayIPAddr, "interface", in.name)
-		return nil, nil
+		return nil
 	}
-	ctx, endSpan := s.traceExchange(ctx, r)
-	var reply *dhcpv4.DHCPv4
-	defer func() { endSpan(reply) }()
-	switch msg.MessageType() {
-	case dhcpv4.MessageTypeDiscover:
-		reply = s.discover(r)
-	case dhcpv4.MessageTypeRequest:
-		reply = s.request(ctx, r)
-	case dhcpv4.MessageTypeRelease:
-		s.release(ctx, r)
-	case dhcpv4.MessageTypeDecline:
-		s.decline(ctx, r)
-	case dhcpv4.MessageTypeInform:
-		reply = s.inform(r)
-	default:
-		r.log.Debug("dhcp: message type not handled")
-	}
-	if reply == nil {
-		return nil, nil
-	}
-	r.log.Debug("dhcp: answered", "reply", reply.MessageType().String(), "yiaddr", reply.YourIPAddr)
-	return reply, destination(msg, reply)
+	return r
 }
 
 // machineTrace is r's machine's trace; none if it has none or the
@@ -160,26 +209,28 @@ func requestedAddr(msg *dhcpv4.DHCPv4) netip.Addr {
 	return a
 }
 
-func (s *Server) request(ctx context.Context, r *request) *dhcpv4.DHCPv4 {
+// request decides a REQUEST: its answer (a NAK, or nil for silence), or
+// the lease to commit before it is ACKed.
+func (s *Server) request(r *request) (*dhcpv4.DHCPv4, *store.Lease) {
 	if sid := r.msg.ServerIdentifier().To4(); sid != nil && !sid.Equal(r.in.addr.AsSlice()) {
 		// The client took another server's offer.
 		r.log.Debug("dhcp: request for another server", "server_id", sid)
-		return nil
+		return nil, nil
 	}
 	ip := requestedAddr(r.msg)
 	if !ip.IsValid() || ip.IsUnspecified() || !r.pool.prefix.Contains(ip) {
-		return s.nak(r, "requested address is not on this subnet")
+		return s.nak(r, "requested address is not on this subnet"), nil
 	}
 	m := r.machine
 	if m == nil && !r.pool.subnet.Discovery {
 		// Not ours to answer, as for its DISCOVER: another server may
 		// serve unknown clients on this network.
 		r.log.Debug("dhcp: request from an unknown machine ignored", "subnet", r.pool.subnet.Name)
-		return nil
+		return nil, nil
 	}
 	now := s.now()
 	if err := r.pool.alloc.Check(r.mac, ip, now); err != nil {
-		return s.nak(r, err.Error())
+		return s.nak(r, err.Error()), nil
 	}
 	l := &store.Lease{
 		IP: ip.String(), MAC: r.mac, Subnet: r.pool.subnet.Name, State: store.LeaseActive,
@@ -191,6 +242,13 @@ func (s *Server) request(ctx context.Context, r *request) *dhcpv4.DHCPv4 {
 			l.Hostname = m.Hostname
 		}
 	}
+	return nil, l
+}
+
+// commitRequest commits a REQUEST's lease and returns its ACK, a NAK if
+// the site refused the address, or nil (silence: the client retransmits)
+// if the commit's outcome is not known.
+func (s *Server) commitRequest(ctx context.Context, r *request, l *store.Lease) *dhcpv4.DHCPv4 {
 	// The site puts a known machine's new lease on its timeline (not
 	// renewals, which come every half lease).
 	if _, err := s.cfg.Leases.CommitLease(ctx, l); err != nil {
@@ -199,12 +257,12 @@ func (s *Server) request(ctx context.Context, r *request) *dhcpv4.DHCPv4 {
 			return s.nak(r, err.Error())
 		}
 		// No leader, a timeout: stay silent; the client retransmits.
-		r.log.Warn("dhcp: lease not committed", "ip", ip, "err", err)
+		r.log.Warn("dhcp: lease not committed", "ip", l.IP, "err", err)
 		return nil
 	}
 	s.observe(r, l)
-	r.log.Info("dhcp: lease", "ip", ip, "machine", l.MachineID, "expires", l.Expires)
-	return s.reply(r, dhcpv4.MessageTypeAck, ip, m)
+	r.log.Info("dhcp: lease", "ip", l.IP, "machine", l.MachineID, "expires", l.Expires)
+	return s.reply(r, dhcpv4.MessageTypeAck, netip.MustParseAddr(l.IP), r.machine)
 }
 
 // observe tells the allocator about a lease this node committed. The
@@ -272,14 +330,10 @@ func (s *Server) inform(r *request) *dhcpv4.DHCPv4 {
 
 func (s *Server) nak(r *request, why string) *dhcpv4.DHCPv4 {
 	r.log.Info("dhcp: NAK", "reason", why)
-	reply, err := dhcpv4.NewReplyFromRequest(r.msg,
+	reply := newReply(r.msg,
 		dhcpv4.WithMessageType(dhcpv4.MessageTypeNak),
 		dhcpv4.WithOption(dhcpv4.OptServerIdentifier(r.in.addr.AsSlice())),
 		dhcpv4.WithOption(dhcpv4.OptMessage(why)),
 	)
-	if err != nil {
-		return nil
-	}
-	echoRelayInfo(r.msg, reply)
 	return reply
 }

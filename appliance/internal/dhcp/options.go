@@ -45,13 +45,8 @@ func (s *Server) reply(r *request, typ dhcpv4.MessageType, ip netip.Addr, m *sto
 	if m != nil && m.Hostname != "" {
 		mods = append(mods, dhcpv4.WithOption(dhcpv4.OptHostName(m.Hostname)))
 	}
-	reply, err := dhcpv4.NewReplyFromRequest(r.msg, mods...)
-	if err != nil {
-		r.log.Error("dhcp: build reply", "err", err)
-		return nil
-	}
+	reply := newReply(r.msg, mods...)
 	s.addBoot(r, reply)
-	echoRelayInfo(r.msg, reply)
 	return reply
 }
 
@@ -91,14 +86,6 @@ func bootInfo(msg *dhcpv4.DHCPv4) bootRequest {
 		br.archs = append(br.archs, uint16(a))
 	}
 	return br
-}
-
-// echoRelayInfo copies option 82 (relay agent information) back, as RFC
-// 3046 requires of a server answering through a relay.
-func echoRelayInfo(req, reply *dhcpv4.DHCPv4) {
-	if raw := req.GetOneOption(dhcpv4.OptionRelayAgentInformation); raw != nil {
-		reply.UpdateOption(dhcpv4.Option{Code: dhcpv4.OptionRelayAgentInformation, Value: dhcpv4.OptionGeneric{Data: raw}})
-	}
 }
 
 // metadataAddr is the metadata service's link-local address, which the

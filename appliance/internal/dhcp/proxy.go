@@ -34,16 +34,12 @@ func (s *Server) proxy(ctx context.Context, r *request) (reply *dhcpv4.DHCPv4, d
 	}
 	_, endSpan := s.traceExchange(ctx, r)
 	defer func() { endSpan(reply) }()
-	reply, err = dhcpv4.NewReplyFromRequest(r.msg,
+	reply = newReply(r.msg,
 		dhcpv4.WithMessageType(typ),
 		dhcpv4.WithServerIP(r.in.addr.AsSlice()),
 		dhcpv4.WithOption(dhcpv4.OptServerIdentifier(r.in.addr.AsSlice())),
 		dhcpv4.WithYourIP(net.IPv4zero),
 	)
-	if err != nil {
-		r.log.Error("dhcp: build proxy reply", "err", err)
-		return nil, nil
-	}
 	s.addBoot(r, reply)
 	if reply.ClassIdentifier() == "" {
 		// A proxyDHCP reply carries option 60 "PXEClient", as the PXE
@@ -52,7 +48,6 @@ func (s *Server) proxy(ctx context.Context, r *request) (reply *dhcpv4.DHCPv4, d
 		// it otherwise.
 		reply.UpdateOption(dhcpv4.OptClassIdentifier("PXEClient"))
 	}
-	echoRelayInfo(r.msg, reply)
 	if r.in.port == 4011 {
 		return reply, r.peerOr4011()
 	}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -42,10 +43,16 @@ type Config struct {
 	// ReclaimAfter is how long an ended lease is kept (sticky for its
 	// client) before the leader deletes it; 24h if zero.
 	ReclaimAfter time.Duration
-	// Workers bounds the packets handled at once; 256 if zero. Most of a
-	// worker's time is spent waiting for its lease to commit, and waiting
-	// workers share one group commit, so many are cheap.
+	// Workers bounds the packets decoded and decided at once; twice
+	// GOMAXPROCS if zero. A worker does not wait for a lease's commit
+	// (see Commits), so it is busy only while it computes.
 	Workers int
+	// Commits bounds the leases of REQUESTs being committed at once; 1024
+	// if zero. Each is a goroutine that sends the ACK when its commit
+	// lands; commits in flight share the node's group commit, so many
+	// are cheap. A REQUEST that finds every one taken is dropped (the
+	// client retransmits).
+	Commits int
 	// Leader says whether this node leads its site.
 	Leader Leader
 	// Leases commits leases.
@@ -91,6 +98,10 @@ type Server struct {
 	pools     atomic.Pointer[poolSet]
 	rebuildMu sync.Mutex
 	work      chan packet
+	// commits holds a token per lease commit in flight (Config.Commits);
+	// committing counts their goroutines, which Serve waits for.
+	commits    chan struct{}
+	committing sync.WaitGroup
 
 	traces    *machinetrace.Index
 	exchanges exchanges
@@ -135,9 +146,13 @@ func New(cfg Config) (*Server, error) {
 		cfg.ReclaimAfter = 24 * time.Hour
 	}
 	if cfg.Workers == 0 {
-		cfg.Workers = 256
+		cfg.Workers = 2 * runtime.GOMAXPROCS(0)
 	}
-	s := &Server{cfg: cfg, db: cfg.Store, log: cfg.Log, now: cfg.Now, work: make(chan packet, cfg.Workers*4)}
+	if cfg.Commits == 0 {
+		cfg.Commits = 1024
+	}
+	s := &Server{cfg: cfg, db: cfg.Store, log: cfg.Log, now: cfg.Now, work: make(chan packet, 1024),
+		commits: make(chan struct{}, cfg.Commits)}
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -235,6 +250,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	readers.Wait()
 	close(s.work)
 	wg.Wait()
+	s.committing.Wait()
 	return nil
 }
 
@@ -276,11 +292,31 @@ func (s *Server) serveOne(ctx context.Context, p packet) {
 		malformed.Inc()
 		return
 	}
-	reply, dst := s.handle(ctx, req, p.in, p.unicast)
-	if reply == nil {
-		return
+	s.dispatch(ctx, req, p.in, p.unicast, s.goCommit, func(reply *dhcpv4.DHCPv4, dst net.Addr) {
+		if reply == nil {
+			return
+		}
+		if _, err := p.in.conn.WriteTo(reply.ToBytes(), dst); err != nil && ctx.Err() == nil {
+			s.log.Warn("dhcp: send reply", "interface", p.in.name, "to", dst, "err", err)
+		}
+	})
+}
+
+// goCommit runs a lease's commit in a goroutine of its own, unless
+// Config.Commits are in flight already.
+func (s *Server) goCommit(run func()) bool {
+	select {
+	case s.commits <- struct{}{}:
+	default:
+		return false
 	}
-	if _, err := p.in.conn.WriteTo(reply.ToBytes(), dst); err != nil {
-		s.log.Warn("dhcp: send reply", "interface", p.in.name, "to", dst, "err", err)
-	}
+	s.committing.Add(1)
+	go func() {
+		defer func() {
+			<-s.commits
+			s.committing.Done()
+		}()
+		run()
+	}()
+	return true
 }
