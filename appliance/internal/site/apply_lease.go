@@ -1,10 +1,12 @@
 package site
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
+	"sync"
 	"time"
 
 	"github.com/outposthq/outpost/appliance/internal/store"
@@ -92,11 +94,16 @@ func putLease(tx *store.Tx, l *store.Lease, w store.Write) (*store.Lease, error)
 }
 
 // subnetPrefix reads only a subnet's prefix, and its CIDR as written
-// (this runs for every lease of a boot storm).
+// (this runs for every lease of a boot storm). What a subnet's stored
+// bytes say is remembered (subnetPrefixes), so a lease decodes its
+// subnet only when the subnet changed.
 func subnetPrefix(tx *store.Tx, name string) (netip.Prefix, string, error) {
 	raw := tx.Raw(&store.Subnet{}, name)
 	if raw == nil {
 		return netip.Prefix{}, "", errs.Invalid("subnet", "no subnet %q", name)
+	}
+	if p, ok := subnetPrefixes.get(name, raw); ok {
+		return p.prefix, p.cidr, nil
 	}
 	var sub struct{ CIDR string }
 	if err := json.Unmarshal(raw, &sub); err != nil {
@@ -106,5 +113,49 @@ func subnetPrefix(tx *store.Tx, name string) (netip.Prefix, string, error) {
 	if err != nil {
 		return netip.Prefix{}, "", fmt.Errorf("%w: subnet %q has CIDR %q", store.ErrCorrupt, name, sub.CIDR)
 	}
+	subnetPrefixes.put(name, raw, subnetCIDR{prefix.Masked(), sub.CIDR})
 	return prefix.Masked(), sub.CIDR, nil
+}
+
+// subnetCIDR is what subnetPrefix reads of a subnet.
+type subnetCIDR struct {
+	prefix netip.Prefix
+	cidr   string
+}
+
+// prefixCache remembers subnetPrefix's answers by subnet name and the
+// exact bytes stored: a function of the bytes alone, so every node
+// answers the same whether it remembered or decoded.
+type prefixCache struct {
+	mu      sync.Mutex
+	subnets map[string]cachedSubnet
+}
+
+type cachedSubnet struct {
+	raw []byte // a copy: bbolt's bytes live only as long as their tx
+	subnetCIDR
+}
+
+// maxCachedSubnets bounds the cache; past it, it starts again.
+const maxCachedSubnets = 1024
+
+var subnetPrefixes prefixCache
+
+func (c *prefixCache) get(name string, raw []byte) (subnetCIDR, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.subnets[name]
+	if !ok || !bytes.Equal(e.raw, raw) {
+		return subnetCIDR{}, false
+	}
+	return e.subnetCIDR, true
+}
+
+func (c *prefixCache) put(name string, raw []byte, v subnetCIDR) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.subnets == nil || len(c.subnets) >= maxCachedSubnets {
+		c.subnets = make(map[string]cachedSubnet)
+	}
+	c.subnets[name] = cachedSubnet{raw: bytes.Clone(raw), subnetCIDR: v}
 }

@@ -107,7 +107,7 @@ func (tx *Tx) UnsafePutLease(l, cur *Lease, w Write) error {
 	}
 	key := leaseMACKey(l.Subnet, l.MAC)
 	if l.State == LeaseDeclined {
-		return tx.putRaw(l, w)
+		return tx.putLeaseRecord(l, cur, w)
 	}
 	if prev := idx.Get(key); prev != nil && string(prev) != l.IP {
 		if err := tx.tx.Bucket(bucketLeases).Delete(prev); err != nil {
@@ -117,7 +117,7 @@ func (tx *Tx) UnsafePutLease(l, cur *Lease, w Write) error {
 	if err := idx.Put(key, []byte(l.IP)); err != nil {
 		return err
 	}
-	return tx.putRaw(l, w)
+	return tx.putLeaseRecord(l, cur, w)
 }
 
 func (tx *Tx) putRaw(o Object, w Write) error {

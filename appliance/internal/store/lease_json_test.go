@@ -1,0 +1,88 @@
+package store
+
+import (
+	"bytes"
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/outposthq/outpost/internal/errs"
+)
+
+// TestMarshalLease: the hand-written record is byte for byte what
+// encoding/json writes, for leases it covers and for those it leaves to
+// encoding/json.
+func TestMarshalLease(t *testing.T) {
+	t0 := time.Date(2026, 12, 7, 17, 0, 0, 123456789, time.UTC)
+	base := Lease{Meta: Meta{Version: 42, CreatedAt: t0, UpdatedAt: t0.Add(time.Second)},
+		IP: "198.18.1.7", MAC: "02:00:00:00:00:07", Subnet: "lab", State: LeaseActive, Starts: t0, Expires: t0.Add(time.Hour)}
+	tests := map[string]func(l *Lease){
+		"plain":              func(*Lease) {},
+		"machine, hostname":  func(l *Lease) { l.MachineID, l.Hostname = "m-1", "web-0001" },
+		"zero times":         func(l *Lease) { l.Meta, l.Starts, l.Expires = Meta{}, time.Time{}, time.Time{} },
+		"whole seconds":      func(l *Lease) { l.Starts = l.Starts.Truncate(time.Second) },
+		"an offset":          func(l *Lease) { l.Starts = l.Starts.In(time.FixedZone("x", -7*3600-1800)) },
+		"html in a hostname": func(l *Lease) { l.Hostname = "a<b>&c" },
+		"quote, backslash":   func(l *Lease) { l.Hostname = `a"b\c` },
+		"control byte":       func(l *Lease) { l.Hostname = "a\tb" },
+		"non-ASCII":          func(l *Lease) { l.Hostname = "hôte\u2028" },
+		"invalid UTF-8":      func(l *Lease) { l.Hostname = "a\xffb" },
+		"year 10000":         func(l *Lease) { l.Expires = time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC) },
+		"an offset of a day": func(l *Lease) { l.Starts = l.Starts.In(time.FixedZone("y", 24*3600)) },
+	}
+	for name, change := range tests {
+		t.Run(name, func(t *testing.T) {
+			l := base
+			change(&l)
+			want, wantErr := json.Marshal(&l)
+			got, err := marshalLease(&l)
+			if (err != nil) != (wantErr != nil) {
+				t.Fatalf("marshalLease error %v, encoding/json's %v", err, wantErr)
+			}
+			if !bytes.Equal(got, want) {
+				t.Errorf("marshalLease:\n got %s\nwant %s", got, want)
+			}
+		})
+	}
+}
+
+// TestPutLeaseRecord: the lease's record keeps its creation time, checks
+// the version expected, and is the generic path's when the caller's cur
+// is not what is stored.
+func TestPutLeaseRecord(t *testing.T) {
+	db, err := Open(t.TempDir() + "/s.db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	t0 := time.Date(2026, 12, 7, 17, 0, 0, 0, time.UTC)
+	l := &Lease{IP: "198.18.1.7", MAC: "02:00:00:00:00:07", Subnet: "lab", State: LeaseActive, Starts: t0, Expires: t0.Add(time.Hour)}
+	update := func(f func(tx *Tx) error) error { return db.Update(f) }
+	if err := update(func(tx *Tx) error { return tx.UnsafePutLease(l, nil, Write{Index: 5, Time: t0}) }); err != nil {
+		t.Fatal(err)
+	}
+	var cur *Lease
+	_ = db.View(func(tx *Tx) error { cur, err = Get[Lease](tx, l.IP); return err })
+	if err != nil || cur.Version != 5 || !cur.CreatedAt.Equal(t0) {
+		t.Fatalf("stored %+v, %v", cur, err)
+	}
+	renewed := *l
+	renewed.Expires = t0.Add(2 * time.Hour)
+	t1 := t0.Add(time.Minute)
+	err = update(func(tx *Tx) error { return tx.UnsafePutLease(&renewed, cur, Write{Index: 9, Expect: 4, Time: t1}) })
+	if e, ok := errs.AsError(err); !ok || e.Code != errs.CodeConflict {
+		t.Fatalf("put expecting version 4 of a lease at 5: %v, want a conflict", err)
+	}
+	err = update(func(tx *Tx) error { return tx.UnsafePutLease(&renewed, nil, Write{Index: 9, Expect: 4, Time: t1}) })
+	if e, ok := errs.AsError(err); !ok || e.Code != errs.CodeConflict {
+		t.Fatalf("put expecting version 4 without the stored lease: %v, want a conflict", err)
+	}
+	if err := update(func(tx *Tx) error { return tx.UnsafePutLease(&renewed, cur, Write{Index: 9, Expect: 5, Time: t1}) }); err != nil {
+		t.Fatal(err)
+	}
+	var got *Lease
+	_ = db.View(func(tx *Tx) error { got, err = Get[Lease](tx, l.IP); return err })
+	if err != nil || got.Version != 9 || !got.CreatedAt.Equal(t0) || !got.UpdatedAt.Equal(t1) || !got.Expires.Equal(renewed.Expires) {
+		t.Errorf("renewed: %+v, %v", got, err)
+	}
+}
