@@ -3,9 +3,11 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"log/slog"
 	"math"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -88,7 +90,11 @@ func runDHCPBench(ctx context.Context, log *slog.Logger, name string, body func(
 		return err
 	}
 	defer os.RemoveAll(dir)
-	applianced, err := buildApplianced(ctx, dir)
+	var flags []string
+	if dhcpPprof != "" {
+		flags = []string{"-tags", "pprof"}
+	}
+	applianced, err := buildApplianced(ctx, dir, flags...)
 	if err != nil {
 		return err
 	}
@@ -101,7 +107,7 @@ func runDHCPBench(ctx context.Context, log *slog.Logger, name string, body func(
 func dhcpServers(ctx context.Context, log *slog.Logger, bn *sim.Net, dir string, tools map[string]string, applianced string) error {
 	contenders := []dhcpContender{
 		{"outpost", func(ctx context.Context, dir string) (dhcpServer, error) {
-			return startOutpostDHCP(ctx, bn, dir, applianced, benchSite, "info")
+			return startProfiledDHCP(ctx, bn, dir, applianced)
 		}},
 		{"kea", func(_ context.Context, dir string) (dhcpServer, error) {
 			return startKea(bn.Server, sim.ServerIface, dir, tools["kea-dhcp4"])
@@ -256,4 +262,54 @@ func maxDeviationPct(series ...[]float64) float64 {
 		}
 	}
 	return worst
+}
+
+// dhcpPprof is -dhcp-pprof: where dhcp.dora keeps a CPU profile of
+// applianced over each of its runs (built with -tags pprof then).
+var dhcpPprof string
+
+func init() {
+	flag.StringVar(&dhcpPprof, "dhcp-pprof", "", "directory where dhcp.dora writes a CPU profile of applianced over each run (applianced is then built with -tags pprof)")
+}
+
+// dhcpPprofAddr is where a profiled applianced serves its profiles, in
+// the server namespace.
+const dhcpPprofAddr = "127.0.0.1:6061"
+
+// profiledDHCP is dhcp.dora's applianced with, under -dhcp-pprof, a CPU
+// profile from its start to its stop.
+type profiledDHCP struct {
+	*benchProc
+	prof *profiler
+	run  int
+}
+
+// dhcpProfiles counts the profiled runs, to name their files.
+var dhcpProfiles int
+
+// startProfiledDHCP starts dhcp.dora's applianced; under -dhcp-pprof it
+// profiles the CPU until the server is stopped.
+func startProfiledDHCP(ctx context.Context, bn *sim.Net, dir, applianced string) (dhcpServer, error) {
+	if dhcpPprof == "" {
+		return startOutpostDHCP(ctx, bn, dir, applianced, benchSite, "info")
+	}
+	prof := &profiler{name: "applianced", addr: dhcpPprofAddr, dir: dhcpPprof,
+		httpc: &http.Client{Transport: &http.Transport{DialContext: bn.Server.DialContext}}}
+	p, err := startOutpostDHCPEnv(ctx, bn, dir, applianced, benchSite, "info", prof.env())
+	if err != nil {
+		return nil, err
+	}
+	if err := prof.startCPU(ctx); err != nil {
+		p.stop()
+		return nil, err
+	}
+	dhcpProfiles++
+	return &profiledDHCP{benchProc: p, prof: prof, run: dhcpProfiles}, nil
+}
+
+func (p *profiledDHCP) stop() {
+	if err := p.prof.stopCPU(context.Background(), fmt.Sprintf("-dora%d", p.run)); err != nil {
+		fmt.Fprintf(os.Stderr, "outpost-bench: dhcp: %v\n", err)
+	}
+	p.benchProc.stop()
 }

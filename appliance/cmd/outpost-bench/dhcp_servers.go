@@ -57,11 +57,17 @@ func outpostArgs(dir, id string, site outpostSite, level string) ([]string, erro
 // startOutpostDHCP runs a single-node applianced serving DHCP on site's
 // interface, and gives it site's subnet.
 func startOutpostDHCP(ctx context.Context, bn *sim.Net, dir, bin string, site outpostSite, level string) (*benchProc, error) {
+	return startOutpostDHCPEnv(ctx, bn, dir, bin, site, level, nil)
+}
+
+// startOutpostDHCPEnv is startOutpostDHCP with env added to applianced's
+// environment.
+func startOutpostDHCPEnv(ctx context.Context, bn *sim.Net, dir, bin string, site outpostSite, level string, env []string) (*benchProc, error) {
 	args, err := outpostArgs(dir, "bench", site, level)
 	if err != nil {
 		return nil, err
 	}
-	p, err := startProc(bn.Server, filepath.Join(dir, "applianced.log"), nil, bin, args...)
+	p, err := startProc(bn.Server, filepath.Join(dir, "applianced.log"), env, bin, args...)
 	if err != nil {
 		return nil, err
 	}
