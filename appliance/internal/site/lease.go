@@ -105,14 +105,15 @@ func decodeLeaseCommit(p []byte) (*store.Lease, error) {
 
 // formatMAC writes 6 bytes as a MAC in the store's canonical form.
 func formatMAC(b []byte) string {
-	var sb strings.Builder
+	const digits = "0123456789abcdef"
+	out := make([]byte, 0, 3*len(b))
 	for i, c := range b {
 		if i > 0 {
-			sb.WriteByte(':')
+			out = append(out, ':')
 		}
-		sb.WriteString(hex.EncodeToString([]byte{c}))
+		out = append(out, digits[c>>4], digits[c&0xf])
 	}
-	return sb.String()
+	return string(out)
 }
 
 // unixNano is t in Unix nanoseconds, 0 for the zero time (which has none).
