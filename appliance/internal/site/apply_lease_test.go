@@ -218,3 +218,24 @@ func TestCommitLeaseEvent(t *testing.T) {
 		return nil
 	})
 }
+
+// TestCommitLeaseFollowsItsSubnet: a lease is checked against its subnet
+// as stored now, however often the subnet was read before (subnetPrefix
+// remembers it by its bytes): moved to another prefix, the subnet
+// refuses what it held and takes what it now holds.
+func TestCommitLeaseFollowsItsSubnet(t *testing.T) {
+	const mac = "aa:bb:cc:00:00:01"
+	hour := t0.Add(time.Hour)
+	e := newEnv(t)
+	sub := sampleSubnet("lab")
+	e.applyOK(1, PutSubnet, Put[store.Subnet]{Object: sub, Time: t0})
+	e.applyOK(2, CommitLease, lease("198.18.0.100", mac, store.LeaseActive, hour))
+	moved := sampleSubnet("lab")
+	moved.CIDR, moved.Gateway, moved.Pools = "198.19.0.0/24", "198.19.0.1", []store.Range{{Start: "198.19.0.100", End: "198.19.0.200"}}
+	moved.DNS, moved.Reserved = nil, nil
+	e.applyOK(3, PutSubnet, Put[store.Subnet]{Object: moved, Time: t0})
+	if r := e.applyCmd(4, CommitLease, lease("198.18.0.101", mac, store.LeaseActive, hour)); errCode(r) != errs.CodeInvalid {
+		t.Errorf("a lease in the subnet's old prefix: %+v (err %v), want an invalid refusal", r, r.Err)
+	}
+	e.applyOK(5, CommitLease, lease("198.19.0.100", mac, store.LeaseActive, hour))
+}
