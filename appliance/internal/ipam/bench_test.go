@@ -127,3 +127,37 @@ func BenchmarkStats(b *testing.B) {
 		a.Stats(t0)
 	}
 }
+
+// BenchmarkOfferAsThePoolFills measures a new client's offer on the /16
+// with 0, 50,000 and 65,000 of its 65,521 addresses leased: choosing an
+// address must not cost more as the pool fills (the never-used set is a
+// bitset tree, the used ones a heap). Each offer is withdrawn (the
+// address observed released again) so the fill stays put.
+func BenchmarkOfferAsThePoolFills(b *testing.B) {
+	for _, leased := range []int{0, 50_000, 65_000} {
+		b.Run(fmt.Sprintf("leased=%d", leased), func(b *testing.B) {
+			s, all, macs := big(b, t0.Add(time.Hour))
+			leases := all[:min(leased, len(all))]
+			start := u32(ip("10.0.0.10"))
+			for i := len(all); i < leased; i++ {
+				leases = append(leases, Lease{IP: addr(start + uint32(i)), MAC: macs[i], State: Active, Expires: t0.Add(time.Hour)})
+			}
+			a, err := New(s, nil, leases, t0)
+			if err != nil {
+				b.Fatal(err)
+			}
+			i := 100_000
+			for b.Loop() {
+				mac := macs[i%len(macs)]
+				i++
+				got, err := a.Offer(mac, netip.Addr{}, t0, t0.Add(10*time.Second))
+				if err != nil {
+					b.Fatal(err)
+				}
+				if err := a.Observe(Lease{IP: got, MAC: mac, State: Released, Expires: t0}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
