@@ -54,7 +54,7 @@ func (s *Server) handle(ctx context.Context, msg *dhcpv4.DHCPv4, in *iface, unic
 // commit lands: the caller goes on to the next packet meanwhile. Without,
 // dispatch returns once the request is answered.
 func (s *Server) dispatch(ctx context.Context, msg *dhcpv4.DHCPv4, in *iface, unicast bool, async goFunc, answer answerFunc) {
-	r := s.prepare(ctx, msg, in, unicast)
+	r := s.prepare(msg, in, unicast)
 	if r == nil {
 		return
 	}
@@ -104,7 +104,7 @@ func (s *Server) dispatch(ctx context.Context, msg *dhcpv4.DHCPv4, in *iface, un
 // prepare checks msg and reads what answering it needs: the client's
 // machine, its trace and its subnet's pool. It returns nil for a request
 // that gets no answer.
-func (s *Server) prepare(ctx context.Context, msg *dhcpv4.DHCPv4, in *iface, unicast bool) *request {
+func (s *Server) prepare(msg *dhcpv4.DHCPv4, in *iface, unicast bool) *request {
 	if msg.OpCode != dhcpv4.OpcodeBootRequest || msg.HWType != iana.HWTypeEthernet || len(msg.ClientHWAddr) != 6 {
 		s.log.Debug("dhcp: not an Ethernet BOOTREQUEST", "interface", in.name)
 		return nil
