@@ -103,3 +103,15 @@ func TestDecodeAheadBadPayload(t *testing.T) {
 		})
 	}
 }
+
+// TestMACList: macList writes what jsonList writes, by hand or not.
+func TestMACList(t *testing.T) {
+	for _, macs := range [][]string{
+		nil, {}, {"02:00:00:00:00:01"}, {"02:00:00:00:00:01", "aa:bb:cc:dd:ee:ff"},
+		{"02-00-00-00-00-01"}, {"02:00:00:00:00:01", "AA:BB:CC:DD:EE:FF"}, {"<script>"}, {"02:00:00:00:00:0g"},
+	} {
+		if got, want := macList(macs), jsonList(macs); got != want {
+			t.Errorf("macList(%q) = %s, want %s", macs, got, want)
+		}
+	}
+}
