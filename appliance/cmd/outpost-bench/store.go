@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"slices"
 	"sync"
 	"syscall"
@@ -26,6 +27,11 @@ import (
 // entry: the costly shape for a B+tree) and an event append (sequential
 // keys: what a boot storm mostly writes).
 func benchStore(ctx context.Context, log *slog.Logger, d time.Duration) error {
+	// The nodes run in this process, so they collect garbage as it does:
+	// as applianced does (its gcPercent), unless GOGC says otherwise.
+	if os.Getenv("GOGC") == "" {
+		defer debug.SetGCPercent(debug.SetGCPercent(appliancedGCPercent))
+	}
 	for _, nodes := range benchNodes {
 		for _, kind := range []string{"machine", "event"} {
 			if err := benchCommit(ctx, log, nodes, benchWriters, kind, d); err != nil {
@@ -96,8 +102,8 @@ func benchCommit(ctx context.Context, log *slog.Logger, nodes, writers int, kind
 	rate := float64(len(lats)) / d.Seconds()
 	p99 := lats[len(lats)*99/100]
 	per := after.sub(before).per(len(lats))
-	fmt.Printf("BENCH store.commit nodes=%d writers=%d rate=%.0f/s p99=%.2fms kind=%s writes=%d fsync=on cpu_us_per_write=%.1f allocs_per_write=%.0f alloc_bytes_per_write=%.0f gc_cycles=%d\n",
-		nodes, writers, rate, float64(p99.Microseconds())/1000, kind, len(lats), per.cpuMicros, per.allocs, per.bytes, after.gcs-before.gcs)
+	fmt.Printf("BENCH store.commit nodes=%d writers=%d rate=%.0f/s p99=%.2fms kind=%s writes=%d fsync=on cpu_us_per_write=%.1f allocs_per_write=%.0f alloc_bytes_per_write=%.0f gc_cycles=%d gc_percent=%d\n",
+		nodes, writers, rate, float64(p99.Microseconds())/1000, kind, len(lats), per.cpuMicros, per.allocs, per.bytes, after.gcs-before.gcs, gcPercent())
 	return nil
 }
 
@@ -246,7 +252,19 @@ func freeAddr() (string, error) {
 	return l.Addr().String(), nil
 }
 
+// appliancedGCPercent is applianced's garbage collection target
+// (appliance/cmd/applianced: gcPercent), which the store benchmark runs
+// its in-process nodes with.
+const appliancedGCPercent = 400
+
 // benchNodes are the cluster sizes benchStore measures.
 var benchNodes = []int{1, 3}
 
 var benchWriters = 64
+
+// gcPercent is the process's garbage collection target.
+func gcPercent() int {
+	p := debug.SetGCPercent(100)
+	debug.SetGCPercent(p)
+	return p
+}

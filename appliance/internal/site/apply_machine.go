@@ -163,6 +163,13 @@ func applyPutMachineV2(tx *store.Tx, payload []byte, index uint64) (any, error) 
 func putMachine(tx *store.Tx, payload []byte, index uint64, record bool) (any, error) {
 	var req Put[store.Machine]
 	command.MustDecode(payload, &req, index)
+	return putMachineReq(tx, &req, index, record)
+}
+
+// putMachineReq applies a decoded PutMachine (record false) or
+// PutMachineV2 (record true): decode_ahead.go decodes them off the
+// apply's goroutine.
+func putMachineReq(tx *store.Tx, req *Put[store.Machine], index uint64, record bool) (any, error) {
 	var old *store.Machine
 	if req.Object != nil {
 		var err error
@@ -171,7 +178,7 @@ func putMachine(tx *store.Tx, payload []byte, index uint64, record bool) (any, e
 		}
 		keepBMCCertificate(req.Object, old)
 	}
-	obj, err := putObject[store.Machine](tx, &req, index)
+	obj, err := putObject(tx, req, index)
 	if err != nil || !record {
 		return obj, err
 	}

@@ -51,7 +51,7 @@ func RecordFields(m *store.Machine) map[string]string {
 		f["hostname"] = m.Hostname
 	}
 	if macs := machineMACs(m); len(macs) > 0 {
-		f["macs"] = jsonList(macs)
+		f["macs"] = macList(macs)
 	}
 	if len(m.Tags) > 0 {
 		f["tags"] = jsonList(m.Tags)
@@ -74,6 +74,31 @@ func machineMACs(m *store.Machine) []string {
 func jsonList(l []string) string {
 	b, _ := json.Marshal(l)
 	return string(b)
+}
+
+// macList is jsonList of MACs: by hand when every one is in
+// store.NormalizeMAC's form (hex digits and colons, which JSON writes as
+// they are), as a machine's stored ones are; the same bytes either way.
+func macList(macs []string) string {
+	if len(macs) == 0 {
+		return jsonList(macs)
+	}
+	n := 2
+	for _, mac := range macs {
+		if n, err := store.NormalizeMAC(mac); err != nil || n != mac {
+			return jsonList(macs)
+		}
+		n += len(mac) + 3
+	}
+	b := make([]byte, 0, n)
+	b = append(b, '[')
+	for i, mac := range macs {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(append(append(b, '"'), mac...), '"')
+	}
+	return string(append(b, ']'))
 }
 
 // sameRecord reports whether a and b have the same record at central.

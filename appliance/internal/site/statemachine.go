@@ -116,6 +116,8 @@ func (sm *StateMachine) Apply(entries []command.Entry) ([]any, error) {
 	err := sm.db.Update(func(tx *store.Tx) error {
 		applied := tx.AppliedIndex()
 		last := applied
+		ahead := decodeAhead(entries, applied)
+		defer ahead.wait()
 		for i, e := range entries {
 			results[i] = Result{Index: e.Index}
 			if e.Index <= applied {
@@ -125,7 +127,7 @@ func (sm *StateMachine) Apply(entries []command.Entry) ([]any, error) {
 			if e.Data == nil {
 				continue
 			}
-			r, err := sm.applyOne(tx, e)
+			r, err := sm.applyOne(tx, ahead, i, e)
 			if err != nil {
 				return err
 			}
@@ -139,10 +141,14 @@ func (sm *StateMachine) Apply(entries []command.Entry) ([]any, error) {
 	return results, err
 }
 
-// applyOne applies one command. Domain errors become the Result's Err;
-// only storage failures are returned.
-func (sm *StateMachine) applyOne(tx *store.Tx, e command.Entry) (Result, error) {
-	obj, skipped, err := table.Apply(tx, e.Data, e.Index)
+// applyOne applies entry i, e, decoded ahead if ahead has it. Domain
+// errors become the Result's Err; only storage failures are returned.
+func (sm *StateMachine) applyOne(tx *store.Tx, ahead *ahead, i int, e command.Entry) (Result, error) {
+	obj, done, err := ahead.apply(tx, i)
+	var skipped bool
+	if !done {
+		obj, skipped, err = table.Apply(tx, e.Data, e.Index)
+	}
 	if skipped {
 		t, _ := command.Split(e.Data)
 		sm.log.Warn("skipping an unknown ignorable command", "type", uint8(t), "index", e.Index)

@@ -184,17 +184,19 @@ func (m *Machine) Validate() error {
 	}
 	seen := map[string]bool{}
 	for i, nic := range m.Interfaces {
-		f := fmt.Sprintf("interfaces[%d]", i)
+		f := func() string { return fmt.Sprintf("interfaces[%d]", i) } // only for an error
 		mac, err := NormalizeMAC(nic.MAC)
 		if err != nil {
-			return errs.Invalid(f+".mac", "%q is not a 48-bit MAC address", nic.MAC)
+			return errs.Invalid(f()+".mac", "%q is not a 48-bit MAC address", nic.MAC)
 		}
 		if seen[mac] {
-			return errs.Invalid(f+".mac", "%s is listed twice", mac)
+			return errs.Invalid(f()+".mac", "%s is listed twice", mac)
 		}
 		seen[mac] = true
-		if err := validAddr(f+".ip", nic.IP, false); err != nil {
-			return err
+		if nic.IP != "" {
+			if err := validAddr(f()+".ip", nic.IP, false); err != nil {
+				return err
+			}
 		}
 	}
 	if m.BMC != nil {
