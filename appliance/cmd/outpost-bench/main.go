@@ -27,6 +27,7 @@ var benches = []bench{
 	{"dhcp", benchDHCP},
 	{"dhcp.cost", benchDHCPCost},
 	{"dhcp.nodes3", benchDHCPSite3},
+	{"dhcp.failover", benchDHCPFailover},
 	{"storm", benchStorm},
 	{"trace.overhead", benchTraceOverhead},
 	{"provision", benchProvisionE2E},
