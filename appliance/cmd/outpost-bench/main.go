@@ -28,6 +28,7 @@ var benches = []bench{
 	{"dhcp.cost", benchDHCPCost},
 	{"dhcp.nodes3", benchDHCPSite3},
 	{"dhcp.failover", benchDHCPFailover},
+	{"raft.idle", benchRaftIdle},
 	{"storm", benchStorm},
 	{"trace.overhead", benchTraceOverhead},
 	{"provision", benchProvisionE2E},

@@ -107,6 +107,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Write
 	defer consoles.Close()
 	reg := newRegistry()
 	reg.MustRegister(arts.Collector())
+	reg.MustRegister(raftCollectors(node)...)
 	metrics := httpserve.NewMetrics(reg)
 	apiHandler := api.New(api.Config{Site: n.Proposer, Store: db, Cluster: node,
 		SiteKey: key, Log: log, Registry: reg, Console: api.ConsoleConfig{Sessions: consoles, Client: toLeader},

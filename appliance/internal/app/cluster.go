@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/outposthq/outpost/appliance/internal/api"
 	"github.com/outposthq/outpost/appliance/internal/client"
 	"github.com/outposthq/outpost/appliance/internal/cluster"
@@ -148,4 +150,19 @@ func joinToken(cfg *config.Config) (string, error) {
 		return "", fmt.Errorf("join: %w", err)
 	}
 	return strings.TrimSpace(string(raw)), nil
+}
+
+// raftCollectors are the node's Raft metrics: the leader changes it has
+// seen (an idle site should show none) and its term.
+func raftCollectors(node *cluster.Node) []prometheus.Collector {
+	return []prometheus.Collector{
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "outpost_raft_leader_changes_total",
+			Help: "Times this node saw the site's leadership move, to another node or a later term, since it started.",
+		}, func() float64 { return float64(node.LeaderChanges()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "outpost_raft_term",
+			Help: "This node's current Raft term.",
+		}, func() float64 { return float64(node.Term()) }),
+	}
 }

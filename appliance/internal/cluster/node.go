@@ -60,7 +60,8 @@ type Config struct {
 	// CA is the site's CA (SiteCA), if the node has the site key; a node
 	// about to join gets it with the key (SetCA).
 	CA *pki.Authority
-	// Tuning overrides Raft's timing (tests); nil means defaults.
+	// Tuning overrides Raft's settings (tests); nil keeps
+	// raftnode.LANTiming, which every site runs with.
 	Tuning func(*raft.Config)
 	// Log receives the node's and Raft's logs.
 	Log *slog.Logger
@@ -120,7 +121,7 @@ func Open(cfg Config, db *store.DB) (*Node, error) {
 	}
 	r, err := raftnode.Open(raftnode.Config{
 		ID: cfg.ID, Dir: cfg.Dir, BindAddr: cfg.BindAddr, AdvertiseAddr: cfg.AdvertiseAddr,
-		Bootstrap: cfg.Bootstrap, Tuning: cfg.Tuning, Log: cfg.Log,
+		Bootstrap: cfg.Bootstrap, Timing: raftnode.LANTiming, Tuning: cfg.Tuning, Log: cfg.Log,
 		TLS: &raftnode.TLS{Identity: cfg.Identity, Trust: n.trust, Member: n.memberKey, Internal: n.internalHandler()},
 	}, site.NewStateMachine(db, cfg.Log))
 	if err != nil {
@@ -161,6 +162,13 @@ func (n *Node) IsLeader() bool { return n.raft.IsLeader() }
 // OnLeadership registers fn, called with true when this node becomes a
 // ready leader and with false when it stops leading.
 func (n *Node) OnLeadership(fn func(ready bool)) { n.raft.OnLeadership(fn) }
+
+// LeaderChanges counts the times this node has seen the site's
+// leadership move since it started: to another node or to a later term.
+func (n *Node) LeaderChanges() uint64 { return n.raft.LeaderChanges() }
+
+// Term is this node's current Raft term.
+func (n *Node) Term() uint64 { return n.raft.Term() }
 
 // Commit commits a command and returns its result (site.Log). On a
 // follower it is forwarded to the leader; with no leader it waits for one
