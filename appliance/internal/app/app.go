@@ -108,6 +108,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Write
 	reg := newRegistry()
 	reg.MustRegister(arts.Collector())
 	reg.MustRegister(raftCollectors(node)...)
+	reg.MustRegister(watchSubnets(node, log))
 	metrics := httpserve.NewMetrics(reg)
 	apiHandler := api.New(api.Config{Site: n.Proposer, Store: db, Cluster: node,
 		SiteKey: key, Log: log, Registry: reg, Console: api.ConsoleConfig{Sessions: consoles, Client: toLeader},
