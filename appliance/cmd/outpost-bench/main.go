@@ -29,6 +29,7 @@ var benches = []bench{
 	{"dhcp.nodes3", benchDHCPSite3},
 	{"dhcp.failover", benchDHCPFailover},
 	{"raft.idle", benchRaftIdle},
+	{"dhcp.relay", benchDHCPRelay},
 	{"storm", benchStorm},
 	{"trace.overhead", benchTraceOverhead},
 	{"provision", benchProvisionE2E},

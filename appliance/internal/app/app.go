@@ -48,6 +48,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Write
 	}
 	fresh := isFresh(cfg)
 	log = slog.New(tracing.LogHandler(log.Handler()))
+	setNice(cfg.Raft.Nice, log)
 	spans, stopTracing, err := startTracing(cfg, log)
 	if err != nil {
 		return err

@@ -19,6 +19,7 @@ import (
 	"github.com/outposthq/outpost/appliance/internal/config"
 	"github.com/outposthq/outpost/appliance/internal/store"
 	"github.com/outposthq/outpost/internal/pki"
+	"github.com/outposthq/outpost/internal/raftnode"
 	"github.com/outposthq/outpost/internal/seal"
 )
 
@@ -43,6 +44,7 @@ func openCluster(cfg *config.Config, db *store.DB, key *seal.Key, log *slog.Logg
 		AdvertiseAddr: cfg.RaftAdvertise,
 		APIURL:        cfg.APIURL,
 		Bootstrap:     cfg.Join == "",
+		Timing:        raftTiming(cfg.Raft),
 		Identity:      ident,
 		CA:            ca,
 		Log:           log,
@@ -165,4 +167,11 @@ func raftCollectors(node *cluster.Node) []prometheus.Collector {
 			Help: "This node's current Raft term.",
 		}, func() float64 { return float64(node.Term()) }),
 	}
+}
+
+// raftTiming is the node's Raft timing: every timeout the configured
+// heartbeat timeout (raftnode.LANTiming's shape).
+func raftTiming(c config.RaftConfig) raftnode.Timing {
+	d := time.Duration(c.HeartbeatTimeout)
+	return raftnode.Timing{Heartbeat: d, Election: d, LeaderLease: d}
 }

@@ -60,8 +60,11 @@ type Config struct {
 	// CA is the site's CA (SiteCA), if the node has the site key; a node
 	// about to join gets it with the key (SetCA).
 	CA *pki.Authority
-	// Tuning overrides Raft's settings (tests); nil keeps
-	// raftnode.LANTiming, which every site runs with.
+	// Timing is Raft's failure detection; the zero Timing is
+	// raftnode.LANTiming.
+	Timing raftnode.Timing
+	// Tuning overrides Raft's settings after Timing (tests); nil keeps
+	// them.
 	Tuning func(*raft.Config)
 	// Log receives the node's and Raft's logs.
 	Log *slog.Logger
@@ -106,6 +109,9 @@ func Open(cfg Config, db *store.DB) (*Node, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
+	if cfg.Timing == (raftnode.Timing{}) {
+		cfg.Timing = raftnode.LANTiming
+	}
 	if cfg.Identity == nil {
 		return nil, errors.New("cluster: the node has no identity (pki.LoadIdentity)")
 	}
@@ -121,7 +127,7 @@ func Open(cfg Config, db *store.DB) (*Node, error) {
 	}
 	r, err := raftnode.Open(raftnode.Config{
 		ID: cfg.ID, Dir: cfg.Dir, BindAddr: cfg.BindAddr, AdvertiseAddr: cfg.AdvertiseAddr,
-		Bootstrap: cfg.Bootstrap, Timing: raftnode.LANTiming, Tuning: cfg.Tuning, Log: cfg.Log,
+		Bootstrap: cfg.Bootstrap, Timing: cfg.Timing, Tuning: cfg.Tuning, Log: cfg.Log,
 		TLS: &raftnode.TLS{Identity: cfg.Identity, Trust: n.trust, Member: n.memberKey, Internal: n.internalHandler()},
 	}, site.NewStateMachine(db, cfg.Log))
 	if err != nil {
