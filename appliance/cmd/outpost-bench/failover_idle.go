@@ -15,8 +15,14 @@ import (
 	"github.com/outposthq/outpost/appliance/internal/lab"
 )
 
-// idleRounds is how many times raft.idle runs each setting, interleaved.
-const idleRounds = 2
+const (
+	// idleRounds is how many times raft.idle runs each setting,
+	// interleaved.
+	idleRounds = 2
+	// raftIdleSettle is how long a site of raft.idle runs after it formed
+	// before it is watched.
+	raftIdleSettle = 15 * time.Second
+)
 
 // idleSetting is a node setting raft.idle compares: applianced's Raft
 // heartbeat timeout and nice value.
@@ -38,7 +44,7 @@ var idleSettings = []idleSetting{
 // benchRaftIdle counts a 3-node site's leadership changes while it is
 // idle and every core of the host is busy: the site of dhcp.failover,
 // with one busy loop per core (sh -c 'while :; do :; done', at nice 0)
-// for the duration, once per setting of idleSettings and round,
+// for the duration, from raftIdleSettle after the site formed, once per setting of idleSettings and round,
 // interleaved. The first node's view of the cluster is read every
 // 200 ms; a leader change is a new (term, leader) pair, and term_moves
 // is how far the term moved (an election that elected no one moves it
@@ -89,6 +95,9 @@ func idleRun(ctx context.Context, sw *dhcpSwitch, dir, applianced string, s idle
 	if err != nil {
 		return 0, 0, err
 	}
+	// Joining, catching up and the subnet's put are not idle: the site
+	// settles first.
+	time.Sleep(raftIdleSettle)
 	stopBusy := busyLoops(runtime.NumCPU())
 	defer stopBusy()
 	changes, moved := watchLeaders(ctx, api, site, d)
