@@ -30,14 +30,18 @@ type Timing struct {
 // LANTiming suits a site: appliances of two cores or more on one LAN,
 // where a round trip is well under a millisecond and the fsyncs of an
 // election (the term, the vote, the new leader's entries) take
-// milliseconds. A dead leader is noticed within 250 to 750 ms (a quarter
-// of hashicorp/raft's defaults) and the site's DHCP answers again within
-// a second of its death (outpost-bench dhcp.failover). The lease is as
+// milliseconds. A dead leader is noticed 250 to 750 ms after its last
+// heartbeat (a quarter of hashicorp/raft's defaults), and the site's DHCP
+// answers again about half a second after its death (outpost-bench
+// dhcp.failover: 2.7 s with the defaults). The lease is as
 // long as Raft allows (Heartbeat): a leader steps down only when a quorum
 // has not answered any of its heartbeats, sent every 25 to 50 ms, for a
 // quarter of a second. Pre-vote keeps a follower that misses heartbeats
-// on a loaded host from moving the term (outpost-bench raft.idle counts
-// the leader changes of an idle site with every core busy).
+// on a loaded host from moving the term. A leader whose process waits
+// for a CPU longer than Heartbeat still loses its followers: appliances
+// raise their priority for it (appliance config raft.nice; outpost-bench
+// raft.idle counts the leader changes of an idle site with every core
+// busy).
 var LANTiming = Timing{Heartbeat: 250 * time.Millisecond, Election: 250 * time.Millisecond, LeaderLease: 250 * time.Millisecond}
 
 // apply sets rc's timeouts to t's; a zero t keeps them.
