@@ -48,26 +48,30 @@ const (
 //	BENCH dhcp.failover nodes=3 silent_ms=<median> silent_ms_max=<largest> kill_to_answer_ms=<median> spread_pct=<p> runs=3
 //
 // (kill_to_answer_ms: from the SIGKILL to the first answer of another
-// node). The duration flag does not apply.
+// node; kill_to_elected_ms and kill_to_ready_ms: to when that node's log
+// says it won its election, and that it is ready, its no-op applied).
+// The duration flag does not apply.
 func benchDHCPFailover(ctx context.Context, log *slog.Logger, _ time.Duration) error {
 	return runDHCPBench(ctx, log, "dhcp-failover", func(t lab.T, dir string, tools map[string]string, applianced string) {
 		sw := newDHCPSwitch(t, site3Nodes)
 		load := dhcpLoad{ns: sw.client, iface: sim.ClientIface, perfdhcp: tools["perfdhcp"]}
-		var silent, first []float64
+		var silent, first, elected, ready []float64
 		for i := range failoverRuns {
 			fmt.Fprintf(os.Stderr, "dhcp.failover: run %d, %s\n", i+1, loadAvg())
 			r, err := failoverRun(t.Context(), sw, load, filepath.Join(dir, "run"+strconv.Itoa(i+1)), applianced)
 			if err != nil {
 				t.Fatal(err)
 			}
-			fmt.Fprintf(os.Stderr, "dhcp.failover: run %d: killed %s; silent %.0f ms, first answer %.0f ms after the kill, from %s\n",
-				i+1, r.killed, ms(r.silent), ms(r.firstAnswer), r.answeredBy)
+			fmt.Fprintf(os.Stderr, "dhcp.failover: run %d: killed %s; silent %.0f ms, first answer %.0f ms after the kill, from %s; it won its election %.0f ms and was ready %.0f ms after the kill\n",
+				i+1, r.killed, ms(r.silent), ms(r.firstAnswer), r.answeredBy, ms(r.elected), ms(r.ready))
 			silent = append(silent, ms(r.silent))
 			first = append(first, ms(r.firstAnswer))
+			elected = append(elected, ms(r.elected))
+			ready = append(ready, ms(r.ready))
 		}
 		s := summarize(silent)
-		fmt.Printf("BENCH dhcp.failover nodes=3 silent_ms=%.0f silent_ms_max=%.0f kill_to_answer_ms=%.0f spread_pct=%.0f runs=%d\n",
-			s.median, slices.Max(silent), summarize(first).median, s.spreadPct, len(silent))
+		fmt.Printf("BENCH dhcp.failover nodes=3 silent_ms=%.0f silent_ms_max=%.0f kill_to_answer_ms=%.0f kill_to_elected_ms=%.0f kill_to_ready_ms=%.0f spread_pct=%.0f runs=%d\n",
+			s.median, slices.Max(silent), summarize(first).median, summarize(elected).median, summarize(ready).median, s.spreadPct, len(silent))
 	})
 }
 
@@ -77,6 +81,8 @@ type failoverResult struct {
 	silent      time.Duration // the longest gap between answers
 	firstAnswer time.Duration // from the kill to another node's first answer
 	answeredBy  string        // that node's address
+	elected     time.Duration // from the kill to its "election won" line
+	ready       time.Duration // from the kill to its "leading" line
 }
 
 // failoverRun starts a site under dir, loads it, kills its leader and
@@ -109,7 +115,42 @@ func failoverRun(ctx context.Context, sw *dhcpSwitch, load dhcpLoad, dir, applia
 	if err := <-loadDone; err != nil {
 		return failoverResult{}, err
 	}
-	return readFailover(capt.stop(), leader)
+	r, err := readFailover(capt.stop(), leader)
+	if err != nil {
+		return r, err
+	}
+	for i := range site.procs {
+		if site3Addr(i) == r.answeredBy {
+			r.elected, r.ready, err = leaderLog(site.procs[i].log, leader.at)
+		}
+	}
+	return r, err
+}
+
+// leaderLog reads, in a node's log, when after the kill it won an
+// election and when it was ready, from the kill.
+func leaderLog(path string, kill time.Time) (elected, ready time.Duration, err error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, line := range strings.Split(string(raw), "\n") {
+		ts, rest, ok := strings.Cut(strings.TrimPrefix(line, "time="), " ")
+		at, perr := time.Parse(time.RFC3339Nano, ts)
+		if !ok || perr != nil || at.Before(kill) {
+			continue
+		}
+		switch {
+		case elected == 0 && strings.Contains(rest, `msg="election won"`):
+			elected = at.Sub(kill)
+		case ready == 0 && strings.Contains(rest, "msg=leading "):
+			ready = at.Sub(kill)
+		}
+	}
+	if elected == 0 || ready == 0 {
+		return 0, 0, fmt.Errorf("%s: no election won and leading after the kill", path)
+	}
+	return elected, ready, nil
 }
 
 // killedLeader is the node a run killed, and when.

@@ -126,3 +126,24 @@ func TestLastEvent(t *testing.T) {
 		t.Error("leasefail found")
 	}
 }
+
+func TestLeaderLog(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "applianced.log")
+	log := `time=2026-12-07T18:05:30.000Z level=INFO msg="election won" component=raft term=2 tally=1
+time=2026-12-07T18:05:30.010Z level=INFO msg=leading id=n2 term=2
+time=2026-12-07T18:05:40.400Z level=WARN msg="heartbeat timeout reached, starting election" component=raft
+time=2026-12-07T18:05:40.500Z level=INFO msg="election won" component=raft term=3 tally=2
+time=2026-12-07T18:05:40.530Z level=INFO msg=leading id=n2 term=3
+`
+	if err := os.WriteFile(path, []byte(log), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	kill := time.Date(2026, 12, 7, 18, 5, 40, 0, time.UTC)
+	elected, ready, err := leaderLog(path, kill)
+	if err != nil || elected != 500*time.Millisecond || ready != 530*time.Millisecond {
+		t.Errorf("elected %v, ready %v, %v; want 500ms, 530ms", elected, ready, err)
+	}
+	if _, _, err := leaderLog(path, kill.Add(time.Second)); err == nil {
+		t.Error("no error for a log without an election after the kill")
+	}
+}
