@@ -116,7 +116,8 @@ type relayedClient struct {
 }
 
 // startRelayedClients starts n clients, each in a namespace of its own
-// joined to the relay host's bridge, and waits for each one's lease.
+// joined to the relay host's bridge, and waits for each one's lease, as
+// its script saw it.
 // On failure it adds why() to its message.
 func startRelayedClients(t lab.T, router *lab.Netns, dir string, n int, why func() string) []*relayedClient {
 	var out []*relayedClient
@@ -139,7 +140,19 @@ func startRelayedClients(t lab.T, router *lab.Netns, dir string, n int, why func
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
 	for _, c := range out {
-		if _, err := c.proc.WaitForLine(ctx, regexp.MustCompile(`lease of \S+ obtained`)); err != nil {
+		// udhcpc prints the line, then runs the script with "bound".
+		_, err := c.proc.WaitForLine(ctx, regexp.MustCompile(`lease of \S+ obtained`))
+		for err == nil {
+			if _, ok := lastEvent(c.events, "bound"); ok {
+				break
+			}
+			select {
+			case <-ctx.Done():
+				err = fmt.Errorf("no bound event in %s: %w", c.events, ctx.Err())
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+		if err != nil {
 			t.Fatalf("%s: no lease through the relay: %v\n%s\nudhcpc's last lines:\n%s\n%s", c.name, err, why(),
 				lastLines(c.proc.Stdout, 10), lastLines(c.proc.Stderr, 10))
 		}
