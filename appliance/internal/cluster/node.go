@@ -320,12 +320,23 @@ func (n *Node) recorded() bool {
 }
 
 // registerSelf commits this node's record unless the store holds it.
+//
+// A record put again is the same record, so a put whose outcome is
+// unknown (leadership lost while it committed: a reset of the Raft
+// connections, as a key rotation makes, can outlast a short leader lease
+// on a busy host) is put again rather than failed.
 func (n *Node) registerSelf(ctx context.Context) error {
-	if n.recorded() {
-		return nil
+	for {
+		if n.recorded() {
+			return nil
+		}
+		self := n.self()
+		err := n.members.PutMember(ctx, &self)
+		if !errors.Is(err, site.ErrUnknownOutcome) || ctx.Err() != nil {
+			return err
+		}
+		n.log.Info("putting this node's member record again: leadership moved while it was committed", "err", err)
 	}
-	self := n.self()
-	return n.members.PutMember(ctx, &self)
 }
 
 func (n *Node) inConfiguration() bool {
