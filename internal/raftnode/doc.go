@@ -84,6 +84,10 @@
 //     transaction); Restore swaps in a whole file.
 //   - A node that stops while it leads others hands leadership over
 //     first.
+//   - Config.Timing sets the failure detection (timing.go): pre-vote
+//     stays on, so a follower that misses heartbeats does not move the
+//     term while the others still hear their leader. Each node counts the
+//     leader changes it sees (LeaderChanges, leaders.go).
 //   - With Config.TLS, no Raft RPC and no internal HTTP call is read from
 //     a peer that is not an admitted member at the time (see above).
 package raftnode

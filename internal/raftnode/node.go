@@ -52,7 +52,13 @@ type Config struct {
 	// it the port is plain TCP, open to anyone who reaches it: only for
 	// tests of the core.
 	TLS *TLS
-	// Tuning overrides Raft's settings (tests); nil keeps the defaults.
+	// Timing is how soon followers start an election when their leader
+	// is silent, and how long a leader leads without hearing from a
+	// quorum; the zero Timing keeps hashicorp/raft's defaults (1 s, 1 s,
+	// 500 ms). LANTiming suits a site's appliances.
+	Timing Timing
+	// Tuning overrides Raft's settings after Timing (tests); nil keeps
+	// them.
 	Tuning func(*raft.Config)
 	// Log receives the node's log and Raft's (through an hclog adapter).
 	Log *slog.Logger
@@ -78,6 +84,9 @@ type Node struct {
 
 	ready atomic.Bool   // leads, and its Noop is applied
 	epoch atomic.Uint64 // times this node became a ready leader
+	// leaderChanges counts the leaders, or terms, this node has seen
+	// follow one another (leaders.go).
+	leaderChanges atomic.Uint64
 
 	amu       sync.Mutex
 	appliedCh chan struct{} // closed when the applied index moves
@@ -108,6 +117,7 @@ func Open(cfg Config, a Applier) (*Node, error) {
 		go n.internal.Serve(httpListener{n.stream})
 	}
 	go n.watchLeadership()
+	go n.countLeaderChanges()
 	return n, nil
 }
 
@@ -183,6 +193,7 @@ func (n *Node) raftConfig(hlog hclog.Logger) *raft.Config {
 	// The store file is the state; Raft only replays the logs after its
 	// applied index (package doc).
 	rc.NoSnapshotRestoreOnStart = true
+	n.cfg.Timing.apply(rc)
 	if n.cfg.Tuning != nil {
 		n.cfg.Tuning(rc)
 	}

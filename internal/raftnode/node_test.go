@@ -283,10 +283,17 @@ func freeAddr(t *testing.T) string { return testnet.FreeAddr(t) }
 // others join it.
 func cluster(t *testing.T, n int) []*member {
 	t.Helper()
+	return tunedCluster(t, n, nil)
+}
+
+// tunedCluster is cluster with tune applied to every member's Raft
+// settings after fastRaft.
+func tunedCluster(t *testing.T, n int, tune func(*raft.Config)) []*member {
+	t.Helper()
 	p := newTestPKI(t, 7)
 	ms := make([]*member, n)
 	for i := range ms {
-		ms[i] = &member{id: fmt.Sprintf("n%d", i+1), dir: t.TempDir(), addr: freeAddr(t), pki: p}
+		ms[i] = &member{id: fmt.Sprintf("n%d", i+1), dir: t.TempDir(), addr: freeAddr(t), pki: p, tune: tune}
 	}
 	t.Cleanup(func() {
 		for _, m := range ms {

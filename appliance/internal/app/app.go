@@ -48,6 +48,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Write
 	}
 	fresh := isFresh(cfg)
 	log = slog.New(tracing.LogHandler(log.Handler()))
+	setNice(cfg.Raft.Nice, log)
 	spans, stopTracing, err := startTracing(cfg, log)
 	if err != nil {
 		return err
@@ -107,6 +108,8 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Write
 	defer consoles.Close()
 	reg := newRegistry()
 	reg.MustRegister(arts.Collector())
+	reg.MustRegister(raftCollectors(node)...)
+	reg.MustRegister(watchSubnets(node, log))
 	metrics := httpserve.NewMetrics(reg)
 	apiHandler := api.New(api.Config{Site: n.Proposer, Store: db, Cluster: node,
 		SiteKey: key, Log: log, Registry: reg, Console: api.ConsoleConfig{Sessions: consoles, Client: toLeader},

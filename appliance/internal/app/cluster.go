@@ -11,12 +11,15 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/outposthq/outpost/appliance/internal/api"
 	"github.com/outposthq/outpost/appliance/internal/client"
 	"github.com/outposthq/outpost/appliance/internal/cluster"
 	"github.com/outposthq/outpost/appliance/internal/config"
 	"github.com/outposthq/outpost/appliance/internal/store"
 	"github.com/outposthq/outpost/internal/pki"
+	"github.com/outposthq/outpost/internal/raftnode"
 	"github.com/outposthq/outpost/internal/seal"
 )
 
@@ -41,6 +44,7 @@ func openCluster(cfg *config.Config, db *store.DB, key *seal.Key, log *slog.Logg
 		AdvertiseAddr: cfg.RaftAdvertise,
 		APIURL:        cfg.APIURL,
 		Bootstrap:     cfg.Join == "",
+		Timing:        raftTiming(cfg.Raft),
 		Identity:      ident,
 		CA:            ca,
 		Log:           log,
@@ -148,4 +152,26 @@ func joinToken(cfg *config.Config) (string, error) {
 		return "", fmt.Errorf("join: %w", err)
 	}
 	return strings.TrimSpace(string(raw)), nil
+}
+
+// raftCollectors are the node's Raft metrics: the leader changes it has
+// seen (an idle site should show none) and its term.
+func raftCollectors(node *cluster.Node) []prometheus.Collector {
+	return []prometheus.Collector{
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "outpost_raft_leader_changes_total",
+			Help: "Times this node saw the site's leadership move, to another node or a later term, since it started.",
+		}, func() float64 { return float64(node.LeaderChanges()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "outpost_raft_term",
+			Help: "This node's current Raft term.",
+		}, func() float64 { return float64(node.Term()) }),
+	}
+}
+
+// raftTiming is the node's Raft timing: every timeout the configured
+// heartbeat timeout (raftnode.LANTiming's shape).
+func raftTiming(c config.RaftConfig) raftnode.Timing {
+	d := time.Duration(c.HeartbeatTimeout)
+	return raftnode.Timing{Heartbeat: d, Election: d, LeaderLease: d}
 }

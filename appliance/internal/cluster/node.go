@@ -60,7 +60,11 @@ type Config struct {
 	// CA is the site's CA (SiteCA), if the node has the site key; a node
 	// about to join gets it with the key (SetCA).
 	CA *pki.Authority
-	// Tuning overrides Raft's timing (tests); nil means defaults.
+	// Timing is Raft's failure detection; the zero Timing is
+	// raftnode.LANTiming.
+	Timing raftnode.Timing
+	// Tuning overrides Raft's settings after Timing (tests); nil keeps
+	// them.
 	Tuning func(*raft.Config)
 	// Log receives the node's and Raft's logs.
 	Log *slog.Logger
@@ -105,6 +109,9 @@ func Open(cfg Config, db *store.DB) (*Node, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
+	if cfg.Timing == (raftnode.Timing{}) {
+		cfg.Timing = raftnode.LANTiming
+	}
 	if cfg.Identity == nil {
 		return nil, errors.New("cluster: the node has no identity (pki.LoadIdentity)")
 	}
@@ -120,7 +127,7 @@ func Open(cfg Config, db *store.DB) (*Node, error) {
 	}
 	r, err := raftnode.Open(raftnode.Config{
 		ID: cfg.ID, Dir: cfg.Dir, BindAddr: cfg.BindAddr, AdvertiseAddr: cfg.AdvertiseAddr,
-		Bootstrap: cfg.Bootstrap, Tuning: cfg.Tuning, Log: cfg.Log,
+		Bootstrap: cfg.Bootstrap, Timing: cfg.Timing, Tuning: cfg.Tuning, Log: cfg.Log,
 		TLS: &raftnode.TLS{Identity: cfg.Identity, Trust: n.trust, Member: n.memberKey, Internal: n.internalHandler()},
 	}, site.NewStateMachine(db, cfg.Log))
 	if err != nil {
@@ -161,6 +168,13 @@ func (n *Node) IsLeader() bool { return n.raft.IsLeader() }
 // OnLeadership registers fn, called with true when this node becomes a
 // ready leader and with false when it stops leading.
 func (n *Node) OnLeadership(fn func(ready bool)) { n.raft.OnLeadership(fn) }
+
+// LeaderChanges counts the times this node has seen the site's
+// leadership move since it started: to another node or to a later term.
+func (n *Node) LeaderChanges() uint64 { return n.raft.LeaderChanges() }
+
+// Term is this node's current Raft term.
+func (n *Node) Term() uint64 { return n.raft.Term() }
 
 // Commit commits a command and returns its result (site.Log). On a
 // follower it is forwarded to the leader; with no leader it waits for one
@@ -306,12 +320,23 @@ func (n *Node) recorded() bool {
 }
 
 // registerSelf commits this node's record unless the store holds it.
+//
+// A record put again is the same record, so a put whose outcome is
+// unknown (leadership lost while it committed: a reset of the Raft
+// connections, as a key rotation makes, can outlast a short leader lease
+// on a busy host) is put again rather than failed.
 func (n *Node) registerSelf(ctx context.Context) error {
-	if n.recorded() {
-		return nil
+	for {
+		if n.recorded() {
+			return nil
+		}
+		self := n.self()
+		err := n.members.PutMember(ctx, &self)
+		if !errors.Is(err, site.ErrUnknownOutcome) || ctx.Err() != nil {
+			return err
+		}
+		n.log.Info("putting this node's member record again: leadership moved while it was committed", "err", err)
 	}
-	self := n.self()
-	return n.members.PutMember(ctx, &self)
 }
 
 func (n *Node) inConfiguration() bool {

@@ -16,6 +16,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"time"
 
 	"sigs.k8s.io/yaml"
 
@@ -56,6 +57,9 @@ type Config struct {
 	RaftAddr string `json:"raft_addr"`
 	// RaftAdvertise is the Raft address other nodes dial; RaftAddr if empty.
 	RaftAdvertise string `json:"raft_advertise,omitempty"`
+	// Raft is how quickly the node gives up on a silent leader, and the
+	// scheduling priority that keeps its heartbeats on time.
+	Raft RaftConfig `json:"raft"`
 	// Join is the API URL of a member of an existing cluster. A node with
 	// no state and a Join address joins that cluster as a voter instead of
 	// bootstrapping its own.
@@ -209,6 +213,28 @@ type DiscoveryConfig struct {
 	Every conf.Duration `json:"every"`
 }
 
+// RaftConfig is the node's Raft failure detection (raftnode.Timing).
+type RaftConfig struct {
+	// HeartbeatTimeout is how long a follower goes without hearing from
+	// its leader before it looks for another (an election follows if a
+	// quorum has lost the leader too); it is also the election timeout and
+	// the leader's lease, and the leader sends heartbeats ten to five
+	// times as often. A site's DHCP answers again within about twice this
+	// after its leader dies. Every node of a site should have the same.
+	// Default 250ms (raftnode.LANTiming); 50ms to 10s.
+	HeartbeatTimeout conf.Duration `json:"heartbeat_timeout"`
+	// Nice is the scheduling priority (nice value, -20 to 19) applianced
+	// gives itself at start, all its threads included: a node whose
+	// threads wait for a CPU for longer than HeartbeatTimeout, on a host
+	// other work keeps busy, sends its heartbeats late and its followers
+	// elect another leader (outpost-bench raft.idle). Below the inherited
+	// value it needs root or CAP_SYS_NICE; without, the node warns and
+	// keeps the inherited priority. Default -10, as cluster daemons whose
+	// membership runs on heartbeats (corosync, which goes further, to a
+	// real-time class) are run; 0 leaves the priority as inherited.
+	Nice int `json:"nice"`
+}
+
 // Default returns the embedded defaults.
 func Default() *Config {
 	c := &Config{}
@@ -229,6 +255,8 @@ func Load(args []string) (*Config, error) {
 	fs.StringVar(&c.APIURL, "api-url", c.APIURL, "API URL advertised to other nodes")
 	fs.StringVar(&c.RaftAddr, "raft-addr", c.RaftAddr, "Raft listen address")
 	fs.StringVar(&c.RaftAdvertise, "raft-advertise", c.RaftAdvertise, "Raft address advertised to other nodes")
+	fs.Var(&c.Raft.HeartbeatTimeout, "raft-heartbeat-timeout", "how long a follower waits for its leader before it seeks another (election timeout and leader lease too)")
+	fs.IntVar(&c.Raft.Nice, "nice", c.Raft.Nice, "scheduling priority (nice value) applianced sets itself at start: -20..19, 0 keeps the inherited")
 	fs.StringVar(&c.Join, "join", c.Join, "API URL of a member of the cluster to join")
 	fs.StringVar(&c.JoinTokenFile, "join-token-file", c.JoinTokenFile, "file holding an admin token of the cluster to join")
 	fs.StringVar(&c.JoinCAFingerprint, "join-ca-fingerprint", c.JoinCAFingerprint, "API CA fingerprint (sha256:...) of the cluster to join, for an https:// -join URL")
@@ -386,6 +414,12 @@ func (c *Config) Validate() error {
 	}
 	if c.ArtifactWANLimit < 0 {
 		errs = append(errs, errors.New("artifact_wan_limit must not be negative"))
+	}
+	if d := time.Duration(c.Raft.HeartbeatTimeout); d < 50*time.Millisecond || d > 10*time.Second {
+		errs = append(errs, fmt.Errorf("raft.heartbeat_timeout %v: must be within 50ms..10s", d))
+	}
+	if c.Raft.Nice < -20 || c.Raft.Nice > 19 {
+		errs = append(errs, fmt.Errorf("raft.nice %d: must be in -20..19", c.Raft.Nice))
 	}
 	if c.TFTPMaxTransfers < 0 {
 		errs = append(errs, errors.New("tftp_max_transfers must not be negative"))

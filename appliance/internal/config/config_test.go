@@ -20,6 +20,26 @@ func TestDefaultsValidate(t *testing.T) {
 	}
 }
 
+// The Raft settings default to LANTiming's heartbeat timeout and nice
+// -10, and a file or the flags change them.
+func TestRaftConfig(t *testing.T) {
+	c, err := Load(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Duration(c.Raft.HeartbeatTimeout); d != 250*time.Millisecond || c.Raft.Nice != -10 {
+		t.Errorf("defaults: heartbeat_timeout %v nice %d, want 250ms and -10", d, c.Raft.Nice)
+	}
+	path := filepath.Join(t.TempDir(), "c.yaml")
+	os.WriteFile(path, []byte("raft:\n  heartbeat_timeout: 1s\n"), 0o600)
+	if c, err = Load([]string{"-config", path, "-nice", "0"}); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Duration(c.Raft.HeartbeatTimeout); d != time.Second || c.Raft.Nice != 0 {
+		t.Errorf("heartbeat_timeout %v nice %d, want 1s and 0", d, c.Raft.Nice)
+	}
+}
+
 func TestFileThenFlags(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "c.yaml")
 	os.WriteFile(path, []byte("node_id: n7\napi_addr: 127.0.0.1:9000\n"), 0o600)
@@ -69,6 +89,9 @@ func TestBadInput(t *testing.T) {
 		"negative tftp cap":    {file: "tftp_max_transfers: -1\n", want: "tftp_max_transfers"},
 		"tftp window too big":  {file: "tftp_max_window: 65536\n", want: "tftp_max_window"},
 		"negative tftp window": {file: "tftp_max_window: -1\n", want: "tftp_max_window"},
+		"heartbeat too short":  {args: []string{"-raft-heartbeat-timeout", "10ms"}, want: "raft.heartbeat_timeout"},
+		"heartbeat too long":   {file: "raft:\n  heartbeat_timeout: 1m\n", want: "raft.heartbeat_timeout"},
+		"nice out of range":    {args: []string{"-nice", "-21"}, want: "raft.nice"},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {

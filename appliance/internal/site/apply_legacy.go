@@ -27,8 +27,10 @@ import (
 //
 // PutSubnetV1 (release 79f7034 and earlier) stored any valid subnet, one
 // no DHCP server can serve (0.0.0.0/0) or one overlapping another
-// included; it is applied by applyPut as it was. PutSubnet refuses those
-// (apply_object.go).
+// included; it is applied by applyPut as it was. PutSubnetV2 (release
+// b7e757c and earlier) refused those but took a gateway on the subnet's
+// network or broadcast address, which the allocator then refused, leaving
+// the subnet unserved. PutSubnet refuses both (apply_subnet.go).
 
 func applyPutOrderV1(tx *store.Tx, payload []byte, index uint64) (any, error) {
 	return applyOrder(tx, payload, index, v1Rules)

@@ -24,40 +24,6 @@ func applyPut[T any, P objectPtr[T]](tx *store.Tx, payload []byte, index uint64)
 	return putObject[T, P](tx, &req, index)
 }
 
-// applyPutSubnet stores a subnet the site's DHCP server can serve
-// (store.Subnet.CheckServable) and that overlaps no other subnet: an
-// address in two subnets could be leased in both.
-func applyPutSubnet(tx *store.Tx, payload []byte, index uint64) (any, error) {
-	var req Put[store.Subnet]
-	command.MustDecode(payload, &req, index)
-	if req.Object != nil {
-		if err := checkSubnet(tx, req.Object); err != nil {
-			return nil, err
-		}
-	}
-	return putObject(tx, &req, index)
-}
-
-// checkSubnet checks s against the site's rules for subnets.
-func checkSubnet(tx *store.Tx, s *store.Subnet) error {
-	if err := s.Validate(); err != nil {
-		return err
-	}
-	if err := s.CheckServable(); err != nil {
-		return err
-	}
-	others, err := store.List[store.Subnet](tx)
-	if err != nil {
-		return err
-	}
-	for _, o := range others {
-		if o.Name != s.Name && s.Overlaps(o) {
-			return errs.Invalid("cidr", "%s overlaps subnet %s (%s)", s.Prefix(), o.Name, o.Prefix())
-		}
-	}
-	return nil
-}
-
 // putObject stores the object of a decoded Put, validated, at index.
 func putObject[T any, P objectPtr[T]](tx *store.Tx, req *Put[T], index uint64) (any, error) {
 	if req.Object == nil {

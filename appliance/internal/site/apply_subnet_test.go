@@ -2,6 +2,7 @@ package site
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -39,6 +40,8 @@ func TestPutSubnetRefused(t *testing.T) {
 		"inside lab":              {subnet("inner", "198.18.0.128/25"), "cidr"},
 		"invalid on its own too":  {subnet("bad", "198.18.0.0/33"), "cidr"},
 		"valid but for the start": {subnet("start", "198.18.0.0/24", "198.17.0.1", "198.18.0.9"), "pools[0].start"},
+		"gateway on the network":  {withGateway(subnet("gwnet", "198.18.1.0/24", "198.18.1.10", "198.18.1.20"), "198.18.1.0"), "gateway"},
+		"gateway on broadcast":    {withGateway(subnet("gwbc", "198.18.2.0/23", "198.18.2.10", "198.18.2.20"), "198.18.3.255"), "gateway"},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -85,6 +88,50 @@ func TestPutSubnetV1Replays(t *testing.T) {
 	checkPut(t, e, r, all, 2)
 }
 
+// PutSubnetV2 took a gateway on the subnet's network or broadcast
+// address, and replays so; PutSubnet refuses it.
+func TestPutSubnetV2Replays(t *testing.T) {
+	e := newEnv(t)
+	gw := withGateway(subnet("gw", "198.18.1.0/24", "198.18.1.10", "198.18.1.20"), "198.18.1.255")
+	r := e.applyOK(1, PutSubnetV2, Put[store.Subnet]{Object: gw, Time: ts0})
+	checkPut(t, e, r, gw, 1)
+	big := subnet("big", "10.0.0.0/8", "10.0.0.1", "10.2.0.0")
+	if r := e.applyCmd(2, PutSubnetV2, Put[store.Subnet]{Object: big, Time: ts0}); r.Err == nil || r.Err.Field != "pools" {
+		t.Errorf("PutSubnetV2 of pools over a /16: %+v, want refused naming pools", r.Err)
+	}
+}
+
+// A refusal names the subnet and the limit it passes.
+func TestPutSubnetRefusalNamesSubnetAndLimit(t *testing.T) {
+	tests := map[string]struct {
+		subnet *store.Subnet
+		want   []string
+	}{
+		"pools":   {subnet("big", "10.0.0.0/8", "10.0.0.1", "10.2.0.0"), []string{"big", "131072", "65536"}},
+		"prefix":  {subnet("wide", "10.0.0.0/7"), []string{"wide", "/8"}},
+		"gateway": {withGateway(subnet("gw", "198.18.1.0/24"), "198.18.1.0"), []string{"gw", "198.18.1.0", "network address"}},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			e := newEnv(t)
+			r := e.applyCmd(1, PutSubnet, Put[store.Subnet]{Object: tc.subnet, Time: ts0})
+			if r.Err == nil {
+				t.Fatal("accepted")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(r.Err.Error(), w) {
+					t.Errorf("error %q does not name %q", r.Err, w)
+				}
+			}
+		})
+	}
+}
+
+func withGateway(s *store.Subnet, gw string) *store.Subnet {
+	s.Gateway = gw
+	return s
+}
+
 // commits records what a proposer commits.
 type commits struct{ cmds [][]byte }
 
@@ -101,9 +148,10 @@ func TestProposerRefusesSubnet(t *testing.T) {
 	log := &commits{}
 	p := NewProposer(ProposerConfig{Log: log, Store: e.db})
 	for s, field := range map[*store.Subnet]string{
-		subnet("all", "0.0.0.0/0"):                          "cidr",
-		subnet("wider", "198.18.0.0/16"):                    "cidr",
-		subnet("big", "10.0.0.0/8", "10.0.0.1", "10.2.0.0"): "pools",
+		subnet("all", "0.0.0.0/0"):                                 "cidr",
+		subnet("wider", "198.18.0.0/16"):                           "cidr",
+		subnet("big", "10.0.0.0/8", "10.0.0.1", "10.2.0.0"):        "pools",
+		withGateway(subnet("gw", "198.18.1.0/24"), "198.18.1.255"): "gateway",
 	} {
 		_, err := p.PutSubnet(t.Context(), s, 0)
 		if e, ok := errs.AsError(err); !ok || e.Field != field {

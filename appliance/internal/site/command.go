@@ -58,7 +58,7 @@ const (
 	RecordBMCCertificate Type = 35 // BMCCertificate: a certificate a machine's BMC presented that the site did not trust
 	AcceptBMCCertificate Type = 36 // BMCCertificate: an operator trusts a certificate of a machine's BMC
 	BindWorkflow         Type = 37 // Bind: the first address to claim a workflow's installer credential (proxyDHCP)
-	PutSubnet            Type = 38 // Put[store.Subnet]: a subnet DHCP can serve, overlapping no other (apply_object.go)
+	PutSubnetV2          Type = 38 // Put[store.Subnet], releases up to b7e757c (a gateway on the network or broadcast address allowed): replay only (apply_subnet.go)
 	SetCAGeneration      Type = 39 // CARotation: a step of a rotation of the site's CA (apply_ca.go)
 	QueueBootPXE         Type = 40 // BootPXE: an operator sets a machine's next boot to the network, as a boot_pxe job (apply_job.go)
 	RecordLink           Type = 41 // LinkReport: the leader's sync client reports the link to central (apply_link.go)
@@ -73,6 +73,7 @@ const (
 	DiscoverV2           Type = 52 // DiscoverPayload, releases up to 96fac4a (machine.discovered without the hardware's vendor and product): replay only (apply_legacy.go)
 	Discover             Type = 53 // DiscoverPayload: what an installer in discovery mode found; machine.discovered has the machine's record and its vendor and product (apply_machine.go)
 	PutMachineV2         Type = 54 // Put[store.Machine]: as PutMachine, but the state machine records the put's event from the machine it stored, and the command carries none of it (apply_machine.go)
+	PutSubnet            Type = 58 // Put[store.Subnet]: a subnet DHCP can serve, its gateway a host's address, overlapping no other (apply_subnet.go)
 )
 
 // Every payload but CommitLease's (always the DHCP server's) names its

@@ -42,7 +42,7 @@
 //   - A command's meaning never changes: new meaning gets a new type, and
 //     the old type keeps its old rules for the logs that hold it.
 //   - A subnet stored by PutSubnet overlaps no other, and is one the DHCP
-//     server can serve (apply_object.go, store.Subnet.CheckServable).
+//     server can serve (apply_subnet.go, store.Subnet.CheckServable).
 //   - No address is held by two MACs (apply_lease.go), and an order, its
 //     workflow, its address and its jobs are created all or nothing.
 //   - An event is never deleted before central has acknowledged it.

@@ -193,7 +193,7 @@ func (p *Proposer) sealBMC(m *store.Machine) {
 // overlaps no other: it is refused here against this node's store, and
 // at apply against the site's.
 func (p *Proposer) PutSubnet(ctx context.Context, s *store.Subnet, expect uint64) (*store.Subnet, error) {
-	if err := p.cfg.Store.View(func(tx *store.Tx) error { return checkSubnet(tx, s) }); err != nil {
+	if err := p.cfg.Store.View(func(tx *store.Tx) error { return checkSubnet(tx, s, (*store.Subnet).CheckServable) }); err != nil {
 		return nil, err
 	}
 	return put(ctx, p, PutSubnet, s, expect)

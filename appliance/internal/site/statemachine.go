@@ -52,6 +52,7 @@ var table = command.Table[*store.Tx]{
 	RecordBMCCertificate: applyRecordBMCCertificate,
 	AcceptBMCCertificate: applyAcceptBMCCertificate,
 	BindWorkflow:         applyBindWorkflow,
+	PutSubnetV2:          applyPutSubnetV2,
 	PutSubnet:            applyPutSubnet,
 	SetCAGeneration:      applySetCAGeneration,
 	QueueBootPXE:         applyQueueBootPXE,

@@ -281,7 +281,7 @@ func TestApplyEveryCommand(t *testing.T) {
 	renewal := *lease
 	renewal.Starts, renewal.Expires = ts0.Add(30*time.Minute), ts0.Add(90*time.Minute)
 	since := []cmdStep{
-		{PutSubnet, Put[store.Subnet]{Object: fxSubnet("lab"), Time: ts0}, func(t *testing.T, r Result, i uint64) {
+		{PutSubnetV2, Put[store.Subnet]{Object: fxSubnet("lab"), Time: ts0}, func(t *testing.T, r Result, i uint64) {
 			checkPut(t, e, r, fxSubnet("lab"), i)
 		}},
 		{PutMachine, Put[store.Machine]{Object: fxMachine("m2", "02:00:00:00:00:03"), Time: ts0}, func(t *testing.T, r Result, i uint64) {
@@ -500,6 +500,9 @@ func TestApplyEveryCommand(t *testing.T) {
 			if ev := lastEvent(t, e); ev.Fields["macs"] != `["02:00:00:00:00:78"]` {
 				t.Errorf("event %+v, want the stored machine's MACs", ev)
 			}
+		}},
+		{PutSubnet, Put[store.Subnet]{Object: fxSubnet("s58"), Time: ts0}, func(t *testing.T, r Result, i uint64) {
+			checkPut(t, e, r, fxSubnet("s58"), i)
 		}},
 	}, uint64(len(steps)+len(since)+10))
 

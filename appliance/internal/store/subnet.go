@@ -137,21 +137,50 @@ func (s *Subnet) validRange(p netip.Prefix, field string, r Range) error {
 // keeps the rules of earlier releases, for replay): that the site's DHCP
 // server can serve s, which must be valid. Its prefix is at most a /8
 // and in no network hosts cannot be given addresses in; its pools hold
-// at most MaxPoolAddresses addresses together.
+// at most MaxPoolAddresses addresses together; its gateway, if any, is
+// an address a host may have (not the network's or its broadcast
+// address). Each error names the subnet and the limit it passes.
 func (s *Subnet) CheckServable() error {
+	if err := s.CheckServableV2(); err != nil {
+		return err
+	}
+	if s.Gateway == "" {
+		return nil
+	}
+	p, gw := s.Prefix(), netip.MustParseAddr(s.Gateway)
+	switch {
+	case gw == p.Addr():
+		return errs.Invalid("gateway", "subnet %s's gateway %s is the network address of %s, which no host may have", s.Name, gw, p)
+	case gw == broadcast(p):
+		return errs.Invalid("gateway", "subnet %s's gateway %s is the broadcast address of %s, which no host may have", s.Name, gw, p)
+	}
+	return nil
+}
+
+// CheckServableV2 is CheckServable without the gateway's rule: the rules
+// of the site's PutSubnetV2 command, kept for replay.
+func (s *Subnet) CheckServableV2() error {
 	p := s.Prefix()
 	if p.Bits() < MinPrefixBits {
-		return errs.Invalid("cidr", "%s is wider than a /%d: no DHCP server serves that many addresses", p, MinPrefixBits)
+		return errs.Invalid("cidr", "subnet %s's %s is wider than a /%d: no DHCP server serves that many addresses", s.Name, p, MinPrefixBits)
 	}
 	for _, u := range unservable {
 		if u.prefix.Overlaps(p) {
-			return errs.Invalid("cidr", "%s is in %s (%s), where no DHCP server hands out addresses", p, u.prefix, u.what)
+			return errs.Invalid("cidr", "subnet %s's %s is in %s (%s), where no DHCP server hands out addresses", s.Name, p, u.prefix, u.what)
 		}
 	}
 	if n := s.poolAddresses(); n > MaxPoolAddresses {
-		return errs.Invalid("pools", "hold %d addresses together, more than the %d (a /16's worth) a subnet may", n, MaxPoolAddresses)
+		return errs.Invalid("pools", "subnet %s's pools hold %d addresses together, more than the %d (a /16's worth) a subnet may", s.Name, n, MaxPoolAddresses)
 	}
 	return nil
+}
+
+// broadcast is p's last address.
+func broadcast(p netip.Prefix) netip.Addr {
+	a := p.Masked().Addr().As4()
+	v := uint32(a[0])<<24 | uint32(a[1])<<16 | uint32(a[2])<<8 | uint32(a[3])
+	v |= 1<<(32-p.Bits()) - 1
+	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
 }
 
 // poolAddresses counts the addresses of s's pools, those of overlapping
