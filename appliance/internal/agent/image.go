@@ -107,11 +107,13 @@ type imageJob struct {
 // imageURL resolves raw against the appliance's URL, and refuses an image
 // on any other host: installers fetch only from the site.
 func (s *step) imageURL(raw string) (*url.URL, error) {
-	base := s.r.c.base
+	base := s.r.c.app.url()
 	u, err := base.Parse(raw)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") {
 		return nil, fmt.Errorf("url %q is not an http(s) URL", raw)
 	}
+	u = s.r.c.app.current(u) // on a node the agent left: on the one it found since
+
 	if !sameOrigin(u, base) {
 		return nil, fmt.Errorf("image url %s is not on the appliance (%s): installers fetch only from the site", redacted(u), redacted(base))
 	}
@@ -224,10 +226,12 @@ func (s *step) get(ctx context.Context, u *url.URL, header http.Header) (*http.R
 	}
 	maps.Copy(req.Header, header)
 	req.Header.Set("User-Agent", userAgent)
-	if base := s.r.c.base; sameOrigin(u, base) {
+	base := s.r.c.app.url()
+	if sameOrigin(u, base) {
 		req.Header.Set("Authorization", "Bearer "+s.r.c.token) // never to another host
 	}
-	resp, err := siteOnly(s.cfg().HTTPClient, s.r.c.base).Do(req)
+	resp, err := siteOnly(s.cfg().HTTPClient, base).Do(req)
+	s.r.c.app.answered(ctx, err == nil)
 	if err != nil {
 		var ue *url.Error
 		if errors.As(err, &ue) {
