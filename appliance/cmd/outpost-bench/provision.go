@@ -73,6 +73,11 @@ func provisionOnce(ctx context.Context, log *slog.Logger, bin, template string) 
 		vm := s.StartVM(t, lab.VMConfig{MAC: mac, MemoryMB: 1024, Disks: []string{labsite.NewDisk(t, 256<<20)}})
 		wctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 		defer cancel()
+		clock := watchSerial(wctx, vm.Serial, vm.Start)
+		defer func() {
+			clock.stop()
+			clock.report(os.Stderr, template)
+		}()
 		var osUp time.Time
 		for _, re := range []string{`OUTPOST-TESTOS-BOOTED from disk`, `OUTPOST-TESTOS hostname=bench-1`} {
 			if _, err := vm.WaitSerial(wctx, regexp.MustCompile(re)); err != nil {

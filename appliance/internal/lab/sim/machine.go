@@ -65,6 +65,10 @@ const (
 //  4. The agent API, as the installer's agent (Agent.Run). The machine is
 //     ok when its workflow ends succeeded.
 //
+// A failure in steps 1 to 3 starts the walk over from DHCP up to
+// Env.NetbootRetries times, as a looping BIOS does; the phases' times
+// are then the last walk's.
+//
 // Left out: iPXE's own DHCP exchange (a second DORA, user class "iPXE",
 // which gets the script's URL): one DORA per machine already loads the
 // DHCP server and its Raft commits, and the script's URL is fixed. And
