@@ -90,6 +90,17 @@ var serialSteps = []struct{ name, re string }{
 	{"os metadata", `OUTPOST-TESTOS hostname=`},
 }
 
+// save writes every line, stamped, to path.
+func (c *serialClock) save(path string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var b strings.Builder
+	for _, l := range c.lines {
+		fmt.Fprintf(&b, "%7.2f %s\n", l.at.Seconds(), l.text)
+	}
+	return os.WriteFile(path, []byte(b.String()), 0o644)
+}
+
 // report prints on w when each step's first line appeared (after the
 // previous step's) and the time since the step before.
 func (c *serialClock) report(w io.Writer, label string) {

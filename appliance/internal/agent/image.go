@@ -167,7 +167,8 @@ func (s *step) writeImage(ctx context.Context, job *imageJob) (string, error) {
 	defer f.Close()
 	start, total := time.Now(), dl.total
 	events := &progressEvents{span: s.span, total: total}
-	written, err := s.decompressTo(f, br, format, func(written int64) {
+	disk := newDiskWriter(f)
+	written, err := s.decompressTo(disk, br, format, func(written int64) {
 		s.Progress(percent(body.n, total), imageProgress(format, body.n, total, written, time.Since(start)))
 		events.observe(body.n, written)
 	})
@@ -193,8 +194,12 @@ func (s *step) writeImage(ctx context.Context, job *imageJob) (string, error) {
 	if job.want == "" {
 		verified = "not verified: no sha256"
 	}
-	return fmt.Sprintf("wrote %s to %s (%s downloaded, %s, %s, %s) in %s (%.1f MiB/s)", sizeStr(written), job.dev,
-		sizeStr(body.n), format, verified, resumed(dl.resumes, job.restarts), took.Round(100*time.Millisecond), rate(body.n, took)), nil
+	zeroed := ""
+	if disk.zeroed > 0 {
+		zeroed = ", " + sizeStr(disk.zeroed) + " of zeros by the device"
+	}
+	return fmt.Sprintf("wrote %s to %s (%s downloaded, %s, %s, %s%s) in %s (%.1f MiB/s)", sizeStr(written), job.dev,
+		sizeStr(body.n), format, verified, resumed(dl.resumes, job.restarts), zeroed, took.Round(100*time.Millisecond), rate(body.n, took)), nil
 }
 
 // resumed says how often a download was resumed and started over.
@@ -317,9 +322,9 @@ type writeError struct{ err error }
 func (e *writeError) Error() string { return "write disk: " + e.err.Error() }
 func (e *writeError) Unwrap() error { return e.err }
 
-// decompressTo writes the image in r, decompressed, to f in chunks, and
+// decompressTo writes the image in r, decompressed, to w in chunks, and
 // calls progress after each.
-func (s *step) decompressTo(f *os.File, r io.Reader, format string, progress func(int64)) (int64, error) {
+func (s *step) decompressTo(w *diskWriter, r io.Reader, format string, progress func(int64)) (int64, error) {
 	var src io.Reader
 	switch format {
 	case formatGzip:
@@ -350,7 +355,7 @@ func (s *step) decompressTo(f *os.File, r io.Reader, format string, progress fun
 	for {
 		n, err := fill(src, buf)
 		if n > 0 {
-			if _, werr := f.Write(buf[:n]); werr != nil {
+			if werr := w.write(buf[:n]); werr != nil {
 				return written, &writeError{werr}
 			}
 			written += int64(n)
