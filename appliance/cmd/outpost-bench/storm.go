@@ -362,8 +362,11 @@ func stormProgress(env *sim.Env, start time.Time, n int) (stop func()) {
 
 // keepLog copies applianced's log out of the benchmark's directory, which
 // goes away, and returns where it is.
-func keepLog(path string) string {
-	dst := filepath.Join(os.TempDir(), fmt.Sprintf("outpost-bench-storm-%d-applianced.log", os.Getpid()))
+func keepLog(path string) string { return keepLogAs(path, "applianced") }
+
+// keepLogAs keeps the log at path as that of name (keepLog).
+func keepLogAs(path, name string) string {
+	dst := filepath.Join(os.TempDir(), fmt.Sprintf("outpost-bench-storm-%d-%s.log", os.Getpid(), name))
 	raw, err := os.ReadFile(path)
 	if err == nil {
 		err = os.WriteFile(dst, raw, 0o644)

@@ -171,19 +171,11 @@ func runStorm3(ctx context.Context, log *slog.Logger, sw *dhcpSwitch, site *dhcp
 	return nil
 }
 
-// keepLogs keeps every node's log (keepLog) and lists where they are.
+// keepLogs keeps every node's log (keepLogAs) and lists where they are.
 func keepLogs(site *dhcpSite) []string {
 	var kept []string
 	for i, p := range site.procs {
-		dst := filepath.Join(os.TempDir(), fmt.Sprintf("outpost-bench-storm-%d-n%d.log", os.Getpid(), i+1))
-		raw, err := os.ReadFile(p.log)
-		if err == nil {
-			err = os.WriteFile(dst, raw, 0o644)
-		}
-		if err != nil {
-			dst = fmt.Sprintf("%s (not kept: %v)", p.log, err)
-		}
-		kept = append(kept, dst)
+		kept = append(kept, keepLogAs(p.log, fmt.Sprintf("n%d", i+1)))
 	}
 	return kept
 }
