@@ -36,18 +36,11 @@ const (
 )
 
 // testOSCmdline is the test OS's kernel command line: its consoles, as
-// the image's own SYSLINUX configuration has them, the kernel's messages
-// cut to notices and worse (bootLogLevel), and where its metadata is.
-// The test OS runs from its initramfs, so it names no root file system
-// (an OS with one adds root= here, as its boot loader does).
-const testOSCmdline = "console=tty0 console=ttyS0,115200 " + bootLogLevel + " outpost.metadata={{ .metadata_url }}"
-
-// bootLogLevel keeps the kernel's informational messages (hundreds of
-// lines a boot) off the consoles, which under emulation print slowly,
-// and keeps its notices: the "Linux version" banner and the "Command
-// line:" a test reads the installer's URL from; warnings, errors and
-// panics too.
-const bootLogLevel = "loglevel=6"
+// the image's own SYSLINUX configuration has them, and where its
+// metadata is. The test OS runs from its initramfs, so it names no
+// root file system (an OS with one adds root= here, as its boot loader
+// does).
+const testOSCmdline = "console=tty0 console=ttyS0,115200 outpost.metadata={{ .metadata_url }}"
 
 // syslinuxCfg is what the workflow writes over the test OS's boot
 // configuration: the same boot, with where its metadata is. Both
@@ -62,9 +55,8 @@ LABEL testos
 `
 
 // installerCmdline is the installer's extra kernel arguments: a
-// panicking installer reboots, and so boots again; its kernel says
-// little (bootLogLevel).
-const installerCmdline = "panic=10 " + bootLogLevel
+// panicking installer reboots, and so boots again.
+const installerCmdline = "panic=10"
 
 // Provisioning is what a site needs to provision VMs with the test OS:
 // Network's subnet and templates, with the installer and the test OS
