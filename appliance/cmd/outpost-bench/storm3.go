@@ -15,6 +15,7 @@ import (
 	"github.com/outposthq/outpost/appliance/internal/client"
 	"github.com/outposthq/outpost/appliance/internal/lab"
 	"github.com/outposthq/outpost/appliance/internal/lab/sim"
+	"github.com/outposthq/outpost/appliance/internal/store"
 )
 
 // stormNodes is provision.storm's site size: 1, or 3 with the leader
@@ -154,6 +155,7 @@ func runStorm3(ctx context.Context, log *slog.Logger, sw *dhcpSwitch, site *dhcp
 	if err := checkMachines(ctx, api, out); err != nil {
 		return err
 	}
+	followerViews(ctx, sw, site, auth, leader)
 	var hosts []stormHost
 	for i, p := range site.procs {
 		hosts = append(hosts, stormHost{fmt.Sprintf("n%d", i+1), sw.nodes[i], site3Addr(i) + ":7000", client.Pin{Fingerprint: auth.fp}, p})
@@ -262,6 +264,33 @@ func (k *leaderKiller) run(ctx context.Context) {
 		if k.killed < 0 && k.err == nil && done >= k.at {
 			k.kill(ctx)
 		}
+	}
+}
+
+// followerViews says, on stderr, how many machines each running follower
+// shows not provisioned right after the storm: how far its reads lag
+// behind the leader's.
+func followerViews(ctx context.Context, sw *dhcpSwitch, site *dhcpSite, auth siteAuth, leader int) {
+	for i, p := range site.procs {
+		if i == leader || p.exited() {
+			continue
+		}
+		api, err := auth.client(sw.nodes[i], site3Addr(i)+":7000", time.Minute)
+		var all []store.Machine
+		if err == nil {
+			err = api.List(ctx, "machines", &all)
+		}
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "storm: n%d (a follower): list machines: %v\n", i+1, err)
+			continue
+		}
+		behind := 0
+		for _, m := range all {
+			if m.State != store.StateProvisioned {
+				behind++
+			}
+		}
+		fmt.Fprintf(os.Stderr, "storm: n%d (a follower) shows %d of %d machines not provisioned right after the storm\n", i+1, behind, len(all))
 	}
 }
 
