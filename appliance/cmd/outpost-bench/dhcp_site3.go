@@ -2,19 +2,13 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
-	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
-	"github.com/outposthq/outpost/appliance/internal/client"
 	"github.com/outposthq/outpost/appliance/internal/lab"
 	"github.com/outposthq/outpost/appliance/internal/lab/sim"
-	"github.com/outposthq/outpost/internal/pki"
 )
 
 // site3Nodes is the size of dhcp.nodes3's Outpost site.
@@ -116,43 +110,14 @@ func (s *dhcpSite) logTail() string {
 	return s.procs[0].logTail()
 }
 
-// startDHCPSite starts one applianced per node host of sw, with its state
-// under dir: the first bootstraps the site, the others join it by its
-// API CA's fingerprint and admin token. Once every node sees the same
-// leader and three voters, it puts the benchmark's subnet.
-func startDHCPSite(ctx context.Context, sw *dhcpSwitch, dir, bin string) (_ *dhcpSite, err error) {
-	s := &dhcpSite{}
-	defer func() {
-		if err != nil {
-			s.stop()
-		}
-	}()
-	var api *client.Client // the first node's
-	var join []string      // what the others need to join it
-	var joinEnv []string
-	for i, ns := range sw.nodes {
-		id, ndir := fmt.Sprintf("n%d", i+1), filepath.Join(dir, fmt.Sprintf("n%d", i+1))
-		args, err := outpostArgs(ndir, id, site3Site(i), "info")
-		if err != nil {
-			return nil, err
-		}
-		p, err := startProc(ns, filepath.Join(ndir, "applianced.log"), joinEnv, bin, append(args, join...)...)
-		if err != nil {
-			return nil, err
-		}
-		s.procs = append(s.procs, p)
-		if i > 0 {
-			continue
-		}
-		var token, fp string
-		if api, token, fp, err = waitNodeAPI(ctx, ns, p, filepath.Join(ndir, "data"), site3Addr(0)); err != nil {
-			return nil, err
-		}
-		join = []string{"-join", "https://" + site3Addr(0) + ":7000", "-join-ca-fingerprint", fp}
-		joinEnv = []string{"OUTPOST_JOIN_TOKEN=" + token}
-	}
-	if err := pollEvery(ctx, 200*time.Millisecond, 2*time.Minute, func() error { return siteFormed(ctx, api, s) }); err != nil {
-		return nil, fmt.Errorf("the site: %w; %s", err, s.logTail())
+// startDHCPSite starts a 3-node site on sw (startSite), each node with
+// the benchmark's flags, and puts the benchmark's subnet.
+func startDHCPSite(ctx context.Context, sw *dhcpSwitch, dir, bin string) (*dhcpSite, error) {
+	s, _, err := startSite(ctx, sw, dir, bin, func(i int, ndir string) ([]string, error) {
+		return outpostArgs(ndir, fmt.Sprintf("n%d", i+1), site3Site(i), "info")
+	})
+	if err != nil {
+		return nil, err
 	}
 	return s, putSubnetIn(ctx, sw.nodes[0], s.procs[0], filepath.Join(dir, "n1", "data"), site3Site(0), time.Minute)
 }
@@ -160,58 +125,4 @@ func startDHCPSite(ctx context.Context, sw *dhcpSwitch, dir, bin string) (_ *dhc
 // site3Site is node i's view of the benchmark's subnet.
 func site3Site(i int) outpostSite {
 	return outpostSite{iface: sim.ServerIface, addr: site3Addr(i), subnet: benchSite.subnet}
-}
-
-// waitNodeAPI waits (up to a minute) for a bootstrapping node's admin
-// token and API CA in data, and returns a client of its API at addr
-// (dialled from ns), the token and the CA's fingerprint.
-func waitNodeAPI(ctx context.Context, ns *lab.Netns, p *benchProc, data, addr string) (api *client.Client, token, fp string, err error) {
-	err = pollEvery(ctx, 100*time.Millisecond, time.Minute, func() error {
-		if p.exited() {
-			return errors.New("exited")
-		}
-		raw, err := os.ReadFile(filepath.Join(data, "admin.token"))
-		if err != nil || !strings.HasSuffix(string(raw), "\n") {
-			return fmt.Errorf("no admin token yet (%v)", err)
-		}
-		token = strings.TrimSpace(string(raw))
-		// The API CA is written before the token.
-		pem, err := os.ReadFile(filepath.Join(data, "api-ca.pem"))
-		if err != nil {
-			return err
-		}
-		fp, err = pki.PEMFingerprint(pem)
-		return err
-	})
-	if err != nil {
-		return nil, "", "", fmt.Errorf("node API: %w; %s", err, p.logTail())
-	}
-	tr, err := client.PinnedTransport(client.Pin{Fingerprint: fp})
-	if err != nil {
-		return nil, "", "", err
-	}
-	tr.DialContext = ns.DialContext
-	return client.NewWithHTTP("https://"+addr+":7000", token, &http.Client{Timeout: 10 * time.Second, Transport: tr}), token, fp, nil
-}
-
-// siteFormed says why the site is not formed yet (a leader and every
-// node a voter, as the first node sees it), or nil.
-func siteFormed(ctx context.Context, api *client.Client, s *dhcpSite) error {
-	if s.exited() {
-		return errors.New("a node exited")
-	}
-	st, err := api.Cluster(ctx)
-	if err != nil {
-		return err
-	}
-	voters := 0
-	for _, m := range st.Members {
-		if m.Suffrage == "Voter" {
-			voters++
-		}
-	}
-	if st.LeaderID == "" || voters != len(s.procs) {
-		return fmt.Errorf("leader %q, %d voters of %d nodes", st.LeaderID, voters, len(s.procs))
-	}
-	return nil
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"log/slog"
 	"os"
@@ -15,6 +16,10 @@ import (
 	"github.com/outposthq/outpost/appliance/internal/labsite"
 	"github.com/outposthq/outpost/appliance/internal/store"
 )
+
+// provisionSerial is where provision.e2e keeps each run's serial console.
+var provisionSerial = flag.String("provision-serial", "",
+	"directory where provision.e2e writes each VM's serial console, every line stamped with when it came (seconds from the VM's start), as <template>.log")
 
 // benchProvisionE2E provisions one QEMU VM end to end, as the e2e test
 // and the demo do, once with each install template of the lab (kexec:
@@ -73,6 +78,16 @@ func provisionOnce(ctx context.Context, log *slog.Logger, bin, template string) 
 		vm := s.StartVM(t, lab.VMConfig{MAC: mac, MemoryMB: 1024, Disks: []string{labsite.NewDisk(t, 256<<20)}})
 		wctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 		defer cancel()
+		clock := watchSerial(wctx, vm.Serial, vm.Start)
+		defer func() {
+			clock.stop()
+			clock.report(os.Stderr, template)
+			if *provisionSerial != "" {
+				if err := clock.save(filepath.Join(*provisionSerial, template+".log")); err != nil {
+					log.Warn("save the serial console", "err", err)
+				}
+			}
+		}()
 		var osUp time.Time
 		for _, re := range []string{`OUTPOST-TESTOS-BOOTED from disk`, `OUTPOST-TESTOS hostname=bench-1`} {
 			if _, err := vm.WaitSerial(wctx, regexp.MustCompile(re)); err != nil {

@@ -119,6 +119,9 @@ func benchStorm(ctx context.Context, log *slog.Logger, _ time.Duration) error {
 	if n < 1 || n > stormMaxMachines || par < 1 {
 		return fmt.Errorf("-storm-machines must be 1 to %d and -storm-concurrency at least 1", stormMaxMachines)
 	}
+	if *stormNodes != 1 && *stormNodes != site3Nodes {
+		return fmt.Errorf("-storm-nodes must be 1 or %d, not %d", site3Nodes, *stormNodes)
+	}
 	if os.Geteuid() != 0 {
 		return errors.New("needs root (network namespaces)")
 	}
@@ -134,7 +137,19 @@ func benchStorm(ctx context.Context, log *slog.Logger, _ time.Duration) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	art, err := sim.NewArtifacts(filepath.Join(root, "images", "out"), filepath.Join(dir, "artifacts"))
+	images := filepath.Join(root, "images", "out")
+	if *stormNodes == site3Nodes {
+		applianced, err := buildApplianced(ctx, dir)
+		if err != nil {
+			return err
+		}
+		return lab.NewRunner(ctx, "bench-storm3", discardLog{log}).Run(func(t lab.T) {
+			if err := stormSite3(ctx, log, t, dir, applianced, images, n, par); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+	art, err := sim.NewArtifacts(images, filepath.Join(dir, "artifacts"))
 	if err != nil {
 		return err
 	}
@@ -228,7 +243,8 @@ func stormRun(ctx context.Context, log *slog.Logger, bn *sim.Net, dir, bin strin
 	if err := checkMachines(ctx, api, res.out); err != nil {
 		return stormResult{}, err
 	}
-	stormReport(os.Stderr, res.out, senv.Stats(), res.cpu, bn, p)
+	stormReport(os.Stderr, res.out, senv.Stats(), res.cpu, bn.Client, []stormHost{{"applianced", bn.Server, stormAPIAddr,
+		client.Pin{CAFile: filepath.Join(dir, "data", "api-ca.pem")}, p}})
 	log.Debug("storm done", "machines", n, "wall", res.out.Wall)
 	res.log = p.log
 	return res, nil
@@ -346,8 +362,11 @@ func stormProgress(env *sim.Env, start time.Time, n int) (stop func()) {
 
 // keepLog copies applianced's log out of the benchmark's directory, which
 // goes away, and returns where it is.
-func keepLog(path string) string {
-	dst := filepath.Join(os.TempDir(), fmt.Sprintf("outpost-bench-storm-%d-applianced.log", os.Getpid()))
+func keepLog(path string) string { return keepLogAs(path, "applianced") }
+
+// keepLogAs keeps the log at path as that of name (keepLog).
+func keepLogAs(path, name string) string {
+	dst := filepath.Join(os.TempDir(), fmt.Sprintf("outpost-bench-storm-%d-%s.log", os.Getpid(), name))
 	raw, err := os.ReadFile(path)
 	if err == nil {
 		err = os.WriteFile(dst, raw, 0o644)

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/outposthq/outpost/appliance/internal/client"
 	"github.com/outposthq/outpost/appliance/internal/lab"
 	"github.com/outposthq/outpost/appliance/internal/lab/sim"
 )
@@ -21,7 +22,9 @@ import (
 // stormReport prints on w what the storm met along the way: its wall
 // time, each phase's latency, the retries, DHCP packets dropped, the
 // warnings in applianced's log, and why machines failed.
-func stormReport(w io.Writer, out *sim.Outcome, stats *sim.Stats, cpu time.Duration, bn *sim.Net, p *benchProc) {
+//
+// hosts are the site's nodes, client the machines' namespace.
+func stormReport(w io.Writer, out *sim.Outcome, stats *sim.Stats, cpu time.Duration, client *lab.Netns, hosts []stormHost) {
 	fmt.Fprintf(w, "storm: %d machines, at most %d at a time: %.1f s wall; applianced used %.2f s of CPU (%.0f %% of one core)\n",
 		len(out.Results), out.Par, out.Wall.Seconds(), cpu.Seconds(), 100*cpu.Seconds()/out.Wall.Seconds())
 	for ph := range sim.PhaseDone {
@@ -40,19 +43,40 @@ func stormReport(w io.Writer, out *sim.Outcome, stats *sim.Stats, cpu time.Durat
 	for _, k := range slices.Sorted(maps.Keys(counts)) {
 		fmt.Fprintf(w, "storm: %s: %d times\n", k, counts[k])
 	}
-	fmt.Fprintf(w, "storm: applianced dropped %s DHCP packets with every worker busy (outpost_dhcp_dropped_total)\n", dhcpDropped(bn))
-	for _, ns := range []*lab.Netns{bn.Server, bn.Client} {
-		fmt.Fprintf(w, "storm: kernel counters in %s: %s\n", ns.Name, netCounters(ns))
+	for _, h := range hosts {
+		if h.p.exited() {
+			fmt.Fprintf(w, "storm: %s: not running at the end\n", h.name)
+		} else {
+			fmt.Fprintf(w, "storm: %s dropped %s DHCP packets with every worker busy (outpost_dhcp_dropped_total)\n", h.name, dhcpDropped(h))
+			fmt.Fprintf(w, "storm: %s's open UDP sockets: %s\n", h.name, udpSocketDrops(h.ns))
+		}
+		fmt.Fprintf(w, "storm: kernel counters in %s: %s\n", h.ns.Name, netCounters(h.ns))
 	}
-	fmt.Fprintf(w, "storm: applianced's open UDP sockets: %s\n", udpSocketDrops(bn.Server))
-	logSummary(w, p.log)
+	fmt.Fprintf(w, "storm: kernel counters in %s: %s\n", client.Name, netCounters(client))
+	for _, h := range hosts {
+		logSummary(w, h.name, h.p.log)
+	}
 	failureSummary(w, out.Results)
 }
 
-// dhcpDropped reads outpost_dhcp_dropped_total from applianced's metrics.
-func dhcpDropped(bn *sim.Net) string {
-	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DialContext: bn.Server.DialContext}}
-	resp, err := hc.Get("http://" + stormAPIAddr + "/metrics")
+// stormHost is an applianced of a storm's site.
+type stormHost struct {
+	name string // in the report
+	ns   *lab.Netns
+	api  string     // its API's host:port
+	pin  client.Pin // its API's certificate
+	p    *benchProc
+}
+
+// dhcpDropped reads outpost_dhcp_dropped_total from h's metrics.
+func dhcpDropped(h stormHost) string {
+	tr, err := client.PinnedTransport(h.pin)
+	if err != nil {
+		return "? (" + err.Error() + ")"
+	}
+	tr.DialContext = h.ns.DialContext
+	hc := &http.Client{Timeout: 10 * time.Second, Transport: tr}
+	resp, err := hc.Get("https://" + h.api + "/metrics")
 	if err != nil {
 		return "? (" + err.Error() + ")"
 	}
@@ -130,11 +154,11 @@ func udpSocketDrops(ns *lab.Netns) string {
 // slogLineRE picks level and message from a slog text line.
 var slogLineRE = regexp.MustCompile(`level=(WARN|ERROR) msg=("(?:[^"\\]|\\.)*"|\S+)`)
 
-// logSummary counts applianced's warnings and errors by message.
-func logSummary(w io.Writer, path string) {
+// logSummary counts the warnings and errors of name's log by message.
+func logSummary(w io.Writer, name, path string) {
 	f, err := os.Open(path)
 	if err != nil {
-		fmt.Fprintf(w, "storm: applianced log: %v\n", err)
+		fmt.Fprintf(w, "storm: %s's log: %v\n", name, err)
 		return
 	}
 	defer f.Close()
@@ -147,10 +171,10 @@ func logSummary(w io.Writer, path string) {
 		}
 	}
 	if len(counts) == 0 {
-		fmt.Fprintln(w, "storm: applianced logged no warnings or errors")
+		fmt.Fprintf(w, "storm: %s logged no warnings or errors\n", name)
 	}
 	for _, k := range slices.Sorted(maps.Keys(counts)) {
-		fmt.Fprintf(w, "storm: applianced logged %s: %d times\n", k, counts[k])
+		fmt.Fprintf(w, "storm: %s logged %s: %d times\n", name, k, counts[k])
 	}
 }
 

@@ -81,6 +81,17 @@ type Config struct {
 	// TraceBatch is how long the agent's finished spans wait to be sent
 	// to the appliance together (DefaultTraceBatch).
 	TraceBatch time.Duration
+	// Rediscover finds the appliance again once RediscoverAfter requests
+	// in a row went unanswered (the node outpost.url names died; a site
+	// of several nodes carries on without it): it returns the address of
+	// the node that serves the site now, which replaces outpost.url's
+	// host, its scheme and port kept (every node of a site serves boot
+	// HTTP on one port). Nil: DHCPRediscover on the interface of
+	// outpost.mac, when the command line names one.
+	Rediscover func(ctx context.Context) (string, error)
+	// RediscoverAfter is how many requests in a row may go unanswered
+	// before Rediscover is asked (DefaultRediscoverAfter).
+	RediscoverAfter int
 	// FlushTimeout bounds the wait for the agent's spans to reach the
 	// appliance before the machine goes down, and at exit
 	// (DefaultFlushTimeout): past it, the machine goes down anyway.
@@ -104,6 +115,7 @@ func (c *Config) setDefaults() {
 	setDefault(&c.StallTimeout, DefaultStallTimeout)
 	setDefault(&c.TraceBatch, DefaultTraceBatch)
 	setDefault(&c.FlushTimeout, DefaultFlushTimeout)
+	setDefault(&c.RediscoverAfter, DefaultRediscoverAfter)
 	if c.System == nil {
 		c.System = LinuxSystem{}
 	}
@@ -162,7 +174,12 @@ func (a *Agent) Run(ctx context.Context) error {
 	if p.Machine != "" {
 		log = log.With("machine", p.Machine)
 	}
-	c := &client{cfg: &a.cfg, base: base, token: p.Token, log: log}
+	find := a.cfg.Rediscover
+	if find == nil && p.MAC != "" {
+		find = DHCPRediscover(p.MAC)
+	}
+	app := &appliance{base: base, find: find, after: a.cfg.RediscoverAfter, log: log}
+	c := &client{cfg: &a.cfg, app: app, token: p.Token, log: log}
 	node := p.Machine
 	if node == "" {
 		node = p.MAC

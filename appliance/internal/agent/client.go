@@ -8,8 +8,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
-	"net/url"
 	"time"
 
 	"github.com/outposthq/outpost/appliance/internal/agentproto"
@@ -43,7 +43,7 @@ func (e *StatusError) Error() string {
 // answered.
 type client struct {
 	cfg   *Config
-	base  *url.URL
+	app   *appliance // outpost.url, and where the appliance is now
 	token string
 	log   *slog.Logger // for requests that are no action's
 }
@@ -73,6 +73,7 @@ func (c *client) call(ctx context.Context, log *slog.Logger, method, path string
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
+		c.app.answered(ctx, !unanswered(status, err))
 		switch {
 		case err == nil:
 			if failures > 0 {
@@ -119,7 +120,7 @@ func (c *client) try(ctx context.Context, method, path string, payload []byte, o
 	if payload != nil {
 		body = bytes.NewReader(payload)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, c.base.String()+path, body)
+	req, err := http.NewRequestWithContext(ctx, method, c.app.url().String()+path, body)
 	if err != nil {
 		return 0, err
 	}
@@ -147,6 +148,13 @@ func (c *client) try(ctx context.Context, method, path string, payload []byte, o
 		}
 	}
 	return http.StatusOK, nil
+}
+
+// unanswered reports whether a request that ended with status and err
+// got no answer from the appliance: refused, reset, timed out or cut off.
+func unanswered(status int, err error) bool {
+	var ne net.Error
+	return status == 0 && errors.As(err, &ne)
 }
 
 // statusError makes the error of an answer from its body.

@@ -89,7 +89,7 @@ func (d *download) request(from int64) (*http.Response, error) {
 		h.Set("Range", "bytes="+strconv.FormatInt(from, 10)+"-")
 		h.Set("If-Range", d.validator)
 	}
-	resp, err := d.s.get(ctx, d.u, h)
+	resp, err := d.s.get(ctx, d.s.r.c.app.current(d.u), h)
 	if err != nil {
 		err = cause(ctx, err)
 		cancel(nil)

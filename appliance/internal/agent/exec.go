@@ -40,7 +40,7 @@ func execCommand(ctx context.Context, s *step) (string, error) {
 	cmd.WaitDelay = 5 * time.Second
 	cmd.Dir = "/"
 	cmd.Env = append(os.Environ(),
-		"OUTPOST_URL="+s.r.c.base.String(),
+		"OUTPOST_URL="+s.r.c.app.url().String(),
 		"OUTPOST_MACHINE="+s.r.params.Machine,
 		"OUTPOST_MAC="+s.r.params.MAC,
 		"OUTPOST_ACTION="+s.act.Name,

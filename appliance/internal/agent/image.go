@@ -107,11 +107,13 @@ type imageJob struct {
 // imageURL resolves raw against the appliance's URL, and refuses an image
 // on any other host: installers fetch only from the site.
 func (s *step) imageURL(raw string) (*url.URL, error) {
-	base := s.r.c.base
+	base := s.r.c.app.url()
 	u, err := base.Parse(raw)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") {
 		return nil, fmt.Errorf("url %q is not an http(s) URL", raw)
 	}
+	u = s.r.c.app.current(u) // on a node the agent left: on the one it found since
+
 	if !sameOrigin(u, base) {
 		return nil, fmt.Errorf("image url %s is not on the appliance (%s): installers fetch only from the site", redacted(u), redacted(base))
 	}
@@ -165,7 +167,8 @@ func (s *step) writeImage(ctx context.Context, job *imageJob) (string, error) {
 	defer f.Close()
 	start, total := time.Now(), dl.total
 	events := &progressEvents{span: s.span, total: total}
-	written, err := s.decompressTo(f, br, format, func(written int64) {
+	disk := newDiskWriter(f)
+	written, err := s.decompressTo(disk, br, format, func(written int64) {
 		s.Progress(percent(body.n, total), imageProgress(format, body.n, total, written, time.Since(start)))
 		events.observe(body.n, written)
 	})
@@ -191,8 +194,12 @@ func (s *step) writeImage(ctx context.Context, job *imageJob) (string, error) {
 	if job.want == "" {
 		verified = "not verified: no sha256"
 	}
-	return fmt.Sprintf("wrote %s to %s (%s downloaded, %s, %s, %s) in %s (%.1f MiB/s)", sizeStr(written), job.dev,
-		sizeStr(body.n), format, verified, resumed(dl.resumes, job.restarts), took.Round(100*time.Millisecond), rate(body.n, took)), nil
+	zeroed := ""
+	if disk.zeroed > 0 {
+		zeroed = ", " + sizeStr(disk.zeroed) + " of zeros by the device"
+	}
+	return fmt.Sprintf("wrote %s to %s (%s downloaded, %s, %s, %s%s) in %s (%.1f MiB/s)", sizeStr(written), job.dev,
+		sizeStr(body.n), format, verified, resumed(dl.resumes, job.restarts), zeroed, took.Round(100*time.Millisecond), rate(body.n, took)), nil
 }
 
 // resumed says how often a download was resumed and started over.
@@ -224,10 +231,12 @@ func (s *step) get(ctx context.Context, u *url.URL, header http.Header) (*http.R
 	}
 	maps.Copy(req.Header, header)
 	req.Header.Set("User-Agent", userAgent)
-	if base := s.r.c.base; sameOrigin(u, base) {
+	base := s.r.c.app.url()
+	if sameOrigin(u, base) {
 		req.Header.Set("Authorization", "Bearer "+s.r.c.token) // never to another host
 	}
-	resp, err := siteOnly(s.cfg().HTTPClient, s.r.c.base).Do(req)
+	resp, err := siteOnly(s.cfg().HTTPClient, base).Do(req)
+	s.r.c.app.answered(ctx, err == nil)
 	if err != nil {
 		var ue *url.Error
 		if errors.As(err, &ue) {
@@ -313,9 +322,9 @@ type writeError struct{ err error }
 func (e *writeError) Error() string { return "write disk: " + e.err.Error() }
 func (e *writeError) Unwrap() error { return e.err }
 
-// decompressTo writes the image in r, decompressed, to f in chunks, and
+// decompressTo writes the image in r, decompressed, to w in chunks, and
 // calls progress after each.
-func (s *step) decompressTo(f *os.File, r io.Reader, format string, progress func(int64)) (int64, error) {
+func (s *step) decompressTo(w *diskWriter, r io.Reader, format string, progress func(int64)) (int64, error) {
 	var src io.Reader
 	switch format {
 	case formatGzip:
@@ -346,7 +355,7 @@ func (s *step) decompressTo(f *os.File, r io.Reader, format string, progress fun
 	for {
 		n, err := fill(src, buf)
 		if n > 0 {
-			if _, werr := f.Write(buf[:n]); werr != nil {
+			if werr := w.write(buf[:n]); werr != nil {
 				return written, &writeError{werr}
 			}
 			written += int64(n)

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"slices"
@@ -25,11 +26,26 @@ import (
 // other action type starts and succeeds at once. It retries what the
 // real agent retries, as it does.
 type Agent struct {
+	// Rediscover, if set, finds the appliance again once it has not
+	// answered rediscoverAfter requests in a row (a node of the site
+	// died): it returns the address of the node that answers DHCP for
+	// the site now, which replaces outpost.url's host (the port kept),
+	// as the installer's agent does (agent.Config.Rediscover).
+	Rediscover func(ctx context.Context) (string, error)
+
 	hc    *http.Client
-	base  *url.URL // outpost.url
+	base  *url.URL // outpost.url, its host as last rediscovered
 	token string
 	stats *Stats
+	// unanswered counts the requests in a row that got no answer.
+	unanswered int
+	// former are the hosts the appliance was found at before.
+	former map[string]bool
 }
+
+// rediscoverAfter is how many requests in a row go unanswered before the
+// agent looks for the appliance again (agent.DefaultRediscoverAfter).
+const rediscoverAfter = 3
 
 // NewAgent returns the agent of an installer booted with outpost.url=base
 // and outpost.token=token (an InstallScript's URL and Token), which sends
@@ -133,8 +149,9 @@ func (a *Agent) writeImage(ctx context.Context, act agentproto.Action, attempt i
 	var sum string
 	var n int64
 	err = retry(ctx, a.stats, "GET image", func() (string, error) {
-		s, m, transient, derr := a.download(ctx, u, act.Name, attempt)
+		s, m, transient, derr := a.download(ctx, a.onAppliance(u), act.Name, attempt)
 		sum, n = s, m
+		a.answered(ctx, m > 0 || transient == "", derr)
 		return transient, derr
 	})
 	switch {
@@ -212,6 +229,7 @@ func (a *Agent) call(ctx context.Context, method, path string, body, out any) er
 	return retry(ctx, a.stats, what, func() (string, error) {
 		status, answer, err := try(ctx, a.hc, method, a.base.String()+path, payload, 16<<20,
 			"Authorization", "Bearer "+a.token, "Accept", "application/json")
+		a.answered(ctx, status != 0, err)
 		switch {
 		case err != nil:
 			return transientKind(0, err), err
@@ -227,4 +245,46 @@ func (a *Agent) call(ctx context.Context, method, path string, body, out any) er
 		}
 		return "", nil
 	})
+}
+
+// answered counts a request that got no answer (ok false, with err), and
+// after rediscoverAfter in a row finds the appliance again (Rediscover).
+// A failure to find it is counted and left to the next try.
+func (a *Agent) answered(ctx context.Context, ok bool, err error) {
+	if ok || err == nil || a.Rediscover == nil || ctx.Err() != nil {
+		a.unanswered = 0
+		return
+	}
+	if a.unanswered++; a.unanswered < rediscoverAfter {
+		return
+	}
+	a.unanswered = 0
+	host, rerr := a.Rediscover(ctx)
+	if rerr != nil {
+		a.stats.count("agent: could not find the appliance again through DHCP")
+		return
+	}
+	if host == a.base.Hostname() {
+		a.stats.count("agent: DHCP named the same appliance again")
+		return
+	}
+	if a.former == nil {
+		a.former = map[string]bool{}
+	}
+	a.former[a.base.Host] = true
+	u := *a.base
+	u.Host = net.JoinHostPort(host, a.base.Port())
+	a.base = &u
+	a.stats.count("agent: the appliance stopped answering; found it again through DHCP")
+}
+
+// onAppliance is u with the appliance's current host when u is on one
+// it was found at before (outpost.url's, before a rediscovery).
+func (a *Agent) onAppliance(u *url.URL) *url.URL {
+	if !a.former[u.Host] {
+		return u
+	}
+	v := *u
+	v.Host = a.base.Host
+	return &v
 }

@@ -12,7 +12,8 @@
 //     a namespace. Relay.DORA runs a BIOS PXE ROM's DISCOVER, OFFER,
 //     REQUEST, ACK for a MAC, with the ROM's options and retransmissions,
 //     through it; one Relay carries the DHCP of any number of machines,
-//     so no raw sockets are needed.
+//     so no raw sockets are needed. Given a site's nodes, it sends each
+//     request to all of them, as dhcrelay does.
 //   - Env.Provision walks one Machine through its network boot and its
 //     workflow as its firmware, iPXE and the installer would: DHCP
 //     through the Relay, the iPXE binary over TFTP, its iPXE script
@@ -21,7 +22,10 @@
 //     file and next server, the sizes against Artifacts, that the script
 //     is this machine's) and returns a Result timed by Phase. Env.Storm
 //     provisions many at once and returns their Outcome; Env.Progress
-//     says how far they are meanwhile.
+//     says how far they are meanwhile. Against a site of several nodes
+//     (Env.Servers), machines carry on when one dies as real ones do:
+//     the firmware starts its network boot over (Env.NetbootRetries) and
+//     the agent finds the appliance again through DHCP (Env.Rediscover).
 //   - Agent is the installer's agent without a disk: it runs a workflow
 //     over the agent API, reporting start, progress and finish, and
 //     downloads and checks the image of image.write; it retries what the

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -64,6 +65,10 @@ const (
 //  4. The agent API, as the installer's agent (Agent.Run). The machine is
 //     ok when its workflow ends succeeded.
 //
+// A failure in steps 1 to 3 starts the walk over from DHCP up to
+// Env.NetbootRetries times, as a looping BIOS does; the phases' times
+// are then the last walk's.
+//
 // Left out: iPXE's own DHCP exchange (a second DORA, user class "iPXE",
 // which gets the script's URL): one DORA per machine already loads the
 // DHCP server and its Raft commits, and the script's URL is fixed. And
@@ -95,6 +100,9 @@ func (e *Env) Provision(ctx context.Context, m Machine) (r Result) {
 		PhaseDHCP: func() (err error) { ack, err = e.dhcp(ctx, m); return err },
 		PhaseTFTP: func() error { return e.tftp(ctx, ack) },
 		PhaseBoot: func() (err error) {
+			if hc != nil {
+				hc.CloseIdleConnections() // an earlier boot's
+			}
 			if hc, err = e.machineClient(ctx, ack); err != nil {
 				return err
 			}
@@ -104,27 +112,69 @@ func (e *Env) Provision(ctx context.Context, m Machine) (r Result) {
 		PhaseAgent: func() error {
 			a, err := NewAgent(hc, sc.URL, sc.Token, &e.stats)
 			if err == nil {
+				if e.Rediscover {
+					a.Rediscover = e.rediscoverer(m)
+				}
 				wf, err = a.Run(ctx)
 			}
 			return err
 		},
 	}
-	for ph, step := range steps {
-		e.inPhase[ph].Add(1)
-		t := time.Now()
-		err := step()
-		e.inPhase[ph].Add(-1)
-		if err != nil {
-			r.Err, r.Phase = err, Phase(ph)
+	// The firmware's network boot, started over as a looping BIOS does.
+	for try := 0; ; try++ {
+		if e.run(&r, steps[:PhaseAgent], PhaseDHCP) {
+			break
+		}
+		if try >= e.NetbootRetries || ctx.Err() != nil {
 			return r
 		}
-		r.Phases[ph] = time.Since(t)
+		e.stats.count("firmware: network boot failed in phase " + r.Phase.String() + ", started it again")
+		r.Err = nil
+	}
+	if !e.run(&r, steps[PhaseAgent:], PhaseAgent) {
+		return r
 	}
 	r.Addr = ack.YourIPAddr.String()
 	if wf.Status != "succeeded" {
 		r.Err, r.Phase = fmt.Errorf("workflow %s %s: %s", wf.ID, wf.Status, wf.Reason), PhaseAgent
 	}
 	return r
+}
+
+// run runs steps, the first of which is phase from, timing each in r,
+// until one fails: it sets r.Err and r.Phase and returns false.
+func (e *Env) run(r *Result, steps []func() error, from Phase) bool {
+	for i, step := range steps {
+		ph := from + Phase(i)
+		e.inPhase[ph].Add(1)
+		t := time.Now()
+		err := step()
+		e.inPhase[ph].Add(-1)
+		if err != nil {
+			r.Err, r.Phase = err, ph
+			return false
+		}
+		r.Phases[ph] = time.Since(t)
+	}
+	return true
+}
+
+// rediscoverer is m's agent's way to find the appliance again: a DHCP
+// exchange through the relay, whose ACK's server identifier (option 54)
+// is the node that answers for the site now, as the installer's agent
+// asks (agent.Config.Rediscover).
+func (e *Env) rediscoverer(m Machine) func(context.Context) (string, error) {
+	return func(ctx context.Context) (string, error) {
+		ack, err := e.Relay.DORA(ctx, m.MAC)
+		if err != nil {
+			return "", err
+		}
+		id := ack.ServerIdentifier()
+		if id == nil || id.IsUnspecified() {
+			return "", fmt.Errorf("the ACK names no server identifier")
+		}
+		return id.String(), nil
+	}
 }
 
 // machineClient returns the HTTP client of the machine ack gave an
@@ -164,8 +214,12 @@ func (e *Env) dhcp(ctx context.Context, m Machine) (*dhcpv4.DHCPv4, error) {
 		return nil, err
 	}
 	server, _ := netip.AddrFromSlice(ack.ServerIPAddr.To4())
-	if ack.BootFileName != e.Artifacts.BootFile || server != e.Server {
-		return nil, fmt.Errorf("the ACK names boot file %q on %s, want %q on %s", ack.BootFileName, ack.ServerIPAddr, e.Artifacts.BootFile, e.Server)
+	servers := e.Servers
+	if len(servers) == 0 {
+		servers = []netip.Addr{e.Server}
+	}
+	if ack.BootFileName != e.Artifacts.BootFile || !slices.Contains(servers, server) {
+		return nil, fmt.Errorf("the ACK names boot file %q on %s, want %q on %v", ack.BootFileName, ack.ServerIPAddr, e.Artifacts.BootFile, servers)
 	}
 	if ack.HostName() != m.ID {
 		return nil, fmt.Errorf("the ACK gives hostname %q, want %q", ack.HostName(), m.ID)

@@ -25,10 +25,12 @@ import (
 // the DHCP server's port 67; the server answers to giaddr:67. Answers are
 // matched to machines by transaction id. This needs no raw sockets, and
 // the requests are the ones the machines' PXE firmware would broadcast.
-// One Relay serves any number of machines at once.
+// One Relay serves any number of machines at once. Given several servers
+// (a site's nodes), it sends every request to each, as dhcrelay does with
+// several server addresses; whichever answers is the machine's.
 type Relay struct {
 	conn    *net.UDPConn
-	server  *net.UDPAddr
+	servers []*net.UDPAddr
 	giaddr  net.IP
 	nextXID atomic.Uint32
 
@@ -45,9 +47,9 @@ var dhcpTimeouts = []time.Duration{4 * time.Second, 8 * time.Second, 16 * time.S
 const pxeClass = "PXEClient:Arch:00000:UNDI:002001"
 
 // NewRelay listens on addr port 67 inside ns (addr must be one of its
-// addresses) and relays to the DHCP server at server port 67. Close it
-// when done.
-func NewRelay(ns *lab.Netns, addr, server netip.Addr) (*Relay, error) {
+// addresses) and relays to the DHCP server at server port 67, and to
+// those at more (the other nodes of a site). Close it when done.
+func NewRelay(ns *lab.Netns, addr, server netip.Addr, more ...netip.Addr) (*Relay, error) {
 	var conn *net.UDPConn
 	err := ns.Do(func() (err error) {
 		conn, err = net.ListenUDP("udp4", &net.UDPAddr{IP: addr.AsSlice(), Port: dhcpv4.ServerPort})
@@ -63,10 +65,12 @@ func NewRelay(ns *lab.Netns, addr, server netip.Addr) (*Relay, error) {
 	}
 	r := &Relay{
 		conn:    conn,
-		server:  &net.UDPAddr{IP: server.AsSlice(), Port: dhcpv4.ServerPort},
 		giaddr:  addr.AsSlice(),
 		waiting: map[dhcpv4.TransactionID]chan *dhcpv4.DHCPv4{},
 		done:    make(chan struct{}),
+	}
+	for _, s := range append([]netip.Addr{server}, more...) {
+		r.servers = append(r.servers, &net.UDPAddr{IP: s.AsSlice(), Port: dhcpv4.ServerPort})
 	}
 	// Consecutive xids from a random start: unique within a storm.
 	seed, _ := dhcpv4.GenerateTransactionID()
@@ -171,7 +175,7 @@ var errNoAnswer = errors.New("no answer")
 func (r *Relay) exchange(ctx context.Context, msg *dhcpv4.DHCPv4, answers chan *dhcpv4.DHCPv4, want ...dhcpv4.MessageType) (*dhcpv4.DHCPv4, error) {
 	pkt := msg.ToBytes()
 	for _, wait := range dhcpTimeouts {
-		if _, err := r.conn.WriteToUDP(pkt, r.server); err != nil {
+		if err := r.send(pkt); err != nil {
 			return nil, fmt.Errorf("send %s: %w", msg.MessageType(), err)
 		}
 		if a, err := r.await(ctx, msg, answers, wait, want); a != nil || err != nil {
@@ -179,6 +183,21 @@ func (r *Relay) exchange(ctx context.Context, msg *dhcpv4.DHCPv4, answers chan *
 		}
 	}
 	return nil, fmt.Errorf("%s: %w after %d tries", msg.MessageType(), errNoAnswer, len(dhcpTimeouts))
+}
+
+// send sends pkt to every server. A server that cannot be reached (a
+// node that is down) is not an error while another can.
+func (r *Relay) send(pkt []byte) error {
+	var errs []error
+	for _, s := range r.servers {
+		if _, err := r.conn.WriteToUDP(pkt, s); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) == len(r.servers) {
+		return errors.Join(errs...)
+	}
+	return nil
 }
 
 // await waits up to wait for an answer to msg of one of the types want;

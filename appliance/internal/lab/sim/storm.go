@@ -29,8 +29,22 @@ type Env struct {
 	// Server is the appliance's address on the boot network: the next
 	// server every ACK must name, where TFTP and boot HTTP are fetched.
 	Server netip.Addr
+	// Servers are all the nodes of a site of several: an ACK may name
+	// any of them as next server (whichever leads). Server alone if
+	// empty.
+	Servers []netip.Addr
 	// BootPort is the port of the appliance's boot HTTP service.
 	BootPort int
+	// NetbootRetries is how many times a machine's firmware starts its
+	// network boot over, from DHCP, when it failed before the installer
+	// ran (no DHCP answer, a TFTP or HTTP fetch that failed for good), as
+	// a server's BIOS that loops over its boot order does. 0 gives up at
+	// the first failure.
+	NetbootRetries int
+	// Rediscover makes each machine's agent find the appliance again
+	// through DHCP when it stops answering, as the installer's agent does
+	// (agent.Config.Rediscover): see Agent.Rediscover.
+	Rediscover bool
 	// Artifacts are what the appliance serves: the machines check the
 	// sizes of what they fetch against them.
 	Artifacts *Artifacts
