@@ -117,6 +117,14 @@ func (c *Checker) ACKs() int {
 	return c.acks
 }
 
+// Held is the address mac holds, if any.
+func (c *Checker) Held(mac string) (string, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	addr, ok := c.held[mac]
+	return addr, ok
+}
+
 // Release records that mac gave its address back (its machine's
 // deprovision succeeded).
 func (c *Checker) Release(mac string) {

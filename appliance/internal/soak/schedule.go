@@ -86,24 +86,32 @@ type Schedule struct {
 // first provisions run clean, and the last faults heal before the end.
 const quiet = 0.1
 
-// NewSchedule packs a day's faults (perDay) into d, scaled down with d
-// but at least one of each kind (faults is 0) or exactly faults of each
-// kind, at seeded random times within the middle of d (quiet at either
+// NewSchedule packs a day's faults (perDay) of kinds (nil: Kinds) into
+// d, scaled down with d but at least one of each kind (faults is 0) or
+// exactly faults of each kind, at seeded random times within the middle of d (quiet at either
 // end), targets chosen from machines. Faults of the process kinds
 // (SiteKill, CentralKill) and of the WAN never overlap one another, so
 // that what each cost can be told apart.
-func NewSchedule(seed uint64, d time.Duration, machines []string, faults int) (*Schedule, error) {
+func NewSchedule(seed uint64, d time.Duration, machines []string, kinds []Kind, faults int) (*Schedule, error) {
 	if d < time.Minute {
 		return nil, fmt.Errorf("soak: duration %v is under a minute", d)
 	}
 	if len(machines) == 0 {
 		return nil, fmt.Errorf("soak: no machines to target")
 	}
+	if kinds == nil {
+		kinds = Kinds
+	}
+	for _, k := range kinds {
+		if _, ok := perDay[k]; !ok {
+			return nil, fmt.Errorf("soak: no fault kind %q (have %v)", k, Kinds)
+		}
+	}
 	r := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
 	s := &Schedule{Seed: seed, Duration: d}
 	lo, hi := time.Duration(float64(d)*quiet), time.Duration(float64(d)*(1-quiet))
 	var exclusive []Fault // the faults that must not overlap
-	for _, k := range Kinds {
+	for _, k := range kinds {
 		n := faults
 		if n == 0 {
 			n = max(1, int(float64(perDay[k])*d.Hours()/24+0.5))

@@ -11,15 +11,15 @@ import (
 
 func TestScheduleSeeded(t *testing.T) {
 	ms := []string{"m1", "m2", "m3"}
-	a, err := NewSchedule(7, time.Hour, ms, 0)
+	a, err := NewSchedule(7, time.Hour, ms, nil, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, _ := NewSchedule(7, time.Hour, ms, 0)
+	b, _ := NewSchedule(7, time.Hour, ms, nil, 0)
 	if diff := cmp.Diff(a, b); diff != "" {
 		t.Fatalf("same seed, other schedule (-a +b):\n%s", diff)
 	}
-	c, _ := NewSchedule(8, time.Hour, ms, 0)
+	c, _ := NewSchedule(8, time.Hour, ms, nil, 0)
 	if cmp.Equal(a.Faults, c.Faults) {
 		t.Fatal("seeds 7 and 8 gave the same schedule")
 	}
@@ -54,14 +54,16 @@ func TestScheduleSeeded(t *testing.T) {
 
 func TestScheduleRefuses(t *testing.T) {
 	for name, tc := range map[string]struct {
-		d  time.Duration
-		ms []string
+		d     time.Duration
+		ms    []string
+		kinds []Kind
 	}{
-		"too short":   {30 * time.Second, []string{"m"}},
-		"no machines": {time.Hour, nil},
+		"too short":   {30 * time.Second, []string{"m"}, nil},
+		"no machines": {time.Hour, nil, nil},
+		"no kind":     {time.Hour, []string{"m"}, []Kind{"disk.melt"}},
 	} {
 		t.Run(name, func(t *testing.T) {
-			if _, err := NewSchedule(1, tc.d, tc.ms, 0); err == nil {
+			if _, err := NewSchedule(1, tc.d, tc.ms, tc.kinds, 0); err == nil {
 				t.Fatal("no error")
 			}
 		})
@@ -188,7 +190,7 @@ func TestResources(t *testing.T) {
 func TestReport(t *testing.T) {
 	clk := &clock{}
 	c := NewChecker(clk.Now)
-	s, err := NewSchedule(3, 2*time.Minute, []string{"m1"}, 1)
+	s, err := NewSchedule(3, 2*time.Minute, []string{"m1"}, nil, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
