@@ -157,7 +157,7 @@ func (in *soakInjector) bootLoss(ctx context.Context, f soak.Fault) {
 // kills it (past DHCP, TFTP and the boot: in its workflow).
 const (
 	soakAgentWindow = 3 * time.Minute
-	soakAgentAfter  = 3 * time.Second
+	soakAgentAfter  = 700 * time.Millisecond
 )
 
 // agentKill kills f's target's walk once it is in its workflow.
@@ -169,7 +169,7 @@ func (in *soakInjector) agentKill(ctx context.Context, f soak.Fault) {
 			in.note(f, "killed", "the walk of ", m.ID)
 			return
 		}
-		if sleepCtx(ctx, 500*time.Millisecond) != nil {
+		if sleepCtx(ctx, 100*time.Millisecond) != nil {
 			return
 		}
 	}

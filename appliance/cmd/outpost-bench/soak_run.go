@@ -163,6 +163,8 @@ func soakWatch(ctx context.Context, start time.Time, cen *soakCentral, site *soa
 				if addr, ok := chk.Held(m.MAC.String()); ok {
 					fmt.Fprintf(os.Stderr, "soak: injecting a violation: %s ACKed to 02:ff:ff:ff:ff:ff while %s holds it\n", addr, m.MAC)
 					chk.ACK("02:ff:ff:ff:ff:ff", addr)
+					// Given back at once: the one violation is this ACK's.
+					chk.Release("02:ff:ff:ff:ff:ff")
 					injected = true
 					break
 				}

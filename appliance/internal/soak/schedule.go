@@ -5,6 +5,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -79,6 +80,8 @@ func (f Fault) Against(machine string, from, to time.Duration) bool {
 type Schedule struct {
 	Seed     uint64        `json:"seed"`
 	Duration time.Duration `json:"duration_ns"`
+	Kinds    []Kind        `json:"kinds"`
+	PerKind  int           `json:"per_kind"` // 0: a day's density
 	Faults   []Fault       `json:"faults"`
 }
 
@@ -108,7 +111,7 @@ func NewSchedule(seed uint64, d time.Duration, machines []string, kinds []Kind, 
 		}
 	}
 	r := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
-	s := &Schedule{Seed: seed, Duration: d}
+	s := &Schedule{Seed: seed, Duration: d, Kinds: kinds, PerKind: faults}
 	lo, hi := time.Duration(float64(d)*quiet), time.Duration(float64(d)*(1-quiet))
 	var exclusive []Fault // the faults that must not overlap
 	for _, k := range kinds {
@@ -155,10 +158,15 @@ func overlaps(fs []Fault, f Fault) bool {
 	return false
 }
 
-// Print writes the schedule, one fault a line, with how to replay it.
+// Print writes the schedule, one fault a line, with the flags that
+// replay it (outpost-bench's; the machines too must be as many).
 func (s *Schedule) Print(w io.Writer) {
-	fmt.Fprintf(w, "soak: schedule seed=%d duration=%v faults=%d (replay with -soak-seed %d -duration %v)\n",
-		s.Seed, s.Duration, len(s.Faults), s.Seed, s.Duration)
+	kinds := make([]string, len(s.Kinds))
+	for i, k := range s.Kinds {
+		kinds[i] = string(k)
+	}
+	fmt.Fprintf(w, "soak: schedule seed=%d duration=%v faults=%d (replay with -soak-seed %d -soak-duration %v -soak-faults %s -soak-faults-per-kind %d)\n",
+		s.Seed, s.Duration, len(s.Faults), s.Seed, s.Duration, strings.Join(kinds, ","), s.PerKind)
 	for _, f := range s.Faults {
 		fmt.Fprintf(w, "soak:   %s\n", f)
 	}

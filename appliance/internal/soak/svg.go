@@ -17,7 +17,7 @@ var kindColor = map[Kind]string{
 const (
 	svgW, plotX, plotW = 1100, 60, 1000
 	timeY, timeH       = 60, 220
-	histY, histH       = 360, 160
+	histY, histH       = 400, 160
 )
 
 // SVG draws the report as one self-contained picture: provisions ended
