@@ -349,7 +349,31 @@ func soakCheckEnd(ctx context.Context, cen *soakCentral, site *soakSite, chk *so
 	leases, err := siteLeases(ctx, site)
 	if err != nil {
 		chk.Violate(soak.InvLeaseTable, "read the lease table: %v", err)
+	} else {
+		chk.CheckLeases(leases)
+	}
+	soakCheckStates(ctx, cen, site, chk)
+}
+
+// soakCheckStates compares each machine's state at the site with the
+// state central's fleet model derived from the site's events alone:
+// they must agree, or the events do not explain the machine.
+func soakCheckStates(ctx context.Context, cen *soakCentral, site *soakSite, chk *soak.Checker) {
+	var ms []store.Machine
+	if err := site.api.List(ctx, "machines", &ms); err != nil {
+		chk.Violate(soak.InvMachineState, "list the site's machines: %v", err)
 		return
 	}
-	chk.CheckLeases(leases)
+	for _, m := range ms {
+		var fm struct {
+			State string `json:"state"`
+		}
+		if err := cen.do(ctx, time.Minute, "GET", "/v1/fleet/machines/"+soakSiteID+"/"+m.ID, nil, &fm); err != nil {
+			chk.Violate(soak.InvMachineState, "central's fleet has no %s: %v", m.ID, err)
+			continue
+		}
+		if fm.State != string(m.State) {
+			chk.Violate(soak.InvMachineState, "%s is %s at the site but %s by its events at central", m.ID, m.State, fm.State)
+		}
+	}
 }

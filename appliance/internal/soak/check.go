@@ -29,6 +29,9 @@ const (
 	InvOrderOpen   = "order_not_ended"
 	InvOrderFailed = "order_failed_without_fault"
 	InvResources   = "resource_growth"
+	// InvMachineState: a machine's state at the site is not the one
+	// its events (as central's fleet model derives it) explain.
+	InvMachineState = "machine_state"
 )
 
 // allowedFailure are the reasons an order may fail for under a fault

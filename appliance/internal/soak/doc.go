@@ -20,6 +20,8 @@
 //   - Every order placed ends; a failed one only when the schedule put
 //     a fault against its machine while it ran, the failure's reason
 //     naming that fault's kind of failure.
+//   - Each machine's state at the site at the end is the one its
+//     events explain (central's fleet model, derived from them alone).
 //   - No file-descriptor or goroutine growth and a bounded RSS in each
 //     daemon process that lived through the run.
 package soak
