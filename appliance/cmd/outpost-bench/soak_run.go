@@ -97,7 +97,9 @@ func soakLoop(ctx context.Context, t lab.T, sched *soak.Schedule, start time.Tim
 	stopWatch()
 	bg.Wait()
 	site.setWAN(lab.Pass)
-	lost, dup, err := soakCheckEvents(drain, cen, site, chk)
+	// The drain's deadline may have passed: the final checks have
+	// their own.
+	lost, dup, err := soakCheckEvents(ctx, cen, site, chk)
 	if err != nil {
 		chk.Violate(soak.InvLostEvent, "%v", err)
 	}
