@@ -218,9 +218,29 @@ func TestReport(t *testing.T) {
 	if err := xml.Unmarshal([]byte(r.SVG()), new(struct{})); err != nil {
 		t.Fatalf("%s is not well-formed XML: %v", svg, err)
 	}
-	for _, want := range []string{"all invariants held", string(BMCDead), "p99 30.0 s"} {
+	for _, want := range []string{"all invariants held", string(BMCDead), "p99 30 s"} {
 		if !strings.Contains(r.SVG(), want) {
 			t.Errorf("the picture does not say %q", want)
 		}
+	}
+}
+
+func TestReportListsViolationsBounded(t *testing.T) {
+	c := NewChecker((&clock{}).Now)
+	for i := range 30 {
+		c.Violate(InvOrderOpen, "order %d %s", i, strings.Repeat("x", 300))
+	}
+	s, err := NewSchedule(3, 2*time.Minute, []string{"m1"}, []Kind{SiteKill}, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	svg := NewReport(s, time.Minute, 1, c, nil).SVG()
+	for _, want := range []string{"30 invariant violations", "and 10 more violations", "order 19 x"} {
+		if !strings.Contains(svg, want) {
+			t.Errorf("the picture does not say %q", want)
+		}
+	}
+	if strings.Contains(svg, "order 20 x") || strings.Contains(svg, strings.Repeat("x", 200)) {
+		t.Error("the picture lists more than 20 violations, or one unclipped")
 	}
 }

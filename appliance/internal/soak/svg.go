@@ -27,14 +27,14 @@ const (
 func (r *Report) SVG() string {
 	var b strings.Builder
 	rows := len(r.Faults)
-	h := histY + histH + 80 + 18*(rows+len(r.Violations)+4)
+	h := histY + histH + 80 + 18*(rows+min(len(r.Violations), svgViolations+1)+4)
 	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" font-family="sans-serif" font-size="12">`+"\n", svgW, h)
 	fmt.Fprintf(&b, `<rect width="100%%" height="100%%" fill="white"/>`+"\n")
 	verdict, colour := "all invariants held", "#2ca02c"
 	if len(r.Violations) > 0 {
 		verdict, colour = fmt.Sprintf("%d invariant violations", len(r.Violations)), "#d62728"
 	}
-	fmt.Fprintf(&b, `<text x="%d" y="24" font-size="16" font-weight="bold">Soak seed %d: %.2f h, %d machines, %d provisions (%.1f/h), success %.3f, p99 %.1f s — <tspan fill="%s">%s</tspan></text>`+"\n",
+	fmt.Fprintf(&b, `<text x="%d" y="24" font-size="15" font-weight="bold">Soak seed %d: %.2f h, %d machines, %d provisions (%.0f/h), success %.3f, p99 %.0f s — <tspan fill="%s">%s</tspan></text>`+"\n",
 		plotX, r.Seed, r.Hours, r.Machines, r.Provisions, r.PerHour, r.SuccessRatio, r.TTP.P99, colour, verdict)
 	r.svgTimeline(&b)
 	r.svgHistogram(&b)
@@ -133,8 +133,24 @@ func (r *Report) svgFaultTable(b *strings.Builder) {
 		fmt.Fprintf(b, `<rect x="%d" y="%d" width="10" height="10" fill="%s"/><text x="%d" y="%d">%s  failed %d  during %d  extra %+.1f s</text>`+"\n",
 			plotX, y-10, kindColor[f.Kind], plotX+14, y, html.EscapeString(f.Fault.String()), len(f.FailedOrders), f.Overlapping, f.ExtraS)
 	}
-	for _, v := range r.Violations {
+	for i, v := range r.Violations {
 		y += 18
-		fmt.Fprintf(b, `<text x="%d" y="%d" fill="#d62728">VIOLATION %s</text>`+"\n", plotX, y, html.EscapeString(v.String()))
+		if i == svgViolations {
+			fmt.Fprintf(b, `<text x="%d" y="%d" fill="#d62728">… and %d more violations (soak.json has them all)</text>`+"\n", plotX, y, len(r.Violations)-i)
+			break
+		}
+		fmt.Fprintf(b, `<text x="%d" y="%d" fill="#d62728">VIOLATION %s</text>`+"\n", plotX, y, html.EscapeString(clip(v.String(), 150)))
 	}
+}
+
+// svgViolations bounds the violations the picture lists.
+const svgViolations = 20
+
+// clip cuts s to n runes, marking the cut.
+func clip(s string, n int) string {
+	r := []rune(s)
+	if len(r) <= n {
+		return s
+	}
+	return string(r[:n-1]) + "…"
 }
