@@ -77,7 +77,7 @@ func (c *soakCentral) node(i int, more []string) *soakCentralNode {
 	id := fmt.Sprintf("c%d", i)
 	nd := &soakCentralNode{id: id, addr: addr, api: newHTTPAPI("http://" + addr),
 		args: append([]string{c.bin, "-data-dir", filepath.Join(c.t.TempDir(), "central-"+id), "-addr", addr,
-			"-raft-addr", freeLoopback(c.t), "-node-id", id, "-log-level", "warn", "-heartbeat", "2s"}, more...)}
+			"-raft-addr", freeLoopback(c.t), "-node-id", id, "-log-level", "warn"}, more...)}
 	c.nodes = append(c.nodes, nd)
 	return nd
 }
