@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 	"sync"
 	"time"
 
@@ -146,13 +145,11 @@ func (c *soakCentral) do(ctx context.Context, timeout time.Duration, method, pat
 	}
 }
 
-// urls are every node's API URL through proxies, in order.
+// addrs are every node's API address, in order.
 func (c *soakCentral) addrs() []string {
-	return slices.Collect(func(yield func(string) bool) {
-		for _, nd := range c.nodes {
-			if !yield(nd.addr) {
-				return
-			}
-		}
-	})
+	out := make([]string, len(c.nodes))
+	for i, nd := range c.nodes {
+		out[i] = nd.addr
+	}
+	return out
 }
