@@ -25,23 +25,45 @@ type soakInjector struct {
 
 	mu  sync.Mutex
 	log []string // what each fault did, in order
+	// done are the faults as injected: their start and end as they
+	// happened (an agent kill's when its target was in its workflow),
+	// and the central node a central kill killed.
+	done []soak.Fault
 }
 
 // run injects every fault of s at its time, each on its own goroutine,
-// and returns once all have ended.
-func (in *soakInjector) run(ctx context.Context, s *soak.Schedule) {
+// and returns the faults as injected once all have ended.
+func (in *soakInjector) run(ctx context.Context, s *soak.Schedule) []soak.Fault {
+	in.done = make([]soak.Fault, len(s.Faults))
 	var wg sync.WaitGroup
-	for _, f := range s.Faults {
+	for i, f := range s.Faults {
+		in.done[i] = f
 		wg.Go(func() {
 			if sleepCtx(ctx, time.Until(in.start.Add(f.Start))) != nil {
 				return
 			}
 			in.note(f, "begins")
-			in.inject(ctx, f)
+			in.inject(ctx, i, f)
 			in.note(f, "ends")
 		})
 	}
 	wg.Wait()
+	return in.done
+}
+
+// happened records fault i's start or end as now; target, if set, is
+// what it hit.
+func (in *soakInjector) happened(i int, start bool, target string) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	now := time.Since(in.start)
+	if start {
+		in.done[i].Start = now
+	}
+	in.done[i].End = now
+	if target != "" {
+		in.done[i].Target = target
+	}
 }
 
 func (in *soakInjector) note(f soak.Fault, what string, args ...any) {
@@ -63,8 +85,12 @@ func (in *soakInjector) until(ctx context.Context, f soak.Fault) {
 	sleepCtx(ctx, time.Until(in.start.Add(f.End)))
 }
 
-// inject does fault f, from its start to its end.
-func (in *soakInjector) inject(ctx context.Context, f soak.Fault) {
+// inject does fault f, the ith, from its start to its end.
+func (in *soakInjector) inject(ctx context.Context, i int, f soak.Fault) {
+	if f.Kind != soak.AgentKill {
+		in.happened(i, true, "")
+		defer in.happened(i, false, "")
+	}
 	switch f.Kind {
 	case soak.SiteKill:
 		in.site.kill()
@@ -79,6 +105,7 @@ func (in *soakInjector) inject(ctx context.Context, f soak.Fault) {
 			return
 		}
 		in.note(f, "kills", nd.id)
+		in.happened(i, true, "central/"+nd.id)
 		nd.kill()
 		in.until(ctx, f)
 		in.cen.start(nd)
@@ -96,7 +123,9 @@ func (in *soakInjector) inject(ctx context.Context, f soak.Fault) {
 		in.until(ctx, f)
 		m.bmc.Restart()
 	case soak.AgentKill:
-		in.agentKill(ctx, f)
+		if in.agentKill(ctx, f) {
+			in.happened(i, true, "")
+		}
 	}
 }
 
@@ -160,18 +189,20 @@ const (
 	soakAgentAfter  = 700 * time.Millisecond
 )
 
-// agentKill kills f's target's walk once it is in its workflow.
-func (in *soakInjector) agentKill(ctx context.Context, f soak.Fault) {
+// agentKill kills f's target's walk once it is in its workflow, and
+// says whether it did.
+func (in *soakInjector) agentKill(ctx context.Context, f soak.Fault) bool {
 	m := in.fleet.byID[f.Target]
 	deadline := time.Now().Add(soakAgentWindow)
 	for time.Now().Before(deadline) {
 		if in.fleet.killWalk(ctx, m, soakAgentAfter) {
 			in.note(f, "killed", "the walk of ", m.ID)
-			return
+			return true
 		}
 		if sleepCtx(ctx, 100*time.Millisecond) != nil {
-			return
+			return false
 		}
 	}
 	in.note(f, "missed", "no walk of ", m.ID, " in its workflow within ", soakAgentWindow)
+	return false
 }

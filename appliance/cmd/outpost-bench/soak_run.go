@@ -79,7 +79,8 @@ func soakLoop(ctx context.Context, t lab.T, sched *soak.Schedule, start time.Tim
 	go orders.watch(drain)
 	in := &soakInjector{t: t, start: start, cen: cen, site: site, fleet: fleet, bn: bn, chk: chk}
 	var bg sync.WaitGroup
-	bg.Go(func() { in.run(drain, sched) })
+	var injected []soak.Fault
+	bg.Go(func() { injected = in.run(drain, sched) })
 	watchCtx, stopWatch := context.WithCancel(drain)
 	bg.Go(func() { soakWatch(watchCtx, start, cen, site, fleet, chk) })
 	var wg sync.WaitGroup
@@ -104,9 +105,13 @@ func soakLoop(ctx context.Context, t lab.T, sched *soak.Schedule, start time.Tim
 		chk.Violate(soak.InvLostEvent, "%v", err)
 	}
 	soakCheckEnd(ctx, cen, site, chk)
-	charged := chk.CheckOrders(sched.Faults)
+	// The faults as they happened: an order is judged, and a fault's
+	// cost counted, by when it really ran.
+	done := *sched
+	done.Faults = injected
+	charged := chk.CheckOrders(done.Faults)
 	chk.CheckResources(60)
-	rep := soak.NewReport(sched, elapsed, len(fleet.list), chk, charged)
+	rep := soak.NewReport(&done, elapsed, len(fleet.list), chk, charged)
 	rep.LostEvents, rep.DupEvents = lost, dup
 	in.mu.Lock()
 	rep.Extra = map[string]any{"walks": fleet.walks.Load(), "walk_failures": fleet.walkFails.Load(),
