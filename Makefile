@@ -15,7 +15,7 @@ TESTFLAGS ?= -p 1
 endif
 TESTFLAGS += -race -count=1 -timeout 20m
 
-.PHONY: all build images jaeger run appliance test bench screenshots fuzz lint deps-run deps-test clean
+.PHONY: all build images jaeger run appliance test bench soak soak-ci screenshots fuzz lint deps-run deps-test clean
 
 all: build
 
@@ -67,6 +67,24 @@ test: deps-test images jaeger lint
 # serve the boot artifacts, so images come first, as for test.
 bench: build images
 	$(BIN)/outpost-bench $(if $(NAMES),-run '$(NAMES)') $(BENCHFLAGS)
+
+# A compressed day of provisioning under faults (outpost-bench's soak):
+# a 3-node central, a site, SOAK_MACHINES simulated machines behind
+# ipmi_sim BMCs provisioned and deprovisioned in a loop through central's
+# orders, for SOAK_DURATION (an hour by default; 24h is a day), under a
+# seeded fault schedule printed first (SOAK_SEED, 0 for a random one).
+# Fails on any broken invariant; the report goes to soak-report/
+# (soak.json, soak.svg). SOAK_FLAGS adds other -soak-* flags. soak-ci is
+# CI's: ten minutes, a fixed seed.
+SOAK_DURATION ?= 1h
+SOAK_SEED     ?= 0
+SOAK_MACHINES ?= 200
+soak: build images
+	$(BIN)/outpost-bench -run soak -soak-duration $(SOAK_DURATION) -soak-seed $(SOAK_SEED) \
+		-soak-machines $(SOAK_MACHINES) $(SOAK_FLAGS)
+
+soak-ci:
+	@$(MAKE) --no-print-directory soak SOAK_DURATION=10m SOAK_SEED=1
 
 # A PNG of every console and portal page into docs/screenshots (the
 # README links them): the browser tests (named Test...Browser...) of

@@ -42,6 +42,8 @@ var benches = []bench{
 	{"artifacts.fanout", benchArtifactsFanout},
 	{"portal.bulk", benchPortalBulk},
 	{"portal.fleet", benchPortalFleet},
+	// soak is long (-soak-duration, an hour by default): `make soak`.
+	{"soak", benchSoak},
 }
 
 func benchNames() []string {
@@ -52,14 +54,20 @@ func benchNames() []string {
 	return names
 }
 
+// byNameOnly are the benchmarks that run only when -run names them, not
+// in "all": the soak lasts an hour by default (`make soak`).
+var byNameOnly = map[string]bool{"soak": true}
+
 // selectBenches parses -run, a comma-separated list of benchmark names
-// ("" is all of them); a name that is no benchmark is an error rather than
-// a run that does nothing.
+// ("" is all of them but byNameOnly's); a name that is no benchmark is an
+// error rather than a run that does nothing.
 func selectBenches(list string) (map[string]bool, error) {
 	selected := make(map[string]bool)
 	if strings.TrimSpace(list) == "" {
 		for _, b := range benches {
-			selected[b.name] = true
+			if !byNameOnly[b.name] {
+				selected[b.name] = true
+			}
 		}
 		return selected, nil
 	}

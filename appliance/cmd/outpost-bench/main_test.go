@@ -18,14 +18,15 @@ func TestSelectBenches(t *testing.T) {
 		"one":            {list: "store", want: map[string]bool{"store": true}},
 		"two as in make": {list: "store,dhcp", want: map[string]bool{"store": true, "dhcp": true}},
 		"dotted name":    {list: "artifacts.serve", want: map[string]bool{"artifacts.serve": true}},
+		"soak by name":   {list: "soak", want: map[string]bool{"soak": true}},
 		"spaces":         {list: " store , dhcp ", want: map[string]bool{"store": true, "dhcp": true}},
 		"unknown": {
 			list:    "store,strom",
-			wantErr: `-run: no benchmark "strom" (have store,tftp,dhcp,dhcp.cost,dhcp.nodes3,storm,trace.overhead,provision,trace.e2e,bmc,sync,sync.sites,console,artifacts.serve,artifacts.fanout,portal.bulk,portal.fleet)`,
+			wantErr: `-run: no benchmark "strom" (have store,tftp,dhcp,dhcp.cost,dhcp.nodes3,storm,trace.overhead,provision,trace.e2e,bmc,sync,sync.sites,console,artifacts.serve,artifacts.fanout,portal.bulk,portal.fleet,soak)`,
 		},
 		"trailing comma": {
 			list:    "store,",
-			wantErr: `-run: no benchmark "" (have store,tftp,dhcp,dhcp.cost,dhcp.nodes3,storm,trace.overhead,provision,trace.e2e,bmc,sync,sync.sites,console,artifacts.serve,artifacts.fanout,portal.bulk,portal.fleet)`,
+			wantErr: `-run: no benchmark "" (have store,tftp,dhcp,dhcp.cost,dhcp.nodes3,storm,trace.overhead,provision,trace.e2e,bmc,sync,sync.sites,console,artifacts.serve,artifacts.fanout,portal.bulk,portal.fleet,soak)`,
 		},
 	}
 	for name, tc := range tests {

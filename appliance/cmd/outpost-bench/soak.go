@@ -1,0 +1,176 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/netip"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/outposthq/outpost/appliance/internal/lab"
+	"github.com/outposthq/outpost/appliance/internal/lab/sim"
+	"github.com/outposthq/outpost/appliance/internal/soak"
+)
+
+// The soak's flags.
+var (
+	soakDuration = flag.Duration("soak-duration", time.Hour,
+		"how long the soak places orders (24h is a day); its faults are a day's, packed into it")
+	soakSeed     = flag.Uint64("soak-seed", 0, "the soak's fault schedule's seed (0: a random one, printed)")
+	soakMachines = flag.Int("soak-machines", 200, "simulated machines, each behind an ipmi_sim BMC, the soak provisions and deprovisions in a loop")
+	soakCentrals = flag.Int("soak-central-nodes", 3, "centrald nodes of the soak's central")
+	soakKinds    = flag.String("soak-faults", "", "comma-separated fault kinds the soak injects (default all: "+kindList()+")")
+	soakPerKind  = flag.Int("soak-faults-per-kind", 0, "faults of each kind (0: a day's, scaled to the duration, at least one)")
+	soakReport   = flag.String("soak-report", "soak-report", "directory the soak writes soak.json and soak.svg into")
+	soakInject   = flag.Bool("soak-inject-violation", false,
+		"feed the checker one ACK of a held address to another MAC, to prove that a broken invariant fails the soak")
+)
+
+func kindList() string {
+	var ks []string
+	for _, k := range soak.Kinds {
+		ks = append(ks, string(k))
+	}
+	return strings.Join(ks, ",")
+}
+
+// soakDrain bounds the wait, once placing ends, for the orders open to
+// end and for central to store the site's last events.
+const soakDrain = 10 * time.Minute
+
+// benchSoak is `make soak`: a compressed day of provisioning under
+// faults. A central of -soak-central-nodes centrald nodes on loopback;
+// a site (applianced serving a sim.Net's boot network, as the storm's)
+// syncing with it through a fault proxy per central node; -soak-machines
+// simulated machines, each behind a real BMC (ipmi_sim, whose power-on
+// boots the machine: a sim walk over DHCP through a relay, TFTP, boot
+// HTTP and the agent API), which central orders to provision (a mix of
+// two images and two templates) and deprovision in a loop for
+// -soak-duration. A seeded schedule of faults (soak.NewSchedule,
+// printed first) runs meanwhile. The invariants (package soak) are
+// checked as it runs and at its end; the report goes to -soak-report
+// (soak.json, soak.svg) and the line
+//
+//	BENCH soak hours=<h> provisions=<n> failed=<n> success_ratio=<r> dup_ips=<n> lost_events=<n> dup_events=<n> p99_s=<s> faults=<n>
+//
+// It fails, naming each, on any broken invariant. Needs root, ipmi_sim,
+// nft, tc and `make images`.
+func benchSoak(ctx context.Context, log *slog.Logger, _ time.Duration) error {
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGHUP)
+	defer stop()
+	if os.Geteuid() != 0 {
+		return errors.New("needs root (network namespaces)")
+	}
+	var kinds []soak.Kind
+	if *soakKinds != "" {
+		for _, k := range strings.Split(*soakKinds, ",") {
+			kinds = append(kinds, soak.Kind(strings.TrimSpace(k)))
+		}
+	}
+	if *soakMachines < 1 || *soakMachines > stormMaxMachines {
+		return fmt.Errorf("-soak-machines must be 1 to %d", stormMaxMachines)
+	}
+	seed := *soakSeed
+	if seed == 0 {
+		seed = rand.Uint64()
+	}
+	ids := make([]string, *soakMachines)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("soak-%04d", i)
+	}
+	sched, err := soak.NewSchedule(seed, *soakDuration, ids, kinds, *soakPerKind)
+	if err != nil {
+		return err
+	}
+	sched.Print(os.Stderr)
+	root, err := stormModuleRoot(ctx)
+	if err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp("", "outpost-bench-soak-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	centrald, applianced, remove, err := buildDaemons(ctx, "soak")
+	if err != nil {
+		return err
+	}
+	defer remove()
+	art, err := sim.NewArtifacts(filepath.Join(root, "images", "out"), filepath.Join(dir, "artifacts"))
+	if err != nil {
+		return err
+	}
+	var rep *soak.Report
+	r := lab.NewRunner(ctx, "bench-soak", discardLog{log})
+	err = r.Run(func(t lab.T) {
+		rep, err = soakRun(ctx, t, sched, dir, centrald, applianced, art)
+		if err != nil {
+			t.Fatal(err)
+		}
+	})
+	if rep == nil {
+		return err
+	}
+	jsonPath, svgPath, werr := rep.Write(*soakReport)
+	fmt.Println(rep.BenchLine())
+	if werr != nil {
+		return errors.Join(err, werr)
+	}
+	fmt.Fprintf(os.Stderr, "soak: report %s and %s\n", jsonPath, svgPath)
+	if err != nil {
+		return err
+	}
+	if len(rep.Violations) > 0 {
+		var b strings.Builder
+		for _, v := range rep.Violations {
+			fmt.Fprintf(&b, "\n  %s", v)
+		}
+		return fmt.Errorf("%d invariant violations (seed %d):%s", len(rep.Violations), seed, b.String())
+	}
+	return nil
+}
+
+// soakRun sets the lab up, runs the schedule and the orders, and checks
+// the invariants at the end.
+func soakRun(ctx context.Context, t lab.T, sched *soak.Schedule, dir, centrald, applianced string, art *sim.Artifacts) (*soak.Report, error) {
+	bn := sim.NewNet(t)
+	cen := startSoakCentral(t, centrald, *soakCentrals)
+	site, err := startSoakSite(ctx, t, bn, dir, applianced, art.Dir, cen)
+	if err != nil {
+		return nil, err
+	}
+	if err := putSoakSite(ctx, site, art); err != nil {
+		return nil, err
+	}
+	relay, err := sim.NewRelay(bn.Client, netip.MustParseAddr(sim.ClientAddr), netip.MustParseAddr(sim.ServerAddr))
+	if err != nil {
+		return nil, err
+	}
+	defer relay.Close()
+	env := &sim.Env{Netns: bn.Client, Relay: relay, Server: netip.MustParseAddr(sim.ServerAddr), BootPort: stormBootPort, Artifacts: art}
+	var start time.Time
+	chk := soak.NewChecker(func() time.Duration { return time.Since(start) })
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	began := time.Now()
+	fleet, err := startSoakFleet(runCtx, t, bn.Server, env, chk, dir, *soakMachines)
+	if err != nil {
+		return nil, err
+	}
+	if err := registerSoakMachines(ctx, cen, site, fleet); err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(os.Stderr, "soak: lab up in %.0f s: central %d nodes, site %s, %d machines behind ipmi_sim\n",
+		time.Since(began).Seconds(), len(cen.nodes), soakSiteID, len(fleet.list))
+	start = time.Now()
+	return soakLoop(runCtx, t, sched, start, cen, site, fleet, bn, chk)
+}

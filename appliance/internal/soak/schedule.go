@@ -1,0 +1,173 @@
+package soak
+
+import (
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Kind is a kind of fault.
+type Kind string
+
+// The faults a schedule injects.
+const (
+	// SiteKill SIGKILLs the site's applianced; it starts again at End.
+	SiteKill Kind = "site.kill"
+	// CentralKill SIGKILLs central's leader; it starts again at End.
+	CentralKill Kind = "central.kill"
+	// WANPartition refuses every connection of the site to central.
+	WANPartition Kind = "wan.partition"
+	// WANFlap cuts and heals the site's link to central every few
+	// seconds.
+	WANFlap Kind = "wan.flap"
+	// BootLoss drops a share of the boot network's packets (nftables
+	// numgen), and limits its rate (tbf).
+	BootLoss Kind = "boot.loss"
+	// BMCDead kills the BMC of Target; it starts again at End. An order
+	// against Target may fail while it is dead, naming its power jobs.
+	BMCDead Kind = "bmc.dead"
+	// AgentKill kills the installer's agent of Target in the middle of
+	// its image write; the machine boots again (as a panicking
+	// installer's does).
+	AgentKill Kind = "agent.kill"
+)
+
+// Kinds are every kind of fault, in the order a schedule cycles them.
+var Kinds = []Kind{SiteKill, CentralKill, WANPartition, WANFlap, BootLoss, BMCDead, AgentKill}
+
+// perDay is how many faults of each kind a day holds: a schedule packs
+// a day's density into its duration (at least one of each).
+var perDay = map[Kind]int{
+	SiteKill: 6, CentralKill: 6, WANPartition: 8, WANFlap: 8, BootLoss: 8, BMCDead: 12, AgentKill: 12,
+}
+
+// length is how long a fault of each kind lasts, in a compressed day:
+// from its start to its End (a restart, a heal).
+var length = map[Kind]time.Duration{
+	SiteKill: 5 * time.Second, CentralKill: 5 * time.Second, WANPartition: 40 * time.Second,
+	WANFlap: 30 * time.Second, BootLoss: 45 * time.Second, BMCDead: 60 * time.Second, AgentKill: 0,
+}
+
+// Fault is one fault of a schedule: its kind, when it starts and ends,
+// counted from the soak's start, and its target (a machine for BMCDead
+// and AgentKill; "" for the others).
+type Fault struct {
+	Kind   Kind          `json:"kind"`
+	Target string        `json:"target,omitempty"`
+	Start  time.Duration `json:"start_ns"`
+	End    time.Duration `json:"end_ns"`
+}
+
+func (f Fault) String() string {
+	s := fmt.Sprintf("%8.1fs–%8.1fs %-14s", f.Start.Seconds(), f.End.Seconds(), f.Kind)
+	if f.Target != "" {
+		s += " " + f.Target
+	}
+	return s
+}
+
+// Against says whether f targets machine during [from, to]: a fault
+// that may make an order of machine fail.
+func (f Fault) Against(machine string, from, to time.Duration) bool {
+	return f.Target == machine && f.Start <= to && f.End >= from
+}
+
+// Schedule is a seeded fault schedule: the same seed, duration and
+// machines give the same faults.
+type Schedule struct {
+	Seed     uint64        `json:"seed"`
+	Duration time.Duration `json:"duration_ns"`
+	Kinds    []Kind        `json:"kinds"`
+	PerKind  int           `json:"per_kind"` // 0: a day's density
+	Faults   []Fault       `json:"faults"`
+}
+
+// quiet is how much of a schedule's start and end have no fault: the
+// first provisions run clean, and the last faults heal before the end.
+const quiet = 0.1
+
+// NewSchedule packs a day's faults (perDay) of kinds (nil: Kinds) into
+// d, scaled down with d but at least one of each kind (faults is 0) or
+// exactly faults of each kind, at seeded random times within the middle of d (quiet at either
+// end), targets chosen from machines. Faults of the process kinds
+// (SiteKill, CentralKill) and of the WAN never overlap one another, so
+// that what each cost can be told apart.
+func NewSchedule(seed uint64, d time.Duration, machines []string, kinds []Kind, faults int) (*Schedule, error) {
+	if d < time.Minute {
+		return nil, fmt.Errorf("soak: duration %v is under a minute", d)
+	}
+	if len(machines) == 0 {
+		return nil, fmt.Errorf("soak: no machines to target")
+	}
+	if kinds == nil {
+		kinds = Kinds
+	}
+	for _, k := range kinds {
+		if _, ok := perDay[k]; !ok {
+			return nil, fmt.Errorf("soak: no fault kind %q (have %v)", k, Kinds)
+		}
+	}
+	r := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+	s := &Schedule{Seed: seed, Duration: d, Kinds: kinds, PerKind: faults}
+	lo, hi := time.Duration(float64(d)*quiet), time.Duration(float64(d)*(1-quiet))
+	var exclusive []Fault // the faults that must not overlap
+	for _, k := range kinds {
+		n := faults
+		if n == 0 {
+			n = max(1, int(float64(perDay[k])*d.Hours()/24+0.5))
+		}
+		for range n {
+			f := Fault{Kind: k}
+			span := min(length[k], (hi-lo)/4)
+			for try := 0; ; try++ {
+				f.Start = lo + time.Duration(r.Int64N(int64(hi-lo-span)))
+				f.End = f.Start + span
+				if !k.exclusive() || try > 50 || !overlaps(exclusive, f) {
+					break
+				}
+			}
+			if k.exclusive() {
+				exclusive = append(exclusive, f)
+			}
+			if k == BMCDead || k == AgentKill {
+				f.Target = machines[r.IntN(len(machines))]
+			}
+			s.Faults = append(s.Faults, f)
+		}
+	}
+	slices.SortStableFunc(s.Faults, func(a, b Fault) int { return int(a.Start - b.Start) })
+	return s, nil
+}
+
+func (k Kind) exclusive() bool {
+	return k == SiteKill || k == CentralKill || k == WANPartition || k == WANFlap
+}
+
+// overlaps says whether f overlaps one of fs, with 10 s to spare
+// between them.
+func overlaps(fs []Fault, f Fault) bool {
+	const gap = 10 * time.Second
+	for _, g := range fs {
+		if f.Start <= g.End+gap && g.Start <= f.End+gap {
+			return true
+		}
+	}
+	return false
+}
+
+// Print writes the schedule, one fault a line, with the flags that
+// replay it (outpost-bench's; the machines too must be as many).
+func (s *Schedule) Print(w io.Writer) {
+	kinds := make([]string, len(s.Kinds))
+	for i, k := range s.Kinds {
+		kinds[i] = string(k)
+	}
+	fmt.Fprintf(w, "soak: schedule seed=%d duration=%v faults=%d (replay with -soak-seed %d -soak-duration %v -soak-faults %s -soak-faults-per-kind %d)\n",
+		s.Seed, s.Duration, len(s.Faults), s.Seed, s.Duration, strings.Join(kinds, ","), s.PerKind)
+	for _, f := range s.Faults {
+		fmt.Fprintf(w, "soak:   %s\n", f)
+	}
+}

@@ -1,0 +1,246 @@
+package soak
+
+import (
+	"encoding/xml"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func TestScheduleSeeded(t *testing.T) {
+	ms := []string{"m1", "m2", "m3"}
+	a, err := NewSchedule(7, time.Hour, ms, nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := NewSchedule(7, time.Hour, ms, nil, 0)
+	if diff := cmp.Diff(a, b); diff != "" {
+		t.Fatalf("same seed, other schedule (-a +b):\n%s", diff)
+	}
+	c, _ := NewSchedule(8, time.Hour, ms, nil, 0)
+	if cmp.Equal(a.Faults, c.Faults) {
+		t.Fatal("seeds 7 and 8 gave the same schedule")
+	}
+	kinds := map[Kind]int{}
+	var excl []Fault
+	for _, f := range a.Faults {
+		kinds[f.Kind]++
+		if f.Start < 6*time.Minute || f.End > 54*time.Minute {
+			t.Errorf("%s is in the quiet start or end", f)
+		}
+		if (f.Kind == BMCDead || f.Kind == AgentKill) != (f.Target != "") {
+			t.Errorf("%s: target %q", f, f.Target)
+		}
+		if f.Kind.exclusive() {
+			if overlaps(excl, f) {
+				t.Errorf("%s overlaps another process or WAN fault", f)
+			}
+			excl = append(excl, f)
+		}
+	}
+	for _, k := range Kinds {
+		if kinds[k] == 0 {
+			t.Errorf("no %s fault in an hour", k)
+		}
+	}
+	var out strings.Builder
+	a.Print(&out)
+	if !strings.Contains(out.String(), "-soak-seed 7") {
+		t.Errorf("the printed schedule does not say how to replay it:\n%s", out.String())
+	}
+}
+
+func TestScheduleRefuses(t *testing.T) {
+	for name, tc := range map[string]struct {
+		d     time.Duration
+		ms    []string
+		kinds []Kind
+	}{
+		"too short":   {30 * time.Second, []string{"m"}, nil},
+		"no machines": {time.Hour, nil, nil},
+		"no kind":     {time.Hour, []string{"m"}, []Kind{"disk.melt"}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			if _, err := NewSchedule(1, tc.d, tc.ms, tc.kinds, 0); err == nil {
+				t.Fatal("no error")
+			}
+		})
+	}
+}
+
+// clock is a settable soak clock.
+type clock struct{ now time.Duration }
+
+func (c *clock) Now() time.Duration { return c.now }
+
+func TestAddresses(t *testing.T) {
+	for name, tc := range map[string]struct {
+		run  func(c *Checker)
+		want []string
+	}{
+		"distinct":          {func(c *Checker) { c.ACK("a", "1"); c.ACK("b", "2") }, nil},
+		"twice to one":      {func(c *Checker) { c.ACK("a", "1"); c.ACK("a", "1") }, nil},
+		"two MACs":          {func(c *Checker) { c.ACK("a", "1"); c.ACK("b", "1") }, []string{InvDupAddress}},
+		"released first":    {func(c *Checker) { c.ACK("a", "1"); c.Release("a"); c.ACK("b", "1") }, nil},
+		"moved first":       {func(c *Checker) { c.ACK("a", "1"); c.ACK("a", "2"); c.ACK("b", "1") }, nil},
+		"lease agrees":      {func(c *Checker) { c.ACK("a", "1"); c.CheckLeases(map[string]string{"1": "A"}) }, nil},
+		"lease to another":  {func(c *Checker) { c.ACK("a", "1"); c.CheckLeases(map[string]string{"1": "b"}) }, []string{InvLeaseTable}},
+		"released no check": {func(c *Checker) { c.ACK("a", "1"); c.Release("a"); c.CheckLeases(map[string]string{"1": "b"}) }, nil},
+	} {
+		t.Run(name, func(t *testing.T) {
+			c := NewChecker((&clock{}).Now)
+			tc.run(c)
+			var got []string
+			for _, v := range c.Violations() {
+				got = append(got, v.Invariant)
+			}
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Fatalf("violations (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestEvents(t *testing.T) {
+	ev := func(seqs ...uint64) []Event {
+		var out []Event
+		for _, s := range seqs {
+			out = append(out, Event{Seq: s, Kind: "k", Body: "b"})
+		}
+		return out
+	}
+	for name, tc := range map[string]struct {
+		site, central []Event
+		lost, dup     int
+	}{
+		"same":          {ev(1, 2, 3), ev(1, 2, 3), 0, 0},
+		"site pruned":   {ev(3), ev(1, 2, 3), 0, 0},
+		"gap":           {ev(1, 2, 3, 4), ev(1, 4), 2, 0},
+		"tail missing":  {ev(1, 2, 3), ev(1), 2, 0},
+		"twice":         {ev(1, 2), ev(1, 2, 2), 0, 1},
+		"other content": {ev(1, 2), append(ev(1), Event{Seq: 2, Kind: "k", Body: "other"}), 0, 1},
+	} {
+		t.Run(name, func(t *testing.T) {
+			c := NewChecker((&clock{}).Now)
+			lost, dup := c.CheckEvents(tc.site, tc.central)
+			if lost != tc.lost || dup != tc.dup {
+				t.Fatalf("lost %d dup %d, want %d %d; %v", lost, dup, tc.lost, tc.dup, c.Violations())
+			}
+			if (lost+dup > 0) != (len(c.Violations()) > 0) {
+				t.Fatalf("violations %v for lost %d dup %d", c.Violations(), lost, dup)
+			}
+		})
+	}
+}
+
+func TestOrders(t *testing.T) {
+	dead := Fault{Kind: BMCDead, Target: "m1", Start: 10 * time.Second, End: 20 * time.Second}
+	for name, tc := range map[string]struct {
+		machine, state, reason string
+		want                   []string
+		charged                bool
+	}{
+		"succeeded":          {"m1", "succeeded", "", nil, false},
+		"open":               {"m1", "", "", []string{InvOrderOpen}, false},
+		"failed under fault": {"m1", "failed", "power_cycle failed: timeout", nil, true},
+		"other machine":      {"m2", "failed", "power_cycle failed: timeout", []string{InvOrderFailed}, false},
+		"other reason":       {"m1", "failed", "workflow w failed: write", []string{InvOrderFailed}, false},
+	} {
+		t.Run(name, func(t *testing.T) {
+			clk := &clock{now: 5 * time.Second}
+			c := NewChecker(clk.Now)
+			c.Placed("o1", tc.machine, "provision")
+			clk.now = 15 * time.Second
+			if tc.state != "" {
+				c.Ended("o1", tc.state, tc.reason)
+			}
+			charged := c.CheckOrders([]Fault{dead})
+			var got []string
+			for _, v := range c.Violations() {
+				got = append(got, v.Invariant)
+			}
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Fatalf("violations (-want +got):\n%s", diff)
+			}
+			if _, ok := charged["o1"]; ok != tc.charged {
+				t.Fatalf("charged %v, want %v", charged, tc.charged)
+			}
+		})
+	}
+}
+
+func TestResources(t *testing.T) {
+	c := NewChecker((&clock{}).Now)
+	c.Sampled("steady", Sample{At: 10, FDs: 40, RSSKiB: 1000, Goroutines: 100})
+	c.Sampled("steady", Sample{At: 100, FDs: 45, RSSKiB: 2000, Goroutines: 120})
+	c.Sampled("leaky", Sample{At: 10, FDs: 40, Goroutines: -1})
+	c.Sampled("leaky", Sample{At: 100, FDs: 400, Goroutines: -1})
+	c.Sampled("short", Sample{At: 10, FDs: 40, Goroutines: 1})
+	c.Sampled("short", Sample{At: 20, FDs: 400, Goroutines: 1})
+	c.Sampled("fat", Sample{At: 10, RSSKiB: 2 << 20})
+	c.CheckResources(5)
+	vs := c.Violations()
+	if len(vs) != 2 || !strings.Contains(vs[0].Detail, "fat") || !strings.Contains(vs[1].Detail, "leaky") {
+		t.Fatalf("violations %v, want fat's RSS and leaky's descriptors", vs)
+	}
+}
+
+func TestReport(t *testing.T) {
+	clk := &clock{}
+	c := NewChecker(clk.Now)
+	s, err := NewSchedule(3, 2*time.Minute, []string{"m1"}, nil, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, d := range []time.Duration{10, 20, 30} {
+		clk.now = time.Duration(i) * 30 * time.Second
+		c.Placed(string(rune('a'+i)), "m1", "provision")
+		clk.now += d * time.Second
+		c.Ended(string(rune('a'+i)), "succeeded", "")
+	}
+	c.Placed("z", "m1", "deprovision")
+	c.Ended("z", "succeeded", "")
+	r := NewReport(s, 2*time.Minute, 1, c, c.CheckOrders(s.Faults))
+	want := "BENCH soak hours=0.033 provisions=3 failed=0 success_ratio=1.000 dup_ips=0 lost_events=0 dup_events=0 p99_s=30.0 faults=7"
+	if got := r.BenchLine(); got != want {
+		t.Fatalf("BENCH line\n got %s\nwant %s", got, want)
+	}
+	if r.TTP.P50 != 20 || r.PerHour != 90 {
+		t.Fatalf("p50 %v per hour %v, want 20 and 90", r.TTP.P50, r.PerHour)
+	}
+	dir := t.TempDir()
+	_, svg, err := r.Write(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := xml.Unmarshal([]byte(r.SVG()), new(struct{})); err != nil {
+		t.Fatalf("%s is not well-formed XML: %v", svg, err)
+	}
+	for _, want := range []string{"all invariants held", string(BMCDead), "p99 30 s"} {
+		if !strings.Contains(r.SVG(), want) {
+			t.Errorf("the picture does not say %q", want)
+		}
+	}
+}
+
+func TestReportListsViolationsBounded(t *testing.T) {
+	c := NewChecker((&clock{}).Now)
+	for i := range 30 {
+		c.Violate(InvOrderOpen, "order %d %s", i, strings.Repeat("x", 300))
+	}
+	s, err := NewSchedule(3, 2*time.Minute, []string{"m1"}, []Kind{SiteKill}, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	svg := NewReport(s, time.Minute, 1, c, nil).SVG()
+	for _, want := range []string{"30 invariant violations", "and 10 more violations", "order 19 x"} {
+		if !strings.Contains(svg, want) {
+			t.Errorf("the picture does not say %q", want)
+		}
+	}
+	if strings.Contains(svg, "order 20 x") || strings.Contains(svg, strings.Repeat("x", 200)) {
+		t.Error("the picture lists more than 20 violations, or one unclipped")
+	}
+}
