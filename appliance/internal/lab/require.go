@@ -42,6 +42,7 @@ var debianPrefixes = []struct{ prefix, pkg string }{
 	{"/usr/lib/ipxe/qemu/", "ipxe-qemu"},
 	{"/usr/lib/ipxe/", "ipxe"},
 	{"/usr/share/OVMF/", "ovmf"},
+	{"/usr/lib/python3/dist-packages/sushy", "python3-sushy"},
 	{"/usr/share/seabios/", "seabios"},
 	{"/boot/vmlinuz", "linux-image-amd64"},
 }
