@@ -35,6 +35,9 @@ type RedfishBMCConfig struct {
 	// (redfish_vm.go). Without it the machine is a power state in
 	// memory.
 	VM []string
+	// VMNetns is the namespace QEMU runs in, the one its tap is in.
+	// Default Netns.
+	VMNetns *Netns
 }
 
 // RedfishBMC is a Redfish service over HTTPS, as much of one as bmclib's
@@ -111,7 +114,11 @@ func StartRedfishBMC(t T, cfg RedfishBMCConfig) *RedfishBMC {
 		sessions: map[string]string{}, boot: map[string]string{}, host: &memHost{power: "Off"},
 		netns: cfg.Netns, dir: t.TempDir()}
 	if cfg.VM != nil {
-		vm, err := newRedfishVM(t, cfg.Netns, cfg.VM)
+		vmNetns := cfg.VMNetns
+		if vmNetns == nil {
+			vmNetns = cfg.Netns
+		}
+		vm, err := newRedfishVM(t, vmNetns, cfg.VM)
 		if err != nil {
 			ln.Close()
 			t.Fatal(err)

@@ -1,0 +1,95 @@
+package bmc
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/outposthq/outpost/appliance/internal/lab"
+	"github.com/outposthq/outpost/internal/testwait"
+)
+
+// vmRedfishBMC is the lab's Redfish BMC on loopback owning a QEMU VM
+// (one NIC, one disk) in a namespace of its own.
+func vmRedfishBMC(t *testing.T) *lab.RedfishBMC {
+	t.Helper()
+	lab.Require(t, "root", "qemu-system-x86_64")
+	ns := lab.NewNetns(t, "rfvm")
+	ns.Bridge("br0", "")
+	ns.Tap("tap0", "br0")
+	disk := filepath.Join(t.TempDir(), "disk.raw")
+	if err := os.WriteFile(disk, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(disk, 16<<20); err != nil {
+		t.Fatal(err)
+	}
+	args, _ := lab.VMCommand(t, lab.VMConfig{Tap: "tap0", Disks: []string{disk}})
+	return lab.StartRedfishBMC(t, lab.RedfishBMCConfig{VM: args, VMNetns: ns})
+}
+
+// TestRedfishVM: the appliance's Redfish path (bmclib's gofish provider
+// through a Pool) drives a BMC that owns a real QEMU VM. Before its
+// certificate is accepted the BMC gets no request and the VM stays off;
+// with it accepted, power on starts QEMU, the power state is the VM's,
+// PXE once puts the NIC first for the next boot only, a power cycle
+// spends it, and power off ends QEMU.
+func TestRedfishVM(t *testing.T) {
+	bmc := vmRedfishBMC(t)
+	var logs bytes.Buffer
+	p := redfishPool(t, &logs, Config{})
+	ctx := t.Context()
+
+	// Trust on first use: refused, naming the certificate to accept.
+	err := p.PowerOn(ctx, redfishCreds(bmc, ""))
+	refusedCertificate(t, err, bmc, fingerprintOf(bmc), logs.String())
+	if reqs := bmc.Requests(); len(reqs) > 0 || bmc.Power() != "Off" {
+		t.Fatalf("a refused certificate: %d requests, power %s; want none and Off", len(reqs), bmc.Power())
+	}
+	c := redfishCreds(bmc, err.(*Error).Certificate)
+
+	if err := p.SetBootPXE(ctx, c, BootOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"BootSourceOverrideTarget": "Pxe", "BootSourceOverrideEnabled": "Once", "BootSourceOverrideMode": "Legacy"}
+	if diff := cmp.Diff(want, bmc.BootOverride()); diff != "" {
+		t.Errorf("boot override (-want +got):\n%s", diff)
+	}
+	if err := p.PowerOn(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := p.PowerState(ctx, c); err != nil || st != On {
+		t.Fatalf("after power on: %q %v", st, err)
+	}
+	if got := bmc.BootOverride()["BootSourceOverrideEnabled"]; got != "Disabled" {
+		t.Errorf("the once override after the boot it was for: %q, want Disabled", got)
+	}
+	if order, err := bmc.BootOrder(ctx); err != nil || order[0] != "rf-nic" {
+		t.Errorf("boot order %v (%v), want the NIC first (the default)", order, err)
+	}
+
+	if err := p.SetBootPXE(ctx, c, BootOptions{Persistent: true}); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.PowerCycle(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := p.PowerState(ctx, c); err != nil || st != On {
+		t.Fatalf("after power cycle: %q %v", st, err)
+	}
+	if got := bmc.BootOverride(); got["BootSourceOverrideEnabled"] != "Continuous" || got["BootSourceOverrideTarget"] != "Pxe" {
+		t.Errorf("a continuous override after a power cycle: %v, want it kept", got)
+	}
+	if err := p.PowerOff(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	testwait.For(t, "QEMU to end after power off", 30*time.Second, func() bool { return bmc.Power() == "Off" })
+	if st, err := p.PowerState(ctx, c); err != nil || st != Off {
+		t.Fatalf("after power off: %q %v", st, err)
+	}
+	noPassword(t, c.Password, logs.String())
+}
