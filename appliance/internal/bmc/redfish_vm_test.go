@@ -2,8 +2,11 @@ package bmc
 
 import (
 	"bytes"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -90,6 +93,65 @@ func TestRedfishVM(t *testing.T) {
 	testwait.For(t, "QEMU to end after power off", 30*time.Second, func() bool { return bmc.Power() == "Off" })
 	if st, err := p.PowerState(ctx, c); err != nil || st != Off {
 		t.Fatalf("after power off: %q %v", st, err)
+	}
+	noPassword(t, c.Password, logs.String())
+}
+
+// TestRedfishVMVirtualMedia: through the Pool, the BMC fetches an image
+// over HTTP into its virtual CD drive (QEMU's CD-ROM holds it once the
+// VM is on) and the next boot is from the CD, once; an error never
+// shows the media URL, which may be a secret.
+func TestRedfishVMVirtualMedia(t *testing.T) {
+	bmc := vmRedfishBMC(t)
+	var logs bytes.Buffer
+	p := redfishPool(t, &logs, Config{})
+	ctx := t.Context()
+	c := redfishCreds(bmc, fingerprintOf(bmc))
+	image := bytes.Repeat([]byte("outpost-iso"), 4096)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/media/secret-1.iso" {
+			http.NotFound(w, r)
+			return
+		}
+		w.Write(image)
+	}))
+	defer srv.Close()
+
+	missing := srv.URL + "/media/secret-0.iso"
+	err := p.InsertMedia(ctx, c, missing)
+	if err == nil || strings.Contains(err.Error(), "secret-0") || strings.Contains(logs.String(), "secret-0") {
+		t.Fatalf("a missing image: %v; want an error, and logs, without its URL:\n%s", err, logs.String())
+	}
+	if img, inserted := bmc.Media(); inserted || img != "" {
+		t.Fatalf("a refused insert changed the drive: %q %v", img, inserted)
+	}
+	if err := p.InsertMedia(ctx, c, srv.URL+"/media/secret-1.iso"); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.SetBootCD(ctx, c, BootOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if got := bmc.BootOverride(); got["BootSourceOverrideTarget"] != "Cd" || got["BootSourceOverrideEnabled"] != "Once" {
+		t.Fatalf("boot override %v, want Cd once", got)
+	}
+	if err := p.PowerOn(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	file, err := bmc.CDFile(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(file); !bytes.Equal(got, image) {
+		t.Fatalf("QEMU's CD-ROM holds %s (%d bytes), not the image", file, len(got))
+	}
+	if got := bmc.BootOverride()["BootSourceOverrideEnabled"]; got != "Disabled" {
+		t.Errorf("the CD once override after the boot: %q, want Disabled", got)
+	}
+	if err := p.InsertMedia(ctx, c, ""); err != nil {
+		t.Fatal(err)
+	}
+	if file, err := bmc.CDFile(ctx); err != nil || file != "" {
+		t.Errorf("after eject QEMU's CD-ROM holds %q (%v)", file, err)
 	}
 	noPassword(t, c.Password, logs.String())
 }
