@@ -5,7 +5,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +12,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/outposthq/outpost/appliance/internal/lab"
+	"github.com/outposthq/outpost/appliance/internal/labsite"
 	"github.com/outposthq/outpost/internal/testwait"
 )
 
@@ -24,14 +24,7 @@ func vmRedfishBMC(t *testing.T) *lab.RedfishBMC {
 	ns := lab.NewNetns(t, "rfvm")
 	ns.Bridge("br0", "")
 	ns.Tap("tap0", "br0")
-	disk := filepath.Join(t.TempDir(), "disk.raw")
-	if err := os.WriteFile(disk, nil, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Truncate(disk, 16<<20); err != nil {
-		t.Fatal(err)
-	}
-	args, _ := lab.VMCommand(t, lab.VMConfig{Tap: "tap0", Disks: []string{disk}})
+	args, _ := lab.VMCommand(t, lab.VMConfig{Tap: "tap0", Disks: []string{labsite.NewDisk(t, 16<<20)}})
 	return lab.StartRedfishBMC(t, lab.RedfishBMCConfig{VM: args, VMNetns: ns})
 }
 
