@@ -23,7 +23,13 @@ import (
 // (qom-set of each device's bootindex), which QEMU hands the firmware
 // (fw_cfg bootorder) at the next reset, the guest's own reboots
 // included. A Once override reverts to the default order as soon as the
-// boot it was for has begun.
+// boot it was for has begun (a boot the BMC makes: power on, restart,
+// cycle; a reboot of the guest's own while a Once override is set boots
+// its target without spending it). Pxe and UefiHttp both put the NIC
+// first: whether its boot is PXE or HTTP is up to its firmware (iPXE's
+// option ROM fetches over HTTP); OVMF's own HTTP boot client is not
+// chosen. GracefulShutdown is QMP's system_powerdown, an ACPI power
+// button press the guest may ignore.
 type redfishVM struct {
 	t     T
 	netns *Netns
