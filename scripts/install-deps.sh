@@ -17,8 +17,10 @@ what="${1:-test}"
 # (ipmi_sim) in a network namespace.
 # The lab (appliance/internal/lab) is the real peers the network-boot tests
 # run against: besides those, OVMF, DHCP and TFTP servers and clients, a
-# BMC simulator, DMTF's Redfish client (redfishtool), which checks the
-# lab's Redfish BMC, and nftables, which drops packets at random inside a
+# BMC simulator, DMTF's Redfish client (redfishtool) and OpenStack's
+# (python3-sushy), which check the lab's Redfish BMC
+# (scripts/redfish-conformance-sushy.py), xorriso and isolinux, which
+# make the virtual-media boot ISOs (appliance/internal/vmedia), and nftables, which drops packets at random inside a
 # test's network namespace (the kernel has no netem) for the loss tests.
 # cloud-init is the stock client of the metadata service: the tests drive
 # its Ec2 datasource in a namespace (appliance/e2e/cloudinit_*). It must
@@ -30,7 +32,7 @@ image_pkgs=(ipxe busybox-static cpio linux-image-amd64 kmod gzip zstd xz-utils
 	syslinux syslinux-common mtools dosfstools fdisk util-linux kexec-tools)
 run_pkgs=(ca-certificates iproute2 qemu-system-x86 ipxe-qemu openipmi ipmitool "${image_pkgs[@]}")
 lab_pkgs=(ovmf tftp-hpa atftp isc-dhcp-client isc-dhcp-relay udhcpc kea-dhcp4-server kea-admin
-	dnsmasq tftpd-hpa redfishtool nftables cloud-init iputils-arping)
+	dnsmasq tftpd-hpa redfishtool python3-sushy xorriso isolinux nftables cloud-init iputils-arping)
 # The benchmarks (`make bench`) compare Outpost's servers with the usual
 # ones, started by hand with configurations of their own: beside the
 # lab's DHCP and TFTP servers, nginx serving the same artifact

@@ -165,6 +165,33 @@ func (p *bmclibProvider) SetBootPXE(ctx context.Context, opts BootOptions) error
 	})
 }
 
+func (p *bmclibProvider) SetBootCD(ctx context.Context, opts BootOptions) error {
+	return p.do(ctx, opSetBoot, func(ctx context.Context, c *bmclib.Client) error {
+		ok, err := c.SetBootDevice(ctx, "cdrom", opts.Persistent, opts.EFI)
+		if err == nil && !ok {
+			err = errors.New("the provider did not confirm")
+		}
+		return err
+	})
+}
+
+// InsertMedia's errors say "[media URL]" instead of the URL, which may be
+// a secret.
+func (p *bmclibProvider) InsertMedia(ctx context.Context, url string) error {
+	err := p.do(ctx, opMedia, func(ctx context.Context, c *bmclib.Client) error {
+		ok, err := c.SetVirtualMedia(ctx, "CD", url)
+		if err == nil && !ok {
+			err = errors.New("the provider did not confirm")
+		}
+		return err
+	})
+	var ke *kindError
+	if url != "" && errors.As(err, &ke) {
+		ke.msg = strings.ReplaceAll(ke.msg, url, "[media URL]")
+	}
+	return err
+}
+
 // ipmiSessionFailures are what ipmitool prints when it gets no session:
 // a wrong username or password, no common cipher suite, or no BMC.
 var ipmiSessionFailures = []string{

@@ -1,6 +1,9 @@
 // Package bmc presses a machine's buttons through its baseboard management
-// controller: power on, power off (hard), power cycle, power status, and
-// the next boot from the network (PXE, once or persistent, BIOS or EFI).
+// controller: power on, power off (hard), power cycle, power status, the
+// next boot from the network (PXE, once or persistent, BIOS or EFI) or
+// from the CD drive, and, over Redfish, virtual media: an image the BMC
+// fetches over HTTP(S) into its virtual CD drive (InsertMedia; its URL,
+// which may be a secret, never appears in an error or a log line).
 //
 // It speaks to BMCs through bmclib (github.com/bmc-toolbox/bmclib/v2):
 // IPMI through bmclib's ipmitool provider, which runs the ipmitool program
@@ -85,7 +88,10 @@
 //
 // Redfish is tested against the lab's Redfish BMC (lab.RedfishBMC, a
 // Redfish service written for the tests: sessions, one system's power,
-// reset and boot override), not against a real BMC. A retried power cycle whose first attempt reached the BMC
+// reset and boot override, a virtual CD drive), which drives a real QEMU
+// VM through QMP and which redfishtool and sushy, Redfish clients the
+// project did not write, accept (lab.TestRedfishConformance); not
+// against a vendor's BMC. A retried power cycle whose first attempt reached the BMC
 // but whose answer was lost cycles the machine twice. IPMI uses cipher
 // suite 3, then 17 (bmclib's choice).
 package bmc

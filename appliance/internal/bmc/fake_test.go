@@ -137,6 +137,14 @@ func (p *fakeProvider) SetBootPXE(ctx context.Context, opts BootOptions) error {
 	return p.call(ctx, "pxe")
 }
 
+func (p *fakeProvider) SetBootCD(ctx context.Context, opts BootOptions) error {
+	return p.call(ctx, "cd")
+}
+
+func (p *fakeProvider) InsertMedia(ctx context.Context, url string) error {
+	return p.call(ctx, "media")
+}
+
 func (b *fakeBMC) callList() []string {
 	b.mu.Lock()
 	defer b.mu.Unlock()

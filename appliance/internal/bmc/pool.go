@@ -20,6 +20,7 @@ const (
 	opPowerCycle = "power cycle"
 	opPowerState = "power status"
 	opSetBoot    = "set boot device"
+	opMedia      = "insert virtual media"
 )
 
 // Defaults of Config.
@@ -160,6 +161,25 @@ func (p *Pool) PowerState(ctx context.Context, c Credentials) (PowerState, error
 func (p *Pool) SetBootPXE(ctx context.Context, c Credentials, opts BootOptions) error {
 	return p.do(ctx, c, opSetBoot, func(ctx context.Context, pr Provider) error {
 		return pr.SetBootPXE(ctx, opts)
+	})
+}
+
+// SetBootCD sets the machine's next boot, or every boot, to its (virtual)
+// CD drive. A BMC that refuses gives an error wrapping
+// ErrBootDeviceRefused; for a virtual-media boot that is a failure.
+func (p *Pool) SetBootCD(ctx context.Context, c Credentials, opts BootOptions) error {
+	return p.do(ctx, c, opSetBoot, func(ctx context.Context, pr Provider) error {
+		return pr.SetBootCD(ctx, opts)
+	})
+}
+
+// InsertMedia has the BMC fetch the image at url into its virtual CD
+// drive ("" ejects it). The URL may be a secret (an ISO holding a
+// credential, at an unguessable address): the providers' errors, and so
+// the Pool's errors and logs, say "[media URL]" instead.
+func (p *Pool) InsertMedia(ctx context.Context, c Credentials, url string) error {
+	return p.do(ctx, c, opMedia, func(ctx context.Context, pr Provider) error {
+		return pr.InsertMedia(ctx, url)
 	})
 }
 

@@ -43,6 +43,14 @@ type Provider interface {
 	SetPower(ctx context.Context, action string) error
 	// SetBootPXE sets the next boot (or every boot) to PXE.
 	SetBootPXE(ctx context.Context, opts BootOptions) error
+	// SetBootCD sets the next boot (or every boot) to the CD drive, the
+	// virtual one InsertMedia fills.
+	SetBootCD(ctx context.Context, opts BootOptions) error
+	// InsertMedia puts the image at url (http or https: the BMC fetches
+	// it) in the BMC's virtual CD drive, ejecting what was there; ""
+	// only ejects. Its errors do not hold the URL, which may be a
+	// secret.
+	InsertMedia(ctx context.Context, url string) error
 }
 
 // NewProvider makes a driver's Provider for c. It does no I/O; an error

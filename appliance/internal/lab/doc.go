@@ -36,6 +36,16 @@
 // Dial and HTTPClient build on it, so an in-process server (net/http, a DHCP
 // server on a UDP socket) can serve a VM's bridge.
 //
+// BMCs. StartIPMISim runs OpenIPMI's ipmi_sim; StartRedfishBMC is a
+// Redfish service of the lab's own (sessions, Basic authentication, TLS
+// with its own certificate) over one computer system and one manager. Given
+// a QEMU command line (RedfishBMCConfig.VM) it owns that VM as a BMC owns
+// its host: power on starts QEMU with a QMP socket of its own (QMP), the
+// boot override is QEMU's boot order (bootindex, set through qom-set on a
+// running VM), and the manager's virtual CD drive is QEMU's CD-ROM
+// (blockdev-change-medium). TestRedfishConformance checks it with
+// redfishtool and sushy, clients the project did not write.
+//
 // Package sim, below, simulates an appliance's peers in numbers (machines
 // that network boot, the installer's agent, a DHCP relay, sites syncing
 // with central) over a Net of two namespaces, for benchmarks and tests.

@@ -10,6 +10,7 @@ import (
 	"log"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -28,13 +29,25 @@ type RedfishBMCConfig struct {
 	// Certificate is what it presents. Default: a self-signed one for
 	// the listen address, as a BMC makes for itself.
 	Certificate *tls.Certificate
+	// VM, if set, is the QEMU command line (VMCommand's) of the machine
+	// the BMC owns: it starts QEMU in Netns on power on, with a QMP
+	// socket and a CD-ROM drive of its own, and kills it on power off
+	// (redfish_vm.go). Without it the machine is a power state in
+	// memory.
+	VM []string
+	// VMNetns is the namespace QEMU runs in, the one its tap is in.
+	// Default Netns.
+	VMNetns *Netns
 }
 
 // RedfishBMC is a Redfish service over HTTPS, as much of one as bmclib's
-// gofish provider and redfishtool use: the service root, the session
-// service (a session made by POST, read, deleted at logout; HTTP Basic
-// authentication too), and one computer system with its power state, its
-// reset action and its boot override. It records every request it
+// gofish provider, redfishtool and sushy use: the service root, the
+// session service (a session made by POST, read, deleted at logout; HTTP
+// Basic authentication too), one computer system with its power state,
+// its reset action and its boot override, and one manager with a
+// virtual CD drive (InsertMedia fetches the image over HTTP(S);
+// EjectMedia). The system is a QEMU VM (RedfishBMCConfig.VM) or, without
+// one, a power state in memory. It records every request it
 // receives with whatever credentials it carried, so that a test can say
 // who was given the password, and counts TLS handshakes.
 type RedfishBMC struct {
@@ -42,7 +55,15 @@ type RedfishBMC struct {
 	Addr               string
 	Username, Password string
 
-	srv *http.Server
+	srv   *http.Server
+	host  redfishHost
+	vm    *redfishVM // nil without a VM
+	netns *Netns
+	dir   string // holds the fetched media images
+
+	// op is held by an action for its whole length (a power change, an
+	// image fetched and inserted), one at a time as a BMC does them.
+	op sync.Mutex
 
 	mu         sync.Mutex
 	cert       tls.Certificate
@@ -50,8 +71,8 @@ type RedfishBMC struct {
 	requests   []RedfishRequest
 	sessions   map[string]string // token → session path
 	nextID     int
-	power      string // "On" or "Off"
 	boot       map[string]string
+	media      redfishMedia
 }
 
 // RedfishRequest is one request a RedfishBMC received.
@@ -90,7 +111,20 @@ func StartRedfishBMC(t T, cfg RedfishBMCConfig) *RedfishBMC {
 		t.Fatalf("lab: Redfish BMC: %v", err)
 	}
 	b := &RedfishBMC{Addr: ln.Addr().String(), Username: cfg.Username, Password: cfg.Password,
-		sessions: map[string]string{}, power: "Off", boot: map[string]string{}}
+		sessions: map[string]string{}, boot: map[string]string{}, host: &memHost{power: "Off"},
+		netns: cfg.Netns, dir: t.TempDir()}
+	if cfg.VM != nil {
+		vmNetns := cfg.VMNetns
+		if vmNetns == nil {
+			vmNetns = cfg.Netns
+		}
+		vm, err := newRedfishVM(t, vmNetns, cfg.VM)
+		if err != nil {
+			ln.Close()
+			t.Fatal(err)
+		}
+		b.vm, b.host = vm, vm
+	}
 	if cfg.Certificate != nil {
 		b.cert = *cfg.Certificate
 	} else {
@@ -156,12 +190,10 @@ func (b *RedfishBMC) PasswordSeen() []RedfishRequest {
 	return out
 }
 
-// Power is the system's power state: "On" or "Off".
-func (b *RedfishBMC) Power() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.power
-}
+// Power is the system's power state: "On" or "Off". With a VM, it is
+// "On" while QEMU runs and its guest has not shut down (QMP
+// query-status).
+func (b *RedfishBMC) Power() string { return b.host.powerState() }
 
 // BootOverride is the system's boot override: BootSourceOverrideTarget,
 // BootSourceOverrideEnabled and BootSourceOverrideMode as last set.
@@ -220,9 +252,11 @@ func (b *RedfishBMC) serveAuthorized(w http.ResponseWriter, r *http.Request, pat
 	case path == redfishSystem && r.Method == http.MethodGet:
 		redfishJSON(w, http.StatusOK, b.system())
 	case path == redfishSystem && r.Method == http.MethodPatch:
-		b.patchBoot(w, body)
+		b.patchBoot(w, r, body)
 	case path == redfishSystem+"/Actions/ComputerSystem.Reset" && r.Method == http.MethodPost:
-		b.reset(w, body)
+		b.reset(w, r, body)
+	case strings.HasPrefix(path, "/redfish/v1/Managers"):
+		b.serveManager(w, r, path, body)
 	default:
 		redfishError(w, http.StatusNotFound, "Base.1.0.ResourceMissingAtURI", "no resource at "+r.Method+" "+path)
 	}
@@ -233,6 +267,7 @@ var serviceRoot = map[string]any{
 	"Id": "RootService", "Name": "Outpost lab Redfish BMC", "RedfishVersion": "1.6.0",
 	"UUID":           "92384634-2938-2342-8820-489239905423",
 	"Systems":        odataID("/redfish/v1/Systems"),
+	"Managers":       odataID("/redfish/v1/Managers"),
 	"SessionService": odataID("/redfish/v1/SessionService"),
 	"Links":          map[string]any{"Sessions": odataID(redfishSessions)},
 }
@@ -311,61 +346,116 @@ func (b *RedfishBMC) session(w http.ResponseWriter, r *http.Request, path string
 	}
 }
 
+// Boot override values the BMC takes.
+var (
+	redfishTargets = []string{"None", "Pxe", "Hdd", "Cd", "UefiHttp"}
+	redfishEnabled = []string{"Disabled", "Once", "Continuous"}
+	redfishModes   = []string{"UEFI", "Legacy"}
+	redfishResets  = []string{"On", "ForceOn", "ForceOff", "GracefulShutdown", "ForceRestart", "PowerCycle"}
+)
+
 // system is the computer system's resource.
 func (b *RedfishBMC) system() map[string]any {
+	power := b.host.powerState()
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	boot := map[string]any{"BootSourceOverrideTarget": "None", "BootSourceOverrideEnabled": "Disabled",
-		"BootSourceOverrideTarget@Redfish.AllowableValues": []string{"None", "Pxe", "Hdd", "Cd", "BiosSetup"}}
+		"BootSourceOverrideTarget@Redfish.AllowableValues": redfishTargets}
 	for k, v := range b.boot {
 		boot[k] = v
 	}
 	return map[string]any{
 		"@odata.id": redfishSystem, "@odata.type": "#ComputerSystem.v1_5_0.ComputerSystem",
-		"Id": "1", "Name": "Lab system", "SystemType": "Physical", "PowerState": b.power, "Boot": boot,
+		"Id": "1", "Name": "Lab system", "SystemType": "Physical", "PowerState": power, "Boot": boot,
+		"Manufacturer": "Outpost lab", "Model": "QEMU",
 		"Status": map[string]string{"State": "Enabled", "Health": "OK"},
+		"Links":  map[string]any{"ManagedBy": []any{odataID(redfishManager)}},
 		"Actions": map[string]any{"#ComputerSystem.Reset": map[string]any{
 			"target":                            redfishSystem + "/Actions/ComputerSystem.Reset",
-			"ResetType@Redfish.AllowableValues": []string{"On", "ForceOff", "GracefulShutdown", "ForceRestart", "PowerCycle"},
+			"ResetType@Redfish.AllowableValues": redfishResets,
 		}},
 	}
 }
 
-// reset does a ComputerSystem.Reset action.
-func (b *RedfishBMC) reset(w http.ResponseWriter, body []byte) {
+// reset does a ComputerSystem.Reset action. A boot it begins spends a
+// Once boot override.
+func (b *RedfishBMC) reset(w http.ResponseWriter, r *http.Request, body []byte) {
 	var req struct{ ResetType string }
 	if err := json.Unmarshal(body, &req); err != nil {
 		redfishError(w, http.StatusBadRequest, "Base.1.0.MalformedJSON", err.Error())
 		return
 	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	switch req.ResetType {
-	case "On", "ForceRestart", "PowerCycle":
-		b.power = "On"
-	case "ForceOff", "GracefulShutdown":
-		b.power = "Off"
-	default:
+	if !slices.Contains(redfishResets, req.ResetType) {
 		redfishError(w, http.StatusBadRequest, "Base.1.0.ActionParameterValueNotInList", "ResetType "+req.ResetType)
+		return
+	}
+	b.op.Lock()
+	defer b.op.Unlock()
+	b.mu.Lock()
+	target, once := b.overrideTarget()
+	b.mu.Unlock()
+	booted, err := b.host.reset(r.Context(), req.ResetType, target, once)
+	if booted && once {
+		b.mu.Lock()
+		b.boot["BootSourceOverrideEnabled"] = "Disabled"
+		b.boot["BootSourceOverrideTarget"] = "None"
+		b.mu.Unlock()
+	}
+	if err != nil {
+		redfishError(w, http.StatusInternalServerError, "Base.1.0.InternalError", "reset "+req.ResetType+": "+err.Error())
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// patchBoot sets the boot override.
-func (b *RedfishBMC) patchBoot(w http.ResponseWriter, body []byte) {
+// overrideTarget is the boot override's target, "None" when it is
+// disabled, and whether it is for one boot; b.mu is held.
+func (b *RedfishBMC) overrideTarget() (target string, once bool) {
+	switch b.boot["BootSourceOverrideEnabled"] {
+	case "Once":
+		return b.boot["BootSourceOverrideTarget"], true
+	case "Continuous":
+		return b.boot["BootSourceOverrideTarget"], false
+	}
+	return "None", false
+}
+
+// patchBoot sets the boot override. A value not in its list is refused,
+// naming it, and changes nothing.
+func (b *RedfishBMC) patchBoot(w http.ResponseWriter, r *http.Request, body []byte) {
 	var req struct{ Boot map[string]any }
 	if err := json.Unmarshal(body, &req); err != nil || req.Boot == nil {
 		redfishError(w, http.StatusBadRequest, "Base.1.0.MalformedJSON", "want a Boot object")
 		return
 	}
-	b.mu.Lock()
-	for _, k := range []string{"BootSourceOverrideTarget", "BootSourceOverrideEnabled", "BootSourceOverrideMode"} {
-		if v, ok := req.Boot[k].(string); ok && v != "" {
-			b.boot[k] = v
+	allowed := map[string][]string{"BootSourceOverrideTarget": redfishTargets,
+		"BootSourceOverrideEnabled": redfishEnabled, "BootSourceOverrideMode": redfishModes}
+	set := map[string]string{}
+	// Other properties (read-only ones a client sends back, as gofish
+	// does) are ignored.
+	for k, v := range req.Boot {
+		values, known := allowed[k]
+		if !known {
+			continue
 		}
+		if s, ok := v.(string); !ok || !slices.Contains(values, s) {
+			redfishError(w, http.StatusBadRequest, "Base.1.0.PropertyValueNotInList", fmt.Sprintf("Boot.%s: %v is not one of %v", k, v, values))
+			return
+		}
+		set[k] = v.(string)
 	}
+	b.op.Lock()
+	defer b.op.Unlock()
+	b.mu.Lock()
+	for k, v := range set {
+		b.boot[k] = v
+	}
+	target, _ := b.overrideTarget()
 	b.mu.Unlock()
+	if err := b.host.setBoot(r.Context(), target); err != nil {
+		redfishError(w, http.StatusInternalServerError, "Base.1.0.InternalError", "boot order: "+err.Error())
+		return
+	}
 	w.WriteHeader(http.StatusNoContent)
 }
 

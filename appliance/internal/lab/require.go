@@ -30,6 +30,7 @@ var debianPackages = map[string]string{
 	"ipmi_sim":           "openipmi",
 	"ipmitool":           "ipmitool",
 	"redfishtool":        "redfishtool",
+	"xorriso":            "xorriso",
 	"chromium":           "chromium",
 	"chromedriver":       "chromium-driver",
 	"certutil":           "libnss3-tools",
@@ -42,6 +43,9 @@ var debianPrefixes = []struct{ prefix, pkg string }{
 	{"/usr/lib/ipxe/qemu/", "ipxe-qemu"},
 	{"/usr/lib/ipxe/", "ipxe"},
 	{"/usr/share/OVMF/", "ovmf"},
+	{"/usr/lib/python3/dist-packages/sushy", "python3-sushy"},
+	{"/usr/lib/ISOLINUX/", "isolinux"},
+	{"/usr/lib/syslinux/", "syslinux-common"},
 	{"/usr/share/seabios/", "seabios"},
 	{"/boot/vmlinuz", "linux-image-amd64"},
 }
