@@ -3,6 +3,8 @@ package store
 import (
 	"bytes"
 	"encoding/json"
+	"reflect"
+	"slices"
 	"testing"
 	"time"
 
@@ -84,5 +86,24 @@ func TestPutLeaseRecord(t *testing.T) {
 	_ = db.View(func(tx *Tx) error { got, err = Get[Lease](tx, l.IP); return err })
 	if err != nil || got.Version != 9 || !got.CreatedAt.Equal(t0) || !got.UpdatedAt.Equal(t1) || !got.Expires.Equal(renewed.Expires) {
 		t.Errorf("renewed: %+v, %v", got, err)
+	}
+}
+
+// TestMarshalLeaseKnowsEveryField: appendLeaseJSON writes the fields of
+// Lease and Meta by name, so a field added to either must be added there
+// too; TestMarshalLease would miss an omitempty one left at zero.
+func TestMarshalLeaseKnowsEveryField(t *testing.T) {
+	var names []string
+	for _, typ := range []reflect.Type{reflect.TypeFor[Meta](), reflect.TypeFor[Lease]()} {
+		for f := range typ.Fields() {
+			if !f.Anonymous {
+				names = append(names, f.Tag.Get("json"))
+			}
+		}
+	}
+	want := []string{"version", "created_at", "updated_at", "ip", "mac", "machine_id,omitempty",
+		"hostname,omitempty", "subnet", "state", "starts", "expires"}
+	if !slices.Equal(names, want) {
+		t.Errorf("Lease's fields are %q; appendLeaseJSON writes %q: make it write the new ones", names, want)
 	}
 }
