@@ -14,6 +14,16 @@
 //     state machine refuses a lease for an address another MAC holds, so an
 //     address is never given to two MACs, even across a change of leader;
 //     such a refusal becomes a NAK.
+//   - An offer is committed before it is sent: a lease in state offered,
+//     until the end of its hold (Config.OfferHold), through the same
+//     group commit as the REQUESTs' leases, in a goroutine of its own
+//     (not on a worker). A new leader builds its allocators from the
+//     store, so it neither offers that address to another MAC within the
+//     offer's lifetime nor refuses the client's REQUEST for it. No commit
+//     is made for a client's reservation (never another MAC's) or an
+//     address the store already holds for the client past the hold (a
+//     retransmitted DISCOVER, a client that rebooted). An offer whose
+//     commit fails is not sent: the client retransmits.
 //   - Address choice (package ipam) is in-memory and rebuilt from the store
 //     whenever this node gains leadership or the store's IPAM generation
 //     moves (a subnet, a machine's interfaces or an operator's lease delete).
