@@ -73,12 +73,12 @@ func (s *Server) dispatch(ctx context.Context, msg *dhcpv4.DHCPv4, in *iface, un
 	}
 	switch msg.MessageType() {
 	case dhcpv4.MessageTypeDiscover:
-		reply, l := s.discover(r)
-		if l == nil {
+		reply, o := s.discover(r)
+		if o == nil {
 			done(reply)
 			return
 		}
-		commit := func() { done(s.commitOffer(ctx, r, reply, l)) }
+		commit := func() { done(s.commitOffer(ctx, r, reply, o)) }
 		if async == nil {
 			commit()
 		} else if !async(commit) {
@@ -194,10 +194,9 @@ func destination(req, reply *dhcpv4.DHCPv4) net.Addr {
 	return &net.UDPAddr{IP: net.IPv4bcast, Port: dhcpv4.ClientPort}
 }
 
-// discover decides a DISCOVER: its OFFER, or nil for silence, and the
-// offer's lease to commit before the OFFER is sent (nil when none is
-// needed: see offerLease).
-func (s *Server) discover(r *request) (*dhcpv4.DHCPv4, *store.Lease) {
+// discover decides a DISCOVER: its OFFER, or nil for silence, and what
+// to do before the OFFER is sent (nil: nothing; see pendingOffer).
+func (s *Server) discover(r *request) (*dhcpv4.DHCPv4, *pendingOffer) {
 	m := r.machine
 	if m == nil && !r.pool.subnet.Discovery {
 		r.log.Debug("dhcp: unknown machine and the subnet does not allow discovery", "subnet", r.pool.subnet.Name)
@@ -214,7 +213,7 @@ func (s *Server) discover(r *request) (*dhcpv4.DHCPv4, *store.Lease) {
 	if reply == nil {
 		return nil, nil
 	}
-	return reply, s.offerLease(r, ip, now)
+	return reply, s.pending(r, ip, now)
 }
 
 // requestedAddr is the address a REQUEST asks for: option 50 when
