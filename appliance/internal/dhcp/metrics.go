@@ -30,4 +30,6 @@ var (
 )
 
 // Collectors returns the package's metrics, for registration.
-func Collectors() []prometheus.Collector { return []prometheus.Collector{dropped, malformed, offersCommitted, offersLost, probes, conflicts} }
+func Collectors() []prometheus.Collector {
+	return []prometheus.Collector{dropped, malformed, offersCommitted, offersLost, probes, conflicts}
+}
