@@ -109,15 +109,8 @@ func mustDiscover(t *testing.T, mac net.HardwareAddr, mods ...dhcpv4.Modifier) *
 // exchange sends msg (retransmitted as dora does) and returns the first
 // reply to its transaction of one of the types in want.
 func (d *dhcpTap) exchange(ctx context.Context, msg *dhcpv4.DHCPv4, want ...dhcpv4.MessageType) (*dhcpv4.DHCPv4, error) {
-	ch := make(chan *dhcpv4.DHCPv4, 16)
-	d.mu.Lock()
-	d.waiters[msg.TransactionID] = ch
-	d.mu.Unlock()
-	defer func() {
-		d.mu.Lock()
-		delete(d.waiters, msg.TransactionID)
-		d.mu.Unlock()
-	}()
+	ch, unwatch := d.watch(msg.TransactionID)
+	defer unwatch()
 	r, err := d.roundTrip(ctx, msg, ch, doraTimeout, doraTries, func(m *dhcpv4.DHCPv4) bool {
 		for _, w := range want {
 			if m.MessageType() == w {

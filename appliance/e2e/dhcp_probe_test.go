@@ -16,7 +16,7 @@ import (
 // address before offering it, quarantines it and says so in an event
 // naming the address, the host's MAC and the subnet; the client gets
 // another address. A relayed subnet is not probed (its clients are not
-// on the server's link): see TestDHCPRelay.
+// on the server's link), as TestDHCPRelayedClient serves one.
 func TestDHCPProbeConflict(t *testing.T) {
 	s := startNetSite(t, 1)
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)

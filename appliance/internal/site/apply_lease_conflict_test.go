@@ -49,12 +49,7 @@ func TestQuarantineAddress(t *testing.T) {
 			before, kinds := rawDump(t, e.db), len(eventKinds(t, e))
 			r := e.applyCmd(index, QuarantineAddress, tc.q)
 			if tc.code != "" {
-				if errCode(r) != tc.code {
-					t.Fatalf("result %+v (err %v), want a %s refusal", r, r.Err, tc.code)
-				}
-				if diff := cmp.Diff(withApplied(before, index), rawDump(t, e.db)); diff != "" {
-					t.Errorf("a refused quarantine changed the store (-want +got):\n%s", diff)
-				}
+				checkRefused(t, e, r, tc.code, before, index)
 				return
 			}
 			if r.Err != nil {
@@ -80,5 +75,18 @@ func TestQuarantineAddress(t *testing.T) {
 				t.Errorf("%d events recorded, want 1", n)
 			}
 		})
+	}
+}
+
+// checkRefused checks that the command applied at index was refused with
+// code and changed nothing of the store dumped before it (but the
+// applied index).
+func checkRefused(t *testing.T, e *env, r Result, code string, before map[string]map[string]string, index uint64) {
+	t.Helper()
+	if errCode(r) != code {
+		t.Fatalf("result %+v (err %v), want a %s refusal", r, r.Err, code)
+	}
+	if diff := cmp.Diff(withApplied(before, index), rawDump(t, e.db)); diff != "" {
+		t.Errorf("a refused command changed the store (-want +got):\n%s", diff)
 	}
 }
