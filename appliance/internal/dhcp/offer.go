@@ -109,8 +109,8 @@ func (s *Server) conflict(ctx context.Context, r *request, o *pendingOffer) bool
 		r.log.Warn("dhcp: conflict probe", "ip", ip, "err", err)
 		return false
 	}
-	if mac == nil {
-		return false
+	if mac == nil || mac.String() == r.mac {
+		return false // silence, or the client itself answered
 	}
 	conflicts.Inc()
 	now := s.now()
