@@ -2,6 +2,8 @@ package dhcp
 
 import (
 	"log/slog"
+	"net"
+	"net/netip"
 	"testing"
 	"time"
 
@@ -62,5 +64,56 @@ func TestOfferCommitted(t *testing.T) {
 	}
 	if l := st.lease(t, "198.18.0.10"); l != nil {
 		t.Fatalf("a reservation's offer stored %+v", l)
+	}
+}
+
+// TestProbeDecision: which offers probe their address first: one no
+// lease holds, offered on the receiving interface's own link, not
+// probed lately; not a relayed subnet's (its clients are not on this
+// link), not the client's own lease's, not one another MAC leases.
+func TestProbeDecision(t *testing.T) {
+	const a, b = "02:00:00:00:00:0a", "02:00:00:00:00:0b"
+	ip := netip.MustParseAddr("198.18.0.100")
+	tests := map[string]struct {
+		lease   *store.Lease // stored first
+		giaddr  net.IP
+		quiet   bool // the address answered no probe a moment ago
+		noProbe bool // no prober on the interface
+		want    bool
+	}{
+		"no lease":                 {want: true},
+		"relayed":                  {giaddr: net.ParseIP("198.18.0.1")},
+		"probed lately":            {quiet: true},
+		"no prober":                {noProbe: true},
+		"another's expired lease":  {lease: &store.Lease{MAC: b, State: store.LeaseActive, Expires: t0}, want: true},
+		"the client's expired one": {lease: &store.Lease{MAC: a, State: store.LeaseActive, Expires: t0}},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			st := newSite(t, true)
+			if tc.lease != nil {
+				l := *tc.lease
+				l.IP, l.Subnet, l.Starts = ip.String(), "lab", t0.Add(-time.Hour)
+				if _, err := st.n.Site.CommitLease(t.Context(), &l); err != nil {
+					t.Fatal(err)
+				}
+			}
+			p := &prober{quiet: map[netip.Addr]time.Time{}}
+			if tc.quiet {
+				p.quiet[ip] = t0.Add(-time.Second)
+			}
+			if !tc.noProbe {
+				st.srv.probers[st.in.name] = p
+			}
+			msg := newPacket(t, dhcpv4.MessageTypeDiscover, a, dhcpv4.WithGatewayIP(tc.giaddr))
+			r := st.srv.prepare(msg, st.in, false)
+			if r == nil {
+				t.Fatal("no request prepared")
+			}
+			o := st.srv.pending(r, ip, t0)
+			if got := o != nil && o.probe != nil; got != tc.want {
+				t.Errorf("probe = %v, want %v", got, tc.want)
+			}
+		})
 	}
 }
