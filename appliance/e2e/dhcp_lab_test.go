@@ -294,15 +294,8 @@ func (d *dhcpTap) dora(ctx context.Context, mac net.HardwareAddr, timeout time.D
 	if err != nil {
 		return nil, err
 	}
-	ch := make(chan *dhcpv4.DHCPv4, 16)
-	d.mu.Lock()
-	d.waiters[discover.TransactionID] = ch
-	d.mu.Unlock()
-	defer func() {
-		d.mu.Lock()
-		delete(d.waiters, discover.TransactionID)
-		d.mu.Unlock()
-	}()
+	ch, unwatch := d.watch(discover.TransactionID)
+	defer unwatch()
 	offer, err := d.roundTrip(ctx, discover, ch, timeout, tries, func(m *dhcpv4.DHCPv4) bool {
 		return m.MessageType() == dhcpv4.MessageTypeOffer
 	})
@@ -325,6 +318,19 @@ func (d *dhcpTap) dora(ctx context.Context, mac net.HardwareAddr, timeout time.D
 		return nil, fmt.Errorf("REQUEST to %s: %w: %s", sid, errNak, ack.Message())
 	}
 	return ack, nil
+}
+
+// watch returns the replies to transaction xid, until unwatch.
+func (d *dhcpTap) watch(xid dhcpv4.TransactionID) (replies <-chan *dhcpv4.DHCPv4, unwatch func()) {
+	ch := make(chan *dhcpv4.DHCPv4, 16)
+	d.mu.Lock()
+	d.waiters[xid] = ch
+	d.mu.Unlock()
+	return ch, func() {
+		d.mu.Lock()
+		delete(d.waiters, xid)
+		d.mu.Unlock()
+	}
 }
 
 func (d *dhcpTap) roundTrip(ctx context.Context, msg *dhcpv4.DHCPv4, ch <-chan *dhcpv4.DHCPv4, timeout time.Duration, tries int, match func(*dhcpv4.DHCPv4) bool) (*dhcpv4.DHCPv4, error) {

@@ -14,11 +14,33 @@
 //     state machine refuses a lease for an address another MAC holds, so an
 //     address is never given to two MACs, even across a change of leader;
 //     such a refusal becomes a NAK.
+//   - An offer is committed before it is sent: a lease in state offered,
+//     until the end of its hold (Config.OfferHold), through the same
+//     group commit as the REQUESTs' leases, in a goroutine of its own
+//     (not on a worker). A new leader builds its allocators from the
+//     store, so it neither offers that address to another MAC within the
+//     offer's lifetime nor refuses the client's REQUEST for it. No commit
+//     is made for a client's reservation (never another MAC's) or an
+//     address the store already holds for the client past the hold (a
+//     retransmitted DISCOVER, a client that rebooted). An offer whose
+//     commit fails is not sent: the client retransmits.
 //   - Address choice (package ipam) is in-memory and rebuilt from the store
 //     whenever this node gains leadership or the store's IPAM generation
 //     moves (a subnet, a machine's interfaces or an operator's lease delete).
+//   - Before an address no lease holds is offered to a client on the
+//     link of the interface its DISCOVER came in on, it is probed
+//     (probe.go: ARP, RFC 5227, sender address 0.0.0.0; Config.ProbeWait
+//     at most, in the offer's goroutine, never on a worker; an address
+//     that stayed silent is not probed again for a minute). A host that
+//     answers gets the address quarantined for every client
+//     (Config.ConflictQuarantine, through site's QuarantineAddress, so a
+//     new leader knows) with a dhcp.address_conflict event naming the
+//     address, the host's MAC and the subnet, and another address is
+//     chosen. A relayed subnet (giaddr set) is never probed: its clients
+//     are not on this node's link, and an ARP probe does not cross the
+//     relay.
 //   - Nothing on the packet path waits on anything but the local Raft
-//     commit: no pings, no DNS. Packets are read by one goroutine per socket
+//     commit and, for an offer, its bounded probe: no pings, no DNS. Packets are read by one goroutine per socket
 //     and decided by a small pool of workers (a few per CPU), which never
 //     wait for a commit: a REQUEST's lease is committed in a goroutine of
 //     its own, bounded in number (Config.Commits), which sends the ACK

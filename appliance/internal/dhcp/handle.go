@@ -73,7 +73,18 @@ func (s *Server) dispatch(ctx context.Context, msg *dhcpv4.DHCPv4, in *iface, un
 	}
 	switch msg.MessageType() {
 	case dhcpv4.MessageTypeDiscover:
-		done(s.discover(r))
+		reply, o := s.discover(r)
+		if o == nil {
+			done(reply)
+			return
+		}
+		commit := func() { done(s.commitOffer(ctx, r, reply, o)) }
+		if async == nil {
+			commit()
+		} else if !async(commit) {
+			dropped.Inc()
+			endSpan(nil)
+		}
 	case dhcpv4.MessageTypeRequest:
 		reply, l := s.request(r)
 		if l == nil {
@@ -183,20 +194,26 @@ func destination(req, reply *dhcpv4.DHCPv4) net.Addr {
 	return &net.UDPAddr{IP: net.IPv4bcast, Port: dhcpv4.ClientPort}
 }
 
-func (s *Server) discover(r *request) *dhcpv4.DHCPv4 {
+// discover decides a DISCOVER: its OFFER, or nil for silence, and what
+// to do before the OFFER is sent (nil: nothing; see pendingOffer).
+func (s *Server) discover(r *request) (*dhcpv4.DHCPv4, *pendingOffer) {
 	m := r.machine
 	if m == nil && !r.pool.subnet.Discovery {
 		r.log.Debug("dhcp: unknown machine and the subnet does not allow discovery", "subnet", r.pool.subnet.Name)
-		return nil
+		return nil, nil
 	}
 	now := s.now()
 	requested, _ := netip.AddrFromSlice(r.msg.RequestedIPAddress().To4())
 	ip, err := r.pool.alloc.Offer(r.mac, requested, now, now.Add(s.cfg.OfferHold))
 	if err != nil {
 		r.log.Warn("dhcp: no address to offer", "subnet", r.pool.subnet.Name, "err", err)
-		return nil
+		return nil, nil
 	}
-	return s.reply(r, dhcpv4.MessageTypeOffer, ip, m)
+	reply := s.reply(r, dhcpv4.MessageTypeOffer, ip, m)
+	if reply == nil {
+		return nil, nil
+	}
+	return reply, s.pending(r, ip, now)
 }
 
 // requestedAddr is the address a REQUEST asks for: option 50 when

@@ -40,6 +40,14 @@ type Config struct {
 	// Quarantine is how long a DECLINEd address stays out of the pool;
 	// 10 minutes if zero.
 	Quarantine time.Duration
+	// ProbeWait is how long the server waits for a host to answer its
+	// ARP probe of an address no lease holds, before offering it (see
+	// probe.go): 200ms if zero; a negative value turns probing off.
+	// Only subnets on a served interface's link are probed.
+	ProbeWait time.Duration
+	// ConflictQuarantine is how long an address a host answered a probe
+	// for stays out of the pool, for every client; Quarantine if zero.
+	ConflictQuarantine time.Duration
 	// ReclaimAfter is how long an ended lease is kept (sticky for its
 	// client) before the leader deletes it; 24h if zero.
 	ReclaimAfter time.Duration
@@ -85,6 +93,10 @@ type Leases interface {
 	// ReclaimLease deletes an ended lease unless it changed since it was
 	// read at version.
 	ReclaimLease(ctx context.Context, ip string, version uint64) error
+	// QuarantineAddress records that the host mac answered a probe of ip
+	// in subnet, and keeps the address from every client for
+	// quarantine.
+	QuarantineAddress(ctx context.Context, subnet, ip, mac string, quarantine time.Duration) error
 }
 
 // Server is the DHCP server.
@@ -105,6 +117,9 @@ type Server struct {
 
 	traces    *machinetrace.Index
 	exchanges exchanges
+	// probers probe addresses before they are offered, by interface
+	// name (Listen; none in proxy mode or with probing off).
+	probers map[string]*prober
 }
 
 // iface is one served interface and its socket.
@@ -142,6 +157,12 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Quarantine == 0 {
 		cfg.Quarantine = 10 * time.Minute
 	}
+	if cfg.ProbeWait == 0 {
+		cfg.ProbeWait = 200 * time.Millisecond
+	}
+	if cfg.ConflictQuarantine == 0 {
+		cfg.ConflictQuarantine = cfg.Quarantine
+	}
 	if cfg.ReclaimAfter == 0 {
 		cfg.ReclaimAfter = 24 * time.Hour
 	}
@@ -152,7 +173,7 @@ func New(cfg Config) (*Server, error) {
 		cfg.Commits = 1024
 	}
 	s := &Server{cfg: cfg, db: cfg.Store, log: cfg.Log, now: cfg.Now, work: make(chan packet, 1024),
-		commits: make(chan struct{}, cfg.Commits)}
+		commits: make(chan struct{}, cfg.Commits), probers: map[string]*prober{}}
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -193,9 +214,25 @@ func (s *Server) Listen() error {
 			}
 			s.conns = append(s.conns, &iface{name: name, addr: addr, conn: conn, pc: pc, port: port})
 		}
+		s.listenProbe(name)
 		s.log.Info("dhcp listening", "interface", name, "address", addr, "proxy", s.cfg.Proxy)
 	}
 	return nil
+}
+
+// listenProbe opens the interface's ARP prober, unless probing is off or
+// the server is a proxy (it offers no addresses). Without one (no
+// CAP_NET_RAW), the interface's subnets are served unprobed.
+func (s *Server) listenProbe(name string) {
+	if s.cfg.Proxy || s.cfg.ProbeWait < 0 {
+		return
+	}
+	p, err := dialProber(name, s.log)
+	if err != nil {
+		s.log.Warn("dhcp: addresses on this interface are offered without a conflict probe", "interface", name, "err", err)
+		return
+	}
+	s.probers[name] = p
 }
 
 func interfaceAddr(name string) (netip.Addr, error) {
@@ -282,6 +319,9 @@ func (s *Server) read(in *iface) {
 func (s *Server) Close() {
 	for _, in := range s.conns {
 		in.conn.Close()
+	}
+	for _, p := range s.probers {
+		p.Close()
 	}
 }
 

@@ -234,3 +234,15 @@ func (a *Allocator) tick(now time.Time) {
 		a.clock = now
 	}
 }
+
+// Reservation returns mac's fixed address, if it has one. No other MAC
+// is ever given it, so an offer of it need not be recorded anywhere.
+func (a *Allocator) Reservation(mac string) (netip.Addr, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	u, ok := a.resByMAC[mac]
+	if !ok {
+		return netip.Addr{}, false
+	}
+	return addr(u), true
+}

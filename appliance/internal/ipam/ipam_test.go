@@ -428,6 +428,12 @@ func TestReservations(t *testing.T) {
 	if err := a.SetReservation(macB, ip("198.18.0.100")); !errors.Is(err, ErrReserved) {
 		t.Fatalf("SetReservation of A's address = %v, want ErrReserved", err)
 	}
+	if got, ok := a.Reservation(macA); !ok || got != ip("198.18.0.100") {
+		t.Fatalf("Reservation(A) = %v, %v; want .100", got, ok)
+	}
+	if got, ok := a.Reservation(macB); ok {
+		t.Fatalf("Reservation(B) = %v, want none", got)
+	}
 	if err := a.SetReservation(macB, ip("198.18.0.255")); !errors.Is(err, ErrInvalid) {
 		t.Fatalf("SetReservation(broadcast) = %v, want ErrInvalid", err)
 	}

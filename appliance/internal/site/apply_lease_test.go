@@ -155,12 +155,7 @@ func TestCommitLease(t *testing.T) {
 			r := e.applyCmd(index, CommitLease, tc.commit)
 
 			if tc.code != "" {
-				if errCode(r) != tc.code {
-					t.Fatalf("result %+v (err %v), want a %s refusal", r, r.Err, tc.code)
-				}
-				if diff := cmp.Diff(withApplied(before, index), rawDump(t, e.db)); diff != "" {
-					t.Errorf("a refused lease changed the store (-want +got):\n%s", diff)
-				}
+				checkRefused(t, e, r, tc.code, before, index)
 				return
 			}
 			if r.Err != nil {

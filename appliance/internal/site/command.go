@@ -73,6 +73,7 @@ const (
 	DiscoverV2           Type = 52 // DiscoverPayload, releases up to 96fac4a (machine.discovered without the hardware's vendor and product): replay only (apply_legacy.go)
 	Discover             Type = 53 // DiscoverPayload: what an installer in discovery mode found; machine.discovered has the machine's record and its vendor and product (apply_machine.go)
 	PutMachineV2         Type = 54 // Put[store.Machine]: as PutMachine, but the state machine records the put's event from the machine it stored, and the command carries none of it (apply_machine.go)
+	QuarantineAddress    Type = 55 // AddressConflict: a host answered the DHCP server's ARP probe of an address it was about to offer (apply_lease_conflict.go)
 	PutSubnet            Type = 58 // Put[store.Subnet]: a subnet DHCP can serve, its gateway a host's address, overlapping no other (apply_subnet.go)
 )
 

@@ -1,6 +1,7 @@
 package site
 
 import (
+	"context"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
@@ -129,4 +130,15 @@ func fromUnixNano(n uint64) time.Time {
 		return time.Time{}
 	}
 	return time.Unix(0, int64(n)).UTC()
+}
+
+// QuarantineAddress records that a host (MAC) answered the DHCP server's
+// probe of ip in subnet at the proposer's clock, and keeps the address
+// from every client for quarantine. It fails with errs.ErrConflict if a
+// lease holds the address now.
+func (p *Proposer) QuarantineAddress(ctx context.Context, subnet, ip, mac string, quarantine time.Duration) error {
+	now := p.now()
+	_, err := p.propose(ctx, QuarantineAddress, AddressConflict{IP: ip, Subnet: subnet, MAC: mac,
+		Time: now, Until: now.Add(quarantine), By: actor(ctx, ActorDHCP)})
+	return err
 }

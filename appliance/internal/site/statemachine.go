@@ -66,6 +66,7 @@ var table = command.Table[*store.Tx]{
 	ApplyDesiredV3:       applyDesiredV3,
 	ApplyDesired:         applyDesired,
 	PutMachineV2:         applyPutMachineV2,
+	QuarantineAddress:    applyQuarantineAddress,
 }
 
 // Result is what applying a command returns, on the node that proposed

@@ -501,6 +501,14 @@ func TestApplyEveryCommand(t *testing.T) {
 				t.Errorf("event %+v, want the stored machine's MACs", ev)
 			}
 		}},
+		{QuarantineAddress, AddressConflict{IP: "198.18.0.160", Subnet: "lab", MAC: "02:00:00:00:00:aa", Time: ts1, Until: ts1.Add(time.Hour), By: ActorDHCP}, func(t *testing.T, r Result, i uint64) {
+			if r.Err != nil {
+				t.Fatalf("result = %+v", r)
+			}
+			if ev := lastEvent(t, e); ev.Kind != EventAddressConflict || ev.Fields["ip"] != "198.18.0.160" {
+				t.Errorf("event %+v, want %s of 198.18.0.160", ev, EventAddressConflict)
+			}
+		}},
 		{PutSubnet, Put[store.Subnet]{Object: fxSubnet("s58"), Time: ts0}, func(t *testing.T, r Result, i uint64) {
 			checkPut(t, e, r, fxSubnet("s58"), i)
 		}},
