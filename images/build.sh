@@ -4,7 +4,14 @@
 # `make images` runs it.
 #
 #   undionly.kpxe ipxe.efi snponly.efi   iPXE, copied from the ipxe package
-#   vmlinuz                              the newest /boot/vmlinuz-* (linux-image-amd64)
+#   shimx64.efi grubx64.efi              Debian's signed shim and GRUB network
+#                                        image (shim-signed, grub-efi-amd64-signed),
+#                                        the Secure Boot path
+#   grub/grub.cfg                        what that GRUB reads first over TFTP:
+#                                        it sources the appliance's per-machine
+#                                        grub/<MAC>.cfg
+#   vmlinuz                              the newest /boot/vmlinuz-* (linux-image-amd64,
+#                                        signed for Secure Boot)
 #   test-initrd.img                      gzip'ed newc cpio: busybox-static and
 #                                        images/test-initrd/init, which prints
 #                                        OUTPOST-BOOT-OK and powers off
@@ -415,6 +422,31 @@ build_testos() {
 	echo "images: testos.raw.gz .zst .xz built ($(du -h "$out/testos.raw.gz" | cut -f1) gzip'ed)"
 }
 
+# grub_cfg: grub/grub.cfg, read by Debian's signed GRUB network image,
+# whose prefix is /grub on the TFTP server it was fetched from.
+grub_cfg() {
+	cat <<'EOF'
+# Outpost: Debian's signed GRUB network image reads this over TFTP under its
+# prefix (/grub). The appliance makes each machine's own configuration,
+# which says what it boots now (the installer, or back to the firmware).
+set timeout=0
+source /grub/${net_default_mac}.cfg
+EOF
+}
+
+# build_grub_cfg: grub/grub.cfg, when its text changed.
+build_grub_cfg() {
+	mkdir -p "$out/grub"
+	grub_cfg >"$out/grub/grub.cfg.new"
+	if cmp -s "$out/grub/grub.cfg.new" "$out/grub/grub.cfg"; then
+		rm -f "$out/grub/grub.cfg.new"
+	else
+		chmod 0644 "$out/grub/grub.cfg.new"
+		mv -f "$out/grub/grub.cfg.new" "$out/grub/grub.cfg"
+	fi
+	sidecar "$out/grub/grub.cfg"
+}
+
 # check_inputs fails with exit status 3, naming the Debian package, when
 # something the build needs is missing.
 check_inputs() {
@@ -422,6 +454,8 @@ check_inputs() {
 	for f in undionly.kpxe ipxe.efi snponly.efi; do
 		need "$ipxe/$f" ipxe
 	done
+	need "$shim" shim-signed
+	need "$grubnet" grub-efi-amd64-signed
 	need "$busybox" busybox-static
 	need "$kexec" kexec-tools
 	needcmd ldd libc-bin
@@ -459,6 +493,8 @@ check_inputs() {
 
 main() {
 	ipxe=/usr/lib/ipxe
+	shim=/usr/lib/shim/shimx64.efi.signed
+	grubnet=/usr/lib/grub/x86_64-efi-signed/grubnetx64.efi.signed
 	busybox=/bin/busybox
 	kexec=/sbin/kexec
 	mbr=/usr/lib/syslinux/mbr/mbr.bin
@@ -473,6 +509,10 @@ main() {
 	for f in undionly.kpxe ipxe.efi snponly.efi; do
 		install_copy "$ipxe/$f" "$f"
 	done
+	# shim fetches grubx64.efi from beside itself.
+	install_copy "$shim" shimx64.efi
+	install_copy "$grubnet" grubx64.efi
+	build_grub_cfg
 	install_copy "$kernel" vmlinuz
 	build_test_initrd
 	resolve_modules
