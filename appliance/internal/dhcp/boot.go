@@ -35,7 +35,9 @@ type BootFiles struct {
 }
 
 // SecureBootSetting tells whether the machine with a MAC has Secure Boot
-// enforced (store.Machine.SecureBoot).
+// enforced (store.Machine.SecureBoot). Its dynamic type must be
+// comparable (a struct or a pointer, not a map): Config.Files is compared
+// with its zero value.
 type SecureBootSetting interface {
 	SecureBoot(mac string) bool
 }
