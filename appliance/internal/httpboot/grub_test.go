@@ -38,7 +38,7 @@ func TestGRUBGenerate(t *testing.T) {
 		},
 		"provisioned": {
 			objs:    []store.Object{installer(), machine("m1", mac, store.StateProvisioned)},
-			want:    []string{"echo 'Outpost: provisioned: machine m1", "exit 1"},
+			want:    []string{"echo 'Outpost: provisioned: machine m1", "search --no-floppy --file --set=root /EFI/debian/grub.cfg", "configfile /EFI/debian/grub.cfg", "exit 1"},
 			notWant: []string{"linux "},
 		},
 		"ready": {
