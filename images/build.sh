@@ -4,7 +4,14 @@
 # `make images` runs it.
 #
 #   undionly.kpxe ipxe.efi snponly.efi   iPXE, copied from the ipxe package
-#   vmlinuz                              the newest /boot/vmlinuz-* (linux-image-amd64)
+#   shimx64.efi grubx64.efi              Debian's signed shim and GRUB network
+#                                        image (shim-signed, grub-efi-amd64-signed),
+#                                        the Secure Boot path
+#   grub/grub.cfg                        what that GRUB reads first over TFTP:
+#                                        it sources the appliance's per-machine
+#                                        grub/<MAC>.cfg
+#   vmlinuz                              the newest /boot/vmlinuz-* (linux-image-amd64,
+#                                        signed for Secure Boot)
 #   test-initrd.img                      gzip'ed newc cpio: busybox-static and
 #                                        images/test-initrd/init, which prints
 #                                        OUTPOST-BOOT-OK and powers off
@@ -15,6 +22,11 @@
 #   testos.raw.gz .zst .xz               a 64 MiB disk image (MBR, one FAT
 #                                        partition, SYSLINUX) that boots the
 #                                        test OS (images/testos/init)
+#   testos-efi.raw.gz .zst .xz           the same test OS on a 64 MiB GPT disk
+#                                        whose one partition is an EFI system
+#                                        partition booting through Debian's
+#                                        signed shim and GRUB and the signed
+#                                        kernel: bootable under Secure Boot
 #
 # Each artifact gets a <name>.sha256 sidecar holding only its hex digest
 # (no newline). The script is idempotent and quick when everything is up to
@@ -53,6 +65,11 @@ disk_mib=64
 part_start=2048 # sectors
 volume_id=4f505354
 disk_id=0x4f505354
+# The EFI test OS disk's GPT: its disk GUID, its one partition's GUID and
+# the EFI system partition's type.
+disk_guid=4f505354-0000-4000-8000-000000000001
+esp_guid=4f505354-0000-4000-8000-000000000002
+esp_type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B
 
 die() {
 	echo "images: $*" >&2
@@ -333,16 +350,50 @@ build_installer() {
 build_testos_initrd() {
 	local init=$here/testos/init sum stage inputs dst=$work/testos-initrd.img
 	mapfile -t inputs < <(initramfs_inputs)
-	sum=$(digest "${inputs[@]}" "$init")
+	module_files testos_modfiles "${testos_modules[@]}"
+	sum=$(digest "${inputs[@]}" "$init" "${testos_modfiles[@]}")
 	if [[ -s $dst && -r $work/testos-initrd.inputs && $(<"$work/testos-initrd.inputs") == "$sum" ]]; then
 		return
 	fi
 	new_stage stage
 	stage_initramfs "$stage" "$init"
+	stage_modules "$stage" "${testos_modfiles[@]}"
 	pack "$stage" "$dst.tmp"
 	rm -rf "$stage"
 	mv -f "$dst.tmp" "$dst"
 	record testos-initrd "$sum"
+}
+
+# module_files VAR MODULE...: sets the array VAR to the .ko files
+# (absolute) of MODULEs and their dependencies, in load order.
+module_files() {
+	local -n files=$1
+	local m line f
+	shift
+	files=()
+	for m; do
+		while read -r line; do
+			case $line in
+			"insmod "*)
+				f=${line#insmod }
+				files+=("${f%% *}")
+				;;
+			esac
+		done < <(modprobe -C /dev/null -S "$kver" --show-depends "$m")
+	done
+}
+
+# stage_modules STAGE KO...: adds the modules KO to STAGE's and indexes
+# them again.
+stage_modules() {
+	local stage=$1 f rel mods=$1/lib/modules/$kver
+	shift
+	for f; do
+		rel=${f#*/modules/"$kver"/}
+		mkdir -p "$(dirname "$mods/$rel")"
+		install -m 0644 "$f" "$mods/$rel"
+	done
+	depmod -b "$stage" "$kver"
 }
 
 # syslinux_cfg: the test OS's boot loader configuration.
@@ -357,14 +408,15 @@ LABEL testos
 EOF
 }
 
-# fat_copy FAT SRC NAME: copy SRC into the FAT image as /NAME, dated
+# fat_copy FAT SRC NAME: copy SRC into the FAT image as /NAME (whose
+# directory must be there), dated
 # fat_epoch.
 fat_copy() {
-	local fat=$1 src=$2 name=$3 tmp
+	local fat=$1 src=$2 name=$3 tmp base=${3##*/}
 	new_stage tmp
-	cp "$src" "$tmp/$name"
-	touch -d "@$fat_epoch" "$tmp/$name"
-	SOURCE_DATE_EPOCH=$fat_epoch mcopy -m -i "$fat" "$tmp/$name" "::/$name"
+	cp "$src" "$tmp/$base"
+	touch -d "@$fat_epoch" "$tmp/$base"
+	SOURCE_DATE_EPOCH=$fat_epoch mcopy -m -i "$fat" "$tmp/$base" "::/$name"
 	rm -rf "$tmp"
 }
 
@@ -415,6 +467,109 @@ build_testos() {
 	echo "images: testos.raw.gz .zst .xz built ($(du -h "$out/testos.raw.gz" | cut -f1) gzip'ed)"
 }
 
+# grub_cfg: grub/grub.cfg, read by Debian's signed GRUB network image,
+# whose prefix is /grub on the TFTP server it was fetched from.
+grub_cfg() {
+	cat <<'EOF'
+# Outpost: Debian's signed GRUB network image reads this over TFTP under its
+# prefix (/grub). The appliance makes each machine's own configuration,
+# which says what it boots now (the installer, or back to the firmware).
+set timeout=0
+source /grub/${net_default_mac}.cfg
+EOF
+}
+
+# build_grub_cfg: grub/grub.cfg, when its text changed.
+build_grub_cfg() {
+	mkdir -p "$out/grub"
+	grub_cfg >"$out/grub/grub.cfg.new"
+	if cmp -s "$out/grub/grub.cfg.new" "$out/grub/grub.cfg"; then
+		rm -f "$out/grub/grub.cfg.new"
+	else
+		chmod 0644 "$out/grub/grub.cfg.new"
+		mv -f "$out/grub/grub.cfg.new" "$out/grub/grub.cfg"
+	fi
+	sidecar "$out/grub/grub.cfg"
+}
+
+# grub_disk_cfg: the EFI test OS's GRUB configuration, at
+# /EFI/debian/grub.cfg (the prefix of Debian's signed grubx64.efi, on the
+# partition it was loaded from): the same boot as syslinux_cfg's.
+grub_disk_cfg() {
+	cat <<'EOF'
+set timeout=0
+linux /vmlinuz console=tty0 console=ttyS0,115200
+initrd /initrd.img
+boot
+EOF
+}
+
+# fat_mkdir FAT DIR...: make directories in the FAT image, dated fat_epoch.
+fat_mkdir() {
+	local fat=$1
+	shift
+	SOURCE_DATE_EPOCH=$fat_epoch mmd -i "$fat" "$@"
+}
+
+# build_efi_disk RAW: the EFI test OS disk image: GPT (fixed disk and
+# partition GUIDs) with one EFI system partition (FAT16) holding shim as
+# the removable-media boot file EFI/BOOT/BOOTX64.EFI, signed GRUB beside
+# it (EFI/BOOT/grubx64.efi, which shim loads), GRUB's configuration, the
+# kernel and the test OS's initramfs.
+build_efi_disk() {
+	local raw=$1 fat=$work/testos-efi.fat cfg=$work/grub-disk.cfg
+	local sectors=$((disk_mib * 2048)) last
+	last=$((sectors - 34)) # the backup GPT's 33 sectors follow
+	rm -f "$fat" "$raw"
+	truncate -s $(((last - part_start) * 512)) "$fat"
+	mkfs.vfat --invariant -F 16 -i "$volume_id" -n OUTPOST-EFI -h "$part_start" "$fat" >/dev/null
+	fat_mkdir "$fat" ::/EFI ::/EFI/BOOT ::/EFI/debian
+	grub_disk_cfg >"$cfg"
+	fat_copy "$fat" "$shim" EFI/BOOT/BOOTX64.EFI
+	fat_copy "$fat" "$grubdisk" EFI/BOOT/grubx64.efi
+	fat_copy "$fat" "$cfg" EFI/debian/grub.cfg
+	fat_copy "$fat" "$kernel" vmlinuz
+	fat_copy "$fat" "$work/testos-initrd.img" initrd.img
+
+	truncate -s $((sectors * 512)) "$raw"
+	printf 'label: gpt
+label-id: %s
+unit: sectors
+first-lba: %d
+last-lba: %d
+
+start=%d, size=%d, type=%s, uuid=%s, name="EFI system"
+' \
+		"$disk_guid" "$part_start" "$((last - 1))" "$part_start" "$((last - part_start))" "$esp_type" "$esp_guid" |
+		sfdisk --quiet --no-reread --no-tell-kernel "$raw" >/dev/null
+	dd if="$fat" of="$raw" bs=512 seek="$part_start" conv=notrunc,sparse status=none
+	rm -f "$fat" "$cfg"
+}
+
+# build_testos_efi: testos-efi.raw.gz, .zst and .xz, when their inputs
+# changed.
+build_testos_efi() {
+	local sum raw=$work/testos-efi.raw tools f
+	tools=()
+	for f in mkfs.vfat mmd mcopy sfdisk gzip zstd xz; do
+		tools+=("$(readlink -f "$(command -v "$f")")")
+	done
+	sum=$(digest "$script" "$kernel" "$work/testos-initrd.img" "$shim" "$grubdisk" "${tools[@]}")
+	if up_to_date testos-efi.raw.gz "$sum" testos-efi.raw.zst testos-efi.raw.xz; then
+		return
+	fi
+	build_efi_disk "$raw"
+	gzip -9 -n -c "$raw" >"$out/testos-efi.raw.gz.tmp"
+	zstd -q -19 -T1 -c "$raw" >"$out/testos-efi.raw.zst.tmp"
+	xz -6 -T1 -c "$raw" >"$out/testos-efi.raw.xz.tmp"
+	rm -f "$raw"
+	publish "$out/testos-efi.raw.gz.tmp" testos-efi.raw.gz
+	publish "$out/testos-efi.raw.zst.tmp" testos-efi.raw.zst
+	publish "$out/testos-efi.raw.xz.tmp" testos-efi.raw.xz
+	record testos-efi.raw.gz "$sum"
+	echo "images: testos-efi.raw.gz .zst .xz built ($(du -h "$out/testos-efi.raw.gz" | cut -f1) gzip'ed)"
+}
+
 # check_inputs fails with exit status 3, naming the Debian package, when
 # something the build needs is missing.
 check_inputs() {
@@ -422,6 +577,10 @@ check_inputs() {
 	for f in undionly.kpxe ipxe.efi snponly.efi; do
 		need "$ipxe/$f" ipxe
 	done
+	need "$shim" shim-signed
+	need "$grubnet" grub-efi-amd64-signed
+	need "$grubdisk" grub-efi-amd64-signed
+	needcmd mmd mtools
 	need "$busybox" busybox-static
 	need "$kexec" kexec-tools
 	needcmd ldd libc-bin
@@ -459,6 +618,11 @@ check_inputs() {
 
 main() {
 	ipxe=/usr/lib/ipxe
+	shim=/usr/lib/shim/shimx64.efi.signed
+	grubnet=/usr/lib/grub/x86_64-efi-signed/grubnetx64.efi.signed
+	grubdisk=/usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed
+	# The test OS reads the Secure Boot state from efivarfs.
+	testos_modules=(efivarfs)
 	busybox=/bin/busybox
 	kexec=/sbin/kexec
 	mbr=/usr/lib/syslinux/mbr/mbr.bin
@@ -473,12 +637,17 @@ main() {
 	for f in undionly.kpxe ipxe.efi snponly.efi; do
 		install_copy "$ipxe/$f" "$f"
 	done
+	# shim fetches grubx64.efi from beside itself.
+	install_copy "$shim" shimx64.efi
+	install_copy "$grubnet" grubx64.efi
+	build_grub_cfg
 	install_copy "$kernel" vmlinuz
 	build_test_initrd
 	resolve_modules
 	build_agent
 	build_installer
 	build_testos
+	build_testos_efi
 }
 
 main "$@"

@@ -28,7 +28,7 @@ what="${1:-test}"
 # is made before it is installed (cloud-init's own switch: its generator
 # then enables none of its units). arping (iputils) shows which hosts
 # answer ARP for the metadata address.
-image_pkgs=(ipxe busybox-static cpio linux-image-amd64 kmod gzip zstd xz-utils
+image_pkgs=(ipxe shim-signed grub-efi-amd64-signed busybox-static cpio linux-image-amd64 kmod gzip zstd xz-utils
 	syslinux syslinux-common mtools dosfstools fdisk util-linux kexec-tools)
 run_pkgs=(ca-certificates iproute2 qemu-system-x86 ipxe-qemu openipmi ipmitool "${image_pkgs[@]}")
 lab_pkgs=(ovmf tftp-hpa atftp isc-dhcp-client isc-dhcp-relay udhcpc kea-dhcp4-server kea-admin

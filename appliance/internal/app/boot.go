@@ -19,6 +19,7 @@ import (
 	"github.com/outposthq/outpost/appliance/internal/machinetrace"
 	"github.com/outposthq/outpost/appliance/internal/metadata"
 	"github.com/outposthq/outpost/appliance/internal/provision"
+	outpoststore "github.com/outposthq/outpost/appliance/internal/store"
 	"github.com/outposthq/outpost/appliance/internal/tftp"
 	"github.com/outposthq/outpost/internal/artifact"
 	"github.com/outposthq/outpost/internal/httpserve"
@@ -39,16 +40,20 @@ func bootServices(cfg *config.Config, n *cluster.Site, key *seal.Key, log *slog.
 	store *artifact.Store, peers httpboot.Peers, spans tracing.Received) (func(ctx context.Context, g *errgroup.Group), error) {
 	var runs []func(ctx context.Context, g *errgroup.Group)
 	traces := machinetrace.New(n.DB(), machinetrace.Config{Off: !spans.Provider.Recording()})
+	_, portStr, _ := net.SplitHostPort(cfg.BootAddr)
+	port, _ := strconv.Atoi(portStr)
+	var grub tftp.Generator // GRUB's per-machine configurations, over TFTP
 	if cfg.BootAddr != "" {
 		md, err := metadata.New(metadata.Config{DB: n.DB(), Key: key.Derive("outpost metadata v1"), Traces: traces,
 			Log: log.With("component", "metadata")})
 		if err != nil {
 			return nil, err
 		}
-		handler, err := bootHandler(cfg, n, key, log, store, peers, traces, spans, md)
+		handler, hb, err := bootHandler(cfg, n, key, log, store, peers, traces, spans, md)
 		if err != nil {
 			return nil, err
 		}
+		grub = hb.GRUB(port)
 		if run, err := linkLocalMetadata(cfg, n, md, log, metrics); err != nil {
 			return nil, err
 		} else if run != nil {
@@ -66,7 +71,7 @@ func bootServices(cfg *config.Config, n *cluster.Site, key *seal.Key, log *slog.
 	}
 	if cfg.TFTPAddr != "" {
 		ts, err := tftp.New(tftp.Config{Root: cfg.ArtifactDir, MaxTransfers: cfg.TFTPMaxTransfers, MaxWindow: cfg.TFTPMaxWindow, Log: log.With("component", "tftp"),
-			Traces: traces})
+			Traces: traces, Generator: grub})
 		if err != nil {
 			return nil, err
 		}
@@ -85,10 +90,9 @@ func bootServices(cfg *config.Config, n *cluster.Site, key *seal.Key, log *slog.
 		})
 	}
 	if len(cfg.DHCPInterfaces) > 0 {
-		_, portStr, _ := net.SplitHostPort(cfg.BootAddr)
-		port, _ := strconv.Atoi(portStr)
 		files := dhcp.DefaultBootFiles
 		files.EFIx64 = cfg.EFIBinary
+		files.SecureBoot = secureBootSetting{n.DB()}
 		ds, err := dhcp.New(dhcp.Config{
 			Interfaces: cfg.DHCPInterfaces, Proxy: cfg.DHCPProxy, HTTPPort: port, Files: files,
 			Leader: n, Leases: n, Store: n.DB(), Traces: traces, Log: log.With("component", "dhcp"),
@@ -121,7 +125,7 @@ func bootServices(cfg *config.Config, n *cluster.Site, key *seal.Key, log *slog.
 // peer), the agent API (whose spans it keeps in spans), and the metadata
 // service.
 func bootHandler(cfg *config.Config, n *cluster.Site, key *seal.Key, log *slog.Logger, store *artifact.Store, peers httpboot.Peers,
-	traces *machinetrace.Index, spans provision.SpanKeeper, md *metadata.Server) (http.Handler, error) {
+	traces *machinetrace.Index, spans provision.SpanKeeper, md *metadata.Server) (http.Handler, *httpboot.Server, error) {
 	creds := provision.NewCredentials(key.Derive("outpost agent credentials v1"))
 	// Where this node hands out no addresses, credentials go to the
 	// first address that claims them (package provision).
@@ -133,7 +137,7 @@ func bootHandler(cfg *config.Config, n *cluster.Site, key *seal.Key, log *slog.L
 		Binding: binding, Binder: n, DiscoveryTTL: time.Duration(cfg.Discovery.CredentialTTL),
 		Artifacts: store, Peers: peers, Traces: traces, Log: log.With("component", "httpboot")})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	agents := provision.New(provision.Config{Site: n, Store: n.DB(), Credentials: creds, Binding: binding,
 		DiscoveryBurst: cfg.Discovery.Burst, DiscoveryEvery: time.Duration(cfg.Discovery.Every),
@@ -142,7 +146,23 @@ func bootHandler(cfg *config.Config, n *cluster.Site, key *seal.Key, log *slog.L
 	mux.Handle("/", hb.Handler())
 	mux.Handle(provision.Prefix, agents.Handler())
 	mountMetadata(mux, md)
-	return mux, nil
+	return mux, hb, nil
+}
+
+// secureBootSetting reads the machines' Secure Boot setting, by MAC, for
+// the DHCP server's choice of boot file. A MAC of no machine, or a store
+// that cannot be read, has it off: the machine gets iPXE.
+type secureBootSetting struct{ db *outpoststore.DB }
+
+func (s secureBootSetting) SecureBoot(mac string) bool {
+	var on bool
+	s.db.View(func(tx *outpoststore.Tx) error {
+		if m, err := tx.MachineByMAC(mac); err == nil {
+			on = m.SecureBoot
+		}
+		return nil
+	})
+	return on
 }
 
 // mountMetadata mounts the metadata service's routes on mux.

@@ -23,10 +23,37 @@ type BootFiles struct {
 	BIOS     string // legacy BIOS PXE: "undionly.kpxe"
 	EFIx64   string // x86-64 UEFI: "ipxe.efi" or "snponly.efi"
 	EFIARM64 string // arm64 UEFI: an arm64 iPXE build, e.g. "ipxe-arm64.efi"
+	// SecureBootx64 is the signed first stage for x86-64 UEFI machines
+	// whose firmware enforces Secure Boot, which refuses iPXE: Debian's
+	// shim ("shimx64.efi"), which loads the signed GRUB beside it. Empty
+	// gives every machine iPXE.
+	SecureBootx64 string
+	// SecureBoot says which machines have Secure Boot on. UEFI PXE does
+	// not tell in DHCP, so the machine's setting decides; nil, or a MAC it
+	// does not know, gets iPXE.
+	SecureBoot SecureBootSetting
 }
 
-// DefaultBootFiles are Debian's ipxe package's names.
-var DefaultBootFiles = BootFiles{BIOS: "undionly.kpxe", EFIx64: "ipxe.efi", EFIARM64: "ipxe-arm64.efi"}
+// SecureBootSetting tells whether the machine with a MAC has Secure Boot
+// enforced (store.Machine.SecureBoot). Its dynamic type must be
+// comparable (a struct or a pointer, not a map): Config.Files is compared
+// with its zero value.
+type SecureBootSetting interface {
+	SecureBoot(mac string) bool
+}
+
+// DefaultBootFiles are Debian's ipxe package's names, and its shim-signed
+// package's.
+var DefaultBootFiles = BootFiles{BIOS: "undionly.kpxe", EFIx64: "ipxe.efi", EFIARM64: "ipxe-arm64.efi", SecureBootx64: "shimx64.efi"}
+
+// efix64 is the x86-64 UEFI boot file for the machine with mac: shim
+// where it has Secure Boot on, else iPXE.
+func (f BootFiles) efix64(mac string) string {
+	if f.SecureBootx64 != "" && f.SecureBoot != nil && f.SecureBoot.SecureBoot(mac) {
+		return f.SecureBootx64
+	}
+	return f.EFIx64
+}
 
 // bootKind says what a client is, as far as booting goes.
 type bootKind int
@@ -79,7 +106,7 @@ func chooseBoot(req bootRequest, files BootFiles, server netip.Addr, httpPort in
 		arch = int(req.archs[0])
 	}
 	if http || arch == archEFIx64HTTP || arch == archEFIARM64HTTP {
-		file := files.EFIx64
+		file := files.efix64(mac)
 		if arch == archEFIARM64HTTP || arch == archEFIARM64 {
 			file = files.EFIARM64
 		}
@@ -87,7 +114,9 @@ func chooseBoot(req bootRequest, files BootFiles, server netip.Addr, httpPort in
 	}
 	var file string
 	switch arch {
-	case archEFIx64, archEFIBC, archEFIIA32:
+	case archEFIx64, archEFIBC:
+		file = files.efix64(mac)
+	case archEFIIA32:
 		file = files.EFIx64
 	case archEFIARM64:
 		file = files.EFIARM64

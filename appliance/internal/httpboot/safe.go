@@ -31,6 +31,8 @@ var (
 	// workflow id, or a discovery credential's fields, after the
 	// signature.
 	credentialRE = regexp.MustCompile(`^[wd][A-Za-z0-9_-]{43}\.[a-z0-9._-]{1,96}$`)
+	// tftpPathRE is a file GRUB fetches over TFTP from the appliance.
+	tftpPathRE = regexp.MustCompile(`^/[A-Za-z0-9._+/:-]+$`)
 	// textRE is a message of our own.
 	textRE = regexp.MustCompile(`^[A-Za-z0-9 ,.:_-]*$`)
 )
@@ -126,6 +128,9 @@ func (d *scriptData) check() error {
 		{"problem", d.Problem, textRE, true},
 		{"token", d.Token, credentialRE, true},
 		{"traceparent", d.Traceparent, traceparentRE, true},
+		{"grub kernel", d.GRUBKernel, tftpPathRE, true},
+		{"grub initrd", d.GRUBInitrd, tftpPathRE, true},
+		{"grub retry", d.GRUBRetry, tftpPathRE, true},
 	}
 	for _, f := range fields {
 		if f.v == "" && f.empty {

@@ -84,6 +84,14 @@ type scriptData struct {
 	// Retry is the URL the script fetches itself from again, with iPXE's
 	// own ${buildarch} and ${platform}.
 	Retry string
+	// GRUBKernel, GRUBInitrd and GRUBRetry are the installer's kernel and
+	// initrd and the machine's own configuration as GRUB fetches them
+	// (TFTP paths), CmdlineArgs the image's extra kernel arguments as
+	// words: GRUB's templates (grub.go) only.
+	GRUBKernel  string
+	GRUBInitrd  string
+	GRUBRetry   string
+	CmdlineArgs []string
 }
 
 // serveBootScript serves /ipxe/boot.ipxe?mac=..&arch=..&platform=..

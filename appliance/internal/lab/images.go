@@ -31,6 +31,14 @@ type Images struct {
 	TestOSGz  string // testos.raw.gz
 	TestOSZst string // testos.raw.zst
 	TestOSXz  string // testos.raw.xz
+	// TestOSEFIGz is the same test OS on a GPT disk whose EFI system
+	// partition boots it through Debian's signed shim and GRUB, under
+	// Secure Boot too; it also prints OUTPOST-TESTOS secureboot=<state>.
+	TestOSEFIGz string // testos-efi.raw.gz
+	// ShimEFI and GRUBNetEFI are Debian's signed shim and GRUB network
+	// image, a Secure Boot machine's network boot.
+	ShimEFI    string // shimx64.efi
+	GRUBNetEFI string // grubx64.efi
 }
 
 var images struct {
@@ -105,6 +113,9 @@ func buildImages(dir string) (imgs Images, missing bool, err error) {
 		TestOSGz:        filepath.Join(dir, "testos.raw.gz"),
 		TestOSZst:       filepath.Join(dir, "testos.raw.zst"),
 		TestOSXz:        filepath.Join(dir, "testos.raw.xz"),
+		TestOSEFIGz:     filepath.Join(dir, "testos-efi.raw.gz"),
+		ShimEFI:         filepath.Join(dir, "shimx64.efi"),
+		GRUBNetEFI:      filepath.Join(dir, "grubx64.efi"),
 	}, false, nil
 }
 

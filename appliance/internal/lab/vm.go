@@ -27,6 +27,13 @@ const (
 	// (client architecture 7, user class "iPXE"); with DisableNICROM EDK2's
 	// own PXE client does, which needs TFTP and a chain-load of ipxe.efi.
 	UEFI
+	// SecureBoot is OVMF with Secure Boot enforced and Microsoft's keys
+	// enrolled (OVMFCodeSecureBoot with a copy of OVMFVarsMS), on a q35
+	// machine with SMM, which Debian's secboot build needs. The firmware
+	// runs only signed EFI binaries: Debian's shim, GRUB and kernel, not
+	// iPXE (its ipxe.efi is unsigned, and so is the NIC's iPXE option
+	// ROM, so the firmware's own virtio-net driver drives the NIC).
+	SecureBoot
 )
 
 func (f Firmware) String() string {
@@ -35,6 +42,8 @@ func (f Firmware) String() string {
 		return "BIOS"
 	case UEFI:
 		return "UEFI"
+	case SecureBoot:
+		return "SecureBoot"
 	}
 	return fmt.Sprintf("Firmware(%d)", int(f))
 }
@@ -43,7 +52,22 @@ func (f Firmware) String() string {
 const (
 	OVMFCode = "/usr/share/OVMF/OVMF_CODE_4M.fd"
 	OVMFVars = "/usr/share/OVMF/OVMF_VARS_4M.fd"
+	// OVMFCodeSecureBoot enforces Secure Boot (with SMM); OVMFVarsMS has
+	// Microsoft's keys enrolled (db holds the UEFI CA that signs shim).
+	OVMFCodeSecureBoot = "/usr/share/OVMF/OVMF_CODE_4M.secboot.fd"
+	OVMFVarsMS         = "/usr/share/OVMF/OVMF_VARS_4M.ms.fd"
 )
+
+// uefi reports whether f is one of OVMF's builds.
+func (f Firmware) uefi() bool { return f == UEFI || f == SecureBoot }
+
+// ovmf returns the firmware's code and variable-store template.
+func (f Firmware) ovmf() (code, vars string) {
+	if f == SecureBoot {
+		return OVMFCodeSecureBoot, OVMFVarsMS
+	}
+	return OVMFCode, OVMFVars
+}
 
 // nicROMs are the option ROMs QEMU loads for NIC models, from ipxe-qemu.
 var nicROMs = map[string]string{
@@ -63,7 +87,7 @@ type VMConfig struct {
 	// MAC is the NIC's address. Default: 52:54:00 and three bytes hashed
 	// from the test's name and a sequence number.
 	MAC string
-	// Firmware is BIOS (default) or UEFI.
+	// Firmware is BIOS (default), UEFI or SecureBoot.
 	Firmware Firmware
 	// NIC is QEMU's NIC model. Default "virtio-net-pci".
 	NIC string
@@ -71,7 +95,8 @@ type VMConfig struct {
 	// EDK2's PXE client boots instead of iPXE; under BIOS nothing can
 	// network-boot.
 	DisableNICROM bool
-	// MemoryMB is the guest's memory. Default 512, or 1024 under UEFI.
+	// MemoryMB is the guest's memory. Default 512, or 1024 under UEFI and
+	// SecureBoot.
 	MemoryMB int
 	// Disks are disk images attached as virtio-blk, in boot order after
 	// the NIC; raw unless the name ends in .qcow2.
@@ -198,7 +223,7 @@ func vmArgs(t T, cfg *VMConfig) []string {
 	}
 	if cfg.MemoryMB == 0 {
 		cfg.MemoryMB = 512
-		if cfg.Firmware == UEFI {
+		if cfg.Firmware.uefi() {
 			cfg.MemoryMB = 1024
 		}
 	}
@@ -210,8 +235,9 @@ func vmArgs(t T, cfg *VMConfig) []string {
 	if rom, ok := nicROMs[cfg.NIC]; ok && !cfg.DisableNICROM {
 		need = append(need, rom)
 	}
-	if cfg.Firmware == UEFI {
-		need = append(need, OVMFCode, OVMFVars)
+	if cfg.Firmware.uefi() {
+		code, vars := cfg.Firmware.ovmf()
+		need = append(need, code, vars)
 	}
 	for _, f := range []string{cfg.Kernel, cfg.Initrd} {
 		if f != "" {
@@ -251,13 +277,20 @@ func qemuArgs(cfg VMConfig, seq uint64, dir string) ([]string, error) {
 		nic += ",romfile="
 	}
 	args = append(args, "-device", nic)
-	if cfg.Firmware == UEFI {
+	if cfg.Firmware.uefi() {
+		code, tmpl := cfg.Firmware.ovmf()
 		vars := filepath.Join(dir, "OVMF_VARS.fd")
-		if err := copyFile(OVMFVars, vars, 0o600); err != nil {
+		if err := copyFile(tmpl, vars, 0o600); err != nil {
 			return nil, err
 		}
+		if cfg.Firmware == SecureBoot {
+			// The secboot build keeps its variables safe in SMM: q35
+			// with SMM on, and flash writable only from SMM.
+			args = append(args, "-machine", "q35,smm=on",
+				"-global", "driver=cfi.pflash01,property=secure,value=on")
+		}
 		args = append(args,
-			"-drive", "if=pflash,format=raw,unit=0,readonly=on,file="+OVMFCode,
+			"-drive", "if=pflash,format=raw,unit=0,readonly=on,file="+code,
 			"-drive", "if=pflash,format=raw,unit=1,file="+vars)
 	}
 	for i, d := range cfg.Disks {

@@ -47,6 +47,10 @@ type Machine struct {
 	BMC        *BMC        `json:"bmc,omitempty"`
 	Disks      []Disk      `json:"disks,omitempty"`
 	Tags       []string    `json:"tags,omitempty"`
+	// SecureBoot says the machine's UEFI firmware enforces Secure Boot:
+	// it network-boots Debian's signed shim and GRUB, not iPXE (which its
+	// firmware refuses). UEFI PXE does not say so in DHCP; this does.
+	SecureBoot bool `json:"secure_boot,omitempty"`
 	// Hardware is what discovery found, if it ran.
 	Hardware *Hardware    `json:"hardware,omitempty"`
 	State    MachineState `json:"state"`

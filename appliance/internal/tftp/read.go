@@ -35,11 +35,12 @@ func (s *Server) read(conn net.PacketConn, req request, from origin) {
 func (s *Server) serveRead(conn net.PacketConn, req request, from origin) (int64, error) {
 	start := time.Now()
 	log := s.log.With("client", from.peer.String(), "file", sanitize(req.name))
-	f, size, err := s.open(req.name)
+	src0, err := s.openSource(req, from)
 	if err != nil {
 		return 0, s.refuse(conn, from, log, err)
 	}
-	defer f.Close()
+	defer src0.close()
+	size := src0.size
 	maxBlk := min(from.maxBlock, maxBlockSize)
 	if s.cfg.MaxBlockSize > 0 {
 		maxBlk = min(maxBlk, s.cfg.MaxBlockSize)
@@ -52,9 +53,9 @@ func (s *Server) serveRead(conn net.PacketConn, req request, from origin) (int64
 		return 0, fmt.Errorf("tftp: transfer socket: %w", err)
 	}
 	defer tc.Close()
-	var src blocks = fileBlocks{f}
+	var src blocks = fileBlocks{src0.at}
 	if req.mode == "netascii" {
-		src = &streamBlocks{r: netascii.ToReader(f)}
+		src = &streamBlocks{r: netascii.ToReader(src0.r)}
 	}
 	snd := newSender(tc, from.peer, src, g, s.cfg.Timeout, s.cfg.Retries)
 	n, err := snd.transfer(g.oack)

@@ -67,6 +67,9 @@ type Config struct {
 	// (package machinetrace's Index): each read by a traced machine is a
 	// tftp.read span. Nil traces nothing.
 	Traces Traces
+	// Generator makes the files that are not in Root but made per
+	// client (GRUB's per-machine configuration). Nil serves Root only.
+	Generator Generator
 }
 
 // Traces finds the trace a machine's requests belong to, by the

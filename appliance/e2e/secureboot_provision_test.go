@@ -1,0 +1,143 @@
+package e2e
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/outposthq/outpost/appliance/internal/lab"
+	"github.com/outposthq/outpost/appliance/internal/labsite"
+	"github.com/outposthq/outpost/appliance/internal/store"
+)
+
+// The EFI test OS (images/build.sh: testos-efi.raw.gz) and the template
+// that installs it on a Secure Boot machine.
+const (
+	sbImageName    = "testos-efi"
+	sbTemplateName = "install-testos-efi"
+)
+
+// sbGRUBCfg is what the workflow writes over the EFI test OS's GRUB
+// configuration: the image's own boot, with where its metadata is.
+const sbGRUBCfg = `set timeout=0
+linux /vmlinuz console=tty0 console=ttyS0,115200 outpost.metadata={{ .metadata_url }}
+initrd /initrd.img
+boot
+`
+
+// sbTemplate installs the EFI test OS and reboots: under Secure Boot the
+// installer's kernel is locked down and kexec_load is refused, so the
+// machine boots its disk through its firmware, shim and GRUB.
+func sbTemplate() *store.Template {
+	return &store.Template{
+		Name:        sbTemplateName,
+		Description: "wipe the disk, write the EFI test OS, point it at the metadata service, reboot into it",
+		Actions: []store.Action{
+			{Name: "wipe", Type: "disk.wipe", Args: map[string]string{"device": labsite.Disk}, Timeout: store.Duration(2 * time.Minute)},
+			{Name: "write", Type: "image.write", Args: map[string]string{"device": labsite.Disk, "image": "{{ .image }}"},
+				Needs: []string{"wipe"}, Timeout: store.Duration(10 * time.Minute)},
+			{Name: "configure", Type: "file.write", Args: map[string]string{
+				"device": labsite.Partition, "fstype": "vfat", "path": "/EFI/debian/grub.cfg", "content": sbGRUBCfg,
+			}, Needs: []string{"write"}, Timeout: store.Duration(2 * time.Minute)},
+			{Name: "reboot", Type: "reboot", Needs: []string{"configure"}},
+		},
+	}
+}
+
+// sbImage is the EFI test OS as an image of the artifact directory.
+func sbImage(t *testing.T, imgs lab.Images) *store.Image {
+	t.Helper()
+	f := imgs.TestOSEFIGz
+	fi, err := os.Stat(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum, err := os.ReadFile(f + ".sha256")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &store.Image{Name: sbImageName, Type: store.ImageOS, File: filepath.Base(f), Format: "raw.gz",
+		SHA256: strings.TrimSpace(string(sum)), Size: uint64(fi.Size())}
+}
+
+// testOSSecureBoot is the test OS's line on the firmware's Secure Boot
+// state, read from the SecureBoot EFI variable.
+var testOSSecureBoot = regexp.MustCompile(`OUTPOST-TESTOS secureboot=(\S+)`)
+
+// TestSecureBootProvision provisions a Secure Boot machine end to end:
+// OVMF with Secure Boot enforced and Microsoft's keys network-boots
+// Debian's signed shim, GRUB and kernel with the installer's initrd; the
+// agent (in a kernel locked down by Secure Boot) writes the EFI test OS
+// and reboots; the machine, now provisioned, is told by its GRUB
+// configuration to go back to the firmware, which boots the disk through
+// shim and GRUB; the test OS says Secure Boot is enabled and prints the
+// hostname the metadata service gave it.
+func TestSecureBootProvision(t *testing.T) {
+	lab.Require(t, sbFirmware...)
+	bin := applianced(t)
+	imgs := lab.BuildImages(t)
+	s := labsite.Start(t, labsite.Config{Applianced: bin, Images: imgs})
+	prov := labsite.Provisioning(t, imgs)
+	s.Put(t, prov[0], prov[1], sbImage(t, imgs), sbTemplate())
+	const mac = "52:54:00:5b:00:01"
+	m := labsite.Machine("vm1", mac)
+	m.SecureBoot = true
+	wf := labsite.Workflow("wf1", "vm1", sbImageName, "testos-vm1")
+	wf.Template = sbTemplateName
+	s.Put(t, m, wf)
+
+	vm := s.StartVM(t, lab.VMConfig{MAC: mac, Firmware: lab.SecureBoot, DisableNICROM: true,
+		Disks: []string{labsite.NewDisk(t, 256<<20)}})
+	ctx, cancelTimeout := context.WithTimeout(t.Context(), 12*time.Minute)
+	defer cancelTimeout()
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	go failOnWorkflowFailure(ctx, cancel, t, s, "wf1")
+
+	for _, step := range []*regexp.Regexp{
+		regexp.MustCompile(`NBP filename is shimx64\.efi`),
+		regexp.MustCompile(`Outpost: install: machine vm1 is provisioning`),
+		regexp.MustCompile(`secureboot: Secure boot enabled`),
+		regexp.MustCompile(`outpost-installer: starting agent`),
+		regexp.MustCompile(`NBP filename is shimx64\.efi`), // after the reboot
+		regexp.MustCompile(`Outpost: provisioned: machine vm1`),
+		regexp.MustCompile(`OUTPOST-TESTOS-BOOTED from disk`),
+	} {
+		line, err := vm.WaitSerial(ctx, step)
+		if err != nil {
+			t.Fatalf("waiting for %q: %v (cause %v; serial console in %s)", step, err, context.Cause(ctx), vm.Serial)
+		}
+		t.Logf("%6.1fs serial: %s", time.Since(vm.Start).Seconds(), printable(line))
+	}
+	line, err := vm.WaitSerial(ctx, testOSSecureBoot)
+	if err != nil {
+		t.Fatalf("the test OS did not print its Secure Boot state: %v", context.Cause(ctx))
+	}
+	t.Logf("%6.1fs serial: %s", time.Since(vm.Start).Seconds(), printable(line))
+	if got := testOSSecureBoot.FindStringSubmatch(line)[1]; got != "enabled" {
+		t.Errorf("the installed test OS says secureboot=%s, want enabled", got)
+	}
+	line, err = vm.WaitSerial(ctx, testOSLine)
+	if err != nil {
+		t.Fatalf("the test OS did not print its metadata: %v", context.Cause(ctx))
+	}
+	total := time.Since(vm.Start).Seconds()
+	t.Logf("%6.1fs serial: %s", total, printable(line))
+	if mm := testOSLine.FindStringSubmatch(line); mm[1] != "testos-vm1" || mm[2] != "vm1" {
+		t.Errorf("the test OS says hostname=%s instance-id=%s, want testos-vm1 and vm1", mm[1], mm[2])
+	}
+	t.Logf("provision boot=secureboot total=%.1fs (VM start to the test OS's metadata line)", total)
+
+	got, err := s.Machine(ctx, "vm1")
+	if err != nil || got.State != store.StateProvisioned {
+		t.Errorf("machine vm1: %+v (%v), want provisioned", got, err)
+	}
+	w, err := s.Workflow(ctx, "wf1")
+	if err != nil || w.Status() != "succeeded" {
+		t.Errorf("workflow wf1: %v (%v), want succeeded", w.Status(), err)
+	}
+}
