@@ -2,10 +2,7 @@ package e2e
 
 import (
 	"context"
-	"os"
-	"path/filepath"
 	"regexp"
-	"strings"
 	"testing"
 	"time"
 
@@ -13,56 +10,6 @@ import (
 	"github.com/outposthq/outpost/appliance/internal/labsite"
 	"github.com/outposthq/outpost/appliance/internal/store"
 )
-
-// The EFI test OS (images/build.sh: testos-efi.raw.gz) and the template
-// that installs it on a Secure Boot machine.
-const (
-	sbImageName    = "testos-efi"
-	sbTemplateName = "install-testos-efi"
-)
-
-// sbGRUBCfg is what the workflow writes over the EFI test OS's GRUB
-// configuration: the image's own boot, with where its metadata is.
-const sbGRUBCfg = `set timeout=0
-linux /vmlinuz console=tty0 console=ttyS0,115200 outpost.metadata={{ .metadata_url }}
-initrd /initrd.img
-boot
-`
-
-// sbTemplate installs the EFI test OS and reboots: under Secure Boot the
-// installer's kernel is locked down and kexec_load is refused, so the
-// machine boots its disk through its firmware, shim and GRUB.
-func sbTemplate() *store.Template {
-	return &store.Template{
-		Name:        sbTemplateName,
-		Description: "wipe the disk, write the EFI test OS, point it at the metadata service, reboot into it",
-		Actions: []store.Action{
-			{Name: "wipe", Type: "disk.wipe", Args: map[string]string{"device": labsite.Disk}, Timeout: store.Duration(2 * time.Minute)},
-			{Name: "write", Type: "image.write", Args: map[string]string{"device": labsite.Disk, "image": "{{ .image }}"},
-				Needs: []string{"wipe"}, Timeout: store.Duration(10 * time.Minute)},
-			{Name: "configure", Type: "file.write", Args: map[string]string{
-				"device": labsite.Partition, "fstype": "vfat", "path": "/EFI/debian/grub.cfg", "content": sbGRUBCfg,
-			}, Needs: []string{"write"}, Timeout: store.Duration(2 * time.Minute)},
-			{Name: "reboot", Type: "reboot", Needs: []string{"configure"}},
-		},
-	}
-}
-
-// sbImage is the EFI test OS as an image of the artifact directory.
-func sbImage(t *testing.T, imgs lab.Images) *store.Image {
-	t.Helper()
-	f := imgs.TestOSEFIGz
-	fi, err := os.Stat(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sum, err := os.ReadFile(f + ".sha256")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &store.Image{Name: sbImageName, Type: store.ImageOS, File: filepath.Base(f), Format: "raw.gz",
-		SHA256: strings.TrimSpace(string(sum)), Size: uint64(fi.Size())}
-}
 
 // testOSSecureBoot is the test OS's line on the firmware's Secure Boot
 // state, read from the SecureBoot EFI variable.
@@ -82,12 +29,12 @@ func TestSecureBootProvision(t *testing.T) {
 	imgs := lab.BuildImages(t)
 	s := labsite.Start(t, labsite.Config{Applianced: bin, Images: imgs})
 	prov := labsite.Provisioning(t, imgs)
-	s.Put(t, prov[0], prov[1], sbImage(t, imgs), sbTemplate())
+	s.Put(t, prov[0], prov[1], labsite.TestOSEFIImage(t, imgs), labsite.SecureBootTemplate())
 	const mac = "52:54:00:5b:00:01"
 	m := labsite.Machine("vm1", mac)
 	m.SecureBoot = true
-	wf := labsite.Workflow("wf1", "vm1", sbImageName, "testos-vm1")
-	wf.Template = sbTemplateName
+	wf := labsite.Workflow("wf1", "vm1", labsite.TestOSEFIName, "testos-vm1")
+	wf.Template = labsite.SecureBootTemplateName
 	s.Put(t, m, wf)
 
 	vm := s.StartVM(t, lab.VMConfig{MAC: mac, Firmware: lab.SecureBoot, DisableNICROM: true,

@@ -24,8 +24,11 @@ var provisionSerial = flag.String("provision-serial", "",
 // benchProvisionE2E provisions one QEMU VM end to end, as the e2e test
 // and the demo do, once with each install template of the lab (kexec:
 // labsite.InstallTemplate, the demo's; reboot: labsite.RebootTemplate),
-// each on a site of its own, and splits the time into phases that follow
-// each other:
+// network-booting iPXE (boot=pxe), and once as a Secure Boot machine
+// (boot=secureboot: OVMF enforcing Secure Boot with Microsoft's keys boots
+// Debian's signed shim, GRUB and kernel, and labsite.SecureBootTemplate
+// writes the EFI test OS and reboots), each on a site of its own, and
+// splits the time into phases that follow each other:
 //
 //	dhcp            VM start → its first lease (firmware and PXE DHCP)
 //	installer_boot  → the image starts streaming (iPXE fetches the
@@ -49,22 +52,34 @@ func benchProvisionE2E(ctx context.Context, log *slog.Logger, _ time.Duration) e
 	if err != nil {
 		return err
 	}
-	for _, tpl := range []struct{ label, name string }{
-		{"kexec", labsite.TemplateName},
-		{"reboot", labsite.RebootTemplateName},
-	} {
-		line, err := provisionOnce(ctx, log, bin, tpl.name)
+	for _, c := range provisionCases {
+		line, err := provisionOnce(ctx, log, bin, c)
 		if err != nil {
-			return fmt.Errorf("template %s: %w", tpl.name, err)
+			return fmt.Errorf("template %s, boot %s: %w", c.template, c.boot, err)
 		}
-		fmt.Printf("BENCH provision.e2e template=%s %s\n", tpl.label, line)
+		fmt.Printf("BENCH provision.e2e template=%s boot=%s %s\n", c.label, c.boot, line)
 	}
 	return nil
 }
 
-// provisionOnce provisions a VM with template on a new site and returns
-// the line's measurements.
-func provisionOnce(ctx context.Context, log *slog.Logger, bin, template string) (string, error) {
+// provisionCase is one row of provision.e2e.
+type provisionCase struct {
+	label, template, boot string
+	// secureBoot makes the machine a Secure Boot one: its firmware
+	// enforces Secure Boot (and has no iPXE option ROM), the site gives it
+	// shim, and it installs the EFI test OS.
+	secureBoot bool
+}
+
+var provisionCases = []provisionCase{
+	{label: "kexec", template: labsite.TemplateName, boot: "pxe"},
+	{label: "reboot", template: labsite.RebootTemplateName, boot: "pxe"},
+	{label: "reboot", template: labsite.SecureBootTemplateName, boot: "secureboot", secureBoot: true},
+}
+
+// provisionOnce provisions a VM as c says on a new site and returns the
+// line's measurements.
+func provisionOnce(ctx context.Context, log *slog.Logger, bin string, c provisionCase) (string, error) {
 	var line string
 	r := lab.NewRunner(ctx, "bench-provision", discardLog{log})
 	err := r.Run(func(t lab.T) {
@@ -72,18 +87,26 @@ func provisionOnce(ctx context.Context, log *slog.Logger, bin, template string) 
 		s := labsite.Start(t, labsite.Config{Applianced: bin, Images: imgs, LogLevel: "info"})
 		s.Put(t, labsite.Provisioning(t, imgs)...)
 		const mac = "52:54:00:be:0c:01"
+		m := labsite.Machine("bench", mac)
 		wf := labsite.Workflow("bench", "bench", labsite.TestOSName, "bench-1")
-		wf.Template = template
-		s.Put(t, labsite.Machine("bench", mac), wf)
-		vm := s.StartVM(t, lab.VMConfig{MAC: mac, MemoryMB: 1024, Disks: []string{labsite.NewDisk(t, 256<<20)}})
+		wf.Template = c.template
+		vmc := lab.VMConfig{MAC: mac, MemoryMB: 1024, Disks: []string{labsite.NewDisk(t, 256<<20)}}
+		if c.secureBoot {
+			s.Put(t, labsite.TestOSEFIImage(t, imgs), labsite.SecureBootTemplate())
+			m.SecureBoot = true
+			wf.Values["image"] = labsite.TestOSEFIName
+			vmc.Firmware, vmc.DisableNICROM = lab.SecureBoot, true
+		}
+		s.Put(t, m, wf)
+		vm := s.StartVM(t, vmc)
 		wctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 		defer cancel()
 		clock := watchSerial(wctx, vm.Serial, vm.Start)
 		defer func() {
 			clock.stop()
-			clock.report(os.Stderr, template)
+			clock.report(os.Stderr, c.template)
 			if *provisionSerial != "" {
-				if err := clock.save(filepath.Join(*provisionSerial, template+".log")); err != nil {
+				if err := clock.save(filepath.Join(*provisionSerial, c.template+".log")); err != nil {
 					log.Warn("save the serial console", "err", err)
 				}
 			}

@@ -184,3 +184,50 @@ func Workflow(id, machine, image, hostname string) *store.Workflow {
 		Values: map[string]string{"image": image, "hostname": hostname},
 	}
 }
+
+// The EFI test OS (images/build.sh: testos-efi.raw.gz) and the template
+// that installs it on a Secure Boot machine.
+const (
+	TestOSEFIName          = "testos-efi"
+	SecureBootTemplateName = "install-testos-efi"
+)
+
+// secureBootGRUBCfg is what SecureBootTemplate writes over the EFI test
+// OS's GRUB configuration: the image's own boot, with where its metadata
+// is.
+const secureBootGRUBCfg = `set timeout=0
+linux /vmlinuz console=tty0 console=ttyS0,115200 outpost.metadata={{ .metadata_url }}
+initrd /initrd.img
+boot
+`
+
+// SecureBootTemplate installs the EFI test OS and reboots: under Secure
+// Boot the installer's kernel is locked down and kexec_load is refused,
+// so the machine boots its disk through its firmware, shim and GRUB.
+func SecureBootTemplate() *store.Template {
+	return &store.Template{
+		Name:        SecureBootTemplateName,
+		Description: "wipe the disk, write the EFI test OS, point it at the metadata service, reboot into it",
+		Actions: []store.Action{
+			{Name: "wipe", Type: "disk.wipe", Args: map[string]string{"device": Disk}, Timeout: store.Duration(2 * time.Minute)},
+			{Name: "write", Type: "image.write", Args: map[string]string{"device": Disk, "image": "{{ .image }}"},
+				Needs: []string{"wipe"}, Timeout: store.Duration(10 * time.Minute)},
+			{Name: "configure", Type: "file.write", Args: map[string]string{
+				"device": Partition, "fstype": "vfat", "path": "/EFI/debian/grub.cfg", "content": secureBootGRUBCfg,
+			}, Needs: []string{"write"}, Timeout: store.Duration(2 * time.Minute)},
+			{Name: "reboot", Type: "reboot", Needs: []string{"configure"}},
+		},
+	}
+}
+
+// TestOSEFIImage is the EFI test OS as an image of the artifact
+// directory.
+func TestOSEFIImage(t lab.T, imgs lab.Images) *store.Image {
+	t.Helper()
+	fi, err := os.Stat(imgs.TestOSEFIGz)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &store.Image{Name: TestOSEFIName, Type: store.ImageOS, File: filepath.Base(imgs.TestOSEFIGz), Format: "raw.gz",
+		SHA256: sidecar(t, imgs.TestOSEFIGz), Size: uint64(fi.Size())}
+}
