@@ -15,7 +15,7 @@ import (
 // Probe is a follower's check of a silent leader that does not wait for
 // the leader's process to be scheduled: while the follower has not heard
 // from its leader for After, it connects to the leader's Raft port, at
-// most once per tick of After/3, and closes the connection at once
+// most once per tick of After/5, and closes the connection at once
 // without writing. The leader's kernel accepts it even when its process
 // waits for a CPU ("alive": nothing is done, Raft's own timeout still
 // runs). "Refused" means the kernel answered and nothing listens: the
@@ -37,10 +37,10 @@ type Probe struct {
 	Timeout time.Duration
 }
 
-// LANProbe suits a site's LAN, where a round trip is well under a
-// millisecond and a leader sends heartbeats every Heartbeat/10 to
-// Heartbeat/5.
-var LANProbe = Probe{After: 150 * time.Millisecond, Timeout: 250 * time.Millisecond}
+// LANProbe suits a site's LAN with LANTiming, where a round trip is well
+// under a millisecond and a leader sends heartbeats every 100 to 200 ms:
+// a follower probes only once a heartbeat is late.
+var LANProbe = Probe{After: 250 * time.Millisecond, Timeout: 250 * time.Millisecond}
 
 // Verdicts of a probe (ProbeCounts).
 const (
@@ -73,7 +73,7 @@ func (n *Node) TakeOvers() uint64 { return n.takeOvers.Load() }
 // probeLeader runs the follower's probe (Probe) until the node closes.
 func (n *Node) probeLeader() {
 	p := n.cfg.Probe
-	tick := time.NewTicker(p.After / 3)
+	tick := time.NewTicker(p.After / 5)
 	defer tick.Stop()
 	for {
 		select {

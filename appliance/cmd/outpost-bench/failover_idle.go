@@ -36,10 +36,10 @@ type raftSetting struct {
 
 // oldDefaults is applianced's Raft setting before the leader probe:
 // LANTiming at 250 ms, at nice -10; newDefaults is today's (1 s, the
-// probe after 150 ms of silence).
+// probe after 250 ms of silence).
 var (
 	oldDefaults = raftSetting{"hb250ms_nice-10", "250ms", "0", -10}
-	newDefaults = raftSetting{"hb1s_probe150ms_nice-10", "1s", "150ms", -10}
+	newDefaults = raftSetting{"hb1s_probe250ms_nice-10", "1s", "250ms", -10}
 )
 
 // idleSettings are the settings raft.idle compares.

@@ -231,7 +231,8 @@ type RaftConfig struct {
 	// refused the leader's process is dead, and the follower starts an
 	// election at once instead of waiting HeartbeatTimeout. A leader
 	// whose process is merely slow, its kernel accepting, is left alone.
-	// Default 150ms (raftnode.LANProbe); 0 disables the probe; at most
+	// Default 250ms (raftnode.LANProbe), past the longest gap between
+	// heartbeats (HeartbeatTimeout/5); 0 disables the probe; at most
 	// HeartbeatTimeout.
 	LeaderProbe conf.Duration `json:"leader_probe"`
 	// LeaderProbeTimeout is how long a probe waits for the leader's

@@ -30,8 +30,8 @@ func TestRaftConfig(t *testing.T) {
 	if d := time.Duration(c.Raft.HeartbeatTimeout); d != time.Second || c.Raft.Nice != -10 {
 		t.Errorf("defaults: heartbeat_timeout %v nice %d, want 1s and -10", d, c.Raft.Nice)
 	}
-	if p, pt := time.Duration(c.Raft.LeaderProbe), time.Duration(c.Raft.LeaderProbeTimeout); p != 150*time.Millisecond || pt != 250*time.Millisecond {
-		t.Errorf("defaults: leader_probe %v leader_probe_timeout %v, want 150ms and 250ms", p, pt)
+	if p, pt := time.Duration(c.Raft.LeaderProbe), time.Duration(c.Raft.LeaderProbeTimeout); p != 250*time.Millisecond || pt != 250*time.Millisecond {
+		t.Errorf("defaults: leader_probe %v leader_probe_timeout %v, want 250ms and 250ms", p, pt)
 	}
 	path := filepath.Join(t.TempDir(), "c.yaml")
 	os.WriteFile(path, []byte("raft:\n  heartbeat_timeout: 2s\n  leader_probe: 0s\n"), 0o600)
