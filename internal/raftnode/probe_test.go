@@ -23,14 +23,7 @@ func probedCluster(t *testing.T) ([]*member, *member) {
 	t.Helper()
 	ms := newCluster(t, 3, func(m *member) { m.probe = testProbe })
 	leader := waitReady(t, ms)
-	testwait.For(t, "every node to know the leader", 30*time.Second, func() bool {
-		for _, m := range ms {
-			if id, _ := m.node.Leader(); id != leader.id {
-				return false
-			}
-		}
-		return true
-	})
+	knowLeader(t, ms, leader)
 	for _, m := range ms {
 		slow(t, m, time.Minute)
 	}
