@@ -76,6 +76,15 @@ func TestDHCPFailover(t *testing.T) {
 	t.Logf("killed leader %s (%s) with %d ACKs", leader.id, leaderAddr, st.ackCount())
 	newLeader := s.waitNewLeader(survivors, leader.id)
 	t.Logf("%s leads %v after the kill", newLeader, time.Since(killed).Round(time.Millisecond))
+	// The killed leader's port refused a survivor's probe: the election
+	// did not wait for Raft's heartbeat timeout.
+	refused := 0.0
+	for _, n := range survivors {
+		refused += siteMetric(t, s, n, refusedProbes)
+	}
+	if refused == 0 {
+		t.Errorf("no survivor's probe of the killed leader's port was refused (%s)", refusedProbes)
+	}
 
 	select {
 	case <-st.done:

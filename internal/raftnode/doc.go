@@ -88,6 +88,12 @@
 //     stays on, so a follower that misses heartbeats does not move the
 //     term while the others still hear their leader. Each node counts the
 //     leader changes it sees (LeaderChanges, leaders.go).
+//   - Config.Probe (probe.go): a follower that has not heard from its
+//     leader for Probe.After connects to the leader's Raft port and
+//     closes the connection unwritten. Only a refused connection (the
+//     leader's process is gone) starts an election early; an accepted
+//     one (a slow process) or none (a partition, perhaps of this
+//     follower alone) is left to Timing and pre-vote.
 //   - With Config.TLS, no Raft RPC and no internal HTTP call is read from
 //     a peer that is not an admitted member at the time (see above).
 package raftnode

@@ -25,14 +25,7 @@ const idleHeartbeats = 60
 func TestIdleClusterKeepsItsLeader(t *testing.T) {
 	ms := tunedCluster(t, 3, func(c *raft.Config) { LANTiming.apply(c) })
 	leader := waitReady(t, ms)
-	testwait.For(t, "every node to know the leader", 30*time.Second, func() bool {
-		for _, m := range ms {
-			if id, _ := m.node.Leader(); id != leader.id {
-				return false
-			}
-		}
-		return true
-	})
+	knowLeader(t, ms, leader)
 	term := leader.node.Term()
 	changes := map[string]uint64{}
 	for _, m := range ms {
@@ -66,4 +59,17 @@ func TestIdleClusterKeepsItsLeader(t *testing.T) {
 			t.Errorf("%s: saw %d leader changes while idle, want none", m.id, got)
 		}
 	}
+}
+
+// knowLeader waits until every member knows leader as its leader.
+func knowLeader(t *testing.T, ms []*member, leader *member) {
+	t.Helper()
+	testwait.For(t, "every node to know the leader", 30*time.Second, func() bool {
+		for _, m := range ms {
+			if id, _ := m.node.Leader(); id != leader.id {
+				return false
+			}
+		}
+		return true
+	})
 }

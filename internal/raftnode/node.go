@@ -57,6 +57,10 @@ type Config struct {
 	// quorum; the zero Timing keeps hashicorp/raft's defaults (1 s, 1 s,
 	// 500 ms). LANTiming suits a site's appliances.
 	Timing Timing
+	// Probe is how a follower checks a silent leader's port and starts
+	// an election at once when nothing listens there (probe.go); the
+	// zero Probe disables it. LANProbe suits a site's appliances.
+	Probe Probe
 	// Tuning overrides Raft's settings after Timing (tests); nil keeps
 	// them.
 	Tuning func(*raft.Config)
@@ -87,6 +91,10 @@ type Node struct {
 	// leaderChanges counts the leaders, or terms, this node has seen
 	// follow one another (leaders.go).
 	leaderChanges atomic.Uint64
+	// probes counts the probes of a silent leader by verdict, takeOvers
+	// the elections they started (probe.go).
+	probes    probeCounts
+	takeOvers atomic.Uint64
 
 	amu       sync.Mutex
 	appliedCh chan struct{} // closed when the applied index moves
@@ -105,6 +113,9 @@ func Open(cfg Config, a Applier) (*Node, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
+	if cfg.Probe.After > 0 && cfg.Probe.Timeout <= 0 {
+		return nil, fmt.Errorf("raftnode: probe timeout %v: must be positive", cfg.Probe.Timeout)
+	}
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("raftnode: %w", err)
 	}
@@ -118,6 +129,9 @@ func Open(cfg Config, a Applier) (*Node, error) {
 	}
 	go n.watchLeadership()
 	go n.countLeaderChanges()
+	if cfg.Probe.After > 0 {
+		go n.probeLeader()
+	}
 	return n, nil
 }
 

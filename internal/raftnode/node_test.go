@@ -169,6 +169,7 @@ type member struct {
 	kv            *kv
 	node          *Node
 	tune          func(*raft.Config) // after fastRaft, if set
+	probe         Probe              // Config.Probe
 	// pki secures the node's Raft port; nil leaves it plain TCP.
 	pki *testPKI
 	// internal is served on the Raft port (with pki).
@@ -254,7 +255,7 @@ func (m *member) open(t *testing.T, bootstrap bool) error {
 		}
 	}
 	cfg := Config{ID: m.id, Dir: filepath.Join(m.dir, "raft"), BindAddr: m.addr, Bootstrap: bootstrap,
-		Tuning: tuning, Log: slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})).With("node", m.id)}
+		Probe: m.probe, Tuning: tuning, Log: slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})).With("node", m.id)}
 	if m.pki != nil {
 		ident := m.pki.identity(t, m.dir, m.id)
 		m.pki.admit(m.id, ident.Fingerprint())
@@ -290,10 +291,17 @@ func cluster(t *testing.T, n int) []*member {
 // settings after fastRaft.
 func tunedCluster(t *testing.T, n int, tune func(*raft.Config)) []*member {
 	t.Helper()
+	return newCluster(t, n, func(m *member) { m.tune = tune })
+}
+
+// newCluster is cluster with set applied to each member before it opens.
+func newCluster(t *testing.T, n int, set func(*member)) []*member {
+	t.Helper()
 	p := newTestPKI(t, 7)
 	ms := make([]*member, n)
 	for i := range ms {
-		ms[i] = &member{id: fmt.Sprintf("n%d", i+1), dir: t.TempDir(), addr: freeAddr(t), pki: p, tune: tune}
+		ms[i] = &member{id: fmt.Sprintf("n%d", i+1), dir: t.TempDir(), addr: freeAddr(t), pki: p}
+		set(ms[i])
 	}
 	t.Cleanup(func() {
 		for _, m := range ms {

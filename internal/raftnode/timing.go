@@ -27,22 +27,17 @@ type Timing struct {
 	LeaderLease time.Duration
 }
 
-// LANTiming suits a site: appliances of two cores or more on one LAN,
-// where a round trip is well under a millisecond and the fsyncs of an
-// election (the term, the vote, the new leader's entries) take
-// milliseconds. A dead leader is noticed 250 to 750 ms after its last
-// heartbeat (a quarter of hashicorp/raft's defaults), and the site's DHCP
-// answers again about half a second after its death (outpost-bench
-// dhcp.failover: 2.7 s with the defaults). The lease is as
-// long as Raft allows (Heartbeat): a leader steps down only when a quorum
-// has not answered any of its heartbeats, sent every 25 to 50 ms, for a
-// quarter of a second. Pre-vote keeps a follower that misses heartbeats
-// on a loaded host from moving the term. A leader whose process waits
-// for a CPU longer than Heartbeat still loses its followers: appliances
-// raise their priority for it (appliance config raft.nice; outpost-bench
-// raft.idle counts the leader changes of an idle site with every core
-// busy).
-var LANTiming = Timing{Heartbeat: 250 * time.Millisecond, Election: 250 * time.Millisecond, LeaderLease: 250 * time.Millisecond}
+// LANTiming suits a site: appliances of two cores or more on one LAN.
+// It is hashicorp/raft's heartbeat and election timeouts (1 s), with the
+// lease as long as Raft allows: a leader steps down only when a quorum
+// has not answered any of its heartbeats, sent every 100 to 200 ms, for
+// a second. Shorter timeouts (250 ms) made an idle 3-node site on a host
+// with every core busy change leaders 3 to 7 times in 3 to 4 minutes
+// (outpost-bench raft.idle), against none at 1 s. Fast failover comes
+// from the followers' probe of a silent leader instead (Probe,
+// LANProbe): a leader whose process died is replaced within a few
+// hundred milliseconds, one whose process is slow is not.
+var LANTiming = Timing{Heartbeat: time.Second, Election: time.Second, LeaderLease: time.Second}
 
 // apply sets rc's timeouts to t's; a zero t keeps them.
 func (t Timing) apply(rc *raft.Config) {

@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"maps"
 	"net"
@@ -249,6 +250,13 @@ func (s *tlsStream) handshake(c net.Conn) {
 	ctx, cancel := context.WithTimeout(context.Background(), handshakeTimeout)
 	err := tc.HandshakeContext(ctx)
 	cancel()
+	if errors.Is(err, io.EOF) {
+		// Closed before a byte: a follower's probe of a silent leader
+		// (probe.go), or a port scan.
+		s.log.Debug("raft port: connection closed before its handshake", "remote", c.RemoteAddr().String())
+		c.Close()
+		return
+	}
 	if err != nil {
 		s.warn.log(s.log, "raft port: refused a connection", "remote", c.RemoteAddr().String(), "err", err)
 		c.Close()

@@ -43,9 +43,10 @@ const (
 // and the load goes on for failoverAfter. A packet socket beside
 // perfdhcp stamps every OFFER and ACK as the kernel receives it; a run's
 // silence is the longest gap between two of them from a second before
-// the kill to the end of the load. Each run is a new site; it prints
+// the kill to the end of the load. Each run is a new site, the settings
+// of failoverSettings taking turns; it prints, for each setting,
 //
-//	BENCH dhcp.failover nodes=3 silent_ms=<median> silent_ms_max=<largest> kill_to_answer_ms=<median> spread_pct=<p> runs=3
+//	BENCH dhcp.failover nodes=3 setting=<name> silent_ms=<median> silent_ms_max=<largest> kill_to_answer_ms=<median> spread_pct=<p> runs=3
 //
 // (kill_to_answer_ms: from the SIGKILL to the first answer of another
 // node; kill_to_elected_ms and kill_to_ready_ms: to when that node's log
@@ -55,24 +56,45 @@ func benchDHCPFailover(ctx context.Context, log *slog.Logger, _ time.Duration) e
 	return runDHCPBench(ctx, log, "dhcp-failover", func(t lab.T, dir string, tools map[string]string, applianced string) {
 		sw := newDHCPSwitch(t, site3Nodes)
 		load := dhcpLoad{ns: sw.client, iface: sim.ClientIface, perfdhcp: tools["perfdhcp"]}
-		var silent, first, elected, ready []float64
+		runs := map[string][]failoverResult{}
 		for i := range failoverRuns {
-			fmt.Fprintf(os.Stderr, "dhcp.failover: run %d, %s\n", i+1, loadAvg())
-			r, err := failoverRun(t.Context(), sw, load, filepath.Join(dir, "run"+strconv.Itoa(i+1)), applianced)
-			if err != nil {
-				t.Fatal(err)
+			for _, s := range failoverSettings {
+				fmt.Fprintf(os.Stderr, "dhcp.failover: %s run %d, %s\n", s.name, i+1, loadAvg())
+				runDir := filepath.Join(dir, fmt.Sprintf("%s-%d", s.name, i+1))
+				bin, err := s.wrap(runDir, applianced)
+				if err != nil {
+					t.Fatal(err)
+				}
+				r, err := failoverRun(t.Context(), sw, load, runDir, bin)
+				if err != nil {
+					t.Fatal(err)
+				}
+				fmt.Fprintf(os.Stderr, "dhcp.failover: %s run %d: killed %s; silent %.0f ms, first answer %.0f ms after the kill, from %s; it won its election %.0f ms and was ready %.0f ms after the kill\n",
+					s.name, i+1, r.killed, ms(r.silent), ms(r.firstAnswer), r.answeredBy, ms(r.elected), ms(r.ready))
+				runs[s.name] = append(runs[s.name], r)
 			}
-			fmt.Fprintf(os.Stderr, "dhcp.failover: run %d: killed %s; silent %.0f ms, first answer %.0f ms after the kill, from %s; it won its election %.0f ms and was ready %.0f ms after the kill\n",
-				i+1, r.killed, ms(r.silent), ms(r.firstAnswer), r.answeredBy, ms(r.elected), ms(r.ready))
-			silent = append(silent, ms(r.silent))
-			first = append(first, ms(r.firstAnswer))
-			elected = append(elected, ms(r.elected))
-			ready = append(ready, ms(r.ready))
 		}
-		s := summarize(silent)
-		fmt.Printf("BENCH dhcp.failover nodes=3 silent_ms=%.0f silent_ms_max=%.0f kill_to_answer_ms=%.0f kill_to_elected_ms=%.0f kill_to_ready_ms=%.0f spread_pct=%.0f runs=%d\n",
-			s.median, slices.Max(silent), summarize(first).median, summarize(elected).median, summarize(ready).median, s.spreadPct, len(silent))
+		for _, s := range failoverSettings {
+			printFailover(s.name, runs[s.name])
+		}
 	})
+}
+
+// failoverSettings are the settings dhcp.failover compares, run by run.
+var failoverSettings = []raftSetting{oldDefaults, newDefaults}
+
+// printFailover prints a setting's BENCH line from its runs.
+func printFailover(setting string, runs []failoverResult) {
+	var silent, first, elected, ready []float64
+	for _, r := range runs {
+		silent = append(silent, ms(r.silent))
+		first = append(first, ms(r.firstAnswer))
+		elected = append(elected, ms(r.elected))
+		ready = append(ready, ms(r.ready))
+	}
+	s := summarize(silent)
+	fmt.Printf("BENCH dhcp.failover nodes=3 setting=%s silent_ms=%.0f silent_ms_max=%.0f kill_to_answer_ms=%.0f kill_to_elected_ms=%.0f kill_to_ready_ms=%.0f spread_pct=%.0f runs=%d\n",
+		setting, s.median, slices.Max(silent), summarize(first).median, summarize(elected).median, summarize(ready).median, s.spreadPct, len(silent))
 }
 
 // failoverResult is one run of dhcp.failover.

@@ -24,21 +24,37 @@ const (
 	raftIdleSettle = 15 * time.Second
 )
 
-// idleSetting is a node setting raft.idle compares: applianced's Raft
-// heartbeat timeout and nice value.
-type idleSetting struct {
+// raftSetting is a node setting raft.idle and dhcp.failover compare:
+// applianced's Raft heartbeat timeout, its probe of a silent leader
+// ("0": none) and its nice value.
+type raftSetting struct {
 	name      string
 	heartbeat string
+	probe     string
 	nice      int
 }
 
-// idleSettings are hashicorp/raft's heartbeat timeout (1 s, the nodes'
-// before config.RaftConfig), LANTiming's without the raised priority,
-// and the defaults (LANTiming at nice -10).
-var idleSettings = []idleSetting{
-	{"hb1s", "1s", 0},
-	{"hb250ms", "250ms", 0},
-	{"hb250ms_nice-10", "250ms", -10},
+// oldDefaults is applianced's Raft setting before the leader probe:
+// LANTiming at 250 ms, at nice -10; newDefaults is today's (1 s, the
+// probe after 250 ms of silence).
+var (
+	oldDefaults = raftSetting{"hb250ms_nice-10", "250ms", "0", -10}
+	newDefaults = raftSetting{"hb1s_probe250ms_nice-10", "1s", "250ms", -10}
+)
+
+// idleSettings are the settings raft.idle compares.
+var idleSettings = []raftSetting{oldDefaults, newDefaults}
+
+// wrap writes, under dir, a script that runs applianced with the
+// setting's flags after the site's, and returns its path.
+func (s raftSetting) wrap(dir, applianced string) (string, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	bin := filepath.Join(dir, "applianced.sh")
+	script := fmt.Sprintf("#!/bin/sh\nexec %s \"$@\" -raft-heartbeat-timeout %s -raft-leader-probe %s -nice %d\n",
+		applianced, s.heartbeat, s.probe, s.nice)
+	return bin, os.WriteFile(bin, []byte(script), 0o755)
 }
 
 // benchRaftIdle counts a 3-node site's leadership changes while it is
@@ -76,14 +92,9 @@ func benchRaftIdle(ctx context.Context, log *slog.Logger, d time.Duration) error
 
 // idleRun starts a site under dir with setting s, busies every core for
 // d and counts the leader changes the first node sees.
-func idleRun(ctx context.Context, sw *dhcpSwitch, dir, applianced string, s idleSetting, d time.Duration) (int, uint64, error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return 0, 0, err
-	}
-	// A wrapper gives the nodes the setting's flags after the site's.
-	bin := filepath.Join(dir, "applianced.sh")
-	script := fmt.Sprintf("#!/bin/sh\nexec %s \"$@\" -raft-heartbeat-timeout %s -nice %d\n", applianced, s.heartbeat, s.nice)
-	if err := os.WriteFile(bin, []byte(script), 0o755); err != nil {
+func idleRun(ctx context.Context, sw *dhcpSwitch, dir, applianced string, s raftSetting, d time.Duration) (int, uint64, error) {
+	bin, err := s.wrap(dir, applianced)
+	if err != nil {
 		return 0, 0, err
 	}
 	site, err := startDHCPSite(ctx, sw, dir, bin)

@@ -45,6 +45,7 @@ func openCluster(cfg *config.Config, db *store.DB, key *seal.Key, log *slog.Logg
 		APIURL:        cfg.APIURL,
 		Bootstrap:     cfg.Join == "",
 		Timing:        raftTiming(cfg.Raft),
+		Probe:         raftProbe(cfg.Raft),
 		Identity:      ident,
 		CA:            ca,
 		Log:           log,
@@ -162,6 +163,7 @@ func raftCollectors(node *cluster.Node) []prometheus.Collector {
 			Name: "outpost_raft_leader_changes_total",
 			Help: "Times this node saw the site's leadership move, to another node or a later term, since it started.",
 		}, func() float64 { return float64(node.LeaderChanges()) }),
+		probeCollector{node},
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "outpost_raft_term",
 			Help: "This node's current Raft term.",
@@ -174,4 +176,29 @@ func raftCollectors(node *cluster.Node) []prometheus.Collector {
 func raftTiming(c config.RaftConfig) raftnode.Timing {
 	d := time.Duration(c.HeartbeatTimeout)
 	return raftnode.Timing{Heartbeat: d, Election: d, LeaderLease: d}
+}
+
+// raftProbe is the node's probe of a silent leader; a zero leader_probe
+// disables it.
+func raftProbe(c config.RaftConfig) raftnode.Probe {
+	if c.LeaderProbe == 0 {
+		return raftnode.Probe{After: -1}
+	}
+	return raftnode.Probe{After: time.Duration(c.LeaderProbe), Timeout: time.Duration(c.LeaderProbeTimeout)}
+}
+
+// probeDesc describes outpost_raft_leader_probe_total.
+var probeDesc = prometheus.NewDesc("outpost_raft_leader_probe_total",
+	"This node's probes of the Raft port of a leader it had not heard from for raft.leader_probe, by verdict: alive (accepted), refused (nothing listens: an election followed), timeout or unreachable.",
+	[]string{"verdict"}, nil)
+
+// probeCollector collects the node's probe counts by verdict.
+type probeCollector struct{ node *cluster.Node }
+
+func (c probeCollector) Describe(ch chan<- *prometheus.Desc) { ch <- probeDesc }
+
+func (c probeCollector) Collect(ch chan<- prometheus.Metric) {
+	for v, n := range c.node.LeaderProbes() {
+		ch <- prometheus.MustNewConstMetric(probeDesc, prometheus.CounterValue, float64(n), v)
+	}
 }

@@ -63,6 +63,9 @@ type Config struct {
 	// Timing is Raft's failure detection; the zero Timing is
 	// raftnode.LANTiming.
 	Timing raftnode.Timing
+	// Probe is a follower's check of a silent leader's port; the zero
+	// Probe is raftnode.LANProbe, and a negative After disables it.
+	Probe raftnode.Probe
 	// Tuning overrides Raft's settings after Timing (tests); nil keeps
 	// them.
 	Tuning func(*raft.Config)
@@ -112,6 +115,9 @@ func Open(cfg Config, db *store.DB) (*Node, error) {
 	if cfg.Timing == (raftnode.Timing{}) {
 		cfg.Timing = raftnode.LANTiming
 	}
+	if cfg.Probe == (raftnode.Probe{}) {
+		cfg.Probe = raftnode.LANProbe
+	}
 	if cfg.Identity == nil {
 		return nil, errors.New("cluster: the node has no identity (pki.LoadIdentity)")
 	}
@@ -127,7 +133,7 @@ func Open(cfg Config, db *store.DB) (*Node, error) {
 	}
 	r, err := raftnode.Open(raftnode.Config{
 		ID: cfg.ID, Dir: cfg.Dir, BindAddr: cfg.BindAddr, AdvertiseAddr: cfg.AdvertiseAddr,
-		Bootstrap: cfg.Bootstrap, Timing: cfg.Timing, Tuning: cfg.Tuning, Log: cfg.Log,
+		Bootstrap: cfg.Bootstrap, Timing: cfg.Timing, Probe: cfg.Probe, Tuning: cfg.Tuning, Log: cfg.Log,
 		TLS: &raftnode.TLS{Identity: cfg.Identity, Trust: n.trust, Member: n.memberKey, Internal: n.internalHandler()},
 	}, site.NewStateMachine(db, cfg.Log))
 	if err != nil {
@@ -172,6 +178,10 @@ func (n *Node) OnLeadership(fn func(ready bool)) { n.raft.OnLeadership(fn) }
 // LeaderChanges counts the times this node has seen the site's
 // leadership move since it started: to another node or to a later term.
 func (n *Node) LeaderChanges() uint64 { return n.raft.LeaderChanges() }
+
+// LeaderProbes counts this node's probes of a silent leader by verdict
+// (raftnode.Verdicts).
+func (n *Node) LeaderProbes() map[string]uint64 { return n.raft.ProbeCounts() }
 
 // Term is this node's current Raft term.
 func (n *Node) Term() uint64 { return n.raft.Term() }

@@ -221,8 +221,23 @@ type RaftConfig struct {
 	// the leader's lease, and the leader sends heartbeats ten to five
 	// times as often. A site's DHCP answers again within about twice this
 	// after its leader dies. Every node of a site should have the same.
-	// Default 250ms (raftnode.LANTiming); 50ms to 10s.
+	// Default 1s (raftnode.LANTiming): shorter ones let a busy host's
+	// idle site change leaders (outpost-bench raft.idle); LeaderProbe
+	// makes failover fast instead. 50ms to 10s.
 	HeartbeatTimeout conf.Duration `json:"heartbeat_timeout"`
+	// LeaderProbe is how long a follower goes without hearing from its
+	// leader before it connects to the leader's Raft port to see whether
+	// anything listens there (raftnode.Probe): when the connection is
+	// refused the leader's process is dead, and the follower starts an
+	// election at once instead of waiting HeartbeatTimeout. A leader
+	// whose process is merely slow, its kernel accepting, is left alone.
+	// Default 250ms (raftnode.LANProbe), past the longest gap between
+	// heartbeats (HeartbeatTimeout/5); 0 disables the probe; at most
+	// HeartbeatTimeout.
+	LeaderProbe conf.Duration `json:"leader_probe"`
+	// LeaderProbeTimeout is how long a probe waits for the leader's
+	// kernel to answer. Default 250ms; 10ms to 10s.
+	LeaderProbeTimeout conf.Duration `json:"leader_probe_timeout"`
 	// Nice is the scheduling priority (nice value, -20 to 19) applianced
 	// gives itself at start, all its threads included: a node whose
 	// threads wait for a CPU for longer than HeartbeatTimeout, on a host
@@ -256,6 +271,8 @@ func Load(args []string) (*Config, error) {
 	fs.StringVar(&c.RaftAddr, "raft-addr", c.RaftAddr, "Raft listen address")
 	fs.StringVar(&c.RaftAdvertise, "raft-advertise", c.RaftAdvertise, "Raft address advertised to other nodes")
 	fs.Var(&c.Raft.HeartbeatTimeout, "raft-heartbeat-timeout", "how long a follower waits for its leader before it seeks another (election timeout and leader lease too)")
+	fs.Var(&c.Raft.LeaderProbe, "raft-leader-probe", "how long a follower waits for its leader before it probes the leader's Raft port (0: never)")
+	fs.Var(&c.Raft.LeaderProbeTimeout, "raft-leader-probe-timeout", "how long a probe of the leader's Raft port waits for an answer")
 	fs.IntVar(&c.Raft.Nice, "nice", c.Raft.Nice, "scheduling priority (nice value) applianced sets itself at start: -20..19, 0 keeps the inherited")
 	fs.StringVar(&c.Join, "join", c.Join, "API URL of a member of the cluster to join")
 	fs.StringVar(&c.JoinTokenFile, "join-token-file", c.JoinTokenFile, "file holding an admin token of the cluster to join")
@@ -417,6 +434,12 @@ func (c *Config) Validate() error {
 	}
 	if d := time.Duration(c.Raft.HeartbeatTimeout); d < 50*time.Millisecond || d > 10*time.Second {
 		errs = append(errs, fmt.Errorf("raft.heartbeat_timeout %v: must be within 50ms..10s", d))
+	}
+	if d := time.Duration(c.Raft.LeaderProbe); d < 0 || d > time.Duration(c.Raft.HeartbeatTimeout) {
+		errs = append(errs, fmt.Errorf("raft.leader_probe %v: must be within 0..raft.heartbeat_timeout (%v)", d, time.Duration(c.Raft.HeartbeatTimeout)))
+	}
+	if d := time.Duration(c.Raft.LeaderProbeTimeout); d < 10*time.Millisecond || d > 10*time.Second {
+		errs = append(errs, fmt.Errorf("raft.leader_probe_timeout %v: must be within 10ms..10s", d))
 	}
 	if c.Raft.Nice < -20 || c.Raft.Nice > 19 {
 		errs = append(errs, fmt.Errorf("raft.nice %d: must be in -20..19", c.Raft.Nice))

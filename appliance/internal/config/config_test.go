@@ -27,16 +27,22 @@ func TestRaftConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d := time.Duration(c.Raft.HeartbeatTimeout); d != 250*time.Millisecond || c.Raft.Nice != -10 {
-		t.Errorf("defaults: heartbeat_timeout %v nice %d, want 250ms and -10", d, c.Raft.Nice)
+	if d := time.Duration(c.Raft.HeartbeatTimeout); d != time.Second || c.Raft.Nice != -10 {
+		t.Errorf("defaults: heartbeat_timeout %v nice %d, want 1s and -10", d, c.Raft.Nice)
+	}
+	if p, pt := time.Duration(c.Raft.LeaderProbe), time.Duration(c.Raft.LeaderProbeTimeout); p != 250*time.Millisecond || pt != 250*time.Millisecond {
+		t.Errorf("defaults: leader_probe %v leader_probe_timeout %v, want 250ms and 250ms", p, pt)
 	}
 	path := filepath.Join(t.TempDir(), "c.yaml")
-	os.WriteFile(path, []byte("raft:\n  heartbeat_timeout: 1s\n"), 0o600)
-	if c, err = Load([]string{"-config", path, "-nice", "0"}); err != nil {
+	os.WriteFile(path, []byte("raft:\n  heartbeat_timeout: 2s\n  leader_probe: 0s\n"), 0o600)
+	if c, err = Load([]string{"-config", path, "-nice", "0", "-raft-leader-probe-timeout", "100ms"}); err != nil {
 		t.Fatal(err)
 	}
-	if d := time.Duration(c.Raft.HeartbeatTimeout); d != time.Second || c.Raft.Nice != 0 {
-		t.Errorf("heartbeat_timeout %v nice %d, want 1s and 0", d, c.Raft.Nice)
+	if d := time.Duration(c.Raft.HeartbeatTimeout); d != 2*time.Second || c.Raft.Nice != 0 {
+		t.Errorf("heartbeat_timeout %v nice %d, want 2s and 0", d, c.Raft.Nice)
+	}
+	if p, pt := time.Duration(c.Raft.LeaderProbe), time.Duration(c.Raft.LeaderProbeTimeout); p != 0 || pt != 100*time.Millisecond {
+		t.Errorf("leader_probe %v leader_probe_timeout %v, want 0 and 100ms", p, pt)
 	}
 }
 
@@ -86,12 +92,15 @@ func TestBadInput(t *testing.T) {
 		"no body deadline": {file: "api_limits:\n  body_timeout: 0s\n", want: "api_limits.body_timeout"},
 		"cap per source over total": {file: "boot_limits:\n  max_conns: 10\n  max_conns_per_source: 20\n",
 			want: "boot_limits.max_conns_per_source"},
-		"negative tftp cap":    {file: "tftp_max_transfers: -1\n", want: "tftp_max_transfers"},
-		"tftp window too big":  {file: "tftp_max_window: 65536\n", want: "tftp_max_window"},
-		"negative tftp window": {file: "tftp_max_window: -1\n", want: "tftp_max_window"},
-		"heartbeat too short":  {args: []string{"-raft-heartbeat-timeout", "10ms"}, want: "raft.heartbeat_timeout"},
-		"heartbeat too long":   {file: "raft:\n  heartbeat_timeout: 1m\n", want: "raft.heartbeat_timeout"},
-		"nice out of range":    {args: []string{"-nice", "-21"}, want: "raft.nice"},
+		"negative tftp cap":       {file: "tftp_max_transfers: -1\n", want: "tftp_max_transfers"},
+		"tftp window too big":     {file: "tftp_max_window: 65536\n", want: "tftp_max_window"},
+		"negative tftp window":    {file: "tftp_max_window: -1\n", want: "tftp_max_window"},
+		"heartbeat too short":     {args: []string{"-raft-heartbeat-timeout", "10ms"}, want: "raft.heartbeat_timeout"},
+		"heartbeat too long":      {file: "raft:\n  heartbeat_timeout: 1m\n", want: "raft.heartbeat_timeout"},
+		"nice out of range":       {args: []string{"-nice", "-21"}, want: "raft.nice"},
+		"probe after the timeout": {args: []string{"-raft-leader-probe", "2s"}, want: "raft.leader_probe"},
+		"negative probe":          {args: []string{"-raft-leader-probe", "-1ms"}, want: "raft.leader_probe"},
+		"probe timeout too short": {args: []string{"-raft-leader-probe-timeout", "1ms"}, want: "raft.leader_probe_timeout"},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
