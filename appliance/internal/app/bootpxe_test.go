@@ -22,7 +22,7 @@ import (
 func TestBootPXEThroughIPMISim(t *testing.T) {
 	sim := lab.StartIPMISim(t, lab.IPMISimConfig{Name: "bootpxe", BootDevice: true})
 	n := apptest.Start(t)
-	r, err := newJobRunner(config.Default(), n.Site, n.Key, slog.New(slog.NewTextHandler(t.Output(), nil)))
+	r, err := newJobRunner(config.Default(), n.Site, n.Key, nil, slog.New(slog.NewTextHandler(t.Output(), nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
