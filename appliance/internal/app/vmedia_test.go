@@ -170,4 +170,3 @@ func mapValues(m map[string]string) []string {
 	}
 	return out
 }
-
