@@ -196,7 +196,9 @@ func (s *mediaServer) bootConfig(j *store.Job) (vmedia.Config, *store.Workflow, 
 		if w.Traceparent != "" {
 			bc.Params = append(bc.Params, [2]string{agentproto.ParamTraceparent, w.Traceparent})
 		}
-		return nil
+		extra, err := cmdlineParams(img)
+		bc.Params = append(bc.Params, extra...)
+		return err
 	})
 	return bc, w, err
 }
@@ -253,4 +255,19 @@ func (s *mediaServer) installerFile(what, ref string) (string, error) {
 		return "", fmt.Errorf("vmedia: installer %s %q is not a file of the artifact directory", what, ref)
 	}
 	return filepath.Join(s.cfg.ArtifactDir, ref), nil
+}
+
+// cmdlineParams are the installer image's extra kernel arguments
+// (Image.Cmdline), each name=value: the ISO's command line has no bare
+// words yet.
+func cmdlineParams(img *store.Image) ([][2]string, error) {
+	var out [][2]string
+	for _, f := range strings.Fields(img.Cmdline) {
+		k, v, ok := strings.Cut(f, "=")
+		if !ok {
+			return nil, fmt.Errorf("vmedia: installer image %s's cmdline has %q, not name=value, which an ISO cannot take yet", img.Name, f)
+		}
+		out = append(out, [2]string{k, v})
+	}
+	return out, nil
 }

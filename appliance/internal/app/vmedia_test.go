@@ -70,7 +70,7 @@ func TestVirtualMediaJobs(t *testing.T) {
 	}
 	put("subnets", "routed", &store.Subnet{Name: "routed", CIDR: "198.18.5.0/24", Gateway: "198.18.5.1", DNS: []string{"198.18.5.1"},
 		Pools: []store.Range{{Start: "198.18.5.100", End: "198.18.5.200"}}, Boot: store.BootVirtualMedia})
-	put("images", "installer", &store.Image{Name: "installer", Type: store.ImageInstaller, Kernel: "vmlinuz", Initrd: "initrd"})
+	put("images", "installer", &store.Image{Name: "installer", Type: store.ImageInstaller, Kernel: "vmlinuz", Initrd: "initrd", Cmdline: "panic=10"})
 	put("templates", "wipe", &store.Template{Name: "wipe", Actions: []store.Action{{Name: "wipe", Type: "disk.wipe", Args: map[string]string{"device": "/dev/vda"}}}})
 	m := apptest.Machine("m1", 1)
 	m.Interfaces[0].IP, m.Interfaces[0].Subnet = "198.18.5.20", "routed"
@@ -99,8 +99,8 @@ func TestVirtualMediaJobs(t *testing.T) {
 		t.Errorf("the BMC was not told to boot the CD once: %v", rf.Requests())
 	}
 	iso := get(t, image, http.StatusOK)
-	if !strings.Contains(iso, "outpost.ip=198.18.5.20/24") || !strings.Contains(iso, "outpost.token=w") {
-		t.Errorf("the ISO (%d bytes) has not the machine's static address and a workflow credential", len(iso))
+	if !strings.Contains(iso, "outpost.ip=198.18.5.20/24") || !strings.Contains(iso, "outpost.token=w") || !strings.Contains(iso, "panic=10") {
+		t.Errorf("the ISO (%d bytes) lacks the machine's static address, a workflow credential or the installer's panic=10", len(iso))
 	}
 	name := strings.TrimSuffix(strings.TrimPrefix(image, boot.URL+mediaPrefix), ".iso")
 	get(t, boot.URL+mediaPrefix+"0"+name[1:]+".iso", http.StatusNotFound)
