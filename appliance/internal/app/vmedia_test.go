@@ -51,14 +51,7 @@ func TestVirtualMediaJobs(t *testing.T) {
 		t.Fatal(err)
 	}
 	mux.Handle(mediaPrefix, media)
-	r, err := newJobRunner(config.Default(), n.Site, n.Key, media, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { r.Run(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
+	runJobs(t, n, media, log)
 
 	rf := lab.StartRedfishBMC(t, lab.RedfishBMCConfig{})
 	admin := client.New(n.URL, n.Token)
@@ -119,6 +112,19 @@ func TestVirtualMediaJobs(t *testing.T) {
 	if files, _ := os.ReadDir(isoDir); len(files) != 0 {
 		t.Errorf("%d files left in %s after the order", len(files), isoDir)
 	}
+}
+
+// runJobs runs n's BMC job runner, with media, until the test ends.
+func runJobs(t *testing.T, n *apptest.Node, media *mediaServer, log *slog.Logger) {
+	t.Helper()
+	r, err := newJobRunner(config.Default(), n.Site, n.Key, media, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { r.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
 }
 
 // get fetches u and wants status.
