@@ -91,8 +91,9 @@ func (s *mediaServer) URL(ctx context.Context, j *store.Job) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	name := randomName()
-	file := filepath.Join(s.cfg.Dir, name+".iso")
+	// The file is not named as the URL is: the name of a file may be in
+	// an error (xorriso's), which a job keeps.
+	name, file := randomName(), filepath.Join(s.cfg.Dir, randomName()+".iso")
 	if err := s.cfg.Build(ctx, bc, file); err != nil {
 		os.Remove(file)
 		return "", fmt.Errorf("build the boot ISO of order %s: %w", j.Order, err)
@@ -226,7 +227,9 @@ func staticNetwork(tx *store.Tx, m *store.Machine) (store.Interface, vmedia.Netw
 			n := vmedia.Network{Address: netip.PrefixFrom(ip, sub.Prefix().Bits()), Domain: sub.Domain}
 			n.Gateway, _ = netip.ParseAddr(sub.Gateway)
 			for _, d := range sub.DNS {
-				n.DNS = append(n.DNS, netip.MustParseAddr(d))
+				if a, err := netip.ParseAddr(d); err == nil {
+					n.DNS = append(n.DNS, a)
+				}
 			}
 			return iface, n, nil
 		}

@@ -102,6 +102,9 @@ func TestVirtualMediaJobs(t *testing.T) {
 	}
 	get(t, boot.URL+mediaPrefix+other+name[1:]+".iso", http.StatusNotFound)
 	checkNotShown(t, admin, logs, name)
+	if files, _ := os.ReadDir(isoDir); len(files) != 1 || strings.Contains(files[0].Name(), name) {
+		t.Errorf("ISO files %v: want one, not named as its URL (a file's name may end up in an error)", files)
+	}
 
 	if err := admin.Do(t.Context(), "POST", "/v1/workflows/d1/cancel", nil, nil); err != nil {
 		t.Fatal(err)
