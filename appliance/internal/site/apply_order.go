@@ -112,7 +112,7 @@ func orderMachine(tx *store.Tx, o *store.Order) (*store.Machine, error) {
 	if m.BMC == nil {
 		return nil, errs.Invalid("machine_id", "machine %q has no BMC: the appliance cannot power it", m.ID)
 	}
-	for _, suffix := range orderJobSuffixes {
+	for _, suffix := range []string{"pxe", "cycle", "power", "off"} {
 		if _, err := store.Get[store.Job](tx, o.ID+"-"+suffix); err == nil {
 			return nil, errs.Conflict("job %s-%s of an earlier order %s exists: delete it or choose another order id", o.ID, suffix, o.ID)
 		}
@@ -162,7 +162,9 @@ func orderParts(tx *store.Tx, o *store.Order, m *store.Machine, res *reservation
 		}
 		boot := pxeJobs
 		if vmedia {
-			boot = vmediaJobs
+			if boot, err = vmediaJobIDs(tx, o); err != nil {
+				return err
+			}
 		}
 		if err := orderWorkflow(tx, o, m, addr, wr); err != nil {
 			return err

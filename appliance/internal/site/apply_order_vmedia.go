@@ -23,8 +23,17 @@ var (
 	vmediaJobs = [][2]string{{"media", store.JobInsertMedia}, {"cd", store.JobBootCD}}
 )
 
-// orderJobSuffixes are the suffixes of every job an order may make.
-var orderJobSuffixes = []string{"pxe", "media", "cd", "cycle", "power", "off"}
+// vmediaJobIDs returns vmediaJobs, refusing order o if an earlier job
+// took one of their ids. (orderMachine checks the ids every order may
+// take, as it did before virtual media: a replayed log decides the same.)
+func vmediaJobIDs(tx *store.Tx, o *store.Order) ([][2]string, error) {
+	for _, j := range vmediaJobs {
+		if _, err := store.Get[store.Job](tx, o.ID+"-"+j[0]); err == nil {
+			return nil, errs.Conflict("job %s-%s of an earlier order %s exists: delete it or choose another order id", o.ID, j[0], o.ID)
+		}
+	}
+	return vmediaJobs, nil
+}
 
 // vmediaAddress is the static address machine m boots the installer
 // with when its boot interface's subnet boots from virtual media, valid

@@ -99,3 +99,36 @@ func TestVirtualMediaDeprovisionNeedsAddress(t *testing.T) {
 		t.Errorf("a refused order left %d jobs, %d workflows", len(jobs), len(ws))
 	}
 }
+
+// TestVirtualMediaOrderJobIDTaken: an order whose virtual media job id
+// an earlier job took is refused, as a conflict naming it, and nothing
+// changes; on a PXE subnet the same order is placed, as before virtual
+// media (a replayed log decides as it did).
+func TestVirtualMediaOrderJobIDTaken(t *testing.T) {
+	for _, boot := range []string{store.BootVirtualMedia, store.BootPXE} {
+		t.Run(boot, func(t *testing.T) {
+			e := orderSite(t)
+			sub := sampleSubnet("lab")
+			sub.Boot = boot
+			e.applyOK(7, PutSubnet, Put[store.Subnet]{Object: sub, Time: t0})
+			e.applyOK(8, QueueBootPXE, BootPXE{Job: "o1-cd", Machine: "m1", Time: t0})
+			before := eventKinds(t, e)
+			r := e.applyCmd(10, PlaceOrder, Put[store.Order]{Object: &store.Order{ID: "o1", Action: store.OrderProvision, MachineID: "m1", Template: "install", Image: "debian"}, Time: t0})
+			if boot == store.BootPXE {
+				if err := resultErr(r); err != nil {
+					t.Fatalf("on a PXE subnet: %v", err)
+				}
+				return
+			}
+			if errCode(r) != errs.CodeConflict || !strings.Contains(resultErr(r).Error(), "o1-cd") {
+				t.Fatalf("%v, want a conflict naming o1-cd", resultErr(r))
+			}
+			if after := eventKinds(t, e); len(after) != len(before) {
+				t.Errorf("a refused order left events: %v", after[len(before):])
+			}
+			if m := machineOf(t, e, "m1"); m.Workflow != "" || m.Interfaces[0].IP != "" {
+				t.Errorf("a refused order left machine %+v", m)
+			}
+		})
+	}
+}
