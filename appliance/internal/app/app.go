@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -116,7 +117,13 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Write
 		APICA: string(apiCA.CertificatePEM()), APICAFingerprint: apiCA.Fingerprint(), Artifacts: arts, Traces: node}).Handler()
 	fmt.Fprintf(out, "outpost appliance %s: API at %s (raft %s, data %s)\n", cfg.NodeID, cfg.APIURL, cfg.RaftAdvertise, cfg.DataDir)
 
-	runBoot, err := bootServices(cfg, n, key, log, metrics, artStore, arts, spans)
+	media, err := newMediaServer(mediaConfig{DB: db, Credentials: agentCredentials(key), Artifacts: artStore,
+		ArtifactDir: cfg.ArtifactDir, BootURL: cfg.BootURL, Dir: filepath.Join(cfg.DataDir, "vmedia"),
+		Log: log.With("component", "vmedia")})
+	if err != nil {
+		return err
+	}
+	runBoot, err := bootServices(cfg, n, key, log, metrics, artStore, arts, spans, media)
 	if err != nil {
 		return err
 	}
@@ -140,7 +147,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Write
 		// time Serve calls this), so Shutdown need not wait for them.
 		func(net.Listener) context.Context { return ctx })
 	fmt.Fprintf(out, "web console at %s/ (sign in with a token)\n", cfg.APIURL)
-	jobRunner, err := newJobRunner(cfg, n, key, log)
+	jobRunner, err := newJobRunner(cfg, n, key, media, log)
 	if err != nil {
 		return err
 	}

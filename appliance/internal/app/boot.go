@@ -37,7 +37,7 @@ const tftpReadBuffer = 4 << 20
 // The services share one index of the machines' traces; the agents'
 // spans are kept by spans (this node's span store, relayed by OTLP).
 func bootServices(cfg *config.Config, n *cluster.Site, key *seal.Key, log *slog.Logger, metrics *httpserve.Metrics,
-	store *artifact.Store, peers httpboot.Peers, spans tracing.Received) (func(ctx context.Context, g *errgroup.Group), error) {
+	store *artifact.Store, peers httpboot.Peers, spans tracing.Received, media *mediaServer) (func(ctx context.Context, g *errgroup.Group), error) {
 	var runs []func(ctx context.Context, g *errgroup.Group)
 	traces := machinetrace.New(n.DB(), machinetrace.Config{Off: !spans.Provider.Recording()})
 	_, portStr, _ := net.SplitHostPort(cfg.BootAddr)
@@ -49,7 +49,7 @@ func bootServices(cfg *config.Config, n *cluster.Site, key *seal.Key, log *slog.
 		if err != nil {
 			return nil, err
 		}
-		handler, hb, err := bootHandler(cfg, n, key, log, store, peers, traces, spans, md)
+		handler, hb, err := bootHandler(cfg, n, key, log, store, peers, traces, spans, md, media)
 		if err != nil {
 			return nil, err
 		}
@@ -125,8 +125,8 @@ func bootServices(cfg *config.Config, n *cluster.Site, key *seal.Key, log *slog.
 // peer), the agent API (whose spans it keeps in spans), and the metadata
 // service.
 func bootHandler(cfg *config.Config, n *cluster.Site, key *seal.Key, log *slog.Logger, store *artifact.Store, peers httpboot.Peers,
-	traces *machinetrace.Index, spans provision.SpanKeeper, md *metadata.Server) (http.Handler, *httpboot.Server, error) {
-	creds := provision.NewCredentials(key.Derive("outpost agent credentials v1"))
+	traces *machinetrace.Index, spans provision.SpanKeeper, md *metadata.Server, media *mediaServer) (http.Handler, *httpboot.Server, error) {
+	creds := agentCredentials(key)
 	// Where this node hands out no addresses, credentials go to the
 	// first address that claims them (package provision).
 	binding := provision.BindLease
@@ -145,6 +145,9 @@ func bootHandler(cfg *config.Config, n *cluster.Site, key *seal.Key, log *slog.L
 	mux := http.NewServeMux()
 	mux.Handle("/", hb.Handler())
 	mux.Handle(provision.Prefix, agents.Handler())
+	if media != nil {
+		mux.Handle(mediaPrefix, media)
+	}
 	mountMetadata(mux, md)
 	return mux, hb, nil
 }
@@ -163,6 +166,12 @@ func (s secureBootSetting) SecureBoot(mac string) bool {
 		return nil
 	})
 	return on
+}
+
+// agentCredentials makes the workflows' agent credentials from the
+// site key: the boot scripts' and the virtual media's.
+func agentCredentials(key *seal.Key) *provision.Credentials {
+	return provision.NewCredentials(key.Derive("outpost agent credentials v1"))
 }
 
 // mountMetadata mounts the metadata service's routes on mux.

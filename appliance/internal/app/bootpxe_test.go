@@ -1,13 +1,11 @@
 package app
 
 import (
-	"context"
 	"log/slog"
 	"testing"
 
 	"github.com/outposthq/outpost/appliance/internal/apptest"
 	"github.com/outposthq/outpost/appliance/internal/client"
-	"github.com/outposthq/outpost/appliance/internal/config"
 	"github.com/outposthq/outpost/appliance/internal/lab"
 	"github.com/outposthq/outpost/appliance/internal/store"
 	"github.com/outposthq/outpost/internal/httpapi"
@@ -22,14 +20,7 @@ import (
 func TestBootPXEThroughIPMISim(t *testing.T) {
 	sim := lab.StartIPMISim(t, lab.IPMISimConfig{Name: "bootpxe", BootDevice: true})
 	n := apptest.Start(t)
-	r, err := newJobRunner(config.Default(), n.Site, n.Key, slog.New(slog.NewTextHandler(t.Output(), nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { r.Run(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
+	runJobs(t, n, nil, slog.New(slog.NewTextHandler(t.Output(), nil)))
 
 	admin := client.New(n.URL, n.Token)
 	m := apptest.Machine("m1", 1)

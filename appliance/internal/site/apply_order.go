@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net/netip"
 	"slices"
 
 	"github.com/outposthq/outpost/appliance/internal/store"
@@ -155,7 +156,17 @@ func startOrder(tx *store.Tx, o *store.Order, m *store.Machine, wr store.Write, 
 func orderParts(tx *store.Tx, o *store.Order, m *store.Machine, res *reservation, wr store.Write) error {
 	switch o.Action {
 	case store.OrderProvision, store.OrderDeprovision:
-		if err := orderWorkflow(tx, o, m, wr); err != nil {
+		addr, vmedia, err := vmediaAddress(tx, m, res)
+		if err != nil {
+			return err
+		}
+		boot := pxeJobs
+		if vmedia {
+			if boot, err = vmediaJobIDs(tx, o); err != nil {
+				return err
+			}
+		}
+		if err := orderWorkflow(tx, o, m, addr, wr); err != nil {
 			return err
 		}
 		if res != nil {
@@ -163,8 +174,10 @@ func orderParts(tx *store.Tx, o *store.Order, m *store.Machine, res *reservation
 				return err
 			}
 		}
-		if err := addJob(tx, o, "pxe", store.JobBootPXE, wr); err != nil {
-			return err
+		for _, j := range boot {
+			if err := addJob(tx, o, j[0], j[1], wr); err != nil {
+				return err
+			}
 		}
 		return addJob(tx, o, "cycle", store.JobPowerCycle, wr)
 	case store.OrderPowerOn, store.OrderPowerOff, store.OrderPowerCycle:
@@ -174,9 +187,14 @@ func orderParts(tx *store.Tx, o *store.Order, m *store.Machine, res *reservation
 	return nil
 }
 
-// orderWorkflow creates the workflow of a provision or deprovision order.
-func orderWorkflow(tx *store.Tx, o *store.Order, m *store.Machine, wr store.Write) error {
+// orderWorkflow creates the workflow of a provision or deprovision
+// order, bound to bootAddr if valid (a machine booting from virtual
+// media, with a static address).
+func orderWorkflow(tx *store.Tx, o *store.Order, m *store.Machine, bootAddr netip.Addr, wr store.Write) error {
 	w := newOrderWorkflow(o, m)
+	if bootAddr.IsValid() {
+		w.BootAddr = bootAddr.String()
+	}
 	if err := w.Validate(); err != nil {
 		return err
 	}

@@ -14,9 +14,16 @@ const (
 	// refuses it succeeds with a warning: the machine may boot from the
 	// network by its own boot order.
 	JobBootPXE = "boot_pxe"
+	// JobInsertMedia has the BMC fetch the boot ISO of the job's order
+	// into its virtual CD drive (the appliance serves the ISO; its URL
+	// is a secret and never stored). JobBootCD sets the next boot
+	// device to that CD. They boot a machine whose subnet boots from
+	// virtual media (Subnet.Boot).
+	JobInsertMedia = "insert_media"
+	JobBootCD      = "boot_cd"
 )
 
-var jobActions = []string{JobPowerOn, JobPowerOff, JobPowerCycle, JobBootPXE}
+var jobActions = []string{JobPowerOn, JobPowerOff, JobPowerCycle, JobBootPXE, JobInsertMedia, JobBootCD}
 
 // Job states.
 const (

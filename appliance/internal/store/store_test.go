@@ -559,6 +559,9 @@ func TestSubnetValidate(t *testing.T) {
 			s.Reserved = append(s.Reserved, store.Range{Start: "198.18.0.10", End: "198.18.3.0"})
 		}, field: "reserved[1].end"},
 		"reserved reversed": {edit: func(s *store.Subnet) { s.Reserved[0] = store.Range{Start: "198.18.0.9", End: "198.18.0.1"} }, field: "reserved[0]"},
+		"boot pxe":          {edit: func(s *store.Subnet) { s.Boot = store.BootPXE }},
+		"boot vmedia":       {edit: func(s *store.Subnet) { s.Boot = store.BootVirtualMedia }},
+		"boot unknown":      {edit: func(s *store.Subnet) { s.Boot = "cd" }, field: "boot"},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {

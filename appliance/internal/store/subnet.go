@@ -26,7 +26,23 @@ type Subnet struct {
 	// Discovery lets machines the site does not know get a pool address
 	// and boot the installer in discovery mode.
 	Discovery bool `json:"discovery,omitempty"`
+	// Boot is how the site's orders boot the installer on the subnet's
+	// machines: BootPXE (or empty), from the network with an address the
+	// appliance's DHCP server leases; BootVirtualMedia, from an ISO in
+	// the BMC's virtual CD drive with a static address from IPAM, where
+	// the appliance answers no DHCP (a routed subnet without a relay).
+	Boot string `json:"boot,omitempty"`
 }
+
+// Subnet boot modes (Subnet.Boot).
+const (
+	BootPXE          = "pxe"
+	BootVirtualMedia = "vmedia"
+)
+
+// VirtualMedia reports whether the subnet's machines boot the installer
+// from virtual media.
+func (s *Subnet) VirtualMedia() bool { return s.Boot == BootVirtualMedia }
 
 // Range is an inclusive range of IPv4 addresses.
 type Range struct {
@@ -105,6 +121,9 @@ func (s *Subnet) Validate() error {
 		if err := s.validRange(p, fmt.Sprintf("reserved[%d]", i), r); err != nil {
 			return err
 		}
+	}
+	if s.Boot != "" {
+		return validOneOf("boot", s.Boot, BootPXE, BootVirtualMedia)
 	}
 	return nil
 }
