@@ -7,7 +7,7 @@ import (
 )
 
 func TestSelectBenches(t *testing.T) {
-	all := map[string]bool{"store": true, "tftp": true, "dhcp": true, "dhcp.cost": true, "dhcp.nodes3": true, "storm": true, "trace.overhead": true, "provision": true, "trace.e2e": true, "bmc": true, "sync": true, "sync.sites": true, "console": true,
+	all := map[string]bool{"store": true, "tftp": true, "dhcp": true, "dhcp.cost": true, "dhcp.nodes3": true, "dhcp.failover": true, "raft.idle": true, "dhcp.relay": true, "storm": true, "trace.overhead": true, "provision": true, "trace.e2e": true, "bmc": true, "sync": true, "sync.sites": true, "console": true,
 		"artifacts.serve": true, "artifacts.fanout": true, "portal.bulk": true, "portal.fleet": true}
 	tests := map[string]struct {
 		list    string
@@ -22,11 +22,11 @@ func TestSelectBenches(t *testing.T) {
 		"spaces":         {list: " store , dhcp ", want: map[string]bool{"store": true, "dhcp": true}},
 		"unknown": {
 			list:    "store,strom",
-			wantErr: `-run: no benchmark "strom" (have store,tftp,dhcp,dhcp.cost,dhcp.nodes3,storm,trace.overhead,provision,trace.e2e,bmc,sync,sync.sites,console,artifacts.serve,artifacts.fanout,portal.bulk,portal.fleet,soak)`,
+			wantErr: `-run: no benchmark "strom" (have store,tftp,dhcp,dhcp.cost,dhcp.nodes3,dhcp.failover,raft.idle,dhcp.relay,storm,trace.overhead,provision,trace.e2e,bmc,sync,sync.sites,console,artifacts.serve,artifacts.fanout,portal.bulk,portal.fleet,soak)`,
 		},
 		"trailing comma": {
 			list:    "store,",
-			wantErr: `-run: no benchmark "" (have store,tftp,dhcp,dhcp.cost,dhcp.nodes3,storm,trace.overhead,provision,trace.e2e,bmc,sync,sync.sites,console,artifacts.serve,artifacts.fanout,portal.bulk,portal.fleet,soak)`,
+			wantErr: `-run: no benchmark "" (have store,tftp,dhcp,dhcp.cost,dhcp.nodes3,dhcp.failover,raft.idle,dhcp.relay,storm,trace.overhead,provision,trace.e2e,bmc,sync,sync.sites,console,artifacts.serve,artifacts.fanout,portal.bulk,portal.fleet,soak)`,
 		},
 	}
 	for name, tc := range tests {
