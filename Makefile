@@ -15,7 +15,7 @@ TESTFLAGS ?= -p 1
 endif
 TESTFLAGS += -race -count=1 -timeout 20m
 
-.PHONY: all build images jaeger run appliance test bench soak soak-ci screenshots fuzz lint deps-run deps-test clean
+.PHONY: all build images jaeger run appliance test test-hw bench soak soak-ci screenshots fuzz lint deps-run deps-test clean
 
 all: build
 
@@ -59,7 +59,15 @@ appliance: build
 	$(BIN)/applianced -data-dir $(VAR)/node1
 
 test: deps-test images jaeger lint
-	$(GO) test $(TESTFLAGS) ./...
+	$(GO) test $(TESTFLAGS) -skip '$(HWTESTS)' ./...
+
+# The long real-peer suites, apart so that make test stays under 25
+# minutes on 2 cores: whole provisions of QEMU VMs under software
+# emulation through Secure Boot firmware, virtual media and Redfish, and a
+# short soak with its checker made to fail. .ci/run runs it after make test.
+HWTESTS := ^(TestSecureBootProvision|TestSecureBootRefusesIPXE|TestSecureBootNetboot|TestVirtualMediaProvision|TestRedfishProvision|TestSoakCatchesViolation)$$
+test-hw: deps-test images
+	$(GO) test $(TESTFLAGS) -run '$(HWTESTS)' ./appliance/e2e/ ./appliance/cmd/outpost-bench/
 
 # Every benchmark, or a subset: `make bench NAMES=store,dhcp` (the names
 # are outpost-bench's -run list; BENCHFLAGS adds its other flags, as
