@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/outposthq/outpost/appliance/internal/lab"
 )
 
 func TestCmdline(t *testing.T) {
@@ -59,9 +61,7 @@ func TestCmdline(t *testing.T) {
 // TestOverlayCpio: GNU cpio reads the overlay archive: one executable
 // file, the udhcpc script.
 func TestOverlayCpio(t *testing.T) {
-	if _, err := exec.LookPath("cpio"); err != nil {
-		t.Skip("no cpio")
-	}
+	lab.Require(t, "cpio")
 	dir := t.TempDir()
 	cmd := exec.Command("cpio", "-idm", "--quiet")
 	cmd.Dir = dir
