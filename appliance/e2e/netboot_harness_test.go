@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -332,5 +333,21 @@ func (b *bootNet) waitLog(timeout time.Duration, res ...string) {
 			}
 			return nil
 		})
+	}
+}
+
+// assertSentWhole fails t unless applianced logged a complete TFTP
+// transfer of file (local, of the artifact directory) to client ip.
+func assertSentWhole(t *testing.T, b *bootNet, file, ip string) {
+	t.Helper()
+	fi, err := os.Stat(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := filepath.Base(file)
+	sent := b.logLines(regexp.MustCompile(`msg="tftp: sent" .*client=` + regexp.QuoteMeta(ip) +
+		`:\d+ file=` + regexp.QuoteMeta(name) + ` bytes=` + strconv.FormatInt(fi.Size(), 10) + ` `))
+	if len(sent) == 0 {
+		t.Errorf("applianced logged no complete TFTP transfer of %s (%d bytes) to %s", name, fi.Size(), ip)
 	}
 }

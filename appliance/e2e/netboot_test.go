@@ -3,10 +3,8 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 	"regexp"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -76,15 +74,7 @@ func TestNetbootUEFI(t *testing.T) {
 
 	// The firmware fetched the EFI iPXE binary, whole, over TFTP: the
 	// boot file was chosen by architecture.
-	fi, err := os.Stat(b.imgs.IPXEEFI)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sent := b.logLines(regexp.MustCompile(`msg="tftp: sent" .*client=` + regexp.QuoteMeta(vm1IP) +
-		`:\d+ file=ipxe\.efi bytes=` + strconv.FormatInt(fi.Size(), 10) + ` `))
-	if len(sent) == 0 {
-		t.Errorf("applianced logged no complete TFTP transfer of ipxe.efi (%d bytes) to %s", fi.Size(), vm1IP)
-	}
+	assertSentWhole(t, b, b.imgs.IPXEEFI, vm1IP)
 	for _, l := range b.logLines(regexp.MustCompile(`msg="tftp: `)) {
 		t.Logf("applianced: %s", l)
 	}

@@ -43,17 +43,9 @@ func TestSecureBootRefusesIPXE(t *testing.T) {
 	}
 	vm.Kill()
 
-	fi, err := os.Stat(b.imgs.IPXEEFI)
-	if err != nil {
-		t.Fatal(err)
-	}
 	// What the firmware refused is the whole of ipxe.efi, not a failed
 	// download.
-	sent := b.logLines(regexp.MustCompile(`msg="tftp: sent" .*client=` + regexp.QuoteMeta(vm1IP) +
-		`:\d+ file=ipxe\.efi bytes=` + strconv.FormatInt(fi.Size(), 10) + ` `))
-	if len(sent) == 0 {
-		t.Errorf("applianced logged no complete TFTP transfer of ipxe.efi (%d bytes) to %s", fi.Size(), vm1IP)
-	}
+	assertSentWhole(t, b, b.imgs.IPXEEFI, vm1IP)
 	// iPXE never ran: it would have asked for its script.
 	if got := b.logLines(regexp.MustCompile(`ipxe script.*mac=` + regexp.QuoteMeta(vm1MAC))); len(got) > 0 {
 		t.Errorf("iPXE ran under Secure Boot and asked for its script: %q", got)
