@@ -19,7 +19,6 @@ import (
 	"github.com/outposthq/outpost/appliance/internal/machinetrace"
 	"github.com/outposthq/outpost/appliance/internal/metadata"
 	"github.com/outposthq/outpost/appliance/internal/provision"
-	outpoststore "github.com/outposthq/outpost/appliance/internal/store"
 	"github.com/outposthq/outpost/appliance/internal/tftp"
 	"github.com/outposthq/outpost/internal/artifact"
 	"github.com/outposthq/outpost/internal/httpserve"
@@ -92,7 +91,6 @@ func bootServices(cfg *config.Config, n *cluster.Site, key *seal.Key, log *slog.
 	if len(cfg.DHCPInterfaces) > 0 {
 		files := dhcp.DefaultBootFiles
 		files.EFIx64 = cfg.EFIBinary
-		files.SecureBoot = secureBootSetting{n.DB()}
 		ds, err := dhcp.New(dhcp.Config{
 			Interfaces: cfg.DHCPInterfaces, Proxy: cfg.DHCPProxy, HTTPPort: port, Files: files,
 			Leader: n, Leases: n, Store: n.DB(), Traces: traces, Log: log.With("component", "dhcp"),
@@ -150,22 +148,6 @@ func bootHandler(cfg *config.Config, n *cluster.Site, key *seal.Key, log *slog.L
 	}
 	mountMetadata(mux, md)
 	return mux, hb, nil
-}
-
-// secureBootSetting reads the machines' Secure Boot setting, by MAC, for
-// the DHCP server's choice of boot file. A MAC of no machine, or a store
-// that cannot be read, has it off: the machine gets iPXE.
-type secureBootSetting struct{ db *outpoststore.DB }
-
-func (s secureBootSetting) SecureBoot(mac string) bool {
-	var on bool
-	s.db.View(func(tx *outpoststore.Tx) error {
-		if m, err := tx.MachineByMAC(mac); err == nil {
-			on = m.SecureBoot
-		}
-		return nil
-	})
-	return on
 }
 
 // agentCredentials makes the workflows' agent credentials from the

@@ -28,28 +28,16 @@ type BootFiles struct {
 	// shim ("shimx64.efi"), which loads the signed GRUB beside it. Empty
 	// gives every machine iPXE.
 	SecureBootx64 string
-	// SecureBoot says which machines have Secure Boot on. UEFI PXE does
-	// not tell in DHCP, so the machine's setting decides; nil, or a MAC it
-	// does not know, gets iPXE.
-	SecureBoot SecureBootSetting
-}
-
-// SecureBootSetting tells whether the machine with a MAC has Secure Boot
-// enforced (store.Machine.SecureBoot). Its dynamic type must be
-// comparable (a struct or a pointer, not a map): Config.Files is compared
-// with its zero value.
-type SecureBootSetting interface {
-	SecureBoot(mac string) bool
 }
 
 // DefaultBootFiles are Debian's ipxe package's names, and its shim-signed
 // package's.
 var DefaultBootFiles = BootFiles{BIOS: "undionly.kpxe", EFIx64: "ipxe.efi", EFIARM64: "ipxe-arm64.efi", SecureBootx64: "shimx64.efi"}
 
-// efix64 is the x86-64 UEFI boot file for the machine with mac: shim
-// where it has Secure Boot on, else iPXE.
-func (f BootFiles) efix64(mac string) string {
-	if f.SecureBootx64 != "" && f.SecureBoot != nil && f.SecureBoot.SecureBoot(mac) {
+// efix64 is the x86-64 UEFI boot file of a machine: shim where it has
+// Secure Boot on, else iPXE.
+func (f BootFiles) efix64(secureBoot func() bool) string {
+	if f.SecureBootx64 != "" && secureBoot() {
 		return f.SecureBootx64
 	}
 	return f.EFIx64
@@ -89,7 +77,11 @@ func isIPXE(userClass []byte) bool {
 
 // chooseBoot decides the boot file for a request. server is the address of
 // the answering node, httpPort its boot HTTP port, mac the client's.
-func chooseBoot(req bootRequest, files BootFiles, server netip.Addr, httpPort int, mac string) bootReply {
+// secureBoot is the client's machine's setting (store.Machine.SecureBoot):
+// UEFI PXE does not tell in DHCP. It is asked only of x86-64 UEFI
+// firmware, so a proxy that has not read the client's machine reads it
+// only then.
+func chooseBoot(req bootRequest, files BootFiles, server netip.Addr, httpPort int, mac string, secureBoot func() bool) bootReply {
 	base := "http://" + netip.AddrPortFrom(server, uint16(httpPort)).String()
 	if isIPXE(req.userClass) {
 		// Already iPXE: hand it its script, never another iPXE binary
@@ -106,16 +98,18 @@ func chooseBoot(req bootRequest, files BootFiles, server netip.Addr, httpPort in
 		arch = int(req.archs[0])
 	}
 	if http || arch == archEFIx64HTTP || arch == archEFIARM64HTTP {
-		file := files.efix64(mac)
+		var file string
 		if arch == archEFIARM64HTTP || arch == archEFIARM64 {
 			file = files.EFIARM64
+		} else {
+			file = files.efix64(secureBoot)
 		}
 		return bootReply{kind: bootHTTP, file: base + "/artifacts/" + file, classID: "HTTPClient"}
 	}
 	var file string
 	switch arch {
 	case archEFIx64, archEFIBC:
-		file = files.efix64(mac)
+		file = files.efix64(secureBoot)
 	case archEFIIA32:
 		file = files.EFIx64
 	case archEFIARM64:

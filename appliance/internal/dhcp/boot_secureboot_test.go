@@ -7,11 +7,6 @@ import (
 	"github.com/google/go-cmp/cmp"
 )
 
-// secureBootMACs is a SecureBootSetting of a fixed set of MACs.
-type secureBootMACs map[string]bool
-
-func (s secureBootMACs) SecureBoot(mac string) bool { return s[mac] }
-
 // TestChooseBootSecureBoot checks the boot file of machines with Secure
 // Boot on: Debian's shim where the firmware is x86-64 UEFI, iPXE as
 // before for every other machine and firmware.
@@ -19,7 +14,6 @@ func TestChooseBootSecureBoot(t *testing.T) {
 	server := netip.MustParseAddr("198.18.0.1")
 	const sbMAC, otherMAC = "52:54:00:00:00:01", "52:54:00:00:00:02"
 	files := DefaultBootFiles
-	files.SecureBoot = secureBootMACs{sbMAC: true}
 	noShim := files
 	noShim.SecureBootx64 = ""
 	pxe := func(file string) bootReply {
@@ -34,7 +28,6 @@ func TestChooseBootSecureBoot(t *testing.T) {
 	}{
 		"uefi x64, secure boot":  {efiPXE, files, sbMAC, pxe("shimx64.efi")},
 		"uefi x64, other":        {efiPXE, files, otherMAC, pxe("ipxe.efi")},
-		"uefi x64, no setting":   {efiPXE, DefaultBootFiles, sbMAC, pxe("ipxe.efi")},
 		"uefi x64, no shim file": {efiPXE, noShim, sbMAC, pxe("ipxe.efi")},
 		"uefi bc, secure boot": {
 			bootRequest{classID: "PXEClient:Arch:00009:UNDI:003000", archs: []uint16{archEFIBC}}, files, sbMAC, pxe("shimx64.efi"),
@@ -60,7 +53,7 @@ func TestChooseBootSecureBoot(t *testing.T) {
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			got := chooseBoot(tc.req, tc.files, server, 8080, tc.mac)
+			got := chooseBoot(tc.req, tc.files, server, 8080, tc.mac, func() bool { return tc.mac == sbMAC })
 			if diff := cmp.Diff(tc.want, got, cmp.AllowUnexported(bootReply{})); diff != "" {
 				t.Errorf("chooseBoot (-want +got):\n%s", diff)
 			}

@@ -58,7 +58,7 @@ func TestChooseBoot(t *testing.T) {
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			got := chooseBoot(tc.req, DefaultBootFiles, server, 8080, mac)
+			got := chooseBoot(tc.req, DefaultBootFiles, server, 8080, mac, func() bool { return false })
 			if diff := cmp.Diff(tc.want, got, cmp.AllowUnexported(bootReply{})); diff != "" {
 				t.Errorf("chooseBoot (-want +got):\n%s", diff)
 			}

@@ -52,7 +52,8 @@ func (s *Server) reply(r *request, typ dhcpv4.MessageType, ip netip.Addr, m *sto
 
 // addBoot adds next-server, the boot file and the PXE options.
 func (s *Server) addBoot(r *request, reply *dhcpv4.DHCPv4) {
-	b := chooseBoot(bootInfo(r.msg), s.cfg.Files, r.in.addr, s.cfg.HTTPPort, r.mac)
+	b := chooseBoot(bootInfo(r.msg), s.cfg.Files, r.in.addr, s.cfg.HTTPPort, r.mac,
+		func() bool { return r.machine != nil && r.machine.SecureBoot })
 	if b.kind == bootNone {
 		return
 	}

@@ -5,6 +5,8 @@ import (
 	"net"
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
+
+	"github.com/outposthq/outpost/appliance/internal/store"
 )
 
 // proxy answers as a proxyDHCP server (PXE spec 2.1): another server hands
@@ -15,7 +17,7 @@ import (
 // Each answer to a traced machine is a span of its own: the proxy reads
 // the store for that (only for boot requests, which it answers).
 func (s *Server) proxy(ctx context.Context, r *request) (reply *dhcpv4.DHCPv4, dst net.Addr) {
-	b := chooseBoot(bootInfo(r.msg), s.cfg.Files, r.in.addr, s.cfg.HTTPPort, r.mac)
+	b := chooseBoot(bootInfo(r.msg), s.cfg.Files, r.in.addr, s.cfg.HTTPPort, r.mac, func() bool { return s.secureBoot(r) })
 	if b.kind == bootNone {
 		return nil, nil
 	}
@@ -60,4 +62,20 @@ func (r *request) peerOr4011() net.Addr {
 		return &net.UDPAddr{IP: ci, Port: dhcpv4.ClientPort}
 	}
 	return &net.UDPAddr{IP: net.IPv4bcast, Port: dhcpv4.ClientPort}
+}
+
+// secureBoot reads the Secure Boot setting of r's machine, for a proxy,
+// which reads no machine for the packets it does not answer. An unknown
+// MAC, or a store that cannot be read, has it off: the machine gets iPXE.
+func (s *Server) secureBoot(r *request) bool {
+	var on bool
+	if err := s.db.View(func(tx *store.Tx) error {
+		if m, err := tx.MachineByMAC(r.mac); err == nil {
+			on = m.SecureBoot
+		}
+		return nil
+	}); err != nil {
+		r.log.Warn("dhcp: read the machine's Secure Boot setting", "err", err)
+	}
+	return on
 }
