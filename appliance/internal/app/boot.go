@@ -21,6 +21,7 @@ import (
 	"github.com/outposthq/outpost/appliance/internal/provision"
 	"github.com/outposthq/outpost/appliance/internal/tftp"
 	"github.com/outposthq/outpost/internal/artifact"
+	"github.com/outposthq/outpost/internal/conf"
 	"github.com/outposthq/outpost/internal/httpserve"
 	"github.com/outposthq/outpost/internal/seal"
 	"github.com/outposthq/outpost/internal/tracing"
@@ -94,6 +95,10 @@ func bootServices(cfg *config.Config, n *cluster.Site, key *seal.Key, log *slog.
 		ds, err := dhcp.New(dhcp.Config{
 			Interfaces: cfg.DHCPInterfaces, Proxy: cfg.DHCPProxy, HTTPPort: port, Files: files,
 			Leader: n, Leases: n, Store: n.DB(), Traces: traces, Log: log.With("component", "dhcp"),
+			OfferHold:          time.Duration(cfg.DHCP.OfferHold),
+			Quarantine:         time.Duration(cfg.DHCP.DeclineQuarantine),
+			ProbeWait:          probeWait(cfg.DHCP.ProbeWait),
+			ConflictQuarantine: time.Duration(cfg.DHCP.ConflictQuarantine),
 		})
 		if err != nil {
 			return nil, err
@@ -115,6 +120,15 @@ func bootServices(cfg *config.Config, n *cluster.Site, key *seal.Key, log *slog.
 			run(ctx, g)
 		}
 	}, nil
+}
+
+// probeWait is dhcp.Config's ProbeWait for the configured one, where 0
+// means no probe (dhcp.Config's zero is its default, and negative off).
+func probeWait(d conf.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return time.Duration(d)
 }
 
 // bootHandler is everything a machine reaches over HTTP on the boot

@@ -80,6 +80,9 @@ type Config struct {
 	// DHCPProxy makes the DHCP server a proxyDHCP server: boot information
 	// only, for networks whose addresses another server hands out.
 	DHCPProxy bool `json:"dhcp_proxy,omitempty"`
+	// DHCP holds the DHCP server's hold and quarantine times and its
+	// conflict probe.
+	DHCP DHCPConfig `json:"dhcp"`
 	// TFTPAddr is where the TFTP server listens (":69"); empty turns it off.
 	TFTPAddr string `json:"tftp_addr,omitempty"`
 	// BootAddr is where the boot HTTP service (iPXE scripts, kernels,
@@ -213,6 +216,27 @@ type DiscoveryConfig struct {
 	Every conf.Duration `json:"every"`
 }
 
+// DHCPConfig is how long the DHCP server holds and withholds addresses,
+// and how it probes for hosts it does not know (package dhcp's Config).
+type DHCPConfig struct {
+	// OfferHold is how long an offered address is kept for the client
+	// it was offered to (committed as an offered lease, so a new leader
+	// keeps it too). 1s to 10m.
+	OfferHold conf.Duration `json:"offer_hold"`
+	// DeclineQuarantine is how long an address a client DECLINEd (it
+	// found the address in use) stays out of the pool. 1s to 30 days.
+	DeclineQuarantine conf.Duration `json:"decline_quarantine"`
+	// ProbeWait is how long the server waits for an answer to its ARP
+	// probe (RFC 5227) of an address no lease holds before it offers it;
+	// 0 turns probing off. Only subnets on a served interface's link
+	// are probed. At most 2s: the probe delays the offer.
+	ProbeWait conf.Duration `json:"probe_wait"`
+	// ConflictQuarantine is how long an address a host answered a probe
+	// for stays out of the pool, for every client (event
+	// dhcp.address_conflict). 1s to 30 days.
+	ConflictQuarantine conf.Duration `json:"conflict_quarantine"`
+}
+
 // RaftConfig is the node's Raft failure detection (raftnode.Timing).
 type RaftConfig struct {
 	// HeartbeatTimeout is how long a follower goes without hearing from
@@ -248,6 +272,28 @@ type RaftConfig struct {
 	// membership runs on heartbeats (corosync, which goes further, to a
 	// real-time class) are run; 0 leaves the priority as inherited.
 	Nice int `json:"nice"`
+}
+
+// validate checks each of the DHCP times against its range, naming the
+// key that is out of it.
+func (d DHCPConfig) validate() []error {
+	const day = 24 * time.Hour
+	var errs []error
+	for _, r := range []struct {
+		key      string
+		v        conf.Duration
+		min, max time.Duration
+	}{
+		{"dhcp.offer_hold", d.OfferHold, time.Second, 10 * time.Minute},
+		{"dhcp.decline_quarantine", d.DeclineQuarantine, time.Second, 30 * day},
+		{"dhcp.probe_wait", d.ProbeWait, 0, 2 * time.Second},
+		{"dhcp.conflict_quarantine", d.ConflictQuarantine, time.Second, 30 * day},
+	} {
+		if v := time.Duration(r.v); v < r.min || v > r.max {
+			errs = append(errs, fmt.Errorf("%s %v: must be within %v..%v", r.key, v, r.min, r.max))
+		}
+	}
+	return errs
 }
 
 // Default returns the embedded defaults.
@@ -287,6 +333,7 @@ func Load(args []string) (*Config, error) {
 		return nil
 	})
 	fs.BoolVar(&c.DHCPProxy, "dhcp-proxy", c.DHCPProxy, "answer as a proxyDHCP server (boot information only)")
+	fs.Var(&c.DHCP.ProbeWait, "dhcp-probe-wait", "how long DHCP waits for an ARP answer before offering an unleased address (0: no probe)")
 	fs.StringVar(&c.TFTPAddr, "tftp-addr", c.TFTPAddr, "TFTP listen address (empty: off)")
 	fs.StringVar(&c.BootAddr, "boot-addr", c.BootAddr, "boot HTTP listen address (empty: off)")
 	fs.BoolVar(&c.MetadataLinkLocal, "metadata-link-local", c.MetadataLinkLocal, "on the leader, serve metadata on 169.254.169.254:80 of the DHCP interfaces")
@@ -432,6 +479,7 @@ func (c *Config) Validate() error {
 	if c.ArtifactWANLimit < 0 {
 		errs = append(errs, errors.New("artifact_wan_limit must not be negative"))
 	}
+	errs = append(errs, c.DHCP.validate()...)
 	if d := time.Duration(c.Raft.HeartbeatTimeout); d < 50*time.Millisecond || d > 10*time.Second {
 		errs = append(errs, fmt.Errorf("raft.heartbeat_timeout %v: must be within 50ms..10s", d))
 	}

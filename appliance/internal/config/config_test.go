@@ -46,6 +46,30 @@ func TestRaftConfig(t *testing.T) {
 	}
 }
 
+// The DHCP server's holds and probe default to what package dhcp would
+// choose, and a file turns the probe off with 0.
+func TestDHCPConfig(t *testing.T) {
+	c, err := Load(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := DHCPConfig{
+		OfferHold: conf.Duration(30 * time.Second), DeclineQuarantine: conf.Duration(10 * time.Minute),
+		ProbeWait: conf.Duration(200 * time.Millisecond), ConflictQuarantine: conf.Duration(10 * time.Minute),
+	}
+	if c.DHCP != want {
+		t.Errorf("defaults: %+v, want %+v", c.DHCP, want)
+	}
+	path := filepath.Join(t.TempDir(), "c.yaml")
+	os.WriteFile(path, []byte("dhcp:\n  probe_wait: 0s\n  conflict_quarantine: 1h\n"), 0o600)
+	if c, err = Load([]string{"-config", path}); err != nil {
+		t.Fatal(err)
+	}
+	if c.DHCP.ProbeWait != 0 || c.DHCP.ConflictQuarantine != conf.Duration(time.Hour) || c.DHCP.OfferHold != want.OfferHold {
+		t.Errorf("from a file: %+v", c.DHCP)
+	}
+}
+
 func TestFileThenFlags(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "c.yaml")
 	os.WriteFile(path, []byte("node_id: n7\napi_addr: 127.0.0.1:9000\n"), 0o600)
@@ -101,6 +125,11 @@ func TestBadInput(t *testing.T) {
 		"probe after the timeout": {args: []string{"-raft-leader-probe", "2s"}, want: "raft.leader_probe"},
 		"negative probe":          {args: []string{"-raft-leader-probe", "-1ms"}, want: "raft.leader_probe"},
 		"probe timeout too short": {args: []string{"-raft-leader-probe-timeout", "1ms"}, want: "raft.leader_probe_timeout"},
+		"no offer hold":           {file: "dhcp:\n  offer_hold: 0s\n", want: "dhcp.offer_hold"},
+		"long arp probe":          {args: []string{"-dhcp-probe-wait", "3s"}, want: "dhcp.probe_wait"},
+		"negative arp probe":      {args: []string{"-dhcp-probe-wait", "-1ms"}, want: "dhcp.probe_wait"},
+		"no conflict quarantine":  {file: "dhcp:\n  conflict_quarantine: 0s\n", want: "dhcp.conflict_quarantine"},
+		"long decline quarantine": {file: "dhcp:\n  decline_quarantine: 800h\n", want: "dhcp.decline_quarantine"},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
