@@ -28,20 +28,6 @@ pools:
 discovery: true
 `
 
-// relayedClientScript is udhcpc's script for a client behind the relay:
-// as clientScript, and a default route through the relay, so that the
-// client can renew and release by unicast straight to the server, as a
-// host on a routed network does.
-const relayedClientScript = `#!/bin/sh
-PATH=/usr/sbin:/sbin:/usr/bin:/bin:$PATH
-echo "$1 $ip $subnet $router $lease $serverid" >>LOG
-case $1 in
-bound|renew) ip addr replace "$ip/$mask" dev "$interface" && exec ip route replace default via "$router" ;;
-deconfig) exec ip addr flush dev "$interface" ;;
-esac
-exit 0
-`
-
 // TestDHCPRelayedClient runs busybox udhcpc behind ISC's dhcrelay (a
 // router between the boot network and a second subnet, 198.19.1.0/24):
 // the client gets a lease through the relay (giaddr); then, with the
@@ -85,7 +71,7 @@ func TestDHCPRelayedClient(t *testing.T) {
 	}
 
 	c := &dhcpClient{host: client, mac: mac, dir: dir, script: filepath.Join(dir, "script"), events: filepath.Join(dir, "events")}
-	if err := os.WriteFile(c.script, []byte(strings.ReplaceAll(relayedClientScript, "LOG", c.events)), 0o755); err != nil {
+	if err := os.WriteFile(c.script, []byte(lab.RelayedUDHCPCScript(c.events)), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	p := client.Start(t, "udhcpc", "-f", "-R", "-i", "eth0", "-s", c.script, "-t", "10", "-T", "1", "-x", "hostname:rack2-host")

@@ -27,20 +27,6 @@ const (
 	relayRenewWait = 20 * time.Second
 )
 
-// relayScript is udhcpc's script for a client behind the relay: it
-// records each event ("bound <ip>", "renew <ip>") in LOG, configures the
-// address and routes through the relay, so that a renewal goes by
-// unicast straight to the server (as e2e's TestDHCPRelayedClient's).
-const relayScript = `#!/bin/sh
-PATH=/usr/sbin:/sbin:/usr/bin:/bin:$PATH
-echo "$1 $ip" >>LOG
-case $1 in
-bound|renew) ip addr replace "$ip/$mask" dev "$interface" && exec ip route replace default via "$router" ;;
-deconfig) exec ip addr flush dev "$interface" ;;
-esac
-exit 0
-`
-
 // benchDHCPRelay runs relayClients busybox udhcpc clients, each in its
 // own namespace on one switch, behind ISC's dhcrelay (a router between
 // the server's network, sim.NetCIDR, and relayNet) and a single-node
@@ -131,7 +117,7 @@ func startRelayedClients(t lab.T, router *lab.Netns, dir string, n int, why func
 		}
 		c := &relayedClient{name: name, events: filepath.Join(dir, name+".events")}
 		script := filepath.Join(dir, name+".sh")
-		if err := os.WriteFile(script, []byte(strings.ReplaceAll(relayScript, "LOG", c.events)), 0o755); err != nil {
+		if err := os.WriteFile(script, []byte(lab.RelayedUDHCPCScript(c.events)), 0o755); err != nil {
 			t.Fatal(err)
 		}
 		c.proc = ns.Start(t, "udhcpc", "-f", "-R", "-i", "eth0", "-s", script, "-t", "20", "-T", "1")
@@ -196,13 +182,13 @@ func renewAll(ctx context.Context, relay *lab.Process, clients []*relayedClient)
 }
 
 // lastEvent is the address of the last event of kind in a client's
-// script log.
+// script log (lab.RelayedUDHCPCScript's: the event, then the address).
 func lastEvent(path, kind string) (string, bool) {
 	raw, _ := os.ReadFile(path)
 	ip, ok := "", false
 	for _, line := range strings.Split(string(raw), "\n") {
-		if k, v, _ := strings.Cut(line, " "); k == kind {
-			ip, ok = v, true
+		if f := strings.Fields(line); len(f) > 1 && f[0] == kind {
+			ip, ok = f[1], true
 		}
 	}
 	return ip, ok
