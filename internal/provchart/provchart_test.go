@@ -107,3 +107,25 @@ func TestSVG(t *testing.T) {
 		t.Fatalf("empty chart not well-formed: %v", err)
 	}
 }
+
+// TestNewView: the view of a window keeps what touches it, and costs
+// each annotation against the window's p90; a window's name parses.
+func TestNewView(t *testing.T) {
+	ps := []Provision{at(1, 5, true), at(2, 6, true), at(3, 20, true), at(30, 4, false), at(-300, 5, false)}
+	as := []Annotation{{Kind: "wan.flap", Start: t0.Add(10 * time.Minute), End: t0.Add(35 * time.Minute)},
+		{Kind: "old", Start: t0.Add(-10 * time.Hour), End: t0.Add(-9 * time.Hour)}}
+	span, err := ParseWindow("1h")
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := NewView("1h", span, t0.Add(time.Hour), ps, as, nil)
+	if v.Summary.Provisions != 4 || v.Ratio != "75.0 %" || v.P90 != "20m0s" || len(v.Annotations) != 1 {
+		t.Fatalf("view %+v", v)
+	}
+	if c := v.Annotations[0].Cost; c != (Cost{During: 2, Failed: 1, Slow: 0}) {
+		t.Errorf("cost %+v, want the failed one during it", c)
+	}
+	if _, err := ParseWindow("2w"); err == nil || !strings.Contains(err.Error(), `"2w"`) {
+		t.Errorf("ParseWindow(2w) = %v, want an error naming it", err)
+	}
+}
