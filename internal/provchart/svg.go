@@ -259,13 +259,15 @@ func (c Chart) histogram(b *strings.Builder, s Summary) {
 			fmt.Fprintf(b, `<text x="%.1f" y="%d" text-anchor="middle" font-size="10">%s</text>`, x0+bw, y0+histH+12, roundD(w*time.Duration(i+1)))
 		}
 	}
-	for _, q := range []struct {
+	// Each quantile's label on its own line, so that close ones stay
+	// legible.
+	for i, q := range []struct {
 		name string
 		d    time.Duration
 	}{{"p50", s.P50}, {"p90", s.P90}, {"p99", s.P99}} {
 		x := plotX + float64(plotW)*float64(q.d)/float64(w*histBars)
 		fmt.Fprintf(b, `<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="black" stroke-dasharray="4 3"/><text x="%.1f" y="%d" font-size="10">%s</text>`,
-			x, y0, x, y0+histH, x+2, y0+10, q.name)
+			x, y0, x, y0+histH, x+2, y0+10+12*i, q.name)
 	}
 	b.WriteString("\n")
 }
