@@ -15,14 +15,7 @@ import (
 // annotationClient is central's client, or an error saying annotations
 // are central's.
 func (e *env) annotationClient() (*cclient.Client, error) {
-	t, err := e.resolveTarget()
-	if err != nil {
-		return nil, err
-	}
-	if !t.central {
-		return nil, fmt.Errorf("%s: annotations are recorded at central: use --central URL or a central context (the server is a site's, from %s)", e.cmd, t.from)
-	}
-	return e.centralClient()
+	return e.centralOnlyClient("annotations are recorded at central")
 }
 
 // runAnnotate records an annotation: KIND, then its text; --start (a
