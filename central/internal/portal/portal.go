@@ -66,6 +66,9 @@ type Server struct {
 	now   func() time.Time
 	log   *slog.Logger
 	pages webui.Pages
+	// ends caches the charts' reads of the provisions that ended
+	// (timeline.go).
+	ends endsCache
 }
 
 // New returns the portal.

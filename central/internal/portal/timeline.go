@@ -3,6 +3,7 @@ package portal
 import (
 	"net/http"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/outposthq/outpost/central/internal/store"
@@ -55,7 +56,7 @@ func (s *Server) timelineOf(r *http.Request) (*timelineData, error) {
 		return nil, errs.NotFound("site", d.Site)
 	}
 	now := s.now().UTC()
-	ends, err := s.cfg.History.ProvisionsEnded(d.Site, now.Add(-span), now)
+	ends, err := s.ends.read(s.cfg.History, d.Site, span, now)
 	if err != nil {
 		return nil, err
 	}
@@ -69,6 +70,48 @@ func (s *Server) timelineOf(r *http.Request) (*timelineData, error) {
 	}
 	d.View = provchart.NewView(name, span, now, provisionsOfEnds(ends), annotationsOf(as), nil)
 	return d, nil
+}
+
+// endsTTL is how long a read of the provisions that ended serves the
+// same site and window: a charts page refreshes live up to once a
+// second, and a read scans the window's events (about a second for a
+// day of 10,000 provisions: BenchmarkProvisionsEnded).
+const endsTTL = 15 * time.Second
+
+// endsCache keeps the last read of the provisions that ended per site
+// and window, for endsTTL; the annotations, a small read, are read
+// every time.
+type endsCache struct {
+	mu      sync.Mutex
+	entries map[string]endsEntry
+}
+
+type endsEntry struct {
+	at   time.Time
+	ends []store.ProvisionEnd
+}
+
+// read is the provisions that ended at site in the span to now, read
+// from h unless read less than endsTTL before.
+func (c *endsCache) read(h History, site string, span time.Duration, now time.Time) ([]store.ProvisionEnd, error) {
+	key := site + "/" + span.String()
+	c.mu.Lock()
+	e, ok := c.entries[key]
+	c.mu.Unlock()
+	if ok && now.Sub(e.at) < endsTTL && !now.Before(e.at) {
+		return e.ends, nil
+	}
+	ends, err := h.ProvisionsEnded(site, now.Add(-span), now)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	if c.entries == nil {
+		c.entries = map[string]endsEntry{}
+	}
+	c.entries[key] = endsEntry{at: now, ends: ends}
+	c.mu.Unlock()
+	return ends, nil
 }
 
 // siteIDs are the fleet's sites' ids, sorted.

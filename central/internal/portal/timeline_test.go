@@ -2,6 +2,7 @@ package portal_test
 
 import (
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -32,6 +33,13 @@ func (h *fakeHistory) ProvisionsEnded(site string, from, to time.Time) ([]store.
 		}
 	}
 	return out, nil
+}
+
+// sites are the sites the provisions were read for, in turn.
+func (h *fakeHistory) sites() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.Clone(h.asked)
 }
 
 func (h *fakeHistory) Annotations(f store.AnnotationFilter) ([]store.Annotation, error) {
@@ -119,8 +127,9 @@ func TestChartsTimeline(t *testing.T) {
 	if texts(els, "timeline-provisions")[0] != "10" || len(els["annotation-row"]) != 1 || texts(els, "timeline-site-name")[0] != "us1" {
 		t.Errorf("us1's charts: %q provisions, %d annotations, want 10 and the fleet-wide one", texts(els, "timeline-provisions"), len(els["annotation-row"]))
 	}
-	if asked := e.history.asked; asked[len(asked)-1] != "us1" {
-		t.Errorf("the history was asked for %q, want us1", asked)
+	e.Do(t, http.MethodGet, "/charts?site=us1&window=1h", nil, nil, c)
+	if asked := e.history.sites(); len(asked) != 2 || asked[1] != "us1" {
+		t.Errorf("the history was asked for %q, want the fleet's then us1's once (the page's refreshes read it again only after a while)", asked)
 	}
 	for path, says := range map[string]string{"/charts?site=nowhere": `site &#34;nowhere&#34; not found`, "/charts?window=2w": `window &#34;2w&#34; is not one of`} {
 		resp, body := e.Do(t, http.MethodGet, path, nil, nil, c)

@@ -1,14 +1,13 @@
 package store
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"slices"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
-
-	"github.com/outposthq/outpost/central/fleet"
 )
 
 // ProvisionEnd is one provision order that ended at a site, as its
@@ -29,7 +28,7 @@ const (
 	// maxHistoryEvents bounds the events one read scans per site, so a
 	// page of a long window answers in bounded time; the window is then
 	// cut at the oldest event read (a site makes some 30 events a
-	// provision).
+	// provision). The newest events are read first.
 	maxHistoryEvents = 2_000_000
 )
 
@@ -72,8 +71,27 @@ func sitesOf(events *bolt.Bucket, site string) []string {
 	return out
 }
 
+// orderKind marks the stored events provisionsIn decodes: the site's
+// JSON is compact, and only order events matter (most are not).
+var orderKind = []byte(`"kind":"order.`)
+
+// orderEventOf is what provisionsIn reads of a stored event.
+type orderEventOf struct {
+	Data struct {
+		Time      time.Time `json:"time"`
+		MachineID string    `json:"machine_id"`
+		Kind      string    `json:"kind"`
+		Fields    struct {
+			Order  string `json:"order"`
+			Action string `json:"action"`
+		} `json:"fields"`
+	} `json:"data"`
+}
+
 // provisionsIn reads one site's events bucket backwards: the provision
-// orders that ended in [from, to], each with its creation.
+// orders that ended in [from, to], each with its creation. It decodes
+// only the order events, and stops at the first older than the window
+// less provisionLookback.
 func provisionsIn(b *bolt.Bucket, site string, from, to time.Time) ([]ProvisionEnd, error) {
 	ended := map[string]*ProvisionEnd{} // by machine and order
 	var out []ProvisionEnd
@@ -81,22 +99,22 @@ func provisionsIn(b *bolt.Bucket, site string, from, to time.Time) ([]ProvisionE
 	n := 0
 	for k, v := c.Last(); k != nil && n < maxHistoryEvents; k, v = c.Prev() {
 		n++
-		var stored Event
-		var e fleet.SiteEvent
-		if err := json.Unmarshal(v, &stored); err != nil {
+		if !bytes.Contains(v, orderKind) {
+			continue
+		}
+		var ev orderEventOf
+		if err := json.Unmarshal(v, &ev); err != nil {
 			return nil, fmt.Errorf("%w: site %s event %x: %v", ErrCorrupt, site, k, err)
 		}
-		if json.Unmarshal(stored.Data, &e) != nil || e.MachineID == "" {
-			continue // not a machine's event: the site's own JSON, never refused
-		}
+		e := &ev.Data
 		if e.Time.Before(from.Add(-provisionLookback)) {
 			break
 		}
-		key := e.MachineID + "\x00" + e.Fields["order"]
+		key := e.MachineID + "\x00" + e.Fields.Order
 		switch e.Kind {
 		case "order.succeeded", "order.failed":
-			if e.Fields["action"] == "provision" && !e.Time.Before(from) && !e.Time.After(to) {
-				ended[key] = &ProvisionEnd{Site: site, Machine: e.MachineID, Order: e.Fields["order"], Ended: e.Time, OK: e.Kind == "order.succeeded"}
+			if e.MachineID != "" && e.Fields.Action == "provision" && !e.Time.Before(from) && !e.Time.After(to) {
+				ended[key] = &ProvisionEnd{Site: site, Machine: e.MachineID, Order: e.Fields.Order, Ended: e.Time, OK: e.Kind == "order.succeeded"}
 			}
 		case "order.created":
 			if p := ended[key]; p != nil {

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -44,4 +45,38 @@ func TestProvisionsEnded(t *testing.T) {
 	if got, err := d.ProvisionsEnded("s2", at(0), at(300)); err != nil || len(got) != 0 {
 		t.Errorf("another site's: %+v %v, want none", got, err)
 	}
+}
+
+// BenchmarkProvisionsEnded reads a day of one site's provisions: 10,000
+// provisions (each order.created and its end) among 300,000 events, as
+// the charts page does for its 24-hour window.
+func BenchmarkProvisionsEnded(b *testing.B) {
+	d, err := Open(b.TempDir() + "/central.db")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { d.Close() })
+	applyNext(b, d, cmd(b, cmdCreateSite, &createSitePayload{Site: &Site{ID: "s1", CredentialHash: HashSecret("x"), CreatedAt: t0}}))
+	const provisions, perProvision = 10_000, 30
+	seq := uint64(1)
+	for p := range provisions {
+		at := t0.Add(time.Duration(p) * 8 * time.Second)
+		m, o := fmt.Sprintf("m%d", p%500), fmt.Sprintf("o%d", p)
+		events := []map[string]any{orderEvent(m, o, "order.created", "provision", at)}
+		for range perProvision - 2 {
+			events = append(events, map[string]any{"machine_id": m, "kind": "action.progress", "time": at.Add(time.Second), "message": "image.write 40%"})
+		}
+		events = append(events, orderEvent(m, o, "order.succeeded", "provision", at.Add(5*time.Minute)))
+		applyNext(b, d, cmd(b, cmdStoreEvents, &storeEventsPayload{Site: "s1", Time: t0, Events: siteEvents(seq, events...)}))
+		seq += perProvision
+	}
+	to := t0.Add(provisions * 8 * time.Second)
+	b.ResetTimer()
+	for b.Loop() {
+		got, err := d.ProvisionsEnded("s1", to.Add(-24*time.Hour), to)
+		if err != nil || len(got) < provisions-40 { // the last 37 end past the window
+			b.Fatalf("%d provisions, %v", len(got), err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/read")
 }
