@@ -18,8 +18,10 @@ import (
 // markedKinds are the site's events the timeline marks.
 var markedKinds = map[string]bool{"bmc.job.failed": true}
 
-// maxMarkScan bounds the events the timeline reads back for its marks.
-const maxMarkScan = 200_000
+// maxMarkScan bounds the events the timeline reads back for its marks
+// (each decoded; the page refreshes live): on a site busier than that
+// over the window, the older part of the window has no marks.
+const maxMarkScan = 50_000
 
 // timelineData is the timeline of the charts page.
 type timelineData struct {
