@@ -22,10 +22,12 @@ import (
 )
 
 // Provision is one provision that ended: when it was placed, when it
-// ended, and whether it succeeded.
+// ended, whether it succeeded, and its site ("" when the chart is one
+// site's).
 type Provision struct {
 	Start, End time.Time
 	OK         bool
+	Site       string
 }
 
 // Took is how long the provision took.
@@ -39,8 +41,12 @@ type Annotation struct {
 	Start, End       time.Time
 }
 
-// overlaps says whether p ran during a's window.
+// overlaps says whether p ran during a's window, at a's site if a
+// names one (a fleet-wide chart holds every site's provisions).
 func (a Annotation) overlaps(p Provision) bool {
+	if a.Site != "" && p.Site != "" && p.Site != a.Site {
+		return false
+	}
 	return !p.End.Before(a.Start) && !p.Start.After(a.End)
 }
 
@@ -99,8 +105,9 @@ type Cost struct {
 	During, Failed, Slow int
 }
 
-// CostOf is what a cost: of ps, those that ran during it and failed or
-// took longer than slow. A slow of 0 counts none slow.
+// CostOf is what a cost: of ps, those that ran during it (at its site,
+// if it names one) and failed or took longer than slow. A slow of 0
+// counts none slow.
 func CostOf(a Annotation, ps []Provision, slow time.Duration) Cost {
 	var c Cost
 	for _, p := range ps {

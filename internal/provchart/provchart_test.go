@@ -43,6 +43,12 @@ func TestCostOf(t *testing.T) {
 	if diff := cmp.Diff(Cost{During: 3, Failed: 1, Slow: 1}, CostOf(a, ps, 10*time.Minute)); diff != "" {
 		t.Errorf("cost (-want +got):\n%s", diff)
 	}
+	other := Provision{Start: t0.Add(12 * time.Minute), End: t0.Add(13 * time.Minute), Site: "ams1"}
+	onSite := a
+	onSite.Site = "fra1"
+	if got := CostOf(onSite, append(ps, other), 10*time.Minute); got.During != 3 {
+		t.Errorf("a site's annotation counts %d provisions, want 3 (not another site's)", got.During)
+	}
 	instant := Annotation{Kind: "note", Start: t0.Add(42 * time.Minute), End: t0.Add(42 * time.Minute)}
 	costed := CostAll([]Annotation{a, instant}, ps, map[string]string{"note": "#123456"})
 	if costed[0].Kind != "note" || costed[0].Failed != 1 || costed[0].Color != "#123456" || costed[1].Kind != "site.kill" {

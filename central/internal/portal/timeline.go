@@ -131,7 +131,7 @@ func (s *Server) siteIDs() ([]string, error) {
 func provisionsOfEnds(ends []store.ProvisionEnd) []provchart.Provision {
 	out := make([]provchart.Provision, 0, len(ends))
 	for _, e := range ends {
-		out = append(out, provchart.Provision{Start: e.Created, End: e.Ended, OK: e.OK})
+		out = append(out, provchart.Provision{Start: e.Created, End: e.Ended, OK: e.OK, Site: e.Site})
 	}
 	return out
 }

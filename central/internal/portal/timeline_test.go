@@ -115,9 +115,9 @@ func TestChartsTimeline(t *testing.T) {
 		// The power dip: eu1's two and us1's one that ran then (one
 		// ended as it began).
 		{"power", "grid dip", "3", "0", "0"},
-		// During the partition: eu1's two failures and its 20-minute
-		// provision, and the 5- and 4-minute ones of both sites.
-		{"wan.partition", "eu1 cut from central <all links>", "7", "2", "1"},
+		// During eu1's partition: its two failures, its 20-minute
+		// provision and two 5-minute ones (not us1's).
+		{"wan.partition", "eu1 cut from central <all links>", "5", "2", "1"},
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("annotations (-want +got):\n%s", diff)
