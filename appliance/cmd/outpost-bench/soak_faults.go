@@ -45,6 +45,7 @@ func (in *soakInjector) run(ctx context.Context, s *soak.Schedule) []soak.Fault 
 			in.note(f, "begins")
 			in.inject(ctx, i, f)
 			in.note(f, "ends")
+			in.annotate(ctx, i) // soak_annotate.go
 		})
 	}
 	wg.Wait()

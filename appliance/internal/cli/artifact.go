@@ -22,12 +22,18 @@ import (
 // artifactClient is central's client, refusing a site's target: artifacts
 // are published at central.
 func (e *env) artifactClient() (*cclient.Client, error) {
+	return e.centralOnlyClient("artifacts are published at central")
+}
+
+// centralOnlyClient is central's client, refusing a site's target with
+// why (what is central's alone).
+func (e *env) centralOnlyClient(why string) (*cclient.Client, error) {
 	t, err := e.resolveTarget()
 	if err != nil {
 		return nil, err
 	}
 	if !t.central {
-		return nil, fmt.Errorf("%s: artifacts are published at central: use --central URL or a central context (the server is a site's, from %s)", e.cmd, t.from)
+		return nil, fmt.Errorf("%s: %s: use --central URL or a central context (the server is a site's, from %s)", e.cmd, why, t.from)
 	}
 	return e.centralClient()
 }

@@ -73,6 +73,8 @@ var commands = []command{
 	{name: "image get", args: "NAME", help: "at central: show one image of the catalogue", run: runImageGet},
 	{name: "image delete", args: "NAME", help: "at central: delete an image of the catalogue, and from every site it was placed on", run: runImageDelete},
 	{name: "site labels", args: "SITE [k=v]...", help: "at central: replace a site's labels (none: remove them); the catalogue's images follow", run: runSiteLabels},
+	{name: "annotate", args: "KIND [TEXT...] [--site S] [--start T|10m] [--end T | --for 5m]", help: "at central: record an incident or a fault (the fleet's, or --site's) from --start (now without) to --end, or for a while (an instant without); the portal's charts mark it with what it cost", run: runAnnotate},
+	{name: "annotation list", args: "[--site S] [--since 24h] [--until T] [--limit N]", help: "at central: list the annotations of --site and the fleet-wide ones (every one without --site), newest first", run: runAnnotationList},
 	{name: "bmc accept-certificate", args: "MACHINE [FINGERPRINT]", help: "trust MACHINE's Redfish BMC certificate: FINGERPRINT, or the one it presented (get machine shows it)", run: runBMCAccept},
 	{name: "context list", help: "list the contexts of the config file, the current one marked", run: runContextList},
 	{name: "context use", args: "NAME", help: "make NAME the current context", run: runContextUse},

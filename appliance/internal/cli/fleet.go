@@ -305,8 +305,12 @@ func getFilterFlags(fs *flag.FlagSet) (f *getFilters, parse func() error) {
 	}
 }
 
-// auditTime reads a time: RFC 3339, or a duration meaning that long ago.
-func auditTime(flag, s string) (time.Time, error) {
+// auditTime reads a time of get audit (timeArg).
+func auditTime(flag, s string) (time.Time, error) { return timeArg("get", flag, s) }
+
+// timeArg reads command cmd's time flag: RFC 3339, or a duration
+// meaning that long ago; zero for "".
+func timeArg(cmd, flag, s string) (time.Time, error) {
 	if s == "" {
 		return time.Time{}, nil
 	}
@@ -315,7 +319,7 @@ func auditTime(flag, s string) (time.Time, error) {
 	}
 	t, err := time.Parse(time.RFC3339, s)
 	if err != nil {
-		return time.Time{}, usagef("get: %s %q: want a time (2026-12-07T06:00:00Z) or a duration (24h)", flag, s)
+		return time.Time{}, usagef("%s: %s %q: want a time (2026-12-07T06:00:00Z) or a duration (24h)", cmd, flag, s)
 	}
 	return t, nil
 }

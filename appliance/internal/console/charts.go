@@ -17,11 +17,12 @@ import (
 // average hides the classes that fail. It is read from the site's
 // provision orders that ended.
 
-// provision is one provision order that ended.
+// provision is one provision order that ended, and when.
 type provision struct {
 	Image, Class, Day string
 	Took              time.Duration
 	OK                bool
+	Ended             time.Time
 }
 
 // histBounds are the upper bounds of the histogram's bins (the last bin
@@ -43,6 +44,8 @@ type chartsData struct {
 	// rows above.
 	TimeTables  []table[timeRow]
 	RatioTables []table[ratioRow]
+	// Timeline is provisions over a window (timeline.go).
+	Timeline *timelineData
 }
 
 // table is one table of the page: its section's test name and heading,
@@ -79,14 +82,20 @@ const unknownClass = "unknown"
 
 func (s *Server) charts(w http.ResponseWriter, r *http.Request) {
 	var ps []provision
-	if err := s.cfg.Store.View(func(tx *store.Tx) (err error) {
+	err := s.cfg.Store.View(func(tx *store.Tx) (err error) {
 		ps, err = provisions(tx)
 		return err
-	}); err != nil {
+	})
+	if err != nil {
 		s.failErr(w, r, err)
 		return
 	}
-	s.render(w, r, http.StatusOK, "charts", "Charts", buildCharts(ps))
+	d := buildCharts(ps)
+	if d.Timeline, err = s.timelineOf(r, ps); err != nil {
+		s.failErr(w, r, err)
+		return
+	}
+	s.render(w, r, http.StatusOK, "charts", "Charts", d)
 }
 
 // provisions reads the site's provision orders that ended, with their
@@ -115,7 +124,7 @@ func provisions(tx *store.Tx) ([]provision, error) {
 			image = o.Values["image"]
 		}
 		out = append(out, provision{Image: image, Class: class, Day: o.UpdatedAt.UTC().Format(time.DateOnly),
-			Took: o.UpdatedAt.Sub(o.CreatedAt), OK: o.State == store.OrderSucceeded})
+			Took: o.UpdatedAt.Sub(o.CreatedAt), OK: o.State == store.OrderSucceeded, Ended: o.UpdatedAt})
 	}
 	return out, nil
 }

@@ -5,29 +5,32 @@ import (
 	"html"
 	"strings"
 	"time"
+
+	"github.com/outposthq/outpost/internal/provchart"
 )
 
 // kindColor is each fault kind's band colour.
-var kindColor = map[Kind]string{
-	SiteKill: "#d62728", CentralKill: "#9467bd", WANPartition: "#ff7f0e", WANFlap: "#e6b800",
-	BootLoss: "#17becf", BMCDead: "#8c564b", AgentKill: "#e377c2",
+var kindColor = map[string]string{
+	string(SiteKill): "#d62728", string(CentralKill): "#9467bd", string(WANPartition): "#ff7f0e", string(WANFlap): "#e6b800",
+	string(BootLoss): "#17becf", string(BMCDead): "#8c564b", string(AgentKill): "#e377c2",
 }
 
-// SVG geometry.
+// SVG geometry: the title, then the chart (provchart), then the table
+// of faults.
 const (
-	svgW, plotX, plotW = 1100, 60, 1000
-	timeY, timeH       = 60, 220
-	histY, histH       = 400, 160
+	svgW, plotX = provchart.Width, 60
+	chartY      = 36
+	tableY      = chartY + provchart.Height + 20
 )
 
-// SVG draws the report as one self-contained picture: provisions ended
-// per interval over the run (succeeded stacked under failed) with each
-// fault a band in its kind's colour, the time-to-provision histogram,
-// and the faults with what each cost.
+// SVG draws the report as one self-contained picture: the title with
+// the verdict, provisions ended over the run with each fault a band in
+// its kind's colour and the time-to-provision histogram (the chart the
+// portal and the console draw), and the faults with what each cost.
 func (r *Report) SVG() string {
 	var b strings.Builder
 	rows := len(r.Faults)
-	h := histY + histH + 80 + 18*(rows+min(len(r.Violations), svgViolations+1)+4)
+	h := tableY + 18*(rows+min(len(r.Violations), svgViolations+1)+4)
 	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" font-family="sans-serif" font-size="12">`+"\n", svgW, h)
 	fmt.Fprintf(&b, `<rect width="100%%" height="100%%" fill="white"/>`+"\n")
 	verdict, colour := "all invariants held", "#2ca02c"
@@ -36,102 +39,52 @@ func (r *Report) SVG() string {
 	}
 	fmt.Fprintf(&b, `<text x="%d" y="24" font-size="15" font-weight="bold">Soak seed %d: %.2f h, %d machines, %d provisions (%.0f/h), success %.3f, p99 %.0f s — <tspan fill="%s">%s</tspan></text>`+"\n",
 		plotX, r.Seed, r.Hours, r.Machines, r.Provisions, r.PerHour, r.SuccessRatio, r.TTP.P99, colour, verdict)
-	r.svgTimeline(&b)
-	r.svgHistogram(&b)
+	chart := r.Chart().SVG()
+	// The chart nests as its own svg element, placed under the title.
+	b.WriteString(strings.Replace(chart, "<svg ", fmt.Sprintf(`<svg x="0" y="%d" `, chartY), 1))
 	r.svgFaultTable(&b)
 	b.WriteString("</svg>\n")
 	return b.String()
 }
 
-// svgTimeline draws provisions ended per bin with the faults as bands.
-func (r *Report) svgTimeline(b *strings.Builder) {
-	total := time.Duration(r.Hours * float64(time.Hour))
-	if total <= 0 {
-		return
-	}
-	const bins = 100
-	var ok, bad [bins]int
+// soakEpoch is the time a run's offsets count from in its chart, whose
+// axis is labelled with offsets.
+var soakEpoch = time.Unix(0, 0).UTC()
+
+// Chart is the run as provchart draws it: its provisions that ended and
+// its faults as annotations, over the run.
+func (r *Report) Chart() provchart.Chart {
+	c := provchart.Chart{From: soakEpoch, To: soakEpoch.Add(time.Duration(r.Hours * float64(time.Hour))), Colors: kindColor, Relative: true}
 	for _, o := range r.Orders {
-		if o.Action != "provision" || o.State == "" {
-			continue
-		}
-		i := min(int(float64(o.Ended)/float64(total)*bins), bins-1)
-		if o.State == "succeeded" {
-			ok[i]++
-		} else {
-			bad[i]++
+		if o.Action == "provision" && o.State != "" {
+			c.Provisions = append(c.Provisions, provchart.Provision{Start: soakEpoch.Add(o.Placed), End: soakEpoch.Add(o.Ended), OK: o.State == "succeeded"})
 		}
 	}
-	top := 1
-	for i := range ok {
-		top = max(top, ok[i]+bad[i])
+	for _, f := range r.Faults {
+		c.Annotations = append(c.Annotations, f.Annotation(soakEpoch))
 	}
-	x := func(d time.Duration) float64 { return plotX + float64(plotW)*float64(d)/float64(total) }
-	fmt.Fprintf(b, `<text x="%d" y="%d">provisions ended per %.0f s (green succeeded, red failed); bands: faults</text>`+"\n",
-		plotX, timeY-8, total.Seconds()/bins)
-	for i, f := range r.Faults {
-		w := max(x(f.End)-x(f.Start), 2)
-		lane := float64(i%4) * 12
-		fmt.Fprintf(b, `<rect x="%.1f" y="%d" width="%.1f" height="%d" fill="%s" fill-opacity="0.18"><title>%s</title></rect>`+"\n",
-			x(f.Start), timeY, w, timeH, kindColor[f.Kind], html.EscapeString(f.String()))
-		fmt.Fprintf(b, `<rect x="%.1f" y="%.1f" width="%.1f" height="10" fill="%s"/>`+"\n", x(f.Start), float64(timeY+timeH+4)+lane, w, kindColor[f.Kind])
-	}
-	bw := float64(plotW) / bins
-	for i := range ok {
-		hOK := float64(timeH) * float64(ok[i]) / float64(top)
-		hBad := float64(timeH) * float64(bad[i]) / float64(top)
-		x0 := plotX + bw*float64(i)
-		fmt.Fprintf(b, `<rect x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="#2ca02c"/>`, x0, float64(timeY+timeH)-hOK, bw-1, hOK)
-		if bad[i] > 0 {
-			fmt.Fprintf(b, `<rect x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="#d62728"/>`, x0, float64(timeY+timeH)-hOK-hBad, bw-1, hBad)
-		}
-	}
-	fmt.Fprintf(b, "\n"+`<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="black"/>`+"\n", plotX, timeY+timeH, plotX+plotW, timeY+timeH)
-	fmt.Fprintf(b, `<text x="%d" y="%d" text-anchor="end">%d</text><text x="%d" y="%d" text-anchor="end">0</text>`+"\n",
-		plotX-4, timeY+10, top, plotX-4, timeY+timeH)
-	for i := 0; i <= 10; i++ {
-		d := total * time.Duration(i) / 10
-		fmt.Fprintf(b, `<text x="%.1f" y="%d" text-anchor="middle">%s</text>`, x(d), timeY+timeH+66, d.Round(time.Second))
-	}
-	lx := plotX
-	for _, k := range Kinds {
-		fmt.Fprintf(b, `<rect x="%d" y="%d" width="10" height="10" fill="%s"/><text x="%d" y="%d">%s</text>`, lx, timeY+timeH+76, kindColor[k], lx+14, timeY+timeH+85, k)
-		lx += 130
-	}
-	b.WriteString("\n")
+	return c
 }
 
-// svgHistogram draws the time-to-provision histogram.
-func (r *Report) svgHistogram(b *strings.Builder) {
-	fmt.Fprintf(b, `<text x="%d" y="%d">time to provision (order placed at central → ended at the site), %d provisions: p50 %.1f s, p90 %.1f s, p99 %.1f s, max %.1f s</text>`+"\n",
-		plotX, histY-8, r.TTP.N, r.TTP.P50, r.TTP.P90, r.TTP.P99, r.TTP.Max)
-	if len(r.Histogram) == 0 {
-		return
+// Annotation is the fault as an annotation of a run that started at
+// start: its kind, window, and its target as its text.
+func (f Fault) Annotation(start time.Time) provchart.Annotation {
+	text := ""
+	if f.Target != "" {
+		text = "target " + f.Target
 	}
-	top := 1
-	for _, k := range r.Histogram {
-		top = max(top, k.Count)
-	}
-	bw := float64(plotW) / float64(len(r.Histogram))
-	for i, k := range r.Histogram {
-		hh := float64(histH) * float64(k.Count) / float64(top)
-		x0 := plotX + bw*float64(i)
-		fmt.Fprintf(b, `<rect x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="#1f77b4"><title>%d under %.1f s</title></rect>`,
-			x0, float64(histY+histH)-hh, bw-2, hh, k.Count, k.UpTo)
-		fmt.Fprintf(b, `<text x="%.1f" y="%d" text-anchor="middle" font-size="10">%.0f</text>`, x0+bw, histY+histH+12, k.UpTo)
-	}
-	b.WriteString("\n")
+	return provchart.Annotation{Kind: string(f.Kind), Text: text, Start: start.Add(f.Start), End: start.Add(f.End)}
 }
 
 // svgFaultTable lists the faults with what each cost, then the
 // violations.
 func (r *Report) svgFaultTable(b *strings.Builder) {
-	y := histY + histH + 40
+	y := tableY
 	fmt.Fprintf(b, `<text x="%d" y="%d" font-weight="bold">faults: start–end, kind, target; orders failed under it; provisions during it, their median time to provision less the clean median</text>`+"\n", plotX, y)
 	for _, f := range r.Faults {
 		y += 18
 		fmt.Fprintf(b, `<rect x="%d" y="%d" width="10" height="10" fill="%s"/><text x="%d" y="%d">%s  failed %d  during %d  extra %+.1f s</text>`+"\n",
-			plotX, y-10, kindColor[f.Kind], plotX+14, y, html.EscapeString(f.Fault.String()), len(f.FailedOrders), f.Overlapping, f.ExtraS)
+			plotX, y-10, kindColor[string(f.Kind)], plotX+14, y, html.EscapeString(f.Fault.String()), len(f.FailedOrders), f.Overlapping, f.ExtraS)
 	}
 	for i, v := range r.Violations {
 		y += 18

@@ -27,6 +27,9 @@
 // resolve an image's name to the digest the site is given under it.
 // Every request that may change something is recorded in the audit,
 // done or refused (audit.go; GET /v1/audit, an operator's read).
+// Annotations (annotations.go) are incidents and faults an operator or
+// a tool records against the fleet or a site, which the portal's charts
+// mark over the provisions of their window.
 //
 // Every route but /healthz needs a token (Authorization: Bearer) whose
 // role allows it: one route table (routes) names each route's role, a
@@ -239,6 +242,9 @@ func (s *Server) routes() []httpapi.Route {
 		{Pattern: "POST /v1/orders/preview", Role: operator, Handler: s.previewOrders},
 		{Pattern: "POST /v1/orders", Role: operator, Handler: s.placeOrders},
 		{Pattern: "GET /v1/audit", Role: operator, Handler: s.listAudit},
+		// Incidents and faults the charts mark (annotations.go).
+		{Pattern: "POST /v1/annotations", Role: operator, Handler: s.addAnnotation},
+		{Pattern: "GET /v1/annotations", Role: viewer, Handler: s.listAnnotations},
 
 		{Pattern: "GET /v1/tokens", Role: admin, Handler: s.listTokens},
 		{Pattern: "GET /v1/tokens/{id}", Role: admin, Handler: s.getToken},

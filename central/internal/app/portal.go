@@ -35,7 +35,7 @@ func services(db *store.DB, apiSrv *api.Server) Services {
 // withPortal serves the portal at / (its pages, assets and sign-in) in
 // front of the API, which keeps /v1/, /healthz and /metrics.
 func withPortal(db *store.DB, svc Services, api http.Handler, log *slog.Logger) (http.Handler, error) {
-	p, err := portal.New(portal.Config{Fleet: svc.Fleet, Orders: svc.Orders, Audit: svc.Audit, Desired: db, Traces: db,
+	p, err := portal.New(portal.Config{Fleet: svc.Fleet, Orders: svc.Orders, Audit: svc.Audit, Desired: db, Traces: db, History: db,
 		DeriveKey: db.DeriveKey, Lookup: db.LookupToken, API: api, Log: log})
 	if err != nil {
 		return nil, err

@@ -167,6 +167,9 @@ type chartsData struct {
 	// hardware class), Ratios the success ratios (per day, image, class).
 	Times  []distTable
 	Ratios []ratioTable
+	// Timeline is provisions over a window with its annotations
+	// (timeline.go); nil without a history to read.
+	Timeline *timelineData
 }
 
 // distTable is a table of distributions: its data-test name, title, the
@@ -228,5 +231,12 @@ func (s *Server) charts(w http.ResponseWriter, r *http.Request) {
 		}
 		after = page.Next
 	}
-	s.render(w, r, http.StatusOK, "charts", "Charts", chartsOf(all))
+	tl, err := s.timelineOf(r)
+	if err != nil {
+		s.failErr(w, r, err)
+		return
+	}
+	d := chartsOf(all)
+	d.Timeline = tl
+	s.render(w, r, http.StatusOK, "charts", "Charts", d)
 }

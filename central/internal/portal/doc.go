@@ -103,7 +103,18 @@
 //     sha256:<hex>").
 //   - /templates?site=: templates-site, templates-table (template-row
 //     with data-template="<site>/<name>").
-//   - /charts: over each machine's last order that is an ended
+//   - /charts?site=&window=1h|6h|24h|7d|30d: the timeline (package
+//     provchart, over the provisions that ended in the window at the
+//     site or every site, from the events central stored, and the
+//     annotations of the site and the fleet): timeline-form
+//     (timeline-site, timeline-window, timeline-submit),
+//     timeline-site-name, timeline-provisions, timeline-failed,
+//     timeline-per-hour, timeline-ratio, timeline-p50/p90/p99,
+//     timeline-chart (an inline SVG: rect.ok, rect.failed, rect.band
+//     with data-kind, polyline.ratio), annotations (annotation-row with
+//     data-kind, annotation-kind, annotation-text, annotation-during,
+//     annotation-failed, annotation-slow). Then, over each machine's
+//     last order that is an ended
 //     provision: charts-provisions, charts-succeeded; time-by-image and
 //     time-by-class (dist-row with data-group, dist-n, dist-p50,
 //     dist-p90, dist-p99; hist-row with a hist-count per bucket);

@@ -379,10 +379,11 @@ func (f *fakeFleet) stream(w http.ResponseWriter, r *http.Request) {
 
 // env is the portal over the fakes, on a loopback test server.
 type env struct {
-	fleet  *fakeFleet
-	placer *fakePlacer
-	traces *fakeTraces
-	srv    *httptest.Server
+	fleet   *fakeFleet
+	placer  *fakePlacer
+	traces  *fakeTraces
+	history *fakeHistory
+	srv     *httptest.Server
 	webuitest.Client
 }
 
@@ -399,14 +400,15 @@ func start(t *testing.T) *env {
 		{Seq: 2, Time: time.Date(2026, 12, 7, 6, 5, 0, 0, time.UTC), By: "ada", Role: "admin", From: "192.0.2.8", Action: "site.create", Target: "us1", Status: 201},
 	}}
 	traces := &fakeTraces{traces: map[string][]tracing.Span{}}
-	srv, err := portal.New(portal.Config{Fleet: f, Orders: p, Audit: audit, Desired: fakeDesired{}, Traces: traces, DeriveKey: key.Derive,
+	history := newFakeHistory(time.Now())
+	srv, err := portal.New(portal.Config{Fleet: f, Orders: p, Audit: audit, Desired: fakeDesired{}, Traces: traces, History: history, DeriveKey: key.Derive,
 		Lookup: lookup, API: fakeAPI(f), Log: slog.New(slog.NewTextHandler(t.Output(), nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
 	hs := httptest.NewServer(srv.Handler())
 	t.Cleanup(hs.Close)
-	return &env{fleet: f, placer: p, traces: traces, srv: hs, Client: webuitest.Client{URL: hs.URL, HTTP: hs.Client()}}
+	return &env{fleet: f, placer: p, traces: traces, history: history, srv: hs, Client: webuitest.Client{URL: hs.URL, HTTP: hs.Client()}}
 }
 
 // signIn signs in with the token of role and returns the cookie and the

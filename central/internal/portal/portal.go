@@ -34,6 +34,10 @@ type Config struct {
 	// Traces reads the traces of orders (*store.DB): a machine's page
 	// draws its last order's waterfall. Nil shows none.
 	Traces Traces
+	// History reads the provisions that ended and the annotations
+	// (*store.DB): the charts page draws them over a window. Nil shows
+	// no timeline.
+	History History
 	// DeriveKey derives the session and CSRF keys from central's key
 	// (store.DB.DeriveKey): every node of a replicated central opens a
 	// session another sealed.
@@ -62,6 +66,9 @@ type Server struct {
 	now   func() time.Time
 	log   *slog.Logger
 	pages webui.Pages
+	// ends caches the charts' reads of the provisions that ended
+	// (timeline.go).
+	ends endsCache
 }
 
 // New returns the portal.

@@ -92,6 +92,10 @@ const (
 	// cmdAddSpans keeps a batch of spans (central's own, or a site's),
 	// once each, dropping the oldest beyond the bound.
 	cmdAddSpans command.Type = 28
+	// cmdAddAnnotation records an incident or a fault against the fleet
+	// or a site (annotation.go); a node of an older release skips it, as
+	// it draws no chart of them.
+	cmdAddAnnotation command.Type = 29 | command.IgnoreUnknown
 	// cmdLegacyJSON is a command of release b482c18: a JSON object
 	// whose first byte, '{', is its type (legacy_b482c18.go).
 	cmdLegacyJSON command.Type = '{'
@@ -127,6 +131,7 @@ var table = command.Table[*txn]{
 	cmdSetLink:              decoded(applySetLink),
 	cmdReportSite:           decoded(applyReportSite),
 	cmdAddSpans:             decoded(applyAddSpans),
+	cmdAddAnnotation:        decoded(applyAddAnnotation),
 	cmdLegacyJSON:           applyLegacy,
 }
 
@@ -269,6 +274,9 @@ type (
 	addSpansPayload struct {
 		Spans []tracing.Span `json:"spans"`
 		Max   int            `json:"max"`
+	}
+	addAnnotationPayload struct {
+		Annotation *Annotation `json:"annotation"` // checked, Created set, ID not
 	}
 	recordAuditPayload struct {
 		Entry *AuditEntry `json:"entry"` // Time set, Seq not

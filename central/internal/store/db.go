@@ -40,7 +40,7 @@ var (
 	bucketSpanOrder = []byte("span_order") // big-endian seq -> trace id + span id
 
 	allBuckets = [][]byte{bucketMeta, bucketTokens, bucketSites, bucketDesired, bucketRevisions, bucketEvents, bucketMembers, bucketArtifacts, bucketCatalogue,
-		bucketAudit, bucketFleet, bucketMachineEvents, bucketSpans, bucketSpanOrder}
+		bucketAudit, bucketFleet, bucketMachineEvents, bucketSpans, bucketSpanOrder, bucketAnnotations}
 
 	keySchemaVersion = []byte("schema_version")
 	keyAppliedIndex  = []byte("applied_index")
