@@ -81,6 +81,10 @@ bench: build images
 # ipmi_sim BMCs provisioned and deprovisioned in a loop through central's
 # orders, for SOAK_DURATION (an hour by default; 24h is a day), under a
 # seeded fault schedule printed first (SOAK_SEED, 0 for a random one).
+# The site is SOAK_SITE_NODES applianced (1 or 3, one Raft cluster).
+# Both start from the release SOAK_UPGRADE_FROM (a git ref, built from
+# a worktree of it; empty: no upgrade), upgraded node by node to the
+# current one while the soak runs (an upgrade entry in the schedule).
 # Fails on any broken invariant; the report goes to soak-report/
 # (soak.json, soak.svg). SOAK_FLAGS adds other -soak-* flags. soak-ci is
 # CI's: ten minutes, a fixed seed, 50 machines (200 ipmi_sim processes
@@ -89,9 +93,12 @@ bench: build images
 SOAK_DURATION ?= 1h
 SOAK_SEED     ?= 0
 SOAK_MACHINES ?= 200
+SOAK_SITE_NODES ?= 3
+SOAK_UPGRADE_FROM ?= 75c47a5
 soak: build images
 	$(BIN)/outpost-bench -run soak -soak-duration $(SOAK_DURATION) -soak-seed $(SOAK_SEED) \
-		-soak-machines $(SOAK_MACHINES) $(SOAK_FLAGS)
+		-soak-machines $(SOAK_MACHINES) -soak-site-nodes $(SOAK_SITE_NODES) \
+		-soak-upgrade-from '$(SOAK_UPGRADE_FROM)' $(SOAK_FLAGS)
 
 soak-ci:
 	@$(MAKE) --no-print-directory soak SOAK_DURATION=10m SOAK_SEED=1 SOAK_MACHINES=50

@@ -157,7 +157,9 @@ func (n *Node) reportCommands(ctx context.Context) error {
 	}
 	var m *store.Member
 	_ = n.db.View(func(tx *store.Tx) error { m, _ = store.Get[store.Member](tx, n.cfg.ID); return nil })
-	if m == nil || m.NextFingerprint != "" || !n.inConfiguration() {
+	// A record that does not pin the node's key yet is RegisterSelf's to
+	// put, with the command types: a put of it here could undo that.
+	if m == nil || m.Fingerprint != n.cfg.Identity.Fingerprint() || m.NextFingerprint != "" || !n.inConfiguration() {
 		return nil
 	}
 	m.Commands = uint8(site.HighestCommand())
