@@ -230,7 +230,24 @@ func (s *soakSite) probeSkew(ctx context.Context) error {
 			return fmt.Errorf("after the subnet's put: %w", err)
 		}
 	}
+	leader, _ := s.leader(ctx)
+	fmt.Fprintf(os.Stderr, "soak: upgrade: the subnet put again through the leader %s; releases %s: every node applied it\n", leader, s.releases())
 	return nil
+}
+
+// releases says which release each node runs, as "n1=new n2=old".
+func (s *soakSite) releases() string {
+	var b []string
+	for _, nd := range s.nodes {
+		nd.mu.Lock()
+		rel := "old"
+		if nd.bin == s.bins.newApplianced {
+			rel = "new"
+		}
+		nd.mu.Unlock()
+		b = append(b, nd.id+"="+rel)
+	}
+	return strings.Join(b, " ")
 }
 
 // upgradeNode replaces central's node nd: SIGTERM, the current
