@@ -60,16 +60,13 @@ func buildSoakBins(ctx context.Context, root, ref string) (b soakBins, remove fu
 }
 
 // buildRelease builds centrald and applianced of git ref ref of the
-// repository at root into dir: a detached worktree of ref in dir, removed
-// (with its administrative files) once built.
+// repository at root into dir (checkoutRelease).
 func buildRelease(ctx context.Context, root, ref, dir string) (centrald, applianced string, err error) {
-	src := filepath.Join(dir, "src")
-	if out, err := gitIn(ctx, root, "worktree", "add", "--detach", src, ref); err != nil {
-		return "", "", fmt.Errorf("soak: check out the release %q to upgrade from: %w: %s", ref, err, out)
+	src, remove, err := checkoutRelease(ctx, root, ref, dir)
+	if err != nil {
+		return "", "", err
 	}
-	defer gitIn(context.WithoutCancel(ctx), root, "worktree", "remove", "--force", src)
-	rev, _ := gitIn(ctx, src, "rev-parse", "--short", "HEAD")
-	fmt.Fprintf(os.Stderr, "soak: building the release to upgrade from: %s (%s)\n", ref, strings.TrimSpace(rev))
+	defer remove()
 	if centrald, err = goBuildIn(ctx, src, dir, "centrald-old", "./central/cmd/centrald"); err != nil {
 		return "", "", fmt.Errorf("soak: release %s: %w", ref, err)
 	}
@@ -77,6 +74,19 @@ func buildRelease(ctx context.Context, root, ref, dir string) (centrald, applian
 		return "", "", fmt.Errorf("soak: release %s: %w", ref, err)
 	}
 	return centrald, applianced, nil
+}
+
+// checkoutRelease checks git ref ref of the repository at root out
+// into a detached worktree in dir; remove removes it (with git's
+// administrative files).
+func checkoutRelease(ctx context.Context, root, ref, dir string) (src string, remove func(), err error) {
+	src = filepath.Join(dir, "src")
+	if out, err := gitIn(ctx, root, "worktree", "add", "--detach", src, ref); err != nil {
+		return "", nil, fmt.Errorf("soak: check out the release %q to upgrade from: %w: %s", ref, err, out)
+	}
+	rev, _ := gitIn(ctx, src, "rev-parse", "--short", "HEAD")
+	fmt.Fprintf(os.Stderr, "soak: building the release to upgrade from: %s (%s)\n", ref, strings.TrimSpace(rev))
+	return src, func() { gitIn(context.WithoutCancel(ctx), root, "worktree", "remove", "--force", src) }, nil
 }
 
 // gitIn runs git with args in dir and returns its combined output.

@@ -1,9 +1,14 @@
 package main
 
 import (
+	"fmt"
+	"path/filepath"
 	"slices"
 	"testing"
+	"time"
 
+	"github.com/outposthq/outpost/appliance/internal/client"
+	"github.com/outposthq/outpost/appliance/internal/lab"
 	"github.com/outposthq/outpost/appliance/internal/soak"
 )
 
@@ -58,4 +63,102 @@ func TestSoakScheduleKinds(t *testing.T) {
 			t.Errorf("soakScheduleKinds(%q, %q) = %v, want %v", c.list, c.from, got, c.want)
 		}
 	}
+}
+
+// A site in the middle of a rolling upgrade, its leader of this release
+// and its two other nodes of the release the soak upgrades from
+// (-soak-upgrade-from), which knows neither PutSubnet (58) nor
+// QuarantineAddress (55): a subnet put through the leader is applied by
+// every node, and none stops. (Before the leader checked what its
+// members apply, it proposed PutSubnet: each old node panicked applying
+// a command type it did not know, again at each restart, and the site
+// lost its quorum.) Once the old nodes run this release too, the site
+// still serves puts.
+func TestRollingUpgradeSkew(t *testing.T) {
+	lab.Require(t, "root", "ip", "git")
+	ctx := t.Context()
+	root, err := stormModuleRoot(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	oldBin, newBin := buildSkewBins(t, root, dir)
+	sw := newDHCPSwitch(t, site3Nodes)
+	// n1 bootstraps the site, so it leads: a new node leading old ones.
+	site, auth, err := startSiteOf(ctx, sw, dir, []string{newBin, oldBin, oldBin}, func(i int, ndir string) ([]string, error) {
+		return outpostArgs(ndir, fmt.Sprintf("n%d", i+1), site3Site(i), "info")
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(site.stop)
+	apis := make([]*client.Client, len(sw.nodes))
+	for i, ns := range sw.nodes {
+		if apis[i], err = auth.client(ns, site3Addr(i)+":7000", time.Minute); err != nil {
+			t.Fatal(err)
+		}
+	}
+	putAndApplied := func(name string) {
+		t.Helper()
+		sub := stormSubnet
+		sub.Name = name
+		if err := apis[0].Put(ctx, "subnets", sub.Name, sub, nil); err != nil {
+			t.Fatalf("put subnet %s through n1: %v", name, err)
+		}
+		lst, err := apis[0].Cluster(ctx)
+		if err != nil || lst.State != "Leader" {
+			t.Fatalf("n1 is %s (%v), want the leader", lst.State, err)
+		}
+		for i, api := range apis {
+			err := pollEvery(ctx, 200*time.Millisecond, time.Minute, func() error {
+				if site.procs[i].exited() {
+					return fmt.Errorf("exited: %s", site.procs[i].logTail())
+				}
+				st, err := api.Cluster(ctx)
+				if err == nil && st.AppliedIndex < lst.CommitIndex {
+					err = fmt.Errorf("applied %d of %d", st.AppliedIndex, lst.CommitIndex)
+				}
+				return err
+			})
+			if err != nil {
+				t.Fatalf("n%d after subnet %s: %v", i+1, name, err)
+			}
+		}
+	}
+	putAndApplied("skew")
+	// The old nodes upgraded, one at a time, as the soak does.
+	for i := 1; i < len(site.procs); i++ {
+		site.procs[i].stop()
+		args, err := outpostArgs(filepath.Join(dir, fmt.Sprintf("n%d", i+1)), fmt.Sprintf("n%d", i+1), site3Site(i), "info")
+		if err != nil {
+			t.Fatal(err)
+		}
+		args = append(args, "-join", "https://"+site3Addr(0)+":7000", "-join-ca-fingerprint", auth.fp)
+		p, err := startProc(sw.nodes[i], filepath.Join(dir, fmt.Sprintf("n%d", i+1), "applianced-new.log"),
+			[]string{"OUTPOST_JOIN_TOKEN=" + auth.token}, newBin, args...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		site.procs[i] = p
+	}
+	putAndApplied("upgraded")
+}
+
+// buildSkewBins builds applianced of -soak-upgrade-from and of this
+// tree into dir.
+func buildSkewBins(t *testing.T, root, dir string) (oldBin, newBin string) {
+	ctx := t.Context()
+	src, remove, err := checkoutRelease(ctx, root, *soakUpgradeFrom, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer remove()
+	oldBin, err = goBuildIn(ctx, src, dir, "applianced-old", "./appliance/cmd/applianced")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if newBin, err = buildApplianced(ctx, dir); err != nil {
+		t.Fatal(err)
+	}
+	return oldBin, newBin
 }
