@@ -60,17 +60,18 @@ func buildSoakBins(ctx context.Context, root, ref string) (b soakBins, remove fu
 }
 
 // buildRelease builds centrald and applianced of git ref ref of the
-// repository at root into dir (checkoutRelease).
+// repository at root into dir (checkoutRelease); -trimpath, so that the
+// build cache serves a checkout in another temporary directory.
 func buildRelease(ctx context.Context, root, ref, dir string) (centrald, applianced string, err error) {
 	src, remove, err := checkoutRelease(ctx, root, ref, dir)
 	if err != nil {
 		return "", "", err
 	}
 	defer remove()
-	if centrald, err = goBuildIn(ctx, src, dir, "centrald-old", "./central/cmd/centrald"); err != nil {
+	if centrald, err = goBuildIn(ctx, src, dir, "centrald-old", "./central/cmd/centrald", "-trimpath"); err != nil {
 		return "", "", fmt.Errorf("soak: release %s: %w", ref, err)
 	}
-	if applianced, err = goBuildIn(ctx, src, dir, "applianced-old", "./appliance/cmd/applianced"); err != nil {
+	if applianced, err = goBuildIn(ctx, src, dir, "applianced-old", "./appliance/cmd/applianced", "-trimpath"); err != nil {
 		return "", "", fmt.Errorf("soak: release %s: %w", ref, err)
 	}
 	return centrald, applianced, nil

@@ -2,8 +2,10 @@ package main
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -98,12 +100,10 @@ func TestRollingUpgradeSkew(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	putAndApplied := func(name string) {
+	putAndApplied := func(when string) {
 		t.Helper()
-		sub := stormSubnet
-		sub.Name = name
-		if err := apis[0].Put(ctx, "subnets", sub.Name, sub, nil); err != nil {
-			t.Fatalf("put subnet %s through n1: %v", name, err)
+		if err := apis[0].Put(ctx, "subnets", stormSubnet.Name, stormSubnet, nil); err != nil {
+			t.Fatalf("put the subnet through n1 %s: %v", when, err)
 		}
 		lst, err := apis[0].Cluster(ctx)
 		if err != nil || lst.State != "Leader" {
@@ -111,8 +111,8 @@ func TestRollingUpgradeSkew(t *testing.T) {
 		}
 		for i, api := range apis {
 			err := pollEvery(ctx, 200*time.Millisecond, time.Minute, func() error {
-				if site.procs[i].exited() {
-					return fmt.Errorf("exited: %s", site.procs[i].logTail())
+				if p := site.procs[i]; p.exited() {
+					return fmt.Errorf("exited: %s", firstLine(p.log, "panic:"))
 				}
 				st, err := api.Cluster(ctx)
 				if err == nil && st.AppliedIndex < lst.CommitIndex {
@@ -121,11 +121,11 @@ func TestRollingUpgradeSkew(t *testing.T) {
 				return err
 			})
 			if err != nil {
-				t.Fatalf("n%d after subnet %s: %v", i+1, name, err)
+				t.Fatalf("n%d after the subnet's put %s: %v", i+1, when, err)
 			}
 		}
 	}
-	putAndApplied("skew")
+	putAndApplied("with n2 and n3 old")
 	// The old nodes upgraded, one at a time, as the soak does.
 	for i := 1; i < len(site.procs); i++ {
 		site.procs[i].stop()
@@ -141,7 +141,7 @@ func TestRollingUpgradeSkew(t *testing.T) {
 		}
 		site.procs[i] = p
 	}
-	putAndApplied("upgraded")
+	putAndApplied("with every node upgraded")
 }
 
 // buildSkewBins builds applianced of -soak-upgrade-from and of this
@@ -153,7 +153,7 @@ func buildSkewBins(t *testing.T, root, dir string) (oldBin, newBin string) {
 		t.Fatal(err)
 	}
 	defer remove()
-	oldBin, err = goBuildIn(ctx, src, dir, "applianced-old", "./appliance/cmd/applianced")
+	oldBin, err = goBuildIn(ctx, src, dir, "applianced-old", "./appliance/cmd/applianced", "-trimpath")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,4 +161,19 @@ func buildSkewBins(t *testing.T, root, dir string) (oldBin, newBin string) {
 		t.Fatal(err)
 	}
 	return oldBin, newBin
+}
+
+// firstLine is the first line of the file at path that holds sub, or
+// the file's last lines if none does.
+func firstLine(path, sub string) string {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return err.Error()
+	}
+	for line := range strings.Lines(string(raw)) {
+		if strings.Contains(line, sub) {
+			return strings.TrimSpace(line)
+		}
+	}
+	return lastLines(path, 10)
 }
