@@ -193,37 +193,59 @@ func (s *soakSite) upgradeNode(ctx context.Context, nd *soakSiteNode) error {
 	return s.probeSkew(ctx)
 }
 
-// caughtUp waits until nd is a voter that has applied what the leader
-// had committed once nd answered, or exited.
-func (s *soakSite) caughtUp(ctx context.Context, nd *soakSiteNode) error {
+// raftView is what a node says of its cluster: its state and the index
+// it has applied.
+type raftView struct {
+	State        string `json:"state"`
+	AppliedIndex uint64 `json:"applied_index"`
+}
+
+// waitCaughtUp waits until node id, which view asks, is a voter (leader
+// or follower) that has applied what its leader had committed
+// (leaderCommit) once it answered; exited says why not if it is gone.
+func waitCaughtUp(ctx context.Context, id string, exited func() error, view func() (raftView, error), leaderCommit func() (uint64, error)) error {
 	var target uint64
 	err := pollEvery(ctx, 500*time.Millisecond, soakCaughtUp, func() error {
-		if p, _ := nd.process(); p.exited() {
-			return fmt.Errorf("%s exited: %s", nd.id, lastLines(p.log, 5))
+		if err := exited(); err != nil {
+			return err
 		}
-		st, err := nd.api.Cluster(ctx)
+		st, err := view()
 		if err != nil {
 			return err
 		}
 		if st.State != "Leader" && st.State != "Follower" {
-			return fmt.Errorf("%s is %s", nd.id, st.State)
+			return fmt.Errorf("%s is %s", id, st.State)
 		}
 		if target == 0 {
-			lst, err := s.api.Cluster(ctx)
-			if err != nil {
+			if target, err = leaderCommit(); err != nil {
 				return err
 			}
-			target = lst.CommitIndex
 		}
 		if st.AppliedIndex < target {
-			return fmt.Errorf("%s applied %d of %d", nd.id, st.AppliedIndex, target)
+			return fmt.Errorf("%s applied %d of %d", id, st.AppliedIndex, target)
 		}
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("%s did not rejoin and catch up: %w", nd.id, err)
+		return fmt.Errorf("%s did not rejoin and catch up: %w", id, err)
 	}
 	return nil
+}
+
+// caughtUp is waitCaughtUp of the site's node nd.
+func (s *soakSite) caughtUp(ctx context.Context, nd *soakSiteNode) error {
+	return waitCaughtUp(ctx, nd.id, func() error {
+		if p, _ := nd.process(); p.exited() {
+			return fmt.Errorf("%s exited: %s", nd.id, lastLines(p.log, 5))
+		}
+		return nil
+	}, func() (raftView, error) {
+		st, err := nd.api.Cluster(ctx)
+		return raftView{st.State, st.AppliedIndex}, err
+	}, func() (uint64, error) {
+		st, err := s.api.Cluster(ctx)
+		return st.CommitIndex, err
+	})
 }
 
 // probeSkew puts the site's subnet again through its leader, whichever
@@ -278,42 +300,21 @@ func (c *soakCentral) upgradeNode(ctx context.Context, nd *soakCentralNode) erro
 	nd.args[0] = c.newBin
 	nd.mu.Unlock()
 	c.start(nd)
-	var target uint64
-	err = pollEvery(ctx, 500*time.Millisecond, soakCaughtUp, func() error {
+	return waitCaughtUp(ctx, nd.id, func() error {
 		if p, _ := nd.process(); !p.Running() {
 			return fmt.Errorf("%s exited: %v", nd.id, p.Err())
 		}
-		var st struct {
-			State        string `json:"state"`
-			AppliedIndex uint64 `json:"applied_index"`
-			CommitIndex  uint64 `json:"commit_index"`
-		}
-		if err := nd.api.do(ctx, "GET", "/v1/cluster", nil, &st); err != nil {
-			return err
-		}
-		if st.State != "Leader" && st.State != "Follower" {
-			return fmt.Errorf("%s is %s", nd.id, st.State)
-		}
-		if target == 0 {
-			ld := c.leader(ctx)
-			if ld == nil {
-				return errors.New("no central node says it leads")
-			}
-			var lst struct {
-				CommitIndex uint64 `json:"commit_index"`
-			}
-			if err := ld.api.do(ctx, "GET", "/v1/cluster", nil, &lst); err != nil {
-				return err
-			}
-			target = lst.CommitIndex
-		}
-		if st.AppliedIndex < target {
-			return fmt.Errorf("%s applied %d of %d", nd.id, st.AppliedIndex, target)
-		}
 		return nil
+	}, func() (st raftView, err error) {
+		return st, nd.api.do(ctx, "GET", "/v1/cluster", nil, &st)
+	}, func() (uint64, error) {
+		ld := c.leader(ctx)
+		if ld == nil {
+			return 0, errors.New("no central node says it leads")
+		}
+		var st struct {
+			CommitIndex uint64 `json:"commit_index"`
+		}
+		return st.CommitIndex, ld.api.do(ctx, "GET", "/v1/cluster", nil, &st)
 	})
-	if err != nil {
-		return fmt.Errorf("%s did not rejoin and catch up: %w", nd.id, err)
-	}
-	return nil
 }
