@@ -3,6 +3,7 @@ package soak
 import (
 	"fmt"
 	"html"
+	"slices"
 	"strings"
 	"time"
 )
@@ -10,7 +11,7 @@ import (
 // kindColor is each fault kind's band colour.
 var kindColor = map[Kind]string{
 	SiteKill: "#d62728", CentralKill: "#9467bd", WANPartition: "#ff7f0e", WANFlap: "#e6b800",
-	BootLoss: "#17becf", BMCDead: "#8c564b", AgentKill: "#e377c2",
+	BootLoss: "#17becf", BMCDead: "#8c564b", AgentKill: "#e377c2", Upgrade: "#7f7f7f",
 }
 
 // SVG geometry.
@@ -94,7 +95,11 @@ func (r *Report) svgTimeline(b *strings.Builder) {
 		fmt.Fprintf(b, `<text x="%.1f" y="%d" text-anchor="middle">%s</text>`, x(d), timeY+timeH+66, d.Round(time.Second))
 	}
 	lx := plotX
-	for _, k := range Kinds {
+	legend := Kinds
+	if slices.ContainsFunc(r.Faults, func(f FaultCost) bool { return f.Kind == Upgrade }) {
+		legend = append(slices.Clip(Kinds), Upgrade)
+	}
+	for _, k := range legend {
 		fmt.Fprintf(b, `<rect x="%d" y="%d" width="10" height="10" fill="%s"/><text x="%d" y="%d">%s</text>`, lx, timeY+timeH+76, kindColor[k], lx+14, timeY+timeH+85, k)
 		lx += 130
 	}
