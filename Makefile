@@ -64,8 +64,9 @@ test: deps-test images jaeger lint
 # The long real-peer suites, apart so that make test stays under 25
 # minutes on 2 cores: whole provisions of QEMU VMs under software
 # emulation through Secure Boot firmware, virtual media and Redfish, and a
-# short soak with its checker made to fail. .ci/run runs it after make test.
-HWTESTS := ^(TestSecureBootProvision|TestSecureBootRefusesIPXE|TestSecureBootNetboot|TestVirtualMediaProvision|TestRedfishProvision|TestSoakCatchesViolation)$$
+# short soak with its checker made to fail, and a site of two releases
+# (TestRollingUpgradeSkew builds the older). .ci/run runs it after make test.
+HWTESTS := ^(TestSecureBootProvision|TestSecureBootRefusesIPXE|TestSecureBootNetboot|TestVirtualMediaProvision|TestRedfishProvision|TestSoakCatchesViolation|TestRollingUpgradeSkew)$$
 test-hw: deps-test images
 	$(GO) test $(TESTFLAGS) -run '$(HWTESTS)' ./appliance/e2e/ ./appliance/cmd/outpost-bench/
 
@@ -81,6 +82,10 @@ bench: build images
 # ipmi_sim BMCs provisioned and deprovisioned in a loop through central's
 # orders, for SOAK_DURATION (an hour by default; 24h is a day), under a
 # seeded fault schedule printed first (SOAK_SEED, 0 for a random one).
+# The site is SOAK_SITE_NODES applianced (1 or 3, one Raft cluster).
+# Both start from the release SOAK_UPGRADE_FROM (a git ref, built from
+# a worktree of it; empty: no upgrade), upgraded node by node to the
+# current one while the soak runs (an upgrade entry in the schedule).
 # Fails on any broken invariant; the report goes to soak-report/
 # (soak.json, soak.svg). SOAK_FLAGS adds other -soak-* flags. soak-ci is
 # CI's: ten minutes, a fixed seed, 50 machines (200 ipmi_sim processes
@@ -89,9 +94,12 @@ bench: build images
 SOAK_DURATION ?= 1h
 SOAK_SEED     ?= 0
 SOAK_MACHINES ?= 200
+SOAK_SITE_NODES ?= 3
+SOAK_UPGRADE_FROM ?= 75c47a5
 soak: build images
 	$(BIN)/outpost-bench -run soak -soak-duration $(SOAK_DURATION) -soak-seed $(SOAK_SEED) \
-		-soak-machines $(SOAK_MACHINES) $(SOAK_FLAGS)
+		-soak-machines $(SOAK_MACHINES) -soak-site-nodes $(SOAK_SITE_NODES) \
+		-soak-upgrade-from '$(SOAK_UPGRADE_FROM)' $(SOAK_FLAGS)
 
 soak-ci:
 	@$(MAKE) --no-print-directory soak SOAK_DURATION=10m SOAK_SEED=1 SOAK_MACHINES=50

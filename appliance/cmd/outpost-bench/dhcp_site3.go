@@ -51,6 +51,7 @@ func benchDHCPSite3(ctx context.Context, log *slog.Logger, _ time.Duration) erro
 // client at sim.ClientAddr and the nodes at site3Addr(i), each on its own
 // namespace's sim.ClientIface or sim.ServerIface, all in sim.NetCIDR.
 type dhcpSwitch struct {
+	br     *lab.Netns // the switch: bridge br0
 	client *lab.Netns
 	nodes  []*lab.Netns
 }
@@ -61,22 +62,25 @@ func site3Addr(i int) string { return fmt.Sprintf("198.18.0.%d", 11+i) }
 // newDHCPSwitch makes the switch, the client and n node hosts; they go
 // away when t ends.
 func newDHCPSwitch(t lab.T, n int) *dhcpSwitch {
-	sw := lab.NewNetns(t, "dhcp-switch")
-	sw.Bridge("br0", "")
-	attach := func(name, iface, addr string) *lab.Netns {
-		ns := lab.NewNetns(t, name)
-		port := "p-" + name
-		sw.VethPair(t, ns, port, "", iface, addr+"/16")
-		if _, err := sw.Run(t.Context(), "ip", "link", "set", port, "master", "br0"); err != nil {
-			t.Fatal(err)
-		}
-		return ns
-	}
-	s := &dhcpSwitch{client: attach("client", sim.ClientIface, sim.ClientAddr)}
+	s := &dhcpSwitch{br: lab.NewNetns(t, "dhcp-switch")}
+	s.br.Bridge("br0", "")
+	s.client = s.attach(t, "client", sim.ClientIface, sim.ClientAddr)
 	for i := range n {
-		s.nodes = append(s.nodes, attach(fmt.Sprintf("n%d", i+1), sim.ServerIface, site3Addr(i)))
+		s.nodes = append(s.nodes, s.attach(t, fmt.Sprintf("n%d", i+1), sim.ServerIface, site3Addr(i)))
 	}
 	return s
+}
+
+// attach plugs a new host, namespace name, into the switch: its
+// interface iface at addr in sim.NetCIDR.
+func (s *dhcpSwitch) attach(t lab.T, name, iface, addr string) *lab.Netns {
+	ns := lab.NewNetns(t, name)
+	port := "p-" + name
+	s.br.VethPair(t, ns, port, "", iface, addr+"/16")
+	if _, err := s.br.Run(t.Context(), "ip", "link", "set", port, "master", "br0"); err != nil {
+		t.Fatal(err)
+	}
+	return ns
 }
 
 // dhcpSite is a site of applianced processes under test.

@@ -38,7 +38,17 @@ func (a siteAuth) client(ns *lab.Netns, addr string, timeout time.Duration) (*cl
 // API CA's fingerprint and admin token. It returns once every node sees
 // the same leader and three voters, with what opens every node's API.
 // (dhcp.nodes3's and provision.storm's 3-node sites.)
-func startSite(ctx context.Context, sw *dhcpSwitch, dir, bin string, nodeArgs func(i int, ndir string) ([]string, error)) (_ *dhcpSite, _ siteAuth, err error) {
+func startSite(ctx context.Context, sw *dhcpSwitch, dir, bin string, nodeArgs func(i int, ndir string) ([]string, error)) (*dhcpSite, siteAuth, error) {
+	bins := make([]string, len(sw.nodes))
+	for i := range bins {
+		bins[i] = bin
+	}
+	return startSiteOf(ctx, sw, dir, bins, nodeArgs)
+}
+
+// startSiteOf is startSite with node i's applianced bins[i]: a site
+// whose nodes run different releases, as in a rolling upgrade.
+func startSiteOf(ctx context.Context, sw *dhcpSwitch, dir string, bins []string, nodeArgs func(i int, ndir string) ([]string, error)) (_ *dhcpSite, _ siteAuth, err error) {
 	s := &dhcpSite{}
 	defer func() {
 		if err != nil {
@@ -55,7 +65,7 @@ func startSite(ctx context.Context, sw *dhcpSwitch, dir, bin string, nodeArgs fu
 		if err != nil {
 			return nil, auth, err
 		}
-		p, err := startProc(ns, filepath.Join(ndir, "applianced.log"), joinEnv, bin, append(args, join...)...)
+		p, err := startProc(ns, filepath.Join(ndir, "applianced.log"), joinEnv, bins[i], append(args, join...)...)
 		if err != nil {
 			return nil, auth, err
 		}

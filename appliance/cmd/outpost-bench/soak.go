@@ -69,11 +69,9 @@ func benchSoak(ctx context.Context, log *slog.Logger, _ time.Duration) error {
 	if os.Geteuid() != 0 {
 		return errors.New("needs root (network namespaces)")
 	}
-	var kinds []soak.Kind
-	if *soakKinds != "" {
-		for _, k := range strings.Split(*soakKinds, ",") {
-			kinds = append(kinds, soak.Kind(strings.TrimSpace(k)))
-		}
+	kinds := soakScheduleKinds(*soakKinds, *soakUpgradeFrom)
+	if *soakSiteNodes != 1 && *soakSiteNodes != 3 {
+		return fmt.Errorf("-soak-site-nodes must be 1 or 3, not %d", *soakSiteNodes)
 	}
 	if *soakMachines < 1 || *soakMachines > stormMaxMachines {
 		return fmt.Errorf("-soak-machines must be 1 to %d", stormMaxMachines)
@@ -100,7 +98,7 @@ func benchSoak(ctx context.Context, log *slog.Logger, _ time.Duration) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	centrald, applianced, remove, err := buildDaemons(ctx, "soak")
+	bins, remove, err := buildSoakBins(ctx, root, *soakUpgradeFrom)
 	if err != nil {
 		return err
 	}
@@ -112,7 +110,7 @@ func benchSoak(ctx context.Context, log *slog.Logger, _ time.Duration) error {
 	var rep *soak.Report
 	r := lab.NewRunner(ctx, "bench-soak", discardLog{log})
 	err = r.Run(func(t lab.T) {
-		rep, err = soakRun(ctx, t, sched, dir, centrald, applianced, art)
+		rep, err = soakRun(ctx, t, sched, dir, bins, art)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -139,38 +137,64 @@ func benchSoak(ctx context.Context, log *slog.Logger, _ time.Duration) error {
 	return nil
 }
 
+// soakScheduleKinds are the fault kinds of a schedule: those of the
+// comma-separated list (nil: every kind), with an Upgrade first when
+// there is a release to upgrade from (placed before the others, which
+// keep clear of it).
+func soakScheduleKinds(list, upgradeFrom string) []soak.Kind {
+	var kinds []soak.Kind
+	if upgradeFrom != "" {
+		kinds = append(kinds, soak.Upgrade)
+	}
+	if list == "" {
+		return append(kinds, soak.Kinds...)
+	}
+	for _, k := range strings.Split(list, ",") {
+		if k := soak.Kind(strings.TrimSpace(k)); k != soak.Upgrade || upgradeFrom == "" {
+			kinds = append(kinds, k)
+		}
+	}
+	return kinds
+}
+
 // soakRun sets the lab up, runs the schedule and the orders, and checks
 // the invariants at the end.
-func soakRun(ctx context.Context, t lab.T, sched *soak.Schedule, dir, centrald, applianced string, art *sim.Artifacts) (*soak.Report, error) {
-	bn := sim.NewNet(t)
-	cen := startSoakCentral(t, centrald, *soakCentrals)
-	site, err := startSoakSite(ctx, t, bn, dir, applianced, art.Dir, cen)
+func soakRun(ctx context.Context, t lab.T, sched *soak.Schedule, dir string, bins soakBins, art *sim.Artifacts) (*soak.Report, error) {
+	cen := startSoakCentral(t, bins, *soakCentrals)
+	site, err := startSoakSite(ctx, t, *soakSiteNodes, dir, bins, art, cen)
 	if err != nil {
 		return nil, err
 	}
 	if err := putSoakSite(ctx, site, art); err != nil {
 		return nil, err
 	}
-	relay, err := sim.NewRelay(bn.Client, netip.MustParseAddr(sim.ClientAddr), netip.MustParseAddr(sim.ServerAddr))
+	// Every node hears each relayed request, as from dhcrelay with
+	// their addresses (storm3's).
+	var nodes []netip.Addr
+	for i := range site.nodes {
+		nodes = append(nodes, netip.MustParseAddr(site3Addr(i)))
+	}
+	relay, err := sim.NewRelay(site.sw.client, netip.MustParseAddr(sim.ClientAddr), nodes[0], nodes[1:]...)
 	if err != nil {
 		return nil, err
 	}
 	defer relay.Close()
-	env := &sim.Env{Netns: bn.Client, Relay: relay, Server: netip.MustParseAddr(sim.ServerAddr), BootPort: stormBootPort, Artifacts: art}
+	env := &sim.Env{Netns: site.sw.client, Relay: relay, Server: nodes[0], Servers: nodes, BootPort: stormBootPort,
+		Artifacts: art, NetbootRetries: stormNetbootRetries, Rediscover: true}
 	var start time.Time
 	chk := soak.NewChecker(func() time.Duration { return time.Since(start) })
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	began := time.Now()
-	fleet, err := startSoakFleet(runCtx, t, bn.Server, env, chk, dir, *soakMachines)
+	fleet, err := startSoakFleet(runCtx, t, site.bmc, soakBMCAddr, env, chk, dir, *soakMachines)
 	if err != nil {
 		return nil, err
 	}
 	if err := registerSoakMachines(ctx, cen, site, fleet); err != nil {
 		return nil, err
 	}
-	fmt.Fprintf(os.Stderr, "soak: lab up in %.0f s: central %d nodes, site %s, %d machines behind ipmi_sim\n",
-		time.Since(began).Seconds(), len(cen.nodes), soakSiteID, len(fleet.list))
+	fmt.Fprintf(os.Stderr, "soak: lab up in %.0f s: central %d nodes, site %s %d nodes, %d machines behind ipmi_sim\n",
+		time.Since(began).Seconds(), len(cen.nodes), soakSiteID, len(site.nodes), len(fleet.list))
 	start = time.Now()
-	return soakLoop(runCtx, t, sched, start, cen, site, fleet, bn, chk)
+	return soakLoop(runCtx, t, sched, start, cen, site, fleet, chk)
 }

@@ -16,10 +16,11 @@ import (
 // the host's loopback, any of which the soak can SIGKILL and start
 // again on its data.
 type soakCentral struct {
-	t     lab.T
-	bin   string
-	token string
-	nodes []*soakCentralNode
+	t      lab.T
+	bin    string // the release it starts from
+	newBin string // the release an upgrade starts its nodes from
+	token  string
+	nodes  []*soakCentralNode
 }
 
 // soakCentralNode is one centrald of the cluster; its incarnation counts
@@ -34,10 +35,10 @@ type soakCentralNode struct {
 	incarnation int
 }
 
-// startSoakCentral starts a cluster of n centrald nodes, c1 its first,
-// and returns once c1 leads them all.
-func startSoakCentral(t lab.T, bin string, n int) *soakCentral {
-	c := &soakCentral{t: t, bin: bin}
+// startSoakCentral starts a cluster of n centrald nodes of bins' old
+// release, c1 its first, and returns once c1 leads them all.
+func startSoakCentral(t lab.T, bins soakBins, n int) *soakCentral {
+	c := &soakCentral{t: t, bin: bins.oldCentrald, newBin: bins.newCentrald}
 	first := c.node(1, nil)
 	c.start(first)
 	first.api.token = waitToken(t, first.proc, filepath.Join(first.args[2], "admin.token"))

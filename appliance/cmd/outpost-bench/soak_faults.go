@@ -123,6 +123,8 @@ func (in *soakInjector) inject(ctx context.Context, i int, f soak.Fault) {
 		m.bmc.Process.Kill()
 		in.until(ctx, f)
 		m.bmc.Restart()
+	case soak.Upgrade:
+		in.upgrade(ctx, f) // soak_upgrade.go
 	case soak.AgentKill:
 		if in.agentKill(ctx, f) {
 			in.happened(i, true, "")

@@ -53,10 +53,10 @@ type soakFleet struct {
 	wg               sync.WaitGroup
 }
 
-// startSoakFleet starts n machines' BMCs (ipmi_sim in ns, each running
-// a command on power on that writes the machine's id to a FIFO) and
-// reads the FIFO, until ctx ends, booting each machine named.
-func startSoakFleet(ctx context.Context, t lab.T, ns *lab.Netns, env *sim.Env, chk *soak.Checker, dir string, n int) (*soakFleet, error) {
+// startSoakFleet starts n machines' BMCs (ipmi_sim in ns at bmcAddr,
+// each running a command on power on that writes the machine's id to a
+// FIFO) and reads the FIFO, until ctx ends, booting each machine named.
+func startSoakFleet(ctx context.Context, t lab.T, ns *lab.Netns, bmcAddr string, env *sim.Env, chk *soak.Checker, dir string, n int) (*soakFleet, error) {
 	path := filepath.Join(dir, "boots.fifo")
 	if err := syscall.Mkfifo(path, 0o600); err != nil {
 		return nil, fmt.Errorf("mkfifo: %w", err)
@@ -71,7 +71,7 @@ func startSoakFleet(ctx context.Context, t lab.T, ns *lab.Netns, env *sim.Env, c
 	f := &soakFleet{env: env, chk: chk, byID: map[string]*soakMachine{}, fifo: fifo}
 	for i, m := range sim.Machines(n) {
 		m.ID = fmt.Sprintf("soak-%04d", i)
-		bmc := lab.StartIPMISim(t, lab.IPMISimConfig{Name: m.ID, Netns: ns,
+		bmc := lab.StartIPMISim(t, lab.IPMISimConfig{Name: m.ID, Netns: ns, Addr: bmcAddr,
 			StartCmd: fmt.Sprintf("echo %s >> %s; exec sleep 1000000", m.ID, path)})
 		sm := &soakMachine{Machine: m, bmc: bmc}
 		f.list = append(f.list, sm)

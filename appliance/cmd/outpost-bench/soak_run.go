@@ -70,14 +70,14 @@ func registerSoakMachines(ctx context.Context, cen *soakCentral, site *soakSite,
 // soakLoop runs the orders and the faults from start for the
 // schedule's duration, watching the invariants, then drains and checks
 // them all.
-func soakLoop(ctx context.Context, t lab.T, sched *soak.Schedule, start time.Time, cen *soakCentral, site *soakSite, fleet *soakFleet, bn *sim.Net, chk *soak.Checker) (*soak.Report, error) {
+func soakLoop(ctx context.Context, t lab.T, sched *soak.Schedule, start time.Time, cen *soakCentral, site *soakSite, fleet *soakFleet, chk *soak.Checker) (*soak.Report, error) {
 	placing, stopPlacing := context.WithDeadline(ctx, start.Add(sched.Duration))
 	defer stopPlacing()
 	drain, stopDrain := context.WithDeadline(ctx, start.Add(sched.Duration+soakDrain))
 	defer stopDrain()
 	orders := &soakOrders{cen: cen, site: site, chk: chk, waiters: map[string]chan orderEnd{}}
 	go orders.watch(drain)
-	in := &soakInjector{t: t, start: start, cen: cen, site: site, fleet: fleet, bn: bn, chk: chk}
+	in := &soakInjector{t: t, start: start, cen: cen, site: site, fleet: fleet, bn: &sim.Net{Client: site.sw.client}, chk: chk}
 	var bg sync.WaitGroup
 	var injected []soak.Fault
 	bg.Go(func() { injected = in.run(drain, sched) })
@@ -153,9 +153,10 @@ func soakWatch(ctx context.Context, start time.Time, cen *soakCentral, site *soa
 	injected := !*soakInject
 	for sleepCtx(ctx, 10*time.Second) == nil {
 		at := time.Since(start).Seconds()
-		p, name := site.process()
-		if !p.exited() {
-			chk.Sampled(name, procSample(p.cmd.Process.Pid, at, siteGoroutines(ctx, site)))
+		for _, nd := range site.nodes {
+			if p, name := nd.process(); !p.exited() {
+				chk.Sampled(name, procSample(p.cmd.Process.Pid, at, siteGoroutines(ctx, nd)))
+			}
 		}
 		for _, nd := range cen.nodes {
 			cp, name := nd.process()
@@ -232,8 +233,8 @@ func goroutinesFrom(ctx context.Context, hc *http.Client, url string) int {
 	return -1
 }
 
-func siteGoroutines(ctx context.Context, s *soakSite) int {
-	return goroutinesFrom(ctx, s.http, "https://"+stormAPIAddr+"/metrics")
+func siteGoroutines(ctx context.Context, nd *soakSiteNode) int {
+	return goroutinesFrom(ctx, nd.http, "https://"+nd.addr+"/metrics")
 }
 
 func centralGoroutines(ctx context.Context, nd *soakCentralNode) int {
@@ -346,8 +347,14 @@ func soakCentralEvents(ctx context.Context, cen *soakCentral) ([]soak.Event, err
 // soakCheckEnd checks, at the end, that every daemon still runs and
 // that the addresses held agree with the lease table.
 func soakCheckEnd(ctx context.Context, cen *soakCentral, site *soakSite, chk *soak.Checker) {
-	if p, name := site.process(); p.exited() {
-		chk.Violate("process_died", "%s exited on its own: %s", name, lastLines(p.log, 5))
+	for _, nd := range site.nodes {
+		if p, name := nd.process(); p.exited() {
+			chk.Violate("process_died", "%s exited on its own: %s", name, lastLines(p.log, 5))
+		}
+	}
+	// The leader's view: a follower's may lag behind it.
+	if _, err := site.leader(ctx); err != nil {
+		chk.Violate("process_died", "the site: %v", err)
 	}
 	for _, nd := range cen.nodes {
 		if p, name := nd.process(); !p.Running() {

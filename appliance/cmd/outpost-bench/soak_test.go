@@ -15,7 +15,7 @@ import (
 )
 
 // A short soak against the real daemons (a minute of orders, four
-// machines, a site kill and a WAN partition) with one violation fed to
+// machines, a 3-node site, a kill of its leader and a WAN partition) with one violation fed to
 // its checker: the soak fails naming that invariant, and only that one,
 // and its report shows that it provisioned, which the faults did not
 // stop. The checker can fail, and the rest of the run held.
@@ -39,6 +39,7 @@ func TestSoakCatchesViolation(t *testing.T) {
 	set("soak-faults-per-kind", "1")
 	set("soak-report", report)
 	set("soak-inject-violation", "true")
+	set("soak-upgrade-from", "") // the site is three nodes of this release
 	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
 	err := benchSoak(t.Context(), log, time.Minute)
 	if err == nil || !strings.Contains(err.Error(), soak.InvDupAddress) {

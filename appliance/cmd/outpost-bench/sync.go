@@ -68,9 +68,15 @@ func goBuild(ctx context.Context, dir, name, pkg string, flags ...string) (strin
 	if err != nil || gomod == "" || gomod == os.DevNull {
 		return "", fmt.Errorf("build %s: run from inside the outpost module (go env GOMOD: %q, %v)", name, gomod, err)
 	}
+	return goBuildIn(ctx, filepath.Dir(gomod), dir, name, pkg, flags...)
+}
+
+// goBuildIn builds package pkg of the module whose root is src into
+// dir/name (goBuild's, from another checkout of the module).
+func goBuildIn(ctx context.Context, src, dir, name, pkg string, flags ...string) (string, error) {
 	bin := filepath.Join(dir, name)
 	cmd := exec.CommandContext(ctx, "go", slices.Concat([]string{"build", "-o", bin}, flags, []string{pkg})...)
-	cmd.Dir = filepath.Dir(gomod)
+	cmd.Dir = src
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("build %s: %v\n%s", name, err, out)

@@ -138,8 +138,38 @@ func (n *Node) watchCA(ctx context.Context) {
 		if err := n.followCA(); err != nil {
 			return err
 		}
-		return n.reportGeneration(ctx)
+		if err := n.reportGeneration(ctx); err != nil {
+			return err
+		}
+		return n.reportCommands(ctx)
 	})
+}
+
+// reportCommands puts the node's member record again, with the highest
+// command type it applies, once after each leader change it sees: a
+// node of an older release stores the record without that field, so the
+// record is put again when such a node, upgraded, may have come to lead
+// (site.Proposer proposes a newer type only once every record has it).
+func (n *Node) reportCommands(ctx context.Context) error {
+	changes := n.LeaderChanges()
+	if n.commandsReported.Load() == changes+1 {
+		return nil
+	}
+	var m *store.Member
+	_ = n.db.View(func(tx *store.Tx) error { m, _ = store.Get[store.Member](tx, n.cfg.ID); return nil })
+	// A record that does not pin the node's key yet is RegisterSelf's to
+	// put, with the command types: a put of it here could undo that.
+	if m == nil || m.Fingerprint != n.cfg.Identity.Fingerprint() || m.NextFingerprint != "" || !n.inConfiguration() {
+		return nil
+	}
+	m.Commands = uint8(site.HighestCommand())
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := n.members.PutMember(cctx, m); err != nil {
+		return fmt.Errorf("cluster: report the command types the node applies: %w", err)
+	}
+	n.commandsReported.Store(changes + 1)
+	return nil
 }
 
 // RotateCA proposes a step of a rotation of the site's CA (site.CABegin,

@@ -88,6 +88,9 @@ type Node struct {
 	trust    *pki.Trust
 	follower atomic.Pointer[pki.Follower]
 	followed atomic.Pointer[followed] // followCA
+	// commandsReported is 1 + the leader changes seen when the node last
+	// reported the command types it applies (reportCommands); 0: never.
+	commandsReported atomic.Uint64
 	// stopWatch ends watchCA, which closes watchDone.
 	stopWatch context.CancelFunc
 	watchDone chan struct{}
@@ -315,7 +318,7 @@ func (n *Node) RegisterSelf(ctx context.Context) error {
 // self is this node's member record as it should be.
 func (n *Node) self() store.Member {
 	return store.Member{ID: n.cfg.ID, RaftAddr: n.cfg.AdvertiseAddr, APIAddr: n.cfg.APIURL,
-		Fingerprint: n.cfg.Identity.Fingerprint(), CAGeneration: n.certGeneration()}
+		Fingerprint: n.cfg.Identity.Fingerprint(), CAGeneration: n.certGeneration(), Commands: uint8(site.HighestCommand())}
 }
 
 // recorded reports whether the store holds this node's record as it
@@ -325,7 +328,7 @@ func (n *Node) recorded() bool {
 	var cur *store.Member
 	_ = n.db.View(func(tx *store.Tx) error { cur, _ = store.Get[store.Member](tx, n.cfg.ID); return nil })
 	return cur != nil && cur.RaftAddr == self.RaftAddr && cur.APIAddr == self.APIAddr &&
-		cur.Fingerprint == self.Fingerprint && cur.NextFingerprint == "" &&
+		cur.Fingerprint == self.Fingerprint && cur.NextFingerprint == "" && cur.Commands == self.Commands &&
 		(self.CAGeneration == 0 || cur.Generation() == self.CAGeneration)
 }
 

@@ -41,6 +41,10 @@
 //     and skipping it would fork the replicas.
 //   - A command's meaning never changes: new meaning gets a new type, and
 //     the old type keeps its old rules for the logs that hold it.
+//   - A type newer than LastUnreported is proposed only once every
+//     member's record reports applying it (store.Member.Commands, skew.go):
+//     in a rolling upgrade a new leader never commits a command an old
+//     node would stop at.
 //   - A subnet stored by PutSubnet overlaps no other, and is one the DHCP
 //     server can serve (apply_subnet.go, store.Subnet.CheckServable).
 //   - No address is held by two MACs (apply_lease.go), and an order, its

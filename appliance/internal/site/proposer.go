@@ -91,6 +91,9 @@ func (p *Proposer) now() time.Time { return p.cfg.Now().UTC() }
 
 // propose encodes a JSON payload of type t and commits it.
 func (p *Proposer) propose(ctx context.Context, t Type, payload any) (Result, error) {
+	if err := p.checkKnown(t); err != nil {
+		return Result{}, err
+	}
 	cmd, err := command.Encode(t, payload)
 	if err != nil {
 		return Result{}, err
@@ -196,7 +199,13 @@ func (p *Proposer) PutSubnet(ctx context.Context, s *store.Subnet, expect uint64
 	if err := p.cfg.Store.View(func(tx *store.Tx) error { return checkSubnet(tx, s, (*store.Subnet).CheckServable) }); err != nil {
 		return nil, err
 	}
-	return put(ctx, p, PutSubnet, s, expect)
+	out, err := put(ctx, p, PutSubnet, s, expect)
+	if errors.Is(err, ErrUnknownToMember) {
+		// An old node remains: the rules PutSubnet adds were checked
+		// above, and PutSubnetV2 is what that node applies.
+		return put(ctx, p, PutSubnetV2, s, expect)
+	}
+	return out, err
 }
 
 // PutImage stores an image.

@@ -33,6 +33,11 @@ const (
 	// its image write; the machine boots again (as a panicking
 	// installer's does).
 	AgentKill Kind = "agent.kill"
+	// Upgrade replaces the site's nodes, one at a time, then central's,
+	// with the current release's binaries: a fault-like band whose End is
+	// when the last node has caught up. It is not in Kinds: a schedule
+	// holds one only when asked (outpost-bench's -soak-upgrade-from).
+	Upgrade Kind = "upgrade"
 )
 
 // Kinds are every kind of fault, in the order a schedule cycles them.
@@ -42,6 +47,7 @@ var Kinds = []Kind{SiteKill, CentralKill, WANPartition, WANFlap, BootLoss, BMCDe
 // a day's density into its duration (at least one of each).
 var perDay = map[Kind]int{
 	SiteKill: 6, CentralKill: 6, WANPartition: 8, WANFlap: 8, BootLoss: 8, BMCDead: 12, AgentKill: 12,
+	Upgrade: 1, // one per schedule, whatever its duration (NewSchedule)
 }
 
 // length is how long a fault of each kind lasts, in a compressed day:
@@ -49,6 +55,7 @@ var perDay = map[Kind]int{
 var length = map[Kind]time.Duration{
 	SiteKill: 5 * time.Second, CentralKill: 5 * time.Second, WANPartition: 40 * time.Second,
 	WANFlap: 30 * time.Second, BootLoss: 45 * time.Second, BMCDead: 60 * time.Second, AgentKill: 0,
+	Upgrade: 3 * time.Minute, // room kept free of the exclusive faults: six restarts under load
 }
 
 // Fault is one fault of a schedule: its kind, when it starts and ends,
@@ -92,9 +99,10 @@ const quiet = 0.1
 // NewSchedule packs a day's faults (perDay) of kinds (nil: Kinds) into
 // d, scaled down with d but at least one of each kind (faults is 0) or
 // exactly faults of each kind, at seeded random times within the middle of d (quiet at either
-// end), targets chosen from machines. Faults of the process kinds
-// (SiteKill, CentralKill) and of the WAN never overlap one another, so
-// that what each cost can be told apart.
+// end), targets chosen from machines; an Upgrade is always one. Faults
+// of the process kinds (SiteKill, CentralKill), of the WAN and the
+// Upgrade never overlap one another, so that what each cost can be told
+// apart (an Upgrade first in kinds is placed first, the others around it).
 func NewSchedule(seed uint64, d time.Duration, machines []string, kinds []Kind, faults int) (*Schedule, error) {
 	if d < time.Minute {
 		return nil, fmt.Errorf("soak: duration %v is under a minute", d)
@@ -118,6 +126,9 @@ func NewSchedule(seed uint64, d time.Duration, machines []string, kinds []Kind, 
 		n := faults
 		if n == 0 {
 			n = max(1, int(float64(perDay[k])*d.Hours()/24+0.5))
+		}
+		if k == Upgrade {
+			n = 1
 		}
 		for range n {
 			f := Fault{Kind: k}
@@ -143,7 +154,7 @@ func NewSchedule(seed uint64, d time.Duration, machines []string, kinds []Kind, 
 }
 
 func (k Kind) exclusive() bool {
-	return k == SiteKill || k == CentralKill || k == WANPartition || k == WANFlap
+	return k == SiteKill || k == CentralKill || k == WANPartition || k == WANFlap || k == Upgrade
 }
 
 // overlaps says whether f overlaps one of fs, with 10 s to spare

@@ -12,7 +12,7 @@ import (
 // kindColor is each fault kind's band colour.
 var kindColor = map[string]string{
 	string(SiteKill): "#d62728", string(CentralKill): "#9467bd", string(WANPartition): "#ff7f0e", string(WANFlap): "#e6b800",
-	string(BootLoss): "#17becf", string(BMCDead): "#8c564b", string(AgentKill): "#e377c2",
+	string(BootLoss): "#17becf", string(BMCDead): "#8c564b", string(AgentKill): "#e377c2", string(Upgrade): "#7f7f7f",
 }
 
 // SVG geometry: the title, then the chart (provchart), then the table

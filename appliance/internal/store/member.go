@@ -28,6 +28,13 @@ type Member struct {
 	// node's certificate, as the node reports it (CA): 0 in a record of
 	// an older release, whose certificate is of generation 1.
 	CAGeneration uint64 `json:"ca_generation,omitempty"`
+	// Commands is the highest command type the node's release applies,
+	// as the node reports it (cluster.Node): the leader proposes a
+	// command type newer than the last release that did not report it
+	// only once every member's record says it knows the type. 0 in a
+	// record of an older release, or one an older node stored (it drops
+	// the field; the node reports again at each leader change).
+	Commands uint8 `json:"commands,omitempty"`
 }
 
 // Generation is the CA generation of the member's certificate, 1 for a
