@@ -8,7 +8,6 @@ import (
 
 	"github.com/outposthq/outpost/appliance/internal/lab"
 	"github.com/outposthq/outpost/appliance/internal/labsite"
-	"github.com/outposthq/outpost/appliance/internal/store"
 )
 
 // testOSSecureBoot is the test OS's line on the firmware's Secure Boot
@@ -79,12 +78,5 @@ func TestSecureBootProvision(t *testing.T) {
 	}
 	t.Logf("provision boot=secureboot total=%.1fs (VM start to the test OS's metadata line)", total)
 
-	got, err := s.Machine(ctx, "vm1")
-	if err != nil || got.State != store.StateProvisioned {
-		t.Errorf("machine vm1: %+v (%v), want provisioned", got, err)
-	}
-	w, err := s.Workflow(ctx, "wf1")
-	if err != nil || w.Status() != "succeeded" {
-		t.Errorf("workflow wf1: %v (%v), want succeeded", w.Status(), err)
-	}
+	assertProvisioned(ctx, t, s, "vm1", "wf1")
 }
