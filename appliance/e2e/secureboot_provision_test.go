@@ -44,7 +44,7 @@ func TestSecureBootProvision(t *testing.T) {
 	defer cancel(nil)
 	go failOnWorkflowFailure(ctx, cancel, t, s, "wf1")
 
-	for _, step := range []*regexp.Regexp{
+	waitSteps(ctx, t, vm,
 		regexp.MustCompile(`NBP filename is shimx64\.efi`),
 		regexp.MustCompile(`Outpost: install: machine vm1 is provisioning`),
 		regexp.MustCompile(`secureboot: Secure boot enabled`),
@@ -52,13 +52,7 @@ func TestSecureBootProvision(t *testing.T) {
 		regexp.MustCompile(`NBP filename is shimx64\.efi`), // after the reboot
 		regexp.MustCompile(`Outpost: provisioned: machine vm1`),
 		regexp.MustCompile(`OUTPOST-TESTOS-BOOTED from disk`),
-	} {
-		line, err := vm.WaitSerial(ctx, step)
-		if err != nil {
-			t.Fatalf("waiting for %q: %v (cause %v; serial console in %s)", step, err, context.Cause(ctx), vm.Serial)
-		}
-		t.Logf("%6.1fs serial: %s", time.Since(vm.Start).Seconds(), printable(line))
-	}
+	)
 	line, err := vm.WaitSerial(ctx, testOSSecureBoot)
 	if err != nil {
 		t.Fatalf("the test OS did not print its Secure Boot state: %v", context.Cause(ctx))

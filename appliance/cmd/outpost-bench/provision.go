@@ -97,6 +97,9 @@ type provisionCase struct {
 	// (OVMF's PXE client off, lab.VMConfig HTTPBoot): it fetches ipxe.efi
 	// over HTTP, not TFTP.
 	httpBoot bool
+	// extra are what the row's site needs beyond labsite.Provisioning
+	// (a template of its own); nil for nothing.
+	extra func() []store.Object
 	// run provisions the row's machine and returns its line's figures;
 	// nil is provisionOnce, a machine that network-boots on the site's
 	// boot network.
@@ -109,6 +112,7 @@ var provisionCases = []provisionCase{
 	{label: "reboot", template: labsite.SecureBootTemplateName, boot: "secureboot", secureBoot: true},
 	{label: "kexec", template: labsite.TemplateName, boot: "http", httpBoot: true},
 	{label: "kexec", template: labsite.TemplateName, boot: "vmedia", run: provisionVMedia},
+	{label: "kexec-bzimage", template: bzImageTemplateName, boot: "pxe", extra: bzImageTemplate},
 }
 
 // Which rows of provision.e2e run, and how many times each.
@@ -188,6 +192,9 @@ func provisionOnce(ctx context.Context, log *slog.Logger, bin string, c provisio
 		imgs := lab.BuildImages(t)
 		s := labsite.Start(t, labsite.Config{Applianced: bin, Images: imgs, LogLevel: "info"})
 		s.Put(t, labsite.Provisioning(t, imgs)...)
+		if c.extra != nil {
+			s.Put(t, c.extra()...)
+		}
 		const mac = "52:54:00:be:0c:01"
 		m := labsite.Machine("bench", mac)
 		wf := labsite.Workflow("bench", "bench", labsite.TestOSName, "bench-1")

@@ -1,7 +1,9 @@
 package labsite
 
 import (
-	"github.com/outposthq/outpost/appliance/internal/bmc"
+	"crypto/sha256"
+	"encoding/hex"
+
 	"github.com/outposthq/outpost/appliance/internal/lab"
 	"github.com/outposthq/outpost/appliance/internal/store"
 )
@@ -44,7 +46,7 @@ func (s *Site) AddVMediaMachine(t lab.T, id, mac string) *VMediaMachine {
 	m.Interfaces[0].Subnet = RoutedSubnetName
 	m.BMC = &store.BMC{Address: rf.Addr, Driver: "redfish", Username: rf.Username, Password: rf.Password}
 	s.Put(t, m)
-	fp := bmc.Fingerprint(rf.Certificate().Certificate[0])
+	fp := fingerprint(rf.Certificate().Certificate[0])
 	if err := s.API.Do(t.Context(), "POST", "/v1/machines/"+id+"/bmc/accept-certificate", map[string]string{"fingerprint": fp}, nil); err != nil {
 		t.Fatalf("labsite: accept %s's BMC certificate %s: %v", id, fp, err)
 	}
@@ -56,4 +58,12 @@ func (s *Site) AddVMediaMachine(t lab.T, id, mac string) *VMediaMachine {
 func ProvisionOrder(id, machine, hostname string) *store.Order {
 	return &store.Order{ID: id, Action: store.OrderProvision, MachineID: machine,
 		Template: TemplateName, Image: TestOSName, Values: map[string]string{"hostname": hostname}}
+}
+
+// fingerprint is a certificate's fingerprint as the API takes it
+// (bmc.Fingerprint's form, which labsite cannot import: bmc's tests
+// import labsite).
+func fingerprint(der []byte) string {
+	sum := sha256.Sum256(der)
+	return "sha256:" + hex.EncodeToString(sum[:])
 }
