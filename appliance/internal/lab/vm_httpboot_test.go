@@ -24,7 +24,9 @@ func TestQEMUArgsHTTPBoot(t *testing.T) {
 			t.Errorf("no -fw_cfg %s in %q", k, args)
 		}
 	}
-	if !slices.ContainsFunc(args, func(a string) bool { return strings.HasPrefix(a, "virtio-net-pci,") && strings.HasSuffix(a, ",romfile=") }) {
+	if !slices.ContainsFunc(args, func(a string) bool {
+		return strings.HasPrefix(a, "virtio-net-pci,") && strings.HasSuffix(a, ",romfile=")
+	}) {
 		t.Errorf("the NIC has an option ROM: %q", args)
 	}
 
