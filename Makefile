@@ -63,10 +63,11 @@ test: deps-test images jaeger lint
 
 # The long real-peer suites, apart so that make test stays under 25
 # minutes on 2 cores: whole provisions of QEMU VMs under software
-# emulation through Secure Boot firmware, virtual media and Redfish, and a
-# short soak with its checker made to fail, and a site of two releases
-# (TestRollingUpgradeSkew builds the older). .ci/run runs it after make test.
-HWTESTS := ^(TestSecureBootProvision|TestSecureBootRefusesIPXE|TestSecureBootNetboot|TestVirtualMediaProvision|TestRedfishProvision|TestSoakCatchesViolation|TestRollingUpgradeSkew)$$
+# emulation through Secure Boot firmware, UEFI HTTP boot, virtual media
+# and Redfish, a short soak with its checker made to fail, and a site of
+# two releases (TestRollingUpgradeSkew builds the older). .ci/run runs it
+# after make test.
+HWTESTS := ^(TestHTTPBootProvision|TestSecureBootProvision|TestSecureBootRefusesIPXE|TestSecureBootNetboot|TestVirtualMediaProvision|TestRedfishProvision|TestSoakCatchesViolation|TestRollingUpgradeSkew)$$
 test-hw: deps-test images
 	$(GO) test $(TESTFLAGS) -run '$(HWTESTS)' ./appliance/e2e/ ./appliance/cmd/outpost-bench/
 

@@ -10,19 +10,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/outposthq/outpost/appliance/internal/bmc"
 	"github.com/outposthq/outpost/appliance/internal/lab"
 	"github.com/outposthq/outpost/appliance/internal/labsite"
 	"github.com/outposthq/outpost/appliance/internal/store"
 	"github.com/outposthq/outpost/appliance/internal/vmedia"
-)
-
-// The routed subnet of TestVirtualMediaProvision: a second bridge in the
-// site's namespace, which routes between it and the appliance's address
-// on the boot network. The appliance answers no DHCP on it.
-const (
-	routedBridge  = "br9"
-	routedGateway = "198.18.9.1"
 )
 
 // testOSBooted is the test OS's first line, before it looks for DHCP
@@ -40,29 +31,15 @@ var testOSBooted = regexp.MustCompile(`OUTPOST-TESTOS-BOOTED from disk`)
 func TestVirtualMediaProvision(t *testing.T) {
 	lab.Require(t, "root", "qemu-system-x86_64", "xorriso", vmedia.DefaultIsolinux, vmedia.DefaultLdlinux)
 	s := bmcSite(t, 5*time.Minute, 2*time.Minute)
-	s.NS.Bridge(routedBridge, routedGateway+"/24")
-	s.NS.Tap("vmtap9", routedBridge)
-	s.Put(t, &store.Subnet{Name: "routed", CIDR: "198.18.9.0/24", Gateway: routedGateway, DNS: []string{routedGateway},
-		Pools: []store.Range{{Start: "198.18.9.100", End: "198.18.9.200"}}, Boot: store.BootVirtualMedia})
-
 	const mac = "52:54:00:b3:c9:21"
-	args, serial := lab.VMCommand(t, lab.VMConfig{Tap: "vmtap9", MAC: mac, MemoryMB: 1024, Disks: []string{labsite.NewDisk(t, 256<<20)}})
-	rf := lab.StartRedfishBMC(t, lab.RedfishBMCConfig{Netns: s.NS, VM: args})
-	vm := &bmcVM{Serial: serial}
-	m := labsite.Machine("vm9", mac)
-	m.Interfaces[0].Subnet = "routed"
-	m.BMC = &store.BMC{Address: rf.Addr, Driver: "redfish", Username: rf.Username, Password: rf.Password}
-	s.Put(t, m)
+	rf := s.AddVMediaMachine(t, "vm9", mac)
+	vm := &bmcVM{Serial: rf.Serial}
+	serial := rf.Serial
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Minute)
 	defer cancel()
-	fp := bmc.Fingerprint(rf.Certificate().Certificate[0])
-	if err := s.API.Do(ctx, "POST", "/v1/machines/vm9/bmc/accept-certificate", map[string]string{"fingerprint": fp}, nil); err != nil {
-		t.Fatalf("accept %s: %v", fp, err)
-	}
 
 	start := time.Now()
-	s.Put(t, &store.Order{ID: "vprov", Action: store.OrderProvision, MachineID: "vm9",
-		Template: labsite.TemplateName, Image: labsite.TestOSName, Values: map[string]string{"hostname": "vm-host-9"}})
+	s.Put(t, labsite.ProvisionOrder("vprov", "vm9", "vm-host-9"))
 	if _, _, err := vm.waitSerial(ctx, testOSBooted, 0); err != nil {
 		b, _ := os.ReadFile(serial)
 		t.Fatalf("the machine did not provision: %v\n%s", err, tailLines(b, 60))
@@ -73,12 +50,12 @@ func TestVirtualMediaProvision(t *testing.T) {
 		t.Fatalf("order vprov: %s %q", o.State, o.Reason)
 	}
 	b, _ := os.ReadFile(serial)
-	if !strings.Contains(string(b), "static address 198.18.9.100/24") {
+	if !strings.Contains(string(b), "static address "+labsite.RoutedFirst+"/24") {
 		t.Errorf("the installer did not say it took its static address:\n%s", tailLines(b, 60))
 	}
 	w, err := s.Workflow(ctx, "vprov")
-	if err != nil || w.BootAddr != "198.18.9.100" {
-		t.Errorf("workflow %+v (%v): want it bound to 198.18.9.100", w, err)
+	if err != nil || w.BootAddr != labsite.RoutedFirst {
+		t.Errorf("workflow %+v (%v): want it bound to %s", w, err, labsite.RoutedFirst)
 	}
 	for _, id := range []string{"vprov-media", "vprov-cd", "vprov-cycle"} {
 		var j store.Job
@@ -86,7 +63,7 @@ func TestVirtualMediaProvision(t *testing.T) {
 			t.Errorf("job %s: %+v (%v), want succeeded", id, j, err)
 		}
 	}
-	image, _ := rf.Media()
+	image, _ := rf.BMC.Media()
 	if !strings.HasPrefix(image, labsite.BootURL+"/vmedia/") {
 		t.Fatalf("the BMC's CD came from %q, want the appliance's /vmedia/", image)
 	}

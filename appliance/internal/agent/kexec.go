@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -81,6 +82,14 @@ func kexecTool(tool, kernel, initrd, cmdline string) error {
 		return fmt.Errorf("kexec-tools: %w", err)
 	}
 	args := []string{"-l", "-i", "--command-line=" + cmdline}
+	if isELF(kernel) {
+		// An uncompressed kernel (vmlinux): kexec-tools' elf-x86_64
+		// loader passes ELF boot notes by default, which take no initrd
+		// ("Ramdisks not supported with generic elf arguments") and which
+		// Linux does not read; --args-linux boots it as the bzImage
+		// loader would, with boot parameters.
+		args = append(args, "--args-linux")
+	}
 	if initrd != "" {
 		args = append(args, "--initrd="+initrd)
 	}
@@ -90,6 +99,19 @@ func kexecTool(tool, kernel, initrd, cmdline string) error {
 		return fmt.Errorf("kexec-tools %s -l: %w: %s", tool, err, lines[len(lines)-1])
 	}
 	return nil
+}
+
+// isELF reports whether file begins with ELF's magic number: a kernel
+// that is a vmlinux rather than a bzImage.
+func isELF(file string) bool {
+	f, err := os.Open(file)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	var magic [4]byte
+	_, err = io.ReadFull(f, magic[:])
+	return err == nil && string(magic[:]) == "\x7fELF"
 }
 
 // kexecFileLoad is kexec_file_load(2).

@@ -26,19 +26,25 @@ func fakeKexecTool(t *testing.T, out string, status int) (tool, argsFile string)
 }
 
 // KexecLoad loads with kexec-tools, without its integrity checks, and
-// says so; without an initrd it passes none.
+// says so; without an initrd it passes none; an uncompressed (ELF) kernel
+// gets Linux's boot parameters.
 func TestKexecLoadTool(t *testing.T) {
+	vmlinux := filepath.Join(t.TempDir(), "vmlinux")
+	if err := os.WriteFile(vmlinux, []byte("\x7fELF\x02\x01\x01"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	tests := map[string]struct {
-		initrd string
-		want   []string
+		kernel, initrd string
+		want           []string
 	}{
-		"initrd":    {initrd: "/mnt/initrd.img", want: []string{"-l", "-i", "--command-line=root=/dev/vda1 console=ttyS0", "--initrd=/mnt/initrd.img", "/mnt/vmlinuz"}},
-		"no initrd": {want: []string{"-l", "-i", "--command-line=root=/dev/vda1 console=ttyS0", "/mnt/vmlinuz"}},
+		"initrd":    {kernel: "/mnt/vmlinuz", initrd: "/mnt/initrd.img", want: []string{"-l", "-i", "--command-line=root=/dev/vda1 console=ttyS0", "--initrd=/mnt/initrd.img", "/mnt/vmlinuz"}},
+		"no initrd": {kernel: "/mnt/vmlinuz", want: []string{"-l", "-i", "--command-line=root=/dev/vda1 console=ttyS0", "/mnt/vmlinuz"}},
+		"vmlinux":   {kernel: vmlinux, initrd: "/mnt/initrd.img", want: []string{"-l", "-i", "--command-line=root=/dev/vda1 console=ttyS0", "--args-linux", "--initrd=/mnt/initrd.img", vmlinux}},
 	}
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {
 			tool, argsFile := fakeKexecTool(t, "", 0)
-			how, err := LinuxSystem{KexecTool: tool}.KexecLoad("/mnt/vmlinuz", tt.initrd, "root=/dev/vda1 console=ttyS0")
+			how, err := LinuxSystem{KexecTool: tool}.KexecLoad(tt.kernel, tt.initrd, "root=/dev/vda1 console=ttyS0")
 			if err != nil || how != "kexec_load" {
 				t.Fatalf("KexecLoad = %q, %v; want kexec_load", how, err)
 			}

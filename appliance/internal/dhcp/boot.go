@@ -53,6 +53,18 @@ const (
 	bootIPXE                 // iPXE itself: wants the URL of its script
 )
 
+func (k bootKind) String() string {
+	switch k {
+	case bootPXE:
+		return "pxe"
+	case bootHTTP:
+		return "http"
+	case bootIPXE:
+		return "ipxe"
+	}
+	return "none"
+}
+
 // bootRequest is what the boot decision looks at in a request.
 type bootRequest struct {
 	classID   string // option 60

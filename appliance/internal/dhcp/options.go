@@ -57,6 +57,9 @@ func (s *Server) addBoot(r *request, reply *dhcpv4.DHCPv4) {
 	if b.kind == bootNone {
 		return
 	}
+	// Which way a machine boots (PXE and TFTP, UEFI HTTP boot, iPXE's
+	// script) is otherwise nowhere to be seen before its first download.
+	r.log.Debug("dhcp: boot", "kind", b.kind.String(), "file", b.file, "class", b.classID)
 	reply.BootFileName = b.file
 	reply.UpdateOption(dhcpv4.OptBootFileName(b.file))
 	if b.classID != "" {

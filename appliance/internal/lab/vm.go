@@ -69,6 +69,14 @@ func (f Firmware) ovmf() (code, vars string) {
 	return OVMFCode, OVMFVars
 }
 
+// httpBootFwCfg are the OVMF settings (fw_cfg files under
+// opt/org.tianocore/, read by EDK2's OvmfPkg PxeBcPcdProducerLib and
+// NetworkPkg's platform hooks; see OvmfPkg/RUNTIME_CONFIG.md) that
+// HTTPBoot turns off: PXE over IPv4 and IPv6, so that no boot option
+// tries TFTP, and IPv6 altogether, so that a failed HTTPv4 boot is not
+// followed by a wait for HTTPv6 on a lab network with no IPv6 DHCP.
+var httpBootFwCfg = []string{"IPv4PXESupport", "IPv6PXESupport", "IPv6Support"}
+
 // nicROMs are the option ROMs QEMU loads for NIC models, from ipxe-qemu.
 var nicROMs = map[string]string{
 	"virtio-net-pci": "/usr/lib/ipxe/qemu/efi-virtio.rom",
@@ -95,6 +103,15 @@ type VMConfig struct {
 	// EDK2's PXE client boots instead of iPXE; under BIOS nothing can
 	// network-boot.
 	DisableNICROM bool
+	// HTTPBoot makes OVMF boot the NIC by UEFI HTTP boot instead of PXE
+	// (UEFI or SecureBoot firmware only; it implies DisableNICROM, since
+	// the NIC's iPXE ROM would boot instead of EDK2's HTTP client). OVMF
+	// offers PXE before HTTP in its boot order, so its PXE client and its
+	// IPv6 stack are switched off through fw_cfg (httpBootFwCfg): the
+	// first network boot option left is HTTP over IPv4, which sends
+	// client architecture 16 and class HTTPClient and fetches the http://
+	// boot file the DHCP server names.
+	HTTPBoot bool
 	// MemoryMB is the guest's memory. Default 512, or 1024 under UEFI and
 	// SecureBoot.
 	MemoryMB int
@@ -221,6 +238,12 @@ func vmArgs(t T, cfg *VMConfig) []string {
 	if cfg.NIC == "" {
 		cfg.NIC = "virtio-net-pci"
 	}
+	if cfg.HTTPBoot {
+		if !cfg.Firmware.uefi() {
+			t.Fatalf("lab: VM: HTTPBoot needs UEFI firmware, not %s", cfg.Firmware)
+		}
+		cfg.DisableNICROM = true
+	}
 	if cfg.MemoryMB == 0 {
 		cfg.MemoryMB = 512
 		if cfg.Firmware.uefi() {
@@ -292,6 +315,11 @@ func qemuArgs(cfg VMConfig, seq uint64, dir string) ([]string, error) {
 		args = append(args,
 			"-drive", "if=pflash,format=raw,unit=0,readonly=on,file="+code,
 			"-drive", "if=pflash,format=raw,unit=1,file="+vars)
+		if cfg.HTTPBoot {
+			for _, knob := range httpBootFwCfg {
+				args = append(args, "-fw_cfg", "name=opt/org.tianocore/"+knob+",string=no")
+			}
+		}
 	}
 	for i, d := range cfg.Disks {
 		format := "raw"
