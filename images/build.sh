@@ -19,12 +19,9 @@
 #                                        installer (images/installer/init,
 #                                        busybox, kernel modules, the agent,
 #                                        kexec-tools' kexec and its libraries)
-#   testos.raw.gz .zst .xz               a 160 MiB disk image (MBR, one FAT
+#   testos.raw.gz .zst .xz               a 64 MiB disk image (MBR, one FAT
 #                                        partition, SYSLINUX) that boots the
-#                                        test OS (images/testos/init); beside
-#                                        the kernel it holds /vmlinux, the
-#                                        same kernel uncompressed (an ELF, for
-#                                        kexec: no XZ to undo under emulation)
+#                                        test OS (images/testos/init)
 #   testos-efi.raw.gz .zst .xz           the same test OS on a 64 MiB GPT disk
 #                                        whose one partition is an EFI system
 #                                        partition booting through Debian's
@@ -65,9 +62,6 @@ fat_epoch=$((epoch > 315532800 ? epoch : 315532800))
 
 # The test OS disk: 64 MiB, its FAT partition from 1 MiB to the end.
 disk_mib=64
-# The x86 test OS's disk is larger: its partition also holds the
-# uncompressed kernel (66 MB for Debian 12's).
-testos_disk_mib=160
 part_start=2048 # sectors
 volume_id=4f505354
 disk_id=0x4f505354
@@ -426,30 +420,12 @@ fat_copy() {
 	rm -rf "$tmp"
 }
 
-# extract_vmlinux BZIMAGE DST: the kernel inside BZIMAGE, uncompressed, as
-# an ELF file (with the relocations that follow it in the payload, which an
-# ELF loader ignores), as the kernel's scripts/extract-vmlinux finds it:
-# the first XZ stream in the file. kexec-tools' elf-x86_64 loader boots it
-# where the bzImage would first decompress itself.
-extract_vmlinux() {
-	local bz=$1 dst=$2 at
-	# sed reads all of grep's output: head would end the pipe early.
-	at=$(LC_ALL=C grep -m1 -obUaP '\xfd7zXZ\x00' "$bz" | sed -n '1s/:.*//p')
-	[[ -n $at ]] || die "$bz: no XZ payload (the kernel is not XZ-compressed)"
-	# Through a file: xz stops reading after the first stream.
-	tail -c +"$((at + 1))" "$bz" >"$dst.xz"
-	xz -dc --single-stream "$dst.xz" >"$dst"
-	rm -f "$dst.xz"
-	[[ $(head -c 4 "$dst" | od -An -c | tr -d ' ') == '177ELF' ]] || die "$bz: its payload is not an ELF kernel"
-}
-
 # build_disk RAW: the test OS disk image: an MBR (syslinux's boot code, a
 # fixed disk identifier) with one active FAT16 partition holding SYSLINUX,
-# the kernel (and, as /vmlinux, uncompressed), the test OS's initramfs and
-# syslinux.cfg.
+# the kernel, the test OS's initramfs and syslinux.cfg.
 build_disk() {
 	local raw=$1 fat=$work/testos.fat cfg=$work/syslinux.cfg
-	local sectors=$((testos_disk_mib * 2048))
+	local sectors=$((disk_mib * 2048))
 	rm -f "$fat" "$raw"
 	truncate -s $(((sectors - part_start) * 512)) "$fat"
 	mkfs.vfat --invariant -F 16 -i "$volume_id" -n OUTPOST-OS -h "$part_start" "$fat" >/dev/null
@@ -457,9 +433,6 @@ build_disk() {
 	syslinux_cfg >"$cfg"
 	fat_copy "$fat" "$cfg" syslinux.cfg
 	fat_copy "$fat" "$kernel" vmlinuz
-	extract_vmlinux "$kernel" "$work/vmlinux"
-	fat_copy "$fat" "$work/vmlinux" vmlinux
-	rm -f "$work/vmlinux"
 	fat_copy "$fat" "$work/testos-initrd.img" initrd.img
 
 	truncate -s $((sectors * 512)) "$raw"

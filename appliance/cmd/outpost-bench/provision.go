@@ -97,11 +97,6 @@ type provisionCase struct {
 	// (OVMF's PXE client off, lab.VMConfig HTTPBoot): it fetches ipxe.efi
 	// over HTTP, not TFTP.
 	httpBoot bool
-	// extra are what the row's site needs beyond labsite.Provisioning
-	// (a template of its own); nil for nothing.
-	extra func() []store.Object
-	// byName rows run only when -provision-rows names them.
-	byName bool
 	// run provisions the row's machine and returns its line's figures;
 	// nil is provisionOnce, a machine that network-boots on the site's
 	// boot network.
@@ -114,32 +109,24 @@ var provisionCases = []provisionCase{
 	{label: "reboot", template: labsite.SecureBootTemplateName, boot: "secureboot", secureBoot: true},
 	{label: "kexec", template: labsite.TemplateName, boot: "http", httpBoot: true},
 	{label: "kexec", template: labsite.TemplateName, boot: "vmedia", run: provisionVMedia},
-	{label: "kexec-bzimage", template: bzImageTemplateName, boot: "pxe", extra: bzImageTemplate, byName: true},
 }
 
 // Which rows of provision.e2e run, and how many times each.
 var (
 	provisionRows = flag.String("provision-rows", "",
-		"comma-separated rows of provision.e2e to run, each as template/boot (kexec/pxe, reboot/pxe, reboot/secureboot, kexec/http, kexec/vmedia, and kexec-bzimage/pxe, which runs only when named); default all the others")
+		"comma-separated rows of provision.e2e to run, each as template/boot (kexec/pxe, reboot/pxe, reboot/secureboot, kexec/http, kexec/vmedia); default all")
 	provisionRuns = flag.Int("provision-runs", 1,
 		"how many times provision.e2e runs each row, interleaved; above 1 it also prints each row's medians")
 )
 
-// selectProvisionRows returns the rows list names (for "", all but the
-// byName ones), in provisionCases' order; a name that is no row is an
-// error.
+// selectProvisionRows returns the rows list names (for "", all of
+// them), in provisionCases' order; a name that is no row is an error.
 func selectProvisionRows(list string) ([]provisionCase, error) {
 	if *provisionRuns < 1 {
 		return nil, fmt.Errorf("-provision-runs %d: want at least 1", *provisionRuns)
 	}
 	if strings.TrimSpace(list) == "" {
-		var rows []provisionCase
-		for _, c := range provisionCases {
-			if !c.byName {
-				rows = append(rows, c)
-			}
-		}
-		return rows, nil
+		return provisionCases, nil
 	}
 	want := make(map[string]bool)
 	for _, name := range strings.Split(list, ",") {
@@ -201,9 +188,6 @@ func provisionOnce(ctx context.Context, log *slog.Logger, bin string, c provisio
 		imgs := lab.BuildImages(t)
 		s := labsite.Start(t, labsite.Config{Applianced: bin, Images: imgs, LogLevel: "info"})
 		s.Put(t, labsite.Provisioning(t, imgs)...)
-		if c.extra != nil {
-			s.Put(t, c.extra()...)
-		}
 		const mac = "52:54:00:be:0c:01"
 		m := labsite.Machine("bench", mac)
 		wf := labsite.Workflow("bench", "bench", labsite.TestOSName, "bench-1")

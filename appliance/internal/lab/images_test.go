@@ -80,8 +80,8 @@ func TestTestOSImage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(disk) != 160<<20 {
-		t.Fatalf("disk image is %d bytes, want 160 MiB", len(disk))
+	if len(disk) != 64<<20 {
+		t.Fatalf("disk image is %d bytes, want 64 MiB", len(disk))
 	}
 	sum := sha256.Sum256(disk)
 	for _, c := range []struct{ file, prog string }{{imgs.TestOSZst, "zstd"}, {imgs.TestOSXz, "xz"}} {
@@ -113,9 +113,7 @@ func TestTestOSImage(t *testing.T) {
 		t.Errorf("partition 1: file system type %q, hidden sectors %d; want FAT16, 2048", fat[54:62], binary.LittleEndian.Uint32(fat[28:]))
 	}
 	cfg := strings.TrimSuffix(testOSSyslinuxCfg, " ") + "\n"
-	// VMLINUX is the kernel uncompressed, which the install template
-	// kexecs.
-	for _, s := range []string{"LDLINUX SYS", "VMLINUZ    ", "VMLINUX    ", "INITRD  IMG", "SYSLINUXCFG", cfg} {
+	for _, s := range []string{"LDLINUX SYS", "VMLINUZ    ", "INITRD  IMG", "SYSLINUXCFG", cfg} {
 		if !bytes.Contains(fat, []byte(s)) {
 			t.Errorf("partition 1 does not hold %q", s)
 		}

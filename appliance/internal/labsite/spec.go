@@ -33,12 +33,6 @@ const (
 const (
 	testOSKernel = "/vmlinuz"
 	testOSInitrd = "/initrd.img"
-	// TestOSVmlinux is the same kernel uncompressed, an ELF file, which
-	// InstallTemplate kexecs (kexec-tools' elf-x86_64 loader): the
-	// bzImage would first undo its XZ payload, which takes seconds under
-	// emulation. TestOSBzImage is the kernel as the boot loader boots it.
-	TestOSVmlinux = "/vmlinux"
-	TestOSBzImage = testOSKernel
 )
 
 // testOSCmdline is the test OS's kernel command line: its consoles, as
@@ -142,7 +136,7 @@ func InstallTemplate() *store.Template {
 		Actions: append(installActions(), store.Action{
 			Name: "kexec", Type: "kexec", Needs: []string{"configure"},
 			Args: map[string]string{
-				"device": Partition, "kernel": TestOSVmlinux, "initrd": testOSInitrd, "cmdline": testOSCmdline,
+				"device": Partition, "kernel": testOSKernel, "initrd": testOSInitrd, "cmdline": testOSCmdline,
 			},
 			Timeout: store.Duration(2 * time.Minute),
 		}),
