@@ -89,6 +89,11 @@ func NewProposer(cfg ProposerConfig) *Proposer {
 // now is the proposer's clock, in UTC.
 func (p *Proposer) now() time.Time { return p.cfg.Now().UTC() }
 
+// Now is the proposer's clock (ProposerConfig.Now): the clock every
+// decision that is stored, or compared with a stored time, reads on
+// this node.
+func (p *Proposer) Now() time.Time { return p.cfg.Now() }
+
 // propose encodes a JSON payload of type t and commits it.
 func (p *Proposer) propose(ctx context.Context, t Type, payload any) (Result, error) {
 	cmd, err := command.Encode(t, payload)
