@@ -92,6 +92,13 @@ func (c *Clock) Offset() time.Duration {
 	return time.Duration(c.offset.Load())
 }
 
+// Monotonic is a clock that never steps: the time elapsed since this
+// call, on Go's monotonic clock. Against it a user of Now sees steps.
+func Monotonic() func() time.Duration {
+	start := time.Now()
+	return func() time.Duration { return time.Since(start) }
+}
+
 // Err is why the offset file's last reading was not taken, or nil.
 func (c *Clock) Err() error {
 	if c == nil {

@@ -21,6 +21,7 @@ import (
 	"github.com/outposthq/outpost/appliance/internal/provision"
 	"github.com/outposthq/outpost/appliance/internal/tftp"
 	"github.com/outposthq/outpost/internal/artifact"
+	"github.com/outposthq/outpost/internal/clock"
 	"github.com/outposthq/outpost/internal/httpserve"
 	"github.com/outposthq/outpost/internal/seal"
 	"github.com/outposthq/outpost/internal/tracing"
@@ -93,7 +94,7 @@ func bootServices(cfg *config.Config, n *cluster.Site, key *seal.Key, log *slog.
 		files.EFIx64 = cfg.EFIBinary
 		ds, err := dhcp.New(dhcp.Config{
 			Interfaces: cfg.DHCPInterfaces, Proxy: cfg.DHCPProxy, HTTPPort: port, Files: files,
-			Leader: n, Leases: n, Store: n.DB(), Traces: traces, Now: n.Now, Log: log.With("component", "dhcp"),
+			Leader: n, Leases: n, Store: n.DB(), Traces: traces, Now: n.Now, Monotonic: clock.Monotonic(), Log: log.With("component", "dhcp"),
 		})
 		if err != nil {
 			return nil, err
