@@ -170,6 +170,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Write
 	g.Go(func() error { return node.RegisterSelf(ctx) })
 	g.Go(func() error { return arts.Run(ctx) })
 	g.Go(func() error { return phases.Run(ctx) })
+	g.Go(func() error { return watchWrites(ctx, node, n, log.With("component", "writes")) })
 	if syncer != nil {
 		g.Go(func() error { return syncer.Run(ctx) })
 	}
