@@ -83,7 +83,8 @@ type Node struct {
 	endInternal context.CancelFunc // ends the internal server's requests
 	client      *http.Client
 	logs        *raftboltdb.BoltStore
-	writes      *writeHealth // the log's failed writes (writes.go)
+	writes      *writeHealth // failed writes (writes.go)
+	handingOver atomic.Bool  // a leadership transfer for want of space is under way
 	batch       *batcher
 	stop        chan struct{} // closed by Close
 
@@ -121,7 +122,7 @@ func Open(cfg Config, a Applier) (*Node, error) {
 		return nil, fmt.Errorf("raftnode: %w", err)
 	}
 	n := &Node{cfg: cfg, log: cfg.Log, a: a, stop: make(chan struct{}), appliedCh: make(chan struct{}),
-		writes: &writeHealth{log: cfg.Log}}
+		writes: &writeHealth{log: cfg.Log, problems: map[string]string{}}}
 	if err := n.open(); err != nil {
 		n.closeParts()
 		return nil, err
@@ -175,7 +176,7 @@ func (n *Node) open() error {
 	if err != nil {
 		return fmt.Errorf("raftnode: read the raft state: %w", err)
 	}
-	f := &fsm{a: n.a, log: n.log, applied: n.notifyApplied}
+	f := &fsm{a: n.a, log: n.log, applied: n.notifyApplied, stalled: n.applyStalled, stop: n.stop}
 	if err := n.catchUp(d, logs, snaps, f); err != nil {
 		return err
 	}
