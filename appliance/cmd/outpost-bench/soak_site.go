@@ -28,6 +28,10 @@ type soakSite struct {
 	wan  []*lab.FaultProxy
 	api  *client.Client
 	http *http.Client // the API's transport, for /metrics
+	// env is applianced's environment beyond the soak's, and clockFile
+	// the offset file its lab clock reads (soakClockEnv).
+	env       []string
+	clockFile string
 
 	mu          sync.Mutex
 	proc        *benchProc
@@ -58,6 +62,12 @@ func startSoakSite(ctx context.Context, t lab.T, bn *sim.Net, dir, bin, artifact
 		urls = append(urls, "http://"+p.Addr)
 	}
 	data := filepath.Join(dir, "data")
+	unmount, err := soakNodeFS(data) // for disk.full (soak_disk.go)
+	if err != nil {
+		return nil, err
+	}
+	t.Cleanup(func() { unmount() })
+	s.clockFile, s.env = soakClockEnv(dir, "n1") // for clock.step (soak_clock.go)
 	s.args = []string{"-id", "n1", "-data-dir", data,
 		"-api-addr", stormAPIAddr, "-raft-addr", "127.0.0.1:7001",
 		"-dhcp-interface", sim.ServerIface, "-boot-addr", stormBootAddr, "-tftp-addr", stormTFTPAddr,
@@ -90,7 +100,7 @@ func (s *soakSite) start() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.incarnation++
-	p, err := startProc(s.bn.Server, filepath.Join(s.dir, fmt.Sprintf("applianced-%d.log", s.incarnation)), nil, s.bin, s.args...)
+	p, err := startProc(s.bn.Server, filepath.Join(s.dir, fmt.Sprintf("applianced-%d.log", s.incarnation)), s.env, s.bin, s.args...)
 	if err != nil {
 		return err
 	}

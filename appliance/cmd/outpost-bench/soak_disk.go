@@ -1,0 +1,119 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"syscall"
+
+	"github.com/outposthq/outpost/appliance/internal/soak"
+)
+
+// soakFaultNode is what the disk and clock faults need of one site
+// node: its data directory (on a filesystem of its own: soakNodeFS) and
+// the offset file its lab clock reads (soakClockEnv).
+type soakFaultNode struct {
+	ID        string
+	DataDir   string
+	ClockFile string
+}
+
+// soakFaultNodes is what the disk and clock faults need of the site:
+// the node they hit (the one that leads, where the fault costs most).
+type soakFaultNodes interface {
+	faultNode(ctx context.Context) (soakFaultNode, error)
+}
+
+// soakNodeFSSize is a node's data filesystem: room for a day's store and
+// Raft log many times over, and quick to fill.
+const soakNodeFSSize = "512m"
+
+// soakNodeFS mounts a tmpfs of soakNodeFSSize on dir, a node's data
+// directory, before the node starts, so that disk.full can fill it
+// without touching the host's filesystems; the caller unmounts it with
+// the returned function (lazily: a node may still hold files).
+func soakNodeFS(dir string) (unmount func() error, err error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size="+soakNodeFSSize+",mode=0700"); err != nil {
+		return nil, fmt.Errorf("mount a tmpfs of %s on %s: %w", soakNodeFSSize, dir, err)
+	}
+	return func() error { return syscall.Unmount(dir, syscall.MNT_DETACH) }, nil
+}
+
+// ownFS says whether dir is the root of a filesystem of its own (its
+// device differs from its parent's): only such a directory may be
+// filled.
+func ownFS(dir string) (bool, error) {
+	var a, b syscall.Stat_t
+	if err := syscall.Stat(dir, &a); err != nil {
+		return false, err
+	}
+	if err := syscall.Stat(filepath.Dir(dir), &b); err != nil {
+		return false, err
+	}
+	return a.Dev != b.Dev, nil
+}
+
+// soakFillName is the file disk.full fills a data directory with.
+const soakFillName = "soak-fill"
+
+// fillDir writes dir/soakFillName until its filesystem has no space
+// left, and returns how much it wrote.
+func fillDir(dir string) (int64, error) {
+	f, err := os.Create(filepath.Join(dir, soakFillName))
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	buf := make([]byte, 1<<20)
+	var n int64
+	for len(buf) > 0 {
+		k, err := f.Write(buf)
+		n += int64(k)
+		switch {
+		case errors.Is(err, syscall.ENOSPC):
+			buf = buf[:len(buf)/2] // the last pages too
+		case err != nil:
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+// diskFull fills the data filesystem of the node that leads for f's
+// duration, then frees it. A data directory that is not a filesystem
+// of its own is never filled (the fault is skipped and says so): it
+// would fill the host's.
+func (in *soakInjector) diskFull(ctx context.Context, f soak.Fault, nodes soakFaultNodes) {
+	nd, err := nodes.faultNode(ctx)
+	if err != nil {
+		in.note(f, "skipped", err)
+		return
+	}
+	if own, err := ownFS(nd.DataDir); err != nil || !own {
+		in.note(f, "skipped", nd.DataDir, " is not a filesystem of its own (", err, "): soakNodeFS it")
+		return
+	}
+	n, err := fillDir(nd.DataDir)
+	defer func() {
+		if err := os.Remove(filepath.Join(nd.DataDir, soakFillName)); err != nil {
+			in.chk.Violate("lab", "disk.full: free %s: %v", nd.DataDir, err)
+		}
+	}()
+	if err != nil {
+		in.chk.Violate("lab", "disk.full: fill %s: %v", nd.DataDir, err)
+		return
+	}
+	in.note(f, "filled", nd.ID, fmt.Sprintf("'s data filesystem (%d MiB)", n>>20))
+	in.until(ctx, f)
+}
+
+// faultNode is the one-node site's node, n1. (A site of three nodes
+// names the one that leads, with its own data directory and clock file.)
+func (s *soakSite) faultNode(context.Context) (soakFaultNode, error) {
+	return soakFaultNode{ID: "n1", DataDir: filepath.Join(s.dir, "data"), ClockFile: s.clockFile}, nil
+}
