@@ -20,16 +20,20 @@ const (
 )
 
 // watchWrites records an event on the site's timeline when this node
-// starts failing to write its Raft log (a full disk) and when it can
-// again. The node cannot commit the event itself: it forwards it to the
-// leader, so it lands in a cluster whose quorum still writes, and in a
-// one-node site, whose only disk is full, the failing event is lost (the
-// log, metrics and GET /v1/cluster still say it) and only the recovery
-// is recorded.
+// starts failing to write its Raft log or store (a full disk) and when
+// it can again. The node cannot commit the events itself: it forwards
+// them to the leader, so they land once a quorum writes and this node
+// has handed leadership over; each is tried every writeCheckEvery until
+// it lands. In a one-node site, whose only disk is full, the failing
+// event lands only if space returns while it is still failing; the
+// recovery always lands (the log, the metrics and GET /v1/cluster say
+// it all along).
 func watchWrites(ctx context.Context, node *cluster.Node, n *cluster.Site, log *slog.Logger) error {
 	t := time.NewTicker(writeCheckEvery)
 	defer t.Stop()
-	var failing bool
+	// reported: the failing event landed; owed: a failure was seen and
+	// its recovery is not yet recorded.
+	var reported, owed bool
 	for {
 		select {
 		case <-ctx.Done():
@@ -37,21 +41,28 @@ func watchWrites(ctx context.Context, node *cluster.Node, n *cluster.Site, log *
 		case <-t.C:
 		}
 		problem := node.WriteProblem()
-		if (problem != "") == failing {
-			continue
+		switch {
+		case problem != "" && !reported:
+			owed = true
+			reported = recordWriteEvent(ctx, n, log, store.Event{Kind: EventWriteFailing,
+				Message: "node " + node.ID() + " cannot write its data: " + problem,
+				Fields:  map[string]string{"node": node.ID(), "error": problem}})
+		case problem == "" && owed:
+			if recordWriteEvent(ctx, n, log, store.Event{Kind: EventWriteRecovered,
+				Message: "node " + node.ID() + " can write its data again", Fields: map[string]string{"node": node.ID()}}) {
+				reported, owed = false, false
+			}
 		}
-		e := store.Event{Kind: EventWriteRecovered, Message: "node " + node.ID() + " can write its raft log again",
-			Fields: map[string]string{"node": node.ID()}}
-		if problem != "" {
-			e = store.Event{Kind: EventWriteFailing, Message: "node " + node.ID() + " cannot write its raft log: " + problem,
-				Fields: map[string]string{"node": node.ID(), "error": problem}}
-		}
-		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		_, err := n.RecordEvent(rctx, e)
-		cancel()
-		if err != nil {
-			log.Warn("the write problem's event not recorded", "kind", e.Kind, "err", err)
-		}
-		failing = problem != ""
 	}
+}
+
+// recordWriteEvent records e and says whether it landed.
+func recordWriteEvent(ctx context.Context, n *cluster.Site, log *slog.Logger, e store.Event) bool {
+	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if _, err := n.RecordEvent(rctx, e); err != nil {
+		log.Debug("the write problem's event not recorded yet", "kind", e.Kind, "err", err)
+		return false
+	}
+	return true
 }
