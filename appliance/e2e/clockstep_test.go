@@ -48,6 +48,11 @@ func TestDHCPClockSteps(t *testing.T) {
 		t.Fatalf("the sleeper's lease: %v", err)
 	}
 	end := s.lease(ctx, t, ip).Expires
+	// The renewer holds its address, as a client does: the server's
+	// ACKs to its renewals are sent to it.
+	if out, err := s.client.Run(ctx, "ip", "addr", "add", ip.String()+"/24", "dev", siteIface); err != nil {
+		t.Fatalf("configure %s on the client: %v: %s", ip, err, out)
+	}
 
 	for _, step := range []time.Duration{24 * time.Hour, 0, -time.Hour} {
 		if err := clock.WriteOffset(offsetFile, step); err != nil {
@@ -81,7 +86,8 @@ func TestDHCPClockSteps(t *testing.T) {
 }
 
 // renewal is a client's RENEW of ip: a REQUEST with ciaddr, no server
-// identifier nor option 50 (sent broadcast: the tap has no address).
+// identifier nor option 50 (sent broadcast, as in REBINDING: the tap's
+// socket has no route of its own; the ACK comes to ip).
 func renewal(t *testing.T, mac net.HardwareAddr, ip netip.Addr) *dhcpv4.DHCPv4 {
 	t.Helper()
 	m, err := dhcpv4.New(dhcpv4.WithHwAddr(mac), dhcpv4.WithMessageType(dhcpv4.MessageTypeRequest),

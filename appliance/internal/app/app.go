@@ -31,6 +31,7 @@ import (
 	"github.com/outposthq/outpost/appliance/internal/store"
 	"github.com/outposthq/outpost/appliance/internal/syncclient"
 	"github.com/outposthq/outpost/appliance/internal/tftp"
+	"github.com/outposthq/outpost/internal/clock"
 	"github.com/outposthq/outpost/internal/conf"
 	"github.com/outposthq/outpost/internal/httpserve"
 	"github.com/outposthq/outpost/internal/seal"
@@ -90,7 +91,8 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Write
 			return err
 		}
 	}
-	n := cluster.NewSite(node, site.ProposerConfig{Key: key, BootURL: cfg.BootURL, Now: clk.Now})
+	n := cluster.NewSite(node, site.ProposerConfig{Key: key, BootURL: cfg.BootURL, Now: clk.Now,
+		Steps: clock.NewStepGuard(clk.Now, clock.Monotonic(), log.With("component", "site"))})
 	central, err := centralClient(cfg)
 	if err != nil {
 		return err

@@ -205,7 +205,7 @@ func (s *Server) discover(r *request) (*dhcpv4.DHCPv4, *pendingOffer) {
 	}
 	now := s.now()
 	requested, _ := netip.AddrFromSlice(r.msg.RequestedIPAddress().To4())
-	ip, err := r.pool.alloc.Offer(r.mac, requested, s.steps.judgeAt(now, r.pool.lease), now.Add(s.cfg.OfferHold))
+	ip, err := r.pool.alloc.Offer(r.mac, requested, s.steps.JudgeAt(now, r.pool.lease), now.Add(s.cfg.OfferHold))
 	if err != nil {
 		r.log.Warn("dhcp: no address to offer", "subnet", r.pool.subnet.Name, "err", err)
 		return nil, nil
@@ -247,7 +247,7 @@ func (s *Server) request(r *request) (*dhcpv4.DHCPv4, *store.Lease) {
 		return nil, nil
 	}
 	now := s.now()
-	if err := r.pool.alloc.Check(r.mac, ip, s.steps.judgeAt(now, r.pool.lease)); err != nil {
+	if err := r.pool.alloc.Check(r.mac, ip, s.steps.JudgeAt(now, r.pool.lease)); err != nil {
 		return s.nak(r, err.Error()), nil
 	}
 	l := &store.Lease{

@@ -30,9 +30,9 @@ func (s *Server) reclaim(ctx context.Context) {
 }
 
 func (s *Server) reclaimOnce(ctx context.Context) int {
-	// As of before a recent forward step of the clock (stepguard.go):
+	// As of before a recent forward step of the clock (Config.Monotonic):
 	// a step of more than ReclaimAfter must not reclaim live leases.
-	now := s.steps.judgeAt(s.now(), s.cfg.ReclaimAfter)
+	now := s.steps.JudgeAt(s.now(), s.cfg.ReclaimAfter)
 	cutoff := now.Add(-s.cfg.ReclaimAfter)
 	var old []*store.Lease
 	_ = s.db.View(func(tx *store.Tx) error {

@@ -77,7 +77,10 @@ type Config struct {
 	// Now is the clock; time.Now if nil.
 	Now func() time.Time
 	// Monotonic is a clock that never steps (time elapsed since a fixed
-	// point), against which steps of Now are seen (stepguard.go). Nil
+	// point), against which forward steps of Now are seen
+	// (clock.StepGuard): for a lease time after one, other MACs' leases,
+	// holds and quarantines are judged as of before the step, so no
+	// address a live client holds goes to another, nor is reclaimed. Nil
 	// means Go's monotonic clock when Now is nil too, and no step guard
 	// when Now is set without it (a test's clock that jumps to expire
 	// leases).
@@ -127,9 +130,9 @@ type Server struct {
 	// probers probe addresses before they are offered, by interface
 	// name (Listen; none in proxy mode or with probing off).
 	probers map[string]*prober
-	// steps guards leases across forward steps of now (stepguard.go);
-	// nil: no guard.
-	steps *stepGuard
+	// steps guards leases across forward steps of now (Monotonic); nil:
+	// no guard.
+	steps *clock.StepGuard
 }
 
 // iface is one served interface and its socket.
@@ -191,7 +194,7 @@ func New(cfg Config) (*Server, error) {
 		}
 	}
 	if cfg.Monotonic != nil {
-		s.steps = newStepGuard(s.now, cfg.Monotonic, s.log)
+		s.steps = clock.NewStepGuard(s.now, cfg.Monotonic, s.log)
 	}
 	if s.traces = cfg.Traces; s.traces == nil {
 		s.traces = machinetrace.New(cfg.Store, machinetrace.Config{Now: s.now})

@@ -9,6 +9,7 @@ import (
 	"github.com/insomniacslk/dhcp/dhcpv4"
 
 	"github.com/outposthq/outpost/appliance/internal/store"
+	"github.com/outposthq/outpost/internal/clock"
 )
 
 // withMonotonic gives st's server a step guard over a monotonic clock the
@@ -16,7 +17,7 @@ import (
 // passing does; moving st.now alone is a step of the wall clock.
 func withMonotonic(t *testing.T, st *testSite) (pass func(d time.Duration)) {
 	var mono time.Duration
-	st.srv.steps = newStepGuard(func() time.Time { return st.now }, func() time.Duration { return mono },
+	st.srv.steps = clock.NewStepGuard(func() time.Time { return st.now }, func() time.Duration { return mono },
 		slog.New(slog.NewTextHandler(t.Output(), nil)))
 	return func(d time.Duration) { mono += d; st.now = st.now.Add(d) }
 }

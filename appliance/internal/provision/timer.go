@@ -12,9 +12,9 @@ import (
 // its clock, and the proposal of a tick (package site's proposer).
 type Ticker interface {
 	IsReadyLeader() bool
-	// Now is the clock the ticks carry, which deadlines are compared
-	// with.
-	Now() time.Time
+	// WorkflowNow is the time the ticks carry, which deadlines are
+	// compared with (site.Proposer.WorkflowNow).
+	WorkflowNow() time.Time
 	Tick(ctx context.Context, workflowID string) (*store.Workflow, error)
 }
 
@@ -36,7 +36,7 @@ func RunTimer(ctx context.Context, ticks Ticker, db *store.DB, interval time.Dur
 		if !ticks.IsReadyLeader() {
 			continue
 		}
-		now := ticks.Now().UTC()
+		now := ticks.WorkflowNow().UTC()
 		var due []string
 		err := db.View(func(tx *store.Tx) (err error) {
 			due, err = tx.DueWorkflows(now)
