@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -11,7 +10,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -19,48 +17,8 @@ import (
 	"github.com/outposthq/outpost/appliance/internal/store"
 )
 
-// smallFS mounts a tmpfs of size (mount's size=, e.g. "48m") on dir, so
-// that a node whose data directory it is can run out of space, and
-// unmounts it (lazily: a node may still hold files) when the test ends.
-func smallFS(t *testing.T, dir, size string) {
-	t.Helper()
-	lab.Require(t, "root")
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size="+size+",mode=0700"); err != nil {
-		t.Fatalf("mount a tmpfs of %s on %s: %v", size, dir, err)
-	}
-	t.Cleanup(func() {
-		if err := syscall.Unmount(dir, syscall.MNT_DETACH); err != nil {
-			t.Errorf("unmount %s: %v", dir, err)
-		}
-	})
-}
-
-// fillFS writes dir/fill until its filesystem has no space left.
-func fillFS(t *testing.T, dir string) {
-	t.Helper()
-	f, err := os.Create(filepath.Join(dir, "fill"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	buf := make([]byte, 1<<20)
-	for {
-		if _, err := f.Write(buf); err != nil {
-			if !errors.Is(err, syscall.ENOSPC) {
-				t.Fatalf("fill %s: %v", dir, err)
-			}
-			break
-		}
-	}
-	for i := range buf[:4096] { // the last pages too
-		if _, err := f.Write(buf[i : i+1]); err != nil {
-			break
-		}
-	}
-}
+// fillFS fills dir's filesystem with dir/fill.
+func fillFS(t *testing.T, dir string) { fill(t, filepath.Join(dir, "fill")) }
 
 // freeFS removes fillFS's file.
 func freeFS(t *testing.T, dir string) {
@@ -79,12 +37,12 @@ const diskFullSize = "96m"
 func startDiskCluster(t *testing.T, size int) *cluster {
 	c := newCluster(t)
 	n1 := c.addNode("n1", "")
-	smallFS(t, n1.dataDir, diskFullSize)
+	lab.MountTmpfs(t, n1.dataDir, diskFullSize)
 	c.start(n1)
 	c.token = c.waitAdminToken(n1)
 	for i := 2; i <= size; i++ {
 		n := c.addNode(fmt.Sprintf("n%d", i), n1.apiURL)
-		smallFS(t, n.dataDir, diskFullSize)
+		lab.MountTmpfs(t, n.dataDir, diskFullSize)
 		c.start(n)
 	}
 	c.waitFormed(c.nodes...)
@@ -245,9 +203,9 @@ func (c *cluster) waitEvent(n *node, kind string) {
 }
 
 // TestDiskFullSingleNode fills the disk of a one-node site under
-// writes: it acknowledges nothing while full (the API answers 503, the
-// disk is full), and once space returns it leads and acknowledges
-// again, without a restart; no write acknowledged is lost.
+// writes: its writes fail while it is full (the API answers 503), and
+// once space returns it leads and acknowledges again, without a restart;
+// no write acknowledged is lost.
 func TestDiskFullSingleNode(t *testing.T) {
 	c := startDiskCluster(t, 1)
 	n1 := c.nodes[0]
@@ -266,20 +224,16 @@ func TestDiskFullSingleNode(t *testing.T) {
 		}
 		return nil
 	})
-	// Writes sent from now on fail: none is acknowledged.
-	acked, retried := w.ackedCount(), w.retried.Load()
+	// Writes sent from now on fail. (A few may still be acknowledged:
+	// bbolt reuses pages it freed, so a write can find room on a full
+	// filesystem; one acknowledged is durable, and checkAcked finds it.)
+	retried := w.retried.Load()
 	c.waitFor(90*time.Second, "writes to fail while the disk is full", func() error {
 		if n := w.retried.Load(); n < retried+3 {
 			return fmt.Errorf("%d writes failed since the disk filled", n-retried)
 		}
 		return nil
 	})
-	if now := w.ackedCount(); now > acked {
-		st, _ := c.status(n1)
-		if st.WriteProblem != "" {
-			t.Errorf("%d writes acknowledged while the disk was full", now-acked)
-		}
-	}
 	code, body, err := c.do(t.Context(), n1, http.MethodPut, "/v1/machines/while-full", newMachine("while-full", "02:e2:ee:00:00:01"))
 	// 503: the disk is full, or (the node having stepped down when it
 	// could not append) there is no leader; either way nothing written.

@@ -2,12 +2,12 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"syscall"
 
+	"github.com/outposthq/outpost/appliance/internal/lab"
 	"github.com/outposthq/outpost/appliance/internal/soak"
 )
 
@@ -32,17 +32,8 @@ const soakNodeFSSize = "512m"
 
 // soakNodeFS mounts a tmpfs of soakNodeFSSize on dir, a node's data
 // directory, before the node starts, so that disk.full can fill it
-// without touching the host's filesystems; the caller unmounts it with
-// the returned function (lazily: a node may still hold files).
-func soakNodeFS(dir string) (unmount func() error, err error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, err
-	}
-	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size="+soakNodeFSSize+",mode=0700"); err != nil {
-		return nil, fmt.Errorf("mount a tmpfs of %s on %s: %w", soakNodeFSSize, dir, err)
-	}
-	return func() error { return syscall.Unmount(dir, syscall.MNT_DETACH) }, nil
-}
+// without touching the host's filesystems, until the soak ends.
+func soakNodeFS(t lab.T, dir string) { lab.MountTmpfs(t, dir, soakNodeFSSize) }
 
 // ownFS says whether dir is the root of a filesystem of its own (its
 // device differs from its parent's): only such a directory may be
@@ -61,29 +52,6 @@ func ownFS(dir string) (bool, error) {
 // soakFillName is the file disk.full fills a data directory with.
 const soakFillName = "soak-fill"
 
-// fillDir writes dir/soakFillName until its filesystem has no space
-// left, and returns how much it wrote.
-func fillDir(dir string) (int64, error) {
-	f, err := os.Create(filepath.Join(dir, soakFillName))
-	if err != nil {
-		return 0, err
-	}
-	defer f.Close()
-	buf := make([]byte, 1<<20)
-	var n int64
-	for len(buf) > 0 {
-		k, err := f.Write(buf)
-		n += int64(k)
-		switch {
-		case errors.Is(err, syscall.ENOSPC):
-			buf = buf[:len(buf)/2] // the last pages too
-		case err != nil:
-			return n, err
-		}
-	}
-	return n, nil
-}
-
 // diskFull fills the data filesystem of the node that leads for f's
 // duration, then frees it. A data directory that is not a filesystem
 // of its own is never filled (the fault is skipped and says so): it
@@ -98,7 +66,7 @@ func (in *soakInjector) diskFull(ctx context.Context, f soak.Fault, nodes soakFa
 		in.note(f, "skipped", nd.DataDir, " is not a filesystem of its own (", err, "): soakNodeFS it")
 		return
 	}
-	n, err := fillDir(nd.DataDir)
+	n, err := lab.FillFS(filepath.Join(nd.DataDir, soakFillName))
 	defer func() {
 		if err := os.Remove(filepath.Join(nd.DataDir, soakFillName)); err != nil {
 			in.chk.Violate("lab", "disk.full: free %s: %v", nd.DataDir, err)

@@ -53,11 +53,7 @@ func TestDiskFullFault(t *testing.T) {
 	}
 
 	data := filepath.Join(t.TempDir(), "data")
-	unmount, err := soakNodeFS(data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { unmount() })
+	soakNodeFS(t, data)
 	before := freeBytes(t, data)
 	done := make(chan struct{})
 	f.End = time.Since(in.start) + 30*time.Second
