@@ -62,7 +62,7 @@ func startSoakSite(ctx context.Context, t lab.T, bn *sim.Net, dir, bin, artifact
 		urls = append(urls, "http://"+p.Addr)
 	}
 	data := filepath.Join(dir, "data")
-	soakNodeFS(t, data) // for disk.full (soak_disk.go)
+	soakNodeFS(t, data)                          // for disk.full (soak_disk.go)
 	s.clockFile, s.env = soakClockEnv(dir, "n1") // for clock.step (soak_clock.go)
 	s.args = []string{"-id", "n1", "-data-dir", data,
 		"-api-addr", stormAPIAddr, "-raft-addr", "127.0.0.1:7001",
