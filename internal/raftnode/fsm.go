@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"time"
 
 	"github.com/hashicorp/raft"
 
@@ -50,6 +51,10 @@ type fsm struct {
 	a       Applier
 	log     *slog.Logger
 	applied func() // called after each apply and restore
+	// stalled is told each failed write of a full disk (nil: such a
+	// failure panics as any other); stop ends the wait for space.
+	stalled func(error)
+	stop    <-chan struct{}
 }
 
 var _ raft.BatchingFSM = (*fsm)(nil)
@@ -57,11 +62,38 @@ var _ raft.BatchingFSM = (*fsm)(nil)
 func (f *fsm) Apply(l *raft.Log) any { return f.ApplyBatch([]*raft.Log{l})[0] }
 
 // ApplyBatch applies a group of committed logs through the Applier in one
-// call. A failure panics (see the package doc).
+// call. A store that the disk being full keeps from being written is
+// tried again until it can be (writes.go), or until the node closes; any
+// other failure panics (see the package doc).
 func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
-	out, err := f.apply(logs)
-	if err != nil {
-		panic("raftnode: " + err.Error())
+	for {
+		out, err := f.apply(logs)
+		if err == nil {
+			if f.stalled != nil {
+				f.stalled(nil)
+			}
+			return out
+		}
+		if f.stalled == nil || !spaceMayReturn(err) {
+			panic("raftnode: " + err.Error())
+		}
+		f.stalled(err)
+		select {
+		case <-f.stop:
+			// Closing: the store never took these entries, and a
+			// restart applies them from the log.
+			return closedResults(len(logs))
+		case <-time.After(applyRetry):
+		}
+	}
+}
+
+// closedResults answers n logs that were not applied because the node
+// closed.
+func closedResults(n int) []any {
+	out := make([]any, n)
+	for i := range out {
+		out[i] = ErrUnknownOutcome
 	}
 	return out
 }

@@ -83,6 +83,8 @@ type Node struct {
 	endInternal context.CancelFunc // ends the internal server's requests
 	client      *http.Client
 	logs        *raftboltdb.BoltStore
+	writes      *writeHealth // failed writes (writes.go)
+	handingOver atomic.Bool  // a leadership transfer for want of space is under way
 	batch       *batcher
 	stop        chan struct{} // closed by Close
 
@@ -119,7 +121,8 @@ func Open(cfg Config, a Applier) (*Node, error) {
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("raftnode: %w", err)
 	}
-	n := &Node{cfg: cfg, log: cfg.Log, a: a, stop: make(chan struct{}), appliedCh: make(chan struct{})}
+	n := &Node{cfg: cfg, log: cfg.Log, a: a, stop: make(chan struct{}), appliedCh: make(chan struct{}),
+		writes: &writeHealth{log: cfg.Log, problems: map[string]string{}}}
 	if err := n.open(); err != nil {
 		n.closeParts()
 		return nil, err
@@ -173,11 +176,12 @@ func (n *Node) open() error {
 	if err != nil {
 		return fmt.Errorf("raftnode: read the raft state: %w", err)
 	}
-	f := &fsm{a: n.a, log: n.log, applied: n.notifyApplied}
+	f := &fsm{a: n.a, log: n.log, applied: n.notifyApplied, stalled: n.applyStalled, stop: n.stop}
 	if err := n.catchUp(d, logs, snaps, f); err != nil {
 		return err
 	}
-	r, err := raft.NewRaft(rc, f, logs, logs, snaps, noPipeline{trans})
+	watched := watchedLogs{BoltStore: logs, w: n.writes}
+	r, err := raft.NewRaft(rc, f, watched, watched, snaps, noPipeline{trans})
 	if err != nil {
 		return fmt.Errorf("raftnode: start raft: %w", err)
 	}
@@ -513,6 +517,9 @@ type Status struct {
 	// LastContact is when a follower last heard from its leader (zero on
 	// the leader, or before any contact).
 	LastContact time.Time
+	// WriteProblem is why the node cannot write its Raft log, or ""
+	// (Node.WriteProblem).
+	WriteProblem string
 }
 
 // Status reports this node's view of Raft.
@@ -521,6 +528,7 @@ func (n *Node) Status() Status {
 	st := Status{
 		ID: n.cfg.ID, State: n.raft.State().String(), LeaderID: id, LeaderAddr: addr,
 		AppliedIndex: n.a.AppliedIndex(), CommitIndex: n.raft.CommitIndex(), LastIndex: n.raft.LastIndex(),
+		WriteProblem: n.writes.current(),
 	}
 	st.Term, _ = strconv.ParseUint(n.raft.Stats()["term"], 10, 64)
 	if n.raft.State() != raft.Leader {

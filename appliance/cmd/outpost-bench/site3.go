@@ -43,12 +43,13 @@ func startSite(ctx context.Context, sw *dhcpSwitch, dir, bin string, nodeArgs fu
 	for i := range bins {
 		bins[i] = bin
 	}
-	return startSiteOf(ctx, sw, dir, bins, nodeArgs)
+	return startSiteOf(ctx, sw, dir, bins, nil, nodeArgs)
 }
 
-// startSiteOf is startSite with node i's applianced bins[i]: a site
-// whose nodes run different releases, as in a rolling upgrade.
-func startSiteOf(ctx context.Context, sw *dhcpSwitch, dir string, bins []string, nodeArgs func(i int, ndir string) ([]string, error)) (_ *dhcpSite, _ siteAuth, err error) {
+// startSiteOf is startSite with node i's applianced bins[i] (a site
+// whose nodes run different releases, as in a rolling upgrade) and
+// envs[i] added to its environment (envs may be nil).
+func startSiteOf(ctx context.Context, sw *dhcpSwitch, dir string, bins []string, envs [][]string, nodeArgs func(i int, ndir string) ([]string, error)) (_ *dhcpSite, _ siteAuth, err error) {
 	s := &dhcpSite{}
 	defer func() {
 		if err != nil {
@@ -65,7 +66,11 @@ func startSiteOf(ctx context.Context, sw *dhcpSwitch, dir string, bins []string,
 		if err != nil {
 			return nil, auth, err
 		}
-		p, err := startProc(ns, filepath.Join(ndir, "applianced.log"), joinEnv, bins[i], append(args, join...)...)
+		var env []string
+		if envs != nil {
+			env = envs[i]
+		}
+		p, err := startProc(ns, filepath.Join(ndir, "applianced.log"), append(env, joinEnv...), bins[i], append(args, join...)...)
 		if err != nil {
 			return nil, auth, err
 		}

@@ -129,6 +129,10 @@ func (in *soakInjector) inject(ctx context.Context, i int, f soak.Fault) {
 		if in.agentKill(ctx, f) {
 			in.happened(i, true, "")
 		}
+	case soak.DiskFull:
+		in.diskFull(ctx, f, in.site)
+	case soak.ClockStep:
+		in.clockStep(ctx, f, in.site)
 	}
 }
 

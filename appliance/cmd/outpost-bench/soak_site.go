@@ -57,6 +57,9 @@ type soakSiteNode struct {
 	wan  []*lab.FaultProxy
 	api  *client.Client
 	http *http.Client
+	// clockFile is the offset file its lab clock reads (soakClockEnv,
+	// for clock.step).
+	clockFile string
 
 	mu          sync.Mutex
 	bin         string
@@ -100,7 +103,15 @@ func startSoakSite(ctx context.Context, t lab.T, n int, dir string, bins soakBin
 			"-site-id", soakSiteID, "-site-credential-file", credFile}
 		s.nodes = append(s.nodes, nd)
 	}
-	procs, auth, err := startSite(ctx, s.sw, dir, bins.oldApplianced, func(i int, ndir string) ([]string, error) {
+	nodeBins := make([]string, len(s.nodes))
+	envs := make([][]string, len(s.nodes))
+	for i, nd := range s.nodes {
+		nodeBins[i] = nd.bin
+		soakNodeFS(t, filepath.Join(nd.dir, "data"))     // for disk.full (soak_disk.go)
+		nd.clockFile, envs[i] = soakClockEnv(dir, nd.id) // for clock.step (soak_clock.go)
+		nd.env = envs[i]
+	}
+	procs, auth, err := startSiteOf(ctx, s.sw, dir, nodeBins, envs, func(i int, ndir string) ([]string, error) {
 		args, err := stormNodeArgs(art, i, ndir)
 		if err != nil {
 			return nil, err
@@ -116,7 +127,7 @@ func startSoakSite(ctx context.Context, t lab.T, n int, dir string, bins soakBin
 	for i, nd := range s.nodes {
 		nd.proc, nd.incarnation = procs.procs[i], 1
 		if i > 0 { // startSite's join, for a start on its data
-			nd.args, nd.env = append(nd.args, join...), []string{"OUTPOST_JOIN_TOKEN=" + auth.token}
+			nd.args, nd.env = append(nd.args, join...), append(nd.env, "OUTPOST_JOIN_TOKEN="+auth.token)
 		}
 		if nd.http, err = s.httpClient(nd.ns.DialContext, false); err != nil {
 			return nil, err

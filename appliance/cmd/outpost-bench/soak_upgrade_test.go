@@ -87,7 +87,7 @@ func TestRollingUpgradeSkew(t *testing.T) {
 	oldBin, newBin := buildSkewBins(t, root, dir)
 	sw := newDHCPSwitch(t, site3Nodes)
 	// n1 bootstraps the site, so it leads: a new node leading old ones.
-	site, auth, err := startSiteOf(ctx, sw, dir, []string{newBin, oldBin, oldBin}, func(i int, ndir string) ([]string, error) {
+	site, auth, err := startSiteOf(ctx, sw, dir, []string{newBin, oldBin, oldBin}, nil, func(i int, ndir string) ([]string, error) {
 		return outpostArgs(ndir, fmt.Sprintf("n%d", i+1), site3Site(i), "info")
 	})
 	if err != nil {

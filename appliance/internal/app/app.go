@@ -31,6 +31,7 @@ import (
 	"github.com/outposthq/outpost/appliance/internal/store"
 	"github.com/outposthq/outpost/appliance/internal/syncclient"
 	"github.com/outposthq/outpost/appliance/internal/tftp"
+	"github.com/outposthq/outpost/internal/clock"
 	"github.com/outposthq/outpost/internal/conf"
 	"github.com/outposthq/outpost/internal/httpserve"
 	"github.com/outposthq/outpost/internal/seal"
@@ -49,6 +50,10 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Write
 	}
 	fresh := isFresh(cfg)
 	log = slog.New(tracing.LogHandler(log.Handler()))
+	clk, err := labClock(log)
+	if err != nil {
+		return err
+	}
 	setNice(cfg.Raft.Nice, log)
 	spans, stopTracing, err := startTracing(cfg, log)
 	if err != nil {
@@ -86,7 +91,8 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Write
 			return err
 		}
 	}
-	n := cluster.NewSite(node, site.ProposerConfig{Key: key, BootURL: cfg.BootURL})
+	n := cluster.NewSite(node, site.ProposerConfig{Key: key, BootURL: cfg.BootURL, Now: clk.Now,
+		Steps: clock.NewStepGuard(clk.Now, clock.Monotonic(), log.With("component", "site"))})
 	central, err := centralClient(cfg)
 	if err != nil {
 		return err
@@ -114,7 +120,8 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Write
 	metrics := httpserve.NewMetrics(reg)
 	apiHandler := api.New(api.Config{Site: n.Proposer, Store: db, Cluster: node,
 		SiteKey: key, Log: log, Registry: reg, Console: api.ConsoleConfig{Sessions: consoles, Client: toLeader},
-		APICA: string(apiCA.CertificatePEM()), APICAFingerprint: apiCA.Fingerprint(), Artifacts: arts, Traces: node}).Handler()
+		APICA: string(apiCA.CertificatePEM()), APICAFingerprint: apiCA.Fingerprint(), Artifacts: arts, Traces: node,
+		Now: n.Now}).Handler()
 	fmt.Fprintf(out, "outpost appliance %s: API at %s (raft %s, data %s)\n", cfg.NodeID, cfg.APIURL, cfg.RaftAdvertise, cfg.DataDir)
 
 	media, err := newMediaServer(mediaConfig{DB: db, Credentials: agentCredentials(key), Artifacts: artStore,
@@ -138,7 +145,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Write
 	}
 	// The web console answers every path but /v1/, which is the API's.
 	web, err := console.New(console.Config{Store: db, Site: n.Proposer, Cluster: node, SiteKey: key,
-		Lookup: api.TokenLookup(db), API: apiHandler, Metrics: reg, Traces: node, Log: log.With("component", "console")})
+		Lookup: api.TokenLookup(db), API: apiHandler, Metrics: reg, Traces: node, Now: n.Now, Log: log.With("component", "console")})
 	if err != nil {
 		return err
 	}
@@ -165,6 +172,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Write
 	g.Go(func() error { return node.RegisterSelf(ctx) })
 	g.Go(func() error { return arts.Run(ctx) })
 	g.Go(func() error { return phases.Run(ctx) })
+	g.Go(func() error { return watchWrites(ctx, node, n, log.With("component", "writes")) })
 	if syncer != nil {
 		g.Go(func() error { return syncer.Run(ctx) })
 	}

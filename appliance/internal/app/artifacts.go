@@ -29,7 +29,7 @@ func openArtifacts(cfg *config.Config, n *cluster.Site, central *http.Client, lo
 	}
 	arts, err := artifacts.New(artifacts.Config{
 		ID: cfg.NodeID, Store: st, DB: n.DB(), Site: n, Peers: n.PeerClient(), Central: c,
-		ArtifactDir: cfg.ArtifactDir, Grace: time.Duration(cfg.ArtifactGrace), WANLimit: int64(cfg.ArtifactWANLimit),
+		ArtifactDir: cfg.ArtifactDir, Grace: time.Duration(cfg.ArtifactGrace), WANLimit: int64(cfg.ArtifactWANLimit), Now: n.Now,
 		Log: log.With("component", "artifacts"),
 	})
 	if err != nil {

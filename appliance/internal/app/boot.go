@@ -21,6 +21,7 @@ import (
 	"github.com/outposthq/outpost/appliance/internal/provision"
 	"github.com/outposthq/outpost/appliance/internal/tftp"
 	"github.com/outposthq/outpost/internal/artifact"
+	"github.com/outposthq/outpost/internal/clock"
 	"github.com/outposthq/outpost/internal/conf"
 	"github.com/outposthq/outpost/internal/httpserve"
 	"github.com/outposthq/outpost/internal/seal"
@@ -44,7 +45,7 @@ func bootServices(cfg *config.Config, n *cluster.Site, key *seal.Key, log *slog.
 	port, _ := strconv.Atoi(portStr)
 	var grub tftp.Generator // GRUB's per-machine configurations, over TFTP
 	if cfg.BootAddr != "" {
-		md, err := metadata.New(metadata.Config{DB: n.DB(), Key: key.Derive("outpost metadata v1"), Traces: traces,
+		md, err := metadata.New(metadata.Config{DB: n.DB(), Key: key.Derive("outpost metadata v1"), Traces: traces, Now: n.Now,
 			Log: log.With("component", "metadata")})
 		if err != nil {
 			return nil, err
@@ -94,7 +95,7 @@ func bootServices(cfg *config.Config, n *cluster.Site, key *seal.Key, log *slog.
 		files.EFIx64 = cfg.EFIBinary
 		ds, err := dhcp.New(dhcp.Config{
 			Interfaces: cfg.DHCPInterfaces, Proxy: cfg.DHCPProxy, HTTPPort: port, Files: files,
-			Leader: n, Leases: n, Store: n.DB(), Traces: traces, Log: log.With("component", "dhcp"),
+			Leader: n, Leases: n, Store: n.DB(), Traces: traces, Now: n.Now, Monotonic: clock.Monotonic(), Log: log.With("component", "dhcp"),
 			OfferHold:          time.Duration(cfg.DHCP.OfferHold),
 			Quarantine:         time.Duration(cfg.DHCP.DeclineQuarantine),
 			ProbeWait:          probeWait(cfg.DHCP.ProbeWait),
@@ -147,13 +148,13 @@ func bootHandler(cfg *config.Config, n *cluster.Site, key *seal.Key, log *slog.L
 	}
 	hb, err := httpboot.New(httpboot.Config{DB: n.DB(), ArtifactDir: cfg.ArtifactDir, Credentials: creds,
 		Binding: binding, Binder: n, DiscoveryTTL: time.Duration(cfg.Discovery.CredentialTTL),
-		Artifacts: store, Peers: peers, Traces: traces, Log: log.With("component", "httpboot")})
+		Artifacts: store, Peers: peers, Traces: traces, Now: n.Now, Log: log.With("component", "httpboot")})
 	if err != nil {
 		return nil, nil, err
 	}
 	agents := provision.New(provision.Config{Site: n, Store: n.DB(), Credentials: creds, Binding: binding,
 		DiscoveryBurst: cfg.Discovery.Burst, DiscoveryEvery: time.Duration(cfg.Discovery.Every),
-		Spans: spans, Log: log.With("component", "agent-api")})
+		Spans: spans, Now: n.Now, Log: log.With("component", "agent-api")})
 	mux := http.NewServeMux()
 	mux.Handle("/", hb.Handler())
 	mux.Handle(provision.Prefix, agents.Handler())

@@ -164,6 +164,19 @@ func raftCollectors(node *cluster.Node) []prometheus.Collector {
 			Help: "Times this node saw the site's leadership move, to another node or a later term, since it started.",
 		}, func() float64 { return float64(node.LeaderChanges()) }),
 		probeCollector{node},
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "outpost_store_write_errors_total",
+			Help: "Writes of this node's Raft log that failed (a full disk) since it started: while they fail the node can neither commit nor lead.",
+		}, func() float64 { return float64(node.WriteErrors()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "outpost_store_write_failing",
+			Help: "1 while this node's last write of its Raft log failed (GET /v1/cluster's write_problem says why), else 0.",
+		}, func() float64 {
+			if node.WriteProblem() != "" {
+				return 1
+			}
+			return 0
+		}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "outpost_raft_term",
 			Help: "This node's current Raft term.",

@@ -182,6 +182,14 @@ func (n *Node) OnLeadership(fn func(ready bool)) { n.raft.OnLeadership(fn) }
 // leadership move since it started: to another node or to a later term.
 func (n *Node) LeaderChanges() uint64 { return n.raft.LeaderChanges() }
 
+// WriteErrors counts the failed writes of this node's Raft log since it
+// started (raftnode.Node.WriteErrors).
+func (n *Node) WriteErrors() uint64 { return n.raft.WriteErrors() }
+
+// WriteProblem is why this node cannot write its Raft log (a full disk),
+// or "" (raftnode.Node.WriteProblem).
+func (n *Node) WriteProblem() string { return n.raft.WriteProblem() }
+
 // LeaderProbes counts this node's probes of a silent leader by verdict
 // (raftnode.Verdicts).
 func (n *Node) LeaderProbes() map[string]uint64 { return n.raft.ProbeCounts() }

@@ -23,6 +23,7 @@ func (n *Node) Status() site.Status {
 		AppliedIndex: rs.AppliedIndex,
 		CommitIndex:  rs.CommitIndex,
 		LastIndex:    rs.LastIndex,
+		WriteProblem: rs.WriteProblem,
 	}
 	if !rs.LastContact.IsZero() {
 		st.LastContact = time.Since(rs.LastContact).Round(time.Millisecond).String()
@@ -59,6 +60,8 @@ func (n *Node) Status() site.Status {
 
 func health(st site.Status, lastContact time.Time) (bool, string) {
 	switch {
+	case st.WriteProblem != "":
+		return false, "cannot write its raft log: " + st.WriteProblem
 	case st.LeaderID == "":
 		return false, "no leader"
 	case st.State == "Leader":

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"time"
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/insomniacslk/dhcp/iana"
@@ -204,7 +205,7 @@ func (s *Server) discover(r *request) (*dhcpv4.DHCPv4, *pendingOffer) {
 	}
 	now := s.now()
 	requested, _ := netip.AddrFromSlice(r.msg.RequestedIPAddress().To4())
-	ip, err := r.pool.alloc.Offer(r.mac, requested, now, now.Add(s.cfg.OfferHold))
+	ip, err := r.pool.alloc.Offer(r.mac, requested, s.steps.JudgeAt(now, r.pool.lease), now.Add(s.cfg.OfferHold))
 	if err != nil {
 		r.log.Warn("dhcp: no address to offer", "subnet", r.pool.subnet.Name, "err", err)
 		return nil, nil
@@ -246,12 +247,12 @@ func (s *Server) request(r *request) (*dhcpv4.DHCPv4, *store.Lease) {
 		return nil, nil
 	}
 	now := s.now()
-	if err := r.pool.alloc.Check(r.mac, ip, now); err != nil {
+	if err := r.pool.alloc.Check(r.mac, ip, s.steps.JudgeAt(now, r.pool.lease)); err != nil {
 		return s.nak(r, err.Error()), nil
 	}
 	l := &store.Lease{
 		IP: ip.String(), MAC: r.mac, Subnet: r.pool.subnet.Name, State: store.LeaseActive,
-		Starts: now.UTC(), Expires: now.Add(r.pool.lease).UTC(), Hostname: r.msg.HostName(),
+		Starts: now.UTC(), Expires: s.renewedUntil(r, ip, now.Add(r.pool.lease)).UTC(), Hostname: r.msg.HostName(),
 	}
 	if m != nil {
 		l.MachineID = m.ID
@@ -260,6 +261,23 @@ func (s *Server) request(r *request) (*dhcpv4.DHCPv4, *store.Lease) {
 		}
 	}
 	return nil, l
+}
+
+// renewedUntil is when a lease of ip to r's client ends if it ends at
+// until by this node's clock: never before the client's active lease
+// on ip already ends. A clock stepped back (or a node whose clock is
+// behind the one that granted the lease) would otherwise shorten the
+// lease in the store, and the other nodes, by their clocks, would see
+// it over while the client, by its own timer, still holds it.
+func (s *Server) renewedUntil(r *request, ip netip.Addr, until time.Time) time.Time {
+	_ = s.db.View(func(tx *store.Tx) error {
+		cur, err := store.Get[store.Lease](tx, ip.String())
+		if err == nil && cur.MAC == r.mac && cur.State == store.LeaseActive && cur.Expires.After(until) {
+			until = cur.Expires
+		}
+		return nil
+	})
+	return until
 }
 
 // commitRequest commits a REQUEST's lease and returns its ACK, a NAK if

@@ -30,12 +30,15 @@ func (s *Server) reclaim(ctx context.Context) {
 }
 
 func (s *Server) reclaimOnce(ctx context.Context) int {
-	cutoff := s.now().Add(-s.cfg.ReclaimAfter)
+	// As of before a recent forward step of the clock (Config.Monotonic):
+	// a step of more than ReclaimAfter must not reclaim live leases.
+	now := s.steps.JudgeAt(s.now(), s.cfg.ReclaimAfter)
+	cutoff := now.Add(-s.cfg.ReclaimAfter)
 	var old []*store.Lease
 	_ = s.db.View(func(tx *store.Tx) error {
 		all, err := store.List[store.Lease](tx)
 		for _, l := range all {
-			if !l.Holds(s.now()) && l.Expires.Before(cutoff) {
+			if !l.Holds(now) && l.Expires.Before(cutoff) {
 				old = append(old, l)
 			}
 		}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/outposthq/outpost/appliance/internal/machinetrace"
 	"github.com/outposthq/outpost/appliance/internal/store"
+	"github.com/outposthq/outpost/internal/clock"
 )
 
 // Config configures the DHCP server.
@@ -75,6 +76,15 @@ type Config struct {
 	Log    *slog.Logger
 	// Now is the clock; time.Now if nil.
 	Now func() time.Time
+	// Monotonic is a clock that never steps (time elapsed since a fixed
+	// point), against which forward steps of Now are seen
+	// (clock.StepGuard): for a lease time after one, other MACs' leases,
+	// holds and quarantines are judged as of before the step, so no
+	// address a live client holds goes to another, nor is reclaimed. Nil
+	// means Go's monotonic clock when Now is nil too, and no step guard
+	// when Now is set without it (a test's clock that jumps to expire
+	// leases).
+	Monotonic func() time.Duration
 }
 
 // Leader is what the server needs to know of this node's leadership:
@@ -120,6 +130,9 @@ type Server struct {
 	// probers probe addresses before they are offered, by interface
 	// name (Listen; none in proxy mode or with probing off).
 	probers map[string]*prober
+	// steps guards leases across forward steps of now (Monotonic); nil:
+	// no guard.
+	steps *clock.StepGuard
 }
 
 // iface is one served interface and its socket.
@@ -176,6 +189,12 @@ func New(cfg Config) (*Server, error) {
 		commits: make(chan struct{}, cfg.Commits), probers: map[string]*prober{}}
 	if s.now == nil {
 		s.now = time.Now
+		if cfg.Monotonic == nil {
+			cfg.Monotonic = clock.Monotonic()
+		}
+	}
+	if cfg.Monotonic != nil {
+		s.steps = clock.NewStepGuard(s.now, cfg.Monotonic, s.log)
 	}
 	if s.traces = cfg.Traces; s.traces == nil {
 		s.traces = machinetrace.New(cfg.Store, machinetrace.Config{Now: s.now})

@@ -90,6 +90,9 @@ func (e *CertificateError) Unwrap() error { return e.Err }
 // presented that were not trusted (package site's proposer).
 type Site interface {
 	IsReadyLeader() bool
+	// Now is the site's clock, which stored deadlines are set by and
+	// compared with.
+	Now() time.Time
 	StartJob(ctx context.Context, id string, attempt int, deadline time.Time) error
 	FinishJob(ctx context.Context, id string, attempt int, res site.JobResult) error
 	SetPower(ctx context.Context, machineID, power string, version uint64) error
@@ -185,7 +188,7 @@ func (r *Runner) Run(ctx context.Context) error {
 // startable returns the jobs to start now, at most one per machine, and
 // marks their machines busy.
 func (r *Runner) startable() []*store.Job {
-	now := time.Now().UTC()
+	now := r.cfg.Site.Now().UTC()
 	var pending []*store.Job
 	if err := r.cfg.Store.View(func(tx *store.Tx) (err error) {
 		pending, err = tx.PendingJobs(now)
@@ -216,8 +219,11 @@ func (r *Runner) done(machine string) {
 // run executes one attempt of job j.
 func (r *Runner) run(ctx context.Context, j *store.Job) {
 	attempt := j.Attempt + 1
+	// The stored deadline is on the site's clock, which other nodes
+	// compare; this node's own wait is on the monotonic clock, which a
+	// clock step does not move.
 	deadline := time.Now().Add(r.cfg.JobTimeout)
-	if err := r.cfg.Site.StartJob(ctx, j.ID, attempt, deadline); err != nil {
+	if err := r.cfg.Site.StartJob(ctx, j.ID, attempt, r.cfg.Site.Now().Add(r.cfg.JobTimeout)); err != nil {
 		r.log.Info("jobs: not starting", "job", j.ID, "err", err)
 		return
 	}

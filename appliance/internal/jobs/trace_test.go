@@ -27,6 +27,7 @@ type traceSite struct {
 }
 
 func (s *traceSite) IsReadyLeader() bool { return true }
+func (s *traceSite) Now() time.Time      { return time.Now() }
 func (s *traceSite) StartJob(_ context.Context, id string, _ int, _ time.Time) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -9,9 +9,12 @@ import (
 )
 
 // Ticker is what the timer needs of its site: whether this node leads,
-// and the proposal of a tick (package site's proposer).
+// its clock, and the proposal of a tick (package site's proposer).
 type Ticker interface {
 	IsReadyLeader() bool
+	// WorkflowNow is the time the ticks carry, which deadlines are
+	// compared with (site.Proposer.WorkflowNow).
+	WorkflowNow() time.Time
 	Tick(ctx context.Context, workflowID string) (*store.Workflow, error)
 }
 
@@ -33,7 +36,7 @@ func RunTimer(ctx context.Context, ticks Ticker, db *store.DB, interval time.Dur
 		if !ticks.IsReadyLeader() {
 			continue
 		}
-		now := time.Now().UTC()
+		now := ticks.WorkflowNow().UTC()
 		var due []string
 		err := db.View(func(tx *store.Tx) (err error) {
 			due, err = tx.DueWorkflows(now)

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/outposthq/outpost/appliance/internal/store"
+	"github.com/outposthq/outpost/internal/clock"
 	"github.com/outposthq/outpost/internal/command"
 	"github.com/outposthq/outpost/internal/errs"
 	"github.com/outposthq/outpost/internal/seal"
@@ -61,6 +62,11 @@ type ProposerConfig struct {
 	// Now is the proposer's clock, the only clock commands carry; nil
 	// means time.Now.
 	Now func() time.Time
+	// Steps, if set, guards workflows against forward steps of Now: for
+	// WorkflowStepWindow after a step of S, ticks and reports carry a
+	// time S earlier, so the step times out no workflow that started
+	// before it (clock.StepGuard). Nil: no guard.
+	Steps *clock.StepGuard
 	// Nonce draws a workflow's nonce; nil means 16 random bytes in hex.
 	// Tests that compare credentials with golden files fix it.
 	Nonce func() string
@@ -88,6 +94,24 @@ func NewProposer(cfg ProposerConfig) *Proposer {
 
 // now is the proposer's clock, in UTC.
 func (p *Proposer) now() time.Time { return p.cfg.Now().UTC() }
+
+// WorkflowStepWindow is how long after a forward step of the clock
+// workflows are judged as of before it (ProposerConfig.Steps): longer
+// than a provision, whose deadline was set on the clock before the step.
+// A clock corrected for good times workflows out that much late for as
+// long.
+const WorkflowStepWindow = 6 * time.Hour
+
+// WorkflowNow is the time a workflow's deadlines are judged by: now,
+// less a forward step of the clock within WorkflowStepWindow.
+func (p *Proposer) WorkflowNow() time.Time {
+	return p.cfg.Steps.JudgeAt(p.now(), WorkflowStepWindow).UTC()
+}
+
+// Now is the proposer's clock (ProposerConfig.Now): the clock every
+// decision that is stored, or compared with a stored time, reads on
+// this node.
+func (p *Proposer) Now() time.Time { return p.cfg.Now() }
 
 // propose encodes a JSON payload of type t and commits it.
 func (p *Proposer) propose(ctx context.Context, t Type, payload any) (Result, error) {
@@ -388,13 +412,13 @@ func (p *Proposer) CancelWorkflow(ctx context.Context, id, reason string) (*stor
 // Report records an agent's report on its workflow and returns the
 // workflow after it.
 func (p *Proposer) Report(ctx context.Context, workflowID string, r Report) (*store.Workflow, error) {
-	return p.advance(ctx, Advance{Workflow: workflowID, Kind: AdvanceReport, Report: &r, Time: p.now(), By: actor(ctx, ActorAgent)})
+	return p.advance(ctx, Advance{Workflow: workflowID, Kind: AdvanceReport, Report: &r, Time: p.WorkflowNow(), By: actor(ctx, ActorAgent)})
 }
 
 // Tick moves a workflow on at the proposer's time: an action or the
 // workflow timing out, a retry's backoff ending.
 func (p *Proposer) Tick(ctx context.Context, workflowID string) (*store.Workflow, error) {
-	return p.advance(ctx, Advance{Workflow: workflowID, Kind: AdvanceTick, Time: p.now(), By: actor(ctx, ActorTimer)})
+	return p.advance(ctx, Advance{Workflow: workflowID, Kind: AdvanceTick, Time: p.WorkflowNow(), By: actor(ctx, ActorTimer)})
 }
 
 // BindWorkflow claims workflow id's installer credential for addr, where

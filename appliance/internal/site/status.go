@@ -5,15 +5,18 @@ import "github.com/outposthq/outpost/internal/tracing"
 // Status describes the site's cluster as one node sees it (GET
 // /v1/cluster).
 type Status struct {
-	ID           string         `json:"id"`
-	State        string         `json:"state"` // Leader, Follower, Candidate, Shutdown
-	LeaderID     string         `json:"leader_id,omitempty"`
-	LeaderAddr   string         `json:"leader_addr,omitempty"`
-	Term         uint64         `json:"term"`
-	AppliedIndex uint64         `json:"applied_index"`
-	CommitIndex  uint64         `json:"commit_index"`
-	LastIndex    uint64         `json:"last_log_index"`
-	LastContact  string         `json:"last_contact,omitempty"`
+	ID           string `json:"id"`
+	State        string `json:"state"` // Leader, Follower, Candidate, Shutdown
+	LeaderID     string `json:"leader_id,omitempty"`
+	LeaderAddr   string `json:"leader_addr,omitempty"`
+	Term         uint64 `json:"term"`
+	AppliedIndex uint64 `json:"applied_index"`
+	CommitIndex  uint64 `json:"commit_index"`
+	LastIndex    uint64 `json:"last_log_index"`
+	LastContact  string `json:"last_contact,omitempty"`
+	// WriteProblem is why this node cannot write its Raft log (a full
+	// disk), or "": such a node can neither commit nor lead.
+	WriteProblem string         `json:"write_problem,omitempty"`
 	Healthy      bool           `json:"healthy"`
 	Problem      string         `json:"problem,omitempty"`
 	Members      []MemberStatus `json:"members"`

@@ -38,16 +38,23 @@ const (
 	// when the last node has caught up. It is not in Kinds: a schedule
 	// holds one only when asked (outpost-bench's -soak-upgrade-from).
 	Upgrade Kind = "upgrade"
+	// DiskFull fills the data filesystem of the site node that leads
+	// (its own, small one) and frees it at End.
+	DiskFull Kind = "disk.full"
+	// ClockStep steps the wall clock of the site node that leads by
+	// Step (through its lab clock file), and back at End.
+	ClockStep Kind = "clock.step"
 )
 
 // Kinds are every kind of fault, in the order a schedule cycles them.
-var Kinds = []Kind{SiteKill, CentralKill, WANPartition, WANFlap, BootLoss, BMCDead, AgentKill}
+var Kinds = []Kind{SiteKill, CentralKill, WANPartition, WANFlap, BootLoss, BMCDead, AgentKill, DiskFull, ClockStep}
 
 // perDay is how many faults of each kind a day holds: a schedule packs
 // a day's density into its duration (at least one of each).
 var perDay = map[Kind]int{
 	SiteKill: 6, CentralKill: 6, WANPartition: 8, WANFlap: 8, BootLoss: 8, BMCDead: 12, AgentKill: 12,
-	Upgrade: 1, // one per schedule, whatever its duration (NewSchedule)
+	Upgrade:  1, // one per schedule, whatever its duration (NewSchedule)
+	DiskFull: 4, ClockStep: 6,
 }
 
 // length is how long a fault of each kind lasts, in a compressed day:
@@ -55,17 +62,19 @@ var perDay = map[Kind]int{
 var length = map[Kind]time.Duration{
 	SiteKill: 5 * time.Second, CentralKill: 5 * time.Second, WANPartition: 40 * time.Second,
 	WANFlap: 30 * time.Second, BootLoss: 45 * time.Second, BMCDead: 60 * time.Second, AgentKill: 0,
-	Upgrade: 3 * time.Minute, // room kept free of the exclusive faults: six restarts under load
+	Upgrade:  3 * time.Minute, // room kept free of the exclusive faults: six restarts under load
+	DiskFull: 30 * time.Second, ClockStep: 60 * time.Second,
 }
 
 // Fault is one fault of a schedule: its kind, when it starts and ends,
-// counted from the soak's start, and its target (a machine for BMCDead
-// and AgentKill; "" for the others).
+// counted from the soak's start, its target (a machine for BMCDead
+// and AgentKill; "" for the others), and for ClockStep the step.
 type Fault struct {
 	Kind   Kind          `json:"kind"`
 	Target string        `json:"target,omitempty"`
 	Start  time.Duration `json:"start_ns"`
 	End    time.Duration `json:"end_ns"`
+	Step   time.Duration `json:"step_ns,omitempty"`
 }
 
 func (f Fault) String() string {
@@ -73,7 +82,28 @@ func (f Fault) String() string {
 	if f.Target != "" {
 		s += " " + f.Target
 	}
+	if f.Step != 0 {
+		s += " step " + f.Step.String()
+	}
 	return s
+}
+
+// clockSteps are the steps a ClockStep fault draws from: NTP's
+// corrections of a clock that was minutes or hours off, and a day.
+var clockSteps = []time.Duration{
+	5 * time.Minute, -5 * time.Minute, time.Hour, -time.Hour, 3 * time.Hour, -3 * time.Hour, 24 * time.Hour,
+}
+
+// drawSteps gives each ClockStep fault of s its step, from a generator
+// of its own seeded by the schedule's, so that the other faults' draws
+// are those of a schedule without steps.
+func (s *Schedule) drawSteps() {
+	r := rand.New(rand.NewPCG(s.Seed^0x636c6f636b, s.Seed))
+	for i := range s.Faults {
+		if s.Faults[i].Kind == ClockStep {
+			s.Faults[i].Step = clockSteps[r.IntN(len(clockSteps))]
+		}
+	}
 }
 
 // Against says whether f targets machine during [from, to]: a fault
@@ -150,11 +180,12 @@ func NewSchedule(seed uint64, d time.Duration, machines []string, kinds []Kind, 
 		}
 	}
 	slices.SortStableFunc(s.Faults, func(a, b Fault) int { return int(a.Start - b.Start) })
+	s.drawSteps()
 	return s, nil
 }
 
 func (k Kind) exclusive() bool {
-	return k == SiteKill || k == CentralKill || k == WANPartition || k == WANFlap || k == Upgrade
+	return k == SiteKill || k == CentralKill || k == WANPartition || k == WANFlap || k == Upgrade || k == DiskFull
 }
 
 // overlaps says whether f overlaps one of fs, with 10 s to spare

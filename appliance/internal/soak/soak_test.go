@@ -2,6 +2,8 @@ package soak
 
 import (
 	"encoding/xml"
+	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -203,7 +205,7 @@ func TestReport(t *testing.T) {
 	c.Placed("z", "m1", "deprovision")
 	c.Ended("z", "succeeded", "")
 	r := NewReport(s, 2*time.Minute, 1, c, c.CheckOrders(s.Faults))
-	want := "BENCH soak hours=0.033 provisions=3 failed=0 success_ratio=1.000 dup_ips=0 lost_events=0 dup_events=0 p99_s=30.0 faults=7"
+	want := fmt.Sprintf("BENCH soak hours=0.033 provisions=3 failed=0 success_ratio=1.000 dup_ips=0 lost_events=0 dup_events=0 p99_s=30.0 faults=%d", len(Kinds))
 	if got := r.BenchLine(); got != want {
 		t.Fatalf("BENCH line\n got %s\nwant %s", got, want)
 	}
@@ -242,5 +244,49 @@ func TestReportListsViolationsBounded(t *testing.T) {
 	}
 	if strings.Contains(svg, "order 20 x") || strings.Contains(svg, strings.Repeat("x", 200)) {
 		t.Error("the picture lists more than 20 violations, or one unclipped")
+	}
+}
+
+// TestClockSteps checks that every clock step of a schedule has a step
+// from clockSteps, the same for the same seed, and that the steps'
+// draws leave the other faults where a schedule without steps has them.
+func TestClockSteps(t *testing.T) {
+	a, err := NewSchedule(11, time.Hour, []string{"m1", "m2"}, nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := NewSchedule(11, time.Hour, []string{"m1", "m2"}, nil, 0)
+	steps := 0
+	for i, f := range a.Faults {
+		if f.Kind != ClockStep {
+			if f.Step != 0 {
+				t.Errorf("%s has a step", f)
+			}
+			continue
+		}
+		steps++
+		if !slices.Contains(clockSteps, f.Step) {
+			t.Errorf("%s: step not one of %v", f, clockSteps)
+		}
+		if b.Faults[i].Step != f.Step {
+			t.Errorf("the same seed stepped %v, then %v", f.Step, b.Faults[i].Step)
+		}
+		if !strings.Contains(f.String(), "step "+f.Step.String()) {
+			t.Errorf("%q does not print its step", f)
+		}
+	}
+	if steps == 0 {
+		t.Fatal("no clock step in an hour")
+	}
+	without := slices.DeleteFunc(slices.Clone(Kinds), func(k Kind) bool { return k == ClockStep })
+	c, _ := NewSchedule(11, time.Hour, []string{"m1", "m2"}, without, 0)
+	var others []Fault
+	for _, f := range a.Faults {
+		if f.Kind != ClockStep {
+			others = append(others, f)
+		}
+	}
+	if !slices.Equal(others, c.Faults) {
+		t.Errorf("clock steps moved the other faults")
 	}
 }
