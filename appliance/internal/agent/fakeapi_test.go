@@ -45,6 +45,8 @@ type fakeAPI struct {
 	hardware  []agentproto.Hardware
 	artifacts map[string]*artifact // path → file
 	onReport  func(rep agentproto.Report)
+	// noLost: answer a lost report 400, as a release before them did.
+	noLost bool
 	// traceparent is the workflow's, shown in its view.
 	traceparent string
 	// spansFault, if set, may answer a POST of spans instead: it returns
@@ -177,6 +179,12 @@ func (f *fakeAPI) serveReport(w http.ResponseWriter, r *http.Request) {
 		st, _, err = workflow.Progress(st, rep.Action, rep.Attempt, rep.Progress, rep.Message, now)
 	case agentproto.ReportFinish:
 		st, _, err = workflow.Finish(st, rep.Action, rep.Attempt, rep.OK, rep.Message, now)
+	case agentproto.ReportLost:
+		if f.noLost {
+			err = &workflow.FieldError{Field: "kind", Message: "unknown"}
+			break
+		}
+		st, _, err = workflow.Lose(st, rep.Action, rep.Attempt, rep.Message, now)
 	default:
 		err = &workflow.FieldError{Field: "kind", Message: "unknown"}
 	}

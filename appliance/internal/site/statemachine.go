@@ -67,6 +67,7 @@ var table = command.Table[*store.Tx]{
 	ApplyDesired:         applyDesired,
 	PutMachineV2:         applyPutMachineV2,
 	QuarantineAddress:    applyQuarantineAddress,
+	LoseAttempt:          applyLoseAttempt,
 }
 
 // Result is what applying a command returns, on the node that proposed

@@ -75,8 +75,15 @@ const (
 
 // Run fetches the workflow and runs its ready actions, one at a time,
 // until it is done, and returns it as it ended.
+//
+// An attempt running when it first fetches the workflow is an earlier
+// agent's (the machine was reset during it): it reports it lost, as the
+// real agent does, and the appliance retries it.
 func (a *Agent) Run(ctx context.Context) (*agentproto.Workflow, error) {
 	wf, err := a.fetch(ctx)
+	if err == nil {
+		wf, err = a.loseOrphans(ctx, wf)
+	}
 	for err == nil && !wf.Done() {
 		next, aerr := a.act(ctx, wf)
 		switch {
@@ -105,6 +112,29 @@ func (a *Agent) fetch(ctx context.Context) (*agentproto.Workflow, error) {
 		return nil, err
 	}
 	return &wf, nil
+}
+
+// loseOrphans reports lost each attempt of wf running, and returns the
+// workflow as the last report left it.
+func (a *Agent) loseOrphans(ctx context.Context, wf *agentproto.Workflow) (*agentproto.Workflow, error) {
+	for _, act := range wf.Actions {
+		if act.Status != "running" {
+			continue
+		}
+		rep := agentproto.Report{Action: act.Name, Attempt: act.Attempt, Kind: agentproto.ReportLost,
+			Message: fmt.Sprintf("the agent restarted during attempt %d", act.Attempt)}
+		var next agentproto.Workflow
+		switch err := a.call(ctx, http.MethodPost, agentproto.PathReport, rep, &next); {
+		case errors.Is(err, errRefused):
+			a.stats.count("agent: a lost report refused (409)")
+			return a.fetch(ctx)
+		case err != nil:
+			return nil, err
+		}
+		a.stats.count("agent: an earlier agent's attempt reported lost")
+		wf = &next
+	}
+	return wf, nil
 }
 
 // act runs the first ready action of wf: a start report, the work, a
