@@ -73,6 +73,7 @@ type artifact struct {
 	noRange    bool   // answer a Range request 200 and the whole file (a source that ignores Range)
 	shiftRange int    // answer a Range request from this many bytes earlier
 	redirect   string // answer 302 to this URL
+	damage     int    // the first damage answers have one byte of the body flipped (a link that damages data)
 
 	downloads int
 	requests  []string // each request's "Range | If-Range"
@@ -291,6 +292,10 @@ func (f *fakeAPI) serveArtifact(w http.ResponseWriter, r *http.Request, a *artif
 	}
 	from, status := a.answer(w.Header(), r)
 	body := a.data[from:]
+	if i < a.damage && len(body) > 0 {
+		body = bytes.Clone(body)
+		body[len(body)/2] ^= 0xff
+	}
 	if status == http.StatusRequestedRangeNotSatisfiable {
 		body = nil
 	}

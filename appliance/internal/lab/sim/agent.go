@@ -32,6 +32,11 @@ type Agent struct {
 	// the site now, which replaces outpost.url's host (the port kept),
 	// as the installer's agent does (agent.Config.Rediscover).
 	Rediscover func(ctx context.Context) (string, error)
+	// Damage, if set, is asked at each image download whether the link
+	// damages it: then one byte of it is flipped on its way in, before
+	// the agent hashes it, as a link whose damage TCP's checksum misses
+	// would. The agent's check is what finds it.
+	Damage func() bool
 
 	hc    *http.Client
 	base  *url.URL // outpost.url, its host as last rediscovered
@@ -178,22 +183,31 @@ func (a *Agent) writeImage(ctx context.Context, act agentproto.Action, attempt i
 	}
 	var sum string
 	var n int64
-	err = retry(ctx, a.stats, "GET image", func() (string, error) {
-		s, m, transient, derr := a.download(ctx, a.onAppliance(u), act.Name, attempt)
-		sum, n = s, m
-		a.answered(ctx, m > 0 || transient == "", derr)
-		return transient, derr
-	})
-	switch {
-	case errors.Is(err, errRefused) || ctx.Err() != nil:
-		return false, "", err
-	case err != nil:
-		return false, err.Error(), nil
-	case sum != act.Args["sha256"]:
-		return false, fmt.Sprintf("sha256 mismatch: downloaded %s, expected %s", sum, act.Args["sha256"]), nil
+	for redownload := 0; ; redownload++ {
+		err = retry(ctx, a.stats, "GET image", func() (string, error) {
+			s, m, transient, derr := a.download(ctx, a.onAppliance(u), act.Name, attempt)
+			sum, n = s, m
+			a.answered(ctx, m > 0 || transient == "", derr)
+			return transient, derr
+		})
+		switch {
+		case errors.Is(err, errRefused) || ctx.Err() != nil:
+			return false, "", err
+		case err != nil:
+			return false, err.Error(), nil
+		case sum != act.Args["sha256"] && redownload < redownloadsOnMismatch:
+			a.stats.count("agent: the image did not hash to its sha256, downloaded it again")
+			continue
+		case sum != act.Args["sha256"]:
+			return false, fmt.Sprintf("sha256 mismatch: downloaded %s, expected %s", sum, act.Args["sha256"]), nil
+		}
+		return true, fmt.Sprintf("downloaded %d bytes, sha256 verified, started over %d times (simulated: no disk written)", n, redownload), nil
 	}
-	return true, fmt.Sprintf("downloaded %d bytes, sha256 verified (simulated: no disk written)", n), nil
 }
+
+// redownloadsOnMismatch is how often one attempt downloads the image
+// again after a sha256 mismatch (the agent's).
+const redownloadsOnMismatch = 1
 
 // download fetches the image once, hashing it, and reports 50 % progress
 // half-way through. transient says why a failure may be retried.
@@ -219,8 +233,14 @@ func (a *Agent) download(ctx context.Context, u *url.URL, action string, attempt
 	h := sha256.New()
 	buf := make([]byte, 256<<10)
 	half, reported := resp.ContentLength/2, false
+	damage := a.Damage != nil && a.Damage()
 	for {
 		m, rerr := resp.Body.Read(buf)
+		if damage && m > 0 {
+			buf[m/2] ^= 0xff // on its way in, before it is hashed
+			damage = false
+			a.stats.count("link: one byte of an image download damaged")
+		}
 		h.Write(buf[:m])
 		n += int64(m)
 		if !reported && half > 0 && n >= half {
