@@ -3,9 +3,12 @@ package main
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/outposthq/outpost/appliance/internal/lab"
@@ -87,7 +90,7 @@ func (in *soakInjector) until(ctx context.Context, f soak.Fault) {
 
 // inject does fault f, the ith, from its start to its end.
 func (in *soakInjector) inject(ctx context.Context, i int, f soak.Fault) {
-	if f.Kind != soak.AgentKill {
+	if f.Kind != soak.AgentKill && f.Kind != soak.ImageCorrupt {
 		in.happened(i, true, "")
 		defer in.happened(i, false, "")
 	}
@@ -122,11 +125,84 @@ func (in *soakInjector) inject(ctx context.Context, i int, f soak.Fault) {
 		m.bmc.Process.Kill()
 		in.until(ctx, f)
 		m.bmc.Restart()
+	case soak.BMCTimeout:
+		in.bmcHang(ctx, f)
+	case soak.BMCRefuse:
+		in.bmcRefuse(ctx, f)
 	case soak.AgentKill:
 		if in.agentKill(ctx, f) {
 			in.happened(i, true, "")
 		}
+	case soak.ImageCorrupt:
+		if in.imageCorrupt(ctx, f) {
+			in.happened(i, true, "")
+		}
 	}
+}
+
+// bmcHang stops f's target's BMC (SIGSTOP: it answers nothing, its
+// state kept) until f ends, then lets it go on.
+func (in *soakInjector) bmcHang(ctx context.Context, f soak.Fault) {
+	p := in.fleet.byID[f.Target].bmc.Process
+	if err := p.Signal(syscall.SIGSTOP); err != nil {
+		in.chk.Violate("lab", "bmc.timeout: stop %s's ipmi_sim: %v", f.Target, err)
+		return
+	}
+	in.until(ctx, f)
+	if err := p.Signal(syscall.SIGCONT); err != nil {
+		in.chk.Violate("lab", "bmc.timeout: continue %s's ipmi_sim: %v", f.Target, err)
+	}
+}
+
+// bmcRefuse makes the port of f's target's BMC answer ICMP port
+// unreachable to every packet (nftables reject) until f ends.
+func (in *soakInjector) bmcRefuse(ctx context.Context, f soak.Fault) {
+	m := in.fleet.byID[f.Target]
+	_, port, err := net.SplitHostPort(m.bmc.Addr)
+	if err != nil {
+		in.chk.Violate("lab", "bmc.refuse: %s's BMC address %q: %v", f.Target, m.bmc.Addr, err)
+		return
+	}
+	table := "soakrefuse_" + strings.ReplaceAll(f.Target, "-", "_")
+	rules := fmt.Sprintf("table inet %s {\n\tchain in { type filter hook input priority 0; udp dport %s reject; }\n}\n", table, port)
+	file := filepath.Join(in.t.TempDir(), table+".nft")
+	if err := os.WriteFile(file, []byte(rules), 0o644); err != nil {
+		in.chk.Violate("lab", "bmc.refuse: %v", err)
+		return
+	}
+	ns := in.fleet.bmcNetns
+	if out, err := ns.Run(ctx, "nft", "-f", file); err != nil {
+		in.chk.Violate("lab", "bmc.refuse: nft -f: %v: %s", err, out)
+		return
+	}
+	in.until(ctx, f)
+	if out, err := ns.Run(context.WithoutCancel(ctx), "nft", "delete", "table", "inet", table); err != nil {
+		in.chk.Violate("lab", "bmc.refuse: nft delete table %s: %v: %s", table, err, out)
+	}
+}
+
+// imageCorrupt arms the damage of one byte of f's target's next image
+// download, and says whether a download took it within
+// soakAgentWindow (a machine that is deprovisioning downloads none).
+func (in *soakInjector) imageCorrupt(ctx context.Context, f soak.Fault) bool {
+	m := in.fleet.byID[f.Target]
+	m.damage.Store(true)
+	deadline := time.Now().Add(soakAgentWindow)
+	for time.Now().Before(deadline) {
+		if !m.damage.Load() {
+			in.note(f, "damaged", "a byte of an image download of ", m.ID)
+			return true
+		}
+		if sleepCtx(ctx, 100*time.Millisecond) != nil {
+			break
+		}
+	}
+	if m.damage.CompareAndSwap(true, false) {
+		in.note(f, "missed", "no image download of ", m.ID, " within ", soakAgentWindow)
+		return false
+	}
+	in.note(f, "damaged", "a byte of an image download of ", m.ID)
+	return true
 }
 
 // flap cuts the WAN for 3 s and heals it for 3 s, until f ends.

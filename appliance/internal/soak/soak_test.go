@@ -30,7 +30,7 @@ func TestScheduleSeeded(t *testing.T) {
 		if f.Start < 6*time.Minute || f.End > 54*time.Minute {
 			t.Errorf("%s is in the quiet start or end", f)
 		}
-		if (f.Kind == BMCDead || f.Kind == AgentKill) != (f.Target != "") {
+		if f.Kind.targeted() != (f.Target != "") {
 			t.Errorf("%s: target %q", f, f.Target)
 		}
 		if f.Kind.exclusive() {
@@ -135,20 +135,29 @@ func TestEvents(t *testing.T) {
 	}
 }
 
+// TestOrders: an order may fail only under a BMC fault (dead, hung or
+// refusing) against its machine, for a BMC job's reason; a damaged image
+// or a killed agent explains no failure.
 func TestOrders(t *testing.T) {
-	dead := Fault{Kind: BMCDead, Target: "m1", Start: 10 * time.Second, End: 20 * time.Second}
 	for name, tc := range map[string]struct {
+		kind                   Kind
 		machine, state, reason string
 		want                   []string
 		charged                bool
 	}{
-		"succeeded":          {"m1", "succeeded", "", nil, false},
-		"open":               {"m1", "", "", []string{InvOrderOpen}, false},
-		"failed under fault": {"m1", "failed", "power_cycle failed: timeout", nil, true},
-		"other machine":      {"m2", "failed", "power_cycle failed: timeout", []string{InvOrderFailed}, false},
-		"other reason":       {"m1", "failed", "workflow w failed: write", []string{InvOrderFailed}, false},
+		"succeeded":              {BMCDead, "m1", "succeeded", "", nil, false},
+		"open":                   {BMCDead, "m1", "", "", []string{InvOrderOpen}, false},
+		"failed under fault":     {BMCDead, "m1", "failed", "power_cycle failed: timeout", nil, true},
+		"a hung BMC":             {BMCTimeout, "m1", "failed", "power_on failed: bmc x: power on: unreachable", nil, true},
+		"a refusing BMC":         {BMCRefuse, "m1", "failed", "boot_pxe failed: bmc x: set boot device: unreachable", nil, true},
+		"other machine":          {BMCDead, "m2", "failed", "power_cycle failed: timeout", []string{InvOrderFailed}, false},
+		"other reason":           {BMCDead, "m1", "failed", "workflow w failed: write", []string{InvOrderFailed}, false},
+		"a damaged image":        {ImageCorrupt, "m1", "failed", "workflow w failed: action write failed: sha256 mismatch", []string{InvOrderFailed}, false},
+		"a killed agent":         {AgentKill, "m1", "failed", "workflow w failed: action wipe failed: lost", []string{InvOrderFailed}, false},
+		"a BMC job under a kill": {AgentKill, "m1", "failed", "power_cycle failed: timeout", []string{InvOrderFailed}, false},
 	} {
 		t.Run(name, func(t *testing.T) {
+			dead := Fault{Kind: tc.kind, Target: "m1", Start: 10 * time.Second, End: 20 * time.Second}
 			clk := &clock{now: 5 * time.Second}
 			c := NewChecker(clk.Now)
 			c.Placed("o1", tc.machine, "provision")
@@ -203,7 +212,7 @@ func TestReport(t *testing.T) {
 	c.Placed("z", "m1", "deprovision")
 	c.Ended("z", "succeeded", "")
 	r := NewReport(s, 2*time.Minute, 1, c, c.CheckOrders(s.Faults))
-	want := "BENCH soak hours=0.033 provisions=3 failed=0 success_ratio=1.000 dup_ips=0 lost_events=0 dup_events=0 p99_s=30.0 faults=7"
+	want := "BENCH soak hours=0.033 provisions=3 failed=0 success_ratio=1.000 dup_ips=0 lost_events=0 dup_events=0 p99_s=30.0 faults=10"
 	if got := r.BenchLine(); got != want {
 		t.Fatalf("BENCH line\n got %s\nwant %s", got, want)
 	}

@@ -10,7 +10,8 @@ import (
 // kindColor is each fault kind's band colour.
 var kindColor = map[Kind]string{
 	SiteKill: "#d62728", CentralKill: "#9467bd", WANPartition: "#ff7f0e", WANFlap: "#e6b800",
-	BootLoss: "#17becf", BMCDead: "#8c564b", AgentKill: "#e377c2",
+	BootLoss: "#17becf", BMCDead: "#8c564b", BMCTimeout: "#a0785a", BMCRefuse: "#c49c94", AgentKill: "#e377c2",
+	ImageCorrupt: "#2ca02c",
 }
 
 // SVG geometry.
