@@ -74,14 +74,29 @@ func (f *fakeBMC) flip(machine, power string) {
 
 func setup(t *testing.T, bmc jobs.BMC) (*apptest.Node, *client.Client, *apptest.SyncBuffer) {
 	t.Helper()
-	n := apptest.Start(t)
+	n, c := startNode(t)
+	logs := startRunner(t, n, bmc, 200*time.Millisecond)
+	return n, c, logs
+}
+
+// startRunner runs a job runner on n, polling power every poll, until
+// the test ends, and returns its log.
+func startRunner(t *testing.T, n *apptest.Node, bmc jobs.BMC, poll time.Duration) *apptest.SyncBuffer {
 	logs := &apptest.SyncBuffer{}
-	r := jobs.New(jobs.Config{Site: n.Site, Store: n.DB, Key: n.Key, BMC: bmc, PollInterval: 200 * time.Millisecond, Tick: 50 * time.Millisecond,
-		Log: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	r := jobs.New(jobs.Config{Site: n.Site, Store: n.DB, Key: n.Key, BMC: bmc, PollInterval: poll, Tick: 50 * time.Millisecond,
+		TakeOverAfter: 300 * time.Millisecond,
+		Log:           slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { r.Run(ctx); close(done) }()
 	t.Cleanup(func() { cancel(); <-done })
+	return logs
+}
+
+// startNode starts a node with machines m1 and m2, each with a BMC.
+func startNode(t *testing.T) (*apptest.Node, *client.Client) {
+	t.Helper()
+	n := apptest.Start(t)
 	c := client.New(n.URL, n.Token)
 	for _, m := range []string{"m1", "m2"} {
 		machine := &store.Machine{ID: m, Interfaces: []store.Interface{{MAC: "02:00:00:00:00:0" + m[1:]}},
@@ -90,7 +105,7 @@ func setup(t *testing.T, bmc jobs.BMC) (*apptest.Node, *client.Client, *apptest.
 			t.Fatal(err)
 		}
 	}
-	return n, c, logs
+	return n, c
 }
 
 func waitOrder(t *testing.T, c *client.Client, id string) *store.Order {
@@ -163,6 +178,60 @@ func TestPowerOrders(t *testing.T) {
 		if strings.Contains(text, password) {
 			t.Errorf("the BMC password is in %s", what)
 		}
+	}
+}
+
+// TestTakeOverOrphanedJob: the jobs an earlier leader left running (it
+// died after StartJob) are taken over by the new leader's runner before
+// their deadline (3 minutes off), as their next attempt, and the events
+// say so. The power_on the earlier attempt had done (the power is on)
+// is not done again; the power_off it had not done is.
+func TestTakeOverOrphanedJob(t *testing.T) {
+	n, c := startNode(t)
+	bmc := &fakeBMC{power: map[string]string{"m1": "on", "m2": "on"}}
+	for _, o := range []*store.Order{
+		{ID: "on1", Action: store.OrderPowerOn, MachineID: "m1"},
+		{ID: "off2", Action: store.OrderPowerOff, MachineID: "m2"},
+	} {
+		if err := c.Put(t.Context(), "orders", o.ID, o, nil); err != nil {
+			t.Fatal(err)
+		}
+		// The earlier leader's attempt, which never finished.
+		if err := n.Site.StartJob(t.Context(), o.ID+"-power", 1, time.Now().Add(3*time.Minute)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	startRunner(t, n, bmc, 0)
+	for _, id := range []string{"on1", "off2"} {
+		if o := waitOrder(t, c, id); o.State != store.OrderSucceeded {
+			t.Errorf("%s: %s %q, want succeeded", id, o.State, o.Reason)
+		}
+		var j store.Job
+		if err := c.Get(t.Context(), "jobs", id+"-power", &j); err != nil || j.Attempt != 2 {
+			t.Errorf("job %s-power: attempt %d (%v), want 2, the takeover", id, j.Attempt, err)
+		}
+	}
+	bmc.mu.Lock()
+	calls := strings.Join(bmc.calls, "\n")
+	bmc.mu.Unlock()
+	if strings.Contains(calls, "m1 power_on") || !strings.Contains(calls, "m2 power_off") {
+		t.Errorf("BMC calls:\n%s\nwant m2's power_off alone (m1 was on already)", calls)
+	}
+	events, _, err := c.Events(t.Context(), 0, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var taken, done int
+	for _, e := range events {
+		if strings.Contains(e.Message, "taken over from attempt 1, which an earlier leader left running (attempt 2)") {
+			taken++
+		}
+		if strings.Contains(e.Message, "attempt 1, which an earlier leader left running, had done it: the power is on") {
+			done++
+		}
+	}
+	if taken != 2 || done != 1 {
+		t.Errorf("%d takeover events, %d saying the earlier attempt had done it; want 2 and 1", taken, done)
 	}
 }
 

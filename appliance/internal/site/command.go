@@ -76,6 +76,7 @@ const (
 	QuarantineAddress    Type = 55 // AddressConflict: a host answered the DHCP server's ARP probe of an address it was about to offer (apply_lease_conflict.go)
 	PutSubnet            Type = 58 // Put[store.Subnet]: a subnet DHCP can serve, its gateway a host's address, overlapping no other (apply_subnet.go)
 	LoseAttempt          Type = 59 // Advance with a lost report: a later agent found an attempt of its machine's earlier agent running; retried apart from the action's retries (apply_workflow.go)
+	TakeOverJob          Type = 60 // JobStart: a new leader starts a job an earlier leader left running, before its deadline (apply_job.go)
 )
 
 // Every payload but CommitLease's (always the DHCP server's) names its

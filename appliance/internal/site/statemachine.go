@@ -68,6 +68,7 @@ var table = command.Table[*store.Tx]{
 	PutMachineV2:         applyPutMachineV2,
 	QuarantineAddress:    applyQuarantineAddress,
 	LoseAttempt:          applyLoseAttempt,
+	TakeOverJob:          applyTakeOverJob,
 }
 
 // Result is what applying a command returns, on the node that proposed
