@@ -26,6 +26,8 @@ type soakInjector struct {
 	bn    *sim.Net
 	chk   *soak.Checker
 
+	evidence sync.WaitGroup // sawEvent's watches that run apart
+
 	mu  sync.Mutex
 	log []string // what each fault did, in order
 	// done are the faults as injected: their start and end as they
@@ -51,6 +53,7 @@ func (in *soakInjector) run(ctx context.Context, s *soak.Schedule) []soak.Fault 
 		})
 	}
 	wg.Wait()
+	in.evidence.Wait()
 	return in.done
 }
 
@@ -96,11 +99,14 @@ func (in *soakInjector) inject(ctx context.Context, i int, f soak.Fault) {
 	}
 	switch f.Kind {
 	case soak.SiteKill:
+		_, since, _ := in.site.api.Events(ctx, 0, 1)
 		in.site.kill()
 		in.until(ctx, f)
 		if err := in.site.start(); err != nil {
 			in.chk.Violate("site_restart", "applianced did not start again: %v", err)
 		}
+		// Apart, so that the fault ends now.
+		in.evidence.Go(func() { in.sawEvent(ctx, f, since, "", "taken over from attempt") })
 	case soak.CentralKill:
 		nd := in.cen.leader(ctx)
 		if nd == nil {
@@ -130,8 +136,10 @@ func (in *soakInjector) inject(ctx context.Context, i int, f soak.Fault) {
 	case soak.BMCRefuse:
 		in.bmcRefuse(ctx, f)
 	case soak.AgentKill:
+		_, since, _ := in.site.api.Events(ctx, 0, 1)
 		if in.agentKill(ctx, f) {
 			in.happened(i, true, "")
+			in.sawEvent(ctx, f, since, f.Target, "retry after lost attempt")
 		}
 	case soak.ImageCorrupt:
 		if in.imageCorrupt(ctx, f) {
@@ -203,6 +211,37 @@ func (in *soakInjector) imageCorrupt(ctx context.Context, f soak.Fault) bool {
 	}
 	in.note(f, "damaged", "a byte of an image download of ", m.ID)
 	return true
+}
+
+// soakEvidenceWindow is how long sawEvent looks for the product's
+// answer to a fault in the site's events.
+const soakEvidenceWindow = time.Minute
+
+// sawEvent notes in the fault log the first event after sequence since,
+// of machine (any if ""), whose message holds text, within
+// soakEvidenceWindow: the product's answer to f (a lost attempt retried,
+// a BMC job taken over), or that none came (which may be right: a walk
+// killed between actions leaves no attempt running, a site killed
+// between BMC jobs none to take over).
+func (in *soakInjector) sawEvent(ctx context.Context, f soak.Fault, since uint64, machine, text string) {
+	deadline := time.Now().Add(soakEvidenceWindow)
+	for time.Now().Before(deadline) {
+		events, _, err := in.site.api.Events(ctx, since, 1000)
+		for _, e := range events {
+			since = e.Seq
+			if (machine == "" || e.MachineID == machine) && strings.Contains(e.Message, text) {
+				in.note(f, "answered", e.Kind+" "+e.MachineID+": "+e.Message)
+				return
+			}
+		}
+		if err == nil && len(events) == 1000 {
+			continue
+		}
+		if sleepCtx(ctx, time.Second) != nil {
+			return
+		}
+	}
+	in.note(f, "unanswered", "no event ", fmt.Sprintf("%q", text), " within ", soakEvidenceWindow)
 }
 
 // flap cuts the WAN for 3 s and heals it for 3 s, until f ends.
