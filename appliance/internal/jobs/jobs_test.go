@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -451,5 +452,68 @@ func TestUntrustedCertificate(t *testing.T) {
 	}
 	if strings.Contains(n.Logs.String(), password) {
 		t.Error("the password is in the node's log")
+	}
+}
+
+// togglingSite is a node's site whose leadership the test sets.
+type togglingSite struct {
+	jobs.Site
+	leads atomic.Bool
+}
+
+func (s *togglingSite) IsReadyLeader() bool { return s.leads.Load() && s.Site.IsReadyLeader() }
+
+// blockingBMC blocks its first Do until its context ends, and says so;
+// later calls power the machine on.
+type blockingBMC struct {
+	fakeBMC
+	began, gaveUp chan struct{}
+	calls         atomic.Int32
+}
+
+func (b *blockingBMC) Do(ctx context.Context, t jobs.Target, j *store.Job) (string, error) {
+	if b.calls.Add(1) == 1 {
+		close(b.began)
+		<-ctx.Done()
+		close(b.gaveUp)
+		return "", ctx.Err()
+	}
+	return b.fakeBMC.Do(ctx, t, j)
+}
+
+// TestDeposedLeaderGivesUp: a node that stops leading stops its BMC call
+// and records nothing (no failure of the job or its order); once it
+// leads again it takes the job over as the next attempt, which
+// completes the order.
+func TestDeposedLeaderGivesUp(t *testing.T) {
+	n, c := startNode(t)
+	s := &togglingSite{Site: n.Site}
+	s.leads.Store(true)
+	bmc := &blockingBMC{fakeBMC: fakeBMC{power: map[string]string{"m1": "off"}}, began: make(chan struct{}), gaveUp: make(chan struct{})}
+	r := jobs.New(jobs.Config{Site: s, Store: n.DB, Key: n.Key, BMC: bmc, Tick: 50 * time.Millisecond, TakeOverAfter: 300 * time.Millisecond})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { r.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	if err := c.Put(t.Context(), "orders", "on1", &store.Order{ID: "on1", Action: store.OrderPowerOn, MachineID: "m1"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	<-bmc.began
+	s.leads.Store(false)
+	select {
+	case <-bmc.gaveUp:
+	case <-t.Context().Done():
+		t.Fatal("the deposed leader's BMC call went on")
+	}
+	var j store.Job
+	if err := c.Get(t.Context(), "jobs", "on1-power", &j); err != nil || j.State != store.JobRunning || j.Attempt != 1 {
+		t.Fatalf("job after the leader gave it up: %s attempt %d (%v), want attempt 1 still running, nothing recorded", j.State, j.Attempt, err)
+	}
+	s.leads.Store(true)
+	if o := waitOrder(t, c, "on1"); o.State != store.OrderSucceeded {
+		t.Fatalf("on1: %s %q, want succeeded", o.State, o.Reason)
+	}
+	if err := c.Get(t.Context(), "jobs", "on1-power", &j); err != nil || j.Attempt != 2 {
+		t.Errorf("job: attempt %d (%v), want 2, the takeover", j.Attempt, err)
 	}
 }
