@@ -14,6 +14,8 @@ import (
 	"github.com/outposthq/outpost/appliance/internal/lab"
 	"github.com/outposthq/outpost/appliance/internal/lab/sim"
 	"github.com/outposthq/outpost/appliance/internal/soak"
+	"github.com/outposthq/outpost/appliance/internal/store"
+	"github.com/outposthq/outpost/appliance/internal/workflow"
 )
 
 // soakInjector injects a schedule's faults into the soak's lab.
@@ -213,6 +215,28 @@ func (in *soakInjector) imageCorrupt(ctx context.Context, f soak.Fault) bool {
 	return true
 }
 
+// actionRunning says whether an action of the workflow of m's open
+// order is running, as the site has it.
+func (in *soakInjector) actionRunning(ctx context.Context, m *soakMachine) bool {
+	m.mu.Lock()
+	id := m.order
+	m.mu.Unlock()
+	if id == "" {
+		return false
+	}
+	var o store.Order
+	var w store.Workflow
+	if in.site.api.Get(ctx, "orders", id, &o) != nil || o.Workflow == "" || in.site.api.Get(ctx, "workflows", o.Workflow, &w) != nil || w.State == nil {
+		return false
+	}
+	for _, a := range w.State.Actions {
+		if a.Status == workflow.Running {
+			return true
+		}
+	}
+	return false
+}
+
 // soakEvidenceWindow is how long sawEvent looks for the product's
 // answer to a fault in the site's events.
 const soakEvidenceWindow = time.Minute
@@ -304,20 +328,20 @@ const (
 	soakAgentAfter  = 700 * time.Millisecond
 )
 
-// agentKill kills f's target's walk once it is in its workflow, and
-// says whether it did.
+// agentKill kills f's target's walk once an action of its workflow
+// runs (its image write, its wipe), and says whether it did.
 func (in *soakInjector) agentKill(ctx context.Context, f soak.Fault) bool {
 	m := in.fleet.byID[f.Target]
 	deadline := time.Now().Add(soakAgentWindow)
 	for time.Now().Before(deadline) {
-		if in.fleet.killWalk(ctx, m, soakAgentAfter) {
+		if in.actionRunning(ctx, m) && in.fleet.killWalk(ctx, m, soakAgentAfter) {
 			in.note(f, "killed", "the walk of ", m.ID)
 			return true
 		}
-		if sleepCtx(ctx, 100*time.Millisecond) != nil {
+		if sleepCtx(ctx, 250*time.Millisecond) != nil {
 			return false
 		}
 	}
-	in.note(f, "missed", "no walk of ", m.ID, " in its workflow within ", soakAgentWindow)
+	in.note(f, "missed", "no action of ", m.ID, "'s workflow running within ", soakAgentWindow)
 	return false
 }
