@@ -3,14 +3,19 @@ package main
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/outposthq/outpost/appliance/internal/lab"
 	"github.com/outposthq/outpost/appliance/internal/lab/sim"
 	"github.com/outposthq/outpost/appliance/internal/soak"
+	"github.com/outposthq/outpost/appliance/internal/store"
+	"github.com/outposthq/outpost/appliance/internal/workflow"
 )
 
 // soakInjector injects a schedule's faults into the soak's lab.
@@ -22,6 +27,8 @@ type soakInjector struct {
 	fleet *soakFleet
 	bn    *sim.Net
 	chk   *soak.Checker
+
+	evidence sync.WaitGroup // sawEvent's watches that run apart
 
 	mu  sync.Mutex
 	log []string // what each fault did, in order
@@ -49,6 +56,7 @@ func (in *soakInjector) run(ctx context.Context, s *soak.Schedule) []soak.Fault 
 		})
 	}
 	wg.Wait()
+	in.evidence.Wait()
 	return in.done
 }
 
@@ -88,17 +96,20 @@ func (in *soakInjector) until(ctx context.Context, f soak.Fault) {
 
 // inject does fault f, the ith, from its start to its end.
 func (in *soakInjector) inject(ctx context.Context, i int, f soak.Fault) {
-	if f.Kind != soak.AgentKill {
+	if f.Kind != soak.AgentKill && f.Kind != soak.ImageCorrupt {
 		in.happened(i, true, "")
 		defer in.happened(i, false, "")
 	}
 	switch f.Kind {
 	case soak.SiteKill:
+		_, since, _ := in.site.api.Events(ctx, 0, 1)
 		in.site.kill()
 		in.until(ctx, f)
 		if err := in.site.start(); err != nil {
 			in.chk.Violate("site_restart", "applianced did not start again: %v", err)
 		}
+		// Apart, so that the fault ends now.
+		in.evidence.Go(func() { in.sawEvent(ctx, f, since, "", "taken over from attempt") })
 	case soak.CentralKill:
 		nd := in.cen.leader(ctx)
 		if nd == nil {
@@ -125,8 +136,18 @@ func (in *soakInjector) inject(ctx context.Context, i int, f soak.Fault) {
 		m.bmc.Restart()
 	case soak.Upgrade:
 		in.upgrade(ctx, f) // soak_upgrade.go
+	case soak.BMCTimeout:
+		in.bmcHang(ctx, f)
+	case soak.BMCRefuse:
+		in.bmcRefuse(ctx, f)
 	case soak.AgentKill:
+		_, since, _ := in.site.api.Events(ctx, 0, 1)
 		if in.agentKill(ctx, f) {
+			in.happened(i, true, "")
+			in.sawEvent(ctx, f, since, f.Target, "retry after lost attempt")
+		}
+	case soak.ImageCorrupt:
+		if in.imageCorrupt(ctx, f) {
 			in.happened(i, true, "")
 		}
 	case soak.DiskFull:
@@ -134,6 +155,124 @@ func (in *soakInjector) inject(ctx context.Context, i int, f soak.Fault) {
 	case soak.ClockStep:
 		in.clockStep(ctx, f, in.site)
 	}
+}
+
+// bmcHang stops f's target's BMC (SIGSTOP: it answers nothing, its
+// state kept) until f ends, then lets it go on.
+func (in *soakInjector) bmcHang(ctx context.Context, f soak.Fault) {
+	p := in.fleet.byID[f.Target].bmc.Process
+	if err := p.Signal(syscall.SIGSTOP); err != nil {
+		in.chk.Violate("lab", "bmc.timeout: stop %s's ipmi_sim: %v", f.Target, err)
+		return
+	}
+	in.until(ctx, f)
+	if err := p.Signal(syscall.SIGCONT); err != nil {
+		in.chk.Violate("lab", "bmc.timeout: continue %s's ipmi_sim: %v", f.Target, err)
+	}
+}
+
+// bmcRefuse makes the port of f's target's BMC answer ICMP port
+// unreachable to every packet (nftables reject) until f ends.
+func (in *soakInjector) bmcRefuse(ctx context.Context, f soak.Fault) {
+	m := in.fleet.byID[f.Target]
+	_, port, err := net.SplitHostPort(m.bmc.Addr)
+	if err != nil {
+		in.chk.Violate("lab", "bmc.refuse: %s's BMC address %q: %v", f.Target, m.bmc.Addr, err)
+		return
+	}
+	table := "soakrefuse_" + strings.ReplaceAll(f.Target, "-", "_")
+	rules := fmt.Sprintf("table inet %s {\n\tchain in { type filter hook input priority 0; udp dport %s reject; }\n}\n", table, port)
+	file := filepath.Join(in.t.TempDir(), table+".nft")
+	if err := os.WriteFile(file, []byte(rules), 0o644); err != nil {
+		in.chk.Violate("lab", "bmc.refuse: %v", err)
+		return
+	}
+	ns := in.fleet.bmcNetns
+	if out, err := ns.Run(ctx, "nft", "-f", file); err != nil {
+		in.chk.Violate("lab", "bmc.refuse: nft -f: %v: %s", err, out)
+		return
+	}
+	in.until(ctx, f)
+	if out, err := ns.Run(context.WithoutCancel(ctx), "nft", "delete", "table", "inet", table); err != nil {
+		in.chk.Violate("lab", "bmc.refuse: nft delete table %s: %v: %s", table, err, out)
+	}
+}
+
+// imageCorrupt arms the damage of one byte of f's target's next image
+// download, and says whether a download took it within
+// soakAgentWindow (a machine that is deprovisioning downloads none).
+func (in *soakInjector) imageCorrupt(ctx context.Context, f soak.Fault) bool {
+	m := in.fleet.byID[f.Target]
+	m.damage.Store(true)
+	deadline := time.Now().Add(soakAgentWindow)
+	for time.Now().Before(deadline) {
+		if !m.damage.Load() {
+			in.note(f, "damaged", "a byte of an image download of ", m.ID)
+			return true
+		}
+		if sleepCtx(ctx, 100*time.Millisecond) != nil {
+			break
+		}
+	}
+	if m.damage.CompareAndSwap(true, false) {
+		in.note(f, "missed", "no image download of ", m.ID, " within ", soakAgentWindow)
+		return false
+	}
+	in.note(f, "damaged", "a byte of an image download of ", m.ID)
+	return true
+}
+
+// actionRunning says whether an action of the workflow of m's open
+// order is running, as the site has it.
+func (in *soakInjector) actionRunning(ctx context.Context, m *soakMachine) bool {
+	m.mu.Lock()
+	id := m.order
+	m.mu.Unlock()
+	if id == "" {
+		return false
+	}
+	var o store.Order
+	var w store.Workflow
+	if in.site.api.Get(ctx, "orders", id, &o) != nil || o.Workflow == "" || in.site.api.Get(ctx, "workflows", o.Workflow, &w) != nil || w.State == nil {
+		return false
+	}
+	for _, a := range w.State.Actions {
+		if a.Status == workflow.Running {
+			return true
+		}
+	}
+	return false
+}
+
+// soakEvidenceWindow is how long sawEvent looks for the product's
+// answer to a fault in the site's events.
+const soakEvidenceWindow = time.Minute
+
+// sawEvent notes in the fault log the first event after sequence since,
+// of machine (any if ""), whose message holds text, within
+// soakEvidenceWindow: the product's answer to f (a lost attempt retried,
+// a BMC job taken over), or that none came (which may be right: a walk
+// killed between actions leaves no attempt running, a site killed
+// between BMC jobs none to take over).
+func (in *soakInjector) sawEvent(ctx context.Context, f soak.Fault, since uint64, machine, text string) {
+	deadline := time.Now().Add(soakEvidenceWindow)
+	for time.Now().Before(deadline) {
+		events, _, err := in.site.api.Events(ctx, since, 1000)
+		for _, e := range events {
+			since = e.Seq
+			if (machine == "" || e.MachineID == machine) && strings.Contains(e.Message, text) {
+				in.note(f, "answered", e.Kind+" "+e.MachineID+": "+e.Message)
+				return
+			}
+		}
+		if err == nil && len(events) == 1000 {
+			continue
+		}
+		if sleepCtx(ctx, time.Second) != nil {
+			return
+		}
+	}
+	in.note(f, "unanswered", "no event ", fmt.Sprintf("%q", text), " within ", soakEvidenceWindow)
 }
 
 // flap cuts the WAN for 3 s and heals it for 3 s, until f ends.
@@ -196,20 +335,20 @@ const (
 	soakAgentAfter  = 700 * time.Millisecond
 )
 
-// agentKill kills f's target's walk once it is in its workflow, and
-// says whether it did.
+// agentKill kills f's target's walk once an action of its workflow
+// runs (its image write, its wipe), and says whether it did.
 func (in *soakInjector) agentKill(ctx context.Context, f soak.Fault) bool {
 	m := in.fleet.byID[f.Target]
 	deadline := time.Now().Add(soakAgentWindow)
 	for time.Now().Before(deadline) {
-		if in.fleet.killWalk(ctx, m, soakAgentAfter) {
+		if in.actionRunning(ctx, m) && in.fleet.killWalk(ctx, m, soakAgentAfter) {
 			in.note(f, "killed", "the walk of ", m.ID)
 			return true
 		}
-		if sleepCtx(ctx, 100*time.Millisecond) != nil {
+		if sleepCtx(ctx, 250*time.Millisecond) != nil {
 			return false
 		}
 	}
-	in.note(f, "missed", "no walk of ", m.ID, " in its workflow within ", soakAgentWindow)
+	in.note(f, "missed", "no action of ", m.ID, "'s workflow running within ", soakAgentWindow)
 	return false
 }

@@ -38,16 +38,20 @@ type soakMachine struct {
 	walkStart time.Time          // of the walk running
 	order     string             // the order open, if any
 	killAgent bool               // the next kill is a fault's
+	// damage: the link damages the machine's next image download
+	// (ImageCorrupt), taken by that download.
+	damage atomic.Bool
 }
 
 // soakFleet is the soak's machines: their BMCs' power-on lines come in
 // through a FIFO, each starting the machine's walk.
 type soakFleet struct {
-	env  *sim.Env
-	chk  *soak.Checker
-	list []*soakMachine
-	byID map[string]*soakMachine
-	fifo *os.File
+	env      *sim.Env
+	chk      *soak.Checker
+	bmcNetns *lab.Netns // where the BMCs answer
+	list     []*soakMachine
+	byID     map[string]*soakMachine
+	fifo     *os.File
 
 	walks, walkFails atomic.Int64
 	wg               sync.WaitGroup
@@ -68,7 +72,8 @@ func startSoakFleet(ctx context.Context, t lab.T, ns *lab.Netns, bmcAddr string,
 		return nil, err
 	}
 	t.Cleanup(func() { fifo.Close() })
-	f := &soakFleet{env: env, chk: chk, byID: map[string]*soakMachine{}, fifo: fifo}
+	f := &soakFleet{env: env, chk: chk, bmcNetns: ns, byID: map[string]*soakMachine{}, fifo: fifo}
+	env.Damage = f.damaged
 	for i, m := range sim.Machines(n) {
 		m.ID = fmt.Sprintf("soak-%04d", i)
 		bmc := lab.StartIPMISim(t, lab.IPMISimConfig{Name: m.ID, Netns: ns, Addr: bmcAddr,
@@ -79,6 +84,13 @@ func startSoakFleet(ctx context.Context, t lab.T, ns *lab.Netns, bmcAddr string,
 	}
 	go f.readBoots(ctx)
 	return f, nil
+}
+
+// damaged says whether the link damages this image download of m: once
+// for each ImageCorrupt armed against it.
+func (f *soakFleet) damaged(m sim.Machine) bool {
+	sm := f.byID[m.ID]
+	return sm != nil && sm.damage.CompareAndSwap(true, false)
 }
 
 // readBoots boots each machine whose id comes through the FIFO.

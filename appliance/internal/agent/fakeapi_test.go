@@ -45,6 +45,8 @@ type fakeAPI struct {
 	hardware  []agentproto.Hardware
 	artifacts map[string]*artifact // path → file
 	onReport  func(rep agentproto.Report)
+	// noLost: answer a lost report 400, as a release before them did.
+	noLost bool
 	// traceparent is the workflow's, shown in its view.
 	traceparent string
 	// spansFault, if set, may answer a POST of spans instead: it returns
@@ -71,6 +73,7 @@ type artifact struct {
 	noRange    bool   // answer a Range request 200 and the whole file (a source that ignores Range)
 	shiftRange int    // answer a Range request from this many bytes earlier
 	redirect   string // answer 302 to this URL
+	damage     int    // the first damage answers have one byte of the body flipped (a link that damages data)
 
 	downloads int
 	requests  []string // each request's "Range | If-Range"
@@ -177,6 +180,12 @@ func (f *fakeAPI) serveReport(w http.ResponseWriter, r *http.Request) {
 		st, _, err = workflow.Progress(st, rep.Action, rep.Attempt, rep.Progress, rep.Message, now)
 	case agentproto.ReportFinish:
 		st, _, err = workflow.Finish(st, rep.Action, rep.Attempt, rep.OK, rep.Message, now)
+	case agentproto.ReportLost:
+		if f.noLost {
+			err = &workflow.FieldError{Field: "kind", Message: "unknown"}
+			break
+		}
+		st, _, err = workflow.Lose(st, rep.Action, rep.Attempt, rep.Message, now)
 	default:
 		err = &workflow.FieldError{Field: "kind", Message: "unknown"}
 	}
@@ -283,6 +292,10 @@ func (f *fakeAPI) serveArtifact(w http.ResponseWriter, r *http.Request, a *artif
 	}
 	from, status := a.answer(w.Header(), r)
 	body := a.data[from:]
+	if i < a.damage && len(body) > 0 {
+		body = bytes.Clone(body)
+		body[len(body)/2] ^= 0xff
+	}
 	if status == http.StatusRequestedRangeNotSatisfiable {
 		body = nil
 	}

@@ -53,6 +53,22 @@ func (e *permanentError) Unwrap() error { return e.err }
 
 func permanent(err error) error { return &permanentError{err} }
 
+// mismatchError is a download whose bytes do not hash to the image's
+// sha256. The appliance serves an image by its digest, verified when it
+// stored it, so the bytes were most likely damaged on the way (a link
+// that corrupts what TCP's checksum misses): the image is downloaded
+// again from the beginning, redownloadsOnMismatch times per attempt,
+// then the attempt fails (a source that really holds other bytes).
+type mismatchError struct{ got, want string }
+
+func (e *mismatchError) Error() string {
+	return fmt.Sprintf("sha256 mismatch: downloaded %s, expected %s", e.got, e.want)
+}
+
+// redownloadsOnMismatch is how often one attempt downloads the image
+// again after a sha256 mismatch.
+const redownloadsOnMismatch = 1
+
 // imageWrite streams an image from the appliance to a disk,
 // decompressing it on the fly and verifying its sha256. A download that
 // breaks is resumed where it broke (see download); one that cannot be is
@@ -80,8 +96,16 @@ func imageWrite(ctx context.Context, s *step) (string, error) {
 		if err == nil {
 			return msg, nil
 		}
+		var bad *mismatchError
+		if errors.As(err, &bad) && job.mismatches < redownloadsOnMismatch && ctx.Err() == nil {
+			job.mismatches++
+			job.restarts++
+			s.log.Warn("the download does not hash to the image's sha256 (damaged on the way?); downloading it again",
+				"url", redacted(u), "err", err, "redownload", job.mismatches, "of", redownloadsOnMismatch)
+			continue
+		}
 		var perm *permanentError
-		if errors.As(err, &perm) || ctx.Err() != nil {
+		if errors.As(err, &perm) || bad != nil || ctx.Err() != nil {
 			return "", err
 		}
 		job.tries++
@@ -98,10 +122,11 @@ func imageWrite(ctx context.Context, s *step) (string, error) {
 
 // imageJob is one image.write: where from, where to, and how it went.
 type imageJob struct {
-	u         *url.URL
-	dev, want string
-	tries     int // failed tries so far (of requests and of whole downloads)
-	restarts  int // downloads started over
+	u          *url.URL
+	dev, want  string
+	tries      int // failed tries so far (of requests and of whole downloads)
+	restarts   int // downloads started over
+	mismatches int // downloads whose bytes did not hash to want
 }
 
 // imageURL resolves raw against the appliance's URL, and refuses an image
@@ -181,7 +206,7 @@ func (s *step) writeImage(ctx context.Context, job *imageJob) (string, error) {
 		return "", body.err // the download cannot go on: start over, or give up
 	}
 	if got := body.sum(); job.want != "" && got != job.want {
-		return "", permanent(fmt.Errorf("sha256 mismatch: downloaded %s, expected %s", got, job.want))
+		return "", &mismatchError{got: got, want: job.want}
 	}
 	if err != nil {
 		return "", permanent(err) // the image itself is corrupt

@@ -60,8 +60,8 @@ func TestImageFormats(t *testing.T) {
 	}
 }
 
-// A wrong checksum fails the attempt with both sums, is not downloaded
-// again, and nothing after it runs.
+// A wrong checksum, the same on a second download, fails the attempt
+// with both sums, and nothing after it runs.
 func TestImageSHA256Mismatch(t *testing.T) {
 	data := compress(t, formatZstd, testImage(2*mib))
 	disk := newDisk(t, mib)
@@ -82,8 +82,33 @@ func TestImageSHA256Mismatch(t *testing.T) {
 	if after, _ := st.Action("after"); after.Attempt != 0 {
 		t.Errorf("the next action ran: %+v", after)
 	}
-	if n := f.requestCount("GET /img"); n != 1 {
-		t.Errorf("downloaded %d times, want once", n)
+	if n := f.requestCount("GET /img"); n != 1+redownloadsOnMismatch {
+		t.Errorf("downloaded %d times, want %d", n, 1+redownloadsOnMismatch)
+	}
+}
+
+// A download damaged on the way (one byte flipped, which TCP's checksum
+// missed) does not hash to the image's sha256: the agent downloads it
+// again within the attempt, and the image is written right.
+func TestImageDamagedInTransfer(t *testing.T) {
+	img := testImage(2 * mib)
+	data := compress(t, formatGzip, img)
+	disk := newDisk(t, mib)
+	f, _ := run(t, func(f *fakeAPI, cfg *Config) { f.artifacts["/img"] = &artifact{data: data, damage: 1} },
+		workflow.Action{Name: "image", Type: "image.write", Args: map[string]string{"device": disk, "url": "/img", "sha256": sha(data)}})
+	st := waitDone(t, f)
+	if st.Status != workflow.Succeeded {
+		t.Fatalf("workflow %s: %s", st.Status, st.Reason)
+	}
+	a, _ := st.Action("image")
+	if a.Attempt != 1 || !strings.Contains(a.Message, "started over once") {
+		t.Errorf("image: attempt %d, %q; want attempt 1 saying it started over once", a.Attempt, a.Message)
+	}
+	if n := f.requestCount("GET /img"); n != 2 {
+		t.Errorf("downloaded %d times, want twice", n)
+	}
+	if got := readFile(t, disk); !bytes.Equal(got[:len(img)], img) {
+		t.Error("disk does not hold the image")
 	}
 }
 
@@ -234,18 +259,22 @@ func TestImageServerUnavailable(t *testing.T) {
 	}
 }
 
-// A corrupt image fails the attempt without another download: with its
-// own sha256 it says how it is corrupt, with the expected one that the
-// checksum differs.
+// A corrupt image fails the attempt: with its own sha256 it says how it
+// is corrupt, without another download; with the expected one that the
+// checksum differs, after one more download (the first might have been
+// damaged on the way).
 func TestImageCorrupt(t *testing.T) {
 	good := compress(t, formatGzip, testImage(mib))
 	bad := bytes.Clone(good)
 	for i := len(bad) / 2; i < len(bad)/2+1000; i++ {
 		bad[i] ^= 0x55
 	}
-	tests := map[string]struct{ sha, message string }{
-		"its own checksum":      {sha(bad), "gzip: "},
-		"the expected checksum": {sha(good), fmt.Sprintf("sha256 mismatch: downloaded %s, expected %s", sha(bad), sha(good))},
+	tests := map[string]struct {
+		sha, message string
+		downloads    int
+	}{
+		"its own checksum":      {sha(bad), "gzip: ", 1},
+		"the expected checksum": {sha(good), fmt.Sprintf("sha256 mismatch: downloaded %s, expected %s", sha(bad), sha(good)), 1 + redownloadsOnMismatch},
 	}
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -258,8 +287,8 @@ func TestImageCorrupt(t *testing.T) {
 			if st.Status != workflow.Failed || !strings.HasPrefix(a.Message, tt.message) {
 				t.Errorf("workflow %s, image %q: want failed with %q", st.Status, a.Message, tt.message)
 			}
-			if n := f.requestCount("GET /img.gz"); n != 1 {
-				t.Errorf("downloaded %d times, want once", n)
+			if n := f.requestCount("GET /img.gz"); n != tt.downloads {
+				t.Errorf("downloaded %d times, want %d", n, tt.downloads)
 			}
 		})
 	}

@@ -192,14 +192,26 @@ func (r *runner) act(ctx context.Context, wf *agentproto.Workflow) {
 	}
 }
 
-// orphan reports an attempt of an earlier process failed. r.mu is held.
+// orphan reports an attempt of an earlier process lost: the appliance
+// retries it apart from the action's retries. An appliance of a release
+// before lost reports refuses one as bad input (400); it is told the
+// attempt failed instead, as those releases' agents did. r.mu is held.
 func (r *runner) orphan(ctx context.Context, act agentproto.Action) {
 	log := r.log.With("action", act.Name, "type", act.Type, "attempt", act.Attempt)
-	log.Warn("an earlier agent left this attempt running; reporting it failed")
-	rep := agentproto.Report{Action: act.Name, Attempt: act.Attempt, Kind: agentproto.ReportFinish,
+	log.Warn("an earlier agent left this attempt running; reporting it lost")
+	rep := agentproto.Report{Action: act.Name, Attempt: act.Attempt, Kind: agentproto.ReportLost,
 		Message: "the agent restarted during attempt " + strconv.Itoa(act.Attempt)}
 	r.wg.Go(func() {
-		r.report(ctx, log, rep)
+		err := r.c.call(ctx, log, http.MethodPost, agentproto.PathReport, rep, nil)
+		var se *StatusError
+		if errors.As(err, &se) && se.Status == http.StatusBadRequest {
+			log.Info("the appliance does not know lost reports; reporting the attempt failed")
+			rep.Kind = agentproto.ReportFinish
+			err = r.c.call(ctx, log, http.MethodPost, agentproto.PathReport, rep, nil)
+		}
+		if err != nil && ctx.Err() == nil {
+			log.Warn("appliance refused the report", "kind", rep.Kind, "err", err)
+		}
 		r.poke()
 	})
 }

@@ -79,41 +79,56 @@ func TestUnauthorized(t *testing.T) {
 	}
 }
 
-// An attempt a previous agent left running is reported failed, and the
-// appliance's retry runs.
+// An attempt a previous agent left running is reported lost, and the
+// appliance's retry runs, though the action has no retries; an appliance
+// of a release before lost reports is told the attempt failed, and its
+// retry runs.
 func TestAgentRestartedDuringAttempt(t *testing.T) {
-	dir := t.TempDir()
-	f := newFakeAPI(t, workflow.Action{Name: "write", Type: "file.write", Retries: 1, Backoff: time.Millisecond,
-		Args: map[string]string{"path": filepath.Join(dir, "x"), "content": "x"}})
-	f.with(func(f *fakeAPI) {
-		st, _, err := workflow.Start(f.st, "write", 1, time.Now()) // the agent before this one
-		if err != nil {
-			t.Fatal(err)
-		}
-		f.st = st
-	})
-	startAgent(t, testConfig(t, f, fakeToken))
-	st := waitDone(t, f)
-	if st.Status != workflow.Succeeded {
-		t.Fatalf("workflow %s: %s", st.Status, st.Reason)
-	}
-	want := []agentproto.Report{
-		{Action: "write", Attempt: 1, Kind: "finish", Message: "the agent restarted during attempt 1"},
-		{Action: "write", Attempt: 2, Kind: "start"},
-	}
-	var got []agentproto.Report
-	f.with(func(f *fakeAPI) {
-		for _, r := range f.applied {
-			if r.Kind != agentproto.ReportProgress {
-				got = append(got, r)
+	for name, tc := range map[string]struct {
+		noLost  bool
+		retries int
+		want    []agentproto.Report
+	}{
+		"lost": {want: []agentproto.Report{
+			{Action: "write", Attempt: 1, Kind: "lost", Message: "the agent restarted during attempt 1"},
+			{Action: "write", Attempt: 2, Kind: "start"},
+		}},
+		"an appliance without lost reports": {noLost: true, retries: 1, want: []agentproto.Report{
+			{Action: "write", Attempt: 1, Kind: "finish", Message: "the agent restarted during attempt 1"},
+			{Action: "write", Attempt: 2, Kind: "start"},
+		}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			f := newFakeAPI(t, workflow.Action{Name: "write", Type: "file.write", Retries: tc.retries, Backoff: time.Millisecond,
+				Args: map[string]string{"path": filepath.Join(dir, "x"), "content": "x"}})
+			f.with(func(f *fakeAPI) {
+				st, _, err := workflow.Start(f.st, "write", 1, time.Now()) // the agent before this one
+				if err != nil {
+					t.Fatal(err)
+				}
+				f.st, f.noLost = st, tc.noLost
+			})
+			startAgent(t, testConfig(t, f, fakeToken))
+			st := waitDone(t, f)
+			if st.Status != workflow.Succeeded {
+				t.Fatalf("workflow %s: %s", st.Status, st.Reason)
 			}
-		}
-	})
-	if len(got) != 3 || !got[2].OK || got[2].Attempt != 2 {
-		t.Fatalf("reports = %+v", got)
-	}
-	if diff := cmp.Diff(want, got[:2]); diff != "" {
-		t.Errorf("reports (-want +got):\n%s", diff)
+			var got []agentproto.Report
+			f.with(func(f *fakeAPI) {
+				for _, r := range f.applied {
+					if r.Kind != agentproto.ReportProgress {
+						got = append(got, r)
+					}
+				}
+			})
+			if len(got) != 3 || !got[2].OK || got[2].Attempt != 2 {
+				t.Fatalf("reports = %+v", got)
+			}
+			if diff := cmp.Diff(tc.want, got[:2]); diff != "" {
+				t.Errorf("reports (-want +got):\n%s", diff)
+			}
+		})
 	}
 }
 

@@ -118,6 +118,10 @@ const (
 	ReportStart    = "start"
 	ReportProgress = "progress"
 	ReportFinish   = "finish"
+	// ReportLost: an attempt an earlier agent of the machine left
+	// running (it died: killed, the machine reset) is lost; the
+	// appliance retries it apart from the action's retries, a few times.
+	ReportLost = "lost"
 )
 
 // Report is the body of POST PathReport: the start, progress or result of

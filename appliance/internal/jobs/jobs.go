@@ -11,6 +11,18 @@
 // deadline. The jobs of one machine run one after another, in the order
 // their After fields give.
 //
+// A leader need not wait for the deadline of a job an earlier leader
+// left running (it died, or was deposed): every job running that this
+// node did not start was started under an earlier term. Once it has led
+// for Config.TakeOverAfter, it takes such a job over (TakeOverJob) as
+// its next attempt. That is safe because a node stops its executions
+// (and reports nothing) within a Tick of no longer leading, well within
+// TakeOverAfter. A power action the earlier attempt did complete is not
+// done twice where it matters: power_on and power_off find the power
+// already as asked and succeed without acting; a power_cycle whose
+// machine has since started its workflow's installer (an action started
+// after the earlier attempt did) succeeds without cycling it again.
+//
 // A Redfish BMC whose certificate is not trusted gets no password (package
 // bmc): its job fails saying how to accept the certificate, and the
 // runner records the certificate with the machine (RecordBMCCertificate,
@@ -94,6 +106,7 @@ type Site interface {
 	// compared with.
 	Now() time.Time
 	StartJob(ctx context.Context, id string, attempt int, deadline time.Time) error
+	TakeOverJob(ctx context.Context, id string, attempt int, deadline time.Time) error
 	FinishJob(ctx context.Context, id string, attempt int, res site.JobResult) error
 	SetPower(ctx context.Context, machineID, power string, version uint64) error
 	RecordBMCCertificate(ctx context.Context, machineID, address, fingerprint string) error
@@ -117,6 +130,11 @@ type Config struct {
 	// Tick is how often the leader looks for jobs to start, besides
 	// every change of the store. Default 1 second.
 	Tick time.Duration
+	// TakeOverAfter is how long a node must have led before it takes
+	// over the jobs an earlier leader left running: long enough for a
+	// deposed leader to have stepped down (Raft's leader lease) and, a
+	// Tick later, given its executions up. Default 3 seconds.
+	TakeOverAfter time.Duration
 }
 
 // Runner runs jobs and polls power on the leader.
@@ -126,6 +144,9 @@ type Runner struct {
 
 	mu       sync.Mutex
 	inflight map[string]bool // machine ids with a job running here
+	// ledSince is when this node last became the ready leader (zero
+	// while it does not lead); Run's goroutine alone uses it.
+	ledSince time.Time
 
 	// unconfirmed holds, per machine, a reading that differed from the
 	// store at the poll before, awaiting a second to agree (poller only).
@@ -146,6 +167,9 @@ func New(cfg Config) *Runner {
 	}
 	if cfg.Tick == 0 {
 		cfg.Tick = time.Second
+	}
+	if cfg.TakeOverAfter == 0 {
+		cfg.TakeOverAfter = 3 * time.Second
 	}
 	log := cfg.Log
 	if log == nil {
@@ -172,26 +196,43 @@ func (r *Runner) Run(ctx context.Context) error {
 		case <-r.cfg.Store.Changed():
 		}
 		if !r.cfg.Site.IsReadyLeader() {
+			r.ledSince = time.Time{}
 			continue
 		}
-		for _, j := range r.startable() {
+		if r.ledSince.IsZero() {
+			r.ledSince = time.Now()
+		}
+		for _, st := range r.startable(time.Since(r.ledSince) >= r.cfg.TakeOverAfter) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				defer r.done(j.MachineID)
-				r.run(ctx, j)
+				defer r.done(st.job.MachineID)
+				r.run(ctx, st.job, st.takeOver)
 			}()
 		}
 	}
 }
 
+// start is a job to start: its next attempt, taking over the one an
+// earlier leader left running if takeOver.
+type start struct {
+	job      *store.Job
+	takeOver bool
+}
+
 // startable returns the jobs to start now, at most one per machine, and
-// marks their machines busy.
-func (r *Runner) startable() []*store.Job {
+// marks their machines busy: the pending ones, those whose running
+// attempt's deadline has passed and, if takeOver, those running that this
+// node did not start (an earlier leader's).
+func (r *Runner) startable(takeOver bool) []start {
 	now := r.cfg.Site.Now().UTC()
+	horizon := now
+	if takeOver {
+		horizon = now.Add(100 * 365 * 24 * time.Hour) // every running job
+	}
 	var pending []*store.Job
 	if err := r.cfg.Store.View(func(tx *store.Tx) (err error) {
-		pending, err = tx.PendingJobs(now)
+		pending, err = tx.PendingJobs(horizon)
 		return err
 	}); err != nil {
 		r.log.Error("jobs: pending jobs", "err", err)
@@ -199,13 +240,13 @@ func (r *Runner) startable() []*store.Job {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	var out []*store.Job
+	var out []start
 	for _, j := range pending {
 		if r.inflight[j.MachineID] {
 			continue
 		}
 		r.inflight[j.MachineID] = true
-		out = append(out, j)
+		out = append(out, start{job: j, takeOver: j.State == store.JobRunning && now.Before(j.Deadline)})
 	}
 	return out
 }
@@ -216,22 +257,36 @@ func (r *Runner) done(machine string) {
 	delete(r.inflight, machine)
 }
 
-// run executes one attempt of job j.
-func (r *Runner) run(ctx context.Context, j *store.Job) {
+// run executes one attempt of job j, taking over the running attempt an
+// earlier leader left if takeOver. An execution this node stopped because
+// it no longer leads reports nothing: the next leader takes the job over.
+func (r *Runner) run(ctx context.Context, j *store.Job, takeOver bool) {
 	attempt := j.Attempt + 1
 	// The stored deadline is on the site's clock, which other nodes
 	// compare; this node's own wait is on the monotonic clock, which a
 	// clock step does not move.
 	deadline := time.Now().Add(r.cfg.JobTimeout)
-	if err := r.cfg.Site.StartJob(ctx, j.ID, attempt, r.cfg.Site.Now().Add(r.cfg.JobTimeout)); err != nil {
-		r.log.Info("jobs: not starting", "job", j.ID, "err", err)
+	begin := r.cfg.Site.StartJob
+	if takeOver {
+		begin = r.cfg.Site.TakeOverJob
+	}
+	if err := begin(ctx, j.ID, attempt, r.cfg.Site.Now().Add(r.cfg.JobTimeout)); err != nil {
+		r.log.Info("jobs: not starting", "job", j.ID, "take_over", takeOver, "err", err)
 		return
 	}
 	log := r.log.With("job", j.ID, "machine", j.MachineID, "action", j.Action, "attempt", attempt)
+	if takeOver {
+		log.Info("jobs: took over the attempt an earlier leader left running")
+	}
 	log.Info("jobs: running")
-	sctx, span := startSpan(ctx, j, attempt)
-	res, t := r.execute(sctx, j, deadline)
+	lctx, deposed := r.whileLeading(ctx)
+	sctx, span := startSpan(lctx, j, attempt)
+	res, t := r.execute(sctx, j, deadline, takeOver)
 	endSpan(span, t, res)
+	if deposed() {
+		log.Warn("jobs: no longer the leader; the execution is given up, unreported, for the next leader", "err", res.Error)
+		return
+	}
 	if res.OK {
 		log.Info("jobs: succeeded", "power", res.Power, "warning", res.Warning)
 	} else {
@@ -256,15 +311,56 @@ func (r *Runner) run(ctx context.Context, j *store.Job) {
 	}
 }
 
+// whileLeading returns a context that ends once this node no longer
+// leads (checked every Tick) or ctx ends, and a function that stops the
+// watch and says whether it ended the context because of that.
+func (r *Runner) whileLeading(ctx context.Context) (context.Context, func() bool) {
+	lctx, cancel := context.WithCancelCause(ctx)
+	errDeposed := errors.New("jobs: no longer the leader")
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		tick := time.NewTicker(r.cfg.Tick)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-lctx.Done():
+				return
+			case <-tick.C:
+				if !r.cfg.Site.IsReadyLeader() {
+					cancel(errDeposed)
+					return
+				}
+			}
+		}
+	})
+	return lctx, func() bool {
+		close(stop)
+		wg.Wait()
+		deposed := errors.Is(context.Cause(lctx), errDeposed)
+		cancel(nil)
+		return deposed
+	}
+}
+
 // execute performs the job's action within deadline, on the BMC it
-// returns (the zero Target if it could not be read).
-func (r *Runner) execute(ctx context.Context, j *store.Job, deadline time.Time) (site.JobResult, Target) {
+// returns (the zero Target if it could not be read). An execution that
+// takes over an earlier leader's attempt first checks whether that
+// attempt did the action (done).
+func (r *Runner) execute(ctx context.Context, j *store.Job, deadline time.Time, takeOver bool) (site.JobResult, Target) {
 	// Leave a margin to commit the result before the deadline.
 	ctx, cancel := context.WithDeadline(ctx, deadline.Add(-r.cfg.JobTimeout/10))
 	defer cancel()
 	t, err := r.target(j.MachineID)
 	if err != nil {
 		return site.JobResult{Error: err.Error()}, Target{}
+	}
+	if takeOver {
+		if res, ok := r.alreadyDone(ctx, t, j); ok {
+			return res, t
+		}
 	}
 	power, err := r.cfg.BMC.Do(ctx, t, j)
 	var cert *CertificateError
@@ -278,6 +374,59 @@ func (r *Runner) execute(ctx context.Context, j *store.Job, deadline time.Time) 
 		return site.JobResult{Error: fmt.Sprintf("%v. %s", err, site.HowToAccept(t.Machine, cert.Fingerprint))}, t
 	}
 	return site.JobResult{Error: err.Error()}, t
+}
+
+// alreadyDone says whether the attempt of job j that an earlier leader
+// left running did the job's action, as far as can be told, and the
+// result to record then: a power_on or power_off whose power is already
+// as asked; a power_cycle whose order's workflow started an action since
+// that attempt started (its installer booted, so the cycle happened).
+// Anything else is done again.
+func (r *Runner) alreadyDone(ctx context.Context, t Target, j *store.Job) (site.JobResult, bool) {
+	earlier := fmt.Sprintf("attempt %d, which an earlier leader left running, had done it", j.Attempt)
+	switch j.Action {
+	case store.JobPowerOn, store.JobPowerOff:
+		want := "on"
+		if j.Action == store.JobPowerOff {
+			want = "off"
+		}
+		if p, err := r.cfg.BMC.PowerState(ctx, t); err == nil && p == want {
+			return site.JobResult{OK: true, Power: p, Warning: earlier + ": the power is " + p}, true
+		}
+	case store.JobPowerCycle:
+		if r.installerRanSince(j) {
+			return site.JobResult{OK: true, Power: "on", Warning: earlier + ": the machine's installer has run since"}, true
+		}
+	}
+	return site.JobResult{}, false
+}
+
+// installerRanSince says whether the workflow of j's order started an
+// action after j's running attempt started (j.UpdatedAt: StartJob's
+// time).
+func (r *Runner) installerRanSince(j *store.Job) bool {
+	if j.Order == "" {
+		return false
+	}
+	ran := false
+	err := r.cfg.Store.View(func(tx *store.Tx) error {
+		o, err := store.Get[store.Order](tx, j.Order)
+		if err != nil || o.Workflow == "" {
+			return err
+		}
+		w, err := store.Get[store.Workflow](tx, o.Workflow)
+		if err != nil || w.State == nil {
+			return err
+		}
+		for _, a := range w.State.Actions {
+			ran = ran || a.StartedAt.After(j.UpdatedAt)
+		}
+		return nil
+	})
+	if err != nil {
+		r.log.Warn("jobs: read the job's order and workflow", "job", j.ID, "err", err)
+	}
+	return ran
 }
 
 // recordCertificate records the certificate t's BMC presented and the

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -74,14 +75,29 @@ func (f *fakeBMC) flip(machine, power string) {
 
 func setup(t *testing.T, bmc jobs.BMC) (*apptest.Node, *client.Client, *apptest.SyncBuffer) {
 	t.Helper()
-	n := apptest.Start(t)
+	n, c := startNode(t)
+	logs := startRunner(t, n, bmc, 200*time.Millisecond)
+	return n, c, logs
+}
+
+// startRunner runs a job runner on n, polling power every poll, until
+// the test ends, and returns its log.
+func startRunner(t *testing.T, n *apptest.Node, bmc jobs.BMC, poll time.Duration) *apptest.SyncBuffer {
 	logs := &apptest.SyncBuffer{}
-	r := jobs.New(jobs.Config{Site: n.Site, Store: n.DB, Key: n.Key, BMC: bmc, PollInterval: 200 * time.Millisecond, Tick: 50 * time.Millisecond,
-		Log: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	r := jobs.New(jobs.Config{Site: n.Site, Store: n.DB, Key: n.Key, BMC: bmc, PollInterval: poll, Tick: 50 * time.Millisecond,
+		TakeOverAfter: 300 * time.Millisecond,
+		Log:           slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { r.Run(ctx); close(done) }()
 	t.Cleanup(func() { cancel(); <-done })
+	return logs
+}
+
+// startNode starts a node with machines m1 and m2, each with a BMC.
+func startNode(t *testing.T) (*apptest.Node, *client.Client) {
+	t.Helper()
+	n := apptest.Start(t)
 	c := client.New(n.URL, n.Token)
 	for _, m := range []string{"m1", "m2"} {
 		machine := &store.Machine{ID: m, Interfaces: []store.Interface{{MAC: "02:00:00:00:00:0" + m[1:]}},
@@ -90,7 +106,7 @@ func setup(t *testing.T, bmc jobs.BMC) (*apptest.Node, *client.Client, *apptest.
 			t.Fatal(err)
 		}
 	}
-	return n, c, logs
+	return n, c
 }
 
 func waitOrder(t *testing.T, c *client.Client, id string) *store.Order {
@@ -163,6 +179,60 @@ func TestPowerOrders(t *testing.T) {
 		if strings.Contains(text, password) {
 			t.Errorf("the BMC password is in %s", what)
 		}
+	}
+}
+
+// TestTakeOverOrphanedJob: the jobs an earlier leader left running (it
+// died after StartJob) are taken over by the new leader's runner before
+// their deadline (3 minutes off), as their next attempt, and the events
+// say so. The power_on the earlier attempt had done (the power is on)
+// is not done again; the power_off it had not done is.
+func TestTakeOverOrphanedJob(t *testing.T) {
+	n, c := startNode(t)
+	bmc := &fakeBMC{power: map[string]string{"m1": "on", "m2": "on"}}
+	for _, o := range []*store.Order{
+		{ID: "on1", Action: store.OrderPowerOn, MachineID: "m1"},
+		{ID: "off2", Action: store.OrderPowerOff, MachineID: "m2"},
+	} {
+		if err := c.Put(t.Context(), "orders", o.ID, o, nil); err != nil {
+			t.Fatal(err)
+		}
+		// The earlier leader's attempt, which never finished.
+		if err := n.Site.StartJob(t.Context(), o.ID+"-power", 1, time.Now().Add(3*time.Minute)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	startRunner(t, n, bmc, 0)
+	for _, id := range []string{"on1", "off2"} {
+		if o := waitOrder(t, c, id); o.State != store.OrderSucceeded {
+			t.Errorf("%s: %s %q, want succeeded", id, o.State, o.Reason)
+		}
+		var j store.Job
+		if err := c.Get(t.Context(), "jobs", id+"-power", &j); err != nil || j.Attempt != 2 {
+			t.Errorf("job %s-power: attempt %d (%v), want 2, the takeover", id, j.Attempt, err)
+		}
+	}
+	bmc.mu.Lock()
+	calls := strings.Join(bmc.calls, "\n")
+	bmc.mu.Unlock()
+	if strings.Contains(calls, "m1 power_on") || !strings.Contains(calls, "m2 power_off") {
+		t.Errorf("BMC calls:\n%s\nwant m2's power_off alone (m1 was on already)", calls)
+	}
+	events, _, err := c.Events(t.Context(), 0, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var taken, done int
+	for _, e := range events {
+		if strings.Contains(e.Message, "taken over from attempt 1, which an earlier leader left running (attempt 2)") {
+			taken++
+		}
+		if strings.Contains(e.Message, "attempt 1, which an earlier leader left running, had done it: the power is on") {
+			done++
+		}
+	}
+	if taken != 2 || done != 1 {
+		t.Errorf("%d takeover events, %d saying the earlier attempt had done it; want 2 and 1", taken, done)
 	}
 }
 
@@ -382,5 +452,68 @@ func TestUntrustedCertificate(t *testing.T) {
 	}
 	if strings.Contains(n.Logs.String(), password) {
 		t.Error("the password is in the node's log")
+	}
+}
+
+// togglingSite is a node's site whose leadership the test sets.
+type togglingSite struct {
+	jobs.Site
+	leads atomic.Bool
+}
+
+func (s *togglingSite) IsReadyLeader() bool { return s.leads.Load() && s.Site.IsReadyLeader() }
+
+// blockingBMC blocks its first Do until its context ends, and says so;
+// later calls power the machine on.
+type blockingBMC struct {
+	fakeBMC
+	began, gaveUp chan struct{}
+	calls         atomic.Int32
+}
+
+func (b *blockingBMC) Do(ctx context.Context, t jobs.Target, j *store.Job) (string, error) {
+	if b.calls.Add(1) == 1 {
+		close(b.began)
+		<-ctx.Done()
+		close(b.gaveUp)
+		return "", ctx.Err()
+	}
+	return b.fakeBMC.Do(ctx, t, j)
+}
+
+// TestDeposedLeaderGivesUp: a node that stops leading stops its BMC call
+// and records nothing (no failure of the job or its order); once it
+// leads again it takes the job over as the next attempt, which
+// completes the order.
+func TestDeposedLeaderGivesUp(t *testing.T) {
+	n, c := startNode(t)
+	s := &togglingSite{Site: n.Site}
+	s.leads.Store(true)
+	bmc := &blockingBMC{fakeBMC: fakeBMC{power: map[string]string{"m1": "off"}}, began: make(chan struct{}), gaveUp: make(chan struct{})}
+	r := jobs.New(jobs.Config{Site: s, Store: n.DB, Key: n.Key, BMC: bmc, Tick: 50 * time.Millisecond, TakeOverAfter: 300 * time.Millisecond})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { r.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	if err := c.Put(t.Context(), "orders", "on1", &store.Order{ID: "on1", Action: store.OrderPowerOn, MachineID: "m1"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	<-bmc.began
+	s.leads.Store(false)
+	select {
+	case <-bmc.gaveUp:
+	case <-t.Context().Done():
+		t.Fatal("the deposed leader's BMC call went on")
+	}
+	var j store.Job
+	if err := c.Get(t.Context(), "jobs", "on1-power", &j); err != nil || j.State != store.JobRunning || j.Attempt != 1 {
+		t.Fatalf("job after the leader gave it up: %s attempt %d (%v), want attempt 1 still running, nothing recorded", j.State, j.Attempt, err)
+	}
+	s.leads.Store(true)
+	if o := waitOrder(t, c, "on1"); o.State != store.OrderSucceeded {
+		t.Fatalf("on1: %s %q, want succeeded", o.State, o.Reason)
+	}
+	if err := c.Get(t.Context(), "jobs", "on1-power", &j); err != nil || j.Attempt != 2 {
+		t.Errorf("job: attempt %d (%v), want 2, the takeover", j.Attempt, err)
 	}
 }

@@ -37,6 +37,9 @@ func (s *traceSite) StartJob(_ context.Context, id string, _ int, _ time.Time) e
 	s.started[id] = true
 	return nil
 }
+func (s *traceSite) TakeOverJob(ctx context.Context, id string, attempt int, deadline time.Time) error {
+	return s.StartJob(ctx, id, attempt, deadline)
+}
 func (s *traceSite) FinishJob(_ context.Context, id string, _ int, res site.JobResult) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -81,6 +81,36 @@ func applyStartJob(tx *store.Tx, payload []byte, index uint64) (any, error) {
 	return j, jobEvent(tx, j, "bmc.job.running", fmt.Sprintf("%s running (attempt %d)", j.Action, req.Attempt), wr)
 }
 
+// applyTakeOverJob starts the attempt'th execution of a job that an
+// earlier leader left running (its attempt-1st): a new leader, which
+// knows that leader is gone, need not wait for the attempt's deadline.
+// A job that is pending, or running past its deadline, starts as by
+// StartJob.
+func applyTakeOverJob(tx *store.Tx, payload []byte, index uint64) (any, error) {
+	var req JobStart
+	command.MustDecode(payload, &req, index)
+	wr := store.Write{Index: index, Time: req.Time, By: req.By}
+	j, err := store.Get[store.Job](tx, req.Job)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case j.Done():
+		return nil, errs.Conflict("job %s has ended (%s)", req.Job, j.State)
+	case req.Attempt != j.Attempt+1:
+		return nil, errs.Conflict("job %s: attempt %d cannot start after attempt %d", req.Job, req.Attempt, j.Attempt)
+	}
+	msg := fmt.Sprintf("%s running (attempt %d)", j.Action, req.Attempt)
+	if j.State == store.JobRunning && wr.Time.Before(j.Deadline) {
+		msg = fmt.Sprintf("%s taken over from attempt %d, which an earlier leader left running (attempt %d)", j.Action, j.Attempt, req.Attempt)
+	}
+	j.State, j.Attempt, j.Deadline = store.JobRunning, req.Attempt, req.Deadline.UTC()
+	if err := tx.UnsafePutJob(j, wr); err != nil {
+		return nil, err
+	}
+	return j, jobEvent(tx, j, "bmc.job.running", msg, wr)
+}
+
 // applyFinishJob records the result of the running attempt of a job. A
 // result for another attempt is a conflict and changes nothing. The
 // machine's power state follows the job's, and the job's order advances.

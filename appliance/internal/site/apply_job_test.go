@@ -1,6 +1,7 @@
 package site
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -61,6 +62,40 @@ func TestJobStartOnce(t *testing.T) {
 		}
 		e.applyOK(15, FinishJob, JobFinish{Job: "o1-power", Attempt: 2, Result: JobResult{OK: true, Power: "on"}, Time: t0})
 	})
+}
+
+// TestTakeOverJob: a new leader takes over a job an earlier leader left
+// running, before its deadline, as its next attempt, and the event says
+// so; the earlier attempt's late result is refused; a takeover that does
+// not name the next attempt, or of a job that ended, is refused.
+func TestTakeOverJob(t *testing.T) {
+	e := orderSite(t)
+	placeOrder(t, e, PlaceOrder, 10, &store.Order{ID: "o1", Action: store.OrderPowerCycle, MachineID: "m1"})
+	take := func(i uint64, attempt int, now time.Time) error {
+		return resultErr(e.applyCmd(i, TakeOverJob, JobStart{Job: "o1-power", Attempt: attempt, Deadline: now.Add(time.Minute), Time: now}))
+	}
+	if err := take(11, 1, t0); err != nil {
+		t.Fatalf("a pending job taken over: %v, want started", err)
+	}
+	if ev := lastEvent(t, e); ev.Message != "power_cycle running (attempt 1)" {
+		t.Errorf("event %q, want it running", ev.Message)
+	}
+	if err := take(12, 3, t0.Add(time.Second)); err == nil {
+		t.Error("a takeover skipping an attempt was taken")
+	}
+	if err := take(13, 2, t0.Add(time.Second)); err != nil {
+		t.Fatalf("taking over attempt 1 before its deadline: %v", err)
+	}
+	if ev := lastEvent(t, e); !strings.Contains(ev.Message, "taken over from attempt 1, which an earlier leader left running (attempt 2)") {
+		t.Errorf("event %q, want the takeover named", ev.Message)
+	}
+	if err := resultErr(e.applyCmd(14, FinishJob, JobFinish{Job: "o1-power", Attempt: 1, Result: JobResult{OK: true}, Time: t0})); err == nil {
+		t.Error("the result of the attempt taken over was taken")
+	}
+	e.applyOK(15, FinishJob, JobFinish{Job: "o1-power", Attempt: 2, Result: JobResult{OK: true, Power: "on"}, Time: t0})
+	if err := take(16, 3, t0.Add(2*time.Second)); err == nil {
+		t.Error("a job that ended was taken over")
+	}
 }
 
 // TestQueueBootPXE: an operator's boot_pxe job is stored pending, with

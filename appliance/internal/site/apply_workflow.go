@@ -216,6 +216,25 @@ func (a *Advance) step() (step, error) {
 	return nil, errs.Invalid("kind", "%q is not one of report, tick, cancel", a.Kind)
 }
 
+// applyLoseAttempt applies an agent's lost report (ReportLost): the
+// attempt it names is lost, and retried apart from its action's retries
+// (workflow.Lose). It is its own command, not an AdvanceWorkflow, so that
+// a node of a release before it refuses it whole rather than applying it
+// as a failure.
+func applyLoseAttempt(tx *store.Tx, payload []byte, index uint64) (any, error) {
+	var req Advance
+	command.MustDecode(payload, &req, index)
+	r := req.Report
+	if req.Kind != AdvanceReport || r == nil || r.Kind != ReportLost {
+		return nil, errs.Invalid("report.kind", "a lost attempt's command carries a report of kind %q", ReportLost)
+	}
+	now := req.Time
+	return advanceWorkflow(tx, req.Workflow, store.Write{Index: index, Time: req.Time, By: req.By},
+		func(st workflow.State) (workflow.State, []workflow.Transition, error) {
+			return workflow.Lose(st, r.Action, r.Attempt, r.Message, now)
+		})
+}
+
 // step is the transition an agent's report makes.
 func (r *Report) step(now time.Time) (step, error) {
 	if r == nil {

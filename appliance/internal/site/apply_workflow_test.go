@@ -246,6 +246,48 @@ func TestDeprovisionFollows(t *testing.T) {
 	}
 }
 
+// TestLoseAttempt: the wipe of a deprovision, which has no retries, is
+// retried when its agent died during it (the next agent's lost report),
+// and the machine ends deprovisioned; the events say the attempt was
+// lost. A lost report in an AdvanceWorkflow, which the releases before
+// LoseAttempt applied, is refused and changes nothing.
+func TestLoseAttempt(t *testing.T) {
+	e := workflowSite(t)
+	w := sampleWorkflow("wf1")
+	w.Purpose = store.PurposeDeprovision
+	putWorkflow(t, e, 10, w)
+	if _, err := advance(t, e, 11, start("wipe", 1, t0)); err != nil {
+		t.Fatal(err)
+	}
+	lost := Report{Action: "wipe", Attempt: 1, Kind: ReportLost, Message: "the agent restarted during attempt 1"}
+	r := e.applyCmd(12, AdvanceWorkflow, Advance{Workflow: "wf1", Kind: AdvanceReport, Report: &lost, Time: t0.Add(time.Minute)})
+	if errCode(r) != errs.CodeInvalid {
+		t.Fatalf("a lost report in an AdvanceWorkflow: %+v, want invalid", r)
+	}
+	r = e.applyCmd(13, LoseAttempt, Advance{Workflow: "wf1", Kind: AdvanceReport, Report: &lost, Time: t0.Add(time.Minute)})
+	if r.Err != nil {
+		t.Fatalf("LoseAttempt: %v", r.Err)
+	}
+	if m := machineOf(t, e, "m1"); m.State != store.StateDeprovisioning {
+		t.Fatalf("machine is %s (%q) after a lost wipe, want deprovisioning", m.State, m.Reason)
+	}
+	if ev := lastEvent(t, e); ev.Kind != "action.pending" || !strings.Contains(ev.Message, "lost attempt 1") {
+		t.Errorf("last event %s %q, want the retry naming the lost attempt", ev.Kind, ev.Message)
+	}
+	i := uint64(14)
+	for _, rep := range []report{start("wipe", 2, t0.Add(time.Minute)), finish("wipe", 2, true, "", t0.Add(2*time.Minute)),
+		start("write", 1, t0.Add(2*time.Minute)), finish("write", 1, true, "", t0.Add(3*time.Minute)),
+		start("reboot", 1, t0.Add(3*time.Minute)), finish("reboot", 1, true, "", t0.Add(3*time.Minute))} {
+		if _, err := advance(t, e, i, rep); err != nil {
+			t.Fatalf("%+v: %v", rep, err)
+		}
+		i++
+	}
+	if m := machineOf(t, e, "m1"); m.State != store.StateReady {
+		t.Errorf("machine is %s (%q) after the retried wipe, want ready", m.State, m.Reason)
+	}
+}
+
 // TestDueWorkflows: the index of active workflows knows when each needs
 // its next tick, and forgets a workflow that has ended.
 func TestDueWorkflows(t *testing.T) {

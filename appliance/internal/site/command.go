@@ -75,6 +75,8 @@ const (
 	PutMachineV2         Type = 54 // Put[store.Machine]: as PutMachine, but the state machine records the put's event from the machine it stored, and the command carries none of it (apply_machine.go)
 	QuarantineAddress    Type = 55 // AddressConflict: a host answered the DHCP server's ARP probe of an address it was about to offer (apply_lease_conflict.go)
 	PutSubnet            Type = 58 // Put[store.Subnet]: a subnet DHCP can serve, its gateway a host's address, overlapping no other (apply_subnet.go)
+	LoseAttempt          Type = 59 // Advance with a lost report: a later agent found an attempt of its machine's earlier agent running; retried apart from the action's retries (apply_workflow.go)
+	TakeOverJob          Type = 60 // JobStart: a new leader starts a job an earlier leader left running, before its deadline (apply_job.go)
 )
 
 // Every payload but CommitLease's (always the DHCP server's) names its
@@ -139,6 +141,9 @@ const (
 	ReportStart    = "start"
 	ReportProgress = "progress"
 	ReportFinish   = "finish"
+	// ReportLost: the attempt's agent died while it ran (LoseAttempt;
+	// AdvanceWorkflow refuses it, as the releases before it did).
+	ReportLost = "lost"
 )
 
 // Report is an agent's report of one attempt of one action, as the log

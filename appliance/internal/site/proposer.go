@@ -406,19 +406,30 @@ func (p *Proposer) RecordEvents(ctx context.Context, events []store.Event) (uint
 // CancelWorkflow ends an active workflow: its running actions fail, its
 // pending ones are skipped, and its machine is failed with the reason.
 func (p *Proposer) CancelWorkflow(ctx context.Context, id, reason string) (*store.Workflow, error) {
-	return p.advance(ctx, Advance{Workflow: id, Kind: AdvanceCancel, Reason: reason, Time: p.now(), By: actor(ctx, ActorSite)})
+	return p.advance(ctx, AdvanceWorkflow, Advance{Workflow: id, Kind: AdvanceCancel, Reason: reason, Time: p.now(), By: actor(ctx, ActorSite)})
 }
 
 // Report records an agent's report on its workflow and returns the
 // workflow after it.
 func (p *Proposer) Report(ctx context.Context, workflowID string, r Report) (*store.Workflow, error) {
-	return p.advance(ctx, Advance{Workflow: workflowID, Kind: AdvanceReport, Report: &r, Time: p.WorkflowNow(), By: actor(ctx, ActorAgent)})
+	if r.Kind != ReportLost {
+		return p.advance(ctx, AdvanceWorkflow, Advance{Workflow: workflowID, Kind: AdvanceReport, Report: &r, Time: p.WorkflowNow(), By: actor(ctx, ActorAgent)})
+	}
+	wf, err := p.advance(ctx, LoseAttempt, Advance{Workflow: workflowID, Kind: AdvanceReport, Report: &r, Time: p.WorkflowNow(), By: actor(ctx, ActorAgent)})
+	if errors.Is(err, ErrUnknownToMember) {
+		// A node of an older release remains, which knows a lost
+		// attempt only as a failed one (as its agents reported it).
+		failed := r
+		failed.Kind, failed.OK = ReportFinish, false
+		return p.advance(ctx, AdvanceWorkflow, Advance{Workflow: workflowID, Kind: AdvanceReport, Report: &failed, Time: p.WorkflowNow(), By: actor(ctx, ActorAgent)})
+	}
+	return wf, err
 }
 
 // Tick moves a workflow on at the proposer's time: an action or the
 // workflow timing out, a retry's backoff ending.
 func (p *Proposer) Tick(ctx context.Context, workflowID string) (*store.Workflow, error) {
-	return p.advance(ctx, Advance{Workflow: workflowID, Kind: AdvanceTick, Time: p.WorkflowNow(), By: actor(ctx, ActorTimer)})
+	return p.advance(ctx, AdvanceWorkflow, Advance{Workflow: workflowID, Kind: AdvanceTick, Time: p.WorkflowNow(), By: actor(ctx, ActorTimer)})
 }
 
 // BindWorkflow claims workflow id's installer credential for addr, where
@@ -433,8 +444,8 @@ func (p *Proposer) BindWorkflow(ctx context.Context, id string, addr netip.Addr)
 	return DecodeValue[store.Workflow](r)
 }
 
-func (p *Proposer) advance(ctx context.Context, a Advance) (*store.Workflow, error) {
-	r, err := p.propose(ctx, AdvanceWorkflow, a)
+func (p *Proposer) advance(ctx context.Context, typ Type, a Advance) (*store.Workflow, error) {
+	r, err := p.propose(ctx, typ, a)
 	if err != nil {
 		return nil, err
 	}

@@ -54,6 +54,14 @@ func (p *Proposer) StartJob(ctx context.Context, id string, attempt int, deadlin
 	return err
 }
 
+// TakeOverJob starts the attempt'th execution of a BMC job an earlier
+// leader left running (the attempt-1st), before that attempt's
+// deadline; it must be over by deadline.
+func (p *Proposer) TakeOverJob(ctx context.Context, id string, attempt int, deadline time.Time) error {
+	_, err := p.propose(ctx, TakeOverJob, JobStart{Job: id, Attempt: attempt, Deadline: deadline.UTC(), Time: p.now(), By: actor(ctx, ActorJobs)})
+	return err
+}
+
 // FinishJob records what the attempt'th execution of a job came to.
 func (p *Proposer) FinishJob(ctx context.Context, id string, attempt int, res JobResult) error {
 	_, err := p.propose(ctx, FinishJob, JobFinish{Job: id, Attempt: attempt, Result: res, Time: p.now(), By: actor(ctx, ActorJobs)})

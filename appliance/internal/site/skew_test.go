@@ -3,6 +3,7 @@ package site
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -76,4 +77,29 @@ type appliedCommits struct {
 func (c *appliedCommits) Commit(ctx context.Context, cmd []byte) (Result, error) {
 	c.cmds = append(c.cmds, cmd)
 	return c.Log.Commit(ctx, cmd)
+}
+
+// An agent's lost report is proposed as LoseAttempt, and as the failed
+// finish an older release knows while one of its nodes remains.
+func TestLostReportWithAnOldMember(t *testing.T) {
+	e := workflowSite(t)
+	putWorkflow(t, e, 10, sampleWorkflow("wf1"))
+	if _, err := advance(t, e, 11, start("wipe", 1, t0)); err != nil {
+		t.Fatal(err)
+	}
+	e.applyOK(12, PutMember, Put[store.Member]{Object: &store.Member{ID: "n1", RaftAddr: "198.18.0.11:7001", APIAddr: "https://198.18.0.11:7000", Commands: uint8(HighestCommand())}, Time: ts0})
+	e.applyOK(13, PutMember, Put[store.Member]{Object: &store.Member{ID: "n2", RaftAddr: "198.18.0.12:7001", APIAddr: "https://198.18.0.12:7000"}, Time: ts0})
+	log := &appliedCommits{Log: NewLocalLog(e.db, nil)}
+	p := NewProposer(ProposerConfig{Log: log, Store: e.db})
+	lost := Report{Action: "wipe", Attempt: 1, Kind: ReportLost, Message: "the agent restarted during attempt 1"}
+	if _, err := p.Report(t.Context(), "wf1", lost); err != nil {
+		t.Fatalf("a lost report with n2 old: %v", err)
+	}
+	if len(log.cmds) != 1 {
+		t.Fatalf("%d commands proposed, want 1", len(log.cmds))
+	}
+	typ, payload := command.Split(log.cmds[0])
+	if typ != AdvanceWorkflow || !strings.Contains(string(payload), `"kind":"finish"`) {
+		t.Errorf("proposed type %d %s, want AdvanceWorkflow (%d) with a finish", typ, payload, AdvanceWorkflow)
+	}
 }

@@ -67,6 +67,8 @@ var table = command.Table[*store.Tx]{
 	ApplyDesired:         applyDesired,
 	PutMachineV2:         applyPutMachineV2,
 	QuarantineAddress:    applyQuarantineAddress,
+	LoseAttempt:          applyLoseAttempt,
+	TakeOverJob:          applyTakeOverJob,
 }
 
 // Result is what applying a command returns, on the node that proposed

@@ -512,6 +512,17 @@ func TestApplyEveryCommand(t *testing.T) {
 		{PutSubnet, Put[store.Subnet]{Object: fxSubnet("s58"), Time: ts0}, func(t *testing.T, r Result, i uint64) {
 			checkPut(t, e, r, fxSubnet("s58"), i)
 		}},
+		{LoseAttempt, Advance{Workflow: "wf1", Kind: AdvanceReport, Time: ts1,
+			Report: &Report{Action: "wipe", Attempt: 1, Kind: ReportLost}}, func(t *testing.T, r Result, i uint64) {
+			if errCode(r) != errs.CodeNotFound {
+				t.Fatalf("a lost report to wf1, deleted: %v, want not found (TestLoseAttempt applies one)", resultErr(r))
+			}
+		}},
+		{TakeOverJob, JobStart{Job: "o1-power", Attempt: 2, Deadline: ts1, Time: ts0}, func(t *testing.T, r Result, i uint64) {
+			if errCode(r) != errs.CodeNotFound {
+				t.Fatalf("taking o1-power over, deleted: %v, want not found (TestTakeOverJob takes one over)", resultErr(r))
+			}
+		}},
 	}, uint64(len(steps)+len(since)+10))
 
 	for typ := range table {

@@ -36,10 +36,16 @@ const (
 
 // allowedFailure are the reasons an order may fail for under a fault
 // of each kind: prefixes of the order's reason (the site's "<job
-// action> failed: ..." for its BMC jobs).
+// action> failed: ..." for its BMC jobs). A fault of any
+// other kind (an agent killed, an image damaged) must cost no order.
 var allowedFailure = map[Kind][]string{
-	BMCDead: {"power_cycle failed", "boot_pxe failed", "power_off failed", "power_on failed"},
+	BMCDead:    bmcJobFailures,
+	BMCTimeout: bmcJobFailures,
+	BMCRefuse:  bmcJobFailures,
 }
+
+// bmcJobFailures are the reasons of an order whose BMC job failed.
+var bmcJobFailures = []string{"power_cycle failed", "boot_pxe failed", "power_off failed", "power_on failed"}
 
 // Order is an order the soak placed, as the Checker follows it.
 type Order struct {

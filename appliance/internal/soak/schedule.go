@@ -29,46 +29,62 @@ const (
 	// BMCDead kills the BMC of Target; it starts again at End. An order
 	// against Target may fail while it is dead, naming its power jobs.
 	BMCDead Kind = "bmc.dead"
+	// BMCTimeout hangs the BMC of Target (SIGSTOP: it keeps its state
+	// but answers nothing) until End, when it goes on (SIGCONT). An
+	// order against Target may fail while it hangs, naming its power
+	// jobs.
+	BMCTimeout Kind = "bmc.timeout"
+	// BMCRefuse makes the BMC of Target refuse every packet (its port
+	// answers ICMP port unreachable: its IPMI service is down, the BMC
+	// up) until End. An order against Target may fail while it refuses,
+	// naming its power jobs.
+	BMCRefuse Kind = "bmc.refuse"
 	// AgentKill kills the installer's agent of Target in the middle of
 	// its image write; the machine boots again (as a panicking
 	// installer's does).
 	AgentKill Kind = "agent.kill"
-	// Upgrade replaces the site's nodes, one at a time, then central's,
-	// with the current release's binaries: a fault-like band whose End is
-	// when the last node has caught up. It is not in Kinds: a schedule
-	// holds one only when asked (outpost-bench's -soak-upgrade-from).
-	Upgrade Kind = "upgrade"
+	// ImageCorrupt damages one byte of Target's next image download on
+	// its way in, before its agent hashes it: the agent must find it and
+	// download the image again; the provision must not fail.
+	ImageCorrupt Kind = "image.corrupt"
 	// DiskFull fills the data filesystem of the site node that leads
 	// (its own, small one) and frees it at End.
 	DiskFull Kind = "disk.full"
 	// ClockStep steps the wall clock of the site node that leads by
 	// Step (through its lab clock file), and back at End.
 	ClockStep Kind = "clock.step"
+	// Upgrade replaces the site's nodes, one at a time, then central's,
+	// with the current release's binaries: a fault-like band whose End is
+	// when the last node has caught up. It is not in Kinds: a schedule
+	// holds one only when asked (outpost-bench's -soak-upgrade-from).
+	Upgrade Kind = "upgrade"
 )
 
 // Kinds are every kind of fault, in the order a schedule cycles them.
-var Kinds = []Kind{SiteKill, CentralKill, WANPartition, WANFlap, BootLoss, BMCDead, AgentKill, DiskFull, ClockStep}
+var Kinds = []Kind{SiteKill, CentralKill, WANPartition, WANFlap, BootLoss, BMCDead, BMCTimeout, BMCRefuse, AgentKill,
+	ImageCorrupt, DiskFull, ClockStep}
 
 // perDay is how many faults of each kind a day holds: a schedule packs
 // a day's density into its duration (at least one of each).
 var perDay = map[Kind]int{
-	SiteKill: 6, CentralKill: 6, WANPartition: 8, WANFlap: 8, BootLoss: 8, BMCDead: 12, AgentKill: 12,
-	Upgrade:  1, // one per schedule, whatever its duration (NewSchedule)
-	DiskFull: 4, ClockStep: 6,
+	SiteKill: 6, CentralKill: 6, WANPartition: 8, WANFlap: 8, BootLoss: 8, BMCDead: 12, BMCTimeout: 8, BMCRefuse: 8,
+	AgentKill: 12, ImageCorrupt: 12, DiskFull: 4, ClockStep: 6,
+	Upgrade: 1, // one per schedule, whatever its duration (NewSchedule)
 }
 
 // length is how long a fault of each kind lasts, in a compressed day:
 // from its start to its End (a restart, a heal).
 var length = map[Kind]time.Duration{
 	SiteKill: 5 * time.Second, CentralKill: 5 * time.Second, WANPartition: 40 * time.Second,
-	WANFlap: 30 * time.Second, BootLoss: 45 * time.Second, BMCDead: 60 * time.Second, AgentKill: 0,
-	Upgrade:  3 * time.Minute, // room kept free of the exclusive faults: six restarts under load
-	DiskFull: 30 * time.Second, ClockStep: 60 * time.Second,
+	WANFlap: 30 * time.Second, BootLoss: 45 * time.Second, BMCDead: 60 * time.Second, BMCTimeout: 60 * time.Second,
+	BMCRefuse: 60 * time.Second, AgentKill: 0, ImageCorrupt: 0, DiskFull: 30 * time.Second, ClockStep: 60 * time.Second,
+	Upgrade: 3 * time.Minute, // room kept free of the exclusive faults: six restarts under load
 }
 
 // Fault is one fault of a schedule: its kind, when it starts and ends,
-// counted from the soak's start, its target (a machine for BMCDead
-// and AgentKill; "" for the others), and for ClockStep the step.
+// counted from the soak's start, its target (a machine for the BMC
+// faults, AgentKill and ImageCorrupt; "" for the others), and for
+// ClockStep the step.
 type Fault struct {
 	Kind   Kind          `json:"kind"`
 	Target string        `json:"target,omitempty"`
@@ -173,7 +189,7 @@ func NewSchedule(seed uint64, d time.Duration, machines []string, kinds []Kind, 
 			if k.exclusive() {
 				exclusive = append(exclusive, f)
 			}
-			if k == BMCDead || k == AgentKill {
+			if k.targeted() {
 				f.Target = machines[r.IntN(len(machines))]
 			}
 			s.Faults = append(s.Faults, f)
@@ -182,6 +198,15 @@ func NewSchedule(seed uint64, d time.Duration, machines []string, kinds []Kind, 
 	slices.SortStableFunc(s.Faults, func(a, b Fault) int { return int(a.Start - b.Start) })
 	s.drawSteps()
 	return s, nil
+}
+
+// targeted says whether a fault of kind k is against one machine.
+func (k Kind) targeted() bool {
+	switch k {
+	case BMCDead, BMCTimeout, BMCRefuse, AgentKill, ImageCorrupt:
+		return true
+	}
+	return false
 }
 
 func (k Kind) exclusive() bool {

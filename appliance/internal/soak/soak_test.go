@@ -32,7 +32,7 @@ func TestScheduleSeeded(t *testing.T) {
 		if f.Start < 6*time.Minute || f.End > 54*time.Minute {
 			t.Errorf("%s is in the quiet start or end", f)
 		}
-		if (f.Kind == BMCDead || f.Kind == AgentKill) != (f.Target != "") {
+		if f.Kind.targeted() != (f.Target != "") {
 			t.Errorf("%s: target %q", f, f.Target)
 		}
 		if f.Kind.exclusive() {
@@ -137,20 +137,29 @@ func TestEvents(t *testing.T) {
 	}
 }
 
+// TestOrders: an order may fail only under a BMC fault (dead, hung or
+// refusing) against its machine, for a BMC job's reason; a damaged image
+// or a killed agent explains no failure.
 func TestOrders(t *testing.T) {
-	dead := Fault{Kind: BMCDead, Target: "m1", Start: 10 * time.Second, End: 20 * time.Second}
 	for name, tc := range map[string]struct {
+		kind                   Kind
 		machine, state, reason string
 		want                   []string
 		charged                bool
 	}{
-		"succeeded":          {"m1", "succeeded", "", nil, false},
-		"open":               {"m1", "", "", []string{InvOrderOpen}, false},
-		"failed under fault": {"m1", "failed", "power_cycle failed: timeout", nil, true},
-		"other machine":      {"m2", "failed", "power_cycle failed: timeout", []string{InvOrderFailed}, false},
-		"other reason":       {"m1", "failed", "workflow w failed: write", []string{InvOrderFailed}, false},
+		"succeeded":              {BMCDead, "m1", "succeeded", "", nil, false},
+		"open":                   {BMCDead, "m1", "", "", []string{InvOrderOpen}, false},
+		"failed under fault":     {BMCDead, "m1", "failed", "power_cycle failed: timeout", nil, true},
+		"a hung BMC":             {BMCTimeout, "m1", "failed", "power_on failed: bmc x: power on: unreachable", nil, true},
+		"a refusing BMC":         {BMCRefuse, "m1", "failed", "boot_pxe failed: bmc x: set boot device: unreachable", nil, true},
+		"other machine":          {BMCDead, "m2", "failed", "power_cycle failed: timeout", []string{InvOrderFailed}, false},
+		"other reason":           {BMCDead, "m1", "failed", "workflow w failed: write", []string{InvOrderFailed}, false},
+		"a damaged image":        {ImageCorrupt, "m1", "failed", "workflow w failed: action write failed: sha256 mismatch", []string{InvOrderFailed}, false},
+		"a killed agent":         {AgentKill, "m1", "failed", "workflow w failed: action wipe failed: lost", []string{InvOrderFailed}, false},
+		"a BMC job under a kill": {AgentKill, "m1", "failed", "power_cycle failed: timeout", []string{InvOrderFailed}, false},
 	} {
 		t.Run(name, func(t *testing.T) {
+			dead := Fault{Kind: tc.kind, Target: "m1", Start: 10 * time.Second, End: 20 * time.Second}
 			clk := &clock{now: 5 * time.Second}
 			c := NewChecker(clk.Now)
 			c.Placed("o1", tc.machine, "provision")

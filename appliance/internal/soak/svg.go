@@ -12,7 +12,9 @@ import (
 // kindColor is each fault kind's band colour.
 var kindColor = map[string]string{
 	string(SiteKill): "#d62728", string(CentralKill): "#9467bd", string(WANPartition): "#ff7f0e", string(WANFlap): "#e6b800",
-	string(BootLoss): "#17becf", string(BMCDead): "#8c564b", string(AgentKill): "#e377c2", string(Upgrade): "#7f7f7f",
+	string(BootLoss): "#17becf", string(BMCDead): "#8c564b", string(BMCTimeout): "#a0785a", string(BMCRefuse): "#c49c94",
+	string(AgentKill): "#e377c2", string(ImageCorrupt): "#2ca02c", string(DiskFull): "#bcbd22", string(ClockStep): "#1f77b4",
+	string(Upgrade): "#7f7f7f",
 }
 
 // SVG geometry: the title, then the chart (provchart), then the table

@@ -13,6 +13,7 @@
 //	the agent starts an attempt     Start(st, action, attempt, now)
 //	it reports progress             Progress(st, action, attempt, pct, msg, now)
 //	it reports the result           Finish(st, action, attempt, ok, msg, now)
+//	a later agent finds it lost     Lose(st, action, attempt, msg, now)
 //	the leader's timer, at NextTick Tick(st, now)
 //	an operator                     Cancel(st, reason, now)
 //
@@ -51,8 +52,10 @@
 // An attempt ends in success (Finish ok), failure (Finish not ok) or timeout
 // (Tick at or after its start plus the action's Timeout). A failed or
 // timed-out attempt with retries left puts the action back to Pending with
-// NotBefore set Backoff·2^(attempt-1) later (at most MaxBackoff). Without
-// retries left the action is Failed or TimedOut for good, and then
+// NotBefore set Backoff·2^(attempt-1) later (at most MaxBackoff). A lost
+// attempt (Lose: its agent died while it ran, and a later one found it
+// running) is retried at once apart from Retries, up to MaxLost times per
+// action, then counts as a failure. Without retries left the action is Failed or TimedOut for good, and then
 // OnFailure decides: "fail" ends the workflow, Failed or TimedOut with the
 // reason "action X failed: <msg>" or "action X timed out after <timeout>",
 // skips every pending action and marks every running one failed ("aborted:
@@ -73,7 +76,7 @@
 //   - An action is done when it succeeded, was skipped, or failed or timed
 //     out for good with on_failure "continue". Done is final.
 //   - An action that started (Attempt > 0) had all its needs done, and
-//     Attempt never exceeds Retries+1.
+//     Attempt never exceeds Retries+1+Lost, Lost never MaxLost.
 //   - A pending workflow has every action pending, never attempted. A
 //     running workflow has no skipped action, no action failed for good
 //     unless "continue", and some action not done. A finished workflow
@@ -85,5 +88,5 @@
 //     from pending, and the last To is the status in the State.
 //   - The transitions terminate: every Start uses up one of an action's
 //     finitely many attempts, so any sequence of reports and ticks with
-//     time moving forward ends the workflow within sum(Retries+1) starts.
+//     time moving forward ends the workflow within sum(Retries+1+MaxLost) starts.
 package workflow

@@ -180,7 +180,12 @@ func schedule(t *testing.T, r *fuzzInput, st State) (State, time.Time) {
 		case 2, 3:
 			if running := runningActions(st); len(running) > 0 {
 				a := running[r.pick(len(running))]
-				o = finishAt(a.Name, a.Attempt, r.pick(3) != 0, "result", now)
+				switch r.pick(4) {
+				case 0:
+					o = loseAt(a.Name, a.Attempt, "restarted", now)
+				default:
+					o = finishAt(a.Name, a.Attempt, r.pick(3) != 0, "result", now)
+				}
 				last = o
 			}
 		case 4:
@@ -322,6 +327,10 @@ func startAt(name string, attempt int, now time.Time) op {
 
 func finishAt(name string, attempt int, ok bool, msg string, now time.Time) op {
 	return func(st State) (State, []Transition, error) { return Finish(st, name, attempt, ok, msg, now) }
+}
+
+func loseAt(name string, attempt int, msg string, now time.Time) op {
+	return func(st State) (State, []Transition, error) { return Lose(st, name, attempt, msg, now) }
 }
 
 func progressAt(name string, attempt, pct int, msg string, now time.Time) op {

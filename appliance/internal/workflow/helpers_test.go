@@ -230,3 +230,7 @@ func runCases(t *testing.T, cases map[string]tcase) {
 		})
 	}
 }
+
+func lose(name string, attempt int, msg string, d time.Duration) op {
+	return func(st State) (State, []Transition, error) { return Lose(st, name, attempt, msg, at(d)) }
+}

@@ -51,8 +51,11 @@ type ActionState struct {
 	Name   string `json:"name"`
 	Status Status `json:"status"`
 	// Attempt counts the attempts started; the agent names the attempt it
-	// reports on. It is at most Retries+1.
+	// reports on. It is at most Retries+1+Lost.
 	Attempt int `json:"attempt,omitempty"`
+	// Lost counts the attempts lost (see Lose): retried apart from the
+	// action's Retries, at most MaxLost of them.
+	Lost int `json:"lost,omitempty"`
 	// StartedAt and FinishedAt are those of the latest attempt.
 	StartedAt  time.Time `json:"started_at,omitzero"`
 	FinishedAt time.Time `json:"finished_at,omitzero"`

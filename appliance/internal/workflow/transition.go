@@ -33,7 +33,7 @@ func Start(st State, action string, attempt int, now time.Time) (State, []Transi
 		c.st.StartedAt = c.now
 		c.workflow(Running, "")
 	}
-	c.st.Actions[i] = ActionState{Name: action, Status: Pending, Attempt: attempt, StartedAt: c.now}
+	c.st.Actions[i] = ActionState{Name: action, Status: Pending, Attempt: attempt, Lost: a.Lost, StartedAt: c.now}
 	c.action(i, Running, "")
 	return c.st, c.trs, nil
 }
@@ -104,6 +104,48 @@ func Finish(st State, action string, attempt int, ok bool, msg string, now time.
 	default:
 		return st, nil, fmt.Errorf("%w: attempt %d of %s succeeded", ErrConflict, attempt, action)
 	}
+}
+
+// MaxLost bounds the lost attempts of one action that Lose retries
+// apart from its Retries: past it, a lost attempt is a failure like any
+// other, so that an installer that dies on every attempt (a machine that
+// panics the kernel while writing its disk) still ends its workflow.
+const MaxLost = 3
+
+// Lose records that the running attempt of an action was lost: its agent
+// died while it ran (killed, the machine reset) and the agent of a later
+// boot found it running. Nothing the action did failed, so the action is
+// retried at once, without using one of its Retries, while it has lost
+// fewer than MaxLost attempts; the MaxLost+1st lost attempt is a failure
+// (see Finish). The transitions say the attempt was lost, and why (msg).
+//
+// A report on an attempt that already ended is a duplicate unless the
+// attempt succeeded (ErrConflict), as a failure's is.
+func Lose(st State, action string, attempt int, msg string, now time.Time) (State, []Transition, error) {
+	i, a, err := lookupAttempt(st, action, attempt)
+	if err != nil {
+		return st, nil, err
+	}
+	if attempt != a.Attempt || a.Status != Running || a.Lost >= MaxLost {
+		return Finish(st, action, attempt, false, lostMessage(msg), now)
+	}
+	c := begin(st, now)
+	c.action(i, Failed, lostMessage(msg))
+	l := &c.st.Actions[i]
+	l.FinishedAt, l.Message = c.now, lostMessage(msg)
+	l.Lost++
+	l.NotBefore = c.now
+	c.action(i, Pending, fmt.Sprintf("retry after lost attempt %d (%d of %d lost attempts retried apart from the action's retries)",
+		attempt, l.Lost, MaxLost))
+	return c.st, c.trs, nil
+}
+
+// lostMessage is the message of a lost attempt.
+func lostMessage(msg string) string {
+	if msg == "" {
+		return "lost"
+	}
+	return "lost: " + msg
 }
 
 // Tick applies the passing of time up to now: once the workflow's deadline
@@ -202,10 +244,10 @@ func (c *change) fail(i int, status Status, msg string) {
 	c.action(i, status, msg)
 	a := &c.st.Actions[i]
 	a.FinishedAt, a.Message = c.now, msg
-	if a.Attempt <= spec.Retries {
-		d := spec.RetryDelay(a.Attempt)
+	if failed := a.Attempt - a.Lost; failed <= spec.Retries {
+		d := spec.RetryDelay(failed)
 		a.NotBefore = c.now.Add(d)
-		c.action(i, Pending, fmt.Sprintf("retry %d of %d after %s", a.Attempt, spec.Retries, d))
+		c.action(i, Pending, fmt.Sprintf("retry %d of %d after %s", failed, spec.Retries, d))
 		return
 	}
 	if spec.OnFailure == OnFailureContinue {

@@ -50,8 +50,10 @@ func (st State) validateAction(i int) error {
 	switch {
 	case a.Name != spec.Name:
 		return bad("state of action %q in its place", a.Name)
-	case a.Attempt < 0 || a.Attempt > spec.Retries+1:
-		return bad("attempt %d of at most %d", a.Attempt, spec.Retries+1)
+	case a.Lost < 0 || a.Lost > MaxLost || a.Lost > a.Attempt:
+		return bad("%d lost attempts of %d, at most %d", a.Lost, a.Attempt, MaxLost)
+	case a.Attempt < 0 || a.Attempt > spec.Retries+1+a.Lost:
+		return bad("attempt %d of at most %d", a.Attempt, spec.Retries+1+a.Lost)
 	case a.Progress < 0 || a.Progress > 100:
 		return bad("progress %d", a.Progress)
 	}
@@ -75,8 +77,8 @@ func (st State) validateAction(i int) error {
 		return bad("%s for good in a running workflow, without on_failure continue", a.Status)
 	case a.Status == Pending && a.Attempt > 0 && a.NotBefore.IsZero():
 		return bad("retry without a time")
-	case a.Status == Pending && a.Attempt > spec.Retries:
-		return bad("pending for retry %d with %d retries", a.Attempt, spec.Retries)
+	case a.Status == Pending && a.Attempt-a.Lost > spec.Retries:
+		return bad("pending for retry %d with %d retries", a.Attempt-a.Lost, spec.Retries)
 	}
 	if a.Attempt > 0 {
 		// It started, so its needs were done, and done is final.

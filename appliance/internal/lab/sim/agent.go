@@ -32,6 +32,11 @@ type Agent struct {
 	// the site now, which replaces outpost.url's host (the port kept),
 	// as the installer's agent does (agent.Config.Rediscover).
 	Rediscover func(ctx context.Context) (string, error)
+	// Damage, if set, is asked at each image download whether the link
+	// damages it: then one byte of it is flipped on its way in, before
+	// the agent hashes it, as a link whose damage TCP's checksum misses
+	// would. The agent's check is what finds it.
+	Damage func() bool
 
 	hc    *http.Client
 	base  *url.URL // outpost.url, its host as last rediscovered
@@ -75,8 +80,15 @@ const (
 
 // Run fetches the workflow and runs its ready actions, one at a time,
 // until it is done, and returns it as it ended.
+//
+// An attempt running when it first fetches the workflow is an earlier
+// agent's (the machine was reset during it): it reports it lost, as the
+// real agent does, and the appliance retries it.
 func (a *Agent) Run(ctx context.Context) (*agentproto.Workflow, error) {
 	wf, err := a.fetch(ctx)
+	if err == nil {
+		wf, err = a.loseOrphans(ctx, wf)
+	}
 	for err == nil && !wf.Done() {
 		next, aerr := a.act(ctx, wf)
 		switch {
@@ -105,6 +117,29 @@ func (a *Agent) fetch(ctx context.Context) (*agentproto.Workflow, error) {
 		return nil, err
 	}
 	return &wf, nil
+}
+
+// loseOrphans reports lost each attempt of wf running, and returns the
+// workflow as the last report left it.
+func (a *Agent) loseOrphans(ctx context.Context, wf *agentproto.Workflow) (*agentproto.Workflow, error) {
+	for _, act := range wf.Actions {
+		if act.Status != "running" {
+			continue
+		}
+		rep := agentproto.Report{Action: act.Name, Attempt: act.Attempt, Kind: agentproto.ReportLost,
+			Message: fmt.Sprintf("the agent restarted during attempt %d", act.Attempt)}
+		var next agentproto.Workflow
+		switch err := a.call(ctx, http.MethodPost, agentproto.PathReport, rep, &next); {
+		case errors.Is(err, errRefused):
+			a.stats.count("agent: a lost report refused (409)")
+			return a.fetch(ctx)
+		case err != nil:
+			return nil, err
+		}
+		a.stats.count("agent: an earlier agent's attempt reported lost")
+		wf = &next
+	}
+	return wf, nil
 }
 
 // act runs the first ready action of wf: a start report, the work, a
@@ -148,22 +183,31 @@ func (a *Agent) writeImage(ctx context.Context, act agentproto.Action, attempt i
 	}
 	var sum string
 	var n int64
-	err = retry(ctx, a.stats, "GET image", func() (string, error) {
-		s, m, transient, derr := a.download(ctx, a.onAppliance(u), act.Name, attempt)
-		sum, n = s, m
-		a.answered(ctx, m > 0 || transient == "", derr)
-		return transient, derr
-	})
-	switch {
-	case errors.Is(err, errRefused) || ctx.Err() != nil:
-		return false, "", err
-	case err != nil:
-		return false, err.Error(), nil
-	case sum != act.Args["sha256"]:
-		return false, fmt.Sprintf("sha256 mismatch: downloaded %s, expected %s", sum, act.Args["sha256"]), nil
+	for redownload := 0; ; redownload++ {
+		err = retry(ctx, a.stats, "GET image", func() (string, error) {
+			s, m, transient, derr := a.download(ctx, a.onAppliance(u), act.Name, attempt)
+			sum, n = s, m
+			a.answered(ctx, m > 0 || transient == "", derr)
+			return transient, derr
+		})
+		switch {
+		case errors.Is(err, errRefused) || ctx.Err() != nil:
+			return false, "", err
+		case err != nil:
+			return false, err.Error(), nil
+		case sum != act.Args["sha256"] && redownload < redownloadsOnMismatch:
+			a.stats.count("agent: the image did not hash to its sha256, downloaded it again")
+			continue
+		case sum != act.Args["sha256"]:
+			return false, fmt.Sprintf("sha256 mismatch: downloaded %s, expected %s", sum, act.Args["sha256"]), nil
+		}
+		return true, fmt.Sprintf("downloaded %d bytes, sha256 verified, started over %d times (simulated: no disk written)", n, redownload), nil
 	}
-	return true, fmt.Sprintf("downloaded %d bytes, sha256 verified (simulated: no disk written)", n), nil
 }
+
+// redownloadsOnMismatch is how often one attempt downloads the image
+// again after a sha256 mismatch (the agent's).
+const redownloadsOnMismatch = 1
 
 // download fetches the image once, hashing it, and reports 50 % progress
 // half-way through. transient says why a failure may be retried.
@@ -189,8 +233,14 @@ func (a *Agent) download(ctx context.Context, u *url.URL, action string, attempt
 	h := sha256.New()
 	buf := make([]byte, 256<<10)
 	half, reported := resp.ContentLength/2, false
+	damage := a.Damage != nil && a.Damage()
 	for {
 		m, rerr := resp.Body.Read(buf)
+		if damage && m > 0 {
+			buf[m/2] ^= 0xff // on its way in, before it is hashed
+			damage = false
+			a.stats.count("link: one byte of an image download damaged")
+		}
 		h.Write(buf[:m])
 		n += int64(m)
 		if !reported && half > 0 && n >= half {

@@ -2,15 +2,21 @@ package sim_test
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/outposthq/outpost/appliance/internal/agentproto"
 	"github.com/outposthq/outpost/appliance/internal/lab/sim"
+	"github.com/outposthq/outpost/appliance/internal/workflow"
 )
 
 // TestAgentRediscover: the node outpost.url names is dead (nothing
@@ -58,4 +64,143 @@ func TestAgentRediscover(t *testing.T) {
 	if n := stats.Counts()["agent: the appliance stopped answering; found it again through DHCP"]; n != 1 {
 		t.Errorf("stats: %v", stats.Counts())
 	}
+}
+
+// TestAgentLosesOrphan: the agent of a machine reset during its wipe
+// (attempt 1 running) reports it lost, and runs the retry the appliance
+// makes of it (the workflow package's Lose), though the wipe has no
+// retries: the workflow succeeds.
+func TestAgentLosesOrphan(t *testing.T) {
+	f := newWorkflowAPI(t, workflow.Action{Name: "wipe", Type: "disk.wipe", Args: map[string]string{"device": "/dev/vda"}})
+	f.with(func() {
+		var err error
+		if f.st, _, err = workflow.Start(f.st, "wipe", 1, time.Now()); err != nil { // the agent before
+			t.Fatal(err)
+		}
+	})
+	if wf := f.run(t, nil); wf.Status != "succeeded" {
+		t.Fatalf("workflow %+v", wf)
+	}
+	if got := f.kinds(); got != "lost start finish" {
+		t.Errorf("reports applied: %s, want lost start finish", got)
+	}
+}
+
+// TestAgentDamagedImage: an image download damaged on its way in (one
+// byte flipped before the agent hashes it) is downloaded again within
+// the attempt, which succeeds; a link that damages every download fails
+// the attempt with the mismatch.
+func TestAgentDamagedImage(t *testing.T) {
+	img := []byte(strings.Repeat("outpost test image ", 4096))
+	sum := sha256.Sum256(img)
+	for name, tc := range map[string]struct {
+		damaged int // downloads damaged, from the first
+		status  string
+	}{"once": {1, "succeeded"}, "always": {100, "failed"}} {
+		t.Run(name, func(t *testing.T) {
+			f := newWorkflowAPI(t, workflow.Action{Name: "write", Type: "image.write",
+				Args: map[string]string{"device": "/dev/vda", "url": "/img", "sha256": hex.EncodeToString(sum[:])}})
+			f.image = img
+			var asked atomic.Int32
+			wf := f.run(t, func() bool { return int(asked.Add(1)) <= tc.damaged })
+			if wf.Status != tc.status || asked.Load() != 2 {
+				t.Fatalf("workflow %s (%s) after %d downloads, want %s after 2", wf.Status, wf.Reason, asked.Load(), tc.status)
+			}
+			if tc.status == "failed" && !strings.Contains(wf.Reason, "sha256 mismatch") {
+				t.Errorf("reason %q, want the mismatch", wf.Reason)
+			}
+		})
+	}
+}
+
+// workflowAPI is an agent API over the workflow package's state
+// machine, serving one image at /img.
+type workflowAPI struct {
+	srv   *httptest.Server
+	mu    sync.Mutex
+	st    workflow.State
+	image []byte
+	kind  []string // the kinds of the reports applied
+}
+
+func newWorkflowAPI(t *testing.T, actions ...workflow.Action) *workflowAPI {
+	plan, err := workflow.NewPlan(actions, map[string][]string{"disk.wipe": {"device"}, "image.write": {"url", "device"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &workflowAPI{st: workflow.NewState(plan, time.Time{})}
+	f.srv = httptest.NewServer(http.HandlerFunc(f.serve))
+	t.Cleanup(f.srv.Close)
+	return f
+}
+
+func (f *workflowAPI) with(fn func()) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	fn()
+}
+
+func (f *workflowAPI) kinds() string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return strings.Join(f.kind, " ")
+}
+
+// run runs an agent on f until its workflow ends; damage is its Damage.
+func (f *workflowAPI) run(t *testing.T, damage func() bool) *agentproto.Workflow {
+	t.Helper()
+	a, err := sim.NewAgent(f.srv.Client(), f.srv.URL, "tok", &sim.Stats{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.Damage = damage
+	wf, err := a.Run(t.Context())
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	return wf
+}
+
+func (f *workflowAPI) serve(w http.ResponseWriter, r *http.Request) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	switch {
+	case r.URL.Path == "/img":
+		w.Write(f.image)
+		return
+	case r.Method == http.MethodGet:
+		f.view(w)
+		return
+	}
+	var rep agentproto.Report
+	json.NewDecoder(r.Body).Decode(&rep)
+	var err error
+	switch now := time.Now(); rep.Kind {
+	case agentproto.ReportStart:
+		f.st, _, err = workflow.Start(f.st, rep.Action, rep.Attempt, now)
+	case agentproto.ReportProgress:
+		f.st, _, err = workflow.Progress(f.st, rep.Action, rep.Attempt, rep.Progress, rep.Message, now)
+	case agentproto.ReportFinish:
+		f.st, _, err = workflow.Finish(f.st, rep.Action, rep.Attempt, rep.OK, rep.Message, now)
+	case agentproto.ReportLost:
+		f.st, _, err = workflow.Lose(f.st, rep.Action, rep.Attempt, rep.Message, now)
+	}
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusConflict)
+		return
+	}
+	if rep.Kind != agentproto.ReportProgress {
+		f.kind = append(f.kind, rep.Kind)
+	}
+	f.view(w)
+}
+
+// view writes the workflow as the agent API shows it. f.mu is held.
+func (f *workflowAPI) view(w http.ResponseWriter) {
+	wf := agentproto.Workflow{ID: "wf-1", Status: string(f.st.Status), Reason: f.st.Reason, Ready: workflow.Ready(f.st, time.Now())}
+	for _, a := range f.st.Actions {
+		spec, _ := f.st.Plan.Action(a.Name)
+		wf.Actions = append(wf.Actions, agentproto.Action{Name: a.Name, Type: spec.Type, Args: spec.Args, Status: string(a.Status), Attempt: a.Attempt})
+	}
+	json.NewEncoder(w).Encode(wf)
 }

@@ -115,6 +115,9 @@ func (e *Env) Provision(ctx context.Context, m Machine) (r Result) {
 				if e.Rediscover {
 					a.Rediscover = e.rediscoverer(m)
 				}
+				if e.Damage != nil {
+					a.Damage = func() bool { return e.Damage(m) }
+				}
 				wf, err = a.Run(ctx)
 			}
 			return err

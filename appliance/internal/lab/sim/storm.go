@@ -45,6 +45,9 @@ type Env struct {
 	// through DHCP when it stops answering, as the installer's agent does
 	// (agent.Config.Rediscover): see Agent.Rediscover.
 	Rediscover bool
+	// Damage, if set, says at each image download of machine m whether
+	// its link damages it (see Agent.Damage).
+	Damage func(m Machine) bool
 	// Artifacts are what the appliance serves: the machines check the
 	// sizes of what they fetch against them.
 	Artifacts *Artifacts
