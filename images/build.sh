@@ -22,6 +22,10 @@
 #   testos.raw.gz .zst .xz               a 64 MiB disk image (MBR, one FAT
 #                                        partition, SYSLINUX) that boots the
 #                                        test OS (images/testos/init)
+#   grubaa64.efi vmlinuz-arm64 installer-arm64.initrd testos-arm64.raw.*
+#                                        the same for arm64 machines, from
+#                                        Debian's arm64 packages: see
+#                                        images/build-arm64.sh
 #   testos-efi.raw.gz .zst .xz           the same test OS on a 64 MiB GPT disk
 #                                        whose one partition is an EFI system
 #                                        partition booting through Debian's
@@ -205,15 +209,16 @@ build_test_initrd() {
 	echo "images: test-initrd.img built"
 }
 
-# build_agent: the agent, a static Go binary, in $work/outpost-agent,
-# replaced only when its bytes change.
+# build_agent [GOARCH]: the agent, a static Go binary, in
+# $work/outpost-agent (for GOARCH, default the host's: in
+# $work/outpost-agent-GOARCH), replaced only when its bytes change.
 build_agent() {
-	local dst=$work/outpost-agent
+	local dst=$work/outpost-agent${1:+-$1}
 	# -s -w: no symbol table or DWARF (a third of the binary, which every
 	# boot downloads and unpacks); its panics still name functions.
-	if ! (cd "$root" && CGO_ENABLED=0 go build -trimpath -ldflags='-s -w -buildid=' \
+	if ! (cd "$root" && CGO_ENABLED=0 GOARCH=${1:-$(go env GOARCH)} go build -trimpath -ldflags='-s -w -buildid=' \
 		-o "$dst.tmp" ./appliance/cmd/outpost-agent); then
-		die "go build ./appliance/cmd/outpost-agent failed"
+		die "go build ./appliance/cmd/outpost-agent ${1:-} failed"
 	fi
 	if cmp -s "$dst.tmp" "$dst"; then
 		rm -f "$dst.tmp"
@@ -237,7 +242,7 @@ resolve_modules() {
 	modfiles=()
 	modload=()
 	for m in $(listed_modules); do
-		if ! deps=$(modprobe -C /dev/null -S "$kver" --show-depends "$m" 2>&1); then
+		if ! deps=$(modprobe -C /dev/null -d "${modroot:-/}" -S "$kver" --show-depends "$m" 2>&1); then
 			die "module $m of $modlist is not in kernel $kver: $deps"
 		fi
 		while read -r line; do
@@ -255,7 +260,7 @@ resolve_modules() {
 		if [[ $deps == "builtin "* ]]; then
 			continue
 		fi
-		aliases=$(modinfo -k "$kver" -F alias "$m")
+		aliases=$(modinfo -b "${modroot:-/}" -k "$kver" -F alias "$m")
 		if [[ $aliases != *:* ]]; then
 			modload+=("$m")
 		fi
@@ -270,7 +275,9 @@ stage_initramfs() {
 	mkdir -p "$stage"/{bin,sbin,usr/bin,usr/sbin,dev,proc,sys,run,tmp,mnt,root,var,etc/outpost} \
 		"$stage/lib/outpost" "$stage/usr/share/udhcpc" "$mods"
 	install -m 0755 "$busybox" "$stage/bin/busybox"
-	"$busybox" --list-full | while read -r f; do
+	# The applets are listed by a busybox this machine runs (the host's,
+	# of the same Debian version, for a foreign architecture's).
+	"${applets_from:-$busybox}" --list-full | while read -r f; do
 		if [[ ! -e $stage/$f && ! -L $stage/$f ]]; then
 			ln -s /bin/busybox "$stage/$f"
 		fi
@@ -379,7 +386,7 @@ module_files() {
 				files+=("${f%% *}")
 				;;
 			esac
-		done < <(modprobe -C /dev/null -S "$kver" --show-depends "$m")
+		done < <(modprobe -C /dev/null -d "${modroot:-/}" -S "$kver" --show-depends "$m")
 	done
 }
 
@@ -532,16 +539,7 @@ build_efi_disk() {
 	fat_copy "$fat" "$work/testos-initrd.img" initrd.img
 
 	truncate -s $((sectors * 512)) "$raw"
-	printf 'label: gpt
-label-id: %s
-unit: sectors
-first-lba: %d
-last-lba: %d
-
-start=%d, size=%d, type=%s, uuid=%s, name="EFI system"
-' \
-		"$disk_guid" "$part_start" "$((last - 1))" "$part_start" "$((last - part_start))" "$esp_type" "$esp_guid" |
-		sfdisk --quiet --no-reread --no-tell-kernel "$raw" >/dev/null
+	gpt_table "$last" | sfdisk --quiet --no-reread --no-tell-kernel "$raw" >/dev/null
 	dd if="$fat" of="$raw" bs=512 seek="$part_start" conv=notrunc,sparse status=none
 	rm -f "$fat" "$cfg"
 }
@@ -629,6 +627,7 @@ main() {
 	modlist=$here/installer/modules.list
 	local f
 	check_inputs
+	check_arm64_inputs
 
 	mkdir -p "$out" "$work"
 	exec 9>"$out/.lock"
@@ -648,6 +647,10 @@ main() {
 	build_installer
 	build_testos
 	build_testos_efi
+	build_arm64
 }
+
+# shellcheck source=images/build-arm64.sh
+. "$here/build-arm64.sh"
 
 main "$@"

@@ -1,0 +1,221 @@
+# shellcheck shell=bash
+# The arm64 artifacts, sourced by images/build.sh (whose functions and
+# conventions they use: sidecars, input digests in OUT/.work, reproducible
+# cpio and FAT). Their inputs are Debian's arm64 packages, which this
+# amd64 machine cannot install side by side with its own kernel and GRUB:
+# scripts/install-deps.sh downloads their .debs (apt-get download) into
+# ARM64_DEBS, default /var/cache/outpost/arm64, and this script unpacks
+# them (dpkg-deb -x) into OUT/.work/arm64-root; nothing here downloads.
+#
+#   grubaa64.efi             Debian's signed GRUB network image for arm64
+#                            (grub-efi-arm64-signed: grubnetaa64.efi.signed),
+#                            which EDK2's own PXE client boots over TFTP
+#                            (the DHCP server names it for client
+#                            architecture 11); no shim: the lab's arm64
+#                            firmware does not enforce Secure Boot
+#   grub/arm64-efi/grub.cfg  what that GRUB reads first: its built-in
+#                            configuration prefers $prefix/arm64-efi/grub.cfg
+#                            to $prefix/grub.cfg, so arm64 machines ask for
+#                            grub/arm64-efi/<MAC>.cfg, and the appliance
+#                            knows their architecture from the name
+#   vmlinuz-arm64            linux-image-*-arm64's kernel (an EFI stub)
+#   installer-arm64.initrd   the installer for it: installer/init, busybox
+#                            (busybox-static:arm64), the arm64 modules of
+#                            installer/modules.list, the agent built with
+#                            GOARCH=arm64; no kexec-tools (arm64 machines
+#                            reboot into the installed OS)
+#   testos-arm64.raw.gz .zst .xz  the test OS on a 64 MiB GPT disk whose EFI
+#                            system partition boots Debian's arm64 GRUB
+#                            (grubaa64.efi.signed) as EFI/BOOT/BOOTAA64.EFI,
+#                            which reads EFI/debian/grub.cfg
+
+# arm64_debs: the directory of the arm64 .debs.
+arm64_debs=${ARM64_DEBS:-/var/cache/outpost/arm64}
+
+# arm64_deb PACKAGE: the newest .deb of PACKAGE (a glob) in arm64_debs; exit
+# status 3 naming it when there is none.
+arm64_deb() {
+	local f
+	f=$(find "$arm64_debs" -maxdepth 1 -name "$1_*_arm64.deb" -print 2>/dev/null | sort -V | tail -n 1)
+	if [[ -z $f ]]; then
+		echo "images: missing $arm64_debs/$1_*_arm64.deb: scripts/install-deps.sh test (apt-get download $1:arm64 there)" >&2
+		exit 3
+	fi
+	echo "$f"
+}
+
+# check_arm64_inputs: the arm64 packages' .debs, and dpkg-deb.
+check_arm64_inputs() {
+	needcmd dpkg-deb dpkg
+	a64_kernel_deb=$(arm64_deb 'linux-image-[0-9]*-arm64')
+	a64_busybox_deb=$(arm64_deb busybox-static)
+	a64_grub_deb=$(arm64_deb grub-efi-arm64-signed)
+	a64_kver=${a64_kernel_deb##*/linux-image-}
+	a64_kver=${a64_kver%%_*}
+}
+
+# unpack_arm64: the .debs unpacked into $work/arm64-root (with depmod's
+# indexes, which the kernel package's postinst would make), when they
+# changed.
+unpack_arm64() {
+	local sum d
+	a64root=$work/arm64-root
+	sum=$(digest "$script" "$here/build-arm64.sh" "$a64_kernel_deb" "$a64_busybox_deb" "$a64_grub_deb")
+	if [[ -d $a64root && -r $work/arm64-root.inputs && $(<"$work/arm64-root.inputs") == "$sum" ]]; then
+		return
+	fi
+	rm -rf "$a64root"
+	mkdir -p "$a64root"
+	for d in "$a64_kernel_deb" "$a64_busybox_deb" "$a64_grub_deb"; do
+		dpkg-deb -x "$d" "$a64root"
+	done
+	depmod -b "$a64root" "$a64_kver"
+	record arm64-root "$sum"
+}
+
+# use_arm64: points build.sh's initramfs functions (resolve_modules,
+# stage_initramfs, initramfs_inputs) at the arm64 kernel and busybox.
+use_arm64() {
+	kver=$a64_kver
+	modroot=$a64root
+	kmods=$a64root/lib/modules/$kver
+	kernel=$a64root/boot/vmlinuz-$kver
+	applets_from=$busybox
+	busybox=$a64root/bin/busybox
+	need "$kernel" "linux-image-$kver:arm64"
+	need "$busybox" busybox-static:arm64
+}
+
+# build_installer_arm64: installer-arm64.initrd, when its inputs changed.
+build_installer_arm64() {
+	local init=$here/installer/init sum stage inputs agent=$work/outpost-agent-arm64
+	mapfile -t inputs < <(initramfs_inputs)
+	sum=$(digest "${inputs[@]}" "$here/build-arm64.sh" "$init" "$agent")
+	if up_to_date installer-arm64.initrd "$sum"; then
+		return
+	fi
+	new_stage stage
+	stage_initramfs "$stage" "$init"
+	install -m 0755 "$agent" "$stage/bin/outpost-agent"
+	pack "$stage" "$out/installer-arm64.initrd.tmp"
+	rm -rf "$stage"
+	publish "$out/installer-arm64.initrd.tmp" installer-arm64.initrd
+	record installer-arm64.initrd "$sum"
+	echo "images: installer-arm64.initrd built ($(du -h "$out/installer-arm64.initrd" | cut -f1))"
+}
+
+# build_testos_initrd_arm64: $work/testos-arm64-initrd.img, when its inputs
+# changed.
+build_testos_initrd_arm64() {
+	local init=$here/testos/init sum stage inputs dst=$work/testos-arm64-initrd.img
+	mapfile -t inputs < <(initramfs_inputs)
+	module_files testos_modfiles "${testos_modules[@]}"
+	sum=$(digest "${inputs[@]}" "$here/build-arm64.sh" "$init" "${testos_modfiles[@]}")
+	if [[ -s $dst && -r $work/testos-arm64-initrd.inputs && $(<"$work/testos-arm64-initrd.inputs") == "$sum" ]]; then
+		return
+	fi
+	new_stage stage
+	stage_initramfs "$stage" "$init"
+	stage_modules "$stage" "${testos_modfiles[@]}"
+	pack "$stage" "$dst.tmp"
+	rm -rf "$stage"
+	mv -f "$dst.tmp" "$dst"
+	record testos-arm64-initrd "$sum"
+}
+
+# grub_disk_cfg_arm64: the arm64 test OS's GRUB configuration: its
+# console is the PL011 UART of QEMU's virt machine (ttyAMA0).
+grub_disk_cfg_arm64() {
+	cat <<'EOF'
+set timeout=0
+linux /vmlinuz console=tty0 console=ttyAMA0,115200
+initrd /initrd.img
+boot
+EOF
+}
+
+# build_efi_disk_arm64 RAW: the arm64 test OS disk: the x86 EFI disk's
+# layout (build_efi_disk's GPT and FAT) with GRUB as the removable-media
+# boot file EFI/BOOT/BOOTAA64.EFI (its prefix is /EFI/debian).
+build_efi_disk_arm64() {
+	local raw=$1 fat=$work/testos-arm64.fat cfg=$work/grub-disk-arm64.cfg
+	local sectors=$((disk_mib * 2048)) last
+	last=$((sectors - 34)) # the backup GPT's 33 sectors follow
+	rm -f "$fat" "$raw"
+	truncate -s $(((last - part_start) * 512)) "$fat"
+	mkfs.vfat --invariant -F 16 -i "$volume_id" -n OUTPOST-EFI -h "$part_start" "$fat" >/dev/null
+	fat_mkdir "$fat" ::/EFI ::/EFI/BOOT ::/EFI/debian
+	grub_disk_cfg_arm64 >"$cfg"
+	fat_copy "$fat" "$a64grubdisk" EFI/BOOT/BOOTAA64.EFI
+	fat_copy "$fat" "$cfg" EFI/debian/grub.cfg
+	fat_copy "$fat" "$kernel" vmlinuz
+	fat_copy "$fat" "$work/testos-arm64-initrd.img" initrd.img
+	truncate -s $((sectors * 512)) "$raw"
+	gpt_table "$last" | sfdisk --quiet --no-reread --no-tell-kernel "$raw" >/dev/null
+	dd if="$fat" of="$raw" bs=512 seek="$part_start" conv=notrunc,sparse status=none
+	rm -f "$fat" "$cfg"
+}
+
+# gpt_table LAST: sfdisk's script of the test OS disks' GPT, whose one
+# partition (the EFI system partition) ends before sector LAST.
+gpt_table() {
+	local last=$1
+	printf 'label: gpt\nlabel-id: %s\nunit: sectors\nfirst-lba: %d\nlast-lba: %d\n\nstart=%d, size=%d, type=%s, uuid=%s, name="EFI system"\n' \
+		"$disk_guid" "$part_start" "$((last - 1))" "$part_start" "$((last - part_start))" "$esp_type" "$esp_guid"
+}
+
+# build_testos_arm64: testos-arm64.raw.gz, .zst and .xz, when their inputs
+# changed.
+build_testos_arm64() {
+	local sum raw=$work/testos-arm64.raw tools f
+	build_testos_initrd_arm64
+	tools=()
+	for f in mkfs.vfat mmd mcopy sfdisk gzip zstd xz; do
+		tools+=("$(readlink -f "$(command -v "$f")")")
+	done
+	sum=$(digest "$script" "$here/build-arm64.sh" "$kernel" "$work/testos-arm64-initrd.img" "$a64grubdisk" "${tools[@]}")
+	if up_to_date testos-arm64.raw.gz "$sum" testos-arm64.raw.zst testos-arm64.raw.xz; then
+		return
+	fi
+	build_efi_disk_arm64 "$raw"
+	gzip -9 -n -c "$raw" >"$out/testos-arm64.raw.gz.tmp"
+	zstd -q -19 -T1 -c "$raw" >"$out/testos-arm64.raw.zst.tmp"
+	xz -6 -T1 -c "$raw" >"$out/testos-arm64.raw.xz.tmp"
+	rm -f "$raw"
+	publish "$out/testos-arm64.raw.gz.tmp" testos-arm64.raw.gz
+	publish "$out/testos-arm64.raw.zst.tmp" testos-arm64.raw.zst
+	publish "$out/testos-arm64.raw.xz.tmp" testos-arm64.raw.xz
+	record testos-arm64.raw.gz "$sum"
+	echo "images: testos-arm64.raw.gz .zst .xz built ($(du -h "$out/testos-arm64.raw.gz" | cut -f1) gzip'ed)"
+}
+
+# grub_cfg_arm64: grub/arm64-efi/grub.cfg, which arm64 GRUB reads before
+# grub/grub.cfg: the appliance's per-machine configuration for arm64.
+grub_cfg_arm64() {
+	cat <<'EOF'
+# Outpost: Debian's signed arm64 GRUB network image reads this over TFTP
+# ($prefix/arm64-efi/grub.cfg, before $prefix/grub.cfg). The appliance makes
+# each arm64 machine's own configuration, which says what it boots now.
+set timeout=0
+source /grub/arm64-efi/${net_default_mac}.cfg
+EOF
+}
+
+# build_arm64: every arm64 artifact. It runs last: it points the
+# initramfs functions at the arm64 kernel.
+build_arm64() {
+	unpack_arm64
+	a64grubdisk=$a64root/usr/lib/grub/arm64-efi-signed/grubaa64.efi.signed
+	need "$a64root/usr/lib/grub/arm64-efi-signed/grubnetaa64.efi.signed" grub-efi-arm64-signed:arm64
+	need "$a64grubdisk" grub-efi-arm64-signed:arm64
+	install_copy "$a64root/usr/lib/grub/arm64-efi-signed/grubnetaa64.efi.signed" grubaa64.efi
+	mkdir -p "$out/grub/arm64-efi"
+	grub_cfg_arm64 >"$work/grub-arm64.cfg"
+	install_copy "$work/grub-arm64.cfg" grub/arm64-efi/grub.cfg
+	use_arm64
+	install_copy "$kernel" vmlinuz-arm64
+	resolve_modules
+	build_agent arm64
+	build_installer_arm64
+	build_testos_arm64
+}
