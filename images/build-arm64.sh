@@ -13,11 +13,10 @@
 #                            (the DHCP server names it for client
 #                            architecture 11); no shim: the lab's arm64
 #                            firmware does not enforce Secure Boot
-#   grub/arm64-efi/grub.cfg  what that GRUB reads first: its built-in
-#                            configuration prefers $prefix/arm64-efi/grub.cfg
-#                            to $prefix/grub.cfg, so arm64 machines ask for
-#                            grub/arm64-efi/<MAC>.cfg, and the appliance
-#                            knows their architecture from the name
+#                            It reads grub/grub.cfg (build.sh's grub_cfg),
+#                            which sends an arm64 GRUB ($grub_cpu) to
+#                            grub/arm64-efi/<MAC>.cfg: the appliance knows
+#                            from the name that the machine is arm64
 #   vmlinuz-arm64            linux-image-*-arm64's kernel (an EFI stub)
 #   installer-arm64.initrd   the installer for it: installer/init, busybox
 #                            (busybox-static:arm64), the arm64 modules of
@@ -189,18 +188,6 @@ build_testos_arm64() {
 	echo "images: testos-arm64.raw.gz .zst .xz built ($(du -h "$out/testos-arm64.raw.gz" | cut -f1) gzip'ed)"
 }
 
-# grub_cfg_arm64: grub/arm64-efi/grub.cfg, which arm64 GRUB reads before
-# grub/grub.cfg: the appliance's per-machine configuration for arm64.
-grub_cfg_arm64() {
-	cat <<'EOF'
-# Outpost: Debian's signed arm64 GRUB network image reads this over TFTP
-# ($prefix/arm64-efi/grub.cfg, before $prefix/grub.cfg). The appliance makes
-# each arm64 machine's own configuration, which says what it boots now.
-set timeout=0
-source /grub/arm64-efi/${net_default_mac}.cfg
-EOF
-}
-
 # build_arm64: every arm64 artifact. It runs last: it points the
 # initramfs functions at the arm64 kernel.
 build_arm64() {
@@ -209,9 +196,6 @@ build_arm64() {
 	need "$a64root/usr/lib/grub/arm64-efi-signed/grubnetaa64.efi.signed" grub-efi-arm64-signed:arm64
 	need "$a64grubdisk" grub-efi-arm64-signed:arm64
 	install_copy "$a64root/usr/lib/grub/arm64-efi-signed/grubnetaa64.efi.signed" grubaa64.efi
-	mkdir -p "$out/grub/arm64-efi"
-	grub_cfg_arm64 >"$work/grub-arm64.cfg"
-	install_copy "$work/grub-arm64.cfg" grub/arm64-efi/grub.cfg
 	use_arm64
 	install_copy "$kernel" vmlinuz-arm64
 	resolve_modules

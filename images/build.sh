@@ -481,8 +481,14 @@ grub_cfg() {
 # Outpost: Debian's signed GRUB network image reads this over TFTP under its
 # prefix (/grub). The appliance makes each machine's own configuration,
 # which says what it boots now (the installer, or back to the firmware).
+# An arm64 GRUB asks for its own under arm64-efi/: the appliance knows
+# from the name that it boots arm64 (images/build-arm64.sh).
 set timeout=0
-source /grub/${net_default_mac}.cfg
+if [ "$grub_cpu" = arm64 ]; then
+	source /grub/arm64-efi/${net_default_mac}.cfg
+else
+	source /grub/${net_default_mac}.cfg
+fi
 EOF
 }
 

@@ -57,7 +57,7 @@ func benchProvisionE2E(ctx context.Context, log *slog.Logger, _ time.Duration) e
 		if err != nil {
 			return fmt.Errorf("template %s, boot %s: %w", c.template, c.boot, err)
 		}
-		fmt.Printf("BENCH provision.e2e template=%s boot=%s %s\n", c.label, c.boot, line)
+		fmt.Printf("BENCH provision.e2e template=%s boot=%s%s %s\n", c.label, c.boot, c.archField(), line)
 	}
 	return nil
 }
@@ -69,12 +69,16 @@ type provisionCase struct {
 	// enforces Secure Boot (and has no iPXE option ROM), the site gives it
 	// shim, and it installs the EFI test OS.
 	secureBoot bool
+	// arch is lab.Arm64 for an arm64 machine (provision_arm64vm.go), ""
+	// for x86-64.
+	arch string
 }
 
 var provisionCases = []provisionCase{
 	{label: "kexec", template: labsite.TemplateName, boot: "pxe"},
 	{label: "reboot", template: labsite.RebootTemplateName, boot: "pxe"},
 	{label: "reboot", template: labsite.SecureBootTemplateName, boot: "secureboot", secureBoot: true},
+	arm64Case,
 }
 
 // provisionOnce provisions a VM as c says on a new site and returns the
@@ -97,9 +101,12 @@ func provisionOnce(ctx context.Context, log *slog.Logger, bin string, c provisio
 			wf.Values["image"] = labsite.TestOSEFIName
 			vmc.Firmware, vmc.DisableNICROM = lab.SecureBoot, true
 		}
+		if c.arch == lab.Arm64 {
+			arm64Setup(t, s, imgs, m, wf, &vmc)
+		}
 		s.Put(t, m, wf)
 		vm := s.StartVM(t, vmc)
-		wctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+		wctx, cancel := context.WithTimeout(ctx, c.timeout())
 		defer cancel()
 		clock := watchSerial(wctx, vm.Serial, vm.Start)
 		defer func() {

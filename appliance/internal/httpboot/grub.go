@@ -74,9 +74,9 @@ func (g *GRUB) Generate(ctx context.Context, client, local netip.Addr, name stri
 	return cfg, err == nil, err
 }
 
-// grubArm64Dir is where arm64 GRUB reads its configuration first
-// ($prefix/arm64-efi/grub.cfg, Debian's built-in configuration), which
-// sources grub/arm64-efi/<MAC>.cfg (images/build-arm64.sh).
+// grubArm64Dir is where an arm64 GRUB asks for its machine's
+// configuration: grub/grub.cfg (images/build.sh) sends it there by
+// $grub_cpu, so the name tells the machine is arm64.
 const grubArm64Dir = grubDir + "arm64-efi/"
 
 // grubRequest splits a request for a machine's GRUB configuration,
