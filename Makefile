@@ -65,7 +65,7 @@ test: deps-test images jaeger lint
 # minutes on 2 cores: whole provisions of QEMU VMs under software
 # emulation through Secure Boot firmware, virtual media and Redfish, and a
 # short soak with its checker made to fail. .ci/run runs it after make test.
-HWTESTS := ^(TestSecureBootProvision|TestSecureBootRefusesIPXE|TestSecureBootNetboot|TestVirtualMediaProvision|TestRedfishProvision|TestSoakCatchesViolation)$$
+HWTESTS := ^(TestSecureBootProvision|TestSecureBootRefusesIPXE|TestSecureBootNetboot|TestVirtualMediaProvision|TestRedfishProvision|TestSoakCatchesViolation|TestArm64Provision)$$
 test-hw: deps-test images
 	$(GO) test $(TESTFLAGS) -run '$(HWTESTS)' ./appliance/e2e/ ./appliance/cmd/outpost-bench/
 
