@@ -63,8 +63,8 @@ test: deps-test images jaeger lint
 
 # The long real-peer suites, apart so that make test stays under 25
 # minutes on 2 cores: whole provisions of QEMU VMs under software
-# emulation through Secure Boot firmware, virtual media and Redfish, and a
-# short soak with its checker made to fail. .ci/run runs it after make test.
+# emulation through Secure Boot firmware, virtual media, Redfish and on
+# arm64, and a short soak with its checker made to fail. .ci/run runs it after make test.
 HWTESTS := ^(TestSecureBootProvision|TestSecureBootRefusesIPXE|TestSecureBootNetboot|TestVirtualMediaProvision|TestRedfishProvision|TestSoakCatchesViolation|TestArm64Provision)$$
 test-hw: deps-test images
 	$(GO) test $(TESTFLAGS) -run '$(HWTESTS)' ./appliance/e2e/ ./appliance/cmd/outpost-bench/
