@@ -37,25 +37,23 @@ func TestArm64Provision(t *testing.T) {
 
 	vm := s.StartVM(t, lab.VMConfig{MAC: mac, Arch: lab.Arm64, Firmware: lab.UEFI,
 		Disks: []string{labsite.NewDisk(t, 256<<20)}})
-	ctx, cancelTimeout := context.WithTimeout(t.Context(), 20*time.Minute)
-	defer cancelTimeout()
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	go failOnWorkflowFailure(ctx, cancel, t, s, "wf1")
-
-	for _, step := range []*regexp.Regexp{
+	ctx := workflowContext(t, s, "wf1", 20*time.Minute)
+	waitSerialSteps(ctx, t, vm,
 		regexp.MustCompile(`Outpost: install: machine vm1 is provisioning`),
 		regexp.MustCompile(`outpost-installer: starting on \S+-arm64`),
 		regexp.MustCompile(`outpost-installer: starting agent`),
 		regexp.MustCompile(`Outpost: provisioned: machine vm1`), // after the reboot
 		regexp.MustCompile(`OUTPOST-TESTOS-BOOTED from disk`),
-	} {
-		line, err := vm.WaitSerial(ctx, step)
-		if err != nil {
-			t.Fatalf("waiting for %q: %v (cause %v; serial console in %s)", step, err, context.Cause(ctx), vm.Serial)
-		}
-		t.Logf("%6.1fs serial: %s", time.Since(vm.Start).Seconds(), printable(line))
-	}
+	)
+	checkTestOSProvisioned(ctx, t, s, vm, "arch=arm64")
+}
+
+// checkTestOSProvisioned waits for the test OS of machine vm1 (workflow
+// wf1, hostname testos-vm1) to print its metadata, logs the time since the
+// VM started as the bench row's label would, and checks that the machine
+// is provisioned and its workflow succeeded.
+func checkTestOSProvisioned(ctx context.Context, t *testing.T, s *labsite.Site, vm *lab.VM, label string) {
+	t.Helper()
 	line, err := vm.WaitSerial(ctx, testOSLine)
 	if err != nil {
 		t.Fatalf("the test OS did not print its metadata: %v", context.Cause(ctx))
@@ -65,7 +63,7 @@ func TestArm64Provision(t *testing.T) {
 	if mm := testOSLine.FindStringSubmatch(line); mm[1] != "testos-vm1" || mm[2] != "vm1" {
 		t.Errorf("the test OS says hostname=%s instance-id=%s, want testos-vm1 and vm1", mm[1], mm[2])
 	}
-	t.Logf("provision arch=arm64 total=%.1fs (VM start to the test OS's metadata line)", total)
+	t.Logf("provision %s total=%.1fs (VM start to the test OS's metadata line)", label, total)
 
 	got, err := s.Machine(ctx, "vm1")
 	if err != nil || got.State != store.StateProvisioned {
@@ -74,5 +72,30 @@ func TestArm64Provision(t *testing.T) {
 	w, err := s.Workflow(ctx, "wf1")
 	if err != nil || w.Status() != "succeeded" {
 		t.Errorf("workflow wf1: %v (%v), want succeeded", w.Status(), err)
+	}
+}
+
+// workflowContext is the context of a provision test: it ends after
+// timeout, at the test's end, or as soon as workflow id fails (its cause
+// says why), so a test waiting on a serial console fails at once.
+func workflowContext(t *testing.T, s *labsite.Site, id string, timeout time.Duration) context.Context {
+	ctx, cancelTimeout := context.WithTimeout(t.Context(), timeout)
+	t.Cleanup(cancelTimeout)
+	ctx, cancel := context.WithCancelCause(ctx)
+	t.Cleanup(func() { cancel(nil) })
+	go failOnWorkflowFailure(ctx, cancel, t, s, id)
+	return ctx
+}
+
+// waitSerialSteps waits for each of steps on vm's serial console in turn,
+// logging the line and when it came.
+func waitSerialSteps(ctx context.Context, t *testing.T, vm *lab.VM, steps ...*regexp.Regexp) {
+	t.Helper()
+	for _, step := range steps {
+		line, err := vm.WaitSerial(ctx, step)
+		if err != nil {
+			t.Fatalf("waiting for %q: %v (cause %v; serial console in %s)", step, err, context.Cause(ctx), vm.Serial)
+		}
+		t.Logf("%6.1fs serial: %s", time.Since(vm.Start).Seconds(), printable(line))
 	}
 }

@@ -8,7 +8,6 @@ import (
 
 	"github.com/outposthq/outpost/appliance/internal/lab"
 	"github.com/outposthq/outpost/appliance/internal/labsite"
-	"github.com/outposthq/outpost/appliance/internal/store"
 )
 
 // testOSSecureBoot is the test OS's line on the firmware's Secure Boot
@@ -39,13 +38,8 @@ func TestSecureBootProvision(t *testing.T) {
 
 	vm := s.StartVM(t, lab.VMConfig{MAC: mac, Firmware: lab.SecureBoot, DisableNICROM: true,
 		Disks: []string{labsite.NewDisk(t, 256<<20)}})
-	ctx, cancelTimeout := context.WithTimeout(t.Context(), 12*time.Minute)
-	defer cancelTimeout()
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	go failOnWorkflowFailure(ctx, cancel, t, s, "wf1")
-
-	for _, step := range []*regexp.Regexp{
+	ctx := workflowContext(t, s, "wf1", 12*time.Minute)
+	waitSerialSteps(ctx, t, vm,
 		regexp.MustCompile(`NBP filename is shimx64\.efi`),
 		regexp.MustCompile(`Outpost: install: machine vm1 is provisioning`),
 		regexp.MustCompile(`secureboot: Secure boot enabled`),
@@ -53,13 +47,7 @@ func TestSecureBootProvision(t *testing.T) {
 		regexp.MustCompile(`NBP filename is shimx64\.efi`), // after the reboot
 		regexp.MustCompile(`Outpost: provisioned: machine vm1`),
 		regexp.MustCompile(`OUTPOST-TESTOS-BOOTED from disk`),
-	} {
-		line, err := vm.WaitSerial(ctx, step)
-		if err != nil {
-			t.Fatalf("waiting for %q: %v (cause %v; serial console in %s)", step, err, context.Cause(ctx), vm.Serial)
-		}
-		t.Logf("%6.1fs serial: %s", time.Since(vm.Start).Seconds(), printable(line))
-	}
+	)
 	line, err := vm.WaitSerial(ctx, testOSSecureBoot)
 	if err != nil {
 		t.Fatalf("the test OS did not print its Secure Boot state: %v", context.Cause(ctx))
@@ -68,23 +56,5 @@ func TestSecureBootProvision(t *testing.T) {
 	if got := testOSSecureBoot.FindStringSubmatch(line)[1]; got != "enabled" {
 		t.Errorf("the installed test OS says secureboot=%s, want enabled", got)
 	}
-	line, err = vm.WaitSerial(ctx, testOSLine)
-	if err != nil {
-		t.Fatalf("the test OS did not print its metadata: %v", context.Cause(ctx))
-	}
-	total := time.Since(vm.Start).Seconds()
-	t.Logf("%6.1fs serial: %s", total, printable(line))
-	if mm := testOSLine.FindStringSubmatch(line); mm[1] != "testos-vm1" || mm[2] != "vm1" {
-		t.Errorf("the test OS says hostname=%s instance-id=%s, want testos-vm1 and vm1", mm[1], mm[2])
-	}
-	t.Logf("provision boot=secureboot total=%.1fs (VM start to the test OS's metadata line)", total)
-
-	got, err := s.Machine(ctx, "vm1")
-	if err != nil || got.State != store.StateProvisioned {
-		t.Errorf("machine vm1: %+v (%v), want provisioned", got, err)
-	}
-	w, err := s.Workflow(ctx, "wf1")
-	if err != nil || w.Status() != "succeeded" {
-		t.Errorf("workflow wf1: %v (%v), want succeeded", w.Status(), err)
-	}
+	checkTestOSProvisioned(ctx, t, s, vm, "boot=secureboot")
 }

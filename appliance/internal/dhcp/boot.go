@@ -20,8 +20,8 @@ const (
 // BootFiles names the iPXE binaries served over TFTP (and, for UEFI HTTP
 // boot clients, over HTTP under /artifacts/).
 type BootFiles struct {
-	BIOS     string // legacy BIOS PXE: "undionly.kpxe"
-	EFIx64   string // x86-64 UEFI: "ipxe.efi" or "snponly.efi"
+	BIOS   string // legacy BIOS PXE: "undionly.kpxe"
+	EFIx64 string // x86-64 UEFI: "ipxe.efi" or "snponly.efi"
 	// EFIARM64 is arm64 UEFI's: Debian builds no arm64 iPXE, so EDK2's own
 	// PXE or HTTP boot client loads Debian's signed arm64 GRUB network
 	// image ("grubaa64.efi", images/build-arm64.sh), which reads the

@@ -3,7 +3,6 @@ package labsite
 import (
 	"os"
 	"path/filepath"
-	"time"
 
 	"github.com/outposthq/outpost/appliance/internal/lab"
 	"github.com/outposthq/outpost/appliance/internal/store"
@@ -63,15 +62,7 @@ func ARM64Template() *store.Template {
 	return &store.Template{
 		Name:        ARM64TemplateName,
 		Description: "wipe the disk, write the arm64 test OS, point it at the metadata service, reboot into it",
-		Actions: []store.Action{
-			{Name: "wipe", Type: "disk.wipe", Args: map[string]string{"device": Disk}, Timeout: store.Duration(2 * time.Minute)},
-			{Name: "write", Type: "image.write", Args: map[string]string{"device": Disk, "image": "{{ .image }}"},
-				Needs: []string{"wipe"}, Timeout: store.Duration(10 * time.Minute)},
-			{Name: "configure", Type: "file.write", Args: map[string]string{
-				"device": Partition, "fstype": "vfat", "path": "/EFI/debian/grub.cfg", "content": arm64GRUBCfg,
-			}, Needs: []string{"write"}, Timeout: store.Duration(2 * time.Minute)},
-			{Name: "reboot", Type: "reboot", Needs: []string{"configure"}},
-		},
+		Actions:     efiRebootActions(arm64GRUBCfg),
 	}
 }
 
