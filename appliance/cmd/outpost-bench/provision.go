@@ -53,6 +53,9 @@ func benchProvisionE2E(ctx context.Context, log *slog.Logger, _ time.Duration) e
 		return err
 	}
 	for _, c := range provisionCases {
+		if !c.selected() {
+			continue
+		}
 		line, err := provisionOnce(ctx, log, bin, c)
 		if err != nil {
 			return fmt.Errorf("template %s, boot %s: %w", c.template, c.boot, err)

@@ -1,12 +1,28 @@
 package main
 
 import (
+	"flag"
 	"time"
 
 	"github.com/outposthq/outpost/appliance/internal/lab"
 	"github.com/outposthq/outpost/appliance/internal/labsite"
 	"github.com/outposthq/outpost/appliance/internal/store"
 )
+
+// provisionArch picks provision.e2e's rows by the machine's architecture.
+var provisionArch = flag.String("provision-arch", "",
+	"run only provision.e2e's rows of this architecture: x86_64, or arm64 (default both)")
+
+// selected reports whether -provision-arch lets c's row run.
+func (c provisionCase) selected() bool {
+	switch *provisionArch {
+	case "":
+		return true
+	case "x86_64":
+		return c.arch == ""
+	}
+	return c.arch == *provisionArch
+}
 
 // arm64Case is provision.e2e's arm64 row: QEMU's virt machine with AAVMF
 // network-boots through EDK2's PXE client and Debian's arm64 GRUB, the
