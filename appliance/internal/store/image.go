@@ -145,6 +145,9 @@ func (i *Image) InstallerArch() string {
 // one, else the only one. Settings has no field naming it yet. problem
 // says why there is none.
 func (tx *Tx) InstallerFor(arch string) (img *Image, problem string, err error) {
+	if arch == "" { // a machine not normalized yet
+		arch = ArchX86
+	}
 	all, err := List[Image](tx)
 	if err != nil {
 		return nil, "", fmt.Errorf("images: %w", err)
