@@ -103,89 +103,21 @@ build_installer_arm64() {
 	echo "images: installer-arm64.initrd built ($(du -h "$out/installer-arm64.initrd" | cut -f1))"
 }
 
-# build_testos_initrd_arm64: $work/testos-arm64-initrd.img, when its inputs
-# changed.
-build_testos_initrd_arm64() {
-	local init=$here/testos/init sum stage inputs dst=$work/testos-arm64-initrd.img
-	mapfile -t inputs < <(initramfs_inputs)
-	module_files testos_modfiles "${testos_modules[@]}"
-	sum=$(digest "${inputs[@]}" "$here/build-arm64.sh" "$init" "${testos_modfiles[@]}")
-	if [[ -s $dst && -r $work/testos-arm64-initrd.inputs && $(<"$work/testos-arm64-initrd.inputs") == "$sum" ]]; then
-		return
-	fi
-	new_stage stage
-	stage_initramfs "$stage" "$init"
-	stage_modules "$stage" "${testos_modfiles[@]}"
-	pack "$stage" "$dst.tmp"
-	rm -rf "$stage"
-	mv -f "$dst.tmp" "$dst"
-	record testos-arm64-initrd "$sum"
-}
-
-# grub_disk_cfg_arm64: the arm64 test OS's GRUB configuration: its
-# console is the PL011 UART of QEMU's virt machine (ttyAMA0).
-grub_disk_cfg_arm64() {
-	cat <<'EOF'
-set timeout=0
-linux /vmlinuz console=tty0 console=ttyAMA0,115200
-initrd /initrd.img
-boot
-EOF
-}
-
-# build_efi_disk_arm64 RAW: the arm64 test OS disk: the x86 EFI disk's
-# layout (build_efi_disk's GPT and FAT) with GRUB as the removable-media
-# boot file EFI/BOOT/BOOTAA64.EFI (its prefix is /EFI/debian).
-build_efi_disk_arm64() {
-	local raw=$1 fat=$work/testos-arm64.fat cfg=$work/grub-disk-arm64.cfg
-	local sectors=$((disk_mib * 2048)) last
-	last=$((sectors - 34)) # the backup GPT's 33 sectors follow
-	rm -f "$fat" "$raw"
-	truncate -s $(((last - part_start) * 512)) "$fat"
-	mkfs.vfat --invariant -F 16 -i "$volume_id" -n OUTPOST-EFI -h "$part_start" "$fat" >/dev/null
-	fat_mkdir "$fat" ::/EFI ::/EFI/BOOT ::/EFI/debian
-	grub_disk_cfg_arm64 >"$cfg"
-	fat_copy "$fat" "$a64grubdisk" EFI/BOOT/BOOTAA64.EFI
-	fat_copy "$fat" "$cfg" EFI/debian/grub.cfg
-	fat_copy "$fat" "$kernel" vmlinuz
-	fat_copy "$fat" "$work/testos-arm64-initrd.img" initrd.img
-	truncate -s $((sectors * 512)) "$raw"
-	gpt_table "$last" | sfdisk --quiet --no-reread --no-tell-kernel "$raw" >/dev/null
-	dd if="$fat" of="$raw" bs=512 seek="$part_start" conv=notrunc,sparse status=none
-	rm -f "$fat" "$cfg"
-}
-
-# gpt_table LAST: sfdisk's script of the test OS disks' GPT, whose one
-# partition (the EFI system partition) ends before sector LAST.
-gpt_table() {
-	local last=$1
-	printf 'label: gpt\nlabel-id: %s\nunit: sectors\nfirst-lba: %d\nlast-lba: %d\n\nstart=%d, size=%d, type=%s, uuid=%s, name="EFI system"\n' \
-		"$disk_guid" "$part_start" "$((last - 1))" "$part_start" "$((last - part_start))" "$esp_type" "$esp_guid"
-}
-
 # build_testos_arm64: testos-arm64.raw.gz, .zst and .xz, when their inputs
 # changed.
 build_testos_arm64() {
-	local sum raw=$work/testos-arm64.raw tools f
-	build_testos_initrd_arm64
-	tools=()
-	for f in mkfs.vfat mmd mcopy sfdisk gzip zstd xz; do
-		tools+=("$(readlink -f "$(command -v "$f")")")
-	done
+	local sum raw=$work/testos-arm64.raw tools
+	build_testos_initrd testos-arm64-initrd
+	tool_files tools mkfs.vfat mmd mcopy sfdisk gzip zstd xz
 	sum=$(digest "$script" "$here/build-arm64.sh" "$kernel" "$work/testos-arm64-initrd.img" "$a64grubdisk" "${tools[@]}")
 	if up_to_date testos-arm64.raw.gz "$sum" testos-arm64.raw.zst testos-arm64.raw.xz; then
 		return
 	fi
-	build_efi_disk_arm64 "$raw"
-	gzip -9 -n -c "$raw" >"$out/testos-arm64.raw.gz.tmp"
-	zstd -q -19 -T1 -c "$raw" >"$out/testos-arm64.raw.zst.tmp"
-	xz -6 -T1 -c "$raw" >"$out/testos-arm64.raw.xz.tmp"
-	rm -f "$raw"
-	publish "$out/testos-arm64.raw.gz.tmp" testos-arm64.raw.gz
-	publish "$out/testos-arm64.raw.zst.tmp" testos-arm64.raw.zst
-	publish "$out/testos-arm64.raw.xz.tmp" testos-arm64.raw.xz
-	record testos-arm64.raw.gz "$sum"
-	echo "images: testos-arm64.raw.gz .zst .xz built ($(du -h "$out/testos-arm64.raw.gz" | cut -f1) gzip'ed)"
+	# GRUB is the removable-media boot file; its prefix is /EFI/debian.
+	# The serial console of QEMU's virt machine is its PL011 UART.
+	serial_console=ttyAMA0,115200 build_efi_disk "$raw" "$work/testos-arm64-initrd.img" grub_disk_cfg \
+		"$a64grubdisk" EFI/BOOT/BOOTAA64.EFI
+	compress_testos "$raw" testos-arm64 "$sum"
 }
 
 # build_arm64: every arm64 artifact. It runs last: it points the
