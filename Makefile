@@ -63,12 +63,12 @@ test: deps-test images jaeger lint
 
 # The long real-peer suites, apart so that make test stays under 25
 # minutes on 2 cores: whole provisions of QEMU VMs under software
-# emulation through Secure Boot firmware, UEFI HTTP boot, virtual media
-# and Redfish, a short soak with its checker made to fail, a site of two
+# emulation through Secure Boot firmware, UEFI HTTP boot, virtual media,
+# Redfish and on arm64, a short soak with its checker made to fail, a site of two
 # releases (TestRollingUpgradeSkew builds the older), and nodes whose disk
 # fills or whose clock steps (minutes of waiting on real daemons each).
 # .ci/run runs it after make test.
-HWTESTS := ^(TestHTTPBootProvision|TestSecureBootProvision|TestSecureBootRefusesIPXE|TestSecureBootNetboot|TestVirtualMediaProvision|TestRedfishProvision|TestSoakCatchesViolation|TestRollingUpgradeSkew|TestDiskFullLeader|TestDiskFullSingleNode|TestDHCPClockSteps)$$
+HWTESTS := ^(TestHTTPBootProvision|TestSecureBootProvision|TestSecureBootRefusesIPXE|TestSecureBootNetboot|TestVirtualMediaProvision|TestRedfishProvision|TestSoakCatchesViolation|TestRollingUpgradeSkew|TestDiskFullLeader|TestDiskFullSingleNode|TestDHCPClockSteps|TestArm64Provision)$$
 test-hw: deps-test images
 	$(GO) test $(TESTFLAGS) -run '$(HWTESTS)' ./appliance/e2e/ ./appliance/cmd/outpost-bench/
 

@@ -22,6 +22,10 @@
 #   testos.raw.gz .zst .xz               a 64 MiB disk image (MBR, one FAT
 #                                        partition, SYSLINUX) that boots the
 #                                        test OS (images/testos/init)
+#   grubaa64.efi vmlinuz-arm64 installer-arm64.initrd testos-arm64.raw.*
+#                                        the same for arm64 machines, from
+#                                        Debian's arm64 packages: see
+#                                        images/build-arm64.sh
 #   testos-efi.raw.gz .zst .xz           the same test OS on a 64 MiB GPT disk
 #                                        whose one partition is an EFI system
 #                                        partition booting through Debian's
@@ -205,15 +209,16 @@ build_test_initrd() {
 	echo "images: test-initrd.img built"
 }
 
-# build_agent: the agent, a static Go binary, in $work/outpost-agent,
-# replaced only when its bytes change.
+# build_agent [GOARCH]: the agent, a static Go binary, in
+# $work/outpost-agent (for GOARCH, default the host's: in
+# $work/outpost-agent-GOARCH), replaced only when its bytes change.
 build_agent() {
-	local dst=$work/outpost-agent
+	local dst=$work/outpost-agent${1:+-$1}
 	# -s -w: no symbol table or DWARF (a third of the binary, which every
 	# boot downloads and unpacks); its panics still name functions.
-	if ! (cd "$root" && CGO_ENABLED=0 go build -trimpath -ldflags='-s -w -buildid=' \
+	if ! (cd "$root" && CGO_ENABLED=0 GOARCH=${1:-$(go env GOARCH)} go build -trimpath -ldflags='-s -w -buildid=' \
 		-o "$dst.tmp" ./appliance/cmd/outpost-agent); then
-		die "go build ./appliance/cmd/outpost-agent failed"
+		die "go build ./appliance/cmd/outpost-agent ${1:-} failed"
 	fi
 	if cmp -s "$dst.tmp" "$dst"; then
 		rm -f "$dst.tmp"
@@ -237,7 +242,7 @@ resolve_modules() {
 	modfiles=()
 	modload=()
 	for m in $(listed_modules); do
-		if ! deps=$(modprobe -C /dev/null -S "$kver" --show-depends "$m" 2>&1); then
+		if ! deps=$(modprobe -C /dev/null -d "${modroot:-/}" -S "$kver" --show-depends "$m" 2>&1); then
 			die "module $m of $modlist is not in kernel $kver: $deps"
 		fi
 		while read -r line; do
@@ -255,7 +260,7 @@ resolve_modules() {
 		if [[ $deps == "builtin "* ]]; then
 			continue
 		fi
-		aliases=$(modinfo -k "$kver" -F alias "$m")
+		aliases=$(modinfo -b "${modroot:-/}" -k "$kver" -F alias "$m")
 		if [[ $aliases != *:* ]]; then
 			modload+=("$m")
 		fi
@@ -270,7 +275,9 @@ stage_initramfs() {
 	mkdir -p "$stage"/{bin,sbin,usr/bin,usr/sbin,dev,proc,sys,run,tmp,mnt,root,var,etc/outpost} \
 		"$stage/lib/outpost" "$stage/usr/share/udhcpc" "$mods"
 	install -m 0755 "$busybox" "$stage/bin/busybox"
-	"$busybox" --list-full | while read -r f; do
+	# The applets are listed by a busybox this machine runs (the host's,
+	# of the same Debian version, for a foreign architecture's).
+	"${applets_from:-$busybox}" --list-full | while read -r f; do
 		if [[ ! -e $stage/$f && ! -L $stage/$f ]]; then
 			ln -s /bin/busybox "$stage/$f"
 		fi
@@ -346,13 +353,15 @@ build_installer() {
 	echo "images: installer.initrd built ($(du -h "$out/installer.initrd" | cut -f1))"
 }
 
-# build_testos_initrd: $work/testos-initrd.img, when its inputs changed.
+# build_testos_initrd NAME: $work/NAME.img, the test OS's initramfs for
+# the kernel the initramfs functions are pointed at, when its inputs
+# changed.
 build_testos_initrd() {
-	local init=$here/testos/init sum stage inputs dst=$work/testos-initrd.img
+	local name=$1 init=$here/testos/init sum stage inputs dst=$work/$1.img
 	mapfile -t inputs < <(initramfs_inputs)
 	module_files testos_modfiles "${testos_modules[@]}"
 	sum=$(digest "${inputs[@]}" "$init" "${testos_modfiles[@]}")
-	if [[ -s $dst && -r $work/testos-initrd.inputs && $(<"$work/testos-initrd.inputs") == "$sum" ]]; then
+	if [[ -s $dst && -r $work/$name.inputs && $(<"$work/$name.inputs") == "$sum" ]]; then
 		return
 	fi
 	new_stage stage
@@ -361,7 +370,7 @@ build_testos_initrd() {
 	pack "$stage" "$dst.tmp"
 	rm -rf "$stage"
 	mv -f "$dst.tmp" "$dst"
-	record testos-initrd "$sum"
+	record "$name" "$sum"
 }
 
 # module_files VAR MODULE...: sets the array VAR to the .ko files
@@ -379,7 +388,7 @@ module_files() {
 				files+=("${f%% *}")
 				;;
 			esac
-		done < <(modprobe -C /dev/null -S "$kver" --show-depends "$m")
+		done < <(modprobe -C /dev/null -d "${modroot:-/}" -S "$kver" --show-depends "$m")
 	done
 }
 
@@ -443,28 +452,44 @@ build_disk() {
 	rm -f "$fat" "$cfg"
 }
 
+# tool_files VAR CMD...: sets the array VAR to the files of the commands
+# CMD (resolved), inputs of the disk images they make.
+tool_files() {
+	local -n files=$1
+	local f
+	shift
+	files=()
+	for f; do
+		files+=("$(readlink -f "$(command -v "$f")")")
+	done
+}
+
+# compress_testos RAW NAME SUM: RAW as $out/NAME.raw.gz, .zst and .xz
+# (RAW removed), built from inputs with digest SUM.
+compress_testos() {
+	local raw=$1 name=$2 sum=$3
+	gzip -9 -n -c "$raw" >"$out/$name.raw.gz.tmp"
+	zstd -q -19 -T1 -c "$raw" >"$out/$name.raw.zst.tmp"
+	xz -6 -T1 -c "$raw" >"$out/$name.raw.xz.tmp"
+	rm -f "$raw"
+	publish "$out/$name.raw.gz.tmp" "$name.raw.gz"
+	publish "$out/$name.raw.zst.tmp" "$name.raw.zst"
+	publish "$out/$name.raw.xz.tmp" "$name.raw.xz"
+	record "$name.raw.gz" "$sum"
+	echo "images: $name.raw.gz .zst .xz built ($(du -h "$out/$name.raw.gz" | cut -f1) gzip'ed)"
+}
+
 # build_testos: testos.raw.gz, .zst and .xz, when their inputs changed.
 build_testos() {
-	local sum raw=$work/testos.raw tools f
-	build_testos_initrd
-	tools=()
-	for f in mkfs.vfat syslinux mcopy sfdisk gzip zstd xz; do
-		tools+=("$(readlink -f "$(command -v "$f")")")
-	done
+	local sum raw=$work/testos.raw tools
+	build_testos_initrd testos-initrd
+	tool_files tools mkfs.vfat syslinux mcopy sfdisk gzip zstd xz
 	sum=$(digest "$script" "$kernel" "$work/testos-initrd.img" "$mbr" "${tools[@]}")
 	if up_to_date testos.raw.gz "$sum" testos.raw.zst testos.raw.xz; then
 		return
 	fi
 	build_disk "$raw"
-	gzip -9 -n -c "$raw" >"$out/testos.raw.gz.tmp"
-	zstd -q -19 -T1 -c "$raw" >"$out/testos.raw.zst.tmp"
-	xz -6 -T1 -c "$raw" >"$out/testos.raw.xz.tmp"
-	rm -f "$raw"
-	publish "$out/testos.raw.gz.tmp" testos.raw.gz
-	publish "$out/testos.raw.zst.tmp" testos.raw.zst
-	publish "$out/testos.raw.xz.tmp" testos.raw.xz
-	record testos.raw.gz "$sum"
-	echo "images: testos.raw.gz .zst .xz built ($(du -h "$out/testos.raw.gz" | cut -f1) gzip'ed)"
+	compress_testos "$raw" testos "$sum"
 }
 
 # grub_cfg: grub/grub.cfg, read by Debian's signed GRUB network image,
@@ -474,8 +499,14 @@ grub_cfg() {
 # Outpost: Debian's signed GRUB network image reads this over TFTP under its
 # prefix (/grub). The appliance makes each machine's own configuration,
 # which says what it boots now (the installer, or back to the firmware).
+# An arm64 GRUB asks for its own under arm64-efi/: the appliance knows
+# from the name that it boots arm64 (images/build-arm64.sh).
 set timeout=0
-source /grub/${net_default_mac}.cfg
+if [ "$grub_cpu" = arm64 ]; then
+	source /grub/arm64-efi/${net_default_mac}.cfg
+else
+	source /grub/${net_default_mac}.cfg
+fi
 EOF
 }
 
@@ -495,10 +526,11 @@ build_grub_cfg() {
 # grub_disk_cfg: the EFI test OS's GRUB configuration, at
 # /EFI/debian/grub.cfg (the prefix of Debian's signed grubx64.efi, on the
 # partition it was loaded from): the same boot as syslinux_cfg's.
+# serial_console is the serial console, ttyS0,115200 unless set.
 grub_disk_cfg() {
-	cat <<'EOF'
+	cat <<EOF
 set timeout=0
-linux /vmlinuz console=tty0 console=ttyS0,115200
+linux /vmlinuz console=tty0 console=${serial_console:-ttyS0,115200}
 initrd /initrd.img
 boot
 EOF
@@ -511,37 +543,41 @@ fat_mkdir() {
 	SOURCE_DATE_EPOCH=$fat_epoch mmd -i "$fat" "$@"
 }
 
-# build_efi_disk RAW: the EFI test OS disk image: GPT (fixed disk and
-# partition GUIDs) with one EFI system partition (FAT16) holding shim as
+# gpt_table LAST: sfdisk's script of the test OS disks' GPT, whose one
+# partition (the EFI system partition) ends before sector LAST.
+gpt_table() {
+	local last=$1
+	printf 'label: gpt\nlabel-id: %s\nunit: sectors\nfirst-lba: %d\nlast-lba: %d\n\nstart=%d, size=%d, type=%s, uuid=%s, name="EFI system"\n' \
+		"$disk_guid" "$part_start" "$((last - 1))" "$part_start" "$((last - part_start))" "$esp_type" "$esp_guid"
+}
+
+# build_efi_disk RAW INITRD CFG SRC DST...: an EFI test OS disk image:
+# GPT (fixed disk and partition GUIDs) with one EFI system partition
+# (FAT16) holding the boot loader's files SRC at DST (for x86-64 shim as
 # the removable-media boot file EFI/BOOT/BOOTX64.EFI, signed GRUB beside
-# it (EFI/BOOT/grubx64.efi, which shim loads), GRUB's configuration, the
-# kernel and the test OS's initramfs.
+# it, EFI/BOOT/grubx64.efi, which shim loads), GRUB's configuration (what
+# the function CFG prints) at EFI/debian/grub.cfg (the prefix of Debian's
+# signed GRUB images), the kernel and the initramfs INITRD.
 build_efi_disk() {
-	local raw=$1 fat=$work/testos-efi.fat cfg=$work/grub-disk.cfg
+	local raw=$1 initrd=$2 cfgfunc=$3 fat=$work/testos-efi.fat cfg=$work/grub-disk.cfg
 	local sectors=$((disk_mib * 2048)) last
+	shift 3
 	last=$((sectors - 34)) # the backup GPT's 33 sectors follow
 	rm -f "$fat" "$raw"
 	truncate -s $(((last - part_start) * 512)) "$fat"
 	mkfs.vfat --invariant -F 16 -i "$volume_id" -n OUTPOST-EFI -h "$part_start" "$fat" >/dev/null
 	fat_mkdir "$fat" ::/EFI ::/EFI/BOOT ::/EFI/debian
-	grub_disk_cfg >"$cfg"
-	fat_copy "$fat" "$shim" EFI/BOOT/BOOTX64.EFI
-	fat_copy "$fat" "$grubdisk" EFI/BOOT/grubx64.efi
+	"$cfgfunc" >"$cfg"
+	while (($#)); do
+		fat_copy "$fat" "$1" "$2"
+		shift 2
+	done
 	fat_copy "$fat" "$cfg" EFI/debian/grub.cfg
 	fat_copy "$fat" "$kernel" vmlinuz
-	fat_copy "$fat" "$work/testos-initrd.img" initrd.img
+	fat_copy "$fat" "$initrd" initrd.img
 
 	truncate -s $((sectors * 512)) "$raw"
-	printf 'label: gpt
-label-id: %s
-unit: sectors
-first-lba: %d
-last-lba: %d
-
-start=%d, size=%d, type=%s, uuid=%s, name="EFI system"
-' \
-		"$disk_guid" "$part_start" "$((last - 1))" "$part_start" "$((last - part_start))" "$esp_type" "$esp_guid" |
-		sfdisk --quiet --no-reread --no-tell-kernel "$raw" >/dev/null
+	gpt_table "$last" | sfdisk --quiet --no-reread --no-tell-kernel "$raw" >/dev/null
 	dd if="$fat" of="$raw" bs=512 seek="$part_start" conv=notrunc,sparse status=none
 	rm -f "$fat" "$cfg"
 }
@@ -549,25 +585,14 @@ start=%d, size=%d, type=%s, uuid=%s, name="EFI system"
 # build_testos_efi: testos-efi.raw.gz, .zst and .xz, when their inputs
 # changed.
 build_testos_efi() {
-	local sum raw=$work/testos-efi.raw tools f
-	tools=()
-	for f in mkfs.vfat mmd mcopy sfdisk gzip zstd xz; do
-		tools+=("$(readlink -f "$(command -v "$f")")")
-	done
+	local sum raw=$work/testos-efi.raw tools
+	tool_files tools mkfs.vfat mmd mcopy sfdisk gzip zstd xz
 	sum=$(digest "$script" "$kernel" "$work/testos-initrd.img" "$shim" "$grubdisk" "${tools[@]}")
 	if up_to_date testos-efi.raw.gz "$sum" testos-efi.raw.zst testos-efi.raw.xz; then
 		return
 	fi
-	build_efi_disk "$raw"
-	gzip -9 -n -c "$raw" >"$out/testos-efi.raw.gz.tmp"
-	zstd -q -19 -T1 -c "$raw" >"$out/testos-efi.raw.zst.tmp"
-	xz -6 -T1 -c "$raw" >"$out/testos-efi.raw.xz.tmp"
-	rm -f "$raw"
-	publish "$out/testos-efi.raw.gz.tmp" testos-efi.raw.gz
-	publish "$out/testos-efi.raw.zst.tmp" testos-efi.raw.zst
-	publish "$out/testos-efi.raw.xz.tmp" testos-efi.raw.xz
-	record testos-efi.raw.gz "$sum"
-	echo "images: testos-efi.raw.gz .zst .xz built ($(du -h "$out/testos-efi.raw.gz" | cut -f1) gzip'ed)"
+	build_efi_disk "$raw" "$work/testos-initrd.img" grub_disk_cfg "$shim" EFI/BOOT/BOOTX64.EFI "$grubdisk" EFI/BOOT/grubx64.efi
+	compress_testos "$raw" testos-efi "$sum"
 }
 
 # check_inputs fails with exit status 3, naming the Debian package, when
@@ -629,6 +654,7 @@ main() {
 	modlist=$here/installer/modules.list
 	local f
 	check_inputs
+	check_arm64_inputs
 
 	mkdir -p "$out" "$work"
 	exec 9>"$out/.lock"
@@ -648,6 +674,10 @@ main() {
 	build_installer
 	build_testos
 	build_testos_efi
+	build_arm64
 }
+
+# shellcheck source=images/build-arm64.sh
+. "$here/build-arm64.sh"
 
 main "$@"

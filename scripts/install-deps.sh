@@ -22,7 +22,8 @@ what="${1:-test}"
 # (scripts/redfish-conformance-sushy.py), xorriso and isolinux, which
 # make the virtual-media boot ISOs (appliance/internal/vmedia), and nftables, which drops packets at random inside a
 # test's network namespace (the kernel has no netem) for the loss tests.
-# cloud-init is the stock client of the metadata service: the tests drive
+# qemu-system-arm (qemu-system-aarch64) and qemu-efi-aarch64 (AAVMF, EDK2
+# for arm64) run the arm64 VMs. cloud-init is the stock client of the metadata service: the tests drive
 # its Ec2 datasource in a namespace (appliance/e2e/cloudinit_*). It must
 # never run on the machine it is installed on, so /etc/cloud/cloud-init.disabled
 # is made before it is installed (cloud-init's own switch: its generator
@@ -31,8 +32,15 @@ what="${1:-test}"
 image_pkgs=(ipxe shim-signed grub-efi-amd64-signed busybox-static cpio linux-image-amd64 kmod gzip zstd xz-utils
 	syslinux syslinux-common mtools dosfstools fdisk util-linux kexec-tools)
 run_pkgs=(ca-certificates iproute2 qemu-system-x86 ipxe-qemu openipmi ipmitool "${image_pkgs[@]}")
+# The arm64 artifacts (images/build-arm64.sh) come from Debian's arm64
+# packages, served through multiarch (dpkg --add-architecture arm64). They
+# are not installed (an arm64 kernel and GRUB beside this machine's own):
+# their .debs are downloaded into arm64_dir, which build.sh unpacks.
+# linux-image-arm64 is the metapackage: its dependency is the kernel.
+arm64_pkgs=(linux-image-arm64 busybox-static grub-efi-arm64-signed)
+arm64_dir=${ARM64_DEBS:-/var/cache/outpost/arm64}
 lab_pkgs=(ovmf tftp-hpa atftp isc-dhcp-client isc-dhcp-relay udhcpc kea-dhcp4-server kea-admin
-	dnsmasq tftpd-hpa redfishtool python3-sushy xorriso isolinux nftables cloud-init iputils-arping)
+	dnsmasq tftpd-hpa qemu-system-arm qemu-efi-aarch64 redfishtool python3-sushy xorriso isolinux nftables cloud-init iputils-arping)
 # The benchmarks (`make bench`) compare Outpost's servers with the usual
 # ones, started by hand with configurations of their own: beside the
 # lab's DHCP and TFTP servers, nginx serving the same artifact
@@ -106,6 +114,37 @@ if ((${#missing[@]})); then
 	if [[ " ${missing[*]} " == *" isc-dhcp-relay "* && -d /run/systemd/system ]]; then
 		systemctl disable --now isc-dhcp-relay >/dev/null 2>&1 || true
 	fi
+fi
+
+# arm64_download: the arm64 packages' .debs into arm64_dir, where one of
+# each is missing (the kernel's by the metapackage's dependency).
+arm64_download() {
+	local p deb missing=()
+	for p in "${arm64_pkgs[@]}"; do
+		if [[ $p == linux-image-arm64 ]]; then
+			p=$(apt-cache depends "linux-image-arm64:arm64" | sed -n 's/^ *Depends: \(linux-image-[0-9][^:]*\).*/\1/p' | head -n 1)
+			[[ -n $p ]] || { echo "install-deps: linux-image-arm64:arm64 names no kernel" >&2; return 1; }
+		fi
+		deb=$(find "$arm64_dir" -maxdepth 1 -name "${p}_*_arm64.deb" -print -quit 2>/dev/null)
+		[[ -n $deb ]] || missing+=("$p:arm64")
+	done
+	((${#missing[@]})) || return 0
+	echo "install-deps: downloading ${missing[*]} into $arm64_dir"
+	mkdir -p "$arm64_dir"
+	# _apt cannot write into a root-owned directory: download as root.
+	(cd "$arm64_dir" && apt-get -o APT::Sandbox::User=root download "${missing[@]}" >/dev/null)
+}
+
+if [[ $what == test ]]; then
+	if ! dpkg --print-foreign-architectures | grep -qx arm64 || ! apt-cache show busybox-static:arm64 >/dev/null 2>&1; then
+		if [[ $(id -u) -ne 0 ]]; then
+			echo "install-deps: Debian's arm64 packages are not known (run as root: dpkg --add-architecture arm64; apt-get update)" >&2
+			exit 1
+		fi
+		dpkg --add-architecture arm64
+		apt_update
+	fi
+	arm64_download
 fi
 
 # Go: the module needs the toolchain named in go.mod; a newer go fetches it

@@ -52,8 +52,16 @@ type bmcVM struct {
 
 func startBMCVM(t *testing.T, s *labsite.Site, mac string) *bmcVM {
 	t.Helper()
-	args, serial := lab.VMCommand(t, lab.VMConfig{Tap: s.NewTap(t), MAC: mac, MemoryMB: 1024,
-		Disks: []string{labsite.NewDisk(t, 256<<20)}})
+	return startBMCVMConfig(t, s, lab.VMConfig{MAC: mac, MemoryMB: 1024, Disks: []string{labsite.NewDisk(t, 256<<20)}})
+}
+
+// startBMCVMConfig is startBMCVM of the VM cfg describes, on a new tap of
+// the site's bridge.
+func startBMCVMConfig(t *testing.T, s *labsite.Site, cfg lab.VMConfig) *bmcVM {
+	t.Helper()
+	cfg.Tap = s.NewTap(t)
+	mac := cfg.MAC
+	args, serial := lab.VMCommand(t, cfg)
 	name := ""
 	for i, a := range args {
 		if a == "-name" && i+1 < len(args) {

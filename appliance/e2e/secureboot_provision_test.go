@@ -38,13 +38,8 @@ func TestSecureBootProvision(t *testing.T) {
 
 	vm := s.StartVM(t, lab.VMConfig{MAC: mac, Firmware: lab.SecureBoot, DisableNICROM: true,
 		Disks: []string{labsite.NewDisk(t, 256<<20)}})
-	ctx, cancelTimeout := context.WithTimeout(t.Context(), 12*time.Minute)
-	defer cancelTimeout()
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	go failOnWorkflowFailure(ctx, cancel, t, s, "wf1")
-
-	waitSteps(ctx, t, vm,
+	ctx := workflowContext(t, s, "wf1", 12*time.Minute, nil)
+	waitSerialSteps(ctx, t, vm,
 		regexp.MustCompile(`NBP filename is shimx64\.efi`),
 		regexp.MustCompile(`Outpost: install: machine vm1 is provisioning`),
 		regexp.MustCompile(`secureboot: Secure boot enabled`),
@@ -61,16 +56,5 @@ func TestSecureBootProvision(t *testing.T) {
 	if got := testOSSecureBoot.FindStringSubmatch(line)[1]; got != "enabled" {
 		t.Errorf("the installed test OS says secureboot=%s, want enabled", got)
 	}
-	line, err = vm.WaitSerial(ctx, testOSLine)
-	if err != nil {
-		t.Fatalf("the test OS did not print its metadata: %v", context.Cause(ctx))
-	}
-	total := time.Since(vm.Start).Seconds()
-	t.Logf("%6.1fs serial: %s", total, printable(line))
-	if mm := testOSLine.FindStringSubmatch(line); mm[1] != "testos-vm1" || mm[2] != "vm1" {
-		t.Errorf("the test OS says hostname=%s instance-id=%s, want testos-vm1 and vm1", mm[1], mm[2])
-	}
-	t.Logf("provision boot=secureboot total=%.1fs (VM start to the test OS's metadata line)", total)
-
-	assertProvisioned(ctx, t, s, "vm1", "wf1")
+	checkTestOSProvisioned(ctx, t, s, vm, "boot=secureboot")
 }

@@ -74,13 +74,13 @@ func benchProvisionE2E(ctx context.Context, log *slog.Logger, _ time.Duration) e
 			if err != nil {
 				return fmt.Errorf("template %s, boot %s: %w", c.template, c.boot, err)
 			}
-			fmt.Printf("BENCH provision.e2e template=%s boot=%s %s\n", c.label, c.boot, line)
+			fmt.Printf("BENCH provision.e2e template=%s boot=%s%s %s\n", c.label, c.boot, c.archField(), line)
 			lines[i] = append(lines[i], line)
 		}
 	}
 	if *provisionRuns > 1 {
 		for i, c := range cases {
-			fmt.Printf("BENCH provision.e2e template=%s boot=%s runs=%d median %s\n", c.label, c.boot, *provisionRuns, medianFields(lines[i]))
+			fmt.Printf("BENCH provision.e2e template=%s boot=%s%s runs=%d median %s\n", c.label, c.boot, c.archField(), *provisionRuns, medianFields(lines[i]))
 		}
 	}
 	return nil
@@ -101,6 +101,9 @@ type provisionCase struct {
 	// nil is provisionOnce, a machine that network-boots on the site's
 	// boot network.
 	run func(ctx context.Context, log *slog.Logger, bin string, c provisionCase) (string, error)
+	// arch is lab.Arm64 for an arm64 machine (provision_arm64vm.go), ""
+	// for x86-64.
+	arch string
 }
 
 var provisionCases = []provisionCase{
@@ -109,12 +112,13 @@ var provisionCases = []provisionCase{
 	{label: "reboot", template: labsite.SecureBootTemplateName, boot: "secureboot", secureBoot: true},
 	{label: "kexec", template: labsite.TemplateName, boot: "http", httpBoot: true},
 	{label: "kexec", template: labsite.TemplateName, boot: "vmedia", run: provisionVMedia},
+	arm64Case,
 }
 
 // Which rows of provision.e2e run, and how many times each.
 var (
 	provisionRows = flag.String("provision-rows", "",
-		"comma-separated rows of provision.e2e to run, each as template/boot (kexec/pxe, reboot/pxe, reboot/secureboot, kexec/http, kexec/vmedia); default all")
+		"comma-separated rows of provision.e2e to run, each as template/boot (kexec/pxe, reboot/pxe, reboot/secureboot, kexec/http, kexec/vmedia; reboot/pxe/arm64 for the arm64 row); default all that -provision-arch lets run")
 	provisionRuns = flag.Int("provision-runs", 1,
 		"how many times provision.e2e runs each row, interleaved; above 1 it also prints each row's medians")
 )
@@ -126,7 +130,13 @@ func selectProvisionRows(list string) ([]provisionCase, error) {
 		return nil, fmt.Errorf("-provision-runs %d: want at least 1", *provisionRuns)
 	}
 	if strings.TrimSpace(list) == "" {
-		return provisionCases, nil
+		var rows []provisionCase
+		for _, c := range provisionCases {
+			if c.selected() {
+				rows = append(rows, c)
+			}
+		}
+		return rows, nil
 	}
 	want := make(map[string]bool)
 	for _, name := range strings.Split(list, ",") {
@@ -135,7 +145,7 @@ func selectProvisionRows(list string) ([]provisionCase, error) {
 	var rows []provisionCase
 	var names []string
 	for _, c := range provisionCases {
-		name := c.label + "/" + c.boot
+		name := c.rowName()
 		names = append(names, name)
 		if want[name] {
 			rows = append(rows, c)
@@ -146,6 +156,15 @@ func selectProvisionRows(list string) ([]provisionCase, error) {
 		return nil, fmt.Errorf("-provision-rows: no row %q (have %s)", name, strings.Join(names, ","))
 	}
 	return rows, nil
+}
+
+// rowName is the row's name in -provision-rows: template/boot, and
+// /arch for another architecture than x86-64.
+func (c provisionCase) rowName() string {
+	if c.arch != "" {
+		return c.label + "/" + c.boot + "/" + c.arch
+	}
+	return c.label + "/" + c.boot
 }
 
 // medianFields is the median of each key=value figure across lines
@@ -202,11 +221,14 @@ func provisionOnce(ctx context.Context, log *slog.Logger, bin string, c provisio
 		if c.httpBoot {
 			vmc.Firmware, vmc.HTTPBoot = lab.UEFI, true
 		}
+		if c.arch == lab.Arm64 {
+			arm64Setup(t, s, imgs, m, wf, &vmc)
+		}
 		s.Put(t, m, wf)
 		vm := s.StartVM(t, vmc)
-		wctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+		wctx, cancel := context.WithTimeout(ctx, c.timeout())
 		defer cancel()
-		defer recordSerial(wctx, log, vm.Serial, vm.Start, c.template+"-"+c.boot)()
+		defer recordSerial(wctx, log, vm.Serial, vm.Start, strings.ReplaceAll(c.rowName(), "/", "-"))()
 		var osUp time.Time
 		for _, re := range []string{`OUTPOST-TESTOS-BOOTED from disk`, `OUTPOST-TESTOS hostname=bench-1`} {
 			if _, err := vm.WaitSerial(wctx, regexp.MustCompile(re)); err != nil {

@@ -68,7 +68,7 @@ var commands = []command{
 	{name: "artifact list", help: "at central: list the artifacts, the nodes that hold them, the sites that use them", run: runArtifactList},
 	{name: "artifact get", args: "DIGEST", help: "at central: show one artifact", run: runArtifactGet},
 	{name: "artifact delete", args: "DIGEST", help: "at central: delete an artifact (refused while a site's image names it)", run: runArtifactDelete},
-	{name: "image put", args: "NAME --sha256 D [--format raw.gz] [--type os|installer --kernel sha256:.. --initrd sha256:.. --cmdline ..] [--site S]... [--label k=v]...", help: "at central: point the catalogue's image NAME at an image and place it on the sites listed and those with every label", run: runImagePut},
+	{name: "image put", args: "NAME --sha256 D [--format raw.gz] [--type os|installer --kernel sha256:.. --initrd sha256:.. --cmdline .. --arch x86_64|aarch64] [--site S]... [--label k=v]...", help: "at central: point the catalogue's image NAME at an image and place it on the sites listed and those with every label", run: runImagePut},
 	{name: "image list", help: "at central: list the catalogue's images, their placement and the sites they are on", run: runImageList},
 	{name: "image get", args: "NAME", help: "at central: show one image of the catalogue", run: runImageGet},
 	{name: "image delete", args: "NAME", help: "at central: delete an image of the catalogue, and from every site it was placed on", run: runImageDelete},

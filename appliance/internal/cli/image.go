@@ -43,7 +43,7 @@ func runImagePut(e *env, args []string) error {
 	fs.Lookup("site").Value = &sites
 	fs.Var(&labels, "label", "")
 	fields := map[string]*string{}
-	for _, f := range []string{"sha256", "format", "type", "kernel", "initrd", "cmdline", "url", "file"} {
+	for _, f := range []string{"sha256", "format", "type", "kernel", "initrd", "cmdline", "arch", "url", "file"} {
 		fields[f] = fs.String(f, "", "")
 	}
 	c, pos, err := e.artifactArgs(fs, args, 1)

@@ -20,9 +20,13 @@ const (
 // BootFiles names the iPXE binaries served over TFTP (and, for UEFI HTTP
 // boot clients, over HTTP under /artifacts/).
 type BootFiles struct {
-	BIOS     string // legacy BIOS PXE: "undionly.kpxe"
-	EFIx64   string // x86-64 UEFI: "ipxe.efi" or "snponly.efi"
-	EFIARM64 string // arm64 UEFI: an arm64 iPXE build, e.g. "ipxe-arm64.efi"
+	BIOS   string // legacy BIOS PXE: "undionly.kpxe"
+	EFIx64 string // x86-64 UEFI: "ipxe.efi" or "snponly.efi"
+	// EFIARM64 is arm64 UEFI's: Debian builds no arm64 iPXE, so EDK2's own
+	// PXE or HTTP boot client loads Debian's signed arm64 GRUB network
+	// image ("grubaa64.efi", images/build-arm64.sh), which reads the
+	// appliance's per-machine grub/arm64-efi/<MAC>.cfg.
+	EFIARM64 string
 	// SecureBootx64 is the signed first stage for x86-64 UEFI machines
 	// whose firmware enforces Secure Boot, which refuses iPXE: Debian's
 	// shim ("shimx64.efi"), which loads the signed GRUB beside it. Empty
@@ -30,9 +34,9 @@ type BootFiles struct {
 	SecureBootx64 string
 }
 
-// DefaultBootFiles are Debian's ipxe package's names, and its shim-signed
-// package's.
-var DefaultBootFiles = BootFiles{BIOS: "undionly.kpxe", EFIx64: "ipxe.efi", EFIARM64: "ipxe-arm64.efi", SecureBootx64: "shimx64.efi"}
+// DefaultBootFiles are Debian's ipxe package's names, its shim-signed
+// package's, and images/build-arm64.sh's for arm64 GRUB.
+var DefaultBootFiles = BootFiles{BIOS: "undionly.kpxe", EFIx64: "ipxe.efi", EFIARM64: "grubaa64.efi", SecureBootx64: "shimx64.efi"}
 
 // efix64 is the x86-64 UEFI boot file of a machine: shim where it has
 // Secure Boot on, else iPXE.

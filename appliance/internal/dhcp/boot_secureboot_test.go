@@ -44,7 +44,7 @@ func TestChooseBootSecureBoot(t *testing.T) {
 		},
 		"uefi http arm64, secure boot": {
 			bootRequest{classID: "HTTPClient:Arch:00019:UNDI:003001", archs: []uint16{archEFIARM64HTTP}}, files, sbMAC,
-			bootReply{kind: bootHTTP, file: "http://198.18.0.1:8080/artifacts/ipxe-arm64.efi", classID: "HTTPClient"},
+			bootReply{kind: bootHTTP, file: "http://198.18.0.1:8080/artifacts/grubaa64.efi", classID: "HTTPClient"},
 		},
 		"ipxe itself, secure boot setting": {
 			bootRequest{classID: "PXEClient:Arch:00007:UNDI:003000", userClass: []byte("iPXE"), archs: []uint16{archEFIx64}}, files, sbMAC,

@@ -33,7 +33,7 @@ func TestChooseBoot(t *testing.T) {
 		},
 		"uefi arm64": {
 			bootRequest{classID: "PXEClient:Arch:00011:UNDI:003000", archs: []uint16{archEFIARM64}},
-			bootReply{kind: bootPXE, file: "ipxe-arm64.efi", classID: "PXEClient", vendorOK: true},
+			bootReply{kind: bootPXE, file: "grubaa64.efi", classID: "PXEClient", vendorOK: true},
 		},
 		"uefi http x64": {
 			bootRequest{classID: "HTTPClient:Arch:00016:UNDI:003001", archs: []uint16{archEFIx64HTTP}},
@@ -41,7 +41,7 @@ func TestChooseBoot(t *testing.T) {
 		},
 		"uefi http arm64": {
 			bootRequest{classID: "HTTPClient:Arch:00019:UNDI:003001", archs: []uint16{archEFIARM64HTTP}},
-			bootReply{kind: bootHTTP, file: "http://198.18.0.1:8080/artifacts/ipxe-arm64.efi", classID: "HTTPClient"},
+			bootReply{kind: bootHTTP, file: "http://198.18.0.1:8080/artifacts/grubaa64.efi", classID: "HTTPClient"},
 		},
 		"ipxe (raw user class)": {
 			bootRequest{classID: "PXEClient:Arch:00000:UNDI:002001", userClass: []byte("iPXE"), archs: []uint16{archBIOS}},

@@ -8,6 +8,8 @@ import (
 	"net/netip"
 	"strings"
 	"text/template"
+
+	"github.com/outposthq/outpost/appliance/internal/store"
 )
 
 // GRUB network boot, for machines whose firmware enforces Secure Boot and
@@ -55,11 +57,8 @@ func (s *Server) GRUB(httpPort int) *GRUB { return &GRUB{s: s, port: httpPort} }
 // Generate makes grub/<MAC>.cfg for the machine at client; it makes no
 // other file.
 func (g *GRUB) Generate(ctx context.Context, client, local netip.Addr, name string) ([]byte, bool, error) {
-	rawMAC, ok := strings.CutPrefix(name, grubDir)
+	rawMAC, arch, ok := grubRequest(name)
 	if !ok {
-		return nil, false, nil
-	}
-	if rawMAC, ok = strings.CutSuffix(rawMAC, ".cfg"); !ok || rawMAC == "grub" {
 		return nil, false, nil
 	}
 	mac, err := parseMAC(rawMAC)
@@ -70,9 +69,34 @@ func (g *GRUB) Generate(ctx context.Context, client, local netip.Addr, name stri
 		return nil, false, fmt.Errorf("httpboot: grub config for %s: addresses unknown", mac)
 	}
 	br := bootRequest{mac: mac, base: "http://" + netip.AddrPortFrom(local, uint16(g.port)).String(),
-		arch: "x86_64", platform: "efi", addr: client}
+		arch: arch, platform: "efi", addr: client}
 	cfg, err := g.s.grubConfig(ctx, br)
 	return cfg, err == nil, err
+}
+
+// grubArm64Dir is where an arm64 GRUB asks for its machine's
+// configuration: grub/grub.cfg (images/build.sh) sends it there by
+// $grub_cpu, so the name tells the machine is arm64.
+const grubArm64Dir = grubDir + "arm64-efi/"
+
+// grubRequest splits a request for a machine's GRUB configuration,
+// grub/<MAC>.cfg (x86_64) or grub/arm64-efi/<MAC>.cfg (arm64), into the MAC
+// as requested and the architecture the path reveals; ok is false for
+// any other name, such as the static grub.cfg files.
+func grubRequest(name string) (rawMAC, arch string, ok bool) {
+	rest, ok := strings.CutPrefix(name, grubArm64Dir)
+	arch = "arm64"
+	if !ok {
+		if rest, ok = strings.CutPrefix(name, grubDir); !ok {
+			return "", "", false
+		}
+		arch = "x86_64"
+	}
+	rawMAC, ok = strings.CutSuffix(rest, ".cfg")
+	if !ok || rawMAC == "grub" || strings.Contains(rawMAC, "/") {
+		return "", "", false
+	}
+	return rawMAC, arch, true
 }
 
 // grubConfig renders the GRUB configuration for br.
@@ -105,6 +129,9 @@ func (s *Server) grubConfig(ctx context.Context, br bootRequest) ([]byte, error)
 // kernel arguments as words, and the configuration to read again.
 func (d *scriptData) setGRUB() error {
 	d.GRUBRetry = "/" + grubDir + d.MAC + ".cfg"
+	if d.arch == store.ArchARM64 {
+		d.GRUBRetry = "/" + grubArm64Dir + d.MAC + ".cfg"
+	}
 	d.CmdlineArgs = strings.Fields(d.Cmdline)
 	if d.Variant != variantInstall && d.Variant != variantDiscover {
 		return nil

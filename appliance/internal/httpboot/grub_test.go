@@ -75,8 +75,49 @@ func TestGRUBGenerate(t *testing.T) {
 	}
 }
 
+// TestGRUBGenerateARM64 renders the configuration an arm64 GRUB asks for
+// (grub/arm64-efi/<MAC>.cfg): the arm64 installer, with its own kernel
+// arguments, and the same name to read again.
+func TestGRUBGenerateARM64(t *testing.T) {
+	parallel(t)
+	const mac = "52:54:00:ab:cd:ef"
+	a64 := &store.Image{Name: "installer-arm64", Type: store.ImageInstaller, Arch: store.ArchARM64,
+		Kernel: "vmlinuz-arm64", Initrd: "installer-arm64.initrd", Cmdline: "console=ttyAMA0,115200"}
+	f := newFixture(t, installer(), a64, machine("m1", mac, store.StateProvisioning))
+	client := netip.MustParseAddr(f.lease(t, mac))
+	for name, tt := range map[string]struct {
+		file          string
+		want, notWant []string
+	}{
+		"arm64": {"grub/arm64-efi/" + mac + ".cfg",
+			[]string{"booting installer image installer-arm64", "linux '/vmlinuz-arm64' ", " 'console=ttyAMA0,115200'\n",
+				"initrd '/installer-arm64.initrd'", "'/grub/arm64-efi/" + mac + ".cfg'"},
+			[]string{"'/installer/vmlinuz'"}},
+		"x86_64": {"grub/" + mac + ".cfg",
+			[]string{"booting installer image installer ", "linux '/installer/vmlinuz' ", "'/grub/" + mac + ".cfg'"},
+			[]string{"arm64"}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			data, ok, err := f.srv.GRUB(8080).Generate(t.Context(), client, netip.MustParseAddr("198.18.0.1"), tt.file)
+			if err != nil || !ok {
+				t.Fatalf("Generate = %v, %v", ok, err)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(string(data), w) {
+					t.Errorf("configuration lacks %q:\n%s", w, data)
+				}
+			}
+			for _, w := range tt.notWant {
+				if strings.Contains(string(data), w) {
+					t.Errorf("configuration has %q:\n%s", w, data)
+				}
+			}
+		})
+	}
+}
+
 // TestGRUBGenerateNames checks which names the generator makes: only
-// grub/<MAC>.cfg; a bad MAC there is refused, other names are left to the
+// grub/<MAC>.cfg and grub/arm64-efi/<MAC>.cfg; a bad MAC there is refused, other names are left to the
 // artifact directory.
 func TestGRUBGenerateNames(t *testing.T) {
 	parallel(t)
@@ -92,6 +133,9 @@ func TestGRUBGenerateNames(t *testing.T) {
 		"shim":              {name: "shimx64.efi"},
 		"mac without .cfg":  {name: "grub/52:54:00:ab:cd:ef"},
 		"mac config":        {name: "grub/52:54:00:ab:cd:ef.cfg", ok: true},
+		"arm64 mac config":  {name: "grub/arm64-efi/52:54:00:ab:cd:ef.cfg", ok: true},
+		"arm64 module list": {name: "grub/arm64-efi/command.lst"},
+		"deeper":            {name: "grub/arm64-efi/x/52:54:00:ab:cd:ef.cfg"},
 		"hyphenated mac":    {name: "grub/52-54-00-ab-cd-ef.cfg", ok: true},
 		"not a mac":         {name: "grub/nonsense.cfg", err: true},
 		"quote in the name": {name: "grub/52:54:00:ab:cd:ef'.cfg", err: true},

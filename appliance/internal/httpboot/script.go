@@ -92,6 +92,9 @@ type scriptData struct {
 	GRUBInitrd  string
 	GRUBRetry   string
 	CmdlineArgs []string
+	// arch is the machine's architecture as its request reveals it
+	// (store.ArchX86 or store.ArchARM64): which installer it boots.
+	arch string
 }
 
 // serveBootScript serves /ipxe/boot.ipxe?mac=..&arch=..&platform=..
@@ -267,7 +270,7 @@ func (s *Server) withhold(d *scriptData, kind, problem string) {
 // planInstaller fills in the installer, or turns d into the error script
 // when there is no usable one.
 func planInstaller(tx *store.Tx, d *scriptData) error {
-	img, problem, err := tx.Installer()
+	img, problem, err := tx.InstallerFor(d.arch)
 	if err != nil {
 		return err
 	}
@@ -286,7 +289,19 @@ func newScript(br bootRequest) *scriptData {
 		MAC:      br.mac,
 		Platform: br.platform,
 		Retry:    br.base + "/ipxe/boot.ipxe?mac=" + br.mac + "&arch=${buildarch}&platform=${platform}",
+		arch:     storeArch(br.arch),
 	}
+}
+
+// storeArch is the store's name of the architecture of a boot request's
+// arch (iPXE's ${buildarch}, or what GRUB's request path reveals): arm64
+// machines boot the aarch64 installer, every other (x86_64, i386 for
+// undionly.kpxe, or none said) the x86_64 one.
+func storeArch(arch string) string {
+	if arch == "arm64" || arch == store.ArchARM64 {
+		return store.ArchARM64
+	}
+	return store.ArchX86
 }
 
 // errorScript is the error variant for br.

@@ -337,35 +337,56 @@ func TestInstallerChoice(t *testing.T) {
 		}
 		return i
 	}
+	arm64 := func(i *store.Image) *store.Image {
+		i.Arch = store.ArchARM64
+		return i
+	}
 	tests := map[string]struct {
 		images []store.Object
 		want   string // the kernel path, or the problem
+		arch   string // iPXE's ${buildarch}: "" (none said), or arm64
 	}{
 		"named installer wins": {
 			[]store.Object{img("a", "installer"), img("installer", "installer"), img("z", "installer")},
-			"/artifacts/installer/vmlinuz",
+			"/artifacts/installer/vmlinuz", "",
 		},
 		"the only installer": {
 			[]store.Object{img("hook", "installer"), img("debian", "os")},
-			"/artifacts/hook/vmlinuz",
+			"/artifacts/hook/vmlinuz", "",
 		},
 		"an os image named installer does not count": {
 			[]store.Object{img("installer", "os"), img("hook", "installer")},
-			"/artifacts/hook/vmlinuz",
+			"/artifacts/hook/vmlinuz", "",
 		},
 		"none": {
 			[]store.Object{img("debian", "os")},
-			"error: no installer image",
+			"error: no installer image\n", "",
 		},
 		"two, none named installer": {
 			[]store.Object{img("a", "installer"), img("b", "installer")},
-			"error: 2 installer images and none named installer",
+			"error: 2 installer images and none named installer", "",
+		},
+		"an arm64 installer is not an x86 one": {
+			[]store.Object{arm64(img("installer", "installer")), img("hook", "installer")},
+			"/artifacts/hook/vmlinuz", "x86_64",
+		},
+		"an arm64 machine boots the arm64 installer": {
+			[]store.Object{img("installer", "installer"), arm64(img("a64", "installer"))},
+			"/artifacts/a64/vmlinuz", "arm64",
+		},
+		"an arm64 machine, no arm64 installer": {
+			[]store.Object{img("installer", "installer")},
+			"error: no installer image for aarch64", "arm64",
+		},
+		"two arm64 installers, none named installer": {
+			[]store.Object{img("installer", "installer"), arm64(img("a", "installer")), arm64(img("b", "installer"))},
+			"error: 2 installer images for aarch64 and none named installer", "arm64",
 		},
 	}
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {
 			f := newFixture(t, append(tt.images, machine("m1", "52:54:00:12:34:56", store.StateProvisioning))...)
-			res, body := f.get(t, base+"/ipxe/boot.ipxe?mac=52:54:00:12:34:56")
+			res, body := f.get(t, base+"/ipxe/boot.ipxe?mac=52:54:00:12:34:56&arch="+tt.arch)
 			checkScriptHeaders(t, res)
 			if !strings.Contains(body, tt.want) {
 				t.Errorf("script lacks %q:\n%s", tt.want, body)

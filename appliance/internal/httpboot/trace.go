@@ -125,15 +125,17 @@ func (s *Server) fetchTrace(kind string, r *http.Request) (machinetrace.Trace, s
 // at the path its script names them by (under ArtifactDir, or an
 // artifact's digest), or something else.
 func artifactKind(tx *store.Tx, r *http.Request) string {
-	img, _, err := tx.Installer()
-	if err != nil || img == nil {
-		return fileOther
-	}
-	switch path := r.URL.Path; path {
-	case artifactPath(img.Kernel):
-		return fileKernel
-	case artifactPath(img.Initrd):
-		return fileInitrd
+	for _, arch := range []string{store.ArchX86, store.ArchARM64} {
+		img, _, err := tx.InstallerFor(arch)
+		if err != nil || img == nil {
+			continue
+		}
+		switch path := r.URL.Path; path {
+		case artifactPath(img.Kernel):
+			return fileKernel
+		case artifactPath(img.Initrd):
+			return fileInitrd
+		}
 	}
 	return fileOther
 }

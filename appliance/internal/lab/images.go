@@ -39,6 +39,13 @@ type Images struct {
 	// image, a Secure Boot machine's network boot.
 	ShimEFI    string // shimx64.efi
 	GRUBNetEFI string // grubx64.efi
+	// The arm64 artifacts (images/build-arm64.sh): Debian's signed arm64
+	// GRUB network image, its kernel, the installer for it and the test
+	// OS on a GPT disk booting arm64 GRUB.
+	GRUBNetARM64         string // grubaa64.efi
+	KernelARM64          string // vmlinuz-arm64
+	InstallerInitrdARM64 string // installer-arm64.initrd
+	TestOSARM64Gz        string // testos-arm64.raw.gz
 }
 
 var images struct {
@@ -103,19 +110,23 @@ func buildImages(dir string) (imgs Images, missing bool, err error) {
 		return imgs, false, fmt.Errorf("lab: images/build.sh: %v\n%s", err, msg)
 	}
 	return Images{
-		Dir:             dir,
-		Kernel:          filepath.Join(dir, "vmlinuz"),
-		TestInitrd:      filepath.Join(dir, "test-initrd.img"),
-		UndionlyKPXE:    filepath.Join(dir, "undionly.kpxe"),
-		IPXEEFI:         filepath.Join(dir, "ipxe.efi"),
-		SnponlyEFI:      filepath.Join(dir, "snponly.efi"),
-		InstallerInitrd: filepath.Join(dir, "installer.initrd"),
-		TestOSGz:        filepath.Join(dir, "testos.raw.gz"),
-		TestOSZst:       filepath.Join(dir, "testos.raw.zst"),
-		TestOSXz:        filepath.Join(dir, "testos.raw.xz"),
-		TestOSEFIGz:     filepath.Join(dir, "testos-efi.raw.gz"),
-		ShimEFI:         filepath.Join(dir, "shimx64.efi"),
-		GRUBNetEFI:      filepath.Join(dir, "grubx64.efi"),
+		Dir:                  dir,
+		Kernel:               filepath.Join(dir, "vmlinuz"),
+		TestInitrd:           filepath.Join(dir, "test-initrd.img"),
+		UndionlyKPXE:         filepath.Join(dir, "undionly.kpxe"),
+		IPXEEFI:              filepath.Join(dir, "ipxe.efi"),
+		SnponlyEFI:           filepath.Join(dir, "snponly.efi"),
+		InstallerInitrd:      filepath.Join(dir, "installer.initrd"),
+		TestOSGz:             filepath.Join(dir, "testos.raw.gz"),
+		TestOSZst:            filepath.Join(dir, "testos.raw.zst"),
+		TestOSXz:             filepath.Join(dir, "testos.raw.xz"),
+		TestOSEFIGz:          filepath.Join(dir, "testos-efi.raw.gz"),
+		ShimEFI:              filepath.Join(dir, "shimx64.efi"),
+		GRUBNetEFI:           filepath.Join(dir, "grubx64.efi"),
+		GRUBNetARM64:         filepath.Join(dir, "grubaa64.efi"),
+		KernelARM64:          filepath.Join(dir, "vmlinuz-arm64"),
+		InstallerInitrdARM64: filepath.Join(dir, "installer-arm64.initrd"),
+		TestOSARM64Gz:        filepath.Join(dir, "testos-arm64.raw.gz"),
 	}, false, nil
 }
 

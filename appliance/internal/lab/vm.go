@@ -77,6 +77,16 @@ func (f Firmware) ovmf() (code, vars string) {
 // followed by a wait for HTTPv6 on a lab network with no IPv6 DHCP.
 var httpBootFwCfg = []string{"IPv4PXESupport", "IPv6PXESupport", "IPv6Support"}
 
+// AAVMF's code and variable-store template (Debian's qemu-efi-aarch64
+// package): EDK2 for arm64 VMs, without Secure Boot enforced.
+const (
+	AAVMFCode = "/usr/share/AAVMF/AAVMF_CODE.fd"
+	AAVMFVars = "/usr/share/AAVMF/AAVMF_VARS.fd"
+)
+
+// Arm64 is VMConfig.Arch for an arm64 VM.
+const Arm64 = "arm64"
+
 // nicROMs are the option ROMs QEMU loads for NIC models, from ipxe-qemu.
 var nicROMs = map[string]string{
 	"virtio-net-pci": "/usr/lib/ipxe/qemu/efi-virtio.rom",
@@ -97,6 +107,11 @@ type VMConfig struct {
 	MAC string
 	// Firmware is BIOS (default), UEFI or SecureBoot.
 	Firmware Firmware
+	// Arch is "" (x86-64) or Arm64: qemu-system-aarch64's virt machine
+	// with a Cortex-A57, AAVMF (UEFI, so Firmware must be UEFI) and its
+	// serial console on the PL011 UART (ttyAMA0). No NIC option ROM is
+	// loaded (ipxe-qemu's are x86): EDK2's own PXE client boots.
+	Arch string
 	// NIC is QEMU's NIC model. Default "virtio-net-pci".
 	NIC string
 	// DisableNICROM loads no option ROM for the NIC (romfile=). Under UEFI
@@ -254,12 +269,15 @@ func vmArgs(t T, cfg *VMConfig) []string {
 	if cfg.MAC == "" {
 		cfg.MAC = defaultMAC(t.Name(), seq)
 	}
-	need := []string{"qemu-system-x86_64"}
+	if err := cfg.checkArch(); err != nil {
+		t.Fatal(err)
+	}
+	need := []string{cfg.qemu()}
 	if rom, ok := nicROMs[cfg.NIC]; ok && !cfg.DisableNICROM {
 		need = append(need, rom)
 	}
 	if cfg.Firmware.uefi() {
-		code, vars := cfg.Firmware.ovmf()
+		code, vars := cfg.firmware()
 		need = append(need, code, vars)
 	}
 	for _, f := range []string{cfg.Kernel, cfg.Initrd} {
@@ -275,6 +293,39 @@ func vmArgs(t T, cfg *VMConfig) []string {
 	return args
 }
 
+// checkArch says what is wrong with cfg's architecture, and makes an
+// arm64 VM's NIC load no (x86) option ROM.
+func (cfg *VMConfig) checkArch() error {
+	switch cfg.Arch {
+	case "":
+		return nil
+	case Arm64:
+		if cfg.Firmware != UEFI {
+			return fmt.Errorf("lab: VM: arm64 boots with UEFI (AAVMF), not %s", cfg.Firmware)
+		}
+		cfg.DisableNICROM = true
+		return nil
+	}
+	return fmt.Errorf("lab: VM: unknown arch %q (want \"\" for x86-64 or %q)", cfg.Arch, Arm64)
+}
+
+// qemu is the QEMU system emulator of cfg's architecture.
+func (cfg *VMConfig) qemu() string {
+	if cfg.Arch == Arm64 {
+		return "qemu-system-aarch64"
+	}
+	return "qemu-system-x86_64"
+}
+
+// firmware returns the UEFI firmware's code and variable-store template
+// of cfg's architecture.
+func (cfg *VMConfig) firmware() (code, vars string) {
+	if cfg.Arch == Arm64 {
+		return AAVMFCode, AAVMFVars
+	}
+	return cfg.Firmware.ovmf()
+}
+
 // defaultMAC derives a locally administered, QEMU-style address.
 func defaultMAC(testName string, seq uint64) string {
 	h := fnv.New32a()
@@ -286,7 +337,7 @@ func defaultMAC(testName string, seq uint64) string {
 // qemuArgs builds the command line; dir receives the UEFI variable store.
 func qemuArgs(cfg VMConfig, seq uint64, dir string) ([]string, error) {
 	args := []string{
-		"qemu-system-x86_64",
+		cfg.qemu(),
 		"-name", fmt.Sprintf("outpost-lab-%d-%d", os.Getpid(), seq),
 		"-accel", "tcg",
 		"-m", fmt.Sprint(cfg.MemoryMB),
@@ -300,8 +351,12 @@ func qemuArgs(cfg VMConfig, seq uint64, dir string) ([]string, error) {
 		nic += ",romfile="
 	}
 	args = append(args, "-device", nic)
+	if cfg.Arch == Arm64 {
+		// virt: PCIe, a PL011 UART (the serial console), flash for AAVMF.
+		args = append(args, "-machine", "virt", "-cpu", "cortex-a57")
+	}
 	if cfg.Firmware.uefi() {
-		code, tmpl := cfg.Firmware.ovmf()
+		code, tmpl := cfg.firmware()
 		vars := filepath.Join(dir, "OVMF_VARS.fd")
 		if err := copyFile(tmpl, vars, 0o600); err != nil {
 			return nil, err

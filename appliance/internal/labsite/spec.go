@@ -208,15 +208,22 @@ func SecureBootTemplate() *store.Template {
 	return &store.Template{
 		Name:        SecureBootTemplateName,
 		Description: "wipe the disk, write the EFI test OS, point it at the metadata service, reboot into it",
-		Actions: []store.Action{
-			{Name: "wipe", Type: "disk.wipe", Args: map[string]string{"device": Disk}, Timeout: store.Duration(2 * time.Minute)},
-			{Name: "write", Type: "image.write", Args: map[string]string{"device": Disk, "image": "{{ .image }}"},
-				Needs: []string{"wipe"}, Timeout: store.Duration(10 * time.Minute)},
-			{Name: "configure", Type: "file.write", Args: map[string]string{
-				"device": Partition, "fstype": "vfat", "path": "/EFI/debian/grub.cfg", "content": secureBootGRUBCfg,
-			}, Needs: []string{"write"}, Timeout: store.Duration(2 * time.Minute)},
-			{Name: "reboot", Type: "reboot", Needs: []string{"configure"}},
-		},
+		Actions:     efiRebootActions(secureBootGRUBCfg),
+	}
+}
+
+// efiRebootActions are the actions of the templates that install an EFI
+// test OS and reboot into it: wipe → write → configure (grubCfg over the
+// image's GRUB configuration) → reboot.
+func efiRebootActions(grubCfg string) []store.Action {
+	return []store.Action{
+		{Name: "wipe", Type: "disk.wipe", Args: map[string]string{"device": Disk}, Timeout: store.Duration(2 * time.Minute)},
+		{Name: "write", Type: "image.write", Args: map[string]string{"device": Disk, "image": "{{ .image }}"},
+			Needs: []string{"wipe"}, Timeout: store.Duration(10 * time.Minute)},
+		{Name: "configure", Type: "file.write", Args: map[string]string{
+			"device": Partition, "fstype": "vfat", "path": "/EFI/debian/grub.cfg", "content": grubCfg,
+		}, Needs: []string{"write"}, Timeout: store.Duration(2 * time.Minute)},
+		{Name: "reboot", Type: "reboot", Needs: []string{"configure"}},
 	}
 }
 

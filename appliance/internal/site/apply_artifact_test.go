@@ -1,6 +1,7 @@
 package site
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -294,6 +295,29 @@ func TestWaitingOrderInstaller(t *testing.T) {
 	e.applyOK(12, RecordArtifact, ArtifactHeld{Node: "n1", SHA256: shaK, Size: 9, Time: t1h})
 	if o := getOrder(t, e, "o1"); o.State != store.OrderRunning {
 		t.Fatalf("order %s %q, want running", o.State, o.Reason)
+	}
+}
+
+// TestWaitingOrderInstallerArch: an arm64 machine's order waits for the
+// arm64 installer's kernel and initrd, not the x86_64 one's, which an
+// x86_64 machine's waits for.
+func TestWaitingOrderInstallerArch(t *testing.T) {
+	e := orderSite(t)
+	shaK64, shaI64 := strings.Repeat("e5", 32), strings.Repeat("f6", 32)
+	e.applyOK(7, PutImage, Put[store.Image]{Object: casInstaller("installer"), Time: t0})
+	e.applyOK(8, PutImage, Put[store.Image]{Object: &store.Image{Name: "installer-arm64", Type: store.ImageInstaller,
+		Arch: store.ArchARM64, Kernel: "sha256:" + shaK64, Initrd: "sha256:" + shaI64}, Time: t0})
+	m2 := sampleMachine("m2", "aa:bb:cc:00:00:02")
+	m2.Arch = store.ArchARM64
+	e.applyOK(9, PutMachine, Put[store.Machine]{Object: m2, Time: t0})
+	o := placeOrder(t, e, PlaceOrder, 10, provisionOf("o1", "m2", "debian"))
+	if got := slices.Sorted(slices.Values(o.WaitingFor)); o.State != store.OrderWaiting || !cmp.Equal(got, []string{shaK64, shaI64}) ||
+		!strings.Contains(o.Reason, "installer installer-arm64") {
+		t.Fatalf("arm64 order %+v, want waiting for the arm64 installer's two parts", o)
+	}
+	o = placeOrder(t, e, PlaceOrder, 11, provisionOf("o2", "m1", "debian"))
+	if got := slices.Sorted(slices.Values(o.WaitingFor)); o.State != store.OrderWaiting || !cmp.Equal(got, []string{shaK, shaI}) {
+		t.Fatalf("x86_64 order %+v, want waiting for the x86_64 installer's two parts", o)
 	}
 }
 

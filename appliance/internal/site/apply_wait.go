@@ -81,7 +81,9 @@ func orderNeeds(tx *store.Tx, o *store.Order, m *store.Machine) (*needs, error) 
 			ns.add(img, img.ContentAddressed())
 		}
 	}
-	inst, problem, err := tx.Installer()
+	// The machine boots the installer of its architecture (an arm64
+	// machine's GRUB asks for the arm64 one).
+	inst, problem, err := tx.InstallerFor(m.Arch)
 	if err != nil {
 		return nil, err
 	}

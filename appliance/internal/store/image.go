@@ -38,6 +38,10 @@ type Image struct {
 	Kernel  string `json:"kernel,omitempty"`
 	Initrd  string `json:"initrd,omitempty"`
 	Cmdline string `json:"cmdline,omitempty"`
+	// Arch is the architecture an installer's kernel runs on (a machine's
+	// arch; "" is x86_64): a machine boots the installer of the
+	// architecture its boot request reveals (InstallerFor).
+	Arch string `json:"arch,omitempty"`
 }
 
 func (*Image) Kind() string   { return "image" }
@@ -58,6 +62,14 @@ func (i *Image) Validate() error {
 	}
 	if err := validOneOf("type", i.Type, ImageOS, ImageInstaller); err != nil {
 		return err
+	}
+	if i.Arch != "" {
+		if i.Type != ImageInstaller {
+			return errs.Invalid("arch", "is for installer images only")
+		}
+		if err := validOneOf("arch", i.Arch, architectures...); err != nil {
+			return err
+		}
 	}
 	if i.SHA256 != "" {
 		if b, err := hex.DecodeString(i.SHA256); err != nil || len(b) != 32 {
@@ -109,16 +121,32 @@ func validLocation(field, v string) error {
 // site has more than one.
 const InstallerName = "installer"
 
-// Installer returns the installer image machines boot: the one named
-// "installer" if there is one, else the only image of type installer.
-// Settings has no field naming it yet. problem says why there is none.
+// Installer returns the x86_64 installer image (InstallerFor).
 func (tx *Tx) Installer() (img *Image, problem string, err error) {
-	img, err = Get[Image](tx, InstallerName)
-	switch {
-	case err == nil && img.Type == ImageInstaller:
-		return img, "", nil
-	case err != nil && !isNotFound(err):
-		return nil, "", fmt.Errorf("installer image: %w", err)
+	return tx.InstallerFor(ArchX86)
+}
+
+// The architectures' names (Machine.Arch, Image.Arch).
+const (
+	ArchX86   = "x86_64"
+	ArchARM64 = "aarch64"
+)
+
+// InstallerArch is the architecture an installer image boots on.
+func (i *Image) InstallerArch() string {
+	if i.Arch == "" {
+		return ArchX86
+	}
+	return i.Arch
+}
+
+// InstallerFor returns the installer image machines of arch boot: among
+// the installer images of arch, the one named "installer" if there is
+// one, else the only one. Settings has no field naming it yet. problem
+// says why there is none.
+func (tx *Tx) InstallerFor(arch string) (img *Image, problem string, err error) {
+	if arch == "" { // a machine not normalized yet
+		arch = ArchX86
 	}
 	all, err := List[Image](tx)
 	if err != nil {
@@ -126,18 +154,31 @@ func (tx *Tx) Installer() (img *Image, problem string, err error) {
 	}
 	var found []*Image
 	for _, i := range all {
-		if i.Type == ImageInstaller {
-			found = append(found, i)
+		if i.Type != ImageInstaller || i.InstallerArch() != arch {
+			continue
 		}
+		if i.Name == InstallerName {
+			return i, "", nil
+		}
+		found = append(found, i)
 	}
 	switch len(found) {
 	case 0:
-		return nil, "no installer image", nil
+		return nil, "no installer image" + forArch(arch), nil
 	case 1:
 		return found[0], "", nil
 	default:
-		return nil, fmt.Sprintf("%d installer images and none named installer", len(found)), nil
+		return nil, fmt.Sprintf("%d installer images%s and none named installer", len(found), forArch(arch)), nil
 	}
+}
+
+// forArch names arch in a problem; x86_64, the architecture of most
+// sites' only installer, goes without saying.
+func forArch(arch string) string {
+	if arch == ArchX86 {
+		return ""
+	}
+	return " for " + arch
 }
 
 // Artifacts are the digests the image points at: an OS image's sha256

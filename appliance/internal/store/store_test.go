@@ -1999,3 +1999,36 @@ func TestImageArtifacts(t *testing.T) {
 		}
 	}
 }
+
+// TestImageArch checks an image's arch: an installer's may be one of a
+// machine's architectures, an OS image has none.
+func TestImageArch(t *testing.T) {
+	inst := func(arch string) *store.Image {
+		return &store.Image{Name: "i", Type: store.ImageInstaller, Kernel: "k", Initrd: "i", Arch: arch}
+	}
+	for name, tc := range map[string]struct {
+		img     *store.Image
+		problem string // "" valid
+		arch    string // InstallerArch
+	}{
+		"none is x86_64":   {inst(""), "", store.ArchX86},
+		"x86_64":           {inst("x86_64"), "", store.ArchX86},
+		"aarch64":          {inst("aarch64"), "", store.ArchARM64},
+		"arm64 is no name": {inst("arm64"), "arch", ""},
+		"on an os image": {&store.Image{Name: "o", Type: store.ImageOS, File: "o.raw", Format: "raw", Arch: "aarch64"},
+			"arch: is for installer images only", ""},
+	} {
+		t.Run(name, func(t *testing.T) {
+			err := tc.img.Validate()
+			switch {
+			case tc.problem == "" && err != nil:
+				t.Fatalf("Validate() = %v, want valid", err)
+			case tc.problem != "" && (err == nil || !strings.Contains(err.Error(), tc.problem)):
+				t.Fatalf("Validate() = %v, want an error naming %q", err, tc.problem)
+			}
+			if tc.arch != "" && tc.img.InstallerArch() != tc.arch {
+				t.Errorf("InstallerArch() = %q, want %q", tc.img.InstallerArch(), tc.arch)
+			}
+		})
+	}
+}
