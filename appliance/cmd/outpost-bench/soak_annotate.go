@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/outposthq/outpost/appliance/internal/soak"
@@ -46,20 +47,62 @@ func faultText(f soak.Fault) string {
 		return "ipmi_sim of " + f.Target + " killed, started again at the end"
 	case soak.AgentKill:
 		return fmt.Sprintf("installer agent of %s killed %s into its workflow", f.Target, soakAgentAfter)
+	case soak.BMCTimeout:
+		return "ipmi_sim of " + f.Target + " stopped (SIGSTOP: it answers nothing), continued at the end"
+	case soak.BMCRefuse:
+		return "the IPMI port of " + f.Target + "'s BMC rejects every packet (nftables) until the end"
+	case soak.ImageCorrupt:
+		return "a byte of " + f.Target + "'s next image download flipped before its agent hashes it"
+	case soak.DiskFull:
+		return "the leading site node's data filesystem filled, freed at the end"
+	case soak.ClockStep:
+		return fmt.Sprintf("the leading site node's wall clock stepped by %s, stepped back at the end", f.Step)
+	case soak.Upgrade:
+		return "the site's nodes, then central's, replaced one at a time by this release"
 	}
 	return "target " + f.Target
 }
 
-// annotate records the ith fault, as it happened, at central; a fault
-// central did not record is an invariant broken (soakCheckAnnotated
-// counts them).
+// annotate records the ith fault, as it happened, at central. A fault
+// central did not record (a central of the release the soak upgrades
+// from has no annotations yet: 404) is posted again by annotateUnposted,
+// at the end; one it still does not record then is an invariant broken
+// (soakCheckAnnotated counts them).
 func (in *soakInjector) annotate(ctx context.Context, i int) {
 	in.mu.Lock()
 	f := in.done[i]
 	in.mu.Unlock()
 	if err := in.cen.do(context.WithoutCancel(ctx), soakAnnotateTimeout, "POST", "/v1/annotations", in.annotation(f), nil); err != nil {
-		in.note(f, "not annotated at central", err)
+		in.note(f, "not annotated at central yet", errHead(err))
+		in.mu.Lock()
+		in.unposted = append(in.unposted, i)
+		in.mu.Unlock()
 	}
+}
+
+// annotateUnposted posts again the faults annotate could not, once every
+// fault has ended (and central has been upgraded, when the soak upgrades
+// it).
+func (in *soakInjector) annotateUnposted(ctx context.Context) {
+	in.mu.Lock()
+	unposted := in.unposted
+	in.unposted = nil
+	in.mu.Unlock()
+	for _, i := range unposted {
+		in.mu.Lock()
+		f := in.done[i]
+		in.mu.Unlock()
+		if err := in.cen.do(ctx, soakAnnotateTimeout, "POST", "/v1/annotations", in.annotation(f), nil); err != nil {
+			in.note(f, "not annotated at central", err)
+		}
+	}
+}
+
+// errHead is err's message up to its first line break: central's
+// errors carry a JSON body per node.
+func errHead(err error) string {
+	msg, _, _ := strings.Cut(err.Error(), "\n")
+	return msg
 }
 
 // soakCheckAnnotated checks that central holds one annotation of the

@@ -36,6 +36,9 @@ type soakInjector struct {
 	// happened (an agent kill's when its target was in its workflow),
 	// and the central node a central kill killed.
 	done []soak.Fault
+	// unposted are the indexes in done of the faults central did not
+	// record when they ended (annotate), posted again at the end.
+	unposted []int
 }
 
 // run injects every fault of s at its time, each on its own goroutine,

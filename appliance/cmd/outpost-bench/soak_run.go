@@ -97,6 +97,7 @@ func soakLoop(ctx context.Context, t lab.T, sched *soak.Schedule, start time.Tim
 		sched.Duration.Seconds(), elapsed.Seconds())
 	stopWatch()
 	bg.Wait()
+	in.annotateUnposted(ctx)                    // soak_annotate.go
 	soakCheckAnnotated(ctx, cen, injected, chk) // soak_annotate.go
 	site.setWAN(lab.Pass)
 	// The drain's deadline may have passed: the final checks have
