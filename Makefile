@@ -66,9 +66,11 @@ test: deps-test images jaeger lint
 # emulation through Secure Boot firmware, UEFI HTTP boot, virtual media,
 # Redfish and on arm64, a short soak with its checker made to fail, a site of two
 # releases (TestRollingUpgradeSkew builds the older), and nodes whose disk
-# fills or whose clock steps (minutes of waiting on real daemons each).
-# .ci/run runs it after make test.
-HWTESTS := ^(TestHTTPBootProvision|TestSecureBootProvision|TestSecureBootRefusesIPXE|TestSecureBootNetboot|TestVirtualMediaProvision|TestRedfishProvision|TestSoakCatchesViolation|TestRollingUpgradeSkew|TestDiskFullLeader|TestDiskFullSingleNode|TestDHCPClockSteps|TestArm64Provision)$$
+# fills or whose clock steps (minutes of waiting on real daemons each),
+# and the provisions of a VM through a 3-node site's leader loss
+# (TestSiteOf3..., TestArtifactFromCentral...). .ci/run runs it after
+# make test.
+HWTESTS := ^(TestSiteOf3ProvisionsThroughLeaderLoss|TestArtifactFromCentralProvisionsThroughWANAndLeaderLoss|TestHTTPBootProvision|TestSecureBootProvision|TestSecureBootRefusesIPXE|TestSecureBootNetboot|TestVirtualMediaProvision|TestRedfishProvision|TestSoakCatchesViolation|TestRollingUpgradeSkew|TestDiskFullLeader|TestDiskFullSingleNode|TestDHCPClockSteps|TestArm64Provision)$$
 test-hw: deps-test images
 	$(GO) test $(TESTFLAGS) -run '$(HWTESTS)' ./appliance/e2e/ ./appliance/cmd/outpost-bench/
 
