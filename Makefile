@@ -68,11 +68,12 @@ test: deps-test images jaeger lint
 # releases (TestRollingUpgradeSkew builds the older), and nodes whose disk
 # fills or whose clock steps (minutes of waiting on real daemons each),
 # and the provisions of a VM through a 3-node site's leader loss
-# (TestSiteOf3..., TestArtifactFromCentral...). .ci/run runs it after
-# make test.
+# (TestSiteOf3..., TestArtifactFromCentral...). The e2e package's share
+# is one test binary, hence its own timeout. .ci/run runs it after make
+# test.
 HWTESTS := ^(TestSiteOf3ProvisionsThroughLeaderLoss|TestArtifactFromCentralProvisionsThroughWANAndLeaderLoss|TestHTTPBootProvision|TestSecureBootProvision|TestSecureBootRefusesIPXE|TestSecureBootNetboot|TestVirtualMediaProvision|TestRedfishProvision|TestSoakCatchesViolation|TestRollingUpgradeSkew|TestDiskFullLeader|TestDiskFullSingleNode|TestDHCPClockSteps|TestArm64Provision)$$
 test-hw: deps-test images
-	$(GO) test $(TESTFLAGS) -run '$(HWTESTS)' ./appliance/e2e/ ./appliance/cmd/outpost-bench/
+	$(GO) test $(TESTFLAGS) -timeout 45m -run '$(HWTESTS)' ./appliance/e2e/ ./appliance/cmd/outpost-bench/
 
 # Every benchmark, or a subset: `make bench NAMES=store,dhcp` (the names
 # are outpost-bench's -run list; BENCHFLAGS adds its other flags, as
