@@ -59,13 +59,7 @@ func TestDiskFullFault(t *testing.T) {
 	f.End = time.Since(in.start) + 30*time.Second
 	ctx, cancel := context.WithCancel(t.Context())
 	go func() { in.diskFull(ctx, f, fixedNode{ID: "n1", DataDir: data}); close(done) }()
-	deadline := time.Now().Add(30 * time.Second)
-	for freeBytes(t, data) > 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d bytes still free", freeBytes(t, data))
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testwait.For(t, "the data filesystem full", 30*time.Second, func() bool { return freeBytes(t, data) == 0 })
 	cancel() // the fault's end
 	<-done
 	if after := freeBytes(t, data); after != before {
