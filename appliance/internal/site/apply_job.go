@@ -59,26 +59,7 @@ func applyQueueBootPXE(tx *store.Tx, payload []byte, index uint64) (any, error) 
 // the command's time. Anything else is a conflict: the job is running
 // elsewhere or has ended.
 func applyStartJob(tx *store.Tx, payload []byte, index uint64) (any, error) {
-	var req JobStart
-	command.MustDecode(payload, &req, index)
-	wr := store.Write{Index: index, Time: req.Time, By: req.By}
-	j, err := store.Get[store.Job](tx, req.Job)
-	if err != nil {
-		return nil, err
-	}
-	switch {
-	case j.Done():
-		return nil, errs.Conflict("job %s has ended (%s)", req.Job, j.State)
-	case j.State == store.JobRunning && wr.Time.Before(j.Deadline):
-		return nil, errs.Conflict("job %s is running until %s", req.Job, j.Deadline.Format(time.RFC3339))
-	case req.Attempt != j.Attempt+1:
-		return nil, errs.Conflict("job %s: attempt %d cannot start after attempt %d", req.Job, req.Attempt, j.Attempt)
-	}
-	j.State, j.Attempt, j.Deadline = store.JobRunning, req.Attempt, req.Deadline.UTC()
-	if err := tx.UnsafePutJob(j, wr); err != nil {
-		return nil, err
-	}
-	return j, jobEvent(tx, j, "bmc.job.running", fmt.Sprintf("%s running (attempt %d)", j.Action, req.Attempt), wr)
+	return startJob(tx, payload, index, false)
 }
 
 // applyTakeOverJob starts the attempt'th execution of a job that an
@@ -87,6 +68,12 @@ func applyStartJob(tx *store.Tx, payload []byte, index uint64) (any, error) {
 // A job that is pending, or running past its deadline, starts as by
 // StartJob.
 func applyTakeOverJob(tx *store.Tx, payload []byte, index uint64) (any, error) {
+	return startJob(tx, payload, index, true)
+}
+
+// startJob applies a JobStart: StartJob's, or TakeOverJob's if takeOver,
+// which may also start a job still running before its deadline.
+func startJob(tx *store.Tx, payload []byte, index uint64, takeOver bool) (any, error) {
 	var req JobStart
 	command.MustDecode(payload, &req, index)
 	wr := store.Write{Index: index, Time: req.Time, By: req.By}
@@ -94,14 +81,17 @@ func applyTakeOverJob(tx *store.Tx, payload []byte, index uint64) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	live := j.State == store.JobRunning && wr.Time.Before(j.Deadline)
 	switch {
 	case j.Done():
 		return nil, errs.Conflict("job %s has ended (%s)", req.Job, j.State)
+	case live && !takeOver:
+		return nil, errs.Conflict("job %s is running until %s", req.Job, j.Deadline.Format(time.RFC3339))
 	case req.Attempt != j.Attempt+1:
 		return nil, errs.Conflict("job %s: attempt %d cannot start after attempt %d", req.Job, req.Attempt, j.Attempt)
 	}
 	msg := fmt.Sprintf("%s running (attempt %d)", j.Action, req.Attempt)
-	if j.State == store.JobRunning && wr.Time.Before(j.Deadline) {
+	if live {
 		msg = fmt.Sprintf("%s taken over from attempt %d, which an earlier leader left running (attempt %d)", j.Action, j.Attempt, req.Attempt)
 	}
 	j.State, j.Attempt, j.Deadline = store.JobRunning, req.Attempt, req.Deadline.UTC()
