@@ -92,13 +92,7 @@ func (c *soakCentral) start(nd *soakCentralNode) {
 // leader is the node that says it leads, or nil.
 func (c *soakCentral) leader(ctx context.Context) *soakCentralNode {
 	for _, nd := range c.nodes {
-		var st struct {
-			State string `json:"state"`
-		}
-		cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-		err := nd.api.do(cctx, "GET", "/v1/cluster", nil, &st)
-		cancel()
-		if err == nil && st.State == "Leader" {
+		if centralNodeLeads(ctx, nd) {
 			return nd
 		}
 	}

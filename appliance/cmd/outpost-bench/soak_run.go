@@ -156,13 +156,17 @@ func soakWatch(ctx context.Context, start time.Time, cen *soakCentral, site *soa
 		at := time.Since(start).Seconds()
 		for _, nd := range site.nodes {
 			if p, name := nd.process(); !p.exited() {
-				chk.Sampled(name, procSample(p.cmd.Process.Pid, at, siteGoroutines(ctx, nd)))
+				s := procSample(p.cmd.Process.Pid, at, siteGoroutines(ctx, nd))
+				s.Leads = siteNodeLeads(ctx, nd)
+				chk.Sampled(name, s)
 			}
 		}
 		for _, nd := range cen.nodes {
 			cp, name := nd.process()
 			if cp.Running() {
-				chk.Sampled(name, procSample(cp.Pid(), at, centralGoroutines(ctx, nd)))
+				s := procSample(cp.Pid(), at, centralGoroutines(ctx, nd))
+				s.Leads = centralNodeLeads(ctx, nd)
+				chk.Sampled(name, s)
 			}
 		}
 		if leases, err := siteLeases(ctx, site); err == nil {
@@ -193,6 +197,24 @@ func procSample(pid int, at float64, goroutines int) soak.Sample {
 		s.RSSKiB = kb
 	}
 	return s
+}
+
+// siteNodeLeads is whether nd says it leads its site.
+func siteNodeLeads(ctx context.Context, nd *soakSiteNode) bool {
+	cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	st, err := nd.api.Cluster(cctx)
+	return err == nil && st.State == "Leader"
+}
+
+// centralNodeLeads is whether nd says it leads central.
+func centralNodeLeads(ctx context.Context, nd *soakCentralNode) bool {
+	var st struct {
+		State string `json:"state"`
+	}
+	cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	return nd.api.do(cctx, "GET", "/v1/cluster", nil, &st) == nil && st.State == "Leader"
 }
 
 // rssKiB is a process's VmRSS.

@@ -182,10 +182,7 @@ func (s *soakSite) leaderIndex(ctx context.Context) (int, error) {
 		if p, _ := nd.process(); p.exited() {
 			continue
 		}
-		cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-		st, err := nd.api.Cluster(cctx)
-		cancel()
-		if err == nil && st.State == "Leader" {
+		if siteNodeLeads(ctx, nd) {
 			return i, nil
 		}
 	}

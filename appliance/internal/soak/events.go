@@ -56,6 +56,11 @@ type Sample struct {
 	FDs        int     `json:"fds"`
 	RSSKiB     int     `json:"rss_kib"`
 	Goroutines int     `json:"goroutines"` // -1: not known
+	// Leads is whether the process led its cluster when sampled. A
+	// leader holds every client's connections and the replication
+	// streams, a follower neither: growth is measured between samples
+	// of one role, since a change of role is not a leak.
+	Leads bool `json:"leads"`
 }
 
 // Resource limits: growth from a process's first sample after warm-up
@@ -77,22 +82,22 @@ func (c *Checker) Sampled(name string, s Sample) {
 	}
 }
 
-// CheckResources checks each process's growth from its sample at
-// warmup on (seconds after the soak's start) to its last: file
-// descriptors by more than fdGrowth, goroutines by more than
-// goroutineGrowth.
+// CheckResources checks each process's growth from its first sample at
+// warmup on (seconds after the soak's start) in the role of its last
+// sample, to its last: file descriptors by more than fdGrowth,
+// goroutines by more than goroutineGrowth.
 func (c *Checker) CheckResources(warmup float64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for name, ss := range c.samples {
+		last := ss[len(ss)-1]
 		var first *Sample
 		for i := range ss {
-			if ss[i].At >= warmup {
+			if ss[i].At >= warmup && ss[i].Leads == last.Leads {
 				first = &ss[i]
 				break
 			}
 		}
-		last := ss[len(ss)-1]
 		if first == nil || last.At-first.At < 30 {
 			continue // too short a life to tell growth from start-up
 		}

@@ -191,10 +191,23 @@ func TestResources(t *testing.T) {
 	c.Sampled("short", Sample{At: 10, FDs: 40, Goroutines: 1})
 	c.Sampled("short", Sample{At: 20, FDs: 400, Goroutines: 1})
 	c.Sampled("fat", Sample{At: 10, RSSKiB: 2 << 20})
+	// Elected halfway: its clients' connections are not a leak, growth
+	// as a leader is.
+	c.Sampled("elected", Sample{At: 10, FDs: 20, Goroutines: 100})
+	c.Sampled("elected", Sample{At: 50, FDs: 90, Goroutines: 300, Leads: true})
+	c.Sampled("elected", Sample{At: 100, FDs: 95, Goroutines: 310, Leads: true})
+	c.Sampled("leaky-leader", Sample{At: 10, FDs: 20, Goroutines: 100})
+	c.Sampled("leaky-leader", Sample{At: 50, FDs: 90, Goroutines: 300, Leads: true})
+	c.Sampled("leaky-leader", Sample{At: 100, FDs: 190, Goroutines: 310, Leads: true})
 	c.CheckResources(5)
 	vs := c.Violations()
-	if len(vs) != 2 || !strings.Contains(vs[0].Detail, "fat") || !strings.Contains(vs[1].Detail, "leaky") {
-		t.Fatalf("violations %v, want fat's RSS and leaky's descriptors", vs)
+	var got []string
+	for _, v := range vs {
+		got = append(got, strings.Fields(v.Detail)[0])
+	}
+	slices.Sort(got)
+	if want := []string{"fat:", "leaky-leader:", "leaky:"}; !slices.Equal(got, want) {
+		t.Fatalf("violations %v, want fat's RSS, leaky's and leaky-leader's descriptors", vs)
 	}
 }
 
