@@ -16,6 +16,14 @@ import (
 // a workflow late, only once it would have been without the step. A step
 // back cancels as much of a forward one; a step back alone needs no
 // guard (things then only look younger).
+//
+// Guarded: DHCP leases and holds, workflow deadlines, and the metadata
+// service's leases and IMDSv2 tokens (which a machine got for a TTL of
+// its own). Not guarded, on purpose: API tokens and console sessions,
+// whose expiry is a date an admin chose, kept by the corrected clock;
+// and BMC job deadlines, which only decide when a job an earlier leader
+// left running may start again, and a new leader takes such a job over
+// after a few seconds of leading anyway (jobs.Runner).
 
 // stepThreshold is the smallest jump between the wall and the monotonic
 // clock taken for a step; below it is drift, or the cost of a read.

@@ -45,8 +45,9 @@ func bootServices(cfg *config.Config, n *cluster.Site, key *seal.Key, log *slog.
 	port, _ := strconv.Atoi(portStr)
 	var grub tftp.Generator // GRUB's per-machine configurations, over TFTP
 	if cfg.BootAddr != "" {
+		mdLog := log.With("component", "metadata")
 		md, err := metadata.New(metadata.Config{DB: n.DB(), Key: key.Derive("outpost metadata v1"), Traces: traces, Now: n.Now,
-			Log: log.With("component", "metadata")})
+			Steps: clock.NewStepGuard(n.Now, clock.Monotonic(), mdLog), Log: mdLog})
 		if err != nil {
 			return nil, err
 		}

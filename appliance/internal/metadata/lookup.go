@@ -36,7 +36,7 @@ func (s *Server) lookup(addr netip.Addr) (*instance, error) {
 	err := s.db.View(func(tx *store.Tx) error {
 		var subnet string
 		var err error
-		in, subnet, err = identify(tx, addr, now)
+		in, subnet, err = s.identify(tx, addr, now)
 		if in == nil || err != nil {
 			return err
 		}
@@ -77,10 +77,10 @@ func (s *Server) lookup(addr netip.Addr) (*instance, error) {
 
 // identify finds the machine addr belongs to (see the package comment) and
 // the name of addr's subnet.
-func identify(tx *store.Tx, addr netip.Addr, now time.Time) (*instance, string, error) {
+func (s *Server) identify(tx *store.Tx, addr netip.Addr, now time.Time) (*instance, string, error) {
 	l, err := store.Get[store.Lease](tx, addr.String())
 	switch {
-	case err == nil && l.State == store.LeaseActive && l.Holds(now):
+	case err == nil && l.State == store.LeaseActive && l.Holds(s.steps.JudgeAt(now, l.Expires.Sub(l.Starts))):
 		m, err := tx.MachineByMAC(l.MAC)
 		if errors.Is(err, errs.ErrNotFound) {
 			return nil, "", nil

@@ -61,6 +61,12 @@ type fixture struct {
 }
 
 func newFixture(t testing.TB) *fixture {
+	return newFixtureWith(t, func(*fixture, *Config) {})
+}
+
+// newFixtureWith is newFixture with the server's Config as edited by
+// edit, which may also set the fixture up.
+func newFixtureWith(t testing.TB, edit func(*fixture, *Config)) *fixture {
 	t.Helper()
 	db, err := store.Open(filepath.Join(t.TempDir(), "store.db"))
 	if err != nil {
@@ -68,12 +74,14 @@ func newFixture(t testing.TB) *fixture {
 	}
 	t.Cleanup(func() { db.Close() })
 	f := &fixture{db: db, now: t0}
-	srv, err := New(Config{
+	cfg := Config{
 		DB:  db,
 		Key: []byte("0123456789abcdef0123456789abcdef"),
 		Log: slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Now: func() time.Time { return f.now },
-	})
+	}
+	edit(f, &cfg)
+	srv, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/outposthq/outpost/appliance/internal/machinetrace"
 	"github.com/outposthq/outpost/appliance/internal/store"
+	"github.com/outposthq/outpost/internal/clock"
 )
 
 // Config configures the metadata service.
@@ -34,6 +35,12 @@ type Config struct {
 	Log *slog.Logger
 	// Now is the clock for lease expiry and tokens. Nil means time.Now.
 	Now func() time.Time
+	// Steps, if set, watches Now for forward steps (clock.StepGuard):
+	// after one, a lease is judged as of before the step for its length,
+	// and a token for the longest TTL, so a machine whose lease DHCP
+	// still honours, or whose token's TTL has not run out, is not
+	// turned away because the clock jumped. Nil: no guard.
+	Steps *clock.StepGuard
 	// Traces finds the trace a machine's requests belong to (its latest
 	// workflow's): each request of a traced machine is a metadata.get
 	// span. Nil makes one over DB.
@@ -46,6 +53,7 @@ type Server struct {
 	tokenKey []byte
 	log      *slog.Logger
 	now      func() time.Time
+	steps    *clock.StepGuard
 	traces   *machinetrace.Index
 }
 
@@ -57,7 +65,7 @@ func New(cfg Config) (*Server, error) {
 	if len(cfg.Key) < 16 {
 		return nil, fmt.Errorf("metadata: Config.Key is %d bytes, want at least 16", len(cfg.Key))
 	}
-	s := &Server{db: cfg.DB, log: cfg.Log, now: cfg.Now}
+	s := &Server{db: cfg.DB, log: cfg.Log, now: cfg.Now, steps: cfg.Steps}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
