@@ -65,7 +65,7 @@ func TestAnnotateCommands(t *testing.T) {
 // central's message as it is, and its status. (TestCentralRollingUpgradeSkew
 // checks the same against a real central of two releases.)
 func TestAnnotateMidUpgrade(t *testing.T) {
-	const msg = "central is mid-upgrade: node c2 does not apply annotations yet (its release applies command types up to 28, annotations are 29); retry once every node runs this release"
+	const msg = "central is mid-upgrade: node c2 does not apply annotations yet (its release applies command types up to 28, annotations are type 29); retry once every node runs this release"
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodPost || r.URL.Path != "/v1/annotations" {
 			http.NotFound(w, r)

@@ -89,7 +89,7 @@ func (m *memberCommands) check(ctx context.Context, t command.Type) error {
 			return unavailablef("central cannot tell whether node %s applies %s (it has not answered since this node leads): retry once every node runs this release and answers",
 				s.ID, store.CommandName(t))
 		case highest < t:
-			return unavailablef("central is mid-upgrade: node %s does not apply %s yet (its release applies command types up to %d, %s are %d); retry once every node runs this release",
+			return unavailablef("central is mid-upgrade: node %s does not apply %s yet (its release applies command types up to %d, %s are type %d); retry once every node runs this release",
 				s.ID, store.CommandName(t), highest, store.CommandName(t), t)
 		}
 	}
