@@ -64,14 +64,15 @@ test: deps-test images jaeger lint
 # The long real-peer suites, apart so that make test stays under 25
 # minutes on 2 cores: whole provisions of QEMU VMs under software
 # emulation through Secure Boot firmware, UEFI HTTP boot, virtual media,
-# Redfish and on arm64, a short soak with its checker made to fail, a site of two
-# releases (TestRollingUpgradeSkew builds the older), and nodes whose disk
+# Redfish and on arm64, a short soak with its checker made to fail, a site and a
+# central of two releases (TestRollingUpgradeSkew, TestCentralRollingUpgradeSkew
+# build the older), and nodes whose disk
 # fills or whose clock steps (minutes of waiting on real daemons each),
 # and the provisions of a VM through a 3-node site's leader loss
 # (TestSiteOf3..., TestArtifactFromCentral...). The e2e package's share
 # is one test binary, hence its own timeout. .ci/run runs it after make
 # test.
-HWTESTS := ^(TestSiteOf3ProvisionsThroughLeaderLoss|TestArtifactFromCentralProvisionsThroughWANAndLeaderLoss|TestHTTPBootProvision|TestSecureBootProvision|TestSecureBootRefusesIPXE|TestSecureBootNetboot|TestVirtualMediaProvision|TestRedfishProvision|TestSoakCatchesViolation|TestRollingUpgradeSkew|TestDiskFullLeader|TestDiskFullSingleNode|TestDHCPClockSteps|TestArm64Provision)$$
+HWTESTS := ^(TestSiteOf3ProvisionsThroughLeaderLoss|TestArtifactFromCentralProvisionsThroughWANAndLeaderLoss|TestHTTPBootProvision|TestSecureBootProvision|TestSecureBootRefusesIPXE|TestSecureBootNetboot|TestVirtualMediaProvision|TestRedfishProvision|TestSoakCatchesViolation|TestRollingUpgradeSkew|TestCentralRollingUpgradeSkew|TestDiskFullLeader|TestDiskFullSingleNode|TestDHCPClockSteps|TestArm64Provision)$$
 test-hw: deps-test images
 	$(GO) test $(TESTFLAGS) -timeout 45m -run '$(HWTESTS)' ./appliance/e2e/ ./appliance/cmd/outpost-bench/
 

@@ -2,6 +2,8 @@ package cli_test
 
 import (
 	"encoding/json"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -55,5 +57,28 @@ func TestAnnotateCommands(t *testing.T) {
 	r := runCLI(t, "", "--server", "http://127.0.0.1:1", "--token", "x", "annotate", "x")
 	if r.code == 0 || !strings.Contains(r.stderr, "annotations are recorded at central") {
 		t.Errorf("annotate at a site: exit %d %q", r.code, r.stderr)
+	}
+}
+
+// TestAnnotateMidUpgrade: while central refuses annotations because a
+// node runs an older release (503), outpost annotate fails with
+// central's message as it is, and its status. (TestCentralRollingUpgradeSkew
+// checks the same against a real central of two releases.)
+func TestAnnotateMidUpgrade(t *testing.T) {
+	const msg = "central is mid-upgrade: node c2 does not apply annotations yet (its release applies command types up to 28, annotations are type 29); retry once every node runs this release"
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost || r.URL.Path != "/v1/annotations" {
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Retry-After", "5")
+		w.WriteHeader(http.StatusServiceUnavailable)
+		json.NewEncoder(w).Encode(map[string]any{"error": map[string]string{"code": "unavailable", "message": msg}})
+	}))
+	defer srv.Close()
+	r := runCLI(t, "", "--central", srv.URL, "--token", "x", "annotate", "upgrade", "halfway")
+	if want := "outpost: " + msg + " (HTTP 503)\n"; r.code == 0 || r.stderr != want {
+		t.Errorf("annotate mid-upgrade: exit %d %q; want %q", r.code, r.stderr, want)
 	}
 }

@@ -46,7 +46,10 @@ func (req *AnnotationRequest) annotation(by string) (store.Annotation, error) {
 }
 
 // addAnnotation records an annotation by the caller and answers it,
-// 201; bad input or an unknown site is refused naming what was wrong.
+// 201; bad input or an unknown site is refused naming what was wrong,
+// and while a member of a replicated central runs a release that does
+// not apply annotations, the store's refusal is answered as is (503,
+// naming the node: store.CommandCheck).
 func (s *Server) addAnnotation(w http.ResponseWriter, r *http.Request) {
 	var req AnnotationRequest
 	if err := decodeBody(r, &req, true); err != nil {

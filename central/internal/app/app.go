@@ -75,9 +75,10 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Write
 	log = slog.New(tracing.LogHandler(log.Handler()))
 
 	mux := http.NewServeMux()
-	// peer is what this node serves the other members for itself (its
-	// artifacts), filled once the artifacts are open.
+	// peer is what this node serves the other members for itself: the
+	// command types it applies, and its artifacts once they are open.
 	peer := http.NewServeMux()
+	peer.Handle("GET "+cluster.CommandsPath, cluster.CommandsHandler())
 	var node *cluster.Node
 	if cfg.Replicated() {
 		if node, err = openCluster(ctx, cfg, db, joiner, mux, peer, apiURL, log); err != nil {

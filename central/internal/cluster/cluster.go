@@ -3,15 +3,17 @@
 // member records that say where each node's API is, so that a follower
 // can send requests to the leader (LeaderAPI); the node's own record,
 // kept current each time it starts to lead; and the membership calls of
-// the API, which add or remove a node and its record together. A single
-// central needs none of it.
+// the API, which add or remove a node and its record together; and,
+// during a rolling upgrade, the leader's check that every member applies
+// a command type newer than store.LastUnreported before it proposes one
+// (skew.go). A single central needs none of it.
 //
 // Only the leader serves: the app sends every API request and site
 // connection a follower gets to the leader (LeaderInternal: over the Raft
 // port's mutual TLS, to the Internal handler), and ends its site sessions
 // when it stops leading (OnLeadership). What every node serves its peers
-// for itself (an artifact's bytes) is the Peer handler, under PeerPrefix
-// on the same port, to members only. The key a joining node needs is
+// for itself (an artifact's bytes, the command types it applies) is the
+// Peer handler, under PeerPrefix on the same port, to members only. The key a joining node needs is
 // handed over by the store (store.DB.SealKeyFor, store.SaveJoinKey).
 //
 // Raft and the calls between nodes go over mutual TLS between members
@@ -75,6 +77,9 @@ type Node struct {
 	// stopWatch ends watchCA, which closes watchDone.
 	stopWatch context.CancelFunc
 	watchDone chan struct{}
+	// commands is what the leader knows of the command types each
+	// member applies (skew.go).
+	commands *memberCommands
 }
 
 // Open starts the node's Raft over db, and makes db propose its changes
@@ -107,6 +112,8 @@ func Open(cfg Config, db *store.DB) (*Node, error) {
 	}
 	n.raft = rn
 	close(opened)
+	n.commands = &memberCommands{self: cfg.ID, servers: rn.Servers, epoch: rn.Epoch, ask: n.askCommands, log: cfg.Log}
+	db.SetCommandCheck(n.checkCommands)
 	db.SetProposer(rn)
 	rn.OnLeadership(func(ready bool) {
 		if ready {

@@ -41,7 +41,9 @@ func (d *DB) exec(t command.Type, payload any) (uint64, error) {
 	return n, err
 }
 
-// execResult is exec for a command whose result is not a number.
+// execResult is exec for a command whose result is not a number. A
+// replicated store proposes a type above LastUnreported only once the
+// command check passes (SetCommandCheck); its refusal is returned as is.
 func (d *DB) execResult(t command.Type, payload any) (any, error) {
 	cmd, err := command.Encode(t, payload)
 	if err != nil {
@@ -51,6 +53,11 @@ func (d *DB) execResult(t command.Type, payload any) (any, error) {
 	if p := d.proposer.Load(); p != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), proposeTimeout)
 		defer cancel()
+		// A type an older member would not apply is not proposed
+		// (skew.go): nothing is committed.
+		if err := d.checkKnown(ctx, t); err != nil {
+			return nil, err
+		}
 		if _, r, err = (*p).Propose(ctx, cmd); err != nil {
 			return nil, fmt.Errorf("%w: command %d: %w", ErrNotApplied, t, err)
 		}

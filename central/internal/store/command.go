@@ -21,8 +21,10 @@ import (
 // to the shared core (command.Batch, command.Noop) and 123 is '{', the
 // first byte of every entry release b482c18 wrote (legacy_b482c18.go). A
 // new command takes the next free number, a payload struct here and an
-// apply function in the apply_<entity>.go of what it changes; one that an
-// older node may skip is or-ed with command.IgnoreUnknown.
+// apply function in the apply_<entity>.go of what it changes, and a name
+// in skew.go's commandNames (a replicated central proposes it only once
+// every member says it applies it); one that an older node replaying an
+// old log may skip is or-ed with command.IgnoreUnknown.
 const (
 	// cmdCreateSite creates a site with its credential's hash.
 	cmdCreateSite command.Type = 1
@@ -94,7 +96,8 @@ const (
 	cmdAddSpans command.Type = 28
 	// cmdAddAnnotation records an incident or a fault against the fleet
 	// or a site (annotation.go); a node of an older release skips it, as
-	// it draws no chart of them.
+	// it draws no chart of them (and a cluster with such a member does
+	// not commit it: skew.go).
 	cmdAddAnnotation command.Type = 29 | command.IgnoreUnknown
 	// cmdLegacyJSON is a command of release b482c18: a JSON object
 	// whose first byte, '{', is its type (legacy_b482c18.go).

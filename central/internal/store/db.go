@@ -68,6 +68,9 @@ type DB struct {
 	now func() time.Time
 	// proposer, when set, is where changes go (SetProposer).
 	proposer atomic.Pointer[Proposer]
+	// check, when set, is what a proposal of a type above
+	// LastUnreported passes first (SetCommandCheck, skew.go).
+	check atomic.Pointer[CommandCheck]
 	// Without one, applyLocal's queue: commands waiting for the commit
 	// under way (committing) to end, to go in the next.
 	gmu        sync.Mutex

@@ -47,9 +47,16 @@
 //     it writes. The refusal is the command's result, not an error; an
 //     error is a failure of the store itself, and stops the node.
 //   - A command of an unknown type stops the node (it was written by a
-//     newer central) unless its type is marked command.IgnoreUnknown.
-//     Type 123 ('{') is a command of release b482c18, JSON, applied with
-//     that release's semantics (legacy_b482c18.go).
+//     newer central) unless its type is marked command.IgnoreUnknown,
+//     which the node skips. Skipping is only for a node replaying a log
+//     it cannot change (an old backup, a downgrade): a replicated
+//     central does not commit a type above LastUnreported until every
+//     member of its Raft configuration says it applies it (skew.go,
+//     CommandCheck, checked by package cluster on the leader), so during
+//     a rolling upgrade a change an old node would skip is refused (503,
+//     naming the node), never acknowledged and then missing from that
+//     node. Type 123 ('{') is a command of release b482c18, JSON, applied
+//     with that release's semantics (legacy_b482c18.go).
 //   - Each change of a site's desired state (an order placed, a machine,
 //     image or template put or deleted) is one command that updates the
 //     current desired objects, appends a revision holding the change and
