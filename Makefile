@@ -62,19 +62,39 @@ test: deps-test images jaeger lint
 	$(GO) test $(TESTFLAGS) -skip '$(HWTESTS)' ./...
 
 # The long real-peer suites, apart so that make test stays under 25
-# minutes on 2 cores: whole provisions of QEMU VMs under software
-# emulation through Secure Boot firmware, UEFI HTTP boot, virtual media,
-# Redfish and on arm64, a short soak with its checker made to fail, a site and a
-# central of two releases (TestRollingUpgradeSkew, TestCentralRollingUpgradeSkew
-# build the older), and nodes whose disk
-# fills or whose clock steps (minutes of waiting on real daemons each),
-# and the provisions of a VM through a 3-node site's leader loss
-# (TestSiteOf3..., TestArtifactFromCentral...). The e2e package's share
-# is one test binary, hence its own timeout. .ci/run runs it after make
-# test.
-HWTESTS := ^(TestSiteOf3ProvisionsThroughLeaderLoss|TestArtifactFromCentralProvisionsThroughWANAndLeaderLoss|TestHTTPBootProvision|TestSecureBootProvision|TestSecureBootRefusesIPXE|TestSecureBootNetboot|TestVirtualMediaProvision|TestRedfishProvision|TestSoakCatchesViolation|TestRollingUpgradeSkew|TestCentralRollingUpgradeSkew|TestDiskFullLeader|TestDiskFullSingleNode|TestDHCPClockSteps|TestArm64Provision)$$
+# minutes on 2 cores; .ci/run runs them after make test. Each is minutes
+# of QEMU under software emulation or of waiting on real daemons:
+#   - whole provisions of VMs: through a BMC (IPMI, Redfish), by proxy
+#     DHCP, of a central artifact, a bad checksum, discovery, Secure
+#     Boot, UEFI HTTP boot, virtual media, arm64, and through a 3-node
+#     site's leader loss; cloud-init finding link-local metadata;
+#   - firmware netboots (BIOS, UEFI) and the test OS booting from disk;
+#     the serial console of a booting VM (SOL, the console's websocket);
+#   - the images built twice to compare, and Kea under callgrind;
+#   - a short soak with its checker made to fail; a site and a central
+#     of two releases (the older built from a worktree); nodes whose disk
+#     fills or whose clock steps.
+# A test named here runs in test-hw in every package listed there (two
+# packages have a TestNetbootBIOS). The e2e package's share is one test
+# binary, hence the timeout of its own.
+HWTESTS_NAMES := \
+	TestBMCProvision TestBMCDeadDoesNotDelay TestRedfishProvision TestProxyDHCP \
+	TestProvisionArtifact TestProvisionBadChecksum TestDiscoveryVM \
+	TestSecureBootProvision TestSecureBootRefusesIPXE TestSecureBootNetboot \
+	TestHTTPBootProvision TestVirtualMediaProvision TestArm64Provision \
+	TestSiteOf3ProvisionsThroughLeaderLoss TestArtifactFromCentralProvisionsThroughWANAndLeaderLoss \
+	TestCloudInitFindsLinkLocalMetadata \
+	TestNetbootBIOS TestNetbootUEFI TestTestOSBootsFromDisk TestIPMISimConsole TestConsoleWebsocket \
+	TestImagesRepeatable TestInstrPerDORAKea \
+	TestSoakCatchesViolation TestRollingUpgradeSkew TestCentralRollingUpgradeSkew \
+	TestDiskFullLeader TestDiskFullSingleNode TestDHCPClockSteps
+empty :=
+space := $(empty) $(empty)
+HWTESTS := ^($(subst $(space),|,$(strip $(HWTESTS_NAMES))))$$
+HWPKGS  := ./appliance/e2e/ ./appliance/cmd/outpost-bench/ ./appliance/internal/lab/ \
+	./appliance/internal/sol/ ./appliance/internal/api/
 test-hw: deps-test images
-	$(GO) test $(TESTFLAGS) -timeout 45m -run '$(HWTESTS)' ./appliance/e2e/ ./appliance/cmd/outpost-bench/
+	$(GO) test $(TESTFLAGS) -timeout 60m -run '$(HWTESTS)' $(HWPKGS)
 
 # Every benchmark, or a subset: `make bench NAMES=store,dhcp` (the names
 # are outpost-bench's -run list; BENCHFLAGS adds its other flags, as
