@@ -131,7 +131,7 @@ name: installer
 type: installer
 kernel: vmlinuz
 initrd: test-initrd.img
-cmdline: panic=-1
+cmdline: panic=-1 ` + lab.GuestKernelArgs + `
 `)
 	sb.WriteString(`---
 kind: template

@@ -400,7 +400,7 @@ func StartConsoleVM(t T, imgs Images, name string) (ns *Netns, sim *IPMISim, ser
 	ns.Bridge("br0", "")
 	ns.Tap("tap0", "br0")
 	args, serial := VMCommand(t, VMConfig{Tap: "tap0", Kernel: imgs.Kernel, Initrd: imgs.InstallerInitrd,
-		Append: "console=ttyS0,115200 panic=-1"})
+		Append: "console=ttyS0,115200 panic=-1 " + GuestKernelArgs})
 	sim = StartIPMISim(t, IPMISimConfig{Name: name, Netns: ns, StartArgs: args})
 	return ns, sim, serial
 }

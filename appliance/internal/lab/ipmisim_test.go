@@ -158,7 +158,7 @@ func TestVMSerialSocket(t *testing.T) {
 	ns.Bridge("br0", "")
 	ns.Tap("tap0", "br0")
 	args, serial := VMCommand(t, VMConfig{Tap: "tap0", Kernel: imgs.Kernel, Initrd: imgs.InstallerInitrd,
-		Append: "console=ttyS0,115200 panic=-1", NoReboot: true})
+		Append: "console=ttyS0,115200 panic=-1 " + GuestKernelArgs, NoReboot: true})
 	qemu := StartProcess(t, ProcessConfig{Name: "vm-serial", Netns: ns, Args: args})
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()

@@ -26,7 +26,7 @@ import (
 // panic=-1 turns a kernel panic into a reboot, which ends QEMU at once
 // under -no-reboot instead of at the test's timeout.
 const bootScript = `#!ipxe
-kernel http://198.18.0.1:8080/vmlinuz initrd=test-initrd.img console=ttyS0 panic=-1 outpost.machine=labtest outpost.mac=${net0/mac}
+kernel http://198.18.0.1:8080/vmlinuz initrd=test-initrd.img console=ttyS0 panic=-1 ` + GuestKernelArgs + ` outpost.machine=labtest outpost.mac=${net0/mac}
 initrd http://198.18.0.1:8080/test-initrd.img
 boot
 `

@@ -87,6 +87,14 @@ const (
 // Arm64 is VMConfig.Arch for an arm64 VM.
 const Arm64 = "arm64"
 
+// GuestKernelArgs are kernel arguments every lab guest's Linux boots
+// with. no_timer_check: under TCG on a starved host the kernel's early
+// check of the IO-APIC timer can see too few ticks and panic ("IO-APIC +
+// timer doesn't work!"), which a run at load average 30 did; virtual
+// machines' images commonly skip the check. It is x86's; arm64's kernel
+// passes it on to init, which ignores it.
+const GuestKernelArgs = "no_timer_check"
+
 // nicROMs are the option ROMs QEMU loads for NIC models, from ipxe-qemu.
 var nicROMs = map[string]string{
 	"virtio-net-pci": "/usr/lib/ipxe/qemu/efi-virtio.rom",

@@ -40,7 +40,7 @@ const (
 // metadata is. The test OS runs from its initramfs, so it names no
 // root file system (an OS with one adds root= here, as its boot loader
 // does).
-const testOSCmdline = "console=tty0 console=ttyS0,115200 outpost.metadata={{ .metadata_url }}"
+const testOSCmdline = "console=tty0 console=ttyS0,115200 " + lab.GuestKernelArgs + " outpost.metadata={{ .metadata_url }}"
 
 // syslinuxCfg is what the workflow writes over the test OS's boot
 // configuration: the same boot, with where its metadata is. Both
@@ -56,7 +56,7 @@ LABEL testos
 
 // installerCmdline is the installer's extra kernel arguments: a
 // panicking installer reboots, and so boots again.
-const installerCmdline = "panic=10"
+const installerCmdline = "panic=10 " + lab.GuestKernelArgs
 
 // Provisioning is what a site needs to provision VMs with the test OS:
 // Network's subnet and templates, with the installer and the test OS
@@ -196,7 +196,7 @@ const (
 // OS's GRUB configuration: the image's own boot, with where its metadata
 // is.
 const secureBootGRUBCfg = `set timeout=0
-linux /vmlinuz console=tty0 console=ttyS0,115200 outpost.metadata={{ .metadata_url }}
+linux /vmlinuz ` + testOSCmdline + `
 initrd /initrd.img
 boot
 `
