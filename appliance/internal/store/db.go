@@ -310,6 +310,12 @@ func readU64(b []byte) uint64 {
 
 func decode[T any](bucket []byte, key, raw []byte) (*T, error) {
 	v := new(T)
+	if l, ok := any(v).(*Lease); ok {
+		if parseLeaseJSON(raw, l) {
+			return v, nil
+		}
+		*l = Lease{}
+	}
 	if err := json.Unmarshal(raw, v); err != nil {
 		// A value the store wrote itself that does not decode is damage,
 		// not bad input.
