@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"bytes"
 	"context"
 	"crypto/x509"
 	"fmt"
@@ -108,6 +109,36 @@ func (n *Node) followCA() error {
 	return nil
 }
 
+// reportedMember is the node's member record, as stored, that names the
+// generation gen: until either changes, reportGeneration has nothing to
+// read. It runs at every store commit (watchCA), and a record decoded
+// each time cost two fifths of a DHCP lease's commit.
+type reportedMember struct {
+	gen uint64
+	raw []byte // a copy: bbolt's bytes live only as long as their tx
+}
+
+// memberToReport reads the node's member record and reports whether it
+// names gen already; without reading it again when its stored bytes are
+// those that named gen at the last call. m is nil when there is no
+// record, or it names gen.
+func (n *Node) memberToReport(gen uint64) (m *store.Member, reported bool) {
+	_ = n.db.View(func(tx *store.Tx) error {
+		raw := tx.Raw(&store.Member{}, n.cfg.ID)
+		if r := n.reported.Load(); r != nil && r.gen == gen && bytes.Equal(r.raw, raw) {
+			reported = true
+			return nil
+		}
+		m, _ = store.Get[store.Member](tx, n.cfg.ID)
+		if m != nil && m.Generation() == gen {
+			n.reported.Store(&reportedMember{gen: gen, raw: bytes.Clone(raw)})
+			m, reported = nil, true
+		}
+		return nil
+	})
+	return m, reported
+}
+
 // reportGeneration makes the node's member record name the generation of
 // its certificate. A node that has no record yet (joining) is recorded by
 // its join; one rotating its key reports with it (RotateKey).
@@ -116,9 +147,8 @@ func (n *Node) reportGeneration(ctx context.Context) error {
 	if gen == 0 {
 		return nil
 	}
-	var m *store.Member
-	_ = n.db.View(func(tx *store.Tx) error { m, _ = store.Get[store.Member](tx, n.cfg.ID); return nil })
-	if m == nil || m.Generation() == gen || m.NextFingerprint != "" || !n.inConfiguration() {
+	m, reported := n.memberToReport(gen)
+	if reported || m == nil || m.NextFingerprint != "" || !n.inConfiguration() {
 		return nil
 	}
 	m.CAGeneration = gen
