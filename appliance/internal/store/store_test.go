@@ -406,6 +406,43 @@ func TestChanged(t *testing.T) {
 	}
 }
 
+// TestChangedBesidesLeases: a write of leases alone (UpdateLeases) wakes
+// the watchers of Changed, not those of ChangedBesidesLeases; any other
+// write wakes both; a failed one neither.
+func TestChangedBesidesLeases(t *testing.T) {
+	db := openDB(t)
+	fired := func(ch <-chan struct{}) bool {
+		select {
+		case <-ch:
+			return true
+		default:
+			return false
+		}
+	}
+	all, besides := db.Changed(), db.ChangedBesidesLeases()
+	_ = db.UpdateLeases(func(*store.Tx) error { return errors.New("no") })
+	if fired(all) || fired(besides) {
+		t.Fatal("a failed write woke watchers")
+	}
+	update := func(tx *store.Tx) error { return tx.UnsafeSetAppliedIndex(1) }
+	if err := db.UpdateLeases(update); err != nil {
+		t.Fatal(err)
+	}
+	if !fired(all) || fired(besides) {
+		t.Errorf("UpdateLeases: Changed fired %v (want true), ChangedBesidesLeases %v (want false)", fired(all), fired(besides))
+	}
+	all = db.Changed()
+	if err := db.Update(update); err != nil {
+		t.Fatal(err)
+	}
+	if !fired(all) || !fired(besides) {
+		t.Errorf("Update: Changed fired %v, ChangedBesidesLeases %v; want both", fired(all), fired(besides))
+	}
+	if db.ChangedBesidesLeases() == besides {
+		t.Error("ChangedBesidesLeases returned the closed channel again")
+	}
+}
+
 func TestMachineValidate(t *testing.T) {
 	valid := func() *store.Machine { return sampleMachine("m1", "aa:bb:cc:00:00:01", "aa:bb:cc:00:00:02") }
 	tests := map[string]struct {
