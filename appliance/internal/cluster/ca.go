@@ -160,19 +160,43 @@ func (n *Node) reportGeneration(ctx context.Context) error {
 	return nil
 }
 
-// watchCA follows the store's CA generation each time the store applies
-// something, until ctx ends.
+// watchCA follows the store's CA generation each time the store commits
+// a write, until ctx ends; after a failure, again within caRetry even if
+// nothing was written. Writes of the DHCP server's leases alone, one per
+// offer and ACK, are not waited for (ChangedBesidesLeases): they change
+// neither the CA nor a member, and a new leader's no-op (whose term
+// reportCommands follows) is a write of its own.
 func (n *Node) watchCA(ctx context.Context) {
 	defer close(n.watchDone)
-	n.raft.EachApplied(ctx, time.Second, "following the site CA's generation", func(ctx context.Context) error {
-		if err := n.followCA(); err != nil {
-			return err
+	for {
+		changed := n.db.ChangedBesidesLeases()
+		var retry <-chan time.Time
+		if err := n.followAndReport(ctx); err != nil && ctx.Err() == nil {
+			n.log.Warn("following the site CA's generation; trying again", "err", err)
+			retry = time.After(caRetry)
 		}
-		if err := n.reportGeneration(ctx); err != nil {
-			return err
+		select {
+		case <-ctx.Done():
+			return
+		case <-changed:
+		case <-retry:
 		}
-		return n.reportCommands(ctx)
-	})
+	}
+}
+
+// caRetry is how soon watchCA tries again after a failure.
+const caRetry = time.Second
+
+// followAndReport brings the node's trust and certificate to the store's
+// CA generation, then its member record to them.
+func (n *Node) followAndReport(ctx context.Context) error {
+	if err := n.followCA(); err != nil {
+		return err
+	}
+	if err := n.reportGeneration(ctx); err != nil {
+		return err
+	}
+	return n.reportCommands(ctx)
 }
 
 // reportCommands puts the node's member record again, with the highest
