@@ -10,6 +10,7 @@ import (
 	"github.com/outposthq/outpost/appliance/internal/store"
 	"github.com/outposthq/outpost/internal/command"
 	"github.com/outposthq/outpost/internal/errs"
+	"github.com/outposthq/outpost/internal/testwait"
 )
 
 func lease(ip, mac string, state store.LeaseState, expires time.Time) *store.Lease {
@@ -243,14 +244,6 @@ func TestCommitLeaseFollowsItsSubnet(t *testing.T) {
 func TestLeaseCommitsWakeLeaseWatchers(t *testing.T) {
 	e := newEnv(t)
 	e.applyOK(1, PutSubnet, Put[store.Subnet]{Object: sampleSubnet("lab"), Time: t0})
-	fired := func(ch <-chan struct{}) bool {
-		select {
-		case <-ch:
-			return true
-		default:
-			return false
-		}
-	}
 	second := *sampleLease("198.18.0.101")
 	second.MAC = "02:00:00:00:00:99"
 	batches := []struct {
@@ -270,10 +263,10 @@ func TestLeaseCommitsWakeLeaseWatchers(t *testing.T) {
 				t.Fatalf("%s: %v", b.name, r.Err)
 			}
 		}
-		if !fired(all) {
+		if !testwait.Closed(all) {
 			t.Errorf("%s: Changed did not fire", b.name)
 		}
-		if got := fired(besides); got != b.besidesLeases {
+		if got := testwait.Closed(besides); got != b.besidesLeases {
 			t.Errorf("%s: ChangedBesidesLeases fired: %v, want %v", b.name, got, b.besidesLeases)
 		}
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/outposthq/outpost/appliance/internal/store"
 	"github.com/outposthq/outpost/appliance/internal/workflow"
 	"github.com/outposthq/outpost/internal/errs"
+	"github.com/outposthq/outpost/internal/testwait"
 )
 
 var (
@@ -411,32 +412,24 @@ func TestChanged(t *testing.T) {
 // write wakes both; a failed one neither.
 func TestChangedBesidesLeases(t *testing.T) {
 	db := openDB(t)
-	fired := func(ch <-chan struct{}) bool {
-		select {
-		case <-ch:
-			return true
-		default:
-			return false
-		}
-	}
 	all, besides := db.Changed(), db.ChangedBesidesLeases()
 	_ = db.UpdateLeases(func(*store.Tx) error { return errors.New("no") })
-	if fired(all) || fired(besides) {
+	if testwait.Closed(all) || testwait.Closed(besides) {
 		t.Fatal("a failed write woke watchers")
 	}
 	update := func(tx *store.Tx) error { return tx.UnsafeSetAppliedIndex(1) }
 	if err := db.UpdateLeases(update); err != nil {
 		t.Fatal(err)
 	}
-	if !fired(all) || fired(besides) {
-		t.Errorf("UpdateLeases: Changed fired %v (want true), ChangedBesidesLeases %v (want false)", fired(all), fired(besides))
+	if !testwait.Closed(all) || testwait.Closed(besides) {
+		t.Errorf("UpdateLeases: Changed fired %v (want true), ChangedBesidesLeases %v (want false)", testwait.Closed(all), testwait.Closed(besides))
 	}
 	all = db.Changed()
 	if err := db.Update(update); err != nil {
 		t.Fatal(err)
 	}
-	if !fired(all) || !fired(besides) {
-		t.Errorf("Update: Changed fired %v, ChangedBesidesLeases %v; want both", fired(all), fired(besides))
+	if !testwait.Closed(all) || !testwait.Closed(besides) {
+		t.Errorf("Update: Changed fired %v, ChangedBesidesLeases %v; want both", testwait.Closed(all), testwait.Closed(besides))
 	}
 	if db.ChangedBesidesLeases() == besides {
 		t.Error("ChangedBesidesLeases returned the closed channel again")
