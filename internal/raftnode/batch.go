@@ -46,7 +46,12 @@ type batcher struct {
 	raft     *raft.Raft
 	in       chan *proposal
 	inflight chan struct{}
-	stop     chan struct{}
+	// groups are the groups gathered, to commit: groupsInFlight
+	// goroutines take them for the batcher's life rather than one
+	// goroutine each (a new goroutine grows its stack again through
+	// Raft's Apply, at every commit of a light load). run closes it.
+	groups chan []*proposal
+	stop   chan struct{}
 }
 
 func newBatcher(r *raft.Raft) *batcher {
@@ -54,17 +59,31 @@ func newBatcher(r *raft.Raft) *batcher {
 		raft:     r,
 		in:       make(chan *proposal, maxGroup),
 		inflight: make(chan struct{}, groupsInFlight),
+		groups:   make(chan []*proposal, groupsInFlight),
 		stop:     make(chan struct{}),
 	}
 	go b.run()
+	for range groupsInFlight {
+		go b.commitEach()
+	}
 	return b
+}
+
+// commitEach commits the groups run gathers, each in turn, until run
+// has closed groups and every group in it is committed.
+func (b *batcher) commitEach() {
+	for g := range b.groups {
+		b.commit(g)
+	}
 }
 
 func (b *batcher) close() { close(b.stop) }
 
 // run takes a slot, then gathers every proposal waiting (at least one)
-// into a group and commits it in the background.
+// into a group and hands it to a committer (commitEach): it never waits,
+// since a slot is taken for each group until it is committed.
 func (b *batcher) run() {
+	defer close(b.groups)
 	for {
 		select {
 		case b.inflight <- struct{}{}:
@@ -89,7 +108,7 @@ func (b *batcher) run() {
 				break gather
 			}
 		}
-		go b.commit(group)
+		b.groups <- group
 	}
 }
 

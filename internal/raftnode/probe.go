@@ -70,16 +70,26 @@ func (n *Node) ProbeCounts() map[string]uint64 {
 // found the leader's port closed.
 func (n *Node) TakeOvers() uint64 { return n.takeOvers.Load() }
 
+// leaderProbeCheck is how often a leader, which has no leader to probe,
+// looks whether it still leads: each tick wakes the whole process, and
+// Probe.After/5 (50 ms on a LAN) was most of an idle leader's work.
+const leaderProbeCheck = time.Second
+
 // probeLeader runs the follower's probe (Probe) until the node closes.
 func (n *Node) probeLeader() {
 	p := n.cfg.Probe
-	tick := time.NewTicker(p.After / 5)
+	period := p.After / 5
+	tick := time.NewTicker(period)
 	defer tick.Stop()
 	for {
 		select {
 		case <-n.stop:
 			return
 		case <-tick.C:
+		}
+		if next := n.probePeriod(); next != period {
+			period = next
+			tick.Reset(period)
 		}
 		addr, id, ok := n.silentLeader()
 		if !ok || n.probe(addr) != VerdictRefused {
@@ -90,6 +100,15 @@ func (n *Node) probeLeader() {
 			n.waitTermMoves(term, 2*n.cfg.Timing.Heartbeat+2*time.Second)
 		}
 	}
+}
+
+// probePeriod is how often probeLeader ticks: every Probe.After/5 but
+// on a leader.
+func (n *Node) probePeriod() time.Duration {
+	if n.raft.State() == raft.Leader {
+		return leaderProbeCheck
+	}
+	return n.cfg.Probe.After / 5
 }
 
 // silentLeader returns the leader this follower knows and has not heard

@@ -199,3 +199,41 @@ func TestProbeNeedsTimeout(t *testing.T) {
 		t.Fatal("opened with a probe of no timeout")
 	}
 }
+
+// TestProbeByFormerLeader: a node that led, and so only checked its
+// state rather than probing (leaderProbeCheck), probes its leader like
+// any follower once it has handed the leadership over: its new leader
+// killed, it finds the port closed and starts an election. (The third
+// node is stopped too, so that its own probe and election cannot come
+// first.)
+func TestProbeByFormerLeader(t *testing.T) {
+	ms := newCluster(t, 3, func(m *member) { m.probe = testProbe })
+	former := waitReady(t, ms)
+	knowLeader(t, ms, former)
+	if err := former.node.raft.LeadershipTransfer().Error(); err != nil {
+		t.Fatal(err)
+	}
+	var leader *member
+	testwait.For(t, "another ready leader", 30*time.Second, func() bool {
+		for _, m := range ms {
+			if m != former && m.node.IsReady() {
+				leader = m
+				return true
+			}
+		}
+		return false
+	})
+	knowLeader(t, ms, leader)
+	for _, m := range ms {
+		slow(t, m, time.Minute)
+		if m != former {
+			kill(t, m)
+		}
+	}
+	testwait.For(t, "the former leader to find the new one's port closed and start an election", 30*time.Second, func() bool {
+		return former.node.ProbeCounts()[VerdictRefused] > 0 && former.node.TakeOvers() > 0
+	})
+	// Stopped here, its Raft's complaints about the dead peers are not
+	// logged after the test.
+	former.stop()
+}

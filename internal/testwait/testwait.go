@@ -24,3 +24,15 @@ func For(t testing.TB, what string, timeout time.Duration, cond func() bool) {
 		time.Sleep(Poll)
 	}
 }
+
+// Closed reports whether ch is closed (or holds a value) now, without
+// waiting: for a test that checks a notification has, or has not, been
+// given by the time something it waited for is done.
+func Closed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"log/slog"
 	"os"
@@ -189,9 +190,52 @@ func instrPerDORA(ctx context.Context, load dhcpLoad, dir string, c costContende
 	if err != nil {
 		return 0, err
 	}
+	if err := keepCallgrindOut(dir, c.name); err != nil {
+		return 0, err
+	}
 	fmt.Fprintf(os.Stderr, "dhcp.cost: %-7s %.0f instructions per DORA, of which idle work at %d/s %.0f (%.0f per second idle)\n",
 		c.name, perDORA, plan.rate, idle/float64(plan.rate), idle)
 	return perDORA, nil
+}
+
+// dhcpCostOut is -dhcp-cost-out: where dhcp.cost keeps each server's
+// callgrind dumps (callgrind_annotate reads them), which it otherwise
+// removes with its run's directory.
+var dhcpCostOut string
+
+func init() {
+	flag.StringVar(&dhcpCostOut, "dhcp-cost-out", "", "directory where dhcp.cost keeps each server's callgrind dumps (<server>/callgrind.out.<n>, and the server's log)")
+}
+
+// keepCallgrindOut copies the callgrind dumps and the log of the server
+// name, run in dir, to -dhcp-cost-out/name, if the flag is set. The
+// part of the second (larger) run is the one whose file says so on
+// stderr; parts are numbered as dumped: before the runs, after each,
+// then the two around the idle wait.
+func keepCallgrindOut(dir, name string) error {
+	if dhcpCostOut == "" {
+		return nil
+	}
+	dst := filepath.Join(dhcpCostOut, name)
+	if err := os.MkdirAll(dst, 0o755); err != nil {
+		return fmt.Errorf("dhcp.cost: %w", err)
+	}
+	files, err := filepath.Glob(filepath.Join(dir, "callgrind.out.*"))
+	if err != nil {
+		return fmt.Errorf("dhcp.cost: %w", err)
+	}
+	logs, _ := filepath.Glob(filepath.Join(dir, "*.log"))
+	for _, f := range append(files, logs...) {
+		b, err := os.ReadFile(f)
+		if err == nil {
+			err = os.WriteFile(filepath.Join(dst, filepath.Base(f)), b, 0o644)
+		}
+		if err != nil {
+			return fmt.Errorf("dhcp.cost: keep %s: %w", f, err)
+		}
+	}
+	fmt.Fprintf(os.Stderr, "dhcp.cost: %-7s callgrind dumps kept in %s (callgrind_annotate --inclusive=yes)\n", name, dst)
+	return nil
 }
 
 // idleRate is the instructions per second p runs over d without load.

@@ -165,7 +165,7 @@ func (n *Node) watch(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-n.cfg.DB.Changed():
+		case <-n.cfg.DB.ChangedBesidesLeases(): // a lease moves no generation
 		case <-tick.C:
 		}
 		g, l := n.generation(), n.cfg.Site.IsLeader()

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"bytes"
 	"context"
 	"crypto/x509"
 	"fmt"
@@ -108,6 +109,36 @@ func (n *Node) followCA() error {
 	return nil
 }
 
+// reportedMember is the node's member record, as stored, that names the
+// generation gen: until either changes, reportGeneration has nothing to
+// read. It runs at every store commit (watchCA), and a record decoded
+// each time cost two fifths of a DHCP lease's commit.
+type reportedMember struct {
+	gen uint64
+	raw []byte // a copy: bbolt's bytes live only as long as their tx
+}
+
+// memberToReport reads the node's member record and reports whether it
+// names gen already; without reading it again when its stored bytes are
+// those that named gen at the last call. m is nil when there is no
+// record, or it names gen.
+func (n *Node) memberToReport(gen uint64) (m *store.Member, reported bool) {
+	_ = n.db.View(func(tx *store.Tx) error {
+		raw := tx.Raw(&store.Member{}, n.cfg.ID)
+		if r := n.reported.Load(); r != nil && r.gen == gen && bytes.Equal(r.raw, raw) {
+			reported = true
+			return nil
+		}
+		m, _ = store.Get[store.Member](tx, n.cfg.ID)
+		if m != nil && m.Generation() == gen {
+			n.reported.Store(&reportedMember{gen: gen, raw: bytes.Clone(raw)})
+			m, reported = nil, true
+		}
+		return nil
+	})
+	return m, reported
+}
+
 // reportGeneration makes the node's member record name the generation of
 // its certificate. A node that has no record yet (joining) is recorded by
 // its join; one rotating its key reports with it (RotateKey).
@@ -116,9 +147,8 @@ func (n *Node) reportGeneration(ctx context.Context) error {
 	if gen == 0 {
 		return nil
 	}
-	var m *store.Member
-	_ = n.db.View(func(tx *store.Tx) error { m, _ = store.Get[store.Member](tx, n.cfg.ID); return nil })
-	if m == nil || m.Generation() == gen || m.NextFingerprint != "" || !n.inConfiguration() {
+	m, reported := n.memberToReport(gen)
+	if reported || m == nil || m.NextFingerprint != "" || !n.inConfiguration() {
 		return nil
 	}
 	m.CAGeneration = gen
@@ -130,19 +160,43 @@ func (n *Node) reportGeneration(ctx context.Context) error {
 	return nil
 }
 
-// watchCA follows the store's CA generation each time the store applies
-// something, until ctx ends.
+// watchCA follows the store's CA generation each time the store commits
+// a write, until ctx ends; after a failure, again within caRetry even if
+// nothing was written. Writes of the DHCP server's leases alone, one per
+// offer and ACK, are not waited for (ChangedBesidesLeases): they change
+// neither the CA nor a member, and a new leader's no-op (whose term
+// reportCommands follows) is a write of its own.
 func (n *Node) watchCA(ctx context.Context) {
 	defer close(n.watchDone)
-	n.raft.EachApplied(ctx, time.Second, "following the site CA's generation", func(ctx context.Context) error {
-		if err := n.followCA(); err != nil {
-			return err
+	for {
+		changed := n.db.ChangedBesidesLeases()
+		var retry <-chan time.Time
+		if err := n.followAndReport(ctx); err != nil && ctx.Err() == nil {
+			n.log.Warn("following the site CA's generation; trying again", "err", err)
+			retry = time.After(caRetry)
 		}
-		if err := n.reportGeneration(ctx); err != nil {
-			return err
+		select {
+		case <-ctx.Done():
+			return
+		case <-changed:
+		case <-retry:
 		}
-		return n.reportCommands(ctx)
-	})
+	}
+}
+
+// caRetry is how soon watchCA tries again after a failure.
+const caRetry = time.Second
+
+// followAndReport brings the node's trust and certificate to the store's
+// CA generation, then its member record to them.
+func (n *Node) followAndReport(ctx context.Context) error {
+	if err := n.followCA(); err != nil {
+		return err
+	}
+	if err := n.reportGeneration(ctx); err != nil {
+		return err
+	}
+	return n.reportCommands(ctx)
 }
 
 // reportCommands puts the node's member record again, with the highest

@@ -87,7 +87,8 @@ type Node struct {
 	// once the node has the site key (ca.go).
 	trust    *pki.Trust
 	follower atomic.Pointer[pki.Follower]
-	followed atomic.Pointer[followed] // followCA
+	followed atomic.Pointer[followed]       // followCA
+	reported atomic.Pointer[reportedMember] // reportGeneration
 	// commandsReported is 1 + the leader changes seen when the node last
 	// reported the command types it applies (reportCommands); 0: never.
 	commandsReported atomic.Uint64

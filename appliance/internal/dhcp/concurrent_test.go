@@ -11,7 +11,7 @@ import (
 )
 
 // TestConcurrentClientsNeverShareAnAddress: many clients at once, each
-// committing its REQUEST as the server does (a goroutine per commit that
+// committing its REQUEST as the server does (on a committer goroutine that
 // answers when it lands), race for a pool of three addresses: half of
 // them through DISCOVER and REQUEST, half asking straight for an address
 // of the pool (one another client may hold or be offered). Each client

@@ -42,9 +42,9 @@
 //   - Nothing on the packet path waits on anything but the local Raft
 //     commit and, for an offer, its bounded probe: no pings, no DNS. Packets are read by one goroutine per socket
 //     and decided by a small pool of workers (a few per CPU), which never
-//     wait for a commit: a REQUEST's lease is committed in a goroutine of
-//     its own, bounded in number (Config.Commits), which sends the ACK
-//     when the commit lands. When the queue or the commits are full,
+//     wait for a commit: a REQUEST's lease is committed on a committer
+//     goroutine (idle ones wait for the next commit; Config.Commits
+//     bound them), which sends the ACK when the commit lands. When the queue or the commits are full,
 //     packets are dropped (the client retransmits) rather than queued
 //     without bound.
 //   - Tracing adds no store read to the packet path: a known machine's

@@ -11,6 +11,7 @@ import (
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/insomniacslk/dhcp/iana"
 
+	"github.com/outposthq/outpost/appliance/internal/ipam"
 	"github.com/outposthq/outpost/appliance/internal/machinetrace"
 	"github.com/outposthq/outpost/appliance/internal/site"
 	"github.com/outposthq/outpost/appliance/internal/store"
@@ -268,15 +269,13 @@ func (s *Server) request(r *request) (*dhcpv4.DHCPv4, *store.Lease) {
 // on ip already ends. A clock stepped back (or a node whose clock is
 // behind the one that granted the lease) would otherwise shorten the
 // lease in the store, and the other nodes, by their clocks, would see
-// it over while the client, by its own timer, still holds it.
+// it over while the client, by its own timer, still holds it. The
+// client's lease is the allocator's (the store's, as this leader
+// committed it), not a second read of the store.
 func (s *Server) renewedUntil(r *request, ip netip.Addr, until time.Time) time.Time {
-	_ = s.db.View(func(tx *store.Tx) error {
-		cur, err := store.Get[store.Lease](tx, ip.String())
-		if err == nil && cur.MAC == r.mac && cur.State == store.LeaseActive && cur.Expires.After(until) {
-			until = cur.Expires
-		}
-		return nil
-	})
+	if cur, ok := r.pool.alloc.Lease(ip); ok && cur.MAC == r.mac && cur.State == ipam.Active && cur.Expires.After(until) {
+		return cur.Expires
+	}
 	return until
 }
 

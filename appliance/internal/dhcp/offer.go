@@ -35,18 +35,16 @@ type pendingOffer struct {
 // ever given it) or the store already holds it for the client until at
 // least the offer's end (a client that rebooted, or retransmits its
 // DISCOVER). An address no lease holds, not the client's, on the
-// receiving interface's link, not probed lately, is probed first.
+// receiving interface's link, not probed lately, is probed first. What
+// the store holds is the allocator's lease (the store's, as this leader
+// committed it), not a read of the store.
 func (s *Server) pending(r *request, ip netip.Addr, now time.Time) *pendingOffer {
 	if res, ok := r.pool.alloc.Reservation(r.mac); ok && res == ip {
 		return nil
 	}
 	until := now.Add(s.cfg.OfferHold)
-	var cur *store.Lease
-	_ = s.db.View(func(tx *store.Tx) error {
-		cur, _ = store.Get[store.Lease](tx, ip.String())
-		return nil
-	})
-	if cur != nil && cur.MAC == r.mac && cur.Holds(until) && cur.State != store.LeaseDeclined {
+	cur, held := r.pool.alloc.Lease(ip)
+	if held && cur.MAC == r.mac && cur.Holds(until) && cur.State != ipam.Declined {
 		return nil
 	}
 	l := &store.Lease{IP: ip.String(), MAC: r.mac, Subnet: r.pool.subnet.Name, State: store.LeaseOffered,
@@ -55,7 +53,7 @@ func (s *Server) pending(r *request, ip netip.Addr, now time.Time) *pendingOffer
 		l.MachineID = r.machine.ID
 	}
 	o := &pendingOffer{lease: l}
-	if p := s.probers[r.in.name]; p != nil && s.onLink(r) && (cur == nil || cur.MAC != r.mac && !cur.Holds(now)) && !p.fresh(ip, now) {
+	if p := s.probers[r.in.name]; p != nil && s.onLink(r) && (!held || cur.MAC != r.mac && !cur.Holds(now)) && !p.fresh(ip, now) {
 		o.probe = p
 	}
 	return o

@@ -57,8 +57,8 @@ type Config struct {
 	// (see Commits), so it is busy only while it computes.
 	Workers int
 	// Commits bounds the leases of REQUESTs being committed at once; 1024
-	// if zero. Each is a goroutine that sends the ACK when its commit
-	// lands; commits in flight share the node's group commit, so many
+	// if zero. Each is on a goroutine of its own (kept for the next one
+	// when it is done) that sends the ACK when its commit lands; commits in flight share the node's group commit, so many
 	// are cheap. A REQUEST that finds every one taken is dropped (the
 	// client retransmits).
 	Commits int
@@ -120,10 +120,14 @@ type Server struct {
 	pools     atomic.Pointer[poolSet]
 	rebuildMu sync.Mutex
 	work      chan packet
-	// commits holds a token per lease commit in flight (Config.Commits);
-	// committing counts their goroutines, which Serve waits for.
-	commits    chan struct{}
-	committing sync.WaitGroup
+	// commits holds a token per committer goroutine (Config.Commits),
+	// busy or idle; an idle one waits on idle for its next commit, and
+	// all of them end when stopCommits is closed (Serve, at its end).
+	// committing counts the commits in flight, which Serve waits for.
+	commits     chan struct{}
+	idle        chan func()
+	stopCommits chan struct{}
+	committing  sync.WaitGroup
 
 	traces    *machinetrace.Index
 	exchanges exchanges
@@ -186,7 +190,8 @@ func New(cfg Config) (*Server, error) {
 		cfg.Commits = 1024
 	}
 	s := &Server{cfg: cfg, db: cfg.Store, log: cfg.Log, now: cfg.Now, work: make(chan packet, 1024),
-		commits: make(chan struct{}, cfg.Commits), probers: map[string]*prober{}}
+		commits: make(chan struct{}, cfg.Commits), idle: make(chan func()), stopCommits: make(chan struct{}),
+		probers: map[string]*prober{}}
 	if s.now == nil {
 		s.now = time.Now
 		if cfg.Monotonic == nil {
@@ -307,6 +312,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	close(s.work)
 	wg.Wait()
 	s.committing.Wait()
+	close(s.stopCommits)
 	return nil
 }
 
@@ -361,21 +367,38 @@ func (s *Server) serveOne(ctx context.Context, p packet) {
 	})
 }
 
-// goCommit runs a lease's commit in a goroutine of its own, unless
-// Config.Commits are in flight already.
+// goCommit runs a lease's commit on a committer goroutine, an idle one
+// or a new one, unless Config.Commits are busy already. Committers
+// outlive their commit: a new goroutine per commit grew its stack again
+// through the commit, the ACK and its log line, at every exchange.
 func (s *Server) goCommit(run func()) bool {
+	s.committing.Add(1)
+	select {
+	case s.idle <- run:
+		return true
+	default:
+	}
 	select {
 	case s.commits <- struct{}{}:
 	default:
+		s.committing.Done()
 		return false
 	}
-	s.committing.Add(1)
-	go func() {
-		defer func() {
-			<-s.commits
-			s.committing.Done()
-		}()
-		run()
-	}()
+	go s.committer(run)
 	return true
+}
+
+// committer runs run, then each commit goCommit hands it, until
+// stopCommits is closed.
+func (s *Server) committer(run func()) {
+	defer func() { <-s.commits }()
+	for {
+		run()
+		s.committing.Done()
+		select {
+		case run = <-s.idle:
+		case <-s.stopCommits:
+			return
+		}
+	}
 }

@@ -246,3 +246,26 @@ func (a *Allocator) Reservation(mac string) (netip.Addr, bool) {
 	}
 	return addr(u), true
 }
+
+// Lease returns the lease committed for ip as the allocator last saw
+// it (built from the store, then each commit observed), if there is
+// one: the leader's DHCP server asks it instead of reading the store.
+func (a *Allocator) Lease(ip netip.Addr) (Lease, bool) {
+	if !a.prefix.Contains(ip) {
+		return Lease{}, false
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	e := a.entries[u32(ip)]
+	if e == nil || e.lease.state == 0 {
+		return Lease{}, false
+	}
+	return Lease{IP: ip, MAC: e.lease.mac, State: e.lease.state, Expires: e.lease.expires}, true
+}
+
+// Holds reports whether the lease keeps its address from every other MAC
+// at t: an offer or an active lease until it expires, a declined address
+// until its quarantine ends (as the store's Lease.Holds).
+func (l Lease) Holds(t time.Time) bool {
+	return l.State != Released && l.Expires.After(t)
+}

@@ -417,6 +417,44 @@ func TestObserveAndForget(t *testing.T) {
 	verify(t, a)
 }
 
+// TestLease: the allocator answers for an address with the lease last
+// committed there, as the store holds it: built from the store, then as
+// observed; none once the MAC's lease moved, nor after Forget; a hold
+// (an offer not committed) is no lease.
+func TestLease(t *testing.T) {
+	hour := t0.Add(time.Hour)
+	a := setup(t, lab(), nil, []Lease{newLease("198.18.0.100", macA, Active, hour)}, nil,
+		[]holdAt{{macC, "198.18.0.102", t0.Add(time.Minute)}})
+	if l, ok := a.Lease(ip("198.18.0.100")); !ok || l != newLease("198.18.0.100", macA, Active, hour) {
+		t.Errorf("Lease(.100) built from the store = %+v, %v", l, ok)
+	}
+	if l, ok := a.Lease(ip("198.18.0.102")); ok {
+		t.Errorf("Lease(.102), only held, = %+v", l)
+	}
+	if err := a.Observe(newLease("198.18.0.101", macA, Offered, t0.Add(time.Minute))); err != nil {
+		t.Fatal(err)
+	}
+	if l, ok := a.Lease(ip("198.18.0.100")); ok {
+		t.Errorf("Lease(.100) after its MAC's lease moved = %+v", l)
+	}
+	if l, ok := a.Lease(ip("198.18.0.101")); !ok || l.MAC != macA || l.State != Offered || !l.Holds(t0) || l.Holds(hour) {
+		t.Errorf("Lease(.101) = %+v, %v; want macA's offer, holding until a minute past t0", l, ok)
+	}
+	a.Forget(ip("198.18.0.101"))
+	for _, addr := range []string{"198.18.0.101", "10.1.1.1"} {
+		if l, ok := a.Lease(ip(addr)); ok {
+			t.Errorf("Lease(%s) = %+v, want none", addr, l)
+		}
+	}
+	if released := newLease("198.18.0.100", macB, Released, hour); released.Holds(t0) {
+		t.Error("a released lease holds its address")
+	}
+	if declined := newLease("198.18.0.100", macB, Declined, hour); !declined.Holds(t0) {
+		t.Error("a declined lease does not hold its address in quarantine")
+	}
+	verify(t, a)
+}
+
 func TestReservations(t *testing.T) {
 	a := setup(t, withPools(rng("198.18.0.100", "198.18.0.101")), nil, nil, nil, nil)
 	if err := a.SetReservation(macA, ip("198.18.0.100")); err != nil {

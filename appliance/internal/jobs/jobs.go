@@ -193,7 +193,7 @@ func (r *Runner) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-tick.C:
-		case <-r.cfg.Store.Changed():
+		case <-r.cfg.Store.ChangedBesidesLeases(): // a lease starts no job
 		}
 		if !r.cfg.Site.IsReadyLeader() {
 			r.ledSince = time.Time{}

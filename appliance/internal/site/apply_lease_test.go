@@ -8,7 +8,9 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/outposthq/outpost/appliance/internal/store"
+	"github.com/outposthq/outpost/internal/command"
 	"github.com/outposthq/outpost/internal/errs"
+	"github.com/outposthq/outpost/internal/testwait"
 )
 
 func lease(ip, mac string, state store.LeaseState, expires time.Time) *store.Lease {
@@ -233,4 +235,39 @@ func TestCommitLeaseFollowsItsSubnet(t *testing.T) {
 		t.Errorf("a lease in the subnet's old prefix: %+v (err %v), want an invalid refusal", r, r.Err)
 	}
 	e.applyOK(5, CommitLease, lease("198.19.0.100", mac, store.LeaseActive, hour))
+}
+
+// TestLeaseCommitsWakeLeaseWatchers: a batch of the DHCP server's lease
+// commits wakes the store's watchers of every write (events, leases),
+// not those of ChangedBesidesLeases (jobs, artifacts); a batch with
+// anything else in it, or a Noop, wakes both.
+func TestLeaseCommitsWakeLeaseWatchers(t *testing.T) {
+	e := newEnv(t)
+	e.applyOK(1, PutSubnet, Put[store.Subnet]{Object: sampleSubnet("lab"), Time: t0})
+	second := *sampleLease("198.18.0.101")
+	second.MAC = "02:00:00:00:00:99"
+	batches := []struct {
+		name          string
+		entries       []command.Entry
+		besidesLeases bool
+	}{
+		{"leases", []command.Entry{cmdEntry(t, 2, CommitLease, sampleLease("198.18.0.100")), cmdEntry(t, 2, CommitLease, &second)}, false},
+		{"a lease and an operator's lease", []command.Entry{cmdEntry(t, 3, CommitLease, sampleLease("198.18.0.100")),
+			cmdEntry(t, 3, PutLease, Put[store.Lease]{Object: lease("198.18.0.102", "02:00:00:00:00:98", store.LeaseActive, t0.Add(time.Hour)), Time: t0})}, true},
+		{"a noop", []command.Entry{{Index: 4}}, true},
+	}
+	for _, b := range batches {
+		all, besides := e.db.Changed(), e.db.ChangedBesidesLeases()
+		for _, r := range e.applyAll(b.entries...) {
+			if r.Err != nil {
+				t.Fatalf("%s: %v", b.name, r.Err)
+			}
+		}
+		if !testwait.Closed(all) {
+			t.Errorf("%s: Changed did not fire", b.name)
+		}
+		if got := testwait.Closed(besides); got != b.besidesLeases {
+			t.Errorf("%s: ChangedBesidesLeases fired: %v, want %v", b.name, got, b.besidesLeases)
+		}
+	}
 }

@@ -117,7 +117,11 @@ func NewStateMachine(db *store.DB, log *slog.Logger) *StateMachine {
 // storage failure, and the node stops.
 func (sm *StateMachine) Apply(entries []command.Entry) ([]any, error) {
 	results := make([]any, len(entries))
-	err := sm.db.Update(func(tx *store.Tx) error {
+	update := sm.db.Update
+	if leasesOnly(entries) {
+		update = sm.db.UpdateLeases
+	}
+	err := update(func(tx *store.Tx) error {
 		applied := tx.AppliedIndex()
 		last := applied
 		ahead := decodeAhead(entries, applied)
@@ -143,6 +147,18 @@ func (sm *StateMachine) Apply(entries []command.Entry) ([]any, error) {
 		return tx.UnsafeSetAppliedIndex(last)
 	})
 	return results, err
+}
+
+// leasesOnly reports whether entries are the DHCP server's lease commits
+// alone (CommitLease writes a lease, its index and its machine's event):
+// the store then wakes only the watchers of leases and events.
+func leasesOnly(entries []command.Entry) bool {
+	for _, e := range entries {
+		if t, _ := command.Split(e.Data); e.Data == nil || t != CommitLease {
+			return false
+		}
+	}
+	return len(entries) > 0
 }
 
 // applyOne applies entry i, e, decoded ahead if ahead has it. Domain

@@ -31,9 +31,12 @@ type DB struct {
 	db *bolt.DB
 
 	// changed is closed and replaced whenever a write commits, so that
-	// watchers (the event stream) wake without polling.
-	chMu    sync.Mutex
-	changed chan struct{}
+	// watchers (the event stream) wake without polling; changedBesides
+	// likewise, but for writes of the DHCP server's leases alone
+	// (UpdateLeases), which most watchers have no use for.
+	chMu           sync.Mutex
+	changed        chan struct{}
+	changedBesides chan struct{}
 }
 
 // Open opens the store at path, creating it if it does not exist. A file
@@ -49,7 +52,7 @@ func Open(path string) (*DB, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &DB{path: path, db: bdb, changed: make(chan struct{})}, nil
+	return &DB{path: path, db: bdb, changed: make(chan struct{}), changedBesides: make(chan struct{})}, nil
 }
 
 func openBolt(path string) (*bolt.DB, error) {
@@ -152,7 +155,20 @@ func (d *DB) View(fn func(tx *Tx) error) error {
 func (d *DB) Update(fn func(tx *Tx) error) error {
 	err := d.update(fn)
 	if err == nil {
-		d.notify()
+		d.notify(true)
+	}
+	return err
+}
+
+// UpdateLeases is Update for a transaction that writes leases alone
+// (with their index, their machines' events and the applied index): it
+// wakes the watchers of Changed, not those of ChangedBesidesLeases. The
+// DHCP server commits one per offer and ACK; a watcher woken by each
+// read the store for nothing.
+func (d *DB) UpdateLeases(fn func(tx *Tx) error) error {
+	err := d.update(fn)
+	if err == nil {
+		d.notify(false)
 	}
 	return err
 }
@@ -175,10 +191,25 @@ func (d *DB) Changed() <-chan struct{} {
 	return d.changed
 }
 
-func (d *DB) notify() {
+// ChangedBesidesLeases returns a channel that is closed at the next
+// committed write that is not UpdateLeases': for watchers of anything
+// but leases and events (jobs, artifacts).
+func (d *DB) ChangedBesidesLeases() <-chan struct{} {
+	d.chMu.Lock()
+	defer d.chMu.Unlock()
+	return d.changedBesides
+}
+
+// notify wakes the watchers of Changed and, if besidesLeases, those of
+// ChangedBesidesLeases.
+func (d *DB) notify(besidesLeases bool) {
 	d.chMu.Lock()
 	close(d.changed)
 	d.changed = make(chan struct{})
+	if besidesLeases {
+		close(d.changedBesides)
+		d.changedBesides = make(chan struct{})
+	}
 	d.chMu.Unlock()
 }
 
@@ -264,7 +295,7 @@ func (d *DB) Restore(r io.Reader) error {
 		return fmt.Errorf("store: restore: reopen: %w", err)
 	}
 	d.db = bdb
-	go d.notify()
+	go d.notify(true)
 	return nil
 }
 
@@ -310,6 +341,12 @@ func readU64(b []byte) uint64 {
 
 func decode[T any](bucket []byte, key, raw []byte) (*T, error) {
 	v := new(T)
+	if l, ok := any(v).(*Lease); ok {
+		if parseLeaseJSON(raw, l) {
+			return v, nil
+		}
+		*l = Lease{}
+	}
 	if err := json.Unmarshal(raw, v); err != nil {
 		// A value the store wrote itself that does not decode is damage,
 		// not bad input.

@@ -19,6 +19,7 @@ import (
 	"github.com/outposthq/outpost/appliance/internal/store"
 	"github.com/outposthq/outpost/appliance/internal/workflow"
 	"github.com/outposthq/outpost/internal/errs"
+	"github.com/outposthq/outpost/internal/testwait"
 )
 
 var (
@@ -403,6 +404,35 @@ func TestChanged(t *testing.T) {
 	}
 	if db.Changed() == ch {
 		t.Error("Changed returned the closed channel again")
+	}
+}
+
+// TestChangedBesidesLeases: a write of leases alone (UpdateLeases) wakes
+// the watchers of Changed, not those of ChangedBesidesLeases; any other
+// write wakes both; a failed one neither.
+func TestChangedBesidesLeases(t *testing.T) {
+	db := openDB(t)
+	all, besides := db.Changed(), db.ChangedBesidesLeases()
+	_ = db.UpdateLeases(func(*store.Tx) error { return errors.New("no") })
+	if testwait.Closed(all) || testwait.Closed(besides) {
+		t.Fatal("a failed write woke watchers")
+	}
+	update := func(tx *store.Tx) error { return tx.UnsafeSetAppliedIndex(1) }
+	if err := db.UpdateLeases(update); err != nil {
+		t.Fatal(err)
+	}
+	if !testwait.Closed(all) || testwait.Closed(besides) {
+		t.Errorf("UpdateLeases: Changed fired %v (want true), ChangedBesidesLeases %v (want false)", testwait.Closed(all), testwait.Closed(besides))
+	}
+	all = db.Changed()
+	if err := db.Update(update); err != nil {
+		t.Fatal(err)
+	}
+	if !testwait.Closed(all) || !testwait.Closed(besides) {
+		t.Errorf("Update: Changed fired %v, ChangedBesidesLeases %v; want both", testwait.Closed(all), testwait.Closed(besides))
+	}
+	if db.ChangedBesidesLeases() == besides {
+		t.Error("ChangedBesidesLeases returned the closed channel again")
 	}
 }
 
