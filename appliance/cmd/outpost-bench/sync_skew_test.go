@@ -24,13 +24,15 @@ import (
 // site syncs with central through a fault proxy; a machine registered
 // at central, behind a real BMC (ipmi_sim), reaches the site, and an
 // order placed at central is applied there (the BMC powers on); the
-// site's events reach central, each exactly once. Then the link is cut
-// in the middle of messages while events stream up, and down: events
-// recorded meanwhile and an order placed at central while central says
-// the site is away arrive once it heals (the BMC powers off). Last,
-// central is SIGKILLed with events in flight and started again on its
-// data, more recorded while it is down: central still ends with every
-// event of the site exactly once.
+// site's events reach central, each exactly once, and central's fleet
+// model has the machine in the site's state. Then events stream up
+// through connections cut in the middle of messages; then the link goes
+// down, and events recorded meanwhile and an order placed at central
+// while it says the site is away arrive once it heals (the BMC powers
+// off); then central is SIGKILLed while events stream, more are
+// recorded while it is down, and it starts again on its data. After
+// each, central holds every event of the site exactly once, and the
+// site created each order once.
 func TestSyncAcrossReleases(t *testing.T) {
 	lab.Require(t, "git", "ipmi_sim", "ipmitool")
 	if *soakUpgradeFrom == "" {
@@ -66,11 +68,18 @@ func testSyncAcross(t *testing.T, centrald, applianced string) {
 	l.record(t)
 	l.checkEvents(t, "with the link up")
 
-	// Cut in the middle of messages while events stream, then down.
+	// Every connection cut in the middle of a message while events
+	// stream up, until central has them all.
 	l.proxy.CutAfter(syncSkewCut)
 	l.record(t)
-	l.proxy.SetMode(lab.Refuse)
+	l.checkEvents(t, "through connections cut mid-message")
+	if l.proxy.Cut() == 0 {
+		t.Fatalf("no connection was cut after %d bytes: the events did not stream through the cuts", syncSkewCut)
+	}
 	l.proxy.CutAfter(0)
+
+	// The link down: events recorded and an order placed meanwhile.
+	l.proxy.SetMode(lab.Refuse)
 	waitSiteConnected(t, l.cc, soakSiteID, false)
 	l.record(t)
 	l.placeOrder(t, "off1", store.OrderPowerOff)
@@ -78,12 +87,13 @@ func testSyncAcross(t *testing.T, centrald, applianced string) {
 	l.waitOrder(t, "off1", "off")
 	l.checkEvents(t, "once the link healed")
 
-	// Central SIGKILLed with events in flight, and started on its data.
+	// Central SIGKILLed while events stream, more recorded while it is
+	// down, and started again on its data.
+	killed := l.killCentralMidStream(t)
 	l.record(t)
-	nd := l.cen.nodes[0]
-	nd.kill()
+	<-killed
 	l.record(t)
-	l.cen.start(nd)
+	l.cen.start(l.cen.nodes[0])
 	centralLeaderID(t, l.cen)
 	l.checkEvents(t, "once central restarted")
 	l.order(t, "on2", store.OrderPowerOn, "on")
@@ -190,9 +200,37 @@ func (l *syncSkewLab) record(t *testing.T) {
 	recordEvents(t, l.app, syncSkewEvents, 8)
 }
 
+// killCentralMidStream SIGKILLs central's node, in the background, as
+// soon as it has stored an event the site records after the call;
+// killed is closed once it is dead.
+func (l *syncSkewLab) killCentralMidStream(t *testing.T) (killed chan struct{}) {
+	t.Helper()
+	_, from, err := l.site.api.Events(t.Context(), 0, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	killed = make(chan struct{})
+	go func() {
+		defer close(killed)
+		err := pollEvery(t.Context(), 20*time.Millisecond, 2*time.Minute, func() error {
+			s, err := l.cc.Site(t.Context(), soakSiteID)
+			if err == nil && s.Sync.StoredSeq <= from {
+				err = fmt.Errorf("central stored the site's events to %d, not past %d", s.Sync.StoredSeq, from)
+			}
+			return err
+		})
+		if err != nil {
+			t.Errorf("before the kill: %v", err)
+		}
+		l.cen.nodes[0].kill()
+	}()
+	return killed
+}
+
 // checkEvents waits until central has stored the site's last event and
 // compares the two logs (soakCheckEvents): nothing lost, nothing twice,
-// each the same.
+// each the same; and central's fleet model, built from those events,
+// has each machine in the state the site has it (soakCheckStates).
 func (l *syncSkewLab) checkEvents(t *testing.T, when string) {
 	t.Helper()
 	chk := soak.NewChecker(func() time.Duration { return 0 })
@@ -200,8 +238,9 @@ func (l *syncSkewLab) checkEvents(t *testing.T, when string) {
 	if err != nil {
 		t.Fatalf("events %s: %v", when, err)
 	}
+	soakCheckStates(t.Context(), l.cen, l.site, chk)
 	if lost != 0 || dup != 0 || len(chk.Violations()) != 0 {
-		t.Fatalf("events %s: %d lost, %d duplicated at central: %v", when, lost, dup, chk.Violations())
+		t.Fatalf("events %s: %d lost, %d duplicated at central; violations %v", when, lost, dup, chk.Violations())
 	}
 }
 
