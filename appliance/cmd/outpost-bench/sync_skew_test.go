@@ -135,8 +135,10 @@ func startSyncSkewLab(t *testing.T, centrald, applianced string) *syncSkewLab {
 	proxy := lab.StartFaultProxy(t, "127.0.0.1:0", cen.nodes[0].addr)
 	app := startSyncAppliance(t, applianced, "-central-url", "http://"+proxy.Addr, "-insecure-central", // a lab on loopback
 		"-site-id", soakSiteID, "-site-credential-file", credFile)
-	l := &syncSkewLab{cen: cen, cc: cclient.New(cen.nodes[0].api.url, cen.token, cen.nodes[0].api.http), app: app, proxy: proxy, site: &soakSite{api: client.New(app.url, app.token)},
-		bmc: lab.StartIPMISim(t, lab.IPMISimConfig{Name: "m1"})}
+	l := &syncSkewLab{cen: cen, app: app, proxy: proxy,
+		cc:   cclient.New(cen.nodes[0].api.url, cen.token, cen.nodes[0].api.http),
+		site: &soakSite{api: client.New(app.url, app.token)},
+		bmc:  lab.StartIPMISim(t, lab.IPMISimConfig{Name: "m1"})}
 	waitSiteConnected(t, l.cc, soakSiteID, true)
 	return l
 }
