@@ -86,7 +86,7 @@ HWTESTS_NAMES := \
 	TestCloudInitFindsLinkLocalMetadata \
 	TestNetbootBIOS TestNetbootUEFI TestTestOSBootsFromDisk TestIPMISimConsole TestConsoleWebsocket \
 	TestImagesRepeatable TestInstrPerDORAKea \
-	TestSoakCatchesViolation TestRollingUpgradeSkew TestCentralRollingUpgradeSkew \
+	TestSoakCatchesViolation TestRollingUpgradeSkew TestCentralRollingUpgradeSkew TestSyncAcrossReleases \
 	TestDiskFullLeader TestDiskFullSingleNode TestDHCPClockSteps
 empty :=
 space := $(empty) $(empty)

@@ -121,7 +121,7 @@ func fanoutOnce(t lab.T, cfg fanoutConfig) fanoutRun {
 		Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.Pool()}}})
 	credFile := cen.NewSite(fanoutSite)
 	nodes := startFanoutSite(t, cfg.applianced, cen.SyncArgs(cen.URL, fanoutSite, credFile))
-	waitSiteConnected(t, cc)
+	waitSiteConnected(t, cc, fanoutSite, true)
 	sum := pushFanoutImage(t, cc, cfg.bytes)
 
 	img := fmt.Appendf(nil, `{"name":%q,"type":"os","sha256":%q,"format":"raw"}`, fanoutImage, sum)
@@ -171,13 +171,14 @@ func pushFanoutImage(t lab.T, cc *cclient.Client, size int64) string {
 	return sum
 }
 
-// waitSiteConnected waits until central sees the site connected, so
-// that a run times the fan-out rather than the site's first connection.
-func waitSiteConnected(t lab.T, cc *cclient.Client) {
-	err := pollEvery(t.Context(), 100*time.Millisecond, time.Minute, func() error {
-		s, err := cc.Site(t.Context(), fanoutSite)
-		if err == nil && !s.Sync.Connected {
-			err = fmt.Errorf("central does not see site %s connected", fanoutSite)
+// waitSiteConnected waits until central sees site connected (or, with
+// want false, not), so that a run times the fan-out rather than the
+// site's first connection.
+func waitSiteConnected(t lab.T, cc *cclient.Client, site string, want bool) {
+	err := pollEvery(t.Context(), 100*time.Millisecond, 2*time.Minute, func() error {
+		s, err := cc.Site(t.Context(), site)
+		if err == nil && s.Sync.Connected != want {
+			err = fmt.Errorf("central sees site %s connected=%v, want %v", site, s.Sync.Connected, want)
 		}
 		return err
 	})

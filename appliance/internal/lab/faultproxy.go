@@ -37,6 +37,7 @@ type FaultProxy struct {
 	flipArm bool  // the next connection flips the byte at flipAt from the target
 	flipAt  int64
 	flipped int // bytes flipped so far
+	cut     int // connections CutAfter cut so far
 	conns   map[*faultConn]bool
 	closed  bool
 	wg      sync.WaitGroup
@@ -113,6 +114,14 @@ func (p *FaultProxy) CutAfter(n int64) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.cutEach = n
+}
+
+// Cut is how many connections CutAfter cut so far: a test knows its
+// cuts fell in the middle of the traffic, not after it.
+func (p *FaultProxy) Cut() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.cut
 }
 
 // FlipByteAt corrupts the next connection accepted after the call, and
@@ -243,6 +252,9 @@ func (p *FaultProxy) pipe(c *faultConn, dst, src net.Conn, flip int64) {
 				}
 			}
 			if cut {
+				p.mu.Lock()
+				p.cut++
+				p.mu.Unlock()
 				return
 			}
 			crossed += int64(n)

@@ -88,6 +88,9 @@ func TestFaultProxy(t *testing.T) {
 	if got, closed := readAll(c, 5*time.Second); len(got) >= len(msg) || !closed {
 		t.Errorf("cut after 50 bytes: got %d of %d bytes, closed %v; want the connection cut mid-message", len(got), len(msg), closed)
 	}
+	if n := p.Cut(); n != 1 {
+		t.Errorf("the proxy counts %d connections cut, want 1", n)
+	}
 	p.CutAfter(0)
 	p.SetDelay(10 * time.Millisecond)
 	c = dial()
