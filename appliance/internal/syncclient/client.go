@@ -102,6 +102,8 @@ type Client struct {
 	log  *slog.Logger
 
 	connected atomic.Bool
+	// batch is how many events go in one message (batch.go).
+	batch batchSize
 	// lastSync is when central's last message was handled (Unix
 	// nanoseconds; 0: never since the start).
 	lastSync atomic.Int64

@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -492,6 +493,41 @@ func TestSyncCutMidMessage(t *testing.T) {
 	e.f.mu.Unlock()
 	if n < 4 {
 		t.Errorf("%d hellos, want at least 4 (three cut connections)", n)
+	}
+}
+
+// TestSyncLinkCutsEveryConnection: a link that cuts every connection
+// after 32 KiB, less than one full events message, still carries every
+// event, once: the batch shrinks until one fits (batch.go).
+func TestSyncLinkCutsEveryConnection(t *testing.T) {
+	e := newEnv(t, testCredential)
+	e.appendEvents(3000, "boot.storm")
+	p := newCutProxy(t, strings.TrimPrefix(e.f.srv.URL, "https://"), 32<<10)
+	e.run(func(c *Config) { c.URL = "wss://" + p.ln.Addr().String() + syncproto.Path })
+	e.waitStoredAll()
+	e.checkStored()
+	e.waitSite("acked seq 3000", func(s store.SyncState) bool { return s.AckedSeq == 3000 })
+}
+
+// TestBatchSize: cut halves down to minBatch, an acknowledgement
+// doubles up to the protocol's limit.
+func TestBatchSize(t *testing.T) {
+	var b batchSize
+	if got := b.get(); got != syncproto.MaxEventsPerBatch {
+		t.Fatalf("a new batch holds %d events, want %d", got, syncproto.MaxEventsPerBatch)
+	}
+	var cuts []int
+	for range 9 {
+		cuts = append(cuts, b.cut())
+	}
+	if want := []int{500, 250, 125, 62, 31, 15, minBatch, minBatch, minBatch}; !slices.Equal(cuts, want) {
+		t.Errorf("cuts %v, want %v", cuts, want)
+	}
+	for range 8 {
+		b.acked()
+	}
+	if got := b.get(); got != syncproto.MaxEventsPerBatch {
+		t.Errorf("after acknowledgements the batch holds %d events, want %d", got, syncproto.MaxEventsPerBatch)
 	}
 }
 

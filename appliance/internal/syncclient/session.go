@@ -86,6 +86,11 @@ func (c *Client) session(ctx context.Context, url string) (welcomed bool, err er
 	if ctx.Err() != nil {
 		err = context.Cause(ctx)
 	}
+	if sent := s.sent.Load(); sent > s.welcome.StoredSeq && sent > s.acked {
+		n := c.batch.cut()
+		s.log.Info("the session ended with events sent and not acknowledged: later messages hold fewer events",
+			"sent", sent, "acked", s.acked, "batch", n)
+	}
 	return true, s.end(ctx, err)
 }
 
@@ -248,6 +253,7 @@ func (s *session) recordAck(ctx context.Context, seq uint64) error {
 		return fmt.Errorf("record events ack %d: %w", seq, err)
 	}
 	s.acked = seq
+	s.c.batch.acked()
 	return nil
 }
 
@@ -260,7 +266,7 @@ func (s *session) sendEvents(ctx context.Context) error {
 		changed := db.Changed()
 		var events []*store.Event
 		if err := db.View(func(tx *store.Tx) (err error) {
-			events, err = tx.EventsSince(cursor, readBatch)
+			events, err = tx.EventsSince(cursor, s.readLimit())
 			return err
 		}); err != nil {
 			return err
@@ -289,6 +295,16 @@ func (s *session) sendEvents(ctx context.Context) error {
 			cursor = b.Last
 		}
 	}
+}
+
+// readLimit is how many events sendEvents reads at once: readBatch,
+// split into messages of syncproto.MaxEventsPerBatch; or, while the
+// batch is cut (batch.go), one message's worth.
+func (s *session) readLimit() int {
+	if n := s.c.batch.get(); n < syncproto.MaxEventsPerBatch {
+		return n
+	}
+	return readBatch
 }
 
 // wireEvents converts stored events to the protocol's: each one's data
