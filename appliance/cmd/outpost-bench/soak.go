@@ -18,6 +18,7 @@ import (
 	"github.com/outposthq/outpost/appliance/internal/lab"
 	"github.com/outposthq/outpost/appliance/internal/lab/sim"
 	"github.com/outposthq/outpost/appliance/internal/soak"
+	"github.com/outposthq/outpost/appliance/internal/store"
 )
 
 // The soak's flags.
@@ -80,11 +81,14 @@ func benchSoak(ctx context.Context, log *slog.Logger, _ time.Duration) error {
 	if seed == 0 {
 		seed = rand.Uint64()
 	}
+	if *soakVMs < 0 || *soakVMs > soakMaxVMs {
+		return fmt.Errorf("-soak-vms must be 0 to %d, not %d", soakMaxVMs, *soakVMs)
+	}
 	ids := make([]string, *soakMachines)
 	for i := range ids {
 		ids[i] = fmt.Sprintf("soak-%04d", i)
 	}
-	sched, err := soak.NewSchedule(seed, *soakDuration, ids, kinds, *soakPerKind)
+	sched, err := soak.NewSchedule(seed, *soakDuration, ids, soakVMIDs(*soakVMs), kinds, *soakPerKind)
 	if err != nil {
 		return err
 	}
@@ -107,10 +111,16 @@ func benchSoak(ctx context.Context, log *slog.Logger, _ time.Duration) error {
 	if err != nil {
 		return err
 	}
+	var vmImages []store.Object
+	if *soakVMs > 0 {
+		if vmImages, err = linkSoakVMImages(filepath.Join(root, "images", "out"), art); err != nil {
+			return err
+		}
+	}
 	var rep *soak.Report
 	r := lab.NewRunner(ctx, "bench-soak", discardLog{log})
 	err = r.Run(func(t lab.T) {
-		rep, err = soakRun(ctx, t, sched, dir, bins, art)
+		rep, err = soakRun(ctx, t, sched, dir, bins, art, vmImages)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -158,15 +168,22 @@ func soakScheduleKinds(list, upgradeFrom string) []soak.Kind {
 }
 
 // soakRun sets the lab up, runs the schedule and the orders, and checks
-// the invariants at the end.
-func soakRun(ctx context.Context, t lab.T, sched *soak.Schedule, dir string, bins soakBins, art *sim.Artifacts) (*soak.Report, error) {
+// the invariants at the end; vmImages are the VMs' OS images (none
+// without VMs).
+func soakRun(ctx context.Context, t lab.T, sched *soak.Schedule, dir string, bins soakBins, art *sim.Artifacts, vmImages []store.Object) (*soak.Report, error) {
 	cen := startSoakCentral(t, bins, *soakCentrals)
 	site, err := startSoakSite(ctx, t, *soakSiteNodes, dir, bins, art, cen)
 	if err != nil {
 		return nil, err
 	}
-	if err := putSoakSite(ctx, site, art); err != nil {
+	if err := putSoakSite(ctx, site, art, vmImages); err != nil {
 		return nil, err
+	}
+	if *soakVMs > 0 {
+		// Before the relay binds the address the bridge takes.
+		if err := bridgeSoakVMs(t, site.sw.client); err != nil {
+			return nil, err
+		}
 	}
 	// Every node hears each relayed request, as from dhcrelay with
 	// their addresses (storm3's).
@@ -190,11 +207,14 @@ func soakRun(ctx context.Context, t lab.T, sched *soak.Schedule, dir string, bin
 	if err != nil {
 		return nil, err
 	}
+	if err := startSoakVMs(runCtx, t, fleet, site.sw.client, soakVMIDs(*soakVMs)); err != nil {
+		return nil, err
+	}
 	if err := registerSoakMachines(ctx, cen, site, fleet); err != nil {
 		return nil, err
 	}
-	fmt.Fprintf(os.Stderr, "soak: lab up in %.0f s: central %d nodes, site %s %d nodes, %d machines behind ipmi_sim\n",
-		time.Since(began).Seconds(), len(cen.nodes), soakSiteID, len(site.nodes), len(fleet.list))
+	fmt.Fprintf(os.Stderr, "soak: lab up in %.0f s: central %d nodes, site %s %d nodes, %d machines behind ipmi_sim (%d real VMs)\n",
+		time.Since(began).Seconds(), len(cen.nodes), soakSiteID, len(site.nodes), len(fleet.list), *soakVMs)
 	start = time.Now()
 	return soakLoop(runCtx, t, sched, start, cen, site, fleet, chk)
 }
