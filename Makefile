@@ -92,7 +92,10 @@ bench: build images
 # a worktree of it; empty: no upgrade), upgraded node by node to the
 # current one while the soak runs (an upgrade entry in the schedule).
 # Fails on any broken invariant; the report goes to soak-report/
-# (soak.json, soak.svg). SOAK_FLAGS adds other -soak-* flags. soak-ci is
+# (soak.json, soak.svg). SOAK_VMS real QEMU VMs (2), each behind its own
+# ipmi_sim, join the simulated machines: they boot the installer, write
+# the test OS and boot it, in the same loop of orders.
+# SOAK_FLAGS adds other -soak-* flags. soak-ci is
 # CI's: ten minutes, a fixed seed, 50 machines (200 ipmi_sim processes
 # beside a 3-node central starve a 2-core CI machine's BMC calls: a run
 # beside other work timed power cycles out).
@@ -100,10 +103,11 @@ SOAK_DURATION ?= 1h
 SOAK_SEED     ?= 0
 SOAK_MACHINES ?= 200
 SOAK_SITE_NODES ?= 3
+SOAK_VMS      ?= 2
 SOAK_UPGRADE_FROM ?= 75c47a5
 soak: build images
 	$(BIN)/outpost-bench -run soak -soak-duration $(SOAK_DURATION) -soak-seed $(SOAK_SEED) \
-		-soak-machines $(SOAK_MACHINES) -soak-site-nodes $(SOAK_SITE_NODES) \
+		-soak-machines $(SOAK_MACHINES) -soak-site-nodes $(SOAK_SITE_NODES) -soak-vms $(SOAK_VMS) \
 		-soak-upgrade-from '$(SOAK_UPGRADE_FROM)' $(SOAK_FLAGS)
 
 soak-ci:

@@ -354,7 +354,7 @@ func parseReply(pkt, oob []byte) (reply, bool) {
 }
 
 // dhcpAnswer is the DHCP message in pkt, an IPv4 packet, if it is one a
-// server sent: UDP from port 67, a BOOTREPLY.
+// server (or a relay) sent: UDP from port 67.
 func dhcpAnswer(pkt []byte) (*dhcpv4.DHCPv4, bool) {
 	if len(pkt) < 20 || pkt[0]>>4 != 4 || pkt[9] != syscall.IPPROTO_UDP {
 		return nil, false
@@ -364,10 +364,7 @@ func dhcpAnswer(pkt []byte) (*dhcpv4.DHCPv4, bool) {
 		return nil, false
 	}
 	m, err := dhcpv4.FromBytes(pkt[ihl+8:])
-	if err != nil || m.OpCode != dhcpv4.OpcodeBootReply {
-		return nil, false
-	}
-	return m, true
+	return m, err == nil
 }
 
 // kernelStamp is the SO_TIMESTAMPNS time in a packet's control messages.

@@ -55,15 +55,20 @@ const soakDrain = 10 * time.Minute
 // boots the machine: a sim walk over DHCP through a relay, TFTP, boot
 // HTTP and the agent API), which central orders to provision (a mix of
 // two images and two templates) and deprovision in a loop for
-// -soak-duration. A seeded schedule of faults (soak.NewSchedule,
-// printed first) runs meanwhile. The invariants (package soak) are
-// checked as it runs and at its end; the report goes to -soak-report
-// (soak.json, soak.svg) and the line
+// -soak-duration. -soak-vms real QEMU VMs (soak_vms.go), each behind
+// an ipmi_sim of its own whose power on starts QEMU, join them on the
+// same boot network: ordered the same way with the test OS images, they
+// boot the real installer, write the image and boot the test OS, which
+// must read its metadata after each provision. A seeded schedule of
+// faults (soak.NewSchedule, printed first) runs meanwhile, hitting a VM
+// only with the faults a real machine lives through (soak.VMKinds). The
+// invariants (package soak) are checked as it runs and at its end; the
+// report goes to -soak-report (soak.json, soak.svg) and the line
 //
-//	BENCH soak hours=<h> provisions=<n> failed=<n> success_ratio=<r> dup_ips=<n> lost_events=<n> dup_events=<n> p99_s=<s> faults=<n>
+//	BENCH soak hours=<h> provisions=<n> failed=<n> success_ratio=<r> dup_ips=<n> lost_events=<n> dup_events=<n> p99_s=<s> faults=<n> vms=<n> vm_provisions=<n> vm_failed=<n> vm_booted=<n>
 //
 // It fails, naming each, on any broken invariant. Needs root, ipmi_sim,
-// nft, tc and `make images`.
+// nft, tc and `make images`; with VMs, QEMU and the iPXE ROMs.
 func benchSoak(ctx context.Context, log *slog.Logger, _ time.Duration) error {
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()

@@ -186,10 +186,11 @@ func watchACKs(ctx context.Context, fd int, mac net.HardwareAddr, chk *soak.Chec
 	}
 }
 
-// ackTo is the address a DHCP ACK to mac in pkt (an IPv4 packet) gives.
+// ackTo is the address a DHCP ACK to mac in pkt (an IPv4 packet) gives:
+// a BOOTREPLY from port 67 (a server's or a relay's).
 func ackTo(pkt []byte, mac net.HardwareAddr) (string, bool) {
 	m, ok := dhcpAnswer(pkt)
-	if !ok || m.MessageType() != dhcpv4.MessageTypeAck || m.ClientHWAddr.String() != mac.String() || m.YourIPAddr.IsUnspecified() {
+	if !ok || m.OpCode != dhcpv4.OpcodeBootReply || m.MessageType() != dhcpv4.MessageTypeAck || m.ClientHWAddr.String() != mac.String() || m.YourIPAddr.IsUnspecified() {
 		return "", false
 	}
 	return m.YourIPAddr.String(), true
