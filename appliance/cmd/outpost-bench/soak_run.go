@@ -123,7 +123,7 @@ func soakLoop(ctx context.Context, t lab.T, sched *soak.Schedule, start time.Tim
 		"acks": chk.ACKs(), "orders_placed": orders.placed.Load(), "fault_log": in.log}
 	in.mu.Unlock()
 	if len(rep.Violations) > 0 {
-		fmt.Fprintf(os.Stderr, "soak: applianced's logs (last lines):\n%s", site.logTails(30))
+		fmt.Fprintf(os.Stderr, "soak: applianced's logs (last lines):\n%s%s", site.logTails(30), fleet.vmTails(20))
 	}
 	return rep, nil
 }

@@ -212,7 +212,7 @@ func (vm *soakVM) waitBooted(ctx context.Context, hostname, id string) error {
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("%w (serial console %s)", err, vm.serial)
+		return fmt.Errorf("%w; its serial console's last lines:\n%s", err, lastLines(vm.serial, 8))
 	}
 	if got[2] != id {
 		return fmt.Errorf("its test OS says instance-id=%s, want %s", got[2], id)
@@ -243,4 +243,15 @@ func (vm *soakVM) reset(ctx context.Context) error {
 	defer q.Close()
 	_, err = q.Execute(cctx, "system_reset", nil)
 	return err
+}
+
+// vmTails is the last n lines of each VM's serial console.
+func (f *soakFleet) vmTails(n int) string {
+	var b strings.Builder
+	for _, m := range f.list {
+		if m.vm != nil {
+			fmt.Fprintf(&b, "--- %s's serial console\n%s\n", m.ID, lastLines(m.vm.serial, n))
+		}
+	}
+	return b.String()
 }
