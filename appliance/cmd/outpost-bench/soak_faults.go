@@ -345,15 +345,15 @@ func (in *soakInjector) agentKill(ctx context.Context, f soak.Fault) bool {
 	m := in.fleet.byID[f.Target]
 	deadline := time.Now().Add(soakAgentWindow)
 	for time.Now().Before(deadline) {
-		if m.vm != nil && in.actionRunning(ctx, m) {
+		switch running := in.actionRunning(ctx, m); {
+		case running && m.vm != nil:
 			if err := m.vm.reset(ctx); err != nil {
 				in.note(f, "missed", "reset ", m.ID, ": ", err)
 				return false
 			}
 			in.note(f, "reset", "the VM ", m.ID)
 			return true
-		}
-		if m.vm == nil && in.actionRunning(ctx, m) && in.fleet.killWalk(ctx, m, soakAgentAfter) {
+		case running && in.fleet.killWalk(ctx, m, soakAgentAfter):
 			in.note(f, "killed", "the walk of ", m.ID)
 			return true
 		}
