@@ -28,7 +28,12 @@ import (
 // VMs' images (more), and the install templates and the deprovision's
 // wipe template.
 func putSoakSite(ctx context.Context, s *soakSite, art *sim.Artifacts, more []store.Object) error {
-	objs := []store.Object{art.Installer(stormInstaller), labsite.InstallTemplate(), labsite.RebootTemplate(), labsite.WipeTemplate()}
+	inst := art.Installer(stormInstaller)
+	// The VMs boot it under software emulation on a loaded machine,
+	// where the kernel's IO-APIC timer check can miss its ticks and
+	// panic (labsite's test OS has the same).
+	inst.Cmdline += " no_timer_check"
+	objs := []store.Object{inst, labsite.InstallTemplate(), labsite.RebootTemplate(), labsite.WipeTemplate()}
 	for _, name := range soakImages {
 		objs = append(objs, art.OSImage(name))
 	}
