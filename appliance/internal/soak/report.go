@@ -23,15 +23,15 @@ type Report struct {
 	// TTP is the time to provision of the provisions that succeeded,
 	// from placing at central to the order's end at the site, in
 	// seconds: quantiles and a histogram.
-	TTP        Quantiles              `json:"time_to_provision_s"`
-	Histogram  []Bucket               `json:"time_to_provision_histogram"`
-	DupIPs     int                    `json:"dup_ips"`
-	LostEvents int                    `json:"lost_events"`
-	DupEvents  int                    `json:"dup_events"`
-	Faults     []FaultCost            `json:"faults"`
-	Orders     []Order                `json:"orders"`
-	Samples    map[string][]Sample    `json:"samples"`
-	Violations []Violation            `json:"violations"`
+	TTP        Quantiles           `json:"time_to_provision_s"`
+	Histogram  []Bucket            `json:"time_to_provision_histogram"`
+	DupIPs     int                 `json:"dup_ips"`
+	LostEvents int                 `json:"lost_events"`
+	DupEvents  int                 `json:"dup_events"`
+	Faults     []FaultCost         `json:"faults"`
+	Orders     []Order             `json:"orders"`
+	Samples    map[string][]Sample `json:"samples"`
+	Violations []Violation         `json:"violations"`
 	// VMs counts the real QEMU VMs among the machines; VMProvisions and
 	// VMFailed are their provisions ended and failed (counted in
 	// Provisions and Failed too), and VMBooted those after which the VM's
