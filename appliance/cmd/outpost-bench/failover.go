@@ -259,22 +259,39 @@ type capture struct {
 // ns.
 func captureReplies(ns *lab.Netns, iface string) (*capture, error) {
 	c := &capture{fd: -1, done: make(chan []reply, 1)}
+	fd, err := openPacketSocket(ns, iface, func(fd int) error {
+		return syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_TIMESTAMPNS, 1)
+	})
+	if err != nil {
+		return nil, err
+	}
+	c.fd = fd
+	go c.read()
+	return c, nil
+}
+
+// openPacketSocket opens a packet socket of the IPv4 packets iface in ns
+// receives and sends (SOCK_DGRAM: each read is one IP packet), with a
+// 4 MiB receive buffer and reads that time out every 100 ms; set, if
+// not nil, sets more options.
+func openPacketSocket(ns *lab.Netns, iface string, set func(fd int) error) (int, error) {
+	fd := -1
 	err := ns.Do(func() error {
 		ifi, err := net.InterfaceByName(iface)
 		if err != nil {
 			return err
 		}
 		proto := int(htons(syscall.ETH_P_IP))
-		fd, err := syscall.Socket(syscall.AF_PACKET, syscall.SOCK_DGRAM, proto)
-		if err != nil {
+		if fd, err = syscall.Socket(syscall.AF_PACKET, syscall.SOCK_DGRAM, proto); err != nil {
 			return fmt.Errorf("packet socket: %w", err)
 		}
-		c.fd = fd
 		if err := syscall.Bind(fd, &syscall.SockaddrLinklayer{Protocol: htons(syscall.ETH_P_IP), Ifindex: ifi.Index}); err != nil {
 			return fmt.Errorf("bind the packet socket to %s: %w", iface, err)
 		}
-		if err := syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_TIMESTAMPNS, 1); err != nil {
-			return err
+		if set != nil {
+			if err := set(fd); err != nil {
+				return err
+			}
 		}
 		if err := syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4<<20); err != nil {
 			return err
@@ -282,14 +299,10 @@ func captureReplies(ns *lab.Netns, iface string) (*capture, error) {
 		tv := syscall.NsecToTimeval(int64(100 * time.Millisecond))
 		return syscall.SetsockoptTimeval(fd, syscall.SOL_SOCKET, syscall.SO_RCVTIMEO, &tv)
 	})
-	if err != nil {
-		if c.fd >= 0 {
-			syscall.Close(c.fd)
-		}
-		return nil, err
+	if err != nil && fd >= 0 {
+		syscall.Close(fd)
 	}
-	go c.read()
-	return c, nil
+	return fd, err
 }
 
 func htons(v uint16) uint16 { return v<<8 | v>>8 }
@@ -329,15 +342,8 @@ func (c *capture) close() {
 // parseReply reads an IPv4 packet from a DHCP server's port 67 with its
 // kernel time stamp; only OFFERs and ACKs count.
 func parseReply(pkt, oob []byte) (reply, bool) {
-	if len(pkt) < 20 || pkt[0]>>4 != 4 || pkt[9] != syscall.IPPROTO_UDP {
-		return reply{}, false
-	}
-	ihl := int(pkt[0]&0xf) * 4
-	if len(pkt) < ihl+8 || binary.BigEndian.Uint16(pkt[ihl:]) != 67 {
-		return reply{}, false
-	}
-	m, err := dhcpv4.FromBytes(pkt[ihl+8:])
-	if err != nil || (m.MessageType() != dhcpv4.MessageTypeOffer && m.MessageType() != dhcpv4.MessageTypeAck) {
+	m, ok := dhcpAnswer(pkt)
+	if !ok || (m.MessageType() != dhcpv4.MessageTypeOffer && m.MessageType() != dhcpv4.MessageTypeAck) {
 		return reply{}, false
 	}
 	at, ok := kernelStamp(oob)
@@ -345,6 +351,20 @@ func parseReply(pkt, oob []byte) (reply, bool) {
 		return reply{}, false
 	}
 	return reply{at: at, from: net.IP(pkt[12:16]).String(), typ: m.MessageType()}, true
+}
+
+// dhcpAnswer is the DHCP message in pkt, an IPv4 packet, if it is one a
+// server (or a relay) sent: UDP from port 67.
+func dhcpAnswer(pkt []byte) (*dhcpv4.DHCPv4, bool) {
+	if len(pkt) < 20 || pkt[0]>>4 != 4 || pkt[9] != syscall.IPPROTO_UDP {
+		return nil, false
+	}
+	ihl := int(pkt[0]&0xf) * 4
+	if len(pkt) < ihl+8 || binary.BigEndian.Uint16(pkt[ihl:]) != 67 {
+		return nil, false
+	}
+	m, err := dhcpv4.FromBytes(pkt[ihl+8:])
+	return m, err == nil
 }
 
 // kernelStamp is the SO_TIMESTAMPNS time in a packet's control messages.

@@ -18,6 +18,7 @@ import (
 	"github.com/outposthq/outpost/appliance/internal/lab"
 	"github.com/outposthq/outpost/appliance/internal/lab/sim"
 	"github.com/outposthq/outpost/appliance/internal/soak"
+	"github.com/outposthq/outpost/appliance/internal/store"
 )
 
 // The soak's flags.
@@ -54,15 +55,20 @@ const soakDrain = 10 * time.Minute
 // boots the machine: a sim walk over DHCP through a relay, TFTP, boot
 // HTTP and the agent API), which central orders to provision (a mix of
 // two images and two templates) and deprovision in a loop for
-// -soak-duration. A seeded schedule of faults (soak.NewSchedule,
-// printed first) runs meanwhile. The invariants (package soak) are
-// checked as it runs and at its end; the report goes to -soak-report
-// (soak.json, soak.svg) and the line
+// -soak-duration. -soak-vms real QEMU VMs (soak_vms.go), each behind
+// an ipmi_sim of its own whose power on starts QEMU, join them on the
+// same boot network: ordered the same way with the test OS images, they
+// boot the real installer, write the image and boot the test OS, which
+// must read its metadata after each provision. A seeded schedule of
+// faults (soak.NewSchedule, printed first) runs meanwhile, hitting a VM
+// only with the faults a real machine lives through (soak.VMKinds). The
+// invariants (package soak) are checked as it runs and at its end; the
+// report goes to -soak-report (soak.json, soak.svg) and the line
 //
-//	BENCH soak hours=<h> provisions=<n> failed=<n> success_ratio=<r> dup_ips=<n> lost_events=<n> dup_events=<n> p99_s=<s> faults=<n>
+//	BENCH soak hours=<h> provisions=<n> failed=<n> success_ratio=<r> dup_ips=<n> lost_events=<n> dup_events=<n> p99_s=<s> faults=<n> vms=<n> vm_provisions=<n> vm_failed=<n> vm_booted=<n>
 //
 // It fails, naming each, on any broken invariant. Needs root, ipmi_sim,
-// nft, tc and `make images`.
+// nft, tc and `make images`; with VMs, QEMU and the iPXE ROMs.
 func benchSoak(ctx context.Context, log *slog.Logger, _ time.Duration) error {
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
@@ -80,11 +86,14 @@ func benchSoak(ctx context.Context, log *slog.Logger, _ time.Duration) error {
 	if seed == 0 {
 		seed = rand.Uint64()
 	}
+	if *soakVMs < 0 || *soakVMs > soakMaxVMs {
+		return fmt.Errorf("-soak-vms must be 0 to %d, not %d", soakMaxVMs, *soakVMs)
+	}
 	ids := make([]string, *soakMachines)
 	for i := range ids {
 		ids[i] = fmt.Sprintf("soak-%04d", i)
 	}
-	sched, err := soak.NewSchedule(seed, *soakDuration, ids, kinds, *soakPerKind)
+	sched, err := soak.NewSchedule(seed, *soakDuration, ids, soakVMIDs(*soakVMs), kinds, *soakPerKind)
 	if err != nil {
 		return err
 	}
@@ -107,10 +116,16 @@ func benchSoak(ctx context.Context, log *slog.Logger, _ time.Duration) error {
 	if err != nil {
 		return err
 	}
+	var vmImages []store.Object
+	if *soakVMs > 0 {
+		if vmImages, err = linkSoakVMImages(filepath.Join(root, "images", "out"), art); err != nil {
+			return err
+		}
+	}
 	var rep *soak.Report
 	r := lab.NewRunner(ctx, "bench-soak", discardLog{log})
 	err = r.Run(func(t lab.T) {
-		rep, err = soakRun(ctx, t, sched, dir, bins, art)
+		rep, err = soakRun(ctx, t, sched, dir, bins, art, vmImages)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -158,15 +173,22 @@ func soakScheduleKinds(list, upgradeFrom string) []soak.Kind {
 }
 
 // soakRun sets the lab up, runs the schedule and the orders, and checks
-// the invariants at the end.
-func soakRun(ctx context.Context, t lab.T, sched *soak.Schedule, dir string, bins soakBins, art *sim.Artifacts) (*soak.Report, error) {
+// the invariants at the end; vmImages are the VMs' OS images (none
+// without VMs).
+func soakRun(ctx context.Context, t lab.T, sched *soak.Schedule, dir string, bins soakBins, art *sim.Artifacts, vmImages []store.Object) (*soak.Report, error) {
 	cen := startSoakCentral(t, bins, *soakCentrals)
 	site, err := startSoakSite(ctx, t, *soakSiteNodes, dir, bins, art, cen)
 	if err != nil {
 		return nil, err
 	}
-	if err := putSoakSite(ctx, site, art); err != nil {
+	if err := putSoakSite(ctx, site, art, vmImages); err != nil {
 		return nil, err
+	}
+	if *soakVMs > 0 {
+		// Before the relay binds the address the bridge takes.
+		if err := bridgeSoakVMs(t, site.sw.client); err != nil {
+			return nil, err
+		}
 	}
 	// Every node hears each relayed request, as from dhcrelay with
 	// their addresses (storm3's).
@@ -190,11 +212,14 @@ func soakRun(ctx context.Context, t lab.T, sched *soak.Schedule, dir string, bin
 	if err != nil {
 		return nil, err
 	}
+	if err := startSoakVMs(runCtx, t, fleet, site.sw.client, soakVMIDs(*soakVMs)); err != nil {
+		return nil, err
+	}
 	if err := registerSoakMachines(ctx, cen, site, fleet); err != nil {
 		return nil, err
 	}
-	fmt.Fprintf(os.Stderr, "soak: lab up in %.0f s: central %d nodes, site %s %d nodes, %d machines behind ipmi_sim\n",
-		time.Since(began).Seconds(), len(cen.nodes), soakSiteID, len(site.nodes), len(fleet.list))
+	fmt.Fprintf(os.Stderr, "soak: lab up in %.0f s: central %d nodes, site %s %d nodes, %d machines behind ipmi_sim (%d real VMs)\n",
+		time.Since(began).Seconds(), len(cen.nodes), soakSiteID, len(site.nodes), len(fleet.list), *soakVMs)
 	start = time.Now()
 	return soakLoop(runCtx, t, sched, start, cen, site, fleet, chk)
 }

@@ -339,12 +339,21 @@ const (
 )
 
 // agentKill kills f's target's walk once an action of its workflow
-// runs (its image write, its wipe), and says whether it did.
+// runs (its image write, its wipe), or resets a VM then, as its
+// installer panicking would, and says whether it did.
 func (in *soakInjector) agentKill(ctx context.Context, f soak.Fault) bool {
 	m := in.fleet.byID[f.Target]
 	deadline := time.Now().Add(soakAgentWindow)
 	for time.Now().Before(deadline) {
-		if in.actionRunning(ctx, m) && in.fleet.killWalk(ctx, m, soakAgentAfter) {
+		switch running := in.actionRunning(ctx, m); {
+		case running && m.vm != nil:
+			if err := m.vm.reset(ctx); err != nil {
+				in.note(f, "missed", "reset ", m.ID, ": ", err)
+				return false
+			}
+			in.note(f, "reset", "the VM ", m.ID)
+			return true
+		case running && in.fleet.killWalk(ctx, m, soakAgentAfter):
 			in.note(f, "killed", "the walk of ", m.ID)
 			return true
 		}

@@ -27,10 +27,12 @@ var (
 )
 
 // soakMachine is a simulated machine behind a real BMC (ipmi_sim): when
-// the BMC powers it on, it network-boots (a sim walk), as a server does.
+// the BMC powers it on, it network-boots (a sim walk), as a server does;
+// or a real VM (vm set), which its BMC starts and stops.
 type soakMachine struct {
 	sim.Machine
 	bmc *lab.IPMISim
+	vm  *soakVM
 
 	mu        sync.Mutex
 	cancel    context.CancelFunc // the walk running, if any
@@ -201,6 +203,9 @@ type soakOrders struct {
 	waiters map[string]chan orderEnd
 	cursor  uint64
 	placed  atomic.Int64
+	// booted counts the VMs' provisions whose test OS read its
+	// metadata.
+	booted atomic.Int64
 }
 
 // orderEnd is how an order ended: succeeded, failed or refused (by
@@ -253,15 +258,28 @@ func (o *soakOrders) watch(ctx context.Context) {
 
 // run loops machine m through provision and deprovision orders until
 // placing ends, then returns once its last order ended (or ctx ended).
+// A VM's provision names the order as its hostname, and its deprovision
+// waits for the test OS to say it has it (vmBooted).
 func (o *soakOrders) run(ctx, placing context.Context, m *soakMachine, rnd *rand.Rand) {
+	images := soakImages
+	if m.vm != nil {
+		images = soakVMImages
+	}
 	for n := 1; placing.Err() == nil; n++ {
-		img, tmpl := soakImages[rnd.IntN(len(soakImages))], soakTemplates[rnd.IntN(len(soakTemplates))]
+		id := fmt.Sprintf("%s-p%d", m.ID, n)
+		img, tmpl := images[rnd.IntN(len(images))], soakTemplates[rnd.IntN(len(soakTemplates))]
+		hostname := m.ID
+		if m.vm != nil {
+			hostname = id
+		}
 		prov := map[string]any{"action": "provision", "machine_id": m.ID, "template": tmpl, "image": img,
-			"values": map[string]string{"hostname": m.ID}}
-		if end, ok := o.one(ctx, m, fmt.Sprintf("%s-p%d", m.ID, n), prov); !ok {
+			"values": map[string]string{"hostname": hostname}}
+		if end, ok := o.one(ctx, m, id, prov); !ok {
 			return
 		} else if end.state == "failed" {
 			fmt.Fprintf(os.Stderr, "soak: %s: provision failed: %s\n", m.ID, end.reason)
+		} else if m.vm != nil {
+			o.vmBooted(ctx, m, id, hostname)
 		}
 		deprov := map[string]any{"action": "deprovision", "machine_id": m.ID}
 		end, ok := o.one(ctx, m, fmt.Sprintf("%s-d%d", m.ID, n), deprov)
@@ -274,6 +292,19 @@ func (o *soakOrders) run(ctx, placing context.Context, m *soakMachine, rnd *rand
 		if sleepCtx(placing, time.Duration(rnd.IntN(10_000))*time.Millisecond) != nil {
 			return
 		}
+	}
+}
+
+// vmBooted waits for the test OS that VM m's provision (order id)
+// wrote to say it read its metadata: a violation if it does not.
+func (o *soakOrders) vmBooted(ctx context.Context, m *soakMachine, id, hostname string) {
+	err := m.vm.waitBooted(ctx, hostname, m.ID)
+	switch {
+	case err == nil:
+		o.booted.Add(1)
+		fmt.Fprintf(os.Stderr, "soak: %s: the test OS of %s read its metadata\n", m.ID, id)
+	case ctx.Err() == nil:
+		o.chk.Violate(soak.InvVMBoot, "%s: order %s succeeded, but: %v", m.ID, id, err)
 	}
 }
 

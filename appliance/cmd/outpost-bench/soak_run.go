@@ -24,13 +24,18 @@ import (
 )
 
 // putSoakSite stores the site's own objects through its API: the
-// installer, the two OS images (the same file under two names), and the
-// install templates and the deprovision's wipe template.
-func putSoakSite(ctx context.Context, s *soakSite, art *sim.Artifacts) error {
-	objs := []store.Object{art.Installer(stormInstaller), labsite.InstallTemplate(), labsite.RebootTemplate(), labsite.WipeTemplate()}
+// installer, the two OS images (the same file under two names), the
+// VMs' images (more), and the install templates and the deprovision's
+// wipe template.
+func putSoakSite(ctx context.Context, s *soakSite, art *sim.Artifacts, more []store.Object) error {
+	inst := art.Installer(stormInstaller)
+	// The VMs boot it under software emulation on a loaded machine.
+	inst.Cmdline += " " + lab.GuestKernelArgs
+	objs := []store.Object{inst, labsite.InstallTemplate(), labsite.RebootTemplate(), labsite.WipeTemplate()}
 	for _, name := range soakImages {
 		objs = append(objs, art.OSImage(name))
 	}
+	objs = append(objs, more...)
 	for _, o := range objs {
 		if err := s.api.Put(ctx, o.Kind()+"s", o.Key(), o, nil); err != nil {
 			return fmt.Errorf("put %s %s at the site: %w", o.Kind(), o.Key(), err)
@@ -115,12 +120,13 @@ func soakLoop(ctx context.Context, t lab.T, sched *soak.Schedule, start time.Tim
 	chk.CheckResources(60)
 	rep := soak.NewReport(&done, elapsed, len(fleet.list), chk, charged)
 	rep.LostEvents, rep.DupEvents = lost, dup
+	rep.CountVMs(soakVMIDs(*soakVMs), int(orders.booted.Load()))
 	in.mu.Lock()
 	rep.Extra = map[string]any{"walks": fleet.walks.Load(), "walk_failures": fleet.walkFails.Load(),
 		"acks": chk.ACKs(), "orders_placed": orders.placed.Load(), "fault_log": in.log}
 	in.mu.Unlock()
 	if len(rep.Violations) > 0 {
-		fmt.Fprintf(os.Stderr, "soak: applianced's logs (last lines):\n%s", site.logTails(30))
+		fmt.Fprintf(os.Stderr, "soak: applianced's logs (last lines):\n%s%s", site.logTails(30), fleet.vmTails(20))
 	}
 	return rep, nil
 }
@@ -140,8 +146,8 @@ func soakProgress(placing context.Context, start time.Time, o *soakOrders, f *so
 					failed++
 				}
 			}
-			fmt.Fprintf(os.Stderr, "soak: %5.0f s: orders placed %d, ended %d (%d failed); walks %d (%d failed); violations %d\n",
-				time.Since(start).Seconds(), o.placed.Load(), ended, failed, f.walks.Load(), f.walkFails.Load(), len(chk.Violations()))
+			fmt.Fprintf(os.Stderr, "soak: %5.0f s: orders placed %d, ended %d (%d failed); walks %d (%d failed); VMs booted %d; violations %d\n",
+				time.Since(start).Seconds(), o.placed.Load(), ended, failed, f.walks.Load(), f.walkFails.Load(), o.booted.Load(), len(chk.Violations()))
 		}
 	})
 	return wg.Wait

@@ -39,7 +39,8 @@ const (
 // the image's own SYSLINUX configuration has them, and where its
 // metadata is. The test OS runs from its initramfs, so it names no
 // root file system (an OS with one adds root= here, as its boot loader
-// does).
+// does). lab.GuestKernelArgs keeps a starved TCG guest's timer check
+// from panicking it.
 const testOSCmdline = "console=tty0 console=ttyS0,115200 " + lab.GuestKernelArgs + " outpost.metadata={{ .metadata_url }}"
 
 // syslinuxCfg is what the workflow writes over the test OS's boot

@@ -32,6 +32,9 @@ const (
 	// InvMachineState: a machine's state at the site is not the one
 	// its events (as central's fleet model derives it) explain.
 	InvMachineState = "machine_state"
+	// InvVMBoot: a real VM's provision succeeded but the test OS it
+	// installed did not report the metadata the order gave it.
+	InvVMBoot = "vm_not_booted"
 )
 
 // allowedFailure are the reasons an order may fail for under a fault

@@ -24,4 +24,12 @@
 //     events explain (central's fleet model, derived from them alone).
 //   - No file-descriptor or goroutine growth and a bounded RSS in each
 //     daemon process that lived through the run.
+//   - After each provision of a real VM that succeeded, the test OS it
+//     wrote boots and reports the hostname and instance id the metadata
+//     service gave it.
+//
+// Real VMs (QEMU behind their own ipmi_sim) may be among the machines:
+// a schedule's targeted faults hit them only of the VMKinds, which a
+// real machine lives through in a soak's time, and the report counts
+// their provisions apart (Report.CountVMs).
 package soak

@@ -23,16 +23,24 @@ type Report struct {
 	// TTP is the time to provision of the provisions that succeeded,
 	// from placing at central to the order's end at the site, in
 	// seconds: quantiles and a histogram.
-	TTP        Quantiles              `json:"time_to_provision_s"`
-	Histogram  []Bucket               `json:"time_to_provision_histogram"`
-	DupIPs     int                    `json:"dup_ips"`
-	LostEvents int                    `json:"lost_events"`
-	DupEvents  int                    `json:"dup_events"`
-	Faults     []FaultCost            `json:"faults"`
-	Orders     []Order                `json:"orders"`
-	Samples    map[string][]Sample    `json:"samples"`
-	Violations []Violation            `json:"violations"`
-	Extra      map[string]interface{} `json:"extra,omitempty"`
+	TTP        Quantiles           `json:"time_to_provision_s"`
+	Histogram  []Bucket            `json:"time_to_provision_histogram"`
+	DupIPs     int                 `json:"dup_ips"`
+	LostEvents int                 `json:"lost_events"`
+	DupEvents  int                 `json:"dup_events"`
+	Faults     []FaultCost         `json:"faults"`
+	Orders     []Order             `json:"orders"`
+	Samples    map[string][]Sample `json:"samples"`
+	Violations []Violation         `json:"violations"`
+	// VMs counts the real QEMU VMs among the machines; VMProvisions and
+	// VMFailed are their provisions ended and failed (counted in
+	// Provisions and Failed too), and VMBooted those after which the VM's
+	// own test OS reached the metadata service (CountVMs).
+	VMs          int                    `json:"vms"`
+	VMProvisions int                    `json:"vm_provisions"`
+	VMFailed     int                    `json:"vm_failed"`
+	VMBooted     int                    `json:"vm_booted"`
+	Extra        map[string]interface{} `json:"extra,omitempty"`
 }
 
 // Quantiles of a distribution, by the nearest-rank method.
@@ -156,10 +164,27 @@ func histogram(v []float64) []Bucket {
 	return out
 }
 
+// CountVMs counts the provisions of the machines vms (real VMs) among
+// the report's orders, and takes booted, how many of them the VMs' test
+// OS confirmed.
+func (r *Report) CountVMs(vms []string, booted int) {
+	r.VMs, r.VMBooted = len(vms), booted
+	for _, o := range r.Orders {
+		if o.Action != "provision" || o.State == "" || !slices.Contains(vms, o.Machine) {
+			continue
+		}
+		r.VMProvisions++
+		if o.State != "succeeded" {
+			r.VMFailed++
+		}
+	}
+}
+
 // BenchLine is the report's BENCH line.
 func (r *Report) BenchLine() string {
-	return fmt.Sprintf("BENCH soak hours=%.3f provisions=%d failed=%d success_ratio=%.3f dup_ips=%d lost_events=%d dup_events=%d p99_s=%.1f faults=%d",
-		r.Hours, r.Provisions, r.Failed, r.SuccessRatio, r.DupIPs, r.LostEvents, r.DupEvents, r.TTP.P99, len(r.Faults))
+	return fmt.Sprintf("BENCH soak hours=%.3f provisions=%d failed=%d success_ratio=%.3f dup_ips=%d lost_events=%d dup_events=%d p99_s=%.1f faults=%d vms=%d vm_provisions=%d vm_failed=%d vm_booted=%d",
+		r.Hours, r.Provisions, r.Failed, r.SuccessRatio, r.DupIPs, r.LostEvents, r.DupEvents, r.TTP.P99, len(r.Faults),
+		r.VMs, r.VMProvisions, r.VMFailed, r.VMBooted)
 }
 
 // Write writes the report into dir as soak.json and soak.svg and

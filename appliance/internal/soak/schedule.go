@@ -60,6 +60,16 @@ const (
 	Upgrade Kind = "upgrade"
 )
 
+// VMKinds are the targeted kinds of fault a real VM (QEMU behind its
+// ipmi_sim) lives through in a soak's time: its BMC hung or refusing
+// (the VM runs on, its power jobs may fail) and its installer lost in
+// the middle of a write (the VM resets, as a panicking installer's
+// reboots). Not BMCDead: a dead ipmi_sim takes its VM's QEMU with it,
+// a power loss mid-install that no order lives through; nor
+// ImageCorrupt: a real VM's download goes over a real TCP connection
+// the lab does not damage.
+var VMKinds = []Kind{BMCTimeout, BMCRefuse, AgentKill}
+
 // Kinds are every kind of fault, in the order a schedule cycles them.
 var Kinds = []Kind{SiteKill, CentralKill, WANPartition, WANFlap, BootLoss, BMCDead, BMCTimeout, BMCRefuse, AgentKill,
 	ImageCorrupt, DiskFull, ClockStep}
@@ -145,11 +155,12 @@ const quiet = 0.1
 // NewSchedule packs a day's faults (perDay) of kinds (nil: Kinds) into
 // d, scaled down with d but at least one of each kind (faults is 0) or
 // exactly faults of each kind, at seeded random times within the middle of d (quiet at either
-// end), targets chosen from machines; an Upgrade is always one. Faults
+// end), targets chosen from machines, and from vms too for the VMKinds
+// (no vms: the schedule of the machines alone); an Upgrade is always one. Faults
 // of the process kinds (SiteKill, CentralKill), of the WAN and the
 // Upgrade never overlap one another, so that what each cost can be told
 // apart (an Upgrade first in kinds is placed first, the others around it).
-func NewSchedule(seed uint64, d time.Duration, machines []string, kinds []Kind, faults int) (*Schedule, error) {
+func NewSchedule(seed uint64, d time.Duration, machines, vms []string, kinds []Kind, faults int) (*Schedule, error) {
 	if d < time.Minute {
 		return nil, fmt.Errorf("soak: duration %v is under a minute", d)
 	}
@@ -190,7 +201,8 @@ func NewSchedule(seed uint64, d time.Duration, machines []string, kinds []Kind, 
 				exclusive = append(exclusive, f)
 			}
 			if k.targeted() {
-				f.Target = machines[r.IntN(len(machines))]
+				pool := targets(k, machines, vms)
+				f.Target = pool[r.IntN(len(pool))]
 			}
 			s.Faults = append(s.Faults, f)
 		}
@@ -198,6 +210,15 @@ func NewSchedule(seed uint64, d time.Duration, machines []string, kinds []Kind, 
 	slices.SortStableFunc(s.Faults, func(a, b Fault) int { return int(a.Start - b.Start) })
 	s.drawSteps()
 	return s, nil
+}
+
+// targets are the machines a fault of kind k may be against: machines,
+// and vms if a VM lives through k.
+func targets(k Kind, machines, vms []string) []string {
+	if len(vms) == 0 || !slices.Contains(VMKinds, k) {
+		return machines
+	}
+	return append(slices.Clip(machines), vms...)
 }
 
 // targeted says whether a fault of kind k is against one machine.

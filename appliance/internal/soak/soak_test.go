@@ -13,15 +13,15 @@ import (
 
 func TestScheduleSeeded(t *testing.T) {
 	ms := []string{"m1", "m2", "m3"}
-	a, err := NewSchedule(7, time.Hour, ms, nil, 0)
+	a, err := NewSchedule(7, time.Hour, ms, nil, nil, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, _ := NewSchedule(7, time.Hour, ms, nil, 0)
+	b, _ := NewSchedule(7, time.Hour, ms, nil, nil, 0)
 	if diff := cmp.Diff(a, b); diff != "" {
 		t.Fatalf("same seed, other schedule (-a +b):\n%s", diff)
 	}
-	c, _ := NewSchedule(8, time.Hour, ms, nil, 0)
+	c, _ := NewSchedule(8, time.Hour, ms, nil, nil, 0)
 	if cmp.Equal(a.Faults, c.Faults) {
 		t.Fatal("seeds 7 and 8 gave the same schedule")
 	}
@@ -65,7 +65,7 @@ func TestScheduleRefuses(t *testing.T) {
 		"no kind":     {time.Hour, []string{"m"}, []Kind{"disk.melt"}},
 	} {
 		t.Run(name, func(t *testing.T) {
-			if _, err := NewSchedule(1, tc.d, tc.ms, tc.kinds, 0); err == nil {
+			if _, err := NewSchedule(1, tc.d, tc.ms, nil, tc.kinds, 0); err == nil {
 				t.Fatal("no error")
 			}
 		})
@@ -214,7 +214,7 @@ func TestResources(t *testing.T) {
 func TestReport(t *testing.T) {
 	clk := &clock{}
 	c := NewChecker(clk.Now)
-	s, err := NewSchedule(3, 2*time.Minute, []string{"m1"}, nil, 1)
+	s, err := NewSchedule(3, 2*time.Minute, []string{"m1"}, nil, nil, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -227,7 +227,7 @@ func TestReport(t *testing.T) {
 	c.Placed("z", "m1", "deprovision")
 	c.Ended("z", "succeeded", "")
 	r := NewReport(s, 2*time.Minute, 1, c, c.CheckOrders(s.Faults))
-	want := fmt.Sprintf("BENCH soak hours=0.033 provisions=3 failed=0 success_ratio=1.000 dup_ips=0 lost_events=0 dup_events=0 p99_s=30.0 faults=%d", len(Kinds))
+	want := fmt.Sprintf("BENCH soak hours=0.033 provisions=3 failed=0 success_ratio=1.000 dup_ips=0 lost_events=0 dup_events=0 p99_s=30.0 faults=%d vms=0 vm_provisions=0 vm_failed=0 vm_booted=0", len(Kinds))
 	if got := r.BenchLine(); got != want {
 		t.Fatalf("BENCH line\n got %s\nwant %s", got, want)
 	}
@@ -254,7 +254,7 @@ func TestReportListsViolationsBounded(t *testing.T) {
 	for i := range 30 {
 		c.Violate(InvOrderOpen, "order %d %s", i, strings.Repeat("x", 300))
 	}
-	s, err := NewSchedule(3, 2*time.Minute, []string{"m1"}, []Kind{SiteKill}, 1)
+	s, err := NewSchedule(3, 2*time.Minute, []string{"m1"}, nil, []Kind{SiteKill}, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -273,11 +273,11 @@ func TestReportListsViolationsBounded(t *testing.T) {
 // from clockSteps, the same for the same seed, and that the steps'
 // draws leave the other faults where a schedule without steps has them.
 func TestClockSteps(t *testing.T) {
-	a, err := NewSchedule(11, time.Hour, []string{"m1", "m2"}, nil, 0)
+	a, err := NewSchedule(11, time.Hour, []string{"m1", "m2"}, nil, nil, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, _ := NewSchedule(11, time.Hour, []string{"m1", "m2"}, nil, 0)
+	b, _ := NewSchedule(11, time.Hour, []string{"m1", "m2"}, nil, nil, 0)
 	steps := 0
 	for i, f := range a.Faults {
 		if f.Kind != ClockStep {
@@ -301,7 +301,7 @@ func TestClockSteps(t *testing.T) {
 		t.Fatal("no clock step in an hour")
 	}
 	without := slices.DeleteFunc(slices.Clone(Kinds), func(k Kind) bool { return k == ClockStep })
-	c, _ := NewSchedule(11, time.Hour, []string{"m1", "m2"}, without, 0)
+	c, _ := NewSchedule(11, time.Hour, []string{"m1", "m2"}, nil, without, 0)
 	var others []Fault
 	for _, f := range a.Faults {
 		if f.Kind != ClockStep {
@@ -310,5 +310,69 @@ func TestClockSteps(t *testing.T) {
 	}
 	if !slices.Equal(others, c.Faults) {
 		t.Errorf("clock steps moved the other faults")
+	}
+}
+
+// TestScheduleVMTargets checks that a schedule's faults hit the VMs only
+// of the VMKinds, that they do hit them, and that without VMs the
+// schedule is that of the machines alone.
+func TestScheduleVMTargets(t *testing.T) {
+	ms, vms := []string{"m1", "m2"}, []string{"vm1", "vm2"}
+	s, err := NewSchedule(5, time.Hour, ms, vms, nil, 40)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hit := map[Kind]bool{}
+	for _, f := range s.Faults {
+		if !slices.Contains(vms, f.Target) {
+			continue
+		}
+		if !slices.Contains(VMKinds, f.Kind) {
+			t.Errorf("%s hits a VM", f)
+		}
+		hit[f.Kind] = true
+	}
+	for _, k := range VMKinds {
+		if !hit[k] {
+			t.Errorf("no %s of 40 hit a VM", k)
+		}
+	}
+	if len(ms) != 2 {
+		t.Errorf("the machines' slice grew to %v", ms)
+	}
+	a, _ := NewSchedule(5, time.Hour, ms, nil, nil, 0)
+	b, _ := NewSchedule(5, time.Hour, ms, []string{}, nil, 0)
+	if !slices.Equal(a.Faults, b.Faults) {
+		t.Error("an empty list of VMs changed the schedule")
+	}
+}
+
+// TestReportCountsVMs checks that the VMs' provisions are counted apart,
+// and in the totals too.
+func TestReportCountsVMs(t *testing.T) {
+	clk := &clock{}
+	c := NewChecker(clk.Now)
+	s, err := NewSchedule(3, 2*time.Minute, []string{"m1"}, []string{"vm1"}, []Kind{SiteKill}, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range []struct{ id, machine, action, state string }{
+		{"a", "m1", "provision", "succeeded"}, {"b", "vm1", "provision", "succeeded"},
+		{"c", "vm1", "provision", "failed"}, {"d", "vm1", "deprovision", "succeeded"}, {"e", "vm1", "provision", ""},
+	} {
+		c.Placed(o.id, o.machine, o.action)
+		clk.now += time.Second
+		if o.state != "" {
+			c.Ended(o.id, o.state, "power_cycle failed: x")
+		}
+	}
+	r := NewReport(s, 2*time.Minute, 2, c, nil)
+	r.CountVMs([]string{"vm1"}, 1)
+	if r.VMs != 1 || r.VMProvisions != 2 || r.VMFailed != 1 || r.VMBooted != 1 || r.Provisions != 3 || r.Failed != 1 {
+		t.Fatalf("vms %d, vm provisions %d (%d failed, %d booted) of %d (%d failed); want 1, 2 (1, 1) of 3 (1)",
+			r.VMs, r.VMProvisions, r.VMFailed, r.VMBooted, r.Provisions, r.Failed)
+	}
+	if line := r.BenchLine(); !strings.HasSuffix(line, " vms=1 vm_provisions=2 vm_failed=1 vm_booted=1") {
+		t.Errorf("BENCH line %q does not end with the VMs' figures", line)
 	}
 }

@@ -12,7 +12,7 @@ import (
 func TestSVGDrawsFaultBands(t *testing.T) {
 	clk := &clock{}
 	c := NewChecker(clk.Now)
-	s, err := NewSchedule(5, 10*time.Minute, []string{"m1", "m2"}, nil, 1)
+	s, err := NewSchedule(5, 10*time.Minute, []string{"m1", "m2"}, nil, nil, 1)
 	if err != nil {
 		t.Fatal(err)
 	}

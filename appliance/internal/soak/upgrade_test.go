@@ -16,7 +16,7 @@ func TestScheduleUpgrade(t *testing.T) {
 		perKind int
 	}{{10 * time.Minute, 0}, {time.Hour, 0}, {24 * time.Hour, 0}, {time.Hour, 3}} {
 		for seed := range uint64(20) {
-			s, err := NewSchedule(seed, c.d, machines, kinds, c.perKind)
+			s, err := NewSchedule(seed, c.d, machines, nil, kinds, c.perKind)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -39,7 +39,7 @@ func TestScheduleUpgrade(t *testing.T) {
 			}
 		}
 	}
-	s, err := NewSchedule(1, time.Hour, machines, nil, 0)
+	s, err := NewSchedule(1, time.Hour, machines, nil, nil, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
