@@ -31,7 +31,7 @@ func TestCentralRollingUpgradeSkew(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	oldBin, newBin := buildCentralSkewBins(t, root, t.TempDir())
+	oldBin, newBin := buildSkewBins(t, root, t.TempDir(), "centrald", "./central/cmd/centrald")
 	c := startSoakCentral(t, soakBins{oldCentrald: oldBin, newCentrald: newBin}, 3)
 	nodes := map[string]*soakCentralNode{}
 	for _, nd := range c.nodes {
@@ -88,24 +88,6 @@ func TestCentralRollingUpgradeSkew(t *testing.T) {
 			t.Errorf("%s leads and serves annotations %v; want the one posted once c2 was upgraded", id, got)
 		}
 	}
-}
-
-// buildCentralSkewBins builds centrald of -soak-upgrade-from and of
-// this tree into dir.
-func buildCentralSkewBins(t *testing.T, root, dir string) (oldBin, newBin string) {
-	ctx := t.Context()
-	src, remove, err := checkoutRelease(ctx, root, *soakUpgradeFrom, dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer remove()
-	if oldBin, err = goBuildIn(ctx, src, dir, "centrald-old", "./central/cmd/centrald", "-trimpath"); err != nil {
-		t.Fatal(err)
-	}
-	if newBin, err = goBuild(ctx, dir, "centrald", "./central/cmd/centrald"); err != nil {
-		t.Fatal(err)
-	}
-	return oldBin, newBin
 }
 
 // restartAs stops nd with SIGTERM (a leader hands leadership over) and

@@ -84,7 +84,7 @@ func TestRollingUpgradeSkew(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	oldBin, newBin := buildSkewBins(t, root, dir)
+	oldBin, newBin := buildSkewBins(t, root, dir, "applianced", "./appliance/cmd/applianced")
 	sw := newDHCPSwitch(t, site3Nodes)
 	// n1 bootstraps the site, so it leads: a new node leading old ones.
 	site, auth, err := startSiteOf(ctx, sw, dir, []string{newBin, oldBin, oldBin}, nil, func(i int, ndir string) ([]string, error) {
@@ -144,20 +144,19 @@ func TestRollingUpgradeSkew(t *testing.T) {
 	putAndApplied("with every node upgraded")
 }
 
-// buildSkewBins builds applianced of -soak-upgrade-from and of this
-// tree into dir.
-func buildSkewBins(t *testing.T, root, dir string) (oldBin, newBin string) {
+// buildSkewBins builds the daemon name (package pkg) of
+// -soak-upgrade-from and of this tree into dir, as name-old and name.
+func buildSkewBins(t *testing.T, root, dir, name, pkg string) (oldBin, newBin string) {
 	ctx := t.Context()
 	src, remove, err := checkoutRelease(ctx, root, *soakUpgradeFrom, dir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer remove()
-	oldBin, err = goBuildIn(ctx, src, dir, "applianced-old", "./appliance/cmd/applianced", "-trimpath")
-	if err != nil {
+	if oldBin, err = goBuildIn(ctx, src, dir, name+"-old", pkg, "-trimpath"); err != nil {
 		t.Fatal(err)
 	}
-	if newBin, err = buildApplianced(ctx, dir); err != nil {
+	if newBin, err = goBuild(ctx, dir, name, pkg); err != nil {
 		t.Fatal(err)
 	}
 	return oldBin, newBin
