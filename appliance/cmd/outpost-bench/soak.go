@@ -29,7 +29,7 @@ var (
 	soakMachines = flag.Int("soak-machines", 200, "simulated machines, each behind an ipmi_sim BMC, the soak provisions and deprovisions in a loop")
 	soakCentrals = flag.Int("soak-central-nodes", 3, "centrald nodes of the soak's central")
 	soakKinds    = flag.String("soak-faults", "", "comma-separated fault kinds the soak injects (default all: "+kindList()+")")
-	soakPerKind  = flag.Int("soak-faults-per-kind", 0, "faults of each kind (0: a day's, scaled to the duration, at least one)")
+	soakPerKind  = flag.Int("soak-faults-per-kind", 0, "faults of each kind (0: a day's in an hour or more, fewer in proportion to an hour in a shorter soak, at least one)")
 	soakReport   = flag.String("soak-report", "soak-report", "directory the soak writes soak.json and soak.svg into")
 	soakInject   = flag.Bool("soak-inject-violation", false,
 		"feed the checker one ACK of a held address to another MAC, to prove that a broken invariant fails the soak")

@@ -74,8 +74,9 @@ var VMKinds = []Kind{BMCTimeout, BMCRefuse, AgentKill}
 var Kinds = []Kind{SiteKill, CentralKill, WANPartition, WANFlap, BootLoss, BMCDead, BMCTimeout, BMCRefuse, AgentKill,
 	ImageCorrupt, DiskFull, ClockStep}
 
-// perDay is how many faults of each kind a day holds: a schedule packs
-// a day's density into its duration (at least one of each).
+// perDay is how many faults of each kind a day holds: a schedule of an
+// hour or more is a compressed day and holds them all, a shorter one
+// fewer in proportion (dayFaults).
 var perDay = map[Kind]int{
 	SiteKill: 6, CentralKill: 6, WANPartition: 8, WANFlap: 8, BootLoss: 8, BMCDead: 12, BMCTimeout: 8, BMCRefuse: 8,
 	AgentKill: 12, ImageCorrupt: 12, DiskFull: 4, ClockStep: 6,
@@ -148,13 +149,22 @@ type Schedule struct {
 	Faults   []Fault       `json:"faults"`
 }
 
+// dayFaults is how many faults of kind k a schedule of d holds by
+// default. The soak compresses a day into d: an hour or more holds a
+// day's faults (perDay), at a day's density when d is 24 hours and
+// packed tighter below; a shorter soak, too short to hold a day's
+// exclusive faults apart, holds a share in proportion to an hour, and
+// at least one of each kind.
+func dayFaults(k Kind, d time.Duration) int {
+	return max(1, int(float64(perDay[k])*min(1, d.Hours())+0.5))
+}
+
 // quiet is how much of a schedule's start and end have no fault: the
 // first provisions run clean, and the last faults heal before the end.
 const quiet = 0.1
 
-// NewSchedule packs a day's faults (perDay) of kinds (nil: Kinds) into
-// d, scaled down with d but at least one of each kind (faults is 0) or
-// exactly faults of each kind, at seeded random times within the middle of d (quiet at either
+// NewSchedule packs a day's faults (perDay, dayFaults) of kinds (nil:
+// Kinds) into d (faults is 0), or exactly faults of each kind, at seeded random times within the middle of d (quiet at either
 // end), targets chosen from machines, and from vms too for the VMKinds
 // (no vms: the schedule of the machines alone); an Upgrade is always one. Faults
 // of the process kinds (SiteKill, CentralKill), of the WAN and the
@@ -182,7 +192,7 @@ func NewSchedule(seed uint64, d time.Duration, machines, vms []string, kinds []K
 	for _, k := range kinds {
 		n := faults
 		if n == 0 {
-			n = max(1, int(float64(perDay[k])*d.Hours()/24+0.5))
+			n = dayFaults(k, d)
 		}
 		if k == Upgrade {
 			n = 1

@@ -43,14 +43,35 @@ func TestScheduleSeeded(t *testing.T) {
 		}
 	}
 	for _, k := range Kinds {
-		if kinds[k] == 0 {
-			t.Errorf("no %s fault in an hour", k)
+		if kinds[k] != perDay[k] {
+			t.Errorf("%d %s faults in an hour, want a day's, %d", kinds[k], k, perDay[k])
 		}
 	}
 	var out strings.Builder
 	a.Print(&out)
 	if !strings.Contains(out.String(), "-soak-seed 7") {
 		t.Errorf("the printed schedule does not say how to replay it:\n%s", out.String())
+	}
+}
+
+// A soak shorter than an hour holds a share of a day's faults, at
+// least one of each kind.
+func TestDayFaults(t *testing.T) {
+	for _, c := range []struct {
+		k    Kind
+		d    time.Duration
+		want int
+	}{
+		{BMCDead, 24 * time.Hour, 12},
+		{BMCDead, time.Hour, 12},
+		{BMCDead, 30 * time.Minute, 6},
+		{BMCDead, 10 * time.Minute, 2},
+		{DiskFull, 10 * time.Minute, 1},
+		{DiskFull, time.Minute, 1},
+	} {
+		if got := dayFaults(c.k, c.d); got != c.want {
+			t.Errorf("dayFaults(%s, %v) = %d, want %d", c.k, c.d, got, c.want)
+		}
 	}
 }
 
