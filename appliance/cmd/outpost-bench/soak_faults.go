@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -45,6 +46,13 @@ type soakInjector struct {
 // and returns the faults as injected once all have ended.
 func (in *soakInjector) run(ctx context.Context, s *soak.Schedule) []soak.Fault {
 	in.done = make([]soak.Fault, len(s.Faults))
+	// The schedule puts every fault after the upgrade; one that overruns
+	// its time holds the others back, so that no fault meets a node of
+	// the previous release.
+	upgraded := make(chan struct{})
+	if !slices.ContainsFunc(s.Faults, func(f soak.Fault) bool { return f.Kind == soak.Upgrade }) {
+		close(upgraded)
+	}
 	var wg sync.WaitGroup
 	for i, f := range s.Faults {
 		in.done[i] = f
@@ -52,9 +60,19 @@ func (in *soakInjector) run(ctx context.Context, s *soak.Schedule) []soak.Fault 
 			if sleepCtx(ctx, time.Until(in.start.Add(f.Start))) != nil {
 				return
 			}
+			if f.Kind != soak.Upgrade {
+				select {
+				case <-ctx.Done():
+					return
+				case <-upgraded:
+				}
+			}
 			in.note(f, "begins")
 			in.inject(ctx, i, f)
 			in.note(f, "ends")
+			if f.Kind == soak.Upgrade {
+				close(upgraded)
+			}
 			in.annotate(ctx, i) // soak_annotate.go
 		})
 	}

@@ -164,12 +164,14 @@ func dayFaults(k Kind, d time.Duration) int {
 const quiet = 0.1
 
 // NewSchedule packs a day's faults (perDay, dayFaults) of kinds (nil:
-// Kinds) into d (faults is 0), or exactly faults of each kind, at seeded random times within the middle of d (quiet at either
-// end), targets chosen from machines, and from vms too for the VMKinds
-// (no vms: the schedule of the machines alone); an Upgrade is always one. Faults
-// of the process kinds (SiteKill, CentralKill), of the WAN and the
-// Upgrade never overlap one another, so that what each cost can be told
-// apart (an Upgrade first in kinds is placed first, the others around it).
+// Kinds) into d (faults is 0), or exactly faults of each kind, at seeded
+// random times within the middle of d (quiet at either end), with
+// targets chosen from machines, and from vms too for the VMKinds (no
+// vms: the schedule of the machines alone). An Upgrade in kinds is one,
+// first, as the quiet start ends; every other fault comes after it.
+// Faults of the process kinds (SiteKill, CentralKill), of the WAN, of
+// disks and the Upgrade never overlap one another, so that what each
+// cost can be told apart.
 func NewSchedule(seed uint64, d time.Duration, machines, vms []string, kinds []Kind, faults int) (*Schedule, error) {
 	if d < time.Minute {
 		return nil, fmt.Errorf("soak: duration %v is under a minute", d)
@@ -189,13 +191,23 @@ func NewSchedule(seed uint64, d time.Duration, machines, vms []string, kinds []K
 	s := &Schedule{Seed: seed, Duration: d, Kinds: kinds, PerKind: faults}
 	lo, hi := time.Duration(float64(d)*quiet), time.Duration(float64(d)*(1-quiet))
 	var exclusive []Fault // the faults that must not overlap
+	if slices.Contains(kinds, Upgrade) {
+		// The upgrade comes first, and every other fault after it: the
+		// soak tests this release, and the previous one lacks fixes
+		// that its faults need (a full disk panicked its nodes; its
+		// agent API refuses a lost attempt's report).
+		span := min(length[Upgrade], (hi-lo)/4)
+		up := Fault{Kind: Upgrade, Start: lo, End: lo + span}
+		s.Faults, exclusive = append(s.Faults, up), append(exclusive, up)
+		lo = up.End + 10*time.Second
+	}
 	for _, k := range kinds {
 		n := faults
 		if n == 0 {
 			n = dayFaults(k, d)
 		}
 		if k == Upgrade {
-			n = 1
+			continue
 		}
 		for range n {
 			f := Fault{Kind: k}

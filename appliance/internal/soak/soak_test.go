@@ -54,6 +54,24 @@ func TestScheduleSeeded(t *testing.T) {
 	}
 }
 
+// An upgrade comes first, as the quiet start ends, and every other
+// fault after it.
+func TestScheduleUpgradeFirst(t *testing.T) {
+	s, err := NewSchedule(9, time.Hour, []string{"m1", "m2"}, nil, append([]Kind{Upgrade}, Kinds...), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	up := s.Faults[0]
+	if up.Kind != Upgrade || up.Start != 6*time.Minute {
+		t.Fatalf("first fault %s, want the upgrade at 6m0s", up)
+	}
+	for _, f := range s.Faults[1:] {
+		if f.Kind == Upgrade || f.Start <= up.End {
+			t.Errorf("%s is not after the upgrade (%s)", f, up)
+		}
+	}
+}
+
 // A soak shorter than an hour holds a share of a day's faults, at
 // least one of each kind.
 func TestDayFaults(t *testing.T) {

@@ -71,6 +71,10 @@ func NewAgent(hc *http.Client, base, token string, stats *Stats) (*Agent, error)
 // more, and the agent fetches the workflow again.
 var errRefused = errors.New("refused (409)")
 
+// errBadRequest is a 400: an appliance of an older release refuses a
+// report of a kind it does not know.
+var errBadRequest = errors.New("bad request (400)")
+
 // The agent's polling bounds while nothing is ready (agent.DefaultPollMin
 // and DefaultPollMax).
 const (
@@ -129,7 +133,15 @@ func (a *Agent) loseOrphans(ctx context.Context, wf *agentproto.Workflow) (*agen
 		rep := agentproto.Report{Action: act.Name, Attempt: act.Attempt, Kind: agentproto.ReportLost,
 			Message: fmt.Sprintf("the agent restarted during attempt %d", act.Attempt)}
 		var next agentproto.Workflow
-		switch err := a.call(ctx, http.MethodPost, agentproto.PathReport, rep, &next); {
+		err := a.call(ctx, http.MethodPost, agentproto.PathReport, rep, &next)
+		if errors.Is(err, errBadRequest) {
+			// A release before lost reports: told the attempt failed, as
+			// its agents did (the real agent does the same).
+			a.stats.count("agent: a lost report refused as unknown (400), reported failed")
+			rep.Kind = agentproto.ReportFinish
+			err = a.call(ctx, http.MethodPost, agentproto.PathReport, rep, &next)
+		}
+		switch {
 		case errors.Is(err, errRefused):
 			a.stats.count("agent: a lost report refused (409)")
 			return a.fetch(ctx)
@@ -266,7 +278,8 @@ func (a *Agent) download(ctx context.Context, u *url.URL, action string, attempt
 
 // call sends an agent API request with the credential until it is
 // answered, retrying transient failures; 200 decodes the answer into out
-// (if not nil), 409 is errRefused, anything else is final.
+// (if not nil), 409 is errRefused, 400 errBadRequest, anything else is
+// final.
 func (a *Agent) call(ctx context.Context, method, path string, body, out any) error {
 	var payload []byte
 	if body != nil {
@@ -285,6 +298,8 @@ func (a *Agent) call(ctx context.Context, method, path string, body, out any) er
 			return transientKind(0, err), err
 		case status == http.StatusConflict:
 			return "", fmt.Errorf("%s: %w: %s", what, errRefused, answer)
+		case status == http.StatusBadRequest:
+			return "", fmt.Errorf("%s: %w: %s", what, errBadRequest, answer)
 		case status != http.StatusOK:
 			err := fmt.Errorf("%s: HTTP %d: %s", what, status, answer)
 			return transientKind(status, err), err

@@ -86,6 +86,27 @@ func TestAgentLosesOrphan(t *testing.T) {
 	}
 }
 
+// TestAgentLostToAnOlderAppliance: an appliance of a release before
+// lost reports refuses one as bad input (400); the agent reports the
+// attempt failed instead, as the real agent does, and runs the retry.
+func TestAgentLostToAnOlderAppliance(t *testing.T) {
+	f := newWorkflowAPI(t, workflow.Action{Name: "wipe", Type: "disk.wipe", Retries: 1, Backoff: time.Millisecond,
+		Args: map[string]string{"device": "/dev/vda"}})
+	f.old = true
+	f.with(func() {
+		var err error
+		if f.st, _, err = workflow.Start(f.st, "wipe", 1, time.Now()); err != nil { // the agent before
+			t.Fatal(err)
+		}
+	})
+	if wf := f.run(t, nil); wf.Status != "succeeded" {
+		t.Fatalf("workflow %+v", wf)
+	}
+	if got := f.kinds(); got != "finish start finish" {
+		t.Errorf("reports applied: %s, want finish start finish", got)
+	}
+}
+
 // TestAgentDamagedImage: an image download damaged on its way in (one
 // byte flipped before the agent hashes it) is downloaded again within
 // the attempt, which succeeds; a link that damages every download fails
@@ -121,6 +142,7 @@ type workflowAPI struct {
 	st    workflow.State
 	image []byte
 	kind  []string // the kinds of the reports applied
+	old   bool     // answer as a release before lost reports
 }
 
 func newWorkflowAPI(t *testing.T, actions ...workflow.Action) *workflowAPI {
@@ -174,6 +196,10 @@ func (f *workflowAPI) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	var rep agentproto.Report
 	json.NewDecoder(r.Body).Decode(&rep)
+	if f.old && rep.Kind == agentproto.ReportLost {
+		http.Error(w, `{"error":{"code":"invalid","message":"\"lost\" is not one of start, progress, finish","field":"report.kind"}}`, http.StatusBadRequest)
+		return
+	}
 	var err error
 	switch now := time.Now(); rep.Kind {
 	case agentproto.ReportStart:
