@@ -69,41 +69,35 @@ func TestAgentRediscover(t *testing.T) {
 // TestAgentLosesOrphan: the agent of a machine reset during its wipe
 // (attempt 1 running) reports it lost, and runs the retry the appliance
 // makes of it (the workflow package's Lose), though the wipe has no
-// retries: the workflow succeeds.
+// retries: the workflow succeeds. An appliance of a release before lost
+// reports refuses one as bad input (400): the agent reports the attempt
+// failed instead, as the real agent does, and runs the action's retry.
 func TestAgentLosesOrphan(t *testing.T) {
-	f := newWorkflowAPI(t, workflow.Action{Name: "wipe", Type: "disk.wipe", Args: map[string]string{"device": "/dev/vda"}})
-	f.with(func() {
-		var err error
-		if f.st, _, err = workflow.Start(f.st, "wipe", 1, time.Now()); err != nil { // the agent before
-			t.Fatal(err)
-		}
-	})
-	if wf := f.run(t, nil); wf.Status != "succeeded" {
-		t.Fatalf("workflow %+v", wf)
-	}
-	if got := f.kinds(); got != "lost start finish" {
-		t.Errorf("reports applied: %s, want lost start finish", got)
-	}
-}
-
-// TestAgentLostToAnOlderAppliance: an appliance of a release before
-// lost reports refuses one as bad input (400); the agent reports the
-// attempt failed instead, as the real agent does, and runs the retry.
-func TestAgentLostToAnOlderAppliance(t *testing.T) {
-	f := newWorkflowAPI(t, workflow.Action{Name: "wipe", Type: "disk.wipe", Retries: 1, Backoff: time.Millisecond,
-		Args: map[string]string{"device": "/dev/vda"}})
-	f.old = true
-	f.with(func() {
-		var err error
-		if f.st, _, err = workflow.Start(f.st, "wipe", 1, time.Now()); err != nil { // the agent before
-			t.Fatal(err)
-		}
-	})
-	if wf := f.run(t, nil); wf.Status != "succeeded" {
-		t.Fatalf("workflow %+v", wf)
-	}
-	if got := f.kinds(); got != "finish start finish" {
-		t.Errorf("reports applied: %s, want finish start finish", got)
+	for name, tc := range map[string]struct {
+		old     bool
+		retries int
+		reports string
+	}{
+		"lost":                {false, 0, "lost start finish"},
+		"to an older release": {true, 1, "finish start finish"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			f := newWorkflowAPI(t, workflow.Action{Name: "wipe", Type: "disk.wipe", Retries: tc.retries, Backoff: time.Millisecond,
+				Args: map[string]string{"device": "/dev/vda"}})
+			f.old = tc.old
+			f.with(func() {
+				var err error
+				if f.st, _, err = workflow.Start(f.st, "wipe", 1, time.Now()); err != nil { // the agent before
+					t.Fatal(err)
+				}
+			})
+			if wf := f.run(t, nil); wf.Status != "succeeded" {
+				t.Fatalf("workflow %+v", wf)
+			}
+			if got := f.kinds(); got != tc.reports {
+				t.Errorf("reports applied: %s, want %s", got, tc.reports)
+			}
+		})
 	}
 }
 
