@@ -56,8 +56,10 @@ LABEL testos
 `
 
 // installerCmdline is the installer's extra kernel arguments: a
-// panicking installer reboots, and so boots again.
-const installerCmdline = "panic=10 " + lab.GuestKernelArgs
+// panicking installer reboots, and so boots again. Not
+// lab.GuestKernelArgs: a virtual media ISO takes only name=value
+// arguments (vmedia), and no_timer_check is a bare word.
+const installerCmdline = "panic=10"
 
 // Provisioning is what a site needs to provision VMs with the test OS:
 // Network's subnet and templates, with the installer and the test OS
